@@ -1,0 +1,1 @@
+//! Placeholder until the chaos issue (#5): the harness will start real `kizuna` processes.

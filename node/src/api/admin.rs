@@ -1,0 +1,141 @@
+//! Cluster administration: status, membership, leadership, snapshots.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use kizuna_proto::admin::cluster_admin_server::ClusterAdmin;
+use kizuna_proto::admin::{
+    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse, MembershipResponse,
+    SnapshotRequest, SnapshotResponse, TransferLeaderRequest,
+};
+use openraft::ChangeMembers;
+use tonic::{Request, Response, Status};
+
+use crate::node::{Node, NodeError};
+use crate::raft::HubNode;
+
+pub struct AdminService {
+    node: Arc<Node>,
+}
+
+impl AdminService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// Membership operations run on the leader only.
+    fn require_leader(&self) -> Result<(), Status> {
+        let m = self.node.raft.metrics().borrow().clone();
+        if m.current_leader == Some(self.node.id) {
+            return Ok(());
+        }
+        let leader = m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).cloned());
+        Err(NodeError::NotLeader { leader_id: m.current_leader, leader }.into_status())
+    }
+
+    fn membership_response(&self, log_index: u64) -> MembershipResponse {
+        let m = self.node.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        MembershipResponse {
+            log_index,
+            voter_ids: membership.voter_ids().collect(),
+            learner_ids: membership.learner_ids().collect(),
+        }
+    }
+}
+
+fn raft_status(e: impl std::fmt::Display) -> Status {
+    Status::failed_precondition(e.to_string())
+}
+
+#[tonic::async_trait]
+impl ClusterAdmin for AdminService {
+    async fn status(&self, _req: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
+        Ok(Response::new(self.node.cluster_status().await))
+    }
+
+    async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<MembershipResponse>, Status> {
+        let req = req.into_inner();
+        let spec = req.node.ok_or_else(|| Status::invalid_argument("node is required"))?;
+        if spec.id == 0 {
+            return Err(Status::invalid_argument("node.id must be > 0"));
+        }
+        for (field, value) in [("name", &spec.name), ("region", &spec.region)] {
+            if value.trim().is_empty() {
+                return Err(Status::invalid_argument(format!("node.{field} must not be empty")));
+            }
+        }
+        for (field, value) in [("raft_addr", &spec.raft_addr), ("api_addr", &spec.api_addr)] {
+            value
+                .parse::<std::net::SocketAddr>()
+                .map_err(|e| Status::invalid_argument(format!("node.{field} {value:?}: {e}")))?;
+        }
+        self.require_leader()?;
+        let node = HubNode { name: spec.name, region: spec.region, raft_addr: spec.raft_addr, api_addr: spec.api_addr };
+        let resp = self.node.raft.add_learner(spec.id, node, req.wait_caught_up).await.map_err(raft_status)?;
+        Ok(Response::new(self.membership_response(resp.log_id.index)))
+    }
+
+    async fn change_membership(
+        &self,
+        req: Request<ChangeMembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let req = req.into_inner();
+        if req.voter_ids.is_empty() {
+            return Err(Status::invalid_argument("voter_ids must not be empty"));
+        }
+        self.require_leader()?;
+        let voters: BTreeSet<u64> = req.voter_ids.into_iter().collect();
+        let known: BTreeMap<u64, HubNode> = {
+            let m = self.node.raft.metrics().borrow().clone();
+            m.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect()
+        };
+        if let Some(unknown) = voters.iter().find(|id| !known.contains_key(id)) {
+            return Err(Status::not_found(format!("node {unknown} is not a member; add it as a learner first")));
+        }
+        let resp = self
+            .node
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(voters), req.retain_as_learners)
+            .await
+            .map_err(raft_status)?;
+        Ok(Response::new(self.membership_response(resp.log_id.index)))
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<TransferLeaderRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let to = req.into_inner().to_node_id;
+        self.require_leader()?;
+        let is_voter = self.node.raft.voter_ids().any(|id| id == to);
+        if !is_voter {
+            return Err(Status::failed_precondition(format!("node {to} is not a voter")));
+        }
+        self.node.raft.trigger().transfer_leader(to).await.map_err(raft_status)?;
+        Ok(Response::new(self.membership_response(0)))
+    }
+
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotResponse>, Status> {
+        let raft = &self.node.raft;
+        let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        raft.trigger().snapshot().await.map_err(raft_status)?;
+        let built = raft
+            .wait(Some(self.node.quorum_timeout))
+            .metrics(move |m| m.snapshot.is_some_and(|l| l.index >= applied), "admin snapshot")
+            .await
+            .map_err(|e| Status::unavailable(format!("snapshot not built in time: {e}")))?;
+        let snapshot_index = built.snapshot.map_or(0, |l| l.index);
+        let mut purged_index = built.purged.map_or(0, |l| l.index);
+        if req.into_inner().purge_log && snapshot_index > 0 {
+            raft.trigger().purge_log(snapshot_index).await.map_err(raft_status)?;
+            let purged = raft
+                .wait(Some(self.node.quorum_timeout))
+                .metrics(move |m| m.purged.is_some_and(|l| l.index >= snapshot_index), "admin purge")
+                .await
+                .map_err(|e| Status::unavailable(format!("log not purged in time: {e}")))?;
+            purged_index = purged.purged.map_or(0, |l| l.index);
+        }
+        Ok(Response::new(SnapshotResponse { snapshot_index, purged_index }))
+    }
+}

@@ -1,0 +1,29 @@
+//! The public gRPC front end of a node: records, cluster administration, health and reflection.
+
+mod admin;
+mod records;
+
+use std::sync::Arc;
+
+use tonic::transport::server::Router;
+
+use crate::node::Node;
+
+pub use admin::AdminService;
+pub use records::RecordsService;
+
+/// All public services of one node, ready to serve.
+pub fn router(node: Arc<Node>) -> Router {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(kizuna_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .ok();
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    // The process serves as soon as it listens; Raft readiness is reported by `Status`.
+    drop(health_reporter);
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_optional_service(reflection)
+        .add_service(kizuna_proto::records::records_server::RecordsServer::new(RecordsService::new(node.clone())))
+        .add_service(kizuna_proto::admin::cluster_admin_server::ClusterAdminServer::new(AdminService::new(node)))
+}

@@ -1,0 +1,88 @@
+//! `kizuna serve` and `kizuna demo`: run nodes until Ctrl-C or SIGTERM.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tracing::info;
+
+use crate::config::HubConfig;
+use crate::node::{self, Listeners, RunningNode};
+use crate::raft::network::TcpConnector;
+
+pub async fn serve(config: &Path, node_name: &str) -> anyhow::Result<()> {
+    let hub = HubConfig::load(config)?;
+    let me = hub.node(node_name)?.clone();
+    let listeners = Listeners::bind(&me).await.with_context(|| format!("binding {}'s addresses", me.name))?;
+    let running = node::start(&hub, &me, listeners, Arc::new(TcpConnector::default())).await?;
+    shutdown_signal().await;
+    info!("stopping");
+    running.shutdown().await;
+    Ok(())
+}
+
+pub async fn demo(data_dir: &Path) -> anyhow::Result<()> {
+    let hub = super::demo_hub()?.with_data_root(data_dir);
+    let mut nodes: Vec<RunningNode> = Vec::new();
+    for me in &hub.nodes {
+        let listeners = Listeners::bind(me)
+            .await
+            .with_context(|| format!("binding {} and {} (is another demo running?)", me.raft_addr, me.api_addr))?;
+        nodes.push(node::start(&hub, me, listeners, Arc::new(TcpConnector::default())).await?);
+    }
+    let leader = wait_for_leader(&nodes, Duration::from_secs(30)).await;
+    let Some(leader) = leader else {
+        for n in nodes {
+            n.shutdown().await;
+        }
+        bail!("the demo hub elected no leader within 30s");
+    };
+    println!("Kizuna demo hub {:?} is up; data in {}", hub.hub.name, data_dir.display());
+    for me in &hub.nodes {
+        let mark = if me.id == leader { "  (leader)" } else { "" };
+        println!("  {:<14} region {:<11} api http://{}{mark}", me.name, me.region(), me.api_addr);
+    }
+    println!("Try:  kizuna status     kizuna put greeting こんにちは     kizuna get greeting");
+    println!("Stop with Ctrl-C.");
+    shutdown_signal().await;
+    info!("stopping the demo hub");
+    for n in nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn wait_for_leader(nodes: &[RunningNode], timeout: Duration) -> Option<u64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(leader) = nodes.iter().find_map(|n| n.node.raft.metrics().borrow().current_leader) {
+            return Some(leader);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,274 @@
+//! The TOML topology of a hub: its nodes, their regions and addresses, and the Raft timers.
+//!
+//! Validation names the offending field so that an operator can fix the file without reading
+//! code.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid topology: {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("node {0:?} is not in the topology (known nodes: {1})")]
+    UnknownNode(String, String),
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), reason: reason.into() }
+}
+
+/// A whole hub: one Raft group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    pub hub: HubSection,
+    #[serde(default)]
+    pub raft: RaftTimers,
+    #[serde(rename = "node", default)]
+    pub nodes: Vec<NodeConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSection {
+    /// Short name of the hub, e.g. `tochigi`. Used as the Raft cluster name.
+    pub name: String,
+}
+
+/// Raft timers in milliseconds. The defaults suit regions 10–30 ms apart: a heartbeat every
+/// 150 ms and an election after 1–2 s without one. For slower links keep
+/// `election_timeout_min_ms` at ten or more round trips and the heartbeat at a third of it or less.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTimers {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many applied entries since the last one.
+    pub snapshot_after_entries: u64,
+    /// Entries kept in the log behind the last snapshot, so lagging followers can catch up
+    /// without a snapshot.
+    pub keep_entries_after_snapshot: u64,
+}
+
+impl Default for RaftTimers {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 150,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            snapshot_after_entries: 20_000,
+            keep_entries_after_snapshot: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub name: String,
+    pub region: Option<String>,
+    /// Address of the internal Raft service (node↔node).
+    pub raft_addr: SocketAddr,
+    /// Address of the public gRPC API.
+    pub api_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Voters count for the quorum; a learner only replicates (extra regions, local reads).
+    #[serde(default = "default_true")]
+    pub voter: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl NodeConfig {
+    /// The region; validation guarantees it is present.
+    pub fn region(&self) -> &str {
+        self.region.as_deref().unwrap_or("")
+    }
+}
+
+impl HubConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: HubConfig = toml::from_str(text)
+            .map_err(|source| ConfigError::Parse { path: PathBuf::from("<config>"), source })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hub.name.trim().is_empty() {
+            return Err(invalid("hub.name", "must not be empty"));
+        }
+        if self.nodes.is_empty() {
+            return Err(invalid("node", "a hub needs at least one [[node]]"));
+        }
+        let mut ids = HashSet::new();
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let at = |f: &str| format!("node[{i}].{f}");
+            if node.id == 0 {
+                return Err(invalid(at("id"), "0 is reserved; ids start at 1"));
+            }
+            if !ids.insert(node.id) {
+                return Err(invalid(at("id"), format!("duplicate id {}", node.id)));
+            }
+            if node.name.trim().is_empty() {
+                return Err(invalid(at("name"), "must not be empty"));
+            }
+            if !names.insert(node.name.as_str()) {
+                return Err(invalid(at("name"), format!("duplicate name {:?}", node.name)));
+            }
+            match node.region.as_deref().map(str::trim) {
+                None => return Err(invalid(at("region"), "missing: every node sits in a region")),
+                Some("") => return Err(invalid(at("region"), "must not be empty")),
+                Some(_) => {}
+            }
+            for (field, addr) in [("raft_addr", node.raft_addr), ("api_addr", node.api_addr)] {
+                if !addrs.insert(addr) {
+                    return Err(invalid(at(field), format!("duplicate address {addr}")));
+                }
+            }
+        }
+        if !self.nodes.iter().any(|n| n.voter) {
+            return Err(invalid("node", "at least one node must be a voter"));
+        }
+        let t = &self.raft;
+        if t.heartbeat_interval_ms == 0 {
+            return Err(invalid("raft.heartbeat_interval_ms", "must be > 0"));
+        }
+        if t.election_timeout_min_ms <= t.heartbeat_interval_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                "must be larger than raft.heartbeat_interval_ms",
+            ));
+        }
+        if t.election_timeout_max_ms <= t.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                "must be larger than raft.election_timeout_min_ms",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeConfig, ConfigError> {
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| {
+            let known: Vec<_> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+            ConfigError::UnknownNode(name.to_owned(), known.join(", "))
+        })
+    }
+
+    pub fn voters(&self) -> impl Iterator<Item = &NodeConfig> {
+        self.nodes.iter().filter(|n| n.voter)
+    }
+
+    /// Places every node's data under `root/<node name>` (used by `kizuna demo --data-dir`).
+    pub fn with_data_root(mut self, root: &Path) -> Self {
+        for node in &mut self.nodes {
+            node.data_dir = root.join(&node.name);
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [hub]
+        name = "t"
+        [[node]]
+        id = 1
+        name = "a"
+        region = "r1"
+        raft_addr = "127.0.0.1:7101"
+        api_addr = "127.0.0.1:7001"
+        data_dir = "data/a"
+        [[node]]
+        id = 2
+        name = "b"
+        region = "r2"
+        raft_addr = "127.0.0.1:7102"
+        api_addr = "127.0.0.1:7002"
+        data_dir = "data/b"
+    "#;
+
+    fn err_of(text: &str) -> String {
+        HubConfig::parse(text).expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn parses_a_good_file() {
+        let c = HubConfig::parse(GOOD).unwrap();
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.node("b").unwrap().region(), "r2");
+        assert_eq!(c.raft.heartbeat_interval_ms, 150);
+    }
+
+    #[test]
+    fn duplicate_id_names_the_field() {
+        let e = err_of(&GOOD.replace("id = 2", "id = 1"));
+        assert!(e.contains("node[1].id") && e.contains("duplicate id 1"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_address_names_the_field() {
+        let e = err_of(&GOOD.replace("127.0.0.1:7102", "127.0.0.1:7101"));
+        assert!(e.contains("node[1].raft_addr") && e.contains("duplicate address"), "{e}");
+    }
+
+    #[test]
+    fn missing_region_names_the_field() {
+        let e = err_of(&GOOD.replace("region = \"r2\"", ""));
+        assert!(e.contains("node[1].region") && e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn unknown_node_lists_the_known_ones() {
+        let c = HubConfig::parse(GOOD).unwrap();
+        let e = c.node("zz").unwrap_err().to_string();
+        assert!(e.contains("\"zz\"") && e.contains("a, b"), "{e}");
+    }
+
+    #[test]
+    fn bad_timers_are_refused() {
+        let e = err_of(&format!("{GOOD}\n[raft]\nheartbeat_interval_ms = 5000\n"));
+        assert!(e.contains("raft.election_timeout_min_ms"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = err_of(&GOOD.replace("name = \"t\"", "name = \"t\"\nnmae = 1"));
+        assert!(e.contains("nmae"), "{e}");
+    }
+
+    #[test]
+    fn shipped_topologies_are_valid() {
+        for f in ["dev.toml", "local-3region.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster-config").join(f);
+            HubConfig::load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+}

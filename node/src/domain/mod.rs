@@ -1,0 +1,116 @@
+//! What the hub does, without I/O: commands, their validation and their results.
+//!
+//! Every state change is a [`Command`] inside an [`Envelope`] that the Raft log carries. The
+//! store applies envelopes deterministically: the same log gives the same state on every node.
+
+pub mod records;
+
+use serde::{Deserialize, Serialize};
+
+pub use records::{Record, RecordError};
+
+/// Longest accepted client request id, in bytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// A command as it travels through the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Client-chosen idempotency key: a retry returns the first result instead of applying twice.
+    pub request_id: String,
+    /// Wall clock of the leader that proposed it, in ms since the Unix epoch. Apply never lets
+    /// time go backwards (see [`monotonic_time`]).
+    pub proposed_at_ms: u64,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    PutRecord { key: String, value: String },
+}
+
+/// The outcome of applying one envelope; what the client gets back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    RecordPut { version: u64 },
+    /// Raft's own entries (leader blanks, membership changes) produce nothing for a client.
+    NoOp,
+    /// The command was valid on the wire but refused by the state it met.
+    Rejected { reason: String },
+}
+
+/// What a client gets for an applied (or already applied) request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub result: CommandResult,
+    /// Raft log index of the entry that first applied this request id.
+    pub log_index: u64,
+    /// True when the request id had been applied before and this is the remembered result.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("request_id must be 1..={MAX_REQUEST_ID_BYTES} bytes of printable text")]
+    RequestId,
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Refused by the leader this write was forwarded to.
+    #[error("{0}")]
+    Forwarded(String),
+}
+
+impl Envelope {
+    /// Checks everything that can be checked without state. Called before proposing, so a
+    /// malformed request never reaches the log.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_request_id(&self.request_id)?;
+        match &self.command {
+            Command::PutRecord { key, value } => records::validate_put(key, value)?,
+        }
+        Ok(())
+    }
+}
+
+pub fn validate_request_id(id: &str) -> Result<(), ValidationError> {
+    if id.is_empty() || id.len() > MAX_REQUEST_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(ValidationError::RequestId);
+    }
+    Ok(())
+}
+
+/// The time an entry is applied at: the proposer's clock, but never behind the previous entry
+/// (a new leader's clock may lag the old one's).
+pub fn monotonic_time(previous_ms: u64, proposed_ms: u64) -> u64 {
+    previous_ms.max(proposed_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(request_id: &str, key: &str, value: &str) -> Envelope {
+        Envelope {
+            request_id: request_id.into(),
+            proposed_at_ms: 1,
+            command: Command::PutRecord { key: key.into(), value: value.into() },
+        }
+    }
+
+    #[test]
+    fn valid_put_passes() {
+        assert_eq!(put("r1", "k", "v").validate(), Ok(()));
+    }
+
+    #[test]
+    fn request_id_is_required_and_bounded() {
+        assert_eq!(put("", "k", "v").validate(), Err(ValidationError::RequestId));
+        assert_eq!(put(&"x".repeat(129), "k", "v").validate(), Err(ValidationError::RequestId));
+        assert_eq!(put("a\nb", "k", "v").validate(), Err(ValidationError::RequestId));
+    }
+
+    #[test]
+    fn time_never_goes_backwards() {
+        assert_eq!(monotonic_time(10, 5), 10);
+        assert_eq!(monotonic_time(10, 15), 15);
+    }
+}

@@ -1,0 +1,17 @@
+//! A Kizuna hub node.
+//!
+//! - [`domain`]: what the product does — commands, validation, results. Pure: no I/O.
+//! - [`store`]: RocksDB — the Raft log, Raft metadata and the state machine, snapshots.
+//! - [`raft`]: openraft wiring — type config, the peer network, the internal Raft service.
+//! - [`api`]: the public gRPC services (records, cluster administration).
+//! - [`config`]: the TOML topology of a hub.
+//! - [`node`]: assembles one running node out of the above.
+//! - [`cli`]: the `kizuna` command's subcommands that talk to a hub as a client.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod node;
+pub mod raft;
+pub mod store;

@@ -1,0 +1,401 @@
+//! One running node: its store, its Raft member, the internal Raft service and the public API.
+//!
+//! [`Node`] holds what the services share and the write and read paths (propose here or
+//! forward to the leader; linearizable or local reads). [`start`] assembles and serves it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kizuna_proto::admin::{ClusterStatusResponse, Member};
+use kizuna_proto::raft::{ForwardWriteRequest, NodeStatus, NodeStatusRequest, ReadIndexRequest};
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::{ReadPolicy, ServerState};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{HubConfig, NodeConfig};
+use crate::domain::{Applied, Envelope, ValidationError};
+use crate::raft::network::{Connector, Network, PeerChannels};
+use crate::raft::service::RaftService;
+use crate::raft::{HubNode, NodeId, Raft, TypeConfig, decode, encode};
+use crate::store::{self, StateReader};
+
+/// Why a write or a linearizable read did not happen. Each maps to one gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    #[error("this node is not the leader; the leader is node {leader_id:?}")]
+    NotLeader { leader_id: Option<NodeId>, leader: Option<HubNode> },
+    #[error("no leader is elected right now (this node cannot reach a quorum); retry shortly")]
+    NoLeader,
+    #[error("no quorum answered within {0:?}; the write may or may not be applied, retry with the same request id")]
+    Timeout(Duration),
+    #[error("the leader could not be reached: {0}")]
+    LeaderUnreachable(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("storage: {0}")]
+    Storage(#[from] std::io::Error),
+}
+
+/// gRPC metadata key carrying the leader's public address when a node refuses a request.
+pub const LEADER_HINT_KEY: &str = "kizuna-leader";
+
+impl NodeError {
+    pub fn into_status(self) -> tonic::Status {
+        use tonic::Status;
+        let message = self.to_string();
+        match self {
+            NodeError::Invalid(_) => Status::invalid_argument(message),
+            NodeError::NotLeader { leader, .. } => {
+                let mut status = Status::unavailable(message);
+                if let Some(value) = leader.and_then(|l| l.api_addr.parse().ok()) {
+                    status.metadata_mut().insert(LEADER_HINT_KEY, value);
+                }
+                status
+            }
+            NodeError::NoLeader | NodeError::Timeout(_) | NodeError::LeaderUnreachable(_) => {
+                Status::unavailable(message)
+            }
+            NodeError::Raft(_) | NodeError::Storage(_) => Status::internal(message),
+        }
+    }
+}
+
+fn from_write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> NodeError {
+    match e.forward_to_leader() {
+        Some(f) => NodeError::NotLeader { leader_id: f.leader_id, leader: f.leader_node.clone() },
+        None => NodeError::Raft(e.to_string()),
+    }
+}
+
+fn from_read_error(e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -> NodeError {
+    match &e {
+        RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => {
+            NodeError::NotLeader { leader_id: f.leader_id, leader: f.leader_node.clone() }
+        }
+        RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) => NodeError::NoLeader,
+        _ => NodeError::Raft(e.to_string()),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the services of one node share.
+pub struct Node {
+    pub id: NodeId,
+    pub info: HubNode,
+    pub raft: Raft,
+    pub state: StateReader,
+    pub channels: PeerChannels,
+    snapshot_dir: PathBuf,
+    incoming_seq: AtomicU64,
+    /// How long a write or a read barrier may wait for a quorum before failing.
+    pub quorum_timeout: Duration,
+}
+
+impl Node {
+    /// Proposes a client write: here if this node leads, otherwise forwarded to the leader.
+    pub async fn write(&self, envelope: Envelope) -> Result<Applied, NodeError> {
+        envelope.validate()?;
+        match self.propose_here(envelope.clone()).await {
+            Err(NodeError::NotLeader { leader: Some(leader), .. }) => self.forward_write(&leader, &envelope).await,
+            Err(NodeError::NotLeader { leader: None, .. }) => Err(NodeError::NoLeader),
+            other => other,
+        }
+    }
+
+    /// Proposes on this node, which must be the leader. The leader stamps its clock.
+    pub async fn propose_here(&self, mut envelope: Envelope) -> Result<Applied, NodeError> {
+        envelope.validate()?;
+        envelope.proposed_at_ms = now_ms();
+        let write = self.raft.client_write(envelope);
+        match tokio::time::timeout(self.quorum_timeout, write).await {
+            Err(_) => Err(NodeError::Timeout(self.quorum_timeout)),
+            Ok(Err(e)) => Err(from_write_error(e)),
+            Ok(Ok(resp)) => Ok(resp.data),
+        }
+    }
+
+    async fn forward_write(&self, leader: &HubNode, envelope: &Envelope) -> Result<Applied, NodeError> {
+        let mut client =
+            self.channels.raft_client(&leader.raft_addr).map_err(|e| NodeError::LeaderUnreachable(e.to_string()))?;
+        let request = ForwardWriteRequest { command: encode(envelope) };
+        let reply = tokio::time::timeout(self.quorum_timeout, client.forward_write(request))
+            .await
+            .map_err(|_| NodeError::Timeout(self.quorum_timeout))?;
+        match reply {
+            Ok(reply) => decode(&reply.into_inner().result).map_err(|e| NodeError::Raft(e.to_string())),
+            // The leader's own refusal (validation, lost leadership) is passed on as it is.
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                Err(NodeError::Invalid(ValidationError::Forwarded(status.message().to_owned())))
+            }
+            Err(status) => Err(NodeError::LeaderUnreachable(status.message().to_owned())),
+        }
+    }
+
+    /// The index a linearizable read must wait for; only the leader can answer.
+    pub async fn leader_read_index(&self) -> Result<u64, NodeError> {
+        let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
+        let linearizer = tokio::time::timeout(self.quorum_timeout, read)
+            .await
+            .map_err(|_| NodeError::Timeout(self.quorum_timeout))?
+            .map_err(from_read_error)?;
+        Ok(linearizer.read_log_id().index())
+    }
+
+    /// Waits until this node's state reflects every write acknowledged before the call: the
+    /// leader confirms its leadership with a quorum (ReadIndex); a follower asks the leader for
+    /// that index and waits until it has applied it.
+    pub async fn linearizable_barrier(&self) -> Result<(), NodeError> {
+        let index = match self.leader_read_index().await {
+            Ok(index) => index,
+            Err(NodeError::NotLeader { leader: Some(leader), .. }) => {
+                let mut client = self
+                    .channels
+                    .raft_client(&leader.raft_addr)
+                    .map_err(|e| NodeError::LeaderUnreachable(e.to_string()))?;
+                let reply = tokio::time::timeout(self.quorum_timeout, client.read_index(ReadIndexRequest {}))
+                    .await
+                    .map_err(|_| NodeError::Timeout(self.quorum_timeout))?
+                    .map_err(|s| NodeError::LeaderUnreachable(s.message().to_owned()))?;
+                reply.into_inner().read_index
+            }
+            Err(NodeError::NotLeader { leader: None, .. }) => return Err(NodeError::NoLeader),
+            Err(e) => return Err(e),
+        };
+        self.raft
+            .wait(Some(self.quorum_timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|_| NodeError::Timeout(self.quorum_timeout))?;
+        Ok(())
+    }
+
+    pub fn incoming_snapshot_path(&self) -> PathBuf {
+        let n = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
+        self.snapshot_dir.join(format!("incoming-{n}.snap"))
+    }
+
+    /// This node's own view of itself.
+    pub fn local_status(&self) -> NodeStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let is_voter = m.membership_config.membership().voter_ids().any(|id| id == self.id);
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Candidate => "candidate",
+            ServerState::Follower if is_voter => "follower",
+            ServerState::Follower | ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        NodeStatus {
+            id: self.id,
+            name: self.info.name.clone(),
+            region: self.info.region.clone(),
+            role: role.to_owned(),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            leader_id: m.current_leader.unwrap_or(0),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            snapshots_installed: self.state.snapshots_installed(),
+        }
+    }
+
+    /// Every member of the hub as this node's membership knows it, each asked for its own status.
+    pub async fn cluster_status(&self) -> ClusterStatusResponse {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let asks = membership.nodes().map(|(&id, node)| {
+            let node = node.clone();
+            let voter = voters.contains(&id);
+            async move {
+                let status = if id == self.id { Ok(self.local_status()) } else { self.peer_status(&node).await };
+                let mut member = Member {
+                    id,
+                    name: node.name.clone(),
+                    region: node.region.clone(),
+                    voter,
+                    api_addr: node.api_addr.clone(),
+                    raft_addr: node.raft_addr.clone(),
+                    ..Member::default()
+                };
+                match status {
+                    Ok(s) => {
+                        member.role = s.role;
+                        member.term = s.term;
+                        member.last_log_index = s.last_log_index;
+                        member.applied_index = s.applied_index;
+                        member.reachable = true;
+                    }
+                    Err(e) => {
+                        member.role = "unknown".into();
+                        member.error = e;
+                    }
+                }
+                member
+            }
+        });
+        let members = futures::future::join_all(asks).await;
+        ClusterStatusResponse { answered_by: self.id, leader_id: m.current_leader.unwrap_or(0), members }
+    }
+
+    async fn peer_status(&self, node: &HubNode) -> Result<NodeStatus, String> {
+        let mut client = self.channels.raft_client(&node.raft_addr).map_err(|e| e.to_string())?;
+        let ask = client.get_node_status(NodeStatusRequest {});
+        match tokio::time::timeout(Duration::from_secs(2), ask).await {
+            Err(_) => Err("no answer within 2s".into()),
+            Ok(Err(status)) => Err(status.message().to_owned()),
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+        }
+    }
+}
+
+/// The two sockets a node serves on. Taken as parameters so tests (and later a simulated
+/// network) choose them.
+pub struct Listeners {
+    pub raft: TcpListener,
+    pub api: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(me: &NodeConfig) -> std::io::Result<Self> {
+        Ok(Self { raft: TcpListener::bind(me.raft_addr).await?, api: TcpListener::bind(me.api_addr).await? })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("raft config: {0}")]
+    RaftConfig(String),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A started node; dropping it does not stop it: call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    pub node: Arc<Node>,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+}
+
+impl RunningNode {
+    /// Stops serving, stops Raft, and waits until the store is closed.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for server in self.servers {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!("server stopped with an error: {e}"),
+                Err(e) => warn!("server task failed: {e}"),
+            }
+        }
+        if let Err(e) = self.node.raft.shutdown().await {
+            warn!("raft shutdown: {e}");
+        }
+    }
+}
+
+fn raft_config(hub: &HubConfig) -> Result<openraft::Config, StartError> {
+    let t = &hub.raft;
+    openraft::Config {
+        cluster_name: hub.hub.name.clone(),
+        heartbeat_interval: t.heartbeat_interval_ms,
+        election_timeout_min: t.election_timeout_min_ms,
+        election_timeout_max: t.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_after_entries),
+        max_in_snapshot_log_to_keep: t.keep_entries_after_snapshot,
+        install_snapshot_timeout: 10_000,
+        send_snapshot_timeout: 600_000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| StartError::RaftConfig(e.to_string()))
+}
+
+pub fn hub_node(n: &NodeConfig) -> HubNode {
+    HubNode {
+        name: n.name.clone(),
+        region: n.region().to_owned(),
+        raft_addr: n.raft_addr.to_string(),
+        api_addr: n.api_addr.to_string(),
+    }
+}
+
+/// Opens the node's store, starts its Raft member, bootstraps the hub's membership on first
+/// start, and serves the Raft service and the public API.
+pub async fn start(
+    hub: &HubConfig,
+    me: &NodeConfig,
+    listeners: Listeners,
+    connector: Arc<dyn Connector>,
+) -> Result<RunningNode, StartError> {
+    let span = info_span!("node", node = %me.name, region = %me.region());
+    async {
+        let (log_store, state_machine) = store::open(&me.data_dir)?;
+        let state = state_machine.reader();
+        let channels = PeerChannels::new(connector);
+        let config = Arc::new(raft_config(hub)?);
+        let raft = Raft::new(me.id, config, Network::new(channels.clone()), log_store, state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized && me.voter {
+            // Every voter proposes the same initial membership; openraft accepts identical
+            // configurations, so whichever voters start first form the hub.
+            let members: BTreeMap<NodeId, HubNode> = hub.voters().map(|n| (n.id, hub_node(n))).collect();
+            match raft.initialize(members).await {
+                Ok(()) => info!("bootstrapped the hub's membership"),
+                Err(e) => info!("membership already bootstrapped elsewhere: {e}"),
+            }
+        }
+
+        let node = Arc::new(Node {
+            id: me.id,
+            info: hub_node(me),
+            raft,
+            state,
+            channels,
+            snapshot_dir: me.data_dir.join("snapshots"),
+            incoming_seq: AtomicU64::new(0),
+            quorum_timeout: Duration::from_millis(hub.raft.election_timeout_max_ms * 5),
+        });
+
+        let (stop, stopped) = watch::channel(false);
+        let raft_server = tonic::transport::Server::builder()
+            .add_service(
+                kizuna_proto::raft::raft_transport_server::RaftTransportServer::new(RaftService::new(node.clone()))
+                    .max_decoding_message_size(64 << 20)
+                    .max_encoding_message_size(64 << 20),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.raft), wait_stop(stopped.clone()));
+        let api_server = crate::api::router(node.clone())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), wait_stop(stopped));
+        let servers = vec![
+            tokio::spawn(raft_server.in_current_span()),
+            tokio::spawn(api_server.in_current_span()),
+        ];
+        info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
+        Ok(RunningNode { node, stop, servers })
+    }
+    .instrument(span)
+    .await
+}
+
+async fn wait_stop(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}

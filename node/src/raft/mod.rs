@@ -1,0 +1,51 @@
+//! openraft wiring: the type configuration, the network to peers and the internal Raft
+//! service. openraft's own types stay inside this module and `store`, so that a version bump
+//! stays local.
+
+pub mod network;
+pub mod service;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Applied, Envelope};
+
+/// Where a member of the hub lives; stored in the replicated membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubNode {
+    pub name: String,
+    pub region: String,
+    /// Internal Raft service address, `host:port`.
+    pub raft_addr: String,
+    /// Public gRPC API address, `host:port`.
+    pub api_addr: String,
+}
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Kizuna's Raft types: the log carries domain [`Envelope`]s, apply answers [`Applied`].
+    pub TypeConfig:
+        D = Envelope,
+        R = Applied,
+        NodeId = NodeId,
+        Node = HubNode,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachineStore>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, crate::store::SnapshotFile>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+
+/// Encodes a Raft message for the wire (see `proto/kizuna/v1/raft.proto`).
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain data types cannot fail: no maps with non-string keys.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}

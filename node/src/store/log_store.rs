@@ -1,0 +1,176 @@
+//! The Raft log and Raft metadata (vote, committed, purged) in RocksDB.
+//!
+//! Every method that openraft relies on for safety writes with `sync = true` before it
+//! returns or signals completion: votes, appends, truncations and purges are on disk when
+//! openraft hears they are done. One append call is one write batch and one fsync, so the
+//! batches openraft forms become group commits.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+
+use super::{CF_RAFT_LOG, CF_RAFT_META, blocking, cf, get_json, io_err, to_json};
+use crate::raft::{Entry, LogId, TypeConfig, Vote};
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_PURGED: &[u8] = b"purged";
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+impl LogStore {
+    pub(crate) fn new(db: Arc<DB>) -> Self {
+        Self { db }
+    }
+
+    fn last_entry(&self) -> std::io::Result<Option<Entry>> {
+        let mut it = self.db.iterator_cf(cf(&self.db, CF_RAFT_LOG), IteratorMode::End);
+        match it.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (_, v) = item.map_err(io_err)?;
+                serde_json::from_slice(&v).map(Some).map_err(io_err)
+            }
+        }
+    }
+
+    fn write_synced(db: &DB, batch: WriteBatch) -> std::io::Result<()> {
+        db.write_opt(batch, &synced()).map_err(io_err)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, std::io::Error> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end_inclusive = match range.end_bound() {
+            Bound::Included(i) => Some(*i),
+            Bound::Excluded(0) => return Ok(Vec::new()),
+            Bound::Excluded(i) => Some(i - 1),
+            Bound::Unbounded => None,
+        };
+        let db = self.db.clone();
+        blocking(move || {
+            let mode = IteratorMode::From(&index_key(start), Direction::Forward);
+            let mut entries = Vec::new();
+            for item in db.iterator_cf(cf(&db, CF_RAFT_LOG), mode) {
+                let (k, v) = item.map_err(io_err)?;
+                let index = u64::from_be_bytes(k.as_ref().try_into().map_err(io_err)?);
+                if end_inclusive.is_some_and(|end| index > end) {
+                    break;
+                }
+                entries.push(serde_json::from_slice(&v).map_err(io_err)?);
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
+        get_json(&self.db, CF_RAFT_META, KEY_VOTE)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, std::io::Error> {
+        let last_purged_log_id: Option<LogId> = get_json(&self.db, CF_RAFT_META, KEY_PURGED)?;
+        let last_log_id = match self.last_entry()? {
+            Some(entry) => Some(entry.log_id),
+            None => last_purged_log_id,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
+        let bytes = to_json(vote)?;
+        let db = self.db.clone();
+        blocking(move || {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(cf(&db, CF_RAFT_META), KEY_VOTE, bytes);
+            Self::write_synced(&db, batch)
+        })
+        .await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), std::io::Error> {
+        // Not synced: a lost `committed` is only a hint; openraft re-learns it from the leader.
+        let bytes = to_json(&committed)?;
+        self.db.put_cf(cf(&self.db, CF_RAFT_META), KEY_COMMITTED, bytes).map_err(io_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, std::io::Error> {
+        Ok(get_json::<Option<LogId>>(&self.db, CF_RAFT_META, KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), std::io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let log_cf = cf(&self.db, CF_RAFT_LOG);
+        for entry in entries {
+            batch.put_cf(log_cf, index_key(entry.log_id.index), to_json(&entry)?);
+        }
+        let db = self.db.clone();
+        let result = blocking(move || Self::write_synced(&db, batch)).await;
+        let report = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string()));
+        callback.io_completed(report);
+        result
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), std::io::Error> {
+        let from = last_log_id.map_or(0, |id| id.index + 1);
+        let db = self.db.clone();
+        blocking(move || {
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(cf(&db, CF_RAFT_LOG), index_key(from), index_key(u64::MAX));
+            batch.delete_cf(cf(&db, CF_RAFT_LOG), index_key(u64::MAX));
+            Self::write_synced(&db, batch)
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
+        let purged = to_json(&log_id)?;
+        let db = self.db.clone();
+        blocking(move || {
+            // The purged marker and the deletion land in one batch: the log never has a hole
+            // between the marker and the first stored entry.
+            let mut batch = WriteBatch::default();
+            batch.put_cf(cf(&db, CF_RAFT_META), KEY_PURGED, purged);
+            batch.delete_range_cf(cf(&db, CF_RAFT_LOG), index_key(0), index_key(log_id.index + 1));
+            Self::write_synced(&db, batch)
+        })
+        .await
+    }
+}

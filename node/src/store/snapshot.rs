@@ -1,0 +1,117 @@
+//! Snapshot files: a consistent copy of the state machine's tables at one applied log id.
+//!
+//! Layout: `u32` length + JSON of the snapshot meta, then pairs of
+//! (`u32` key length, key, `u32` value length, value) of the `sm_data` column family, then a
+//! `u64` pair count as a trailer that proves the file is complete. Built from a RocksDB
+//! snapshot, so it is consistent even while apply goes on; streamed to peers in chunks; read
+//! back into one write batch on install.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::io_err;
+use crate::raft::SnapshotMeta;
+
+/// A snapshot's data: a file on disk, never the whole snapshot in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+}
+
+impl SnapshotFile {
+    pub fn size(&self) -> std::io::Result<u64> {
+        Ok(std::fs::metadata(&self.path)?.len())
+    }
+}
+
+pub(crate) struct SnapshotWriter {
+    out: BufWriter<File>,
+    pairs: u64,
+}
+
+impl SnapshotWriter {
+    pub(crate) fn create(path: &Path, meta: &SnapshotMeta) -> std::io::Result<Self> {
+        let mut out = BufWriter::new(File::create(path)?);
+        let meta = serde_json::to_vec(meta).map_err(io_err)?;
+        write_chunk(&mut out, &meta)?;
+        Ok(Self { out, pairs: 0 })
+    }
+
+    pub(crate) fn pair(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()> {
+        write_chunk(&mut self.out, key)?;
+        write_chunk(&mut self.out, value)?;
+        self.pairs += 1;
+        Ok(())
+    }
+
+    /// Writes the trailer and fsyncs the file.
+    pub(crate) fn finish(mut self) -> std::io::Result<()> {
+        // u32::MAX as a key length marks the trailer.
+        self.out.write_all(&u32::MAX.to_be_bytes())?;
+        self.out.write_all(&self.pairs.to_be_bytes())?;
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()
+    }
+}
+
+fn write_chunk(out: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(io_err)?;
+    if len == u32::MAX {
+        return Err(io_err("snapshot value too large"));
+    }
+    out.write_all(&len.to_be_bytes())?;
+    out.write_all(bytes)
+}
+
+fn read_u32(input: &mut impl Read) -> std::io::Result<u32> {
+    let mut buf = [0; 4];
+    input.read_exact(&mut buf)?;
+    Ok(u32::from_be_bytes(buf))
+}
+
+/// No key, value or meta in a snapshot comes near this; a larger length means a corrupt file.
+const MAX_ITEM_BYTES: u32 = 64 << 20;
+
+fn read_bytes(input: &mut impl Read, len: u32) -> std::io::Result<Vec<u8>> {
+    if len > MAX_ITEM_BYTES {
+        return Err(io_err(format!("corrupt snapshot: item of {len} bytes")));
+    }
+    let mut buf = vec![0; len as usize];
+    input.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Reads only the meta at the head of a snapshot file.
+pub(crate) fn read_meta(path: &Path) -> std::io::Result<SnapshotMeta> {
+    let mut input = BufReader::new(File::open(path)?);
+    let len = read_u32(&mut input)?;
+    serde_json::from_slice(&read_bytes(&mut input, len)?).map_err(io_err)
+}
+
+/// Reads a whole snapshot file, checking that it is complete, and hands every pair to `each`.
+pub(crate) fn read_pairs(
+    path: &Path,
+    mut each: impl FnMut(Vec<u8>, Vec<u8>),
+) -> std::io::Result<SnapshotMeta> {
+    let mut input = BufReader::new(File::open(path)?);
+    let meta_len = read_u32(&mut input)?;
+    let meta = serde_json::from_slice(&read_bytes(&mut input, meta_len)?).map_err(io_err)?;
+    let mut pairs = 0u64;
+    loop {
+        let key_len = read_u32(&mut input)?;
+        if key_len == u32::MAX {
+            let mut count = [0; 8];
+            input.read_exact(&mut count)?;
+            if u64::from_be_bytes(count) != pairs {
+                return Err(io_err("snapshot trailer does not match its contents"));
+            }
+            return Ok(meta);
+        }
+        let key = read_bytes(&mut input, key_len)?;
+        let value_len = read_u32(&mut input)?;
+        let value = read_bytes(&mut input, value_len)?;
+        each(key, value);
+        pairs += 1;
+    }
+}

@@ -1,0 +1,299 @@
+//! The replicated state machine: applies committed entries into RocksDB, builds and installs
+//! snapshots.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use rocksdb::{DB, IteratorMode, WriteBatch};
+
+use super::snapshot::{self, SnapshotFile, SnapshotWriter};
+use super::{CF_SM_DATA, CF_SM_META, blocking, cf, get_json, io_err, to_json};
+use crate::domain::{self, Applied, Command, CommandResult, Envelope, Record};
+use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_MEMBERSHIP: &[u8] = b"membership";
+const KEY_CLOCK: &[u8] = b"clock";
+
+/// Table prefixes inside `sm_data`.
+const T_RECORD: u8 = b'r';
+const T_REQUEST: u8 = b'q';
+
+const CURRENT_SNAPSHOT: &str = "current.snap";
+
+fn table_key(table: u8, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(table);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// Read access to the applied state, shared with the API.
+#[derive(Clone)]
+pub struct StateReader {
+    db: Arc<DB>,
+    snapshots_installed: Arc<AtomicU64>,
+}
+
+impl StateReader {
+    pub fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
+        get_json(&self.db, CF_SM_DATA, &table_key(T_RECORD, key))
+    }
+
+    pub fn applied(&self) -> std::io::Result<Option<LogId>> {
+        get_json(&self.db, CF_SM_META, KEY_APPLIED)
+    }
+
+    /// How many snapshots this node has installed from a leader since it started.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed.load(Ordering::Relaxed)
+    }
+}
+
+pub struct StateMachineStore {
+    db: Arc<DB>,
+    snapshot_dir: PathBuf,
+    reader: StateReader,
+    /// Numbers snapshot ids built by this node, so two builds at one log id differ.
+    snapshot_seq: Arc<AtomicU64>,
+}
+
+impl StateMachineStore {
+    pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> std::io::Result<Self> {
+        // Leftovers of interrupted builds or transfers are incomplete by definition.
+        for entry in std::fs::read_dir(&snapshot_dir)? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|n| n != CURRENT_SNAPSHOT) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        let reader = StateReader { db: db.clone(), snapshots_installed: Arc::default() };
+        Ok(Self { db, snapshot_dir, reader, snapshot_seq: Arc::default() })
+    }
+
+    pub fn reader(&self) -> StateReader {
+        self.reader.clone()
+    }
+
+    /// Where a snapshot arriving from a peer is written before it is installed.
+    pub fn incoming_snapshot_path(&self, name: &str) -> PathBuf {
+        self.snapshot_dir.join(format!("incoming-{name}.snap"))
+    }
+
+    fn current_path(&self) -> PathBuf {
+        self.snapshot_dir.join(CURRENT_SNAPSHOT)
+    }
+}
+
+/// Applies one batch of entries: domain state is read through an overlay of this batch's own
+/// writes, so a batch behaves exactly like entries applied one by one.
+struct ApplyBatch<'a> {
+    db: &'a DB,
+    batch: WriteBatch,
+    records: HashMap<String, Record>,
+    requests: HashMap<String, Applied>,
+    clock_ms: u64,
+}
+
+impl ApplyBatch<'_> {
+    fn apply(&mut self, log_index: u64, envelope: Envelope) -> std::io::Result<Applied> {
+        if let Some(first) = self.request(&envelope.request_id)? {
+            return Ok(Applied { duplicate: true, ..first });
+        }
+        self.clock_ms = domain::monotonic_time(self.clock_ms, envelope.proposed_at_ms);
+        let result = match envelope.command {
+            Command::PutRecord { key, value } => {
+                let previous = self.record(&key)?;
+                let record = domain::records::put(previous.as_ref(), value, self.clock_ms);
+                let version = record.version;
+                self.batch.put_cf(cf(self.db, CF_SM_DATA), table_key(T_RECORD, &key), to_json(&record)?);
+                self.records.insert(key, record);
+                CommandResult::RecordPut { version }
+            }
+        };
+        let applied = Applied { result, log_index, duplicate: false };
+        let req_key = table_key(T_REQUEST, &envelope.request_id);
+        self.batch.put_cf(cf(self.db, CF_SM_DATA), req_key, to_json(&applied)?);
+        self.requests.insert(envelope.request_id, applied.clone());
+        Ok(applied)
+    }
+
+    fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
+        match self.records.get(key) {
+            Some(r) => Ok(Some(r.clone())),
+            None => get_json(self.db, CF_SM_DATA, &table_key(T_RECORD, key)),
+        }
+    }
+
+    fn request(&self, id: &str) -> std::io::Result<Option<Applied>> {
+        match self.requests.get(id) {
+            Some(a) => Ok(Some(a.clone())),
+            None => get_json(self.db, CF_SM_DATA, &table_key(T_REQUEST, id)),
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
+        let applied = get_json(&self.db, CF_SM_META, KEY_APPLIED)?;
+        let membership = get_json(&self.db, CF_SM_META, KEY_MEMBERSHIP)?.unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), std::io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
+    {
+        let clock_ms = get_json(&self.db, CF_SM_META, KEY_CLOCK)?.unwrap_or(0);
+        let mut batch = ApplyBatch {
+            db: &self.db,
+            batch: WriteBatch::default(),
+            records: HashMap::new(),
+            requests: HashMap::new(),
+            clock_ms,
+        };
+        let mut replies = Vec::new();
+        let mut last_applied = None;
+        let mut membership = None;
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let applied = match entry.payload {
+                EntryPayload::Normal(envelope) => batch.apply(entry.log_id.index, envelope)?,
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    Applied { result: CommandResult::NoOp, log_index: entry.log_id.index, duplicate: false }
+                }
+                EntryPayload::Blank => {
+                    Applied { result: CommandResult::NoOp, log_index: entry.log_id.index, duplicate: false }
+                }
+            };
+            last_applied = Some(entry.log_id);
+            if let Some(responder) = responder {
+                replies.push((responder, applied));
+            }
+        }
+        let meta = cf(&self.db, CF_SM_META);
+        let clock_ms = batch.clock_ms;
+        let mut wb = batch.batch;
+        wb.put_cf(meta, KEY_CLOCK, to_json(&clock_ms)?);
+        if let Some(applied) = last_applied {
+            wb.put_cf(meta, KEY_APPLIED, to_json(&applied)?);
+        }
+        if let Some(m) = &membership {
+            wb.put_cf(meta, KEY_MEMBERSHIP, to_json(m)?);
+        }
+        // Not synced: the entries are already fsynced in the log, and the log is purged only
+        // after the WAL is synced (see `SnapshotBuilder::build_snapshot`).
+        self.db.write(wb).map_err(io_err)?;
+        for (responder, applied) in replies {
+            responder.send(applied);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            snapshot_dir: self.snapshot_dir.clone(),
+            seq: self.snapshot_seq.clone(),
+        }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), std::io::Error> {
+        let db = self.db.clone();
+        let meta = meta.clone();
+        let current = self.current_path();
+        blocking(move || {
+            let data = cf(&db, CF_SM_DATA);
+            let mut wb = WriteBatch::default();
+            // Replace the whole state machine in one atomic batch.
+            wb.delete_range_cf(data, [0u8].as_slice(), [0xffu8; 2].as_slice());
+            let file_meta = snapshot::read_pairs(&snapshot.path, |k, v| wb.put_cf(data, k, v))?;
+            if file_meta.last_log_id != meta.last_log_id {
+                return Err(io_err("snapshot file does not match its metadata"));
+            }
+            let sm_meta = cf(&db, CF_SM_META);
+            wb.put_cf(sm_meta, KEY_APPLIED, to_json(&meta.last_log_id)?);
+            wb.put_cf(sm_meta, KEY_MEMBERSHIP, to_json(&meta.last_membership)?);
+            let mut sync = rocksdb::WriteOptions::default();
+            sync.set_sync(true);
+            db.write_opt(wb, &sync).map_err(io_err)?;
+            // Keep the installed snapshot as this node's current one, to serve it onwards.
+            if snapshot.path.parent() == current.parent() {
+                std::fs::rename(&snapshot.path, &current)
+            } else {
+                let tmp = current.with_extension("copy");
+                std::fs::copy(&snapshot.path, &tmp)?;
+                std::fs::rename(&tmp, &current)
+            }
+        })
+        .await?;
+        self.reader.snapshots_installed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, std::io::Error> {
+        let path = self.current_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let meta = snapshot::read_meta(&path)?;
+        Ok(Some(Snapshot { meta, snapshot: SnapshotFile { path } }))
+    }
+}
+
+pub struct SnapshotBuilder {
+    db: Arc<DB>,
+    snapshot_dir: PathBuf,
+    seq: Arc<AtomicU64>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
+        let db = self.db.clone();
+        let dir = self.snapshot_dir.clone();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        blocking(move || {
+            // Sync the WAL first: once this snapshot exists openraft may purge the log, and the
+            // unsynced state-machine writes must not be the only copy of what it held.
+            db.flush_wal(true).map_err(io_err)?;
+            let view = db.snapshot();
+            let meta_cf = cf(&db, CF_SM_META);
+            let read = |key: &[u8]| -> std::io::Result<Option<Vec<u8>>> { view.get_cf(meta_cf, key).map_err(io_err) };
+            let last_log_id: Option<LogId> = match read(KEY_APPLIED)? {
+                Some(b) => serde_json::from_slice(&b).map_err(io_err)?,
+                None => None,
+            };
+            let last_membership: StoredMembership = match read(KEY_MEMBERSHIP)? {
+                Some(b) => serde_json::from_slice(&b).map_err(io_err)?,
+                None => StoredMembership::default(),
+            };
+            let snapshot_id = match &last_log_id {
+                Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
+                None => format!("empty-{seq}"),
+            };
+            let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+            let tmp = dir.join(format!("build-{seq}.snap"));
+            let mut writer = SnapshotWriter::create(&tmp, &meta)?;
+            for item in view.iterator_cf(cf(&db, CF_SM_DATA), IteratorMode::Start) {
+                let (k, v) = item.map_err(io_err)?;
+                writer.pair(&k, &v)?;
+            }
+            writer.finish()?;
+            let current = dir.join(CURRENT_SNAPSHOT);
+            std::fs::rename(&tmp, &current)?;
+            Ok(Snapshot { meta, snapshot: SnapshotFile { path: current } })
+        })
+        .await
+    }
+}

@@ -1,0 +1,183 @@
+//! A three-node hub in-process over real gRPC and RocksDB: replication, forwarding, failover,
+//! catch-up after restart, catch-up by snapshot, idempotent retries, malformed input.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestHub, admin, get, put};
+use kizuna_proto::admin::{AddLearnerRequest, ClusterStatusRequest, NodeSpec, SnapshotRequest};
+use kizuna_proto::records::{Consistency, GetRecordRequest};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_replicate_forward_and_survive_leader_loss_and_restart() {
+    let mut hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let follower = hub.follower_of(leader);
+
+    // A write on the leader and one on a follower (forwarded to the leader).
+    let a = put(&hub.api(leader), "greeting", "こんにちは", "req-a").await.expect("put on leader");
+    assert_eq!(a.version, 1);
+    let b = put(&hub.api(follower), "greeting", "おはよう", "req-b").await.expect("put on follower is forwarded");
+    assert_eq!(b.version, 2);
+    assert!(b.log_index > a.log_index);
+
+    // Every node answers a linearizable read with the latest value.
+    for id in hub.running_ids() {
+        let r = get(&hub.api(id), "greeting", Consistency::Linearizable).await.expect("linearizable read");
+        assert_eq!((r.value.as_str(), r.version, r.node_id), ("おはよう", 2, id));
+    }
+
+    // The whole hub is visible from any node.
+    let status = admin(&hub.api(follower)).await.status(ClusterStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.members.len(), 3);
+    assert!(status.members.iter().all(|m| m.reachable));
+    assert_eq!(status.members.iter().filter(|m| m.role == "leader").count(), 1);
+
+    // Stop the leader: a new one is elected and writes continue.
+    let stopped_at = Instant::now();
+    hub.stop(leader).await;
+    let new_leader = hub.leader().await;
+    assert_ne!(new_leader, leader);
+    eprintln!("new leader {new_leader} after {:?}", stopped_at.elapsed());
+    let survivor = hub.follower_of(new_leader);
+    let c = put(&hub.api(survivor), "greeting", "こんばんは", "req-c").await.expect("write after failover");
+    assert_eq!(c.version, 3);
+
+    // Restart the old leader from its data dir: it catches up with what it missed.
+    hub.restart(leader).await;
+    hub.wait_applied(c.log_index).await;
+    let r = get(&hub.api(leader), "greeting", Consistency::Local).await.expect("local read on restarted node");
+    assert_eq!((r.value.as_str(), r.version), ("こんばんは", 3));
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retried_request_id_applies_once() {
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let follower = hub.follower_of(leader);
+    let first = put(&hub.api(leader), "k", "v1", "same-id").await.unwrap();
+    // A retry (through another node, with a different body even) returns the first result.
+    let retry = put(&hub.api(follower), "k", "v2", "same-id").await.unwrap();
+    assert!(retry.duplicate);
+    assert_eq!((retry.version, retry.log_index), (first.version, first.log_index));
+    let r = get(&hub.api(leader), "k", Consistency::Linearizable).await.unwrap();
+    assert_eq!((r.value.as_str(), r.version), ("v1", 1));
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_requests_are_invalid_argument_and_change_nothing() {
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let follower = hub.follower_of(leader);
+    put(&hub.api(leader), "k", "v", "ok-1").await.unwrap();
+    let applied_before = hub.status(leader).applied_index;
+
+    let too_long = "x".repeat(64 * 1024 + 1);
+    let cases = [
+        ("", "v", "r1", "empty key"),
+        ("bad\u{0}key", "v", "r2", "control character in key"),
+        ("k", too_long.as_str(), "r3", "oversized value"),
+        ("k", "v", "", "empty request id"),
+    ];
+    for node in [leader, follower] {
+        for (key, value, rid, what) in cases {
+            let err = put(&hub.api(node), key, value, rid).await.expect_err(what);
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{what} on node {node}: {err:?}");
+        }
+    }
+    let mut client = common::records(&hub.api(follower)).await;
+    let err = client.get(GetRecordRequest { key: "k".into(), consistency: 99 }).await.expect_err("bad consistency");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = get(&hub.api(follower), "never-written", Consistency::Linearizable).await.expect_err("missing key");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = admin(&hub.api(leader))
+        .await
+        .add_learner(AddLearnerRequest { node: None, wait_caught_up: false })
+        .await
+        .expect_err("learner without node");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    // Nothing reached the log.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hub.status(leader).applied_index, applied_before);
+    let r = get(&hub.api(leader), "k", Consistency::Linearizable).await.unwrap();
+    assert_eq!((r.value.as_str(), r.version), ("v", 1));
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
+    let mut hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+
+    // ~6 MiB of state: well past gRPC's default 4 MiB message limit.
+    let value = "記".repeat(20 * 1024); // 60 KiB of UTF-8
+    let mut last = 0;
+    for i in 0..100 {
+        last = put(&hub.api(leader), &format!("big/{i}"), &value, &format!("big-{i}")).await.unwrap().log_index;
+    }
+
+    // Snapshot and purge the leader's log: a newcomer can only catch up by snapshot.
+    let snap = admin(&hub.api(leader)).await.snapshot(SnapshotRequest { purge_log: true }).await.unwrap().into_inner();
+    assert!(snap.snapshot_index >= last, "{snap:?}");
+    assert!(snap.purged_index >= last, "{snap:?}");
+    let snapshot_file = hub.data_dir(leader).join("snapshots/current.snap");
+    let size = std::fs::metadata(&snapshot_file).expect("snapshot file").len();
+    assert!(size > 4 * 1024 * 1024, "snapshot is only {size} bytes");
+
+    let learner = hub.start_new_node(4).await;
+    let spec = NodeSpec {
+        id: learner.id,
+        name: learner.name.clone(),
+        region: learner.region().to_owned(),
+        raft_addr: learner.raft_addr.to_string(),
+        api_addr: learner.api_addr.to_string(),
+    };
+    admin(&hub.api(leader))
+        .await
+        .add_learner(AddLearnerRequest { node: Some(spec), wait_caught_up: true })
+        .await
+        .expect("add learner");
+    hub.wait_applied(last).await;
+
+    let status = hub.status(4);
+    assert_eq!(status.role, "learner");
+    assert!(status.snapshots_installed >= 1, "the learner caught up without a snapshot: {status:?}");
+    for i in [0, 57, 99] {
+        let r = get(&hub.api(4), &format!("big/{i}"), Consistency::Local).await.expect("learner has the data");
+        assert_eq!(r.value, value);
+    }
+    // The learner also serves linearizable reads (through the leader's read index).
+    let r = get(&hub.api(4), "big/1", Consistency::Linearizable).await.expect("linearizable read on learner");
+    assert_eq!(r.version, 1);
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_single_node_keeps_its_data_and_vote() {
+    let mut hub = TestHub::start(1).await;
+    let leader = hub.leader().await;
+    let w = put(&hub.api(leader), "k", "persisted", "r-1").await.unwrap();
+    let vote_before = hub.running(leader).node.raft.metrics().borrow().vote;
+    hub.stop(leader).await;
+
+    // The vote is on disk, exactly as it was.
+    {
+        use openraft::RaftLogReader;
+        let (mut log, _sm) = kizuna_node::store::open(&hub.data_dir(leader)).expect("reopen store");
+        let vote = log.read_vote().await.expect("read vote");
+        assert_eq!(vote, Some(vote_before));
+    }
+
+    hub.restart(leader).await;
+    hub.leader().await;
+    let r = get(&hub.api(leader), "k", Consistency::Linearizable).await.expect("read after restart");
+    assert_eq!((r.value.as_str(), r.version), ("persisted", 1));
+    assert!(r.applied_index >= w.log_index);
+    let term_after = hub.status(leader).term;
+    assert!(term_after >= vote_before.leader_id().term, "term went backwards");
+    hub.shutdown().await;
+}

@@ -1,0 +1,19 @@
+//! Kizuna's gRPC contracts, generated at build time from `kizuna/v1/*.proto`.
+
+/// Internal node-to-node services of one hub.
+pub mod raft {
+    tonic::include_proto!("kizuna.v1.raft");
+}
+
+/// Cluster administration.
+pub mod admin {
+    tonic::include_proto!("kizuna.v1.admin");
+}
+
+/// The public records API.
+pub mod records {
+    tonic::include_proto!("kizuna.v1.records");
+}
+
+/// Encoded file descriptors of every service, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("kizuna_descriptor");
