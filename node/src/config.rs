@@ -34,6 +34,15 @@ pub struct HubConfig {
     pub raft: RaftTimers,
     #[serde(rename = "node", default)]
     pub nodes: Vec<NodeConfig>,
+    /// TLS material; without it a node only runs with an explicit `--insecure`.
+    pub tls: Option<TlsSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Directory with `ca.pem` and `<node name>.pem` / `.key` (see `kizuna admin certs`).
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +50,13 @@ pub struct HubConfig {
 pub struct HubSection {
     /// Short name of the hub, e.g. `tochigi`. Used as the Raft cluster name.
     pub name: String,
+    /// Regions where leadership should live when they are healthy (in the prefecture, near most
+    /// users). Empty: no preference.
+    #[serde(default)]
+    pub preferred_regions: Vec<String>,
+    /// Accept voters placed so that one region's loss may stop the hub (development only).
+    #[serde(default)]
+    pub allow_unsafe_placement: bool,
 }
 
 /// Raft timers in milliseconds. The defaults suit regions 10–30 ms apart: a heartbeat every
@@ -153,6 +169,17 @@ impl HubConfig {
         if !self.nodes.iter().any(|n| n.voter) {
             return Err(invalid("node", "at least one node must be a voter"));
         }
+        if let Err(e) = crate::placement::check(self.voters().map(NodeConfig::region)) {
+            if !self.hub.allow_unsafe_placement {
+                return Err(invalid("node (voter placement)", format!("{e}; set hub.allow_unsafe_placement = true to run anyway")));
+            }
+            tracing::warn!("UNSAFE PLACEMENT accepted by hub.allow_unsafe_placement: {e}");
+        }
+        for (i, region) in self.hub.preferred_regions.iter().enumerate() {
+            if !self.voters().any(|n| n.region() == region) {
+                return Err(invalid(format!("hub.preferred_regions[{i}]"), format!("no voter sits in region {region:?}")));
+            }
+        }
         let t = &self.raft;
         if t.heartbeat_interval_ms == 0 {
             return Err(invalid("raft.heartbeat_interval_ms", "must be > 0"));
@@ -200,6 +227,13 @@ mod tests {
         [hub]
         name = "t"
         [[node]]
+        id = 3
+        name = "c"
+        region = "r3"
+        raft_addr = "127.0.0.1:7103"
+        api_addr = "127.0.0.1:7003"
+        data_dir = "data/c"
+        [[node]]
         id = 1
         name = "a"
         region = "r1"
@@ -222,7 +256,7 @@ mod tests {
     #[test]
     fn parses_a_good_file() {
         let c = HubConfig::parse(GOOD).unwrap();
-        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.nodes.len(), 3);
         assert_eq!(c.node("b").unwrap().region(), "r2");
         assert_eq!(c.raft.heartbeat_interval_ms, 150);
     }
@@ -230,26 +264,26 @@ mod tests {
     #[test]
     fn duplicate_id_names_the_field() {
         let e = err_of(&GOOD.replace("id = 2", "id = 1"));
-        assert!(e.contains("node[1].id") && e.contains("duplicate id 1"), "{e}");
+        assert!(e.contains("node[2].id") && e.contains("duplicate id 1"), "{e}");
     }
 
     #[test]
     fn duplicate_address_names_the_field() {
         let e = err_of(&GOOD.replace("127.0.0.1:7102", "127.0.0.1:7101"));
-        assert!(e.contains("node[1].raft_addr") && e.contains("duplicate address"), "{e}");
+        assert!(e.contains("node[2].raft_addr") && e.contains("duplicate address"), "{e}");
     }
 
     #[test]
     fn missing_region_names_the_field() {
         let e = err_of(&GOOD.replace("region = \"r2\"", ""));
-        assert!(e.contains("node[1].region") && e.contains("missing"), "{e}");
+        assert!(e.contains("node[2].region") && e.contains("missing"), "{e}");
     }
 
     #[test]
     fn unknown_node_lists_the_known_ones() {
         let c = HubConfig::parse(GOOD).unwrap();
         let e = c.node("zz").unwrap_err().to_string();
-        assert!(e.contains("\"zz\"") && e.contains("a, b"), "{e}");
+        assert!(e.contains("\"zz\"") && e.contains("c, a, b"), "{e}");
     }
 
     #[test]
@@ -265,8 +299,28 @@ mod tests {
     }
 
     #[test]
+    fn unsafe_placement_is_refused_with_the_reason() {
+        let e = err_of(&GOOD.replace("region = \"r3\"", "region = \"r1\""));
+        assert!(e.contains("voter placement") && e.contains("only 2 region(s) (r1: 2, r2: 1)"), "{e}");
+        let e = err_of(&GOOD.replace("region = \"r3\"", "region = \"r1\"").replace("region = \"r2\"", "region = \"r1\""));
+        assert!(e.contains("only 1 region"), "{e}");
+    }
+
+    #[test]
+    fn unsafe_placement_can_be_allowed_explicitly() {
+        let text = GOOD.replace("region = \"r3\"", "region = \"r1\"").replace("name = \"t\"", "name = \"t\"\nallow_unsafe_placement = true");
+        HubConfig::parse(&text).expect("allowed");
+    }
+
+    #[test]
+    fn preferred_regions_must_hold_voters() {
+        let e = err_of(&GOOD.replace("name = \"t\"", "name = \"t\"\npreferred_regions = [\"nowhere\"]"));
+        assert!(e.contains("hub.preferred_regions[0]"), "{e}");
+    }
+
+    #[test]
     fn shipped_topologies_are_valid() {
-        for f in ["dev.toml", "local-3region.toml"] {
+        for f in ["dev.toml", "local-3region.toml", "tochigi.toml"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster-config").join(f);
             HubConfig::load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
         }

@@ -4,11 +4,17 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kizuna_node::cli;
+use kizuna_node::cli::{self, Target};
 
 #[derive(Parser)]
 #[command(name = "kizuna", version, about = "Kizuna (絆): a replicated collaboration hub for home medical and care teams")]
 struct Cli {
+    /// Any node's public address (client commands). Default: the demo hub's nodes in turn.
+    #[arg(long, global = true, env = "KIZUNA_ENDPOINT")]
+    endpoint: Option<String>,
+    /// The hub CA to trust (client commands). Default: the demo's, when it exists.
+    #[arg(long, global = true, env = "KIZUNA_CA")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,18 +29,21 @@ enum Command {
         /// Name of this node in the topology.
         #[arg(long)]
         node: String,
+        /// Serve and connect in plaintext (no TLS). Development only; logged loudly.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Run the local three-region demo hub in this process (cluster-config/local-3region.toml).
     Demo {
-        /// Where the demo nodes keep their data.
+        /// Where the demo nodes keep their data (and the demo's certificates, in `certs/`).
         #[arg(long, default_value = "data/demo")]
         data_dir: PathBuf,
+        /// Run without TLS. Development only; logged loudly.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Show every member of a hub: role, term, log and applied indexes, reachability.
     Status {
-        /// Any node's public address; defaults to trying the demo hub's nodes in turn.
-        #[arg(long)]
-        endpoint: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -43,8 +52,6 @@ enum Command {
     Put {
         key: String,
         value: String,
-        #[arg(long)]
-        endpoint: Option<String>,
         /// Idempotency key; a random one by default.
         #[arg(long)]
         request_id: Option<String>,
@@ -52,16 +59,12 @@ enum Command {
     /// Read a record.
     Get {
         key: String,
-        #[arg(long)]
-        endpoint: Option<String>,
         /// Answer from the contacted node's own state, without asking the leader (may be stale).
         #[arg(long)]
         local: bool,
     },
     /// A small load loop: concurrent clients writing records; prints committed writes/s and latency.
     Load {
-        #[arg(long)]
-        endpoint: Option<String>,
         #[arg(long, default_value_t = 1)]
         clients: usize,
         #[arg(long, default_value_t = 10)]
@@ -77,16 +80,15 @@ fn main() -> anyhow::Result<()> {
     let args = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
+        let target = || Target::new(args.endpoint.clone(), args.ca.clone());
         match args.command {
-            Command::Serve { config, node } => cli::serve::serve(&config, &node).await,
-            Command::Demo { data_dir } => cli::serve::demo(&data_dir).await,
-            Command::Status { endpoint, json } => cli::status::status(endpoint, json).await,
-            Command::Put { key, value, endpoint, request_id } => {
-                cli::records::put(endpoint, key, value, request_id).await
-            }
-            Command::Get { key, endpoint, local } => cli::records::get(endpoint, key, local).await,
-            Command::Load { endpoint, clients, seconds } => cli::load::run(endpoint, clients, seconds).await,
-            Command::Admin(cmd) => cli::admin::run(cmd).await,
+            Command::Serve { config, node, insecure } => cli::serve::serve(&config, &node, insecure).await,
+            Command::Demo { data_dir, insecure } => cli::serve::demo(&data_dir, insecure).await,
+            Command::Status { json } => cli::status::status(&target()?, json).await,
+            Command::Put { key, value, request_id } => cli::records::put(&target()?, key, value, request_id).await,
+            Command::Get { key, local } => cli::records::get(&target()?, key, local).await,
+            Command::Load { clients, seconds } => cli::load::run(&target()?, clients, seconds).await,
+            Command::Admin(cmd) => cli::admin::run(target, cmd).await,
         }
     })
 }

@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kizuna_proto::admin::{ClusterStatusResponse, Member};
 use kizuna_proto::raft::{ForwardWriteRequest, NodeStatus, NodeStatusRequest, ReadIndexRequest};
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::Instant as _;
+use openraft::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -21,10 +23,11 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{HubConfig, NodeConfig};
 use crate::domain::{Applied, Envelope, ValidationError};
-use crate::raft::network::{Connector, Network, PeerChannels};
+use crate::raft::network::{Network, PeerChannels};
 use crate::raft::service::RaftService;
-use crate::raft::{HubNode, NodeId, Raft, TypeConfig, decode, encode};
+use crate::raft::{HubNode, NodeId, Raft, RaftMetrics, TypeConfig, decode, encode};
 use crate::store::{self, StateReader};
+use crate::tls::Security;
 
 /// Why a write or a linearizable read did not happen. Each maps to one gRPC status.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,16 @@ pub enum NodeError {
     Raft(String),
     #[error("storage: {0}")]
     Storage(#[from] std::io::Error),
+}
+
+impl NodeError {
+    /// The node cannot reach a quorum (or its leader) right now: local reads still work.
+    pub fn is_quorum_unreachable(&self) -> bool {
+        matches!(
+            self,
+            NodeError::NoLeader | NodeError::Timeout(_) | NodeError::LeaderUnreachable(_) | NodeError::NotLeader { leader: None, .. }
+        )
+    }
 }
 
 /// gRPC metadata key carrying the leader's public address when a node refuses a request.
@@ -101,9 +114,18 @@ pub struct Node {
     incoming_seq: AtomicU64,
     /// How long a write or a read barrier may wait for a quorum before failing.
     pub quorum_timeout: Duration,
+    /// A leader that has not heard from a quorum for this long refuses at once.
+    quorum_silence_limit: Duration,
+    /// The topology allows voter placements that break the placement rule (development).
+    pub allow_unsafe_placement: bool,
 }
 
 impl Node {
+    /// A copy of Raft's current metrics (role, term, indexes, membership, replication).
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
     /// Proposes a client write: here if this node leads, otherwise forwarded to the leader.
     pub async fn write(&self, envelope: Envelope) -> Result<Applied, NodeError> {
         envelope.validate()?;
@@ -117,6 +139,7 @@ impl Node {
     /// Proposes on this node, which must be the leader. The leader stamps its clock.
     pub async fn propose_here(&self, mut envelope: Envelope) -> Result<Applied, NodeError> {
         envelope.validate()?;
+        self.check_quorum_contact()?;
         envelope.proposed_at_ms = now_ms();
         let write = self.raft.client_write(envelope);
         match tokio::time::timeout(self.quorum_timeout, write).await {
@@ -143,8 +166,22 @@ impl Node {
         }
     }
 
+    /// Fails fast when this node leads but has not heard from a quorum for longer than an
+    /// election timeout: it is cut off, and waiting would only turn into a timeout.
+    fn check_quorum_contact(&self) -> Result<(), NodeError> {
+        let m = self.metrics();
+        if m.state != ServerState::Leader || m.membership_config.membership().voter_ids().count() < 2 {
+            return Ok(());
+        }
+        match m.last_quorum_acked {
+            Some(acked) if acked.elapsed() > self.quorum_silence_limit => Err(NodeError::NoLeader),
+            _ => Ok(()),
+        }
+    }
+
     /// The index a linearizable read must wait for; only the leader can answer.
     pub async fn leader_read_index(&self) -> Result<u64, NodeError> {
+        self.check_quorum_contact()?;
         let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
         let linearizer = tokio::time::timeout(self.quorum_timeout, read)
             .await
@@ -188,7 +225,7 @@ impl Node {
 
     /// This node's own view of itself.
     pub fn local_status(&self) -> NodeStatus {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.metrics();
         let is_voter = m.membership_config.membership().voter_ids().any(|id| id == self.id);
         let role = match m.state {
             ServerState::Leader => "leader",
@@ -214,7 +251,7 @@ impl Node {
 
     /// Every member of the hub as this node's membership knows it, each asked for its own status.
     pub async fn cluster_status(&self) -> ClusterStatusResponse {
-        let m = self.raft.metrics().borrow().clone();
+        let m = self.metrics();
         let membership = m.membership_config.membership().clone();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
         let asks = membership.nodes().map(|(&id, node)| {
@@ -283,6 +320,8 @@ pub enum StartError {
     RaftConfig(String),
     #[error("raft: {0}")]
     Raft(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A started node; dropping it does not stop it: call [`RunningNode::shutdown`].
@@ -290,12 +329,14 @@ pub struct RunningNode {
     pub node: Arc<Node>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    keeper: JoinHandle<()>,
 }
 
 impl RunningNode {
     /// Stops serving, stops Raft, and waits until the store is closed.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        let _ = self.keeper.await;
         for server in self.servers {
             match server.await {
                 Ok(Ok(())) => {}
@@ -319,7 +360,6 @@ fn raft_config(hub: &HubConfig) -> Result<openraft::Config, StartError> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_after_entries),
         max_in_snapshot_log_to_keep: t.keep_entries_after_snapshot,
         install_snapshot_timeout: 10_000,
-        send_snapshot_timeout: 600_000,
         ..Default::default()
     }
     .validate()
@@ -341,13 +381,13 @@ pub async fn start(
     hub: &HubConfig,
     me: &NodeConfig,
     listeners: Listeners,
-    connector: Arc<dyn Connector>,
+    security: &Security,
 ) -> Result<RunningNode, StartError> {
     let span = info_span!("node", node = %me.name, region = %me.region());
     async {
         let (log_store, state_machine) = store::open(&me.data_dir)?;
         let state = state_machine.reader();
-        let channels = PeerChannels::new(connector);
+        let channels = PeerChannels::new(security.connector.clone());
         let config = Arc::new(raft_config(hub)?);
         let raft = Raft::new(me.id, config, Network::new(channels.clone()), log_store, state_machine)
             .await
@@ -373,24 +413,34 @@ pub async fn start(
             snapshot_dir: me.data_dir.join("snapshots"),
             incoming_seq: AtomicU64::new(0),
             quorum_timeout: Duration::from_millis(hub.raft.election_timeout_max_ms * 5),
+            allow_unsafe_placement: hub.hub.allow_unsafe_placement,
+            quorum_silence_limit: Duration::from_millis(hub.raft.election_timeout_max_ms),
         });
 
         let (stop, stopped) = watch::channel(false);
-        let raft_server = tonic::transport::Server::builder()
+        let mut raft_builder = tonic::transport::Server::builder();
+        if let Some(tls) = &security.raft_server {
+            raft_builder = raft_builder.tls_config(tls.clone()).map_err(|e| StartError::Tls(e.to_string()))?;
+        } else {
+            warn!("INSECURE: node-to-node traffic is plaintext and unauthenticated");
+        }
+        let raft_server = raft_builder
             .add_service(
                 kizuna_proto::raft::raft_transport_server::RaftTransportServer::new(RaftService::new(node.clone()))
                     .max_decoding_message_size(64 << 20)
                     .max_encoding_message_size(64 << 20),
             )
             .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.raft), wait_stop(stopped.clone()));
-        let api_server = crate::api::router(node.clone())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), wait_stop(stopped));
+        let api_server = crate::api::router(node.clone(), security.api_server.clone())
+            .map_err(|e| StartError::Tls(e.to_string()))?
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), wait_stop(stopped.clone()));
+        let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped).in_current_span());
         let servers = vec![
             tokio::spawn(raft_server.in_current_span()),
             tokio::spawn(api_server.in_current_span()),
         ];
         info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
-        Ok(RunningNode { node, stop, servers })
+        Ok(RunningNode { node, stop, servers, keeper })
     }
     .instrument(span)
     .await

@@ -161,7 +161,7 @@ async fn a_restarted_single_node_keeps_its_data_and_vote() {
     let mut hub = TestHub::start(1).await;
     let leader = hub.leader().await;
     let w = put(&hub.api(leader), "k", "persisted", "r-1").await.unwrap();
-    let vote_before = hub.running(leader).node.raft.metrics().borrow().vote;
+    let vote_before = hub.running(leader).node.metrics().vote;
     hub.stop(leader).await;
 
     // The vote is on disk, exactly as it was.

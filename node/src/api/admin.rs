@@ -25,7 +25,7 @@ impl AdminService {
 
     /// Membership operations run on the leader only.
     fn require_leader(&self) -> Result<(), Status> {
-        let m = self.node.raft.metrics().borrow().clone();
+        let m = self.node.metrics();
         if m.current_leader == Some(self.node.id) {
             return Ok(());
         }
@@ -34,7 +34,7 @@ impl AdminService {
     }
 
     fn membership_response(&self, log_index: u64) -> MembershipResponse {
-        let m = self.node.raft.metrics().borrow().clone();
+        let m = self.node.metrics();
         let membership = m.membership_config.membership();
         MembershipResponse {
             log_index,
@@ -87,11 +87,18 @@ impl ClusterAdmin for AdminService {
         self.require_leader()?;
         let voters: BTreeSet<u64> = req.voter_ids.into_iter().collect();
         let known: BTreeMap<u64, HubNode> = {
-            let m = self.node.raft.metrics().borrow().clone();
+            let m = self.node.metrics();
             m.membership_config.membership().nodes().map(|(id, n)| (*id, n.clone())).collect()
         };
         if let Some(unknown) = voters.iter().find(|id| !known.contains_key(id)) {
             return Err(Status::not_found(format!("node {unknown} is not a member; add it as a learner first")));
+        }
+        let regions = voters.iter().filter_map(|id| known.get(id)).map(|n| n.region.as_str());
+        if let Err(e) = crate::placement::check(regions) {
+            if !(req.force || self.node.allow_unsafe_placement) {
+                return Err(Status::failed_precondition(format!("refused: {e} (force to override)")));
+            }
+            tracing::warn!("UNSAFE PLACEMENT forced: {e}");
         }
         let resp = self
             .node
@@ -118,7 +125,7 @@ impl ClusterAdmin for AdminService {
 
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotResponse>, Status> {
         let raft = &self.node.raft;
-        let applied = raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        let applied = self.node.metrics().last_applied.map_or(0, |l| l.index);
         raft.trigger().snapshot().await.map_err(raft_status)?;
         let built = raft
             .wait(Some(self.node.quorum_timeout))

@@ -5,6 +5,7 @@ mod records;
 
 use std::sync::Arc;
 
+use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::Router;
 
 use crate::node::Node;
@@ -12,8 +13,8 @@ use crate::node::Node;
 pub use admin::AdminService;
 pub use records::RecordsService;
 
-/// All public services of one node, ready to serve.
-pub fn router(node: Arc<Node>) -> Router {
+/// All public services of one node, ready to serve; over TLS when `tls` is given.
+pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<Router, tonic::transport::Error> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(kizuna_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -21,9 +22,15 @@ pub fn router(node: Arc<Node>) -> Router {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // The process serves as soon as it listens; Raft readiness is reported by `Status`.
     drop(health_reporter);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    } else {
+        tracing::warn!("INSECURE: the public API is served in plaintext");
+    }
+    Ok(builder
         .add_service(health)
         .add_optional_service(reflection)
         .add_service(kizuna_proto::records::records_server::RecordsServer::new(RecordsService::new(node.clone())))
-        .add_service(kizuna_proto::admin::cluster_admin_server::ClusterAdminServer::new(AdminService::new(node)))
+        .add_service(kizuna_proto::admin::cluster_admin_server::ClusterAdminServer::new(AdminService::new(node))))
 }

@@ -9,6 +9,10 @@ use tonic::{Request, Response, Status};
 use crate::domain::{Command, CommandResult, Envelope, records};
 use crate::node::Node;
 
+pub(crate) fn timestamp(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
+}
+
 pub struct RecordsService {
     node: Arc<Node>,
 }
@@ -45,9 +49,22 @@ impl Records for RecordsService {
         records::validate_key(&req.key).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let consistency = Consistency::try_from(req.consistency)
             .map_err(|_| Status::invalid_argument(format!("unknown consistency {}", req.consistency)))?;
-        if consistency != Consistency::Local {
-            self.node.linearizable_barrier().await.map_err(|e| e.into_status())?;
-        }
+        let (stale, stale_reason) = match consistency {
+            Consistency::Linearizable => {
+                self.node.linearizable_barrier().await.map_err(|e| e.into_status())?;
+                (false, String::new())
+            }
+            Consistency::Unspecified => match self.node.linearizable_barrier().await {
+                Ok(()) => (false, String::new()),
+                // Cut off from the quorum: serve this node's own copy, marked stale.
+                Err(e) if e.is_quorum_unreachable() => (true, format!("no quorum reachable ({e}); local copy")),
+                Err(e) => return Err(e.into_status()),
+            },
+            Consistency::Local => match self.node.metrics().current_leader {
+                Some(_) => (false, String::new()),
+                None => (true, "this node currently has no leader; local copy".to_owned()),
+            },
+        };
         let state = &self.node.state;
         let internal = |e: std::io::Error| Status::internal(format!("reading state: {e}"));
         let applied_index = state.applied().map_err(internal)?.map_or(0, |l| l.index);
@@ -55,11 +72,15 @@ impl Records for RecordsService {
             .record(&req.key)
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("no record with key {:?}", req.key)))?;
+        let as_of_ms = state.clock_ms().map_err(internal)?;
         Ok(Response::new(GetRecordResponse {
             value: record.value,
             version: record.version,
             applied_index,
             node_id: self.node.id,
+            stale,
+            stale_reason,
+            as_of: Some(timestamp(as_of_ms)),
         }))
     }
 }

@@ -1,5 +1,7 @@
-//! `kizuna admin …`: membership, leadership and snapshots. Follows the leader hint when the
-//! contacted node is not the leader.
+//! `kizuna admin …`: certificates, membership, leadership and snapshots. Follows the leader
+//! hint when the contacted node is not the leader.
+
+use std::path::PathBuf;
 
 use clap::Subcommand;
 use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
@@ -8,9 +10,20 @@ use kizuna_proto::admin::{
 };
 use tonic::transport::Channel;
 
+use super::Target;
+use crate::config::HubConfig;
+
 #[derive(Subcommand)]
 pub enum AdminCommand {
-    /// Add a node as a learner (it replicates but does not vote).
+    /// Create the hub CA (or reuse the one in --out) and a certificate for every node of a topology.
+    Certs {
+        #[arg(long)]
+        config: PathBuf,
+        /// Directory for ca.pem, ca.key, <node>.pem, <node>.key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a node as a learner (it replicates but does not vote); waits until it caught up.
     AddLearner {
         #[arg(long)]
         id: u64,
@@ -22,46 +35,41 @@ pub enum AdminCommand {
         raft_addr: String,
         #[arg(long)]
         api_addr: String,
-        #[arg(long)]
-        endpoint: Option<String>,
     },
     /// Set the complete set of voters (members must exist, e.g. as learners).
     SetVoters {
         /// Comma-separated node ids.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', required = true)]
         voters: Vec<u64>,
         /// Keep removed voters as learners.
         #[arg(long)]
         retain: bool,
+        /// Accept a placement where one region's loss could stop the hub.
         #[arg(long)]
-        endpoint: Option<String>,
+        force: bool,
     },
     /// Hand leadership to another voter.
     TransferLeader {
         #[arg(long)]
         to: u64,
-        #[arg(long)]
-        endpoint: Option<String>,
     },
     /// Build a snapshot on the contacted node, optionally purging its log up to it.
     Snapshot {
         #[arg(long)]
         purge: bool,
-        #[arg(long)]
-        endpoint: Option<String>,
     },
 }
 
-async fn on_leader<F, Fut>(endpoint: Option<String>, call: F) -> anyhow::Result<MembershipResponse>
+async fn on_leader<F, Fut>(target: &Target, call: F) -> anyhow::Result<MembershipResponse>
 where
     F: Fn(ClusterAdminClient<Channel>) -> Fut,
     Fut: Future<Output = Result<tonic::Response<MembershipResponse>, tonic::Status>>,
 {
-    let (_, channel) = super::connect_any(&super::endpoints(endpoint)?).await?;
+    let (_, channel) = target.connect_any().await?;
     match call(ClusterAdminClient::new(channel)).await {
         Ok(r) => Ok(r.into_inner()),
-        Err(status) => match super::leader_hint(&status) {
-            Some(leader) => Ok(call(ClusterAdminClient::new(super::connect(&leader).await?)).await?.into_inner()),
+        Err(status) => match target.leader_hint(&status) {
+            Some(leader) => Ok(call(ClusterAdminClient::new(target.connect(&leader).await?)).await?.into_inner()),
             None => Err(status.into()),
         },
     }
@@ -71,32 +79,38 @@ fn print_membership(r: &MembershipResponse) {
     println!("voters {:?}, learners {:?} (log index {})", r.voter_ids, r.learner_ids, r.log_index);
 }
 
-pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
+pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
-        AdminCommand::AddLearner { id, name, region, raft_addr, api_addr, endpoint } => {
+        AdminCommand::Certs { config, out } => {
+            let hub = HubConfig::load(&config)?;
+            for path in crate::tls::generate(&hub, &out)? {
+                println!("wrote {}", path.display());
+            }
+        }
+        AdminCommand::AddLearner { id, name, region, raft_addr, api_addr } => {
             let node = NodeSpec { id, name, region, raft_addr, api_addr };
-            let r = on_leader(endpoint, |mut c| {
+            let r = on_leader(&target()?, |mut c| {
                 let req = AddLearnerRequest { node: Some(node.clone()), wait_caught_up: true };
                 async move { c.add_learner(req).await }
             })
             .await?;
             print_membership(&r);
         }
-        AdminCommand::SetVoters { voters, retain, endpoint } => {
-            let r = on_leader(endpoint, |mut c| {
-                let req = ChangeMembershipRequest { voter_ids: voters.clone(), retain_as_learners: retain };
+        AdminCommand::SetVoters { voters, retain, force } => {
+            let r = on_leader(&target()?, |mut c| {
+                let req = ChangeMembershipRequest { voter_ids: voters.clone(), retain_as_learners: retain, force };
                 async move { c.change_membership(req).await }
             })
             .await?;
             print_membership(&r);
         }
-        AdminCommand::TransferLeader { to, endpoint } => {
-            on_leader(endpoint, |mut c| async move { c.transfer_leader(TransferLeaderRequest { to_node_id: to }).await })
+        AdminCommand::TransferLeader { to } => {
+            on_leader(&target()?, |mut c| async move { c.transfer_leader(TransferLeaderRequest { to_node_id: to }).await })
                 .await?;
             println!("leadership handed to node {to}");
         }
-        AdminCommand::Snapshot { purge, endpoint } => {
-            let (_, channel) = super::connect_any(&super::endpoints(endpoint)?).await?;
+        AdminCommand::Snapshot { purge } => {
+            let (_, channel) = target()?.connect_any().await?;
             let r = ClusterAdminClient::new(channel).snapshot(SnapshotRequest { purge_log: purge }).await?.into_inner();
             println!("snapshot at index {}, log purged up to {}", r.snapshot_index, r.purged_index);
         }

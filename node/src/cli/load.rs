@@ -7,9 +7,9 @@ use anyhow::Context;
 use kizuna_proto::records::PutRecordRequest;
 use kizuna_proto::records::records_client::RecordsClient;
 
-pub async fn run(endpoint: Option<String>, clients: usize, seconds: u64) -> anyhow::Result<()> {
+pub async fn run(target: &super::Target, clients: usize, seconds: u64) -> anyhow::Result<()> {
     anyhow::ensure!(clients > 0, "--clients must be at least 1");
-    let (endpoint, channel) = super::connect_any(&super::endpoints(endpoint)?).await?;
+    let (endpoint, channel) = target.connect_any().await?;
     let run_id = uuid::Uuid::new_v4();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();

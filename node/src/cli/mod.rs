@@ -7,10 +7,13 @@ pub mod serve;
 pub mod status;
 
 use anyhow::{Context, anyhow};
-use tonic::transport::{Channel, Endpoint};
+use std::path::PathBuf;
+
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::HubConfig;
 use crate::node::LEADER_HINT_KEY;
+use crate::tls;
 
 /// The demo hub's topology, compiled in so `kizuna demo` works from any directory.
 pub const DEMO_TOPOLOGY: &str = include_str!("../../../cluster-config/local-3region.toml");
@@ -25,40 +28,61 @@ pub fn demo_hub() -> anyhow::Result<HubConfig> {
     HubConfig::parse(DEMO_TOPOLOGY).context("the built-in demo topology")
 }
 
-/// Endpoints to try: the one given, or every demo node.
-pub fn endpoints(given: Option<String>) -> anyhow::Result<Vec<String>> {
-    match given {
-        Some(e) => Ok(vec![with_scheme(&e)]),
-        None => Ok(demo_hub()?.nodes.iter().map(|n| format!("http://{}", n.api_addr)).collect()),
+/// Where the demo keeps its generated certificates, relative to the working directory.
+pub const DEMO_CA: &str = "data/demo/certs/ca.pem";
+
+/// Which hub a client command talks to, and how.
+pub struct Target {
+    pub endpoints: Vec<String>,
+    tls: Option<ClientTlsConfig>,
+}
+
+impl Target {
+    /// `endpoint`: any node's public address; without one, every demo node in turn. `ca`: the
+    /// hub CA to trust; without one, the demo's CA when it exists. With a CA, TLS is used.
+    pub fn new(endpoint: Option<String>, ca: Option<PathBuf>) -> anyhow::Result<Self> {
+        let ca = ca.or_else(|| Some(PathBuf::from(DEMO_CA)).filter(|p| p.exists()));
+        let tls = match &ca {
+            Some(path) => Some(tls::client_config(path).with_context(|| format!("loading CA {}", path.display()))?),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoints = match endpoint {
+            Some(e) => vec![with_scheme(&e, scheme)],
+            None => demo_hub()?.nodes.iter().map(|n| format!("{scheme}://{}", n.api_addr)).collect(),
+        };
+        Ok(Self { endpoints, tls })
     }
-}
 
-pub fn with_scheme(addr: &str) -> String {
-    if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") }
-}
-
-pub async fn connect(endpoint: &str) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(endpoint.to_owned())
-        .with_context(|| format!("bad endpoint {endpoint:?}"))?
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {endpoint}"))
-}
-
-/// Connects to the first endpoint that answers.
-pub async fn connect_any(endpoints: &[String]) -> anyhow::Result<(String, Channel)> {
-    let mut last = anyhow!("no endpoint given");
-    for e in endpoints {
-        match connect(e).await {
-            Ok(ch) => return Ok((e.clone(), ch)),
-            Err(err) => last = err,
+    pub async fn connect(&self, endpoint: &str) -> anyhow::Result<Channel> {
+        let mut e = Endpoint::from_shared(endpoint.to_owned())
+            .with_context(|| format!("bad endpoint {endpoint:?}"))?
+            .connect_timeout(std::time::Duration::from_secs(2));
+        if let Some(tls) = &self.tls {
+            e = e.tls_config(tls.clone()).context("TLS settings")?;
         }
+        e.connect().await.with_context(|| format!("cannot connect to {endpoint}"))
     }
-    Err(last.context("no node of the hub answered (is `kizuna demo` running?)"))
+
+    /// Connects to the first endpoint that answers.
+    pub async fn connect_any(&self) -> anyhow::Result<(String, Channel)> {
+        let mut last = anyhow!("no endpoint given");
+        for e in &self.endpoints {
+            match self.connect(e).await {
+                Ok(ch) => return Ok((e.clone(), ch)),
+                Err(err) => last = err,
+            }
+        }
+        Err(last.context("no node of the hub answered (is `kizuna demo` running?)"))
+    }
+
+    /// The leader's endpoint when a node refused because it is not the leader.
+    pub fn leader_hint(&self, status: &tonic::Status) -> Option<String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        status.metadata().get(LEADER_HINT_KEY).and_then(|v| v.to_str().ok()).map(|a| with_scheme(a, scheme))
+    }
 }
 
-/// The leader's endpoint when a node refused because it is not the leader.
-pub fn leader_hint(status: &tonic::Status) -> Option<String> {
-    status.metadata().get(LEADER_HINT_KEY).and_then(|v| v.to_str().ok()).map(with_scheme)
+fn with_scheme(addr: &str, scheme: &str) -> String {
+    if addr.contains("://") { addr.to_owned() } else { format!("{scheme}://{addr}") }
 }

@@ -3,8 +3,8 @@
 use kizuna_proto::records::records_client::RecordsClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, PutRecordRequest};
 
-pub async fn put(endpoint: Option<String>, key: String, value: String, request_id: Option<String>) -> anyhow::Result<()> {
-    let (_, channel) = super::connect_any(&super::endpoints(endpoint)?).await?;
+pub async fn put(target: &super::Target, key: String, value: String, request_id: Option<String>) -> anyhow::Result<()> {
+    let (_, channel) = target.connect_any().await?;
     let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let resp = RecordsClient::new(channel).put(PutRecordRequest { key: key.clone(), value, request_id }).await?;
     let resp = resp.into_inner();
@@ -13,8 +13,8 @@ pub async fn put(endpoint: Option<String>, key: String, value: String, request_i
     Ok(())
 }
 
-pub async fn get(endpoint: Option<String>, key: String, local: bool) -> anyhow::Result<()> {
-    let (_, channel) = super::connect_any(&super::endpoints(endpoint)?).await?;
+pub async fn get(target: &super::Target, key: String, local: bool) -> anyhow::Result<()> {
+    let (_, channel) = target.connect_any().await?;
     let consistency = if local { Consistency::Local } else { Consistency::Linearizable };
     let resp = RecordsClient::new(channel)
         .get(GetRecordRequest { key: key.clone(), consistency: consistency as i32 })
@@ -22,5 +22,8 @@ pub async fn get(endpoint: Option<String>, key: String, local: bool) -> anyhow::
         .into_inner();
     println!("{key} = {}", resp.value);
     println!("  version {} · answered by node {} at applied index {}", resp.version, resp.node_id, resp.applied_index);
+    if resp.stale {
+        println!("  ⚠ may be stale (古い可能性があります): {}", resp.stale_reason);
+    }
     Ok(())
 }

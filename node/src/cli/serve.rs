@@ -1,35 +1,57 @@
 //! `kizuna serve` and `kizuna demo`: run nodes until Ctrl-C or SIGTERM.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::config::HubConfig;
+use crate::config::{HubConfig, NodeConfig, TlsSection};
 use crate::node::{self, Listeners, RunningNode};
-use crate::raft::network::TcpConnector;
+use crate::tls::Security;
 
-pub async fn serve(config: &Path, node_name: &str) -> anyhow::Result<()> {
+fn security(hub: &HubConfig, me: &NodeConfig, insecure: bool) -> anyhow::Result<Security> {
+    if insecure {
+        warn!("INSECURE MODE (--insecure): no TLS; traffic is readable and peers are not authenticated");
+        return Ok(Security::insecure());
+    }
+    let tls = hub.tls.as_ref().context(
+        "the topology has no [tls] dir: create certificates with `kizuna admin certs --config FILE --out DIR` \
+         and set [tls] dir = DIR, or pass --insecure for a plaintext development run",
+    )?;
+    Security::load(&tls.dir, me).with_context(|| format!("loading {}'s certificates from {}", me.name, tls.dir.display()))
+}
+
+pub async fn serve(config: &Path, node_name: &str, insecure: bool) -> anyhow::Result<()> {
     let hub = HubConfig::load(config)?;
     let me = hub.node(node_name)?.clone();
+    let security = security(&hub, &me, insecure)?;
     let listeners = Listeners::bind(&me).await.with_context(|| format!("binding {}'s addresses", me.name))?;
-    let running = node::start(&hub, &me, listeners, Arc::new(TcpConnector::default())).await?;
+    let running = node::start(&hub, &me, listeners, &security).await?;
     shutdown_signal().await;
     info!("stopping");
     running.shutdown().await;
     Ok(())
 }
 
-pub async fn demo(data_dir: &Path) -> anyhow::Result<()> {
-    let hub = super::demo_hub()?.with_data_root(data_dir);
+pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
+    let mut hub = super::demo_hub()?.with_data_root(data_dir);
+    if !insecure {
+        let certs = data_dir.join("certs");
+        let complete = hub.nodes.iter().all(|n| certs.join(format!("{}.pem", n.name)).exists());
+        if !complete {
+            crate::tls::generate(&hub, &certs).context("generating the demo's certificates")?;
+        }
+        hub.tls = Some(TlsSection { dir: certs });
+    }
+    let scheme = if insecure { "http" } else { "https" };
     let mut nodes: Vec<RunningNode> = Vec::new();
     for me in &hub.nodes {
+        let security = security(&hub, me, insecure)?;
         let listeners = Listeners::bind(me)
             .await
             .with_context(|| format!("binding {} and {} (is another demo running?)", me.raft_addr, me.api_addr))?;
-        nodes.push(node::start(&hub, me, listeners, Arc::new(TcpConnector::default())).await?);
+        nodes.push(node::start(&hub, me, listeners, &security).await?);
     }
     let leader = wait_for_leader(&nodes, Duration::from_secs(30)).await;
     let Some(leader) = leader else {
@@ -38,10 +60,11 @@ pub async fn demo(data_dir: &Path) -> anyhow::Result<()> {
         }
         bail!("the demo hub elected no leader within 30s");
     };
-    println!("Kizuna demo hub {:?} is up; data in {}", hub.hub.name, data_dir.display());
+    let tls_note = if insecure { "plaintext (--insecure)".to_owned() } else { format!("TLS, CA {}/certs/ca.pem", data_dir.display()) };
+    println!("Kizuna demo hub {:?} is up; data in {}; {tls_note}", hub.hub.name, data_dir.display());
     for me in &hub.nodes {
         let mark = if me.id == leader { "  (leader)" } else { "" };
-        println!("  {:<14} region {:<11} api http://{}{mark}", me.name, me.region(), me.api_addr);
+        println!("  {:<14} region {:<11} api {scheme}://{}{mark}", me.name, me.region(), me.api_addr);
     }
     println!("Try:  kizuna status     kizuna put greeting こんにちは     kizuna get greeting");
     println!("Stop with Ctrl-C.");
@@ -56,7 +79,7 @@ pub async fn demo(data_dir: &Path) -> anyhow::Result<()> {
 async fn wait_for_leader(nodes: &[RunningNode], timeout: Duration) -> Option<u64> {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
-        if let Some(leader) = nodes.iter().find_map(|n| n.node.raft.metrics().borrow().current_leader) {
+        if let Some(leader) = nodes.iter().find_map(|n| n.node.metrics().current_leader) {
             return Some(leader);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -27,8 +27,8 @@ struct StatusView {
     members: Vec<MemberView>,
 }
 
-pub async fn status(endpoint: Option<String>, json: bool) -> anyhow::Result<()> {
-    let (_, channel) = super::connect_any(&super::endpoints(endpoint)?).await?;
+pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
+    let (_, channel) = target.connect_any().await?;
     let resp = ClusterAdminClient::new(channel).status(ClusterStatusRequest {}).await?.into_inner();
     let view = StatusView {
         answered_by: resp.answered_by,

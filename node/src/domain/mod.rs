@@ -28,6 +28,16 @@ pub enum Command {
     PutRecord { key: String, value: String },
 }
 
+impl std::fmt::Display for Envelope {
+    // Short on purpose: logged by Raft, so never the content (it may be patient data).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.command {
+            Command::PutRecord { .. } => "put-record",
+        };
+        write!(f, "{kind} (request {})", self.request_id)
+    }
+}
+
 /// The outcome of applying one envelope; what the client gets back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResult {

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{Snapshot, SnapshotMeta, TypeConfig, Vote, decode, encode};
 use crate::domain::Envelope;
-use crate::node::{Node, WriteError};
+use crate::node::{Node, NodeError};
 use crate::store::SnapshotFile;
 
 pub struct RaftService {
@@ -87,12 +87,12 @@ impl RaftTransport for RaftService {
         let envelope: Envelope = decode(&req.into_inner().command).map_err(bad_payload)?;
         // Forwarded writes are proposed here or refused: never forwarded a second time, so a
         // leader change cannot bounce a write around the hub.
-        let applied = self.node.propose_here(envelope).await.map_err(WriteError::into_status)?;
+        let applied = self.node.propose_here(envelope).await.map_err(NodeError::into_status)?;
         Ok(Response::new(ForwardWriteResponse { result: encode(&applied), log_index: applied.log_index }))
     }
 
     async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
-        let read_index = self.node.leader_read_index().await.map_err(WriteError::into_status)?;
+        let read_index = self.node.leader_read_index().await.map_err(NodeError::into_status)?;
         Ok(Response::new(ReadIndexResponse { read_index }))
     }
 

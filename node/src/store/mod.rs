@@ -4,8 +4,8 @@
 //! |---|---|---|
 //! | `raft_log` | log index, u64 big-endian | JSON of the openraft entry |
 //! | `raft_meta` | `vote`, `committed`, `purged` | JSON of the openraft value |
-//! | `sm_data` | one-byte table prefix + key | JSON of the domain value |
-//! | `sm_meta` | `applied`, `membership`, `clock` | JSON |
+//! | `sm_data` | one-byte table prefix + key (`r` records, `q` request ids, `m` apply clock) | JSON of the domain value |
+//! | `sm_meta` | `applied`, `membership` | JSON |
 //!
 //! Big-endian keys make ranges scan in index order. The Raft log and the state machine share
 //! one write-ahead log, so syncing a log append also makes every earlier state-machine write

@@ -18,11 +18,12 @@ use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
-const KEY_CLOCK: &[u8] = b"clock";
 
 /// Table prefixes inside `sm_data`.
 const T_RECORD: u8 = b'r';
 const T_REQUEST: u8 = b'q';
+/// The apply clock lives in `sm_data` (not `sm_meta`) so that snapshots carry it.
+const KEY_CLOCK: &[u8] = b"m/clock";
 
 const CURRENT_SNAPSHOT: &str = "current.snap";
 
@@ -47,6 +48,11 @@ impl StateReader {
 
     pub fn applied(&self) -> std::io::Result<Option<LogId>> {
         get_json(&self.db, CF_SM_META, KEY_APPLIED)
+    }
+
+    /// Leader time of the last applied write, ms since the Unix epoch (0 before any write).
+    pub fn clock_ms(&self) -> std::io::Result<u64> {
+        Ok(get_json(&self.db, CF_SM_DATA, KEY_CLOCK)?.unwrap_or(0))
     }
 
     /// How many snapshots this node has installed from a leader since it started.
@@ -152,7 +158,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
     {
-        let clock_ms = get_json(&self.db, CF_SM_META, KEY_CLOCK)?.unwrap_or(0);
+        let clock_ms = get_json(&self.db, CF_SM_DATA, KEY_CLOCK)?.unwrap_or(0);
         let mut batch = ApplyBatch {
             db: &self.db,
             batch: WriteBatch::default(),
@@ -183,7 +189,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let meta = cf(&self.db, CF_SM_META);
         let clock_ms = batch.clock_ms;
         let mut wb = batch.batch;
-        wb.put_cf(meta, KEY_CLOCK, to_json(&clock_ms)?);
+        wb.put_cf(cf(&self.db, CF_SM_DATA), KEY_CLOCK, to_json(&clock_ms)?);
         if let Some(applied) = last_applied {
             wb.put_cf(meta, KEY_APPLIED, to_json(&applied)?);
         }
@@ -278,11 +284,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 Some(b) => serde_json::from_slice(&b).map_err(io_err)?,
                 None => StoredMembership::default(),
             };
-            let snapshot_id = match &last_log_id {
-                Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
-                None => format!("empty-{seq}"),
-            };
-            let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
+            let meta = SnapshotMeta { last_log_id, last_membership };
             let tmp = dir.join(format!("build-{seq}.snap"));
             let mut writer = SnapshotWriter::create(&tmp, &meta)?;
             for item in view.iterator_cf(cf(&db, CF_SM_DATA), IteratorMode::Start) {

@@ -2,18 +2,21 @@
 //! on 127.0.0.1 ephemeral ports, talked to through the public API as a client would.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+pub mod proxy;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kizuna_node::config::{HubConfig, HubSection, NodeConfig, RaftTimers};
+use kizuna_node::config::{HubConfig, HubSection, NodeConfig, RaftTimers, TlsSection};
 use kizuna_node::node::{self, Listeners, RunningNode};
-use kizuna_node::raft::network::TcpConnector;
+use kizuna_node::tls::{self, Security};
 use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
 use kizuna_proto::raft::NodeStatus;
 use kizuna_proto::records::records_client::RecordsClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, GetRecordResponse, PutRecordRequest, PutRecordResponse};
+use proxy::{LinkProxy, ProxiedConnector};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -21,6 +24,28 @@ pub struct TestHub {
     pub dir: tempfile::TempDir,
     pub config: HubConfig,
     nodes: BTreeMap<u64, RunningNode>,
+    wire: Wire,
+    /// With `Wire::Faulty`: the proxy of every ordered pair (from, to).
+    links: BTreeMap<(u64, u64), LinkProxy>,
+    /// With `Wire::Faulty`: each node's routes (peer raft address → proxy address).
+    routes: BTreeMap<u64, Arc<Mutex<HashMap<String, String>>>>,
+}
+
+/// How nodes reach each other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Plain,
+    /// TLS, with certificates generated for the test topology under `<dir>/certs`.
+    Tls,
+    /// Plaintext through one proxy per ordered pair of nodes, so links can be cut.
+    Faulty,
+}
+
+/// The shape of a test hub: one node per entry (region, voter).
+pub struct HubSpec {
+    pub nodes: Vec<(&'static str, bool)>,
+    pub preferred_regions: Vec<String>,
+    pub wire: Wire,
 }
 
 fn test_timers() -> RaftTimers {
@@ -41,26 +66,61 @@ async fn ephemeral() -> (TcpListener, std::net::SocketAddr) {
 impl TestHub {
     /// Starts `voters` voters, each in its own region.
     pub async fn start(voters: u64) -> Self {
+        Self::start_with(voters, Wire::Plain).await
+    }
+
+    pub async fn start_with(voters: u64, wire: Wire) -> Self {
+        let regions: Vec<&'static str> = ["region-1", "region-2", "region-3", "region-4", "region-5"].to_vec();
+        let nodes = (0..voters as usize).map(|i| (regions[i], true)).collect();
+        Self::start_spec(HubSpec { nodes, preferred_regions: vec![], wire }).await
+    }
+
+    pub async fn start_spec(spec: HubSpec) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut listeners = Vec::new();
         let mut nodes = Vec::new();
-        for id in 1..=voters {
+        for (i, (region, voter)) in spec.nodes.iter().enumerate() {
+            let id = i as u64 + 1;
             let (raft, raft_addr) = ephemeral().await;
             let (api, api_addr) = ephemeral().await;
             listeners.push(Listeners { raft, api });
             nodes.push(NodeConfig {
                 id,
-                name: format!("n{id}"),
-                region: Some(format!("region-{id}")),
+                name: format!("{region}-{id}"),
+                region: Some((*region).to_owned()),
                 raft_addr,
                 api_addr,
                 data_dir: dir.path().join(format!("n{id}")),
-                voter: true,
+                voter: *voter,
             });
         }
-        let config = HubConfig { hub: HubSection { name: "test".into() }, raft: test_timers(), nodes };
+        let wire = spec.wire;
+        let safe = kizuna_node::placement::check(nodes.iter().filter(|n| n.voter).map(|n| n.region())).is_ok();
+        let hub_section = HubSection {
+            name: "test".into(),
+            preferred_regions: spec.preferred_regions,
+            allow_unsafe_placement: !safe,
+        };
+        let mut config = HubConfig { hub: hub_section, raft: test_timers(), nodes, tls: None };
+        if wire == Wire::Tls {
+            let certs = dir.path().join("certs");
+            tls::generate(&config, &certs).expect("test certificates");
+            config.tls = Some(TlsSection { dir: certs });
+        }
         config.validate().expect("test topology is valid");
-        let mut hub = TestHub { dir, config, nodes: BTreeMap::new() };
+        let mut hub = TestHub {
+            dir,
+            config,
+            nodes: BTreeMap::new(),
+            wire,
+            links: BTreeMap::new(),
+            routes: BTreeMap::new(),
+        };
+        if wire == Wire::Faulty {
+            for me in hub.config.nodes.clone() {
+                hub.wire_links(&me).await;
+            }
+        }
         for (me, l) in hub.config.nodes.clone().iter().zip(listeners) {
             hub.launch(me, l).await;
         }
@@ -68,10 +128,66 @@ impl TestHub {
     }
 
     async fn launch(&mut self, me: &NodeConfig, listeners: Listeners) {
-        let running = node::start(&self.config, me, listeners, Arc::new(TcpConnector::default()))
+        let running = node::start(&self.config, me, listeners, &self.security(me))
             .await
             .unwrap_or_else(|e| panic!("starting {}: {e}", me.name));
         self.nodes.insert(me.id, running);
+    }
+
+    pub fn security(&self, me: &NodeConfig) -> Security {
+        if let Some(routes) = self.routes.get(&me.id) {
+            let connector = ProxiedConnector { routes: routes.clone(), ..ProxiedConnector::new(HashMap::new()) };
+            return Security { connector: Arc::new(connector), raft_server: None, api_server: None };
+        }
+        match &self.config.tls {
+            Some(t) => Security::load(&t.dir, me).expect("test certificates load"),
+            None => Security::insecure(),
+        }
+    }
+
+    /// Creates the proxies between `me` and every node already known, both ways.
+    async fn wire_links(&mut self, me: &NodeConfig) {
+        for other in self.config.nodes.clone() {
+            if other.id == me.id || self.links.contains_key(&(me.id, other.id)) {
+                continue;
+            }
+            for (from, to) in [(me, &other), (&other, me)] {
+                let proxy = LinkProxy::start(to.raft_addr).await;
+                self.routes
+                    .entry(from.id)
+                    .or_default()
+                    .lock()
+                    .unwrap()
+                    .insert(to.raft_addr.to_string(), proxy.addr.to_string());
+                self.links.insert((from.id, to.id), proxy);
+            }
+        }
+    }
+
+    /// Cuts every link between `id` and the rest of the hub (both directions).
+    pub fn isolate(&self, id: u64) {
+        self.set_links(id, false);
+    }
+
+    pub fn heal(&self, id: u64) {
+        self.set_links(id, true);
+    }
+
+    fn set_links(&self, id: u64, up: bool) {
+        assert!(self.wire == Wire::Faulty, "link faults need Wire::Faulty");
+        for ((from, to), proxy) in &self.links {
+            if *from == id || *to == id {
+                proxy.set_up(up);
+            }
+        }
+    }
+
+    pub fn region_of(&self, id: u64) -> String {
+        self.node_config(id).region().to_owned()
+    }
+
+    pub fn ids_in_region(&self, region: &str) -> Vec<u64> {
+        self.config.nodes.iter().filter(|n| n.region() == region).map(|n| n.id).collect()
     }
 
     pub fn node_config(&self, id: u64) -> NodeConfig {
@@ -103,7 +219,7 @@ impl TestHub {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let leaders: Vec<Option<u64>> =
-                self.nodes.values().map(|n| n.node.raft.metrics().borrow().current_leader).collect();
+                self.nodes.values().map(|n| n.node.metrics().current_leader).collect();
             if let Some(Some(l)) = leaders.first()
                 && leaders.iter().all(|x| *x == Some(*l))
                 && self.nodes.contains_key(l)
@@ -157,6 +273,9 @@ impl TestHub {
             voter: false,
         };
         self.config.nodes.push(me.clone());
+        if self.wire == Wire::Faulty {
+            self.wire_links(&me).await;
+        }
         self.launch(&me, Listeners { raft, api }).await;
         me
     }

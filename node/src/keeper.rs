@@ -1,0 +1,98 @@
+//! The leader's housekeeping, run on every node and active only while it leads:
+//!
+//! - **learners of the topology file** that are not members yet are added (once per term), so a
+//!   hub described by a file comes up whole on first start;
+//! - **leader preference**: when the leader sits outside the hub's preferred regions and a voter
+//!   in a preferred region is healthy (answered a heartbeat recently) and fully caught up,
+//!   leadership is handed to it. A lagging or silent preferred voter is never chosen, so the
+//!   preference never costs availability.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::Instant as _;
+use openraft::ServerState;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::HubConfig;
+use crate::node::{Node, hub_node};
+
+/// How long a freshly elected leader serves before it may hand leadership on: avoids
+/// ping-ponging while a recovering region is still settling.
+const SETTLE: Duration = Duration::from_secs(3);
+
+pub async fn run(node: Arc<Node>, hub: HubConfig, mut stopped: watch::Receiver<bool>) {
+    let tick = Duration::from_millis(hub.raft.heartbeat_interval_ms * 5);
+    let mut learners_added_in_term = None;
+    let mut leading_since: Option<(u64, tokio::time::Instant)> = None;
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let m = node.metrics();
+        if m.state != ServerState::Leader {
+            leading_since = None;
+            continue;
+        }
+        let since = match leading_since {
+            Some((term, at)) if term == m.current_term => at,
+            _ => {
+                let now = tokio::time::Instant::now();
+                leading_since = Some((m.current_term, now));
+                now
+            }
+        };
+        if learners_added_in_term != Some(m.current_term) {
+            add_missing_learners(&node, &hub).await;
+            learners_added_in_term = Some(m.current_term);
+        }
+        if since.elapsed() >= SETTLE {
+            prefer_region(&node, &hub, &m).await;
+        }
+    }
+}
+
+async fn add_missing_learners(node: &Node, hub: &HubConfig) {
+    let membership = node.metrics().membership_config.membership().clone();
+    for learner in hub.nodes.iter().filter(|n| !n.voter) {
+        if membership.get_node(&learner.id).is_some() {
+            continue;
+        }
+        match node.raft.add_learner(learner.id, hub_node(learner), false).await {
+            Ok(_) => info!(learner = %learner.name, "added the topology's learner"),
+            Err(e) => warn!(learner = %learner.name, "could not add the topology's learner: {e}"),
+        }
+    }
+}
+
+async fn prefer_region(node: &Node, hub: &HubConfig, m: &crate::raft::RaftMetrics) {
+    if hub.hub.preferred_regions.is_empty() || hub.hub.preferred_regions.contains(&node.info.region) {
+        return;
+    }
+    let Some(last_log) = m.last_log_index else { return };
+    let membership = m.membership_config.membership();
+    let fresh = Duration::from_millis(hub.raft.election_timeout_min_ms);
+    let candidate = membership.voter_ids().find(|id| {
+        let in_preferred =
+            membership.get_node(id).is_some_and(|n| hub.hub.preferred_regions.iter().any(|r| *r == n.region));
+        let caught_up = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(id).cloned().flatten())
+            .is_some_and(|matched| matched.index >= last_log);
+        let healthy = m
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.get(id).cloned().flatten())
+            .is_some_and(|acked| acked.elapsed() < fresh);
+        in_preferred && caught_up && healthy
+    });
+    if let Some(to) = candidate {
+        info!(to, "handing leadership back to a preferred region");
+        if let Err(e) = node.raft.trigger().transfer_leader(to).await {
+            warn!("leader transfer to {to} failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! TLS for a hub: a hub CA, one certificate per node, server TLS on the public API and mutual
+//! TLS between nodes (a peer must present a certificate from the hub's CA).
+//!
+//! Files in a hub's certificate directory: `ca.pem`, `ca.key`, and `<node name>.pem` /
+//! `<node name>.key` for every node. Keys are written with mode 0600.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+
+use crate::config::{HubConfig, NodeConfig};
+use crate::raft::network::{Connector, TcpConnector};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+fn read(path: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })
+}
+
+fn write(path: &Path, contents: &str, secret: bool) -> Result<(), TlsError> {
+    let io = |source| TlsError::Io { path: path.to_owned(), source };
+    std::fs::write(path, contents).map_err(io)?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    Ok(())
+}
+
+/// The current calendar year (UTC), close enough for certificate validity windows.
+fn this_year() -> i32 {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    1970 + (secs / 31_556_952) as i32
+}
+
+/// Creates the hub CA (unless `ca.pem` and `ca.key` already exist: then they are reused, so new
+/// node certificates stay trusted by running nodes) and a certificate for every node.
+///
+/// Node certificates are valid from the start of this year for two years and name the node,
+/// `localhost`, and the IP addresses of its raft and API sockets; they serve both as server and
+/// as client certificates (mutual TLS between nodes). The CA is valid for ten years.
+pub fn generate(hub: &HubConfig, dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
+    let year = this_year();
+    let (ca_pem, ca_key_pem) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let issuer = if ca_pem.exists() && ca_key_pem.exists() {
+        let key = KeyPair::from_pem(&read(&ca_key_pem)?)?;
+        Issuer::from_ca_cert_pem(&read(&ca_pem)?, key)?
+    } else {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Kizuna");
+        dn.push(DnType::CommonName, format!("Kizuna hub CA {}", hub.hub.name));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = rcgen::date_time_ymd(year, 1, 1);
+        params.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        write(&ca_pem, &cert.pem(), false)?;
+        write(&ca_key_pem, &key.serialize_pem(), true)?;
+        Issuer::new(params, key)
+    };
+    let mut written = vec![ca_pem];
+    for node in &hub.nodes {
+        let mut params = CertificateParams::new(vec![node.name.clone(), "localhost".to_owned()])?;
+        for ip in [node.raft_addr.ip(), node.api_addr.ip()] {
+            let san = SanType::IpAddress(ip);
+            if !params.subject_alt_names.contains(&san) {
+                params.subject_alt_names.push(san);
+            }
+        }
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, format!("Kizuna hub {}", hub.hub.name));
+        dn.push(DnType::OrganizationalUnitName, node.region().to_owned());
+        dn.push(DnType::CommonName, node.name.clone());
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = rcgen::date_time_ymd(year, 1, 1);
+        params.not_after = rcgen::date_time_ymd(year + 2, 1, 1);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        let (cert_path, key_path) = node_files(dir, node);
+        write(&cert_path, &cert.pem(), false)?;
+        write(&key_path, &key.serialize_pem(), true)?;
+        written.push(cert_path);
+    }
+    Ok(written)
+}
+
+fn node_files(dir: &Path, node: &NodeConfig) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{}.pem", node.name)), dir.join(format!("{}.key", node.name)))
+}
+
+/// How a node talks and listens: TLS material, or plaintext when explicitly insecure.
+#[derive(Clone)]
+pub struct Security {
+    pub connector: Arc<dyn Connector>,
+    /// Node↔node server config (mutual TLS), `None` when insecure.
+    pub raft_server: Option<ServerTlsConfig>,
+    /// Public API server config (server TLS), `None` when insecure.
+    pub api_server: Option<ServerTlsConfig>,
+}
+
+impl Security {
+    /// Plaintext everywhere. Only for an explicit `--insecure`.
+    pub fn insecure() -> Self {
+        Self { connector: Arc::new(TcpConnector::default()), raft_server: None, api_server: None }
+    }
+
+    /// Loads the node's certificate and the hub CA from `dir`.
+    pub fn load(dir: &Path, node: &NodeConfig) -> Result<Self, TlsError> {
+        let ca = Certificate::from_pem(read(&dir.join("ca.pem"))?);
+        let (cert_path, key_path) = node_files(dir, node);
+        let identity = Identity::from_pem(read(&cert_path)?, read(&key_path)?);
+        let raft_server = ServerTlsConfig::new().identity(identity.clone()).client_ca_root(ca.clone());
+        let api_server = ServerTlsConfig::new().identity(identity.clone());
+        let client = ClientTlsConfig::new().ca_certificate(ca).identity(identity);
+        Ok(Self {
+            connector: Arc::new(TlsConnector { client, connect_timeout: Duration::from_secs(2) }),
+            raft_server: Some(raft_server),
+            api_server: Some(api_server),
+        })
+    }
+}
+
+/// Mutual-TLS channels to peers: verifies the peer against the hub CA and presents this node's
+/// certificate.
+pub struct TlsConnector {
+    client: ClientTlsConfig,
+    connect_timeout: Duration,
+}
+
+impl Connector for TlsConnector {
+    fn connect(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        Ok(Endpoint::from_shared(format!("https://{addr}"))?
+            .tls_config(self.client.clone())?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy())
+    }
+}
+
+/// A client config for the CLI: trusts the hub CA.
+pub fn client_config(ca_file: &Path) -> Result<ClientTlsConfig, TlsError> {
+    Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca_file)?)))
+}

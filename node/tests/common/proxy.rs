@@ -1,0 +1,70 @@
+//! Link faults for in-process hubs: a userspace TCP proxy per ordered pair of nodes.
+//!
+//! Node A reaches node B's raft port only through the proxy (A→B), because A's connector maps
+//! B's address to that proxy. Cutting a link drops its open connections and resets new ones at
+//! once, so a cut-off node notices quickly instead of hanging.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use kizuna_node::raft::network::{Connector, TcpConnector};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+/// One direction of one link.
+pub struct LinkProxy {
+    pub addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+impl LinkProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (up, up_rx) = watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else { return };
+                if !*up_rx.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let mut up_rx = up_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
+                    let mut inbound = inbound;
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = up_rx.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up }
+    }
+
+    pub fn set_up(&self, up: bool) {
+        let _ = self.up.send(up);
+    }
+}
+
+/// A connector that sends a node's traffic for each peer through that link's proxy.
+pub struct ProxiedConnector {
+    pub routes: Arc<Mutex<HashMap<String, String>>>,
+    pub inner: TcpConnector,
+}
+
+impl ProxiedConnector {
+    pub fn new(routes: HashMap<String, String>) -> Self {
+        Self { routes: Arc::new(Mutex::new(routes)), inner: TcpConnector::default() }
+    }
+}
+
+impl Connector for ProxiedConnector {
+    fn connect(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let routed = self.routes.lock().unwrap().get(addr).cloned();
+        self.inner.connect(routed.as_deref().unwrap_or(addr))
+    }
+}

@@ -1,0 +1,229 @@
+//! Multi-region behaviour on a Tochigi-shaped hub in-process: region blackout and failover,
+//! leadership returning to the preferred regions, an isolated node serving stale local reads and
+//! refusing writes fast, and membership changes under a write load without losing a write.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{HubSpec, TestHub, Wire, admin, get, put};
+use kizuna_proto::admin::{AddLearnerRequest, ChangeMembershipRequest, NodeSpec, TransferLeaderRequest};
+use kizuna_proto::records::Consistency;
+
+fn tochigi(wire: Wire) -> HubSpec {
+    HubSpec {
+        nodes: vec![("utsunomiya", true), ("oyama", true), ("tokyo", true), ("osaka", true), ("nasu", false)],
+        preferred_regions: vec!["utsunomiya".into(), "oyama".into()],
+        wire,
+    }
+}
+
+const PREFERRED: [&str; 2] = ["utsunomiya", "oyama"];
+
+/// Waits until the agreed leader sits in a preferred region.
+async fn leader_in_preferred_region(hub: &TestHub, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let leader = hub.leader().await;
+        if PREFERRED.contains(&hub.region_of(leader).as_str()) {
+            return leader;
+        }
+        assert!(Instant::now() < deadline, "leadership stayed in {} for {within:?}", hub.region_of(leader));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn region_blackout_fails_over_and_leadership_returns_to_the_prefecture() {
+    let mut hub = TestHub::start_spec(tochigi(Wire::Plain)).await;
+    let leader = leader_in_preferred_region(&hub, Duration::from_secs(20)).await;
+    let before = put(&hub.api(leader), "patient/1", "訪問済み", "w-1").await.expect("first write");
+
+    // The leader's whole region goes dark.
+    let region = hub.region_of(leader);
+    let dark = hub.ids_in_region(&region);
+    let blackout = Instant::now();
+    for id in &dark {
+        hub.stop(*id).await;
+    }
+    let survivor = hub.running_ids()[0];
+    let after = loop {
+        match put(&hub.api(survivor), "patient/1", "停電後", "w-2").await {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(blackout.elapsed() < Duration::from_secs(30), "writes did not resume: {e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let new_leader = hub.leader().await;
+    assert!(!dark.contains(&new_leader));
+    eprintln!("FIGURE region {region} blackout: writes resumed after {:?} (new leader {new_leader} in {})", blackout.elapsed(), hub.region_of(new_leader));
+    assert_eq!(after.version, before.version + 1);
+
+    // The region comes back: it catches up, and leadership is (again) in the prefecture.
+    for id in &dark {
+        hub.restart(*id).await;
+    }
+    hub.wait_applied(after.log_index).await;
+    for id in &dark {
+        let r = get(&hub.api(*id), "patient/1", Consistency::Local).await.expect("caught up");
+        assert_eq!(r.value, "停電後");
+    }
+    leader_in_preferred_region(&hub, Duration::from_secs(20)).await;
+
+    // Leadership moved out of the prefecture by hand returns by itself.
+    let tokyo = hub.ids_in_region("tokyo")[0];
+    let current = hub.leader().await;
+    admin(&hub.api(current)).await.transfer_leader(TransferLeaderRequest { to_node_id: tokyo }).await.expect("transfer");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hub.leader().await != tokyo {
+        assert!(Instant::now() < deadline, "leadership never reached tokyo");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let returned_at = Instant::now();
+    let back = leader_in_preferred_region(&hub, Duration::from_secs(20)).await;
+    eprintln!("FIGURE leadership returned from tokyo to {} after {:?}", hub.region_of(back), returned_at.elapsed());
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
+    let hub = TestHub::start_spec(tochigi(Wire::Faulty)).await;
+    let leader = hub.leader().await;
+    let w = put(&hub.api(leader), "oxygen/supplier", "稼働中", "i-1").await.unwrap();
+    hub.wait_applied(w.log_index).await;
+
+    // Cut off one voter that is not the leader.
+    let cut = hub.running_ids().into_iter().find(|id| *id != leader && hub.status(*id).role == "follower").unwrap();
+    hub.isolate(cut);
+    // Give it time to notice it has lost its leader.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Writes through it fail fast with UNAVAILABLE, never hang.
+    let started = Instant::now();
+    let err = put(&hub.api(cut), "oxygen/supplier", "停止", "i-2").await.expect_err("isolated write");
+    let took = started.elapsed();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(took < Duration::from_secs(5), "write took {took:?} to fail");
+    eprintln!("FIGURE isolated node refused a write in {took:?}: {}", err.message());
+
+    // Strict reads fail; default reads fall back to the local copy, marked stale.
+    let strict = get(&hub.api(cut), "oxygen/supplier", Consistency::Linearizable).await;
+    assert_eq!(strict.expect_err("strict read").code(), tonic::Code::Unavailable);
+    let fallback = get(&hub.api(cut), "oxygen/supplier", Consistency::Unspecified).await.expect("fallback read");
+    assert!(fallback.stale, "{fallback:?}");
+    assert_eq!(fallback.value, "稼働中");
+    let local = get(&hub.api(cut), "oxygen/supplier", Consistency::Local).await.expect("local read");
+    assert_eq!(local.value, "稼働中");
+    assert!(local.as_of.is_some());
+
+    // The rest of the hub goes on.
+    let w2 = put(&hub.api(leader), "oxygen/supplier", "交換済み", "i-3").await.expect("majority still writes");
+
+    // Heal: the node catches up and its reads are fresh again.
+    hub.heal(cut);
+    hub.wait_applied(w2.log_index).await;
+    let r = get(&hub.api(cut), "oxygen/supplier", Consistency::Unspecified).await.expect("healed read");
+    assert_eq!((r.value.as_str(), r.stale), ("交換済み", false));
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn membership_changes_under_load_lose_no_acknowledged_write() {
+    let mut hub = TestHub::start_with(3, Wire::Plain).await;
+    let leader = hub.leader().await;
+    let endpoints: Vec<String> = hub.running_ids().iter().map(|id| hub.api(*id)).collect();
+
+    // Writers: unique keys, each retried with the same request id until acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let stop = stop.clone();
+        let endpoints = endpoints.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = BTreeMap::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("load/{w}/{i}");
+                let rid = format!("req-{w}-{i}");
+                let mut attempt = 0usize;
+                loop {
+                    let endpoint = &endpoints[(i as usize + attempt) % endpoints.len()];
+                    match put(endpoint, &key, &format!("value {i}"), &rid).await {
+                        Ok(r) => {
+                            acked.insert(key.clone(), r.version);
+                            break;
+                        }
+                        Err(_) if attempt < 200 => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(25)).await;
+                        }
+                        Err(e) => panic!("write {key} never acknowledged: {e:?}"),
+                    }
+                }
+                i += 1;
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Add a learner in a fourth region, promote it, then remove an old voter (the leader).
+    let new = hub.start_new_node(4).await;
+    let spec = NodeSpec {
+        id: new.id,
+        name: new.name.clone(),
+        region: new.region().to_owned(),
+        raft_addr: new.raft_addr.to_string(),
+        api_addr: new.api_addr.to_string(),
+    };
+    let mut adm = admin(&hub.api(leader)).await;
+    adm.add_learner(AddLearnerRequest { node: Some(spec), wait_caught_up: true }).await.expect("add learner");
+    adm.change_membership(ChangeMembershipRequest { voter_ids: vec![1, 2, 3, 4], retain_as_learners: false, force: false })
+        .await
+        .expect("promote");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hub.status(4).role != "follower" {
+        assert!(Instant::now() < deadline, "node 4 never became a voter: {:?}", hub.status(4));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let remaining: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != leader).collect();
+
+    // Removing down to two regions would break the placement rule: refused without force.
+    let unsafe_change = adm
+        .change_membership(ChangeMembershipRequest { voter_ids: remaining[..2].to_vec(), retain_as_learners: false, force: false })
+        .await
+        .expect_err("unsafe placement");
+    assert_eq!(unsafe_change.code(), tonic::Code::FailedPrecondition);
+    assert!(unsafe_change.message().contains("at least 3 regions"), "{}", unsafe_change.message());
+
+    adm.change_membership(ChangeMembershipRequest { voter_ids: remaining.clone(), retain_as_learners: false, force: false })
+        .await
+        .expect("remove old voter");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut acked = BTreeMap::new();
+    for w in writers {
+        acked.extend(w.await.expect("writer"));
+    }
+    assert!(acked.len() > 20, "too few writes acknowledged: {}", acked.len());
+    hub.stop(leader).await;
+    let new_leader = hub.leader().await;
+    assert!(remaining.contains(&new_leader));
+    // Every acknowledged write is on every remaining voter.
+    let last = hub.status(new_leader).last_log_index;
+    hub.wait_applied(last).await;
+    for id in &remaining {
+        for (key, version) in &acked {
+            let r = get(&hub.api(*id), key, Consistency::Local).await.unwrap_or_else(|e| panic!("{key} lost on node {id}: {e:?}"));
+            assert_eq!(r.version, *version, "{key} on node {id}");
+        }
+    }
+    eprintln!("FIGURE membership change under load: {} acknowledged writes, none lost", acked.len());
+    hub.shutdown().await;
+}
