@@ -116,8 +116,8 @@ impl NodeConfig {
 
 impl HubConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
             other => other,
@@ -125,8 +125,8 @@ impl HubConfig {
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: HubConfig = toml::from_str(text)
-            .map_err(|source| ConfigError::Parse { path: PathBuf::from("<config>"), source })?;
+        let config: HubConfig =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { path: PathBuf::from("<config>"), source })?;
         config.validate()?;
         Ok(config)
     }
@@ -171,13 +171,19 @@ impl HubConfig {
         }
         if let Err(e) = crate::placement::check(self.voters().map(NodeConfig::region)) {
             if !self.hub.allow_unsafe_placement {
-                return Err(invalid("node (voter placement)", format!("{e}; set hub.allow_unsafe_placement = true to run anyway")));
+                return Err(invalid(
+                    "node (voter placement)",
+                    format!("{e}; set hub.allow_unsafe_placement = true to run anyway"),
+                ));
             }
             tracing::warn!("UNSAFE PLACEMENT accepted by hub.allow_unsafe_placement: {e}");
         }
         for (i, region) in self.hub.preferred_regions.iter().enumerate() {
             if !self.voters().any(|n| n.region() == region) {
-                return Err(invalid(format!("hub.preferred_regions[{i}]"), format!("no voter sits in region {region:?}")));
+                return Err(invalid(
+                    format!("hub.preferred_regions[{i}]"),
+                    format!("no voter sits in region {region:?}"),
+                ));
             }
         }
         let t = &self.raft;
@@ -185,16 +191,10 @@ impl HubConfig {
             return Err(invalid("raft.heartbeat_interval_ms", "must be > 0"));
         }
         if t.election_timeout_min_ms <= t.heartbeat_interval_ms {
-            return Err(invalid(
-                "raft.election_timeout_min_ms",
-                "must be larger than raft.heartbeat_interval_ms",
-            ));
+            return Err(invalid("raft.election_timeout_min_ms", "must be larger than raft.heartbeat_interval_ms"));
         }
         if t.election_timeout_max_ms <= t.election_timeout_min_ms {
-            return Err(invalid(
-                "raft.election_timeout_max_ms",
-                "must be larger than raft.election_timeout_min_ms",
-            ));
+            return Err(invalid("raft.election_timeout_max_ms", "must be larger than raft.election_timeout_min_ms"));
         }
         Ok(())
     }
@@ -302,13 +302,16 @@ mod tests {
     fn unsafe_placement_is_refused_with_the_reason() {
         let e = err_of(&GOOD.replace("region = \"r3\"", "region = \"r1\""));
         assert!(e.contains("voter placement") && e.contains("only 2 region(s) (r1: 2, r2: 1)"), "{e}");
-        let e = err_of(&GOOD.replace("region = \"r3\"", "region = \"r1\"").replace("region = \"r2\"", "region = \"r1\""));
+        let e =
+            err_of(&GOOD.replace("region = \"r3\"", "region = \"r1\"").replace("region = \"r2\"", "region = \"r1\""));
         assert!(e.contains("only 1 region"), "{e}");
     }
 
     #[test]
     fn unsafe_placement_can_be_allowed_explicitly() {
-        let text = GOOD.replace("region = \"r3\"", "region = \"r1\"").replace("name = \"t\"", "name = \"t\"\nallow_unsafe_placement = true");
+        let text = GOOD
+            .replace("region = \"r3\"", "region = \"r1\"")
+            .replace("name = \"t\"", "name = \"t\"\nallow_unsafe_placement = true");
         HubConfig::parse(&text).expect("allowed");
     }
 

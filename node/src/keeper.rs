@@ -75,8 +75,7 @@ async fn prefer_region(node: &Node, hub: &HubConfig, m: &crate::raft::RaftMetric
     let membership = m.membership_config.membership();
     let fresh = Duration::from_millis(hub.raft.election_timeout_min_ms);
     let candidate = membership.voter_ids().find(|id| {
-        let in_preferred =
-            membership.get_node(id).is_some_and(|n| hub.hub.preferred_regions.iter().any(|r| *r == n.region));
+        let in_preferred = membership.get_node(id).is_some_and(|n| hub.hub.preferred_regions.contains(&n.region));
         let caught_up = m
             .replication
             .as_ref()

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use kizuna_node::cli::{self, Target};
 
 #[derive(Parser)]
-#[command(name = "kizuna", version, about = "Kizuna (絆): a replicated collaboration hub for home medical and care teams")]
+#[command(
+    name = "kizuna",
+    version,
+    about = "Kizuna (絆): a replicated collaboration hub for home medical and care teams"
+)]
 struct Cli {
     /// Any node's public address (client commands). Default: the demo hub's nodes in turn.
     #[arg(long, global = true, env = "KIZUNA_ENDPOINT")]

@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kizuna_proto::admin::{ClusterStatusResponse, Member};
 use kizuna_proto::raft::{ForwardWriteRequest, NodeStatus, NodeStatusRequest, ReadIndexRequest};
-use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ReadPolicy, ServerState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -53,7 +53,10 @@ impl NodeError {
     pub fn is_quorum_unreachable(&self) -> bool {
         matches!(
             self,
-            NodeError::NoLeader | NodeError::Timeout(_) | NodeError::LeaderUnreachable(_) | NodeError::NotLeader { leader: None, .. }
+            NodeError::NoLeader
+                | NodeError::Timeout(_)
+                | NodeError::LeaderUnreachable(_)
+                | NodeError::NotLeader { leader: None, .. }
         )
     }
 }
@@ -435,10 +438,7 @@ pub async fn start(
             .map_err(|e| StartError::Tls(e.to_string()))?
             .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), wait_stop(stopped.clone()));
         let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped).in_current_span());
-        let servers = vec![
-            tokio::spawn(raft_server.in_current_span()),
-            tokio::spawn(api_server.in_current_span()),
-        ];
+        let servers = vec![tokio::spawn(raft_server.in_current_span()), tokio::spawn(api_server.in_current_span())];
         info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
         Ok(RunningNode { node, stop, servers, keeper })
     }

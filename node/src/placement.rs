@@ -8,9 +8,13 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
-    #[error("voters sit in only {regions} region(s) ({detail}); at least 3 regions must hold voters so that losing one keeps a quorum")]
+    #[error(
+        "voters sit in only {regions} region(s) ({detail}); at least 3 regions must hold voters so that losing one keeps a quorum"
+    )]
     TooFewRegions { regions: usize, detail: String },
-    #[error("region {region:?} holds {in_region} of {voters} voters; a region must hold less than half, or its loss stops the hub")]
+    #[error(
+        "region {region:?} holds {in_region} of {voters} voters; a region must hold less than half, or its loss stops the hub"
+    )]
     RegionTooHeavy { region: String, in_region: usize, voters: usize },
 }
 

@@ -60,7 +60,8 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(status.len(), 3);
-    let regions: std::collections::BTreeSet<_> = status.iter().map(|m| m["region"].as_str().unwrap().to_owned()).collect();
+    let regions: std::collections::BTreeSet<_> =
+        status.iter().map(|m| m["region"].as_str().unwrap().to_owned()).collect();
     assert_eq!(regions.len(), 3, "{status:#?}");
     assert_eq!(status.iter().filter(|m| m["role"] == "leader").count(), 1, "{status:#?}");
     assert!(status.iter().all(|m| m["reachable"] == true), "{status:#?}");

@@ -61,7 +61,11 @@ async fn region_blackout_fails_over_and_leadership_returns_to_the_prefecture() {
     };
     let new_leader = hub.leader().await;
     assert!(!dark.contains(&new_leader));
-    eprintln!("FIGURE region {region} blackout: writes resumed after {:?} (new leader {new_leader} in {})", blackout.elapsed(), hub.region_of(new_leader));
+    eprintln!(
+        "FIGURE region {region} blackout: writes resumed after {:?} (new leader {new_leader} in {})",
+        blackout.elapsed(),
+        hub.region_of(new_leader)
+    );
     assert_eq!(after.version, before.version + 1);
 
     // The region comes back: it catches up, and leadership is (again) in the prefecture.
@@ -78,7 +82,11 @@ async fn region_blackout_fails_over_and_leadership_returns_to_the_prefecture() {
     // Leadership moved out of the prefecture by hand returns by itself.
     let tokyo = hub.ids_in_region("tokyo")[0];
     let current = hub.leader().await;
-    admin(&hub.api(current)).await.transfer_leader(TransferLeaderRequest { to_node_id: tokyo }).await.expect("transfer");
+    admin(&hub.api(current))
+        .await
+        .transfer_leader(TransferLeaderRequest { to_node_id: tokyo })
+        .await
+        .expect("transfer");
     let deadline = Instant::now() + Duration::from_secs(10);
     while hub.leader().await != tokyo {
         assert!(Instant::now() < deadline, "leadership never reached tokyo");
@@ -183,9 +191,13 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
     };
     let mut adm = admin(&hub.api(leader)).await;
     adm.add_learner(AddLearnerRequest { node: Some(spec), wait_caught_up: true }).await.expect("add learner");
-    adm.change_membership(ChangeMembershipRequest { voter_ids: vec![1, 2, 3, 4], retain_as_learners: false, force: false })
-        .await
-        .expect("promote");
+    adm.change_membership(ChangeMembershipRequest {
+        voter_ids: vec![1, 2, 3, 4],
+        retain_as_learners: false,
+        force: false,
+    })
+    .await
+    .expect("promote");
     let deadline = Instant::now() + Duration::from_secs(10);
     while hub.status(4).role != "follower" {
         assert!(Instant::now() < deadline, "node 4 never became a voter: {:?}", hub.status(4));
@@ -195,15 +207,23 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
 
     // Removing down to two regions would break the placement rule: refused without force.
     let unsafe_change = adm
-        .change_membership(ChangeMembershipRequest { voter_ids: remaining[..2].to_vec(), retain_as_learners: false, force: false })
+        .change_membership(ChangeMembershipRequest {
+            voter_ids: remaining[..2].to_vec(),
+            retain_as_learners: false,
+            force: false,
+        })
         .await
         .expect_err("unsafe placement");
     assert_eq!(unsafe_change.code(), tonic::Code::FailedPrecondition);
     assert!(unsafe_change.message().contains("at least 3 regions"), "{}", unsafe_change.message());
 
-    adm.change_membership(ChangeMembershipRequest { voter_ids: remaining.clone(), retain_as_learners: false, force: false })
-        .await
-        .expect("remove old voter");
+    adm.change_membership(ChangeMembershipRequest {
+        voter_ids: remaining.clone(),
+        retain_as_learners: false,
+        force: false,
+    })
+    .await
+    .expect("remove old voter");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, Ordering::Relaxed);
 
@@ -220,7 +240,9 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
     hub.wait_applied(last).await;
     for id in &remaining {
         for (key, version) in &acked {
-            let r = get(&hub.api(*id), key, Consistency::Local).await.unwrap_or_else(|e| panic!("{key} lost on node {id}: {e:?}"));
+            let r = get(&hub.api(*id), key, Consistency::Local)
+                .await
+                .unwrap_or_else(|e| panic!("{key} lost on node {id}: {e:?}"));
             assert_eq!(r.version, *version, "{key} on node {id}");
         }
     }

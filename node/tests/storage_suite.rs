@@ -3,8 +3,8 @@
 use kizuna_node::raft::TypeConfig;
 use kizuna_node::store::{self, LogStore, StateMachineStore};
 use openraft::StorageError;
-use openraft::type_config::TypeConfigExt;
 use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::TypeConfigExt;
 
 struct RocksBuilder;
 

@@ -61,21 +61,18 @@ async fn hub_runs_over_tls_and_refuses_strangers() {
     assert!(refused.is_err(), "a peer from another CA was served");
 
     // A peer that trusts the hub CA but presents no certificate is refused too.
-    let no_identity = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(
-        std::fs::read_to_string(certs.join("ca.pem")).expect("ca.pem"),
-    ));
-    let channel = Endpoint::from_shared(format!("https://{raft_addr}"))
-        .unwrap()
-        .tls_config(no_identity)
-        .unwrap()
-        .connect_lazy();
+    let no_identity = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read_to_string(certs.join("ca.pem")).expect("ca.pem")));
+    let channel =
+        Endpoint::from_shared(format!("https://{raft_addr}")).unwrap().tls_config(no_identity).unwrap().connect_lazy();
     let refused = RaftTransportClient::new(channel).get_node_status(NodeStatusRequest {}).await;
     assert!(refused.is_err(), "a peer without a client certificate was served");
 
     // The hub's own peers still work (sanity: the refusals above were about the stranger).
     let own = hub.security(&hub.node_config(follower));
     let channel = own.connector.connect(&raft_addr).expect("lazy channel");
-    let status = RaftTransportClient::new(channel).get_node_status(NodeStatusRequest {}).await.expect("own peer served");
+    let status =
+        RaftTransportClient::new(channel).get_node_status(NodeStatusRequest {}).await.expect("own peer served");
     assert_eq!(status.into_inner().id, leader);
     hub.shutdown().await;
 }

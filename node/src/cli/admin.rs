@@ -105,8 +105,11 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
             print_membership(&r);
         }
         AdminCommand::TransferLeader { to } => {
-            on_leader(&target()?, |mut c| async move { c.transfer_leader(TransferLeaderRequest { to_node_id: to }).await })
-                .await?;
+            on_leader(
+                &target()?,
+                |mut c| async move { c.transfer_leader(TransferLeaderRequest { to_node_id: to }).await },
+            )
+            .await?;
             println!("leadership handed to node {to}");
         }
         AdminCommand::Snapshot { purge } => {

@@ -19,7 +19,8 @@ fn security(hub: &HubConfig, me: &NodeConfig, insecure: bool) -> anyhow::Result<
         "the topology has no [tls] dir: create certificates with `kizuna admin certs --config FILE --out DIR` \
          and set [tls] dir = DIR, or pass --insecure for a plaintext development run",
     )?;
-    Security::load(&tls.dir, me).with_context(|| format!("loading {}'s certificates from {}", me.name, tls.dir.display()))
+    Security::load(&tls.dir, me)
+        .with_context(|| format!("loading {}'s certificates from {}", me.name, tls.dir.display()))
 }
 
 pub async fn serve(config: &Path, node_name: &str, insecure: bool) -> anyhow::Result<()> {
@@ -60,7 +61,11 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
         }
         bail!("the demo hub elected no leader within 30s");
     };
-    let tls_note = if insecure { "plaintext (--insecure)".to_owned() } else { format!("TLS, CA {}/certs/ca.pem", data_dir.display()) };
+    let tls_note = if insecure {
+        "plaintext (--insecure)".to_owned()
+    } else {
+        format!("TLS, CA {}/certs/ca.pem", data_dir.display())
+    };
     println!("Kizuna demo hub {:?} is up; data in {}; {tls_note}", hub.hub.name, data_dir.display());
     for me in &hub.nodes {
         let mark = if me.id == leader { "  (leader)" } else { "" };

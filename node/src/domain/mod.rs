@@ -41,11 +41,15 @@ impl std::fmt::Display for Envelope {
 /// The outcome of applying one envelope; what the client gets back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandResult {
-    RecordPut { version: u64 },
+    RecordPut {
+        version: u64,
+    },
     /// Raft's own entries (leader blanks, membership changes) produce nothing for a client.
     NoOp,
     /// The command was valid on the wire but refused by the state it met.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
 }
 
 /// What a client gets for an applied (or already applied) request.

@@ -140,7 +140,13 @@ impl PeerClient {
         let payload = RaftPayload { data: encode(req) };
         let reply = tokio::time::timeout(option.hard_ttl(), f(self.client()?, payload))
             .await
-            .map_err(|_| RPCError::Network(network(format!("no answer from node {} within {:?}", self.target, option.hard_ttl()))))?
+            .map_err(|_| {
+                RPCError::Network(network(format!(
+                    "no answer from node {} within {:?}",
+                    self.target,
+                    option.hard_ttl()
+                )))
+            })?
             .map_err(status_to_rpc)?;
         decode(&reply.into_inner().data).map_err(|e| RPCError::Network(network(e)))
     }

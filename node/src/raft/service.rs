@@ -80,10 +80,7 @@ impl RaftTransport for RaftService {
         Ok(payload(&resp))
     }
 
-    async fn forward_write(
-        &self,
-        req: Request<ForwardWriteRequest>,
-    ) -> Result<Response<ForwardWriteResponse>, Status> {
+    async fn forward_write(&self, req: Request<ForwardWriteRequest>) -> Result<Response<ForwardWriteResponse>, Status> {
         let envelope: Envelope = decode(&req.into_inner().command).map_err(bad_payload)?;
         // Forwarded writes are proposed here or refused: never forwarded a second time, so a
         // leader change cannot bounce a write around the hub.
@@ -119,9 +116,7 @@ async fn receive_to_file(
         file.write_all(&chunk.data).await.map_err(io)?;
     }
     if received != total_bytes {
-        return Err(Status::invalid_argument(format!(
-            "snapshot stream ended after {received} of {total_bytes} bytes"
-        )));
+        return Err(Status::invalid_argument(format!("snapshot stream ended after {received} of {total_bytes} bytes")));
     }
     file.sync_all().await.map_err(io)?;
     Ok(())

@@ -45,8 +45,7 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError
     let db_path = data_dir.join("db");
     let snapshot_dir = data_dir.join("snapshots");
     for dir in [&db_path, &snapshot_dir] {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
     }
     let mut opts = Options::default();
     opts.create_if_missing(true);

@@ -90,10 +90,7 @@ pub(crate) fn read_meta(path: &Path) -> std::io::Result<SnapshotMeta> {
 }
 
 /// Reads a whole snapshot file, checking that it is complete, and hands every pair to `each`.
-pub(crate) fn read_pairs(
-    path: &Path,
-    mut each: impl FnMut(Vec<u8>, Vec<u8>),
-) -> std::io::Result<SnapshotMeta> {
+pub(crate) fn read_pairs(path: &Path, mut each: impl FnMut(Vec<u8>, Vec<u8>)) -> std::io::Result<SnapshotMeta> {
     let mut input = BufReader::new(File::open(path)?);
     let meta_len = read_u32(&mut input)?;
     let meta = serde_json::from_slice(&read_bytes(&mut input, meta_len)?).map_err(io_err)?;

@@ -206,11 +206,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder {
-            db: self.db.clone(),
-            snapshot_dir: self.snapshot_dir.clone(),
-            seq: self.snapshot_seq.clone(),
-        }
+        SnapshotBuilder { db: self.db.clone(), snapshot_dir: self.snapshot_dir.clone(), seq: self.snapshot_seq.clone() }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), std::io::Error> {

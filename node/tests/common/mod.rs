@@ -108,14 +108,8 @@ impl TestHub {
             config.tls = Some(TlsSection { dir: certs });
         }
         config.validate().expect("test topology is valid");
-        let mut hub = TestHub {
-            dir,
-            config,
-            nodes: BTreeMap::new(),
-            wire,
-            links: BTreeMap::new(),
-            routes: BTreeMap::new(),
-        };
+        let mut hub =
+            TestHub { dir, config, nodes: BTreeMap::new(), wire, links: BTreeMap::new(), routes: BTreeMap::new() };
         if wire == Wire::Faulty {
             for me in hub.config.nodes.clone() {
                 hub.wire_links(&me).await;
@@ -218,8 +212,7 @@ impl TestHub {
     pub async fn leader(&self) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let leaders: Vec<Option<u64>> =
-                self.nodes.values().map(|n| n.node.metrics().current_leader).collect();
+            let leaders: Vec<Option<u64>> = self.nodes.values().map(|n| n.node.metrics().current_leader).collect();
             if let Some(Some(l)) = leaders.first()
                 && leaders.iter().all(|x| *x == Some(*l))
                 && self.nodes.contains_key(l)
