@@ -1,8 +1,12 @@
 //! What the hub does, without I/O: commands, their validation and their results.
 //!
+//! [`collab`] holds the collaboration network's rules (accounts, patients, rooms, posts, read
+//! state, authorization); [`records`] the first replicated write path.
+//!
 //! Every state change is a [`Command`] inside an [`Envelope`] that the Raft log carries. The
 //! store applies envelopes deterministically: the same log gives the same state on every node.
 
+pub mod collab;
 pub mod records;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,51 @@
+//! Who may see and do what. Every read and write goes through these checks.
+
+use super::error::{DomainError, DomainResult, denied};
+use super::model::*;
+use super::view::HubView;
+
+/// The acting account, which must exist and be active (a stopped account acts no more).
+pub fn active_account(view: &impl HubView, actor: AccountId) -> DomainResult<Account> {
+    match view.account(actor) {
+        Some(a) if a.is_active() => Ok(a),
+        _ => Err(DomainError::Unauthenticated),
+    }
+}
+
+/// The actor's active membership of a room; NotFound for everyone else (see `error`).
+pub fn active_member(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResult<(Account, Member, Room)> {
+    let account = active_account(view, actor)?;
+    let member = view.member(room, actor).filter(Member::is_active).ok_or(DomainError::NotFound("room"))?;
+    let room = view.room(room).ok_or(DomainError::NotFound("room"))?;
+    Ok((account, member, room))
+}
+
+pub fn owner(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResult<(Account, Member, Room)> {
+    let found = active_member(view, actor, room)?;
+    if found.1.role != Role::Owner {
+        return Err(denied("only an owner of this room may do that"));
+    }
+    Ok(found)
+}
+
+pub fn operator(view: &impl HubView, actor: AccountId) -> DomainResult<Account> {
+    let account = active_account(view, actor)?;
+    if !account.is_operator() {
+        return Err(denied("only a hub operator may do that"));
+    }
+    Ok(account)
+}
+
+/// An operator, or an admin of `facility`.
+pub fn facility_admin(view: &impl HubView, actor: AccountId, facility: FacilityId) -> DomainResult<Account> {
+    let account = active_account(view, actor)?;
+    if account.is_operator() || (account.facility_admin && account.facility() == Some(facility)) {
+        return Ok(account);
+    }
+    Err(denied("only an admin of this facility or a hub operator may do that"))
+}
+
+/// Can `account` read `room` right now? The single rule every read path uses.
+pub fn can_read(view: &impl HubView, account: AccountId, room: RoomId) -> bool {
+    active_member(view, account, room).is_ok()
+}

@@ -1,0 +1,20 @@
+//! The collaboration network's rules: accounts, facilities, invitations, patients and their
+//! teams, sub-rooms, groups, connections, posts, read state and authorization.
+//!
+//! Pure: commands read a [`HubView`] and return [`Change`]s; nothing here does I/O. Status:
+//! the domain is complete and unit-tested; it is not yet wired into the replicated state
+//! machine, the gRPC API or the CLI (issue 3 continues there).
+
+pub mod authz;
+pub mod commands;
+pub mod error;
+pub mod model;
+pub mod queries;
+pub mod view;
+
+pub use commands::{Command, Ctx, Outcome, execute};
+pub use error::{DomainError, DomainResult};
+pub use view::{Change, HubView, MemHub};
+
+#[cfg(test)]
+mod tests;

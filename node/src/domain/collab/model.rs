@@ -1,0 +1,267 @@
+//! The collaboration network's entities. Ids are the Raft log index of the command that created
+//! the entity, so every node derives the same ids without coordination.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($($name:ident),*) => {$(
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub u64);
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{}", self.0) }
+        }
+    )*};
+}
+id_type!(AccountId, FacilityId, RoomId, PatientId, InvitationId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FacilityKind {
+    Clinic,
+    Hospital,
+    Pharmacy,
+    DentalClinic,
+    VisitingNursingStation,
+    CareOffice,
+    Rehabilitation,
+    Municipality,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Profession {
+    Doctor,
+    Nurse,
+    VisitingNurse,
+    Pharmacist,
+    Dentist,
+    DentalHygienist,
+    Therapist,
+    CareManager,
+    CareWorker,
+    MedicalSocialWorker,
+    Clerk,
+    MunicipalStaff,
+    Other,
+}
+
+impl Profession {
+    /// The label users see (Japanese: the users are).
+    pub fn label(self) -> &'static str {
+        match self {
+            Profession::Doctor => "医師",
+            Profession::Nurse => "看護師",
+            Profession::VisitingNurse => "訪問看護師",
+            Profession::Pharmacist => "薬剤師",
+            Profession::Dentist => "歯科医師",
+            Profession::DentalHygienist => "歯科衛生士",
+            Profession::Therapist => "PT/OT/ST",
+            Profession::CareManager => "ケアマネジャー",
+            Profession::CareWorker => "介護職",
+            Profession::MedicalSocialWorker => "MSW",
+            Profession::Clerk => "事務",
+            Profession::MunicipalStaff => "行政職員",
+            Profession::Other => "その他",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountKind {
+    /// Runs the hub (事務局): approves facilities, stops accounts, reads the audit log.
+    Operator,
+    Professional {
+        facility: FacilityId,
+        profession: Profession,
+    },
+    /// A patient or a family member, invited into one patient's timeline only.
+    Family {
+        patient: PatientId,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountStatus {
+    /// Registered with an invitation, waiting for the facility admin's approval.
+    Pending,
+    Active,
+    /// Stopped by an operator or facility admin: every session is refused at once.
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub login: String,
+    pub display_name: String,
+    pub kind: AccountKind,
+    pub status: AccountStatus,
+    /// argon2id PHC string, computed by the API node before proposing (never in apply).
+    pub password_hash: String,
+    /// Facility admins approve and stop their facility's accounts and issue invitations.
+    pub facility_admin: bool,
+}
+
+impl Account {
+    pub fn facility(&self) -> Option<FacilityId> {
+        match self.kind {
+            AccountKind::Professional { facility, .. } => Some(facility),
+            _ => None,
+        }
+    }
+
+    pub fn is_operator(&self) -> bool {
+        matches!(self.kind, AccountKind::Operator)
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status == AccountStatus::Active
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FacilityStatus {
+    Pending,
+    Approved,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facility {
+    pub id: FacilityId,
+    pub name: String,
+    pub kind: FacilityKind,
+    pub municipality: String,
+    pub status: FacilityStatus,
+}
+
+/// A single-use, expiring invitation for a professional to join a facility. Only the hash of
+/// its code is stored; the code itself is shown once to the facility admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub id: InvitationId,
+    pub code_hash: String,
+    pub facility: FacilityId,
+    pub issued_by: AccountId,
+    pub expires_at_ms: u64,
+    pub used_by: Option<AccountId>,
+    /// The invitee becomes an admin of the facility.
+    pub as_admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Patient {
+    pub id: PatientId,
+    pub facility: FacilityId,
+    pub name: String,
+    pub kana: String,
+    pub birth_date: String,
+    pub address: String,
+    pub notes: String,
+    /// The patient timeline: the room whose members are the patient's team.
+    pub timeline: RoomId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomKind {
+    /// 患者タイムライン.
+    PatientTimeline { patient: PatientId },
+    /// 小部屋: a narrower room inside a patient team.
+    SubRoom { patient: PatientId, parent: RoomId, name: String },
+    /// グループ.
+    Group { name: String },
+    /// つながり: the 1:1 room of two connected professionals.
+    Connection { a: AccountId, b: AccountId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    pub id: RoomId,
+    pub kind: RoomKind,
+    /// Sequence number of the newest post (0: none yet). Dense: 1, 2, 3…
+    pub last_seq: u64,
+    pub last_post_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Owner,
+    Member,
+    Family,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Invited by a member, waiting for an owner's approval.
+    Invited {
+        by: AccountId,
+    },
+    /// Asked to join a group, waiting for an owner's approval.
+    Requested,
+    Active,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub room: RoomId,
+    pub account: AccountId,
+    pub role: Role,
+    pub state: MemberState,
+    /// Highest sequence this member has read.
+    pub read_seq: u64,
+}
+
+impl Member {
+    pub fn is_active(&self) -> bool {
+        self.state == MemberState::Active
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostVersion {
+    pub text: String,
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Post {
+    pub room: RoomId,
+    pub seq: u64,
+    pub author: AccountId,
+    pub text: String,
+    pub reply_to: Option<u64>,
+    pub mentions: Vec<AccountId>,
+    pub posted_at_ms: u64,
+    /// Earlier texts, oldest first (kept for audit after edits and deletion).
+    pub history: Vec<PostVersion>,
+    pub deleted: bool,
+    /// Who acknowledged it (「了解」).
+    pub acks: Vec<AccountId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionState {
+    Requested { by: AccountId },
+    Accepted { room: RoomId },
+    Declined,
+    Blocked { by: AccountId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    /// The two accounts, lower id first.
+    pub pair: (AccountId, AccountId),
+    pub state: ConnectionState,
+}
+
+pub fn connection_pair(x: AccountId, y: AccountId) -> (AccountId, AccountId) {
+    if x <= y { (x, y) } else { (y, x) }
+}
+
+/// A login session. Only the hash of the opaque token is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub token_hash: String,
+    pub account: AccountId,
+    pub created_at_ms: u64,
+    pub device: String,
+    pub revoked: bool,
+}

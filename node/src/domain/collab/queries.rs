@@ -1,0 +1,134 @@
+//! Read paths: what a signed-in user sees. Every query checks authorization first.
+
+use serde::{Deserialize, Serialize};
+
+use super::authz::{active_account, active_member};
+use super::error::DomainResult;
+use super::model::*;
+use super::view::HubView;
+
+/// One line of the patient list, group list or connection list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    pub room: RoomId,
+    pub title: String,
+    pub last_seq: u64,
+    pub last_post_at_ms: u64,
+    /// `last_seq − read_seq`: O(1) per room.
+    pub unread: u64,
+    /// The newest post's text (empty when deleted or none), cut to 60 characters.
+    pub preview: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Patients,
+    Groups,
+    Connections,
+}
+
+fn title(view: &impl HubView, viewer: AccountId, room: &Room) -> String {
+    match &room.kind {
+        RoomKind::PatientTimeline { patient } => view.patient(*patient).map(|p| p.name).unwrap_or_default(),
+        RoomKind::SubRoom { name, .. } | RoomKind::Group { name } => name.clone(),
+        RoomKind::Connection { a, b } => {
+            let other = if *a == viewer { *b } else { *a };
+            view.account(other).map(|a| a.display_name).unwrap_or_default()
+        }
+    }
+}
+
+/// The rooms of one kind a user belongs to, newest post first, with unread counts.
+pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> DomainResult<Vec<RoomSummary>> {
+    active_account(view, viewer)?;
+    let mut list: Vec<RoomSummary> = view
+        .rooms_of(viewer)
+        .into_iter()
+        .filter(Member::is_active)
+        .filter_map(|m| view.room(m.room).map(|r| (m, r)))
+        .filter(|(_, r)| {
+            matches!(
+                (&r.kind, kind),
+                (RoomKind::PatientTimeline { .. } | RoomKind::SubRoom { .. }, ListKind::Patients)
+                    | (RoomKind::Group { .. }, ListKind::Groups)
+                    | (RoomKind::Connection { .. }, ListKind::Connections)
+            )
+        })
+        .map(|(m, r)| {
+            let preview = view
+                .post(r.id, r.last_seq)
+                .filter(|p| !p.deleted)
+                .map(|p| p.text.chars().take(60).collect())
+                .unwrap_or_default();
+            RoomSummary {
+                room: r.id,
+                title: title(view, viewer, &r),
+                last_seq: r.last_seq,
+                last_post_at_ms: r.last_post_at_ms,
+                unread: r.last_seq.saturating_sub(m.read_seq),
+                preview,
+            }
+        })
+        .collect();
+    list.sort_by(|x, y| y.last_post_at_ms.cmp(&x.last_post_at_ms).then(y.room.cmp(&x.room)));
+    Ok(list)
+}
+
+/// Posts of a room after `after_seq`, oldest first, at most `limit`. Deleted posts come back
+/// as tombstones (no text).
+pub fn timeline(
+    view: &impl HubView,
+    viewer: AccountId,
+    room: RoomId,
+    after_seq: u64,
+    limit: usize,
+) -> DomainResult<Vec<Post>> {
+    let (_, _, r) = active_member(view, viewer, room)?;
+    Ok((after_seq + 1..=r.last_seq)
+        .filter_map(|seq| view.post(room, seq))
+        .map(|mut p| {
+            // The edit history is for audit, not for the timeline.
+            p.history.clear();
+            p
+        })
+        .take(limit)
+        .collect())
+}
+
+/// The member list of a room (active members only), for its members.
+pub fn members(view: &impl HubView, viewer: AccountId, room: RoomId) -> DomainResult<Vec<Member>> {
+    active_member(view, viewer, room)?;
+    Ok(view.members(room).into_iter().filter(Member::is_active).collect())
+}
+
+/// Idle timeout and absolute expiry of sessions, in ms.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub idle_timeout_ms: u64,
+    pub absolute_ms: u64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        // 30 minutes idle, 12 hours absolute: a working shift, as the MHLW guideline suggests.
+        Self { idle_timeout_ms: 30 * 60 * 1000, absolute_ms: 12 * 60 * 60 * 1000 }
+    }
+}
+
+/// The account a session token stands for, if the session is still valid at `now_ms` given
+/// its last use. Checked on every request, on every node.
+pub fn authenticate(
+    view: &impl HubView,
+    token_hash: &str,
+    last_used_ms: u64,
+    now_ms: u64,
+    policy: SessionPolicy,
+) -> DomainResult<AccountId> {
+    let s = view.session(token_hash).ok_or(super::DomainError::Unauthenticated)?;
+    let idle = now_ms.saturating_sub(last_used_ms.max(s.created_at_ms));
+    let age = now_ms.saturating_sub(s.created_at_ms);
+    if s.revoked || idle > policy.idle_timeout_ms || age > policy.absolute_ms {
+        return Err(super::DomainError::Unauthenticated);
+    }
+    Ok(active_account(view, s.account)?.id)
+}

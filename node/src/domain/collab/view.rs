@@ -1,0 +1,141 @@
+//! How the domain sees the hub's state (`HubView`) and how it changes it (`Change`).
+//!
+//! Commands read through a view and return changes; the store persists changes into RocksDB
+//! tables, tests into [`MemHub`]. The domain never does I/O itself.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::*;
+
+pub trait HubView {
+    fn account(&self, id: AccountId) -> Option<Account>;
+    fn account_by_login(&self, login: &str) -> Option<AccountId>;
+    fn facility(&self, id: FacilityId) -> Option<Facility>;
+    fn invitation_by_code(&self, code_hash: &str) -> Option<Invitation>;
+    fn patient(&self, id: PatientId) -> Option<Patient>;
+    fn room(&self, id: RoomId) -> Option<Room>;
+    fn member(&self, room: RoomId, account: AccountId) -> Option<Member>;
+    fn members(&self, room: RoomId) -> Vec<Member>;
+    /// Every membership (any state) of an account.
+    fn rooms_of(&self, account: AccountId) -> Vec<Member>;
+    fn post(&self, room: RoomId, seq: u64) -> Option<Post>;
+    fn connection(&self, pair: (AccountId, AccountId)) -> Option<Connection>;
+    fn session(&self, token_hash: &str) -> Option<Session>;
+    fn sessions_of(&self, account: AccountId) -> Vec<Session>;
+    fn has_operator(&self) -> bool;
+}
+
+/// One state change. Applying the changes of a command, in order, is the command's effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    Account(Account),
+    Facility(Facility),
+    Invitation(Invitation),
+    Patient(Patient),
+    Room(Room),
+    Member(Member),
+    RemoveMember { room: RoomId, account: AccountId },
+    Post(Post),
+    Connection(Connection),
+    Session(Session),
+}
+
+/// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
+#[derive(Debug, Default, Clone)]
+pub struct MemHub {
+    pub accounts: BTreeMap<AccountId, Account>,
+    pub facilities: BTreeMap<FacilityId, Facility>,
+    pub invitations: BTreeMap<InvitationId, Invitation>,
+    pub patients: BTreeMap<PatientId, Patient>,
+    pub rooms: BTreeMap<RoomId, Room>,
+    pub members: BTreeMap<(RoomId, AccountId), Member>,
+    pub posts: BTreeMap<(RoomId, u64), Post>,
+    pub connections: BTreeMap<(AccountId, AccountId), Connection>,
+    pub sessions: BTreeMap<String, Session>,
+}
+
+impl MemHub {
+    pub fn apply(&mut self, changes: Vec<Change>) {
+        for change in changes {
+            match change {
+                Change::Account(a) => {
+                    self.accounts.insert(a.id, a);
+                }
+                Change::Facility(f) => {
+                    self.facilities.insert(f.id, f);
+                }
+                Change::Invitation(i) => {
+                    self.invitations.insert(i.id, i);
+                }
+                Change::Patient(p) => {
+                    self.patients.insert(p.id, p);
+                }
+                Change::Room(r) => {
+                    self.rooms.insert(r.id, r);
+                }
+                Change::Member(m) => {
+                    self.members.insert((m.room, m.account), m);
+                }
+                Change::RemoveMember { room, account } => {
+                    self.members.remove(&(room, account));
+                }
+                Change::Post(p) => {
+                    self.posts.insert((p.room, p.seq), p);
+                }
+                Change::Connection(c) => {
+                    self.connections.insert(c.pair, c);
+                }
+                Change::Session(s) => {
+                    self.sessions.insert(s.token_hash.clone(), s);
+                }
+            }
+        }
+    }
+}
+
+impl HubView for MemHub {
+    fn account(&self, id: AccountId) -> Option<Account> {
+        self.accounts.get(&id).cloned()
+    }
+    fn account_by_login(&self, login: &str) -> Option<AccountId> {
+        self.accounts.values().find(|a| a.login == login).map(|a| a.id)
+    }
+    fn facility(&self, id: FacilityId) -> Option<Facility> {
+        self.facilities.get(&id).cloned()
+    }
+    fn invitation_by_code(&self, code_hash: &str) -> Option<Invitation> {
+        self.invitations.values().find(|i| i.code_hash == code_hash).cloned()
+    }
+    fn patient(&self, id: PatientId) -> Option<Patient> {
+        self.patients.get(&id).cloned()
+    }
+    fn room(&self, id: RoomId) -> Option<Room> {
+        self.rooms.get(&id).cloned()
+    }
+    fn member(&self, room: RoomId, account: AccountId) -> Option<Member> {
+        self.members.get(&(room, account)).cloned()
+    }
+    fn members(&self, room: RoomId) -> Vec<Member> {
+        self.members.range((room, AccountId(0))..=(room, AccountId(u64::MAX))).map(|(_, m)| m.clone()).collect()
+    }
+    fn rooms_of(&self, account: AccountId) -> Vec<Member> {
+        self.members.values().filter(|m| m.account == account).cloned().collect()
+    }
+    fn post(&self, room: RoomId, seq: u64) -> Option<Post> {
+        self.posts.get(&(room, seq)).cloned()
+    }
+    fn connection(&self, pair: (AccountId, AccountId)) -> Option<Connection> {
+        self.connections.get(&pair).cloned()
+    }
+    fn session(&self, token_hash: &str) -> Option<Session> {
+        self.sessions.get(token_hash).cloned()
+    }
+    fn sessions_of(&self, account: AccountId) -> Vec<Session> {
+        self.sessions.values().filter(|s| s.account == account).cloned().collect()
+    }
+    fn has_operator(&self) -> bool {
+        self.accounts.values().any(Account::is_operator)
+    }
+}
