@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["kizuna/v1/raft.proto", "kizuna/v1/admin.proto", "kizuna/v1/records.proto"];
+    let files = ["kizuna/v1/raft.proto", "kizuna/v1/admin.proto", "kizuna/v1/records.proto", "kizuna/v1/collab.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -121,6 +121,8 @@ pub struct Node {
     quorum_silence_limit: Duration,
     /// The topology allows voter placements that break the placement rule (development).
     pub allow_unsafe_placement: bool,
+    /// Becomes true when the node stops: long-lived streams end so that shutdown completes.
+    pub stopping: watch::Receiver<bool>,
 }
 
 impl Node {
@@ -407,6 +409,7 @@ pub async fn start(
             }
         }
 
+        let (stop, stopped) = watch::channel(false);
         let node = Arc::new(Node {
             id: me.id,
             info: hub_node(me),
@@ -418,9 +421,9 @@ pub async fn start(
             quorum_timeout: Duration::from_millis(hub.raft.election_timeout_max_ms * 5),
             allow_unsafe_placement: hub.hub.allow_unsafe_placement,
             quorum_silence_limit: Duration::from_millis(hub.raft.election_timeout_max_ms),
+            stopping: stopped.clone(),
         });
 
-        let (stop, stopped) = watch::channel(false);
         let mut raft_builder = tonic::transport::Server::builder();
         if let Some(tls) = &security.raft_server {
             raft_builder = raft_builder.tls_config(tls.clone()).map_err(|e| StartError::Tls(e.to_string()))?;

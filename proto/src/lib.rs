@@ -15,5 +15,10 @@ pub mod records {
     tonic::include_proto!("kizuna.v1.records");
 }
 
+/// The collaboration network's public API.
+pub mod collab {
+    tonic::include_proto!("kizuna.v1.collab");
+}
+
 /// Encoded file descriptors of every service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("kizuna_descriptor");

@@ -1,6 +1,9 @@
-//! The public gRPC front end of a node: records, cluster administration, health and reflection.
+//! The public gRPC front end of a node: the collaboration network, records, cluster
+//! administration, health and reflection.
 
 mod admin;
+mod auth;
+mod collab;
 mod records;
 
 use std::sync::Arc;
@@ -11,6 +14,8 @@ use tonic::transport::server::Router;
 use crate::node::Node;
 
 pub use admin::AdminService;
+pub use collab::CollabApi;
+use kizuna_proto::collab as pb;
 pub use records::RecordsService;
 
 /// All public services of one node, ready to serve; over TLS when `tls` is given.
@@ -19,6 +24,7 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<Router, t
         .register_encoded_file_descriptor_set(kizuna_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .ok();
+    let collab = CollabApi::new(node.clone());
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // The process serves as soon as it listens; Raft readiness is reported by `Status`.
     drop(health_reporter);
@@ -32,5 +38,11 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<Router, t
         .add_service(health)
         .add_optional_service(reflection)
         .add_service(kizuna_proto::records::records_server::RecordsServer::new(RecordsService::new(node.clone())))
-        .add_service(kizuna_proto::admin::cluster_admin_server::ClusterAdminServer::new(AdminService::new(node))))
+        .add_service(kizuna_proto::admin::cluster_admin_server::ClusterAdminServer::new(AdminService::new(
+            node.clone(),
+        )))
+        .add_service(pb::accounts_server::AccountsServer::new(collab.clone()))
+        .add_service(pb::rooms_server::RoomsServer::new(collab.clone()))
+        .add_service(pb::posts_server::PostsServer::new(collab.clone()))
+        .add_service(pb::events_server::EventsServer::new(collab)))
 }

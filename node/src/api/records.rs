@@ -39,8 +39,7 @@ impl Records for RecordsService {
                 log_index: applied.log_index,
                 duplicate: applied.duplicate,
             })),
-            CommandResult::Rejected { reason } => Err(Status::failed_precondition(reason)),
-            CommandResult::NoOp => Err(Status::internal("unexpected result for a record write")),
+            other => Err(Status::internal(format!("unexpected result for a record write: {other:?}"))),
         }
     }
 

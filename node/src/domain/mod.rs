@@ -29,7 +29,17 @@ pub struct Envelope {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    PutRecord { key: String, value: String },
+    PutRecord {
+        key: String,
+        value: String,
+    },
+    /// A collaboration-network command on behalf of the session whose token hashes to
+    /// `session` (None: not signed in). Apply resolves the acting account from the replicated
+    /// sessions, so a stopped account or revoked session cannot act on any node.
+    Collab {
+        session: Option<String>,
+        command: collab::Command,
+    },
 }
 
 impl std::fmt::Display for Envelope {
@@ -37,6 +47,7 @@ impl std::fmt::Display for Envelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.command {
             Command::PutRecord { .. } => "put-record",
+            Command::Collab { .. } => "collab",
         };
         write!(f, "{kind} (request {})", self.request_id)
     }
@@ -48,12 +59,38 @@ pub enum CommandResult {
     RecordPut {
         version: u64,
     },
+    Collab(collab::Outcome),
+    /// Valid on the wire but refused by the rules and the state it met. Deterministic, and
+    /// remembered with the request id like any result.
+    Refused {
+        code: RefusalCode,
+        message: String,
+    },
     /// Raft's own entries (leader blanks, membership changes) produce nothing for a client.
     NoOp,
-    /// The command was valid on the wire but refused by the state it met.
-    Rejected {
-        reason: String,
-    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalCode {
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    FailedPrecondition,
+    Unauthenticated,
+}
+
+impl From<collab::DomainError> for CommandResult {
+    fn from(e: collab::DomainError) -> Self {
+        use collab::DomainError as E;
+        let code = match &e {
+            E::InvalidArgument(_) => RefusalCode::InvalidArgument,
+            E::NotFound(_) => RefusalCode::NotFound,
+            E::PermissionDenied(_) => RefusalCode::PermissionDenied,
+            E::FailedPrecondition(_) => RefusalCode::FailedPrecondition,
+            E::Unauthenticated => RefusalCode::Unauthenticated,
+        };
+        CommandResult::Refused { code, message: e.to_string() }
+    }
 }
 
 /// What a client gets for an applied (or already applied) request.
@@ -84,6 +121,7 @@ impl Envelope {
         validate_request_id(&self.request_id)?;
         match &self.command {
             Command::PutRecord { key, value } => records::validate_put(key, value)?,
+            Command::Collab { .. } => {}
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! one write-ahead log, so syncing a log append also makes every earlier state-machine write
 //! durable.
 
+mod collab;
 mod log_store;
 mod snapshot;
 mod state_machine;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
+pub use collab::RocksHub;
 pub use log_store::LogStore;
 pub use snapshot::SnapshotFile;
 pub use state_machine::{StateMachineStore, StateReader};

@@ -11,8 +11,12 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
+use super::collab::RocksHub;
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, get_json, io_err, to_json};
+use crate::domain::collab::events::{Event, event_for};
+use crate::domain::collab::queries::SessionPolicy;
+use crate::domain::collab::{self, HubView};
 use crate::domain::{self, Applied, Command, CommandResult, Envelope, Record};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -39,6 +43,7 @@ fn table_key(table: u8, key: &str) -> Vec<u8> {
 pub struct StateReader {
     db: Arc<DB>,
     snapshots_installed: Arc<AtomicU64>,
+    events: tokio::sync::broadcast::Sender<Event>,
 }
 
 impl StateReader {
@@ -53,6 +58,21 @@ impl StateReader {
     /// Leader time of the last applied write, ms since the Unix epoch (0 before any write).
     pub fn clock_ms(&self) -> std::io::Result<u64> {
         Ok(get_json(&self.db, CF_SM_DATA, KEY_CLOCK)?.unwrap_or(0))
+    }
+
+    /// A consistent read view of the collaboration tables.
+    pub fn hub(&self) -> RocksHub<'_> {
+        RocksHub::new(&self.db)
+    }
+
+    /// Live events as this node applies them.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Stored events after the cursor `after_index`, oldest first, at most `limit`.
+    pub fn events_after(&self, after_index: u64, limit: usize) -> Vec<Event> {
+        self.hub().events_after(after_index, limit)
     }
 
     /// How many snapshots this node has installed from a leader since it started.
@@ -78,7 +98,8 @@ impl StateMachineStore {
                 let _ = std::fs::remove_file(path);
             }
         }
-        let reader = StateReader { db: db.clone(), snapshots_installed: Arc::default() };
+        let (events, _) = tokio::sync::broadcast::channel(4096);
+        let reader = StateReader { db: db.clone(), snapshots_installed: Arc::default(), events };
         Ok(Self { db, snapshot_dir, reader, snapshot_seq: Arc::default() })
     }
 
@@ -104,6 +125,8 @@ struct ApplyBatch<'a> {
     records: HashMap<String, Record>,
     requests: HashMap<String, Applied>,
     clock_ms: u64,
+    hub: RocksHub<'a>,
+    events: Vec<Event>,
 }
 
 impl ApplyBatch<'_> {
@@ -121,12 +144,43 @@ impl ApplyBatch<'_> {
                 self.records.insert(key, record);
                 CommandResult::RecordPut { version }
             }
+            Command::Collab { session, command } => self.collab(log_index, session, command),
         };
         let applied = Applied { result, log_index, duplicate: false };
         let req_key = table_key(T_REQUEST, &envelope.request_id);
         self.batch.put_cf(cf(self.db, CF_SM_DATA), req_key, to_json(&applied)?);
         self.requests.insert(envelope.request_id, applied.clone());
         Ok(applied)
+    }
+
+    fn collab(&mut self, log_index: u64, session: Option<String>, command: collab::Command) -> CommandResult {
+        let actor = match session {
+            None => None,
+            Some(token_hash) => {
+                let policy = SessionPolicy::default();
+                let valid = self.hub.session(&token_hash).filter(|s| {
+                    !s.revoked
+                        && self.clock_ms.saturating_sub(s.created_at_ms) <= policy.absolute_ms
+                        && self.hub.account(s.account).is_some_and(|a| a.is_active())
+                });
+                match valid {
+                    Some(s) => Some(s.account),
+                    None => return collab::DomainError::Unauthenticated.into(),
+                }
+            }
+        };
+        let ctx = collab::Ctx { log_index, now_ms: self.clock_ms };
+        match collab::execute(&self.hub, ctx, actor, command.clone()) {
+            Ok((outcome, changes)) => {
+                self.hub.apply(changes);
+                if let Some(event) = event_for(&command, &outcome, actor, log_index, self.clock_ms) {
+                    self.hub.put_event(&event);
+                    self.events.push(event);
+                }
+                CommandResult::Collab(outcome)
+            }
+            Err(e) => e.into(),
+        }
     }
 
     fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
@@ -165,6 +219,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             records: HashMap::new(),
             requests: HashMap::new(),
             clock_ms,
+            hub: RocksHub::new(&self.db),
+            events: Vec::new(),
         };
         let mut replies = Vec::new();
         let mut last_applied = None;
@@ -188,7 +244,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         let meta = cf(&self.db, CF_SM_META);
         let clock_ms = batch.clock_ms;
+        let events = batch.events;
         let mut wb = batch.batch;
+        batch.hub.write_into(&mut wb);
         wb.put_cf(cf(&self.db, CF_SM_DATA), KEY_CLOCK, to_json(&clock_ms)?);
         if let Some(applied) = last_applied {
             wb.put_cf(meta, KEY_APPLIED, to_json(&applied)?);
@@ -201,6 +259,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.db.write(wb).map_err(io_err)?;
         for (responder, applied) in replies {
             responder.send(applied);
+        }
+        for event in events {
+            // No subscriber is fine; lagging subscribers resume from the stored events.
+            let _ = self.reader.events.send(event);
         }
         Ok(())
     }

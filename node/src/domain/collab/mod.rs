@@ -1,13 +1,13 @@
 //! The collaboration network's rules: accounts, facilities, invitations, patients and their
 //! teams, sub-rooms, groups, connections, posts, read state and authorization.
 //!
-//! Pure: commands read a [`HubView`] and return [`Change`]s; nothing here does I/O. Status:
-//! the domain is complete and unit-tested; it is not yet wired into the replicated state
-//! machine, the gRPC API or the CLI (issue 3 continues there).
+//! Pure: commands read a [`HubView`] and return [`Change`]s; nothing here does I/O. The store
+//! applies them in the replicated state machine (`store/collab.rs`).
 
 pub mod authz;
 pub mod commands;
 pub mod error;
+pub mod events;
 pub mod model;
 pub mod queries;
 pub mod view;

@@ -1,0 +1,521 @@
+//! The collaboration network's public services: authenticate, map proto ⇄ domain, propose
+//! commands through Raft or answer reads from this node's state.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use kizuna_proto::collab as pb;
+use tonic::{Request, Response, Status};
+
+use super::auth::{self, IdleClock};
+use super::records::timestamp;
+use crate::domain::collab::events::{Event, EventKind, visible_to};
+use crate::domain::collab::model::*;
+use crate::domain::collab::queries::{self, ListKind, SessionPolicy};
+use crate::domain::collab::{Command, DomainError, HubView, Outcome};
+use crate::domain::{self, CommandResult, Envelope, RefusalCode};
+use crate::node::Node;
+
+/// Shared by the collaboration services of one node (cheap to clone).
+#[derive(Clone)]
+pub struct CollabApi {
+    node: Arc<Node>,
+    idle: Arc<IdleClock>,
+    policy: SessionPolicy,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn domain_status(e: DomainError) -> Status {
+    match e {
+        DomainError::InvalidArgument(m) => Status::invalid_argument(m),
+        e @ DomainError::NotFound(_) => Status::not_found(e.to_string()),
+        DomainError::PermissionDenied(m) => Status::permission_denied(m),
+        DomainError::FailedPrecondition(m) => Status::failed_precondition(m),
+        DomainError::Unauthenticated => Status::unauthenticated("not signed in, or the session has ended"),
+    }
+}
+
+fn refusal_status(code: RefusalCode, message: String) -> Status {
+    match code {
+        RefusalCode::InvalidArgument => Status::invalid_argument(message),
+        RefusalCode::NotFound => Status::not_found(message),
+        RefusalCode::PermissionDenied => Status::permission_denied(message),
+        RefusalCode::FailedPrecondition => Status::failed_precondition(message),
+        RefusalCode::Unauthenticated => Status::unauthenticated(message),
+    }
+}
+
+impl CollabApi {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node, idle: Arc::default(), policy: SessionPolicy::default() }
+    }
+
+    /// Makes this node's state current (falls back to its own copy without a quorum: a cut-off
+    /// region keeps reading).
+    async fn fresh(&self) -> Result<(), Status> {
+        match self.node.linearizable_barrier().await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_quorum_unreachable() => Ok(()),
+            Err(e) => Err(e.into_status()),
+        }
+    }
+
+    /// The signed-in account and its session token's hash.
+    async fn authenticate<T>(&self, req: &Request<T>) -> Result<(AccountId, String), Status> {
+        let token = auth::bearer(req)
+            .ok_or_else(|| Status::unauthenticated("sign in first (authorization: Bearer <token>)"))?;
+        let token_hash = auth::secret_hash(&token);
+        self.fresh().await?;
+        let now = now_ms();
+        let last = self.idle.last_used(&token_hash, now);
+        let account = queries::authenticate(&self.node.state.hub(), &token_hash, last, now, self.policy)
+            .map_err(domain_status)?;
+        self.idle.touch(&token_hash, now);
+        Ok((account, token_hash))
+    }
+
+    /// Proposes a collaboration command and maps its result.
+    async fn write(&self, request_id: String, session: Option<String>, command: Command) -> Result<Outcome, Status> {
+        let envelope =
+            Envelope { request_id, proposed_at_ms: 0, command: domain::Command::Collab { session, command } };
+        let applied = self.node.write(envelope).await.map_err(|e| e.into_status())?;
+        match applied.result {
+            CommandResult::Collab(outcome) => Ok(outcome),
+            CommandResult::Refused { code, message } => Err(refusal_status(code, message)),
+            other => Err(Status::internal(format!("unexpected result {other:?}"))),
+        }
+    }
+
+    async fn signed_write<T>(&self, req: &Request<T>, request_id: String, command: Command) -> Result<Outcome, Status> {
+        let (_, token_hash) = self.authenticate(req).await?;
+        self.write(request_id, Some(token_hash), command).await
+    }
+}
+
+fn account_id(o: Outcome) -> Result<pb::AccountResponse, Status> {
+    match o {
+        Outcome::Account(id) | Outcome::Session(id) => Ok(pb::AccountResponse { account_id: id.0 }),
+        other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+fn room_id(o: Outcome) -> Result<pb::RoomResponse, Status> {
+    match o {
+        Outcome::Room(id) => Ok(pb::RoomResponse { room_id: id.0 }),
+        Outcome::Patient { timeline, .. } => Ok(pb::RoomResponse { room_id: timeline.0 }),
+        other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+fn facility_kind(k: i32) -> Result<FacilityKind, Status> {
+    use pb::FacilityKind as K;
+    Ok(match K::try_from(k).unwrap_or(K::Unspecified) {
+        K::Clinic => FacilityKind::Clinic,
+        K::Hospital => FacilityKind::Hospital,
+        K::Pharmacy => FacilityKind::Pharmacy,
+        K::DentalClinic => FacilityKind::DentalClinic,
+        K::VisitingNursingStation => FacilityKind::VisitingNursingStation,
+        K::CareOffice => FacilityKind::CareOffice,
+        K::Rehabilitation => FacilityKind::Rehabilitation,
+        K::Municipality => FacilityKind::Municipality,
+        K::Other => FacilityKind::Other,
+        K::Unspecified => return Err(Status::invalid_argument("facility kind is required")),
+    })
+}
+
+fn profession(p: i32) -> Result<Profession, Status> {
+    use pb::Profession as P;
+    Ok(match P::try_from(p).unwrap_or(P::Unspecified) {
+        P::Doctor => Profession::Doctor,
+        P::Nurse => Profession::Nurse,
+        P::VisitingNurse => Profession::VisitingNurse,
+        P::Pharmacist => Profession::Pharmacist,
+        P::Dentist => Profession::Dentist,
+        P::DentalHygienist => Profession::DentalHygienist,
+        P::Therapist => Profession::Therapist,
+        P::CareManager => Profession::CareManager,
+        P::CareWorker => Profession::CareWorker,
+        P::MedicalSocialWorker => Profession::MedicalSocialWorker,
+        P::Clerk => Profession::Clerk,
+        P::MunicipalStaff => Profession::MunicipalStaff,
+        P::Other => Profession::Other,
+        P::Unspecified => return Err(Status::invalid_argument("profession is required")),
+    })
+}
+
+fn role(r: i32) -> Result<Role, Status> {
+    use pb::Role as R;
+    Ok(match R::try_from(r).unwrap_or(R::Unspecified) {
+        R::Owner => Role::Owner,
+        R::Member | R::Unspecified => Role::Member,
+        R::Family => Role::Family,
+    })
+}
+
+// ---------------------------------------------------------------- accounts
+
+#[tonic::async_trait]
+impl pb::accounts_server::Accounts for CollabApi {
+    async fn init_operator(
+        &self,
+        req: Request<pb::InitOperatorRequest>,
+    ) -> Result<Response<pb::AccountResponse>, Status> {
+        let r = req.into_inner();
+        let password_hash = auth::hash_password(&r.password)?;
+        let cmd = Command::InitOperator { login: r.login, display_name: r.display_name, password_hash };
+        Ok(Response::new(account_id(self.write(r.request_id, None, cmd).await?)?))
+    }
+
+    async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        let r = req.into_inner();
+        self.fresh().await?;
+        let refused = || Status::unauthenticated("wrong login or password, or the account is not active");
+        let hub = self.node.state.hub();
+        let account = hub.account_by_login(&r.login).and_then(|id| hub.account(id)).ok_or_else(refused)?;
+        // Verify off the async threads: argon2id is deliberately slow.
+        let (password, phc) = (r.password, account.password_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if !ok || !account.is_active() {
+            return Err(refused());
+        }
+        let token = auth::new_secret()?;
+        let cmd = Command::CreateSession { login: r.login, token_hash: auth::secret_hash(&token), device: r.device };
+        let id = account_id(self.write(r.request_id, None, cmd).await?)?.account_id;
+        Ok(Response::new(pb::LoginResponse { token, account_id: id }))
+    }
+
+    async fn logout(&self, req: Request<pb::LogoutRequest>) -> Result<Response<pb::Empty>, Status> {
+        let (_, token_hash) = self.authenticate(&req).await?;
+        let cmd = Command::Logout { token_hash: token_hash.clone() };
+        self.write(req.into_inner().request_id, Some(token_hash), cmd).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn register_facility(
+        &self,
+        req: Request<pb::RegisterFacilityRequest>,
+    ) -> Result<Response<pb::FacilityResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd =
+            Command::RegisterFacility { name: r.name, kind: facility_kind(r.kind)?, municipality: r.municipality };
+        match self.signed_write(&req, r.request_id, cmd).await? {
+            Outcome::Facility(f) => Ok(Response::new(pb::FacilityResponse { facility_id: f.0 })),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn approve_facility(
+        &self,
+        req: Request<pb::ApproveFacilityRequest>,
+    ) -> Result<Response<pb::FacilityResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::ApproveFacility { facility: FacilityId(r.facility_id) };
+        self.signed_write(&req, r.request_id, cmd).await?;
+        Ok(Response::new(pb::FacilityResponse { facility_id: r.facility_id }))
+    }
+
+    async fn issue_invitation(
+        &self,
+        req: Request<pb::IssueInvitationRequest>,
+    ) -> Result<Response<pb::IssueInvitationResponse>, Status> {
+        let r = req.get_ref().clone();
+        if !(1..=720).contains(&r.valid_hours) {
+            return Err(Status::invalid_argument("valid_hours must be 1..=720"));
+        }
+        // A retried request must not mint a second code: derive the code from the request id
+        // and a per-request secret would differ per retry, so the retry returns the first code
+        // only if the client kept it. The code is therefore derived deterministically from the
+        // token and request id, which only the issuer holds.
+        let token = auth::bearer(&req).unwrap_or_default();
+        let code = auth::secret_hash(&format!("invitation|{token}|{}", r.request_id))[..24].to_owned();
+        let expires_at_ms = now_ms() + u64::from(r.valid_hours) * 3_600_000;
+        let cmd = Command::IssueInvitation {
+            facility: FacilityId(r.facility_id),
+            code_hash: auth::secret_hash(&code),
+            expires_at_ms,
+            as_admin: r.as_admin,
+        };
+        self.signed_write(&req, r.request_id, cmd).await?;
+        Ok(Response::new(pb::IssueInvitationResponse { code, expires_at: Some(timestamp(expires_at_ms)) }))
+    }
+
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::AccountResponse>, Status> {
+        let r = req.into_inner();
+        let password_hash = auth::hash_password(&r.password)?;
+        let cmd = Command::Register {
+            code_hash: auth::secret_hash(r.invitation_code.trim()),
+            login: r.login,
+            display_name: r.display_name,
+            profession: profession(r.profession)?,
+            password_hash,
+        };
+        Ok(Response::new(account_id(self.write(r.request_id, None, cmd).await?)?))
+    }
+
+    async fn approve_account(&self, req: Request<pb::AccountRequest>) -> Result<Response<pb::AccountResponse>, Status> {
+        let r = req.get_ref().clone();
+        let out =
+            self.signed_write(&req, r.request_id, Command::ApproveAccount { account: AccountId(r.account_id) }).await?;
+        Ok(Response::new(account_id(out)?))
+    }
+
+    async fn stop_account(&self, req: Request<pb::AccountRequest>) -> Result<Response<pb::AccountResponse>, Status> {
+        let r = req.get_ref().clone();
+        let out =
+            self.signed_write(&req, r.request_id, Command::StopAccount { account: AccountId(r.account_id) }).await?;
+        Ok(Response::new(account_id(out)?))
+    }
+}
+
+// ---------------------------------------------------------------- rooms
+
+#[tonic::async_trait]
+impl pb::rooms_server::Rooms for CollabApi {
+    async fn create_patient(
+        &self,
+        req: Request<pb::CreatePatientRequest>,
+    ) -> Result<Response<pb::CreatePatientResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::CreatePatient {
+            name: r.name,
+            kana: r.kana,
+            birth_date: r.birth_date,
+            address: r.address,
+            notes: r.notes,
+        };
+        match self.signed_write(&req, r.request_id, cmd).await? {
+            Outcome::Patient { patient, timeline } => {
+                Ok(Response::new(pb::CreatePatientResponse { patient_id: patient.0, room_id: timeline.0 }))
+            }
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn create_group(&self, req: Request<pb::CreateGroupRequest>) -> Result<Response<pb::RoomResponse>, Status> {
+        let r = req.get_ref().clone();
+        Ok(Response::new(room_id(self.signed_write(&req, r.request_id, Command::CreateGroup { name: r.name }).await?)?))
+    }
+
+    async fn create_sub_room(
+        &self,
+        req: Request<pb::CreateSubRoomRequest>,
+    ) -> Result<Response<pb::RoomResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::CreateSubRoom {
+            timeline: RoomId(r.timeline_room_id),
+            name: r.name,
+            members: r.member_ids.into_iter().map(AccountId).collect(),
+        };
+        Ok(Response::new(room_id(self.signed_write(&req, r.request_id, cmd).await?)?))
+    }
+
+    async fn invite(&self, req: Request<pb::InviteRequest>) -> Result<Response<pb::RoomResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::Invite { room: RoomId(r.room_id), invitee: AccountId(r.account_id), role: role(r.role)? };
+        Ok(Response::new(room_id(self.signed_write(&req, r.request_id, cmd).await?)?))
+    }
+
+    async fn approve(&self, req: Request<pb::MemberRequest>) -> Result<Response<pb::RoomResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::Approve { room: RoomId(r.room_id), account: AccountId(r.account_id) };
+        Ok(Response::new(room_id(self.signed_write(&req, r.request_id, cmd).await?)?))
+    }
+
+    async fn request_join(&self, req: Request<pb::RoomRequest>) -> Result<Response<pb::RoomResponse>, Status> {
+        let r = req.get_ref().clone();
+        Ok(Response::new(room_id(
+            self.signed_write(&req, r.request_id, Command::RequestJoin { room: RoomId(r.room_id) }).await?,
+        )?))
+    }
+
+    async fn leave(&self, req: Request<pb::RoomRequest>) -> Result<Response<pb::RoomResponse>, Status> {
+        let r = req.get_ref().clone();
+        self.signed_write(&req, r.request_id, Command::Leave { room: RoomId(r.room_id) }).await?;
+        Ok(Response::new(pb::RoomResponse { room_id: r.room_id }))
+    }
+
+    async fn remove(&self, req: Request<pb::MemberRequest>) -> Result<Response<pb::RoomResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::Remove { room: RoomId(r.room_id), account: AccountId(r.account_id) };
+        self.signed_write(&req, r.request_id, cmd).await?;
+        Ok(Response::new(pb::RoomResponse { room_id: r.room_id }))
+    }
+
+    async fn list_rooms(&self, req: Request<pb::ListRoomsRequest>) -> Result<Response<pb::ListRoomsResponse>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let kind = match pb::RoomListKind::try_from(req.get_ref().kind).unwrap_or(pb::RoomListKind::Unspecified) {
+            pb::RoomListKind::Groups => ListKind::Groups,
+            pb::RoomListKind::Connections => ListKind::Connections,
+            pb::RoomListKind::Patients | pb::RoomListKind::Unspecified => ListKind::Patients,
+        };
+        let list = queries::room_list(&self.node.state.hub(), me, kind).map_err(domain_status)?;
+        let rooms = list
+            .into_iter()
+            .map(|s| pb::RoomSummary {
+                room_id: s.room.0,
+                title: s.title,
+                last_seq: s.last_seq,
+                last_post_at: Some(timestamp(s.last_post_at_ms)),
+                unread: s.unread,
+                preview: s.preview,
+            })
+            .collect();
+        Ok(Response::new(pb::ListRoomsResponse { rooms }))
+    }
+}
+
+// ---------------------------------------------------------------- posts
+
+#[tonic::async_trait]
+impl pb::posts_server::Posts for CollabApi {
+    async fn post(&self, req: Request<pb::PostRequest>) -> Result<Response<pb::PostResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::Post {
+            room: RoomId(r.room_id),
+            text: r.text,
+            reply_to: (r.reply_to != 0).then_some(r.reply_to),
+            mentions: r.mention_ids.into_iter().map(AccountId).collect(),
+        };
+        match self.signed_write(&req, r.request_id, cmd).await? {
+            Outcome::Posted { room, seq } => Ok(Response::new(pb::PostResponse { room_id: room.0, seq })),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn mark_read(&self, req: Request<pb::MarkReadRequest>) -> Result<Response<pb::PostResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::MarkRead { room: RoomId(r.room_id), up_to_seq: r.up_to_seq };
+        self.signed_write(&req, r.request_id, cmd).await?;
+        Ok(Response::new(pb::PostResponse { room_id: r.room_id, seq: r.up_to_seq }))
+    }
+
+    async fn timeline(&self, req: Request<pb::TimelineRequest>) -> Result<Response<pb::TimelineResponse>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 50,
+            n @ 1..=200 => n as usize,
+            _ => return Err(Status::invalid_argument("limit must be 0..=200")),
+        };
+        let hub = self.node.state.hub();
+        let posts = queries::timeline(&hub, me, RoomId(r.room_id), r.after_seq, limit).map_err(domain_status)?;
+        let last = hub.room(RoomId(r.room_id)).map_or(0, |room| room.last_seq);
+        let next_after_seq = match posts.last() {
+            Some(p) if p.seq < last => p.seq,
+            _ => 0,
+        };
+        let posts = posts.into_iter().map(|p| post_view(&hub, p)).collect();
+        Ok(Response::new(pb::TimelineResponse { posts, next_after_seq }))
+    }
+}
+
+/// A post as members see it: with sender, profession, facility and time.
+fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
+    let author = hub.account(p.author);
+    let (profession, facility) = match author.as_ref().map(|a| &a.kind) {
+        Some(AccountKind::Professional { facility, profession }) => {
+            (profession.label().to_owned(), hub.facility(*facility).map(|f| f.name).unwrap_or_default())
+        }
+        Some(AccountKind::Family { .. }) => ("家族".to_owned(), String::new()),
+        Some(AccountKind::Operator) => ("事務局".to_owned(), String::new()),
+        None => (String::new(), String::new()),
+    };
+    pb::Post {
+        seq: p.seq,
+        author_id: p.author.0,
+        author_name: author.map(|a| a.display_name).unwrap_or_default(),
+        author_profession: profession,
+        author_facility: facility,
+        text: p.text,
+        reply_to: p.reply_to.unwrap_or(0),
+        mention_ids: p.mentions.into_iter().map(|m| m.0).collect(),
+        posted_at: Some(timestamp(p.posted_at_ms)),
+        edited: false,
+        deleted: p.deleted,
+        ack_ids: p.acks.into_iter().map(|a| a.0).collect(),
+    }
+}
+
+// ---------------------------------------------------------------- events
+
+fn event_view(e: &Event) -> pb::Event {
+    use pb::event::Kind;
+    let kind = match e.kind {
+        EventKind::Posted { seq } => Kind::PostedSeq(seq),
+        EventKind::PostUpdated { seq } => Kind::PostUpdatedSeq(seq),
+        EventKind::Membership => Kind::MembershipChanged(true),
+        EventKind::Read { seq, .. } => Kind::ReadUpToSeq(seq),
+    };
+    pb::Event { cursor: e.index, room_id: e.room.0, at: Some(timestamp(e.at_ms)), kind: Some(kind) }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::events_server::Events for CollabApi {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(&self, req: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
+        let (me, token_hash) = self.authenticate(&req).await?;
+        let after = req.into_inner().after_cursor;
+        let api = self.clone();
+        // Listen before reading the stored events, so nothing falls between the two.
+        let mut live = api.node.state.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let mut stopping = self.node.stopping.clone();
+        let feed = async move {
+            let mut cursor = after;
+            let still_signed_in = |api: &CollabApi| {
+                let now = now_ms();
+                queries::authenticate(&api.node.state.hub(), &token_hash, now, now, api.policy).is_ok()
+            };
+            'outer: loop {
+                // Catch up from the stored events (also after the live channel lagged).
+                loop {
+                    let stored = api.node.state.events_after(cursor, 256);
+                    if stored.is_empty() {
+                        break;
+                    }
+                    for e in stored {
+                        cursor = e.index;
+                        if visible_to(&api.node.state.hub(), me, &e) && tx.send(Ok(event_view(&e))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                loop {
+                    match live.recv().await {
+                        Ok(e) if e.index <= cursor => {}
+                        Ok(e) => {
+                            if !still_signed_in(&api) {
+                                let _ = tx.send(Err(Status::unauthenticated("the session has ended"))).await;
+                                return;
+                            }
+                            cursor = e.index;
+                            if visible_to(&api.node.state.hub(), me, &e) && tx.send(Ok(event_view(&e))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue 'outer,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        };
+        tokio::spawn(async move {
+            // The node stopping ends the stream; the client resumes elsewhere from its cursor.
+            tokio::select! {
+                _ = feed => {}
+                _ = stopping.wait_for(|s| *s) => {}
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,208 @@
+//! The collaboration network's tables in RocksDB (`sm_data`), seen through the domain's
+//! [`HubView`] with an overlay of the current apply batch's own changes.
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `A` | account id | Account |
+//! | `L` | login | account id |
+//! | `F` | facility id | Facility |
+//! | `I` | invitation code hash | Invitation |
+//! | `P` | patient id | Patient |
+//! | `R` | room id | Room |
+//! | `M` | room id, account id | Member |
+//! | `U` | account id, room id | (index of an account's memberships) |
+//! | `T` | room id, seq | Post |
+//! | `C` | account id, account id | Connection |
+//! | `S` | token hash | Session |
+//! | `V` | account id, token hash | (index of an account's sessions) |
+//! | `O` | — | (an operator exists) |
+//! | `E` | log index | Event (the live-event log, for resumable subscriptions) |
+
+use std::collections::BTreeMap;
+
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{CF_SM_DATA, cf};
+use crate::domain::collab::events::Event;
+use crate::domain::collab::model::*;
+use crate::domain::collab::{Change, HubView};
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+/// A read view of the collaboration tables plus pending writes of the current batch.
+pub struct RocksHub<'a> {
+    db: &'a DB,
+    /// Pending writes (None: delete), visible to reads before they are committed.
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> RocksHub<'a> {
+    pub fn new(db: &'a DB) -> Self {
+        Self { db, overlay: BTreeMap::new() }
+    }
+
+    fn raw(&self, k: &[u8]) -> Option<Vec<u8>> {
+        if let Some(v) = self.overlay.get(k) {
+            return v.clone();
+        }
+        // A read error here means a broken disk; apply cannot continue safely, and the caller
+        // turns a missing value into a refused command rather than a wrong state.
+        self.db.get_cf(cf(self.db, CF_SM_DATA), k).ok().flatten()
+    }
+
+    fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Option<T> {
+        self.raw(k).and_then(|v| serde_json::from_slice(&v).ok())
+    }
+
+    fn put<T: Serialize>(&mut self, k: Vec<u8>, v: &T) {
+        self.overlay.insert(k, serde_json::to_vec(v).ok());
+    }
+
+    /// All values under a prefix, committed and pending, in key order.
+    fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut found: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mode = IteratorMode::From(prefix, Direction::Forward);
+        for item in self.db.iterator_cf(cf(self.db, CF_SM_DATA), mode) {
+            let Ok((k, v)) = item else { break };
+            if !k.starts_with(prefix) {
+                break;
+            }
+            found.insert(k.to_vec(), Some(v.to_vec()));
+        }
+        for (k, v) in self.overlay.range(prefix.to_vec()..) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            found.insert(k.clone(), v.clone());
+        }
+        found.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+    }
+
+    pub fn apply(&mut self, changes: Vec<Change>) {
+        for change in changes {
+            match change {
+                Change::Account(a) => {
+                    self.put(key(b'L', &[a.login.as_bytes()]), &a.id);
+                    if a.is_operator() {
+                        self.put(key(b'O', &[]), &true);
+                    }
+                    self.put(key(b'A', &[&be(a.id.0)]), &a);
+                }
+                Change::Facility(f) => self.put(key(b'F', &[&be(f.id.0)]), &f),
+                Change::Invitation(i) => self.put(key(b'I', &[i.code_hash.as_bytes()]), &i),
+                Change::Patient(p) => self.put(key(b'P', &[&be(p.id.0)]), &p),
+                Change::Room(r) => self.put(key(b'R', &[&be(r.id.0)]), &r),
+                Change::Member(m) => {
+                    self.put(key(b'U', &[&be(m.account.0), &be(m.room.0)]), &());
+                    self.put(key(b'M', &[&be(m.room.0), &be(m.account.0)]), &m);
+                }
+                Change::RemoveMember { room, account } => {
+                    self.overlay.insert(key(b'U', &[&be(account.0), &be(room.0)]), None);
+                    self.overlay.insert(key(b'M', &[&be(room.0), &be(account.0)]), None);
+                }
+                Change::Post(p) => self.put(key(b'T', &[&be(p.room.0), &be(p.seq)]), &p),
+                Change::Connection(c) => self.put(key(b'C', &[&be(c.pair.0.0), &be(c.pair.1.0)]), &c),
+                Change::Session(s) => {
+                    self.put(key(b'V', &[&be(s.account.0), s.token_hash.as_bytes()]), &());
+                    self.put(key(b'S', &[s.token_hash.as_bytes()]), &s);
+                }
+            }
+        }
+    }
+
+    pub fn put_event(&mut self, event: &Event) {
+        self.put(key(b'E', &[&be(event.index)]), event);
+    }
+
+    pub fn events_after(&self, after_index: u64, limit: usize) -> Vec<Event> {
+        let start = key(b'E', &[&be(after_index.saturating_add(1))]);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf(self.db, CF_SM_DATA), IteratorMode::From(&start, Direction::Forward)) {
+            let Ok((k, v)) = item else { break };
+            if k.first() != Some(&b'E') || out.len() >= limit {
+                break;
+            }
+            if let Ok(e) = serde_json::from_slice(&v) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Moves the pending writes into a RocksDB write batch.
+    pub fn write_into(self, batch: &mut WriteBatch) {
+        let data = cf(self.db, CF_SM_DATA);
+        for (k, v) in self.overlay {
+            match v {
+                Some(v) => batch.put_cf(data, k, v),
+                None => batch.delete_cf(data, k),
+            }
+        }
+    }
+}
+
+impl HubView for RocksHub<'_> {
+    fn account(&self, id: AccountId) -> Option<Account> {
+        self.get(&key(b'A', &[&be(id.0)]))
+    }
+    fn account_by_login(&self, login: &str) -> Option<AccountId> {
+        self.get(&key(b'L', &[login.as_bytes()]))
+    }
+    fn facility(&self, id: FacilityId) -> Option<Facility> {
+        self.get(&key(b'F', &[&be(id.0)]))
+    }
+    fn invitation_by_code(&self, code_hash: &str) -> Option<Invitation> {
+        self.get(&key(b'I', &[code_hash.as_bytes()]))
+    }
+    fn patient(&self, id: PatientId) -> Option<Patient> {
+        self.get(&key(b'P', &[&be(id.0)]))
+    }
+    fn room(&self, id: RoomId) -> Option<Room> {
+        self.get(&key(b'R', &[&be(id.0)]))
+    }
+    fn member(&self, room: RoomId, account: AccountId) -> Option<Member> {
+        self.get(&key(b'M', &[&be(room.0), &be(account.0)]))
+    }
+    fn members(&self, room: RoomId) -> Vec<Member> {
+        self.scan(&key(b'M', &[&be(room.0)])).into_iter().filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect()
+    }
+    fn rooms_of(&self, account: AccountId) -> Vec<Member> {
+        self.scan(&key(b'U', &[&be(account.0)]))
+            .into_iter()
+            .filter_map(|(k, _)| k.get(9..17).and_then(|r| r.try_into().ok()).map(u64::from_be_bytes))
+            .filter_map(|room| self.member(RoomId(room), account))
+            .collect()
+    }
+    fn post(&self, room: RoomId, seq: u64) -> Option<Post> {
+        self.get(&key(b'T', &[&be(room.0), &be(seq)]))
+    }
+    fn connection(&self, pair: (AccountId, AccountId)) -> Option<Connection> {
+        self.get(&key(b'C', &[&be(pair.0.0), &be(pair.1.0)]))
+    }
+    fn session(&self, token_hash: &str) -> Option<Session> {
+        self.get(&key(b'S', &[token_hash.as_bytes()]))
+    }
+    fn sessions_of(&self, account: AccountId) -> Vec<Session> {
+        let prefix = key(b'V', &[&be(account.0)]);
+        self.scan(&prefix)
+            .into_iter()
+            .filter_map(|(k, _)| String::from_utf8(k[prefix.len()..].to_vec()).ok())
+            .filter_map(|token| self.session(&token))
+            .collect()
+    }
+    fn has_operator(&self) -> bool {
+        self.raw(&key(b'O', &[])).is_some()
+    }
+}

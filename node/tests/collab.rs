@@ -1,0 +1,298 @@
+//! The collaboration network's story over real gRPC on an in-process 3-node hub: operator,
+//! facilities, invitations, registration and approval, login, a patient team with invitation
+//! and approval, posts from two professions, unread counts and patient-list order, mark read,
+//! live events on a follower, removal, account stop on every node, idempotent retries and bad
+//! input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestHub, channel};
+use kizuna_proto::collab::accounts_client::AccountsClient;
+use kizuna_proto::collab::events_client::EventsClient;
+use kizuna_proto::collab::posts_client::PostsClient;
+use kizuna_proto::collab::rooms_client::RoomsClient;
+use kizuna_proto::collab::*;
+use tonic::Request;
+
+fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+struct Client {
+    accounts: AccountsClient<tonic::transport::Channel>,
+    rooms: RoomsClient<tonic::transport::Channel>,
+    posts: PostsClient<tonic::transport::Channel>,
+    events: EventsClient<tonic::transport::Channel>,
+}
+
+async fn client(endpoint: &str) -> Client {
+    let ch = channel(endpoint).await;
+    Client {
+        accounts: AccountsClient::new(ch.clone()),
+        rooms: RoomsClient::new(ch.clone()),
+        posts: PostsClient::new(ch.clone()),
+        events: EventsClient::new(ch),
+    }
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn login(c: &mut Client, login: &str) -> String {
+    let req = LoginRequest {
+        request_id: format!("login-{login}-{}", uuid()),
+        login: login.into(),
+        password: PASSWORD.into(),
+        device: "test".into(),
+    };
+    c.accounts.login(req).await.expect("login").into_inner().token
+}
+
+fn uuid() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Registers a professional with a fresh invitation from `issuer` and has `approver` approve it.
+async fn join(
+    c: &mut Client,
+    issuer: &str,
+    approver: &str,
+    facility: u64,
+    as_admin: bool,
+    login_name: &str,
+    profession: Profession,
+) -> u64 {
+    let inv = IssueInvitationRequest { request_id: uuid(), facility_id: facility, valid_hours: 24, as_admin };
+    let code = c.accounts.issue_invitation(authed(inv, issuer)).await.expect("invitation").into_inner().code;
+    let reg = RegisterRequest {
+        request_id: uuid(),
+        invitation_code: code.clone(),
+        login: login_name.into(),
+        display_name: format!("{login_name}さん"),
+        profession: profession as i32,
+        password: PASSWORD.into(),
+    };
+    let id = c.accounts.register(reg.clone()).await.expect("register").into_inner().account_id;
+    // Not approved yet: cannot log in.
+    let early = c
+        .accounts
+        .login(LoginRequest {
+            request_id: uuid(),
+            login: login_name.into(),
+            password: PASSWORD.into(),
+            device: "x".into(),
+        })
+        .await;
+    assert_eq!(early.expect_err("pending account logs in").code(), tonic::Code::Unauthenticated);
+    // The invitation is single-use.
+    let again =
+        c.accounts.register(RegisterRequest { request_id: uuid(), login: format!("{login_name}2"), ..reg }).await;
+    assert_eq!(again.expect_err("reused invitation").code(), tonic::Code::FailedPrecondition);
+    c.accounts
+        .approve_account(authed(AccountRequest { request_id: uuid(), account_id: id }, approver))
+        .await
+        .expect("approve");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_collaboration_story() {
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let ids = hub.running_ids();
+    let follower = hub.follower_of(leader);
+    let mut c = client(&hub.api(leader)).await;
+    let mut f = client(&hub.api(follower)).await;
+
+    // Operator, facilities.
+    let init = InitOperatorRequest {
+        request_id: uuid(),
+        login: "jimukyoku".into(),
+        display_name: "事務局".into(),
+        password: PASSWORD.into(),
+    };
+    c.accounts.init_operator(init.clone()).await.expect("init operator");
+    let twice =
+        c.accounts.init_operator(InitOperatorRequest { request_id: uuid(), login: "other".into(), ..init }).await;
+    assert_eq!(twice.expect_err("second operator").code(), tonic::Code::FailedPrecondition);
+    let wrong = c
+        .accounts
+        .login(LoginRequest {
+            request_id: uuid(),
+            login: "jimukyoku".into(),
+            password: "wrong password!!".into(),
+            device: "x".into(),
+        })
+        .await;
+    assert_eq!(wrong.expect_err("wrong password").code(), tonic::Code::Unauthenticated);
+    let op = login(&mut c, "jimukyoku").await;
+    let facility = |name: &str, kind: FacilityKind| RegisterFacilityRequest {
+        request_id: uuid(),
+        name: name.into(),
+        kind: kind as i32,
+        municipality: "宇都宮市".into(),
+    };
+    let clinic = c
+        .accounts
+        .register_facility(authed(facility("宇都宮在宅クリニック", FacilityKind::Clinic), &op))
+        .await
+        .unwrap()
+        .into_inner()
+        .facility_id;
+    let pharmacy = c
+        .accounts
+        .register_facility(authed(facility("みどり薬局", FacilityKind::Pharmacy), &op))
+        .await
+        .unwrap()
+        .into_inner()
+        .facility_id;
+    for fac in [clinic, pharmacy] {
+        c.accounts
+            .approve_facility(authed(ApproveFacilityRequest { request_id: uuid(), facility_id: fac }, &op))
+            .await
+            .unwrap();
+    }
+
+    // Professionals join by invitation and approval.
+    let doctor = join(&mut c, &op, &op, clinic, true, "dr.sato", Profession::Doctor).await;
+    let dr = login(&mut c, "dr.sato").await;
+    let nurse = join(&mut c, &dr, &dr, clinic, false, "ns.suzuki", Profession::VisitingNurse).await;
+    let pharmacist = join(&mut c, &op, &op, pharmacy, true, "ph.tanaka", Profession::Pharmacist).await;
+    let ns = login(&mut f, "ns.suzuki").await; // on a follower
+    let ph = login(&mut c, "ph.tanaka").await;
+    let _ = doctor;
+
+    // A patient team: the owner's invitation is immediate, a member's waits for the owner.
+    let patient = |name: &str| CreatePatientRequest {
+        request_id: uuid(),
+        name: name.into(),
+        kana: "やまだ".into(),
+        birth_date: "1938-04-01".into(),
+        address: "宇都宮市".into(),
+        notes: String::new(),
+    };
+    let room_a = c.rooms.create_patient(authed(patient("山田 花子"), &dr)).await.unwrap().into_inner().room_id;
+    c.rooms
+        .invite(authed(
+            InviteRequest { request_id: uuid(), room_id: room_a, account_id: nurse, role: Role::Member as i32 },
+            &dr,
+        ))
+        .await
+        .unwrap();
+    f.rooms
+        .invite(authed(
+            InviteRequest { request_id: uuid(), room_id: room_a, account_id: pharmacist, role: Role::Member as i32 },
+            &ns,
+        ))
+        .await
+        .unwrap();
+    let tl = |room: u64| TimelineRequest { room_id: room, after_seq: 0, limit: 0 };
+    let pending = c.posts.timeline(authed(tl(room_a), &ph)).await;
+    assert_eq!(pending.expect_err("invited, not approved").code(), tonic::Code::NotFound);
+    c.rooms
+        .approve(authed(MemberRequest { request_id: uuid(), room_id: room_a, account_id: pharmacist }, &dr))
+        .await
+        .unwrap();
+
+    // A subscriber on a follower, before the posts.
+    let mut events =
+        f.events.subscribe(authed(SubscribeRequest { after_cursor: 0 }, &ns)).await.expect("subscribe").into_inner();
+
+    // Posts from two professions; a second patient posted to later comes first in the list.
+    let post = |room: u64, text: &str, rid: &str| PostRequest {
+        request_id: rid.into(),
+        room_id: room,
+        text: text.into(),
+        reply_to: 0,
+        mention_ids: vec![],
+    };
+    let p1 = c.posts.post(authed(post(room_a, "本日訪問。血圧 128/76。", "p-1"), &dr)).await.unwrap().into_inner();
+    let p2 =
+        c.posts.post(authed(post(room_a, "お薬カレンダーをセットしました。", "p-2"), &ph)).await.unwrap().into_inner();
+    assert_eq!((p1.seq, p2.seq), (1, 2));
+    let room_b = c.rooms.create_patient(authed(patient("佐藤 一郎"), &dr)).await.unwrap().into_inner().room_id;
+    c.rooms
+        .invite(authed(
+            InviteRequest { request_id: uuid(), room_id: room_b, account_id: nurse, role: Role::Member as i32 },
+            &dr,
+        ))
+        .await
+        .unwrap();
+    c.posts.post(authed(post(room_b, "退院調整の相談です。", "p-3"), &dr)).await.unwrap();
+    let list = |t: &str| authed(ListRoomsRequest { kind: RoomListKind::Patients as i32 }, t);
+    let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
+    let shape: Vec<(String, u64)> = rooms.iter().map(|r| (r.title.clone(), r.unread)).collect();
+    assert_eq!(shape, [("佐藤 一郎".to_owned(), 1), ("山田 花子".to_owned(), 2)]);
+    assert_eq!(rooms[1].preview, "お薬カレンダーをセットしました。");
+
+    // The subscriber on the follower sees the posts of its rooms, in order.
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .expect("event in time")
+            .expect("stream")
+            .expect("event");
+        if let Some(event::Kind::PostedSeq(seq)) = e.kind {
+            seen.push((e.room_id, seq));
+        }
+    }
+    assert_eq!(seen, [(room_a, 1), (room_a, 2), (room_b, 1)]);
+
+    // Mark read: unread drops to zero.
+    f.posts
+        .mark_read(authed(MarkReadRequest { request_id: uuid(), room_id: room_a, up_to_seq: 2 }, &ns))
+        .await
+        .unwrap();
+    let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
+    assert_eq!(rooms.iter().find(|r| r.room_id == room_a).unwrap().unread, 0);
+
+    // Timeline shows sender, profession, facility.
+    let t = f.posts.timeline(authed(tl(room_a), &ns)).await.unwrap().into_inner().posts;
+    assert_eq!(t[1].author_profession, "薬剤師");
+    assert_eq!(t[1].author_facility, "みどり薬局");
+
+    // A retried request id posts once.
+    let again = c.posts.post(authed(post(room_a, "本日訪問。血圧 128/76。", "p-1"), &dr)).await.unwrap().into_inner();
+    assert_eq!(again.seq, 1);
+    assert_eq!(c.posts.timeline(authed(tl(room_a), &dr)).await.unwrap().into_inner().posts.len(), 2);
+
+    // Bad input changes nothing.
+    for (bad, code) in [
+        (post(room_a, "", "bad-1"), tonic::Code::InvalidArgument),
+        (post(room_a, &"長".repeat(10_001), "bad-2"), tonic::Code::InvalidArgument),
+        (post(999_999, "x", "bad-3"), tonic::Code::NotFound),
+        (post(room_a, "x", ""), tonic::Code::InvalidArgument),
+    ] {
+        let err = c.posts.post(authed(bad, &dr)).await.expect_err("bad post");
+        assert_eq!(err.code(), code, "{err:?}");
+    }
+    let no_token = c.posts.timeline(Request::new(tl(room_a))).await;
+    assert_eq!(no_token.expect_err("no token").code(), tonic::Code::Unauthenticated);
+    assert_eq!(c.posts.timeline(authed(tl(room_a), &dr)).await.unwrap().into_inner().posts.len(), 2);
+
+    // A removed member is refused at once.
+    c.rooms
+        .remove(authed(MemberRequest { request_id: uuid(), room_id: room_a, account_id: pharmacist }, &dr))
+        .await
+        .unwrap();
+    assert_eq!(c.posts.timeline(authed(tl(room_a), &ph)).await.expect_err("removed").code(), tonic::Code::NotFound);
+    assert_eq!(
+        c.posts.post(authed(post(room_a, "x", "after-removal"), &ph)).await.expect_err("removed").code(),
+        tonic::Code::NotFound
+    );
+
+    // A stopped account's token is refused on every node.
+    c.accounts.stop_account(authed(AccountRequest { request_id: uuid(), account_id: nurse }, &dr)).await.unwrap();
+    for id in &ids {
+        let mut n = client(&hub.api(*id)).await;
+        let err = n.rooms.list_rooms(list(&ns)).await.expect_err("stopped account");
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "node {id}");
+    }
+    hub.shutdown().await;
+}
