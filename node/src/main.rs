@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kizuna_node::cli::{self, Target};
+use kizuna_proto::collab::RoomListKind;
 
 #[derive(Parser)]
 #[command(
@@ -74,7 +75,80 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
-    /// Cluster administration.
+    /// Sign in; the session token is kept in ~/.config/kizuna/session.json (mode 0600).
+    Login {
+        login: String,
+        /// Read from the terminal when not given.
+        #[arg(long, env = "KIZUNA_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[arg(long, default_value = "cli")]
+        device: String,
+    },
+    /// End the session.
+    Logout,
+    /// Register with an invitation code (then wait for the facility admin's approval).
+    Register {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        name: String,
+        /// doctor, nurse, visiting-nurse, pharmacist, dentist, dental-hygienist, therapist, care-manager, care-worker, medical-social-worker, clerk, municipal-staff, other
+        #[arg(long)]
+        profession: String,
+        #[arg(long, env = "KIZUNA_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// The patient list (患者一覧): newest post first, with unread counts.
+    Patients,
+    /// Your groups (グループ).
+    Groups,
+    /// Your 1:1 connections (つながり).
+    Connections,
+    /// A room's posts.
+    Timeline {
+        room: u64,
+        /// Only posts after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Post to a room.
+    Post {
+        room: u64,
+        text: String,
+        #[arg(long, default_value_t = 0)]
+        reply_to: u64,
+    },
+    /// Mark a room read (up to its newest post unless --up-to).
+    Read {
+        room: u64,
+        #[arg(long)]
+        up_to: Option<u64>,
+    },
+    /// Follow live events (new posts, edits, membership, your reads on other devices).
+    Tail {
+        /// Resume after this cursor.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Invite an account into a room (a patient team, sub-room or group).
+    Invite {
+        room: u64,
+        account: u64,
+        /// Invite a family account into its patient's timeline.
+        #[arg(long)]
+        family: bool,
+    },
+    /// Approve a pending invitation or join request (room owners).
+    Approve { room: u64, account: u64 },
+    /// Send a connection request, or accept one with --accept.
+    Connect {
+        account: u64,
+        #[arg(long)]
+        accept: bool,
+    },
+    /// Cluster administration and the operator's chores.
     #[command(subcommand)]
     Admin(cli::admin::AdminCommand),
 }
@@ -92,6 +166,21 @@ fn main() -> anyhow::Result<()> {
             Command::Put { key, value, request_id } => cli::records::put(&target()?, key, value, request_id).await,
             Command::Get { key, local } => cli::records::get(&target()?, key, local).await,
             Command::Load { clients, seconds } => cli::load::run(&target()?, clients, seconds).await,
+            Command::Login { login, password, device } => cli::collab::login(&target()?, login, password, device).await,
+            Command::Logout => cli::collab::logout(&target()?).await,
+            Command::Register { code, login, name, profession, password } => {
+                cli::collab::admin::register(&target()?, code, login, name, profession, password).await
+            }
+            Command::Patients => cli::collab::list(&target()?, RoomListKind::Patients).await,
+            Command::Groups => cli::collab::list(&target()?, RoomListKind::Groups).await,
+            Command::Connections => cli::collab::list(&target()?, RoomListKind::Connections).await,
+            Command::Timeline { room, after } => cli::collab::timeline(&target()?, room, after).await,
+            Command::Post { room, text, reply_to } => cli::collab::post(&target()?, room, text, reply_to).await,
+            Command::Read { room, up_to } => cli::collab::read(&target()?, room, up_to).await,
+            Command::Tail { after } => cli::collab::tail(&target()?, after).await,
+            Command::Invite { room, account, family } => cli::collab::invite(&target()?, room, account, family).await,
+            Command::Approve { room, account } => cli::collab::approve(&target()?, room, account).await,
+            Command::Connect { account, accept } => cli::collab::connect(&target()?, account, accept).await,
             Command::Admin(cmd) => cli::admin::run(target, cmd).await,
         }
     })

@@ -74,6 +74,67 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     assert!(out.status.success(), "get: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("greeting = こんにちは"));
 
+    // A newcomer logs in with a printed demo account, sees the patient list with unread
+    // counts, and a `tail` in a second terminal shows a new post live.
+    assert!(banner.iter().any(|l| l.contains("vn.suzuki")), "{banner:#?}");
+    let session = dir.path().join("session.json");
+    let user = |args: &[&str]| {
+        Command::new(KIZUNA)
+            .arg("--ca")
+            .arg(&ca)
+            .env("KIZUNA_SESSION_FILE", &session)
+            .args(args)
+            .output()
+            .expect("run kizuna")
+    };
+    let out = user(&["login", "vn.suzuki", "--password", "kizuna-demo-2026"]);
+    assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&session).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let out = user(&["patients"]);
+    let list = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(list.contains("山田 花子") && list.contains("未読"), "{list}");
+    let room: String = list
+        .lines()
+        .find(|l| l.contains("山田 花子") && !l.contains('／'))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "room").nth(1))
+        .expect("room id in the list")
+        .to_owned();
+    let mut tail = Command::new(KIZUNA)
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--endpoint", "127.0.0.1:7002", "tail"])
+        .env("KIZUNA_SESSION_FILE", &session)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tail");
+    let tail_out = tail.stdout.take().unwrap();
+    let (ttx, trx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(tail_out).lines().map_while(Result::ok) {
+            let _ = ttx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = user(&["post", &room, "デモ：本日訪問しました。"]);
+    assert!(out.status.success(), "post: {}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match trx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("デモ：本日訪問しました。") => break,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = tail.kill();
+                panic!("tail never showed the post");
+            }
+        }
+    }
+    let _ = tail.kill();
+
     // SIGTERM: a clean stop.
     let killed = Command::new("kill").args(["-TERM", &demo.id().to_string()]).status().unwrap();
     assert!(killed.success());

@@ -23,6 +23,15 @@ pub fn new_secret() -> Result<String, Status> {
     Ok(hex(&buf))
 }
 
+/// A readable random password (for `kizuna admin init`): 20 characters from an unambiguous
+/// alphabet, about 100 bits.
+pub fn one_time_password() -> Result<String, Status> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut buf = [0u8; 20];
+    getrandom::fill(&mut buf).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
+    Ok(buf.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+}
+
 /// What is stored and replicated in place of a token or code.
 pub fn secret_hash(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))

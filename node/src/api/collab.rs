@@ -370,6 +370,39 @@ impl pb::rooms_server::Rooms for CollabApi {
     }
 }
 
+// ---------------------------------------------------------------- connections
+
+impl CollabApi {
+    async fn connection(
+        &self,
+        req: Request<pb::ConnectionRequest>,
+        make: fn(AccountId) -> Command,
+    ) -> Result<Response<pb::ConnectionResponse>, Status> {
+        let r = req.get_ref().clone();
+        let room_id = match self.signed_write(&req, r.request_id, make(AccountId(r.account_id))).await? {
+            Outcome::Room(room) => room.0,
+            _ => 0,
+        };
+        Ok(Response::new(pb::ConnectionResponse { room_id }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::connections_server::Connections for CollabApi {
+    async fn request(&self, req: Request<pb::ConnectionRequest>) -> Result<Response<pb::ConnectionResponse>, Status> {
+        self.connection(req, |to| Command::RequestConnection { to }).await
+    }
+    async fn accept(&self, req: Request<pb::ConnectionRequest>) -> Result<Response<pb::ConnectionResponse>, Status> {
+        self.connection(req, |from| Command::AcceptConnection { from }).await
+    }
+    async fn decline(&self, req: Request<pb::ConnectionRequest>) -> Result<Response<pb::ConnectionResponse>, Status> {
+        self.connection(req, |from| Command::DeclineConnection { from }).await
+    }
+    async fn block(&self, req: Request<pb::ConnectionRequest>) -> Result<Response<pb::ConnectionResponse>, Status> {
+        self.connection(req, |other| Command::BlockConnection { other }).await
+    }
+}
+
 // ---------------------------------------------------------------- posts
 
 #[tonic::async_trait]
@@ -463,7 +496,12 @@ impl pb::events_server::Events for CollabApi {
 
     async fn subscribe(&self, req: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
         let (me, token_hash) = self.authenticate(&req).await?;
-        let after = req.into_inner().after_cursor;
+        let after = match req.into_inner().after_cursor {
+            // Only new events: start after everything applied so far (authenticate made the
+            // node's state current).
+            0 => self.node.state.applied().map_err(|e| Status::internal(e.to_string()))?.map_or(0, |l| l.index),
+            cursor => cursor,
+        };
         let api = self.clone();
         // Listen before reading the stored events, so nothing falls between the two.
         let mut live = api.node.state.subscribe();

@@ -14,6 +14,7 @@ use tonic::transport::server::Router;
 use crate::node::Node;
 
 pub use admin::AdminService;
+pub use auth::one_time_password;
 pub use collab::CollabApi;
 use kizuna_proto::collab as pb;
 pub use records::RecordsService;
@@ -44,5 +45,6 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<Router, t
         .add_service(pb::accounts_server::AccountsServer::new(collab.clone()))
         .add_service(pb::rooms_server::RoomsServer::new(collab.clone()))
         .add_service(pb::posts_server::PostsServer::new(collab.clone()))
+        .add_service(pb::connections_server::ConnectionsServer::new(collab.clone()))
         .add_service(pb::events_server::EventsServer::new(collab)))
 }

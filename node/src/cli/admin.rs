@@ -15,6 +15,37 @@ use crate::config::HubConfig;
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
+    /// Create the hub's first operator (only while it has none); prints a one-time password.
+    Init {
+        #[arg(long)]
+        login: String,
+        #[arg(long, default_value = "事務局")]
+        name: String,
+    },
+    /// Register and approve a facility (operator).
+    Facility {
+        #[arg(long)]
+        name: String,
+        /// clinic, hospital, pharmacy, dental-clinic, visiting-nursing-station, care-office, rehabilitation, municipality, other
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        municipality: String,
+    },
+    /// Issue a single-use invitation for a facility (operator or facility admin).
+    Invitation {
+        #[arg(long)]
+        facility: u64,
+        #[arg(long, default_value_t = 72)]
+        hours: u32,
+        /// The invitee becomes an admin of the facility.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Approve a registered account (facility admin or operator).
+    ApproveAccount { account: u64 },
+    /// Stop an account at once: every session of it is refused on every node.
+    StopAccount { account: u64 },
     /// Create the hub CA (or reuse the one in --out) and a certificate for every node of a topology.
     Certs {
         #[arg(long)]
@@ -80,7 +111,17 @@ fn print_membership(r: &MembershipResponse) {
 }
 
 pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand) -> anyhow::Result<()> {
+    use super::collab::admin;
     match cmd {
+        AdminCommand::Init { login, name } => admin::init(&target()?, login, name).await?,
+        AdminCommand::Facility { name, kind, municipality } => {
+            admin::facility(&target()?, name, kind, municipality).await?
+        }
+        AdminCommand::Invitation { facility, hours, admin: as_admin } => {
+            admin::invitation(&target()?, facility, hours, as_admin).await?
+        }
+        AdminCommand::ApproveAccount { account } => admin::account(&target()?, account, false).await?,
+        AdminCommand::StopAccount { account } => admin::account(&target()?, account, true).await?,
         AdminCommand::Certs { config, out } => {
             let hub = HubConfig::load(&config)?;
             for path in crate::tls::generate(&hub, &out)? {

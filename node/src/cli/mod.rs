@@ -1,8 +1,10 @@
 //! The `kizuna` subcommands. `anyhow` lives here, at the edge, and nowhere else.
 
 pub mod admin;
+pub mod collab;
 pub mod load;
 pub mod records;
+pub mod seed;
 pub mod serve;
 pub mod status;
 

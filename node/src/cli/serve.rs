@@ -71,7 +71,22 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
         let mark = if me.id == leader { "  (leader)" } else { "" };
         println!("  {:<14} region {:<11} api {scheme}://{}{mark}", me.name, me.region(), me.api_addr);
     }
-    println!("Try:  kizuna status     kizuna put greeting こんにちは     kizuna get greeting");
+    let ca = (!insecure).then(|| data_dir.join("certs/ca.pem"));
+    let target = super::Target::new(Some(hub.nodes[0].api_addr.to_string()), ca)?;
+    let seeded = match target.connect_any().await {
+        Ok((_, channel)) => super::seed::seed(channel).await.context("seeding the demo region")?,
+        Err(e) => bail!("cannot reach the demo hub to seed it: {e:#}"),
+    };
+    if seeded {
+        println!("Seeded a small region: 5 facilities, 12 professionals, 3 patients, 2 groups, a connection.");
+    }
+    println!("Demo logins (password {:?} for all):", super::seed::DEMO_PASSWORD);
+    println!("  {:<16} 事務局 (hub operator)", super::seed::DEMO_OPERATOR);
+    for (login, name, profession, _, _) in super::seed::PEOPLE {
+        println!("  {login:<16} {name} ({profession})");
+    }
+    println!("Try:  kizuna login vn.suzuki     kizuna patients     kizuna timeline <room>     kizuna tail");
+    println!("      kizuna post <room> 本日訪問しました     kizuna status");
     println!("Stop with Ctrl-C.");
     shutdown_signal().await;
     info!("stopping the demo hub");

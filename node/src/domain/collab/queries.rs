@@ -30,7 +30,11 @@ pub enum ListKind {
 fn title(view: &impl HubView, viewer: AccountId, room: &Room) -> String {
     match &room.kind {
         RoomKind::PatientTimeline { patient } => view.patient(*patient).map(|p| p.name).unwrap_or_default(),
-        RoomKind::SubRoom { name, .. } | RoomKind::Group { name } => name.clone(),
+        RoomKind::SubRoom { patient, name, .. } => {
+            let patient = view.patient(*patient).map(|p| p.name).unwrap_or_default();
+            format!("{patient}／{name}")
+        }
+        RoomKind::Group { name } => name.clone(),
         RoomKind::Connection { a, b } => {
             let other = if *a == viewer { *b } else { *a };
             view.account(other).map(|a| a.display_name).unwrap_or_default()

@@ -1,0 +1,378 @@
+//! Client commands for the collaboration network: log in, see the patient list with unread
+//! counts, read and write timelines, follow live events, and the operator's and facility
+//! admin's chores. The session token is kept in a file only the user can read (0600).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use kizuna_proto::collab::accounts_client::AccountsClient;
+use kizuna_proto::collab::connections_client::ConnectionsClient;
+use kizuna_proto::collab::events_client::EventsClient;
+use kizuna_proto::collab::posts_client::PostsClient;
+use kizuna_proto::collab::rooms_client::RoomsClient;
+use kizuna_proto::collab::*;
+use serde::{Deserialize, Serialize};
+use tonic::Request;
+use tonic::transport::Channel;
+
+use super::Target;
+
+#[derive(Serialize, Deserialize)]
+struct SavedSession {
+    login: String,
+    token: String,
+}
+
+/// `$KIZUNA_SESSION_FILE`, or `~/.config/kizuna/session.json`.
+fn session_file() -> PathBuf {
+    if let Ok(p) = std::env::var("KIZUNA_SESSION_FILE") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
+    PathBuf::from(home).join(".config/kizuna/session.json")
+}
+
+fn save_session(s: &SavedSession) -> anyhow::Result<PathBuf> {
+    let path = session_file();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let json = serde_json::to_vec_pretty(s)?;
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+        f.write_all(&json)?;
+        // An existing file keeps its old mode on open: tighten it explicitly.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    std::fs::write(&path, json)?;
+    Ok(path)
+}
+
+fn token() -> anyhow::Result<String> {
+    let path = session_file();
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("not logged in (no {}): run `kizuna login`", path.display()))?;
+    Ok(serde_json::from_str::<SavedSession>(&text)?.token)
+}
+
+pub fn authed<T>(msg: T, token: &str) -> anyhow::Result<Request<T>> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().context("token")?);
+    Ok(r)
+}
+
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn facility_kind(name: &str) -> anyhow::Result<FacilityKind> {
+    FacilityKind::from_str_name(&format!("FACILITY_KIND_{}", name.to_uppercase().replace('-', "_")))
+        .filter(|k| *k != FacilityKind::Unspecified)
+        .with_context(|| format!("unknown facility kind {name:?} (clinic, hospital, pharmacy, dental-clinic, visiting-nursing-station, care-office, rehabilitation, municipality, other)"))
+}
+
+pub fn profession(name: &str) -> anyhow::Result<Profession> {
+    Profession::from_str_name(&format!("PROFESSION_{}", name.to_uppercase().replace('-', "_")))
+        .filter(|p| *p != Profession::Unspecified)
+        .with_context(|| format!("unknown profession {name:?} (doctor, nurse, visiting-nurse, pharmacist, dentist, dental-hygienist, therapist, care-manager, care-worker, medical-social-worker, clerk, municipal-staff, other)"))
+}
+
+fn password(given: Option<String>) -> anyhow::Result<String> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    eprint!("password: ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn time(ts: &Option<prost_types::Timestamp>) -> String {
+    ts.as_ref().map_or(String::new(), |t| {
+        let secs = t.seconds.rem_euclid(86_400) + 9 * 3600; // JST
+        format!("{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60)
+    })
+}
+
+async fn channel(target: &Target) -> anyhow::Result<Channel> {
+    Ok(target.connect_any().await?.1)
+}
+
+pub async fn login(target: &Target, login: String, pw: Option<String>, device: String) -> anyhow::Result<()> {
+    let password = password(pw)?;
+    let req = LoginRequest { request_id: request_id(), login: login.clone(), password, device };
+    let resp = AccountsClient::new(channel(target).await?).login(req).await?.into_inner();
+    let path = save_session(&SavedSession { login: login.clone(), token: resp.token })?;
+    println!("logged in as {login} (account {}); session kept in {}", resp.account_id, path.display());
+    Ok(())
+}
+
+pub async fn logout(target: &Target) -> anyhow::Result<()> {
+    let t = token()?;
+    AccountsClient::new(channel(target).await?).logout(authed(LogoutRequest { request_id: request_id() }, &t)?).await?;
+    let _ = std::fs::remove_file(session_file());
+    println!("logged out");
+    Ok(())
+}
+
+pub async fn list(target: &Target, kind: RoomListKind) -> anyhow::Result<()> {
+    let t = token()?;
+    let rooms = RoomsClient::new(channel(target).await?)
+        .list_rooms(authed(ListRoomsRequest { kind: kind as i32 }, &t)?)
+        .await?
+        .into_inner()
+        .rooms;
+    if rooms.is_empty() {
+        println!("(none)");
+    }
+    for r in rooms {
+        let unread = if r.unread > 0 { format!("未読 {:>3}", r.unread) } else { "        ".into() };
+        println!("{unread}  room {:>5}  {:<16} {:>5}  {}", r.room_id, r.title, time(&r.last_post_at), r.preview);
+    }
+    Ok(())
+}
+
+pub async fn timeline(target: &Target, room: u64, after: u64) -> anyhow::Result<()> {
+    let t = token()?;
+    let mut posts = PostsClient::new(channel(target).await?);
+    let mut after_seq = after;
+    loop {
+        let page =
+            posts.timeline(authed(TimelineRequest { room_id: room, after_seq, limit: 100 }, &t)?).await?.into_inner();
+        for p in &page.posts {
+            let text = if p.deleted { "(削除されました)".to_owned() } else { p.text.clone() };
+            let reply = if p.reply_to > 0 { format!(" ↩{}", p.reply_to) } else { String::new() };
+            println!(
+                "#{:<4} {} {}（{}・{}）{reply}\n      {text}",
+                p.seq,
+                time(&p.posted_at),
+                p.author_name,
+                p.author_profession,
+                p.author_facility
+            );
+        }
+        if page.next_after_seq == 0 {
+            return Ok(());
+        }
+        after_seq = page.next_after_seq;
+    }
+}
+
+pub async fn post(target: &Target, room: u64, text: String, reply_to: u64) -> anyhow::Result<()> {
+    let t = token()?;
+    let req = PostRequest { request_id: request_id(), room_id: room, text, reply_to, mention_ids: vec![] };
+    let r = PostsClient::new(channel(target).await?).post(authed(req, &t)?).await?.into_inner();
+    println!("posted #{} in room {}", r.seq, r.room_id);
+    Ok(())
+}
+
+pub async fn read(target: &Target, room: u64, up_to: Option<u64>) -> anyhow::Result<()> {
+    let t = token()?;
+    let ch = channel(target).await?;
+    let up_to_seq = match up_to {
+        Some(s) => s,
+        None => {
+            let rooms = RoomsClient::new(ch.clone())
+                .list_rooms(authed(ListRoomsRequest { kind: 0 }, &t)?)
+                .await?
+                .into_inner()
+                .rooms;
+            let mut all = rooms;
+            for kind in [RoomListKind::Groups, RoomListKind::Connections] {
+                all.extend(
+                    RoomsClient::new(ch.clone())
+                        .list_rooms(authed(ListRoomsRequest { kind: kind as i32 }, &t)?)
+                        .await?
+                        .into_inner()
+                        .rooms,
+                );
+            }
+            all.iter().find(|r| r.room_id == room).map(|r| r.last_seq).context("no such room in your lists")?
+        }
+    };
+    PostsClient::new(ch)
+        .mark_read(authed(MarkReadRequest { request_id: request_id(), room_id: room, up_to_seq }, &t)?)
+        .await?;
+    println!("room {room} read up to #{up_to_seq}");
+    Ok(())
+}
+
+/// Follows live events; reconnects (to any node) from the last cursor.
+pub async fn tail(target: &Target, after: u64) -> anyhow::Result<()> {
+    let t = token()?;
+    let mut cursor = after;
+    loop {
+        let (endpoint, ch) = target.connect_any().await?;
+        eprintln!("following events from {endpoint} (Ctrl-C to stop)");
+        let mut stream =
+            match EventsClient::new(ch.clone()).subscribe(authed(SubscribeRequest { after_cursor: cursor }, &t)?).await
+            {
+                Ok(s) => s.into_inner(),
+                Err(s) if s.code() == tonic::Code::Unauthenticated => bail!("{}", s.message()),
+                Err(s) => {
+                    eprintln!("subscribe failed: {}; retrying", s.message());
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+        let mut posts = PostsClient::new(ch);
+        loop {
+            match stream.message().await {
+                Ok(Some(e)) => {
+                    cursor = e.cursor;
+                    match e.kind {
+                        Some(event::Kind::PostedSeq(seq)) => {
+                            let req = TimelineRequest { room_id: e.room_id, after_seq: seq - 1, limit: 1 };
+                            match posts.timeline(authed(req, &t)?).await {
+                                Ok(page) => {
+                                    for p in page.into_inner().posts {
+                                        println!(
+                                            "[room {} #{seq}] {} {}（{}）: {}",
+                                            e.room_id,
+                                            time(&p.posted_at),
+                                            p.author_name,
+                                            p.author_profession,
+                                            p.text
+                                        );
+                                    }
+                                }
+                                Err(_) => println!("[room {} #{seq}] new post", e.room_id),
+                            }
+                        }
+                        Some(event::Kind::PostUpdatedSeq(seq)) => println!("[room {} #{seq}] updated", e.room_id),
+                        Some(event::Kind::MembershipChanged(_)) => println!("[room {}] members changed", e.room_id),
+                        Some(event::Kind::ReadUpToSeq(seq)) => {
+                            println!("[room {}] read up to #{seq} on another device", e.room_id)
+                        }
+                        None => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(s) if s.code() == tonic::Code::Unauthenticated => bail!("{}", s.message()),
+                Err(s) => {
+                    eprintln!("stream ended: {}; reconnecting from cursor {cursor}", s.message());
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn invite(target: &Target, room: u64, account: u64, family: bool) -> anyhow::Result<()> {
+    let t = token()?;
+    let role = if family { Role::Family } else { Role::Member };
+    let req = InviteRequest { request_id: request_id(), room_id: room, account_id: account, role: role as i32 };
+    RoomsClient::new(channel(target).await?).invite(authed(req, &t)?).await?;
+    println!(
+        "invited account {account} to room {room} (an owner's invitation is effective at once; others wait for approval)"
+    );
+    Ok(())
+}
+
+pub async fn approve(target: &Target, room: u64, account: u64) -> anyhow::Result<()> {
+    let t = token()?;
+    RoomsClient::new(channel(target).await?)
+        .approve(authed(MemberRequest { request_id: request_id(), room_id: room, account_id: account }, &t)?)
+        .await?;
+    println!("account {account} is now a member of room {room}");
+    Ok(())
+}
+
+pub async fn connect(target: &Target, account: u64, accept: bool) -> anyhow::Result<()> {
+    let t = token()?;
+    let mut c = ConnectionsClient::new(channel(target).await?);
+    let req = authed(ConnectionRequest { request_id: request_id(), account_id: account }, &t)?;
+    if accept {
+        let room = c.accept(req).await?.into_inner().room_id;
+        println!("connected with account {account}: 1:1 room {room}");
+    } else {
+        c.request(req).await?;
+        println!("connection request sent to account {account}");
+    }
+    Ok(())
+}
+
+/// Operator and facility-admin chores.
+pub mod admin {
+    use super::*;
+
+    pub async fn init(target: &Target, login: String, display_name: String) -> anyhow::Result<()> {
+        let password = crate::api::one_time_password()?;
+        let req = InitOperatorRequest {
+            request_id: request_id(),
+            login: login.clone(),
+            display_name,
+            password: password.clone(),
+        };
+        let id = AccountsClient::new(channel(target).await?).init_operator(req).await?.into_inner().account_id;
+        println!(
+            "operator {login} created (account {id}).\none-time password: {password}\n(keep it safe; it is not shown again)"
+        );
+        Ok(())
+    }
+
+    pub async fn facility(target: &Target, name: String, kind: String, municipality: String) -> anyhow::Result<()> {
+        let t = token()?;
+        let mut c = AccountsClient::new(channel(target).await?);
+        let req = RegisterFacilityRequest {
+            request_id: request_id(),
+            name,
+            kind: facility_kind(&kind)? as i32,
+            municipality,
+        };
+        let id = c.register_facility(authed(req, &t)?).await?.into_inner().facility_id;
+        c.approve_facility(authed(ApproveFacilityRequest { request_id: request_id(), facility_id: id }, &t)?).await?;
+        println!("facility {id} registered and approved");
+        Ok(())
+    }
+
+    pub async fn invitation(target: &Target, facility: u64, hours: u32, as_admin: bool) -> anyhow::Result<()> {
+        let t = token()?;
+        let req =
+            IssueInvitationRequest { request_id: request_id(), facility_id: facility, valid_hours: hours, as_admin };
+        let r = AccountsClient::new(channel(target).await?).issue_invitation(authed(req, &t)?).await?.into_inner();
+        println!("invitation code: {}\nvalid for {hours} h; single use", r.code);
+        Ok(())
+    }
+
+    pub async fn register(
+        target: &Target,
+        code: String,
+        login: String,
+        display_name: String,
+        prof: String,
+        pw: Option<String>,
+    ) -> anyhow::Result<()> {
+        let req = RegisterRequest {
+            request_id: request_id(),
+            invitation_code: code,
+            login,
+            display_name,
+            profession: profession(&prof)? as i32,
+            password: password(pw)?,
+        };
+        let id = AccountsClient::new(channel(target).await?).register(req).await?.into_inner().account_id;
+        println!("registered as account {id}; a facility admin must approve it before you can log in");
+        Ok(())
+    }
+
+    pub async fn account(target: &Target, account: u64, stop: bool) -> anyhow::Result<()> {
+        let t = token()?;
+        let mut c = AccountsClient::new(channel(target).await?);
+        let req = authed(AccountRequest { request_id: request_id(), account_id: account }, &t)?;
+        if stop {
+            c.stop_account(req).await?;
+            println!("account {account} stopped: every session of it is refused now");
+        } else {
+            c.approve_account(req).await?;
+            println!("account {account} approved");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,288 @@
+//! The demo hub's believable small region (宇都宮 and 鹿沼): five facilities, twelve
+//! professionals, three patients with their teams and a sub-room, posts with unread state,
+//! two groups and a connection. Seeded through the public API, like any client would.
+
+use anyhow::Context;
+use kizuna_proto::collab::accounts_client::AccountsClient;
+use kizuna_proto::collab::connections_client::ConnectionsClient;
+use kizuna_proto::collab::posts_client::PostsClient;
+use kizuna_proto::collab::rooms_client::RoomsClient;
+use kizuna_proto::collab::*;
+use tonic::transport::Channel;
+
+use super::collab::{authed, facility_kind, profession, request_id};
+
+/// Every demo account signs in with this password.
+pub const DEMO_PASSWORD: &str = "kizuna-demo-2026";
+pub const DEMO_OPERATOR: &str = "jimukyoku";
+
+const FACILITIES: [(&str, &str, &str); 5] = [
+    ("宇都宮在宅クリニック", "clinic", "宇都宮市"),
+    ("とちぎ中央病院", "hospital", "宇都宮市"),
+    ("みどり薬局", "pharmacy", "宇都宮市"),
+    ("ひばり訪問看護ステーション", "visiting-nursing-station", "宇都宮市"),
+    ("さくら居宅介護支援事業所", "care-office", "鹿沼市"),
+];
+
+/// (login, name, profession, facility index, facility admin)
+pub const PEOPLE: [(&str, &str, &str, usize, bool); 12] = [
+    ("dr.sato", "佐藤 健一", "doctor", 0, true),
+    ("clerk.kobayashi", "小林 直樹", "clerk", 0, false),
+    ("dr.kato", "加藤 美和", "doctor", 1, true),
+    ("ns.ogawa", "小川 由美", "nurse", 1, false),
+    ("msw.ito", "伊藤 翔", "medical-social-worker", 1, false),
+    ("ph.tanaka", "田中 誠", "pharmacist", 2, true),
+    ("ph.mori", "森 彩", "pharmacist", 2, false),
+    ("vn.suzuki", "鈴木 早苗", "visiting-nurse", 3, true),
+    ("vn.takahashi", "高橋 智子", "visiting-nurse", 3, false),
+    ("pt.yamamoto", "山本 大輔", "therapist", 3, false),
+    ("cm.watanabe", "渡辺 恵子", "care-manager", 4, true),
+    ("cw.nakamura", "中村 陽介", "care-worker", 4, false),
+];
+
+struct Seeder {
+    accounts: AccountsClient<Channel>,
+    rooms: RoomsClient<Channel>,
+    posts: PostsClient<Channel>,
+    connections: ConnectionsClient<Channel>,
+    ids: std::collections::HashMap<&'static str, (u64, String)>,
+}
+
+impl Seeder {
+    fn who(&self, login: &str) -> anyhow::Result<(u64, String)> {
+        self.ids.get(login).cloned().with_context(|| format!("demo account {login}"))
+    }
+
+    async fn login(&mut self, login: &'static str) -> anyhow::Result<String> {
+        let req = LoginRequest {
+            request_id: request_id(),
+            login: login.into(),
+            password: DEMO_PASSWORD.into(),
+            device: "demo-seed".into(),
+        };
+        Ok(self.accounts.login(req).await?.into_inner().token)
+    }
+
+    async fn patient(
+        &mut self,
+        owner: &str,
+        name: &str,
+        kana: &str,
+        born: &str,
+        address: &str,
+        team: &[&str],
+    ) -> anyhow::Result<u64> {
+        let (_, token) = self.who(owner)?;
+        let req = CreatePatientRequest {
+            request_id: request_id(),
+            name: name.into(),
+            kana: kana.into(),
+            birth_date: born.into(),
+            address: address.into(),
+            notes: String::new(),
+        };
+        let room = self.rooms.create_patient(authed(req, &token)?).await?.into_inner().room_id;
+        for member in team {
+            let (id, _) = self.who(member)?;
+            let req =
+                InviteRequest { request_id: request_id(), room_id: room, account_id: id, role: Role::Member as i32 };
+            self.rooms.invite(authed(req, &token)?).await?;
+        }
+        Ok(room)
+    }
+
+    async fn post(&mut self, who: &str, room: u64, text: &str) -> anyhow::Result<u64> {
+        let (_, token) = self.who(who)?;
+        let req = PostRequest {
+            request_id: request_id(),
+            room_id: room,
+            text: text.into(),
+            reply_to: 0,
+            mention_ids: vec![],
+        };
+        Ok(self.posts.post(authed(req, &token)?).await?.into_inner().seq)
+    }
+
+    async fn read(&mut self, who: &str, room: u64, up_to_seq: u64) -> anyhow::Result<()> {
+        let (_, token) = self.who(who)?;
+        self.posts
+            .mark_read(authed(MarkReadRequest { request_id: request_id(), room_id: room, up_to_seq }, &token)?)
+            .await?;
+        Ok(())
+    }
+
+    async fn group(&mut self, owner: &str, name: &str, members: &[&str]) -> anyhow::Result<u64> {
+        let (_, token) = self.who(owner)?;
+        let room = self
+            .rooms
+            .create_group(authed(CreateGroupRequest { request_id: request_id(), name: name.into() }, &token)?)
+            .await?
+            .into_inner()
+            .room_id;
+        for m in members {
+            let (id, _) = self.who(m)?;
+            self.rooms
+                .invite(authed(
+                    InviteRequest {
+                        request_id: request_id(),
+                        room_id: room,
+                        account_id: id,
+                        role: Role::Member as i32,
+                    },
+                    &token,
+                )?)
+                .await?;
+        }
+        Ok(room)
+    }
+}
+
+/// Seeds a fresh hub. Returns false (and changes nothing) when the hub already has an operator.
+pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
+    let mut accounts = AccountsClient::new(channel.clone());
+    let init = InitOperatorRequest {
+        request_id: request_id(),
+        login: DEMO_OPERATOR.into(),
+        display_name: "とちぎ在宅医療連携 事務局".into(),
+        password: DEMO_PASSWORD.into(),
+    };
+    match accounts.init_operator(init).await {
+        Ok(_) => {}
+        Err(s) if s.code() == tonic::Code::FailedPrecondition => return Ok(false),
+        Err(s) => return Err(s).context("creating the demo operator"),
+    }
+    let mut s = Seeder {
+        accounts,
+        rooms: RoomsClient::new(channel.clone()),
+        posts: PostsClient::new(channel.clone()),
+        connections: ConnectionsClient::new(channel),
+        ids: Default::default(),
+    };
+    let op = s.login(DEMO_OPERATOR).await?;
+    let mut facilities = Vec::new();
+    for (name, kind, municipality) in FACILITIES {
+        let req = RegisterFacilityRequest {
+            request_id: request_id(),
+            name: name.into(),
+            kind: facility_kind(kind)? as i32,
+            municipality: municipality.into(),
+        };
+        let id = s.accounts.register_facility(authed(req, &op)?).await?.into_inner().facility_id;
+        s.accounts
+            .approve_facility(authed(ApproveFacilityRequest { request_id: request_id(), facility_id: id }, &op)?)
+            .await?;
+        facilities.push(id);
+    }
+    for (login, name, prof, facility, admin) in PEOPLE {
+        let inv = IssueInvitationRequest {
+            request_id: request_id(),
+            facility_id: facilities[facility],
+            valid_hours: 24,
+            as_admin: admin,
+        };
+        let code = s.accounts.issue_invitation(authed(inv, &op)?).await?.into_inner().code;
+        let reg = RegisterRequest {
+            request_id: request_id(),
+            invitation_code: code,
+            login: login.into(),
+            display_name: name.into(),
+            profession: profession(prof)? as i32,
+            password: DEMO_PASSWORD.into(),
+        };
+        let id = s.accounts.register(reg).await?.into_inner().account_id;
+        s.accounts.approve_account(authed(AccountRequest { request_id: request_id(), account_id: id }, &op)?).await?;
+        let token = s.login(login).await?;
+        s.ids.insert(login, (id, token));
+    }
+
+    // 山田 花子: home oxygen, a sub-room for the doctor and the visiting nurse.
+    let yamada = s
+        .patient(
+            "dr.sato",
+            "山田 花子",
+            "やまだ はなこ",
+            "1938-04-12",
+            "宇都宮市戸祭町",
+            &["vn.suzuki", "ph.tanaka", "cm.watanabe", "vn.takahashi"],
+        )
+        .await?;
+    s.post("dr.sato", yamada, "本日訪問診療。SpO2 94%（在宅酸素 1L）、血圧 128/76。浮腫は軽度で変わりありません。")
+        .await?;
+    s.post("vn.suzuki", yamada, "訪問看護です。昨夜は眠れたとのこと。酸素チューブの交換をしました。").await?;
+    let p3 = s
+        .post("ph.tanaka", yamada, "利尿薬が増量になったのでお薬カレンダーをセットし直しました。残薬は問題ありません。")
+        .await?;
+    s.read("dr.sato", yamada, p3).await?;
+    s.post("cm.watanabe", yamada, "来週からデイサービスを週2回に増やします。ご家族も了承済みです。").await?;
+    let (sato, _) = s.who("dr.sato")?;
+    let (suzuki, sato_token) = (s.who("vn.suzuki")?.0, s.who("dr.sato")?.1);
+    let sub = CreateSubRoomRequest {
+        request_id: request_id(),
+        timeline_room_id: yamada,
+        name: "医師・訪問看護".into(),
+        member_ids: vec![sato, suzuki],
+    };
+    let sub = s.rooms.create_sub_room(authed(sub, &sato_token)?).await?.into_inner().room_id;
+    s.post(
+        "vn.suzuki",
+        sub,
+        "ご本人が「入院はしたくない」と話されていました。看取りの方針を一度ご相談させてください。",
+    )
+    .await?;
+
+    // 佐藤 一郎: discharge planning from the hospital.
+    let ichiro = s
+        .patient(
+            "dr.sato",
+            "佐藤 一郎",
+            "さとう いちろう",
+            "1945-11-03",
+            "宇都宮市今泉",
+            &["ns.ogawa", "msw.ito", "vn.takahashi", "pt.yamamoto", "cm.watanabe"],
+        )
+        .await?;
+    s.post(
+        "msw.ito",
+        ichiro,
+        "とちぎ中央病院 地域連携室です。来週金曜に退院予定です。退院前カンファレンスは水曜14時でいかがでしょうか。",
+    )
+    .await?;
+    s.post("ns.ogawa", ichiro, "病棟看護師です。インスリンは1日1回に変更済み。ご本人の手技は安定しています。").await?;
+    s.post("pt.yamamoto", ichiro, "退院後の訪問リハ、週1回で調整します。手すりの設置場所は自宅で確認します。").await?;
+
+    // 高橋 トメ: pharmacy and care worker.
+    let tome = s
+        .patient(
+            "dr.sato",
+            "高橋 トメ",
+            "たかはし とめ",
+            "1931-02-20",
+            "鹿沼市上田町",
+            &["ph.mori", "cw.nakamura", "cm.watanabe"],
+        )
+        .await?;
+    s.post("cw.nakamura", tome, "本日の訪問介護で、食事量が半分ほどでした。水分はとれています。").await?;
+    let last = s.post("dr.sato", tome, "了解です。明日臨時で訪問します。").await?;
+    s.read("cw.nakamura", tome, last).await?;
+
+    // Groups and a connection.
+    let conf = s
+        .group("dr.sato", "宇都宮市 多職種連携会議", &["vn.suzuki", "cm.watanabe", "ph.tanaka", "msw.ito", "dr.kato"])
+        .await?;
+    s.post("cm.watanabe", conf, "次回の多職種連携会議は12月10日（水）19時から、市役所会議室とオンライン併用です。")
+        .await?;
+    let staff = s.group("vn.suzuki", "ひばり訪問看護 スタッフ", &["vn.takahashi", "pt.yamamoto"]).await?;
+    s.post("vn.suzuki", staff, "今週末のオンコール当番は高橋さんです。よろしくお願いします。").await?;
+    let (tanaka, tanaka_token) = s.who("ph.tanaka")?;
+    s.connections
+        .request(authed(ConnectionRequest { request_id: request_id(), account_id: tanaka }, &sato_token)?)
+        .await?;
+    let room = s
+        .connections
+        .accept(authed(ConnectionRequest { request_id: request_id(), account_id: sato }, &tanaka_token)?)
+        .await?
+        .into_inner()
+        .room_id;
+    s.post("dr.sato", room, "山田さんの利尿薬の件、主治医としてご本人に説明済みです。").await?;
+    Ok(true)
+}
