@@ -171,8 +171,8 @@ impl Node {
         }
     }
 
-    /// Fails fast when this node leads but has not heard from a quorum for longer than an
-    /// election timeout: it is cut off, and waiting would only turn into a timeout.
+    /// Fails fast when this node leads but has not heard from a quorum for longer than two
+    /// election timeouts: it is cut off, and waiting would only turn into a timeout.
     fn check_quorum_contact(&self) -> Result<(), NodeError> {
         let m = self.metrics();
         if m.state != ServerState::Leader || m.membership_config.membership().voter_ids().count() < 2 {
@@ -420,7 +420,9 @@ pub async fn start(
             incoming_seq: AtomicU64::new(0),
             quorum_timeout: Duration::from_millis(hub.raft.election_timeout_max_ms * 5),
             allow_unsafe_placement: hub.hub.allow_unsafe_placement,
-            quorum_silence_limit: Duration::from_millis(hub.raft.election_timeout_max_ms),
+            // Twice the longest election: a freshly elected leader's first acknowledgements are
+            // never mistaken for silence.
+            quorum_silence_limit: Duration::from_millis(hub.raft.election_timeout_max_ms * 2),
             stopping: stopped.clone(),
         });
 

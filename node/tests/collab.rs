@@ -257,6 +257,28 @@ async fn the_collaboration_story() {
     assert_eq!(t[1].author_profession, "薬剤師");
     assert_eq!(t[1].author_facility, "みどり薬局");
 
+    // Edit, acknowledge, delete: the timeline shows the result, the history stays for audit.
+    c.posts
+        .edit(authed(
+            EditPostRequest {
+                request_id: uuid(),
+                room_id: room_a,
+                seq: 1,
+                text: "本日訪問。血圧 130/78（訂正）。".into(),
+            },
+            &dr,
+        ))
+        .await
+        .unwrap();
+    f.posts.ack(authed(PostRef { request_id: uuid(), room_id: room_a, seq: 1 }, &ns)).await.unwrap();
+    let edit_by_other = c
+        .posts
+        .edit(authed(EditPostRequest { request_id: uuid(), room_id: room_a, seq: 1, text: "x".into() }, &ph))
+        .await;
+    assert_eq!(edit_by_other.expect_err("not the author").code(), tonic::Code::PermissionDenied);
+    let t = c.posts.timeline(authed(tl(room_a), &dr)).await.unwrap().into_inner().posts;
+    assert!(t[0].edited && t[0].text.contains("訂正") && t[0].ack_ids == vec![nurse]);
+
     // A retried request id posts once.
     let again = c.posts.post(authed(post(room_a, "本日訪問。血圧 128/76。", "p-1"), &dr)).await.unwrap().into_inner();
     assert_eq!(again.seq, 1);

@@ -129,11 +129,13 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
             Ok(_) => {}
             Err(_) => {
                 let _ = tail.kill();
+                let _ = tail.wait();
                 panic!("tail never showed the post");
             }
         }
     }
     let _ = tail.kill();
+    let _ = tail.wait();
 
     // SIGTERM: a clean stop.
     let killed = Command::new("kill").args(["-TERM", &demo.id().to_string()]).status().unwrap();

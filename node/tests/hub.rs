@@ -41,7 +41,18 @@ async fn writes_replicate_forward_and_survive_leader_loss_and_restart() {
     assert_ne!(new_leader, leader);
     eprintln!("new leader {new_leader} after {:?}", stopped_at.elapsed());
     let survivor = hub.follower_of(new_leader);
-    let c = put(&hub.api(survivor), "greeting", "こんばんは", "req-c").await.expect("write after failover");
+    // Clients retry (same request id) through the short window while the new leader settles.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let c = loop {
+        match put(&hub.api(survivor), "greeting", "こんばんは", "req-c").await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("write after failover refused, retrying: {e:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("writes did not resume after failover: {e:?}"),
+        }
+    };
     assert_eq!(c.version, 3);
 
     // Restart the old leader from its data dir: it catches up with what it missed.
@@ -72,7 +83,9 @@ async fn malformed_requests_are_invalid_argument_and_change_nothing() {
     let hub = TestHub::start(3).await;
     let leader = hub.leader().await;
     let follower = hub.follower_of(leader);
-    put(&hub.api(leader), "k", "v", "ok-1").await.unwrap();
+    let ok = put(&hub.api(leader), "k", "v", "ok-1").await.unwrap();
+    // Metrics trail the write's answer slightly: wait until they show it before sampling.
+    hub.wait_applied(ok.log_index).await;
     let applied_before = hub.status(leader).applied_index;
 
     let too_long = "x".repeat(64 * 1024 + 1);

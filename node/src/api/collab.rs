@@ -421,6 +421,25 @@ impl pb::posts_server::Posts for CollabApi {
         }
     }
 
+    async fn edit(&self, req: Request<pb::EditPostRequest>) -> Result<Response<pb::PostResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::EditPost { room: RoomId(r.room_id), seq: r.seq, text: r.text };
+        self.signed_write(&req, r.request_id, cmd).await?;
+        Ok(Response::new(pb::PostResponse { room_id: r.room_id, seq: r.seq }))
+    }
+
+    async fn delete(&self, req: Request<pb::PostRef>) -> Result<Response<pb::PostResponse>, Status> {
+        let r = req.get_ref().clone();
+        self.signed_write(&req, r.request_id, Command::DeletePost { room: RoomId(r.room_id), seq: r.seq }).await?;
+        Ok(Response::new(pb::PostResponse { room_id: r.room_id, seq: r.seq }))
+    }
+
+    async fn ack(&self, req: Request<pb::PostRef>) -> Result<Response<pb::PostResponse>, Status> {
+        let r = req.get_ref().clone();
+        self.signed_write(&req, r.request_id, Command::AckPost { room: RoomId(r.room_id), seq: r.seq }).await?;
+        Ok(Response::new(pb::PostResponse { room_id: r.room_id, seq: r.seq }))
+    }
+
     async fn mark_read(&self, req: Request<pb::MarkReadRequest>) -> Result<Response<pb::PostResponse>, Status> {
         let r = req.get_ref().clone();
         let cmd = Command::MarkRead { room: RoomId(r.room_id), up_to_seq: r.up_to_seq };
@@ -469,7 +488,7 @@ fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
         reply_to: p.reply_to.unwrap_or(0),
         mention_ids: p.mentions.into_iter().map(|m| m.0).collect(),
         posted_at: Some(timestamp(p.posted_at_ms)),
-        edited: false,
+        edited: !p.deleted && !p.history.is_empty(),
         deleted: p.deleted,
         ack_ids: p.acks.into_iter().map(|a| a.0).collect(),
     }

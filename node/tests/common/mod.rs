@@ -229,10 +229,13 @@ impl TestHub {
         *self.nodes.keys().find(|id| **id != leader).expect("a follower")
     }
 
-    /// Stops a node: its ports close and its store is released.
+    /// Stops a node: its ports close and its store is released. A stop that hangs fails the
+    /// test with a message instead of hanging the suite.
     pub async fn stop(&mut self, id: u64) {
         let n = self.nodes.remove(&id).expect("node running");
-        n.shutdown().await;
+        if tokio::time::timeout(Duration::from_secs(30), n.shutdown()).await.is_err() {
+            panic!("node {id} did not shut down within 30s");
+        }
     }
 
     /// Restarts a stopped node from its data dir on its old addresses.

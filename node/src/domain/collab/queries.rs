@@ -79,7 +79,8 @@ pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> Doma
 }
 
 /// Posts of a room after `after_seq`, oldest first, at most `limit`. Deleted posts come back
-/// as tombstones (no text).
+/// as tombstones (no text). The edit history comes along for the caller to judge (it shows
+/// "edited"; the texts themselves are for audit).
 pub fn timeline(
     view: &impl HubView,
     viewer: AccountId,
@@ -88,15 +89,7 @@ pub fn timeline(
     limit: usize,
 ) -> DomainResult<Vec<Post>> {
     let (_, _, r) = active_member(view, viewer, room)?;
-    Ok((after_seq + 1..=r.last_seq)
-        .filter_map(|seq| view.post(room, seq))
-        .map(|mut p| {
-            // The edit history is for audit, not for the timeline.
-            p.history.clear();
-            p
-        })
-        .take(limit)
-        .collect())
+    Ok((after_seq + 1..=r.last_seq).filter_map(|seq| view.post(room, seq)).take(limit).collect())
 }
 
 /// The member list of a room (active members only), for its members.
