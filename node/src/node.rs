@@ -335,6 +335,7 @@ pub struct RunningNode {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     keeper: JoinHandle<()>,
+    audit_shipper: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -342,6 +343,7 @@ impl RunningNode {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.keeper.await;
+        let _ = self.audit_shipper.await;
         for server in self.servers {
             match server.await {
                 Ok(Ok(())) => {}
@@ -442,10 +444,11 @@ pub async fn start(
         let api_server = crate::api::router(node.clone(), security.api_server.clone())
             .map_err(|e| StartError::Tls(e.to_string()))?
             .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), wait_stop(stopped.clone()));
-        let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped).in_current_span());
+        let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped.clone()).in_current_span());
+        let audit_shipper = tokio::spawn(crate::audit::ship(node.clone(), stopped).in_current_span());
         let servers = vec![tokio::spawn(raft_server.in_current_span()), tokio::spawn(api_server.in_current_span())];
         info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
-        Ok(RunningNode { node, stop, servers, keeper })
+        Ok(RunningNode { node, stop, servers, keeper, audit_shipper })
     }
     .instrument(span)
     .await

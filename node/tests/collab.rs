@@ -309,6 +309,35 @@ async fn the_collaboration_story() {
         tonic::Code::NotFound
     );
 
+    // The audit log holds the reads (shipped from the nodes that served them) and the writes,
+    // and its chain verifies.
+    let mut audit = kizuna_proto::collab::audit_client::AuditClient::new(channel(&hub.api(follower)).await);
+    let not_operator = audit.query(authed(AuditQueryRequest::default(), &dr)).await;
+    assert_eq!(not_operator.expect_err("doctor reads audit").code(), tonic::Code::PermissionDenied);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let entries = loop {
+        let q = AuditQueryRequest { after_seq: 0, limit: 1000, account_id: 0, patient_id: 0 };
+        let entries = audit.query(authed(q, &op)).await.unwrap().into_inner().entries;
+        let nurse_read_on_follower = entries.iter().any(|e| {
+            e.account_id == nurse && e.action == "read" && e.what.starts_with("timeline") && e.node_id == follower
+        });
+        if nurse_read_on_follower || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        entries.iter().any(|e| e.account_id == nurse && e.action == "read" && e.node_id == follower),
+        "{entries:#?}"
+    );
+    assert!(
+        entries.iter().any(|e| e.account_id == pharmacist && e.action == "write" && e.what == "post"),
+        "{entries:#?}"
+    );
+    assert!(entries.iter().any(|e| e.account_id == nurse && e.what == "patient list"));
+    let v = audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner();
+    assert!(v.intact && v.verified as usize >= entries.len(), "{v:?}");
+
     // A stopped account's token is refused on every node.
     c.accounts.stop_account(authed(AccountRequest { request_id: uuid(), account_id: nurse }, &dr)).await.unwrap();
     for id in &ids {
@@ -316,5 +345,81 @@ async fn the_collaboration_story() {
         let err = n.rooms.list_rooms(list(&ns)).await.expect_err("stopped account");
         assert_eq!(err.code(), tonic::Code::Unauthenticated, "node {id}");
     }
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tampering_with_a_stored_audit_entry_is_detected() {
+    let mut hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let victim = hub.follower_of(leader);
+    let mut c = client(&hub.api(leader)).await;
+    let init = InitOperatorRequest {
+        request_id: uuid(),
+        login: "op".into(),
+        display_name: "事務局".into(),
+        password: PASSWORD.into(),
+    };
+    c.accounts.init_operator(init).await.unwrap();
+    let op = login(&mut c, "op").await;
+    let fac = RegisterFacilityRequest {
+        request_id: uuid(),
+        name: "クリニック".into(),
+        kind: FacilityKind::Clinic as i32,
+        municipality: "鹿沼市".into(),
+    };
+    let clinic = c.accounts.register_facility(authed(fac, &op)).await.unwrap().into_inner().facility_id;
+    c.accounts
+        .approve_facility(authed(ApproveFacilityRequest { request_id: uuid(), facility_id: clinic }, &op))
+        .await
+        .unwrap();
+    join(&mut c, &op, &op, clinic, true, "dr.kato", Profession::Doctor).await;
+    let dr = login(&mut c, "dr.kato").await;
+    let req =
+        CreatePatientRequest {
+            request_id: uuid(), name: "患者".into(), kana: "かんじゃ".into(), ..Default::default()
+        };
+    let room = c.rooms.create_patient(authed(req, &dr)).await.unwrap().into_inner().room_id;
+    for i in 0..3 {
+        let p = PostRequest {
+            request_id: uuid(),
+            room_id: room,
+            text: format!("記録 {i}"),
+            reply_to: 0,
+            mention_ids: vec![],
+        };
+        c.posts.post(authed(p, &dr)).await.unwrap();
+    }
+    let mut audit = kizuna_proto::collab::audit_client::AuditClient::new(channel(&hub.api(victim)).await);
+    let v = audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner();
+    assert!(v.intact && v.verified >= 4, "{v:?}");
+
+    // Alter entry 2 on disk while the node is down.
+    hub.stop(victim).await;
+    {
+        let path = hub.data_dir(victim).join("db");
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            &path,
+            ["raft_log", "raft_meta", "sm_data", "sm_meta", "audit_journal"],
+        )
+        .expect("open the stopped node's db");
+        let cf = db.cf_handle("sm_data").unwrap();
+        let mut key = vec![b'Z'];
+        key.extend_from_slice(&2u64.to_be_bytes());
+        let raw = db.get_cf(cf, &key).unwrap().expect("audit entry 2");
+        let mut entry: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        entry["record"]["what"] = serde_json::Value::String("nothing happened".into());
+        db.put_cf(cf, &key, serde_json::to_vec(&entry).unwrap()).unwrap();
+    }
+    hub.restart(victim).await;
+    let mut audit = kizuna_proto::collab::audit_client::AuditClient::new(channel(&hub.api(victim)).await);
+    let v = audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner();
+    assert!(!v.intact, "{v:?}");
+    assert_eq!(v.broken_at_seq, 2, "{v:?}");
+    assert!(v.reason.contains("altered"), "{v:?}");
+    // The other nodes' copies still verify.
+    let mut audit = kizuna_proto::collab::audit_client::AuditClient::new(channel(&hub.api(leader)).await);
+    assert!(audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner().intact);
     hub.shutdown().await;
 }

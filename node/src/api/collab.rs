@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::{self, IdleClock};
 use super::records::timestamp;
+use crate::domain::collab::audit::{self, AuditAction, AuditRecord};
 use crate::domain::collab::events::{Event, EventKind, visible_to};
 use crate::domain::collab::model::*;
 use crate::domain::collab::queries::{self, ListKind, SessionPolicy};
@@ -80,14 +81,39 @@ impl CollabApi {
 
     /// Proposes a collaboration command and maps its result.
     async fn write(&self, request_id: String, session: Option<String>, command: Command) -> Result<Outcome, Status> {
-        let envelope =
-            Envelope { request_id, proposed_at_ms: 0, command: domain::Command::Collab { session, command } };
+        let envelope = Envelope {
+            request_id,
+            proposed_at_ms: 0,
+            command: domain::Command::Collab { session, origin_node: self.node.id, command },
+        };
         let applied = self.node.write(envelope).await.map_err(|e| e.into_status())?;
         match applied.result {
             CommandResult::Collab(outcome) => Ok(outcome),
             CommandResult::Refused { code, message } => Err(refusal_status(code, message)),
             other => Err(Status::internal(format!("unexpected result {other:?}"))),
         }
+    }
+
+    /// Journals a read of patient data before its answer leaves this node.
+    fn audit_read(
+        &self,
+        account: AccountId,
+        token_hash: &str,
+        patient: Option<PatientId>,
+        room: Option<RoomId>,
+        what: String,
+    ) -> Result<(), Status> {
+        let record = AuditRecord {
+            at_ms: now_ms(),
+            account,
+            session: token_hash.chars().take(16).collect(),
+            node: self.node.id,
+            action: AuditAction::Read,
+            patient,
+            room,
+            what,
+        };
+        self.node.state.journal.append(&record).map_err(|e| Status::internal(format!("audit journal: {e}")))
     }
 
     async fn signed_write<T>(&self, req: &Request<T>, request_id: String, command: Command) -> Result<Outcome, Status> {
@@ -348,13 +374,16 @@ impl pb::rooms_server::Rooms for CollabApi {
     }
 
     async fn list_rooms(&self, req: Request<pb::ListRoomsRequest>) -> Result<Response<pb::ListRoomsResponse>, Status> {
-        let (me, _) = self.authenticate(&req).await?;
+        let (me, token_hash) = self.authenticate(&req).await?;
         let kind = match pb::RoomListKind::try_from(req.get_ref().kind).unwrap_or(pb::RoomListKind::Unspecified) {
             pb::RoomListKind::Groups => ListKind::Groups,
             pb::RoomListKind::Connections => ListKind::Connections,
             pb::RoomListKind::Patients | pb::RoomListKind::Unspecified => ListKind::Patients,
         };
         let list = queries::room_list(&self.node.state.hub(), me, kind).map_err(domain_status)?;
+        if kind == ListKind::Patients {
+            self.audit_read(me, &token_hash, None, None, "patient list".into())?;
+        }
         let rooms = list
             .into_iter()
             .map(|s| pb::RoomSummary {
@@ -448,7 +477,7 @@ impl pb::posts_server::Posts for CollabApi {
     }
 
     async fn timeline(&self, req: Request<pb::TimelineRequest>) -> Result<Response<pb::TimelineResponse>, Status> {
-        let (me, _) = self.authenticate(&req).await?;
+        let (me, token_hash) = self.authenticate(&req).await?;
         let r = req.into_inner();
         let limit = match r.limit {
             0 => 50,
@@ -457,6 +486,10 @@ impl pb::posts_server::Posts for CollabApi {
         };
         let hub = self.node.state.hub();
         let posts = queries::timeline(&hub, me, RoomId(r.room_id), r.after_seq, limit).map_err(domain_status)?;
+        if let Some(patient) = audit::patient_of(&hub, RoomId(r.room_id)) {
+            let what = format!("timeline after #{} ({} posts)", r.after_seq, posts.len());
+            self.audit_read(me, &token_hash, Some(patient), Some(RoomId(r.room_id)), what)?;
+        }
         let last = hub.room(RoomId(r.room_id)).map_or(0, |room| room.last_seq);
         let next_after_seq = match posts.last() {
             Some(p) if p.seq < last => p.seq,
@@ -574,5 +607,100 @@ impl pb::events_server::Events for CollabApi {
         });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+// ---------------------------------------------------------------- audit
+
+impl CollabApi {
+    async fn operator<T>(&self, req: &Request<T>) -> Result<AccountId, Status> {
+        let (me, _) = self.authenticate(req).await?;
+        crate::domain::collab::authz::operator(&self.node.state.hub(), me).map_err(domain_status)?;
+        Ok(me)
+    }
+}
+
+fn audit_view(e: audit::AuditEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        seq: e.seq,
+        at: Some(timestamp(e.record.at_ms)),
+        account_id: e.record.account.0,
+        session: e.record.session,
+        node_id: e.record.node,
+        action: match e.record.action {
+            AuditAction::Read => "read".into(),
+            AuditAction::Write => "write".into(),
+        },
+        patient_id: e.record.patient.map_or(0, |p| p.0),
+        room_id: e.record.room.map_or(0, |r| r.0),
+        what: e.record.what,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for CollabApi {
+    async fn query(&self, req: Request<pb::AuditQueryRequest>) -> Result<Response<pb::AuditQueryResponse>, Status> {
+        self.operator(&req).await?;
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 200,
+            n @ 1..=1000 => n as usize,
+            _ => return Err(Status::invalid_argument("limit must be 0..=1000")),
+        };
+        let hub = self.node.state.hub();
+        let mut entries = Vec::new();
+        let mut after = r.after_seq;
+        let mut exhausted = false;
+        while entries.len() < limit {
+            let page = hub.audit_after(after, 1000);
+            if page.is_empty() {
+                exhausted = true;
+                break;
+            }
+            for e in page {
+                after = e.seq;
+                let account_ok = r.account_id == 0 || e.record.account.0 == r.account_id;
+                let patient_ok = r.patient_id == 0 || e.record.patient.map(|p| p.0) == Some(r.patient_id);
+                if account_ok && patient_ok {
+                    entries.push(audit_view(e));
+                    if entries.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        let next_after_seq = if exhausted { 0 } else { after };
+        Ok(Response::new(pb::AuditQueryResponse { entries, next_after_seq }))
+    }
+
+    async fn verify(&self, req: Request<pb::VerifyAuditRequest>) -> Result<Response<pb::VerifyAuditResponse>, Status> {
+        self.operator(&req).await?;
+        let node = self.node.clone();
+        // Walks the whole chain: off the async threads.
+        let result = tokio::task::spawn_blocking(move || {
+            let hub = node.state.hub();
+            let mut after = 0;
+            let mut all = Vec::new();
+            loop {
+                let page = hub.audit_after(after, 10_000);
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                all.extend(page);
+            }
+            audit::verify(all)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(match result {
+            Ok(verified) => pb::VerifyAuditResponse { intact: true, verified, broken_at_seq: 0, reason: String::new() },
+            Err(b) => pb::VerifyAuditResponse {
+                intact: false,
+                verified: b.seq.saturating_sub(1),
+                broken_at_seq: b.seq,
+                reason: b.reason,
+            },
+        }))
     }
 }

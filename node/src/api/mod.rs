@@ -46,5 +46,6 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<Router, t
         .add_service(pb::rooms_server::RoomsServer::new(collab.clone()))
         .add_service(pb::posts_server::PostsServer::new(collab.clone()))
         .add_service(pb::connections_server::ConnectionsServer::new(collab.clone()))
+        .add_service(pb::audit_server::AuditServer::new(collab.clone()))
         .add_service(pb::events_server::EventsServer::new(collab)))
 }

@@ -38,7 +38,14 @@ pub enum Command {
     /// sessions, so a stopped account or revoked session cannot act on any node.
     Collab {
         session: Option<String>,
+        /// The node that proposed it (for the audit trail).
+        #[serde(default)]
+        origin_node: u64,
         command: collab::Command,
+    },
+    /// Reads of patient data journaled on one node, shipped in a batch into the audit chain.
+    AuditReads {
+        records: Vec<collab::audit::AuditRecord>,
     },
 }
 
@@ -48,6 +55,7 @@ impl std::fmt::Display for Envelope {
         let kind = match &self.command {
             Command::PutRecord { .. } => "put-record",
             Command::Collab { .. } => "collab",
+            Command::AuditReads { .. } => "audit-reads",
         };
         write!(f, "{kind} (request {})", self.request_id)
     }
@@ -60,6 +68,10 @@ pub enum CommandResult {
         version: u64,
     },
     Collab(collab::Outcome),
+    /// Audit records appended; the chain's new length.
+    Audited {
+        last_seq: u64,
+    },
     /// Valid on the wire but refused by the rules and the state it met. Deterministic, and
     /// remembered with the request id like any result.
     Refused {
@@ -121,7 +133,7 @@ impl Envelope {
         validate_request_id(&self.request_id)?;
         match &self.command {
             Command::PutRecord { key, value } => records::validate_put(key, value)?,
-            Command::Collab { .. } => {}
+            Command::Collab { .. } | Command::AuditReads { .. } => {}
         }
         Ok(())
     }

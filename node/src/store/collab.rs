@@ -17,6 +17,8 @@
 //! | `V` | account id, token hash | (index of an account's sessions) |
 //! | `O` | — | (an operator exists) |
 //! | `E` | log index | Event (the live-event log, for resumable subscriptions) |
+//! | `Z` | audit seq | AuditEntry (the hash-chained audit log) |
+//! | `z` | — | (seq, hash) of the newest audit entry |
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{CF_SM_DATA, cf};
+use crate::domain::collab::audit::{self, AuditEntry, AuditRecord};
 use crate::domain::collab::events::Event;
 use crate::domain::collab::model::*;
 use crate::domain::collab::{Change, HubView};
@@ -120,6 +123,33 @@ impl<'a> RocksHub<'a> {
                 }
             }
         }
+    }
+
+    /// Appends a record to the audit chain; returns its sequence number.
+    pub fn append_audit(&mut self, record: AuditRecord) -> u64 {
+        let head: Option<(u64, String)> = self.get(&key(b'z', &[]));
+        let entry = audit::next(head.as_ref().map(|(s, h)| (*s, h.as_str())), record);
+        self.put(key(b'z', &[]), &(entry.seq, entry.hash.clone()));
+        self.put(key(b'Z', &[&be(entry.seq)]), &entry);
+        entry.seq
+    }
+
+    /// Audit entries after `after_seq`, oldest first, at most `limit` (committed state only).
+    pub fn audit_after(&self, after_seq: u64, limit: usize) -> Vec<AuditEntry> {
+        let start = key(b'Z', &[&be(after_seq.saturating_add(1))]);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf(self.db, CF_SM_DATA), IteratorMode::From(&start, Direction::Forward)) {
+            let Ok((k, v)) = item else { break };
+            if k.first() != Some(&b'Z') || out.len() >= limit {
+                break;
+            }
+            // An undecodable entry is kept as a break in the chain, not skipped silently.
+            match serde_json::from_slice(&v) {
+                Ok(e) => out.push(e),
+                Err(_) => break,
+            }
+        }
+        out
     }
 
     pub fn put_event(&mut self, event: &Event) {

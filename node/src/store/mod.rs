@@ -6,12 +6,14 @@
 //! | `raft_meta` | `vote`, `committed`, `purged` | JSON of the openraft value |
 //! | `sm_data` | one-byte table prefix + key (`r` records, `q` request ids, `m` apply clock) | JSON of the domain value |
 //! | `sm_meta` | `applied`, `membership` | JSON |
+//! | `audit_journal` | local seq | patient-data reads not yet shipped into the audit chain (node-local) |
 //!
 //! Big-endian keys make ranges scan in index order. The Raft log and the state machine share
 //! one write-ahead log, so syncing a log append also makes every earlier state-machine write
 //! durable.
 
 mod collab;
+mod journal;
 mod log_store;
 mod snapshot;
 mod state_machine;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 pub use collab::RocksHub;
+pub use journal::ReadJournal;
 pub use log_store::LogStore;
 pub use snapshot::SnapshotFile;
 pub use state_machine::{StateMachineStore, StateReader};
@@ -30,6 +33,7 @@ pub(crate) const CF_RAFT_LOG: &str = "raft_log";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";
 pub(crate) const CF_SM_DATA: &str = "sm_data";
 pub(crate) const CF_SM_META: &str = "sm_meta";
+pub(crate) const CF_AUDIT_JOURNAL: &str = "audit_journal";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,7 +56,7 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    let cfs = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META]
+    let cfs = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL]
         .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db = DB::open_cf_descriptors(&opts, &db_path, cfs)
         .map_err(|source| StoreError::Open { path: db_path.clone(), source })?;

@@ -11,6 +11,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
+use super::ReadJournal;
 use super::collab::RocksHub;
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, get_json, io_err, to_json};
@@ -44,6 +45,8 @@ pub struct StateReader {
     db: Arc<DB>,
     snapshots_installed: Arc<AtomicU64>,
     events: tokio::sync::broadcast::Sender<Event>,
+    /// Patient-data reads of this node, waiting to be shipped into the audit chain.
+    pub journal: ReadJournal,
 }
 
 impl StateReader {
@@ -99,7 +102,8 @@ impl StateMachineStore {
             }
         }
         let (events, _) = tokio::sync::broadcast::channel(4096);
-        let reader = StateReader { db: db.clone(), snapshots_installed: Arc::default(), events };
+        let journal = ReadJournal::open(db.clone())?;
+        let reader = StateReader { db: db.clone(), snapshots_installed: Arc::default(), events, journal };
         Ok(Self { db, snapshot_dir, reader, snapshot_seq: Arc::default() })
     }
 
@@ -144,7 +148,14 @@ impl ApplyBatch<'_> {
                 self.records.insert(key, record);
                 CommandResult::RecordPut { version }
             }
-            Command::Collab { session, command } => self.collab(log_index, session, command),
+            Command::Collab { session, origin_node, command } => self.collab(log_index, session, origin_node, command),
+            Command::AuditReads { records } => {
+                let mut last_seq = 0;
+                for r in records {
+                    last_seq = self.hub.append_audit(r);
+                }
+                CommandResult::Audited { last_seq }
+            }
         };
         let applied = Applied { result, log_index, duplicate: false };
         let req_key = table_key(T_REQUEST, &envelope.request_id);
@@ -153,7 +164,14 @@ impl ApplyBatch<'_> {
         Ok(applied)
     }
 
-    fn collab(&mut self, log_index: u64, session: Option<String>, command: collab::Command) -> CommandResult {
+    fn collab(
+        &mut self,
+        log_index: u64,
+        session: Option<String>,
+        origin_node: u64,
+        command: collab::Command,
+    ) -> CommandResult {
+        let session_tag: String = session.as_deref().unwrap_or("").chars().take(16).collect();
         let actor = match session {
             None => None,
             Some(token_hash) => {
@@ -173,6 +191,21 @@ impl ApplyBatch<'_> {
         match collab::execute(&self.hub, ctx, actor, command.clone()) {
             Ok((outcome, changes)) => {
                 self.hub.apply(changes);
+                if let (Some(account), Some((patient, room, what))) =
+                    (actor, collab::audit::write_trail(&self.hub, &command, &outcome))
+                {
+                    let record = collab::audit::AuditRecord {
+                        at_ms: self.clock_ms,
+                        account,
+                        session: session_tag,
+                        node: origin_node,
+                        action: collab::audit::AuditAction::Write,
+                        patient,
+                        room,
+                        what: what.to_owned(),
+                    };
+                    self.hub.append_audit(record);
+                }
                 if let Some(event) = event_for(&command, &outcome, actor, log_index, self.clock_ms) {
                     self.hub.put_event(&event);
                     self.events.push(event);

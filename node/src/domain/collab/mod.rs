@@ -4,6 +4,7 @@
 //! Pure: commands read a [`HubView`] and return [`Change`]s; nothing here does I/O. The store
 //! applies them in the replicated state machine (`store/collab.rs`).
 
+pub mod audit;
 pub mod authz;
 pub mod commands;
 pub mod error;
