@@ -16,11 +16,12 @@ fn cli(ca: &std::path::Path, args: &[&str]) -> std::process::Output {
 fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
+    let log = dir.path().join("demo.log");
     let mut demo = Command::new(KIZUNA)
         .args(["demo", "--data-dir"])
         .arg(&data)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start kizuna demo");
     let stdout = demo.stdout.take().unwrap();
@@ -38,7 +39,9 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
             Ok(line) => banner.push(line),
             Err(_) => {
                 let _ = demo.kill();
-                panic!("demo did not come up; printed: {banner:#?}");
+                let _ = demo.wait();
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("demo did not come up; printed: {banner:#?}\nlog:\n{log}");
             }
         }
     }

@@ -99,8 +99,12 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
 async fn wait_for_leader(nodes: &[RunningNode], timeout: Duration) -> Option<u64> {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
-        if let Some(leader) = nodes.iter().find_map(|n| n.node.metrics().current_leader) {
-            return Some(leader);
+        // Every node must know the same leader, so the first requests are not refused.
+        let leaders: Vec<Option<u64>> = nodes.iter().map(|n| n.node.metrics().current_leader).collect();
+        if let Some(Some(leader)) = leaders.first()
+            && leaders.iter().all(|l| *l == Some(*leader))
+        {
+            return Some(*leader);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
