@@ -46,6 +46,19 @@ pub enum AdminCommand {
     ApproveAccount { account: u64 },
     /// Stop an account at once: every session of it is refused on every node.
     StopAccount { account: u64 },
+    /// The audit log of patient data (operators): list, export as JSON lines, or verify its chain.
+    Audit {
+        #[arg(long, default_value_t = 0)]
+        account: u64,
+        #[arg(long, default_value_t = 0)]
+        patient: u64,
+        /// Write every matching entry to this file as JSON lines.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// Recompute the hash chain on the contacted node.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Create the hub CA (or reuse the one in --out) and a certificate for every node of a topology.
     Certs {
         #[arg(long)]
@@ -122,6 +135,9 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
         }
         AdminCommand::ApproveAccount { account } => admin::account(&target()?, account, false).await?,
         AdminCommand::StopAccount { account } => admin::account(&target()?, account, true).await?,
+        AdminCommand::Audit { account, patient, export, verify } => {
+            admin::audit(&target()?, account, patient, export, verify).await?
+        }
         AdminCommand::Certs { config, out } => {
             let hub = HubConfig::load(&config)?;
             for path in crate::tls::generate(&hub, &out)? {

@@ -362,6 +362,76 @@ pub mod admin {
         Ok(())
     }
 
+    pub async fn audit(
+        target: &Target,
+        account: u64,
+        patient: u64,
+        export: Option<PathBuf>,
+        verify: bool,
+    ) -> anyhow::Result<()> {
+        use kizuna_proto::collab::audit_client::AuditClient;
+        let t = token()?;
+        let mut c = AuditClient::new(channel(target).await?);
+        if verify {
+            let v = c.verify(authed(VerifyAuditRequest {}, &t)?).await?.into_inner();
+            if v.intact {
+                println!("audit chain intact: {} entries verified", v.verified);
+                return Ok(());
+            }
+            bail!(
+                "audit chain BROKEN at entry {}: {} ({} entries before it verified)",
+                v.broken_at_seq,
+                v.reason,
+                v.verified
+            );
+        }
+        let mut out: Box<dyn std::io::Write> = match &export {
+            Some(path) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+            )),
+            None => Box::new(std::io::stdout()),
+        };
+        let mut after_seq = 0;
+        let mut count = 0;
+        loop {
+            let q = AuditQueryRequest { after_seq, limit: 1000, account_id: account, patient_id: patient };
+            let page = c.query(authed(q, &t)?).await?.into_inner();
+            for e in &page.entries {
+                count += 1;
+                if export.is_some() {
+                    let line = serde_json::json!({
+                        "seq": e.seq, "at": time(&e.at), "at_unix": e.at.as_ref().map_or(0, |t| t.seconds),
+                        "account": e.account_id, "session": e.session, "node": e.node_id, "action": e.action,
+                        "patient": e.patient_id, "room": e.room_id, "what": e.what, "prev_hash": e.prev_hash, "hash": e.hash,
+                    });
+                    writeln!(out, "{line}")?;
+                } else {
+                    writeln!(
+                        out,
+                        "#{:<6} {} account {:<5} node {} {:<5} patient {:<5} room {:<5} {}",
+                        e.seq,
+                        time(&e.at),
+                        e.account_id,
+                        e.node_id,
+                        e.action,
+                        e.patient_id,
+                        e.room_id,
+                        e.what
+                    )?;
+                }
+            }
+            if page.next_after_seq == 0 {
+                break;
+            }
+            after_seq = page.next_after_seq;
+        }
+        out.flush()?;
+        if let Some(path) = export {
+            eprintln!("exported {count} entries to {}", path.display());
+        }
+        Ok(())
+    }
+
     pub async fn account(target: &Target, account: u64, stop: bool) -> anyhow::Result<()> {
         let t = token()?;
         let mut c = AccountsClient::new(channel(target).await?);
