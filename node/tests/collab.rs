@@ -338,6 +338,35 @@ async fn the_collaboration_story() {
     let v = audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner();
     assert!(v.intact && v.verified as usize >= entries.len(), "{v:?}");
 
+    // Own sessions; a family account sees its patient's timeline only.
+    let sessions = f.accounts.list_sessions(authed(ListSessionsRequest {}, &ns)).await.unwrap().into_inner().sessions;
+    assert!(sessions.iter().any(|s| s.current && !s.revoked), "{sessions:?}");
+    let patient_a = c
+        .rooms
+        .list_rooms(list(&dr))
+        .await
+        .unwrap()
+        .into_inner()
+        .rooms
+        .iter()
+        .find(|r| r.room_id == room_a)
+        .map(|r| r.room_id)
+        .unwrap();
+    let fam = CreateFamilyAccountRequest {
+        request_id: uuid(),
+        patient_id: patient_a,
+        login: "yamada.family".into(),
+        display_name: "山田 家族".into(),
+        password: PASSWORD.into(),
+    };
+    c.accounts.create_family_account(authed(fam, &dr)).await.expect("family account");
+    let family = login(&mut c, "yamada.family").await;
+    assert_eq!(c.posts.timeline(authed(tl(room_a), &family)).await.unwrap().into_inner().posts.len(), 2);
+    assert_eq!(
+        c.posts.timeline(authed(tl(room_b), &family)).await.expect_err("other patient").code(),
+        tonic::Code::NotFound
+    );
+
     // A stopped account's token is refused on every node.
     c.accounts.stop_account(authed(AccountRequest { request_id: uuid(), account_id: nurse }, &dr)).await.unwrap();
     for id in &ids {

@@ -291,6 +291,42 @@ impl pb::accounts_server::Accounts for CollabApi {
         Ok(Response::new(account_id(out)?))
     }
 
+    async fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let (me, token_hash) = self.authenticate(&req).await?;
+        let sessions = self
+            .node
+            .state
+            .hub()
+            .sessions_of(me)
+            .into_iter()
+            .map(|s| pb::SessionInfo {
+                current: s.token_hash == token_hash,
+                device: s.device,
+                created_at: Some(timestamp(s.created_at_ms)),
+                revoked: s.revoked,
+            })
+            .collect();
+        Ok(Response::new(pb::ListSessionsResponse { sessions }))
+    }
+
+    async fn create_family_account(
+        &self,
+        req: Request<pb::CreateFamilyAccountRequest>,
+    ) -> Result<Response<pb::AccountResponse>, Status> {
+        let r = req.get_ref().clone();
+        let password_hash = auth::hash_password(&r.password)?;
+        let cmd = Command::CreateFamilyAccount {
+            patient: PatientId(r.patient_id),
+            login: r.login,
+            display_name: r.display_name,
+            password_hash,
+        };
+        Ok(Response::new(account_id(self.signed_write(&req, r.request_id, cmd).await?)?))
+    }
+
     async fn stop_account(&self, req: Request<pb::AccountRequest>) -> Result<Response<pb::AccountResponse>, Status> {
         let r = req.get_ref().clone();
         let out =

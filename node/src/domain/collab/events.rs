@@ -62,13 +62,72 @@ pub fn event_for(
     Some(Event { index, room, at_ms, kind })
 }
 
-/// Whether `account` receives `event`: members of the room only, read markers only for their
-/// owner.
+/// Whether `account` receives `event`: members of the room; for membership events also
+/// whoever is invited or asking to join (so an invitee learns of its invitation); read markers
+/// only for their owner.
 pub fn visible_to(view: &impl HubView, account: AccountId, event: &Event) -> bool {
-    if let EventKind::Read { account: reader, .. } = event.kind
-        && reader != account
-    {
-        return false;
+    match event.kind {
+        EventKind::Read { account: reader, .. } if reader != account => false,
+        EventKind::Membership => {
+            can_read(view, account, event.room)
+                || (view.account(account).is_some_and(|a| a.is_active()) && view.member(event.room, account).is_some())
+        }
+        _ => can_read(view, account, event.room),
     }
-    can_read(view, account, event.room)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::collab::view::{Change, MemHub};
+
+    fn account(id: u64) -> Account {
+        Account {
+            id: AccountId(id),
+            login: format!("u{id}"),
+            display_name: String::new(),
+            kind: AccountKind::Professional { facility: FacilityId(1), profession: Profession::Nurse },
+            status: AccountStatus::Active,
+            password_hash: String::new(),
+            facility_admin: false,
+        }
+    }
+
+    #[test]
+    fn invitees_hear_of_their_invitation_but_see_no_posts() {
+        let mut hub = MemHub::default();
+        let room = RoomId(5);
+        hub.apply(vec![
+            Change::Account(account(1)),
+            Change::Account(account(2)),
+            Change::Room(Room {
+                id: room,
+                kind: RoomKind::Group { name: "g".into() },
+                last_seq: 1,
+                last_post_at_ms: 0,
+            }),
+            Change::Member(Member {
+                room,
+                account: AccountId(1),
+                role: Role::Owner,
+                state: MemberState::Active,
+                read_seq: 0,
+            }),
+            Change::Member(Member {
+                room,
+                account: AccountId(2),
+                role: Role::Member,
+                state: MemberState::Invited { by: AccountId(1) },
+                read_seq: 0,
+            }),
+        ]);
+        let invited = Event { index: 9, room, at_ms: 0, kind: EventKind::Membership };
+        let posted = Event { index: 10, room, at_ms: 0, kind: EventKind::Posted { seq: 1 } };
+        let read = Event { index: 11, room, at_ms: 0, kind: EventKind::Read { account: AccountId(1), seq: 1 } };
+        assert!(visible_to(&hub, AccountId(2), &invited));
+        assert!(!visible_to(&hub, AccountId(2), &posted));
+        assert!(visible_to(&hub, AccountId(1), &posted));
+        assert!(visible_to(&hub, AccountId(1), &read));
+        assert!(!visible_to(&hub, AccountId(3), &invited));
+    }
 }
