@@ -177,6 +177,20 @@ fn login_free(view: &impl HubView, login: &str) -> DomainResult<()> {
     Ok(())
 }
 
+/// A new account with a free login and a valid display name; its id is the log index.
+fn new_account(
+    view: &impl HubView,
+    ctx: Ctx,
+    (login, display_name, password_hash): (String, String, String),
+    kind: AccountKind,
+    status: AccountStatus,
+    facility_admin: bool,
+) -> DomainResult<Account> {
+    login_free(view, &login)?;
+    text("display_name", &display_name, MAX_NAME_CHARS)?;
+    Ok(Account { id: AccountId(ctx.log_index), login, display_name, kind, status, password_hash, facility_admin })
+}
+
 fn new_member(room: RoomId, account: AccountId, role: Role, state: MemberState) -> Member {
     Member { room, account, role, state, read_seq: 0 }
 }
@@ -189,19 +203,9 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             if view.has_operator() {
                 return Err(precondition("the hub already has an operator; operators are added by operators"));
             }
-            login_free(view, &login)?;
-            text("display_name", &display_name, MAX_NAME_CHARS)?;
-            let id = AccountId(ctx.log_index);
-            let account = Account {
-                id,
-                login,
-                display_name,
-                kind: AccountKind::Operator,
-                status: AccountStatus::Active,
-                password_hash,
-                facility_admin: false,
-            };
-            Ok((Outcome::Account(id), vec![Change::Account(account)]))
+            let names = (login, display_name, password_hash);
+            let account = new_account(view, ctx, names, AccountKind::Operator, AccountStatus::Active, false)?;
+            Ok((Outcome::Account(account.id), vec![Change::Account(account)]))
         }
         Command::RegisterFacility { name, kind, municipality } => {
             operator(view, signed_in()?)?;
@@ -245,21 +249,11 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             if invitation.expires_at_ms <= ctx.now_ms {
                 return Err(precondition("this invitation has expired"));
             }
-            login_free(view, &login)?;
-            text("display_name", &display_name, MAX_NAME_CHARS)?;
-            let id = AccountId(ctx.log_index);
-            let as_admin = invitation.as_admin;
-            invitation.used_by = Some(id);
-            let account = Account {
-                id,
-                login,
-                display_name,
-                kind: AccountKind::Professional { facility: invitation.facility, profession },
-                status: AccountStatus::Pending,
-                password_hash,
-                facility_admin: as_admin,
-            };
-            Ok((Outcome::Account(id), vec![Change::Invitation(invitation), Change::Account(account)]))
+            let kind = AccountKind::Professional { facility: invitation.facility, profession };
+            let names = (login, display_name, password_hash);
+            let account = new_account(view, ctx, names, kind, AccountStatus::Pending, invitation.as_admin)?;
+            invitation.used_by = Some(account.id);
+            Ok((Outcome::Account(account.id), vec![Change::Invitation(invitation), Change::Account(account)]))
         }
         Command::ApproveAccount { account } => {
             let actor = signed_in()?;
@@ -329,20 +323,10 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
         Command::CreateFamilyAccount { patient, login, display_name, password_hash } => {
             let p = view.patient(patient).ok_or(DomainError::NotFound("patient"))?;
             owner(view, signed_in()?, p.timeline)?;
-            login_free(view, &login)?;
-            text("display_name", &display_name, MAX_NAME_CHARS)?;
-            let id = AccountId(ctx.log_index);
-            let account = Account {
-                id,
-                login,
-                display_name,
-                kind: AccountKind::Family { patient },
-                status: AccountStatus::Active,
-                password_hash,
-                facility_admin: false,
-            };
-            let member = new_member(p.timeline, id, Role::Family, MemberState::Active);
-            Ok((Outcome::Account(id), vec![Change::Account(account), Change::Member(member)]))
+            let names = (login, display_name, password_hash);
+            let account = new_account(view, ctx, names, AccountKind::Family { patient }, AccountStatus::Active, false)?;
+            let member = new_member(p.timeline, account.id, Role::Family, MemberState::Active);
+            Ok((Outcome::Account(account.id), vec![Change::Account(account), Change::Member(member)]))
         }
         Command::CreateSubRoom { timeline, name, members } => {
             let (account, _, room) = active_member(view, signed_in()?, timeline)?;
