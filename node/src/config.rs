@@ -101,6 +101,10 @@ pub struct NodeConfig {
     /// Voters count for the quorum; a learner only replicates (extra regions, local reads).
     #[serde(default = "default_true")]
     pub voter: bool,
+    /// Peers this node reaches through another address: peer raft address → address to dial
+    /// (a relay or tunnel; the chaos harness routes every link through a fault proxy this way).
+    #[serde(default)]
+    pub routes: std::collections::HashMap<String, String>,
 }
 
 fn default_true() -> bool {

@@ -8,9 +8,19 @@ use tracing::{info, warn};
 
 use crate::config::{HubConfig, NodeConfig, TlsSection};
 use crate::node::{self, Listeners, RunningNode};
+use crate::raft::network::RoutedConnector;
 use crate::tls::Security;
 
 fn security(hub: &HubConfig, me: &NodeConfig, insecure: bool) -> anyhow::Result<Security> {
+    let mut security = plain_or_tls(hub, me, insecure)?;
+    if !me.routes.is_empty() {
+        let routes = std::sync::Arc::new(std::sync::Mutex::new(me.routes.clone()));
+        security.connector = std::sync::Arc::new(RoutedConnector { routes, inner: security.connector });
+    }
+    Ok(security)
+}
+
+fn plain_or_tls(hub: &HubConfig, me: &NodeConfig, insecure: bool) -> anyhow::Result<Security> {
     if insecure {
         warn!("INSECURE MODE (--insecure): no TLS; traffic is readable and peers are not authenticated");
         return Ok(Security::insecure());

@@ -54,6 +54,20 @@ impl Connector for TcpConnector {
     }
 }
 
+/// Reaches some peers through other addresses (a relay, a tunnel, a fault-injecting proxy):
+/// a peer's raft address found in `routes` is dialled at the mapped address instead.
+pub struct RoutedConnector {
+    pub routes: Arc<Mutex<HashMap<String, String>>>,
+    pub inner: Arc<dyn Connector>,
+}
+
+impl Connector for RoutedConnector {
+    fn connect(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let routed = self.routes.lock().unwrap_or_else(|p| p.into_inner()).get(addr).cloned();
+        self.inner.connect(routed.as_deref().unwrap_or(addr))
+    }
+}
+
 /// The channel cache: one channel per peer address.
 #[derive(Clone)]
 pub struct PeerChannels {

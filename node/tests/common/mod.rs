@@ -16,7 +16,8 @@ use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
 use kizuna_proto::raft::NodeStatus;
 use kizuna_proto::records::records_client::RecordsClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, GetRecordResponse, PutRecordRequest, PutRecordResponse};
-use proxy::{LinkProxy, ProxiedConnector};
+use kizuna_node::raft::network::{RoutedConnector, TcpConnector};
+use proxy::LinkProxy;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -92,6 +93,7 @@ impl TestHub {
                 api_addr,
                 data_dir: dir.path().join(format!("n{id}")),
                 voter: *voter,
+                routes: HashMap::new(),
             });
         }
         let wire = spec.wire;
@@ -130,7 +132,7 @@ impl TestHub {
 
     pub fn security(&self, me: &NodeConfig) -> Security {
         if let Some(routes) = self.routes.get(&me.id) {
-            let connector = ProxiedConnector { routes: routes.clone(), ..ProxiedConnector::new(HashMap::new()) };
+            let connector = RoutedConnector { routes: routes.clone(), inner: Arc::new(TcpConnector::default()) };
             return Security { connector: Arc::new(connector), raft_server: None, api_server: None };
         }
         match &self.config.tls {
@@ -267,6 +269,7 @@ impl TestHub {
             api_addr,
             data_dir: self.dir.path().join(format!("n{id}")),
             voter: false,
+            routes: HashMap::new(),
         };
         self.config.nodes.push(me.clone());
         if self.wire == Wire::Faulty {

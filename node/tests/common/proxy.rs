@@ -1,17 +1,13 @@
 //! Link faults for in-process hubs: a userspace TCP proxy per ordered pair of nodes.
 //!
-//! Node A reaches node B's raft port only through the proxy (A→B), because A's connector maps
-//! B's address to that proxy. Cutting a link drops its open connections and resets new ones at
+//! Node A reaches node B's raft port only through the proxy (A→B), because A's connector
+//! (`RoutedConnector`) maps B's address to that proxy. Cutting a link drops its open connections and resets new ones at
 //! once, so a cut-off node notices quickly instead of hanging.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
-use kizuna_node::raft::network::{Connector, TcpConnector};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 /// One direction of one link.
 pub struct LinkProxy {
@@ -47,24 +43,5 @@ impl LinkProxy {
 
     pub fn set_up(&self, up: bool) {
         let _ = self.up.send(up);
-    }
-}
-
-/// A connector that sends a node's traffic for each peer through that link's proxy.
-pub struct ProxiedConnector {
-    pub routes: Arc<Mutex<HashMap<String, String>>>,
-    pub inner: TcpConnector,
-}
-
-impl ProxiedConnector {
-    pub fn new(routes: HashMap<String, String>) -> Self {
-        Self { routes: Arc::new(Mutex::new(routes)), inner: TcpConnector::default() }
-    }
-}
-
-impl Connector for ProxiedConnector {
-    fn connect(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let routed = self.routes.lock().unwrap().get(addr).cloned();
-        self.inner.connect(routed.as_deref().unwrap_or(addr))
     }
 }
