@@ -5,7 +5,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kizuna/target
 CARGO ?= cargo
 
-.PHONY: demo test setup build lint fmt clean-demo
+.PHONY: demo test chaos setup build lint fmt clean-demo
 
 setup:
 	@bash ops/scripts/setup.sh
@@ -22,6 +22,14 @@ demo: setup
 test: setup
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
+
+## A longer chaos soak against real processes: make chaos SCENARIO=mix SECONDS=300 SEED=1
+SCENARIO ?= mix
+SECONDS ?= 120
+SEED ?= 1
+chaos: setup
+	$(CARGO) build -p kizuna-node -p kizuna-chaos
+	$(CARGO_TARGET_DIR)/debug/kizuna-chaos --scenario $(SCENARIO) --seconds $(SECONDS) --seed $(SEED) --report chaos-report.json
 
 lint: setup
 	$(CARGO) fmt --all -- --check

@@ -1,1 +1,14 @@
-//! Placeholder until the chaos issue (#5): the harness will start real `kizuna` processes.
+//! Kizuna's chaos harness: real `kizuna` processes on 127.0.0.1, every node↔node link through a
+//! fault proxy the harness controls, a recorded write workload, seeded fault schedules, and
+//! checkers that fail the run on any lost, duplicated or divergent write.
+//!
+//! Status (issue 5, first part): leader kill, node pause, node isolation and a seeded mix of
+//! them on a three-region hub, with the lost-write, duplicate and convergence checkers and
+//! failover figures. Still to come: latency/bandwidth shaping, region-set partitions, the
+//! Tochigi topology, membership changes under load, linearizability and subscriber checkers.
+
+pub mod check;
+pub mod cluster;
+pub mod proxy;
+pub mod run;
+pub mod workload;

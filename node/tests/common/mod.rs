@@ -2,22 +2,20 @@
 //! on 127.0.0.1 ephemeral ports, talked to through the public API as a client would.
 #![allow(dead_code)]
 
-pub mod proxy;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kizuna_chaos::proxy::LinkProxy;
 use kizuna_node::config::{HubConfig, HubSection, NodeConfig, RaftTimers, TlsSection};
 use kizuna_node::node::{self, Listeners, RunningNode};
+use kizuna_node::raft::network::{RoutedConnector, TcpConnector};
 use kizuna_node::tls::{self, Security};
 use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
 use kizuna_proto::raft::NodeStatus;
 use kizuna_proto::records::records_client::RecordsClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, GetRecordResponse, PutRecordRequest, PutRecordResponse};
-use kizuna_node::raft::network::{RoutedConnector, TcpConnector};
-use proxy::LinkProxy;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -148,7 +146,7 @@ impl TestHub {
                 continue;
             }
             for (from, to) in [(me, &other), (&other, me)] {
-                let proxy = LinkProxy::start(to.raft_addr).await;
+                let proxy = LinkProxy::start(to.raft_addr).await.expect("link proxy");
                 self.routes
                     .entry(from.id)
                     .or_default()

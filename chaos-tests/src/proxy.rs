@@ -1,4 +1,5 @@
-//! Link faults for in-process hubs: a userspace TCP proxy per ordered pair of nodes.
+//! Link faults: a userspace TCP proxy per ordered pair of nodes (used by the chaos harness and
+//! by the in-process hub tests).
 //!
 //! Node A reaches node B's raft port only through the proxy (A→B), because A's connector
 //! (`RoutedConnector`) maps B's address to that proxy. Cutting a link drops its open connections and resets new ones at
@@ -16,9 +17,9 @@ pub struct LinkProxy {
 }
 
 impl LinkProxy {
-    pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy addr");
+    pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let (up, up_rx) = watch::channel(true);
         tokio::spawn(async move {
             loop {
@@ -38,7 +39,7 @@ impl LinkProxy {
                 });
             }
         });
-        Self { addr, up }
+        Ok(Self { addr, up })
     }
 
     pub fn set_up(&self, up: bool) {

@@ -1,0 +1,34 @@
+//! `kizuna-chaos`: break a real hub under load and check that nothing acknowledged is lost.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use kizuna_chaos::run::{self, Plan, Scenario};
+
+#[derive(Parser)]
+#[command(about = "Chaos runs against real kizuna processes; writes a JSON report and prints a table")]
+struct Args {
+    #[arg(long, value_enum, default_value = "mix")]
+    scenario: Scenario,
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "chaos-report.json")]
+    report: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    let report =
+        rt.block_on(run::run(Plan { seed: a.seed, seconds: a.seconds, clients: a.clients, scenario: a.scenario }))?;
+    std::fs::write(&a.report, serde_json::to_vec_pretty(&report)?)?;
+    print!("{}", run::table(&report));
+    println!("report: {}", a.report.display());
+    anyhow::ensure!(report.violations == 0, "{} violations", report.violations);
+    Ok(())
+}
