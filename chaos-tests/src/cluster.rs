@@ -160,6 +160,16 @@ impl Cluster {
         }
     }
 
+    /// Adds `delay` to every link of node `i`, both ways (zero restores it).
+    pub fn set_delay(&self, i: usize, delay: Duration) {
+        let id = self.nodes[i].id;
+        for ((from, to), proxy) in &self.links {
+            if *from == id || *to == id {
+                proxy.set_delay(delay);
+            }
+        }
+    }
+
     /// The leader as the first answering node sees it.
     pub async fn leader(&self) -> Option<u64> {
         for e in self.endpoints() {

@@ -2,10 +2,11 @@
 //! fault proxy the harness controls, a recorded write workload, seeded fault schedules, and
 //! checkers that fail the run on any lost, duplicated or divergent write.
 //!
-//! Status (issue 5, first part): leader kill, node pause, node isolation and a seeded mix of
-//! them on a three-region hub, with the lost-write, duplicate and convergence checkers and
-//! failover figures. Still to come: latency/bandwidth shaping, region-set partitions, the
-//! Tochigi topology, membership changes under load, linearizability and subscriber checkers.
+//! Status (issue 5, first part): leader kill, node pause, node isolation, a slow region and a
+//! seeded mix of them on a three-region hub, with the lost-write, duplicate, real-time-order
+//! and convergence checkers and availability figures. Still to come: jitter and bandwidth
+//! limits, one-way and region-set partitions, the Tochigi topology, membership changes and
+//! rolling restarts under load, linearizable-read and subscriber checkers.
 
 pub mod check;
 pub mod cluster;

@@ -19,6 +19,8 @@ pub enum Scenario {
     Pause,
     /// Cut every link of one node (its region), both ways; heal.
     Isolate,
+    /// Make one region's links slow (300 ms per hop each way); restore.
+    Slow,
     /// A seeded mix of all of the above.
     Mix,
 }
@@ -87,7 +89,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     while Instant::now() + Duration::from_secs(5) < end {
         let kind = match plan.scenario {
-            Scenario::Mix => [Scenario::LeaderKill, Scenario::Pause, Scenario::Isolate][rng.below(3) as usize],
+            Scenario::Mix => {
+                [Scenario::LeaderKill, Scenario::Pause, Scenario::Isolate, Scenario::Slow][rng.below(4) as usize]
+            }
             s => s,
         };
         let lasts = Duration::from_millis(1500 + rng.below(2000));
@@ -110,6 +114,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
                 cluster.pause(victim);
                 tokio::time::sleep(lasts).await;
                 cluster.resume(victim);
+            }
+            Scenario::Slow => {
+                cluster.set_delay(victim, Duration::from_millis(300));
+                tokio::time::sleep(lasts).await;
+                cluster.set_delay(victim, Duration::ZERO);
             }
             Scenario::Isolate | Scenario::Mix => {
                 cluster.set_isolated(victim, true);
