@@ -3,13 +3,15 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use kizuna_chaos::run::{self, Plan, Scenario};
+use kizuna_chaos::run::{self, Plan, Scenario, Topology};
 
 #[derive(Parser)]
 #[command(about = "Chaos runs against real kizuna processes; writes a JSON report and prints a table")]
 struct Args {
     #[arg(long, value_enum, default_value = "mix")]
     scenario: Scenario,
+    #[arg(long, value_enum, default_value = "three-region")]
+    topology: Topology,
     #[arg(long, default_value_t = 60)]
     seconds: u64,
     #[arg(long, default_value_t = 1)]
@@ -24,8 +26,13 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let rt = tokio::runtime::Runtime::new()?;
-    let report =
-        rt.block_on(run::run(Plan { seed: a.seed, seconds: a.seconds, clients: a.clients, scenario: a.scenario }))?;
+    let report = rt.block_on(run::run(Plan {
+        seed: a.seed,
+        seconds: a.seconds,
+        clients: a.clients,
+        scenario: a.scenario,
+        topology: a.topology,
+    }))?;
     std::fs::write(&a.report, serde_json::to_vec_pretty(&report)?)?;
     print!("{}", run::table(&report));
     println!("report: {}", a.report.display());

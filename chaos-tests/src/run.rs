@@ -25,12 +25,30 @@ pub enum Scenario {
     Mix,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum Topology {
+    /// Three voters: utsunomiya, tokyo, osaka (cluster-config/local-3region.toml's shape).
+    ThreeRegion,
+    /// Four voters: utsunomiya, oyama (in the prefecture), tokyo, osaka (tochigi.toml's voters).
+    Tochigi,
+}
+
+impl Topology {
+    fn regions(self) -> &'static [&'static str] {
+        match self {
+            Topology::ThreeRegion => &["utsunomiya", "tokyo", "osaka"],
+            Topology::Tochigi => &["utsunomiya", "oyama", "tokyo", "osaka"],
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub seed: u64,
     pub seconds: u64,
     pub clients: usize,
     pub scenario: Scenario,
+    pub topology: Topology,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +65,7 @@ pub struct Report {
     pub seconds: u64,
     pub clients: usize,
     pub scenario: Scenario,
+    pub topology: Topology,
     pub faults: Vec<Fault>,
     pub findings: Findings,
     pub violations: usize,
@@ -71,7 +90,7 @@ impl Rng {
 }
 
 pub async fn run(plan: Plan) -> anyhow::Result<Report> {
-    let mut cluster = Cluster::start(&["utsunomiya", "tokyo", "osaka"]).await?;
+    let mut cluster = Cluster::start(plan.topology.regions()).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster.leader().await.is_none() {
         anyhow::ensure!(Instant::now() < deadline, "no leader within 30s; logs in {}", cluster.logs_dir().display());
@@ -152,6 +171,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         seconds: plan.seconds,
         clients: plan.clients,
         scenario: plan.scenario,
+        topology: plan.topology,
         faults,
         findings,
         violations,
