@@ -102,7 +102,8 @@ fn from_read_error(e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) 
     }
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock time in ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

@@ -16,7 +16,7 @@ use crate::domain::collab::model::*;
 use crate::domain::collab::queries::{self, ListKind, SessionPolicy};
 use crate::domain::collab::{Command, DomainError, HubView, Outcome};
 use crate::domain::{self, CommandResult, Envelope, RefusalCode};
-use crate::node::Node;
+use crate::node::{Node, now_ms};
 
 /// Shared by the collaboration services of one node (cheap to clone).
 #[derive(Clone)]
@@ -24,10 +24,6 @@ pub struct CollabApi {
     node: Arc<Node>,
     idle: Arc<IdleClock>,
     policy: SessionPolicy,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 pub(crate) fn domain_status(e: DomainError) -> Status {

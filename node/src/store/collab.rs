@@ -135,21 +135,10 @@ impl<'a> RocksHub<'a> {
     }
 
     /// Audit entries after `after_seq`, oldest first, at most `limit` (committed state only).
+    /// An undecodable entry ends the list: it is a break in the chain, not skipped silently.
     pub fn audit_after(&self, after_seq: u64, limit: usize) -> Vec<AuditEntry> {
-        let start = key(b'Z', &[&be(after_seq.saturating_add(1))]);
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf(self.db, CF_SM_DATA), IteratorMode::From(&start, Direction::Forward)) {
-            let Ok((k, v)) = item else { break };
-            if k.first() != Some(&b'Z') || out.len() >= limit {
-                break;
-            }
-            // An undecodable entry is kept as a break in the chain, not skipped silently.
-            match serde_json::from_slice(&v) {
-                Ok(e) => out.push(e),
-                Err(_) => break,
-            }
-        }
-        out
+        let values = self.values_after(b'Z', after_seq, limit);
+        values.iter().map_while(|v| serde_json::from_slice(v).ok()).collect()
     }
 
     pub fn put_event(&mut self, event: &Event) {
@@ -157,18 +146,22 @@ impl<'a> RocksHub<'a> {
     }
 
     pub fn events_after(&self, after_index: u64, limit: usize) -> Vec<Event> {
-        let start = key(b'E', &[&be(after_index.saturating_add(1))]);
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf(cf(self.db, CF_SM_DATA), IteratorMode::From(&start, Direction::Forward)) {
-            let Ok((k, v)) = item else { break };
-            if k.first() != Some(&b'E') || out.len() >= limit {
-                break;
-            }
-            if let Ok(e) = serde_json::from_slice(&v) {
-                out.push(e);
-            }
-        }
-        out
+        let values = self.values_after(b'E', after_index, limit);
+        values.iter().filter_map(|v| serde_json::from_slice(v).ok()).collect()
+    }
+
+    /// Committed values of a u64-keyed log table (`prefix` + big-endian number) after `after`,
+    /// in order, at most `limit`.
+    fn values_after(&self, prefix: u8, after: u64, limit: usize) -> Vec<Vec<u8>> {
+        let start = key(prefix, &[&be(after.saturating_add(1))]);
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        self.db
+            .iterator_cf(cf(self.db, CF_SM_DATA), mode)
+            .map_while(Result::ok)
+            .take_while(|(k, _)| k.first() == Some(&prefix))
+            .take(limit)
+            .map(|(_, v)| v.to_vec())
+            .collect()
     }
 
     /// Moves the pending writes into a RocksDB write batch.
