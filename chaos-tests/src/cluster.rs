@@ -7,16 +7,24 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kizuna_proto::admin::ClusterStatusRequest;
 use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
+use kizuna_proto::admin::{ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse, StateDigestRequest};
 use tonic::transport::Channel;
 
 use crate::proxy::LinkProxy;
+
+/// One node of a topology: its region and whether it votes.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSpec {
+    pub region: &'static str,
+    pub voter: bool,
+}
 
 pub struct NodeProc {
     pub id: u64,
     pub name: String,
     pub region: String,
+    pub voter: bool,
     pub raft_addr: SocketAddr,
     pub api_addr: SocketAddr,
     child: Option<Child>,
@@ -27,7 +35,7 @@ pub struct Cluster {
     bin: PathBuf,
     config: PathBuf,
     pub nodes: Vec<NodeProc>,
-    links: BTreeMap<(u64, u64), LinkProxy>,
+    links: BTreeMap<(usize, usize), LinkProxy>,
 }
 
 async fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -51,42 +59,51 @@ pub fn kizuna_bin() -> anyhow::Result<PathBuf> {
     bail!("kizuna binary not found near {}; build it (cargo build -p kizuna-node) or set KIZUNA_BIN", exe.display())
 }
 
+async fn admin(endpoint: &str) -> Option<ClusterAdminClient<Channel>> {
+    let ch = Channel::from_shared(endpoint.to_owned()).ok()?.connect_timeout(Duration::from_secs(1));
+    let ch = tokio::time::timeout(Duration::from_secs(2), ch.connect()).await.ok()?.ok()?;
+    Some(ClusterAdminClient::new(ch))
+}
+
 impl Cluster {
-    /// Starts one voter per region.
-    pub async fn start(regions: &[&str]) -> anyhow::Result<Self> {
+    /// Starts the topology; `preferred` are the hub's preferred leader regions.
+    pub async fn start(specs: &[NodeSpec], preferred: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut nodes = Vec::new();
-        for (i, region) in regions.iter().enumerate() {
-            let id = i as u64 + 1;
+        for (i, spec) in specs.iter().enumerate() {
             nodes.push(NodeProc {
-                id,
-                name: format!("{region}-1"),
-                region: (*region).to_owned(),
+                id: i as u64 + 1,
+                name: format!("{}-1", spec.region),
+                region: spec.region.to_owned(),
+                voter: spec.voter,
                 raft_addr: free_addr().await?,
                 api_addr: free_addr().await?,
                 child: None,
             });
         }
-        let mut links = BTreeMap::new();
-        let mut toml = String::from(
-            "[hub]\nname = \"chaos\"\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n",
+        let preferred: Vec<String> = preferred.iter().map(|r| format!("\"{r}\"")).collect();
+        let mut toml = format!(
+            "[hub]\nname = \"chaos\"\npreferred_regions = [{}]\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n",
+            preferred.join(", ")
         );
-        for n in &nodes {
-            let mut routes = String::new();
-            for other in nodes.iter().filter(|o| o.id != n.id) {
+        let mut links = BTreeMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let mut routes = Vec::new();
+            for (j, other) in nodes.iter().enumerate().filter(|(j, _)| *j != i) {
                 let proxy = LinkProxy::start(other.raft_addr).await?;
-                routes.push_str(&format!("\"{}\" = \"{}\", ", other.raft_addr, proxy.addr));
-                links.insert((n.id, other.id), proxy);
+                routes.push(format!("\"{}\" = \"{}\"", other.raft_addr, proxy.addr));
+                links.insert((i, j), proxy);
             }
             toml.push_str(&format!(
-                "\n[[node]]\nid = {}\nname = \"{}\"\nregion = \"{}\"\nraft_addr = \"{}\"\napi_addr = \"{}\"\ndata_dir = \"{}\"\nroutes = {{ {} }}\n",
+                "\n[[node]]\nid = {}\nname = \"{}\"\nregion = \"{}\"\nvoter = {}\nraft_addr = \"{}\"\napi_addr = \"{}\"\ndata_dir = \"{}\"\nroutes = {{ {} }}\n",
                 n.id,
                 n.name,
                 n.region,
+                n.voter,
                 n.raft_addr,
                 n.api_addr,
                 dir.path().join(&n.name).display(),
-                routes.trim_end_matches(", ")
+                routes.join(", ")
             ));
         }
         let config = dir.path().join("hub.toml");
@@ -116,14 +133,27 @@ impl Cluster {
         Ok(())
     }
 
-    pub fn index_of(&self, id: u64) -> usize {
-        self.nodes.iter().position(|n| n.id == id).unwrap_or(0)
+    pub fn index_of(&self, id: u64) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
     }
 
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.iter().map(|n| format!("http://{}", n.api_addr)).collect()
     }
 
+    /// Node indexes grouped by region, in topology order.
+    pub fn regions(&self) -> Vec<Vec<usize>> {
+        let mut by_region: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            match by_region.iter_mut().find(|(r, _)| *r == n.region) {
+                Some((_, v)) => v.push(i),
+                None => by_region.push((n.region.clone(), vec![i])),
+            }
+        }
+        by_region.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// kill -9.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {
             let _ = c.kill();
@@ -131,9 +161,24 @@ impl Cluster {
         }
     }
 
-    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
-        self.kill(i);
-        self.spawn(i)
+    /// SIGTERM and wait for a clean exit (kill -9 after 15 s).
+    pub async fn stop(&mut self, i: usize) {
+        let Some(mut c) = self.nodes[i].child.take() else { return };
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    /// Starts node `i` again if it is down.
+    pub fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.nodes[i].child.is_none() { self.spawn(i) } else { Ok(()) }
     }
 
     fn signal(&self, i: usize, sig: &str) {
@@ -150,44 +195,89 @@ impl Cluster {
         self.signal(i, "-CONT");
     }
 
-    /// Cuts (or restores) every link between node `i` and the others, both ways.
-    pub fn set_isolated(&self, i: usize, isolated: bool) {
-        let id = self.nodes[i].id;
-        for ((from, to), proxy) in &self.links {
-            if *from == id || *to == id {
-                proxy.set_up(!isolated);
+    /// Cuts (or restores) the links from every node of `from` to every node of `to`: one way.
+    pub fn cut(&self, from: &[usize], to: &[usize], cut: bool) {
+        for ((a, b), proxy) in &self.links {
+            if from.contains(a) && to.contains(b) {
+                proxy.set_up(!cut);
             }
         }
     }
 
-    /// Adds `delay` to every link of node `i`, both ways (zero restores it).
-    pub fn set_delay(&self, i: usize, delay: Duration) {
-        let id = self.nodes[i].id;
-        for ((from, to), proxy) in &self.links {
-            if *from == id || *to == id {
-                proxy.set_delay(delay);
-            }
+    /// Both ways between two sets.
+    pub fn partition(&self, a: &[usize], b: &[usize], cut: bool) {
+        self.cut(a, b, cut);
+        self.cut(b, a, cut);
+    }
+
+    fn links_of(&self, nodes: &[usize]) -> impl Iterator<Item = &LinkProxy> {
+        self.links.iter().filter(move |((a, b), _)| nodes.contains(a) || nodes.contains(b)).map(|(_, p)| p)
+    }
+
+    /// Shapes every link of `nodes`, both ways: delay and jitter per chunk, a bandwidth cap
+    /// (0: none). All zero restores them.
+    pub fn shape(&self, nodes: &[usize], delay: Duration, jitter: Duration, bandwidth: u64) {
+        for p in self.links_of(nodes) {
+            p.set_delay(delay);
+            p.set_jitter(jitter);
+            p.set_bandwidth(bandwidth);
         }
     }
 
-    /// The leader as the first answering node sees it.
-    pub async fn leader(&self) -> Option<u64> {
+    /// Drops the open connections of every link of `nodes`.
+    pub fn reset_links(&self, nodes: &[usize]) {
+        for p in self.links_of(nodes) {
+            p.reset();
+        }
+    }
+
+    /// Every link up and unshaped.
+    pub fn heal(&self) {
+        for p in self.links.values() {
+            p.set_up(true);
+            p.set_delay(Duration::ZERO);
+            p.set_jitter(Duration::ZERO);
+            p.set_bandwidth(0);
+        }
+    }
+
+    /// The first answer to Status from any node.
+    pub async fn status(&self) -> Option<ClusterStatusResponse> {
         for e in self.endpoints() {
-            if let Ok(Ok(ch)) =
-                tokio::time::timeout(Duration::from_secs(1), Channel::from_shared(e).ok()?.connect()).await
-                && let Ok(Ok(r)) = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    ClusterAdminClient::new(ch).status(ClusterStatusRequest {}),
-                )
-                .await
+            if let Some(mut c) = admin(&e).await
+                && let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), c.status(ClusterStatusRequest {})).await
             {
                 let r = r.into_inner();
                 if r.leader_id != 0 {
-                    return Some(r.leader_id);
+                    return Some(r);
                 }
             }
         }
         None
+    }
+
+    /// The leader's index as the first answering node sees it.
+    pub async fn leader(&self) -> Option<usize> {
+        self.index_of(self.status().await?.leader_id)
+    }
+
+    /// Makes exactly `voters` the voting members (others stay as learners), on the leader.
+    pub async fn set_voters(&self, voters: &[u64]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let attempt = async {
+                let leader = self.leader().await.context("no leader")?;
+                let mut c = admin(&self.endpoints()[leader]).await.context("leader unreachable")?;
+                let req = ChangeMembershipRequest { voter_ids: voters.to_vec(), retain_as_learners: true, force: true };
+                tokio::time::timeout(Duration::from_secs(10), c.change_membership(req)).await??;
+                anyhow::Ok(())
+            };
+            match attempt.await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(e.context(format!("setting voters {voters:?}"))),
+                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+        }
     }
 
     /// Waits until every node answers and all show the same applied index.
@@ -197,8 +287,7 @@ impl Cluster {
             let mut applied = Vec::new();
             for e in self.endpoints() {
                 let status = async {
-                    let ch = Channel::from_shared(e).ok()?.connect().await.ok()?;
-                    let r = ClusterAdminClient::new(ch).status(ClusterStatusRequest {}).await.ok()?.into_inner();
+                    let r = admin(&e).await?.status(ClusterStatusRequest {}).await.ok()?.into_inner();
                     r.members.iter().find(|m| m.id == r.answered_by).map(|m| m.applied_index)
                 };
                 applied.push(tokio::time::timeout(Duration::from_secs(3), status).await.ok().flatten());
@@ -212,6 +301,23 @@ impl Cluster {
                 bail!("nodes did not converge: applied indexes {applied:?}");
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Every node's (applied index, state digest), once all report the same applied index.
+    pub async fn digests(&self, within: Duration) -> anyhow::Result<Vec<(u64, String)>> {
+        let deadline = Instant::now() + within;
+        loop {
+            self.converged(within).await?;
+            let mut digests = Vec::new();
+            for e in self.endpoints() {
+                let mut c = admin(&e).await.with_context(|| format!("{e} unreachable"))?;
+                let d = c.state_digest(StateDigestRequest {}).await?.into_inner();
+                digests.push((d.applied_index, d.sha256));
+            }
+            if digests.windows(2).all(|w| w[0].0 == w[1].0) || Instant::now() > deadline {
+                return Ok(digests);
+            }
         }
     }
 

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use kizuna_chaos::run::{self, Plan, Scenario, Topology};
+use kizuna_chaos::faults::Scenario;
+use kizuna_chaos::run::{self, Plan, Topology};
 
 #[derive(Parser)]
 #[command(about = "Chaos runs against real kizuna processes; writes a JSON report and prints a table")]
@@ -16,8 +17,11 @@ struct Args {
     seconds: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Writers (readers are half as many; two subscribers).
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    #[arg(long, default_value_t = 8)]
+    rooms: usize,
     /// Where to write the JSON report.
     #[arg(long, default_value = "chaos-report.json")]
     report: PathBuf,
@@ -30,6 +34,7 @@ fn main() -> anyhow::Result<()> {
         seed: a.seed,
         seconds: a.seconds,
         clients: a.clients,
+        rooms: a.rooms.max(1),
         scenario: a.scenario,
         topology: a.topology,
     }))?;

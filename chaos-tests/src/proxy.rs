@@ -2,9 +2,13 @@
 //! by the in-process hub tests).
 //!
 //! Node A reaches node B's raft port only through the proxy (A→B), because A's connector
-//! (`RoutedConnector`) maps B's address to that proxy. Cutting a link drops its open
-//! connections and resets new ones at once, so a cut-off node notices quickly instead of
-//! hanging; a delay holds every forwarded chunk back, like a slow inter-region link.
+//! (`RoutedConnector`) maps B's address to that proxy. A connection belongs to the direction
+//! that opened it: node A's requests to B and B's answers to them travel over A→B, so cutting
+//! A→B alone is a one-way partition (A can no longer reach B; B still reaches A).
+//!
+//! Faults: cut (open connections are dropped and new ones reset at once, so a cut-off node
+//! notices quickly instead of hanging), reset (drop the open connections, accept new ones),
+//! delay with jitter per forwarded chunk (a far or congested region), and a bandwidth cap.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,25 +20,45 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::rng::Rng;
+
+/// The link's current shape, shared with its pumps.
+#[derive(Default)]
+struct Shape {
+    /// Added one-way delay per forwarded chunk, ms.
+    delay_ms: AtomicU64,
+    /// Extra uniform random delay on top, 0..=jitter_ms per chunk.
+    jitter_ms: AtomicU64,
+    /// Bytes per second; 0 is unlimited.
+    bandwidth: AtomicU64,
+}
+
 /// One direction of one link.
 pub struct LinkProxy {
     pub addr: SocketAddr,
     up: watch::Sender<bool>,
-    /// Added one-way delay per forwarded chunk, in ms (a slow, far-away region).
-    delay_ms: Arc<AtomicU64>,
+    /// Bumped to drop every open connection (a flaky link, a NAT timeout).
+    epoch: watch::Sender<u64>,
+    shape: Arc<Shape>,
 }
 
-/// Forwards bytes from `from` to `to`, holding each chunk back by the current delay.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay_ms: Arc<AtomicU64>) {
+/// Forwards bytes from `from` to `to`, shaped by the link's current delay, jitter and bandwidth.
+/// Chunks stay in order: a delayed chunk holds back the ones behind it, as on a real stream.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shape: Arc<Shape>, mut rng: Rng) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let delay = delay_ms.load(Ordering::Relaxed);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
+        let jitter = shape.jitter_ms.load(Ordering::Relaxed);
+        let mut wait_ms = shape.delay_ms.load(Ordering::Relaxed) + if jitter > 0 { rng.below(jitter + 1) } else { 0 };
+        let bandwidth = shape.bandwidth.load(Ordering::Relaxed);
+        if bandwidth > 0 {
+            wait_ms += n as u64 * 1000 / bandwidth;
+        }
+        if wait_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
@@ -47,8 +71,10 @@ impl LinkProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (up, up_rx) = watch::channel(true);
-        let delay_ms = Arc::new(AtomicU64::new(0));
-        let delay = delay_ms.clone();
+        let (epoch, epoch_rx) = watch::channel(0u64);
+        let shape = Arc::new(Shape::default());
+        let link_shape = shape.clone();
+        let mut rng = Rng::new(u64::from(addr.port()));
         tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else { return };
@@ -57,7 +83,10 @@ impl LinkProxy {
                     continue;
                 }
                 let mut up_rx = up_rx.clone();
-                let delay = delay.clone();
+                let mut epoch_rx = epoch_rx.clone();
+                epoch_rx.mark_unchanged();
+                let shape = link_shape.clone();
+                let (rng_in, rng_out) = (rng.fork(1), rng.fork(2));
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(upstream).await else { return };
                     let _ = inbound.set_nodelay(true);
@@ -65,21 +94,36 @@ impl LinkProxy {
                     let (in_read, in_write) = inbound.into_split();
                     let (out_read, out_write) = outbound.into_split();
                     tokio::select! {
-                        _ = pump(in_read, out_write, delay.clone()) => {}
-                        _ = pump(out_read, in_write, delay) => {}
+                        _ = pump(in_read, out_write, shape.clone(), rng_in) => {}
+                        _ = pump(out_read, in_write, shape, rng_out) => {}
                         _ = up_rx.wait_for(|up| !*up) => {}
+                        _ = epoch_rx.changed() => {}
                     }
                 });
             }
         });
-        Ok(Self { addr, up, delay_ms })
+        Ok(Self { addr, up, epoch, shape })
     }
 
     pub fn set_up(&self, up: bool) {
         let _ = self.up.send(up);
     }
 
+    /// Drops every open connection; new ones are accepted as before.
+    pub fn reset(&self) {
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
     pub fn set_delay(&self, delay: Duration) {
-        self.delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+        self.shape.delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_jitter(&self, jitter: Duration) {
+        self.shape.jitter_ms.store(jitter.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Caps the link at `bytes_per_second` (0 lifts the cap).
+    pub fn set_bandwidth(&self, bytes_per_second: u64) {
+        self.shape.bandwidth.store(bytes_per_second, Ordering::Relaxed);
     }
 }

@@ -1,43 +1,48 @@
-//! A chaos run: start the hub, run the workload, inject a seeded schedule of faults, heal,
-//! check, report.
+//! A chaos run: start the hub, set up the rooms, start subscribers, writers and readers, inject
+//! a seeded schedule of faults, heal, check, report.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde::Serialize;
 
-use crate::check::{self, Findings};
-use crate::cluster::Cluster;
-use crate::workload;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-pub enum Scenario {
-    /// kill -9 the leader, restart it.
-    LeaderKill,
-    /// SIGSTOP a node, SIGCONT it.
-    Pause,
-    /// Cut every link of one node (its region), both ways; heal.
-    Isolate,
-    /// Make one region's links slow (300 ms per hop each way); restore.
-    Slow,
-    /// A seeded mix of all of the above.
-    Mix,
-}
+use crate::check::{self, Findings, History, Timelines, percentile};
+use crate::cluster::{Cluster, NodeSpec};
+use crate::faults::{self, Fault, Scenario};
+use crate::rng::Rng;
+use crate::workload::subscriber::Received;
+use crate::workload::{self, ms_since, reader, subscriber, writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 pub enum Topology {
     /// Three voters: utsunomiya, tokyo, osaka (cluster-config/local-3region.toml's shape).
     ThreeRegion,
-    /// Four voters: utsunomiya, oyama (in the prefecture), tokyo, osaka (tochigi.toml's voters).
+    /// Four voters — utsunomiya, oyama (in the prefecture), tokyo, osaka — and a learner in
+    /// nasu, preferring the prefecture for leadership (cluster-config/tochigi.toml's shape).
     Tochigi,
 }
 
 impl Topology {
-    fn regions(self) -> &'static [&'static str] {
+    fn nodes(self) -> Vec<NodeSpec> {
+        let voter = |region| NodeSpec { region, voter: true };
         match self {
-            Topology::ThreeRegion => &["utsunomiya", "tokyo", "osaka"],
-            Topology::Tochigi => &["utsunomiya", "oyama", "tokyo", "osaka"],
+            Topology::ThreeRegion => vec![voter("utsunomiya"), voter("tokyo"), voter("osaka")],
+            Topology::Tochigi => vec![
+                voter("utsunomiya"),
+                voter("oyama"),
+                voter("tokyo"),
+                voter("osaka"),
+                NodeSpec { region: "nasu", voter: false },
+            ],
+        }
+    }
+
+    fn preferred(self) -> &'static [&'static str] {
+        match self {
+            Topology::ThreeRegion => &[],
+            Topology::Tochigi => &["utsunomiya", "oyama"],
         }
     }
 }
@@ -46,17 +51,11 @@ impl Topology {
 pub struct Plan {
     pub seed: u64,
     pub seconds: u64,
+    /// Writers; half as many readers (at least one), and two subscribers.
     pub clients: usize,
+    pub rooms: usize,
     pub scenario: Scenario,
     pub topology: Topology,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Fault {
-    pub at_ms: u64,
-    pub kind: String,
-    pub node: u64,
-    pub lasted_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,142 +63,207 @@ pub struct Report {
     pub seed: u64,
     pub seconds: u64,
     pub clients: usize,
+    pub rooms: usize,
     pub scenario: Scenario,
     pub topology: Topology,
     pub faults: Vec<Fault>,
+    /// Unavailability per fault: p50, p99, max (ms).
+    pub failover_p50_ms: u64,
+    pub failover_p99_ms: u64,
+    pub failover_max_ms: u64,
     pub findings: Findings,
     pub violations: usize,
     pub logs: String,
 }
 
-/// splitmix64: a tiny, well-known generator; enough for a reproducible fault schedule.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+const SUBSCRIBERS: usize = 2;
 
 pub async fn run(plan: Plan) -> anyhow::Result<Report> {
-    let mut cluster = Cluster::start(plan.topology.regions()).await?;
+    let mut cluster = Cluster::start(&plan.topology.nodes(), plan.topology.preferred()).await?;
+    let logs = cluster.logs_dir().display().to_string();
+    let result = drive(&plan, &mut cluster).await.with_context(|| format!("node logs in {logs}"));
+    let keep = result.as_ref().map_or(true, |r| r.violations > 0);
+    if keep {
+        // Keep the evidence: node logs and data.
+        let kept = cluster.dir.path().to_path_buf();
+        std::mem::forget(std::mem::replace(&mut cluster.dir, tempfile::tempdir()?));
+        eprintln!("node logs and data kept in {}", kept.display());
+    }
+    result
+}
+
+async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while cluster.leader().await.is_none() {
-        anyhow::ensure!(Instant::now() < deadline, "no leader within 30s; logs in {}", cluster.logs_dir().display());
+        anyhow::ensure!(Instant::now() < deadline, "no leader within 30 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let setup = workload::setup(&cluster.endpoints(), plan.seed, plan.rooms).await?;
+    let mut rng = Rng::new(plan.seed);
+
+    // Subscribers first: every post of the run comes after their first stream is open.
+    let sub_stop = Arc::new(AtomicBool::new(false));
+    let mut subscribers = Vec::new();
+    for _ in 0..SUBSCRIBERS {
+        let log = Arc::new(Mutex::new(Received::default()));
+        let (ready, is_ready) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(subscriber::run(setup.clone(), rng.fork(1), log.clone(), sub_stop.clone(), ready));
+        tokio::time::timeout(Duration::from_secs(30), is_ready).await.context("subscriber never connected")??;
+        subscribers.push((task, log));
+    }
+
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..plan.clients)
-        .map(|c| tokio::spawn(workload::client(c, plan.seed, cluster.endpoints(), stop.clone(), started)))
+    let writers: Vec<_> = (0..plan.clients)
+        .map(|c| tokio::spawn(writer::run(c, setup.clone(), rng.fork(10 + c as u64), stop.clone(), started)))
+        .collect();
+    let readers: Vec<_> = (0..(plan.clients / 2).max(1))
+        .map(|c| tokio::spawn(reader::run(c, setup.clone(), rng.fork(1000 + c as u64), stop.clone(), started)))
         .collect();
 
-    let mut rng = Rng(plan.seed);
     let mut faults = Vec::new();
     let end = started + Duration::from_secs(plan.seconds);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    while Instant::now() + Duration::from_secs(5) < end {
-        let kind = match plan.scenario {
-            Scenario::Mix => {
-                [Scenario::LeaderKill, Scenario::Pause, Scenario::Isolate, Scenario::Slow][rng.below(4) as usize]
-            }
-            s => s,
-        };
+    while Instant::now() + Duration::from_secs(6) < end {
+        let kind = faults::pick(plan.scenario, &mut rng);
         let lasts = Duration::from_millis(1500 + rng.below(2000));
-        let at_ms = started.elapsed().as_millis() as u64;
-        let victim = match kind {
-            Scenario::LeaderKill => match cluster.leader().await {
-                Some(l) => cluster.index_of(l),
-                None => rng.below(cluster.nodes.len() as u64) as usize,
-            },
-            _ => rng.below(cluster.nodes.len() as u64) as usize,
-        };
-        let node = cluster.nodes[victim].id;
-        match kind {
-            Scenario::LeaderKill => {
-                cluster.kill(victim);
-                tokio::time::sleep(lasts).await;
-                cluster.restart(victim)?;
-            }
-            Scenario::Pause => {
-                cluster.pause(victim);
-                tokio::time::sleep(lasts).await;
-                cluster.resume(victim);
-            }
-            Scenario::Slow => {
-                cluster.set_delay(victim, Duration::from_millis(300));
-                tokio::time::sleep(lasts).await;
-                cluster.set_delay(victim, Duration::ZERO);
-            }
-            Scenario::Isolate | Scenario::Mix => {
-                cluster.set_isolated(victim, true);
-                tokio::time::sleep(lasts).await;
-                cluster.set_isolated(victim, false);
-            }
-        }
-        faults.push(Fault { at_ms, kind: format!("{kind:?}"), node, lasted_ms: lasts.as_millis() as u64 });
+        let at_ms = ms_since(started);
+        let hit = faults::inject(cluster, kind, lasts, &mut rng).await?;
+        let nodes = hit.iter().map(|&i| cluster.nodes[i].id).collect();
+        faults.push(Fault { at_ms, kind, nodes, lasted_ms: ms_since(started) - at_ms, unavailable_ms: 0 });
         tokio::time::sleep(Duration::from_millis(1000 + rng.below(1500))).await;
     }
     if let Some(left) = end.checked_duration_since(Instant::now()) {
         tokio::time::sleep(left).await;
     }
     stop.store(true, Ordering::Relaxed);
-    let mut history = Vec::new();
-    for c in clients {
-        history.extend(c.await?);
+    let mut history = History::default();
+    for w in writers {
+        history.posts.extend(w.await?);
     }
-    cluster.converged(Duration::from_secs(60)).await?;
-    let findings = check::check(&history, &cluster.endpoints()).await?;
-    let violations = findings.violations();
-    let logs = cluster.logs_dir().display().to_string();
-    if violations > 0 {
-        // Keep the evidence.
-        let kept = cluster.dir.path().to_path_buf();
-        std::mem::forget(std::mem::replace(&mut cluster.dir, tempfile::tempdir()?));
-        eprintln!("violations found; node logs and data kept in {}", kept.display());
+    for r in readers {
+        history.reads.extend(r.await?);
     }
+    let ended_ms = ms_since(started);
+
+    // Heal, let every node catch up, read every node's copy.
+    cluster.heal();
+    for i in 0..cluster.nodes.len() {
+        cluster.resume(i);
+        cluster.start_node(i)?;
+    }
+    let digests = cluster.digests(Duration::from_secs(90)).await?;
+    let mut nodes: Vec<Timelines> = Vec::new();
+    for e in cluster.endpoints() {
+        let mut timelines = Timelines::new();
+        for &room in &setup.rooms {
+            timelines.insert(
+                room,
+                workload::read_room(&e, &setup.token, room).await.with_context(|| format!("final read of {e}"))?,
+            );
+        }
+        nodes.push(timelines);
+    }
+    // Give subscribers until they have every post (or 30 s) before stopping them.
+    let wait_until = Instant::now() + Duration::from_secs(30);
+    let reference = nodes.first().cloned().unwrap_or_default();
+    while Instant::now() < wait_until {
+        let caught_up = subscribers.iter().all(|(_, log)| {
+            log.lock().is_ok_and(|l| reference.iter().all(|(room, t)| l.max_seq(*room) >= t.last().map_or(0, |p| p.0)))
+        });
+        if caught_up {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sub_stop.store(true, Ordering::Relaxed);
+    for (task, log) in subscribers {
+        task.await?;
+        history.subscribers.push(log.lock().map(|l| l.clone()).unwrap_or_default());
+    }
+
+    let findings = check::check(&history, &nodes, digests);
+    let windows: Vec<(u64, u64)> = faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.at_ms, faults.get(i + 1).map_or(ended_ms, |next| next.at_ms)))
+        .collect();
+    for (f, u) in faults.iter_mut().zip(check::unavailability(&history.posts, &windows)) {
+        f.unavailable_ms = u;
+    }
+    let mut unavailable: Vec<u64> = faults.iter().map(|f| f.unavailable_ms).collect();
+    unavailable.sort_unstable();
     Ok(Report {
         seed: plan.seed,
         seconds: plan.seconds,
         clients: plan.clients,
+        rooms: plan.rooms,
         scenario: plan.scenario,
         topology: plan.topology,
-        faults,
+        failover_p50_ms: percentile(&unavailable, 0.5),
+        failover_p99_ms: percentile(&unavailable, 0.99),
+        failover_max_ms: unavailable.last().copied().unwrap_or(0),
+        violations: findings.violations(),
         findings,
-        violations,
-        logs,
+        faults,
+        logs: cluster.logs_dir().display().to_string(),
     })
 }
 
 /// The human table.
 pub fn table(r: &Report) -> String {
     let f = &r.findings;
-    let mut s =
-        format!("chaos run: scenario {:?}, seed {}, {} s, {} clients\n", r.scenario, r.seed, r.seconds, r.clients);
-    s += &format!("  operations: {} acknowledged, {} unknown\n", f.acknowledged, f.unknown);
+    let mut s = format!(
+        "chaos run: {:?} on {:?}, seed {}, {} s, {} writers, {} rooms\n",
+        r.scenario, r.topology, r.seed, r.seconds, r.clients, r.rooms
+    );
+    s += &format!(
+        "  posts: {} acknowledged, {} unknown ({} of them applied)\n",
+        f.posts_acknowledged, f.posts_unknown, f.unknown_applied
+    );
+    s += &format!(
+        "  reads: {} linearizable checked, {} stale (cut-off node), {} truncated\n",
+        f.reads_linearizable, f.reads_stale, f.reads_truncated
+    );
+    s += &format!("  subscribers: {} events over {} connections\n", f.subscriber_events, f.subscriber_connections);
     s += &format!("  faults: {}\n", r.faults.len());
     for x in &r.faults {
-        s += &format!("    t={:>6} ms  {:<10} node {}  for {} ms\n", x.at_ms, x.kind, x.node, x.lasted_ms);
+        s += &format!(
+            "    t={:>7} ms  {:<15} nodes {:<10} for {:>5} ms   writes unavailable {:>5} ms\n",
+            x.at_ms,
+            format!("{:?}", x.kind),
+            format!("{:?}", x.nodes),
+            x.lasted_ms,
+            x.unavailable_ms
+        );
     }
     s += &format!(
-        "  violations: {} (lost {}, duplicated {}, divergent {}, reordered {})\n",
+        "  violations: {} (lost {}, duplicated {}, phantom {}, divergent rooms {}, reordered {}, reads {}, subscribers {}, digest mismatch {})\n",
         r.violations,
         f.lost.len(),
         f.duplicated.len(),
-        f.divergent.len(),
-        f.reordered
+        f.phantom.len(),
+        f.divergent_rooms.len(),
+        f.reordered,
+        f.read_violations.len(),
+        f.subscriber_violations.len(),
+        f.digest_mismatch
+    );
+    for v in f.lost.iter().chain(&f.read_violations).chain(&f.subscriber_violations).take(10) {
+        s += &format!("    {v}\n");
+    }
+    s += &format!(
+        "  availability: writes unavailable per fault p50 {} ms, p99 {} ms, max {} ms; longest gap {} ms; retried posts p50 {} ms, p99 {} ms\n",
+        r.failover_p50_ms,
+        r.failover_p99_ms,
+        r.failover_max_ms,
+        f.max_unavailable_ms,
+        f.retried_p50_ms,
+        f.retried_p99_ms
     );
     s += &format!(
-        "  availability: longest gap without an acknowledged write {} ms; retried operations p50 {} ms, p99 {} ms\n",
-        f.max_unavailable_ms, f.retried_p50_ms, f.retried_p99_ms
+        "  state digests: {:?}\n",
+        f.digests.iter().map(|d| format!("{}@{}", &d.1[..12.min(d.1.len())], d.0)).collect::<Vec<_>>()
     );
     s
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kizuna_proto::admin::cluster_admin_server::ClusterAdmin;
 use kizuna_proto::admin::{
     AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse, MembershipResponse,
-    SnapshotRequest, SnapshotResponse, TransferLeaderRequest,
+    SnapshotRequest, SnapshotResponse, StateDigestRequest, StateDigestResponse, TransferLeaderRequest,
 };
 use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
@@ -144,5 +144,18 @@ impl ClusterAdmin for AdminService {
             purged_index = purged.purged.map_or(0, |l| l.index);
         }
         Ok(Response::new(SnapshotResponse { snapshot_index, purged_index }))
+    }
+
+    async fn state_digest(&self, _req: Request<StateDigestRequest>) -> Result<Response<StateDigestResponse>, Status> {
+        let state = self.node.state.clone();
+        let digest = tokio::task::spawn_blocking(move || state.state_digest())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("reading the state: {e}")))?;
+        Ok(Response::new(StateDigestResponse {
+            applied_index: digest.applied_index,
+            sha256: digest.sha256,
+            entries: digest.entries,
+        }))
     }
 }

@@ -10,11 +10,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use sha2::{Digest, Sha256};
 use tonic::Status;
 
-pub const MIN_PASSWORD_CHARS: usize = 12;
+use crate::domain::hex;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub const MIN_PASSWORD_CHARS: usize = 12;
 
 /// 32 random bytes from the OS, hex-encoded: session tokens and invitation codes.
 pub fn new_secret() -> Result<String, Status> {

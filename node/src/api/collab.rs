@@ -51,28 +51,34 @@ impl CollabApi {
         Self { node, idle: Arc::default(), policy: SessionPolicy::default() }
     }
 
-    /// Makes this node's state current (falls back to its own copy without a quorum: a cut-off
-    /// region keeps reading).
-    async fn fresh(&self) -> Result<(), Status> {
+    /// Makes this node's state current. Without a quorum it falls back to its own copy (a
+    /// cut-off region keeps reading) and returns why that copy may be stale.
+    async fn fresh(&self) -> Result<Option<String>, Status> {
         match self.node.linearizable_barrier().await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_quorum_unreachable() => Ok(()),
+            Ok(()) => Ok(None),
+            Err(e) if e.is_quorum_unreachable() => Ok(Some(e.to_string())),
             Err(e) => Err(e.into_status()),
         }
     }
 
     /// The signed-in account and its session token's hash.
     async fn authenticate<T>(&self, req: &Request<T>) -> Result<(AccountId, String), Status> {
+        let (account, token_hash, _) = self.authenticate_fresh(req).await?;
+        Ok((account, token_hash))
+    }
+
+    /// [`Self::authenticate`], also telling whether this node's copy may be stale (and why).
+    async fn authenticate_fresh<T>(&self, req: &Request<T>) -> Result<(AccountId, String, Option<String>), Status> {
         let token = auth::bearer(req)
             .ok_or_else(|| Status::unauthenticated("sign in first (authorization: Bearer <token>)"))?;
         let token_hash = auth::secret_hash(&token);
-        self.fresh().await?;
+        let stale = self.fresh().await?;
         let now = now_ms();
         let last = self.idle.last_used(&token_hash, now);
         let account = queries::authenticate(&self.node.state.hub(), &token_hash, last, now, self.policy)
             .map_err(domain_status)?;
         self.idle.touch(&token_hash, now);
-        Ok((account, token_hash))
+        Ok((account, token_hash, stale))
     }
 
     /// Proposes a collaboration command and maps its result.
@@ -509,7 +515,7 @@ impl pb::posts_server::Posts for CollabApi {
     }
 
     async fn timeline(&self, req: Request<pb::TimelineRequest>) -> Result<Response<pb::TimelineResponse>, Status> {
-        let (me, token_hash) = self.authenticate(&req).await?;
+        let (me, token_hash, stale_reason) = self.authenticate_fresh(&req).await?;
         let r = req.into_inner();
         let limit = match r.limit {
             0 => 50,
@@ -528,7 +534,12 @@ impl pb::posts_server::Posts for CollabApi {
             _ => 0,
         };
         let posts = posts.into_iter().map(|p| post_view(&hub, p)).collect();
-        Ok(Response::new(pb::TimelineResponse { posts, next_after_seq }))
+        Ok(Response::new(pb::TimelineResponse {
+            posts,
+            next_after_seq,
+            stale: stale_reason.is_some(),
+            stale_reason: stale_reason.unwrap_or_default(),
+        }))
     }
 }
 

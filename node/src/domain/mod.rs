@@ -148,6 +148,11 @@ pub fn validate_request_id(id: &str) -> Result<(), ValidationError> {
 
 /// The time an entry is applied at: the proposer's clock, but never behind the previous entry
 /// (a new leader's clock may lag the old one's).
+/// Lower-case hex of bytes (hashes, tokens, digests).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn monotonic_time(previous_ms: u64, proposed_ms: u64) -> u64 {
     previous_ms.max(proposed_ms)
 }

@@ -45,7 +45,7 @@ fn hash(seq: u64, record: &AuditRecord, prev_hash: &str) -> String {
     h.update(seq.to_be_bytes());
     h.update(serde_json::to_vec(record).unwrap_or_default());
     h.update(prev_hash.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::domain::hex(&h.finalize())
 }
 
 /// The entry that follows `prev` (None: the first entry).

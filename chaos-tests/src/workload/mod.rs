@@ -1,0 +1,178 @@
+//! The workload and its Jepsen-style history. A professional's rooms on the hub take posts from
+//! many writers (each post under its own request id, retried on errors and timeouts against other
+//! nodes, recorded as ok with its sequence number or unknown), timeline reads from readers
+//! (recorded with what they saw), and live-event subscribers that hop between nodes.
+
+pub mod reader;
+pub mod subscriber;
+pub mod writer;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kizuna_proto::collab::accounts_client::AccountsClient;
+use kizuna_proto::collab::posts_client::PostsClient;
+use kizuna_proto::collab::rooms_client::RoomsClient;
+use kizuna_proto::collab::*;
+use tonic::Request;
+use tonic::transport::Channel;
+
+/// What every worker needs: the nodes, a signed-in professional and the rooms.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub endpoints: Vec<String>,
+    pub token: String,
+    pub rooms: Vec<u64>,
+}
+
+/// A lazily connecting channel to `endpoint` (reconnects by itself after a node restarts).
+pub fn channel(endpoint: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(endpoint.to_owned())?.connect_timeout(Duration::from_millis(500)).connect_lazy())
+}
+
+/// A request carrying the session token.
+pub fn authed<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        r.metadata_mut().insert("authorization", value);
+    }
+    r
+}
+
+/// Milliseconds since the run started: the history's clock.
+pub fn ms_since(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
+
+/// Tries `call` on each node in turn until one succeeds or `within` has passed.
+async fn on_any_node<T, F, Fut>(endpoints: &[String], within: Duration, what: &str, mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = Instant::now() + within;
+    let mut attempt = 0usize;
+    loop {
+        let endpoint = &endpoints[attempt % endpoints.len()];
+        attempt += 1;
+        let result = match tokio::time::timeout(Duration::from_secs(5), call(channel(endpoint)?)).await {
+            Ok(r) => r.map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow::anyhow!("timed out")),
+        };
+        match result {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() > deadline => return Err(e.context(format!("{what} (last tried {endpoint})"))),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+const PASSWORD: &str = "chaos harness password";
+
+/// The hub's operator, a clinic, one doctor signed in, and `rooms` groups she owns. Every step
+/// keeps its request id across retries, so a retry never applies twice.
+pub async fn setup(endpoints: &[String], seed: u64, rooms: usize) -> anyhow::Result<Setup> {
+    let within = Duration::from_secs(60);
+    let id = |step: &str| format!("chaos-{seed}-setup-{step}");
+    let login = |name: &'static str| {
+        let mut attempt = 0u32;
+        move |ch: Channel| {
+            attempt += 1;
+            // A login's token exists only in its first answer: each attempt gets its own request id.
+            let req = LoginRequest {
+                request_id: format!("chaos-{seed}-login-{name}-{attempt}"),
+                login: name.into(),
+                password: PASSWORD.into(),
+                device: "chaos".into(),
+            };
+            async move { AccountsClient::new(ch).login(req).await.map(|r| r.into_inner().token) }
+        }
+    };
+    on_any_node(endpoints, within, "init operator", |ch| {
+        let req = InitOperatorRequest {
+            request_id: id("operator"),
+            login: "jimukyoku".into(),
+            display_name: "事務局".into(),
+            password: PASSWORD.into(),
+        };
+        async move { AccountsClient::new(ch).init_operator(req).await }
+    })
+    .await?;
+    let op = on_any_node(endpoints, within, "operator login", login("jimukyoku")).await?;
+    let facility = on_any_node(endpoints, within, "register facility", |ch| {
+        let req = RegisterFacilityRequest {
+            request_id: id("facility"),
+            name: "カオス在宅クリニック".into(),
+            kind: FacilityKind::Clinic as i32,
+            municipality: "宇都宮市".into(),
+        };
+        let req = authed(req, &op);
+        async move { AccountsClient::new(ch).register_facility(req).await.map(|r| r.into_inner().facility_id) }
+    })
+    .await?;
+    on_any_node(endpoints, within, "approve facility", |ch| {
+        let req = authed(ApproveFacilityRequest { request_id: id("approve-facility"), facility_id: facility }, &op);
+        async move { AccountsClient::new(ch).approve_facility(req).await }
+    })
+    .await?;
+    let code = on_any_node(endpoints, within, "invitation", |ch| {
+        let req = IssueInvitationRequest {
+            request_id: id("invitation"),
+            facility_id: facility,
+            valid_hours: 24,
+            as_admin: true,
+        };
+        let req = authed(req, &op);
+        async move { AccountsClient::new(ch).issue_invitation(req).await.map(|r| r.into_inner().code) }
+    })
+    .await?;
+    let doctor = on_any_node(endpoints, within, "register", |ch| {
+        let req = RegisterRequest {
+            request_id: id("register"),
+            invitation_code: code.clone(),
+            login: "dr.chaos".into(),
+            display_name: "カオス医師".into(),
+            profession: Profession::Doctor as i32,
+            password: PASSWORD.into(),
+        };
+        async move { AccountsClient::new(ch).register(req).await.map(|r| r.into_inner().account_id) }
+    })
+    .await?;
+    on_any_node(endpoints, within, "approve account", |ch| {
+        let req = authed(AccountRequest { request_id: id("approve-account"), account_id: doctor }, &op);
+        async move { AccountsClient::new(ch).approve_account(req).await }
+    })
+    .await?;
+    let token = on_any_node(endpoints, within, "doctor login", login("dr.chaos")).await?;
+    let mut room_ids = Vec::new();
+    for r in 0..rooms {
+        let room = on_any_node(endpoints, within, "create group", |ch| {
+            let req =
+                authed(CreateGroupRequest { request_id: id(&format!("room-{r}")), name: format!("部屋{r}") }, &token);
+            async move { RoomsClient::new(ch).create_group(req).await.map(|r| r.into_inner().room_id) }
+        })
+        .await?;
+        room_ids.push(room);
+    }
+    Ok(Setup { endpoints: endpoints.to_vec(), token, rooms: room_ids })
+}
+
+/// One node's copy of a room: (seq, text) of every post, oldest first, read page by page.
+pub async fn read_room(endpoint: &str, token: &str, room: u64) -> anyhow::Result<Vec<(u64, String)>> {
+    let mut posts = PostsClient::new(channel(endpoint)?);
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let req = authed(TimelineRequest { room_id: room, after_seq: after, limit: 200 }, token);
+        let page = tokio::time::timeout(Duration::from_secs(10), posts.timeline(req))
+            .await
+            .context("timeline timed out")??
+            .into_inner();
+        out.extend(page.posts.into_iter().map(|p| (p.seq, p.text)));
+        if page.next_after_seq == 0 {
+            return Ok(out);
+        }
+        after = page.next_after_seq;
+    }
+}
