@@ -9,8 +9,9 @@ use kizuna_chaos::run::{self, Plan, Topology};
 #[derive(Parser)]
 #[command(about = "Chaos runs against real kizuna processes; writes a JSON report and prints a table")]
 struct Args {
-    #[arg(long, value_enum, default_value = "mix")]
-    scenario: Scenario,
+    /// Faults to inject, in turn (comma-separated); `mix` picks one at random each time.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mix")]
+    scenario: Vec<Scenario>,
     #[arg(long, value_enum, default_value = "three-region")]
     topology: Topology,
     #[arg(long, default_value_t = 60)]
@@ -35,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         seconds: a.seconds,
         clients: a.clients,
         rooms: a.rooms.max(1),
-        scenario: a.scenario,
+        scenarios: a.scenario,
         topology: a.topology,
     }))?;
     std::fs::write(&a.report, serde_json::to_vec_pretty(&report)?)?;

@@ -54,7 +54,8 @@ pub struct Plan {
     /// Writers; half as many readers (at least one), and two subscribers.
     pub clients: usize,
     pub rooms: usize,
-    pub scenario: Scenario,
+    /// Faults are taken from this list in turn (`Mix` picks one at random each time).
+    pub scenarios: Vec<Scenario>,
     pub topology: Topology,
 }
 
@@ -64,7 +65,7 @@ pub struct Report {
     pub seconds: u64,
     pub clients: usize,
     pub rooms: usize,
-    pub scenario: Scenario,
+    pub scenarios: Vec<Scenario>,
     pub topology: Topology,
     pub faults: Vec<Fault>,
     /// Unavailability per fault: p50, p99, max (ms).
@@ -125,7 +126,8 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
     let end = started + Duration::from_secs(plan.seconds);
     tokio::time::sleep(Duration::from_secs(2)).await;
     while Instant::now() + Duration::from_secs(6) < end {
-        let kind = faults::pick(plan.scenario, &mut rng);
+        let listed = plan.scenarios.get(faults.len() % plan.scenarios.len().max(1)).copied();
+        let kind = faults::pick(listed.unwrap_or(Scenario::Mix), &mut rng);
         let lasts = Duration::from_millis(1500 + rng.below(2000));
         let at_ms = ms_since(started);
         let hit = faults::inject(cluster, kind, lasts, &mut rng).await?;
@@ -198,7 +200,7 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         seconds: plan.seconds,
         clients: plan.clients,
         rooms: plan.rooms,
-        scenario: plan.scenario,
+        scenarios: plan.scenarios.clone(),
         topology: plan.topology,
         failover_p50_ms: percentile(&unavailable, 0.5),
         failover_p99_ms: percentile(&unavailable, 0.99),
@@ -215,7 +217,7 @@ pub fn table(r: &Report) -> String {
     let f = &r.findings;
     let mut s = format!(
         "chaos run: {:?} on {:?}, seed {}, {} s, {} writers, {} rooms\n",
-        r.scenario, r.topology, r.seed, r.seconds, r.clients, r.rooms
+        r.scenarios, r.topology, r.seed, r.seconds, r.clients, r.rooms
     );
     s += &format!(
         "  posts: {} acknowledged, {} unknown ({} of them applied)\n",

@@ -57,12 +57,19 @@ pub fn check(appends: &[Append], reads: &[Read]) -> Vec<String> {
         if let Some(done) = next.completed_ms
             && earliest > done
         {
-            let culprit = group.iter().filter(|r| r.invoked_ms > done).map(|r| r.label.as_str()).next();
-            violations.push(format!(
-                "post #{} was acknowledged at {done} ms, yet {} that began later saw only {length} posts",
-                length + 1,
-                culprit.unwrap_or("an earlier read")
-            ));
+            let culprit = group.iter().find(|r| r.invoked_ms > done).map(|r| r.label.as_str());
+            violations.push(match culprit {
+                Some(read) => {
+                    format!(
+                        "post #{} was acknowledged at {done} ms, yet {read} that began later saw only {length} posts",
+                        length + 1
+                    )
+                }
+                None => format!(
+                    "post #{} was acknowledged at {done} ms, yet reads that began later saw fewer posts than before it",
+                    length + 1
+                ),
+            });
             // Keep going from the latest consistent point, so one fault is reported once.
             t = done.max(t);
         } else {

@@ -119,3 +119,118 @@ pub fn unavailability(posts: &[PostOp], windows: &[(u64, u64)]) -> Vec<u64> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::writer::Outcome;
+
+    fn post(text: &str, room: u64, invoked_ms: u64, completed_ms: u64, outcome: Outcome) -> PostOp {
+        PostOp {
+            writer: 0,
+            room,
+            text: text.into(),
+            request_id: format!("r-{text}"),
+            invoked_ms,
+            completed_ms,
+            attempts: 1,
+            outcome,
+        }
+    }
+
+    fn timelines(room: u64, texts: &[&str]) -> Timelines {
+        let t = texts.iter().enumerate().map(|(i, s)| (i as u64 + 1, (*s).to_owned())).collect();
+        Timelines::from([(room, t)])
+    }
+
+    fn read(room: u64, invoked_ms: u64, completed_ms: u64, posts: &[(u64, &str)], stale: bool) -> ReadOp {
+        ReadOp {
+            reader: 0,
+            room,
+            node: 0,
+            invoked_ms,
+            completed_ms,
+            after_seq: 0,
+            posts: posts.iter().map(|(s, t)| (*s, (*t).to_owned())).collect(),
+            truncated: false,
+            stale,
+        }
+    }
+
+    fn history() -> History {
+        History {
+            posts: vec![
+                post("a", 1, 0, 10, Outcome::Ok { seq: 1 }),
+                post("b", 1, 20, 30, Outcome::Ok { seq: 2 }),
+                post("c", 1, 40, 9_000, Outcome::Unknown),
+            ],
+            reads: vec![read(1, 12, 15, &[(1, "a")], false), read(1, 35, 45, &[(1, "a"), (2, "b")], false)],
+            subscribers: vec![Received { posted: vec![(5, 1, 1), (6, 1, 2), (9, 1, 3)], connections: 2 }],
+        }
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let nodes = [timelines(1, &["a", "b", "c"]), timelines(1, &["a", "b", "c"])];
+        let f = check(&history(), &nodes, vec![(9, "x".into()), (9, "x".into())]);
+        assert_eq!(f.violations(), 0, "{f:?}");
+        assert_eq!((f.posts_acknowledged, f.posts_unknown, f.unknown_applied), (2, 1, 1));
+        assert_eq!(f.reads_linearizable, 2);
+    }
+
+    #[test]
+    fn every_kind_of_damage_is_counted() {
+        // "b" lost, "a" twice (so no longer where it was acknowledged), a post nobody sent, the
+        // nodes disagree, digests differ.
+        let nodes = [timelines(1, &["a", "a", "zz"]), timelines(1, &["a"])];
+        let f = check(&history(), &nodes, vec![(9, "x".into()), (9, "y".into())]);
+        assert_eq!(f.lost.len(), 2, "{f:?}");
+        assert_eq!(f.duplicated.len(), 1, "{f:?}");
+        assert_eq!(f.phantom.len(), 1, "{f:?}");
+        assert_eq!(f.divergent_rooms, vec![1]);
+        assert!(f.digest_mismatch);
+        // The second read saw "b" where the final timeline has "a".
+        assert!(!f.read_violations.is_empty(), "{f:?}");
+        // The subscriber got seqs 1..=3 of a 3-post timeline: clean.
+        assert!(f.subscriber_violations.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn acknowledged_order_must_follow_real_time() {
+        let mut h = history();
+        // "b" was sent after "a" was acknowledged, yet got the lower sequence.
+        h.posts[0].outcome = Outcome::Ok { seq: 2 };
+        h.posts[1].outcome = Outcome::Ok { seq: 1 };
+        h.reads.clear();
+        let f = check(&h, &[timelines(1, &["b", "a", "c"])], Vec::new());
+        assert_eq!(f.reordered, 1, "{f:?}");
+    }
+
+    #[test]
+    fn a_stale_read_is_exempt_from_linearizability_but_not_from_the_final_order() {
+        let mut h = history();
+        h.reads = vec![read(1, 50, 60, &[], true), read(1, 50, 60, &[(1, "b")], true)];
+        let f = check(&h, &[timelines(1, &["a", "b", "c"])], Vec::new());
+        assert_eq!(f.reads_stale, 2);
+        assert_eq!(f.read_violations.len(), 1, "{f:?}");
+    }
+
+    #[test]
+    fn subscribers_must_get_each_post_once_in_order() {
+        let mut h = history();
+        h.subscribers = vec![
+            Received { posted: vec![(5, 1, 1), (6, 1, 3)], connections: 1 },
+            Received { posted: vec![(5, 1, 1), (6, 1, 2), (6, 1, 2), (9, 1, 3)], connections: 2 },
+            Received { posted: vec![(5, 1, 2), (6, 1, 1), (9, 1, 3)], connections: 1 },
+        ];
+        let f = check(&h, &[timelines(1, &["a", "b", "c"])], Vec::new());
+        assert_eq!(f.subscriber_violations.len(), 4, "{:?}", f.subscriber_violations);
+    }
+
+    #[test]
+    fn unavailability_is_the_longest_silence_in_each_window() {
+        let posts: Vec<PostOp> =
+            [5, 10, 50, 55].iter().map(|&t| post("p", 1, t - 1, t, Outcome::Ok { seq: 1 })).collect();
+        assert_eq!(unavailability(&posts, &[(0, 60), (56, 100)]), vec![40, 44]);
+    }
+}
