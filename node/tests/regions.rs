@@ -1,6 +1,7 @@
 //! Multi-region behaviour on a Tochigi-shaped hub in-process: region blackout and failover,
-//! leadership returning to the preferred regions, an isolated node serving stale local reads and
-//! refusing writes fast, and membership changes under a write load without losing a write.
+//! leadership returning to the preferred regions, an isolated node serving stale local reads
+//! (records and timelines, marked stale) and refusing writes fast, replicas agreeing on the state
+//! digest after healing, and membership changes under a write load without losing a write.
 
 mod common;
 
@@ -10,8 +11,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{HubSpec, TestHub, Wire, admin, get, put};
-use kizuna_proto::admin::{AddLearnerRequest, ChangeMembershipRequest, NodeSpec, TransferLeaderRequest};
+use kizuna_chaos::workload::{self, authed};
+use kizuna_proto::admin::{
+    AddLearnerRequest, ChangeMembershipRequest, NodeSpec, StateDigestRequest, TransferLeaderRequest,
+};
+use kizuna_proto::collab::posts_client::PostsClient;
+use kizuna_proto::collab::{PostRequest, TimelineRequest, TimelineResponse};
 use kizuna_proto::records::Consistency;
+
+async fn timeline(endpoint: &str, token: &str, room: u64) -> Result<TimelineResponse, tonic::Status> {
+    let mut posts = PostsClient::new(common::channel(endpoint).await);
+    let req = TimelineRequest { room_id: room, after_seq: 0, limit: 0 };
+    posts.timeline(authed(req, token)).await.map(|r| r.into_inner())
+}
 
 fn tochigi(wire: Wire) -> HubSpec {
     HubSpec {
@@ -104,6 +116,16 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
     let leader = hub.leader().await;
     let w = put(&hub.api(leader), "oxygen/supplier", "稼働中", "i-1").await.unwrap();
     hub.wait_applied(w.log_index).await;
+    // A doctor's group room with one post (the chaos harness's set-up, over gRPC).
+    let endpoints: Vec<String> = hub.running_ids().into_iter().map(|id| hub.api(id)).collect();
+    let team = workload::setup(&endpoints, 1, 1).await.expect("collaboration set-up");
+    let room = team.rooms[0];
+    let post =
+        PostRequest {
+            request_id: "t-1".into(), room_id: room, text: "酸素の残量を確認".into(), ..Default::default()
+        };
+    let mut posts = PostsClient::new(common::channel(&hub.api(leader)).await);
+    posts.post(authed(post, &team.token)).await.expect("post");
 
     // Cut off one voter that is not the leader.
     let cut = hub.running_ids().into_iter().find(|id| *id != leader && hub.status(*id).role == "follower").unwrap();
@@ -128,6 +150,12 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
     let local = get(&hub.api(cut), "oxygen/supplier", Consistency::Local).await.expect("local read");
     assert_eq!(local.value, "稼働中");
     assert!(local.as_of.is_some());
+    // Timelines too: served from the local copy, and saying so.
+    let cut_off = timeline(&hub.api(cut), &team.token, room).await.expect("timeline on the cut-off node");
+    assert!(cut_off.stale && !cut_off.stale_reason.is_empty(), "{cut_off:?}");
+    assert_eq!(cut_off.posts.len(), 1);
+    let current = timeline(&hub.api(leader), &team.token, room).await.expect("timeline on the leader");
+    assert!(!current.stale, "{current:?}");
 
     // The rest of the hub goes on.
     let w2 = put(&hub.api(leader), "oxygen/supplier", "交換済み", "i-3").await.expect("majority still writes");
@@ -137,6 +165,27 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
     hub.wait_applied(w2.log_index).await;
     let r = get(&hub.api(cut), "oxygen/supplier", Consistency::Unspecified).await.expect("healed read");
     assert_eq!((r.value.as_str(), r.stale), ("交換済み", false));
+    let healed = timeline(&hub.api(cut), &team.token, room).await.expect("healed timeline");
+    assert!(!healed.stale, "{healed:?}");
+
+    // Every replica, the healed one included, holds the same state (the index may still move
+    // by an entry that changes no state, such as a new leader's blank entry: compare the digest).
+    let target = hub.running(leader).node.metrics().last_applied.map_or(0, |l| l.index);
+    hub.wait_applied(target).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut digests = Vec::new();
+        for id in hub.running_ids() {
+            let d = admin(&hub.api(id)).await.state_digest(StateDigestRequest {}).await.expect("digest").into_inner();
+            assert!(d.entries > 0 && d.applied_index >= target, "{d:?}");
+            digests.push(d.sha256);
+        }
+        if digests.windows(2).all(|w| w[0] == w[1]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas differ: {digests:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     hub.shutdown().await;
 }
 
