@@ -71,7 +71,7 @@ fn split(cluster: &Cluster, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
     let mut b = Vec::new();
     let first = rng.below(regions.len() as u64) as usize;
     for (i, nodes) in regions.into_iter().enumerate() {
-        if i == first || (i != first && rng.below(3) == 0) { a.extend(nodes) } else { b.extend(nodes) }
+        if i == first || rng.below(3) == 0 { a.extend(nodes) } else { b.extend(nodes) }
     }
     if b.is_empty() {
         b.push(a.pop().unwrap_or(0));

@@ -53,9 +53,8 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shape: Arc<Shape>
         };
         let jitter = shape.jitter_ms.load(Ordering::Relaxed);
         let mut wait_ms = shape.delay_ms.load(Ordering::Relaxed) + if jitter > 0 { rng.below(jitter + 1) } else { 0 };
-        let bandwidth = shape.bandwidth.load(Ordering::Relaxed);
-        if bandwidth > 0 {
-            wait_ms += n as u64 * 1000 / bandwidth;
+        if let Some(transfer_ms) = (n as u64 * 1000).checked_div(shape.bandwidth.load(Ordering::Relaxed)) {
+            wait_ms += transfer_ms;
         }
         if wait_ms > 0 {
             tokio::time::sleep(Duration::from_millis(wait_ms)).await;

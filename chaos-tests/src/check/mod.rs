@@ -1,11 +1,13 @@
 //! Checkers over the history and the final state of every node. Each counts; any violation
 //! fails the run.
 //!
-//! 1. no acknowledged post is lost; 2. none is applied twice; 3. every node holds the same
-//! timelines, and a post acknowledged before another was sent has the lower sequence;
-//! 4. timeline reads are linearizable ([`linearizable`]); 5. subscribers get every post of
-//! their rooms exactly once, in order, across reconnects; 6. after healing every node reports
-//! the same state digest at the same applied index.
+//! 1. No acknowledged post is lost.
+//! 2. None is applied twice.
+//! 3. Every node holds the same timelines, and a post acknowledged before another was sent
+//!    has the lower sequence.
+//! 4. Timeline reads are linearizable ([`linearizable`]).
+//! 5. Subscribers get every post of their rooms exactly once, in order, across reconnects.
+//! 6. After healing every node reports the same state digest at the same applied index.
 
 pub mod linearizable;
 mod posts;
