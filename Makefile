@@ -23,13 +23,18 @@ test: setup
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
-## A longer chaos soak against real processes: make chaos SCENARIO=mix SECONDS=300 SEED=1
+## A longer chaos soak against real processes, e.g.
+##   make chaos SCENARIO=mix SECONDS=300 SEED=1
+##   make chaos SCENARIO=membership,rolling-restart,partition TOPOLOGY=tochigi CLIENTS=16
 SCENARIO ?= mix
+TOPOLOGY ?= three-region
 SECONDS ?= 120
 SEED ?= 1
+CLIENTS ?= 8
 chaos: setup
 	$(CARGO) build -p kizuna-node -p kizuna-chaos
-	$(CARGO_TARGET_DIR)/debug/kizuna-chaos --scenario $(SCENARIO) --seconds $(SECONDS) --seed $(SEED) --report chaos-report.json
+	$(CARGO_TARGET_DIR)/debug/kizuna-chaos --scenario $(SCENARIO) --topology $(TOPOLOGY) --seconds $(SECONDS) \
+		--seed $(SEED) --clients $(CLIENTS) --report chaos-report.json
 
 lint: setup
 	$(CARGO) fmt --all -- --check
