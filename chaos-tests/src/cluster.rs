@@ -36,6 +36,9 @@ pub struct Cluster {
     config: PathBuf,
     pub nodes: Vec<NodeProc>,
     links: BTreeMap<(usize, usize), LinkProxy>,
+    /// Each link's normal one-way delay and jitter (the distance between its regions), which
+    /// [`Cluster::heal`] restores.
+    baseline: BTreeMap<(usize, usize), (Duration, Duration)>,
 }
 
 async fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -108,7 +111,7 @@ impl Cluster {
         }
         let config = dir.path().join("hub.toml");
         std::fs::write(&config, toml)?;
-        let mut cluster = Self { dir, bin: kizuna_bin()?, config, nodes, links };
+        let mut cluster = Self { dir, bin: kizuna_bin()?, config, nodes, links, baseline: BTreeMap::new() };
         for i in 0..cluster.nodes.len() {
             cluster.spawn(i)?;
         }
@@ -231,12 +234,22 @@ impl Cluster {
         }
     }
 
-    /// Every link up and unshaped.
+    /// Gives every link the delay and jitter `wan(from_region, to_region)` returns, from now on
+    /// its normal state.
+    pub fn set_wan(&mut self, wan: impl Fn(&str, &str) -> (Duration, Duration)) {
+        for (a, b) in self.links.keys() {
+            self.baseline.insert((*a, *b), wan(&self.nodes[*a].region, &self.nodes[*b].region));
+        }
+        self.heal();
+    }
+
+    /// Every link up, uncapped, with its normal delay and jitter.
     pub fn heal(&self) {
-        for p in self.links.values() {
+        for (link, p) in &self.links {
+            let (delay, jitter) = self.baseline.get(link).copied().unwrap_or_default();
             p.set_up(true);
-            p.set_delay(Duration::ZERO);
-            p.set_jitter(Duration::ZERO);
+            p.set_delay(delay);
+            p.set_jitter(jitter);
             p.set_bandwidth(0);
         }
     }

@@ -23,6 +23,9 @@ struct Args {
     clients: usize,
     #[arg(long, default_value_t = 8)]
     rooms: usize,
+    /// Links at loopback speed instead of the regions' normal delay and jitter.
+    #[arg(long)]
+    no_wan: bool,
     /// Where to write the JSON report.
     #[arg(long, default_value = "chaos-report.json")]
     report: PathBuf,
@@ -38,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         rooms: a.rooms.max(1),
         scenarios: a.scenario,
         topology: a.topology,
+        wan: !a.no_wan,
     }))?;
     std::fs::write(&a.report, serde_json::to_vec_pretty(&report)?)?;
     print!("{}", run::table(&report));

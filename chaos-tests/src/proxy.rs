@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::rng::Rng;
 
@@ -43,26 +44,44 @@ pub struct LinkProxy {
 }
 
 /// Forwards bytes from `from` to `to`, shaped by the link's current delay, jitter and bandwidth.
-/// Chunks stay in order: a delayed chunk holds back the ones behind it, as on a real stream.
+/// Latency is pipelined as on a real link: each chunk is due its delay after it was read, while
+/// later chunks are already being read; chunks stay in order (a chunk is never due before the
+/// one ahead of it). The bandwidth cap paces the writes.
 async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shape: Arc<Shape>, mut rng: Rng) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let jitter = shape.jitter_ms.load(Ordering::Relaxed);
-        let mut wait_ms = shape.delay_ms.load(Ordering::Relaxed) + if jitter > 0 { rng.below(jitter + 1) } else { 0 };
-        if let Some(transfer_ms) = (n as u64 * 1000).checked_div(shape.bandwidth.load(Ordering::Relaxed)) {
-            wait_ms += transfer_ms;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(1024);
+    let read_side = {
+        let shape = shape.clone();
+        async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut last_due = Instant::now();
+            loop {
+                let n = match from.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let jitter = shape.jitter_ms.load(Ordering::Relaxed);
+                let delay = shape.delay_ms.load(Ordering::Relaxed) + if jitter > 0 { rng.below(jitter + 1) } else { 0 };
+                last_due = last_due.max(Instant::now() + Duration::from_millis(delay));
+                if tx.send((last_due, buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
         }
-        if wait_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+    };
+    let write_side = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+            let bandwidth = shape.bandwidth.load(Ordering::Relaxed);
+            if let Some(transfer_ms) = (chunk.len() as u64 * 1000).checked_div(bandwidth) {
+                tokio::time::sleep(Duration::from_millis(transfer_ms)).await;
+            }
         }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
+    };
+    // At the end of the input, what is still queued is delivered before the direction ends.
+    tokio::join!(read_side, write_side);
 }
 
 impl LinkProxy {

@@ -39,6 +39,21 @@ impl Topology {
         }
     }
 
+    /// One-way delay and jitter between two regions: roughly what the links between Tochigi,
+    /// Tokyo and Osaka show (a few ms within the Kanto plain, more to Kansai).
+    fn wan(a: &str, b: &str) -> (Duration, Duration) {
+        const TOCHIGI: [&str; 3] = ["utsunomiya", "oyama", "nasu"];
+        let ms = Duration::from_millis;
+        let (a, b) = if a <= b { (a, b) } else { (b, a) };
+        match (TOCHIGI.contains(&a), TOCHIGI.contains(&b)) {
+            _ if a == b => (ms(0), ms(0)),
+            (true, true) => (ms(2), ms(1)),
+            (true, false) | (false, true) if a == "tokyo" || b == "tokyo" => (ms(3), ms(1)),
+            (true, false) | (false, true) => (ms(7), ms(2)),
+            (false, false) => (ms(5), ms(2)),
+        }
+    }
+
     fn preferred(self) -> &'static [&'static str] {
         match self {
             Topology::ThreeRegion => &[],
@@ -57,6 +72,8 @@ pub struct Plan {
     /// Faults are taken from this list in turn (`Mix` picks one at random each time).
     pub scenarios: Vec<Scenario>,
     pub topology: Topology,
+    /// Give the links their regions' normal delay and jitter (off: loopback speed).
+    pub wan: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,6 +84,7 @@ pub struct Report {
     pub rooms: usize,
     pub scenarios: Vec<Scenario>,
     pub topology: Topology,
+    pub wan: bool,
     pub faults: Vec<Fault>,
     /// Unavailability per fault: p50, p99, max (ms).
     pub failover_p50_ms: u64,
@@ -81,6 +99,9 @@ const SUBSCRIBERS: usize = 2;
 
 pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     let mut cluster = Cluster::start(&plan.topology.nodes(), plan.topology.preferred()).await?;
+    if plan.wan {
+        cluster.set_wan(Topology::wan);
+    }
     let logs = cluster.logs_dir().display().to_string();
     let result = drive(&plan, &mut cluster).await.with_context(|| format!("node logs in {logs}"));
     let keep = result.as_ref().map_or(true, |r| r.violations > 0);
@@ -202,6 +223,7 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         rooms: plan.rooms,
         scenarios: plan.scenarios.clone(),
         topology: plan.topology,
+        wan: plan.wan,
         failover_p50_ms: percentile(&unavailable, 0.5),
         failover_p99_ms: percentile(&unavailable, 0.99),
         failover_max_ms: unavailable.last().copied().unwrap_or(0),
@@ -216,8 +238,14 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
 pub fn table(r: &Report) -> String {
     let f = &r.findings;
     let mut s = format!(
-        "chaos run: {:?} on {:?}, seed {}, {} s, {} writers, {} rooms\n",
-        r.scenarios, r.topology, r.seed, r.seconds, r.clients, r.rooms
+        "chaos run: {:?} on {:?}{}, seed {}, {} s, {} writers, {} rooms\n",
+        r.scenarios,
+        r.topology,
+        if r.wan { " with WAN delays" } else { "" },
+        r.seed,
+        r.seconds,
+        r.clients,
+        r.rooms
     );
     s += &format!(
         "  posts: {} acknowledged, {} unknown ({} of them applied)\n",
