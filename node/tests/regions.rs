@@ -126,6 +126,8 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
         };
     let mut posts = PostsClient::new(common::channel(&hub.api(leader)).await);
     posts.post(authed(post, &team.token)).await.expect("post");
+    // Every node holds the post before one is cut off.
+    hub.wait_applied(hub.running(leader).node.metrics().last_applied.map_or(0, |l| l.index)).await;
 
     // Cut off one voter that is not the leader.
     let cut = hub.running_ids().into_iter().find(|id| *id != leader && hub.status(*id).role == "follower").unwrap();
