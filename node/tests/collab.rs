@@ -283,6 +283,19 @@ async fn the_collaboration_story() {
     let again = c.posts.post(authed(post(room_a, "本日訪問。血圧 128/76。", "p-1"), &dr)).await.unwrap().into_inner();
     assert_eq!(again.seq, 1);
     assert_eq!(c.posts.timeline(authed(tl(room_a), &dr)).await.unwrap().into_inner().posts.len(), 2);
+    // A retried login (its first answer lost on the way) still ends with a working token.
+    let retry = LoginRequest {
+        request_id: "login-retry".into(),
+        login: "ph.tanaka".into(),
+        password: PASSWORD.into(),
+        device: "x".into(),
+    };
+    let first = c.accounts.login(retry.clone()).await.expect("login").into_inner();
+    let second = f.accounts.login(retry).await.expect("retried login").into_inner();
+    assert_ne!(first.token, second.token);
+    for token in [&first.token, &second.token] {
+        c.posts.timeline(authed(tl(room_a), token)).await.expect("the token works");
+    }
 
     // Bad input changes nothing.
     for (bad, code) in [

@@ -83,6 +83,17 @@ impl CollabApi {
 
     /// Proposes a collaboration command and maps its result.
     async fn write(&self, request_id: String, session: Option<String>, command: Command) -> Result<Outcome, Status> {
+        Ok(self.write_once(request_id, session, command).await?.0)
+    }
+
+    /// [`Self::write`], also telling whether the request id had been applied before (the
+    /// outcome is then the first attempt's).
+    async fn write_once(
+        &self,
+        request_id: String,
+        session: Option<String>,
+        command: Command,
+    ) -> Result<(Outcome, bool), Status> {
         let envelope = Envelope {
             request_id,
             proposed_at_ms: 0,
@@ -90,7 +101,7 @@ impl CollabApi {
         };
         let applied = self.node.write(envelope).await.map_err(|e| e.into_status())?;
         match applied.result {
-            CommandResult::Collab(outcome) => Ok(outcome),
+            CommandResult::Collab(outcome) => Ok((outcome, applied.duplicate)),
             CommandResult::Refused { code, message } => Err(refusal_status(code, message)),
             other => Err(Status::internal(format!("unexpected result {other:?}"))),
         }
@@ -213,8 +224,23 @@ impl pb::accounts_server::Accounts for CollabApi {
             return Err(refused());
         }
         let token = auth::new_secret()?;
-        let cmd = Command::CreateSession { login: r.login, token_hash: auth::secret_hash(&token), device: r.device };
-        let id = account_id(self.write(r.request_id, None, cmd).await?)?.account_id;
+        let token_hash = auth::secret_hash(&token);
+        let session = |request_id: String| {
+            let cmd = Command::CreateSession {
+                login: r.login.clone(),
+                token_hash: token_hash.clone(),
+                device: r.device.clone(),
+            };
+            self.write_once(request_id, None, cmd)
+        };
+        let (mut outcome, duplicate) = session(r.request_id.clone()).await?;
+        if duplicate {
+            // A retry of a login that was applied: its token went to a client that never got
+            // the answer, and only its hash is stored. Open a session for this token instead
+            // (the lost one idles out).
+            outcome = session(format!("{}/retry-{}", r.request_id, &token_hash[..16])).await?.0;
+        }
+        let id = account_id(outcome)?.account_id;
         Ok(Response::new(pb::LoginResponse { token, account_id: id }))
     }
 
