@@ -59,6 +59,8 @@ pub struct Fault {
     pub at_ms: u64,
     pub kind: Scenario,
     pub nodes: Vec<u64>,
+    /// The leader when the fault began (0: none known), to tell faults on the leader apart.
+    pub leader: u64,
     pub lasted_ms: u64,
     /// The longest time no post was acknowledged from the fault's start to the next fault.
     pub unavailable_ms: u64,

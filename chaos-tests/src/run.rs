@@ -150,10 +150,11 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         let listed = plan.scenarios.get(faults.len() % plan.scenarios.len().max(1)).copied();
         let kind = faults::pick(listed.unwrap_or(Scenario::Mix), &mut rng);
         let lasts = Duration::from_millis(1500 + rng.below(2000));
+        let leader = cluster.leader().await.map_or(0, |i| cluster.nodes[i].id);
         let at_ms = ms_since(started);
         let hit = faults::inject(cluster, kind, lasts, &mut rng).await?;
         let nodes = hit.iter().map(|&i| cluster.nodes[i].id).collect();
-        faults.push(Fault { at_ms, kind, nodes, lasted_ms: ms_since(started) - at_ms, unavailable_ms: 0 });
+        faults.push(Fault { at_ms, kind, nodes, leader, lasted_ms: ms_since(started) - at_ms, unavailable_ms: 0 });
         tokio::time::sleep(Duration::from_millis(1000 + rng.below(1500))).await;
     }
     if let Some(left) = end.checked_duration_since(Instant::now()) {
@@ -259,10 +260,11 @@ pub fn table(r: &Report) -> String {
     s += &format!("  faults: {}\n", r.faults.len());
     for x in &r.faults {
         s += &format!(
-            "    t={:>7} ms  {:<15} nodes {:<10} for {:>5} ms   writes unavailable {:>5} ms\n",
+            "    t={:>7} ms  {:<15} nodes {:<10} (leader {}) for {:>5} ms   writes unavailable {:>5} ms\n",
             x.at_ms,
             format!("{:?}", x.kind),
             format!("{:?}", x.nodes),
+            x.leader,
             x.lasted_ms,
             x.unavailable_ms
         );

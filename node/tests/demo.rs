@@ -8,6 +8,32 @@ use std::time::{Duration, Instant};
 
 const KIZUNA: &str = env!("CARGO_BIN_EXE_kizuna");
 
+/// The demo process, killed if the test fails half-way (so it never holds the demo ports for
+/// the next run).
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Demo {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Demo {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 fn cli(ca: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(KIZUNA).arg("--ca").arg(ca).args(args).output().expect("run kizuna")
 }
@@ -17,13 +43,15 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
     let log = dir.path().join("demo.log");
-    let mut demo = Command::new(KIZUNA)
-        .args(["demo", "--data-dir"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start kizuna demo");
+    let mut demo = Demo(
+        Command::new(KIZUNA)
+            .args(["demo", "--data-dir"])
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start kizuna demo"),
+    );
     let stdout = demo.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -70,6 +98,13 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     assert!(status.iter().all(|m| m["reachable"] == true), "{status:#?}");
     let applied: Vec<u64> = status.iter().map(|m| m["applied_index"].as_u64().unwrap()).collect();
     assert!(applied.windows(2).all(|w| w[0] == w[1]), "applied indexes differ: {applied:?}");
+
+    // An idle hub: every replica reports the same state digest.
+    let out = cli(&ca, &["admin", "digest"]);
+    let digests = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "digest: {digests}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(digests.contains("replicas at the same applied index agree"), "{digests}");
+    assert_eq!(digests.lines().filter(|l| l.contains("entries)")).count(), 3, "{digests}");
 
     let out = cli(&ca, &["put", "greeting", "こんにちは"]);
     assert!(out.status.success(), "put: {}", String::from_utf8_lossy(&out.stderr));

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
 use kizuna_proto::admin::{
-    AddLearnerRequest, ChangeMembershipRequest, MembershipResponse, NodeSpec, SnapshotRequest, TransferLeaderRequest,
+    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, MembershipResponse, NodeSpec, SnapshotRequest,
+    StateDigestRequest, TransferLeaderRequest,
 };
 use tonic::transport::Channel;
 
@@ -102,6 +103,8 @@ pub enum AdminCommand {
         #[arg(long)]
         purge: bool,
     },
+    /// Every member's applied index and state digest: replicas at one index must agree.
+    Digest,
 }
 
 async fn on_leader<F, Fut>(target: &Target, call: F) -> anyhow::Result<MembershipResponse>
@@ -174,6 +177,32 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
             let r = ClusterAdminClient::new(channel).snapshot(SnapshotRequest { purge_log: purge }).await?.into_inner();
             println!("snapshot at index {}, log purged up to {}", r.snapshot_index, r.purged_index);
         }
+        AdminCommand::Digest => digests(&target()?).await?,
     }
+    Ok(())
+}
+
+/// Asks every member for its state digest and says whether replicas at one index agree.
+async fn digests(target: &Target) -> anyhow::Result<()> {
+    let (_, channel) = target.connect_any().await?;
+    let status = ClusterAdminClient::new(channel).status(ClusterStatusRequest {}).await?.into_inner();
+    let mut by_index: std::collections::BTreeMap<u64, std::collections::BTreeSet<String>> = Default::default();
+    for m in &status.members {
+        let answer = async {
+            let channel = target.connect(&target.endpoint_of(&m.api_addr)).await?;
+            anyhow::Ok(ClusterAdminClient::new(channel).state_digest(StateDigestRequest {}).await?.into_inner())
+        };
+        match answer.await {
+            Ok(d) => {
+                println!("{:<16} applied {:>8}  {}  ({} entries)", m.name, d.applied_index, d.sha256, d.entries);
+                by_index.entry(d.applied_index).or_default().insert(d.sha256);
+            }
+            Err(e) => println!("{:<16} unreachable: {e:#}", m.name),
+        }
+    }
+    if by_index.values().any(|digests| digests.len() > 1) {
+        anyhow::bail!("replicas at the same applied index hold different states");
+    }
+    println!("replicas at the same applied index agree");
     Ok(())
 }

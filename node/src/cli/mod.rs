@@ -81,8 +81,12 @@ impl Target {
 
     /// The leader's endpoint when a node refused because it is not the leader.
     pub fn leader_hint(&self, status: &tonic::Status) -> Option<String> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        status.metadata().get(LEADER_HINT_KEY).and_then(|v| v.to_str().ok()).map(|a| with_scheme(a, scheme))
+        status.metadata().get(LEADER_HINT_KEY).and_then(|v| v.to_str().ok()).map(|a| self.endpoint_of(a))
+    }
+
+    /// A node's public address as an endpoint of this target (its scheme).
+    pub fn endpoint_of(&self, addr: &str) -> String {
+        with_scheme(addr, if self.tls.is_some() { "https" } else { "http" })
     }
 }
 
