@@ -148,6 +148,9 @@ enum Command {
         #[arg(long)]
         accept: bool,
     },
+    /// Requests (リクエスト) to facilities: send, inbox, sent, show, accept, decline, cancel.
+    #[command(subcommand)]
+    Request(cli::requests::RequestCommand),
     /// Cluster administration and the operator's chores.
     #[command(subcommand)]
     Admin(cli::admin::AdminCommand),
@@ -181,6 +184,7 @@ fn main() -> anyhow::Result<()> {
             Command::Invite { room, account, family } => cli::collab::invite(&target()?, room, account, family).await,
             Command::Approve { room, account } => cli::collab::approve(&target()?, room, account).await,
             Command::Connect { account, accept } => cli::collab::connect(&target()?, account, accept).await,
+            Command::Request(cmd) => cli::requests::run(&target()?, cmd).await,
             Command::Admin(cmd) => cli::admin::run(target, cmd).await,
         }
     })

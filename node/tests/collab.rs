@@ -465,3 +465,133 @@ async fn tampering_with_a_stored_audit_entry_is_detected() {
     assert!(audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner().intact);
     hub.shutdown().await;
 }
+
+/// Registers and approves a facility; returns its id.
+async fn facility(c: &mut Client, op: &str, name: &str, kind: FacilityKind) -> u64 {
+    let req = RegisterFacilityRequest {
+        request_id: uuid(),
+        name: name.into(),
+        kind: kind as i32,
+        municipality: "宇都宮市".into(),
+    };
+    let id = c.accounts.register_facility(authed(req, op)).await.expect("facility").into_inner().facility_id;
+    c.accounts
+        .approve_facility(authed(ApproveFacilityRequest { request_id: uuid(), facility_id: id }, op))
+        .await
+        .expect("approve");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_to_two_hospitals_is_answered_by_each_and_opens_the_patient_team() {
+    use kizuna_proto::collab::care_requests_client::CareRequestsClient;
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let follower = hub.follower_of(leader);
+    let mut c = client(&hub.api(leader)).await;
+    let init = InitOperatorRequest {
+        request_id: uuid(),
+        login: "op".into(),
+        display_name: "事務局".into(),
+        password: PASSWORD.into(),
+    };
+    c.accounts.init_operator(init).await.unwrap();
+    let op = login(&mut c, "op").await;
+    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
+    let hospital = facility(&mut c, &op, "県立病院", FacilityKind::Hospital).await;
+    let other = facility(&mut c, &op, "済生会病院", FacilityKind::Hospital).await;
+    let pharmacy = facility(&mut c, &op, "みどり薬局", FacilityKind::Pharmacy).await;
+    join(&mut c, &op, &op, clinic, true, "dr.home", Profession::Doctor).await;
+    let hospital_doctor = join(&mut c, &op, &op, hospital, true, "dr.ward", Profession::Doctor).await;
+    join(&mut c, &op, &op, other, true, "msw.other", Profession::MedicalSocialWorker).await;
+    join(&mut c, &op, &op, pharmacy, true, "ph.green", Profession::Pharmacist).await;
+    let (dr, ward, msw, ph) = (
+        login(&mut c, "dr.home").await,
+        login(&mut c, "dr.ward").await,
+        login(&mut c, "msw.other").await,
+        login(&mut c, "ph.green").await,
+    );
+    let req = CreatePatientRequest {
+        request_id: uuid(),
+        name: "高橋 ハナ".into(),
+        kana: "たかはし".into(),
+        ..Default::default()
+    };
+    let created = c.rooms.create_patient(authed(req, &dr)).await.unwrap().into_inner();
+
+    // Sent through a follower; answered through the leader.
+    let mut on_follower = CareRequestsClient::new(channel(&hub.api(follower)).await);
+    let mut on_leader = CareRequestsClient::new(channel(&hub.api(leader)).await);
+    let send = SendCareRequestRequest {
+        request_id: "rq-1".into(),
+        kind: RequestKind::Admission as i32,
+        patient_id: created.patient_id,
+        title: "入院のご相談".into(),
+        details: "誤嚥性肺炎の疑い。本日中の入院を希望します。".into(),
+        facility_ids: vec![hospital, other],
+    };
+    let sent = on_follower.send(authed(send.clone(), &dr)).await.expect("send").into_inner();
+    assert_eq!((sent.kind_label.as_str(), sent.patient_name.as_str()), ("入院", "高橋 ハナ"));
+    assert!(sent.recipients.iter().all(|r| r.state == AnswerState::Pending as i32), "{sent:?}");
+    // A retry with the same request id sends nothing new.
+    let again = on_follower.send(authed(send, &dr)).await.expect("retried send").into_inner();
+    assert_eq!(again.care_request_id, sent.care_request_id);
+    let list = |sent: bool| ListCareRequestsRequest { sent, before_id: 0, limit: 0 };
+    assert_eq!(on_leader.list(authed(list(true), &dr)).await.unwrap().into_inner().requests.len(), 1);
+
+    // Each hospital sees it in its inbox; the pharmacy does not, and cannot read it.
+    for token in [&ward, &msw] {
+        assert_eq!(on_leader.list(authed(list(false), token)).await.unwrap().into_inner().requests.len(), 1);
+    }
+    assert!(on_leader.list(authed(list(false), &ph)).await.unwrap().into_inner().requests.is_empty());
+    let id = sent.care_request_id;
+    let peek = on_leader.get(authed(GetCareRequestRequest { care_request_id: id }, &ph)).await;
+    assert_eq!(peek.expect_err("outsider reads a request").code(), tonic::Code::NotFound);
+
+    let answer = |accept: bool, note: &str| AnswerCareRequestRequest {
+        request_id: uuid(),
+        care_request_id: id,
+        accept,
+        note: note.into(),
+    };
+    let mut events =
+        c.events.subscribe(authed(SubscribeRequest { after_cursor: 0 }, &dr)).await.expect("subscribe").into_inner();
+    let accepted = on_leader.answer(authed(answer(true, "本日14時に受け入れます"), &ward)).await.expect("accept");
+    let accepted = accepted.into_inner();
+    assert_eq!(accepted.recipients[0].state, AnswerState::Accepted as i32);
+    assert_eq!(accepted.recipients[0].answered_by, hospital_doctor);
+    on_leader.answer(authed(answer(false, "満床です"), &msw)).await.expect("decline");
+    let twice = on_leader.answer(authed(answer(true, ""), &msw)).await;
+    assert_eq!(twice.expect_err("second answer").code(), tonic::Code::FailedPrecondition);
+    let cancel = on_leader.cancel(authed(CareRequestRef { request_id: uuid(), care_request_id: id }, &dr)).await;
+    assert_eq!(cancel.expect_err("nothing left to cancel").code(), tonic::Code::FailedPrecondition);
+
+    // The sender sees both answers; the hospital doctor is now in the patient's team.
+    let seen = on_leader.get(authed(GetCareRequestRequest { care_request_id: id }, &dr)).await.unwrap().into_inner();
+    let states: Vec<i32> = seen.recipients.iter().map(|r| r.state).collect();
+    assert_eq!(states, vec![AnswerState::Accepted as i32, AnswerState::Declined as i32]);
+    assert_eq!(seen.recipients[1].note, "満床です");
+    let tl = TimelineRequest { room_id: created.room_id, after_seq: 0, limit: 0 };
+    c.posts.timeline(authed(tl, &ward)).await.expect("the accepting doctor reads the patient's timeline");
+    // The team hears of its new member live.
+    let event = tokio::time::timeout(Duration::from_secs(10), events.message()).await.expect("an event in time");
+    let event = event.expect("stream").expect("an event");
+    assert_eq!(event.room_id, created.room_id);
+    assert_eq!(event.kind, Some(kizuna_proto::collab::event::Kind::MembershipChanged(true)));
+
+    // Bad input changes nothing.
+    let bad = SendCareRequestRequest {
+        request_id: uuid(),
+        kind: RequestKind::Unspecified as i32,
+        title: "x".into(),
+        details: "x".into(),
+        facility_ids: vec![hospital],
+        ..Default::default()
+    };
+    let e = on_leader.send(authed(bad, &dr)).await.expect_err("no kind");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let bad = ListCareRequestsRequest { sent: true, before_id: 0, limit: 500 };
+    assert_eq!(on_leader.list(authed(bad, &dr)).await.expect_err("limit").code(), tonic::Code::InvalidArgument);
+    assert_eq!(on_leader.list(authed(list(true), &dr)).await.unwrap().into_inner().requests.len(), 1);
+    hub.shutdown().await;
+}

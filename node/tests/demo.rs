@@ -135,6 +135,16 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     let out = user(&["patients"]);
     let list = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(list.contains("山田 花子") && list.contains("未読"), "{list}");
+    // Her station accepted the demo's request about 高橋 トメ, which put her in that team.
+    assert!(list.contains("高橋 トメ"), "{list}");
+    let out = user(&["request", "inbox"]);
+    let inbox = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "inbox: {inbox}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        inbox.contains("訪問看護の導入のお願い") && inbox.contains("受諾") && inbox.contains("鈴木 早苗"),
+        "{inbox}"
+    );
+    assert!(!inbox.contains("レスパイト"), "another facility's request leaked: {inbox}");
     let room: String = list
         .lines()
         .find(|l| l.contains("山田 花子") && !l.contains('／'))

@@ -21,7 +21,7 @@ use crate::node::{Node, now_ms};
 /// Shared by the collaboration services of one node (cheap to clone).
 #[derive(Clone)]
 pub struct CollabApi {
-    node: Arc<Node>,
+    pub(super) node: Arc<Node>,
     idle: Arc<IdleClock>,
     policy: SessionPolicy,
 }
@@ -62,7 +62,7 @@ impl CollabApi {
     }
 
     /// The signed-in account and its session token's hash.
-    async fn authenticate<T>(&self, req: &Request<T>) -> Result<(AccountId, String), Status> {
+    pub(super) async fn authenticate<T>(&self, req: &Request<T>) -> Result<(AccountId, String), Status> {
         let (account, token_hash, _) = self.authenticate_fresh(req).await?;
         Ok((account, token_hash))
     }
@@ -108,7 +108,7 @@ impl CollabApi {
     }
 
     /// Journals a read of patient data before its answer leaves this node.
-    fn audit_read(
+    pub(super) fn audit_read(
         &self,
         account: AccountId,
         token_hash: &str,
@@ -129,7 +129,12 @@ impl CollabApi {
         self.node.state.journal.append(&record).map_err(|e| Status::internal(format!("audit journal: {e}")))
     }
 
-    async fn signed_write<T>(&self, req: &Request<T>, request_id: String, command: Command) -> Result<Outcome, Status> {
+    pub(super) async fn signed_write<T>(
+        &self,
+        req: &Request<T>,
+        request_id: String,
+        command: Command,
+    ) -> Result<Outcome, Status> {
         let (_, token_hash) = self.authenticate(req).await?;
         self.write(request_id, Some(token_hash), command).await
     }

@@ -1,10 +1,11 @@
-//! The public gRPC front end of a node: the collaboration network, records, cluster
-//! administration, health and reflection.
+//! The public gRPC front end of a node: the collaboration network (with requests to
+//! facilities), records, cluster administration, health and reflection.
 
 mod admin;
 mod auth;
 mod collab;
 mod records;
+mod requests;
 
 use std::sync::Arc;
 
@@ -47,5 +48,6 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<Router, t
         .add_service(pb::posts_server::PostsServer::new(collab.clone()))
         .add_service(pb::connections_server::ConnectionsServer::new(collab.clone()))
         .add_service(pb::audit_server::AuditServer::new(collab.clone()))
+        .add_service(pb::care_requests_server::CareRequestsServer::new(collab.clone()))
         .add_service(pb::events_server::EventsServer::new(collab)))
 }

@@ -53,7 +53,7 @@ fn save_session(s: &SavedSession) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn token() -> anyhow::Result<String> {
+pub(crate) fn token() -> anyhow::Result<String> {
     let path = session_file();
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("not logged in (no {}): run `kizuna login`", path.display()))?;
@@ -92,14 +92,14 @@ fn password(given: Option<String>) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-fn time(ts: &Option<prost_types::Timestamp>) -> String {
+pub(crate) fn time(ts: &Option<prost_types::Timestamp>) -> String {
     ts.as_ref().map_or(String::new(), |t| {
         let secs = t.seconds.rem_euclid(86_400) + 9 * 3600; // JST
         format!("{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60)
     })
 }
 
-async fn channel(target: &Target) -> anyhow::Result<Channel> {
+pub(crate) async fn channel(target: &Target) -> anyhow::Result<Channel> {
     Ok(target.connect_any().await?.1)
 }
 

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod collab;
 pub mod load;
 pub mod records;
+pub mod requests;
 pub mod seed;
 pub mod serve;
 pub mod status;

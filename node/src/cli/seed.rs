@@ -1,9 +1,11 @@
 //! The demo hub's believable small region (宇都宮 and 鹿沼): five facilities, twelve
 //! professionals, three patients with their teams and a sub-room, posts with unread state,
-//! two groups and a connection. Seeded through the public API, like any client would.
+//! two groups, a connection and two requests to facilities. Seeded through the public API, like
+//! any client would.
 
 use anyhow::Context;
 use kizuna_proto::collab::accounts_client::AccountsClient;
+use kizuna_proto::collab::care_requests_client::CareRequestsClient;
 use kizuna_proto::collab::connections_client::ConnectionsClient;
 use kizuna_proto::collab::posts_client::PostsClient;
 use kizuna_proto::collab::rooms_client::RoomsClient;
@@ -45,6 +47,7 @@ struct Seeder {
     rooms: RoomsClient<Channel>,
     posts: PostsClient<Channel>,
     connections: ConnectionsClient<Channel>,
+    channel: Channel,
     ids: std::collections::HashMap<&'static str, (u64, String)>,
 }
 
@@ -71,7 +74,7 @@ impl Seeder {
         born: &str,
         address: &str,
         team: &[&str],
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<(u64, u64)> {
         let (_, token) = self.who(owner)?;
         let req = CreatePatientRequest {
             request_id: request_id(),
@@ -81,14 +84,15 @@ impl Seeder {
             address: address.into(),
             notes: String::new(),
         };
-        let room = self.rooms.create_patient(authed(req, &token)?).await?.into_inner().room_id;
+        let created = self.rooms.create_patient(authed(req, &token)?).await?.into_inner();
+        let room = created.room_id;
         for member in team {
             let (id, _) = self.who(member)?;
             let req =
                 InviteRequest { request_id: request_id(), room_id: room, account_id: id, role: Role::Member as i32 };
             self.rooms.invite(authed(req, &token)?).await?;
         }
-        Ok(room)
+        Ok((created.patient_id, room))
     }
 
     async fn post(&mut self, who: &str, room: u64, text: &str) -> anyhow::Result<u64> {
@@ -155,7 +159,8 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
         accounts,
         rooms: RoomsClient::new(channel.clone()),
         posts: PostsClient::new(channel.clone()),
-        connections: ConnectionsClient::new(channel),
+        connections: ConnectionsClient::new(channel.clone()),
+        channel,
         ids: Default::default(),
     };
     let op = s.login(DEMO_OPERATOR).await?;
@@ -196,7 +201,7 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
     }
 
     // 山田 花子: home oxygen, a sub-room for the doctor and the visiting nurse.
-    let yamada = s
+    let (_, yamada) = s
         .patient(
             "dr.sato",
             "山田 花子",
@@ -231,7 +236,7 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
     .await?;
 
     // 佐藤 一郎: discharge planning from the hospital.
-    let ichiro = s
+    let (_, ichiro) = s
         .patient(
             "dr.sato",
             "佐藤 一郎",
@@ -251,7 +256,7 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
     s.post("pt.yamamoto", ichiro, "退院後の訪問リハ、週1回で調整します。手すりの設置場所は自宅で確認します。").await?;
 
     // 高橋 トメ: pharmacy and care worker.
-    let tome = s
+    let (tome_patient, tome) = s
         .patient(
             "dr.sato",
             "高橋 トメ",
@@ -284,5 +289,38 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
         .into_inner()
         .room_id;
     s.post("dr.sato", room, "山田さんの利尿薬の件、主治医としてご本人に説明済みです。").await?;
+
+    // Requests: visiting nursing for 高橋 トメ, accepted (the nurse joins her team); a respite
+    // admission still waiting for the hospital's answer.
+    let mut requests = CareRequestsClient::new(s.channel.clone());
+    let send = |kind: RequestKind, title: &str, details: &str, to: Vec<u64>| SendCareRequestRequest {
+        request_id: request_id(),
+        kind: kind as i32,
+        patient_id: tome_patient,
+        title: title.into(),
+        details: details.into(),
+        facility_ids: to,
+    };
+    let nursing = send(
+        RequestKind::Collaboration,
+        "訪問看護の導入のお願い",
+        "食事量が低下しています。週2回の訪問看護（体調観察・服薬確認）をお願いできますか。",
+        vec![facilities[3]],
+    );
+    let nursing = requests.send(authed(nursing, &sato_token)?).await?.into_inner().care_request_id;
+    let accept = AnswerCareRequestRequest {
+        request_id: request_id(),
+        care_request_id: nursing,
+        accept: true,
+        note: "来週月曜から伺います。".into(),
+    };
+    requests.answer(authed(accept, &s.who("vn.suzuki")?.1)?).await?;
+    let respite = send(
+        RequestKind::Admission,
+        "レスパイト入院のご相談",
+        "ご家族の介護負担が大きく、2週間程度のレスパイト入院を希望されています。",
+        vec![facilities[1]],
+    );
+    requests.send(authed(respite, &sato_token)?).await?;
     Ok(true)
 }

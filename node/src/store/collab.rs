@@ -16,6 +16,9 @@
 //! | `S` | token hash | Session |
 //! | `V` | account id, token hash | (index of an account's sessions) |
 //! | `O` | — | (an operator exists) |
+//! | `Y` | request id | CareRequest |
+//! | `W` | account id, request id | (index of the requests an account sent) |
+//! | `X` | facility id, request id | (index of the requests to a facility) |
 //! | `E` | log index | Event (the live-event log, for resumable subscriptions) |
 //! | `Z` | audit seq | AuditEntry (the hash-chained audit log) |
 //! | `z` | — | (seq, hash) of the newest audit entry |
@@ -30,6 +33,7 @@ use super::{CF_SM_DATA, cf};
 use crate::domain::collab::audit::{self, AuditEntry, AuditRecord};
 use crate::domain::collab::events::Event;
 use crate::domain::collab::model::*;
+use crate::domain::collab::requests::CareRequest;
 use crate::domain::collab::{Change, HubView};
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -120,6 +124,13 @@ impl<'a> RocksHub<'a> {
                 Change::Session(s) => {
                     self.put(key(b'V', &[&be(s.account.0), s.token_hash.as_bytes()]), &());
                     self.put(key(b'S', &[s.token_hash.as_bytes()]), &s);
+                }
+                Change::Request(r) => {
+                    self.put(key(b'W', &[&be(r.from.0), &be(r.id.0)]), &());
+                    for to in &r.recipients {
+                        self.put(key(b'X', &[&be(to.facility.0), &be(r.id.0)]), &());
+                    }
+                    self.put(key(b'Y', &[&be(r.id.0)]), &r);
                 }
             }
         }
@@ -227,5 +238,25 @@ impl HubView for RocksHub<'_> {
     }
     fn has_operator(&self) -> bool {
         self.raw(&key(b'O', &[])).is_some()
+    }
+    fn care_request(&self, id: RequestId) -> Option<CareRequest> {
+        self.get(&key(b'Y', &[&be(id.0)]))
+    }
+    fn care_requests_from(&self, account: AccountId) -> Vec<CareRequest> {
+        self.indexed_requests(&key(b'W', &[&be(account.0)]))
+    }
+    fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest> {
+        self.indexed_requests(&key(b'X', &[&be(facility.0)]))
+    }
+}
+
+impl RocksHub<'_> {
+    /// The requests of an index table: the request id ends each key under `prefix`.
+    fn indexed_requests(&self, prefix: &[u8]) -> Vec<CareRequest> {
+        self.scan(prefix)
+            .into_iter()
+            .filter_map(|(k, _)| k.get(prefix.len()..).and_then(|id| id.try_into().ok()).map(u64::from_be_bytes))
+            .filter_map(|id| self.care_request(RequestId(id)))
+            .collect()
     }
 }

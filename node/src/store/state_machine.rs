@@ -240,7 +240,7 @@ impl ApplyBatch<'_> {
                     };
                     self.hub.append_audit(record);
                 }
-                if let Some(event) = event_for(&command, &outcome, actor, log_index, self.clock_ms) {
+                if let Some(event) = event_for(&self.hub, &command, &outcome, actor, log_index, self.clock_ms) {
                     self.hub.put_event(&event);
                     self.events.push(event);
                 }

@@ -101,6 +101,12 @@ pub fn write_trail(
             return Some((Some(*patient), Some(*timeline), "create patient"));
         }
         (C::CreateFamilyAccount { patient, .. }, _) => return Some((Some(*patient), None, "create family account")),
+        (C::SendRequest { patient: Some(patient), .. }, _) => return Some((Some(*patient), None, "send request")),
+        (C::AnswerRequest { request, .. } | C::CancelRequest { request }, _) => {
+            let patient = view.care_request(*request)?.patient?;
+            let what = if matches!(command, C::CancelRequest { .. }) { "cancel request" } else { "answer request" };
+            return Some((Some(patient), None, what));
+        }
         (C::Post { room, .. }, _) => (*room, "post"),
         (C::EditPost { room, .. }, _) => (*room, "edit post"),
         (C::DeletePost { room, .. }, _) => (*room, "delete post"),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::authz::{self, active_account, active_member, facility_admin, operator, owner};
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
 use super::model::*;
+use super::requests::{self, RequestKind};
 use super::view::{Change, HubView};
 
 /// Longest post text, in characters.
@@ -141,6 +142,21 @@ pub enum Command {
         room: RoomId,
         up_to_seq: u64,
     },
+    SendRequest {
+        kind: RequestKind,
+        patient: Option<PatientId>,
+        title: String,
+        details: String,
+        facilities: Vec<FacilityId>,
+    },
+    AnswerRequest {
+        request: RequestId,
+        accept: bool,
+        note: String,
+    },
+    CancelRequest {
+        request: RequestId,
+    },
 }
 
 /// What a successful command produced, for the caller.
@@ -153,12 +169,13 @@ pub enum Outcome {
     Patient { patient: PatientId, timeline: RoomId },
     Room(RoomId),
     Posted { room: RoomId, seq: u64 },
+    Request(RequestId),
     Done,
 }
 
 type Executed = (Outcome, Vec<Change>);
 
-fn text(field: &str, value: &str, max_chars: usize) -> DomainResult<()> {
+pub(super) fn text(field: &str, value: &str, max_chars: usize) -> DomainResult<()> {
     let n = value.chars().count();
     if value.trim().is_empty() || n > max_chars || value.chars().any(|c| c.is_control() && c != '\n') {
         return Err(invalid(format!("{field} must be 1..={max_chars} characters of text")));
@@ -588,6 +605,13 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             member.read_seq = member.read_seq.max(up_to_seq.min(r.last_seq));
             Ok((Outcome::Done, vec![Change::Member(member)]))
         }
+        Command::SendRequest { kind, patient, title, details, facilities } => {
+            requests::send(view, ctx, signed_in()?, (kind, patient, title, details), facilities)
+        }
+        Command::AnswerRequest { request, accept, note } => {
+            requests::answer(view, ctx, signed_in()?, request, accept, note)
+        }
+        Command::CancelRequest { request } => requests::cancel(view, signed_in()?, request),
     }
 }
 

@@ -31,6 +31,7 @@ pub struct Event {
 
 /// The event a successful command produces, if any.
 pub fn event_for(
+    view: &impl HubView,
     command: &Command,
     outcome: &Outcome,
     actor: Option<AccountId>,
@@ -53,6 +54,11 @@ pub fn event_for(
             _,
         ) => (*room, EventKind::Membership),
         (_, Outcome::Patient { timeline, .. }) => (*timeline, EventKind::Membership),
+        // Accepting a request about a patient may have opened the patient's team.
+        (Command::AnswerRequest { request, accept: true, .. }, _) => {
+            let patient = view.care_request(*request)?.patient?;
+            (view.patient(patient)?.timeline, EventKind::Membership)
+        }
         (
             Command::CreateSubRoom { .. } | Command::CreateGroup { .. } | Command::AcceptConnection { .. },
             Outcome::Room(room),

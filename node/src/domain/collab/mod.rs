@@ -1,5 +1,6 @@
 //! The collaboration network's rules: accounts, facilities, invitations, patients and their
-//! teams, sub-rooms, groups, connections, posts, read state and authorization.
+//! teams, sub-rooms, groups, connections, posts, read state, requests to facilities and
+//! authorization.
 //!
 //! Pure: commands read a [`HubView`] and return [`Change`]s; nothing here does I/O. The store
 //! applies them in the replicated state machine (`store/collab.rs`).
@@ -11,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod model;
 pub mod queries;
+pub mod requests;
 pub mod view;
 
 pub use commands::{Command, Ctx, Outcome, execute};

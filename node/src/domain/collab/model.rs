@@ -12,7 +12,7 @@ macro_rules! id_type {
         }
     )*};
 }
-id_type!(AccountId, FacilityId, RoomId, PatientId, InvitationId);
+id_type!(AccountId, FacilityId, RoomId, PatientId, InvitationId, RequestId);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FacilityKind {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::model::*;
+use super::requests::CareRequest;
 
 pub trait HubView {
     fn account(&self, id: AccountId) -> Option<Account>;
@@ -25,6 +26,11 @@ pub trait HubView {
     fn session(&self, token_hash: &str) -> Option<Session>;
     fn sessions_of(&self, account: AccountId) -> Vec<Session>;
     fn has_operator(&self) -> bool;
+    fn care_request(&self, id: RequestId) -> Option<CareRequest>;
+    /// Every request an account sent.
+    fn care_requests_from(&self, account: AccountId) -> Vec<CareRequest>;
+    /// Every request addressed to a facility.
+    fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest>;
 }
 
 /// One state change. Applying the changes of a command, in order, is the command's effect.
@@ -40,6 +46,7 @@ pub enum Change {
     Post(Post),
     Connection(Connection),
     Session(Session),
+    Request(CareRequest),
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -54,6 +61,7 @@ pub struct MemHub {
     pub posts: BTreeMap<(RoomId, u64), Post>,
     pub connections: BTreeMap<(AccountId, AccountId), Connection>,
     pub sessions: BTreeMap<String, Session>,
+    pub requests: BTreeMap<RequestId, CareRequest>,
 }
 
 impl MemHub {
@@ -89,6 +97,9 @@ impl MemHub {
                 }
                 Change::Session(s) => {
                     self.sessions.insert(s.token_hash.clone(), s);
+                }
+                Change::Request(r) => {
+                    self.requests.insert(r.id, r);
                 }
             }
         }
@@ -137,5 +148,14 @@ impl HubView for MemHub {
     }
     fn has_operator(&self) -> bool {
         self.accounts.values().any(Account::is_operator)
+    }
+    fn care_request(&self, id: RequestId) -> Option<CareRequest> {
+        self.requests.get(&id).cloned()
+    }
+    fn care_requests_from(&self, account: AccountId) -> Vec<CareRequest> {
+        self.requests.values().filter(|r| r.from == account).cloned().collect()
+    }
+    fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest> {
+        self.requests.values().filter(|r| r.recipients.iter().any(|x| x.facility == facility)).cloned().collect()
     }
 }

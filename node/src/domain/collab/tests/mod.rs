@@ -545,3 +545,5 @@ mod properties {
         }
     }
 }
+
+mod requests;

@@ -1,0 +1,224 @@
+//! Requests (リクエスト): one structured request — admission, discharge, home visit,
+//! collaboration — sent to several facilities at once. Each recipient facility accepts or
+//! declines (any active professional of it may answer for it); the sender sees the answer of
+//! each; the sender may cancel what is still unanswered. Accepting a request about a patient
+//! opens the patient's team to the one who accepted: at once when the sender owns the patient's
+//! timeline, otherwise as an invitation an owner approves (the rule of `Invite`).
+//!
+//! Who sees a request: its sender and the active professionals of its recipient facilities.
+//! Anyone else gets NotFound, as for rooms.
+
+use serde::{Deserialize, Serialize};
+
+use super::authz::active_account;
+use super::commands::{Ctx, Outcome, text};
+use super::error::{DomainError, DomainResult, denied, invalid, precondition};
+use super::model::*;
+use super::view::{Change, HubView};
+
+/// At most this many recipient facilities per request.
+pub const MAX_RECIPIENTS: usize = 20;
+const MAX_TITLE_CHARS: usize = 100;
+const MAX_DETAILS_CHARS: usize = 10_000;
+const MAX_NOTE_CHARS: usize = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestKind {
+    /// 入院
+    Admission,
+    /// 退院
+    Discharge,
+    /// 往診
+    HomeVisit,
+    /// 連携
+    Collaboration,
+}
+
+impl RequestKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestKind::Admission => "入院",
+            RequestKind::Discharge => "退院",
+            RequestKind::HomeVisit => "往診",
+            RequestKind::Collaboration => "連携",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    Pending,
+    Accepted {
+        by: AccountId,
+        at_ms: u64,
+        note: String,
+    },
+    Declined {
+        by: AccountId,
+        at_ms: u64,
+        note: String,
+    },
+    /// The sender cancelled before this facility answered.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub facility: FacilityId,
+    pub answer: Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CareRequest {
+    pub id: RequestId,
+    pub kind: RequestKind,
+    pub from: AccountId,
+    pub from_facility: FacilityId,
+    pub patient: Option<PatientId>,
+    pub title: String,
+    pub details: String,
+    pub recipients: Vec<Recipient>,
+    pub sent_at_ms: u64,
+}
+
+impl CareRequest {
+    /// The sender, or an active professional of a recipient facility.
+    pub fn visible_to(&self, account: &Account) -> bool {
+        account.is_active()
+            && (self.from == account.id
+                || account.facility().is_some_and(|f| self.recipients.iter().any(|r| r.facility == f)))
+    }
+}
+
+/// The request as `actor` may see it (NotFound otherwise).
+pub fn visible(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainResult<(Account, CareRequest)> {
+    let account = active_account(view, actor)?;
+    let request = view.care_request(id).filter(|r| r.visible_to(&account)).ok_or(DomainError::NotFound("request"))?;
+    Ok((account, request))
+}
+
+pub fn send(
+    view: &impl HubView,
+    ctx: Ctx,
+    actor: AccountId,
+    (kind, patient, title, details): (RequestKind, Option<PatientId>, String, String),
+    facilities: Vec<FacilityId>,
+) -> DomainResult<(Outcome, Vec<Change>)> {
+    let account = active_account(view, actor)?;
+    let from_facility = account.facility().ok_or_else(|| invalid("only professionals send requests"))?;
+    text("title", &title, MAX_TITLE_CHARS)?;
+    text("details", &details, MAX_DETAILS_CHARS)?;
+    if facilities.is_empty() || facilities.len() > MAX_RECIPIENTS {
+        return Err(invalid(format!("a request goes to 1..={MAX_RECIPIENTS} facilities")));
+    }
+    let mut recipients: Vec<Recipient> = Vec::new();
+    for facility in facilities {
+        if recipients.iter().any(|r| r.facility == facility) {
+            return Err(invalid(format!("facility {facility} is listed twice")));
+        }
+        if facility == from_facility {
+            return Err(invalid("a request goes to other facilities than the sender's"));
+        }
+        if !view.facility(facility).is_some_and(|f| f.status == FacilityStatus::Approved) {
+            return Err(DomainError::NotFound("facility"));
+        }
+        recipients.push(Recipient { facility, answer: Answer::Pending });
+    }
+    if let Some(p) = patient {
+        // Only about a patient the sender's team membership lets them see.
+        let timeline = view.patient(p).map(|p| p.timeline).ok_or(DomainError::NotFound("patient"))?;
+        if !view.member(timeline, actor).is_some_and(|m| m.is_active()) {
+            return Err(DomainError::NotFound("patient"));
+        }
+    }
+    let id = RequestId(ctx.log_index);
+    let request = CareRequest {
+        id,
+        kind,
+        from: actor,
+        from_facility,
+        patient,
+        title,
+        details,
+        recipients,
+        sent_at_ms: ctx.now_ms,
+    };
+    Ok((Outcome::Request(id), vec![Change::Request(request)]))
+}
+
+pub fn answer(
+    view: &impl HubView,
+    ctx: Ctx,
+    actor: AccountId,
+    id: RequestId,
+    accept: bool,
+    note: String,
+) -> DomainResult<(Outcome, Vec<Change>)> {
+    let (account, mut request) = visible(view, actor, id)?;
+    if !note.is_empty() {
+        text("note", &note, MAX_NOTE_CHARS)?;
+    }
+    let facility = account.facility();
+    let Some(recipient) = request.recipients.iter_mut().find(|r| Some(r.facility) == facility) else {
+        return Err(denied("only a recipient facility answers a request"));
+    };
+    if recipient.answer != Answer::Pending {
+        return Err(precondition("this facility has already answered, or the request was cancelled"));
+    }
+    recipient.answer = if accept {
+        Answer::Accepted { by: actor, at_ms: ctx.now_ms, note }
+    } else {
+        Answer::Declined { by: actor, at_ms: ctx.now_ms, note }
+    };
+    let mut changes = Vec::new();
+    if accept && let Some(timeline) = request.patient.and_then(|p| view.patient(p)).map(|p| p.timeline) {
+        changes.extend(open_team(view, timeline, request.from, actor));
+    }
+    changes.push(Change::Request(request));
+    Ok((Outcome::Request(id), changes))
+}
+
+/// The one who accepted joins the patient's team: at once if the sender owns the timeline,
+/// otherwise invited by the sender, for an owner to approve. Nothing if already in it, or if the
+/// sender has left the team since.
+fn open_team(view: &impl HubView, timeline: RoomId, sender: AccountId, joiner: AccountId) -> Option<Change> {
+    let by = view.member(timeline, sender).filter(Member::is_active)?;
+    if view.member(timeline, joiner).is_some() {
+        return None;
+    }
+    let state = if by.role == Role::Owner { MemberState::Active } else { MemberState::Invited { by: sender } };
+    Some(Change::Member(Member { room: timeline, account: joiner, role: Role::Member, state, read_seq: 0 }))
+}
+
+pub fn cancel(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainResult<(Outcome, Vec<Change>)> {
+    let (_, mut request) = visible(view, actor, id)?;
+    if request.from != actor {
+        return Err(denied("only the sender cancels a request"));
+    }
+    let mut cancelled = 0;
+    for r in request.recipients.iter_mut().filter(|r| r.answer == Answer::Pending) {
+        r.answer = Answer::Cancelled;
+        cancelled += 1;
+    }
+    if cancelled == 0 {
+        return Err(precondition("every facility has answered already, or it was cancelled"));
+    }
+    Ok((Outcome::Request(id), vec![Change::Request(request)]))
+}
+
+/// Requests `actor` sent, newest first.
+pub fn sent(view: &impl HubView, actor: AccountId) -> DomainResult<Vec<CareRequest>> {
+    active_account(view, actor)?;
+    let mut found = view.care_requests_from(actor);
+    found.sort_by_key(|r| std::cmp::Reverse(r.id));
+    Ok(found)
+}
+
+/// Requests to `actor`'s facility, newest first.
+pub fn received(view: &impl HubView, actor: AccountId) -> DomainResult<Vec<CareRequest>> {
+    let account = active_account(view, actor)?;
+    let facility = account.facility().ok_or_else(|| invalid("only professionals receive requests"))?;
+    let mut found = view.care_requests_to(facility);
+    found.sort_by_key(|r| std::cmp::Reverse(r.id));
+    Ok(found)
+}
