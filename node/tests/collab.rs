@@ -586,11 +586,18 @@ async fn a_request_to_two_hospitals_is_answered_by_each_and_opens_the_patient_te
     assert_eq!(seen.recipients[1].note, "満床です");
     let tl = TimelineRequest { room_id: created.room_id, after_seq: 0, limit: 0 };
     c.posts.timeline(authed(tl, &ward)).await.expect("the accepting doctor reads the patient's timeline");
-    // The team hears of its new member live.
-    let event = tokio::time::timeout(Duration::from_secs(10), events.message()).await.expect("an event in time");
-    let event = event.expect("stream").expect("an event");
-    assert_eq!(event.room_id, created.room_id);
-    assert_eq!(event.kind, Some(kizuna_proto::collab::event::Kind::MembershipChanged(true)));
+    // The sender hears of the answer, and the team of its new member, live, in that order.
+    use kizuna_proto::collab::event::Kind;
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.message()).await.expect("an event in time");
+        let event = event.expect("stream").expect("an event");
+        heard.push((event.room_id, event.kind));
+    }
+    assert_eq!(
+        heard,
+        vec![(0, Some(Kind::CareRequestUpdated(id))), (created.room_id, Some(Kind::MembershipChanged(true)))]
+    );
 
     // Bad input changes nothing.
     let bad = SendCareRequestRequest {

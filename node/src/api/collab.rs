@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::auth::{self, IdleClock};
 use super::records::timestamp;
 use crate::domain::collab::audit::{self, AuditAction, AuditRecord};
-use crate::domain::collab::events::{Event, EventKind, visible_to};
+use crate::domain::collab::events::{self, Event, EventKind, visible_to};
 use crate::domain::collab::model::*;
 use crate::domain::collab::queries::{self, ListKind, SessionPolicy};
 use crate::domain::collab::{Command, DomainError, HubView, Outcome};
@@ -610,8 +610,9 @@ fn event_view(e: &Event) -> pb::Event {
         EventKind::PostUpdated { seq } => Kind::PostUpdatedSeq(seq),
         EventKind::Membership => Kind::MembershipChanged(true),
         EventKind::Read { seq, .. } => Kind::ReadUpToSeq(seq),
+        EventKind::Request { id } => Kind::CareRequestUpdated(id.0),
     };
-    pb::Event { cursor: e.index, room_id: e.room.0, at: Some(timestamp(e.at_ms)), kind: Some(kind) }
+    pb::Event { cursor: e.cursor, room_id: e.room.0, at: Some(timestamp(e.at_ms)), kind: Some(kind) }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
@@ -625,7 +626,9 @@ impl pb::events_server::Events for CollabApi {
         let after = match req.into_inner().after_cursor {
             // Only new events: start after everything applied so far (authenticate made the
             // node's state current).
-            0 => self.node.state.applied().map_err(|e| Status::internal(e.to_string()))?.map_or(0, |l| l.index),
+            0 => events::cursor_after(
+                self.node.state.applied().map_err(|e| Status::internal(e.to_string()))?.map_or(0, |l| l.index),
+            ),
             cursor => cursor,
         };
         let api = self.clone();
@@ -647,7 +650,7 @@ impl pb::events_server::Events for CollabApi {
                         break;
                     }
                     for e in stored {
-                        cursor = e.index;
+                        cursor = e.cursor;
                         if visible_to(&api.node.state.hub(), me, &e) && tx.send(Ok(event_view(&e))).await.is_err() {
                             return;
                         }
@@ -655,13 +658,13 @@ impl pb::events_server::Events for CollabApi {
                 }
                 loop {
                     match live.recv().await {
-                        Ok(e) if e.index <= cursor => {}
+                        Ok(e) if e.cursor <= cursor => {}
                         Ok(e) => {
                             if !still_signed_in(&api) {
                                 let _ = tx.send(Err(Status::unauthenticated("the session has ended"))).await;
                                 return;
                             }
-                            cursor = e.index;
+                            cursor = e.cursor;
                             if visible_to(&api.node.state.hub(), me, &e) && tx.send(Ok(event_view(&e))).await.is_err() {
                                 return;
                             }

@@ -249,6 +249,9 @@ pub async fn tail(target: &Target, after: u64) -> anyhow::Result<()> {
                         Some(event::Kind::ReadUpToSeq(seq)) => {
                             println!("[room {}] read up to #{seq} on another device", e.room_id)
                         }
+                        Some(event::Kind::CareRequestUpdated(id)) => {
+                            println!("[request #{id}] sent, answered or cancelled: kizuna request show {id}")
+                        }
                         None => {}
                     }
                 }

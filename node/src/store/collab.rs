@@ -19,7 +19,7 @@
 //! | `Y` | request id | CareRequest |
 //! | `W` | account id, request id | (index of the requests an account sent) |
 //! | `X` | facility id, request id | (index of the requests to a facility) |
-//! | `E` | log index | Event (the live-event log, for resumable subscriptions) |
+//! | `E` | cursor | Event (the live-event log, for resumable subscriptions) |
 //! | `Z` | audit seq | AuditEntry (the hash-chained audit log) |
 //! | `z` | — | (seq, hash) of the newest audit entry |
 
@@ -153,11 +153,11 @@ impl<'a> RocksHub<'a> {
     }
 
     pub fn put_event(&mut self, event: &Event) {
-        self.put(key(b'E', &[&be(event.index)]), event);
+        self.put(key(b'E', &[&be(event.cursor)]), event);
     }
 
-    pub fn events_after(&self, after_index: u64, limit: usize) -> Vec<Event> {
-        let values = self.values_after(b'E', after_index, limit);
+    pub fn events_after(&self, cursor: u64, limit: usize) -> Vec<Event> {
+        let values = self.values_after(b'E', cursor, limit);
         values.iter().filter_map(|v| serde_json::from_slice(v).ok()).collect()
     }
 

@@ -15,7 +15,7 @@ use super::ReadJournal;
 use super::collab::RocksHub;
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, get_json, io_err, to_json};
-use crate::domain::collab::events::{Event, event_for};
+use crate::domain::collab::events::{Event, events_for};
 use crate::domain::collab::queries::SessionPolicy;
 use crate::domain::collab::{self, HubView};
 use crate::domain::{self, Applied, Command, CommandResult, Envelope, Record};
@@ -73,9 +73,9 @@ impl StateReader {
         self.events.subscribe()
     }
 
-    /// Stored events after the cursor `after_index`, oldest first, at most `limit`.
-    pub fn events_after(&self, after_index: u64, limit: usize) -> Vec<Event> {
-        self.hub().events_after(after_index, limit)
+    /// Stored events after `cursor`, oldest first, at most `limit`.
+    pub fn events_after(&self, cursor: u64, limit: usize) -> Vec<Event> {
+        self.hub().events_after(cursor, limit)
     }
 
     /// A digest of every `sm_data` entry and the applied index it reflects, both read from one
@@ -240,7 +240,7 @@ impl ApplyBatch<'_> {
                     };
                     self.hub.append_audit(record);
                 }
-                if let Some(event) = event_for(&self.hub, &command, &outcome, actor, log_index, self.clock_ms) {
+                for event in events_for(&self.hub, &command, &outcome, actor, log_index, self.clock_ms) {
                     self.hub.put_event(&event);
                     self.events.push(event);
                 }

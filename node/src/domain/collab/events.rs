@@ -1,5 +1,6 @@
-//! Live events: what changed, in which room, at which log index. Stored with the state (so a
-//! subscriber resumes from a cursor after any failover) and delivered only to members.
+//! Live events: what changed, in which room (or which request), at which log index. Stored with
+//! the state (so a subscriber resumes from a cursor after any failover) and delivered only to
+//! members (of the room; for requests, the sender and the recipient facilities).
 
 use serde::{Deserialize, Serialize};
 
@@ -18,33 +19,51 @@ pub enum EventKind {
     Membership,
     /// `account` read up to `seq` (delivered to that account's other devices only).
     Read { account: AccountId, seq: u64 },
+    /// A request to facilities was sent, answered or cancelled (no room: `room` is 0).
+    Request { id: RequestId },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// Raft log index of the command: the resume cursor.
-    pub index: u64,
+    /// The resume cursor: the command's Raft log index × [`EVENTS_PER_ENTRY`] + the event's
+    /// position among that command's events.
+    pub cursor: u64,
     pub room: RoomId,
     pub at_ms: u64,
     pub kind: EventKind,
 }
 
-/// The event a successful command produces, if any.
-pub fn event_for(
+/// How many events one log entry may produce: cursors are `log index × this + position`.
+pub const EVENTS_PER_ENTRY: u64 = 16;
+
+/// The cursor after every event of the entries up to `index`: "only new events from here".
+pub fn cursor_after(index: u64) -> u64 {
+    index.saturating_mul(EVENTS_PER_ENTRY).saturating_add(EVENTS_PER_ENTRY - 1)
+}
+
+/// The events a successful command produces, in order, with their cursors.
+pub fn events_for(
     view: &impl HubView,
     command: &Command,
     outcome: &Outcome,
     actor: Option<AccountId>,
     index: u64,
     at_ms: u64,
-) -> Option<Event> {
-    let (room, kind) = match (command, outcome) {
-        (Command::Post { room, .. }, Outcome::Posted { seq, .. }) => (*room, EventKind::Posted { seq: *seq }),
+) -> Vec<Event> {
+    let mut found: Vec<(RoomId, EventKind)> = Vec::new();
+    match (command, outcome) {
+        (Command::Post { room, .. }, Outcome::Posted { seq, .. }) => {
+            found.push((*room, EventKind::Posted { seq: *seq }))
+        }
         (
             Command::EditPost { room, seq, .. } | Command::DeletePost { room, seq } | Command::AckPost { room, seq },
             _,
-        ) => (*room, EventKind::PostUpdated { seq: *seq }),
-        (Command::MarkRead { room, up_to_seq }, _) => (*room, EventKind::Read { account: actor?, seq: *up_to_seq }),
+        ) => found.push((*room, EventKind::PostUpdated { seq: *seq })),
+        (Command::MarkRead { room, up_to_seq }, _) => {
+            if let Some(account) = actor {
+                found.push((*room, EventKind::Read { account, seq: *up_to_seq }));
+            }
+        }
         (
             Command::Invite { room, .. }
             | Command::Approve { room, .. }
@@ -52,20 +71,34 @@ pub fn event_for(
             | Command::Leave { room }
             | Command::Remove { room, .. },
             _,
-        ) => (*room, EventKind::Membership),
-        (_, Outcome::Patient { timeline, .. }) => (*timeline, EventKind::Membership),
-        // Accepting a request about a patient may have opened the patient's team.
-        (Command::AnswerRequest { request, accept: true, .. }, _) => {
-            let patient = view.care_request(*request)?.patient?;
-            (view.patient(patient)?.timeline, EventKind::Membership)
-        }
+        ) => found.push((*room, EventKind::Membership)),
+        (_, Outcome::Patient { timeline, .. }) => found.push((*timeline, EventKind::Membership)),
         (
             Command::CreateSubRoom { .. } | Command::CreateGroup { .. } | Command::AcceptConnection { .. },
             Outcome::Room(room),
-        ) => (*room, EventKind::Membership),
-        _ => return None,
-    };
-    Some(Event { index, room, at_ms, kind })
+        ) => found.push((*room, EventKind::Membership)),
+        (
+            Command::SendRequest { .. } | Command::AnswerRequest { .. } | Command::CancelRequest { .. },
+            Outcome::Request(id),
+        ) => {
+            // The sender and the recipient facilities hear of it.
+            found.push((RoomId(0), EventKind::Request { id: *id }));
+            // Accepting one about a patient may have opened the patient's team.
+            if let Command::AnswerRequest { accept: true, .. } = command
+                && let Some(timeline) =
+                    view.care_request(*id).and_then(|r| r.patient).and_then(|p| view.patient(p)).map(|p| p.timeline)
+            {
+                found.push((timeline, EventKind::Membership));
+            }
+        }
+        _ => {}
+    }
+    found
+        .into_iter()
+        .take(EVENTS_PER_ENTRY as usize)
+        .enumerate()
+        .map(|(i, (room, kind))| Event { cursor: index * EVENTS_PER_ENTRY + i as u64, room, at_ms, kind })
+        .collect()
 }
 
 /// Whether `account` receives `event`: members of the room; for membership events also
@@ -77,6 +110,9 @@ pub fn visible_to(view: &impl HubView, account: AccountId, event: &Event) -> boo
         EventKind::Membership => {
             can_read(view, account, event.room)
                 || (view.account(account).is_some_and(|a| a.is_active()) && view.member(event.room, account).is_some())
+        }
+        EventKind::Request { id } => {
+            view.account(account).is_some_and(|a| view.care_request(id).is_some_and(|r| r.visible_to(&a)))
         }
         _ => can_read(view, account, event.room),
     }
@@ -127,13 +163,50 @@ mod tests {
                 read_seq: 0,
             }),
         ]);
-        let invited = Event { index: 9, room, at_ms: 0, kind: EventKind::Membership };
-        let posted = Event { index: 10, room, at_ms: 0, kind: EventKind::Posted { seq: 1 } };
-        let read = Event { index: 11, room, at_ms: 0, kind: EventKind::Read { account: AccountId(1), seq: 1 } };
+        let invited = Event { cursor: 9, room, at_ms: 0, kind: EventKind::Membership };
+        let posted = Event { cursor: 10, room, at_ms: 0, kind: EventKind::Posted { seq: 1 } };
+        let read = Event { cursor: 11, room, at_ms: 0, kind: EventKind::Read { account: AccountId(1), seq: 1 } };
         assert!(visible_to(&hub, AccountId(2), &invited));
         assert!(!visible_to(&hub, AccountId(2), &posted));
         assert!(visible_to(&hub, AccountId(1), &posted));
         assert!(visible_to(&hub, AccountId(1), &read));
         assert!(!visible_to(&hub, AccountId(3), &invited));
+    }
+
+    #[test]
+    fn request_events_reach_the_sender_and_the_recipient_facilities_only() {
+        use crate::domain::collab::requests::{Answer, CareRequest, Recipient, RequestKind};
+        let mut hub = MemHub::default();
+        let at = |id: u64, facility: u64| Account {
+            kind: AccountKind::Professional { facility: FacilityId(facility), profession: Profession::Doctor },
+            ..account(id)
+        };
+        hub.apply(vec![
+            Change::Account(at(1, 10)),
+            Change::Account(at(2, 20)),
+            Change::Account(at(3, 30)),
+            Change::Account(at(4, 10)),
+            Change::Request(CareRequest {
+                id: RequestId(7),
+                kind: RequestKind::HomeVisit,
+                from: AccountId(1),
+                from_facility: FacilityId(10),
+                patient: None,
+                title: "往診".into(),
+                details: "x".into(),
+                recipients: vec![Recipient { facility: FacilityId(20), answer: Answer::Pending }],
+                sent_at_ms: 0,
+            }),
+        ]);
+        let event = Event {
+            cursor: 7 * EVENTS_PER_ENTRY,
+            room: RoomId(0),
+            at_ms: 0,
+            kind: EventKind::Request { id: RequestId(7) },
+        };
+        let hears: Vec<bool> = (1..=4).map(|a| visible_to(&hub, AccountId(a), &event)).collect();
+        // Sender, recipient facility; not another facility, not the sender's colleague.
+        assert_eq!(hears, vec![true, true, false, false]);
+        assert!(cursor_after(7) >= event.cursor && cursor_after(6) < event.cursor);
     }
 }
