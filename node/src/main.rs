@@ -148,6 +148,9 @@ enum Command {
         #[arg(long)]
         accept: bool,
     },
+    /// The resource map (医療介護資源マップ): search, show, profile.
+    #[command(subcommand)]
+    Map(cli::directory::MapCommand),
     /// Requests (リクエスト) to facilities: send, inbox, sent, show, accept, decline, cancel.
     #[command(subcommand)]
     Request(cli::requests::RequestCommand),
@@ -185,6 +188,7 @@ fn main() -> anyhow::Result<()> {
             Command::Approve { room, account } => cli::collab::approve(&target()?, room, account).await,
             Command::Connect { account, accept } => cli::collab::connect(&target()?, account, accept).await,
             Command::Request(cmd) => cli::requests::run(&target()?, cmd).await,
+            Command::Map(cmd) => cli::directory::run(&target()?, cmd).await,
             Command::Admin(cmd) => cli::admin::run(target, cmd).await,
         }
     })

@@ -615,3 +615,85 @@ async fn a_request_to_two_hospitals_is_answered_by_each_and_opens_the_patient_te
     assert_eq!(on_leader.list(authed(list(true), &dr)).await.unwrap().into_inner().requests.len(), 1);
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_resource_map_finds_facilities_near_a_patient_and_shows_their_staff() {
+    use kizuna_proto::collab::directory_client::DirectoryClient;
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let follower = hub.follower_of(leader);
+    let mut c = client(&hub.api(leader)).await;
+    let init = InitOperatorRequest {
+        request_id: uuid(),
+        login: "op".into(),
+        display_name: "事務局".into(),
+        password: PASSWORD.into(),
+    };
+    c.accounts.init_operator(init).await.unwrap();
+    let op = login(&mut c, "op").await;
+    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
+    let station = facility(&mut c, &op, "ひばり訪問看護", FacilityKind::VisitingNursingStation).await;
+    join(&mut c, &op, &op, clinic, true, "dr.map", Profession::Doctor).await;
+    let nurse = join(&mut c, &op, &op, station, true, "vn.map", Profession::VisitingNurse).await;
+    let (dr, vn) = (login(&mut c, "dr.map").await, login(&mut c, "vn.map").await);
+
+    // The station's admin fills in its profile through a follower.
+    let mut on_follower = DirectoryClient::new(channel(&hub.api(follower)).await);
+    let profile = FacilityProfile {
+        address: "宇都宮市駅前通り1-1".into(),
+        phone: "028-600-0000".into(),
+        location: Some(GeoPoint { lat_e6: 36_565_000, lon_e6: 139_900_000 }),
+        services: vec!["看取り".into(), "24時間対応".into()],
+        accepting_new_patients: true,
+        note: "土日も相談可".into(),
+    };
+    let update =
+        UpdateFacilityProfileRequest { request_id: uuid(), facility_id: station, profile: Some(profile.clone()) };
+    let page = on_follower.update_facility_profile(authed(update.clone(), &vn)).await.expect("update").into_inner();
+    assert_eq!(page.facility.as_ref().and_then(|f| f.profile.clone()), Some(profile));
+    // The doctor cannot edit another facility's profile.
+    let update = UpdateFacilityProfileRequest { request_id: uuid(), ..update };
+    let e = on_follower.update_facility_profile(authed(update, &dr)).await.expect_err("not its admin");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+
+    // Near the patient's home (宇都宮駅), accepting new patients, offering 看取り.
+    let mut directory = DirectoryClient::new(channel(&hub.api(leader)).await);
+    let search = SearchFacilitiesRequest {
+        service: "看取り".into(),
+        accepting_only: true,
+        near: Some(GeoPoint { lat_e6: 36_559_000, lon_e6: 139_898_000 }),
+        radius_m: 5_000,
+        ..Default::default()
+    };
+    let found = directory.search_facilities(authed(search, &dr)).await.unwrap().into_inner().facilities;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].facility_id, station);
+    assert!((500..1_000).contains(&found[0].distance_m), "{found:?}");
+    let everything = directory.search_facilities(authed(SearchFacilitiesRequest::default(), &dr)).await.unwrap();
+    assert_eq!(everything.into_inner().facilities.len(), 2);
+
+    // Its page lists the nurse to connect with.
+    let page = directory.get_facility(authed(GetFacilityRequest { facility_id: station }, &dr)).await.unwrap();
+    let staff = page.into_inner().staff;
+    assert_eq!(
+        staff.iter().map(|s| (s.account_id, s.profession.as_str())).collect::<Vec<_>>(),
+        vec![(nurse, "訪問看護師")]
+    );
+
+    // Bad input changes nothing.
+    let bad = SearchFacilitiesRequest { radius_m: 1_000_000, ..Default::default() };
+    assert_eq!(
+        directory.search_facilities(authed(bad, &dr)).await.expect_err("radius").code(),
+        tonic::Code::InvalidArgument
+    );
+    let bad = SearchFacilitiesRequest { kinds: vec![99], ..Default::default() };
+    assert_eq!(
+        directory.search_facilities(authed(bad, &dr)).await.expect_err("kind").code(),
+        tonic::Code::InvalidArgument
+    );
+    let missing = directory.get_facility(authed(GetFacilityRequest { facility_id: 424_242 }, &dr)).await;
+    assert_eq!(missing.expect_err("no such facility").code(), tonic::Code::NotFound);
+    let unsigned = directory.search_facilities(SearchFacilitiesRequest::default()).await;
+    assert_eq!(unsigned.expect_err("signed out").code(), tonic::Code::Unauthenticated);
+    hub.shutdown().await;
+}

@@ -145,6 +145,13 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
         "{inbox}"
     );
     assert!(!inbox.contains("レスパイト"), "another facility's request leaked: {inbox}");
+    // The resource map: who offers end-of-life care near 宇都宮駅, nearest first.
+    let out = user(&["map", "search", "--service", "看取り", "--near", "36.559,139.898", "--within-km", "5"]);
+    let map = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "map: {map}{}", String::from_utf8_lossy(&out.stderr));
+    let (clinic, station) = (map.find("宇都宮在宅クリニック"), map.find("ひばり訪問看護ステーション"));
+    assert!(clinic.is_some() && station.is_some() && clinic < station, "{map}");
+    assert!(!map.contains("みどり薬局"), "{map}");
     let room: String = list
         .lines()
         .find(|l| l.contains("山田 花子") && !l.contains('／'))

@@ -138,6 +138,19 @@ impl CollabApi {
         let (_, token_hash) = self.authenticate(req).await?;
         self.write(request_id, Some(token_hash), command).await
     }
+
+    /// [`Self::signed_write`], then this node's copy made current (a follower forwards writes
+    /// to the leader), so the caller's answer can show the write's effect read from here.
+    pub(super) async fn signed_write_then_catch_up<T>(
+        &self,
+        req: &Request<T>,
+        request_id: String,
+        command: Command,
+    ) -> Result<(Outcome, AccountId, String), Status> {
+        let outcome = self.signed_write(req, request_id, command).await?;
+        let (me, token_hash) = self.authenticate(req).await?;
+        Ok((outcome, me, token_hash))
+    }
 }
 
 fn account_id(o: Outcome) -> Result<pb::AccountResponse, Status> {
@@ -155,7 +168,7 @@ fn room_id(o: Outcome) -> Result<pb::RoomResponse, Status> {
     }
 }
 
-fn facility_kind(k: i32) -> Result<FacilityKind, Status> {
+pub(super) fn facility_kind(k: i32) -> Result<FacilityKind, Status> {
     use pb::FacilityKind as K;
     Ok(match K::try_from(k).unwrap_or(K::Unspecified) {
         K::Clinic => FacilityKind::Clinic,

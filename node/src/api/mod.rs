@@ -1,9 +1,10 @@
 //! The public gRPC front end of a node: the collaboration network (with requests to
-//! facilities), records, cluster administration, health and reflection.
+//! facilities and the resource map), records, cluster administration, health and reflection.
 
 mod admin;
 mod auth;
 mod collab;
+mod directory;
 mod records;
 mod requests;
 
@@ -49,5 +50,6 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<Router, t
         .add_service(pb::connections_server::ConnectionsServer::new(collab.clone()))
         .add_service(pb::audit_server::AuditServer::new(collab.clone()))
         .add_service(pb::care_requests_server::CareRequestsServer::new(collab.clone()))
+        .add_service(pb::directory_server::DirectoryServer::new(collab.clone()))
         .add_service(pb::events_server::EventsServer::new(collab)))
 }

@@ -88,13 +88,10 @@ impl CollabApi {
         request_id: String,
         cmd: Command,
     ) -> Result<pb::CareRequest, Status> {
-        let outcome = self.signed_write(req, request_id, cmd).await?;
+        let (outcome, me, token_hash) = self.signed_write_then_catch_up(req, request_id, cmd).await?;
         let Outcome::Request(id) = outcome else {
             return Err(Status::internal(format!("unexpected outcome {outcome:?}")));
         };
-        // Authenticating again makes this node's copy current (a follower's write went to the
-        // leader), so the request is read with the write in it.
-        let (me, token_hash) = self.authenticate(req).await?;
         self.read_request(me, &token_hash, id)
     }
 }

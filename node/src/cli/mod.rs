@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod collab;
+pub mod directory;
 pub mod load;
 pub mod records;
 pub mod requests;

@@ -1,12 +1,13 @@
-//! The demo hub's believable small region (宇都宮 and 鹿沼): five facilities, twelve
-//! professionals, three patients with their teams and a sub-room, posts with unread state,
-//! two groups, a connection and two requests to facilities. Seeded through the public API, like
-//! any client would.
+//! The demo hub's believable small region (宇都宮 and 鹿沼): five facilities on the resource
+//! map, twelve professionals, three patients with their teams and a sub-room, posts with unread
+//! state, two groups, a connection and two requests to facilities. Seeded through the public
+//! API, like any client would.
 
 use anyhow::Context;
 use kizuna_proto::collab::accounts_client::AccountsClient;
 use kizuna_proto::collab::care_requests_client::CareRequestsClient;
 use kizuna_proto::collab::connections_client::ConnectionsClient;
+use kizuna_proto::collab::directory_client::DirectoryClient;
 use kizuna_proto::collab::posts_client::PostsClient;
 use kizuna_proto::collab::rooms_client::RoomsClient;
 use kizuna_proto::collab::*;
@@ -24,6 +25,19 @@ const FACILITIES: [(&str, &str, &str); 5] = [
     ("みどり薬局", "pharmacy", "宇都宮市"),
     ("ひばり訪問看護ステーション", "visiting-nursing-station", "宇都宮市"),
     ("さくら居宅介護支援事業所", "care-office", "鹿沼市"),
+];
+
+/// A resource-map profile: address, phone, latitude e6, longitude e6, services, accepting new
+/// patients.
+type Profile = (&'static str, &'static str, i32, i32, &'static [&'static str], bool);
+
+/// The profiles of FACILITIES, in order.
+const PROFILES: [Profile; 5] = [
+    ("宇都宮市本町1-1", "028-600-1001", 36_562_000, 139_884_000, &["在宅酸素", "看取り", "24時間対応"], true),
+    ("宇都宮市中央5-2", "028-600-1002", 36_545_100, 139_870_000, &["入院受入", "レスパイト入院", "退院調整"], true),
+    ("宇都宮市駅前通り3-3", "028-600-1003", 36_559_000, 139_899_000, &["在宅訪問", "無菌調剤"], true),
+    ("宇都宮市戸祭4-4", "028-600-1004", 36_578_000, 139_905_000, &["看取り", "24時間対応", "訪問リハ"], false),
+    ("鹿沼市上田町5-5", "0289-60-1005", 36_567_000, 139_745_000, &["ケアプラン作成"], true),
 ];
 
 /// (login, name, profession, facility index, facility admin)
@@ -176,6 +190,17 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
         s.accounts
             .approve_facility(authed(ApproveFacilityRequest { request_id: request_id(), facility_id: id }, &op)?)
             .await?;
+        let (address, phone, lat_e6, lon_e6, services, accepting) = PROFILES[facilities.len()];
+        let profile = FacilityProfile {
+            address: address.into(),
+            phone: phone.into(),
+            location: Some(GeoPoint { lat_e6, lon_e6 }),
+            services: services.iter().map(|s| (*s).to_owned()).collect(),
+            accepting_new_patients: accepting,
+            note: String::new(),
+        };
+        let req = UpdateFacilityProfileRequest { request_id: request_id(), facility_id: id, profile: Some(profile) };
+        DirectoryClient::new(s.channel.clone()).update_facility_profile(authed(req, &op)?).await?;
         facilities.push(id);
     }
     for (login, name, prof, facility, admin) in PEOPLE {

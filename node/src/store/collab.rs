@@ -16,6 +16,7 @@
 //! | `S` | token hash | Session |
 //! | `V` | account id, token hash | (index of an account's sessions) |
 //! | `O` | — | (an operator exists) |
+//! | `G` | facility id, account id | (index of a facility's professionals) |
 //! | `Y` | request id | CareRequest |
 //! | `W` | account id, request id | (index of the requests an account sent) |
 //! | `X` | facility id, request id | (index of the requests to a facility) |
@@ -102,6 +103,9 @@ impl<'a> RocksHub<'a> {
             match change {
                 Change::Account(a) => {
                     self.put(key(b'L', &[a.login.as_bytes()]), &a.id);
+                    if let Some(facility) = a.facility() {
+                        self.put(key(b'G', &[&be(facility.0), &be(a.id.0)]), &());
+                    }
                     if a.is_operator() {
                         self.put(key(b'O', &[]), &true);
                     }
@@ -197,6 +201,15 @@ impl HubView for RocksHub<'_> {
     fn facility(&self, id: FacilityId) -> Option<Facility> {
         self.get(&key(b'F', &[&be(id.0)]))
     }
+    fn facilities(&self) -> Vec<Facility> {
+        self.scan(&key(b'F', &[])).into_iter().filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect()
+    }
+    fn staff_of(&self, facility: FacilityId) -> Vec<Account> {
+        self.ids_under(&key(b'G', &[&be(facility.0)]))
+            .into_iter()
+            .filter_map(|id| self.account(AccountId(id)))
+            .collect()
+    }
     fn invitation_by_code(&self, code_hash: &str) -> Option<Invitation> {
         self.get(&key(b'I', &[code_hash.as_bytes()]))
     }
@@ -213,9 +226,8 @@ impl HubView for RocksHub<'_> {
         self.scan(&key(b'M', &[&be(room.0)])).into_iter().filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect()
     }
     fn rooms_of(&self, account: AccountId) -> Vec<Member> {
-        self.scan(&key(b'U', &[&be(account.0)]))
+        self.ids_under(&key(b'U', &[&be(account.0)]))
             .into_iter()
-            .filter_map(|(k, _)| k.get(9..17).and_then(|r| r.try_into().ok()).map(u64::from_be_bytes))
             .filter_map(|room| self.member(RoomId(room), account))
             .collect()
     }
@@ -251,12 +263,16 @@ impl HubView for RocksHub<'_> {
 }
 
 impl RocksHub<'_> {
-    /// The requests of an index table: the request id ends each key under `prefix`.
-    fn indexed_requests(&self, prefix: &[u8]) -> Vec<CareRequest> {
+    /// The ids that end the keys of an index table under `prefix` (big-endian u64s).
+    fn ids_under(&self, prefix: &[u8]) -> Vec<u64> {
         self.scan(prefix)
             .into_iter()
             .filter_map(|(k, _)| k.get(prefix.len()..).and_then(|id| id.try_into().ok()).map(u64::from_be_bytes))
-            .filter_map(|id| self.care_request(RequestId(id)))
             .collect()
+    }
+
+    /// The requests of an index table: the request id ends each key under `prefix`.
+    fn indexed_requests(&self, prefix: &[u8]) -> Vec<CareRequest> {
+        self.ids_under(prefix).into_iter().filter_map(|id| self.care_request(RequestId(id))).collect()
     }
 }

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::authz::{self, active_account, active_member, facility_admin, operator, owner};
+use super::directory::{self, FacilityProfile};
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
 use super::model::*;
 use super::requests::{self, RequestKind};
@@ -157,6 +158,10 @@ pub enum Command {
     CancelRequest {
         request: RequestId,
     },
+    UpdateFacilityProfile {
+        facility: FacilityId,
+        profile: FacilityProfile,
+    },
 }
 
 /// What a successful command produced, for the caller.
@@ -229,7 +234,8 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             text("name", &name, MAX_NAME_CHARS)?;
             text("municipality", &municipality, MAX_NAME_CHARS)?;
             let id = FacilityId(ctx.log_index);
-            let facility = Facility { id, name, kind, municipality, status: FacilityStatus::Pending };
+            let facility =
+                Facility { id, name, kind, municipality, status: FacilityStatus::Pending, profile: Default::default() };
             Ok((Outcome::Facility(id), vec![Change::Facility(facility)]))
         }
         Command::ApproveFacility { facility } => {
@@ -612,6 +618,9 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             requests::answer(view, ctx, signed_in()?, request, accept, note)
         }
         Command::CancelRequest { request } => requests::cancel(view, signed_in()?, request),
+        Command::UpdateFacilityProfile { facility, profile } => {
+            directory::update_profile(view, signed_in()?, facility, profile)
+        }
     }
 }
 

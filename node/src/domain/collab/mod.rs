@@ -1,6 +1,6 @@
 //! The collaboration network's rules: accounts, facilities, invitations, patients and their
-//! teams, sub-rooms, groups, connections, posts, read state, requests to facilities and
-//! authorization.
+//! teams, sub-rooms, groups, connections, posts, read state, requests to facilities, the
+//! resource map and authorization.
 //!
 //! Pure: commands read a [`HubView`] and return [`Change`]s; nothing here does I/O. The store
 //! applies them in the replicated state machine (`store/collab.rs`).
@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod authz;
 pub mod commands;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod model;

@@ -131,6 +131,9 @@ pub struct Facility {
     pub kind: FacilityKind,
     pub municipality: String,
     pub status: FacilityStatus,
+    /// Its entry on the resource map (empty until its admins fill it in).
+    #[serde(default)]
+    pub profile: super::directory::FacilityProfile,
 }
 
 /// A single-use, expiring invitation for a professional to join a facility. Only the hash of

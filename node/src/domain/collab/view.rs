@@ -14,6 +14,10 @@ pub trait HubView {
     fn account(&self, id: AccountId) -> Option<Account>;
     fn account_by_login(&self, login: &str) -> Option<AccountId>;
     fn facility(&self, id: FacilityId) -> Option<Facility>;
+    /// Every facility (any status).
+    fn facilities(&self) -> Vec<Facility>;
+    /// Every professional account of a facility (any status).
+    fn staff_of(&self, facility: FacilityId) -> Vec<Account>;
     fn invitation_by_code(&self, code_hash: &str) -> Option<Invitation>;
     fn patient(&self, id: PatientId) -> Option<Patient>;
     fn room(&self, id: RoomId) -> Option<Room>;
@@ -115,6 +119,12 @@ impl HubView for MemHub {
     }
     fn facility(&self, id: FacilityId) -> Option<Facility> {
         self.facilities.get(&id).cloned()
+    }
+    fn facilities(&self) -> Vec<Facility> {
+        self.facilities.values().cloned().collect()
+    }
+    fn staff_of(&self, facility: FacilityId) -> Vec<Account> {
+        self.accounts.values().filter(|a| a.facility() == Some(facility)).cloned().collect()
     }
     fn invitation_by_code(&self, code_hash: &str) -> Option<Invitation> {
         self.invitations.values().find(|i| i.code_hash == code_hash).cloned()

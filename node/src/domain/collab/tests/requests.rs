@@ -4,33 +4,6 @@
 use super::*;
 use crate::domain::collab::requests::{self as req, Answer, RequestKind};
 
-/// Registers and approves a facility with `n` approved professionals (the first its admin).
-fn facility(hub: &mut Hub, op: AccountId, name: &str, kind: FacilityKind, n: usize) -> (FacilityId, Vec<AccountId>) {
-    let f = match hub.ok(op, Command::RegisterFacility { name: name.into(), kind, municipality: "宇都宮市".into() })
-    {
-        Outcome::Facility(f) => f,
-        o => panic!("{o:?}"),
-    };
-    hub.ok(op, Command::ApproveFacility { facility: f });
-    let mut staff = Vec::new();
-    for i in 0..n {
-        let code = format!("{name}-{i}");
-        let expires_at_ms = hub.now + 60_000;
-        hub.ok(op, Command::IssueInvitation { facility: f, code_hash: code.clone(), expires_at_ms, as_admin: i == 0 });
-        let register = Command::Register {
-            code_hash: code,
-            login: format!("{name}{i}"),
-            display_name: format!("{name}職員{i}"),
-            profession: Profession::Doctor,
-            password_hash: "h".into(),
-        };
-        let a = account_of(hub.run(None, register).unwrap());
-        hub.ok(op, Command::ApproveAccount { account: a });
-        staff.push(a);
-    }
-    (f, staff)
-}
-
 fn request_of(o: Outcome) -> RequestId {
     match o {
         Outcome::Request(r) => r,

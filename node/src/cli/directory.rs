@@ -1,0 +1,132 @@
+//! `kizuna map …`: the resource map (医療介護資源マップ) from the terminal.
+
+use anyhow::Context;
+use clap::Subcommand;
+use kizuna_proto::collab::directory_client::DirectoryClient;
+use kizuna_proto::collab::*;
+
+use super::Target;
+use super::collab::{authed, channel, facility_kind, request_id, token};
+
+#[derive(Subcommand)]
+pub enum MapCommand {
+    /// Search the region's facilities.
+    Search {
+        /// Comma-separated kinds: clinic, hospital, pharmacy, dental-clinic, visiting-nursing-station…
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        #[arg(long, default_value = "")]
+        municipality: String,
+        /// A service tag, e.g. 在宅酸素.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Words in the name, address, services or note.
+        #[arg(long, default_value = "")]
+        words: String,
+        /// Only facilities taking new patients.
+        #[arg(long)]
+        accepting: bool,
+        /// "latitude,longitude": nearest first, within --within-km.
+        #[arg(long)]
+        near: Option<String>,
+        #[arg(long, default_value_t = 10.0)]
+        within_km: f64,
+    },
+    /// A facility's page, with its staff.
+    Show { id: u64 },
+    /// Replace a facility's profile (its admins, or an operator).
+    Profile {
+        id: u64,
+        #[arg(long, default_value = "")]
+        address: String,
+        #[arg(long, default_value = "")]
+        phone: String,
+        /// "latitude,longitude".
+        #[arg(long)]
+        at: Option<String>,
+        /// Comma-separated service tags.
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<String>,
+        #[arg(long)]
+        accepting: bool,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+/// "36.5551,139.8828" → micro-degrees.
+fn point(text: &str) -> anyhow::Result<GeoPoint> {
+    let (lat, lon) = text.split_once(',').context("a point is \"latitude,longitude\"")?;
+    let e6 = |v: &str| -> anyhow::Result<i32> {
+        let degrees: f64 = v.trim().parse().with_context(|| format!("{v:?} is not a number"))?;
+        Ok((degrees * 1e6).round() as i32)
+    };
+    Ok(GeoPoint { lat_e6: e6(lat)?, lon_e6: e6(lon)? })
+}
+
+fn print_entry(f: &FacilityEntry) {
+    let p = f.profile.clone().unwrap_or_default();
+    let distance = if f.distance_m > 0 { format!("  {:.1} km", f.distance_m as f64 / 1000.0) } else { String::new() };
+    let accepting = if p.accepting_new_patients { "  新規受入可" } else { "" };
+    println!("#{} {}（{}）{distance}{accepting}", f.facility_id, f.name, f.municipality);
+    if !p.address.is_empty() || !p.phone.is_empty() {
+        println!("    {} {}", p.address, p.phone);
+    }
+    if !p.services.is_empty() {
+        println!("    {}", p.services.join("・"));
+    }
+}
+
+pub async fn run(target: &Target, cmd: MapCommand) -> anyhow::Result<()> {
+    let t = token()?;
+    let mut c = DirectoryClient::new(channel(target).await?);
+    match cmd {
+        MapCommand::Search { kind, municipality, service, words, accepting, near, within_km } => {
+            let kinds = kind.iter().map(|k| facility_kind(k).map(|k| k as i32)).collect::<anyhow::Result<_>>()?;
+            let req = SearchFacilitiesRequest {
+                kinds,
+                municipality,
+                service,
+                words,
+                accepting_only: accepting,
+                near: near.as_deref().map(point).transpose()?,
+                radius_m: (within_km * 1000.0).round() as u64,
+                limit: 0,
+            };
+            let found = c.search_facilities(authed(req, &t)?).await?.into_inner().facilities;
+            if found.is_empty() {
+                println!("(no facility matches)");
+            }
+            found.iter().for_each(print_entry);
+        }
+        MapCommand::Show { id } => {
+            let page = c.get_facility(authed(GetFacilityRequest { facility_id: id }, &t)?).await?.into_inner();
+            if let Some(f) = &page.facility {
+                print_entry(f);
+                let note = f.profile.as_ref().map(|p| p.note.as_str()).unwrap_or_default();
+                if !note.is_empty() {
+                    println!("    {note}");
+                }
+            }
+            for s in &page.staff {
+                println!("  {} {}（account {}）", s.display_name, s.profession, s.account_id);
+            }
+            println!("connect: kizuna connect ACCOUNT   request: kizuna request send --to {id} …");
+        }
+        MapCommand::Profile { id, address, phone, at, services, accepting, note } => {
+            let profile = FacilityProfile {
+                address,
+                phone,
+                location: at.as_deref().map(point).transpose()?,
+                services,
+                accepting_new_patients: accepting,
+                note,
+            };
+            let req =
+                UpdateFacilityProfileRequest { request_id: request_id(), facility_id: id, profile: Some(profile) };
+            let page = c.update_facility_profile(authed(req, &t)?).await?.into_inner();
+            page.facility.iter().for_each(print_entry);
+        }
+    }
+    Ok(())
+}

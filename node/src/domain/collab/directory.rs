@@ -1,0 +1,174 @@
+//! The resource map (医療介護資源マップ): every approved facility of the hub with its profile —
+//! address, location, phone, services, whether it takes new patients — searchable by kind,
+//! municipality, service, words and distance from a point. Professionals and operators use it to
+//! find partners; from a facility's page they connect with its staff or send it a request.
+//! Family accounts do not see it (it is a professionals' directory).
+
+use serde::{Deserialize, Serialize};
+
+use super::authz::{active_account, facility_admin};
+use super::commands::{Outcome, text};
+use super::error::{DomainError, DomainResult, denied, invalid};
+use super::model::*;
+use super::view::{Change, HubView};
+
+const MAX_ADDRESS_CHARS: usize = 200;
+const MAX_PHONE_CHARS: usize = 30;
+const MAX_SERVICES: usize = 30;
+const MAX_SERVICE_CHARS: usize = 40;
+const MAX_NOTE_CHARS: usize = 2_000;
+
+/// A point on the map in micro-degrees (integers keep the replicated state exact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeoPoint {
+    pub lat_e6: i32,
+    pub lon_e6: i32,
+}
+
+impl GeoPoint {
+    pub fn is_valid(self) -> bool {
+        (-90_000_000..=90_000_000).contains(&self.lat_e6) && (-180_000_000..=180_000_000).contains(&self.lon_e6)
+    }
+
+    /// Great-circle distance in metres (haversine; plenty for a prefecture).
+    pub fn distance_m(self, other: GeoPoint) -> u64 {
+        const EARTH_RADIUS_M: f64 = 6_371_000.0;
+        let rad = |e6: i32| f64::from(e6) / 1e6_f64 * std::f64::consts::PI / 180.0;
+        let (lat1, lat2) = (rad(self.lat_e6), rad(other.lat_e6));
+        let dlat = lat2 - lat1;
+        let dlon = rad(other.lon_e6) - rad(self.lon_e6);
+        let a = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+        (2.0 * EARTH_RADIUS_M * a.sqrt().min(1.0).asin()).round() as u64
+    }
+}
+
+/// What a facility tells the region about itself; kept up to date by its admins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacilityProfile {
+    pub address: String,
+    pub phone: String,
+    pub location: Option<GeoPoint>,
+    /// Free tags: 在宅酸素, 看取り, 24時間対応, 訪問リハ…
+    pub services: Vec<String>,
+    pub accepting_new_patients: bool,
+    pub note: String,
+}
+
+/// A search of the map. Empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub kinds: Vec<FacilityKind>,
+    pub municipality: String,
+    /// Facilities offering this service (exact tag).
+    pub service: String,
+    /// Words found in the name, address, services or note (Japanese: substring match).
+    pub words: String,
+    pub accepting_only: bool,
+    /// Only within `radius_m` of this point, nearest first.
+    pub near: Option<(GeoPoint, u64)>,
+}
+
+fn check(profile: &FacilityProfile) -> DomainResult<()> {
+    let optional =
+        |field: &str, value: &str, max: usize| if value.is_empty() { Ok(()) } else { text(field, value, max) };
+    optional("address", &profile.address, MAX_ADDRESS_CHARS)?;
+    optional("note", &profile.note, MAX_NOTE_CHARS)?;
+    optional("phone", &profile.phone, MAX_PHONE_CHARS)?;
+    if !profile.phone.chars().all(|c| c.is_ascii_digit() || "-+() ".contains(c)) {
+        return Err(invalid("phone may hold digits, spaces and - + ( ) only"));
+    }
+    if profile.services.len() > MAX_SERVICES {
+        return Err(invalid(format!("at most {MAX_SERVICES} services")));
+    }
+    for s in &profile.services {
+        text("service", s, MAX_SERVICE_CHARS)?;
+    }
+    if profile.location.is_some_and(|p| !p.is_valid()) {
+        return Err(invalid("location must be a latitude within ±90° and a longitude within ±180°"));
+    }
+    Ok(())
+}
+
+/// A facility's admin (or an operator) replaces its profile.
+pub fn update_profile(
+    view: &impl HubView,
+    actor: AccountId,
+    facility: FacilityId,
+    profile: FacilityProfile,
+) -> DomainResult<(Outcome, Vec<Change>)> {
+    facility_admin(view, actor, facility)?;
+    let mut f = view.facility(facility).ok_or(DomainError::NotFound("facility"))?;
+    check(&profile)?;
+    f.profile = profile;
+    Ok((Outcome::Facility(facility), vec![Change::Facility(f)]))
+}
+
+/// Professionals and operators only.
+fn reader(view: &impl HubView, actor: AccountId) -> DomainResult<Account> {
+    let account = active_account(view, actor)?;
+    if matches!(account.kind, AccountKind::Family { .. }) {
+        return Err(denied("the resource map is for professionals"));
+    }
+    Ok(account)
+}
+
+fn matches(f: &Facility, s: &Search) -> bool {
+    let p = &f.profile;
+    let words_match = || {
+        s.words.split_whitespace().all(|w| {
+            f.name.contains(w)
+                || p.address.contains(w)
+                || p.note.contains(w)
+                || p.services.iter().any(|x| x.contains(w))
+        })
+    };
+    f.status == FacilityStatus::Approved
+        && (s.kinds.is_empty() || s.kinds.contains(&f.kind))
+        && (s.municipality.is_empty() || f.municipality == s.municipality)
+        && (s.service.is_empty() || p.services.contains(&s.service))
+        && (!s.accepting_only || p.accepting_new_patients)
+        && words_match()
+}
+
+/// Approved facilities matching `search`, with their distance when searching near a point:
+/// nearest first then; otherwise by municipality and name. At most `limit`.
+pub fn search(
+    view: &impl HubView,
+    actor: AccountId,
+    s: &Search,
+    limit: usize,
+) -> DomainResult<Vec<(Facility, Option<u64>)>> {
+    reader(view, actor)?;
+    if s.near.is_some_and(|(p, _)| !p.is_valid()) {
+        return Err(invalid("the search point must be a latitude within ±90° and a longitude within ±180°"));
+    }
+    let mut found: Vec<(Facility, Option<u64>)> = view
+        .facilities()
+        .into_iter()
+        .filter(|f| matches(f, s))
+        .filter_map(|f| match s.near {
+            None => Some((f, None)),
+            Some((point, radius)) => {
+                let d = f.profile.location.map(|l| l.distance_m(point))?;
+                (d <= radius).then_some((f, Some(d)))
+            }
+        })
+        .collect();
+    found.sort_by(|(a, da), (b, db)| {
+        da.cmp(db).then_with(|| (&a.municipality, &a.name).cmp(&(&b.municipality, &b.name)))
+    });
+    found.truncate(limit);
+    Ok(found)
+}
+
+/// A facility's page: the facility and its active professionals (to connect with).
+pub fn page(view: &impl HubView, actor: AccountId, facility: FacilityId) -> DomainResult<(Facility, Vec<Account>)> {
+    reader(view, actor)?;
+    let f = view
+        .facility(facility)
+        .filter(|f| f.status == FacilityStatus::Approved)
+        .ok_or(DomainError::NotFound("facility"))?;
+    let mut staff: Vec<Account> = view.staff_of(facility).into_iter().filter(Account::is_active).collect();
+    staff.sort_by_key(|a| a.id);
+    Ok((f, staff))
+}
