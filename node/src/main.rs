@@ -148,6 +148,8 @@ enum Command {
         #[arg(long)]
         accept: bool,
     },
+    /// Search posts, patients, people and facilities (Japanese: no spaces needed).
+    Search { query: String },
     /// The resource map (医療介護資源マップ): search, show, profile.
     #[command(subcommand)]
     Map(cli::directory::MapCommand),
@@ -189,6 +191,7 @@ fn main() -> anyhow::Result<()> {
             Command::Connect { account, accept } => cli::collab::connect(&target()?, account, accept).await,
             Command::Request(cmd) => cli::requests::run(&target()?, cmd).await,
             Command::Map(cmd) => cli::directory::run(&target()?, cmd).await,
+            Command::Search { query } => cli::search::run(&target()?, query).await,
             Command::Admin(cmd) => cli::admin::run(target, cmd).await,
         }
     })

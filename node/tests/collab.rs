@@ -697,3 +697,77 @@ async fn the_resource_map_finds_facilities_near_a_patient_and_shows_their_staff(
     assert_eq!(unsigned.expect_err("signed out").code(), tonic::Code::Unauthenticated);
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn search_finds_japanese_words_in_what_the_user_may_read_on_any_node() {
+    use kizuna_proto::collab::search_client::SearchClient;
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let follower = hub.follower_of(leader);
+    let mut c = client(&hub.api(leader)).await;
+    let init = InitOperatorRequest {
+        request_id: uuid(),
+        login: "op".into(),
+        display_name: "事務局".into(),
+        password: PASSWORD.into(),
+    };
+    c.accounts.init_operator(init).await.unwrap();
+    let op = login(&mut c, "op").await;
+    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
+    join(&mut c, &op, &op, clinic, true, "dr.search", Profession::Doctor).await;
+    join(&mut c, &op, &op, clinic, false, "ns.other", Profession::Nurse).await;
+    let (dr, other) = (login(&mut c, "dr.search").await, login(&mut c, "ns.other").await);
+    let req = CreatePatientRequest {
+        request_id: uuid(),
+        name: "山田 花子".into(),
+        kana: "やまだ はなこ".into(),
+        ..Default::default()
+    };
+    let room = c.rooms.create_patient(authed(req, &dr)).await.unwrap().into_inner().room_id;
+    let post = |text: &str| PostRequest {
+        request_id: uuid(),
+        room_id: room,
+        text: text.into(),
+        reply_to: 0,
+        mention_ids: vec![],
+    };
+    let seq = c.posts.post(authed(post("在宅酸素の流量を２Ｌに変更しました。"), &dr)).await.unwrap().into_inner().seq;
+    c.posts.post(authed(post("本日の訪問で酸素チューブを交換。"), &dr)).await.unwrap();
+
+    // On a follower: the index is replicated state like any other.
+    let mut search = SearchClient::new(channel(&hub.api(follower)).await);
+    let q = |query: &str| SearchRequest { query: query.into(), limit: 0 };
+    let found = search.search(authed(q("酸素"), &dr)).await.unwrap().into_inner();
+    assert_eq!(found.posts.len(), 2, "{found:?}");
+    assert_eq!(found.posts[0].room_title, "山田 花子");
+    let found = search.search(authed(q("流量を2l"), &dr)).await.unwrap().into_inner();
+    assert_eq!(found.posts.iter().map(|h| h.post.as_ref().map(|p| p.seq)).collect::<Vec<_>>(), vec![Some(seq)]);
+    let found = search.search(authed(q("やまだ"), &dr)).await.unwrap().into_inner();
+    assert_eq!(found.patients.iter().map(|p| p.room_id).collect::<Vec<_>>(), vec![room]);
+    let found = search.search(authed(q("クリニック"), &dr)).await.unwrap().into_inner();
+    assert_eq!(found.facilities.len(), 1);
+    let found = search.search(authed(q("ns.other"), &dr)).await.unwrap().into_inner();
+    assert_eq!(found.people.len(), 1);
+
+    // Someone outside the team finds neither the posts nor the patient.
+    let found = search.search(authed(q("酸素"), &other)).await.unwrap().into_inner();
+    assert!(found.posts.is_empty() && found.patients.is_empty(), "{found:?}");
+
+    // An edit moves the post in the index; a deletion takes it out.
+    let edit =
+        EditPostRequest { request_id: uuid(), room_id: room, seq, text: "流量は据え置きです。".into() };
+    c.posts.edit(authed(edit, &dr)).await.unwrap();
+    let mut on_leader = SearchClient::new(channel(&hub.api(leader)).await);
+    assert!(on_leader.search(authed(q("流量を"), &dr)).await.unwrap().into_inner().posts.is_empty());
+    assert_eq!(on_leader.search(authed(q("据え置き"), &dr)).await.unwrap().into_inner().posts.len(), 1);
+    c.posts.delete(authed(PostRef { request_id: uuid(), room_id: room, seq }, &dr)).await.unwrap();
+    assert!(on_leader.search(authed(q("据え置き"), &dr)).await.unwrap().into_inner().posts.is_empty());
+
+    // Bad input.
+    let e = on_leader.search(authed(q("酸"), &dr)).await.expect_err("one character");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let e =
+        on_leader.search(authed(SearchRequest { query: "酸素".into(), limit: 1000 }, &dr)).await.expect_err("limit");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    hub.shutdown().await;
+}

@@ -152,6 +152,10 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     let (clinic, station) = (map.find("宇都宮在宅クリニック"), map.find("ひばり訪問看護ステーション"));
     assert!(clinic.is_some() && station.is_some() && clinic < station, "{map}");
     assert!(!map.contains("みどり薬局"), "{map}");
+    // Search in Japanese, without spaces: her patient's post about the oxygen tube.
+    let out = user(&["search", "酸素チューブ"]);
+    let found = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && found.contains("山田 花子") && found.contains("酸素チューブの交換"), "{found}");
     let room: String = list
         .lines()
         .find(|l| l.contains("山田 花子") && !l.contains('／'))

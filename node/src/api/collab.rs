@@ -588,7 +588,7 @@ impl pb::posts_server::Posts for CollabApi {
 }
 
 /// A post as members see it: with sender, profession, facility and time.
-fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
+pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
     let author = hub.account(p.author);
     let (profession, facility) = match author.as_ref().map(|a| &a.kind) {
         Some(AccountKind::Professional { facility, profession }) => {

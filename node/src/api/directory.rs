@@ -40,7 +40,7 @@ fn profile_from(p: pb::FacilityProfile) -> FacilityProfile {
     }
 }
 
-fn entry(f: Facility, distance_m: Option<u64>) -> pb::FacilityEntry {
+pub(super) fn entry(f: Facility, distance_m: Option<u64>) -> pb::FacilityEntry {
     let p = f.profile;
     pb::FacilityEntry {
         facility_id: f.id.0,

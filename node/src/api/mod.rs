@@ -1,5 +1,5 @@
 //! The public gRPC front end of a node: the collaboration network (with requests to
-//! facilities and the resource map), records, cluster administration, health and reflection.
+//! facilities, the resource map and search), records, cluster administration, health and reflection.
 
 mod admin;
 mod auth;
@@ -7,6 +7,7 @@ mod collab;
 mod directory;
 mod records;
 mod requests;
+mod search;
 
 use std::sync::Arc;
 
@@ -51,5 +52,6 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<Router, t
         .add_service(pb::audit_server::AuditServer::new(collab.clone()))
         .add_service(pb::care_requests_server::CareRequestsServer::new(collab.clone()))
         .add_service(pb::directory_server::DirectoryServer::new(collab.clone()))
+        .add_service(pb::search_server::SearchServer::new(collab.clone()))
         .add_service(pb::events_server::EventsServer::new(collab)))
 }

@@ -6,6 +6,7 @@ pub mod directory;
 pub mod load;
 pub mod records;
 pub mod requests;
+pub mod search;
 pub mod seed;
 pub mod serve;
 pub mod status;

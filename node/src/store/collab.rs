@@ -12,6 +12,7 @@
 //! | `M` | room id, account id | Member |
 //! | `U` | account id, room id | (index of an account's memberships) |
 //! | `T` | room id, seq | Post |
+//! | `N` | bigram, room id, seq | (search index: bigrams of each live post's current text) |
 //! | `C` | account id, account id | Connection |
 //! | `S` | token hash | Session |
 //! | `V` | account id, token hash | (index of an account's sessions) |
@@ -24,7 +25,7 @@
 //! | `Z` | audit seq | AuditEntry (the hash-chained audit log) |
 //! | `z` | — | (seq, hash) of the newest audit entry |
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use serde::Serialize;
@@ -35,6 +36,7 @@ use crate::domain::collab::audit::{self, AuditEntry, AuditRecord};
 use crate::domain::collab::events::Event;
 use crate::domain::collab::model::*;
 use crate::domain::collab::requests::CareRequest;
+use crate::domain::collab::search;
 use crate::domain::collab::{Change, HubView};
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -123,7 +125,10 @@ impl<'a> RocksHub<'a> {
                     self.overlay.insert(key(b'U', &[&be(account.0), &be(room.0)]), None);
                     self.overlay.insert(key(b'M', &[&be(room.0), &be(account.0)]), None);
                 }
-                Change::Post(p) => self.put(key(b'T', &[&be(p.room.0), &be(p.seq)]), &p),
+                Change::Post(p) => {
+                    self.index_post(&p);
+                    self.put(key(b'T', &[&be(p.room.0), &be(p.seq)]), &p);
+                }
                 Change::Connection(c) => self.put(key(b'C', &[&be(c.pair.0.0), &be(c.pair.1.0)]), &c),
                 Change::Session(s) => {
                     self.put(key(b'V', &[&be(s.account.0), s.token_hash.as_bytes()]), &());
@@ -137,6 +142,21 @@ impl<'a> RocksHub<'a> {
                     self.put(key(b'Y', &[&be(r.id.0)]), &r);
                 }
             }
+        }
+    }
+
+    /// Moves the post's search-index entries from its stored text to its new one (none once
+    /// deleted). Must run before the post itself is written.
+    fn index_post(&mut self, post: &Post) {
+        let grams = |p: &Post| if p.deleted { BTreeSet::new() } else { search::bigrams(&search::normalize(&p.text)) };
+        let old = self.post(post.room, post.seq).map(|p| grams(&p)).unwrap_or_default();
+        let new = grams(post);
+        let entry = |gram: &str| key(b'N', &[gram.as_bytes(), &be(post.room.0), &be(post.seq)]);
+        for gone in old.difference(&new) {
+            self.overlay.insert(entry(gone), None);
+        }
+        for added in new.difference(&old) {
+            self.put(entry(added), &());
         }
     }
 
@@ -233,6 +253,9 @@ impl HubView for RocksHub<'_> {
     }
     fn post(&self, room: RoomId, seq: u64) -> Option<Post> {
         self.get(&key(b'T', &[&be(room.0), &be(seq)]))
+    }
+    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> Vec<u64> {
+        self.ids_under(&key(b'N', &[bigram.as_bytes(), &be(room.0)]))
     }
     fn connection(&self, pair: (AccountId, AccountId)) -> Option<Connection> {
         self.get(&key(b'C', &[&be(pair.0.0), &be(pair.1.0)]))

@@ -1,6 +1,6 @@
 //! The collaboration network's rules: accounts, facilities, invitations, patients and their
 //! teams, sub-rooms, groups, connections, posts, read state, requests to facilities, the
-//! resource map and authorization.
+//! resource map, search and authorization.
 //!
 //! Pure: commands read a [`HubView`] and return [`Change`]s; nothing here does I/O. The store
 //! applies them in the replicated state machine (`store/collab.rs`).
@@ -14,6 +14,7 @@ pub mod events;
 pub mod model;
 pub mod queries;
 pub mod requests;
+pub mod search;
 pub mod view;
 
 pub use commands::{Command, Ctx, Outcome, execute};

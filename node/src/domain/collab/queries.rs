@@ -27,7 +27,8 @@ pub enum ListKind {
     Connections,
 }
 
-fn title(view: &impl HubView, viewer: AccountId, room: &Room) -> String {
+/// A room's title as `viewer` sees it (a connection is titled by the other person).
+pub fn title(view: &impl HubView, viewer: AccountId, room: &Room) -> String {
     match &room.kind {
         RoomKind::PatientTimeline { patient } => view.patient(*patient).map(|p| p.name).unwrap_or_default(),
         RoomKind::SubRoom { patient, name, .. } => {

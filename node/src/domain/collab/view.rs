@@ -26,6 +26,9 @@ pub trait HubView {
     /// Every membership (any state) of an account.
     fn rooms_of(&self, account: AccountId) -> Vec<Member>;
     fn post(&self, room: RoomId, seq: u64) -> Option<Post>;
+    /// Sequences of the room's live posts whose normalised text holds `bigram` (the search
+    /// index; see `search.rs`).
+    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> Vec<u64>;
     fn connection(&self, pair: (AccountId, AccountId)) -> Option<Connection>;
     fn session(&self, token_hash: &str) -> Option<Session>;
     fn sessions_of(&self, account: AccountId) -> Vec<Session>;
@@ -146,6 +149,13 @@ impl HubView for MemHub {
     }
     fn post(&self, room: RoomId, seq: u64) -> Option<Post> {
         self.posts.get(&(room, seq)).cloned()
+    }
+    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> Vec<u64> {
+        self.posts
+            .range((room, 0)..=(room, u64::MAX))
+            .filter(|(_, p)| !p.deleted && super::search::bigrams(&super::search::normalize(&p.text)).contains(bigram))
+            .map(|((_, seq), _)| *seq)
+            .collect()
     }
     fn connection(&self, pair: (AccountId, AccountId)) -> Option<Connection> {
         self.connections.get(&pair).cloned()

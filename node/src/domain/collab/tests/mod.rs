@@ -575,3 +575,4 @@ fn facility(hub: &mut Hub, op: AccountId, name: &str, kind: FacilityKind, n: usi
 
 mod directory;
 mod requests;
+mod search;

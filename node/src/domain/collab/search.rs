@@ -1,0 +1,131 @@
+//! Search (検索): posts the user may read, patients of the user's teams, and people, in
+//! Japanese. Japanese has no spaces between words, so posts are indexed by character bigrams
+//! (the store keeps one index entry per bigram of a post's current text, per room) and a query
+//! matches a post whose normalised text contains the normalised query. Patients and people are
+//! few enough per user to be matched directly.
+
+use std::collections::BTreeSet;
+
+use super::authz::{active_account, can_read};
+use super::error::{DomainResult, invalid};
+use super::model::*;
+use super::view::HubView;
+
+/// Queries shorter than this match too much to be useful (and have no bigram).
+pub const MIN_QUERY_CHARS: usize = 2;
+const MAX_QUERY_CHARS: usize = 100;
+
+/// Folds the differences users do not mean: full-width ASCII (ＡＢＣ１２３) to half-width,
+/// ASCII to lower case, and runs of white space to one space.
+pub fn normalize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut space = false;
+    for c in text.chars() {
+        let c = match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            c => c,
+        };
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// The distinct character bigrams of a normalised text (spaces included: they separate).
+pub fn bigrams(normalized: &str) -> BTreeSet<String> {
+    let chars: Vec<char> = normalized.chars().collect();
+    chars.windows(2).map(|w| w.iter().collect()).collect()
+}
+
+/// A post found, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub room: RoomId,
+    pub post: Post,
+}
+
+fn query(text: &str) -> DomainResult<String> {
+    let q = normalize(text);
+    let n = q.chars().count();
+    if !(MIN_QUERY_CHARS..=MAX_QUERY_CHARS).contains(&n) {
+        return Err(invalid(format!("a search is {MIN_QUERY_CHARS}..={MAX_QUERY_CHARS} characters")));
+    }
+    Ok(q)
+}
+
+/// Posts (not deleted) in rooms `actor` may read whose text contains `text`, newest first.
+pub fn posts(view: &impl HubView, actor: AccountId, text: &str, limit: usize) -> DomainResult<Vec<Hit>> {
+    active_account(view, actor)?;
+    let q = query(text)?;
+    // Any one bigram of the query narrows each room to a few candidates; the full text decides.
+    let Some(probe) = bigrams(&q).into_iter().next() else { return Ok(Vec::new()) };
+    let mut hits: Vec<Hit> = view
+        .rooms_of(actor)
+        .into_iter()
+        .filter(|m| can_read(view, actor, m.room))
+        .flat_map(|m| view.posts_with_bigram(m.room, &probe).into_iter().map(move |seq| (m.room, seq)))
+        .filter_map(|(room, seq)| view.post(room, seq).map(|post| Hit { room, post }))
+        .filter(|h| !h.post.deleted && normalize(&h.post.text).contains(&q))
+        .collect();
+    hits.sort_by_key(|h| std::cmp::Reverse((h.post.posted_at_ms, h.room, h.post.seq)));
+    hits.truncate(limit);
+    Ok(hits)
+}
+
+/// Patients of the teams `actor` belongs to whose name or kana contains `text`.
+pub fn patients(view: &impl HubView, actor: AccountId, text: &str) -> DomainResult<Vec<Patient>> {
+    active_account(view, actor)?;
+    let q = query(text)?;
+    let mut found: Vec<Patient> = view
+        .rooms_of(actor)
+        .into_iter()
+        .filter(|m| can_read(view, actor, m.room))
+        .filter_map(|m| match view.room(m.room)?.kind {
+            RoomKind::PatientTimeline { patient } => view.patient(patient),
+            _ => None,
+        })
+        .filter(|p| normalize(&p.name).contains(&q) || normalize(&p.kana).contains(&q))
+        .collect();
+    found.sort_by_key(|p| p.id);
+    Ok(found)
+}
+
+/// Active professionals whose name or login contains `text` (family accounts only search
+/// posts and their patient).
+pub fn people(view: &impl HubView, actor: AccountId, text: &str, limit: usize) -> DomainResult<Vec<Account>> {
+    let me = active_account(view, actor)?;
+    let q = query(text)?;
+    if matches!(me.kind, AccountKind::Family { .. }) {
+        return Ok(Vec::new());
+    }
+    let mut found: Vec<Account> = view
+        .facilities()
+        .into_iter()
+        .flat_map(|f| view.staff_of(f.id))
+        .filter(|a| a.is_active() && (normalize(&a.display_name).contains(&q) || normalize(&a.login).contains(&q)))
+        .collect();
+    found.sort_by_key(|a| a.id);
+    found.truncate(limit);
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalising_folds_width_case_and_spaces() {
+        assert_eq!(normalize("ＳｐＯ２　９４％"), "spo2 94%");
+        assert_eq!(normalize("  在宅  酸素 "), "在宅 酸素");
+        assert_eq!(bigrams("酸素量"), BTreeSet::from(["酸素".to_owned(), "素量".to_owned()]));
+        assert!(bigrams("酸").is_empty());
+    }
+}
