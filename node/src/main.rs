@@ -83,7 +83,13 @@ enum Command {
         password: Option<String>,
         #[arg(long, default_value = "cli")]
         device: String,
+        /// The 6-digit code from the authenticator app (accounts with a second factor).
+        #[arg(long)]
+        totp: Option<String>,
     },
+    /// The second factor: enroll (prints the secret for the app), confirm CODE, disable.
+    #[command(subcommand)]
+    Totp(cli::collab::TotpCommand),
     /// End the session.
     Logout,
     /// Register with an invitation code (then wait for the facility admin's approval).
@@ -174,7 +180,10 @@ fn main() -> anyhow::Result<()> {
             Command::Put { key, value, request_id } => cli::records::put(&target()?, key, value, request_id).await,
             Command::Get { key, local } => cli::records::get(&target()?, key, local).await,
             Command::Load { clients, seconds } => cli::load::run(&target()?, clients, seconds).await,
-            Command::Login { login, password, device } => cli::collab::login(&target()?, login, password, device).await,
+            Command::Login { login, password, device, totp } => {
+                cli::collab::login(&target()?, login, password, device, totp).await
+            }
+            Command::Totp(cmd) => cli::collab::totp(&target()?, cmd).await,
             Command::Logout => cli::collab::logout(&target()?).await,
             Command::Register { code, login, name, profession, password } => {
                 cli::collab::admin::register(&target()?, code, login, name, profession, password).await

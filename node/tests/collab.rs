@@ -47,6 +47,7 @@ async fn login(c: &mut Client, login: &str) -> String {
         login: login.into(),
         password: PASSWORD.into(),
         device: "test".into(),
+        ..Default::default()
     };
     c.accounts.login(req).await.expect("login").into_inner().token
 }
@@ -86,6 +87,7 @@ async fn join(
             login: login_name.into(),
             password: PASSWORD.into(),
             device: "x".into(),
+            ..Default::default()
         })
         .await;
     assert_eq!(early.expect_err("pending account logs in").code(), tonic::Code::Unauthenticated);
@@ -127,6 +129,7 @@ async fn the_collaboration_story() {
             login: "jimukyoku".into(),
             password: "wrong password!!".into(),
             device: "x".into(),
+            ..Default::default()
         })
         .await;
     assert_eq!(wrong.expect_err("wrong password").code(), tonic::Code::Unauthenticated);
@@ -289,6 +292,7 @@ async fn the_collaboration_story() {
         login: "ph.tanaka".into(),
         password: PASSWORD.into(),
         device: "x".into(),
+        ..Default::default()
     };
     let first = c.accounts.login(retry.clone()).await.expect("login").into_inner();
     let second = f.accounts.login(retry).await.expect("retried login").into_inner();
@@ -769,5 +773,78 @@ async fn search_finds_japanese_words_in_what_the_user_may_read_on_any_node() {
     let e =
         on_leader.search(authed(SearchRequest { query: "酸素".into(), limit: 1000 }, &dr)).await.expect_err("limit");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    hub.shutdown().await;
+}
+
+/// The code an authenticator app holding `base32` shows `ahead_secs` from now.
+fn app_code(base32: &str, ahead_secs: u64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(base32).expect("base32 secret");
+    let totp = totp_rs::Builder::new().with_secret(secret).build().expect("totp");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    totp.generate(now + ahead_secs).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_factor_guards_login_and_a_code_works_once() {
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let follower = hub.follower_of(leader);
+    let mut c = client(&hub.api(leader)).await;
+    let mut f = client(&hub.api(follower)).await;
+    let init = InitOperatorRequest {
+        request_id: uuid(),
+        login: "op".into(),
+        display_name: "事務局".into(),
+        password: PASSWORD.into(),
+    };
+    c.accounts.init_operator(init).await.unwrap();
+    let op = login(&mut c, "op").await;
+    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
+    let nurse = join(&mut c, &op, &op, clinic, false, "ns.totp", Profession::Nurse).await;
+    let token = login(&mut c, "ns.totp").await;
+
+    // Enrol through a follower; a retry of the same request gives the same secret.
+    let begin = BeginTotpRequest { request_id: "totp-1".into() };
+    let first = f.accounts.begin_totp(authed(begin.clone(), &token)).await.expect("begin").into_inner();
+    let again = f.accounts.begin_totp(authed(begin, &token)).await.expect("retried begin").into_inner();
+    assert_eq!(first.secret_base32, again.secret_base32);
+    assert!(first.otpauth_uri.starts_with("otpauth://totp/Kizuna:ns.totp?secret="), "{first:?}");
+    let wrong = ConfirmTotpRequest { request_id: uuid(), code: "000000x".into() };
+    assert_eq!(
+        f.accounts.confirm_totp(authed(wrong, &token)).await.expect_err("bad code").code(),
+        tonic::Code::InvalidArgument
+    );
+    let code = app_code(&first.secret_base32, 0);
+    f.accounts
+        .confirm_totp(authed(ConfirmTotpRequest { request_id: uuid(), code: code.clone() }, &token))
+        .await
+        .expect("confirm");
+
+    // From now on a login needs a code, and the confirming code is spent.
+    let attempt = |totp_code: &str| LoginRequest {
+        request_id: uuid(),
+        login: "ns.totp".into(),
+        password: PASSWORD.into(),
+        device: "phone".into(),
+        totp_code: totp_code.into(),
+    };
+    let e = c.accounts.login(attempt("")).await.expect_err("no code");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    assert!(e.message().contains("code"), "{e:?}");
+    let e = c.accounts.login(attempt("123")).await.expect_err("wrong code");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let e = c.accounts.login(attempt(&code)).await.expect_err("a spent code");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    // The next step's code (a phone a little ahead) signs in, once.
+    let next = app_code(&first.secret_base32, 30);
+    let session = f.accounts.login(attempt(&next)).await.expect("login with a fresh code").into_inner();
+    f.accounts.list_sessions(authed(ListSessionsRequest {}, &session.token)).await.expect("the new session works");
+    let e = c.accounts.login(attempt(&next)).await.expect_err("the same code twice");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+
+    // A lost phone: the facility admin (here the operator) turns it off; password alone works again.
+    let reset = DisableTotpRequest { request_id: uuid(), account_id: nurse, code: String::new() };
+    c.accounts.disable_totp(authed(reset, &op)).await.expect("admin reset");
+    c.accounts.login(attempt("")).await.expect("password only");
     hub.shutdown().await;
 }

@@ -85,6 +85,7 @@ pub async fn setup(endpoints: &[String], seed: u64, rooms: usize) -> anyhow::Res
                 login: name.into(),
                 password: PASSWORD.into(),
                 device: "chaos".into(),
+                ..Default::default()
             };
             async move { AccountsClient::new(ch).login(req).await.map(|r| r.into_inner().token) }
         }

@@ -30,6 +30,52 @@ pub fn one_time_password() -> Result<String, Status> {
     Ok(buf.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
 }
 
+/// `n` bytes derived from a caller's session token and request id: a retry with the same
+/// request id gets the same secret (so the answer of a retried write still matches what was
+/// stored), and only the token's holder can derive it.
+pub fn derived_secret(purpose: &str, token: &str, request_id: &str, n: usize) -> Vec<u8> {
+    let digest = Sha256::digest(format!("{purpose}|{token}|{request_id}").as_bytes());
+    digest.iter().copied().take(n).collect()
+}
+
+/// TOTP as authenticator apps do it (RFC 6238): HMAC-SHA1, 6 digits, 30-second steps.
+pub const TOTP_STEP_SECS: u64 = 30;
+
+fn totp(secret: &[u8]) -> Result<totp_rs::Totp, Status> {
+    totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        // One step either side: a phone's clock is rarely exact.
+        .with_skew(1)
+        .with_step_duration(TOTP_STEP_SECS)
+        .with_secret(secret.to_vec())
+        .build()
+        .map_err(|e| Status::internal(format!("TOTP secret: {e}")))
+}
+
+/// The time step — now, or one either side — whose code is `code`, if any.
+pub fn totp_step(secret: &[u8], code: &str, now_ms: u64) -> Result<Option<u64>, Status> {
+    Ok(totp(secret)?.check(code.trim(), now_ms / 1000))
+}
+
+/// The secret in base32 and as an otpauth:// URI, for an authenticator app.
+pub fn totp_enrolment(secret: &[u8], login: &str) -> (String, String) {
+    let base32 = totp_rs::Secret::from(secret.to_vec()).to_base32();
+    // Percent-encode the label: logins may hold characters a URI path may not.
+    let label: String = login
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let uri = format!("otpauth://totp/Kizuna:{label}?secret={base32}&issuer=Kizuna&algorithm=SHA1&digits=6&period=30");
+    (base32, uri)
+}
+
 /// What is stored and replicated in place of a token or code.
 pub fn secret_hash(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
@@ -76,5 +122,31 @@ impl IdleClock {
     pub fn touch(&self, token_hash: &str, now_ms: u64) {
         let mut map = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(token_hash.to_owned(), now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totp_code(secret: &[u8], step: u64) -> Result<String, Status> {
+        Ok(totp(secret)?.generate(step * TOTP_STEP_SECS).to_string())
+    }
+
+    #[test]
+    fn totp_codes_match_rfc_6238() {
+        // RFC 6238 appendix B, SHA-1 secret "12345678901234567890": 94287082 at 59 s (8 digits),
+        // so 287082 with 6; 07081804 at 1111111109 s.
+        let secret = b"12345678901234567890";
+        assert_eq!(totp_code(secret, 59 / TOTP_STEP_SECS).unwrap(), "287082");
+        assert_eq!(totp_code(secret, 1_111_111_109 / TOTP_STEP_SECS).unwrap(), "081804");
+        let now_ms = 1_111_111_109_000;
+        assert_eq!(totp_step(secret, "081804", now_ms).unwrap(), Some(1_111_111_109 / TOTP_STEP_SECS));
+        assert_eq!(totp_step(secret, " 081804 ", now_ms + 30_000).unwrap(), Some(1_111_111_109 / TOTP_STEP_SECS));
+        assert_eq!(totp_step(secret, "081804", now_ms + 90_000).unwrap(), None);
+        assert_eq!(totp_step(secret, "12345x", now_ms).unwrap(), None);
+        let (base32, uri) = totp_enrolment(secret, "dr.sato@clinic");
+        assert_eq!(base32, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert!(uri.starts_with("otpauth://totp/Kizuna:dr.sato%40clinic?secret=GEZDGNBVGY3TQOJQ"), "{uri}");
     }
 }

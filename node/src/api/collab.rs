@@ -14,7 +14,7 @@ use crate::domain::collab::audit::{self, AuditAction, AuditRecord};
 use crate::domain::collab::events::{self, Event, EventKind, visible_to};
 use crate::domain::collab::model::*;
 use crate::domain::collab::queries::{self, ListKind, SessionPolicy};
-use crate::domain::collab::{Command, DomainError, HubView, Outcome};
+use crate::domain::collab::{Command, DomainError, HubView, Outcome, second_factor};
 use crate::domain::{self, CommandResult, Envelope, RefusalCode};
 use crate::node::{Node, now_ms};
 
@@ -241,6 +241,19 @@ impl pb::accounts_server::Accounts for CollabApi {
         if !ok || !account.is_active() {
             return Err(refused());
         }
+        // The second factor, when the account has one: the code must match a current step.
+        let totp_step = match account.totp.as_ref().filter(|t| t.confirmed) {
+            None => None,
+            Some(_) if r.totp_code.trim().is_empty() => {
+                return Err(Status::unauthenticated(
+                    "this account has a second factor: send the 6-digit code from the authenticator app",
+                ));
+            }
+            Some(t) => Some(
+                auth::totp_step(&t.secret, &r.totp_code, now_ms())?
+                    .ok_or_else(|| Status::unauthenticated("wrong or expired code from the authenticator app"))?,
+            ),
+        };
         let token = auth::new_secret()?;
         let token_hash = auth::secret_hash(&token);
         let session = |request_id: String| {
@@ -248,6 +261,7 @@ impl pb::accounts_server::Accounts for CollabApi {
                 login: r.login.clone(),
                 token_hash: token_hash.clone(),
                 device: r.device.clone(),
+                totp_step,
             };
             self.write_once(request_id, None, cmd)
         };
@@ -260,6 +274,43 @@ impl pb::accounts_server::Accounts for CollabApi {
         }
         let id = account_id(outcome)?.account_id;
         Ok(Response::new(pb::LoginResponse { token, account_id: id }))
+    }
+
+    async fn begin_totp(&self, req: Request<pb::BeginTotpRequest>) -> Result<Response<pb::BeginTotpResponse>, Status> {
+        let request_id = req.get_ref().request_id.clone();
+        let token = auth::bearer(&req).unwrap_or_default();
+        let secret = auth::derived_secret("totp", &token, &request_id, second_factor::SECRET_BYTES);
+        let (_, me, _) =
+            self.signed_write_then_catch_up(&req, request_id, Command::BeginTotp { secret: secret.clone() }).await?;
+        let login = self.node.state.hub().account(me).map(|a| a.login).unwrap_or_default();
+        let (secret_base32, otpauth_uri) = auth::totp_enrolment(&secret, &login);
+        Ok(Response::new(pb::BeginTotpResponse { secret_base32, otpauth_uri }))
+    }
+
+    async fn confirm_totp(&self, req: Request<pb::ConfirmTotpRequest>) -> Result<Response<pb::Empty>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let r = req.get_ref().clone();
+        let pending = self.node.state.hub().account(me).and_then(|a| a.totp).filter(|t| !t.confirmed);
+        let Some(totp) = pending else {
+            return Err(Status::failed_precondition("start setting up the second factor first (BeginTotp)"));
+        };
+        let step = auth::totp_step(&totp.secret, &r.code, now_ms())?
+            .ok_or_else(|| Status::invalid_argument("the code does not match: check the app and its clock"))?;
+        self.signed_write(&req, r.request_id, Command::ConfirmTotp { step }).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn disable_totp(&self, req: Request<pb::DisableTotpRequest>) -> Result<Response<pb::Empty>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let r = req.get_ref().clone();
+        let account = if r.account_id == 0 { me } else { AccountId(r.account_id) };
+        // One's own needs a fresh code; an admin's reset of another's does not.
+        let step = match self.node.state.hub().account(me).and_then(|a| a.totp).filter(|_| account == me) {
+            Some(totp) => auth::totp_step(&totp.secret, &r.code, now_ms())?,
+            None => None,
+        };
+        self.signed_write(&req, r.request_id, Command::DisableTotp { account, step }).await?;
+        Ok(Response::new(pb::Empty {}))
     }
 
     async fn logout(&self, req: Request<pb::LogoutRequest>) -> Result<Response<pb::Empty>, Status> {

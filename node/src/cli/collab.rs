@@ -103,12 +103,64 @@ pub(crate) async fn channel(target: &Target) -> anyhow::Result<Channel> {
     Ok(target.connect_any().await?.1)
 }
 
-pub async fn login(target: &Target, login: String, pw: Option<String>, device: String) -> anyhow::Result<()> {
+pub async fn login(
+    target: &Target,
+    login: String,
+    pw: Option<String>,
+    device: String,
+    totp: Option<String>,
+) -> anyhow::Result<()> {
     let password = password(pw)?;
-    let req = LoginRequest { request_id: request_id(), login: login.clone(), password, device };
+    let totp_code = totp.unwrap_or_default();
+    let req = LoginRequest { request_id: request_id(), login: login.clone(), password, device, totp_code };
     let resp = AccountsClient::new(channel(target).await?).login(req).await?.into_inner();
     let path = save_session(&SavedSession { login: login.clone(), token: resp.token })?;
     println!("logged in as {login} (account {}); session kept in {}", resp.account_id, path.display());
+    Ok(())
+}
+
+#[derive(clap::Subcommand)]
+pub enum TotpCommand {
+    /// Start: prints the secret and an otpauth:// URI for the authenticator app.
+    Enroll,
+    /// Finish with a code from the app; from then on `login` needs --totp.
+    Confirm { code: String },
+    /// Turn it off: your own with a fresh code, or (facility admins, operators) another's.
+    Disable {
+        #[arg(long)]
+        code: Option<String>,
+        #[arg(long)]
+        account: Option<u64>,
+    },
+}
+
+pub async fn totp(target: &Target, cmd: TotpCommand) -> anyhow::Result<()> {
+    let t = token()?;
+    let mut accounts = AccountsClient::new(channel(target).await?);
+    match cmd {
+        TotpCommand::Enroll => {
+            let r = accounts.begin_totp(authed(BeginTotpRequest { request_id: request_id() }, &t)?).await?.into_inner();
+            println!(
+                "secret: {}
+{}",
+                r.secret_base32, r.otpauth_uri
+            );
+            println!("add it to your authenticator app, then: kizuna totp confirm CODE");
+        }
+        TotpCommand::Confirm { code } => {
+            accounts.confirm_totp(authed(ConfirmTotpRequest { request_id: request_id(), code }, &t)?).await?;
+            println!("second factor on: log in with --totp CODE from now on");
+        }
+        TotpCommand::Disable { code, account } => {
+            let req = DisableTotpRequest {
+                request_id: request_id(),
+                account_id: account.unwrap_or(0),
+                code: code.unwrap_or_default(),
+            };
+            accounts.disable_totp(authed(req, &t)?).await?;
+            println!("second factor off");
+        }
+    }
     Ok(())
 }
 

@@ -76,6 +76,7 @@ impl Seeder {
             login: login.into(),
             password: DEMO_PASSWORD.into(),
             device: "demo-seed".into(),
+            ..Default::default()
         };
         Ok(self.accounts.login(req).await?.into_inner().token)
     }

@@ -11,6 +11,7 @@ use super::directory::{self, FacilityProfile};
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
 use super::model::*;
 use super::requests::{self, RequestKind};
+use super::second_factor;
 use super::view::{Change, HubView};
 
 /// Longest post text, in characters.
@@ -63,6 +64,18 @@ pub enum Command {
         login: String,
         token_hash: String,
         device: String,
+        /// The TOTP step the API node matched the user's code at (accounts with a second factor).
+        totp_step: Option<u64>,
+    },
+    BeginTotp {
+        secret: Vec<u8>,
+    },
+    ConfirmTotp {
+        step: u64,
+    },
+    DisableTotp {
+        account: AccountId,
+        step: Option<u64>,
     },
     Logout {
         token_hash: String,
@@ -210,7 +223,16 @@ fn new_account(
 ) -> DomainResult<Account> {
     login_free(view, &login)?;
     text("display_name", &display_name, MAX_NAME_CHARS)?;
-    Ok(Account { id: AccountId(ctx.log_index), login, display_name, kind, status, password_hash, facility_admin })
+    Ok(Account {
+        id: AccountId(ctx.log_index),
+        login,
+        display_name,
+        kind,
+        status,
+        password_hash,
+        facility_admin,
+        totp: None,
+    })
 }
 
 fn new_member(room: RoomId, account: AccountId, role: Role, state: MemberState) -> Member {
@@ -306,16 +328,21 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             }
             Ok((Outcome::Account(account), changes))
         }
-        Command::CreateSession { login, token_hash, device } => {
+        Command::CreateSession { login, token_hash, device, totp_step } => {
             let id = view.account_by_login(&login).ok_or(DomainError::Unauthenticated)?;
             let account = active_account(view, id)?;
             if token_hash.is_empty() || view.session(&token_hash).is_some() {
                 return Err(invalid("session token unusable"));
             }
-            let session =
-                Session { token_hash, account: account.id, created_at_ms: ctx.now_ms, device, revoked: false };
-            Ok((Outcome::Session(account.id), vec![Change::Session(session)]))
+            let mut changes: Vec<Change> =
+                second_factor::login(account, totp_step)?.map(Change::Account).into_iter().collect();
+            let session = Session { token_hash, account: id, created_at_ms: ctx.now_ms, device, revoked: false };
+            changes.push(Change::Session(session));
+            Ok((Outcome::Session(id), changes))
         }
+        Command::BeginTotp { secret } => second_factor::begin(view, signed_in()?, secret),
+        Command::ConfirmTotp { step } => second_factor::confirm(view, signed_in()?, step),
+        Command::DisableTotp { account, step } => second_factor::disable(view, signed_in()?, account, step),
         Command::Logout { token_hash } => {
             let actor = signed_in()?;
             let mut s =

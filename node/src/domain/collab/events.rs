@@ -132,6 +132,7 @@ mod tests {
             status: AccountStatus::Active,
             password_hash: String::new(),
             facility_admin: false,
+            totp: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod model;
 pub mod queries;
 pub mod requests;
 pub mod search;
+pub mod second_factor;
 pub mod view;
 
 pub use commands::{Command, Ctx, Outcome, execute};

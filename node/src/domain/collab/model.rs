@@ -99,6 +99,9 @@ pub struct Account {
     pub password_hash: String,
     /// Facility admins approve and stop their facility's accounts and issue invitations.
     pub facility_admin: bool,
+    /// The second factor, once the user sets one up.
+    #[serde(default)]
+    pub totp: Option<super::second_factor::Totp>,
 }
 
 impl Account {

@@ -163,12 +163,23 @@ fn invitations_are_single_use_expiring_and_need_approval() {
     );
     // Pending accounts cannot sign in.
     assert_eq!(
-        hub.run(None, Command::CreateSession { login: "yaku".into(), token_hash: "t".into(), device: "pc".into() }),
+        hub.run(
+            None,
+            Command::CreateSession {
+                login: "yaku".into(),
+                token_hash: "t".into(),
+                device: "pc".into(),
+                totp_step: None
+            }
+        ),
         Err(DomainError::Unauthenticated)
     );
     hub.ok(admin, Command::ApproveAccount { account: a });
-    hub.run(None, Command::CreateSession { login: "yaku".into(), token_hash: "t".into(), device: "pc".into() })
-        .unwrap();
+    hub.run(
+        None,
+        Command::CreateSession { login: "yaku".into(), token_hash: "t".into(), device: "pc".into(), totp_step: None },
+    )
+    .unwrap();
 
     hub.ok(
         admin,
@@ -209,8 +220,11 @@ fn stopping_an_account_revokes_every_session_at_once() {
     let (mut hub, op, _, people) = Hub::setup(2);
     let nurse = people[1];
     for t in ["phone", "tablet"] {
-        hub.run(None, Command::CreateSession { login: "user1".into(), token_hash: t.into(), device: t.into() })
-            .unwrap();
+        hub.run(
+            None,
+            Command::CreateSession { login: "user1".into(), token_hash: t.into(), device: t.into(), totp_step: None },
+        )
+        .unwrap();
     }
     let now = hub.now;
     assert_eq!(authenticate(&hub.state, "phone", now, now, SessionPolicy::default()), Ok(nurse));
@@ -223,8 +237,11 @@ fn stopping_an_account_revokes_every_session_at_once() {
 #[test]
 fn sessions_expire_when_idle_and_absolutely() {
     let (mut hub, ..) = Hub::setup(1);
-    hub.run(None, Command::CreateSession { login: "user0".into(), token_hash: "t".into(), device: "pc".into() })
-        .unwrap();
+    hub.run(
+        None,
+        Command::CreateSession { login: "user0".into(), token_hash: "t".into(), device: "pc".into(), totp_step: None },
+    )
+    .unwrap();
     let created = hub.now;
     let policy = SessionPolicy { idle_timeout_ms: 1_000, absolute_ms: 10_000 };
     assert!(authenticate(&hub.state, "t", created, created + 900, policy).is_ok());
@@ -576,3 +593,4 @@ fn facility(hub: &mut Hub, op: AccountId, name: &str, kind: FacilityKind, n: usi
 mod directory;
 mod requests;
 mod search;
+mod second_factor;
