@@ -1,5 +1,6 @@
 //! The public gRPC front end of a node: the collaboration network (with requests to
-//! facilities, the resource map and search), records, cluster administration, health and reflection.
+//! facilities, the resource map and search), records, cluster administration, health and
+//! reflection; over gRPC and gRPC-Web (browsers).
 
 mod admin;
 mod auth;
@@ -22,8 +23,11 @@ pub use collab::CollabApi;
 use kizuna_proto::collab as pb;
 pub use records::RecordsService;
 
+/// The public services behind the gRPC-Web translation layer.
+pub type ApiRouter = Router<tower_layer::Stack<tonic_web::GrpcWebLayer, tower_layer::Identity>>;
+
 /// All public services of one node, ready to serve; over TLS when `tls` is given.
-pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<Router, tonic::transport::Error> {
+pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter, tonic::transport::Error> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(kizuna_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -32,13 +36,16 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<Router, t
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // The process serves as soon as it listens; Raft readiness is reported by `Status`.
     drop(health_reporter);
-    let mut builder = tonic::transport::Server::builder();
+    // gRPC-Web next to gRPC on the same port, so a browser is enough (PRODUCT: no vendor app):
+    // HTTP/1.1 for browsers that do not speak HTTP/2 to it; the layer leaves plain gRPC alone.
+    let mut builder = tonic::transport::Server::builder().accept_http1(true);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     } else {
         tracing::warn!("INSECURE: the public API is served in plaintext");
     }
     Ok(builder
+        .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health)
         .add_optional_service(reflection)
         .add_service(kizuna_proto::records::records_server::RecordsServer::new(RecordsService::new(node.clone())))
