@@ -107,7 +107,14 @@ enum Command {
         password: Option<String>,
     },
     /// The patient list (患者一覧): newest post first, with unread counts.
-    Patients,
+    Patients {
+        /// Only patients whose name contains this.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// Only patients with unread posts.
+        #[arg(long)]
+        unread: bool,
+    },
     /// Your groups (グループ).
     Groups,
     /// Your 1:1 connections (つながり).
@@ -188,9 +195,13 @@ fn main() -> anyhow::Result<()> {
             Command::Register { code, login, name, profession, password } => {
                 cli::collab::admin::register(&target()?, code, login, name, profession, password).await
             }
-            Command::Patients => cli::collab::list(&target()?, RoomListKind::Patients).await,
-            Command::Groups => cli::collab::list(&target()?, RoomListKind::Groups).await,
-            Command::Connections => cli::collab::list(&target()?, RoomListKind::Connections).await,
+            Command::Patients { filter, unread } => {
+                cli::collab::list(&target()?, RoomListKind::Patients, filter, unread).await
+            }
+            Command::Groups => cli::collab::list(&target()?, RoomListKind::Groups, String::new(), false).await,
+            Command::Connections => {
+                cli::collab::list(&target()?, RoomListKind::Connections, String::new(), false).await
+            }
             Command::Timeline { room, after } => cli::collab::timeline(&target()?, room, after).await,
             Command::Post { room, text, reply_to } => cli::collab::post(&target()?, room, text, reply_to).await,
             Command::Read { room, up_to } => cli::collab::read(&target()?, room, up_to).await,

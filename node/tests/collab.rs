@@ -227,11 +227,20 @@ async fn the_collaboration_story() {
         .await
         .unwrap();
     c.posts.post(authed(post(room_b, "退院調整の相談です。", "p-3"), &dr)).await.unwrap();
-    let list = |t: &str| authed(ListRoomsRequest { kind: RoomListKind::Patients as i32 }, t);
+    let list = |t: &str| authed(ListRoomsRequest { kind: RoomListKind::Patients as i32, ..Default::default() }, t);
     let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
     let shape: Vec<(String, u64)> = rooms.iter().map(|r| (r.title.clone(), r.unread)).collect();
     assert_eq!(shape, [("佐藤 一郎".to_owned(), 1), ("山田 花子".to_owned(), 2)]);
     assert_eq!(rooms[1].preview, "お薬カレンダーをセットしました。");
+    // Filtered by name (full-width spaces fold), and to the unread ones.
+    let filtered = |filter: &str, unread_only: bool| {
+        let req = ListRoomsRequest { kind: RoomListKind::Patients as i32, filter: filter.into(), unread_only };
+        authed(req, &ns)
+    };
+    let rooms = f.rooms.list_rooms(filtered("山田　花子", false)).await.unwrap().into_inner().rooms;
+    assert_eq!(rooms.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(), ["山田 花子"]);
+    assert_eq!(f.rooms.list_rooms(filtered("", true)).await.unwrap().into_inner().rooms.len(), 2);
+    assert!(f.rooms.list_rooms(filtered("鈴木", false)).await.unwrap().into_inner().rooms.is_empty());
 
     // The subscriber on the follower sees the posts of its rooms, in order.
     let mut seen = Vec::new();

@@ -14,7 +14,7 @@ use crate::domain::collab::audit::{self, AuditAction, AuditRecord};
 use crate::domain::collab::events::{self, Event, EventKind, visible_to};
 use crate::domain::collab::model::*;
 use crate::domain::collab::queries::{self, ListKind, SessionPolicy};
-use crate::domain::collab::{Command, DomainError, HubView, Outcome, second_factor};
+use crate::domain::collab::{Command, DomainError, HubView, Outcome, search, second_factor};
 use crate::domain::{self, CommandResult, Envelope, RefusalCode};
 use crate::node::{Node, now_ms};
 
@@ -513,12 +513,15 @@ impl pb::rooms_server::Rooms for CollabApi {
             pb::RoomListKind::Connections => ListKind::Connections,
             pb::RoomListKind::Patients | pb::RoomListKind::Unspecified => ListKind::Patients,
         };
-        let list = queries::room_list(&self.node.state.hub(), me, kind).map_err(domain_status)?;
+        let (filter, unread_only) = (search::normalize(&req.get_ref().filter), req.get_ref().unread_only);
+        let list = queries::room_list(&self.node.state.hub(), me, kind)
+            .map_err(domain_status)?
+            .into_iter()
+            .filter(|s| (!unread_only || s.unread > 0) && search::normalize(&s.title).contains(&filter));
         if kind == ListKind::Patients {
             self.audit_read(me, &token_hash, None, None, "patient list".into())?;
         }
         let rooms = list
-            .into_iter()
             .map(|s| pb::RoomSummary {
                 room_id: s.room.0,
                 title: s.title,

@@ -172,10 +172,10 @@ pub async fn logout(target: &Target) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn list(target: &Target, kind: RoomListKind) -> anyhow::Result<()> {
+pub async fn list(target: &Target, kind: RoomListKind, filter: String, unread_only: bool) -> anyhow::Result<()> {
     let t = token()?;
     let rooms = RoomsClient::new(channel(target).await?)
-        .list_rooms(authed(ListRoomsRequest { kind: kind as i32 }, &t)?)
+        .list_rooms(authed(ListRoomsRequest { kind: kind as i32, filter, unread_only }, &t)?)
         .await?
         .into_inner()
         .rooms;
@@ -230,7 +230,7 @@ pub async fn read(target: &Target, room: u64, up_to: Option<u64>) -> anyhow::Res
         Some(s) => s,
         None => {
             let rooms = RoomsClient::new(ch.clone())
-                .list_rooms(authed(ListRoomsRequest { kind: 0 }, &t)?)
+                .list_rooms(authed(ListRoomsRequest { kind: 0, ..Default::default() }, &t)?)
                 .await?
                 .into_inner()
                 .rooms;
@@ -238,7 +238,7 @@ pub async fn read(target: &Target, room: u64, up_to: Option<u64>) -> anyhow::Res
             for kind in [RoomListKind::Groups, RoomListKind::Connections] {
                 all.extend(
                     RoomsClient::new(ch.clone())
-                        .list_rooms(authed(ListRoomsRequest { kind: kind as i32 }, &t)?)
+                        .list_rooms(authed(ListRoomsRequest { kind: kind as i32, ..Default::default() }, &t)?)
                         .await?
                         .into_inner()
                         .rooms,
