@@ -400,6 +400,20 @@ async fn the_collaboration_story() {
         let err = n.rooms.list_rooms(list(&ns)).await.expect_err("stopped account");
         assert_eq!(err.code(), tonic::Code::Unauthenticated, "node {id}");
     }
+
+    // Request ids belong to their account: another user's write under a reused id is its own
+    // write, not the first user's remembered answer.
+    let group = CreateGroupRequest { request_id: uuid(), name: "薬薬連携".into() };
+    let group = c.rooms.create_group(authed(group, &dr)).await.unwrap().into_inner().room_id;
+    let invite =
+        InviteRequest { request_id: uuid(), room_id: group, account_id: pharmacist, role: Role::Member as i32 };
+    c.rooms.invite(authed(invite, &dr)).await.unwrap();
+    let mine = c.posts.post(authed(post(group, "よろしくお願いします。", "g-1"), &dr)).await.unwrap().into_inner();
+    let theirs = c.posts.post(authed(post(group, "こちらこそ。", "g-1"), &ph)).await.unwrap().into_inner();
+    assert_eq!((mine.seq, theirs.seq), (1, 2));
+    let mine_again =
+        c.posts.post(authed(post(group, "よろしくお願いします。", "g-1"), &dr)).await.unwrap().into_inner();
+    assert_eq!(mine_again.seq, 1, "a retry by the first user still answers with the first result");
     hub.shutdown().await;
 }
 

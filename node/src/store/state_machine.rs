@@ -168,8 +168,22 @@ struct ApplyBatch<'a> {
 }
 
 impl ApplyBatch<'_> {
+    /// Request ids are remembered per signed-in account: one user's id never answers (and so
+    /// never swallows) another user's write, even if a client reuses ids.
+    fn request_key(&self, envelope: &Envelope) -> String {
+        let account = match &envelope.command {
+            Command::Collab { session: Some(token_hash), .. } => self.hub.session(token_hash).map(|s| s.account),
+            _ => None,
+        };
+        match account {
+            Some(a) => format!("{}/{}", a.0, envelope.request_id),
+            None => envelope.request_id.clone(),
+        }
+    }
+
     fn apply(&mut self, log_index: u64, envelope: Envelope) -> std::io::Result<Applied> {
-        if let Some(first) = self.request(&envelope.request_id)? {
+        let request_key = self.request_key(&envelope);
+        if let Some(first) = self.request(&request_key)? {
             return Ok(Applied { duplicate: true, ..first });
         }
         self.clock_ms = domain::monotonic_time(self.clock_ms, envelope.proposed_at_ms);
@@ -192,9 +206,8 @@ impl ApplyBatch<'_> {
             }
         };
         let applied = Applied { result, log_index, duplicate: false };
-        let req_key = table_key(T_REQUEST, &envelope.request_id);
-        self.batch.put_cf(cf(self.db, CF_SM_DATA), req_key, to_json(&applied)?);
-        self.requests.insert(envelope.request_id, applied.clone());
+        self.batch.put_cf(cf(self.db, CF_SM_DATA), table_key(T_REQUEST, &request_key), to_json(&applied)?);
+        self.requests.insert(request_key, applied.clone());
         Ok(applied)
     }
 
