@@ -92,6 +92,17 @@ enum Command {
     Totp(cli::collab::TotpCommand),
     /// End the session.
     Logout,
+    /// Your sessions (devices); admins: another account's with --account.
+    Sessions {
+        #[arg(long)]
+        account: Option<u64>,
+    },
+    /// End one session (a lost or shared device) at once, by its id from `sessions`.
+    Revoke {
+        session: String,
+        #[arg(long)]
+        account: Option<u64>,
+    },
     /// Register with an invitation code (then wait for the facility admin's approval).
     Register {
         #[arg(long)]
@@ -192,6 +203,8 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Totp(cmd) => cli::collab::totp(&target()?, cmd).await,
             Command::Logout => cli::collab::logout(&target()?).await,
+            Command::Sessions { account } => cli::sessions::list(&target()?, account).await,
+            Command::Revoke { session, account } => cli::sessions::revoke(&target()?, session, account).await,
             Command::Register { code, login, name, profession, password } => {
                 cli::collab::admin::register(&target()?, code, login, name, profession, password).await
             }

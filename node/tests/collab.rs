@@ -365,7 +365,8 @@ async fn the_collaboration_story() {
     assert!(v.intact && v.verified as usize >= entries.len(), "{v:?}");
 
     // Own sessions; a family account sees its patient's timeline only.
-    let sessions = f.accounts.list_sessions(authed(ListSessionsRequest {}, &ns)).await.unwrap().into_inner().sessions;
+    let sessions =
+        f.accounts.list_sessions(authed(ListSessionsRequest::default(), &ns)).await.unwrap().into_inner().sessions;
     assert!(sessions.iter().any(|s| s.current && !s.revoked), "{sessions:?}");
     let patient_a = c
         .rooms
@@ -861,7 +862,10 @@ async fn a_second_factor_guards_login_and_a_code_works_once() {
     // The next step's code (a phone a little ahead) signs in, once.
     let next = app_code(&first.secret_base32, 30);
     let session = f.accounts.login(attempt(&next)).await.expect("login with a fresh code").into_inner();
-    f.accounts.list_sessions(authed(ListSessionsRequest {}, &session.token)).await.expect("the new session works");
+    f.accounts
+        .list_sessions(authed(ListSessionsRequest::default(), &session.token))
+        .await
+        .expect("the new session works");
     let e = c.accounts.login(attempt(&next)).await.expect_err("the same code twice");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
 
@@ -869,5 +873,69 @@ async fn a_second_factor_guards_login_and_a_code_works_once() {
     let reset = DisableTotpRequest { request_id: uuid(), account_id: nurse, code: String::new() };
     c.accounts.disable_totp(authed(reset, &op)).await.expect("admin reset");
     c.accounts.login(attempt("")).await.expect("password only");
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_device_is_stopped_at_once_on_every_node() {
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let mut c = client(&hub.api(leader)).await;
+    let init = InitOperatorRequest {
+        request_id: uuid(),
+        login: "op".into(),
+        display_name: "事務局".into(),
+        password: PASSWORD.into(),
+    };
+    c.accounts.init_operator(init).await.unwrap();
+    let op = login(&mut c, "op").await;
+    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
+    let pharmacy = facility(&mut c, &op, "みどり薬局", FacilityKind::Pharmacy).await;
+    join(&mut c, &op, &op, clinic, true, "dr.admin", Profession::Doctor).await;
+    let nurse = join(&mut c, &op, &op, clinic, false, "ns.phone", Profession::Nurse).await;
+    join(&mut c, &op, &op, pharmacy, true, "ph.other", Profession::Pharmacist).await;
+    let (admin, lost_device) = (login(&mut c, "dr.admin").await, login(&mut c, "ns.phone").await);
+    let (pc, other_admin) = (login(&mut c, "ns.phone").await, login(&mut c, "ph.other").await);
+
+    // The nurse's device list, seen from the PC: the PC is current; the other session is listed.
+    let own =
+        c.accounts.list_sessions(authed(ListSessionsRequest::default(), &pc)).await.unwrap().into_inner().sessions;
+    assert_eq!(own.len(), 2, "{own:?}");
+    let lost = own.iter().find(|s| !s.current).expect("the other device").session_id.clone();
+    assert_eq!(lost.len(), 16);
+    c.accounts
+        .revoke_session(authed(
+            RevokeSessionRequest { request_id: uuid(), account_id: 0, session_id: lost.clone() },
+            &pc,
+        ))
+        .await
+        .expect("revoke");
+    // The lost device's token is refused everywhere; the PC goes on.
+    for id in hub.running_ids() {
+        let mut n = client(&hub.api(id)).await;
+        let e =
+            n.accounts.list_sessions(authed(ListSessionsRequest::default(), &lost_device)).await.expect_err("ended");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "node {id}");
+    }
+    c.accounts.list_sessions(authed(ListSessionsRequest::default(), &pc)).await.expect("the PC still works");
+    let twice = RevokeSessionRequest { request_id: uuid(), account_id: 0, session_id: lost };
+    assert_eq!(
+        c.accounts.revoke_session(authed(twice, &pc)).await.expect_err("ended").code(),
+        tonic::Code::FailedPrecondition
+    );
+
+    // The facility's admin sees and stops the nurse's PC; another facility's admin cannot.
+    let by_admin = ListSessionsRequest { account_id: nurse };
+    let listed = c.accounts.list_sessions(authed(by_admin, &admin)).await.unwrap().into_inner().sessions;
+    let pc_id = listed.iter().find(|s| !s.revoked).expect("the PC").session_id.clone();
+    let e = c.accounts.list_sessions(authed(ListSessionsRequest { account_id: nurse }, &other_admin)).await;
+    assert_eq!(e.expect_err("another facility").code(), tonic::Code::PermissionDenied);
+    let stop = RevokeSessionRequest { request_id: uuid(), account_id: nurse, session_id: pc_id };
+    c.accounts.revoke_session(authed(stop, &admin)).await.expect("admin stops the PC");
+    for id in hub.running_ids() {
+        let mut n = client(&hub.api(id)).await;
+        let e = n.accounts.list_sessions(authed(ListSessionsRequest::default(), &pc)).await.expect_err("stopped");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "node {id}");
+    }
     hub.shutdown().await;
 }

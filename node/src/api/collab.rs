@@ -11,10 +11,11 @@ use tonic::{Request, Response, Status};
 use super::auth::{self, IdleClock};
 use super::records::timestamp;
 use crate::domain::collab::audit::{self, AuditAction, AuditRecord};
+use crate::domain::collab::commands::SESSION_ID_CHARS;
 use crate::domain::collab::events::{self, Event, EventKind, visible_to};
 use crate::domain::collab::model::*;
 use crate::domain::collab::queries::{self, ListKind, SessionPolicy};
-use crate::domain::collab::{Command, DomainError, HubView, Outcome, search, second_factor};
+use crate::domain::collab::{Command, DomainError, HubView, Outcome, authz, search, second_factor};
 use crate::domain::{self, CommandResult, Envelope, RefusalCode};
 use crate::node::{Node, now_ms};
 
@@ -119,7 +120,7 @@ impl CollabApi {
         let record = AuditRecord {
             at_ms: now_ms(),
             account,
-            session: token_hash.chars().take(16).collect(),
+            session: token_hash.chars().take(SESSION_ID_CHARS).collect(),
             node: self.node.id,
             action: AuditAction::Read,
             patient,
@@ -393,20 +394,33 @@ impl pb::accounts_server::Accounts for CollabApi {
         req: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         let (me, token_hash) = self.authenticate(&req).await?;
-        let sessions = self
-            .node
-            .state
-            .hub()
-            .sessions_of(me)
+        let account = match req.get_ref().account_id {
+            0 => me,
+            id => AccountId(id),
+        };
+        let hub = self.node.state.hub();
+        authz::self_or_admin(&hub, me, account).map_err(domain_status)?;
+        let sessions = hub
+            .sessions_of(account)
             .into_iter()
             .map(|s| pb::SessionInfo {
                 current: s.token_hash == token_hash,
+                session_id: s.token_hash.chars().take(SESSION_ID_CHARS).collect(),
                 device: s.device,
                 created_at: Some(timestamp(s.created_at_ms)),
                 revoked: s.revoked,
             })
             .collect();
         Ok(Response::new(pb::ListSessionsResponse { sessions }))
+    }
+
+    async fn revoke_session(&self, req: Request<pb::RevokeSessionRequest>) -> Result<Response<pb::Empty>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let r = req.get_ref().clone();
+        let account = if r.account_id == 0 { me } else { AccountId(r.account_id) };
+        let cmd = Command::RevokeSession { account, session: r.session_id };
+        self.signed_write(&req, r.request_id, cmd).await?;
+        Ok(Response::new(pb::Empty {}))
     }
 
     async fn create_family_account(

@@ -9,6 +9,7 @@ pub mod requests;
 pub mod search;
 pub mod seed;
 pub mod serve;
+pub mod sessions;
 pub mod status;
 
 use anyhow::{Context, anyhow};

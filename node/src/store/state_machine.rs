@@ -218,7 +218,8 @@ impl ApplyBatch<'_> {
         origin_node: u64,
         command: collab::Command,
     ) -> CommandResult {
-        let session_tag: String = session.as_deref().unwrap_or("").chars().take(16).collect();
+        let session_tag: String =
+            session.as_deref().unwrap_or("").chars().take(collab::commands::SESSION_ID_CHARS).collect();
         let actor = match session {
             None => None,
             Some(token_hash) => {

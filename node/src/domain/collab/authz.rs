@@ -45,6 +45,26 @@ pub fn facility_admin(view: &impl HubView, actor: AccountId, facility: FacilityI
     Err(denied("only an admin of this facility or a hub operator may do that"))
 }
 
+/// An admin of `target`'s facility, or a hub operator (for accounts without a facility: only an
+/// operator): who may stop an account, end its sessions or reset its second factor.
+pub fn account_admin(view: &impl HubView, actor: AccountId, target: &Account) -> DomainResult<Account> {
+    match target.facility() {
+        Some(f) => facility_admin(view, actor, f),
+        None => operator(view, actor),
+    }
+}
+
+/// The account itself, or its admin ([`account_admin`]).
+pub fn self_or_admin(view: &impl HubView, actor: AccountId, target: AccountId) -> DomainResult<Account> {
+    let account = view.account(target).ok_or(DomainError::NotFound("account"))?;
+    if actor == target {
+        active_account(view, actor)?;
+    } else {
+        account_admin(view, actor, &account)?;
+    }
+    Ok(account)
+}
+
 /// Can `account` read `room` right now? The single rule every read path uses.
 pub fn can_read(view: &impl HubView, account: AccountId, room: RoomId) -> bool {
     active_member(view, account, room).is_ok()

@@ -14,6 +14,10 @@ use super::requests::{self, RequestKind};
 use super::second_factor;
 use super::view::{Change, HubView};
 
+/// A session's public id: this many leading hex digits of its token's digest (the audit log
+/// uses the same tag).
+pub const SESSION_ID_CHARS: usize = 16;
+
 /// Longest post text, in characters.
 pub const MAX_POST_CHARS: usize = 10_000;
 const MAX_NAME_CHARS: usize = 100;
@@ -76,6 +80,12 @@ pub enum Command {
     DisableTotp {
         account: AccountId,
         step: Option<u64>,
+    },
+    /// Ends one session (a lost or shared device) of the account, at once on every node.
+    RevokeSession {
+        account: AccountId,
+        /// The session's id: the first 16 hex digits of its token's digest.
+        session: String,
     },
     Logout {
         token_hash: String,
@@ -316,10 +326,7 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
         Command::StopAccount { account } => {
             let actor = signed_in()?;
             let mut target = view.account(account).ok_or(DomainError::NotFound("account"))?;
-            match target.facility() {
-                Some(f) => facility_admin(view, actor, f)?,
-                None => operator(view, actor)?,
-            };
+            authz::account_admin(view, actor, &target)?;
             target.status = AccountStatus::Stopped;
             let mut changes = vec![Change::Account(target)];
             for mut s in view.sessions_of(account).into_iter().filter(|s| !s.revoked) {
@@ -343,6 +350,22 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
         Command::BeginTotp { secret } => second_factor::begin(view, signed_in()?, secret),
         Command::ConfirmTotp { step } => second_factor::confirm(view, signed_in()?, step),
         Command::DisableTotp { account, step } => second_factor::disable(view, signed_in()?, account, step),
+        Command::RevokeSession { account, session } => {
+            authz::self_or_admin(view, signed_in()?, account)?;
+            if session.len() != SESSION_ID_CHARS {
+                return Err(invalid(format!("a session id is {SESSION_ID_CHARS} hex digits")));
+            }
+            let mut s = view
+                .sessions_of(account)
+                .into_iter()
+                .find(|s| s.token_hash.starts_with(&session))
+                .ok_or(DomainError::NotFound("session"))?;
+            if s.revoked {
+                return Err(precondition("that session has ended already"));
+            }
+            s.revoked = true;
+            Ok((Outcome::Done, vec![Change::Session(s)]))
+        }
         Command::Logout { token_hash } => {
             let actor = signed_in()?;
             let mut s =

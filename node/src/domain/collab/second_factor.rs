@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::authz::{active_account, facility_admin};
+use super::authz::{active_account, self_or_admin};
 use super::commands::Outcome;
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
 use super::model::*;
@@ -52,18 +52,10 @@ pub fn confirm(view: &impl HubView, actor: AccountId, step: u64) -> DomainResult
 /// Turns the second factor off: the user with a fresh code (`step`), or — for a lost phone — an
 /// admin of the user's facility or an operator, without one.
 pub fn disable(view: &impl HubView, actor: AccountId, target: AccountId, step: Option<u64>) -> DomainResult<Executed> {
-    let mut account = view.account(target).ok_or(DomainError::NotFound("account"))?;
-    if target == actor {
-        active_account(view, actor)?;
-        let last = account.totp.as_ref().map_or(0, |t| t.last_step);
-        if step.is_none_or(|s| s <= last) {
-            return Err(denied("turning the second factor off needs a fresh code from the app"));
-        }
-    } else {
-        match account.facility() {
-            Some(f) => facility_admin(view, actor, f)?,
-            None => super::authz::operator(view, actor)?,
-        };
+    let mut account = self_or_admin(view, actor, target)?;
+    let last = account.totp.as_ref().map_or(0, |t| t.last_step);
+    if target == actor && step.is_none_or(|s| s <= last) {
+        return Err(denied("turning the second factor off needs a fresh code from the app"));
     }
     if account.totp.take().is_none() {
         return Err(precondition("no second factor is set up"));
