@@ -23,6 +23,9 @@ struct Args {
     clients: usize,
     #[arg(long, default_value_t = 8)]
     rooms: usize,
+    /// How long workers wait for an answer before trying the next node, in ms.
+    #[arg(long, default_value_t = 3000)]
+    answer_timeout_ms: u64,
     /// Links at loopback speed instead of the regions' normal delay and jitter.
     #[arg(long)]
     no_wan: bool,
@@ -42,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         scenarios: a.scenario,
         topology: a.topology,
         wan: !a.no_wan,
+        answer_timeout: std::time::Duration::from_millis(a.answer_timeout_ms.max(100)),
     }))?;
     std::fs::write(&a.report, serde_json::to_vec_pretty(&report)?)?;
     print!("{}", run::table(&report));

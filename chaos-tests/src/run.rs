@@ -74,6 +74,8 @@ pub struct Plan {
     pub topology: Topology,
     /// Give the links their regions' normal delay and jitter (off: loopback speed).
     pub wan: bool,
+    /// How long workers wait for an answer before trying the next node.
+    pub answer_timeout: Duration,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,6 +87,7 @@ pub struct Report {
     pub scenarios: Vec<Scenario>,
     pub topology: Topology,
     pub wan: bool,
+    pub answer_timeout_ms: u64,
     pub faults: Vec<Fault>,
     /// Unavailability per fault: p50, p99, max (ms).
     pub failover_p50_ms: u64,
@@ -120,7 +123,8 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         anyhow::ensure!(Instant::now() < deadline, "no leader within 30 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let setup = workload::setup(&cluster.endpoints(), plan.seed, plan.rooms).await?;
+    let mut setup = workload::setup(&cluster.endpoints(), plan.seed, plan.rooms).await?;
+    setup.answer_timeout = plan.answer_timeout;
     let mut rng = Rng::new(plan.seed);
 
     // Subscribers first: every post of the run comes after their first stream is open.
@@ -225,6 +229,7 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         scenarios: plan.scenarios.clone(),
         topology: plan.topology,
         wan: plan.wan,
+        answer_timeout_ms: plan.answer_timeout.as_millis() as u64,
         failover_p50_ms: percentile(&unavailable, 0.5),
         failover_p99_ms: percentile(&unavailable, 0.99),
         failover_max_ms: unavailable.last().copied().unwrap_or(0),
@@ -239,14 +244,15 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
 pub fn table(r: &Report) -> String {
     let f = &r.findings;
     let mut s = format!(
-        "chaos run: {:?} on {:?}{}, seed {}, {} s, {} writers, {} rooms\n",
+        "chaos run: {:?} on {:?}{}, seed {}, {} s, {} writers, {} rooms, {} ms answer timeout\n",
         r.scenarios,
         r.topology,
         if r.wan { " with WAN delays" } else { "" },
         r.seed,
         r.seconds,
         r.clients,
-        r.rooms
+        r.rooms,
+        r.answer_timeout_ms
     );
     s += &format!(
         "  posts: {} acknowledged, {} unknown ({} of them applied)\n",

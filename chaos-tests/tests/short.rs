@@ -4,6 +4,7 @@
 
 use kizuna_chaos::faults::Scenario::*;
 use kizuna_chaos::run::{Plan, Topology, run, table};
+use kizuna_chaos::workload::ANSWER_TIMEOUT;
 
 async fn chaos(plan: Plan) {
     let report = run(plan).await.expect("chaos run");
@@ -19,8 +20,17 @@ async fn chaos(plan: Plan) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mixed_run_on_three_regions_loses_nothing() {
     let scenarios = vec![Mix];
-    chaos(Plan { seed: 7, seconds: 30, clients: 4, rooms: 4, scenarios, topology: Topology::ThreeRegion, wan: true })
-        .await;
+    chaos(Plan {
+        seed: 7,
+        seconds: 30,
+        clients: 4,
+        rooms: 4,
+        scenarios,
+        topology: Topology::ThreeRegion,
+        wan: true,
+        answer_timeout: ANSWER_TIMEOUT,
+    })
+    .await;
 }
 
 /// The operations and region faults a prefecture's hub lives through, on the Tochigi shape
@@ -29,6 +39,15 @@ async fn a_mixed_run_on_three_regions_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operations_and_region_faults_on_tochigi_lose_nothing() {
     let scenarios = vec![Membership, Partition, RollingRestart, OneWay, Blackout, Flapping];
-    chaos(Plan { seed: 11, seconds: 45, clients: 4, rooms: 4, scenarios, topology: Topology::Tochigi, wan: true })
-        .await;
+    chaos(Plan {
+        seed: 11,
+        seconds: 45,
+        clients: 4,
+        rooms: 4,
+        scenarios,
+        topology: Topology::Tochigi,
+        wan: true,
+        answer_timeout: ANSWER_TIMEOUT,
+    })
+    .await;
 }

@@ -24,7 +24,12 @@ pub struct Setup {
     pub endpoints: Vec<String>,
     pub token: String,
     pub rooms: Vec<u64>,
+    /// How long a worker waits for an answer before trying the next node.
+    pub answer_timeout: Duration,
 }
+
+/// The default patience of the workers: what an app would wait before trying elsewhere.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A lazily connecting channel to `endpoint` (reconnects by itself after a node restarts).
 pub fn channel(endpoint: &str) -> anyhow::Result<Channel> {
@@ -156,7 +161,7 @@ pub async fn setup(endpoints: &[String], seed: u64, rooms: usize) -> anyhow::Res
         .await?;
         room_ids.push(room);
     }
-    Ok(Setup { endpoints: endpoints.to_vec(), token, rooms: room_ids })
+    Ok(Setup { endpoints: endpoints.to_vec(), token, rooms: room_ids, answer_timeout: ANSWER_TIMEOUT })
 }
 
 /// One node's copy of a room: (seq, text) of every post, oldest first, read page by page.

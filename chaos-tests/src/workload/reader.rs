@@ -51,7 +51,7 @@ pub async fn run(id: usize, setup: Setup, mut rng: Rng, stop: Arc<AtomicBool>, s
         let req = authed(TimelineRequest { room_id: room, after_seq, limit: PAGE }, &setup.token);
         let invoked_ms = ms_since(started);
         // A failed or timed-out read changed nothing: it is simply not in the history.
-        if let Ok(Ok(page)) = tokio::time::timeout(Duration::from_secs(3), client.timeline(req)).await {
+        if let Ok(Ok(page)) = tokio::time::timeout(setup.answer_timeout, client.timeline(req)).await {
             let page = page.into_inner();
             let read = ReadOp {
                 reader: id,

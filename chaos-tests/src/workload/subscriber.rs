@@ -45,8 +45,7 @@ pub async fn run(
         let Ok(ch) = channel(&setup.endpoints[node]) else { return };
         node = (node + 1 + rng.below(setup.endpoints.len() as u64 - 1) as usize) % setup.endpoints.len();
         let req = authed(SubscribeRequest { after_cursor: cursor }, &setup.token);
-        let mut stream = match tokio::time::timeout(Duration::from_secs(3), EventsClient::new(ch).subscribe(req)).await
-        {
+        let mut stream = match tokio::time::timeout(setup.answer_timeout, EventsClient::new(ch).subscribe(req)).await {
             Ok(Ok(s)) => s.into_inner(),
             _ => {
                 tokio::time::sleep(Duration::from_millis(200)).await;

@@ -59,7 +59,7 @@ pub async fn run(id: usize, setup: Setup, mut rng: Rng, stop: Arc<AtomicBool>, s
                 mention_ids: Vec::new(),
             };
             let reply = match clients[target].as_mut() {
-                Some(c) => tokio::time::timeout(Duration::from_secs(3), c.post(authed(req, &setup.token))).await.ok(),
+                Some(c) => tokio::time::timeout(setup.answer_timeout, c.post(authed(req, &setup.token))).await.ok(),
                 None => None,
             };
             match reply {
