@@ -112,10 +112,11 @@ pub struct IdleClock {
 }
 
 impl IdleClock {
-    /// The last use of a session on this node (`now_ms` when it was never used here).
-    pub fn last_used(&self, token_hash: &str, now_ms: u64) -> u64 {
+    /// The last use of a session on this node (0 when it was never used here: the hub-wide
+    /// last use in the session itself then decides).
+    pub fn last_used(&self, token_hash: &str) -> u64 {
         let map = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(token_hash).copied().unwrap_or(now_ms)
+        map.get(token_hash).copied().unwrap_or(0)
     }
 
     /// Records a successful use.

@@ -75,10 +75,26 @@ impl CollabApi {
         let token_hash = auth::secret_hash(&token);
         let stale = self.fresh().await?;
         let now = now_ms();
-        let last = self.idle.last_used(&token_hash, now);
-        let account = queries::authenticate(&self.node.state.hub(), &token_hash, last, now, self.policy)
-            .map_err(domain_status)?;
+        let last = self.idle.last_used(&token_hash);
+        let hub = self.node.state.hub();
+        let account = queries::authenticate(&hub, &token_hash, last, now, self.policy).map_err(domain_status)?;
         self.idle.touch(&token_hash, now);
+        if queries::touch_due(&hub, &token_hash, now) {
+            // Record the use hub-wide, in the background: one request id per session and window,
+            // so nodes touching at once write it once. Losing it only costs precision.
+            let (api, session) = (self.clone(), token_hash.clone());
+            let request_id = format!(
+                "touch/{}/{}",
+                token_hash.get(..SESSION_ID_CHARS).unwrap_or(&token_hash),
+                now / queries::TOUCH_EVERY_MS
+            );
+            tokio::spawn(async move {
+                let cmd = Command::TouchSession { token_hash: session.clone() };
+                if let Err(e) = api.write(request_id, Some(session), cmd).await {
+                    tracing::debug!("could not record a session's use hub-wide: {e}");
+                }
+            });
+        }
         Ok((account, token_hash, stale))
     }
 

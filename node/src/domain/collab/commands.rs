@@ -81,6 +81,10 @@ pub enum Command {
         account: AccountId,
         step: Option<u64>,
     },
+    /// Records that the caller's session is in use (the hub-wide idle clock).
+    TouchSession {
+        token_hash: String,
+    },
     /// Ends one session (a lost or shared device) of the account, at once on every node.
     RevokeSession {
         account: AccountId,
@@ -343,13 +347,29 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             }
             let mut changes: Vec<Change> =
                 second_factor::login(account, totp_step)?.map(Change::Account).into_iter().collect();
-            let session = Session { token_hash, account: id, created_at_ms: ctx.now_ms, device, revoked: false };
+            let session = Session {
+                token_hash,
+                account: id,
+                created_at_ms: ctx.now_ms,
+                device,
+                revoked: false,
+                last_used_ms: ctx.now_ms,
+            };
             changes.push(Change::Session(session));
             Ok((Outcome::Session(id), changes))
         }
         Command::BeginTotp { secret } => second_factor::begin(view, signed_in()?, secret),
         Command::ConfirmTotp { step } => second_factor::confirm(view, signed_in()?, step),
         Command::DisableTotp { account, step } => second_factor::disable(view, signed_in()?, account, step),
+        Command::TouchSession { token_hash } => {
+            let actor = signed_in()?;
+            let mut s = view
+                .session(&token_hash)
+                .filter(|s| s.account == actor && !s.revoked)
+                .ok_or(DomainError::NotFound("session"))?;
+            s.last_used_ms = s.last_used_ms.max(ctx.now_ms);
+            Ok((Outcome::Done, vec![Change::Session(s)]))
+        }
         Command::RevokeSession { account, session } => {
             authz::self_or_admin(view, signed_in()?, account)?;
             if session.len() != SESSION_ID_CHARS {

@@ -270,4 +270,8 @@ pub struct Session {
     pub created_at_ms: u64,
     pub device: String,
     pub revoked: bool,
+    /// The last use the whole hub knows of (recorded at most every few minutes, see
+    /// `queries::TOUCH_EVERY_MS`), so the idle timeout holds on nodes the session never used.
+    #[serde(default)]
+    pub last_used_ms: u64,
 }

@@ -99,6 +99,12 @@ pub fn members(view: &impl HubView, viewer: AccountId, room: RoomId) -> DomainRe
     Ok(view.members(room).into_iter().filter(Member::is_active).collect())
 }
 
+/// Whether the session's hub-wide last use is older than [`TOUCH_EVERY_MS`] at `now_ms`.
+pub fn touch_due(view: &impl HubView, token_hash: &str, now_ms: u64) -> bool {
+    view.session(token_hash)
+        .is_some_and(|s| now_ms.saturating_sub(s.last_used_ms.max(s.created_at_ms)) >= TOUCH_EVERY_MS)
+}
+
 /// Idle timeout and absolute expiry of sessions, in ms.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionPolicy {
@@ -113,8 +119,13 @@ impl Default for SessionPolicy {
     }
 }
 
+/// How often a session in use records its use hub-wide (a replicated write): the idle timeout
+/// is exact on the node a session is used on, and within this on every other node.
+pub const TOUCH_EVERY_MS: u64 = 5 * 60 * 1000;
+
 /// The account a session token stands for, if the session is still valid at `now_ms` given
-/// its last use. Checked on every request, on every node.
+/// its last use on this node (`last_used_ms`, 0 if never) and the hub-wide one. Checked on every
+/// request, on every node.
 pub fn authenticate(
     view: &impl HubView,
     token_hash: &str,
@@ -123,7 +134,7 @@ pub fn authenticate(
     policy: SessionPolicy,
 ) -> DomainResult<AccountId> {
     let s = view.session(token_hash).ok_or(super::DomainError::Unauthenticated)?;
-    let idle = now_ms.saturating_sub(last_used_ms.max(s.created_at_ms));
+    let idle = now_ms.saturating_sub(last_used_ms.max(s.last_used_ms).max(s.created_at_ms));
     let age = now_ms.saturating_sub(s.created_at_ms);
     if s.revoked || idle > policy.idle_timeout_ms || age > policy.absolute_ms {
         return Err(super::DomainError::Unauthenticated);

@@ -3,7 +3,7 @@
 
 use super::commands::MAX_POST_CHARS;
 use super::model::*;
-use super::queries::{ListKind, SessionPolicy, authenticate, room_list, timeline};
+use super::queries::{self, ListKind, SessionPolicy, authenticate, room_list, timeline};
 use super::*;
 
 fn account_of(o: Outcome) -> AccountId {
@@ -247,6 +247,29 @@ fn sessions_expire_when_idle_and_absolutely() {
     assert!(authenticate(&hub.state, "t", created, created + 900, policy).is_ok());
     assert!(authenticate(&hub.state, "t", created, created + 1_100, policy).is_err());
     assert!(authenticate(&hub.state, "t", created + 10_500, created + 10_600, policy).is_err());
+}
+
+#[test]
+fn the_idle_timeout_holds_on_nodes_a_session_never_used() {
+    let (mut hub, _, _, people) = Hub::setup(1);
+    let login =
+        Command::CreateSession { login: "user0".into(), token_hash: "t".into(), device: "pc".into(), totp_step: None };
+    hub.run(None, login).unwrap();
+    let created = hub.now;
+    let policy = SessionPolicy::default();
+    let later = created + policy.idle_timeout_ms + 60_000;
+    // Used all along on node A (its own clock knows), never on node B (0): B refuses.
+    assert!(authenticate(&hub.state, "t", later - 1_000, later, policy).is_ok());
+    assert_eq!(authenticate(&hub.state, "t", 0, later, policy), Err(DomainError::Unauthenticated));
+    // Once a use is recorded hub-wide, every node honours it.
+    assert!(queries::touch_due(&hub.state, "t", created + queries::TOUCH_EVERY_MS));
+    assert!(!queries::touch_due(&hub.state, "t", created + 1_000));
+    hub.now = later - 120_000;
+    hub.ok(people[0], Command::TouchSession { token_hash: "t".into() });
+    assert!(authenticate(&hub.state, "t", 0, later, policy).is_ok());
+    // Only one's own live session is touched.
+    let other = hub.run(Some(people[0]), Command::TouchSession { token_hash: "nope".into() });
+    assert_eq!(other, Err(DomainError::NotFound("session")));
 }
 
 #[test]
