@@ -507,6 +507,24 @@ async fn tampering_with_a_stored_audit_entry_is_detected() {
     hub.shutdown().await;
 }
 
+/// A 3-node hub with its operator signed in and one approved clinic: (hub, leader, a client on
+/// the leader, the operator's token, the clinic).
+async fn hub_with_clinic() -> (TestHub, u64, Client, String, u64) {
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let mut c = client(&hub.api(leader)).await;
+    let init = InitOperatorRequest {
+        request_id: uuid(),
+        login: "op".into(),
+        display_name: "事務局".into(),
+        password: PASSWORD.into(),
+    };
+    c.accounts.init_operator(init).await.unwrap();
+    let op = login(&mut c, "op").await;
+    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
+    (hub, leader, c, op, clinic)
+}
+
 /// Registers and approves a facility; returns its id.
 async fn facility(c: &mut Client, op: &str, name: &str, kind: FacilityKind) -> u64 {
     let req = RegisterFacilityRequest {
@@ -526,19 +544,8 @@ async fn facility(c: &mut Client, op: &str, name: &str, kind: FacilityKind) -> u
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_to_two_hospitals_is_answered_by_each_and_opens_the_patient_team() {
     use kizuna_proto::collab::care_requests_client::CareRequestsClient;
-    let hub = TestHub::start(3).await;
-    let leader = hub.leader().await;
+    let (hub, leader, mut c, op, clinic) = hub_with_clinic().await;
     let follower = hub.follower_of(leader);
-    let mut c = client(&hub.api(leader)).await;
-    let init = InitOperatorRequest {
-        request_id: uuid(),
-        login: "op".into(),
-        display_name: "事務局".into(),
-        password: PASSWORD.into(),
-    };
-    c.accounts.init_operator(init).await.unwrap();
-    let op = login(&mut c, "op").await;
-    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
     let hospital = facility(&mut c, &op, "県立病院", FacilityKind::Hospital).await;
     let other = facility(&mut c, &op, "済生会病院", FacilityKind::Hospital).await;
     let pharmacy = facility(&mut c, &op, "みどり薬局", FacilityKind::Pharmacy).await;
@@ -647,19 +654,8 @@ async fn a_request_to_two_hospitals_is_answered_by_each_and_opens_the_patient_te
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_resource_map_finds_facilities_near_a_patient_and_shows_their_staff() {
     use kizuna_proto::collab::directory_client::DirectoryClient;
-    let hub = TestHub::start(3).await;
-    let leader = hub.leader().await;
+    let (hub, leader, mut c, op, clinic) = hub_with_clinic().await;
     let follower = hub.follower_of(leader);
-    let mut c = client(&hub.api(leader)).await;
-    let init = InitOperatorRequest {
-        request_id: uuid(),
-        login: "op".into(),
-        display_name: "事務局".into(),
-        password: PASSWORD.into(),
-    };
-    c.accounts.init_operator(init).await.unwrap();
-    let op = login(&mut c, "op").await;
-    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
     let station = facility(&mut c, &op, "ひばり訪問看護", FacilityKind::VisitingNursingStation).await;
     join(&mut c, &op, &op, clinic, true, "dr.map", Profession::Doctor).await;
     let nurse = join(&mut c, &op, &op, station, true, "vn.map", Profession::VisitingNurse).await;
@@ -729,19 +725,8 @@ async fn the_resource_map_finds_facilities_near_a_patient_and_shows_their_staff(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn search_finds_japanese_words_in_what_the_user_may_read_on_any_node() {
     use kizuna_proto::collab::search_client::SearchClient;
-    let hub = TestHub::start(3).await;
-    let leader = hub.leader().await;
+    let (hub, leader, mut c, op, clinic) = hub_with_clinic().await;
     let follower = hub.follower_of(leader);
-    let mut c = client(&hub.api(leader)).await;
-    let init = InitOperatorRequest {
-        request_id: uuid(),
-        login: "op".into(),
-        display_name: "事務局".into(),
-        password: PASSWORD.into(),
-    };
-    c.accounts.init_operator(init).await.unwrap();
-    let op = login(&mut c, "op").await;
-    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
     join(&mut c, &op, &op, clinic, true, "dr.search", Profession::Doctor).await;
     join(&mut c, &op, &op, clinic, false, "ns.other", Profession::Nurse).await;
     let (dr, other) = (login(&mut c, "dr.search").await, login(&mut c, "ns.other").await);
@@ -810,20 +795,9 @@ fn app_code(base32: &str, ahead_secs: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_factor_guards_login_and_a_code_works_once() {
-    let hub = TestHub::start(3).await;
-    let leader = hub.leader().await;
+    let (hub, leader, mut c, op, clinic) = hub_with_clinic().await;
     let follower = hub.follower_of(leader);
-    let mut c = client(&hub.api(leader)).await;
     let mut f = client(&hub.api(follower)).await;
-    let init = InitOperatorRequest {
-        request_id: uuid(),
-        login: "op".into(),
-        display_name: "事務局".into(),
-        password: PASSWORD.into(),
-    };
-    c.accounts.init_operator(init).await.unwrap();
-    let op = login(&mut c, "op").await;
-    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
     let nurse = join(&mut c, &op, &op, clinic, false, "ns.totp", Profession::Nurse).await;
     let token = login(&mut c, "ns.totp").await;
 
@@ -878,18 +852,7 @@ async fn a_second_factor_guards_login_and_a_code_works_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_device_is_stopped_at_once_on_every_node() {
-    let hub = TestHub::start(3).await;
-    let leader = hub.leader().await;
-    let mut c = client(&hub.api(leader)).await;
-    let init = InitOperatorRequest {
-        request_id: uuid(),
-        login: "op".into(),
-        display_name: "事務局".into(),
-        password: PASSWORD.into(),
-    };
-    c.accounts.init_operator(init).await.unwrap();
-    let op = login(&mut c, "op").await;
-    let clinic = facility(&mut c, &op, "在宅クリニック", FacilityKind::Clinic).await;
+    let (hub, _, mut c, op, clinic) = hub_with_clinic().await;
     let pharmacy = facility(&mut c, &op, "みどり薬局", FacilityKind::Pharmacy).await;
     join(&mut c, &op, &op, clinic, true, "dr.admin", Profession::Doctor).await;
     let nurse = join(&mut c, &op, &op, clinic, false, "ns.phone", Profession::Nurse).await;

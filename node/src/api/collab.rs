@@ -645,11 +645,7 @@ impl pb::posts_server::Posts for CollabApi {
     async fn timeline(&self, req: Request<pb::TimelineRequest>) -> Result<Response<pb::TimelineResponse>, Status> {
         let (me, token_hash, stale_reason) = self.authenticate_fresh(&req).await?;
         let r = req.into_inner();
-        let limit = match r.limit {
-            0 => 50,
-            n @ 1..=200 => n as usize,
-            _ => return Err(Status::invalid_argument("limit must be 0..=200")),
-        };
+        let limit = super::bounded("limit", u64::from(r.limit), 50, 200)? as usize;
         let hub = self.node.state.hub();
         let posts = queries::timeline(&hub, me, RoomId(r.room_id), r.after_seq, limit).map_err(domain_status)?;
         if let Some(patient) = audit::patient_of(&hub, RoomId(r.room_id)) {
@@ -818,11 +814,7 @@ impl pb::audit_server::Audit for CollabApi {
     async fn query(&self, req: Request<pb::AuditQueryRequest>) -> Result<Response<pb::AuditQueryResponse>, Status> {
         self.operator(&req).await?;
         let r = req.into_inner();
-        let limit = match r.limit {
-            0 => 200,
-            n @ 1..=1000 => n as usize,
-            _ => return Err(Status::invalid_argument("limit must be 0..=1000")),
-        };
+        let limit = super::bounded("limit", u64::from(r.limit), 200, 1000)? as usize;
         let hub = self.node.state.hub();
         let mut entries = Vec::new();
         let mut after = r.after_seq;

@@ -86,16 +86,8 @@ impl pb::directory_server::Directory for CollabApi {
     ) -> Result<Response<pb::SearchFacilitiesResponse>, Status> {
         let (me, _) = self.authenticate(&req).await?;
         let r = req.into_inner();
-        let limit = match r.limit {
-            0 => 100,
-            n @ 1..=500 => n as usize,
-            _ => return Err(Status::invalid_argument("limit must be 0..=500")),
-        };
-        let radius = match r.radius_m {
-            0 => 10_000,
-            n @ 1..=100_000 => n,
-            _ => return Err(Status::invalid_argument("radius_m must be 0..=100000")),
-        };
+        let limit = super::bounded("limit", u64::from(r.limit), 100, 500)? as usize;
+        let radius = super::bounded("radius_m", r.radius_m, 10_000, 100_000)?;
         let kinds = r.kinds.into_iter().map(facility_kind).collect::<Result<Vec<_>, _>>()?;
         let search = Search {
             kinds,

@@ -23,6 +23,16 @@ pub use collab::CollabApi;
 use kizuna_proto::collab as pb;
 pub use records::RecordsService;
 
+/// A requested count (`field`, e.g. a page size): 0 means `default`, 1..=`max` as asked, more is
+/// refused with InvalidArgument.
+pub(crate) fn bounded(field: &str, asked: u64, default: u64, max: u64) -> Result<u64, tonic::Status> {
+    match asked {
+        0 => Ok(default),
+        n if n <= max => Ok(n),
+        _ => Err(tonic::Status::invalid_argument(format!("{field} must be 0..={max}"))),
+    }
+}
+
 /// The public services behind the gRPC-Web translation layer.
 pub type ApiRouter = Router<tower_layer::Stack<tonic_web::GrpcWebLayer, tower_layer::Identity>>;
 

@@ -133,11 +133,7 @@ impl pb::care_requests_server::CareRequests for CollabApi {
     ) -> Result<Response<pb::ListCareRequestsResponse>, Status> {
         let (me, token_hash) = self.authenticate(&req).await?;
         let r = req.into_inner();
-        let limit = match r.limit {
-            0 => 50,
-            n @ 1..=200 => n as usize,
-            _ => return Err(Status::invalid_argument("limit must be 0..=200")),
-        };
+        let limit = super::bounded("limit", u64::from(r.limit), 50, 200)? as usize;
         let hub = self.node.state.hub();
         let all = if r.sent { requests::sent(&hub, me) } else { requests::received(&hub, me) };
         let mut page: Vec<CareRequest> =

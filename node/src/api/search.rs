@@ -17,11 +17,7 @@ impl pb::search_server::Search for CollabApi {
     async fn search(&self, req: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
         let (me, token_hash) = self.authenticate(&req).await?;
         let r = req.into_inner();
-        let limit = match r.limit {
-            0 => 20,
-            n @ 1..=100 => n as usize,
-            _ => return Err(Status::invalid_argument("limit must be 0..=100")),
-        };
+        let limit = super::bounded("limit", u64::from(r.limit), 20, 100)? as usize;
         let hub = self.node.state.hub();
         let hits = search::posts(&hub, me, &r.query, limit).map_err(domain_status)?;
         let mut posts = Vec::with_capacity(hits.len());
