@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
         scenarios: a.scenario,
         topology: a.topology,
         wan: !a.no_wan,
-        answer_timeout: std::time::Duration::from_millis(a.answer_timeout_ms.max(100)),
+        answer_timeout_ms: a.answer_timeout_ms.max(100),
     }))?;
     std::fs::write(&a.report, serde_json::to_vec_pretty(&report)?)?;
     print!("{}", run::table(&report));

@@ -62,7 +62,7 @@ impl Topology {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub seed: u64,
     pub seconds: u64,
@@ -74,20 +74,13 @@ pub struct Plan {
     pub topology: Topology,
     /// Give the links their regions' normal delay and jitter (off: loopback speed).
     pub wan: bool,
-    /// How long workers wait for an answer before trying the next node.
-    pub answer_timeout: Duration,
+    /// How long workers wait for an answer before trying the next node, in ms.
+    pub answer_timeout_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
-    pub seed: u64,
-    pub seconds: u64,
-    pub clients: usize,
-    pub rooms: usize,
-    pub scenarios: Vec<Scenario>,
-    pub topology: Topology,
-    pub wan: bool,
-    pub answer_timeout_ms: u64,
+    pub plan: Plan,
     pub faults: Vec<Fault>,
     /// Unavailability per fault: p50, p99, max (ms).
     pub failover_p50_ms: u64,
@@ -124,7 +117,7 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut setup = workload::setup(&cluster.endpoints(), plan.seed, plan.rooms).await?;
-    setup.answer_timeout = plan.answer_timeout;
+    setup.answer_timeout = Duration::from_millis(plan.answer_timeout_ms);
     let mut rng = Rng::new(plan.seed);
 
     // Subscribers first: every post of the run comes after their first stream is open.
@@ -222,14 +215,7 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
     let mut unavailable: Vec<u64> = faults.iter().map(|f| f.unavailable_ms).collect();
     unavailable.sort_unstable();
     Ok(Report {
-        seed: plan.seed,
-        seconds: plan.seconds,
-        clients: plan.clients,
-        rooms: plan.rooms,
-        scenarios: plan.scenarios.clone(),
-        topology: plan.topology,
-        wan: plan.wan,
-        answer_timeout_ms: plan.answer_timeout.as_millis() as u64,
+        plan: plan.clone(),
         failover_p50_ms: percentile(&unavailable, 0.5),
         failover_p99_ms: percentile(&unavailable, 0.99),
         failover_max_ms: unavailable.last().copied().unwrap_or(0),
@@ -245,14 +231,14 @@ pub fn table(r: &Report) -> String {
     let f = &r.findings;
     let mut s = format!(
         "chaos run: {:?} on {:?}{}, seed {}, {} s, {} writers, {} rooms, {} ms answer timeout\n",
-        r.scenarios,
-        r.topology,
-        if r.wan { " with WAN delays" } else { "" },
-        r.seed,
-        r.seconds,
-        r.clients,
-        r.rooms,
-        r.answer_timeout_ms
+        r.plan.scenarios,
+        r.plan.topology,
+        if r.plan.wan { " with WAN delays" } else { "" },
+        r.plan.seed,
+        r.plan.seconds,
+        r.plan.clients,
+        r.plan.rooms,
+        r.plan.answer_timeout_ms
     );
     s += &format!(
         "  posts: {} acknowledged, {} unknown ({} of them applied)\n",

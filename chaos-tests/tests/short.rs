@@ -28,7 +28,7 @@ async fn a_mixed_run_on_three_regions_loses_nothing() {
         scenarios,
         topology: Topology::ThreeRegion,
         wan: true,
-        answer_timeout: ANSWER_TIMEOUT,
+        answer_timeout_ms: ANSWER_TIMEOUT.as_millis() as u64,
     })
     .await;
 }
@@ -47,7 +47,7 @@ async fn operations_and_region_faults_on_tochigi_lose_nothing() {
         scenarios,
         topology: Topology::Tochigi,
         wan: true,
-        answer_timeout: ANSWER_TIMEOUT,
+        answer_timeout_ms: ANSWER_TIMEOUT.as_millis() as u64,
     })
     .await;
 }
