@@ -355,6 +355,17 @@ impl RunningNode {
         if let Err(e) = self.node.raft.shutdown().await {
             warn!("raft shutdown: {e}");
         }
+        // Connection tasks of the stopped servers and Raft's workers may still hold the database
+        // for a moment: wait until it is closed, so a restart in the same process can open it.
+        let database = self.node.state.database();
+        drop(self.node);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while database.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if database.strong_count() > 0 {
+            warn!("the database is still in use after shutdown");
+        }
     }
 }
 

@@ -104,6 +104,11 @@ impl StateReader {
         })
     }
 
+    /// A handle that tells when the database has been closed (every user dropped it).
+    pub fn database(&self) -> std::sync::Weak<DB> {
+        Arc::downgrade(&self.db)
+    }
+
     /// How many snapshots this node has installed from a leader since it started.
     pub fn snapshots_installed(&self) -> u64 {
         self.snapshots_installed.load(Ordering::Relaxed)
