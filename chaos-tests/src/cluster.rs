@@ -39,6 +39,9 @@ pub struct Cluster {
     /// Each link's normal one-way delay and jitter (the distance between its regions), which
     /// [`Cluster::heal`] restores.
     baseline: BTreeMap<(usize, usize), (Duration, Duration)>,
+    /// The operator's session token, for cluster administration (operators only); empty until
+    /// the workload has set the hub up.
+    pub operator: String,
 }
 
 async fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -111,7 +114,8 @@ impl Cluster {
         }
         let config = dir.path().join("hub.toml");
         std::fs::write(&config, toml)?;
-        let mut cluster = Self { dir, bin: kizuna_bin()?, config, nodes, links, baseline: BTreeMap::new() };
+        let mut cluster =
+            Self { dir, bin: kizuna_bin()?, config, nodes, links, baseline: BTreeMap::new(), operator: String::new() };
         for i in 0..cluster.nodes.len() {
             cluster.spawn(i)?;
         }
@@ -254,14 +258,17 @@ impl Cluster {
         }
     }
 
-    /// The first answer to Status from any node.
+    /// The first answer to Status from a node in contact with its leader or quorum.
     pub async fn status(&self) -> Option<ClusterStatusResponse> {
         for e in self.endpoints() {
             if let Some(mut c) = admin(&e).await
-                && let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), c.status(ClusterStatusRequest {})).await
+                && let Ok(Ok(r)) =
+                    tokio::time::timeout(Duration::from_secs(2), c.status(self.authed(ClusterStatusRequest {}))).await
             {
                 let r = r.into_inner();
-                if r.leader_id != 0 {
+                // A node out of contact (a cut-off leader still calls itself leader) is not asked.
+                let in_contact = r.members.iter().any(|m| m.id == r.answered_by && m.stale_reason.is_empty());
+                if r.leader_id != 0 && in_contact {
                     return Some(r);
                 }
             }
@@ -282,7 +289,7 @@ impl Cluster {
                 let leader = self.leader().await.context("no leader")?;
                 let mut c = admin(&self.endpoints()[leader]).await.context("leader unreachable")?;
                 let req = ChangeMembershipRequest { voter_ids: voters.to_vec(), retain_as_learners: true, force: true };
-                tokio::time::timeout(Duration::from_secs(10), c.change_membership(req)).await??;
+                tokio::time::timeout(Duration::from_secs(10), c.change_membership(self.authed(req))).await??;
                 anyhow::Ok(())
             };
             match attempt.await {
@@ -300,7 +307,7 @@ impl Cluster {
             let mut applied = Vec::new();
             for e in self.endpoints() {
                 let status = async {
-                    let r = admin(&e).await?.status(ClusterStatusRequest {}).await.ok()?.into_inner();
+                    let r = admin(&e).await?.status(self.authed(ClusterStatusRequest {})).await.ok()?.into_inner();
                     r.members.iter().find(|m| m.id == r.answered_by).map(|m| m.applied_index)
                 };
                 applied.push(tokio::time::timeout(Duration::from_secs(3), status).await.ok().flatten());
@@ -325,13 +332,18 @@ impl Cluster {
             let mut digests = Vec::new();
             for e in self.endpoints() {
                 let mut c = admin(&e).await.with_context(|| format!("{e} unreachable"))?;
-                let d = c.state_digest(StateDigestRequest {}).await?.into_inner();
+                let d = c.state_digest(self.authed(StateDigestRequest {})).await?.into_inner();
                 digests.push((d.applied_index, d.sha256));
             }
             if digests.windows(2).all(|w| w[0].0 == w[1].0) || Instant::now() > deadline {
                 return Ok(digests);
             }
         }
+    }
+
+    /// A request as the operator.
+    fn authed<T>(&self, msg: T) -> tonic::Request<T> {
+        crate::workload::authed(msg, &self.operator)
     }
 
     pub fn logs_dir(&self) -> &Path {

@@ -111,12 +111,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
 }
 
 async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster.leader().await.is_none() {
-        anyhow::ensure!(Instant::now() < deadline, "no leader within 30 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Setting up waits for a leader: each step is retried on every node for up to a minute.
     let mut setup = workload::setup(&cluster.endpoints(), plan.seed, plan.rooms).await?;
+    cluster.operator = setup.operator.clone();
     setup.answer_timeout = Duration::from_millis(plan.answer_timeout_ms);
     let mut rng = Rng::new(plan.seed);
 

@@ -53,7 +53,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a record (key → text).
+    /// Write a diagnostic record (key → text); operators only.
     Put {
         key: String,
         value: String,
@@ -61,19 +61,27 @@ enum Command {
         #[arg(long)]
         request_id: Option<String>,
     },
-    /// Read a record.
+    /// Read a diagnostic record; operators only. By default linearizable while the node reaches
+    /// a quorum, and its own copy marked stale when it cannot (a cut-off region).
     Get {
         key: String,
         /// Answer from the contacted node's own state, without asking the leader (may be stale).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "linearizable")]
         local: bool,
+        /// Fail instead of answering from a copy that may be stale.
+        #[arg(long)]
+        linearizable: bool,
     },
-    /// A small load loop: concurrent clients writing records; prints committed writes/s and latency.
+    /// A small load loop: concurrent clients writing records (operators) or reading a timeline
+    /// (members); prints operations/s and latency.
     Load {
         #[arg(long, default_value_t = 1)]
         clients: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Read this room's timeline (newest 50 posts) instead of writing records.
+        #[arg(long)]
+        timeline: Option<u64>,
     },
     /// Sign in; the session token is kept in ~/.config/kizuna/session.json (mode 0600).
     Login {
@@ -196,8 +204,14 @@ fn main() -> anyhow::Result<()> {
             Command::Demo { data_dir, insecure } => cli::serve::demo(&data_dir, insecure).await,
             Command::Status { json } => cli::status::status(&target()?, json).await,
             Command::Put { key, value, request_id } => cli::records::put(&target()?, key, value, request_id).await,
-            Command::Get { key, local } => cli::records::get(&target()?, key, local).await,
-            Command::Load { clients, seconds } => cli::load::run(&target()?, clients, seconds).await,
+            Command::Get { key, local, linearizable } => {
+                cli::records::get(&target()?, key, cli::records::consistency(local, linearizable)).await
+            }
+            Command::Load { clients, seconds, timeline } => {
+                let workload =
+                    timeline.map_or(cli::load::Workload::Writes, |room| cli::load::Workload::Timeline { room });
+                cli::load::run(&target()?, clients, seconds, workload).await
+            }
             Command::Login { login, password, device, totp } => {
                 cli::collab::login(&target()?, login, password, device, totp).await
             }

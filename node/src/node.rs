@@ -18,11 +18,12 @@ use openraft::{ReadPolicy, ServerState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{HubConfig, NodeConfig};
 use crate::domain::{Applied, Envelope, ValidationError};
+use crate::raft::contact::LeaderContact;
 use crate::raft::network::{Network, PeerChannels};
 use crate::raft::service::RaftService;
 use crate::raft::{HubNode, NodeId, Raft, RaftMetrics, TypeConfig, decode, encode};
@@ -40,6 +41,10 @@ pub enum NodeError {
     NoLeader,
     #[error("no quorum answered within {0:?}; the write may or may not be applied, retry with the same request id")]
     Timeout(Duration),
+    #[error(
+        "this leader lost contact with its quorum; the write may or may not be applied, retry with the same request id"
+    )]
+    QuorumLost,
     #[error("the leader could not be reached: {0}")]
     LeaderUnreachable(String),
     #[error("raft: {0}")]
@@ -55,6 +60,7 @@ impl NodeError {
             self,
             NodeError::NoLeader
                 | NodeError::Timeout(_)
+                | NodeError::QuorumLost
                 | NodeError::LeaderUnreachable(_)
                 | NodeError::NotLeader { leader: None, .. }
         )
@@ -77,7 +83,7 @@ impl NodeError {
                 }
                 status
             }
-            NodeError::NoLeader | NodeError::Timeout(_) | NodeError::LeaderUnreachable(_) => {
+            NodeError::NoLeader | NodeError::Timeout(_) | NodeError::QuorumLost | NodeError::LeaderUnreachable(_) => {
                 Status::unavailable(message)
             }
             NodeError::Raft(_) | NodeError::Storage(_) => Status::internal(message),
@@ -118,8 +124,14 @@ pub struct Node {
     incoming_seq: AtomicU64,
     /// How long a write or a read barrier may wait for a quorum before failing.
     pub quorum_timeout: Duration,
-    /// A leader that has not heard from a quorum for this long refuses at once.
+    /// A leader that has not heard from a quorum for this long refuses at once, and ends the
+    /// writes and reads already waiting for one.
     quorum_silence_limit: Duration,
+    /// A node that has not heard from a quorum (leader) or from its leader (follower, learner)
+    /// for this long marks its local answers stale.
+    contact_limit: Duration,
+    /// When this node, as a follower or learner, last heard from its leader.
+    pub leader_contact: LeaderContact,
     /// The topology allows voter placements that break the placement rule (development).
     pub allow_unsafe_placement: bool,
     /// Becomes true when the node stops: long-lived streams end so that shutdown completes.
@@ -148,10 +160,31 @@ impl Node {
         self.check_quorum_contact()?;
         envelope.proposed_at_ms = now_ms();
         let write = self.raft.client_write(envelope);
-        match tokio::time::timeout(self.quorum_timeout, write).await {
-            Err(_) => Err(NodeError::Timeout(self.quorum_timeout)),
-            Ok(Err(e)) => Err(from_write_error(e)),
-            Ok(Ok(resp)) => Ok(resp.data),
+        match self.while_quorum_contact(write).await? {
+            Err(e) => Err(from_write_error(e)),
+            Ok(resp) => Ok(resp.data),
+        }
+    }
+
+    /// Waits for `quorum_work` (a write or a read barrier on the leader), at most the quorum
+    /// timeout, and ends the wait as soon as this leader notices that it lost its quorum: a
+    /// user in a cut-off region learns within about two election timeouts, not the full timeout.
+    async fn while_quorum_contact<T>(&self, quorum_work: impl Future<Output = T>) -> Result<T, NodeError> {
+        tokio::select! {
+            done = tokio::time::timeout(self.quorum_timeout, quorum_work) => {
+                done.map_err(|_| NodeError::Timeout(self.quorum_timeout))
+            }
+            () = self.quorum_lost() => Err(NodeError::QuorumLost),
+        }
+    }
+
+    /// Returns once this node leads without having heard from a quorum for too long.
+    async fn quorum_lost(&self) {
+        // Silence grows without any metric changing, so it is polled, at a small fraction of
+        // the limit it is compared with.
+        let every = (self.quorum_silence_limit / 10).max(Duration::from_millis(10));
+        while self.check_quorum_contact().is_ok() {
+            tokio::time::sleep(every).await;
         }
     }
 
@@ -189,10 +222,7 @@ impl Node {
     pub async fn leader_read_index(&self) -> Result<u64, NodeError> {
         self.check_quorum_contact()?;
         let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
-        let linearizer = tokio::time::timeout(self.quorum_timeout, read)
-            .await
-            .map_err(|_| NodeError::Timeout(self.quorum_timeout))?
-            .map_err(from_read_error)?;
+        let linearizer = self.while_quorum_contact(read).await?.map_err(from_read_error)?;
         Ok(linearizer.read_log_id().index())
     }
 
@@ -224,6 +254,47 @@ impl Node {
         Ok(())
     }
 
+    /// Why this node's own copy may be behind the hub right now, judged by contact: a leader
+    /// that has not heard from a quorum, or a follower or learner that has not heard from its
+    /// leader, for longer than the contact limit. `None`: current as far as this node can tell.
+    pub fn staleness(&self) -> Option<String> {
+        let m = self.metrics();
+        let ms = |d: Duration| d.as_millis();
+        if m.state == ServerState::Leader {
+            if m.membership_config.membership().voter_ids().count() < 2 {
+                return None;
+            }
+            // No acknowledgement yet: just elected, by a quorum's votes.
+            let silent = m.last_quorum_acked?.elapsed();
+            return (silent > self.contact_limit)
+                .then(|| format!("this leader has not heard from a quorum for {} ms", ms(silent)));
+        }
+        let Some(leader) = m.current_leader else {
+            return Some("this node knows no leader (an election is under way, or it is cut off)".to_owned());
+        };
+        match self.leader_contact.since() {
+            None => Some(format!("no word from the leader (node {leader}) since this node started")),
+            Some(silent) if silent > self.contact_limit => {
+                Some(format!("no word from the leader (node {leader}) for {} ms", ms(silent)))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Makes this node's state current for a read (the linearizable barrier) or, when it is cut
+    /// off from its quorum or its leader, says why its own copy may be stale: a cut-off region
+    /// keeps reading, and knows it.
+    pub async fn current_or_stale(&self) -> Result<Option<String>, NodeError> {
+        if let Some(reason) = self.staleness() {
+            return Ok(Some(reason));
+        }
+        match self.linearizable_barrier().await {
+            Ok(()) => Ok(None),
+            Err(e) if e.is_quorum_unreachable() => Ok(Some(e.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn incoming_snapshot_path(&self) -> PathBuf {
         let n = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
         self.snapshot_dir.join(format!("incoming-{n}.snap"))
@@ -252,6 +323,7 @@ impl Node {
             snapshot_index: m.snapshot.map_or(0, |l| l.index),
             purged_index: m.purged.map_or(0, |l| l.index),
             snapshots_installed: self.state.snapshots_installed(),
+            stale_reason: self.staleness().unwrap_or_default(),
         }
     }
 
@@ -280,6 +352,7 @@ impl Node {
                         member.term = s.term;
                         member.last_log_index = s.last_log_index;
                         member.applied_index = s.applied_index;
+                        member.stale_reason = s.stale_reason;
                         member.reachable = true;
                     }
                     Err(e) => {
@@ -328,6 +401,8 @@ pub enum StartError {
     Raft(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("public API: {0}")]
+    Api(#[from] crate::api::RouterError),
 }
 
 /// A started node; dropping it does not stop it: call [`RunningNode::shutdown`].
@@ -437,6 +512,9 @@ pub async fn start(
             // Twice the longest election: a freshly elected leader's first acknowledgements are
             // never mistaken for silence.
             quorum_silence_limit: Duration::from_millis(hub.raft.election_timeout_max_ms * 2),
+            // The earliest a follower would itself suspect its leader: three heartbeats or more.
+            contact_limit: Duration::from_millis(hub.raft.election_timeout_min_ms),
+            leader_contact: LeaderContact::default(),
             stopping: stopped.clone(),
         });
 
@@ -452,10 +530,9 @@ pub async fn start(
                     .max_decoding_message_size(64 << 20)
                     .max_encoding_message_size(64 << 20),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.raft), wait_stop(stopped.clone()));
-        let api_server = crate::api::router(node.clone(), security.api_server.clone())
-            .map_err(|e| StartError::Tls(e.to_string()))?
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), wait_stop(stopped.clone()));
+            .serve_with_incoming_shutdown(without_nagle(listeners.raft), wait_stop(stopped.clone()));
+        let api_server = crate::api::router(node.clone(), security.api_server.clone())?
+            .serve_with_incoming_shutdown(without_nagle(listeners.api), wait_stop(stopped.clone()));
         let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped.clone()).in_current_span());
         let audit_shipper = tokio::spawn(crate::audit::ship(node.clone(), stopped).in_current_span());
         let servers = vec![tokio::spawn(raft_server.in_current_span()), tokio::spawn(api_server.in_current_span())];
@@ -466,6 +543,30 @@ pub async fn start(
     .await
 }
 
+/// The connections a listener accepts, with Nagle's algorithm off: a small gRPC answer would
+/// otherwise wait for the client's delayed ACK (~40 ms per read). tonic's own `tcp_nodelay`
+/// only applies where tonic binds the socket itself, not to listeners handed to it.
+fn without_nagle(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 async fn wait_stop(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let mut incoming = without_nagle(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let accepted = incoming.next().await.expect("a connection").expect("accepted");
+        assert!(accepted.nodelay().expect("socket option"), "TCP_NODELAY is off on an accepted socket");
+    }
 }

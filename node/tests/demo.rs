@@ -1,6 +1,6 @@
 //! The README's promise, end to end with the real binary: `kizuna demo` brings up three nodes in
-//! three regions over TLS; `kizuna status` shows exactly one leader and equal applied indexes;
-//! a write and a read work through the CLI; SIGTERM stops the demo cleanly.
+//! three regions over TLS; the operator's `kizuna status` shows exactly one leader and equal
+//! applied indexes; a write and a read work through the CLI; SIGTERM stops the demo cleanly.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -34,8 +34,15 @@ impl std::ops::DerefMut for Demo {
     }
 }
 
-fn cli(ca: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(KIZUNA).arg("--ca").arg(ca).args(args).output().expect("run kizuna")
+/// The CLI with its session kept in `session` (never the user's own).
+fn cli(ca: &std::path::Path, session: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(KIZUNA)
+        .arg("--ca")
+        .arg(ca)
+        .env("KIZUNA_SESSION_FILE", session)
+        .args(args)
+        .output()
+        .expect("run kizuna")
 }
 
 #[test]
@@ -77,6 +84,14 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     assert_eq!(banner.iter().filter(|l| l.contains("https://127.0.0.1:700")).count(), 3, "{banner:#?}");
 
     let ca = data.join("certs/ca.pem");
+    // Cluster administration and the diagnostic records are the operator's: signed out, the
+    // CLI is refused; signed in as the demo operator, it works.
+    let operator = dir.path().join("operator-session.json");
+    let out = cli(&ca, &operator, &["status"]);
+    assert!(!out.status.success(), "status without a session: {}", String::from_utf8_lossy(&out.stdout));
+    let out = cli(&ca, &operator, &["login", "jimukyoku", "--password", "kizuna-demo-2026"]);
+    assert!(out.status.success(), "operator login: {}", String::from_utf8_lossy(&out.stderr));
+    let cli = |ca: &std::path::Path, args: &[&str]| cli(ca, &operator, args);
     // Applied indexes converge right after start; poll briefly.
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {

@@ -26,12 +26,14 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 async fn a_browser_calls_cluster_status_over_grpc_web() {
     let hub = TestHub::start(3).await;
     let leader = hub.leader().await;
+    // Cluster status is the operator's; the browser sends the session like any gRPC client.
+    let token = hub.operator().await;
     let addr = hub.node_config(leader).api_addr;
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     // One gRPC-Web frame: flag 0, length 0 (ClusterStatusRequest has no fields).
     let frame = [0u8, 0, 0, 0, 0];
     let request = format!(
-        "POST /kizuna.v1.admin.ClusterAdmin/Status HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "POST /kizuna.v1.admin.ClusterAdmin/Status HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         frame.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestHub, admin, get, put};
+use common::TestHub;
 use kizuna_proto::admin::{AddLearnerRequest, ClusterStatusRequest, NodeSpec, SnapshotRequest};
 use kizuna_proto::records::{Consistency, GetRecordRequest};
 
@@ -16,20 +16,20 @@ async fn writes_replicate_forward_and_survive_leader_loss_and_restart() {
     let follower = hub.follower_of(leader);
 
     // A write on the leader and one on a follower (forwarded to the leader).
-    let a = put(&hub.api(leader), "greeting", "こんにちは", "req-a").await.expect("put on leader");
+    let a = hub.put(leader, "greeting", "こんにちは", "req-a").await.expect("put on leader");
     assert_eq!(a.version, 1);
-    let b = put(&hub.api(follower), "greeting", "おはよう", "req-b").await.expect("put on follower is forwarded");
+    let b = hub.put(follower, "greeting", "おはよう", "req-b").await.expect("put on follower is forwarded");
     assert_eq!(b.version, 2);
     assert!(b.log_index > a.log_index);
 
     // Every node answers a linearizable read with the latest value.
     for id in hub.running_ids() {
-        let r = get(&hub.api(id), "greeting", Consistency::Linearizable).await.expect("linearizable read");
+        let r = hub.get(id, "greeting", Consistency::Linearizable).await.expect("linearizable read");
         assert_eq!((r.value.as_str(), r.version, r.node_id), ("おはよう", 2, id));
     }
 
     // The whole hub is visible from any node.
-    let status = admin(&hub.api(follower)).await.status(ClusterStatusRequest {}).await.unwrap().into_inner();
+    let status = hub.admin(follower).await.status(ClusterStatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.members.len(), 3);
     assert!(status.members.iter().all(|m| m.reachable));
     assert_eq!(status.members.iter().filter(|m| m.role == "leader").count(), 1);
@@ -44,7 +44,7 @@ async fn writes_replicate_forward_and_survive_leader_loss_and_restart() {
     // Clients retry (same request id) through the short window while the new leader settles.
     let deadline = Instant::now() + Duration::from_secs(10);
     let c = loop {
-        match put(&hub.api(survivor), "greeting", "こんばんは", "req-c").await {
+        match hub.put(survivor, "greeting", "こんばんは", "req-c").await {
             Ok(c) => break c,
             Err(e) if Instant::now() < deadline => {
                 eprintln!("write after failover refused, retrying: {e:?}");
@@ -58,7 +58,7 @@ async fn writes_replicate_forward_and_survive_leader_loss_and_restart() {
     // Restart the old leader from its data dir: it catches up with what it missed.
     hub.restart(leader).await;
     hub.wait_applied(c.log_index).await;
-    let r = get(&hub.api(leader), "greeting", Consistency::Local).await.expect("local read on restarted node");
+    let r = hub.get(leader, "greeting", Consistency::Local).await.expect("local read on restarted node");
     assert_eq!((r.value.as_str(), r.version), ("こんばんは", 3));
     hub.shutdown().await;
 }
@@ -68,12 +68,12 @@ async fn retried_request_id_applies_once() {
     let hub = TestHub::start(3).await;
     let leader = hub.leader().await;
     let follower = hub.follower_of(leader);
-    let first = put(&hub.api(leader), "k", "v1", "same-id").await.unwrap();
+    let first = hub.put(leader, "k", "v1", "same-id").await.unwrap();
     // A retry (through another node, with a different body even) returns the first result.
-    let retry = put(&hub.api(follower), "k", "v2", "same-id").await.unwrap();
+    let retry = hub.put(follower, "k", "v2", "same-id").await.unwrap();
     assert!(retry.duplicate);
     assert_eq!((retry.version, retry.log_index), (first.version, first.log_index));
-    let r = get(&hub.api(leader), "k", Consistency::Linearizable).await.unwrap();
+    let r = hub.get(leader, "k", Consistency::Linearizable).await.unwrap();
     assert_eq!((r.value.as_str(), r.version), ("v1", 1));
     hub.shutdown().await;
 }
@@ -83,7 +83,7 @@ async fn malformed_requests_are_invalid_argument_and_change_nothing() {
     let hub = TestHub::start(3).await;
     let leader = hub.leader().await;
     let follower = hub.follower_of(leader);
-    let ok = put(&hub.api(leader), "k", "v", "ok-1").await.unwrap();
+    let ok = hub.put(leader, "k", "v", "ok-1").await.unwrap();
     // Metrics trail the write's answer slightly: wait until they show it before sampling.
     hub.wait_applied(ok.log_index).await;
     let applied_before = hub.status(leader).applied_index;
@@ -97,16 +97,17 @@ async fn malformed_requests_are_invalid_argument_and_change_nothing() {
     ];
     for node in [leader, follower] {
         for (key, value, rid, what) in cases {
-            let err = put(&hub.api(node), key, value, rid).await.expect_err(what);
+            let err = hub.put(node, key, value, rid).await.expect_err(what);
             assert_eq!(err.code(), tonic::Code::InvalidArgument, "{what} on node {node}: {err:?}");
         }
     }
-    let mut client = common::records(&hub.api(follower)).await;
+    let mut client = hub.records(follower).await;
     let err = client.get(GetRecordRequest { key: "k".into(), consistency: 99 }).await.expect_err("bad consistency");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    let err = get(&hub.api(follower), "never-written", Consistency::Linearizable).await.expect_err("missing key");
+    let err = hub.get(follower, "never-written", Consistency::Linearizable).await.expect_err("missing key");
     assert_eq!(err.code(), tonic::Code::NotFound);
-    let err = admin(&hub.api(leader))
+    let err = hub
+        .admin(leader)
         .await
         .add_learner(AddLearnerRequest { node: None, wait_caught_up: false })
         .await
@@ -116,7 +117,7 @@ async fn malformed_requests_are_invalid_argument_and_change_nothing() {
     // Nothing reached the log.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(hub.status(leader).applied_index, applied_before);
-    let r = get(&hub.api(leader), "k", Consistency::Linearizable).await.unwrap();
+    let r = hub.get(leader, "k", Consistency::Linearizable).await.unwrap();
     assert_eq!((r.value.as_str(), r.version), ("v", 1));
     hub.shutdown().await;
 }
@@ -130,11 +131,11 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
     let value = "記".repeat(20 * 1024); // 60 KiB of UTF-8
     let mut last = 0;
     for i in 0..100 {
-        last = put(&hub.api(leader), &format!("big/{i}"), &value, &format!("big-{i}")).await.unwrap().log_index;
+        last = hub.put(leader, &format!("big/{i}"), &value, &format!("big-{i}")).await.unwrap().log_index;
     }
 
     // Snapshot and purge the leader's log: a newcomer can only catch up by snapshot.
-    let snap = admin(&hub.api(leader)).await.snapshot(SnapshotRequest { purge_log: true }).await.unwrap().into_inner();
+    let snap = hub.admin(leader).await.snapshot(SnapshotRequest { purge_log: true }).await.unwrap().into_inner();
     assert!(snap.snapshot_index >= last, "{snap:?}");
     assert!(snap.purged_index >= last, "{snap:?}");
     let snapshot_file = hub.data_dir(leader).join("snapshots/current.snap");
@@ -149,7 +150,7 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
         raft_addr: learner.raft_addr.to_string(),
         api_addr: learner.api_addr.to_string(),
     };
-    admin(&hub.api(leader))
+    hub.admin(leader)
         .await
         .add_learner(AddLearnerRequest { node: Some(spec), wait_caught_up: true })
         .await
@@ -160,11 +161,11 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
     assert_eq!(status.role, "learner");
     assert!(status.snapshots_installed >= 1, "the learner caught up without a snapshot: {status:?}");
     for i in [0, 57, 99] {
-        let r = get(&hub.api(4), &format!("big/{i}"), Consistency::Local).await.expect("learner has the data");
+        let r = hub.get(4, &format!("big/{i}"), Consistency::Local).await.expect("learner has the data");
         assert_eq!(r.value, value);
     }
     // The learner also serves linearizable reads (through the leader's read index).
-    let r = get(&hub.api(4), "big/1", Consistency::Linearizable).await.expect("linearizable read on learner");
+    let r = hub.get(4, "big/1", Consistency::Linearizable).await.expect("linearizable read on learner");
     assert_eq!(r.version, 1);
     hub.shutdown().await;
 }
@@ -173,7 +174,7 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
 async fn a_restarted_single_node_keeps_its_data_and_vote() {
     let mut hub = TestHub::start(1).await;
     let leader = hub.leader().await;
-    let w = put(&hub.api(leader), "k", "persisted", "r-1").await.unwrap();
+    let w = hub.put(leader, "k", "persisted", "r-1").await.unwrap();
     let vote_before = hub.running(leader).node.metrics().vote;
     hub.stop(leader).await;
 
@@ -187,7 +188,7 @@ async fn a_restarted_single_node_keeps_its_data_and_vote() {
 
     hub.restart(leader).await;
     hub.leader().await;
-    let r = get(&hub.api(leader), "k", Consistency::Linearizable).await.expect("read after restart");
+    let r = hub.get(leader, "k", Consistency::Linearizable).await.expect("read after restart");
     assert_eq!((r.value.as_str(), r.version), ("persisted", 1));
     assert!(r.applied_index >= w.log_index);
     let term_after = hub.status(leader).term;

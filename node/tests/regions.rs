@@ -1,7 +1,9 @@
 //! Multi-region behaviour on a Tochigi-shaped hub in-process: region blackout and failover,
 //! leadership returning to the preferred regions, an isolated node serving stale local reads
 //! (records and timelines, marked stale) and refusing writes fast, replicas agreeing on the state
-//! digest after healing, and membership changes under a write load without losing a write.
+//! digest after healing, and membership changes under a write load without losing a write. A node
+//! judges its own staleness by contact: a cut-off leader, and a learner that still names its old
+//! leader, mark local answers stale; a write already waiting on a cut-off leader ends early.
 
 mod common;
 
@@ -10,10 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{HubSpec, TestHub, Wire, admin, get, put};
+use common::{HubSpec, TestHub, Wire, put_as};
 use kizuna_chaos::workload::{self, authed};
+use kizuna_node::domain::{Command, Envelope};
+use kizuna_node::node::NodeError;
 use kizuna_proto::admin::{
-    AddLearnerRequest, ChangeMembershipRequest, NodeSpec, StateDigestRequest, TransferLeaderRequest,
+    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, NodeSpec, StateDigestRequest,
+    TransferLeaderRequest,
 };
 use kizuna_proto::collab::posts_client::PostsClient;
 use kizuna_proto::collab::{PostRequest, TimelineRequest, TimelineResponse};
@@ -52,7 +57,7 @@ async fn leader_in_preferred_region(hub: &TestHub, within: Duration) -> u64 {
 async fn region_blackout_fails_over_and_leadership_returns_to_the_prefecture() {
     let mut hub = TestHub::start_spec(tochigi(Wire::Plain)).await;
     let leader = leader_in_preferred_region(&hub, Duration::from_secs(20)).await;
-    let before = put(&hub.api(leader), "patient/1", "訪問済み", "w-1").await.expect("first write");
+    let before = hub.put(leader, "patient/1", "訪問済み", "w-1").await.expect("first write");
 
     // The leader's whole region goes dark.
     let region = hub.region_of(leader);
@@ -63,7 +68,7 @@ async fn region_blackout_fails_over_and_leadership_returns_to_the_prefecture() {
     }
     let survivor = hub.running_ids()[0];
     let after = loop {
-        match put(&hub.api(survivor), "patient/1", "停電後", "w-2").await {
+        match hub.put(survivor, "patient/1", "停電後", "w-2").await {
             Ok(r) => break r,
             Err(e) => {
                 assert!(blackout.elapsed() < Duration::from_secs(30), "writes did not resume: {e:?}");
@@ -86,7 +91,7 @@ async fn region_blackout_fails_over_and_leadership_returns_to_the_prefecture() {
     }
     hub.wait_applied(after.log_index).await;
     for id in &dark {
-        let r = get(&hub.api(*id), "patient/1", Consistency::Local).await.expect("caught up");
+        let r = hub.get(*id, "patient/1", Consistency::Local).await.expect("caught up");
         assert_eq!(r.value, "停電後");
     }
     leader_in_preferred_region(&hub, Duration::from_secs(20)).await;
@@ -94,11 +99,7 @@ async fn region_blackout_fails_over_and_leadership_returns_to_the_prefecture() {
     // Leadership moved out of the prefecture by hand returns by itself.
     let tokyo = hub.ids_in_region("tokyo")[0];
     let current = hub.leader().await;
-    admin(&hub.api(current))
-        .await
-        .transfer_leader(TransferLeaderRequest { to_node_id: tokyo })
-        .await
-        .expect("transfer");
+    hub.admin(current).await.transfer_leader(TransferLeaderRequest { to_node_id: tokyo }).await.expect("transfer");
     let deadline = Instant::now() + Duration::from_secs(10);
     while hub.leader().await != tokyo {
         assert!(Instant::now() < deadline, "leadership never reached tokyo");
@@ -114,12 +115,13 @@ async fn region_blackout_fails_over_and_leadership_returns_to_the_prefecture() {
 async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
     let hub = TestHub::start_spec(tochigi(Wire::Faulty)).await;
     let leader = hub.leader().await;
-    let w = put(&hub.api(leader), "oxygen/supplier", "稼働中", "i-1").await.unwrap();
-    hub.wait_applied(w.log_index).await;
-    // A doctor's group room with one post (the chaos harness's set-up, over gRPC).
+    // A doctor's group room (the chaos harness's set-up, over gRPC), whose operator writes records.
     let endpoints: Vec<String> = hub.running_ids().into_iter().map(|id| hub.api(id)).collect();
     let team = workload::setup(&endpoints, 1, 1).await.expect("collaboration set-up");
+    hub.adopt_operator(team.operator.clone());
     let room = team.rooms[0];
+    let w = hub.put(leader, "oxygen/supplier", "稼働中", "i-1").await.unwrap();
+    hub.wait_applied(w.log_index).await;
     let post =
         PostRequest {
             request_id: "t-1".into(), room_id: room, text: "酸素の残量を確認".into(), ..Default::default()
@@ -137,19 +139,19 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
 
     // Writes through it fail fast with UNAVAILABLE, never hang.
     let started = Instant::now();
-    let err = put(&hub.api(cut), "oxygen/supplier", "停止", "i-2").await.expect_err("isolated write");
+    let err = hub.put(cut, "oxygen/supplier", "停止", "i-2").await.expect_err("isolated write");
     let took = started.elapsed();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     assert!(took < Duration::from_secs(5), "write took {took:?} to fail");
     eprintln!("FIGURE isolated node refused a write in {took:?}: {}", err.message());
 
     // Strict reads fail; default reads fall back to the local copy, marked stale.
-    let strict = get(&hub.api(cut), "oxygen/supplier", Consistency::Linearizable).await;
+    let strict = hub.get(cut, "oxygen/supplier", Consistency::Linearizable).await;
     assert_eq!(strict.expect_err("strict read").code(), tonic::Code::Unavailable);
-    let fallback = get(&hub.api(cut), "oxygen/supplier", Consistency::Unspecified).await.expect("fallback read");
+    let fallback = hub.get(cut, "oxygen/supplier", Consistency::Unspecified).await.expect("fallback read");
     assert!(fallback.stale, "{fallback:?}");
     assert_eq!(fallback.value, "稼働中");
-    let local = get(&hub.api(cut), "oxygen/supplier", Consistency::Local).await.expect("local read");
+    let local = hub.get(cut, "oxygen/supplier", Consistency::Local).await.expect("local read");
     assert_eq!(local.value, "稼働中");
     assert!(local.as_of.is_some());
     // Timelines too: served from the local copy, and saying so.
@@ -160,12 +162,12 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
     assert!(!current.stale, "{current:?}");
 
     // The rest of the hub goes on.
-    let w2 = put(&hub.api(leader), "oxygen/supplier", "交換済み", "i-3").await.expect("majority still writes");
+    let w2 = hub.put(leader, "oxygen/supplier", "交換済み", "i-3").await.expect("majority still writes");
 
     // Heal: the node catches up and its reads are fresh again.
     hub.heal(cut);
     hub.wait_applied(w2.log_index).await;
-    let r = get(&hub.api(cut), "oxygen/supplier", Consistency::Unspecified).await.expect("healed read");
+    let r = hub.get(cut, "oxygen/supplier", Consistency::Unspecified).await.expect("healed read");
     assert_eq!((r.value.as_str(), r.stale), ("交換済み", false));
     let healed = timeline(&hub.api(cut), &team.token, room).await.expect("healed timeline");
     assert!(!healed.stale, "{healed:?}");
@@ -178,7 +180,7 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
     loop {
         let mut digests = Vec::new();
         for id in hub.running_ids() {
-            let d = admin(&hub.api(id)).await.state_digest(StateDigestRequest {}).await.expect("digest").into_inner();
+            let d = hub.admin(id).await.state_digest(StateDigestRequest {}).await.expect("digest").into_inner();
             assert!(d.entries > 0 && d.applied_index >= target, "{d:?}");
             digests.push(d.sha256);
         }
@@ -192,10 +194,82 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_off_leader_and_learner_say_they_are_stale_and_a_waiting_write_ends_early() {
+    let spec = HubSpec {
+        nodes: vec![("utsunomiya", true), ("tokyo", true), ("osaka", true), ("nasu", false)],
+        preferred_regions: vec![],
+        wire: Wire::Faulty,
+    };
+    let hub = TestHub::start_spec(spec).await;
+    let (leader, learner) = (hub.leader().await, 4);
+    let key = "oxygen/supplier";
+    let w = hub.put(leader, key, "稼働中", "s-1").await.expect("first write");
+    hub.wait_applied(w.log_index).await;
+    for id in hub.running_ids() {
+        let r = hub.get(id, key, Consistency::Local).await.expect("local read");
+        assert!(!r.stale, "node {id} in contact says stale: {r:?}");
+    }
+
+    // The learner is cut off (learners never elect, so it keeps naming its old leader), then
+    // the leader, with a write and a linearizable read already waiting on it for a quorum.
+    hub.isolate(learner);
+    hub.isolate(leader);
+    let node = &hub.running(leader).node;
+    let write = Envelope {
+        request_id: "s-2".into(),
+        proposed_at_ms: 0,
+        command: Command::PutRecord { key: key.into(), value: "停止".into() },
+    };
+    let started = Instant::now();
+    let (write, read) = tokio::join!(node.write(write), node.linearizable_barrier());
+    // Ended by the leader noticing its lost quorum, not by the (longer) quorum timeout.
+    assert!(matches!(write, Err(NodeError::QuorumLost)), "{write:?}");
+    assert!(read.as_ref().is_err_and(NodeError::is_quorum_unreachable), "{read:?}");
+    eprintln!("FIGURE a write and a read waiting on a cut-off leader ended after {:?}", started.elapsed());
+    let started = Instant::now();
+    let refused = hub.put(leader, key, "停止", "s-3").await.expect_err("a write through the API");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    eprintln!("FIGURE the next write on the cut-off leader was refused after {:?}", started.elapsed());
+
+    // Both still believe in the old order, and both say their copy may be stale.
+    let status = hub.status(leader);
+    assert_eq!(status.role, "leader", "{status:?}");
+    assert!(status.stale_reason.contains("quorum"), "{status:?}");
+    let on_leader = hub.get(leader, key, Consistency::Local).await.expect("local read on the cut-off leader");
+    assert!(on_leader.stale && on_leader.value == "稼働中", "{on_leader:?}");
+    let learner_status = hub.status(learner);
+    assert_eq!(learner_status.leader_id, leader, "{learner_status:?}");
+    assert!(!learner_status.stale_reason.is_empty(), "{learner_status:?}");
+    let on_learner = hub.get(learner, key, Consistency::Local).await.expect("local read on the cut-off learner");
+    assert!(on_learner.stale, "{on_learner:?}");
+    // What `kizuna status` shows for the cut-off leader, asked there.
+    let seen = hub.admin(leader).await.status(ClusterStatusRequest {}).await.expect("status on the cut-off leader");
+    let me = seen.into_inner().members.into_iter().find(|m| m.id == leader).expect("itself");
+    assert!(!me.stale_reason.is_empty(), "{me:?}");
+
+    // Healed: a leader of the majority's term takes over and every copy is current again.
+    hub.heal(leader);
+    hub.heal(learner);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for id in hub.running_ids() {
+        loop {
+            let r = hub.get(id, key, Consistency::Local).await.expect("local read after healing");
+            if !r.stale {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {id} still stale after healing: {r:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn membership_changes_under_load_lose_no_acknowledged_write() {
     let mut hub = TestHub::start_with(3, Wire::Plain).await;
     let leader = hub.leader().await;
     let endpoints: Vec<String> = hub.running_ids().iter().map(|id| hub.api(*id)).collect();
+    let operator = hub.operator().await;
 
     // Writers: unique keys, each retried with the same request id until acknowledged.
     let stop = Arc::new(AtomicBool::new(false));
@@ -203,6 +277,7 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
     for w in 0..4 {
         let stop = stop.clone();
         let endpoints = endpoints.clone();
+        let operator = operator.clone();
         writers.push(tokio::spawn(async move {
             let mut acked = BTreeMap::new();
             let mut i = 0u64;
@@ -212,7 +287,7 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
                 let mut attempt = 0usize;
                 loop {
                     let endpoint = &endpoints[(i as usize + attempt) % endpoints.len()];
-                    match put(endpoint, &key, &format!("value {i}"), &rid).await {
+                    match put_as(endpoint, &operator, &key, &format!("value {i}"), &rid).await {
                         Ok(r) => {
                             acked.insert(key.clone(), r.version);
                             break;
@@ -240,7 +315,7 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
         raft_addr: new.raft_addr.to_string(),
         api_addr: new.api_addr.to_string(),
     };
-    let mut adm = admin(&hub.api(leader)).await;
+    let mut adm = hub.admin(leader).await;
     adm.add_learner(AddLearnerRequest { node: Some(spec), wait_caught_up: true }).await.expect("add learner");
     adm.change_membership(ChangeMembershipRequest {
         voter_ids: vec![1, 2, 3, 4],
@@ -291,7 +366,8 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
     hub.wait_applied(last).await;
     for id in &remaining {
         for (key, version) in &acked {
-            let r = get(&hub.api(*id), key, Consistency::Local)
+            let r = hub
+                .get(*id, key, Consistency::Local)
                 .await
                 .unwrap_or_else(|e| panic!("{key} lost on node {id}: {e:?}"));
             assert_eq!(r.version, *version, "{key} on node {id}");

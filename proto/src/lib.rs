@@ -20,5 +20,6 @@ pub mod collab {
     tonic::include_proto!("kizuna.v1.collab");
 }
 
-/// Encoded file descriptors of every service, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("kizuna_descriptor");
+/// Encoded file descriptors of the public services (not the internal Raft API), for gRPC
+/// server reflection on the public port.
+pub const PUBLIC_FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("kizuna_public_descriptor");

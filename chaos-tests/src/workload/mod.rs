@@ -22,7 +22,10 @@ use tonic::transport::Channel;
 #[derive(Debug, Clone)]
 pub struct Setup {
     pub endpoints: Vec<String>,
+    /// The doctor's session: she posts and reads.
     pub token: String,
+    /// The operator's session: cluster administration is operators' only.
+    pub operator: String,
     pub rooms: Vec<u64>,
     /// How long a worker waits for an answer before trying the next node.
     pub answer_timeout: Duration,
@@ -161,7 +164,7 @@ pub async fn setup(endpoints: &[String], seed: u64, rooms: usize) -> anyhow::Res
         .await?;
         room_ids.push(room);
     }
-    Ok(Setup { endpoints: endpoints.to_vec(), token, rooms: room_ids, answer_timeout: ANSWER_TIMEOUT })
+    Ok(Setup { endpoints: endpoints.to_vec(), token, operator: op, rooms: room_ids, answer_timeout: ANSWER_TIMEOUT })
 }
 
 /// One node's copy of a room: (seq, text) of every post, oldest first, read page by page.

@@ -1,4 +1,5 @@
-//! Cluster administration: status, membership, leadership, snapshots.
+//! Cluster administration: status, membership, leadership, snapshots. Operators only: every
+//! call needs the session of a hub operator (事務局), checked before anything else happens.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -11,16 +12,19 @@ use kizuna_proto::admin::{
 use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
 
+use super::CollabApi;
 use crate::node::{Node, NodeError};
 use crate::raft::HubNode;
 
 pub struct AdminService {
+    api: CollabApi,
     node: Arc<Node>,
 }
 
 impl AdminService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(api: CollabApi) -> Self {
+        let node = api.node.clone();
+        Self { api, node }
     }
 
     /// Membership operations run on the leader only.
@@ -50,11 +54,13 @@ fn raft_status(e: impl std::fmt::Display) -> Status {
 
 #[tonic::async_trait]
 impl ClusterAdmin for AdminService {
-    async fn status(&self, _req: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
+    async fn status(&self, req: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
+        self.api.operator(&req).await?;
         Ok(Response::new(self.node.cluster_status().await))
     }
 
     async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<MembershipResponse>, Status> {
+        self.api.operator(&req).await?;
         let req = req.into_inner();
         let spec = req.node.ok_or_else(|| Status::invalid_argument("node is required"))?;
         if spec.id == 0 {
@@ -80,6 +86,7 @@ impl ClusterAdmin for AdminService {
         &self,
         req: Request<ChangeMembershipRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        self.api.operator(&req).await?;
         let req = req.into_inner();
         if req.voter_ids.is_empty() {
             return Err(Status::invalid_argument("voter_ids must not be empty"));
@@ -113,6 +120,7 @@ impl ClusterAdmin for AdminService {
         &self,
         req: Request<TransferLeaderRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        self.api.operator(&req).await?;
         let to = req.into_inner().to_node_id;
         self.require_leader()?;
         let is_voter = self.node.raft.voter_ids().any(|id| id == to);
@@ -124,6 +132,7 @@ impl ClusterAdmin for AdminService {
     }
 
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotResponse>, Status> {
+        self.api.operator(&req).await?;
         let raft = &self.node.raft;
         let applied = self.node.metrics().last_applied.map_or(0, |l| l.index);
         raft.trigger().snapshot().await.map_err(raft_status)?;
@@ -146,7 +155,8 @@ impl ClusterAdmin for AdminService {
         Ok(Response::new(SnapshotResponse { snapshot_index, purged_index }))
     }
 
-    async fn state_digest(&self, _req: Request<StateDigestRequest>) -> Result<Response<StateDigestResponse>, Status> {
+    async fn state_digest(&self, req: Request<StateDigestRequest>) -> Result<Response<StateDigestResponse>, Status> {
+        self.api.operator(&req).await?;
         let state = self.node.state.clone();
         let digest = tokio::task::spawn_blocking(move || state.state_digest())
             .await

@@ -3,7 +3,7 @@
 //! of sessions.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -98,6 +98,32 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// A hash with the parameters new passwords get, of a password nobody has: verifying against it
+/// costs what verifying a real account's password costs. Computed once, with a fixed salt (it
+/// guards no secret).
+static DUMMY_PASSWORD_HASH: LazyLock<String> = LazyLock::new(|| {
+    SaltString::encode_b64(&[0u8; 16])
+        .and_then(|salt| Argon2::default().hash_password(b"no account has this password", &salt).map(|h| h.to_string()))
+        .unwrap_or_default()
+});
+
+/// Computes the dummy hash now, so that the first unknown login is not slower than later ones.
+pub fn prepare_dummy_hash() {
+    LazyLock::force(&DUMMY_PASSWORD_HASH);
+}
+
+/// [`verify_password`] against `phc`, or — for a login that does not exist (`None`) — the same
+/// work against a dummy hash, always refused.
+pub fn verify_password_or_dummy(password: &str, phc: Option<&str>) -> bool {
+    match phc {
+        Some(phc) => verify_password(password, phc),
+        None => {
+            verify_password(password, &DUMMY_PASSWORD_HASH);
+            false
+        }
+    }
+}
+
 /// The bearer token of a request, if any.
 pub fn bearer<T>(req: &tonic::Request<T>) -> Option<String> {
     let value = req.metadata().get("authorization")?.to_str().ok()?;
@@ -132,6 +158,16 @@ mod tests {
 
     fn totp_code(secret: &[u8], step: u64) -> Result<String, Status> {
         Ok(totp(secret)?.generate(step * TOTP_STEP_SECS).to_string())
+    }
+
+    #[test]
+    fn an_unknown_login_is_refused_after_the_same_work() {
+        assert!(PasswordHash::new(&DUMMY_PASSWORD_HASH).is_ok(), "the dummy is a real argon2id hash");
+        assert!(DUMMY_PASSWORD_HASH.starts_with("$argon2id$"));
+        assert!(!verify_password_or_dummy("no account has this password", None));
+        let phc = hash_password("correct horse battery").unwrap();
+        assert!(verify_password_or_dummy("correct horse battery", Some(&phc)));
+        assert!(!verify_password_or_dummy("wrong horse battery", Some(&phc)));
     }
 
     #[test]

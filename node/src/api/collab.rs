@@ -19,6 +19,16 @@ use crate::domain::collab::{Command, DomainError, HubView, Outcome, authz, searc
 use crate::domain::{self, CommandResult, Envelope, RefusalCode};
 use crate::node::{Node, now_ms};
 
+/// Which copy of the state a request is answered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadFrom {
+    /// Made current first (the linearizable barrier) when a quorum is reachable; otherwise
+    /// this node's own copy, marked stale.
+    Current,
+    /// This node's own copy as it is, marked stale when the node is out of contact.
+    Local,
+}
+
 /// Shared by the collaboration services of one node (cheap to clone).
 #[derive(Clone)]
 pub struct CollabApi {
@@ -49,17 +59,14 @@ fn refusal_status(code: RefusalCode, message: String) -> Status {
 
 impl CollabApi {
     pub fn new(node: Arc<Node>) -> Self {
+        auth::prepare_dummy_hash();
         Self { node, idle: Arc::default(), policy: SessionPolicy::default() }
     }
 
     /// Makes this node's state current. Without a quorum it falls back to its own copy (a
     /// cut-off region keeps reading) and returns why that copy may be stale.
     async fn fresh(&self) -> Result<Option<String>, Status> {
-        match self.node.linearizable_barrier().await {
-            Ok(()) => Ok(None),
-            Err(e) if e.is_quorum_unreachable() => Ok(Some(e.to_string())),
-            Err(e) => Err(e.into_status()),
-        }
+        self.node.current_or_stale().await.map_err(|e| e.into_status())
     }
 
     /// The signed-in account and its session token's hash.
@@ -70,10 +77,22 @@ impl CollabApi {
 
     /// [`Self::authenticate`], also telling whether this node's copy may be stale (and why).
     async fn authenticate_fresh<T>(&self, req: &Request<T>) -> Result<(AccountId, String, Option<String>), Status> {
+        self.authenticate_on(req, ReadFrom::Current).await
+    }
+
+    /// [`Self::authenticate_fresh`], on this node's copy made current first or taken as it is.
+    async fn authenticate_on<T>(
+        &self,
+        req: &Request<T>,
+        from: ReadFrom,
+    ) -> Result<(AccountId, String, Option<String>), Status> {
         let token = auth::bearer(req)
             .ok_or_else(|| Status::unauthenticated("sign in first (authorization: Bearer <token>)"))?;
         let token_hash = auth::secret_hash(&token);
-        let stale = self.fresh().await?;
+        let stale = match from {
+            ReadFrom::Current => self.fresh().await?,
+            ReadFrom::Local => self.node.staleness(),
+        };
         let now = now_ms();
         let last = self.idle.last_used(&token_hash);
         let hub = self.node.state.hub();
@@ -249,15 +268,16 @@ impl pb::accounts_server::Accounts for CollabApi {
         self.fresh().await?;
         let refused = || Status::unauthenticated("wrong login or password, or the account is not active");
         let hub = self.node.state.hub();
-        let account = hub.account_by_login(&r.login).and_then(|id| hub.account(id)).ok_or_else(refused)?;
+        let account = hub.account_by_login(&r.login).and_then(|id| hub.account(id));
+        // An unknown login is checked against a dummy hash, so that it costs what a wrong
+        // password costs: the answer's timing must not tell which logins exist.
+        let phc = account.as_ref().map(|a| a.password_hash.clone());
         // Verify off the async threads: argon2id is deliberately slow.
-        let (password, phc) = (r.password, account.password_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc))
+        let password = r.password;
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password_or_dummy(&password, phc.as_deref()))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
-        if !ok || !account.is_active() {
-            return Err(refused());
-        }
+        let account = account.filter(|a| ok && a.is_active()).ok_or_else(refused)?;
         // The second factor, when the account has one: the code must match a current step.
         let totp_step = match account.totp.as_ref().filter(|t| t.confirmed) {
             None => None,
@@ -783,10 +803,21 @@ impl pb::events_server::Events for CollabApi {
 // ---------------------------------------------------------------- audit
 
 impl CollabApi {
-    async fn operator<T>(&self, req: &Request<T>) -> Result<AccountId, Status> {
-        let (me, _) = self.authenticate(req).await?;
+    /// The signed-in account, which must be a hub operator (事務局).
+    pub(super) async fn operator<T>(&self, req: &Request<T>) -> Result<AccountId, Status> {
+        Ok(self.operator_on(req, ReadFrom::Current).await?.0)
+    }
+
+    /// [`Self::operator`] on this node's copy (made current first, or as it is), also telling
+    /// whether that copy may be stale (and why).
+    pub(super) async fn operator_on<T>(
+        &self,
+        req: &Request<T>,
+        from: ReadFrom,
+    ) -> Result<(AccountId, Option<String>), Status> {
+        let (me, _, stale) = self.authenticate_on(req, from).await?;
         crate::domain::collab::authz::operator(&self.node.state.hub(), me).map_err(domain_status)?;
-        Ok(me)
+        Ok((me, stale))
     }
 }
 

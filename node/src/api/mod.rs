@@ -36,12 +36,46 @@ pub(crate) fn bounded(field: &str, asked: u64, default: u64, max: u64) -> Result
 /// The public services behind the gRPC-Web translation layer.
 pub type ApiRouter = Router<tower_layer::Stack<tonic_web::GrpcWebLayer, tower_layer::Identity>>;
 
+/// The names of the services the public port serves, as reflection advertises them: exactly
+/// these and nothing of the internal Raft API.
+fn served_service_names() -> [&'static str; 14] {
+    use tonic_reflection::pb::{v1, v1alpha};
+    [
+        tonic_health::pb::health_server::SERVICE_NAME,
+        v1::server_reflection_server::SERVICE_NAME,
+        v1alpha::server_reflection_server::SERVICE_NAME,
+        kizuna_proto::records::records_server::SERVICE_NAME,
+        kizuna_proto::admin::cluster_admin_server::SERVICE_NAME,
+        pb::accounts_server::SERVICE_NAME,
+        pb::rooms_server::SERVICE_NAME,
+        pb::posts_server::SERVICE_NAME,
+        pb::connections_server::SERVICE_NAME,
+        pb::audit_server::SERVICE_NAME,
+        pb::care_requests_server::SERVICE_NAME,
+        pb::directory_server::SERVICE_NAME,
+        pb::search_server::SERVICE_NAME,
+        pb::events_server::SERVICE_NAME,
+    ]
+}
+
+/// Server reflection for the public port, configured once for both protocol versions: `v1`
+/// (grpcurl, current clients) and `v1alpha` (Python's grpcio-reflection, older grpcurl).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    served_service_names().into_iter().fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(kizuna_proto::PUBLIC_FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // Both reflection versions describe both, so either lists only services it can describe.
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET),
+        |builder, name| builder.with_service_name(name),
+    )
+}
+
 /// All public services of one node, ready to serve; over TLS when `tls` is given.
-pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter, tonic::transport::Error> {
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(kizuna_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .ok();
+pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter, RouterError> {
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let collab = CollabApi::new(node.clone());
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // The process serves as soon as it listens; Raft readiness is reported by `Status`.
@@ -57,10 +91,11 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter
     Ok(builder
         .layer(tonic_web::GrpcWebLayer::new())
         .add_service(health)
-        .add_optional_service(reflection)
-        .add_service(kizuna_proto::records::records_server::RecordsServer::new(RecordsService::new(node.clone())))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(kizuna_proto::records::records_server::RecordsServer::new(RecordsService::new(collab.clone())))
         .add_service(kizuna_proto::admin::cluster_admin_server::ClusterAdminServer::new(AdminService::new(
-            node.clone(),
+            collab.clone(),
         )))
         .add_service(pb::accounts_server::AccountsServer::new(collab.clone()))
         .add_service(pb::rooms_server::RoomsServer::new(collab.clone()))
@@ -71,4 +106,13 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter
         .add_service(pb::directory_server::DirectoryServer::new(collab.clone()))
         .add_service(pb::search_server::SearchServer::new(collab.clone()))
         .add_service(pb::events_server::EventsServer::new(collab)))
+}
+
+/// Why the public router could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("TLS: {0}")]
+    Tls(#[from] tonic::transport::Error),
+    #[error("reflection descriptors: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }

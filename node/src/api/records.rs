@@ -1,4 +1,6 @@
-//! The public records service: validate, propose or read, map results to gRPC.
+//! The records service: a diagnostic key/value space in the replicated state, for operators
+//! to check a hub's write and read paths end to end (`kizuna put/get`) and to measure write
+//! throughput (`kizuna load`). It holds no patient data; only a hub operator may use it.
 
 use std::sync::Arc;
 
@@ -6,6 +8,8 @@ use kizuna_proto::records::records_server::Records;
 use kizuna_proto::records::{Consistency, GetRecordRequest, GetRecordResponse, PutRecordRequest, PutRecordResponse};
 use tonic::{Request, Response, Status};
 
+use super::CollabApi;
+use super::collab::ReadFrom;
 use crate::domain::{Command, CommandResult, Envelope, records};
 use crate::node::Node;
 
@@ -14,18 +18,21 @@ pub(crate) fn timestamp(ms: u64) -> prost_types::Timestamp {
 }
 
 pub struct RecordsService {
+    api: CollabApi,
     node: Arc<Node>,
 }
 
 impl RecordsService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(api: CollabApi) -> Self {
+        let node = api.node.clone();
+        Self { api, node }
     }
 }
 
 #[tonic::async_trait]
 impl Records for RecordsService {
     async fn put(&self, req: Request<PutRecordRequest>) -> Result<Response<PutRecordResponse>, Status> {
+        self.api.operator(&req).await?;
         let req = req.into_inner();
         let envelope = Envelope {
             request_id: req.request_id,
@@ -44,26 +51,15 @@ impl Records for RecordsService {
     }
 
     async fn get(&self, req: Request<GetRecordRequest>) -> Result<Response<GetRecordResponse>, Status> {
+        let consistency = Consistency::try_from(req.get_ref().consistency)
+            .map_err(|_| Status::invalid_argument(format!("unknown consistency {}", req.get_ref().consistency)))?;
+        let from = if consistency == Consistency::Local { ReadFrom::Local } else { ReadFrom::Current };
+        let (_, stale) = self.api.operator_on(&req, from).await?;
+        if let (Consistency::Linearizable, Some(reason)) = (consistency, &stale) {
+            return Err(Status::unavailable(format!("a linearizable read needs a quorum: {reason}")));
+        }
         let req = req.into_inner();
         records::validate_key(&req.key).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let consistency = Consistency::try_from(req.consistency)
-            .map_err(|_| Status::invalid_argument(format!("unknown consistency {}", req.consistency)))?;
-        let (stale, stale_reason) = match consistency {
-            Consistency::Linearizable => {
-                self.node.linearizable_barrier().await.map_err(|e| e.into_status())?;
-                (false, String::new())
-            }
-            Consistency::Unspecified => match self.node.linearizable_barrier().await {
-                Ok(()) => (false, String::new()),
-                // Cut off from the quorum: serve this node's own copy, marked stale.
-                Err(e) if e.is_quorum_unreachable() => (true, format!("no quorum reachable ({e}); local copy")),
-                Err(e) => return Err(e.into_status()),
-            },
-            Consistency::Local => match self.node.metrics().current_leader {
-                Some(_) => (false, String::new()),
-                None => (true, "this node currently has no leader; local copy".to_owned()),
-            },
-        };
         let state = &self.node.state;
         let internal = |e: std::io::Error| Status::internal(format!("reading state: {e}"));
         let applied_index = state.applied().map_err(internal)?.map_or(0, |l| l.index);
@@ -77,8 +73,8 @@ impl Records for RecordsService {
             version: record.version,
             applied_index,
             node_id: self.node.id,
-            stale,
-            stale_reason,
+            stale: stale.is_some(),
+            stale_reason: stale.unwrap_or_default(),
             as_of: Some(timestamp(as_of_ms)),
         }))
     }

@@ -12,6 +12,7 @@ use kizuna_proto::admin::{
 use tonic::transport::Channel;
 
 use super::Target;
+use super::collab::{authed, token};
 use crate::config::HubConfig;
 
 #[derive(Subcommand)]
@@ -107,18 +108,23 @@ pub enum AdminCommand {
     Digest,
 }
 
+/// Calls the contacted node, then the leader it names if it is not the leader. `call` gets the
+/// client and the operator's session token.
 async fn on_leader<F, Fut>(target: &Target, call: F) -> anyhow::Result<MembershipResponse>
 where
-    F: Fn(ClusterAdminClient<Channel>) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<MembershipResponse>, tonic::Status>>,
+    F: Fn(ClusterAdminClient<Channel>, String) -> Fut,
+    Fut: Future<Output = anyhow::Result<tonic::Response<MembershipResponse>>>,
 {
+    let token = token()?;
     let (_, channel) = target.connect_any().await?;
-    match call(ClusterAdminClient::new(channel)).await {
-        Ok(r) => Ok(r.into_inner()),
-        Err(status) => match target.leader_hint(&status) {
-            Some(leader) => Ok(call(ClusterAdminClient::new(target.connect(&leader).await?)).await?.into_inner()),
-            None => Err(status.into()),
-        },
+    let first = call(ClusterAdminClient::new(channel), token.clone()).await;
+    let hint = first.as_ref().err().and_then(|e| e.downcast_ref::<tonic::Status>()).and_then(|s| target.leader_hint(s));
+    match (first, hint) {
+        (Ok(r), _) => Ok(r.into_inner()),
+        (Err(_), Some(leader)) => {
+            Ok(call(ClusterAdminClient::new(target.connect(&leader).await?), token).await?.into_inner())
+        }
+        (Err(e), None) => Err(e),
     }
 }
 
@@ -149,32 +155,32 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
         }
         AdminCommand::AddLearner { id, name, region, raft_addr, api_addr } => {
             let node = NodeSpec { id, name, region, raft_addr, api_addr };
-            let r = on_leader(&target()?, |mut c| {
+            let r = on_leader(&target()?, |mut c, token| {
                 let req = AddLearnerRequest { node: Some(node.clone()), wait_caught_up: true };
-                async move { c.add_learner(req).await }
+                async move { Ok(c.add_learner(authed(req, &token)?).await?) }
             })
             .await?;
             print_membership(&r);
         }
         AdminCommand::SetVoters { voters, retain, force } => {
-            let r = on_leader(&target()?, |mut c| {
+            let r = on_leader(&target()?, |mut c, token| {
                 let req = ChangeMembershipRequest { voter_ids: voters.clone(), retain_as_learners: retain, force };
-                async move { c.change_membership(req).await }
+                async move { Ok(c.change_membership(authed(req, &token)?).await?) }
             })
             .await?;
             print_membership(&r);
         }
         AdminCommand::TransferLeader { to } => {
-            on_leader(
-                &target()?,
-                |mut c| async move { c.transfer_leader(TransferLeaderRequest { to_node_id: to }).await },
-            )
+            on_leader(&target()?, |mut c, token| async move {
+                Ok(c.transfer_leader(authed(TransferLeaderRequest { to_node_id: to }, &token)?).await?)
+            })
             .await?;
             println!("leadership handed to node {to}");
         }
         AdminCommand::Snapshot { purge } => {
+            let req = authed(SnapshotRequest { purge_log: purge }, &token()?)?;
             let (_, channel) = target()?.connect_any().await?;
-            let r = ClusterAdminClient::new(channel).snapshot(SnapshotRequest { purge_log: purge }).await?.into_inner();
+            let r = ClusterAdminClient::new(channel).snapshot(req).await?.into_inner();
             println!("snapshot at index {}, log purged up to {}", r.snapshot_index, r.purged_index);
         }
         AdminCommand::Digest => digests(&target()?).await?,
@@ -184,13 +190,15 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
 
 /// Asks every member for its state digest and says whether replicas at one index agree.
 async fn digests(target: &Target) -> anyhow::Result<()> {
+    let token = token()?;
     let (_, channel) = target.connect_any().await?;
-    let status = ClusterAdminClient::new(channel).status(ClusterStatusRequest {}).await?.into_inner();
+    let status = ClusterAdminClient::new(channel).status(authed(ClusterStatusRequest {}, &token)?).await?.into_inner();
     let mut by_index: std::collections::BTreeMap<u64, std::collections::BTreeSet<String>> = Default::default();
     for m in &status.members {
         let answer = async {
             let channel = target.connect(&target.endpoint_of(&m.api_addr)).await?;
-            anyhow::Ok(ClusterAdminClient::new(channel).state_digest(StateDigestRequest {}).await?.into_inner())
+            let req = authed(StateDigestRequest {}, &token)?;
+            anyhow::Ok(ClusterAdminClient::new(channel).state_digest(req).await?.into_inner())
         };
         match answer.await {
             Ok(d) => {

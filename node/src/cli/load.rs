@@ -1,33 +1,73 @@
-//! `kizuna load`: concurrent writers against a hub; committed writes/s and latency percentiles.
-//! A small loop for quick figures; the full benchmark suite lives apart from it.
+//! `kizuna load`: concurrent clients against a hub, as the signed-in user; operations/s and
+//! latency percentiles. A small loop for quick figures (docs/benchmarks.md): record writes (the
+//! write path; records are operators' only) or timeline reads of one room (the read path, as a
+//! member of that room reads it).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use kizuna_proto::collab::TimelineRequest;
+use kizuna_proto::collab::posts_client::PostsClient;
 use kizuna_proto::records::PutRecordRequest;
 use kizuna_proto::records::records_client::RecordsClient;
+use tonic::transport::Channel;
 
-pub async fn run(target: &super::Target, clients: usize, seconds: u64) -> anyhow::Result<()> {
+use super::collab::{authed, token};
+
+/// What each client does in a loop.
+#[derive(Debug, Clone, Copy)]
+pub enum Workload {
+    /// Replicated record writes, each with its own request id.
+    Writes,
+    /// Linearizable reads of one room's newest 50 posts.
+    Timeline { room: u64 },
+}
+
+/// One operation of `workload`, the `i`-th of client `c` in run `run_id`.
+async fn operate(
+    channel: Channel,
+    token: &str,
+    workload: Workload,
+    run_id: &str,
+    c: usize,
+    i: u64,
+) -> anyhow::Result<()> {
+    match workload {
+        Workload::Writes => {
+            let req = PutRecordRequest {
+                key: format!("load/{c}/{}", i % 100),
+                value: format!("{run_id} write {i} from client {c}"),
+                request_id: format!("{run_id}-{c}-{i}"),
+            };
+            RecordsClient::new(channel).put(authed(req, token)?).await?;
+        }
+        Workload::Timeline { room } => {
+            let req = TimelineRequest { room_id: room, limit: 50, ..Default::default() };
+            PostsClient::new(channel).timeline(authed(req, token)?).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(target: &super::Target, clients: usize, seconds: u64, workload: Workload) -> anyhow::Result<()> {
     anyhow::ensure!(clients > 0, "--clients must be at least 1");
+    let token = token()?;
     let (endpoint, channel) = target.connect_any().await?;
-    let run_id = uuid::Uuid::new_v4();
+    // A dry run: a refusal (not signed in, not a member, not an operator) is said once, clearly.
+    let run_id = uuid::Uuid::new_v4().to_string();
+    operate(channel.clone(), &token, workload, &run_id, 0, u64::MAX).await.context("the first operation")?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let workers = (0..clients).map(|c| {
-        let mut client = RecordsClient::new(channel.clone());
+        let (channel, token, run_id) = (channel.clone(), token.clone(), run_id.clone());
         tokio::spawn(async move {
             let mut latencies = hdrhistogram::Histogram::<u64>::new(3)?;
             let mut errors = 0u64;
             let mut i = 0u64;
             while Instant::now() < deadline {
-                let req = PutRecordRequest {
-                    key: format!("load/{c}/{}", i % 100),
-                    value: format!("{run_id} write {i} from client {c}"),
-                    request_id: format!("{run_id}-{c}-{i}"),
-                };
                 let t = Instant::now();
-                match client.put(req).await {
-                    Ok(_) => latencies.record(t.elapsed().as_micros() as u64)?,
+                match operate(channel.clone(), &token, workload, &run_id, c, i).await {
+                    Ok(()) => latencies.record(t.elapsed().as_micros() as u64)?,
                     Err(_) => errors += 1,
                 }
                 i += 1;
@@ -44,9 +84,12 @@ pub async fn run(target: &super::Target, clients: usize, seconds: u64) -> anyhow
     }
     let elapsed = started.elapsed().as_secs_f64();
     let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+    let what = match workload {
+        Workload::Writes => "committed writes".to_owned(),
+        Workload::Timeline { room } => format!("timeline reads of room {room}"),
+    };
     println!(
-        "{endpoint}: {clients} clients, {:.1}s: {} committed writes ({:.0}/s), {errors} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        elapsed,
+        "{endpoint}: {clients} clients, {elapsed:.1}s: {} {what} ({:.0}/s), {errors} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         all.len(),
         all.len() as f64 / elapsed,
         ms(0.5),

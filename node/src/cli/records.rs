@@ -1,29 +1,52 @@
-//! `kizuna put` and `kizuna get`.
+//! `kizuna put` and `kizuna get`: the diagnostic records, as the signed-in operator.
 
 use kizuna_proto::records::records_client::RecordsClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, PutRecordRequest};
 
+use super::collab::{authed, token};
+
 pub async fn put(target: &super::Target, key: String, value: String, request_id: Option<String>) -> anyhow::Result<()> {
+    let token = token()?;
     let (_, channel) = target.connect_any().await?;
     let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let resp = RecordsClient::new(channel).put(PutRecordRequest { key: key.clone(), value, request_id }).await?;
-    let resp = resp.into_inner();
+    let req = authed(PutRecordRequest { key: key.clone(), value, request_id }, &token)?;
+    let resp = RecordsClient::new(channel).put(req).await?.into_inner();
     let dup = if resp.duplicate { " (already applied: first result returned)" } else { "" };
     println!("{key}: version {} at log index {}{dup}", resp.version, resp.log_index);
     Ok(())
 }
 
-pub async fn get(target: &super::Target, key: String, local: bool) -> anyhow::Result<()> {
+/// The consistency `kizuna get` asks for: by default linearizable with a fallback to the local
+/// copy, marked stale, when no quorum answers (what the README promises a cut-off region).
+pub fn consistency(local: bool, linearizable: bool) -> Consistency {
+    match (local, linearizable) {
+        (true, _) => Consistency::Local,
+        (false, true) => Consistency::Linearizable,
+        (false, false) => Consistency::Unspecified,
+    }
+}
+
+pub async fn get(target: &super::Target, key: String, consistency: Consistency) -> anyhow::Result<()> {
+    let token = token()?;
     let (_, channel) = target.connect_any().await?;
-    let consistency = if local { Consistency::Local } else { Consistency::Linearizable };
-    let resp = RecordsClient::new(channel)
-        .get(GetRecordRequest { key: key.clone(), consistency: consistency as i32 })
-        .await?
-        .into_inner();
+    let req = authed(GetRecordRequest { key: key.clone(), consistency: consistency as i32 }, &token)?;
+    let resp = RecordsClient::new(channel).get(req).await?.into_inner();
     println!("{key} = {}", resp.value);
     println!("  version {} · answered by node {} at applied index {}", resp.version, resp.node_id, resp.applied_index);
     if resp.stale {
         println!("  ⚠ may be stale (古い可能性があります): {}", resp.stale_reason);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_falls_back_to_the_local_copy_unless_told_otherwise() {
+        assert_eq!(consistency(false, false), Consistency::Unspecified);
+        assert_eq!(consistency(true, false), Consistency::Local);
+        assert_eq!(consistency(false, true), Consistency::Linearizable);
+    }
 }

@@ -96,7 +96,8 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
         println!("  {login:<16} {name} ({profession})");
     }
     println!("Try:  kizuna login vn.suzuki     kizuna patients     kizuna timeline <room>     kizuna tail");
-    println!("      kizuna post <room> 本日訪問しました     kizuna status");
+    println!("      kizuna post <room> 本日訪問しました");
+    println!("Operators (kizuna login {}):  kizuna status     kizuna admin digest", super::seed::DEMO_OPERATOR);
     println!("Stop with Ctrl-C.");
     shutdown_signal().await;
     info!("stopping the demo hub");

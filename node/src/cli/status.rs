@@ -4,6 +4,8 @@ use kizuna_proto::admin::ClusterStatusRequest;
 use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
 use serde::Serialize;
 
+use super::collab::{authed, token};
+
 #[derive(Serialize)]
 struct MemberView {
     id: u64,
@@ -18,6 +20,8 @@ struct MemberView {
     api_addr: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     error: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    stale_reason: String,
 }
 
 #[derive(Serialize)]
@@ -28,8 +32,9 @@ struct StatusView {
 }
 
 pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
+    let token = token()?;
     let (_, channel) = target.connect_any().await?;
-    let resp = ClusterAdminClient::new(channel).status(ClusterStatusRequest {}).await?.into_inner();
+    let resp = ClusterAdminClient::new(channel).status(authed(ClusterStatusRequest {}, &token)?).await?.into_inner();
     let view = StatusView {
         answered_by: resp.answered_by,
         leader_id: (resp.leader_id != 0).then_some(resp.leader_id),
@@ -48,6 +53,7 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
                 reachable: m.reachable,
                 api_addr: m.api_addr,
                 error: m.error,
+                stale_reason: m.stale_reason,
             })
             .collect(),
     };
@@ -61,17 +67,23 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
     );
     for m in &view.members {
         let reach = if m.reachable { "yes" } else { "NO" };
+        // A leader cut off from its quorum still calls itself leader until it notices.
+        let role = if m.stale_reason.is_empty() { m.role.clone() } else { format!("{}?", m.role) };
         println!(
             "{:>3}  {:<14} {:<11} {:<9} {:>5} {:>9} {:>9}  {:<9} {}",
-            m.id, m.name, m.region, m.role, m.term, m.last_log_index, m.applied_index, reach, m.api_addr
+            m.id, m.name, m.region, role, m.term, m.last_log_index, m.applied_index, reach, m.api_addr
         );
-        if !m.error.is_empty() {
-            println!("     └ {}", m.error);
+        for note in [&m.error, &m.stale_reason].into_iter().filter(|n| !n.is_empty()) {
+            println!("     └ {note}");
         }
     }
-    match view.leader_id {
-        Some(l) => println!("leader: node {l} (as seen by node {})", view.answered_by),
-        None => println!("no leader (as seen by node {})", view.answered_by),
+    let answering = view.members.iter().find(|m| m.id == view.answered_by);
+    match (view.leader_id, answering.filter(|m| !m.stale_reason.is_empty())) {
+        (_, Some(cut_off)) => {
+            println!("node {} is out of contact: {} (its view may be old)", cut_off.id, cut_off.stale_reason)
+        }
+        (Some(l), None) => println!("leader: node {l} (as seen by node {})", view.answered_by),
+        (None, None) => println!("no leader (as seen by node {})", view.answered_by),
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! service. openraft's own types stay inside this module and `store`, so that a version bump
 //! stays local.
 
+pub mod contact;
 pub mod network;
 pub mod service;
 

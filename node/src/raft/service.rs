@@ -7,7 +7,7 @@ use kizuna_proto::raft::{
     ForwardWriteRequest, ForwardWriteResponse, NodeStatus, NodeStatusRequest, RaftPayload, ReadIndexRequest,
     ReadIndexResponse, SnapshotChunk,
 };
-use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -39,6 +39,10 @@ impl RaftTransport for RaftService {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_payload)?;
         let resp = self.node.raft.append_entries(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        // Anything but "your vote is outdated" comes from the current leader, heartbeats included.
+        if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
+            self.node.leader_contact.record();
+        }
         Ok(payload(&resp))
     }
 
@@ -71,6 +75,9 @@ impl RaftTransport for RaftService {
         // Installed snapshots are moved away; anything left is garbage.
         let _ = tokio::fs::remove_file(&path).await;
         let resp = resp.map_err(|e| Status::unavailable(e.to_string()))?;
+        if resp.vote == vote {
+            self.node.leader_contact.record();
+        }
         Ok(payload(&resp))
     }
 

@@ -13,10 +13,19 @@ use kizuna_node::node::{self, Listeners, RunningNode};
 use kizuna_node::raft::network::{RoutedConnector, TcpConnector};
 use kizuna_node::tls::{self, Security};
 use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
+use kizuna_proto::collab::accounts_client::AccountsClient;
+use kizuna_proto::collab::{
+    AccountRequest, ApproveFacilityRequest, FacilityKind, InitOperatorRequest, IssueInvitationRequest, LoginRequest,
+    Profession, RegisterFacilityRequest, RegisterRequest,
+};
 use kizuna_proto::raft::NodeStatus;
 use kizuna_proto::records::records_client::RecordsClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, GetRecordResponse, PutRecordRequest, PutRecordResponse};
 use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub struct TestHub {
@@ -28,6 +37,8 @@ pub struct TestHub {
     links: BTreeMap<(u64, u64), LinkProxy>,
     /// With `Wire::Faulty`: each node's routes (peer raft address → proxy address).
     routes: BTreeMap<u64, Arc<Mutex<HashMap<String, String>>>>,
+    /// The session token of the hub's operator, created on first use ([`TestHub::operator`]).
+    operator: OnceCell<String>,
 }
 
 /// How nodes reach each other.
@@ -108,8 +119,15 @@ impl TestHub {
             config.tls = Some(TlsSection { dir: certs });
         }
         config.validate().expect("test topology is valid");
-        let mut hub =
-            TestHub { dir, config, nodes: BTreeMap::new(), wire, links: BTreeMap::new(), routes: BTreeMap::new() };
+        let mut hub = TestHub {
+            dir,
+            config,
+            nodes: BTreeMap::new(),
+            wire,
+            links: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            operator: OnceCell::new(),
+        };
         if wire == Wire::Faulty {
             for me in hub.config.nodes.clone() {
                 hub.wire_links(&me).await;
@@ -289,6 +307,79 @@ impl TestHub {
         }
     }
 
+    /// The session token of the hub's operator (login `test-operator`), who is created and
+    /// signed in on first use: records and cluster administration are operators' only. Call it
+    /// before cutting the hub apart; the session then works on every node, cut off or not.
+    pub async fn operator(&self) -> String {
+        let create = || async { sign_in_operator(channel(&self.api(self.leader().await)).await).await };
+        self.operator.get_or_init(create).await.clone()
+    }
+
+    /// Uses `token`, the session of an operator created elsewhere (a hub has one first
+    /// operator), as [`TestHub::operator`].
+    pub fn adopt_operator(&self, token: String) {
+        self.operator.set(token).expect("the test hub has no operator session yet");
+    }
+
+    /// The session token of a new ordinary member (a visiting nurse of a new station) with the
+    /// login `login`, registered and approved through the operator.
+    pub async fn member(&self, login: &str) -> String {
+        let op = self.operator().await;
+        let leader = channel(&self.api(self.leader().await)).await;
+        let mut accounts = AccountsClient::with_interceptor(leader.clone(), Bearer::new(&op));
+        let step = |what: &str| format!("member-{login}-{what}");
+        let facility = RegisterFacilityRequest {
+            request_id: step("facility"),
+            name: format!("{login}の訪問看護ステーション"),
+            kind: FacilityKind::VisitingNursingStation as i32,
+            municipality: "宇都宮市".into(),
+        };
+        let facility_id = accounts.register_facility(facility).await.expect("facility").into_inner().facility_id;
+        let approve = ApproveFacilityRequest { request_id: step("approve-facility"), facility_id };
+        accounts.approve_facility(approve).await.expect("approve facility");
+        let invite =
+            IssueInvitationRequest { request_id: step("invite"), facility_id, valid_hours: 1, as_admin: false };
+        let code = accounts.issue_invitation(invite).await.expect("invitation").into_inner().code;
+        let register = RegisterRequest {
+            request_id: step("register"),
+            invitation_code: code,
+            login: login.into(),
+            display_name: format!("{login}さん"),
+            profession: Profession::VisitingNurse as i32,
+            password: OPERATOR_PASSWORD.into(),
+        };
+        let account_id = accounts.register(register).await.expect("register").into_inner().account_id;
+        let approve = AccountRequest { request_id: step("approve"), account_id };
+        accounts.approve_account(approve).await.expect("approve account");
+        sign_in(leader, login, &step("login")).await
+    }
+
+    /// Cluster administration on node `id`, as the operator.
+    pub async fn admin(&self, id: u64) -> ClusterAdminClient<InterceptedService<Channel, Bearer>> {
+        let bearer = Bearer::new(&self.operator().await);
+        ClusterAdminClient::with_interceptor(channel(&self.api(id)).await, bearer).max_decoding_message_size(16 << 20)
+    }
+
+    /// The records service on node `id`, as the operator.
+    pub async fn records(&self, id: u64) -> RecordsClient<InterceptedService<Channel, Bearer>> {
+        RecordsClient::with_interceptor(channel(&self.api(id)).await, Bearer::new(&self.operator().await))
+    }
+
+    pub async fn put(
+        &self,
+        id: u64,
+        key: &str,
+        value: &str,
+        request_id: &str,
+    ) -> Result<PutRecordResponse, tonic::Status> {
+        put_as(&self.api(id), &self.operator().await, key, value, request_id).await
+    }
+
+    pub async fn get(&self, id: u64, key: &str, consistency: Consistency) -> Result<GetRecordResponse, tonic::Status> {
+        let req = GetRecordRequest { key: key.into(), consistency: consistency as i32 };
+        self.records(id).await.get(req).await.map(|r| r.into_inner())
+    }
+
     pub async fn shutdown(mut self) {
         for id in self.running_ids() {
             self.stop(id).await;
@@ -300,20 +391,59 @@ pub async fn channel(endpoint: &str) -> Channel {
     Channel::from_shared(endpoint.to_owned()).expect("endpoint").connect().await.expect("connect")
 }
 
-pub async fn records(endpoint: &str) -> RecordsClient<Channel> {
-    RecordsClient::new(channel(endpoint).await)
+pub const OPERATOR_PASSWORD: &str = "operator password 2026";
+
+/// Creates the hub's operator `test-operator` on `channel` and signs in: the session token.
+pub async fn sign_in_operator(channel: Channel) -> String {
+    let mut accounts = AccountsClient::new(channel.clone());
+    let init = InitOperatorRequest {
+        request_id: "test-operator".into(),
+        login: "test-operator".into(),
+        display_name: "テスト事務局".into(),
+        password: OPERATOR_PASSWORD.into(),
+    };
+    accounts.init_operator(init).await.expect("init the test operator");
+    sign_in(channel, "test-operator", "test-operator-login").await
 }
 
-pub async fn admin(endpoint: &str) -> ClusterAdminClient<Channel> {
-    ClusterAdminClient::new(channel(endpoint).await).max_decoding_message_size(16 << 20)
+/// Signs in `login` (whose password is [`OPERATOR_PASSWORD`]): the session token.
+async fn sign_in(channel: Channel, login: &str, request_id: &str) -> String {
+    let req = LoginRequest {
+        request_id: request_id.into(),
+        login: login.into(),
+        password: OPERATOR_PASSWORD.into(),
+        device: "test".into(),
+        ..Default::default()
+    };
+    let answer = AccountsClient::new(channel).login(req).await;
+    answer.unwrap_or_else(|e| panic!("{login} signs in: {e}")).into_inner().token
 }
 
-pub async fn put(endpoint: &str, key: &str, value: &str, request_id: &str) -> Result<PutRecordResponse, tonic::Status> {
+/// Adds `authorization: Bearer <token>` to every request of a client.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Self {
+        Self(format!("Bearer {token}").parse().expect("a token is ASCII"))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+/// A record write on `endpoint` as the holder of `token`.
+pub async fn put_as(
+    endpoint: &str,
+    token: &str,
+    key: &str,
+    value: &str,
+    request_id: &str,
+) -> Result<PutRecordResponse, tonic::Status> {
     let req = PutRecordRequest { key: key.into(), value: value.into(), request_id: request_id.into() };
-    records(endpoint).await.put(req).await.map(|r| r.into_inner())
-}
-
-pub async fn get(endpoint: &str, key: &str, consistency: Consistency) -> Result<GetRecordResponse, tonic::Status> {
-    let req = GetRecordRequest { key: key.into(), consistency: consistency as i32 };
-    records(endpoint).await.get(req).await.map(|r| r.into_inner())
+    RecordsClient::with_interceptor(channel(endpoint).await, Bearer::new(token)).put(req).await.map(|r| r.into_inner())
 }

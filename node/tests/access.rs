@@ -1,0 +1,248 @@
+//! Who may call what on a node's public port, tried as an outsider would: anonymously, as an
+//! ordinary member, and with a third-party reflection client. Cluster administration and the
+//! diagnostic records answer operators only and change nothing for anyone else; a login's timing
+//! does not tell whether the account exists; reflection advertises exactly what the port serves,
+//! in both protocol versions.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{Bearer, TestHub, channel};
+use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
+use kizuna_proto::admin::{
+    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, NodeSpec, SnapshotRequest, StateDigestRequest,
+    TransferLeaderRequest,
+};
+use kizuna_proto::collab::LoginRequest;
+use kizuna_proto::collab::accounts_client::AccountsClient;
+use kizuna_proto::records::records_client::RecordsClient;
+use kizuna_proto::records::{Consistency, GetRecordRequest, PutRecordRequest};
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// A caller that is not an operator: nobody, or a signed-in nurse.
+struct Outsider {
+    who: &'static str,
+    bearer: Bearer,
+    refused_with: Code,
+}
+
+async fn admin_as(endpoint: &str, bearer: Bearer) -> ClusterAdminClient<InterceptedService<Channel, Bearer>> {
+    ClusterAdminClient::with_interceptor(channel(endpoint).await, bearer)
+}
+
+async fn records_as(endpoint: &str, bearer: Bearer) -> RecordsClient<InterceptedService<Channel, Bearer>> {
+    RecordsClient::with_interceptor(channel(endpoint).await, bearer)
+}
+
+fn assert_refused<T: std::fmt::Debug>(outsider: &Outsider, what: &str, answer: Result<T, tonic::Status>) {
+    match answer {
+        Err(status) => assert_eq!(status.code(), outsider.refused_with, "{} calling {what}: {status:?}", outsider.who),
+        Ok(answer) => panic!("{} was served {what}: {answer:?}", outsider.who),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_administration_and_records_answer_operators_only_and_change_nothing_for_others() {
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let follower = hub.follower_of(leader);
+    let nurse = hub.member("vn.kato").await;
+    let outsiders = [
+        // An empty bearer is what a client without a session sends at most.
+        Outsider { who: "an anonymous caller", bearer: Bearer::new(""), refused_with: Code::Unauthenticated },
+        Outsider { who: "an ordinary nurse", bearer: Bearer::new(&nurse), refused_with: Code::PermissionDenied },
+    ];
+    let before = hub.status(leader);
+    for outsider in &outsiders {
+        for id in [leader, follower] {
+            let mut admin = admin_as(&hub.api(id), outsider.bearer.clone()).await;
+            assert_refused(outsider, "Status", admin.status(ClusterStatusRequest {}).await);
+            assert_refused(outsider, "StateDigest", admin.state_digest(StateDigestRequest {}).await);
+            assert_refused(outsider, "Snapshot", admin.snapshot(SnapshotRequest { purge_log: true }).await);
+            let node = NodeSpec {
+                id: 9,
+                name: "intruder".into(),
+                region: "elsewhere".into(),
+                raft_addr: "127.0.0.1:9".into(),
+                api_addr: "127.0.0.1:9".into(),
+            };
+            let learner = AddLearnerRequest { node: Some(node), wait_caught_up: false };
+            assert_refused(outsider, "AddLearner", admin.add_learner(learner).await);
+            let voters = ChangeMembershipRequest { voter_ids: vec![leader], retain_as_learners: false, force: true };
+            assert_refused(outsider, "ChangeMembership", admin.change_membership(voters).await);
+            let transfer = TransferLeaderRequest { to_node_id: follower };
+            assert_refused(outsider, "TransferLeader", admin.transfer_leader(transfer).await);
+
+            let mut records = records_as(&hub.api(id), outsider.bearer.clone()).await;
+            let put = PutRecordRequest { key: "intrusion".into(), value: "x".into(), request_id: "intrusion".into() };
+            assert_refused(outsider, "Records.Put", records.put(put).await);
+            let get = GetRecordRequest { key: "intrusion".into(), consistency: Consistency::Local as i32 };
+            assert_refused(outsider, "Records.Get", records.get(get).await);
+        }
+    }
+    // Nothing changed: same leader and term, no snapshot, no purge, no new member, no record.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = hub.status(leader);
+    assert_eq!((after.role.as_str(), after.term), ("leader", before.term), "leadership moved");
+    assert_eq!((after.snapshot_index, after.purged_index), (before.snapshot_index, before.purged_index));
+    let members = hub.admin(leader).await.status(ClusterStatusRequest {}).await.expect("operator status").into_inner();
+    assert_eq!(members.members.len(), 3, "{members:?}");
+    assert!(members.members.iter().all(|m| m.voter), "{members:?}");
+    let missing = hub.get(leader, "intrusion", Consistency::Linearizable).await.expect_err("no record was written");
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // The operator is served, on any node.
+    hub.put(follower, "greeting", "こんにちは", "op-1").await.expect("operator writes");
+    assert_eq!(
+        hub.get(follower, "greeting", Consistency::Linearizable).await.expect("operator reads").value,
+        "こんにちは"
+    );
+    hub.admin(follower).await.state_digest(StateDigestRequest {}).await.expect("operator digest");
+    hub.shutdown().await;
+}
+
+/// The median of `samples`, in ms.
+fn median_ms(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1000.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unknown_login_takes_as_long_as_a_wrong_password() {
+    let hub = TestHub::start(1).await;
+    let leader = hub.leader().await;
+    hub.operator().await;
+    let accounts = AccountsClient::new(channel(&hub.api(leader)).await);
+    let attempt = |login: &'static str, n: usize| {
+        let req = LoginRequest {
+            request_id: format!("timing-{login}-{n}"),
+            login: login.into(),
+            password: "not the password at all".into(),
+            device: "timing".into(),
+            ..Default::default()
+        };
+        let mut accounts = accounts.clone();
+        async move {
+            let started = Instant::now();
+            let refused = accounts.login(req).await.expect_err("a wrong login is refused");
+            assert_eq!(refused.code(), Code::Unauthenticated);
+            started.elapsed()
+        }
+    };
+    // Interleaved, so that whatever else the machine does weighs on both alike.
+    let (mut unknown, mut wrong_password) = (Vec::new(), Vec::new());
+    for n in 0..15 {
+        unknown.push(attempt("nobody-by-this-name", n).await);
+        wrong_password.push(attempt("test-operator", n).await);
+    }
+    let (unknown, wrong_password) = (median_ms(unknown), median_ms(wrong_password));
+    // Without the dummy verification the unknown login answers about ten times sooner (no
+    // argon2id at all); with it both medians are the same work within noise.
+    let ratio = unknown / wrong_password;
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "unknown login median {unknown:.1} ms vs wrong password {wrong_password:.1} ms (ratio {ratio:.2})"
+    );
+    hub.shutdown().await;
+}
+
+/// The services the public port serves, as a client sees them.
+const PUBLIC_SERVICES: [&str; 14] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "kizuna.v1.admin.ClusterAdmin",
+    "kizuna.v1.collab.Accounts",
+    "kizuna.v1.collab.Audit",
+    "kizuna.v1.collab.CareRequests",
+    "kizuna.v1.collab.Connections",
+    "kizuna.v1.collab.Directory",
+    "kizuna.v1.collab.Events",
+    "kizuna.v1.collab.Posts",
+    "kizuna.v1.collab.Rooms",
+    "kizuna.v1.collab.Search",
+    "kizuna.v1.records.Records",
+];
+
+mod reflection_v1 {
+    pub use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient as Client;
+    pub use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    pub use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    pub use tonic_reflection::pb::v1::{ServerReflectionRequest as Request, ServerReflectionResponse as Response};
+}
+
+mod reflection_v1alpha {
+    pub use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as Client;
+    pub use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    pub use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    pub use tonic_reflection::pb::v1alpha::{ServerReflectionRequest as Request, ServerReflectionResponse as Response};
+}
+
+/// One reflection question over `v1`.
+async fn ask_v1(
+    endpoint: &str,
+    question: reflection_v1::MessageRequest,
+) -> Result<reflection_v1::Response, tonic::Status> {
+    let req = reflection_v1::Request { host: String::new(), message_request: Some(question) };
+    let mut stream = reflection_v1::Client::new(channel(endpoint).await)
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await?
+        .into_inner();
+    stream.message().await?.ok_or_else(|| tonic::Status::unknown("no answer"))
+}
+
+/// One reflection question over `v1alpha` (Python's grpcio-reflection, older grpcurl).
+async fn ask_v1alpha(
+    endpoint: &str,
+    question: reflection_v1alpha::MessageRequest,
+) -> Result<reflection_v1alpha::Response, tonic::Status> {
+    let req = reflection_v1alpha::Request { host: String::new(), message_request: Some(question) };
+    let mut stream = reflection_v1alpha::Client::new(channel(endpoint).await)
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await?
+        .into_inner();
+    stream.message().await?.ok_or_else(|| tonic::Status::unknown("no answer"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reflection_advertises_exactly_the_public_services_in_both_versions() {
+    use reflection_v1::{MessageRequest as Q1, MessageResponse as A1};
+    use reflection_v1alpha::{MessageRequest as Qa, MessageResponse as Aa};
+    let hub = TestHub::start(1).await;
+    let id = hub.leader().await;
+    let api = hub.api(id);
+    let expected: BTreeSet<String> = PUBLIC_SERVICES.iter().map(|s| s.to_string()).collect();
+
+    let listed_v1: BTreeSet<String> =
+        match ask_v1(&api, Q1::ListServices(String::new())).await.expect("v1").message_response {
+            Some(A1::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
+            other => panic!("v1 list: {other:?}"),
+        };
+    assert_eq!(listed_v1, expected);
+    let listed_v1alpha: BTreeSet<String> =
+        match ask_v1alpha(&api, Qa::ListServices(String::new())).await.expect("v1alpha").message_response {
+            Some(Aa::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
+            other => panic!("v1alpha list: {other:?}"),
+        };
+    assert_eq!(listed_v1alpha, expected);
+
+    // Every advertised service can be described, in both versions; the internal one cannot.
+    for service in &expected {
+        let v1 = ask_v1(&api, Q1::FileContainingSymbol(service.clone())).await.expect("v1 describe");
+        assert!(matches!(v1.message_response, Some(A1::FileDescriptorResponse(_))), "{service}: {v1:?}");
+        let va = ask_v1alpha(&api, Qa::FileContainingSymbol(service.clone())).await.expect("v1alpha describe");
+        assert!(matches!(va.message_response, Some(Aa::FileDescriptorResponse(_))), "{service}: {va:?}");
+    }
+    let internal = ask_v1(&api, Q1::FileContainingSymbol("kizuna.v1.raft.RaftTransport".into())).await;
+    assert_eq!(internal.expect_err("the internal API described").code(), Code::NotFound);
+
+    // The node↔node port advertises nothing.
+    let raft = format!("http://{}", hub.node_config(id).raft_addr);
+    let answer = ask_v1(&raft, Q1::ListServices(String::new())).await;
+    assert_eq!(answer.expect_err("reflection on the internal port").code(), Code::Unimplemented);
+    hub.shutdown().await;
+}
