@@ -256,6 +256,12 @@ async fn the_collaboration_story() {
     }
     assert_eq!(seen, [(room_a, 1), (room_a, 2), (room_b, 1)]);
 
+    // The nurse answers in 佐藤 一郎's room without having read the doctor's post: that post
+    // stays unread for her, her own does not count.
+    f.posts.post(authed(post(room_b, "水曜14時、伺えます。", "p-4"), &ns)).await.unwrap();
+    let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
+    assert_eq!(rooms.iter().find(|r| r.room_id == room_b).map(|r| (r.last_seq, r.unread)), Some((2, 1)));
+
     // Mark read: unread drops to zero.
     f.posts
         .mark_read(authed(MarkReadRequest { request_id: uuid(), room_id: room_a, up_to_seq: 2 }, &ns))

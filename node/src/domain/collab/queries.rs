@@ -14,7 +14,7 @@ pub struct RoomSummary {
     pub title: String,
     pub last_seq: u64,
     pub last_post_at_ms: u64,
-    /// `last_seq − read_seq`: O(1) per room.
+    /// Posts of others not read yet ([`Member::unread`]): O(1) per room.
     pub unread: u64,
     /// The newest post's text (empty when deleted or none), cut to 60 characters.
     pub preview: String,
@@ -70,7 +70,7 @@ pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> Doma
                 title: title(view, viewer, &r),
                 last_seq: r.last_seq,
                 last_post_at_ms: r.last_post_at_ms,
-                unread: r.last_seq.saturating_sub(m.read_seq),
+                unread: m.unread(r.last_seq),
                 preview,
             }
         })

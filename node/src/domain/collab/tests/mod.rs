@@ -351,6 +351,50 @@ fn unread_counts_and_patient_list_order() {
 }
 
 #[test]
+fn posting_marks_only_ones_own_post_read() {
+    let (mut hub, _, _, people) = Hub::setup(3);
+    let (doctor, pharmacist, nurse) = (people[0], people[1], people[2]);
+    let room = patient(&mut hub, doctor, "山田 花子");
+    for who in [pharmacist, nurse] {
+        hub.ok(doctor, Command::Invite { room, invitee: who, role: Role::Member });
+    }
+    let unread = |hub: &Hub, who: AccountId| room_list(&hub.state, who, ListKind::Patients).unwrap()[0].unread;
+    post(&mut hub, doctor, room, "1 訪問しました");
+    post(&mut hub, pharmacist, room, "2 お薬を届けました");
+    // The nurse answers without having read the two posts before hers: they stay unread for
+    // her, and her own post does not count.
+    post(&mut hub, nurse, room, "3 了解です");
+    assert_eq!(unread(&hub, nurse), 2);
+    post(&mut hub, doctor, room, "4 次回は金曜");
+    post(&mut hub, nurse, room, "5 金曜に伺います");
+    assert_eq!(unread(&hub, nurse), 3);
+    // The pharmacist has read nothing but her own post: 1, 3, 4 and 5 are news to her.
+    assert_eq!(unread(&hub, pharmacist), 4);
+    // The doctor read up to her first post: 2, 3 and 5 are news.
+    assert_eq!(unread(&hub, doctor), 3);
+    hub.ok(nurse, Command::MarkRead { room, up_to_seq: 1 });
+    assert_eq!(unread(&hub, nurse), 2);
+    // Reading up to the doctor's post 4 reads the room: her own post 5 after it is read too.
+    hub.ok(nurse, Command::MarkRead { room, up_to_seq: 4 });
+    assert_eq!(unread(&hub, nurse), 0);
+    let marker = hub.state.member(room, nurse).unwrap();
+    assert_eq!((marker.read_seq, marker.own_unread.len()), (5, 0));
+    // Once all is read, posting keeps it so.
+    post(&mut hub, nurse, room, "6 追記です");
+    assert_eq!(unread(&hub, nurse), 0);
+    assert_eq!(hub.state.member(room, nurse).unwrap().read_seq, 6);
+}
+
+#[test]
+fn read_markers_stored_before_own_posts_were_tracked_still_decode() {
+    let stored = r#"{"room":7,"account":3,"role":"Member","state":"Active","read_seq":4}"#;
+    let m: Member = serde_json::from_str(stored).expect("an old member record");
+    assert_eq!((m.read_seq, m.unread(6)), (4, 2));
+    // And a member with nothing of her own unread is stored exactly as before.
+    assert_eq!(serde_json::to_string(&m).unwrap(), stored);
+}
+
+#[test]
 fn sub_rooms_hold_a_subset_of_the_team_and_follow_it() {
     let (mut hub, _, _, people) = Hub::setup(3);
     let (doctor, nurse, outsider) = (people[0], people[1], people[2]);
