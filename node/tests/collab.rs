@@ -270,6 +270,32 @@ async fn the_collaboration_story() {
     let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
     assert_eq!(rooms.iter().find(|r| r.room_id == room_a).unwrap().unread, 0);
 
+    // A sub-room comes inside its patient's entry, with its own unread count, and brings the
+    // patient to the top; filters look into it.
+    let sub = CreateSubRoomRequest {
+        request_id: uuid(),
+        timeline_room_id: room_a,
+        name: "医師・訪問看護".into(),
+        member_ids: vec![nurse],
+    };
+    let sub = c.rooms.create_sub_room(authed(sub, &dr)).await.unwrap().into_inner().room_id;
+    c.posts.post(authed(post(sub, "看取りの方針をご相談させてください。", "s-1"), &dr)).await.unwrap();
+    let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
+    let shape: Vec<(&str, u64, usize)> =
+        rooms.iter().map(|r| (r.title.as_str(), r.unread, r.sub_rooms.len())).collect();
+    assert_eq!(shape, [("山田 花子", 0, 1), ("佐藤 一郎", 1, 0)]);
+    let inside = &rooms[0].sub_rooms[0];
+    assert_eq!((inside.room_id, inside.title.as_str(), inside.unread), (sub, "医師・訪問看護", 1));
+    let titles = |rooms: Vec<RoomSummary>| rooms.into_iter().map(|r| r.title).collect::<Vec<_>>();
+    let by_sub_room_name = f.rooms.list_rooms(filtered("訪問看護", false)).await.unwrap().into_inner().rooms;
+    assert_eq!(titles(by_sub_room_name), ["山田 花子"]);
+    f.posts
+        .mark_read(authed(MarkReadRequest { request_id: uuid(), room_id: room_b, up_to_seq: 2 }, &ns))
+        .await
+        .unwrap();
+    let unread_in_sub_room_only = f.rooms.list_rooms(filtered("", true)).await.unwrap().into_inner().rooms;
+    assert_eq!(titles(unread_in_sub_room_only), ["山田 花子"]);
+
     // Timeline shows sender, profession, facility.
     let t = f.posts.timeline(authed(tl(room_a), &ns)).await.unwrap().into_inner().posts;
     assert_eq!(t[1].author_profession, "薬剤師");

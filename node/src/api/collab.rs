@@ -547,21 +547,24 @@ impl pb::rooms_server::Rooms for CollabApi {
         let list = queries::room_list(&self.node.state.hub(), me, kind)
             .map_err(domain_status)?
             .into_iter()
-            .filter(|s| (!unread_only || s.unread > 0) && search::normalize(&s.title).contains(&filter));
+            .filter(|s| s.any_room(|r| search::normalize(&r.title).contains(&filter)))
+            .filter(|s| !unread_only || s.any_room(|r| r.unread > 0));
         if kind == ListKind::Patients {
             self.audit_read(me, &token_hash, None, None, "patient list".into())?;
         }
-        let rooms = list
-            .map(|s| pb::RoomSummary {
-                room_id: s.room.0,
-                title: s.title,
-                last_seq: s.last_seq,
-                last_post_at: Some(timestamp(s.last_post_at_ms)),
-                unread: s.unread,
-                preview: s.preview,
-            })
-            .collect();
-        Ok(Response::new(pb::ListRoomsResponse { rooms }))
+        Ok(Response::new(pb::ListRoomsResponse { rooms: list.map(room_summary_view).collect() }))
+    }
+}
+
+fn room_summary_view(s: queries::RoomSummary) -> pb::RoomSummary {
+    pb::RoomSummary {
+        room_id: s.room.0,
+        title: s.title,
+        last_seq: s.last_seq,
+        last_post_at: Some(timestamp(s.last_post_at_ms)),
+        unread: s.unread,
+        preview: s.preview,
+        sub_rooms: s.sub_rooms.into_iter().map(room_summary_view).collect(),
     }
 }
 

@@ -182,11 +182,20 @@ pub async fn list(target: &Target, kind: RoomListKind, filter: String, unread_on
     if rooms.is_empty() {
         println!("(none)");
     }
-    for r in rooms {
-        let unread = if r.unread > 0 { format!("未読 {:>3}", r.unread) } else { "        ".into() };
-        println!("{unread}  room {:>5}  {:<16} {:>5}  {}", r.room_id, r.title, time(&r.last_post_at), r.preview);
+    for r in &rooms {
+        print_room(r, "");
+        for sub in &r.sub_rooms {
+            print_room(sub, "  └ ");
+        }
     }
     Ok(())
+}
+
+/// One line of a room list; a sub-room is indented under its patient by `branch`.
+fn print_room(r: &RoomSummary, branch: &str) {
+    let unread = if r.unread > 0 { format!("未読 {:>3}", r.unread) } else { "        ".into() };
+    let when = time(&r.last_post_at);
+    println!("{unread}  {branch}room {:>5}  {:<16} {when:>5}  {}", r.room_id, r.title, r.preview);
 }
 
 pub async fn timeline(target: &Target, room: u64, after: u64) -> anyhow::Result<()> {
@@ -244,7 +253,11 @@ pub async fn read(target: &Target, room: u64, up_to: Option<u64>) -> anyhow::Res
                         .rooms,
                 );
             }
-            all.iter().find(|r| r.room_id == room).map(|r| r.last_seq).context("no such room in your lists")?
+            all.iter()
+                .flat_map(|r| std::iter::once(r).chain(&r.sub_rooms))
+                .find(|r| r.room_id == room)
+                .map(|r| r.last_seq)
+                .context("no such room in your lists")?
         }
     };
     PostsClient::new(ch)

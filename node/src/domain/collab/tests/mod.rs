@@ -417,6 +417,51 @@ fn sub_rooms_hold_a_subset_of_the_team_and_follow_it() {
     assert!(!authz::can_read(&hub.state, nurse, room));
 }
 
+/// A patient-list entry as (title, unread, [(sub-room title, unread)]).
+type Line = (String, u64, Vec<(String, u64)>);
+
+fn patient_list(hub: &Hub, who: AccountId) -> Vec<Line> {
+    let list = room_list(&hub.state, who, ListKind::Patients).unwrap();
+    let sub_line = |s: &queries::RoomSummary| (s.title.clone(), s.unread);
+    list.iter().map(|s| (s.title.clone(), s.unread, s.sub_rooms.iter().map(sub_line).collect())).collect()
+}
+
+fn line(title: &str, unread: u64, sub_rooms: &[(&str, u64)]) -> Line {
+    (title.into(), unread, sub_rooms.iter().map(|(t, u)| (t.to_string(), *u)).collect())
+}
+
+#[test]
+fn sub_rooms_are_listed_inside_their_patient_with_their_own_unread_counts() {
+    let (mut hub, _, _, people) = Hub::setup(3);
+    let (doctor, nurse, pharmacist) = (people[0], people[1], people[2]);
+    let yamada = patient(&mut hub, doctor, "山田 花子");
+    let sato = patient(&mut hub, doctor, "佐藤 一郎");
+    for (room, who) in [(yamada, nurse), (yamada, pharmacist), (sato, nurse)] {
+        hub.ok(doctor, Command::Invite { room, invitee: who, role: Role::Member });
+    }
+    post(&mut hub, doctor, yamada, "本日訪問しました");
+    let Outcome::Room(sub) = hub
+        .ok(doctor, Command::CreateSubRoom { timeline: yamada, name: "医師・訪問看護".into(), members: vec![nurse] })
+    else {
+        panic!()
+    };
+    post(&mut hub, doctor, sato, "退院調整の相談です");
+    post(&mut hub, doctor, sub, "看取りの方針をご相談させてください");
+    post(&mut hub, doctor, sub, "ご家族とも話します");
+
+    // For the nurse, 山田 花子 is newest by its sub-room's post, which sits inside the entry.
+    assert_eq!(patient_list(&hub, nurse), [line("山田 花子", 1, &[("医師・訪問看護", 2)]), line("佐藤 一郎", 1, &[])]);
+    // The pharmacist is not in the sub-room: her entry has none, ordered by the timeline alone.
+    assert_eq!(patient_list(&hub, pharmacist), [line("山田 花子", 1, &[])]);
+    hub.ok(nurse, Command::MarkRead { room: sub, up_to_seq: 2 });
+    assert_eq!(patient_list(&hub, nurse)[0], line("山田 花子", 1, &[("医師・訪問看護", 0)]));
+
+    // A sub-room member outside the patient's team (a record from before leaving a team left
+    // its sub-rooms) still finds the sub-room, on its own line with its full title.
+    hub.state.apply(vec![Change::RemoveMember { room: yamada, account: nurse }]);
+    assert_eq!(patient_list(&hub, nurse), [line("山田 花子／医師・訪問看護", 0, &[]), line("佐藤 一郎", 1, &[])]);
+}
+
 #[test]
 fn groups_take_join_requests_and_members_leave() {
     let (mut hub, _, _, people) = Hub::setup(3);
