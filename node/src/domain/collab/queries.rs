@@ -129,18 +129,56 @@ fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> 
     }
 }
 
-/// Posts of a room after `after_seq`, oldest first, at most `limit`. Deleted posts come back
-/// as tombstones (no text). The edit history comes along for the caller to judge (it shows
-/// "edited"; the texts themselves are for audit).
-pub fn timeline(
-    view: &impl HubView,
-    viewer: AccountId,
-    room: RoomId,
-    after_seq: u64,
-    limit: usize,
-) -> DomainResult<Vec<Post>> {
+/// Which posts of a room a timeline page shows: those with `after_seq < seq < before_seq`
+/// (`before_seq` 0: up to the newest), at most `limit` of them from the `order`'s end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineQuery {
+    pub after_seq: u64,
+    pub before_seq: u64,
+    pub order: TimelineOrder,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimelineOrder {
+    /// The newest posts, descending: a timeline as MCS shows it, newest on top.
+    NewestFirst,
+    /// The oldest posts, ascending: reading a room from its start.
+    OldestFirst,
+}
+
+/// One page of a timeline and where the next one in the same order starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelinePage {
+    pub posts: Vec<Post>,
+    /// Oldest first: the `after_seq` of the next (newer) page; 0 when the window holds no more.
+    pub next_after_seq: u64,
+    /// Newest first: the `before_seq` of the next (older) page; 0 when the window holds no more.
+    pub next_before_seq: u64,
+}
+
+/// A page of a room's posts. Deleted posts come back as tombstones (no text). The edit history
+/// comes along for the caller to judge (it shows "edited"; the texts themselves are for audit).
+/// Only the page's posts are read: a newest-first page walks down from the window's top.
+pub fn timeline(view: &impl HubView, viewer: AccountId, room: RoomId, q: TimelineQuery) -> DomainResult<TimelinePage> {
     let (_, _, r) = active_member(view, viewer, room)?;
-    Ok((after_seq + 1..=r.last_seq).filter_map(|seq| view.post(room, seq)).take(limit).collect())
+    let first = q.after_seq.saturating_add(1);
+    let last = match q.before_seq {
+        0 => r.last_seq,
+        before => (before - 1).min(r.last_seq),
+    };
+    let window = first..=last;
+    let posts: Vec<Post> = match q.order {
+        TimelineOrder::OldestFirst => window.filter_map(|seq| view.post(room, seq)).take(q.limit).collect(),
+        TimelineOrder::NewestFirst => window.rev().filter_map(|seq| view.post(room, seq)).take(q.limit).collect(),
+    };
+    let (mut next_after_seq, mut next_before_seq) = (0, 0);
+    match (q.order, posts.last()) {
+        (TimelineOrder::OldestFirst, Some(p)) if p.seq < last => next_after_seq = p.seq,
+        (TimelineOrder::NewestFirst, Some(p)) if p.seq > first => next_before_seq = p.seq,
+        _ => {}
+    }
+    Ok(TimelinePage { posts, next_after_seq, next_before_seq })
 }
 
 /// The member list of a room (active members only), for its members.

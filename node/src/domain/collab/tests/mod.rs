@@ -3,7 +3,9 @@
 
 use super::commands::MAX_POST_CHARS;
 use super::model::*;
-use super::queries::{self, ListKind, SessionPolicy, authenticate, room_list, timeline};
+use super::queries::{
+    self, ListKind, SessionPolicy, TimelineOrder, TimelinePage, TimelineQuery, authenticate, room_list, timeline,
+};
 use super::*;
 
 fn account_of(o: Outcome) -> AccountId {
@@ -323,9 +325,58 @@ fn posts_have_dense_sequences_replies_mentions_acks_edits_and_tombstones() {
     assert!(p.deleted && p.text.is_empty());
     assert_eq!(p.history.iter().map(|v| v.text.as_str()).collect::<Vec<_>>(), ["了解です", "了解しました"]);
     assert_eq!(post(&mut hub, doctor, room, "次回は金曜"), 3);
-    let t = timeline(&hub.state, nurse, room, 0, 10).unwrap();
+    let t = timeline(&hub.state, nurse, room, oldest_first(0, 10)).unwrap().posts;
     assert_eq!(t.iter().map(|p| p.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(t[1].deleted && t[1].text.is_empty());
+}
+
+/// The whole room from its start, a page at a time.
+fn oldest_first(after_seq: u64, limit: usize) -> TimelineQuery {
+    TimelineQuery { after_seq, before_seq: 0, order: TimelineOrder::OldestFirst, limit }
+}
+
+fn newest_first(before_seq: u64, limit: usize) -> TimelineQuery {
+    TimelineQuery { after_seq: 0, before_seq, order: TimelineOrder::NewestFirst, limit }
+}
+
+/// A page as (its posts' seqs, next_after_seq, next_before_seq).
+fn page_shape(page: TimelinePage) -> (Vec<u64>, u64, u64) {
+    (page.posts.iter().map(|p| p.seq).collect(), page.next_after_seq, page.next_before_seq)
+}
+
+#[test]
+fn timelines_read_newest_first_or_oldest_first_a_page_at_a_time() {
+    let (mut hub, _, _, people) = Hub::setup(1);
+    let doctor = people[0];
+    let room = patient(&mut hub, doctor, "山田 花子");
+    for i in 1..=7 {
+        post(&mut hub, doctor, room, &format!("記録 {i}"));
+    }
+    let page = |q: TimelineQuery| page_shape(timeline(&hub.state, doctor, room, q).unwrap());
+
+    // Newest on top, paging down to the first post.
+    assert_eq!(page(newest_first(0, 3)), (vec![7, 6, 5], 0, 5));
+    assert_eq!(page(newest_first(5, 3)), (vec![4, 3, 2], 0, 2));
+    assert_eq!(page(newest_first(2, 3)), (vec![1], 0, 0));
+    assert_eq!(page(newest_first(0, 7)), (vec![7, 6, 5, 4, 3, 2, 1], 0, 0));
+    // Oldest first, paging up to the newest.
+    assert_eq!(page(oldest_first(0, 3)), (vec![1, 2, 3], 3, 0));
+    assert_eq!(page(oldest_first(3, 3)), (vec![4, 5, 6], 6, 0));
+    assert_eq!(page(oldest_first(6, 3)), (vec![7], 0, 0));
+    assert_eq!(page(oldest_first(7, 3)), (vec![], 0, 0));
+
+    // Both bounds: the posts strictly between them, from either end, paging within them.
+    let between = |order, after_seq, before_seq, limit| TimelineQuery { after_seq, before_seq, order, limit };
+    assert_eq!(page(between(TimelineOrder::NewestFirst, 2, 6, 2)), (vec![5, 4], 0, 4));
+    assert_eq!(page(between(TimelineOrder::NewestFirst, 2, 4, 2)), (vec![3], 0, 0));
+    assert_eq!(page(between(TimelineOrder::OldestFirst, 2, 6, 2)), (vec![3, 4], 4, 0));
+    assert_eq!(page(between(TimelineOrder::OldestFirst, 4, 6, 2)), (vec![5], 0, 0));
+    // A bound beyond the room, or a window with nothing in it.
+    assert_eq!(page(newest_first(100, 2)), (vec![7, 6], 0, 6));
+    assert_eq!(page(between(TimelineOrder::NewestFirst, 5, 6, 2)), (vec![], 0, 0));
+    assert_eq!(page(between(TimelineOrder::OldestFirst, 6, 3, 2)), (vec![], 0, 0));
+    assert_eq!(page(newest_first(1, 2)), (vec![], 0, 0));
+    assert_eq!(page(between(TimelineOrder::NewestFirst, u64::MAX, 0, 2)), (vec![], 0, 0));
 }
 
 #[test]
@@ -664,9 +715,9 @@ mod properties {
                         if authz::can_read(&hub.state, *p, *room) {
                             prop_assert!(!stopped.contains(p), "stopped account {p} reads room {room}");
                             prop_assert!(admitted.contains(&(*room, *p)), "account {p} reads room {room} without being admitted");
-                            prop_assert!(timeline(&hub.state, *p, *room, 0, 100).is_ok());
+                            prop_assert!(timeline(&hub.state, *p, *room, oldest_first(0, 100)).is_ok());
                         } else {
-                            prop_assert!(timeline(&hub.state, *p, *room, 0, 100).is_err());
+                            prop_assert!(timeline(&hub.state, *p, *room, oldest_first(0, 100)).is_err());
                         }
                     }
                 }
