@@ -138,13 +138,8 @@ enum Command {
     Groups,
     /// Your 1:1 connections (つながり).
     Connections,
-    /// A room's posts.
-    Timeline {
-        room: u64,
-        /// Only posts after this sequence number.
-        #[arg(long, default_value_t = 0)]
-        after: u64,
-    },
+    /// A room's posts, newest on top, a page at a time (--before for older ones).
+    Timeline(cli::collab::TimelineArgs),
     /// Post to a room.
     Post {
         room: u64,
@@ -229,7 +224,7 @@ fn main() -> anyhow::Result<()> {
             Command::Connections => {
                 cli::collab::list(&target()?, RoomListKind::Connections, String::new(), false).await
             }
-            Command::Timeline { room, after } => cli::collab::timeline(&target()?, room, after).await,
+            Command::Timeline(args) => cli::collab::timeline(&target()?, args).await,
             Command::Post { room, text, reply_to } => cli::collab::post(&target()?, room, text, reply_to).await,
             Command::Read { room, up_to } => cli::collab::read(&target()?, room, up_to).await,
             Command::Tail { after } => cli::collab::tail(&target()?, after).await,

@@ -194,7 +194,7 @@ async fn the_collaboration_story() {
         ))
         .await
         .unwrap();
-    let tl = |room: u64| TimelineRequest { room_id: room, after_seq: 0, limit: 0 };
+    let tl = |room: u64| TimelineRequest { room_id: room, ..Default::default() };
     let pending = c.posts.timeline(authed(tl(room_a), &ph)).await;
     assert_eq!(pending.expect_err("invited, not approved").code(), tonic::Code::NotFound);
     c.rooms
@@ -256,6 +256,12 @@ async fn the_collaboration_story() {
     }
     assert_eq!(seen, [(room_a, 1), (room_a, 2), (room_b, 1)]);
 
+    // The nurse answers in 佐藤 一郎's room without having read the doctor's post: that post
+    // stays unread for her, her own does not count.
+    f.posts.post(authed(post(room_b, "水曜14時、伺えます。", "p-4"), &ns)).await.unwrap();
+    let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
+    assert_eq!(rooms.iter().find(|r| r.room_id == room_b).map(|r| (r.last_seq, r.unread)), Some((2, 1)));
+
     // Mark read: unread drops to zero.
     f.posts
         .mark_read(authed(MarkReadRequest { request_id: uuid(), room_id: room_a, up_to_seq: 2 }, &ns))
@@ -264,10 +270,56 @@ async fn the_collaboration_story() {
     let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
     assert_eq!(rooms.iter().find(|r| r.room_id == room_a).unwrap().unread, 0);
 
-    // Timeline shows sender, profession, facility.
+    // A sub-room comes inside its patient's entry, with its own unread count, and brings the
+    // patient to the top; filters look into it.
+    let sub = CreateSubRoomRequest {
+        request_id: uuid(),
+        timeline_room_id: room_a,
+        name: "医師・訪問看護".into(),
+        member_ids: vec![nurse],
+    };
+    let sub = c.rooms.create_sub_room(authed(sub, &dr)).await.unwrap().into_inner().room_id;
+    c.posts.post(authed(post(sub, "看取りの方針をご相談させてください。", "s-1"), &dr)).await.unwrap();
+    let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
+    let shape: Vec<(&str, u64, usize)> =
+        rooms.iter().map(|r| (r.title.as_str(), r.unread, r.sub_rooms.len())).collect();
+    assert_eq!(shape, [("山田 花子", 0, 1), ("佐藤 一郎", 1, 0)]);
+    let inside = &rooms[0].sub_rooms[0];
+    assert_eq!((inside.room_id, inside.title.as_str(), inside.unread), (sub, "医師・訪問看護", 1));
+    let titles = |rooms: Vec<RoomSummary>| rooms.into_iter().map(|r| r.title).collect::<Vec<_>>();
+    let by_sub_room_name = f.rooms.list_rooms(filtered("訪問看護", false)).await.unwrap().into_inner().rooms;
+    assert_eq!(titles(by_sub_room_name), ["山田 花子"]);
+    f.posts
+        .mark_read(authed(MarkReadRequest { request_id: uuid(), room_id: room_b, up_to_seq: 2 }, &ns))
+        .await
+        .unwrap();
+    let unread_in_sub_room_only = f.rooms.list_rooms(filtered("", true)).await.unwrap().into_inner().rooms;
+    assert_eq!(titles(unread_in_sub_room_only), ["山田 花子"]);
+
+    // Timeline shows sender, profession, facility; newest on top.
     let t = f.posts.timeline(authed(tl(room_a), &ns)).await.unwrap().into_inner().posts;
-    assert_eq!(t[1].author_profession, "薬剤師");
-    assert_eq!(t[1].author_facility, "みどり薬局");
+    assert_eq!(t.iter().map(|p| p.seq).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(t[0].author_profession, "薬剤師");
+    assert_eq!(t[0].author_facility, "みどり薬局");
+    // A page at a time, in either order: (seqs, next_after_seq, next_before_seq).
+    let page = |order: TimelineOrder, after_seq: u64, before_seq: u64| {
+        let req = TimelineRequest { room_id: room_a, after_seq, before_seq, limit: 1, order: order as i32 };
+        authed(req, &ns)
+    };
+    let mut pages = Vec::new();
+    for (order, after, before) in [
+        (TimelineOrder::Unspecified, 0, 0),
+        (TimelineOrder::NewestFirst, 0, 2),
+        (TimelineOrder::OldestFirst, 0, 0),
+        (TimelineOrder::OldestFirst, 1, 0),
+    ] {
+        let p = f.posts.timeline(page(order, after, before)).await.unwrap().into_inner();
+        pages.push((p.posts.iter().map(|p| p.seq).collect::<Vec<_>>(), p.next_after_seq, p.next_before_seq));
+    }
+    assert_eq!(pages, [(vec![2], 0, 2), (vec![1], 0, 0), (vec![1], 1, 0), (vec![2], 0, 0)]);
+    let mut unknown = page(TimelineOrder::NewestFirst, 0, 0);
+    unknown.get_mut().order = 9;
+    assert_eq!(f.posts.timeline(unknown).await.expect_err("unknown order").code(), tonic::Code::InvalidArgument);
 
     // Edit, acknowledge, delete: the timeline shows the result, the history stays for audit.
     c.posts
@@ -289,7 +341,8 @@ async fn the_collaboration_story() {
         .await;
     assert_eq!(edit_by_other.expect_err("not the author").code(), tonic::Code::PermissionDenied);
     let t = c.posts.timeline(authed(tl(room_a), &dr)).await.unwrap().into_inner().posts;
-    assert!(t[0].edited && t[0].text.contains("訂正") && t[0].ack_ids == vec![nurse]);
+    let first = t.iter().find(|p| p.seq == 1).expect("post 1");
+    assert!(first.edited && first.text.contains("訂正") && first.ack_ids == vec![nurse]);
 
     // A retried request id posts once.
     let again = c.posts.post(authed(post(room_a, "本日訪問。血圧 128/76。", "p-1"), &dr)).await.unwrap().into_inner();
@@ -606,7 +659,7 @@ async fn a_request_to_two_hospitals_is_answered_by_each_and_opens_the_patient_te
     let states: Vec<i32> = seen.recipients.iter().map(|r| r.state).collect();
     assert_eq!(states, vec![AnswerState::Accepted as i32, AnswerState::Declined as i32]);
     assert_eq!(seen.recipients[1].note, "満床です");
-    let tl = TimelineRequest { room_id: created.room_id, after_seq: 0, limit: 0 };
+    let tl = TimelineRequest { room_id: created.room_id, ..Default::default() };
     c.posts.timeline(authed(tl, &ward)).await.expect("the accepting doctor reads the patient's timeline");
     // The sender hears of the answer, and the team of its new member, live, in that order.
     use kizuna_proto::collab::event::Kind;

@@ -171,12 +171,13 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     let out = user(&["search", "酸素チューブ"]);
     let found = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success() && found.contains("山田 花子") && found.contains("酸素チューブの交換"), "{found}");
-    let room: String = list
-        .lines()
-        .find(|l| l.contains("山田 花子") && !l.contains('／'))
-        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "room").nth(1))
-        .expect("room id in the list")
-        .to_owned();
+    // Her sub-room with the doctor sits indented under its patient, not as an entry of its own.
+    let lines: Vec<&str> = list.lines().collect();
+    let yamada = lines.iter().position(|l| l.contains("山田 花子")).expect("山田 花子 in the list");
+    assert!(lines.get(yamada + 1).is_some_and(|l| l.contains("└ room") && l.contains("医師・訪問看護")), "{list}");
+    assert!(!list.contains('／'), "{list}");
+    let room: String =
+        lines[yamada].split_whitespace().skip_while(|w| *w != "room").nth(1).expect("room id in the list").to_owned();
     let mut tail = Command::new(KIZUNA)
         .arg("--ca")
         .arg(&ca)

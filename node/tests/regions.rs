@@ -26,7 +26,7 @@ use kizuna_proto::records::Consistency;
 
 async fn timeline(endpoint: &str, token: &str, room: u64) -> Result<TimelineResponse, tonic::Status> {
     let mut posts = PostsClient::new(common::channel(endpoint).await);
-    let req = TimelineRequest { room_id: room, after_seq: 0, limit: 0 };
+    let req = TimelineRequest { room_id: room, ..Default::default() };
     posts.timeline(authed(req, token)).await.map(|r| r.into_inner())
 }
 

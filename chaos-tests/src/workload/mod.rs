@@ -173,7 +173,8 @@ pub async fn read_room(endpoint: &str, token: &str, room: u64) -> anyhow::Result
     let mut out = Vec::new();
     let mut after = 0;
     loop {
-        let req = authed(TimelineRequest { room_id: room, after_seq: after, limit: 200 }, token);
+        let order = TimelineOrder::OldestFirst as i32;
+        let req = authed(TimelineRequest { room_id: room, after_seq: after, before_seq: 0, limit: 200, order }, token);
         let page = tokio::time::timeout(Duration::from_secs(10), posts.timeline(req))
             .await
             .context("timeline timed out")??

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kizuna_proto::collab::TimelineRequest;
 use kizuna_proto::collab::posts_client::PostsClient;
+use kizuna_proto::collab::{TimelineOrder, TimelineRequest};
 use serde::Serialize;
 
 use super::{Setup, authed, channel, ms_since};
@@ -48,7 +48,10 @@ pub async fn run(id: usize, setup: Setup, mut rng: Rng, stop: Arc<AtomicBool>, s
         let node = rng.below(clients.len() as u64) as usize;
         let Some(mut client) = clients[node].clone() else { continue };
         let after_seq = seen.get(&room).copied().unwrap_or(0).saturating_sub(1);
-        let req = authed(TimelineRequest { room_id: room, after_seq, limit: PAGE }, &setup.token);
+        // Oldest first from after_seq: a read observes a prefix of the room (see `ReadOp::length`).
+        let order = TimelineOrder::OldestFirst as i32;
+        let req = TimelineRequest { room_id: room, after_seq, before_seq: 0, limit: PAGE, order };
+        let req = authed(req, &setup.token);
         let invoked_ms = ms_since(started);
         // A failed or timed-out read changed nothing: it is simply not in the history.
         if let Ok(Ok(page)) = tokio::time::timeout(setup.answer_timeout, client.timeline(req)).await {

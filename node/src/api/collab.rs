@@ -14,7 +14,7 @@ use crate::domain::collab::audit::{self, AuditAction, AuditRecord};
 use crate::domain::collab::commands::SESSION_ID_CHARS;
 use crate::domain::collab::events::{self, Event, EventKind, visible_to};
 use crate::domain::collab::model::*;
-use crate::domain::collab::queries::{self, ListKind, SessionPolicy};
+use crate::domain::collab::queries::{self, ListKind, SessionPolicy, TimelineOrder, TimelinePage, TimelineQuery};
 use crate::domain::collab::{Command, DomainError, HubView, Outcome, authz, search, second_factor};
 use crate::domain::{self, CommandResult, Envelope, RefusalCode};
 use crate::node::{Node, now_ms};
@@ -567,21 +567,24 @@ impl pb::rooms_server::Rooms for CollabApi {
         let list = queries::room_list(&self.node.state.hub(), me, kind)
             .map_err(domain_status)?
             .into_iter()
-            .filter(|s| (!unread_only || s.unread > 0) && search::normalize(&s.title).contains(&filter));
+            .filter(|s| s.any_room(|r| search::normalize(&r.title).contains(&filter)))
+            .filter(|s| !unread_only || s.any_room(|r| r.unread > 0));
         if kind == ListKind::Patients {
             self.audit_read(me, &token_hash, None, None, "patient list".into())?;
         }
-        let rooms = list
-            .map(|s| pb::RoomSummary {
-                room_id: s.room.0,
-                title: s.title,
-                last_seq: s.last_seq,
-                last_post_at: Some(timestamp(s.last_post_at_ms)),
-                unread: s.unread,
-                preview: s.preview,
-            })
-            .collect();
-        Ok(Response::new(pb::ListRoomsResponse { rooms }))
+        Ok(Response::new(pb::ListRoomsResponse { rooms: list.map(room_summary_view).collect() }))
+    }
+}
+
+fn room_summary_view(s: queries::RoomSummary) -> pb::RoomSummary {
+    pb::RoomSummary {
+        room_id: s.room.0,
+        title: s.title,
+        last_seq: s.last_seq,
+        last_post_at: Some(timestamp(s.last_post_at_ms)),
+        unread: s.unread,
+        preview: s.preview,
+        sub_rooms: s.sub_rooms.into_iter().map(room_summary_view).collect(),
     }
 }
 
@@ -666,24 +669,37 @@ impl pb::posts_server::Posts for CollabApi {
         let (me, token_hash, stale_reason) = self.authenticate_fresh(&req).await?;
         let r = req.into_inner();
         let limit = super::bounded("limit", u64::from(r.limit), 50, 200)? as usize;
+        let order = timeline_order(r.order)?;
+        let query = TimelineQuery { after_seq: r.after_seq, before_seq: r.before_seq, order, limit };
         let hub = self.node.state.hub();
-        let posts = queries::timeline(&hub, me, RoomId(r.room_id), r.after_seq, limit).map_err(domain_status)?;
+        let page = queries::timeline(&hub, me, RoomId(r.room_id), query).map_err(domain_status)?;
         if let Some(patient) = audit::patient_of(&hub, RoomId(r.room_id)) {
-            let what = format!("timeline after #{} ({} posts)", r.after_seq, posts.len());
-            self.audit_read(me, &token_hash, Some(patient), Some(RoomId(r.room_id)), what)?;
+            self.audit_read(me, &token_hash, Some(patient), Some(RoomId(r.room_id)), timeline_read(&page))?;
         }
-        let last = hub.room(RoomId(r.room_id)).map_or(0, |room| room.last_seq);
-        let next_after_seq = match posts.last() {
-            Some(p) if p.seq < last => p.seq,
-            _ => 0,
-        };
-        let posts = posts.into_iter().map(|p| post_view(&hub, p)).collect();
         Ok(Response::new(pb::TimelineResponse {
-            posts,
-            next_after_seq,
+            posts: page.posts.into_iter().map(|p| post_view(&hub, p)).collect(),
+            next_after_seq: page.next_after_seq,
+            next_before_seq: page.next_before_seq,
             stale: stale_reason.is_some(),
             stale_reason: stale_reason.unwrap_or_default(),
         }))
+    }
+}
+
+fn timeline_order(asked: i32) -> Result<TimelineOrder, Status> {
+    match pb::TimelineOrder::try_from(asked) {
+        Ok(pb::TimelineOrder::OldestFirst) => Ok(TimelineOrder::OldestFirst),
+        Ok(pb::TimelineOrder::NewestFirst | pb::TimelineOrder::Unspecified) => Ok(TimelineOrder::NewestFirst),
+        Err(_) => Err(Status::invalid_argument(format!("order {asked}: no such timeline order"))),
+    }
+}
+
+/// What a timeline read showed, for the audit log: which posts (their seqs are dense).
+fn timeline_read(page: &TimelinePage) -> String {
+    let seqs = || page.posts.iter().map(|p| p.seq);
+    match (seqs().min(), seqs().max()) {
+        (Some(first), Some(last)) => format!("timeline posts #{first}..=#{last} ({} posts)", page.posts.len()),
+        _ => "timeline (no posts)".into(),
     }
 }
 

@@ -182,37 +182,89 @@ pub async fn list(target: &Target, kind: RoomListKind, filter: String, unread_on
     if rooms.is_empty() {
         println!("(none)");
     }
-    for r in rooms {
-        let unread = if r.unread > 0 { format!("未読 {:>3}", r.unread) } else { "        ".into() };
-        println!("{unread}  room {:>5}  {:<16} {:>5}  {}", r.room_id, r.title, time(&r.last_post_at), r.preview);
+    for r in &rooms {
+        print_room(r, "");
+        for sub in &r.sub_rooms {
+            print_room(sub, "  └ ");
+        }
     }
     Ok(())
 }
 
-pub async fn timeline(target: &Target, room: u64, after: u64) -> anyhow::Result<()> {
-    let t = token()?;
-    let mut posts = PostsClient::new(channel(target).await?);
-    let mut after_seq = after;
-    loop {
-        let page =
-            posts.timeline(authed(TimelineRequest { room_id: room, after_seq, limit: 100 }, &t)?).await?.into_inner();
-        for p in &page.posts {
-            let text = if p.deleted { "(削除されました)".to_owned() } else { p.text.clone() };
-            let reply = if p.reply_to > 0 { format!(" ↩{}", p.reply_to) } else { String::new() };
-            println!(
-                "#{:<4} {} {}（{}・{}）{reply}\n      {text}",
-                p.seq,
-                time(&p.posted_at),
-                p.author_name,
-                p.author_profession,
-                p.author_facility
-            );
+/// One line of a room list; a sub-room is indented under its patient by `branch`.
+fn print_room(r: &RoomSummary, branch: &str) {
+    let unread = if r.unread > 0 { format!("未読 {:>3}", r.unread) } else { "        ".into() };
+    let when = time(&r.last_post_at);
+    println!("{unread}  {branch}room {:>5}  {:<16} {when:>5}  {}", r.room_id, r.title, r.preview);
+}
+
+/// `kizuna timeline`: one page of a room, newest on top unless `--oldest-first`.
+#[derive(clap::Args, Debug)]
+pub struct TimelineArgs {
+    /// The room's id (from `kizuna patients`, `groups` or `connections`).
+    room: u64,
+    /// Only posts after this sequence number (the next page when reading oldest first).
+    #[arg(long, default_value_t = 0)]
+    after: u64,
+    /// Only posts before this sequence number: older posts (the page ends by telling which).
+    #[arg(long, default_value_t = 0)]
+    before: u64,
+    /// Oldest first, to read a room from its start.
+    #[arg(long)]
+    oldest_first: bool,
+    /// Posts per page (1..=200).
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+}
+
+impl TimelineArgs {
+    /// The command that shows the next page in the same order, if there is one.
+    fn next_page(&self, page: &TimelineResponse) -> Option<String> {
+        let room = self.room;
+        match (self.oldest_first, page.next_after_seq, page.next_before_seq) {
+            (true, after, _) if after > 0 => {
+                let before = if self.before > 0 { format!(" --before {}", self.before) } else { String::new() };
+                Some(format!("続き: kizuna timeline {room} --oldest-first --after {after}{before}"))
+            }
+            (false, _, before) if before > 0 => {
+                let after = if self.after > 0 { format!(" --after {}", self.after) } else { String::new() };
+                Some(format!("さらに古い投稿: kizuna timeline {room} --before {before}{after}"))
+            }
+            _ => None,
         }
-        if page.next_after_seq == 0 {
-            return Ok(());
-        }
-        after_seq = page.next_after_seq;
     }
+}
+
+pub async fn timeline(target: &Target, args: TimelineArgs) -> anyhow::Result<()> {
+    let t = token()?;
+    let order = if args.oldest_first { TimelineOrder::OldestFirst } else { TimelineOrder::NewestFirst };
+    let req = TimelineRequest {
+        room_id: args.room,
+        after_seq: args.after,
+        before_seq: args.before,
+        order: order as i32,
+        limit: args.limit,
+    };
+    let page = PostsClient::new(channel(target).await?).timeline(authed(req, &t)?).await?.into_inner();
+    if page.posts.is_empty() {
+        println!("(none)");
+    }
+    for p in &page.posts {
+        let text = if p.deleted { "(削除されました)".to_owned() } else { p.text.clone() };
+        let reply = if p.reply_to > 0 { format!(" ↩{}", p.reply_to) } else { String::new() };
+        println!(
+            "#{:<4} {} {}（{}・{}）{reply}\n      {text}",
+            p.seq,
+            time(&p.posted_at),
+            p.author_name,
+            p.author_profession,
+            p.author_facility
+        );
+    }
+    if let Some(next) = args.next_page(&page) {
+        println!("（{next}）");
+    }
+    Ok(())
 }
 
 pub async fn post(target: &Target, room: u64, text: String, reply_to: u64) -> anyhow::Result<()> {
@@ -244,7 +296,11 @@ pub async fn read(target: &Target, room: u64, up_to: Option<u64>) -> anyhow::Res
                         .rooms,
                 );
             }
-            all.iter().find(|r| r.room_id == room).map(|r| r.last_seq).context("no such room in your lists")?
+            all.iter()
+                .flat_map(|r| std::iter::once(r).chain(&r.sub_rooms))
+                .find(|r| r.room_id == room)
+                .map(|r| r.last_seq)
+                .context("no such room in your lists")?
         }
     };
     PostsClient::new(ch)
@@ -279,7 +335,14 @@ pub async fn tail(target: &Target, after: u64) -> anyhow::Result<()> {
                     cursor = e.cursor;
                     match e.kind {
                         Some(event::Kind::PostedSeq(seq)) => {
-                            let req = TimelineRequest { room_id: e.room_id, after_seq: seq - 1, limit: 1 };
+                            // Exactly that post: the window between its neighbours.
+                            let req = TimelineRequest {
+                                room_id: e.room_id,
+                                after_seq: seq.saturating_sub(1),
+                                before_seq: seq.saturating_add(1),
+                                limit: 1,
+                                ..Default::default()
+                            };
                             match posts.timeline(authed(req, &t)?).await {
                                 Ok(page) => {
                                     for p in page.into_inner().posts {

@@ -249,10 +249,6 @@ fn new_account(
     })
 }
 
-fn new_member(room: RoomId, account: AccountId, role: Role, state: MemberState) -> Member {
-    Member { room, account, role, state, read_seq: 0 }
-}
-
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
 pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Command) -> DomainResult<Executed> {
     let signed_in = || actor.ok_or(DomainError::Unauthenticated);
@@ -407,7 +403,7 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
                 last_post_at_ms: ctx.now_ms,
             };
             let p = Patient { id: patient, facility, name, kana, birth_date, address, notes, timeline };
-            let owner = new_member(timeline, account.id, Role::Owner, MemberState::Active);
+            let owner = Member::new(timeline, account.id, Role::Owner, MemberState::Active);
             Ok((
                 Outcome::Patient { patient, timeline },
                 vec![Change::Patient(p), Change::Room(room), Change::Member(owner)],
@@ -418,7 +414,7 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             owner(view, signed_in()?, p.timeline)?;
             let names = (login, display_name, password_hash);
             let account = new_account(view, ctx, names, AccountKind::Family { patient }, AccountStatus::Active, false)?;
-            let member = new_member(p.timeline, account.id, Role::Family, MemberState::Active);
+            let member = Member::new(p.timeline, account.id, Role::Family, MemberState::Active);
             Ok((Outcome::Account(account.id), vec![Change::Account(account), Change::Member(member)]))
         }
         Command::CreateSubRoom { timeline, name, members } => {
@@ -431,14 +427,14 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             let kind = RoomKind::SubRoom { patient, parent: timeline, name };
             let mut changes = vec![
                 Change::Room(Room { id, kind, last_seq: 0, last_post_at_ms: ctx.now_ms }),
-                Change::Member(new_member(id, account.id, Role::Owner, MemberState::Active)),
+                Change::Member(Member::new(id, account.id, Role::Owner, MemberState::Active)),
             ];
             for m in members.into_iter().filter(|m| *m != account.id) {
                 let in_team = view.member(timeline, m).is_some_and(|x| x.is_active());
                 if !in_team {
                     return Err(invalid(format!("account {m} is not in this patient's team")));
                 }
-                changes.push(Change::Member(new_member(id, m, Role::Member, MemberState::Active)));
+                changes.push(Change::Member(Member::new(id, m, Role::Member, MemberState::Active)));
             }
             Ok((Outcome::Room(id), changes))
         }
@@ -452,7 +448,7 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             let room = Room { id, kind: RoomKind::Group { name }, last_seq: 0, last_post_at_ms: ctx.now_ms };
             Ok((
                 Outcome::Room(id),
-                vec![Change::Room(room), Change::Member(new_member(id, account.id, Role::Owner, MemberState::Active))],
+                vec![Change::Room(room), Change::Member(Member::new(id, account.id, Role::Owner, MemberState::Active))],
             ))
         }
         Command::Invite { room, invitee, role } => {
@@ -494,7 +490,7 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             } else {
                 MemberState::Invited { by: inviter.account }
             };
-            Ok((Outcome::Room(room), vec![Change::Member(new_member(room, invitee, role, state))]))
+            Ok((Outcome::Room(room), vec![Change::Member(Member::new(room, invitee, role, state))]))
         }
         Command::Approve { room, account } => {
             owner(view, signed_in()?, room)?;
@@ -523,7 +519,7 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             }
             Ok((
                 Outcome::Room(room),
-                vec![Change::Member(new_member(room, account.id, Role::Member, MemberState::Requested))],
+                vec![Change::Member(Member::new(room, account.id, Role::Member, MemberState::Requested))],
             ))
         }
         Command::Leave { room } => {
@@ -579,8 +575,8 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             let changes = vec![
                 Change::Connection(Connection { pair, state: ConnectionState::Accepted { room } }),
                 Change::Room(Room { id: room, kind, last_seq: 0, last_post_at_ms: ctx.now_ms }),
-                Change::Member(new_member(room, pair.0, Role::Member, MemberState::Active)),
-                Change::Member(new_member(room, pair.1, Role::Member, MemberState::Active)),
+                Change::Member(Member::new(room, pair.0, Role::Member, MemberState::Active)),
+                Change::Member(Member::new(room, pair.1, Role::Member, MemberState::Active)),
             ];
             Ok((Outcome::Room(room), changes))
         }
@@ -624,7 +620,7 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             }
             r.last_seq += 1;
             r.last_post_at_ms = ctx.now_ms;
-            member.read_seq = r.last_seq;
+            member.record_own_post(r.last_seq);
             let post = Post {
                 room,
                 seq: r.last_seq,
@@ -678,7 +674,7 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
         }
         Command::MarkRead { room, up_to_seq } => {
             let (_, mut member, r) = active_member(view, signed_in()?, room)?;
-            member.read_seq = member.read_seq.max(up_to_seq.min(r.last_seq));
+            member.advance_read(up_to_seq.min(r.last_seq));
             Ok((Outcome::Done, vec![Change::Member(member)]))
         }
         Command::SendRequest { kind, patient, title, details, facilities } => {

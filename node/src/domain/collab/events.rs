@@ -149,20 +149,8 @@ mod tests {
                 last_seq: 1,
                 last_post_at_ms: 0,
             }),
-            Change::Member(Member {
-                room,
-                account: AccountId(1),
-                role: Role::Owner,
-                state: MemberState::Active,
-                read_seq: 0,
-            }),
-            Change::Member(Member {
-                room,
-                account: AccountId(2),
-                role: Role::Member,
-                state: MemberState::Invited { by: AccountId(1) },
-                read_seq: 0,
-            }),
+            Change::Member(Member::new(room, AccountId(1), Role::Owner, MemberState::Active)),
+            Change::Member(Member::new(room, AccountId(2), Role::Member, MemberState::Invited { by: AccountId(1) })),
         ]);
         let invited = Event { cursor: 9, room, at_ms: 0, kind: EventKind::Membership };
         let posted = Event { cursor: 10, room, at_ms: 0, kind: EventKind::Posted { seq: 1 } };

@@ -213,11 +213,46 @@ pub struct Member {
     pub state: MemberState,
     /// Highest sequence this member has read.
     pub read_seq: u64,
+    /// Her own posts above `read_seq`, ascending: read for her, though posts of others before
+    /// them are not. Empty in records stored before it existed, and then not stored at all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub own_unread: Vec<u64>,
 }
 
 impl Member {
+    pub fn new(room: RoomId, account: AccountId, role: Role, state: MemberState) -> Self {
+        Member { room, account, role, state, read_seq: 0, own_unread: Vec::new() }
+    }
+
     pub fn is_active(&self) -> bool {
         self.state == MemberState::Active
+    }
+
+    /// How many of a room's posts up to `last_seq` she has not read: O(1).
+    pub fn unread(&self, last_seq: u64) -> u64 {
+        last_seq.saturating_sub(self.read_seq).saturating_sub(self.own_unread.len() as u64)
+    }
+
+    /// She read up to `seq` (never backwards). Her own posts right after it are read too, so
+    /// the marker passes them and `own_unread` only holds posts beyond someone else's unread one.
+    pub fn advance_read(&mut self, seq: u64) {
+        self.read_seq = self.read_seq.max(seq);
+        let read = self.read_seq;
+        self.own_unread.retain(|own| *own > read);
+        let own_right_after = self.own_unread.iter().zip(read + 1..).take_while(|(own, next)| **own == *next).count();
+        self.read_seq += own_right_after as u64;
+        self.own_unread.drain(..own_right_after);
+    }
+
+    /// She posted `seq` (the room's newest). Her own post is read for her, but posting must not
+    /// mark the posts of others before it read: the marker moves only when nothing else is
+    /// unread, otherwise the post is remembered as her own.
+    pub fn record_own_post(&mut self, seq: u64) {
+        if self.read_seq + 1 == seq {
+            self.read_seq = seq;
+        } else {
+            self.own_unread.push(seq);
+        }
     }
 }
 

@@ -1,5 +1,8 @@
 //! Read paths: what a signed-in user sees. Every query checks authorization first.
 
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::authz::{active_account, active_member};
@@ -14,10 +17,25 @@ pub struct RoomSummary {
     pub title: String,
     pub last_seq: u64,
     pub last_post_at_ms: u64,
-    /// `last_seq − read_seq`: O(1) per room.
+    /// Posts of others not read yet ([`Member::unread`]): O(1) per room.
     pub unread: u64,
     /// The newest post's text (empty when deleted or none), cut to 60 characters.
     pub preview: String,
+    /// In the patient list: the viewer's sub-rooms of this patient, titled by their own name,
+    /// newest post first. Empty for every other room.
+    pub sub_rooms: Vec<RoomSummary>,
+}
+
+impl RoomSummary {
+    /// When the entry last saw a post, its sub-rooms included: the list's order.
+    pub fn newest_post_at_ms(&self) -> u64 {
+        self.sub_rooms.iter().map(|s| s.last_post_at_ms).fold(self.last_post_at_ms, u64::max)
+    }
+
+    /// Whether `test` holds for the entry or one of its sub-rooms (they are shown within it).
+    pub fn any_room(&self, test: impl Fn(&RoomSummary) -> bool) -> bool {
+        test(self) || self.sub_rooms.iter().any(test)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,54 +61,124 @@ pub fn title(view: &impl HubView, viewer: AccountId, room: &Room) -> String {
     }
 }
 
-/// The rooms of one kind a user belongs to, newest post first, with unread counts.
+/// The rooms of one kind a user belongs to, newest post first, with unread counts. In the
+/// patient list a sub-room comes inside its patient's entry, as in MCS; only when the viewer is
+/// not (or no longer) in the patient's team does it stand on its own, with its full title.
 pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> DomainResult<Vec<RoomSummary>> {
     active_account(view, viewer)?;
-    let mut list: Vec<RoomSummary> = view
+    let mut entries = Vec::new();
+    let mut sub_rooms = Vec::new();
+    for (m, r) in view
         .rooms_of(viewer)
         .into_iter()
         .filter(Member::is_active)
         .filter_map(|m| view.room(m.room).map(|r| (m, r)))
-        .filter(|(_, r)| {
-            matches!(
-                (&r.kind, kind),
-                (RoomKind::PatientTimeline { .. } | RoomKind::SubRoom { .. }, ListKind::Patients)
-                    | (RoomKind::Group { .. }, ListKind::Groups)
-                    | (RoomKind::Connection { .. }, ListKind::Connections)
-            )
-        })
-        .map(|(m, r)| {
-            let preview = view
-                .post(r.id, r.last_seq)
-                .filter(|p| !p.deleted)
-                .map(|p| p.text.chars().take(60).collect())
-                .unwrap_or_default();
-            RoomSummary {
-                room: r.id,
-                title: title(view, viewer, &r),
-                last_seq: r.last_seq,
-                last_post_at_ms: r.last_post_at_ms,
-                unread: r.last_seq.saturating_sub(m.read_seq),
-                preview,
+        .filter(|(_, r)| listed_in(&r.kind, kind))
+    {
+        match &r.kind {
+            RoomKind::SubRoom { parent, name, .. } => {
+                sub_rooms.push((*parent, title(view, viewer, &r), summary(view, &m, &r, name.clone())))
             }
-        })
-        .collect();
-    list.sort_by(|x, y| y.last_post_at_ms.cmp(&x.last_post_at_ms).then(y.room.cmp(&x.room)));
-    Ok(list)
+            _ => entries.push(summary(view, &m, &r, title(view, viewer, &r))),
+        }
+    }
+    place_sub_rooms(&mut entries, sub_rooms);
+    entries.sort_by_key(|e| Reverse((e.newest_post_at_ms(), e.room)));
+    Ok(entries)
 }
 
-/// Posts of a room after `after_seq`, oldest first, at most `limit`. Deleted posts come back
-/// as tombstones (no text). The edit history comes along for the caller to judge (it shows
-/// "edited"; the texts themselves are for audit).
-pub fn timeline(
-    view: &impl HubView,
-    viewer: AccountId,
-    room: RoomId,
-    after_seq: u64,
-    limit: usize,
-) -> DomainResult<Vec<Post>> {
+/// Puts each sub-room (parent timeline, full title, summary titled by its name) inside its
+/// parent's entry, newest first; a sub-room without its parent in `entries` becomes an entry.
+fn place_sub_rooms(entries: &mut Vec<RoomSummary>, sub_rooms: Vec<(RoomId, String, RoomSummary)>) {
+    let entry_of: BTreeMap<RoomId, usize> = entries.iter().enumerate().map(|(i, e)| (e.room, i)).collect();
+    for (parent, full_title, sub) in sub_rooms {
+        match entry_of.get(&parent) {
+            Some(&i) => entries[i].sub_rooms.push(sub),
+            None => entries.push(RoomSummary { title: full_title, ..sub }),
+        }
+    }
+    for entry in entries {
+        entry.sub_rooms.sort_by_key(|s| Reverse((s.last_post_at_ms, s.room)));
+    }
+}
+
+fn listed_in(room: &RoomKind, list: ListKind) -> bool {
+    matches!(
+        (room, list),
+        (RoomKind::PatientTimeline { .. } | RoomKind::SubRoom { .. }, ListKind::Patients)
+            | (RoomKind::Group { .. }, ListKind::Groups)
+            | (RoomKind::Connection { .. }, ListKind::Connections)
+    )
+}
+
+/// One room's line as `member` sees it, without sub-rooms.
+fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> RoomSummary {
+    let preview = view
+        .post(room.id, room.last_seq)
+        .filter(|p| !p.deleted)
+        .map(|p| p.text.chars().take(60).collect())
+        .unwrap_or_default();
+    RoomSummary {
+        room: room.id,
+        title,
+        last_seq: room.last_seq,
+        last_post_at_ms: room.last_post_at_ms,
+        unread: member.unread(room.last_seq),
+        preview,
+        sub_rooms: Vec::new(),
+    }
+}
+
+/// Which posts of a room a timeline page shows: those with `after_seq < seq < before_seq`
+/// (`before_seq` 0: up to the newest), at most `limit` of them from the `order`'s end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineQuery {
+    pub after_seq: u64,
+    pub before_seq: u64,
+    pub order: TimelineOrder,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimelineOrder {
+    /// The newest posts, descending: a timeline as MCS shows it, newest on top.
+    NewestFirst,
+    /// The oldest posts, ascending: reading a room from its start.
+    OldestFirst,
+}
+
+/// One page of a timeline and where the next one in the same order starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelinePage {
+    pub posts: Vec<Post>,
+    /// Oldest first: the `after_seq` of the next (newer) page; 0 when the window holds no more.
+    pub next_after_seq: u64,
+    /// Newest first: the `before_seq` of the next (older) page; 0 when the window holds no more.
+    pub next_before_seq: u64,
+}
+
+/// A page of a room's posts. Deleted posts come back as tombstones (no text). The edit history
+/// comes along for the caller to judge (it shows "edited"; the texts themselves are for audit).
+/// Only the page's posts are read: a newest-first page walks down from the window's top.
+pub fn timeline(view: &impl HubView, viewer: AccountId, room: RoomId, q: TimelineQuery) -> DomainResult<TimelinePage> {
     let (_, _, r) = active_member(view, viewer, room)?;
-    Ok((after_seq + 1..=r.last_seq).filter_map(|seq| view.post(room, seq)).take(limit).collect())
+    let first = q.after_seq.saturating_add(1);
+    let last = match q.before_seq {
+        0 => r.last_seq,
+        before => (before - 1).min(r.last_seq),
+    };
+    let window = first..=last;
+    let posts: Vec<Post> = match q.order {
+        TimelineOrder::OldestFirst => window.filter_map(|seq| view.post(room, seq)).take(q.limit).collect(),
+        TimelineOrder::NewestFirst => window.rev().filter_map(|seq| view.post(room, seq)).take(q.limit).collect(),
+    };
+    let (mut next_after_seq, mut next_before_seq) = (0, 0);
+    match (q.order, posts.last()) {
+        (TimelineOrder::OldestFirst, Some(p)) if p.seq < last => next_after_seq = p.seq,
+        (TimelineOrder::NewestFirst, Some(p)) if p.seq > first => next_before_seq = p.seq,
+        _ => {}
+    }
+    Ok(TimelinePage { posts, next_after_seq, next_before_seq })
 }
 
 /// The member list of a room (active members only), for its members.

@@ -187,7 +187,7 @@ fn open_team(view: &impl HubView, timeline: RoomId, sender: AccountId, joiner: A
         return None;
     }
     let state = if by.role == Role::Owner { MemberState::Active } else { MemberState::Invited { by: sender } };
-    Some(Change::Member(Member { room: timeline, account: joiner, role: Role::Member, state, read_seq: 0 }))
+    Some(Change::Member(Member::new(timeline, joiner, Role::Member, state)))
 }
 
 pub fn cancel(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainResult<(Outcome, Vec<Change>)> {

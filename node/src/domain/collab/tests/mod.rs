@@ -3,7 +3,9 @@
 
 use super::commands::MAX_POST_CHARS;
 use super::model::*;
-use super::queries::{self, ListKind, SessionPolicy, authenticate, room_list, timeline};
+use super::queries::{
+    self, ListKind, SessionPolicy, TimelineOrder, TimelinePage, TimelineQuery, authenticate, room_list, timeline,
+};
 use super::*;
 
 fn account_of(o: Outcome) -> AccountId {
@@ -323,9 +325,58 @@ fn posts_have_dense_sequences_replies_mentions_acks_edits_and_tombstones() {
     assert!(p.deleted && p.text.is_empty());
     assert_eq!(p.history.iter().map(|v| v.text.as_str()).collect::<Vec<_>>(), ["了解です", "了解しました"]);
     assert_eq!(post(&mut hub, doctor, room, "次回は金曜"), 3);
-    let t = timeline(&hub.state, nurse, room, 0, 10).unwrap();
+    let t = timeline(&hub.state, nurse, room, oldest_first(0, 10)).unwrap().posts;
     assert_eq!(t.iter().map(|p| p.seq).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(t[1].deleted && t[1].text.is_empty());
+}
+
+/// The whole room from its start, a page at a time.
+fn oldest_first(after_seq: u64, limit: usize) -> TimelineQuery {
+    TimelineQuery { after_seq, before_seq: 0, order: TimelineOrder::OldestFirst, limit }
+}
+
+fn newest_first(before_seq: u64, limit: usize) -> TimelineQuery {
+    TimelineQuery { after_seq: 0, before_seq, order: TimelineOrder::NewestFirst, limit }
+}
+
+/// A page as (its posts' seqs, next_after_seq, next_before_seq).
+fn page_shape(page: TimelinePage) -> (Vec<u64>, u64, u64) {
+    (page.posts.iter().map(|p| p.seq).collect(), page.next_after_seq, page.next_before_seq)
+}
+
+#[test]
+fn timelines_read_newest_first_or_oldest_first_a_page_at_a_time() {
+    let (mut hub, _, _, people) = Hub::setup(1);
+    let doctor = people[0];
+    let room = patient(&mut hub, doctor, "山田 花子");
+    for i in 1..=7 {
+        post(&mut hub, doctor, room, &format!("記録 {i}"));
+    }
+    let page = |q: TimelineQuery| page_shape(timeline(&hub.state, doctor, room, q).unwrap());
+
+    // Newest on top, paging down to the first post.
+    assert_eq!(page(newest_first(0, 3)), (vec![7, 6, 5], 0, 5));
+    assert_eq!(page(newest_first(5, 3)), (vec![4, 3, 2], 0, 2));
+    assert_eq!(page(newest_first(2, 3)), (vec![1], 0, 0));
+    assert_eq!(page(newest_first(0, 7)), (vec![7, 6, 5, 4, 3, 2, 1], 0, 0));
+    // Oldest first, paging up to the newest.
+    assert_eq!(page(oldest_first(0, 3)), (vec![1, 2, 3], 3, 0));
+    assert_eq!(page(oldest_first(3, 3)), (vec![4, 5, 6], 6, 0));
+    assert_eq!(page(oldest_first(6, 3)), (vec![7], 0, 0));
+    assert_eq!(page(oldest_first(7, 3)), (vec![], 0, 0));
+
+    // Both bounds: the posts strictly between them, from either end, paging within them.
+    let between = |order, after_seq, before_seq, limit| TimelineQuery { after_seq, before_seq, order, limit };
+    assert_eq!(page(between(TimelineOrder::NewestFirst, 2, 6, 2)), (vec![5, 4], 0, 4));
+    assert_eq!(page(between(TimelineOrder::NewestFirst, 2, 4, 2)), (vec![3], 0, 0));
+    assert_eq!(page(between(TimelineOrder::OldestFirst, 2, 6, 2)), (vec![3, 4], 4, 0));
+    assert_eq!(page(between(TimelineOrder::OldestFirst, 4, 6, 2)), (vec![5], 0, 0));
+    // A bound beyond the room, or a window with nothing in it.
+    assert_eq!(page(newest_first(100, 2)), (vec![7, 6], 0, 6));
+    assert_eq!(page(between(TimelineOrder::NewestFirst, 5, 6, 2)), (vec![], 0, 0));
+    assert_eq!(page(between(TimelineOrder::OldestFirst, 6, 3, 2)), (vec![], 0, 0));
+    assert_eq!(page(newest_first(1, 2)), (vec![], 0, 0));
+    assert_eq!(page(between(TimelineOrder::NewestFirst, u64::MAX, 0, 2)), (vec![], 0, 0));
 }
 
 #[test]
@@ -351,6 +402,50 @@ fn unread_counts_and_patient_list_order() {
 }
 
 #[test]
+fn posting_marks_only_ones_own_post_read() {
+    let (mut hub, _, _, people) = Hub::setup(3);
+    let (doctor, pharmacist, nurse) = (people[0], people[1], people[2]);
+    let room = patient(&mut hub, doctor, "山田 花子");
+    for who in [pharmacist, nurse] {
+        hub.ok(doctor, Command::Invite { room, invitee: who, role: Role::Member });
+    }
+    let unread = |hub: &Hub, who: AccountId| room_list(&hub.state, who, ListKind::Patients).unwrap()[0].unread;
+    post(&mut hub, doctor, room, "1 訪問しました");
+    post(&mut hub, pharmacist, room, "2 お薬を届けました");
+    // The nurse answers without having read the two posts before hers: they stay unread for
+    // her, and her own post does not count.
+    post(&mut hub, nurse, room, "3 了解です");
+    assert_eq!(unread(&hub, nurse), 2);
+    post(&mut hub, doctor, room, "4 次回は金曜");
+    post(&mut hub, nurse, room, "5 金曜に伺います");
+    assert_eq!(unread(&hub, nurse), 3);
+    // The pharmacist has read nothing but her own post: 1, 3, 4 and 5 are news to her.
+    assert_eq!(unread(&hub, pharmacist), 4);
+    // The doctor read up to her first post: 2, 3 and 5 are news.
+    assert_eq!(unread(&hub, doctor), 3);
+    hub.ok(nurse, Command::MarkRead { room, up_to_seq: 1 });
+    assert_eq!(unread(&hub, nurse), 2);
+    // Reading up to the doctor's post 4 reads the room: her own post 5 after it is read too.
+    hub.ok(nurse, Command::MarkRead { room, up_to_seq: 4 });
+    assert_eq!(unread(&hub, nurse), 0);
+    let marker = hub.state.member(room, nurse).unwrap();
+    assert_eq!((marker.read_seq, marker.own_unread.len()), (5, 0));
+    // Once all is read, posting keeps it so.
+    post(&mut hub, nurse, room, "6 追記です");
+    assert_eq!(unread(&hub, nurse), 0);
+    assert_eq!(hub.state.member(room, nurse).unwrap().read_seq, 6);
+}
+
+#[test]
+fn read_markers_stored_before_own_posts_were_tracked_still_decode() {
+    let stored = r#"{"room":7,"account":3,"role":"Member","state":"Active","read_seq":4}"#;
+    let m: Member = serde_json::from_str(stored).expect("an old member record");
+    assert_eq!((m.read_seq, m.unread(6)), (4, 2));
+    // And a member with nothing of her own unread is stored exactly as before.
+    assert_eq!(serde_json::to_string(&m).unwrap(), stored);
+}
+
+#[test]
 fn sub_rooms_hold_a_subset_of_the_team_and_follow_it() {
     let (mut hub, _, _, people) = Hub::setup(3);
     let (doctor, nurse, outsider) = (people[0], people[1], people[2]);
@@ -371,6 +466,51 @@ fn sub_rooms_hold_a_subset_of_the_team_and_follow_it() {
     hub.ok(doctor, Command::Remove { room, account: nurse });
     assert!(!authz::can_read(&hub.state, nurse, sub));
     assert!(!authz::can_read(&hub.state, nurse, room));
+}
+
+/// A patient-list entry as (title, unread, [(sub-room title, unread)]).
+type Line = (String, u64, Vec<(String, u64)>);
+
+fn patient_list(hub: &Hub, who: AccountId) -> Vec<Line> {
+    let list = room_list(&hub.state, who, ListKind::Patients).unwrap();
+    let sub_line = |s: &queries::RoomSummary| (s.title.clone(), s.unread);
+    list.iter().map(|s| (s.title.clone(), s.unread, s.sub_rooms.iter().map(sub_line).collect())).collect()
+}
+
+fn line(title: &str, unread: u64, sub_rooms: &[(&str, u64)]) -> Line {
+    (title.into(), unread, sub_rooms.iter().map(|(t, u)| (t.to_string(), *u)).collect())
+}
+
+#[test]
+fn sub_rooms_are_listed_inside_their_patient_with_their_own_unread_counts() {
+    let (mut hub, _, _, people) = Hub::setup(3);
+    let (doctor, nurse, pharmacist) = (people[0], people[1], people[2]);
+    let yamada = patient(&mut hub, doctor, "山田 花子");
+    let sato = patient(&mut hub, doctor, "佐藤 一郎");
+    for (room, who) in [(yamada, nurse), (yamada, pharmacist), (sato, nurse)] {
+        hub.ok(doctor, Command::Invite { room, invitee: who, role: Role::Member });
+    }
+    post(&mut hub, doctor, yamada, "本日訪問しました");
+    let Outcome::Room(sub) = hub
+        .ok(doctor, Command::CreateSubRoom { timeline: yamada, name: "医師・訪問看護".into(), members: vec![nurse] })
+    else {
+        panic!()
+    };
+    post(&mut hub, doctor, sato, "退院調整の相談です");
+    post(&mut hub, doctor, sub, "看取りの方針をご相談させてください");
+    post(&mut hub, doctor, sub, "ご家族とも話します");
+
+    // For the nurse, 山田 花子 is newest by its sub-room's post, which sits inside the entry.
+    assert_eq!(patient_list(&hub, nurse), [line("山田 花子", 1, &[("医師・訪問看護", 2)]), line("佐藤 一郎", 1, &[])]);
+    // The pharmacist is not in the sub-room: her entry has none, ordered by the timeline alone.
+    assert_eq!(patient_list(&hub, pharmacist), [line("山田 花子", 1, &[])]);
+    hub.ok(nurse, Command::MarkRead { room: sub, up_to_seq: 2 });
+    assert_eq!(patient_list(&hub, nurse)[0], line("山田 花子", 1, &[("医師・訪問看護", 0)]));
+
+    // A sub-room member outside the patient's team (a record from before leaving a team left
+    // its sub-rooms) still finds the sub-room, on its own line with its full title.
+    hub.state.apply(vec![Change::RemoveMember { room: yamada, account: nurse }]);
+    assert_eq!(patient_list(&hub, nurse), [line("山田 花子／医師・訪問看護", 0, &[]), line("佐藤 一郎", 1, &[])]);
 }
 
 #[test]
@@ -575,9 +715,9 @@ mod properties {
                         if authz::can_read(&hub.state, *p, *room) {
                             prop_assert!(!stopped.contains(p), "stopped account {p} reads room {room}");
                             prop_assert!(admitted.contains(&(*room, *p)), "account {p} reads room {room} without being admitted");
-                            prop_assert!(timeline(&hub.state, *p, *room, 0, 100).is_ok());
+                            prop_assert!(timeline(&hub.state, *p, *room, oldest_first(0, 100)).is_ok());
                         } else {
-                            prop_assert!(timeline(&hub.state, *p, *room, 0, 100).is_err());
+                            prop_assert!(timeline(&hub.state, *p, *room, oldest_first(0, 100)).is_err());
                         }
                     }
                 }
