@@ -44,9 +44,13 @@ pub struct Cluster {
     pub operator: String,
 }
 
-async fn free_addr() -> anyhow::Result<SocketAddr> {
+/// A free loopback address, held by the returned listener: while it is held, no other address
+/// handed out here (a node's, or a link proxy's) can be the same one. Dropping it frees the port
+/// for the node that will bind it.
+async fn reserve_addr() -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    Ok(l.local_addr()?)
+    let addr = l.local_addr()?;
+    Ok((l, addr))
 }
 
 /// The `kizuna` binary next to this harness (cargo puts both in the same target folder), or
@@ -76,14 +80,20 @@ impl Cluster {
     pub async fn start(specs: &[NodeSpec], preferred: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut nodes = Vec::new();
+        // Every address stays reserved until the nodes start: two nodes, or a node and a link
+        // proxy, sharing a port would wire a node to itself.
+        let mut reserved = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
+            let (raft, raft_addr) = reserve_addr().await?;
+            let (api, api_addr) = reserve_addr().await?;
+            reserved.extend([raft, api]);
             nodes.push(NodeProc {
                 id: i as u64 + 1,
                 name: format!("{}-1", spec.region),
                 region: spec.region.to_owned(),
                 voter: spec.voter,
-                raft_addr: free_addr().await?,
-                api_addr: free_addr().await?,
+                raft_addr,
+                api_addr,
                 child: None,
             });
         }
@@ -116,6 +126,7 @@ impl Cluster {
         std::fs::write(&config, toml)?;
         let mut cluster =
             Self { dir, bin: kizuna_bin()?, config, nodes, links, baseline: BTreeMap::new(), operator: String::new() };
+        drop(reserved);
         for i in 0..cluster.nodes.len() {
             cluster.spawn(i)?;
         }
