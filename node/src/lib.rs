@@ -1,22 +1,14 @@
-//! A Kizuna hub node.
+//! The `kizuna` command: a hub node (`serve`, `demo`) and the client subcommands.
 //!
-//! - [`domain`]: what the product does — commands, validation, results. Pure: no I/O.
-//! - [`store`]: RocksDB — the Raft log, Raft metadata and the state machine, snapshots.
-//! - [`raft`]: openraft wiring — type config, the peer network, the internal Raft service.
-//! - [`api`]: the public gRPC services; [`audit`]: ships journaled reads into the audit chain.
-//! - [`config`]: the TOML topology of a hub; [`placement`]: the rule that voters survive a region's loss.
-//! - [`node`]: assembles one running node out of the above; [`keeper`]: the leader's housekeeping.
-//! - [`tls`]: the hub CA, node certificates, server TLS and node-to-node mutual TLS.
-//! - [`cli`]: the `kizuna` command's subcommands that talk to a hub as a client.
+//! The node itself is layered in crates, so that Cargo enforces which way dependencies point:
+//! - `kizuna_domain` ([`domain`]): what the product does — commands, rules, queries. Pure: no I/O.
+//! - `kizuna_store` ([`store`]): RocksDB — the Raft log, the state machine, snapshots.
+//! - `kizuna_server`: Raft wiring ([`raft`]), the node core ([`node`]), the public gRPC API
+//!   ([`api`]), background workers ([`audit`], [`keeper`]), [`config`], [`placement`], [`tls`].
+//! - [`cli`] (here): the subcommands that run a node or talk to a hub as a client.
 
-pub mod api;
-pub mod audit;
 pub mod cli;
-pub mod config;
-pub mod domain;
-pub mod keeper;
-pub mod node;
-pub mod placement;
-pub mod raft;
-pub mod store;
-pub mod tls;
+
+pub use kizuna_domain as domain;
+pub use kizuna_server::{api, audit, config, keeper, node, placement, raft, tls};
+pub use kizuna_store as store;

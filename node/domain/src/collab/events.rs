@@ -1,0 +1,201 @@
+//! Live events: what changed, in which room (or which request), at which log index. Stored with
+//! the state (so a subscriber resumes from a cursor after any failover) and delivered only to
+//! members (of the room; for requests, the sender and the recipient facilities).
+
+use serde::{Deserialize, Serialize};
+
+use super::authz::can_read;
+use super::commands::{Command, Outcome};
+use super::model::*;
+use super::view::HubView;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A new post.
+    Posted { seq: u64 },
+    /// An edit, deletion or acknowledgement of a post.
+    PostUpdated { seq: u64 },
+    /// Someone joined, was invited, left or was removed; or the room was created.
+    Membership,
+    /// `account` read up to `seq` (delivered to that account's other devices only).
+    Read { account: AccountId, seq: u64 },
+    /// A request to facilities was sent, answered or cancelled (no room: `room` is 0).
+    Request { id: RequestId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The resume cursor: the command's Raft log index × [`EVENTS_PER_ENTRY`] + the event's
+    /// position among that command's events.
+    pub cursor: u64,
+    pub room: RoomId,
+    pub at_ms: u64,
+    pub kind: EventKind,
+}
+
+/// How many events one log entry may produce: cursors are `log index × this + position`.
+pub const EVENTS_PER_ENTRY: u64 = 16;
+
+/// The cursor after every event of the entries up to `index`: "only new events from here".
+pub fn cursor_after(index: u64) -> u64 {
+    index.saturating_mul(EVENTS_PER_ENTRY).saturating_add(EVENTS_PER_ENTRY - 1)
+}
+
+/// The events a successful command produces, in order, with their cursors.
+pub fn events_for(
+    view: &impl HubView,
+    command: &Command,
+    outcome: &Outcome,
+    actor: Option<AccountId>,
+    index: u64,
+    at_ms: u64,
+) -> Vec<Event> {
+    let mut found: Vec<(RoomId, EventKind)> = Vec::new();
+    match (command, outcome) {
+        (Command::Post { room, .. }, Outcome::Posted { seq, .. }) => {
+            found.push((*room, EventKind::Posted { seq: *seq }))
+        }
+        (
+            Command::EditPost { room, seq, .. } | Command::DeletePost { room, seq } | Command::AckPost { room, seq },
+            _,
+        ) => found.push((*room, EventKind::PostUpdated { seq: *seq })),
+        (Command::MarkRead { room, up_to_seq }, _) => {
+            if let Some(account) = actor {
+                found.push((*room, EventKind::Read { account, seq: *up_to_seq }));
+            }
+        }
+        (
+            Command::Invite { room, .. }
+            | Command::Approve { room, .. }
+            | Command::RequestJoin { room }
+            | Command::Leave { room }
+            | Command::Remove { room, .. },
+            _,
+        ) => found.push((*room, EventKind::Membership)),
+        (_, Outcome::Patient { timeline, .. }) => found.push((*timeline, EventKind::Membership)),
+        (
+            Command::CreateSubRoom { .. } | Command::CreateGroup { .. } | Command::AcceptConnection { .. },
+            Outcome::Room(room),
+        ) => found.push((*room, EventKind::Membership)),
+        (
+            Command::SendRequest { .. } | Command::AnswerRequest { .. } | Command::CancelRequest { .. },
+            Outcome::Request(id),
+        ) => {
+            // The sender and the recipient facilities hear of it.
+            found.push((RoomId(0), EventKind::Request { id: *id }));
+            // Accepting one about a patient may have opened the patient's team.
+            if let Command::AnswerRequest { accept: true, .. } = command
+                && let Some(timeline) =
+                    view.care_request(*id).and_then(|r| r.patient).and_then(|p| view.patient(p)).map(|p| p.timeline)
+            {
+                found.push((timeline, EventKind::Membership));
+            }
+        }
+        _ => {}
+    }
+    found
+        .into_iter()
+        .take(EVENTS_PER_ENTRY as usize)
+        .enumerate()
+        .map(|(i, (room, kind))| Event { cursor: index * EVENTS_PER_ENTRY + i as u64, room, at_ms, kind })
+        .collect()
+}
+
+/// Whether `account` receives `event`: members of the room; for membership events also
+/// whoever is invited or asking to join (so an invitee learns of its invitation); read markers
+/// only for their owner.
+pub fn visible_to(view: &impl HubView, account: AccountId, event: &Event) -> bool {
+    match event.kind {
+        EventKind::Read { account: reader, .. } if reader != account => false,
+        EventKind::Membership => {
+            can_read(view, account, event.room)
+                || (view.account(account).is_some_and(|a| a.is_active()) && view.member(event.room, account).is_some())
+        }
+        EventKind::Request { id } => {
+            view.account(account).is_some_and(|a| view.care_request(id).is_some_and(|r| r.visible_to(&a)))
+        }
+        _ => can_read(view, account, event.room),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collab::view::{Change, MemHub};
+
+    fn account(id: u64) -> Account {
+        Account {
+            id: AccountId(id),
+            login: format!("u{id}"),
+            display_name: String::new(),
+            kind: AccountKind::Professional { facility: FacilityId(1), profession: Profession::Nurse },
+            status: AccountStatus::Active,
+            password_hash: String::new(),
+            facility_admin: false,
+            totp: None,
+        }
+    }
+
+    #[test]
+    fn invitees_hear_of_their_invitation_but_see_no_posts() {
+        let mut hub = MemHub::default();
+        let room = RoomId(5);
+        hub.apply(vec![
+            Change::Account(account(1)),
+            Change::Account(account(2)),
+            Change::Room(Room {
+                id: room,
+                kind: RoomKind::Group { name: "g".into() },
+                last_seq: 1,
+                last_post_at_ms: 0,
+            }),
+            Change::Member(Member::new(room, AccountId(1), Role::Owner, MemberState::Active)),
+            Change::Member(Member::new(room, AccountId(2), Role::Member, MemberState::Invited { by: AccountId(1) })),
+        ]);
+        let invited = Event { cursor: 9, room, at_ms: 0, kind: EventKind::Membership };
+        let posted = Event { cursor: 10, room, at_ms: 0, kind: EventKind::Posted { seq: 1 } };
+        let read = Event { cursor: 11, room, at_ms: 0, kind: EventKind::Read { account: AccountId(1), seq: 1 } };
+        assert!(visible_to(&hub, AccountId(2), &invited));
+        assert!(!visible_to(&hub, AccountId(2), &posted));
+        assert!(visible_to(&hub, AccountId(1), &posted));
+        assert!(visible_to(&hub, AccountId(1), &read));
+        assert!(!visible_to(&hub, AccountId(3), &invited));
+    }
+
+    #[test]
+    fn request_events_reach_the_sender_and_the_recipient_facilities_only() {
+        use crate::collab::requests::{Answer, CareRequest, Recipient, RequestKind};
+        let mut hub = MemHub::default();
+        let at = |id: u64, facility: u64| Account {
+            kind: AccountKind::Professional { facility: FacilityId(facility), profession: Profession::Doctor },
+            ..account(id)
+        };
+        hub.apply(vec![
+            Change::Account(at(1, 10)),
+            Change::Account(at(2, 20)),
+            Change::Account(at(3, 30)),
+            Change::Account(at(4, 10)),
+            Change::Request(CareRequest {
+                id: RequestId(7),
+                kind: RequestKind::HomeVisit,
+                from: AccountId(1),
+                from_facility: FacilityId(10),
+                patient: None,
+                title: "往診".into(),
+                details: "x".into(),
+                recipients: vec![Recipient { facility: FacilityId(20), answer: Answer::Pending }],
+                sent_at_ms: 0,
+            }),
+        ]);
+        let event = Event {
+            cursor: 7 * EVENTS_PER_ENTRY,
+            room: RoomId(0),
+            at_ms: 0,
+            kind: EventKind::Request { id: RequestId(7) },
+        };
+        let hears: Vec<bool> = (1..=4).map(|a| visible_to(&hub, AccountId(a), &event)).collect();
+        // Sender, recipient facility; not another facility, not the sender's colleague.
+        assert_eq!(hears, vec![true, true, false, false]);
+        assert!(cursor_after(7) >= event.cursor && cursor_after(6) < event.cursor);
+    }
+}

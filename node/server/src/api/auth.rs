@@ -1,0 +1,189 @@
+//! Secrets at the API edge: argon2id password hashes, opaque session tokens (only their SHA-256
+//! travels through the log and rests on disk), invitation codes, and the node-local idle clock
+//! of sessions.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use sha2::{Digest, Sha256};
+use tonic::Status;
+
+use kizuna_domain::hex;
+
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// 32 random bytes from the OS, hex-encoded: session tokens and invitation codes.
+pub fn new_secret() -> Result<String, Status> {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
+    Ok(hex(&buf))
+}
+
+/// A readable random password (for `kizuna admin init`): 20 characters from an unambiguous
+/// alphabet, about 100 bits.
+pub fn one_time_password() -> Result<String, Status> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut buf = [0u8; 20];
+    getrandom::fill(&mut buf).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
+    Ok(buf.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+}
+
+/// `n` bytes derived from a caller's session token and request id: a retry with the same
+/// request id gets the same secret (so the answer of a retried write still matches what was
+/// stored), and only the token's holder can derive it.
+pub fn derived_secret(purpose: &str, token: &str, request_id: &str, n: usize) -> Vec<u8> {
+    let digest = Sha256::digest(format!("{purpose}|{token}|{request_id}").as_bytes());
+    digest.iter().copied().take(n).collect()
+}
+
+/// TOTP as authenticator apps do it (RFC 6238): HMAC-SHA1, 6 digits, 30-second steps.
+pub const TOTP_STEP_SECS: u64 = 30;
+
+fn totp(secret: &[u8]) -> Result<totp_rs::Totp, Status> {
+    totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        // One step either side: a phone's clock is rarely exact.
+        .with_skew(1)
+        .with_step_duration(TOTP_STEP_SECS)
+        .with_secret(secret.to_vec())
+        .build()
+        .map_err(|e| Status::internal(format!("TOTP secret: {e}")))
+}
+
+/// The time step — now, or one either side — whose code is `code`, if any.
+pub fn totp_step(secret: &[u8], code: &str, now_ms: u64) -> Result<Option<u64>, Status> {
+    Ok(totp(secret)?.check(code.trim(), now_ms / 1000))
+}
+
+/// The secret in base32 and as an otpauth:// URI, for an authenticator app.
+pub fn totp_enrolment(secret: &[u8], login: &str) -> (String, String) {
+    let base32 = totp_rs::Secret::from(secret.to_vec()).to_base32();
+    // Percent-encode the label: logins may hold characters a URI path may not.
+    let label: String = login
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let uri = format!("otpauth://totp/Kizuna:{label}?secret={base32}&issuer=Kizuna&algorithm=SHA1&digits=6&period=30");
+    (base32, uri)
+}
+
+/// What is stored and replicated in place of a token or code.
+pub fn secret_hash(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+pub fn hash_password(password: &str) -> Result<String, Status> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Status::invalid_argument(format!("password must have at least {MIN_PASSWORD_CHARS} characters")));
+    }
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Status::internal(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Status::internal(format!("hashing: {e}")))
+}
+
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A hash with the parameters new passwords get, of a password nobody has: verifying against it
+/// costs what verifying a real account's password costs. Computed once, with a fixed salt (it
+/// guards no secret).
+static DUMMY_PASSWORD_HASH: LazyLock<String> = LazyLock::new(|| {
+    SaltString::encode_b64(&[0u8; 16])
+        .and_then(|salt| Argon2::default().hash_password(b"no account has this password", &salt).map(|h| h.to_string()))
+        .unwrap_or_default()
+});
+
+/// Computes the dummy hash now, so that the first unknown login is not slower than later ones.
+pub fn prepare_dummy_hash() {
+    LazyLock::force(&DUMMY_PASSWORD_HASH);
+}
+
+/// [`verify_password`] against `phc`, or — for a login that does not exist (`None`) — the same
+/// work against a dummy hash, always refused.
+pub fn verify_password_or_dummy(password: &str, phc: Option<&str>) -> bool {
+    match phc {
+        Some(phc) => verify_password(password, phc),
+        None => {
+            verify_password(password, &DUMMY_PASSWORD_HASH);
+            false
+        }
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer<T>(req: &tonic::Request<T>) -> Option<String> {
+    let value = req.metadata().get("authorization")?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
+}
+
+/// When each session was last used on this node. Idle timeouts are enforced per node: a node
+/// counts a session's first request to it as activity.
+#[derive(Default)]
+pub struct IdleClock {
+    last_used: Mutex<HashMap<String, u64>>,
+}
+
+impl IdleClock {
+    /// The last use of a session on this node (0 when it was never used here: the hub-wide
+    /// last use in the session itself then decides).
+    pub fn last_used(&self, token_hash: &str) -> u64 {
+        let map = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(token_hash).copied().unwrap_or(0)
+    }
+
+    /// Records a successful use.
+    pub fn touch(&self, token_hash: &str, now_ms: u64) {
+        let mut map = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(token_hash.to_owned(), now_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totp_code(secret: &[u8], step: u64) -> Result<String, Status> {
+        Ok(totp(secret)?.generate(step * TOTP_STEP_SECS).to_string())
+    }
+
+    #[test]
+    fn an_unknown_login_is_refused_after_the_same_work() {
+        assert!(PasswordHash::new(&DUMMY_PASSWORD_HASH).is_ok(), "the dummy is a real argon2id hash");
+        assert!(DUMMY_PASSWORD_HASH.starts_with("$argon2id$"));
+        assert!(!verify_password_or_dummy("no account has this password", None));
+        let phc = hash_password("correct horse battery").unwrap();
+        assert!(verify_password_or_dummy("correct horse battery", Some(&phc)));
+        assert!(!verify_password_or_dummy("wrong horse battery", Some(&phc)));
+    }
+
+    #[test]
+    fn totp_codes_match_rfc_6238() {
+        // RFC 6238 appendix B, SHA-1 secret "12345678901234567890": 94287082 at 59 s (8 digits),
+        // so 287082 with 6; 07081804 at 1111111109 s.
+        let secret = b"12345678901234567890";
+        assert_eq!(totp_code(secret, 59 / TOTP_STEP_SECS).unwrap(), "287082");
+        assert_eq!(totp_code(secret, 1_111_111_109 / TOTP_STEP_SECS).unwrap(), "081804");
+        let now_ms = 1_111_111_109_000;
+        assert_eq!(totp_step(secret, "081804", now_ms).unwrap(), Some(1_111_111_109 / TOTP_STEP_SECS));
+        assert_eq!(totp_step(secret, " 081804 ", now_ms + 30_000).unwrap(), Some(1_111_111_109 / TOTP_STEP_SECS));
+        assert_eq!(totp_step(secret, "081804", now_ms + 90_000).unwrap(), None);
+        assert_eq!(totp_step(secret, "12345x", now_ms).unwrap(), None);
+        let (base32, uri) = totp_enrolment(secret, "dr.sato@clinic");
+        assert_eq!(base32, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert!(uri.starts_with("otpauth://totp/Kizuna:dr.sato%40clinic?secret=GEZDGNBVGY3TQOJQ"), "{uri}");
+    }
+}

@@ -1,0 +1,22 @@
+//! A Kizuna hub node at run time: Raft wiring and the node↔node network, the node core (write
+//! and read paths), the public gRPC API, and the background workers.
+//!
+//! - [`raft`]: openraft wiring — the peer network, the internal Raft service, leader contact.
+//! - [`node`]: one running node — the write path (propose here or forward to the leader), the
+//!   read paths (linearizable, or local and marked stale), and its start and shutdown.
+//! - [`api`]: the public gRPC services — the only place that speaks proto and `tonic::Status`.
+//! - [`audit`]: ships the node's journal of patient-data reads into the replicated audit chain.
+//! - [`keeper`]: the leader's housekeeping (leadership back to the preferred regions).
+//! - [`config`]: the TOML topology of a hub; [`placement`]: the rule that voters survive a region's loss.
+//! - [`tls`]: the hub CA, node certificates, server TLS and node-to-node mutual TLS.
+//!
+//! The rules live in `kizuna_domain` (pure), the storage in `kizuna_store`.
+
+pub mod api;
+pub mod audit;
+pub mod config;
+pub mod keeper;
+pub mod node;
+pub mod placement;
+pub mod raft;
+pub mod tls;

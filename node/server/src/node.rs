@@ -1,0 +1,572 @@
+//! One running node: its store, its Raft member, the internal Raft service and the public API.
+//!
+//! [`Node`] holds what the services share and the write and read paths (propose here or
+//! forward to the leader; linearizable or local reads). [`start`] assembles and serves it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kizuna_proto::admin::{ClusterStatusResponse, Member};
+use kizuna_proto::raft::{ForwardWriteRequest, NodeStatus, NodeStatusRequest, ReadIndexRequest};
+use openraft::Instant as _;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::{ReadPolicy, ServerState};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{HubConfig, NodeConfig};
+use crate::raft::contact::LeaderContact;
+use crate::raft::network::{Network, PeerChannels};
+use crate::raft::service::RaftService;
+use crate::raft::{HubNode, NodeId, Raft, RaftMetrics, TypeConfig, decode, encode};
+use crate::tls::Security;
+use kizuna_domain::{Applied, Envelope, ValidationError};
+use kizuna_store::{self, StateReader};
+
+/// Why a write or a linearizable read did not happen. Each maps to one gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    #[error("this node is not the leader; the leader is node {leader_id:?}")]
+    NotLeader { leader_id: Option<NodeId>, leader: Option<HubNode> },
+    #[error("no leader is elected right now (this node cannot reach a quorum); retry shortly")]
+    NoLeader,
+    #[error("no quorum answered within {0:?}; the write may or may not be applied, retry with the same request id")]
+    Timeout(Duration),
+    #[error(
+        "this leader lost contact with its quorum; the write may or may not be applied, retry with the same request id"
+    )]
+    QuorumLost,
+    #[error("the leader could not be reached: {0}")]
+    LeaderUnreachable(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("storage: {0}")]
+    Storage(#[from] std::io::Error),
+}
+
+impl NodeError {
+    /// The node cannot reach a quorum (or its leader) right now: local reads still work.
+    pub fn is_quorum_unreachable(&self) -> bool {
+        matches!(
+            self,
+            NodeError::NoLeader
+                | NodeError::Timeout(_)
+                | NodeError::QuorumLost
+                | NodeError::LeaderUnreachable(_)
+                | NodeError::NotLeader { leader: None, .. }
+        )
+    }
+}
+
+/// gRPC metadata key carrying the leader's public address when a node refuses a request.
+pub const LEADER_HINT_KEY: &str = "kizuna-leader";
+
+impl NodeError {
+    pub fn into_status(self) -> tonic::Status {
+        use tonic::Status;
+        let message = self.to_string();
+        match self {
+            NodeError::Invalid(_) => Status::invalid_argument(message),
+            NodeError::NotLeader { leader, .. } => {
+                let mut status = Status::unavailable(message);
+                if let Some(value) = leader.and_then(|l| l.api_addr.parse().ok()) {
+                    status.metadata_mut().insert(LEADER_HINT_KEY, value);
+                }
+                status
+            }
+            NodeError::NoLeader | NodeError::Timeout(_) | NodeError::QuorumLost | NodeError::LeaderUnreachable(_) => {
+                Status::unavailable(message)
+            }
+            NodeError::Raft(_) | NodeError::Storage(_) => Status::internal(message),
+        }
+    }
+}
+
+fn from_write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> NodeError {
+    match e.forward_to_leader() {
+        Some(f) => NodeError::NotLeader { leader_id: f.leader_id, leader: f.leader_node.clone() },
+        None => NodeError::Raft(e.to_string()),
+    }
+}
+
+fn from_read_error(e: RaftError<TypeConfig, LinearizableReadError<TypeConfig>>) -> NodeError {
+    match &e {
+        RaftError::APIError(LinearizableReadError::ForwardToLeader(f)) => {
+            NodeError::NotLeader { leader_id: f.leader_id, leader: f.leader_node.clone() }
+        }
+        RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) => NodeError::NoLeader,
+        _ => NodeError::Raft(e.to_string()),
+    }
+}
+
+/// Wall-clock time in ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the services of one node share.
+pub struct Node {
+    pub id: NodeId,
+    pub info: HubNode,
+    pub raft: Raft,
+    pub state: StateReader,
+    pub channels: PeerChannels,
+    snapshot_dir: PathBuf,
+    incoming_seq: AtomicU64,
+    /// How long a write or a read barrier may wait for a quorum before failing.
+    pub quorum_timeout: Duration,
+    /// A leader that has not heard from a quorum for this long refuses at once, and ends the
+    /// writes and reads already waiting for one.
+    quorum_silence_limit: Duration,
+    /// A node that has not heard from a quorum (leader) or from its leader (follower, learner)
+    /// for this long marks its local answers stale.
+    contact_limit: Duration,
+    /// When this node, as a follower or learner, last heard from its leader.
+    pub leader_contact: LeaderContact,
+    /// The topology allows voter placements that break the placement rule (development).
+    pub allow_unsafe_placement: bool,
+    /// Becomes true when the node stops: long-lived streams end so that shutdown completes.
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl Node {
+    /// A copy of Raft's current metrics (role, term, indexes, membership, replication).
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Proposes a client write: here if this node leads, otherwise forwarded to the leader.
+    pub async fn write(&self, envelope: Envelope) -> Result<Applied, NodeError> {
+        envelope.validate()?;
+        match self.propose_here(envelope.clone()).await {
+            Err(NodeError::NotLeader { leader: Some(leader), .. }) => self.forward_write(&leader, &envelope).await,
+            Err(NodeError::NotLeader { leader: None, .. }) => Err(NodeError::NoLeader),
+            other => other,
+        }
+    }
+
+    /// Proposes on this node, which must be the leader. The leader stamps its clock.
+    pub async fn propose_here(&self, mut envelope: Envelope) -> Result<Applied, NodeError> {
+        envelope.validate()?;
+        self.check_quorum_contact()?;
+        envelope.proposed_at_ms = now_ms();
+        let write = self.raft.client_write(envelope);
+        match self.while_quorum_contact(write).await? {
+            Err(e) => Err(from_write_error(e)),
+            Ok(resp) => Ok(resp.data),
+        }
+    }
+
+    /// Waits for `quorum_work` (a write or a read barrier on the leader), at most the quorum
+    /// timeout, and ends the wait as soon as this leader notices that it lost its quorum: a
+    /// user in a cut-off region learns within about two election timeouts, not the full timeout.
+    async fn while_quorum_contact<T>(&self, quorum_work: impl Future<Output = T>) -> Result<T, NodeError> {
+        tokio::select! {
+            done = tokio::time::timeout(self.quorum_timeout, quorum_work) => {
+                done.map_err(|_| NodeError::Timeout(self.quorum_timeout))
+            }
+            () = self.quorum_lost() => Err(NodeError::QuorumLost),
+        }
+    }
+
+    /// Returns once this node leads without having heard from a quorum for too long.
+    async fn quorum_lost(&self) {
+        // Silence grows without any metric changing, so it is polled, at a small fraction of
+        // the limit it is compared with.
+        let every = (self.quorum_silence_limit / 10).max(Duration::from_millis(10));
+        while self.check_quorum_contact().is_ok() {
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    async fn forward_write(&self, leader: &HubNode, envelope: &Envelope) -> Result<Applied, NodeError> {
+        let mut client =
+            self.channels.raft_client(&leader.raft_addr).map_err(|e| NodeError::LeaderUnreachable(e.to_string()))?;
+        let request = ForwardWriteRequest { command: encode(envelope) };
+        let reply = tokio::time::timeout(self.quorum_timeout, client.forward_write(request))
+            .await
+            .map_err(|_| NodeError::Timeout(self.quorum_timeout))?;
+        match reply {
+            Ok(reply) => decode(&reply.into_inner().result).map_err(|e| NodeError::Raft(e.to_string())),
+            // The leader's own refusal (validation, lost leadership) is passed on as it is.
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                Err(NodeError::Invalid(ValidationError::Forwarded(status.message().to_owned())))
+            }
+            Err(status) => Err(NodeError::LeaderUnreachable(status.message().to_owned())),
+        }
+    }
+
+    /// Fails fast when this node leads but has not heard from a quorum for longer than two
+    /// election timeouts: it is cut off, and waiting would only turn into a timeout.
+    fn check_quorum_contact(&self) -> Result<(), NodeError> {
+        let m = self.metrics();
+        if m.state != ServerState::Leader || m.membership_config.membership().voter_ids().count() < 2 {
+            return Ok(());
+        }
+        match m.last_quorum_acked {
+            Some(acked) if acked.elapsed() > self.quorum_silence_limit => Err(NodeError::NoLeader),
+            _ => Ok(()),
+        }
+    }
+
+    /// The index a linearizable read must wait for; only the leader can answer.
+    pub async fn leader_read_index(&self) -> Result<u64, NodeError> {
+        self.check_quorum_contact()?;
+        let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
+        let linearizer = self.while_quorum_contact(read).await?.map_err(from_read_error)?;
+        Ok(linearizer.read_log_id().index())
+    }
+
+    /// Waits until this node's state reflects every write acknowledged before the call: the
+    /// leader confirms its leadership with a quorum (ReadIndex); a follower asks the leader for
+    /// that index and waits until it has applied it.
+    pub async fn linearizable_barrier(&self) -> Result<(), NodeError> {
+        let index = match self.leader_read_index().await {
+            Ok(index) => index,
+            Err(NodeError::NotLeader { leader: Some(leader), .. }) => {
+                let mut client = self
+                    .channels
+                    .raft_client(&leader.raft_addr)
+                    .map_err(|e| NodeError::LeaderUnreachable(e.to_string()))?;
+                let reply = tokio::time::timeout(self.quorum_timeout, client.read_index(ReadIndexRequest {}))
+                    .await
+                    .map_err(|_| NodeError::Timeout(self.quorum_timeout))?
+                    .map_err(|s| NodeError::LeaderUnreachable(s.message().to_owned()))?;
+                reply.into_inner().read_index
+            }
+            Err(NodeError::NotLeader { leader: None, .. }) => return Err(NodeError::NoLeader),
+            Err(e) => return Err(e),
+        };
+        self.raft
+            .wait(Some(self.quorum_timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|_| NodeError::Timeout(self.quorum_timeout))?;
+        Ok(())
+    }
+
+    /// Why this node's own copy may be behind the hub right now, judged by contact: a leader
+    /// that has not heard from a quorum, or a follower or learner that has not heard from its
+    /// leader, for longer than the contact limit. `None`: current as far as this node can tell.
+    pub fn staleness(&self) -> Option<String> {
+        let m = self.metrics();
+        let ms = |d: Duration| d.as_millis();
+        if m.state == ServerState::Leader {
+            if m.membership_config.membership().voter_ids().count() < 2 {
+                return None;
+            }
+            // No acknowledgement yet: just elected, by a quorum's votes.
+            let silent = m.last_quorum_acked?.elapsed();
+            return (silent > self.contact_limit)
+                .then(|| format!("this leader has not heard from a quorum for {} ms", ms(silent)));
+        }
+        let Some(leader) = m.current_leader else {
+            return Some("this node knows no leader (an election is under way, or it is cut off)".to_owned());
+        };
+        match self.leader_contact.since() {
+            None => Some(format!("no word from the leader (node {leader}) since this node started")),
+            Some(silent) if silent > self.contact_limit => {
+                Some(format!("no word from the leader (node {leader}) for {} ms", ms(silent)))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Makes this node's state current for a read (the linearizable barrier) or, when it is cut
+    /// off from its quorum or its leader, says why its own copy may be stale: a cut-off region
+    /// keeps reading, and knows it.
+    pub async fn current_or_stale(&self) -> Result<Option<String>, NodeError> {
+        if let Some(reason) = self.staleness() {
+            return Ok(Some(reason));
+        }
+        match self.linearizable_barrier().await {
+            Ok(()) => Ok(None),
+            Err(e) if e.is_quorum_unreachable() => Ok(Some(e.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn incoming_snapshot_path(&self) -> PathBuf {
+        let n = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
+        self.snapshot_dir.join(format!("incoming-{n}.snap"))
+    }
+
+    /// This node's own view of itself.
+    pub fn local_status(&self) -> NodeStatus {
+        let m = self.metrics();
+        let is_voter = m.membership_config.membership().voter_ids().any(|id| id == self.id);
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Candidate => "candidate",
+            ServerState::Follower if is_voter => "follower",
+            ServerState::Follower | ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        NodeStatus {
+            id: self.id,
+            name: self.info.name.clone(),
+            region: self.info.region.clone(),
+            role: role.to_owned(),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            leader_id: m.current_leader.unwrap_or(0),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            snapshots_installed: self.state.snapshots_installed(),
+            stale_reason: self.staleness().unwrap_or_default(),
+        }
+    }
+
+    /// Every member of the hub as this node's membership knows it, each asked for its own status.
+    pub async fn cluster_status(&self) -> ClusterStatusResponse {
+        let m = self.metrics();
+        let membership = m.membership_config.membership().clone();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let asks = membership.nodes().map(|(&id, node)| {
+            let node = node.clone();
+            let voter = voters.contains(&id);
+            async move {
+                let status = if id == self.id { Ok(self.local_status()) } else { self.peer_status(&node).await };
+                let mut member = Member {
+                    id,
+                    name: node.name.clone(),
+                    region: node.region.clone(),
+                    voter,
+                    api_addr: node.api_addr.clone(),
+                    raft_addr: node.raft_addr.clone(),
+                    ..Member::default()
+                };
+                match status {
+                    Ok(s) => {
+                        member.role = s.role;
+                        member.term = s.term;
+                        member.last_log_index = s.last_log_index;
+                        member.applied_index = s.applied_index;
+                        member.stale_reason = s.stale_reason;
+                        member.reachable = true;
+                    }
+                    Err(e) => {
+                        member.role = "unknown".into();
+                        member.error = e;
+                    }
+                }
+                member
+            }
+        });
+        let members = futures::future::join_all(asks).await;
+        ClusterStatusResponse { answered_by: self.id, leader_id: m.current_leader.unwrap_or(0), members }
+    }
+
+    async fn peer_status(&self, node: &HubNode) -> Result<NodeStatus, String> {
+        let mut client = self.channels.raft_client(&node.raft_addr).map_err(|e| e.to_string())?;
+        let ask = client.get_node_status(NodeStatusRequest {});
+        match tokio::time::timeout(Duration::from_secs(2), ask).await {
+            Err(_) => Err("no answer within 2s".into()),
+            Ok(Err(status)) => Err(status.message().to_owned()),
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+        }
+    }
+}
+
+/// The two sockets a node serves on. Taken as parameters so tests (and later a simulated
+/// network) choose them.
+pub struct Listeners {
+    pub raft: TcpListener,
+    pub api: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(me: &NodeConfig) -> std::io::Result<Self> {
+        Ok(Self { raft: TcpListener::bind(me.raft_addr).await?, api: TcpListener::bind(me.api_addr).await? })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] kizuna_store::StoreError),
+    #[error("raft config: {0}")]
+    RaftConfig(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("public API: {0}")]
+    Api(#[from] crate::api::RouterError),
+}
+
+/// A started node; dropping it does not stop it: call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    pub node: Arc<Node>,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    keeper: JoinHandle<()>,
+    audit_shipper: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stops serving, stops Raft, and waits until the store is closed.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.keeper.await;
+        let _ = self.audit_shipper.await;
+        for server in self.servers {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!("server stopped with an error: {e}"),
+                Err(e) => warn!("server task failed: {e}"),
+            }
+        }
+        if let Err(e) = self.node.raft.shutdown().await {
+            warn!("raft shutdown: {e}");
+        }
+        // Connection tasks of the stopped servers and Raft's workers may still hold the database
+        // for a moment: wait until it is closed, so a restart in the same process can open it.
+        let database = self.node.state.database();
+        drop(self.node);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while database.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if database.strong_count() > 0 {
+            warn!("the database is still in use after shutdown");
+        }
+    }
+}
+
+fn raft_config(hub: &HubConfig) -> Result<openraft::Config, StartError> {
+    let t = &hub.raft;
+    openraft::Config {
+        cluster_name: hub.hub.name.clone(),
+        heartbeat_interval: t.heartbeat_interval_ms,
+        election_timeout_min: t.election_timeout_min_ms,
+        election_timeout_max: t.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_after_entries),
+        max_in_snapshot_log_to_keep: t.keep_entries_after_snapshot,
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| StartError::RaftConfig(e.to_string()))
+}
+
+pub fn hub_node(n: &NodeConfig) -> HubNode {
+    HubNode {
+        name: n.name.clone(),
+        region: n.region().to_owned(),
+        raft_addr: n.raft_addr.to_string(),
+        api_addr: n.api_addr.to_string(),
+    }
+}
+
+/// Opens the node's store, starts its Raft member, bootstraps the hub's membership on first
+/// start, and serves the Raft service and the public API.
+pub async fn start(
+    hub: &HubConfig,
+    me: &NodeConfig,
+    listeners: Listeners,
+    security: &Security,
+) -> Result<RunningNode, StartError> {
+    let span = info_span!("node", node = %me.name, region = %me.region());
+    async {
+        let (log_store, state_machine) = kizuna_store::open(&me.data_dir)?;
+        let state = state_machine.reader();
+        let channels = PeerChannels::new(security.connector.clone());
+        let config = Arc::new(raft_config(hub)?);
+        let raft = Raft::new(me.id, config, Network::new(channels.clone()), log_store, state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized && me.voter {
+            // Every voter proposes the same initial membership; openraft accepts identical
+            // configurations, so whichever voters start first form the hub.
+            let members: BTreeMap<NodeId, HubNode> = hub.voters().map(|n| (n.id, hub_node(n))).collect();
+            match raft.initialize(members).await {
+                Ok(()) => info!("bootstrapped the hub's membership"),
+                Err(e) => info!("membership already bootstrapped elsewhere: {e}"),
+            }
+        }
+
+        let (stop, stopped) = watch::channel(false);
+        let node = Arc::new(Node {
+            id: me.id,
+            info: hub_node(me),
+            raft,
+            state,
+            channels,
+            snapshot_dir: me.data_dir.join("snapshots"),
+            incoming_seq: AtomicU64::new(0),
+            quorum_timeout: Duration::from_millis(hub.raft.election_timeout_max_ms * 5),
+            allow_unsafe_placement: hub.hub.allow_unsafe_placement,
+            // Twice the longest election: a freshly elected leader's first acknowledgements are
+            // never mistaken for silence.
+            quorum_silence_limit: Duration::from_millis(hub.raft.election_timeout_max_ms * 2),
+            // The earliest a follower would itself suspect its leader: three heartbeats or more.
+            contact_limit: Duration::from_millis(hub.raft.election_timeout_min_ms),
+            leader_contact: LeaderContact::default(),
+            stopping: stopped.clone(),
+        });
+
+        let mut raft_builder = tonic::transport::Server::builder();
+        if let Some(tls) = &security.raft_server {
+            raft_builder = raft_builder.tls_config(tls.clone()).map_err(|e| StartError::Tls(e.to_string()))?;
+        } else {
+            warn!("INSECURE: node-to-node traffic is plaintext and unauthenticated");
+        }
+        let raft_server = raft_builder
+            .add_service(
+                kizuna_proto::raft::raft_transport_server::RaftTransportServer::new(RaftService::new(node.clone()))
+                    .max_decoding_message_size(64 << 20)
+                    .max_encoding_message_size(64 << 20),
+            )
+            .serve_with_incoming_shutdown(without_nagle(listeners.raft), wait_stop(stopped.clone()));
+        let api_server = crate::api::router(node.clone(), security.api_server.clone())?
+            .serve_with_incoming_shutdown(without_nagle(listeners.api), wait_stop(stopped.clone()));
+        let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped.clone()).in_current_span());
+        let audit_shipper = tokio::spawn(crate::audit::ship(node.clone(), stopped).in_current_span());
+        let servers = vec![tokio::spawn(raft_server.in_current_span()), tokio::spawn(api_server.in_current_span())];
+        info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
+        Ok(RunningNode { node, stop, servers, keeper, audit_shipper })
+    }
+    .instrument(span)
+    .await
+}
+
+/// The connections a listener accepts, with Nagle's algorithm off: a small gRPC answer would
+/// otherwise wait for the client's delayed ACK (~40 ms per read). tonic's own `tcp_nodelay`
+/// only applies where tonic binds the socket itself, not to listeners handed to it.
+fn without_nagle(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+async fn wait_stop(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let mut incoming = without_nagle(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let accepted = incoming.next().await.expect("a connection").expect("accepted");
+        assert!(accepted.nodelay().expect("socket option"), "TCP_NODELAY is off on an accepted socket");
+    }
+}

@@ -1,0 +1,256 @@
+//! The Raft network: tonic clients to peers' internal Raft service.
+//!
+//! One cached channel per peer address ([`PeerChannels`]), shared by Raft replication, write
+//! forwarding and status queries. How a channel is made is a [`Connector`] passed in, so that
+//! TLS or a simulated network can replace plain TCP without touching the rest.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kizuna_proto::raft::raft_transport_client::RaftTransportClient;
+use kizuna_proto::raft::{RaftPayload, SnapshotChunk, SnapshotHeader};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, RaftNetworkV2};
+use tokio::io::AsyncReadExt;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{HubNode, NodeId, Snapshot, TypeConfig, Vote, decode, encode};
+use kizuna_store::SnapshotFile;
+
+/// Bytes of snapshot data per streamed chunk: far below gRPC's 4 MiB message limit.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Makes a channel to a peer's `host:port`.
+pub trait Connector: Send + Sync + 'static {
+    fn connect(&self, addr: &str) -> Result<Channel, tonic::transport::Error>;
+}
+
+/// Plain TCP (h2c). Channels connect lazily and reconnect by themselves.
+pub struct TcpConnector {
+    pub connect_timeout: Duration,
+}
+
+impl Default for TcpConnector {
+    fn default() -> Self {
+        Self { connect_timeout: Duration::from_secs(2) }
+    }
+}
+
+impl Connector for TcpConnector {
+    fn connect(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        Ok(Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy())
+    }
+}
+
+/// Reaches some peers through other addresses (a relay, a tunnel, a fault-injecting proxy):
+/// a peer's raft address found in `routes` is dialled at the mapped address instead.
+pub struct RoutedConnector {
+    pub routes: Arc<Mutex<HashMap<String, String>>>,
+    pub inner: Arc<dyn Connector>,
+}
+
+impl Connector for RoutedConnector {
+    fn connect(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let routed = self.routes.lock().unwrap_or_else(|p| p.into_inner()).get(addr).cloned();
+        self.inner.connect(routed.as_deref().unwrap_or(addr))
+    }
+}
+
+/// The channel cache: one channel per peer address.
+#[derive(Clone)]
+pub struct PeerChannels {
+    connector: Arc<dyn Connector>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerChannels {
+    pub fn new(connector: Arc<dyn Connector>) -> Self {
+        Self { connector, channels: Arc::default() }
+    }
+
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = channels.get(addr) {
+            return Ok(ch.clone());
+        }
+        let ch = self.connector.connect(addr)?;
+        channels.insert(addr.to_owned(), ch.clone());
+        Ok(ch)
+    }
+
+    pub fn raft_client(&self, addr: &str) -> Result<RaftTransportClient<Channel>, tonic::transport::Error> {
+        Ok(RaftTransportClient::new(self.channel(addr)?)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20))
+    }
+}
+
+/// Creates per-peer clients for openraft.
+#[derive(Clone)]
+pub struct Network {
+    channels: PeerChannels,
+}
+
+impl Network {
+    pub fn new(channels: PeerChannels) -> Self {
+        Self { channels }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &HubNode) -> PeerClient {
+        PeerClient { target, addr: node.raft_addr.clone(), channels: self.channels.clone() }
+    }
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    channels: PeerChannels,
+}
+
+fn unreachable(e: impl std::fmt::Display) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::new(&AnyError::error(e.to_string())))
+}
+
+fn network(e: impl std::fmt::Display) -> NetworkError<TypeConfig> {
+    NetworkError::new(&AnyError::error(e.to_string()))
+}
+
+/// Maps a transport failure: a peer that cannot be reached at all gets backed off from.
+fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
+    match status.code() {
+        tonic::Code::Unavailable => unreachable(status.message()),
+        _ => RPCError::Network(network(format!("{}: {}", status.code(), status.message()))),
+    }
+}
+
+impl PeerClient {
+    fn client(&self) -> Result<RaftTransportClient<Channel>, RPCError<TypeConfig>> {
+        self.channels.raft_client(&self.addr).map_err(unreachable)
+    }
+
+    async fn call<Req, Resp, F, Fut>(&self, req: &Req, option: &RPCOption, f: F) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: serde::Serialize,
+        Resp: for<'de> serde::Deserialize<'de>,
+        F: FnOnce(RaftTransportClient<Channel>, RaftPayload) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
+    {
+        let payload = RaftPayload { data: encode(req) };
+        let reply = tokio::time::timeout(option.hard_ttl(), f(self.client()?, payload))
+            .await
+            .map_err(|_| {
+                RPCError::Network(network(format!(
+                    "no answer from node {} within {:?}",
+                    self.target,
+                    option.hard_ttl()
+                )))
+            })?
+            .map_err(status_to_rpc)?;
+        decode(&reply.into_inner().data).map_err(|e| RPCError::Network(network(e)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, p| async move { c.append_entries(p).await }).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, p| async move { c.vote(p).await }).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&rpc, &option, |mut c, p| async move { c.pre_vote(p).await }).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(&req, &option, |mut c, p| async move { c.transfer_leader(p).await }).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + openraft::OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let stream_err = |e: String| StreamingError::Network(network(e));
+        let mut client = self.channels.raft_client(&self.addr).map_err(|e| stream_err(e.to_string()))?;
+        let total_bytes = snapshot.snapshot.size().map_err(|e| stream_err(format!("snapshot file: {e}")))?;
+        let mut file = tokio::fs::File::open(&snapshot.snapshot.path)
+            .await
+            .map_err(|e| stream_err(format!("snapshot file: {e}")))?;
+        let header = SnapshotHeader { vote: encode(&vote), meta: encode(&snapshot.meta), total_bytes };
+
+        // Chunks are read from the file as the stream is polled: the snapshot is never held
+        // in memory as a whole.
+        let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
+        let reader = tokio::spawn(async move {
+            let mut header = Some(header);
+            loop {
+                let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+                let n = file.read(&mut buf).await?;
+                buf.truncate(n);
+                let first = header.take();
+                if n == 0 && first.is_none() {
+                    return Ok::<(), std::io::Error>(());
+                }
+                if tx.send(SnapshotChunk { header: first, data: buf }).await.is_err() {
+                    return Ok(());
+                }
+            }
+        });
+        let send = client.install_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let reply = tokio::select! {
+            closed = cancel => {
+                reader.abort();
+                return Err(StreamingError::Closed(closed));
+            }
+            reply = send => reply,
+        };
+        match reader.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(stream_err(format!("reading snapshot file: {e}"))),
+            Err(e) => return Err(stream_err(format!("snapshot reader task: {e}"))),
+        }
+        let reply = reply.map_err(|s| match s.code() {
+            tonic::Code::Unavailable => StreamingError::Unreachable(Unreachable::new(&AnyError::error(s.message()))),
+            _ => stream_err(format!("{}: {}", s.code(), s.message())),
+        })?;
+        decode(&reply.into_inner().data).map_err(|e| stream_err(e.to_string()))
+    }
+}

@@ -1,0 +1,130 @@
+//! The internal Raft service: what peers call on this node.
+
+use std::sync::Arc;
+
+use kizuna_proto::raft::raft_transport_server::RaftTransport;
+use kizuna_proto::raft::{
+    ForwardWriteRequest, ForwardWriteResponse, NodeStatus, NodeStatusRequest, RaftPayload, ReadIndexRequest,
+    ReadIndexResponse, SnapshotChunk,
+};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
+use tokio::io::AsyncWriteExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{Snapshot, SnapshotMeta, TypeConfig, Vote, decode, encode};
+use crate::node::{Node, NodeError};
+use kizuna_domain::Envelope;
+use kizuna_store::SnapshotFile;
+
+pub struct RaftService {
+    node: Arc<Node>,
+}
+
+impl RaftService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+fn bad_payload(e: serde_json::Error) -> Status {
+    Status::invalid_argument(format!("undecodable raft payload: {e}"))
+}
+
+fn payload<T: serde::Serialize>(value: &T) -> Response<RaftPayload> {
+    Response::new(RaftPayload { data: encode(value) })
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_payload)?;
+        let resp = self.node.raft.append_entries(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        // Anything but "your vote is outdated" comes from the current leader, heartbeats included.
+        if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
+            self.node.leader_contact.record();
+        }
+        Ok(payload(&resp))
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_payload)?;
+        let resp = self.node.raft.vote(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(payload(&resp))
+    }
+
+    async fn pre_vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_payload)?;
+        let resp = self.node.raft.pre_vote(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(payload(&resp))
+    }
+
+    async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftPayload>, Status> {
+        let mut chunks = req.into_inner();
+        let first = chunks.message().await?.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let header = first.header.ok_or_else(|| Status::invalid_argument("first snapshot chunk has no header"))?;
+        let vote: Vote = decode(&header.vote).map_err(bad_payload)?;
+        let meta: SnapshotMeta = decode(&header.meta).map_err(bad_payload)?;
+        let path = self.node.incoming_snapshot_path();
+        let result = receive_to_file(&path, first.data, &mut chunks, header.total_bytes).await;
+        if let Err(status) = result {
+            let _ = tokio::fs::remove_file(&path).await;
+            return Err(status);
+        }
+        let snapshot = Snapshot { meta, snapshot: SnapshotFile { path: path.clone() } };
+        let resp = self.node.raft.install_full_snapshot(vote, snapshot).await;
+        // Installed snapshots are moved away; anything left is garbage.
+        let _ = tokio::fs::remove_file(&path).await;
+        let resp = resp.map_err(|e| Status::unavailable(e.to_string()))?;
+        if resp.vote == vote {
+            self.node.leader_contact.record();
+        }
+        Ok(payload(&resp))
+    }
+
+    async fn transfer_leader(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc: TransferLeaderRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_payload)?;
+        let resp = self.node.raft.handle_transfer_leader(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(payload(&resp))
+    }
+
+    async fn forward_write(&self, req: Request<ForwardWriteRequest>) -> Result<Response<ForwardWriteResponse>, Status> {
+        let envelope: Envelope = decode(&req.into_inner().command).map_err(bad_payload)?;
+        // Forwarded writes are proposed here or refused: never forwarded a second time, so a
+        // leader change cannot bounce a write around the hub.
+        let applied = self.node.propose_here(envelope).await.map_err(NodeError::into_status)?;
+        Ok(Response::new(ForwardWriteResponse { result: encode(&applied), log_index: applied.log_index }))
+    }
+
+    async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        let read_index = self.node.leader_read_index().await.map_err(NodeError::into_status)?;
+        Ok(Response::new(ReadIndexResponse { read_index }))
+    }
+
+    async fn get_node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<NodeStatus>, Status> {
+        Ok(Response::new(self.node.local_status()))
+    }
+}
+
+async fn receive_to_file(
+    path: &std::path::Path,
+    first_data: Vec<u8>,
+    chunks: &mut Streaming<SnapshotChunk>,
+    total_bytes: u64,
+) -> Result<(), Status> {
+    let io = |e: std::io::Error| Status::internal(format!("writing snapshot: {e}"));
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    let mut received = first_data.len() as u64;
+    file.write_all(&first_data).await.map_err(io)?;
+    while let Some(chunk) = chunks.message().await? {
+        received += chunk.data.len() as u64;
+        if received > total_bytes {
+            return Err(Status::invalid_argument("snapshot stream longer than announced"));
+        }
+        file.write_all(&chunk.data).await.map_err(io)?;
+    }
+    if received != total_bytes {
+        return Err(Status::invalid_argument(format!("snapshot stream ended after {received} of {total_bytes} bytes")));
+    }
+    file.sync_all().await.map_err(io)?;
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The node-local journal of patient-data reads, waiting to be shipped into the replicated
+//! audit chain. Its own column family: never replicated, never in snapshots. A read is
+//! journaled before its answer leaves the node; the shipper proposes journaled reads in batches
+//! and deletes them once committed, so a crash or a lost quorum only delays them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rocksdb::{DB, IteratorMode, WriteBatch};
+
+use super::{CF_AUDIT_JOURNAL, cf, io_err, to_json};
+use kizuna_domain::collab::audit::AuditRecord;
+
+#[derive(Clone)]
+pub struct ReadJournal {
+    db: Arc<DB>,
+    next: Arc<AtomicU64>,
+}
+
+impl ReadJournal {
+    pub(crate) fn open(db: Arc<DB>) -> std::io::Result<Self> {
+        let last = match db.iterator_cf(cf(&db, CF_AUDIT_JOURNAL), IteratorMode::End).next() {
+            Some(item) => {
+                let (k, _) = item.map_err(io_err)?;
+                u64::from_be_bytes(k.as_ref().try_into().map_err(io_err)?)
+            }
+            None => 0,
+        };
+        Ok(Self { db, next: Arc::new(AtomicU64::new(last + 1)) })
+    }
+
+    pub fn append(&self, record: &AuditRecord) -> std::io::Result<()> {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        self.db.put_cf(cf(&self.db, CF_AUDIT_JOURNAL), seq.to_be_bytes(), to_json(record)?).map_err(io_err)
+    }
+
+    /// The oldest journaled reads: (first seq, last seq, records).
+    pub fn pending(&self, limit: usize) -> std::io::Result<Option<(u64, u64, Vec<AuditRecord>)>> {
+        let mut records = Vec::new();
+        let (mut first, mut last) = (0, 0);
+        for item in self.db.iterator_cf(cf(&self.db, CF_AUDIT_JOURNAL), IteratorMode::Start).take(limit) {
+            let (k, v) = item.map_err(io_err)?;
+            let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(io_err)?);
+            if records.is_empty() {
+                first = seq;
+            }
+            last = seq;
+            records.push(serde_json::from_slice(&v).map_err(io_err)?);
+        }
+        Ok((!records.is_empty()).then_some((first, last, records)))
+    }
+
+    /// Forgets reads that are now in the replicated chain.
+    pub fn shipped(&self, first: u64, last: u64) -> std::io::Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf(&self.db, CF_AUDIT_JOURNAL), first.to_be_bytes(), (last + 1).to_be_bytes());
+        self.db.write(batch).map_err(io_err)
+    }
+}

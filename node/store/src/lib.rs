@@ -1,0 +1,101 @@
+//! One RocksDB per node, with a column family per concern:
+//!
+//! | column family | keys | values |
+//! |---|---|---|
+//! | `raft_log` | log index, u64 big-endian | JSON of the openraft entry |
+//! | `raft_meta` | `vote`, `committed`, `purged` | JSON of the openraft value |
+//! | `sm_data` | one-byte table prefix + key (`r` records, `q` request ids, `m` apply clock) | JSON of the domain value |
+//! | `sm_meta` | `applied`, `membership` | JSON |
+//! | `audit_journal` | local seq | patient-data reads not yet shipped into the audit chain (node-local) |
+//!
+//! Big-endian keys make ranges scan in index order. The Raft log and the state machine share
+//! one write-ahead log, so syncing a log append also makes every earlier state-machine write
+//! durable.
+
+mod collab;
+mod journal;
+mod log_store;
+pub mod raft;
+mod snapshot;
+mod state_machine;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+
+pub use collab::RocksHub;
+pub use journal::ReadJournal;
+pub use log_store::LogStore;
+pub use snapshot::SnapshotFile;
+pub use state_machine::{StateMachineStore, StateReader};
+
+pub(crate) const CF_RAFT_LOG: &str = "raft_log";
+pub(crate) const CF_RAFT_META: &str = "raft_meta";
+pub(crate) const CF_SM_DATA: &str = "sm_data";
+pub(crate) const CF_SM_META: &str = "sm_meta";
+pub(crate) const CF_AUDIT_JOURNAL: &str = "audit_journal";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open RocksDB at {path}: {source}")]
+    Open { path: PathBuf, source: rocksdb::Error },
+    #[error("cannot create {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("state machine: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens (or creates) the node's RocksDB under `data_dir/db` and returns the Raft log store and
+/// the state machine that share it.
+pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
+    let db_path = data_dir.join("db");
+    let snapshot_dir = data_dir.join("snapshots");
+    for dir in [&db_path, &snapshot_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
+    }
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL]
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db = DB::open_cf_descriptors(&opts, &db_path, cfs)
+        .map_err(|source| StoreError::Open { path: db_path.clone(), source })?;
+    let db = Arc::new(db);
+    let log = LogStore::new(db.clone());
+    let sm = StateMachineStore::open(db, snapshot_dir)?;
+    Ok((log, sm))
+}
+
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    // The families are created in `open`; their absence is a programming error, not input.
+    db.cf_handle(name).expect("column family created at open")
+}
+
+pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Runs blocking RocksDB work (fsyncs, scans) off the async executor.
+pub(crate) async fn blocking<T, F>(f: F) -> std::io::Result<T>
+where
+    F: FnOnce() -> std::io::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(io_err)?
+}
+
+pub(crate) fn get_json<T: for<'de> serde::Deserialize<'de>>(
+    db: &DB,
+    cf_name: &str,
+    key: &[u8],
+) -> std::io::Result<Option<T>> {
+    match db.get_cf(cf(db, cf_name), key).map_err(io_err)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io_err),
+    }
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(io_err)
+}

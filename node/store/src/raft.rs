@@ -1,0 +1,49 @@
+//! openraft's type configuration for a Kizuna hub: what the log carries, what a node is, and
+//! the aliases the rest of the node uses. openraft's own types stay inside this module, the
+//! storage that implements openraft's traits, and the server's Raft wiring, so that a version
+//! bump stays local.
+
+use serde::{Deserialize, Serialize};
+
+use kizuna_domain::{Applied, Envelope};
+
+/// Where a member of the hub lives; stored in the replicated membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubNode {
+    pub name: String,
+    pub region: String,
+    /// Internal Raft service address, `host:port`.
+    pub raft_addr: String,
+    /// Public gRPC API address, `host:port`.
+    pub api_addr: String,
+}
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Kizuna's Raft types: the log carries domain [`Envelope`]s, apply answers [`Applied`].
+    pub TypeConfig:
+        D = Envelope,
+        R = Applied,
+        NodeId = NodeId,
+        Node = HubNode,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, crate::StateMachineStore>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, crate::SnapshotFile>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+
+/// Encodes a Raft message for the wire (see `proto/kizuna/v1/raft.proto`).
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain data types cannot fail: no maps with non-string keys.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
