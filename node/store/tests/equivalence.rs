@@ -1,0 +1,360 @@
+//! The reference check of the store: random command sequences run against the domain's
+//! in-memory hub (`MemHub`, the reference) and against `RocksHub` over a real RocksDB must give
+//! the same answer to every command and leave the same state, as seen through every `HubView`
+//! method. A difference means the RocksDB tables (keys, indexes, overlay, encoding) do not
+//! store what the domain decided.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use kizuna_domain::collab::model::*;
+use kizuna_domain::collab::requests::RequestKind;
+use kizuna_domain::collab::{Command, Ctx, HubView, MemHub, Outcome, execute};
+use kizuna_store::{LogStore, RocksHub, StateMachineStore};
+use proptest::prelude::*;
+use rocksdb::{DB, WriteBatch};
+
+const TEXTS: [&str; 5] = [
+    "本日訪問しました。バイタル安定。",
+    "酸素チューブの交換をお願いします",
+    "退院前カンファレンスの日程を調整します",
+    "Blood pressure 128/76",
+    "服薬状況を確認しました。酸素は問題なし",
+];
+
+/// The same hub twice: in memory and in RocksDB, fed the same commands.
+struct Twin {
+    mem: MemHub,
+    db: Arc<DB>,
+    index: u64,
+    now: u64,
+    /// Every login, code, token and text used, so the state comparison can ask about them.
+    logins: BTreeSet<String>,
+    codes: BTreeSet<String>,
+    tokens: BTreeSet<String>,
+    _store: (LogStore, StateMachineStore),
+    _dir: tempfile::TempDir,
+}
+
+impl Twin {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (log, sm) = kizuna_store::open(dir.path()).expect("open the store");
+        let db = sm.reader().database().upgrade().expect("the store's database");
+        Twin {
+            mem: MemHub::default(),
+            db,
+            index: 0,
+            now: 1_000_000,
+            logins: BTreeSet::new(),
+            codes: BTreeSet::new(),
+            tokens: BTreeSet::new(),
+            _store: (log, sm),
+            _dir: dir,
+        }
+    }
+
+    /// Runs `cmd` on both; their answers must agree. Applies an accepted command's changes to
+    /// both (RocksDB through a committed write batch, as the state machine does).
+    fn run(&mut self, actor: Option<AccountId>, cmd: Command) -> Option<Outcome> {
+        self.index += 1;
+        self.now += 1000;
+        let ctx = Ctx { log_index: self.index, now_ms: self.now };
+        let on_mem = execute(&self.mem, ctx, actor, cmd.clone());
+        let on_rocks = execute(&RocksHub::new(&self.db), ctx, actor, cmd.clone());
+        assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "answers differ for {cmd:?}");
+        let (outcome, changes) = on_mem.ok()?;
+        self.mem.apply(changes.clone());
+        let mut hub = RocksHub::new(&self.db);
+        hub.apply(changes);
+        let mut batch = WriteBatch::default();
+        hub.write_into(&mut batch);
+        self.db.write(batch).expect("write the batch");
+        Some(outcome)
+    }
+
+    fn ok(&mut self, actor: Option<AccountId>, cmd: Command) -> Outcome {
+        let what = format!("{cmd:?}");
+        self.run(actor, cmd).unwrap_or_else(|| panic!("refused: {what}"))
+    }
+
+    /// An operator, two approved facilities, four approved professionals (two per facility,
+    /// the first of each its admin), each signed in once.
+    fn world(&mut self) -> Vec<AccountId> {
+        let login = |s: &mut Twin, login: &str| {
+            s.logins.insert(login.to_owned());
+        };
+        let op = match self.ok(
+            None,
+            Command::InitOperator { login: "op".into(), display_name: "事務局".into(), password_hash: "h".into() },
+        ) {
+            Outcome::Account(a) => a,
+            o => panic!("{o:?}"),
+        };
+        login(self, "op");
+        let mut people = Vec::new();
+        for (f, kind) in [FacilityKind::Clinic, FacilityKind::VisitingNursingStation].into_iter().enumerate() {
+            let register =
+                Command::RegisterFacility { name: format!("施設{f}"), kind, municipality: "宇都宮市".into() };
+            let facility = match self.ok(Some(op), register) {
+                Outcome::Facility(id) => id,
+                o => panic!("{o:?}"),
+            };
+            self.ok(Some(op), Command::ApproveFacility { facility });
+            for i in 0..2 {
+                let code = format!("code-{f}-{i}");
+                self.codes.insert(code.clone());
+                let invite = Command::IssueInvitation {
+                    facility,
+                    code_hash: code.clone(),
+                    expires_at_ms: self.now + 3_600_000,
+                    as_admin: i == 0,
+                };
+                self.ok(Some(op), invite);
+                let name = format!("user{f}{i}");
+                let register = Command::Register {
+                    code_hash: code,
+                    login: name.clone(),
+                    display_name: format!("職員{f}{i}"),
+                    profession: Profession::VisitingNurse,
+                    password_hash: "h".into(),
+                };
+                let account = match self.ok(None, register) {
+                    Outcome::Account(a) => a,
+                    o => panic!("{o:?}"),
+                };
+                login(self, &name);
+                self.ok(Some(op), Command::ApproveAccount { account });
+                let token = format!("token-{name}");
+                self.tokens.insert(token.clone());
+                let session =
+                    Command::CreateSession { login: name, token_hash: token, device: "d".into(), totp_step: None };
+                self.ok(None, session);
+                people.push(account);
+            }
+        }
+        people
+    }
+
+    /// Both sides answer every question of the view alike, over every id the log could have
+    /// handed out and every login, code, token and bigram used.
+    fn assert_same_state(&self) {
+        let rocks = RocksHub::new(&self.db);
+        let same = |what: String, a: String, b: String| assert_eq!(a, b, "{what} differs");
+        macro_rules! both {
+            ($($call:tt)*) => {
+                same(stringify!($($call)*).to_owned(), format!("{:?}", self.mem.$($call)*), format!("{:?}", rocks.$($call)*))
+            };
+        }
+        both!(has_operator());
+        both!(facilities());
+        for i in 1..=self.index {
+            both!(account(AccountId(i)));
+            both!(facility(FacilityId(i)));
+            both!(staff_of(FacilityId(i)));
+            both!(patient(PatientId(i)));
+            both!(room(RoomId(i)));
+            both!(members(RoomId(i)));
+            both!(rooms_of(AccountId(i)));
+            both!(sessions_of(AccountId(i)));
+            both!(care_request(RequestId(i)));
+            both!(care_requests_from(AccountId(i)));
+            both!(care_requests_to(FacilityId(i)));
+            for j in 1..=self.index {
+                both!(member(RoomId(i), AccountId(j)));
+                both!(connection((AccountId(i), AccountId(j))));
+            }
+            let last = self.mem.room(RoomId(i)).map_or(0, |r| r.last_seq);
+            for seq in 1..=last {
+                both!(post(RoomId(i), seq));
+            }
+            for text in TEXTS {
+                let grams = kizuna_domain::collab::search::bigrams(&kizuna_domain::collab::search::normalize(text));
+                for gram in &grams {
+                    both!(posts_with_bigram(RoomId(i), gram));
+                }
+            }
+        }
+        for login in &self.logins {
+            both!(account_by_login(login));
+        }
+        for code in &self.codes {
+            both!(invitation_by_code(code));
+        }
+        for token in &self.tokens {
+            both!(session(token));
+        }
+    }
+}
+
+/// What the random sequences do, over four professionals (`p`), the rooms created so far (`r`,
+/// an index into them), the requests sent so far (`q`) and the texts above (`t`).
+#[derive(Debug, Clone)]
+enum Op {
+    Patient(usize),
+    Group(usize),
+    SubRoom(usize, usize, usize),
+    Invite(usize, usize, usize),
+    Approve(usize, usize, usize),
+    Join(usize, usize),
+    Leave(usize, usize),
+    Remove(usize, usize, usize),
+    Connect(usize, usize),
+    Accept(usize, usize),
+    Decline(usize, usize),
+    Block(usize, usize),
+    Post(usize, usize, usize),
+    /// Edits, or deletes, the actor's newest live post in the room.
+    Edit(usize, usize, usize),
+    Delete(usize, usize),
+    Ack(usize, usize, u64),
+    MarkRead(usize, usize, u64),
+    Request(usize, usize, bool),
+    Answer(usize, usize, bool),
+    Cancel(usize, usize),
+    Logout(usize),
+    Stop(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let (p, r, t, s) = (0..4usize, 0..6usize, 0..TEXTS.len(), 1..6u64);
+    prop_oneof![
+        2 => p.clone().prop_map(Op::Patient),
+        2 => p.clone().prop_map(Op::Group),
+        1 => (p.clone(), r.clone(), p.clone()).prop_map(|(a, b, c)| Op::SubRoom(a, b, c)),
+        3 => (p.clone(), r.clone(), p.clone()).prop_map(|(a, b, c)| Op::Invite(a, b, c)),
+        3 => (p.clone(), r.clone(), p.clone()).prop_map(|(a, b, c)| Op::Approve(a, b, c)),
+        1 => (p.clone(), r.clone()).prop_map(|(a, b)| Op::Join(a, b)),
+        1 => (p.clone(), r.clone()).prop_map(|(a, b)| Op::Leave(a, b)),
+        1 => (p.clone(), r.clone(), p.clone()).prop_map(|(a, b, c)| Op::Remove(a, b, c)),
+        1 => (p.clone(), p.clone()).prop_map(|(a, b)| Op::Connect(a, b)),
+        1 => (p.clone(), p.clone()).prop_map(|(a, b)| Op::Accept(a, b)),
+        1 => (p.clone(), p.clone()).prop_map(|(a, b)| Op::Decline(a, b)),
+        1 => (p.clone(), p.clone()).prop_map(|(a, b)| Op::Block(a, b)),
+        8 => (p.clone(), r.clone(), t.clone()).prop_map(|(a, b, c)| Op::Post(a, b, c)),
+        4 => (p.clone(), r.clone(), t).prop_map(|(a, b, c)| Op::Edit(a, b, c)),
+        2 => (p.clone(), r.clone()).prop_map(|(a, b)| Op::Delete(a, b)),
+        1 => (p.clone(), r.clone(), s.clone()).prop_map(|(a, b, c)| Op::Ack(a, b, c)),
+        2 => (p.clone(), r.clone(), s).prop_map(|(a, b, c)| Op::MarkRead(a, b, c)),
+        1 => (p.clone(), r.clone(), any::<bool>()).prop_map(|(a, b, c)| Op::Request(a, b, c)),
+        1 => (p.clone(), 0..4usize, any::<bool>()).prop_map(|(a, b, c)| Op::Answer(a, b, c)),
+        1 => (p.clone(), 0..4usize).prop_map(|(a, b)| Op::Cancel(a, b)),
+        1 => p.clone().prop_map(Op::Logout),
+        1 => (1..4usize).prop_map(Op::Stop),
+    ]
+}
+
+/// The command an op stands for, given the people, rooms and requests that exist.
+fn command(
+    op: &Op,
+    people: &[AccountId],
+    rooms: &[RoomId],
+    requests: &[RequestId],
+    twin: &Twin,
+) -> (AccountId, Command) {
+    let room = |i: usize| rooms.get(i).copied().unwrap_or(RoomId(u64::MAX));
+    // Mostly a room the actor is in (so posts and edits get through), by the same index.
+    let mine = |a: usize, i: usize| {
+        let member = |r: &&RoomId| twin.mem.member(**r, people[a]).is_some_and(|m| m.is_active());
+        let in_rooms: Vec<RoomId> = rooms.iter().filter(member).copied().collect();
+        if in_rooms.is_empty() || i == 0 { room(i) } else { in_rooms[i % in_rooms.len()] }
+    };
+    let request = |i: usize| requests.get(i).copied().unwrap_or(RequestId(u64::MAX));
+    let patient_of = |i: usize| {
+        twin.mem.room(room(i)).and_then(|r| match r.kind {
+            RoomKind::PatientTimeline { patient } => Some(patient),
+            _ => None,
+        })
+    };
+    let facility_of = |a: usize| twin.mem.account(people[a]).and_then(|x| x.facility());
+    let text = |t: usize| TEXTS[t].to_owned();
+    let own_newest = |a: usize, r: usize| {
+        let last = twin.mem.room(mine(a, r)).map_or(0, |x| x.last_seq);
+        (1..=last)
+            .rev()
+            .find(|seq| twin.mem.post(mine(a, r), *seq).is_some_and(|p| p.author == people[a] && !p.deleted))
+    };
+    match *op {
+        Op::Patient(a) => (
+            people[a],
+            Command::CreatePatient {
+                name: format!("患者{}", twin.index),
+                kana: "かんじゃ".into(),
+                birth_date: String::new(),
+                address: String::new(),
+                notes: String::new(),
+            },
+        ),
+        Op::Group(a) => (people[a], Command::CreateGroup { name: format!("グループ{}", twin.index) }),
+        Op::SubRoom(a, r, b) => (
+            people[a],
+            Command::CreateSubRoom {
+                timeline: mine(a, r), name: "医師・訪問看護".into(), members: vec![people[b]]
+            },
+        ),
+        Op::Invite(a, r, b) => {
+            (people[a], Command::Invite { room: mine(a, r), invitee: people[b], role: Role::Member })
+        }
+        Op::Approve(a, r, b) => (people[a], Command::Approve { room: room(r), account: people[b] }),
+        Op::Join(a, r) => (people[a], Command::RequestJoin { room: room(r) }),
+        Op::Leave(a, r) => (people[a], Command::Leave { room: mine(a, r) }),
+        Op::Remove(a, r, b) => (people[a], Command::Remove { room: room(r), account: people[b] }),
+        Op::Connect(a, b) => (people[a], Command::RequestConnection { to: people[b] }),
+        Op::Accept(a, b) => (people[a], Command::AcceptConnection { from: people[b] }),
+        Op::Decline(a, b) => (people[a], Command::DeclineConnection { from: people[b] }),
+        Op::Block(a, b) => (people[a], Command::BlockConnection { other: people[b] }),
+        Op::Post(a, r, t) => {
+            (people[a], Command::Post { room: mine(a, r), text: text(t), reply_to: None, mentions: vec![] })
+        }
+        Op::Edit(a, r, t) => {
+            (people[a], Command::EditPost { room: mine(a, r), seq: own_newest(a, r).unwrap_or(1), text: text(t) })
+        }
+        Op::Delete(a, r) => (people[a], Command::DeletePost { room: mine(a, r), seq: own_newest(a, r).unwrap_or(1) }),
+        Op::Ack(a, r, seq) => (people[a], Command::AckPost { room: mine(a, r), seq }),
+        Op::MarkRead(a, r, seq) => (people[a], Command::MarkRead { room: mine(a, r), up_to_seq: seq }),
+        Op::Request(a, r, about_patient) => {
+            let to: Vec<FacilityId> =
+                (0..people.len()).filter_map(facility_of).filter(|f| Some(*f) != facility_of(a)).collect();
+            (
+                people[a],
+                Command::SendRequest {
+                    kind: RequestKind::HomeVisit,
+                    patient: if about_patient { patient_of(r) } else { None },
+                    title: "往診のお願い".into(),
+                    details: text(r % TEXTS.len()),
+                    facilities: to.into_iter().take(1).collect(),
+                },
+            )
+        }
+        Op::Answer(a, q, accept) => {
+            (people[a], Command::AnswerRequest { request: request(q), accept, note: "承知しました".into() })
+        }
+        Op::Cancel(a, q) => (people[a], Command::CancelRequest { request: request(q) }),
+        Op::Logout(a) => {
+            let login = twin.mem.account(people[a]).map(|x| x.login).unwrap_or_default();
+            (people[a], Command::Logout { token_hash: format!("token-{login}") })
+        }
+        Op::Stop(b) => (people[0], Command::StopAccount { account: people[b] }),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn rocksdb_stores_exactly_what_the_domain_decides(ops in proptest::collection::vec(op(), 1..50)) {
+        let mut twin = Twin::new();
+        let people = twin.world();
+        let (mut rooms, mut requests) = (Vec::new(), Vec::new());
+        for op in &ops {
+            let (actor, cmd) = command(op, &people, &rooms, &requests, &twin);
+            match twin.run(Some(actor), cmd) {
+                Some(Outcome::Patient { timeline, .. }) => rooms.push(timeline),
+                Some(Outcome::Room(room)) if !rooms.contains(&room) => rooms.push(room),
+                Some(Outcome::Request(id)) => requests.push(id),
+                _ => {}
+            }
+        }
+        twin.assert_same_state();
+    }
+}
