@@ -5,7 +5,12 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kizuna/target
 CARGO ?= cargo
 
-.PHONY: demo test chaos setup build lint fmt clean-demo
+.PHONY: demo test chaos setup build lint lint-proto fmt clean-demo
+
+# buf (the protobuf linter) from the npm registry, installed once per machine next to the build.
+BUF_VERSION ?= 1.75.0
+BUF_DIR ?= $(HOME)/.cache/kizuna/buf-$(BUF_VERSION)
+BUF = $(BUF_DIR)/node_modules/.bin/buf
 
 setup:
 	@bash ops/scripts/setup.sh
@@ -18,10 +23,15 @@ demo: setup
 	$(CARGO) build -p kizuna-node
 	$(CARGO_TARGET_DIR)/debug/kizuna demo --data-dir data/demo
 
-## Run every test: unit, storage suite, in-process hub integration tests.
-test: setup
+## Run every test: the proto linter, unit, storage suite, in-process hub integration tests.
+test: setup lint-proto
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
+
+## Lint the gRPC contracts with buf (rules and remaining exceptions in proto/buf.yaml).
+lint-proto: setup
+	@test -x $(BUF) || npm install --silent --no-audit --no-fund --prefix $(BUF_DIR) @bufbuild/buf@$(BUF_VERSION)
+	cd proto && $(BUF) lint
 
 ## A longer chaos soak against real processes, e.g.
 ##   make chaos SCENARIO=mix SECONDS=300 SEED=1
@@ -36,7 +46,7 @@ chaos: setup
 	$(CARGO_TARGET_DIR)/debug/kizuna-chaos --scenario $(SCENARIO) --topology $(TOPOLOGY) --seconds $(SECONDS) \
 		--seed $(SEED) --clients $(CLIENTS) --report chaos-report.json
 
-lint: setup
+lint: setup lint-proto
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

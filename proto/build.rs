@@ -1,10 +1,11 @@
-//! Compiles `kizuna/v1/*.proto` with protox (pure Rust), so no system `protoc` is needed.
+//! Compiles `kizuna/<area>/v1/*.proto` with protox (pure Rust), so no system `protoc` is needed.
 use std::path::PathBuf;
 
 /// The services a node's public port serves; the internal Raft API is compiled but kept out of
 /// the public descriptor set, so reflection on the public port cannot describe it.
-const PUBLIC: [&str; 3] = ["kizuna/v1/admin.proto", "kizuna/v1/records.proto", "kizuna/v1/collab.proto"];
-const INTERNAL: [&str; 1] = ["kizuna/v1/raft.proto"];
+const PUBLIC: [&str; 3] =
+    ["kizuna/admin/v1/admin.proto", "kizuna/records/v1/records.proto", "kizuna/collab/v1/collab.proto"];
+const INTERNAL: [&str; 1] = ["kizuna/raft/v1/raft.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in PUBLIC.iter().chain(&INTERNAL) {

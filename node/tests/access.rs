@@ -155,17 +155,17 @@ const PUBLIC_SERVICES: [&str; 14] = [
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
-    "kizuna.v1.admin.ClusterAdmin",
-    "kizuna.v1.collab.Accounts",
-    "kizuna.v1.collab.Audit",
-    "kizuna.v1.collab.CareRequests",
-    "kizuna.v1.collab.Connections",
-    "kizuna.v1.collab.Directory",
-    "kizuna.v1.collab.Events",
-    "kizuna.v1.collab.Posts",
-    "kizuna.v1.collab.Rooms",
-    "kizuna.v1.collab.Search",
-    "kizuna.v1.records.Records",
+    "kizuna.admin.v1.ClusterAdmin",
+    "kizuna.collab.v1.Accounts",
+    "kizuna.collab.v1.Audit",
+    "kizuna.collab.v1.CareRequests",
+    "kizuna.collab.v1.Connections",
+    "kizuna.collab.v1.Directory",
+    "kizuna.collab.v1.Events",
+    "kizuna.collab.v1.Posts",
+    "kizuna.collab.v1.Rooms",
+    "kizuna.collab.v1.Search",
+    "kizuna.records.v1.Records",
 ];
 
 mod reflection_v1 {
@@ -237,7 +237,7 @@ async fn reflection_advertises_exactly_the_public_services_in_both_versions() {
         let va = ask_v1alpha(&api, Qa::FileContainingSymbol(service.clone())).await.expect("v1alpha describe");
         assert!(matches!(va.message_response, Some(Aa::FileDescriptorResponse(_))), "{service}: {va:?}");
     }
-    let internal = ask_v1(&api, Q1::FileContainingSymbol("kizuna.v1.raft.RaftTransport".into())).await;
+    let internal = ask_v1(&api, Q1::FileContainingSymbol("kizuna.raft.v1.RaftTransport".into())).await;
     assert_eq!(internal.expect_err("the internal API described").code(), Code::NotFound);
 
     // The node↔node port advertises nothing.

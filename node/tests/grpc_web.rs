@@ -33,7 +33,7 @@ async fn a_browser_calls_cluster_status_over_grpc_web() {
     // One gRPC-Web frame: flag 0, length 0 (ClusterStatusRequest has no fields).
     let frame = [0u8, 0, 0, 0, 0];
     let request = format!(
-        "POST /kizuna.v1.admin.ClusterAdmin/Status HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "POST /kizuna.admin.v1.ClusterAdmin/Status HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         frame.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building Kizuna needs on Debian and is not there yet: libclang (bindgen for
-# RocksDB's C API) and a C++ compiler. Safe to run again: it does nothing when all is present.
+# RocksDB's C API), a C++ compiler, and npm (for buf, the protobuf linter). Safe to run again:
+# it does nothing when all is present.
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,7 @@ fi
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"

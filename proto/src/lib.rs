@@ -1,23 +1,23 @@
-//! Kizuna's gRPC contracts, generated at build time from `kizuna/v1/*.proto`.
+//! Kizuna's gRPC contracts, generated at build time from `kizuna/<area>/v1/*.proto`.
 
 /// Internal node-to-node services of one hub.
 pub mod raft {
-    tonic::include_proto!("kizuna.v1.raft");
+    tonic::include_proto!("kizuna.raft.v1");
 }
 
 /// Cluster administration.
 pub mod admin {
-    tonic::include_proto!("kizuna.v1.admin");
+    tonic::include_proto!("kizuna.admin.v1");
 }
 
 /// The public records API.
 pub mod records {
-    tonic::include_proto!("kizuna.v1.records");
+    tonic::include_proto!("kizuna.records.v1");
 }
 
 /// The collaboration network's public API.
 pub mod collab {
-    tonic::include_proto!("kizuna.v1.collab");
+    tonic::include_proto!("kizuna.collab.v1");
 }
 
 /// Encoded file descriptors of the public services (not the internal Raft API), for gRPC

@@ -38,7 +38,7 @@ pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>
 pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, crate::SnapshotFile>;
 pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
 
-/// Encodes a Raft message for the wire (see `proto/kizuna/v1/raft.proto`).
+/// Encodes a Raft message for the wire (see `proto/kizuna/raft/v1/raft.proto`).
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Serializing these plain data types cannot fail: no maps with non-string keys.
     serde_json::to_vec(value).unwrap_or_default()
