@@ -158,6 +158,16 @@ mod tests {
         out
     }
 
+    /// A chain written by the code of commit f9b3eac (before hash versions existed), as its
+    /// entries rest in `Z` in existing data directories. It must verify forever.
+    const V0_CHAIN: &str = include_str!("v0_chain.json");
+
+    #[test]
+    fn a_chain_written_before_hash_versions_still_verifies() {
+        let entries: Vec<AuditEntry> = serde_json::from_str(V0_CHAIN).expect("fixture decodes");
+        assert_eq!(verify(entries), Ok(4));
+    }
+
     #[test]
     fn an_intact_chain_verifies() {
         assert_eq!(verify(chain(5)), Ok(5));
