@@ -52,7 +52,7 @@ impl Line {
             "write" => AuditAction::Write,
             other => bail!("unknown action {other:?}"),
         };
-        // Ids start at 1 (they are Raft log indexes): 0 is "none" in the API and the export.
+        // 0 is "none" in the API and the export (ids are Raft log indexes of user commands, never 0).
         let id = |n: u64| (n != 0).then_some(n);
         let record = AuditRecord {
             at_ms: self.at_ms,
