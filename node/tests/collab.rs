@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::Duration;
 
 use common::{TestHub, channel};
@@ -416,6 +417,14 @@ async fn the_collaboration_story() {
     assert!(entries.iter().any(|e| e.account_id == nurse && e.what == "patient list"));
     let v = audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner();
     assert!(v.intact && v.verified as usize >= entries.len(), "{v:?}");
+    // The API carries everything the hashes cover: an export verifies offline, as version 1.
+    assert!(entries.first().is_some_and(|e| e.seq == 1) && entries.iter().all(|e| e.hash_version == 1));
+    let mut export = tempfile::NamedTempFile::new().unwrap();
+    for e in &entries {
+        writeln!(export, "{}", kizuna_node::cli::audit_export::line(e)).unwrap();
+    }
+    let verified = kizuna_node::cli::audit_export::verify_file(export.path()).unwrap();
+    assert_eq!(verified as usize, entries.len());
 
     // Own sessions; a family account sees its patient's timeline only.
     let sessions =

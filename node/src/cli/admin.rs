@@ -60,6 +60,10 @@ pub enum AdminCommand {
         /// Recompute the hash chain on the contacted node.
         #[arg(long)]
         verify: bool,
+        /// Verify a file written by --export (without --account or --patient) here, offline:
+        /// no hub or session needed.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["export", "verify"])]
+        verify_export: Option<PathBuf>,
     },
     /// Create the hub CA (or reuse the one in --out) and a certificate for every node of a topology.
     Certs {
@@ -144,7 +148,11 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
         }
         AdminCommand::ApproveAccount { account } => admin::account(&target()?, account, false).await?,
         AdminCommand::StopAccount { account } => admin::account(&target()?, account, true).await?,
-        AdminCommand::Audit { account, patient, export, verify } => {
+        AdminCommand::Audit { verify_export: Some(path), .. } => {
+            let verified = super::audit_export::verify_file(&path)?;
+            println!("audit export intact: {verified} entries verified");
+        }
+        AdminCommand::Audit { account, patient, export, verify, verify_export: None } => {
             admin::audit(&target()?, account, patient, export, verify).await?
         }
         AdminCommand::Certs { config, out } => {

@@ -517,12 +517,7 @@ pub mod admin {
             for e in &page.entries {
                 count += 1;
                 if export.is_some() {
-                    let line = serde_json::json!({
-                        "seq": e.seq, "at": time(&e.at), "at_unix": e.at.as_ref().map_or(0, |t| t.seconds),
-                        "account": e.account_id, "session": e.session, "node": e.node_id, "action": e.action,
-                        "patient": e.patient_id, "room": e.room_id, "what": e.what, "prev_hash": e.prev_hash, "hash": e.hash,
-                    });
-                    writeln!(out, "{line}")?;
+                    writeln!(out, "{}", crate::cli::audit_export::line(e))?;
                 } else {
                     writeln!(
                         out,

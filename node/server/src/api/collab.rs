@@ -853,6 +853,7 @@ fn audit_view(e: audit::AuditEntry) -> pb::AuditEntry {
         what: e.record.what,
         prev_hash: e.prev_hash,
         hash: e.hash,
+        hash_version: e.hash_version.into(),
     }
 }
 
