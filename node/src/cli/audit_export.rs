@@ -129,13 +129,15 @@ mod tests {
         }
     }
 
-    /// The old chain followed by two entries this code writes.
+    /// The old chain followed by two entries in the current version.
     fn mixed_chain() -> Vec<AuditEntry> {
         let mut entries: Vec<AuditEntry> = serde_json::from_str(V0_CHAIN).expect("fixture");
         for what in ["post", "timeline after 3"] {
             let last = entries.last().expect("not empty");
             let record = AuditRecord { what: what.into(), ..last.record.clone() };
-            entries.push(audit::next(Some((last.seq, &last.hash)), record));
+            // Continued in the current version, as a hub that switched versions would.
+            let head = audit::ChainHead { hash_version: audit::encoding::CURRENT, ..last.head() };
+            entries.push(audit::next(Some(head), record));
         }
         entries
     }

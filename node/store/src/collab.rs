@@ -163,7 +163,14 @@ impl<'a> RocksHub<'a> {
     /// Appends a record to the audit chain; returns its sequence number.
     pub fn append_audit(&mut self, record: AuditRecord) -> u64 {
         let head: Option<(u64, String)> = self.get(&key(b'z', &[]));
-        let entry = audit::next(head.as_ref().map(|(s, h)| (*s, h.as_str())), record);
+        // The newest entry says which hash version the chain continues with.
+        let version = |seq: u64| self.get::<AuditEntry>(&key(b'Z', &[&be(seq)])).map(|e| e.hash_version);
+        let prev = head.as_ref().map(|(seq, hash)| audit::ChainHead {
+            seq: *seq,
+            hash,
+            hash_version: version(*seq).unwrap_or(audit::encoding::CURRENT),
+        });
+        let entry = audit::next(prev, record);
         self.put(key(b'z', &[]), &(entry.seq, entry.hash.clone()));
         self.put(key(b'Z', &[&be(entry.seq)]), &entry);
         entry.seq

@@ -54,13 +54,38 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
-/// The entry that follows `prev` (None: the first entry), hashed with the current version.
-pub fn next(prev: Option<(u64, &str)>, record: AuditRecord) -> AuditEntry {
-    let (seq, prev_hash) = match prev {
-        Some((seq, h)) => (seq + 1, h.to_owned()),
-        None => (1, String::new()),
+/// Where a chain ends: what the next entry links to and the hash version it continues with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead<'a> {
+    pub seq: u64,
+    pub hash: &'a str,
+    pub hash_version: u8,
+}
+
+impl AuditEntry {
+    /// The chain's head when this is its newest entry.
+    pub fn head(&self) -> ChainHead<'_> {
+        ChainHead { seq: self.seq, hash: &self.hash, hash_version: self.hash_version }
+    }
+}
+
+/// The entry that follows `prev` (None: the first entry of a new chain, hashed with the current
+/// version). An entry keeps the hash version of the chain it extends: the version comes from the
+/// replicated state, never from the build that applies it, so replicas running different
+/// releases during a rolling upgrade still compute the same entry from the same log. Moving an
+/// existing chain to a newer version needs a replicated command once every node knows it (not
+/// built: version 0 hashes a frozen record shape and stays valid as the record grows).
+pub fn next(prev: Option<ChainHead<'_>>, record: AuditRecord) -> AuditEntry {
+    let (seq, prev_hash, version) = match prev {
+        Some(head) => (head.seq + 1, head.hash.to_owned(), head.hash_version),
+        None => (1, String::new(), encoding::CURRENT),
     };
-    let (hash_version, hash) = encoding::hash_new(seq, &record, &prev_hash);
+    // A head in a version this build does not know (written by a newer release) cannot be
+    // continued in it; the current version is the only choice left, and verify says so.
+    let (hash_version, hash) = match encoding::hash(version, seq, &record, &prev_hash) {
+        Some(hash) => (version, hash),
+        None => encoding::hash_new(seq, &record, &prev_hash),
+    };
     AuditEntry { seq, record, prev_hash, hash_version, hash }
 }
 

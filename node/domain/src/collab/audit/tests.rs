@@ -17,8 +17,7 @@ fn record(i: u64) -> AuditRecord {
 /// `n` entries after `start` (empty: a new chain), as this code writes them.
 fn append(mut start: Vec<AuditEntry>, n: u64) -> Vec<AuditEntry> {
     for i in 0..n {
-        let prev = start.last().map(|e| (e.seq, e.hash.as_str()));
-        let e = next(prev, record(i));
+        let e = next(start.last().map(AuditEntry::head), record(i));
         start.push(e);
     }
     start
@@ -60,9 +59,22 @@ fn a_chain_written_before_hash_versions_still_verifies() {
 }
 
 #[test]
-fn new_entries_use_the_current_version_and_can_follow_an_old_chain() {
+fn a_new_chain_uses_the_current_version_and_an_old_one_keeps_its_own() {
+    assert!(chain(3).iter().all(|e| e.hash_version == encoding::CURRENT && e.hash_version != 0));
+    // Every replica extends an old chain alike, whichever release it runs.
     let c = append(v0_chain(), 3);
-    assert!(c[4..].iter().all(|e| e.hash_version == encoding::CURRENT && e.hash_version != 0));
+    assert!(c.iter().all(|e| e.hash_version == 0), "{c:?}");
+    assert_eq!(verify(c), Ok(7));
+}
+
+#[test]
+fn a_chain_of_both_versions_verifies() {
+    let mut c = v0_chain();
+    let last = c.last().expect("fixture").clone();
+    let head = ChainHead { hash_version: encoding::CURRENT, ..last.head() };
+    c.push(next(Some(head), record(9)));
+    c = append(c, 2);
+    assert_eq!(c.iter().map(|e| e.hash_version).collect::<Vec<_>>(), [0, 0, 0, 0, 1, 1, 1]);
     assert_eq!(verify(c), Ok(7));
 }
 
@@ -210,7 +222,8 @@ fn version_1_golden_vector() {
     assert_eq!(crate::hex(&message), expected);
     let hash = encoding::hash(1, 2, &record, prev).expect("version 1 is known");
     assert_eq!(hash, "40060ef91fa7008639b479a1bb75a90a3587fe7340c0b64dbd34f6e08c754489");
-    assert_eq!(next(Some((1, prev)), record).hash, hash, "new entries are written as version 1");
+    let head = ChainHead { seq: 1, hash: prev, hash_version: 1 };
+    assert_eq!(next(Some(head), record).hash, hash, "a version 1 chain is continued in version 1");
 
     let first = AuditRecord {
         at_ms: 1_735_689_600_000,
