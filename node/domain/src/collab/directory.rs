@@ -4,55 +4,19 @@
 //! find partners; from a facility's page they connect with its staff or send it a request.
 //! Family accounts do not see it (it is a professionals' directory).
 
-use serde::{Deserialize, Serialize};
-
 use super::authz::{active_account, facility_admin};
-use super::commands::{Outcome, text};
 use super::error::{DomainError, DomainResult, denied, invalid};
+use super::kernel::{Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView};
+
+pub use super::model::{FacilityProfile, GeoPoint};
 
 const MAX_ADDRESS_CHARS: usize = 200;
 const MAX_PHONE_CHARS: usize = 30;
 const MAX_SERVICES: usize = 30;
 const MAX_SERVICE_CHARS: usize = 40;
 const MAX_NOTE_CHARS: usize = 2_000;
-
-/// A point on the map in micro-degrees (integers keep the replicated state exact).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GeoPoint {
-    pub lat_e6: i32,
-    pub lon_e6: i32,
-}
-
-impl GeoPoint {
-    pub fn is_valid(self) -> bool {
-        (-90_000_000..=90_000_000).contains(&self.lat_e6) && (-180_000_000..=180_000_000).contains(&self.lon_e6)
-    }
-
-    /// Great-circle distance in metres (haversine; plenty for a prefecture).
-    pub fn distance_m(self, other: GeoPoint) -> u64 {
-        const EARTH_RADIUS_M: f64 = 6_371_000.0;
-        let rad = |e6: i32| f64::from(e6) / 1e6_f64 * std::f64::consts::PI / 180.0;
-        let (lat1, lat2) = (rad(self.lat_e6), rad(other.lat_e6));
-        let dlat = lat2 - lat1;
-        let dlon = rad(other.lon_e6) - rad(self.lon_e6);
-        let a = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
-        (2.0 * EARTH_RADIUS_M * a.sqrt().min(1.0).asin()).round() as u64
-    }
-}
-
-/// What a facility tells the region about itself; kept up to date by its admins.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FacilityProfile {
-    pub address: String,
-    pub phone: String,
-    pub location: Option<GeoPoint>,
-    /// Free tags: 在宅酸素, 看取り, 24時間対応, 訪問リハ…
-    pub services: Vec<String>,
-    pub accepting_new_patients: bool,
-    pub note: String,
-}
 
 /// A search of the map. Empty fields match everything.
 #[derive(Debug, Clone, Default)]

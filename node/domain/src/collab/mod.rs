@@ -5,17 +5,24 @@
 //! Pure: commands read a [`HubView`] and return [`Change`]s; nothing here does I/O. The store
 //! applies them in the replicated state machine (`store/collab.rs`).
 
+pub mod accounts;
 pub mod audit;
 pub mod authz;
+pub mod bigram;
 pub mod commands;
+pub mod connections;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod kernel;
 pub mod model;
+pub mod posts;
 pub mod queries;
 pub mod requests;
+pub mod rooms;
 pub mod search;
 pub mod second_factor;
+pub mod sessions;
 pub mod view;
 
 pub use commands::{Command, Ctx, Outcome, execute};

@@ -101,7 +101,7 @@ pub struct Account {
     pub facility_admin: bool,
     /// The second factor, once the user sets one up.
     #[serde(default)]
-    pub totp: Option<super::second_factor::Totp>,
+    pub totp: Option<Totp>,
 }
 
 impl Account {
@@ -136,7 +136,7 @@ pub struct Facility {
     pub status: FacilityStatus,
     /// Its entry on the resource map (empty until its admins fill it in).
     #[serde(default)]
-    pub profile: super::directory::FacilityProfile,
+    pub profile: FacilityProfile,
 }
 
 /// A single-use, expiring invitation for a professional to join a facility. Only the hash of
@@ -309,4 +309,122 @@ pub struct Session {
     /// `queries::TOUCH_EVERY_MS`), so the idle timeout holds on nodes the session never used.
     #[serde(default)]
     pub last_used_ms: u64,
+}
+
+// The records of the feature modules that the state holds (defined here so the model and the
+// view depend on no feature module; each feature re-exports its own).
+
+/// A second factor (see `second_factor.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totp {
+    pub secret: Vec<u8>,
+    /// Set once the user has shown a code from the app; only then does login ask for one.
+    pub confirmed: bool,
+    /// The newest time step a code was accepted for.
+    pub last_step: u64,
+}
+
+/// A point on the map in micro-degrees (integers keep the replicated state exact).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeoPoint {
+    pub lat_e6: i32,
+    pub lon_e6: i32,
+}
+
+impl GeoPoint {
+    pub fn is_valid(self) -> bool {
+        (-90_000_000..=90_000_000).contains(&self.lat_e6) && (-180_000_000..=180_000_000).contains(&self.lon_e6)
+    }
+
+    /// Great-circle distance in metres (haversine; plenty for a prefecture).
+    pub fn distance_m(self, other: GeoPoint) -> u64 {
+        const EARTH_RADIUS_M: f64 = 6_371_000.0;
+        let rad = |e6: i32| f64::from(e6) / 1e6_f64 * std::f64::consts::PI / 180.0;
+        let (lat1, lat2) = (rad(self.lat_e6), rad(other.lat_e6));
+        let dlat = lat2 - lat1;
+        let dlon = rad(other.lon_e6) - rad(self.lon_e6);
+        let a = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+        (2.0 * EARTH_RADIUS_M * a.sqrt().min(1.0).asin()).round() as u64
+    }
+}
+
+/// What a facility tells the region about itself; kept up to date by its admins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacilityProfile {
+    pub address: String,
+    pub phone: String,
+    pub location: Option<GeoPoint>,
+    /// Free tags: 在宅酸素, 看取り, 24時間対応, 訪問リハ…
+    pub services: Vec<String>,
+    pub accepting_new_patients: bool,
+    pub note: String,
+}
+
+/// A request to facilities (see `requests.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestKind {
+    /// 入院
+    Admission,
+    /// 退院
+    Discharge,
+    /// 往診
+    HomeVisit,
+    /// 連携
+    Collaboration,
+}
+
+impl RequestKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestKind::Admission => "入院",
+            RequestKind::Discharge => "退院",
+            RequestKind::HomeVisit => "往診",
+            RequestKind::Collaboration => "連携",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    Pending,
+    Accepted {
+        by: AccountId,
+        at_ms: u64,
+        note: String,
+    },
+    Declined {
+        by: AccountId,
+        at_ms: u64,
+        note: String,
+    },
+    /// The sender cancelled before this facility answered.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub facility: FacilityId,
+    pub answer: Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CareRequest {
+    pub id: RequestId,
+    pub kind: RequestKind,
+    pub from: AccountId,
+    pub from_facility: FacilityId,
+    pub patient: Option<PatientId>,
+    pub title: String,
+    pub details: String,
+    pub recipients: Vec<Recipient>,
+    pub sent_at_ms: u64,
+}
+
+impl CareRequest {
+    /// The sender, or an active professional of a recipient facility.
+    pub fn visible_to(&self, account: &Account) -> bool {
+        account.is_active()
+            && (self.from == account.id
+                || account.facility().is_some_and(|f| self.recipients.iter().any(|r| r.facility == f)))
+    }
 }

@@ -8,87 +8,19 @@
 //! Who sees a request: its sender and the active professionals of its recipient facilities.
 //! Anyone else gets NotFound, as for rooms.
 
-use serde::{Deserialize, Serialize};
-
 use super::authz::active_account;
-use super::commands::{Ctx, Outcome, text};
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
+use super::kernel::{Ctx, Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView};
+
+pub use super::model::{Answer, CareRequest, Recipient, RequestKind};
 
 /// At most this many recipient facilities per request.
 pub const MAX_RECIPIENTS: usize = 20;
 const MAX_TITLE_CHARS: usize = 100;
 const MAX_DETAILS_CHARS: usize = 10_000;
 const MAX_NOTE_CHARS: usize = 1_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RequestKind {
-    /// 入院
-    Admission,
-    /// 退院
-    Discharge,
-    /// 往診
-    HomeVisit,
-    /// 連携
-    Collaboration,
-}
-
-impl RequestKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            RequestKind::Admission => "入院",
-            RequestKind::Discharge => "退院",
-            RequestKind::HomeVisit => "往診",
-            RequestKind::Collaboration => "連携",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Answer {
-    Pending,
-    Accepted {
-        by: AccountId,
-        at_ms: u64,
-        note: String,
-    },
-    Declined {
-        by: AccountId,
-        at_ms: u64,
-        note: String,
-    },
-    /// The sender cancelled before this facility answered.
-    Cancelled,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recipient {
-    pub facility: FacilityId,
-    pub answer: Answer,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CareRequest {
-    pub id: RequestId,
-    pub kind: RequestKind,
-    pub from: AccountId,
-    pub from_facility: FacilityId,
-    pub patient: Option<PatientId>,
-    pub title: String,
-    pub details: String,
-    pub recipients: Vec<Recipient>,
-    pub sent_at_ms: u64,
-}
-
-impl CareRequest {
-    /// The sender, or an active professional of a recipient facility.
-    pub fn visible_to(&self, account: &Account) -> bool {
-        account.is_active()
-            && (self.from == account.id
-                || account.facility().is_some_and(|f| self.recipients.iter().any(|r| r.facility == f)))
-    }
-}
 
 /// The request as `actor` may see it (NotFound otherwise).
 pub fn visible(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainResult<(Account, CareRequest)> {

@@ -4,46 +4,16 @@
 //! matches a post whose normalised text contains the normalised query. Patients and people are
 //! few enough per user to be matched directly.
 
-use std::collections::BTreeSet;
-
 use super::authz::{active_account, can_read};
 use super::error::{DomainResult, invalid};
 use super::model::*;
 use super::view::HubView;
 
+pub use super::bigram::{bigrams, normalize};
+
 /// Queries shorter than this match too much to be useful (and have no bigram).
 pub const MIN_QUERY_CHARS: usize = 2;
 const MAX_QUERY_CHARS: usize = 100;
-
-/// Folds the differences users do not mean: full-width ASCII (ＡＢＣ１２３) to half-width,
-/// ASCII to lower case, and runs of white space to one space.
-pub fn normalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut space = false;
-    for c in text.chars() {
-        let c = match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            '\u{3000}' => ' ',
-            c => c,
-        };
-        if c.is_whitespace() {
-            space = true;
-            continue;
-        }
-        if space && !out.is_empty() {
-            out.push(' ');
-        }
-        space = false;
-        out.extend(c.to_lowercase());
-    }
-    out
-}
-
-/// The distinct character bigrams of a normalised text (spaces included: they separate).
-pub fn bigrams(normalized: &str) -> BTreeSet<String> {
-    let chars: Vec<char> = normalized.chars().collect();
-    chars.windows(2).map(|w| w.iter().collect()).collect()
-}
 
 /// A post found, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +89,8 @@ pub fn people(view: &impl HubView, actor: AccountId, text: &str, limit: usize) -
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]

@@ -3,27 +3,16 @@
 //! proposes the time step it matched; apply only compares steps, so it stays deterministic, and
 //! a step is accepted once per account (a code cannot be replayed, not even on another node).
 
-use serde::{Deserialize, Serialize};
-
 use super::authz::{active_account, self_or_admin};
-use super::commands::Outcome;
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
+use super::kernel::{Executed, Outcome};
 use super::model::*;
 use super::view::{Change, HubView};
 
+pub use super::model::Totp;
+
 /// Secrets are 160 bits, as RFC 4226 recommends.
 pub const SECRET_BYTES: usize = 20;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totp {
-    pub secret: Vec<u8>,
-    /// Set once the user has shown a code from the app; only then does login ask for one.
-    pub confirmed: bool,
-    /// The newest time step a code was accepted for.
-    pub last_step: u64,
-}
-
-type Executed = (Outcome, Vec<Change>);
 
 /// Starts (or restarts, while unconfirmed) enrolment with a new secret.
 pub fn begin(view: &impl HubView, actor: AccountId, secret: Vec<u8>) -> DomainResult<Executed> {

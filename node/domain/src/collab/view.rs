@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::model::*;
-use super::requests::CareRequest;
 
 pub trait HubView {
     fn account(&self, id: AccountId) -> Option<Account>;
@@ -153,7 +152,7 @@ impl HubView for MemHub {
     fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> Vec<u64> {
         self.posts
             .range((room, 0)..=(room, u64::MAX))
-            .filter(|(_, p)| !p.deleted && super::search::bigrams(&super::search::normalize(&p.text)).contains(bigram))
+            .filter(|(_, p)| !p.deleted && super::bigram::bigrams(&super::bigram::normalize(&p.text)).contains(bigram))
             .map(|((_, seq), _)| *seq)
             .collect()
     }

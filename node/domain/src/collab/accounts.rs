@@ -1,0 +1,167 @@
+//! Accounts and facilities: the hub's first operator, facilities and their approval,
+//! invitations and registration with them, approving and stopping accounts, family accounts.
+
+use super::authz::{self, facility_admin, operator, owner};
+use super::error::{DomainError, DomainResult, denied, invalid, precondition};
+use super::kernel::{Ctx, Executed, MAX_NAME_CHARS, Outcome, text};
+use super::model::*;
+use super::view::{Change, HubView};
+
+fn login_free(view: &impl HubView, login: &str) -> DomainResult<()> {
+    text("login", login, MAX_NAME_CHARS)?;
+    if login.chars().any(char::is_whitespace) {
+        return Err(invalid("login must not contain spaces"));
+    }
+    if view.account_by_login(login).is_some() {
+        return Err(precondition(format!("login {login:?} is taken")));
+    }
+    Ok(())
+}
+
+/// A new account with a free login and a valid display name; its id is the log index.
+fn new_account(
+    view: &impl HubView,
+    ctx: Ctx,
+    (login, display_name, password_hash): (String, String, String),
+    kind: AccountKind,
+    status: AccountStatus,
+    facility_admin: bool,
+) -> DomainResult<Account> {
+    login_free(view, &login)?;
+    text("display_name", &display_name, MAX_NAME_CHARS)?;
+    Ok(Account {
+        id: AccountId(ctx.log_index),
+        login,
+        display_name,
+        kind,
+        status,
+        password_hash,
+        facility_admin,
+        totp: None,
+    })
+}
+
+/// `InitOperator`: the hub's first operator (later ones are added by operators).
+pub fn init_operator(view: &impl HubView, ctx: Ctx, names: (String, String, String)) -> DomainResult<Executed> {
+    if view.has_operator() {
+        return Err(precondition("the hub already has an operator; operators are added by operators"));
+    }
+    let account = new_account(view, ctx, names, AccountKind::Operator, AccountStatus::Active, false)?;
+    Ok((Outcome::Account(account.id), vec![Change::Account(account)]))
+}
+
+/// `RegisterFacility`: an operator registers a facility, pending approval.
+pub fn register_facility(
+    view: &impl HubView,
+    ctx: Ctx,
+    actor: AccountId,
+    (name, kind, municipality): (String, FacilityKind, String),
+) -> DomainResult<Executed> {
+    operator(view, actor)?;
+    text("name", &name, MAX_NAME_CHARS)?;
+    text("municipality", &municipality, MAX_NAME_CHARS)?;
+    let id = FacilityId(ctx.log_index);
+    let facility =
+        Facility { id, name, kind, municipality, status: FacilityStatus::Pending, profile: Default::default() };
+    Ok((Outcome::Facility(id), vec![Change::Facility(facility)]))
+}
+
+/// `ApproveFacility`.
+pub fn approve_facility(view: &impl HubView, actor: AccountId, facility: FacilityId) -> DomainResult<Executed> {
+    operator(view, actor)?;
+    let mut f = view.facility(facility).ok_or(DomainError::NotFound("facility"))?;
+    f.status = FacilityStatus::Approved;
+    Ok((Outcome::Facility(facility), vec![Change::Facility(f)]))
+}
+
+/// `IssueInvitation`: an admin of an approved facility invites staff (admins only by admins).
+pub fn issue_invitation(
+    view: &impl HubView,
+    ctx: Ctx,
+    actor: AccountId,
+    facility: FacilityId,
+    (code_hash, expires_at_ms, as_admin): (String, u64, bool),
+) -> DomainResult<Executed> {
+    let issuer = facility_admin(view, actor, facility)?;
+    if as_admin && !issuer.is_operator() && !issuer.facility_admin {
+        return Err(denied("only admins may invite admins"));
+    }
+    let f = view.facility(facility).ok_or(DomainError::NotFound("facility"))?;
+    if f.status != FacilityStatus::Approved {
+        return Err(precondition("the facility is not approved yet"));
+    }
+    if expires_at_ms <= ctx.now_ms {
+        return Err(invalid("the invitation would already be expired"));
+    }
+    if code_hash.is_empty() || view.invitation_by_code(&code_hash).is_some() {
+        return Err(invalid("invitation code unusable"));
+    }
+    let id = InvitationId(ctx.log_index);
+    let invitation =
+        Invitation { id, code_hash, facility, issued_by: issuer.id, expires_at_ms, used_by: None, as_admin };
+    Ok((Outcome::Invitation(id), vec![Change::Invitation(invitation)]))
+}
+
+/// `Register`: a professional registers with an unused, unexpired invitation (pending approval).
+pub fn register(
+    view: &impl HubView,
+    ctx: Ctx,
+    code_hash: &str,
+    profession: Profession,
+    names: (String, String, String),
+) -> DomainResult<Executed> {
+    let mut invitation = view.invitation_by_code(code_hash).ok_or(DomainError::NotFound("invitation"))?;
+    if invitation.used_by.is_some() {
+        return Err(precondition("this invitation has already been used"));
+    }
+    if invitation.expires_at_ms <= ctx.now_ms {
+        return Err(precondition("this invitation has expired"));
+    }
+    let kind = AccountKind::Professional { facility: invitation.facility, profession };
+    let account = new_account(view, ctx, names, kind, AccountStatus::Pending, invitation.as_admin)?;
+    invitation.used_by = Some(account.id);
+    Ok((Outcome::Account(account.id), vec![Change::Invitation(invitation), Change::Account(account)]))
+}
+
+/// `ApproveAccount`: the facility's admin (operators for accounts without a facility).
+pub fn approve_account(view: &impl HubView, actor: AccountId, account: AccountId) -> DomainResult<Executed> {
+    let mut target = view.account(account).ok_or(DomainError::NotFound("account"))?;
+    match target.facility() {
+        Some(f) => facility_admin(view, actor, f)?,
+        None => operator(view, actor)?,
+    };
+    if target.status != AccountStatus::Pending {
+        return Err(precondition("only a pending account can be approved"));
+    }
+    target.status = AccountStatus::Active;
+    Ok((Outcome::Account(account), vec![Change::Account(target)]))
+}
+
+/// `StopAccount`: stops the account and ends its sessions.
+pub fn stop_account(view: &impl HubView, actor: AccountId, account: AccountId) -> DomainResult<Executed> {
+    let mut target = view.account(account).ok_or(DomainError::NotFound("account"))?;
+    authz::account_admin(view, actor, &target)?;
+    target.status = AccountStatus::Stopped;
+    let mut changes = vec![Change::Account(target)];
+    for mut s in view.sessions_of(account).into_iter().filter(|s| !s.revoked) {
+        s.revoked = true;
+        changes.push(Change::Session(s));
+    }
+    Ok((Outcome::Account(account), changes))
+}
+
+/// `CreateFamilyAccount`: an owner of the patient's timeline creates a family account that
+/// joins that timeline only. (An unknown patient is NotFound even before signing in.)
+pub fn create_family_account(
+    view: &impl HubView,
+    ctx: Ctx,
+    actor: Option<AccountId>,
+    patient: PatientId,
+    names: (String, String, String),
+) -> DomainResult<Executed> {
+    let p = view.patient(patient).ok_or(DomainError::NotFound("patient"))?;
+    owner(view, actor.ok_or(DomainError::Unauthenticated)?, p.timeline)?;
+    let account = new_account(view, ctx, names, AccountKind::Family { patient }, AccountStatus::Active, false)?;
+    let member = Member::new(p.timeline, account.id, Role::Family, MemberState::Active);
+    Ok((Outcome::Account(account.id), vec![Change::Account(account), Change::Member(member)]))
+}

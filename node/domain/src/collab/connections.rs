@@ -1,0 +1,73 @@
+//! Connections between two professionals: requesting, accepting (which opens their
+//! connection room), declining and blocking (which closes it).
+
+use super::authz::active_account;
+use super::error::{DomainError, DomainResult, invalid, precondition};
+use super::kernel::{Ctx, Executed, Outcome};
+use super::model::*;
+use super::rooms::removal;
+use super::view::{Change, HubView};
+
+/// `RequestConnection`.
+pub fn request(view: &impl HubView, actor: AccountId, to: AccountId) -> DomainResult<Executed> {
+    let me = active_account(view, actor)?;
+    let them =
+        view.account(to).filter(|a| a.is_active() && a.facility().is_some()).ok_or(DomainError::NotFound("account"))?;
+    if me.facility().is_none() || me.id == them.id {
+        return Err(invalid("connections link two different professionals"));
+    }
+    let pair = connection_pair(me.id, to);
+    match view.connection(pair).map(|c| c.state) {
+        None | Some(ConnectionState::Declined) => {}
+        Some(ConnectionState::Blocked { .. }) => return Err(DomainError::NotFound("account")),
+        Some(_) => return Err(precondition("already requested or connected")),
+    }
+    let c = Connection { pair, state: ConnectionState::Requested { by: me.id } };
+    Ok((Outcome::Done, vec![Change::Connection(c)]))
+}
+
+/// `AcceptConnection`: opens the pair's connection room.
+pub fn accept(view: &impl HubView, ctx: Ctx, actor: AccountId, from: AccountId) -> DomainResult<Executed> {
+    let me = active_account(view, actor)?;
+    let pair = connection_pair(me.id, from);
+    let c = view.connection(pair).ok_or(DomainError::NotFound("connection request"))?;
+    if c.state != (ConnectionState::Requested { by: from }) {
+        return Err(DomainError::NotFound("connection request"));
+    }
+    let room = RoomId(ctx.log_index);
+    let kind = RoomKind::Connection { a: pair.0, b: pair.1 };
+    let changes = vec![
+        Change::Connection(Connection { pair, state: ConnectionState::Accepted { room } }),
+        Change::Room(Room { id: room, kind, last_seq: 0, last_post_at_ms: ctx.now_ms }),
+        Change::Member(Member::new(room, pair.0, Role::Member, MemberState::Active)),
+        Change::Member(Member::new(room, pair.1, Role::Member, MemberState::Active)),
+    ];
+    Ok((Outcome::Room(room), changes))
+}
+
+/// `DeclineConnection`.
+pub fn decline(view: &impl HubView, actor: AccountId, from: AccountId) -> DomainResult<Executed> {
+    let me = active_account(view, actor)?;
+    let pair = connection_pair(me.id, from);
+    match view.connection(pair) {
+        Some(c) if c.state == (ConnectionState::Requested { by: from }) => {
+            Ok((Outcome::Done, vec![Change::Connection(Connection { pair, state: ConnectionState::Declined })]))
+        }
+        _ => Err(DomainError::NotFound("connection request")),
+    }
+}
+
+/// `BlockConnection`: both leave their connection room, if they had one.
+pub fn block(view: &impl HubView, actor: AccountId, other: AccountId) -> DomainResult<Executed> {
+    let me = active_account(view, actor)?;
+    if view.account(other).is_none() || other == me.id {
+        return Err(DomainError::NotFound("account"));
+    }
+    let pair = connection_pair(me.id, other);
+    let mut changes = vec![Change::Connection(Connection { pair, state: ConnectionState::Blocked { by: me.id } })];
+    if let Some(Connection { state: ConnectionState::Accepted { room }, .. }) = view.connection(pair) {
+        changes.extend(removal(view, room, pair.0));
+        changes.extend(removal(view, room, pair.1));
+    }
+    Ok((Outcome::Done, changes))
+}

@@ -1,0 +1,205 @@
+//! Rooms and their members: patients and their timelines (the patient's team), sub-rooms,
+//! groups; inviting, approving, asking to join, leaving and removing members.
+
+use super::authz::{active_account, active_member, owner};
+use super::error::{DomainError, DomainResult, denied, invalid, precondition};
+use super::kernel::{Ctx, Executed, MAX_NAME_CHARS, Outcome, text};
+use super::model::*;
+use super::view::{Change, HubView};
+
+/// The fields of `CreatePatient` besides its name and kana.
+pub struct PatientDetails {
+    pub birth_date: String,
+    pub address: String,
+    pub notes: String,
+}
+
+/// `CreatePatient`: a professional creates a patient and its timeline, owning it.
+pub fn create_patient(
+    view: &impl HubView,
+    ctx: Ctx,
+    actor: AccountId,
+    (name, kana): (String, String),
+    PatientDetails { birth_date, address, notes }: PatientDetails,
+) -> DomainResult<Executed> {
+    let account = active_account(view, actor)?;
+    let facility = account.facility().ok_or_else(|| denied("only professionals create patients"))?;
+    text("name", &name, MAX_NAME_CHARS)?;
+    text("kana", &kana, MAX_NAME_CHARS)?;
+    let patient = PatientId(ctx.log_index);
+    let timeline = RoomId(ctx.log_index);
+    let room =
+        Room { id: timeline, kind: RoomKind::PatientTimeline { patient }, last_seq: 0, last_post_at_ms: ctx.now_ms };
+    let p = Patient { id: patient, facility, name, kana, birth_date, address, notes, timeline };
+    let owner = Member::new(timeline, account.id, Role::Owner, MemberState::Active);
+    Ok((Outcome::Patient { patient, timeline }, vec![Change::Patient(p), Change::Room(room), Change::Member(owner)]))
+}
+
+/// `CreateSubRoom`: a room inside a patient's timeline, its members from the patient's team.
+pub fn create_sub_room(
+    view: &impl HubView,
+    ctx: Ctx,
+    actor: AccountId,
+    (timeline, name): (RoomId, String),
+    members: Vec<AccountId>,
+) -> DomainResult<Executed> {
+    let (account, _, room) = active_member(view, actor, timeline)?;
+    let RoomKind::PatientTimeline { patient } = room.kind else {
+        return Err(invalid("sub-rooms live inside a patient timeline"));
+    };
+    text("name", &name, MAX_NAME_CHARS)?;
+    let id = RoomId(ctx.log_index);
+    let kind = RoomKind::SubRoom { patient, parent: timeline, name };
+    let mut changes = vec![
+        Change::Room(Room { id, kind, last_seq: 0, last_post_at_ms: ctx.now_ms }),
+        Change::Member(Member::new(id, account.id, Role::Owner, MemberState::Active)),
+    ];
+    for m in members.into_iter().filter(|m| *m != account.id) {
+        let in_team = view.member(timeline, m).is_some_and(|x| x.is_active());
+        if !in_team {
+            return Err(invalid(format!("account {m} is not in this patient's team")));
+        }
+        changes.push(Change::Member(Member::new(id, m, Role::Member, MemberState::Active)));
+    }
+    Ok((Outcome::Room(id), changes))
+}
+
+/// `CreateGroup`: a professional creates a group, owning it.
+pub fn create_group(view: &impl HubView, ctx: Ctx, actor: AccountId, name: String) -> DomainResult<Executed> {
+    let account = active_account(view, actor)?;
+    if account.facility().is_none() {
+        return Err(denied("only professionals create groups"));
+    }
+    text("name", &name, MAX_NAME_CHARS)?;
+    let id = RoomId(ctx.log_index);
+    let room = Room { id, kind: RoomKind::Group { name }, last_seq: 0, last_post_at_ms: ctx.now_ms };
+    Ok((
+        Outcome::Room(id),
+        vec![Change::Room(room), Change::Member(Member::new(id, account.id, Role::Owner, MemberState::Active))],
+    ))
+}
+
+/// Whether `target` may join room `r` with `role` at all (family accounts only their own
+/// patient's timeline; operators nowhere).
+fn invitable(r: &Room, target: &Account, role: Role) -> DomainResult<()> {
+    match (&target.kind, role) {
+        (AccountKind::Family { patient }, Role::Family)
+            if r.kind != (RoomKind::PatientTimeline { patient: *patient }) =>
+        {
+            Err(invalid("a family account joins only its own patient's timeline"))
+        }
+        (AccountKind::Family { .. }, Role::Family) => Ok(()),
+        (AccountKind::Family { .. }, _) | (_, Role::Family) => {
+            Err(invalid("the family role is for family accounts only"))
+        }
+        (AccountKind::Operator, _) => Err(invalid("operators are not invited into rooms")),
+        _ => Ok(()),
+    }
+}
+
+/// `Invite`: a member invites an account; an owner's invitation is its own approval.
+pub fn invite(
+    view: &impl HubView,
+    actor: AccountId,
+    room: RoomId,
+    invitee: AccountId,
+    role: Role,
+) -> DomainResult<Executed> {
+    let (_, inviter, r) = active_member(view, actor, room)?;
+    if matches!(r.kind, RoomKind::Connection { .. }) {
+        return Err(invalid("a connection room has exactly its two members"));
+    }
+    if matches!(r.kind, RoomKind::SubRoom { .. }) && inviter.role != Role::Owner {
+        return Err(denied("only the sub-room's owner adds members"));
+    }
+    let target = view.account(invitee).filter(Account::is_active).ok_or(DomainError::NotFound("account"))?;
+    invitable(&r, &target, role)?;
+    if let RoomKind::SubRoom { parent, .. } = r.kind
+        && !view.member(parent, invitee).is_some_and(|m| m.is_active())
+    {
+        return Err(invalid("sub-room members come from the patient's team"));
+    }
+    if role == Role::Owner && inviter.role != Role::Owner {
+        return Err(denied("only owners make owners"));
+    }
+    if view.member(room, invitee).is_some() {
+        return Err(precondition("already a member or invited"));
+    }
+    // An owner's invitation is its own approval; anyone else's waits for an owner.
+    let state =
+        if inviter.role == Role::Owner { MemberState::Active } else { MemberState::Invited { by: inviter.account } };
+    Ok((Outcome::Room(room), vec![Change::Member(Member::new(room, invitee, role, state))]))
+}
+
+/// `Approve`: an owner approves an invitation or a request to join.
+pub fn approve(view: &impl HubView, actor: AccountId, room: RoomId, account: AccountId) -> DomainResult<Executed> {
+    owner(view, actor, room)?;
+    let mut m = view.member(room, account).ok_or(DomainError::NotFound("invitation"))?;
+    if m.is_active() {
+        return Err(precondition("already an active member"));
+    }
+    if !view.account(account).is_some_and(|a| a.is_active()) {
+        return Err(precondition("the account is not active"));
+    }
+    m.state = MemberState::Active;
+    Ok((Outcome::Room(room), vec![Change::Member(m)]))
+}
+
+/// `RequestJoin`: a professional asks to join a group (patient teams are invitation-only).
+pub fn request_join(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResult<Executed> {
+    let account = active_account(view, actor)?;
+    let r = view.room(room).ok_or(DomainError::NotFound("room"))?;
+    if !matches!(r.kind, RoomKind::Group { .. }) {
+        // Patient teams are invitation-only: do not even confirm they exist.
+        return Err(DomainError::NotFound("room"));
+    }
+    if account.facility().is_none() {
+        return Err(denied("only professionals join groups"));
+    }
+    if view.member(room, account.id).is_some() {
+        return Err(precondition("already a member or pending"));
+    }
+    Ok((Outcome::Room(room), vec![Change::Member(Member::new(room, account.id, Role::Member, MemberState::Requested))]))
+}
+
+/// `Leave`: any member but the last owner.
+pub fn leave(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResult<Executed> {
+    let (_, m, r) = active_member(view, actor, room)?;
+    if matches!(r.kind, RoomKind::Connection { .. }) {
+        return Err(invalid("end a connection by blocking it"));
+    }
+    let owners = view.members(room).into_iter().filter(|x| x.is_active() && x.role == Role::Owner).count();
+    if m.role == Role::Owner && owners == 1 {
+        return Err(precondition("the last owner cannot leave; make another member owner first"));
+    }
+    Ok((Outcome::Done, removal(view, room, actor)))
+}
+
+/// `Remove`: an owner removes a member (not an active owner: owners leave).
+pub fn remove(view: &impl HubView, actor: AccountId, room: RoomId, account: AccountId) -> DomainResult<Executed> {
+    let (_, _, r) = owner(view, actor, room)?;
+    if matches!(r.kind, RoomKind::Connection { .. }) {
+        return Err(invalid("end a connection by blocking it"));
+    }
+    let m = view.member(room, account).ok_or(DomainError::NotFound("member"))?;
+    if m.role == Role::Owner && m.is_active() {
+        return Err(denied("owners cannot be removed by other owners; they leave"));
+    }
+    Ok((Outcome::Done, removal(view, room, account)))
+}
+
+/// Removing a member also removes it from the patient's sub-rooms, so leaving a team leaves
+/// every room of that patient.
+pub(super) fn removal(view: &impl HubView, room: RoomId, account: AccountId) -> Vec<Change> {
+    let mut changes = vec![Change::RemoveMember { room, account }];
+    if let Some(Room { kind: RoomKind::PatientTimeline { .. }, .. }) = view.room(room) {
+        for sub in view.rooms_of(account) {
+            if let Some(Room { kind: RoomKind::SubRoom { parent, .. }, id, .. }) = view.room(sub.room)
+                && parent == room
+            {
+                changes.push(Change::RemoveMember { room: id, account });
+            }
+        }
+    }
+    changes
+}

@@ -1,0 +1,70 @@
+//! Sessions: signing in (with the TOTP step the API node matched), the hub-wide idle clock,
+//! revoking one session and logging out. Enrolling the second factor is `second_factor.rs`.
+
+use super::authz::{self, active_account};
+use super::error::{DomainError, DomainResult, invalid, precondition};
+use super::kernel::{Ctx, Executed, Outcome, SESSION_ID_CHARS};
+use super::model::*;
+use super::second_factor;
+use super::view::{Change, HubView};
+
+/// `CreateSession`: the API node verified the password; apply checks the account is still
+/// active and the second factor's step.
+pub fn create(
+    view: &impl HubView,
+    ctx: Ctx,
+    login: &str,
+    (token_hash, device, totp_step): (String, String, Option<u64>),
+) -> DomainResult<Executed> {
+    let id = view.account_by_login(login).ok_or(DomainError::Unauthenticated)?;
+    let account = active_account(view, id)?;
+    if token_hash.is_empty() || view.session(&token_hash).is_some() {
+        return Err(invalid("session token unusable"));
+    }
+    let mut changes: Vec<Change> = second_factor::login(account, totp_step)?.map(Change::Account).into_iter().collect();
+    let session = Session {
+        token_hash,
+        account: id,
+        created_at_ms: ctx.now_ms,
+        device,
+        revoked: false,
+        last_used_ms: ctx.now_ms,
+    };
+    changes.push(Change::Session(session));
+    Ok((Outcome::Session(id), changes))
+}
+
+/// `TouchSession`: the caller's session is in use.
+pub fn touch(view: &impl HubView, ctx: Ctx, actor: AccountId, token_hash: &str) -> DomainResult<Executed> {
+    let mut s = view
+        .session(token_hash)
+        .filter(|s| s.account == actor && !s.revoked)
+        .ok_or(DomainError::NotFound("session"))?;
+    s.last_used_ms = s.last_used_ms.max(ctx.now_ms);
+    Ok((Outcome::Done, vec![Change::Session(s)]))
+}
+
+/// `RevokeSession`: ends one session of the account (its own, or as its admin).
+pub fn revoke(view: &impl HubView, actor: AccountId, account: AccountId, session: &str) -> DomainResult<Executed> {
+    authz::self_or_admin(view, actor, account)?;
+    if session.len() != SESSION_ID_CHARS {
+        return Err(invalid(format!("a session id is {SESSION_ID_CHARS} hex digits")));
+    }
+    let mut s = view
+        .sessions_of(account)
+        .into_iter()
+        .find(|s| s.token_hash.starts_with(session))
+        .ok_or(DomainError::NotFound("session"))?;
+    if s.revoked {
+        return Err(precondition("that session has ended already"));
+    }
+    s.revoked = true;
+    Ok((Outcome::Done, vec![Change::Session(s)]))
+}
+
+/// `Logout`: ends the caller's own session.
+pub fn logout(view: &impl HubView, actor: AccountId, token_hash: &str) -> DomainResult<Executed> {
+    let mut s = view.session(token_hash).filter(|s| s.account == actor).ok_or(DomainError::NotFound("session"))?;
+    s.revoked = true;
+    Ok((Outcome::Done, vec![Change::Session(s)]))
+}
