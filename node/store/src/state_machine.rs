@@ -16,7 +16,7 @@ use super::collab::RocksHub;
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, get_json, io_err, to_json};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
-use kizuna_domain::collab::events::{Event, events_for};
+use kizuna_domain::collab::events::{Event, stamp};
 use kizuna_domain::collab::queries::SessionPolicy;
 use kizuna_domain::collab::{self, HubView};
 use kizuna_domain::{self, Applied, Command, CommandResult, Envelope, Record};
@@ -241,12 +241,10 @@ impl ApplyBatch<'_> {
             }
         };
         let ctx = collab::Ctx { log_index, now_ms: self.clock_ms };
-        match collab::execute(&self.hub, ctx, actor, command.clone()) {
-            Ok((outcome, changes)) => {
+        match collab::execute(&self.hub, ctx, actor, command) {
+            Ok(collab::Effects { outcome, changes, events, audit, outbound: _ }) => {
                 self.hub.apply(changes);
-                if let (Some(account), Some((patient, room, what))) =
-                    (actor, collab::audit::write_trail(&self.hub, &command, &outcome))
-                {
+                if let (Some(account), Some(collab::Trail { patient, room, what })) = (actor, audit) {
                     let record = collab::audit::AuditRecord {
                         at_ms: self.clock_ms,
                         account,
@@ -259,7 +257,7 @@ impl ApplyBatch<'_> {
                     };
                     self.hub.append_audit(record);
                 }
-                for event in events_for(&self.hub, &command, &outcome, actor, log_index, self.clock_ms) {
+                for event in stamp(events, log_index, self.clock_ms) {
                     self.hub.put_event(&event);
                     self.events.push(event);
                 }

@@ -63,7 +63,7 @@ impl Twin {
         let on_mem = execute(&self.mem, ctx, actor, cmd.clone());
         let on_rocks = execute(&RocksHub::new(&self.db), ctx, actor, cmd.clone());
         assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "answers differ for {cmd:?}");
-        let (outcome, changes) = on_mem.ok()?;
+        let kizuna_domain::collab::Effects { outcome, changes, .. } = on_mem.ok()?;
         self.mem.apply(changes.clone());
         let mut hub = RocksHub::new(&self.db);
         hub.apply(changes);

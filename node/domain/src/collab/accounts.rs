@@ -3,7 +3,7 @@
 
 use super::authz::{self, facility_admin, operator, owner};
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
-use super::kernel::{Ctx, Executed, MAX_NAME_CHARS, Outcome, text};
+use super::kernel::{Ctx, Effects, MAX_NAME_CHARS, Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView};
 
@@ -42,12 +42,12 @@ fn new_account(
 }
 
 /// `InitOperator`: the hub's first operator (later ones are added by operators).
-pub fn init_operator(view: &impl HubView, ctx: Ctx, names: (String, String, String)) -> DomainResult<Executed> {
+pub fn init_operator(view: &impl HubView, ctx: Ctx, names: (String, String, String)) -> DomainResult<Effects> {
     if view.has_operator() {
         return Err(precondition("the hub already has an operator; operators are added by operators"));
     }
     let account = new_account(view, ctx, names, AccountKind::Operator, AccountStatus::Active, false)?;
-    Ok((Outcome::Account(account.id), vec![Change::Account(account)]))
+    Ok(Effects::new(Outcome::Account(account.id), vec![Change::Account(account)]))
 }
 
 /// `RegisterFacility`: an operator registers a facility, pending approval.
@@ -56,22 +56,22 @@ pub fn register_facility(
     ctx: Ctx,
     actor: AccountId,
     (name, kind, municipality): (String, FacilityKind, String),
-) -> DomainResult<Executed> {
+) -> DomainResult<Effects> {
     operator(view, actor)?;
     text("name", &name, MAX_NAME_CHARS)?;
     text("municipality", &municipality, MAX_NAME_CHARS)?;
     let id = FacilityId(ctx.log_index);
     let facility =
         Facility { id, name, kind, municipality, status: FacilityStatus::Pending, profile: Default::default() };
-    Ok((Outcome::Facility(id), vec![Change::Facility(facility)]))
+    Ok(Effects::new(Outcome::Facility(id), vec![Change::Facility(facility)]))
 }
 
 /// `ApproveFacility`.
-pub fn approve_facility(view: &impl HubView, actor: AccountId, facility: FacilityId) -> DomainResult<Executed> {
+pub fn approve_facility(view: &impl HubView, actor: AccountId, facility: FacilityId) -> DomainResult<Effects> {
     operator(view, actor)?;
     let mut f = view.facility(facility).ok_or(DomainError::NotFound("facility"))?;
     f.status = FacilityStatus::Approved;
-    Ok((Outcome::Facility(facility), vec![Change::Facility(f)]))
+    Ok(Effects::new(Outcome::Facility(facility), vec![Change::Facility(f)]))
 }
 
 /// `IssueInvitation`: an admin of an approved facility invites staff (admins only by admins).
@@ -81,7 +81,7 @@ pub fn issue_invitation(
     actor: AccountId,
     facility: FacilityId,
     (code_hash, expires_at_ms, as_admin): (String, u64, bool),
-) -> DomainResult<Executed> {
+) -> DomainResult<Effects> {
     let issuer = facility_admin(view, actor, facility)?;
     if as_admin && !issuer.is_operator() && !issuer.facility_admin {
         return Err(denied("only admins may invite admins"));
@@ -99,7 +99,7 @@ pub fn issue_invitation(
     let id = InvitationId(ctx.log_index);
     let invitation =
         Invitation { id, code_hash, facility, issued_by: issuer.id, expires_at_ms, used_by: None, as_admin };
-    Ok((Outcome::Invitation(id), vec![Change::Invitation(invitation)]))
+    Ok(Effects::new(Outcome::Invitation(id), vec![Change::Invitation(invitation)]))
 }
 
 /// `Register`: a professional registers with an unused, unexpired invitation (pending approval).
@@ -109,7 +109,7 @@ pub fn register(
     code_hash: &str,
     profession: Profession,
     names: (String, String, String),
-) -> DomainResult<Executed> {
+) -> DomainResult<Effects> {
     let mut invitation = view.invitation_by_code(code_hash).ok_or(DomainError::NotFound("invitation"))?;
     if invitation.used_by.is_some() {
         return Err(precondition("this invitation has already been used"));
@@ -120,11 +120,11 @@ pub fn register(
     let kind = AccountKind::Professional { facility: invitation.facility, profession };
     let account = new_account(view, ctx, names, kind, AccountStatus::Pending, invitation.as_admin)?;
     invitation.used_by = Some(account.id);
-    Ok((Outcome::Account(account.id), vec![Change::Invitation(invitation), Change::Account(account)]))
+    Ok(Effects::new(Outcome::Account(account.id), vec![Change::Invitation(invitation), Change::Account(account)]))
 }
 
 /// `ApproveAccount`: the facility's admin (operators for accounts without a facility).
-pub fn approve_account(view: &impl HubView, actor: AccountId, account: AccountId) -> DomainResult<Executed> {
+pub fn approve_account(view: &impl HubView, actor: AccountId, account: AccountId) -> DomainResult<Effects> {
     let mut target = view.account(account).ok_or(DomainError::NotFound("account"))?;
     match target.facility() {
         Some(f) => facility_admin(view, actor, f)?,
@@ -134,11 +134,11 @@ pub fn approve_account(view: &impl HubView, actor: AccountId, account: AccountId
         return Err(precondition("only a pending account can be approved"));
     }
     target.status = AccountStatus::Active;
-    Ok((Outcome::Account(account), vec![Change::Account(target)]))
+    Ok(Effects::new(Outcome::Account(account), vec![Change::Account(target)]))
 }
 
 /// `StopAccount`: stops the account and ends its sessions.
-pub fn stop_account(view: &impl HubView, actor: AccountId, account: AccountId) -> DomainResult<Executed> {
+pub fn stop_account(view: &impl HubView, actor: AccountId, account: AccountId) -> DomainResult<Effects> {
     let mut target = view.account(account).ok_or(DomainError::NotFound("account"))?;
     authz::account_admin(view, actor, &target)?;
     target.status = AccountStatus::Stopped;
@@ -147,7 +147,7 @@ pub fn stop_account(view: &impl HubView, actor: AccountId, account: AccountId) -
         s.revoked = true;
         changes.push(Change::Session(s));
     }
-    Ok((Outcome::Account(account), changes))
+    Ok(Effects::new(Outcome::Account(account), changes))
 }
 
 /// `CreateFamilyAccount`: an owner of the patient's timeline creates a family account that
@@ -158,10 +158,12 @@ pub fn create_family_account(
     actor: Option<AccountId>,
     patient: PatientId,
     names: (String, String, String),
-) -> DomainResult<Executed> {
+) -> DomainResult<Effects> {
     let p = view.patient(patient).ok_or(DomainError::NotFound("patient"))?;
     owner(view, actor.ok_or(DomainError::Unauthenticated)?, p.timeline)?;
     let account = new_account(view, ctx, names, AccountKind::Family { patient }, AccountStatus::Active, false)?;
     let member = Member::new(p.timeline, account.id, Role::Family, MemberState::Active);
-    Ok((Outcome::Account(account.id), vec![Change::Account(account), Change::Member(member)]))
+    let id = account.id;
+    let changes = vec![Change::Account(account), Change::Member(member)];
+    Ok(Effects::new(Outcome::Account(id), changes).audited(Some(patient), None, "create family account"))
 }

@@ -19,7 +19,8 @@ use super::rooms::PatientDetails;
 use super::view::HubView;
 use super::{accounts, connections, posts, rooms, second_factor, sessions};
 
-pub use super::kernel::{Ctx, Executed, MAX_POST_CHARS, Outcome, SESSION_ID_CHARS};
+pub use super::events::Raised;
+pub use super::kernel::{Ctx, Effects, MAX_POST_CHARS, Outbound, Outcome, SESSION_ID_CHARS, Trail};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -184,7 +185,7 @@ pub enum Command {
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
-pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Command) -> DomainResult<Executed> {
+pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Command) -> DomainResult<Effects> {
     let signed_in = || actor.ok_or(DomainError::Unauthenticated);
     use Command as C;
     match command {

@@ -3,13 +3,13 @@
 
 use super::authz::active_account;
 use super::error::{DomainError, DomainResult, invalid, precondition};
-use super::kernel::{Ctx, Executed, Outcome};
+use super::kernel::{Ctx, Effects, Outcome};
 use super::model::*;
 use super::rooms::removal;
 use super::view::{Change, HubView};
 
 /// `RequestConnection`.
-pub fn request(view: &impl HubView, actor: AccountId, to: AccountId) -> DomainResult<Executed> {
+pub fn request(view: &impl HubView, actor: AccountId, to: AccountId) -> DomainResult<Effects> {
     let me = active_account(view, actor)?;
     let them =
         view.account(to).filter(|a| a.is_active() && a.facility().is_some()).ok_or(DomainError::NotFound("account"))?;
@@ -23,11 +23,11 @@ pub fn request(view: &impl HubView, actor: AccountId, to: AccountId) -> DomainRe
         Some(_) => return Err(precondition("already requested or connected")),
     }
     let c = Connection { pair, state: ConnectionState::Requested { by: me.id } };
-    Ok((Outcome::Done, vec![Change::Connection(c)]))
+    Ok(Effects::new(Outcome::Done, vec![Change::Connection(c)]))
 }
 
 /// `AcceptConnection`: opens the pair's connection room.
-pub fn accept(view: &impl HubView, ctx: Ctx, actor: AccountId, from: AccountId) -> DomainResult<Executed> {
+pub fn accept(view: &impl HubView, ctx: Ctx, actor: AccountId, from: AccountId) -> DomainResult<Effects> {
     let me = active_account(view, actor)?;
     let pair = connection_pair(me.id, from);
     let c = view.connection(pair).ok_or(DomainError::NotFound("connection request"))?;
@@ -42,23 +42,24 @@ pub fn accept(view: &impl HubView, ctx: Ctx, actor: AccountId, from: AccountId) 
         Change::Member(Member::new(room, pair.0, Role::Member, MemberState::Active)),
         Change::Member(Member::new(room, pair.1, Role::Member, MemberState::Active)),
     ];
-    Ok((Outcome::Room(room), changes))
+    Ok(Effects::new(Outcome::Room(room), changes).membership(room))
 }
 
 /// `DeclineConnection`.
-pub fn decline(view: &impl HubView, actor: AccountId, from: AccountId) -> DomainResult<Executed> {
+pub fn decline(view: &impl HubView, actor: AccountId, from: AccountId) -> DomainResult<Effects> {
     let me = active_account(view, actor)?;
     let pair = connection_pair(me.id, from);
     match view.connection(pair) {
-        Some(c) if c.state == (ConnectionState::Requested { by: from }) => {
-            Ok((Outcome::Done, vec![Change::Connection(Connection { pair, state: ConnectionState::Declined })]))
-        }
+        Some(c) if c.state == (ConnectionState::Requested { by: from }) => Ok(Effects::new(
+            Outcome::Done,
+            vec![Change::Connection(Connection { pair, state: ConnectionState::Declined })],
+        )),
         _ => Err(DomainError::NotFound("connection request")),
     }
 }
 
 /// `BlockConnection`: both leave their connection room, if they had one.
-pub fn block(view: &impl HubView, actor: AccountId, other: AccountId) -> DomainResult<Executed> {
+pub fn block(view: &impl HubView, actor: AccountId, other: AccountId) -> DomainResult<Effects> {
     let me = active_account(view, actor)?;
     if view.account(other).is_none() || other == me.id {
         return Err(DomainError::NotFound("account"));
@@ -69,5 +70,5 @@ pub fn block(view: &impl HubView, actor: AccountId, other: AccountId) -> DomainR
         changes.extend(removal(view, room, pair.0));
         changes.extend(removal(view, room, pair.1));
     }
-    Ok((Outcome::Done, changes))
+    Ok(Effects::new(Outcome::Done, changes))
 }

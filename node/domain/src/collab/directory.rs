@@ -6,7 +6,7 @@
 
 use super::authz::{active_account, facility_admin};
 use super::error::{DomainError, DomainResult, denied, invalid};
-use super::kernel::{Outcome, text};
+use super::kernel::{Effects, Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView};
 
@@ -59,12 +59,12 @@ pub fn update_profile(
     actor: AccountId,
     facility: FacilityId,
     profile: FacilityProfile,
-) -> DomainResult<(Outcome, Vec<Change>)> {
+) -> DomainResult<Effects> {
     facility_admin(view, actor, facility)?;
     let mut f = view.facility(facility).ok_or(DomainError::NotFound("facility"))?;
     check(&profile)?;
     f.profile = profile;
-    Ok((Outcome::Facility(facility), vec![Change::Facility(f)]))
+    Ok(Effects::new(Outcome::Facility(facility), vec![Change::Facility(f)]))
 }
 
 /// Professionals and operators only.

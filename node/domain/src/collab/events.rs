@@ -5,7 +5,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::authz::can_read;
-use super::commands::{Command, Outcome};
 use super::model::*;
 use super::view::HubView;
 
@@ -33,6 +32,14 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// A live event a command raises: today's [`Event`] without its cursor
+/// and time, which the store stamps at apply (see [`stamp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raised {
+    pub room: RoomId,
+    pub kind: EventKind,
+}
+
 /// How many events one log entry may produce: cursors are `log index × this + position`.
 pub const EVENTS_PER_ENTRY: u64 = 16;
 
@@ -41,63 +48,15 @@ pub fn cursor_after(index: u64) -> u64 {
     index.saturating_mul(EVENTS_PER_ENTRY).saturating_add(EVENTS_PER_ENTRY - 1)
 }
 
-/// The events a successful command produces, in order, with their cursors.
-pub fn events_for(
-    view: &impl HubView,
-    command: &Command,
-    outcome: &Outcome,
-    actor: Option<AccountId>,
-    index: u64,
-    at_ms: u64,
-) -> Vec<Event> {
-    let mut found: Vec<(RoomId, EventKind)> = Vec::new();
-    match (command, outcome) {
-        (Command::Post { room, .. }, Outcome::Posted { seq, .. }) => {
-            found.push((*room, EventKind::Posted { seq: *seq }))
-        }
-        (
-            Command::EditPost { room, seq, .. } | Command::DeletePost { room, seq } | Command::AckPost { room, seq },
-            _,
-        ) => found.push((*room, EventKind::PostUpdated { seq: *seq })),
-        (Command::MarkRead { room, up_to_seq }, _) => {
-            if let Some(account) = actor {
-                found.push((*room, EventKind::Read { account, seq: *up_to_seq }));
-            }
-        }
-        (
-            Command::Invite { room, .. }
-            | Command::Approve { room, .. }
-            | Command::RequestJoin { room }
-            | Command::Leave { room }
-            | Command::Remove { room, .. },
-            _,
-        ) => found.push((*room, EventKind::Membership)),
-        (_, Outcome::Patient { timeline, .. }) => found.push((*timeline, EventKind::Membership)),
-        (
-            Command::CreateSubRoom { .. } | Command::CreateGroup { .. } | Command::AcceptConnection { .. },
-            Outcome::Room(room),
-        ) => found.push((*room, EventKind::Membership)),
-        (
-            Command::SendRequest { .. } | Command::AnswerRequest { .. } | Command::CancelRequest { .. },
-            Outcome::Request(id),
-        ) => {
-            // The sender and the recipient facilities hear of it.
-            found.push((RoomId(0), EventKind::Request { id: *id }));
-            // Accepting one about a patient may have opened the patient's team.
-            if let Command::AnswerRequest { accept: true, .. } = command
-                && let Some(timeline) =
-                    view.care_request(*id).and_then(|r| r.patient).and_then(|p| view.patient(p)).map(|p| p.timeline)
-            {
-                found.push((timeline, EventKind::Membership));
-            }
-        }
-        _ => {}
-    }
-    found
+/// The events a command raised (see [`Effects`](super::Effects)), in order, stamped with their
+/// cursors (log index × [`EVENTS_PER_ENTRY`] + position) and the apply time; at most
+/// [`EVENTS_PER_ENTRY`] of them.
+pub fn stamp(raised: Vec<Raised>, index: u64, at_ms: u64) -> Vec<Event> {
+    raised
         .into_iter()
         .take(EVENTS_PER_ENTRY as usize)
         .enumerate()
-        .map(|(i, (room, kind))| Event { cursor: index * EVENTS_PER_ENTRY + i as u64, room, at_ms, kind })
+        .map(|(i, Raised { room, kind })| Event { cursor: index * EVENTS_PER_ENTRY + i as u64, room, at_ms, kind })
         .collect()
 }
 

@@ -1,13 +1,15 @@
 //! The kernel every feature module builds on: where and when a command applies ([`Ctx`]), what
-//! it answers ([`Outcome`]), what a feature returns ([`Executed`]) and the shared text rules.
-//! It depends only on the model, the view and the errors, so the feature modules import it and
-//! nothing in it imports a feature.
+//! it answers ([`Outcome`]), everything one command decides ([`Effects`]) and the shared text
+//! rules. It depends only on the model, the view, the errors, the event kinds and the audit
+//! record's rules, so the feature modules import it and nothing in it imports a feature.
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::patient_of;
 use super::error::{DomainResult, invalid};
+use super::events::{EventKind, Raised};
 use super::model::*;
-use super::view::Change;
+use super::view::{Change, HubView};
 
 /// A session's public id: this many leading hex digits of its token's digest (the audit log
 /// uses the same tag).
@@ -39,8 +41,62 @@ pub enum Outcome {
     Done,
 }
 
-/// What a feature decided for one command: its outcome and the state changes.
-pub type Executed = (Outcome, Vec<Change>);
+/// The audit entry of a write of patient data: (patient, room, what). Who, when, from which
+/// session and node the store knows and stamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trail {
+    pub patient: Option<PatientId>,
+    pub room: Option<RoomId>,
+    pub what: &'static str,
+}
+
+/// A message to another hub. Reserved for federation: no command sends one yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {}
+
+/// Everything one command decides, in one place: what it answers, how the state changes, which
+/// live events it raises (in order) and which audit entry it leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effects {
+    pub outcome: Outcome,
+    pub changes: Vec<Change>,
+    pub events: Vec<Raised>,
+    pub audit: Option<Trail>,
+    /// Always empty today (see [`Outbound`]).
+    pub outbound: Vec<Outbound>,
+}
+
+impl Effects {
+    /// A command's outcome and changes, raising no event and leaving no audit entry (yet).
+    pub fn new(outcome: Outcome, changes: Vec<Change>) -> Self {
+        Effects { outcome, changes, events: vec![], audit: None, outbound: vec![] }
+    }
+
+    /// Also raises `kind` in `room`.
+    pub fn event(mut self, room: RoomId, kind: EventKind) -> Self {
+        self.events.push(Raised { room, kind });
+        self
+    }
+
+    /// Also raises a membership event in `room`.
+    pub fn membership(self, room: RoomId) -> Self {
+        self.event(room, EventKind::Membership)
+    }
+
+    /// Also leaves the audit entry (patient, room, what).
+    pub fn audited(mut self, patient: Option<PatientId>, room: Option<RoomId>, what: &'static str) -> Self {
+        self.audit = Some(Trail { patient, room, what });
+        self
+    }
+
+    /// Also leaves an audit entry if `room` holds patient data (a timeline or a sub-room).
+    pub fn audited_in(self, view: &impl HubView, room: RoomId, what: &'static str) -> Self {
+        match patient_of(view, room) {
+            Some(patient) => self.audited(Some(patient), Some(room), what),
+            None => self,
+        }
+    }
+}
 
 /// Checks a free-text field: not blank, at most `max_chars` characters, no control characters
 /// but newlines.

@@ -25,7 +25,7 @@ pub mod second_factor;
 pub mod sessions;
 pub mod view;
 
-pub use commands::{Command, Ctx, Outcome, execute};
+pub use commands::{Command, Ctx, Effects, Outbound, Outcome, Raised, Trail, execute};
 pub use error::{DomainError, DomainResult};
 pub use view::{Change, HubView, MemHub};
 

@@ -3,7 +3,8 @@
 
 use super::authz::active_member;
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
-use super::kernel::{Ctx, Executed, MAX_POST_CHARS, Outcome, text};
+use super::events::EventKind;
+use super::kernel::{Ctx, Effects, MAX_POST_CHARS, Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView};
 
@@ -14,7 +15,7 @@ pub fn post(
     actor: AccountId,
     (room, body): (RoomId, String),
     (reply_to, mut mentions): (Option<u64>, Vec<AccountId>),
-) -> DomainResult<Executed> {
+) -> DomainResult<Effects> {
     let (account, mut member, mut r) = active_member(view, actor, room)?;
     text("text", &body, MAX_POST_CHARS)?;
     if let Some(to) = reply_to
@@ -43,7 +44,9 @@ pub fn post(
         acks: vec![],
     };
     let seq = r.last_seq;
-    Ok((Outcome::Posted { room, seq }, vec![Change::Room(r), Change::Member(member), Change::Post(post)]))
+    Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Room(r), Change::Member(member), Change::Post(post)])
+        .event(room, EventKind::Posted { seq })
+        .audited_in(view, room, "post"))
 }
 
 /// `EditPost`: the author only; the old text goes into the history.
@@ -53,7 +56,7 @@ pub fn edit(
     actor: AccountId,
     (room, seq): (RoomId, u64),
     body: String,
-) -> DomainResult<Executed> {
+) -> DomainResult<Effects> {
     let (account, _, _) = active_member(view, actor, room)?;
     let mut post = view.post(room, seq).ok_or(DomainError::NotFound("post"))?;
     if post.author != account.id {
@@ -65,11 +68,13 @@ pub fn edit(
     text("text", &body, MAX_POST_CHARS)?;
     let old = std::mem::replace(&mut post.text, body);
     post.history.push(PostVersion { text: old, at_ms: ctx.now_ms });
-    Ok((Outcome::Posted { room, seq }, vec![Change::Post(post)]))
+    Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Post(post)])
+        .event(room, EventKind::PostUpdated { seq })
+        .audited_in(view, room, "edit post"))
 }
 
 /// `DeletePost`: the author or an owner.
-pub fn delete(view: &impl HubView, ctx: Ctx, actor: AccountId, room: RoomId, seq: u64) -> DomainResult<Executed> {
+pub fn delete(view: &impl HubView, ctx: Ctx, actor: AccountId, room: RoomId, seq: u64) -> DomainResult<Effects> {
     let (account, member, _) = active_member(view, actor, room)?;
     let mut post = view.post(room, seq).ok_or(DomainError::NotFound("post"))?;
     if post.author != account.id && member.role != Role::Owner {
@@ -81,22 +86,28 @@ pub fn delete(view: &impl HubView, ctx: Ctx, actor: AccountId, room: RoomId, seq
         post.history.push(PostVersion { text: old, at_ms: ctx.now_ms });
         post.deleted = true;
     }
-    Ok((Outcome::Posted { room, seq }, vec![Change::Post(post)]))
+    Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Post(post)])
+        .event(room, EventKind::PostUpdated { seq })
+        .audited_in(view, room, "delete post"))
 }
 
 /// `AckPost`: a member acknowledges a live post (once).
-pub fn ack(view: &impl HubView, actor: AccountId, room: RoomId, seq: u64) -> DomainResult<Executed> {
+pub fn ack(view: &impl HubView, actor: AccountId, room: RoomId, seq: u64) -> DomainResult<Effects> {
     let (account, _, _) = active_member(view, actor, room)?;
     let mut post = view.post(room, seq).filter(|p| !p.deleted).ok_or(DomainError::NotFound("post"))?;
     if !post.acks.contains(&account.id) {
         post.acks.push(account.id);
     }
-    Ok((Outcome::Posted { room, seq }, vec![Change::Post(post)]))
+    Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Post(post)])
+        .event(room, EventKind::PostUpdated { seq })
+        .audited_in(view, room, "acknowledge post"))
 }
 
 /// `MarkRead`: the member's read marker moves forward (never past the last post).
-pub fn mark_read(view: &impl HubView, actor: AccountId, room: RoomId, up_to_seq: u64) -> DomainResult<Executed> {
+pub fn mark_read(view: &impl HubView, actor: AccountId, room: RoomId, up_to_seq: u64) -> DomainResult<Effects> {
     let (_, mut member, r) = active_member(view, actor, room)?;
     member.advance_read(up_to_seq.min(r.last_seq));
-    Ok((Outcome::Done, vec![Change::Member(member)]))
+    Ok(Effects::new(Outcome::Done, vec![Change::Member(member)])
+        .event(room, EventKind::Read { account: actor, seq: up_to_seq })
+        .audited_in(view, room, "mark read"))
 }

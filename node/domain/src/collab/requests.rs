@@ -10,7 +10,8 @@
 
 use super::authz::active_account;
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
-use super::kernel::{Ctx, Outcome, text};
+use super::events::EventKind;
+use super::kernel::{Ctx, Effects, Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView};
 
@@ -35,7 +36,7 @@ pub fn send(
     actor: AccountId,
     (kind, patient, title, details): (RequestKind, Option<PatientId>, String, String),
     facilities: Vec<FacilityId>,
-) -> DomainResult<(Outcome, Vec<Change>)> {
+) -> DomainResult<Effects> {
     let account = active_account(view, actor)?;
     let from_facility = account.facility().ok_or_else(|| invalid("only professionals send requests"))?;
     text("title", &title, MAX_TITLE_CHARS)?;
@@ -75,7 +76,17 @@ pub fn send(
         recipients,
         sent_at_ms: ctx.now_ms,
     };
-    Ok((Outcome::Request(id), vec![Change::Request(request)]))
+    let effects =
+        Effects::new(Outcome::Request(id), vec![Change::Request(request)]).event(RoomId(0), request_event(id));
+    Ok(match patient {
+        Some(patient) => effects.audited(Some(patient), None, "send request"),
+        None => effects,
+    })
+}
+
+/// The sender and the recipient facilities hear of a request (no room: `room` is 0).
+fn request_event(id: RequestId) -> EventKind {
+    EventKind::Request { id }
 }
 
 pub fn answer(
@@ -85,7 +96,7 @@ pub fn answer(
     id: RequestId,
     accept: bool,
     note: String,
-) -> DomainResult<(Outcome, Vec<Change>)> {
+) -> DomainResult<Effects> {
     let (account, mut request) = visible(view, actor, id)?;
     if !note.is_empty() {
         text("note", &note, MAX_NOTE_CHARS)?;
@@ -103,11 +114,22 @@ pub fn answer(
         Answer::Declined { by: actor, at_ms: ctx.now_ms, note }
     };
     let mut changes = Vec::new();
+    let mut opened = None;
     if accept && let Some(timeline) = request.patient.and_then(|p| view.patient(p)).map(|p| p.timeline) {
         changes.extend(open_team(view, timeline, request.from, actor));
+        opened = Some(timeline);
     }
+    let patient = request.patient;
     changes.push(Change::Request(request));
-    Ok((Outcome::Request(id), changes))
+    let mut effects = Effects::new(Outcome::Request(id), changes).event(RoomId(0), request_event(id));
+    // Accepting one about a patient may have opened the patient's team.
+    if let Some(timeline) = opened {
+        effects = effects.membership(timeline);
+    }
+    Ok(match patient {
+        Some(patient) => effects.audited(Some(patient), None, "answer request"),
+        None => effects,
+    })
 }
 
 /// The one who accepted joins the patient's team: at once if the sender owns the timeline,
@@ -122,7 +144,7 @@ fn open_team(view: &impl HubView, timeline: RoomId, sender: AccountId, joiner: A
     Some(Change::Member(Member::new(timeline, joiner, Role::Member, state)))
 }
 
-pub fn cancel(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainResult<(Outcome, Vec<Change>)> {
+pub fn cancel(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainResult<Effects> {
     let (_, mut request) = visible(view, actor, id)?;
     if request.from != actor {
         return Err(denied("only the sender cancels a request"));
@@ -135,7 +157,13 @@ pub fn cancel(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainRes
     if cancelled == 0 {
         return Err(precondition("every facility has answered already, or it was cancelled"));
     }
-    Ok((Outcome::Request(id), vec![Change::Request(request)]))
+    let patient = request.patient;
+    let effects =
+        Effects::new(Outcome::Request(id), vec![Change::Request(request)]).event(RoomId(0), request_event(id));
+    Ok(match patient {
+        Some(patient) => effects.audited(Some(patient), None, "cancel request"),
+        None => effects,
+    })
 }
 
 /// Requests `actor` sent, newest first.

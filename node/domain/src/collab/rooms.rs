@@ -3,7 +3,7 @@
 
 use super::authz::{active_account, active_member, owner};
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
-use super::kernel::{Ctx, Executed, MAX_NAME_CHARS, Outcome, text};
+use super::kernel::{Ctx, Effects, MAX_NAME_CHARS, Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView};
 
@@ -21,7 +21,7 @@ pub fn create_patient(
     actor: AccountId,
     (name, kana): (String, String),
     PatientDetails { birth_date, address, notes }: PatientDetails,
-) -> DomainResult<Executed> {
+) -> DomainResult<Effects> {
     let account = active_account(view, actor)?;
     let facility = account.facility().ok_or_else(|| denied("only professionals create patients"))?;
     text("name", &name, MAX_NAME_CHARS)?;
@@ -32,7 +32,12 @@ pub fn create_patient(
         Room { id: timeline, kind: RoomKind::PatientTimeline { patient }, last_seq: 0, last_post_at_ms: ctx.now_ms };
     let p = Patient { id: patient, facility, name, kana, birth_date, address, notes, timeline };
     let owner = Member::new(timeline, account.id, Role::Owner, MemberState::Active);
-    Ok((Outcome::Patient { patient, timeline }, vec![Change::Patient(p), Change::Room(room), Change::Member(owner)]))
+    Ok(Effects::new(
+        Outcome::Patient { patient, timeline },
+        vec![Change::Patient(p), Change::Room(room), Change::Member(owner)],
+    )
+    .membership(timeline)
+    .audited(Some(patient), Some(timeline), "create patient"))
 }
 
 /// `CreateSubRoom`: a room inside a patient's timeline, its members from the patient's team.
@@ -42,7 +47,7 @@ pub fn create_sub_room(
     actor: AccountId,
     (timeline, name): (RoomId, String),
     members: Vec<AccountId>,
-) -> DomainResult<Executed> {
+) -> DomainResult<Effects> {
     let (account, _, room) = active_member(view, actor, timeline)?;
     let RoomKind::PatientTimeline { patient } = room.kind else {
         return Err(invalid("sub-rooms live inside a patient timeline"));
@@ -61,11 +66,11 @@ pub fn create_sub_room(
         }
         changes.push(Change::Member(Member::new(id, m, Role::Member, MemberState::Active)));
     }
-    Ok((Outcome::Room(id), changes))
+    Ok(Effects::new(Outcome::Room(id), changes).membership(id).audited_in(view, timeline, "create sub-room"))
 }
 
 /// `CreateGroup`: a professional creates a group, owning it.
-pub fn create_group(view: &impl HubView, ctx: Ctx, actor: AccountId, name: String) -> DomainResult<Executed> {
+pub fn create_group(view: &impl HubView, ctx: Ctx, actor: AccountId, name: String) -> DomainResult<Effects> {
     let account = active_account(view, actor)?;
     if account.facility().is_none() {
         return Err(denied("only professionals create groups"));
@@ -73,10 +78,11 @@ pub fn create_group(view: &impl HubView, ctx: Ctx, actor: AccountId, name: Strin
     text("name", &name, MAX_NAME_CHARS)?;
     let id = RoomId(ctx.log_index);
     let room = Room { id, kind: RoomKind::Group { name }, last_seq: 0, last_post_at_ms: ctx.now_ms };
-    Ok((
+    Ok(Effects::new(
         Outcome::Room(id),
         vec![Change::Room(room), Change::Member(Member::new(id, account.id, Role::Owner, MemberState::Active))],
-    ))
+    )
+    .membership(id))
 }
 
 /// Whether `target` may join room `r` with `role` at all (family accounts only their own
@@ -104,7 +110,7 @@ pub fn invite(
     room: RoomId,
     invitee: AccountId,
     role: Role,
-) -> DomainResult<Executed> {
+) -> DomainResult<Effects> {
     let (_, inviter, r) = active_member(view, actor, room)?;
     if matches!(r.kind, RoomKind::Connection { .. }) {
         return Err(invalid("a connection room has exactly its two members"));
@@ -128,11 +134,13 @@ pub fn invite(
     // An owner's invitation is its own approval; anyone else's waits for an owner.
     let state =
         if inviter.role == Role::Owner { MemberState::Active } else { MemberState::Invited { by: inviter.account } };
-    Ok((Outcome::Room(room), vec![Change::Member(Member::new(room, invitee, role, state))]))
+    Ok(Effects::new(Outcome::Room(room), vec![Change::Member(Member::new(room, invitee, role, state))])
+        .membership(room)
+        .audited_in(view, room, "invite member"))
 }
 
 /// `Approve`: an owner approves an invitation or a request to join.
-pub fn approve(view: &impl HubView, actor: AccountId, room: RoomId, account: AccountId) -> DomainResult<Executed> {
+pub fn approve(view: &impl HubView, actor: AccountId, room: RoomId, account: AccountId) -> DomainResult<Effects> {
     owner(view, actor, room)?;
     let mut m = view.member(room, account).ok_or(DomainError::NotFound("invitation"))?;
     if m.is_active() {
@@ -142,11 +150,15 @@ pub fn approve(view: &impl HubView, actor: AccountId, room: RoomId, account: Acc
         return Err(precondition("the account is not active"));
     }
     m.state = MemberState::Active;
-    Ok((Outcome::Room(room), vec![Change::Member(m)]))
+    Ok(Effects::new(Outcome::Room(room), vec![Change::Member(m)]).membership(room).audited_in(
+        view,
+        room,
+        "approve member",
+    ))
 }
 
 /// `RequestJoin`: a professional asks to join a group (patient teams are invitation-only).
-pub fn request_join(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResult<Executed> {
+pub fn request_join(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResult<Effects> {
     let account = active_account(view, actor)?;
     let r = view.room(room).ok_or(DomainError::NotFound("room"))?;
     if !matches!(r.kind, RoomKind::Group { .. }) {
@@ -159,11 +171,15 @@ pub fn request_join(view: &impl HubView, actor: AccountId, room: RoomId) -> Doma
     if view.member(room, account.id).is_some() {
         return Err(precondition("already a member or pending"));
     }
-    Ok((Outcome::Room(room), vec![Change::Member(Member::new(room, account.id, Role::Member, MemberState::Requested))]))
+    Ok(Effects::new(
+        Outcome::Room(room),
+        vec![Change::Member(Member::new(room, account.id, Role::Member, MemberState::Requested))],
+    )
+    .membership(room))
 }
 
 /// `Leave`: any member but the last owner.
-pub fn leave(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResult<Executed> {
+pub fn leave(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResult<Effects> {
     let (_, m, r) = active_member(view, actor, room)?;
     if matches!(r.kind, RoomKind::Connection { .. }) {
         return Err(invalid("end a connection by blocking it"));
@@ -172,11 +188,11 @@ pub fn leave(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResul
     if m.role == Role::Owner && owners == 1 {
         return Err(precondition("the last owner cannot leave; make another member owner first"));
     }
-    Ok((Outcome::Done, removal(view, room, actor)))
+    Ok(Effects::new(Outcome::Done, removal(view, room, actor)).membership(room).audited_in(view, room, "leave"))
 }
 
 /// `Remove`: an owner removes a member (not an active owner: owners leave).
-pub fn remove(view: &impl HubView, actor: AccountId, room: RoomId, account: AccountId) -> DomainResult<Executed> {
+pub fn remove(view: &impl HubView, actor: AccountId, room: RoomId, account: AccountId) -> DomainResult<Effects> {
     let (_, _, r) = owner(view, actor, room)?;
     if matches!(r.kind, RoomKind::Connection { .. }) {
         return Err(invalid("end a connection by blocking it"));
@@ -185,7 +201,11 @@ pub fn remove(view: &impl HubView, actor: AccountId, room: RoomId, account: Acco
     if m.role == Role::Owner && m.is_active() {
         return Err(denied("owners cannot be removed by other owners; they leave"));
     }
-    Ok((Outcome::Done, removal(view, room, account)))
+    Ok(Effects::new(Outcome::Done, removal(view, room, account)).membership(room).audited_in(
+        view,
+        room,
+        "remove member",
+    ))
 }
 
 /// Removing a member also removes it from the patient's sub-rooms, so leaving a team leaves

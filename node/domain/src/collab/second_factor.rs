@@ -5,7 +5,7 @@
 
 use super::authz::{active_account, self_or_admin};
 use super::error::{DomainError, DomainResult, denied, invalid, precondition};
-use super::kernel::{Executed, Outcome};
+use super::kernel::{Effects, Outcome};
 use super::model::*;
 use super::view::{Change, HubView};
 
@@ -15,7 +15,7 @@ pub use super::model::Totp;
 pub const SECRET_BYTES: usize = 20;
 
 /// Starts (or restarts, while unconfirmed) enrolment with a new secret.
-pub fn begin(view: &impl HubView, actor: AccountId, secret: Vec<u8>) -> DomainResult<Executed> {
+pub fn begin(view: &impl HubView, actor: AccountId, secret: Vec<u8>) -> DomainResult<Effects> {
     let mut account = active_account(view, actor)?;
     if secret.len() != SECRET_BYTES {
         return Err(invalid(format!("a TOTP secret is {SECRET_BYTES} bytes")));
@@ -24,23 +24,23 @@ pub fn begin(view: &impl HubView, actor: AccountId, secret: Vec<u8>) -> DomainRe
         return Err(precondition("a second factor is already set up; disable it first"));
     }
     account.totp = Some(Totp { secret, confirmed: false, last_step: 0 });
-    Ok((Outcome::Done, vec![Change::Account(account)]))
+    Ok(Effects::new(Outcome::Done, vec![Change::Account(account)]))
 }
 
 /// Completes enrolment: the API node matched a code from the app at `step`.
-pub fn confirm(view: &impl HubView, actor: AccountId, step: u64) -> DomainResult<Executed> {
+pub fn confirm(view: &impl HubView, actor: AccountId, step: u64) -> DomainResult<Effects> {
     let mut account = active_account(view, actor)?;
     let Some(totp) = account.totp.as_mut().filter(|t| !t.confirmed) else {
         return Err(precondition("start setting up the second factor first"));
     };
     totp.confirmed = true;
     totp.last_step = step;
-    Ok((Outcome::Done, vec![Change::Account(account)]))
+    Ok(Effects::new(Outcome::Done, vec![Change::Account(account)]))
 }
 
 /// Turns the second factor off: the user with a fresh code (`step`), or — for a lost phone — an
 /// admin of the user's facility or an operator, without one.
-pub fn disable(view: &impl HubView, actor: AccountId, target: AccountId, step: Option<u64>) -> DomainResult<Executed> {
+pub fn disable(view: &impl HubView, actor: AccountId, target: AccountId, step: Option<u64>) -> DomainResult<Effects> {
     let mut account = self_or_admin(view, actor, target)?;
     let last = account.totp.as_ref().map_or(0, |t| t.last_step);
     if target == actor && step.is_none_or(|s| s <= last) {
@@ -49,7 +49,7 @@ pub fn disable(view: &impl HubView, actor: AccountId, target: AccountId, step: O
     if account.totp.take().is_none() {
         return Err(precondition("no second factor is set up"));
     }
-    Ok((Outcome::Done, vec![Change::Account(account)]))
+    Ok(Effects::new(Outcome::Done, vec![Change::Account(account)]))
 }
 
 /// The login rule: with a confirmed second factor, a step newer than the last accepted one is

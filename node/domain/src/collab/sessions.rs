@@ -3,7 +3,7 @@
 
 use super::authz::{self, active_account};
 use super::error::{DomainError, DomainResult, invalid, precondition};
-use super::kernel::{Ctx, Executed, Outcome, SESSION_ID_CHARS};
+use super::kernel::{Ctx, Effects, Outcome, SESSION_ID_CHARS};
 use super::model::*;
 use super::second_factor;
 use super::view::{Change, HubView};
@@ -15,7 +15,7 @@ pub fn create(
     ctx: Ctx,
     login: &str,
     (token_hash, device, totp_step): (String, String, Option<u64>),
-) -> DomainResult<Executed> {
+) -> DomainResult<Effects> {
     let id = view.account_by_login(login).ok_or(DomainError::Unauthenticated)?;
     let account = active_account(view, id)?;
     if token_hash.is_empty() || view.session(&token_hash).is_some() {
@@ -31,21 +31,21 @@ pub fn create(
         last_used_ms: ctx.now_ms,
     };
     changes.push(Change::Session(session));
-    Ok((Outcome::Session(id), changes))
+    Ok(Effects::new(Outcome::Session(id), changes))
 }
 
 /// `TouchSession`: the caller's session is in use.
-pub fn touch(view: &impl HubView, ctx: Ctx, actor: AccountId, token_hash: &str) -> DomainResult<Executed> {
+pub fn touch(view: &impl HubView, ctx: Ctx, actor: AccountId, token_hash: &str) -> DomainResult<Effects> {
     let mut s = view
         .session(token_hash)
         .filter(|s| s.account == actor && !s.revoked)
         .ok_or(DomainError::NotFound("session"))?;
     s.last_used_ms = s.last_used_ms.max(ctx.now_ms);
-    Ok((Outcome::Done, vec![Change::Session(s)]))
+    Ok(Effects::new(Outcome::Done, vec![Change::Session(s)]))
 }
 
 /// `RevokeSession`: ends one session of the account (its own, or as its admin).
-pub fn revoke(view: &impl HubView, actor: AccountId, account: AccountId, session: &str) -> DomainResult<Executed> {
+pub fn revoke(view: &impl HubView, actor: AccountId, account: AccountId, session: &str) -> DomainResult<Effects> {
     authz::self_or_admin(view, actor, account)?;
     if session.len() != SESSION_ID_CHARS {
         return Err(invalid(format!("a session id is {SESSION_ID_CHARS} hex digits")));
@@ -59,12 +59,12 @@ pub fn revoke(view: &impl HubView, actor: AccountId, account: AccountId, session
         return Err(precondition("that session has ended already"));
     }
     s.revoked = true;
-    Ok((Outcome::Done, vec![Change::Session(s)]))
+    Ok(Effects::new(Outcome::Done, vec![Change::Session(s)]))
 }
 
 /// `Logout`: ends the caller's own session.
-pub fn logout(view: &impl HubView, actor: AccountId, token_hash: &str) -> DomainResult<Executed> {
+pub fn logout(view: &impl HubView, actor: AccountId, token_hash: &str) -> DomainResult<Effects> {
     let mut s = view.session(token_hash).filter(|s| s.account == actor).ok_or(DomainError::NotFound("session"))?;
     s.revoked = true;
-    Ok((Outcome::Done, vec![Change::Session(s)]))
+    Ok(Effects::new(Outcome::Done, vec![Change::Session(s)]))
 }

@@ -136,40 +136,6 @@ fn check_hash(e: &AuditEntry) -> Result<(), ChainBreak> {
     Ok(())
 }
 
-/// The audit trail of a successful write, if it touched patient data: (patient, room, what).
-pub fn write_trail(
-    view: &impl HubView,
-    command: &super::Command,
-    outcome: &super::Outcome,
-) -> Option<(Option<PatientId>, Option<RoomId>, &'static str)> {
-    use super::{Command as C, Outcome as O};
-    let (room, what) = match (command, outcome) {
-        (C::CreatePatient { .. }, O::Patient { patient, timeline }) => {
-            return Some((Some(*patient), Some(*timeline), "create patient"));
-        }
-        (C::CreateFamilyAccount { patient, .. }, _) => return Some((Some(*patient), None, "create family account")),
-        (C::SendRequest { patient: Some(patient), .. }, _) => return Some((Some(*patient), None, "send request")),
-        (C::AnswerRequest { request, .. } | C::CancelRequest { request }, _) => {
-            let patient = view.care_request(*request)?.patient?;
-            let what = if matches!(command, C::CancelRequest { .. }) { "cancel request" } else { "answer request" };
-            return Some((Some(patient), None, what));
-        }
-        (C::Post { room, .. }, _) => (*room, "post"),
-        (C::EditPost { room, .. }, _) => (*room, "edit post"),
-        (C::DeletePost { room, .. }, _) => (*room, "delete post"),
-        (C::AckPost { room, .. }, _) => (*room, "acknowledge post"),
-        (C::MarkRead { room, .. }, _) => (*room, "mark read"),
-        (C::Invite { room, .. }, _) => (*room, "invite member"),
-        (C::Approve { room, .. }, _) => (*room, "approve member"),
-        (C::Remove { room, .. }, _) => (*room, "remove member"),
-        (C::Leave { room }, _) => (*room, "leave"),
-        (C::CreateSubRoom { timeline, .. }, _) => (*timeline, "create sub-room"),
-        _ => return None,
-    };
-    let patient = patient_of(view, room)?;
-    Some((Some(patient), Some(room), what))
-}
-
 /// The patient a room's data belongs to, if any: timelines and sub-rooms are patient data.
 pub fn patient_of(view: &impl HubView, room: RoomId) -> Option<PatientId> {
     match view.room(room)?.kind {

@@ -33,9 +33,10 @@ impl Hub {
         let before = self.state.clone();
         let result = execute(&self.state, Ctx { log_index: self.index, now_ms: self.now }, actor, cmd);
         match result {
-            Ok((outcome, changes)) => {
-                self.state.apply(changes);
-                Ok(outcome)
+            Ok(effects) => {
+                assert!(effects.outbound.is_empty(), "no command sends to other hubs yet");
+                self.state.apply(effects.changes);
+                Ok(effects.outcome)
             }
             Err(e) => {
                 assert_eq!(format!("{:?}", self.state), format!("{before:?}"), "a refused command changed state");
