@@ -148,3 +148,40 @@ fn bad_requests_change_nothing() {
     assert!(matches!(hub.run(Some(op), send(None, vec![hospital])), Err(DomainError::InvalidArgument(_))));
     assert!(hub.state.requests.is_empty());
 }
+
+#[test]
+fn a_command_decides_its_events_and_its_audit_entry_with_its_changes() {
+    use crate::collab::events::{self, EventKind};
+    use crate::collab::{Raised, Trail};
+    let (mut hub, op, _clinic, people) = Hub::setup(1);
+    let sender = people[0];
+    let (hospital, hs) = facility(&mut hub, op, "県立病院", FacilityKind::Hospital, 1);
+    let room = patient(&mut hub, sender, "山田 太郎");
+    let p = patient_id(&hub, room);
+    let id = request_of(hub.ok(sender, send(Some(p), vec![hospital])));
+    let ctx = Ctx { log_index: hub.index + 1, now_ms: hub.now + 1000 };
+
+    // Accepting a request about a patient: the request's event, then the team's.
+    let accept = Command::AnswerRequest { request: id, accept: true, note: String::new() };
+    let effects = execute(&hub.state, ctx, Some(hs[0]), accept).unwrap();
+    let request_event = Raised { room: RoomId(0), kind: EventKind::Request { id } };
+    assert_eq!(effects.events, vec![request_event, Raised { room, kind: EventKind::Membership }]);
+    assert_eq!(effects.audit, Some(Trail { patient: Some(p), room: None, what: "answer request" }));
+    assert!(effects.outbound.is_empty());
+    // The store stamps them: log index × 16 + position.
+    let cursors: Vec<u64> = events::stamp(effects.events, 9, ctx.now_ms).iter().map(|e| e.cursor).collect();
+    assert_eq!(cursors, vec![9 * events::EVENTS_PER_ENTRY, 9 * events::EVENTS_PER_ENTRY + 1]);
+
+    // A post in the patient's timeline is patient data; one in a group is not.
+    let post = |room| Command::Post { room, text: "訪問しました".into(), reply_to: None, mentions: vec![] };
+    let effects = execute(&hub.state, ctx, Some(sender), post(room)).unwrap();
+    assert_eq!(effects.events, vec![Raised { room, kind: EventKind::Posted { seq: 1 } }]);
+    assert_eq!(effects.audit, Some(Trail { patient: Some(p), room: Some(room), what: "post" }));
+    let group = match hub.ok(sender, Command::CreateGroup { name: "勉強会".into() }) {
+        Outcome::Room(r) => r,
+        o => panic!("{o:?}"),
+    };
+    let effects = execute(&hub.state, ctx, Some(sender), post(group)).unwrap();
+    assert_eq!(effects.events, vec![Raised { room: group, kind: EventKind::Posted { seq: 1 } }]);
+    assert_eq!(effects.audit, None);
+}
