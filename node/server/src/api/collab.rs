@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::{self, IdleClock};
 use super::records::timestamp;
-use crate::node::{Node, now_ms};
+use crate::node::{Node, NodeError, now_ms};
 use kizuna_domain::collab::audit::{self, AuditAction, AuditRecord};
 use kizuna_domain::collab::commands::SESSION_ID_CHARS;
 use kizuna_domain::collab::events::{self, Event, EventKind, visible_to};
@@ -28,6 +28,9 @@ pub(super) enum ReadFrom {
     Current,
     /// This node's own copy as it is, marked stale when the node is out of contact.
     Local,
+    /// As `Current`, but once this node stopped applying the log, its own copy as it is (frozen
+    /// at the fault, and marked so): an operator diagnosing the node must still get in.
+    Diagnosis,
 }
 
 /// Shared by the collaboration services of one node (cheap to clone).
@@ -106,9 +109,10 @@ impl CollabApi {
         let token = auth::bearer(req)
             .ok_or_else(|| Status::unauthenticated("sign in first (authorization: Bearer <token>)"))?;
         let token_hash = auth::secret_hash(&token);
-        let stale = match from {
-            ReadFrom::Current => self.fresh().await?,
-            ReadFrom::Local => self.node.staleness(),
+        let stale = match (from, self.node.apply_fault()) {
+            (ReadFrom::Diagnosis, Some(fault)) => Some(format!("this node stopped applying the log: {fault}")),
+            (ReadFrom::Current | ReadFrom::Diagnosis, _) => self.fresh().await?,
+            (ReadFrom::Local, _) => self.node.local_copy().map_err(|e| e.into_status())?,
         };
         let now = now_ms();
         let last = self.idle.last_used(&token_hash);
@@ -787,12 +791,15 @@ impl pb::events_server::Events for CollabApi {
         // Listen before reading the stored events, so nothing falls between the two.
         let live = api.node.state.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let mut stopping = self.node.stopping.clone();
         tokio::spawn(async move {
-            // The node stopping ends the stream; the client resumes elsewhere from its cursor.
+            // The node stopping, or stopping to apply the log, ends the stream; the client
+            // resumes elsewhere from its cursor.
             let ended = tokio::select! {
                 ended = feed_events(&api, me, &token_hash, after, live, &tx) => ended,
-                _ = stopping.wait_for(|s| *s) => Ok(()),
+                fault = api.node.stopped_applying() => match fault {
+                    Some(fault) => Err(NodeError::ApplyStopped(fault).into_status()),
+                    None => Ok(()),
+                },
             };
             if let Err(status) = ended {
                 let _ = tx.send(Err(status)).await;
