@@ -13,7 +13,7 @@ use kizuna_proto::admin::{ClusterStatusResponse, Member};
 use kizuna_proto::raft::{ForwardWriteRequest, NodeStatus, NodeStatusRequest, ReadIndexRequest};
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::error::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
 use openraft::{ReadPolicy, ServerState};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -51,6 +51,8 @@ pub enum NodeError {
     Raft(String),
     #[error("storage: {0}")]
     Storage(#[from] std::io::Error),
+    #[error("this node stopped applying the log: {0}; use another node")]
+    ApplyStopped(String),
 }
 
 impl NodeError {
@@ -83,9 +85,11 @@ impl NodeError {
                 }
                 status
             }
-            NodeError::NoLeader | NodeError::Timeout(_) | NodeError::QuorumLost | NodeError::LeaderUnreachable(_) => {
-                Status::unavailable(message)
-            }
+            NodeError::NoLeader
+            | NodeError::Timeout(_)
+            | NodeError::QuorumLost
+            | NodeError::LeaderUnreachable(_)
+            | NodeError::ApplyStopped(_) => Status::unavailable(message),
             NodeError::Raft(_) | NodeError::Storage(_) => Status::internal(message),
         }
     }
@@ -144,6 +148,43 @@ impl Node {
         self.raft.metrics().borrow_watched().clone()
     }
 
+    /// Why this node stopped applying the log: its Raft core stopped on a storage error (see
+    /// `kizuna_store`'s apply) or a panic, and stays stopped until the node is restarted.
+    pub fn apply_fault(&self) -> Option<String> {
+        let fatal = match &self.raft.metrics().borrow_watched().running_state {
+            Ok(()) | Err(Fatal::Stopped) => return None,
+            Err(fatal) => fatal.to_string(),
+        };
+        // The store's own account names the entry and the key; openraft's wraps it in its types.
+        Some(self.state.apply_fault().map_or(fatal, |fault| fault.to_string()))
+    }
+
+    /// Waits until this node stops applying the log and returns why; `None` when the node
+    /// stops (or Raft ends) without a fault first.
+    pub async fn stopped_applying(&self) -> Option<String> {
+        let mut metrics = self.raft.metrics();
+        let mut stopping = self.stopping.clone();
+        loop {
+            if let Some(fault) = self.apply_fault() {
+                return Some(fault);
+            }
+            tokio::select! {
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        return self.apply_fault();
+                    }
+                }
+                _ = stopping.wait_for(|s| *s) => return None,
+            }
+        }
+    }
+
+    /// Refuses what needs this node's state once it stopped applying: its copy is frozen at
+    /// the fault, and answering from it (even marked stale) would pass it off as the hub's.
+    pub fn check_applying(&self) -> Result<(), NodeError> {
+        self.apply_fault().map_or(Ok(()), |fault| Err(NodeError::ApplyStopped(fault)))
+    }
+
     /// Proposes a client write: here if this node leads, otherwise forwarded to the leader.
     pub async fn write(&self, envelope: Envelope) -> Result<Applied, NodeError> {
         envelope.validate()?;
@@ -157,6 +198,7 @@ impl Node {
     /// Proposes on this node, which must be the leader. The leader stamps its clock.
     pub async fn propose_here(&self, mut envelope: Envelope) -> Result<Applied, NodeError> {
         envelope.validate()?;
+        self.check_applying()?;
         self.check_quorum_contact()?;
         envelope.proposed_at_ms = now_ms();
         let write = self.raft.client_write(envelope);
@@ -281,10 +323,18 @@ impl Node {
         }
     }
 
+    /// This node's own copy as it is, for a local read: why it may be stale, or refused once
+    /// the node stopped applying.
+    pub fn local_copy(&self) -> Result<Option<String>, NodeError> {
+        self.check_applying()?;
+        Ok(self.staleness())
+    }
+
     /// Makes this node's state current for a read (the linearizable barrier) or, when it is cut
     /// off from its quorum or its leader, says why its own copy may be stale: a cut-off region
     /// keeps reading, and knows it.
     pub async fn current_or_stale(&self) -> Result<Option<String>, NodeError> {
+        self.check_applying()?;
         if let Some(reason) = self.staleness() {
             return Ok(Some(reason));
         }
@@ -304,7 +354,9 @@ impl Node {
     pub fn local_status(&self) -> NodeStatus {
         let m = self.metrics();
         let is_voter = m.membership_config.membership().voter_ids().any(|id| id == self.id);
+        let fault = self.apply_fault();
         let role = match m.state {
+            _ if fault.is_some() => "failed",
             ServerState::Leader => "leader",
             ServerState::Candidate => "candidate",
             ServerState::Follower if is_voter => "follower",
@@ -324,6 +376,7 @@ impl Node {
             purged_index: m.purged.map_or(0, |l| l.index),
             snapshots_installed: self.state.snapshots_installed(),
             stale_reason: self.staleness().unwrap_or_default(),
+            fault: fault.unwrap_or_default(),
         }
     }
 
@@ -353,6 +406,7 @@ impl Node {
                         member.last_log_index = s.last_log_index;
                         member.applied_index = s.applied_index;
                         member.stale_reason = s.stale_reason;
+                        member.fault = s.fault;
                         member.reachable = true;
                     }
                     Err(e) => {

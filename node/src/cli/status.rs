@@ -22,6 +22,8 @@ struct MemberView {
     error: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     stale_reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    fault: String,
 }
 
 #[derive(Serialize)]
@@ -54,6 +56,7 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
                 api_addr: m.api_addr,
                 error: m.error,
                 stale_reason: m.stale_reason,
+                fault: m.fault,
             })
             .collect(),
     };
@@ -68,17 +71,21 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
     for m in &view.members {
         let reach = if m.reachable { "yes" } else { "NO" };
         // A leader cut off from its quorum still calls itself leader until it notices.
-        let role = if m.stale_reason.is_empty() { m.role.clone() } else { format!("{}?", m.role) };
+        let role =
+            if m.stale_reason.is_empty() || !m.fault.is_empty() { m.role.clone() } else { format!("{}?", m.role) };
         println!(
             "{:>3}  {:<14} {:<11} {:<9} {:>5} {:>9} {:>9}  {:<9} {}",
             m.id, m.name, m.region, role, m.term, m.last_log_index, m.applied_index, reach, m.api_addr
         );
-        for note in [&m.error, &m.stale_reason].into_iter().filter(|n| !n.is_empty()) {
+        for note in notes(m) {
             println!("     └ {note}");
         }
     }
     let answering = view.members.iter().find(|m| m.id == view.answered_by);
-    match (view.leader_id, answering.filter(|m| !m.stale_reason.is_empty())) {
+    match (view.leader_id, answering.filter(|m| !m.stale_reason.is_empty() || !m.fault.is_empty())) {
+        (_, Some(failed)) if !failed.fault.is_empty() => {
+            println!("node {} stopped applying the log (its view may be old): ask another node", failed.id)
+        }
         (_, Some(cut_off)) => {
             println!("node {} is out of contact: {} (its view may be old)", cut_off.id, cut_off.stale_reason)
         }
@@ -86,4 +93,13 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
         (None, None) => println!("no leader (as seen by node {})", view.answered_by),
     }
     Ok(())
+}
+
+/// What to say under a member: why it stopped applying (which makes its staleness moot), why
+/// it cannot be reached, why its copy may be behind.
+fn notes(m: &MemberView) -> Vec<String> {
+    if !m.fault.is_empty() {
+        return vec![format!("STOPPED APPLYING THE LOG: {} (docs/operations.md)", m.fault)];
+    }
+    [&m.error, &m.stale_reason].into_iter().filter(|n| !n.is_empty()).cloned().collect()
 }

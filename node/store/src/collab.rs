@@ -25,6 +25,7 @@
 //! | `Z` | audit seq | AuditEntry (the hash-chained audit log) |
 //! | `z` | — | (seq, hash) of the newest audit entry |
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
@@ -32,6 +33,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{CF_SM_DATA, cf};
+use crate::fault::StorageFault;
 use kizuna_domain::collab::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::collab::events::Event;
 use kizuna_domain::collab::model::*;
@@ -51,44 +53,77 @@ fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
+/// A committed key and value, as RocksDB returns them.
+type Pair = (Box<[u8]>, Box<[u8]>);
+
 /// A read view of the collaboration tables plus pending writes of the current batch.
+///
+/// The domain's [`HubView`] cannot fail, so a read, scan, decode or encode failure is answered
+/// as "absent" (or a shorter list, or no write) and remembered as the view's [`StorageFault`]:
+/// its user must check [`RocksHub::fault`] before it keeps or answers anything decided through
+/// the view. Only the first fault is kept; it is the cause, later ones may be consequences.
 pub struct RocksHub<'a> {
     db: &'a DB,
     /// Pending writes (None: delete), visible to reads before they are committed.
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    fault: RefCell<Option<StorageFault>>,
 }
 
 impl<'a> RocksHub<'a> {
     pub fn new(db: &'a DB) -> Self {
-        Self { db, overlay: BTreeMap::new() }
+        Self { db, overlay: BTreeMap::new(), fault: RefCell::new(None) }
+    }
+
+    /// The first storage failure this view met, if any: then some answer it gave was invented.
+    pub fn fault(&self) -> Option<StorageFault> {
+        self.fault.borrow().clone()
+    }
+
+    fn note(&self, fault: StorageFault) {
+        self.fault.borrow_mut().get_or_insert(fault);
     }
 
     fn raw(&self, k: &[u8]) -> Option<Vec<u8>> {
         if let Some(v) = self.overlay.get(k) {
             return v.clone();
         }
-        // A read error here means a broken disk; apply cannot continue safely, and the caller
-        // turns a missing value into a refused command rather than a wrong state.
-        self.db.get_cf(cf(self.db, CF_SM_DATA), k).ok().flatten()
+        self.db.get_cf(cf(self.db, CF_SM_DATA), k).unwrap_or_else(|e| {
+            self.note(StorageFault::read(k, e));
+            None
+        })
     }
 
     fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Option<T> {
-        self.raw(k).and_then(|v| serde_json::from_slice(&v).ok())
+        self.raw(k).and_then(|v| self.decode(k, &v))
     }
 
+    fn decode<T: DeserializeOwned>(&self, k: &[u8], v: &[u8]) -> Option<T> {
+        serde_json::from_slice(v).map_err(|e| self.note(StorageFault::decode(k, e))).ok()
+    }
+
+    /// Stages a write. A value that cannot be encoded is a fault, never a delete.
     fn put<T: Serialize>(&mut self, k: Vec<u8>, v: &T) {
-        self.overlay.insert(k, serde_json::to_vec(v).ok());
+        match serde_json::to_vec(v) {
+            Ok(bytes) => {
+                self.overlay.insert(k, Some(bytes));
+            }
+            Err(e) => self.note(StorageFault::encode(&k, e)),
+        }
+    }
+
+    /// Committed pairs from `start` on, in key order. A read error ends them, as a fault.
+    fn committed_from(&self, start: &[u8]) -> impl Iterator<Item = Pair> + '_ {
+        let mode = IteratorMode::From(start, Direction::Forward);
+        let start = start.to_vec();
+        self.db
+            .iterator_cf(cf(self.db, CF_SM_DATA), mode)
+            .map_while(move |item| item.map_err(|e| self.note(StorageFault::scan(&start, e))).ok())
     }
 
     /// All values under a prefix, committed and pending, in key order.
     fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut found: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        let mode = IteratorMode::From(prefix, Direction::Forward);
-        for item in self.db.iterator_cf(cf(self.db, CF_SM_DATA), mode) {
-            let Ok((k, v)) = item else { break };
-            if !k.starts_with(prefix) {
-                break;
-            }
+        for (k, v) in self.committed_from(prefix).take_while(|(k, _)| k.starts_with(prefix)) {
             found.insert(k.to_vec(), Some(v.to_vec()));
         }
         for (k, v) in self.overlay.range(prefix.to_vec()..) {
@@ -98,6 +133,11 @@ impl<'a> RocksHub<'a> {
             found.insert(k.clone(), v.clone());
         }
         found.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+    }
+
+    /// The decoded values under a prefix, in key order (an undecodable one is a fault).
+    fn values<T: DeserializeOwned>(&self, prefix: &[u8]) -> Vec<T> {
+        self.scan(prefix).into_iter().filter_map(|(k, v)| self.decode(&k, &v)).collect()
     }
 
     pub fn apply(&mut self, changes: Vec<Change>) {
@@ -177,37 +217,36 @@ impl<'a> RocksHub<'a> {
     }
 
     /// Audit entries after `after_seq`, oldest first, at most `limit` (committed state only).
-    /// An undecodable entry ends the list: it is a break in the chain, not skipped silently.
+    /// An undecodable entry ends the list, as a fault: never skipped silently.
     pub fn audit_after(&self, after_seq: u64, limit: usize) -> Vec<AuditEntry> {
-        let values = self.values_after(b'Z', after_seq, limit);
-        values.iter().map_while(|v| serde_json::from_slice(v).ok()).collect()
+        let pairs = self.pairs_after(b'Z', after_seq, limit);
+        pairs.iter().map_while(|(k, v)| self.decode(k, v)).collect()
     }
 
     pub fn put_event(&mut self, event: &Event) {
         self.put(key(b'E', &[&be(event.cursor)]), event);
     }
 
+    /// Stored events after `cursor`, oldest first, at most `limit` (an undecodable one is a
+    /// fault, and ends the list: a subscriber must not skip past it).
     pub fn events_after(&self, cursor: u64, limit: usize) -> Vec<Event> {
-        let values = self.values_after(b'E', cursor, limit);
-        values.iter().filter_map(|v| serde_json::from_slice(v).ok()).collect()
+        let pairs = self.pairs_after(b'E', cursor, limit);
+        pairs.iter().map_while(|(k, v)| self.decode(k, v)).collect()
     }
 
-    /// Committed values of a u64-keyed log table (`prefix` + big-endian number) after `after`,
+    /// Committed pairs of a u64-keyed log table (`prefix` + big-endian number) after `after`,
     /// in order, at most `limit`.
-    fn values_after(&self, prefix: u8, after: u64, limit: usize) -> Vec<Vec<u8>> {
+    fn pairs_after(&self, prefix: u8, after: u64, limit: usize) -> Vec<Pair> {
         let start = key(prefix, &[&be(after.saturating_add(1))]);
-        let mode = IteratorMode::From(&start, Direction::Forward);
-        self.db
-            .iterator_cf(cf(self.db, CF_SM_DATA), mode)
-            .map_while(Result::ok)
-            .take_while(|(k, _)| k.first() == Some(&prefix))
-            .take(limit)
-            .map(|(_, v)| v.to_vec())
-            .collect()
+        self.committed_from(&start).take_while(|(k, _)| k.first() == Some(&prefix)).take(limit).collect()
     }
 
-    /// Moves the pending writes into a RocksDB write batch.
-    pub fn write_into(self, batch: &mut WriteBatch) {
+    /// Moves the pending writes into a RocksDB write batch; refused, writing nothing, once the
+    /// view met a fault: its pending writes may rest on invented answers.
+    pub fn write_into(self, batch: &mut WriteBatch) -> Result<(), StorageFault> {
+        if let Some(fault) = self.fault() {
+            return Err(fault);
+        }
         let data = cf(self.db, CF_SM_DATA);
         for (k, v) in self.overlay {
             match v {
@@ -215,6 +254,7 @@ impl<'a> RocksHub<'a> {
                 None => batch.delete_cf(data, k),
             }
         }
+        Ok(())
     }
 }
 
@@ -229,7 +269,7 @@ impl HubView for RocksHub<'_> {
         self.get(&key(b'F', &[&be(id.0)]))
     }
     fn facilities(&self) -> Vec<Facility> {
-        self.scan(&key(b'F', &[])).into_iter().filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect()
+        self.values(&key(b'F', &[]))
     }
     fn staff_of(&self, facility: FacilityId) -> Vec<Account> {
         self.ids_under(&key(b'G', &[&be(facility.0)]))
@@ -250,7 +290,7 @@ impl HubView for RocksHub<'_> {
         self.get(&key(b'M', &[&be(room.0), &be(account.0)]))
     }
     fn members(&self, room: RoomId) -> Vec<Member> {
-        self.scan(&key(b'M', &[&be(room.0)])).into_iter().filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect()
+        self.values(&key(b'M', &[&be(room.0)]))
     }
     fn rooms_of(&self, account: AccountId) -> Vec<Member> {
         self.ids_under(&key(b'U', &[&be(account.0)]))
@@ -274,7 +314,7 @@ impl HubView for RocksHub<'_> {
         let prefix = key(b'V', &[&be(account.0)]);
         self.scan(&prefix)
             .into_iter()
-            .filter_map(|(k, _)| String::from_utf8(k[prefix.len()..].to_vec()).ok())
+            .filter_map(|(k, _)| self.key_suffix(&k, prefix.len(), |rest| String::from_utf8(rest.to_vec()).ok()))
             .filter_map(|token| self.session(&token))
             .collect()
     }
@@ -295,14 +335,117 @@ impl HubView for RocksHub<'_> {
 impl RocksHub<'_> {
     /// The ids that end the keys of an index table under `prefix` (big-endian u64s).
     fn ids_under(&self, prefix: &[u8]) -> Vec<u64> {
-        self.scan(prefix)
-            .into_iter()
-            .filter_map(|(k, _)| k.get(prefix.len()..).and_then(|id| id.try_into().ok()).map(u64::from_be_bytes))
-            .collect()
+        let id = |rest: &[u8]| rest.try_into().ok().map(u64::from_be_bytes);
+        self.scan(prefix).into_iter().filter_map(|(k, _)| self.key_suffix(&k, prefix.len(), id)).collect()
+    }
+
+    /// What ends an index key after its `prefix_len` bytes, parsed by `parse`; a key that does
+    /// not parse is a fault (a damaged or foreign key), not an entry to skip.
+    fn key_suffix<T>(&self, k: &[u8], prefix_len: usize, parse: impl Fn(&[u8]) -> Option<T>) -> Option<T> {
+        let parsed = k.get(prefix_len..).and_then(parse);
+        if parsed.is_none() {
+            self.note(StorageFault::decode(k, "the key does not end in what its index holds"));
+        }
+        parsed
     }
 
     /// The requests of an index table: the request id ends each key under `prefix`.
     fn indexed_requests(&self, prefix: &[u8]) -> Vec<CareRequest> {
         self.ids_under(prefix).into_iter().filter_map(|id| self.care_request(RequestId(id))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rocksdb::Options;
+
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> DB {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        DB::open_cf(&opts, dir, [CF_SM_DATA]).expect("open a test db")
+    }
+
+    fn clinic(id: u64) -> Facility {
+        Facility {
+            id: FacilityId(id),
+            name: format!("診療所 {id}"),
+            kind: FacilityKind::Clinic,
+            municipality: "宇都宮市".into(),
+            status: FacilityStatus::Approved,
+            profile: Default::default(),
+        }
+    }
+
+    /// Stores `facilities` through a view, as apply does.
+    fn store(db: &DB, facilities: &[Facility]) {
+        let mut hub = RocksHub::new(db);
+        hub.apply(facilities.iter().cloned().map(Change::Facility).collect());
+        let mut batch = WriteBatch::default();
+        hub.write_into(&mut batch).expect("no fault");
+        db.write(batch).expect("write");
+    }
+
+    fn damage(db: &DB, k: &[u8]) {
+        db.put_cf(cf(db, CF_SM_DATA), k, b"\xff not json").expect("write");
+    }
+
+    fn is_decode_fault_at(fault: Option<StorageFault>, k: &str) -> bool {
+        matches!(fault, Some(StorageFault::Decode { key, .. }) if key.starts_with(k))
+    }
+
+    #[test]
+    fn an_undecodable_value_is_a_fault_not_an_absence() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        store(&db, &[clinic(7)]);
+        assert_eq!(RocksHub::new(&db).facility(FacilityId(7)), Some(clinic(7)));
+        assert_eq!(RocksHub::new(&db).fault(), None);
+
+        damage(&db, &key(b'F', &[&be(7)]));
+        let hub = RocksHub::new(&db);
+        assert_eq!(hub.facility(FacilityId(7)), None, "the domain is answered as before");
+        assert!(is_decode_fault_at(hub.fault(), "F/0000000000000007 (facilities)"), "{:?}", hub.fault());
+    }
+
+    #[test]
+    fn an_undecodable_value_met_in_a_scan_is_a_fault_not_a_shorter_list() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        store(&db, &[clinic(1), clinic(2), clinic(3)]);
+        damage(&db, &key(b'F', &[&be(2)]));
+        let hub = RocksHub::new(&db);
+        assert_eq!(hub.facilities(), vec![clinic(1), clinic(3)]);
+        assert!(is_decode_fault_at(hub.fault(), "F/0000000000000002"), "{:?}", hub.fault());
+    }
+
+    #[test]
+    fn only_the_first_fault_is_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        store(&db, &[clinic(1), clinic(2)]);
+        damage(&db, &key(b'F', &[&be(1)]));
+        damage(&db, &key(b'F', &[&be(2)]));
+        let hub = RocksHub::new(&db);
+        hub.facility(FacilityId(2));
+        hub.facility(FacilityId(1));
+        assert!(is_decode_fault_at(hub.fault(), "F/0000000000000002"), "{:?}", hub.fault());
+    }
+
+    #[test]
+    fn a_view_that_met_a_fault_writes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        store(&db, &[clinic(1)]);
+        damage(&db, &key(b'F', &[&be(1)]));
+        let mut hub = RocksHub::new(&db);
+        hub.apply(vec![Change::Facility(clinic(2))]);
+        hub.facility(FacilityId(1));
+        let mut batch = WriteBatch::default();
+        let refused = hub.write_into(&mut batch);
+        assert!(matches!(refused, Err(StorageFault::Decode { .. })), "{refused:?}");
+        assert_eq!(batch.len(), 0, "staged writes of a faulted view reached the batch");
     }
 }

@@ -13,6 +13,7 @@
 //! durable.
 
 mod collab;
+mod fault;
 mod journal;
 mod log_store;
 pub mod raft;
@@ -25,10 +26,11 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 pub use collab::RocksHub;
+pub use fault::StorageFault;
 pub use journal::ReadJournal;
 pub use log_store::LogStore;
 pub use snapshot::SnapshotFile;
-pub use state_machine::{StateMachineStore, StateReader};
+pub use state_machine::{ApplyFault, StateMachineStore, StateReader};
 
 pub(crate) const CF_RAFT_LOG: &str = "raft_log";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -13,6 +13,7 @@ use rocksdb::{DB, IteratorMode, WriteBatch};
 
 use super::ReadJournal;
 use super::collab::RocksHub;
+use super::fault::StorageFault;
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, get_json, io_err, to_json};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
@@ -47,6 +48,8 @@ pub struct StateReader {
     events: tokio::sync::broadcast::Sender<Event>,
     /// Patient-data reads of this node, waiting to be shipped into the audit chain.
     pub journal: ReadJournal,
+    /// Why apply stopped, once it did (see [`ApplyBatch::stop_if_faulted`]).
+    apply_fault: Arc<OnceLock<ApplyFault>>,
 }
 
 impl StateReader {
@@ -63,7 +66,13 @@ impl StateReader {
         Ok(get_json(&self.db, CF_SM_DATA, KEY_CLOCK)?.unwrap_or(0))
     }
 
-    /// A consistent read view of the collaboration tables.
+    /// Why this node's apply stopped on a storage fault, if it did since the node started.
+    pub fn apply_fault(&self) -> Option<ApplyFault> {
+        self.apply_fault.get().cloned()
+    }
+
+    /// A read view of the collaboration tables; an answer counts only if the view met no
+    /// [`RocksHub::fault`].
     pub fn hub(&self) -> RocksHub<'_> {
         RocksHub::new(&self.db)
     }
@@ -74,8 +83,10 @@ impl StateReader {
     }
 
     /// Stored events after `cursor`, oldest first, at most `limit`.
-    pub fn events_after(&self, cursor: u64, limit: usize) -> Vec<Event> {
-        self.hub().events_after(cursor, limit)
+    pub fn events_after(&self, cursor: u64, limit: usize) -> Result<Vec<Event>, StorageFault> {
+        let hub = self.hub();
+        let events = hub.events_after(cursor, limit);
+        hub.fault().map_or(Ok(events), Err)
     }
 
     /// A digest of every `sm_data` entry and the applied index it reflects, both read from one
@@ -142,7 +153,13 @@ impl StateMachineStore {
         }
         let (events, _) = tokio::sync::broadcast::channel(4096);
         let journal = ReadJournal::open(db.clone())?;
-        let reader = StateReader { db: db.clone(), snapshots_installed: Arc::default(), events, journal };
+        let reader = StateReader {
+            db: db.clone(),
+            snapshots_installed: Arc::default(),
+            events,
+            journal,
+            apply_fault: Arc::default(),
+        };
         Ok(Self { db, snapshot_dir, reader, snapshot_seq: Arc::default() })
     }
 
@@ -172,7 +189,32 @@ struct ApplyBatch<'a> {
     events: Vec<Event>,
 }
 
+/// Why this node stopped applying: a command met a storage fault. See
+/// [`ApplyBatch::stop_if_faulted`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("entry {index} could not be applied ({fault}); nothing of its batch was written")]
+pub struct ApplyFault {
+    pub index: u64,
+    pub fault: StorageFault,
+}
+
 impl ApplyBatch<'_> {
+    /// Ends the batch, writing nothing, once an entry met a storage fault.
+    ///
+    /// The domain reads through [`RocksHub`], which cannot fail: a value it could not read or
+    /// decode was answered as absent, and the command may have decided on that (refused a
+    /// write the other replicas accept, created what exists). The result of that entry, and
+    /// every write staged before it in this batch, are therefore dropped: nothing decided on an
+    /// invented answer is ever persisted. The error makes openraft stop this node's Raft core
+    /// (a storage error is fatal), so the node stops applying rather than diverging; once the
+    /// fault is repaired, a restart applies the same entries again from the last written state.
+    fn stop_if_faulted(&self, index: u64) -> Result<(), ApplyFault> {
+        match self.hub.fault() {
+            None => Ok(()),
+            Some(fault) => Err(ApplyFault { index, fault }),
+        }
+    }
+
     /// Request ids are remembered per signed-in account: one user's id never answers (and so
     /// never swallows) another user's write, even if a client reuses ids.
     fn request_key(&self, envelope: &Envelope) -> String {
@@ -321,6 +363,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     Applied { result: CommandResult::NoOp, log_index: entry.log_id.index, duplicate: false }
                 }
             };
+            if let Err(fault) = batch.stop_if_faulted(entry.log_id.index) {
+                let _ = self.reader.apply_fault.set(fault.clone());
+                return Err(std::io::Error::other(fault));
+            }
             last_applied = Some(entry.log_id);
             if let Some(responder) = responder {
                 replies.push((responder, applied));
@@ -330,7 +376,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let clock_ms = batch.clock_ms;
         let events = batch.events;
         let mut wb = batch.batch;
-        batch.hub.write_into(&mut wb);
+        // Checked after every entry already; the view refuses again, as the last line of defence.
+        batch.hub.write_into(&mut wb).map_err(io_err)?;
         wb.put_cf(cf(&self.db, CF_SM_DATA), KEY_CLOCK, to_json(&clock_ms)?);
         if let Some(applied) = last_applied {
             wb.put_cf(meta, KEY_APPLIED, to_json(&applied)?);
@@ -439,5 +486,55 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             Ok(Snapshot { meta, snapshot: SnapshotFile { path: current } })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::testing::log_id;
+
+    use super::*;
+    use crate::raft::Entry;
+
+    fn put_record(index: u64, key: &str) -> Entry {
+        let command = Command::PutRecord { key: key.into(), value: "v".into() };
+        let envelope = Envelope { request_id: format!("put-{index}"), proposed_at_ms: index, command };
+        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
+    }
+
+    /// A signed-in command: apply reads the session `token_hash` first.
+    fn logout(index: u64, token_hash: &str) -> Entry {
+        let command = Command::Collab {
+            session: Some(token_hash.into()),
+            origin_node: 1,
+            command: collab::Command::Logout { token_hash: token_hash.into() },
+        };
+        let envelope = Envelope { request_id: format!("logout-{index}"), proposed_at_ms: index, command };
+        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
+    }
+
+    async fn apply(sm: &mut StateMachineStore, entries: Vec<Entry>) -> std::io::Result<()> {
+        sm.apply(futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))))).await
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_an_entry_that_met_a_storage_fault_writes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_log, mut sm) = crate::open(dir.path()).expect("open");
+        apply(&mut sm, vec![put_record(1, "first")]).await.expect("a healthy batch applies");
+        sm.db.put_cf(cf(&sm.db, CF_SM_DATA), b"Stoken", b"\xff not a session").expect("damage");
+        let before = sm.reader().state_digest().expect("digest");
+
+        let refused = apply(&mut sm, vec![put_record(2, "second"), logout(3, "token")]).await;
+
+        let error = refused.expect_err("apply went on over a storage fault");
+        let fault = error.get_ref().and_then(|e| e.downcast_ref::<ApplyFault>()).expect("an apply fault");
+        assert_eq!(fault.index, 3);
+        assert!(matches!(&fault.fault, StorageFault::Decode { key, .. } if key.starts_with("S/")), "{fault}");
+        assert_eq!(sm.reader().apply_fault().map(|f| f.index), Some(3), "the reader tells why apply stopped");
+        assert_eq!(sm.reader().state_digest().expect("digest"), before, "the poisoned batch wrote something");
+        assert_eq!(sm.reader().record("second").expect("read"), None);
+        assert_eq!(sm.applied_state().await.expect("applied").0.map(|l| l.index), Some(1));
     }
 }

@@ -13,6 +13,7 @@ use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
 
 use super::CollabApi;
+use super::collab::ReadFrom;
 use crate::node::{Node, NodeError};
 use crate::raft::HubNode;
 
@@ -55,7 +56,8 @@ fn raft_status(e: impl std::fmt::Display) -> Status {
 #[tonic::async_trait]
 impl ClusterAdmin for AdminService {
     async fn status(&self, req: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
-        self.api.operator(&req).await?;
+        // Answers on a node that stopped applying the log too: it is how an operator learns why.
+        self.api.operator_on(&req, ReadFrom::Diagnosis).await?;
         Ok(Response::new(self.node.cluster_status().await))
     }
 
@@ -156,7 +158,8 @@ impl ClusterAdmin for AdminService {
     }
 
     async fn state_digest(&self, req: Request<StateDigestRequest>) -> Result<Response<StateDigestResponse>, Status> {
-        self.api.operator(&req).await?;
+        // Also on a node that stopped applying: its digest shows where it stands.
+        self.api.operator_on(&req, ReadFrom::Diagnosis).await?;
         let state = self.node.state.clone();
         let digest = tokio::task::spawn_blocking(move || state.state_digest())
             .await

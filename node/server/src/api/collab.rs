@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::{self, IdleClock};
 use super::records::timestamp;
-use crate::node::{Node, now_ms};
+use crate::node::{Node, NodeError, now_ms};
 use kizuna_domain::collab::audit::{self, AuditAction, AuditRecord};
 use kizuna_domain::collab::commands::SESSION_ID_CHARS;
 use kizuna_domain::collab::events::{self, Event, EventKind, visible_to};
@@ -18,6 +18,7 @@ use kizuna_domain::collab::model::*;
 use kizuna_domain::collab::queries::{self, ListKind, SessionPolicy, TimelineOrder, TimelinePage, TimelineQuery};
 use kizuna_domain::collab::{Command, DomainError, HubView, Outcome, authz, search, second_factor};
 use kizuna_domain::{self, CommandResult, Envelope, RefusalCode};
+use kizuna_store::{RocksHub, StorageFault};
 
 /// Which copy of the state a request is answered from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,9 @@ pub(super) enum ReadFrom {
     Current,
     /// This node's own copy as it is, marked stale when the node is out of contact.
     Local,
+    /// As `Current`, but once this node stopped applying the log, its own copy as it is (frozen
+    /// at the fault, and marked so): an operator diagnosing the node must still get in.
+    Diagnosis,
 }
 
 /// Shared by the collaboration services of one node (cheap to clone).
@@ -47,6 +51,13 @@ pub(crate) fn domain_status(e: DomainError) -> Status {
     }
 }
 
+/// A storage fault met while answering from this node's state: the answer would reflect the
+/// fault, not the state.
+fn read_fault_status(fault: StorageFault) -> Status {
+    tracing::error!(%fault, "a read of this node's state failed");
+    Status::internal(format!("this node cannot read its state: {fault}"))
+}
+
 fn refusal_status(code: RefusalCode, message: String) -> Status {
     match code {
         RefusalCode::InvalidArgument => Status::invalid_argument(message),
@@ -61,6 +72,15 @@ impl CollabApi {
     pub fn new(node: Arc<Node>) -> Self {
         auth::prepare_dummy_hash();
         Self { node, idle: Arc::default(), policy: SessionPolicy::default() }
+    }
+
+    /// Answers from this node's applied state through `query`. A storage fault met on the way
+    /// fails the request with INTERNAL whatever `query` concluded: its "not found", "not
+    /// allowed" or short list may only reflect the fault.
+    pub(super) fn query<T>(&self, query: impl FnOnce(&RocksHub<'_>) -> Result<T, Status>) -> Result<T, Status> {
+        let hub = self.node.state.hub();
+        let answer = query(&hub);
+        hub.fault().map_or(answer, |fault| Err(read_fault_status(fault)))
     }
 
     /// Makes this node's state current. Without a quorum it falls back to its own copy (a
@@ -89,16 +109,19 @@ impl CollabApi {
         let token = auth::bearer(req)
             .ok_or_else(|| Status::unauthenticated("sign in first (authorization: Bearer <token>)"))?;
         let token_hash = auth::secret_hash(&token);
-        let stale = match from {
-            ReadFrom::Current => self.fresh().await?,
-            ReadFrom::Local => self.node.staleness(),
+        let stale = match (from, self.node.apply_fault()) {
+            (ReadFrom::Diagnosis, Some(fault)) => Some(format!("this node stopped applying the log: {fault}")),
+            (ReadFrom::Current | ReadFrom::Diagnosis, _) => self.fresh().await?,
+            (ReadFrom::Local, _) => self.node.local_copy().map_err(|e| e.into_status())?,
         };
         let now = now_ms();
         let last = self.idle.last_used(&token_hash);
-        let hub = self.node.state.hub();
-        let account = queries::authenticate(&hub, &token_hash, last, now, self.policy).map_err(domain_status)?;
+        let (account, touch_due) = self.query(|hub| {
+            let account = queries::authenticate(hub, &token_hash, last, now, self.policy).map_err(domain_status)?;
+            Ok((account, queries::touch_due(hub, &token_hash, now)))
+        })?;
         self.idle.touch(&token_hash, now);
-        if queries::touch_due(&hub, &token_hash, now) {
+        if touch_due {
             // Record the use hub-wide, in the background: one request id per session and window,
             // so nodes touching at once write it once. Losing it only costs precision.
             let (api, session) = (self.clone(), token_hash.clone());
@@ -267,8 +290,7 @@ impl pb::accounts_server::Accounts for CollabApi {
         let r = req.into_inner();
         self.fresh().await?;
         let refused = || Status::unauthenticated("wrong login or password, or the account is not active");
-        let hub = self.node.state.hub();
-        let account = hub.account_by_login(&r.login).and_then(|id| hub.account(id));
+        let account = self.query(|hub| Ok(hub.account_by_login(&r.login).and_then(|id| hub.account(id))))?;
         // An unknown login is checked against a dummy hash, so that it costs what a wrong
         // password costs: the answer's timing must not tell which logins exist.
         let phc = account.as_ref().map(|a| a.password_hash.clone());
@@ -319,7 +341,7 @@ impl pb::accounts_server::Accounts for CollabApi {
         let secret = auth::derived_secret("totp", &token, &request_id, second_factor::SECRET_BYTES);
         let (_, me, _) =
             self.signed_write_then_catch_up(&req, request_id, Command::BeginTotp { secret: secret.clone() }).await?;
-        let login = self.node.state.hub().account(me).map(|a| a.login).unwrap_or_default();
+        let login = self.query(|hub| Ok(hub.account(me).map(|a| a.login).unwrap_or_default()))?;
         let (secret_base32, otpauth_uri) = auth::totp_enrolment(&secret, &login);
         Ok(Response::new(pb::BeginTotpResponse { secret_base32, otpauth_uri }))
     }
@@ -327,7 +349,7 @@ impl pb::accounts_server::Accounts for CollabApi {
     async fn confirm_totp(&self, req: Request<pb::ConfirmTotpRequest>) -> Result<Response<pb::Empty>, Status> {
         let (me, _) = self.authenticate(&req).await?;
         let r = req.get_ref().clone();
-        let pending = self.node.state.hub().account(me).and_then(|a| a.totp).filter(|t| !t.confirmed);
+        let pending = self.query(|hub| Ok(hub.account(me).and_then(|a| a.totp).filter(|t| !t.confirmed)))?;
         let Some(totp) = pending else {
             return Err(Status::failed_precondition("start setting up the second factor first (BeginTotp)"));
         };
@@ -342,7 +364,8 @@ impl pb::accounts_server::Accounts for CollabApi {
         let r = req.get_ref().clone();
         let account = if r.account_id == 0 { me } else { AccountId(r.account_id) };
         // One's own needs a fresh code; an admin's reset of another's does not.
-        let step = match self.node.state.hub().account(me).and_then(|a| a.totp).filter(|_| account == me) {
+        let own_totp = self.query(|hub| Ok(hub.account(me).and_then(|a| a.totp).filter(|_| account == me)))?;
+        let step = match own_totp {
             Some(totp) => auth::totp_step(&totp.secret, &r.code, now_ms())?,
             None => None,
         };
@@ -434,10 +457,11 @@ impl pb::accounts_server::Accounts for CollabApi {
             0 => me,
             id => AccountId(id),
         };
-        let hub = self.node.state.hub();
-        authz::self_or_admin(&hub, me, account).map_err(domain_status)?;
-        let sessions = hub
-            .sessions_of(account)
+        let sessions = self.query(|hub| {
+            authz::self_or_admin(hub, me, account).map_err(domain_status)?;
+            Ok(hub.sessions_of(account))
+        })?;
+        let sessions = sessions
             .into_iter()
             .map(|s| pb::SessionInfo {
                 current: s.token_hash == token_hash,
@@ -564,8 +588,8 @@ impl pb::rooms_server::Rooms for CollabApi {
             pb::RoomListKind::Patients | pb::RoomListKind::Unspecified => ListKind::Patients,
         };
         let (filter, unread_only) = (search::normalize(&req.get_ref().filter), req.get_ref().unread_only);
-        let list = queries::room_list(&self.node.state.hub(), me, kind)
-            .map_err(domain_status)?
+        let list = self
+            .query(|hub| queries::room_list(hub, me, kind).map_err(domain_status))?
             .into_iter()
             .filter(|s| s.any_room(|r| search::normalize(&r.title).contains(&filter)))
             .filter(|s| !unread_only || s.any_room(|r| r.unread > 0));
@@ -671,18 +695,21 @@ impl pb::posts_server::Posts for CollabApi {
         let limit = super::bounded("limit", u64::from(r.limit), 50, 200)? as usize;
         let order = timeline_order(r.order)?;
         let query = TimelineQuery { after_seq: r.after_seq, before_seq: r.before_seq, order, limit };
-        let hub = self.node.state.hub();
-        let page = queries::timeline(&hub, me, RoomId(r.room_id), query).map_err(domain_status)?;
-        if let Some(patient) = audit::patient_of(&hub, RoomId(r.room_id)) {
-            self.audit_read(me, &token_hash, Some(patient), Some(RoomId(r.room_id)), timeline_read(&page))?;
-        }
-        Ok(Response::new(pb::TimelineResponse {
-            posts: page.posts.into_iter().map(|p| post_view(&hub, p)).collect(),
-            next_after_seq: page.next_after_seq,
-            next_before_seq: page.next_before_seq,
-            stale: stale_reason.is_some(),
-            stale_reason: stale_reason.unwrap_or_default(),
-        }))
+        let room = RoomId(r.room_id);
+        let answer = self.query(|hub| {
+            let page = queries::timeline(hub, me, room, query).map_err(domain_status)?;
+            if let Some(patient) = audit::patient_of(hub, room) {
+                self.audit_read(me, &token_hash, Some(patient), Some(room), timeline_read(&page))?;
+            }
+            Ok(pb::TimelineResponse {
+                posts: page.posts.into_iter().map(|p| post_view(hub, p)).collect(),
+                next_after_seq: page.next_after_seq,
+                next_before_seq: page.next_before_seq,
+                stale: stale_reason.is_some(),
+                stale_reason: stale_reason.unwrap_or_default(),
+            })
+        })?;
+        Ok(Response::new(answer))
     }
 }
 
@@ -762,57 +789,70 @@ impl pb::events_server::Events for CollabApi {
         };
         let api = self.clone();
         // Listen before reading the stored events, so nothing falls between the two.
-        let mut live = api.node.state.subscribe();
+        let live = api.node.state.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let mut stopping = self.node.stopping.clone();
-        let feed = async move {
-            let mut cursor = after;
-            let still_signed_in = |api: &CollabApi| {
-                let now = now_ms();
-                queries::authenticate(&api.node.state.hub(), &token_hash, now, now, api.policy).is_ok()
-            };
-            'outer: loop {
-                // Catch up from the stored events (also after the live channel lagged).
-                loop {
-                    let stored = api.node.state.events_after(cursor, 256);
-                    if stored.is_empty() {
-                        break;
-                    }
-                    for e in stored {
-                        cursor = e.cursor;
-                        if visible_to(&api.node.state.hub(), me, &e) && tx.send(Ok(event_view(&e))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                loop {
-                    match live.recv().await {
-                        Ok(e) if e.cursor <= cursor => {}
-                        Ok(e) => {
-                            if !still_signed_in(&api) {
-                                let _ = tx.send(Err(Status::unauthenticated("the session has ended"))).await;
-                                return;
-                            }
-                            cursor = e.cursor;
-                            if visible_to(&api.node.state.hub(), me, &e) && tx.send(Ok(event_view(&e))).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue 'outer,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            }
-        };
         tokio::spawn(async move {
-            // The node stopping ends the stream; the client resumes elsewhere from its cursor.
-            tokio::select! {
-                _ = feed => {}
-                _ = stopping.wait_for(|s| *s) => {}
+            // The node stopping, or stopping to apply the log, ends the stream; the client
+            // resumes elsewhere from its cursor.
+            let ended = tokio::select! {
+                ended = feed_events(&api, me, &token_hash, after, live, &tx) => ended,
+                fault = api.node.stopped_applying() => match fault {
+                    Some(fault) => Err(NodeError::ApplyStopped(fault).into_status()),
+                    None => Ok(()),
+                },
+            };
+            if let Err(status) = ended {
+                let _ = tx.send(Err(status)).await;
             }
         });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Feeds the events `me` may see after `cursor` into `tx`: the stored ones, then the live ones
+/// (back to the stored ones after falling behind). Ends quietly when the client leaves; with a
+/// status when the session ends or this node cannot read its events.
+async fn feed_events(
+    api: &CollabApi,
+    me: AccountId,
+    token_hash: &str,
+    mut cursor: u64,
+    mut live: tokio::sync::broadcast::Receiver<Event>,
+    tx: &tokio::sync::mpsc::Sender<Result<pb::Event, Status>>,
+) -> Result<(), Status> {
+    use tokio::sync::broadcast::error::RecvError;
+    let visible = |e: &Event| api.query(|hub| Ok(visible_to(hub, me, e)));
+    let ended = || Status::unauthenticated("the session has ended");
+    loop {
+        // Catch up from the stored events (also after the live channel lagged).
+        loop {
+            let stored = api.node.state.events_after(cursor, 256).map_err(read_fault_status)?;
+            if stored.is_empty() {
+                break;
+            }
+            for e in stored {
+                cursor = e.cursor;
+                if visible(&e)? && tx.send(Ok(event_view(&e))).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(e) if e.cursor <= cursor => {}
+                Ok(e) => {
+                    let now = now_ms();
+                    api.query(|hub| queries::authenticate(hub, token_hash, now, now, api.policy).map_err(|_| ended()))?;
+                    cursor = e.cursor;
+                    if visible(&e)? && tx.send(Ok(event_view(&e))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => return Ok(()),
+            }
+        }
     }
 }
 
@@ -832,7 +872,7 @@ impl CollabApi {
         from: ReadFrom,
     ) -> Result<(AccountId, Option<String>), Status> {
         let (me, _, stale) = self.authenticate_on(req, from).await?;
-        kizuna_domain::collab::authz::operator(&self.node.state.hub(), me).map_err(domain_status)?;
+        self.query(|hub| authz::operator(hub, me).map_err(domain_status))?;
         Ok((me, stale))
     }
 }
@@ -863,12 +903,11 @@ impl pb::audit_server::Audit for CollabApi {
         self.operator(&req).await?;
         let r = req.into_inner();
         let limit = super::bounded("limit", u64::from(r.limit), 200, 1000)? as usize;
-        let hub = self.node.state.hub();
         let mut entries = Vec::new();
         let mut after = r.after_seq;
         let mut exhausted = false;
         while entries.len() < limit {
-            let page = hub.audit_after(after, 1000);
+            let page = self.query(|hub| Ok(hub.audit_after(after, 1000)))?;
             if page.is_empty() {
                 exhausted = true;
                 break;
@@ -891,22 +930,23 @@ impl pb::audit_server::Audit for CollabApi {
 
     async fn verify(&self, req: Request<pb::VerifyAuditRequest>) -> Result<Response<pb::VerifyAuditResponse>, Status> {
         self.operator(&req).await?;
-        let node = self.node.clone();
+        let api = self.clone();
         // Walks the whole chain: off the async threads.
         let result = tokio::task::spawn_blocking(move || {
-            let hub = node.state.hub();
-            let mut after = 0;
-            let mut all = Vec::new();
-            loop {
-                let page = hub.audit_after(after, 10_000);
-                let Some(last) = page.last() else { break };
-                after = last.seq;
-                all.extend(page);
-            }
-            audit::verify(all)
+            api.query(|hub| {
+                let mut after = 0;
+                let mut all = Vec::new();
+                loop {
+                    let page = hub.audit_after(after, 10_000);
+                    let Some(last) = page.last() else { break };
+                    after = last.seq;
+                    all.extend(page);
+                }
+                Ok(audit::verify(all))
+            })
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(match result {
             Ok(verified) => pb::VerifyAuditResponse { intact: true, verified, broken_at_seq: 0, reason: String::new() },
             Err(b) => pb::VerifyAuditResponse {

@@ -61,8 +61,7 @@ pub(super) fn entry(f: Facility, distance_m: Option<u64>) -> pb::FacilityEntry {
 
 impl CollabApi {
     fn facility_page(&self, me: AccountId, facility: FacilityId) -> Result<pb::FacilityPage, Status> {
-        let hub = self.node.state.hub();
-        let (f, staff) = directory::page(&hub, me, facility).map_err(domain_status)?;
+        let (f, staff) = self.query(|hub| directory::page(hub, me, facility).map_err(domain_status))?;
         let staff = staff
             .into_iter()
             .map(|a| pb::StaffMember {
@@ -97,7 +96,7 @@ impl pb::directory_server::Directory for CollabApi {
             accepting_only: r.accepting_only,
             near: r.near.as_ref().map(|p| (point_from(p), radius)),
         };
-        let found = directory::search(&self.node.state.hub(), me, &search, limit).map_err(domain_status)?;
+        let found = self.query(|hub| directory::search(hub, me, &search, limit).map_err(domain_status))?;
         let facilities = found.into_iter().map(|(f, d)| entry(f, d)).collect();
         Ok(Response::new(pb::SearchFacilitiesResponse { facilities }))
     }

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod collab;
 mod directory;
+mod health;
 mod records;
 mod requests;
 mod search;
@@ -78,8 +79,10 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let collab = CollabApi::new(node.clone());
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    // The process serves as soon as it listens; Raft readiness is reported by `Status`.
-    drop(health_reporter);
+    // The process serves as soon as it listens (Raft readiness is reported by `Status`), until
+    // it stops applying the log.
+    let kizuna_services = served_service_names().into_iter().filter(|name| name.starts_with("kizuna.")).collect();
+    health::watch_apply(node.clone(), health_reporter, kizuna_services);
     // gRPC-Web next to gRPC on the same port, so a browser is enough (PRODUCT: no vendor app):
     // HTTP/1.1 for browsers that do not speak HTTP/2 to it; the layer leaves plain gRPC alone.
     let mut builder = tonic::transport::Server::builder().accept_http1(true);

@@ -73,12 +73,13 @@ fn view_of(hub: &impl HubView, r: CareRequest) -> pb::CareRequest {
 impl CollabApi {
     /// Reads one request for `me`, journalling the read when it is about a patient.
     fn read_request(&self, me: AccountId, token_hash: &str, id: RequestId) -> Result<pb::CareRequest, Status> {
-        let hub = self.node.state.hub();
-        let (_, request) = requests::visible(&hub, me, id).map_err(domain_status)?;
-        if let Some(patient) = request.patient {
-            self.audit_read(me, token_hash, Some(patient), None, format!("request #{}", id.0))?;
-        }
-        Ok(view_of(&hub, request))
+        self.query(|hub| {
+            let (_, request) = requests::visible(hub, me, id).map_err(domain_status)?;
+            if let Some(patient) = request.patient {
+                self.audit_read(me, token_hash, Some(patient), None, format!("request #{}", id.0))?;
+            }
+            Ok(view_of(hub, request))
+        })
     }
 
     /// Proposes a request command and answers with the request as it now stands.
@@ -134,19 +135,20 @@ impl pb::care_requests_server::CareRequests for CollabApi {
         let (me, token_hash) = self.authenticate(&req).await?;
         let r = req.into_inner();
         let limit = super::bounded("limit", u64::from(r.limit), 50, 200)? as usize;
-        let hub = self.node.state.hub();
-        let all = if r.sent { requests::sent(&hub, me) } else { requests::received(&hub, me) };
-        let mut page: Vec<CareRequest> =
-            all.map_err(domain_status)?.into_iter().filter(|x| r.before_id == 0 || x.id.0 < r.before_id).collect();
-        let more = page.len() > limit;
-        page.truncate(limit);
-        let next_before_id = if more { page.last().map_or(0, |x| x.id.0) } else { 0 };
-        for x in &page {
-            if let Some(patient) = x.patient {
-                self.audit_read(me, &token_hash, Some(patient), None, format!("request #{} in a list", x.id.0))?;
+        self.query(|hub| {
+            let all = if r.sent { requests::sent(hub, me) } else { requests::received(hub, me) };
+            let mut page: Vec<CareRequest> =
+                all.map_err(domain_status)?.into_iter().filter(|x| r.before_id == 0 || x.id.0 < r.before_id).collect();
+            let more = page.len() > limit;
+            page.truncate(limit);
+            let next_before_id = if more { page.last().map_or(0, |x| x.id.0) } else { 0 };
+            for x in &page {
+                if let Some(patient) = x.patient {
+                    self.audit_read(me, &token_hash, Some(patient), None, format!("request #{} in a list", x.id.0))?;
+                }
             }
-        }
-        let requests = page.into_iter().map(|x| view_of(&hub, x)).collect();
-        Ok(Response::new(pb::ListCareRequestsResponse { requests, next_before_id }))
+            let requests = page.into_iter().map(|x| view_of(hub, x)).collect();
+            Ok(Response::new(pb::ListCareRequestsResponse { requests, next_before_id }))
+        })
     }
 }

@@ -1,0 +1,87 @@
+//! A storage failure met while the collaboration tables were read or written for the domain.
+
+use std::fmt::Display;
+
+/// The first read, scan, decode or encode failure a [`crate::RocksHub`] met. The domain's
+/// `HubView` cannot fail, so the view answered as if the value were absent (or the list
+/// shorter): whatever was decided after it reflects the fault, not the state, and must be
+/// neither written (apply) nor answered (queries).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageFault {
+    #[error("cannot read sm_data key {key}: {cause}")]
+    Read { key: String, cause: String },
+    #[error("cannot scan sm_data from key {key}: {cause}")]
+    Scan { key: String, cause: String },
+    #[error("cannot decode sm_data key {key}: {cause}")]
+    Decode { key: String, cause: String },
+    #[error("cannot encode the value for sm_data key {key}: {cause}")]
+    Encode { key: String, cause: String },
+}
+
+impl StorageFault {
+    pub(crate) fn read(key: &[u8], cause: impl Display) -> Self {
+        Self::Read { key: key_name(key), cause: cause.to_string() }
+    }
+
+    pub(crate) fn scan(key: &[u8], cause: impl Display) -> Self {
+        Self::Scan { key: key_name(key), cause: cause.to_string() }
+    }
+
+    pub(crate) fn decode(key: &[u8], cause: impl Display) -> Self {
+        Self::Decode { key: key_name(key), cause: cause.to_string() }
+    }
+
+    pub(crate) fn encode(key: &[u8], cause: impl Display) -> Self {
+        Self::Encode { key: key_name(key), cause: cause.to_string() }
+    }
+}
+
+/// A key as an operator can find it again: the table prefix, the rest in hex, and the table's
+/// name (see the table list in `collab.rs`).
+fn key_name(key: &[u8]) -> String {
+    match key.split_first() {
+        None => "(empty)".to_owned(),
+        Some((&table, rest)) => format!("{}/{} ({})", table as char, kizuna_domain::hex(rest), table_name(table)),
+    }
+}
+
+fn table_name(prefix: u8) -> &'static str {
+    match prefix {
+        b'A' => "accounts",
+        b'L' => "logins",
+        b'F' => "facilities",
+        b'I' => "invitations",
+        b'P' => "patients",
+        b'R' => "rooms",
+        b'M' => "room members",
+        b'U' => "memberships of an account",
+        b'T' => "posts",
+        b'N' => "search index",
+        b'C' => "connections",
+        b'S' => "sessions",
+        b'V' => "sessions of an account",
+        b'O' => "operator flag",
+        b'G' => "staff of a facility",
+        b'Y' => "care requests",
+        b'W' => "requests sent",
+        b'X' => "requests received",
+        b'E' => "events",
+        b'Z' => "audit log",
+        b'z' => "audit head",
+        _ => "unknown table",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_names_the_table_and_the_key() {
+        let fault = StorageFault::decode(&[b'F', 0, 0, 0, 0, 0, 0, 0, 7], "expected value at line 1 column 1");
+        assert_eq!(
+            fault.to_string(),
+            "cannot decode sm_data key F/0000000000000007 (facilities): expected value at line 1 column 1"
+        );
+    }
+}
