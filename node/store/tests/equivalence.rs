@@ -61,14 +61,16 @@ impl Twin {
         self.now += 1000;
         let ctx = Ctx { log_index: self.index, now_ms: self.now };
         let on_mem = execute(&self.mem, ctx, actor, cmd.clone());
-        let on_rocks = execute(&RocksHub::new(&self.db), ctx, actor, cmd.clone());
+        let rocks = RocksHub::new(&self.db);
+        let on_rocks = execute(&rocks, ctx, actor, cmd.clone());
+        assert_eq!(rocks.fault(), None, "the store met a fault on {cmd:?}");
         assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "answers differ for {cmd:?}");
         let kizuna_domain::collab::Effects { outcome, changes, .. } = on_mem.ok()?;
         self.mem.apply(changes.clone());
         let mut hub = RocksHub::new(&self.db);
         hub.apply(changes);
         let mut batch = WriteBatch::default();
-        hub.write_into(&mut batch);
+        hub.write_into(&mut batch).expect("a batch without a storage fault");
         self.db.write(batch).expect("write the batch");
         Some(outcome)
     }
