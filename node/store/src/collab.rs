@@ -28,7 +28,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
-use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+use rocksdb::{DB, Direction, IteratorMode, ReadOptions, SnapshotWithThreadMode, WriteBatch};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -64,14 +64,33 @@ type Pair = (Box<[u8]>, Box<[u8]>);
 /// the view. Only the first fault is kept; it is the cause, later ones may be consequences.
 pub struct RocksHub<'a> {
     db: &'a DB,
+    /// For queries: the one RocksDB snapshot every read of this view sees, so an answer that
+    /// reads several keys (a patient list, a timeline) never mixes two apply batches. Apply
+    /// reads the live database: it is the only writer, and it reads between its own batches.
+    snapshot: Option<SnapshotWithThreadMode<'a, DB>>,
     /// Pending writes (None: delete), visible to reads before they are committed.
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     fault: RefCell<Option<StorageFault>>,
 }
 
 impl<'a> RocksHub<'a> {
+    /// A view of the live database, for apply.
     pub fn new(db: &'a DB) -> Self {
-        Self { db, overlay: BTreeMap::new(), fault: RefCell::new(None) }
+        Self { db, snapshot: None, overlay: BTreeMap::new(), fault: RefCell::new(None) }
+    }
+
+    /// A view of the state as it is now, held still for as long as the view lives: for queries.
+    pub fn at_snapshot(db: &'a DB) -> Self {
+        Self { snapshot: Some(db.snapshot()), ..Self::new(db) }
+    }
+
+    /// Read options that pin the view's snapshot, if it has one.
+    fn read_options(&self) -> ReadOptions {
+        let mut options = ReadOptions::default();
+        if let Some(snapshot) = &self.snapshot {
+            options.set_snapshot(snapshot);
+        }
+        options
     }
 
     /// The first storage failure this view met, if any: then some answer it gave was invented.
@@ -87,7 +106,7 @@ impl<'a> RocksHub<'a> {
         if let Some(v) = self.overlay.get(k) {
             return v.clone();
         }
-        self.db.get_cf(cf(self.db, CF_SM_DATA), k).unwrap_or_else(|e| {
+        self.db.get_cf_opt(cf(self.db, CF_SM_DATA), k, &self.read_options()).unwrap_or_else(|e| {
             self.note(StorageFault::read(k, e));
             None
         })
@@ -116,7 +135,7 @@ impl<'a> RocksHub<'a> {
         let mode = IteratorMode::From(start, Direction::Forward);
         let start = start.to_vec();
         self.db
-            .iterator_cf(cf(self.db, CF_SM_DATA), mode)
+            .iterator_cf_opt(cf(self.db, CF_SM_DATA), self.read_options(), mode)
             .map_while(move |item| item.map_err(|e| self.note(StorageFault::scan(&start, e))).ok())
     }
 
@@ -386,6 +405,25 @@ mod tests {
         let mut batch = WriteBatch::default();
         hub.write_into(&mut batch).expect("no fault");
         db.write(batch).expect("write");
+    }
+
+    #[test]
+    fn a_query_view_sees_one_state_while_apply_goes_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        store(&db, &[clinic(1)]);
+        let query = RocksHub::at_snapshot(&db);
+        let mut renamed = clinic(1);
+        renamed.name = "改名した診療所".into();
+        store(&db, &[renamed.clone(), clinic(2)]);
+        // Point reads and scans alike: the state the view was taken at, not a mix of both.
+        assert_eq!(query.facility(FacilityId(1)), Some(clinic(1)));
+        assert_eq!(query.facility(FacilityId(2)), None);
+        assert_eq!(query.facilities(), vec![clinic(1)]);
+        assert_eq!(query.fault(), None);
+        // A new view, like the live one apply uses, sees the new batch.
+        assert_eq!(RocksHub::at_snapshot(&db).facilities(), vec![renamed.clone(), clinic(2)]);
+        assert_eq!(RocksHub::new(&db).facility(FacilityId(1)), Some(renamed));
     }
 
     fn damage(db: &DB, k: &[u8]) {

@@ -71,10 +71,11 @@ impl StateReader {
         self.apply_fault.get().cloned()
     }
 
-    /// A read view of the collaboration tables; an answer counts only if the view met no
-    /// [`RocksHub::fault`].
+    /// A read view of the collaboration tables as they are now, on one RocksDB snapshot: every
+    /// read through it sees the same applied state, whatever apply does meanwhile. An answer
+    /// counts only if the view met no [`RocksHub::fault`].
     pub fn hub(&self) -> RocksHub<'_> {
-        RocksHub::new(&self.db)
+        RocksHub::at_snapshot(&self.db)
     }
 
     /// Live events as this node applies them.
