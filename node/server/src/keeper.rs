@@ -1,7 +1,8 @@
 //! The leader's housekeeping, run on every node and active only while it leads:
 //!
-//! - **learners of the topology file** that are not members yet are added (once per term), so a
-//!   hub described by a file comes up whole on first start;
+//! - **learners of the topology file** that are not members yet are added (retried every tick
+//!   until all are in, then once per term), so a hub described by a file comes up whole on first
+//!   start — also when the first attempt meets a membership change still committing;
 //! - **leader preference**: when the leader sits outside the hub's preferred regions and a voter
 //!   in a preferred region is healthy (answered a heartbeat recently) and fully caught up,
 //!   leadership is handed to it. A lagging or silent preferred voter is never chosen, so the
@@ -44,8 +45,7 @@ pub async fn run(node: Arc<Node>, hub: HubConfig, mut stopped: watch::Receiver<b
                 now
             }
         };
-        if learners_added_in_term != Some(m.current_term) {
-            add_missing_learners(&node, &hub).await;
+        if learners_added_in_term != Some(m.current_term) && add_missing_learners(&node, &hub).await {
             learners_added_in_term = Some(m.current_term);
         }
         if since.elapsed() >= SETTLE {
@@ -54,17 +54,24 @@ pub async fn run(node: Arc<Node>, hub: HubConfig, mut stopped: watch::Receiver<b
     }
 }
 
-async fn add_missing_learners(node: &Node, hub: &HubConfig) {
+/// Adds the topology's learners that are not members yet; true when every one is in.
+async fn add_missing_learners(node: &Node, hub: &HubConfig) -> bool {
     let membership = node.metrics().membership_config.membership().clone();
+    let mut all_in = true;
     for learner in hub.nodes.iter().filter(|n| !n.voter) {
         if membership.get_node(&learner.id).is_some() {
             continue;
         }
         match node.raft.add_learner(learner.id, hub_node(learner), false).await {
             Ok(_) => info!(learner = %learner.name, "added the topology's learner"),
-            Err(e) => warn!(learner = %learner.name, "could not add the topology's learner: {e}"),
+            Err(e) => {
+                // Typically the initial membership still committing: the next tick tries again.
+                warn!(learner = %learner.name, "could not add the topology's learner yet: {e}");
+                all_in = false;
+            }
         }
     }
+    all_in
 }
 
 async fn prefer_region(node: &Node, hub: &HubConfig, m: &crate::raft::RaftMetrics) {
