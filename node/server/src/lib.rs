@@ -5,7 +5,7 @@
 //! - [`node`]: one running node — the write path (propose here or forward to the leader), the
 //!   read paths (linearizable, or local and marked stale), and its start and shutdown.
 //! - [`api`]: the public gRPC services — the only place that speaks proto and `tonic::Status`.
-//! - [`audit`]: ships the node's journal of patient-data reads into the replicated audit chain.
+//! - [`audit_shipper`]: ships the node's journal of patient-data reads into the replicated audit chain.
 //! - [`keeper`]: the leader's housekeeping (leadership back to the preferred regions).
 //! - [`config`]: the TOML topology of a hub; [`placement`]: the rule that voters survive a region's loss.
 //! - [`tls`]: the hub CA, node certificates, server TLS and node-to-node mutual TLS.
@@ -13,7 +13,7 @@
 //! The rules live in `kizuna_domain` (pure), the storage in `kizuna_store`.
 
 pub mod api;
-pub mod audit;
+pub mod audit_shipper;
 pub mod config;
 pub mod keeper;
 pub mod node;

@@ -588,7 +588,7 @@ pub async fn start(
         let api_server = crate::api::router(node.clone(), security.api_server.clone())?
             .serve_with_incoming_shutdown(without_nagle(listeners.api), wait_stop(stopped.clone()));
         let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped.clone()).in_current_span());
-        let audit_shipper = tokio::spawn(crate::audit::ship(node.clone(), stopped).in_current_span());
+        let audit_shipper = tokio::spawn(crate::audit_shipper::ship(node.clone(), stopped).in_current_span());
         let servers = vec![tokio::spawn(raft_server.in_current_span()), tokio::spawn(api_server.in_current_span())];
         info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
         Ok(RunningNode { node, stop, servers, keeper, audit_shipper })
