@@ -1,29 +1,7 @@
 //! The collaboration network's tables in RocksDB (`sm_data`), seen through the domain's
 //! [`HubView`] with an overlay of the current apply batch's own changes.
 //!
-//! | prefix | key | value |
-//! |---|---|---|
-//! | `A` | account id | Account |
-//! | `L` | login | account id |
-//! | `F` | facility id | Facility |
-//! | `I` | invitation code hash | Invitation |
-//! | `P` | patient id | Patient |
-//! | `R` | room id | Room |
-//! | `M` | room id, account id | Member |
-//! | `U` | account id, room id | (index of an account's memberships) |
-//! | `T` | room id, seq | Post |
-//! | `N` | bigram, room id, seq | (search index: bigrams of each live post's current text) |
-//! | `C` | account id, account id | Connection |
-//! | `S` | token hash | Session |
-//! | `V` | account id, token hash | (index of an account's sessions) |
-//! | `O` | — | (an operator exists) |
-//! | `G` | facility id, account id | (index of a facility's professionals) |
-//! | `Y` | request id | CareRequest |
-//! | `W` | account id, request id | (index of the requests an account sent) |
-//! | `X` | facility id, request id | (index of the requests to a facility) |
-//! | `E` | cursor | Event (the live-event log, for resumable subscriptions) |
-//! | `Z` | audit seq | AuditEntry (the hash-chained audit log) |
-//! | `z` | — | (seq, hash) of the newest audit entry |
+//! Every key, and the table list, is built and parsed in [`crate::keys`].
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,24 +12,17 @@ use serde::de::DeserializeOwned;
 
 use super::{CF_SM_DATA, cf};
 use crate::fault::StorageFault;
+use crate::keys::{
+    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, INVITATIONS, KeyError, LOGINS, MEMBERS,
+    MEMBERSHIPS, OPERATOR, PATIENTS, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, STAFF,
+    Table,
+};
 use kizuna_domain::collab::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::collab::events::Event;
 use kizuna_domain::collab::model::*;
 use kizuna_domain::collab::requests::CareRequest;
 use kizuna_domain::collab::search;
 use kizuna_domain::collab::{Change, HubView};
-
-fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut k = vec![prefix];
-    for p in parts {
-        k.extend_from_slice(p);
-    }
-    k
-}
-
-fn be(n: u64) -> [u8; 8] {
-    n.to_be_bytes()
-}
 
 /// A committed key and value, as RocksDB returns them.
 type Pair = (Box<[u8]>, Box<[u8]>);
@@ -163,42 +134,42 @@ impl<'a> RocksHub<'a> {
         for change in changes {
             match change {
                 Change::Account(a) => {
-                    self.put(key(b'L', &[a.login.as_bytes()]), &a.id);
+                    self.put(keys::text(LOGINS, &a.login), &a.id);
                     if let Some(facility) = a.facility() {
-                        self.put(key(b'G', &[&be(facility.0), &be(a.id.0)]), &());
+                        self.put(keys::ids(STAFF, facility.0, a.id.0), &());
                     }
                     if a.is_operator() {
-                        self.put(key(b'O', &[]), &true);
+                        self.put(keys::all(OPERATOR), &true);
                     }
-                    self.put(key(b'A', &[&be(a.id.0)]), &a);
+                    self.put(keys::id(ACCOUNTS, a.id.0), &a);
                 }
-                Change::Facility(f) => self.put(key(b'F', &[&be(f.id.0)]), &f),
-                Change::Invitation(i) => self.put(key(b'I', &[i.code_hash.as_bytes()]), &i),
-                Change::Patient(p) => self.put(key(b'P', &[&be(p.id.0)]), &p),
-                Change::Room(r) => self.put(key(b'R', &[&be(r.id.0)]), &r),
+                Change::Facility(f) => self.put(keys::id(FACILITIES, f.id.0), &f),
+                Change::Invitation(i) => self.put(keys::text(INVITATIONS, &i.code_hash), &i),
+                Change::Patient(p) => self.put(keys::id(PATIENTS, p.id.0), &p),
+                Change::Room(r) => self.put(keys::id(ROOMS, r.id.0), &r),
                 Change::Member(m) => {
-                    self.put(key(b'U', &[&be(m.account.0), &be(m.room.0)]), &());
-                    self.put(key(b'M', &[&be(m.room.0), &be(m.account.0)]), &m);
+                    self.put(keys::ids(MEMBERSHIPS, m.account.0, m.room.0), &());
+                    self.put(keys::ids(MEMBERS, m.room.0, m.account.0), &m);
                 }
                 Change::RemoveMember { room, account } => {
-                    self.overlay.insert(key(b'U', &[&be(account.0), &be(room.0)]), None);
-                    self.overlay.insert(key(b'M', &[&be(room.0), &be(account.0)]), None);
+                    self.overlay.insert(keys::ids(MEMBERSHIPS, account.0, room.0), None);
+                    self.overlay.insert(keys::ids(MEMBERS, room.0, account.0), None);
                 }
                 Change::Post(p) => {
                     self.index_post(&p);
-                    self.put(key(b'T', &[&be(p.room.0), &be(p.seq)]), &p);
+                    self.put(keys::ids(POSTS, p.room.0, p.seq), &p);
                 }
-                Change::Connection(c) => self.put(key(b'C', &[&be(c.pair.0.0), &be(c.pair.1.0)]), &c),
+                Change::Connection(c) => self.put(keys::ids(CONNECTIONS, c.pair.0.0, c.pair.1.0), &c),
                 Change::Session(s) => {
-                    self.put(key(b'V', &[&be(s.account.0), s.token_hash.as_bytes()]), &());
-                    self.put(key(b'S', &[s.token_hash.as_bytes()]), &s);
+                    self.put(keys::session_of(s.account.0, &s.token_hash), &());
+                    self.put(keys::text(SESSIONS, &s.token_hash), &s);
                 }
                 Change::Request(r) => {
-                    self.put(key(b'W', &[&be(r.from.0), &be(r.id.0)]), &());
+                    self.put(keys::ids(REQUESTS_SENT, r.from.0, r.id.0), &());
                     for to in &r.recipients {
-                        self.put(key(b'X', &[&be(to.facility.0), &be(r.id.0)]), &());
+                        self.put(keys::ids(REQUESTS_TO, to.facility.0, r.id.0), &());
                     }
-                    self.put(key(b'Y', &[&be(r.id.0)]), &r);
+                    self.put(keys::id(REQUESTS, r.id.0), &r);
                 }
             }
         }
@@ -210,7 +181,7 @@ impl<'a> RocksHub<'a> {
         let grams = |p: &Post| if p.deleted { BTreeSet::new() } else { search::bigrams(&search::normalize(&p.text)) };
         let old = self.post(post.room, post.seq).map(|p| grams(&p)).unwrap_or_default();
         let new = grams(post);
-        let entry = |gram: &str| key(b'N', &[gram.as_bytes(), &be(post.room.0), &be(post.seq)]);
+        let entry = |gram: &str| keys::bigram_post(gram, post.room.0, post.seq);
         for gone in old.difference(&new) {
             self.overlay.insert(entry(gone), None);
         }
@@ -221,43 +192,44 @@ impl<'a> RocksHub<'a> {
 
     /// Appends a record to the audit chain; returns its sequence number.
     pub fn append_audit(&mut self, record: AuditRecord) -> u64 {
-        let head: Option<(u64, String)> = self.get(&key(b'z', &[]));
+        let head: Option<(u64, String)> = self.get(&keys::all(AUDIT_HEAD));
         // The newest entry says which hash version the chain continues with.
-        let version = |seq: u64| self.get::<AuditEntry>(&key(b'Z', &[&be(seq)])).map(|e| e.hash_version);
+        let version = |seq: u64| self.get::<AuditEntry>(&keys::id(AUDIT, seq)).map(|e| e.hash_version);
         let prev = head.as_ref().map(|(seq, hash)| audit::ChainHead {
             seq: *seq,
             hash,
             hash_version: version(*seq).unwrap_or(audit::encoding::CURRENT),
         });
         let entry = audit::next(prev, record);
-        self.put(key(b'z', &[]), &(entry.seq, entry.hash.clone()));
-        self.put(key(b'Z', &[&be(entry.seq)]), &entry);
+        self.put(keys::all(AUDIT_HEAD), &(entry.seq, entry.hash.clone()));
+        self.put(keys::id(AUDIT, entry.seq), &entry);
         entry.seq
     }
 
     /// Audit entries after `after_seq`, oldest first, at most `limit` (committed state only).
     /// An undecodable entry ends the list, as a fault: never skipped silently.
     pub fn audit_after(&self, after_seq: u64, limit: usize) -> Vec<AuditEntry> {
-        let pairs = self.pairs_after(b'Z', after_seq, limit);
+        let pairs = self.pairs_after(AUDIT, after_seq, limit);
         pairs.iter().map_while(|(k, v)| self.decode(k, v)).collect()
     }
 
     pub fn put_event(&mut self, event: &Event) {
-        self.put(key(b'E', &[&be(event.cursor)]), event);
+        self.put(keys::id(EVENTS, event.cursor), event);
     }
 
     /// Stored events after `cursor`, oldest first, at most `limit` (an undecodable one is a
     /// fault, and ends the list: a subscriber must not skip past it).
     pub fn events_after(&self, cursor: u64, limit: usize) -> Vec<Event> {
-        let pairs = self.pairs_after(b'E', cursor, limit);
+        let pairs = self.pairs_after(EVENTS, cursor, limit);
         pairs.iter().map_while(|(k, v)| self.decode(k, v)).collect()
     }
 
-    /// Committed pairs of a u64-keyed log table (`prefix` + big-endian number) after `after`,
+    /// Committed pairs of a u64-keyed log table (prefix + big-endian number) after `after`,
     /// in order, at most `limit`.
-    fn pairs_after(&self, prefix: u8, after: u64, limit: usize) -> Vec<Pair> {
-        let start = key(prefix, &[&be(after.saturating_add(1))]);
-        self.committed_from(&start).take_while(|(k, _)| k.first() == Some(&prefix)).take(limit).collect()
+    fn pairs_after(&self, table: Table, after: u64, limit: usize) -> Vec<Pair> {
+        let start = keys::id(table, after.saturating_add(1));
+        let prefix = keys::all(table);
+        self.committed_from(&start).take_while(|(k, _)| k.starts_with(&prefix)).take(limit).collect()
     }
 
     /// Moves the pending writes into a RocksDB write batch; refused, writing nothing, once the
@@ -279,93 +251,85 @@ impl<'a> RocksHub<'a> {
 
 impl HubView for RocksHub<'_> {
     fn account(&self, id: AccountId) -> Option<Account> {
-        self.get(&key(b'A', &[&be(id.0)]))
+        self.get(&keys::id(ACCOUNTS, id.0))
     }
     fn account_by_login(&self, login: &str) -> Option<AccountId> {
-        self.get(&key(b'L', &[login.as_bytes()]))
+        self.get(&keys::text(LOGINS, login))
     }
     fn facility(&self, id: FacilityId) -> Option<Facility> {
-        self.get(&key(b'F', &[&be(id.0)]))
+        self.get(&keys::id(FACILITIES, id.0))
     }
     fn facilities(&self) -> Vec<Facility> {
-        self.values(&key(b'F', &[]))
+        self.values(&keys::all(FACILITIES))
     }
     fn staff_of(&self, facility: FacilityId) -> Vec<Account> {
-        self.ids_under(&key(b'G', &[&be(facility.0)]))
-            .into_iter()
-            .filter_map(|id| self.account(AccountId(id)))
-            .collect()
+        self.ids_under(&keys::id(STAFF, facility.0)).into_iter().filter_map(|id| self.account(AccountId(id))).collect()
     }
     fn invitation_by_code(&self, code_hash: &str) -> Option<Invitation> {
-        self.get(&key(b'I', &[code_hash.as_bytes()]))
+        self.get(&keys::text(INVITATIONS, code_hash))
     }
     fn patient(&self, id: PatientId) -> Option<Patient> {
-        self.get(&key(b'P', &[&be(id.0)]))
+        self.get(&keys::id(PATIENTS, id.0))
     }
     fn room(&self, id: RoomId) -> Option<Room> {
-        self.get(&key(b'R', &[&be(id.0)]))
+        self.get(&keys::id(ROOMS, id.0))
     }
     fn member(&self, room: RoomId, account: AccountId) -> Option<Member> {
-        self.get(&key(b'M', &[&be(room.0), &be(account.0)]))
+        self.get(&keys::ids(MEMBERS, room.0, account.0))
     }
     fn members(&self, room: RoomId) -> Vec<Member> {
-        self.values(&key(b'M', &[&be(room.0)]))
+        self.values(&keys::id(MEMBERS, room.0))
     }
     fn rooms_of(&self, account: AccountId) -> Vec<Member> {
-        self.ids_under(&key(b'U', &[&be(account.0)]))
+        self.ids_under(&keys::id(MEMBERSHIPS, account.0))
             .into_iter()
             .filter_map(|room| self.member(RoomId(room), account))
             .collect()
     }
     fn post(&self, room: RoomId, seq: u64) -> Option<Post> {
-        self.get(&key(b'T', &[&be(room.0), &be(seq)]))
+        self.get(&keys::ids(POSTS, room.0, seq))
     }
     fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> Vec<u64> {
-        self.ids_under(&key(b'N', &[bigram.as_bytes(), &be(room.0)]))
+        self.ids_under(&keys::bigram_in_room(bigram, room.0))
     }
     fn connection(&self, pair: (AccountId, AccountId)) -> Option<Connection> {
-        self.get(&key(b'C', &[&be(pair.0.0), &be(pair.1.0)]))
+        self.get(&keys::ids(CONNECTIONS, pair.0.0, pair.1.0))
     }
     fn session(&self, token_hash: &str) -> Option<Session> {
-        self.get(&key(b'S', &[token_hash.as_bytes()]))
+        self.get(&keys::text(SESSIONS, token_hash))
     }
     fn sessions_of(&self, account: AccountId) -> Vec<Session> {
-        let prefix = key(b'V', &[&be(account.0)]);
+        let prefix = keys::id(SESSIONS_OF, account.0);
         self.scan(&prefix)
             .into_iter()
-            .filter_map(|(k, _)| self.key_suffix(&k, prefix.len(), |rest| String::from_utf8(rest.to_vec()).ok()))
+            .filter_map(|(k, _)| self.key_suffix(&k, keys::text_after(&k, &prefix).map(str::to_owned)))
             .filter_map(|token| self.session(&token))
             .collect()
     }
     fn has_operator(&self) -> bool {
-        self.raw(&key(b'O', &[])).is_some()
+        self.raw(&keys::all(OPERATOR)).is_some()
     }
     fn care_request(&self, id: RequestId) -> Option<CareRequest> {
-        self.get(&key(b'Y', &[&be(id.0)]))
+        self.get(&keys::id(REQUESTS, id.0))
     }
     fn care_requests_from(&self, account: AccountId) -> Vec<CareRequest> {
-        self.indexed_requests(&key(b'W', &[&be(account.0)]))
+        self.indexed_requests(&keys::id(REQUESTS_SENT, account.0))
     }
     fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest> {
-        self.indexed_requests(&key(b'X', &[&be(facility.0)]))
+        self.indexed_requests(&keys::id(REQUESTS_TO, facility.0))
     }
 }
 
 impl RocksHub<'_> {
     /// The ids that end the keys of an index table under `prefix` (big-endian u64s).
     fn ids_under(&self, prefix: &[u8]) -> Vec<u64> {
-        let id = |rest: &[u8]| rest.try_into().ok().map(u64::from_be_bytes);
-        self.scan(prefix).into_iter().filter_map(|(k, _)| self.key_suffix(&k, prefix.len(), id)).collect()
+        self.scan(prefix).into_iter().filter_map(|(k, _)| self.key_suffix(&k, keys::id_after(&k, prefix))).collect()
     }
 
-    /// What ends an index key after its `prefix_len` bytes, parsed by `parse`; a key that does
-    /// not parse is a fault (a damaged or foreign key), not an entry to skip.
-    fn key_suffix<T>(&self, k: &[u8], prefix_len: usize, parse: impl Fn(&[u8]) -> Option<T>) -> Option<T> {
-        let parsed = k.get(prefix_len..).and_then(parse);
-        if parsed.is_none() {
-            self.note(StorageFault::decode(k, "the key does not end in what its index holds"));
-        }
-        parsed
+    /// What ends an index key, as `keys` parsed it; a key that does not parse is a fault (a
+    /// damaged or foreign key), not an entry to skip.
+    fn key_suffix<T>(&self, k: &[u8], parsed: Result<T, KeyError>) -> Option<T> {
+        parsed.map_err(|_| self.note(StorageFault::decode(k, "the key does not end in what its index holds"))).ok()
     }
 
     /// The requests of an index table: the request id ends each key under `prefix`.
@@ -442,7 +406,7 @@ mod tests {
         assert_eq!(RocksHub::new(&db).facility(FacilityId(7)), Some(clinic(7)));
         assert_eq!(RocksHub::new(&db).fault(), None);
 
-        damage(&db, &key(b'F', &[&be(7)]));
+        damage(&db, &keys::id(FACILITIES, 7));
         let hub = RocksHub::new(&db);
         assert_eq!(hub.facility(FacilityId(7)), None, "the domain is answered as before");
         assert!(is_decode_fault_at(hub.fault(), "F/0000000000000007 (facilities)"), "{:?}", hub.fault());
@@ -453,7 +417,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
         store(&db, &[clinic(1), clinic(2), clinic(3)]);
-        damage(&db, &key(b'F', &[&be(2)]));
+        damage(&db, &keys::id(FACILITIES, 2));
         let hub = RocksHub::new(&db);
         assert_eq!(hub.facilities(), vec![clinic(1), clinic(3)]);
         assert!(is_decode_fault_at(hub.fault(), "F/0000000000000002"), "{:?}", hub.fault());
@@ -464,8 +428,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
         store(&db, &[clinic(1), clinic(2)]);
-        damage(&db, &key(b'F', &[&be(1)]));
-        damage(&db, &key(b'F', &[&be(2)]));
+        damage(&db, &keys::id(FACILITIES, 1));
+        damage(&db, &keys::id(FACILITIES, 2));
         let hub = RocksHub::new(&db);
         hub.facility(FacilityId(2));
         hub.facility(FacilityId(1));
@@ -477,7 +441,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
         store(&db, &[clinic(1)]);
-        damage(&db, &key(b'F', &[&be(1)]));
+        damage(&db, &keys::id(FACILITIES, 1));
         let mut hub = RocksHub::new(&db);
         hub.apply(vec![Change::Facility(clinic(2))]);
         hub.facility(FacilityId(1));

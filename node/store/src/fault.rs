@@ -37,38 +37,14 @@ impl StorageFault {
 }
 
 /// A key as an operator can find it again: the table prefix, the rest in hex, and the table's
-/// name (see the table list in `collab.rs`).
+/// name (from the table list in `keys.rs`).
 fn key_name(key: &[u8]) -> String {
     match key.split_first() {
         None => "(empty)".to_owned(),
-        Some((&table, rest)) => format!("{}/{} ({})", table as char, kizuna_domain::hex(rest), table_name(table)),
-    }
-}
-
-fn table_name(prefix: u8) -> &'static str {
-    match prefix {
-        b'A' => "accounts",
-        b'L' => "logins",
-        b'F' => "facilities",
-        b'I' => "invitations",
-        b'P' => "patients",
-        b'R' => "rooms",
-        b'M' => "room members",
-        b'U' => "memberships of an account",
-        b'T' => "posts",
-        b'N' => "search index",
-        b'C' => "connections",
-        b'S' => "sessions",
-        b'V' => "sessions of an account",
-        b'O' => "operator flag",
-        b'G' => "staff of a facility",
-        b'Y' => "care requests",
-        b'W' => "requests sent",
-        b'X' => "requests received",
-        b'E' => "events",
-        b'Z' => "audit log",
-        b'z' => "audit head",
-        _ => "unknown table",
+        Some((&prefix, rest)) => {
+            let name = crate::keys::table_of(key).map_or("unknown table", |t| t.name);
+            format!("{}/{} ({name})", prefix as char, kizuna_domain::hex(rest))
+        }
     }
 }
 
@@ -78,7 +54,8 @@ mod tests {
 
     #[test]
     fn a_fault_names_the_table_and_the_key() {
-        let fault = StorageFault::decode(&[b'F', 0, 0, 0, 0, 0, 0, 0, 7], "expected value at line 1 column 1");
+        let fault =
+            StorageFault::decode(&crate::keys::id(crate::keys::FACILITIES, 7), "expected value at line 1 column 1");
         assert_eq!(
             fault.to_string(),
             "cannot decode sm_data key F/0000000000000007 (facilities): expected value at line 1 column 1"

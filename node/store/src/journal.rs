@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
+use super::keys::{self, journal_seq};
 use super::{CF_AUDIT_JOURNAL, cf, io_err, to_json};
 use kizuna_domain::collab::audit::AuditRecord;
 
@@ -22,7 +23,7 @@ impl ReadJournal {
         let last = match db.iterator_cf(cf(&db, CF_AUDIT_JOURNAL), IteratorMode::End).next() {
             Some(item) => {
                 let (k, _) = item.map_err(io_err)?;
-                u64::from_be_bytes(k.as_ref().try_into().map_err(io_err)?)
+                keys::number(&k).map_err(io_err)?
             }
             None => 0,
         };
@@ -31,7 +32,7 @@ impl ReadJournal {
 
     pub fn append(&self, record: &AuditRecord) -> std::io::Result<()> {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        self.db.put_cf(cf(&self.db, CF_AUDIT_JOURNAL), seq.to_be_bytes(), to_json(record)?).map_err(io_err)
+        self.db.put_cf(cf(&self.db, CF_AUDIT_JOURNAL), journal_seq(seq), to_json(record)?).map_err(io_err)
     }
 
     /// The oldest journaled reads: (first seq, last seq, records).
@@ -40,7 +41,7 @@ impl ReadJournal {
         let (mut first, mut last) = (0, 0);
         for item in self.db.iterator_cf(cf(&self.db, CF_AUDIT_JOURNAL), IteratorMode::Start).take(limit) {
             let (k, v) = item.map_err(io_err)?;
-            let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(io_err)?);
+            let seq = keys::number(&k).map_err(io_err)?;
             if records.is_empty() {
                 first = seq;
             }
@@ -53,7 +54,7 @@ impl ReadJournal {
     /// Forgets reads that are now in the replicated chain.
     pub fn shipped(&self, first: u64, last: u64) -> std::io::Result<()> {
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf(&self.db, CF_AUDIT_JOURNAL), first.to_be_bytes(), (last + 1).to_be_bytes());
+        batch.delete_range_cf(cf(&self.db, CF_AUDIT_JOURNAL), journal_seq(first), journal_seq(last + 1));
         self.db.write(batch).map_err(io_err)
     }
 }

@@ -8,13 +8,15 @@
 //! | `sm_meta` | `applied`, `membership` | JSON |
 //! | `audit_journal` | local seq | patient-data reads not yet shipped into the audit chain (node-local) |
 //!
-//! Big-endian keys make ranges scan in index order. The Raft log and the state machine share
+//! Every key of every column family is built and parsed in `keys.rs`, which also lists the
+//! `sm_data` tables. Big-endian keys make ranges scan in index order. The Raft log and the state machine share
 //! one write-ahead log, so syncing a log append also makes every earlier state-machine write
 //! durable.
 
 mod collab;
 mod fault;
 mod journal;
+mod keys;
 mod log_store;
 pub mod raft;
 mod snapshot;

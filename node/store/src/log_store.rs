@@ -14,19 +14,12 @@ use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{CF_RAFT_LOG, CF_RAFT_META, blocking, cf, get_json, io_err, to_json};
+use crate::keys::{self, COMMITTED, PURGED, VOTE, log_index};
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
-
-const KEY_VOTE: &[u8] = b"vote";
-const KEY_COMMITTED: &[u8] = b"committed";
-const KEY_PURGED: &[u8] = b"purged";
 
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-}
-
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
 }
 
 fn synced() -> WriteOptions {
@@ -74,11 +67,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let db = self.db.clone();
         blocking(move || {
-            let mode = IteratorMode::From(&index_key(start), Direction::Forward);
+            let mode = IteratorMode::From(&log_index(start), Direction::Forward);
             let mut entries = Vec::new();
             for item in db.iterator_cf(cf(&db, CF_RAFT_LOG), mode) {
                 let (k, v) = item.map_err(io_err)?;
-                let index = u64::from_be_bytes(k.as_ref().try_into().map_err(io_err)?);
+                let index = keys::number(&k).map_err(io_err)?;
                 if end_inclusive.is_some_and(|end| index > end) {
                     break;
                 }
@@ -90,7 +83,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
-        get_json(&self.db, CF_RAFT_META, KEY_VOTE)
+        get_json(&self.db, CF_RAFT_META, VOTE)
     }
 }
 
@@ -98,7 +91,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, std::io::Error> {
-        let last_purged_log_id: Option<LogId> = get_json(&self.db, CF_RAFT_META, KEY_PURGED)?;
+        let last_purged_log_id: Option<LogId> = get_json(&self.db, CF_RAFT_META, PURGED)?;
         let last_log_id = match self.last_entry()? {
             Some(entry) => Some(entry.log_id),
             None => last_purged_log_id,
@@ -115,7 +108,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         blocking(move || {
             let mut batch = WriteBatch::default();
-            batch.put_cf(cf(&db, CF_RAFT_META), KEY_VOTE, bytes);
+            batch.put_cf(cf(&db, CF_RAFT_META), VOTE, bytes);
             Self::write_synced(&db, batch)
         })
         .await
@@ -124,11 +117,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), std::io::Error> {
         // Not synced: a lost `committed` is only a hint; openraft re-learns it from the leader.
         let bytes = to_json(&committed)?;
-        self.db.put_cf(cf(&self.db, CF_RAFT_META), KEY_COMMITTED, bytes).map_err(io_err)
+        self.db.put_cf(cf(&self.db, CF_RAFT_META), COMMITTED, bytes).map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, std::io::Error> {
-        Ok(get_json::<Option<LogId>>(&self.db, CF_RAFT_META, KEY_COMMITTED)?.flatten())
+        Ok(get_json::<Option<LogId>>(&self.db, CF_RAFT_META, COMMITTED)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), std::io::Error>
@@ -139,7 +132,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         let log_cf = cf(&self.db, CF_RAFT_LOG);
         for entry in entries {
-            batch.put_cf(log_cf, index_key(entry.log_id.index), to_json(&entry)?);
+            batch.put_cf(log_cf, log_index(entry.log_id.index), to_json(&entry)?);
         }
         let db = self.db.clone();
         let result = blocking(move || Self::write_synced(&db, batch)).await;
@@ -153,8 +146,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         blocking(move || {
             let mut batch = WriteBatch::default();
-            batch.delete_range_cf(cf(&db, CF_RAFT_LOG), index_key(from), index_key(u64::MAX));
-            batch.delete_cf(cf(&db, CF_RAFT_LOG), index_key(u64::MAX));
+            batch.delete_range_cf(cf(&db, CF_RAFT_LOG), log_index(from), log_index(u64::MAX));
+            batch.delete_cf(cf(&db, CF_RAFT_LOG), log_index(u64::MAX));
             Self::write_synced(&db, batch)
         })
         .await
@@ -167,8 +160,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // The purged marker and the deletion land in one batch: the log never has a hole
             // between the marker and the first stored entry.
             let mut batch = WriteBatch::default();
-            batch.put_cf(cf(&db, CF_RAFT_META), KEY_PURGED, purged);
-            batch.delete_range_cf(cf(&db, CF_RAFT_LOG), index_key(0), index_key(log_id.index + 1));
+            batch.put_cf(cf(&db, CF_RAFT_META), PURGED, purged);
+            batch.delete_range_cf(cf(&db, CF_RAFT_LOG), log_index(0), log_index(log_id.index + 1));
             Self::write_synced(&db, batch)
         })
         .await

@@ -4,7 +4,8 @@
 //! (`u32` key length, key, `u32` value length, value) of the `sm_data` column family, then a
 //! `u64` pair count as a trailer that proves the file is complete. Built from a RocksDB
 //! snapshot, so it is consistent even while apply goes on; streamed to peers in chunks; read
-//! back into one write batch on install.
+//! back into one write batch on install. Keys travel as stored: their layout is `keys.rs`'s,
+//! and install replaces the range `keys::SM_DATA_START..keys::SM_DATA_END`.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};

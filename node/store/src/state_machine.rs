@@ -14,6 +14,7 @@ use rocksdb::{DB, IteratorMode, WriteBatch};
 use super::ReadJournal;
 use super::collab::RocksHub;
 use super::fault::StorageFault;
+use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS, REQUEST_IDS};
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, get_json, io_err, to_json};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
@@ -22,23 +23,7 @@ use kizuna_domain::collab::queries::SessionPolicy;
 use kizuna_domain::collab::{self, HubView};
 use kizuna_domain::{self, Applied, Command, CommandResult, Envelope, Record};
 
-const KEY_APPLIED: &[u8] = b"applied";
-const KEY_MEMBERSHIP: &[u8] = b"membership";
-
-/// Table prefixes inside `sm_data`.
-const T_RECORD: u8 = b'r';
-const T_REQUEST: u8 = b'q';
-/// The apply clock lives in `sm_data` (not `sm_meta`) so that snapshots carry it.
-const KEY_CLOCK: &[u8] = b"m/clock";
-
 const CURRENT_SNAPSHOT: &str = "current.snap";
-
-fn table_key(table: u8, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + key.len());
-    k.push(table);
-    k.extend_from_slice(key.as_bytes());
-    k
-}
 
 /// Read access to the applied state, shared with the API.
 #[derive(Clone)]
@@ -54,16 +39,16 @@ pub struct StateReader {
 
 impl StateReader {
     pub fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
-        get_json(&self.db, CF_SM_DATA, &table_key(T_RECORD, key))
+        get_json(&self.db, CF_SM_DATA, &keys::text(RECORDS, key))
     }
 
     pub fn applied(&self) -> std::io::Result<Option<LogId>> {
-        get_json(&self.db, CF_SM_META, KEY_APPLIED)
+        get_json(&self.db, CF_SM_META, APPLIED)
     }
 
     /// Leader time of the last applied write, ms since the Unix epoch (0 before any write).
     pub fn clock_ms(&self) -> std::io::Result<u64> {
-        Ok(get_json(&self.db, CF_SM_DATA, KEY_CLOCK)?.unwrap_or(0))
+        Ok(get_json(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0))
     }
 
     /// Why this node's apply stopped on a storage fault, if it did since the node started.
@@ -95,7 +80,7 @@ impl StateReader {
     pub fn state_digest(&self) -> std::io::Result<StateDigest> {
         use sha2::{Digest, Sha256};
         let snap = self.db.snapshot();
-        let applied: Option<LogId> = match snap.get_cf(cf(&self.db, CF_SM_META), KEY_APPLIED).map_err(io_err)? {
+        let applied: Option<LogId> = match snap.get_cf(cf(&self.db, CF_SM_META), APPLIED).map_err(io_err)? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(io_err)?,
             None => None,
         };
@@ -240,7 +225,7 @@ impl ApplyBatch<'_> {
                 let previous = self.record(&key)?;
                 let record = kizuna_domain::records::put(previous.as_ref(), value, self.clock_ms);
                 let version = record.version;
-                self.batch.put_cf(cf(self.db, CF_SM_DATA), table_key(T_RECORD, &key), to_json(&record)?);
+                self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(RECORDS, &key), to_json(&record)?);
                 self.records.insert(key, record);
                 CommandResult::RecordPut { version }
             }
@@ -254,7 +239,7 @@ impl ApplyBatch<'_> {
             }
         };
         let applied = Applied { result, log_index, duplicate: false };
-        self.batch.put_cf(cf(self.db, CF_SM_DATA), table_key(T_REQUEST, &request_key), to_json(&applied)?);
+        self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(REQUEST_IDS, &request_key), to_json(&applied)?);
         self.requests.insert(request_key, applied.clone());
         Ok(applied)
     }
@@ -313,14 +298,14 @@ impl ApplyBatch<'_> {
     fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
         match self.records.get(key) {
             Some(r) => Ok(Some(r.clone())),
-            None => get_json(self.db, CF_SM_DATA, &table_key(T_RECORD, key)),
+            None => get_json(self.db, CF_SM_DATA, &keys::text(RECORDS, key)),
         }
     }
 
     fn request(&self, id: &str) -> std::io::Result<Option<Applied>> {
         match self.requests.get(id) {
             Some(a) => Ok(Some(a.clone())),
-            None => get_json(self.db, CF_SM_DATA, &table_key(T_REQUEST, id)),
+            None => get_json(self.db, CF_SM_DATA, &keys::text(REQUEST_IDS, id)),
         }
     }
 }
@@ -330,8 +315,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
-        let applied = get_json(&self.db, CF_SM_META, KEY_APPLIED)?;
-        let membership = get_json(&self.db, CF_SM_META, KEY_MEMBERSHIP)?.unwrap_or_default();
+        let applied = get_json(&self.db, CF_SM_META, APPLIED)?;
+        let membership = get_json(&self.db, CF_SM_META, MEMBERSHIP)?.unwrap_or_default();
         Ok((applied, membership))
     }
 
@@ -339,7 +324,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
     {
-        let clock_ms = get_json(&self.db, CF_SM_DATA, KEY_CLOCK)?.unwrap_or(0);
+        let clock_ms = get_json(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0);
         let mut batch = ApplyBatch {
             db: &self.db,
             batch: WriteBatch::default(),
@@ -379,12 +364,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut wb = batch.batch;
         // Checked after every entry already; the view refuses again, as the last line of defence.
         batch.hub.write_into(&mut wb).map_err(io_err)?;
-        wb.put_cf(cf(&self.db, CF_SM_DATA), KEY_CLOCK, to_json(&clock_ms)?);
+        wb.put_cf(cf(&self.db, CF_SM_DATA), CLOCK, to_json(&clock_ms)?);
         if let Some(applied) = last_applied {
-            wb.put_cf(meta, KEY_APPLIED, to_json(&applied)?);
+            wb.put_cf(meta, APPLIED, to_json(&applied)?);
         }
         if let Some(m) = &membership {
-            wb.put_cf(meta, KEY_MEMBERSHIP, to_json(m)?);
+            wb.put_cf(meta, MEMBERSHIP, to_json(m)?);
         }
         // Not synced: the entries are already fsynced in the log, and the log is purged only
         // after the WAL is synced (see `SnapshotBuilder::build_snapshot`).
@@ -411,14 +396,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let data = cf(&db, CF_SM_DATA);
             let mut wb = WriteBatch::default();
             // Replace the whole state machine in one atomic batch.
-            wb.delete_range_cf(data, [0u8].as_slice(), [0xffu8; 2].as_slice());
+            wb.delete_range_cf(data, keys::SM_DATA_START, keys::SM_DATA_END);
             let file_meta = snapshot::read_pairs(&snapshot.path, |k, v| wb.put_cf(data, k, v))?;
             if file_meta.last_log_id != meta.last_log_id {
                 return Err(io_err("snapshot file does not match its metadata"));
             }
             let sm_meta = cf(&db, CF_SM_META);
-            wb.put_cf(sm_meta, KEY_APPLIED, to_json(&meta.last_log_id)?);
-            wb.put_cf(sm_meta, KEY_MEMBERSHIP, to_json(&meta.last_membership)?);
+            wb.put_cf(sm_meta, APPLIED, to_json(&meta.last_log_id)?);
+            wb.put_cf(sm_meta, MEMBERSHIP, to_json(&meta.last_membership)?);
             let mut sync = rocksdb::WriteOptions::default();
             sync.set_sync(true);
             db.write_opt(wb, &sync).map_err(io_err)?;
@@ -466,11 +451,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let view = db.snapshot();
             let meta_cf = cf(&db, CF_SM_META);
             let read = |key: &[u8]| -> std::io::Result<Option<Vec<u8>>> { view.get_cf(meta_cf, key).map_err(io_err) };
-            let last_log_id: Option<LogId> = match read(KEY_APPLIED)? {
+            let last_log_id: Option<LogId> = match read(APPLIED)? {
                 Some(b) => serde_json::from_slice(&b).map_err(io_err)?,
                 None => None,
             };
-            let last_membership: StoredMembership = match read(KEY_MEMBERSHIP)? {
+            let last_membership: StoredMembership = match read(MEMBERSHIP)? {
                 Some(b) => serde_json::from_slice(&b).map_err(io_err)?,
                 None => StoredMembership::default(),
             };
@@ -524,7 +509,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (_log, mut sm) = crate::open(dir.path()).expect("open");
         apply(&mut sm, vec![put_record(1, "first")]).await.expect("a healthy batch applies");
-        sm.db.put_cf(cf(&sm.db, CF_SM_DATA), b"Stoken", b"\xff not a session").expect("damage");
+        sm.db
+            .put_cf(cf(&sm.db, CF_SM_DATA), keys::text(keys::SESSIONS, "token"), b"\xff not a session")
+            .expect("damage");
         let before = sm.reader().state_digest().expect("digest");
 
         let refused = apply(&mut sm, vec![put_record(2, "second"), logout(3, "token")]).await;

@@ -1,0 +1,304 @@
+//! Every key of the node's RocksDB, in one place: each table's prefix and name, an encode
+//! function for every key shape, and a decode function where a key is parsed back.
+//!
+//! The byte layout is a stored format: existing data directories hold these exact keys, so a
+//! change here is a migration, not a refactoring (`the_layout_is_pinned` guards it).
+//!
+//! Numbers are big-endian u64s: keys then sort in numeric order, so a range scan walks ids,
+//! sequences and log indexes in order, and a fixed 8-byte parent id means a scan of one parent
+//! (members of room 1) never reaches another's (room 256). String parts are raw UTF-8 with no
+//! terminator; that is safe because every string-keyed table is read by exact key only, except
+//! `N`, whose bigram is exactly two characters (UTF-8 is prefix-free, so one bigram's bytes never
+//! start another's) and `V`, whose token hash ends the key after a fixed-width account id.
+//!
+//! `sm_data` (replicated, in snapshots), one-byte table prefix + key:
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `A` | account id | Account |
+//! | `L` | login | account id |
+//! | `F` | facility id | Facility |
+//! | `I` | invitation code hash | Invitation |
+//! | `P` | patient id | Patient |
+//! | `R` | room id | Room |
+//! | `M` | room id, account id | Member |
+//! | `U` | account id, room id | (index of an account's memberships) |
+//! | `T` | room id, seq | Post |
+//! | `N` | bigram, room id, seq | (search index: bigrams of each live post's current text) |
+//! | `C` | account id, account id | Connection |
+//! | `S` | token hash | Session |
+//! | `V` | account id, token hash | (index of an account's sessions) |
+//! | `O` | — | (an operator exists) |
+//! | `G` | facility id, account id | (index of a facility's professionals) |
+//! | `Y` | request id | CareRequest |
+//! | `W` | account id, request id | (index of the requests an account sent) |
+//! | `X` | facility id, request id | (index of the requests to a facility) |
+//! | `E` | cursor | Event (the live-event log, for resumable subscriptions) |
+//! | `Z` | audit seq | AuditEntry (the hash-chained audit log) |
+//! | `z` | — | (seq, hash) of the newest audit entry |
+//! | `r` | record key | Record |
+//! | `q` | request id (`account/id` when signed in) | Applied (idempotency) |
+//! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
+//!
+//! Other column families: `raft_log` (log index), `raft_meta` (`vote`, `committed`, `purged`),
+//! `sm_meta` (`applied`, `membership`), `audit_journal` (local seq), all below.
+
+/// A table of `sm_data`: its one-byte key prefix and the name operators see in faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Table {
+    pub prefix: u8,
+    pub name: &'static str,
+}
+
+const fn table(prefix: u8, name: &'static str) -> Table {
+    Table { prefix, name }
+}
+
+pub(crate) const ACCOUNTS: Table = table(b'A', "accounts");
+pub(crate) const LOGINS: Table = table(b'L', "logins");
+pub(crate) const FACILITIES: Table = table(b'F', "facilities");
+pub(crate) const INVITATIONS: Table = table(b'I', "invitations");
+pub(crate) const PATIENTS: Table = table(b'P', "patients");
+pub(crate) const ROOMS: Table = table(b'R', "rooms");
+pub(crate) const MEMBERS: Table = table(b'M', "room members");
+pub(crate) const MEMBERSHIPS: Table = table(b'U', "memberships of an account");
+pub(crate) const POSTS: Table = table(b'T', "posts");
+pub(crate) const SEARCH: Table = table(b'N', "search index");
+pub(crate) const CONNECTIONS: Table = table(b'C', "connections");
+pub(crate) const SESSIONS: Table = table(b'S', "sessions");
+pub(crate) const SESSIONS_OF: Table = table(b'V', "sessions of an account");
+pub(crate) const OPERATOR: Table = table(b'O', "operator flag");
+pub(crate) const STAFF: Table = table(b'G', "staff of a facility");
+pub(crate) const REQUESTS: Table = table(b'Y', "care requests");
+pub(crate) const REQUESTS_SENT: Table = table(b'W', "requests sent");
+pub(crate) const REQUESTS_TO: Table = table(b'X', "requests received");
+pub(crate) const EVENTS: Table = table(b'E', "events");
+pub(crate) const AUDIT: Table = table(b'Z', "audit log");
+pub(crate) const AUDIT_HEAD: Table = table(b'z', "audit head");
+pub(crate) const RECORDS: Table = table(b'r', "records");
+pub(crate) const REQUEST_IDS: Table = table(b'q', "request ids");
+pub(crate) const META: Table = table(b'm', "apply meta");
+
+/// Every `sm_data` table, for naming a key's table.
+pub(crate) const TABLES: [Table; 24] = [
+    ACCOUNTS,
+    LOGINS,
+    FACILITIES,
+    INVITATIONS,
+    PATIENTS,
+    ROOMS,
+    MEMBERS,
+    MEMBERSHIPS,
+    POSTS,
+    SEARCH,
+    CONNECTIONS,
+    SESSIONS,
+    SESSIONS_OF,
+    OPERATOR,
+    STAFF,
+    REQUESTS,
+    REQUESTS_SENT,
+    REQUESTS_TO,
+    EVENTS,
+    AUDIT,
+    AUDIT_HEAD,
+    RECORDS,
+    REQUEST_IDS,
+    META,
+];
+
+/// The table a `sm_data` key belongs to, by its first byte.
+pub(crate) fn table_of(key: &[u8]) -> Option<Table> {
+    let prefix = *key.first()?;
+    TABLES.into_iter().find(|t| t.prefix == prefix)
+}
+
+/// A key that does not have the shape its table or column family promises.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed key: {0}")]
+pub(crate) struct KeyError(&'static str);
+
+fn compose(table: Table, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.push(table.prefix);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+/// The whole table: the prefix of every key in it (also the key of `O` and `z`).
+pub(crate) fn all(table: Table) -> Vec<u8> {
+    compose(table, &[])
+}
+
+/// `table` + one id: a row by id, or every child of one parent in an index table.
+pub(crate) fn id(table: Table, id: u64) -> Vec<u8> {
+    compose(table, &[&be(id)])
+}
+
+/// `table` + two ids: a row of a two-level table (`M`, `U`, `T`, `C`, `G`, `W`, `X`).
+pub(crate) fn ids(table: Table, parent: u64, child: u64) -> Vec<u8> {
+    compose(table, &[&be(parent), &be(child)])
+}
+
+/// `table` + a string: a row by login, code hash, token hash, record key or request id.
+pub(crate) fn text(table: Table, s: &str) -> Vec<u8> {
+    compose(table, &[s.as_bytes()])
+}
+
+/// `V` + account id + token hash: one session of an account.
+pub(crate) fn session_of(account: u64, token_hash: &str) -> Vec<u8> {
+    compose(SESSIONS_OF, &[&be(account), token_hash.as_bytes()])
+}
+
+/// `N` + bigram + room id: the posts of one room whose text holds `bigram`.
+pub(crate) fn bigram_in_room(bigram: &str, room: u64) -> Vec<u8> {
+    compose(SEARCH, &[bigram.as_bytes(), &be(room)])
+}
+
+/// `N` + bigram + room id + seq: one post's entry in the search index.
+pub(crate) fn bigram_post(bigram: &str, room: u64, seq: u64) -> Vec<u8> {
+    compose(SEARCH, &[bigram.as_bytes(), &be(room), &be(seq)])
+}
+
+/// The apply clock, in `sm_data` so snapshots carry it.
+pub(crate) const CLOCK: &[u8] = b"m/clock";
+
+/// The u64 that ends `key` right after `prefix` (the id of an index key, the seq of a log key).
+pub(crate) fn id_after(key: &[u8], prefix: &[u8]) -> Result<u64, KeyError> {
+    let rest = key.strip_prefix(prefix).ok_or(KeyError("not under the scanned prefix"))?;
+    number(rest)
+}
+
+/// The UTF-8 string that ends `key` right after `prefix` (the token hash of a `V` key).
+pub(crate) fn text_after<'k>(key: &'k [u8], prefix: &[u8]) -> Result<&'k str, KeyError> {
+    let rest = key.strip_prefix(prefix).ok_or(KeyError("not under the scanned prefix"))?;
+    std::str::from_utf8(rest).map_err(|_| KeyError("not UTF-8"))
+}
+
+/// A bare big-endian u64 key: exactly eight bytes.
+pub(crate) fn number(key: &[u8]) -> Result<u64, KeyError> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| KeyError("not an 8-byte big-endian number"))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// `raft_log`: an entry's log index, big-endian so the log scans in index order.
+pub(crate) fn log_index(index: u64) -> [u8; 8] {
+    be(index)
+}
+
+/// `audit_journal`: a journaled read's local sequence number, big-endian for order.
+pub(crate) fn journal_seq(seq: u64) -> [u8; 8] {
+    be(seq)
+}
+
+/// `raft_meta` keys.
+pub(crate) const VOTE: &[u8] = b"vote";
+pub(crate) const COMMITTED: &[u8] = b"committed";
+pub(crate) const PURGED: &[u8] = b"purged";
+
+/// `sm_meta` keys.
+pub(crate) const APPLIED: &[u8] = b"applied";
+pub(crate) const MEMBERSHIP: &[u8] = b"membership";
+
+/// Every `sm_data` key sorts inside `[SM_DATA_START, SM_DATA_END)`: a snapshot install deletes
+/// this range to replace the whole state machine.
+pub(crate) const SM_DATA_START: &[u8] = &[0];
+pub(crate) const SM_DATA_END: &[u8] = &[0xff; 2];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_is_pinned() {
+        // Existing data directories hold these bytes: they must never change.
+        assert_eq!(id(FACILITIES, 7), b"F\0\0\0\0\0\0\0\x07");
+        assert_eq!(ids(MEMBERS, 1, 256), b"M\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0");
+        assert_eq!(text(LOGINS, "ab"), b"Lab");
+        assert_eq!(session_of(2, "tok"), b"V\0\0\0\0\0\0\0\x02tok");
+        assert_eq!(bigram_post("ab", 1, 3), b"Nab\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x03");
+        assert_eq!(all(OPERATOR), b"O");
+        assert_eq!(all(AUDIT_HEAD), b"z");
+        assert_eq!(text(RECORDS, "k"), b"rk");
+        assert_eq!(text(REQUEST_IDS, "3/x"), b"q3/x");
+        assert_eq!(CLOCK, b"m/clock");
+        assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!((VOTE, COMMITTED, PURGED), (&b"vote"[..], &b"committed"[..], &b"purged"[..]));
+        assert_eq!((APPLIED, MEMBERSHIP), (&b"applied"[..], &b"membership"[..]));
+    }
+
+    #[test]
+    fn prefixes_are_distinct_and_named() {
+        for (i, a) in TABLES.iter().enumerate() {
+            assert!(TABLES[i + 1..].iter().all(|b| b.prefix != a.prefix), "{a:?} twice");
+            assert_eq!(table_of(&id(*a, 1)), Some(*a));
+        }
+        assert_eq!(table_of(CLOCK), Some(META));
+        assert_eq!(table_of(b"\x01"), None);
+        assert_eq!(table_of(b""), None);
+    }
+
+    #[test]
+    fn big_endian_ids_sort_numerically() {
+        let sorted = [0, 1, 255, 256, 1 << 32, u64::MAX];
+        for pair in sorted.windows(2) {
+            assert!(id(ROOMS, pair[0]) < id(ROOMS, pair[1]), "{pair:?}");
+            assert!(ids(POSTS, 1, pair[0]) < ids(POSTS, 1, pair[1]), "{pair:?}");
+            assert!(log_index(pair[0]) < log_index(pair[1]), "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn a_parent_scan_never_reaches_another_parent_or_table() {
+        let room_1 = id(MEMBERS, 1);
+        assert!(ids(MEMBERS, 1, 5).starts_with(&room_1));
+        assert!(!ids(MEMBERS, 256, 1).starts_with(&room_1));
+        assert!(!ids(MEMBERS, 1 << 56, 1).starts_with(&room_1));
+        assert!(!ids(MEMBERSHIPS, 1, 1).starts_with(&room_1));
+        assert!(!session_of(256, "t").starts_with(&id(SESSIONS_OF, 1)));
+        // Bigrams are two characters and UTF-8 is prefix-free: "ab" never prefixes "ac"'s keys,
+        // and a multi-byte bigram never prefixes another.
+        assert!(!bigram_post("ac", 1, 1).starts_with(&bigram_in_room("ab", 1)));
+        assert!(!bigram_post("あい", 1, 1).starts_with(&bigram_in_room("あ", 1)));
+        assert!(!bigram_post("ab", 256, 1).starts_with(&bigram_in_room("ab", 1)));
+    }
+
+    #[test]
+    fn string_keys_are_read_by_exact_key_only() {
+        // Login "ab" is a byte prefix of "abc": harmless, because `L`, `I`, `S`, `r` and `q`
+        // are only ever read by exact key, never scanned by a string prefix.
+        assert!(text(LOGINS, "abc").starts_with(&text(LOGINS, "ab")));
+        assert_ne!(text(LOGINS, "abc"), text(LOGINS, "ab"));
+    }
+
+    #[test]
+    fn decode_inverts_encode() {
+        for n in [0, 1, 255, 256, 1 << 32, u64::MAX] {
+            assert_eq!(id_after(&ids(STAFF, 9, n), &id(STAFF, 9)), Ok(n));
+            assert_eq!(id_after(&bigram_post("日本", 3, n), &bigram_in_room("日本", 3)), Ok(n));
+            assert_eq!(number(&log_index(n)), Ok(n));
+            assert_eq!(number(&journal_seq(n)), Ok(n));
+        }
+        assert_eq!(text_after(&session_of(4, "tok"), &id(SESSIONS_OF, 4)), Ok("tok"));
+    }
+
+    #[test]
+    fn a_malformed_key_is_an_error() {
+        let prefix = id(STAFF, 9);
+        assert!(id_after(&prefix, &prefix).is_err(), "no id");
+        assert!(id_after(&[prefix.as_slice(), &[1, 2]].concat(), &prefix).is_err(), "short id");
+        assert!(id_after(&[prefix.as_slice(), &[0; 9]].concat(), &prefix).is_err(), "long id");
+        assert!(id_after(&ids(STAFF, 8, 1), &prefix).is_err(), "another parent");
+        assert!(id_after(b"", &prefix).is_err(), "empty");
+        assert!(text_after(&[prefix.as_slice(), &[0xff]].concat(), &prefix).is_err(), "not UTF-8");
+        assert!(number(b"1234567").is_err());
+        assert!(number(b"").is_err());
+    }
+}
