@@ -24,6 +24,7 @@
 //! | `E` | cursor | Event (the live-event log, for resumable subscriptions) |
 //! | `Z` | audit seq | AuditEntry (the hash-chained audit log) |
 //! | `z` | — | (seq, hash) of the newest audit entry |
+//! | `H` | — | HubSettings (absent: never set, the defaults) |
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -200,6 +201,7 @@ impl<'a> RocksHub<'a> {
                     }
                     self.put(key(b'Y', &[&be(r.id.0)]), &r);
                 }
+                Change::Settings(s) => self.put(key(b'H', &[]), &s),
             }
         }
     }
@@ -348,6 +350,9 @@ impl HubView for RocksHub<'_> {
     }
     fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest> {
         self.indexed_requests(&key(b'X', &[&be(facility.0)]))
+    }
+    fn settings(&self) -> HubSettings {
+        self.get(&key(b'H', &[])).unwrap_or_default()
     }
 }
 

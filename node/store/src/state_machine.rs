@@ -18,7 +18,7 @@ use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, get_json, io_err, to_json};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::collab::events::{Event, stamp};
-use kizuna_domain::collab::queries::SessionPolicy;
+use kizuna_domain::collab::queries;
 use kizuna_domain::collab::{self, HubView};
 use kizuna_domain::{self, Applied, Command, CommandResult, Envelope, Record};
 
@@ -270,18 +270,11 @@ impl ApplyBatch<'_> {
             session.as_deref().unwrap_or("").chars().take(collab::commands::SESSION_ID_CHARS).collect();
         let actor = match session {
             None => None,
-            Some(token_hash) => {
-                let policy = SessionPolicy::default();
-                let valid = self.hub.session(&token_hash).filter(|s| {
-                    !s.revoked
-                        && self.clock_ms.saturating_sub(s.created_at_ms) <= policy.absolute_ms
-                        && self.hub.account(s.account).is_some_and(|a| a.is_active())
-                });
-                match valid {
-                    Some(s) => Some(s.account),
-                    None => return collab::DomainError::Unauthenticated.into(),
-                }
-            }
+            // The hub's replicated policy decides, so every node refuses the same commands.
+            Some(token_hash) => match queries::session_actor(&self.hub, &token_hash, self.clock_ms) {
+                Ok(account) => Some(account),
+                Err(_) => return collab::DomainError::Unauthenticated.into(),
+            },
         };
         let ctx = collab::Ctx { log_index, now_ms: self.clock_ms };
         match collab::execute(&self.hub, ctx, actor, command) {

@@ -38,7 +38,6 @@ pub(super) enum ReadFrom {
 pub struct CollabApi {
     pub(super) node: Arc<Node>,
     idle: Arc<IdleClock>,
-    policy: SessionPolicy,
 }
 
 pub(crate) fn domain_status(e: DomainError) -> Status {
@@ -71,7 +70,7 @@ fn refusal_status(code: RefusalCode, message: String) -> Status {
 impl CollabApi {
     pub fn new(node: Arc<Node>) -> Self {
         auth::prepare_dummy_hash();
-        Self { node, idle: Arc::default(), policy: SessionPolicy::default() }
+        Self { node, idle: Arc::default() }
     }
 
     /// Answers from this node's applied state through `query`. A storage fault met on the way
@@ -117,7 +116,8 @@ impl CollabApi {
         let now = now_ms();
         let last = self.idle.last_used(&token_hash);
         let (account, touch_due) = self.query(|hub| {
-            let account = queries::authenticate(hub, &token_hash, last, now, self.policy).map_err(domain_status)?;
+            let account =
+                queries::authenticate(hub, &token_hash, last, now, SessionPolicy::of(hub)).map_err(domain_status)?;
             Ok((account, queries::touch_due(hub, &token_hash, now)))
         })?;
         self.idle.touch(&token_hash, now);
@@ -843,7 +843,9 @@ async fn feed_events(
                 Ok(e) if e.cursor <= cursor => {}
                 Ok(e) => {
                     let now = now_ms();
-                    api.query(|hub| queries::authenticate(hub, token_hash, now, now, api.policy).map_err(|_| ended()))?;
+                    api.query(|hub| {
+                        queries::authenticate(hub, token_hash, now, now, SessionPolicy::of(hub)).map_err(|_| ended())
+                    })?;
                     cursor = e.cursor;
                     if visible(&e)? && tx.send(Ok(event_view(&e))).await.is_err() {
                         return Ok(());
