@@ -504,6 +504,33 @@ impl pb::accounts_server::Accounts for CollabApi {
             self.signed_write(&req, r.request_id, Command::StopAccount { account: AccountId(r.account_id) }).await?;
         Ok(Response::new(account_id(out)?))
     }
+
+    async fn get_session_policy(
+        &self,
+        req: Request<pb::GetSessionPolicyRequest>,
+    ) -> Result<Response<pb::GetSessionPolicyResponse>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let policy = self.query(|hub| {
+            authz::operator(hub, me).map_err(domain_status)?;
+            Ok(session_policy_view(hub.settings()))
+        })?;
+        Ok(Response::new(pb::GetSessionPolicyResponse { policy: Some(policy) }))
+    }
+
+    async fn set_session_policy(
+        &self,
+        req: Request<pb::SetSessionPolicyRequest>,
+    ) -> Result<Response<pb::SetSessionPolicyResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::SetSessionPolicy { idle_minutes: r.idle_minutes, absolute_hours: r.absolute_hours };
+        self.signed_write(&req, r.request_id, cmd).await?;
+        let policy = pb::SessionPolicy { idle_minutes: r.idle_minutes, absolute_hours: r.absolute_hours };
+        Ok(Response::new(pb::SetSessionPolicyResponse { policy: Some(policy) }))
+    }
+}
+
+fn session_policy_view(s: HubSettings) -> pb::SessionPolicy {
+    pb::SessionPolicy { idle_minutes: s.session_idle_minutes, absolute_hours: s.session_absolute_hours }
 }
 
 // ---------------------------------------------------------------- rooms
