@@ -508,6 +508,13 @@ mod tests {
         Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
     }
 
+    /// A collaboration command proposed at `at_ms`, on behalf of `session` if given.
+    fn collab_at(index: u64, at_ms: u64, session: Option<&str>, command: collab::Command) -> Entry {
+        let command = Command::Collab { session: session.map(Into::into), origin_node: 1, command };
+        let envelope = Envelope { request_id: format!("collab-{index}"), proposed_at_ms: at_ms, command };
+        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
+    }
+
     async fn apply(sm: &mut StateMachineStore, entries: Vec<Entry>) -> std::io::Result<()> {
         sm.apply(futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))))).await
     }
@@ -530,5 +537,44 @@ mod tests {
         assert_eq!(sm.reader().state_digest().expect("digest"), before, "the poisoned batch wrote something");
         assert_eq!(sm.reader().record("second").expect("read"), None);
         assert_eq!(sm.applied_state().await.expect("applied").0.map(|l| l.index), Some(1));
+    }
+
+    /// Whether the operator's logout, proposed 20 minutes after sign-in, got through apply on a
+    /// hub that set the policy `policy` (idle minutes, absolute hours) right after sign-in.
+    async fn logout_after_twenty_idle_minutes(policy: Option<(u32, u32)>) -> bool {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_log, mut sm) = crate::open(dir.path()).expect("open");
+        let (t0, token) = (1_000_000, "op-token");
+        let init = collab::Command::InitOperator {
+            login: "op".into(),
+            display_name: "事務局".into(),
+            password_hash: "h".into(),
+        };
+        let login = collab::Command::CreateSession {
+            login: "op".into(),
+            token_hash: token.into(),
+            device: "pc".into(),
+            totp_step: None,
+        };
+        let mut entries = vec![collab_at(1, t0, None, init), collab_at(2, t0, None, login)];
+        if let Some((idle_minutes, absolute_hours)) = policy {
+            entries.push(collab_at(
+                3,
+                t0,
+                Some(token),
+                collab::Command::SetSessionPolicy { idle_minutes, absolute_hours },
+            ));
+        }
+        let logout = collab::Command::Logout { token_hash: token.into() };
+        entries.push(collab_at(4, t0 + 20 * 60_000, Some(token), logout));
+        apply(&mut sm, entries).await.expect("apply");
+        sm.reader().hub().session(token).expect("the session").revoked
+    }
+
+    #[tokio::test]
+    async fn apply_refuses_a_session_idle_beyond_the_hubs_own_policy() {
+        assert!(logout_after_twenty_idle_minutes(None).await, "30 minutes by default: still valid");
+        assert!(logout_after_twenty_idle_minutes(Some((60, 12))).await);
+        assert!(!logout_after_twenty_idle_minutes(Some((5, 12))).await, "5 minutes (plus the slack): ended");
     }
 }
