@@ -247,16 +247,15 @@ pub fn authenticate(
     Ok(active_account(view, s.account)?.id)
 }
 
-/// How much longer than the idle timeout apply lets a session sit unused. Apply sees only the
-/// hub-wide last use, which a node records in the background at most every [`TOUCH_EVERY_MS`]:
-/// it lags the real last use by up to that plus the time the record takes to commit. The API
-/// node checks the exact idle time before it proposes anything.
-pub const APPLY_IDLE_SLACK_MS: u64 = 2 * TOUCH_EVERY_MS;
-
 /// The account a command's session stands for at apply time `now_ms`, under the hub's own
-/// policy (never a node's): the same log gives the same answer on every node.
+/// policy (never a node's), so the same log gives the same answer on every node: a revoked
+/// session, a stopped account or a session past the absolute lifetime is refused.
+///
+/// The idle timeout is not checked here but by the node that receives the request, which knows
+/// the session's last use exactly. Apply sees only the hub-wide last use, recorded in the
+/// background at most every [`TOUCH_EVERY_MS`] and not at all while a region is cut off: a
+/// session in use there all along would be refused after the region reconnects.
 pub fn session_actor(view: &impl HubView, token_hash: &str, now_ms: u64) -> DomainResult<AccountId> {
-    let policy = SessionPolicy::of(view);
-    let lenient = SessionPolicy { idle_timeout_ms: policy.idle_timeout_ms + APPLY_IDLE_SLACK_MS, ..policy };
-    authenticate(view, token_hash, 0, now_ms, lenient)
+    let policy = SessionPolicy { idle_timeout_ms: u64::MAX, ..SessionPolicy::of(view) };
+    authenticate(view, token_hash, 0, now_ms, policy)
 }
