@@ -1,15 +1,15 @@
 //! The collaboration network's story over real gRPC on an in-process 3-node hub: operator,
 //! facilities, invitations, registration and approval, login, a patient team with invitation
 //! and approval, posts from two professions, unread counts and patient-list order, mark read,
-//! live events on a follower, removal, account stop on every node, idempotent retries and bad
-//! input.
+//! live events on a follower, removal, account stop on every node, idempotent retries, bad
+//! input and the hub-wide session policy.
 
 mod common;
 
 use std::io::Write;
 use std::time::Duration;
 
-use common::{TestHub, channel};
+use common::{Bearer, TestHub, channel};
 use kizuna_proto::collab::accounts_client::AccountsClient;
 use kizuna_proto::collab::events_client::EventsClient;
 use kizuna_proto::collab::posts_client::PostsClient;
@@ -949,5 +949,36 @@ async fn a_lost_device_is_stopped_at_once_on_every_node() {
         let e = n.accounts.list_sessions(authed(ListSessionsRequest::default(), &pc)).await.expect_err("stopped");
         assert_eq!(e.code(), tonic::Code::Unauthenticated, "node {id}");
     }
+    hub.shutdown().await;
+}
+
+/// The session policy is hub state: set on the leader, it reads back on a follower; only
+/// operators read or set it, and out-of-bounds values are refused. (That apply and sign-in
+/// follow it is the domain's tests': its shortest idle timeout is minutes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_session_policy_is_set_by_an_operator_and_holds_on_every_node() {
+    let hub = TestHub::start(3).await;
+    let (op, nurse) = (hub.operator().await, hub.member("nurse.policy").await);
+    let leader = hub.leader().await;
+    let accounts = |endpoint: String, token: String| async move {
+        AccountsClient::with_interceptor(channel(&endpoint).await, Bearer::new(&token))
+    };
+    let mut on_leader = accounts(hub.api(leader), op.clone()).await;
+    let read = on_leader.get_session_policy(GetSessionPolicyRequest {}).await.unwrap().into_inner().policy;
+    assert_eq!(read, Some(SessionPolicy { idle_minutes: 30, absolute_hours: 12 }), "the defaults");
+    let set =
+        |idle_minutes, absolute_hours| SetSessionPolicyRequest { request_id: uuid(), idle_minutes, absolute_hours };
+    on_leader.set_session_policy(set(10, 8)).await.unwrap();
+    let bad = on_leader.set_session_policy(set(2, 8)).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+
+    let mut on_follower = accounts(hub.api(hub.follower_of(leader)), op).await;
+    let read = on_follower.get_session_policy(GetSessionPolicyRequest {}).await.unwrap().into_inner().policy;
+    assert_eq!(read, Some(SessionPolicy { idle_minutes: 10, absolute_hours: 8 }));
+    let mut as_nurse = accounts(hub.api(hub.follower_of(leader)), nurse).await;
+    let refused = as_nurse.get_session_policy(GetSessionPolicyRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let refused = as_nurse.set_session_policy(set(5, 1)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     hub.shutdown().await;
 }

@@ -48,6 +48,16 @@ pub enum AdminCommand {
     ApproveAccount { account: u64 },
     /// Stop an account at once: every session of it is refused on every node.
     StopAccount { account: u64 },
+    /// Show the hub's session policy, or set it with both flags (operators). It is hub state,
+    /// replicated to every node, not a node setting.
+    SessionPolicy {
+        /// Idle timeout, 5..=240 minutes.
+        #[arg(long, requires = "absolute_hours")]
+        idle_minutes: Option<u32>,
+        /// Absolute session lifetime, 1..=24 hours.
+        #[arg(long, requires = "idle_minutes")]
+        absolute_hours: Option<u32>,
+    },
     /// The audit log of patient data (operators): list, export as JSON lines, or verify its chain.
     Audit {
         #[arg(long, default_value_t = 0)]
@@ -148,6 +158,9 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
         }
         AdminCommand::ApproveAccount { account } => admin::account(&target()?, account, false).await?,
         AdminCommand::StopAccount { account } => admin::account(&target()?, account, true).await?,
+        AdminCommand::SessionPolicy { idle_minutes, absolute_hours } => {
+            super::sessions::policy(&target()?, idle_minutes.zip(absolute_hours)).await?
+        }
         AdminCommand::Audit { verify_export: Some(path), .. } => {
             let verified = super::audit_export::verify_file(&path)?;
             println!("audit export intact: {verified} entries verified");

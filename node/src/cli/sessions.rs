@@ -1,7 +1,10 @@
-//! `kizuna sessions` and `kizuna revoke`: the device list and the remote stop of one device.
+//! `kizuna sessions` and `kizuna revoke`: the device list and the remote stop of one device;
+//! `kizuna admin session-policy`: the hub's idle timeout and absolute session lifetime.
 
 use kizuna_proto::collab::accounts_client::AccountsClient;
-use kizuna_proto::collab::{ListSessionsRequest, RevokeSessionRequest};
+use kizuna_proto::collab::{
+    GetSessionPolicyRequest, ListSessionsRequest, RevokeSessionRequest, SessionPolicy, SetSessionPolicyRequest,
+};
 
 use super::Target;
 use super::collab::{authed, channel, request_id, time, token};
@@ -30,5 +33,21 @@ pub async fn revoke(target: &Target, session_id: String, account: Option<u64>) -
     let req = RevokeSessionRequest { request_id: request_id(), account_id: account.unwrap_or(0), session_id };
     AccountsClient::new(channel(target).await?).revoke_session(authed(req, &t)?).await?;
     println!("session ended");
+    Ok(())
+}
+
+/// Shows the hub's session policy, or sets it when both values are given (operators).
+pub async fn policy(target: &Target, set: Option<(u32, u32)>) -> anyhow::Result<()> {
+    let t = token()?;
+    let mut c = AccountsClient::new(channel(target).await?);
+    let policy = match set {
+        Some((idle_minutes, absolute_hours)) => {
+            let req = SetSessionPolicyRequest { request_id: request_id(), idle_minutes, absolute_hours };
+            c.set_session_policy(authed(req, &t)?).await?.into_inner().policy
+        }
+        None => c.get_session_policy(authed(GetSessionPolicyRequest {}, &t)?).await?.into_inner().policy,
+    };
+    let SessionPolicy { idle_minutes, absolute_hours } = policy.unwrap_or_default();
+    println!("無操作タイムアウト {idle_minutes} 分 / 最長 {absolute_hours} 時間");
     Ok(())
 }

@@ -14,8 +14,8 @@ use super::{CF_SM_DATA, cf};
 use crate::fault::StorageFault;
 use crate::keys::{
     self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, INVITATIONS, KeyError, LOGINS, MEMBERS,
-    MEMBERSHIPS, OPERATOR, PATIENTS, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, STAFF,
-    Table,
+    MEMBERSHIPS, OPERATOR, PATIENTS, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF,
+    SETTINGS, STAFF, Table,
 };
 use kizuna_domain::collab::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::collab::events::Event;
@@ -171,6 +171,7 @@ impl<'a> RocksHub<'a> {
                     }
                     self.put(keys::id(REQUESTS, r.id.0), &r);
                 }
+                Change::Settings(s) => self.put(keys::all(SETTINGS), &s),
             }
         }
     }
@@ -317,6 +318,9 @@ impl HubView for RocksHub<'_> {
     }
     fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest> {
         self.indexed_requests(&keys::id(REQUESTS_TO, facility.0))
+    }
+    fn settings(&self) -> HubSettings {
+        self.get(&keys::all(SETTINGS)).unwrap_or_default()
     }
 }
 

@@ -36,6 +36,7 @@
 //! | `E` | cursor | Event (the live-event log, for resumable subscriptions) |
 //! | `Z` | audit seq | AuditEntry (the hash-chained audit log) |
 //! | `z` | — | (seq, hash) of the newest audit entry |
+//! | `H` | — | HubSettings (absent: never set, the defaults) |
 //! | `r` | record key | Record |
 //! | `q` | request id (`account/id` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
@@ -68,6 +69,7 @@ pub(crate) const CONNECTIONS: Table = table(b'C', "connections");
 pub(crate) const SESSIONS: Table = table(b'S', "sessions");
 pub(crate) const SESSIONS_OF: Table = table(b'V', "sessions of an account");
 pub(crate) const OPERATOR: Table = table(b'O', "operator flag");
+pub(crate) const SETTINGS: Table = table(b'H', "hub settings");
 pub(crate) const STAFF: Table = table(b'G', "staff of a facility");
 pub(crate) const REQUESTS: Table = table(b'Y', "care requests");
 pub(crate) const REQUESTS_SENT: Table = table(b'W', "requests sent");
@@ -80,7 +82,7 @@ pub(crate) const REQUEST_IDS: Table = table(b'q', "request ids");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 24] = [
+pub(crate) const TABLES: [Table; 25] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -95,6 +97,7 @@ pub(crate) const TABLES: [Table; 24] = [
     SESSIONS,
     SESSIONS_OF,
     OPERATOR,
+    SETTINGS,
     STAFF,
     REQUESTS,
     REQUESTS_SENT,
@@ -224,6 +227,7 @@ mod tests {
         assert_eq!(session_of(2, "tok"), b"V\0\0\0\0\0\0\0\x02tok");
         assert_eq!(bigram_post("ab", 1, 3), b"Nab\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x03");
         assert_eq!(all(OPERATOR), b"O");
+        assert_eq!(all(SETTINGS), b"H");
         assert_eq!(all(AUDIT_HEAD), b"z");
         assert_eq!(text(RECORDS, "k"), b"rk");
         assert_eq!(text(REQUEST_IDS, "3/x"), b"q3/x");

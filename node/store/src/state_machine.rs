@@ -19,7 +19,7 @@ use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, get_json, io_err, to_json};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::collab::events::{Event, stamp};
-use kizuna_domain::collab::queries::SessionPolicy;
+use kizuna_domain::collab::queries;
 use kizuna_domain::collab::{self, HubView};
 use kizuna_domain::{self, Applied, Command, CommandResult, Envelope, Record};
 
@@ -255,18 +255,11 @@ impl ApplyBatch<'_> {
             session.as_deref().unwrap_or("").chars().take(collab::commands::SESSION_ID_CHARS).collect();
         let actor = match session {
             None => None,
-            Some(token_hash) => {
-                let policy = SessionPolicy::default();
-                let valid = self.hub.session(&token_hash).filter(|s| {
-                    !s.revoked
-                        && self.clock_ms.saturating_sub(s.created_at_ms) <= policy.absolute_ms
-                        && self.hub.account(s.account).is_some_and(|a| a.is_active())
-                });
-                match valid {
-                    Some(s) => Some(s.account),
-                    None => return collab::DomainError::Unauthenticated.into(),
-                }
-            }
+            // The hub's replicated policy decides, so every node refuses the same commands.
+            Some(token_hash) => match queries::session_actor(&self.hub, &token_hash, self.clock_ms) {
+                Ok(account) => Some(account),
+                Err(_) => return collab::DomainError::Unauthenticated.into(),
+            },
         };
         let ctx = collab::Ctx { log_index, now_ms: self.clock_ms };
         match collab::execute(&self.hub, ctx, actor, command) {
@@ -500,6 +493,13 @@ mod tests {
         Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
     }
 
+    /// A collaboration command proposed at `at_ms`, on behalf of `session` if given.
+    fn collab_at(index: u64, at_ms: u64, session: Option<&str>, command: collab::Command) -> Entry {
+        let command = Command::Collab { session: session.map(Into::into), origin_node: 1, command };
+        let envelope = Envelope { request_id: format!("collab-{index}"), proposed_at_ms: at_ms, command };
+        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
+    }
+
     async fn apply(sm: &mut StateMachineStore, entries: Vec<Entry>) -> std::io::Result<()> {
         sm.apply(futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))))).await
     }
@@ -524,5 +524,40 @@ mod tests {
         assert_eq!(sm.reader().state_digest().expect("digest"), before, "the poisoned batch wrote something");
         assert_eq!(sm.reader().record("second").expect("read"), None);
         assert_eq!(sm.applied_state().await.expect("applied").0.map(|l| l.index), Some(1));
+    }
+
+    /// Whether the operator's logout, proposed two hours after sign-in, got through apply on a
+    /// hub that set the policy `policy` (idle minutes, absolute hours) right after sign-in.
+    async fn logout_two_hours_on(policy: Option<(u32, u32)>) -> bool {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_log, mut sm) = crate::open(dir.path()).expect("open");
+        let (t0, token) = (1_000_000, "op-token");
+        let init = collab::Command::InitOperator {
+            login: "op".into(),
+            display_name: "事務局".into(),
+            password_hash: "h".into(),
+        };
+        let login = collab::Command::CreateSession {
+            login: "op".into(),
+            token_hash: token.into(),
+            device: "pc".into(),
+            totp_step: None,
+        };
+        let mut entries = vec![collab_at(1, t0, None, init), collab_at(2, t0, None, login)];
+        if let Some((idle_minutes, absolute_hours)) = policy {
+            let set = collab::Command::SetSessionPolicy { idle_minutes, absolute_hours };
+            entries.push(collab_at(3, t0, Some(token), set));
+        }
+        let logout = collab::Command::Logout { token_hash: token.into() };
+        entries.push(collab_at(4, t0 + 2 * 3_600_000, Some(token), logout));
+        apply(&mut sm, entries).await.expect("apply");
+        sm.reader().hub().session(token).expect("the session").revoked
+    }
+
+    #[tokio::test]
+    async fn apply_refuses_a_session_older_than_the_hubs_own_policy_allows() {
+        assert!(logout_two_hours_on(None).await, "12 hours by default: still valid");
+        assert!(logout_two_hours_on(Some((30, 3))).await);
+        assert!(!logout_two_hours_on(Some((30, 1))).await, "1 hour: ended");
     }
 }

@@ -149,6 +149,7 @@ impl Twin {
             };
         }
         both!(has_operator());
+        both!(settings());
         both!(facilities());
         for i in 1..=self.index {
             both!(account(AccountId(i)));
@@ -216,6 +217,8 @@ enum Op {
     Cancel(usize, usize),
     Logout(usize),
     Stop(usize),
+    /// Sets the session policy (idle minutes, absolute hours), valid or not.
+    Policy(usize, u32, u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -243,6 +246,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (p.clone(), 0..4usize).prop_map(|(a, b)| Op::Cancel(a, b)),
         1 => p.clone().prop_map(Op::Logout),
         1 => (1..4usize).prop_map(Op::Stop),
+        1 => (p.clone(), 0..300u32, 0..30u32).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
     ]
 }
 
@@ -337,6 +341,11 @@ fn command(
             (people[a], Command::Logout { token_hash: format!("token-{login}") })
         }
         Op::Stop(b) => (people[0], Command::StopAccount { account: people[b] }),
+        Op::Policy(a, idle_minutes, absolute_hours) => {
+            // Person 0 stands in for the operator (the world's first command, id 1) here.
+            let actor = if a == 0 { AccountId(1) } else { people[a] };
+            (actor, Command::SetSessionPolicy { idle_minutes, absolute_hours })
+        }
     }
 }
 

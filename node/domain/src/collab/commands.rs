@@ -182,6 +182,12 @@ pub enum Command {
         facility: FacilityId,
         profile: FacilityProfile,
     },
+    /// Sets the hub's session policy (operators only). Replicated, not per-node configuration:
+    /// apply checks sessions with it.
+    SetSessionPolicy {
+        idle_minutes: u32,
+        absolute_hours: u32,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -247,6 +253,9 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
         C::CancelRequest { request } => requests::cancel(view, signed_in()?, request),
         C::UpdateFacilityProfile { facility, profile } => {
             directory::update_profile(view, signed_in()?, facility, profile)
+        }
+        C::SetSessionPolicy { idle_minutes, absolute_hours } => {
+            sessions::set_policy(view, signed_in()?, idle_minutes, absolute_hours)
         }
     }
 }

@@ -297,6 +297,26 @@ pub fn connection_pair(x: AccountId, y: AccountId) -> (AccountId, AccountId) {
     if x <= y { (x, y) } else { (y, x) }
 }
 
+/// Hub-wide settings, changed only by an operator (`SetSessionPolicy`).
+///
+/// They are part of the replicated state, not of a node's TOML file, because apply decides
+/// with them (whether a command's session is still valid): nodes holding different values
+/// would turn the same log into different states. Never set: [`HubSettings::default`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubSettings {
+    /// A session unused this long ends.
+    pub session_idle_minutes: u32,
+    /// A session ends this long after sign-in, used or not.
+    pub session_absolute_hours: u32,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        // 30 minutes idle, 12 hours absolute: a working shift, as the MHLW guideline suggests.
+        Self { session_idle_minutes: 30, session_absolute_hours: 12 }
+    }
+}
+
 /// A login session. Only the hash of the opaque token is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {

@@ -200,10 +200,27 @@ pub struct SessionPolicy {
     pub absolute_ms: u64,
 }
 
+impl From<HubSettings> for SessionPolicy {
+    fn from(s: HubSettings) -> Self {
+        let minute = 60 * 1000;
+        Self {
+            idle_timeout_ms: u64::from(s.session_idle_minutes) * minute,
+            absolute_ms: u64::from(s.session_absolute_hours) * 60 * minute,
+        }
+    }
+}
+
 impl Default for SessionPolicy {
+    /// The policy of a hub whose operator never set one.
     fn default() -> Self {
-        // 30 minutes idle, 12 hours absolute: a working shift, as the MHLW guideline suggests.
-        Self { idle_timeout_ms: 30 * 60 * 1000, absolute_ms: 12 * 60 * 60 * 1000 }
+        HubSettings::default().into()
+    }
+}
+
+impl SessionPolicy {
+    /// The hub's policy: part of the replicated state, so every node applies the same one.
+    pub fn of(view: &impl HubView) -> Self {
+        view.settings().into()
     }
 }
 
@@ -228,4 +245,17 @@ pub fn authenticate(
         return Err(super::DomainError::Unauthenticated);
     }
     Ok(active_account(view, s.account)?.id)
+}
+
+/// The account a command's session stands for at apply time `now_ms`, under the hub's own
+/// policy (never a node's), so the same log gives the same answer on every node: a revoked
+/// session, a stopped account or a session past the absolute lifetime is refused.
+///
+/// The idle timeout is not checked here but by the node that receives the request, which knows
+/// the session's last use exactly. Apply sees only the hub-wide last use, recorded in the
+/// background at most every [`TOUCH_EVERY_MS`] and not at all while a region is cut off: a
+/// session in use there all along would be refused after the region reconnects.
+pub fn session_actor(view: &impl HubView, token_hash: &str, now_ms: u64) -> DomainResult<AccountId> {
+    let policy = SessionPolicy { idle_timeout_ms: u64::MAX, ..SessionPolicy::of(view) };
+    authenticate(view, token_hash, 0, now_ms, policy)
 }

@@ -1,5 +1,7 @@
 //! Sessions: signing in (with the TOTP step the API node matched), the hub-wide idle clock,
-//! revoking one session and logging out. Enrolling the second factor is `second_factor.rs`.
+//! revoking one session, logging out and the hub's session policy. Enrolling the second factor is `second_factor.rs`.
+
+use std::ops::RangeInclusive;
 
 use super::authz::{self, active_account};
 use super::error::{DomainError, DomainResult, invalid, precondition};
@@ -67,4 +69,37 @@ pub fn logout(view: &impl HubView, actor: AccountId, token_hash: &str) -> Domain
     let mut s = view.session(token_hash).filter(|s| s.account == actor).ok_or(DomainError::NotFound("session"))?;
     s.revoked = true;
     Ok(Effects::new(Outcome::Done, vec![Change::Session(s)]))
+}
+
+/// Allowed idle timeouts, in minutes. The MHLW guideline favours short ones on shared devices;
+/// 5 minutes is the shortest that outlasts the hub-wide use record (every 5 minutes), 4 hours
+/// the longest a visit round leaves a device unattended.
+pub const IDLE_MINUTES: RangeInclusive<u32> = 5..=240;
+/// Allowed absolute lifetimes, in hours: at most one day, so everyone signs in every day.
+pub const ABSOLUTE_HOURS: RangeInclusive<u32> = 1..=24;
+
+/// `SetSessionPolicy`: an operator sets the hub's idle timeout and absolute session lifetime.
+/// They take effect at once for every session, on every node. Not audited: the audit log records
+/// access to patient data, and no other operator setting is audited either.
+pub fn set_policy(
+    view: &impl HubView,
+    actor: AccountId,
+    idle_minutes: u32,
+    absolute_hours: u32,
+) -> DomainResult<Effects> {
+    authz::operator(view, actor)?;
+    if !IDLE_MINUTES.contains(&idle_minutes) || !ABSOLUTE_HOURS.contains(&absolute_hours) {
+        return Err(invalid(format!(
+            "idle timeout must be {}..={} minutes, absolute lifetime {}..={} hours",
+            IDLE_MINUTES.start(),
+            IDLE_MINUTES.end(),
+            ABSOLUTE_HOURS.start(),
+            ABSOLUTE_HOURS.end()
+        )));
+    }
+    if u64::from(idle_minutes) > u64::from(absolute_hours) * 60 {
+        return Err(invalid("the idle timeout must not exceed the absolute lifetime"));
+    }
+    let settings = HubSettings { session_idle_minutes: idle_minutes, session_absolute_hours: absolute_hours };
+    Ok(Effects::new(Outcome::Done, vec![Change::Settings(settings)]))
 }

@@ -37,6 +37,8 @@ pub trait HubView {
     fn care_requests_from(&self, account: AccountId) -> Vec<CareRequest>;
     /// Every request addressed to a facility.
     fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest>;
+    /// The hub-wide settings ([`HubSettings::default`] if never set).
+    fn settings(&self) -> HubSettings;
 }
 
 /// One state change. Applying the changes of a command, in order, is the command's effect.
@@ -53,6 +55,7 @@ pub enum Change {
     Connection(Connection),
     Session(Session),
     Request(CareRequest),
+    Settings(HubSettings),
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -68,6 +71,7 @@ pub struct MemHub {
     pub connections: BTreeMap<(AccountId, AccountId), Connection>,
     pub sessions: BTreeMap<String, Session>,
     pub requests: BTreeMap<RequestId, CareRequest>,
+    pub settings: HubSettings,
 }
 
 impl MemHub {
@@ -107,6 +111,7 @@ impl MemHub {
                 Change::Request(r) => {
                     self.requests.insert(r.id, r);
                 }
+                Change::Settings(s) => self.settings = s,
             }
         }
     }
@@ -176,5 +181,8 @@ impl HubView for MemHub {
     }
     fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest> {
         self.requests.values().filter(|r| r.recipients.iter().any(|x| x.facility == facility)).cloned().collect()
+    }
+    fn settings(&self) -> HubSettings {
+        self.settings
     }
 }

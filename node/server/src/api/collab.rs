@@ -38,7 +38,6 @@ pub(super) enum ReadFrom {
 pub struct CollabApi {
     pub(super) node: Arc<Node>,
     idle: Arc<IdleClock>,
-    policy: SessionPolicy,
 }
 
 pub(crate) fn domain_status(e: DomainError) -> Status {
@@ -71,7 +70,7 @@ fn refusal_status(code: RefusalCode, message: String) -> Status {
 impl CollabApi {
     pub fn new(node: Arc<Node>) -> Self {
         auth::prepare_dummy_hash();
-        Self { node, idle: Arc::default(), policy: SessionPolicy::default() }
+        Self { node, idle: Arc::default() }
     }
 
     /// Answers from this node's applied state through `query`. A storage fault met on the way
@@ -117,7 +116,8 @@ impl CollabApi {
         let now = now_ms();
         let last = self.idle.last_used(&token_hash);
         let (account, touch_due) = self.query(|hub| {
-            let account = queries::authenticate(hub, &token_hash, last, now, self.policy).map_err(domain_status)?;
+            let account =
+                queries::authenticate(hub, &token_hash, last, now, SessionPolicy::of(hub)).map_err(domain_status)?;
             Ok((account, queries::touch_due(hub, &token_hash, now)))
         })?;
         self.idle.touch(&token_hash, now);
@@ -504,6 +504,33 @@ impl pb::accounts_server::Accounts for CollabApi {
             self.signed_write(&req, r.request_id, Command::StopAccount { account: AccountId(r.account_id) }).await?;
         Ok(Response::new(account_id(out)?))
     }
+
+    async fn get_session_policy(
+        &self,
+        req: Request<pb::GetSessionPolicyRequest>,
+    ) -> Result<Response<pb::GetSessionPolicyResponse>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let policy = self.query(|hub| {
+            authz::operator(hub, me).map_err(domain_status)?;
+            Ok(session_policy_view(hub.settings()))
+        })?;
+        Ok(Response::new(pb::GetSessionPolicyResponse { policy: Some(policy) }))
+    }
+
+    async fn set_session_policy(
+        &self,
+        req: Request<pb::SetSessionPolicyRequest>,
+    ) -> Result<Response<pb::SetSessionPolicyResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::SetSessionPolicy { idle_minutes: r.idle_minutes, absolute_hours: r.absolute_hours };
+        self.signed_write(&req, r.request_id, cmd).await?;
+        let policy = pb::SessionPolicy { idle_minutes: r.idle_minutes, absolute_hours: r.absolute_hours };
+        Ok(Response::new(pb::SetSessionPolicyResponse { policy: Some(policy) }))
+    }
+}
+
+fn session_policy_view(s: HubSettings) -> pb::SessionPolicy {
+    pb::SessionPolicy { idle_minutes: s.session_idle_minutes, absolute_hours: s.session_absolute_hours }
 }
 
 // ---------------------------------------------------------------- rooms
@@ -843,7 +870,9 @@ async fn feed_events(
                 Ok(e) if e.cursor <= cursor => {}
                 Ok(e) => {
                     let now = now_ms();
-                    api.query(|hub| queries::authenticate(hub, token_hash, now, now, api.policy).map_err(|_| ended()))?;
+                    api.query(|hub| {
+                        queries::authenticate(hub, token_hash, now, now, SessionPolicy::of(hub)).map_err(|_| ended())
+                    })?;
                     cursor = e.cursor;
                     if visible(&e)? && tx.send(Ok(event_view(&e))).await.is_err() {
                         return Ok(());

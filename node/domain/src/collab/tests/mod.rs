@@ -758,3 +758,4 @@ mod directory;
 mod requests;
 mod search;
 mod second_factor;
+mod session_policy;
