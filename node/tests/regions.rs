@@ -128,11 +128,14 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
         };
     let mut posts = PostsClient::new(common::channel(&hub.api(leader)).await);
     posts.post(authed(post, &team.token)).await.expect("post");
-    // Every node holds the post before one is cut off.
-    hub.wait_applied(hub.running(leader).node.metrics().last_applied.map_or(0, |l| l.index)).await;
 
-    // Cut off one voter that is not the leader.
+    // Cut off one voter that is not the leader, once it holds the post: a fresh read there
+    // waits until it has applied the leader's commit index. (Waiting for the first leader's
+    // applied index is not enough: the keeper may have moved leadership during the set-up, and
+    // the post then committed at an index the old leader had not applied yet.)
     let cut = hub.running_ids().into_iter().find(|id| *id != leader && hub.status(*id).role == "follower").unwrap();
+    let before = timeline(&hub.api(cut), &team.token, room).await.expect("timeline before the cut");
+    assert_eq!((before.posts.len(), before.stale), (1, false), "{before:?}");
     hub.isolate(cut);
     // Give it time to notice it has lost its leader.
     tokio::time::sleep(Duration::from_millis(1500)).await;
