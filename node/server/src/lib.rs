@@ -11,6 +11,9 @@
 //! - [`tls`]: the hub CA, node certificates, server TLS and node-to-node mutual TLS.
 //!
 //! The rules live in `kizuna_domain` (pure), the storage in `kizuna_store`.
+// The public API's futures nest deeply (a call authenticates, makes the node current through
+// openraft, proposes, then reads back); computing their layout needs more than the default 128.
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod audit_shipper;

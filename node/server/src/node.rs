@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kizuna_proto::admin::{ClusterStatusResponse, Member};
+use kizuna_proto::admin::{GetClusterStatusResponse, Member, MemberRole};
 use kizuna_proto::raft::{ForwardWriteRequest, NodeStatus, NodeStatusRequest, ReadIndexRequest};
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
@@ -381,7 +381,7 @@ impl Node {
     }
 
     /// Every member of the hub as this node's membership knows it, each asked for its own status.
-    pub async fn cluster_status(&self) -> ClusterStatusResponse {
+    pub async fn cluster_status(&self) -> GetClusterStatusResponse {
         let m = self.metrics();
         let membership = m.membership_config.membership().clone();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
@@ -401,7 +401,7 @@ impl Node {
                 };
                 match status {
                     Ok(s) => {
-                        member.role = s.role;
+                        member.role = member_role(&s.role) as i32;
                         member.term = s.term;
                         member.last_log_index = s.last_log_index;
                         member.applied_index = s.applied_index;
@@ -410,7 +410,7 @@ impl Node {
                         member.reachable = true;
                     }
                     Err(e) => {
-                        member.role = "unknown".into();
+                        member.role = MemberRole::Unspecified as i32;
                         member.error = e;
                     }
                 }
@@ -418,7 +418,7 @@ impl Node {
             }
         });
         let members = futures::future::join_all(asks).await;
-        ClusterStatusResponse { answered_by: self.id, leader_id: m.current_leader.unwrap_or(0), members }
+        GetClusterStatusResponse { answered_by: self.id, leader_id: m.current_leader, members }
     }
 
     async fn peer_status(&self, node: &HubNode) -> Result<NodeStatus, String> {
@@ -580,9 +580,11 @@ pub async fn start(
         }
         let raft_server = raft_builder
             .add_service(
-                kizuna_proto::raft::raft_transport_server::RaftTransportServer::new(RaftService::new(node.clone()))
-                    .max_decoding_message_size(64 << 20)
-                    .max_encoding_message_size(64 << 20),
+                kizuna_proto::raft::raft_transport_service_server::RaftTransportServiceServer::new(RaftService::new(
+                    node.clone(),
+                ))
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
             )
             .serve_with_incoming_shutdown(without_nagle(listeners.raft), wait_stop(stopped.clone()));
         let api_server = crate::api::router(node.clone(), security.api_server.clone())?
@@ -606,6 +608,20 @@ fn without_nagle(listener: TcpListener) -> TcpIncoming {
 
 async fn wait_stop(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// A member's role as the internal status names it (see [`Node::local_status`]), for the
+/// public API's enum; a name this release does not know (a newer peer) is "unspecified".
+fn member_role(role: &str) -> MemberRole {
+    match role {
+        "leader" => MemberRole::Leader,
+        "follower" => MemberRole::Follower,
+        "candidate" => MemberRole::Candidate,
+        "learner" => MemberRole::Learner,
+        "failed" => MemberRole::Failed,
+        "shutdown" => MemberRole::Shutdown,
+        _ => MemberRole::Unspecified,
+    }
 }
 
 #[cfg(test)]

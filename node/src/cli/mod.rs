@@ -2,8 +2,8 @@
 
 pub mod admin;
 pub mod audit_export;
-pub mod collab;
 pub mod directory;
+pub mod labels;
 pub mod load;
 pub mod records;
 pub mod requests;
@@ -12,6 +12,7 @@ pub mod seed;
 pub mod serve;
 pub mod sessions;
 pub mod status;
+pub mod user;
 
 use anyhow::{Context, anyhow};
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kizuna_proto::raft::raft_transport_server::RaftTransport;
+use kizuna_proto::raft::raft_transport_service_server::RaftTransportService;
 use kizuna_proto::raft::{
     ForwardWriteRequest, ForwardWriteResponse, NodeStatus, NodeStatusRequest, RaftPayload, ReadIndexRequest,
     ReadIndexResponse, SnapshotChunk,
@@ -35,7 +35,7 @@ fn payload<T: serde::Serialize>(value: &T) -> Response<RaftPayload> {
 }
 
 #[tonic::async_trait]
-impl RaftTransport for RaftService {
+impl RaftTransportService for RaftService {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_payload)?;
         let resp = self.node.raft.append_entries(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
