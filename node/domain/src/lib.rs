@@ -117,7 +117,7 @@ pub struct Applied {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
-    #[error("request_id must be 1..={MAX_REQUEST_ID_BYTES} bytes of printable text")]
+    #[error("idempotency_key must be 1..={MAX_REQUEST_ID_BYTES} bytes of printable text")]
     RequestId,
     #[error(transparent)]
     Record(#[from] RecordError),

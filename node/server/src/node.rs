@@ -39,10 +39,12 @@ pub enum NodeError {
     NotLeader { leader_id: Option<NodeId>, leader: Option<HubNode> },
     #[error("no leader is elected right now (this node cannot reach a quorum); retry shortly")]
     NoLeader,
-    #[error("no quorum answered within {0:?}; the write may or may not be applied, retry with the same request id")]
+    #[error(
+        "no quorum answered within {0:?}; the write may or may not be applied, retry with the same idempotency key"
+    )]
     Timeout(Duration),
     #[error(
-        "this leader lost contact with its quorum; the write may or may not be applied, retry with the same request id"
+        "this leader lost contact with its quorum; the write may or may not be applied, retry with the same idempotency key"
     )]
     QuorumLost,
     #[error("the leader could not be reached: {0}")]
