@@ -68,7 +68,7 @@ pub fn kizuna_bin() -> anyhow::Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("kizuna binary not found near {}; build it (cargo build -p kizuna-node) or set KIZUNA_BIN", exe.display())
+    bail!("kizuna binary not found near {}; build it (cargo build --workspace) or set KIZUNA_BIN", exe.display())
 }
 
 async fn admin(endpoint: &str) -> Option<ClusterAdminServiceClient<Channel>> {
