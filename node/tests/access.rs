@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{Bearer, TestHub, channel};
+use kizuna_node::member::NodeRole;
 use kizuna_proto::accounts::LoginRequest;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
@@ -92,7 +93,7 @@ async fn cluster_administration_and_records_answer_operators_only_and_change_not
     // Nothing changed: same leader and term, no snapshot, no purge, no new member, no record.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = hub.status(leader);
-    assert_eq!((after.role.as_str(), after.term), ("leader", before.term), "leadership moved");
+    assert_eq!((after.role, after.term), (NodeRole::Leader, before.term), "leadership moved");
     assert_eq!((after.snapshot_index, after.purged_index), (before.snapshot_index, before.purged_index));
     let members = hub
         .admin(leader)

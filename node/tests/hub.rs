@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestHub;
+use kizuna_node::member::NodeRole;
 use kizuna_proto::admin::{AddLearnerRequest, CreateSnapshotRequest, GetClusterStatusRequest, MemberRole, NodeSpec};
 use kizuna_proto::records::{Consistency, GetRecordRequest};
 
@@ -160,7 +161,7 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
     hub.wait_applied(last).await;
 
     let status = hub.status(4);
-    assert_eq!(status.role, "learner");
+    assert_eq!(status.role, NodeRole::Learner);
     assert!(status.snapshots_installed >= 1, "the learner caught up without a snapshot: {status:?}");
     for i in [0, 57, 99] {
         let r = hub.get(4, &format!("big/{i}"), Consistency::Local).await.expect("learner has the data");

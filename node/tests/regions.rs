@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::{HubSpec, TestHub, Wire, put_as};
 use kizuna_chaos::workload::{self, authed};
 use kizuna_node::domain::{Command, Envelope};
+use kizuna_node::member::NodeRole;
 use kizuna_node::node::NodeError;
 use kizuna_proto::admin::{
     AddLearnerRequest, ChangeMembershipRequest, GetClusterStatusRequest, GetStateDigestRequest, NodeSpec,
@@ -135,7 +136,8 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
     // waits until it has applied the leader's commit index. (Waiting for the first leader's
     // applied index is not enough: the keeper may have moved leadership during the set-up, and
     // the post then committed at an index the old leader had not applied yet.)
-    let cut = hub.running_ids().into_iter().find(|id| *id != leader && hub.status(*id).role == "follower").unwrap();
+    let cut =
+        hub.running_ids().into_iter().find(|id| *id != leader && hub.status(*id).role == NodeRole::Follower).unwrap();
     let before = timeline(&hub.api(cut), &team.token, room).await.expect("timeline before the cut");
     assert_eq!((before.posts.len(), before.stale), (1, false), "{before:?}");
     hub.isolate(cut);
@@ -238,13 +240,13 @@ async fn a_cut_off_leader_and_learner_say_they_are_stale_and_a_waiting_write_end
 
     // Both still believe in the old order, and both say their copy may be stale.
     let status = hub.status(leader);
-    assert_eq!(status.role, "leader", "{status:?}");
-    assert!(status.stale_reason.contains("quorum"), "{status:?}");
+    assert_eq!(status.role, NodeRole::Leader, "{status:?}");
+    assert!(status.stale_reason.as_deref().is_some_and(|r| r.contains("quorum")), "{status:?}");
     let on_leader = hub.get(leader, key, Consistency::Local).await.expect("local read on the cut-off leader");
     assert!(on_leader.stale && on_leader.value == "稼働中", "{on_leader:?}");
     let learner_status = hub.status(learner);
-    assert_eq!(learner_status.leader_id, leader, "{learner_status:?}");
-    assert!(!learner_status.stale_reason.is_empty(), "{learner_status:?}");
+    assert_eq!(learner_status.leader_id, Some(leader), "{learner_status:?}");
+    assert!(learner_status.stale_reason.is_some(), "{learner_status:?}");
     let on_learner = hub.get(learner, key, Consistency::Local).await.expect("local read on the cut-off learner");
     assert!(on_learner.stale, "{on_learner:?}");
     // What `kizuna status` shows for the cut-off leader, asked there.
@@ -335,7 +337,7 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
     .await
     .expect("promote");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while hub.status(4).role != "follower" {
+    while hub.status(4).role != NodeRole::Follower {
         assert!(Instant::now() < deadline, "node 4 never became a voter: {:?}", hub.status(4));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

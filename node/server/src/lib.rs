@@ -1,9 +1,12 @@
 //! A Kizuna hub node at run time: Raft wiring and the node↔node network, the node core (write
 //! and read paths), the public gRPC API, and the background workers.
 //!
-//! - [`raft`]: openraft wiring — the peer network, the internal Raft service, leader contact.
+//! - [`raft`]: openraft wiring — the peer network, the internal Raft service (and the core's
+//!   calls to peers over it), leader contact.
 //! - [`node`]: one running node — the write path (propose here or forward to the leader), the
-//!   read paths (linearizable, or local and marked stale), and its start and shutdown.
+//!   read paths (linearizable, or local and marked stale), and its start and shutdown. It
+//!   answers in its own types ([`node::NodeError`], [`member`]'s health and cluster status).
+//! - [`member`]: what a member reports about itself and what a node knows of all members.
 //! - [`api`]: the public gRPC services — the only place that speaks proto and `tonic::Status`.
 //! - [`audit_shipper`]: ships the node's journal of patient-data reads into the replicated audit chain.
 //! - [`keeper`]: the leader's housekeeping (leadership back to the preferred regions).
@@ -19,6 +22,7 @@ pub mod api;
 pub mod audit_shipper;
 pub mod config;
 pub mod keeper;
+pub mod member;
 pub mod node;
 pub mod placement;
 pub mod raft;

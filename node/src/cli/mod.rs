@@ -19,8 +19,8 @@ use std::path::PathBuf;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use crate::api::LEADER_HINT_KEY;
 use crate::config::HubConfig;
-use crate::node::LEADER_HINT_KEY;
 use crate::tls;
 
 /// The demo hub's topology, compiled in so `kizuna demo` works from any directory.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kizuna_chaos::proxy::LinkProxy;
 use kizuna_node::config::{HubConfig, HubSection, NodeConfig, RaftTimers, TlsSection};
+use kizuna_node::member::{NodeHealth, NodeRole};
 use kizuna_node::node::{self, Listeners, RunningNode};
 use kizuna_node::raft::network::{RoutedConnector, TcpConnector};
 use kizuna_node::tls::{self, Security};
@@ -19,7 +20,6 @@ use kizuna_proto::accounts::{
 };
 use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use kizuna_proto::common::{FacilityKind, Profession};
-use kizuna_proto::raft::NodeStatus;
 use kizuna_proto::records::record_service_client::RecordServiceClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, GetRecordResponse, PutRecordRequest, PutRecordResponse};
 use tokio::net::TcpListener;
@@ -223,8 +223,8 @@ impl TestHub {
         self.nodes.keys().copied().collect()
     }
 
-    pub fn status(&self, id: u64) -> NodeStatus {
-        self.running(id).node.local_status()
+    pub fn status(&self, id: u64) -> NodeHealth {
+        self.running(id).node.local_health()
     }
 
     /// Waits until the running nodes agree on one leader and returns it.
@@ -235,7 +235,7 @@ impl TestHub {
             if let Some(Some(l)) = leaders.first()
                 && leaders.iter().all(|x| *x == Some(*l))
                 && self.nodes.contains_key(l)
-                && self.status(*l).role == "leader"
+                && self.status(*l).role == NodeRole::Leader
             {
                 return *l;
             }

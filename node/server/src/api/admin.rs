@@ -8,12 +8,13 @@ use kizuna_proto::admin::cluster_admin_service_server::ClusterAdminService;
 use kizuna_proto::admin::{
     AddLearnerRequest, AddLearnerResponse, ChangeMembershipRequest, ChangeMembershipResponse, CreateSnapshotRequest,
     CreateSnapshotResponse, GetClusterStatusRequest, GetClusterStatusResponse, GetStateDigestRequest,
-    GetStateDigestResponse, Membership, TransferLeaderRequest, TransferLeaderResponse,
+    GetStateDigestResponse, Member, MemberRole, Membership, TransferLeaderRequest, TransferLeaderResponse,
 };
 use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
 
 use super::shared::{Api, ReadFrom};
+use crate::member::{ClusterStatus, MemberStatus, NodeRole};
 use crate::node::{Node, NodeError};
 use crate::raft::HubNode;
 
@@ -46,6 +47,54 @@ impl ClusterAdmin {
     }
 }
 
+fn cluster_status_response(status: ClusterStatus) -> GetClusterStatusResponse {
+    let members = status.members.into_iter().map(member).collect();
+    GetClusterStatusResponse { answered_by: status.answered_by, leader_id: status.leader_id, members }
+}
+
+fn member(status: MemberStatus) -> Member {
+    let MemberStatus { id, node, voter, health } = status;
+    let mut member = Member {
+        id,
+        name: node.name,
+        region: node.region,
+        voter,
+        api_addr: node.api_addr,
+        raft_addr: node.raft_addr,
+        ..Member::default()
+    };
+    match health {
+        Ok(h) => {
+            member.role = member_role(h.role) as i32;
+            member.term = h.term;
+            member.last_log_index = h.last_log_index;
+            member.applied_index = h.applied_index;
+            member.stale_reason = h.stale_reason.unwrap_or_default();
+            member.fault = h.fault.unwrap_or_default();
+            member.reachable = true;
+        }
+        // Unspecified is how the public API says "could not be asked".
+        Err(e) => {
+            member.role = MemberRole::Unspecified as i32;
+            member.error = e;
+        }
+    }
+    member
+}
+
+/// A role this release does not know (a newer peer's) has no public value either.
+fn member_role(role: NodeRole) -> MemberRole {
+    match role {
+        NodeRole::Leader => MemberRole::Leader,
+        NodeRole::Follower => MemberRole::Follower,
+        NodeRole::Candidate => MemberRole::Candidate,
+        NodeRole::Learner => MemberRole::Learner,
+        NodeRole::Failed => MemberRole::Failed,
+        NodeRole::Shutdown => MemberRole::Shutdown,
+        NodeRole::Unknown => MemberRole::Unspecified,
+    }
+}
+
 fn raft_status(e: impl std::fmt::Display) -> Status {
     Status::failed_precondition(e.to_string())
 }
@@ -58,7 +107,7 @@ impl ClusterAdminService for ClusterAdmin {
     ) -> Result<Response<GetClusterStatusResponse>, Status> {
         // Answers on a node that stopped applying the log too: it is how an operator learns why.
         self.api.operator_on(&req, ReadFrom::Diagnosis).await?;
-        Ok(Response::new(self.node.cluster_status().await))
+        Ok(Response::new(cluster_status_response(self.node.cluster_status().await)))
     }
 
     async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<AddLearnerResponse>, Status> {

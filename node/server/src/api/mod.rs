@@ -19,6 +19,7 @@ mod records;
 mod rooms;
 mod search;
 mod shared;
+mod status;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub use auth::one_time_password;
 use kizuna_proto as pb;
 pub use records::Records;
 pub use shared::Api;
+pub use status::LEADER_HINT_KEY;
 
 /// A requested count (`field`, e.g. a page size): 0 means `default`, 1..=`max` as asked, more is
 /// refused with InvalidArgument.

@@ -11,6 +11,7 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeader
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::peers::health_message;
 use super::{Snapshot, SnapshotMeta, TypeConfig, Vote, decode, encode};
 use crate::node::{Node, NodeError};
 use kizuna_domain::Envelope;
@@ -101,7 +102,7 @@ impl RaftTransportService for RaftService {
     }
 
     async fn get_node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<NodeStatus>, Status> {
-        Ok(Response::new(self.node.local_status()))
+        Ok(Response::new(health_message(self.node.local_health())))
     }
 }
 
