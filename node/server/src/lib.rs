@@ -8,7 +8,8 @@
 //!   answers in its own types ([`node::NodeError`], [`member`]'s health and cluster status).
 //! - [`member`]: what a member reports about itself and what a node knows of all members.
 //! - [`api`]: the public gRPC services — the only place that speaks proto and `tonic::Status`.
-//! - [`audit_shipper`]: ships the node's journal of patient-data reads into the replicated audit chain.
+//! - [`audit_shipper`]: the audit shipper, which moves the node's read journal into the
+//!   replicated audit chain (kept in the domain); the audit *service* is `api/audit.rs`.
 //! - [`keeper`]: the leader's housekeeping (leadership back to the preferred regions).
 //! - [`config`]: the TOML topology of a hub; [`placement`]: the rule that voters survive a region's loss.
 //! - [`tls`]: the hub CA, node certificates, server TLS and node-to-node mutual TLS.
