@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::auth;
 use super::convert::{facility_kind_from, profession_from, timestamp};
 use super::paging::{self, PageToken};
-use super::shared::{Api, domain_status, unexpected};
+use super::shared::{Api, domain_status, unexpected, view_status};
 use crate::node::now_ms;
 use kizuna_domain::collab::commands::SESSION_ID_CHARS;
 use kizuna_domain::collab::model::*;
@@ -34,7 +34,10 @@ impl Api {
     async fn login_checked(&self, r: pb::LoginRequest) -> Result<pb::LoginResponse, Status> {
         self.fresh().await?;
         let refused = || Status::unauthenticated("wrong login or password, or the account is not active");
-        let account = self.query(|hub| Ok(hub.account_by_login(&r.login).and_then(|id| hub.account(id))))?;
+        let account = self.query(|hub| match hub.account_by_login(&r.login).map_err(view_status)? {
+            Some(id) => hub.account(id).map_err(view_status),
+            None => Ok(None),
+        })?;
         // An unknown login is checked against a dummy hash, so that it costs what a wrong
         // password costs: the answer's timing must not tell which logins exist.
         let phc = account.as_ref().map(|a| a.password_hash.clone());
@@ -81,7 +84,7 @@ impl Api {
         let account = account_or_me(r.account_id, me);
         let mut sessions = self.query(|hub| {
             authz::self_or_admin(hub, me, account).map_err(domain_status)?;
-            Ok(hub.sessions_of(account))
+            hub.sessions_of(account).map_err(view_status)
         })?;
         let id = |s: &Session| s.token_hash.chars().take(SESSION_ID_CHARS).collect::<String>();
         sessions.sort_by_key(|s| std::cmp::Reverse((s.created_at_ms, id(s))));
@@ -164,7 +167,7 @@ impl pb::account_service_server::AccountService for Api {
         let secret = auth::derived_secret("totp", &token, &key, second_factor::SECRET_BYTES);
         let (_, me, _) =
             self.signed_write_then_catch_up(&req, key, Command::BeginTotp { secret: secret.clone() }).await?;
-        let login = self.query(|hub| Ok(hub.account(me).map(|a| a.login).unwrap_or_default()))?;
+        let login = self.query(|hub| Ok(hub.account(me).map_err(view_status)?.map(|a| a.login).unwrap_or_default()))?;
         let (secret_base32, otpauth_uri) = auth::totp_enrolment(&secret, &login);
         Ok(Response::new(pb::BeginTotpResponse { secret_base32, otpauth_uri }))
     }
@@ -175,7 +178,8 @@ impl pb::account_service_server::AccountService for Api {
     ) -> Result<Response<pb::ConfirmTotpResponse>, Status> {
         let (me, _) = self.authenticate(&req).await?;
         let r = req.get_ref().clone();
-        let pending = self.query(|hub| Ok(hub.account(me).and_then(|a| a.totp).filter(|t| !t.confirmed)))?;
+        let pending =
+            self.query(|hub| Ok(hub.account(me).map_err(view_status)?.and_then(|a| a.totp).filter(|t| !t.confirmed)))?;
         let Some(totp) = pending else {
             return Err(Status::failed_precondition("start setting up the second factor first (BeginTotp)"));
         };
@@ -193,7 +197,8 @@ impl pb::account_service_server::AccountService for Api {
         let r = req.get_ref().clone();
         let account = account_or_me(r.account_id, me);
         // One's own needs a fresh code; an admin's reset of another's does not.
-        let own_totp = self.query(|hub| Ok(hub.account(me).and_then(|a| a.totp).filter(|_| account == me)))?;
+        let own_totp =
+            self.query(|hub| Ok(hub.account(me).map_err(view_status)?.and_then(|a| a.totp).filter(|_| account == me)))?;
         let step = match own_totp {
             Some(totp) => auth::totp_step(&totp.secret, &r.code, now_ms())?,
             None => None,
@@ -305,7 +310,7 @@ impl pb::account_service_server::AccountService for Api {
         let (me, _) = self.authenticate(&req).await?;
         let policy = self.query(|hub| {
             authz::operator(hub, me).map_err(domain_status)?;
-            Ok(session_policy_view(hub.settings()))
+            Ok(session_policy_view(hub.settings().map_err(view_status)?))
         })?;
         Ok(Response::new(pb::GetSessionPolicyResponse { policy: Some(policy) }))
     }

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
 use super::paging::{self, PageToken};
-use super::shared::{Api, domain_status, unexpected};
+use super::shared::{Api, domain_status, shown, unexpected};
 use kizuna_domain::collab::model::*;
 use kizuna_domain::collab::requests::{self, Answer, CareRequest, RequestKind};
 use kizuna_domain::collab::{Command, HubView, Outcome};
@@ -41,7 +41,7 @@ fn sent_box(b: i32) -> Result<bool, Status> {
 }
 
 fn recipient_view(hub: &impl HubView, x: Recipient) -> pb::CareRequestRecipient {
-    let facility_name = hub.facility(x.facility).map(|f| f.name).unwrap_or_default();
+    let facility_name = shown(hub.facility(x.facility)).map(|f| f.name).unwrap_or_default();
     let (state, by, at, note) = match x.answer {
         Answer::Pending => (pb::AnswerState::Pending, None, None, String::new()),
         Answer::Cancelled => (pb::AnswerState::Cancelled, None, None, String::new()),
@@ -53,7 +53,7 @@ fn recipient_view(hub: &impl HubView, x: Recipient) -> pb::CareRequestRecipient 
         facility_name,
         state: state as i32,
         answered_by: by.map(|a| a.0),
-        answered_by_name: by.and_then(|a| hub.account(a)).map(|a| a.display_name).unwrap_or_default(),
+        answered_by_name: by.and_then(|a| shown(hub.account(a))).map(|a| a.display_name).unwrap_or_default(),
         answered_at: at.map(timestamp),
         note,
     }
@@ -61,15 +61,15 @@ fn recipient_view(hub: &impl HubView, x: Recipient) -> pb::CareRequestRecipient 
 
 /// A care request as its sender and recipients see it: names resolved.
 fn view_of(hub: &impl HubView, r: CareRequest) -> pb::CareRequest {
-    let name = |a: AccountId| hub.account(a).map(|a| a.display_name).unwrap_or_default();
+    let name = |a: AccountId| shown(hub.account(a)).map(|a| a.display_name).unwrap_or_default();
     pb::CareRequest {
         care_request_id: r.id.0,
         kind: kind_to(r.kind) as i32,
         from_id: r.from.0,
         from_name: name(r.from),
-        from_facility: hub.facility(r.from_facility).map(|f| f.name).unwrap_or_default(),
+        from_facility: shown(hub.facility(r.from_facility)).map(|f| f.name).unwrap_or_default(),
         patient_id: r.patient.map(|p| p.0),
-        patient_name: r.patient.and_then(|p| hub.patient(p)).map(|p| p.name).unwrap_or_default(),
+        patient_name: r.patient.and_then(|p| shown(hub.patient(p))).map(|p| p.name).unwrap_or_default(),
         title: r.title,
         details: r.details,
         recipients: r.recipients.into_iter().map(|x| recipient_view(hub, x)).collect(),

@@ -8,6 +8,8 @@ use kizuna_domain::collab::model::*;
 use kizuna_proto::common as pb;
 use tonic::Status;
 
+use super::shared::shown;
+
 pub(crate) fn timestamp(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
 }
@@ -98,7 +100,7 @@ pub(super) fn account_kind(kind: Option<&AccountKind>) -> (pb::AccountKind, pb::
 
 /// A post as members see it: with its author's name, kind, profession and facility.
 pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
-    let author = hub.account(p.author);
+    let author = shown(hub.account(p.author));
     let (kind, profession, facility) = account_kind(author.as_ref().map(|a| &a.kind));
     pb::Post {
         seq: p.seq,
@@ -106,7 +108,7 @@ pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
         author_name: author.map(|a| a.display_name).unwrap_or_default(),
         author_kind: kind as i32,
         author_profession: profession as i32,
-        author_facility: facility.and_then(|f| hub.facility(f)).map(|f| f.name).unwrap_or_default(),
+        author_facility: facility.and_then(|f| shown(hub.facility(f))).map(|f| f.name).unwrap_or_default(),
         text: p.text,
         reply_to: p.reply_to,
         mention_ids: p.mentions.into_iter().map(|m| m.0).collect(),

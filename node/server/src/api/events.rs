@@ -7,8 +7,9 @@ use kizuna_proto::events as pb;
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
-use super::shared::{Api, read_fault_status};
+use super::shared::{Api, read_fault_status, view_status};
 use crate::node::{NodeError, now_ms};
+use kizuna_domain::collab::DomainError;
 use kizuna_domain::collab::events::{self, Event, EventKind, visible_to};
 use kizuna_domain::collab::model::AccountId;
 use kizuna_domain::collab::queries::{self, SessionPolicy};
@@ -78,7 +79,7 @@ async fn feed_events(
     tx: &tokio::sync::mpsc::Sender<Result<pb::SubscribeResponse, Status>>,
 ) -> Result<(), Status> {
     use tokio::sync::broadcast::error::RecvError;
-    let visible = |e: &Event| api.query(|hub| Ok(visible_to(hub, me, e)));
+    let visible = |e: &Event| api.query(|hub| visible_to(hub, me, e).map_err(view_status));
     let ended = || Status::unauthenticated("the session has ended");
     loop {
         // Catch up from the stored events (also after the live channel lagged).
@@ -100,7 +101,11 @@ async fn feed_events(
                 Ok(e) => {
                     let now = now_ms();
                     api.query(|hub| {
-                        queries::authenticate(hub, token_hash, now, now, SessionPolicy::of(hub)).map_err(|_| ended())
+                        let policy = SessionPolicy::of(hub).map_err(view_status)?;
+                        queries::authenticate(hub, token_hash, now, now, policy).map_err(|e| match e {
+                            DomainError::Unreadable(e) => view_status(e),
+                            _ => ended(),
+                        })
                     })?;
                     cursor = e.cursor;
                     if visible(&e)? && tx.send(Ok(event_view(&e))).await.is_err() {

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::post_view;
 use super::paging::{self, PageToken};
-use super::shared::{Api, domain_status, unexpected};
+use super::shared::{Api, domain_status, unexpected, view_status};
 use kizuna_domain::collab::audit;
 use kizuna_domain::collab::model::*;
 use kizuna_domain::collab::queries::{self, TimelineOrder, TimelinePage, TimelineQuery};
@@ -116,7 +116,7 @@ impl pb::post_service_server::PostService for Api {
         let room = RoomId(req.get_ref().room_id);
         let answer = self.query(|hub| {
             let page = queries::timeline(hub, me, room, query).map_err(domain_status)?;
-            if let Some(patient) = audit::patient_of(hub, room) {
+            if let Some(patient) = audit::patient_of(hub, room).map_err(view_status)? {
                 self.audit_read(me, &token_hash, Some(patient), Some(room), timeline_read(&page))?;
             }
             let next_page_token = next_timeline_token(&page, query.order);

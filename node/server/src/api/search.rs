@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{account_kind, facility_view, post_view};
 use super::paging::{self, PageToken};
-use super::shared::{Api, domain_status};
+use super::shared::{Api, domain_status, shown, view_status};
 use kizuna_domain::collab::directory::{self, Search};
 use kizuna_domain::collab::model::*;
 use kizuna_domain::collab::{DomainError, HubView, audit, queries, search};
@@ -39,12 +39,12 @@ impl Api {
         });
         let mut posts = Vec::with_capacity(page.len());
         for hit in page {
-            let Some(room) = hub.room(hit.room) else { continue };
-            if let Some(patient) = audit::patient_of(hub, hit.room) {
+            let Some(room) = hub.room(hit.room).map_err(view_status)? else { continue };
+            if let Some(patient) = audit::patient_of(hub, hit.room).map_err(view_status)? {
                 let what = format!("search hit #{} for {:?}", hit.post.seq, r.query);
                 self.audit_read(me, token_hash, Some(patient), Some(hit.room), what)?;
             }
-            let room_title = queries::title(hub, me, &room);
+            let room_title = queries::title(hub, me, &room).map_err(view_status)?;
             posts.push(pb::PostHit { room_id: hit.room.0, room_title, post: Some(post_view(hub, hit.post)) });
         }
         Ok((posts, next_page_token))
@@ -74,7 +74,7 @@ impl Api {
                     display_name: a.display_name,
                     profession: profession as i32,
                     facility_id: facility.map_or(0, |f| f.0),
-                    facility: facility.and_then(|f| hub.facility(f)).map(|f| f.name).unwrap_or_default(),
+                    facility: facility.and_then(|f| shown(hub.facility(f))).map(|f| f.name).unwrap_or_default(),
                 }
             })
             .collect();

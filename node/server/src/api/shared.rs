@@ -13,8 +13,8 @@ use kizuna_domain::collab::audit::{AuditAction, AuditRecord};
 use kizuna_domain::collab::commands::SESSION_ID_CHARS;
 use kizuna_domain::collab::model::*;
 use kizuna_domain::collab::queries::{self, SessionPolicy};
-use kizuna_domain::collab::{Command, DomainError, Outcome, authz};
-use kizuna_domain::{self, CommandResult, Envelope, RefusalCode};
+use kizuna_domain::collab::{Command, DomainError, Outcome, ViewError, ViewResult, authz};
+use kizuna_domain::{self, CommandResult, Envelope};
 use kizuna_store::{RocksHub, StorageFault};
 
 /// Which copy of the state a request is answered from.
@@ -45,7 +45,23 @@ pub(crate) fn domain_status(e: DomainError) -> Status {
         DomainError::PermissionDenied(m) => Status::permission_denied(m),
         DomainError::FailedPrecondition(m) => Status::failed_precondition(m),
         DomainError::Unauthenticated => Status::unauthenticated("not signed in, or the session has ended"),
+        DomainError::Unreadable(e) => {
+            tracing::error!(%e, "a read of this node's state failed");
+            Status::internal(e.to_string())
+        }
     }
+}
+
+/// For display inside [`Api::query`] only (a name, a facility): a value that could not be read
+/// shows as absent, and `query` then answers INTERNAL for the whole request, because the view
+/// noted the fault. Never for a decision: use [`view_status`] there.
+pub(super) fn shown<T>(read: ViewResult<Option<T>>) -> Option<T> {
+    read.ok().flatten()
+}
+
+/// The status of a read of the state that failed.
+pub(super) fn view_status(e: ViewError) -> Status {
+    domain_status(e.into())
 }
 
 /// A storage fault met while answering from this node's state: the answer would reflect the
@@ -53,16 +69,6 @@ pub(crate) fn domain_status(e: DomainError) -> Status {
 pub(super) fn read_fault_status(fault: StorageFault) -> Status {
     tracing::error!(%fault, "a read of this node's state failed");
     Status::internal(format!("this node cannot read its state: {fault}"))
-}
-
-fn refusal_status(code: RefusalCode, message: String) -> Status {
-    match code {
-        RefusalCode::InvalidArgument => Status::invalid_argument(message),
-        RefusalCode::NotFound => Status::not_found(message),
-        RefusalCode::PermissionDenied => Status::permission_denied(message),
-        RefusalCode::FailedPrecondition => Status::failed_precondition(message),
-        RefusalCode::Unauthenticated => Status::unauthenticated(message),
-    }
 }
 
 impl Api {
@@ -117,9 +123,9 @@ impl Api {
         let now = now_ms();
         let last = self.idle.last_used(&token_hash);
         let (account, touch_due) = self.query(|hub| {
-            let account =
-                queries::authenticate(hub, &token_hash, last, now, SessionPolicy::of(hub)).map_err(domain_status)?;
-            Ok((account, queries::touch_due(hub, &token_hash, now)))
+            let policy = SessionPolicy::of(hub).map_err(view_status)?;
+            let account = queries::authenticate(hub, &token_hash, last, now, policy).map_err(domain_status)?;
+            Ok((account, queries::touch_due(hub, &token_hash, now).map_err(view_status)?))
         })?;
         self.idle.touch(&token_hash, now);
         if touch_due {
@@ -167,7 +173,7 @@ impl Api {
         let applied = self.node.write(envelope).await.map_err(|e| e.into_status())?;
         match applied.result {
             CommandResult::Collab(outcome) => Ok((outcome, applied.duplicate)),
-            CommandResult::Refused { code, message } => Err(refusal_status(code, message)),
+            CommandResult::Refused(refusal) => Err(domain_status(refusal)),
             other => Err(Status::internal(format!("unexpected result {other:?}"))),
         }
     }
