@@ -125,3 +125,33 @@ fn a_json_value_that_is_not_what_its_key_holds_stops_the_migration_naming_it() {
     let message = refused.to_string();
     assert!(message.starts_with("cannot migrate sm_data key F/0000000000000001 (facilities) from JSON"), "{message}");
 }
+
+/// Bytes of values before and after the migration, per column family and for posts: printed for
+/// docs/benchmarks.md (`cargo test --workspace --lib value_sizes -- --nocapture`).
+#[test]
+fn value_sizes_of_the_fixture_shrink() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    unpack_json_fixture(dir.path());
+    let before = all_values(&raw(dir.path()));
+    drop(crate::open(dir.path()).expect("open migrates"));
+    let db = raw(dir.path());
+    let mut sizes: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
+    for (family, key, json) in &before {
+        let now = db.get_cf(cf(&db, family), key).expect("read").expect("still there");
+        let group = match *family {
+            CF_SM_DATA => format!("sm_data {} ({})", key[0] as char, keys::table_of(key).map_or("", |t| t.name)),
+            _ => family.to_string(),
+        };
+        let entry = sizes.entry(group).or_default();
+        *entry = (entry.0 + 1, entry.1 + json.len(), entry.2 + now.len());
+    }
+    for (group, (count, json, now)) in &sizes {
+        println!(
+            "FIGURE {group}: {count} values, JSON {json} B, now {now} B ({:.0} %)",
+            100.0 * *now as f64 / *json as f64
+        );
+    }
+    let (json, now) = sizes.values().fold((0, 0), |(j, n), (_, json, now)| (j + json, n + now));
+    println!("FIGURE all values: JSON {json} B, now {now} B ({:.0} %)", 100.0 * now as f64 / json as f64);
+    assert!(now * 2 < json, "{now} B against {json} B of JSON");
+}
