@@ -10,6 +10,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{Bearer, TestHub, channel};
+use kizuna_node::domain::collab::audit::AuditEntry;
+use kizuna_node::store::codec;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::accounts::*;
 use kizuna_proto::audit::{AuditAction, ListAuditEntriesRequest, VerifyAuditChainRequest};
@@ -605,9 +607,9 @@ async fn tampering_with_a_stored_audit_entry_is_detected() {
         let mut key = vec![b'Z'];
         key.extend_from_slice(&2u64.to_be_bytes());
         let raw = db.get_cf(cf, &key).unwrap().expect("audit entry 2");
-        let mut entry: serde_json::Value = serde_json::from_slice(&raw).unwrap();
-        entry["record"]["what"] = serde_json::Value::String("nothing happened".into());
-        db.put_cf(cf, &key, serde_json::to_vec(&entry).unwrap()).unwrap();
+        let mut entry: AuditEntry = codec::decode(&raw).expect("a stored audit entry");
+        entry.record.what = "nothing happened".into();
+        db.put_cf(cf, &key, codec::encode(&entry).expect("encode")).unwrap();
     }
     hub.restart(victim).await;
     let mut audit = kizuna_proto::audit::audit_service_client::AuditServiceClient::new(channel(&hub.api(victim)).await);

@@ -10,7 +10,7 @@ use rocksdb::{DB, Direction, IteratorMode, ReadOptions, SnapshotWithThreadMode, 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{CF_SM_DATA, cf};
+use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
     self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, INVITATIONS, KeyError, LOGINS, MEMBERS,
@@ -88,12 +88,12 @@ impl<'a> RocksHub<'a> {
     }
 
     fn decode<T: DeserializeOwned>(&self, k: &[u8], v: &[u8]) -> Option<T> {
-        serde_json::from_slice(v).map_err(|e| self.note(StorageFault::decode(k, e))).ok()
+        codec::decode(v).map_err(|e| self.note(StorageFault::decode(k, e))).ok()
     }
 
     /// Stages a write. A value that cannot be encoded is a fault, never a delete.
     fn put<T: Serialize>(&mut self, k: Vec<u8>, v: &T) {
-        match serde_json::to_vec(v) {
+        match codec::encode(v) {
             Ok(bytes) => {
                 self.overlay.insert(k, Some(bytes));
             }

@@ -38,7 +38,7 @@ impl StorageFault {
 
 /// A key as an operator can find it again: the table prefix, the rest in hex, and the table's
 /// name (from the table list in `keys.rs`).
-fn key_name(key: &[u8]) -> String {
+pub(crate) fn key_name(key: &[u8]) -> String {
     match key.split_first() {
         None => "(empty)".to_owned(),
         Some((&prefix, rest)) => {

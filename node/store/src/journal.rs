@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
 use super::keys::{self, journal_seq};
-use super::{CF_AUDIT_JOURNAL, cf, io_err, to_json};
+use super::{CF_AUDIT_JOURNAL, cf, codec, io_err, to_value};
 use kizuna_domain::collab::audit::AuditRecord;
 
 #[derive(Clone)]
@@ -32,7 +32,7 @@ impl ReadJournal {
 
     pub fn append(&self, record: &AuditRecord) -> std::io::Result<()> {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        self.db.put_cf(cf(&self.db, CF_AUDIT_JOURNAL), journal_seq(seq), to_json(record)?).map_err(io_err)
+        self.db.put_cf(cf(&self.db, CF_AUDIT_JOURNAL), journal_seq(seq), to_value(record)?).map_err(io_err)
     }
 
     /// The oldest journaled reads: (first seq, last seq, records).
@@ -46,7 +46,7 @@ impl ReadJournal {
                 first = seq;
             }
             last = seq;
-            records.push(serde_json::from_slice(&v).map_err(io_err)?);
+            records.push(codec::decode_at(CF_AUDIT_JOURNAL, &k, &v)?);
         }
         Ok((!records.is_empty()).then_some((first, last, records)))
     }

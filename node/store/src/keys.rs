@@ -42,7 +42,8 @@
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
 //!
 //! Other column families: `raft_log` (log index), `raft_meta` (`vote`, `committed`, `purged`),
-//! `sm_meta` (`applied`, `membership`), `audit_journal` (local seq), all below.
+//! `sm_meta` (`applied`, `membership`), `audit_journal` (local seq), all below. `raft_meta` also
+//! holds `format`, the value format of the data dir (see `migrate.rs`).
 
 /// A table of `sm_data`: its one-byte key prefix and the name operators see in faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +205,9 @@ pub(crate) fn journal_seq(seq: u64) -> [u8; 8] {
 pub(crate) const VOTE: &[u8] = b"vote";
 pub(crate) const COMMITTED: &[u8] = b"committed";
 pub(crate) const PURGED: &[u8] = b"purged";
+/// The value format of the whole data dir: one raw byte, the [`crate::codec`] version (absent:
+/// JSON, written before the codec existed; see `migrate.rs`).
+pub(crate) const FORMAT: &[u8] = b"format";
 
 /// `sm_meta` keys.
 pub(crate) const APPLIED: &[u8] = b"applied";
@@ -236,6 +240,7 @@ mod tests {
         assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!((VOTE, COMMITTED, PURGED), (&b"vote"[..], &b"committed"[..], &b"purged"[..]));
         assert_eq!((APPLIED, MEMBERSHIP), (&b"applied"[..], &b"membership"[..]));
+        assert_eq!(FORMAT, b"format");
     }
 
     #[test]

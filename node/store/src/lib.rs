@@ -2,22 +2,27 @@
 //!
 //! | column family | keys | values |
 //! |---|---|---|
-//! | `raft_log` | log index, u64 big-endian | JSON of the openraft entry |
-//! | `raft_meta` | `vote`, `committed`, `purged` | JSON of the openraft value |
-//! | `sm_data` | one-byte table prefix + key (`r` records, `q` request ids, `m` apply clock) | JSON of the domain value |
-//! | `sm_meta` | `applied`, `membership` | JSON |
+//! | `raft_log` | log index, u64 big-endian | the openraft entry |
+//! | `raft_meta` | `vote`, `committed`, `purged`; `format` | the openraft value; the data dir's value format |
+//! | `sm_data` | one-byte table prefix + key (`r` records, `q` request ids, `m` apply clock) | the domain value |
+//! | `sm_meta` | `applied`, `membership` | the openraft value |
 //! | `audit_journal` | local seq | patient-data reads not yet shipped into the audit chain (node-local) |
+//!
+//! Every value (except `format`) is in the versioned binary format of `codec.rs`; a data dir of
+//! JSON values, as written before it, is migrated when opened (`migrate.rs`).
 //!
 //! Every key of every column family is built and parsed in `keys.rs`, which also lists the
 //! `sm_data` tables. Big-endian keys make ranges scan in index order. The Raft log and the state machine share
 //! one write-ahead log, so syncing a log append also makes every earlier state-machine write
 //! durable.
 
+pub mod codec;
 mod collab;
 mod fault;
 mod journal;
 mod keys;
 mod log_store;
+mod migrate;
 pub mod raft;
 mod snapshot;
 mod state_machine;
@@ -27,10 +32,12 @@ use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
+pub use codec::{CodecError, ValueError};
 pub use collab::RocksHub;
 pub use fault::StorageFault;
 pub use journal::ReadJournal;
 pub use log_store::LogStore;
+pub use migrate::MigrateError;
 pub use snapshot::SnapshotFile;
 pub use state_machine::{ApplyFault, StateMachineStore, StateReader};
 
@@ -48,6 +55,8 @@ pub enum StoreError {
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("state machine: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
 }
 
 /// Opens (or creates) the node's RocksDB under `data_dir/db` and returns the Raft log store and
@@ -58,17 +67,23 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError
     for dir in [&db_path, &snapshot_dir] {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
     }
+    let db = open_db(&db_path)?;
+    // Before anything reads a value: a dir of an older format is brought to this one first.
+    migrate::run(&db, &snapshot_dir)?;
+    let db = Arc::new(db);
+    let log = LogStore::new(db.clone());
+    let sm = StateMachineStore::open(db, snapshot_dir)?;
+    Ok((log, sm))
+}
+
+/// The node's RocksDB with its column families, as stored (not migrated).
+fn open_db(db_path: &Path) -> Result<DB, StoreError> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     let cfs = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL]
         .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-    let db = DB::open_cf_descriptors(&opts, &db_path, cfs)
-        .map_err(|source| StoreError::Open { path: db_path.clone(), source })?;
-    let db = Arc::new(db);
-    let log = LogStore::new(db.clone());
-    let sm = StateMachineStore::open(db, snapshot_dir)?;
-    Ok((log, sm))
+    DB::open_cf_descriptors(&opts, db_path, cfs).map_err(|source| StoreError::Open { path: db_path.to_owned(), source })
 }
 
 pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
@@ -89,17 +104,19 @@ where
     tokio::task::spawn_blocking(f).await.map_err(io_err)?
 }
 
-pub(crate) fn get_json<T: for<'de> serde::Deserialize<'de>>(
+/// The value at `key` of a column family; undecodable bytes are an error naming the key.
+pub(crate) fn get_value<T: serde::de::DeserializeOwned>(
     db: &DB,
-    cf_name: &str,
+    cf_name: &'static str,
     key: &[u8],
 ) -> std::io::Result<Option<T>> {
     match db.get_cf(cf(db, cf_name), key).map_err(io_err)? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io_err),
+        Some(bytes) => codec::decode_at(cf_name, key, &bytes).map(Some),
     }
 }
 
-pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(io_err)
+/// A value in the node's storage format (see [`codec`]).
+pub(crate) fn to_value<T: serde::Serialize + ?Sized>(value: &T) -> std::io::Result<Vec<u8>> {
+    codec::encode(value).map_err(io_err)
 }

@@ -13,7 +13,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
-use super::{CF_RAFT_LOG, CF_RAFT_META, blocking, cf, get_json, io_err, to_json};
+use super::{CF_RAFT_LOG, CF_RAFT_META, blocking, cf, codec, get_value, io_err, to_value};
 use crate::keys::{self, COMMITTED, PURGED, VOTE, log_index};
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
 
@@ -38,8 +38,8 @@ impl LogStore {
         match it.next() {
             None => Ok(None),
             Some(item) => {
-                let (_, v) = item.map_err(io_err)?;
-                serde_json::from_slice(&v).map(Some).map_err(io_err)
+                let (k, v) = item.map_err(io_err)?;
+                codec::decode_at(CF_RAFT_LOG, &k, &v).map(Some)
             }
         }
     }
@@ -75,7 +75,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 if end_inclusive.is_some_and(|end| index > end) {
                     break;
                 }
-                entries.push(serde_json::from_slice(&v).map_err(io_err)?);
+                entries.push(codec::decode_at(CF_RAFT_LOG, &k, &v)?);
             }
             Ok(entries)
         })
@@ -83,7 +83,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
-        get_json(&self.db, CF_RAFT_META, VOTE)
+        get_value(&self.db, CF_RAFT_META, VOTE)
     }
 }
 
@@ -91,7 +91,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, std::io::Error> {
-        let last_purged_log_id: Option<LogId> = get_json(&self.db, CF_RAFT_META, PURGED)?;
+        let last_purged_log_id: Option<LogId> = get_value(&self.db, CF_RAFT_META, PURGED)?;
         let last_log_id = match self.last_entry()? {
             Some(entry) => Some(entry.log_id),
             None => last_purged_log_id,
@@ -104,7 +104,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
-        let bytes = to_json(vote)?;
+        let bytes = to_value(vote)?;
         let db = self.db.clone();
         blocking(move || {
             let mut batch = WriteBatch::default();
@@ -116,12 +116,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), std::io::Error> {
         // Not synced: a lost `committed` is only a hint; openraft re-learns it from the leader.
-        let bytes = to_json(&committed)?;
+        let bytes = to_value(&committed)?;
         self.db.put_cf(cf(&self.db, CF_RAFT_META), COMMITTED, bytes).map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, std::io::Error> {
-        Ok(get_json::<Option<LogId>>(&self.db, CF_RAFT_META, COMMITTED)?.flatten())
+        Ok(get_value::<Option<LogId>>(&self.db, CF_RAFT_META, COMMITTED)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), std::io::Error>
@@ -132,7 +132,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         let log_cf = cf(&self.db, CF_RAFT_LOG);
         for entry in entries {
-            batch.put_cf(log_cf, log_index(entry.log_id.index), to_json(&entry)?);
+            batch.put_cf(log_cf, log_index(entry.log_id.index), to_value(&entry)?);
         }
         let db = self.db.clone();
         let result = blocking(move || Self::write_synced(&db, batch)).await;
@@ -154,7 +154,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
-        let purged = to_json(&log_id)?;
+        let purged = to_value(&log_id)?;
         let db = self.db.clone();
         blocking(move || {
             // The purged marker and the deletion land in one batch: the log never has a hole

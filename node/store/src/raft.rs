@@ -38,12 +38,15 @@ pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>
 pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, crate::SnapshotFile>;
 pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
 
-/// Encodes a Raft message for the wire (see `proto/kizuna/raft/v1/raft.proto`).
+/// Encodes a Raft message or a forwarded write for the wire (see
+/// `proto/kizuna/raft/v1/raft.proto`), in the storage's value format: every node of a hub runs
+/// the same build, and the version byte makes a peer of another format fail loudly.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain data types cannot fail: no maps with non-string keys.
-    serde_json::to_vec(value).unwrap_or_default()
+    // These plain data types always encode (sized sequences only); were one not to, the empty
+    // payload is refused by the receiver's `decode` as a value without a version.
+    crate::codec::encode(value).unwrap_or_default()
 }
 
-pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, serde_json::Error> {
-    serde_json::from_slice(bytes)
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, crate::CodecError> {
+    crate::codec::decode(bytes)
 }

@@ -1,6 +1,6 @@
 //! Snapshot files: a consistent copy of the state machine's tables at one applied log id.
 //!
-//! Layout: `u32` length + JSON of the snapshot meta, then pairs of
+//! Layout: `u32` length + the snapshot meta (in [`crate::codec`]'s format), then pairs of
 //! (`u32` key length, key, `u32` value length, value) of the `sm_data` column family, then a
 //! `u64` pair count as a trailer that proves the file is complete. Built from a RocksDB
 //! snapshot, so it is consistent even while apply goes on; streamed to peers in chunks; read
@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::io_err;
+use super::{codec, io_err};
 use crate::raft::SnapshotMeta;
 
 /// A snapshot's data: a file on disk, never the whole snapshot in memory.
@@ -34,7 +34,7 @@ pub(crate) struct SnapshotWriter {
 impl SnapshotWriter {
     pub(crate) fn create(path: &Path, meta: &SnapshotMeta) -> std::io::Result<Self> {
         let mut out = BufWriter::new(File::create(path)?);
-        let meta = serde_json::to_vec(meta).map_err(io_err)?;
+        let meta = codec::encode(meta).map_err(io_err)?;
         write_chunk(&mut out, &meta)?;
         Ok(Self { out, pairs: 0 })
     }
@@ -85,16 +85,37 @@ fn read_bytes(input: &mut impl Read, len: u32) -> std::io::Result<Vec<u8>> {
 
 /// Reads only the meta at the head of a snapshot file.
 pub(crate) fn read_meta(path: &Path) -> std::io::Result<SnapshotMeta> {
+    decode_meta(&read_raw_meta(path)?)
+}
+
+/// The encoded meta at the head of a snapshot file.
+pub(crate) fn read_raw_meta(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut input = BufReader::new(File::open(path)?);
     let len = read_u32(&mut input)?;
-    serde_json::from_slice(&read_bytes(&mut input, len)?).map_err(io_err)
+    read_bytes(&mut input, len)
 }
 
 /// Reads a whole snapshot file, checking that it is complete, and hands every pair to `each`.
-pub(crate) fn read_pairs(path: &Path, mut each: impl FnMut(Vec<u8>, Vec<u8>)) -> std::io::Result<SnapshotMeta> {
+pub(crate) fn read_pairs(
+    path: &Path,
+    each: impl FnMut(Vec<u8>, Vec<u8>) -> std::io::Result<()>,
+) -> std::io::Result<SnapshotMeta> {
+    decode_meta(&read_raw(path, each)?)
+}
+
+fn decode_meta(bytes: &[u8]) -> std::io::Result<SnapshotMeta> {
+    codec::decode(bytes).map_err(|e| io_err(format!("snapshot meta: {e}")))
+}
+
+/// Reads a whole snapshot file as bytes, checking that it is complete: hands every pair to
+/// `each` and returns the encoded meta (the JSON-to-binary migration reads old files this way).
+pub(crate) fn read_raw(
+    path: &Path,
+    mut each: impl FnMut(Vec<u8>, Vec<u8>) -> std::io::Result<()>,
+) -> std::io::Result<Vec<u8>> {
     let mut input = BufReader::new(File::open(path)?);
     let meta_len = read_u32(&mut input)?;
-    let meta = serde_json::from_slice(&read_bytes(&mut input, meta_len)?).map_err(io_err)?;
+    let meta = read_bytes(&mut input, meta_len)?;
     let mut pairs = 0u64;
     loop {
         let key_len = read_u32(&mut input)?;
@@ -109,7 +130,7 @@ pub(crate) fn read_pairs(path: &Path, mut each: impl FnMut(Vec<u8>, Vec<u8>)) ->
         let key = read_bytes(&mut input, key_len)?;
         let value_len = read_u32(&mut input)?;
         let value = read_bytes(&mut input, value_len)?;
-        each(key, value);
+        each(key, value)?;
         pairs += 1;
     }
 }

@@ -16,13 +16,13 @@ use super::collab::RocksHub;
 use super::fault::StorageFault;
 use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS, REQUEST_IDS};
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
-use super::{CF_SM_DATA, CF_SM_META, blocking, cf, get_json, io_err, to_json};
+use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_value};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::collab;
 use kizuna_domain::collab::events::{Event, stamp};
 use kizuna_domain::{self, Applied, Command, CommandResult, Envelope, Record};
 
-const CURRENT_SNAPSHOT: &str = "current.snap";
+pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
 
 /// Read access to the applied state, shared with the API.
 #[derive(Clone)]
@@ -38,16 +38,16 @@ pub struct StateReader {
 
 impl StateReader {
     pub fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
-        get_json(&self.db, CF_SM_DATA, &keys::text(RECORDS, key))
+        get_value(&self.db, CF_SM_DATA, &keys::text(RECORDS, key))
     }
 
     pub fn applied(&self) -> std::io::Result<Option<LogId>> {
-        get_json(&self.db, CF_SM_META, APPLIED)
+        get_value(&self.db, CF_SM_META, APPLIED)
     }
 
     /// Leader time of the last applied write, ms since the Unix epoch (0 before any write).
     pub fn clock_ms(&self) -> std::io::Result<u64> {
-        Ok(get_json(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0))
+        Ok(get_value(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0))
     }
 
     /// Why this node's apply stopped on a storage fault, if it did since the node started.
@@ -80,7 +80,7 @@ impl StateReader {
         use sha2::{Digest, Sha256};
         let snap = self.db.snapshot();
         let applied: Option<LogId> = match snap.get_cf(cf(&self.db, CF_SM_META), APPLIED).map_err(io_err)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(io_err)?,
+            Some(bytes) => Some(codec::decode_at(CF_SM_META, APPLIED, &bytes)?),
             None => None,
         };
         let mut hash = Sha256::new();
@@ -216,7 +216,7 @@ impl ApplyBatch<'_> {
                 let previous = self.record(&key)?;
                 let record = kizuna_domain::records::put(previous.as_ref(), value, self.clock_ms);
                 let version = record.version;
-                self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(RECORDS, &key), to_json(&record)?);
+                self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(RECORDS, &key), to_value(&record)?);
                 self.records.insert(key, record);
                 CommandResult::RecordPut { version }
             }
@@ -230,7 +230,7 @@ impl ApplyBatch<'_> {
             }
         };
         let applied = Applied { result, log_index, duplicate: false };
-        self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(REQUEST_IDS, &request_key), to_json(&applied)?);
+        self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(REQUEST_IDS, &request_key), to_value(&applied)?);
         self.requests.insert(request_key, applied.clone());
         Ok(applied)
     }
@@ -263,14 +263,14 @@ impl ApplyBatch<'_> {
     fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
         match self.records.get(key) {
             Some(r) => Ok(Some(r.clone())),
-            None => get_json(self.db, CF_SM_DATA, &keys::text(RECORDS, key)),
+            None => get_value(self.db, CF_SM_DATA, &keys::text(RECORDS, key)),
         }
     }
 
     fn request(&self, id: &str) -> std::io::Result<Option<Applied>> {
         match self.requests.get(id) {
             Some(a) => Ok(Some(a.clone())),
-            None => get_json(self.db, CF_SM_DATA, &keys::text(REQUEST_IDS, id)),
+            None => get_value(self.db, CF_SM_DATA, &keys::text(REQUEST_IDS, id)),
         }
     }
 }
@@ -280,8 +280,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), std::io::Error> {
-        let applied = get_json(&self.db, CF_SM_META, APPLIED)?;
-        let membership = get_json(&self.db, CF_SM_META, MEMBERSHIP)?.unwrap_or_default();
+        let applied = get_value(&self.db, CF_SM_META, APPLIED)?;
+        let membership = get_value(&self.db, CF_SM_META, MEMBERSHIP)?.unwrap_or_default();
         Ok((applied, membership))
     }
 
@@ -289,7 +289,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
     {
-        let clock_ms = get_json(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0);
+        let clock_ms = get_value(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0);
         let mut batch = ApplyBatch {
             db: &self.db,
             batch: WriteBatch::default(),
@@ -329,12 +329,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut wb = batch.batch;
         // Checked after every entry already; the view refuses again, as the last line of defence.
         batch.hub.write_into(&mut wb).map_err(io_err)?;
-        wb.put_cf(cf(&self.db, CF_SM_DATA), CLOCK, to_json(&clock_ms)?);
+        wb.put_cf(cf(&self.db, CF_SM_DATA), CLOCK, to_value(&clock_ms)?);
         if let Some(applied) = last_applied {
-            wb.put_cf(meta, APPLIED, to_json(&applied)?);
+            wb.put_cf(meta, APPLIED, to_value(&applied)?);
         }
         if let Some(m) = &membership {
-            wb.put_cf(meta, MEMBERSHIP, to_json(m)?);
+            wb.put_cf(meta, MEMBERSHIP, to_value(m)?);
         }
         // Not synced: the entries are already fsynced in the log, and the log is purged only
         // after the WAL is synced (see `SnapshotBuilder::build_snapshot`).
@@ -362,13 +362,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut wb = WriteBatch::default();
             // Replace the whole state machine in one atomic batch.
             wb.delete_range_cf(data, keys::SM_DATA_START, keys::SM_DATA_END);
-            let file_meta = snapshot::read_pairs(&snapshot.path, |k, v| wb.put_cf(data, k, v))?;
+            let file_meta = snapshot::read_pairs(&snapshot.path, |k, v| {
+                // Values travel as stored; one of another format would poison this node's state.
+                codec::body_of(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
+                wb.put_cf(data, k, v);
+                Ok(())
+            })?;
             if file_meta.last_log_id != meta.last_log_id {
                 return Err(io_err("snapshot file does not match its metadata"));
             }
             let sm_meta = cf(&db, CF_SM_META);
-            wb.put_cf(sm_meta, APPLIED, to_json(&meta.last_log_id)?);
-            wb.put_cf(sm_meta, MEMBERSHIP, to_json(&meta.last_membership)?);
+            // `applied` holds a log id, never an empty one (as apply writes it).
+            match &meta.last_log_id {
+                Some(applied) => wb.put_cf(sm_meta, APPLIED, to_value(applied)?),
+                None => wb.delete_cf(sm_meta, APPLIED),
+            }
+            wb.put_cf(sm_meta, MEMBERSHIP, to_value(&meta.last_membership)?);
             let mut sync = rocksdb::WriteOptions::default();
             sync.set_sync(true);
             db.write_opt(wb, &sync).map_err(io_err)?;
@@ -417,11 +426,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let meta_cf = cf(&db, CF_SM_META);
             let read = |key: &[u8]| -> std::io::Result<Option<Vec<u8>>> { view.get_cf(meta_cf, key).map_err(io_err) };
             let last_log_id: Option<LogId> = match read(APPLIED)? {
-                Some(b) => serde_json::from_slice(&b).map_err(io_err)?,
+                Some(b) => Some(codec::decode_at(CF_SM_META, APPLIED, &b)?),
                 None => None,
             };
             let last_membership: StoredMembership = match read(MEMBERSHIP)? {
-                Some(b) => serde_json::from_slice(&b).map_err(io_err)?,
+                Some(b) => codec::decode_at(CF_SM_META, MEMBERSHIP, &b)?,
                 None => StoredMembership::default(),
             };
             let meta = SnapshotMeta { last_log_id, last_membership };

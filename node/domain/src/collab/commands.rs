@@ -6,8 +6,8 @@
 //! every node. Secrets (password hashes, token and invitation-code hashes) are computed by the
 //! API node before proposing; apply only compares and stores them.
 //!
-//! `Command` travels in the Raft log and rests in data directories as JSON: its variants and
-//! fields are a stored format.
+//! `Command` travels in the Raft log and rests in data directories in the store's positional
+//! value format: its variants and fields are a stored format (a new variant goes at the end).
 
 use serde::{Deserialize, Serialize};
 

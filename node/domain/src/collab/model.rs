@@ -214,8 +214,9 @@ pub struct Member {
     /// Highest sequence this member has read.
     pub read_seq: u64,
     /// Her own posts above `read_seq`, ascending: read for her, though posts of others before
-    /// them are not. Empty in records stored before it existed, and then not stored at all.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// them are not. Empty in records stored before it existed (stored values are positional
+    /// now, so the field is always written: no `skip_serializing_if`).
+    #[serde(default)]
     pub own_unread: Vec<u64>,
 }
 

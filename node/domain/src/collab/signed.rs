@@ -166,7 +166,8 @@ mod tests {
 
     #[test]
     fn the_first_operator_needs_no_session_and_leaves_no_write_audit() {
-        let init = Command::InitOperator { login: "op".into(), display_name: "運用者".into(), password_hash: "h".into() };
+        let init =
+            Command::InitOperator { login: "op".into(), display_name: "運用者".into(), password_hash: "h".into() };
         let decided = decide(&MemHub::default(), CTX, Sender { session: None, origin_node: 1 }, init).expect("decided");
         assert!(decided.audit.is_none());
         assert!(!decided.effects.changes.is_empty());

@@ -27,7 +27,7 @@ impl RaftService {
     }
 }
 
-fn bad_payload(e: serde_json::Error) -> Status {
+fn bad_payload(e: kizuna_store::CodecError) -> Status {
     Status::invalid_argument(format!("undecodable raft payload: {e}"))
 }
 

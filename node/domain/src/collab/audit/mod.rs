@@ -21,7 +21,8 @@ pub enum AuditAction {
 }
 
 /// A field added here is covered by no existing hash version: hash it by adding a version to
-/// [`encoding`] (and give it `#[serde(default)]`, so stored records still decode).
+/// [`encoding`]. Stored values are positional (the store's value codec): a new field is also a
+/// new value format version there, with a migration of the stored records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub at_ms: u64,

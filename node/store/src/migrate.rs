@@ -1,0 +1,220 @@
+//! Upgrades a data directory to the current value format when it is opened.
+//!
+//! The format a data dir is in is the raw byte under `raft_meta`/`format` ([`keys::FORMAT`]).
+//! Without it, the dir was written before [`codec`] existed: every value of every column family,
+//! and the current snapshot file, is JSON. One pass then rewrites each value in the current
+//! format, in write batches, typed by the column family and key (postcard is positional: the
+//! bytes can only be produced from the Rust type), and the marker is written last, synced. A
+//! pass cut short resumes: a value that already starts with the current version byte is skipped
+//! (no JSON text starts with the byte 0x01). A value that is not what its key promises stops the
+//! node from opening, naming the column family and key: nothing is dropped or kept as JSON.
+
+use std::path::Path;
+
+use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{self, CURRENT};
+use crate::keys::{self, APPLIED, COMMITTED, FORMAT, MEMBERSHIP, PURGED, VOTE};
+use crate::raft::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+use crate::snapshot::{self, SnapshotWriter};
+use crate::{CF_AUDIT_JOURNAL, CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, cf, io_err};
+use kizuna_domain::collab::audit::{AuditEntry, AuditRecord};
+use kizuna_domain::collab::events::Event;
+use kizuna_domain::collab::model::*;
+use kizuna_domain::collab::requests::CareRequest;
+use kizuna_domain::{Applied, Record};
+
+/// Every column family a value of which the pass rewrites (all of them).
+const FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL];
+
+/// Values rewritten per write batch: bounds the memory of one batch on a large hub.
+const BATCH: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("the data dir is in value format {0}; this build reads format {CURRENT} (and JSON, to migrate)")]
+    Format(u8),
+    #[error("cannot migrate {family} key {key} from JSON: {cause}")]
+    Value { family: &'static str, key: String, cause: String },
+    #[error("cannot migrate the snapshot file {path}: {cause}")]
+    Snapshot { path: String, cause: String },
+    #[error("migration: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Something done with the Rust type of the values at one key (see [`value_type`]).
+pub(crate) trait ForType {
+    type Out;
+    fn with<T: DeserializeOwned + Serialize>(self) -> Self::Out;
+}
+
+/// What one pass did, for the log line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// Values rewritten, per column family (in [`FAMILIES`] order).
+    pub values: [u64; 5],
+    /// Values already in the current format (a resumed pass).
+    pub already: u64,
+    pub snapshot: bool,
+}
+
+/// Brings the data dir to the current format; a no-op once its marker says it is there.
+pub fn run(db: &DB, snapshot_dir: &Path) -> Result<Option<Migrated>, MigrateError> {
+    match db.get_cf(cf(db, CF_RAFT_META), FORMAT).map_err(io_err)?.as_deref() {
+        Some([CURRENT]) => return Ok(None),
+        Some([other]) => return Err(MigrateError::Format(*other)),
+        Some(_) => return Err(MigrateError::Format(0)),
+        None => {}
+    }
+    let mut done = Migrated::default();
+    for (i, family) in FAMILIES.into_iter().enumerate() {
+        let (rewritten, already) = family_pass(db, family)?;
+        done.values[i] = rewritten;
+        done.already += already;
+    }
+    done.snapshot = snapshot_pass(&snapshot_dir.join(crate::state_machine::CURRENT_SNAPSHOT))?;
+    let mut synced = WriteOptions::default();
+    synced.set_sync(true);
+    db.put_cf_opt(cf(db, CF_RAFT_META), FORMAT, [CURRENT], &synced).map_err(io_err)?;
+    if done != Migrated::default() {
+        let [log, meta, data, sm_meta, journal] = done.values;
+        tracing::info!(
+            "data dir migrated from JSON to value format {CURRENT}: {log} log entries, {meta} raft meta, \
+             {data} state values, {sm_meta} state meta, {journal} journaled reads, snapshot file: {}, \
+             {} values were already converted",
+            done.snapshot,
+            done.already
+        );
+    }
+    Ok(Some(done))
+}
+
+/// Rewrites one column family: (values rewritten, values already current).
+fn family_pass(db: &DB, family: &'static str) -> Result<(u64, u64), MigrateError> {
+    let handle = cf(db, family);
+    let (mut rewritten, mut already) = (0, 0);
+    let mut batch = WriteBatch::default();
+    for item in db.iterator_cf(handle, IteratorMode::Start) {
+        let (k, v) = item.map_err(io_err)?;
+        if codec::is_current(&v) {
+            already += 1;
+            continue;
+        }
+        match convert(family, &k, &v)? {
+            Some(value) => batch.put_cf(handle, &k, value),
+            None => batch.delete_cf(handle, &k),
+        }
+        rewritten += 1;
+        if batch.len() >= BATCH {
+            db.write(std::mem::take(&mut batch)).map_err(io_err)?;
+        }
+    }
+    db.write(batch).map_err(io_err)?;
+    Ok((rewritten, already))
+}
+
+/// One JSON value of `family` at `key` in the current format; `None`: it meant "absent".
+fn convert(family: &'static str, key: &[u8], json: &[u8]) -> Result<Option<Vec<u8>>, MigrateError> {
+    let fail = |cause: String| MigrateError::Value { family, key: codec::key_in(family, key), cause };
+    if family == CF_SM_META && key == APPLIED {
+        return applied(json).map_err(fail);
+    }
+    let converted = value_type(family, key, FromJson(json)).ok_or_else(|| fail("no value is expected here".into()))?;
+    converted.map(Some).map_err(fail)
+}
+
+/// Decodes JSON as the type, encodes it in the current format.
+struct FromJson<'a>(&'a [u8]);
+
+impl ForType for FromJson<'_> {
+    type Out = Result<Vec<u8>, String>;
+    fn with<T: DeserializeOwned + Serialize>(self) -> Self::Out {
+        let value: T = serde_json::from_slice(self.0).map_err(|e| e.to_string())?;
+        codec::encode(&value).map_err(|e| e.to_string())
+    }
+}
+
+/// `applied` was also written as JSON `null` (a snapshot installed without a log id): absent.
+fn applied(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let value: Option<LogId> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    value.map(|id| codec::encode(&id).map_err(|e| e.to_string())).transpose()
+}
+
+/// Runs `op` with the type of the values at `key` of `family`; `None` for a key that holds none.
+pub(crate) fn value_type<F: ForType>(family: &str, key: &[u8], op: F) -> Option<F::Out> {
+    match family {
+        CF_RAFT_LOG => Some(op.with::<Entry>()),
+        CF_RAFT_META => match key {
+            VOTE => Some(op.with::<Vote>()),
+            COMMITTED => Some(op.with::<Option<LogId>>()),
+            PURGED => Some(op.with::<LogId>()),
+            _ => None,
+        },
+        CF_SM_DATA => state_type(key, op),
+        CF_SM_META => match key {
+            APPLIED => Some(op.with::<LogId>()),
+            MEMBERSHIP => Some(op.with::<StoredMembership>()),
+            _ => None,
+        },
+        CF_AUDIT_JOURNAL => Some(op.with::<AuditRecord>()),
+        _ => None,
+    }
+}
+
+/// The type of each `sm_data` table's values (the table list is in `keys.rs`).
+fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
+    if key == keys::CLOCK {
+        return Some(op.with::<u64>());
+    }
+    Some(match keys::table_of(key)?.prefix {
+        b'A' => op.with::<Account>(),
+        b'L' => op.with::<AccountId>(),
+        b'F' => op.with::<Facility>(),
+        b'I' => op.with::<Invitation>(),
+        b'P' => op.with::<Patient>(),
+        b'R' => op.with::<Room>(),
+        b'M' => op.with::<Member>(),
+        b'T' => op.with::<Post>(),
+        b'C' => op.with::<Connection>(),
+        b'S' => op.with::<Session>(),
+        b'H' => op.with::<HubSettings>(),
+        b'Y' => op.with::<CareRequest>(),
+        b'E' => op.with::<Event>(),
+        b'Z' => op.with::<AuditEntry>(),
+        b'z' => op.with::<(u64, String)>(),
+        b'r' => op.with::<Record>(),
+        b'q' => op.with::<Applied>(),
+        b'O' => op.with::<bool>(),
+        // Index tables: the key is the entry, the value is empty.
+        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' => op.with::<()>(),
+        _ => return None,
+    })
+}
+
+/// Rewrites the current snapshot file, if it is JSON: true when it did.
+fn snapshot_pass(path: &Path) -> Result<bool, MigrateError> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let fail = |cause: String| MigrateError::Snapshot { path: path.display().to_string(), cause };
+    let meta = snapshot::read_raw_meta(path)?;
+    if codec::is_current(&meta) {
+        return Ok(false);
+    }
+    let meta: SnapshotMeta = serde_json::from_slice(&meta).map_err(|e| fail(format!("meta: {e}")))?;
+    let tmp = path.with_extension("migrating");
+    let mut writer = SnapshotWriter::create(&tmp, &meta)?;
+    snapshot::read_raw(path, |k, v| {
+        let value = convert(CF_SM_DATA, &k, &v).map_err(io_err)?;
+        // Snapshot pairs are live values only; a `None` (absent) has no pair to write.
+        value.map_or(Ok(()), |value| writer.pair(&k, &value))
+    })?;
+    writer.finish()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+use std::path::Path;
+
+use super::*;
+
+/// Unpacks the fixture written by the JSON-valued storage (see `tests/fixtures/README.md`).
+pub(crate) fn unpack_json_fixture(into: &Path) {
+    let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/json-v0.tar.gz");
+    let file = std::fs::File::open(&archive).expect("the fixture");
+    tar::Archive::new(flate2::read::GzDecoder::new(file)).unpack(into).expect("unpack the fixture");
+}
+
+/// The data dir's RocksDB as it is on disk, not migrated.
+fn raw(data_dir: &Path) -> DB {
+    crate::open_db(&data_dir.join("db")).expect("open the db")
+}
+
+/// Every value of every column family: (family, key, value).
+fn all_values(db: &DB) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let mut all = Vec::new();
+    for family in FAMILIES {
+        for item in db.iterator_cf(cf(db, family), IteratorMode::Start) {
+            let (k, v) = item.expect("read");
+            all.push((family, k.to_vec(), v.to_vec()));
+        }
+    }
+    all
+}
+
+/// The value as JSON, through its Rust type, from JSON or from the current format.
+struct AsJson<'a>(&'a [u8]);
+
+impl ForType for AsJson<'_> {
+    type Out = serde_json::Value;
+    fn with<T: DeserializeOwned + Serialize>(self) -> Self::Out {
+        let value: T = match codec::is_current(self.0) {
+            true => codec::decode(self.0).expect("a current value"),
+            false => serde_json::from_slice(self.0).expect("a JSON value"),
+        };
+        serde_json::to_value(value).expect("as JSON")
+    }
+}
+
+fn as_json(family: &str, key: &[u8], bytes: &[u8]) -> serde_json::Value {
+    if family == CF_SM_META && key == APPLIED && !codec::is_current(bytes) {
+        // Written as `Option<LogId>` JSON; `Some(id)` and `id` are the same JSON.
+        return serde_json::from_slice(bytes).expect("JSON");
+    }
+    value_type(family, key, AsJson(bytes)).expect("a typed key")
+}
+
+#[test]
+fn every_table_has_a_type() {
+    for table in keys::TABLES {
+        let key = if table == keys::META { keys::CLOCK.to_vec() } else { keys::all(table) };
+        assert!(state_type(&key, Probe).is_some(), "table {} ({}) has no value type", table.prefix as char, table.name);
+    }
+}
+
+/// Only asks whether a key has a type.
+struct Probe;
+
+impl ForType for Probe {
+    type Out = ();
+    fn with<T: DeserializeOwned + Serialize>(self) {}
+}
+
+/// Every value of the fixture survives the migration: the same value through its Rust type, of
+/// every table present, and the snapshot file's meta and pairs.
+#[test]
+fn the_fixture_migrates_value_for_value() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    unpack_json_fixture(dir.path());
+    let before = all_values(&raw(dir.path()));
+    let snapshot_path = dir.path().join("snapshots").join(crate::state_machine::CURRENT_SNAPSHOT);
+    let json_meta: SnapshotMeta = serde_json::from_slice(&snapshot::read_raw_meta(&snapshot_path).expect("meta"))
+        .expect("the fixture's snapshot meta is JSON");
+
+    drop(crate::open(dir.path()).expect("open migrates"));
+    let db = raw(dir.path());
+    let mut tables = std::collections::BTreeSet::new();
+    for (family, key, json) in &before {
+        let now = db.get_cf(cf(&db, family), key).expect("read").expect("still there");
+        assert!(codec::is_current(&now), "{family} {} not migrated", codec::key_in(family, key));
+        assert_eq!(as_json(family, key, &now), as_json(family, key, json), "{family} {}", codec::key_in(family, key));
+        if *family == CF_SM_DATA {
+            tables.insert(key[0] as char);
+        }
+    }
+    assert!(tables.len() >= 18, "the fixture covers most tables: {tables:?}");
+    let mut pairs = 0;
+    let meta = snapshot::read_pairs(&snapshot_path, |k, v| {
+        pairs += 1;
+        value_type(CF_SM_DATA, &k, AsJson(&v)).expect("typed");
+        Ok(())
+    })
+    .expect("the snapshot file is current");
+    assert_eq!(meta, json_meta);
+    assert!(pairs > 100, "{pairs} pairs");
+    let again = run(&db, snapshot_path.parent().expect("the snapshot dir")).expect("a second run");
+    assert_eq!(again, None, "the marker makes a second open a no-op");
+}
+
+#[test]
+fn a_data_dir_of_an_unknown_format_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    drop(crate::open(dir.path()).expect("a fresh dir"));
+    let db = raw(dir.path());
+    db.put_cf(cf(&db, CF_RAFT_META), FORMAT, [7]).expect("write");
+    drop(db);
+    let refused = crate::open(dir.path()).map(|_| ()).expect_err("format 7");
+    assert_eq!(
+        refused.to_string(),
+        "the data dir is in value format 7; this build reads format 1 (and JSON, to migrate)"
+    );
+}
+
+#[test]
+fn a_json_value_that_is_not_what_its_key_holds_stops_the_migration_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    unpack_json_fixture(dir.path());
+    let db = raw(dir.path());
+    db.put_cf(cf(&db, CF_SM_DATA), keys::id(keys::FACILITIES, 1), br#"{"id":"one"}"#).expect("write");
+    drop(db);
+    let refused = crate::open(dir.path()).map(|_| ()).expect_err("a bad facility");
+    let message = refused.to_string();
+    assert!(message.starts_with("cannot migrate sm_data key F/0000000000000001 (facilities) from JSON"), "{message}");
+}
+
+/// Bytes of values before and after the migration, per column family and for posts: printed for
+/// docs/benchmarks.md (`cargo test --workspace --lib value_sizes -- --nocapture`).
+#[test]
+fn value_sizes_of_the_fixture_shrink() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    unpack_json_fixture(dir.path());
+    let before = all_values(&raw(dir.path()));
+    drop(crate::open(dir.path()).expect("open migrates"));
+    let db = raw(dir.path());
+    let mut sizes: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
+    for (family, key, json) in &before {
+        let now = db.get_cf(cf(&db, family), key).expect("read").expect("still there");
+        let group = match *family {
+            CF_SM_DATA => format!("sm_data {} ({})", key[0] as char, keys::table_of(key).map_or("", |t| t.name)),
+            _ => family.to_string(),
+        };
+        let entry = sizes.entry(group).or_default();
+        *entry = (entry.0 + 1, entry.1 + json.len(), entry.2 + now.len());
+    }
+    for (group, (count, json, now)) in &sizes {
+        println!(
+            "FIGURE {group}: {count} values, JSON {json} B, now {now} B ({:.0} %)",
+            100.0 * *now as f64 / *json as f64
+        );
+    }
+    let (json, now) = sizes.values().fold((0, 0), |(j, n), (_, json, now)| (j + json, n + now));
+    println!("FIGURE all values: JSON {json} B, now {now} B ({:.0} %)", 100.0 * now as f64 / json as f64);
+    assert!(now * 2 < json, "{now} B against {json} B of JSON");
+}
