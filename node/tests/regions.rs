@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{HubSpec, TestHub, Wire, put_as};
 use kizuna_chaos::workload::{self, authed};
-use kizuna_node::domain::{Command, Envelope};
+use kizuna_node::domain::{Envelope, LogCommand};
 use kizuna_node::member::NodeRole;
 use kizuna_node::node::NodeError;
 use kizuna_proto::admin::{
@@ -223,9 +223,9 @@ async fn a_cut_off_leader_and_learner_say_they_are_stale_and_a_waiting_write_end
     hub.isolate(leader);
     let node = &hub.running(leader).node;
     let write = Envelope {
-        request_id: "s-2".into(),
+        idempotency_key: "s-2".into(),
         proposed_at_ms: 0,
-        command: Command::PutRecord { key: key.into(), value: "停止".into() },
+        command: LogCommand::PutRecord { key: key.into(), value: "停止".into() },
     };
     let started = Instant::now();
     let (write, read) = tokio::join!(node.write(write), node.linearizable_barrier());

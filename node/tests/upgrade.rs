@@ -43,7 +43,8 @@ async fn a_node_restarted_on_a_json_data_dir_serves_it_and_takes_writes() {
     assert_eq!((greeting.value.as_str(), greeting.version), ("こんばんは", 3));
     let put = hub.put(1, "greeting", "おやすみ", "upgrade-put").await.expect("a write after the upgrade");
     assert_eq!(put.version, 4);
-    let retried = hub.put(1, "greeting", "おやすみ", "fixture-put-4").await.expect("a retry of a migrated request id");
-    assert_eq!(retried.version, 3, "the remembered result of a request id written as JSON");
+    let retried =
+        hub.put(1, "greeting", "おやすみ", "fixture-put-4").await.expect("a retry of a migrated idempotency key");
+    assert_eq!(retried.version, 3, "the remembered result of an idempotency key written as JSON");
     hub.shutdown().await;
 }

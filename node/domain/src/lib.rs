@@ -1,34 +1,64 @@
 //! What the hub does, without I/O: commands, their validation and their results.
 //!
-//! [`collab`] holds the collaboration network's rules (accounts, patients, rooms, posts, read
-//! state, authorization); [`records`] the first replicated write path.
+//! The collaboration network's rules, organised by feature: accounts, facilities, invitations,
+//! patients and their teams, sub-rooms, groups, connections, posts, read state, requests to
+//! facilities, the resource map, search and authorization; [`records`] the first replicated
+//! write path.
 //!
-//! Every state change is a [`Command`] inside an [`Envelope`] that the Raft log carries. The
+//! Pure: commands read a [`HubView`] and return [`Change`]s; nothing here does I/O. The store
+//! applies them in the replicated state machine (`store/hub_view.rs`).
+//!
+//! Every state change is a [`LogCommand`] inside an [`Envelope`] that the Raft log carries. The
 //! store applies envelopes deterministically: the same log gives the same state on every node.
 
-pub mod collab;
+pub mod accounts;
+pub mod audit;
+pub mod authz;
+pub mod bigram;
+pub mod commands;
+pub mod connections;
+pub mod directory;
+pub mod error;
+pub mod events;
+pub mod kernel;
+pub mod model;
+pub mod posts;
+pub mod queries;
 pub mod records;
+pub mod requests;
+pub mod rooms;
+pub mod search;
+pub mod second_factor;
+pub mod sessions;
+pub mod signed;
+pub mod view;
 
 use serde::{Deserialize, Serialize};
 
+pub use commands::{Command, Ctx, Effects, Outbound, Outcome, Raised, Trail, execute};
+pub use error::{DomainError, DomainResult};
 pub use records::{Record, RecordError};
+pub use signed::{Decision, Sender, decide};
+pub use view::{Change, HubView, MemHub, ViewError, ViewResult};
 
-/// Longest accepted client request id, in bytes.
-pub const MAX_REQUEST_ID_BYTES: usize = 128;
+/// Longest accepted idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
 /// A command as it travels through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// Client-chosen idempotency key: a retry returns the first result instead of applying twice.
-    pub request_id: String,
+    #[serde(alias = "request_id")]
+    pub idempotency_key: String,
     /// Wall clock of the leader that proposed it, in ms since the Unix epoch. Apply never lets
     /// time go backwards (see [`monotonic_time`]).
     pub proposed_at_ms: u64,
-    pub command: Command,
+    pub command: LogCommand,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
+/// What one log entry carries.
+pub enum LogCommand {
     PutRecord {
         key: String,
         value: String,
@@ -36,16 +66,17 @@ pub enum Command {
     /// A collaboration-network command on behalf of the session whose token hashes to
     /// `session` (None: not signed in). Apply resolves the acting account from the replicated
     /// sessions, so a stopped account or revoked session cannot act on any node.
-    Collab {
+    #[serde(alias = "Collab")]
+    Signed {
         session: Option<String>,
         /// The node that proposed it (for the audit trail).
         #[serde(default)]
         origin_node: u64,
-        command: collab::Command,
+        command: Command,
     },
     /// Reads of patient data journaled on one node, shipped in a batch into the audit chain.
     AuditReads {
-        records: Vec<collab::audit::AuditRecord>,
+        records: Vec<audit::AuditRecord>,
     },
 }
 
@@ -53,11 +84,11 @@ impl std::fmt::Display for Envelope {
     // Short on purpose: logged by Raft, so never the content (it may be patient data).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.command {
-            Command::PutRecord { .. } => "put-record",
-            Command::Collab { .. } => "collab",
-            Command::AuditReads { .. } => "audit-reads",
+            LogCommand::PutRecord { .. } => "put-record",
+            LogCommand::Signed { .. } => "signed",
+            LogCommand::AuditReads { .. } => "audit-reads",
         };
-        write!(f, "{kind} (request {})", self.request_id)
+        write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
 }
 
@@ -67,26 +98,27 @@ pub enum CommandResult {
     RecordPut {
         version: u64,
     },
-    Collab(collab::Outcome),
+    #[serde(alias = "Collab")]
+    Done(Outcome),
     /// Audit records appended; the chain's new length.
     Audited {
         last_seq: u64,
     },
     /// Valid on the wire but refused by the rules and the state it met. Deterministic, and
     /// remembered with the idempotency key like any result.
-    Refused(collab::DomainError),
+    Refused(DomainError),
     /// Raft's own entries (leader blanks, membership changes) produce nothing for a client.
     NoOp,
 }
 
-impl From<collab::DomainError> for CommandResult {
-    fn from(e: collab::DomainError) -> Self {
+impl From<DomainError> for CommandResult {
+    fn from(e: DomainError) -> Self {
         CommandResult::Refused(e)
     }
 }
 
-impl From<collab::ViewError> for CommandResult {
-    fn from(e: collab::ViewError) -> Self {
+impl From<ViewError> for CommandResult {
+    fn from(e: ViewError) -> Self {
         CommandResult::Refused(e.into())
     }
 }
@@ -95,16 +127,16 @@ impl From<collab::ViewError> for CommandResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     pub result: CommandResult,
-    /// Raft log index of the entry that first applied this request id.
+    /// Raft log index of the entry that first applied this idempotency key.
     pub log_index: u64,
-    /// True when the request id had been applied before and this is the remembered result.
+    /// True when the idempotency key had been applied before and this is the remembered result.
     pub duplicate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
-    #[error("idempotency_key must be 1..={MAX_REQUEST_ID_BYTES} bytes of printable text")]
-    RequestId,
+    #[error("idempotency_key must be 1..={MAX_IDEMPOTENCY_KEY_BYTES} bytes of printable text")]
+    IdempotencyKey,
     #[error(transparent)]
     Record(#[from] RecordError),
     /// Refused by the leader this write was forwarded to.
@@ -116,32 +148,32 @@ impl Envelope {
     /// The key its result is remembered under. Keys are scoped per signed-in account: one
     /// user's key never answers (and so never swallows) another user's write, even if a
     /// client reuses keys. Unsigned commands (records, shipped reads) share one scope.
-    pub fn idempotency_scope(&self, view: &impl collab::HubView) -> collab::ViewResult<String> {
+    pub fn idempotency_scope(&self, view: &impl HubView) -> ViewResult<String> {
         let account = match &self.command {
-            Command::Collab { session: Some(token_hash), .. } => view.session(token_hash)?.map(|s| s.account),
+            LogCommand::Signed { session: Some(token_hash), .. } => view.session(token_hash)?.map(|s| s.account),
             _ => None,
         };
         Ok(match account {
-            Some(a) => format!("{}/{}", a.0, self.request_id),
-            None => self.request_id.clone(),
+            Some(a) => format!("{}/{}", a.0, self.idempotency_key),
+            None => self.idempotency_key.clone(),
         })
     }
 
     /// Checks everything that can be checked without state. Called before proposing, so a
     /// malformed request never reaches the log.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        validate_request_id(&self.request_id)?;
+        validate_idempotency_key(&self.idempotency_key)?;
         match &self.command {
-            Command::PutRecord { key, value } => records::validate_put(key, value)?,
-            Command::Collab { .. } | Command::AuditReads { .. } => {}
+            LogCommand::PutRecord { key, value } => records::validate_put(key, value)?,
+            LogCommand::Signed { .. } | LogCommand::AuditReads { .. } => {}
         }
         Ok(())
     }
 }
 
-pub fn validate_request_id(id: &str) -> Result<(), ValidationError> {
-    if id.is_empty() || id.len() > MAX_REQUEST_ID_BYTES || id.chars().any(char::is_control) {
-        return Err(ValidationError::RequestId);
+pub fn validate_idempotency_key(id: &str) -> Result<(), ValidationError> {
+    if id.is_empty() || id.len() > MAX_IDEMPOTENCY_KEY_BYTES || id.chars().any(char::is_control) {
+        return Err(ValidationError::IdempotencyKey);
     }
     Ok(())
 }
@@ -158,14 +190,17 @@ pub fn monotonic_time(previous_ms: u64, proposed_ms: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod envelope_tests {
     use super::*;
 
-    fn put(request_id: &str, key: &str, value: &str) -> Envelope {
+    fn put(idempotency_key: &str, key: &str, value: &str) -> Envelope {
         Envelope {
-            request_id: request_id.into(),
+            idempotency_key: idempotency_key.into(),
             proposed_at_ms: 1,
-            command: Command::PutRecord { key: key.into(), value: value.into() },
+            command: LogCommand::PutRecord { key: key.into(), value: value.into() },
         }
     }
 
@@ -175,10 +210,10 @@ mod tests {
     }
 
     #[test]
-    fn request_id_is_required_and_bounded() {
-        assert_eq!(put("", "k", "v").validate(), Err(ValidationError::RequestId));
-        assert_eq!(put(&"x".repeat(129), "k", "v").validate(), Err(ValidationError::RequestId));
-        assert_eq!(put("a\nb", "k", "v").validate(), Err(ValidationError::RequestId));
+    fn idempotency_key_is_required_and_bounded() {
+        assert_eq!(put("", "k", "v").validate(), Err(ValidationError::IdempotencyKey));
+        assert_eq!(put(&"x".repeat(129), "k", "v").validate(), Err(ValidationError::IdempotencyKey));
+        assert_eq!(put("a\nb", "k", "v").validate(), Err(ValidationError::IdempotencyKey));
     }
 
     #[test]

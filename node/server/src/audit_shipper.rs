@@ -1,6 +1,6 @@
 //! The audit shipper: a background worker that moves this node's read journal (patient-data
 //! reads, `kizuna_store::ReadJournal`, local to the node) into the replicated audit chain
-//! (`kizuna_domain::collab::audit`) in batches: reads are durable on the node at once and cost
+//! (`kizuna_domain::audit`) in batches: reads are durable on the node at once and cost
 //! no Raft round trip each. Operators read the chain through the audit service (`api/audit.rs`,
 //! `AuditService`), not through this module.
 
@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::node::Node;
-use kizuna_domain::{Command, Envelope};
+use kizuna_domain::{Envelope, LogCommand};
 
 /// At most this many reads per shipped batch.
 const BATCH: usize = 500;
@@ -36,9 +36,9 @@ pub async fn ship(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
             let (first, last, records) = pending;
             // The idempotency key names the journal range: a retry after a failover is applied once.
             let envelope = Envelope {
-                request_id: format!("audit-{}-{first}-{last}", node.id),
+                idempotency_key: format!("audit-{}-{first}-{last}", node.id),
                 proposed_at_ms: 0,
-                command: Command::AuditReads { records },
+                command: LogCommand::AuditReads { records },
             };
             match node.write(envelope).await {
                 Ok(_) => {

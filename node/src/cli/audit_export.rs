@@ -6,8 +6,8 @@ use std::io::BufRead;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use kizuna_domain::collab::audit::{self, AuditAction, AuditEntry, AuditRecord};
-use kizuna_domain::collab::model::{AccountId, PatientId, RoomId};
+use kizuna_domain::audit::{self, AuditAction, AuditEntry, AuditRecord};
+use kizuna_domain::model::{AccountId, PatientId, RoomId};
 use kizuna_proto::audit::AuditEntry as PbEntry;
 use serde::Deserialize;
 
@@ -107,7 +107,7 @@ mod tests {
     use kizuna_proto::audit::AuditAction as PbAction;
 
     /// A chain of entries hashed before versions existed, as `Z` holds it in old data directories.
-    const V0_CHAIN: &str = include_str!("../../domain/src/collab/audit/v0_chain.json");
+    const V0_CHAIN: &str = include_str!("../../domain/src/audit/v0_chain.json");
 
     /// The API's view of an entry, as the server's audit service builds it.
     fn to_pb(e: &AuditEntry) -> PbEntry {

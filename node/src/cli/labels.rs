@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn every_profession_has_the_domain_label() {
-        use kizuna_domain::collab::model::Profession as P;
+        use kizuna_domain::model::Profession as P;
         let pairs = [
             (Profession::Doctor, P::Doctor),
             (Profession::Nurse, P::Nurse),

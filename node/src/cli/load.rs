@@ -17,7 +17,7 @@ use super::user::{authed, token};
 /// What each client does in a loop.
 #[derive(Debug, Clone, Copy)]
 pub enum Workload {
-    /// Replicated record writes, each with its own request id.
+    /// Replicated record writes, each with its own idempotency key.
     Writes,
     /// Linearizable reads of one room's newest 50 posts.
     Timeline { room: u64 },

@@ -10,7 +10,7 @@ use rocksdb::{DB, IteratorMode, WriteBatch};
 
 use super::keys::{self, journal_seq};
 use super::{CF_AUDIT_JOURNAL, cf, codec, io_err, to_value};
-use kizuna_domain::collab::audit::AuditRecord;
+use kizuna_domain::audit::AuditRecord;
 
 #[derive(Clone)]
 pub struct ReadJournal {

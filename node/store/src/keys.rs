@@ -38,7 +38,7 @@
 //! | `z` | — | (seq, hash) of the newest audit entry |
 //! | `H` | — | HubSettings (absent: never set, the defaults) |
 //! | `r` | record key | Record |
-//! | `q` | request id (`account/id` when signed in) | Applied (idempotency) |
+//! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
 //!
 //! Other column families: `raft_log` (log index), `raft_meta` (`vote`, `committed`, `purged`),
@@ -79,7 +79,7 @@ pub(crate) const EVENTS: Table = table(b'E', "events");
 pub(crate) const AUDIT: Table = table(b'Z', "audit log");
 pub(crate) const AUDIT_HEAD: Table = table(b'z', "audit head");
 pub(crate) const RECORDS: Table = table(b'r', "records");
-pub(crate) const REQUEST_IDS: Table = table(b'q', "request ids");
+pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
@@ -107,7 +107,7 @@ pub(crate) const TABLES: [Table; 25] = [
     AUDIT,
     AUDIT_HEAD,
     RECORDS,
-    REQUEST_IDS,
+    IDEMPOTENCY,
     META,
 ];
 
@@ -150,7 +150,7 @@ pub(crate) fn ids(table: Table, parent: u64, child: u64) -> Vec<u8> {
     compose(table, &[&be(parent), &be(child)])
 }
 
-/// `table` + a string: a row by login, code hash, token hash, record key or request id.
+/// `table` + a string: a row by login, code hash, token hash, record key or idempotency key.
 pub(crate) fn text(table: Table, s: &str) -> Vec<u8> {
     compose(table, &[s.as_bytes()])
 }
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(all(SETTINGS), b"H");
         assert_eq!(all(AUDIT_HEAD), b"z");
         assert_eq!(text(RECORDS, "k"), b"rk");
-        assert_eq!(text(REQUEST_IDS, "3/x"), b"q3/x");
+        assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);

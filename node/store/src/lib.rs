@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `raft_log` | log index, u64 big-endian | the openraft entry |
 //! | `raft_meta` | `vote`, `committed`, `purged`; `format` | the openraft value; the data dir's value format |
-//! | `sm_data` | one-byte table prefix + key (`r` records, `q` request ids, `m` apply clock) | the domain value |
+//! | `sm_data` | one-byte table prefix + key (`r` records, `q` idempotency keys, `m` apply clock) | the domain value |
 //! | `sm_meta` | `applied`, `membership` | the openraft value |
 //! | `audit_journal` | local seq | patient-data reads not yet shipped into the audit chain (node-local) |
 //!
@@ -17,8 +17,8 @@
 //! durable.
 
 pub mod codec;
-mod collab;
 mod fault;
+mod hub_view;
 mod journal;
 mod keys;
 mod log_store;
@@ -33,8 +33,8 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 pub use codec::{CodecError, ValueError};
-pub use collab::RocksHub;
 pub use fault::StorageFault;
+pub use hub_view::RocksHub;
 pub use journal::ReadJournal;
 pub use log_store::LogStore;
 pub use migrate::MigrateError;

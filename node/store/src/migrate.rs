@@ -20,10 +20,10 @@ use crate::keys::{self, APPLIED, COMMITTED, FORMAT, MEMBERSHIP, PURGED, VOTE};
 use crate::raft::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 use crate::snapshot::{self, SnapshotWriter};
 use crate::{CF_AUDIT_JOURNAL, CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, cf, io_err};
-use kizuna_domain::collab::audit::{AuditEntry, AuditRecord};
-use kizuna_domain::collab::events::Event;
-use kizuna_domain::collab::model::*;
-use kizuna_domain::collab::requests::CareRequest;
+use kizuna_domain::audit::{AuditEntry, AuditRecord};
+use kizuna_domain::events::Event;
+use kizuna_domain::model::*;
+use kizuna_domain::requests::CareRequest;
 use kizuna_domain::{Applied, Record};
 
 /// Every column family a value of which the pass rewrites (all of them).

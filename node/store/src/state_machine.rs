@@ -12,15 +12,16 @@ use openraft::{EntryPayload, OptionalSend};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
 use super::ReadJournal;
-use super::collab::RocksHub;
 use super::fault::StorageFault;
-use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS, REQUEST_IDS};
+use super::hub_view::RocksHub;
+use super::keys::{self, APPLIED, CLOCK, IDEMPOTENCY, MEMBERSHIP, RECORDS};
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_value};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
-use kizuna_domain::collab;
-use kizuna_domain::collab::events::{Event, stamp};
-use kizuna_domain::{self, Applied, Command, CommandResult, Envelope, Record};
+use kizuna_domain::events::{Event, stamp};
+use kizuna_domain::{
+    self, Applied, Command, CommandResult, Ctx, Decision, Envelope, LogCommand, Record, Sender, decide,
+};
 
 pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
 
@@ -168,7 +169,7 @@ struct ApplyBatch<'a> {
     db: &'a DB,
     batch: WriteBatch,
     records: HashMap<String, Record>,
-    requests: HashMap<String, Applied>,
+    applied_keys: HashMap<String, Applied>,
     clock_ms: u64,
     hub: RocksHub<'a>,
     events: Vec<Event>,
@@ -201,18 +202,18 @@ impl ApplyBatch<'_> {
     }
 
     fn apply(&mut self, log_index: u64, envelope: Envelope) -> std::io::Result<Applied> {
-        let request_key = match envelope.idempotency_scope(&self.hub) {
+        let scoped_key = match envelope.idempotency_scope(&self.hub) {
             Ok(key) => key,
             // The view noted the fault: `stop_if_faulted` ends the batch before anything of it,
             // this result included, is written.
             Err(unreadable) => return Ok(Applied { result: unreadable.into(), log_index, duplicate: false }),
         };
-        if let Some(first) = self.request(&request_key)? {
+        if let Some(first) = self.applied_under(&scoped_key)? {
             return Ok(Applied { duplicate: true, ..first });
         }
         self.clock_ms = kizuna_domain::monotonic_time(self.clock_ms, envelope.proposed_at_ms);
         let result = match envelope.command {
-            Command::PutRecord { key, value } => {
+            LogCommand::PutRecord { key, value } => {
                 let previous = self.record(&key)?;
                 let record = kizuna_domain::records::put(previous.as_ref(), value, self.clock_ms);
                 let version = record.version;
@@ -220,8 +221,10 @@ impl ApplyBatch<'_> {
                 self.records.insert(key, record);
                 CommandResult::RecordPut { version }
             }
-            Command::Collab { session, origin_node, command } => self.collab(log_index, session, origin_node, command),
-            Command::AuditReads { records } => {
+            LogCommand::Signed { session, origin_node, command } => {
+                self.signed(log_index, session, origin_node, command)
+            }
+            LogCommand::AuditReads { records } => {
                 let mut last_seq = 0;
                 for r in records {
                     last_seq = self.hub.append_audit(r);
@@ -230,22 +233,16 @@ impl ApplyBatch<'_> {
             }
         };
         let applied = Applied { result, log_index, duplicate: false };
-        self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(REQUEST_IDS, &request_key), to_value(&applied)?);
-        self.requests.insert(request_key, applied.clone());
+        self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(IDEMPOTENCY, &scoped_key), to_value(&applied)?);
+        self.applied_keys.insert(scoped_key, applied.clone());
         Ok(applied)
     }
 
-    fn collab(
-        &mut self,
-        log_index: u64,
-        session: Option<String>,
-        origin_node: u64,
-        command: collab::Command,
-    ) -> CommandResult {
-        let ctx = collab::Ctx { log_index, now_ms: self.clock_ms };
-        let sender = collab::Sender { session: session.as_deref(), origin_node };
-        match collab::decide(&self.hub, ctx, sender, command) {
-            Ok(collab::Decision { effects, audit }) => {
+    fn signed(&mut self, log_index: u64, session: Option<String>, origin_node: u64, command: Command) -> CommandResult {
+        let ctx = Ctx { log_index, now_ms: self.clock_ms };
+        let sender = Sender { session: session.as_deref(), origin_node };
+        match decide(&self.hub, ctx, sender, command) {
+            Ok(Decision { effects, audit }) => {
                 self.hub.apply(effects.changes);
                 if let Some(record) = audit {
                     self.hub.append_audit(record);
@@ -254,7 +251,7 @@ impl ApplyBatch<'_> {
                     self.hub.put_event(&event);
                     self.events.push(event);
                 }
-                CommandResult::Collab(effects.outcome)
+                CommandResult::Done(effects.outcome)
             }
             Err(e) => e.into(),
         }
@@ -267,10 +264,10 @@ impl ApplyBatch<'_> {
         }
     }
 
-    fn request(&self, id: &str) -> std::io::Result<Option<Applied>> {
-        match self.requests.get(id) {
+    fn applied_under(&self, key: &str) -> std::io::Result<Option<Applied>> {
+        match self.applied_keys.get(key) {
             Some(a) => Ok(Some(a.clone())),
-            None => get_value(self.db, CF_SM_DATA, &keys::text(REQUEST_IDS, id)),
+            None => get_value(self.db, CF_SM_DATA, &keys::text(IDEMPOTENCY, key)),
         }
     }
 }
@@ -294,7 +291,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             db: &self.db,
             batch: WriteBatch::default(),
             records: HashMap::new(),
-            requests: HashMap::new(),
+            applied_keys: HashMap::new(),
             clock_ms,
             hub: RocksHub::new(&self.db),
             events: Vec::new(),
@@ -454,32 +451,32 @@ mod tests {
     use openraft::entry::RaftEntry;
     use openraft::testing::log_id;
 
-    use kizuna_domain::collab::HubView;
+    use kizuna_domain::HubView;
 
     use super::*;
     use crate::raft::Entry;
 
     fn put_record(index: u64, key: &str) -> Entry {
-        let command = Command::PutRecord { key: key.into(), value: "v".into() };
-        let envelope = Envelope { request_id: format!("put-{index}"), proposed_at_ms: index, command };
+        let command = LogCommand::PutRecord { key: key.into(), value: "v".into() };
+        let envelope = Envelope { idempotency_key: format!("put-{index}"), proposed_at_ms: index, command };
         Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
     }
 
     /// A signed-in command: apply reads the session `token_hash` first.
     fn logout(index: u64, token_hash: &str) -> Entry {
-        let command = Command::Collab {
+        let command = LogCommand::Signed {
             session: Some(token_hash.into()),
             origin_node: 1,
-            command: collab::Command::Logout { token_hash: token_hash.into() },
+            command: Command::Logout { token_hash: token_hash.into() },
         };
-        let envelope = Envelope { request_id: format!("logout-{index}"), proposed_at_ms: index, command };
+        let envelope = Envelope { idempotency_key: format!("logout-{index}"), proposed_at_ms: index, command };
         Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
     }
 
     /// A collaboration command proposed at `at_ms`, on behalf of `session` if given.
-    fn collab_at(index: u64, at_ms: u64, session: Option<&str>, command: collab::Command) -> Entry {
-        let command = Command::Collab { session: session.map(Into::into), origin_node: 1, command };
-        let envelope = Envelope { request_id: format!("collab-{index}"), proposed_at_ms: at_ms, command };
+    fn signed_at(index: u64, at_ms: u64, session: Option<&str>, command: Command) -> Entry {
+        let command = LogCommand::Signed { session: session.map(Into::into), origin_node: 1, command };
+        let envelope = Envelope { idempotency_key: format!("signed-{index}"), proposed_at_ms: at_ms, command };
         Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
     }
 
@@ -515,24 +512,21 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (_log, mut sm) = crate::open(dir.path()).expect("open");
         let (t0, token) = (1_000_000, "op-token");
-        let init = collab::Command::InitOperator {
-            login: "op".into(),
-            display_name: "事務局".into(),
-            password_hash: "h".into(),
-        };
-        let login = collab::Command::CreateSession {
+        let init =
+            Command::InitOperator { login: "op".into(), display_name: "事務局".into(), password_hash: "h".into() };
+        let login = Command::CreateSession {
             login: "op".into(),
             token_hash: token.into(),
             device: "pc".into(),
             totp_step: None,
         };
-        let mut entries = vec![collab_at(1, t0, None, init), collab_at(2, t0, None, login)];
+        let mut entries = vec![signed_at(1, t0, None, init), signed_at(2, t0, None, login)];
         if let Some((idle_minutes, absolute_hours)) = policy {
-            let set = collab::Command::SetSessionPolicy { idle_minutes, absolute_hours };
-            entries.push(collab_at(3, t0, Some(token), set));
+            let set = Command::SetSessionPolicy { idle_minutes, absolute_hours };
+            entries.push(signed_at(3, t0, Some(token), set));
         }
-        let logout = collab::Command::Logout { token_hash: token.into() };
-        entries.push(collab_at(4, t0 + 2 * 3_600_000, Some(token), logout));
+        let logout = Command::Logout { token_hash: token.into() };
+        entries.push(signed_at(4, t0 + 2 * 3_600_000, Some(token), logout));
         apply(&mut sm, entries).await.expect("apply");
         sm.reader().hub().session(token).expect("readable").expect("the session").revoked
     }

@@ -7,9 +7,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use kizuna_domain::collab::model::*;
-use kizuna_domain::collab::requests::RequestKind;
-use kizuna_domain::collab::{Command, Ctx, HubView, MemHub, Outcome, execute};
+use kizuna_domain::model::*;
+use kizuna_domain::requests::RequestKind;
+use kizuna_domain::{Command, Ctx, HubView, MemHub, Outcome, execute};
 use kizuna_store::{LogStore, RocksHub, StateMachineStore};
 use proptest::prelude::*;
 use rocksdb::{DB, WriteBatch};
@@ -65,7 +65,7 @@ impl Twin {
         let on_rocks = execute(&rocks, ctx, actor, cmd.clone());
         assert_eq!(rocks.fault(), None, "the store met a fault on {cmd:?}");
         assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "answers differ for {cmd:?}");
-        let kizuna_domain::collab::Effects { outcome, changes, .. } = on_mem.ok()?;
+        let kizuna_domain::Effects { outcome, changes, .. } = on_mem.ok()?;
         self.mem.apply(changes.clone());
         let mut hub = RocksHub::new(&self.db);
         hub.apply(changes);
@@ -172,7 +172,7 @@ impl Twin {
                 both!(post(RoomId(i), seq));
             }
             for text in TEXTS {
-                let grams = kizuna_domain::collab::search::bigrams(&kizuna_domain::collab::search::normalize(text));
+                let grams = kizuna_domain::search::bigrams(&kizuna_domain::search::normalize(text));
                 for gram in &grams {
                     both!(posts_with_bigram(RoomId(i), gram));
                 }

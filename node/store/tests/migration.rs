@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use futures::stream;
-use kizuna_domain::collab::HubView;
-use kizuna_domain::collab::model::{AccountId, Member};
-use kizuna_domain::{Command, Envelope};
+use kizuna_domain::HubView;
+use kizuna_domain::model::{AccountId, Member};
+use kizuna_domain::{Envelope, LogCommand};
 use kizuna_store::raft::{Entry, LogId};
 use kizuna_store::{LogStore, StateMachineStore};
 use openraft::entry::RaftEntry;
@@ -72,8 +72,9 @@ async fn a_json_data_dir_opens_migrated_and_goes_on() {
 
     // And it goes on: a new entry applies, a new snapshot builds.
     let next = LogId { index: last.index + 1, ..last };
-    let put = Command::PutRecord { key: "greeting".into(), value: "おやすみ".into() };
-    let envelope = Envelope { request_id: "after-migration".into(), proposed_at_ms: 4_000_000_000_000, command: put };
+    let put = LogCommand::PutRecord { key: "greeting".into(), value: "おやすみ".into() };
+    let envelope =
+        Envelope { idempotency_key: "after-migration".into(), proposed_at_ms: 4_000_000_000_000, command: put };
     let entry = Entry::new_normal(next, envelope);
     sm.apply(stream::iter([Ok((entry, None))])).await.expect("apply after migration");
     let greeting = sm.reader().record("greeting").expect("read").expect("the record");

@@ -9,9 +9,9 @@ use super::convert::{facility_kind_from, profession_from, timestamp};
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, unexpected, view_status};
 use crate::node::now_ms;
-use kizuna_domain::collab::commands::SESSION_ID_CHARS;
-use kizuna_domain::collab::model::*;
-use kizuna_domain::collab::{Command, HubView, Outcome, authz, second_factor};
+use kizuna_domain::commands::SESSION_ID_CHARS;
+use kizuna_domain::model::*;
+use kizuna_domain::{Command, HubView, Outcome, authz, second_factor};
 
 fn account_id(o: Outcome) -> Result<u64, Status> {
     match o {

@@ -1,5 +1,5 @@
 //! The AuditService: operators page through the audit log and verify its hash chain (the
-//! audit chain, `kizuna_domain::collab::audit`). Not to be confused with the audit shipper
+//! audit chain, `kizuna_domain::audit`). Not to be confused with the audit shipper
 //! (`crate::audit_shipper`), the background worker that ships each node's journal of reads into
 //! the chain.
 
@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::convert::timestamp;
 use super::paging::{self, PageToken};
 use super::shared::Api;
-use kizuna_domain::collab::audit::{self, AuditAction, AuditEntry};
+use kizuna_domain::audit::{self, AuditAction, AuditEntry};
 
 fn audit_view(e: AuditEntry) -> pb::AuditEntry {
     let action = match e.record.action {

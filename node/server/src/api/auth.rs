@@ -30,11 +30,11 @@ pub fn one_time_password() -> Result<String, Status> {
     Ok(buf.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
 }
 
-/// `n` bytes derived from a caller's session token and request id: a retry with the same
-/// request id gets the same secret (so the answer of a retried write still matches what was
+/// `n` bytes derived from a caller's session token and idempotency key: a retry with the same
+/// key gets the same secret (so the answer of a retried write still matches what was
 /// stored), and only the token's holder can derive it.
-pub fn derived_secret(purpose: &str, token: &str, request_id: &str, n: usize) -> Vec<u8> {
-    let digest = Sha256::digest(format!("{purpose}|{token}|{request_id}").as_bytes());
+pub fn derived_secret(purpose: &str, token: &str, idempotency_key: &str, n: usize) -> Vec<u8> {
+    let digest = Sha256::digest(format!("{purpose}|{token}|{idempotency_key}").as_bytes());
     digest.iter().copied().take(n).collect()
 }
 

@@ -1,6 +1,6 @@
 //! The CareRequestService (リクエスト): send a care request to several facilities, answer it
 //! for one's facility, cancel it, read it, list one's boxes. Rules live in
-//! `kizuna_domain::collab::requests`.
+//! `kizuna_domain::requests`.
 
 use kizuna_proto::care_requests as pb;
 use tonic::{Request, Response, Status};
@@ -8,9 +8,9 @@ use tonic::{Request, Response, Status};
 use super::convert::timestamp;
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, shown, unexpected};
-use kizuna_domain::collab::model::*;
-use kizuna_domain::collab::requests::{self, Answer, CareRequest, RequestKind};
-use kizuna_domain::collab::{Command, HubView, Outcome};
+use kizuna_domain::model::*;
+use kizuna_domain::requests::{self, Answer, CareRequest, RequestKind};
+use kizuna_domain::{Command, HubView, Outcome};
 
 fn kind_from(kind: i32) -> Result<RequestKind, Status> {
     match pb::CareRequestKind::try_from(kind) {

@@ -4,8 +4,8 @@ use kizuna_proto::connections as pb;
 use tonic::{Request, Response, Status};
 
 use super::shared::{Api, unexpected};
-use kizuna_domain::collab::model::AccountId;
-use kizuna_domain::collab::{Command, Outcome};
+use kizuna_domain::model::AccountId;
+use kizuna_domain::{Command, Outcome};
 
 #[tonic::async_trait]
 impl pb::connection_service_server::ConnectionService for Api {

@@ -2,9 +2,9 @@
 //! professions, account kinds, posts and facilities. Enums travel as values; their Japanese
 //! labels are the client's business.
 
-use kizuna_domain::collab::HubView;
-use kizuna_domain::collab::directory::{FacilityProfile, GeoPoint};
-use kizuna_domain::collab::model::*;
+use kizuna_domain::HubView;
+use kizuna_domain::directory::{FacilityProfile, GeoPoint};
+use kizuna_domain::model::*;
 use kizuna_proto::common as pb;
 use tonic::Status;
 

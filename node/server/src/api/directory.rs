@@ -1,6 +1,6 @@
 //! The DirectoryService: the resource map (医療介護資源マップ) — search facilities, a
 //! facility's page with its staff, and its admins keeping the profile current. Rules live in
-//! `kizuna_domain::collab::directory`.
+//! `kizuna_domain::directory`.
 
 use kizuna_proto::directory as pb;
 use tonic::{Request, Response, Status};
@@ -8,9 +8,9 @@ use tonic::{Request, Response, Status};
 use super::convert::{account_kind, facility_kind_from, facility_view, point_from, profile_from};
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status};
-use kizuna_domain::collab::Command;
-use kizuna_domain::collab::directory::{self, Search};
-use kizuna_domain::collab::model::*;
+use kizuna_domain::Command;
+use kizuna_domain::directory::{self, Search};
+use kizuna_domain::model::*;
 
 /// A facility's place in a search's order (nearest first, then municipality, name and id): the
 /// page key.

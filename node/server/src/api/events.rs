@@ -9,10 +9,10 @@ use tonic::{Request, Response, Status};
 use super::convert::timestamp;
 use super::shared::{Api, read_fault_status, view_status};
 use crate::node::{NodeError, now_ms};
-use kizuna_domain::collab::DomainError;
-use kizuna_domain::collab::events::{self, Event, EventKind, visible_to};
-use kizuna_domain::collab::model::AccountId;
-use kizuna_domain::collab::queries::{self, SessionPolicy};
+use kizuna_domain::DomainError;
+use kizuna_domain::events::{self, Event, EventKind, visible_to};
+use kizuna_domain::model::AccountId;
+use kizuna_domain::queries::{self, SessionPolicy};
 
 fn event_view(e: &Event) -> pb::SubscribeResponse {
     use pb::event::Kind;

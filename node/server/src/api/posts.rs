@@ -7,10 +7,10 @@ use tonic::{Request, Response, Status};
 use super::convert::post_view;
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, unexpected, view_status};
-use kizuna_domain::collab::audit;
-use kizuna_domain::collab::model::*;
-use kizuna_domain::collab::queries::{self, TimelineOrder, TimelinePage, TimelineQuery};
-use kizuna_domain::collab::{Command, Outcome};
+use kizuna_domain::audit;
+use kizuna_domain::model::*;
+use kizuna_domain::queries::{self, TimelineOrder, TimelinePage, TimelineQuery};
+use kizuna_domain::{Command, Outcome};
 
 fn timeline_order(asked: i32) -> Result<TimelineOrder, Status> {
     match pb::TimelineOrder::try_from(asked) {

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::convert::timestamp;
 use super::shared::{Api, ReadFrom};
 use crate::node::Node;
-use kizuna_domain::{Command, CommandResult, Envelope, records};
+use kizuna_domain::{CommandResult, Envelope, LogCommand, records};
 
 pub struct Records {
     api: Api,
@@ -31,9 +31,9 @@ impl RecordService for Records {
         self.api.operator(&req).await?;
         let req = req.into_inner();
         let envelope = Envelope {
-            request_id: req.idempotency_key,
+            idempotency_key: req.idempotency_key,
             proposed_at_ms: 0,
-            command: Command::PutRecord { key: req.key, value: req.value },
+            command: LogCommand::PutRecord { key: req.key, value: req.value },
         };
         let applied = self.node.write(envelope).await.map_err(|e| e.into_status())?;
         match applied.result {

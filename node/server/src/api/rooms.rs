@@ -7,9 +7,9 @@ use tonic::{Request, Response, Status};
 use super::convert::timestamp;
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, unexpected};
-use kizuna_domain::collab::model::*;
-use kizuna_domain::collab::queries::{self, ListKind};
-use kizuna_domain::collab::{Command, Outcome, search};
+use kizuna_domain::model::*;
+use kizuna_domain::queries::{self, ListKind};
+use kizuna_domain::{Command, Outcome, search};
 
 fn room_id(o: Outcome) -> Result<u64, Status> {
     match o {

@@ -1,5 +1,5 @@
 //! The SearchService (検索): posts, patients, people and facilities in one answer. Rules live
-//! in `kizuna_domain::collab::search`; every patient-data hit is journalled like any other read.
+//! in `kizuna_domain::search`; every patient-data hit is journalled like any other read.
 
 use kizuna_proto::search as pb;
 use tonic::{Request, Response, Status};
@@ -7,9 +7,9 @@ use tonic::{Request, Response, Status};
 use super::convert::{account_kind, facility_view, post_view};
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, shown, view_status};
-use kizuna_domain::collab::directory::{self, Search};
-use kizuna_domain::collab::model::*;
-use kizuna_domain::collab::{DomainError, HubView, audit, queries, search};
+use kizuna_domain::directory::{self, Search};
+use kizuna_domain::model::*;
+use kizuna_domain::{DomainError, HubView, audit, queries, search};
 
 /// A post hit's place in the answer (newest first, by posted time, room, seq): the page key.
 fn hit_key(h: &search::Hit) -> (u64, u64, u64) {

@@ -9,12 +9,12 @@ use tonic::{Request, Status};
 
 use super::auth::{self, IdleClock};
 use crate::node::{Node, now_ms};
-use kizuna_domain::collab::audit::{AuditAction, AuditRecord};
-use kizuna_domain::collab::commands::SESSION_ID_CHARS;
-use kizuna_domain::collab::model::*;
-use kizuna_domain::collab::queries::{self, SessionPolicy};
-use kizuna_domain::collab::{Command, DomainError, Outcome, ViewError, ViewResult, authz};
+use kizuna_domain::audit::{AuditAction, AuditRecord};
+use kizuna_domain::commands::SESSION_ID_CHARS;
+use kizuna_domain::model::*;
+use kizuna_domain::queries::{self, SessionPolicy};
 use kizuna_domain::{self, CommandResult, Envelope};
+use kizuna_domain::{Command, DomainError, Outcome, ViewError, ViewResult, authz};
 use kizuna_store::{RocksHub, StorageFault};
 
 /// Which copy of the state a request is answered from.
@@ -166,13 +166,13 @@ impl Api {
         command: Command,
     ) -> Result<(Outcome, bool), Status> {
         let envelope = Envelope {
-            request_id: idempotency_key,
+            idempotency_key,
             proposed_at_ms: 0,
-            command: kizuna_domain::Command::Collab { session, origin_node: self.node.id, command },
+            command: kizuna_domain::LogCommand::Signed { session, origin_node: self.node.id, command },
         };
         let applied = self.node.write(envelope).await.map_err(|e| e.into_status())?;
         match applied.result {
-            CommandResult::Collab(outcome) => Ok((outcome, applied.duplicate)),
+            CommandResult::Done(outcome) => Ok((outcome, applied.duplicate)),
             CommandResult::Refused(refusal) => Err(domain_status(refusal)),
             other => Err(Status::internal(format!("unexpected result {other:?}"))),
         }

@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 
 use super::*;
 use crate::raft::{Entry, HubNode, LogId, SnapshotMeta, StoredMembership, TypeConfig, Vote};
-use kizuna_domain::collab::audit::{AuditAction, AuditRecord};
-use kizuna_domain::collab::model::{AccountId, Member, MemberState, Role, RoomId};
-use kizuna_domain::{Applied, Command, CommandResult, Envelope, Record, collab};
+use kizuna_domain::audit::{AuditAction, AuditRecord};
+use kizuna_domain::model::{AccountId, Member, MemberState, Role, RoomId};
+use kizuna_domain::{Applied, Command, CommandResult, DomainError, Envelope, LogCommand, Record};
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T) -> Vec<u8> {
     let bytes = encode(&value).expect("encodes");
@@ -23,8 +23,8 @@ fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T) -> 
     bytes
 }
 
-fn envelope(command: Command) -> Envelope {
-    Envelope { request_id: "req-1".into(), proposed_at_ms: 1_764_000_000_000, command }
+fn envelope(command: LogCommand) -> Envelope {
+    Envelope { idempotency_key: "req-1".into(), proposed_at_ms: 1_764_000_000_000, command }
 }
 
 fn audit_record() -> AuditRecord {
@@ -47,11 +47,11 @@ fn membership() -> openraft::Membership<u64, HubNode> {
 
 #[test]
 fn log_entries_and_forwarded_writes_round_trip() {
-    let logout = collab::Command::Logout { token_hash: "tok".into() };
+    let logout = Command::Logout { token_hash: "tok".into() };
     for command in [
-        Command::PutRecord { key: "greeting".into(), value: "こんにちは".into() },
-        Command::Collab { session: Some("tok".into()), origin_node: 2, command: logout },
-        Command::AuditReads { records: vec![audit_record()] },
+        LogCommand::PutRecord { key: "greeting".into(), value: "こんにちは".into() },
+        LogCommand::Signed { session: Some("tok".into()), origin_node: 2, command: logout },
+        LogCommand::AuditReads { records: vec![audit_record()] },
     ] {
         round_trip(envelope(command.clone()));
         round_trip(Entry::new_normal(log_id::<TypeConfig>(2, 1, 7), envelope(command)));
@@ -76,7 +76,7 @@ fn remembered_results_records_and_journaled_reads_round_trip() {
     for result in [
         CommandResult::RecordPut { version: 3 },
         CommandResult::Audited { last_seq: 9 },
-        CommandResult::Refused(collab::DomainError::NotFound("room".into())),
+        CommandResult::Refused(DomainError::NotFound("room".into())),
         CommandResult::NoOp,
     ] {
         round_trip(Applied { result, log_index: 12, duplicate: false });

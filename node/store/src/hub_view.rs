@@ -17,12 +17,12 @@ use crate::keys::{
     MEMBERSHIPS, OPERATOR, PATIENTS, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF,
     SETTINGS, STAFF, Table,
 };
-use kizuna_domain::collab::audit::{self, AuditEntry, AuditRecord};
-use kizuna_domain::collab::events::Event;
-use kizuna_domain::collab::model::*;
-use kizuna_domain::collab::requests::CareRequest;
-use kizuna_domain::collab::search;
-use kizuna_domain::collab::{Change, HubView, ViewError, ViewResult};
+use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
+use kizuna_domain::events::Event;
+use kizuna_domain::model::*;
+use kizuna_domain::requests::CareRequest;
+use kizuna_domain::search;
+use kizuna_domain::{Change, HubView, ViewError, ViewResult};
 
 /// A committed key and value, as RocksDB returns them.
 type Pair = (Box<[u8]>, Box<[u8]>);

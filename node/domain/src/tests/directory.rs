@@ -2,7 +2,7 @@
 //! acceptance and distance, a facility's page, and who may see the map.
 
 use super::*;
-use crate::collab::directory::{self, FacilityProfile, GeoPoint, Search};
+use crate::directory::{self, FacilityProfile, GeoPoint, Search};
 
 /// 宇都宮駅 and points a few km away.
 const UTSUNOMIYA_STATION: GeoPoint = GeoPoint { lat_e6: 36_559_000, lon_e6: 139_898_000 };

@@ -67,9 +67,9 @@ fn write_record(ctx: Ctx, sender: Sender<'_>, account: AccountId, trail: &Trail)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collab::model::*;
-    use crate::collab::requests::CareRequest;
-    use crate::collab::view::{MemHub, ViewError, ViewResult};
+    use crate::model::*;
+    use crate::requests::CareRequest;
+    use crate::view::{MemHub, ViewError, ViewResult};
 
     /// A view whose every read fails, as a RocksDB view that met a damaged value.
     struct Unreadable;

@@ -2,7 +2,7 @@
 //! them, and accepting a request about a patient opening the patient's team.
 
 use super::*;
-use crate::collab::requests::{self as req, Answer, RequestKind};
+use crate::requests::{self as req, Answer, RequestKind};
 
 fn request_of(o: Outcome) -> RequestId {
     match o {
@@ -151,8 +151,8 @@ fn bad_requests_change_nothing() {
 
 #[test]
 fn a_command_decides_its_events_and_its_audit_entry_with_its_changes() {
-    use crate::collab::events::{self, EventKind};
-    use crate::collab::{Raised, Trail};
+    use crate::events::{self, EventKind};
+    use crate::{Raised, Trail};
     let (mut hub, op, _clinic, people) = Hub::setup(1);
     let sender = people[0];
     let (hospital, hs) = facility(&mut hub, op, "県立病院", FacilityKind::Hospital, 1);

@@ -82,7 +82,7 @@ pub fn visible_to(view: &impl HubView, account: AccountId, event: &Event) -> Vie
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collab::view::{Change, MemHub};
+    use crate::view::{Change, MemHub};
 
     fn account(id: u64) -> Account {
         Account {
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn request_events_reach_the_sender_and_the_recipient_facilities_only() {
-        use crate::collab::requests::{Answer, CareRequest, Recipient, RequestKind};
+        use crate::requests::{Answer, CareRequest, Recipient, RequestKind};
         let mut hub = MemHub::default();
         let at = |id: u64, facility: u64| Account {
             kind: AccountKind::Professional { facility: FacilityId(facility), profession: Profession::Doctor },

@@ -2,7 +2,7 @@
 //! followed, patients and people.
 
 use super::*;
-use crate::collab::search;
+use crate::search;
 
 fn found(hub: &Hub, who: AccountId, q: &str) -> Vec<search::Hit> {
     search::posts(&hub.state, who, q, 10).unwrap()

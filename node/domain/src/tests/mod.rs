@@ -7,7 +7,7 @@ use super::queries::{
     self, ListKind, SessionPolicy, TimelineOrder, TimelinePage, TimelineQuery, authenticate, room_list, timeline,
 };
 use super::*;
-use crate::collab::error::not_found;
+use crate::error::not_found;
 
 fn account_of(o: Outcome) -> AccountId {
     match o {

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{Bearer, TestHub, channel};
-use kizuna_node::domain::collab::audit::AuditEntry;
+use kizuna_node::domain::audit::AuditEntry;
 use kizuna_node::store::codec;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::accounts::*;

@@ -2,7 +2,7 @@
 //! follows it (idle and absolute), apply its absolute lifetime; a hub that never set one has the defaults.
 
 use super::*;
-use crate::collab::sessions::{ABSOLUTE_HOURS, IDLE_MINUTES};
+use crate::sessions::{ABSOLUTE_HOURS, IDLE_MINUTES};
 
 fn policy(idle_minutes: u32, absolute_hours: u32) -> Command {
     Command::SetSessionPolicy { idle_minutes, absolute_hours }
