@@ -19,8 +19,11 @@ build: setup
 	$(CARGO) build --workspace --all-targets
 
 ## Run the local 3-region demo hub (Ctrl-C to stop). Data lives in ./data/demo.
+# Builds with --workspace like `make test`: selecting crates with -p changes which features
+# cargo unifies, so it would rebuild dependencies (RocksDB's C++ among them) into the shared
+# target directory instead of reusing what the tests built.
 demo: setup
-	$(CARGO) build -p kizuna-node
+	$(CARGO) build --workspace
 	$(CARGO_TARGET_DIR)/debug/kizuna demo --data-dir data/demo
 
 ## Run every test: the proto linter, unit, storage suite, in-process hub integration tests.
@@ -41,8 +44,10 @@ TOPOLOGY ?= three-region
 SECONDS ?= 120
 SEED ?= 1
 CLIENTS ?= 8
+# --workspace builds both binaries the run needs (the harness starts real `kizuna` processes)
+# and reuses the tests' build, as for `make demo`.
 chaos: setup
-	$(CARGO) build -p kizuna-node -p kizuna-chaos
+	$(CARGO) build --workspace
 	$(CARGO_TARGET_DIR)/debug/kizuna-chaos --scenario $(SCENARIO) --topology $(TOPOLOGY) --seconds $(SECONDS) \
 		--seed $(SEED) --clients $(CLIENTS) --report chaos-report.json
 

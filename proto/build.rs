@@ -1,11 +1,24 @@
 //! Compiles `kizuna/<area>/v1/*.proto` with protox (pure Rust), so no system `protoc` is needed.
 use std::path::PathBuf;
 
-/// The services a node's public port serves; the internal Raft API is compiled but kept out of
-/// the public descriptor set, so reflection on the public port cannot describe it.
-const PUBLIC: [&str; 3] =
-    ["kizuna/admin/v1/admin.proto", "kizuna/records/v1/records.proto", "kizuna/collab/v1/collab.proto"];
-const INTERNAL: [&str; 1] = ["kizuna/raft/v1/raft.proto"];
+/// The files of the services a node's public port serves (and the types they share); the
+/// internal Raft API is compiled but kept out of the public descriptor set, so reflection on
+/// the public port cannot describe it.
+const PUBLIC: [&str; 12] = [
+    "kizuna/common/v1/types.proto",
+    "kizuna/accounts/v1/account_service.proto",
+    "kizuna/rooms/v1/room_service.proto",
+    "kizuna/connections/v1/connection_service.proto",
+    "kizuna/posts/v1/post_service.proto",
+    "kizuna/events/v1/event_service.proto",
+    "kizuna/care_requests/v1/care_request_service.proto",
+    "kizuna/directory/v1/directory_service.proto",
+    "kizuna/search/v1/search_service.proto",
+    "kizuna/audit/v1/audit_service.proto",
+    "kizuna/records/v1/record_service.proto",
+    "kizuna/admin/v1/cluster_admin_service.proto",
+];
+const INTERNAL: [&str; 1] = ["kizuna/raft/v1/raft_transport_service.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in PUBLIC.iter().chain(&INTERNAL) {

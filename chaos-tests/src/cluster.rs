@@ -7,8 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
-use kizuna_proto::admin::{ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse, StateDigestRequest};
+use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
+use kizuna_proto::admin::{
+    ChangeMembershipRequest, GetClusterStatusRequest, GetClusterStatusResponse, GetStateDigestRequest,
+};
 use tonic::transport::Channel;
 
 use crate::proxy::LinkProxy;
@@ -66,13 +68,13 @@ pub fn kizuna_bin() -> anyhow::Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("kizuna binary not found near {}; build it (cargo build -p kizuna-node) or set KIZUNA_BIN", exe.display())
+    bail!("kizuna binary not found near {}; build it (cargo build --workspace) or set KIZUNA_BIN", exe.display())
 }
 
-async fn admin(endpoint: &str) -> Option<ClusterAdminClient<Channel>> {
+async fn admin(endpoint: &str) -> Option<ClusterAdminServiceClient<Channel>> {
     let ch = Channel::from_shared(endpoint.to_owned()).ok()?.connect_timeout(Duration::from_secs(1));
     let ch = tokio::time::timeout(Duration::from_secs(2), ch.connect()).await.ok()?.ok()?;
-    Some(ClusterAdminClient::new(ch))
+    Some(ClusterAdminServiceClient::new(ch))
 }
 
 impl Cluster {
@@ -270,16 +272,19 @@ impl Cluster {
     }
 
     /// The first answer to Status from a node in contact with its leader or quorum.
-    pub async fn status(&self) -> Option<ClusterStatusResponse> {
+    pub async fn status(&self) -> Option<GetClusterStatusResponse> {
         for e in self.endpoints() {
             if let Some(mut c) = admin(&e).await
-                && let Ok(Ok(r)) =
-                    tokio::time::timeout(Duration::from_secs(2), c.status(self.authed(ClusterStatusRequest {}))).await
+                && let Ok(Ok(r)) = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    c.get_cluster_status(self.authed(GetClusterStatusRequest {})),
+                )
+                .await
             {
                 let r = r.into_inner();
                 // A node out of contact (a cut-off leader still calls itself leader) is not asked.
                 let in_contact = r.members.iter().any(|m| m.id == r.answered_by && m.stale_reason.is_empty());
-                if r.leader_id != 0 && in_contact {
+                if r.leader_id.is_some() && in_contact {
                     return Some(r);
                 }
             }
@@ -289,7 +294,7 @@ impl Cluster {
 
     /// The leader's index as the first answering node sees it.
     pub async fn leader(&self) -> Option<usize> {
-        self.index_of(self.status().await?.leader_id)
+        self.index_of(self.status().await?.leader_id?)
     }
 
     /// Makes exactly `voters` the voting members (others stay as learners), on the leader.
@@ -318,7 +323,12 @@ impl Cluster {
             let mut applied = Vec::new();
             for e in self.endpoints() {
                 let status = async {
-                    let r = admin(&e).await?.status(self.authed(ClusterStatusRequest {})).await.ok()?.into_inner();
+                    let r = admin(&e)
+                        .await?
+                        .get_cluster_status(self.authed(GetClusterStatusRequest {}))
+                        .await
+                        .ok()?
+                        .into_inner();
                     r.members.iter().find(|m| m.id == r.answered_by).map(|m| m.applied_index)
                 };
                 applied.push(tokio::time::timeout(Duration::from_secs(3), status).await.ok().flatten());
@@ -343,7 +353,7 @@ impl Cluster {
             let mut digests = Vec::new();
             for e in self.endpoints() {
                 let mut c = admin(&e).await.with_context(|| format!("{e} unreachable"))?;
-                let d = c.state_digest(self.authed(StateDigestRequest {})).await?.into_inner();
+                let d = c.get_state_digest(self.authed(GetStateDigestRequest {})).await?.into_inner();
                 digests.push((d.applied_index, d.sha256));
             }
             if digests.windows(2).all(|w| w[0].0 == w[1].0) || Instant::now() > deadline {

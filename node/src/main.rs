@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kizuna_node::cli::{self, Target};
-use kizuna_proto::collab::RoomListKind;
+use kizuna_proto::rooms::RoomListKind;
 
 #[derive(Parser)]
 #[command(
@@ -59,7 +59,7 @@ enum Command {
         value: String,
         /// Idempotency key; a random one by default.
         #[arg(long)]
-        request_id: Option<String>,
+        idempotency_key: Option<String>,
     },
     /// Read a diagnostic record; operators only. By default linearizable while the node reaches
     /// a quorum, and its own copy marked stale when it cannot (a cut-off region).
@@ -97,7 +97,7 @@ enum Command {
     },
     /// The second factor: enroll (prints the secret for the app), confirm CODE, disable.
     #[command(subcommand)]
-    Totp(cli::collab::TotpCommand),
+    Totp(cli::user::TotpCommand),
     /// End the session.
     Logout,
     /// Your sessions (devices); admins: another account's with --account.
@@ -128,8 +128,8 @@ enum Command {
     /// The patient list (患者一覧): newest post first, with unread counts.
     Patients {
         /// Only patients whose name contains this.
-        #[arg(long, default_value = "")]
-        filter: String,
+        #[arg(long)]
+        filter: Option<String>,
         /// Only patients with unread posts.
         #[arg(long)]
         unread: bool,
@@ -139,13 +139,13 @@ enum Command {
     /// Your 1:1 connections (つながり).
     Connections,
     /// A room's posts, newest on top, a page at a time (--before for older ones).
-    Timeline(cli::collab::TimelineArgs),
+    Timeline(cli::user::TimelineArgs),
     /// Post to a room.
     Post {
         room: u64,
         text: String,
-        #[arg(long, default_value_t = 0)]
-        reply_to: u64,
+        #[arg(long)]
+        reply_to: Option<u64>,
     },
     /// Mark a room read (up to its newest post unless --up-to).
     Read {
@@ -155,9 +155,9 @@ enum Command {
     },
     /// Follow live events (new posts, edits, membership, your reads on other devices).
     Tail {
-        /// Resume after this cursor.
-        #[arg(long, default_value_t = 0)]
-        after: u64,
+        /// Resume after this cursor (without: only new events).
+        #[arg(long)]
+        after: Option<u64>,
     },
     /// Invite an account into a room (a patient team, sub-room or group).
     Invite {
@@ -198,7 +198,9 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { config, node, insecure } => cli::serve::serve(&config, &node, insecure).await,
             Command::Demo { data_dir, insecure } => cli::serve::demo(&data_dir, insecure).await,
             Command::Status { json } => cli::status::status(&target()?, json).await,
-            Command::Put { key, value, request_id } => cli::records::put(&target()?, key, value, request_id).await,
+            Command::Put { key, value, idempotency_key } => {
+                cli::records::put(&target()?, key, value, idempotency_key).await
+            }
             Command::Get { key, local, linearizable } => {
                 cli::records::get(&target()?, key, cli::records::consistency(local, linearizable)).await
             }
@@ -208,29 +210,27 @@ fn main() -> anyhow::Result<()> {
                 cli::load::run(&target()?, clients, seconds, workload).await
             }
             Command::Login { login, password, device, totp } => {
-                cli::collab::login(&target()?, login, password, device, totp).await
+                cli::user::login(&target()?, login, password, device, totp).await
             }
-            Command::Totp(cmd) => cli::collab::totp(&target()?, cmd).await,
-            Command::Logout => cli::collab::logout(&target()?).await,
+            Command::Totp(cmd) => cli::user::totp(&target()?, cmd).await,
+            Command::Logout => cli::user::logout(&target()?).await,
             Command::Sessions { account } => cli::sessions::list(&target()?, account).await,
             Command::Revoke { session, account } => cli::sessions::revoke(&target()?, session, account).await,
             Command::Register { code, login, name, profession, password } => {
-                cli::collab::admin::register(&target()?, code, login, name, profession, password).await
+                cli::user::admin::register(&target()?, code, login, name, profession, password).await
             }
             Command::Patients { filter, unread } => {
-                cli::collab::list(&target()?, RoomListKind::Patients, filter, unread).await
+                cli::user::list(&target()?, RoomListKind::Patients, filter, unread).await
             }
-            Command::Groups => cli::collab::list(&target()?, RoomListKind::Groups, String::new(), false).await,
-            Command::Connections => {
-                cli::collab::list(&target()?, RoomListKind::Connections, String::new(), false).await
-            }
-            Command::Timeline(args) => cli::collab::timeline(&target()?, args).await,
-            Command::Post { room, text, reply_to } => cli::collab::post(&target()?, room, text, reply_to).await,
-            Command::Read { room, up_to } => cli::collab::read(&target()?, room, up_to).await,
-            Command::Tail { after } => cli::collab::tail(&target()?, after).await,
-            Command::Invite { room, account, family } => cli::collab::invite(&target()?, room, account, family).await,
-            Command::Approve { room, account } => cli::collab::approve(&target()?, room, account).await,
-            Command::Connect { account, accept } => cli::collab::connect(&target()?, account, accept).await,
+            Command::Groups => cli::user::list(&target()?, RoomListKind::Groups, None, false).await,
+            Command::Connections => cli::user::list(&target()?, RoomListKind::Connections, None, false).await,
+            Command::Timeline(args) => cli::user::timeline(&target()?, args).await,
+            Command::Post { room, text, reply_to } => cli::user::post(&target()?, room, text, reply_to).await,
+            Command::Read { room, up_to } => cli::user::read(&target()?, room, up_to).await,
+            Command::Tail { after } => cli::user::tail(&target()?, after).await,
+            Command::Invite { room, account, family } => cli::user::invite(&target()?, room, account, family).await,
+            Command::Approve { room, account } => cli::user::approve(&target()?, room, account).await,
+            Command::Connect { account, accept } => cli::user::connect(&target()?, account, accept).await,
             Command::Request(cmd) => cli::requests::run(&target()?, cmd).await,
             Command::Map(cmd) => cli::directory::run(&target()?, cmd).await,
             Command::Search { query } => cli::search::run(&target()?, query).await,

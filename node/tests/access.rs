@@ -10,14 +10,15 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{Bearer, TestHub, channel};
-use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
+use kizuna_node::member::NodeRole;
+use kizuna_proto::accounts::LoginRequest;
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use kizuna_proto::admin::{
-    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, NodeSpec, SnapshotRequest, StateDigestRequest,
-    TransferLeaderRequest,
+    AddLearnerRequest, ChangeMembershipRequest, CreateSnapshotRequest, GetClusterStatusRequest, GetStateDigestRequest,
+    NodeSpec, TransferLeaderRequest,
 };
-use kizuna_proto::collab::LoginRequest;
-use kizuna_proto::collab::accounts_client::AccountsClient;
-use kizuna_proto::records::records_client::RecordsClient;
+use kizuna_proto::records::record_service_client::RecordServiceClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, PutRecordRequest};
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
@@ -30,12 +31,12 @@ struct Outsider {
     refused_with: Code,
 }
 
-async fn admin_as(endpoint: &str, bearer: Bearer) -> ClusterAdminClient<InterceptedService<Channel, Bearer>> {
-    ClusterAdminClient::with_interceptor(channel(endpoint).await, bearer)
+async fn admin_as(endpoint: &str, bearer: Bearer) -> ClusterAdminServiceClient<InterceptedService<Channel, Bearer>> {
+    ClusterAdminServiceClient::with_interceptor(channel(endpoint).await, bearer)
 }
 
-async fn records_as(endpoint: &str, bearer: Bearer) -> RecordsClient<InterceptedService<Channel, Bearer>> {
-    RecordsClient::with_interceptor(channel(endpoint).await, bearer)
+async fn records_as(endpoint: &str, bearer: Bearer) -> RecordServiceClient<InterceptedService<Channel, Bearer>> {
+    RecordServiceClient::with_interceptor(channel(endpoint).await, bearer)
 }
 
 fn assert_refused<T: std::fmt::Debug>(outsider: &Outsider, what: &str, answer: Result<T, tonic::Status>) {
@@ -60,9 +61,13 @@ async fn cluster_administration_and_records_answer_operators_only_and_change_not
     for outsider in &outsiders {
         for id in [leader, follower] {
             let mut admin = admin_as(&hub.api(id), outsider.bearer.clone()).await;
-            assert_refused(outsider, "Status", admin.status(ClusterStatusRequest {}).await);
-            assert_refused(outsider, "StateDigest", admin.state_digest(StateDigestRequest {}).await);
-            assert_refused(outsider, "Snapshot", admin.snapshot(SnapshotRequest { purge_log: true }).await);
+            assert_refused(outsider, "Status", admin.get_cluster_status(GetClusterStatusRequest {}).await);
+            assert_refused(outsider, "StateDigest", admin.get_state_digest(GetStateDigestRequest {}).await);
+            assert_refused(
+                outsider,
+                "Snapshot",
+                admin.create_snapshot(CreateSnapshotRequest { purge_log: true }).await,
+            );
             let node = NodeSpec {
                 id: 9,
                 name: "intruder".into(),
@@ -78,18 +83,25 @@ async fn cluster_administration_and_records_answer_operators_only_and_change_not
             assert_refused(outsider, "TransferLeader", admin.transfer_leader(transfer).await);
 
             let mut records = records_as(&hub.api(id), outsider.bearer.clone()).await;
-            let put = PutRecordRequest { key: "intrusion".into(), value: "x".into(), request_id: "intrusion".into() };
-            assert_refused(outsider, "Records.Put", records.put(put).await);
+            let put =
+                PutRecordRequest { key: "intrusion".into(), value: "x".into(), idempotency_key: "intrusion".into() };
+            assert_refused(outsider, "RecordService.PutRecord", records.put_record(put).await);
             let get = GetRecordRequest { key: "intrusion".into(), consistency: Consistency::Local as i32 };
-            assert_refused(outsider, "Records.Get", records.get(get).await);
+            assert_refused(outsider, "RecordService.GetRecord", records.get_record(get).await);
         }
     }
     // Nothing changed: same leader and term, no snapshot, no purge, no new member, no record.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = hub.status(leader);
-    assert_eq!((after.role.as_str(), after.term), ("leader", before.term), "leadership moved");
+    assert_eq!((after.role, after.term), (NodeRole::Leader, before.term), "leadership moved");
     assert_eq!((after.snapshot_index, after.purged_index), (before.snapshot_index, before.purged_index));
-    let members = hub.admin(leader).await.status(ClusterStatusRequest {}).await.expect("operator status").into_inner();
+    let members = hub
+        .admin(leader)
+        .await
+        .get_cluster_status(GetClusterStatusRequest {})
+        .await
+        .expect("operator status")
+        .into_inner();
     assert_eq!(members.members.len(), 3, "{members:?}");
     assert!(members.members.iter().all(|m| m.voter), "{members:?}");
     let missing = hub.get(leader, "intrusion", Consistency::Linearizable).await.expect_err("no record was written");
@@ -101,7 +113,7 @@ async fn cluster_administration_and_records_answer_operators_only_and_change_not
         hub.get(follower, "greeting", Consistency::Linearizable).await.expect("operator reads").value,
         "こんにちは"
     );
-    hub.admin(follower).await.state_digest(StateDigestRequest {}).await.expect("operator digest");
+    hub.admin(follower).await.get_state_digest(GetStateDigestRequest {}).await.expect("operator digest");
     hub.shutdown().await;
 }
 
@@ -116,10 +128,10 @@ async fn an_unknown_login_takes_as_long_as_a_wrong_password() {
     let hub = TestHub::start(1).await;
     let leader = hub.leader().await;
     hub.operator().await;
-    let accounts = AccountsClient::new(channel(&hub.api(leader)).await);
+    let accounts = AccountServiceClient::new(channel(&hub.api(leader)).await);
     let attempt = |login: &'static str, n: usize| {
         let req = LoginRequest {
-            request_id: format!("timing-{login}-{n}"),
+            idempotency_key: format!("timing-{login}-{n}"),
             login: login.into(),
             password: "not the password at all".into(),
             device: "timing".into(),
@@ -155,17 +167,17 @@ const PUBLIC_SERVICES: [&str; 14] = [
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
-    "kizuna.admin.v1.ClusterAdmin",
-    "kizuna.collab.v1.Accounts",
-    "kizuna.collab.v1.Audit",
-    "kizuna.collab.v1.CareRequests",
-    "kizuna.collab.v1.Connections",
-    "kizuna.collab.v1.Directory",
-    "kizuna.collab.v1.Events",
-    "kizuna.collab.v1.Posts",
-    "kizuna.collab.v1.Rooms",
-    "kizuna.collab.v1.Search",
-    "kizuna.records.v1.Records",
+    "kizuna.accounts.v1.AccountService",
+    "kizuna.admin.v1.ClusterAdminService",
+    "kizuna.audit.v1.AuditService",
+    "kizuna.care_requests.v1.CareRequestService",
+    "kizuna.connections.v1.ConnectionService",
+    "kizuna.directory.v1.DirectoryService",
+    "kizuna.events.v1.EventService",
+    "kizuna.posts.v1.PostService",
+    "kizuna.records.v1.RecordService",
+    "kizuna.rooms.v1.RoomService",
+    "kizuna.search.v1.SearchService",
 ];
 
 mod reflection_v1 {
@@ -237,7 +249,7 @@ async fn reflection_advertises_exactly_the_public_services_in_both_versions() {
         let va = ask_v1alpha(&api, Qa::FileContainingSymbol(service.clone())).await.expect("v1alpha describe");
         assert!(matches!(va.message_response, Some(Aa::FileDescriptorResponse(_))), "{service}: {va:?}");
     }
-    let internal = ask_v1(&api, Q1::FileContainingSymbol("kizuna.raft.v1.RaftTransport".into())).await;
+    let internal = ask_v1(&api, Q1::FileContainingSymbol("kizuna.raft.v1.RaftTransportService".into())).await;
     assert_eq!(internal.expect_err("the internal API described").code(), Code::NotFound);
 
     // The node↔node port advertises nothing.

@@ -7,9 +7,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Bearer, TestHub, channel};
-use kizuna_proto::admin::{ClusterStatusRequest, Member};
-use kizuna_proto::collab::accounts_client::AccountsClient;
-use kizuna_proto::collab::{ApproveFacilityRequest, FacilityKind, ListSessionsRequest, RegisterFacilityRequest};
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::accounts::{ApproveFacilityRequest, ListSessionsRequest, RegisterFacilityRequest};
+use kizuna_proto::admin::{GetClusterStatusRequest, Member, MemberRole};
+use kizuna_proto::common::FacilityKind;
 use kizuna_proto::records::Consistency;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -58,7 +59,8 @@ async fn stopped_applying(hub: &TestHub, id: u64, others_applied: u64) -> u64 {
 }
 
 async fn member_as_seen_by(hub: &TestHub, asked: u64, about: u64) -> Member {
-    let status = hub.admin(asked).await.status(ClusterStatusRequest {}).await.expect("status").into_inner();
+    let status =
+        hub.admin(asked).await.get_cluster_status(GetClusterStatusRequest {}).await.expect("status").into_inner();
     status.members.into_iter().find(|m| m.id == about).expect("the member is listed")
 }
 
@@ -91,9 +93,9 @@ async fn a_replica_that_cannot_decode_its_state_stops_applying_and_recovers_once
     let victim = hub.follower_of(leader);
     let witness = hub.running_ids().into_iter().find(|id| ![leader, victim].contains(id)).expect("a third node");
     let op = hub.operator().await;
-    let mut accounts = AccountsClient::with_interceptor(channel(&hub.api(leader)).await, Bearer::new(&op));
+    let mut accounts = AccountServiceClient::with_interceptor(channel(&hub.api(leader)).await, Bearer::new(&op));
     let register = RegisterFacilityRequest {
-        request_id: "register-clinic".into(),
+        idempotency_key: "register-clinic".into(),
         name: "在宅クリニック".into(),
         kind: FacilityKind::Clinic as i32,
         municipality: "宇都宮市".into(),
@@ -110,7 +112,7 @@ async fn a_replica_that_cannot_decode_its_state_stops_applying_and_recovers_once
     with_stopped_db(&hub, victim, |db| put_raw(db, &key, b"\xff not a facility"));
     hub.restart(victim).await;
     hub.wait_applied(w.log_index).await;
-    let approve = ApproveFacilityRequest { request_id: "approve-clinic".into(), facility_id: clinic };
+    let approve = ApproveFacilityRequest { idempotency_key: "approve-clinic".into(), facility_id: clinic };
     accounts.approve_facility(approve).await.expect("the hub writes");
 
     // The other two go on writing and reading.
@@ -139,13 +141,13 @@ async fn a_replica_that_cannot_decode_its_state_stops_applying_and_recovers_once
     // It says so: health, its own status, the hub's status through another node.
     assert_eq!(health(&hub, victim, "").await, ServingStatus::NotServing);
     assert_eq!(
-        health(&hub, victim, kizuna_proto::records::records_server::SERVICE_NAME).await,
+        health(&hub, victim, kizuna_proto::records::record_service_server::SERVICE_NAME).await,
         ServingStatus::NotServing
     );
     assert_eq!(health(&hub, leader, "").await, ServingStatus::Serving);
     for asked in [victim, leader] {
         let m = member_as_seen_by(&hub, asked, victim).await;
-        assert_eq!(m.role, "failed", "as seen by node {asked}: {m:?}");
+        assert_eq!(m.role(), MemberRole::Failed, "as seen by node {asked}: {m:?}");
         assert!(m.fault.contains("cannot decode"), "as seen by node {asked}: {m:?}");
     }
 
@@ -153,7 +155,7 @@ async fn a_replica_that_cannot_decode_its_state_stops_applying_and_recovers_once
     let local = hub.get(victim, "before", Consistency::Local).await.expect_err("a failed node serves its copy");
     assert_eq!(local.code(), tonic::Code::Unavailable, "{local:?}");
     assert!(local.message().contains("stopped applying"), "{local:?}");
-    let mut on_victim = AccountsClient::with_interceptor(channel(&hub.api(victim)).await, Bearer::new(&op));
+    let mut on_victim = AccountServiceClient::with_interceptor(channel(&hub.api(victim)).await, Bearer::new(&op));
     let sessions = on_victim.list_sessions(ListSessionsRequest::default()).await.expect_err("served");
     assert_eq!(sessions.code(), tonic::Code::Unavailable, "{sessions:?}");
     let write = hub.put(victim, "through-victim", "3", "put-through-victim").await.expect_err("accepted");

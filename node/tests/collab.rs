@@ -12,11 +12,16 @@ use std::time::Duration;
 use common::{Bearer, TestHub, channel};
 use kizuna_node::domain::collab::audit::AuditEntry;
 use kizuna_node::store::codec;
-use kizuna_proto::collab::accounts_client::AccountsClient;
-use kizuna_proto::collab::events_client::EventsClient;
-use kizuna_proto::collab::posts_client::PostsClient;
-use kizuna_proto::collab::rooms_client::RoomsClient;
-use kizuna_proto::collab::*;
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::accounts::*;
+use kizuna_proto::audit::{AuditAction, ListAuditEntriesRequest, VerifyAuditChainRequest};
+use kizuna_proto::common::*;
+use kizuna_proto::events::event_service_client::EventServiceClient;
+use kizuna_proto::events::*;
+use kizuna_proto::posts::post_service_client::PostServiceClient;
+use kizuna_proto::posts::*;
+use kizuna_proto::rooms::room_service_client::RoomServiceClient;
+use kizuna_proto::rooms::*;
 use tonic::Request;
 
 fn authed<T>(msg: T, token: &str) -> Request<T> {
@@ -26,19 +31,19 @@ fn authed<T>(msg: T, token: &str) -> Request<T> {
 }
 
 struct Client {
-    accounts: AccountsClient<tonic::transport::Channel>,
-    rooms: RoomsClient<tonic::transport::Channel>,
-    posts: PostsClient<tonic::transport::Channel>,
-    events: EventsClient<tonic::transport::Channel>,
+    accounts: AccountServiceClient<tonic::transport::Channel>,
+    rooms: RoomServiceClient<tonic::transport::Channel>,
+    posts: PostServiceClient<tonic::transport::Channel>,
+    events: EventServiceClient<tonic::transport::Channel>,
 }
 
 async fn client(endpoint: &str) -> Client {
     let ch = channel(endpoint).await;
     Client {
-        accounts: AccountsClient::new(ch.clone()),
-        rooms: RoomsClient::new(ch.clone()),
-        posts: PostsClient::new(ch.clone()),
-        events: EventsClient::new(ch),
+        accounts: AccountServiceClient::new(ch.clone()),
+        rooms: RoomServiceClient::new(ch.clone()),
+        posts: PostServiceClient::new(ch.clone()),
+        events: EventServiceClient::new(ch),
     }
 }
 
@@ -46,7 +51,7 @@ const PASSWORD: &str = "correct horse battery";
 
 async fn login(c: &mut Client, login: &str) -> String {
     let req = LoginRequest {
-        request_id: format!("login-{login}-{}", uuid()),
+        idempotency_key: format!("login-{login}-{}", uuid()),
         login: login.into(),
         password: PASSWORD.into(),
         device: "test".into(),
@@ -71,10 +76,10 @@ async fn join(
     login_name: &str,
     profession: Profession,
 ) -> u64 {
-    let inv = IssueInvitationRequest { request_id: uuid(), facility_id: facility, valid_hours: 24, as_admin };
+    let inv = IssueInvitationRequest { idempotency_key: uuid(), facility_id: facility, valid_hours: 24, as_admin };
     let code = c.accounts.issue_invitation(authed(inv, issuer)).await.expect("invitation").into_inner().code;
     let reg = RegisterRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         invitation_code: code.clone(),
         login: login_name.into(),
         display_name: format!("{login_name}さん"),
@@ -86,7 +91,7 @@ async fn join(
     let early = c
         .accounts
         .login(LoginRequest {
-            request_id: uuid(),
+            idempotency_key: uuid(),
             login: login_name.into(),
             password: PASSWORD.into(),
             device: "x".into(),
@@ -96,10 +101,10 @@ async fn join(
     assert_eq!(early.expect_err("pending account logs in").code(), tonic::Code::Unauthenticated);
     // The invitation is single-use.
     let again =
-        c.accounts.register(RegisterRequest { request_id: uuid(), login: format!("{login_name}2"), ..reg }).await;
+        c.accounts.register(RegisterRequest { idempotency_key: uuid(), login: format!("{login_name}2"), ..reg }).await;
     assert_eq!(again.expect_err("reused invitation").code(), tonic::Code::FailedPrecondition);
     c.accounts
-        .approve_account(authed(AccountRequest { request_id: uuid(), account_id: id }, approver))
+        .approve_account(authed(ApproveAccountRequest { idempotency_key: uuid(), account_id: id }, approver))
         .await
         .expect("approve");
     id
@@ -116,19 +121,19 @@ async fn the_collaboration_story() {
 
     // Operator, facilities.
     let init = InitOperatorRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         login: "jimukyoku".into(),
         display_name: "事務局".into(),
         password: PASSWORD.into(),
     };
     c.accounts.init_operator(init.clone()).await.expect("init operator");
     let twice =
-        c.accounts.init_operator(InitOperatorRequest { request_id: uuid(), login: "other".into(), ..init }).await;
+        c.accounts.init_operator(InitOperatorRequest { idempotency_key: uuid(), login: "other".into(), ..init }).await;
     assert_eq!(twice.expect_err("second operator").code(), tonic::Code::FailedPrecondition);
     let wrong = c
         .accounts
         .login(LoginRequest {
-            request_id: uuid(),
+            idempotency_key: uuid(),
             login: "jimukyoku".into(),
             password: "wrong password!!".into(),
             device: "x".into(),
@@ -138,7 +143,7 @@ async fn the_collaboration_story() {
     assert_eq!(wrong.expect_err("wrong password").code(), tonic::Code::Unauthenticated);
     let op = login(&mut c, "jimukyoku").await;
     let facility = |name: &str, kind: FacilityKind| RegisterFacilityRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         name: name.into(),
         kind: kind as i32,
         municipality: "宇都宮市".into(),
@@ -159,7 +164,7 @@ async fn the_collaboration_story() {
         .facility_id;
     for fac in [clinic, pharmacy] {
         c.accounts
-            .approve_facility(authed(ApproveFacilityRequest { request_id: uuid(), facility_id: fac }, &op))
+            .approve_facility(authed(ApproveFacilityRequest { idempotency_key: uuid(), facility_id: fac }, &op))
             .await
             .unwrap();
     }
@@ -175,7 +180,7 @@ async fn the_collaboration_story() {
 
     // A patient team: the owner's invitation is immediate, a member's waits for the owner.
     let patient = |name: &str| CreatePatientRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         name: name.into(),
         kana: "やまだ".into(),
         birth_date: "1938-04-01".into(),
@@ -184,15 +189,25 @@ async fn the_collaboration_story() {
     };
     let room_a = c.rooms.create_patient(authed(patient("山田 花子"), &dr)).await.unwrap().into_inner().room_id;
     c.rooms
-        .invite(authed(
-            InviteRequest { request_id: uuid(), room_id: room_a, account_id: nurse, role: Role::Member as i32 },
+        .invite_member(authed(
+            InviteMemberRequest {
+                idempotency_key: uuid(),
+                room_id: room_a,
+                account_id: nurse,
+                role: Role::Member as i32,
+            },
             &dr,
         ))
         .await
         .unwrap();
     f.rooms
-        .invite(authed(
-            InviteRequest { request_id: uuid(), room_id: room_a, account_id: pharmacist, role: Role::Member as i32 },
+        .invite_member(authed(
+            InviteMemberRequest {
+                idempotency_key: uuid(),
+                room_id: room_a,
+                account_id: pharmacist,
+                role: Role::Member as i32,
+            },
             &ns,
         ))
         .await
@@ -201,35 +216,48 @@ async fn the_collaboration_story() {
     let pending = c.posts.timeline(authed(tl(room_a), &ph)).await;
     assert_eq!(pending.expect_err("invited, not approved").code(), tonic::Code::NotFound);
     c.rooms
-        .approve(authed(MemberRequest { request_id: uuid(), room_id: room_a, account_id: pharmacist }, &dr))
+        .approve_member(authed(
+            ApproveMemberRequest { idempotency_key: uuid(), room_id: room_a, account_id: pharmacist },
+            &dr,
+        ))
         .await
         .unwrap();
 
     // A subscriber on a follower, before the posts.
     let mut events =
-        f.events.subscribe(authed(SubscribeRequest { after_cursor: 0 }, &ns)).await.expect("subscribe").into_inner();
+        f.events.subscribe(authed(SubscribeRequest { after_cursor: None }, &ns)).await.expect("subscribe").into_inner();
 
     // Posts from two professions; a second patient posted to later comes first in the list.
-    let post = |room: u64, text: &str, rid: &str| PostRequest {
-        request_id: rid.into(),
+    let post = |room: u64, text: &str, rid: &str| CreatePostRequest {
+        idempotency_key: rid.into(),
         room_id: room,
         text: text.into(),
-        reply_to: 0,
+        reply_to: None,
         mention_ids: vec![],
     };
-    let p1 = c.posts.post(authed(post(room_a, "本日訪問。血圧 128/76。", "p-1"), &dr)).await.unwrap().into_inner();
-    let p2 =
-        c.posts.post(authed(post(room_a, "お薬カレンダーをセットしました。", "p-2"), &ph)).await.unwrap().into_inner();
+    let p1 =
+        c.posts.create_post(authed(post(room_a, "本日訪問。血圧 128/76。", "p-1"), &dr)).await.unwrap().into_inner();
+    let p2 = c
+        .posts
+        .create_post(authed(post(room_a, "お薬カレンダーをセットしました。", "p-2"), &ph))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((p1.seq, p2.seq), (1, 2));
     let room_b = c.rooms.create_patient(authed(patient("佐藤 一郎"), &dr)).await.unwrap().into_inner().room_id;
     c.rooms
-        .invite(authed(
-            InviteRequest { request_id: uuid(), room_id: room_b, account_id: nurse, role: Role::Member as i32 },
+        .invite_member(authed(
+            InviteMemberRequest {
+                idempotency_key: uuid(),
+                room_id: room_b,
+                account_id: nurse,
+                role: Role::Member as i32,
+            },
             &dr,
         ))
         .await
         .unwrap();
-    c.posts.post(authed(post(room_b, "退院調整の相談です。", "p-3"), &dr)).await.unwrap();
+    c.posts.create_post(authed(post(room_b, "退院調整の相談です。", "p-3"), &dr)).await.unwrap();
     let list = |t: &str| authed(ListRoomsRequest { kind: RoomListKind::Patients as i32, ..Default::default() }, t);
     let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
     let shape: Vec<(String, u64)> = rooms.iter().map(|r| (r.title.clone(), r.unread)).collect();
@@ -237,7 +265,12 @@ async fn the_collaboration_story() {
     assert_eq!(rooms[1].preview, "お薬カレンダーをセットしました。");
     // Filtered by name (full-width spaces fold), and to the unread ones.
     let filtered = |filter: &str, unread_only: bool| {
-        let req = ListRoomsRequest { kind: RoomListKind::Patients as i32, filter: filter.into(), unread_only };
+        let req = ListRoomsRequest {
+            kind: RoomListKind::Patients as i32,
+            filter: Some(filter.into()),
+            unread_only,
+            ..Default::default()
+        };
         authed(req, &ns)
     };
     let rooms = f.rooms.list_rooms(filtered("山田　花子", false)).await.unwrap().into_inner().rooms;
@@ -252,22 +285,24 @@ async fn the_collaboration_story() {
             .await
             .expect("event in time")
             .expect("stream")
-            .expect("event");
+            .expect("event")
+            .event
+            .expect("an event in the message");
         if let Some(event::Kind::PostedSeq(seq)) = e.kind {
-            seen.push((e.room_id, seq));
+            seen.push((e.room_id.expect("a post's room"), seq));
         }
     }
     assert_eq!(seen, [(room_a, 1), (room_a, 2), (room_b, 1)]);
 
     // The nurse answers in 佐藤 一郎's room without having read the doctor's post: that post
     // stays unread for her, her own does not count.
-    f.posts.post(authed(post(room_b, "水曜14時、伺えます。", "p-4"), &ns)).await.unwrap();
+    f.posts.create_post(authed(post(room_b, "水曜14時、伺えます。", "p-4"), &ns)).await.unwrap();
     let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
     assert_eq!(rooms.iter().find(|r| r.room_id == room_b).map(|r| (r.last_seq, r.unread)), Some((2, 1)));
 
     // Mark read: unread drops to zero.
     f.posts
-        .mark_read(authed(MarkReadRequest { request_id: uuid(), room_id: room_a, up_to_seq: 2 }, &ns))
+        .mark_read(authed(MarkReadRequest { idempotency_key: uuid(), room_id: room_a, up_to_seq: 2 }, &ns))
         .await
         .unwrap();
     let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
@@ -276,13 +311,13 @@ async fn the_collaboration_story() {
     // A sub-room comes inside its patient's entry, with its own unread count, and brings the
     // patient to the top; filters look into it.
     let sub = CreateSubRoomRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         timeline_room_id: room_a,
         name: "医師・訪問看護".into(),
         member_ids: vec![nurse],
     };
     let sub = c.rooms.create_sub_room(authed(sub, &dr)).await.unwrap().into_inner().room_id;
-    c.posts.post(authed(post(sub, "看取りの方針をご相談させてください。", "s-1"), &dr)).await.unwrap();
+    c.posts.create_post(authed(post(sub, "看取りの方針をご相談させてください。", "s-1"), &dr)).await.unwrap();
     let rooms = f.rooms.list_rooms(list(&ns)).await.unwrap().into_inner().rooms;
     let shape: Vec<(&str, u64, usize)> =
         rooms.iter().map(|r| (r.title.as_str(), r.unread, r.sub_rooms.len())).collect();
@@ -293,7 +328,7 @@ async fn the_collaboration_story() {
     let by_sub_room_name = f.rooms.list_rooms(filtered("訪問看護", false)).await.unwrap().into_inner().rooms;
     assert_eq!(titles(by_sub_room_name), ["山田 花子"]);
     f.posts
-        .mark_read(authed(MarkReadRequest { request_id: uuid(), room_id: room_b, up_to_seq: 2 }, &ns))
+        .mark_read(authed(MarkReadRequest { idempotency_key: uuid(), room_id: room_b, up_to_seq: 2 }, &ns))
         .await
         .unwrap();
     let unread_in_sub_room_only = f.rooms.list_rooms(filtered("", true)).await.unwrap().into_inner().rooms;
@@ -302,33 +337,45 @@ async fn the_collaboration_story() {
     // Timeline shows sender, profession, facility; newest on top.
     let t = f.posts.timeline(authed(tl(room_a), &ns)).await.unwrap().into_inner().posts;
     assert_eq!(t.iter().map(|p| p.seq).collect::<Vec<_>>(), [2, 1]);
-    assert_eq!(t[0].author_profession, "薬剤師");
+    assert_eq!((t[0].author_kind(), t[0].author_profession()), (AccountKind::Professional, Profession::Pharmacist));
     assert_eq!(t[0].author_facility, "みどり薬局");
-    // A page at a time, in either order: (seqs, next_after_seq, next_before_seq).
-    let page = |order: TimelineOrder, after_seq: u64, before_seq: u64| {
-        let req = TimelineRequest { room_id: room_a, after_seq, before_seq, limit: 1, order: order as i32 };
+    // A page at a time, in either order, each page's token leading to the next.
+    let page = |order: TimelineOrder, page_token: String| {
+        let req =
+            TimelineRequest { room_id: room_a, order: order as i32, page_size: 1, page_token, ..Default::default() };
         authed(req, &ns)
     };
-    let mut pages = Vec::new();
-    for (order, after, before) in [
-        (TimelineOrder::Unspecified, 0, 0),
-        (TimelineOrder::NewestFirst, 0, 2),
-        (TimelineOrder::OldestFirst, 0, 0),
-        (TimelineOrder::OldestFirst, 1, 0),
+    let seqs = |r: &TimelineResponse| r.posts.iter().map(|p| p.seq).collect::<Vec<_>>();
+    for (order, expected) in [
+        (TimelineOrder::Unspecified, [2, 1]),
+        (TimelineOrder::NewestFirst, [2, 1]),
+        (TimelineOrder::OldestFirst, [1, 2]),
     ] {
-        let p = f.posts.timeline(page(order, after, before)).await.unwrap().into_inner();
-        pages.push((p.posts.iter().map(|p| p.seq).collect::<Vec<_>>(), p.next_after_seq, p.next_before_seq));
+        let first = f.posts.timeline(page(order, String::new())).await.unwrap().into_inner();
+        assert!(!first.next_page_token.is_empty(), "{order:?}: {first:?}");
+        let second = f.posts.timeline(page(order, first.next_page_token.clone())).await.unwrap().into_inner();
+        assert_eq!([seqs(&first), seqs(&second)].concat(), expected, "{order:?}");
+        assert!(second.next_page_token.is_empty(), "{order:?}: {second:?}");
     }
-    assert_eq!(pages, [(vec![2], 0, 2), (vec![1], 0, 0), (vec![1], 1, 0), (vec![2], 0, 0)]);
-    let mut unknown = page(TimelineOrder::NewestFirst, 0, 0);
+    // A window: only posts after #1, oldest first.
+    let mut window = page(TimelineOrder::OldestFirst, String::new());
+    window.get_mut().after_seq = Some(1);
+    assert_eq!(seqs(&f.posts.timeline(window).await.unwrap().into_inner()), [2]);
+    // A token is the server's: one of the other order, or a made-up one, is refused.
+    let newest = f.posts.timeline(page(TimelineOrder::NewestFirst, String::new())).await.unwrap().into_inner();
+    for token in [newest.next_page_token, "not-a-token".to_owned(), "7b7d".to_owned()] {
+        let e = f.posts.timeline(page(TimelineOrder::OldestFirst, token)).await.expect_err("bad page token");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    }
+    let mut unknown = page(TimelineOrder::NewestFirst, String::new());
     unknown.get_mut().order = 9;
     assert_eq!(f.posts.timeline(unknown).await.expect_err("unknown order").code(), tonic::Code::InvalidArgument);
 
     // Edit, acknowledge, delete: the timeline shows the result, the history stays for audit.
     c.posts
-        .edit(authed(
+        .edit_post(authed(
             EditPostRequest {
-                request_id: uuid(),
+                idempotency_key: uuid(),
                 room_id: room_a,
                 seq: 1,
                 text: "本日訪問。血圧 130/78（訂正）。".into(),
@@ -337,23 +384,24 @@ async fn the_collaboration_story() {
         ))
         .await
         .unwrap();
-    f.posts.ack(authed(PostRef { request_id: uuid(), room_id: room_a, seq: 1 }, &ns)).await.unwrap();
+    f.posts.ack_post(authed(AckPostRequest { idempotency_key: uuid(), room_id: room_a, seq: 1 }, &ns)).await.unwrap();
     let edit_by_other = c
         .posts
-        .edit(authed(EditPostRequest { request_id: uuid(), room_id: room_a, seq: 1, text: "x".into() }, &ph))
+        .edit_post(authed(EditPostRequest { idempotency_key: uuid(), room_id: room_a, seq: 1, text: "x".into() }, &ph))
         .await;
     assert_eq!(edit_by_other.expect_err("not the author").code(), tonic::Code::PermissionDenied);
     let t = c.posts.timeline(authed(tl(room_a), &dr)).await.unwrap().into_inner().posts;
     let first = t.iter().find(|p| p.seq == 1).expect("post 1");
     assert!(first.edited && first.text.contains("訂正") && first.ack_ids == vec![nurse]);
 
-    // A retried request id posts once.
-    let again = c.posts.post(authed(post(room_a, "本日訪問。血圧 128/76。", "p-1"), &dr)).await.unwrap().into_inner();
+    // A retried idempotency key posts once.
+    let again =
+        c.posts.create_post(authed(post(room_a, "本日訪問。血圧 128/76。", "p-1"), &dr)).await.unwrap().into_inner();
     assert_eq!(again.seq, 1);
     assert_eq!(c.posts.timeline(authed(tl(room_a), &dr)).await.unwrap().into_inner().posts.len(), 2);
     // A retried login (its first answer lost on the way) still ends with a working token.
     let retry = LoginRequest {
-        request_id: "login-retry".into(),
+        idempotency_key: "login-retry".into(),
         login: "ph.tanaka".into(),
         password: PASSWORD.into(),
         device: "x".into(),
@@ -373,7 +421,7 @@ async fn the_collaboration_story() {
         (post(999_999, "x", "bad-3"), tonic::Code::NotFound),
         (post(room_a, "x", ""), tonic::Code::InvalidArgument),
     ] {
-        let err = c.posts.post(authed(bad, &dr)).await.expect_err("bad post");
+        let err = c.posts.create_post(authed(bad, &dr)).await.expect_err("bad post");
         assert_eq!(err.code(), code, "{err:?}");
     }
     let no_token = c.posts.timeline(Request::new(tl(room_a))).await;
@@ -382,26 +430,33 @@ async fn the_collaboration_story() {
 
     // A removed member is refused at once.
     c.rooms
-        .remove(authed(MemberRequest { request_id: uuid(), room_id: room_a, account_id: pharmacist }, &dr))
+        .remove_member(authed(
+            RemoveMemberRequest { idempotency_key: uuid(), room_id: room_a, account_id: pharmacist },
+            &dr,
+        ))
         .await
         .unwrap();
     assert_eq!(c.posts.timeline(authed(tl(room_a), &ph)).await.expect_err("removed").code(), tonic::Code::NotFound);
     assert_eq!(
-        c.posts.post(authed(post(room_a, "x", "after-removal"), &ph)).await.expect_err("removed").code(),
+        c.posts.create_post(authed(post(room_a, "x", "after-removal"), &ph)).await.expect_err("removed").code(),
         tonic::Code::NotFound
     );
 
     // The audit log holds the reads (shipped from the nodes that served them) and the writes,
     // and its chain verifies.
-    let mut audit = kizuna_proto::collab::audit_client::AuditClient::new(channel(&hub.api(follower)).await);
-    let not_operator = audit.query(authed(AuditQueryRequest::default(), &dr)).await;
+    let mut audit =
+        kizuna_proto::audit::audit_service_client::AuditServiceClient::new(channel(&hub.api(follower)).await);
+    let not_operator = audit.list_audit_entries(authed(ListAuditEntriesRequest::default(), &dr)).await;
     assert_eq!(not_operator.expect_err("doctor reads audit").code(), tonic::Code::PermissionDenied);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let entries = loop {
-        let q = AuditQueryRequest { after_seq: 0, limit: 1000, account_id: 0, patient_id: 0 };
-        let entries = audit.query(authed(q, &op)).await.unwrap().into_inner().entries;
+        let q = ListAuditEntriesRequest { page_size: 1000, ..Default::default() };
+        let entries = audit.list_audit_entries(authed(q, &op)).await.unwrap().into_inner().entries;
         let nurse_read_on_follower = entries.iter().any(|e| {
-            e.account_id == nurse && e.action == "read" && e.what.starts_with("timeline") && e.node_id == follower
+            e.account_id == nurse
+                && e.action() == AuditAction::Read
+                && e.what.starts_with("timeline")
+                && e.node_id == follower
         });
         if nurse_read_on_follower || std::time::Instant::now() > deadline {
             break entries;
@@ -409,15 +464,15 @@ async fn the_collaboration_story() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(
-        entries.iter().any(|e| e.account_id == nurse && e.action == "read" && e.node_id == follower),
+        entries.iter().any(|e| e.account_id == nurse && e.action() == AuditAction::Read && e.node_id == follower),
         "{entries:#?}"
     );
     assert!(
-        entries.iter().any(|e| e.account_id == pharmacist && e.action == "write" && e.what == "post"),
+        entries.iter().any(|e| e.account_id == pharmacist && e.action() == AuditAction::Write && e.what == "post"),
         "{entries:#?}"
     );
     assert!(entries.iter().any(|e| e.account_id == nurse && e.what == "patient list"));
-    let v = audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner();
+    let v = audit.verify_audit_chain(authed(VerifyAuditChainRequest {}, &op)).await.unwrap().into_inner();
     assert!(v.intact && v.verified as usize >= entries.len(), "{v:?}");
     // The API carries everything the hashes cover: an export verifies offline, as version 1.
     assert!(entries.first().is_some_and(|e| e.seq == 1) && entries.iter().all(|e| e.hash_version == 1));
@@ -444,7 +499,7 @@ async fn the_collaboration_story() {
         .map(|r| r.room_id)
         .unwrap();
     let fam = CreateFamilyAccountRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         patient_id: patient_a,
         login: "yamada.family".into(),
         display_name: "山田 家族".into(),
@@ -459,7 +514,10 @@ async fn the_collaboration_story() {
     );
 
     // A stopped account's token is refused on every node.
-    c.accounts.stop_account(authed(AccountRequest { request_id: uuid(), account_id: nurse }, &dr)).await.unwrap();
+    c.accounts
+        .stop_account(authed(StopAccountRequest { idempotency_key: uuid(), account_id: nurse }, &dr))
+        .await
+        .unwrap();
     for id in &ids {
         let mut n = client(&hub.api(*id)).await;
         let err = n.rooms.list_rooms(list(&ns)).await.expect_err("stopped account");
@@ -468,16 +526,21 @@ async fn the_collaboration_story() {
 
     // Request ids belong to their account: another user's write under a reused id is its own
     // write, not the first user's remembered answer.
-    let group = CreateGroupRequest { request_id: uuid(), name: "薬薬連携".into() };
+    let group = CreateGroupRequest { idempotency_key: uuid(), name: "薬薬連携".into() };
     let group = c.rooms.create_group(authed(group, &dr)).await.unwrap().into_inner().room_id;
-    let invite =
-        InviteRequest { request_id: uuid(), room_id: group, account_id: pharmacist, role: Role::Member as i32 };
-    c.rooms.invite(authed(invite, &dr)).await.unwrap();
-    let mine = c.posts.post(authed(post(group, "よろしくお願いします。", "g-1"), &dr)).await.unwrap().into_inner();
-    let theirs = c.posts.post(authed(post(group, "こちらこそ。", "g-1"), &ph)).await.unwrap().into_inner();
+    let invite = InviteMemberRequest {
+        idempotency_key: uuid(),
+        room_id: group,
+        account_id: pharmacist,
+        role: Role::Member as i32,
+    };
+    c.rooms.invite_member(authed(invite, &dr)).await.unwrap();
+    let mine =
+        c.posts.create_post(authed(post(group, "よろしくお願いします。", "g-1"), &dr)).await.unwrap().into_inner();
+    let theirs = c.posts.create_post(authed(post(group, "こちらこそ。", "g-1"), &ph)).await.unwrap().into_inner();
     assert_eq!((mine.seq, theirs.seq), (1, 2));
     let mine_again =
-        c.posts.post(authed(post(group, "よろしくお願いします。", "g-1"), &dr)).await.unwrap().into_inner();
+        c.posts.create_post(authed(post(group, "よろしくお願いします。", "g-1"), &dr)).await.unwrap().into_inner();
     assert_eq!(mine_again.seq, 1, "a retry by the first user still answers with the first result");
     hub.shutdown().await;
 }
@@ -489,7 +552,7 @@ async fn tampering_with_a_stored_audit_entry_is_detected() {
     let victim = hub.follower_of(leader);
     let mut c = client(&hub.api(leader)).await;
     let init = InitOperatorRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         login: "op".into(),
         display_name: "事務局".into(),
         password: PASSWORD.into(),
@@ -497,35 +560,37 @@ async fn tampering_with_a_stored_audit_entry_is_detected() {
     c.accounts.init_operator(init).await.unwrap();
     let op = login(&mut c, "op").await;
     let fac = RegisterFacilityRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         name: "クリニック".into(),
         kind: FacilityKind::Clinic as i32,
         municipality: "鹿沼市".into(),
     };
     let clinic = c.accounts.register_facility(authed(fac, &op)).await.unwrap().into_inner().facility_id;
     c.accounts
-        .approve_facility(authed(ApproveFacilityRequest { request_id: uuid(), facility_id: clinic }, &op))
+        .approve_facility(authed(ApproveFacilityRequest { idempotency_key: uuid(), facility_id: clinic }, &op))
         .await
         .unwrap();
     join(&mut c, &op, &op, clinic, true, "dr.kato", Profession::Doctor).await;
     let dr = login(&mut c, "dr.kato").await;
-    let req =
-        CreatePatientRequest {
-            request_id: uuid(), name: "患者".into(), kana: "かんじゃ".into(), ..Default::default()
-        };
+    let req = CreatePatientRequest {
+        idempotency_key: uuid(),
+        name: "患者".into(),
+        kana: "かんじゃ".into(),
+        ..Default::default()
+    };
     let room = c.rooms.create_patient(authed(req, &dr)).await.unwrap().into_inner().room_id;
     for i in 0..3 {
-        let p = PostRequest {
-            request_id: uuid(),
+        let p = CreatePostRequest {
+            idempotency_key: uuid(),
             room_id: room,
             text: format!("記録 {i}"),
-            reply_to: 0,
+            reply_to: None,
             mention_ids: vec![],
         };
-        c.posts.post(authed(p, &dr)).await.unwrap();
+        c.posts.create_post(authed(p, &dr)).await.unwrap();
     }
-    let mut audit = kizuna_proto::collab::audit_client::AuditClient::new(channel(&hub.api(victim)).await);
-    let v = audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner();
+    let mut audit = kizuna_proto::audit::audit_service_client::AuditServiceClient::new(channel(&hub.api(victim)).await);
+    let v = audit.verify_audit_chain(authed(VerifyAuditChainRequest {}, &op)).await.unwrap().into_inner();
     assert!(v.intact && v.verified >= 4, "{v:?}");
 
     // Alter entry 2 on disk while the node is down.
@@ -547,14 +612,14 @@ async fn tampering_with_a_stored_audit_entry_is_detected() {
         db.put_cf(cf, &key, codec::encode(&entry).expect("encode")).unwrap();
     }
     hub.restart(victim).await;
-    let mut audit = kizuna_proto::collab::audit_client::AuditClient::new(channel(&hub.api(victim)).await);
-    let v = audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner();
+    let mut audit = kizuna_proto::audit::audit_service_client::AuditServiceClient::new(channel(&hub.api(victim)).await);
+    let v = audit.verify_audit_chain(authed(VerifyAuditChainRequest {}, &op)).await.unwrap().into_inner();
     assert!(!v.intact, "{v:?}");
-    assert_eq!(v.broken_at_seq, 2, "{v:?}");
+    assert_eq!(v.broken_at_seq, Some(2), "{v:?}");
     assert!(v.reason.contains("altered"), "{v:?}");
     // The other nodes' copies still verify.
-    let mut audit = kizuna_proto::collab::audit_client::AuditClient::new(channel(&hub.api(leader)).await);
-    assert!(audit.verify(authed(VerifyAuditRequest {}, &op)).await.unwrap().into_inner().intact);
+    let mut audit = kizuna_proto::audit::audit_service_client::AuditServiceClient::new(channel(&hub.api(leader)).await);
+    assert!(audit.verify_audit_chain(authed(VerifyAuditChainRequest {}, &op)).await.unwrap().into_inner().intact);
     hub.shutdown().await;
 }
 
@@ -565,7 +630,7 @@ async fn hub_with_clinic() -> (TestHub, u64, Client, String, u64) {
     let leader = hub.leader().await;
     let mut c = client(&hub.api(leader)).await;
     let init = InitOperatorRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         login: "op".into(),
         display_name: "事務局".into(),
         password: PASSWORD.into(),
@@ -579,14 +644,14 @@ async fn hub_with_clinic() -> (TestHub, u64, Client, String, u64) {
 /// Registers and approves a facility; returns its id.
 async fn facility(c: &mut Client, op: &str, name: &str, kind: FacilityKind) -> u64 {
     let req = RegisterFacilityRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         name: name.into(),
         kind: kind as i32,
         municipality: "宇都宮市".into(),
     };
     let id = c.accounts.register_facility(authed(req, op)).await.expect("facility").into_inner().facility_id;
     c.accounts
-        .approve_facility(authed(ApproveFacilityRequest { request_id: uuid(), facility_id: id }, op))
+        .approve_facility(authed(ApproveFacilityRequest { idempotency_key: uuid(), facility_id: id }, op))
         .await
         .expect("approve");
     id
@@ -594,7 +659,8 @@ async fn facility(c: &mut Client, op: &str, name: &str, kind: FacilityKind) -> u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_to_two_hospitals_is_answered_by_each_and_opens_the_patient_team() {
-    use kizuna_proto::collab::care_requests_client::CareRequestsClient;
+    use kizuna_proto::care_requests::care_request_service_client::CareRequestServiceClient;
+    use kizuna_proto::care_requests::*;
     let (hub, leader, mut c, op, clinic) = hub_with_clinic().await;
     let follower = hub.follower_of(leader);
     let hospital = facility(&mut c, &op, "県立病院", FacilityKind::Hospital).await;
@@ -611,7 +677,7 @@ async fn a_request_to_two_hospitals_is_answered_by_each_and_opens_the_patient_te
         login(&mut c, "ph.green").await,
     );
     let req = CreatePatientRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         name: "高橋 ハナ".into(),
         kana: "たかはし".into(),
         ..Default::default()
@@ -619,92 +685,115 @@ async fn a_request_to_two_hospitals_is_answered_by_each_and_opens_the_patient_te
     let created = c.rooms.create_patient(authed(req, &dr)).await.unwrap().into_inner();
 
     // Sent through a follower; answered through the leader.
-    let mut on_follower = CareRequestsClient::new(channel(&hub.api(follower)).await);
-    let mut on_leader = CareRequestsClient::new(channel(&hub.api(leader)).await);
+    let mut on_follower = CareRequestServiceClient::new(channel(&hub.api(follower)).await);
+    let mut on_leader = CareRequestServiceClient::new(channel(&hub.api(leader)).await);
     let send = SendCareRequestRequest {
-        request_id: "rq-1".into(),
-        kind: RequestKind::Admission as i32,
-        patient_id: created.patient_id,
+        idempotency_key: "rq-1".into(),
+        kind: CareRequestKind::Admission as i32,
+        patient_id: Some(created.patient_id),
         title: "入院のご相談".into(),
         details: "誤嚥性肺炎の疑い。本日中の入院を希望します。".into(),
         facility_ids: vec![hospital, other],
     };
-    let sent = on_follower.send(authed(send.clone(), &dr)).await.expect("send").into_inner();
-    assert_eq!((sent.kind_label.as_str(), sent.patient_name.as_str()), ("入院", "高橋 ハナ"));
+    let sent = on_follower.send_care_request(authed(send.clone(), &dr)).await.expect("send").into_inner();
+    let sent = sent.care_request.expect("the care request");
+    assert_eq!((sent.kind(), sent.patient_name.as_str()), (CareRequestKind::Admission, "高橋 ハナ"));
     assert!(sent.recipients.iter().all(|r| r.state == AnswerState::Pending as i32), "{sent:?}");
-    // A retry with the same request id sends nothing new.
-    let again = on_follower.send(authed(send, &dr)).await.expect("retried send").into_inner();
-    assert_eq!(again.care_request_id, sent.care_request_id);
-    let list = |sent: bool| ListCareRequestsRequest { sent, before_id: 0, limit: 0 };
-    assert_eq!(on_leader.list(authed(list(true), &dr)).await.unwrap().into_inner().requests.len(), 1);
+    // A retry with the same idempotency key sends nothing new.
+    let again = on_follower.send_care_request(authed(send, &dr)).await.expect("retried send").into_inner();
+    assert_eq!(again.care_request.map(|r| r.care_request_id), Some(sent.care_request_id));
+    let list = |sent: bool| {
+        let r#box = if sent { CareRequestBox::Sent } else { CareRequestBox::Received } as i32;
+        ListCareRequestsRequest { r#box, ..Default::default() }
+    };
+    assert_eq!(
+        on_leader.list_care_requests(authed(list(true), &dr)).await.unwrap().into_inner().care_requests.len(),
+        1
+    );
 
     // Each hospital sees it in its inbox; the pharmacy does not, and cannot read it.
     for token in [&ward, &msw] {
-        assert_eq!(on_leader.list(authed(list(false), token)).await.unwrap().into_inner().requests.len(), 1);
+        assert_eq!(
+            on_leader.list_care_requests(authed(list(false), token)).await.unwrap().into_inner().care_requests.len(),
+            1
+        );
     }
-    assert!(on_leader.list(authed(list(false), &ph)).await.unwrap().into_inner().requests.is_empty());
+    assert!(
+        on_leader.list_care_requests(authed(list(false), &ph)).await.unwrap().into_inner().care_requests.is_empty()
+    );
     let id = sent.care_request_id;
-    let peek = on_leader.get(authed(GetCareRequestRequest { care_request_id: id }, &ph)).await;
+    let peek = on_leader.get_care_request(authed(GetCareRequestRequest { care_request_id: id }, &ph)).await;
     assert_eq!(peek.expect_err("outsider reads a request").code(), tonic::Code::NotFound);
 
     let answer = |accept: bool, note: &str| AnswerCareRequestRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         care_request_id: id,
         accept,
         note: note.into(),
     };
     let mut events =
-        c.events.subscribe(authed(SubscribeRequest { after_cursor: 0 }, &dr)).await.expect("subscribe").into_inner();
-    let accepted = on_leader.answer(authed(answer(true, "本日14時に受け入れます"), &ward)).await.expect("accept");
-    let accepted = accepted.into_inner();
+        c.events.subscribe(authed(SubscribeRequest { after_cursor: None }, &dr)).await.expect("subscribe").into_inner();
+    let accepted =
+        on_leader.answer_care_request(authed(answer(true, "本日14時に受け入れます"), &ward)).await.expect("accept");
+    let accepted = accepted.into_inner().care_request.expect("the care request");
     assert_eq!(accepted.recipients[0].state, AnswerState::Accepted as i32);
-    assert_eq!(accepted.recipients[0].answered_by, hospital_doctor);
-    on_leader.answer(authed(answer(false, "満床です"), &msw)).await.expect("decline");
-    let twice = on_leader.answer(authed(answer(true, ""), &msw)).await;
+    assert_eq!(accepted.recipients[0].answered_by, Some(hospital_doctor));
+    on_leader.answer_care_request(authed(answer(false, "満床です"), &msw)).await.expect("decline");
+    let twice = on_leader.answer_care_request(authed(answer(true, ""), &msw)).await;
     assert_eq!(twice.expect_err("second answer").code(), tonic::Code::FailedPrecondition);
-    let cancel = on_leader.cancel(authed(CareRequestRef { request_id: uuid(), care_request_id: id }, &dr)).await;
+    let cancel = on_leader
+        .cancel_care_request(authed(CancelCareRequestRequest { idempotency_key: uuid(), care_request_id: id }, &dr))
+        .await;
     assert_eq!(cancel.expect_err("nothing left to cancel").code(), tonic::Code::FailedPrecondition);
 
     // The sender sees both answers; the hospital doctor is now in the patient's team.
-    let seen = on_leader.get(authed(GetCareRequestRequest { care_request_id: id }, &dr)).await.unwrap().into_inner();
+    let seen = on_leader.get_care_request(authed(GetCareRequestRequest { care_request_id: id }, &dr)).await.unwrap();
+    let seen = seen.into_inner().care_request.expect("the care request");
     let states: Vec<i32> = seen.recipients.iter().map(|r| r.state).collect();
     assert_eq!(states, vec![AnswerState::Accepted as i32, AnswerState::Declined as i32]);
     assert_eq!(seen.recipients[1].note, "満床です");
     let tl = TimelineRequest { room_id: created.room_id, ..Default::default() };
     c.posts.timeline(authed(tl, &ward)).await.expect("the accepting doctor reads the patient's timeline");
     // The sender hears of the answer, and the team of its new member, live, in that order.
-    use kizuna_proto::collab::event::Kind;
+    use kizuna_proto::events::event::Kind;
     let mut heard = Vec::new();
     while heard.len() < 2 {
         let event = tokio::time::timeout(Duration::from_secs(10), events.message()).await.expect("an event in time");
-        let event = event.expect("stream").expect("an event");
+        let event = event.expect("stream").expect("an event").event.expect("an event in the message");
         heard.push((event.room_id, event.kind));
     }
     assert_eq!(
         heard,
-        vec![(0, Some(Kind::CareRequestUpdated(id))), (created.room_id, Some(Kind::MembershipChanged(true)))]
+        vec![(None, Some(Kind::CareRequestUpdated(id))), (Some(created.room_id), Some(Kind::MembershipChanged(true)))]
     );
 
     // Bad input changes nothing.
     let bad = SendCareRequestRequest {
-        request_id: uuid(),
-        kind: RequestKind::Unspecified as i32,
+        idempotency_key: uuid(),
+        kind: CareRequestKind::Unspecified as i32,
         title: "x".into(),
         details: "x".into(),
         facility_ids: vec![hospital],
         ..Default::default()
     };
-    let e = on_leader.send(authed(bad, &dr)).await.expect_err("no kind");
+    let e = on_leader.send_care_request(authed(bad, &dr)).await.expect_err("no kind");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    let bad = ListCareRequestsRequest { sent: true, before_id: 0, limit: 500 };
-    assert_eq!(on_leader.list(authed(bad, &dr)).await.expect_err("limit").code(), tonic::Code::InvalidArgument);
-    assert_eq!(on_leader.list(authed(list(true), &dr)).await.unwrap().into_inner().requests.len(), 1);
+    let bad = ListCareRequestsRequest { page_size: 500, ..list(true) };
+    assert_eq!(
+        on_leader.list_care_requests(authed(bad, &dr)).await.expect_err("limit").code(),
+        tonic::Code::InvalidArgument
+    );
+    assert_eq!(
+        on_leader.list_care_requests(authed(list(true), &dr)).await.unwrap().into_inner().care_requests.len(),
+        1
+    );
     hub.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_resource_map_finds_facilities_near_a_patient_and_shows_their_staff() {
-    use kizuna_proto::collab::directory_client::DirectoryClient;
+    use kizuna_proto::directory::directory_service_client::DirectoryServiceClient;
+    use kizuna_proto::directory::*;
     let (hub, leader, mut c, op, clinic) = hub_with_clinic().await;
     let follower = hub.follower_of(leader);
     let station = facility(&mut c, &op, "ひばり訪問看護", FacilityKind::VisitingNursingStation).await;
@@ -713,7 +802,7 @@ async fn the_resource_map_finds_facilities_near_a_patient_and_shows_their_staff(
     let (dr, vn) = (login(&mut c, "dr.map").await, login(&mut c, "vn.map").await);
 
     // The station's admin fills in its profile through a follower.
-    let mut on_follower = DirectoryClient::new(channel(&hub.api(follower)).await);
+    let mut on_follower = DirectoryServiceClient::new(channel(&hub.api(follower)).await);
     let profile = FacilityProfile {
         address: "宇都宮市駅前通り1-1".into(),
         phone: "028-600-0000".into(),
@@ -723,18 +812,19 @@ async fn the_resource_map_finds_facilities_near_a_patient_and_shows_their_staff(
         note: "土日も相談可".into(),
     };
     let update =
-        UpdateFacilityProfileRequest { request_id: uuid(), facility_id: station, profile: Some(profile.clone()) };
-    let page = on_follower.update_facility_profile(authed(update.clone(), &vn)).await.expect("update").into_inner();
+        UpdateFacilityProfileRequest { idempotency_key: uuid(), facility_id: station, profile: Some(profile.clone()) };
+    let page = on_follower.update_facility_profile(authed(update.clone(), &vn)).await.expect("update");
+    let page = page.into_inner().page.expect("the facility's page");
     assert_eq!(page.facility.as_ref().and_then(|f| f.profile.clone()), Some(profile));
     // The doctor cannot edit another facility's profile.
-    let update = UpdateFacilityProfileRequest { request_id: uuid(), ..update };
+    let update = UpdateFacilityProfileRequest { idempotency_key: uuid(), ..update };
     let e = on_follower.update_facility_profile(authed(update, &dr)).await.expect_err("not its admin");
     assert_eq!(e.code(), tonic::Code::PermissionDenied);
 
     // Near the patient's home (宇都宮駅), accepting new patients, offering 看取り.
-    let mut directory = DirectoryClient::new(channel(&hub.api(leader)).await);
+    let mut directory = DirectoryServiceClient::new(channel(&hub.api(leader)).await);
     let search = SearchFacilitiesRequest {
-        service: "看取り".into(),
+        service: Some("看取り".into()),
         accepting_only: true,
         near: Some(GeoPoint { lat_e6: 36_559_000, lon_e6: 139_898_000 }),
         radius_m: 5_000,
@@ -743,16 +833,16 @@ async fn the_resource_map_finds_facilities_near_a_patient_and_shows_their_staff(
     let found = directory.search_facilities(authed(search, &dr)).await.unwrap().into_inner().facilities;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].facility_id, station);
-    assert!((500..1_000).contains(&found[0].distance_m), "{found:?}");
+    assert!(found[0].distance_m.is_some_and(|d| (500..1_000).contains(&d)), "{found:?}");
     let everything = directory.search_facilities(authed(SearchFacilitiesRequest::default(), &dr)).await.unwrap();
     assert_eq!(everything.into_inner().facilities.len(), 2);
 
     // Its page lists the nurse to connect with.
     let page = directory.get_facility(authed(GetFacilityRequest { facility_id: station }, &dr)).await.unwrap();
-    let staff = page.into_inner().staff;
+    let staff = page.into_inner().page.expect("the facility's page").staff;
     assert_eq!(
-        staff.iter().map(|s| (s.account_id, s.profession.as_str())).collect::<Vec<_>>(),
-        vec![(nurse, "訪問看護師")]
+        staff.iter().map(|s| (s.account_id, s.profession())).collect::<Vec<_>>(),
+        vec![(nurse, Profession::VisitingNurse)]
     );
 
     // Bad input changes nothing.
@@ -775,32 +865,34 @@ async fn the_resource_map_finds_facilities_near_a_patient_and_shows_their_staff(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn search_finds_japanese_words_in_what_the_user_may_read_on_any_node() {
-    use kizuna_proto::collab::search_client::SearchClient;
+    use kizuna_proto::search::SearchRequest;
+    use kizuna_proto::search::search_service_client::SearchServiceClient;
     let (hub, leader, mut c, op, clinic) = hub_with_clinic().await;
     let follower = hub.follower_of(leader);
     join(&mut c, &op, &op, clinic, true, "dr.search", Profession::Doctor).await;
     join(&mut c, &op, &op, clinic, false, "ns.other", Profession::Nurse).await;
     let (dr, other) = (login(&mut c, "dr.search").await, login(&mut c, "ns.other").await);
     let req = CreatePatientRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         name: "山田 花子".into(),
         kana: "やまだ はなこ".into(),
         ..Default::default()
     };
     let room = c.rooms.create_patient(authed(req, &dr)).await.unwrap().into_inner().room_id;
-    let post = |text: &str| PostRequest {
-        request_id: uuid(),
+    let post = |text: &str| CreatePostRequest {
+        idempotency_key: uuid(),
         room_id: room,
         text: text.into(),
-        reply_to: 0,
+        reply_to: None,
         mention_ids: vec![],
     };
-    let seq = c.posts.post(authed(post("在宅酸素の流量を２Ｌに変更しました。"), &dr)).await.unwrap().into_inner().seq;
-    c.posts.post(authed(post("本日の訪問で酸素チューブを交換。"), &dr)).await.unwrap();
+    let seq =
+        c.posts.create_post(authed(post("在宅酸素の流量を２Ｌに変更しました。"), &dr)).await.unwrap().into_inner().seq;
+    c.posts.create_post(authed(post("本日の訪問で酸素チューブを交換。"), &dr)).await.unwrap();
 
     // On a follower: the index is replicated state like any other.
-    let mut search = SearchClient::new(channel(&hub.api(follower)).await);
-    let q = |query: &str| SearchRequest { query: query.into(), limit: 0 };
+    let mut search = SearchServiceClient::new(channel(&hub.api(follower)).await);
+    let q = |query: &str| SearchRequest { query: query.into(), ..Default::default() };
     let found = search.search(authed(q("酸素"), &dr)).await.unwrap().into_inner();
     assert_eq!(found.posts.len(), 2, "{found:?}");
     assert_eq!(found.posts[0].room_title, "山田 花子");
@@ -819,19 +911,18 @@ async fn search_finds_japanese_words_in_what_the_user_may_read_on_any_node() {
 
     // An edit moves the post in the index; a deletion takes it out.
     let edit =
-        EditPostRequest { request_id: uuid(), room_id: room, seq, text: "流量は据え置きです。".into() };
-    c.posts.edit(authed(edit, &dr)).await.unwrap();
-    let mut on_leader = SearchClient::new(channel(&hub.api(leader)).await);
+        EditPostRequest { idempotency_key: uuid(), room_id: room, seq, text: "流量は据え置きです。".into() };
+    c.posts.edit_post(authed(edit, &dr)).await.unwrap();
+    let mut on_leader = SearchServiceClient::new(channel(&hub.api(leader)).await);
     assert!(on_leader.search(authed(q("流量を"), &dr)).await.unwrap().into_inner().posts.is_empty());
     assert_eq!(on_leader.search(authed(q("据え置き"), &dr)).await.unwrap().into_inner().posts.len(), 1);
-    c.posts.delete(authed(PostRef { request_id: uuid(), room_id: room, seq }, &dr)).await.unwrap();
+    c.posts.delete_post(authed(DeletePostRequest { idempotency_key: uuid(), room_id: room, seq }, &dr)).await.unwrap();
     assert!(on_leader.search(authed(q("据え置き"), &dr)).await.unwrap().into_inner().posts.is_empty());
 
     // Bad input.
     let e = on_leader.search(authed(q("酸"), &dr)).await.expect_err("one character");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    let e =
-        on_leader.search(authed(SearchRequest { query: "酸素".into(), limit: 1000 }, &dr)).await.expect_err("limit");
+    let e = on_leader.search(authed(SearchRequest { page_size: 1000, ..q("酸素") }, &dr)).await.expect_err("limit");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     hub.shutdown().await;
 }
@@ -853,29 +944,29 @@ async fn a_second_factor_guards_login_and_a_code_works_once() {
     let token = login(&mut c, "ns.totp").await;
 
     // Enrol through a follower; a retry of the same request gives the same secret.
-    let begin = BeginTotpRequest { request_id: "totp-1".into() };
+    let begin = BeginTotpRequest { idempotency_key: "totp-1".into() };
     let first = f.accounts.begin_totp(authed(begin.clone(), &token)).await.expect("begin").into_inner();
     let again = f.accounts.begin_totp(authed(begin, &token)).await.expect("retried begin").into_inner();
     assert_eq!(first.secret_base32, again.secret_base32);
     assert!(first.otpauth_uri.starts_with("otpauth://totp/Kizuna:ns.totp?secret="), "{first:?}");
-    let wrong = ConfirmTotpRequest { request_id: uuid(), code: "000000x".into() };
+    let wrong = ConfirmTotpRequest { idempotency_key: uuid(), code: "000000x".into() };
     assert_eq!(
         f.accounts.confirm_totp(authed(wrong, &token)).await.expect_err("bad code").code(),
         tonic::Code::InvalidArgument
     );
     let code = app_code(&first.secret_base32, 0);
     f.accounts
-        .confirm_totp(authed(ConfirmTotpRequest { request_id: uuid(), code: code.clone() }, &token))
+        .confirm_totp(authed(ConfirmTotpRequest { idempotency_key: uuid(), code: code.clone() }, &token))
         .await
         .expect("confirm");
 
     // From now on a login needs a code, and the confirming code is spent.
     let attempt = |totp_code: &str| LoginRequest {
-        request_id: uuid(),
+        idempotency_key: uuid(),
         login: "ns.totp".into(),
         password: PASSWORD.into(),
         device: "phone".into(),
-        totp_code: totp_code.into(),
+        totp_code: Some(totp_code.into()).filter(|c: &String| !c.is_empty()),
     };
     let e = c.accounts.login(attempt("")).await.expect_err("no code");
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
@@ -895,7 +986,7 @@ async fn a_second_factor_guards_login_and_a_code_works_once() {
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
 
     // A lost phone: the facility admin (here the operator) turns it off; password alone works again.
-    let reset = DisableTotpRequest { request_id: uuid(), account_id: nurse, code: String::new() };
+    let reset = DisableTotpRequest { idempotency_key: uuid(), account_id: Some(nurse), code: String::new() };
     c.accounts.disable_totp(authed(reset, &op)).await.expect("admin reset");
     c.accounts.login(attempt("")).await.expect("password only");
     hub.shutdown().await;
@@ -919,7 +1010,7 @@ async fn a_lost_device_is_stopped_at_once_on_every_node() {
     assert_eq!(lost.len(), 16);
     c.accounts
         .revoke_session(authed(
-            RevokeSessionRequest { request_id: uuid(), account_id: 0, session_id: lost.clone() },
+            RevokeSessionRequest { idempotency_key: uuid(), account_id: None, session_id: lost.clone() },
             &pc,
         ))
         .await
@@ -932,19 +1023,22 @@ async fn a_lost_device_is_stopped_at_once_on_every_node() {
         assert_eq!(e.code(), tonic::Code::Unauthenticated, "node {id}");
     }
     c.accounts.list_sessions(authed(ListSessionsRequest::default(), &pc)).await.expect("the PC still works");
-    let twice = RevokeSessionRequest { request_id: uuid(), account_id: 0, session_id: lost };
+    let twice = RevokeSessionRequest { idempotency_key: uuid(), account_id: None, session_id: lost };
     assert_eq!(
         c.accounts.revoke_session(authed(twice, &pc)).await.expect_err("ended").code(),
         tonic::Code::FailedPrecondition
     );
 
     // The facility's admin sees and stops the nurse's PC; another facility's admin cannot.
-    let by_admin = ListSessionsRequest { account_id: nurse };
+    let by_admin = ListSessionsRequest { account_id: Some(nurse), ..Default::default() };
     let listed = c.accounts.list_sessions(authed(by_admin, &admin)).await.unwrap().into_inner().sessions;
     let pc_id = listed.iter().find(|s| !s.revoked).expect("the PC").session_id.clone();
-    let e = c.accounts.list_sessions(authed(ListSessionsRequest { account_id: nurse }, &other_admin)).await;
+    let e = c
+        .accounts
+        .list_sessions(authed(ListSessionsRequest { account_id: Some(nurse), ..Default::default() }, &other_admin))
+        .await;
     assert_eq!(e.expect_err("another facility").code(), tonic::Code::PermissionDenied);
-    let stop = RevokeSessionRequest { request_id: uuid(), account_id: nurse, session_id: pc_id };
+    let stop = RevokeSessionRequest { idempotency_key: uuid(), account_id: Some(nurse), session_id: pc_id };
     c.accounts.revoke_session(authed(stop, &admin)).await.expect("admin stops the PC");
     for id in hub.running_ids() {
         let mut n = client(&hub.api(id)).await;
@@ -963,13 +1057,15 @@ async fn the_session_policy_is_set_by_an_operator_and_holds_on_every_node() {
     let (op, nurse) = (hub.operator().await, hub.member("nurse.policy").await);
     let leader = hub.leader().await;
     let accounts = |endpoint: String, token: String| async move {
-        AccountsClient::with_interceptor(channel(&endpoint).await, Bearer::new(&token))
+        AccountServiceClient::with_interceptor(channel(&endpoint).await, Bearer::new(&token))
     };
     let mut on_leader = accounts(hub.api(leader), op.clone()).await;
     let read = on_leader.get_session_policy(GetSessionPolicyRequest {}).await.unwrap().into_inner().policy;
     assert_eq!(read, Some(SessionPolicy { idle_minutes: 30, absolute_hours: 12 }), "the defaults");
-    let set =
-        |idle_minutes, absolute_hours| SetSessionPolicyRequest { request_id: uuid(), idle_minutes, absolute_hours };
+    let set = |idle_minutes, absolute_hours| SetSessionPolicyRequest {
+        idempotency_key: uuid(),
+        policy: Some(SessionPolicy { idle_minutes, absolute_hours }),
+    };
     on_leader.set_session_policy(set(10, 8)).await.unwrap();
     let bad = on_leader.set_session_policy(set(2, 8)).await.unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");

@@ -4,7 +4,7 @@
 mod common;
 
 use common::TestHub;
-use kizuna_proto::admin::ClusterStatusResponse;
+use kizuna_proto::admin::GetClusterStatusResponse;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -30,10 +30,10 @@ async fn a_browser_calls_cluster_status_over_grpc_web() {
     let token = hub.operator().await;
     let addr = hub.node_config(leader).api_addr;
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    // One gRPC-Web frame: flag 0, length 0 (ClusterStatusRequest has no fields).
+    // One gRPC-Web frame: flag 0, length 0 (GetClusterStatusRequest has no fields).
     let frame = [0u8, 0, 0, 0, 0];
     let request = format!(
-        "POST /kizuna.admin.v1.ClusterAdmin/Status HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "POST /kizuna.admin.v1.ClusterAdminService/GetClusterStatus HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         frame.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -53,9 +53,9 @@ async fn a_browser_calls_cluster_status_over_grpc_web() {
     // A data frame with the answer, then a trailer frame (flag 0x80) with grpc-status 0.
     assert_eq!(body[0], 0, "{body:?}");
     let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
-    let status = ClusterStatusResponse::decode(&body[5..5 + len]).expect("a ClusterStatusResponse");
+    let status = GetClusterStatusResponse::decode(&body[5..5 + len]).expect("a GetClusterStatusResponse");
     assert_eq!(status.members.len(), 3);
-    assert_eq!(status.leader_id, leader);
+    assert_eq!(status.leader_id, Some(leader));
     let trailer = &body[5 + len..];
     assert_eq!(trailer[0], 0x80);
     assert!(String::from_utf8_lossy(&trailer[5..]).contains("grpc-status:0"), "{:?}", String::from_utf8_lossy(trailer));

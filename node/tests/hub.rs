@@ -6,7 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestHub;
-use kizuna_proto::admin::{AddLearnerRequest, ClusterStatusRequest, NodeSpec, SnapshotRequest};
+use kizuna_node::member::NodeRole;
+use kizuna_proto::admin::{AddLearnerRequest, CreateSnapshotRequest, GetClusterStatusRequest, MemberRole, NodeSpec};
 use kizuna_proto::records::{Consistency, GetRecordRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -29,10 +30,10 @@ async fn writes_replicate_forward_and_survive_leader_loss_and_restart() {
     }
 
     // The whole hub is visible from any node.
-    let status = hub.admin(follower).await.status(ClusterStatusRequest {}).await.unwrap().into_inner();
+    let status = hub.admin(follower).await.get_cluster_status(GetClusterStatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.members.len(), 3);
     assert!(status.members.iter().all(|m| m.reachable));
-    assert_eq!(status.members.iter().filter(|m| m.role == "leader").count(), 1);
+    assert_eq!(status.members.iter().filter(|m| m.role() == MemberRole::Leader).count(), 1);
 
     // Stop the leader: a new one is elected and writes continue.
     let stopped_at = Instant::now();
@@ -41,7 +42,7 @@ async fn writes_replicate_forward_and_survive_leader_loss_and_restart() {
     assert_ne!(new_leader, leader);
     eprintln!("new leader {new_leader} after {:?}", stopped_at.elapsed());
     let survivor = hub.follower_of(new_leader);
-    // Clients retry (same request id) through the short window while the new leader settles.
+    // Clients retry (same idempotency key) through the short window while the new leader settles.
     let deadline = Instant::now() + Duration::from_secs(10);
     let c = loop {
         match hub.put(survivor, "greeting", "こんばんは", "req-c").await {
@@ -64,7 +65,7 @@ async fn writes_replicate_forward_and_survive_leader_loss_and_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn retried_request_id_applies_once() {
+async fn retried_idempotency_key_applies_once() {
     let hub = TestHub::start(3).await;
     let leader = hub.leader().await;
     let follower = hub.follower_of(leader);
@@ -93,7 +94,7 @@ async fn malformed_requests_are_invalid_argument_and_change_nothing() {
         ("", "v", "r1", "empty key"),
         ("bad\u{0}key", "v", "r2", "control character in key"),
         ("k", too_long.as_str(), "r3", "oversized value"),
-        ("k", "v", "", "empty request id"),
+        ("k", "v", "", "empty idempotency key"),
     ];
     for node in [leader, follower] {
         for (key, value, rid, what) in cases {
@@ -102,7 +103,8 @@ async fn malformed_requests_are_invalid_argument_and_change_nothing() {
         }
     }
     let mut client = hub.records(follower).await;
-    let err = client.get(GetRecordRequest { key: "k".into(), consistency: 99 }).await.expect_err("bad consistency");
+    let err =
+        client.get_record(GetRecordRequest { key: "k".into(), consistency: 99 }).await.expect_err("bad consistency");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     let err = hub.get(follower, "never-written", Consistency::Linearizable).await.expect_err("missing key");
     assert_eq!(err.code(), tonic::Code::NotFound);
@@ -135,9 +137,10 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
     }
 
     // Snapshot and purge the leader's log: a newcomer can only catch up by snapshot.
-    let snap = hub.admin(leader).await.snapshot(SnapshotRequest { purge_log: true }).await.unwrap().into_inner();
+    let snap =
+        hub.admin(leader).await.create_snapshot(CreateSnapshotRequest { purge_log: true }).await.unwrap().into_inner();
     assert!(snap.snapshot_index >= last, "{snap:?}");
-    assert!(snap.purged_index >= last, "{snap:?}");
+    assert!(snap.purged_index.is_some_and(|p| p >= last), "{snap:?}");
     let snapshot_file = hub.data_dir(leader).join("snapshots/current.snap");
     let size = std::fs::metadata(&snapshot_file).expect("snapshot file").len();
     assert!(size > 4 * 1024 * 1024, "snapshot is only {size} bytes");
@@ -158,7 +161,7 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
     hub.wait_applied(last).await;
 
     let status = hub.status(4);
-    assert_eq!(status.role, "learner");
+    assert_eq!(status.role, NodeRole::Learner);
     assert!(status.snapshots_installed >= 1, "the learner caught up without a snapshot: {status:?}");
     for i in [0, 57, 99] {
         let r = hub.get(4, &format!("big/{i}"), Consistency::Local).await.expect("learner has the data");

@@ -15,17 +15,18 @@ use std::time::{Duration, Instant};
 use common::{HubSpec, TestHub, Wire, put_as};
 use kizuna_chaos::workload::{self, authed};
 use kizuna_node::domain::{Command, Envelope};
+use kizuna_node::member::NodeRole;
 use kizuna_node::node::NodeError;
 use kizuna_proto::admin::{
-    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, NodeSpec, StateDigestRequest,
+    AddLearnerRequest, ChangeMembershipRequest, GetClusterStatusRequest, GetStateDigestRequest, NodeSpec,
     TransferLeaderRequest,
 };
-use kizuna_proto::collab::posts_client::PostsClient;
-use kizuna_proto::collab::{PostRequest, TimelineRequest, TimelineResponse};
+use kizuna_proto::posts::post_service_client::PostServiceClient;
+use kizuna_proto::posts::{CreatePostRequest, TimelineRequest, TimelineResponse};
 use kizuna_proto::records::Consistency;
 
 async fn timeline(endpoint: &str, token: &str, room: u64) -> Result<TimelineResponse, tonic::Status> {
-    let mut posts = PostsClient::new(common::channel(endpoint).await);
+    let mut posts = PostServiceClient::new(common::channel(endpoint).await);
     let req = TimelineRequest { room_id: room, ..Default::default() };
     posts.timeline(authed(req, token)).await.map(|r| r.into_inner())
 }
@@ -122,18 +123,21 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
     let room = team.rooms[0];
     let w = hub.put(leader, "oxygen/supplier", "稼働中", "i-1").await.unwrap();
     hub.wait_applied(w.log_index).await;
-    let post =
-        PostRequest {
-            request_id: "t-1".into(), room_id: room, text: "酸素の残量を確認".into(), ..Default::default()
-        };
-    let mut posts = PostsClient::new(common::channel(&hub.api(leader)).await);
-    posts.post(authed(post, &team.token)).await.expect("post");
+    let post = CreatePostRequest {
+        idempotency_key: "t-1".into(),
+        room_id: room,
+        text: "酸素の残量を確認".into(),
+        ..Default::default()
+    };
+    let mut posts = PostServiceClient::new(common::channel(&hub.api(leader)).await);
+    posts.create_post(authed(post, &team.token)).await.expect("post");
 
     // Cut off one voter that is not the leader, once it holds the post: a fresh read there
     // waits until it has applied the leader's commit index. (Waiting for the first leader's
     // applied index is not enough: the keeper may have moved leadership during the set-up, and
     // the post then committed at an index the old leader had not applied yet.)
-    let cut = hub.running_ids().into_iter().find(|id| *id != leader && hub.status(*id).role == "follower").unwrap();
+    let cut =
+        hub.running_ids().into_iter().find(|id| *id != leader && hub.status(*id).role == NodeRole::Follower).unwrap();
     let before = timeline(&hub.api(cut), &team.token, room).await.expect("timeline before the cut");
     assert_eq!((before.posts.len(), before.stale), (1, false), "{before:?}");
     hub.isolate(cut);
@@ -183,7 +187,7 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
     loop {
         let mut digests = Vec::new();
         for id in hub.running_ids() {
-            let d = hub.admin(id).await.state_digest(StateDigestRequest {}).await.expect("digest").into_inner();
+            let d = hub.admin(id).await.get_state_digest(GetStateDigestRequest {}).await.expect("digest").into_inner();
             assert!(d.entries > 0 && d.applied_index >= target, "{d:?}");
             digests.push(d.sha256);
         }
@@ -236,17 +240,22 @@ async fn a_cut_off_leader_and_learner_say_they_are_stale_and_a_waiting_write_end
 
     // Both still believe in the old order, and both say their copy may be stale.
     let status = hub.status(leader);
-    assert_eq!(status.role, "leader", "{status:?}");
-    assert!(status.stale_reason.contains("quorum"), "{status:?}");
+    assert_eq!(status.role, NodeRole::Leader, "{status:?}");
+    assert!(status.stale_reason.as_deref().is_some_and(|r| r.contains("quorum")), "{status:?}");
     let on_leader = hub.get(leader, key, Consistency::Local).await.expect("local read on the cut-off leader");
     assert!(on_leader.stale && on_leader.value == "稼働中", "{on_leader:?}");
     let learner_status = hub.status(learner);
-    assert_eq!(learner_status.leader_id, leader, "{learner_status:?}");
-    assert!(!learner_status.stale_reason.is_empty(), "{learner_status:?}");
+    assert_eq!(learner_status.leader_id, Some(leader), "{learner_status:?}");
+    assert!(learner_status.stale_reason.is_some(), "{learner_status:?}");
     let on_learner = hub.get(learner, key, Consistency::Local).await.expect("local read on the cut-off learner");
     assert!(on_learner.stale, "{on_learner:?}");
     // What `kizuna status` shows for the cut-off leader, asked there.
-    let seen = hub.admin(leader).await.status(ClusterStatusRequest {}).await.expect("status on the cut-off leader");
+    let seen = hub
+        .admin(leader)
+        .await
+        .get_cluster_status(GetClusterStatusRequest {})
+        .await
+        .expect("status on the cut-off leader");
     let me = seen.into_inner().members.into_iter().find(|m| m.id == leader).expect("itself");
     assert!(!me.stale_reason.is_empty(), "{me:?}");
 
@@ -274,7 +283,7 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
     let endpoints: Vec<String> = hub.running_ids().iter().map(|id| hub.api(*id)).collect();
     let operator = hub.operator().await;
 
-    // Writers: unique keys, each retried with the same request id until acknowledged.
+    // Writers: unique keys, each retried with the same idempotency key until acknowledged.
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..4 {
@@ -328,7 +337,7 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
     .await
     .expect("promote");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while hub.status(4).role != "follower" {
+    while hub.status(4).role != NodeRole::Follower {
         assert!(Instant::now() < deadline, "node 4 never became a voter: {:?}", hub.status(4));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

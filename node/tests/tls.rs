@@ -6,8 +6,8 @@ mod common;
 use common::{TestHub, Wire};
 use kizuna_node::tls::{self, Security};
 use kizuna_proto::raft::NodeStatusRequest;
-use kizuna_proto::raft::raft_transport_client::RaftTransportClient;
-use kizuna_proto::records::records_client::RecordsClient;
+use kizuna_proto::raft::raft_transport_service_client::RaftTransportServiceClient;
+use kizuna_proto::records::record_service_client::RecordServiceClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, PutRecordRequest};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
@@ -32,11 +32,11 @@ async fn hub_runs_over_tls_and_refuses_strangers() {
         .await
         .expect("TLS client connects");
     let token = common::sign_in_operator(channel.clone()).await;
-    let mut records = RecordsClient::with_interceptor(channel, common::Bearer::new(&token));
-    let req = PutRecordRequest { key: "tls".into(), value: "暗号化".into(), request_id: "tls-1".into() };
-    records.put(req).await.expect("write over TLS");
+    let mut records = RecordServiceClient::with_interceptor(channel, common::Bearer::new(&token));
+    let req = PutRecordRequest { key: "tls".into(), value: "暗号化".into(), idempotency_key: "tls-1".into() };
+    records.put_record(req).await.expect("write over TLS");
     let got = records
-        .get(GetRecordRequest { key: "tls".into(), consistency: Consistency::Linearizable as i32 })
+        .get_record(GetRecordRequest { key: "tls".into(), consistency: Consistency::Linearizable as i32 })
         .await
         .expect("read over TLS")
         .into_inner();
@@ -57,7 +57,7 @@ async fn hub_runs_over_tls_and_refuses_strangers() {
     let stranger = Security::load(&stranger_dir, &hub.node_config(follower)).expect("stranger security");
     let raft_addr = hub.node_config(leader).raft_addr.to_string();
     let channel = stranger.connector.connect(&raft_addr).expect("lazy channel");
-    let refused = RaftTransportClient::new(channel).get_node_status(NodeStatusRequest {}).await;
+    let refused = RaftTransportServiceClient::new(channel).get_node_status(NodeStatusRequest {}).await;
     assert!(refused.is_err(), "a peer from another CA was served");
 
     // A peer that trusts the hub CA but presents no certificate is refused too.
@@ -65,14 +65,14 @@ async fn hub_runs_over_tls_and_refuses_strangers() {
         .ca_certificate(Certificate::from_pem(std::fs::read_to_string(certs.join("ca.pem")).expect("ca.pem")));
     let channel =
         Endpoint::from_shared(format!("https://{raft_addr}")).unwrap().tls_config(no_identity).unwrap().connect_lazy();
-    let refused = RaftTransportClient::new(channel).get_node_status(NodeStatusRequest {}).await;
+    let refused = RaftTransportServiceClient::new(channel).get_node_status(NodeStatusRequest {}).await;
     assert!(refused.is_err(), "a peer without a client certificate was served");
 
     // The hub's own peers still work (sanity: the refusals above were about the stranger).
     let own = hub.security(&hub.node_config(follower));
     let channel = own.connector.connect(&raft_addr).expect("lazy channel");
     let status =
-        RaftTransportClient::new(channel).get_node_status(NodeStatusRequest {}).await.expect("own peer served");
+        RaftTransportServiceClient::new(channel).get_node_status(NodeStatusRequest {}).await.expect("own peer served");
     assert_eq!(status.into_inner().id, leader);
     hub.shutdown().await;
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use common::{TestHub, channel};
 use kizuna_node::cli::seed::{DEMO_OPERATOR, DEMO_PASSWORD};
-use kizuna_proto::collab::LoginRequest;
-use kizuna_proto::collab::accounts_client::AccountsClient;
+use kizuna_proto::accounts::LoginRequest;
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::records::Consistency;
 
 fn unpack_fixture(into: &Path) {
@@ -29,13 +29,14 @@ async fn a_node_restarted_on_a_json_data_dir_serves_it_and_takes_writes() {
 
     // The fixture's operator signs in: its account, password hash and sessions were migrated.
     let login = LoginRequest {
-        request_id: "upgrade-login".into(),
+        idempotency_key: "upgrade-login".into(),
         login: DEMO_OPERATOR.into(),
         password: DEMO_PASSWORD.into(),
         device: "test".into(),
         ..Default::default()
     };
-    let answer = AccountsClient::new(channel(&hub.api(1)).await).login(login).await.expect("the operator signs in");
+    let answer =
+        AccountServiceClient::new(channel(&hub.api(1)).await).login(login).await.expect("the operator signs in");
     hub.adopt_operator(answer.into_inner().token);
 
     let greeting = hub.get(1, "greeting", Consistency::Linearizable).await.expect("read");

@@ -132,7 +132,7 @@ mod tests {
             writer: 0,
             room,
             text: text.into(),
-            request_id: format!("r-{text}"),
+            idempotency_key: format!("r-{text}"),
             invoked_ms,
             completed_ms,
             attempts: 1,

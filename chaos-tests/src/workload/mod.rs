@@ -1,5 +1,5 @@
 //! The workload and its Jepsen-style history. A professional's rooms on the hub take posts from
-//! many writers (each post under its own request id, retried on errors and timeouts against other
+//! many writers (each post under its own idempotency key, retried on errors and timeouts against other
 //! nodes, recorded as ok with its sequence number or unknown), timeline reads from readers
 //! (recorded with what they saw), and live-event subscribers that hop between nodes.
 
@@ -11,10 +11,13 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kizuna_proto::collab::accounts_client::AccountsClient;
-use kizuna_proto::collab::posts_client::PostsClient;
-use kizuna_proto::collab::rooms_client::RoomsClient;
-use kizuna_proto::collab::*;
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::accounts::*;
+use kizuna_proto::common::{FacilityKind, Profession};
+use kizuna_proto::posts::post_service_client::PostServiceClient;
+use kizuna_proto::posts::{TimelineOrder, TimelineRequest};
+use kizuna_proto::rooms::CreateGroupRequest;
+use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use tonic::Request;
 use tonic::transport::Channel;
 
@@ -79,7 +82,7 @@ where
 const PASSWORD: &str = "chaos harness password";
 
 /// The hub's operator, a clinic, one doctor signed in, and `rooms` groups she owns. Every step
-/// keeps its request id across retries, so a retry never applies twice.
+/// keeps its idempotency key across retries, so a retry never applies twice.
 pub async fn setup(endpoints: &[String], seed: u64, rooms: usize) -> anyhow::Result<Setup> {
     let within = Duration::from_secs(60);
     let id = |step: &str| format!("chaos-{seed}-setup-{step}");
@@ -87,79 +90,82 @@ pub async fn setup(endpoints: &[String], seed: u64, rooms: usize) -> anyhow::Res
         let mut attempt = 0u32;
         move |ch: Channel| {
             attempt += 1;
-            // A login's token exists only in its first answer: each attempt gets its own request id.
+            // A login's token exists only in its first answer: each attempt gets its own idempotency key.
             let req = LoginRequest {
-                request_id: format!("chaos-{seed}-login-{name}-{attempt}"),
+                idempotency_key: format!("chaos-{seed}-login-{name}-{attempt}"),
                 login: name.into(),
                 password: PASSWORD.into(),
                 device: "chaos".into(),
                 ..Default::default()
             };
-            async move { AccountsClient::new(ch).login(req).await.map(|r| r.into_inner().token) }
+            async move { AccountServiceClient::new(ch).login(req).await.map(|r| r.into_inner().token) }
         }
     };
     on_any_node(endpoints, within, "init operator", |ch| {
         let req = InitOperatorRequest {
-            request_id: id("operator"),
+            idempotency_key: id("operator"),
             login: "jimukyoku".into(),
             display_name: "事務局".into(),
             password: PASSWORD.into(),
         };
-        async move { AccountsClient::new(ch).init_operator(req).await }
+        async move { AccountServiceClient::new(ch).init_operator(req).await }
     })
     .await?;
     let op = on_any_node(endpoints, within, "operator login", login("jimukyoku")).await?;
     let facility = on_any_node(endpoints, within, "register facility", |ch| {
         let req = RegisterFacilityRequest {
-            request_id: id("facility"),
+            idempotency_key: id("facility"),
             name: "カオス在宅クリニック".into(),
             kind: FacilityKind::Clinic as i32,
             municipality: "宇都宮市".into(),
         };
         let req = authed(req, &op);
-        async move { AccountsClient::new(ch).register_facility(req).await.map(|r| r.into_inner().facility_id) }
+        async move { AccountServiceClient::new(ch).register_facility(req).await.map(|r| r.into_inner().facility_id) }
     })
     .await?;
     on_any_node(endpoints, within, "approve facility", |ch| {
-        let req = authed(ApproveFacilityRequest { request_id: id("approve-facility"), facility_id: facility }, &op);
-        async move { AccountsClient::new(ch).approve_facility(req).await }
+        let req =
+            authed(ApproveFacilityRequest { idempotency_key: id("approve-facility"), facility_id: facility }, &op);
+        async move { AccountServiceClient::new(ch).approve_facility(req).await }
     })
     .await?;
     let code = on_any_node(endpoints, within, "invitation", |ch| {
         let req = IssueInvitationRequest {
-            request_id: id("invitation"),
+            idempotency_key: id("invitation"),
             facility_id: facility,
             valid_hours: 24,
             as_admin: true,
         };
         let req = authed(req, &op);
-        async move { AccountsClient::new(ch).issue_invitation(req).await.map(|r| r.into_inner().code) }
+        async move { AccountServiceClient::new(ch).issue_invitation(req).await.map(|r| r.into_inner().code) }
     })
     .await?;
     let doctor = on_any_node(endpoints, within, "register", |ch| {
         let req = RegisterRequest {
-            request_id: id("register"),
+            idempotency_key: id("register"),
             invitation_code: code.clone(),
             login: "dr.chaos".into(),
             display_name: "カオス医師".into(),
             profession: Profession::Doctor as i32,
             password: PASSWORD.into(),
         };
-        async move { AccountsClient::new(ch).register(req).await.map(|r| r.into_inner().account_id) }
+        async move { AccountServiceClient::new(ch).register(req).await.map(|r| r.into_inner().account_id) }
     })
     .await?;
     on_any_node(endpoints, within, "approve account", |ch| {
-        let req = authed(AccountRequest { request_id: id("approve-account"), account_id: doctor }, &op);
-        async move { AccountsClient::new(ch).approve_account(req).await }
+        let req = authed(ApproveAccountRequest { idempotency_key: id("approve-account"), account_id: doctor }, &op);
+        async move { AccountServiceClient::new(ch).approve_account(req).await }
     })
     .await?;
     let token = on_any_node(endpoints, within, "doctor login", login("dr.chaos")).await?;
     let mut room_ids = Vec::new();
     for r in 0..rooms {
         let room = on_any_node(endpoints, within, "create group", |ch| {
-            let req =
-                authed(CreateGroupRequest { request_id: id(&format!("room-{r}")), name: format!("部屋{r}") }, &token);
-            async move { RoomsClient::new(ch).create_group(req).await.map(|r| r.into_inner().room_id) }
+            let req = authed(
+                CreateGroupRequest { idempotency_key: id(&format!("room-{r}")), name: format!("部屋{r}") },
+                &token,
+            );
+            async move { RoomServiceClient::new(ch).create_group(req).await.map(|r| r.into_inner().room_id) }
         })
         .await?;
         room_ids.push(room);
@@ -169,20 +175,21 @@ pub async fn setup(endpoints: &[String], seed: u64, rooms: usize) -> anyhow::Res
 
 /// One node's copy of a room: (seq, text) of every post, oldest first, read page by page.
 pub async fn read_room(endpoint: &str, token: &str, room: u64) -> anyhow::Result<Vec<(u64, String)>> {
-    let mut posts = PostsClient::new(channel(endpoint)?);
+    let mut posts = PostServiceClient::new(channel(endpoint)?);
     let mut out = Vec::new();
-    let mut after = 0;
+    let mut page_token = String::new();
     loop {
         let order = TimelineOrder::OldestFirst as i32;
-        let req = authed(TimelineRequest { room_id: room, after_seq: after, before_seq: 0, limit: 200, order }, token);
+        let req = TimelineRequest { room_id: room, order, page_size: 200, page_token, ..Default::default() };
+        let req = authed(req, token);
         let page = tokio::time::timeout(Duration::from_secs(10), posts.timeline(req))
             .await
             .context("timeline timed out")??
             .into_inner();
         out.extend(page.posts.into_iter().map(|p| (p.seq, p.text)));
-        if page.next_after_seq == 0 {
+        if page.next_page_token.is_empty() {
             return Ok(out);
         }
-        after = page.next_after_seq;
+        page_token = page.next_page_token;
     }
 }

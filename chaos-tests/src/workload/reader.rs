@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kizuna_proto::collab::posts_client::PostsClient;
-use kizuna_proto::collab::{TimelineOrder, TimelineRequest};
+use kizuna_proto::posts::post_service_client::PostServiceClient;
+use kizuna_proto::posts::{TimelineOrder, TimelineRequest};
 use serde::Serialize;
 
 use super::{Setup, authed, channel, ms_since};
@@ -40,7 +40,7 @@ impl ReadOp {
 }
 
 pub async fn run(id: usize, setup: Setup, mut rng: Rng, stop: Arc<AtomicBool>, started: Instant) -> Vec<ReadOp> {
-    let clients: Vec<_> = setup.endpoints.iter().map(|e| channel(e).ok().map(PostsClient::new)).collect();
+    let clients: Vec<_> = setup.endpoints.iter().map(|e| channel(e).ok().map(PostServiceClient::new)).collect();
     let mut seen: HashMap<u64, u64> = HashMap::new();
     let mut history = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -50,7 +50,8 @@ pub async fn run(id: usize, setup: Setup, mut rng: Rng, stop: Arc<AtomicBool>, s
         let after_seq = seen.get(&room).copied().unwrap_or(0).saturating_sub(1);
         // Oldest first from after_seq: a read observes a prefix of the room (see `ReadOp::length`).
         let order = TimelineOrder::OldestFirst as i32;
-        let req = TimelineRequest { room_id: room, after_seq, before_seq: 0, limit: PAGE, order };
+        let req =
+            TimelineRequest { room_id: room, order, after_seq: Some(after_seq), page_size: PAGE, ..Default::default() };
         let req = authed(req, &setup.token);
         let invoked_ms = ms_since(started);
         // A failed or timed-out read changed nothing: it is simply not in the history.
@@ -64,7 +65,7 @@ pub async fn run(id: usize, setup: Setup, mut rng: Rng, stop: Arc<AtomicBool>, s
                 completed_ms: ms_since(started),
                 after_seq,
                 posts: page.posts.into_iter().map(|p| (p.seq, p.text)).collect(),
-                truncated: page.next_after_seq != 0,
+                truncated: !page.next_page_token.is_empty(),
                 stale: page.stale,
             };
             if !read.stale {

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kizuna_proto::collab::SubscribeRequest;
-use kizuna_proto::collab::event::Kind;
-use kizuna_proto::collab::events_client::EventsClient;
+use kizuna_proto::events::SubscribeRequest;
+use kizuna_proto::events::event::Kind;
+use kizuna_proto::events::event_service_client::EventServiceClient;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -44,14 +44,16 @@ pub async fn run(
     while !stop.load(Ordering::Relaxed) {
         let Ok(ch) = channel(&setup.endpoints[node]) else { return };
         node = (node + 1 + rng.below(setup.endpoints.len() as u64 - 1) as usize) % setup.endpoints.len();
-        let req = authed(SubscribeRequest { after_cursor: cursor }, &setup.token);
-        let mut stream = match tokio::time::timeout(setup.answer_timeout, EventsClient::new(ch).subscribe(req)).await {
-            Ok(Ok(s)) => s.into_inner(),
-            _ => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
+        // No cursor yet: only new events.
+        let req = authed(SubscribeRequest { after_cursor: (cursor != 0).then_some(cursor) }, &setup.token);
+        let mut stream =
+            match tokio::time::timeout(setup.answer_timeout, EventServiceClient::new(ch).subscribe(req)).await {
+                Ok(Ok(s)) => s.into_inner(),
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
         if let Ok(mut l) = log.lock() {
             l.connections += 1;
         }
@@ -67,12 +69,13 @@ pub async fn run(
                 e = tokio::time::timeout(Duration::from_millis(500), stream.message()) => e,
             };
             match event {
-                Ok(Ok(Some(e))) => {
+                Ok(Ok(Some(message))) => {
+                    let Some(e) = message.event else { continue };
                     cursor = e.cursor;
-                    if let Some(Kind::PostedSeq(seq)) = e.kind
+                    if let (Some(Kind::PostedSeq(seq)), Some(room)) = (e.kind, e.room_id)
                         && let Ok(mut l) = log.lock()
                     {
-                        l.posted.push((e.cursor, e.room_id, seq));
+                        l.posted.push((e.cursor, room, seq));
                     }
                 }
                 Ok(Ok(None)) | Ok(Err(_)) => break,

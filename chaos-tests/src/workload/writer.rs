@@ -1,12 +1,12 @@
-//! Writers: each posts to random rooms, one post at a time, each under its own request id,
+//! Writers: each posts to random rooms, one post at a time, each under its own idempotency key,
 //! retried against the next node on any error or timeout for up to 15 s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kizuna_proto::collab::PostRequest;
-use kizuna_proto::collab::posts_client::PostsClient;
+use kizuna_proto::posts::CreatePostRequest;
+use kizuna_proto::posts::post_service_client::PostServiceClient;
 use serde::Serialize;
 use tonic::transport::Channel;
 
@@ -27,7 +27,7 @@ pub struct PostOp {
     pub room: u64,
     /// Unique in the run: the checkers find the post by it.
     pub text: String,
-    pub request_id: String,
+    pub idempotency_key: String,
     pub invoked_ms: u64,
     pub completed_ms: u64,
     pub attempts: u32,
@@ -37,29 +37,31 @@ pub struct PostOp {
 const GIVE_UP: Duration = Duration::from_secs(15);
 
 pub async fn run(id: usize, setup: Setup, mut rng: Rng, stop: Arc<AtomicBool>, started: Instant) -> Vec<PostOp> {
-    let mut clients: Vec<Option<PostsClient<Channel>>> =
-        setup.endpoints.iter().map(|e| channel(e).ok().map(PostsClient::new)).collect();
+    let mut clients: Vec<Option<PostServiceClient<Channel>>> =
+        setup.endpoints.iter().map(|e| channel(e).ok().map(PostServiceClient::new)).collect();
     let mut history = Vec::new();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let room = setup.rooms[rng.below(setup.rooms.len() as u64) as usize];
         let text = format!("w{id}-{n}");
-        let request_id = format!("chaos-w{id}-{n}-{}", rng.next_u64());
+        let idempotency_key = format!("chaos-w{id}-{n}-{}", rng.next_u64());
         let invoked_ms = ms_since(started);
         let deadline = Instant::now() + GIVE_UP;
         let mut attempts = 0u32;
         let mut target = rng.below(clients.len() as u64) as usize;
         let outcome = loop {
             attempts += 1;
-            let req = PostRequest {
-                request_id: request_id.clone(),
+            let req = CreatePostRequest {
+                idempotency_key: idempotency_key.clone(),
                 room_id: room,
                 text: text.clone(),
-                reply_to: 0,
+                reply_to: None,
                 mention_ids: Vec::new(),
             };
             let reply = match clients[target].as_mut() {
-                Some(c) => tokio::time::timeout(setup.answer_timeout, c.post(authed(req, &setup.token))).await.ok(),
+                Some(c) => {
+                    tokio::time::timeout(setup.answer_timeout, c.create_post(authed(req, &setup.token))).await.ok()
+                }
                 None => None,
             };
             match reply {
@@ -75,7 +77,7 @@ pub async fn run(id: usize, setup: Setup, mut rng: Rng, stop: Arc<AtomicBool>, s
             writer: id,
             room,
             text,
-            request_id,
+            idempotency_key,
             invoked_ms,
             completed_ms: ms_since(started),
             attempts,

@@ -73,35 +73,21 @@ pub enum CommandResult {
         last_seq: u64,
     },
     /// Valid on the wire but refused by the rules and the state it met. Deterministic, and
-    /// remembered with the request id like any result.
-    Refused {
-        code: RefusalCode,
-        message: String,
-    },
+    /// remembered with the idempotency key like any result.
+    Refused(collab::DomainError),
     /// Raft's own entries (leader blanks, membership changes) produce nothing for a client.
     NoOp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RefusalCode {
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    FailedPrecondition,
-    Unauthenticated,
-}
-
 impl From<collab::DomainError> for CommandResult {
     fn from(e: collab::DomainError) -> Self {
-        use collab::DomainError as E;
-        let code = match &e {
-            E::InvalidArgument(_) => RefusalCode::InvalidArgument,
-            E::NotFound(_) => RefusalCode::NotFound,
-            E::PermissionDenied(_) => RefusalCode::PermissionDenied,
-            E::FailedPrecondition(_) => RefusalCode::FailedPrecondition,
-            E::Unauthenticated => RefusalCode::Unauthenticated,
-        };
-        CommandResult::Refused { code, message: e.to_string() }
+        CommandResult::Refused(e)
+    }
+}
+
+impl From<collab::ViewError> for CommandResult {
+    fn from(e: collab::ViewError) -> Self {
+        CommandResult::Refused(e.into())
     }
 }
 
@@ -117,7 +103,7 @@ pub struct Applied {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
-    #[error("request_id must be 1..={MAX_REQUEST_ID_BYTES} bytes of printable text")]
+    #[error("idempotency_key must be 1..={MAX_REQUEST_ID_BYTES} bytes of printable text")]
     RequestId,
     #[error(transparent)]
     Record(#[from] RecordError),
@@ -127,6 +113,20 @@ pub enum ValidationError {
 }
 
 impl Envelope {
+    /// The key its result is remembered under. Keys are scoped per signed-in account: one
+    /// user's key never answers (and so never swallows) another user's write, even if a
+    /// client reuses keys. Unsigned commands (records, shipped reads) share one scope.
+    pub fn idempotency_scope(&self, view: &impl collab::HubView) -> collab::ViewResult<String> {
+        let account = match &self.command {
+            Command::Collab { session: Some(token_hash), .. } => view.session(token_hash)?.map(|s| s.account),
+            _ => None,
+        };
+        Ok(match account {
+            Some(a) => format!("{}/{}", a.0, self.request_id),
+            None => self.request_id.clone(),
+        })
+    }
+
     /// Checks everything that can be checked without state. Called before proposing, so a
     /// malformed request never reaches the log.
     pub fn validate(&self) -> Result<(), ValidationError> {

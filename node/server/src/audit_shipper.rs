@@ -1,5 +1,8 @@
-//! Ships this node's journaled patient-data reads into the replicated, hash-chained audit log
-//! in batches: reads are durable on the node at once and cost no Raft round trip each.
+//! The audit shipper: a background worker that moves this node's read journal (patient-data
+//! reads, `kizuna_store::ReadJournal`, local to the node) into the replicated audit chain
+//! (`kizuna_domain::collab::audit`) in batches: reads are durable on the node at once and cost
+//! no Raft round trip each. Operators read the chain through the audit service (`api/audit.rs`,
+//! `AuditService`), not through this module.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +16,8 @@ use kizuna_domain::{Command, Envelope};
 /// At most this many reads per shipped batch.
 const BATCH: usize = 500;
 
+/// Every 500 ms, proposes what the read journal holds as `AuditReads` commands and trims what
+/// the chain accepted; runs until `stopped`.
 pub async fn ship(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -24,12 +29,12 @@ pub async fn ship(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 Err(e) => {
-                    warn!("reading the audit journal: {e}");
+                    warn!("reading the journal of reads: {e}");
                     break;
                 }
             };
             let (first, last, records) = pending;
-            // The request id names the journal range: a retry after a failover is idempotent.
+            // The idempotency key names the journal range: a retry after a failover is applied once.
             let envelope = Envelope {
                 request_id: format!("audit-{}-{first}-{last}", node.id),
                 proposed_at_ms: 0,
@@ -38,7 +43,7 @@ pub async fn ship(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
             match node.write(envelope).await {
                 Ok(_) => {
                     if let Err(e) = node.state.journal.shipped(first, last) {
-                        warn!("trimming the audit journal: {e}");
+                        warn!("trimming the journal of reads: {e}");
                         break;
                     }
                 }

@@ -1,21 +1,29 @@
 //! A Kizuna hub node at run time: Raft wiring and the node↔node network, the node core (write
 //! and read paths), the public gRPC API, and the background workers.
 //!
-//! - [`raft`]: openraft wiring — the peer network, the internal Raft service, leader contact.
+//! - [`raft`]: openraft wiring — the peer network, the internal Raft service (and the core's
+//!   calls to peers over it), leader contact.
 //! - [`node`]: one running node — the write path (propose here or forward to the leader), the
-//!   read paths (linearizable, or local and marked stale), and its start and shutdown.
+//!   read paths (linearizable, or local and marked stale), and its start and shutdown. It
+//!   answers in its own types ([`node::NodeError`], [`member`]'s health and cluster status).
+//! - [`member`]: what a member reports about itself and what a node knows of all members.
 //! - [`api`]: the public gRPC services — the only place that speaks proto and `tonic::Status`.
-//! - [`audit_shipper`]: ships the node's journal of patient-data reads into the replicated audit chain.
+//! - [`audit_shipper`]: the audit shipper, which moves the node's read journal into the
+//!   replicated audit chain (kept in the domain); the audit *service* is `api/audit.rs`.
 //! - [`keeper`]: the leader's housekeeping (leadership back to the preferred regions).
 //! - [`config`]: the TOML topology of a hub; [`placement`]: the rule that voters survive a region's loss.
 //! - [`tls`]: the hub CA, node certificates, server TLS and node-to-node mutual TLS.
 //!
 //! The rules live in `kizuna_domain` (pure), the storage in `kizuna_store`.
+// The public API's futures nest deeply (a call authenticates, makes the node current through
+// openraft, proposes, then reads back); computing their layout needs more than the default 128.
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod audit_shipper;
 pub mod config;
 pub mod keeper;
+pub mod member;
 pub mod node;
 pub mod placement;
 pub mod raft;

@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kizuna_proto::admin::{ClusterStatusResponse, Member};
-use kizuna_proto::raft::{ForwardWriteRequest, NodeStatus, NodeStatusRequest, ReadIndexRequest};
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
@@ -22,15 +20,18 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{HubConfig, NodeConfig};
+use crate::member::{ClusterStatus, MemberStatus, NodeHealth, NodeRole};
 use crate::raft::contact::LeaderContact;
 use crate::raft::network::{Network, PeerChannels};
+use crate::raft::peers::PeerCallError;
 use crate::raft::service::RaftService;
-use crate::raft::{HubNode, NodeId, Raft, RaftMetrics, TypeConfig, decode, encode};
+use crate::raft::{HubNode, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::tls::Security;
 use kizuna_domain::{Applied, Envelope, ValidationError};
 use kizuna_store::{self, StateReader};
 
-/// Why a write or a linearizable read did not happen. Each maps to one gRPC status.
+/// Why a write or a linearizable read did not happen. The API layer maps each to one gRPC
+/// status (`api::status`).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("{0}")]
@@ -39,10 +40,12 @@ pub enum NodeError {
     NotLeader { leader_id: Option<NodeId>, leader: Option<HubNode> },
     #[error("no leader is elected right now (this node cannot reach a quorum); retry shortly")]
     NoLeader,
-    #[error("no quorum answered within {0:?}; the write may or may not be applied, retry with the same request id")]
+    #[error(
+        "no quorum answered within {0:?}; the write may or may not be applied, retry with the same idempotency key"
+    )]
     Timeout(Duration),
     #[error(
-        "this leader lost contact with its quorum; the write may or may not be applied, retry with the same request id"
+        "this leader lost contact with its quorum; the write may or may not be applied, retry with the same idempotency key"
     )]
     QuorumLost,
     #[error("the leader could not be reached: {0}")]
@@ -69,28 +72,15 @@ impl NodeError {
     }
 }
 
-/// gRPC metadata key carrying the leader's public address when a node refuses a request.
-pub const LEADER_HINT_KEY: &str = "kizuna-leader";
-
-impl NodeError {
-    pub fn into_status(self) -> tonic::Status {
-        use tonic::Status;
-        let message = self.to_string();
-        match self {
-            NodeError::Invalid(_) => Status::invalid_argument(message),
-            NodeError::NotLeader { leader, .. } => {
-                let mut status = Status::unavailable(message);
-                if let Some(value) = leader.and_then(|l| l.api_addr.parse().ok()) {
-                    status.metadata_mut().insert(LEADER_HINT_KEY, value);
-                }
-                status
-            }
-            NodeError::NoLeader
-            | NodeError::Timeout(_)
-            | NodeError::QuorumLost
-            | NodeError::LeaderUnreachable(_)
-            | NodeError::ApplyStopped(_) => Status::unavailable(message),
-            NodeError::Raft(_) | NodeError::Storage(_) => Status::internal(message),
+/// A call to the leader failed: its refusal of the request itself is passed on as it is,
+/// anything else means the leader could not be reached.
+impl From<PeerCallError> for NodeError {
+    fn from(e: PeerCallError) -> Self {
+        match e {
+            PeerCallError::Invalid(message) => NodeError::Invalid(ValidationError::Forwarded(message)),
+            PeerCallError::TimedOut(after) => NodeError::Timeout(after),
+            PeerCallError::Unreachable(message) => NodeError::LeaderUnreachable(message),
+            PeerCallError::Undecodable(message) => NodeError::Raft(message),
         }
     }
 }
@@ -231,20 +221,7 @@ impl Node {
     }
 
     async fn forward_write(&self, leader: &HubNode, envelope: &Envelope) -> Result<Applied, NodeError> {
-        let mut client =
-            self.channels.raft_client(&leader.raft_addr).map_err(|e| NodeError::LeaderUnreachable(e.to_string()))?;
-        let request = ForwardWriteRequest { command: encode(envelope) };
-        let reply = tokio::time::timeout(self.quorum_timeout, client.forward_write(request))
-            .await
-            .map_err(|_| NodeError::Timeout(self.quorum_timeout))?;
-        match reply {
-            Ok(reply) => decode(&reply.into_inner().result).map_err(|e| NodeError::Raft(e.to_string())),
-            // The leader's own refusal (validation, lost leadership) is passed on as it is.
-            Err(status) if status.code() == tonic::Code::InvalidArgument => {
-                Err(NodeError::Invalid(ValidationError::Forwarded(status.message().to_owned())))
-            }
-            Err(status) => Err(NodeError::LeaderUnreachable(status.message().to_owned())),
-        }
+        Ok(self.channels.forward_write(&leader.raft_addr, envelope, self.quorum_timeout).await?)
     }
 
     /// Fails fast when this node leads but has not heard from a quorum for longer than two
@@ -275,15 +252,7 @@ impl Node {
         let index = match self.leader_read_index().await {
             Ok(index) => index,
             Err(NodeError::NotLeader { leader: Some(leader), .. }) => {
-                let mut client = self
-                    .channels
-                    .raft_client(&leader.raft_addr)
-                    .map_err(|e| NodeError::LeaderUnreachable(e.to_string()))?;
-                let reply = tokio::time::timeout(self.quorum_timeout, client.read_index(ReadIndexRequest {}))
-                    .await
-                    .map_err(|_| NodeError::Timeout(self.quorum_timeout))?
-                    .map_err(|s| NodeError::LeaderUnreachable(s.message().to_owned()))?;
-                reply.into_inner().read_index
+                self.channels.read_index(&leader.raft_addr, self.quorum_timeout).await?
             }
             Err(NodeError::NotLeader { leader: None, .. }) => return Err(NodeError::NoLeader),
             Err(e) => return Err(e),
@@ -351,84 +320,55 @@ impl Node {
     }
 
     /// This node's own view of itself.
-    pub fn local_status(&self) -> NodeStatus {
+    pub fn local_health(&self) -> NodeHealth {
         let m = self.metrics();
         let is_voter = m.membership_config.membership().voter_ids().any(|id| id == self.id);
         let fault = self.apply_fault();
         let role = match m.state {
-            _ if fault.is_some() => "failed",
-            ServerState::Leader => "leader",
-            ServerState::Candidate => "candidate",
-            ServerState::Follower if is_voter => "follower",
-            ServerState::Follower | ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
+            _ if fault.is_some() => NodeRole::Failed,
+            ServerState::Leader => NodeRole::Leader,
+            ServerState::Candidate => NodeRole::Candidate,
+            ServerState::Follower if is_voter => NodeRole::Follower,
+            ServerState::Follower | ServerState::Learner => NodeRole::Learner,
+            ServerState::Shutdown => NodeRole::Shutdown,
         };
-        NodeStatus {
+        NodeHealth {
             id: self.id,
             name: self.info.name.clone(),
             region: self.info.region.clone(),
-            role: role.to_owned(),
+            role,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map_or(0, |l| l.index),
-            leader_id: m.current_leader.unwrap_or(0),
+            leader_id: m.current_leader,
             snapshot_index: m.snapshot.map_or(0, |l| l.index),
             purged_index: m.purged.map_or(0, |l| l.index),
             snapshots_installed: self.state.snapshots_installed(),
-            stale_reason: self.staleness().unwrap_or_default(),
-            fault: fault.unwrap_or_default(),
+            stale_reason: self.staleness(),
+            fault,
         }
     }
 
-    /// Every member of the hub as this node's membership knows it, each asked for its own status.
-    pub async fn cluster_status(&self) -> ClusterStatusResponse {
+    /// Every member of the hub as this node's membership knows it, each asked for its own health.
+    pub async fn cluster_status(&self) -> ClusterStatus {
         let m = self.metrics();
         let membership = m.membership_config.membership().clone();
         let voters: Vec<NodeId> = membership.voter_ids().collect();
         let asks = membership.nodes().map(|(&id, node)| {
-            let node = node.clone();
             let voter = voters.contains(&id);
             async move {
-                let status = if id == self.id { Ok(self.local_status()) } else { self.peer_status(&node).await };
-                let mut member = Member {
-                    id,
-                    name: node.name.clone(),
-                    region: node.region.clone(),
-                    voter,
-                    api_addr: node.api_addr.clone(),
-                    raft_addr: node.raft_addr.clone(),
-                    ..Member::default()
+                let health = if id == self.id {
+                    Ok(self.local_health())
+                } else {
+                    // Short: one silent member must not hold up the operator's whole answer.
+                    let asked = self.channels.node_health(&node.raft_addr, Duration::from_secs(2)).await;
+                    asked.map_err(|e| e.to_string())
                 };
-                match status {
-                    Ok(s) => {
-                        member.role = s.role;
-                        member.term = s.term;
-                        member.last_log_index = s.last_log_index;
-                        member.applied_index = s.applied_index;
-                        member.stale_reason = s.stale_reason;
-                        member.fault = s.fault;
-                        member.reachable = true;
-                    }
-                    Err(e) => {
-                        member.role = "unknown".into();
-                        member.error = e;
-                    }
-                }
-                member
+                MemberStatus { id, node: node.clone(), voter, health }
             }
         });
         let members = futures::future::join_all(asks).await;
-        ClusterStatusResponse { answered_by: self.id, leader_id: m.current_leader.unwrap_or(0), members }
-    }
-
-    async fn peer_status(&self, node: &HubNode) -> Result<NodeStatus, String> {
-        let mut client = self.channels.raft_client(&node.raft_addr).map_err(|e| e.to_string())?;
-        let ask = client.get_node_status(NodeStatusRequest {});
-        match tokio::time::timeout(Duration::from_secs(2), ask).await {
-            Err(_) => Err("no answer within 2s".into()),
-            Ok(Err(status)) => Err(status.message().to_owned()),
-            Ok(Ok(reply)) => Ok(reply.into_inner()),
-        }
+        ClusterStatus { answered_by: self.id, leader_id: m.current_leader, members }
     }
 }
 
@@ -580,9 +520,11 @@ pub async fn start(
         }
         let raft_server = raft_builder
             .add_service(
-                kizuna_proto::raft::raft_transport_server::RaftTransportServer::new(RaftService::new(node.clone()))
-                    .max_decoding_message_size(64 << 20)
-                    .max_encoding_message_size(64 << 20),
+                kizuna_proto::raft::raft_transport_service_server::RaftTransportServiceServer::new(RaftService::new(
+                    node.clone(),
+                ))
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
             )
             .serve_with_incoming_shutdown(without_nagle(listeners.raft), wait_stop(stopped.clone()));
         let api_server = crate::api::router(node.clone(), security.api_server.clone())?

@@ -4,15 +4,15 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
+use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use kizuna_proto::admin::{
-    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, MembershipResponse, NodeSpec, SnapshotRequest,
-    StateDigestRequest, TransferLeaderRequest,
+    AddLearnerRequest, ChangeMembershipRequest, CreateSnapshotRequest, GetClusterStatusRequest, GetStateDigestRequest,
+    Membership, NodeSpec, TransferLeaderRequest,
 };
 use tonic::transport::Channel;
 
 use super::Target;
-use super::collab::{authed, token};
+use super::user::{authed, token};
 use crate::config::HubConfig;
 
 #[derive(Subcommand)]
@@ -60,10 +60,12 @@ pub enum AdminCommand {
     },
     /// The audit log of patient data (operators): list, export as JSON lines, or verify its chain.
     Audit {
-        #[arg(long, default_value_t = 0)]
-        account: u64,
-        #[arg(long, default_value_t = 0)]
-        patient: u64,
+        /// Only entries of this account.
+        #[arg(long)]
+        account: Option<u64>,
+        /// Only entries about this patient.
+        #[arg(long)]
+        patient: Option<u64>,
         /// Write every matching entry to this file as JSON lines.
         #[arg(long)]
         export: Option<PathBuf>,
@@ -124,30 +126,31 @@ pub enum AdminCommand {
 
 /// Calls the contacted node, then the leader it names if it is not the leader. `call` gets the
 /// client and the operator's session token.
-async fn on_leader<F, Fut>(target: &Target, call: F) -> anyhow::Result<MembershipResponse>
+async fn on_leader<F, Fut, R>(target: &Target, call: F) -> anyhow::Result<R>
 where
-    F: Fn(ClusterAdminClient<Channel>, String) -> Fut,
-    Fut: Future<Output = anyhow::Result<tonic::Response<MembershipResponse>>>,
+    F: Fn(ClusterAdminServiceClient<Channel>, String) -> Fut,
+    Fut: Future<Output = anyhow::Result<tonic::Response<R>>>,
 {
     let token = token()?;
     let (_, channel) = target.connect_any().await?;
-    let first = call(ClusterAdminClient::new(channel), token.clone()).await;
+    let first = call(ClusterAdminServiceClient::new(channel), token.clone()).await;
     let hint = first.as_ref().err().and_then(|e| e.downcast_ref::<tonic::Status>()).and_then(|s| target.leader_hint(s));
     match (first, hint) {
         (Ok(r), _) => Ok(r.into_inner()),
         (Err(_), Some(leader)) => {
-            Ok(call(ClusterAdminClient::new(target.connect(&leader).await?), token).await?.into_inner())
+            Ok(call(ClusterAdminServiceClient::new(target.connect(&leader).await?), token).await?.into_inner())
         }
         (Err(e), None) => Err(e),
     }
 }
 
-fn print_membership(r: &MembershipResponse) {
-    println!("voters {:?}, learners {:?} (log index {})", r.voter_ids, r.learner_ids, r.log_index);
+fn print_membership(log_index: u64, m: Option<Membership>) {
+    let m = m.unwrap_or_default();
+    println!("voters {:?}, learners {:?} (log index {log_index})", m.voter_ids, m.learner_ids);
 }
 
 pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand) -> anyhow::Result<()> {
-    use super::collab::admin;
+    use super::user::admin;
     match cmd {
         AdminCommand::Init { login, name } => admin::init(&target()?, login, name).await?,
         AdminCommand::Facility { name, kind, municipality } => {
@@ -181,7 +184,7 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
                 async move { Ok(c.add_learner(authed(req, &token)?).await?) }
             })
             .await?;
-            print_membership(&r);
+            print_membership(r.log_index, r.membership);
         }
         AdminCommand::SetVoters { voters, retain, force } => {
             let r = on_leader(&target()?, |mut c, token| {
@@ -189,7 +192,7 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
                 async move { Ok(c.change_membership(authed(req, &token)?).await?) }
             })
             .await?;
-            print_membership(&r);
+            print_membership(r.log_index, r.membership);
         }
         AdminCommand::TransferLeader { to } => {
             on_leader(&target()?, |mut c, token| async move {
@@ -199,10 +202,11 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
             println!("leadership handed to node {to}");
         }
         AdminCommand::Snapshot { purge } => {
-            let req = authed(SnapshotRequest { purge_log: purge }, &token()?)?;
+            let req = authed(CreateSnapshotRequest { purge_log: purge }, &token()?)?;
             let (_, channel) = target()?.connect_any().await?;
-            let r = ClusterAdminClient::new(channel).snapshot(req).await?.into_inner();
-            println!("snapshot at index {}, log purged up to {}", r.snapshot_index, r.purged_index);
+            let r = ClusterAdminServiceClient::new(channel).create_snapshot(req).await?.into_inner();
+            let purged = r.purged_index.map_or("nothing purged yet".into(), |i| format!("log purged up to {i}"));
+            println!("snapshot at index {}, {purged}", r.snapshot_index);
         }
         AdminCommand::Digest => digests(&target()?).await?,
     }
@@ -213,13 +217,16 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
 async fn digests(target: &Target) -> anyhow::Result<()> {
     let token = token()?;
     let (_, channel) = target.connect_any().await?;
-    let status = ClusterAdminClient::new(channel).status(authed(ClusterStatusRequest {}, &token)?).await?.into_inner();
+    let status = ClusterAdminServiceClient::new(channel)
+        .get_cluster_status(authed(GetClusterStatusRequest {}, &token)?)
+        .await?
+        .into_inner();
     let mut by_index: std::collections::BTreeMap<u64, std::collections::BTreeSet<String>> = Default::default();
     for m in &status.members {
         let answer = async {
             let channel = target.connect(&target.endpoint_of(&m.api_addr)).await?;
-            let req = authed(StateDigestRequest {}, &token)?;
-            anyhow::Ok(ClusterAdminClient::new(channel).state_digest(req).await?.into_inner())
+            let req = authed(GetStateDigestRequest {}, &token)?;
+            anyhow::Ok(ClusterAdminServiceClient::new(channel).get_state_digest(req).await?.into_inner())
         };
         match answer.await {
             Ok(d) => {

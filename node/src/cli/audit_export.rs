@@ -8,15 +8,16 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use kizuna_domain::collab::audit::{self, AuditAction, AuditEntry, AuditRecord};
 use kizuna_domain::collab::model::{AccountId, PatientId, RoomId};
-use kizuna_proto::collab::AuditEntry as PbEntry;
+use kizuna_proto::audit::AuditEntry as PbEntry;
 use serde::Deserialize;
 
 /// One exported entry. `at` and `at_unix` are for people; `at_ms` is what the hash covers.
 pub fn line(e: &PbEntry) -> serde_json::Value {
     serde_json::json!({
-        "seq": e.seq, "at": super::collab::time(&e.at), "at_unix": e.at.as_ref().map_or(0, |t| t.seconds),
+        "seq": e.seq, "at": super::user::time(&e.at), "at_unix": e.at.as_ref().map_or(0, |t| t.seconds),
         "at_ms": at_ms(&e.at), "account": e.account_id, "session": e.session, "node": e.node_id,
-        "action": e.action, "patient": e.patient_id, "room": e.room_id, "what": e.what,
+        "action": super::labels::audit_action(e.action), "patient": e.patient_id.unwrap_or(0),
+        "room": e.room_id.unwrap_or(0), "what": e.what,
         "prev_hash": e.prev_hash, "hash_version": e.hash_version, "hash": e.hash,
     })
 }
@@ -103,6 +104,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+    use kizuna_proto::audit::AuditAction as PbAction;
 
     /// A chain of entries hashed before versions existed, as `Z` holds it in old data directories.
     const V0_CHAIN: &str = include_str!("../../domain/src/collab/audit/v0_chain.json");
@@ -119,9 +121,9 @@ mod tests {
             account_id: r.account.0,
             session: r.session.clone(),
             node_id: r.node,
-            action: if r.action == AuditAction::Read { "read" } else { "write" }.into(),
-            patient_id: r.patient.map_or(0, |p| p.0),
-            room_id: r.room.map_or(0, |p| p.0),
+            action: if r.action == AuditAction::Read { PbAction::Read } else { PbAction::Write } as i32,
+            patient_id: r.patient.map(|p| p.0),
+            room_id: r.room.map(|p| p.0),
             what: r.what.clone(),
             prev_hash: e.prev_hash.clone(),
             hash: e.hash.clone(),

@@ -2,11 +2,13 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use kizuna_proto::collab::directory_client::DirectoryClient;
-use kizuna_proto::collab::*;
+use kizuna_proto::common::{Facility, FacilityProfile, GeoPoint};
+use kizuna_proto::directory::directory_service_client::DirectoryServiceClient;
+use kizuna_proto::directory::*;
 
 use super::Target;
-use super::collab::{authed, channel, facility_kind, request_id, token};
+use super::labels;
+use super::user::{authed, channel, facility_kind, idempotency_key, token};
 
 #[derive(Subcommand)]
 pub enum MapCommand {
@@ -64,11 +66,12 @@ fn point(text: &str) -> anyhow::Result<GeoPoint> {
     Ok(GeoPoint { lat_e6: e6(lat)?, lon_e6: e6(lon)? })
 }
 
-fn print_entry(f: &FacilityEntry) {
+fn print_entry(f: &Facility) {
     let p = f.profile.clone().unwrap_or_default();
-    let distance = if f.distance_m > 0 { format!("  {:.1} km", f.distance_m as f64 / 1000.0) } else { String::new() };
+    let distance = f.distance_m.map(|d| format!("  {:.1} km", d as f64 / 1000.0)).unwrap_or_default();
     let accepting = if p.accepting_new_patients { "  新規受入可" } else { "" };
-    println!("#{} {}（{}）{distance}{accepting}", f.facility_id, f.name, f.municipality);
+    let kind = labels::facility_kind(f.kind);
+    println!("#{} {}（{}・{kind}）{distance}{accepting}", f.facility_id, f.name, f.municipality);
     if !p.address.is_empty() || !p.phone.is_empty() {
         println!("    {} {}", p.address, p.phone);
     }
@@ -79,19 +82,19 @@ fn print_entry(f: &FacilityEntry) {
 
 pub async fn run(target: &Target, cmd: MapCommand) -> anyhow::Result<()> {
     let t = token()?;
-    let mut c = DirectoryClient::new(channel(target).await?);
+    let mut c = DirectoryServiceClient::new(channel(target).await?);
     match cmd {
         MapCommand::Search { kind, municipality, service, words, accepting, near, within_km } => {
             let kinds = kind.iter().map(|k| facility_kind(k).map(|k| k as i32)).collect::<anyhow::Result<_>>()?;
             let req = SearchFacilitiesRequest {
                 kinds,
-                municipality,
-                service,
+                municipality: Some(municipality).filter(|m| !m.is_empty()),
+                service: Some(service).filter(|s| !s.is_empty()),
                 words,
                 accepting_only: accepting,
                 near: near.as_deref().map(point).transpose()?,
                 radius_m: (within_km * 1000.0).round() as u64,
-                limit: 0,
+                ..Default::default()
             };
             let found = c.search_facilities(authed(req, &t)?).await?.into_inner().facilities;
             if found.is_empty() {
@@ -100,7 +103,8 @@ pub async fn run(target: &Target, cmd: MapCommand) -> anyhow::Result<()> {
             found.iter().for_each(print_entry);
         }
         MapCommand::Show { id } => {
-            let page = c.get_facility(authed(GetFacilityRequest { facility_id: id }, &t)?).await?.into_inner();
+            let reply = c.get_facility(authed(GetFacilityRequest { facility_id: id }, &t)?).await?.into_inner();
+            let page = reply.page.unwrap_or_default();
             if let Some(f) = &page.facility {
                 print_entry(f);
                 let note = f.profile.as_ref().map(|p| p.note.as_str()).unwrap_or_default();
@@ -109,7 +113,7 @@ pub async fn run(target: &Target, cmd: MapCommand) -> anyhow::Result<()> {
                 }
             }
             for s in &page.staff {
-                println!("  {} {}（account {}）", s.display_name, s.profession, s.account_id);
+                println!("  {} {}（account {}）", s.display_name, labels::profession(s.profession), s.account_id);
             }
             println!("connect: kizuna connect ACCOUNT   request: kizuna request send --to {id} …");
         }
@@ -122,9 +126,9 @@ pub async fn run(target: &Target, cmd: MapCommand) -> anyhow::Result<()> {
                 accepting_new_patients: accepting,
                 note,
             };
-            let req =
-                UpdateFacilityProfileRequest { request_id: request_id(), facility_id: id, profile: Some(profile) };
-            let page = c.update_facility_profile(authed(req, &t)?).await?.into_inner();
+            let key = idempotency_key();
+            let req = UpdateFacilityProfileRequest { idempotency_key: key, facility_id: id, profile: Some(profile) };
+            let page = c.update_facility_profile(authed(req, &t)?).await?.into_inner().page.unwrap_or_default();
             page.facility.iter().for_each(print_entry);
         }
     }

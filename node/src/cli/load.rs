@@ -6,13 +6,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kizuna_proto::collab::TimelineRequest;
-use kizuna_proto::collab::posts_client::PostsClient;
+use kizuna_proto::posts::TimelineRequest;
+use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::records::PutRecordRequest;
-use kizuna_proto::records::records_client::RecordsClient;
+use kizuna_proto::records::record_service_client::RecordServiceClient;
 use tonic::transport::Channel;
 
-use super::collab::{authed, token};
+use super::user::{authed, token};
 
 /// What each client does in a loop.
 #[derive(Debug, Clone, Copy)]
@@ -37,13 +37,13 @@ async fn operate(
             let req = PutRecordRequest {
                 key: format!("load/{c}/{}", i % 100),
                 value: format!("{run_id} write {i} from client {c}"),
-                request_id: format!("{run_id}-{c}-{i}"),
+                idempotency_key: format!("{run_id}-{c}-{i}"),
             };
-            RecordsClient::new(channel).put(authed(req, token)?).await?;
+            RecordServiceClient::new(channel).put_record(authed(req, token)?).await?;
         }
         Workload::Timeline { room } => {
-            let req = TimelineRequest { room_id: room, limit: 50, ..Default::default() };
-            PostsClient::new(channel).timeline(authed(req, token)?).await?;
+            let req = TimelineRequest { room_id: room, page_size: 50, ..Default::default() };
+            PostServiceClient::new(channel).timeline(authed(req, token)?).await?;
         }
     }
     Ok(())

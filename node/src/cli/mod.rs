@@ -2,8 +2,8 @@
 
 pub mod admin;
 pub mod audit_export;
-pub mod collab;
 pub mod directory;
+pub mod labels;
 pub mod load;
 pub mod records;
 pub mod requests;
@@ -12,14 +12,15 @@ pub mod seed;
 pub mod serve;
 pub mod sessions;
 pub mod status;
+pub mod user;
 
 use anyhow::{Context, anyhow};
 use std::path::PathBuf;
 
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use crate::api::LEADER_HINT_KEY;
 use crate::config::HubConfig;
-use crate::node::LEADER_HINT_KEY;
 use crate::tls;
 
 /// The demo hub's topology, compiled in so `kizuna demo` works from any directory.

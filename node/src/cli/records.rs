@@ -1,16 +1,21 @@
 //! `kizuna put` and `kizuna get`: the diagnostic records, as the signed-in operator.
 
-use kizuna_proto::records::records_client::RecordsClient;
+use kizuna_proto::records::record_service_client::RecordServiceClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, PutRecordRequest};
 
-use super::collab::{authed, token};
+use super::user::{authed, token};
 
-pub async fn put(target: &super::Target, key: String, value: String, request_id: Option<String>) -> anyhow::Result<()> {
+pub async fn put(
+    target: &super::Target,
+    key: String,
+    value: String,
+    idempotency_key: Option<String>,
+) -> anyhow::Result<()> {
     let token = token()?;
     let (_, channel) = target.connect_any().await?;
-    let request_id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let req = authed(PutRecordRequest { key: key.clone(), value, request_id }, &token)?;
-    let resp = RecordsClient::new(channel).put(req).await?.into_inner();
+    let idempotency_key = idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let req = authed(PutRecordRequest { key: key.clone(), value, idempotency_key }, &token)?;
+    let resp = RecordServiceClient::new(channel).put_record(req).await?.into_inner();
     let dup = if resp.duplicate { " (already applied: first result returned)" } else { "" };
     println!("{key}: version {} at log index {}{dup}", resp.version, resp.log_index);
     Ok(())
@@ -30,7 +35,7 @@ pub async fn get(target: &super::Target, key: String, consistency: Consistency) 
     let token = token()?;
     let (_, channel) = target.connect_any().await?;
     let req = authed(GetRecordRequest { key: key.clone(), consistency: consistency as i32 }, &token)?;
-    let resp = RecordsClient::new(channel).get(req).await?.into_inner();
+    let resp = RecordServiceClient::new(channel).get_record(req).await?.into_inner();
     println!("{key} = {}", resp.value);
     println!("  version {} · answered by node {} at applied index {}", resp.version, resp.node_id, resp.applied_index);
     if resp.stale {

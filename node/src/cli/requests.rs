@@ -2,11 +2,12 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use kizuna_proto::collab::care_requests_client::CareRequestsClient;
-use kizuna_proto::collab::*;
+use kizuna_proto::care_requests::care_request_service_client::CareRequestServiceClient;
+use kizuna_proto::care_requests::*;
 
 use super::Target;
-use super::collab::{authed, channel, request_id, time, token};
+use super::labels;
+use super::user::{authed, channel, idempotency_key, time, token};
 
 #[derive(Subcommand)]
 pub enum RequestCommand {
@@ -48,29 +49,18 @@ pub enum RequestCommand {
     Cancel { id: u64 },
 }
 
-fn kind(name: &str) -> anyhow::Result<RequestKind> {
-    RequestKind::from_str_name(&format!("REQUEST_KIND_{}", name.to_uppercase().replace('-', "_")))
-        .filter(|k| *k != RequestKind::Unspecified)
+fn kind(name: &str) -> anyhow::Result<CareRequestKind> {
+    CareRequestKind::from_str_name(&format!("CARE_REQUEST_KIND_{}", name.to_uppercase().replace('-', "_")))
+        .filter(|k| *k != CareRequestKind::Unspecified)
         .with_context(|| format!("unknown request kind {name:?} (admission, discharge, home-visit, collaboration)"))
 }
 
-fn state_label(state: i32) -> &'static str {
-    match AnswerState::try_from(state) {
-        Ok(AnswerState::Pending) => "未回答",
-        Ok(AnswerState::Accepted) => "受諾",
-        Ok(AnswerState::Declined) => "辞退",
-        Ok(AnswerState::Cancelled) => "取消",
-        _ => "?",
-    }
-}
-
 fn print(r: &CareRequest, full: bool) {
-    let patient =
-        if r.patient_id == 0 { String::new() } else { format!("  患者 {} (#{})", r.patient_name, r.patient_id) };
+    let patient = r.patient_id.map(|id| format!("  患者 {} (#{id})", r.patient_name)).unwrap_or_default();
     println!(
         "#{} [{}] {}  {} {} ({}){patient}",
         r.care_request_id,
-        r.kind_label,
+        labels::care_request_kind(r.kind),
         r.title,
         time(&r.sent_at),
         r.from_name,
@@ -82,46 +72,58 @@ fn print(r: &CareRequest, full: bool) {
     for x in &r.recipients {
         let by = if x.answered_by_name.is_empty() { String::new() } else { format!(" {}", x.answered_by_name) };
         let note = if x.note.is_empty() { String::new() } else { format!(" 「{}」", x.note) };
-        println!("    → {} (#{}): {}{by}{note}", x.facility_name, x.facility_id, state_label(x.state));
+        println!("    → {} (#{}): {}{by}{note}", x.facility_name, x.facility_id, labels::answer_state(x.state));
     }
 }
 
 pub async fn run(target: &Target, cmd: RequestCommand) -> anyhow::Result<()> {
     let t = token()?;
-    let mut c = CareRequestsClient::new(channel(target).await?);
+    let mut c = CareRequestServiceClient::new(channel(target).await?);
     let (sent, accept) = (matches!(cmd, RequestCommand::Sent), matches!(cmd, RequestCommand::Accept { .. }));
     match cmd {
         RequestCommand::Send { kind: k, to, title, details, patient } => {
             let req = SendCareRequestRequest {
-                request_id: request_id(),
+                idempotency_key: idempotency_key(),
                 kind: kind(&k)? as i32,
-                patient_id: patient.unwrap_or(0),
+                patient_id: patient,
                 title,
                 details,
                 facility_ids: to,
             };
-            print(&c.send(authed(req, &t)?).await?.into_inner(), false);
+            print(&c.send_care_request(authed(req, &t)?).await?.into_inner().care_request.unwrap_or_default(), false);
         }
         RequestCommand::Inbox | RequestCommand::Sent => {
-            let list =
-                c.list(authed(ListCareRequestsRequest { sent, before_id: 0, limit: 0 }, &t)?).await?.into_inner();
-            if list.requests.is_empty() {
-                println!("(no requests)");
+            let r#box = if sent { CareRequestBox::Sent } else { CareRequestBox::Received } as i32;
+            let mut page_token = String::new();
+            let mut none = true;
+            loop {
+                let req = ListCareRequestsRequest { r#box, page_size: 200, page_token };
+                let page = c.list_care_requests(authed(req, &t)?).await?.into_inner();
+                none &= page.care_requests.is_empty();
+                page.care_requests.iter().for_each(|r| print(r, false));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
             }
-            for r in &list.requests {
-                print(r, false);
+            if none {
+                println!("(no requests)");
             }
         }
         RequestCommand::Show { id } => {
-            print(&c.get(authed(GetCareRequestRequest { care_request_id: id }, &t)?).await?.into_inner(), true);
+            let got = c.get_care_request(authed(GetCareRequestRequest { care_request_id: id }, &t)?).await?;
+            print(&got.into_inner().care_request.unwrap_or_default(), true);
         }
         RequestCommand::Accept { id, note } | RequestCommand::Decline { id, note } => {
-            let req = AnswerCareRequestRequest { request_id: request_id(), care_request_id: id, accept, note };
-            print(&c.answer(authed(req, &t)?).await?.into_inner(), false);
+            let req =
+                AnswerCareRequestRequest { idempotency_key: idempotency_key(), care_request_id: id, accept, note };
+            let answered = c.answer_care_request(authed(req, &t)?).await?.into_inner();
+            print(&answered.care_request.unwrap_or_default(), false);
         }
         RequestCommand::Cancel { id } => {
-            let req = CareRequestRef { request_id: request_id(), care_request_id: id };
-            print(&c.cancel(authed(req, &t)?).await?.into_inner(), false);
+            let req = CancelCareRequestRequest { idempotency_key: idempotency_key(), care_request_id: id };
+            let cancelled = c.cancel_care_request(authed(req, &t)?).await?.into_inner();
+            print(&cancelled.care_request.unwrap_or_default(), false);
         }
     }
     Ok(())

@@ -1,15 +1,17 @@
 //! `kizuna search WORDS`: posts, patients, people and facilities that contain the words.
 
-use kizuna_proto::collab::SearchRequest;
-use kizuna_proto::collab::search_client::SearchClient;
+use kizuna_proto::search::SearchRequest;
+use kizuna_proto::search::search_service_client::SearchServiceClient;
 
 use super::Target;
-use super::collab::{authed, channel, time, token};
+use super::labels;
+use super::user::{authed, channel, time, token};
 
 pub async fn run(target: &Target, query: String) -> anyhow::Result<()> {
     let t = token()?;
-    let found = SearchClient::new(channel(target).await?)
-        .search(authed(SearchRequest { query, limit: 0 }, &t)?)
+    // The first page: the newest posts found, with the patients, people and facilities.
+    let found = SearchServiceClient::new(channel(target).await?)
+        .search(authed(SearchRequest { query, ..Default::default() }, &t)?)
         .await?
         .into_inner();
     for p in &found.patients {
@@ -21,7 +23,8 @@ pub async fn run(target: &Target, query: String) -> anyhow::Result<()> {
         }
     }
     for p in &found.people {
-        println!("職員  {} {}（{}） account {}", p.display_name, p.profession, p.facility, p.account_id);
+        let profession = labels::profession(p.profession);
+        println!("職員  {} {profession}（{}） account {}", p.display_name, p.facility, p.account_id);
     }
     for f in &found.facilities {
         println!("施設  {}（{}） #{}", f.name, f.municipality, f.facility_id);

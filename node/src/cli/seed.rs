@@ -4,16 +4,22 @@
 //! API, like any client would.
 
 use anyhow::Context;
-use kizuna_proto::collab::accounts_client::AccountsClient;
-use kizuna_proto::collab::care_requests_client::CareRequestsClient;
-use kizuna_proto::collab::connections_client::ConnectionsClient;
-use kizuna_proto::collab::directory_client::DirectoryClient;
-use kizuna_proto::collab::posts_client::PostsClient;
-use kizuna_proto::collab::rooms_client::RoomsClient;
-use kizuna_proto::collab::*;
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::accounts::*;
+use kizuna_proto::care_requests::care_request_service_client::CareRequestServiceClient;
+use kizuna_proto::care_requests::{AnswerCareRequestRequest, CareRequestKind, SendCareRequestRequest};
+use kizuna_proto::common::{FacilityProfile, GeoPoint};
+use kizuna_proto::connections::connection_service_client::ConnectionServiceClient;
+use kizuna_proto::connections::{AcceptConnectionRequest, RequestConnectionRequest};
+use kizuna_proto::directory::UpdateFacilityProfileRequest;
+use kizuna_proto::directory::directory_service_client::DirectoryServiceClient;
+use kizuna_proto::posts::post_service_client::PostServiceClient;
+use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest};
+use kizuna_proto::rooms::room_service_client::RoomServiceClient;
+use kizuna_proto::rooms::{CreateGroupRequest, CreatePatientRequest, CreateSubRoomRequest, InviteMemberRequest, Role};
 use tonic::transport::Channel;
 
-use super::collab::{authed, facility_kind, profession, request_id};
+use super::user::{authed, facility_kind, idempotency_key, profession};
 
 /// Every demo account signs in with this password.
 pub const DEMO_PASSWORD: &str = "kizuna-demo-2026";
@@ -57,10 +63,10 @@ pub const PEOPLE: [(&str, &str, &str, usize, bool); 12] = [
 ];
 
 struct Seeder {
-    accounts: AccountsClient<Channel>,
-    rooms: RoomsClient<Channel>,
-    posts: PostsClient<Channel>,
-    connections: ConnectionsClient<Channel>,
+    accounts: AccountServiceClient<Channel>,
+    rooms: RoomServiceClient<Channel>,
+    posts: PostServiceClient<Channel>,
+    connections: ConnectionServiceClient<Channel>,
     channel: Channel,
     ids: std::collections::HashMap<&'static str, (u64, String)>,
 }
@@ -72,7 +78,7 @@ impl Seeder {
 
     async fn login(&mut self, login: &'static str) -> anyhow::Result<String> {
         let req = LoginRequest {
-            request_id: request_id(),
+            idempotency_key: idempotency_key(),
             login: login.into(),
             password: DEMO_PASSWORD.into(),
             device: "demo-seed".into(),
@@ -92,7 +98,7 @@ impl Seeder {
     ) -> anyhow::Result<(u64, u64)> {
         let (_, token) = self.who(owner)?;
         let req = CreatePatientRequest {
-            request_id: request_id(),
+            idempotency_key: idempotency_key(),
             name: name.into(),
             kana: kana.into(),
             birth_date: born.into(),
@@ -103,29 +109,36 @@ impl Seeder {
         let room = created.room_id;
         for member in team {
             let (id, _) = self.who(member)?;
-            let req =
-                InviteRequest { request_id: request_id(), room_id: room, account_id: id, role: Role::Member as i32 };
-            self.rooms.invite(authed(req, &token)?).await?;
+            let req = InviteMemberRequest {
+                idempotency_key: idempotency_key(),
+                room_id: room,
+                account_id: id,
+                role: Role::Member as i32,
+            };
+            self.rooms.invite_member(authed(req, &token)?).await?;
         }
         Ok((created.patient_id, room))
     }
 
     async fn post(&mut self, who: &str, room: u64, text: &str) -> anyhow::Result<u64> {
         let (_, token) = self.who(who)?;
-        let req = PostRequest {
-            request_id: request_id(),
+        let req = CreatePostRequest {
+            idempotency_key: idempotency_key(),
             room_id: room,
             text: text.into(),
-            reply_to: 0,
+            reply_to: None,
             mention_ids: vec![],
         };
-        Ok(self.posts.post(authed(req, &token)?).await?.into_inner().seq)
+        Ok(self.posts.create_post(authed(req, &token)?).await?.into_inner().seq)
     }
 
     async fn read(&mut self, who: &str, room: u64, up_to_seq: u64) -> anyhow::Result<()> {
         let (_, token) = self.who(who)?;
         self.posts
-            .mark_read(authed(MarkReadRequest { request_id: request_id(), room_id: room, up_to_seq }, &token)?)
+            .mark_read(authed(
+                MarkReadRequest { idempotency_key: idempotency_key(), room_id: room, up_to_seq },
+                &token,
+            )?)
             .await?;
         Ok(())
     }
@@ -134,16 +147,16 @@ impl Seeder {
         let (_, token) = self.who(owner)?;
         let room = self
             .rooms
-            .create_group(authed(CreateGroupRequest { request_id: request_id(), name: name.into() }, &token)?)
+            .create_group(authed(CreateGroupRequest { idempotency_key: idempotency_key(), name: name.into() }, &token)?)
             .await?
             .into_inner()
             .room_id;
         for m in members {
             let (id, _) = self.who(m)?;
             self.rooms
-                .invite(authed(
-                    InviteRequest {
-                        request_id: request_id(),
+                .invite_member(authed(
+                    InviteMemberRequest {
+                        idempotency_key: idempotency_key(),
                         room_id: room,
                         account_id: id,
                         role: Role::Member as i32,
@@ -158,9 +171,9 @@ impl Seeder {
 
 /// Seeds a fresh hub. Returns false (and changes nothing) when the hub already has an operator.
 pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
-    let mut accounts = AccountsClient::new(channel.clone());
+    let mut accounts = AccountServiceClient::new(channel.clone());
     let init = InitOperatorRequest {
-        request_id: request_id(),
+        idempotency_key: idempotency_key(),
         login: DEMO_OPERATOR.into(),
         display_name: "とちぎ在宅医療連携 事務局".into(),
         password: DEMO_PASSWORD.into(),
@@ -172,9 +185,9 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
     }
     let mut s = Seeder {
         accounts,
-        rooms: RoomsClient::new(channel.clone()),
-        posts: PostsClient::new(channel.clone()),
-        connections: ConnectionsClient::new(channel.clone()),
+        rooms: RoomServiceClient::new(channel.clone()),
+        posts: PostServiceClient::new(channel.clone()),
+        connections: ConnectionServiceClient::new(channel.clone()),
         channel,
         ids: Default::default(),
     };
@@ -182,14 +195,17 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
     let mut facilities = Vec::new();
     for (name, kind, municipality) in FACILITIES {
         let req = RegisterFacilityRequest {
-            request_id: request_id(),
+            idempotency_key: idempotency_key(),
             name: name.into(),
             kind: facility_kind(kind)? as i32,
             municipality: municipality.into(),
         };
         let id = s.accounts.register_facility(authed(req, &op)?).await?.into_inner().facility_id;
         s.accounts
-            .approve_facility(authed(ApproveFacilityRequest { request_id: request_id(), facility_id: id }, &op)?)
+            .approve_facility(authed(
+                ApproveFacilityRequest { idempotency_key: idempotency_key(), facility_id: id },
+                &op,
+            )?)
             .await?;
         let (address, phone, lat_e6, lon_e6, services, accepting) = PROFILES[facilities.len()];
         let profile = FacilityProfile {
@@ -200,20 +216,24 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
             accepting_new_patients: accepting,
             note: String::new(),
         };
-        let req = UpdateFacilityProfileRequest { request_id: request_id(), facility_id: id, profile: Some(profile) };
-        DirectoryClient::new(s.channel.clone()).update_facility_profile(authed(req, &op)?).await?;
+        let req = UpdateFacilityProfileRequest {
+            idempotency_key: idempotency_key(),
+            facility_id: id,
+            profile: Some(profile),
+        };
+        DirectoryServiceClient::new(s.channel.clone()).update_facility_profile(authed(req, &op)?).await?;
         facilities.push(id);
     }
     for (login, name, prof, facility, admin) in PEOPLE {
         let inv = IssueInvitationRequest {
-            request_id: request_id(),
+            idempotency_key: idempotency_key(),
             facility_id: facilities[facility],
             valid_hours: 24,
             as_admin: admin,
         };
         let code = s.accounts.issue_invitation(authed(inv, &op)?).await?.into_inner().code;
         let reg = RegisterRequest {
-            request_id: request_id(),
+            idempotency_key: idempotency_key(),
             invitation_code: code,
             login: login.into(),
             display_name: name.into(),
@@ -221,7 +241,9 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
             password: DEMO_PASSWORD.into(),
         };
         let id = s.accounts.register(reg).await?.into_inner().account_id;
-        s.accounts.approve_account(authed(AccountRequest { request_id: request_id(), account_id: id }, &op)?).await?;
+        s.accounts
+            .approve_account(authed(ApproveAccountRequest { idempotency_key: idempotency_key(), account_id: id }, &op)?)
+            .await?;
         let token = s.login(login).await?;
         s.ids.insert(login, (id, token));
     }
@@ -248,7 +270,7 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
     let (sato, _) = s.who("dr.sato")?;
     let (suzuki, sato_token) = (s.who("vn.suzuki")?.0, s.who("dr.sato")?.1);
     let sub = CreateSubRoomRequest {
-        request_id: request_id(),
+        idempotency_key: idempotency_key(),
         timeline_room_id: yamada,
         name: "医師・訪問看護".into(),
         member_ids: vec![sato, suzuki],
@@ -306,11 +328,17 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
     s.post("vn.suzuki", staff, "今週末のオンコール当番は高橋さんです。よろしくお願いします。").await?;
     let (tanaka, tanaka_token) = s.who("ph.tanaka")?;
     s.connections
-        .request(authed(ConnectionRequest { request_id: request_id(), account_id: tanaka }, &sato_token)?)
+        .request_connection(authed(
+            RequestConnectionRequest { idempotency_key: idempotency_key(), account_id: tanaka },
+            &sato_token,
+        )?)
         .await?;
     let room = s
         .connections
-        .accept(authed(ConnectionRequest { request_id: request_id(), account_id: sato }, &tanaka_token)?)
+        .accept_connection(authed(
+            AcceptConnectionRequest { idempotency_key: idempotency_key(), account_id: sato },
+            &tanaka_token,
+        )?)
         .await?
         .into_inner()
         .room_id;
@@ -318,35 +346,36 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
 
     // Requests: visiting nursing for 高橋 トメ, accepted (the nurse joins her team); a respite
     // admission still waiting for the hospital's answer.
-    let mut requests = CareRequestsClient::new(s.channel.clone());
-    let send = |kind: RequestKind, title: &str, details: &str, to: Vec<u64>| SendCareRequestRequest {
-        request_id: request_id(),
+    let mut requests = CareRequestServiceClient::new(s.channel.clone());
+    let send = |kind: CareRequestKind, title: &str, details: &str, to: Vec<u64>| SendCareRequestRequest {
+        idempotency_key: idempotency_key(),
         kind: kind as i32,
-        patient_id: tome_patient,
+        patient_id: Some(tome_patient),
         title: title.into(),
         details: details.into(),
         facility_ids: to,
     };
     let nursing = send(
-        RequestKind::Collaboration,
+        CareRequestKind::Collaboration,
         "訪問看護の導入のお願い",
         "食事量が低下しています。週2回の訪問看護（体調観察・服薬確認）をお願いできますか。",
         vec![facilities[3]],
     );
-    let nursing = requests.send(authed(nursing, &sato_token)?).await?.into_inner().care_request_id;
+    let sent = requests.send_care_request(authed(nursing, &sato_token)?).await?.into_inner();
+    let nursing = sent.care_request.context("the sent care request")?.care_request_id;
     let accept = AnswerCareRequestRequest {
-        request_id: request_id(),
+        idempotency_key: idempotency_key(),
         care_request_id: nursing,
         accept: true,
         note: "来週月曜から伺います。".into(),
     };
-    requests.answer(authed(accept, &s.who("vn.suzuki")?.1)?).await?;
+    requests.answer_care_request(authed(accept, &s.who("vn.suzuki")?.1)?).await?;
     let respite = send(
-        RequestKind::Admission,
+        CareRequestKind::Admission,
         "レスパイト入院のご相談",
         "ご家族の介護負担が大きく、2週間程度のレスパイト入院を希望されています。",
         vec![facilities[1]],
     );
-    requests.send(authed(respite, &sato_token)?).await?;
+    requests.send_care_request(authed(respite, &sato_token)?).await?;
     Ok(true)
 }

@@ -1,20 +1,32 @@
 //! `kizuna sessions` and `kizuna revoke`: the device list and the remote stop of one device;
 //! `kizuna admin session-policy`: the hub's idle timeout and absolute session lifetime.
 
-use kizuna_proto::collab::accounts_client::AccountsClient;
-use kizuna_proto::collab::{
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::accounts::{
     GetSessionPolicyRequest, ListSessionsRequest, RevokeSessionRequest, SessionPolicy, SetSessionPolicyRequest,
 };
 
 use super::Target;
-use super::collab::{authed, channel, request_id, time, token};
+use super::user::{authed, channel, idempotency_key, time, token};
 
 /// Lists the sessions of your account (or, for admins, of `account`).
 pub async fn list(target: &Target, account: Option<u64>) -> anyhow::Result<()> {
     let t = token()?;
-    let req = ListSessionsRequest { account_id: account.unwrap_or(0) };
-    let sessions = AccountsClient::new(channel(target).await?).list_sessions(authed(req, &t)?).await?.into_inner();
-    for s in sessions.sessions {
+    let mut c = AccountServiceClient::new(channel(target).await?);
+    let mut page_token = String::new();
+    loop {
+        let req = ListSessionsRequest { account_id: account, page_size: 200, page_token };
+        let page = c.list_sessions(authed(req, &t)?).await?.into_inner();
+        page.sessions.iter().for_each(print_session);
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+fn print_session(s: &kizuna_proto::accounts::Session) {
+    {
         let state = if s.revoked {
             "終了"
         } else if s.current {
@@ -24,14 +36,13 @@ pub async fn list(target: &Target, account: Option<u64>) -> anyhow::Result<()> {
         };
         println!("{}  {:<20} since {}  {state}", s.session_id, s.device, time(&s.created_at));
     }
-    Ok(())
 }
 
 /// Ends one session at once, on every node.
 pub async fn revoke(target: &Target, session_id: String, account: Option<u64>) -> anyhow::Result<()> {
     let t = token()?;
-    let req = RevokeSessionRequest { request_id: request_id(), account_id: account.unwrap_or(0), session_id };
-    AccountsClient::new(channel(target).await?).revoke_session(authed(req, &t)?).await?;
+    let req = RevokeSessionRequest { idempotency_key: idempotency_key(), account_id: account, session_id };
+    AccountServiceClient::new(channel(target).await?).revoke_session(authed(req, &t)?).await?;
     println!("session ended");
     Ok(())
 }
@@ -39,10 +50,11 @@ pub async fn revoke(target: &Target, session_id: String, account: Option<u64>) -
 /// Shows the hub's session policy, or sets it when both values are given (operators).
 pub async fn policy(target: &Target, set: Option<(u32, u32)>) -> anyhow::Result<()> {
     let t = token()?;
-    let mut c = AccountsClient::new(channel(target).await?);
+    let mut c = AccountServiceClient::new(channel(target).await?);
     let policy = match set {
         Some((idle_minutes, absolute_hours)) => {
-            let req = SetSessionPolicyRequest { request_id: request_id(), idle_minutes, absolute_hours };
+            let policy = Some(SessionPolicy { idle_minutes, absolute_hours });
+            let req = SetSessionPolicyRequest { idempotency_key: idempotency_key(), policy };
             c.set_session_policy(authed(req, &t)?).await?.into_inner().policy
         }
         None => c.get_session_policy(authed(GetSessionPolicyRequest {}, &t)?).await?.into_inner().policy,

@@ -1,10 +1,11 @@
 //! `kizuna status`: every member of the hub as one node sees it.
 
-use kizuna_proto::admin::ClusterStatusRequest;
-use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
+use kizuna_proto::admin::GetClusterStatusRequest;
+use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use serde::Serialize;
 
-use super::collab::{authed, token};
+use super::labels;
+use super::user::{authed, token};
 
 #[derive(Serialize)]
 struct MemberView {
@@ -36,10 +37,13 @@ struct StatusView {
 pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
     let token = token()?;
     let (_, channel) = target.connect_any().await?;
-    let resp = ClusterAdminClient::new(channel).status(authed(ClusterStatusRequest {}, &token)?).await?.into_inner();
+    let resp = ClusterAdminServiceClient::new(channel)
+        .get_cluster_status(authed(GetClusterStatusRequest {}, &token)?)
+        .await?
+        .into_inner();
     let view = StatusView {
         answered_by: resp.answered_by,
-        leader_id: (resp.leader_id != 0).then_some(resp.leader_id),
+        leader_id: resp.leader_id,
         members: resp
             .members
             .into_iter()
@@ -47,7 +51,7 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
                 id: m.id,
                 name: m.name,
                 region: m.region,
-                role: m.role,
+                role: labels::member_role(m.role).to_owned(),
                 voter: m.voter,
                 term: m.term,
                 last_log_index: m.last_log_index,

@@ -22,7 +22,7 @@ use kizuna_domain::collab::events::Event;
 use kizuna_domain::collab::model::*;
 use kizuna_domain::collab::requests::CareRequest;
 use kizuna_domain::collab::search;
-use kizuna_domain::collab::{Change, HubView};
+use kizuna_domain::collab::{Change, HubView, ViewError, ViewResult};
 
 /// A committed key and value, as RocksDB returns them.
 type Pair = (Box<[u8]>, Box<[u8]>);
@@ -180,7 +180,7 @@ impl<'a> RocksHub<'a> {
     /// deleted). Must run before the post itself is written.
     fn index_post(&mut self, post: &Post) {
         let grams = |p: &Post| if p.deleted { BTreeSet::new() } else { search::bigrams(&search::normalize(&p.text)) };
-        let old = self.post(post.room, post.seq).map(|p| grams(&p)).unwrap_or_default();
+        let old = self.get::<Post>(&keys::ids(POSTS, post.room.0, post.seq)).map(|p| grams(&p)).unwrap_or_default();
         let new = grams(post);
         let entry = |gram: &str| keys::bigram_post(gram, post.room.0, post.seq);
         for gone in old.difference(&new) {
@@ -250,77 +250,88 @@ impl<'a> RocksHub<'a> {
     }
 }
 
+/// Every answer goes through [`RocksHub::checked`]: once the view met a fault, no read of it
+/// is answered, because the answer may have been invented by the fault.
 impl HubView for RocksHub<'_> {
-    fn account(&self, id: AccountId) -> Option<Account> {
-        self.get(&keys::id(ACCOUNTS, id.0))
+    fn account(&self, id: AccountId) -> ViewResult<Option<Account>> {
+        self.checked(self.get(&keys::id(ACCOUNTS, id.0)))
     }
-    fn account_by_login(&self, login: &str) -> Option<AccountId> {
-        self.get(&keys::text(LOGINS, login))
+    fn account_by_login(&self, login: &str) -> ViewResult<Option<AccountId>> {
+        self.checked(self.get(&keys::text(LOGINS, login)))
     }
-    fn facility(&self, id: FacilityId) -> Option<Facility> {
-        self.get(&keys::id(FACILITIES, id.0))
+    fn facility(&self, id: FacilityId) -> ViewResult<Option<Facility>> {
+        self.checked(self.get(&keys::id(FACILITIES, id.0)))
     }
-    fn facilities(&self) -> Vec<Facility> {
-        self.values(&keys::all(FACILITIES))
+    fn facilities(&self) -> ViewResult<Vec<Facility>> {
+        self.checked(self.values(&keys::all(FACILITIES)))
     }
-    fn staff_of(&self, facility: FacilityId) -> Vec<Account> {
-        self.ids_under(&keys::id(STAFF, facility.0)).into_iter().filter_map(|id| self.account(AccountId(id))).collect()
+    fn staff_of(&self, facility: FacilityId) -> ViewResult<Vec<Account>> {
+        self.checked(
+            self.ids_under(&keys::id(STAFF, facility.0))
+                .into_iter()
+                .filter_map(|id| self.get(&keys::id(ACCOUNTS, id)))
+                .collect(),
+        )
     }
-    fn invitation_by_code(&self, code_hash: &str) -> Option<Invitation> {
-        self.get(&keys::text(INVITATIONS, code_hash))
+    fn invitation_by_code(&self, code_hash: &str) -> ViewResult<Option<Invitation>> {
+        self.checked(self.get(&keys::text(INVITATIONS, code_hash)))
     }
-    fn patient(&self, id: PatientId) -> Option<Patient> {
-        self.get(&keys::id(PATIENTS, id.0))
+    fn patient(&self, id: PatientId) -> ViewResult<Option<Patient>> {
+        self.checked(self.get(&keys::id(PATIENTS, id.0)))
     }
-    fn room(&self, id: RoomId) -> Option<Room> {
-        self.get(&keys::id(ROOMS, id.0))
+    fn room(&self, id: RoomId) -> ViewResult<Option<Room>> {
+        self.checked(self.get(&keys::id(ROOMS, id.0)))
     }
-    fn member(&self, room: RoomId, account: AccountId) -> Option<Member> {
-        self.get(&keys::ids(MEMBERS, room.0, account.0))
+    fn member(&self, room: RoomId, account: AccountId) -> ViewResult<Option<Member>> {
+        self.checked(self.get(&keys::ids(MEMBERS, room.0, account.0)))
     }
-    fn members(&self, room: RoomId) -> Vec<Member> {
-        self.values(&keys::id(MEMBERS, room.0))
+    fn members(&self, room: RoomId) -> ViewResult<Vec<Member>> {
+        self.checked(self.values(&keys::id(MEMBERS, room.0)))
     }
-    fn rooms_of(&self, account: AccountId) -> Vec<Member> {
-        self.ids_under(&keys::id(MEMBERSHIPS, account.0))
-            .into_iter()
-            .filter_map(|room| self.member(RoomId(room), account))
-            .collect()
+    fn rooms_of(&self, account: AccountId) -> ViewResult<Vec<Member>> {
+        self.checked(
+            self.ids_under(&keys::id(MEMBERSHIPS, account.0))
+                .into_iter()
+                .filter_map(|room| self.get(&keys::ids(MEMBERS, room, account.0)))
+                .collect(),
+        )
     }
-    fn post(&self, room: RoomId, seq: u64) -> Option<Post> {
-        self.get(&keys::ids(POSTS, room.0, seq))
+    fn post(&self, room: RoomId, seq: u64) -> ViewResult<Option<Post>> {
+        self.checked(self.get(&keys::ids(POSTS, room.0, seq)))
     }
-    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> Vec<u64> {
-        self.ids_under(&keys::bigram_in_room(bigram, room.0))
+    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>> {
+        self.checked(self.ids_under(&keys::bigram_in_room(bigram, room.0)))
     }
-    fn connection(&self, pair: (AccountId, AccountId)) -> Option<Connection> {
-        self.get(&keys::ids(CONNECTIONS, pair.0.0, pair.1.0))
+    fn connection(&self, pair: (AccountId, AccountId)) -> ViewResult<Option<Connection>> {
+        self.checked(self.get(&keys::ids(CONNECTIONS, pair.0.0, pair.1.0)))
     }
-    fn session(&self, token_hash: &str) -> Option<Session> {
-        self.get(&keys::text(SESSIONS, token_hash))
+    fn session(&self, token_hash: &str) -> ViewResult<Option<Session>> {
+        self.checked(self.get(&keys::text(SESSIONS, token_hash)))
     }
-    fn sessions_of(&self, account: AccountId) -> Vec<Session> {
+    fn sessions_of(&self, account: AccountId) -> ViewResult<Vec<Session>> {
         let prefix = keys::id(SESSIONS_OF, account.0);
-        self.scan(&prefix)
+        let sessions = self
+            .scan(&prefix)
             .into_iter()
             .filter_map(|(k, _)| self.key_suffix(&k, keys::text_after(&k, &prefix).map(str::to_owned)))
-            .filter_map(|token| self.session(&token))
-            .collect()
+            .filter_map(|token| self.get(&keys::text(SESSIONS, &token)))
+            .collect();
+        self.checked(sessions)
     }
-    fn has_operator(&self) -> bool {
-        self.raw(&keys::all(OPERATOR)).is_some()
+    fn has_operator(&self) -> ViewResult<bool> {
+        self.checked(self.raw(&keys::all(OPERATOR)).is_some())
     }
-    fn care_request(&self, id: RequestId) -> Option<CareRequest> {
-        self.get(&keys::id(REQUESTS, id.0))
+    fn care_request(&self, id: RequestId) -> ViewResult<Option<CareRequest>> {
+        self.checked(self.get(&keys::id(REQUESTS, id.0)))
     }
-    fn care_requests_from(&self, account: AccountId) -> Vec<CareRequest> {
-        self.indexed_requests(&keys::id(REQUESTS_SENT, account.0))
+    fn care_requests_from(&self, account: AccountId) -> ViewResult<Vec<CareRequest>> {
+        self.checked(self.indexed_requests(&keys::id(REQUESTS_SENT, account.0)))
     }
-    fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest> {
-        self.indexed_requests(&keys::id(REQUESTS_TO, facility.0))
+    fn care_requests_to(&self, facility: FacilityId) -> ViewResult<Vec<CareRequest>> {
+        self.checked(self.indexed_requests(&keys::id(REQUESTS_TO, facility.0)))
     }
-    fn settings(&self) -> HubSettings {
-        self.get(&keys::all(SETTINGS)).unwrap_or_default()
+    fn settings(&self) -> ViewResult<HubSettings> {
+        self.checked(self.get(&keys::all(SETTINGS)).unwrap_or_default())
     }
 }
 
@@ -338,7 +349,15 @@ impl RocksHub<'_> {
 
     /// The requests of an index table: the request id ends each key under `prefix`.
     fn indexed_requests(&self, prefix: &[u8]) -> Vec<CareRequest> {
-        self.ids_under(prefix).into_iter().filter_map(|id| self.care_request(RequestId(id))).collect()
+        self.ids_under(prefix).into_iter().filter_map(|id| self.get(&keys::id(REQUESTS, id))).collect()
+    }
+
+    /// `value`, unless this view has met a fault: then the view's fault.
+    fn checked<T>(&self, value: T) -> ViewResult<T> {
+        match self.fault() {
+            Some(fault) => Err(ViewError(fault.to_string())),
+            None => Ok(value),
+        }
     }
 }
 
@@ -385,13 +404,13 @@ mod tests {
         renamed.name = "改名した診療所".into();
         store(&db, &[renamed.clone(), clinic(2)]);
         // Point reads and scans alike: the state the view was taken at, not a mix of both.
-        assert_eq!(query.facility(FacilityId(1)), Some(clinic(1)));
-        assert_eq!(query.facility(FacilityId(2)), None);
-        assert_eq!(query.facilities(), vec![clinic(1)]);
+        assert_eq!(query.facility(FacilityId(1)), Ok(Some(clinic(1))));
+        assert_eq!(query.facility(FacilityId(2)), Ok(None));
+        assert_eq!(query.facilities(), Ok(vec![clinic(1)]));
         assert_eq!(query.fault(), None);
         // A new view, like the live one apply uses, sees the new batch.
-        assert_eq!(RocksHub::at_snapshot(&db).facilities(), vec![renamed.clone(), clinic(2)]);
-        assert_eq!(RocksHub::new(&db).facility(FacilityId(1)), Some(renamed));
+        assert_eq!(RocksHub::at_snapshot(&db).facilities(), Ok(vec![renamed.clone(), clinic(2)]));
+        assert_eq!(RocksHub::new(&db).facility(FacilityId(1)), Ok(Some(renamed)));
     }
 
     fn damage(db: &DB, k: &[u8]) {
@@ -407,13 +426,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
         store(&db, &[clinic(7)]);
-        assert_eq!(RocksHub::new(&db).facility(FacilityId(7)), Some(clinic(7)));
+        assert_eq!(RocksHub::new(&db).facility(FacilityId(7)), Ok(Some(clinic(7))));
         assert_eq!(RocksHub::new(&db).fault(), None);
 
         damage(&db, &keys::id(FACILITIES, 7));
         let hub = RocksHub::new(&db);
-        assert_eq!(hub.facility(FacilityId(7)), None, "the domain is answered as before");
+        let read = hub.facility(FacilityId(7));
+        assert!(read.as_ref().is_err_and(|e| e.0.contains("F/0000000000000007")), "the domain is told: {read:?}");
         assert!(is_decode_fault_at(hub.fault(), "F/0000000000000007 (facilities)"), "{:?}", hub.fault());
+        // The view stays failed: a later read of a sound value is not answered either.
+        store(&db, &[clinic(8)]);
+        assert!(hub.facility(FacilityId(8)).is_err());
     }
 
     #[test]
@@ -423,7 +446,7 @@ mod tests {
         store(&db, &[clinic(1), clinic(2), clinic(3)]);
         damage(&db, &keys::id(FACILITIES, 2));
         let hub = RocksHub::new(&db);
-        assert_eq!(hub.facilities(), vec![clinic(1), clinic(3)]);
+        assert!(hub.facilities().is_err(), "never a shorter list");
         assert!(is_decode_fault_at(hub.fault(), "F/0000000000000002"), "{:?}", hub.fault());
     }
 
@@ -435,8 +458,8 @@ mod tests {
         damage(&db, &keys::id(FACILITIES, 1));
         damage(&db, &keys::id(FACILITIES, 2));
         let hub = RocksHub::new(&db);
-        hub.facility(FacilityId(2));
-        hub.facility(FacilityId(1));
+        assert!(hub.facility(FacilityId(2)).is_err());
+        assert!(hub.facility(FacilityId(1)).is_err());
         assert!(is_decode_fault_at(hub.fault(), "F/0000000000000002"), "{:?}", hub.fault());
     }
 
@@ -448,7 +471,7 @@ mod tests {
         damage(&db, &keys::id(FACILITIES, 1));
         let mut hub = RocksHub::new(&db);
         hub.apply(vec![Change::Facility(clinic(2))]);
-        hub.facility(FacilityId(1));
+        assert!(hub.facility(FacilityId(1)).is_err());
         let mut batch = WriteBatch::default();
         let refused = hub.write_into(&mut batch);
         assert!(matches!(refused, Err(StorageFault::Decode { .. })), "{refused:?}");

@@ -18,9 +18,8 @@ use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS, REQUEST_IDS};
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_value};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use kizuna_domain::collab;
 use kizuna_domain::collab::events::{Event, stamp};
-use kizuna_domain::collab::queries;
-use kizuna_domain::collab::{self, HubView};
 use kizuna_domain::{self, Applied, Command, CommandResult, Envelope, Record};
 
 pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
@@ -201,21 +200,13 @@ impl ApplyBatch<'_> {
         }
     }
 
-    /// Request ids are remembered per signed-in account: one user's id never answers (and so
-    /// never swallows) another user's write, even if a client reuses ids.
-    fn request_key(&self, envelope: &Envelope) -> String {
-        let account = match &envelope.command {
-            Command::Collab { session: Some(token_hash), .. } => self.hub.session(token_hash).map(|s| s.account),
-            _ => None,
-        };
-        match account {
-            Some(a) => format!("{}/{}", a.0, envelope.request_id),
-            None => envelope.request_id.clone(),
-        }
-    }
-
     fn apply(&mut self, log_index: u64, envelope: Envelope) -> std::io::Result<Applied> {
-        let request_key = self.request_key(&envelope);
+        let request_key = match envelope.idempotency_scope(&self.hub) {
+            Ok(key) => key,
+            // The view noted the fault: `stop_if_faulted` ends the batch before anything of it,
+            // this result included, is written.
+            Err(unreadable) => return Ok(Applied { result: unreadable.into(), log_index, duplicate: false }),
+        };
         if let Some(first) = self.request(&request_key)? {
             return Ok(Applied { duplicate: true, ..first });
         }
@@ -251,38 +242,19 @@ impl ApplyBatch<'_> {
         origin_node: u64,
         command: collab::Command,
     ) -> CommandResult {
-        let session_tag: String =
-            session.as_deref().unwrap_or("").chars().take(collab::commands::SESSION_ID_CHARS).collect();
-        let actor = match session {
-            None => None,
-            // The hub's replicated policy decides, so every node refuses the same commands.
-            Some(token_hash) => match queries::session_actor(&self.hub, &token_hash, self.clock_ms) {
-                Ok(account) => Some(account),
-                Err(_) => return collab::DomainError::Unauthenticated.into(),
-            },
-        };
         let ctx = collab::Ctx { log_index, now_ms: self.clock_ms };
-        match collab::execute(&self.hub, ctx, actor, command) {
-            Ok(collab::Effects { outcome, changes, events, audit, outbound: _ }) => {
-                self.hub.apply(changes);
-                if let (Some(account), Some(collab::Trail { patient, room, what })) = (actor, audit) {
-                    let record = collab::audit::AuditRecord {
-                        at_ms: self.clock_ms,
-                        account,
-                        session: session_tag,
-                        node: origin_node,
-                        action: collab::audit::AuditAction::Write,
-                        patient,
-                        room,
-                        what: what.to_owned(),
-                    };
+        let sender = collab::Sender { session: session.as_deref(), origin_node };
+        match collab::decide(&self.hub, ctx, sender, command) {
+            Ok(collab::Decision { effects, audit }) => {
+                self.hub.apply(effects.changes);
+                if let Some(record) = audit {
                     self.hub.append_audit(record);
                 }
-                for event in stamp(events, log_index, self.clock_ms) {
+                for event in stamp(effects.events, log_index, self.clock_ms) {
                     self.hub.put_event(&event);
                     self.events.push(event);
                 }
-                CommandResult::Collab(outcome)
+                CommandResult::Collab(effects.outcome)
             }
             Err(e) => e.into(),
         }
@@ -482,6 +454,8 @@ mod tests {
     use openraft::entry::RaftEntry;
     use openraft::testing::log_id;
 
+    use kizuna_domain::collab::HubView;
+
     use super::*;
     use crate::raft::Entry;
 
@@ -560,7 +534,7 @@ mod tests {
         let logout = collab::Command::Logout { token_hash: token.into() };
         entries.push(collab_at(4, t0 + 2 * 3_600_000, Some(token), logout));
         apply(&mut sm, entries).await.expect("apply");
-        sm.reader().hub().session(token).expect("the session").revoked
+        sm.reader().hub().session(token).expect("readable").expect("the session").revoked
     }
 
     #[tokio::test]

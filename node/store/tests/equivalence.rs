@@ -167,7 +167,7 @@ impl Twin {
                 both!(member(RoomId(i), AccountId(j)));
                 both!(connection((AccountId(i), AccountId(j))));
             }
-            let last = self.mem.room(RoomId(i)).map_or(0, |r| r.last_seq);
+            let last = self.mem.room(RoomId(i)).unwrap().map_or(0, |r| r.last_seq);
             for seq in 1..=last {
                 both!(post(RoomId(i), seq));
             }
@@ -261,24 +261,24 @@ fn command(
     let room = |i: usize| rooms.get(i).copied().unwrap_or(RoomId(u64::MAX));
     // Mostly a room the actor is in (so posts and edits get through), by the same index.
     let mine = |a: usize, i: usize| {
-        let member = |r: &&RoomId| twin.mem.member(**r, people[a]).is_some_and(|m| m.is_active());
+        let member = |r: &&RoomId| twin.mem.member(**r, people[a]).unwrap().is_some_and(|m| m.is_active());
         let in_rooms: Vec<RoomId> = rooms.iter().filter(member).copied().collect();
         if in_rooms.is_empty() || i == 0 { room(i) } else { in_rooms[i % in_rooms.len()] }
     };
     let request = |i: usize| requests.get(i).copied().unwrap_or(RequestId(u64::MAX));
     let patient_of = |i: usize| {
-        twin.mem.room(room(i)).and_then(|r| match r.kind {
+        twin.mem.room(room(i)).unwrap().and_then(|r| match r.kind {
             RoomKind::PatientTimeline { patient } => Some(patient),
             _ => None,
         })
     };
-    let facility_of = |a: usize| twin.mem.account(people[a]).and_then(|x| x.facility());
+    let facility_of = |a: usize| twin.mem.account(people[a]).unwrap().and_then(|x| x.facility());
     let text = |t: usize| TEXTS[t].to_owned();
     let own_newest = |a: usize, r: usize| {
-        let last = twin.mem.room(mine(a, r)).map_or(0, |x| x.last_seq);
+        let last = twin.mem.room(mine(a, r)).unwrap().map_or(0, |x| x.last_seq);
         (1..=last)
             .rev()
-            .find(|seq| twin.mem.post(mine(a, r), *seq).is_some_and(|p| p.author == people[a] && !p.deleted))
+            .find(|seq| twin.mem.post(mine(a, r), *seq).unwrap().is_some_and(|p| p.author == people[a] && !p.deleted))
     };
     match *op {
         Op::Patient(a) => (
@@ -337,7 +337,7 @@ fn command(
         }
         Op::Cancel(a, q) => (people[a], Command::CancelRequest { request: request(q) }),
         Op::Logout(a) => {
-            let login = twin.mem.account(people[a]).map(|x| x.login).unwrap_or_default();
+            let login = twin.mem.account(people[a]).unwrap().map(|x| x.login).unwrap_or_default();
             (people[a], Command::Logout { token_hash: format!("token-{login}") })
         }
         Op::Stop(b) => (people[0], Command::StopAccount { account: people[b] }),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use futures::stream;
 use kizuna_domain::collab::HubView;
-use kizuna_domain::collab::model::AccountId;
+use kizuna_domain::collab::model::{AccountId, Member};
 use kizuna_domain::{Command, Envelope};
 use kizuna_store::raft::{Entry, LogId};
 use kizuna_store::{LogStore, StateMachineStore};
@@ -28,10 +28,11 @@ fn open(dir: &Path) -> (LogStore, StateMachineStore) {
 fn account_and_post(sm: &StateMachineStore, login: &str, text: &str) -> (String, bool) {
     let reader = sm.reader();
     let hub = reader.hub();
-    let id: AccountId = hub.account_by_login(login).expect("the account's login");
-    let name = hub.account(id).expect("the account").display_name;
-    let rooms = hub.rooms_of(id);
-    let posted = rooms.iter().any(|m| (1..=30).any(|seq| hub.post(m.room, seq).is_some_and(|p| p.text == text)));
+    let id: AccountId = hub.account_by_login(login).expect("readable").expect("the account's login");
+    let name = hub.account(id).expect("readable").expect("the account").display_name;
+    let rooms = hub.rooms_of(id).expect("readable");
+    let post = |m: &Member, seq| hub.post(m.room, seq).expect("readable");
+    let posted = rooms.iter().any(|m| (1..=30).any(|seq| post(m, seq).is_some_and(|p| p.text == text)));
     assert_eq!(hub.fault(), None);
     (name, posted)
 }

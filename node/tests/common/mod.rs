@@ -9,17 +9,18 @@ use std::time::{Duration, Instant};
 
 use kizuna_chaos::proxy::LinkProxy;
 use kizuna_node::config::{HubConfig, HubSection, NodeConfig, RaftTimers, TlsSection};
+use kizuna_node::member::{NodeHealth, NodeRole};
 use kizuna_node::node::{self, Listeners, RunningNode};
 use kizuna_node::raft::network::{RoutedConnector, TcpConnector};
 use kizuna_node::tls::{self, Security};
-use kizuna_proto::admin::cluster_admin_client::ClusterAdminClient;
-use kizuna_proto::collab::accounts_client::AccountsClient;
-use kizuna_proto::collab::{
-    AccountRequest, ApproveFacilityRequest, FacilityKind, InitOperatorRequest, IssueInvitationRequest, LoginRequest,
-    Profession, RegisterFacilityRequest, RegisterRequest,
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::accounts::{
+    ApproveAccountRequest, ApproveFacilityRequest, InitOperatorRequest, IssueInvitationRequest, LoginRequest,
+    RegisterFacilityRequest, RegisterRequest,
 };
-use kizuna_proto::raft::NodeStatus;
-use kizuna_proto::records::records_client::RecordsClient;
+use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
+use kizuna_proto::common::{FacilityKind, Profession};
+use kizuna_proto::records::record_service_client::RecordServiceClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, GetRecordResponse, PutRecordRequest, PutRecordResponse};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
@@ -222,8 +223,8 @@ impl TestHub {
         self.nodes.keys().copied().collect()
     }
 
-    pub fn status(&self, id: u64) -> NodeStatus {
-        self.running(id).node.local_status()
+    pub fn status(&self, id: u64) -> NodeHealth {
+        self.running(id).node.local_health()
     }
 
     /// Waits until the running nodes agree on one leader and returns it.
@@ -234,7 +235,7 @@ impl TestHub {
             if let Some(Some(l)) = leaders.first()
                 && leaders.iter().all(|x| *x == Some(*l))
                 && self.nodes.contains_key(l)
-                && self.status(*l).role == "leader"
+                && self.status(*l).role == NodeRole::Leader
             {
                 return *l;
             }
@@ -326,22 +327,22 @@ impl TestHub {
     pub async fn member(&self, login: &str) -> String {
         let op = self.operator().await;
         let leader = channel(&self.api(self.leader().await)).await;
-        let mut accounts = AccountsClient::with_interceptor(leader.clone(), Bearer::new(&op));
+        let mut accounts = AccountServiceClient::with_interceptor(leader.clone(), Bearer::new(&op));
         let step = |what: &str| format!("member-{login}-{what}");
         let facility = RegisterFacilityRequest {
-            request_id: step("facility"),
+            idempotency_key: step("facility"),
             name: format!("{login}の訪問看護ステーション"),
             kind: FacilityKind::VisitingNursingStation as i32,
             municipality: "宇都宮市".into(),
         };
         let facility_id = accounts.register_facility(facility).await.expect("facility").into_inner().facility_id;
-        let approve = ApproveFacilityRequest { request_id: step("approve-facility"), facility_id };
+        let approve = ApproveFacilityRequest { idempotency_key: step("approve-facility"), facility_id };
         accounts.approve_facility(approve).await.expect("approve facility");
         let invite =
-            IssueInvitationRequest { request_id: step("invite"), facility_id, valid_hours: 1, as_admin: false };
+            IssueInvitationRequest { idempotency_key: step("invite"), facility_id, valid_hours: 1, as_admin: false };
         let code = accounts.issue_invitation(invite).await.expect("invitation").into_inner().code;
         let register = RegisterRequest {
-            request_id: step("register"),
+            idempotency_key: step("register"),
             invitation_code: code,
             login: login.into(),
             display_name: format!("{login}さん"),
@@ -349,20 +350,21 @@ impl TestHub {
             password: OPERATOR_PASSWORD.into(),
         };
         let account_id = accounts.register(register).await.expect("register").into_inner().account_id;
-        let approve = AccountRequest { request_id: step("approve"), account_id };
+        let approve = ApproveAccountRequest { idempotency_key: step("approve"), account_id };
         accounts.approve_account(approve).await.expect("approve account");
         sign_in(leader, login, &step("login")).await
     }
 
     /// Cluster administration on node `id`, as the operator.
-    pub async fn admin(&self, id: u64) -> ClusterAdminClient<InterceptedService<Channel, Bearer>> {
+    pub async fn admin(&self, id: u64) -> ClusterAdminServiceClient<InterceptedService<Channel, Bearer>> {
         let bearer = Bearer::new(&self.operator().await);
-        ClusterAdminClient::with_interceptor(channel(&self.api(id)).await, bearer).max_decoding_message_size(16 << 20)
+        ClusterAdminServiceClient::with_interceptor(channel(&self.api(id)).await, bearer)
+            .max_decoding_message_size(16 << 20)
     }
 
     /// The records service on node `id`, as the operator.
-    pub async fn records(&self, id: u64) -> RecordsClient<InterceptedService<Channel, Bearer>> {
-        RecordsClient::with_interceptor(channel(&self.api(id)).await, Bearer::new(&self.operator().await))
+    pub async fn records(&self, id: u64) -> RecordServiceClient<InterceptedService<Channel, Bearer>> {
+        RecordServiceClient::with_interceptor(channel(&self.api(id)).await, Bearer::new(&self.operator().await))
     }
 
     pub async fn put(
@@ -370,14 +372,14 @@ impl TestHub {
         id: u64,
         key: &str,
         value: &str,
-        request_id: &str,
+        idempotency_key: &str,
     ) -> Result<PutRecordResponse, tonic::Status> {
-        put_as(&self.api(id), &self.operator().await, key, value, request_id).await
+        put_as(&self.api(id), &self.operator().await, key, value, idempotency_key).await
     }
 
     pub async fn get(&self, id: u64, key: &str, consistency: Consistency) -> Result<GetRecordResponse, tonic::Status> {
         let req = GetRecordRequest { key: key.into(), consistency: consistency as i32 };
-        self.records(id).await.get(req).await.map(|r| r.into_inner())
+        self.records(id).await.get_record(req).await.map(|r| r.into_inner())
     }
 
     pub async fn shutdown(mut self) {
@@ -395,9 +397,9 @@ pub const OPERATOR_PASSWORD: &str = "operator password 2026";
 
 /// Creates the hub's operator `test-operator` on `channel` and signs in: the session token.
 pub async fn sign_in_operator(channel: Channel) -> String {
-    let mut accounts = AccountsClient::new(channel.clone());
+    let mut accounts = AccountServiceClient::new(channel.clone());
     let init = InitOperatorRequest {
-        request_id: "test-operator".into(),
+        idempotency_key: "test-operator".into(),
         login: "test-operator".into(),
         display_name: "テスト事務局".into(),
         password: OPERATOR_PASSWORD.into(),
@@ -407,15 +409,15 @@ pub async fn sign_in_operator(channel: Channel) -> String {
 }
 
 /// Signs in `login` (whose password is [`OPERATOR_PASSWORD`]): the session token.
-async fn sign_in(channel: Channel, login: &str, request_id: &str) -> String {
+async fn sign_in(channel: Channel, login: &str, idempotency_key: &str) -> String {
     let req = LoginRequest {
-        request_id: request_id.into(),
+        idempotency_key: idempotency_key.into(),
         login: login.into(),
         password: OPERATOR_PASSWORD.into(),
         device: "test".into(),
         ..Default::default()
     };
-    let answer = AccountsClient::new(channel).login(req).await;
+    let answer = AccountServiceClient::new(channel).login(req).await;
     answer.unwrap_or_else(|e| panic!("{login} signs in: {e}")).into_inner().token
 }
 
@@ -442,8 +444,11 @@ pub async fn put_as(
     token: &str,
     key: &str,
     value: &str,
-    request_id: &str,
+    idempotency_key: &str,
 ) -> Result<PutRecordResponse, tonic::Status> {
-    let req = PutRecordRequest { key: key.into(), value: value.into(), request_id: request_id.into() };
-    RecordsClient::with_interceptor(channel(endpoint).await, Bearer::new(token)).put(req).await.map(|r| r.into_inner())
+    let req = PutRecordRequest { key: key.into(), value: value.into(), idempotency_key: idempotency_key.into() };
+    RecordServiceClient::with_interceptor(channel(endpoint).await, Bearer::new(token))
+        .put_record(req)
+        .await
+        .map(|r| r.into_inner())
 }

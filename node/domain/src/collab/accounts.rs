@@ -2,7 +2,7 @@
 //! invitations and registration with them, approving and stopping accounts, family accounts.
 
 use super::authz::{self, facility_admin, operator, owner};
-use super::error::{DomainError, DomainResult, denied, invalid, precondition};
+use super::error::{DomainError, DomainResult, denied, invalid, not_found, precondition};
 use super::kernel::{Ctx, Effects, MAX_NAME_CHARS, Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView};
@@ -12,7 +12,7 @@ fn login_free(view: &impl HubView, login: &str) -> DomainResult<()> {
     if login.chars().any(char::is_whitespace) {
         return Err(invalid("login must not contain spaces"));
     }
-    if view.account_by_login(login).is_some() {
+    if view.account_by_login(login)?.is_some() {
         return Err(precondition(format!("login {login:?} is taken")));
     }
     Ok(())
@@ -43,7 +43,7 @@ fn new_account(
 
 /// `InitOperator`: the hub's first operator (later ones are added by operators).
 pub fn init_operator(view: &impl HubView, ctx: Ctx, names: (String, String, String)) -> DomainResult<Effects> {
-    if view.has_operator() {
+    if view.has_operator()? {
         return Err(precondition("the hub already has an operator; operators are added by operators"));
     }
     let account = new_account(view, ctx, names, AccountKind::Operator, AccountStatus::Active, false)?;
@@ -69,7 +69,7 @@ pub fn register_facility(
 /// `ApproveFacility`.
 pub fn approve_facility(view: &impl HubView, actor: AccountId, facility: FacilityId) -> DomainResult<Effects> {
     operator(view, actor)?;
-    let mut f = view.facility(facility).ok_or(DomainError::NotFound("facility"))?;
+    let mut f = view.facility(facility)?.ok_or(not_found("facility"))?;
     f.status = FacilityStatus::Approved;
     Ok(Effects::new(Outcome::Facility(facility), vec![Change::Facility(f)]))
 }
@@ -86,14 +86,14 @@ pub fn issue_invitation(
     if as_admin && !issuer.is_operator() && !issuer.facility_admin {
         return Err(denied("only admins may invite admins"));
     }
-    let f = view.facility(facility).ok_or(DomainError::NotFound("facility"))?;
+    let f = view.facility(facility)?.ok_or(not_found("facility"))?;
     if f.status != FacilityStatus::Approved {
         return Err(precondition("the facility is not approved yet"));
     }
     if expires_at_ms <= ctx.now_ms {
         return Err(invalid("the invitation would already be expired"));
     }
-    if code_hash.is_empty() || view.invitation_by_code(&code_hash).is_some() {
+    if code_hash.is_empty() || view.invitation_by_code(&code_hash)?.is_some() {
         return Err(invalid("invitation code unusable"));
     }
     let id = InvitationId(ctx.log_index);
@@ -110,7 +110,7 @@ pub fn register(
     profession: Profession,
     names: (String, String, String),
 ) -> DomainResult<Effects> {
-    let mut invitation = view.invitation_by_code(code_hash).ok_or(DomainError::NotFound("invitation"))?;
+    let mut invitation = view.invitation_by_code(code_hash)?.ok_or(not_found("invitation"))?;
     if invitation.used_by.is_some() {
         return Err(precondition("this invitation has already been used"));
     }
@@ -125,7 +125,7 @@ pub fn register(
 
 /// `ApproveAccount`: the facility's admin (operators for accounts without a facility).
 pub fn approve_account(view: &impl HubView, actor: AccountId, account: AccountId) -> DomainResult<Effects> {
-    let mut target = view.account(account).ok_or(DomainError::NotFound("account"))?;
+    let mut target = view.account(account)?.ok_or(not_found("account"))?;
     match target.facility() {
         Some(f) => facility_admin(view, actor, f)?,
         None => operator(view, actor)?,
@@ -139,11 +139,11 @@ pub fn approve_account(view: &impl HubView, actor: AccountId, account: AccountId
 
 /// `StopAccount`: stops the account and ends its sessions.
 pub fn stop_account(view: &impl HubView, actor: AccountId, account: AccountId) -> DomainResult<Effects> {
-    let mut target = view.account(account).ok_or(DomainError::NotFound("account"))?;
+    let mut target = view.account(account)?.ok_or(not_found("account"))?;
     authz::account_admin(view, actor, &target)?;
     target.status = AccountStatus::Stopped;
     let mut changes = vec![Change::Account(target)];
-    for mut s in view.sessions_of(account).into_iter().filter(|s| !s.revoked) {
+    for mut s in view.sessions_of(account)?.into_iter().filter(|s| !s.revoked) {
         s.revoked = true;
         changes.push(Change::Session(s));
     }
@@ -159,7 +159,7 @@ pub fn create_family_account(
     patient: PatientId,
     names: (String, String, String),
 ) -> DomainResult<Effects> {
-    let p = view.patient(patient).ok_or(DomainError::NotFound("patient"))?;
+    let p = view.patient(patient)?.ok_or(not_found("patient"))?;
     owner(view, actor.ok_or(DomainError::Unauthenticated)?, p.timeline)?;
     let account = new_account(view, ctx, names, AccountKind::Family { patient }, AccountStatus::Active, false)?;
     let member = Member::new(p.timeline, account.id, Role::Family, MemberState::Active);

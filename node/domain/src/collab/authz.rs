@@ -1,12 +1,12 @@
 //! Who may see and do what. Every read and write goes through these checks.
 
-use super::error::{DomainError, DomainResult, denied};
+use super::error::{DomainError, DomainResult, denied, not_found};
 use super::model::*;
-use super::view::HubView;
+use super::view::{HubView, ViewResult};
 
 /// The acting account, which must exist and be active (a stopped account acts no more).
 pub fn active_account(view: &impl HubView, actor: AccountId) -> DomainResult<Account> {
-    match view.account(actor) {
+    match view.account(actor)? {
         Some(a) if a.is_active() => Ok(a),
         _ => Err(DomainError::Unauthenticated),
     }
@@ -15,8 +15,8 @@ pub fn active_account(view: &impl HubView, actor: AccountId) -> DomainResult<Acc
 /// The actor's active membership of a room; NotFound for everyone else (see `error`).
 pub fn active_member(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResult<(Account, Member, Room)> {
     let account = active_account(view, actor)?;
-    let member = view.member(room, actor).filter(Member::is_active).ok_or(DomainError::NotFound("room"))?;
-    let room = view.room(room).ok_or(DomainError::NotFound("room"))?;
+    let member = view.member(room, actor)?.filter(Member::is_active).ok_or(not_found("room"))?;
+    let room = view.room(room)?.ok_or(not_found("room"))?;
     Ok((account, member, room))
 }
 
@@ -56,7 +56,7 @@ pub fn account_admin(view: &impl HubView, actor: AccountId, target: &Account) ->
 
 /// The account itself, or its admin ([`account_admin`]).
 pub fn self_or_admin(view: &impl HubView, actor: AccountId, target: AccountId) -> DomainResult<Account> {
-    let account = view.account(target).ok_or(DomainError::NotFound("account"))?;
+    let account = view.account(target)?.ok_or(not_found("account"))?;
     if actor == target {
         active_account(view, actor)?;
     } else {
@@ -66,6 +66,11 @@ pub fn self_or_admin(view: &impl HubView, actor: AccountId, target: AccountId) -
 }
 
 /// Can `account` read `room` right now? The single rule every read path uses.
-pub fn can_read(view: &impl HubView, account: AccountId, room: RoomId) -> bool {
-    active_member(view, account, room).is_ok()
+/// A state that cannot be read is an error, never a "no".
+pub fn can_read(view: &impl HubView, account: AccountId, room: RoomId) -> ViewResult<bool> {
+    match active_member(view, account, room) {
+        Ok(_) => Ok(true),
+        Err(DomainError::Unreadable(e)) => Err(e),
+        Err(_) => Ok(false),
+    }
 }

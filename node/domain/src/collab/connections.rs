@@ -2,7 +2,7 @@
 //! connection room), declining and blocking (which closes it).
 
 use super::authz::active_account;
-use super::error::{DomainError, DomainResult, invalid, precondition};
+use super::error::{DomainResult, invalid, not_found, precondition};
 use super::kernel::{Ctx, Effects, Outcome};
 use super::model::*;
 use super::rooms::removal;
@@ -11,15 +11,14 @@ use super::view::{Change, HubView};
 /// `RequestConnection`.
 pub fn request(view: &impl HubView, actor: AccountId, to: AccountId) -> DomainResult<Effects> {
     let me = active_account(view, actor)?;
-    let them =
-        view.account(to).filter(|a| a.is_active() && a.facility().is_some()).ok_or(DomainError::NotFound("account"))?;
+    let them = view.account(to)?.filter(|a| a.is_active() && a.facility().is_some()).ok_or(not_found("account"))?;
     if me.facility().is_none() || me.id == them.id {
         return Err(invalid("connections link two different professionals"));
     }
     let pair = connection_pair(me.id, to);
-    match view.connection(pair).map(|c| c.state) {
+    match view.connection(pair)?.map(|c| c.state) {
         None | Some(ConnectionState::Declined) => {}
-        Some(ConnectionState::Blocked { .. }) => return Err(DomainError::NotFound("account")),
+        Some(ConnectionState::Blocked { .. }) => return Err(not_found("account")),
         Some(_) => return Err(precondition("already requested or connected")),
     }
     let c = Connection { pair, state: ConnectionState::Requested { by: me.id } };
@@ -30,9 +29,9 @@ pub fn request(view: &impl HubView, actor: AccountId, to: AccountId) -> DomainRe
 pub fn accept(view: &impl HubView, ctx: Ctx, actor: AccountId, from: AccountId) -> DomainResult<Effects> {
     let me = active_account(view, actor)?;
     let pair = connection_pair(me.id, from);
-    let c = view.connection(pair).ok_or(DomainError::NotFound("connection request"))?;
+    let c = view.connection(pair)?.ok_or(not_found("connection request"))?;
     if c.state != (ConnectionState::Requested { by: from }) {
-        return Err(DomainError::NotFound("connection request"));
+        return Err(not_found("connection request"));
     }
     let room = RoomId(ctx.log_index);
     let kind = RoomKind::Connection { a: pair.0, b: pair.1 };
@@ -49,26 +48,26 @@ pub fn accept(view: &impl HubView, ctx: Ctx, actor: AccountId, from: AccountId) 
 pub fn decline(view: &impl HubView, actor: AccountId, from: AccountId) -> DomainResult<Effects> {
     let me = active_account(view, actor)?;
     let pair = connection_pair(me.id, from);
-    match view.connection(pair) {
+    match view.connection(pair)? {
         Some(c) if c.state == (ConnectionState::Requested { by: from }) => Ok(Effects::new(
             Outcome::Done,
             vec![Change::Connection(Connection { pair, state: ConnectionState::Declined })],
         )),
-        _ => Err(DomainError::NotFound("connection request")),
+        _ => Err(not_found("connection request")),
     }
 }
 
 /// `BlockConnection`: both leave their connection room, if they had one.
 pub fn block(view: &impl HubView, actor: AccountId, other: AccountId) -> DomainResult<Effects> {
     let me = active_account(view, actor)?;
-    if view.account(other).is_none() || other == me.id {
-        return Err(DomainError::NotFound("account"));
+    if view.account(other)?.is_none() || other == me.id {
+        return Err(not_found("account"));
     }
     let pair = connection_pair(me.id, other);
     let mut changes = vec![Change::Connection(Connection { pair, state: ConnectionState::Blocked { by: me.id } })];
-    if let Some(Connection { state: ConnectionState::Accepted { room }, .. }) = view.connection(pair) {
-        changes.extend(removal(view, room, pair.0));
-        changes.extend(removal(view, room, pair.1));
+    if let Some(Connection { state: ConnectionState::Accepted { room }, .. }) = view.connection(pair)? {
+        changes.extend(removal(view, room, pair.0)?);
+        changes.extend(removal(view, room, pair.1)?);
     }
     Ok(Effects::new(Outcome::Done, changes))
 }

@@ -5,7 +5,7 @@
 //! Family accounts do not see it (it is a professionals' directory).
 
 use super::authz::{active_account, facility_admin};
-use super::error::{DomainError, DomainResult, denied, invalid};
+use super::error::{DomainResult, denied, invalid, not_found};
 use super::kernel::{Effects, Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView};
@@ -61,7 +61,7 @@ pub fn update_profile(
     profile: FacilityProfile,
 ) -> DomainResult<Effects> {
     facility_admin(view, actor, facility)?;
-    let mut f = view.facility(facility).ok_or(DomainError::NotFound("facility"))?;
+    let mut f = view.facility(facility)?.ok_or(not_found("facility"))?;
     check(&profile)?;
     f.profile = profile;
     Ok(Effects::new(Outcome::Facility(facility), vec![Change::Facility(f)]))
@@ -107,7 +107,7 @@ pub fn search(
         return Err(invalid("the search point must be a latitude within ±90° and a longitude within ±180°"));
     }
     let mut found: Vec<(Facility, Option<u64>)> = view
-        .facilities()
+        .facilities()?
         .into_iter()
         .filter(|f| matches(f, s))
         .filter_map(|f| match s.near {
@@ -128,11 +128,8 @@ pub fn search(
 /// A facility's page: the facility and its active professionals (to connect with).
 pub fn page(view: &impl HubView, actor: AccountId, facility: FacilityId) -> DomainResult<(Facility, Vec<Account>)> {
     reader(view, actor)?;
-    let f = view
-        .facility(facility)
-        .filter(|f| f.status == FacilityStatus::Approved)
-        .ok_or(DomainError::NotFound("facility"))?;
-    let mut staff: Vec<Account> = view.staff_of(facility).into_iter().filter(Account::is_active).collect();
+    let f = view.facility(facility)?.filter(|f| f.status == FacilityStatus::Approved).ok_or(not_found("facility"))?;
+    let mut staff: Vec<Account> = view.staff_of(facility)?.into_iter().filter(Account::is_active).collect();
     staff.sort_by_key(|a| a.id);
     Ok((f, staff))
 }

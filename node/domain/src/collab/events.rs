@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::authz::can_read;
 use super::model::*;
-use super::view::HubView;
+use super::view::{HubView, ViewResult};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
@@ -63,18 +63,20 @@ pub fn stamp(raised: Vec<Raised>, index: u64, at_ms: u64) -> Vec<Event> {
 /// Whether `account` receives `event`: members of the room; for membership events also
 /// whoever is invited or asking to join (so an invitee learns of its invitation); read markers
 /// only for their owner.
-pub fn visible_to(view: &impl HubView, account: AccountId, event: &Event) -> bool {
-    match event.kind {
+pub fn visible_to(view: &impl HubView, account: AccountId, event: &Event) -> ViewResult<bool> {
+    Ok(match event.kind {
         EventKind::Read { account: reader, .. } if reader != account => false,
         EventKind::Membership => {
-            can_read(view, account, event.room)
-                || (view.account(account).is_some_and(|a| a.is_active()) && view.member(event.room, account).is_some())
+            can_read(view, account, event.room)?
+                || (view.account(account)?.is_some_and(|a| a.is_active())
+                    && view.member(event.room, account)?.is_some())
         }
-        EventKind::Request { id } => {
-            view.account(account).is_some_and(|a| view.care_request(id).is_some_and(|r| r.visible_to(&a)))
-        }
-        _ => can_read(view, account, event.room),
-    }
+        EventKind::Request { id } => match view.account(account)? {
+            Some(a) => view.care_request(id)?.is_some_and(|r| r.visible_to(&a)),
+            None => false,
+        },
+        _ => can_read(view, account, event.room)?,
+    })
 }
 
 #[cfg(test)]
@@ -114,11 +116,11 @@ mod tests {
         let invited = Event { cursor: 9, room, at_ms: 0, kind: EventKind::Membership };
         let posted = Event { cursor: 10, room, at_ms: 0, kind: EventKind::Posted { seq: 1 } };
         let read = Event { cursor: 11, room, at_ms: 0, kind: EventKind::Read { account: AccountId(1), seq: 1 } };
-        assert!(visible_to(&hub, AccountId(2), &invited));
-        assert!(!visible_to(&hub, AccountId(2), &posted));
-        assert!(visible_to(&hub, AccountId(1), &posted));
-        assert!(visible_to(&hub, AccountId(1), &read));
-        assert!(!visible_to(&hub, AccountId(3), &invited));
+        assert!(visible_to(&hub, AccountId(2), &invited).unwrap());
+        assert!(!visible_to(&hub, AccountId(2), &posted).unwrap());
+        assert!(visible_to(&hub, AccountId(1), &posted).unwrap());
+        assert!(visible_to(&hub, AccountId(1), &read).unwrap());
+        assert!(!visible_to(&hub, AccountId(3), &invited).unwrap());
     }
 
     #[test]
@@ -152,7 +154,7 @@ mod tests {
             at_ms: 0,
             kind: EventKind::Request { id: RequestId(7) },
         };
-        let hears: Vec<bool> = (1..=4).map(|a| visible_to(&hub, AccountId(a), &event)).collect();
+        let hears: Vec<bool> = (1..=4).map(|a| visible_to(&hub, AccountId(a), &event).unwrap()).collect();
         // Sender, recipient facility; not another facility, not the sender's colleague.
         assert_eq!(hears, vec![true, true, false, false]);
         assert!(cursor_after(7) >= event.cursor && cursor_after(6) < event.cursor);

@@ -9,7 +9,7 @@ use super::audit::patient_of;
 use super::error::{DomainResult, invalid};
 use super::events::{EventKind, Raised};
 use super::model::*;
-use super::view::{Change, HubView};
+use super::view::{Change, HubView, ViewResult};
 
 /// A session's public id: this many leading hex digits of its token's digest (the audit log
 /// uses the same tag).
@@ -90,11 +90,11 @@ impl Effects {
     }
 
     /// Also leaves an audit entry if `room` holds patient data (a timeline or a sub-room).
-    pub fn audited_in(self, view: &impl HubView, room: RoomId, what: &'static str) -> Self {
-        match patient_of(view, room) {
+    pub fn audited_in(self, view: &impl HubView, room: RoomId, what: &'static str) -> ViewResult<Self> {
+        Ok(match patient_of(view, room)? {
             Some(patient) => self.audited(Some(patient), Some(room), what),
             None => self,
-        }
+        })
     }
 }
 

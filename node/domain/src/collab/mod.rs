@@ -23,11 +23,13 @@ pub mod rooms;
 pub mod search;
 pub mod second_factor;
 pub mod sessions;
+pub mod signed;
 pub mod view;
 
 pub use commands::{Command, Ctx, Effects, Outbound, Outcome, Raised, Trail, execute};
 pub use error::{DomainError, DomainResult};
-pub use view::{Change, HubView, MemHub};
+pub use signed::{Decision, Sender, decide};
+pub use view::{Change, HubView, MemHub, ViewError, ViewResult};
 
 #[cfg(test)]
 mod tests;

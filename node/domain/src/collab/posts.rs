@@ -2,7 +2,7 @@
 //! tombstone that keeps the history for audit), acknowledging, and read markers.
 
 use super::authz::active_member;
-use super::error::{DomainError, DomainResult, denied, invalid, precondition};
+use super::error::{DomainResult, denied, invalid, not_found, precondition};
 use super::events::EventKind;
 use super::kernel::{Ctx, Effects, MAX_POST_CHARS, Outcome, text};
 use super::model::*;
@@ -25,8 +25,10 @@ pub fn post(
     }
     mentions.sort();
     mentions.dedup();
-    if let Some(m) = mentions.iter().find(|m| !view.member(room, **m).is_some_and(|x| x.is_active())) {
-        return Err(invalid(format!("mention of {m}: not a member of this room")));
+    for m in &mentions {
+        if !view.member(room, *m)?.is_some_and(|x| x.is_active()) {
+            return Err(invalid(format!("mention of {m}: not a member of this room")));
+        }
     }
     r.last_seq += 1;
     r.last_post_at_ms = ctx.now_ms;
@@ -46,7 +48,7 @@ pub fn post(
     let seq = r.last_seq;
     Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Room(r), Change::Member(member), Change::Post(post)])
         .event(room, EventKind::Posted { seq })
-        .audited_in(view, room, "post"))
+        .audited_in(view, room, "post")?)
 }
 
 /// `EditPost`: the author only; the old text goes into the history.
@@ -58,7 +60,7 @@ pub fn edit(
     body: String,
 ) -> DomainResult<Effects> {
     let (account, _, _) = active_member(view, actor, room)?;
-    let mut post = view.post(room, seq).ok_or(DomainError::NotFound("post"))?;
+    let mut post = view.post(room, seq)?.ok_or(not_found("post"))?;
     if post.author != account.id {
         return Err(denied("only the author edits a post"));
     }
@@ -70,13 +72,13 @@ pub fn edit(
     post.history.push(PostVersion { text: old, at_ms: ctx.now_ms });
     Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Post(post)])
         .event(room, EventKind::PostUpdated { seq })
-        .audited_in(view, room, "edit post"))
+        .audited_in(view, room, "edit post")?)
 }
 
 /// `DeletePost`: the author or an owner.
 pub fn delete(view: &impl HubView, ctx: Ctx, actor: AccountId, room: RoomId, seq: u64) -> DomainResult<Effects> {
     let (account, member, _) = active_member(view, actor, room)?;
-    let mut post = view.post(room, seq).ok_or(DomainError::NotFound("post"))?;
+    let mut post = view.post(room, seq)?.ok_or(not_found("post"))?;
     if post.author != account.id && member.role != Role::Owner {
         return Err(denied("only the author or an owner deletes a post"));
     }
@@ -88,19 +90,19 @@ pub fn delete(view: &impl HubView, ctx: Ctx, actor: AccountId, room: RoomId, seq
     }
     Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Post(post)])
         .event(room, EventKind::PostUpdated { seq })
-        .audited_in(view, room, "delete post"))
+        .audited_in(view, room, "delete post")?)
 }
 
 /// `AckPost`: a member acknowledges a live post (once).
 pub fn ack(view: &impl HubView, actor: AccountId, room: RoomId, seq: u64) -> DomainResult<Effects> {
     let (account, _, _) = active_member(view, actor, room)?;
-    let mut post = view.post(room, seq).filter(|p| !p.deleted).ok_or(DomainError::NotFound("post"))?;
+    let mut post = view.post(room, seq)?.filter(|p| !p.deleted).ok_or(not_found("post"))?;
     if !post.acks.contains(&account.id) {
         post.acks.push(account.id);
     }
     Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Post(post)])
         .event(room, EventKind::PostUpdated { seq })
-        .audited_in(view, room, "acknowledge post"))
+        .audited_in(view, room, "acknowledge post")?)
 }
 
 /// `MarkRead`: the member's read marker moves forward (never past the last post).
@@ -109,5 +111,5 @@ pub fn mark_read(view: &impl HubView, actor: AccountId, room: RoomId, up_to_seq:
     member.advance_read(up_to_seq.min(r.last_seq));
     Ok(Effects::new(Outcome::Done, vec![Change::Member(member)])
         .event(room, EventKind::Read { account: actor, seq: up_to_seq })
-        .audited_in(view, room, "mark read"))
+        .audited_in(view, room, "mark read")?)
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::authz::{active_account, active_member};
 use super::error::DomainResult;
 use super::model::*;
-use super::view::HubView;
+use super::view::{HubView, ViewResult};
 
 /// One line of the patient list, group list or connection list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,19 +46,19 @@ pub enum ListKind {
 }
 
 /// A room's title as `viewer` sees it (a connection is titled by the other person).
-pub fn title(view: &impl HubView, viewer: AccountId, room: &Room) -> String {
-    match &room.kind {
-        RoomKind::PatientTimeline { patient } => view.patient(*patient).map(|p| p.name).unwrap_or_default(),
+pub fn title(view: &impl HubView, viewer: AccountId, room: &Room) -> ViewResult<String> {
+    Ok(match &room.kind {
+        RoomKind::PatientTimeline { patient } => view.patient(*patient)?.map(|p| p.name).unwrap_or_default(),
         RoomKind::SubRoom { patient, name, .. } => {
-            let patient = view.patient(*patient).map(|p| p.name).unwrap_or_default();
+            let patient = view.patient(*patient)?.map(|p| p.name).unwrap_or_default();
             format!("{patient}／{name}")
         }
         RoomKind::Group { name } => name.clone(),
         RoomKind::Connection { a, b } => {
             let other = if *a == viewer { *b } else { *a };
-            view.account(other).map(|a| a.display_name).unwrap_or_default()
+            view.account(other)?.map(|a| a.display_name).unwrap_or_default()
         }
-    }
+    })
 }
 
 /// The rooms of one kind a user belongs to, newest post first, with unread counts. In the
@@ -68,18 +68,13 @@ pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> Doma
     active_account(view, viewer)?;
     let mut entries = Vec::new();
     let mut sub_rooms = Vec::new();
-    for (m, r) in view
-        .rooms_of(viewer)
-        .into_iter()
-        .filter(Member::is_active)
-        .filter_map(|m| view.room(m.room).map(|r| (m, r)))
-        .filter(|(_, r)| listed_in(&r.kind, kind))
-    {
+    for m in view.rooms_of(viewer)?.into_iter().filter(Member::is_active) {
+        let Some(r) = view.room(m.room)?.filter(|r| listed_in(&r.kind, kind)) else { continue };
         match &r.kind {
             RoomKind::SubRoom { parent, name, .. } => {
-                sub_rooms.push((*parent, title(view, viewer, &r), summary(view, &m, &r, name.clone())))
+                sub_rooms.push((*parent, title(view, viewer, &r)?, summary(view, &m, &r, name.clone())?))
             }
-            _ => entries.push(summary(view, &m, &r, title(view, viewer, &r))),
+            _ => entries.push(summary(view, &m, &r, title(view, viewer, &r)?)?),
         }
     }
     place_sub_rooms(&mut entries, sub_rooms);
@@ -112,13 +107,13 @@ fn listed_in(room: &RoomKind, list: ListKind) -> bool {
 }
 
 /// One room's line as `member` sees it, without sub-rooms.
-fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> RoomSummary {
+fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> ViewResult<RoomSummary> {
     let preview = view
-        .post(room.id, room.last_seq)
+        .post(room.id, room.last_seq)?
         .filter(|p| !p.deleted)
         .map(|p| p.text.chars().take(60).collect())
         .unwrap_or_default();
-    RoomSummary {
+    Ok(RoomSummary {
         room: room.id,
         title,
         last_seq: room.last_seq,
@@ -126,7 +121,7 @@ fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> 
         unread: member.unread(room.last_seq),
         preview,
         sub_rooms: Vec::new(),
-    }
+    })
 }
 
 /// Which posts of a room a timeline page shows: those with `after_seq < seq < before_seq`
@@ -168,10 +163,17 @@ pub fn timeline(view: &impl HubView, viewer: AccountId, room: RoomId, q: Timelin
         before => (before - 1).min(r.last_seq),
     };
     let window = first..=last;
-    let posts: Vec<Post> = match q.order {
-        TimelineOrder::OldestFirst => window.filter_map(|seq| view.post(room, seq)).take(q.limit).collect(),
-        TimelineOrder::NewestFirst => window.rev().filter_map(|seq| view.post(room, seq)).take(q.limit).collect(),
+    let seqs: Box<dyn Iterator<Item = u64>> = match q.order {
+        TimelineOrder::OldestFirst => Box::new(window),
+        TimelineOrder::NewestFirst => Box::new(window.rev()),
     };
+    let mut posts = Vec::new();
+    for seq in seqs {
+        if posts.len() == q.limit {
+            break;
+        }
+        posts.extend(view.post(room, seq)?);
+    }
     let (mut next_after_seq, mut next_before_seq) = (0, 0);
     match (q.order, posts.last()) {
         (TimelineOrder::OldestFirst, Some(p)) if p.seq < last => next_after_seq = p.seq,
@@ -184,13 +186,14 @@ pub fn timeline(view: &impl HubView, viewer: AccountId, room: RoomId, q: Timelin
 /// The member list of a room (active members only), for its members.
 pub fn members(view: &impl HubView, viewer: AccountId, room: RoomId) -> DomainResult<Vec<Member>> {
     active_member(view, viewer, room)?;
-    Ok(view.members(room).into_iter().filter(Member::is_active).collect())
+    Ok(view.members(room)?.into_iter().filter(Member::is_active).collect())
 }
 
 /// Whether the session's hub-wide last use is older than [`TOUCH_EVERY_MS`] at `now_ms`.
-pub fn touch_due(view: &impl HubView, token_hash: &str, now_ms: u64) -> bool {
-    view.session(token_hash)
-        .is_some_and(|s| now_ms.saturating_sub(s.last_used_ms.max(s.created_at_ms)) >= TOUCH_EVERY_MS)
+pub fn touch_due(view: &impl HubView, token_hash: &str, now_ms: u64) -> ViewResult<bool> {
+    Ok(view
+        .session(token_hash)?
+        .is_some_and(|s| now_ms.saturating_sub(s.last_used_ms.max(s.created_at_ms)) >= TOUCH_EVERY_MS))
 }
 
 /// Idle timeout and absolute expiry of sessions, in ms.
@@ -219,8 +222,8 @@ impl Default for SessionPolicy {
 
 impl SessionPolicy {
     /// The hub's policy: part of the replicated state, so every node applies the same one.
-    pub fn of(view: &impl HubView) -> Self {
-        view.settings().into()
+    pub fn of(view: &impl HubView) -> ViewResult<Self> {
+        Ok(view.settings()?.into())
     }
 }
 
@@ -238,7 +241,7 @@ pub fn authenticate(
     now_ms: u64,
     policy: SessionPolicy,
 ) -> DomainResult<AccountId> {
-    let s = view.session(token_hash).ok_or(super::DomainError::Unauthenticated)?;
+    let s = view.session(token_hash)?.ok_or(super::DomainError::Unauthenticated)?;
     let idle = now_ms.saturating_sub(last_used_ms.max(s.last_used_ms).max(s.created_at_ms));
     let age = now_ms.saturating_sub(s.created_at_ms);
     if s.revoked || idle > policy.idle_timeout_ms || age > policy.absolute_ms {
@@ -256,6 +259,6 @@ pub fn authenticate(
 /// background at most every [`TOUCH_EVERY_MS`] and not at all while a region is cut off: a
 /// session in use there all along would be refused after the region reconnects.
 pub fn session_actor(view: &impl HubView, token_hash: &str, now_ms: u64) -> DomainResult<AccountId> {
-    let policy = SessionPolicy { idle_timeout_ms: u64::MAX, ..SessionPolicy::of(view) };
+    let policy = SessionPolicy { idle_timeout_ms: u64::MAX, ..SessionPolicy::of(view)? };
     authenticate(view, token_hash, 0, now_ms, policy)
 }

@@ -9,11 +9,11 @@
 //! Anyone else gets NotFound, as for rooms.
 
 use super::authz::active_account;
-use super::error::{DomainError, DomainResult, denied, invalid, precondition};
+use super::error::{DomainResult, denied, invalid, not_found, precondition};
 use super::events::EventKind;
 use super::kernel::{Ctx, Effects, Outcome, text};
 use super::model::*;
-use super::view::{Change, HubView};
+use super::view::{Change, HubView, ViewResult};
 
 pub use super::model::{Answer, CareRequest, Recipient, RequestKind};
 
@@ -26,7 +26,7 @@ const MAX_NOTE_CHARS: usize = 1_000;
 /// The request as `actor` may see it (NotFound otherwise).
 pub fn visible(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainResult<(Account, CareRequest)> {
     let account = active_account(view, actor)?;
-    let request = view.care_request(id).filter(|r| r.visible_to(&account)).ok_or(DomainError::NotFound("request"))?;
+    let request = view.care_request(id)?.filter(|r| r.visible_to(&account)).ok_or(not_found("request"))?;
     Ok((account, request))
 }
 
@@ -52,16 +52,16 @@ pub fn send(
         if facility == from_facility {
             return Err(invalid("a request goes to other facilities than the sender's"));
         }
-        if !view.facility(facility).is_some_and(|f| f.status == FacilityStatus::Approved) {
-            return Err(DomainError::NotFound("facility"));
+        if !view.facility(facility)?.is_some_and(|f| f.status == FacilityStatus::Approved) {
+            return Err(not_found("facility"));
         }
         recipients.push(Recipient { facility, answer: Answer::Pending });
     }
     if let Some(p) = patient {
         // Only about a patient the sender's team membership lets them see.
-        let timeline = view.patient(p).map(|p| p.timeline).ok_or(DomainError::NotFound("patient"))?;
-        if !view.member(timeline, actor).is_some_and(|m| m.is_active()) {
-            return Err(DomainError::NotFound("patient"));
+        let timeline = view.patient(p)?.map(|p| p.timeline).ok_or(not_found("patient"))?;
+        if !view.member(timeline, actor)?.is_some_and(|m| m.is_active()) {
+            return Err(not_found("patient"));
         }
     }
     let id = RequestId(ctx.log_index);
@@ -115,8 +115,12 @@ pub fn answer(
     };
     let mut changes = Vec::new();
     let mut opened = None;
-    if accept && let Some(timeline) = request.patient.and_then(|p| view.patient(p)).map(|p| p.timeline) {
-        changes.extend(open_team(view, timeline, request.from, actor));
+    let patient = match request.patient {
+        Some(p) => view.patient(p)?,
+        None => None,
+    };
+    if accept && let Some(timeline) = patient.map(|p| p.timeline) {
+        changes.extend(open_team(view, timeline, request.from, actor)?);
         opened = Some(timeline);
     }
     let patient = request.patient;
@@ -135,13 +139,18 @@ pub fn answer(
 /// The one who accepted joins the patient's team: at once if the sender owns the timeline,
 /// otherwise invited by the sender, for an owner to approve. Nothing if already in it, or if the
 /// sender has left the team since.
-fn open_team(view: &impl HubView, timeline: RoomId, sender: AccountId, joiner: AccountId) -> Option<Change> {
-    let by = view.member(timeline, sender).filter(Member::is_active)?;
-    if view.member(timeline, joiner).is_some() {
-        return None;
+fn open_team(
+    view: &impl HubView,
+    timeline: RoomId,
+    sender: AccountId,
+    joiner: AccountId,
+) -> ViewResult<Option<Change>> {
+    let Some(by) = view.member(timeline, sender)?.filter(Member::is_active) else { return Ok(None) };
+    if view.member(timeline, joiner)?.is_some() {
+        return Ok(None);
     }
     let state = if by.role == Role::Owner { MemberState::Active } else { MemberState::Invited { by: sender } };
-    Some(Change::Member(Member::new(timeline, joiner, Role::Member, state)))
+    Ok(Some(Change::Member(Member::new(timeline, joiner, Role::Member, state))))
 }
 
 pub fn cancel(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainResult<Effects> {
@@ -169,7 +178,7 @@ pub fn cancel(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainRes
 /// Requests `actor` sent, newest first.
 pub fn sent(view: &impl HubView, actor: AccountId) -> DomainResult<Vec<CareRequest>> {
     active_account(view, actor)?;
-    let mut found = view.care_requests_from(actor);
+    let mut found = view.care_requests_from(actor)?;
     found.sort_by_key(|r| std::cmp::Reverse(r.id));
     Ok(found)
 }
@@ -178,7 +187,7 @@ pub fn sent(view: &impl HubView, actor: AccountId) -> DomainResult<Vec<CareReque
 pub fn received(view: &impl HubView, actor: AccountId) -> DomainResult<Vec<CareRequest>> {
     let account = active_account(view, actor)?;
     let facility = account.facility().ok_or_else(|| invalid("only professionals receive requests"))?;
-    let mut found = view.care_requests_to(facility);
+    let mut found = view.care_requests_to(facility)?;
     found.sort_by_key(|r| std::cmp::Reverse(r.id));
     Ok(found)
 }

@@ -2,10 +2,10 @@
 //! groups; inviting, approving, asking to join, leaving and removing members.
 
 use super::authz::{active_account, active_member, owner};
-use super::error::{DomainError, DomainResult, denied, invalid, precondition};
+use super::error::{DomainResult, denied, invalid, not_found, precondition};
 use super::kernel::{Ctx, Effects, MAX_NAME_CHARS, Outcome, text};
 use super::model::*;
-use super::view::{Change, HubView};
+use super::view::{Change, HubView, ViewResult};
 
 /// The fields of `CreatePatient` besides its name and kana.
 pub struct PatientDetails {
@@ -60,13 +60,13 @@ pub fn create_sub_room(
         Change::Member(Member::new(id, account.id, Role::Owner, MemberState::Active)),
     ];
     for m in members.into_iter().filter(|m| *m != account.id) {
-        let in_team = view.member(timeline, m).is_some_and(|x| x.is_active());
+        let in_team = view.member(timeline, m)?.is_some_and(|x| x.is_active());
         if !in_team {
             return Err(invalid(format!("account {m} is not in this patient's team")));
         }
         changes.push(Change::Member(Member::new(id, m, Role::Member, MemberState::Active)));
     }
-    Ok(Effects::new(Outcome::Room(id), changes).membership(id).audited_in(view, timeline, "create sub-room"))
+    Ok(Effects::new(Outcome::Room(id), changes).membership(id).audited_in(view, timeline, "create sub-room")?)
 }
 
 /// `CreateGroup`: a professional creates a group, owning it.
@@ -118,17 +118,17 @@ pub fn invite(
     if matches!(r.kind, RoomKind::SubRoom { .. }) && inviter.role != Role::Owner {
         return Err(denied("only the sub-room's owner adds members"));
     }
-    let target = view.account(invitee).filter(Account::is_active).ok_or(DomainError::NotFound("account"))?;
+    let target = view.account(invitee)?.filter(Account::is_active).ok_or(not_found("account"))?;
     invitable(&r, &target, role)?;
     if let RoomKind::SubRoom { parent, .. } = r.kind
-        && !view.member(parent, invitee).is_some_and(|m| m.is_active())
+        && !view.member(parent, invitee)?.is_some_and(|m| m.is_active())
     {
         return Err(invalid("sub-room members come from the patient's team"));
     }
     if role == Role::Owner && inviter.role != Role::Owner {
         return Err(denied("only owners make owners"));
     }
-    if view.member(room, invitee).is_some() {
+    if view.member(room, invitee)?.is_some() {
         return Err(precondition("already a member or invited"));
     }
     // An owner's invitation is its own approval; anyone else's waits for an owner.
@@ -136,17 +136,17 @@ pub fn invite(
         if inviter.role == Role::Owner { MemberState::Active } else { MemberState::Invited { by: inviter.account } };
     Ok(Effects::new(Outcome::Room(room), vec![Change::Member(Member::new(room, invitee, role, state))])
         .membership(room)
-        .audited_in(view, room, "invite member"))
+        .audited_in(view, room, "invite member")?)
 }
 
 /// `Approve`: an owner approves an invitation or a request to join.
 pub fn approve(view: &impl HubView, actor: AccountId, room: RoomId, account: AccountId) -> DomainResult<Effects> {
     owner(view, actor, room)?;
-    let mut m = view.member(room, account).ok_or(DomainError::NotFound("invitation"))?;
+    let mut m = view.member(room, account)?.ok_or(not_found("invitation"))?;
     if m.is_active() {
         return Err(precondition("already an active member"));
     }
-    if !view.account(account).is_some_and(|a| a.is_active()) {
+    if !view.account(account)?.is_some_and(|a| a.is_active()) {
         return Err(precondition("the account is not active"));
     }
     m.state = MemberState::Active;
@@ -154,21 +154,21 @@ pub fn approve(view: &impl HubView, actor: AccountId, room: RoomId, account: Acc
         view,
         room,
         "approve member",
-    ))
+    )?)
 }
 
 /// `RequestJoin`: a professional asks to join a group (patient teams are invitation-only).
 pub fn request_join(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResult<Effects> {
     let account = active_account(view, actor)?;
-    let r = view.room(room).ok_or(DomainError::NotFound("room"))?;
+    let r = view.room(room)?.ok_or(not_found("room"))?;
     if !matches!(r.kind, RoomKind::Group { .. }) {
         // Patient teams are invitation-only: do not even confirm they exist.
-        return Err(DomainError::NotFound("room"));
+        return Err(not_found("room"));
     }
     if account.facility().is_none() {
         return Err(denied("only professionals join groups"));
     }
-    if view.member(room, account.id).is_some() {
+    if view.member(room, account.id)?.is_some() {
         return Err(precondition("already a member or pending"));
     }
     Ok(Effects::new(
@@ -184,11 +184,11 @@ pub fn leave(view: &impl HubView, actor: AccountId, room: RoomId) -> DomainResul
     if matches!(r.kind, RoomKind::Connection { .. }) {
         return Err(invalid("end a connection by blocking it"));
     }
-    let owners = view.members(room).into_iter().filter(|x| x.is_active() && x.role == Role::Owner).count();
+    let owners = view.members(room)?.into_iter().filter(|x| x.is_active() && x.role == Role::Owner).count();
     if m.role == Role::Owner && owners == 1 {
         return Err(precondition("the last owner cannot leave; make another member owner first"));
     }
-    Ok(Effects::new(Outcome::Done, removal(view, room, actor)).membership(room).audited_in(view, room, "leave"))
+    Ok(Effects::new(Outcome::Done, removal(view, room, actor)?).membership(room).audited_in(view, room, "leave")?)
 }
 
 /// `Remove`: an owner removes a member (not an active owner: owners leave).
@@ -197,29 +197,29 @@ pub fn remove(view: &impl HubView, actor: AccountId, room: RoomId, account: Acco
     if matches!(r.kind, RoomKind::Connection { .. }) {
         return Err(invalid("end a connection by blocking it"));
     }
-    let m = view.member(room, account).ok_or(DomainError::NotFound("member"))?;
+    let m = view.member(room, account)?.ok_or(not_found("member"))?;
     if m.role == Role::Owner && m.is_active() {
         return Err(denied("owners cannot be removed by other owners; they leave"));
     }
-    Ok(Effects::new(Outcome::Done, removal(view, room, account)).membership(room).audited_in(
+    Ok(Effects::new(Outcome::Done, removal(view, room, account)?).membership(room).audited_in(
         view,
         room,
         "remove member",
-    ))
+    )?)
 }
 
 /// Removing a member also removes it from the patient's sub-rooms, so leaving a team leaves
 /// every room of that patient.
-pub(super) fn removal(view: &impl HubView, room: RoomId, account: AccountId) -> Vec<Change> {
+pub(super) fn removal(view: &impl HubView, room: RoomId, account: AccountId) -> ViewResult<Vec<Change>> {
     let mut changes = vec![Change::RemoveMember { room, account }];
-    if let Some(Room { kind: RoomKind::PatientTimeline { .. }, .. }) = view.room(room) {
-        for sub in view.rooms_of(account) {
-            if let Some(Room { kind: RoomKind::SubRoom { parent, .. }, id, .. }) = view.room(sub.room)
+    if let Some(Room { kind: RoomKind::PatientTimeline { .. }, .. }) = view.room(room)? {
+        for sub in view.rooms_of(account)? {
+            if let Some(Room { kind: RoomKind::SubRoom { parent, .. }, id, .. }) = view.room(sub.room)?
                 && parent == room
             {
                 changes.push(Change::RemoveMember { room: id, account });
             }
         }
     }
-    changes
+    Ok(changes)
 }

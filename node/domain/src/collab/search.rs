@@ -7,7 +7,7 @@
 use super::authz::{active_account, can_read};
 use super::error::{DomainResult, invalid};
 use super::model::*;
-use super::view::HubView;
+use super::view::{HubView, ViewResult};
 
 pub use super::bigram::{bigrams, normalize};
 
@@ -37,33 +37,43 @@ pub fn posts(view: &impl HubView, actor: AccountId, text: &str, limit: usize) ->
     let q = query(text)?;
     // Any one bigram of the query narrows each room to a few candidates; the full text decides.
     let Some(probe) = bigrams(&q).into_iter().next() else { return Ok(Vec::new()) };
-    let mut hits: Vec<Hit> = view
-        .rooms_of(actor)
-        .into_iter()
-        .filter(|m| can_read(view, actor, m.room))
-        .flat_map(|m| view.posts_with_bigram(m.room, &probe).into_iter().map(move |seq| (m.room, seq)))
-        .filter_map(|(room, seq)| view.post(room, seq).map(|post| Hit { room, post }))
-        .filter(|h| !h.post.deleted && normalize(&h.post.text).contains(&q))
-        .collect();
+    let mut hits = Vec::new();
+    for room in readable_rooms(view, actor)? {
+        for seq in view.posts_with_bigram(room, &probe)? {
+            if let Some(post) = view.post(room, seq)?.filter(|p| !p.deleted && normalize(&p.text).contains(&q)) {
+                hits.push(Hit { room, post });
+            }
+        }
+    }
     hits.sort_by_key(|h| std::cmp::Reverse((h.post.posted_at_ms, h.room, h.post.seq)));
     hits.truncate(limit);
     Ok(hits)
+}
+
+/// The rooms `actor` may read now, of every kind.
+fn readable_rooms(view: &impl HubView, actor: AccountId) -> ViewResult<Vec<RoomId>> {
+    let mut rooms = Vec::new();
+    for m in view.rooms_of(actor)? {
+        if can_read(view, actor, m.room)? {
+            rooms.push(m.room);
+        }
+    }
+    Ok(rooms)
 }
 
 /// Patients of the teams `actor` belongs to whose name or kana contains `text`.
 pub fn patients(view: &impl HubView, actor: AccountId, text: &str) -> DomainResult<Vec<Patient>> {
     active_account(view, actor)?;
     let q = query(text)?;
-    let mut found: Vec<Patient> = view
-        .rooms_of(actor)
-        .into_iter()
-        .filter(|m| can_read(view, actor, m.room))
-        .filter_map(|m| match view.room(m.room)?.kind {
-            RoomKind::PatientTimeline { patient } => view.patient(patient),
-            _ => None,
-        })
-        .filter(|p| normalize(&p.name).contains(&q) || normalize(&p.kana).contains(&q))
-        .collect();
+    let mut found = Vec::new();
+    for room in readable_rooms(view, actor)? {
+        let Some(RoomKind::PatientTimeline { patient }) = view.room(room)?.map(|r| r.kind) else { continue };
+        if let Some(p) =
+            view.patient(patient)?.filter(|p| normalize(&p.name).contains(&q) || normalize(&p.kana).contains(&q))
+        {
+            found.push(p);
+        }
+    }
     found.sort_by_key(|p| p.id);
     Ok(found)
 }
@@ -76,12 +86,13 @@ pub fn people(view: &impl HubView, actor: AccountId, text: &str, limit: usize) -
     if matches!(me.kind, AccountKind::Family { .. }) {
         return Ok(Vec::new());
     }
-    let mut found: Vec<Account> = view
-        .facilities()
-        .into_iter()
-        .flat_map(|f| view.staff_of(f.id))
-        .filter(|a| a.is_active() && (normalize(&a.display_name).contains(&q) || normalize(&a.login).contains(&q)))
-        .collect();
+    let mut found = Vec::new();
+    for f in view.facilities()? {
+        let staff = view.staff_of(f.id)?.into_iter();
+        found.extend(staff.filter(|a| {
+            a.is_active() && (normalize(&a.display_name).contains(&q) || normalize(&a.login).contains(&q))
+        }));
+    }
     found.sort_by_key(|a| a.id);
     found.truncate(limit);
     Ok(found)

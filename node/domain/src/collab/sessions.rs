@@ -4,7 +4,7 @@
 use std::ops::RangeInclusive;
 
 use super::authz::{self, active_account};
-use super::error::{DomainError, DomainResult, invalid, precondition};
+use super::error::{DomainError, DomainResult, invalid, not_found, precondition};
 use super::kernel::{Ctx, Effects, Outcome, SESSION_ID_CHARS};
 use super::model::*;
 use super::second_factor;
@@ -18,9 +18,9 @@ pub fn create(
     login: &str,
     (token_hash, device, totp_step): (String, String, Option<u64>),
 ) -> DomainResult<Effects> {
-    let id = view.account_by_login(login).ok_or(DomainError::Unauthenticated)?;
+    let id = view.account_by_login(login)?.ok_or(DomainError::Unauthenticated)?;
     let account = active_account(view, id)?;
-    if token_hash.is_empty() || view.session(&token_hash).is_some() {
+    if token_hash.is_empty() || view.session(&token_hash)?.is_some() {
         return Err(invalid("session token unusable"));
     }
     let mut changes: Vec<Change> = second_factor::login(account, totp_step)?.map(Change::Account).into_iter().collect();
@@ -38,10 +38,7 @@ pub fn create(
 
 /// `TouchSession`: the caller's session is in use.
 pub fn touch(view: &impl HubView, ctx: Ctx, actor: AccountId, token_hash: &str) -> DomainResult<Effects> {
-    let mut s = view
-        .session(token_hash)
-        .filter(|s| s.account == actor && !s.revoked)
-        .ok_or(DomainError::NotFound("session"))?;
+    let mut s = view.session(token_hash)?.filter(|s| s.account == actor && !s.revoked).ok_or(not_found("session"))?;
     s.last_used_ms = s.last_used_ms.max(ctx.now_ms);
     Ok(Effects::new(Outcome::Done, vec![Change::Session(s)]))
 }
@@ -53,10 +50,10 @@ pub fn revoke(view: &impl HubView, actor: AccountId, account: AccountId, session
         return Err(invalid(format!("a session id is {SESSION_ID_CHARS} hex digits")));
     }
     let mut s = view
-        .sessions_of(account)
+        .sessions_of(account)?
         .into_iter()
         .find(|s| s.token_hash.starts_with(session))
-        .ok_or(DomainError::NotFound("session"))?;
+        .ok_or(not_found("session"))?;
     if s.revoked {
         return Err(precondition("that session has ended already"));
     }
@@ -66,7 +63,7 @@ pub fn revoke(view: &impl HubView, actor: AccountId, account: AccountId, session
 
 /// `Logout`: ends the caller's own session.
 pub fn logout(view: &impl HubView, actor: AccountId, token_hash: &str) -> DomainResult<Effects> {
-    let mut s = view.session(token_hash).filter(|s| s.account == actor).ok_or(DomainError::NotFound("session"))?;
+    let mut s = view.session(token_hash)?.filter(|s| s.account == actor).ok_or(not_found("session"))?;
     s.revoked = true;
     Ok(Effects::new(Outcome::Done, vec![Change::Session(s)]))
 }

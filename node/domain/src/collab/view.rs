@@ -9,36 +9,46 @@ use serde::{Deserialize, Serialize};
 
 use super::model::*;
 
+/// A read of the hub's state that failed: the state could not be read, so nothing is decided.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("this node cannot read the hub's state: {0}")]
+pub struct ViewError(pub String);
+
+pub type ViewResult<T> = Result<T, ViewError>;
+
+/// Reading the state can fail (a disk error, a value that does not decode): every read says
+/// so, and a decision that met such an error is never taken. A view that failed once keeps
+/// failing, so nothing decided after the fault slips through.
 pub trait HubView {
-    fn account(&self, id: AccountId) -> Option<Account>;
-    fn account_by_login(&self, login: &str) -> Option<AccountId>;
-    fn facility(&self, id: FacilityId) -> Option<Facility>;
+    fn account(&self, id: AccountId) -> ViewResult<Option<Account>>;
+    fn account_by_login(&self, login: &str) -> ViewResult<Option<AccountId>>;
+    fn facility(&self, id: FacilityId) -> ViewResult<Option<Facility>>;
     /// Every facility (any status).
-    fn facilities(&self) -> Vec<Facility>;
+    fn facilities(&self) -> ViewResult<Vec<Facility>>;
     /// Every professional account of a facility (any status).
-    fn staff_of(&self, facility: FacilityId) -> Vec<Account>;
-    fn invitation_by_code(&self, code_hash: &str) -> Option<Invitation>;
-    fn patient(&self, id: PatientId) -> Option<Patient>;
-    fn room(&self, id: RoomId) -> Option<Room>;
-    fn member(&self, room: RoomId, account: AccountId) -> Option<Member>;
-    fn members(&self, room: RoomId) -> Vec<Member>;
+    fn staff_of(&self, facility: FacilityId) -> ViewResult<Vec<Account>>;
+    fn invitation_by_code(&self, code_hash: &str) -> ViewResult<Option<Invitation>>;
+    fn patient(&self, id: PatientId) -> ViewResult<Option<Patient>>;
+    fn room(&self, id: RoomId) -> ViewResult<Option<Room>>;
+    fn member(&self, room: RoomId, account: AccountId) -> ViewResult<Option<Member>>;
+    fn members(&self, room: RoomId) -> ViewResult<Vec<Member>>;
     /// Every membership (any state) of an account.
-    fn rooms_of(&self, account: AccountId) -> Vec<Member>;
-    fn post(&self, room: RoomId, seq: u64) -> Option<Post>;
+    fn rooms_of(&self, account: AccountId) -> ViewResult<Vec<Member>>;
+    fn post(&self, room: RoomId, seq: u64) -> ViewResult<Option<Post>>;
     /// Sequences of the room's live posts whose normalised text holds `bigram` (the search
     /// index; see `search.rs`).
-    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> Vec<u64>;
-    fn connection(&self, pair: (AccountId, AccountId)) -> Option<Connection>;
-    fn session(&self, token_hash: &str) -> Option<Session>;
-    fn sessions_of(&self, account: AccountId) -> Vec<Session>;
-    fn has_operator(&self) -> bool;
-    fn care_request(&self, id: RequestId) -> Option<CareRequest>;
+    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>>;
+    fn connection(&self, pair: (AccountId, AccountId)) -> ViewResult<Option<Connection>>;
+    fn session(&self, token_hash: &str) -> ViewResult<Option<Session>>;
+    fn sessions_of(&self, account: AccountId) -> ViewResult<Vec<Session>>;
+    fn has_operator(&self) -> ViewResult<bool>;
+    fn care_request(&self, id: RequestId) -> ViewResult<Option<CareRequest>>;
     /// Every request an account sent.
-    fn care_requests_from(&self, account: AccountId) -> Vec<CareRequest>;
+    fn care_requests_from(&self, account: AccountId) -> ViewResult<Vec<CareRequest>>;
     /// Every request addressed to a facility.
-    fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest>;
+    fn care_requests_to(&self, facility: FacilityId) -> ViewResult<Vec<CareRequest>>;
     /// The hub-wide settings ([`HubSettings::default`] if never set).
-    fn settings(&self) -> HubSettings;
+    fn settings(&self) -> ViewResult<HubSettings>;
 }
 
 /// One state change. Applying the changes of a command, in order, is the command's effect.
@@ -118,71 +128,72 @@ impl MemHub {
 }
 
 impl HubView for MemHub {
-    fn account(&self, id: AccountId) -> Option<Account> {
-        self.accounts.get(&id).cloned()
+    fn account(&self, id: AccountId) -> ViewResult<Option<Account>> {
+        Ok(self.accounts.get(&id).cloned())
     }
-    fn account_by_login(&self, login: &str) -> Option<AccountId> {
-        self.accounts.values().find(|a| a.login == login).map(|a| a.id)
+    fn account_by_login(&self, login: &str) -> ViewResult<Option<AccountId>> {
+        Ok(self.accounts.values().find(|a| a.login == login).map(|a| a.id))
     }
-    fn facility(&self, id: FacilityId) -> Option<Facility> {
-        self.facilities.get(&id).cloned()
+    fn facility(&self, id: FacilityId) -> ViewResult<Option<Facility>> {
+        Ok(self.facilities.get(&id).cloned())
     }
-    fn facilities(&self) -> Vec<Facility> {
-        self.facilities.values().cloned().collect()
+    fn facilities(&self) -> ViewResult<Vec<Facility>> {
+        Ok(self.facilities.values().cloned().collect())
     }
-    fn staff_of(&self, facility: FacilityId) -> Vec<Account> {
-        self.accounts.values().filter(|a| a.facility() == Some(facility)).cloned().collect()
+    fn staff_of(&self, facility: FacilityId) -> ViewResult<Vec<Account>> {
+        Ok(self.accounts.values().filter(|a| a.facility() == Some(facility)).cloned().collect())
     }
-    fn invitation_by_code(&self, code_hash: &str) -> Option<Invitation> {
-        self.invitations.values().find(|i| i.code_hash == code_hash).cloned()
+    fn invitation_by_code(&self, code_hash: &str) -> ViewResult<Option<Invitation>> {
+        Ok(self.invitations.values().find(|i| i.code_hash == code_hash).cloned())
     }
-    fn patient(&self, id: PatientId) -> Option<Patient> {
-        self.patients.get(&id).cloned()
+    fn patient(&self, id: PatientId) -> ViewResult<Option<Patient>> {
+        Ok(self.patients.get(&id).cloned())
     }
-    fn room(&self, id: RoomId) -> Option<Room> {
-        self.rooms.get(&id).cloned()
+    fn room(&self, id: RoomId) -> ViewResult<Option<Room>> {
+        Ok(self.rooms.get(&id).cloned())
     }
-    fn member(&self, room: RoomId, account: AccountId) -> Option<Member> {
-        self.members.get(&(room, account)).cloned()
+    fn member(&self, room: RoomId, account: AccountId) -> ViewResult<Option<Member>> {
+        Ok(self.members.get(&(room, account)).cloned())
     }
-    fn members(&self, room: RoomId) -> Vec<Member> {
-        self.members.range((room, AccountId(0))..=(room, AccountId(u64::MAX))).map(|(_, m)| m.clone()).collect()
+    fn members(&self, room: RoomId) -> ViewResult<Vec<Member>> {
+        Ok(self.members.range((room, AccountId(0))..=(room, AccountId(u64::MAX))).map(|(_, m)| m.clone()).collect())
     }
-    fn rooms_of(&self, account: AccountId) -> Vec<Member> {
-        self.members.values().filter(|m| m.account == account).cloned().collect()
+    fn rooms_of(&self, account: AccountId) -> ViewResult<Vec<Member>> {
+        Ok(self.members.values().filter(|m| m.account == account).cloned().collect())
     }
-    fn post(&self, room: RoomId, seq: u64) -> Option<Post> {
-        self.posts.get(&(room, seq)).cloned()
+    fn post(&self, room: RoomId, seq: u64) -> ViewResult<Option<Post>> {
+        Ok(self.posts.get(&(room, seq)).cloned())
     }
-    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> Vec<u64> {
-        self.posts
+    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>> {
+        Ok(self
+            .posts
             .range((room, 0)..=(room, u64::MAX))
             .filter(|(_, p)| !p.deleted && super::bigram::bigrams(&super::bigram::normalize(&p.text)).contains(bigram))
             .map(|((_, seq), _)| *seq)
-            .collect()
+            .collect())
     }
-    fn connection(&self, pair: (AccountId, AccountId)) -> Option<Connection> {
-        self.connections.get(&pair).cloned()
+    fn connection(&self, pair: (AccountId, AccountId)) -> ViewResult<Option<Connection>> {
+        Ok(self.connections.get(&pair).cloned())
     }
-    fn session(&self, token_hash: &str) -> Option<Session> {
-        self.sessions.get(token_hash).cloned()
+    fn session(&self, token_hash: &str) -> ViewResult<Option<Session>> {
+        Ok(self.sessions.get(token_hash).cloned())
     }
-    fn sessions_of(&self, account: AccountId) -> Vec<Session> {
-        self.sessions.values().filter(|s| s.account == account).cloned().collect()
+    fn sessions_of(&self, account: AccountId) -> ViewResult<Vec<Session>> {
+        Ok(self.sessions.values().filter(|s| s.account == account).cloned().collect())
     }
-    fn has_operator(&self) -> bool {
-        self.accounts.values().any(Account::is_operator)
+    fn has_operator(&self) -> ViewResult<bool> {
+        Ok(self.accounts.values().any(Account::is_operator))
     }
-    fn care_request(&self, id: RequestId) -> Option<CareRequest> {
-        self.requests.get(&id).cloned()
+    fn care_request(&self, id: RequestId) -> ViewResult<Option<CareRequest>> {
+        Ok(self.requests.get(&id).cloned())
     }
-    fn care_requests_from(&self, account: AccountId) -> Vec<CareRequest> {
-        self.requests.values().filter(|r| r.from == account).cloned().collect()
+    fn care_requests_from(&self, account: AccountId) -> ViewResult<Vec<CareRequest>> {
+        Ok(self.requests.values().filter(|r| r.from == account).cloned().collect())
     }
-    fn care_requests_to(&self, facility: FacilityId) -> Vec<CareRequest> {
-        self.requests.values().filter(|r| r.recipients.iter().any(|x| x.facility == facility)).cloned().collect()
+    fn care_requests_to(&self, facility: FacilityId) -> ViewResult<Vec<CareRequest>> {
+        Ok(self.requests.values().filter(|r| r.recipients.iter().any(|x| x.facility == facility)).cloned().collect())
     }
-    fn settings(&self) -> HubSettings {
-        self.settings
+    fn settings(&self) -> ViewResult<HubSettings> {
+        Ok(self.settings)
     }
 }

@@ -4,26 +4,27 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use kizuna_proto::admin::cluster_admin_server::ClusterAdmin;
+use kizuna_proto::admin::cluster_admin_service_server::ClusterAdminService;
 use kizuna_proto::admin::{
-    AddLearnerRequest, ChangeMembershipRequest, ClusterStatusRequest, ClusterStatusResponse, MembershipResponse,
-    SnapshotRequest, SnapshotResponse, StateDigestRequest, StateDigestResponse, TransferLeaderRequest,
+    AddLearnerRequest, AddLearnerResponse, ChangeMembershipRequest, ChangeMembershipResponse, CreateSnapshotRequest,
+    CreateSnapshotResponse, GetClusterStatusRequest, GetClusterStatusResponse, GetStateDigestRequest,
+    GetStateDigestResponse, Member, MemberRole, Membership, TransferLeaderRequest, TransferLeaderResponse,
 };
 use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
 
-use super::CollabApi;
-use super::collab::ReadFrom;
+use super::shared::{Api, ReadFrom};
+use crate::member::{ClusterStatus, MemberStatus, NodeRole};
 use crate::node::{Node, NodeError};
 use crate::raft::HubNode;
 
-pub struct AdminService {
-    api: CollabApi,
+pub struct ClusterAdmin {
+    api: Api,
     node: Arc<Node>,
 }
 
-impl AdminService {
-    pub fn new(api: CollabApi) -> Self {
+impl ClusterAdmin {
+    pub fn new(api: Api) -> Self {
         let node = api.node.clone();
         Self { api, node }
     }
@@ -38,14 +39,59 @@ impl AdminService {
         Err(NodeError::NotLeader { leader_id: m.current_leader, leader }.into_status())
     }
 
-    fn membership_response(&self, log_index: u64) -> MembershipResponse {
+    /// The voters and learners as this node (the leader) now knows them.
+    fn membership(&self) -> Membership {
         let m = self.node.metrics();
         let membership = m.membership_config.membership();
-        MembershipResponse {
-            log_index,
-            voter_ids: membership.voter_ids().collect(),
-            learner_ids: membership.learner_ids().collect(),
+        Membership { voter_ids: membership.voter_ids().collect(), learner_ids: membership.learner_ids().collect() }
+    }
+}
+
+fn cluster_status_response(status: ClusterStatus) -> GetClusterStatusResponse {
+    let members = status.members.into_iter().map(member).collect();
+    GetClusterStatusResponse { answered_by: status.answered_by, leader_id: status.leader_id, members }
+}
+
+fn member(status: MemberStatus) -> Member {
+    let MemberStatus { id, node, voter, health } = status;
+    let mut member = Member {
+        id,
+        name: node.name,
+        region: node.region,
+        voter,
+        api_addr: node.api_addr,
+        raft_addr: node.raft_addr,
+        ..Member::default()
+    };
+    match health {
+        Ok(h) => {
+            member.role = member_role(h.role) as i32;
+            member.term = h.term;
+            member.last_log_index = h.last_log_index;
+            member.applied_index = h.applied_index;
+            member.stale_reason = h.stale_reason.unwrap_or_default();
+            member.fault = h.fault.unwrap_or_default();
+            member.reachable = true;
         }
+        // Unspecified is how the public API says "could not be asked".
+        Err(e) => {
+            member.role = MemberRole::Unspecified as i32;
+            member.error = e;
+        }
+    }
+    member
+}
+
+/// A role this release does not know (a newer peer's) has no public value either.
+fn member_role(role: NodeRole) -> MemberRole {
+    match role {
+        NodeRole::Leader => MemberRole::Leader,
+        NodeRole::Follower => MemberRole::Follower,
+        NodeRole::Candidate => MemberRole::Candidate,
+        NodeRole::Learner => MemberRole::Learner,
+        NodeRole::Failed => MemberRole::Failed,
+        NodeRole::Shutdown => MemberRole::Shutdown,
+        NodeRole::Unknown => MemberRole::Unspecified,
     }
 }
 
@@ -54,14 +100,17 @@ fn raft_status(e: impl std::fmt::Display) -> Status {
 }
 
 #[tonic::async_trait]
-impl ClusterAdmin for AdminService {
-    async fn status(&self, req: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatusResponse>, Status> {
+impl ClusterAdminService for ClusterAdmin {
+    async fn get_cluster_status(
+        &self,
+        req: Request<GetClusterStatusRequest>,
+    ) -> Result<Response<GetClusterStatusResponse>, Status> {
         // Answers on a node that stopped applying the log too: it is how an operator learns why.
         self.api.operator_on(&req, ReadFrom::Diagnosis).await?;
-        Ok(Response::new(self.node.cluster_status().await))
+        Ok(Response::new(cluster_status_response(self.node.cluster_status().await)))
     }
 
-    async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<MembershipResponse>, Status> {
+    async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<AddLearnerResponse>, Status> {
         self.api.operator(&req).await?;
         let req = req.into_inner();
         let spec = req.node.ok_or_else(|| Status::invalid_argument("node is required"))?;
@@ -81,13 +130,13 @@ impl ClusterAdmin for AdminService {
         self.require_leader()?;
         let node = HubNode { name: spec.name, region: spec.region, raft_addr: spec.raft_addr, api_addr: spec.api_addr };
         let resp = self.node.raft.add_learner(spec.id, node, req.wait_caught_up).await.map_err(raft_status)?;
-        Ok(Response::new(self.membership_response(resp.log_id.index)))
+        Ok(Response::new(AddLearnerResponse { log_index: resp.log_id.index, membership: Some(self.membership()) }))
     }
 
     async fn change_membership(
         &self,
         req: Request<ChangeMembershipRequest>,
-    ) -> Result<Response<MembershipResponse>, Status> {
+    ) -> Result<Response<ChangeMembershipResponse>, Status> {
         self.api.operator(&req).await?;
         let req = req.into_inner();
         if req.voter_ids.is_empty() {
@@ -115,13 +164,14 @@ impl ClusterAdmin for AdminService {
             .change_membership(ChangeMembers::ReplaceAllVoters(voters), req.retain_as_learners)
             .await
             .map_err(raft_status)?;
-        Ok(Response::new(self.membership_response(resp.log_id.index)))
+        let membership = Some(self.membership());
+        Ok(Response::new(ChangeMembershipResponse { log_index: resp.log_id.index, membership }))
     }
 
     async fn transfer_leader(
         &self,
         req: Request<TransferLeaderRequest>,
-    ) -> Result<Response<MembershipResponse>, Status> {
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
         self.api.operator(&req).await?;
         let to = req.into_inner().to_node_id;
         self.require_leader()?;
@@ -130,10 +180,13 @@ impl ClusterAdmin for AdminService {
             return Err(Status::failed_precondition(format!("node {to} is not a voter")));
         }
         self.node.raft.trigger().transfer_leader(to).await.map_err(raft_status)?;
-        Ok(Response::new(self.membership_response(0)))
+        Ok(Response::new(TransferLeaderResponse { membership: Some(self.membership()) }))
     }
 
-    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<SnapshotResponse>, Status> {
+    async fn create_snapshot(
+        &self,
+        req: Request<CreateSnapshotRequest>,
+    ) -> Result<Response<CreateSnapshotResponse>, Status> {
         self.api.operator(&req).await?;
         let raft = &self.node.raft;
         let applied = self.node.metrics().last_applied.map_or(0, |l| l.index);
@@ -144,7 +197,7 @@ impl ClusterAdmin for AdminService {
             .await
             .map_err(|e| Status::unavailable(format!("snapshot not built in time: {e}")))?;
         let snapshot_index = built.snapshot.map_or(0, |l| l.index);
-        let mut purged_index = built.purged.map_or(0, |l| l.index);
+        let mut purged_index = built.purged.map(|l| l.index);
         if req.into_inner().purge_log && snapshot_index > 0 {
             raft.trigger().purge_log(snapshot_index).await.map_err(raft_status)?;
             let purged = raft
@@ -152,12 +205,15 @@ impl ClusterAdmin for AdminService {
                 .metrics(move |m| m.purged.is_some_and(|l| l.index >= snapshot_index), "admin purge")
                 .await
                 .map_err(|e| Status::unavailable(format!("log not purged in time: {e}")))?;
-            purged_index = purged.purged.map_or(0, |l| l.index);
+            purged_index = purged.purged.map(|l| l.index);
         }
-        Ok(Response::new(SnapshotResponse { snapshot_index, purged_index }))
+        Ok(Response::new(CreateSnapshotResponse { snapshot_index, purged_index }))
     }
 
-    async fn state_digest(&self, req: Request<StateDigestRequest>) -> Result<Response<StateDigestResponse>, Status> {
+    async fn get_state_digest(
+        &self,
+        req: Request<GetStateDigestRequest>,
+    ) -> Result<Response<GetStateDigestResponse>, Status> {
         // Also on a node that stopped applying: its digest shows where it stands.
         self.api.operator_on(&req, ReadFrom::Diagnosis).await?;
         let state = self.node.state.clone();
@@ -165,7 +221,7 @@ impl ClusterAdmin for AdminService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(format!("reading the state: {e}")))?;
-        Ok(Response::new(StateDigestResponse {
+        Ok(Response::new(GetStateDigestResponse {
             applied_index: digest.applied_index,
             sha256: digest.sha256,
             entries: digest.entries,

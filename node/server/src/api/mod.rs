@@ -1,15 +1,25 @@
-//! The public gRPC front end of a node: the collaboration network (with requests to
-//! facilities, the resource map and search), records, cluster administration, health and
-//! reflection; over gRPC and gRPC-Web (browsers).
+//! The public gRPC front end of a node, one file per service: accounts, rooms, connections,
+//! posts, live events, care requests, the resource map (directory), search, the audit service,
+//! records and cluster administration; with health and reflection; over gRPC and gRPC-Web
+//! (browsers). This layer is the only one that speaks proto and `tonic::Status`.
 
+mod accounts;
 mod admin;
+mod audit;
 mod auth;
-mod collab;
+mod care_requests;
+mod connections;
+mod convert;
 mod directory;
+mod events;
 mod health;
+mod paging;
+mod posts;
 mod records;
-mod requests;
+mod rooms;
 mod search;
+mod shared;
+mod status;
 
 use std::sync::Arc;
 
@@ -18,11 +28,12 @@ use tonic::transport::server::Router;
 
 use crate::node::Node;
 
-pub use admin::AdminService;
+pub use admin::ClusterAdmin;
 pub use auth::one_time_password;
-pub use collab::CollabApi;
-use kizuna_proto::collab as pb;
-pub use records::RecordsService;
+use kizuna_proto as pb;
+pub use records::Records;
+pub use shared::Api;
+pub use status::LEADER_HINT_KEY;
 
 /// A requested count (`field`, e.g. a page size): 0 means `default`, 1..=`max` as asked, more is
 /// refused with InvalidArgument.
@@ -45,17 +56,17 @@ fn served_service_names() -> [&'static str; 14] {
         tonic_health::pb::health_server::SERVICE_NAME,
         v1::server_reflection_server::SERVICE_NAME,
         v1alpha::server_reflection_server::SERVICE_NAME,
-        kizuna_proto::records::records_server::SERVICE_NAME,
-        kizuna_proto::admin::cluster_admin_server::SERVICE_NAME,
-        pb::accounts_server::SERVICE_NAME,
-        pb::rooms_server::SERVICE_NAME,
-        pb::posts_server::SERVICE_NAME,
-        pb::connections_server::SERVICE_NAME,
-        pb::audit_server::SERVICE_NAME,
-        pb::care_requests_server::SERVICE_NAME,
-        pb::directory_server::SERVICE_NAME,
-        pb::search_server::SERVICE_NAME,
-        pb::events_server::SERVICE_NAME,
+        pb::accounts::account_service_server::SERVICE_NAME,
+        pb::rooms::room_service_server::SERVICE_NAME,
+        pb::connections::connection_service_server::SERVICE_NAME,
+        pb::posts::post_service_server::SERVICE_NAME,
+        pb::events::event_service_server::SERVICE_NAME,
+        pb::care_requests::care_request_service_server::SERVICE_NAME,
+        pb::directory::directory_service_server::SERVICE_NAME,
+        pb::search::search_service_server::SERVICE_NAME,
+        pb::audit::audit_service_server::SERVICE_NAME,
+        pb::records::record_service_server::SERVICE_NAME,
+        pb::admin::cluster_admin_service_server::SERVICE_NAME,
     ]
 }
 
@@ -77,7 +88,7 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter, RouterError> {
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let collab = CollabApi::new(node.clone());
+    let api = Api::new(node.clone());
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // The process serves as soon as it listens (Raft readiness is reported by `Status`), until
     // it stops applying the log.
@@ -96,19 +107,17 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(kizuna_proto::records::records_server::RecordsServer::new(RecordsService::new(collab.clone())))
-        .add_service(kizuna_proto::admin::cluster_admin_server::ClusterAdminServer::new(AdminService::new(
-            collab.clone(),
-        )))
-        .add_service(pb::accounts_server::AccountsServer::new(collab.clone()))
-        .add_service(pb::rooms_server::RoomsServer::new(collab.clone()))
-        .add_service(pb::posts_server::PostsServer::new(collab.clone()))
-        .add_service(pb::connections_server::ConnectionsServer::new(collab.clone()))
-        .add_service(pb::audit_server::AuditServer::new(collab.clone()))
-        .add_service(pb::care_requests_server::CareRequestsServer::new(collab.clone()))
-        .add_service(pb::directory_server::DirectoryServer::new(collab.clone()))
-        .add_service(pb::search_server::SearchServer::new(collab.clone()))
-        .add_service(pb::events_server::EventsServer::new(collab)))
+        .add_service(pb::accounts::account_service_server::AccountServiceServer::new(api.clone()))
+        .add_service(pb::rooms::room_service_server::RoomServiceServer::new(api.clone()))
+        .add_service(pb::connections::connection_service_server::ConnectionServiceServer::new(api.clone()))
+        .add_service(pb::posts::post_service_server::PostServiceServer::new(api.clone()))
+        .add_service(pb::events::event_service_server::EventServiceServer::new(api.clone()))
+        .add_service(pb::care_requests::care_request_service_server::CareRequestServiceServer::new(api.clone()))
+        .add_service(pb::directory::directory_service_server::DirectoryServiceServer::new(api.clone()))
+        .add_service(pb::search::search_service_server::SearchServiceServer::new(api.clone()))
+        .add_service(pb::audit::audit_service_server::AuditServiceServer::new(api.clone()))
+        .add_service(pb::records::record_service_server::RecordServiceServer::new(Records::new(api.clone())))
+        .add_service(pb::admin::cluster_admin_service_server::ClusterAdminServiceServer::new(ClusterAdmin::new(api))))
 }
 
 /// Why the public router could not be assembled.

@@ -4,38 +4,34 @@
 
 use std::sync::Arc;
 
-use kizuna_proto::records::records_server::Records;
+use kizuna_proto::records::record_service_server::RecordService;
 use kizuna_proto::records::{Consistency, GetRecordRequest, GetRecordResponse, PutRecordRequest, PutRecordResponse};
 use tonic::{Request, Response, Status};
 
-use super::CollabApi;
-use super::collab::ReadFrom;
+use super::convert::timestamp;
+use super::shared::{Api, ReadFrom};
 use crate::node::Node;
 use kizuna_domain::{Command, CommandResult, Envelope, records};
 
-pub(crate) fn timestamp(ms: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
-}
-
-pub struct RecordsService {
-    api: CollabApi,
+pub struct Records {
+    api: Api,
     node: Arc<Node>,
 }
 
-impl RecordsService {
-    pub fn new(api: CollabApi) -> Self {
+impl Records {
+    pub fn new(api: Api) -> Self {
         let node = api.node.clone();
         Self { api, node }
     }
 }
 
 #[tonic::async_trait]
-impl Records for RecordsService {
-    async fn put(&self, req: Request<PutRecordRequest>) -> Result<Response<PutRecordResponse>, Status> {
+impl RecordService for Records {
+    async fn put_record(&self, req: Request<PutRecordRequest>) -> Result<Response<PutRecordResponse>, Status> {
         self.api.operator(&req).await?;
         let req = req.into_inner();
         let envelope = Envelope {
-            request_id: req.request_id,
+            request_id: req.idempotency_key,
             proposed_at_ms: 0,
             command: Command::PutRecord { key: req.key, value: req.value },
         };
@@ -50,7 +46,7 @@ impl Records for RecordsService {
         }
     }
 
-    async fn get(&self, req: Request<GetRecordRequest>) -> Result<Response<GetRecordResponse>, Status> {
+    async fn get_record(&self, req: Request<GetRecordRequest>) -> Result<Response<GetRecordResponse>, Status> {
         let consistency = Consistency::try_from(req.get_ref().consistency)
             .map_err(|_| Status::invalid_argument(format!("unknown consistency {}", req.get_ref().consistency)))?;
         let from = if consistency == Consistency::Local { ReadFrom::Local } else { ReadFrom::Current };

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kizuna_proto::raft::raft_transport_client::RaftTransportClient;
+use kizuna_proto::raft::raft_transport_service_client::RaftTransportServiceClient;
 use kizuna_proto::raft::{RaftPayload, SnapshotChunk, SnapshotHeader};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
@@ -90,8 +90,8 @@ impl PeerChannels {
         Ok(ch)
     }
 
-    pub fn raft_client(&self, addr: &str) -> Result<RaftTransportClient<Channel>, tonic::transport::Error> {
-        Ok(RaftTransportClient::new(self.channel(addr)?)
+    pub fn raft_client(&self, addr: &str) -> Result<RaftTransportServiceClient<Channel>, tonic::transport::Error> {
+        Ok(RaftTransportServiceClient::new(self.channel(addr)?)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20))
     }
@@ -140,7 +140,7 @@ fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
 }
 
 impl PeerClient {
-    fn client(&self) -> Result<RaftTransportClient<Channel>, RPCError<TypeConfig>> {
+    fn client(&self) -> Result<RaftTransportServiceClient<Channel>, RPCError<TypeConfig>> {
         self.channels.raft_client(&self.addr).map_err(unreachable)
     }
 
@@ -148,7 +148,7 @@ impl PeerClient {
     where
         Req: serde::Serialize,
         Resp: for<'de> serde::Deserialize<'de>,
-        F: FnOnce(RaftTransportClient<Channel>, RaftPayload) -> Fut,
+        F: FnOnce(RaftTransportServiceClient<Channel>, RaftPayload) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
     {
         let payload = RaftPayload { data: encode(req) };

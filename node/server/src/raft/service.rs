@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use kizuna_proto::raft::raft_transport_server::RaftTransport;
+use kizuna_proto::raft::raft_transport_service_server::RaftTransportService;
 use kizuna_proto::raft::{
     ForwardWriteRequest, ForwardWriteResponse, NodeStatus, NodeStatusRequest, RaftPayload, ReadIndexRequest,
     ReadIndexResponse, SnapshotChunk,
@@ -11,6 +11,7 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeader
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::peers::health_message;
 use super::{Snapshot, SnapshotMeta, TypeConfig, Vote, decode, encode};
 use crate::node::{Node, NodeError};
 use kizuna_domain::Envelope;
@@ -35,7 +36,7 @@ fn payload<T: serde::Serialize>(value: &T) -> Response<RaftPayload> {
 }
 
 #[tonic::async_trait]
-impl RaftTransport for RaftService {
+impl RaftTransportService for RaftService {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data).map_err(bad_payload)?;
         let resp = self.node.raft.append_entries(rpc).await.map_err(|e| Status::unavailable(e.to_string()))?;
@@ -101,7 +102,7 @@ impl RaftTransport for RaftService {
     }
 
     async fn get_node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<NodeStatus>, Status> {
-        Ok(Response::new(self.node.local_status()))
+        Ok(Response::new(health_message(self.node.local_health())))
     }
 }
 

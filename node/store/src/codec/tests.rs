@@ -14,7 +14,7 @@ use super::*;
 use crate::raft::{Entry, HubNode, LogId, SnapshotMeta, StoredMembership, TypeConfig, Vote};
 use kizuna_domain::collab::audit::{AuditAction, AuditRecord};
 use kizuna_domain::collab::model::{AccountId, Member, MemberState, Role, RoomId};
-use kizuna_domain::{Applied, Command, CommandResult, Envelope, Record, RefusalCode, collab};
+use kizuna_domain::{Applied, Command, CommandResult, Envelope, Record, collab};
 
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T) -> Vec<u8> {
     let bytes = encode(&value).expect("encodes");
@@ -76,7 +76,7 @@ fn remembered_results_records_and_journaled_reads_round_trip() {
     for result in [
         CommandResult::RecordPut { version: 3 },
         CommandResult::Audited { last_seq: 9 },
-        CommandResult::Refused { code: RefusalCode::NotFound, message: "部屋がありません".into() },
+        CommandResult::Refused(collab::DomainError::NotFound("room".into())),
         CommandResult::NoOp,
     ] {
         round_trip(Applied { result, log_index: 12, duplicate: false });

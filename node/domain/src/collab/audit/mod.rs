@@ -12,7 +12,7 @@ pub mod encoding;
 use serde::{Deserialize, Serialize};
 
 use super::model::*;
-use super::view::HubView;
+use super::view::{HubView, ViewResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuditAction {
@@ -138,11 +138,11 @@ fn check_hash(e: &AuditEntry) -> Result<(), ChainBreak> {
 }
 
 /// The patient a room's data belongs to, if any: timelines and sub-rooms are patient data.
-pub fn patient_of(view: &impl HubView, room: RoomId) -> Option<PatientId> {
-    match view.room(room)?.kind {
-        RoomKind::PatientTimeline { patient } | RoomKind::SubRoom { patient, .. } => Some(patient),
+pub fn patient_of(view: &impl HubView, room: RoomId) -> ViewResult<Option<PatientId>> {
+    Ok(match view.room(room)?.map(|r| r.kind) {
+        Some(RoomKind::PatientTimeline { patient } | RoomKind::SubRoom { patient, .. }) => Some(patient),
         _ => None,
-    }
+    })
 }
 
 #[cfg(test)]

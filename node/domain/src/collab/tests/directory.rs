@@ -72,7 +72,7 @@ fn admins_keep_their_profile_and_professionals_search_the_map() {
     let (f, staff) = directory::page(&hub.state, me, station).unwrap();
     assert_eq!(f.profile.services, vec!["看取り".to_owned(), "24時間対応".to_owned()]);
     assert_eq!(staff.iter().map(|a| a.id).collect::<Vec<_>>(), ns);
-    assert_eq!(directory::page(&hub.state, me, FacilityId(999)).unwrap_err(), DomainError::NotFound("facility"));
+    assert_eq!(directory::page(&hub.state, me, FacilityId(999)).unwrap_err(), not_found("facility"));
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn pending_facilities_are_not_on_the_map_and_bad_profiles_change_nothing() {
     };
     let found = directory::search(&hub.state, people[0], &Search::default(), 100).unwrap();
     assert_eq!(ids(&found), vec![clinic]);
-    assert_eq!(directory::page(&hub.state, people[0], pending).unwrap_err(), DomainError::NotFound("facility"));
+    assert_eq!(directory::page(&hub.state, people[0], pending).unwrap_err(), not_found("facility"));
     let bad = [
         FacilityProfile { location: Some(GeoPoint { lat_e6: 91_000_000, lon_e6: 0 }), ..FacilityProfile::default() },
         FacilityProfile { phone: "call me".into(), ..FacilityProfile::default() },

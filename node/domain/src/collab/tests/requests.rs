@@ -22,7 +22,7 @@ fn send(patient: Option<PatientId>, facilities: Vec<FacilityId>) -> Command {
 }
 
 fn patient_id(hub: &Hub, room: RoomId) -> PatientId {
-    match hub.state.room(room).map(|r| r.kind) {
+    match hub.state.room(room).unwrap().map(|r| r.kind) {
         Some(RoomKind::PatientTimeline { patient }) => patient,
         other => panic!("{other:?}"),
     }
@@ -45,10 +45,10 @@ fn a_request_goes_to_several_facilities_and_each_answers_for_itself() {
     assert_eq!(req::sent(&hub.state, sender).unwrap()[0].id, id);
     // Nobody else does: not the sender's colleague, not another facility.
     for stranger in [colleague, outsiders[0]] {
-        assert_eq!(req::visible(&hub.state, stranger, id).unwrap_err(), DomainError::NotFound("request"));
+        assert_eq!(req::visible(&hub.state, stranger, id).unwrap_err(), not_found("request"));
         assert!(req::received(&hub.state, stranger).unwrap().is_empty());
         let answer = Command::AnswerRequest { request: id, accept: true, note: String::new() };
-        assert_eq!(hub.run(Some(stranger), answer).unwrap_err(), DomainError::NotFound("request"));
+        assert_eq!(hub.run(Some(stranger), answer).unwrap_err(), not_found("request"));
     }
 
     // One hospital accepts (any of its professionals answers for it), the other declines.
@@ -67,8 +67,8 @@ fn a_request_goes_to_several_facilities_and_each_answers_for_itself() {
     assert!(matches!(own, Err(DomainError::PermissionDenied(_))), "{own:?}");
 
     // Accepting opened the patient's team to the hospital doctor (the sender owns it).
-    assert!(hub.state.member(room, hs[1]).is_some_and(|m| m.is_active()));
-    assert!(hub.state.member(room, ws[0]).is_none());
+    assert!(hub.state.member(room, hs[1]).unwrap().is_some_and(|m| m.is_active()));
+    assert!(hub.state.member(room, ws[0]).unwrap().is_none());
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn a_member_who_is_not_an_owner_opens_the_team_only_by_invitation() {
     let p = patient_id(&hub, room);
     let id = request_of(hub.ok(nurse, send(Some(p), vec![hospital])));
     hub.ok(hs[0], Command::AnswerRequest { request: id, accept: true, note: String::new() });
-    assert_eq!(hub.state.member(room, hs[0]).map(|m| m.state), Some(MemberState::Invited { by: nurse }));
+    assert_eq!(hub.state.member(room, hs[0]).unwrap().map(|m| m.state), Some(MemberState::Invited { by: nurse }));
 }
 
 #[test]

@@ -35,7 +35,7 @@ fn a_confirmed_second_factor_guards_every_login_and_each_step_works_once() {
     assert!(matches!(login(&mut hub, "t3", Some(100)), Err(DomainError::FailedPrecondition(_))));
     login(&mut hub, "t4", Some(101)).unwrap();
     assert!(matches!(login(&mut hub, "t5", Some(101)), Err(DomainError::FailedPrecondition(_))));
-    assert_eq!(hub.state.account(nurse).and_then(|a| a.totp).map(|t| t.last_step), Some(101));
+    assert_eq!(hub.state.account(nurse).unwrap().and_then(|a| a.totp).map(|t| t.last_step), Some(101));
 
     // Off: by the user only with a fresh step; by the facility admin or an operator without.
     let own_stale = hub.run(Some(nurse), Command::DisableTotp { account: nurse, step: Some(101) });

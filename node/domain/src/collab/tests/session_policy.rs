@@ -17,9 +17,9 @@ fn sign_in(hub: &mut Hub, login: &str, token: &str) {
 #[test]
 fn a_hub_that_never_set_a_policy_has_the_defaults() {
     let (hub, ..) = Hub::setup(1);
-    let settings = hub.state.settings();
+    let settings = hub.state.settings().unwrap();
     assert_eq!((settings.session_idle_minutes, settings.session_absolute_hours), (30, 12));
-    let p = SessionPolicy::of(&hub.state);
+    let p = SessionPolicy::of(&hub.state).unwrap();
     assert_eq!((p.idle_timeout_ms, p.absolute_ms), (30 * 60_000, 12 * 3_600_000));
 }
 
@@ -31,7 +31,7 @@ fn only_operators_set_the_policy() {
     }
     assert_eq!(hub.run(None, policy(10, 8)), Err(DomainError::Unauthenticated));
     hub.ok(op, policy(10, 8));
-    assert_eq!(hub.state.settings(), HubSettings { session_idle_minutes: 10, session_absolute_hours: 8 });
+    assert_eq!(hub.state.settings().unwrap(), HubSettings { session_idle_minutes: 10, session_absolute_hours: 8 });
 }
 
 #[test]
@@ -56,7 +56,8 @@ fn a_shortened_idle_timeout_ends_idle_sessions_where_they_are_used() {
     let used = hub.now;
     let twenty_minutes_on = used + 20 * 60_000;
     // The defaults (30 minutes) keep a session unused for 20 minutes.
-    let on_the_node = |hub: &Hub| authenticate(&hub.state, "t", used, twenty_minutes_on, SessionPolicy::of(&hub.state));
+    let on_the_node =
+        |hub: &Hub| authenticate(&hub.state, "t", used, twenty_minutes_on, SessionPolicy::of(&hub.state).unwrap());
     assert_eq!(on_the_node(&hub), Ok(people[0]));
     assert_eq!(queries::session_actor(&hub.state, "t", twenty_minutes_on), Ok(people[0]));
     hub.ok(op, policy(5, 12));
@@ -75,7 +76,7 @@ fn a_shortened_lifetime_ends_sessions_in_use() {
     hub.ok(people[0], Command::TouchSession { token_hash: "t".into() });
     assert_eq!(queries::session_actor(&hub.state, "t", two_hours_on), Ok(people[0]));
     hub.ok(op, policy(30, 1));
-    let p = SessionPolicy::of(&hub.state);
+    let p = SessionPolicy::of(&hub.state).unwrap();
     assert_eq!(authenticate(&hub.state, "t", two_hours_on, two_hours_on, p), Err(DomainError::Unauthenticated));
     assert_eq!(queries::session_actor(&hub.state, "t", two_hours_on), Err(DomainError::Unauthenticated));
 }

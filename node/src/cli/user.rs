@@ -1,16 +1,23 @@
-//! Client commands for the collaboration network: log in, see the patient list with unread
-//! counts, read and write timelines, follow live events, and the operator's and facility
-//! admin's chores. The session token is kept in a file only the user can read (0600).
+//! A signed-in user's commands: log in, see the patient list with unread counts, read and write
+//! timelines, follow live events, and the operator's and facility admin's chores. The session
+//! token is kept in a file only the user can read (0600).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use kizuna_proto::collab::accounts_client::AccountsClient;
-use kizuna_proto::collab::connections_client::ConnectionsClient;
-use kizuna_proto::collab::events_client::EventsClient;
-use kizuna_proto::collab::posts_client::PostsClient;
-use kizuna_proto::collab::rooms_client::RoomsClient;
-use kizuna_proto::collab::*;
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::accounts::*;
+use kizuna_proto::common::{FacilityKind, Post, Profession};
+use kizuna_proto::connections::connection_service_client::ConnectionServiceClient;
+use kizuna_proto::connections::{AcceptConnectionRequest, RequestConnectionRequest};
+use kizuna_proto::events::event_service_client::EventServiceClient;
+use kizuna_proto::events::{Event, SubscribeRequest, event};
+use kizuna_proto::posts::post_service_client::PostServiceClient;
+use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest, TimelineOrder, TimelineRequest, TimelineResponse};
+use kizuna_proto::rooms::room_service_client::RoomServiceClient;
+use kizuna_proto::rooms::{
+    ApproveMemberRequest, InviteMemberRequest, ListRoomsRequest, Role, RoomListKind, RoomSummary,
+};
 use serde::{Deserialize, Serialize};
 use tonic::Request;
 use tonic::transport::Channel;
@@ -66,7 +73,8 @@ pub fn authed<T>(msg: T, token: &str) -> anyhow::Result<Request<T>> {
     Ok(r)
 }
 
-pub fn request_id() -> String {
+/// A fresh idempotency key for one write (a retry of the same write would reuse it).
+pub fn idempotency_key() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -111,9 +119,9 @@ pub async fn login(
     totp: Option<String>,
 ) -> anyhow::Result<()> {
     let password = password(pw)?;
-    let totp_code = totp.unwrap_or_default();
-    let req = LoginRequest { request_id: request_id(), login: login.clone(), password, device, totp_code };
-    let resp = AccountsClient::new(channel(target).await?).login(req).await?.into_inner();
+    let req =
+        LoginRequest { idempotency_key: idempotency_key(), login: login.clone(), password, device, totp_code: totp };
+    let resp = AccountServiceClient::new(channel(target).await?).login(req).await?.into_inner();
     let path = save_session(&SavedSession { login: login.clone(), token: resp.token })?;
     println!("logged in as {login} (account {}); session kept in {}", resp.account_id, path.display());
     Ok(())
@@ -136,10 +144,13 @@ pub enum TotpCommand {
 
 pub async fn totp(target: &Target, cmd: TotpCommand) -> anyhow::Result<()> {
     let t = token()?;
-    let mut accounts = AccountsClient::new(channel(target).await?);
+    let mut accounts = AccountServiceClient::new(channel(target).await?);
     match cmd {
         TotpCommand::Enroll => {
-            let r = accounts.begin_totp(authed(BeginTotpRequest { request_id: request_id() }, &t)?).await?.into_inner();
+            let r = accounts
+                .begin_totp(authed(BeginTotpRequest { idempotency_key: idempotency_key() }, &t)?)
+                .await?
+                .into_inner();
             println!(
                 "secret: {}
 {}",
@@ -148,13 +159,13 @@ pub async fn totp(target: &Target, cmd: TotpCommand) -> anyhow::Result<()> {
             println!("add it to your authenticator app, then: kizuna totp confirm CODE");
         }
         TotpCommand::Confirm { code } => {
-            accounts.confirm_totp(authed(ConfirmTotpRequest { request_id: request_id(), code }, &t)?).await?;
+            accounts.confirm_totp(authed(ConfirmTotpRequest { idempotency_key: idempotency_key(), code }, &t)?).await?;
             println!("second factor on: log in with --totp CODE from now on");
         }
         TotpCommand::Disable { code, account } => {
             let req = DisableTotpRequest {
-                request_id: request_id(),
-                account_id: account.unwrap_or(0),
+                idempotency_key: idempotency_key(),
+                account_id: account,
                 code: code.unwrap_or_default(),
             };
             accounts.disable_totp(authed(req, &t)?).await?;
@@ -166,19 +177,44 @@ pub async fn totp(target: &Target, cmd: TotpCommand) -> anyhow::Result<()> {
 
 pub async fn logout(target: &Target) -> anyhow::Result<()> {
     let t = token()?;
-    AccountsClient::new(channel(target).await?).logout(authed(LogoutRequest { request_id: request_id() }, &t)?).await?;
+    AccountServiceClient::new(channel(target).await?)
+        .logout(authed(LogoutRequest { idempotency_key: idempotency_key() }, &t)?)
+        .await?;
     let _ = std::fs::remove_file(session_file());
     println!("logged out");
     Ok(())
 }
 
-pub async fn list(target: &Target, kind: RoomListKind, filter: String, unread_only: bool) -> anyhow::Result<()> {
+/// Every entry of a room list, page after page.
+async fn all_rooms(
+    ch: Channel,
+    t: &str,
+    kind: RoomListKind,
+    filter: Option<String>,
+    unread_only: bool,
+) -> anyhow::Result<Vec<RoomSummary>> {
+    let mut rooms = RoomServiceClient::new(ch);
+    let (mut all, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let req =
+            ListRoomsRequest { kind: kind as i32, filter: filter.clone(), unread_only, page_size: 500, page_token };
+        let page = rooms.list_rooms(authed(req, t)?).await?.into_inner();
+        all.extend(page.rooms);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+pub async fn list(
+    target: &Target,
+    kind: RoomListKind,
+    filter: Option<String>,
+    unread_only: bool,
+) -> anyhow::Result<()> {
     let t = token()?;
-    let rooms = RoomsClient::new(channel(target).await?)
-        .list_rooms(authed(ListRoomsRequest { kind: kind as i32, filter, unread_only }, &t)?)
-        .await?
-        .into_inner()
-        .rooms;
+    let rooms = all_rooms(channel(target).await?, &t, kind, filter, unread_only).await?;
     if rooms.is_empty() {
         println!("(none)");
     }
@@ -203,35 +239,48 @@ fn print_room(r: &RoomSummary, branch: &str) {
 pub struct TimelineArgs {
     /// The room's id (from `kizuna patients`, `groups` or `connections`).
     room: u64,
-    /// Only posts after this sequence number (the next page when reading oldest first).
-    #[arg(long, default_value_t = 0)]
-    after: u64,
-    /// Only posts before this sequence number: older posts (the page ends by telling which).
-    #[arg(long, default_value_t = 0)]
-    before: u64,
+    /// Only posts after this sequence number.
+    #[arg(long)]
+    after: Option<u64>,
+    /// Only posts before this sequence number.
+    #[arg(long)]
+    before: Option<u64>,
     /// Oldest first, to read a room from its start.
     #[arg(long)]
     oldest_first: bool,
     /// Posts per page (1..=200).
     #[arg(long, default_value_t = 20)]
     limit: u32,
+    /// The next page: the token the previous page ended with.
+    #[arg(long, default_value = "")]
+    page: String,
 }
 
 impl TimelineArgs {
     /// The command that shows the next page in the same order, if there is one.
     fn next_page(&self, page: &TimelineResponse) -> Option<String> {
-        let room = self.room;
-        match (self.oldest_first, page.next_after_seq, page.next_before_seq) {
-            (true, after, _) if after > 0 => {
-                let before = if self.before > 0 { format!(" --before {}", self.before) } else { String::new() };
-                Some(format!("続き: kizuna timeline {room} --oldest-first --after {after}{before}"))
-            }
-            (false, _, before) if before > 0 => {
-                let after = if self.after > 0 { format!(" --after {}", self.after) } else { String::new() };
-                Some(format!("さらに古い投稿: kizuna timeline {room} --before {before}{after}"))
-            }
-            _ => None,
+        if page.next_page_token.is_empty() {
+            return None;
         }
+        let mut command = format!("kizuna timeline {}", self.room);
+        for (flag, value) in [("--after", self.after), ("--before", self.before)] {
+            if let Some(seq) = value {
+                command.push_str(&format!(" {flag} {seq}"));
+            }
+        }
+        let (what, order) =
+            if self.oldest_first { ("続き", " --oldest-first") } else { ("さらに古い投稿", "") };
+        Some(format!("{what}: {command}{order} --limit {} --page {}", self.limit, page.next_page_token))
+    }
+}
+
+/// 「名前（医師・施設）」: how a post's author is shown.
+fn author(p: &Post) -> String {
+    let who = super::labels::author(p.author_kind, p.author_profession);
+    match (who.is_empty(), p.author_facility.is_empty()) {
+        (true, _) => p.author_name.clone(),
+        (false, true) => format!("{}（{who}）", p.author_name),
+        (false, false) => format!("{}（{who}・{}）", p.author_name, p.author_facility),
     }
 }
 
@@ -240,26 +289,20 @@ pub async fn timeline(target: &Target, args: TimelineArgs) -> anyhow::Result<()>
     let order = if args.oldest_first { TimelineOrder::OldestFirst } else { TimelineOrder::NewestFirst };
     let req = TimelineRequest {
         room_id: args.room,
+        order: order as i32,
         after_seq: args.after,
         before_seq: args.before,
-        order: order as i32,
-        limit: args.limit,
+        page_size: args.limit,
+        page_token: args.page.clone(),
     };
-    let page = PostsClient::new(channel(target).await?).timeline(authed(req, &t)?).await?.into_inner();
+    let page = PostServiceClient::new(channel(target).await?).timeline(authed(req, &t)?).await?.into_inner();
     if page.posts.is_empty() {
         println!("(none)");
     }
     for p in &page.posts {
         let text = if p.deleted { "(削除されました)".to_owned() } else { p.text.clone() };
-        let reply = if p.reply_to > 0 { format!(" ↩{}", p.reply_to) } else { String::new() };
-        println!(
-            "#{:<4} {} {}（{}・{}）{reply}\n      {text}",
-            p.seq,
-            time(&p.posted_at),
-            p.author_name,
-            p.author_profession,
-            p.author_facility
-        );
+        let reply = p.reply_to.map(|r| format!(" ↩{r}")).unwrap_or_default();
+        println!("#{:<4} {} {}{reply}\n      {text}", p.seq, time(&p.posted_at), author(p));
     }
     if let Some(next) = args.next_page(&page) {
         println!("（{next}）");
@@ -267,10 +310,11 @@ pub async fn timeline(target: &Target, args: TimelineArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-pub async fn post(target: &Target, room: u64, text: String, reply_to: u64) -> anyhow::Result<()> {
+pub async fn post(target: &Target, room: u64, text: String, reply_to: Option<u64>) -> anyhow::Result<()> {
     let t = token()?;
-    let req = PostRequest { request_id: request_id(), room_id: room, text, reply_to, mention_ids: vec![] };
-    let r = PostsClient::new(channel(target).await?).post(authed(req, &t)?).await?.into_inner();
+    let req =
+        CreatePostRequest { idempotency_key: idempotency_key(), room_id: room, text, reply_to, mention_ids: vec![] };
+    let r = PostServiceClient::new(channel(target).await?).create_post(authed(req, &t)?).await?.into_inner();
     println!("posted #{} in room {}", r.seq, r.room_id);
     Ok(())
 }
@@ -281,20 +325,9 @@ pub async fn read(target: &Target, room: u64, up_to: Option<u64>) -> anyhow::Res
     let up_to_seq = match up_to {
         Some(s) => s,
         None => {
-            let rooms = RoomsClient::new(ch.clone())
-                .list_rooms(authed(ListRoomsRequest { kind: 0, ..Default::default() }, &t)?)
-                .await?
-                .into_inner()
-                .rooms;
-            let mut all = rooms;
-            for kind in [RoomListKind::Groups, RoomListKind::Connections] {
-                all.extend(
-                    RoomsClient::new(ch.clone())
-                        .list_rooms(authed(ListRoomsRequest { kind: kind as i32, ..Default::default() }, &t)?)
-                        .await?
-                        .into_inner()
-                        .rooms,
-                );
+            let mut all = Vec::new();
+            for kind in [RoomListKind::Patients, RoomListKind::Groups, RoomListKind::Connections] {
+                all.extend(all_rooms(ch.clone(), &t, kind, None, false).await?);
             }
             all.iter()
                 .flat_map(|r| std::iter::once(r).chain(&r.sub_rooms))
@@ -303,77 +336,44 @@ pub async fn read(target: &Target, room: u64, up_to: Option<u64>) -> anyhow::Res
                 .context("no such room in your lists")?
         }
     };
-    PostsClient::new(ch)
-        .mark_read(authed(MarkReadRequest { request_id: request_id(), room_id: room, up_to_seq }, &t)?)
+    PostServiceClient::new(ch)
+        .mark_read(authed(MarkReadRequest { idempotency_key: idempotency_key(), room_id: room, up_to_seq }, &t)?)
         .await?;
     println!("room {room} read up to #{up_to_seq}");
     Ok(())
 }
 
 /// Follows live events; reconnects (to any node) from the last cursor.
-pub async fn tail(target: &Target, after: u64) -> anyhow::Result<()> {
+pub async fn tail(target: &Target, after: Option<u64>) -> anyhow::Result<()> {
     let t = token()?;
     let mut cursor = after;
     loop {
         let (endpoint, ch) = target.connect_any().await?;
         eprintln!("following events from {endpoint} (Ctrl-C to stop)");
-        let mut stream =
-            match EventsClient::new(ch.clone()).subscribe(authed(SubscribeRequest { after_cursor: cursor }, &t)?).await
-            {
-                Ok(s) => s.into_inner(),
-                Err(s) if s.code() == tonic::Code::Unauthenticated => bail!("{}", s.message()),
-                Err(s) => {
-                    eprintln!("subscribe failed: {}; retrying", s.message());
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-        let mut posts = PostsClient::new(ch);
+        let mut stream = match EventServiceClient::new(ch.clone())
+            .subscribe(authed(SubscribeRequest { after_cursor: cursor }, &t)?)
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unauthenticated => bail!("{}", s.message()),
+            Err(s) => {
+                eprintln!("subscribe failed: {}; retrying", s.message());
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut posts = PostServiceClient::new(ch);
         loop {
             match stream.message().await {
-                Ok(Some(e)) => {
-                    cursor = e.cursor;
-                    match e.kind {
-                        Some(event::Kind::PostedSeq(seq)) => {
-                            // Exactly that post: the window between its neighbours.
-                            let req = TimelineRequest {
-                                room_id: e.room_id,
-                                after_seq: seq.saturating_sub(1),
-                                before_seq: seq.saturating_add(1),
-                                limit: 1,
-                                ..Default::default()
-                            };
-                            match posts.timeline(authed(req, &t)?).await {
-                                Ok(page) => {
-                                    for p in page.into_inner().posts {
-                                        println!(
-                                            "[room {} #{seq}] {} {}（{}）: {}",
-                                            e.room_id,
-                                            time(&p.posted_at),
-                                            p.author_name,
-                                            p.author_profession,
-                                            p.text
-                                        );
-                                    }
-                                }
-                                Err(_) => println!("[room {} #{seq}] new post", e.room_id),
-                            }
-                        }
-                        Some(event::Kind::PostUpdatedSeq(seq)) => println!("[room {} #{seq}] updated", e.room_id),
-                        Some(event::Kind::MembershipChanged(_)) => println!("[room {}] members changed", e.room_id),
-                        Some(event::Kind::ReadUpToSeq(seq)) => {
-                            println!("[room {}] read up to #{seq} on another device", e.room_id)
-                        }
-                        Some(event::Kind::CareRequestUpdated(id)) => {
-                            println!("[request #{id}] sent, answered or cancelled: kizuna request show {id}")
-                        }
-                        None => {}
-                    }
+                Ok(Some(message)) => {
+                    let Some(e) = message.event else { continue };
+                    cursor = Some(e.cursor);
+                    show_event(&mut posts, &t, e).await?;
                 }
                 Ok(None) => break,
                 Err(s) if s.code() == tonic::Code::Unauthenticated => bail!("{}", s.message()),
                 Err(s) => {
-                    eprintln!("stream ended: {}; reconnecting from cursor {cursor}", s.message());
+                    eprintln!("stream ended: {}; reconnecting from cursor {}", s.message(), cursor.unwrap_or_default());
                     break;
                 }
             }
@@ -382,11 +382,49 @@ pub async fn tail(target: &Target, after: u64) -> anyhow::Result<()> {
     }
 }
 
+/// One live event, as a line; a new post with its author and text.
+async fn show_event(posts: &mut PostServiceClient<Channel>, t: &str, e: Event) -> anyhow::Result<()> {
+    let room = e.room_id.unwrap_or_default();
+    match e.kind {
+        Some(event::Kind::PostedSeq(seq)) => {
+            // Exactly that post: the window between its neighbours.
+            let req = TimelineRequest {
+                room_id: room,
+                after_seq: Some(seq.saturating_sub(1)),
+                before_seq: Some(seq.saturating_add(1)),
+                page_size: 1,
+                ..Default::default()
+            };
+            match posts.timeline(authed(req, t)?).await {
+                Ok(page) => {
+                    for p in page.into_inner().posts {
+                        println!("[room {room} #{seq}] {} {}: {}", time(&p.posted_at), author(&p), p.text);
+                    }
+                }
+                Err(_) => println!("[room {room} #{seq}] new post"),
+            }
+        }
+        Some(event::Kind::PostUpdatedSeq(seq)) => println!("[room {room} #{seq}] updated"),
+        Some(event::Kind::MembershipChanged(_)) => println!("[room {room}] members changed"),
+        Some(event::Kind::ReadUpToSeq(seq)) => println!("[room {room}] read up to #{seq} on another device"),
+        Some(event::Kind::CareRequestUpdated(id)) => {
+            println!("[request #{id}] sent, answered or cancelled: kizuna request show {id}")
+        }
+        None => {}
+    }
+    Ok(())
+}
+
 pub async fn invite(target: &Target, room: u64, account: u64, family: bool) -> anyhow::Result<()> {
     let t = token()?;
     let role = if family { Role::Family } else { Role::Member };
-    let req = InviteRequest { request_id: request_id(), room_id: room, account_id: account, role: role as i32 };
-    RoomsClient::new(channel(target).await?).invite(authed(req, &t)?).await?;
+    let req = InviteMemberRequest {
+        idempotency_key: idempotency_key(),
+        room_id: room,
+        account_id: account,
+        role: role as i32,
+    };
+    RoomServiceClient::new(channel(target).await?).invite_member(authed(req, &t)?).await?;
     println!(
         "invited account {account} to room {room} (an owner's invitation is effective at once; others wait for approval)"
     );
@@ -395,22 +433,22 @@ pub async fn invite(target: &Target, room: u64, account: u64, family: bool) -> a
 
 pub async fn approve(target: &Target, room: u64, account: u64) -> anyhow::Result<()> {
     let t = token()?;
-    RoomsClient::new(channel(target).await?)
-        .approve(authed(MemberRequest { request_id: request_id(), room_id: room, account_id: account }, &t)?)
-        .await?;
+    let req = ApproveMemberRequest { idempotency_key: idempotency_key(), room_id: room, account_id: account };
+    RoomServiceClient::new(channel(target).await?).approve_member(authed(req, &t)?).await?;
     println!("account {account} is now a member of room {room}");
     Ok(())
 }
 
 pub async fn connect(target: &Target, account: u64, accept: bool) -> anyhow::Result<()> {
     let t = token()?;
-    let mut c = ConnectionsClient::new(channel(target).await?);
-    let req = authed(ConnectionRequest { request_id: request_id(), account_id: account }, &t)?;
+    let mut c = ConnectionServiceClient::new(channel(target).await?);
     if accept {
-        let room = c.accept(req).await?.into_inner().room_id;
+        let req = AcceptConnectionRequest { idempotency_key: idempotency_key(), account_id: account };
+        let room = c.accept_connection(authed(req, &t)?).await?.into_inner().room_id;
         println!("connected with account {account}: 1:1 room {room}");
     } else {
-        c.request(req).await?;
+        let req = RequestConnectionRequest { idempotency_key: idempotency_key(), account_id: account };
+        c.request_connection(authed(req, &t)?).await?;
         println!("connection request sent to account {account}");
     }
     Ok(())
@@ -423,12 +461,12 @@ pub mod admin {
     pub async fn init(target: &Target, login: String, display_name: String) -> anyhow::Result<()> {
         let password = crate::api::one_time_password()?;
         let req = InitOperatorRequest {
-            request_id: request_id(),
+            idempotency_key: idempotency_key(),
             login: login.clone(),
             display_name,
             password: password.clone(),
         };
-        let id = AccountsClient::new(channel(target).await?).init_operator(req).await?.into_inner().account_id;
+        let id = AccountServiceClient::new(channel(target).await?).init_operator(req).await?.into_inner().account_id;
         println!(
             "operator {login} created (account {id}).\none-time password: {password}\n(keep it safe; it is not shown again)"
         );
@@ -437,24 +475,30 @@ pub mod admin {
 
     pub async fn facility(target: &Target, name: String, kind: String, municipality: String) -> anyhow::Result<()> {
         let t = token()?;
-        let mut c = AccountsClient::new(channel(target).await?);
+        let mut c = AccountServiceClient::new(channel(target).await?);
         let req = RegisterFacilityRequest {
-            request_id: request_id(),
+            idempotency_key: idempotency_key(),
             name,
             kind: facility_kind(&kind)? as i32,
             municipality,
         };
         let id = c.register_facility(authed(req, &t)?).await?.into_inner().facility_id;
-        c.approve_facility(authed(ApproveFacilityRequest { request_id: request_id(), facility_id: id }, &t)?).await?;
+        c.approve_facility(authed(ApproveFacilityRequest { idempotency_key: idempotency_key(), facility_id: id }, &t)?)
+            .await?;
         println!("facility {id} registered and approved");
         Ok(())
     }
 
     pub async fn invitation(target: &Target, facility: u64, hours: u32, as_admin: bool) -> anyhow::Result<()> {
         let t = token()?;
-        let req =
-            IssueInvitationRequest { request_id: request_id(), facility_id: facility, valid_hours: hours, as_admin };
-        let r = AccountsClient::new(channel(target).await?).issue_invitation(authed(req, &t)?).await?.into_inner();
+        let req = IssueInvitationRequest {
+            idempotency_key: idempotency_key(),
+            facility_id: facility,
+            valid_hours: hours,
+            as_admin,
+        };
+        let r =
+            AccountServiceClient::new(channel(target).await?).issue_invitation(authed(req, &t)?).await?.into_inner();
         println!("invitation code: {}\nvalid for {hours} h; single use", r.code);
         Ok(())
     }
@@ -468,37 +512,38 @@ pub mod admin {
         pw: Option<String>,
     ) -> anyhow::Result<()> {
         let req = RegisterRequest {
-            request_id: request_id(),
+            idempotency_key: idempotency_key(),
             invitation_code: code,
             login,
             display_name,
             profession: profession(&prof)? as i32,
             password: password(pw)?,
         };
-        let id = AccountsClient::new(channel(target).await?).register(req).await?.into_inner().account_id;
+        let id = AccountServiceClient::new(channel(target).await?).register(req).await?.into_inner().account_id;
         println!("registered as account {id}; a facility admin must approve it before you can log in");
         Ok(())
     }
 
     pub async fn audit(
         target: &Target,
-        account: u64,
-        patient: u64,
+        account: Option<u64>,
+        patient: Option<u64>,
         export: Option<PathBuf>,
         verify: bool,
     ) -> anyhow::Result<()> {
-        use kizuna_proto::collab::audit_client::AuditClient;
+        use kizuna_proto::audit::audit_service_client::AuditServiceClient;
+        use kizuna_proto::audit::{ListAuditEntriesRequest, VerifyAuditChainRequest};
         let t = token()?;
-        let mut c = AuditClient::new(channel(target).await?);
+        let mut c = AuditServiceClient::new(channel(target).await?);
         if verify {
-            let v = c.verify(authed(VerifyAuditRequest {}, &t)?).await?.into_inner();
+            let v = c.verify_audit_chain(authed(VerifyAuditChainRequest {}, &t)?).await?.into_inner();
             if v.intact {
                 println!("audit chain intact: {} entries verified", v.verified);
                 return Ok(());
             }
             bail!(
                 "audit chain BROKEN at entry {}: {} ({} entries before it verified)",
-                v.broken_at_seq,
+                v.broken_at_seq.unwrap_or_default(),
                 v.reason,
                 v.verified
             );
@@ -509,11 +554,11 @@ pub mod admin {
             )),
             None => Box::new(std::io::stdout()),
         };
-        let mut after_seq = 0;
+        let mut page_token = String::new();
         let mut count = 0;
         loop {
-            let q = AuditQueryRequest { after_seq, limit: 1000, account_id: account, patient_id: patient };
-            let page = c.query(authed(q, &t)?).await?.into_inner();
+            let q = ListAuditEntriesRequest { account_id: account, patient_id: patient, page_size: 1000, page_token };
+            let page = c.list_audit_entries(authed(q, &t)?).await?.into_inner();
             for e in &page.entries {
                 count += 1;
                 if export.is_some() {
@@ -526,17 +571,17 @@ pub mod admin {
                         time(&e.at),
                         e.account_id,
                         e.node_id,
-                        e.action,
-                        e.patient_id,
-                        e.room_id,
+                        super::super::labels::audit_action(e.action),
+                        e.patient_id.map(|p| p.to_string()).unwrap_or_default(),
+                        e.room_id.map(|r| r.to_string()).unwrap_or_default(),
                         e.what
                     )?;
                 }
             }
-            if page.next_after_seq == 0 {
+            if page.next_page_token.is_empty() {
                 break;
             }
-            after_seq = page.next_after_seq;
+            page_token = page.next_page_token;
         }
         out.flush()?;
         if let Some(path) = export {
@@ -547,13 +592,14 @@ pub mod admin {
 
     pub async fn account(target: &Target, account: u64, stop: bool) -> anyhow::Result<()> {
         let t = token()?;
-        let mut c = AccountsClient::new(channel(target).await?);
-        let req = authed(AccountRequest { request_id: request_id(), account_id: account }, &t)?;
+        let mut c = AccountServiceClient::new(channel(target).await?);
         if stop {
-            c.stop_account(req).await?;
+            let req = StopAccountRequest { idempotency_key: idempotency_key(), account_id: account };
+            c.stop_account(authed(req, &t)?).await?;
             println!("account {account} stopped: every session of it is refused now");
         } else {
-            c.approve_account(req).await?;
+            let req = ApproveAccountRequest { idempotency_key: idempotency_key(), account_id: account };
+            c.approve_account(authed(req, &t)?).await?;
             println!("account {account} approved");
         }
         Ok(())

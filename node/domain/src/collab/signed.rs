@@ -1,0 +1,175 @@
+//! Applying one command on behalf of whoever sent it: the one place that turns a session into
+//! an acting account, runs the command's decision and says what the audit chain records.
+//!
+//! The store only persists what [`decide`] returns, so every node, with the same log, records
+//! the same accounts acting, the same refusals and the same audit entries.
+
+use super::audit::{AuditAction, AuditRecord};
+use super::commands::{Command, execute};
+use super::error::{DomainError, DomainResult};
+use super::kernel::{Ctx, Effects, SESSION_ID_CHARS, Trail};
+use super::model::AccountId;
+use super::queries::session_actor;
+use super::view::HubView;
+
+/// Who sent a command: the hash of the session token it came with (None: not signed in) and
+/// the node that proposed it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sender<'a> {
+    pub session: Option<&'a str>,
+    pub origin_node: u64,
+}
+
+/// What applying a command does: its effects and, when a signed-in account changed patient
+/// data, the entry the audit chain gets.
+#[derive(Debug)]
+pub struct Decision {
+    pub effects: Effects,
+    pub audit: Option<AuditRecord>,
+}
+
+/// Decides `command` sent by `sender`. A session that is unknown, revoked, past the hub's
+/// absolute lifetime or of a stopped account acts for nobody: the command is refused as
+/// unauthenticated. A state that cannot be read is never mistaken for such a refusal.
+pub fn decide(view: &impl HubView, ctx: Ctx, sender: Sender<'_>, command: Command) -> DomainResult<Decision> {
+    let actor = match sender.session {
+        None => None,
+        Some(token_hash) => Some(session_actor(view, token_hash, ctx.now_ms).map_err(|e| match e {
+            DomainError::Unreadable(fault) => DomainError::Unreadable(fault),
+            _ => DomainError::Unauthenticated,
+        })?),
+    };
+    let effects = execute(view, ctx, actor, command)?;
+    let audit = match (actor, &effects.audit) {
+        (Some(account), Some(trail)) => Some(write_record(ctx, sender, account, trail)),
+        _ => None,
+    };
+    Ok(Decision { effects, audit })
+}
+
+/// The audit entry of a write: who (account and the session's short id), through which node,
+/// when (the log's clock), and which patient data.
+fn write_record(ctx: Ctx, sender: Sender<'_>, account: AccountId, trail: &Trail) -> AuditRecord {
+    AuditRecord {
+        at_ms: ctx.now_ms,
+        account,
+        session: sender.session.unwrap_or("").chars().take(SESSION_ID_CHARS).collect(),
+        node: sender.origin_node,
+        action: AuditAction::Write,
+        patient: trail.patient,
+        room: trail.room,
+        what: trail.what.to_owned(),
+        #[cfg(test)]
+        added_later: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collab::model::*;
+    use crate::collab::requests::CareRequest;
+    use crate::collab::view::{MemHub, ViewError, ViewResult};
+
+    /// A view whose every read fails, as a RocksDB view that met a damaged value.
+    struct Unreadable;
+
+    fn broken<T>() -> ViewResult<T> {
+        Err(ViewError("damaged value at A/1".into()))
+    }
+
+    impl HubView for Unreadable {
+        fn account(&self, _: AccountId) -> ViewResult<Option<Account>> {
+            broken()
+        }
+        fn account_by_login(&self, _: &str) -> ViewResult<Option<AccountId>> {
+            broken()
+        }
+        fn facility(&self, _: FacilityId) -> ViewResult<Option<Facility>> {
+            broken()
+        }
+        fn facilities(&self) -> ViewResult<Vec<Facility>> {
+            broken()
+        }
+        fn staff_of(&self, _: FacilityId) -> ViewResult<Vec<Account>> {
+            broken()
+        }
+        fn invitation_by_code(&self, _: &str) -> ViewResult<Option<Invitation>> {
+            broken()
+        }
+        fn patient(&self, _: PatientId) -> ViewResult<Option<Patient>> {
+            broken()
+        }
+        fn room(&self, _: RoomId) -> ViewResult<Option<Room>> {
+            broken()
+        }
+        fn member(&self, _: RoomId, _: AccountId) -> ViewResult<Option<Member>> {
+            broken()
+        }
+        fn members(&self, _: RoomId) -> ViewResult<Vec<Member>> {
+            broken()
+        }
+        fn rooms_of(&self, _: AccountId) -> ViewResult<Vec<Member>> {
+            broken()
+        }
+        fn post(&self, _: RoomId, _: u64) -> ViewResult<Option<Post>> {
+            broken()
+        }
+        fn posts_with_bigram(&self, _: RoomId, _: &str) -> ViewResult<Vec<u64>> {
+            broken()
+        }
+        fn connection(&self, _: (AccountId, AccountId)) -> ViewResult<Option<Connection>> {
+            broken()
+        }
+        fn session(&self, _: &str) -> ViewResult<Option<Session>> {
+            broken()
+        }
+        fn sessions_of(&self, _: AccountId) -> ViewResult<Vec<Session>> {
+            broken()
+        }
+        fn has_operator(&self) -> ViewResult<bool> {
+            broken()
+        }
+        fn care_request(&self, _: RequestId) -> ViewResult<Option<CareRequest>> {
+            broken()
+        }
+        fn care_requests_from(&self, _: AccountId) -> ViewResult<Vec<CareRequest>> {
+            broken()
+        }
+        fn care_requests_to(&self, _: FacilityId) -> ViewResult<Vec<CareRequest>> {
+            broken()
+        }
+        fn settings(&self) -> ViewResult<HubSettings> {
+            broken()
+        }
+    }
+
+    const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };
+
+    fn signed_in(session: &str) -> Sender<'_> {
+        Sender { session: Some(session), origin_node: 2 }
+    }
+
+    #[test]
+    fn an_unreadable_session_is_a_fault_not_a_sign_out() {
+        let post = Command::Post { room: RoomId(1), text: "血圧は安定".into(), reply_to: None, mentions: vec![] };
+        let decided = decide(&Unreadable, CTX, signed_in("token"), post);
+        assert!(matches!(decided, Err(DomainError::Unreadable(_))), "{decided:?}");
+    }
+
+    #[test]
+    fn an_unknown_session_acts_for_nobody() {
+        let post = Command::Post { room: RoomId(1), text: "血圧は安定".into(), reply_to: None, mentions: vec![] };
+        let decided = decide(&MemHub::default(), CTX, signed_in("token"), post);
+        assert!(matches!(decided, Err(DomainError::Unauthenticated)), "{decided:?}");
+    }
+
+    #[test]
+    fn the_first_operator_needs_no_session_and_leaves_no_write_audit() {
+        let init =
+            Command::InitOperator { login: "op".into(), display_name: "運用者".into(), password_hash: "h".into() };
+        let decided = decide(&MemHub::default(), CTX, Sender { session: None, origin_node: 1 }, init).expect("decided");
+        assert!(decided.audit.is_none());
+        assert!(!decided.effects.changes.is_empty());
+    }
+}

@@ -1,0 +1,329 @@
+//! The AccountService: the first operator, facilities' registration and invitations, accounts,
+//! sessions (login, logout, devices), the second factor and the hub's session policy.
+
+use kizuna_proto::accounts as pb;
+use tonic::{Request, Response, Status};
+
+use super::auth;
+use super::convert::{facility_kind_from, profession_from, timestamp};
+use super::paging::{self, PageToken};
+use super::shared::{Api, domain_status, unexpected, view_status};
+use crate::node::now_ms;
+use kizuna_domain::collab::commands::SESSION_ID_CHARS;
+use kizuna_domain::collab::model::*;
+use kizuna_domain::collab::{Command, HubView, Outcome, authz, second_factor};
+
+fn account_id(o: Outcome) -> Result<u64, Status> {
+    match o {
+        Outcome::Account(id) | Outcome::Session(id) => Ok(id.0),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The account a call is about: the caller's own when unset.
+fn account_or_me(asked: Option<u64>, me: AccountId) -> AccountId {
+    asked.map_or(me, AccountId)
+}
+
+fn session_policy_view(s: HubSettings) -> pb::SessionPolicy {
+    pb::SessionPolicy { idle_minutes: s.session_idle_minutes, absolute_hours: s.session_absolute_hours }
+}
+
+impl Api {
+    /// Checks login and password (and the second factor), then opens a session for a new token.
+    async fn login_checked(&self, r: pb::LoginRequest) -> Result<pb::LoginResponse, Status> {
+        self.fresh().await?;
+        let refused = || Status::unauthenticated("wrong login or password, or the account is not active");
+        let account = self.query(|hub| match hub.account_by_login(&r.login).map_err(view_status)? {
+            Some(id) => hub.account(id).map_err(view_status),
+            None => Ok(None),
+        })?;
+        // An unknown login is checked against a dummy hash, so that it costs what a wrong
+        // password costs: the answer's timing must not tell which logins exist.
+        let phc = account.as_ref().map(|a| a.password_hash.clone());
+        // Verify off the async threads: argon2id is deliberately slow.
+        let password = r.password;
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password_or_dummy(&password, phc.as_deref()))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let account = account.filter(|a| ok && a.is_active()).ok_or_else(refused)?;
+        let totp_step = second_factor_step(&account, r.totp_code.as_deref())?;
+        let token = auth::new_secret()?;
+        let token_hash = auth::secret_hash(&token);
+        let session = |idempotency_key: String| {
+            let cmd = Command::CreateSession {
+                login: r.login.clone(),
+                token_hash: token_hash.clone(),
+                device: r.device.clone(),
+                totp_step,
+            };
+            self.write_once(idempotency_key, None, cmd)
+        };
+        let (mut outcome, duplicate) = session(r.idempotency_key.clone()).await?;
+        if duplicate {
+            // A retry of a login that was applied: its token went to a client that never got
+            // the answer, and only its hash is stored. Open a session for this token instead
+            // (the lost one idles out).
+            outcome = session(format!("{}/retry-{}", r.idempotency_key, &token_hash[..16])).await?.0;
+        }
+        Ok(pb::LoginResponse { token, account_id: account_id(outcome)? })
+    }
+
+    /// A caller's sessions, newest first, one page of them.
+    fn sessions_page(
+        &self,
+        me: AccountId,
+        token_hash: &str,
+        r: &pb::ListSessionsRequest,
+    ) -> Result<pb::ListSessionsResponse, Status> {
+        let size = paging::page_size(r.page_size, 50, 200)?;
+        let after = paging::resume(&r.page_token, |t| match t {
+            PageToken::Sessions { created_at_ms, session } => Some((created_at_ms, session)),
+            _ => None,
+        })?;
+        let account = account_or_me(r.account_id, me);
+        let mut sessions = self.query(|hub| {
+            authz::self_or_admin(hub, me, account).map_err(domain_status)?;
+            hub.sessions_of(account).map_err(view_status)
+        })?;
+        let id = |s: &Session| s.token_hash.chars().take(SESSION_ID_CHARS).collect::<String>();
+        sessions.sort_by_key(|s| std::cmp::Reverse((s.created_at_ms, id(s))));
+        let rest = sessions.into_iter().filter(|s| after.as_ref().is_none_or(|a| (s.created_at_ms, id(s)) < *a));
+        let (page, more) = paging::take_page(rest, size);
+        let next_page_token =
+            paging::next_token(&page, more, |s| PageToken::Sessions { created_at_ms: s.created_at_ms, session: id(s) });
+        let sessions = page
+            .into_iter()
+            .map(|s| pb::Session {
+                current: s.token_hash == token_hash,
+                session_id: id(&s),
+                device: s.device,
+                created_at: Some(timestamp(s.created_at_ms)),
+                revoked: s.revoked,
+            })
+            .collect();
+        Ok(pb::ListSessionsResponse { sessions, next_page_token })
+    }
+}
+
+/// The time step of the second factor's code, for an account that has one: the code must
+/// match a current step.
+fn second_factor_step(account: &Account, code: Option<&str>) -> Result<Option<u64>, Status> {
+    let Some(t) = account.totp.as_ref().filter(|t| t.confirmed) else { return Ok(None) };
+    let code = code.map(str::trim).filter(|c| !c.is_empty()).ok_or_else(|| {
+        Status::unauthenticated("this account has a second factor: send the 6-digit code from the authenticator app")
+    })?;
+    let step = auth::totp_step(&t.secret, code, now_ms())?
+        .ok_or_else(|| Status::unauthenticated("wrong or expired code from the authenticator app"))?;
+    Ok(Some(step))
+}
+
+#[tonic::async_trait]
+impl pb::account_service_server::AccountService for Api {
+    async fn init_operator(
+        &self,
+        req: Request<pb::InitOperatorRequest>,
+    ) -> Result<Response<pb::InitOperatorResponse>, Status> {
+        let r = req.into_inner();
+        let password_hash = auth::hash_password(&r.password)?;
+        let cmd = Command::InitOperator { login: r.login, display_name: r.display_name, password_hash };
+        let account_id = account_id(self.write(r.idempotency_key, None, cmd).await?)?;
+        Ok(Response::new(pb::InitOperatorResponse { account_id }))
+    }
+
+    async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        Ok(Response::new(self.login_checked(req.into_inner()).await?))
+    }
+
+    async fn logout(&self, req: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+        let (_, token_hash) = self.authenticate(&req).await?;
+        let cmd = Command::Logout { token_hash: token_hash.clone() };
+        self.write(req.into_inner().idempotency_key, Some(token_hash), cmd).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let (me, token_hash) = self.authenticate(&req).await?;
+        Ok(Response::new(self.sessions_page(me, &token_hash, req.get_ref())?))
+    }
+
+    async fn revoke_session(
+        &self,
+        req: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let r = req.get_ref().clone();
+        let cmd = Command::RevokeSession { account: account_or_me(r.account_id, me), session: r.session_id };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::RevokeSessionResponse {}))
+    }
+
+    async fn begin_totp(&self, req: Request<pb::BeginTotpRequest>) -> Result<Response<pb::BeginTotpResponse>, Status> {
+        let key = req.get_ref().idempotency_key.clone();
+        let token = auth::bearer(&req).unwrap_or_default();
+        let secret = auth::derived_secret("totp", &token, &key, second_factor::SECRET_BYTES);
+        let (_, me, _) =
+            self.signed_write_then_catch_up(&req, key, Command::BeginTotp { secret: secret.clone() }).await?;
+        let login = self.query(|hub| Ok(hub.account(me).map_err(view_status)?.map(|a| a.login).unwrap_or_default()))?;
+        let (secret_base32, otpauth_uri) = auth::totp_enrolment(&secret, &login);
+        Ok(Response::new(pb::BeginTotpResponse { secret_base32, otpauth_uri }))
+    }
+
+    async fn confirm_totp(
+        &self,
+        req: Request<pb::ConfirmTotpRequest>,
+    ) -> Result<Response<pb::ConfirmTotpResponse>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let r = req.get_ref().clone();
+        let pending =
+            self.query(|hub| Ok(hub.account(me).map_err(view_status)?.and_then(|a| a.totp).filter(|t| !t.confirmed)))?;
+        let Some(totp) = pending else {
+            return Err(Status::failed_precondition("start setting up the second factor first (BeginTotp)"));
+        };
+        let step = auth::totp_step(&totp.secret, &r.code, now_ms())?
+            .ok_or_else(|| Status::invalid_argument("the code does not match: check the app and its clock"))?;
+        self.signed_write(&req, r.idempotency_key, Command::ConfirmTotp { step }).await?;
+        Ok(Response::new(pb::ConfirmTotpResponse {}))
+    }
+
+    async fn disable_totp(
+        &self,
+        req: Request<pb::DisableTotpRequest>,
+    ) -> Result<Response<pb::DisableTotpResponse>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let r = req.get_ref().clone();
+        let account = account_or_me(r.account_id, me);
+        // One's own needs a fresh code; an admin's reset of another's does not.
+        let own_totp =
+            self.query(|hub| Ok(hub.account(me).map_err(view_status)?.and_then(|a| a.totp).filter(|_| account == me)))?;
+        let step = match own_totp {
+            Some(totp) => auth::totp_step(&totp.secret, &r.code, now_ms())?,
+            None => None,
+        };
+        self.signed_write(&req, r.idempotency_key, Command::DisableTotp { account, step }).await?;
+        Ok(Response::new(pb::DisableTotpResponse {}))
+    }
+
+    async fn register_facility(
+        &self,
+        req: Request<pb::RegisterFacilityRequest>,
+    ) -> Result<Response<pb::RegisterFacilityResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd =
+            Command::RegisterFacility { name: r.name, kind: facility_kind_from(r.kind)?, municipality: r.municipality };
+        match self.signed_write(&req, r.idempotency_key, cmd).await? {
+            Outcome::Facility(f) => Ok(Response::new(pb::RegisterFacilityResponse { facility_id: f.0 })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn approve_facility(
+        &self,
+        req: Request<pb::ApproveFacilityRequest>,
+    ) -> Result<Response<pb::ApproveFacilityResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::ApproveFacility { facility: FacilityId(r.facility_id) };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::ApproveFacilityResponse {}))
+    }
+
+    async fn issue_invitation(
+        &self,
+        req: Request<pb::IssueInvitationRequest>,
+    ) -> Result<Response<pb::IssueInvitationResponse>, Status> {
+        let r = req.get_ref().clone();
+        if !(1..=720).contains(&r.valid_hours) {
+            return Err(Status::invalid_argument("valid_hours must be 1..=720"));
+        }
+        // A retried call must not mint a second code, and a random code would differ per retry:
+        // the code is derived from the session token and the idempotency key, which only the
+        // issuer holds, so a retry answers the same code.
+        let token = auth::bearer(&req).unwrap_or_default();
+        let code = auth::secret_hash(&format!("invitation|{token}|{}", r.idempotency_key))[..24].to_owned();
+        let expires_at_ms = now_ms() + u64::from(r.valid_hours) * 3_600_000;
+        let cmd = Command::IssueInvitation {
+            facility: FacilityId(r.facility_id),
+            code_hash: auth::secret_hash(&code),
+            expires_at_ms,
+            as_admin: r.as_admin,
+        };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::IssueInvitationResponse { code, expires_at: Some(timestamp(expires_at_ms)) }))
+    }
+
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = req.into_inner();
+        let password_hash = auth::hash_password(&r.password)?;
+        let cmd = Command::Register {
+            code_hash: auth::secret_hash(r.invitation_code.trim()),
+            login: r.login,
+            display_name: r.display_name,
+            profession: profession_from(r.profession)?,
+            password_hash,
+        };
+        let account_id = account_id(self.write(r.idempotency_key, None, cmd).await?)?;
+        Ok(Response::new(pb::RegisterResponse { account_id }))
+    }
+
+    async fn approve_account(
+        &self,
+        req: Request<pb::ApproveAccountRequest>,
+    ) -> Result<Response<pb::ApproveAccountResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::ApproveAccount { account: AccountId(r.account_id) };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::ApproveAccountResponse {}))
+    }
+
+    async fn stop_account(
+        &self,
+        req: Request<pb::StopAccountRequest>,
+    ) -> Result<Response<pb::StopAccountResponse>, Status> {
+        let r = req.get_ref().clone();
+        self.signed_write(&req, r.idempotency_key, Command::StopAccount { account: AccountId(r.account_id) }).await?;
+        Ok(Response::new(pb::StopAccountResponse {}))
+    }
+
+    async fn create_family_account(
+        &self,
+        req: Request<pb::CreateFamilyAccountRequest>,
+    ) -> Result<Response<pb::CreateFamilyAccountResponse>, Status> {
+        let r = req.get_ref().clone();
+        let password_hash = auth::hash_password(&r.password)?;
+        let cmd = Command::CreateFamilyAccount {
+            patient: PatientId(r.patient_id),
+            login: r.login,
+            display_name: r.display_name,
+            password_hash,
+        };
+        let account_id = account_id(self.signed_write(&req, r.idempotency_key, cmd).await?)?;
+        Ok(Response::new(pb::CreateFamilyAccountResponse { account_id }))
+    }
+
+    async fn get_session_policy(
+        &self,
+        req: Request<pb::GetSessionPolicyRequest>,
+    ) -> Result<Response<pb::GetSessionPolicyResponse>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let policy = self.query(|hub| {
+            authz::operator(hub, me).map_err(domain_status)?;
+            Ok(session_policy_view(hub.settings().map_err(view_status)?))
+        })?;
+        Ok(Response::new(pb::GetSessionPolicyResponse { policy: Some(policy) }))
+    }
+
+    async fn set_session_policy(
+        &self,
+        req: Request<pb::SetSessionPolicyRequest>,
+    ) -> Result<Response<pb::SetSessionPolicyResponse>, Status> {
+        let r = req.get_ref().clone();
+        let policy = r.policy.ok_or_else(|| Status::invalid_argument("policy is required"))?;
+        let cmd =
+            Command::SetSessionPolicy { idle_minutes: policy.idle_minutes, absolute_hours: policy.absolute_hours };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::SetSessionPolicyResponse { policy: Some(policy) }))
+    }
+}

@@ -1,0 +1,187 @@
+//! The CareRequestService (リクエスト): send a care request to several facilities, answer it
+//! for one's facility, cancel it, read it, list one's boxes. Rules live in
+//! `kizuna_domain::collab::requests`.
+
+use kizuna_proto::care_requests as pb;
+use tonic::{Request, Response, Status};
+
+use super::convert::timestamp;
+use super::paging::{self, PageToken};
+use super::shared::{Api, domain_status, shown, unexpected};
+use kizuna_domain::collab::model::*;
+use kizuna_domain::collab::requests::{self, Answer, CareRequest, RequestKind};
+use kizuna_domain::collab::{Command, HubView, Outcome};
+
+fn kind_from(kind: i32) -> Result<RequestKind, Status> {
+    match pb::CareRequestKind::try_from(kind) {
+        Ok(pb::CareRequestKind::Admission) => Ok(RequestKind::Admission),
+        Ok(pb::CareRequestKind::Discharge) => Ok(RequestKind::Discharge),
+        Ok(pb::CareRequestKind::HomeVisit) => Ok(RequestKind::HomeVisit),
+        Ok(pb::CareRequestKind::Collaboration) => Ok(RequestKind::Collaboration),
+        _ => Err(Status::invalid_argument("kind must be admission, discharge, home visit or collaboration")),
+    }
+}
+
+fn kind_to(kind: RequestKind) -> pb::CareRequestKind {
+    match kind {
+        RequestKind::Admission => pb::CareRequestKind::Admission,
+        RequestKind::Discharge => pb::CareRequestKind::Discharge,
+        RequestKind::HomeVisit => pb::CareRequestKind::HomeVisit,
+        RequestKind::Collaboration => pb::CareRequestKind::Collaboration,
+    }
+}
+
+/// Whether a list asks for the sent box (else the received one).
+fn sent_box(b: i32) -> Result<bool, Status> {
+    match pb::CareRequestBox::try_from(b) {
+        Ok(pb::CareRequestBox::Sent) => Ok(true),
+        Ok(pb::CareRequestBox::Received | pb::CareRequestBox::Unspecified) => Ok(false),
+        Err(_) => Err(Status::invalid_argument(format!("box {b}: no such box"))),
+    }
+}
+
+fn recipient_view(hub: &impl HubView, x: Recipient) -> pb::CareRequestRecipient {
+    let facility_name = shown(hub.facility(x.facility)).map(|f| f.name).unwrap_or_default();
+    let (state, by, at, note) = match x.answer {
+        Answer::Pending => (pb::AnswerState::Pending, None, None, String::new()),
+        Answer::Cancelled => (pb::AnswerState::Cancelled, None, None, String::new()),
+        Answer::Accepted { by, at_ms, note } => (pb::AnswerState::Accepted, Some(by), Some(at_ms), note),
+        Answer::Declined { by, at_ms, note } => (pb::AnswerState::Declined, Some(by), Some(at_ms), note),
+    };
+    pb::CareRequestRecipient {
+        facility_id: x.facility.0,
+        facility_name,
+        state: state as i32,
+        answered_by: by.map(|a| a.0),
+        answered_by_name: by.and_then(|a| shown(hub.account(a))).map(|a| a.display_name).unwrap_or_default(),
+        answered_at: at.map(timestamp),
+        note,
+    }
+}
+
+/// A care request as its sender and recipients see it: names resolved.
+fn view_of(hub: &impl HubView, r: CareRequest) -> pb::CareRequest {
+    let name = |a: AccountId| shown(hub.account(a)).map(|a| a.display_name).unwrap_or_default();
+    pb::CareRequest {
+        care_request_id: r.id.0,
+        kind: kind_to(r.kind) as i32,
+        from_id: r.from.0,
+        from_name: name(r.from),
+        from_facility: shown(hub.facility(r.from_facility)).map(|f| f.name).unwrap_or_default(),
+        patient_id: r.patient.map(|p| p.0),
+        patient_name: r.patient.and_then(|p| shown(hub.patient(p))).map(|p| p.name).unwrap_or_default(),
+        title: r.title,
+        details: r.details,
+        recipients: r.recipients.into_iter().map(|x| recipient_view(hub, x)).collect(),
+        sent_at: Some(timestamp(r.sent_at_ms)),
+    }
+}
+
+impl Api {
+    /// Reads one care request for `me`, journalling the read when it is about a patient.
+    fn read_care_request(&self, me: AccountId, token_hash: &str, id: RequestId) -> Result<pb::CareRequest, Status> {
+        self.query(|hub| {
+            let (_, request) = requests::visible(hub, me, id).map_err(domain_status)?;
+            if let Some(patient) = request.patient {
+                self.audit_read(me, token_hash, Some(patient), None, format!("request #{}", id.0))?;
+            }
+            Ok(view_of(hub, request))
+        })
+    }
+
+    /// Proposes a care request command and answers with the care request as it now stands.
+    async fn care_request_write<T>(
+        &self,
+        req: &Request<T>,
+        idempotency_key: String,
+        cmd: Command,
+    ) -> Result<Option<pb::CareRequest>, Status> {
+        let (outcome, me, token_hash) = self.signed_write_then_catch_up(req, idempotency_key, cmd).await?;
+        let Outcome::Request(id) = outcome else { return Err(unexpected(outcome)) };
+        Ok(Some(self.read_care_request(me, &token_hash, id)?))
+    }
+
+    /// One page of a box, newest first, each read journalled when it is about a patient.
+    fn care_requests_page(
+        &self,
+        me: AccountId,
+        token_hash: &str,
+        r: &pb::ListCareRequestsRequest,
+    ) -> Result<pb::ListCareRequestsResponse, Status> {
+        let sent = sent_box(r.r#box)?;
+        let size = paging::page_size(r.page_size, 50, 200)?;
+        let before = paging::resume(&r.page_token, |t| match t {
+            PageToken::CareRequests { sent: s, id } if s == sent => Some(id),
+            _ => None,
+        })?;
+        self.query(|hub| {
+            let all = if sent { requests::sent(hub, me) } else { requests::received(hub, me) };
+            let rest = all.map_err(domain_status)?.into_iter().filter(|x| before.is_none_or(|b| x.id.0 < b));
+            let (page, more) = paging::take_page(rest, size);
+            let next_page_token = paging::next_token(&page, more, |x| PageToken::CareRequests { sent, id: x.id.0 });
+            for x in &page {
+                if let Some(patient) = x.patient {
+                    self.audit_read(me, token_hash, Some(patient), None, format!("request #{} in a list", x.id.0))?;
+                }
+            }
+            let care_requests = page.into_iter().map(|x| view_of(hub, x)).collect();
+            Ok(pb::ListCareRequestsResponse { care_requests, next_page_token })
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::care_request_service_server::CareRequestService for Api {
+    async fn send_care_request(
+        &self,
+        req: Request<pb::SendCareRequestRequest>,
+    ) -> Result<Response<pb::SendCareRequestResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::SendRequest {
+            kind: kind_from(r.kind)?,
+            patient: r.patient_id.map(PatientId),
+            title: r.title,
+            details: r.details,
+            facilities: r.facility_ids.into_iter().map(FacilityId).collect(),
+        };
+        let care_request = self.care_request_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::SendCareRequestResponse { care_request }))
+    }
+
+    async fn answer_care_request(
+        &self,
+        req: Request<pb::AnswerCareRequestRequest>,
+    ) -> Result<Response<pb::AnswerCareRequestResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::AnswerRequest { request: RequestId(r.care_request_id), accept: r.accept, note: r.note };
+        let care_request = self.care_request_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::AnswerCareRequestResponse { care_request }))
+    }
+
+    async fn cancel_care_request(
+        &self,
+        req: Request<pb::CancelCareRequestRequest>,
+    ) -> Result<Response<pb::CancelCareRequestResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::CancelRequest { request: RequestId(r.care_request_id) };
+        let care_request = self.care_request_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::CancelCareRequestResponse { care_request }))
+    }
+
+    async fn get_care_request(
+        &self,
+        req: Request<pb::GetCareRequestRequest>,
+    ) -> Result<Response<pb::GetCareRequestResponse>, Status> {
+        let (me, token_hash) = self.authenticate(&req).await?;
+        let care_request = self.read_care_request(me, &token_hash, RequestId(req.get_ref().care_request_id))?;
+        Ok(Response::new(pb::GetCareRequestResponse { care_request: Some(care_request) }))
+    }
+
+    async fn list_care_requests(
+        &self,
+        req: Request<pb::ListCareRequestsRequest>,
+    ) -> Result<Response<pb::ListCareRequestsResponse>, Status> {
+        let (me, token_hash) = self.authenticate(&req).await?;
+        Ok(Response::new(self.care_requests_page(me, &token_hash, req.get_ref())?))
+    }
+}

@@ -1,0 +1,155 @@
+//! Proto ⇄ domain for the types several services share: timestamps, facility kinds,
+//! professions, account kinds, posts and facilities. Enums travel as values; their Japanese
+//! labels are the client's business.
+
+use kizuna_domain::collab::HubView;
+use kizuna_domain::collab::directory::{FacilityProfile, GeoPoint};
+use kizuna_domain::collab::model::*;
+use kizuna_proto::common as pb;
+use tonic::Status;
+
+use super::shared::shown;
+
+pub(crate) fn timestamp(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
+}
+
+/// A facility kind a client sent: unspecified or unknown values are refused.
+pub(super) fn facility_kind_from(k: i32) -> Result<FacilityKind, Status> {
+    use pb::FacilityKind as K;
+    Ok(match K::try_from(k).unwrap_or(K::Unspecified) {
+        K::Clinic => FacilityKind::Clinic,
+        K::Hospital => FacilityKind::Hospital,
+        K::Pharmacy => FacilityKind::Pharmacy,
+        K::DentalClinic => FacilityKind::DentalClinic,
+        K::VisitingNursingStation => FacilityKind::VisitingNursingStation,
+        K::CareOffice => FacilityKind::CareOffice,
+        K::Rehabilitation => FacilityKind::Rehabilitation,
+        K::Municipality => FacilityKind::Municipality,
+        K::Other => FacilityKind::Other,
+        K::Unspecified => return Err(Status::invalid_argument("facility kind is required")),
+    })
+}
+
+pub(super) fn facility_kind_to(kind: FacilityKind) -> pb::FacilityKind {
+    use pb::FacilityKind as K;
+    match kind {
+        FacilityKind::Clinic => K::Clinic,
+        FacilityKind::Hospital => K::Hospital,
+        FacilityKind::Pharmacy => K::Pharmacy,
+        FacilityKind::DentalClinic => K::DentalClinic,
+        FacilityKind::VisitingNursingStation => K::VisitingNursingStation,
+        FacilityKind::CareOffice => K::CareOffice,
+        FacilityKind::Rehabilitation => K::Rehabilitation,
+        FacilityKind::Municipality => K::Municipality,
+        FacilityKind::Other => K::Other,
+    }
+}
+
+/// A profession a client sent: unspecified or unknown values are refused.
+pub(super) fn profession_from(p: i32) -> Result<Profession, Status> {
+    use pb::Profession as P;
+    Ok(match P::try_from(p).unwrap_or(P::Unspecified) {
+        P::Doctor => Profession::Doctor,
+        P::Nurse => Profession::Nurse,
+        P::VisitingNurse => Profession::VisitingNurse,
+        P::Pharmacist => Profession::Pharmacist,
+        P::Dentist => Profession::Dentist,
+        P::DentalHygienist => Profession::DentalHygienist,
+        P::Therapist => Profession::Therapist,
+        P::CareManager => Profession::CareManager,
+        P::CareWorker => Profession::CareWorker,
+        P::MedicalSocialWorker => Profession::MedicalSocialWorker,
+        P::Clerk => Profession::Clerk,
+        P::MunicipalStaff => Profession::MunicipalStaff,
+        P::Other => Profession::Other,
+        P::Unspecified => return Err(Status::invalid_argument("profession is required")),
+    })
+}
+
+pub(super) fn profession_to(p: Profession) -> pb::Profession {
+    use pb::Profession as P;
+    match p {
+        Profession::Doctor => P::Doctor,
+        Profession::Nurse => P::Nurse,
+        Profession::VisitingNurse => P::VisitingNurse,
+        Profession::Pharmacist => P::Pharmacist,
+        Profession::Dentist => P::Dentist,
+        Profession::DentalHygienist => P::DentalHygienist,
+        Profession::Therapist => P::Therapist,
+        Profession::CareManager => P::CareManager,
+        Profession::CareWorker => P::CareWorker,
+        Profession::MedicalSocialWorker => P::MedicalSocialWorker,
+        Profession::Clerk => P::Clerk,
+        Profession::MunicipalStaff => P::MunicipalStaff,
+        Profession::Other => P::Other,
+    }
+}
+
+/// Who an account is: its kind and, for a professional, profession and facility.
+pub(super) fn account_kind(kind: Option<&AccountKind>) -> (pb::AccountKind, pb::Profession, Option<FacilityId>) {
+    match kind {
+        Some(AccountKind::Professional { facility, profession }) => {
+            (pb::AccountKind::Professional, profession_to(*profession), Some(*facility))
+        }
+        Some(AccountKind::Family { .. }) => (pb::AccountKind::Family, pb::Profession::Unspecified, None),
+        Some(AccountKind::Operator) => (pb::AccountKind::Operator, pb::Profession::Unspecified, None),
+        None => (pb::AccountKind::Unspecified, pb::Profession::Unspecified, None),
+    }
+}
+
+/// A post as members see it: with its author's name, kind, profession and facility.
+pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
+    let author = shown(hub.account(p.author));
+    let (kind, profession, facility) = account_kind(author.as_ref().map(|a| &a.kind));
+    pb::Post {
+        seq: p.seq,
+        author_id: p.author.0,
+        author_name: author.map(|a| a.display_name).unwrap_or_default(),
+        author_kind: kind as i32,
+        author_profession: profession as i32,
+        author_facility: facility.and_then(|f| shown(hub.facility(f))).map(|f| f.name).unwrap_or_default(),
+        text: p.text,
+        reply_to: p.reply_to,
+        mention_ids: p.mentions.into_iter().map(|m| m.0).collect(),
+        posted_at: Some(timestamp(p.posted_at_ms)),
+        edited: !p.deleted && !p.history.is_empty(),
+        deleted: p.deleted,
+        ack_ids: p.acks.into_iter().map(|a| a.0).collect(),
+    }
+}
+
+pub(super) fn point_from(p: &pb::GeoPoint) -> GeoPoint {
+    GeoPoint { lat_e6: p.lat_e6, lon_e6: p.lon_e6 }
+}
+
+pub(super) fn profile_from(p: pb::FacilityProfile) -> FacilityProfile {
+    FacilityProfile {
+        address: p.address,
+        phone: p.phone,
+        location: p.location.as_ref().map(point_from),
+        services: p.services,
+        accepting_new_patients: p.accepting_new_patients,
+        note: p.note,
+    }
+}
+
+/// A facility as the resource map shows it; `distance_m` from the search point, if any.
+pub(super) fn facility_view(f: Facility, distance_m: Option<u64>) -> pb::Facility {
+    let p = f.profile;
+    pb::Facility {
+        facility_id: f.id.0,
+        name: f.name,
+        kind: facility_kind_to(f.kind) as i32,
+        municipality: f.municipality,
+        profile: Some(pb::FacilityProfile {
+            address: p.address,
+            phone: p.phone,
+            location: p.location.map(|l| pb::GeoPoint { lat_e6: l.lat_e6, lon_e6: l.lon_e6 }),
+            services: p.services,
+            accepting_new_patients: p.accepting_new_patients,
+            note: p.note,
+        }),
+        distance_m,
+    }
+}

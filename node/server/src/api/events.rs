@@ -1,0 +1,120 @@
+//! The EventService: a caller's live events, from any node, resumable from a cursor.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use kizuna_proto::events as pb;
+use tonic::{Request, Response, Status};
+
+use super::convert::timestamp;
+use super::shared::{Api, read_fault_status, view_status};
+use crate::node::{NodeError, now_ms};
+use kizuna_domain::collab::DomainError;
+use kizuna_domain::collab::events::{self, Event, EventKind, visible_to};
+use kizuna_domain::collab::model::AccountId;
+use kizuna_domain::collab::queries::{self, SessionPolicy};
+
+fn event_view(e: &Event) -> pb::SubscribeResponse {
+    use pb::event::Kind;
+    let (room_id, kind) = match e.kind {
+        EventKind::Posted { seq } => (Some(e.room.0), Kind::PostedSeq(seq)),
+        EventKind::PostUpdated { seq } => (Some(e.room.0), Kind::PostUpdatedSeq(seq)),
+        EventKind::Membership => (Some(e.room.0), Kind::MembershipChanged(true)),
+        EventKind::Read { seq, .. } => (Some(e.room.0), Kind::ReadUpToSeq(seq)),
+        // A care request is not in a room.
+        EventKind::Request { id } => (None, Kind::CareRequestUpdated(id.0)),
+    };
+    let event = pb::Event { cursor: e.cursor, room_id, at: Some(timestamp(e.at_ms)), kind: Some(kind) };
+    pb::SubscribeResponse { event: Some(event) }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::event_service_server::EventService for Api {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(&self, req: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
+        let (me, token_hash) = self.authenticate(&req).await?;
+        let after = match req.into_inner().after_cursor {
+            Some(cursor) => cursor,
+            // Only new events: start after everything applied so far (authenticate made the
+            // node's state current).
+            None => events::cursor_after(
+                self.node.state.applied().map_err(|e| Status::internal(e.to_string()))?.map_or(0, |l| l.index),
+            ),
+        };
+        let api = self.clone();
+        // Listen before reading the stored events, so nothing falls between the two.
+        let live = api.node.state.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            // The node stopping, or stopping to apply the log, ends the stream; the client
+            // resumes elsewhere from its cursor.
+            let ended = tokio::select! {
+                ended = feed_events(&api, me, &token_hash, after, live, &tx) => ended,
+                fault = api.node.stopped_applying() => match fault {
+                    Some(fault) => Err(NodeError::ApplyStopped(fault).into_status()),
+                    None => Ok(()),
+                },
+            };
+            if let Err(status) = ended {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Feeds the events `me` may see after `cursor` into `tx`: the stored ones, then the live ones
+/// (back to the stored ones after falling behind). Ends quietly when the client leaves; with a
+/// status when the session ends or this node cannot read its events.
+async fn feed_events(
+    api: &Api,
+    me: AccountId,
+    token_hash: &str,
+    mut cursor: u64,
+    mut live: tokio::sync::broadcast::Receiver<Event>,
+    tx: &tokio::sync::mpsc::Sender<Result<pb::SubscribeResponse, Status>>,
+) -> Result<(), Status> {
+    use tokio::sync::broadcast::error::RecvError;
+    let visible = |e: &Event| api.query(|hub| visible_to(hub, me, e).map_err(view_status));
+    let ended = || Status::unauthenticated("the session has ended");
+    loop {
+        // Catch up from the stored events (also after the live channel lagged).
+        loop {
+            let stored = api.node.state.events_after(cursor, 256).map_err(read_fault_status)?;
+            if stored.is_empty() {
+                break;
+            }
+            for e in stored {
+                cursor = e.cursor;
+                if visible(&e)? && tx.send(Ok(event_view(&e))).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(e) if e.cursor <= cursor => {}
+                Ok(e) => {
+                    let now = now_ms();
+                    api.query(|hub| {
+                        let policy = SessionPolicy::of(hub).map_err(view_status)?;
+                        queries::authenticate(hub, token_hash, now, now, policy).map_err(|e| match e {
+                            DomainError::Unreadable(e) => view_status(e),
+                            _ => ended(),
+                        })
+                    })?;
+                    cursor = e.cursor;
+                    if visible(&e)? && tx.send(Ok(event_view(&e))).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+}

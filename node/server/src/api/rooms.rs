@@ -1,0 +1,180 @@
+//! The RoomService: patients and their timelines, groups, sub-rooms, membership, and the room
+//! lists (patients, groups, connections) with unread counts.
+
+use kizuna_proto::rooms as pb;
+use tonic::{Request, Response, Status};
+
+use super::convert::timestamp;
+use super::paging::{self, PageToken};
+use super::shared::{Api, domain_status, unexpected};
+use kizuna_domain::collab::model::*;
+use kizuna_domain::collab::queries::{self, ListKind};
+use kizuna_domain::collab::{Command, Outcome, search};
+
+fn room_id(o: Outcome) -> Result<u64, Status> {
+    match o {
+        Outcome::Room(id) => Ok(id.0),
+        Outcome::Patient { timeline, .. } => Ok(timeline.0),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn role(r: i32) -> Result<Role, Status> {
+    use pb::Role as R;
+    match R::try_from(r) {
+        Ok(R::Owner) => Ok(Role::Owner),
+        Ok(R::Member | R::Unspecified) => Ok(Role::Member),
+        Ok(R::Family) => Ok(Role::Family),
+        Err(_) => Err(Status::invalid_argument(format!("role {r}: no such role"))),
+    }
+}
+
+fn list_kind(k: i32) -> Result<ListKind, Status> {
+    use pb::RoomListKind as K;
+    match K::try_from(k) {
+        Ok(K::Groups) => Ok(ListKind::Groups),
+        Ok(K::Connections) => Ok(ListKind::Connections),
+        Ok(K::Patients | K::Unspecified) => Ok(ListKind::Patients),
+        Err(_) => Err(Status::invalid_argument(format!("kind {k}: no such room list"))),
+    }
+}
+
+fn room_summary_view(s: queries::RoomSummary) -> pb::RoomSummary {
+    pb::RoomSummary {
+        room_id: s.room.0,
+        title: s.title,
+        last_seq: s.last_seq,
+        last_post_at: Some(timestamp(s.last_post_at_ms)),
+        unread: s.unread,
+        preview: s.preview,
+        sub_rooms: s.sub_rooms.into_iter().map(room_summary_view).collect(),
+    }
+}
+
+/// An entry's place in the list (newest post first, then the higher room id): the page key.
+fn list_key(s: &queries::RoomSummary) -> (u64, u64) {
+    (s.newest_post_at_ms(), s.room.0)
+}
+
+impl Api {
+    /// One page of a room list, filtered as asked.
+    fn rooms_page(&self, me: AccountId, r: &pb::ListRoomsRequest) -> Result<pb::ListRoomsResponse, Status> {
+        let kind = list_kind(r.kind)?;
+        let size = paging::page_size(r.page_size, 100, 500)?;
+        let after = paging::resume(&r.page_token, |t| match t {
+            PageToken::Rooms { newest_post_at_ms, room } => Some((newest_post_at_ms, room)),
+            _ => None,
+        })?;
+        let filter = search::normalize(r.filter.as_deref().unwrap_or_default());
+        let list = self
+            .query(|hub| queries::room_list(hub, me, kind).map_err(domain_status))?
+            .into_iter()
+            .filter(|s| after.is_none_or(|a| list_key(s) < a))
+            .filter(|s| s.any_room(|r| search::normalize(&r.title).contains(&filter)))
+            .filter(|s| !r.unread_only || s.any_room(|r| r.unread > 0));
+        let (page, more) = paging::take_page(list, size);
+        let next_page_token = paging::next_token(&page, more, |s| {
+            let (newest_post_at_ms, room) = list_key(s);
+            PageToken::Rooms { newest_post_at_ms, room }
+        });
+        Ok(pb::ListRoomsResponse { rooms: page.into_iter().map(room_summary_view).collect(), next_page_token })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::room_service_server::RoomService for Api {
+    async fn create_patient(
+        &self,
+        req: Request<pb::CreatePatientRequest>,
+    ) -> Result<Response<pb::CreatePatientResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::CreatePatient {
+            name: r.name,
+            kana: r.kana,
+            birth_date: r.birth_date,
+            address: r.address,
+            notes: r.notes,
+        };
+        match self.signed_write(&req, r.idempotency_key, cmd).await? {
+            Outcome::Patient { patient, timeline } => {
+                Ok(Response::new(pb::CreatePatientResponse { patient_id: patient.0, room_id: timeline.0 }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn create_group(
+        &self,
+        req: Request<pb::CreateGroupRequest>,
+    ) -> Result<Response<pb::CreateGroupResponse>, Status> {
+        let r = req.get_ref().clone();
+        let room_id =
+            room_id(self.signed_write(&req, r.idempotency_key, Command::CreateGroup { name: r.name }).await?)?;
+        Ok(Response::new(pb::CreateGroupResponse { room_id }))
+    }
+
+    async fn create_sub_room(
+        &self,
+        req: Request<pb::CreateSubRoomRequest>,
+    ) -> Result<Response<pb::CreateSubRoomResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::CreateSubRoom {
+            timeline: RoomId(r.timeline_room_id),
+            name: r.name,
+            members: r.member_ids.into_iter().map(AccountId).collect(),
+        };
+        let room_id = room_id(self.signed_write(&req, r.idempotency_key, cmd).await?)?;
+        Ok(Response::new(pb::CreateSubRoomResponse { room_id }))
+    }
+
+    async fn invite_member(
+        &self,
+        req: Request<pb::InviteMemberRequest>,
+    ) -> Result<Response<pb::InviteMemberResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::Invite { room: RoomId(r.room_id), invitee: AccountId(r.account_id), role: role(r.role)? };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::InviteMemberResponse {}))
+    }
+
+    async fn approve_member(
+        &self,
+        req: Request<pb::ApproveMemberRequest>,
+    ) -> Result<Response<pb::ApproveMemberResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::Approve { room: RoomId(r.room_id), account: AccountId(r.account_id) };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::ApproveMemberResponse {}))
+    }
+
+    async fn ask_to_join(&self, req: Request<pb::AskToJoinRequest>) -> Result<Response<pb::AskToJoinResponse>, Status> {
+        let r = req.get_ref().clone();
+        self.signed_write(&req, r.idempotency_key, Command::RequestJoin { room: RoomId(r.room_id) }).await?;
+        Ok(Response::new(pb::AskToJoinResponse {}))
+    }
+
+    async fn leave_room(&self, req: Request<pb::LeaveRoomRequest>) -> Result<Response<pb::LeaveRoomResponse>, Status> {
+        let r = req.get_ref().clone();
+        self.signed_write(&req, r.idempotency_key, Command::Leave { room: RoomId(r.room_id) }).await?;
+        Ok(Response::new(pb::LeaveRoomResponse {}))
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::Remove { room: RoomId(r.room_id), account: AccountId(r.account_id) };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::RemoveMemberResponse {}))
+    }
+
+    async fn list_rooms(&self, req: Request<pb::ListRoomsRequest>) -> Result<Response<pb::ListRoomsResponse>, Status> {
+        let (me, token_hash) = self.authenticate(&req).await?;
+        let page = self.rooms_page(me, req.get_ref())?;
+        if list_kind(req.get_ref().kind)? == ListKind::Patients {
+            self.audit_read(me, &token_hash, None, None, "patient list".into())?;
+        }
+        Ok(Response::new(page))
+    }
+}

@@ -1,0 +1,248 @@
+//! What every public service of a node shares: authenticating the caller, answering reads from
+//! this node's state, proposing commands through Raft, journalling reads of patient data, and
+//! turning domain refusals into gRPC statuses. The services themselves live one per file next
+//! to this one.
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+use super::auth::{self, IdleClock};
+use crate::node::{Node, now_ms};
+use kizuna_domain::collab::audit::{AuditAction, AuditRecord};
+use kizuna_domain::collab::commands::SESSION_ID_CHARS;
+use kizuna_domain::collab::model::*;
+use kizuna_domain::collab::queries::{self, SessionPolicy};
+use kizuna_domain::collab::{Command, DomainError, Outcome, ViewError, ViewResult, authz};
+use kizuna_domain::{self, CommandResult, Envelope};
+use kizuna_store::{RocksHub, StorageFault};
+
+/// Which copy of the state a request is answered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadFrom {
+    /// Made current first (the linearizable barrier) when a quorum is reachable; otherwise
+    /// this node's own copy, marked stale.
+    Current,
+    /// This node's own copy as it is, marked stale when the node is out of contact.
+    Local,
+    /// As `Current`, but once this node stopped applying the log, its own copy as it is (frozen
+    /// at the fault, and marked so): an operator diagnosing the node must still get in.
+    Diagnosis,
+}
+
+/// Shared by the public services of one node (cheap to clone); each service's trait is
+/// implemented on it in that service's file.
+#[derive(Clone)]
+pub struct Api {
+    pub(super) node: Arc<Node>,
+    idle: Arc<IdleClock>,
+}
+
+pub(crate) fn domain_status(e: DomainError) -> Status {
+    match e {
+        DomainError::InvalidArgument(m) => Status::invalid_argument(m),
+        e @ DomainError::NotFound(_) => Status::not_found(e.to_string()),
+        DomainError::PermissionDenied(m) => Status::permission_denied(m),
+        DomainError::FailedPrecondition(m) => Status::failed_precondition(m),
+        DomainError::Unauthenticated => Status::unauthenticated("not signed in, or the session has ended"),
+        DomainError::Unreadable(e) => {
+            tracing::error!(%e, "a read of this node's state failed");
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+/// For display inside [`Api::query`] only (a name, a facility): a value that could not be read
+/// shows as absent, and `query` then answers INTERNAL for the whole request, because the view
+/// noted the fault. Never for a decision: use [`view_status`] there.
+pub(super) fn shown<T>(read: ViewResult<Option<T>>) -> Option<T> {
+    read.ok().flatten()
+}
+
+/// The status of a read of the state that failed.
+pub(super) fn view_status(e: ViewError) -> Status {
+    domain_status(e.into())
+}
+
+/// A storage fault met while answering from this node's state: the answer would reflect the
+/// fault, not the state.
+pub(super) fn read_fault_status(fault: StorageFault) -> Status {
+    tracing::error!(%fault, "a read of this node's state failed");
+    Status::internal(format!("this node cannot read its state: {fault}"))
+}
+
+impl Api {
+    pub fn new(node: Arc<Node>) -> Self {
+        auth::prepare_dummy_hash();
+        Self { node, idle: Arc::default() }
+    }
+
+    /// Answers from this node's applied state through `query`. A storage fault met on the way
+    /// fails the request with INTERNAL whatever `query` concluded: its "not found", "not
+    /// allowed" or short list may only reflect the fault.
+    pub(super) fn query<T>(&self, query: impl FnOnce(&RocksHub<'_>) -> Result<T, Status>) -> Result<T, Status> {
+        let hub = self.node.state.hub();
+        let answer = query(&hub);
+        hub.fault().map_or(answer, |fault| Err(read_fault_status(fault)))
+    }
+
+    /// Makes this node's state current. Without a quorum it falls back to its own copy (a
+    /// cut-off region keeps reading) and returns why that copy may be stale.
+    pub(super) async fn fresh(&self) -> Result<Option<String>, Status> {
+        self.node.current_or_stale().await.map_err(|e| e.into_status())
+    }
+
+    /// The signed-in account and its session token's hash.
+    pub(super) async fn authenticate<T>(&self, req: &Request<T>) -> Result<(AccountId, String), Status> {
+        let (account, token_hash, _) = self.authenticate_fresh(req).await?;
+        Ok((account, token_hash))
+    }
+
+    /// [`Self::authenticate`], also telling whether this node's copy may be stale (and why).
+    pub(super) async fn authenticate_fresh<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<(AccountId, String, Option<String>), Status> {
+        self.authenticate_on(req, ReadFrom::Current).await
+    }
+
+    /// [`Self::authenticate_fresh`], on this node's copy made current first or taken as it is.
+    async fn authenticate_on<T>(
+        &self,
+        req: &Request<T>,
+        from: ReadFrom,
+    ) -> Result<(AccountId, String, Option<String>), Status> {
+        let token = auth::bearer(req)
+            .ok_or_else(|| Status::unauthenticated("sign in first (authorization: Bearer <token>)"))?;
+        let token_hash = auth::secret_hash(&token);
+        let stale = match (from, self.node.apply_fault()) {
+            (ReadFrom::Diagnosis, Some(fault)) => Some(format!("this node stopped applying the log: {fault}")),
+            (ReadFrom::Current | ReadFrom::Diagnosis, _) => self.fresh().await?,
+            (ReadFrom::Local, _) => self.node.local_copy().map_err(|e| e.into_status())?,
+        };
+        let now = now_ms();
+        let last = self.idle.last_used(&token_hash);
+        let (account, touch_due) = self.query(|hub| {
+            let policy = SessionPolicy::of(hub).map_err(view_status)?;
+            let account = queries::authenticate(hub, &token_hash, last, now, policy).map_err(domain_status)?;
+            Ok((account, queries::touch_due(hub, &token_hash, now).map_err(view_status)?))
+        })?;
+        self.idle.touch(&token_hash, now);
+        if touch_due {
+            // Record the use hub-wide, in the background: one idempotency key per session and
+            // window, so nodes touching at once write it once. Losing it only costs precision.
+            let (api, session) = (self.clone(), token_hash.clone());
+            let idempotency_key = format!(
+                "touch/{}/{}",
+                token_hash.get(..SESSION_ID_CHARS).unwrap_or(&token_hash),
+                now / queries::TOUCH_EVERY_MS
+            );
+            tokio::spawn(async move {
+                let cmd = Command::TouchSession { token_hash: session.clone() };
+                if let Err(e) = api.write(idempotency_key, Some(session), cmd).await {
+                    tracing::debug!("could not record a session's use hub-wide: {e}");
+                }
+            });
+        }
+        Ok((account, token_hash, stale))
+    }
+
+    /// Proposes a command and maps its result.
+    pub(super) async fn write(
+        &self,
+        idempotency_key: String,
+        session: Option<String>,
+        command: Command,
+    ) -> Result<Outcome, Status> {
+        Ok(self.write_once(idempotency_key, session, command).await?.0)
+    }
+
+    /// [`Self::write`], also telling whether the idempotency key had been applied before (the
+    /// outcome is then the first attempt's).
+    pub(super) async fn write_once(
+        &self,
+        idempotency_key: String,
+        session: Option<String>,
+        command: Command,
+    ) -> Result<(Outcome, bool), Status> {
+        let envelope = Envelope {
+            request_id: idempotency_key,
+            proposed_at_ms: 0,
+            command: kizuna_domain::Command::Collab { session, origin_node: self.node.id, command },
+        };
+        let applied = self.node.write(envelope).await.map_err(|e| e.into_status())?;
+        match applied.result {
+            CommandResult::Collab(outcome) => Ok((outcome, applied.duplicate)),
+            CommandResult::Refused(refusal) => Err(domain_status(refusal)),
+            other => Err(Status::internal(format!("unexpected result {other:?}"))),
+        }
+    }
+
+    /// Journals a read of patient data before its answer leaves this node.
+    pub(super) fn audit_read(
+        &self,
+        account: AccountId,
+        token_hash: &str,
+        patient: Option<PatientId>,
+        room: Option<RoomId>,
+        what: String,
+    ) -> Result<(), Status> {
+        let record = AuditRecord {
+            at_ms: now_ms(),
+            account,
+            session: token_hash.chars().take(SESSION_ID_CHARS).collect(),
+            node: self.node.id,
+            action: AuditAction::Read,
+            patient,
+            room,
+            what,
+        };
+        self.node.state.journal.append(&record).map_err(|e| Status::internal(format!("audit journal: {e}")))
+    }
+
+    /// Proposes `command` for the signed-in caller.
+    pub(super) async fn signed_write<T>(
+        &self,
+        req: &Request<T>,
+        idempotency_key: String,
+        command: Command,
+    ) -> Result<Outcome, Status> {
+        let (_, token_hash) = self.authenticate(req).await?;
+        self.write(idempotency_key, Some(token_hash), command).await
+    }
+
+    /// [`Self::signed_write`], then this node's copy made current (a follower forwards writes
+    /// to the leader), so the caller's answer can show the write's effect read from here.
+    pub(super) async fn signed_write_then_catch_up<T>(
+        &self,
+        req: &Request<T>,
+        idempotency_key: String,
+        command: Command,
+    ) -> Result<(Outcome, AccountId, String), Status> {
+        let outcome = self.signed_write(req, idempotency_key, command).await?;
+        let (me, token_hash) = self.authenticate(req).await?;
+        Ok((outcome, me, token_hash))
+    }
+
+    /// The signed-in account, which must be a hub operator (事務局).
+    pub(super) async fn operator<T>(&self, req: &Request<T>) -> Result<AccountId, Status> {
+        Ok(self.operator_on(req, ReadFrom::Current).await?.0)
+    }
+
+    /// [`Self::operator`] on this node's copy (made current first, or as it is), also telling
+    /// whether that copy may be stale (and why).
+    pub(super) async fn operator_on<T>(
+        &self,
+        req: &Request<T>,
+        from: ReadFrom,
+    ) -> Result<(AccountId, Option<String>), Status> {
+        let (me, _, stale) = self.authenticate_on(req, from).await?;
+        self.query(|hub| authz::operator(hub, me).map_err(domain_status))?;
+        Ok((me, stale))
+    }
+}
+
+/// An outcome the command cannot have produced: a bug between this layer and the domain.
+pub(super) fn unexpected(outcome: Outcome) -> Status {
+    Status::internal(format!("unexpected outcome {outcome:?}"))
+}
