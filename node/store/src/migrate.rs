@@ -121,6 +121,9 @@ fn convert(family: &'static str, key: &[u8], json: &[u8]) -> Result<Option<Vec<u
     if family == CF_SM_META && key == APPLIED {
         return applied(json).map_err(fail);
     }
+    if family == CF_SM_DATA && key.first() == Some(&keys::REQUEST_IDS.prefix) {
+        return remembered_result(json).map(Some).map_err(fail);
+    }
     let converted = value_type(family, key, FromJson(json)).ok_or_else(|| fail("no value is expected here".into()))?;
     converted.map(Some).map_err(fail)
 }
@@ -140,6 +143,33 @@ impl ForType for FromJson<'_> {
 fn applied(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let value: Option<LogId> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     value.map(|id| codec::encode(&id).map_err(|e| e.to_string())).transpose()
+}
+
+/// `q`: a result remembered as JSON, refusals included in the shape they had before the domain's
+/// one refusal type, `{"Refused":{"code":"NotFound","message":"room not found"}}`; now the
+/// refusal is the domain's error itself, which says the same (`NotFound("room")`).
+fn remembered_result(json: &[u8]) -> Result<Vec<u8>, String> {
+    let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    if let Some(refused) = value.pointer_mut("/result/Refused")
+        && let Some(now) = legacy_refusal(refused)
+    {
+        *refused = now;
+    }
+    let applied: Applied = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    codec::encode(&applied).map_err(|e| e.to_string())
+}
+
+/// The domain error (as JSON) that an old `{code, message}` refusal stood for; `None` if it is
+/// not of that shape. The message was the error's text: `NotFound`'s ends in " not found".
+fn legacy_refusal(old: &serde_json::Value) -> Option<serde_json::Value> {
+    let code = old.get("code")?.as_str()?;
+    let message = old.get("message")?.as_str()?;
+    Some(match code {
+        "Unauthenticated" => serde_json::json!("Unauthenticated"),
+        "NotFound" => serde_json::json!({ "NotFound": message.strip_suffix(" not found").unwrap_or(message) }),
+        // InvalidArgument, PermissionDenied, FailedPrecondition carry their message as is.
+        other => serde_json::json!({ other: message }),
+    })
 }
 
 /// Runs `op` with the type of the values at `key` of `family`; `None` for a key that holds none.

@@ -155,3 +155,28 @@ fn value_sizes_of_the_fixture_shrink() {
     println!("FIGURE all values: JSON {json} B, now {now} B ({:.0} %)", 100.0 * now as f64 / json as f64);
     assert!(now * 2 < json, "{now} B against {json} B of JSON");
 }
+
+/// Refusals remembered before the domain's one refusal type migrate to the same refusal.
+#[test]
+fn remembered_refusals_of_the_old_shape_migrate_to_the_domain_error() {
+    use kizuna_domain::CommandResult;
+    use kizuna_domain::collab::DomainError;
+    let old = |code: &str, message: &str| {
+        format!(
+            r#"{{"result":{{"Refused":{{"code":"{code}","message":"{message}"}}}},"log_index":7,"duplicate":false}}"#
+        )
+    };
+    for (code, message, now) in [
+        ("NotFound", "room not found", DomainError::NotFound("room".into())),
+        ("InvalidArgument", "text is empty", DomainError::InvalidArgument("text is empty".into())),
+        ("PermissionDenied", "only an owner", DomainError::PermissionDenied("only an owner".into())),
+        ("FailedPrecondition", "already a member", DomainError::FailedPrecondition("already a member".into())),
+        ("Unauthenticated", "not signed in, or the session has ended", DomainError::Unauthenticated),
+    ] {
+        let key = keys::text(keys::REQUEST_IDS, "3/key");
+        let bytes = convert(CF_SM_DATA, &key, old(code, message).as_bytes()).expect("migrates").expect("a value");
+        let applied: Applied = codec::decode(&bytes).expect("decodes");
+        assert_eq!(now.to_string(), message, "the same text for the client");
+        assert_eq!(applied, Applied { result: CommandResult::Refused(now), log_index: 7, duplicate: false });
+    }
+}
