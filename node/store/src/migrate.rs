@@ -121,7 +121,7 @@ fn convert(family: &'static str, key: &[u8], json: &[u8]) -> Result<Option<Vec<u
     if family == CF_SM_META && key == APPLIED {
         return applied(json).map_err(fail);
     }
-    if family == CF_SM_DATA && key.first() == Some(&keys::REQUEST_IDS.prefix) {
+    if family == CF_SM_DATA && key.first() == Some(&keys::IDEMPOTENCY.prefix) {
         return remembered_result(json).map(Some).map_err(fail);
     }
     let converted = value_type(family, key, FromJson(json)).ok_or_else(|| fail("no value is expected here".into()))?;

@@ -160,7 +160,7 @@ fn value_sizes_of_the_fixture_shrink() {
 #[test]
 fn remembered_refusals_of_the_old_shape_migrate_to_the_domain_error() {
     use kizuna_domain::CommandResult;
-    use kizuna_domain::collab::DomainError;
+    use kizuna_domain::DomainError;
     let old = |code: &str, message: &str| {
         format!(
             r#"{{"result":{{"Refused":{{"code":"{code}","message":"{message}"}}}},"log_index":7,"duplicate":false}}"#
@@ -173,7 +173,7 @@ fn remembered_refusals_of_the_old_shape_migrate_to_the_domain_error() {
         ("FailedPrecondition", "already a member", DomainError::FailedPrecondition("already a member".into())),
         ("Unauthenticated", "not signed in, or the session has ended", DomainError::Unauthenticated),
     ] {
-        let key = keys::text(keys::REQUEST_IDS, "3/key");
+        let key = keys::text(keys::IDEMPOTENCY, "3/key");
         let bytes = convert(CF_SM_DATA, &key, old(code, message).as_bytes()).expect("migrates").expect("a value");
         let applied: Applied = codec::decode(&bytes).expect("decodes");
         assert_eq!(now.to_string(), message, "the same text for the client");
