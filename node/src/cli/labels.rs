@@ -4,30 +4,17 @@
 use kizuna_proto::admin::MemberRole;
 use kizuna_proto::audit::AuditAction;
 use kizuna_proto::care_requests::{AnswerState, CareRequestKind};
-use kizuna_proto::common::{AccountKind, FacilityKind, Profession};
+use kizuna_proto::common::{AccountKind, FacilityKind};
+use kizuna_server::api::convert;
 
 /// An enum value as received: unknown numbers (a newer server) read as unspecified.
 fn known<E: TryFrom<i32> + Default>(value: i32) -> E {
     E::try_from(value).unwrap_or_default()
 }
 
+/// The domain's own label (one table of Japanese profession names, in the domain).
 pub fn profession(value: i32) -> &'static str {
-    match known(value) {
-        Profession::Doctor => "医師",
-        Profession::Nurse => "看護師",
-        Profession::VisitingNurse => "訪問看護師",
-        Profession::Pharmacist => "薬剤師",
-        Profession::Dentist => "歯科医師",
-        Profession::DentalHygienist => "歯科衛生士",
-        Profession::Therapist => "PT/OT/ST",
-        Profession::CareManager => "ケアマネジャー",
-        Profession::CareWorker => "介護職",
-        Profession::MedicalSocialWorker => "MSW",
-        Profession::Clerk => "事務",
-        Profession::MunicipalStaff => "行政職員",
-        Profession::Other => "その他",
-        Profession::Unspecified => "",
-    }
+    convert::profession_from(value).map_or("", |p| p.label())
 }
 
 /// Who wrote a post: the profession of a professional, 家族 or 事務局 otherwise.
@@ -102,26 +89,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_profession_has_the_domain_label() {
-        use kizuna_domain::model::Profession as P;
-        let pairs = [
-            (Profession::Doctor, P::Doctor),
-            (Profession::Nurse, P::Nurse),
-            (Profession::VisitingNurse, P::VisitingNurse),
-            (Profession::Pharmacist, P::Pharmacist),
-            (Profession::Dentist, P::Dentist),
-            (Profession::DentalHygienist, P::DentalHygienist),
-            (Profession::Therapist, P::Therapist),
-            (Profession::CareManager, P::CareManager),
-            (Profession::CareWorker, P::CareWorker),
-            (Profession::MedicalSocialWorker, P::MedicalSocialWorker),
-            (Profession::Clerk, P::Clerk),
-            (Profession::MunicipalStaff, P::MunicipalStaff),
-            (Profession::Other, P::Other),
-        ];
-        for (api, domain) in pairs {
-            assert_eq!(profession(api as i32), domain.label(), "{api:?}");
-        }
+    fn professions_read_in_japanese_and_unknown_values_read_as_nothing() {
+        use kizuna_proto::common::Profession;
+        assert_eq!(profession(Profession::VisitingNurse as i32), "訪問看護師");
+        assert_eq!(profession(Profession::CareManager as i32), "ケアマネジャー");
+        assert_eq!(profession(Profession::Unspecified as i32), "");
         assert_eq!(profession(999), "");
     }
 }

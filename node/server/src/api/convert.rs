@@ -47,7 +47,7 @@ pub(super) fn facility_kind_to(kind: FacilityKind) -> pb::FacilityKind {
 }
 
 /// A profession a client sent: unspecified or unknown values are refused.
-pub(super) fn profession_from(p: i32) -> Result<Profession, Status> {
+pub fn profession_from(p: i32) -> Result<Profession, Status> {
     use pb::Profession as P;
     Ok(match P::try_from(p).unwrap_or(P::Unspecified) {
         P::Doctor => Profession::Doctor,

@@ -9,7 +9,7 @@ mod audit;
 mod auth;
 mod care_requests;
 mod connections;
-mod convert;
+pub mod convert;
 mod directory;
 mod events;
 mod health;
