@@ -363,10 +363,16 @@ async fn the_collaboration_story() {
     assert_eq!(seqs(&f.posts.timeline(window).await.unwrap().into_inner()), [2]);
     // A token is the server's: one of the other order, or a made-up one, is refused.
     let newest = f.posts.timeline(page(TimelineOrder::NewestFirst, String::new())).await.unwrap().into_inner();
+    let newest_token_of_a = newest.next_page_token.clone();
     for token in [newest.next_page_token, "not-a-token".to_owned(), "7b7d".to_owned()] {
         let e = f.posts.timeline(page(TimelineOrder::OldestFirst, token)).await.expect_err("bad page token");
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     }
+    // A token is bound to its room: room A's token moved to room B would skip B's posts.
+    let mut elsewhere = page(TimelineOrder::NewestFirst, newest_token_of_a.clone());
+    elsewhere.get_mut().room_id = room_b;
+    let e = f.posts.timeline(elsewhere).await.expect_err("another room's page token");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     let mut unknown = page(TimelineOrder::NewestFirst, String::new());
     unknown.get_mut().order = 9;
     assert_eq!(f.posts.timeline(unknown).await.expect_err("unknown order").code(), tonic::Code::InvalidArgument);

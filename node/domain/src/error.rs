@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::view::ViewError;
 
-///
-/// It is the one refusal type from the domain to the API: a refused write is remembered with
+/// The one refusal type from the domain to the API: a refused write is remembered with
 /// its idempotency key as this value (hence serde), and the API maps it to a status in one place.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum DomainError {

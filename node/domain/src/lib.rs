@@ -117,12 +117,6 @@ impl From<DomainError> for CommandResult {
     }
 }
 
-impl From<ViewError> for CommandResult {
-    fn from(e: ViewError) -> Self {
-        CommandResult::Refused(e.into())
-    }
-}
-
 /// What a client gets for an applied (or already applied) request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {

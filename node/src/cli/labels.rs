@@ -3,7 +3,7 @@
 
 use kizuna_proto::admin::MemberRole;
 use kizuna_proto::audit::AuditAction;
-use kizuna_proto::care_requests::{AnswerState, CareRequestKind};
+use kizuna_proto::care_requests::AnswerState;
 use kizuna_proto::common::{AccountKind, FacilityKind};
 use kizuna_server::api::convert;
 
@@ -42,14 +42,9 @@ pub fn facility_kind(value: i32) -> &'static str {
     }
 }
 
+/// The domain's own label.
 pub fn care_request_kind(value: i32) -> &'static str {
-    match known(value) {
-        CareRequestKind::Admission => "入院",
-        CareRequestKind::Discharge => "退院",
-        CareRequestKind::HomeVisit => "往診",
-        CareRequestKind::Collaboration => "連携",
-        CareRequestKind::Unspecified => "",
-    }
+    convert::care_request_kind_from(value).map_or("", |k| k.label())
 }
 
 pub fn answer_state(value: i32) -> &'static str {

@@ -1,4 +1,4 @@
-//! The one value format of the node: every value at rest (state tables, remembered request-id
+//! The one value format of the node: every value at rest (state tables, remembered idempotency-key
 //! results, the Raft log and its metadata, snapshots, the audit journal) and every Raft payload
 //! and forwarded write between the nodes of a hub.
 //!

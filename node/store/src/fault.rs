@@ -1,11 +1,10 @@
-//! A storage failure met while the collaboration tables were read or written for the domain.
+//! A storage failure met while the hub's tables were read or written for the domain.
 
 use std::fmt::Display;
 
-/// The first read, scan, decode or encode failure a [`crate::RocksHub`] met. The domain's
-/// `HubView` cannot fail, so the view answered as if the value were absent (or the list
-/// shorter): whatever was decided after it reflects the fault, not the state, and must be
-/// neither written (apply) nor answered (queries).
+/// The first read, scan, decode or encode failure a [`crate::RocksHub`] met. The view answers
+/// every later read with an error naming this fault; apply writes nothing of a batch that met
+/// one, and a query that met one answers INTERNAL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageFault {
     #[error("cannot read sm_data key {key}: {cause}")]

@@ -27,12 +27,13 @@ use kizuna_domain::{Change, HubView, ViewError, ViewResult};
 /// A committed key and value, as RocksDB returns them.
 type Pair = (Box<[u8]>, Box<[u8]>);
 
-/// A read view of the collaboration tables plus pending writes of the current batch.
+/// A read view of the hub's tables plus pending writes of the current batch.
 ///
-/// The domain's [`HubView`] cannot fail, so a read, scan, decode or encode failure is answered
-/// as "absent" (or a shorter list, or no write) and remembered as the view's [`StorageFault`]:
-/// its user must check [`RocksHub::fault`] before it keeps or answers anything decided through
-/// the view. Only the first fault is kept; it is the cause, later ones may be consequences.
+/// A read, scan, decode or encode failure is remembered as the view's [`StorageFault`] (only
+/// the first: it is the cause, later ones may be consequences), and from then on every
+/// [`HubView`] read of this view answers an error, so nothing is decided on an invented value.
+/// Writes staged after a fault are refused by [`RocksHub::write_into`]; apply checks
+/// [`RocksHub::fault`] after every entry.
 pub struct RocksHub<'a> {
     db: &'a DB,
     /// For queries: the one RocksDB snapshot every read of this view sees, so an answer that

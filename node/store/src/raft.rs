@@ -39,7 +39,7 @@ pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, crate::
 pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
 
 /// Encodes a Raft message or a forwarded write for the wire (see
-/// `proto/kizuna/raft/v1/raft.proto`), in the storage's value format: every node of a hub runs
+/// `proto/kizuna/raft/v1/raft_transport_service.proto`), in the storage's value format: every node of a hub runs
 /// the same build, and the version byte makes a peer of another format fail loudly.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // These plain data types always encode (sized sequences only); were one not to, the empty

@@ -20,7 +20,7 @@ use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_v
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::events::{Event, stamp};
 use kizuna_domain::{
-    self, Applied, Command, CommandResult, Ctx, Decision, Envelope, LogCommand, Record, Sender, decide,
+    self, Applied, Command, CommandResult, Ctx, Decision, DomainError, Envelope, LogCommand, Record, Sender, decide,
 };
 
 pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
@@ -187,11 +187,9 @@ pub struct ApplyFault {
 impl ApplyBatch<'_> {
     /// Ends the batch, writing nothing, once an entry met a storage fault.
     ///
-    /// The domain reads through [`RocksHub`], which cannot fail: a value it could not read or
-    /// decode was answered as absent, and the command may have decided on that (refused a
-    /// write the other replicas accept, created what exists). The result of that entry, and
-    /// every write staged before it in this batch, are therefore dropped: nothing decided on an
-    /// invented answer is ever persisted. The error makes openraft stop this node's Raft core
+    /// The domain was told (its reads returned errors), but the fault is checked here too, as
+    /// the one gate: the result of that entry and every write staged before it in this batch
+    /// are dropped, so nothing of a batch that met a fault is ever persisted. The error makes openraft stop this node's Raft core
     /// (a storage error is fatal), so the node stops applying rather than diverging; once the
     /// fault is repaired, a restart applies the same entries again from the last written state.
     fn stop_if_faulted(&self, index: u64) -> Result<(), ApplyFault> {
@@ -204,9 +202,9 @@ impl ApplyBatch<'_> {
     fn apply(&mut self, log_index: u64, envelope: Envelope) -> std::io::Result<Applied> {
         let scoped_key = match envelope.idempotency_scope(&self.hub) {
             Ok(key) => key,
-            // The view noted the fault: `stop_if_faulted` ends the batch before anything of it,
-            // this result included, is written.
-            Err(unreadable) => return Ok(Applied { result: unreadable.into(), log_index, duplicate: false }),
+            // Never a result: the view noted the fault, and `stop_if_faulted` ends the batch
+            // before anything of it is written.
+            Err(unreadable) => return Err(std::io::Error::other(unreadable)),
         };
         if let Some(first) = self.applied_under(&scoped_key)? {
             return Ok(Applied { duplicate: true, ..first });
@@ -222,7 +220,7 @@ impl ApplyBatch<'_> {
                 CommandResult::RecordPut { version }
             }
             LogCommand::Signed { session, origin_node, command } => {
-                self.signed(log_index, session, origin_node, command)
+                self.signed(log_index, session, origin_node, command)?
             }
             LogCommand::AuditReads { records } => {
                 let mut last_seq = 0;
@@ -238,7 +236,14 @@ impl ApplyBatch<'_> {
         Ok(applied)
     }
 
-    fn signed(&mut self, log_index: u64, session: Option<String>, origin_node: u64, command: Command) -> CommandResult {
+    /// A state that could not be read is an error of this node, never a refusal to remember.
+    fn signed(
+        &mut self,
+        log_index: u64,
+        session: Option<String>,
+        origin_node: u64,
+        command: Command,
+    ) -> std::io::Result<CommandResult> {
         let ctx = Ctx { log_index, now_ms: self.clock_ms };
         let sender = Sender { session: session.as_deref(), origin_node };
         match decide(&self.hub, ctx, sender, command) {
@@ -251,9 +256,10 @@ impl ApplyBatch<'_> {
                     self.hub.put_event(&event);
                     self.events.push(event);
                 }
-                CommandResult::Done(effects.outcome)
+                Ok(CommandResult::Done(effects.outcome))
             }
-            Err(e) => e.into(),
+            Err(DomainError::Unreadable(fault)) => Err(std::io::Error::other(fault)),
+            Err(refusal) => Ok(refusal.into()),
         }
     }
 
@@ -302,19 +308,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let applied = match entry.payload {
-                EntryPayload::Normal(envelope) => batch.apply(entry.log_id.index, envelope)?,
+                EntryPayload::Normal(envelope) => batch.apply(entry.log_id.index, envelope),
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
-                    Applied { result: CommandResult::NoOp, log_index: entry.log_id.index, duplicate: false }
+                    Ok(Applied { result: CommandResult::NoOp, log_index: entry.log_id.index, duplicate: false })
                 }
                 EntryPayload::Blank => {
-                    Applied { result: CommandResult::NoOp, log_index: entry.log_id.index, duplicate: false }
+                    Ok(Applied { result: CommandResult::NoOp, log_index: entry.log_id.index, duplicate: false })
                 }
             };
+            // First the view's fault (it names the table and key, and marks the node failed).
             if let Err(fault) = batch.stop_if_faulted(entry.log_id.index) {
                 let _ = self.reader.apply_fault.set(fault.clone());
                 return Err(std::io::Error::other(fault));
             }
+            let applied = applied?;
             last_applied = Some(entry.log_id);
             if let Some(responder) = responder {
                 replies.push((responder, applied));

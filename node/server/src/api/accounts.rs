@@ -90,8 +90,10 @@ impl Api {
         sessions.sort_by_key(|s| std::cmp::Reverse((s.created_at_ms, id(s))));
         let rest = sessions.into_iter().filter(|s| after.as_ref().is_none_or(|a| (s.created_at_ms, id(s)) < *a));
         let (page, more) = paging::take_page(rest, size);
-        let next_page_token =
-            paging::next_token(&page, more, |s| PageToken::Sessions { created_at_ms: s.created_at_ms, session: id(s) });
+        let next_page_token = paging::next_token(&page, more, |s| PageToken::Sessions {
+            created_at_ms: s.created_at_ms,
+            session: id(s),
+        })?;
         let sessions = page
             .into_iter()
             .map(|s| pb::Session {

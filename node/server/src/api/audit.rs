@@ -62,7 +62,7 @@ impl Api {
                 }
             }
         }
-        Ok(pb::ListAuditEntriesResponse { entries, next_page_token: PageToken::Audit { seq: after }.encode() })
+        Ok(pb::ListAuditEntriesResponse { entries, next_page_token: PageToken::Audit { seq: after }.encode()? })
     }
 }
 

@@ -5,22 +5,13 @@
 use kizuna_proto::care_requests as pb;
 use tonic::{Request, Response, Status};
 
+use super::convert::care_request_kind_from as kind_from;
 use super::convert::timestamp;
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, shown, unexpected};
 use kizuna_domain::model::*;
 use kizuna_domain::requests::{self, Answer, CareRequest, RequestKind};
 use kizuna_domain::{Command, HubView, Outcome};
-
-fn kind_from(kind: i32) -> Result<RequestKind, Status> {
-    match pb::CareRequestKind::try_from(kind) {
-        Ok(pb::CareRequestKind::Admission) => Ok(RequestKind::Admission),
-        Ok(pb::CareRequestKind::Discharge) => Ok(RequestKind::Discharge),
-        Ok(pb::CareRequestKind::HomeVisit) => Ok(RequestKind::HomeVisit),
-        Ok(pb::CareRequestKind::Collaboration) => Ok(RequestKind::Collaboration),
-        _ => Err(Status::invalid_argument("kind must be admission, discharge, home visit or collaboration")),
-    }
-}
 
 fn kind_to(kind: RequestKind) -> pb::CareRequestKind {
     match kind {
@@ -118,7 +109,7 @@ impl Api {
             let all = if sent { requests::sent(hub, me) } else { requests::received(hub, me) };
             let rest = all.map_err(domain_status)?.into_iter().filter(|x| before.is_none_or(|b| x.id.0 < b));
             let (page, more) = paging::take_page(rest, size);
-            let next_page_token = paging::next_token(&page, more, |x| PageToken::CareRequests { sent, id: x.id.0 });
+            let next_page_token = paging::next_token(&page, more, |x| PageToken::CareRequests { sent, id: x.id.0 })?;
             for x in &page {
                 if let Some(patient) = x.patient {
                     self.audit_read(me, token_hash, Some(patient), None, format!("request #{} in a list", x.id.0))?;

@@ -5,6 +5,7 @@
 use kizuna_domain::HubView;
 use kizuna_domain::directory::{FacilityProfile, GeoPoint};
 use kizuna_domain::model::*;
+use kizuna_domain::requests::RequestKind;
 use kizuna_proto::common as pb;
 use tonic::Status;
 
@@ -151,5 +152,16 @@ pub(super) fn facility_view(f: Facility, distance_m: Option<u64>) -> pb::Facilit
             note: p.note,
         }),
         distance_m,
+    }
+}
+
+/// A care request's kind a client sent: unspecified or unknown values are refused.
+pub fn care_request_kind_from(kind: i32) -> Result<RequestKind, Status> {
+    match kizuna_proto::care_requests::CareRequestKind::try_from(kind) {
+        Ok(kizuna_proto::care_requests::CareRequestKind::Admission) => Ok(RequestKind::Admission),
+        Ok(kizuna_proto::care_requests::CareRequestKind::Discharge) => Ok(RequestKind::Discharge),
+        Ok(kizuna_proto::care_requests::CareRequestKind::HomeVisit) => Ok(RequestKind::HomeVisit),
+        Ok(kizuna_proto::care_requests::CareRequestKind::Collaboration) => Ok(RequestKind::Collaboration),
+        _ => Err(Status::invalid_argument("kind must be admission, discharge, home visit or collaboration")),
     }
 }

@@ -63,7 +63,7 @@ impl Api {
         let next_page_token = paging::next_token(&page, more, |(f, d)| {
             let (distance_m, municipality, name, id) = search_key(f, *d);
             PageToken::Facilities { distance_m, municipality, name, id }
-        });
+        })?;
         let facilities = page.into_iter().map(|(f, d)| facility_view(f, d)).collect();
         Ok(pb::SearchFacilitiesResponse { facilities, next_page_token })
     }

@@ -16,8 +16,9 @@ pub(crate) enum PageToken {
     Rooms { newest_post_at_ms: u64, room: u64 },
     /// After this session, newest first by (created at, session id).
     Sessions { created_at_ms: u64, session: String },
-    /// Newest first: posts before `seq`; oldest first: posts after it.
-    Timeline { oldest_first: bool, seq: u64 },
+    /// Newest first: posts before `seq`; oldest first: posts after it. Bound to its room: a
+    /// token of one room moved to another would silently skip that room's posts.
+    Timeline { room: u64, oldest_first: bool, seq: u64 },
     /// Care requests (of the sent or the received box) older than `id`.
     CareRequests { sent: bool, id: u64 },
     /// After this facility in the search's order: (distance, municipality, name, id).
@@ -33,11 +34,11 @@ fn bad_token() -> Status {
 }
 
 impl PageToken {
-    /// The opaque text of this token.
-    pub(crate) fn encode(&self) -> String {
-        // Serializing a plain enum of numbers and strings cannot fail.
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        kizuna_domain::hex(&json)
+    /// The opaque text of this token. An encoding failure is an error, never "" (which the
+    /// client would read as "no more pages", cutting the list short).
+    pub(crate) fn encode(&self) -> Result<String, Status> {
+        let json = serde_json::to_vec(self).map_err(|e| Status::internal(format!("page token: {e}")))?;
+        Ok(kizuna_domain::hex(&json))
     }
 
     /// Reads `text` (empty: the first page, None). Anything this server did not hand out is
@@ -61,10 +62,10 @@ pub(crate) fn resume<T>(text: &str, expect: impl FnOnce(PageToken) -> Option<T>)
 }
 
 /// The `next_page_token` of a page: of its last entry when more entries follow, empty otherwise.
-pub(crate) fn next_token<T>(page: &[T], more: bool, token: impl FnOnce(&T) -> PageToken) -> String {
+pub(crate) fn next_token<T>(page: &[T], more: bool, token: impl FnOnce(&T) -> PageToken) -> Result<String, Status> {
     match page.last() {
         Some(last) if more => token(last).encode(),
-        _ => String::new(),
+        _ => Ok(String::new()),
     }
 }
 
@@ -79,11 +80,8 @@ pub(crate) fn take_page<T>(entries: impl IntoIterator<Item = T>, size: usize) ->
 /// A requested page size: 0 means `default`, 1..=`max` as asked, more is refused with
 /// INVALID_ARGUMENT.
 pub(crate) fn page_size(asked: u32, default: usize, max: usize) -> Result<usize, Status> {
-    match asked as usize {
-        0 => Ok(default),
-        n if n <= max => Ok(n),
-        _ => Err(Status::invalid_argument(format!("page_size must be 0..={max}"))),
-    }
+    let size = super::bounded("page_size", u64::from(asked), default as u64, max as u64)?;
+    usize::try_from(size).map_err(|_| Status::invalid_argument(format!("page_size must be 0..={max}")))
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -102,14 +100,14 @@ mod tests {
         let tokens = [
             PageToken::Rooms { newest_post_at_ms: 5, room: 7 },
             PageToken::Sessions { created_at_ms: 1, session: "abcd".into() },
-            PageToken::Timeline { oldest_first: true, seq: 3 },
+            PageToken::Timeline { room: 4, oldest_first: true, seq: 3 },
             PageToken::CareRequests { sent: false, id: 9 },
             PageToken::Facilities { distance_m: None, municipality: "宇都宮市".into(), name: "x".into(), id: 2 },
             PageToken::SearchPosts { posted_at_ms: 1, room: 2, seq: 3 },
             PageToken::Audit { seq: 11 },
         ];
         for token in tokens {
-            assert_eq!(PageToken::decode(&token.encode()).unwrap(), Some(token));
+            assert_eq!(PageToken::decode(&token.encode().unwrap()).unwrap(), Some(token));
         }
         assert_eq!(PageToken::decode("").unwrap(), None);
     }
@@ -119,7 +117,7 @@ mod tests {
         for text in ["zz", "abc", "00", "7b7d", "é1"] {
             assert_eq!(PageToken::decode(text).unwrap_err().code(), tonic::Code::InvalidArgument, "{text}");
         }
-        let other_list = PageToken::Audit { seq: 1 }.encode();
+        let other_list = PageToken::Audit { seq: 1 }.encode().unwrap();
         let refused = resume(&other_list, |t| match t {
             PageToken::Rooms { room, .. } => Some(room),
             _ => None,
@@ -131,7 +129,10 @@ mod tests {
     fn pages_tell_whether_more_follow() {
         assert_eq!(take_page(1..=5, 2), (vec![1, 2], true));
         assert_eq!(take_page(1..=2, 2), (vec![1, 2], false));
-        assert_eq!(next_token(&[1, 2], true, |n| PageToken::Audit { seq: *n }), PageToken::Audit { seq: 2 }.encode());
-        assert_eq!(next_token(&[1, 2], false, |n| PageToken::Audit { seq: *n }), "");
+        assert_eq!(
+            next_token(&[1, 2], true, |n| PageToken::Audit { seq: *n }).unwrap(),
+            PageToken::Audit { seq: 2 }.encode().unwrap()
+        );
+        assert_eq!(next_token(&[1, 2], false, |n| PageToken::Audit { seq: *n }).unwrap(), "");
     }
 }

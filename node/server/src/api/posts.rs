@@ -23,11 +23,12 @@ fn timeline_order(asked: i32) -> Result<TimelineOrder, Status> {
 /// The window and size of the page asked for: the request's window, narrowed by the page token
 /// to what the previous page had not reached yet.
 fn timeline_query(r: &pb::TimelineRequest) -> Result<TimelineQuery, Status> {
+    let room = r.room_id;
     let order = timeline_order(r.order)?;
     let limit = paging::page_size(r.page_size, 50, 200)?;
     let oldest_first = order == TimelineOrder::OldestFirst;
     let resume = paging::resume(&r.page_token, |t| match t {
-        PageToken::Timeline { oldest_first: o, seq } if o == oldest_first => Some(seq),
+        PageToken::Timeline { room: r, oldest_first: o, seq } if r == room && o == oldest_first => Some(seq),
         _ => None,
     })?;
     if r.before_seq == Some(0) {
@@ -43,12 +44,12 @@ fn timeline_query(r: &pb::TimelineRequest) -> Result<TimelineQuery, Status> {
     Ok(TimelineQuery { after_seq, before_seq, order, limit })
 }
 
-fn next_timeline_token(page: &TimelinePage, order: TimelineOrder) -> String {
-    let token = |oldest_first, seq| PageToken::Timeline { oldest_first, seq }.encode();
+fn next_timeline_token(room: RoomId, page: &TimelinePage, order: TimelineOrder) -> Result<String, Status> {
+    let token = |oldest_first, seq| PageToken::Timeline { room: room.0, oldest_first, seq }.encode();
     match order {
         TimelineOrder::OldestFirst if page.next_after_seq != 0 => token(true, page.next_after_seq),
         TimelineOrder::NewestFirst if page.next_before_seq != 0 => token(false, page.next_before_seq),
-        _ => String::new(),
+        _ => Ok(String::new()),
     }
 }
 
@@ -119,7 +120,7 @@ impl pb::post_service_server::PostService for Api {
             if let Some(patient) = audit::patient_of(hub, room).map_err(view_status)? {
                 self.audit_read(me, &token_hash, Some(patient), Some(room), timeline_read(&page))?;
             }
-            let next_page_token = next_timeline_token(&page, query.order);
+            let next_page_token = next_timeline_token(room, &page, query.order)?;
             Ok(pb::TimelineResponse {
                 posts: page.posts.into_iter().map(|p| post_view(hub, p)).collect(),
                 next_page_token,

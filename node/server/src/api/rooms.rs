@@ -76,7 +76,7 @@ impl Api {
         let next_page_token = paging::next_token(&page, more, |s| {
             let (newest_post_at_ms, room) = list_key(s);
             PageToken::Rooms { newest_post_at_ms, room }
-        });
+        })?;
         Ok(pb::ListRoomsResponse { rooms: page.into_iter().map(room_summary_view).collect(), next_page_token })
     }
 }

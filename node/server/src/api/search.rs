@@ -36,7 +36,7 @@ impl Api {
         let next_page_token = paging::next_token(&page, more, |h| {
             let (posted_at_ms, room, seq) = hit_key(h);
             PageToken::SearchPosts { posted_at_ms, room, seq }
-        });
+        })?;
         let mut posts = Vec::with_capacity(page.len());
         for hit in page {
             let Some(room) = hub.room(hit.room).map_err(view_status)? else { continue };
@@ -73,7 +73,7 @@ impl Api {
                     account_id: a.id.0,
                     display_name: a.display_name,
                     profession: profession as i32,
-                    facility_id: facility.map_or(0, |f| f.0),
+                    facility_id: facility.map(|f| f.0),
                     facility: facility.and_then(|f| shown(hub.facility(f))).map(|f| f.name).unwrap_or_default(),
                 }
             })
