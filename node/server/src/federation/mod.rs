@@ -1,0 +1,12 @@
+//! Hub↔hub federation: this hub's signing identity ([`identity`]) and the peers it trusts
+//! ([`trust`]: the configured list and the verifier of their signatures).
+//!
+//! Trust is configured, never discovered (the `[federation]` section of the hub's TOML file).
+//! The rules of streams and the signed bytes are pure and live in
+//! `kizuna_domain::federation`; the design and what is built so far are in `docs/federation.md`.
+
+pub mod identity;
+pub mod trust;
+
+pub use identity::{HubIdentity, IdentityError};
+pub use trust::{Peer, Refusal, Trust, VerifyKey};
