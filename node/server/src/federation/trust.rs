@@ -1,7 +1,7 @@
 //! The peers this hub trusts and the verifier of what they sign.
 //!
 //! Each refusal is distinct (unlisted hub, unknown key id, expired key, bad signature, not for
-//! this hub, stale probe) so that an operator reading the audit log can tell a peer's
+//! this hub, stale probe, and at the transport a certificate of another hub's CA) so that an operator reading the audit log can tell a peer's
 //! misconfiguration from an attack.
 
 use std::collections::BTreeMap;
@@ -44,6 +44,10 @@ pub enum Refusal {
     NotForThisHub { destination: HubName, this: HubName },
     #[error("probe signed at {sent_at_ms} ms is outside the accepted window around {now_ms} ms")]
     StaleProbe { sent_at_ms: u64, now_ms: u64 },
+    #[error("the client certificate was not issued by the configured CA of hub {hub}")]
+    WrongCa { hub: HubName },
+    #[error("malformed request: {0}")]
+    Malformed(String),
 }
 
 /// This hub's name and its configured peers.
