@@ -141,6 +141,10 @@ pub struct NodeConfig {
     pub raft_addr: SocketAddr,
     /// Address of the public gRPC API.
     pub api_addr: SocketAddr,
+    /// Address of the hub↔hub federation listener (mutual TLS with the configured peers).
+    /// None: this node serves no federation.
+    #[serde(default)]
+    pub federation_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// Voters count for the quorum; a learner only replicates (extra regions, local reads).
     #[serde(default = "default_true")]
@@ -208,10 +212,16 @@ impl HubConfig {
                 Some("") => return Err(invalid(at("region"), "must not be empty")),
                 Some(_) => {}
             }
-            for (field, addr) in [("raft_addr", node.raft_addr), ("api_addr", node.api_addr)] {
+            let federation = node.federation_addr.map(|a| ("federation_addr", a));
+            for (field, addr) in
+                [("raft_addr", node.raft_addr), ("api_addr", node.api_addr)].into_iter().chain(federation)
+            {
                 if !addrs.insert(addr) {
                     return Err(invalid(at(field), format!("duplicate address {addr}")));
                 }
+            }
+            if node.federation_addr.is_some() && self.federation.is_none() {
+                return Err(invalid(at("federation_addr"), "needs a [federation] section"));
             }
         }
         if !self.nodes.iter().any(|n| n.voter) {
@@ -235,6 +245,9 @@ impl HubConfig {
             }
         }
         if let Some(federation) = &self.federation {
+            if self.tls.is_none() {
+                return Err(invalid("federation", "needs [tls]: hub-to-hub traffic is mutual TLS only"));
+            }
             federation.trust(&self.hub.name)?;
         }
         let t = &self.raft;
@@ -472,7 +485,8 @@ mod tests {
              [[federation.peers]]\nname = \"gunma\"\nendpoints = [\"127.0.0.1:7400\", \"127.0.0.2:7400\"]\n\
              ca_cert = \"gunma-ca.pem\"\n{peer_extra}\n\
              verify_keys = [{{ key_id = \"gunma-2026\", public_key = \"{KEY_A}\", expires_at = 2027-04-01T00:00:00Z }},\n\
-             {{ key_id = \"gunma-2025\", public_key = \"{KEY_A}\", expires_at = 2026-02-28T23:30:15+09:00 }}]\n",
+             {{ key_id = \"gunma-2025\", public_key = \"{KEY_A}\", expires_at = 2026-02-28T23:30:15+09:00 }}]\n\
+             [tls]\ndir = \"certs\"\n",
             GOOD.replace("name = \"t\"", "name = \"tochigi\"")
         )
     }
@@ -492,6 +506,27 @@ mod tests {
         assert_eq!(gunma.verify_keys[0].expires_at_s, 1_806_537_600);
         assert_eq!(gunma.verify_keys[1].expires_at_s, 1_772_289_015);
         assert!(HubConfig::parse(GOOD).unwrap().federation.is_none());
+    }
+
+    #[test]
+    fn federation_needs_tls_and_its_address_is_checked() {
+        let e = err_of(&federated("").replace("[tls]\ndir = \"certs\"\n", ""));
+        assert!(e.contains("federation: needs [tls]"), "{e}");
+        let with_addr = |addr: &str| {
+            federated("").replace(
+                "api_addr = \"127.0.0.1:7002\"",
+                &format!("api_addr = \"127.0.0.1:7002\"\nfederation_addr = \"{addr}\""),
+            )
+        };
+        let c = HubConfig::parse(&with_addr("127.0.0.1:7402")).unwrap();
+        assert_eq!(c.node("b").unwrap().federation_addr, Some("127.0.0.1:7402".parse().unwrap()));
+        let e = err_of(&with_addr("127.0.0.1:7001"));
+        assert!(e.contains("node[2].federation_addr") && e.contains("duplicate address"), "{e}");
+        let e = err_of(&GOOD.replace(
+            "api_addr = \"127.0.0.1:7002\"",
+            "api_addr = \"127.0.0.1:7002\"\nfederation_addr = \"127.0.0.1:7402\"",
+        ));
+        assert!(e.contains("node[2].federation_addr: needs a [federation] section"), "{e}");
     }
 
     #[test]
@@ -536,8 +571,8 @@ mod tests {
         );
         assert!(err_of(&two).contains("federation.peers[1].name: duplicate peer gunma"), "{}", err_of(&two));
         let keyless = format!(
-            "{}\n[federation]\nsigning_key = \"k\"\nkey_id = \"t1\"\n[[federation.peers]]\nname = \"gunma\"\n\
-             endpoints = [\"x:1\"]\nca_cert = \"c\"\nverify_keys = []\n",
+            "{}\n[tls]\ndir = \"certs\"\n[federation]\nsigning_key = \"k\"\nkey_id = \"t1\"\n[[federation.peers]]\n\
+             name = \"gunma\"\nendpoints = [\"x:1\"]\nca_cert = \"c\"\nverify_keys = []\n",
             GOOD.replace("name = \"t\"", "name = \"tochigi\"")
         );
         assert!(

@@ -236,3 +236,57 @@ async fn deliver_verifies_the_batch_and_says_applying_is_not_built() {
     emptied.messages.clear();
     refused(client.deliver(emptied).await, Code::InvalidArgument, "at least one message");
 }
+
+/// A one-node hub's topology (never started: only its certificates and federation are used).
+fn topology(name: &str, port_base: u16, node_extra: &str, extra: &str) -> String {
+    format!(
+        "[hub]\nname = \"{name}\"\nallow_unsafe_placement = true\n\
+         [[node]]\nid = 1\nname = \"{name}-1\"\nregion = \"r1\"\nraft_addr = \"127.0.0.1:{port_base}\"\n\
+         api_addr = \"127.0.0.1:{}\"\ndata_dir = \"unused\"\n{node_extra}\n{extra}",
+        port_base + 1
+    )
+}
+
+#[tokio::test]
+async fn a_node_serves_federation_from_its_configuration() {
+    use kizuna_server::config::HubConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let (gunma_certs, tochigi_certs) = (dir.path().join("gunma-certs"), dir.path().join("tochigi-certs"));
+    // Gunma: its certificates as `kizuna admin certs` makes them, and its signing key.
+    let gunma_tls = format!("[tls]\ndir = \"{}\"\n", gunma_certs.display());
+    let gunma = HubConfig::parse(&topology("gunma", 7601, "", &gunma_tls)).unwrap();
+    kizuna_server::tls::generate(&gunma, &gunma_certs).unwrap();
+    let gunma_key = signing_key("gunma", "gunma-2026");
+    // Tochigi lists Gunma: its CA and its public key.
+    let tochigi_key_file = dir.path().join("tochigi-2026.pem");
+    std::fs::write(&tochigi_key_file, KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap().serialize_pem()).unwrap();
+    let federation = format!(
+        "[tls]\ndir = \"{}\"\n[federation]\nsigning_key = \"{}\"\nkey_id = \"tochigi-2026\"\n\
+         [[federation.peers]]\nname = \"gunma\"\nendpoints = [\"127.0.0.1:7400\"]\nca_cert = \"{}\"\n\
+         verify_keys = [{{ key_id = \"gunma-2026\", public_key = \"{}\", expires_at = 2099-01-01T00:00:00Z }}]\n",
+        tochigi_certs.display(),
+        tochigi_key_file.display(),
+        gunma_certs.join("ca.pem").display(),
+        kizuna_domain::hex(&gunma_key.public_key()),
+    );
+    // Tochigi's node serves federation on an ephemeral port.
+    let node_extra = "federation_addr = \"127.0.0.1:0\"";
+    let tochigi = HubConfig::parse(&topology("tochigi", 7611, node_extra, &federation)).unwrap();
+    kizuna_server::tls::generate(&tochigi, &tochigi_certs).unwrap();
+
+    let listener = kizuna_server::federation::listener::start(&tochigi, &tochigi.nodes[0]).await.unwrap().unwrap();
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap();
+    let cas = BTreeMap::from([(hub("tochigi"), read(tochigi_certs.join("ca.pem")))]);
+    let gunma_node =
+        FederationTls::from_pems(&read(gunma_certs.join("gunma-1.pem")), &read(gunma_certs.join("gunma-1.key")), cas)
+            .unwrap();
+    let mut client = connect(&gunma_node, &hub("tochigi"), &listener.addr.to_string()).unwrap();
+    let answer = client.probe(signed_probe(&gunma_key, &hub("tochigi"))).await.unwrap().into_inner();
+    assert_eq!(answer.hub, "tochigi");
+    listener.shutdown().await;
+
+    // A node without federation_addr serves none.
+    let mut quiet = tochigi.clone();
+    quiet.nodes[0].federation_addr = None;
+    assert!(kizuna_server::federation::listener::start(&quiet, &quiet.nodes[0]).await.unwrap().is_none());
+}
