@@ -249,6 +249,10 @@ impl HubConfig {
                 return Err(invalid("federation", "needs [tls]: hub-to-hub traffic is mutual TLS only"));
             }
             federation.trust(&self.hub.name)?;
+            // The listener's client roots are the peers' CAs: with none it could admit nobody.
+            if federation.peers.is_empty() && self.nodes.iter().any(|n| n.federation_addr.is_some()) {
+                return Err(invalid("federation.peers", "a node has a federation_addr but no peer is listed"));
+            }
         }
         let t = &self.raft;
         if t.heartbeat_interval_ms == 0 {
@@ -527,6 +531,16 @@ mod tests {
             "api_addr = \"127.0.0.1:7002\"\nfederation_addr = \"127.0.0.1:7402\"",
         ));
         assert!(e.contains("node[2].federation_addr: needs a [federation] section"), "{e}");
+        let lonely = format!(
+            "{}\n[tls]\ndir = \"certs\"\n[federation]\nsigning_key = \"k\"\nkey_id = \"t1\"\n",
+            GOOD.replace("name = \"t\"", "name = \"tochigi\"")
+        );
+        HubConfig::parse(&lonely).expect("federation without peers, served by no node");
+        let e = err_of(&lonely.replace(
+            "api_addr = \"127.0.0.1:7002\"",
+            "api_addr = \"127.0.0.1:7002\"\nfederation_addr = \"127.0.0.1:7402\"",
+        ));
+        assert!(e.contains("federation.peers: a node has a federation_addr but no peer is listed"), "{e}");
     }
 
     #[test]
