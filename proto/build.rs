@@ -2,8 +2,8 @@
 use std::path::PathBuf;
 
 /// The files of the services a node's public port serves (and the types they share); the
-/// internal Raft API is compiled but kept out of the public descriptor set, so reflection on
-/// the public port cannot describe it.
+/// internal Raft API and the hub-to-hub federation API are compiled but kept out of the public
+/// descriptor set, so reflection on the public port cannot describe them.
 const PUBLIC: [&str; 12] = [
     "kizuna/common/v1/types.proto",
     "kizuna/accounts/v1/account_service.proto",
@@ -18,7 +18,8 @@ const PUBLIC: [&str; 12] = [
     "kizuna/records/v1/record_service.proto",
     "kizuna/admin/v1/cluster_admin_service.proto",
 ];
-const INTERNAL: [&str; 1] = ["kizuna/raft/v1/raft_transport_service.proto"];
+const INTERNAL: [&str; 2] =
+    ["kizuna/raft/v1/raft_transport_service.proto", "kizuna/federation/v1/federation_service.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in PUBLIC.iter().chain(&INTERNAL) {

@@ -4,11 +4,12 @@
 //! - `kizuna_domain` ([`domain`]): what the product does — commands, rules, queries. Pure: no I/O.
 //! - `kizuna_store` ([`store`]): RocksDB — the Raft log, the state machine, snapshots.
 //! - `kizuna_server`: Raft wiring ([`raft`]), the node core ([`node`], [`member`]), the public gRPC API
-//!   ([`api`]), background workers ([`audit_shipper`], [`keeper`]), [`config`], [`placement`], [`tls`].
+//!   ([`api`]), background workers ([`audit_shipper`], [`keeper`]), [`config`], [`placement`], [`tls`],
+//!   hub↔hub [`federation`].
 //! - [`cli`] (here): the subcommands that run a node or talk to a hub as a client.
 
 pub mod cli;
 
 pub use kizuna_domain as domain;
-pub use kizuna_server::{api, audit_shipper, config, keeper, member, node, placement, raft, tls};
+pub use kizuna_server::{api, audit_shipper, config, federation, keeper, member, node, placement, raft, tls};
 pub use kizuna_store as store;

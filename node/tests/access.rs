@@ -249,8 +249,10 @@ async fn reflection_advertises_exactly_the_public_services_in_both_versions() {
         let va = ask_v1alpha(&api, Qa::FileContainingSymbol(service.clone())).await.expect("v1alpha describe");
         assert!(matches!(va.message_response, Some(Aa::FileDescriptorResponse(_))), "{service}: {va:?}");
     }
-    let internal = ask_v1(&api, Q1::FileContainingSymbol("kizuna.raft.v1.RaftTransportService".into())).await;
-    assert_eq!(internal.expect_err("the internal API described").code(), Code::NotFound);
+    for internal in ["kizuna.raft.v1.RaftTransportService", "kizuna.federation.v1.FederationService"] {
+        let answer = ask_v1(&api, Q1::FileContainingSymbol(internal.into())).await;
+        assert_eq!(answer.expect_err("an internal API described").code(), Code::NotFound, "{internal}");
+    }
 
     // The node↔node port advertises nothing.
     let raft = format!("http://{}", hub.node_config(id).raft_addr);

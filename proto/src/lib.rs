@@ -28,6 +28,7 @@ pub mod kizuna {
     package!(records, "kizuna.records.v1");
     package!(admin, "kizuna.admin.v1");
     package!(raft, "kizuna.raft.v1");
+    package!(federation, "kizuna.federation.v1");
 }
 
 /// Accounts, facility registration, sessions, the second factor, the session policy.
@@ -46,6 +47,8 @@ pub use kizuna::connections::v1 as connections;
 pub use kizuna::directory::v1 as directory;
 /// Live events (server streaming).
 pub use kizuna::events::v1 as events;
+/// Hub-to-hub federation (its own port, mutual TLS with the configured peers).
+pub use kizuna::federation::v1 as federation;
 /// Posts, acknowledgements, read markers and timelines.
 pub use kizuna::posts::v1 as posts;
 /// Internal node-to-node services of one hub.
@@ -57,6 +60,7 @@ pub use kizuna::rooms::v1 as rooms;
 /// Search (検索).
 pub use kizuna::search::v1 as search;
 
-/// Encoded file descriptors of the public services (not the internal Raft API), for gRPC
+/// Encoded file descriptors of the public services (not the internal Raft API, not
+/// federation), for gRPC
 /// server reflection on the public port.
 pub const PUBLIC_FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("kizuna_public_descriptor");

@@ -20,6 +20,7 @@ pub mod connections;
 pub mod directory;
 pub mod error;
 pub mod events;
+pub mod federation;
 pub mod kernel;
 pub mod model;
 pub mod posts;

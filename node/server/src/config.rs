@@ -1,4 +1,5 @@
-//! The TOML topology of a hub: its nodes, their regions and addresses, and the Raft timers.
+//! The TOML topology of a hub: its nodes, their regions and addresses, the Raft timers, and
+//! its federation peers.
 //!
 //! Validation names the offending field so that an operator can fix the file without reading
 //! code.
@@ -7,7 +8,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use kizuna_domain::federation::{HubKeyId, HubName};
 use serde::Deserialize;
+
+use crate::federation::{Peer, Trust, VerifyKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -36,6 +40,46 @@ pub struct HubConfig {
     pub nodes: Vec<NodeConfig>,
     /// TLS material; without it a node only runs with an explicit `--insecure`.
     pub tls: Option<TlsSection>,
+    /// Hub↔hub federation; without it the hub federates with nobody.
+    pub federation: Option<FederationSection>,
+}
+
+/// This hub's federation identity and its peers (see `docs/federation.md`). The hub's name in
+/// the federation is `[hub].name`, so a hub has one name, not two that could disagree.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationSection {
+    /// PKCS#8 file (PEM or DER) of this hub's ed25519 signing key.
+    pub signing_key: PathBuf,
+    /// Id of that key, as peers list it in their `verify_keys`.
+    pub key_id: String,
+    #[serde(default)]
+    pub peers: Vec<PeerSection>,
+}
+
+/// A peer hub: trust is configured, never discovered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    /// The peer's hub name, e.g. `gunma`.
+    pub name: String,
+    /// `host:port` of the peer's federation listeners, nodes in different regions.
+    pub endpoints: Vec<String>,
+    /// The peer hub's CA certificate (PEM), for mutual TLS.
+    pub ca_cert: PathBuf,
+    pub verify_keys: Vec<VerifyKeySection>,
+}
+
+/// One public key of a peer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyKeySection {
+    pub key_id: String,
+    /// The raw 32-byte ed25519 public key, 64 hex digits.
+    pub public_key: String,
+    /// An RFC 3339 date-time with an offset (an unquoted TOML date-time, e.g.
+    /// `2027-04-01T00:00:00Z`); from then on the key verifies nothing.
+    pub expires_at: toml::value::Datetime,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +141,10 @@ pub struct NodeConfig {
     pub raft_addr: SocketAddr,
     /// Address of the public gRPC API.
     pub api_addr: SocketAddr,
+    /// Address of the hub↔hub federation listener (mutual TLS with the configured peers).
+    /// None: this node serves no federation.
+    #[serde(default)]
+    pub federation_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// Voters count for the quorum; a learner only replicates (extra regions, local reads).
     #[serde(default = "default_true")]
@@ -164,10 +212,16 @@ impl HubConfig {
                 Some("") => return Err(invalid(at("region"), "must not be empty")),
                 Some(_) => {}
             }
-            for (field, addr) in [("raft_addr", node.raft_addr), ("api_addr", node.api_addr)] {
+            let federation = node.federation_addr.map(|a| ("federation_addr", a));
+            for (field, addr) in
+                [("raft_addr", node.raft_addr), ("api_addr", node.api_addr)].into_iter().chain(federation)
+            {
                 if !addrs.insert(addr) {
                     return Err(invalid(at(field), format!("duplicate address {addr}")));
                 }
+            }
+            if node.federation_addr.is_some() && self.federation.is_none() {
+                return Err(invalid(at("federation_addr"), "needs a [federation] section"));
             }
         }
         if !self.nodes.iter().any(|n| n.voter) {
@@ -188,6 +242,16 @@ impl HubConfig {
                     format!("hub.preferred_regions[{i}]"),
                     format!("no voter sits in region {region:?}"),
                 ));
+            }
+        }
+        if let Some(federation) = &self.federation {
+            if self.tls.is_none() {
+                return Err(invalid("federation", "needs [tls]: hub-to-hub traffic is mutual TLS only"));
+            }
+            federation.trust(&self.hub.name)?;
+            // The listener's client roots are the peers' CAs: with none it could admit nobody.
+            if federation.peers.is_empty() && self.nodes.iter().any(|n| n.federation_addr.is_some()) {
+                return Err(invalid("federation.peers", "a node has a federation_addr but no peer is listed"));
             }
         }
         let t = &self.raft;
@@ -221,6 +285,97 @@ impl HubConfig {
         }
         self
     }
+}
+
+impl FederationSection {
+    /// The hub's name in the federation and its signing key id, validated.
+    pub fn identity_names(&self, hub: &str) -> Result<(HubName, HubKeyId), ConfigError> {
+        let hub = HubName::new(hub).map_err(|e| invalid("hub.name", format!("with [federation]: {e}")))?;
+        let key_id = HubKeyId::new(self.key_id.as_str()).map_err(|e| invalid("federation.key_id", e.to_string()))?;
+        Ok((hub, key_id))
+    }
+
+    /// The peers, validated, as the verifier uses them. `hub` is this hub's `[hub].name`.
+    pub fn trust(&self, hub: &str) -> Result<Trust, ConfigError> {
+        let (this, _) = self.identity_names(hub)?;
+        let mut peers: Vec<Peer> = Vec::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            let at = |f: &str| format!("federation.peers[{i}].{f}");
+            let name = HubName::new(p.name.as_str()).map_err(|e| invalid(at("name"), e.to_string()))?;
+            if name == this {
+                return Err(invalid(at("name"), "a hub is not its own peer"));
+            }
+            if peers.iter().any(|q| q.name == name) {
+                return Err(invalid(at("name"), format!("duplicate peer {name}")));
+            }
+            if p.endpoints.is_empty() || p.endpoints.iter().any(|e| e.trim().is_empty()) {
+                return Err(invalid(at("endpoints"), "list at least one host:port, none empty"));
+            }
+            let verify_keys = verify_keys(&p.verify_keys, &at("verify_keys"))?;
+            let endpoints = p.endpoints.clone();
+            peers.push(Peer { name, endpoints, ca_cert: p.ca_cert.clone(), verify_keys });
+        }
+        Ok(Trust::new(this, peers))
+    }
+}
+
+fn verify_keys(keys: &[VerifyKeySection], field: &str) -> Result<Vec<VerifyKey>, ConfigError> {
+    if keys.is_empty() {
+        return Err(invalid(field, "list at least one key"));
+    }
+    let mut out: Vec<VerifyKey> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let at = |f: &str| format!("{field}[{i}].{f}");
+        let key_id = HubKeyId::new(k.key_id.as_str()).map_err(|e| invalid(at("key_id"), e.to_string()))?;
+        if out.iter().any(|o| o.key_id == key_id) {
+            return Err(invalid(at("key_id"), format!("duplicate key id {key_id}")));
+        }
+        let public_key =
+            parse_public_key(&k.public_key).ok_or_else(|| invalid(at("public_key"), "must be 64 hex digits"))?;
+        let expires_at_s = unix_seconds(&k.expires_at).map_err(|reason| invalid(at("expires_at"), reason))?;
+        out.push(VerifyKey { key_id, public_key, expires_at_s });
+    }
+    Ok(out)
+}
+
+/// A raw ed25519 public key in hex (either case).
+fn parse_public_key(hex: &str) -> Option<[u8; 32]> {
+    let digits = hex.trim().as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (byte, pair) in key.iter_mut().zip(digits.chunks(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(key)
+}
+
+/// Seconds since the Unix epoch of a TOML offset date-time. A local date or time is refused:
+/// an expiry must not depend on the time zone of the machine that reads the file.
+fn unix_seconds(dt: &toml::value::Datetime) -> Result<u64, String> {
+    use toml::value::Offset;
+    let (Some(date), Some(time), Some(offset)) = (dt.date, dt.time, dt.offset) else {
+        return Err(format!("{dt} needs a date, a time and an offset, e.g. 2027-04-01T00:00:00Z"));
+    };
+    let offset_s = match offset {
+        Offset::Z => 0,
+        Offset::Custom { minutes } => i64::from(minutes) * 60,
+    };
+    let days = days_from_civil(i64::from(date.year), i64::from(date.month), i64::from(date.day));
+    let local = days * 86_400 + i64::from(time.hour) * 3600 + i64::from(time.minute) * 60 + i64::from(time.second);
+    u64::try_from(local - offset_s).map_err(|_| format!("{dt} is before 1970"))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -323,6 +478,122 @@ mod tests {
     fn preferred_regions_must_hold_voters() {
         let e = err_of(&GOOD.replace("name = \"t\"", "name = \"t\"\npreferred_regions = [\"nowhere\"]"));
         assert!(e.contains("hub.preferred_regions[0]"), "{e}");
+    }
+
+    const KEY_A: &str = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+
+    /// GOOD with hub name `tochigi` and a federation section with one peer.
+    fn federated(peer_extra: &str) -> String {
+        format!(
+            "{}\n[federation]\nsigning_key = \"keys/tochigi-2026.key\"\nkey_id = \"tochigi-2026\"\n\
+             [[federation.peers]]\nname = \"gunma\"\nendpoints = [\"127.0.0.1:7400\", \"127.0.0.2:7400\"]\n\
+             ca_cert = \"gunma-ca.pem\"\n{peer_extra}\n\
+             verify_keys = [{{ key_id = \"gunma-2026\", public_key = \"{KEY_A}\", expires_at = 2027-04-01T00:00:00Z }},\n\
+             {{ key_id = \"gunma-2025\", public_key = \"{KEY_A}\", expires_at = 2026-02-28T23:30:15+09:00 }}]\n\
+             [tls]\ndir = \"certs\"\n",
+            GOOD.replace("name = \"t\"", "name = \"tochigi\"")
+        )
+    }
+
+    #[test]
+    fn federation_section_parses_into_the_trust_list() {
+        let c = HubConfig::parse(&federated("")).unwrap();
+        let f = c.federation.as_ref().unwrap();
+        let (hub, key_id) = f.identity_names(&c.hub.name).unwrap();
+        assert_eq!((hub.as_str(), key_id.as_str()), ("tochigi", "tochigi-2026"));
+        let trust = f.trust(&c.hub.name).unwrap();
+        let gunma = trust.peer("gunma").unwrap();
+        assert_eq!(gunma.endpoints, ["127.0.0.1:7400", "127.0.0.2:7400"]);
+        assert_eq!(gunma.verify_keys[0].public_key[..3], [0x00, 0x11, 0x22]);
+        assert_eq!(gunma.verify_keys[0].public_key[31], 0xff);
+        // Checked against Python's calendar.timegm / datetime.timestamp.
+        assert_eq!(gunma.verify_keys[0].expires_at_s, 1_806_537_600);
+        assert_eq!(gunma.verify_keys[1].expires_at_s, 1_772_289_015);
+        assert!(HubConfig::parse(GOOD).unwrap().federation.is_none());
+    }
+
+    #[test]
+    fn federation_needs_tls_and_its_address_is_checked() {
+        let e = err_of(&federated("").replace("[tls]\ndir = \"certs\"\n", ""));
+        assert!(e.contains("federation: needs [tls]"), "{e}");
+        let with_addr = |addr: &str| {
+            federated("").replace(
+                "api_addr = \"127.0.0.1:7002\"",
+                &format!("api_addr = \"127.0.0.1:7002\"\nfederation_addr = \"{addr}\""),
+            )
+        };
+        let c = HubConfig::parse(&with_addr("127.0.0.1:7402")).unwrap();
+        assert_eq!(c.node("b").unwrap().federation_addr, Some("127.0.0.1:7402".parse().unwrap()));
+        let e = err_of(&with_addr("127.0.0.1:7001"));
+        assert!(e.contains("node[2].federation_addr") && e.contains("duplicate address"), "{e}");
+        let e = err_of(&GOOD.replace(
+            "api_addr = \"127.0.0.1:7002\"",
+            "api_addr = \"127.0.0.1:7002\"\nfederation_addr = \"127.0.0.1:7402\"",
+        ));
+        assert!(e.contains("node[2].federation_addr: needs a [federation] section"), "{e}");
+        let lonely = format!(
+            "{}\n[tls]\ndir = \"certs\"\n[federation]\nsigning_key = \"k\"\nkey_id = \"t1\"\n",
+            GOOD.replace("name = \"t\"", "name = \"tochigi\"")
+        );
+        HubConfig::parse(&lonely).expect("federation without peers, served by no node");
+        let e = err_of(&lonely.replace(
+            "api_addr = \"127.0.0.1:7002\"",
+            "api_addr = \"127.0.0.1:7002\"\nfederation_addr = \"127.0.0.1:7402\"",
+        ));
+        assert!(e.contains("federation.peers: a node has a federation_addr but no peer is listed"), "{e}");
+    }
+
+    #[test]
+    fn dates_convert_to_unix_seconds() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1) * 86_400, 951_868_800);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+    }
+
+    #[test]
+    fn federation_needs_a_valid_hub_name() {
+        let e = err_of(&federated("").replace("name = \"tochigi\"", "name = \"Tochigi\""));
+        assert!(e.contains("hub.name") && e.contains("with [federation]"), "{e}");
+    }
+
+    #[test]
+    fn federation_mistakes_name_the_field() {
+        let cases = [
+            (federated("").replace("key_id = \"tochigi-2026\"", "key_id = \"a b\""), "federation.key_id"),
+            (federated("").replace("name = \"gunma\"", "name = \"tochigi\""), "not its own peer"),
+            (federated("").replace("name = \"gunma\"", "name = \"Gunma\""), "federation.peers[0].name"),
+            (federated("").replace("[\"127.0.0.1:7400\", \"127.0.0.2:7400\"]", "[]"), "peers[0].endpoints"),
+            (federated("").replace("gunma-2025", "gunma-2026"), "verify_keys[1].key_id: duplicate"),
+            (federated("").replacen(KEY_A, "abcd", 1), "verify_keys[0].public_key"),
+            (federated("").replacen(KEY_A, &KEY_A.replace('0', "g"), 1), "verify_keys[0].public_key"),
+            (federated("").replace("2027-04-01T00:00:00Z", "2027-04-01"), "verify_keys[0].expires_at"),
+            (
+                federated("").replace("2027-04-01T00:00:00Z", "2027-04-01T00:00:00"),
+                "needs a date, a time and an offset",
+            ),
+            (federated("").replace("2027-04-01T00:00:00Z", "1969-12-31T00:00:00Z"), "before 1970"),
+            (federated("surprise = 1"), "surprise"),
+        ];
+        for (text, expected) in cases {
+            let e = err_of(&text);
+            assert!(e.contains(expected), "expected {expected:?} in {e}");
+        }
+        let two = format!(
+            "{}\n[[federation.peers]]\nname = \"gunma\"\nendpoints = [\"x:1\"]\nca_cert = \"c\"\n\
+            verify_keys = [{{ key_id = \"k\", public_key = \"{KEY_A}\", expires_at = 2027-01-01T00:00:00Z }}]\n",
+            federated("")
+        );
+        assert!(err_of(&two).contains("federation.peers[1].name: duplicate peer gunma"), "{}", err_of(&two));
+        let keyless = format!(
+            "{}\n[tls]\ndir = \"certs\"\n[federation]\nsigning_key = \"k\"\nkey_id = \"t1\"\n[[federation.peers]]\n\
+             name = \"gunma\"\nendpoints = [\"x:1\"]\nca_cert = \"c\"\nverify_keys = []\n",
+            GOOD.replace("name = \"t\"", "name = \"tochigi\"")
+        );
+        assert!(
+            err_of(&keyless).contains("federation.peers[0].verify_keys: list at least one key"),
+            "{}",
+            err_of(&keyless)
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   replicated audit chain (kept in the domain); the audit *service* is `api/audit.rs`.
 //! - [`keeper`]: the leader's housekeeping (leadership back to the preferred regions).
 //! - [`config`]: the TOML topology of a hub; [`placement`]: the rule that voters survive a region's loss.
+//! - [`federation`]: hub↔hub federation — this hub's signing identity, its configured peers
+//!   and the verifier of their signatures.
 //! - [`tls`]: the hub CA, node certificates, server TLS and node-to-node mutual TLS.
 //!
 //! The rules live in `kizuna_domain` (pure), the storage in `kizuna_store`.
@@ -22,6 +24,7 @@
 pub mod api;
 pub mod audit_shipper;
 pub mod config;
+pub mod federation;
 pub mod keeper;
 pub mod member;
 pub mod node;

@@ -52,7 +52,7 @@ fn this_year() -> i32 {
 /// node certificates stay trusted by running nodes) and a certificate for every node.
 ///
 /// Node certificates are valid from the start of this year for two years and name the node,
-/// `localhost`, and the IP addresses of its raft and API sockets; they serve both as server and
+/// `localhost`, and the IP addresses of its raft, API and federation sockets; they serve both as server and
 /// as client certificates (mutual TLS between nodes). The CA is valid for ten years.
 pub fn generate(hub: &HubConfig, dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
     std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
@@ -80,7 +80,8 @@ pub fn generate(hub: &HubConfig, dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
     let mut written = vec![ca_pem];
     for node in &hub.nodes {
         let mut params = CertificateParams::new(vec![node.name.clone(), "localhost".to_owned()])?;
-        for ip in [node.raft_addr.ip(), node.api_addr.ip()] {
+        let federation = node.federation_addr.map(|a| a.ip());
+        for ip in [node.raft_addr.ip(), node.api_addr.ip()].into_iter().chain(federation) {
             let san = SanType::IpAddress(ip);
             if !params.subject_alt_names.contains(&san) {
                 params.subject_alt_names.push(san);
@@ -105,7 +106,7 @@ pub fn generate(hub: &HubConfig, dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
     Ok(written)
 }
 
-fn node_files(dir: &Path, node: &NodeConfig) -> (PathBuf, PathBuf) {
+pub(crate) fn node_files(dir: &Path, node: &NodeConfig) -> (PathBuf, PathBuf) {
     (dir.join(format!("{}.pem", node.name)), dir.join(format!("{}.key", node.name)))
 }
 

@@ -39,8 +39,19 @@ pub async fn serve(config: &Path, node_name: &str, insecure: bool) -> anyhow::Re
     let security = security(&hub, &me, insecure)?;
     let listeners = Listeners::bind(&me).await.with_context(|| format!("binding {}'s addresses", me.name))?;
     let running = node::start(&hub, &me, listeners, &security).await?;
+    let federation = if insecure {
+        if me.federation_addr.is_some() {
+            warn!("not serving federation: it is mutual TLS only, and --insecure turns TLS off");
+        }
+        None
+    } else {
+        crate::federation::listener::start(&hub, &me).await.context("starting the federation listener")?
+    };
     shutdown_signal().await;
     info!("stopping");
+    if let Some(federation) = federation {
+        federation.shutdown().await;
+    }
     running.shutdown().await;
     Ok(())
 }

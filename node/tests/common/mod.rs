@@ -101,6 +101,7 @@ impl TestHub {
                 region: Some((*region).to_owned()),
                 raft_addr,
                 api_addr,
+                federation_addr: None,
                 data_dir: dir.path().join(format!("n{id}")),
                 voter: *voter,
                 routes: HashMap::new(),
@@ -113,7 +114,7 @@ impl TestHub {
             preferred_regions: spec.preferred_regions,
             allow_unsafe_placement: !safe,
         };
-        let mut config = HubConfig { hub: hub_section, raft: test_timers(), nodes, tls: None };
+        let mut config = HubConfig { hub: hub_section, raft: test_timers(), nodes, tls: None, federation: None };
         if wire == Wire::Tls {
             let certs = dir.path().join("certs");
             tls::generate(&config, &certs).expect("test certificates");
@@ -284,6 +285,7 @@ impl TestHub {
             region: Some(format!("region-{id}")),
             raft_addr,
             api_addr,
+            federation_addr: None,
             data_dir: self.dir.path().join(format!("n{id}")),
             voter: false,
             routes: HashMap::new(),

@@ -1,0 +1,14 @@
+//! Federation between hubs, without I/O or crypto: who a hub is ([`names`]), what a hub signs
+//! ([`signing`]: the canonical bytes of a batch or a probe) and the exactly-once, in-order rules
+//! of a hub-to-hub stream ([`stream`]).
+//!
+//! The server signs and verifies the bytes with ed25519 and carries them over mutual TLS; the
+//! design and what is built so far are in `docs/federation.md`.
+
+pub mod names;
+pub mod signing;
+pub mod stream;
+
+pub use names::{HubKeyId, HubKeyIdError, HubName, HubNameError};
+pub use signing::{BatchHeader, PayloadDigest, ProbeHeader};
+pub use stream::{Arrival, Inbound, Outbound, SeqRange, StreamError};

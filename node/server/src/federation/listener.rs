@@ -1,0 +1,78 @@
+//! A node's federation listener, started from the hub's configuration: `[federation]` (key,
+//! peers), the node's `federation_addr`, and its certificate from `[tls]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::transport::{FederationTls, TransportError};
+use super::{FederationEndpoint, HubIdentity, IdentityError, serve};
+use crate::config::{ConfigError, HubConfig, NodeConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("federation signing key: {0}")]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("federation needs [tls]: hub-to-hub traffic is mutual TLS only")]
+    NoTls,
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("binding the federation address {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A running federation listener; stop it with [`FederationListener::shutdown`].
+pub struct FederationListener {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), TransportError>>,
+}
+
+impl FederationListener {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("federation listener stopped with an error: {e}"),
+            Err(e) => warn!("federation listener task failed: {e}"),
+        }
+    }
+}
+
+/// Starts `me`'s federation listener; `None` when the hub does not federate or this node has
+/// no `federation_addr`. The signing key is loaded here although only sending uses it, so that
+/// a wrong key stops the start instead of the first delivery.
+pub async fn start(hub: &HubConfig, me: &NodeConfig) -> Result<Option<FederationListener>, ListenerError> {
+    let (Some(section), Some(addr)) = (&hub.federation, me.federation_addr) else {
+        return Ok(None);
+    };
+    let tls_dir = &hub.tls.as_ref().ok_or(ListenerError::NoTls)?.dir;
+    let trust = section.trust(&hub.hub.name)?;
+    let (name, key_id) = section.identity_names(&hub.hub.name)?;
+    let identity = HubIdentity::load(name, key_id, &section.signing_key)?;
+    let (cert_path, key_path) = crate::tls::node_files(tls_dir, me);
+    let read = |path: PathBuf| std::fs::read_to_string(&path).map_err(|source| ListenerError::Read { path, source });
+    let tls = FederationTls::load(&trust, &read(cert_path)?, &read(key_path)?)?;
+    let peers: Vec<String> = trust.peers().map(|p| p.name.to_string()).collect();
+    let endpoint = FederationEndpoint::new(Arc::new(trust), Arc::new(tls.issuers()?));
+    let listener = TcpListener::bind(addr).await.map_err(|source| ListenerError::Bind { addr, source })?;
+    let addr = listener.local_addr().map_err(|source| ListenerError::Bind { addr, source })?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        serve(listener, &tls, endpoint, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    info!(%addr, hub = %identity.hub(), key_id = %identity.key_id(), peers = %peers.join(","), "serving federation");
+    Ok(Some(FederationListener { addr, stop, task }))
+}

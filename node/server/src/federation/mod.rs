@@ -1,0 +1,20 @@
+//! Hub↔hub federation: this hub's signing identity ([`identity`]), the peers it trusts
+//! ([`trust`]: the configured list and the verifier of their signatures), mutual TLS with them
+//! ([`transport`]) and the gRPC service peers call and the signed requests this hub sends
+//! ([`service`]), and a node's listener started from the configuration ([`listener`]).
+//!
+//! Trust is configured, never discovered (the `[federation]` section of the hub's TOML file).
+//! The rules of streams and the signed bytes are pure and live in
+//! `kizuna_domain::federation`; the design and what is built so far are in `docs/federation.md`.
+
+pub mod identity;
+pub mod listener;
+pub mod service;
+pub mod transport;
+pub mod trust;
+
+pub use identity::{HubIdentity, IdentityError};
+pub use listener::{FederationListener, ListenerError};
+pub use service::{FederationEndpoint, connect, serve, signed_batch, signed_probe};
+pub use transport::{FederationTls, Issuers, TransportError};
+pub use trust::{Peer, Refusal, Trust, VerifyKey};

@@ -1,0 +1,185 @@
+//! The `FederationService` a hub serves to its peers, and the signed requests a hub sends.
+//!
+//! Built so far: `Probe`, and `Deliver`'s checks. Applying a delivered batch needs the
+//! replicated per-origin stream state, which is not built yet, so `Deliver` answers
+//! UNIMPLEMENTED after the batch passed every check (see `docs/federation.md`).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use kizuna_domain::federation::{BatchHeader, HubName, PayloadDigest, ProbeHeader, SeqRange, StreamError};
+use kizuna_proto::federation::federation_service_client::FederationServiceClient;
+use kizuna_proto::federation::federation_service_server::{FederationService, FederationServiceServer};
+use kizuna_proto::federation::{DeliverRequest, DeliverResponse, ProbeRequest, ProbeResponse};
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use tracing::warn;
+
+use super::transport::{FederationTls, Issuers, TransportError};
+use super::{HubIdentity, Refusal, Trust};
+
+/// Largest batch a peer may send, in bytes of gRPC message.
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// What a hub serves to its peers.
+pub struct FederationEndpoint {
+    trust: Arc<Trust>,
+    issuers: Arc<Issuers>,
+}
+
+impl FederationEndpoint {
+    pub fn new(trust: Arc<Trust>, issuers: Arc<Issuers>) -> Self {
+        Self { trust, issuers }
+    }
+
+    fn admit_probe(&self, r: &ProbeRequest, chain: Option<&[CertificateDer<'static>]>) -> Result<(), Refusal> {
+        let origin = origin_hub(&r.origin_hub)?;
+        let destination = destination_hub(&r.destination_hub)?;
+        let header = ProbeHeader { origin, destination, sent_at_ms: r.sent_at_ms };
+        self.trust.verify_probe(&header, &r.key_id, &r.signature, now_ms())?;
+        self.issuers.check(&header.origin, chain)
+    }
+
+    fn admit_batch(
+        &self,
+        r: &DeliverRequest,
+        chain: Option<&[CertificateDer<'static>]>,
+    ) -> Result<BatchHeader, Refusal> {
+        let origin = origin_hub(&r.origin_hub)?;
+        let destination = destination_hub(&r.destination_hub)?;
+        let seqs = SeqRange::of_batch(r.first_seq, r.messages.len() as u64).map_err(|e| {
+            Refusal::Malformed(format!("first_seq {} with {} messages: {e}", r.first_seq, r.messages.len()))
+        })?;
+        let header = BatchHeader { origin, destination, seqs, payload: PayloadDigest::of(&r.messages) };
+        self.trust.verify_batch(&header, &r.key_id, &r.signature, now_ms() / 1000)?;
+        self.issuers.check(&header.origin, chain)?;
+        Ok(header)
+    }
+}
+
+/// The claimed origin; a name that is not even a valid hub name is no listed hub.
+fn origin_hub(name: &str) -> Result<HubName, Refusal> {
+    HubName::new(name).map_err(|_| Refusal::UnlistedHub(name.chars().take(64).collect()))
+}
+
+fn destination_hub(name: &str) -> Result<HubName, Refusal> {
+    HubName::new(name).map_err(|e| Refusal::Malformed(format!("destination_hub: {e}")))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The status a refused peer gets. Refusals are logged here; auditing them is not built yet.
+fn refused(rpc: &str, claimed_origin: &str, refusal: Refusal) -> Status {
+    warn!(rpc, origin = %claimed_origin.chars().take(64).collect::<String>(), %refusal, "federation request refused");
+    let message = refusal.to_string();
+    match refusal {
+        Refusal::UnlistedHub(_)
+        | Refusal::UnknownKey { .. }
+        | Refusal::ExpiredKey { .. }
+        | Refusal::BadSignature { .. } => Status::unauthenticated(message),
+        Refusal::WrongCa { .. } => Status::permission_denied(message),
+        Refusal::NotForThisHub { .. } | Refusal::StaleProbe { .. } => Status::failed_precondition(message),
+        Refusal::Malformed(_) => Status::invalid_argument(message),
+    }
+}
+
+#[tonic::async_trait]
+impl FederationService for FederationEndpoint {
+    async fn probe(&self, request: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
+        let chain = request.peer_certs();
+        let r = request.into_inner();
+        self.admit_probe(&r, chain.as_deref().map(Vec::as_slice)).map_err(|e| refused("Probe", &r.origin_hub, e))?;
+        Ok(Response::new(ProbeResponse { hub: self.trust.this_hub().to_string(), received_at_ms: now_ms() }))
+    }
+
+    async fn deliver(&self, request: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
+        let chain = request.peer_certs();
+        let r = request.into_inner();
+        let header = self
+            .admit_batch(&r, chain.as_deref().map(Vec::as_slice))
+            .map_err(|e| refused("Deliver", &r.origin_hub, e))?;
+        Err(Status::unimplemented(format!(
+            "batch {}..={} from {} verified, but applying delivered batches is not built yet",
+            header.seqs.first(),
+            header.seqs.last(),
+            header.origin
+        )))
+    }
+}
+
+/// Serves federation on `listener` with mutual TLS until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    tls: &FederationTls,
+    endpoint: FederationEndpoint,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TransportError> {
+    let service = FederationServiceServer::new(endpoint)
+        .max_decoding_message_size(MAX_BATCH_BYTES)
+        .max_encoding_message_size(MAX_BATCH_BYTES);
+    tonic::transport::Server::builder()
+        .tls_config(tls.server_config()?)?
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// A client of `peer`'s federation service at `endpoint` (`host:port`, the host must be named
+/// in the peer node's certificate). Connects lazily: the first call dials.
+pub fn connect(
+    tls: &FederationTls,
+    peer: &HubName,
+    endpoint: &str,
+) -> Result<FederationServiceClient<Channel>, TransportError> {
+    let bad = |source| TransportError::Endpoint { endpoint: endpoint.to_owned(), source };
+    let channel = Endpoint::from_shared(format!("https://{endpoint}"))
+        .map_err(bad)?
+        .tls_config(tls.client_config(peer)?)
+        .map_err(bad)?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .connect_lazy();
+    Ok(FederationServiceClient::new(channel).max_decoding_message_size(MAX_BATCH_BYTES))
+}
+
+/// A probe of `to`, signed now by this hub.
+pub fn signed_probe(identity: &HubIdentity, to: &HubName) -> ProbeRequest {
+    let header = ProbeHeader { origin: identity.hub().clone(), destination: to.clone(), sent_at_ms: now_ms() };
+    ProbeRequest {
+        origin_hub: header.origin.to_string(),
+        destination_hub: header.destination.to_string(),
+        sent_at_ms: header.sent_at_ms,
+        key_id: identity.key_id().to_string(),
+        signature: identity.sign(&header.canonical_bytes()),
+    }
+}
+
+/// A batch of `messages` for `to`, starting at stream sequence `first_seq`, signed by this hub.
+pub fn signed_batch(
+    identity: &HubIdentity,
+    to: &HubName,
+    first_seq: u64,
+    messages: Vec<Vec<u8>>,
+) -> Result<DeliverRequest, StreamError> {
+    let seqs = SeqRange::of_batch(first_seq, messages.len() as u64)?;
+    let header = BatchHeader {
+        origin: identity.hub().clone(),
+        destination: to.clone(),
+        seqs,
+        payload: PayloadDigest::of(&messages),
+    };
+    Ok(DeliverRequest {
+        origin_hub: header.origin.to_string(),
+        destination_hub: header.destination.to_string(),
+        key_id: identity.key_id().to_string(),
+        signature: identity.sign(&header.canonical_bytes()),
+        first_seq,
+        messages,
+    })
+}

@@ -1,0 +1,292 @@
+//! Hub↔hub transport in process: a Tochigi hub serves federation over mutual TLS; Gunma (a
+//! listed peer), Ibaraki (another listed peer) and a client of a CA nobody listed call it.
+//! A listed peer's signed probe succeeds; every other case is refused with a clear status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kizuna_domain::federation::{HubKeyId, HubName};
+use kizuna_proto::federation::federation_service_client::FederationServiceClient;
+use kizuna_server::federation::{
+    FederationEndpoint, FederationTls, HubIdentity, Peer, Trust, VerifyKey, connect, serve, signed_batch, signed_probe,
+};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn hub(name: &str) -> HubName {
+    HubName::new(name).unwrap()
+}
+
+/// A hub's CA: its PEM and what signs its node certificates.
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, format!("Kizuna hub CA {name}"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let key = KeyPair::generate().unwrap();
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca { pem, issuer: Issuer::new(params, key) }
+}
+
+/// A node certificate (server and client) for 127.0.0.1, and its key, both PEM.
+fn node_cert(ca: &Ca, name: &str) -> (String, String) {
+    let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn signing_key(hub_name: &str, key_id: &str) -> HubIdentity {
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    HubIdentity::from_pkcs8(hub(hub_name), HubKeyId::new(key_id).unwrap(), pkcs8.as_ref()).unwrap()
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn verify_key(id: &HubIdentity, expires_at_s: u64) -> VerifyKey {
+    VerifyKey { key_id: id.key_id().clone(), public_key: id.public_key(), expires_at_s }
+}
+
+/// A client hub: its node's TLS (trusting Tochigi's CA) and its signing keys.
+struct Client {
+    tls: FederationTls,
+    key: HubIdentity,
+}
+
+impl Client {
+    fn new(own_ca: &Ca, node: &str, tochigi_ca: &Ca, key: HubIdentity) -> Self {
+        let (cert, private) = node_cert(own_ca, node);
+        let cas = BTreeMap::from([(hub("tochigi"), tochigi_ca.pem.clone())]);
+        Self { tls: FederationTls::from_pems(&cert, &private, cas).unwrap(), key }
+    }
+}
+
+/// Tochigi serving, and its callers.
+struct World {
+    addr: String,
+    stop: Option<oneshot::Sender<()>>,
+    gunma: Client,
+    gunma_old_key: HubIdentity,
+    ibaraki: Client,
+    rogue: Client,
+}
+
+impl World {
+    async fn start() -> Self {
+        let (tochigi_ca, gunma_ca, ibaraki_ca, rogue_ca) = (ca("tochigi"), ca("gunma"), ca("ibaraki"), ca("rogue"));
+        let (gunma_key, gunma_old_key) = (signing_key("gunma", "gunma-2026"), signing_key("gunma", "gunma-2025"));
+        let ibaraki_key = signing_key("ibaraki", "ibaraki-1");
+        let peer = |name: &str, keys: Vec<VerifyKey>| Peer {
+            name: hub(name),
+            endpoints: vec![],
+            ca_cert: format!("{name}-ca.pem").into(),
+            verify_keys: keys,
+        };
+        let trust = Trust::new(
+            hub("tochigi"),
+            [
+                // Gunma rotated: its 2025 key expired a minute ago.
+                peer("gunma", vec![verify_key(&gunma_key, now_s() + 86_400), verify_key(&gunma_old_key, now_s() - 60)]),
+                peer("ibaraki", vec![verify_key(&ibaraki_key, now_s() + 86_400)]),
+            ],
+        );
+        let (cert, key) = node_cert(&tochigi_ca, "tochigi-1");
+        let cas = BTreeMap::from([(hub("gunma"), gunma_ca.pem.clone()), (hub("ibaraki"), ibaraki_ca.pem.clone())]);
+        let tls = FederationTls::from_pems(&cert, &key, cas).unwrap();
+        let endpoint = FederationEndpoint::new(Arc::new(trust), Arc::new(tls.issuers().unwrap()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            serve(listener, &tls, endpoint, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("federation listener");
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            gunma: Client::new(&gunma_ca, "gunma-1", &tochigi_ca, gunma_key),
+            gunma_old_key,
+            ibaraki: Client::new(&ibaraki_ca, "ibaraki-1", &tochigi_ca, ibaraki_key),
+            // A certificate from a CA Tochigi does not list, presenting Gunma's real key.
+            rogue: Client::new(&rogue_ca, "gunma-1", &tochigi_ca, signing_key("gunma", "gunma-2026")),
+        }
+    }
+
+    fn client(&self, c: &Client) -> FederationServiceClient<Channel> {
+        connect(&c.tls, &hub("tochigi"), &self.addr).unwrap()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, words: &str) {
+    let status = result.expect_err("must be refused");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(status.message().contains(words), "{words:?} not in {:?}", status.message());
+}
+
+#[tokio::test]
+async fn a_listed_peers_signed_probe_succeeds() {
+    let w = World::start().await;
+    let answer = w.client(&w.gunma).probe(signed_probe(&w.gunma.key, &hub("tochigi"))).await.unwrap().into_inner();
+    assert_eq!(answer.hub, "tochigi");
+    assert!(answer.received_at_ms > 0);
+}
+
+#[tokio::test]
+async fn a_client_certificate_of_an_unlisted_ca_is_refused_in_the_handshake() {
+    let w = World::start().await;
+    let status = w.client(&w.rogue).probe(signed_probe(&w.rogue.key, &hub("tochigi"))).await.unwrap_err();
+    // The TLS layer refuses the certificate before any request is read: the client sees
+    // Tochigi's "unknown CA" alert.
+    assert!(matches!(status.code(), Code::Unavailable | Code::Unknown), "{status:?}");
+    assert!(format!("{status:?}").contains("UnknownCA"), "{status:?}");
+}
+
+#[tokio::test]
+async fn an_unlisted_hub_is_refused() {
+    let w = World::start().await;
+    let chiba = signing_key("chiba", "chiba-1");
+    let probe = signed_probe(&chiba, &hub("tochigi"));
+    refused(
+        w.client(&w.gunma).probe(probe).await,
+        Code::Unauthenticated,
+        "\"chiba\" is not a configured federation peer",
+    );
+}
+
+#[tokio::test]
+async fn a_tampered_signature_is_refused() {
+    let w = World::start().await;
+    let mut probe = signed_probe(&w.gunma.key, &hub("tochigi"));
+    probe.signature[0] ^= 0x01;
+    refused(w.client(&w.gunma).probe(probe).await, Code::Unauthenticated, "bad signature from hub gunma");
+    // A signed probe whose time was changed after signing.
+    let mut probe = signed_probe(&w.gunma.key, &hub("tochigi"));
+    probe.sent_at_ms -= 1;
+    refused(w.client(&w.gunma).probe(probe).await, Code::Unauthenticated, "bad signature");
+}
+
+#[tokio::test]
+async fn an_expired_key_is_refused() {
+    let w = World::start().await;
+    let probe = signed_probe(&w.gunma_old_key, &hub("tochigi"));
+    refused(w.client(&w.gunma).probe(probe).await, Code::Unauthenticated, "key gunma-2025 of hub gunma expired");
+}
+
+#[tokio::test]
+async fn an_unknown_key_id_is_refused() {
+    let w = World::start().await;
+    let mut probe = signed_probe(&w.gunma.key, &hub("tochigi"));
+    probe.key_id = "gunma-2099".into();
+    refused(w.client(&w.gunma).probe(probe).await, Code::Unauthenticated, "no configured verify key \"gunma-2099\"");
+}
+
+#[tokio::test]
+async fn a_peer_cannot_speak_for_another_peer() {
+    let w = World::start().await;
+    // Ibaraki's certificate, carrying a probe validly signed by Gunma (e.g. replayed).
+    let probe = signed_probe(&w.gunma.key, &hub("tochigi"));
+    refused(w.client(&w.ibaraki).probe(probe).await, Code::PermissionDenied, "configured CA of hub gunma");
+    // Ibaraki for itself is fine.
+    w.client(&w.ibaraki).probe(signed_probe(&w.ibaraki.key, &hub("tochigi"))).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_for_another_hub_is_refused() {
+    let w = World::start().await;
+    let probe = signed_probe(&w.gunma.key, &hub("ibaraki"));
+    refused(w.client(&w.gunma).probe(probe).await, Code::FailedPrecondition, "message for hub ibaraki");
+}
+
+#[tokio::test]
+async fn deliver_verifies_the_batch_and_says_applying_is_not_built() {
+    let w = World::start().await;
+    let mut client = w.client(&w.gunma);
+    let batch =
+        || signed_batch(&w.gunma.key, &hub("tochigi"), 1, vec![b"post 1".to_vec(), b"post 2".to_vec()]).unwrap();
+    refused(client.deliver(batch()).await, Code::Unimplemented, "batch 1..=2 from gunma verified");
+    let mut changed = batch();
+    changed.messages[1] = b"post 2, edited in transit".to_vec();
+    refused(client.deliver(changed).await, Code::Unauthenticated, "bad signature");
+    let mut shifted = batch();
+    shifted.first_seq = 2;
+    refused(client.deliver(shifted).await, Code::Unauthenticated, "bad signature");
+    let mut emptied = batch();
+    emptied.messages.clear();
+    refused(client.deliver(emptied).await, Code::InvalidArgument, "at least one message");
+}
+
+/// A one-node hub's topology (never started: only its certificates and federation are used).
+fn topology(name: &str, port_base: u16, node_extra: &str, extra: &str) -> String {
+    format!(
+        "[hub]\nname = \"{name}\"\nallow_unsafe_placement = true\n\
+         [[node]]\nid = 1\nname = \"{name}-1\"\nregion = \"r1\"\nraft_addr = \"127.0.0.1:{port_base}\"\n\
+         api_addr = \"127.0.0.1:{}\"\ndata_dir = \"unused\"\n{node_extra}\n{extra}",
+        port_base + 1
+    )
+}
+
+#[tokio::test]
+async fn a_node_serves_federation_from_its_configuration() {
+    use kizuna_server::config::HubConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let (gunma_certs, tochigi_certs) = (dir.path().join("gunma-certs"), dir.path().join("tochigi-certs"));
+    // Gunma: its certificates as `kizuna admin certs` makes them, and its signing key.
+    let gunma_tls = format!("[tls]\ndir = \"{}\"\n", gunma_certs.display());
+    let gunma = HubConfig::parse(&topology("gunma", 7601, "", &gunma_tls)).unwrap();
+    kizuna_server::tls::generate(&gunma, &gunma_certs).unwrap();
+    let gunma_key = signing_key("gunma", "gunma-2026");
+    // Tochigi lists Gunma: its CA and its public key.
+    let tochigi_key_file = dir.path().join("tochigi-2026.pem");
+    std::fs::write(&tochigi_key_file, KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap().serialize_pem()).unwrap();
+    let federation = format!(
+        "[tls]\ndir = \"{}\"\n[federation]\nsigning_key = \"{}\"\nkey_id = \"tochigi-2026\"\n\
+         [[federation.peers]]\nname = \"gunma\"\nendpoints = [\"127.0.0.1:7400\"]\nca_cert = \"{}\"\n\
+         verify_keys = [{{ key_id = \"gunma-2026\", public_key = \"{}\", expires_at = 2099-01-01T00:00:00Z }}]\n",
+        tochigi_certs.display(),
+        tochigi_key_file.display(),
+        gunma_certs.join("ca.pem").display(),
+        kizuna_domain::hex(&gunma_key.public_key()),
+    );
+    // Tochigi's node serves federation on an ephemeral port.
+    let node_extra = "federation_addr = \"127.0.0.1:0\"";
+    let tochigi = HubConfig::parse(&topology("tochigi", 7611, node_extra, &federation)).unwrap();
+    kizuna_server::tls::generate(&tochigi, &tochigi_certs).unwrap();
+
+    let listener = kizuna_server::federation::listener::start(&tochigi, &tochigi.nodes[0]).await.unwrap().unwrap();
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap();
+    let cas = BTreeMap::from([(hub("tochigi"), read(tochigi_certs.join("ca.pem")))]);
+    let gunma_node =
+        FederationTls::from_pems(&read(gunma_certs.join("gunma-1.pem")), &read(gunma_certs.join("gunma-1.key")), cas)
+            .unwrap();
+    let mut client = connect(&gunma_node, &hub("tochigi"), &listener.addr.to_string()).unwrap();
+    let answer = client.probe(signed_probe(&gunma_key, &hub("tochigi"))).await.unwrap().into_inner();
+    assert_eq!(answer.hub, "tochigi");
+    listener.shutdown().await;
+
+    // A node without federation_addr serves none.
+    let mut quiet = tochigi.clone();
+    quiet.nodes[0].federation_addr = None;
+    assert!(kizuna_server::federation::listener::start(&quiet, &quiet.nodes[0]).await.unwrap().is_none());
+}
