@@ -79,6 +79,19 @@ pub enum LogCommand {
     AuditReads {
         records: Vec<audit::AuditRecord>,
     },
+    /// A batch of hub `origin`'s stream, verified by the node that received it (signature,
+    /// key, transport): apply checks it against the recorded stream and applies only what is
+    /// new, in order ([`federation::inbox::receive`]). The signature and key id are kept for
+    /// the audit trail.
+    FederatedBatch {
+        origin: federation::HubName,
+        first_seq: u64,
+        messages: Vec<Vec<u8>>,
+        key_id: String,
+        signature: Vec<u8>,
+        /// The node that received and proposed it (for the audit trail).
+        origin_node: u64,
+    },
 }
 
 impl std::fmt::Display for Envelope {
@@ -88,6 +101,7 @@ impl std::fmt::Display for Envelope {
             LogCommand::PutRecord { .. } => "put-record",
             LogCommand::Signed { .. } => "signed",
             LogCommand::AuditReads { .. } => "audit-reads",
+            LogCommand::FederatedBatch { .. } => "federated-batch",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -110,6 +124,8 @@ pub enum CommandResult {
     Refused(DomainError),
     /// Raft's own entries (leader blanks, membership changes) produce nothing for a client.
     NoOp,
+    /// A federated batch was decided: applied (its new tail), a duplicate, or a gap.
+    Received(federation::Receipt),
 }
 
 impl From<DomainError> for CommandResult {
@@ -134,6 +150,8 @@ pub enum ValidationError {
     IdempotencyKey,
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error("federated batch: {0}")]
+    Batch(String),
     /// Refused by the leader this write was forwarded to.
     #[error("{0}")]
     Forwarded(String),
@@ -142,12 +160,19 @@ pub enum ValidationError {
 impl Envelope {
     /// The key its result is remembered under. Keys are scoped per signed-in account: one
     /// user's key never answers (and so never swallows) another user's write, even if a
-    /// client reuses keys. Unsigned commands (records, shipped reads) share one scope.
+    /// client reuses keys. Unsigned commands (records, shipped reads) share one scope;
+    /// federated batches have their own.
     pub fn idempotency_scope(&self, view: &impl HubView) -> ViewResult<String> {
         let account = match &self.command {
             LogCommand::Signed { session: Some(token_hash), .. } => view.session(token_hash)?.map(|s| s.account),
             _ => None,
         };
+        if let LogCommand::FederatedBatch { .. } = &self.command {
+            // A scope of its own that no client key can name (client keys never hold a control
+            // character): an unsigned write under the same text never answers, and so never
+            // blocks, a batch.
+            return Ok(format!("federation\u{1f}{}", self.idempotency_key));
+        }
         Ok(match account {
             Some(a) => format!("{}/{}", a.0, self.idempotency_key),
             None => self.idempotency_key.clone(),
@@ -160,6 +185,10 @@ impl Envelope {
         validate_idempotency_key(&self.idempotency_key)?;
         match &self.command {
             LogCommand::PutRecord { key, value } => records::validate_put(key, value)?,
+            LogCommand::FederatedBatch { first_seq, messages, .. } => {
+                federation::SeqRange::of_batch(*first_seq, messages.len() as u64)
+                    .map_err(|e| ValidationError::Batch(e.to_string()))?;
+            }
             LogCommand::Signed { .. } | LogCommand::AuditReads { .. } => {}
         }
         Ok(())
@@ -209,6 +238,35 @@ mod envelope_tests {
         assert_eq!(put("", "k", "v").validate(), Err(ValidationError::IdempotencyKey));
         assert_eq!(put(&"x".repeat(129), "k", "v").validate(), Err(ValidationError::IdempotencyKey));
         assert_eq!(put("a\nb", "k", "v").validate(), Err(ValidationError::IdempotencyKey));
+    }
+
+    fn batch(messages: Vec<Vec<u8>>) -> Envelope {
+        Envelope {
+            idempotency_key: "federation/gunma/1/2".into(),
+            proposed_at_ms: 1,
+            command: LogCommand::FederatedBatch {
+                origin: federation::HubName::new("gunma").unwrap(),
+                first_seq: 1,
+                messages,
+                key_id: "gunma-2026".into(),
+                signature: vec![],
+                origin_node: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn federated_batches_have_a_scope_no_client_key_can_name() {
+        let scope = batch(vec![vec![1], vec![2]]).idempotency_scope(&MemHub::default()).unwrap();
+        let record = put("federation/gunma/1/2", "k", "v");
+        assert_ne!(scope, record.idempotency_scope(&MemHub::default()).unwrap());
+        assert!(validate_idempotency_key(&scope).is_err(), "a client could send {scope:?}");
+    }
+
+    #[test]
+    fn an_empty_federated_batch_never_reaches_the_log() {
+        assert_eq!(batch(vec![vec![1]]).validate(), Ok(()));
+        assert!(matches!(batch(vec![]).validate(), Err(ValidationError::Batch(_))));
     }
 
     #[test]

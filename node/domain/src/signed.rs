@@ -139,6 +139,9 @@ mod tests {
         fn care_requests_to(&self, _: FacilityId) -> ViewResult<Vec<CareRequest>> {
             broken()
         }
+        fn inbound(&self, _: &crate::federation::HubName) -> ViewResult<crate::federation::Inbound> {
+            broken()
+        }
         fn settings(&self) -> ViewResult<HubSettings> {
             broken()
         }

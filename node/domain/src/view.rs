@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::federation::{HubName, Inbound, InboxMessage};
 use super::model::*;
 
 /// A read of the hub's state that failed: the state could not be read, so nothing is decided.
@@ -49,6 +50,8 @@ pub trait HubView {
     fn care_requests_to(&self, facility: FacilityId) -> ViewResult<Vec<CareRequest>>;
     /// The hub-wide settings ([`HubSettings::default`] if never set).
     fn settings(&self) -> ViewResult<HubSettings>;
+    /// The stream from hub `origin` ([`Inbound::default`] before its first message).
+    fn inbound(&self, origin: &HubName) -> ViewResult<Inbound>;
 }
 
 /// One state change. Applying the changes of a command, in order, is the command's effect.
@@ -60,12 +63,22 @@ pub enum Change {
     Patient(Patient),
     Room(Room),
     Member(Member),
-    RemoveMember { room: RoomId, account: AccountId },
+    RemoveMember {
+        room: RoomId,
+        account: AccountId,
+    },
     Post(Post),
     Connection(Connection),
     Session(Session),
     Request(CareRequest),
     Settings(HubSettings),
+    /// The stream from `origin` after a batch was applied.
+    InboundStream {
+        origin: HubName,
+        stream: Inbound,
+    },
+    /// One message of an origin's stream, recorded in the inbox.
+    InboxMessage(InboxMessage),
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -82,6 +95,8 @@ pub struct MemHub {
     pub sessions: BTreeMap<String, Session>,
     pub requests: BTreeMap<RequestId, CareRequest>,
     pub settings: HubSettings,
+    pub inbound: BTreeMap<HubName, Inbound>,
+    pub inbox: BTreeMap<(HubName, u64), InboxMessage>,
 }
 
 impl MemHub {
@@ -122,6 +137,12 @@ impl MemHub {
                     self.requests.insert(r.id, r);
                 }
                 Change::Settings(s) => self.settings = s,
+                Change::InboundStream { origin, stream } => {
+                    self.inbound.insert(origin, stream);
+                }
+                Change::InboxMessage(m) => {
+                    self.inbox.insert((m.origin.clone(), m.seq), m);
+                }
             }
         }
     }
@@ -195,5 +216,8 @@ impl HubView for MemHub {
     }
     fn settings(&self) -> ViewResult<HubSettings> {
         Ok(self.settings)
+    }
+    fn inbound(&self, origin: &HubName) -> ViewResult<Inbound> {
+        Ok(self.inbound.get(origin).copied().unwrap_or_default())
     }
 }

@@ -1,15 +1,20 @@
-//! Hub↔hub transport in process: a Tochigi hub serves federation over mutual TLS; Gunma (a
-//! listed peer), Ibaraki (another listed peer) and a client of a CA nobody listed call it.
-//! A listed peer's signed probe succeeds; every other case is refused with a clear status.
+//! Hub↔hub transport in process: a Tochigi hub (a real one-node Raft hub) serves federation
+//! over mutual TLS; Gunma (a listed peer), Ibaraki (another listed peer) and a client of a CA
+//! nobody listed call it. A listed peer's signed probe succeeds and its batches apply exactly
+//! once, in order, in Tochigi's replicated state; every other case is refused with a clear
+//! status.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kizuna_domain::federation::{HubKeyId, HubName};
 use kizuna_proto::federation::federation_service_client::FederationServiceClient;
+use kizuna_server::config::{HubConfig, HubSection, NodeConfig, RaftTimers};
 use kizuna_server::federation::{
     FederationEndpoint, FederationTls, HubIdentity, Peer, Trust, VerifyKey, connect, serve, signed_batch, signed_probe,
 };
+use kizuna_server::node::{self, Listeners, RunningNode};
+use kizuna_server::tls::Security;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -72,8 +77,78 @@ impl Client {
     }
 }
 
+/// A running hub of `nodes` nodes (one per region), with a leader elected: what a federation
+/// listener delivers to.
+struct Hub {
+    running: Vec<RunningNode>,
+    _dir: tempfile::TempDir,
+}
+
+impl Hub {
+    /// The node with this id.
+    fn node(&self, id: u64) -> &Arc<node::Node> {
+        &self.running[id as usize - 1].node
+    }
+
+    fn leader(&self) -> u64 {
+        self.node(1).metrics().current_leader.expect("a leader")
+    }
+}
+
+async fn one_node_hub(name: &str) -> Hub {
+    hub_of(name, 1).await
+}
+
+async fn hub_of(name: &str, nodes: u64) -> Hub {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut configs, mut listeners) = (Vec::new(), Vec::new());
+    for id in 1..=nodes {
+        let raft = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        configs.push(NodeConfig {
+            id,
+            name: format!("{name}-{id}"),
+            region: Some(format!("r{id}")),
+            raft_addr: raft.local_addr().unwrap(),
+            api_addr: api.local_addr().unwrap(),
+            federation_addr: None,
+            data_dir: dir.path().join(format!("n{id}")),
+            voter: true,
+            routes: Default::default(),
+        });
+        listeners.push(Listeners { raft, api });
+    }
+    let config = HubConfig {
+        hub: HubSection { name: name.into(), preferred_regions: vec![], allow_unsafe_placement: true },
+        raft: RaftTimers {
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            ..RaftTimers::default()
+        },
+        nodes: configs.clone(),
+        tls: None,
+        federation: None,
+    };
+    let mut running = Vec::new();
+    for (me, l) in configs.iter().zip(listeners) {
+        running.push(node::start(&config, me, l, &Security::insecure()).await.unwrap());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let leaders: Vec<Option<u64>> = running.iter().map(|r| r.node.metrics().current_leader).collect();
+        if leaders[0].is_some() && leaders.iter().all(|l| *l == leaders[0]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the hub elected no leader: {leaders:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Hub { running, _dir: dir }
+}
+
 /// Tochigi serving, and its callers.
 struct World {
+    tochigi: Hub,
     addr: String,
     stop: Option<oneshot::Sender<()>>,
     gunma: Client,
@@ -84,6 +159,11 @@ struct World {
 
 impl World {
     async fn start() -> Self {
+        Self::start_on(one_node_hub("tochigi").await, 1).await
+    }
+
+    /// Tochigi serving federation from node `on` of `tochigi`.
+    async fn start_on(tochigi: Hub, on: u64) -> Self {
         let (tochigi_ca, gunma_ca, ibaraki_ca, rogue_ca) = (ca("tochigi"), ca("gunma"), ca("ibaraki"), ca("rogue"));
         let (gunma_key, gunma_old_key) = (signing_key("gunma", "gunma-2026"), signing_key("gunma", "gunma-2025"));
         let ibaraki_key = signing_key("ibaraki", "ibaraki-1");
@@ -104,7 +184,8 @@ impl World {
         let (cert, key) = node_cert(&tochigi_ca, "tochigi-1");
         let cas = BTreeMap::from([(hub("gunma"), gunma_ca.pem.clone()), (hub("ibaraki"), ibaraki_ca.pem.clone())]);
         let tls = FederationTls::from_pems(&cert, &key, cas).unwrap();
-        let endpoint = FederationEndpoint::new(Arc::new(trust), Arc::new(tls.issuers().unwrap()));
+        let sink = tochigi.node(on).clone();
+        let endpoint = FederationEndpoint::new(Arc::new(trust), Arc::new(tls.issuers().unwrap()), sink);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -116,6 +197,7 @@ impl World {
             .expect("federation listener");
         });
         Self {
+            tochigi,
             addr,
             stop: Some(stop),
             gunma: Client::new(&gunma_ca, "gunma-1", &tochigi_ca, gunma_key),
@@ -220,12 +302,11 @@ async fn a_message_for_another_hub_is_refused() {
 }
 
 #[tokio::test]
-async fn deliver_verifies_the_batch_and_says_applying_is_not_built() {
+async fn deliver_refuses_a_batch_changed_after_signing_and_applies_nothing() {
     let w = World::start().await;
     let mut client = w.client(&w.gunma);
     let batch =
         || signed_batch(&w.gunma.key, &hub("tochigi"), 1, vec![b"post 1".to_vec(), b"post 2".to_vec()]).unwrap();
-    refused(client.deliver(batch()).await, Code::Unimplemented, "batch 1..=2 from gunma verified");
     let mut changed = batch();
     changed.messages[1] = b"post 2, edited in transit".to_vec();
     refused(client.deliver(changed).await, Code::Unauthenticated, "bad signature");
@@ -235,6 +316,88 @@ async fn deliver_verifies_the_batch_and_says_applying_is_not_built() {
     let mut emptied = batch();
     emptied.messages.clear();
     refused(client.deliver(emptied).await, Code::InvalidArgument, "at least one message");
+    assert_eq!(w.inbox("gunma"), []);
+}
+
+impl World {
+    /// Tochigi's replicated inbox of `origin`'s stream: (seq, body), in order.
+    fn inbox(&self, origin: &str) -> Vec<(u64, String)> {
+        let state = &self.tochigi.node(self.tochigi.leader()).state;
+        let hub_view = state.hub();
+        let messages = hub_view.inbox_after(&hub(origin), 0, 1000);
+        assert!(hub_view.fault().is_none());
+        messages.into_iter().map(|m| (m.seq, String::from_utf8(m.body).unwrap())).collect()
+    }
+
+    /// The audit entries Tochigi left for received batches.
+    fn received_audits(&self) -> Vec<String> {
+        let entries = self.tochigi.node(self.tochigi.leader()).state.hub().audit_after(0, 1000);
+        entries.into_iter().map(|e| e.record.what).filter(|w| w.starts_with("federation: received")).collect()
+    }
+}
+
+#[tokio::test]
+async fn deliver_applies_each_message_once_and_in_order_in_replicated_state() {
+    let w = World::start().await;
+    let mut client = w.client(&w.gunma);
+    let batch = |first: u64, bodies: &[&str]| {
+        let messages = bodies.iter().map(|b| b.as_bytes().to_vec()).collect();
+        signed_batch(&w.gunma.key, &hub("tochigi"), first, messages).unwrap()
+    };
+    let owned = |items: &[(u64, &str)]| items.iter().map(|(s, b)| (*s, b.to_string())).collect::<Vec<_>>();
+
+    let answer = client.deliver(batch(1, &["a", "b"])).await.unwrap().into_inner();
+    assert_eq!(answer.highest_applied, 2);
+    assert_eq!(w.inbox("gunma"), owned(&[(1, "a"), (2, "b")]));
+
+    // Replayed: acknowledged, nothing applied again.
+    let answer = client.deliver(batch(1, &["a", "b"])).await.unwrap().into_inner();
+    assert_eq!(answer.highest_applied, 2);
+    assert_eq!(w.inbox("gunma"), owned(&[(1, "a"), (2, "b")]));
+
+    // A retry that overlaps and goes further: only the tail applies.
+    let answer = client.deliver(batch(2, &["b", "c", "d"])).await.unwrap().into_inner();
+    assert_eq!(answer.highest_applied, 4);
+    assert_eq!(w.inbox("gunma"), owned(&[(1, "a"), (2, "b"), (3, "c"), (4, "d")]));
+
+    // After a hole (5 is missing): nothing applies; highest_applied tells the origin to resend
+    // from 5.
+    let answer = client.deliver(batch(6, &["f"])).await.unwrap().into_inner();
+    assert_eq!(answer.highest_applied, 4);
+    assert_eq!(w.inbox("gunma").len(), 4);
+
+    // The origin resends from 5; the batch refused for the gap then applies.
+    assert_eq!(client.deliver(batch(5, &["e"])).await.unwrap().into_inner().highest_applied, 5);
+    assert_eq!(client.deliver(batch(6, &["f"])).await.unwrap().into_inner().highest_applied, 6);
+    let all = owned(&[(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e"), (6, "f")]);
+    assert_eq!(w.inbox("gunma"), all);
+
+    // Another origin's stream is its own.
+    let ibaraki = signed_batch(&w.ibaraki.key, &hub("tochigi"), 1, vec![b"x".to_vec()]).unwrap();
+    assert_eq!(w.client(&w.ibaraki).deliver(ibaraki).await.unwrap().into_inner().highest_applied, 1);
+    assert_eq!(w.inbox("ibaraki"), owned(&[(1, "x")]));
+    assert_eq!(w.inbox("gunma"), all);
+
+    // One audit entry per batch that applied something, naming the range and the key.
+    let audits = w.received_audits();
+    assert_eq!(audits.len(), 5, "{audits:#?}");
+    assert!(audits[1].contains("received 3..=4 from gunma (batch 2..=4, key gunma-2026"), "{}", audits[1]);
+}
+
+#[tokio::test]
+async fn a_follower_forwards_a_batch_to_its_leader() {
+    let tochigi = hub_of("tochigi", 3).await;
+    let follower = (1..=3).find(|id| *id != tochigi.leader()).unwrap();
+    let w = World::start_on(tochigi, follower).await;
+    let mut client = w.client(&w.gunma);
+    let batch = |first: u64, bodies: &[&str]| {
+        let messages = bodies.iter().map(|b| b.as_bytes().to_vec()).collect();
+        signed_batch(&w.gunma.key, &hub("tochigi"), first, messages).unwrap()
+    };
+    assert_eq!(client.deliver(batch(1, &["a", "b"])).await.unwrap().into_inner().highest_applied, 2);
+    assert_eq!(client.deliver(batch(1, &["a", "b"])).await.unwrap().into_inner().highest_applied, 2);
+    assert_eq!(client.deliver(batch(2, &["b", "c"])).await.unwrap().into_inner().highest_applied, 3);
+    assert_eq!(w.inbox("gunma"), [(1, "a".into()), (2, "b".into()), (3, "c".into())]);
 }
 
 /// A one-node hub's topology (never started: only its certificates and federation are used).
@@ -249,7 +412,6 @@ fn topology(name: &str, port_base: u16, node_extra: &str, extra: &str) -> String
 
 #[tokio::test]
 async fn a_node_serves_federation_from_its_configuration() {
-    use kizuna_server::config::HubConfig;
     let dir = tempfile::tempdir().unwrap();
     let (gunma_certs, tochigi_certs) = (dir.path().join("gunma-certs"), dir.path().join("tochigi-certs"));
     // Gunma: its certificates as `kizuna admin certs` makes them, and its signing key.
@@ -274,7 +436,11 @@ async fn a_node_serves_federation_from_its_configuration() {
     let tochigi = HubConfig::parse(&topology("tochigi", 7611, node_extra, &federation)).unwrap();
     kizuna_server::tls::generate(&tochigi, &tochigi_certs).unwrap();
 
-    let listener = kizuna_server::federation::listener::start(&tochigi, &tochigi.nodes[0]).await.unwrap().unwrap();
+    let sink = one_node_hub("tochigi").await;
+    let listener = kizuna_server::federation::listener::start(&tochigi, &tochigi.nodes[0], sink.node(1).clone())
+        .await
+        .unwrap()
+        .unwrap();
     let read = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap();
     let cas = BTreeMap::from([(hub("tochigi"), read(tochigi_certs.join("ca.pem")))]);
     let gunma_node =
@@ -288,5 +454,6 @@ async fn a_node_serves_federation_from_its_configuration() {
     // A node without federation_addr serves none.
     let mut quiet = tochigi.clone();
     quiet.nodes[0].federation_addr = None;
-    assert!(kizuna_server::federation::listener::start(&quiet, &quiet.nodes[0]).await.unwrap().is_none());
+    let none = kizuna_server::federation::listener::start(&quiet, &quiet.nodes[0], sink.node(1).clone());
+    assert!(none.await.unwrap().is_none());
 }

@@ -45,7 +45,9 @@ pub async fn serve(config: &Path, node_name: &str, insecure: bool) -> anyhow::Re
         }
         None
     } else {
-        crate::federation::listener::start(&hub, &me).await.context("starting the federation listener")?
+        crate::federation::listener::start(&hub, &me, running.node.clone())
+            .await
+            .context("starting the federation listener")?
     };
     shutdown_signal().await;
     info!("stopping");

@@ -13,12 +13,13 @@ use serde::de::DeserializeOwned;
 use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
-    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, INVITATIONS, KeyError, LOGINS, MEMBERS,
-    MEMBERSHIPS, OPERATOR, PATIENTS, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF,
-    SETTINGS, STAFF, Table,
+    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, INBOUND, INVITATIONS, KeyError, LOGINS,
+    MEMBERS, MEMBERSHIPS, OPERATOR, PATIENTS, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS,
+    SESSIONS_OF, SETTINGS, STAFF, Table,
 };
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
+use kizuna_domain::federation::{HubName, Inbound, InboxMessage};
 use kizuna_domain::model::*;
 use kizuna_domain::requests::CareRequest;
 use kizuna_domain::search;
@@ -173,6 +174,8 @@ impl<'a> RocksHub<'a> {
                     self.put(keys::id(REQUESTS, r.id.0), &r);
                 }
                 Change::Settings(s) => self.put(keys::all(SETTINGS), &s),
+                Change::InboundStream { origin, stream } => self.put(keys::text(INBOUND, origin.as_str()), &stream),
+                Change::InboxMessage(m) => self.put(keys::inbox_message(m.origin.as_str(), m.seq), &m),
             }
         }
     }
@@ -213,6 +216,19 @@ impl<'a> RocksHub<'a> {
     pub fn audit_after(&self, after_seq: u64, limit: usize) -> Vec<AuditEntry> {
         let pairs = self.pairs_after(AUDIT, after_seq, limit);
         pairs.iter().map_while(|(k, v)| self.decode(k, v)).collect()
+    }
+
+    /// The inbox messages of `origin` after `after_seq`, in stream order, at most `limit`
+    /// (committed and pending). An undecodable one ends the list, as a fault.
+    pub fn inbox_after(&self, origin: &HubName, after_seq: u64, limit: usize) -> Vec<InboxMessage> {
+        let prefix = keys::inbox_of(origin.as_str());
+        let start = keys::inbox_message(origin.as_str(), after_seq.saturating_add(1));
+        self.scan(&prefix)
+            .into_iter()
+            .filter(|(k, _)| *k >= start)
+            .take(limit)
+            .map_while(|(k, v)| self.decode(&k, &v))
+            .collect()
     }
 
     pub fn put_event(&mut self, event: &Event) {
@@ -333,6 +349,9 @@ impl HubView for RocksHub<'_> {
     }
     fn settings(&self) -> ViewResult<HubSettings> {
         self.checked(self.get(&keys::all(SETTINGS)).unwrap_or_default())
+    }
+    fn inbound(&self, origin: &HubName) -> ViewResult<Inbound> {
+        self.checked(self.get(&keys::text(INBOUND, origin.as_str())).unwrap_or_default())
     }
 }
 

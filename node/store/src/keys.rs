@@ -9,7 +9,8 @@
 //! (members of room 1) never reaches another's (room 256). String parts are raw UTF-8 with no
 //! terminator; that is safe because every string-keyed table is read by exact key only, except
 //! `N`, whose bigram is exactly two characters (UTF-8 is prefix-free, so one bigram's bytes never
-//! start another's) and `V`, whose token hash ends the key after a fixed-width account id.
+//! start another's), `V`, whose token hash ends the key after a fixed-width account id, and `K`,
+//! whose origin hub name carries its length in a leading byte.
 //!
 //! `sm_data` (replicated, in snapshots), one-byte table prefix + key:
 //!
@@ -37,6 +38,8 @@
 //! | `Z` | audit seq | AuditEntry (the hash-chained audit log) |
 //! | `z` | — | (seq, hash) of the newest audit entry |
 //! | `H` | — | HubSettings (absent: never set, the defaults) |
+//! | `J` | origin hub name | Inbound (the stream from that hub: highest sequence applied) |
+//! | `K` | u8 len(origin), origin hub name, seq | InboxMessage (an origin's messages, in order) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
@@ -78,12 +81,14 @@ pub(crate) const REQUESTS_TO: Table = table(b'X', "requests received");
 pub(crate) const EVENTS: Table = table(b'E', "events");
 pub(crate) const AUDIT: Table = table(b'Z', "audit log");
 pub(crate) const AUDIT_HEAD: Table = table(b'z', "audit head");
+pub(crate) const INBOUND: Table = table(b'J', "inbound federation streams");
+pub(crate) const INBOX: Table = table(b'K', "federation inbox");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 25] = [
+pub(crate) const TABLES: [Table; 27] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -109,6 +114,8 @@ pub(crate) const TABLES: [Table; 25] = [
     RECORDS,
     IDEMPOTENCY,
     META,
+    INBOUND,
+    INBOX,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -168,6 +175,19 @@ pub(crate) fn bigram_in_room(bigram: &str, room: u64) -> Vec<u8> {
 /// `N` + bigram + room id + seq: one post's entry in the search index.
 pub(crate) fn bigram_post(bigram: &str, room: u64, seq: u64) -> Vec<u8> {
     compose(SEARCH, &[bigram.as_bytes(), &be(room), &be(seq)])
+}
+
+/// `K` + origin (length-prefixed, so one hub's scan never reaches another whose name it
+/// prefixes): every inbox message of one origin.
+pub(crate) fn inbox_of(origin: &str) -> Vec<u8> {
+    // Hub names are at most 32 bytes (`HubName`), so the length always fits a byte.
+    let len = u8::try_from(origin.len()).expect("a hub name is at most 32 bytes");
+    compose(INBOX, &[&[len], origin.as_bytes()])
+}
+
+/// `K` + origin + seq: one inbox message, in stream order within its origin.
+pub(crate) fn inbox_message(origin: &str, seq: u64) -> Vec<u8> {
+    [inbox_of(origin), be(seq).to_vec()].concat()
 }
 
 /// The apply clock, in `sm_data` so snapshots carry it.
@@ -234,6 +254,8 @@ mod tests {
         assert_eq!(all(SETTINGS), b"H");
         assert_eq!(all(AUDIT_HEAD), b"z");
         assert_eq!(text(RECORDS, "k"), b"rk");
+        assert_eq!(text(INBOUND, "gunma"), b"Jgunma");
+        assert_eq!(inbox_message("gunma", 3), b"K\x05gunma\0\0\0\0\0\0\0\x03");
         assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
@@ -277,6 +299,18 @@ mod tests {
         assert!(!bigram_post("ac", 1, 1).starts_with(&bigram_in_room("ab", 1)));
         assert!(!bigram_post("あい", 1, 1).starts_with(&bigram_in_room("あ", 1)));
         assert!(!bigram_post("ab", 256, 1).starts_with(&bigram_in_room("ab", 1)));
+        // Hub "gun" prefixes "gunma" as text, never as a length-prefixed inbox key.
+        assert!(!inbox_message("gunma", 1).starts_with(&inbox_of("gun")));
+        assert!(inbox_message("gun", 1).starts_with(&inbox_of("gun")));
+    }
+
+    #[test]
+    fn an_origins_inbox_sorts_in_stream_order() {
+        let sorted = [1, 255, 256, 1 << 32, u64::MAX];
+        for pair in sorted.windows(2) {
+            assert!(inbox_message("gunma", pair[0]) < inbox_message("gunma", pair[1]), "{pair:?}");
+        }
+        assert_eq!(id_after(&inbox_message("gunma", 258), &inbox_of("gunma")), Ok(258));
     }
 
     #[test]

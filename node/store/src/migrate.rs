@@ -217,6 +217,8 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'r' => op.with::<Record>(),
         b'q' => op.with::<Applied>(),
         b'O' => op.with::<bool>(),
+        b'J' => op.with::<kizuna_domain::federation::Inbound>(),
+        b'K' => op.with::<kizuna_domain::federation::InboxMessage>(),
         // Index tables: the key is the entry, the value is empty.
         b'U' | b'N' | b'V' | b'G' | b'W' | b'X' => op.with::<()>(),
         _ => return None,

@@ -18,7 +18,10 @@ use super::keys::{self, APPLIED, CLOCK, IDEMPOTENCY, MEMBERSHIP, RECORDS};
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_value};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use kizuna_domain::audit::{AuditAction, AuditRecord};
 use kizuna_domain::events::{Event, stamp};
+use kizuna_domain::federation::{HubName, Receipt, SeqRange, inbox};
+use kizuna_domain::model::AccountId;
 use kizuna_domain::{
     self, Applied, Command, CommandResult, Ctx, Decision, DomainError, Envelope, LogCommand, Record, Sender, decide,
 };
@@ -175,6 +178,16 @@ struct ApplyBatch<'a> {
     events: Vec<Event>,
 }
 
+/// The fields of a [`LogCommand::FederatedBatch`].
+struct FederatedBatch {
+    origin: HubName,
+    first_seq: u64,
+    messages: Vec<Vec<u8>>,
+    key_id: String,
+    signature: Vec<u8>,
+    origin_node: u64,
+}
+
 /// Why this node stopped applying: a command met a storage fault. See
 /// [`ApplyBatch::stop_if_faulted`].
 #[derive(Debug, Clone, thiserror::Error)]
@@ -229,10 +242,19 @@ impl ApplyBatch<'_> {
                 }
                 CommandResult::Audited { last_seq }
             }
+            LogCommand::FederatedBatch { origin, first_seq, messages, key_id, signature, origin_node } => {
+                let batch = FederatedBatch { origin, first_seq, messages, key_id, signature, origin_node };
+                self.federated(batch)?
+            }
         };
         let applied = Applied { result, log_index, duplicate: false };
-        self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(IDEMPOTENCY, &scoped_key), to_value(&applied)?);
-        self.applied_keys.insert(scoped_key, applied.clone());
+        // A federated batch that applied nothing is decided again on a retry, against the
+        // stream as it is then: a batch refused for a gap must apply once the hole is filled.
+        // The stream, not the key, is what keeps a batch from applying twice.
+        if !matches!(applied.result, CommandResult::Received(Receipt::Duplicate { .. } | Receipt::Gap { .. })) {
+            self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(IDEMPOTENCY, &scoped_key), to_value(&applied)?);
+            self.applied_keys.insert(scoped_key, applied.clone());
+        }
         Ok(applied)
     }
 
@@ -261,6 +283,43 @@ impl ApplyBatch<'_> {
             Err(DomainError::Unreadable(fault)) => Err(std::io::Error::other(fault)),
             Err(refusal) => Ok(refusal.into()),
         }
+    }
+
+    /// Checks a verified batch against the recorded stream and applies only what is new, in
+    /// the same command: a replay or a retry after a lost reply never applies twice. Every
+    /// applied batch leaves an audit entry (patient data crossed hubs) naming the origin, the
+    /// range, the key id and the signature.
+    fn federated(&mut self, b: FederatedBatch) -> std::io::Result<CommandResult> {
+        let range = match SeqRange::of_batch(b.first_seq, b.messages.len() as u64) {
+            Ok(range) => range,
+            // Validated before proposing; a malformed entry is still refused deterministically.
+            Err(e) => return Ok(DomainError::InvalidArgument(format!("federated batch: {e}")).into()),
+        };
+        let (changes, receipt) =
+            inbox::receive(&self.hub, &b.origin, range, &b.messages, self.clock_ms).map_err(std::io::Error::other)?;
+        self.hub.apply(changes);
+        if let Receipt::Applied { applied, .. } = receipt {
+            self.hub.append_audit(AuditRecord {
+                at_ms: self.clock_ms,
+                account: AccountId(0),
+                session: String::new(),
+                node: b.origin_node,
+                action: AuditAction::Write,
+                patient: None,
+                room: None,
+                what: format!(
+                    "federation: received {}..={} from {} (batch {}..={}, key {}, signature {})",
+                    applied.first(),
+                    applied.last(),
+                    b.origin,
+                    range.first(),
+                    range.last(),
+                    b.key_id,
+                    kizuna_domain::hex(&b.signature)
+                ),
+            });
+        }
+        Ok(CommandResult::Received(receipt))
     }
 
     fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
@@ -460,6 +519,7 @@ mod tests {
     use openraft::testing::log_id;
 
     use kizuna_domain::HubView;
+    use kizuna_domain::federation::HubName;
 
     use super::*;
     use crate::raft::Entry;
@@ -537,6 +597,77 @@ mod tests {
         entries.push(signed_at(4, t0 + 2 * 3_600_000, Some(token), logout));
         apply(&mut sm, entries).await.expect("apply");
         sm.reader().hub().session(token).expect("readable").expect("the session").revoked
+    }
+
+    /// A verified batch of Gunma's stream, under the idempotency key the server derives.
+    fn federated(index: u64, first_seq: u64, bodies: &[&str]) -> Entry {
+        let command = LogCommand::FederatedBatch {
+            origin: HubName::new("gunma").unwrap(),
+            first_seq,
+            messages: bodies.iter().map(|b| b.as_bytes().to_vec()).collect(),
+            key_id: "gunma-2026".into(),
+            signature: vec![0xab; 64],
+            origin_node: 1,
+        };
+        let key = format!("federation/gunma/{first_seq}/{}", bodies.len());
+        let envelope = Envelope { idempotency_key: key, proposed_at_ms: index, command };
+        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
+    }
+
+    fn inbound(sm: &StateMachineStore, origin: &HubName) -> u64 {
+        let reader = sm.reader();
+        reader.hub().inbound(origin).expect("readable").highest_applied()
+    }
+
+    fn audit_entries(sm: &StateMachineStore) -> Vec<kizuna_domain::audit::AuditEntry> {
+        let reader = sm.reader();
+        reader.hub().audit_after(0, 100)
+    }
+
+    fn inbox(sm: &StateMachineStore) -> Vec<(u64, String)> {
+        let reader = sm.reader();
+        let hub = reader.hub();
+        let messages = hub.inbox_after(&HubName::new("gunma").unwrap(), 0, 100);
+        assert!(hub.fault().is_none());
+        messages.into_iter().map(|m| (m.seq, String::from_utf8(m.body).unwrap())).collect()
+    }
+
+    #[tokio::test]
+    async fn federated_batches_apply_once_and_in_order_in_replicated_state() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_log, mut sm) = crate::open(dir.path()).expect("open");
+        let gunma = HubName::new("gunma").unwrap();
+        let highest = |sm: &StateMachineStore| inbound(sm, &gunma);
+        let audited = |sm: &StateMachineStore| audit_entries(sm);
+
+        apply(&mut sm, vec![federated(1, 1, &["a", "b"])]).await.expect("apply");
+        assert_eq!((highest(&sm), inbox(&sm)), (2, vec![(1, "a".into()), (2, "b".into())]));
+        let entries = audited(&sm);
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].record.what.contains("received 1..=2 from gunma"), "{}", entries[0].record.what);
+        assert!(entries[0].record.what.contains(&"ab".repeat(64)), "the signature is kept");
+
+        // The same batch in a new log entry (a replay under another key): nothing applies.
+        let mut replay = federated(2, 1, &["a", "b"]);
+        if let EntryPayload::Normal(e) = &mut replay.payload {
+            e.idempotency_key = "replayed".into();
+        }
+        apply(&mut sm, vec![replay]).await.expect("apply");
+        assert_eq!((highest(&sm), inbox(&sm).len(), audited(&sm).len()), (2, 2, 1));
+
+        // A retry after a lost reply, overlapping and longer: only the tail applies.
+        apply(&mut sm, vec![federated(3, 2, &["b", "c", "d"])]).await.expect("apply");
+        assert_eq!(highest(&sm), 4);
+        assert_eq!(inbox(&sm), [(1, "a".into()), (2, "b".into()), (3, "c".into()), (4, "d".into())]);
+
+        // After a hole: nothing applies, the stream still expects 5.
+        apply(&mut sm, vec![federated(4, 6, &["f"])]).await.expect("apply");
+        assert_eq!((highest(&sm), inbox(&sm).len(), audited(&sm).len()), (4, 4, 2));
+
+        // The origin resends from 5, then the batch once refused for the gap (same key) applies.
+        apply(&mut sm, vec![federated(5, 5, &["e"]), federated(6, 6, &["f"])]).await.expect("apply");
+        assert_eq!(highest(&sm), 6);
+        assert_eq!(inbox(&sm).last(), Some(&(6, "f".into())));
     }
 
     #[tokio::test]

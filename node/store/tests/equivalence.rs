@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use kizuna_domain::federation::{HubName, SeqRange, inbox};
 use kizuna_domain::model::*;
 use kizuna_domain::requests::RequestKind;
 use kizuna_domain::{Command, Ctx, HubView, MemHub, Outcome, execute};
@@ -73,6 +74,25 @@ impl Twin {
         hub.write_into(&mut batch).expect("a batch without a storage fault");
         self.db.write(batch).expect("write the batch");
         Some(outcome)
+    }
+
+    /// Delivers a batch of `origin`'s stream (`count` messages from `first`) to both; their
+    /// receipts must agree.
+    fn deliver(&mut self, origin: &HubName, first: u64, count: u64) {
+        self.index += 1;
+        self.now += 1000;
+        let range = SeqRange::of_batch(first, count).expect("a valid batch");
+        let messages: Vec<Vec<u8>> = (first..first + count).map(|seq| format!("{origin}:{seq}").into_bytes()).collect();
+        let on_mem = inbox::receive(&self.mem, origin, range, &messages, self.now).expect("readable");
+        let rocks = RocksHub::new(&self.db);
+        let on_rocks = inbox::receive(&rocks, origin, range, &messages, self.now).expect("readable");
+        assert_eq!(on_mem, on_rocks, "decisions differ for {origin} {first}+{count}");
+        self.mem.apply(on_mem.0.clone());
+        let mut hub = RocksHub::new(&self.db);
+        hub.apply(on_mem.0);
+        let mut batch = WriteBatch::default();
+        hub.write_into(&mut batch).expect("a batch without a storage fault");
+        self.db.write(batch).expect("write the batch");
     }
 
     fn ok(&mut self, actor: Option<AccountId>, cmd: Command) -> Outcome {
@@ -187,7 +207,18 @@ impl Twin {
         for token in &self.tokens {
             both!(session(token));
         }
+        for origin in origins() {
+            both!(inbound(&origin));
+            let on_mem: Vec<_> = self.mem.inbox.values().filter(|m| m.origin == origin).cloned().collect();
+            assert_eq!(on_mem, rocks.inbox_after(&origin, 0, usize::MAX), "the inbox of {origin} differs");
+        }
+        assert_eq!(rocks.fault(), None);
     }
+}
+
+/// The origins the random batches come from ("gun" is a prefix of "gunma" on purpose).
+fn origins() -> [HubName; 2] {
+    [HubName::new("gunma").unwrap(), HubName::new("gun").unwrap()]
 }
 
 /// What the random sequences do, over four professionals (`p`), the rooms created so far (`r`,
@@ -219,6 +250,9 @@ enum Op {
     Stop(usize),
     /// Sets the session policy (idle minutes, absolute hours), valid or not.
     Policy(usize, u32, u32),
+    /// A federated batch of `.2` messages from origin `.0`, starting `.1` after the next
+    /// expected sequence (negative: an overlap or a duplicate, positive: a gap).
+    Deliver(usize, i64, u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -247,6 +281,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => p.clone().prop_map(Op::Logout),
         1 => (1..4usize).prop_map(Op::Stop),
         1 => (p.clone(), 0..300u32, 0..30u32).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
+        3 => (0..2usize, -3..3i64, 1..4u64).prop_map(|(a, b, c)| Op::Deliver(a, b, c)),
     ]
 }
 
@@ -341,6 +376,7 @@ fn command(
             (people[a], Command::Logout { token_hash: format!("token-{login}") })
         }
         Op::Stop(b) => (people[0], Command::StopAccount { account: people[b] }),
+        Op::Deliver(..) => unreachable!("batches are delivered, not executed"),
         Op::Policy(a, idle_minutes, absolute_hours) => {
             // Person 0 stands in for the operator (the world's first command, id 1) here.
             let actor = if a == 0 { AccountId(1) } else { people[a] };
@@ -358,6 +394,12 @@ proptest! {
         let people = twin.world();
         let (mut rooms, mut requests) = (Vec::new(), Vec::new());
         for op in &ops {
+            if let Op::Deliver(origin, offset, count) = *op {
+                let origin = &origins()[origin];
+                let next = twin.mem.inbound(origin).unwrap().highest_applied() as i64 + 1;
+                twin.deliver(origin, (next + offset).max(1) as u64, count);
+                continue;
+            }
             let (actor, cmd) = command(op, &people, &rooms, &requests, &twin);
             match twin.run(Some(actor), cmd) {
                 Some(Outcome::Patient { timeline, .. }) => rooms.push(timeline),

@@ -5,10 +5,12 @@
 //! The server signs and verifies the bytes with ed25519 and carries them over mutual TLS; the
 //! design and what is built so far are in `docs/federation.md`.
 
+pub mod inbox;
 pub mod names;
 pub mod signing;
 pub mod stream;
 
+pub use inbox::{InboxMessage, Receipt};
 pub use names::{HubKeyId, HubKeyIdError, HubName, HubNameError};
 pub use signing::{BatchHeader, PayloadDigest, ProbeHeader};
 pub use stream::{Arrival, Inbound, Outbound, SeqRange, StreamError};

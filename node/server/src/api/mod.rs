@@ -18,7 +18,7 @@ mod posts;
 mod records;
 mod rooms;
 mod search;
-mod shared;
+pub(crate) mod shared;
 mod status;
 
 use std::sync::Arc;

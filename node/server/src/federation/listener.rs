@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use super::transport::{FederationTls, TransportError};
 use super::{FederationEndpoint, HubIdentity, IdentityError, serve};
 use crate::config::{ConfigError, HubConfig, NodeConfig};
+use crate::node::Node;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
@@ -48,10 +49,14 @@ impl FederationListener {
     }
 }
 
-/// Starts `me`'s federation listener; `None` when the hub does not federate or this node has
-/// no `federation_addr`. The signing key is loaded here although only sending uses it, so that
+/// Starts `me`'s federation listener, delivering verified batches to `node`'s write path;
+/// `None` when the hub does not federate or this node has no `federation_addr`. The signing key is loaded here although only sending uses it, so that
 /// a wrong key stops the start instead of the first delivery.
-pub async fn start(hub: &HubConfig, me: &NodeConfig) -> Result<Option<FederationListener>, ListenerError> {
+pub async fn start(
+    hub: &HubConfig,
+    me: &NodeConfig,
+    node: Arc<Node>,
+) -> Result<Option<FederationListener>, ListenerError> {
     let (Some(section), Some(addr)) = (&hub.federation, me.federation_addr) else {
         return Ok(None);
     };
@@ -63,7 +68,7 @@ pub async fn start(hub: &HubConfig, me: &NodeConfig) -> Result<Option<Federation
     let read = |path: PathBuf| std::fs::read_to_string(&path).map_err(|source| ListenerError::Read { path, source });
     let tls = FederationTls::load(&trust, &read(cert_path)?, &read(key_path)?)?;
     let peers: Vec<String> = trust.peers().map(|p| p.name.to_string()).collect();
-    let endpoint = FederationEndpoint::new(Arc::new(trust), Arc::new(tls.issuers()?));
+    let endpoint = FederationEndpoint::new(Arc::new(trust), Arc::new(tls.issuers()?), node);
     let listener = TcpListener::bind(addr).await.map_err(|source| ListenerError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| ListenerError::Bind { addr, source })?;
     let (stop, stopped) = oneshot::channel::<()>();

@@ -8,12 +8,14 @@
 //! `kizuna_domain::federation`; the design and what is built so far are in `docs/federation.md`.
 
 pub mod identity;
+pub mod inbox;
 pub mod listener;
 pub mod service;
 pub mod transport;
 pub mod trust;
 
 pub use identity::{HubIdentity, IdentityError};
+pub use inbox::{BatchSink, VerifiedBatch};
 pub use listener::{FederationListener, ListenerError};
 pub use service::{FederationEndpoint, connect, serve, signed_batch, signed_probe};
 pub use transport::{FederationTls, Issuers, TransportError};

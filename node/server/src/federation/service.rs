@@ -1,8 +1,8 @@
 //! The `FederationService` a hub serves to its peers, and the signed requests a hub sends.
 //!
-//! Built so far: `Probe`, and `Deliver`'s checks. Applying a delivered batch needs the
-//! replicated per-origin stream state, which is not built yet, so `Deliver` answers
-//! UNIMPLEMENTED after the batch passed every check (see `docs/federation.md`).
+//! `Probe` answers; `Deliver` checks a batch, then hands it to a [`BatchSink`] (the node's
+//! write path), which applies it exactly once and in order in replicated state, and answers
+//! the highest sequence applied (see `docs/federation.md`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
+use super::inbox::{BatchSink, VerifiedBatch};
 use super::transport::{FederationTls, Issuers, TransportError};
 use super::{HubIdentity, Refusal, Trust};
 
@@ -28,11 +29,13 @@ pub const MAX_BATCH_BYTES: usize = 16 << 20;
 pub struct FederationEndpoint {
     trust: Arc<Trust>,
     issuers: Arc<Issuers>,
+    sink: Arc<dyn BatchSink>,
 }
 
 impl FederationEndpoint {
-    pub fn new(trust: Arc<Trust>, issuers: Arc<Issuers>) -> Self {
-        Self { trust, issuers }
+    /// Serves `trust`'s peers; verified batches go to `sink` (the node).
+    pub fn new(trust: Arc<Trust>, issuers: Arc<Issuers>, sink: Arc<dyn BatchSink>) -> Self {
+        Self { trust, issuers, sink }
     }
 
     fn admit_probe(&self, r: &ProbeRequest, chain: Option<&[CertificateDer<'static>]>) -> Result<(), Refusal> {
@@ -103,12 +106,11 @@ impl FederationService for FederationEndpoint {
         let header = self
             .admit_batch(&r, chain.as_deref().map(Vec::as_slice))
             .map_err(|e| refused("Deliver", &r.origin_hub, e))?;
-        Err(Status::unimplemented(format!(
-            "batch {}..={} from {} verified, but applying delivered batches is not built yet",
-            header.seqs.first(),
-            header.seqs.last(),
-            header.origin
-        )))
+        // A gap is not an error: the answer's highest_applied tells the origin where to resend
+        // from (it is below first_seq - 1), exactly as for a partly duplicate batch.
+        let batch = VerifiedBatch { header, key_id: r.key_id, signature: r.signature, messages: r.messages };
+        let receipt = self.sink.apply(batch).await?;
+        Ok(Response::new(DeliverResponse { highest_applied: receipt.highest_applied() }))
     }
 }
 

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use super::*;
 use crate::raft::{Entry, HubNode, LogId, SnapshotMeta, StoredMembership, TypeConfig, Vote};
 use kizuna_domain::audit::{AuditAction, AuditRecord};
+use kizuna_domain::federation::{HubName, Inbound, InboxMessage, Receipt, SeqRange};
 use kizuna_domain::model::{AccountId, Member, MemberState, Role, RoomId};
 use kizuna_domain::{Applied, Command, CommandResult, DomainError, Envelope, LogCommand, Record};
 
@@ -52,6 +53,14 @@ fn log_entries_and_forwarded_writes_round_trip() {
         LogCommand::PutRecord { key: "greeting".into(), value: "こんにちは".into() },
         LogCommand::Signed { session: Some("tok".into()), origin_node: 2, command: logout },
         LogCommand::AuditReads { records: vec![audit_record()] },
+        LogCommand::FederatedBatch {
+            origin: HubName::new("gunma").unwrap(),
+            first_seq: 3,
+            messages: vec![b"a".to_vec(), vec![]],
+            key_id: "gunma-2026".into(),
+            signature: vec![7; 64],
+            origin_node: 2,
+        },
     ] {
         round_trip(envelope(command.clone()));
         round_trip(Entry::new_normal(log_id::<TypeConfig>(2, 1, 7), envelope(command)));
@@ -78,11 +87,20 @@ fn remembered_results_records_and_journaled_reads_round_trip() {
         CommandResult::Audited { last_seq: 9 },
         CommandResult::Refused(DomainError::NotFound("room".into())),
         CommandResult::NoOp,
+        CommandResult::Received(Receipt::Applied { applied: SeqRange::of_batch(3, 2).unwrap(), highest_applied: 4 }),
+        CommandResult::Received(Receipt::Gap { highest_applied: 1 }),
     ] {
         round_trip(Applied { result, log_index: 12, duplicate: false });
     }
     round_trip(Record { value: "おはよう".into(), version: 2, updated_at_ms: 1_764_000_000_000 });
     round_trip(audit_record());
+    round_trip(Inbound::default());
+    round_trip(InboxMessage {
+        origin: HubName::new("gunma").unwrap(),
+        seq: 1,
+        body: b"event".to_vec(),
+        received_at_ms: 1_764_000_000_000,
+    });
 }
 
 #[test]
