@@ -598,9 +598,23 @@ mod tests {
 
     #[test]
     fn shipped_topologies_are_valid() {
-        for f in ["dev.toml", "local-3region.toml", "tochigi.toml"] {
+        // `load` parses and validates; it never opens the key or certificate files a topology
+        // names, so the federation examples are checked without their (generated) files.
+        let shipped =
+            ["dev.toml", "local-3region.toml", "tochigi.toml", "federation-tochigi.toml", "federation-gunma.toml"];
+        for f in shipped {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-config").join(f);
             HubConfig::load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+        // The two-hub example: each hub lists the other, at the other's federation addresses.
+        let load =
+            |f: &str| HubConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-config").join(f));
+        let (tochigi, gunma) = (load("federation-tochigi.toml").unwrap(), load("federation-gunma.toml").unwrap());
+        for (a, b) in [(&tochigi, &gunma), (&gunma, &tochigi)] {
+            let peer = &a.federation.as_ref().unwrap().peers[0];
+            assert_eq!(peer.name, b.hub.name);
+            let addrs: Vec<String> = b.nodes.iter().filter_map(|n| n.federation_addr.map(|x| x.to_string())).collect();
+            assert_eq!(peer.endpoints, addrs, "{} lists {}'s federation_addrs", a.hub.name, b.hub.name);
         }
     }
 }

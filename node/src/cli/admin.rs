@@ -122,6 +122,9 @@ pub enum AdminCommand {
     },
     /// Every member's applied index and state digest: replicas at one index must agree.
     Digest,
+    /// Hub↔hub federation: the hub's signing key, and whether its peers answer.
+    #[command(subcommand)]
+    Federation(super::federation::FederationCommand),
 }
 
 /// Calls the contacted node, then the leader it names if it is not the leader. `call` gets the
@@ -209,6 +212,7 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
             println!("snapshot at index {}, {purged}", r.snapshot_index);
         }
         AdminCommand::Digest => digests(&target()?).await?,
+        AdminCommand::Federation(cmd) => super::federation::run(cmd).await?,
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod audit_export;
 pub mod directory;
+pub mod federation;
 pub mod labels;
 pub mod load;
 pub mod records;
