@@ -2,6 +2,8 @@
 //! probes), with keys from `kizuna admin federation keygen` and certificates from
 //! `kizuna admin certs`: reachable while the peer listens, unreachable (with the error) after.
 
+mod common;
+
 use std::path::Path;
 
 use kizuna_node::cli::federation::{keygen, status};
@@ -44,7 +46,10 @@ async fn status_reports_a_listening_peer_reachable_and_a_stopped_one_unreachable
         kizuna_node::tls::generate(h, &h.tls.as_ref().unwrap().dir).unwrap();
     }
 
-    let running = listener::start(&gunma, &gunma.nodes[0]).await.unwrap().expect("gunma serves federation");
+    // The listener hands verified batches to a hub node; probes never reach it.
+    let sink = common::TestHub::start(1).await;
+    let node = sink.running(1).node.clone();
+    let running = listener::start(&gunma, &gunma.nodes[0], node).await.unwrap().expect("gunma serves federation");
     let reports = status(&tochigi, None).await.unwrap();
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].peer, "gunma");
@@ -56,4 +61,5 @@ async fn status_reports_a_listening_peer_reachable_and_a_stopped_one_unreachable
     let reports = status(&tochigi, Some("tochigi-1")).await.unwrap();
     let err = reports[0].endpoints[0].result.as_ref().expect_err("the listener is stopped");
     assert!(err.starts_with("Unavailable"), "{err}");
+    sink.shutdown().await;
 }
