@@ -20,7 +20,7 @@ use super::view::HubView;
 use super::{accounts, connections, posts, rooms, second_factor, sessions};
 
 pub use super::events::Raised;
-pub use super::kernel::{Ctx, Effects, MAX_POST_CHARS, Outbound, Outcome, SESSION_ID_CHARS, Trail};
+pub use super::kernel::{Ctx, Effects, MAX_POST_CHARS, Outcome, Outgoing, SESSION_ID_CHARS, Trail};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::audit::patient_of;
 use super::error::{DomainResult, invalid};
 use super::events::{EventKind, Raised};
+use super::federation::{HubName, Message};
 use super::model::*;
 use super::view::{Change, HubView, ViewResult};
 
@@ -50,9 +51,13 @@ pub struct Trail {
     pub what: &'static str,
 }
 
-/// A message to another hub. Reserved for federation: no command sends one yet.
+/// A message to another hub: it enters this hub's replicated outbox for `to` in the same
+/// apply as the command that decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {}
+pub struct Outgoing {
+    pub to: HubName,
+    pub message: Message,
+}
 
 /// Everything one command decides, in one place: what it answers, how the state changes, which
 /// live events it raises (in order) and which audit entry it leaves.
@@ -62,8 +67,8 @@ pub struct Effects {
     pub changes: Vec<Change>,
     pub events: Vec<Raised>,
     pub audit: Option<Trail>,
-    /// Always empty today (see [`Outbound`]).
-    pub outbound: Vec<Outbound>,
+    /// Messages to other hubs, in the order they are sent.
+    pub outbound: Vec<Outgoing>,
 }
 
 impl Effects {
@@ -81,6 +86,12 @@ impl Effects {
     /// Also raises a membership event in `room`.
     pub fn membership(self, room: RoomId) -> Self {
         self.event(room, EventKind::Membership)
+    }
+
+    /// Also sends `message` to hub `to`.
+    pub fn send(mut self, to: HubName, message: Message) -> Self {
+        self.outbound.push(Outgoing { to, message });
+        self
     }
 
     /// Also leaves the audit entry (patient, room, what).

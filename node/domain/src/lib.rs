@@ -36,7 +36,7 @@ pub mod view;
 
 use serde::{Deserialize, Serialize};
 
-pub use commands::{Command, Ctx, Effects, Outbound, Outcome, Raised, Trail, execute};
+pub use commands::{Command, Ctx, Effects, Outcome, Outgoing, Raised, Trail, execute};
 pub use error::{DomainError, DomainResult};
 pub use records::{Record, RecordError};
 pub use signed::{Decision, Sender, decide};
@@ -92,6 +92,12 @@ pub enum LogCommand {
         /// The node that received and proposed it (for the audit trail).
         origin_node: u64,
     },
+    /// Hub `peer` reported it applied this hub's stream up to `highest_applied`: those
+    /// messages leave the outbox (proposed by the leader's sender after a delivery).
+    FederationAck {
+        peer: federation::HubName,
+        highest_applied: u64,
+    },
 }
 
 impl std::fmt::Display for Envelope {
@@ -102,6 +108,7 @@ impl std::fmt::Display for Envelope {
             LogCommand::Signed { .. } => "signed",
             LogCommand::AuditReads { .. } => "audit-reads",
             LogCommand::FederatedBatch { .. } => "federated-batch",
+            LogCommand::FederationAck { .. } => "federation-ack",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -167,7 +174,7 @@ impl Envelope {
             LogCommand::Signed { session: Some(token_hash), .. } => view.session(token_hash)?.map(|s| s.account),
             _ => None,
         };
-        if let LogCommand::FederatedBatch { .. } = &self.command {
+        if let LogCommand::FederatedBatch { .. } | LogCommand::FederationAck { .. } = &self.command {
             // A scope of its own that no client key can name (client keys never hold a control
             // character): an unsigned write under the same text never answers, and so never
             // blocks, a batch.
@@ -189,7 +196,7 @@ impl Envelope {
                 federation::SeqRange::of_batch(*first_seq, messages.len() as u64)
                     .map_err(|e| ValidationError::Batch(e.to_string()))?;
             }
-            LogCommand::Signed { .. } | LogCommand::AuditReads { .. } => {}
+            LogCommand::Signed { .. } | LogCommand::AuditReads { .. } | LogCommand::FederationAck { .. } => {}
         }
         Ok(())
     }

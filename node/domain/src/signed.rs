@@ -145,6 +145,18 @@ mod tests {
         fn settings(&self) -> ViewResult<HubSettings> {
             broken()
         }
+        fn outbound(&self, _: &crate::federation::HubName) -> ViewResult<crate::federation::Outbound> {
+            broken()
+        }
+        fn mirror_of(&self, _: &crate::federation::HubName, _: RoomId) -> ViewResult<Option<RoomId>> {
+            broken()
+        }
+        fn pending_write(&self, _: u64) -> ViewResult<Option<crate::federation::PendingWrite>> {
+            broken()
+        }
+        fn pending_in(&self, _: RoomId) -> ViewResult<Vec<crate::federation::PendingWrite>> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::federation::{HubName, Inbound, InboxMessage};
+use super::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
 use super::model::*;
 
 /// A read of the hub's state that failed: the state could not be read, so nothing is decided.
@@ -52,6 +52,14 @@ pub trait HubView {
     fn settings(&self) -> ViewResult<HubSettings>;
     /// The stream from hub `origin` ([`Inbound::default`] before its first message).
     fn inbound(&self, origin: &HubName) -> ViewResult<Inbound>;
+    /// The stream to hub `to` ([`Outbound::default`] before its first message).
+    fn outbound(&self, to: &HubName) -> ViewResult<Outbound>;
+    /// The local copy of room `home_room` of hub `home`, if this hub keeps one.
+    fn mirror_of(&self, home: &HubName, home_room: RoomId) -> ViewResult<Option<RoomId>>;
+    /// A write of a local member to a room of another hub, not yet answered by that hub.
+    fn pending_write(&self, ticket: u64) -> ViewResult<Option<PendingWrite>>;
+    /// Every unanswered or refused write into the local copy `room`, oldest first.
+    fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>>;
 }
 
 /// One state change. Applying the changes of a command, in order, is the command's effect.
@@ -79,6 +87,30 @@ pub enum Change {
     },
     /// One message of an origin's stream, recorded in the inbox.
     InboxMessage(InboxMessage),
+    /// The stream to `to` after messages were queued or acknowledged.
+    OutboundStream {
+        to: HubName,
+        stream: Outbound,
+    },
+    /// One message queued in the outbox, at its sequence of the stream to its destination.
+    Outboxed(OutboxMessage),
+    /// The destination applied everything up to `up_to`: those messages leave the outbox.
+    OutboxAcked {
+        to: HubName,
+        up_to: u64,
+    },
+    /// `local` is this hub's copy of room `home_room` of hub `home`.
+    Mirror {
+        home: HubName,
+        home_room: RoomId,
+        local: RoomId,
+    },
+    /// A write into a copy, sent to the room's home hub (new, or refused there).
+    Pending(PendingWrite),
+    /// The home hub applied the write `ticket`.
+    PendingDone {
+        ticket: u64,
+    },
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -97,6 +129,10 @@ pub struct MemHub {
     pub settings: HubSettings,
     pub inbound: BTreeMap<HubName, Inbound>,
     pub inbox: BTreeMap<(HubName, u64), InboxMessage>,
+    pub outbound: BTreeMap<HubName, Outbound>,
+    pub outbox: BTreeMap<(HubName, u64), OutboxMessage>,
+    pub mirrors: BTreeMap<(HubName, RoomId), RoomId>,
+    pub pending: BTreeMap<u64, PendingWrite>,
 }
 
 impl MemHub {
@@ -142,6 +178,22 @@ impl MemHub {
                 }
                 Change::InboxMessage(m) => {
                     self.inbox.insert((m.origin.clone(), m.seq), m);
+                }
+                Change::OutboundStream { to, stream } => {
+                    self.outbound.insert(to, stream);
+                }
+                Change::Outboxed(m) => {
+                    self.outbox.insert((m.to.clone(), m.seq), m);
+                }
+                Change::OutboxAcked { to, up_to } => self.outbox.retain(|(hub, seq), _| *hub != to || *seq > up_to),
+                Change::Mirror { home, home_room, local } => {
+                    self.mirrors.insert((home, home_room), local);
+                }
+                Change::Pending(p) => {
+                    self.pending.insert(p.ticket, p);
+                }
+                Change::PendingDone { ticket } => {
+                    self.pending.remove(&ticket);
                 }
             }
         }
@@ -219,5 +271,17 @@ impl HubView for MemHub {
     }
     fn inbound(&self, origin: &HubName) -> ViewResult<Inbound> {
         Ok(self.inbound.get(origin).copied().unwrap_or_default())
+    }
+    fn outbound(&self, to: &HubName) -> ViewResult<Outbound> {
+        Ok(self.outbound.get(to).copied().unwrap_or_default())
+    }
+    fn mirror_of(&self, home: &HubName, home_room: RoomId) -> ViewResult<Option<RoomId>> {
+        Ok(self.mirrors.get(&(home.clone(), home_room)).copied())
+    }
+    fn pending_write(&self, ticket: u64) -> ViewResult<Option<PendingWrite>> {
+        Ok(self.pending.get(&ticket).cloned())
+    }
+    fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
+        Ok(self.pending.values().filter(|p| p.room == room).cloned().collect())
     }
 }

@@ -14,12 +14,12 @@ use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
     self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, INBOUND, INVITATIONS, KeyError, LOGINS,
-    MEMBERS, MEMBERSHIPS, OPERATOR, PATIENTS, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS,
-    SESSIONS_OF, SETTINGS, STAFF, Table,
+    MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS,
+    SESSIONS, SESSIONS_OF, SETTINGS, STAFF, Table,
 };
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
-use kizuna_domain::federation::{HubName, Inbound, InboxMessage};
+use kizuna_domain::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
 use kizuna_domain::model::*;
 use kizuna_domain::requests::CareRequest;
 use kizuna_domain::search;
@@ -176,6 +176,14 @@ impl<'a> RocksHub<'a> {
                 Change::Settings(s) => self.put(keys::all(SETTINGS), &s),
                 Change::InboundStream { origin, stream } => self.put(keys::text(INBOUND, origin.as_str()), &stream),
                 Change::InboxMessage(m) => self.put(keys::inbox_message(m.origin.as_str(), m.seq), &m),
+                Change::OutboundStream { to, stream } => self.put(keys::text(OUTBOUND, to.as_str()), &stream),
+                Change::Outboxed(m) => self.put(keys::outbox_message(m.to.as_str(), m.seq), &m),
+                Change::OutboxAcked { to, up_to } => self.prune_outbox(&to, up_to),
+                Change::Mirror { home, home_room, local } => self.put(keys::mirror(home.as_str(), home_room.0), &local),
+                Change::Pending(p) => self.put(keys::id(PENDING, p.ticket), &p),
+                Change::PendingDone { ticket } => {
+                    self.overlay.insert(keys::id(PENDING, ticket), None);
+                }
             }
         }
     }
@@ -229,6 +237,28 @@ impl<'a> RocksHub<'a> {
             .take(limit)
             .map_while(|(k, v)| self.decode(&k, &v))
             .collect()
+    }
+
+    /// The queued messages to `to` after `after_seq`, in stream order, at most `limit`
+    /// (committed and pending). An undecodable one ends the list, as a fault.
+    pub fn outbox_after(&self, to: &HubName, after_seq: u64, limit: usize) -> Vec<OutboxMessage> {
+        let start = keys::outbox_message(to.as_str(), after_seq.saturating_add(1));
+        self.scan(&keys::outbox_of(to.as_str()))
+            .into_iter()
+            .filter(|(k, _)| *k >= start)
+            .take(limit)
+            .map_while(|(k, v)| self.decode(&k, &v))
+            .collect()
+    }
+
+    /// Deletes the queued messages to `to` up to `up_to`: the destination applied them.
+    fn prune_outbox(&mut self, to: &HubName, up_to: u64) {
+        let end = keys::outbox_message(to.as_str(), up_to.saturating_add(1));
+        let acknowledged: Vec<Vec<u8>> =
+            self.scan(&keys::outbox_of(to.as_str())).into_iter().map(|(k, _)| k).take_while(|k| *k < end).collect();
+        for key in acknowledged {
+            self.overlay.insert(key, None);
+        }
     }
 
     pub fn put_event(&mut self, event: &Event) {
@@ -352,6 +382,19 @@ impl HubView for RocksHub<'_> {
     }
     fn inbound(&self, origin: &HubName) -> ViewResult<Inbound> {
         self.checked(self.get(&keys::text(INBOUND, origin.as_str())).unwrap_or_default())
+    }
+    fn outbound(&self, to: &HubName) -> ViewResult<Outbound> {
+        self.checked(self.get(&keys::text(OUTBOUND, to.as_str())).unwrap_or_default())
+    }
+    fn mirror_of(&self, home: &HubName, home_room: RoomId) -> ViewResult<Option<RoomId>> {
+        self.checked(self.get(&keys::mirror(home.as_str(), home_room.0)))
+    }
+    fn pending_write(&self, ticket: u64) -> ViewResult<Option<PendingWrite>> {
+        self.checked(self.get(&keys::id(PENDING, ticket)))
+    }
+    fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
+        let all: Vec<PendingWrite> = self.values(&keys::all(PENDING));
+        self.checked(all.into_iter().filter(|p| p.room == room).collect())
     }
 }
 

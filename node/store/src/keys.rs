@@ -40,6 +40,10 @@
 //! | `H` | — | HubSettings (absent: never set, the defaults) |
 //! | `J` | origin hub name | Inbound (the stream from that hub: highest sequence applied) |
 //! | `K` | u8 len(origin), origin hub name, seq | InboxMessage (an origin's messages, in order) |
+//! | `B` | destination hub name | Outbound (the stream to that hub: last assigned, acknowledged) |
+//! | `D` | u8 len(destination), destination hub name, seq | OutboxMessage (queued, not yet acknowledged) |
+//! | `Q` | u8 len(home), home hub name, home room id | room id (this hub's copy of that room) |
+//! | `p` | ticket | PendingWrite (a write into a copy, until the home hub answers) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
@@ -83,12 +87,16 @@ pub(crate) const AUDIT: Table = table(b'Z', "audit log");
 pub(crate) const AUDIT_HEAD: Table = table(b'z', "audit head");
 pub(crate) const INBOUND: Table = table(b'J', "inbound federation streams");
 pub(crate) const INBOX: Table = table(b'K', "federation inbox");
+pub(crate) const OUTBOUND: Table = table(b'B', "outbound federation streams");
+pub(crate) const OUTBOX: Table = table(b'D', "federation outbox");
+pub(crate) const MIRRORS: Table = table(b'Q', "copies of other hubs' rooms");
+pub(crate) const PENDING: Table = table(b'p', "writes pending on another hub");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 27] = [
+pub(crate) const TABLES: [Table; 31] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -116,6 +124,10 @@ pub(crate) const TABLES: [Table; 27] = [
     META,
     INBOUND,
     INBOX,
+    OUTBOUND,
+    OUTBOX,
+    MIRRORS,
+    PENDING,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -180,14 +192,40 @@ pub(crate) fn bigram_post(bigram: &str, room: u64, seq: u64) -> Vec<u8> {
 /// `K` + origin (length-prefixed, so one hub's scan never reaches another whose name it
 /// prefixes): every inbox message of one origin.
 pub(crate) fn inbox_of(origin: &str) -> Vec<u8> {
-    // Hub names are at most 32 bytes (`HubName`), so the length always fits a byte.
-    let len = u8::try_from(origin.len()).expect("a hub name is at most 32 bytes");
-    compose(INBOX, &[&[len], origin.as_bytes()])
+    of_hub(INBOX, origin)
 }
 
 /// `K` + origin + seq: one inbox message, in stream order within its origin.
 pub(crate) fn inbox_message(origin: &str, seq: u64) -> Vec<u8> {
-    [inbox_of(origin), be(seq).to_vec()].concat()
+    hub_and_number(INBOX, origin, seq)
+}
+
+/// `D` + destination: every queued message to one hub.
+pub(crate) fn outbox_of(to: &str) -> Vec<u8> {
+    of_hub(OUTBOX, to)
+}
+
+/// `D` + destination + seq: one queued message, in stream order.
+pub(crate) fn outbox_message(to: &str, seq: u64) -> Vec<u8> {
+    hub_and_number(OUTBOX, to, seq)
+}
+
+/// `Q` + home hub + home room id: this hub's copy of that room.
+pub(crate) fn mirror(home: &str, home_room: u64) -> Vec<u8> {
+    hub_and_number(MIRRORS, home, home_room)
+}
+
+/// `table` + a hub name, length-prefixed so one hub's scan never reaches another whose name it
+/// prefixes.
+fn of_hub(table: Table, hub: &str) -> Vec<u8> {
+    // Hub names are at most 32 bytes (`HubName`), so the length always fits a byte.
+    let len = u8::try_from(hub.len()).expect("a hub name is at most 32 bytes");
+    compose(table, &[&[len], hub.as_bytes()])
+}
+
+/// `table` + a hub name + a number (a sequence or a room id of that hub), in numeric order.
+fn hub_and_number(table: Table, hub: &str, n: u64) -> Vec<u8> {
+    [of_hub(table, hub), be(n).to_vec()].concat()
 }
 
 /// The apply clock, in `sm_data` so snapshots carry it.
@@ -256,6 +294,10 @@ mod tests {
         assert_eq!(text(RECORDS, "k"), b"rk");
         assert_eq!(text(INBOUND, "gunma"), b"Jgunma");
         assert_eq!(inbox_message("gunma", 3), b"K\x05gunma\0\0\0\0\0\0\0\x03");
+        assert_eq!(text(OUTBOUND, "gunma"), b"Bgunma");
+        assert_eq!(outbox_message("gunma", 3), b"D\x05gunma\0\0\0\0\0\0\0\x03");
+        assert_eq!(mirror("gunma", 9), b"Q\x05gunma\0\0\0\0\0\0\0\x09");
+        assert_eq!(id(PENDING, 4), b"p\0\0\0\0\0\0\0\x04");
         assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);

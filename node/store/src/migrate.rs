@@ -219,6 +219,10 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'O' => op.with::<bool>(),
         b'J' => op.with::<kizuna_domain::federation::Inbound>(),
         b'K' => op.with::<kizuna_domain::federation::InboxMessage>(),
+        b'B' => op.with::<kizuna_domain::federation::Outbound>(),
+        b'D' => op.with::<kizuna_domain::federation::OutboxMessage>(),
+        b'Q' => op.with::<RoomId>(),
+        b'p' => op.with::<kizuna_domain::federation::PendingWrite>(),
         // Index tables: the key is the entry, the value is empty.
         b'U' | b'N' | b'V' | b'G' | b'W' | b'X' => op.with::<()>(),
         _ => return None,

@@ -20,10 +20,11 @@ use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_v
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::audit::{AuditAction, AuditRecord};
 use kizuna_domain::events::{Event, stamp};
-use kizuna_domain::federation::{HubName, Receipt, SeqRange, inbox};
+use kizuna_domain::federation::{HubName, Receipt, SeqRange, inbox, outbox};
 use kizuna_domain::model::AccountId;
 use kizuna_domain::{
-    self, Applied, Command, CommandResult, Ctx, Decision, DomainError, Envelope, LogCommand, Record, Sender, decide,
+    self, Applied, Command, CommandResult, Ctx, Decision, DomainError, Envelope, LogCommand, Outcome, Record, Sender,
+    decide,
 };
 
 pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
@@ -246,6 +247,15 @@ impl ApplyBatch<'_> {
                 let batch = FederatedBatch { origin, first_seq, messages, key_id, signature, origin_node };
                 self.federated(batch)?
             }
+            LogCommand::FederationAck { peer, highest_applied } => {
+                match outbox::acknowledge(&self.hub, &peer, highest_applied).map_err(std::io::Error::other)? {
+                    Ok(changes) => {
+                        self.hub.apply(changes);
+                        CommandResult::Done(Outcome::Done)
+                    }
+                    Err(e) => DomainError::FailedPrecondition(format!("acknowledgement from {peer}: {e}")).into(),
+                }
+            }
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
@@ -271,6 +281,9 @@ impl ApplyBatch<'_> {
         match decide(&self.hub, ctx, sender, command) {
             Ok(Decision { effects, audit }) => {
                 self.hub.apply(effects.changes);
+                let queued =
+                    outbox::enqueue(&self.hub, self.clock_ms, effects.outbound).map_err(std::io::Error::other)?;
+                self.hub.apply(queued);
                 if let Some(record) = audit {
                     self.hub.append_audit(record);
                 }

@@ -7,10 +7,14 @@
 
 pub mod inbox;
 pub mod names;
+pub mod outbox;
 pub mod signing;
 pub mod stream;
+pub mod wire;
 
 pub use inbox::{InboxMessage, Receipt};
 pub use names::{HubKeyId, HubKeyIdError, HubName, HubNameError};
+pub use outbox::{OutboxMessage, PendingWrite};
 pub use signing::{BatchHeader, PayloadDigest, ProbeHeader};
 pub use stream::{Arrival, Inbound, Outbound, SeqRange, StreamError};
+pub use wire::{Message, Party, RoomWrite};

@@ -1,0 +1,193 @@
+//! What one hub tells another: the messages of a hub-to-hub stream and their byte encoding.
+//!
+//! A message names accounts by login relative to the stream ([`Party`]): the sender's own
+//! accounts, the receiver's own accounts, or a third hub's. Logins never change and are unique
+//! on their hub, so `login@hub` names an account across the federation (as ruma's ids name their
+//! server) and no hub needs to know another's numeric ids for people. Rooms are named by their
+//! id on their home hub: only the home hub creates them.
+//!
+//! The encoding is a stored and exchanged format: a version byte, then postcard (positional).
+//! New variants go at the end; a changed shape is a new [`WIRE_VERSION`].
+
+use serde::{Deserialize, Serialize};
+
+use super::names::HubName;
+use crate::model::{Profession, Role, RoomId};
+
+/// The version of the message encoding this build writes and reads.
+pub const WIRE_VERSION: u8 = 1;
+
+/// An account, named relative to the stream that carries the message.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Party {
+    /// An account of the hub that sent the message.
+    Sender(String),
+    /// An account of the hub that receives the message.
+    Receiver(String),
+    /// An account of a third hub.
+    Other { hub: HubName, login: String },
+}
+
+/// The minimal profile of a member that crosses hubs: never contact data, sessions or secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub party: Party,
+    pub display_name: String,
+    pub facility_name: String,
+    pub profession: Profession,
+}
+
+/// What kind of room a copy is, with what its members need to show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CopyKind {
+    /// A patient's timeline: the patient's name and kana (the team must know whom it cares for).
+    PatientTimeline {
+        patient_name: String,
+        patient_kana: String,
+    },
+    /// A sub-room of the timeline `parent` (home id).
+    SubRoom {
+        parent: RoomId,
+        patient_name: String,
+        name: String,
+    },
+    Group {
+        name: String,
+    },
+    /// A 1:1 connection room.
+    Connection,
+}
+
+/// A member of a room as the home hub has it (the membership's state, not read markers: read
+/// state stays on the reader's own hub).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberCopy {
+    pub profile: Profile,
+    pub role: Role,
+    /// Waiting for an owner's approval (invited by a member, or asked to join).
+    pub pending: bool,
+}
+
+/// A room as its home hub has it: sent to every hub with a member in it whenever its
+/// membership changes, and to a hub that just lost its last member (then without them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomCopy {
+    /// The room's id on its home hub (the sender).
+    pub room: RoomId,
+    pub kind: CopyKind,
+    pub members: Vec<MemberCopy>,
+}
+
+/// A post as the home hub has it now (new, edited, deleted or acknowledged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostCopy {
+    /// The room's id on its home hub (the sender).
+    pub room: RoomId,
+    pub seq: u64,
+    pub author: Party,
+    /// Empty once deleted (the history stays on the home hub, for its audit).
+    pub text: String,
+    pub reply_to: Option<u64>,
+    pub mentions: Vec<Party>,
+    pub posted_at_ms: u64,
+    pub edited: bool,
+    pub deleted: bool,
+    pub acks: Vec<Party>,
+}
+
+/// A write by a member of a room whose home is another hub, decided there by the same rules
+/// as a local member's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomWrite {
+    Post { text: String, reply_to: Option<u64>, mentions: Vec<Party> },
+    Edit { seq: u64, text: String },
+    Delete { seq: u64 },
+    Ack { seq: u64 },
+    Invite { invitee: Party, role: Role },
+    Approve { account: Party },
+    Leave,
+}
+
+/// One message of a hub-to-hub stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Home → member hub: a room's kind and members; the receiver keeps (or drops) its copy.
+    Room(RoomCopy),
+    /// Home → member hub: one post as it is now.
+    Post(PostCopy),
+    /// Member → home hub: a write of the sender's member `author` to the receiver's room
+    /// `room`. `ticket` names it on the sender (its "sending" entry) until it is answered.
+    Submit { room: RoomId, author: String, ticket: u64, write: RoomWrite },
+    /// Home → member hub: the write `ticket` was applied (for a post: as `seq`, which the
+    /// [`Message::Post`] that follows carries).
+    Accepted { ticket: u64, seq: Option<u64> },
+    /// Home → member hub: the write `ticket` was refused, with the home hub's reason.
+    Refused { ticket: u64, reason: String },
+    /// Member → home hub: the receiver's room `room` names the sender's `login`, who is not an
+    /// active professional there: the home hub removes that member.
+    NoSuchMember { room: RoomId, login: String },
+    /// Member → home hub: the current profile of a member in one of the receiver's rooms.
+    Profile(Profile),
+}
+
+/// Why bytes are not a message this build reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("empty message")]
+    Empty,
+    #[error("message version {0}, but this build reads version {WIRE_VERSION}")]
+    UnknownVersion(u8),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+impl Message {
+    /// The version byte, then the message.
+    pub fn encode(&self) -> Vec<u8> {
+        // Postcard fails only for types it cannot size (e.g. iterators of unknown length) and
+        // when the output is full; a Vec grows and every field here is plain data.
+        postcard::to_extend(self, vec![WIRE_VERSION]).expect("plain data always encodes into a Vec")
+    }
+
+    /// Exactly one message of the current version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        match bytes.split_first() {
+            None => Err(WireError::Empty),
+            Some((&WIRE_VERSION, body)) => match postcard::take_from_bytes(body) {
+                Ok((message, [])) => Ok(message),
+                Ok((_, rest)) => Err(WireError::Malformed(format!("{} stray bytes", rest.len()))),
+                Err(e) => Err(WireError::Malformed(e.to_string())),
+            },
+            Some((&version, _)) => Err(WireError::UnknownVersion(version)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_refuse_other_versions() {
+        let message = Message::Submit {
+            room: RoomId(7),
+            author: "sato".into(),
+            ticket: 42,
+            write: RoomWrite::Post {
+                text: "血圧安定".into(),
+                reply_to: None,
+                mentions: vec![Party::Receiver("yamada".into())],
+            },
+        };
+        let bytes = message.encode();
+        assert_eq!(bytes[0], WIRE_VERSION);
+        assert_eq!(Message::decode(&bytes), Ok(message));
+        let mut other = bytes.clone();
+        other[0] = 2;
+        assert_eq!(Message::decode(&other), Err(WireError::UnknownVersion(2)));
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(matches!(Message::decode(&longer), Err(WireError::Malformed(_))));
+        assert_eq!(Message::decode(&[]), Err(WireError::Empty));
+    }
+}
