@@ -20,6 +20,7 @@ use kizuna_proto::events::event_service_client::EventServiceClient;
 use kizuna_proto::events::*;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::*;
+use kizuna_proto::rooms::invite_member_request::Invitee;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use kizuna_proto::rooms::*;
 use tonic::Request;
@@ -193,7 +194,7 @@ async fn the_collaboration_story() {
             InviteMemberRequest {
                 idempotency_key: uuid(),
                 room_id: room_a,
-                account_id: nurse,
+                invitee: Some(Invitee::AccountId(nurse)),
                 role: Role::Member as i32,
             },
             &dr,
@@ -205,7 +206,7 @@ async fn the_collaboration_story() {
             InviteMemberRequest {
                 idempotency_key: uuid(),
                 room_id: room_a,
-                account_id: pharmacist,
+                invitee: Some(Invitee::AccountId(pharmacist)),
                 role: Role::Member as i32,
             },
             &ns,
@@ -250,7 +251,7 @@ async fn the_collaboration_story() {
             InviteMemberRequest {
                 idempotency_key: uuid(),
                 room_id: room_b,
-                account_id: nurse,
+                invitee: Some(Invitee::AccountId(nurse)),
                 role: Role::Member as i32,
             },
             &dr,
@@ -537,7 +538,7 @@ async fn the_collaboration_story() {
     let invite = InviteMemberRequest {
         idempotency_key: uuid(),
         room_id: group,
-        account_id: pharmacist,
+        invitee: Some(Invitee::AccountId(pharmacist)),
         role: Role::Member as i32,
     };
     c.rooms.invite_member(authed(invite, &dr)).await.unwrap();

@@ -12,6 +12,10 @@ fn login_free(view: &impl HubView, login: &str) -> DomainResult<()> {
     if login.chars().any(char::is_whitespace) {
         return Err(invalid("login must not contain spaces"));
     }
+    if login.contains('@') {
+        // `login@hub` names an account of another hub of the federation.
+        return Err(invalid("login must not contain @"));
+    }
     if view.account_by_login(login)?.is_some() {
         return Err(precondition(format!("login {login:?} is taken")));
     }

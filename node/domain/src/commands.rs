@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::directory::{self, FacilityProfile};
 use super::error::{DomainError, DomainResult};
+use super::federation::{self, HubName};
 use super::model::*;
 use super::requests::{self, RequestKind};
 use super::rooms::PatientDetails;
@@ -188,6 +189,14 @@ pub enum Command {
         idle_minutes: u32,
         absolute_hours: u32,
     },
+    /// Invites `login` of hub `hub` (a federation peer) into a room of this hub, by the same
+    /// rules as a local invitation; the room stays here, the other hub keeps a copy.
+    InviteRemote {
+        room: RoomId,
+        hub: HubName,
+        login: String,
+        role: Role,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -256,6 +265,9 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
         }
         C::SetSessionPolicy { idle_minutes, absolute_hours } => {
             sessions::set_policy(view, signed_in()?, idle_minutes, absolute_hours)
+        }
+        C::InviteRemote { room, hub, login, role } => {
+            federation::home::invite_remote(view, ctx, signed_in()?, room, (hub, login), role)
         }
     }
 }

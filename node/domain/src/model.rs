@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::federation::HubName;
+use crate::federation::wire::CopyKind;
+
 macro_rules! id_type {
     ($($name:ident),*) => {$(
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -77,6 +80,14 @@ pub enum AccountKind {
     Family {
         patient: PatientId,
     },
+    /// A professional of another hub, known here because a room of this hub (or a copy of
+    /// another hub's room) has them as a member. Its login is `login@hub`; it never signs in
+    /// here, and only its minimal profile crosses.
+    Remote {
+        hub: HubName,
+        facility_name: String,
+        profession: Profession,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +119,14 @@ impl Account {
     pub fn facility(&self) -> Option<FacilityId> {
         match self.kind {
             AccountKind::Professional { facility, .. } => Some(facility),
+            _ => None,
+        }
+    }
+
+    /// The hub of a remote account (None: an account of this hub).
+    pub fn remote_hub(&self) -> Option<&HubName> {
+        match &self.kind {
+            AccountKind::Remote { hub, .. } => Some(hub),
             _ => None,
         }
     }
@@ -176,6 +195,9 @@ pub enum RoomKind {
     Group { name: String },
     /// つながり: the 1:1 room of two connected professionals.
     Connection { a: AccountId, b: AccountId },
+    /// This hub's copy of room `home_room` of hub `home`, kept for its own members: the home
+    /// hub orders it, and writes into it are sent there.
+    Mirror { home: HubName, home_room: RoomId, of: CopyKind },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

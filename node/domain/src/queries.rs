@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::authz::{active_account, active_member};
 use super::error::DomainResult;
+use super::federation::wire::CopyKind;
 use super::model::*;
 use super::view::{HubView, ViewResult};
 
@@ -58,7 +59,23 @@ pub fn title(view: &impl HubView, viewer: AccountId, room: &Room) -> ViewResult<
             let other = if *a == viewer { *b } else { *a };
             view.account(other)?.map(|a| a.display_name).unwrap_or_default()
         }
+        RoomKind::Mirror { of, .. } => match of {
+            CopyKind::PatientTimeline { patient_name, .. } => patient_name.clone(),
+            CopyKind::SubRoom { patient_name, name, .. } => format!("{patient_name}／{name}"),
+            CopyKind::Group { name } => name.clone(),
+            CopyKind::Connection => other_member_name(view, viewer, room.id)?,
+        },
     })
+}
+
+/// The display name of the member of a 1:1 room who is not `viewer`.
+fn other_member_name(view: &impl HubView, viewer: AccountId, room: RoomId) -> ViewResult<String> {
+    for m in view.members(room)?.into_iter().filter(|m| m.account != viewer) {
+        if let Some(account) = view.account(m.account)? {
+            return Ok(account.display_name);
+        }
+    }
+    Ok(String::new())
 }
 
 /// The rooms of one kind a user belongs to, newest post first, with unread counts. In the
@@ -73,6 +90,11 @@ pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> Doma
         match &r.kind {
             RoomKind::SubRoom { parent, name, .. } => {
                 sub_rooms.push((*parent, title(view, viewer, &r)?, summary(view, &m, &r, name.clone())?))
+            }
+            RoomKind::Mirror { home, of: CopyKind::SubRoom { parent, name, .. }, .. } => {
+                // Placed in the local copy of its parent timeline, if this hub keeps one.
+                let parent = view.mirror_of(home, *parent)?.unwrap_or(r.id);
+                sub_rooms.push((parent, title(view, viewer, &r)?, summary(view, &m, &r, name.clone())?))
             }
             _ => entries.push(summary(view, &m, &r, title(view, viewer, &r)?)?),
         }
@@ -98,11 +120,15 @@ fn place_sub_rooms(entries: &mut Vec<RoomSummary>, sub_rooms: Vec<(RoomId, Strin
 }
 
 fn listed_in(room: &RoomKind, list: ListKind) -> bool {
+    use CopyKind as Copy;
     matches!(
         (room, list),
         (RoomKind::PatientTimeline { .. } | RoomKind::SubRoom { .. }, ListKind::Patients)
             | (RoomKind::Group { .. }, ListKind::Groups)
             | (RoomKind::Connection { .. }, ListKind::Connections)
+            | (RoomKind::Mirror { of: Copy::PatientTimeline { .. } | Copy::SubRoom { .. }, .. }, ListKind::Patients)
+            | (RoomKind::Mirror { of: Copy::Group { .. }, .. }, ListKind::Groups)
+            | (RoomKind::Mirror { of: Copy::Connection, .. }, ListKind::Connections)
     )
 }
 

@@ -111,6 +111,20 @@ pub fn invite(
     invitee: AccountId,
     role: Role,
 ) -> DomainResult<Effects> {
+    let target = view.account(invitee)?.filter(Account::is_active).ok_or(not_found("account"))?;
+    invite_account(view, actor, room, &target, role)
+}
+
+/// [`invite`] of an account the caller already holds (also a remote professional's, which
+/// may be created by the same command).
+pub(super) fn invite_account(
+    view: &impl HubView,
+    actor: AccountId,
+    room: RoomId,
+    target: &Account,
+    role: Role,
+) -> DomainResult<Effects> {
+    let invitee = target.id;
     let (_, inviter, r) = active_member(view, actor, room)?;
     if matches!(r.kind, RoomKind::Connection { .. }) {
         return Err(invalid("a connection room has exactly its two members"));
@@ -118,8 +132,7 @@ pub fn invite(
     if matches!(r.kind, RoomKind::SubRoom { .. }) && inviter.role != Role::Owner {
         return Err(denied("only the sub-room's owner adds members"));
     }
-    let target = view.account(invitee)?.filter(Account::is_active).ok_or(not_found("account"))?;
-    invitable(&r, &target, role)?;
+    invitable(&r, target, role)?;
     if let RoomKind::SubRoom { parent, .. } = r.kind
         && !view.member(parent, invitee)?.is_some_and(|m| m.is_active())
     {

@@ -15,6 +15,7 @@ use kizuna_proto::directory::UpdateFacilityProfileRequest;
 use kizuna_proto::directory::directory_service_client::DirectoryServiceClient;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest};
+use kizuna_proto::rooms::invite_member_request::Invitee;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use kizuna_proto::rooms::{CreateGroupRequest, CreatePatientRequest, CreateSubRoomRequest, InviteMemberRequest, Role};
 use tonic::transport::Channel;
@@ -112,7 +113,7 @@ impl Seeder {
             let req = InviteMemberRequest {
                 idempotency_key: idempotency_key(),
                 room_id: room,
-                account_id: id,
+                invitee: Some(Invitee::AccountId(id)),
                 role: Role::Member as i32,
             };
             self.rooms.invite_member(authed(req, &token)?).await?;
@@ -158,7 +159,7 @@ impl Seeder {
                     InviteMemberRequest {
                         idempotency_key: idempotency_key(),
                         room_id: room,
-                        account_id: id,
+                        invitee: Some(Invitee::AccountId(id)),
                         role: Role::Member as i32,
                     },
                     &token,

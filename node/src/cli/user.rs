@@ -14,6 +14,7 @@ use kizuna_proto::events::event_service_client::EventServiceClient;
 use kizuna_proto::events::{Event, SubscribeRequest, event};
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest, TimelineOrder, TimelineRequest, TimelineResponse};
+use kizuna_proto::rooms::invite_member_request::Invitee;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use kizuna_proto::rooms::{
     ApproveMemberRequest, InviteMemberRequest, ListRoomsRequest, Role, RoomListKind, RoomSummary,
@@ -421,7 +422,7 @@ pub async fn invite(target: &Target, room: u64, account: u64, family: bool) -> a
     let req = InviteMemberRequest {
         idempotency_key: idempotency_key(),
         room_id: room,
-        account_id: account,
+        invitee: Some(Invitee::AccountId(account)),
         role: role as i32,
     };
     RoomServiceClient::new(channel(target).await?).invite_member(authed(req, &t)?).await?;

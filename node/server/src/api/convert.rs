@@ -4,6 +4,7 @@
 
 use kizuna_domain::HubView;
 use kizuna_domain::directory::{FacilityProfile, GeoPoint};
+use kizuna_domain::federation::HubName;
 use kizuna_domain::model::*;
 use kizuna_domain::requests::RequestKind;
 use kizuna_proto::common as pb;
@@ -93,23 +94,50 @@ pub(super) fn account_kind(kind: Option<&AccountKind>) -> (pb::AccountKind, pb::
         Some(AccountKind::Professional { facility, profession }) => {
             (pb::AccountKind::Professional, profession_to(*profession), Some(*facility))
         }
+        Some(AccountKind::Remote { profession, .. }) => {
+            (pb::AccountKind::Professional, profession_to(*profession), None)
+        }
         Some(AccountKind::Family { .. }) => (pb::AccountKind::Family, pb::Profession::Unspecified, None),
         Some(AccountKind::Operator) => (pb::AccountKind::Operator, pb::Profession::Unspecified, None),
         None => (pb::AccountKind::Unspecified, pb::Profession::Unspecified, None),
     }
 }
 
+/// `login@hub`, an account of another hub: its login there and the hub.
+pub(super) fn remote_login(name: &str) -> Result<(String, HubName), Status> {
+    let refuse = |why: String| Status::invalid_argument(format!("remote_login {name:?}: {why}"));
+    let (login, hub) = name.rsplit_once('@').ok_or_else(|| refuse("expected login@hub".into()))?;
+    if login.is_empty() || login.contains('@') {
+        return Err(refuse("expected login@hub".into()));
+    }
+    let hub = HubName::new(hub).map_err(|e| refuse(e.to_string()))?;
+    Ok((login.to_owned(), hub))
+}
+
+/// The name of an account's facility as users see it: a remote professional's facility names
+/// its hub too (「群馬中央病院（gunma）」).
+pub(super) fn facility_name(hub: &impl HubView, account: &Account) -> String {
+    match &account.kind {
+        AccountKind::Professional { facility, .. } => {
+            shown(hub.facility(*facility)).map(|f| f.name).unwrap_or_default()
+        }
+        AccountKind::Remote { hub: home, facility_name, .. } => format!("{facility_name}（{home}）"),
+        AccountKind::Family { .. } | AccountKind::Operator => String::new(),
+    }
+}
+
 /// A post as members see it: with its author's name, kind, profession and facility.
 pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
     let author = shown(hub.account(p.author));
-    let (kind, profession, facility) = account_kind(author.as_ref().map(|a| &a.kind));
+    let (kind, profession, _) = account_kind(author.as_ref().map(|a| &a.kind));
+    let facility = author.as_ref().map(|a| facility_name(hub, a)).unwrap_or_default();
     pb::Post {
         seq: p.seq,
         author_id: p.author.0,
         author_name: author.map(|a| a.display_name).unwrap_or_default(),
         author_kind: kind as i32,
         author_profession: profession as i32,
-        author_facility: facility.and_then(|f| shown(hub.facility(f))).map(|f| f.name).unwrap_or_default(),
+        author_facility: facility,
         text: p.text,
         reply_to: p.reply_to,
         mention_ids: p.mentions.into_iter().map(|m| m.0).collect(),

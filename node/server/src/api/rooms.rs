@@ -2,9 +2,10 @@
 //! lists (patients, groups, connections) with unread counts.
 
 use kizuna_proto::rooms as pb;
+use pb::invite_member_request::Invitee;
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
+use super::convert::{remote_login, timestamp};
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, unexpected};
 use kizuna_domain::model::*;
@@ -132,7 +133,16 @@ impl pb::room_service_server::RoomService for Api {
         req: Request<pb::InviteMemberRequest>,
     ) -> Result<Response<pb::InviteMemberResponse>, Status> {
         let r = req.get_ref().clone();
-        let cmd = Command::Invite { room: RoomId(r.room_id), invitee: AccountId(r.account_id), role: role(r.role)? };
+        let room = RoomId(r.room_id);
+        let role = role(r.role)?;
+        let cmd = match r.invitee {
+            Some(Invitee::AccountId(id)) => Command::Invite { room, invitee: AccountId(id), role },
+            Some(Invitee::RemoteLogin(name)) => {
+                let (login, hub) = remote_login(&name)?;
+                Command::InviteRemote { room, hub, login, role }
+            }
+            None => return Err(Status::invalid_argument("say whom to invite: account_id or remote_login")),
+        };
         self.signed_write(&req, r.idempotency_key, cmd).await?;
         Ok(Response::new(pb::InviteMemberResponse {}))
     }

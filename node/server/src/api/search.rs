@@ -4,9 +4,9 @@
 use kizuna_proto::search as pb;
 use tonic::{Request, Response, Status};
 
-use super::convert::{account_kind, facility_view, post_view};
+use super::convert::{account_kind, facility_name, facility_view, post_view};
 use super::paging::{self, PageToken};
-use super::shared::{Api, domain_status, shown, view_status};
+use super::shared::{Api, domain_status, view_status};
 use kizuna_domain::directory::{self, Search};
 use kizuna_domain::model::*;
 use kizuna_domain::{DomainError, HubView, audit, queries, search};
@@ -69,12 +69,13 @@ impl Api {
             .into_iter()
             .map(|a| {
                 let (_, profession, facility) = account_kind(Some(&a.kind));
+                let facility_name = facility_name(hub, &a);
                 pb::PersonHit {
                     account_id: a.id.0,
                     display_name: a.display_name,
                     profession: profession as i32,
                     facility_id: facility.map(|f| f.0),
-                    facility: facility.and_then(|f| shown(hub.facility(f))).map(|f| f.name).unwrap_or_default(),
+                    facility: facility_name,
                 }
             })
             .collect();
