@@ -29,7 +29,7 @@ impl IdMint {
         IdMint { next: (1 << 63) | (log_index << 20) | ((message & 0x3ff) << 10) }
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn mint(&mut self) -> u64 {
         let id = self.next;
         self.next += 1;
         id
@@ -51,7 +51,7 @@ pub fn apply_room(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy:
                 None => effects = effects.send(origin.clone(), Message::NoSuchMember { room: copy.room, login }),
             },
             Whose::Theirs { hub, login } => {
-                let (account, change) = shadow(view, AccountId(ids.next()), (&hub, &login), Some(&m.profile))?;
+                let (account, change) = shadow(view, AccountId(ids.mint()), (&hub, &login), Some(&m.profile))?;
                 effects.changes.extend(change);
                 wanted.push((account.id, m.role, state, false));
             }
@@ -63,7 +63,7 @@ pub fn apply_room(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy:
             None => Ok(Effects { changes: Vec::new(), ..effects }),
         };
     }
-    let local = existing.map_or_else(|| RoomId(ids.next()), |id| id);
+    let local = existing.unwrap_or_else(|| RoomId(ids.mint()));
     keep_copy(view, origin, (local, existing.is_none()), copy, wanted, effects)
 }
 
@@ -194,7 +194,7 @@ fn account_for(
     match whose(origin, party) {
         Whose::Ours(_) => Ok(AccountId(0)),
         Whose::Theirs { hub, login } => {
-            let (account, change) = shadow(view, AccountId(ids.next()), (&hub, &login), None)?;
+            let (account, change) = shadow(view, AccountId(ids.mint()), (&hub, &login), None)?;
             changes.extend(change);
             Ok(account.id)
         }

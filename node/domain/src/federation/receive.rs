@@ -38,7 +38,7 @@ pub fn decide(view: &impl HubView, ctx: Ctx, index: u64, origin: &HubName, messa
         Message::Accepted { ticket, .. } => copies::accepted(view, origin, ticket).map(Received::done),
         Message::Refused { ticket, reason } => copies::refused(view, origin, ticket, reason).map(Received::done),
         Message::Submit { room, author, ticket, write } => {
-            let ctx = Ctx { log_index: ids.next(), ..ctx };
+            let ctx = Ctx { log_index: ids.mint(), ..ctx };
             submitted(view, ctx, origin, (room, &author, ticket), write)
         }
         Message::NoSuchMember { room, login } => no_such_member(view, origin, room, &login).map(Received::done),
