@@ -60,6 +60,14 @@ pub trait HubView {
     fn pending_write(&self, ticket: u64) -> ViewResult<Option<PendingWrite>>;
     /// Every unanswered or refused write into the local copy `room`, oldest first.
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>>;
+    /// The peer hubs this hub shares its resource map with.
+    fn directory_shared_with(&self) -> ViewResult<Vec<HubName>>;
+    /// A facility of another hub, by its local id.
+    fn remote_facility(&self, id: FacilityId) -> ViewResult<Option<RemoteFacility>>;
+    /// Every facility of another hub this hub knows (shared or withdrawn).
+    fn remote_facilities(&self) -> ViewResult<Vec<RemoteFacility>>;
+    /// Which request of which hub the local request `id` is, if another hub sent it.
+    fn request_link(&self, id: RequestId) -> ViewResult<Option<RequestLink>>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -123,6 +131,15 @@ pub enum Change {
     PendingDone {
         ticket: u64,
     },
+    /// This hub shares (or stops sharing) its resource map with `peer`.
+    DirectoryShare {
+        peer: HubName,
+        share: bool,
+    },
+    /// A facility of another hub, new or as it is now.
+    RemoteFacility(RemoteFacility),
+    /// A request received from another hub, and which of its requests it is.
+    RequestLink(RequestLink),
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -145,6 +162,9 @@ pub struct MemHub {
     pub outbox: BTreeMap<(HubName, u64), OutboxMessage>,
     pub mirrors: BTreeMap<(HubName, RoomId), RoomId>,
     pub pending: BTreeMap<u64, PendingWrite>,
+    pub directory_shares: std::collections::BTreeSet<HubName>,
+    pub remote_facilities: BTreeMap<FacilityId, RemoteFacility>,
+    pub request_links: BTreeMap<RequestId, RequestLink>,
 }
 
 impl MemHub {
@@ -206,6 +226,18 @@ impl MemHub {
                 }
                 Change::PendingDone { ticket } => {
                     self.pending.remove(&ticket);
+                }
+                Change::DirectoryShare { peer, share: true } => {
+                    self.directory_shares.insert(peer);
+                }
+                Change::DirectoryShare { peer, share: false } => {
+                    self.directory_shares.remove(&peer);
+                }
+                Change::RemoteFacility(f) => {
+                    self.remote_facilities.insert(f.facility.id, f);
+                }
+                Change::RequestLink(l) => {
+                    self.request_links.insert(l.local, l);
                 }
             }
         }
@@ -295,5 +327,17 @@ impl HubView for MemHub {
     }
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
         Ok(self.pending.values().filter(|p| p.room == room).cloned().collect())
+    }
+    fn directory_shared_with(&self) -> ViewResult<Vec<HubName>> {
+        Ok(self.directory_shares.iter().cloned().collect())
+    }
+    fn remote_facility(&self, id: FacilityId) -> ViewResult<Option<RemoteFacility>> {
+        Ok(self.remote_facilities.get(&id).cloned())
+    }
+    fn remote_facilities(&self) -> ViewResult<Vec<RemoteFacility>> {
+        Ok(self.remote_facilities.values().cloned().collect())
+    }
+    fn request_link(&self, id: RequestId) -> ViewResult<Option<RequestLink>> {
+        Ok(self.request_links.get(&id).cloned())
     }
 }

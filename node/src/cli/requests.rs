@@ -58,22 +58,29 @@ fn kind(name: &str) -> anyhow::Result<CareRequestKind> {
 fn print(r: &CareRequest, full: bool) {
     let patient = r.patient_id.map(|id| format!("  患者 {} (#{id})", r.patient_name)).unwrap_or_default();
     println!(
-        "#{} [{}] {}  {} {} ({}){patient}",
+        "#{} [{}] {}  {} {} ({}){hub}{patient}",
         r.care_request_id,
         labels::care_request_kind(r.kind),
         r.title,
         time(&r.sent_at),
         r.from_name,
-        r.from_facility
+        r.from_facility,
+        hub = labels::hub(&r.from_hub),
     );
     if full {
         println!("  {}", r.details.replace('\n', "\n  "));
     }
     for x in &r.recipients {
-        let by = if x.answered_by_name.is_empty() { String::new() } else { format!(" {}", x.answered_by_name) };
-        let note = if x.note.is_empty() { String::new() } else { format!(" 「{}」", x.note) };
-        println!("    → {} (#{}): {}{by}{note}", x.facility_name, x.facility_id, labels::answer_state(x.state));
+        println!("{}", recipient_line(x));
     }
+}
+
+/// One recipient facility, its hub if another, and its answer.
+fn recipient_line(x: &CareRequestRecipient) -> String {
+    let by = if x.answered_by_name.is_empty() { String::new() } else { format!(" {}", x.answered_by_name) };
+    let note = if x.note.is_empty() { String::new() } else { format!(" 「{}」", x.note) };
+    let (hub, state) = (labels::hub(&x.facility_hub), labels::answer_state(x.state));
+    format!("    → {}{hub} (#{}): {state}{by}{note}", x.facility_name, x.facility_id)
 }
 
 pub async fn run(target: &Target, cmd: RequestCommand) -> anyhow::Result<()> {
@@ -127,4 +134,22 @@ pub async fn run(target: &Target, cmd: RequestCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recipient_of_another_hub_shows_its_hub() {
+        let x = CareRequestRecipient {
+            facility_id: 9,
+            facility_name: "前橋訪問看護".into(),
+            facility_hub: "gunma".into(),
+            state: AnswerState::Accepted as i32,
+            answered_by_name: "佐藤".into(),
+            ..Default::default()
+        };
+        assert_eq!(recipient_line(&x), "    → 前橋訪問看護［gunma］ (#9): 受諾 佐藤");
+    }
 }

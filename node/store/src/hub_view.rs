@@ -13,9 +13,9 @@ use serde::de::DeserializeOwned;
 use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
-    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, INBOUND, INVITATIONS, KeyError, LOGINS,
-    MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS,
-    SESSIONS, SESSIONS_OF, SETTINGS, STAFF, Table,
+    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, DIRECTORY_SHARES, EVENTS, FACILITIES, INBOUND, INVITATIONS,
+    KeyError, LOGINS, MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS, REMOTE_FACILITIES,
+    REQUEST_LINKS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS, STAFF, Table,
 };
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
@@ -184,6 +184,14 @@ impl<'a> RocksHub<'a> {
                 Change::PendingDone { ticket } => {
                     self.overlay.insert(keys::id(PENDING, ticket), None);
                 }
+                Change::DirectoryShare { peer, share: true } => {
+                    self.put(keys::text(DIRECTORY_SHARES, peer.as_str()), &peer)
+                }
+                Change::DirectoryShare { peer, share: false } => {
+                    self.overlay.insert(keys::text(DIRECTORY_SHARES, peer.as_str()), None);
+                }
+                Change::RemoteFacility(f) => self.put(keys::id(REMOTE_FACILITIES, f.facility.id.0), &f),
+                Change::RequestLink(l) => self.put(keys::id(REQUEST_LINKS, l.local.0), &l),
             }
         }
     }
@@ -401,6 +409,18 @@ impl HubView for RocksHub<'_> {
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
         let all: Vec<PendingWrite> = self.values(&keys::all(PENDING));
         self.checked(all.into_iter().filter(|p| p.room == room).collect())
+    }
+    fn directory_shared_with(&self) -> ViewResult<Vec<HubName>> {
+        self.checked(self.values(&keys::all(DIRECTORY_SHARES)))
+    }
+    fn remote_facility(&self, id: FacilityId) -> ViewResult<Option<RemoteFacility>> {
+        self.checked(self.get(&keys::id(REMOTE_FACILITIES, id.0)))
+    }
+    fn remote_facilities(&self) -> ViewResult<Vec<RemoteFacility>> {
+        self.checked(self.values(&keys::all(REMOTE_FACILITIES)))
+    }
+    fn request_link(&self, id: RequestId) -> ViewResult<Option<RequestLink>> {
+        self.checked(self.get(&keys::id(REQUEST_LINKS, id.0)))
     }
 }
 

@@ -7,7 +7,8 @@
 //! Numbers are big-endian u64s: keys then sort in numeric order, so a range scan walks ids,
 //! sequences and log indexes in order, and a fixed 8-byte parent id means a scan of one parent
 //! (members of room 1) never reaches another's (room 256). String parts are raw UTF-8 with no
-//! terminator; that is safe because every string-keyed table is read by exact key only, except
+//! terminator; that is safe because every string-keyed table is read by exact key only (or
+//! whole, as `d`, whose values repeat their keys), except
 //! `N`, whose bigram is exactly two characters (UTF-8 is prefix-free, so one bigram's bytes never
 //! start another's), `V`, whose token hash ends the key after a fixed-width account id, and `K`,
 //! whose origin hub name carries its length in a leading byte.
@@ -44,6 +45,9 @@
 //! | `D` | u8 len(destination), destination hub name, seq | OutboxMessage (queued, not yet acknowledged) |
 //! | `Q` | u8 len(home), home hub name, home room id | room id (this hub's copy of that room) |
 //! | `p` | ticket | PendingWrite (a write into a copy, until the home hub answers) |
+//! | `d` | peer hub name | HubName (this hub shares its resource map with that peer) |
+//! | `f` | local facility id | RemoteFacility (a facility of a peer's shared map) |
+//! | `l` | local request id | RequestLink (a request received from another hub) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
@@ -91,12 +95,15 @@ pub(crate) const OUTBOUND: Table = table(b'B', "outbound federation streams");
 pub(crate) const OUTBOX: Table = table(b'D', "federation outbox");
 pub(crate) const MIRRORS: Table = table(b'Q', "copies of other hubs' rooms");
 pub(crate) const PENDING: Table = table(b'p', "writes pending on another hub");
+pub(crate) const DIRECTORY_SHARES: Table = table(b'd', "peers the resource map is shared with");
+pub(crate) const REMOTE_FACILITIES: Table = table(b'f', "facilities of other hubs");
+pub(crate) const REQUEST_LINKS: Table = table(b'l', "requests received from other hubs");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 31] = [
+pub(crate) const TABLES: [Table; 34] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -128,6 +135,9 @@ pub(crate) const TABLES: [Table; 31] = [
     OUTBOX,
     MIRRORS,
     PENDING,
+    DIRECTORY_SHARES,
+    REMOTE_FACILITIES,
+    REQUEST_LINKS,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -298,6 +308,9 @@ mod tests {
         assert_eq!(outbox_message("gunma", 3), b"D\x05gunma\0\0\0\0\0\0\0\x03");
         assert_eq!(mirror("gunma", 9), b"Q\x05gunma\0\0\0\0\0\0\0\x09");
         assert_eq!(id(PENDING, 4), b"p\0\0\0\0\0\0\0\x04");
+        assert_eq!(text(DIRECTORY_SHARES, "gunma"), b"dgunma");
+        assert_eq!(id(REMOTE_FACILITIES, 4), b"f\0\0\0\0\0\0\0\x04");
+        assert_eq!(id(REQUEST_LINKS, 4), b"l\0\0\0\0\0\0\0\x04");
         assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);

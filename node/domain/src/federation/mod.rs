@@ -8,10 +8,12 @@
 pub mod copies;
 pub mod home;
 pub mod inbox;
+pub mod map;
 pub mod names;
 pub mod outbox;
 pub mod parties;
 pub mod receive;
+pub mod requests;
 pub mod signing;
 pub mod stream;
 pub mod wire;

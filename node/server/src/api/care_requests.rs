@@ -6,9 +6,10 @@ use kizuna_proto::care_requests as pb;
 use tonic::{Request, Response, Status};
 
 use super::convert::care_request_kind_from as kind_from;
-use super::convert::timestamp;
+use super::convert::{facility_name, timestamp};
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, shown, unexpected};
+use kizuna_domain::directory;
 use kizuna_domain::model::*;
 use kizuna_domain::requests::{self, Answer, CareRequest, RequestKind};
 use kizuna_domain::{Command, HubView, Outcome};
@@ -32,7 +33,7 @@ fn sent_box(b: i32) -> Result<bool, Status> {
 }
 
 fn recipient_view(hub: &impl HubView, x: Recipient) -> pb::CareRequestRecipient {
-    let facility_name = shown(hub.facility(x.facility)).map(|f| f.name).unwrap_or_default();
+    let (facility_name, facility_hub) = shown(directory::facility_label(hub, x.facility)).unwrap_or_default();
     let (state, by, at, note) = match x.answer {
         Answer::Pending => (pb::AnswerState::Pending, None, None, String::new()),
         Answer::Cancelled => (pb::AnswerState::Cancelled, None, None, String::new()),
@@ -47,24 +48,33 @@ fn recipient_view(hub: &impl HubView, x: Recipient) -> pb::CareRequestRecipient 
         answered_by_name: by.and_then(|a| shown(hub.account(a))).map(|a| a.display_name).unwrap_or_default(),
         answered_at: at.map(timestamp),
         note,
+        facility_hub: facility_hub.map(|h| h.to_string()).unwrap_or_default(),
     }
 }
 
 /// A care request as its sender and recipients see it: names resolved.
 fn view_of(hub: &impl HubView, r: CareRequest) -> pb::CareRequest {
     let name = |a: AccountId| shown(hub.account(a)).map(|a| a.display_name).unwrap_or_default();
+    let sender = shown(hub.account(r.from));
+    let from_hub = sender.as_ref().and_then(|a| a.remote_hub()).map(|h| h.to_string()).unwrap_or_default();
+    // A remote sender's facility: as their hub named it, unless this hub's map has it.
+    let from_facility = match shown(directory::facility_label(hub, r.from_facility)) {
+        Some((name, _)) => name,
+        None => sender.as_ref().map(|a| facility_name(hub, a)).unwrap_or_default(),
+    };
     pb::CareRequest {
         care_request_id: r.id.0,
         kind: kind_to(r.kind) as i32,
         from_id: r.from.0,
         from_name: name(r.from),
-        from_facility: shown(hub.facility(r.from_facility)).map(|f| f.name).unwrap_or_default(),
+        from_facility,
         patient_id: r.patient.map(|p| p.0),
         patient_name: r.patient.and_then(|p| shown(hub.patient(p))).map(|p| p.name).unwrap_or_default(),
         title: r.title,
         details: r.details,
         recipients: r.recipients.into_iter().map(|x| recipient_view(hub, x)).collect(),
         sent_at: Some(timestamp(r.sent_at_ms)),
+        from_hub,
     }
 }
 

@@ -3,6 +3,7 @@
 //! labels are the client's business.
 
 use kizuna_domain::HubView;
+use kizuna_domain::directory::Found;
 use kizuna_domain::directory::{FacilityProfile, GeoPoint};
 use kizuna_domain::federation::HubName;
 use kizuna_domain::model::*;
@@ -163,8 +164,10 @@ pub(super) fn profile_from(p: pb::FacilityProfile) -> FacilityProfile {
     }
 }
 
-/// A facility as the resource map shows it; `distance_m` from the search point, if any.
-pub(super) fn facility_view(f: Facility, distance_m: Option<u64>) -> pb::Facility {
+/// A facility as the resource map shows it, marked with its hub (empty: this hub), with its
+/// distance from the search point, if any.
+pub(super) fn facility_view(found: Found) -> pb::Facility {
+    let Found { facility: f, hub, distance_m } = found;
     let p = f.profile;
     pb::Facility {
         facility_id: f.id.0,
@@ -180,6 +183,7 @@ pub(super) fn facility_view(f: Facility, distance_m: Option<u64>) -> pb::Facilit
             note: p.note,
         }),
         distance_m,
+        hub: hub.map(|h| h.to_string()).unwrap_or_default(),
     }
 }
 

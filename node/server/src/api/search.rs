@@ -81,7 +81,7 @@ impl Api {
             .collect();
         let words = Search { words: query.to_owned(), ..Search::default() };
         let facilities = match directory::search(hub, me, &words, limit) {
-            Ok(found) => found.into_iter().map(|(f, d)| facility_view(f, d)).collect(),
+            Ok(found) => found.into_iter().map(facility_view).collect(),
             // Family accounts do not see the resource map: no facilities for them.
             Err(DomainError::PermissionDenied(_)) => Vec::new(),
             Err(e) => return Err(domain_status(e)),
