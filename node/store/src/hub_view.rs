@@ -566,4 +566,32 @@ mod tests {
         assert!(matches!(refused, Err(StorageFault::Decode { .. })), "{refused:?}");
         assert_eq!(batch.len(), 0, "staged writes of a faulted view reached the batch");
     }
+
+    #[test]
+    fn shares_facilities_of_other_hubs_and_request_links_read_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let gunma = HubName::new("gunma").unwrap();
+        let remote =
+            RemoteFacility { facility: clinic(1 << 63), hub: gunma.clone(), home_id: FacilityId(3), shared: true };
+        let link = RequestLink { local: RequestId(1 << 63 | 1), hub: gunma.clone(), home_id: RequestId(9) };
+        let changes = vec![
+            Change::DirectoryShare { peer: gunma.clone(), share: true },
+            Change::DirectoryShare { peer: HubName::new("gun").unwrap(), share: true },
+            Change::RemoteFacility(remote.clone()),
+            Change::RequestLink(link.clone()),
+            Change::DirectoryShare { peer: HubName::new("gun").unwrap(), share: false },
+        ];
+        let mut hub = RocksHub::new(&db);
+        hub.apply(changes);
+        let mut batch = WriteBatch::default();
+        hub.write_into(&mut batch).unwrap();
+        db.write(batch).unwrap();
+        let hub = RocksHub::new(&db);
+        assert_eq!(hub.directory_shared_with().unwrap(), vec![gunma]);
+        assert_eq!(hub.remote_facility(remote.facility.id).unwrap(), Some(remote.clone()));
+        assert_eq!(hub.remote_facilities().unwrap(), vec![remote]);
+        assert_eq!(hub.facility(FacilityId(1 << 63)).unwrap(), None, "not one of this hub's facilities");
+        assert_eq!(hub.request_link(link.local).unwrap(), Some(link));
+    }
 }

@@ -207,8 +207,12 @@ impl Twin {
         for token in &self.tokens {
             both!(session(token));
         }
+        both!(directory_shared_with());
+        both!(remote_facilities());
         for origin in origins() {
             both!(inbound(&origin));
+            let queued: Vec<_> = self.mem.outbox.values().filter(|m| m.to == origin).cloned().collect();
+            assert_eq!(queued, rocks.outbox_after(&origin, 0, usize::MAX), "the outbox to {origin} differs");
             let on_mem: Vec<_> = self.mem.inbox.values().filter(|m| m.origin == origin).cloned().collect();
             assert_eq!(on_mem, rocks.inbox_after(&origin, 0, usize::MAX), "the inbox of {origin} differs");
         }
@@ -250,6 +254,8 @@ enum Op {
     Stop(usize),
     /// Sets the session policy (idle minutes, absolute hours), valid or not.
     Policy(usize, u32, u32),
+    /// Starts or stops sharing the resource map with a peer (as the operator for person 0).
+    Share(usize, usize, bool),
     /// A federated batch of `.2` messages from origin `.0`, starting `.1` after the next
     /// expected sequence (negative: an overlap or a duplicate, positive: a gap).
     Deliver(usize, i64, u64),
@@ -282,6 +288,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1..4usize).prop_map(Op::Stop),
         1 => (p.clone(), 0..300u32, 0..30u32).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
         3 => (0..2usize, -3..3i64, 1..4u64).prop_map(|(a, b, c)| Op::Deliver(a, b, c)),
+        1 => (p.clone(), 0..2usize, any::<bool>()).prop_map(|(a, b, c)| Op::Share(a, b, c)),
     ]
 }
 
@@ -381,6 +388,10 @@ fn command(
             // Person 0 stands in for the operator (the world's first command, id 1) here.
             let actor = if a == 0 { AccountId(1) } else { people[a] };
             (actor, Command::SetSessionPolicy { idle_minutes, absolute_hours })
+        }
+        Op::Share(a, peer, share) => {
+            let actor = if a == 0 { AccountId(1) } else { people[a] };
+            (actor, Command::ShareDirectory { peer: origins()[peer].clone(), share })
         }
     }
 }

@@ -189,7 +189,8 @@ pub fn answered(
     if let Some(patient) = patient {
         effects = effects.audited(Some(patient), None, "answer request");
     }
-    Ok((effects, by))
+    // Who answered, for the audit entry: their shadow, or the hub itself (account 0).
+    Ok((effects, Some(by.unwrap_or(AccountId(0)))))
 }
 
 fn clipped(note: &str) -> String {

@@ -186,3 +186,69 @@ impl pb::care_request_service_server::CareRequestService for Api {
         Ok(Response::new(self.care_requests_page(me, &token_hash, req.get_ref())?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kizuna_domain::federation::HubName;
+    use kizuna_domain::{Change, MemHub};
+
+    fn facility(id: u64, name: &str) -> Facility {
+        Facility {
+            id: FacilityId(id),
+            name: name.into(),
+            kind: FacilityKind::VisitingNursingStation,
+            municipality: "前橋市".into(),
+            status: FacilityStatus::Approved,
+            profile: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_request_names_the_hubs_of_its_sender_and_of_its_recipients() {
+        let hub_name = |h: &str| HubName::new(h).unwrap();
+        let theirs = RemoteFacility {
+            facility: facility(1 << 63, "前橋訪問看護"),
+            hub: hub_name("gunma"),
+            home_id: FacilityId(4),
+            shared: true,
+        };
+        let sender = Account {
+            id: AccountId(7),
+            login: "sato@tochigi".into(),
+            display_name: "佐藤 医師".into(),
+            kind: AccountKind::Remote {
+                hub: hub_name("tochigi"),
+                facility_name: "小山在宅クリニック".into(),
+                profession: Profession::Doctor,
+            },
+            status: AccountStatus::Active,
+            password_hash: String::new(),
+            facility_admin: false,
+            totp: None,
+        };
+        let mut hub = MemHub::default();
+        hub.apply(vec![
+            Change::Facility(facility(1, "宇都宮訪問看護")),
+            Change::RemoteFacility(theirs),
+            Change::Account(sender),
+        ]);
+        let request = CareRequest {
+            id: RequestId(9),
+            kind: RequestKind::HomeVisit,
+            from: AccountId(7),
+            from_facility: FacilityId(0),
+            patient: None,
+            title: "訪問看護のご依頼".into(),
+            details: "週2回".into(),
+            recipients: [1, 1 << 63].map(|id| Recipient { facility: FacilityId(id), answer: Answer::Pending }).to_vec(),
+            sent_at_ms: 0,
+        };
+        let shown = view_of(&hub, request);
+        assert_eq!(shown.from_hub, "tochigi");
+        assert_eq!(shown.from_facility, "小山在宅クリニック（tochigi）");
+        let recipients: Vec<(&str, &str)> =
+            shown.recipients.iter().map(|r| (r.facility_name.as_str(), r.facility_hub.as_str())).collect();
+        assert_eq!(recipients, [("宇都宮訪問看護", ""), ("前橋訪問看護", "gunma")]);
+    }
+}

@@ -197,3 +197,25 @@ pub fn care_request_kind_from(kind: i32) -> Result<RequestKind, Status> {
         _ => Err(Status::invalid_argument("kind must be admission, discharge, home visit or collaboration")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_facility_on_the_map_is_marked_with_its_hub() {
+        let facility = Facility {
+            id: FacilityId(1 << 63),
+            name: "前橋訪問看護".into(),
+            kind: FacilityKind::VisitingNursingStation,
+            municipality: "前橋市".into(),
+            status: FacilityStatus::Approved,
+            profile: Default::default(),
+        };
+        let hub = Some(HubName::new("gunma").unwrap());
+        let theirs = facility_view(Found { facility: facility.clone(), hub, distance_m: Some(800) });
+        assert_eq!((theirs.hub.as_str(), theirs.distance_m), ("gunma", Some(800)));
+        let ours = facility_view(Found { facility, hub: None, distance_m: None });
+        assert_eq!(ours.hub, "");
+    }
+}
