@@ -7,6 +7,9 @@
 //!
 //! Who sees a request: its sender and the active professionals of its recipient facilities.
 //! Anyone else gets NotFound, as for rooms.
+//!
+//! A recipient may be a facility of another hub, from that hub's shared map: the request then
+//! also goes there, and its answer comes back (`federation::requests`).
 
 use super::authz::active_account;
 use super::error::{DomainResult, denied, invalid, not_found, precondition};

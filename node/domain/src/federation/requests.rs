@@ -69,20 +69,9 @@ pub fn received(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy: R
     if copy.to.is_empty() || copy.to.len() > MAX_RECIPIENTS {
         return Err(invalid(format!("a request goes to 1..={MAX_RECIPIENTS} facilities")));
     }
-    let shared = view.directory_shared_with()?.contains(origin);
+    let (recipients, refused) = takers(view, origin, copy.to)?;
     let mut effects = Effects::new(Outcome::Done, Vec::new());
-    let mut recipients: Vec<Recipient> = Vec::new();
-    for facility in copy.to {
-        let approved = view.facility(facility)?.is_some_and(|f| f.status == FacilityStatus::Approved);
-        let reason = match (shared, approved) {
-            _ if recipients.iter().any(|r| r.facility == facility) => continue,
-            (false, _) => "this hub does not share its resource map with the sender's hub",
-            (true, false) => "no such facility on this hub",
-            (true, true) => {
-                recipients.push(Recipient { facility, answer: Answer::Pending });
-                continue;
-            }
-        };
+    for (facility, reason) in refused {
         let reply = Reply::Refused { at_ms: copy.sent_at_ms, reason: reason.into() };
         effects = effects.send(origin.clone(), Message::RequestAnswered { request: copy.id, facility, reply });
     }
@@ -108,6 +97,28 @@ pub fn received(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy: R
     effects.changes.push(Change::RequestLink(RequestLink { local: id, hub: origin.clone(), home_id: copy.id }));
     effects.outcome = Outcome::Request(id);
     Ok(effects.event(RoomId(0), EventKind::Request { id }))
+}
+
+/// A facility that does not take a request, and why.
+type Refusal = (FacilityId, &'static str);
+
+/// Which of the facilities `to` take a request from `origin`: this hub's approved ones, if it
+/// shares its map with `origin`. The others come back with the reason.
+fn takers(view: &impl HubView, origin: &HubName, to: Vec<FacilityId>) -> ViewResult<(Vec<Recipient>, Vec<Refusal>)> {
+    let shared = view.directory_shared_with()?.contains(origin);
+    let (mut recipients, mut refused): (Vec<Recipient>, Vec<Refusal>) = (Vec::new(), Vec::new());
+    for facility in to {
+        if recipients.iter().any(|r| r.facility == facility) || refused.iter().any(|(f, _)| *f == facility) {
+            continue;
+        }
+        let approved = view.facility(facility)?.is_some_and(|f| f.status == FacilityStatus::Approved);
+        match (shared, approved) {
+            (false, _) => refused.push((facility, "this hub does not share its resource map with the sender's hub")),
+            (true, false) => refused.push((facility, "no such facility on this hub")),
+            (true, true) => recipients.push(Recipient { facility, answer: Answer::Pending }),
+        }
+    }
+    Ok((recipients, refused))
 }
 
 /// The login of the sender hub's own account a profile names: a hub speaks only for its own.

@@ -6,7 +6,7 @@ use kizuna_proto::care_requests as pb;
 use tonic::{Request, Response, Status};
 
 use super::convert::care_request_kind_from as kind_from;
-use super::convert::{facility_name, timestamp};
+use super::convert::timestamp;
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, shown, unexpected};
 use kizuna_domain::directory;
@@ -57,10 +57,12 @@ fn view_of(hub: &impl HubView, r: CareRequest) -> pb::CareRequest {
     let name = |a: AccountId| shown(hub.account(a)).map(|a| a.display_name).unwrap_or_default();
     let sender = shown(hub.account(r.from));
     let from_hub = sender.as_ref().and_then(|a| a.remote_hub()).map(|h| h.to_string()).unwrap_or_default();
-    // A remote sender's facility: as their hub named it, unless this hub's map has it.
-    let from_facility = match shown(directory::facility_label(hub, r.from_facility)) {
-        Some((name, _)) => name,
-        None => sender.as_ref().map(|a| facility_name(hub, a)).unwrap_or_default(),
+    // A sender of another hub: their facility as their hub named it, unless this hub's map has
+    // it (`from_hub` names the hub).
+    let from_facility = match (shown(directory::facility_label(hub, r.from_facility)), &sender) {
+        (Some((name, _)), _) => name,
+        (None, Some(Account { kind: AccountKind::Remote { facility_name, .. }, .. })) => facility_name.clone(),
+        (None, _) => String::new(),
     };
     pb::CareRequest {
         care_request_id: r.id.0,
@@ -246,7 +248,7 @@ mod tests {
         };
         let shown = view_of(&hub, request);
         assert_eq!(shown.from_hub, "tochigi");
-        assert_eq!(shown.from_facility, "小山在宅クリニック（tochigi）");
+        assert_eq!(shown.from_facility, "小山在宅クリニック");
         let recipients: Vec<(&str, &str)> =
             shown.recipients.iter().map(|r| (r.facility_name.as_str(), r.facility_hub.as_str())).collect();
         assert_eq!(recipients, [("宇都宮訪問看護", ""), ("前橋訪問看護", "gunma")]);
