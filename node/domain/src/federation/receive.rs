@@ -46,7 +46,7 @@ pub fn decide(view: &impl HubView, ctx: Ctx, index: u64, origin: &HubName, messa
         Message::Profile(profile) => profile_update(view, origin, &profile).map(Received::done),
         Message::Facility(copy) => map::apply_facility(view, &mut ids, origin, copy).map(Received::done),
         Message::DirectoryWithdrawn => map::withdrawn(view, origin).map(Received::done),
-        Message::Request(copy) => requests::received(view, &mut ids, origin, copy).map(Received::done),
+        Message::Request(copy) => requests::received(view, (&mut ids, ctx.now_ms), origin, copy).map(Received::done),
         Message::RequestAnswered { request, facility, reply } => {
             let (effects, actor) = requests::answered(view, &mut ids, origin, (request, facility), reply)?;
             Ok(Received { effects, actor, refused: None })

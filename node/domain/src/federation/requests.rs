@@ -62,8 +62,13 @@ pub fn send_copies(
 }
 
 /// Hub `origin` sent a request to facilities of ours. Only facilities of a map this hub shares
-/// with `origin` take it, approved ones; `origin` hears of each other one as refused.
-pub fn received(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy: RequestCopy) -> DomainResult<Effects> {
+/// with `origin` take it, approved ones; `origin` hears of each other one as refused (now).
+pub fn received(
+    view: &impl HubView,
+    (ids, now_ms): (&mut IdMint, u64),
+    origin: &HubName,
+    copy: RequestCopy,
+) -> DomainResult<Effects> {
     check_texts(&copy.title, &copy.details)?;
     let login = sender_login(&copy.from)?;
     if copy.to.is_empty() || copy.to.len() > MAX_RECIPIENTS {
@@ -72,7 +77,7 @@ pub fn received(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy: R
     let (recipients, refused) = takers(view, origin, copy.to)?;
     let mut effects = Effects::new(Outcome::Done, Vec::new());
     for (facility, reason) in refused {
-        let reply = Reply::Refused { at_ms: copy.sent_at_ms, reason: reason.into() };
+        let reply = Reply::Refused { at_ms: now_ms, reason: reason.into() };
         effects = effects.send(origin.clone(), Message::RequestAnswered { request: copy.id, facility, reply });
     }
     if recipients.is_empty() {
