@@ -8,12 +8,24 @@
 
 use super::copies::IdMint;
 use super::names::HubName;
-use super::wire::{FacilityCopy, Message};
+use super::wire::Message;
 use crate::authz::operator;
 use crate::error::{DomainResult, precondition};
 use crate::kernel::{Effects, MAX_NAME_CHARS, Outcome, text};
 use crate::model::*;
 use crate::view::{Change, HubView, ViewResult};
+use serde::{Deserialize, Serialize};
+
+/// A facility's entry on the resource map, as its hub shares it: no staff, no patients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FacilityCopy {
+    /// Its id on the sender.
+    pub id: FacilityId,
+    pub name: String,
+    pub kind: FacilityKind,
+    pub municipality: String,
+    pub profile: FacilityProfile,
+}
 
 /// `ShareDirectory`: an operator starts (or stops) sharing this hub's map with `peer`.
 pub fn share(view: &impl HubView, actor: AccountId, peer: HubName, share: bool) -> DomainResult<Effects> {

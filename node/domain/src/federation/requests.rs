@@ -16,17 +16,59 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::copies::IdMint;
 use super::map::remote_of;
 use super::names::HubName;
 use super::parties::{profile_of, remote_login, shadow};
-use super::wire::{Message, Party, Profile, Reply, RequestCopy};
+use super::wire::{Message, Party, Profile};
 use crate::error::{DomainResult, invalid, not_found, precondition};
 use crate::events::EventKind;
 use crate::kernel::{Effects, Outcome};
 use crate::model::*;
 use crate::requests::{MAX_RECIPIENTS, check_texts, open_team};
 use crate::view::{Change, HubView, ViewResult};
+
+/// A request as it crosses to a recipient facility's hub. Nothing of a patient crosses: the
+/// recipient learns only that the request is about one (the team opens across hubs, by the
+/// rules of rooms, once a recipient accepts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCopy {
+    /// Its id on the sender.
+    pub id: RequestId,
+    pub kind: RequestKind,
+    /// The sender's minimal profile (party: the sender hub's account).
+    pub from: Profile,
+    /// The sender's facility, by its id on the sender.
+    pub from_facility: FacilityId,
+    pub about_patient: bool,
+    pub title: String,
+    pub details: String,
+    /// The receiver's facilities it goes to, by their id on the receiver.
+    pub to: Vec<FacilityId>,
+    pub sent_at_ms: u64,
+}
+
+/// How a recipient facility's hub answered a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    Accepted {
+        by: Profile,
+        at_ms: u64,
+        note: String,
+    },
+    Declined {
+        by: Profile,
+        at_ms: u64,
+        note: String,
+    },
+    /// The hub did not take the request for this facility (not shared, not a facility of it).
+    Refused {
+        at_ms: u64,
+        reason: String,
+    },
+}
 
 /// Longest note or refusal reason kept from another hub, in characters.
 const MAX_NOTE_CHARS: usize = 1_000;

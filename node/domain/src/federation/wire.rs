@@ -11,8 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::map::FacilityCopy;
 use super::names::HubName;
-use crate::model::{FacilityId, FacilityKind, FacilityProfile, Profession, RequestId, RequestKind, Role, RoomId};
+use super::requests::{Reply, RequestCopy};
+use crate::model::{FacilityId, Profession, RequestId, Role, RoomId};
 
 /// The version of the message encoding this build writes and reads.
 pub const WIRE_VERSION: u8 = 1;
@@ -141,57 +143,6 @@ pub enum Message {
     RequestAnswered { request: RequestId, facility: FacilityId, reply: Reply },
     /// The sender's `from` cancelled its request `request`: what is still pending is cancelled.
     RequestCancelled { request: RequestId, from: String },
-}
-
-/// A facility's entry on the resource map, as its hub shares it: no staff, no patients.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FacilityCopy {
-    /// Its id on the sender.
-    pub id: FacilityId,
-    pub name: String,
-    pub kind: FacilityKind,
-    pub municipality: String,
-    pub profile: FacilityProfile,
-}
-
-/// A request as it crosses to a recipient facility's hub. Nothing of a patient crosses: the
-/// recipient learns only that the request is about one (the team opens across hubs, by the
-/// rules of rooms, once a recipient accepts).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestCopy {
-    /// Its id on the sender.
-    pub id: RequestId,
-    pub kind: RequestKind,
-    /// The sender's minimal profile (party: the sender hub's account).
-    pub from: Profile,
-    /// The sender's facility, by its id on the sender.
-    pub from_facility: FacilityId,
-    pub about_patient: bool,
-    pub title: String,
-    pub details: String,
-    /// The receiver's facilities it goes to, by their id on the receiver.
-    pub to: Vec<FacilityId>,
-    pub sent_at_ms: u64,
-}
-
-/// How a recipient facility's hub answered a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Reply {
-    Accepted {
-        by: Profile,
-        at_ms: u64,
-        note: String,
-    },
-    Declined {
-        by: Profile,
-        at_ms: u64,
-        note: String,
-    },
-    /// The hub did not take the request for this facility (not shared, not a facility of it).
-    Refused {
-        at_ms: u64,
-        reason: String,
-    },
 }
 
 /// Why bytes are not a message this build reads.

@@ -8,7 +8,9 @@ use crate::commands::Outgoing;
 use crate::directory::{self as map, Search};
 use crate::error::{DomainError, precondition};
 use crate::events::EventKind;
-use crate::federation::wire::{FacilityCopy, Party, Profile, Reply, RequestCopy};
+use crate::federation::map::FacilityCopy;
+use crate::federation::requests::{Reply, RequestCopy};
+use crate::federation::wire::{Party, Profile};
 use crate::federation::{Message, outbox};
 use crate::requests::{self as req, Answer, RequestKind};
 
