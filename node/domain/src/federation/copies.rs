@@ -11,7 +11,7 @@ use crate::authz::active_member;
 use crate::commands::Command;
 use crate::error::{DomainResult, not_found, precondition};
 use crate::events::EventKind;
-use crate::kernel::{Ctx, Effects, Outcome};
+use crate::kernel::{Ctx, Effects, Outcome, Outgoing};
 use crate::model::*;
 use crate::view::{Change, HubView, ViewResult};
 
@@ -237,6 +237,19 @@ fn pending_from(view: &impl HubView, origin: &HubName, ticket: u64) -> ViewResul
         Some(RoomKind::Mirror { home, .. }) if &home == origin => Some(pending),
         _ => None,
     })
+}
+
+/// What the home hubs of the copies `account` is in must hear when it is stopped here: it is
+/// no member of theirs any more (they remove it at once; the copies follow with the removal).
+pub fn withdraw_from_copies(view: &impl HubView, account: &Account) -> ViewResult<Vec<Outgoing>> {
+    let mut out = Vec::new();
+    for m in view.rooms_of(account.id)? {
+        if let Some(Room { kind: RoomKind::Mirror { home, home_room, .. }, .. }) = view.room(m.room)? {
+            let message = Message::NoSuchMember { room: home_room, login: account.login.clone() };
+            out.push(Outgoing { to: home, message });
+        }
+    }
+    Ok(out)
 }
 
 /// If `command` writes into a copy of another hub's room, what it does instead: the write is

@@ -244,3 +244,14 @@ fn a_replayed_batch_applies_nothing_and_a_foreign_room_is_refused_and_audited() 
     let answer = queued(&s.tochigi, "gunma").pop().map(|m| Message::decode(&m.body).unwrap());
     assert!(matches!(answer, Some(Message::Refused { ticket: 77, .. })), "{answer:?}");
 }
+
+#[test]
+fn a_professional_stopped_on_her_hub_leaves_the_other_hubs_rooms() {
+    let mut s = story();
+    let admin = s.gunma.state.accounts.values().find(|a| a.facility_admin).unwrap().id;
+    s.gunma.ok(admin, Command::StopAccount { account: s.nurse });
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let shadow = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
+    assert!(s.tochigi.state.member(s.home, shadow).unwrap().is_none(), "removed on the home hub");
+    assert!(s.gunma.state.members(s.copy).unwrap().is_empty(), "and the copy dropped");
+}
