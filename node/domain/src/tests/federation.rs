@@ -88,6 +88,12 @@ fn an_invited_professional_of_another_hub_sees_the_team_on_her_own_hub() {
     let s = story();
     let (copy, title, _) = only_patient(&s.gunma, s.nurse);
     assert_eq!((copy, title.as_str()), (s.copy, "渡良瀬 花子"));
+    let entry = &room_list(&s.gunma.state, s.nurse, ListKind::Patients).unwrap()[0];
+    assert_eq!(entry.home_hub, Some(name("tochigi")), "marked as the other hub's room");
+    assert!(entry.home_heard_at_ms.is_some_and(|t| t > 0), "with when Gunma last heard from Tochigi");
+    let (home_entry, ..) = only_patient(&s.tochigi, s.doctor);
+    assert_eq!(home_entry, s.home);
+    assert_eq!(room_list(&s.tochigi.state, s.doctor, ListKind::Patients).unwrap()[0].home_hub, None);
     // Her hub answered with her profile: the home hub shows her by name, facility and hub.
     let shadow = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
     let shadow = s.tochigi.state.account(shadow).unwrap().unwrap();
