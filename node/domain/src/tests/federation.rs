@@ -261,3 +261,44 @@ fn a_professional_stopped_on_her_hub_leaves_the_other_hubs_rooms() {
     assert!(s.tochigi.state.member(s.home, shadow).unwrap().is_none(), "removed on the home hub");
     assert!(s.gunma.state.members(s.copy).unwrap().is_empty(), "and the copy dropped");
 }
+
+fn only_connection(hub: &Hub, viewer: AccountId) -> Option<(RoomId, String)> {
+    let list = room_list(&hub.state, viewer, ListKind::Connections).unwrap();
+    assert!(list.len() <= 1, "{list:?}");
+    list.first().map(|e| (e.room, e.title.clone()))
+}
+
+#[test]
+fn professionals_of_two_hubs_connect_talk_one_to_one_and_block() {
+    let mut s = story();
+    let nurse_here = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
+    s.tochigi.ok(s.doctor, Command::RequestConnection { to: nurse_here });
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let doctor_there = s.gunma.state.account_by_login("user0@tochigi").unwrap().unwrap();
+    let room = match s.gunma.ok(s.nurse, Command::AcceptConnection { from: doctor_there }) {
+        Outcome::Room(room) => room,
+        o => panic!("{o:?}"),
+    };
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let (copy, title) = only_connection(&s.tochigi, s.doctor).expect("the doctor's hub has the room too");
+    assert_eq!(title, "職員1", "titled by the other person");
+    let pair = connection_pair(s.doctor, nurse_here);
+    assert_eq!(s.tochigi.state.connection(pair).unwrap().unwrap().state, ConnectionState::Accepted { room: copy });
+    let sent = s
+        .tochigi
+        .ok(s.doctor, Command::Post { room: copy, text: "お電話ください".into(), reply_to: None, mentions: vec![] });
+    assert!(matches!(sent, Outcome::Queued { .. }), "the room's home is Gunma, the acceptor's hub");
+    exchange(&mut s.tochigi, &mut s.gunma);
+    assert_eq!(texts(&s.gunma, s.nurse, room), ["お電話ください"]);
+    assert_eq!(texts(&s.tochigi, s.doctor, copy), ["お電話ください"]);
+
+    s.gunma.ok(s.nurse, Command::BlockConnection { other: doctor_there });
+    exchange(&mut s.tochigi, &mut s.gunma);
+    assert_eq!(only_connection(&s.tochigi, s.doctor), None, "closed on both hubs");
+    assert_eq!(s.tochigi.state.connection(pair).unwrap().unwrap().state, ConnectionState::Declined);
+    // Blocked on Gunma: a new request from Tochigi reaches nobody.
+    s.tochigi.ok(s.doctor, Command::RequestConnection { to: nurse_here });
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let there = connection_pair(s.nurse, doctor_there);
+    assert!(matches!(s.gunma.state.connection(there).unwrap().unwrap().state, ConnectionState::Blocked { .. }));
+}
