@@ -302,3 +302,21 @@ fn professionals_of_two_hubs_connect_talk_one_to_one_and_block() {
     let there = connection_pair(s.nurse, doctor_there);
     assert!(matches!(s.gunma.state.connection(there).unwrap().unwrap().state, ConnectionState::Blocked { .. }));
 }
+
+#[test]
+fn a_sub_room_with_a_member_of_another_hub_shows_inside_her_copy_of_the_patient() {
+    let mut s = story();
+    let nurse_here = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
+    let create = Command::CreateSubRoom { timeline: s.home, name: "医師・訪問看護".into(), members: vec![nurse_here] };
+    let sub = match s.tochigi.ok(s.doctor, create) {
+        Outcome::Room(room) => room,
+        o => panic!("{o:?}"),
+    };
+    post(&mut s.tochigi, s.doctor, sub, "点滴の指示です");
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let list = room_list(&s.gunma.state, s.nurse, ListKind::Patients).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let inner = &list[0].sub_rooms;
+    assert_eq!((inner.len(), inner[0].title.as_str(), inner[0].unread), (1, "医師・訪問看護", 1));
+    assert_eq!(texts(&s.gunma, s.nurse, inner[0].room), ["点滴の指示です"]);
+}
