@@ -28,6 +28,8 @@ pub struct RoomSummary {
     pub sub_rooms: Vec<RoomSummary>,
     /// The hub that orders the room, when this hub keeps a copy of it.
     pub home_hub: Option<HubName>,
+    /// For a copy: when this hub last heard from the home hub (the copy is at least as new).
+    pub home_heard_at_ms: Option<u64>,
 }
 
 impl RoomSummary {
@@ -143,6 +145,14 @@ pub fn home_hub(room: &Room) -> Option<&HubName> {
     }
 }
 
+/// For a copy of another hub's room: when this hub last applied a batch from its home hub.
+pub fn heard_from_home(view: &impl HubView, room: &Room) -> ViewResult<Option<u64>> {
+    match home_hub(room) {
+        Some(home) => view.heard_from(home),
+        None => Ok(None),
+    }
+}
+
 /// One room's line as `member` sees it, without sub-rooms.
 fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> ViewResult<RoomSummary> {
     let preview = view
@@ -159,6 +169,7 @@ fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> 
         preview,
         sub_rooms: Vec::new(),
         home_hub: home_hub(room).cloned(),
+        home_heard_at_ms: heard_from_home(view, room)?,
     })
 }
 
@@ -192,6 +203,8 @@ pub struct TimelinePage {
     pub sending: Vec<PendingWrite>,
     /// The hub that orders the room, when this hub keeps a copy of it.
     pub home_hub: Option<HubName>,
+    /// For a copy: when this hub last heard from the home hub.
+    pub home_heard_at_ms: Option<u64>,
 }
 
 /// A page of a room's posts. Deleted posts come back as tombstones (no text). The edit history
@@ -226,7 +239,15 @@ pub fn timeline(view: &impl HubView, viewer: AccountId, room: RoomId, q: Timelin
         Some(_) => view.pending_in(room)?.into_iter().filter(|p| p.author == viewer).collect(),
         None => Vec::new(),
     };
-    Ok(TimelinePage { posts, next_after_seq, next_before_seq, sending, home_hub: home_hub(&r).cloned() })
+    let home_heard_at_ms = heard_from_home(view, &r)?;
+    Ok(TimelinePage {
+        posts,
+        next_after_seq,
+        next_before_seq,
+        sending,
+        home_hub: home_hub(&r).cloned(),
+        home_heard_at_ms,
+    })
 }
 
 /// The member list of a room (active members only), for its members.

@@ -157,6 +157,9 @@ mod tests {
         fn pending_in(&self, _: RoomId) -> ViewResult<Vec<crate::federation::PendingWrite>> {
             broken()
         }
+        fn heard_from(&self, _: &crate::federation::HubName) -> ViewResult<Option<u64>> {
+            broken()
+        }
         fn directory_shared_with(&self) -> ViewResult<Vec<crate::federation::HubName>> {
             broken()
         }

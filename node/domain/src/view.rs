@@ -60,6 +60,8 @@ pub trait HubView {
     fn pending_write(&self, ticket: u64) -> ViewResult<Option<PendingWrite>>;
     /// Every unanswered or refused write into the local copy `room`, oldest first.
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>>;
+    /// When this hub last applied a batch from hub `origin` (None: never).
+    fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>>;
     /// The peer hubs this hub shares its resource map with.
     fn directory_shared_with(&self) -> ViewResult<Vec<HubName>>;
     /// A facility of another hub, by its local id.
@@ -131,6 +133,11 @@ pub enum Change {
     PendingDone {
         ticket: u64,
     },
+    /// A batch from `origin` was applied at `at_ms`.
+    HeardFrom {
+        origin: HubName,
+        at_ms: u64,
+    },
     /// This hub shares (or stops sharing) its resource map with `peer`.
     DirectoryShare {
         peer: HubName,
@@ -162,6 +169,7 @@ pub struct MemHub {
     pub outbox: BTreeMap<(HubName, u64), OutboxMessage>,
     pub mirrors: BTreeMap<(HubName, RoomId), RoomId>,
     pub pending: BTreeMap<u64, PendingWrite>,
+    pub heard: BTreeMap<HubName, u64>,
     pub directory_shares: std::collections::BTreeSet<HubName>,
     pub remote_facilities: BTreeMap<FacilityId, RemoteFacility>,
     pub request_links: BTreeMap<RequestId, RequestLink>,
@@ -226,6 +234,9 @@ impl MemHub {
                 }
                 Change::PendingDone { ticket } => {
                     self.pending.remove(&ticket);
+                }
+                Change::HeardFrom { origin, at_ms } => {
+                    self.heard.insert(origin, at_ms);
                 }
                 Change::DirectoryShare { peer, share: true } => {
                     self.directory_shares.insert(peer);
@@ -327,6 +338,9 @@ impl HubView for MemHub {
     }
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
         Ok(self.pending.values().filter(|p| p.room == room).cloned().collect())
+    }
+    fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>> {
+        Ok(self.heard.get(origin).copied())
     }
     fn directory_shared_with(&self) -> ViewResult<Vec<HubName>> {
         Ok(self.directory_shares.iter().cloned().collect())

@@ -154,6 +154,7 @@ impl pb::post_service_server::PostService for Api {
                 stale_reason: stale_reason.unwrap_or_default(),
                 sending: page.sending.into_iter().map(sending_view).collect(),
                 home_hub: page.home_hub.map(|h| h.to_string()).unwrap_or_default(),
+                home_heard_at: page.home_heard_at_ms.map(timestamp),
             })
         })?;
         Ok(Response::new(answer))
