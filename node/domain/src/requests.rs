@@ -84,8 +84,10 @@ pub fn send(
     let effects =
         Effects::new(Outcome::Request(id), vec![Change::Request(request.clone())]).event(RoomId(0), request_event(id));
     let effects = federation::requests::send_copies(view, &account, &request, &remote, effects)?;
+    // Its title and details leave the hub too: the audit entry says so.
+    let what = if remote.is_empty() { "send request" } else { "send request, also to facilities of another hub" };
     Ok(match patient {
-        Some(patient) => effects.audited(Some(patient), None, "send request"),
+        Some(patient) => effects.audited(Some(patient), None, what),
         None => effects,
     })
 }

@@ -192,7 +192,11 @@ fn a_request_to_another_hubs_facility_is_answered_there_and_the_answer_shows_on_
     let mut t = shared();
     let room = patient(&mut t.tochigi, t.doctor, "渡良瀬 花子");
     let station = on_map(&t.tochigi, t.doctor, "前橋訪問看護", "gunma");
-    let sent = request_of(t.tochigi.ok(t.doctor, send(Some(patient_of(&t.tochigi, room)), vec![station])));
+    let request = send(Some(patient_of(&t.tochigi, room)), vec![station]);
+    let ctx = Ctx { log_index: t.tochigi.index + 1, now_ms: t.tochigi.now };
+    let trail = execute(&t.tochigi.state, ctx, Some(t.doctor), request.clone()).unwrap().audit.unwrap();
+    assert_eq!(trail.what, "send request, also to facilities of another hub", "the sender's hub audits it");
+    let sent = request_of(t.tochigi.ok(t.doctor, request));
 
     let applied = deliver(&mut t.tochigi, "tochigi", &mut t.gunma, "gunma").unwrap();
     // On Gunma: addressed to the station, from the doctor's shadow with her facility, and
@@ -320,4 +324,44 @@ fn a_peers_bad_messages_are_refused_and_change_nothing() {
     let applied = deliver(&mut t.tochigi, "tochigi", &mut t.gunma, "gunma").unwrap();
     assert_eq!(applied.audit.iter().filter(|a| a.what.contains("refused")).count(), 1);
     assert_eq!(t.gunma.state.requests, before);
+}
+
+#[test]
+fn the_new_messages_round_trip() {
+    let by = Profile {
+        party: Party::Sender("sato".into()),
+        display_name: "佐藤".into(),
+        facility_name: "前橋訪問看護".into(),
+        profession: Profession::VisitingNurse,
+    };
+    let messages = [
+        Message::Facility(FacilityCopy {
+            id: FacilityId(3),
+            name: "前橋訪問看護".into(),
+            kind: FacilityKind::VisitingNursingStation,
+            municipality: "前橋市".into(),
+            profile: FacilityProfile { services: vec!["看取り".into()], ..FacilityProfile::default() },
+        }),
+        Message::DirectoryWithdrawn,
+        Message::Request(RequestCopy {
+            id: RequestId(5),
+            kind: RequestKind::HomeVisit,
+            from: by.clone(),
+            from_facility: FacilityId(1),
+            about_patient: true,
+            title: "訪問看護のご依頼".into(),
+            details: "週2回".into(),
+            to: vec![FacilityId(3)],
+            sent_at_ms: 9,
+        }),
+        Message::RequestAnswered {
+            request: RequestId(5),
+            facility: FacilityId(3),
+            reply: Reply::Accepted { by, at_ms: 10, note: "伺えます".into() },
+        },
+        Message::RequestCancelled { request: RequestId(5), from: "user0".into() },
+    ];
+    for message in messages {
+        assert_eq!(Message::decode(&message.encode()), Ok(message.clone()));
+    }
 }
