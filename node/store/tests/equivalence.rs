@@ -265,7 +265,7 @@ fn message(origin: &HubName, seq: u64, rooms: &[RoomId], facilities: &[FacilityI
             name: format!("前橋の施設{}", seq % 3),
             kind: FacilityKind::Clinic,
             municipality: "前橋市".into(),
-            profile: FacilityProfile { accepting_new_patients: seq % 2 == 0, ..FacilityProfile::default() },
+            profile: FacilityProfile { accepting_new_patients: seq.is_multiple_of(2), ..FacilityProfile::default() },
         })
         .encode(),
         5 => Message::DirectoryWithdrawn.encode(),
