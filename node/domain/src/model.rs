@@ -499,4 +499,6 @@ pub struct RequestLink {
     pub local: RequestId,
     pub hub: HubName,
     pub home_id: RequestId,
+    /// The request is about a patient of the sender's hub (whose data stays there).
+    pub about_patient: bool,
 }

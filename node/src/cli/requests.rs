@@ -55,9 +55,16 @@ fn kind(name: &str) -> anyhow::Result<CareRequestKind> {
         .with_context(|| format!("unknown request kind {name:?} (admission, discharge, home-visit, collaboration)"))
 }
 
-fn print(r: &CareRequest, full: bool) {
-    let patient = r.patient_id.map(|id| format!("  患者 {} (#{id})", r.patient_name)).unwrap_or_default();
-    println!(
+/// A request's first line: id, kind, title, when, who from (and their hub, if another), and
+/// its patient.
+fn heading(r: &CareRequest) -> String {
+    let patient = match r.patient_id {
+        Some(id) => format!("  患者 {} (#{id})", r.patient_name),
+        // A request of another hub about one of its patients: their data stays there.
+        None if r.about_patient => "  患者あり（送信元ハブで管理）".to_owned(),
+        None => String::new(),
+    };
+    format!(
         "#{} [{}] {}  {} {} ({}){hub}{patient}",
         r.care_request_id,
         labels::care_request_kind(r.kind),
@@ -66,7 +73,11 @@ fn print(r: &CareRequest, full: bool) {
         r.from_name,
         r.from_facility,
         hub = labels::hub(&r.from_hub),
-    );
+    )
+}
+
+fn print(r: &CareRequest, full: bool) {
+    println!("{}", heading(r));
     if full {
         println!("  {}", r.details.replace('\n', "\n  "));
     }
@@ -151,5 +162,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(recipient_line(&x), "    → 前橋訪問看護［gunma］ (#9): 受諾 佐藤");
+    }
+
+    #[test]
+    fn a_request_of_another_hub_shows_its_hub_and_only_that_it_is_about_a_patient() {
+        let r = CareRequest {
+            care_request_id: 5,
+            title: "訪問看護のご依頼".into(),
+            from_name: "佐藤 医師".into(),
+            from_facility: "小山在宅クリニック".into(),
+            from_hub: "tochigi".into(),
+            about_patient: true,
+            ..Default::default()
+        };
+        let line = heading(&r);
+        assert!(line.contains("佐藤 医師 (小山在宅クリニック)［tochigi］  患者あり"), "{line}");
     }
 }

@@ -578,7 +578,12 @@ mod tests {
         let gunma = HubName::new("gunma").unwrap();
         let remote =
             RemoteFacility { facility: clinic(1 << 63), hub: gunma.clone(), home_id: FacilityId(3), shared: true };
-        let link = RequestLink { local: RequestId(1 << 63 | 1), hub: gunma.clone(), home_id: RequestId(9) };
+        let link = RequestLink {
+            local: RequestId(1 << 63 | 1),
+            hub: gunma.clone(),
+            home_id: RequestId(9),
+            about_patient: true,
+        };
         let changes = vec![
             Change::DirectoryShare { peer: gunma.clone(), share: true },
             Change::DirectoryShare { peer: HubName::new("gun").unwrap(), share: true },

@@ -141,7 +141,8 @@ pub fn received(
     };
     effects.changes.extend(created);
     effects.changes.push(Change::Request(request));
-    effects.changes.push(Change::RequestLink(RequestLink { local: id, hub: origin.clone(), home_id: copy.id }));
+    let link = RequestLink { local: id, hub: origin.clone(), home_id: copy.id, about_patient: copy.about_patient };
+    effects.changes.push(Change::RequestLink(link));
     effects.outcome = Outcome::Request(id);
     Ok(effects.event(RoomId(0), EventKind::Request { id }))
 }

@@ -211,6 +211,7 @@ fn a_request_to_another_hubs_facility_is_answered_there_and_the_answer_shows_on_
     assert_eq!(from.login, "user0@tochigi");
     assert!(matches!(&from.kind, AccountKind::Remote { facility_name, .. } if facility_name == "宇都宮在宅クリニック"));
     assert!(!format!("{:?}", t.gunma.state).contains("渡良瀬"), "the patient's name did not cross");
+    assert!(t.gunma.state.request_link(there.id).unwrap().is_some_and(|l| l.about_patient), "only that there is one");
     // Gunma's other facility does not see it.
     assert_eq!(req::visible(&t.gunma.state, t.gunma_clinician, there.id).unwrap_err(), not_found("request"));
 

@@ -64,7 +64,9 @@ fn view_of(hub: &impl HubView, r: CareRequest) -> pb::CareRequest {
         (None, Some(Account { kind: AccountKind::Remote { facility_name, .. }, .. })) => facility_name.clone(),
         (None, _) => String::new(),
     };
+    let about_patient = r.patient.is_some() || shown(hub.request_link(r.id)).is_some_and(|l| l.about_patient);
     pb::CareRequest {
+        about_patient,
         care_request_id: r.id.0,
         kind: kind_to(r.kind) as i32,
         from_id: r.from.0,
@@ -246,8 +248,15 @@ mod tests {
             recipients: [1, 1 << 63].map(|id| Recipient { facility: FacilityId(id), answer: Answer::Pending }).to_vec(),
             sent_at_ms: 0,
         };
+        hub.apply(vec![Change::RequestLink(RequestLink {
+            local: RequestId(9),
+            hub: hub_name("tochigi"),
+            home_id: RequestId(2),
+            about_patient: true,
+        })]);
         let shown = view_of(&hub, request);
         assert_eq!(shown.from_hub, "tochigi");
+        assert!(shown.about_patient && shown.patient_name.is_empty(), "only that it is about a patient");
         assert_eq!(shown.from_facility, "小山在宅クリニック");
         let recipients: Vec<(&str, &str)> =
             shown.recipients.iter().map(|r| (r.facility_name.as_str(), r.facility_hub.as_str())).collect();
