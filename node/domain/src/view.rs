@@ -60,6 +60,8 @@ pub trait HubView {
     fn pending_write(&self, ticket: u64) -> ViewResult<Option<PendingWrite>>;
     /// Every unanswered or refused write into the local copy `room`, oldest first.
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>>;
+    /// Whether an operator paused sending to peer `peer` (false if never set).
+    fn federation_paused(&self, peer: &HubName) -> ViewResult<bool>;
 }
 
 /// One state change. Applying the changes of a command, in order, is the command's effect.
@@ -111,6 +113,11 @@ pub enum Change {
     PendingDone {
         ticket: u64,
     },
+    /// An operator paused or resumed sending to federation peer `peer`.
+    FederationPaused {
+        peer: HubName,
+        paused: bool,
+    },
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -133,6 +140,7 @@ pub struct MemHub {
     pub outbox: BTreeMap<(HubName, u64), OutboxMessage>,
     pub mirrors: BTreeMap<(HubName, RoomId), RoomId>,
     pub pending: BTreeMap<u64, PendingWrite>,
+    pub federation_paused: BTreeMap<HubName, bool>,
 }
 
 impl MemHub {
@@ -194,6 +202,9 @@ impl MemHub {
                 }
                 Change::PendingDone { ticket } => {
                     self.pending.remove(&ticket);
+                }
+                Change::FederationPaused { peer, paused } => {
+                    self.federation_paused.insert(peer, paused);
                 }
             }
         }
@@ -283,5 +294,8 @@ impl HubView for MemHub {
     }
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
         Ok(self.pending.values().filter(|p| p.room == room).cloned().collect())
+    }
+    fn federation_paused(&self, peer: &HubName) -> ViewResult<bool> {
+        Ok(self.federation_paused.get(peer).copied().unwrap_or(false))
     }
 }

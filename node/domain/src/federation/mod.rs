@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod names;
 pub mod outbox;
 pub mod parties;
+pub mod peers;
 pub mod signing;
 pub mod stream;
 pub mod wire;
