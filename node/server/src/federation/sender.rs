@@ -434,3 +434,95 @@ fn either_stop(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> wa
     });
     rx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(seqs: std::ops::RangeInclusive<u64>, bytes: usize) -> Vec<OutboxMessage> {
+        let to = HubName::new("gunma").unwrap();
+        seqs.map(|seq| OutboxMessage { to: to.clone(), seq, body: vec![seq as u8; bytes], queued_at_ms: 0 }).collect()
+    }
+
+    /// A stream with `assigned` messages queued, `acknowledged` of them acknowledged.
+    fn stream(assigned: u64, acknowledged: u64) -> Outbound {
+        let mut s = Outbound::default();
+        s.assign(assigned).unwrap();
+        s.acknowledge(acknowledged).unwrap();
+        s
+    }
+
+    fn range(first: u64, count: u64) -> SeqRange {
+        SeqRange::of_batch(first, count).unwrap()
+    }
+
+    #[test]
+    fn backoff_starts_sub_second_doubles_and_caps() {
+        let mut b = Backoff::default();
+        let full: Vec<u64> = (0..10).map(|_| b.next_delay(1.0).as_millis() as u64).collect();
+        assert_eq!(full, [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+        b.reset();
+        assert_eq!(b.next_delay(0.0), Duration::from_millis(125), "jitter takes at most half");
+        assert_eq!(b.next_delay(0.5), Duration::from_millis(375));
+        assert_eq!(b.next_delay(7.0), Duration::from_millis(1000), "jitter is clamped");
+    }
+
+    #[test]
+    fn jitter_is_a_fraction() {
+        assert!((0..100).map(|_| jitter()).all(|j| (0.0..=1.0).contains(&j)));
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_256_messages() {
+        let batch = Batch::cut(5, queued(5..=304, 10)).unwrap();
+        assert_eq!((batch.first_seq, batch.bodies.len()), (5, BATCH_MESSAGES));
+        assert_eq!(batch.bodies[0], vec![5u8; 10]);
+    }
+
+    #[test]
+    fn a_batch_stops_at_a_mebibyte_but_always_carries_one_message() {
+        let batch = Batch::cut(1, queued(1..=10, 300 * 1024)).unwrap();
+        assert_eq!(batch.bodies.len(), 3, "3 x 300 KiB fit in 1 MiB, 4 do not");
+        let huge = Batch::cut(1, queued(1..=2, 2 * BATCH_BYTES)).unwrap();
+        assert_eq!(huge.bodies.len(), 1);
+    }
+
+    #[test]
+    fn a_hole_in_the_outbox_is_an_error_never_skipped() {
+        let mut messages = queued(3..=6, 1);
+        messages.remove(1);
+        assert!(matches!(Batch::cut(3, messages), Err(SendError::Outbox(_))));
+        assert!(matches!(Batch::cut(2, queued(3..=4, 1)), Err(SendError::Outbox(_))));
+        assert!(matches!(Batch::cut(1, vec![]), Err(SendError::Outbox(_))));
+    }
+
+    #[test]
+    fn a_receipt_acknowledges_what_the_peer_applied() {
+        // Everything applied.
+        assert_eq!(after_receipt(stream(10, 4), range(5, 6), 10), Ok(10));
+        // A retry after a lost answer: the peer had more than the batch started at.
+        assert_eq!(after_receipt(stream(10, 4), range(5, 3), 9), Ok(9));
+        // Only part applied: resend from 7.
+        assert_eq!(after_receipt(stream(10, 4), range(5, 6), 6), Ok(6));
+        // Nothing new (e.g. the peer's leader is still catching up): resend the same.
+        assert_eq!(after_receipt(stream(10, 4), range(5, 6), 4), Ok(4));
+    }
+
+    #[test]
+    fn a_receipt_that_contradicts_the_stream_acknowledges_nothing() {
+        // The peer claims more than was ever assigned.
+        assert!(matches!(after_receipt(stream(10, 4), range(5, 6), 11), Err(StreamError::AheadOfOrigin { .. })));
+        // A gap below what it acknowledged before: it lost replicated state.
+        assert!(matches!(after_receipt(stream(10, 4), range(5, 6), 2), Err(StreamError::PeerWentBack { .. })));
+    }
+
+    #[test]
+    fn refusals_are_not_failed_over() {
+        for code in [Code::Unauthenticated, Code::PermissionDenied, Code::FailedPrecondition, Code::InvalidArgument] {
+            assert!(is_refusal(code), "{code:?}");
+        }
+        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::Internal, Code::Unknown] {
+            assert!(!is_refusal(code), "{code:?}");
+        }
+    }
+}

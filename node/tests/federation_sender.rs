@@ -1,0 +1,343 @@
+//! The leader's federation sender between two real hubs in process: Tochigi (three nodes) and
+//! Gunma (one node), each with real RocksDB in a temp dir, federating over real mutual TLS on
+//! 127.0.0.1 with signed batches. Tochigi's messages are room copies queued when one of its
+//! rooms invites professionals of Gunma (`InviteMember` with `remote_login`).
+//!
+//! Checked on the receiver's replicated state: every message arrives exactly once and in order
+//! (the inbox holds 1..=n, and the audit chain's "received" ranges tile 1..=n without overlap),
+//! the origin's outbox is pruned after the acknowledgement, a pause stops delivery and a resume
+//! drains the queue, a stopped receiver makes the queue grow (and the operators' list show
+//! it) until it returns, and a leader change on the sending hub continues the stream.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Bearer, HubSpec, TestHub, Wire, channel};
+use kizuna_node::config::HubConfig;
+use kizuna_node::domain::HubView;
+use kizuna_node::domain::federation::HubName;
+use kizuna_node::federation::listener;
+use kizuna_node::federation::{FederationListener, FederationSender};
+use kizuna_proto::admin::{FederationPeer, ListFederationPeersRequest, SetFederationPeerPausedRequest};
+use kizuna_proto::rooms::invite_member_request::Invitee;
+use kizuna_proto::rooms::room_service_client::RoomServiceClient;
+use kizuna_proto::rooms::{CreatePatientRequest, InviteMemberRequest, Role};
+use tonic::Code;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn hub_name(name: &str) -> HubName {
+    HubName::new(name).unwrap()
+}
+
+/// How long a wait for the hubs may take before the test fails: generous, since this checks
+/// what happens, not how fast (speed is for the benchmarks).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits until `done` holds, failing with `what` after [`PATIENCE`].
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done().await {
+        assert!(Instant::now() < deadline, "not within {PATIENCE:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `[federation]` section of hub `name` (its key and certificates under `root/name`),
+/// listing `peer` at `peer_endpoints` with `peer_key` (hex) as its verify key.
+fn federation_toml(root: &Path, name: &str, peer: &str, peer_endpoints: &[String], peer_key: &str) -> String {
+    let d = root.display();
+    let endpoints: Vec<String> = peer_endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    format!(
+        "[hub]\nname = \"{name}\"\nallow_unsafe_placement = true\n[tls]\ndir = \"{d}/{name}/certs\"\n\
+         [federation]\nsigning_key = \"{d}/{name}/{name}-2026.key\"\nkey_id = \"{name}-2026\"\n\
+         [[federation.peers]]\nname = \"{peer}\"\nendpoints = [{}]\nca_cert = \"{d}/{peer}/certs/ca.pem\"\n\
+         verify_keys = [{{ key_id = \"{peer}-2026\", public_key = \"{peer_key}\", expires_at = 2099-01-01T00:00:00Z }}]\n\
+         [[node]]\nid = 1\nname = \"unused\"\nregion = \"r1\"\nraft_addr = \"127.0.0.1:1\"\n\
+         api_addr = \"127.0.0.1:2\"\ndata_dir = \"{d}/unused\"\n",
+        endpoints.join(", ")
+    )
+}
+
+/// A test hub that federates: its nodes' federation listeners and senders, stopped and
+/// restarted with the node.
+struct FedHub {
+    hub: TestHub,
+    listeners: BTreeMap<u64, FederationListener>,
+    senders: BTreeMap<u64, FederationSender>,
+}
+
+impl FedHub {
+    /// Hub `name` of `nodes` voters (one per region) with federation listeners on `ports`.
+    async fn start(root: &Path, name: &str, nodes: u64, ports: &[u16], federation: &str) -> Self {
+        let regions = ["region-1", "region-2", "region-3"];
+        let spec = HubSpec {
+            nodes: (0..nodes as usize).map(|i| (regions[i], true)).collect(),
+            preferred_regions: vec![],
+            wire: Wire::Plain,
+        };
+        let section = HubConfig::parse(federation).expect("federation section").federation;
+        let certs = root.join(name).join("certs");
+        let hub = TestHub::start_custom(spec, |config, _| {
+            config.hub.name = name.to_owned();
+            for (node, port) in config.nodes.iter_mut().zip(ports) {
+                node.federation_addr = Some(format!("127.0.0.1:{port}").parse().unwrap());
+            }
+            kizuna_node::tls::generate(config, &certs).expect("certificates");
+            config.tls = Some(kizuna_node::config::TlsSection { dir: certs.clone() });
+            config.federation = section;
+        })
+        .await;
+        Self { hub, listeners: BTreeMap::new(), senders: BTreeMap::new() }
+    }
+
+    async fn federate(&mut self, id: u64) {
+        let me = self.hub.node_config(id);
+        let node = self.hub.running(id).node.clone();
+        let listener = listener::start(&self.hub.config, &me, node.clone()).await.expect("listener").expect("serves");
+        let sender = listener::start_sender(&self.hub.config, &me, node).expect("sender").expect("sends");
+        self.listeners.insert(id, listener);
+        self.senders.insert(id, sender);
+    }
+
+    async fn federate_all(&mut self) {
+        for id in self.hub.running_ids() {
+            self.federate(id).await;
+        }
+    }
+
+    async fn stop(&mut self, id: u64) {
+        if let Some(sender) = self.senders.remove(&id) {
+            sender.shutdown().await;
+        }
+        if let Some(listener) = self.listeners.remove(&id) {
+            listener.shutdown().await;
+        }
+        self.hub.stop(id).await;
+    }
+
+    async fn restart(&mut self, id: u64) {
+        self.hub.restart(id).await;
+        self.federate(id).await;
+    }
+
+    async fn shutdown(mut self) {
+        for id in self.hub.running_ids() {
+            self.stop(id).await;
+        }
+    }
+
+    fn node(&self, id: u64) -> &kizuna_node::node::Node {
+        &self.hub.running(id).node
+    }
+}
+
+/// A patient room of Tochigi whose owner (a nurse) invites professionals of other hubs,
+/// through the current leader.
+struct Inviter {
+    nurse: String,
+    room: u64,
+    invited: u32,
+}
+
+type Rooms = RoomServiceClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>>;
+
+impl Inviter {
+    async fn rooms(hub: &TestHub, token: &str) -> Rooms {
+        RoomServiceClient::with_interceptor(channel(&hub.api(hub.leader().await)).await, Bearer::new(token))
+    }
+
+    async fn new(hub: &TestHub) -> Self {
+        let nurse = hub.member("ns.suzuki").await;
+        let patient = CreatePatientRequest {
+            idempotency_key: "patient".into(),
+            name: "山田 花子".into(),
+            kana: "やまだ はなこ".into(),
+            birth_date: "1938-04-01".into(),
+            address: "宇都宮市".into(),
+            notes: String::new(),
+        };
+        let created = Self::rooms(hub, &nurse).await.create_patient(patient).await;
+        let room = created.expect("patient").into_inner().room_id;
+        Self { nurse, room, invited: 0 }
+    }
+
+    async fn invite(&mut self, hub: &TestHub, remote_login: &str) -> Result<(), tonic::Status> {
+        self.invited += 1;
+        let invite = InviteMemberRequest {
+            idempotency_key: format!("invite-{}", self.invited),
+            room_id: self.room,
+            invitee: Some(Invitee::RemoteLogin(remote_login.into())),
+            role: Role::Member as i32,
+        };
+        Self::rooms(hub, &self.nurse).await.invite_member(invite).await.map(|_| ())
+    }
+
+    /// Invites `count` new professionals of Gunma: each queues at least one message for it.
+    async fn invite_gunma(&mut self, hub: &TestHub, count: u32) {
+        for _ in 0..count {
+            let login = format!("pro{}@gunma", self.invited + 1);
+            self.invite(hub, &login).await.unwrap_or_else(|e| panic!("inviting {login}: {e}"));
+        }
+    }
+}
+
+/// Tochigi's stream to Gunma as `node` applied it: (last assigned, acknowledged, queued).
+fn outbound(node: &kizuna_node::node::Node) -> (u64, u64, usize) {
+    let hub = node.state.hub();
+    let stream = hub.outbound(&hub_name("gunma")).unwrap();
+    let queued = hub.outbox_after(&hub_name("gunma"), 0, usize::MAX).len();
+    (stream.last_assigned(), stream.acknowledged(), queued)
+}
+
+/// What Gunma's node applied of Tochigi's stream: the highest sequence, the inbox's sequences.
+fn received(node: &kizuna_node::node::Node) -> (u64, Vec<u64>) {
+    let hub = node.state.hub();
+    let highest = hub.inbound(&hub_name("tochigi")).unwrap().highest_applied();
+    let seqs = hub.inbox_after(&hub_name("tochigi"), 0, usize::MAX).iter().map(|m| m.seq).collect();
+    (highest, seqs)
+}
+
+/// The ranges of Tochigi's stream Gunma's audit chain says it applied, in chain order.
+fn audited_ranges(node: &kizuna_node::node::Node) -> Vec<(u64, u64)> {
+    let entries = node.state.hub().audit_after(0, usize::MAX);
+    let parse = |what: &str| {
+        let rest = what.strip_prefix("federation: received ")?;
+        let (range, rest) = rest.split_once(' ')?;
+        rest.starts_with("from tochigi ").then_some(())?;
+        let (first, last) = range.split_once("..=")?;
+        Some((first.parse().ok()?, last.parse().ok()?))
+    };
+    entries.iter().filter_map(|e| parse(&e.record.what)).collect()
+}
+
+/// Every message 1..=last arrived once, in order: the inbox holds exactly those sequences and
+/// the applied batches tile them without overlap.
+fn assert_exactly_once_in_order(gunma: &kizuna_node::node::Node, last: u64) {
+    let (highest, seqs) = received(gunma);
+    assert_eq!(highest, last);
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+    let mut next = 1;
+    for (first, end) in audited_ranges(gunma) {
+        assert_eq!(first, next, "batch {first}..={end} does not continue the stream at {next}");
+        next = end + 1;
+    }
+    assert_eq!(next, last + 1, "the applied batches end at {}", next - 1);
+}
+
+/// Waits until Tochigi's leader sees everything queued delivered and acknowledged, the outbox
+/// pruned, and Gunma holds it; returns the stream's last sequence.
+async fn drained(tochigi: &FedHub, gunma: &FedHub) -> u64 {
+    let leader = tochigi.hub.leader().await;
+    let mut last = 0;
+    eventually("Tochigi's outbox drains to Gunma", async || {
+        let (assigned, acknowledged, queued) = outbound(tochigi.node(leader));
+        eprintln!("DEBUG {:?} {:?} {:?}", (assigned, acknowledged, queued), received(gunma.node(1)), tochigi.node(leader).federation.status(&hub_name("gunma")));
+        last = assigned;
+        assigned > 0 && acknowledged == assigned && queued == 0 && received(gunma.node(1)).0 == assigned
+    })
+    .await;
+    last
+}
+
+async fn gunma_peer(tochigi: &FedHub) -> (FederationPeer, bool) {
+    let leader = tochigi.hub.leader().await;
+    let answer = tochigi.hub.admin(leader).await.list_federation_peers(ListFederationPeersRequest {}).await;
+    let answer = answer.expect("list federation peers").into_inner();
+    let peer = answer.peers.into_iter().find(|p| p.name == "gunma").expect("gunma is listed");
+    (peer, answer.delivery_state_included)
+}
+
+async fn set_paused(tochigi: &FedHub, paused: bool, key: &str) {
+    let leader = tochigi.hub.leader().await;
+    let req = SetFederationPeerPausedRequest { peer: "gunma".into(), paused, idempotency_key: key.into() };
+    tochigi.hub.admin(leader).await.set_federation_peer_paused(req).await.expect("set paused");
+}
+
+async fn two_hubs(root: &Path) -> (FedHub, FedHub) {
+    let keygen = kizuna_node::cli::federation::keygen;
+    let mut public = BTreeMap::new();
+    for name in ["tochigi", "gunma"] {
+        std::fs::create_dir_all(root.join(name)).unwrap();
+        let key = keygen(&root.join(name).join(format!("{name}-2026.key")), &format!("{name}-2026"), 0).unwrap();
+        public.insert(name, key.public_key_hex);
+    }
+    let tochigi_ports = [free_port(), free_port(), free_port()];
+    let gunma_ports = [free_port()];
+    let at = |ports: &[u16]| ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>();
+    let t_section = federation_toml(root, "tochigi", "gunma", &at(&gunma_ports), &public["gunma"]);
+    let g_section = federation_toml(root, "gunma", "tochigi", &at(&tochigi_ports), &public["tochigi"]);
+    let mut tochigi = FedHub::start(root, "tochigi", 3, &tochigi_ports, &t_section).await;
+    let mut gunma = FedHub::start(root, "gunma", 1, &gunma_ports, &g_section).await;
+    tochigi.federate_all().await;
+    gunma.federate_all().await;
+    (tochigi, gunma)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_reaches_the_peer_exactly_once_through_pause_outage_and_leader_change() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut tochigi, mut gunma) = two_hubs(root.path()).await;
+    let mut inviter = Inviter::new(&tochigi.hub).await;
+
+    // A remote login must name a configured peer, not this hub or an unlisted one.
+    for wrong in ["sato@tochigi", "sato@ibaraki"] {
+        let refused = inviter.invite(&tochigi.hub, wrong).await.expect_err(wrong);
+        assert_eq!(refused.code(), Code::InvalidArgument, "{wrong}: {refused:?}");
+    }
+
+    // Delivered, acknowledged and pruned.
+    inviter.invite_gunma(&tochigi.hub, 3).await;
+    let last = drained(&tochigi, &gunma).await;
+    assert_exactly_once_in_order(gunma.node(1), last);
+    let (peer, leads) = gunma_peer(&tochigi).await;
+    assert!(leads, "the leader answers with its sender's state");
+    assert_eq!((peer.queue_depth, peer.paused, peer.reachable), (0, false, Some(true)));
+    assert!(peer.last_delivery_at_ms.is_some());
+
+    // Paused: the messages queue and nothing is sent; resumed: they drain.
+    set_paused(&tochigi, true, "pause-1").await;
+    inviter.invite_gunma(&tochigi.hub, 2).await;
+    let leader = tochigi.hub.leader().await;
+    let (assigned, acknowledged, queued) = outbound(tochigi.node(leader));
+    assert!(assigned > last && acknowledged == last && queued as u64 == assigned - last);
+    tokio::time::sleep(Duration::from_secs(1)).await; // room for a (wrong) delivery to happen
+    assert_eq!(received(gunma.node(1)).0, last, "a paused peer got messages");
+    let (peer, _) = gunma_peer(&tochigi).await;
+    assert!(peer.paused && peer.queue_depth == assigned - last && peer.oldest_queued_age_ms.is_some());
+    set_paused(&tochigi, false, "resume-1").await;
+    let last = drained(&tochigi, &gunma).await;
+    assert_eq!(last, assigned);
+    assert_exactly_once_in_order(gunma.node(1), last);
+
+    // Gunma stops: the queue grows and the list shows it; Gunma returns: the queue drains.
+    gunma.stop(1).await;
+    inviter.invite_gunma(&tochigi.hub, 2).await;
+    eventually("the list shows Gunma unreachable, backing off", async || {
+        let (peer, _) = gunma_peer(&tochigi).await;
+        peer.reachable == Some(false) && peer.backoff_ms.is_some() && !peer.last_error.is_empty()
+    })
+    .await;
+    let (peer, _) = gunma_peer(&tochigi).await;
+    assert!(peer.queue_depth > 0 && peer.oldest_queued_age_ms.is_some(), "{peer:?}");
+    gunma.restart(1).await;
+    let last = drained(&tochigi, &gunma).await;
+    assert_exactly_once_in_order(gunma.node(1), last);
+    let (peer, _) = gunma_peer(&tochigi).await;
+    assert_eq!((peer.queue_depth, peer.reachable, peer.backoff_ms), (0, Some(true), None));
+
+    // Tochigi's leader stops: the new leader's sender continues the stream.
+    let old_leader = tochigi.hub.leader().await;
+    tochigi.stop(old_leader).await;
+    inviter.invite_gunma(&tochigi.hub, 3).await;
+    let last = drained(&tochigi, &gunma).await;
+    assert_exactly_once_in_order(gunma.node(1), last);
+
+    tochigi.shutdown().await;
+    gunma.shutdown().await;
+}
