@@ -159,10 +159,11 @@ enum Command {
         #[arg(long)]
         after: Option<u64>,
     },
-    /// Invite an account into a room (a patient team, sub-room or group).
+    /// Invite an account into a room (a patient team, sub-room or group): its id on this hub,
+    /// or `login@hub` for a professional of a federation peer hub.
     Invite {
         room: u64,
-        account: u64,
+        account: String,
         /// Invite a family account into its patient's timeline.
         #[arg(long)]
         family: bool,

@@ -237,7 +237,12 @@ async fn drained(tochigi: &FedHub, gunma: &FedHub) -> u64 {
     let mut last = 0;
     eventually("Tochigi's outbox drains to Gunma", async || {
         let (assigned, acknowledged, queued) = outbound(tochigi.node(leader));
-        eprintln!("DEBUG {:?} {:?} {:?}", (assigned, acknowledged, queued), received(gunma.node(1)), tochigi.node(leader).federation.status(&hub_name("gunma")));
+        eprintln!(
+            "DEBUG {:?} {:?} {:?}",
+            (assigned, acknowledged, queued),
+            received(gunma.node(1)),
+            tochigi.node(leader).federation.status(&hub_name("gunma"))
+        );
         last = assigned;
         assigned > 0 && acknowledged == assigned && queued == 0 && received(gunma.node(1)).0 == assigned
     })

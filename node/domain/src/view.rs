@@ -60,8 +60,22 @@ pub trait HubView {
     fn pending_write(&self, ticket: u64) -> ViewResult<Option<PendingWrite>>;
     /// Every unanswered or refused write into the local copy `room`, oldest first.
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>>;
+    /// When this hub last applied a batch from hub `origin` (None: never).
+    fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>>;
     /// Whether an operator paused sending to peer `peer` (false if never set).
     fn federation_paused(&self, peer: &HubName) -> ViewResult<bool>;
+}
+
+/// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
+/// [`HubState::apply`] see them.
+pub trait HubState: HubView {
+    fn apply(&mut self, changes: Vec<Change>);
+}
+
+impl HubState for MemHub {
+    fn apply(&mut self, changes: Vec<Change>) {
+        MemHub::apply(self, changes)
+    }
 }
 
 /// One state change. Applying the changes of a command, in order, is the command's effect.
@@ -113,6 +127,11 @@ pub enum Change {
     PendingDone {
         ticket: u64,
     },
+    /// A batch from `origin` was applied at `at_ms`.
+    HeardFrom {
+        origin: HubName,
+        at_ms: u64,
+    },
     /// An operator paused or resumed sending to federation peer `peer`.
     FederationPaused {
         peer: HubName,
@@ -140,6 +159,7 @@ pub struct MemHub {
     pub outbox: BTreeMap<(HubName, u64), OutboxMessage>,
     pub mirrors: BTreeMap<(HubName, RoomId), RoomId>,
     pub pending: BTreeMap<u64, PendingWrite>,
+    pub heard: BTreeMap<HubName, u64>,
     pub federation_paused: BTreeMap<HubName, bool>,
 }
 
@@ -202,6 +222,9 @@ impl MemHub {
                 }
                 Change::PendingDone { ticket } => {
                     self.pending.remove(&ticket);
+                }
+                Change::HeardFrom { origin, at_ms } => {
+                    self.heard.insert(origin, at_ms);
                 }
                 Change::FederationPaused { peer, paused } => {
                     self.federation_paused.insert(peer, paused);
@@ -294,6 +317,9 @@ impl HubView for MemHub {
     }
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
         Ok(self.pending.values().filter(|p| p.room == room).cloned().collect())
+    }
+    fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>> {
+        Ok(self.heard.get(origin).copied())
     }
     fn federation_paused(&self, peer: &HubName) -> ViewResult<bool> {
         Ok(self.federation_paused.get(peer).copied().unwrap_or(false))

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
-    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, FEDERATION_PAUSED, INBOUND, INVITATIONS,
+    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, FEDERATION_PAUSED, HEARD, INBOUND, INVITATIONS,
     KeyError, LOGINS, MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS, REQUESTS, REQUESTS_SENT,
     REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS, STAFF, Table,
 };
@@ -23,7 +23,7 @@ use kizuna_domain::federation::{HubName, Inbound, InboxMessage, Outbound, Outbox
 use kizuna_domain::model::*;
 use kizuna_domain::requests::CareRequest;
 use kizuna_domain::search;
-use kizuna_domain::{Change, HubView, ViewError, ViewResult};
+use kizuna_domain::{Change, HubState, HubView, ViewError, ViewResult};
 
 /// A committed key and value, as RocksDB returns them.
 type Pair = (Box<[u8]>, Box<[u8]>);
@@ -184,6 +184,7 @@ impl<'a> RocksHub<'a> {
                 Change::PendingDone { ticket } => {
                     self.overlay.insert(keys::id(PENDING, ticket), None);
                 }
+                Change::HeardFrom { origin, at_ms } => self.put(keys::text(HEARD, origin.as_str()), &at_ms),
                 Change::FederationPaused { peer, paused } => {
                     self.put(keys::text(FEDERATION_PAUSED, peer.as_str()), &paused)
                 }
@@ -300,6 +301,12 @@ impl<'a> RocksHub<'a> {
     }
 }
 
+impl HubState for RocksHub<'_> {
+    fn apply(&mut self, changes: Vec<Change>) {
+        RocksHub::apply(self, changes)
+    }
+}
+
 /// Every answer goes through [`RocksHub::checked`]: once the view met a fault, no read of it
 /// is answered, because the answer may have been invented by the fault.
 impl HubView for RocksHub<'_> {
@@ -394,6 +401,9 @@ impl HubView for RocksHub<'_> {
     }
     fn pending_write(&self, ticket: u64) -> ViewResult<Option<PendingWrite>> {
         self.checked(self.get(&keys::id(PENDING, ticket)))
+    }
+    fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>> {
+        self.checked(self.get(&keys::text(HEARD, origin.as_str())))
     }
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
         let all: Vec<PendingWrite> = self.values(&keys::all(PENDING));
