@@ -237,12 +237,6 @@ async fn drained(tochigi: &FedHub, gunma: &FedHub) -> u64 {
     let mut last = 0;
     eventually("Tochigi's outbox drains to Gunma", async || {
         let (assigned, acknowledged, queued) = outbound(tochigi.node(leader));
-        eprintln!(
-            "DEBUG {:?} {:?} {:?}",
-            (assigned, acknowledged, queued),
-            received(gunma.node(1)),
-            tochigi.node(leader).federation.status(&hub_name("gunma"))
-        );
         last = assigned;
         assigned > 0 && acknowledged == assigned && queued == 0 && received(gunma.node(1)).0 == assigned
     })
@@ -296,28 +290,32 @@ async fn the_outbox_reaches_the_peer_exactly_once_through_pause_outage_and_leade
         assert_eq!(refused.code(), Code::InvalidArgument, "{wrong}: {refused:?}");
     }
 
-    // Delivered, acknowledged and pruned.
+    // Delivered, acknowledged and pruned. (Gunma answers the invitations over its own stream,
+    // and Tochigi's answers to those may queue more: the stream keeps moving for a while.)
     inviter.invite_gunma(&tochigi.hub, 3).await;
     let last = drained(&tochigi, &gunma).await;
     assert_exactly_once_in_order(gunma.node(1), last);
     let (peer, leads) = gunma_peer(&tochigi).await;
     assert!(leads, "the leader answers with its sender's state");
-    assert_eq!((peer.queue_depth, peer.paused, peer.reachable), (0, false, Some(true)));
-    assert!(peer.last_delivery_at_ms.is_some());
+    assert_eq!((peer.paused, peer.reachable), (false, Some(true)));
+    assert!(peer.last_delivery_at_ms.is_some() && peer.acknowledged_seq >= last);
 
     // Paused: the messages queue and nothing is sent; resumed: they drain.
     set_paused(&tochigi, true, "pause-1").await;
+    let settle = Duration::from_secs(1); // room for a batch in flight, and for a (wrong) delivery
+    tokio::time::sleep(settle).await;
+    let (before, _) = received(gunma.node(1));
     inviter.invite_gunma(&tochigi.hub, 2).await;
+    tokio::time::sleep(settle).await;
     let leader = tochigi.hub.leader().await;
     let (assigned, acknowledged, queued) = outbound(tochigi.node(leader));
-    assert!(assigned > last && acknowledged == last && queued as u64 == assigned - last);
-    tokio::time::sleep(Duration::from_secs(1)).await; // room for a (wrong) delivery to happen
-    assert_eq!(received(gunma.node(1)).0, last, "a paused peer got messages");
+    assert_eq!(received(gunma.node(1)).0, before, "a paused peer got messages");
+    assert!(acknowledged == before && assigned >= before + 2 && queued as u64 == assigned - before);
     let (peer, _) = gunma_peer(&tochigi).await;
-    assert!(peer.paused && peer.queue_depth == assigned - last && peer.oldest_queued_age_ms.is_some());
+    assert!(peer.paused && peer.queue_depth == assigned - before && peer.oldest_queued_age_ms.is_some(), "{peer:?}");
     set_paused(&tochigi, false, "resume-1").await;
     let last = drained(&tochigi, &gunma).await;
-    assert_eq!(last, assigned);
+    assert!(last >= assigned);
     assert_exactly_once_in_order(gunma.node(1), last);
 
     // Gunma stops: the queue grows and the list shows it; Gunma returns: the queue drains.
@@ -333,8 +331,11 @@ async fn the_outbox_reaches_the_peer_exactly_once_through_pause_outage_and_leade
     gunma.restart(1).await;
     let last = drained(&tochigi, &gunma).await;
     assert_exactly_once_in_order(gunma.node(1), last);
-    let (peer, _) = gunma_peer(&tochigi).await;
-    assert_eq!((peer.queue_depth, peer.reachable, peer.backoff_ms), (0, Some(true), None));
+    eventually("the list shows Gunma reachable, its queue empty, no backoff", async || {
+        let (peer, _) = gunma_peer(&tochigi).await;
+        (peer.queue_depth, peer.reachable, peer.backoff_ms) == (0, Some(true), None)
+    })
+    .await;
 
     // Tochigi's leader stops: the new leader's sender continues the stream.
     let old_leader = tochigi.hub.leader().await;
