@@ -160,6 +160,15 @@ fn is_refusal(code: Code) -> bool {
     matches!(code, Code::Unauthenticated | Code::PermissionDenied | Code::FailedPrecondition | Code::InvalidArgument)
 }
 
+/// Whether the peer answered at all: a refusal is an answer (the peer is up but says no).
+fn reached<T>(result: &Result<T, SendError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(SendError::Call { code, .. }) => is_refusal(*code),
+        Err(_) => false,
+    }
+}
+
 /// The peer's endpoints, each with a lazily connected client; calls start at the endpoint that
 /// answered last.
 struct PeerLink {
@@ -232,6 +241,16 @@ enum Progress {
     Delivered,
 }
 
+/// What [`PeerSender::next_batch`] read.
+struct Next {
+    /// The replicated stream, with this node's newer acknowledgement applied.
+    stream: Outbound,
+    /// The replicated acknowledgement alone.
+    replicated: u64,
+    /// What to send next, if anything is queued.
+    batch: Option<Batch>,
+}
+
 /// One peer's loop.
 struct PeerSender {
     node: Arc<Node>,
@@ -255,21 +274,23 @@ impl PeerSender {
                 _ = stop.wait_for(|s| *s) => return,
                 step = self.step() => step,
             };
-            let waited = match step {
-                Ok(Progress::Delivered) => {
-                    backoff.reset();
-                    continue;
-                }
+            match step {
+                Ok(Progress::Delivered) => backoff.reset(),
                 Ok(Progress::Idle) => {
                     backoff.reset();
-                    tokio::time::timeout(IDLE_RECHECK, next_apply(&self.node, seen)).await.ok();
-                    continue;
+                    let idle = tokio::time::timeout(IDLE_RECHECK, next_apply(&self.node, seen));
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        _ = idle => {}
+                    }
                 }
-                Err(e) => self.back_off(e, &mut backoff),
-            };
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                () = waited => {}
+                Err(e) => {
+                    let waited = self.back_off(e, &mut backoff);
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        () = waited => {}
+                    }
+                }
             }
         }
     }
@@ -279,12 +300,19 @@ impl PeerSender {
         if !leads(&self.node) {
             return Ok(Progress::Idle);
         }
-        let Some((stream, batch)) = self.next_batch()? else { return Ok(Progress::Idle) };
-        let replicated = stream.acknowledged();
-        let request = signed_batch(&self.identity, &self.link.peer, batch.first_seq, batch.bodies.clone())?;
+        let Some(next) = self.next_batch()? else { return Ok(Progress::Idle) };
+        // An acknowledgement whose proposal failed earlier is proposed again first, also when
+        // nothing else is queued, so that the outbox is pruned.
+        if next.stream.acknowledged() > next.replicated {
+            self.propose_ack(next.stream.acknowledged()).await?;
+        }
+        let Some(batch) = next.batch else { return Ok(Progress::Idle) };
+        let (stream, replicated) = (next.stream, next.stream.acknowledged());
+        let sent = batch.range()?;
+        let request = signed_batch(&self.identity, &self.link.peer, batch.first_seq, batch.bodies)?;
         let answered = self.link.deliver(request).await;
-        self.board.update(&self.link.peer, |s| s.reachable = Some(answered.is_ok()));
-        let acknowledged = after_receipt(stream, batch.range()?, answered?)?;
+        self.board.update(&self.link.peer, |s| s.reachable = Some(reached(&answered)));
+        let acknowledged = after_receipt(stream, sent, answered?)?;
         self.acknowledged_here = self.acknowledged_here.max(acknowledged);
         self.board.update(&self.link.peer, |s| {
             s.last_delivery_ms = Some(now_ms());
@@ -296,17 +324,23 @@ impl PeerSender {
         Ok(Progress::Delivered)
     }
 
-    /// The replicated stream (with this node's newer acknowledgement) and the batch after it.
-    fn next_batch(&self) -> Result<Option<(Outbound, Batch)>, SendError> {
+    /// The stream and the next batch, as this node applied them; `None` while paused.
+    fn next_batch(&self) -> Result<Option<Next>, SendError> {
         let hub = self.node.state.hub();
         if hub.federation_paused(&self.link.peer)? {
             return Ok(None);
         }
         let mut stream = hub.outbound(&self.link.peer)?;
+        let replicated = stream.acknowledged();
         stream.acknowledge(self.acknowledged_here)?;
-        let Some(pending) = stream.pending() else { return Ok(None) };
-        let queued = hub.outbox_after(&self.link.peer, pending.first() - 1, BATCH_MESSAGES);
-        Ok(Some((stream, Batch::cut(pending.first(), queued)?)))
+        let batch = match stream.pending() {
+            None => None,
+            Some(pending) => {
+                let queued = hub.outbox_after(&self.link.peer, pending.first() - 1, BATCH_MESSAGES);
+                Some(Batch::cut(pending.first(), queued)?)
+            }
+        };
+        Ok(Some(Next { stream, replicated, batch }))
     }
 
     async fn propose_ack(&self, highest_applied: u64) -> Result<(), SendError> {
@@ -337,17 +371,13 @@ impl PeerSender {
                 if !leads(&self.node) {
                     return;
                 }
-                match self.link.probe(&self.identity).await {
-                    Ok(()) => {
-                        self.board.update(&self.link.peer, |s| s.reachable = Some(true));
-                        return;
-                    }
+                let probed = self.link.probe(&self.identity).await;
+                self.board.update(&self.link.peer, |s| s.reachable = Some(reached(&probed)));
+                match probed {
+                    Ok(()) => return,
                     Err(e) => {
                         let message = e.to_string();
-                        self.board.update(&self.link.peer, |s| {
-                            s.reachable = Some(false);
-                            s.last_error = Some(message);
-                        });
+                        self.board.update(&self.link.peer, |s| s.last_error = Some(message));
                     }
                 }
             }
