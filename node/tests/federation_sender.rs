@@ -258,7 +258,9 @@ async fn set_paused(tochigi: &FedHub, paused: bool, key: &str) {
     tochigi.hub.admin(leader).await.set_federation_peer_paused(req).await.expect("set paused");
 }
 
-async fn two_hubs(root: &Path) -> (FedHub, FedHub) {
+/// Tochigi (`tochigi_nodes` nodes) and Gunma (one node), each listing the other; Gunma knows
+/// Tochigi's real verify key only if `gunma_trusts_key`.
+async fn two_hubs(root: &Path, tochigi_nodes: usize, gunma_trusts_key: bool) -> (FedHub, FedHub) {
     let keygen = kizuna_node::cli::federation::keygen;
     let mut public = BTreeMap::new();
     for name in ["tochigi", "gunma"] {
@@ -266,12 +268,15 @@ async fn two_hubs(root: &Path) -> (FedHub, FedHub) {
         let key = keygen(&root.join(name).join(format!("{name}-2026.key")), &format!("{name}-2026"), 0).unwrap();
         public.insert(name, key.public_key_hex);
     }
-    let tochigi_ports = [free_port(), free_port(), free_port()];
+    if !gunma_trusts_key {
+        public.insert("tochigi", "00".repeat(32));
+    }
+    let tochigi_ports: Vec<u16> = (0..tochigi_nodes).map(|_| free_port()).collect();
     let gunma_ports = [free_port()];
     let at = |ports: &[u16]| ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>();
     let t_section = federation_toml(root, "tochigi", "gunma", &at(&gunma_ports), &public["gunma"]);
     let g_section = federation_toml(root, "gunma", "tochigi", &at(&tochigi_ports), &public["tochigi"]);
-    let mut tochigi = FedHub::start(root, "tochigi", 3, &tochigi_ports, &t_section).await;
+    let mut tochigi = FedHub::start(root, "tochigi", tochigi_nodes as u64, &tochigi_ports, &t_section).await;
     let mut gunma = FedHub::start(root, "gunma", 1, &gunma_ports, &g_section).await;
     tochigi.federate_all().await;
     gunma.federate_all().await;
@@ -281,7 +286,7 @@ async fn two_hubs(root: &Path) -> (FedHub, FedHub) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_reaches_the_peer_exactly_once_through_pause_outage_and_leader_change() {
     let root = tempfile::tempdir().unwrap();
-    let (mut tochigi, mut gunma) = two_hubs(root.path()).await;
+    let (mut tochigi, mut gunma) = two_hubs(root.path(), 3, true).await;
     let mut inviter = Inviter::new(&tochigi.hub).await;
 
     // A remote login must name a configured peer, not this hub or an unlisted one.
@@ -344,6 +349,26 @@ async fn the_outbox_reaches_the_peer_exactly_once_through_pause_outage_and_leade
     let last = drained(&tochigi, &gunma).await;
     assert_exactly_once_in_order(gunma.node(1), last);
 
+    tochigi.shutdown().await;
+    gunma.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_peer_keeps_the_queue_and_the_list_says_why() {
+    let root = tempfile::tempdir().unwrap();
+    let (tochigi, gunma) = two_hubs(root.path(), 1, false).await;
+    let mut inviter = Inviter::new(&tochigi.hub).await;
+    inviter.invite_gunma(&tochigi.hub, 2).await;
+    eventually("the list shows Gunma's refusal, backing off", async || {
+        let (peer, _) = gunma_peer(&tochigi).await;
+        peer.last_error.contains("Unauthenticated") && peer.backoff_ms.is_some()
+    })
+    .await;
+    let (peer, _) = gunma_peer(&tochigi).await;
+    assert_eq!(peer.reachable, Some(true), "a refusal is an answer: {peer:?}");
+    let (assigned, acknowledged, queued) = outbound(tochigi.node(1));
+    assert!(assigned >= 2 && acknowledged == 0 && queued as u64 == assigned, "nothing dropped");
+    assert_eq!(received(gunma.node(1)), (0, vec![]));
     tochigi.shutdown().await;
     gunma.shutdown().await;
 }
