@@ -21,6 +21,7 @@ use kizuna_node::domain::HubView;
 use kizuna_node::domain::federation::HubName;
 use kizuna_node::federation::listener;
 use kizuna_node::federation::{FederationListener, FederationSender};
+use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use kizuna_proto::admin::{FederationPeer, ListFederationPeersRequest, SetFederationPeerPausedRequest};
 use kizuna_proto::rooms::invite_member_request::Invitee;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
@@ -258,6 +259,30 @@ async fn set_paused(tochigi: &FedHub, paused: bool, key: &str) {
     tochigi.hub.admin(leader).await.set_federation_peer_paused(req).await.expect("set paused");
 }
 
+/// A follower lists the replicated queue without the leader's delivery state; only operators
+/// list or pause, and only configured peers.
+async fn operators_only_and_followers_answer_the_replicated_part(tochigi: &FedHub, inviter: &Inviter, last: u64) {
+    let leader = tochigi.hub.leader().await;
+    let follower = tochigi.hub.follower_of(leader);
+    let answer = tochigi.hub.admin(follower).await.list_federation_peers(ListFederationPeersRequest {}).await;
+    let answer = answer.expect("a follower lists the peers").into_inner();
+    assert_eq!((answer.answered_by, answer.leader_id, answer.delivery_state_included), (follower, Some(leader), false));
+    let peer = &answer.peers[0];
+    assert_eq!((peer.name.as_str(), peer.reachable, peer.last_delivery_at_ms), ("gunma", None, None));
+    assert!(peer.acknowledged_seq >= last && !peer.paused, "{peer:?}");
+
+    let unknown = SetFederationPeerPausedRequest { peer: "ibaraki".into(), paused: true, idempotency_key: "x".into() };
+    let refused = tochigi.hub.admin(leader).await.set_federation_peer_paused(unknown).await.expect_err("unknown");
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    let api = channel(&tochigi.hub.api(leader)).await;
+    let mut nurse = ClusterAdminServiceClient::with_interceptor(api, Bearer::new(&inviter.nurse));
+    let refused = nurse.list_federation_peers(ListFederationPeersRequest {}).await.expect_err("not an operator");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let pause = SetFederationPeerPausedRequest { peer: "gunma".into(), paused: true, idempotency_key: "y".into() };
+    let refused = nurse.set_federation_peer_paused(pause).await.expect_err("not an operator");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}
+
 /// Tochigi (`tochigi_nodes` nodes) and Gunma (one node), each listing the other; Gunma knows
 /// Tochigi's real verify key only if `gunma_trusts_key`.
 async fn two_hubs(root: &Path, tochigi_nodes: usize, gunma_trusts_key: bool) -> (FedHub, FedHub) {
@@ -304,6 +329,7 @@ async fn the_outbox_reaches_the_peer_exactly_once_through_pause_outage_and_leade
     assert!(leads, "the leader answers with its sender's state");
     assert_eq!((peer.paused, peer.reachable), (false, Some(true)));
     assert!(peer.last_delivery_at_ms.is_some() && peer.acknowledged_seq >= last);
+    operators_only_and_followers_answer_the_replicated_part(&tochigi, &inviter, last).await;
 
     // Paused: the messages queue and nothing is sent; resumed: they drain.
     set_paused(&tochigi, true, "pause-1").await;
