@@ -398,3 +398,38 @@ async fn a_refusing_peer_keeps_the_queue_and_the_list_says_why() {
     tochigi.shutdown().await;
     gunma.shutdown().await;
 }
+
+/// Cross-hub latency, measured, never asserted (figures in `docs/benchmarks.md`): from
+/// Tochigi's answer to an invitation (its message committed in Tochigi's outbox) to Gunma
+/// having applied that message. Run with
+/// `cargo test --workspace --test federation_sender -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn cross_hub_latency() {
+    let root = tempfile::tempdir().unwrap();
+    let (tochigi, gunma) = two_hubs(root.path(), 3, true).await;
+    let mut inviter = Inviter::new(&tochigi.hub).await;
+    let leader = tochigi.hub.leader().await;
+    let mut samples = Vec::new();
+    for _ in 0..100 {
+        inviter.invite_gunma(&tochigi.hub, 1).await;
+        let started = Instant::now();
+        let (target, ..) = outbound(tochigi.node(leader));
+        while received(gunma.node(1)).0 < target {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+    println!(
+        "cross-hub latency over {} messages: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        samples.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
+    tochigi.shutdown().await;
+    gunma.shutdown().await;
+}
