@@ -68,7 +68,7 @@ impl Twin {
         assert_eq!(rocks.fault(), None, "the store met a fault on {cmd:?}");
         assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "answers differ for {cmd:?}");
         let effects = on_mem.ok()?;
-        let (outcome, _) = settle(&mut self.mem, self.now, effects.clone()).expect("readable");
+        let outcome = settle(&mut self.mem, self.now, effects.clone()).expect("readable").outcome;
         let mut hub = RocksHub::new(&self.db);
         settle(&mut hub, self.now, effects).expect("readable");
         let mut batch = WriteBatch::default();

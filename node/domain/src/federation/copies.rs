@@ -6,7 +6,7 @@
 use super::names::HubName;
 use super::outbox::PendingWrite;
 use super::parties::{Whose, known, party_of, profile_of, remote_login, shadow, whose};
-use super::wire::{Message, Party, PostCopy, RoomCopy, RoomWrite};
+use super::wire::{CopyKind, Message, Party, PostCopy, RoomCopy, RoomWrite};
 use crate::authz::active_member;
 use crate::commands::Command;
 use crate::error::{DomainResult, not_found, precondition};
@@ -68,7 +68,7 @@ pub fn apply_room(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy:
 }
 
 /// A local professional who may be a member of another hub's room.
-fn our_professional(view: &impl HubView, login: &str) -> ViewResult<Option<Account>> {
+pub(super) fn our_professional(view: &impl HubView, login: &str) -> ViewResult<Option<Account>> {
     let Some(id) = view.account_by_login(login)? else { return Ok(None) };
     Ok(view.account(id)?.filter(|a| a.is_active() && matches!(a.kind, AccountKind::Professional { .. })))
 }
@@ -84,6 +84,9 @@ fn keep_copy(
 ) -> DomainResult<Effects> {
     let old = view.room(local)?;
     let (last_seq, last_post_at_ms) = old.as_ref().map_or((0, 0), |r| (r.last_seq, r.last_post_at_ms));
+    if copy.kind == CopyKind::Connection {
+        effects.changes.extend(connected_pair(&wanted, local));
+    }
     let kind = RoomKind::Mirror { home: origin.clone(), home_room: copy.room, of: copy.kind };
     effects.changes.push(Change::Room(Room { id: local, kind, last_seq, last_post_at_ms }));
     if new {
@@ -107,6 +110,13 @@ fn keep_copy(
         effects.changes.push(Change::Member(member));
     }
     Ok(effects.membership(local))
+}
+
+/// A copy of a 1:1 room: its two members (ours and theirs) are connected here too.
+fn connected_pair(wanted: &[(AccountId, Role, MemberState, bool)], local: RoomId) -> Option<Change> {
+    let ours = wanted.iter().find(|w| w.3)?.0;
+    let theirs = wanted.iter().find(|w| !w.3)?.0;
+    Some(super::connections::accepted_copy(ours, theirs, local))
 }
 
 /// None of our members is left in the room: the copy goes (members and post texts; the
