@@ -751,6 +751,7 @@ fn facility(hub: &mut Hub, op: AccountId, name: &str, kind: FacilityKind, n: usi
 
 mod directory;
 mod federation;
+mod federation_pause;
 mod requests;
 mod search;
 mod second_factor;
