@@ -197,6 +197,12 @@ pub enum Command {
         login: String,
         role: Role,
     },
+    /// Pauses (`paused`) or resumes sending to federation peer `peer` (operators only).
+    /// Replicated, so it holds across leader changes; the peer's messages keep queueing.
+    SetFederationPeerPaused {
+        peer: HubName,
+        paused: bool,
+    },
     /// Starts (`share`) or stops sharing this hub's resource map with the peer hub `peer`
     /// (operators only): its approved facilities' directory entries, never staff or patients.
     ShareDirectory {
@@ -285,6 +291,7 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
         C::InviteRemote { room, hub, login, role } => {
             federation::home::invite_remote(view, ctx, signed_in()?, room, (hub, login), role)
         }
+        C::SetFederationPeerPaused { peer, paused } => federation::peers::set_paused(view, signed_in()?, peer, paused),
         C::ShareDirectory { peer, share } => federation::map::share(view, signed_in()?, peer, share),
     }
 }

@@ -160,6 +160,9 @@ mod tests {
         fn heard_from(&self, _: &crate::federation::HubName) -> ViewResult<Option<u64>> {
             broken()
         }
+        fn federation_paused(&self, _: &crate::federation::HubName) -> ViewResult<bool> {
+            broken()
+        }
         fn directory_shared_with(&self) -> ViewResult<Vec<crate::federation::HubName>> {
             broken()
         }

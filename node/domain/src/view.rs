@@ -62,6 +62,8 @@ pub trait HubView {
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>>;
     /// When this hub last applied a batch from hub `origin` (None: never).
     fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>>;
+    /// Whether an operator paused sending to peer `peer` (false if never set).
+    fn federation_paused(&self, peer: &HubName) -> ViewResult<bool>;
     /// The peer hubs this hub shares its resource map with.
     fn directory_shared_with(&self) -> ViewResult<Vec<HubName>>;
     /// A facility of another hub, by its local id.
@@ -138,6 +140,11 @@ pub enum Change {
         origin: HubName,
         at_ms: u64,
     },
+    /// An operator paused or resumed sending to federation peer `peer`.
+    FederationPaused {
+        peer: HubName,
+        paused: bool,
+    },
     /// This hub shares (or stops sharing) its resource map with `peer`.
     DirectoryShare {
         peer: HubName,
@@ -170,6 +177,7 @@ pub struct MemHub {
     pub mirrors: BTreeMap<(HubName, RoomId), RoomId>,
     pub pending: BTreeMap<u64, PendingWrite>,
     pub heard: BTreeMap<HubName, u64>,
+    pub federation_paused: BTreeMap<HubName, bool>,
     pub directory_shares: std::collections::BTreeSet<HubName>,
     pub remote_facilities: BTreeMap<FacilityId, RemoteFacility>,
     pub request_links: BTreeMap<RequestId, RequestLink>,
@@ -237,6 +245,9 @@ impl MemHub {
                 }
                 Change::HeardFrom { origin, at_ms } => {
                     self.heard.insert(origin, at_ms);
+                }
+                Change::FederationPaused { peer, paused } => {
+                    self.federation_paused.insert(peer, paused);
                 }
                 Change::DirectoryShare { peer, share: true } => {
                     self.directory_shares.insert(peer);
@@ -341,6 +352,9 @@ impl HubView for MemHub {
     }
     fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>> {
         Ok(self.heard.get(origin).copied())
+    }
+    fn federation_paused(&self, peer: &HubName) -> ViewResult<bool> {
+        Ok(self.federation_paused.get(peer).copied().unwrap_or(false))
     }
     fn directory_shared_with(&self) -> ViewResult<Vec<HubName>> {
         Ok(self.directory_shares.iter().cloned().collect())

@@ -39,18 +39,24 @@ pub async fn serve(config: &Path, node_name: &str, insecure: bool) -> anyhow::Re
     let security = security(&hub, &me, insecure)?;
     let listeners = Listeners::bind(&me).await.with_context(|| format!("binding {}'s addresses", me.name))?;
     let running = node::start(&hub, &me, listeners, &security).await?;
-    let federation = if insecure {
-        if me.federation_addr.is_some() {
-            warn!("not serving federation: it is mutual TLS only, and --insecure turns TLS off");
+    let (federation, sender) = if insecure {
+        if hub.federation.is_some() {
+            warn!("not federating: it is mutual TLS only, and --insecure turns TLS off");
         }
-        None
+        (None, None)
     } else {
-        crate::federation::listener::start(&hub, &me, running.node.clone())
+        let listener = crate::federation::listener::start(&hub, &me, running.node.clone())
             .await
-            .context("starting the federation listener")?
+            .context("starting the federation listener")?;
+        let sender = crate::federation::listener::start_sender(&hub, &me, running.node.clone())
+            .context("starting the federation sender")?;
+        (listener, sender)
     };
     shutdown_signal().await;
     info!("stopping");
+    if let Some(sender) = sender {
+        sender.shutdown().await;
+    }
     if let Some(federation) = federation {
         federation.shutdown().await;
     }

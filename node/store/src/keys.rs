@@ -46,8 +46,9 @@
 //! | `Q` | u8 len(home), home hub name, home room id | room id (this hub's copy of that room) |
 //! | `p` | ticket | PendingWrite (a write into a copy, until the home hub answers) |
 //! | `h` | hub name | u64: when a batch from that hub was last applied (ms since the epoch) |
+//! | `f` | peer hub name | bool (an operator paused sending to that peer) |
 //! | `d` | peer hub name | HubName (this hub shares its resource map with that peer) |
-//! | `f` | local facility id | RemoteFacility (a facility of a peer's shared map) |
+//! | `o` | local facility id | RemoteFacility (a facility of another hub's shared map) |
 //! | `l` | local request id | RequestLink (a request received from another hub) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
@@ -97,15 +98,16 @@ pub(crate) const OUTBOX: Table = table(b'D', "federation outbox");
 pub(crate) const MIRRORS: Table = table(b'Q', "copies of other hubs' rooms");
 pub(crate) const PENDING: Table = table(b'p', "writes pending on another hub");
 pub(crate) const HEARD: Table = table(b'h', "last batch from each hub");
+pub(crate) const FEDERATION_PAUSED: Table = table(b'f', "paused federation peers");
 pub(crate) const DIRECTORY_SHARES: Table = table(b'd', "peers the resource map is shared with");
-pub(crate) const REMOTE_FACILITIES: Table = table(b'f', "facilities of other hubs");
+pub(crate) const REMOTE_FACILITIES: Table = table(b'o', "facilities of other hubs");
 pub(crate) const REQUEST_LINKS: Table = table(b'l', "requests received from other hubs");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 35] = [
+pub(crate) const TABLES: [Table; 36] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -138,6 +140,7 @@ pub(crate) const TABLES: [Table; 35] = [
     MIRRORS,
     PENDING,
     HEARD,
+    FEDERATION_PAUSED,
     DIRECTORY_SHARES,
     REMOTE_FACILITIES,
     REQUEST_LINKS,
@@ -312,8 +315,9 @@ mod tests {
         assert_eq!(mirror("gunma", 9), b"Q\x05gunma\0\0\0\0\0\0\0\x09");
         assert_eq!(id(PENDING, 4), b"p\0\0\0\0\0\0\0\x04");
         assert_eq!(text(HEARD, "gunma"), b"hgunma");
+        assert_eq!(text(FEDERATION_PAUSED, "gunma"), b"fgunma");
         assert_eq!(text(DIRECTORY_SHARES, "gunma"), b"dgunma");
-        assert_eq!(id(REMOTE_FACILITIES, 4), b"f\0\0\0\0\0\0\0\x04");
+        assert_eq!(id(REMOTE_FACILITIES, 4), b"o\0\0\0\0\0\0\0\x04");
         assert_eq!(id(REQUEST_LINKS, 4), b"l\0\0\0\0\0\0\0\x04");
         assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
         assert_eq!(CLOCK, b"m/clock");

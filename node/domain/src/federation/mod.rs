@@ -13,6 +13,7 @@ pub mod map;
 pub mod names;
 pub mod outbox;
 pub mod parties;
+pub mod peers;
 pub mod receive;
 pub mod requests;
 pub mod signing;
