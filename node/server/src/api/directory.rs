@@ -110,6 +110,10 @@ impl pb::directory_service_server::DirectoryService for Api {
     ) -> Result<Response<pb::ShareDirectoryResponse>, Status> {
         let r = req.get_ref().clone();
         let peer = HubName::new(&r.peer).map_err(|e| Status::invalid_argument(format!("peer {:?}: {e}", r.peer)))?;
+        // Only a listed peer can ever receive the map (the domain does not know the list).
+        if !self.node.federation.is_peer(&peer) {
+            return Err(Status::not_found(format!("{peer} is not a configured federation peer of this hub")));
+        }
         let cmd = Command::ShareDirectory { peer, share: r.share };
         self.signed_write_then_catch_up(&req, r.idempotency_key, cmd).await?;
         let shared = self.query(|hub| hub.directory_shared_with().map_err(view_status))?;
