@@ -152,6 +152,13 @@ async fn a_patient_team_across_two_hubs_posts_in_one_order_on_both() {
     let hers = nurse.patients(&gunma.hub).await;
     assert_eq!((hers[0].unread, hers[0].home_hub.as_str()), (1, "tochigi"));
     assert!(hers[0].home_heard_at.is_some());
+    // Her reads of the copy are audited on her hub, naming the room (the patient lives on
+    // Tochigi).
+    let node = gunma.node(gunma.hub.leader().await);
+    let journaled = node.state.journal.pending(1000).expect("journal").map(|(_, _, r)| r).unwrap_or_default();
+    let chained = node.state.hub().audit_after(0, 1000).into_iter().map(|e| e.record);
+    let reads: Vec<_> = journaled.into_iter().chain(chained).filter(|r| r.room.map(|x| x.0) == Some(copy)).collect();
+    assert!(reads.iter().any(|r| r.what.starts_with("timeline")), "{reads:?}");
     // The nurse shows on Tochigi by name, facility and hub.
     let author = &doctor.timeline(&tochigi.hub, home).await.posts[1];
     assert_eq!(author.author_name, "ns.kimuraさん");
