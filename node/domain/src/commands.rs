@@ -202,6 +202,9 @@ pub enum Command {
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
 pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Command) -> DomainResult<Effects> {
     let signed_in = || actor.ok_or(DomainError::Unauthenticated);
+    if let Some(effects) = federation::copies::write_to_home(view, ctx, actor, &command)? {
+        return Ok(effects);
+    }
     use Command as C;
     match command {
         C::InitOperator { login, display_name, password_hash } => {

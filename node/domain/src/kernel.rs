@@ -35,11 +35,22 @@ pub enum Outcome {
     Facility(FacilityId),
     Invitation(InvitationId),
     Session(AccountId),
-    Patient { patient: PatientId, timeline: RoomId },
+    Patient {
+        patient: PatientId,
+        timeline: RoomId,
+    },
     Room(RoomId),
-    Posted { room: RoomId, seq: u64 },
+    Posted {
+        room: RoomId,
+        seq: u64,
+    },
     Request(RequestId),
     Done,
+    /// The write went to the home hub of `room` (a copy here) as `ticket`: "sending".
+    Queued {
+        room: RoomId,
+        ticket: u64,
+    },
 }
 
 /// The audit entry of a write of patient data: (patient, room, what). Who, when, from which

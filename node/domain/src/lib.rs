@@ -31,6 +31,7 @@ pub mod rooms;
 pub mod search;
 pub mod second_factor;
 pub mod sessions;
+pub mod settle;
 pub mod signed;
 pub mod view;
 
@@ -39,8 +40,9 @@ use serde::{Deserialize, Serialize};
 pub use commands::{Command, Ctx, Effects, Outcome, Outgoing, Raised, Trail, execute};
 pub use error::{DomainError, DomainResult};
 pub use records::{Record, RecordError};
+pub use settle::settle;
 pub use signed::{Decision, Sender, decide};
-pub use view::{Change, HubView, MemHub, ViewError, ViewResult};
+pub use view::{Change, HubState, HubView, MemHub, ViewError, ViewResult};
 
 /// Longest accepted idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;

@@ -62,6 +62,18 @@ pub trait HubView {
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>>;
 }
 
+/// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
+/// [`HubState::apply`] see them.
+pub trait HubState: HubView {
+    fn apply(&mut self, changes: Vec<Change>);
+}
+
+impl HubState for MemHub {
+    fn apply(&mut self, changes: Vec<Change>) {
+        MemHub::apply(self, changes)
+    }
+}
+
 /// One state change. Applying the changes of a command, in order, is the command's effect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {

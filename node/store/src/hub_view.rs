@@ -23,7 +23,7 @@ use kizuna_domain::federation::{HubName, Inbound, InboxMessage, Outbound, Outbox
 use kizuna_domain::model::*;
 use kizuna_domain::requests::CareRequest;
 use kizuna_domain::search;
-use kizuna_domain::{Change, HubView, ViewError, ViewResult};
+use kizuna_domain::{Change, HubState, HubView, ViewError, ViewResult};
 
 /// A committed key and value, as RocksDB returns them.
 type Pair = (Box<[u8]>, Box<[u8]>);
@@ -294,6 +294,12 @@ impl<'a> RocksHub<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl HubState for RocksHub<'_> {
+    fn apply(&mut self, changes: Vec<Change>) {
+        RocksHub::apply(self, changes)
     }
 }
 

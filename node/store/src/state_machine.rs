@@ -18,13 +18,11 @@ use super::keys::{self, APPLIED, CLOCK, IDEMPOTENCY, MEMBERSHIP, RECORDS};
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_value};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
-use kizuna_domain::audit::{AuditAction, AuditRecord};
-use kizuna_domain::events::{Event, stamp};
+use kizuna_domain::events::{Event, Raised, stamp};
 use kizuna_domain::federation::{HubName, Receipt, SeqRange, inbox, outbox};
-use kizuna_domain::model::AccountId;
 use kizuna_domain::{
     self, Applied, Command, CommandResult, Ctx, Decision, DomainError, Envelope, LogCommand, Outcome, Record, Sender,
-    decide,
+    decide, settle,
 };
 
 pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
@@ -245,7 +243,7 @@ impl ApplyBatch<'_> {
             }
             LogCommand::FederatedBatch { origin, first_seq, messages, key_id, signature, origin_node } => {
                 let batch = FederatedBatch { origin, first_seq, messages, key_id, signature, origin_node };
-                self.federated(batch)?
+                self.federated(log_index, batch)?
             }
             LogCommand::FederationAck { peer, highest_applied } => {
                 match outbox::acknowledge(&self.hub, &peer, highest_applied).map_err(std::io::Error::other)? {
@@ -280,59 +278,49 @@ impl ApplyBatch<'_> {
         let sender = Sender { session: session.as_deref(), origin_node };
         match decide(&self.hub, ctx, sender, command) {
             Ok(Decision { effects, audit }) => {
-                self.hub.apply(effects.changes);
-                let queued =
-                    outbox::enqueue(&self.hub, self.clock_ms, effects.outbound).map_err(std::io::Error::other)?;
-                self.hub.apply(queued);
+                let (outcome, events) = settle(&mut self.hub, self.clock_ms, effects).map_err(std::io::Error::other)?;
                 if let Some(record) = audit {
                     self.hub.append_audit(record);
                 }
-                for event in stamp(effects.events, log_index, self.clock_ms) {
-                    self.hub.put_event(&event);
-                    self.events.push(event);
-                }
-                Ok(CommandResult::Done(effects.outcome))
+                self.publish(events, log_index);
+                Ok(CommandResult::Done(outcome))
             }
             Err(DomainError::Unreadable(fault)) => Err(std::io::Error::other(fault)),
             Err(refusal) => Ok(refusal.into()),
         }
     }
 
-    /// Checks a verified batch against the recorded stream and applies only what is new, in
-    /// the same command: a replay or a retry after a lost reply never applies twice. Every
-    /// applied batch leaves an audit entry (patient data crossed hubs) naming the origin, the
-    /// range, the key id and the signature.
-    fn federated(&mut self, b: FederatedBatch) -> std::io::Result<CommandResult> {
+    /// Stores the events one log entry raised and queues them for live subscribers.
+    fn publish(&mut self, events: Vec<Raised>, log_index: u64) {
+        for event in stamp(events, log_index, self.clock_ms) {
+            self.hub.put_event(&event);
+            self.events.push(event);
+        }
+    }
+
+    /// Applies a verified batch ([`inbox::apply_batch`]): only what is new in the origin's
+    /// stream, each message decided in order, in this same command.
+    fn federated(&mut self, log_index: u64, b: FederatedBatch) -> std::io::Result<CommandResult> {
         let range = match SeqRange::of_batch(b.first_seq, b.messages.len() as u64) {
             Ok(range) => range,
             // Validated before proposing; a malformed entry is still refused deterministically.
             Err(e) => return Ok(DomainError::InvalidArgument(format!("federated batch: {e}")).into()),
         };
-        let (changes, receipt) =
-            inbox::receive(&self.hub, &b.origin, range, &b.messages, self.clock_ms).map_err(std::io::Error::other)?;
-        self.hub.apply(changes);
-        if let Receipt::Applied { applied, .. } = receipt {
-            self.hub.append_audit(AuditRecord {
-                at_ms: self.clock_ms,
-                account: AccountId(0),
-                session: String::new(),
-                node: b.origin_node,
-                action: AuditAction::Write,
-                patient: None,
-                room: None,
-                what: format!(
-                    "federation: received {}..={} from {} (batch {}..={}, key {}, signature {})",
-                    applied.first(),
-                    applied.last(),
-                    b.origin,
-                    range.first(),
-                    range.last(),
-                    b.key_id,
-                    kizuna_domain::hex(&b.signature)
-                ),
-            });
+        let batch = inbox::Batch {
+            origin: &b.origin,
+            range,
+            messages: &b.messages,
+            key_id: &b.key_id,
+            signature: &b.signature,
+            node: b.origin_node,
+        };
+        let ctx = Ctx { log_index, now_ms: self.clock_ms };
+        let applied = inbox::apply_batch(&mut self.hub, ctx, batch).map_err(std::io::Error::other)?;
+        for record in applied.audit {
+            self.hub.append_audit(record);
         }
-        Ok(CommandResult::Received(receipt))
+        self.publish(applied.events, log_index);
+        Ok(CommandResult::Received(applied.receipt))
     }
 
     fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
@@ -651,7 +639,15 @@ mod tests {
         let (_log, mut sm) = crate::open(dir.path()).expect("open");
         let gunma = HubName::new("gunma").unwrap();
         let highest = |sm: &StateMachineStore| inbound(sm, &gunma);
-        let audited = |sm: &StateMachineStore| audit_entries(sm);
+        // The batches' records (these bodies are no messages, so each is also audited as
+        // unreadable and skipped: the stream goes on).
+        let audited = |sm: &StateMachineStore| {
+            let all = audit_entries(sm);
+            let unreadable = all.iter().filter(|e| e.record.what.contains("unreadable")).count();
+            let batches: Vec<_> = all.into_iter().filter(|e| e.record.what.contains("received")).collect();
+            assert_eq!(unreadable, inbox(sm).len(), "every applied message was decided");
+            batches
+        };
 
         apply(&mut sm, vec![federated(1, 1, &["a", "b"])]).await.expect("apply");
         assert_eq!((highest(&sm), inbox(&sm)), (2, vec![(1, "a".into()), (2, "b".into())]));

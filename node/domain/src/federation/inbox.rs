@@ -5,8 +5,16 @@
 use serde::{Deserialize, Serialize};
 
 use super::names::HubName;
+use super::receive::{self, Received};
 use super::stream::{Arrival, SeqRange};
-use crate::view::{Change, HubView, ViewResult};
+use super::wire::Message;
+use crate::audit::{AuditAction, AuditRecord};
+use crate::error::DomainError;
+use crate::events::Raised;
+use crate::kernel::{Ctx, Effects, Outcome};
+use crate::model::AccountId;
+use crate::settle::settle;
+use crate::view::{Change, HubState, HubView, ViewResult};
 
 /// One message of an origin's stream, as the destination recorded it, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +49,17 @@ impl Receipt {
     }
 }
 
+/// The most messages one log entry applies: each may raise a live event, and one entry has
+/// [`crate::events::EVENTS_PER_ENTRY`] event cursors. A longer batch applies its first ones;
+/// the receipt acknowledges only those and the origin sends the rest next.
+pub const MAX_APPLIED_PER_ENTRY: u64 = crate::events::EVENTS_PER_ENTRY;
+
+/// The first `n` numbers of `range`.
+fn at_most(range: SeqRange, n: u64) -> SeqRange {
+    // `n` is at least 1, so the range stays non-empty and within `range`.
+    SeqRange::of_batch(range.first(), range.len().min(n.max(1))).unwrap_or(range)
+}
+
 /// Decides a verified batch of `origin`'s stream, `batch` covering `messages` (as many as the
 /// range holds): the changes that record the new tail and the stream's new state, and the
 /// receipt. Pure; the caller applies the changes.
@@ -57,6 +76,7 @@ pub fn receive(
         Arrival::Duplicate => (Vec::new(), Receipt::Duplicate { highest_applied: highest }),
         Arrival::Gap { .. } => (Vec::new(), Receipt::Gap { highest_applied: highest }),
         Arrival::Apply { range, skip } => {
+            let range = at_most(range, MAX_APPLIED_PER_ENTRY);
             let mut changes: Vec<Change> = messages
                 .iter()
                 .skip(skip as usize)
@@ -76,6 +96,122 @@ pub fn receive(
             (changes, Receipt::Applied { applied: range, highest_applied: stream.highest_applied() })
         }
     })
+}
+
+/// A verified batch as its log entry carries it.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub origin: &'a HubName,
+    pub range: SeqRange,
+    pub messages: &'a [Vec<u8>],
+    pub key_id: &'a str,
+    pub signature: &'a [u8],
+    /// The node that received and proposed it.
+    pub node: u64,
+}
+
+/// What applying a batch did: the receipt, the events its messages raised (in order) and the
+/// audit entries it leaves.
+#[derive(Debug)]
+pub struct BatchApplied {
+    pub receipt: Receipt,
+    pub events: Vec<Raised>,
+    pub audit: Vec<AuditRecord>,
+}
+
+/// Applies a verified batch: what is new in the stream is recorded and each new message decided
+/// in stream order ([`receive::decide`]) and settled. A replay or a retry after a lost reply
+/// never applies twice. Every batch that applied something leaves an audit entry (patient data
+/// crossed hubs) naming the origin, the range, the key id and the signature; so does every
+/// message refused or unreadable, which is then skipped: one bad message never blocks a peer.
+pub fn apply_batch(state: &mut impl HubState, ctx: Ctx, batch: Batch<'_>) -> ViewResult<BatchApplied> {
+    let (changes, receipt) = receive(state, batch.origin, batch.range, batch.messages, ctx.now_ms)?;
+    state.apply(changes);
+    let mut applied = BatchApplied { receipt, events: Vec::new(), audit: Vec::new() };
+    let Receipt::Applied { applied: range, .. } = receipt else { return Ok(applied) };
+    applied.audit.push(hub_record(ctx, batch, received_what(batch, range)));
+    let skip = (range.first() - batch.range.first()) as usize;
+    for (index, (seq, body)) in (range.first()..=range.last()).zip(&batch.messages[skip..]).enumerate() {
+        apply_message(state, ctx, (index as u64, seq), batch, body, &mut applied)?;
+    }
+    Ok(applied)
+}
+
+fn received_what(batch: Batch<'_>, applied: SeqRange) -> String {
+    format!(
+        "federation: received {}..={} from {} (batch {}..={}, key {}, signature {})",
+        applied.first(),
+        applied.last(),
+        batch.origin,
+        batch.range.first(),
+        batch.range.last(),
+        batch.key_id,
+        crate::hex(batch.signature)
+    )
+}
+
+/// Decides and settles message `seq` (the `index`-th this entry applies).
+fn apply_message(
+    state: &mut impl HubState,
+    ctx: Ctx,
+    (index, seq): (u64, u64),
+    batch: Batch<'_>,
+    body: &[u8],
+    applied: &mut BatchApplied,
+) -> ViewResult<()> {
+    let origin = batch.origin;
+    let message = match Message::decode(body) {
+        Ok(message) => message,
+        Err(e) => {
+            applied.audit.push(hub_record(
+                ctx,
+                batch,
+                format!("federation: message {seq} from {origin} unreadable: {e}"),
+            ));
+            return Ok(());
+        }
+    };
+    let received = match receive::decide(state, ctx, index, origin, message) {
+        Ok(received) => received,
+        Err(DomainError::Unreadable(fault)) => return Err(fault),
+        Err(e) => {
+            Received { effects: Effects::new(Outcome::Done, Vec::new()), actor: None, refused: Some(e.to_string()) }
+        }
+    };
+    if let Some(reason) = &received.refused {
+        applied.audit.push(hub_record(
+            ctx,
+            batch,
+            format!("federation: refused message {seq} from {origin}: {reason}"),
+        ));
+    }
+    if let (Some(account), Some(trail)) = (received.actor, &received.effects.audit) {
+        applied.audit.push(AuditRecord {
+            account,
+            patient: trail.patient,
+            room: trail.room,
+            ..hub_record(ctx, batch, format!("{} (from hub {origin}, message {seq})", trail.what))
+        });
+    }
+    let (_, events) = settle(state, ctx.now_ms, received.effects)?;
+    applied.events.extend(events);
+    Ok(())
+}
+
+/// An audit entry of the hub itself (account 0) about federation traffic.
+fn hub_record(ctx: Ctx, batch: Batch<'_>, what: String) -> AuditRecord {
+    AuditRecord {
+        at_ms: ctx.now_ms,
+        account: AccountId(0),
+        session: String::new(),
+        node: batch.node,
+        action: AuditAction::Write,
+        patient: None,
+        room: None,
+        what,
+        #[cfg(test)]
+        added_later: None,
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +275,18 @@ mod tests {
         let (changes, receipt) = receive(&hub, &gunma(), range, &messages, 9).unwrap();
         assert_eq!((changes, receipt), (vec![], Receipt::Gap { highest_applied: 1 }));
         assert_eq!(receipt.highest_applied() + 1, 2, "the origin resends from 2");
+    }
+
+    #[test]
+    fn a_long_batch_applies_its_head_and_acknowledges_only_that() {
+        let mut hub = MemHub::default();
+        let bodies: Vec<String> = (1..=20).map(|i| i.to_string()).collect();
+        let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let receipt = deliver(&mut hub, 1, &bodies);
+        assert_eq!(receipt.highest_applied(), MAX_APPLIED_PER_ENTRY);
+        let receipt = deliver(&mut hub, 1, &bodies);
+        assert_eq!(receipt.highest_applied(), 20, "the resent batch applies the rest");
+        assert_eq!(inbox(&hub).len(), 20);
     }
 
     #[test]

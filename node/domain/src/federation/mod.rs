@@ -5,11 +5,13 @@
 //! The server signs and verifies the bytes with ed25519 and carries them over mutual TLS; the
 //! design and what is built so far are in `docs/federation.md`.
 
+pub mod copies;
 pub mod home;
 pub mod inbox;
 pub mod names;
 pub mod outbox;
 pub mod parties;
+pub mod receive;
 pub mod signing;
 pub mod stream;
 pub mod wire;

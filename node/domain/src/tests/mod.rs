@@ -34,11 +34,7 @@ impl Hub {
         let before = self.state.clone();
         let result = execute(&self.state, Ctx { log_index: self.index, now_ms: self.now }, actor, cmd);
         match result {
-            Ok(effects) => {
-                assert!(effects.outbound.is_empty(), "no command sends to other hubs yet");
-                self.state.apply(effects.changes);
-                Ok(effects.outcome)
-            }
+            Ok(effects) => Ok(settle(&mut self.state, self.now, effects).expect("a readable state").0),
             Err(e) => {
                 assert_eq!(format!("{:?}", self.state), format!("{before:?}"), "a refused command changed state");
                 Err(e)
@@ -754,6 +750,7 @@ fn facility(hub: &mut Hub, op: AccountId, name: &str, kind: FacilityKind, n: usi
 }
 
 mod directory;
+mod federation;
 mod requests;
 mod search;
 mod second_factor;

@@ -1,0 +1,313 @@
+//! A member hub's side of a room whose home is another hub: the replicated copy it keeps for
+//! its own members (kept up to date by the home hub's room and post copies, dropped when none
+//! of its members is left), and its members' writes into it, which are queued for the home
+//! hub and shown as "sending" until the home hub answers.
+
+use super::names::HubName;
+use super::outbox::PendingWrite;
+use super::parties::{Whose, known, party_of, profile_of, remote_login, shadow, whose};
+use super::wire::{Message, Party, PostCopy, RoomCopy, RoomWrite};
+use crate::authz::active_member;
+use crate::commands::Command;
+use crate::error::{DomainResult, not_found, precondition};
+use crate::events::EventKind;
+use crate::kernel::{Ctx, Effects, Outcome};
+use crate::model::*;
+use crate::view::{Change, HubView, ViewResult};
+
+/// Ids of the entities one message creates: ids must differ from every log index (the ids of
+/// local commands) and from those of every other message, so they carry the top bit, the log
+/// index of the batch, the message's place in it and a counter.
+#[derive(Debug)]
+pub struct IdMint {
+    next: u64,
+}
+
+impl IdMint {
+    /// Room for 1024 messages per batch and 1024 entities per message, up to log index 2^43.
+    pub fn new(log_index: u64, message: u64) -> Self {
+        IdMint { next: (1 << 63) | (log_index << 20) | ((message & 0x3ff) << 10) }
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        id
+    }
+}
+
+/// The home hub `origin` sent room `copy`: keep (or create) this hub's copy with the members it
+/// names, or drop it when none of them is ours any more. Our members that the home hub names
+/// but this hub does not have as active professionals are reported back, and removed there.
+pub fn apply_room(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy: RoomCopy) -> DomainResult<Effects> {
+    let existing = view.mirror_of(origin, copy.room)?;
+    let mut effects = Effects::new(Outcome::Done, Vec::new());
+    let mut wanted = Vec::new();
+    for m in &copy.members {
+        let state = if m.pending { MemberState::Invited { by: AccountId(0) } } else { MemberState::Active };
+        match whose(origin, &m.profile.party) {
+            Whose::Ours(login) => match our_professional(view, &login)? {
+                Some(account) => wanted.push((account.id, m.role, state, true)),
+                None => effects = effects.send(origin.clone(), Message::NoSuchMember { room: copy.room, login }),
+            },
+            Whose::Theirs { hub, login } => {
+                let (account, change) = shadow(view, AccountId(ids.next()), (&hub, &login), Some(&m.profile))?;
+                effects.changes.extend(change);
+                wanted.push((account.id, m.role, state, false));
+            }
+        }
+    }
+    if !wanted.iter().any(|w| w.3) {
+        return match existing {
+            Some(local) => drop_copy(view, local, effects.outbound),
+            None => Ok(Effects { changes: Vec::new(), ..effects }),
+        };
+    }
+    let local = existing.map_or_else(|| RoomId(ids.next()), |id| id);
+    keep_copy(view, origin, (local, existing.is_none()), copy, wanted, effects)
+}
+
+/// A local professional who may be a member of another hub's room.
+fn our_professional(view: &impl HubView, login: &str) -> ViewResult<Option<Account>> {
+    let Some(id) = view.account_by_login(login)? else { return Ok(None) };
+    Ok(view.account(id)?.filter(|a| a.is_active() && matches!(a.kind, AccountKind::Professional { .. })))
+}
+
+/// The copy's room and members as the home hub has them; our new members' profiles go back.
+fn keep_copy(
+    view: &impl HubView,
+    origin: &HubName,
+    (local, new): (RoomId, bool),
+    copy: RoomCopy,
+    wanted: Vec<(AccountId, Role, MemberState, bool)>,
+    mut effects: Effects,
+) -> DomainResult<Effects> {
+    let old = view.room(local)?;
+    let (last_seq, last_post_at_ms) = old.as_ref().map_or((0, 0), |r| (r.last_seq, r.last_post_at_ms));
+    let kind = RoomKind::Mirror { home: origin.clone(), home_room: copy.room, of: copy.kind };
+    effects.changes.push(Change::Room(Room { id: local, kind, last_seq, last_post_at_ms }));
+    if new {
+        effects.changes.push(Change::Mirror { home: origin.clone(), home_room: copy.room, local });
+    }
+    for m in view.members(local)? {
+        if !wanted.iter().any(|w| w.0 == m.account) {
+            effects.changes.push(Change::RemoveMember { room: local, account: m.account });
+        }
+    }
+    for (account, role, state, ours) in wanted {
+        let member = match view.member(local, account)? {
+            Some(m) => Member { role, state, ..m },
+            None => {
+                if ours && let Some(a) = view.account(account)? {
+                    effects = effects.send(origin.clone(), Message::Profile(profile_of(view, &a, origin)?));
+                }
+                Member::new(local, account, role, state)
+            }
+        };
+        effects.changes.push(Change::Member(member));
+    }
+    Ok(effects.membership(local))
+}
+
+/// None of our members is left in the room: the copy goes (members and post texts; the
+/// room's shell and the mapping stay, so a later invitation reuses the same id).
+fn drop_copy(
+    view: &impl HubView,
+    local: RoomId,
+    outbound: Vec<super::super::kernel::Outgoing>,
+) -> DomainResult<Effects> {
+    let mut changes: Vec<Change> =
+        view.members(local)?.into_iter().map(|m| Change::RemoveMember { room: local, account: m.account }).collect();
+    let last_seq = view.room(local)?.map_or(0, |r| r.last_seq);
+    for seq in 1..=last_seq {
+        if let Some(post) = view.post(local, seq)? {
+            changes.push(Change::Post(Post { text: String::new(), history: Vec::new(), deleted: true, ..post }));
+        }
+    }
+    let effects = Effects { outbound, ..Effects::new(Outcome::Done, changes) };
+    Ok(effects.membership(local))
+}
+
+/// The home hub `origin` sent a post as it is now: it takes its place in our copy.
+pub fn apply_post(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy: PostCopy) -> DomainResult<Effects> {
+    let Some(local) = view.mirror_of(origin, copy.room)? else {
+        // No copy here (dropped, or never kept): nothing of the room is kept.
+        return Ok(Effects::new(Outcome::Done, Vec::new()));
+    };
+    let mut room = view.room(local)?.ok_or(not_found("room"))?;
+    let mut changes = Vec::new();
+    let author = account_for(view, ids, origin, &copy.author, &mut changes)?;
+    let mentions = accounts_for(view, ids, origin, &copy.mentions, &mut changes)?;
+    let acks = accounts_for(view, ids, origin, &copy.acks, &mut changes)?;
+    let is_new = view.post(local, copy.seq)?.is_none();
+    // Earlier texts stay on the home hub (its audit record); the copy only knows there were some.
+    let history = match copy.edited || copy.deleted {
+        true => vec![PostVersion { text: String::new(), at_ms: copy.posted_at_ms }],
+        false => Vec::new(),
+    };
+    if copy.seq > room.last_seq {
+        room.last_seq = copy.seq;
+        room.last_post_at_ms = room.last_post_at_ms.max(copy.posted_at_ms);
+        if let Some(mut member) = view.member(local, author)? {
+            member.record_own_post(copy.seq);
+            changes.push(Change::Member(member));
+        }
+        changes.push(Change::Room(room));
+    }
+    let seq = copy.seq;
+    changes.push(Change::Post(Post {
+        room: local,
+        seq,
+        author,
+        text: copy.text,
+        reply_to: copy.reply_to,
+        mentions,
+        posted_at_ms: copy.posted_at_ms,
+        history,
+        deleted: copy.deleted,
+        acks,
+    }));
+    let kind = if is_new { EventKind::Posted { seq } } else { EventKind::PostUpdated { seq } };
+    Ok(Effects::new(Outcome::Posted { room: local, seq }, changes).event(local, kind))
+}
+
+/// The local account of `party`: ours, a known shadow, or a new shadow with a bare profile (an
+/// author who has since left the room). An unknown account of ours is account 0 ("unknown").
+fn account_for(
+    view: &impl HubView,
+    ids: &mut IdMint,
+    origin: &HubName,
+    party: &Party,
+    changes: &mut Vec<Change>,
+) -> DomainResult<AccountId> {
+    if let Some(a) = known(view, origin, party)? {
+        return Ok(a.id);
+    }
+    // Created earlier in this same message?
+    let created = changes.iter().find_map(|c| match (c, whose(origin, party)) {
+        (Change::Account(a), Whose::Theirs { hub, login }) if a.login == remote_login(&login, &hub) => Some(a.id),
+        _ => None,
+    });
+    if let Some(id) = created {
+        return Ok(id);
+    }
+    match whose(origin, party) {
+        Whose::Ours(_) => Ok(AccountId(0)),
+        Whose::Theirs { hub, login } => {
+            let (account, change) = shadow(view, AccountId(ids.next()), (&hub, &login), None)?;
+            changes.extend(change);
+            Ok(account.id)
+        }
+    }
+}
+
+fn accounts_for(
+    view: &impl HubView,
+    ids: &mut IdMint,
+    origin: &HubName,
+    parties: &[Party],
+    changes: &mut Vec<Change>,
+) -> DomainResult<Vec<AccountId>> {
+    parties.iter().map(|p| account_for(view, ids, origin, p, changes)).collect()
+}
+
+/// The home hub `origin` applied our write `ticket`: it leaves the "sending" list (its post
+/// arrives, or arrived, as a post copy). Only the room's home hub answers for it.
+pub fn accepted(view: &impl HubView, origin: &HubName, ticket: u64) -> DomainResult<Effects> {
+    let changes = match pending_from(view, origin, ticket)? {
+        Some(_) => vec![Change::PendingDone { ticket }],
+        None => Vec::new(),
+    };
+    Ok(Effects::new(Outcome::Done, changes))
+}
+
+/// The home hub `origin` refused our write `ticket`: the author sees why.
+pub fn refused(view: &impl HubView, origin: &HubName, ticket: u64, reason: String) -> DomainResult<Effects> {
+    let Some(pending) = pending_from(view, origin, ticket)? else {
+        return Ok(Effects::new(Outcome::Done, Vec::new()));
+    };
+    let reason: String = reason.chars().take(500).collect();
+    Ok(Effects::new(Outcome::Done, vec![Change::Pending(PendingWrite { refused: Some(reason), ..pending })]))
+}
+
+/// Our pending write `ticket`, if `origin` is the home of its room.
+fn pending_from(view: &impl HubView, origin: &HubName, ticket: u64) -> ViewResult<Option<PendingWrite>> {
+    let Some(pending) = view.pending_write(ticket)? else { return Ok(None) };
+    Ok(match view.room(pending.room)?.map(|r| r.kind) {
+        Some(RoomKind::Mirror { home, .. }) if &home == origin => Some(pending),
+        _ => None,
+    })
+}
+
+/// If `command` writes into a copy of another hub's room, what it does instead: the write is
+/// queued for the home hub, which decides it by its own rules, and the author sees it as
+/// "sending". None: not a write into a copy.
+pub fn write_to_home(
+    view: &impl HubView,
+    ctx: Ctx,
+    actor: Option<AccountId>,
+    command: &Command,
+) -> DomainResult<Option<Effects>> {
+    let (Some(actor), Some(room)) = (actor, room_written(command)) else { return Ok(None) };
+    let Some(Room { kind: RoomKind::Mirror { home, home_room, .. }, .. }) = view.room(room)? else {
+        return Ok(None);
+    };
+    let (account, _, _) = active_member(view, actor, room)?;
+    let write = room_write(view, &home, command)?;
+    let ticket = ctx.log_index;
+    let pending =
+        PendingWrite { ticket, room, author: actor, write: write.clone(), queued_at_ms: ctx.now_ms, refused: None };
+    let submit = Message::Submit { room: home_room, author: account.login, ticket, write };
+    Ok(Some(Effects::new(Outcome::Queued { room, ticket }, vec![Change::Pending(pending)]).send(home, submit).audited(
+        None,
+        Some(room),
+        "write sent to the room's home hub",
+    )))
+}
+
+/// The room a command writes into, for the commands a copy's member may send to its home hub.
+fn room_written(command: &Command) -> Option<RoomId> {
+    use Command as C;
+    match command {
+        C::Post { room, .. }
+        | C::EditPost { room, .. }
+        | C::DeletePost { room, .. }
+        | C::AckPost { room, .. }
+        | C::Invite { room, .. }
+        | C::InviteRemote { room, .. }
+        | C::Approve { room, .. }
+        | C::Leave { room }
+        | C::Remove { room, .. } => Some(*room),
+        C::CreateSubRoom { timeline, .. } => Some(*timeline),
+        _ => None,
+    }
+}
+
+/// `command` as a write the home hub `home` decides, accounts named relative to it.
+fn room_write(view: &impl HubView, home: &HubName, command: &Command) -> DomainResult<RoomWrite> {
+    let party =
+        |id: AccountId| -> DomainResult<Party> { Ok(party_of(&view.account(id)?.ok_or(not_found("account"))?, home)) };
+    use Command as C;
+    Ok(match command {
+        C::Post { text, reply_to, mentions, .. } => RoomWrite::Post {
+            text: text.clone(),
+            reply_to: *reply_to,
+            mentions: mentions.iter().map(|m| party(*m)).collect::<DomainResult<_>>()?,
+        },
+        C::EditPost { seq, text, .. } => RoomWrite::Edit { seq: *seq, text: text.clone() },
+        C::DeletePost { seq, .. } => RoomWrite::Delete { seq: *seq },
+        C::AckPost { seq, .. } => RoomWrite::Ack { seq: *seq },
+        C::Invite { invitee, role, .. } => RoomWrite::Invite { invitee: party(*invitee)?, role: *role },
+        C::InviteRemote { hub, login, role, .. } => {
+            let invitee = if hub == home {
+                Party::Receiver(login.clone())
+            } else {
+                Party::Other { hub: hub.clone(), login: login.clone() }
+            };
+            RoomWrite::Invite { invitee, role: *role }
+        }
+        C::Approve { account, .. } => RoomWrite::Approve { account: party(*account)? },
+        C::Leave { .. } => RoomWrite::Leave,
+        _ => return Err(precondition(format!("this room's home is hub {home}: do that there"))),
+    })
+}

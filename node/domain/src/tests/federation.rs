@@ -1,0 +1,246 @@
+//! Two hubs in memory exchanging their streams: the cross-hub story of a patient team whose
+//! home is Tochigi with a visiting nurse of Gunma, told through the same commands as inside
+//! one hub, with every message delivered through the exactly-once inbox.
+
+use super::*;
+use crate::federation::inbox::{self, Batch, BatchApplied};
+use crate::federation::{HubName, Message, OutboxMessage, SeqRange, outbox};
+
+fn name(hub: &str) -> HubName {
+    HubName::new(hub).unwrap()
+}
+
+/// Delivers what `from` queued for `to` (one batch, everything pending) and acknowledges it.
+fn deliver(from: &mut Hub, from_name: &str, to: &mut Hub, to_name: &str) -> Option<BatchApplied> {
+    let queued = queued(from, to_name);
+    let first = queued.first()?.seq;
+    let bodies: Vec<Vec<u8>> = queued.into_iter().map(|m| m.body).collect();
+    to.index += 1;
+    to.now += 10;
+    let batch = Batch {
+        origin: &name(from_name),
+        range: SeqRange::of_batch(first, bodies.len() as u64).unwrap(),
+        messages: &bodies,
+        key_id: "k",
+        signature: &[],
+        node: 1,
+    };
+    let applied = inbox::apply_batch(&mut to.state, Ctx { log_index: to.index, now_ms: to.now }, batch).unwrap();
+    let acked = outbox::acknowledge(&from.state, &name(to_name), applied.receipt.highest_applied()).unwrap().unwrap();
+    from.state.apply(acked);
+    Some(applied)
+}
+
+fn queued(from: &Hub, to_name: &str) -> Vec<OutboxMessage> {
+    from.state.outbox.iter().filter(|((hub, _), _)| hub.as_str() == to_name).map(|(_, m)| m.clone()).collect()
+}
+
+/// Delivers both ways until neither hub has anything queued.
+fn exchange(tochigi: &mut Hub, gunma: &mut Hub) {
+    for _ in 0..10 {
+        let a = deliver(tochigi, "tochigi", gunma, "gunma").is_some();
+        let b = deliver(gunma, "gunma", tochigi, "tochigi").is_some();
+        if !a && !b {
+            return;
+        }
+    }
+    panic!("the hubs kept sending");
+}
+
+fn texts(hub: &Hub, viewer: AccountId, room: RoomId) -> Vec<String> {
+    let q = TimelineQuery { after_seq: 0, before_seq: 0, order: TimelineOrder::OldestFirst, limit: 100 };
+    timeline(&hub.state, viewer, room, q).unwrap().posts.into_iter().map(|p| p.text).collect()
+}
+
+/// The only patient-list entry of `viewer`: its room, title and unread count.
+fn only_patient(hub: &Hub, viewer: AccountId) -> (RoomId, String, u64) {
+    let list = room_list(&hub.state, viewer, ListKind::Patients).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    (list[0].room, list[0].title.clone(), list[0].unread)
+}
+
+struct Story {
+    tochigi: Hub,
+    gunma: Hub,
+    doctor: AccountId,
+    nurse: AccountId,
+    /// The team's room on Tochigi, its home.
+    home: RoomId,
+    /// Gunma's copy of it.
+    copy: RoomId,
+}
+
+/// A Tochigi doctor's patient with a Gunma visiting nurse invited into the team.
+fn story() -> Story {
+    let (mut tochigi, _, _, doctors) = Hub::setup(1);
+    let (mut gunma, _, _, nurses) = Hub::setup(2);
+    let (doctor, nurse) = (doctors[0], nurses[1]);
+    let home = patient(&mut tochigi, doctor, "渡良瀬 花子");
+    let invite = Command::InviteRemote { room: home, hub: name("gunma"), login: "user1".into(), role: Role::Member };
+    tochigi.ok(doctor, invite);
+    exchange(&mut tochigi, &mut gunma);
+    let (copy, _, _) = only_patient(&gunma, nurse);
+    Story { tochigi, gunma, doctor, nurse, home, copy }
+}
+
+#[test]
+fn an_invited_professional_of_another_hub_sees_the_team_on_her_own_hub() {
+    let s = story();
+    let (copy, title, _) = only_patient(&s.gunma, s.nurse);
+    assert_eq!((copy, title.as_str()), (s.copy, "渡良瀬 花子"));
+    // Her hub answered with her profile: the home hub shows her by name, facility and hub.
+    let shadow = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
+    let shadow = s.tochigi.state.account(shadow).unwrap().unwrap();
+    assert_eq!(shadow.display_name, "職員1");
+    assert!(matches!(&shadow.kind, AccountKind::Remote { hub, facility_name, .. }
+        if hub.as_str() == "gunma" && facility_name == "宇都宮在宅クリニック"));
+    // The doctor shows on Gunma as a professional of Tochigi.
+    let members = s.gunma.state.members(s.copy).unwrap();
+    let logins: Vec<String> =
+        members.iter().map(|m| s.gunma.state.account(m.account).unwrap().unwrap().login).collect();
+    assert!(logins.contains(&"user0@tochigi".to_owned()) && logins.contains(&"user1".to_owned()), "{logins:?}");
+    // Nothing else of either hub crossed.
+    assert_eq!(s.gunma.state.accounts.values().filter(|a| a.remote_hub().is_some()).count(), 1);
+}
+
+#[test]
+fn posts_from_both_hubs_take_the_home_hubs_order_on_both() {
+    let mut s = story();
+    post(&mut s.tochigi, s.doctor, s.home, "往診しました。血圧安定。");
+    let queued = s.gunma.ok(
+        s.nurse,
+        Command::Post { room: s.copy, text: "訪問予定は水曜です".into(), reply_to: None, mentions: vec![] },
+    );
+    assert!(matches!(queued, Outcome::Queued { room, .. } if room == s.copy));
+    assert_eq!(s.gunma.state.pending_in(s.copy).unwrap().len(), 1, "sending until the home hub has it");
+    post(&mut s.tochigi, s.doctor, s.home, "了解です");
+    exchange(&mut s.tochigi, &mut s.gunma);
+    // The home hub orders the room: her post takes its place when it arrives there, after the
+    // doctor's second one, on both hubs.
+    let order = ["往診しました。血圧安定。", "了解です", "訪問予定は水曜です"];
+    assert_eq!(texts(&s.tochigi, s.doctor, s.home), order);
+    assert_eq!(texts(&s.gunma, s.nurse, s.copy), order);
+    assert!(s.gunma.state.pending_in(s.copy).unwrap().is_empty(), "no longer sending");
+    // Unread counts stay on each reader's hub: her own post is read for her.
+    assert_eq!(only_patient(&s.gunma, s.nurse).2, 2);
+    assert_eq!(only_patient(&s.tochigi, s.doctor).2, 1, "the nurse's post, for the doctor");
+    s.gunma.ok(s.nurse, Command::MarkRead { room: s.copy, up_to_seq: 3 });
+    assert_eq!(only_patient(&s.gunma, s.nurse).2, 0);
+    assert!(queued_any(&s.gunma).is_empty(), "read state never crosses");
+    // The home hub's post is by her shadow; Gunma's copy names her as its own account.
+    let home_author = s.tochigi.state.post(s.home, 3).unwrap().unwrap().author;
+    assert_eq!(s.tochigi.state.account(home_author).unwrap().unwrap().login, "user1@gunma");
+    assert_eq!(s.gunma.state.post(s.copy, 3).unwrap().unwrap().author, s.nurse);
+}
+
+fn queued_any(hub: &Hub) -> Vec<OutboxMessage> {
+    hub.state.outbox.values().cloned().collect()
+}
+
+#[test]
+fn acknowledgements_and_edits_cross_and_a_refused_write_says_why() {
+    let mut s = story();
+    post(&mut s.tochigi, s.doctor, s.home, "処方を変更しました");
+    exchange(&mut s.tochigi, &mut s.gunma);
+    s.gunma.ok(s.nurse, Command::AckPost { room: s.copy, seq: 1 });
+    let not_hers = s.gunma.ok(s.nurse, Command::EditPost { room: s.copy, seq: 1, text: "改ざん".into() });
+    let Outcome::Queued { ticket, .. } = not_hers else { panic!("{not_hers:?}") };
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let home_post = s.tochigi.state.post(s.home, 1).unwrap().unwrap();
+    assert_eq!((home_post.text.as_str(), home_post.acks.len()), ("処方を変更しました", 1));
+    assert_eq!(s.gunma.state.post(s.copy, 1).unwrap().unwrap().acks, vec![s.nurse]);
+    let refused = s.gunma.state.pending_write(ticket).unwrap().expect("kept, with the reason");
+    assert!(refused.refused.as_deref().is_some_and(|r| r.contains("author")), "{refused:?}");
+}
+
+#[test]
+fn a_removed_members_hub_drops_its_copy() {
+    let mut s = story();
+    post(&mut s.tochigi, s.doctor, s.home, "訪問看護の指示書を更新");
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let shadow = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
+    s.tochigi.ok(s.doctor, Command::Remove { room: s.home, account: shadow });
+    exchange(&mut s.tochigi, &mut s.gunma);
+    assert!(room_list(&s.gunma.state, s.nurse, ListKind::Patients).unwrap().is_empty());
+    assert!(s.gunma.state.posts.values().all(|p| p.text.is_empty()), "no patient text stays behind");
+    // Later posts no longer cross.
+    post(&mut s.tochigi, s.doctor, s.home, "退院日が決まりました");
+    assert!(queued(&s.tochigi, "gunma").is_empty());
+}
+
+#[test]
+fn an_unknown_professional_is_withdrawn_by_the_home_hub() {
+    let mut s = story();
+    let invite = Command::InviteRemote { room: s.home, hub: name("gunma"), login: "nobody".into(), role: Role::Member };
+    s.tochigi.ok(s.doctor, invite);
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let nobody = s.tochigi.state.account_by_login("nobody@gunma").unwrap().unwrap();
+    assert!(s.tochigi.state.member(s.home, nobody).unwrap().is_none());
+    assert_eq!(s.tochigi.state.members(s.home).unwrap().len(), 2, "the doctor and the nurse");
+}
+
+#[test]
+fn a_member_invitation_waits_for_an_owner_and_posts_cross_only_once_active() {
+    let (mut tochigi, _, _, people) = Hub::setup(2);
+    let (mut gunma, _, _, nurses) = Hub::setup(2);
+    let (owner, member, nurse) = (people[0], people[1], nurses[1]);
+    let home = patient(&mut tochigi, owner, "患者");
+    tochigi.ok(owner, Command::Invite { room: home, invitee: member, role: Role::Member });
+    post(&mut tochigi, owner, home, "初回訪問");
+    tochigi.ok(
+        member,
+        Command::InviteRemote { room: home, hub: name("gunma"), login: "user1".into(), role: Role::Member },
+    );
+    exchange(&mut tochigi, &mut gunma);
+    assert!(room_list(&gunma.state, nurse, ListKind::Patients).unwrap().is_empty(), "pending: not shown");
+    assert!(gunma.state.posts.is_empty(), "no post crosses before approval");
+    let shadow = tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
+    tochigi.ok(owner, Command::Approve { room: home, account: shadow });
+    exchange(&mut tochigi, &mut gunma);
+    let (copy, _, unread) = only_patient(&gunma, nurse);
+    assert_eq!((texts(&gunma, nurse, copy), unread), (vec!["初回訪問".to_owned()], 1), "the room so far");
+}
+
+#[test]
+fn a_replayed_batch_applies_nothing_and_a_foreign_room_is_refused_and_audited() {
+    let mut s = story();
+    post(&mut s.tochigi, s.doctor, s.home, "一回だけ");
+    let bodies: Vec<Vec<u8>> = queued(&s.tochigi, "gunma").into_iter().map(|m| m.body).collect();
+    let first = queued(&s.tochigi, "gunma")[0].seq;
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let replay = Batch {
+        origin: &name("tochigi"),
+        range: SeqRange::of_batch(first, bodies.len() as u64).unwrap(),
+        messages: &bodies,
+        key_id: "k",
+        signature: &[],
+        node: 1,
+    };
+    let before = format!("{:?}", s.gunma.state);
+    let again = inbox::apply_batch(&mut s.gunma.state, Ctx { log_index: 999, now_ms: s.gunma.now }, replay).unwrap();
+    assert_eq!(format!("{:?}", s.gunma.state), before, "nothing applied twice");
+    assert!(again.audit.is_empty());
+
+    // Gunma speaks about a Tochigi room it has no member in.
+    let other = patient(&mut s.tochigi, s.doctor, "別の患者");
+    let submit = Message::Submit {
+        room: other,
+        author: "user1".into(),
+        ticket: 77,
+        write: crate::federation::RoomWrite::Post { text: "侵入".into(), reply_to: None, mentions: vec![] },
+    };
+    let seq = s.tochigi.state.inbound(&name("gunma")).unwrap().highest_applied() + 1;
+    let forged = Batch {
+        origin: &name("gunma"),
+        range: SeqRange::of_batch(seq, 1).unwrap(),
+        messages: &[submit.encode()],
+        key_id: "k",
+        signature: &[],
+        node: 1,
+    };
+    let applied = inbox::apply_batch(&mut s.tochigi.state, Ctx { log_index: 1000, now_ms: 1 }, forged).unwrap();
+    assert_eq!(s.tochigi.state.room(other).unwrap().unwrap().last_seq, 0, "nothing posted");
+    assert!(applied.audit.iter().any(|a| a.what.contains("refused message")), "{:?}", applied.audit);
+    let answer = queued(&s.tochigi, "gunma").pop().map(|m| Message::decode(&m.body).unwrap());
+    assert!(matches!(answer, Some(Message::Refused { ticket: 77, .. })), "{answer:?}");
+}
