@@ -171,7 +171,8 @@ enum Command {
     /// Invite an account into a room (a patient team, sub-room or group).
     Invite {
         room: u64,
-        account: u64,
+        /// An account id of this hub, or `login@hub` for a professional of a federated hub.
+        account: String,
         /// Invite a family account into its patient's timeline.
         #[arg(long)]
         family: bool,
@@ -243,7 +244,7 @@ fn main() -> anyhow::Result<()> {
             Command::Post { room, text, reply_to } => cli::user::post(&target()?, room, text, reply_to).await,
             Command::Read { room, up_to } => cli::user::read(&target()?, room, up_to).await,
             Command::Tail { after } => cli::user::tail(&target()?, after).await,
-            Command::Invite { room, account, family } => cli::user::invite(&target()?, room, account, family).await,
+            Command::Invite { room, account, family } => cli::user::invite(&target()?, room, &account, family).await,
             Command::Approve { room, account } => cli::user::approve(&target()?, room, account).await,
             Command::Connect { account, accept } => cli::user::connect(&target()?, account, accept).await,
             Command::Request(cmd) => cli::requests::run(&target()?, cmd).await,

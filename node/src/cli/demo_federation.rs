@@ -101,6 +101,7 @@ async fn present(pair: &PairLayout, configs: &[HubConfig], hubs: &[Vec<Federatin
         ),
     }
     print_cli(tochigi, "栃木", "dr.sato");
+    println!("  群馬の専門職をチームに招待: kizuna invite <部屋> ph.saito@{}", gunma.name);
     print_cli(gunma, "群馬", BORDER_REMOTE);
     println!("運用者向け: kizuna admin federation status --config {}", tochigi.config.display());
     println!("            kizuna admin federation status --config {}", gunma.config.display());

@@ -416,13 +416,19 @@ async fn show_event(posts: &mut PostServiceClient<Channel>, t: &str, e: Event) -
     Ok(())
 }
 
-pub async fn invite(target: &Target, room: u64, account: u64, family: bool) -> anyhow::Result<()> {
+/// `account`: an account id of this hub, or `login@hub` for a professional of a peer hub.
+pub async fn invite(target: &Target, room: u64, account: &str, family: bool) -> anyhow::Result<()> {
     let t = token()?;
     let role = if family { Role::Family } else { Role::Member };
+    let invitee = match account.parse::<u64>() {
+        Ok(id) => Invitee::AccountId(id),
+        Err(_) if account.contains('@') => Invitee::RemoteLogin(account.to_owned()),
+        Err(_) => anyhow::bail!("{account:?}: expected an account id, or login@hub for another hub's professional"),
+    };
     let req = InviteMemberRequest {
         idempotency_key: idempotency_key(),
         room_id: room,
-        invitee: Some(Invitee::AccountId(account)),
+        invitee: Some(invitee),
         role: role as i32,
     };
     RoomServiceClient::new(channel(target).await?).invite_member(authed(req, &t)?).await?;
