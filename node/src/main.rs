@@ -168,10 +168,10 @@ enum Command {
         #[arg(long)]
         after: Option<u64>,
     },
-    /// Invite an account into a room (a patient team, sub-room or group).
+    /// Invite an account into a room (a patient team, sub-room or group): its id on this hub,
+    /// or `login@hub` for a professional of a federation peer hub.
     Invite {
         room: u64,
-        /// An account id of this hub, or `login@hub` for a professional of a federated hub.
         account: String,
         /// Invite a family account into its patient's timeline.
         #[arg(long)]
@@ -244,7 +244,7 @@ fn main() -> anyhow::Result<()> {
             Command::Post { room, text, reply_to } => cli::user::post(&target()?, room, text, reply_to).await,
             Command::Read { room, up_to } => cli::user::read(&target()?, room, up_to).await,
             Command::Tail { after } => cli::user::tail(&target()?, after).await,
-            Command::Invite { room, account, family } => cli::user::invite(&target()?, room, &account, family).await,
+            Command::Invite { room, account, family } => cli::user::invite(&target()?, room, account, family).await,
             Command::Approve { room, account } => cli::user::approve(&target()?, room, account).await,
             Command::Connect { account, accept } => cli::user::connect(&target()?, account, accept).await,
             Command::Request(cmd) => cli::requests::run(&target()?, cmd).await,

@@ -3,6 +3,7 @@
 
 use super::authz::{self, facility_admin, operator, owner};
 use super::error::{DomainError, DomainResult, denied, invalid, not_found, precondition};
+use super::federation::copies;
 use super::kernel::{Ctx, Effects, MAX_NAME_CHARS, Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView};
@@ -146,12 +147,14 @@ pub fn stop_account(view: &impl HubView, actor: AccountId, account: AccountId) -
     let mut target = view.account(account)?.ok_or(not_found("account"))?;
     authz::account_admin(view, actor, &target)?;
     target.status = AccountStatus::Stopped;
+    // The homes of the other hubs' rooms they are in remove them there too.
+    let withdrawn = copies::withdraw_from_copies(view, &target)?;
     let mut changes = vec![Change::Account(target)];
     for mut s in view.sessions_of(account)?.into_iter().filter(|s| !s.revoked) {
         s.revoked = true;
         changes.push(Change::Session(s));
     }
-    Ok(Effects::new(Outcome::Account(account), changes))
+    Ok(Effects { outbound: withdrawn, ..Effects::new(Outcome::Account(account), changes) })
 }
 
 /// `CreateFamilyAccount`: an owner of the patient's timeline creates a family account that

@@ -3,6 +3,8 @@
 
 use super::authz::active_account;
 use super::error::{DomainResult, invalid, not_found, precondition};
+use super::federation::parties::profile_of;
+use super::federation::{HubName, Message};
 use super::kernel::{Ctx, Effects, Outcome};
 use super::model::*;
 use super::rooms::removal;
@@ -11,7 +13,7 @@ use super::view::{Change, HubView};
 /// `RequestConnection`.
 pub fn request(view: &impl HubView, actor: AccountId, to: AccountId) -> DomainResult<Effects> {
     let me = active_account(view, actor)?;
-    let them = view.account(to)?.filter(|a| a.is_active() && a.facility().is_some()).ok_or(not_found("account"))?;
+    let them = view.account(to)?.filter(|a| a.is_active() && a.is_professional()).ok_or(not_found("account"))?;
     if me.facility().is_none() || me.id == them.id {
         return Err(invalid("connections link two different professionals"));
     }
@@ -22,7 +24,15 @@ pub fn request(view: &impl HubView, actor: AccountId, to: AccountId) -> DomainRe
         Some(_) => return Err(precondition("already requested or connected")),
     }
     let c = Connection { pair, state: ConnectionState::Requested { by: me.id } };
-    Ok(Effects::new(Outcome::Done, vec![Change::Connection(c)]))
+    let effects = Effects::new(Outcome::Done, vec![Change::Connection(c)]);
+    // A professional of another hub hears of it on their own hub.
+    Ok(match remote_login_of(&them) {
+        Some((hub, login)) => {
+            let from = profile_of(view, &me, &hub)?;
+            effects.send(hub, Message::ConnectionRequest { from, to: login })
+        }
+        None => effects,
+    })
 }
 
 /// `AcceptConnection`: opens the pair's connection room.
@@ -49,10 +59,13 @@ pub fn decline(view: &impl HubView, actor: AccountId, from: AccountId) -> Domain
     let me = active_account(view, actor)?;
     let pair = connection_pair(me.id, from);
     match view.connection(pair)? {
-        Some(c) if c.state == (ConnectionState::Requested { by: from }) => Ok(Effects::new(
-            Outcome::Done,
-            vec![Change::Connection(Connection { pair, state: ConnectionState::Declined })],
-        )),
+        Some(c) if c.state == (ConnectionState::Requested { by: from }) => {
+            let effects = Effects::new(
+                Outcome::Done,
+                vec![Change::Connection(Connection { pair, state: ConnectionState::Declined })],
+            );
+            tell_other_hub(view, effects, &me, from)
+        }
         _ => Err(not_found("connection request")),
     }
 }
@@ -65,9 +78,27 @@ pub fn block(view: &impl HubView, actor: AccountId, other: AccountId) -> DomainR
     }
     let pair = connection_pair(me.id, other);
     let mut changes = vec![Change::Connection(Connection { pair, state: ConnectionState::Blocked { by: me.id } })];
+    let mut effects = Effects::new(Outcome::Done, Vec::new());
     if let Some(Connection { state: ConnectionState::Accepted { room }, .. }) = view.connection(pair)? {
         changes.extend(removal(view, room, pair.0)?);
         changes.extend(removal(view, room, pair.1)?);
+        // Members' other devices, and the other hub's copy, learn the room closed.
+        effects = effects.membership(room);
     }
-    Ok(Effects::new(Outcome::Done, changes))
+    effects.changes = changes;
+    tell_other_hub(view, effects, &me, other)
+}
+
+/// A connection with a professional of another hub was declined or blocked here: their hub
+/// records it and, as the home of the pair's room, closes it there.
+fn tell_other_hub(view: &impl HubView, effects: Effects, me: &Account, other: AccountId) -> DomainResult<Effects> {
+    let Some((hub, login)) = view.account(other)?.as_ref().and_then(remote_login_of) else { return Ok(effects) };
+    Ok(effects.send(hub, Message::ConnectionEnded { by: me.login.clone(), other: login }))
+}
+
+/// The hub and login there of a professional of another hub.
+fn remote_login_of(account: &Account) -> Option<(HubName, String)> {
+    let hub = account.remote_hub()?.clone();
+    let login = account.login.rsplit_once('@').map(|(login, _)| login.to_owned())?;
+    Some((hub, login))
 }

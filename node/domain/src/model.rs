@@ -131,6 +131,11 @@ impl Account {
         }
     }
 
+    /// A professional of this hub or of another (a shadow).
+    pub fn is_professional(&self) -> bool {
+        matches!(self.kind, AccountKind::Professional { .. } | AccountKind::Remote { .. })
+    }
+
     pub fn is_operator(&self) -> bool {
         matches!(self.kind, AccountKind::Operator)
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::authz::{active_account, active_member};
 use super::error::DomainResult;
 use super::federation::wire::CopyKind;
+use super::federation::{HubName, PendingWrite};
 use super::model::*;
 use super::view::{HubView, ViewResult};
 
@@ -25,6 +26,10 @@ pub struct RoomSummary {
     /// In the patient list: the viewer's sub-rooms of this patient, titled by their own name,
     /// newest post first. Empty for every other room.
     pub sub_rooms: Vec<RoomSummary>,
+    /// The hub that orders the room, when this hub keeps a copy of it.
+    pub home_hub: Option<HubName>,
+    /// For a copy: when this hub last heard from the home hub (the copy is at least as new).
+    pub home_heard_at_ms: Option<u64>,
 }
 
 impl RoomSummary {
@@ -132,6 +137,22 @@ fn listed_in(room: &RoomKind, list: ListKind) -> bool {
     )
 }
 
+/// The hub that orders `room`, when it is a copy of another hub's room.
+pub fn home_hub(room: &Room) -> Option<&HubName> {
+    match &room.kind {
+        RoomKind::Mirror { home, .. } => Some(home),
+        _ => None,
+    }
+}
+
+/// For a copy of another hub's room: when this hub last applied a batch from its home hub.
+pub fn heard_from_home(view: &impl HubView, room: &Room) -> ViewResult<Option<u64>> {
+    match home_hub(room) {
+        Some(home) => view.heard_from(home),
+        None => Ok(None),
+    }
+}
+
 /// One room's line as `member` sees it, without sub-rooms.
 fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> ViewResult<RoomSummary> {
     let preview = view
@@ -147,6 +168,8 @@ fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> 
         unread: member.unread(room.last_seq),
         preview,
         sub_rooms: Vec::new(),
+        home_hub: home_hub(room).cloned(),
+        home_heard_at_ms: heard_from_home(view, room)?,
     })
 }
 
@@ -176,6 +199,12 @@ pub struct TimelinePage {
     pub next_after_seq: u64,
     /// Newest first: the `before_seq` of the next (older) page; 0 when the window holds no more.
     pub next_before_seq: u64,
+    /// The viewer's writes its home hub has not applied yet (a copy of another hub's room).
+    pub sending: Vec<PendingWrite>,
+    /// The hub that orders the room, when this hub keeps a copy of it.
+    pub home_hub: Option<HubName>,
+    /// For a copy: when this hub last heard from the home hub.
+    pub home_heard_at_ms: Option<u64>,
 }
 
 /// A page of a room's posts. Deleted posts come back as tombstones (no text). The edit history
@@ -206,7 +235,19 @@ pub fn timeline(view: &impl HubView, viewer: AccountId, room: RoomId, q: Timelin
         (TimelineOrder::NewestFirst, Some(p)) if p.seq > first => next_before_seq = p.seq,
         _ => {}
     }
-    Ok(TimelinePage { posts, next_after_seq, next_before_seq })
+    let sending = match home_hub(&r) {
+        Some(_) => view.pending_in(room)?.into_iter().filter(|p| p.author == viewer).collect(),
+        None => Vec::new(),
+    };
+    let home_heard_at_ms = heard_from_home(view, &r)?;
+    Ok(TimelinePage {
+        posts,
+        next_after_seq,
+        next_before_seq,
+        sending,
+        home_hub: home_hub(&r).cloned(),
+        home_heard_at_ms,
+    })
 }
 
 /// The member list of a room (active members only), for its members.

@@ -157,6 +157,9 @@ mod tests {
         fn pending_in(&self, _: RoomId) -> ViewResult<Vec<crate::federation::PendingWrite>> {
             broken()
         }
+        fn heard_from(&self, _: &crate::federation::HubName) -> ViewResult<Option<u64>> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

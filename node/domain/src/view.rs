@@ -60,6 +60,8 @@ pub trait HubView {
     fn pending_write(&self, ticket: u64) -> ViewResult<Option<PendingWrite>>;
     /// Every unanswered or refused write into the local copy `room`, oldest first.
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>>;
+    /// When this hub last applied a batch from hub `origin` (None: never).
+    fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -123,6 +125,11 @@ pub enum Change {
     PendingDone {
         ticket: u64,
     },
+    /// A batch from `origin` was applied at `at_ms`.
+    HeardFrom {
+        origin: HubName,
+        at_ms: u64,
+    },
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -145,6 +152,7 @@ pub struct MemHub {
     pub outbox: BTreeMap<(HubName, u64), OutboxMessage>,
     pub mirrors: BTreeMap<(HubName, RoomId), RoomId>,
     pub pending: BTreeMap<u64, PendingWrite>,
+    pub heard: BTreeMap<HubName, u64>,
 }
 
 impl MemHub {
@@ -206,6 +214,9 @@ impl MemHub {
                 }
                 Change::PendingDone { ticket } => {
                     self.pending.remove(&ticket);
+                }
+                Change::HeardFrom { origin, at_ms } => {
+                    self.heard.insert(origin, at_ms);
                 }
             }
         }
@@ -295,5 +306,8 @@ impl HubView for MemHub {
     }
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
         Ok(self.pending.values().filter(|p| p.room == room).cloned().collect())
+    }
+    fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>> {
+        Ok(self.heard.get(origin).copied())
     }
 }

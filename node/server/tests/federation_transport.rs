@@ -255,6 +255,7 @@ async fn an_unlisted_hub_is_refused() {
         Code::Unauthenticated,
         "\"chiba\" is not a configured federation peer",
     );
+    w.assert_audited("claiming to be from \"chiba\"");
 }
 
 #[tokio::test]
@@ -267,6 +268,7 @@ async fn a_tampered_signature_is_refused() {
     let mut probe = signed_probe(&w.gunma.key, &hub("tochigi"));
     probe.sent_at_ms -= 1;
     refused(w.client(&w.gunma).probe(probe).await, Code::Unauthenticated, "bad signature");
+    w.assert_audited("bad signature from hub gunma");
 }
 
 #[tokio::test]
@@ -274,6 +276,7 @@ async fn an_expired_key_is_refused() {
     let w = World::start().await;
     let probe = signed_probe(&w.gunma_old_key, &hub("tochigi"));
     refused(w.client(&w.gunma).probe(probe).await, Code::Unauthenticated, "key gunma-2025 of hub gunma expired");
+    w.assert_audited("key gunma-2025 of hub gunma expired");
 }
 
 #[tokio::test]
@@ -290,6 +293,7 @@ async fn a_peer_cannot_speak_for_another_peer() {
     // Ibaraki's certificate, carrying a probe validly signed by Gunma (e.g. replayed).
     let probe = signed_probe(&w.gunma.key, &hub("tochigi"));
     refused(w.client(&w.ibaraki).probe(probe).await, Code::PermissionDenied, "configured CA of hub gunma");
+    w.assert_audited("configured CA of hub gunma");
     // Ibaraki for itself is fine.
     w.client(&w.ibaraki).probe(signed_probe(&w.ibaraki.key, &hub("tochigi"))).await.unwrap();
 }
@@ -320,6 +324,22 @@ async fn deliver_refuses_a_batch_changed_after_signing_and_applies_nothing() {
 }
 
 impl World {
+    /// Checks that a node of Tochigi audited a refusal holding `words`: still in its journal,
+    /// or already shipped into the replicated chain.
+    fn assert_audited(&self, words: &str) {
+        let journaled = self
+            .tochigi
+            .running
+            .iter()
+            .filter_map(|r| r.node.state.journal.pending(1000).expect("journal"))
+            .flat_map(|(_, _, records)| records);
+        let chained =
+            self.tochigi.running.iter().flat_map(|r| r.node.state.hub().audit_after(0, 1000)).map(|e| e.record);
+        let refusals: Vec<String> =
+            journaled.chain(chained).map(|r| r.what).filter(|w| w.starts_with("federation: refused")).collect();
+        assert!(refusals.iter().any(|w| w.contains(words)), "no audited refusal with {words:?}: {refusals:?}");
+    }
+
     /// Tochigi's replicated inbox of `origin`'s stream: (seq, body), in order.
     fn inbox(&self, origin: &str) -> Vec<(u64, String)> {
         let state = &self.tochigi.node(self.tochigi.leader()).state;

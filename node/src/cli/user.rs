@@ -305,6 +305,15 @@ pub async fn timeline(target: &Target, args: TimelineArgs) -> anyhow::Result<()>
         let reply = p.reply_to.map(|r| format!(" ↩{r}")).unwrap_or_default();
         println!("#{:<4} {} {}{reply}\n      {text}", p.seq, time(&p.posted_at), author(p));
     }
+    if !page.home_hub.is_empty() {
+        println!("（この部屋は {} のハブが管理しています）", page.home_hub);
+    }
+    for w in &page.sending {
+        match w.refused_reason.as_str() {
+            "" => println!("[送信中] {} {}", w.kind, w.text),
+            why => println!("[送信できませんでした: {why}] {} {}", w.kind, w.text),
+        }
+    }
     if let Some(next) = args.next_page(&page) {
         println!("（{next}）");
     }
@@ -316,7 +325,10 @@ pub async fn post(target: &Target, room: u64, text: String, reply_to: Option<u64
     let req =
         CreatePostRequest { idempotency_key: idempotency_key(), room_id: room, text, reply_to, mention_ids: vec![] };
     let r = PostServiceClient::new(channel(target).await?).create_post(authed(req, &t)?).await?.into_inner();
-    println!("posted #{} in room {}", r.seq, r.room_id);
+    match r.sending {
+        true => println!("sending to the room's home hub (ticket {}) in room {}", r.ticket, r.room_id),
+        false => println!("posted #{} in room {}", r.seq, r.room_id),
+    }
     Ok(())
 }
 
@@ -416,14 +428,13 @@ async fn show_event(posts: &mut PostServiceClient<Channel>, t: &str, e: Event) -
     Ok(())
 }
 
-/// `account`: an account id of this hub, or `login@hub` for a professional of a peer hub.
-pub async fn invite(target: &Target, room: u64, account: &str, family: bool) -> anyhow::Result<()> {
+pub async fn invite(target: &Target, room: u64, account: String, family: bool) -> anyhow::Result<()> {
     let t = token()?;
     let role = if family { Role::Family } else { Role::Member };
     let invitee = match account.parse::<u64>() {
         Ok(id) => Invitee::AccountId(id),
-        Err(_) if account.contains('@') => Invitee::RemoteLogin(account.to_owned()),
-        Err(_) => anyhow::bail!("{account:?}: expected an account id, or login@hub for another hub's professional"),
+        Err(_) if account.contains('@') => Invitee::RemoteLogin(account.clone()),
+        Err(_) => anyhow::bail!("{account:?}: expected an account id or login@hub"),
     };
     let req = InviteMemberRequest {
         idempotency_key: idempotency_key(),
@@ -432,9 +443,7 @@ pub async fn invite(target: &Target, room: u64, account: &str, family: bool) -> 
         role: role as i32,
     };
     RoomServiceClient::new(channel(target).await?).invite_member(authed(req, &t)?).await?;
-    println!(
-        "invited account {account} to room {room} (an owner's invitation is effective at once; others wait for approval)"
-    );
+    println!("invited {account} to room {room} (an owner's invitation is effective at once; others wait for approval)");
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
-    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, INBOUND, INVITATIONS, KeyError, LOGINS,
+    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS,
     MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS,
     SESSIONS, SESSIONS_OF, SETTINGS, STAFF, Table,
 };
@@ -184,6 +184,7 @@ impl<'a> RocksHub<'a> {
                 Change::PendingDone { ticket } => {
                     self.overlay.insert(keys::id(PENDING, ticket), None);
                 }
+                Change::HeardFrom { origin, at_ms } => self.put(keys::text(HEARD, origin.as_str()), &at_ms),
             }
         }
     }
@@ -397,6 +398,9 @@ impl HubView for RocksHub<'_> {
     }
     fn pending_write(&self, ticket: u64) -> ViewResult<Option<PendingWrite>> {
         self.checked(self.get(&keys::id(PENDING, ticket)))
+    }
+    fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>> {
+        self.checked(self.get(&keys::text(HEARD, origin.as_str())))
     }
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
         let all: Vec<PendingWrite> = self.values(&keys::all(PENDING));

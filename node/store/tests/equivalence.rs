@@ -7,10 +7,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use kizuna_domain::federation::{HubName, SeqRange, inbox};
+use kizuna_domain::federation::inbox::{self, Batch};
+use kizuna_domain::federation::{HubName, Message, RoomWrite, SeqRange};
 use kizuna_domain::model::*;
 use kizuna_domain::requests::RequestKind;
-use kizuna_domain::{Command, Ctx, HubView, MemHub, Outcome, execute};
+use kizuna_domain::{Command, Ctx, HubView, MemHub, Outcome, execute, settle};
 use kizuna_store::{LogStore, RocksHub, StateMachineStore};
 use proptest::prelude::*;
 use rocksdb::{DB, WriteBatch};
@@ -66,30 +67,30 @@ impl Twin {
         let on_rocks = execute(&rocks, ctx, actor, cmd.clone());
         assert_eq!(rocks.fault(), None, "the store met a fault on {cmd:?}");
         assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "answers differ for {cmd:?}");
-        let kizuna_domain::Effects { outcome, changes, .. } = on_mem.ok()?;
-        self.mem.apply(changes.clone());
+        let effects = on_mem.ok()?;
+        let (outcome, _) = settle(&mut self.mem, self.now, effects.clone()).expect("readable");
         let mut hub = RocksHub::new(&self.db);
-        hub.apply(changes);
+        settle(&mut hub, self.now, effects).expect("readable");
         let mut batch = WriteBatch::default();
         hub.write_into(&mut batch).expect("a batch without a storage fault");
         self.db.write(batch).expect("write the batch");
         Some(outcome)
     }
 
-    /// Delivers a batch of `origin`'s stream (`count` messages from `first`) to both; their
-    /// receipts must agree.
-    fn deliver(&mut self, origin: &HubName, first: u64, count: u64) {
+    /// Delivers a batch of `origin`'s stream (`count` messages from `first`) to both: a mix of
+    /// undecodable bytes, writes of remote members into `rooms` and withdrawals. Their receipts,
+    /// events and audit entries must agree.
+    fn deliver(&mut self, origin: &HubName, (first, count): (u64, u64), rooms: &[RoomId]) {
         self.index += 1;
         self.now += 1000;
         let range = SeqRange::of_batch(first, count).expect("a valid batch");
-        let messages: Vec<Vec<u8>> = (first..first + count).map(|seq| format!("{origin}:{seq}").into_bytes()).collect();
-        let on_mem = inbox::receive(&self.mem, origin, range, &messages, self.now).expect("readable");
-        let rocks = RocksHub::new(&self.db);
-        let on_rocks = inbox::receive(&rocks, origin, range, &messages, self.now).expect("readable");
-        assert_eq!(on_mem, on_rocks, "decisions differ for {origin} {first}+{count}");
-        self.mem.apply(on_mem.0.clone());
+        let messages: Vec<Vec<u8>> = (first..first + count).map(|seq| message(origin, seq, rooms)).collect();
+        let batch = Batch { origin, range, messages: &messages, key_id: "k", signature: &[7], node: 2 };
+        let ctx = Ctx { log_index: self.index, now_ms: self.now };
+        let on_mem = inbox::apply_batch(&mut self.mem, ctx, batch).expect("readable");
         let mut hub = RocksHub::new(&self.db);
-        hub.apply(on_mem.0);
+        let on_rocks = inbox::apply_batch(&mut hub, ctx, batch).expect("readable");
+        assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "decisions differ for {origin} {first}+{count}");
         let mut batch = WriteBatch::default();
         hub.write_into(&mut batch).expect("a batch without a storage fault");
         self.db.write(batch).expect("write the batch");
@@ -114,6 +115,9 @@ impl Twin {
             o => panic!("{o:?}"),
         };
         login(self, "op");
+        for nurse in ["nurse0@gunma", "nurse1@gunma"] {
+            login(self, nurse);
+        }
         let mut people = Vec::new();
         for (f, kind) in [FacilityKind::Clinic, FacilityKind::VisitingNursingStation].into_iter().enumerate() {
             let register =
@@ -207,12 +211,41 @@ impl Twin {
         for token in &self.tokens {
             both!(session(token));
         }
+        for i in 1..=self.index {
+            both!(pending_write(i));
+            both!(pending_in(RoomId(i)));
+            for origin in origins() {
+                both!(mirror_of(&origin, RoomId(i)));
+            }
+        }
         for origin in origins() {
+            both!(outbound(&origin));
+            both!(heard_from(&origin));
+            let on_mem: Vec<_> = self.mem.outbox.values().filter(|m| m.to == origin).cloned().collect();
+            assert_eq!(on_mem, rocks.outbox_after(&origin, 0, usize::MAX), "the outbox to {origin} differs");
             both!(inbound(&origin));
             let on_mem: Vec<_> = self.mem.inbox.values().filter(|m| m.origin == origin).cloned().collect();
             assert_eq!(on_mem, rocks.inbox_after(&origin, 0, usize::MAX), "the inbox of {origin} differs");
         }
         assert_eq!(rocks.fault(), None);
+    }
+}
+
+/// Message `seq` of `origin`'s random stream: bytes that are no message, a post of one of its
+/// nurses into one of our rooms (refused unless she was invited), or her withdrawal.
+fn message(origin: &HubName, seq: u64, rooms: &[RoomId]) -> Vec<u8> {
+    let room = rooms.get(seq as usize % rooms.len().max(1)).copied().unwrap_or(RoomId(1));
+    let author = format!("nurse{}", seq % 2);
+    match seq % 3 {
+        0 => format!("{origin}:{seq}").into_bytes(),
+        1 => Message::Submit {
+            room,
+            author,
+            ticket: seq,
+            write: RoomWrite::Post { text: TEXTS[seq as usize % TEXTS.len()].into(), reply_to: None, mentions: vec![] },
+        }
+        .encode(),
+        _ => Message::NoSuchMember { room, login: author }.encode(),
     }
 }
 
@@ -253,6 +286,8 @@ enum Op {
     /// A federated batch of `.2` messages from origin `.0`, starting `.1` after the next
     /// expected sequence (negative: an overlap or a duplicate, positive: a gap).
     Deliver(usize, i64, u64),
+    /// Invites nurse `.2` of origin 0 into a room.
+    InviteRemote(usize, usize, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -282,6 +317,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1..4usize).prop_map(Op::Stop),
         1 => (p.clone(), 0..300u32, 0..30u32).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
         3 => (0..2usize, -3..3i64, 1..4u64).prop_map(|(a, b, c)| Op::Deliver(a, b, c)),
+        2 => (p.clone(), r.clone(), 0..2usize).prop_map(|(a, b, c)| Op::InviteRemote(a, b, c)),
     ]
 }
 
@@ -377,6 +413,15 @@ fn command(
         }
         Op::Stop(b) => (people[0], Command::StopAccount { account: people[b] }),
         Op::Deliver(..) => unreachable!("batches are delivered, not executed"),
+        Op::InviteRemote(a, r, n) => (
+            people[a],
+            Command::InviteRemote {
+                room: mine(a, r),
+                hub: origins()[0].clone(),
+                login: format!("nurse{n}"),
+                role: Role::Member,
+            },
+        ),
         Op::Policy(a, idle_minutes, absolute_hours) => {
             // Person 0 stands in for the operator (the world's first command, id 1) here.
             let actor = if a == 0 { AccountId(1) } else { people[a] };
@@ -397,7 +442,7 @@ proptest! {
             if let Op::Deliver(origin, offset, count) = *op {
                 let origin = &origins()[origin];
                 let next = twin.mem.inbound(origin).unwrap().highest_applied() as i64 + 1;
-                twin.deliver(origin, (next + offset).max(1) as u64, count);
+                twin.deliver(origin, ((next + offset).max(1) as u64, count), &rooms);
                 continue;
             }
             let (actor, cmd) = command(op, &people, &rooms, &requests, &twin);

@@ -6,12 +6,12 @@
 use super::names::HubName;
 use super::outbox::PendingWrite;
 use super::parties::{Whose, known, party_of, profile_of, remote_login, shadow, whose};
-use super::wire::{Message, Party, PostCopy, RoomCopy, RoomWrite};
+use super::wire::{CopyKind, Message, Party, PostCopy, RoomCopy, RoomWrite};
 use crate::authz::active_member;
 use crate::commands::Command;
 use crate::error::{DomainResult, not_found, precondition};
 use crate::events::EventKind;
-use crate::kernel::{Ctx, Effects, Outcome};
+use crate::kernel::{Ctx, Effects, Outcome, Outgoing};
 use crate::model::*;
 use crate::view::{Change, HubView, ViewResult};
 
@@ -29,7 +29,7 @@ impl IdMint {
         IdMint { next: (1 << 63) | (log_index << 20) | ((message & 0x3ff) << 10) }
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn mint(&mut self) -> u64 {
         let id = self.next;
         self.next += 1;
         id
@@ -51,7 +51,7 @@ pub fn apply_room(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy:
                 None => effects = effects.send(origin.clone(), Message::NoSuchMember { room: copy.room, login }),
             },
             Whose::Theirs { hub, login } => {
-                let (account, change) = shadow(view, AccountId(ids.next()), (&hub, &login), Some(&m.profile))?;
+                let (account, change) = shadow(view, AccountId(ids.mint()), (&hub, &login), Some(&m.profile))?;
                 effects.changes.extend(change);
                 wanted.push((account.id, m.role, state, false));
             }
@@ -63,12 +63,12 @@ pub fn apply_room(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy:
             None => Ok(Effects { changes: Vec::new(), ..effects }),
         };
     }
-    let local = existing.map_or_else(|| RoomId(ids.next()), |id| id);
+    let local = existing.unwrap_or_else(|| RoomId(ids.mint()));
     keep_copy(view, origin, (local, existing.is_none()), copy, wanted, effects)
 }
 
 /// A local professional who may be a member of another hub's room.
-fn our_professional(view: &impl HubView, login: &str) -> ViewResult<Option<Account>> {
+pub(super) fn our_professional(view: &impl HubView, login: &str) -> ViewResult<Option<Account>> {
     let Some(id) = view.account_by_login(login)? else { return Ok(None) };
     Ok(view.account(id)?.filter(|a| a.is_active() && matches!(a.kind, AccountKind::Professional { .. })))
 }
@@ -84,6 +84,9 @@ fn keep_copy(
 ) -> DomainResult<Effects> {
     let old = view.room(local)?;
     let (last_seq, last_post_at_ms) = old.as_ref().map_or((0, 0), |r| (r.last_seq, r.last_post_at_ms));
+    if copy.kind == CopyKind::Connection {
+        effects.changes.extend(connected_pair(&wanted, local));
+    }
     let kind = RoomKind::Mirror { home: origin.clone(), home_room: copy.room, of: copy.kind };
     effects.changes.push(Change::Room(Room { id: local, kind, last_seq, last_post_at_ms }));
     if new {
@@ -107,6 +110,13 @@ fn keep_copy(
         effects.changes.push(Change::Member(member));
     }
     Ok(effects.membership(local))
+}
+
+/// A copy of a 1:1 room: its two members (ours and theirs) are connected here too.
+fn connected_pair(wanted: &[(AccountId, Role, MemberState, bool)], local: RoomId) -> Option<Change> {
+    let ours = wanted.iter().find(|w| w.3)?.0;
+    let theirs = wanted.iter().find(|w| !w.3)?.0;
+    Some(super::connections::accepted_copy(ours, theirs, local))
 }
 
 /// None of our members is left in the room: the copy goes (members and post texts; the
@@ -194,7 +204,7 @@ fn account_for(
     match whose(origin, party) {
         Whose::Ours(_) => Ok(AccountId(0)),
         Whose::Theirs { hub, login } => {
-            let (account, change) = shadow(view, AccountId(ids.next()), (&hub, &login), None)?;
+            let (account, change) = shadow(view, AccountId(ids.mint()), (&hub, &login), None)?;
             changes.extend(change);
             Ok(account.id)
         }
@@ -237,6 +247,19 @@ fn pending_from(view: &impl HubView, origin: &HubName, ticket: u64) -> ViewResul
         Some(RoomKind::Mirror { home, .. }) if &home == origin => Some(pending),
         _ => None,
     })
+}
+
+/// What the home hubs of the copies `account` is in must hear when it is stopped here: it is
+/// no member of theirs any more (they remove it at once; the copies follow with the removal).
+pub fn withdraw_from_copies(view: &impl HubView, account: &Account) -> ViewResult<Vec<Outgoing>> {
+    let mut out = Vec::new();
+    for m in view.rooms_of(account.id)? {
+        if let Some(Room { kind: RoomKind::Mirror { home, home_room, .. }, .. }) = view.room(m.room)? {
+            let message = Message::NoSuchMember { room: home_room, login: account.login.clone() };
+            out.push(Outgoing { to: home, message });
+        }
+    }
+    Ok(out)
 }
 
 /// If `command` writes into a copy of another hub's room, what it does instead: the write is

@@ -93,6 +93,7 @@ pub fn receive(
             // `classify` answered the range that continues the stream: recording it cannot fail.
             stream.record(range).expect("classify continues the stream");
             changes.push(Change::InboundStream { origin: origin.clone(), stream });
+            changes.push(Change::HeardFrom { origin: origin.clone(), at_ms: now_ms });
             (changes, Receipt::Applied { applied: range, highest_applied: stream.highest_applied() })
         }
     })

@@ -5,6 +5,7 @@
 //! The server signs and verifies the bytes with ed25519 and carries them over mutual TLS; the
 //! design and what is built so far are in `docs/federation.md`.
 
+pub mod connections;
 pub mod copies;
 pub mod home;
 pub mod inbox;

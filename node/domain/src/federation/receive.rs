@@ -3,6 +3,7 @@
 //! decides it (the home hub's rooms in [`super::home`], this hub's copies in
 //! [`super::copies`]).
 
+use super::connections;
 use super::copies::{self, IdMint};
 use super::names::HubName;
 use super::parties::{Whose, known, remote_login, shadow, whose};
@@ -38,11 +39,15 @@ pub fn decide(view: &impl HubView, ctx: Ctx, index: u64, origin: &HubName, messa
         Message::Accepted { ticket, .. } => copies::accepted(view, origin, ticket).map(Received::done),
         Message::Refused { ticket, reason } => copies::refused(view, origin, ticket, reason).map(Received::done),
         Message::Submit { room, author, ticket, write } => {
-            let ctx = Ctx { log_index: ids.next(), ..ctx };
+            let ctx = Ctx { log_index: ids.mint(), ..ctx };
             submitted(view, ctx, origin, (room, &author, ticket), write)
         }
         Message::NoSuchMember { room, login } => no_such_member(view, origin, room, &login).map(Received::done),
         Message::Profile(profile) => profile_update(view, origin, &profile).map(Received::done),
+        Message::ConnectionRequest { from, to } => {
+            connections::requested(view, &mut ids, origin, &from, &to).map(Received::done)
+        }
+        Message::ConnectionEnded { by, other } => connections::ended(view, origin, &by, &other).map(Received::done),
     }
 }
 

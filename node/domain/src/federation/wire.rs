@@ -128,6 +128,13 @@ pub enum Message {
     NoSuchMember { room: RoomId, login: String },
     /// Member → home hub: the current profile of a member in one of the receiver's rooms.
     Profile(Profile),
+    /// The sender's professional (`from`, with their minimal profile) asks the receiver's
+    /// professional `to` for a connection. Accepting opens the 1:1 room on the receiver, its
+    /// home.
+    ConnectionRequest { from: Profile, to: String },
+    /// The sender's professional `by` declined or blocked the connection with the receiver's
+    /// `other`: the receiver records it as declined and, as the room's home, closes the room.
+    ConnectionEnded { by: String, other: String },
 }
 
 /// Why bytes are not a message this build reads.

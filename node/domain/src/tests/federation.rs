@@ -88,6 +88,12 @@ fn an_invited_professional_of_another_hub_sees_the_team_on_her_own_hub() {
     let s = story();
     let (copy, title, _) = only_patient(&s.gunma, s.nurse);
     assert_eq!((copy, title.as_str()), (s.copy, "渡良瀬 花子"));
+    let entry = &room_list(&s.gunma.state, s.nurse, ListKind::Patients).unwrap()[0];
+    assert_eq!(entry.home_hub, Some(name("tochigi")), "marked as the other hub's room");
+    assert!(entry.home_heard_at_ms.is_some_and(|t| t > 0), "with when Gunma last heard from Tochigi");
+    let (home_entry, ..) = only_patient(&s.tochigi, s.doctor);
+    assert_eq!(home_entry, s.home);
+    assert_eq!(room_list(&s.tochigi.state, s.doctor, ListKind::Patients).unwrap()[0].home_hub, None);
     // Her hub answered with her profile: the home hub shows her by name, facility and hub.
     let shadow = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
     let shadow = s.tochigi.state.account(shadow).unwrap().unwrap();
@@ -243,4 +249,74 @@ fn a_replayed_batch_applies_nothing_and_a_foreign_room_is_refused_and_audited() 
     assert!(applied.audit.iter().any(|a| a.what.contains("refused message")), "{:?}", applied.audit);
     let answer = queued(&s.tochigi, "gunma").pop().map(|m| Message::decode(&m.body).unwrap());
     assert!(matches!(answer, Some(Message::Refused { ticket: 77, .. })), "{answer:?}");
+}
+
+#[test]
+fn a_professional_stopped_on_her_hub_leaves_the_other_hubs_rooms() {
+    let mut s = story();
+    let admin = s.gunma.state.accounts.values().find(|a| a.facility_admin).unwrap().id;
+    s.gunma.ok(admin, Command::StopAccount { account: s.nurse });
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let shadow = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
+    assert!(s.tochigi.state.member(s.home, shadow).unwrap().is_none(), "removed on the home hub");
+    assert!(s.gunma.state.members(s.copy).unwrap().is_empty(), "and the copy dropped");
+}
+
+fn only_connection(hub: &Hub, viewer: AccountId) -> Option<(RoomId, String)> {
+    let list = room_list(&hub.state, viewer, ListKind::Connections).unwrap();
+    assert!(list.len() <= 1, "{list:?}");
+    list.first().map(|e| (e.room, e.title.clone()))
+}
+
+#[test]
+fn professionals_of_two_hubs_connect_talk_one_to_one_and_block() {
+    let mut s = story();
+    let nurse_here = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
+    s.tochigi.ok(s.doctor, Command::RequestConnection { to: nurse_here });
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let doctor_there = s.gunma.state.account_by_login("user0@tochigi").unwrap().unwrap();
+    let room = match s.gunma.ok(s.nurse, Command::AcceptConnection { from: doctor_there }) {
+        Outcome::Room(room) => room,
+        o => panic!("{o:?}"),
+    };
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let (copy, title) = only_connection(&s.tochigi, s.doctor).expect("the doctor's hub has the room too");
+    assert_eq!(title, "職員1", "titled by the other person");
+    let pair = connection_pair(s.doctor, nurse_here);
+    assert_eq!(s.tochigi.state.connection(pair).unwrap().unwrap().state, ConnectionState::Accepted { room: copy });
+    let sent = s
+        .tochigi
+        .ok(s.doctor, Command::Post { room: copy, text: "お電話ください".into(), reply_to: None, mentions: vec![] });
+    assert!(matches!(sent, Outcome::Queued { .. }), "the room's home is Gunma, the acceptor's hub");
+    exchange(&mut s.tochigi, &mut s.gunma);
+    assert_eq!(texts(&s.gunma, s.nurse, room), ["お電話ください"]);
+    assert_eq!(texts(&s.tochigi, s.doctor, copy), ["お電話ください"]);
+
+    s.gunma.ok(s.nurse, Command::BlockConnection { other: doctor_there });
+    exchange(&mut s.tochigi, &mut s.gunma);
+    assert_eq!(only_connection(&s.tochigi, s.doctor), None, "closed on both hubs");
+    assert_eq!(s.tochigi.state.connection(pair).unwrap().unwrap().state, ConnectionState::Declined);
+    // Blocked on Gunma: a new request from Tochigi reaches nobody.
+    s.tochigi.ok(s.doctor, Command::RequestConnection { to: nurse_here });
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let there = connection_pair(s.nurse, doctor_there);
+    assert!(matches!(s.gunma.state.connection(there).unwrap().unwrap().state, ConnectionState::Blocked { .. }));
+}
+
+#[test]
+fn a_sub_room_with_a_member_of_another_hub_shows_inside_her_copy_of_the_patient() {
+    let mut s = story();
+    let nurse_here = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
+    let create = Command::CreateSubRoom { timeline: s.home, name: "医師・訪問看護".into(), members: vec![nurse_here] };
+    let sub = match s.tochigi.ok(s.doctor, create) {
+        Outcome::Room(room) => room,
+        o => panic!("{o:?}"),
+    };
+    post(&mut s.tochigi, s.doctor, sub, "点滴の指示です");
+    exchange(&mut s.tochigi, &mut s.gunma);
+    let list = room_list(&s.gunma.state, s.nurse, ListKind::Patients).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let inner = &list[0].sub_rooms;
+    assert_eq!((inner.len(), inner[0].title.as_str(), inner[0].unread), (1, "医師・訪問看護", 1));
+    assert_eq!(texts(&s.gunma, s.nurse, inner[0].room), ["点滴の指示です"]);
 }

@@ -4,10 +4,11 @@
 use kizuna_proto::posts as pb;
 use tonic::{Request, Response, Status};
 
-use super::convert::post_view;
+use super::convert::{post_view, timestamp};
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, unexpected, view_status};
 use kizuna_domain::audit;
+use kizuna_domain::federation::{PendingWrite, RoomWrite};
 use kizuna_domain::model::*;
 use kizuna_domain::queries::{self, TimelineOrder, TimelinePage, TimelineQuery};
 use kizuna_domain::{Command, Outcome};
@@ -62,6 +63,26 @@ fn timeline_read(page: &TimelinePage) -> String {
     }
 }
 
+/// A write still on its way to the room's home hub, as its author sees it.
+fn sending_view(p: PendingWrite) -> pb::SendingWrite {
+    let (kind, text) = match p.write {
+        RoomWrite::Post { text, .. } => ("post", text),
+        RoomWrite::Edit { text, .. } => ("edit", text),
+        RoomWrite::Delete { .. } => ("delete", String::new()),
+        RoomWrite::Ack { .. } => ("ack", String::new()),
+        RoomWrite::Invite { .. } => ("invite", String::new()),
+        RoomWrite::Approve { .. } => ("approve", String::new()),
+        RoomWrite::Leave => ("leave", String::new()),
+    };
+    pb::SendingWrite {
+        ticket: p.ticket,
+        text,
+        kind: kind.into(),
+        queued_at: Some(timestamp(p.queued_at_ms)),
+        refused_reason: p.refused.unwrap_or_default(),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::post_service_server::PostService for Api {
     async fn create_post(
@@ -76,7 +97,12 @@ impl pb::post_service_server::PostService for Api {
             mentions: r.mention_ids.into_iter().map(AccountId).collect(),
         };
         match self.signed_write(&req, r.idempotency_key, cmd).await? {
-            Outcome::Posted { room, seq } => Ok(Response::new(pb::CreatePostResponse { room_id: room.0, seq })),
+            Outcome::Posted { room, seq } => {
+                Ok(Response::new(pb::CreatePostResponse { room_id: room.0, seq, sending: false, ticket: 0 }))
+            }
+            Outcome::Queued { room, ticket } => {
+                Ok(Response::new(pb::CreatePostResponse { room_id: room.0, seq: 0, sending: true, ticket }))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -126,6 +152,9 @@ impl pb::post_service_server::PostService for Api {
                 next_page_token,
                 stale: stale_reason.is_some(),
                 stale_reason: stale_reason.unwrap_or_default(),
+                sending: page.sending.into_iter().map(sending_view).collect(),
+                home_hub: page.home_hub.map(|h| h.to_string()).unwrap_or_default(),
+                home_heard_at: page.home_heard_at_ms.map(timestamp),
             })
         })?;
         Ok(Response::new(answer))

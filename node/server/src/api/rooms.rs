@@ -49,6 +49,8 @@ fn room_summary_view(s: queries::RoomSummary) -> pb::RoomSummary {
         unread: s.unread,
         preview: s.preview,
         sub_rooms: s.sub_rooms.into_iter().map(room_summary_view).collect(),
+        home_hub: s.home_hub.map(|h| h.to_string()).unwrap_or_default(),
+        home_heard_at: s.home_heard_at_ms.map(timestamp),
     }
 }
 

@@ -7,7 +7,9 @@ use kizuna_domain::{CommandResult, Envelope, LogCommand};
 use tonic::Status;
 
 use crate::api::shared::domain_status;
-use crate::node::Node;
+use crate::node::{Node, now_ms};
+use kizuna_domain::audit::{AuditAction, AuditRecord};
+use kizuna_domain::model::AccountId;
 
 /// A batch that passed every check of the receiving node: listed origin, its CA, a current key
 /// and a valid signature over `header`, which covers exactly `messages`.
@@ -34,6 +36,10 @@ impl VerifiedBatch {
 #[tonic::async_trait]
 pub trait BatchSink: Send + Sync + 'static {
     async fn apply(&self, batch: VerifiedBatch) -> Result<Receipt, Status>;
+
+    /// Records a refused request in the hub's audit chain (through this node's journal, which
+    /// ships into the replicated chain like audited reads).
+    fn audit_refusal(&self, what: String) -> std::io::Result<()>;
 }
 
 #[tonic::async_trait]
@@ -57,5 +63,19 @@ impl BatchSink for Node {
             CommandResult::Refused(refusal) => Err(domain_status(refusal)),
             other => Err(Status::internal(format!("unexpected result {other:?}"))),
         }
+    }
+
+    fn audit_refusal(&self, what: String) -> std::io::Result<()> {
+        let record = AuditRecord {
+            at_ms: now_ms(),
+            account: AccountId(0),
+            session: String::new(),
+            node: self.id,
+            action: AuditAction::Write,
+            patient: None,
+            room: None,
+            what,
+        };
+        self.state.journal.append(&record)
     }
 }

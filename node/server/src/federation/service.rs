@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kizuna_domain::federation::{BatchHeader, HubName, PayloadDigest, ProbeHeader, SeqRange, StreamError};
 use kizuna_proto::federation::federation_service_client::FederationServiceClient;
@@ -30,12 +31,42 @@ pub struct FederationEndpoint {
     trust: Arc<Trust>,
     issuers: Arc<Issuers>,
     sink: Arc<dyn BatchSink>,
+    audited: RefusalLimiter,
+}
+
+/// At most one audit entry per claimed origin and kind of refusal per minute: a peer retrying
+/// with a bad key (or someone knocking) is audited without flooding the chain.
+#[derive(Default)]
+struct RefusalLimiter {
+    last: std::sync::Mutex<std::collections::HashMap<(String, std::mem::Discriminant<Refusal>), Instant>>,
+}
+
+impl RefusalLimiter {
+    const EVERY: Duration = Duration::from_secs(60);
+    /// Names are at most 64 characters; past this many (origin, kind) pairs the memory starts over.
+    const MAX_REMEMBERED: usize = 1024;
+
+    fn due(&self, origin: &str, refusal: &Refusal) -> bool {
+        let Ok(mut last) = self.last.lock() else { return true };
+        if last.len() >= Self::MAX_REMEMBERED {
+            last.clear();
+        }
+        let now = Instant::now();
+        let key = (origin.to_owned(), std::mem::discriminant(refusal));
+        match last.get(&key) {
+            Some(at) if now.duration_since(*at) < Self::EVERY => false,
+            _ => {
+                last.insert(key, now);
+                true
+            }
+        }
+    }
 }
 
 impl FederationEndpoint {
     /// Serves `trust`'s peers; verified batches go to `sink` (the node).
     pub fn new(trust: Arc<Trust>, issuers: Arc<Issuers>, sink: Arc<dyn BatchSink>) -> Self {
-        Self { trust, issuers, sink }
+        Self { trust, issuers, sink, audited: RefusalLimiter::default() }
     }
 
     fn admit_probe(&self, r: &ProbeRequest, chain: Option<&[CertificateDer<'static>]>) -> Result<(), Refusal> {
@@ -76,9 +107,23 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The status a refused peer gets. Refusals are logged here; auditing them is not built yet.
-fn refused(rpc: &str, claimed_origin: &str, refusal: Refusal) -> Status {
-    warn!(rpc, origin = %claimed_origin.chars().take(64).collect::<String>(), %refusal, "federation request refused");
+impl FederationEndpoint {
+    /// Logs and audits a refused request (see [`RefusalLimiter`]); the status the peer gets.
+    fn refused(&self, rpc: &str, claimed_origin: &str, refusal: Refusal) -> Status {
+        let origin: String = claimed_origin.chars().take(64).collect();
+        warn!(rpc, %origin, %refusal, "federation request refused");
+        if self.audited.due(&origin, &refusal) {
+            let what = format!("federation: refused {rpc} claiming to be from {origin:?}: {refusal}");
+            if let Err(e) = self.sink.audit_refusal(what) {
+                warn!(%e, "could not journal the refusal for the audit chain");
+            }
+        }
+        refusal_status(refusal)
+    }
+}
+
+/// The status a refused peer gets.
+fn refusal_status(refusal: Refusal) -> Status {
     let message = refusal.to_string();
     match refusal {
         Refusal::UnlistedHub(_)
@@ -96,7 +141,8 @@ impl FederationService for FederationEndpoint {
     async fn probe(&self, request: Request<ProbeRequest>) -> Result<Response<ProbeResponse>, Status> {
         let chain = request.peer_certs();
         let r = request.into_inner();
-        self.admit_probe(&r, chain.as_deref().map(Vec::as_slice)).map_err(|e| refused("Probe", &r.origin_hub, e))?;
+        self.admit_probe(&r, chain.as_deref().map(Vec::as_slice))
+            .map_err(|e| self.refused("Probe", &r.origin_hub, e))?;
         Ok(Response::new(ProbeResponse { hub: self.trust.this_hub().to_string(), received_at_ms: now_ms() }))
     }
 
@@ -105,7 +151,7 @@ impl FederationService for FederationEndpoint {
         let r = request.into_inner();
         let header = self
             .admit_batch(&r, chain.as_deref().map(Vec::as_slice))
-            .map_err(|e| refused("Deliver", &r.origin_hub, e))?;
+            .map_err(|e| self.refused("Deliver", &r.origin_hub, e))?;
         // A gap is not an error: the answer's highest_applied tells the origin where to resend
         // from (it is below first_seq - 1), exactly as for a partly duplicate batch.
         let batch = VerifiedBatch { header, key_id: r.key_id, signature: r.signature, messages: r.messages };
