@@ -307,7 +307,8 @@ fn professionals_of_two_hubs_connect_talk_one_to_one_and_block() {
 fn a_sub_room_with_a_member_of_another_hub_shows_inside_her_copy_of_the_patient() {
     let mut s = story();
     let nurse_here = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
-    let create = Command::CreateSubRoom { timeline: s.home, name: "医師・訪問看護".into(), members: vec![nurse_here] };
+    let create =
+        Command::CreateSubRoom { timeline: s.home, name: "医師・訪問看護".into(), members: vec![nurse_here] };
     let sub = match s.tochigi.ok(s.doctor, create) {
         Outcome::Room(room) => room,
         o => panic!("{o:?}"),
