@@ -103,8 +103,9 @@ fn pair_ports(base: u16) -> impl Iterator<Item = u16> {
     })
 }
 
-/// A base port whose whole layout is free right now.
-fn free_base() -> anyhow::Result<u16> {
+/// A base port whose whole pair layout (`kizuna admin federation pair`, proxies included) is
+/// free right now.
+pub fn free_base() -> anyhow::Result<u16> {
     // Not the run's seed: ports say nothing about the schedule, and two runs at once must differ.
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let mut rng = crate::rng::Rng::new(u64::from(std::process::id()) << 32 | u64::from(nanos));
