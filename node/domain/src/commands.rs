@@ -197,6 +197,12 @@ pub enum Command {
         login: String,
         role: Role,
     },
+    /// Pauses (`paused`) or resumes sending to federation peer `peer` (operators only).
+    /// Replicated, so it holds across leader changes; the peer's messages keep queueing.
+    SetFederationPeerPaused {
+        peer: HubName,
+        paused: bool,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -272,6 +278,7 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
         C::InviteRemote { room, hub, login, role } => {
             federation::home::invite_remote(view, ctx, signed_in()?, room, (hub, login), role)
         }
+        C::SetFederationPeerPaused { peer, paused } => federation::peers::set_paused(view, signed_in()?, peer, paused),
     }
 }
 

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use commands::{Command, Ctx, Effects, Outcome, Outgoing, Raised, Trail, execute};
 pub use error::{DomainError, DomainResult};
 pub use records::{Record, RecordError};
-pub use settle::settle;
+pub use settle::{Settled, Transfer, settle};
 pub use signed::{Decision, Sender, decide};
 pub use view::{Change, HubState, HubView, MemHub, ViewError, ViewResult};
 

@@ -160,6 +160,9 @@ mod tests {
         fn heard_from(&self, _: &crate::federation::HubName) -> ViewResult<Option<u64>> {
             broken()
         }
+        fn federation_paused(&self, _: &crate::federation::HubName) -> ViewResult<bool> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

@@ -62,6 +62,8 @@ pub trait HubView {
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>>;
     /// When this hub last applied a batch from hub `origin` (None: never).
     fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>>;
+    /// Whether an operator paused sending to peer `peer` (false if never set).
+    fn federation_paused(&self, peer: &HubName) -> ViewResult<bool>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -130,6 +132,11 @@ pub enum Change {
         origin: HubName,
         at_ms: u64,
     },
+    /// An operator paused or resumed sending to federation peer `peer`.
+    FederationPaused {
+        peer: HubName,
+        paused: bool,
+    },
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -153,6 +160,7 @@ pub struct MemHub {
     pub mirrors: BTreeMap<(HubName, RoomId), RoomId>,
     pub pending: BTreeMap<u64, PendingWrite>,
     pub heard: BTreeMap<HubName, u64>,
+    pub federation_paused: BTreeMap<HubName, bool>,
 }
 
 impl MemHub {
@@ -217,6 +225,9 @@ impl MemHub {
                 }
                 Change::HeardFrom { origin, at_ms } => {
                     self.heard.insert(origin, at_ms);
+                }
+                Change::FederationPaused { peer, paused } => {
+                    self.federation_paused.insert(peer, paused);
                 }
             }
         }
@@ -309,5 +320,8 @@ impl HubView for MemHub {
     }
     fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>> {
         Ok(self.heard.get(origin).copied())
+    }
+    fn federation_paused(&self, peer: &HubName) -> ViewResult<bool> {
+        Ok(self.federation_paused.get(peer).copied().unwrap_or(false))
     }
 }

@@ -130,6 +130,8 @@ pub struct Node {
     pub allow_unsafe_placement: bool,
     /// Becomes true when the node stops: long-lived streams end so that shutdown completes.
     pub stopping: watch::Receiver<bool>,
+    /// The hub's configured federation peers and what this node's sender last saw of them.
+    pub federation: Arc<crate::federation::Board>,
 }
 
 impl Node {
@@ -510,6 +512,7 @@ pub async fn start(
             contact_limit: Duration::from_millis(hub.raft.election_timeout_min_ms),
             leader_contact: LeaderContact::default(),
             stopping: stopped.clone(),
+            federation: Arc::new(crate::federation::Board::of_hub(hub)),
         });
 
         let mut raft_builder = tonic::transport::Server::builder();

@@ -122,7 +122,8 @@ pub enum AdminCommand {
     },
     /// Every member's applied index and state digest: replicas at one index must agree.
     Digest,
-    /// Hub↔hub federation: the hub's signing key, and whether its peers answer.
+    /// Hub↔hub federation: the hub's signing key, whether its peers answer, the queue to each
+    /// peer, and pausing it.
     #[command(subcommand)]
     Federation(super::federation::FederationCommand),
 }
@@ -212,7 +213,7 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
             println!("snapshot at index {}, {purged}", r.snapshot_index);
         }
         AdminCommand::Digest => digests(&target()?).await?,
-        AdminCommand::Federation(cmd) => super::federation::run(cmd).await?,
+        AdminCommand::Federation(cmd) => super::federation::run(cmd, target).await?,
     }
     Ok(())
 }

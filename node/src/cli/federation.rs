@@ -1,4 +1,6 @@
-//! `kizuna admin federation …`: the hub's federation key and the reachability of its peers.
+//! `kizuna admin federation …`: the hub's federation key and the reachability of its peers
+//! (`keygen`, `rotate-key`, `status`: local, with the hub's key), and the queue to each peer
+//! (`list`, `pause`, `resume`: through the hub's admin API, as an operator).
 //!
 //! `status` runs on an operator's machine that holds the hub's federation signing key and a
 //! node certificate of the hub (from `[tls].dir`): it acts as the hub, exactly as a node does,
@@ -13,6 +15,11 @@ use clap::Subcommand;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
+use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
+use kizuna_proto::admin::{FederationPeer, ListFederationPeersRequest, SetFederationPeerPausedRequest};
+
+use super::Target;
+use super::user::{authed, idempotency_key, token};
 use crate::config::HubConfig;
 use crate::federation::{FederationTls, HubIdentity, connect, signed_probe};
 
@@ -52,10 +59,34 @@ pub enum FederationCommand {
         #[arg(long)]
         via_proxies: bool,
     },
+    /// Generate the hub's next signing key (as `keygen`) and print the steps that switch to it
+    /// without stranding anything queued.
+    RotateKey {
+        /// The new key file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// The new key id, e.g. tochigi-2027.
+        #[arg(long)]
+        key_id: String,
+        /// The hub's configuration, to name the key id it signs with now.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Every configured peer: paused, queue depth, oldest queued message, last delivery,
+    /// backoff and last error (operator; the delivery state is the leader's).
+    List,
+    /// Stop sending to a peer; its messages keep queueing (operator, replicated).
+    Pause { peer: String },
+    /// Send to a paused peer again; its queue drains (operator, replicated).
+    Resume { peer: String },
 }
 
-pub async fn run(cmd: FederationCommand) -> anyhow::Result<()> {
+pub async fn run(cmd: FederationCommand, target: impl Fn() -> anyhow::Result<Target>) -> anyhow::Result<()> {
     match cmd {
+        FederationCommand::RotateKey { out, key_id, config } => rotate_key(&out, &key_id, config.as_deref())?,
+        FederationCommand::List => list(&target()?).await?,
+        FederationCommand::Pause { peer } => set_paused(&target()?, peer, true).await?,
+        FederationCommand::Resume { peer } => set_paused(&target()?, peer, false).await?,
         FederationCommand::Keygen { out, key_id } => {
             let key = keygen(&out, &key_id, now_s())?;
             println!("wrote {} (mode 0600; keep it secret)", out.display());
@@ -101,6 +132,86 @@ pub async fn run(cmd: FederationCommand) -> anyhow::Result<()> {
             println!("manifest: {}", out.join("pair.json").display());
         }
     }
+    Ok(())
+}
+
+/// `rotate-key`: a new key, and the switch that keeps every queued message deliverable
+/// (batches are signed when sent, so nothing queued carries the old key).
+fn rotate_key(out: &Path, key_id: &str, config: Option<&Path>) -> anyhow::Result<()> {
+    let current = match config {
+        Some(path) => HubConfig::load(path)?.federation.map(|f| f.key_id),
+        None => None,
+    };
+    let key = keygen(out, key_id, now_s())?;
+    let old = current.as_deref().unwrap_or("<the current key id>");
+    println!("wrote {} (mode 0600; keep it secret)", out.display());
+    println!("public key: {}", key.public_key_hex);
+    println!("1. Every peer adds this line to this hub's verify_keys (keeping {old}) and restarts its nodes:");
+    println!("   {}", key.verify_key_toml);
+    println!("2. Copy {} to every node; in [federation] set", out.display());
+    println!("   signing_key = \"<path of the copy>\"  and  key_id = \"{key_id}\"");
+    println!("   then restart the nodes one by one (`kizuna admin federation status` from here checks the peers).");
+    println!("3. Peers set expires_at of {old} to shortly after the last node restarted, then remove it.");
+    println!("   Queued messages need no step: they are signed when sent, with the key the sending node has.");
+    Ok(())
+}
+
+/// `list`: the peers as the contacted node knows them.
+async fn list(target: &Target) -> anyhow::Result<()> {
+    let (_, channel) = target.connect_any().await?;
+    let req = authed(ListFederationPeersRequest {}, &token()?)?;
+    let r = ClusterAdminServiceClient::new(channel).list_federation_peers(req).await?.into_inner();
+    if !r.delivery_state_included {
+        let leader = r.leader_id.map_or("none known".to_owned(), |id| format!("node {id}"));
+        println!(
+            "answered by node {}, not the leader ({leader}): delivery state (reachable, last delivery, backoff, \
+             last error) is the leader's sender's; ask the leader's address for it",
+            r.answered_by
+        );
+    }
+    if r.peers.is_empty() {
+        println!("no federation peers are configured");
+    }
+    for peer in &r.peers {
+        println!("{}", peer_line(peer, now_ms()));
+    }
+    Ok(())
+}
+
+/// One peer's line: `gunma ACTIVE queue=3 (seq 12..=14) oldest=2.1s reachable last-delivery=…`.
+pub fn peer_line(p: &FederationPeer, now_ms: u64) -> String {
+    let state = if p.paused { "PAUSED" } else { "ACTIVE" };
+    let mut line = format!("{} {state} queue={}", p.name, p.queue_depth);
+    if p.queue_depth > 0 {
+        line.push_str(&format!(" (seq {}..={})", p.acknowledged_seq + 1, p.last_assigned_seq));
+    }
+    if let Some(age) = p.oldest_queued_age_ms {
+        line.push_str(&format!(" oldest={:.1}s", age as f64 / 1000.0));
+    }
+    match p.reachable {
+        Some(true) => line.push_str(" reachable"),
+        Some(false) => line.push_str(" UNREACHABLE"),
+        None => {}
+    }
+    if let Some(at) = p.last_delivery_at_ms {
+        line.push_str(&format!(" last-delivery={:.1}s-ago", now_ms.saturating_sub(at) as f64 / 1000.0));
+    }
+    if let Some(backoff) = p.backoff_ms {
+        line.push_str(&format!(" backoff={backoff}ms"));
+    }
+    if !p.last_error.is_empty() {
+        line.push_str(&format!(" last-error=\"{}\"", p.last_error));
+    }
+    line.push_str(&format!(" endpoints={}", p.endpoints.join(",")));
+    line
+}
+
+async fn set_paused(target: &Target, peer: String, paused: bool) -> anyhow::Result<()> {
+    let (_, channel) = target.connect_any().await?;
+    let req = SetFederationPeerPausedRequest { peer: peer.clone(), paused, idempotency_key: idempotency_key() };
+    ClusterAdminServiceClient::new(channel).set_federation_peer_paused(authed(req, &token()?)?).await?;
+    let what = if paused { "paused: its messages keep queueing" } else { "resumed: its queue drains" };
+    println!("{peer} {what}");
     Ok(())
 }
 
@@ -200,6 +311,10 @@ fn describe(status: &tonic::Status) -> String {
     out
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 pub(crate) fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -240,6 +355,30 @@ fn pem(label: &str, der: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::domain::federation::{HubKeyId, HubName};
+
+    #[test]
+    fn a_peer_line_shows_the_queue_and_the_delivery_state() {
+        let peer = FederationPeer {
+            name: "gunma".into(),
+            endpoints: vec!["10.0.2.11:7400".into(), "10.0.2.12:7400".into()],
+            paused: false,
+            queue_depth: 3,
+            last_assigned_seq: 14,
+            acknowledged_seq: 11,
+            oldest_queued_age_ms: Some(2_100),
+            reachable: Some(false),
+            last_delivery_at_ms: Some(5_000),
+            backoff_ms: Some(4_000),
+            last_error: "Unavailable connection refused".into(),
+        };
+        assert_eq!(
+            peer_line(&peer, 65_000),
+            "gunma ACTIVE queue=3 (seq 12..=14) oldest=2.1s UNREACHABLE last-delivery=60.0s-ago backoff=4000ms \
+             last-error=\"Unavailable connection refused\" endpoints=10.0.2.11:7400,10.0.2.12:7400"
+        );
+        let idle = FederationPeer { name: "gunma".into(), paused: true, ..Default::default() };
+        assert_eq!(peer_line(&idle, 0), "gunma PAUSED queue=0 endpoints=");
+    }
 
     #[test]
     fn rfc3339_of_known_instants() {

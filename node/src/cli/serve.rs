@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use tracing::{info, warn};
 
 use crate::config::{HubConfig, NodeConfig, TlsSection};
+use crate::federation::FederationSender;
 use crate::federation::listener::FederationListener;
 use crate::node::{self, Listeners, RunningNode};
 use crate::raft::network::RoutedConnector;
@@ -44,14 +45,18 @@ pub async fn serve(config: &Path, node_name: &str, insecure: bool) -> anyhow::Re
     Ok(())
 }
 
-/// A running node and, when its hub federates, its federation listener.
+/// A running node and, when its hub federates, its federation listener and sender.
 pub struct FederatingNode {
     pub running: RunningNode,
     federation: Option<FederationListener>,
+    sender: Option<FederationSender>,
 }
 
 impl FederatingNode {
     pub async fn shutdown(self) {
+        if let Some(sender) = self.sender {
+            sender.shutdown().await;
+        }
         if let Some(federation) = self.federation {
             federation.shutdown().await;
         }
@@ -59,23 +64,27 @@ impl FederatingNode {
     }
 }
 
-/// Starts node `me` of `hub`, with its federation listener when the hub has `[federation]`
-/// and the node a `federation_addr` (never with `--insecure`: federation is mutual TLS only).
+/// Starts node `me` of `hub`, with its federation listener (when it has a `federation_addr`)
+/// and sender when the hub has `[federation]` (never with `--insecure`: federation is mutual
+/// TLS only).
 pub async fn start_node(hub: &HubConfig, me: &NodeConfig, insecure: bool) -> anyhow::Result<FederatingNode> {
     let security = security(hub, me, insecure)?;
     let listeners = Listeners::bind(me).await.with_context(|| format!("binding {}'s addresses", me.name))?;
     let running = node::start(hub, me, listeners, &security).await?;
-    let federation = if insecure {
-        if me.federation_addr.is_some() {
-            warn!("not serving federation: it is mutual TLS only, and --insecure turns TLS off");
+    let (federation, sender) = if insecure {
+        if hub.federation.is_some() {
+            warn!("not federating: it is mutual TLS only, and --insecure turns TLS off");
         }
-        None
+        (None, None)
     } else {
-        crate::federation::listener::start(hub, me, running.node.clone())
+        let listener = crate::federation::listener::start(hub, me, running.node.clone())
             .await
-            .context("starting the federation listener")?
+            .context("starting the federation listener")?;
+        let sender = crate::federation::listener::start_sender(hub, me, running.node.clone())
+            .context("starting the federation sender")?;
+        (listener, sender)
     };
-    Ok(FederatingNode { running, federation })
+    Ok(FederatingNode { running, federation, sender })
 }
 
 pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {

@@ -13,9 +13,9 @@ use serde::de::DeserializeOwned;
 use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
-    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS,
-    MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS,
-    SESSIONS, SESSIONS_OF, SETTINGS, STAFF, Table,
+    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, FEDERATION_PAUSED, HEARD, INBOUND, INVITATIONS,
+    KeyError, LOGINS, MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS, REQUESTS, REQUESTS_SENT,
+    REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS, STAFF, Table,
 };
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
@@ -185,6 +185,9 @@ impl<'a> RocksHub<'a> {
                     self.overlay.insert(keys::id(PENDING, ticket), None);
                 }
                 Change::HeardFrom { origin, at_ms } => self.put(keys::text(HEARD, origin.as_str()), &at_ms),
+                Change::FederationPaused { peer, paused } => {
+                    self.put(keys::text(FEDERATION_PAUSED, peer.as_str()), &paused)
+                }
             }
         }
     }
@@ -405,6 +408,9 @@ impl HubView for RocksHub<'_> {
     fn pending_in(&self, room: RoomId) -> ViewResult<Vec<PendingWrite>> {
         let all: Vec<PendingWrite> = self.values(&keys::all(PENDING));
         self.checked(all.into_iter().filter(|p| p.room == room).collect())
+    }
+    fn federation_paused(&self, peer: &HubName) -> ViewResult<bool> {
+        self.checked(self.get(&keys::text(FEDERATION_PAUSED, peer.as_str())).unwrap_or(false))
     }
 }
 

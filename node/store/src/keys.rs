@@ -45,6 +45,7 @@
 //! | `Q` | u8 len(home), home hub name, home room id | room id (this hub's copy of that room) |
 //! | `p` | ticket | PendingWrite (a write into a copy, until the home hub answers) |
 //! | `h` | hub name | u64: when a batch from that hub was last applied (ms since the epoch) |
+//! | `f` | peer hub name | bool (an operator paused sending to that peer) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
@@ -93,12 +94,13 @@ pub(crate) const OUTBOX: Table = table(b'D', "federation outbox");
 pub(crate) const MIRRORS: Table = table(b'Q', "copies of other hubs' rooms");
 pub(crate) const PENDING: Table = table(b'p', "writes pending on another hub");
 pub(crate) const HEARD: Table = table(b'h', "last batch from each hub");
+pub(crate) const FEDERATION_PAUSED: Table = table(b'f', "paused federation peers");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 32] = [
+pub(crate) const TABLES: [Table; 33] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -131,6 +133,7 @@ pub(crate) const TABLES: [Table; 32] = [
     MIRRORS,
     PENDING,
     HEARD,
+    FEDERATION_PAUSED,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -302,6 +305,7 @@ mod tests {
         assert_eq!(mirror("gunma", 9), b"Q\x05gunma\0\0\0\0\0\0\0\x09");
         assert_eq!(id(PENDING, 4), b"p\0\0\0\0\0\0\0\x04");
         assert_eq!(text(HEARD, "gunma"), b"hgunma");
+        assert_eq!(text(FEDERATION_PAUSED, "gunma"), b"fgunma");
         assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);

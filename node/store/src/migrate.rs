@@ -224,6 +224,7 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'Q' => op.with::<RoomId>(),
         b'p' => op.with::<kizuna_domain::federation::PendingWrite>(),
         b'h' => op.with::<u64>(),
+        b'f' => op.with::<bool>(),
         // Index tables: the key is the entry, the value is empty.
         b'U' | b'N' | b'V' | b'G' | b'W' | b'X' => op.with::<()>(),
         _ => return None,

@@ -278,12 +278,15 @@ impl ApplyBatch<'_> {
         let sender = Sender { session: session.as_deref(), origin_node };
         match decide(&self.hub, ctx, sender, command) {
             Ok(Decision { effects, audit }) => {
-                let (outcome, events) = settle(&mut self.hub, self.clock_ms, effects).map_err(std::io::Error::other)?;
+                let settled = settle(&mut self.hub, self.clock_ms, effects).map_err(std::io::Error::other)?;
                 if let Some(record) = audit {
                     self.hub.append_audit(record);
                 }
-                self.publish(events, log_index);
-                Ok(CommandResult::Done(outcome))
+                for transfer in settled.transfers {
+                    self.hub.append_audit(inbox::transfer_record(ctx, origin_node, transfer));
+                }
+                self.publish(settled.events, log_index);
+                Ok(CommandResult::Done(settled.outcome))
             }
             Err(DomainError::Unreadable(fault)) => Err(std::io::Error::other(fault)),
             Err(refusal) => Ok(refusal.into()),

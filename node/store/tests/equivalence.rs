@@ -68,7 +68,7 @@ impl Twin {
         assert_eq!(rocks.fault(), None, "the store met a fault on {cmd:?}");
         assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "answers differ for {cmd:?}");
         let effects = on_mem.ok()?;
-        let (outcome, _) = settle(&mut self.mem, self.now, effects.clone()).expect("readable");
+        let outcome = settle(&mut self.mem, self.now, effects.clone()).expect("readable").outcome;
         let mut hub = RocksHub::new(&self.db);
         settle(&mut hub, self.now, effects).expect("readable");
         let mut batch = WriteBatch::default();
@@ -221,6 +221,7 @@ impl Twin {
         for origin in origins() {
             both!(outbound(&origin));
             both!(heard_from(&origin));
+            both!(federation_paused(&origin));
             let on_mem: Vec<_> = self.mem.outbox.values().filter(|m| m.to == origin).cloned().collect();
             assert_eq!(on_mem, rocks.outbox_after(&origin, 0, usize::MAX), "the outbox to {origin} differs");
             both!(inbound(&origin));
@@ -288,6 +289,8 @@ enum Op {
     Deliver(usize, i64, u64),
     /// Invites nurse `.2` of origin 0 into a room.
     InviteRemote(usize, usize, usize),
+    /// Pauses (or resumes) sending to origin `.1`, as person `.0` (0: the operator).
+    PausePeer(usize, usize, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -318,6 +321,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (p.clone(), 0..300u32, 0..30u32).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
         3 => (0..2usize, -3..3i64, 1..4u64).prop_map(|(a, b, c)| Op::Deliver(a, b, c)),
         2 => (p.clone(), r.clone(), 0..2usize).prop_map(|(a, b, c)| Op::InviteRemote(a, b, c)),
+        1 => (p.clone(), 0..2usize, any::<bool>()).prop_map(|(a, b, c)| Op::PausePeer(a, b, c)),
     ]
 }
 
@@ -426,6 +430,10 @@ fn command(
             // Person 0 stands in for the operator (the world's first command, id 1) here.
             let actor = if a == 0 { AccountId(1) } else { people[a] };
             (actor, Command::SetSessionPolicy { idle_minutes, absolute_hours })
+        }
+        Op::PausePeer(a, origin, paused) => {
+            let actor = if a == 0 { AccountId(1) } else { people[a] };
+            (actor, Command::SetFederationPeerPaused { peer: origins()[origin].clone(), paused })
         }
     }
 }

@@ -87,6 +87,13 @@ impl TestHub {
     }
 
     pub async fn start_spec(spec: HubSpec) -> Self {
+        Self::start_custom(spec, |_, _| {}).await
+    }
+
+    /// [`TestHub::start_spec`], with `customize` changing the configuration (given the hub's
+    /// temp dir) before the nodes start: e.g. a hub name, `[tls]` and `[federation]` for a
+    /// federating hub. Raft and the public API stay plaintext unless the wire is `Wire::Tls`.
+    pub async fn start_custom(spec: HubSpec, customize: impl FnOnce(&mut HubConfig, &std::path::Path)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut listeners = Vec::new();
         let mut nodes = Vec::new();
@@ -120,6 +127,7 @@ impl TestHub {
             tls::generate(&config, &certs).expect("test certificates");
             config.tls = Some(TlsSection { dir: certs });
         }
+        customize(&mut config, dir.path());
         config.validate().expect("test topology is valid");
         let mut hub = TestHub {
             dir,
@@ -154,8 +162,8 @@ impl TestHub {
             return Security { connector: Arc::new(connector), raft_server: None, api_server: None };
         }
         match &self.config.tls {
-            Some(t) => Security::load(&t.dir, me).expect("test certificates load"),
-            None => Security::insecure(),
+            Some(t) if self.wire == Wire::Tls => Security::load(&t.dir, me).expect("test certificates load"),
+            _ => Security::insecure(),
         }
     }
 

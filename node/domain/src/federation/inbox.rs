@@ -13,7 +13,7 @@ use crate::error::DomainError;
 use crate::events::Raised;
 use crate::kernel::{Ctx, Effects, Outcome};
 use crate::model::AccountId;
-use crate::settle::settle;
+use crate::settle::{Transfer, settle};
 use crate::view::{Change, HubState, HubView, ViewResult};
 
 /// One message of an origin's stream, as the destination recorded it, in stream order.
@@ -194,9 +194,27 @@ fn apply_message(
             ..hub_record(ctx, batch, format!("{} (from hub {origin}, message {seq})", trail.what))
         });
     }
-    let (_, events) = settle(state, ctx.now_ms, received.effects)?;
-    applied.events.extend(events);
+    let settled = settle(state, ctx.now_ms, received.effects)?;
+    applied.events.extend(settled.events);
+    applied.audit.extend(settled.transfers.into_iter().map(|t| transfer_record(ctx, batch.node, t)));
     Ok(())
+}
+
+/// The audit entry of patient data sent to another hub, by the hub itself (account 0),
+/// through `node`.
+pub fn transfer_record(ctx: Ctx, node: u64, t: Transfer) -> AuditRecord {
+    AuditRecord {
+        at_ms: ctx.now_ms,
+        account: AccountId(0),
+        session: String::new(),
+        node,
+        action: AuditAction::Write,
+        patient: Some(t.patient),
+        room: Some(t.room),
+        what: t.what,
+        #[cfg(test)]
+        added_later: None,
+    }
 }
 
 /// An audit entry of the hub itself (account 0) about federation traffic.

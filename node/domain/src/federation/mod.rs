@@ -12,6 +12,7 @@ pub mod inbox;
 pub mod names;
 pub mod outbox;
 pub mod parties;
+pub mod peers;
 pub mod receive;
 pub mod signing;
 pub mod stream;

@@ -321,3 +321,30 @@ fn a_sub_room_with_a_member_of_another_hub_shows_inside_her_copy_of_the_patient(
     assert_eq!((inner.len(), inner[0].title.as_str(), inner[0].unread), (1, "医師・訪問看護", 1));
     assert_eq!(texts(&s.gunma, s.nurse, inner[0].room), ["点滴の指示です"]);
 }
+
+#[test]
+fn every_transfer_of_patient_data_to_another_hub_is_named_for_the_audit_chain() {
+    let mut s = story();
+    s.tochigi.index += 1;
+    let ctx = Ctx { log_index: s.tochigi.index, now_ms: s.tochigi.now };
+    let post = Command::Post { room: s.home, text: "褥瘡の処置".into(), reply_to: None, mentions: vec![] };
+    let effects = execute(&s.tochigi.state, ctx, Some(s.doctor), post).unwrap();
+    let settled = settle(&mut s.tochigi.state, ctx.now_ms, effects).unwrap();
+    let patient = match s.tochigi.state.room(s.home).unwrap().unwrap().kind {
+        RoomKind::PatientTimeline { patient } => patient,
+        other => panic!("{other:?}"),
+    };
+    let expected =
+        Transfer { to: name("gunma"), patient, room: s.home, what: "federation: sent post #1 to gunma".into() };
+    assert_eq!(settled.transfers, [expected]);
+    // A group's post is no patient data: nothing to name.
+    let group = match s.tochigi.ok(s.doctor, Command::CreateGroup { name: "多職種連携".into() }) {
+        Outcome::Room(room) => room,
+        o => panic!("{o:?}"),
+    };
+    s.tochigi.index += 1;
+    let ctx = Ctx { log_index: s.tochigi.index, now_ms: s.tochigi.now };
+    let invite = Command::InviteRemote { room: group, hub: name("gunma"), login: "user1".into(), role: Role::Member };
+    let effects = execute(&s.tochigi.state, ctx, Some(s.doctor), invite).unwrap();
+    assert!(settle(&mut s.tochigi.state, ctx.now_ms, effects).unwrap().transfers.is_empty());
+}

@@ -34,7 +34,7 @@ impl Hub {
         let before = self.state.clone();
         let result = execute(&self.state, Ctx { log_index: self.index, now_ms: self.now }, actor, cmd);
         match result {
-            Ok(effects) => Ok(settle(&mut self.state, self.now, effects).expect("a readable state").0),
+            Ok(effects) => Ok(settle(&mut self.state, self.now, effects).expect("a readable state").outcome),
             Err(e) => {
                 assert_eq!(format!("{:?}", self.state), format!("{before:?}"), "a refused command changed state");
                 Err(e)
@@ -751,6 +751,7 @@ fn facility(hub: &mut Hub, op: AccountId, name: &str, kind: FacilityKind, n: usi
 
 mod directory;
 mod federation;
+mod federation_pause;
 mod requests;
 mod search;
 mod second_factor;

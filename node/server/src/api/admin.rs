@@ -1,19 +1,24 @@
-//! Cluster administration: status, membership, leadership, snapshots. Operators only: every
-//! call needs the session of a hub operator (事務局), checked before anything else happens.
+//! Cluster administration: status, membership, leadership, snapshots, federation peers.
+//! Operators only: every call needs the session of a hub operator (事務局), checked before
+//! anything else happens.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use kizuna_domain::federation::HubName;
+use kizuna_domain::{Command, HubView};
 use kizuna_proto::admin::cluster_admin_service_server::ClusterAdminService;
 use kizuna_proto::admin::{
     AddLearnerRequest, AddLearnerResponse, ChangeMembershipRequest, ChangeMembershipResponse, CreateSnapshotRequest,
     CreateSnapshotResponse, GetClusterStatusRequest, GetClusterStatusResponse, GetStateDigestRequest,
-    GetStateDigestResponse, Member, MemberRole, Membership, TransferLeaderRequest, TransferLeaderResponse,
+    GetStateDigestResponse, ListFederationPeersRequest, ListFederationPeersResponse, Member, MemberRole, Membership,
+    SetFederationPeerPausedRequest, SetFederationPeerPausedResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
 
-use super::shared::{Api, ReadFrom};
+use super::shared::{Api, ReadFrom, view_status};
+use crate::federation::{ConfiguredPeer, PeerStatus};
 use crate::member::{ClusterStatus, MemberStatus, NodeRole};
 use crate::node::{Node, NodeError};
 use crate::raft::HubNode;
@@ -93,6 +98,35 @@ fn member_role(role: NodeRole) -> MemberRole {
         NodeRole::Shutdown => MemberRole::Shutdown,
         NodeRole::Unknown => MemberRole::Unspecified,
     }
+}
+
+/// A peer's replicated stream state as this node applied it, with `delivery` (the sender's
+/// state) when this node leads.
+fn federation_peer(
+    hub: &impl HubView,
+    oldest_queued_ms: Option<u64>,
+    peer: &ConfiguredPeer,
+    delivery: Option<PeerStatus>,
+) -> Result<kizuna_proto::admin::FederationPeer, Status> {
+    let stream = hub.outbound(&peer.name).map_err(view_status)?;
+    let now = crate::node::now_ms();
+    let mut answer = kizuna_proto::admin::FederationPeer {
+        name: peer.name.to_string(),
+        endpoints: peer.endpoints.clone(),
+        paused: hub.federation_paused(&peer.name).map_err(view_status)?,
+        queue_depth: stream.last_assigned() - stream.acknowledged(),
+        last_assigned_seq: stream.last_assigned(),
+        acknowledged_seq: stream.acknowledged(),
+        oldest_queued_age_ms: oldest_queued_ms.map(|at| now.saturating_sub(at)),
+        ..Default::default()
+    };
+    if let Some(d) = delivery {
+        answer.reachable = d.reachable;
+        answer.last_delivery_at_ms = d.last_delivery_ms;
+        answer.backoff_ms = d.backoff.map(|b| b.as_millis() as u64);
+        answer.last_error = d.last_error.unwrap_or_default();
+    }
+    Ok(answer)
 }
 
 fn raft_status(e: impl std::fmt::Display) -> Status {
@@ -226,5 +260,46 @@ impl ClusterAdminService for ClusterAdmin {
             sha256: digest.sha256,
             entries: digest.entries,
         }))
+    }
+
+    async fn list_federation_peers(
+        &self,
+        req: Request<ListFederationPeersRequest>,
+    ) -> Result<Response<ListFederationPeersResponse>, Status> {
+        self.api.operator(&req).await?;
+        let m = self.node.metrics();
+        // The sender runs on the leader: its delivery state exists only there. A follower
+        // answers the replicated queue and pause and says who leads.
+        let leads = m.current_leader == Some(self.node.id);
+        let board = &self.node.federation;
+        let peers = self.api.query(|hub| {
+            let peer = |p: &ConfiguredPeer| {
+                let acknowledged = hub.outbound(&p.name).map_err(view_status)?.acknowledged();
+                let oldest = hub.outbox_after(&p.name, acknowledged, 1).first().map(|m| m.queued_at_ms);
+                federation_peer(hub, oldest, p, leads.then(|| board.status(&p.name)))
+            };
+            board.peers().iter().map(peer).collect::<Result<Vec<_>, Status>>()
+        })?;
+        Ok(Response::new(ListFederationPeersResponse {
+            answered_by: self.node.id,
+            leader_id: m.current_leader,
+            delivery_state_included: leads,
+            peers,
+        }))
+    }
+
+    async fn set_federation_peer_paused(
+        &self,
+        req: Request<SetFederationPeerPausedRequest>,
+    ) -> Result<Response<SetFederationPeerPausedResponse>, Status> {
+        self.api.operator(&req).await?;
+        let r = req.get_ref().clone();
+        let peer = HubName::new(&r.peer).map_err(|e| Status::invalid_argument(format!("peer {:?}: {e}", r.peer)))?;
+        if !self.node.federation.is_peer(&peer) {
+            return Err(Status::not_found(format!("{peer} is not a configured federation peer of this hub")));
+        }
+        let cmd = Command::SetFederationPeerPaused { peer, paused: r.paused };
+        self.api.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(SetFederationPeerPausedResponse {}))
     }
 }

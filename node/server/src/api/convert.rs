@@ -11,6 +11,7 @@ use kizuna_proto::common as pb;
 use tonic::Status;
 
 use super::shared::shown;
+use crate::federation::Board;
 
 pub(crate) fn timestamp(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
@@ -112,6 +113,24 @@ pub(super) fn remote_login(name: &str) -> Result<(String, HubName), Status> {
     }
     let hub = HubName::new(hub).map_err(|e| refuse(e.to_string()))?;
     Ok((login.to_owned(), hub))
+}
+
+/// `hub` must be one of this hub's configured federation peers: a remote login names another
+/// hub, and only a listed peer can ever receive the room's copy.
+pub(super) fn federation_peer(board: &Board, hub: &HubName) -> Result<(), Status> {
+    if board.this_hub() == Some(hub) {
+        return Err(Status::invalid_argument(format!(
+            "remote_login names this hub ({hub}): invite its accounts by account_id"
+        )));
+    }
+    if !board.is_peer(hub) {
+        let peers: Vec<String> = board.peers().iter().map(|p| p.name.to_string()).collect();
+        let listed = if peers.is_empty() { "none".to_owned() } else { peers.join(", ") };
+        return Err(Status::invalid_argument(format!(
+            "remote_login names hub {hub}, which is not a federation peer of this hub (peers: {listed})"
+        )));
+    }
+    Ok(())
 }
 
 /// The name of an account's facility as users see it: a remote professional's facility names

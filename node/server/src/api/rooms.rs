@@ -5,7 +5,7 @@ use kizuna_proto::rooms as pb;
 use pb::invite_member_request::Invitee;
 use tonic::{Request, Response, Status};
 
-use super::convert::{remote_login, timestamp};
+use super::convert::{federation_peer, remote_login, timestamp};
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, unexpected};
 use kizuna_domain::model::*;
@@ -141,6 +141,7 @@ impl pb::room_service_server::RoomService for Api {
             Some(Invitee::AccountId(id)) => Command::Invite { room, invitee: AccountId(id), role },
             Some(Invitee::RemoteLogin(name)) => {
                 let (login, hub) = remote_login(&name)?;
+                federation_peer(&self.node.federation, &hub)?;
                 Command::InviteRemote { room, hub, login, role }
             }
             None => return Err(Status::invalid_argument("say whom to invite: account_id or remote_login")),

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::transport::{FederationTls, TransportError};
-use super::{FederationEndpoint, HubIdentity, IdentityError, serve};
+use super::{FederationEndpoint, FederationSender, HubIdentity, IdentityError, Trust, serve};
 use crate::config::{ConfigError, HubConfig, NodeConfig};
 use crate::node::Node;
 
@@ -49,6 +49,37 @@ impl FederationListener {
     }
 }
 
+/// What a node needs to federate: the peers, the hub's signing key and the node's mutual TLS.
+pub struct Loaded {
+    pub trust: Trust,
+    pub identity: HubIdentity,
+    pub tls: FederationTls,
+}
+
+/// Loads `me`'s federation material; `None` when the hub does not federate.
+pub fn load(hub: &HubConfig, me: &NodeConfig) -> Result<Option<Loaded>, ListenerError> {
+    let Some(section) = &hub.federation else { return Ok(None) };
+    let tls_dir = &hub.tls.as_ref().ok_or(ListenerError::NoTls)?.dir;
+    let trust = section.trust(&hub.hub.name)?;
+    let (name, key_id) = section.identity_names(&hub.hub.name)?;
+    let identity = HubIdentity::load(name, key_id, &section.signing_key)?;
+    let (cert_path, key_path) = crate::tls::node_files(tls_dir, me);
+    let read = |path: PathBuf| std::fs::read_to_string(&path).map_err(|source| ListenerError::Read { path, source });
+    let tls = FederationTls::load(&trust, &read(cert_path)?, &read(key_path)?)?;
+    Ok(Some(Loaded { trust, identity, tls }))
+}
+
+/// Starts the leader's federation senders on `me` (every node of a federating hub runs them;
+/// they act while the node leads); `None` when the hub does not federate.
+pub fn start_sender(
+    hub: &HubConfig,
+    me: &NodeConfig,
+    node: Arc<Node>,
+) -> Result<Option<FederationSender>, ListenerError> {
+    let Some(Loaded { trust, identity, tls }) = load(hub, me)? else { return Ok(None) };
+    Ok(Some(FederationSender::spawn(node, Arc::new(identity), &trust, &tls)?))
+}
+
 /// Starts `me`'s federation listener, delivering verified batches to `node`'s write path;
 /// `None` when the hub does not federate or this node has no `federation_addr`. The signing key is loaded here although only sending uses it, so that
 /// a wrong key stops the start instead of the first delivery.
@@ -57,16 +88,8 @@ pub async fn start(
     me: &NodeConfig,
     node: Arc<Node>,
 ) -> Result<Option<FederationListener>, ListenerError> {
-    let (Some(section), Some(addr)) = (&hub.federation, me.federation_addr) else {
-        return Ok(None);
-    };
-    let tls_dir = &hub.tls.as_ref().ok_or(ListenerError::NoTls)?.dir;
-    let trust = section.trust(&hub.hub.name)?;
-    let (name, key_id) = section.identity_names(&hub.hub.name)?;
-    let identity = HubIdentity::load(name, key_id, &section.signing_key)?;
-    let (cert_path, key_path) = crate::tls::node_files(tls_dir, me);
-    let read = |path: PathBuf| std::fs::read_to_string(&path).map_err(|source| ListenerError::Read { path, source });
-    let tls = FederationTls::load(&trust, &read(cert_path)?, &read(key_path)?)?;
+    let Some(addr) = me.federation_addr else { return Ok(None) };
+    let Some(Loaded { trust, identity, tls }) = load(hub, me)? else { return Ok(None) };
     let peers: Vec<String> = trust.peers().map(|p| p.name.to_string()).collect();
     let endpoint = FederationEndpoint::new(Arc::new(trust), Arc::new(tls.issuers()?), node);
     let listener = TcpListener::bind(addr).await.map_err(|source| ListenerError::Bind { addr, source })?;
