@@ -1,4 +1,4 @@
-//! The short two-hub chaos run: Tochigi and Gunma as real processes, rooms homed on Tochigi
+//! The short two-hub chaos run (part of `make test`): Tochigi and Gunma as real processes, rooms homed on Tochigi
 //! with a Gunma member, writers on both hubs, and every hub↔hub fault (partition, one-way cut,
 //! slow link) plus a leader kill and a region blackout. Any acknowledged cross-hub post lost,
 //! doubled, out of the home hub's order or missing from a node, and any live event missed or
@@ -9,7 +9,6 @@ use kizuna_chaos::federated::{FederatedPlan, run, table};
 use kizuna_chaos::workload::ANSWER_TIMEOUT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs cross-hub delivery (the outbox sender) on main; run with --ignored"]
 async fn two_hubs_under_link_faults_deliver_every_cross_hub_post_once_in_order() {
     let plan = FederatedPlan {
         seed: 3,

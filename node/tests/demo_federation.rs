@@ -1,8 +1,7 @@
 //! `kizuna demo --federation` with the real binary: two hubs (Tochigi, Gunma) come up over TLS
 //! with their federation listeners, both are seeded, the CLI works against either hub
-//! (`--endpoint`/`--ca`), and each hub's `kizuna admin federation status` reaches the other.
-//! The border patient's room crossing to Gunma needs the outbox sender: that part is its own
-//! test, ignored until the sender is on main.
+//! (`--endpoint`/`--ca`), each hub's `kizuna admin federation status` reaches the other, and
+//! the border patient's room reaches Gunma, where the nurse's post joins Tochigi's in its order.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -125,7 +124,6 @@ fn two_hubs_come_up_seeded_and_the_cli_works_against_either() {
 }
 
 #[test]
-#[ignore = "needs cross-hub delivery (the outbox sender) on main; run with --ignored"]
 fn the_border_patient_is_shared_with_the_gunma_nurse_and_posts_cross_both_ways() {
     let demo = Demo::start();
     let banner = demo.banner.join("\n");
