@@ -5,7 +5,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kizuna/target
 CARGO ?= cargo
 
-.PHONY: demo test chaos setup build lint lint-proto fmt clean-demo
+.PHONY: demo demo-federation test chaos chaos-federated setup build lint lint-proto fmt clean-demo
 
 # buf (the protobuf linter) from the npm registry, installed once per machine next to the build.
 BUF_VERSION ?= 1.75.0
@@ -25,6 +25,11 @@ build: setup
 demo: setup
 	$(CARGO) build --workspace
 	$(CARGO_TARGET_DIR)/debug/kizuna demo --data-dir data/demo
+
+## Two federated hubs, Tochigi and Gunma, in one process (Ctrl-C to stop). Data in ./data/federation-demo.
+demo-federation: setup
+	$(CARGO) build --workspace
+	$(CARGO_TARGET_DIR)/debug/kizuna demo --federation --data-dir data/federation-demo
 
 ## Run every test: the proto linter, unit, storage suite, in-process hub integration tests.
 test: setup lint-proto
@@ -51,6 +56,14 @@ chaos: setup
 	$(CARGO_TARGET_DIR)/debug/kizuna-chaos --scenario $(SCENARIO) --topology $(TOPOLOGY) --seconds $(SECONDS) \
 		--seed $(SEED) --clients $(CLIENTS) --report chaos-report.json
 
+## The two-hub chaos run (Tochigi and Gunma, hub↔hub link faults), e.g.
+##   make chaos-federated HUB_FAULT=hub-partition,leader-kill,hub-one-way SECONDS=120
+HUB_FAULT ?= mix
+chaos-federated: setup
+	$(CARGO) build --workspace
+	$(CARGO_TARGET_DIR)/debug/kizuna-chaos --federated --hub-fault $(HUB_FAULT) --seconds $(SECONDS) \
+		--seed $(SEED) --clients $(CLIENTS) --rooms 4 --report chaos-federated-report.json
+
 lint: setup lint-proto
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -59,4 +72,4 @@ fmt:
 	$(CARGO) fmt --all
 
 clean-demo:
-	rm -rf data/demo
+	rm -rf data/demo data/federation-demo

@@ -2,11 +2,13 @@
 //! fault proxy the harness controls, a recorded workload of posts, timeline reads and live-event
 //! subscriptions, seeded fault schedules, and checkers that fail the run on any lost,
 //! duplicated, reordered or divergent post, any non-linearizable read and any missed or
-//! repeated live event.
+//! repeated live event. [`federated`] does the same for two federated hubs and the links
+//! between them.
 
 pub mod check;
 pub mod cluster;
 pub mod faults;
+pub mod federated;
 pub mod proxy;
 pub mod rng;
 pub mod run;

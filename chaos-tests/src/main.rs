@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use kizuna_chaos::faults::Scenario;
+use kizuna_chaos::federated::{self, FederatedPlan, HubFault};
 use kizuna_chaos::run::{self, Plan, Topology};
 
 #[derive(Parser)]
@@ -29,6 +30,13 @@ struct Args {
     /// Links at loopback speed instead of the regions' normal delay and jitter.
     #[arg(long)]
     no_wan: bool,
+    /// Two federated hubs (Tochigi and Gunma, three nodes each) with rooms spanning both,
+    /// instead of one hub; faults from --hub-fault.
+    #[arg(long)]
+    federated: bool,
+    /// With --federated: faults to inject, in turn (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mix")]
+    hub_fault: Vec<HubFault>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "chaos-report.json")]
     report: PathBuf,
@@ -37,6 +45,21 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let rt = tokio::runtime::Runtime::new()?;
+    if a.federated {
+        let report = rt.block_on(federated::run(FederatedPlan {
+            seed: a.seed,
+            seconds: a.seconds,
+            clients: a.clients,
+            rooms: a.rooms.max(1),
+            faults: a.hub_fault,
+            answer_timeout_ms: a.answer_timeout_ms.max(100),
+        }))?;
+        std::fs::write(&a.report, serde_json::to_vec_pretty(&report)?)?;
+        print!("{}", federated::table(&report));
+        println!("report: {}", a.report.display());
+        anyhow::ensure!(report.violations == 0, "{} violations", report.violations);
+        return Ok(());
+    }
     let report = rt.block_on(run::run(Plan {
         seed: a.seed,
         seconds: a.seconds,

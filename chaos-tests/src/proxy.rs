@@ -86,7 +86,12 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, shape: Arc<Shape>
 
 impl LinkProxy {
     pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), upstream).await
+    }
+
+    /// A proxy listening on `listen` (a port named in a topology, e.g. a peer hub's endpoint).
+    pub async fn start_at(listen: SocketAddr, upstream: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (up, up_rx) = watch::channel(true);
         let (epoch, epoch_rx) = watch::channel(0u64);

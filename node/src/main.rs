@@ -38,14 +38,23 @@ enum Command {
         #[arg(long)]
         insecure: bool,
     },
-    /// Run the local three-region demo hub in this process (cluster-config/local-3region.toml).
+    /// Run the local three-region demo hub in this process (cluster-config/local-3region.toml),
+    /// or with --federation two federated hubs, Tochigi and Gunma.
     Demo {
         /// Where the demo nodes keep their data (and the demo's certificates, in `certs/`).
-        #[arg(long, default_value = "data/demo")]
-        data_dir: PathBuf,
-        /// Run without TLS. Development only; logged loudly.
+        /// Default: data/demo, with --federation data/federation-demo.
         #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Run without TLS. Development only; logged loudly.
+        #[arg(long, conflicts_with = "federation")]
         insecure: bool,
+        /// Two hubs, Tochigi and Gunma (three nodes each, own CAs and signing keys, each
+        /// listing the other as its peer), and a patient whose team spans both.
+        #[arg(long)]
+        federation: bool,
+        /// With --federation: the first port (tochigi API base+1.., gunma base+101..).
+        #[arg(long, default_value_t = cli::pair::DEMO_BASE_PORT, requires = "federation")]
+        base_port: u16,
     },
     /// Show every member of a hub: role, term, log and applied indexes, reachability.
     Status {
@@ -197,7 +206,13 @@ fn main() -> anyhow::Result<()> {
         let target = || Target::new(args.endpoint.clone(), args.ca.clone());
         match args.command {
             Command::Serve { config, node, insecure } => cli::serve::serve(&config, &node, insecure).await,
-            Command::Demo { data_dir, insecure } => cli::serve::demo(&data_dir, insecure).await,
+            Command::Demo { data_dir, insecure, federation: false, .. } => {
+                cli::serve::demo(&data_dir.unwrap_or_else(|| PathBuf::from("data/demo")), insecure).await
+            }
+            Command::Demo { data_dir, federation: true, base_port, .. } => {
+                let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("data/federation-demo"));
+                cli::demo_federation::run(&data_dir, base_port).await
+            }
             Command::Status { json } => cli::status::status(&target()?, json).await,
             Command::Put { key, value, idempotency_key } => {
                 cli::records::put(&target()?, key, value, idempotency_key).await

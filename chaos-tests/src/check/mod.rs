@@ -9,6 +9,7 @@
 //! 5. Subscribers get every post of their rooms exactly once, in order, across reconnects.
 //! 6. After healing every node reports the same state digest at the same applied index.
 
+pub mod federated;
 pub mod linearizable;
 mod posts;
 mod subscribers;

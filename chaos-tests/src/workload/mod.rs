@@ -19,7 +19,7 @@ use kizuna_proto::posts::{TimelineOrder, TimelineRequest};
 use kizuna_proto::rooms::CreateGroupRequest;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use tonic::Request;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 /// What every worker needs: the nodes, a signed-in professional and the rooms.
 #[derive(Debug, Clone)]
@@ -37,9 +37,29 @@ pub struct Setup {
 /// The default patience of the workers: what an app would wait before trying elsewhere.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A lazily connecting channel to `endpoint` (reconnects by itself after a node restarts).
+/// The CA each `https://` endpoint's hub is trusted by: federated runs need TLS (federation is
+/// mutual TLS only) and have one CA per hub. Keyed by endpoint, so runs on other ports in the
+/// same process never see each other's CAs.
+static TRUSTED: std::sync::LazyLock<std::sync::RwLock<std::collections::HashMap<String, ClientTlsConfig>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Trust `ca_pem` (a hub CA) for `endpoint` (`https://host:port`).
+pub fn trust(endpoint: &str, ca_pem: &str) {
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem));
+    if let Ok(mut trusted) = TRUSTED.write() {
+        trusted.insert(endpoint.to_owned(), tls);
+    }
+}
+
+/// A lazily connecting channel to `endpoint` (reconnects by itself after a node restarts);
+/// over TLS with its hub's CA when `endpoint` is one [`trust`] was given.
 pub fn channel(endpoint: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(endpoint.to_owned())?.connect_timeout(Duration::from_millis(500)).connect_lazy())
+    let mut e = Channel::from_shared(endpoint.to_owned())?.connect_timeout(Duration::from_millis(500));
+    let tls = TRUSTED.read().ok().and_then(|t| t.get(endpoint).cloned());
+    if let Some(tls) = tls {
+        e = e.tls_config(tls)?;
+    }
+    Ok(e.connect_lazy())
 }
 
 /// A request carrying the session token.
@@ -57,7 +77,12 @@ pub fn ms_since(started: Instant) -> u64 {
 }
 
 /// Tries `call` on each node in turn until one succeeds or `within` has passed.
-async fn on_any_node<T, F, Fut>(endpoints: &[String], within: Duration, what: &str, mut call: F) -> anyhow::Result<T>
+pub(crate) async fn on_any_node<T, F, Fut>(
+    endpoints: &[String],
+    within: Duration,
+    what: &str,
+    mut call: F,
+) -> anyhow::Result<T>
 where
     F: FnMut(Channel) -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,

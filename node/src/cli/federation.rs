@@ -45,6 +45,20 @@ pub enum FederationCommand {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Write a two-hub federation for one machine (Tochigi and Gunma, three nodes each): CAs
+    /// and node certificates, signing keys, topologies listing each other, and `pair.json`.
+    /// Read back, never overwritten, when it exists. Run each node with `kizuna serve`.
+    Pair {
+        #[arg(long)]
+        out: PathBuf,
+        /// First port: tochigi uses base+1.., gunma base+101.. (API +1, Raft +11, federation +21).
+        #[arg(long, default_value_t = super::pair::DEMO_BASE_PORT)]
+        base_port: u16,
+        /// Each hub dials its peer through proxies at base+31.. (tochigi) / base+131.. (gunma)
+        /// that something else runs (the chaos harness cuts and slows hub links there).
+        #[arg(long)]
+        via_proxies: bool,
+    },
     /// Generate the hub's next signing key (as `keygen`) and print the steps that switch to it
     /// without stranding anything queued.
     RotateKey {
@@ -103,6 +117,19 @@ pub async fn run(cmd: FederationCommand, target: impl Fn() -> anyhow::Result<Tar
             if unreachable > 0 {
                 bail!("{unreachable} peer(s) unreachable / 到達できないハブがあります");
             }
+        }
+        FederationCommand::Pair { out, base_port, via_proxies } => {
+            let pair = super::pair::ensure(&out, base_port, via_proxies)?;
+            for hub in &pair.hubs {
+                println!("{}: {} (CA {}, key id {})", hub.name, hub.config.display(), hub.ca.display(), hub.key_id);
+                for n in &hub.nodes {
+                    println!(
+                        "  {:<12} region {:<10} api {}  federation {}",
+                        n.name, n.region, n.api_addr, n.federation_addr
+                    );
+                }
+            }
+            println!("manifest: {}", out.join("pair.json").display());
         }
     }
     Ok(())
@@ -288,7 +315,7 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn now_s() -> u64 {
+pub(crate) fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

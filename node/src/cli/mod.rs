@@ -2,10 +2,12 @@
 
 pub mod admin;
 pub mod audit_export;
+pub mod demo_federation;
 pub mod directory;
 pub mod federation;
 pub mod labels;
 pub mod load;
+pub mod pair;
 pub mod records;
 pub mod requests;
 pub mod search;

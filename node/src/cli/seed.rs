@@ -17,7 +17,10 @@ use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest};
 use kizuna_proto::rooms::invite_member_request::Invitee;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
-use kizuna_proto::rooms::{CreateGroupRequest, CreatePatientRequest, CreateSubRoomRequest, InviteMemberRequest, Role};
+use kizuna_proto::rooms::{
+    CreateGroupRequest, CreatePatientRequest, CreateSubRoomRequest, InviteMemberRequest, ListRoomsRequest, Role,
+    RoomListKind,
+};
 use tonic::transport::Channel;
 
 use super::user::{authed, facility_kind, idempotency_key, profession};
@@ -48,7 +51,9 @@ const PROFILES: [Profile; 5] = [
 ];
 
 /// (login, name, profession, facility index, facility admin)
-pub const PEOPLE: [(&str, &str, &str, usize, bool); 12] = [
+pub type Person = (&'static str, &'static str, &'static str, usize, bool);
+
+pub const PEOPLE: [Person; 12] = [
     ("dr.sato", "佐藤 健一", "doctor", 0, true),
     ("clerk.kobayashi", "小林 直樹", "clerk", 0, false),
     ("dr.kato", "加藤 美和", "doctor", 1, true),
@@ -172,16 +177,46 @@ impl Seeder {
 
 /// Seeds a fresh hub. Returns false (and changes nothing) when the hub already has an operator.
 pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
+    Ok(seed_tochigi(channel, None).await?.is_some())
+}
+
+/// Gunma's side of the federated demo (前橋, 高崎, 桐生): three facilities, four professionals.
+const GUNMA_FACILITIES: [(&str, &str, &str); 3] = [
+    ("前橋在宅クリニック", "clinic", "前橋市"),
+    ("桐生ひまわり訪問看護ステーション", "visiting-nursing-station", "桐生市"),
+    ("たかさき中央薬局", "pharmacy", "高崎市"),
+];
+
+const GUNMA_PROFILES: [Profile; 3] = [
+    ("前橋市大手町1-1", "027-600-2001", 36_389_000, 139_063_000, &["在宅酸素", "24時間対応"], true),
+    ("桐生市本町2-2", "0277-60-2002", 36_405_000, 139_330_000, &["看取り", "訪問リハ"], true),
+    ("高崎市八島町3-3", "027-600-2003", 36_322_000, 139_003_000, &["在宅訪問"], true),
+];
+
+pub const GUNMA_PEOPLE: [Person; 4] = [
+    ("dr.hayashi", "林 浩二", "doctor", 0, true),
+    ("vn.kimura", "木村 真理", "visiting-nurse", 1, true),
+    ("cm.shimizu", "清水 久美", "care-manager", 1, false),
+    ("ph.saito", "斎藤 亮", "pharmacist", 2, true),
+];
+
+/// The Gunma professional of the border patient's team, invited from Tochigi as `login@gunma`.
+pub const BORDER_REMOTE: &str = "vn.kimura";
+/// The border patient's name: Tochigi's side of 足利 and 桐生.
+pub const BORDER_PATIENT: &str = "森田 キヨ";
+
+/// Creates the operator; None when the hub already has one (it was seeded before).
+async fn begin(channel: Channel, operator_name: &str) -> anyhow::Result<Option<(Seeder, String)>> {
     let mut accounts = AccountServiceClient::new(channel.clone());
     let init = InitOperatorRequest {
         idempotency_key: idempotency_key(),
         login: DEMO_OPERATOR.into(),
-        display_name: "とちぎ在宅医療連携 事務局".into(),
+        display_name: operator_name.into(),
         password: DEMO_PASSWORD.into(),
     };
     match accounts.init_operator(init).await {
         Ok(_) => {}
-        Err(s) if s.code() == tonic::Code::FailedPrecondition => return Ok(false),
+        Err(s) if s.code() == tonic::Code::FailedPrecondition => return Ok(None),
         Err(s) => return Err(s).context("creating the demo operator"),
     }
     let mut s = Seeder {
@@ -193,61 +228,174 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
         ids: Default::default(),
     };
     let op = s.login(DEMO_OPERATOR).await?;
-    let mut facilities = Vec::new();
-    for (name, kind, municipality) in FACILITIES {
-        let req = RegisterFacilityRequest {
-            idempotency_key: idempotency_key(),
-            name: name.into(),
-            kind: facility_kind(kind)? as i32,
-            municipality: municipality.into(),
-        };
-        let id = s.accounts.register_facility(authed(req, &op)?).await?.into_inner().facility_id;
-        s.accounts
-            .approve_facility(authed(
-                ApproveFacilityRequest { idempotency_key: idempotency_key(), facility_id: id },
-                &op,
-            )?)
-            .await?;
-        let (address, phone, lat_e6, lon_e6, services, accepting) = PROFILES[facilities.len()];
-        let profile = FacilityProfile {
-            address: address.into(),
-            phone: phone.into(),
-            location: Some(GeoPoint { lat_e6, lon_e6 }),
-            services: services.iter().map(|s| (*s).to_owned()).collect(),
-            accepting_new_patients: accepting,
-            note: String::new(),
-        };
-        let req = UpdateFacilityProfileRequest {
-            idempotency_key: idempotency_key(),
-            facility_id: id,
-            profile: Some(profile),
-        };
-        DirectoryServiceClient::new(s.channel.clone()).update_facility_profile(authed(req, &op)?).await?;
-        facilities.push(id);
+    Ok(Some((s, op)))
+}
+
+impl Seeder {
+    /// Registers, approves and profiles `facilities` (with `profiles`, in order); their ids.
+    async fn facilities(
+        &mut self,
+        op: &str,
+        facilities: &[(&str, &str, &str)],
+        profiles: &[Profile],
+    ) -> anyhow::Result<Vec<u64>> {
+        let mut ids = Vec::new();
+        for ((name, kind, municipality), profile) in facilities.iter().zip(profiles) {
+            let req = RegisterFacilityRequest {
+                idempotency_key: idempotency_key(),
+                name: (*name).into(),
+                kind: facility_kind(kind)? as i32,
+                municipality: (*municipality).into(),
+            };
+            let id = self.accounts.register_facility(authed(req, op)?).await?.into_inner().facility_id;
+            self.accounts
+                .approve_facility(authed(
+                    ApproveFacilityRequest { idempotency_key: idempotency_key(), facility_id: id },
+                    op,
+                )?)
+                .await?;
+            let (address, phone, lat_e6, lon_e6, services, accepting) = *profile;
+            let profile = FacilityProfile {
+                address: address.into(),
+                phone: phone.into(),
+                location: Some(GeoPoint { lat_e6, lon_e6 }),
+                services: services.iter().map(|s| (*s).to_owned()).collect(),
+                accepting_new_patients: accepting,
+                note: String::new(),
+            };
+            let req = UpdateFacilityProfileRequest {
+                idempotency_key: idempotency_key(),
+                facility_id: id,
+                profile: Some(profile),
+            };
+            DirectoryServiceClient::new(self.channel.clone()).update_facility_profile(authed(req, op)?).await?;
+            ids.push(id);
+        }
+        Ok(ids)
     }
-    for (login, name, prof, facility, admin) in PEOPLE {
-        let inv = IssueInvitationRequest {
-            idempotency_key: idempotency_key(),
-            facility_id: facilities[facility],
-            valid_hours: 24,
-            as_admin: admin,
-        };
-        let code = s.accounts.issue_invitation(authed(inv, &op)?).await?.into_inner().code;
-        let reg = RegisterRequest {
-            idempotency_key: idempotency_key(),
-            invitation_code: code,
-            login: login.into(),
-            display_name: name.into(),
-            profession: profession(prof)? as i32,
-            password: DEMO_PASSWORD.into(),
-        };
-        let id = s.accounts.register(reg).await?.into_inner().account_id;
-        s.accounts
-            .approve_account(authed(ApproveAccountRequest { idempotency_key: idempotency_key(), account_id: id }, &op)?)
-            .await?;
-        let token = s.login(login).await?;
-        s.ids.insert(login, (id, token));
+
+    /// Invites, registers, approves and signs in `people` (facility indexes into `facilities`).
+    async fn people(&mut self, op: &str, people: &[Person], facilities: &[u64]) -> anyhow::Result<()> {
+        for (login, name, prof, facility, admin) in people {
+            let facility_id = *facilities.get(*facility).with_context(|| format!("facility of {login}"))?;
+            let inv = IssueInvitationRequest {
+                idempotency_key: idempotency_key(),
+                facility_id,
+                valid_hours: 24,
+                as_admin: *admin,
+            };
+            let code = self.accounts.issue_invitation(authed(inv, op)?).await?.into_inner().code;
+            let reg = RegisterRequest {
+                idempotency_key: idempotency_key(),
+                invitation_code: code,
+                login: (*login).into(),
+                display_name: (*name).into(),
+                profession: profession(prof)? as i32,
+                password: DEMO_PASSWORD.into(),
+            };
+            let id = self.accounts.register(reg).await?.into_inner().account_id;
+            self.accounts
+                .approve_account(authed(
+                    ApproveAccountRequest { idempotency_key: idempotency_key(), account_id: id },
+                    op,
+                )?)
+                .await?;
+            let token = self.login(login).await?;
+            self.ids.insert(login, (id, token));
+        }
+        Ok(())
     }
+
+    /// 森田 キヨ, who lives in 足利 by the border: 佐藤's patient, with 鈴木 of Tochigi and a
+    /// visiting nurse of Gunma (`remote`, `login@gunma`) in her team. The room stays on Tochigi.
+    async fn border_patient(&mut self, remote: &str) -> anyhow::Result<u64> {
+        let (_, room) = self
+            .patient("dr.sato", BORDER_PATIENT, "もりた きよ", "1936-07-15", "足利市西宮町", &["vn.suzuki"])
+            .await?;
+        let (_, token) = self.who("dr.sato")?;
+        let req = InviteMemberRequest {
+            idempotency_key: idempotency_key(),
+            room_id: room,
+            invitee: Some(Invitee::RemoteLogin(remote.to_owned())),
+            role: Role::Member as i32,
+        };
+        self.rooms.invite_member(authed(req, &token)?).await.context("inviting the Gunma nurse")?;
+        self.post(
+            "dr.sato",
+            room,
+            "足利市在住、桐生の訪問看護ステーション（群馬）の木村さんにもチームに入っていただきました。よろしくお願いします。",
+        )
+        .await?;
+        Ok(room)
+    }
+}
+
+/// Seeds Gunma's side of the federated demo. None when it was seeded before.
+pub async fn seed_gunma(channel: Channel) -> anyhow::Result<Option<()>> {
+    let Some((mut s, op)) = begin(channel, "ぐんま在宅医療連携 事務局").await? else { return Ok(None) };
+    let facilities = s.facilities(&op, &GUNMA_FACILITIES, &GUNMA_PROFILES).await?;
+    s.people(&op, &GUNMA_PEOPLE, &facilities).await?;
+    let (_, room) = s
+        .patient(
+            "dr.hayashi",
+            "小林 ハル",
+            "こばやし はる",
+            "1940-09-01",
+            "前橋市千代田町",
+            &["vn.kimura", "cm.shimizu", "ph.saito"],
+        )
+        .await?;
+    s.post("dr.hayashi", room, "本日訪問。血圧 132/80、食欲あり。内服は変更なしです。").await?;
+    s.post("vn.kimura", room, "入浴介助を行いました。皮膚トラブルはありません。").await?;
+    Ok(Some(()))
+}
+
+/// A patient room `login` sees on this hub whose title contains `title`, once it is there
+/// (a room of another hub appears when its copy has arrived).
+pub async fn find_patient_room(channel: Channel, login: &'static str, title: &str) -> anyhow::Result<Option<u64>> {
+    let Some(token) = sign_in(channel.clone(), login).await? else { return Ok(None) };
+    let req =
+        ListRoomsRequest { kind: RoomListKind::Patients as i32, filter: Some(title.to_owned()), ..Default::default() };
+    let rooms = RoomServiceClient::new(channel).list_rooms(authed(req, &token)?).await?.into_inner().rooms;
+    Ok(rooms.first().map(|r| r.room_id))
+}
+
+/// `login`'s session token on this hub, or None when the login is refused.
+async fn sign_in(channel: Channel, login: &str) -> anyhow::Result<Option<String>> {
+    let req = LoginRequest {
+        idempotency_key: idempotency_key(),
+        login: login.into(),
+        password: DEMO_PASSWORD.into(),
+        device: "demo-seed".into(),
+        ..Default::default()
+    };
+    match AccountServiceClient::new(channel).login(req).await {
+        Ok(r) => Ok(Some(r.into_inner().token)),
+        Err(s) if s.code() == tonic::Code::Unauthenticated => Ok(None),
+        Err(s) => Err(s).context("signing in"),
+    }
+}
+
+/// Posts `text` into `room` as `login` (a member of this hub).
+pub async fn post_as(channel: Channel, login: &'static str, room: u64, text: &str) -> anyhow::Result<()> {
+    let token = sign_in(channel.clone(), login).await?.with_context(|| format!("{login} cannot sign in"))?;
+    let req = CreatePostRequest {
+        idempotency_key: idempotency_key(),
+        room_id: room,
+        text: text.into(),
+        reply_to: None,
+        mention_ids: vec![],
+    };
+    PostServiceClient::new(channel).create_post(authed(req, &token)?).await?;
+    Ok(())
+}
+
+/// Seeds Tochigi's region. With `border_remote` (`login@hub`), also the border patient whose
+/// team spans both hubs; returns her room then. None when the hub was seeded before.
+pub async fn seed_tochigi(channel: Channel, border_remote: Option<&str>) -> anyhow::Result<Option<Option<u64>>> {
+    let Some((mut s, op)) = begin(channel, "とちぎ在宅医療連携 事務局").await? else { return Ok(None) };
+    let facilities = s.facilities(&op, &FACILITIES, &PROFILES).await?;
+    s.people(&op, &PEOPLE, &facilities).await?;
 
     // 山田 花子: home oxygen, a sub-room for the doctor and the visiting nurse.
     let (_, yamada) = s
@@ -378,5 +526,8 @@ pub async fn seed(channel: Channel) -> anyhow::Result<bool> {
         vec![facilities[1]],
     );
     requests.send_care_request(authed(respite, &sato_token)?).await?;
-    Ok(true)
+    match border_remote {
+        Some(remote) => Ok(Some(Some(s.border_patient(remote).await?))),
+        None => Ok(Some(None)),
+    }
 }

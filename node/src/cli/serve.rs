@@ -7,6 +7,8 @@ use anyhow::{Context, bail};
 use tracing::{info, warn};
 
 use crate::config::{HubConfig, NodeConfig, TlsSection};
+use crate::federation::FederationSender;
+use crate::federation::listener::FederationListener;
 use crate::node::{self, Listeners, RunningNode};
 use crate::raft::network::RoutedConnector;
 use crate::tls::Security;
@@ -36,32 +38,53 @@ fn plain_or_tls(hub: &HubConfig, me: &NodeConfig, insecure: bool) -> anyhow::Res
 pub async fn serve(config: &Path, node_name: &str, insecure: bool) -> anyhow::Result<()> {
     let hub = HubConfig::load(config)?;
     let me = hub.node(node_name)?.clone();
-    let security = security(&hub, &me, insecure)?;
-    let listeners = Listeners::bind(&me).await.with_context(|| format!("binding {}'s addresses", me.name))?;
-    let running = node::start(&hub, &me, listeners, &security).await?;
+    let node = start_node(&hub, &me, insecure).await?;
+    shutdown_signal().await;
+    info!("stopping");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// A running node and, when its hub federates, its federation listener and sender.
+pub struct FederatingNode {
+    pub running: RunningNode,
+    federation: Option<FederationListener>,
+    sender: Option<FederationSender>,
+}
+
+impl FederatingNode {
+    pub async fn shutdown(self) {
+        if let Some(sender) = self.sender {
+            sender.shutdown().await;
+        }
+        if let Some(federation) = self.federation {
+            federation.shutdown().await;
+        }
+        self.running.shutdown().await;
+    }
+}
+
+/// Starts node `me` of `hub`, with its federation listener (when it has a `federation_addr`)
+/// and sender when the hub has `[federation]` (never with `--insecure`: federation is mutual
+/// TLS only).
+pub async fn start_node(hub: &HubConfig, me: &NodeConfig, insecure: bool) -> anyhow::Result<FederatingNode> {
+    let security = security(hub, me, insecure)?;
+    let listeners = Listeners::bind(me).await.with_context(|| format!("binding {}'s addresses", me.name))?;
+    let running = node::start(hub, me, listeners, &security).await?;
     let (federation, sender) = if insecure {
         if hub.federation.is_some() {
             warn!("not federating: it is mutual TLS only, and --insecure turns TLS off");
         }
         (None, None)
     } else {
-        let listener = crate::federation::listener::start(&hub, &me, running.node.clone())
+        let listener = crate::federation::listener::start(hub, me, running.node.clone())
             .await
             .context("starting the federation listener")?;
-        let sender = crate::federation::listener::start_sender(&hub, &me, running.node.clone())
+        let sender = crate::federation::listener::start_sender(hub, me, running.node.clone())
             .context("starting the federation sender")?;
         (listener, sender)
     };
-    shutdown_signal().await;
-    info!("stopping");
-    if let Some(sender) = sender {
-        sender.shutdown().await;
-    }
-    if let Some(federation) = federation {
-        federation.shutdown().await;
-    }
-    running.shutdown().await;
-    Ok(())
+    Ok(FederatingNode { running, federation, sender })
 }
 
 pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
@@ -83,7 +106,7 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
             .with_context(|| format!("binding {} and {} (is another demo running?)", me.raft_addr, me.api_addr))?;
         nodes.push(node::start(&hub, me, listeners, &security).await?);
     }
-    let leader = wait_for_leader(&nodes, Duration::from_secs(30)).await;
+    let leader = wait_for_leader(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(30)).await;
     let Some(leader) = leader else {
         for n in nodes {
             n.shutdown().await;
@@ -126,7 +149,7 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_leader(nodes: &[RunningNode], timeout: Duration) -> Option<u64> {
+pub async fn wait_for_leader(nodes: &[&RunningNode], timeout: Duration) -> Option<u64> {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
         // Every node must know the same leader, so the first requests are not refused.

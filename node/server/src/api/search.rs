@@ -40,9 +40,9 @@ impl Api {
         let mut posts = Vec::with_capacity(page.len());
         for hit in page {
             let Some(room) = hub.room(hit.room).map_err(view_status)? else { continue };
-            if let Some(patient) = audit::patient_of(hub, hit.room).map_err(view_status)? {
+            if let Some(patient) = audit::patient_data_in(hub, hit.room).map_err(view_status)? {
                 let what = format!("search hit #{} for {:?}", hit.post.seq, r.query);
-                self.audit_read(me, token_hash, Some(patient), Some(hit.room), what)?;
+                self.audit_read(me, token_hash, patient, Some(hit.room), what)?;
             }
             let room_title = queries::title(hub, me, &room).map_err(view_status)?;
             posts.push(pb::PostHit { room_id: hit.room.0, room_title, post: Some(post_view(hub, hit.post)) });
