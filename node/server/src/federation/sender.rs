@@ -144,6 +144,8 @@ pub enum SendError {
     Call { endpoint: String, code: Code, message: String },
     #[error("the peer has no endpoint")]
     NoEndpoint,
+    #[error("the peer applied nothing of the batch from {first} (highest applied {highest_applied})")]
+    NothingApplied { first: u64, highest_applied: u64 },
     #[error("proposing the acknowledgement: {0}")]
     Ack(String),
 }
@@ -313,6 +315,10 @@ impl PeerSender {
         let answered = self.link.deliver(request).await;
         self.board.update(&self.link.peer, |s| s.reachable = Some(reached(&answered)));
         let acknowledged = after_receipt(stream, sent, answered?)?;
+        if acknowledged < sent.first() {
+            // Resending at once would loop as fast as the peer answers: back off instead.
+            return Err(SendError::NothingApplied { first: sent.first(), highest_applied: acknowledged });
+        }
         self.acknowledged_here = self.acknowledged_here.max(acknowledged);
         self.board.update(&self.link.peer, |s| {
             s.last_delivery_ms = Some(now_ms());
