@@ -11,10 +11,12 @@
 //!
 //! New messages are picked up when this node applies a log entry (the Raft metrics change),
 //! not by a fixed poll, so a queued message leaves within milliseconds of its commit. After a
-//! failure the loop backs off (250 ms doubling to 30 s, jittered) and sends a signed probe at
-//! each step; it resends at once when a probe is answered, so a returning peer is noticed
-//! within the current step. Nothing queued is ever dropped: refusals are logged, shown to
-//! operators, and retried with backoff.
+//! failure the loop backs off (250 ms doubling to 30 s, jittered) before it resends; while it
+//! waits it sends a cheap signed probe every [`PROBE_EVERY`], and once a peer that could not be
+//! reached answers one, it resends at once: a returning peer is noticed within a second or two
+//! however long it was away, while a peer that answers but fails the delivery (refusing it, or
+//! without a quorum) is retried only as the backoff allows. Nothing queued is ever dropped:
+//! refusals are logged, shown to operators, and retried with backoff.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -43,6 +45,8 @@ pub const BATCH_MESSAGES: usize = 256;
 pub const BATCH_BYTES: usize = 1 << 20;
 /// How long one Deliver or Probe may take before the next endpoint is tried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a backing-off loop probes the peer (cheap: no payload, no commit on either side).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How often an idle loop looks again without a new log entry (a lost leadership, a resume
 /// that this node applied while it was not looking).
 const IDLE_RECHECK: Duration = Duration::from_millis(500);
@@ -174,11 +178,12 @@ fn is_refusal(code: Code) -> bool {
 
 /// Whether the peer answered at all: a refusal is an answer (the peer is up but says no).
 fn reached<T>(result: &Result<T, SendError>) -> bool {
-    match result {
-        Ok(_) => true,
-        Err(SendError::Call { code, .. }) => is_refusal(*code),
-        Err(_) => false,
-    }
+    result.as_ref().err().is_none_or(answered)
+}
+
+/// Whether a failed call still reached the peer: it refused.
+fn answered(error: &SendError) -> bool {
+    matches!(error, SendError::Call { code, .. } if is_refusal(*code))
 }
 
 /// The peer's endpoints, each with a lazily connected client; calls start at the endpoint that
@@ -377,25 +382,29 @@ impl PeerSender {
         }
     }
 
-    /// Records `error`, then waits with probes until the peer answers one (or the backoff's
-    /// steps are all probed): the loop then sends again at once.
+    /// Records `error`, then waits out the next backoff step, probing every [`PROBE_EVERY`]:
+    /// ends early when a peer that could not be reached answers a probe (it is back).
     fn back_off<'a>(&'a mut self, error: SendError, backoff: &'a mut Backoff) -> impl Future<Output = ()> + 'a {
         warn!(peer = %self.link.peer, "federation delivery failed: {error}");
+        let mut unreachable = !answered(&error);
         let message = error.to_string();
         self.board.update(&self.link.peer, |s| s.last_error = Some(message));
+        let delay = backoff.next_delay(jitter());
+        self.board.update(&self.link.peer, |s| s.backoff = Some(delay));
+        let until = tokio::time::Instant::now() + delay;
         async move {
-            loop {
-                let delay = backoff.next_delay(jitter());
-                self.board.update(&self.link.peer, |s| s.backoff = Some(delay));
-                tokio::time::sleep(delay).await;
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + PROBE_EVERY)).await;
                 if !leads(&self.node) {
                     return;
                 }
                 let probed = self.link.probe(&self.identity).await;
                 self.board.update(&self.link.peer, |s| s.reachable = Some(reached(&probed)));
                 match probed {
-                    Ok(()) => return,
+                    Ok(()) if unreachable => return,
+                    Ok(()) => {}
                     Err(e) => {
+                        unreachable |= !answered(&e);
                         let message = e.to_string();
                         self.board.update(&self.link.peer, |s| s.last_error = Some(message));
                     }
