@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::names::HubName;
 use super::receive::{self, Received};
 use super::stream::{Arrival, SeqRange};
-use super::wire::Message;
+use super::wire::{Message, WireError};
 use crate::audit::{AuditAction, AuditRecord};
 use crate::error::DomainError;
 use crate::events::Raised;
@@ -37,14 +37,23 @@ pub enum Receipt {
     /// The batch starts after `highest_applied + 1`: nothing applied, the origin resends from
     /// there.
     Gap { highest_applied: u64 },
+    /// Its next message is of a wire version this build does not read: nothing applied, the
+    /// origin keeps it queued and retries (with backoff) until this hub is upgraded.
+    Deferred { highest_applied: u64 },
 }
 
 impl Receipt {
+    /// Whether the batch applied any message (a duplicate, a gap or a deferral applied none).
+    pub fn applied_something(&self) -> bool {
+        matches!(self, Receipt::Applied { .. })
+    }
+
     pub fn highest_applied(&self) -> u64 {
         match *self {
             Receipt::Applied { highest_applied, .. }
             | Receipt::Duplicate { highest_applied }
-            | Receipt::Gap { highest_applied } => highest_applied,
+            | Receipt::Gap { highest_applied }
+            | Receipt::Deferred { highest_applied } => highest_applied,
         }
     }
 }
@@ -120,22 +129,74 @@ pub struct BatchApplied {
     pub audit: Vec<AuditRecord>,
 }
 
-/// Applies a verified batch: what is new in the stream is recorded and each new message decided
-/// in stream order ([`receive::decide`]) and settled. A replay or a retry after a lost reply
-/// never applies twice. Every batch that applied something leaves an audit entry (patient data
-/// crossed hubs) naming the origin, the range, the key id and the signature; so does every
-/// message refused or unreadable, which is then skipped: one bad message never blocks a peer.
+/// The most live events one message may raise (a request answered raises the request's event
+/// and, opening the patient's team, a membership event).
+pub const MAX_EVENTS_PER_MESSAGE: usize = 2;
+
+/// Applies a verified batch, message by message in stream order: each new message is recorded
+/// and decided ([`receive::decide`]) and settled, while the entry's event cursors last (at
+/// least [`crate::events::EVENTS_PER_ENTRY`] / [`MAX_EVENTS_PER_MESSAGE`] messages, up to
+/// [`MAX_APPLIED_PER_ENTRY`]); the receipt acknowledges what was applied and the origin sends
+/// the rest next. A replay or a retry after a lost reply never applies twice. A message of a
+/// newer wire version stops the batch before it, unapplied (the origin keeps it queued until
+/// this hub is upgraded); a malformed or refused message is audited and skipped, so one bad
+/// message never blocks a peer. Every batch that applied something leaves an audit entry
+/// (patient data crossed hubs) naming the origin, the range, the key id and the signature.
 pub fn apply_batch(state: &mut impl HubState, ctx: Ctx, batch: Batch<'_>) -> ViewResult<BatchApplied> {
-    let (changes, receipt) = receive(state, batch.origin, batch.range, batch.messages, ctx.now_ms)?;
-    state.apply(changes);
-    let mut applied = BatchApplied { receipt, events: Vec::new(), audit: Vec::new() };
-    let Receipt::Applied { applied: range, .. } = receipt else { return Ok(applied) };
-    applied.audit.push(hub_record(ctx, batch, received_what(batch, range)));
-    let skip = (range.first() - batch.range.first()) as usize;
+    let stream = state.inbound(batch.origin)?;
+    let highest = stream.highest_applied();
+    let (range, skip) = match stream.classify(batch.range) {
+        Arrival::Duplicate => return Ok(BatchApplied::nothing(Receipt::Duplicate { highest_applied: highest })),
+        Arrival::Gap { .. } => return Ok(BatchApplied::nothing(Receipt::Gap { highest_applied: highest })),
+        Arrival::Apply { range, skip } => (range, skip as usize),
+    };
+    let mut applied = BatchApplied::nothing(Receipt::Deferred { highest_applied: highest });
+    let mut last = None;
     for (index, (seq, body)) in (range.first()..=range.last()).zip(&batch.messages[skip..]).enumerate() {
-        apply_message(state, ctx, (index as u64, seq), batch, body, &mut applied)?;
+        if index as u64 >= MAX_APPLIED_PER_ENTRY
+            || applied.events.len() + MAX_EVENTS_PER_MESSAGE > crate::events::EVENTS_PER_ENTRY as usize
+        {
+            break;
+        }
+        let message = match Message::decode(body) {
+            Err(WireError::UnknownVersion(version)) => {
+                let what = format!(
+                    "federation: message {seq} from {} is of wire version {version}, newer than this build reads: kept queued there",
+                    batch.origin
+                );
+                applied.audit.push(hub_record(ctx, batch, what));
+                break;
+            }
+            decoded => decoded,
+        };
+        let (changes, _) = receive(
+            state,
+            batch.origin,
+            SeqRange::of_batch(seq, 1).map_err(stream_fault)?,
+            &[body.clone()],
+            ctx.now_ms,
+        )?;
+        state.apply(changes);
+        apply_message(state, ctx, (index as u64, seq), batch, message, &mut applied)?;
+        last = Some(seq);
+    }
+    if let Some(last) = last {
+        let done = SeqRange::of_batch(range.first(), last - range.first() + 1).map_err(stream_fault)?;
+        applied.audit.insert(0, hub_record(ctx, batch, received_what(batch, done)));
+        applied.receipt = Receipt::Applied { applied: done, highest_applied: last };
     }
     Ok(applied)
+}
+
+/// A range this code built from the stream's own numbers that is not a range: a broken state.
+fn stream_fault(e: super::stream::StreamError) -> crate::view::ViewError {
+    crate::view::ViewError(format!("federation stream: {e}"))
+}
+
+impl BatchApplied {
+    fn nothing(receipt: Receipt) -> Self {
+        BatchApplied { receipt, events: Vec::new(), audit: Vec::new() }
+    }
 }
 
 fn received_what(batch: Batch<'_>, applied: SeqRange) -> String {
@@ -157,11 +218,11 @@ fn apply_message(
     ctx: Ctx,
     (index, seq): (u64, u64),
     batch: Batch<'_>,
-    body: &[u8],
+    message: Result<Message, WireError>,
     applied: &mut BatchApplied,
 ) -> ViewResult<()> {
     let origin = batch.origin;
-    let message = match Message::decode(body) {
+    let message = match message {
         Ok(message) => message,
         Err(e) => {
             applied.audit.push(hub_record(

@@ -473,3 +473,27 @@ fn a_home_hub_cannot_rewrite_a_third_hubs_professional() {
     let ito = s.gunma.state.account_by_login("ito@ibaraki").unwrap().expect("known as a member");
     assert_eq!(s.gunma.state.account(ito).unwrap().unwrap().display_name, "ito@ibaraki", "only Ibaraki names its own");
 }
+
+#[test]
+fn a_message_of_a_newer_wire_version_stops_the_batch_before_it_and_stays_queued() {
+    let mut s = story();
+    let before = s.gunma.state.inbound(&name("tochigi")).unwrap().highest_applied();
+    let known = Message::Accepted { ticket: 1, seq: None }.encode();
+    let mut newer = known.clone();
+    newer[0] = crate::federation::wire::WIRE_VERSION + 1;
+    let bodies = vec![known.clone(), newer, known];
+    s.gunma.index += 1;
+    let batch = Batch {
+        origin: &name("tochigi"),
+        range: SeqRange::of_batch(before + 1, 3).unwrap(),
+        messages: &bodies,
+        key_id: "k",
+        signature: &[],
+        node: 1,
+    };
+    let applied =
+        inbox::apply_batch(&mut s.gunma.state, Ctx { log_index: s.gunma.index, now_ms: s.gunma.now }, batch).unwrap();
+    assert_eq!(applied.receipt.highest_applied(), before + 1, "only the message before it");
+    assert!(applied.audit.iter().any(|a| a.what.contains("newer than this build reads")), "{:?}", applied.audit);
+    assert_eq!(s.gunma.state.inbound(&name("tochigi")).unwrap().highest_applied(), before + 1);
+}

@@ -155,7 +155,14 @@ pub enum SendError {
     #[error("stream: {0}")]
     Stream(#[from] StreamError),
     #[error("{endpoint}: {code:?} {message}")]
-    Call { endpoint: String, code: Code, message: String },
+    Call {
+        endpoint: String,
+        code: Code,
+        message: String,
+        /// The peer answered (a status it sent), as opposed to a connection that failed or a
+        /// call that timed out before any answer.
+        answered: bool,
+    },
     #[error("the peer has no endpoint")]
     NoEndpoint,
     #[error("the peer applied nothing of the batch from {first} (highest applied {highest_applied})")]
@@ -166,7 +173,11 @@ pub enum SendError {
 
 impl SendError {
     fn call(endpoint: &str, status: &Status) -> Self {
-        Self::Call { endpoint: endpoint.to_owned(), code: status.code(), message: status.message().to_owned() }
+        // tonic sets a source error only for failures of its own (connecting, the transport);
+        // a status the peer sent carries none.
+        let answered = std::error::Error::source(status).is_none() && status.code() != Code::DeadlineExceeded;
+        let (code, message) = (status.code(), status.message().to_owned());
+        Self::Call { endpoint: endpoint.to_owned(), code, message, answered }
     }
 }
 
@@ -181,9 +192,15 @@ fn reached<T>(result: &Result<T, SendError>) -> bool {
     result.as_ref().err().is_none_or(answered)
 }
 
-/// Whether a failed call still reached the peer: it refused.
+/// Whether a failure still heard from the peer (a refusal, an answer that applied nothing, its
+/// own UNAVAILABLE without a quorum), or was this node's own: only a peer that could not be
+/// reached at all is resent to the moment it answers a probe again.
 fn answered(error: &SendError) -> bool {
-    matches!(error, SendError::Call { code, .. } if is_refusal(*code))
+    match error {
+        SendError::Call { answered, .. } => *answered,
+        SendError::NoEndpoint => false,
+        _ => true,
+    }
 }
 
 /// The peer's endpoints, each with a lazily connected client; calls start at the endpoint that
