@@ -173,7 +173,7 @@ pub fn apply_batch(state: &mut impl HubState, ctx: Ctx, batch: Batch<'_>) -> Vie
             state,
             batch.origin,
             SeqRange::of_batch(seq, 1).map_err(stream_fault)?,
-            &[body.clone()],
+            std::slice::from_ref(body),
             ctx.now_ms,
         )?;
         state.apply(changes);
