@@ -603,8 +603,6 @@ mod tests {
         sm.reader().hub().session(token).expect("readable").expect("the session").revoked
     }
 
-    /// A verified batch of Gunma's stream, under the idempotency key the server derives.
-
     /// A message of the current wire version whose content is no message: applied as the next in
     /// its stream, audited as unreadable and skipped (a message of an unknown version would stop
     /// the stream instead).
@@ -612,6 +610,7 @@ mod tests {
         [&[kizuna_domain::federation::wire::WIRE_VERSION][..], text.as_bytes()].concat()
     }
 
+    /// A verified batch of Gunma's stream, under the idempotency key the server derives.
     fn federated(index: u64, first_seq: u64, bodies: &[&str]) -> Entry {
         let command = LogCommand::FederatedBatch {
             origin: HubName::new("gunma").unwrap(),
