@@ -115,17 +115,29 @@ impl<'a> RocksHub<'a> {
 
     /// All values under a prefix, committed and pending, in key order.
     fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut found: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        for (k, v) in self.committed_from(prefix).take_while(|(k, _)| k.starts_with(prefix)) {
-            found.insert(k.to_vec(), Some(v.to_vec()));
-        }
-        for (k, v) in self.overlay.range(prefix.to_vec()..) {
-            if !k.starts_with(prefix) {
-                break;
+        self.scan_from(prefix, prefix, usize::MAX)
+    }
+
+    /// At most `limit` values under `prefix` from key `start` on, committed and pending, in key
+    /// order: reads only as far as it needs (a long queue is not read whole for one batch).
+    fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> =
+            self.overlay.range(start.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).collect();
+        // Each pending delete may hide one committed value: read that many more.
+        let enough = limit.saturating_add(pending.len());
+        let mut found: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
+            .committed_from(start)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(enough)
+            .map(|(k, v)| (k.to_vec(), Some(v.to_vec())))
+            .collect();
+        let read_up_to = (found.len() == enough).then(|| found.keys().next_back().cloned()).flatten();
+        for (k, v) in pending {
+            if read_up_to.as_ref().is_none_or(|last| k <= last) {
+                found.insert(k.clone(), v.clone());
             }
-            found.insert(k.clone(), v.clone());
         }
-        found.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+        found.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).take(limit).collect()
     }
 
     /// The decoded values under a prefix, in key order (an undecodable one is a fault).
@@ -244,31 +256,28 @@ impl<'a> RocksHub<'a> {
     pub fn inbox_after(&self, origin: &HubName, after_seq: u64, limit: usize) -> Vec<InboxMessage> {
         let prefix = keys::inbox_of(origin.as_str());
         let start = keys::inbox_message(origin.as_str(), after_seq.saturating_add(1));
-        self.scan(&prefix)
-            .into_iter()
-            .filter(|(k, _)| *k >= start)
-            .take(limit)
-            .map_while(|(k, v)| self.decode(&k, &v))
-            .collect()
+        self.scan_from(&prefix, &start, limit).into_iter().map_while(|(k, v)| self.decode(&k, &v)).collect()
     }
 
     /// The queued messages to `to` after `after_seq`, in stream order, at most `limit`
     /// (committed and pending). An undecodable one ends the list, as a fault.
     pub fn outbox_after(&self, to: &HubName, after_seq: u64, limit: usize) -> Vec<OutboxMessage> {
         let start = keys::outbox_message(to.as_str(), after_seq.saturating_add(1));
-        self.scan(&keys::outbox_of(to.as_str()))
+        self.scan_from(&keys::outbox_of(to.as_str()), &start, limit)
             .into_iter()
-            .filter(|(k, _)| *k >= start)
-            .take(limit)
             .map_while(|(k, v)| self.decode(&k, &v))
             .collect()
     }
 
     /// Deletes the queued messages to `to` up to `up_to`: the destination applied them.
     fn prune_outbox(&mut self, to: &HubName, up_to: u64) {
+        let first = keys::outbox_message(to.as_str(), 1);
         let end = keys::outbox_message(to.as_str(), up_to.saturating_add(1));
-        let acknowledged: Vec<Vec<u8>> =
-            self.scan(&keys::outbox_of(to.as_str())).into_iter().map(|(k, _)| k).take_while(|k| *k < end).collect();
+        // The queue starts at its oldest unacknowledged message: only the acknowledged run is
+        // read, committed or staged in this batch.
+        let mut acknowledged: Vec<Vec<u8>> =
+            self.committed_from(&first).map(|(k, _)| k.to_vec()).take_while(|k| *k < end).collect();
+        acknowledged.extend(self.overlay.range(first..end).filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()));
         for key in acknowledged {
             self.overlay.insert(key, None);
         }
