@@ -11,132 +11,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Bearer, HubSpec, TestHub, Wire, channel};
-use kizuna_node::config::HubConfig;
+use common::federation::{FedHub, eventually, hub_name, two_hubs};
+use common::{Bearer, TestHub, channel};
 use kizuna_node::domain::HubView;
-use kizuna_node::domain::federation::HubName;
-use kizuna_node::federation::listener;
-use kizuna_node::federation::{FederationListener, FederationSender};
 use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use kizuna_proto::admin::{FederationPeer, ListFederationPeersRequest, SetFederationPeerPausedRequest};
 use kizuna_proto::rooms::invite_member_request::Invitee;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use kizuna_proto::rooms::{CreatePatientRequest, InviteMemberRequest, Role};
 use tonic::Code;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn hub_name(name: &str) -> HubName {
-    HubName::new(name).unwrap()
-}
-
-/// How long a wait for the hubs may take before the test fails: generous, since this checks
-/// what happens, not how fast (speed is for the benchmarks).
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Waits until `done` holds, failing with `what` after [`PATIENCE`].
-async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done().await {
-        assert!(Instant::now() < deadline, "not within {PATIENCE:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The `[federation]` section of hub `name` (its key and certificates under `root/name`),
-/// listing `peer` at `peer_endpoints` with `peer_key` (hex) as its verify key.
-fn federation_toml(root: &Path, name: &str, peer: &str, peer_endpoints: &[String], peer_key: &str) -> String {
-    let d = root.display();
-    let endpoints: Vec<String> = peer_endpoints.iter().map(|e| format!("\"{e}\"")).collect();
-    format!(
-        "[hub]\nname = \"{name}\"\nallow_unsafe_placement = true\n[tls]\ndir = \"{d}/{name}/certs\"\n\
-         [federation]\nsigning_key = \"{d}/{name}/{name}-2026.key\"\nkey_id = \"{name}-2026\"\n\
-         [[federation.peers]]\nname = \"{peer}\"\nendpoints = [{}]\nca_cert = \"{d}/{peer}/certs/ca.pem\"\n\
-         verify_keys = [{{ key_id = \"{peer}-2026\", public_key = \"{peer_key}\", expires_at = 2099-01-01T00:00:00Z }}]\n\
-         [[node]]\nid = 1\nname = \"unused\"\nregion = \"r1\"\nraft_addr = \"127.0.0.1:1\"\n\
-         api_addr = \"127.0.0.1:2\"\ndata_dir = \"{d}/unused\"\n",
-        endpoints.join(", ")
-    )
-}
-
-/// A test hub that federates: its nodes' federation listeners and senders, stopped and
-/// restarted with the node.
-struct FedHub {
-    hub: TestHub,
-    listeners: BTreeMap<u64, FederationListener>,
-    senders: BTreeMap<u64, FederationSender>,
-}
-
-impl FedHub {
-    /// Hub `name` of `nodes` voters (one per region) with federation listeners on `ports`.
-    async fn start(root: &Path, name: &str, nodes: u64, ports: &[u16], federation: &str) -> Self {
-        let regions = ["region-1", "region-2", "region-3"];
-        let spec = HubSpec {
-            nodes: (0..nodes as usize).map(|i| (regions[i], true)).collect(),
-            preferred_regions: vec![],
-            wire: Wire::Plain,
-        };
-        let section = HubConfig::parse(federation).expect("federation section").federation;
-        let certs = root.join(name).join("certs");
-        let hub = TestHub::start_custom(spec, |config, _| {
-            config.hub.name = name.to_owned();
-            for (node, port) in config.nodes.iter_mut().zip(ports) {
-                node.federation_addr = Some(format!("127.0.0.1:{port}").parse().unwrap());
-            }
-            kizuna_node::tls::generate(config, &certs).expect("certificates");
-            config.tls = Some(kizuna_node::config::TlsSection { dir: certs.clone() });
-            config.federation = section;
-        })
-        .await;
-        Self { hub, listeners: BTreeMap::new(), senders: BTreeMap::new() }
-    }
-
-    async fn federate(&mut self, id: u64) {
-        let me = self.hub.node_config(id);
-        let node = self.hub.running(id).node.clone();
-        let listener = listener::start(&self.hub.config, &me, node.clone()).await.expect("listener").expect("serves");
-        let sender = listener::start_sender(&self.hub.config, &me, node).expect("sender").expect("sends");
-        self.listeners.insert(id, listener);
-        self.senders.insert(id, sender);
-    }
-
-    async fn federate_all(&mut self) {
-        for id in self.hub.running_ids() {
-            self.federate(id).await;
-        }
-    }
-
-    async fn stop(&mut self, id: u64) {
-        if let Some(sender) = self.senders.remove(&id) {
-            sender.shutdown().await;
-        }
-        if let Some(listener) = self.listeners.remove(&id) {
-            listener.shutdown().await;
-        }
-        self.hub.stop(id).await;
-    }
-
-    async fn restart(&mut self, id: u64) {
-        self.hub.restart(id).await;
-        self.federate(id).await;
-    }
-
-    async fn shutdown(mut self) {
-        for id in self.hub.running_ids() {
-            self.stop(id).await;
-        }
-    }
-
-    fn node(&self, id: u64) -> &kizuna_node::node::Node {
-        &self.hub.running(id).node
-    }
-}
 
 /// A patient room of Tochigi whose owner (a nurse) invites professionals of other hubs,
 /// through the current leader.
@@ -283,35 +168,10 @@ async fn operators_only_and_followers_answer_the_replicated_part(tochigi: &FedHu
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 }
 
-/// Tochigi (`tochigi_nodes` nodes) and Gunma (one node), each listing the other; Gunma knows
-/// Tochigi's real verify key only if `gunma_trusts_key`.
-async fn two_hubs(root: &Path, tochigi_nodes: usize, gunma_trusts_key: bool) -> (FedHub, FedHub) {
-    let keygen = kizuna_node::cli::federation::keygen;
-    let mut public = BTreeMap::new();
-    for name in ["tochigi", "gunma"] {
-        std::fs::create_dir_all(root.join(name)).unwrap();
-        let key = keygen(&root.join(name).join(format!("{name}-2026.key")), &format!("{name}-2026"), 0).unwrap();
-        public.insert(name, key.public_key_hex);
-    }
-    if !gunma_trusts_key {
-        public.insert("tochigi", "00".repeat(32));
-    }
-    let tochigi_ports: Vec<u16> = (0..tochigi_nodes).map(|_| free_port()).collect();
-    let gunma_ports = [free_port()];
-    let at = |ports: &[u16]| ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>();
-    let t_section = federation_toml(root, "tochigi", "gunma", &at(&gunma_ports), &public["gunma"]);
-    let g_section = federation_toml(root, "gunma", "tochigi", &at(&tochigi_ports), &public["tochigi"]);
-    let mut tochigi = FedHub::start(root, "tochigi", tochigi_nodes as u64, &tochigi_ports, &t_section).await;
-    let mut gunma = FedHub::start(root, "gunma", 1, &gunma_ports, &g_section).await;
-    tochigi.federate_all().await;
-    gunma.federate_all().await;
-    (tochigi, gunma)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_reaches_the_peer_exactly_once_through_pause_outage_and_leader_change() {
     let root = tempfile::tempdir().unwrap();
-    let (mut tochigi, mut gunma) = two_hubs(root.path(), 3, true).await;
+    let (mut tochigi, mut gunma) = two_hubs(root.path(), 3, 1, true).await;
     let mut inviter = Inviter::new(&tochigi.hub).await;
 
     // A remote login must name a configured peer, not this hub or an unlisted one.
@@ -382,7 +242,7 @@ async fn the_outbox_reaches_the_peer_exactly_once_through_pause_outage_and_leade
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_peer_keeps_the_queue_and_the_list_says_why() {
     let root = tempfile::tempdir().unwrap();
-    let (tochigi, gunma) = two_hubs(root.path(), 1, false).await;
+    let (tochigi, gunma) = two_hubs(root.path(), 1, 1, false).await;
     let mut inviter = Inviter::new(&tochigi.hub).await;
     inviter.invite_gunma(&tochigi.hub, 2).await;
     eventually("the list shows Gunma's refusal, backing off", async || {
@@ -407,7 +267,7 @@ async fn a_refusing_peer_keeps_the_queue_and_the_list_says_why() {
 #[ignore = "a measurement, not a check"]
 async fn cross_hub_latency() {
     let root = tempfile::tempdir().unwrap();
-    let (tochigi, gunma) = two_hubs(root.path(), 3, true).await;
+    let (tochigi, gunma) = two_hubs(root.path(), 3, 1, true).await;
     let mut inviter = Inviter::new(&tochigi.hub).await;
     let leader = tochigi.hub.leader().await;
     let mut samples = Vec::new();

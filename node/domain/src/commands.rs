@@ -203,14 +203,27 @@ pub enum Command {
         peer: HubName,
         paused: bool,
     },
+    /// Starts (`share`) or stops sharing this hub's resource map with the peer hub `peer`
+    /// (operators only): its approved facilities' directory entries, never staff or patients.
+    ShareDirectory {
+        peer: HubName,
+        share: bool,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
 pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Command) -> DomainResult<Effects> {
-    let signed_in = || actor.ok_or(DomainError::Unauthenticated);
     if let Some(effects) = federation::copies::write_to_home(view, ctx, actor, &command)? {
         return Ok(effects);
     }
+    let effects = decide(view, ctx, actor, command)?;
+    // A facility approved or updated shows on the maps of the peers it is shared with.
+    Ok(federation::map::publish(view, effects)?)
+}
+
+/// Hands `command` to the feature that decides it.
+fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Command) -> DomainResult<Effects> {
+    let signed_in = || actor.ok_or(DomainError::Unauthenticated);
     use Command as C;
     match command {
         C::InitOperator { login, display_name, password_hash } => {
@@ -279,6 +292,7 @@ pub fn execute(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command:
             federation::home::invite_remote(view, ctx, signed_in()?, room, (hub, login), role)
         }
         C::SetFederationPeerPaused { peer, paused } => federation::peers::set_paused(view, signed_in()?, peer, paused),
+        C::ShareDirectory { peer, share } => federation::map::share(view, signed_in()?, peer, share),
     }
 }
 

@@ -2,13 +2,16 @@
 //! address, location, phone, services, whether it takes new patients — searchable by kind,
 //! municipality, service, words and distance from a point. Professionals and operators use it to
 //! find partners; from a facility's page they connect with its staff or send it a request.
-//! Family accounts do not see it (it is a professionals' directory).
+//! Family accounts do not see it (it is a professionals' directory). Facilities of peer hubs
+//! that share their map with this one are on it too, each marked with its hub
+//! (`federation::map`).
 
 use super::authz::{active_account, facility_admin};
 use super::error::{DomainResult, denied, invalid, not_found};
+use super::federation::HubName;
 use super::kernel::{Effects, Outcome, text};
 use super::model::*;
-use super::view::{Change, HubView};
+use super::view::{Change, HubView, ViewResult};
 
 pub use super::model::{FacilityProfile, GeoPoint};
 
@@ -32,7 +35,7 @@ pub struct Search {
     pub near: Option<(GeoPoint, u64)>,
 }
 
-fn check(profile: &FacilityProfile) -> DomainResult<()> {
+pub(crate) fn check(profile: &FacilityProfile) -> DomainResult<()> {
     let optional =
         |field: &str, value: &str, max: usize| if value.is_empty() { Ok(()) } else { text(field, value, max) };
     optional("address", &profile.address, MAX_ADDRESS_CHARS)?;
@@ -94,42 +97,68 @@ fn matches(f: &Facility, s: &Search) -> bool {
         && words_match()
 }
 
-/// Approved facilities matching `search`, with their distance when searching near a point:
+/// A facility on the map: this hub's (`hub` None) or one another hub shares with this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub facility: Facility,
+    pub hub: Option<HubName>,
+    /// From the search point, when searching near one.
+    pub distance_m: Option<u64>,
+}
+
+/// Every facility on the map: this hub's approved ones and those other hubs share.
+fn on_the_map(view: &impl HubView) -> ViewResult<Vec<Found>> {
+    let ours = view.facilities()?.into_iter().filter(|f| f.status == FacilityStatus::Approved);
+    let mut all: Vec<Found> = ours.map(|facility| Found { facility, hub: None, distance_m: None }).collect();
+    let shared = view.remote_facilities()?.into_iter().filter(|f| f.shared);
+    all.extend(shared.map(|f| Found { facility: f.facility, hub: Some(f.hub), distance_m: None }));
+    Ok(all)
+}
+
+/// Facilities on the map matching `search`, with their distance when searching near a point:
 /// nearest first then; otherwise by municipality and name. At most `limit`.
-pub fn search(
-    view: &impl HubView,
-    actor: AccountId,
-    s: &Search,
-    limit: usize,
-) -> DomainResult<Vec<(Facility, Option<u64>)>> {
+pub fn search(view: &impl HubView, actor: AccountId, s: &Search, limit: usize) -> DomainResult<Vec<Found>> {
     reader(view, actor)?;
     if s.near.is_some_and(|(p, _)| !p.is_valid()) {
         return Err(invalid("the search point must be a latitude within ±90° and a longitude within ±180°"));
     }
-    let mut found: Vec<(Facility, Option<u64>)> = view
-        .facilities()?
+    let mut found: Vec<Found> = on_the_map(view)?
         .into_iter()
-        .filter(|f| matches(f, s))
+        .filter(|f| matches(&f.facility, s))
         .filter_map(|f| match s.near {
-            None => Some((f, None)),
+            None => Some(f),
             Some((point, radius)) => {
-                let d = f.profile.location.map(|l| l.distance_m(point))?;
-                (d <= radius).then_some((f, Some(d)))
+                let d = f.facility.profile.location.map(|l| l.distance_m(point))?;
+                (d <= radius).then_some(Found { distance_m: Some(d), ..f })
             }
         })
         .collect();
-    found.sort_by(|(a, da), (b, db)| {
-        da.cmp(db).then_with(|| (&a.municipality, &a.name).cmp(&(&b.municipality, &b.name)))
+    found.sort_by(|a, b| {
+        let key = |f: &Found| (f.distance_m, f.facility.municipality.clone(), f.facility.name.clone());
+        key(a).cmp(&key(b))
     });
     found.truncate(limit);
     Ok(found)
 }
 
-/// A facility's page: the facility and its active professionals (to connect with).
-pub fn page(view: &impl HubView, actor: AccountId, facility: FacilityId) -> DomainResult<(Facility, Vec<Account>)> {
+/// A facility's page: the facility and its active professionals (to connect with). A facility
+/// of another hub has no staff here: staff never cross with the map.
+pub fn page(view: &impl HubView, actor: AccountId, facility: FacilityId) -> DomainResult<(Found, Vec<Account>)> {
     reader(view, actor)?;
+    if let Some(f) = view.remote_facility(facility)?.filter(|f| f.shared) {
+        return Ok((Found { facility: f.facility, hub: Some(f.hub), distance_m: None }, Vec::new()));
+    }
     let f = view.facility(facility)?.filter(|f| f.status == FacilityStatus::Approved).ok_or(not_found("facility"))?;
     let mut staff: Vec<Account> = view.staff_of(facility)?.into_iter().filter(Account::is_active).collect();
     staff.sort_by_key(|a| a.id);
-    Ok((f, staff))
+    Ok((Found { facility: f, hub: None, distance_m: None }, staff))
+}
+
+/// The name and hub (None: this hub) of a facility a request names: this hub's, or one of
+/// another hub's map (also once withdrawn).
+pub fn facility_label(view: &impl HubView, facility: FacilityId) -> ViewResult<Option<(String, Option<HubName>)>> {
+    if let Some(f) = view.facility(facility)? {
+        return Ok(Some((f.name, None)));
+    }
+    Ok(view.remote_facility(facility)?.map(|f| (f.facility.name, Some(f.hub))))
 }

@@ -476,3 +476,29 @@ impl CareRequest {
                 || account.facility().is_some_and(|f| self.recipients.iter().any(|r| r.facility == f)))
     }
 }
+
+/// A facility of another hub, known here because that hub shares its resource map with this
+/// one. Kept apart from [`Facility`] records (its own table), so nothing that acts on this
+/// hub's facilities — approval, invitations, staff — can ever reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteFacility {
+    /// As this hub shows it: `facility.id` is a local id (never a log index, never a local
+    /// facility's), the rest is what the other hub sent.
+    pub facility: Facility,
+    pub hub: HubName,
+    /// Its id on its own hub (the one messages to that hub name).
+    pub home_id: FacilityId,
+    /// False once its hub withdrew its map (kept so that requests sent to it still show it).
+    pub shared: bool,
+}
+
+/// A request this hub received from another hub: the local request `local` is the sender
+/// hub's request `home_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestLink {
+    pub local: RequestId,
+    pub hub: HubName,
+    pub home_id: RequestId,
+    /// The request is about a patient of the sender's hub (whose data stays there).
+    pub about_patient: bool,
+}

@@ -7,10 +7,14 @@
 //!
 //! Who sees a request: its sender and the active professionals of its recipient facilities.
 //! Anyone else gets NotFound, as for rooms.
+//!
+//! A recipient may be a facility of another hub, from that hub's shared map: the request then
+//! also goes there, and its answer comes back (`federation::requests`).
 
 use super::authz::active_account;
 use super::error::{DomainResult, denied, invalid, not_found, precondition};
 use super::events::EventKind;
+use super::federation;
 use super::kernel::{Ctx, Effects, Outcome, text};
 use super::model::*;
 use super::view::{Change, HubView, ViewResult};
@@ -39,12 +43,12 @@ pub fn send(
 ) -> DomainResult<Effects> {
     let account = active_account(view, actor)?;
     let from_facility = account.facility().ok_or_else(|| invalid("only professionals send requests"))?;
-    text("title", &title, MAX_TITLE_CHARS)?;
-    text("details", &details, MAX_DETAILS_CHARS)?;
+    check_texts(&title, &details)?;
     if facilities.is_empty() || facilities.len() > MAX_RECIPIENTS {
         return Err(invalid(format!("a request goes to 1..={MAX_RECIPIENTS} facilities")));
     }
     let mut recipients: Vec<Recipient> = Vec::new();
+    let mut remote = Vec::new();
     for facility in facilities {
         if recipients.iter().any(|r| r.facility == facility) {
             return Err(invalid(format!("facility {facility} is listed twice")));
@@ -53,7 +57,8 @@ pub fn send(
             return Err(invalid("a request goes to other facilities than the sender's"));
         }
         if !view.facility(facility)?.is_some_and(|f| f.status == FacilityStatus::Approved) {
-            return Err(not_found("facility"));
+            // A facility of another hub, on this hub's map because that hub shares it.
+            remote.push(view.remote_facility(facility)?.filter(|f| f.shared).ok_or(not_found("facility"))?);
         }
         recipients.push(Recipient { facility, answer: Answer::Pending });
     }
@@ -77,11 +82,20 @@ pub fn send(
         sent_at_ms: ctx.now_ms,
     };
     let effects =
-        Effects::new(Outcome::Request(id), vec![Change::Request(request)]).event(RoomId(0), request_event(id));
+        Effects::new(Outcome::Request(id), vec![Change::Request(request.clone())]).event(RoomId(0), request_event(id));
+    let effects = federation::requests::send_copies(view, &account, &request, &remote, effects)?;
+    // Its title and details leave the hub too: the audit entry says so.
+    let what = if remote.is_empty() { "send request" } else { "send request, also to facilities of another hub" };
     Ok(match patient {
-        Some(patient) => effects.audited(Some(patient), None, "send request"),
+        Some(patient) => effects.audited(Some(patient), None, what),
         None => effects,
     })
+}
+
+/// Checks a request's title and details (also those another hub sends).
+pub(crate) fn check_texts(title: &str, details: &str) -> DomainResult<()> {
+    text("title", title, MAX_TITLE_CHARS)?;
+    text("details", details, MAX_DETAILS_CHARS)
 }
 
 /// The sender and the recipient facilities hear of a request (no room: `room` is 0).
@@ -113,6 +127,7 @@ pub fn answer(
     } else {
         Answer::Declined { by: actor, at_ms: ctx.now_ms, note }
     };
+    let answered = recipient.clone();
     let mut changes = Vec::new();
     let mut opened = None;
     let patient = match request.patient {
@@ -126,6 +141,8 @@ pub fn answer(
     let patient = request.patient;
     changes.push(Change::Request(request));
     let mut effects = Effects::new(Outcome::Request(id), changes).event(RoomId(0), request_event(id));
+    // A request of another hub: the answer goes back there.
+    effects = federation::requests::answer_back(view, id, (&account, &answered), effects)?;
     // Accepting one about a patient may have opened the patient's team.
     if let Some(timeline) = opened {
         effects = effects.membership(timeline);
@@ -139,7 +156,7 @@ pub fn answer(
 /// The one who accepted joins the patient's team: at once if the sender owns the timeline,
 /// otherwise invited by the sender, for an owner to approve. Nothing if already in it, or if the
 /// sender has left the team since.
-fn open_team(
+pub(crate) fn open_team(
     view: &impl HubView,
     timeline: RoomId,
     sender: AccountId,
@@ -154,7 +171,8 @@ fn open_team(
 }
 
 pub fn cancel(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainResult<Effects> {
-    let (_, mut request) = visible(view, actor, id)?;
+    let (account, mut request) = visible(view, actor, id)?;
+    let before = request.clone();
     if request.from != actor {
         return Err(denied("only the sender cancels a request"));
     }
@@ -168,7 +186,8 @@ pub fn cancel(view: &impl HubView, actor: AccountId, id: RequestId) -> DomainRes
     }
     let patient = request.patient;
     let effects =
-        Effects::new(Outcome::Request(id), vec![Change::Request(request)]).event(RoomId(0), request_event(id));
+        Effects::new(Outcome::Request(id), vec![Change::Request(request.clone())]).event(RoomId(0), request_event(id));
+    let effects = federation::requests::cancel_copies(view, &account, (&before, &request), effects)?;
     Ok(match patient {
         Some(patient) => effects.audited(Some(patient), None, "cancel request"),
         None => effects,

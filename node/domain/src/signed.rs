@@ -163,6 +163,18 @@ mod tests {
         fn federation_paused(&self, _: &crate::federation::HubName) -> ViewResult<bool> {
             broken()
         }
+        fn directory_shared_with(&self) -> ViewResult<Vec<crate::federation::HubName>> {
+            broken()
+        }
+        fn remote_facility(&self, _: FacilityId) -> ViewResult<Option<RemoteFacility>> {
+            broken()
+        }
+        fn remote_facilities(&self) -> ViewResult<Vec<RemoteFacility>> {
+            broken()
+        }
+        fn request_link(&self, _: RequestId) -> ViewResult<Option<RequestLink>> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

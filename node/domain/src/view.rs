@@ -64,6 +64,14 @@ pub trait HubView {
     fn heard_from(&self, origin: &HubName) -> ViewResult<Option<u64>>;
     /// Whether an operator paused sending to peer `peer` (false if never set).
     fn federation_paused(&self, peer: &HubName) -> ViewResult<bool>;
+    /// The peer hubs this hub shares its resource map with.
+    fn directory_shared_with(&self) -> ViewResult<Vec<HubName>>;
+    /// A facility of another hub, by its local id.
+    fn remote_facility(&self, id: FacilityId) -> ViewResult<Option<RemoteFacility>>;
+    /// Every facility of another hub this hub knows (shared or withdrawn).
+    fn remote_facilities(&self) -> ViewResult<Vec<RemoteFacility>>;
+    /// Which request of which hub the local request `id` is, if another hub sent it.
+    fn request_link(&self, id: RequestId) -> ViewResult<Option<RequestLink>>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -137,6 +145,15 @@ pub enum Change {
         peer: HubName,
         paused: bool,
     },
+    /// This hub shares (or stops sharing) its resource map with `peer`.
+    DirectoryShare {
+        peer: HubName,
+        share: bool,
+    },
+    /// A facility of another hub, new or as it is now.
+    RemoteFacility(RemoteFacility),
+    /// A request received from another hub, and which of its requests it is.
+    RequestLink(RequestLink),
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -161,6 +178,9 @@ pub struct MemHub {
     pub pending: BTreeMap<u64, PendingWrite>,
     pub heard: BTreeMap<HubName, u64>,
     pub federation_paused: BTreeMap<HubName, bool>,
+    pub directory_shares: std::collections::BTreeSet<HubName>,
+    pub remote_facilities: BTreeMap<FacilityId, RemoteFacility>,
+    pub request_links: BTreeMap<RequestId, RequestLink>,
 }
 
 impl MemHub {
@@ -228,6 +248,18 @@ impl MemHub {
                 }
                 Change::FederationPaused { peer, paused } => {
                     self.federation_paused.insert(peer, paused);
+                }
+                Change::DirectoryShare { peer, share: true } => {
+                    self.directory_shares.insert(peer);
+                }
+                Change::DirectoryShare { peer, share: false } => {
+                    self.directory_shares.remove(&peer);
+                }
+                Change::RemoteFacility(f) => {
+                    self.remote_facilities.insert(f.facility.id, f);
+                }
+                Change::RequestLink(l) => {
+                    self.request_links.insert(l.local, l);
                 }
             }
         }
@@ -323,5 +355,17 @@ impl HubView for MemHub {
     }
     fn federation_paused(&self, peer: &HubName) -> ViewResult<bool> {
         Ok(self.federation_paused.get(peer).copied().unwrap_or(false))
+    }
+    fn directory_shared_with(&self) -> ViewResult<Vec<HubName>> {
+        Ok(self.directory_shares.iter().cloned().collect())
+    }
+    fn remote_facility(&self, id: FacilityId) -> ViewResult<Option<RemoteFacility>> {
+        Ok(self.remote_facilities.get(&id).cloned())
+    }
+    fn remote_facilities(&self) -> ViewResult<Vec<RemoteFacility>> {
+        Ok(self.remote_facilities.values().cloned().collect())
+    }
+    fn request_link(&self, id: RequestId) -> ViewResult<Option<RequestLink>> {
+        Ok(self.request_links.get(&id).cloned())
     }
 }

@@ -34,8 +34,16 @@ pub enum MapCommand {
         #[arg(long, default_value_t = 10.0)]
         within_km: f64,
     },
-    /// A facility's page, with its staff.
+    /// A facility's page, with its staff (none shown for another hub's facility).
     Show { id: u64 },
+    /// Share this hub's map with a peer hub, or stop (operators).
+    Share {
+        /// The peer hub's name.
+        peer: String,
+        /// Stop sharing (withdraws this hub's facilities from the peer's map).
+        #[arg(long)]
+        stop: bool,
+    },
     /// Replace a facility's profile (its admins, or an operator).
     Profile {
         id: u64,
@@ -66,12 +74,19 @@ fn point(text: &str) -> anyhow::Result<GeoPoint> {
     Ok(GeoPoint { lat_e6: e6(lat)?, lon_e6: e6(lon)? })
 }
 
+/// A facility's first line: id, name, municipality, kind, its hub if another, distance, whether
+/// it takes new patients.
+fn heading(f: &Facility) -> String {
+    let accepting = f.profile.as_ref().is_some_and(|p| p.accepting_new_patients);
+    let accepting = if accepting { "  新規受入可" } else { "" };
+    let distance = f.distance_m.map(|d| format!("  {:.1} km", d as f64 / 1000.0)).unwrap_or_default();
+    let (kind, hub) = (labels::facility_kind(f.kind), labels::hub(&f.hub));
+    format!("#{} {}（{}・{kind}）{hub}{distance}{accepting}", f.facility_id, f.name, f.municipality)
+}
+
 fn print_entry(f: &Facility) {
     let p = f.profile.clone().unwrap_or_default();
-    let distance = f.distance_m.map(|d| format!("  {:.1} km", d as f64 / 1000.0)).unwrap_or_default();
-    let accepting = if p.accepting_new_patients { "  新規受入可" } else { "" };
-    let kind = labels::facility_kind(f.kind);
-    println!("#{} {}（{}・{kind}）{distance}{accepting}", f.facility_id, f.name, f.municipality);
+    println!("{}", heading(f));
     if !p.address.is_empty() || !p.phone.is_empty() {
         println!("    {} {}", p.address, p.phone);
     }
@@ -131,6 +146,33 @@ pub async fn run(target: &Target, cmd: MapCommand) -> anyhow::Result<()> {
             let page = c.update_facility_profile(authed(req, &t)?).await?.into_inner().page.unwrap_or_default();
             page.facility.iter().for_each(print_entry);
         }
+        MapCommand::Share { peer, stop } => {
+            let req = ShareDirectoryRequest { idempotency_key: idempotency_key(), peer, share: !stop };
+            let shared = c.share_directory(authed(req, &t)?).await?.into_inner().shared_with;
+            match shared.is_empty() {
+                true => println!("資源マップを共有している連携先: なし"),
+                false => println!("資源マップを共有している連携先: {}", shared.join(", ")),
+            }
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_facility_of_another_hub_shows_its_hub() {
+        let f = Facility {
+            facility_id: 9,
+            name: "前橋訪問看護".into(),
+            municipality: "前橋市".into(),
+            hub: "gunma".into(),
+            ..Facility::default()
+        };
+        assert!(heading(&f).contains("前橋訪問看護（前橋市・") && heading(&f).contains("［gunma］"), "{}", heading(&f));
+        let ours = Facility { hub: String::new(), ..f };
+        assert!(!heading(&ours).contains('［'), "{}", heading(&ours));
+    }
 }

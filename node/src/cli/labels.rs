@@ -57,6 +57,11 @@ pub fn answer_state(value: i32) -> &'static str {
     }
 }
 
+/// The mark of a facility or sender of another hub: 「［gunma］」 (nothing for this hub).
+pub fn hub(hub: &str) -> String {
+    if hub.is_empty() { String::new() } else { format!("［{hub}］") }
+}
+
 /// Operators' words (the audit log is read by the hub's operators, as before in English).
 pub fn audit_action(value: i32) -> &'static str {
     match known(value) {
@@ -90,5 +95,11 @@ mod tests {
         assert_eq!(profession(Profession::CareManager as i32), "ケアマネジャー");
         assert_eq!(profession(Profession::Unspecified as i32), "");
         assert_eq!(profession(999), "");
+    }
+
+    #[test]
+    fn another_hubs_facilities_are_marked_with_it() {
+        assert_eq!(hub("gunma"), "［gunma］");
+        assert_eq!(hub(""), "");
     }
 }

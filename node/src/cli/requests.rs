@@ -55,25 +55,43 @@ fn kind(name: &str) -> anyhow::Result<CareRequestKind> {
         .with_context(|| format!("unknown request kind {name:?} (admission, discharge, home-visit, collaboration)"))
 }
 
-fn print(r: &CareRequest, full: bool) {
-    let patient = r.patient_id.map(|id| format!("  患者 {} (#{id})", r.patient_name)).unwrap_or_default();
-    println!(
-        "#{} [{}] {}  {} {} ({}){patient}",
+/// A request's first line: id, kind, title, when, who from (and their hub, if another), and
+/// its patient.
+fn heading(r: &CareRequest) -> String {
+    let patient = match r.patient_id {
+        Some(id) => format!("  患者 {} (#{id})", r.patient_name),
+        // A request of another hub about one of its patients: their data stays there.
+        None if r.about_patient => "  患者あり（送信元ハブで管理）".to_owned(),
+        None => String::new(),
+    };
+    format!(
+        "#{} [{}] {}  {} {} ({}){hub}{patient}",
         r.care_request_id,
         labels::care_request_kind(r.kind),
         r.title,
         time(&r.sent_at),
         r.from_name,
-        r.from_facility
-    );
+        r.from_facility,
+        hub = labels::hub(&r.from_hub),
+    )
+}
+
+fn print(r: &CareRequest, full: bool) {
+    println!("{}", heading(r));
     if full {
         println!("  {}", r.details.replace('\n', "\n  "));
     }
     for x in &r.recipients {
-        let by = if x.answered_by_name.is_empty() { String::new() } else { format!(" {}", x.answered_by_name) };
-        let note = if x.note.is_empty() { String::new() } else { format!(" 「{}」", x.note) };
-        println!("    → {} (#{}): {}{by}{note}", x.facility_name, x.facility_id, labels::answer_state(x.state));
+        println!("{}", recipient_line(x));
     }
+}
+
+/// One recipient facility, its hub if another, and its answer.
+fn recipient_line(x: &CareRequestRecipient) -> String {
+    let by = if x.answered_by_name.is_empty() { String::new() } else { format!(" {}", x.answered_by_name) };
+    let note = if x.note.is_empty() { String::new() } else { format!(" 「{}」", x.note) };
+    let (hub, state) = (labels::hub(&x.facility_hub), labels::answer_state(x.state));
+    format!("    → {}{hub} (#{}): {state}{by}{note}", x.facility_name, x.facility_id)
 }
 
 pub async fn run(target: &Target, cmd: RequestCommand) -> anyhow::Result<()> {
@@ -127,4 +145,37 @@ pub async fn run(target: &Target, cmd: RequestCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recipient_of_another_hub_shows_its_hub() {
+        let x = CareRequestRecipient {
+            facility_id: 9,
+            facility_name: "前橋訪問看護".into(),
+            facility_hub: "gunma".into(),
+            state: AnswerState::Accepted as i32,
+            answered_by_name: "佐藤".into(),
+            ..Default::default()
+        };
+        assert_eq!(recipient_line(&x), "    → 前橋訪問看護［gunma］ (#9): 受諾 佐藤");
+    }
+
+    #[test]
+    fn a_request_of_another_hub_shows_its_hub_and_only_that_it_is_about_a_patient() {
+        let r = CareRequest {
+            care_request_id: 5,
+            title: "訪問看護のご依頼".into(),
+            from_name: "佐藤 医師".into(),
+            from_facility: "小山在宅クリニック".into(),
+            from_hub: "tochigi".into(),
+            about_patient: true,
+            ..Default::default()
+        };
+        let line = heading(&r);
+        assert!(line.contains("佐藤 医師 (小山在宅クリニック)［tochigi］  患者あり"), "{line}");
+    }
 }

@@ -13,9 +13,10 @@ use serde::de::DeserializeOwned;
 use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
-    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, EVENTS, FACILITIES, FEDERATION_PAUSED, HEARD, INBOUND, INVITATIONS,
-    KeyError, LOGINS, MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS, REQUESTS, REQUESTS_SENT,
-    REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS, STAFF, Table,
+    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, DIRECTORY_SHARES, EVENTS, FACILITIES, FEDERATION_PAUSED, HEARD,
+    INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS,
+    REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS,
+    STAFF, Table,
 };
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
@@ -188,6 +189,14 @@ impl<'a> RocksHub<'a> {
                 Change::FederationPaused { peer, paused } => {
                     self.put(keys::text(FEDERATION_PAUSED, peer.as_str()), &paused)
                 }
+                Change::DirectoryShare { peer, share: true } => {
+                    self.put(keys::text(DIRECTORY_SHARES, peer.as_str()), &peer)
+                }
+                Change::DirectoryShare { peer, share: false } => {
+                    self.overlay.insert(keys::text(DIRECTORY_SHARES, peer.as_str()), None);
+                }
+                Change::RemoteFacility(f) => self.put(keys::id(REMOTE_FACILITIES, f.facility.id.0), &f),
+                Change::RequestLink(l) => self.put(keys::id(REQUEST_LINKS, l.local.0), &l),
             }
         }
     }
@@ -412,6 +421,18 @@ impl HubView for RocksHub<'_> {
     fn federation_paused(&self, peer: &HubName) -> ViewResult<bool> {
         self.checked(self.get(&keys::text(FEDERATION_PAUSED, peer.as_str())).unwrap_or(false))
     }
+    fn directory_shared_with(&self) -> ViewResult<Vec<HubName>> {
+        self.checked(self.values(&keys::all(DIRECTORY_SHARES)))
+    }
+    fn remote_facility(&self, id: FacilityId) -> ViewResult<Option<RemoteFacility>> {
+        self.checked(self.get(&keys::id(REMOTE_FACILITIES, id.0)))
+    }
+    fn remote_facilities(&self) -> ViewResult<Vec<RemoteFacility>> {
+        self.checked(self.values(&keys::all(REMOTE_FACILITIES)))
+    }
+    fn request_link(&self, id: RequestId) -> ViewResult<Option<RequestLink>> {
+        self.checked(self.get(&keys::id(REQUEST_LINKS, id.0)))
+    }
 }
 
 impl RocksHub<'_> {
@@ -555,5 +576,38 @@ mod tests {
         let refused = hub.write_into(&mut batch);
         assert!(matches!(refused, Err(StorageFault::Decode { .. })), "{refused:?}");
         assert_eq!(batch.len(), 0, "staged writes of a faulted view reached the batch");
+    }
+
+    #[test]
+    fn shares_facilities_of_other_hubs_and_request_links_read_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let gunma = HubName::new("gunma").unwrap();
+        let remote =
+            RemoteFacility { facility: clinic(1 << 63), hub: gunma.clone(), home_id: FacilityId(3), shared: true };
+        let link = RequestLink {
+            local: RequestId(1 << 63 | 1),
+            hub: gunma.clone(),
+            home_id: RequestId(9),
+            about_patient: true,
+        };
+        let changes = vec![
+            Change::DirectoryShare { peer: gunma.clone(), share: true },
+            Change::DirectoryShare { peer: HubName::new("gun").unwrap(), share: true },
+            Change::RemoteFacility(remote.clone()),
+            Change::RequestLink(link.clone()),
+            Change::DirectoryShare { peer: HubName::new("gun").unwrap(), share: false },
+        ];
+        let mut hub = RocksHub::new(&db);
+        hub.apply(changes);
+        let mut batch = WriteBatch::default();
+        hub.write_into(&mut batch).unwrap();
+        db.write(batch).unwrap();
+        let hub = RocksHub::new(&db);
+        assert_eq!(hub.directory_shared_with().unwrap(), vec![gunma]);
+        assert_eq!(hub.remote_facility(remote.facility.id).unwrap(), Some(remote.clone()));
+        assert_eq!(hub.remote_facilities().unwrap(), vec![remote]);
+        assert_eq!(hub.facility(FacilityId(1 << 63)).unwrap(), None, "not one of this hub's facilities");
+        assert_eq!(hub.request_link(link.local).unwrap(), Some(link));
     }
 }

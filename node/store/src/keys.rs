@@ -7,7 +7,8 @@
 //! Numbers are big-endian u64s: keys then sort in numeric order, so a range scan walks ids,
 //! sequences and log indexes in order, and a fixed 8-byte parent id means a scan of one parent
 //! (members of room 1) never reaches another's (room 256). String parts are raw UTF-8 with no
-//! terminator; that is safe because every string-keyed table is read by exact key only, except
+//! terminator; that is safe because every string-keyed table is read by exact key only (or
+//! whole, as `d`, whose values repeat their keys), except
 //! `N`, whose bigram is exactly two characters (UTF-8 is prefix-free, so one bigram's bytes never
 //! start another's), `V`, whose token hash ends the key after a fixed-width account id, and `K`,
 //! whose origin hub name carries its length in a leading byte.
@@ -46,6 +47,9 @@
 //! | `p` | ticket | PendingWrite (a write into a copy, until the home hub answers) |
 //! | `h` | hub name | u64: when a batch from that hub was last applied (ms since the epoch) |
 //! | `f` | peer hub name | bool (an operator paused sending to that peer) |
+//! | `d` | peer hub name | HubName (this hub shares its resource map with that peer) |
+//! | `o` | local facility id | RemoteFacility (a facility of another hub's shared map) |
+//! | `l` | local request id | RequestLink (a request received from another hub) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
@@ -95,12 +99,15 @@ pub(crate) const MIRRORS: Table = table(b'Q', "copies of other hubs' rooms");
 pub(crate) const PENDING: Table = table(b'p', "writes pending on another hub");
 pub(crate) const HEARD: Table = table(b'h', "last batch from each hub");
 pub(crate) const FEDERATION_PAUSED: Table = table(b'f', "paused federation peers");
+pub(crate) const DIRECTORY_SHARES: Table = table(b'd', "peers the resource map is shared with");
+pub(crate) const REMOTE_FACILITIES: Table = table(b'o', "facilities of other hubs");
+pub(crate) const REQUEST_LINKS: Table = table(b'l', "requests received from other hubs");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 33] = [
+pub(crate) const TABLES: [Table; 36] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -134,6 +141,9 @@ pub(crate) const TABLES: [Table; 33] = [
     PENDING,
     HEARD,
     FEDERATION_PAUSED,
+    DIRECTORY_SHARES,
+    REMOTE_FACILITIES,
+    REQUEST_LINKS,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -306,6 +316,9 @@ mod tests {
         assert_eq!(id(PENDING, 4), b"p\0\0\0\0\0\0\0\x04");
         assert_eq!(text(HEARD, "gunma"), b"hgunma");
         assert_eq!(text(FEDERATION_PAUSED, "gunma"), b"fgunma");
+        assert_eq!(text(DIRECTORY_SHARES, "gunma"), b"dgunma");
+        assert_eq!(id(REMOTE_FACILITIES, 4), b"o\0\0\0\0\0\0\0\x04");
+        assert_eq!(id(REQUEST_LINKS, 4), b"l\0\0\0\0\0\0\0\x04");
         assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);

@@ -225,6 +225,9 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'p' => op.with::<kizuna_domain::federation::PendingWrite>(),
         b'h' => op.with::<u64>(),
         b'f' => op.with::<bool>(),
+        b'd' => op.with::<kizuna_domain::federation::HubName>(),
+        b'o' => op.with::<RemoteFacility>(),
+        b'l' => op.with::<RequestLink>(),
         // Index tables: the key is the entry, the value is empty.
         b'U' | b'N' | b'V' | b'G' | b'W' | b'X' => op.with::<()>(),
         _ => return None,

@@ -7,8 +7,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use kizuna_domain::directory::FacilityProfile;
 use kizuna_domain::federation::inbox::{self, Batch};
-use kizuna_domain::federation::{HubName, Message, RoomWrite, SeqRange};
+use kizuna_domain::federation::map::FacilityCopy;
+use kizuna_domain::federation::requests::RequestCopy;
+use kizuna_domain::federation::wire::Profile;
+use kizuna_domain::federation::{HubName, Message, Party, RoomWrite, SeqRange};
 use kizuna_domain::model::*;
 use kizuna_domain::requests::RequestKind;
 use kizuna_domain::{Command, Ctx, HubView, MemHub, Outcome, execute, settle};
@@ -84,7 +88,9 @@ impl Twin {
         self.index += 1;
         self.now += 1000;
         let range = SeqRange::of_batch(first, count).expect("a valid batch");
-        let messages: Vec<Vec<u8>> = (first..first + count).map(|seq| message(origin, seq, rooms)).collect();
+        let facilities: Vec<FacilityId> = self.mem.facilities.keys().copied().collect();
+        let messages: Vec<Vec<u8>> =
+            (first..first + count).map(|seq| message(origin, seq, rooms, &facilities)).collect();
         let batch = Batch { origin, range, messages: &messages, key_id: "k", signature: &[7], node: 2 };
         let ctx = Ctx { log_index: self.index, now_ms: self.now };
         let on_mem = inbox::apply_batch(&mut self.mem, ctx, batch).expect("readable");
@@ -218,6 +224,12 @@ impl Twin {
                 both!(mirror_of(&origin, RoomId(i)));
             }
         }
+        both!(directory_shared_with());
+        both!(remote_facilities());
+        for id in self.mem.requests.keys() {
+            both!(care_request(*id));
+            both!(request_link(*id));
+        }
         for origin in origins() {
             both!(outbound(&origin));
             both!(heard_from(&origin));
@@ -233,11 +245,13 @@ impl Twin {
 }
 
 /// Message `seq` of `origin`'s random stream: bytes that are no message, a post of one of its
-/// nurses into one of our rooms (refused unless she was invited), or her withdrawal.
-fn message(origin: &HubName, seq: u64, rooms: &[RoomId]) -> Vec<u8> {
+/// nurses into one of our rooms (refused unless she was invited), her withdrawal, one of its
+/// facilities for our map, the withdrawal of its map, or one of its nurses' requests to our
+/// `facilities` (refused unless we share our map with `origin`).
+fn message(origin: &HubName, seq: u64, rooms: &[RoomId], facilities: &[FacilityId]) -> Vec<u8> {
     let room = rooms.get(seq as usize % rooms.len().max(1)).copied().unwrap_or(RoomId(1));
     let author = format!("nurse{}", seq % 2);
-    match seq % 3 {
+    match seq % 6 {
         0 => format!("{origin}:{seq}").into_bytes(),
         1 => Message::Submit {
             room,
@@ -246,7 +260,33 @@ fn message(origin: &HubName, seq: u64, rooms: &[RoomId]) -> Vec<u8> {
             write: RoomWrite::Post { text: TEXTS[seq as usize % TEXTS.len()].into(), reply_to: None, mentions: vec![] },
         }
         .encode(),
-        _ => Message::NoSuchMember { room, login: author }.encode(),
+        4 => Message::NoSuchMember { room, login: author }.encode(),
+        3 => Message::Facility(FacilityCopy {
+            id: FacilityId(seq % 3),
+            name: format!("前橋の施設{}", seq % 3),
+            kind: FacilityKind::Clinic,
+            municipality: "前橋市".into(),
+            profile: FacilityProfile { accepting_new_patients: seq.is_multiple_of(2), ..FacilityProfile::default() },
+        })
+        .encode(),
+        5 => Message::DirectoryWithdrawn.encode(),
+        _ => Message::Request(RequestCopy {
+            id: RequestId(seq),
+            kind: RequestKind::HomeVisit,
+            from: Profile {
+                party: Party::Sender(author),
+                display_name: "訪問看護師".into(),
+                facility_name: "前橋訪問看護".into(),
+                profession: Profession::VisitingNurse,
+            },
+            from_facility: FacilityId(seq % 3),
+            about_patient: false,
+            title: "訪問のご依頼".into(),
+            details: TEXTS[seq as usize % TEXTS.len()].into(),
+            to: facilities.to_vec(),
+            sent_at_ms: seq,
+        })
+        .encode(),
     }
 }
 
@@ -284,6 +324,8 @@ enum Op {
     Stop(usize),
     /// Sets the session policy (idle minutes, absolute hours), valid or not.
     Policy(usize, u32, u32),
+    /// Starts or stops sharing the resource map with a peer (as the operator for persons 0..3).
+    Share(usize, usize, bool),
     /// A federated batch of `.2` messages from origin `.0`, starting `.1` after the next
     /// expected sequence (negative: an overlap or a duplicate, positive: a gap).
     Deliver(usize, i64, u64),
@@ -322,6 +364,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..2usize, -3..3i64, 1..4u64).prop_map(|(a, b, c)| Op::Deliver(a, b, c)),
         2 => (p.clone(), r.clone(), 0..2usize).prop_map(|(a, b, c)| Op::InviteRemote(a, b, c)),
         1 => (p.clone(), 0..2usize, any::<bool>()).prop_map(|(a, b, c)| Op::PausePeer(a, b, c)),
+        4 => (p.clone(), 0..2usize, any::<bool>()).prop_map(|(a, b, c)| Op::Share(a, b, c)),
     ]
 }
 
@@ -434,6 +477,11 @@ fn command(
         Op::PausePeer(a, origin, paused) => {
             let actor = if a == 0 { AccountId(1) } else { people[a] };
             (actor, Command::SetFederationPeerPaused { peer: origins()[origin].clone(), paused })
+        }
+        Op::Share(a, peer, share) => {
+            // Mostly the operator (the world's first command, id 1); sometimes staff, refused.
+            let actor = if a < 3 { AccountId(1) } else { people[a] };
+            (actor, Command::ShareDirectory { peer: origins()[peer].clone(), share })
         }
     }
 }

@@ -2,6 +2,8 @@
 //! on 127.0.0.1 ephemeral ports, talked to through the public API as a client would.
 #![allow(dead_code)]
 
+pub mod federation;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -432,6 +434,9 @@ async fn sign_in(channel: Channel, login: &str, idempotency_key: &str) -> String
 }
 
 /// Adds `authorization: Bearer <token>` to every request of a client.
+/// A client of the public API with a session.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
 #[derive(Clone)]
 pub struct Bearer(MetadataValue<Ascii>);
 

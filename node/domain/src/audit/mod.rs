@@ -145,5 +145,17 @@ pub fn patient_of(view: &impl HubView, room: RoomId) -> ViewResult<Option<Patien
     })
 }
 
+/// Whose patient data a room holds, for auditing reads: `Some(Some(patient))` for a local
+/// patient's timeline or sub-room, `Some(None)` for this hub's copy of another hub's (the
+/// patient lives there: the entry names the room), `None` for rooms without patient data.
+pub fn patient_data_in(view: &impl HubView, room: RoomId) -> ViewResult<Option<Option<PatientId>>> {
+    use crate::federation::wire::CopyKind;
+    Ok(match view.room(room)?.map(|r| r.kind) {
+        Some(RoomKind::PatientTimeline { patient } | RoomKind::SubRoom { patient, .. }) => Some(Some(patient)),
+        Some(RoomKind::Mirror { of: CopyKind::PatientTimeline { .. } | CopyKind::SubRoom { .. }, .. }) => Some(None),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@ use super::copies::{self, IdMint};
 use super::names::HubName;
 use super::parties::{Whose, known, remote_login, shadow, whose};
 use super::wire::{Message, Party, Profile, RoomWrite};
+use super::{map, requests};
 use crate::error::{DomainError, DomainResult, not_found};
 use crate::kernel::{Ctx, Effects, Outcome};
 use crate::model::*;
@@ -48,6 +49,16 @@ pub fn decide(view: &impl HubView, ctx: Ctx, index: u64, origin: &HubName, messa
             connections::requested(view, &mut ids, origin, &from, &to).map(Received::done)
         }
         Message::ConnectionEnded { by, other } => connections::ended(view, origin, &by, &other).map(Received::done),
+        Message::Facility(copy) => map::apply_facility(view, &mut ids, origin, copy).map(Received::done),
+        Message::DirectoryWithdrawn => map::withdrawn(view, origin).map(Received::done),
+        Message::Request(copy) => requests::received(view, (&mut ids, ctx.now_ms), origin, copy).map(Received::done),
+        Message::RequestAnswered { request, facility, reply } => {
+            let (effects, actor) = requests::answered(view, &mut ids, origin, (request, facility), reply)?;
+            Ok(Received { effects, actor, refused: None })
+        }
+        Message::RequestCancelled { request, from } => {
+            requests::cancelled(view, origin, request, &from).map(Received::done)
+        }
     }
 }
 

@@ -11,8 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::map::FacilityCopy;
 use super::names::HubName;
-use crate::model::{Profession, Role, RoomId};
+use super::requests::{Reply, RequestCopy};
+use crate::model::{FacilityId, Profession, RequestId, Role, RoomId};
 
 /// The version of the message encoding this build writes and reads.
 pub const WIRE_VERSION: u8 = 1;
@@ -135,6 +137,19 @@ pub enum Message {
     /// The sender's professional `by` declined or blocked the connection with the receiver's
     /// `other`: the receiver records it as declined and, as the room's home, closes the room.
     ConnectionEnded { by: String, other: String },
+    /// A hub sharing its resource map: one of its approved facilities, as it is now.
+    Facility(FacilityCopy),
+    /// The sender stopped sharing its resource map with the receiver: its facilities leave
+    /// the receiver's map.
+    DirectoryWithdrawn,
+    /// A request of the sender to facilities of the receiver (only those: each hub gets the
+    /// recipients that are its own).
+    Request(RequestCopy),
+    /// The receiver's request `request` was answered for the sender's facility `facility` (its
+    /// id on the sender), or refused by the sender's hub.
+    RequestAnswered { request: RequestId, facility: FacilityId, reply: Reply },
+    /// The sender's `from` cancelled its request `request`: what is still pending is cancelled.
+    RequestCancelled { request: RequestId, from: String },
 }
 
 /// Why bytes are not a message this build reads.

@@ -18,8 +18,8 @@ fn profile(at: Option<GeoPoint>, services: &[&str], accepting: bool) -> Facility
     }
 }
 
-fn ids(found: &[(Facility, Option<u64>)]) -> Vec<FacilityId> {
-    found.iter().map(|(f, _)| f.id).collect()
+fn ids(found: &[directory::Found]) -> Vec<FacilityId> {
+    found.iter().map(|f| f.facility.id).collect()
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn admins_keep_their_profile_and_professionals_search_the_map() {
     // Nearest first, within the radius, with distances.
     let nearby = all(Search { near: Some((UTSUNOMIYA_STATION, 10_000)), ..Search::default() });
     assert_eq!(ids(&nearby), vec![pharmacy, station]);
-    let d = nearby[0].1.unwrap();
+    let d = nearby[0].distance_m.unwrap();
     assert!((500..1_000).contains(&d), "{d} m");
     assert_eq!(ids(&all(Search { near: Some((UTSUNOMIYA_STATION, 2_000)), ..Search::default() })), vec![pharmacy]);
     // Kind, service, words (Japanese substrings), acceptance.
@@ -69,7 +69,8 @@ fn admins_keep_their_profile_and_professionals_search_the_map() {
     assert!(!ids(&accepting).contains(&pharmacy));
 
     // A facility's page lists its active staff, to connect with.
-    let (f, staff) = directory::page(&hub.state, me, station).unwrap();
+    let (found, staff) = directory::page(&hub.state, me, station).unwrap();
+    let f = found.facility;
     assert_eq!(f.profile.services, vec!["看取り".to_owned(), "24時間対応".to_owned()]);
     assert_eq!(staff.iter().map(|a| a.id).collect::<Vec<_>>(), ns);
     assert_eq!(directory::page(&hub.state, me, FacilityId(999)).unwrap_err(), not_found("facility"));

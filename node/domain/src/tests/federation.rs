@@ -6,12 +6,12 @@ use super::*;
 use crate::federation::inbox::{self, Batch, BatchApplied};
 use crate::federation::{HubName, Message, OutboxMessage, SeqRange, outbox};
 
-fn name(hub: &str) -> HubName {
+pub(super) fn name(hub: &str) -> HubName {
     HubName::new(hub).unwrap()
 }
 
 /// Delivers what `from` queued for `to` (one batch, everything pending) and acknowledges it.
-fn deliver(from: &mut Hub, from_name: &str, to: &mut Hub, to_name: &str) -> Option<BatchApplied> {
+pub(super) fn deliver(from: &mut Hub, from_name: &str, to: &mut Hub, to_name: &str) -> Option<BatchApplied> {
     let queued = queued(from, to_name);
     let first = queued.first()?.seq;
     let bodies: Vec<Vec<u8>> = queued.into_iter().map(|m| m.body).collect();
@@ -36,7 +36,7 @@ fn queued(from: &Hub, to_name: &str) -> Vec<OutboxMessage> {
 }
 
 /// Delivers both ways until neither hub has anything queued.
-fn exchange(tochigi: &mut Hub, gunma: &mut Hub) {
+pub(super) fn exchange(tochigi: &mut Hub, gunma: &mut Hub) {
     for _ in 0..10 {
         let a = deliver(tochigi, "tochigi", gunma, "gunma").is_some();
         let b = deliver(gunma, "gunma", tochigi, "tochigi").is_some();
@@ -53,7 +53,7 @@ fn texts(hub: &Hub, viewer: AccountId, room: RoomId) -> Vec<String> {
 }
 
 /// The only patient-list entry of `viewer`: its room, title and unread count.
-fn only_patient(hub: &Hub, viewer: AccountId) -> (RoomId, String, u64) {
+pub(super) fn only_patient(hub: &Hub, viewer: AccountId) -> (RoomId, String, u64) {
     let list = room_list(&hub.state, viewer, ListKind::Patients).unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
     (list[0].room, list[0].title.clone(), list[0].unread)

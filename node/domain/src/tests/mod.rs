@@ -752,6 +752,7 @@ fn facility(hub: &mut Hub, op: AccountId, name: &str, kind: FacilityKind, n: usi
 mod directory;
 mod federation;
 mod federation_pause;
+mod federation_requests;
 mod requests;
 mod search;
 mod second_factor;

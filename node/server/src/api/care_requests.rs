@@ -9,6 +9,7 @@ use super::convert::care_request_kind_from as kind_from;
 use super::convert::timestamp;
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, shown, unexpected};
+use kizuna_domain::directory;
 use kizuna_domain::model::*;
 use kizuna_domain::requests::{self, Answer, CareRequest, RequestKind};
 use kizuna_domain::{Command, HubView, Outcome};
@@ -32,7 +33,7 @@ fn sent_box(b: i32) -> Result<bool, Status> {
 }
 
 fn recipient_view(hub: &impl HubView, x: Recipient) -> pb::CareRequestRecipient {
-    let facility_name = shown(hub.facility(x.facility)).map(|f| f.name).unwrap_or_default();
+    let (facility_name, facility_hub) = shown(directory::facility_label(hub, x.facility)).unwrap_or_default();
     let (state, by, at, note) = match x.answer {
         Answer::Pending => (pb::AnswerState::Pending, None, None, String::new()),
         Answer::Cancelled => (pb::AnswerState::Cancelled, None, None, String::new()),
@@ -47,24 +48,37 @@ fn recipient_view(hub: &impl HubView, x: Recipient) -> pb::CareRequestRecipient 
         answered_by_name: by.and_then(|a| shown(hub.account(a))).map(|a| a.display_name).unwrap_or_default(),
         answered_at: at.map(timestamp),
         note,
+        facility_hub: facility_hub.map(|h| h.to_string()).unwrap_or_default(),
     }
 }
 
 /// A care request as its sender and recipients see it: names resolved.
 fn view_of(hub: &impl HubView, r: CareRequest) -> pb::CareRequest {
     let name = |a: AccountId| shown(hub.account(a)).map(|a| a.display_name).unwrap_or_default();
+    let sender = shown(hub.account(r.from));
+    let from_hub = sender.as_ref().and_then(|a| a.remote_hub()).map(|h| h.to_string()).unwrap_or_default();
+    // A sender of another hub: their facility as their hub named it, unless this hub's map has
+    // it (`from_hub` names the hub).
+    let from_facility = match (shown(directory::facility_label(hub, r.from_facility)), &sender) {
+        (Some((name, _)), _) => name,
+        (None, Some(Account { kind: AccountKind::Remote { facility_name, .. }, .. })) => facility_name.clone(),
+        (None, _) => String::new(),
+    };
+    let about_patient = r.patient.is_some() || shown(hub.request_link(r.id)).is_some_and(|l| l.about_patient);
     pb::CareRequest {
+        about_patient,
         care_request_id: r.id.0,
         kind: kind_to(r.kind) as i32,
         from_id: r.from.0,
         from_name: name(r.from),
-        from_facility: shown(hub.facility(r.from_facility)).map(|f| f.name).unwrap_or_default(),
+        from_facility,
         patient_id: r.patient.map(|p| p.0),
         patient_name: r.patient.and_then(|p| shown(hub.patient(p))).map(|p| p.name).unwrap_or_default(),
         title: r.title,
         details: r.details,
         recipients: r.recipients.into_iter().map(|x| recipient_view(hub, x)).collect(),
         sent_at: Some(timestamp(r.sent_at_ms)),
+        from_hub,
     }
 }
 
@@ -174,5 +188,78 @@ impl pb::care_request_service_server::CareRequestService for Api {
     ) -> Result<Response<pb::ListCareRequestsResponse>, Status> {
         let (me, token_hash) = self.authenticate(&req).await?;
         Ok(Response::new(self.care_requests_page(me, &token_hash, req.get_ref())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kizuna_domain::federation::HubName;
+    use kizuna_domain::{Change, MemHub};
+
+    fn facility(id: u64, name: &str) -> Facility {
+        Facility {
+            id: FacilityId(id),
+            name: name.into(),
+            kind: FacilityKind::VisitingNursingStation,
+            municipality: "前橋市".into(),
+            status: FacilityStatus::Approved,
+            profile: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_request_names_the_hubs_of_its_sender_and_of_its_recipients() {
+        let hub_name = |h: &str| HubName::new(h).unwrap();
+        let theirs = RemoteFacility {
+            facility: facility(1 << 63, "前橋訪問看護"),
+            hub: hub_name("gunma"),
+            home_id: FacilityId(4),
+            shared: true,
+        };
+        let sender = Account {
+            id: AccountId(7),
+            login: "sato@tochigi".into(),
+            display_name: "佐藤 医師".into(),
+            kind: AccountKind::Remote {
+                hub: hub_name("tochigi"),
+                facility_name: "小山在宅クリニック".into(),
+                profession: Profession::Doctor,
+            },
+            status: AccountStatus::Active,
+            password_hash: String::new(),
+            facility_admin: false,
+            totp: None,
+        };
+        let mut hub = MemHub::default();
+        hub.apply(vec![
+            Change::Facility(facility(1, "宇都宮訪問看護")),
+            Change::RemoteFacility(theirs),
+            Change::Account(sender),
+        ]);
+        let request = CareRequest {
+            id: RequestId(9),
+            kind: RequestKind::HomeVisit,
+            from: AccountId(7),
+            from_facility: FacilityId(0),
+            patient: None,
+            title: "訪問看護のご依頼".into(),
+            details: "週2回".into(),
+            recipients: [1, 1 << 63].map(|id| Recipient { facility: FacilityId(id), answer: Answer::Pending }).to_vec(),
+            sent_at_ms: 0,
+        };
+        hub.apply(vec![Change::RequestLink(RequestLink {
+            local: RequestId(9),
+            hub: hub_name("tochigi"),
+            home_id: RequestId(2),
+            about_patient: true,
+        })]);
+        let shown = view_of(&hub, request);
+        assert_eq!(shown.from_hub, "tochigi");
+        assert!(shown.about_patient && shown.patient_name.is_empty(), "only that it is about a patient");
+        assert_eq!(shown.from_facility, "小山在宅クリニック");
+        let recipients: Vec<(&str, &str)> =
+            shown.recipients.iter().map(|r| (r.facility_name.as_str(), r.facility_hub.as_str())).collect();
+        assert_eq!(recipients, [("宇都宮訪問看護", ""), ("前橋訪問看護", "gunma")]);
     }
 }

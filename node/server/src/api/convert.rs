@@ -3,6 +3,7 @@
 //! labels are the client's business.
 
 use kizuna_domain::HubView;
+use kizuna_domain::directory::Found;
 use kizuna_domain::directory::{FacilityProfile, GeoPoint};
 use kizuna_domain::federation::HubName;
 use kizuna_domain::model::*;
@@ -182,8 +183,10 @@ pub(super) fn profile_from(p: pb::FacilityProfile) -> FacilityProfile {
     }
 }
 
-/// A facility as the resource map shows it; `distance_m` from the search point, if any.
-pub(super) fn facility_view(f: Facility, distance_m: Option<u64>) -> pb::Facility {
+/// A facility as the resource map shows it, marked with its hub (empty: this hub), with its
+/// distance from the search point, if any.
+pub(super) fn facility_view(found: Found) -> pb::Facility {
+    let Found { facility: f, hub, distance_m } = found;
     let p = f.profile;
     pb::Facility {
         facility_id: f.id.0,
@@ -199,6 +202,7 @@ pub(super) fn facility_view(f: Facility, distance_m: Option<u64>) -> pb::Facilit
             note: p.note,
         }),
         distance_m,
+        hub: hub.map(|h| h.to_string()).unwrap_or_default(),
     }
 }
 
@@ -210,5 +214,27 @@ pub fn care_request_kind_from(kind: i32) -> Result<RequestKind, Status> {
         Ok(kizuna_proto::care_requests::CareRequestKind::HomeVisit) => Ok(RequestKind::HomeVisit),
         Ok(kizuna_proto::care_requests::CareRequestKind::Collaboration) => Ok(RequestKind::Collaboration),
         _ => Err(Status::invalid_argument("kind must be admission, discharge, home visit or collaboration")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_facility_on_the_map_is_marked_with_its_hub() {
+        let facility = Facility {
+            id: FacilityId(1 << 63),
+            name: "前橋訪問看護".into(),
+            kind: FacilityKind::VisitingNursingStation,
+            municipality: "前橋市".into(),
+            status: FacilityStatus::Approved,
+            profile: Default::default(),
+        };
+        let hub = Some(HubName::new("gunma").unwrap());
+        let theirs = facility_view(Found { facility: facility.clone(), hub, distance_m: Some(800) });
+        assert_eq!((theirs.hub.as_str(), theirs.distance_m), ("gunma", Some(800)));
+        let ours = facility_view(Found { facility, hub: None, distance_m: None });
+        assert_eq!(ours.hub, "");
     }
 }

@@ -7,15 +7,18 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{account_kind, facility_kind_from, facility_view, point_from, profile_from};
 use super::paging::{self, PageToken};
-use super::shared::{Api, domain_status};
+use super::shared::{Api, domain_status, view_status};
 use kizuna_domain::Command;
-use kizuna_domain::directory::{self, Search};
+use kizuna_domain::HubView;
+use kizuna_domain::directory::{self, Found, Search};
+use kizuna_domain::federation::HubName;
 use kizuna_domain::model::*;
 
 /// A facility's place in a search's order (nearest first, then municipality, name and id): the
 /// page key.
-pub(super) fn search_key(f: &Facility, distance_m: Option<u64>) -> (Option<u64>, String, String, u64) {
-    (distance_m, f.municipality.clone(), f.name.clone(), f.id.0)
+pub(super) fn search_key(found: &Found) -> (Option<u64>, String, String, u64) {
+    let f = &found.facility;
+    (found.distance_m, f.municipality.clone(), f.name.clone(), f.id.0)
 }
 
 fn search_from(r: &pb::SearchFacilitiesRequest) -> Result<Search, Status> {
@@ -41,7 +44,7 @@ impl Api {
                 display_name: a.display_name,
             })
             .collect();
-        Ok(pb::FacilityPage { facility: Some(facility_view(f, None)), staff })
+        Ok(pb::FacilityPage { facility: Some(facility_view(f)), staff })
     }
 
     fn facilities_page(
@@ -57,14 +60,14 @@ impl Api {
         let search = search_from(r)?;
         let mut found = self.query(|hub| directory::search(hub, me, &search, usize::MAX).map_err(domain_status))?;
         // The domain orders by distance, municipality and name; the id makes the order total.
-        found.sort_by_cached_key(|(f, d)| search_key(f, *d));
-        let rest = found.into_iter().filter(|(f, d)| after.as_ref().is_none_or(|a| search_key(f, *d) > *a));
+        found.sort_by_cached_key(search_key);
+        let rest = found.into_iter().filter(|f| after.as_ref().is_none_or(|a| search_key(f) > *a));
         let (page, more) = paging::take_page(rest, size);
-        let next_page_token = paging::next_token(&page, more, |(f, d)| {
-            let (distance_m, municipality, name, id) = search_key(f, *d);
+        let next_page_token = paging::next_token(&page, more, |f| {
+            let (distance_m, municipality, name, id) = search_key(f);
             PageToken::Facilities { distance_m, municipality, name, id }
         })?;
-        let facilities = page.into_iter().map(|(f, d)| facility_view(f, d)).collect();
+        let facilities = page.into_iter().map(facility_view).collect();
         Ok(pb::SearchFacilitiesResponse { facilities, next_page_token })
     }
 }
@@ -99,5 +102,21 @@ impl pb::directory_service_server::DirectoryService for Api {
         let (_, me, _) = self.signed_write_then_catch_up(&req, r.idempotency_key, cmd).await?;
         let page = self.facility_page(me, facility)?;
         Ok(Response::new(pb::UpdateFacilityProfileResponse { page: Some(page) }))
+    }
+
+    async fn share_directory(
+        &self,
+        req: Request<pb::ShareDirectoryRequest>,
+    ) -> Result<Response<pb::ShareDirectoryResponse>, Status> {
+        let r = req.get_ref().clone();
+        let peer = HubName::new(&r.peer).map_err(|e| Status::invalid_argument(format!("peer {:?}: {e}", r.peer)))?;
+        // Only a listed peer can ever receive the map (the domain does not know the list).
+        if !self.node.federation.is_peer(&peer) {
+            return Err(Status::not_found(format!("{peer} is not a configured federation peer of this hub")));
+        }
+        let cmd = Command::ShareDirectory { peer, share: r.share };
+        self.signed_write_then_catch_up(&req, r.idempotency_key, cmd).await?;
+        let shared = self.query(|hub| hub.directory_shared_with().map_err(view_status))?;
+        Ok(Response::new(pb::ShareDirectoryResponse { shared_with: shared.iter().map(|h| h.to_string()).collect() }))
     }
 }

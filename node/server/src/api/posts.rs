@@ -143,8 +143,8 @@ impl pb::post_service_server::PostService for Api {
         let room = RoomId(req.get_ref().room_id);
         let answer = self.query(|hub| {
             let page = queries::timeline(hub, me, room, query).map_err(domain_status)?;
-            if let Some(patient) = audit::patient_of(hub, room).map_err(view_status)? {
-                self.audit_read(me, &token_hash, Some(patient), Some(room), timeline_read(&page))?;
+            if let Some(patient) = audit::patient_data_in(hub, room).map_err(view_status)? {
+                self.audit_read(me, &token_hash, patient, Some(room), timeline_read(&page))?;
             }
             let next_page_token = next_timeline_token(room, &page, query.order)?;
             Ok(pb::TimelineResponse {

@@ -40,9 +40,9 @@ impl Api {
         let mut posts = Vec::with_capacity(page.len());
         for hit in page {
             let Some(room) = hub.room(hit.room).map_err(view_status)? else { continue };
-            if let Some(patient) = audit::patient_of(hub, hit.room).map_err(view_status)? {
+            if let Some(patient) = audit::patient_data_in(hub, hit.room).map_err(view_status)? {
                 let what = format!("search hit #{} for {:?}", hit.post.seq, r.query);
-                self.audit_read(me, token_hash, Some(patient), Some(hit.room), what)?;
+                self.audit_read(me, token_hash, patient, Some(hit.room), what)?;
             }
             let room_title = queries::title(hub, me, &room).map_err(view_status)?;
             posts.push(pb::PostHit { room_id: hit.room.0, room_title, post: Some(post_view(hub, hit.post)) });
@@ -81,7 +81,7 @@ impl Api {
             .collect();
         let words = Search { words: query.to_owned(), ..Search::default() };
         let facilities = match directory::search(hub, me, &words, limit) {
-            Ok(found) => found.into_iter().map(|(f, d)| facility_view(f, d)).collect(),
+            Ok(found) => found.into_iter().map(facility_view).collect(),
             // Family accounts do not see the resource map: no facilities for them.
             Err(DomainError::PermissionDenied(_)) => Vec::new(),
             Err(e) => return Err(domain_status(e)),
