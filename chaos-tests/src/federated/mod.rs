@@ -236,7 +236,7 @@ async fn inject_faults(
         let kind = if listed == HubFault::Mix { ALL[rng.below(ALL.len() as u64) as usize] } else { listed };
         let lasts = Duration::from_millis(1500 + rng.below(2000));
         let at_ms = ms_since(started);
-        let target = inject(hubs, kind, lasts, rng).await?;
+        let target = inject(hubs, kind, lasts, rng, faults.len() % 2).await?;
         faults.push(FaultDone { at_ms, kind, target, lasted_ms: ms_since(started) - at_ms });
         tokio::time::sleep(Duration::from_millis(1000 + rng.below(1500))).await;
     }
@@ -246,8 +246,10 @@ async fn inject_faults(
     Ok(faults)
 }
 
-/// Applies one fault for `lasts`, then undoes it; says what it hit.
-async fn inject(hubs: &mut Hubs, kind: HubFault, lasts: Duration, rng: &mut Rng) -> anyhow::Result<String> {
+/// Applies one fault for `lasts`, then undoes it; says what it hit. `hub` is the hub a
+/// one-sided fault hits (or cuts from): the faults alternate between the hubs, so a short run
+/// hits both (the home hub's leader orders rooms; the member hub's leader sends its writes).
+async fn inject(hubs: &mut Hubs, kind: HubFault, lasts: Duration, rng: &mut Rng, hub: usize) -> anyhow::Result<String> {
     let names: Vec<String> = hubs.hubs.iter().map(|h| h.name.clone()).collect();
     let target = match kind {
         HubFault::HubPartition => {
@@ -259,7 +261,7 @@ async fn inject(hubs: &mut Hubs, kind: HubFault, lasts: Duration, rng: &mut Rng)
             format!("{}↔{}", names[0], names[1])
         }
         HubFault::HubOneWay => {
-            let from = rng.below(2) as usize;
+            let from = hub;
             hubs.cut(from, true);
             tokio::time::sleep(lasts).await;
             hubs.cut(from, false);
@@ -272,7 +274,7 @@ async fn inject(hubs: &mut Hubs, kind: HubFault, lasts: Duration, rng: &mut Rng)
             format!("{}↔{} 300±150 ms", names[0], names[1])
         }
         HubFault::LeaderKill | HubFault::Blackout => {
-            let h = rng.below(2) as usize;
+            let h = hub;
             let pick = rng.below(hubs.hubs[h].nodes.len() as u64) as usize;
             // One node per region: a region's blackout is its node's; a leader kill takes
             // whoever leads at that moment.
