@@ -290,6 +290,28 @@ async fn cross_hub_latency() {
         at(0.99),
         at(1.0)
     );
+
+    // A backlog: queued while paused, then drained in batches on resume.
+    set_paused(&tochigi, true, "bench-pause").await;
+    inviter.invite_gunma(&tochigi.hub, 300).await;
+    let (target, acknowledged, _) = outbound(tochigi.node(leader));
+    let queued = tochigi.node(leader).state.hub().outbox_after(&hub_name("gunma"), acknowledged, usize::MAX);
+    let bytes: usize = queued.iter().map(|m| m.body.len()).sum();
+    let started = Instant::now();
+    set_paused(&tochigi, false, "bench-resume").await;
+    while received(gunma.node(1)).0 < target {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let batches =
+        audited_ranges(gunma.node(1)).iter().filter(|(first, last)| *first > acknowledged && *last <= target).count();
+    println!(
+        "backlog of {} messages ({} KiB) drained in {:.0} ms ({batches} batches, {:.0} messages/s)",
+        target - acknowledged,
+        bytes / 1024,
+        took * 1000.0,
+        (target - acknowledged) as f64 / took
+    );
     tochigi.shutdown().await;
     gunma.shutdown().await;
 }

@@ -99,6 +99,12 @@ impl Effects {
         self.event(room, EventKind::Membership)
     }
 
+    /// Nothing at all: the outcome `Done`, no change, no event (e.g. a peer's message that
+    /// this hub has nothing to do with).
+    pub fn none() -> Self {
+        Self::new(Outcome::Done, Vec::new())
+    }
+
     /// Also sends `message` to hub `to`.
     pub fn send(mut self, to: HubName, message: Message) -> Self {
         self.outbound.push(Outgoing { to, message });

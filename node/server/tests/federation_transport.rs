@@ -476,4 +476,13 @@ async fn a_node_serves_federation_from_its_configuration() {
     quiet.nodes[0].federation_addr = None;
     let none = kizuna_server::federation::listener::start(&quiet, &quiet.nodes[0], sink.node(1).clone());
     assert!(none.await.unwrap().is_none());
+
+    // Every node of a federating hub sends (while it leads), with or without a listener; a
+    // hub without [federation] sends nothing.
+    let sender = kizuna_server::federation::listener::start_sender(&quiet, &quiet.nodes[0], sink.node(1).clone());
+    sender.unwrap().expect("a federating hub's node runs the sender").shutdown().await;
+    let mut alone = quiet.clone();
+    alone.federation = None;
+    let none = kizuna_server::federation::listener::start_sender(&alone, &alone.nodes[0], sink.node(1).clone());
+    assert!(none.unwrap().is_none());
 }

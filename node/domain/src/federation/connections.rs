@@ -30,7 +30,7 @@ pub fn requested(
 ) -> DomainResult<Effects> {
     let Party::Sender(login) = &from.party else { return Ok(nothing()) };
     let Some(target) = our_professional(view, to)? else { return Ok(nothing()) };
-    let (requester, created) = shadow(view, AccountId(ids.mint()), (origin, login), Some(from))?;
+    let (requester, created) = shadow(view, || ids.mint().map(AccountId), (origin, login), Some(from))?;
     let pair = connection_pair(requester.id, target.id);
     match view.connection(pair)?.map(|c| c.state) {
         None | Some(ConnectionState::Declined) => {}
@@ -48,6 +48,10 @@ pub fn ended(view: &impl HubView, origin: &HubName, by: &str, other: &str) -> Do
     let Some(me) = view.account_by_login(other)? else { return Ok(nothing()) };
     let pair = connection_pair(them, me);
     let Some(connection) = view.connection(pair)? else { return Ok(nothing()) };
+    if matches!(connection.state, ConnectionState::Blocked { .. }) {
+        // A block here stays: the other hub can neither lift it nor turn it into "declined".
+        return Ok(nothing());
+    }
     let mut changes = vec![Change::Connection(Connection { pair, state: ConnectionState::Declined })];
     let mut effects = nothing();
     if let ConnectionState::Accepted { room } = connection.state

@@ -9,7 +9,7 @@ use super::parties::{Whose, known, party_of, profile_of, remote_login, shadow, w
 use super::wire::{CopyKind, Message, Party, PostCopy, RoomCopy, RoomWrite};
 use crate::authz::active_member;
 use crate::commands::Command;
-use crate::error::{DomainResult, not_found, precondition};
+use crate::error::{DomainResult, invalid, not_found, precondition};
 use crate::events::EventKind;
 use crate::kernel::{Ctx, Effects, Outcome, Outgoing};
 use crate::model::*;
@@ -20,20 +20,44 @@ use crate::view::{Change, HubView, ViewResult};
 /// index of the batch, the message's place in it and a counter.
 #[derive(Debug)]
 pub struct IdMint {
-    next: u64,
+    base: u64,
+    minted: u64,
+    log_index: u64,
 }
 
 impl IdMint {
-    /// Room for 1024 messages per batch and 1024 entities per message, up to log index 2^43.
+    /// Entities one message may create (shadows, a copy): a message naming more is refused.
+    pub const PER_MESSAGE: u64 = 1 << 10;
+    /// Messages one log entry may apply (far above `inbox::MAX_APPLIED_PER_ENTRY`).
+    const MESSAGES: u64 = 1 << 10;
+    /// Log indexes below this fit beside the top bit and the 20 bits of message and counter.
+    const LOG_INDEXES: u64 = 1 << 43;
+
     pub fn new(log_index: u64, message: u64) -> Self {
-        IdMint { next: (1 << 63) | (log_index << 20) | ((message & 0x3ff) << 10) }
+        let base = (1 << 63) | (log_index << 20) | ((message % Self::MESSAGES) << 10);
+        IdMint { base, minted: 0, log_index }
     }
 
-    pub fn mint(&mut self) -> u64 {
-        let id = self.next;
-        self.next += 1;
-        id
+    /// The next id, or a refusal once this message created as many entities as an id can tell
+    /// apart (a peer naming thousands of people in one message).
+    pub fn mint(&mut self) -> DomainResult<u64> {
+        if self.minted >= Self::PER_MESSAGE || self.log_index >= Self::LOG_INDEXES {
+            return Err(invalid("a message creates too many accounts or rooms at once"));
+        }
+        let id = self.base | self.minted;
+        self.minted += 1;
+        Ok(id)
     }
+}
+
+/// A member of a copy as the home hub names it, resolved to a local account.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    account: AccountId,
+    role: Role,
+    state: MemberState,
+    /// One of our own professionals (not another hub's shadow).
+    ours: bool,
 }
 
 /// The home hub `origin` sent room `copy`: keep (or create) this hub's copy with the members it
@@ -41,29 +65,39 @@ impl IdMint {
 /// but this hub does not have as active professionals are reported back, and removed there.
 pub fn apply_room(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy: RoomCopy) -> DomainResult<Effects> {
     let existing = view.mirror_of(origin, copy.room)?;
-    let mut effects = Effects::new(Outcome::Done, Vec::new());
+    let mut effects = Effects::none();
     let mut wanted = Vec::new();
     for m in &copy.members {
         let state = if m.pending { MemberState::Invited { by: AccountId(0) } } else { MemberState::Active };
-        match whose(origin, &m.profile.party) {
+        let (role, party) = (m.role, &m.profile.party);
+        match whose(origin, party) {
             Whose::Ours(login) => match our_professional(view, &login)? {
-                Some(account) => wanted.push((account.id, m.role, state, true)),
+                Some(a) => wanted.push(Wanted { account: a.id, role, state, ours: true }),
                 None => effects = effects.send(origin.clone(), Message::NoSuchMember { room: copy.room, login }),
             },
             Whose::Theirs { hub, login } => {
-                let (account, change) = shadow(view, AccountId(ids.mint()), (&hub, &login), Some(&m.profile))?;
+                // A hub speaks for its own professionals' profiles only.
+                let profile = (&hub == origin).then_some(&m.profile);
+                let (a, change) = shadow(view, || ids.mint().map(AccountId), (&hub, &login), profile)?;
                 effects.changes.extend(change);
-                wanted.push((account.id, m.role, state, false));
+                wanted.push(Wanted { account: a.id, role, state, ours: false });
             }
         }
     }
-    if !wanted.iter().any(|w| w.3) {
+    if !wanted.iter().any(|w| w.ours) {
         return match existing {
             Some(local) => drop_copy(view, local, effects.outbound),
             None => Ok(Effects { changes: Vec::new(), ..effects }),
         };
     }
-    let local = existing.unwrap_or_else(|| RoomId(ids.mint()));
+    if copy.kind == CopyKind::Connection && existing.is_none() && !connection_asked(view, &wanted)? {
+        // A 1:1 room nobody here asked for (or someone here blocked meanwhile): not kept.
+        return Ok(Effects::none());
+    }
+    let local = match existing {
+        Some(local) => local,
+        None => RoomId(ids.mint()?),
+    };
     keep_copy(view, origin, (local, existing.is_none()), copy, wanted, effects)
 }
 
@@ -73,13 +107,22 @@ pub(super) fn our_professional(view: &impl HubView, login: &str) -> ViewResult<O
     Ok(view.account(id)?.filter(|a| a.is_active() && matches!(a.kind, AccountKind::Professional { .. })))
 }
 
+/// Whether our member of a new 1:1 copy asked the other member for the connection.
+fn connection_asked(view: &impl HubView, wanted: &[Wanted]) -> ViewResult<bool> {
+    let (Some(ours), Some(theirs)) = (wanted.iter().find(|w| w.ours), wanted.iter().find(|w| !w.ours)) else {
+        return Ok(false);
+    };
+    let pair = connection_pair(ours.account, theirs.account);
+    Ok(matches!(view.connection(pair)?.map(|c| c.state), Some(ConnectionState::Requested { by }) if by == ours.account))
+}
+
 /// The copy's room and members as the home hub has them; our new members' profiles go back.
 fn keep_copy(
     view: &impl HubView,
     origin: &HubName,
     (local, new): (RoomId, bool),
     copy: RoomCopy,
-    wanted: Vec<(AccountId, Role, MemberState, bool)>,
+    wanted: Vec<Wanted>,
     mut effects: Effects,
 ) -> DomainResult<Effects> {
     let old = view.room(local)?;
@@ -93,11 +136,11 @@ fn keep_copy(
         effects.changes.push(Change::Mirror { home: origin.clone(), home_room: copy.room, local });
     }
     for m in view.members(local)? {
-        if !wanted.iter().any(|w| w.0 == m.account) {
+        if !wanted.iter().any(|w| w.account == m.account) {
             effects.changes.push(Change::RemoveMember { room: local, account: m.account });
         }
     }
-    for (account, role, state, ours) in wanted {
+    for Wanted { account, role, state, ours } in wanted {
         let member = match view.member(local, account)? {
             Some(m) => Member { role, state, ..m },
             None => {
@@ -113,38 +156,62 @@ fn keep_copy(
 }
 
 /// A copy of a 1:1 room: its two members (ours and theirs) are connected here too.
-fn connected_pair(wanted: &[(AccountId, Role, MemberState, bool)], local: RoomId) -> Option<Change> {
-    let ours = wanted.iter().find(|w| w.3)?.0;
-    let theirs = wanted.iter().find(|w| !w.3)?.0;
+fn connected_pair(wanted: &[Wanted], local: RoomId) -> Option<Change> {
+    let ours = wanted.iter().find(|w| w.ours)?.account;
+    let theirs = wanted.iter().find(|w| !w.ours)?.account;
     Some(super::connections::accepted_copy(ours, theirs, local))
 }
 
-/// None of our members is left in the room: the copy goes (members and post texts; the
-/// room's shell and the mapping stay, so a later invitation reuses the same id).
-fn drop_copy(
-    view: &impl HubView,
-    local: RoomId,
-    outbound: Vec<super::super::kernel::Outgoing>,
-) -> DomainResult<Effects> {
+/// None of our members is left in the room: the copy goes — its members, post texts, the
+/// patient's name in its kind, the pending writes into it, and a 1:1 room's connection. The
+/// room's shell and the mapping stay, so a later invitation reuses the same id.
+fn drop_copy(view: &impl HubView, local: RoomId, outbound: Vec<Outgoing>) -> DomainResult<Effects> {
+    let members = view.members(local)?;
     let mut changes: Vec<Change> =
-        view.members(local)?.into_iter().map(|m| Change::RemoveMember { room: local, account: m.account }).collect();
-    let last_seq = view.room(local)?.map_or(0, |r| r.last_seq);
-    for seq in 1..=last_seq {
+        members.iter().map(|m| Change::RemoveMember { room: local, account: m.account }).collect();
+    let Some(mut room) = view.room(local)? else { return Ok(Effects { outbound, ..Effects::none() }) };
+    for seq in 1..=room.last_seq {
         if let Some(post) = view.post(local, seq)? {
             changes.push(Change::Post(Post { text: String::new(), history: Vec::new(), deleted: true, ..post }));
         }
     }
-    let effects = Effects { outbound, ..Effects::new(Outcome::Done, changes) };
-    Ok(effects.membership(local))
+    changes.extend(view.pending_in(local)?.into_iter().map(|p| Change::PendingDone { ticket: p.ticket }));
+    if let RoomKind::Mirror { of, .. } = &mut room.kind {
+        if *of == CopyKind::Connection {
+            changes.extend(ended_connection(view, &members)?);
+        }
+        *of = of.without_patient();
+    }
+    changes.push(Change::Room(room));
+    Ok(Effects { outbound, ..Effects::new(Outcome::Done, changes) }.membership(local))
+}
+
+/// The connection of a dropped 1:1 copy's two members ends (declined: either may ask again,
+/// unless one of them blocked the other).
+fn ended_connection(view: &impl HubView, members: &[Member]) -> ViewResult<Option<Change>> {
+    let [a, b] = members else { return Ok(None) };
+    let pair = connection_pair(a.account, b.account);
+    Ok(match view.connection(pair)? {
+        Some(c) if matches!(c.state, ConnectionState::Accepted { .. }) => {
+            Some(Change::Connection(Connection { pair, state: ConnectionState::Declined }))
+        }
+        _ => None,
+    })
 }
 
 /// The home hub `origin` sent a post as it is now: it takes its place in our copy.
 pub fn apply_post(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy: PostCopy) -> DomainResult<Effects> {
-    let Some(local) = view.mirror_of(origin, copy.room)? else {
-        // No copy here (dropped, or never kept): nothing of the room is kept.
-        return Ok(Effects::new(Outcome::Done, Vec::new()));
-    };
+    let Some(local) = view.mirror_of(origin, copy.room)? else { return Ok(Effects::none()) };
+    if !any_of_ours_active(view, local)? {
+        // A dropped copy (or one whose members are all pending) keeps no post.
+        return Ok(Effects::none());
+    }
     let mut room = view.room(local)?.ok_or(not_found("room"))?;
+    if copy.seq == 0 || copy.seq > room.last_seq + 1 {
+        // The home hub sends a room's posts in order from 1: anything else is refused, so no
+        // number a peer sends can make this hub walk a huge range.
+        return Err(invalid(format!("post #{} of a room whose copy has {} posts", copy.seq, room.last_seq)));
+    }
     let mut changes = Vec::new();
     let author = account_for(view, ids, origin, &copy.author, &mut changes)?;
     let mentions = accounts_for(view, ids, origin, &copy.mentions, &mut changes)?;
@@ -181,6 +248,16 @@ pub fn apply_post(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy:
     Ok(Effects::new(Outcome::Posted { room: local, seq }, changes).event(local, kind))
 }
 
+/// Whether one of our own professionals is an active member of the copy `local`.
+fn any_of_ours_active(view: &impl HubView, local: RoomId) -> ViewResult<bool> {
+    for m in view.members(local)?.into_iter().filter(Member::is_active) {
+        if view.account(m.account)?.is_some_and(|a| a.remote_hub().is_none()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The local account of `party`: ours, a known shadow, or a new shadow with a bare profile (an
 /// author who has since left the room). An unknown account of ours is account 0 ("unknown").
 fn account_for(
@@ -204,7 +281,7 @@ fn account_for(
     match whose(origin, party) {
         Whose::Ours(_) => Ok(AccountId(0)),
         Whose::Theirs { hub, login } => {
-            let (account, change) = shadow(view, AccountId(ids.mint()), (&hub, &login), None)?;
+            let (account, change) = shadow(view, || ids.mint().map(AccountId), (&hub, &login), None)?;
             changes.extend(change);
             Ok(account.id)
         }
@@ -234,7 +311,7 @@ pub fn accepted(view: &impl HubView, origin: &HubName, ticket: u64) -> DomainRes
 /// The home hub `origin` refused our write `ticket`: the author sees why.
 pub fn refused(view: &impl HubView, origin: &HubName, ticket: u64, reason: String) -> DomainResult<Effects> {
     let Some(pending) = pending_from(view, origin, ticket)? else {
-        return Ok(Effects::new(Outcome::Done, Vec::new()));
+        return Ok(Effects::none());
     };
     let reason: String = reason.chars().take(500).collect();
     Ok(Effects::new(Outcome::Done, vec![Change::Pending(PendingWrite { refused: Some(reason), ..pending })]))

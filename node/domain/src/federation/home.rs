@@ -28,7 +28,7 @@ pub fn invite_remote(
     (hub, login): (HubName, String),
     role: Role,
 ) -> DomainResult<Effects> {
-    let (target, created) = shadow(view, AccountId(ctx.log_index), (&hub, &login), None)?;
+    let (target, created) = shadow(view, || Ok(AccountId(ctx.log_index)), (&hub, &login), None)?;
     if view.room(room)?.is_none() {
         return Err(not_found("room"));
     }

@@ -94,7 +94,10 @@ pub fn apply_facility(
     text("municipality", &copy.municipality, MAX_NAME_CHARS)?;
     crate::directory::check(&copy.profile)?;
     let existing = remote_of(view, origin, copy.id)?;
-    let id = existing.as_ref().map_or_else(|| FacilityId(ids.mint()), |e| e.facility.id);
+    let id = match &existing {
+        Some(e) => e.facility.id,
+        None => FacilityId(ids.mint()?),
+    };
     let facility = Facility {
         id,
         name: copy.name,

@@ -75,6 +75,12 @@ pub fn known(view: &impl HubView, origin: &HubName, party: &Party) -> ViewResult
         Whose::Ours(login) => login,
         Whose::Theirs { hub, login } => remote_login(&login, &hub),
     };
+    if let Whose::Ours(ours) = whose(origin, party)
+        && check_login(&ours).is_err()
+    {
+        // `x@hub` is never a login of ours: it names another hub's account.
+        return Ok(None);
+    }
     match view.account_by_login(&login)? {
         Some(id) => view.account(id),
         None => Ok(None),
@@ -82,10 +88,11 @@ pub fn known(view: &impl HubView, origin: &HubName, party: &Party) -> ViewResult
 }
 
 /// The shadow of `login` of hub `hub`: the existing one (its profile brought up to date when
-/// `profile` is given), or a new one with id `new_id`. The change is None when nothing changes.
+/// `profile` is given), or a new one with the id `new_id` gives (called only then). The change
+/// is None when nothing changes.
 pub fn shadow(
     view: &impl HubView,
-    new_id: AccountId,
+    new_id: impl FnOnce() -> DomainResult<AccountId>,
     (hub, login): (&HubName, &str),
     profile: Option<&Profile>,
 ) -> DomainResult<(Account, Option<Change>)> {
@@ -94,6 +101,10 @@ pub fn shadow(
     let existing = match view.account_by_login(&full)? {
         Some(id) => view.account(id)?,
         None => None,
+    };
+    let new_id = match &existing {
+        Some(_) => AccountId(0),
+        None => new_id()?,
     };
     let mut account = existing.clone().unwrap_or_else(|| Account {
         id: new_id,
@@ -131,7 +142,7 @@ mod tests {
     #[test]
     fn parties_are_named_relative_to_the_stream() {
         let ibaraki = HubName::new("ibaraki").unwrap();
-        let (sato, _) = shadow(&MemHub::default(), AccountId(9), (&gunma(), "sato"), None).unwrap();
+        let (sato, _) = shadow(&MemHub::default(), || Ok(AccountId(9)), (&gunma(), "sato"), None).unwrap();
         assert_eq!(sato.login, "sato@gunma");
         assert_eq!(party_of(&sato, &gunma()), Party::Receiver("sato".into()));
         assert_eq!(party_of(&sato, &ibaraki), Party::Other { hub: gunma(), login: "sato".into() });
@@ -148,7 +159,7 @@ mod tests {
     #[test]
     fn a_shadow_is_created_once_and_its_profile_updated() {
         let mut view = MemHub::default();
-        let (first, change) = shadow(&view, AccountId(9), (&gunma(), "sato"), None).unwrap();
+        let (first, change) = shadow(&view, || Ok(AccountId(9)), (&gunma(), "sato"), None).unwrap();
         view.apply(change.into_iter().collect());
         let profile = Profile {
             party: Party::Sender("sato".into()),
@@ -156,13 +167,13 @@ mod tests {
             facility_name: "前橋訪問看護".into(),
             profession: Profession::VisitingNurse,
         };
-        let (again, change) = shadow(&view, AccountId(12), (&gunma(), "sato"), Some(&profile)).unwrap();
+        let (again, change) = shadow(&view, || Ok(AccountId(12)), (&gunma(), "sato"), Some(&profile)).unwrap();
         assert_eq!(again.id, first.id, "the same shadow, not a second one");
         assert_eq!(again.display_name, "佐藤 看護師");
         assert!(change.is_some());
         view.apply(change.into_iter().collect());
-        let (_, unchanged) = shadow(&view, AccountId(13), (&gunma(), "sato"), Some(&profile)).unwrap();
+        let (_, unchanged) = shadow(&view, || Ok(AccountId(13)), (&gunma(), "sato"), Some(&profile)).unwrap();
         assert_eq!(unchanged, None);
-        assert!(shadow(&view, AccountId(14), (&gunma(), "a@b"), None).is_err());
+        assert!(shadow(&view, || Ok(AccountId(14)), (&gunma(), "a@b"), None).is_err());
     }
 }

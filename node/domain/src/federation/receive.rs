@@ -40,7 +40,7 @@ pub fn decide(view: &impl HubView, ctx: Ctx, index: u64, origin: &HubName, messa
         Message::Accepted { ticket, .. } => copies::accepted(view, origin, ticket).map(Received::done),
         Message::Refused { ticket, reason } => copies::refused(view, origin, ticket, reason).map(Received::done),
         Message::Submit { room, author, ticket, write } => {
-            let ctx = Ctx { log_index: ids.mint(), ..ctx };
+            let ctx = Ctx { log_index: ids.mint()?, ..ctx };
             submitted(view, ctx, origin, (room, &author, ticket), write)
         }
         Message::NoSuchMember { room, login } => no_such_member(view, origin, room, &login).map(Received::done),
@@ -144,7 +144,7 @@ fn invite(
             invite_account(view, actor, room, &target, role)
         }
         Whose::Theirs { hub, login } => {
-            let (target, created) = shadow(view, AccountId(ctx.log_index), (&hub, &login), None)?;
+            let (target, created) = shadow(view, || Ok(AccountId(ctx.log_index)), (&hub, &login), None)?;
             let mut effects = invite_account(view, actor, room, &target, role)?;
             effects.changes.splice(0..0, created);
             Ok(effects)
@@ -158,8 +158,10 @@ fn existing(view: &impl HubView, origin: &HubName, party: &Party) -> DomainResul
 
 /// The member hub has no active professional `login`: the invitation is withdrawn.
 fn no_such_member(view: &impl HubView, origin: &HubName, room: RoomId, login: &str) -> DomainResult<Effects> {
-    let Ok(id) = sender_member(view, origin, room, login) else {
-        return Ok(Effects::new(Outcome::Done, Vec::new()));
+    let id = match sender_member(view, origin, room, login) {
+        Ok(id) => id,
+        Err(e @ DomainError::Unreadable(_)) => return Err(e),
+        Err(_) => return Ok(Effects::none()),
     };
     Ok(Effects::new(Outcome::Done, removal(view, room, id)?).membership(room))
 }
@@ -173,6 +175,6 @@ fn profile_update(view: &impl HubView, origin: &HubName, profile: &Profile) -> D
     if view.account_by_login(&remote_login(login, origin))?.is_none() {
         return Ok(Effects::new(Outcome::Done, Vec::new()));
     }
-    let (_, change) = shadow(view, AccountId(0), (origin, login), Some(profile))?;
+    let (_, change) = shadow(view, || Err(not_found("account")), (origin, login), Some(profile))?;
     Ok(Effects::new(Outcome::Done, change.into_iter().collect()))
 }

@@ -125,9 +125,9 @@ pub fn received(
     if recipients.is_empty() {
         return Ok(effects);
     }
-    let (from, created) = shadow(view, AccountId(ids.mint()), (origin, login), Some(&copy.from))?;
+    let (from, created) = shadow(view, || ids.mint().map(AccountId), (origin, login), Some(&copy.from))?;
     let from_facility = remote_of(view, origin, copy.from_facility)?.map_or(FacilityId(0), |f| f.facility.id);
-    let id = RequestId(ids.mint());
+    let id = RequestId(ids.mint()?);
     let request = CareRequest {
         id,
         kind: copy.kind,
@@ -214,7 +214,8 @@ pub fn answered(
     let mut changes = Vec::new();
     let mut by = None;
     let mut answerer = |profile: &Profile| -> DomainResult<AccountId> {
-        let (account, created) = shadow(view, AccountId(ids.mint()), (origin, sender_login(profile)?), Some(profile))?;
+        let (account, created) =
+            shadow(view, || ids.mint().map(AccountId), (origin, sender_login(profile)?), Some(profile))?;
         changes.extend(created);
         by = Some(account.id);
         Ok(account.id)

@@ -60,6 +60,21 @@ pub enum CopyKind {
     Connection,
 }
 
+impl CopyKind {
+    /// The same kind without the patient's name: what a dropped copy keeps.
+    pub fn without_patient(&self) -> Self {
+        match self {
+            CopyKind::PatientTimeline { .. } => {
+                CopyKind::PatientTimeline { patient_name: String::new(), patient_kana: String::new() }
+            }
+            CopyKind::SubRoom { parent, name, .. } => {
+                CopyKind::SubRoom { parent: *parent, patient_name: String::new(), name: name.clone() }
+            }
+            other => other.clone(),
+        }
+    }
+}
+
 /// A member of a room as the home hub has it (the membership's state, not read markers: read
 /// state stays on the reader's own hub).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -348,3 +348,128 @@ fn every_transfer_of_patient_data_to_another_hub_is_named_for_the_audit_chain() 
     let effects = execute(&s.tochigi.state, ctx, Some(s.doctor), invite).unwrap();
     assert!(settle(&mut s.tochigi.state, ctx.now_ms, effects).unwrap().transfers.is_empty());
 }
+
+/// Delivers hand-made messages of `origin`'s stream to `to`, as the next batch.
+fn forge(to: &mut Hub, origin: &str, messages: Vec<Message>) -> BatchApplied {
+    let first = to.state.inbound(&name(origin)).unwrap().highest_applied() + 1;
+    let bodies: Vec<Vec<u8>> = messages.iter().map(Message::encode).collect();
+    to.index += 1;
+    let batch = Batch {
+        origin: &name(origin),
+        range: SeqRange::of_batch(first, bodies.len() as u64).unwrap(),
+        messages: &bodies,
+        key_id: "k",
+        signature: &[],
+        node: 1,
+    };
+    inbox::apply_batch(&mut to.state, Ctx { log_index: to.index, now_ms: to.now }, batch).unwrap()
+}
+
+fn refused(applied: &BatchApplied) -> bool {
+    applied.audit.iter().any(|a| a.what.contains("refused message"))
+}
+
+#[test]
+fn a_post_copy_out_of_order_or_far_ahead_is_refused() {
+    let mut s = story();
+    let far = crate::federation::wire::PostCopy {
+        room: s.home,
+        seq: u64::MAX,
+        author: crate::federation::Party::Sender("user0".into()),
+        text: "x".into(),
+        reply_to: None,
+        mentions: vec![],
+        posted_at_ms: 1,
+        edited: false,
+        deleted: false,
+        acks: vec![],
+    };
+    let applied = forge(&mut s.gunma, "tochigi", vec![Message::Post(far)]);
+    assert!(refused(&applied));
+    assert_eq!(s.gunma.state.room(s.copy).unwrap().unwrap().last_seq, 0, "the copy did not move");
+}
+
+#[test]
+fn a_dropped_copy_keeps_no_patient_name_and_no_pending_text() {
+    let mut s = story();
+    s.gunma.ok(s.nurse, Command::Post { room: s.copy, text: "未送信の記録".into(), reply_to: None, mentions: vec![] });
+    let shadow = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
+    s.tochigi.ok(s.doctor, Command::Remove { room: s.home, account: shadow });
+    // The removal reaches Gunma before its pending post reaches Tochigi.
+    deliver(&mut s.tochigi, "tochigi", &mut s.gunma, "gunma");
+    let kind = s.gunma.state.room(s.copy).unwrap().unwrap().kind;
+    let RoomKind::Mirror { of: crate::federation::wire::CopyKind::PatientTimeline { patient_name, .. }, .. } = kind
+    else {
+        panic!("{kind:?}")
+    };
+    assert!(patient_name.is_empty(), "the patient's name went with the copy");
+    assert!(s.gunma.state.pending.is_empty(), "no pending text stays behind");
+}
+
+#[test]
+fn a_hub_cannot_open_a_connection_nobody_asked_for_nor_lift_a_block() {
+    let mut s = story();
+    let doctor_there = s.gunma.state.account_by_login("user0@tochigi").unwrap().unwrap();
+    // Tochigi claims a 1:1 room of the doctor and the nurse that nobody asked for.
+    let forged = crate::federation::wire::RoomCopy {
+        room: RoomId(4242),
+        kind: crate::federation::wire::CopyKind::Connection,
+        members: s
+            .tochigi
+            .state
+            .members(s.home)
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let account = s.tochigi.state.account(m.account).unwrap().unwrap();
+                crate::federation::wire::MemberCopy {
+                    profile: crate::federation::parties::profile_of(&s.tochigi.state, &account, &name("gunma"))
+                        .unwrap(),
+                    role: Role::Member,
+                    pending: false,
+                }
+            })
+            .collect(),
+    };
+    forge(&mut s.gunma, "tochigi", vec![Message::Room(forged)]);
+    assert!(room_list(&s.gunma.state, s.nurse, ListKind::Connections).unwrap().is_empty());
+    // The nurse blocks the doctor; Tochigi says the connection ended, then asks again.
+    s.gunma.ok(s.nurse, Command::BlockConnection { other: doctor_there });
+    let profile = crate::federation::wire::Profile {
+        party: crate::federation::Party::Sender("user0".into()),
+        display_name: "職員0".into(),
+        facility_name: "宇都宮在宅クリニック".into(),
+        profession: Profession::Nurse,
+    };
+    forge(
+        &mut s.gunma,
+        "tochigi",
+        vec![
+            Message::ConnectionEnded { by: "user0".into(), other: "user1".into() },
+            Message::ConnectionRequest { from: profile, to: "user1".into() },
+        ],
+    );
+    let pair = connection_pair(s.nurse, doctor_there);
+    assert!(matches!(s.gunma.state.connection(pair).unwrap().unwrap().state, ConnectionState::Blocked { .. }));
+}
+
+#[test]
+fn a_home_hub_cannot_rewrite_a_third_hubs_professional() {
+    let mut s = story();
+    let ibaraki = crate::federation::wire::Profile {
+        party: crate::federation::Party::Other { hub: name("ibaraki"), login: "ito".into() },
+        display_name: "伊藤".into(),
+        facility_name: "水戸".into(),
+        profession: Profession::Doctor,
+    };
+    let mut copy = crate::federation::home::room_copy(
+        &s.tochigi.state,
+        &s.tochigi.state.room(s.home).unwrap().unwrap(),
+        &name("gunma"),
+    )
+    .unwrap();
+    copy.members.push(crate::federation::wire::MemberCopy { profile: ibaraki, role: Role::Member, pending: false });
+    forge(&mut s.gunma, "tochigi", vec![Message::Room(copy)]);
+    let ito = s.gunma.state.account_by_login("ito@ibaraki").unwrap().expect("known as a member");
+    assert_eq!(s.gunma.state.account(ito).unwrap().unwrap().display_name, "ito@ibaraki", "only Ibaraki names its own");
+}

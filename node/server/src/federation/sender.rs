@@ -11,10 +11,12 @@
 //!
 //! New messages are picked up when this node applies a log entry (the Raft metrics change),
 //! not by a fixed poll, so a queued message leaves within milliseconds of its commit. After a
-//! failure the loop backs off (250 ms doubling to 30 s, jittered) and sends a signed probe at
-//! each step; it resends at once when a probe is answered, so a returning peer is noticed
-//! within the current step. Nothing queued is ever dropped: refusals are logged, shown to
-//! operators, and retried with backoff.
+//! failure the loop backs off (250 ms doubling to 30 s, jittered) before it resends; while it
+//! waits it sends a cheap signed probe every [`PROBE_EVERY`], and once a peer that could not be
+//! reached answers one, it resends at once: a returning peer is noticed within a second or two
+//! however long it was away, while a peer that answers but fails the delivery (refusing it, or
+//! without a quorum) is retried only as the backoff allows. Nothing queued is ever dropped:
+//! refusals are logged, shown to operators, and retried with backoff.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -43,6 +45,8 @@ pub const BATCH_MESSAGES: usize = 256;
 pub const BATCH_BYTES: usize = 1 << 20;
 /// How long one Deliver or Probe may take before the next endpoint is tried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a backing-off loop probes the peer (cheap: no payload, no commit on either side).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How often an idle loop looks again without a new log entry (a lost leadership, a resume
 /// that this node applied while it was not looking).
 const IDLE_RECHECK: Duration = Duration::from_millis(500);
@@ -84,8 +88,9 @@ fn jitter() -> f64 {
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// What to send next: consecutive messages from `first`, cut at [`BATCH_MESSAGES`] and
-/// [`BATCH_BYTES`]. `queued` is the outbox after the acknowledgement, oldest first.
+/// What to send next: consecutive messages from `first`, cut at a number of messages (at most
+/// [`BATCH_MESSAGES`], see [`next_limit`]) and at [`BATCH_BYTES`]. `queued` is the outbox after
+/// the acknowledgement, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub first_seq: u64,
@@ -95,14 +100,14 @@ pub struct Batch {
 impl Batch {
     /// The batch starting at `first`, or why the outbox does not continue the stream there
     /// (a hole in the replicated outbox: a fault, never skipped).
-    pub fn cut(first: u64, queued: Vec<OutboxMessage>) -> Result<Self, SendError> {
+    pub fn cut(first: u64, queued: Vec<OutboxMessage>, limit: usize) -> Result<Self, SendError> {
         let mut bodies = Vec::new();
         let mut bytes = 0;
         for (expected, message) in (first..).zip(queued) {
             if message.seq != expected {
                 return Err(SendError::Outbox(format!("message {expected} is missing (found {})", message.seq)));
             }
-            if !bodies.is_empty() && (bodies.len() == BATCH_MESSAGES || bytes + message.body.len() > BATCH_BYTES) {
+            if !bodies.is_empty() && (bodies.len() >= limit || bytes + message.body.len() > BATCH_BYTES) {
                 break;
             }
             bytes += message.body.len();
@@ -117,6 +122,15 @@ impl Batch {
     fn range(&self) -> Result<SeqRange, StreamError> {
         SeqRange::of_batch(self.first_seq, self.bodies.len() as u64)
     }
+}
+
+/// How many messages the next batch may carry, after a batch of `sent` messages of which the
+/// peer applied `applied`. A receiver applies a bounded number of messages per log entry and
+/// acknowledges only those (the rest is sent again): the sender then sends no more than it
+/// took, instead of shipping the same tail again and again, and grows back (doubling, up to
+/// [`BATCH_MESSAGES`]) while whole batches are taken.
+pub fn next_limit(limit: usize, sent: usize, applied: usize) -> usize {
+    if applied < sent { applied.max(1) } else { limit.saturating_mul(2).clamp(1, BATCH_MESSAGES) }
 }
 
 /// The acknowledgement after the peer answered `highest_applied` for the batch `sent` of
@@ -144,6 +158,8 @@ pub enum SendError {
     Call { endpoint: String, code: Code, message: String },
     #[error("the peer has no endpoint")]
     NoEndpoint,
+    #[error("the peer applied nothing of the batch from {first} (highest applied {highest_applied})")]
+    NothingApplied { first: u64, highest_applied: u64 },
     #[error("proposing the acknowledgement: {0}")]
     Ack(String),
 }
@@ -162,11 +178,12 @@ fn is_refusal(code: Code) -> bool {
 
 /// Whether the peer answered at all: a refusal is an answer (the peer is up but says no).
 fn reached<T>(result: &Result<T, SendError>) -> bool {
-    match result {
-        Ok(_) => true,
-        Err(SendError::Call { code, .. }) => is_refusal(*code),
-        Err(_) => false,
-    }
+    result.as_ref().err().is_none_or(answered)
+}
+
+/// Whether a failed call still reached the peer: it refused.
+fn answered(error: &SendError) -> bool {
+    matches!(error, SendError::Call { code, .. } if is_refusal(*code))
 }
 
 /// The peer's endpoints, each with a lazily connected client; calls start at the endpoint that
@@ -259,6 +276,8 @@ struct PeerSender {
     link: PeerLink,
     /// The newest acknowledgement this node received, possibly not yet replicated.
     acknowledged_here: u64,
+    /// The most messages the next batch carries ([`next_limit`]).
+    batch_limit: usize,
 }
 
 impl PeerSender {
@@ -313,6 +332,12 @@ impl PeerSender {
         let answered = self.link.deliver(request).await;
         self.board.update(&self.link.peer, |s| s.reachable = Some(reached(&answered)));
         let acknowledged = after_receipt(stream, sent, answered?)?;
+        if acknowledged < sent.first() {
+            // Resending at once would loop as fast as the peer answers: back off instead.
+            return Err(SendError::NothingApplied { first: sent.first(), highest_applied: acknowledged });
+        }
+        let applied = acknowledged.saturating_sub(sent.first() - 1).min(sent.len());
+        self.batch_limit = next_limit(self.batch_limit, sent.len() as usize, applied as usize);
         self.acknowledged_here = self.acknowledged_here.max(acknowledged);
         self.board.update(&self.link.peer, |s| {
             s.last_delivery_ms = Some(now_ms());
@@ -336,8 +361,8 @@ impl PeerSender {
         let batch = match stream.pending() {
             None => None,
             Some(pending) => {
-                let queued = hub.outbox_after(&self.link.peer, pending.first() - 1, BATCH_MESSAGES);
-                Some(Batch::cut(pending.first(), queued)?)
+                let queued = hub.outbox_after(&self.link.peer, pending.first() - 1, self.batch_limit);
+                Some(Batch::cut(pending.first(), queued, self.batch_limit)?)
             }
         };
         Ok(Some(Next { stream, replicated, batch }))
@@ -357,25 +382,29 @@ impl PeerSender {
         }
     }
 
-    /// Records `error`, then waits with probes until the peer answers one (or the backoff's
-    /// steps are all probed): the loop then sends again at once.
+    /// Records `error`, then waits out the next backoff step, probing every [`PROBE_EVERY`]:
+    /// ends early when a peer that could not be reached answers a probe (it is back).
     fn back_off<'a>(&'a mut self, error: SendError, backoff: &'a mut Backoff) -> impl Future<Output = ()> + 'a {
         warn!(peer = %self.link.peer, "federation delivery failed: {error}");
+        let mut unreachable = !answered(&error);
         let message = error.to_string();
         self.board.update(&self.link.peer, |s| s.last_error = Some(message));
+        let delay = backoff.next_delay(jitter());
+        self.board.update(&self.link.peer, |s| s.backoff = Some(delay));
+        let until = tokio::time::Instant::now() + delay;
         async move {
-            loop {
-                let delay = backoff.next_delay(jitter());
-                self.board.update(&self.link.peer, |s| s.backoff = Some(delay));
-                tokio::time::sleep(delay).await;
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep_until(until.min(tokio::time::Instant::now() + PROBE_EVERY)).await;
                 if !leads(&self.node) {
                     return;
                 }
                 let probed = self.link.probe(&self.identity).await;
                 self.board.update(&self.link.peer, |s| s.reachable = Some(reached(&probed)));
                 match probed {
-                    Ok(()) => return,
+                    Ok(()) if unreachable => return,
+                    Ok(()) => {}
                     Err(e) => {
+                        unreachable |= !answered(&e);
                         let message = e.to_string();
                         self.board.update(&self.link.peer, |s| s.last_error = Some(message));
                     }
@@ -432,6 +461,7 @@ impl FederationSender {
                 board: node.federation.clone(),
                 link,
                 acknowledged_here: 0,
+                batch_limit: BATCH_MESSAGES,
             };
             let stop = either_stop(stopped.clone(), node.stopping.clone());
             let span = info_span!("federation sender", peer = %peer.name);
@@ -504,26 +534,38 @@ mod tests {
 
     #[test]
     fn a_batch_takes_at_most_256_messages() {
-        let batch = Batch::cut(5, queued(5..=304, 10)).unwrap();
+        let batch = Batch::cut(5, queued(5..=304, 10), BATCH_MESSAGES).unwrap();
         assert_eq!((batch.first_seq, batch.bodies.len()), (5, BATCH_MESSAGES));
         assert_eq!(batch.bodies[0], vec![5u8; 10]);
     }
 
     #[test]
     fn a_batch_stops_at_a_mebibyte_but_always_carries_one_message() {
-        let batch = Batch::cut(1, queued(1..=10, 300 * 1024)).unwrap();
+        let batch = Batch::cut(1, queued(1..=10, 300 * 1024), BATCH_MESSAGES).unwrap();
         assert_eq!(batch.bodies.len(), 3, "3 x 300 KiB fit in 1 MiB, 4 do not");
-        let huge = Batch::cut(1, queued(1..=2, 2 * BATCH_BYTES)).unwrap();
+        let huge = Batch::cut(1, queued(1..=2, 2 * BATCH_BYTES), BATCH_MESSAGES).unwrap();
         assert_eq!(huge.bodies.len(), 1);
+        assert_eq!(Batch::cut(1, queued(1..=10, 1), 4).unwrap().bodies.len(), 4, "the current limit");
     }
 
     #[test]
     fn a_hole_in_the_outbox_is_an_error_never_skipped() {
         let mut messages = queued(3..=6, 1);
         messages.remove(1);
-        assert!(matches!(Batch::cut(3, messages), Err(SendError::Outbox(_))));
-        assert!(matches!(Batch::cut(2, queued(3..=4, 1)), Err(SendError::Outbox(_))));
-        assert!(matches!(Batch::cut(1, vec![]), Err(SendError::Outbox(_))));
+        assert!(matches!(Batch::cut(3, messages, 8), Err(SendError::Outbox(_))));
+        assert!(matches!(Batch::cut(2, queued(3..=4, 1), 8), Err(SendError::Outbox(_))));
+        assert!(matches!(Batch::cut(1, vec![], 8), Err(SendError::Outbox(_))));
+    }
+
+    #[test]
+    fn batches_shrink_to_what_the_peer_takes_and_grow_back() {
+        // The peer applies 16 per entry: the next batch carries 16.
+        assert_eq!(next_limit(BATCH_MESSAGES, 256, 16), 16);
+        // Whole batches taken: doubling back up to the maximum.
+        assert_eq!(next_limit(16, 16, 16), 32);
+        assert_eq!(next_limit(200, 10, 10), BATCH_MESSAGES);
+        // Nothing applied still sends one message next.
+        assert_eq!(next_limit(64, 64, 0), 1);
     }
 
     #[test]
