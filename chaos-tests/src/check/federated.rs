@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn a_subscriber_that_missed_an_event_on_its_hub_is_caught() {
         let timelines: Timelines = [(70, vec![(1, "a".to_owned()), (2, "b".to_owned())])].into();
-        let received = Received { posted: vec![(10, 70, 1)], connections: 1 };
+        let received = Received { posted: vec![(10, 70, 1)], connections: 1, ..Default::default() };
         let s = HubSubscriber { hub: "gunma".into(), received, timelines };
         let nodes = [node("tochigi/1", &[(1, "a"), (2, "b")])];
         let f = check(&[post("a", Some(1)), post("b", None)], &nodes, &[s]);

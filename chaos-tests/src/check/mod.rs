@@ -168,7 +168,11 @@ mod tests {
                 post("c", 1, 40, 9_000, Outcome::Unknown),
             ],
             reads: vec![read(1, 12, 15, &[(1, "a")], false), read(1, 35, 45, &[(1, "a"), (2, "b")], false)],
-            subscribers: vec![Received { posted: vec![(5, 1, 1), (6, 1, 2), (9, 1, 3)], connections: 2 }],
+            subscribers: vec![Received {
+                posted: vec![(5, 1, 1), (6, 1, 2), (9, 1, 3)],
+                connections: 2,
+                ..Default::default()
+            }],
         }
     }
 
@@ -222,9 +226,9 @@ mod tests {
     fn subscribers_must_get_each_post_once_in_order() {
         let mut h = history();
         h.subscribers = vec![
-            Received { posted: vec![(5, 1, 1), (6, 1, 3)], connections: 1 },
-            Received { posted: vec![(5, 1, 1), (6, 1, 2), (6, 1, 2), (9, 1, 3)], connections: 2 },
-            Received { posted: vec![(5, 1, 2), (6, 1, 1), (9, 1, 3)], connections: 1 },
+            Received { posted: vec![(5, 1, 1), (6, 1, 3)], connections: 1, ..Default::default() },
+            Received { posted: vec![(5, 1, 1), (6, 1, 2), (6, 1, 2), (9, 1, 3)], connections: 2, ..Default::default() },
+            Received { posted: vec![(5, 1, 2), (6, 1, 1), (9, 1, 3)], connections: 1, ..Default::default() },
         ];
         let f = check(&h, &[timelines(1, &["a", "b", "c"])], Vec::new());
         assert_eq!(f.subscriber_violations.len(), 4, "{:?}", f.subscriber_violations);

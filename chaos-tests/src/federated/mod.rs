@@ -6,7 +6,7 @@
 
 pub mod hubs;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -72,6 +72,11 @@ pub struct FederatedReport {
     pub violations: usize,
     /// From the end of the load until every node of both hubs held every acknowledged post.
     pub settled_ms: u64,
+    /// p50, p99, max of how long a post the member hub acknowledged stayed "sending": from its
+    /// acknowledgement to its live event on the home hub (its place in the room's order).
+    pub sending_lag_ms: [u64; 3],
+    /// How many posts that figure covers (those the home hub's subscriber saw arrive).
+    pub sending_lag_posts: usize,
     pub logs: String,
 }
 
@@ -166,6 +171,7 @@ async fn drive(plan: &FederatedPlan, hubs: &mut Hubs) -> anyhow::Result<Federate
     }
 
     let started = Instant::now();
+    let started_at_ms = workload::epoch_ms();
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for c in 0..plan.clients.max(1) {
@@ -189,9 +195,7 @@ async fn drive(plan: &FederatedPlan, hubs: &mut Hubs) -> anyhow::Result<Federate
     }
     let load_ended = Instant::now();
     let cross = cross_posts(&posts, &home_of);
-    // The queues built up during the faults drain after them; a long run queues more.
-    let within = Duration::from_secs(120 + plan.seconds);
-    let nodes = settle(within, hubs, &home, &member, &home_of, &cross).await?;
+    let nodes = settle(hubs, &home, &member, &home_of, &cross).await?;
     let settled_ms = load_ended.elapsed().as_millis() as u64;
 
     // The first node of each hub (all agree once settled, or the checkers say they do not).
@@ -207,6 +211,10 @@ async fn drive(plan: &FederatedPlan, hubs: &mut Hubs) -> anyhow::Result<Federate
         hub_subscribers.push(HubSubscriber { hub: hub.name.clone(), received, timelines });
     }
 
+    let lags = hub_subscribers
+        .first()
+        .map(|home| sending_lags(&posts, &home_of, &home.timelines, &home.received, started_at_ms))
+        .unwrap_or_default();
     let mut findings = check(&cross, &nodes, &hub_subscribers);
     for (hub, range) in [("tochigi", 0..MEMBER_WRITER_IDS), ("gunma", MEMBER_WRITER_IDS..usize::MAX)] {
         let acked = posts.iter().filter(|p| range.contains(&p.writer) && p.outcome != Outcome::Unknown).count();
@@ -218,6 +226,8 @@ async fn drive(plan: &FederatedPlan, hubs: &mut Hubs) -> anyhow::Result<Federate
         violations: findings.violations(),
         findings,
         settled_ms,
+        sending_lag_ms: [0.5, 0.99, 1.0].map(|p| crate::check::percentile(&lags, p)),
+        sending_lag_posts: lags.len(),
         logs: hubs.logs_dir().display().to_string(),
     })
 }
@@ -236,7 +246,7 @@ async fn inject_faults(
         let kind = if listed == HubFault::Mix { ALL[rng.below(ALL.len() as u64) as usize] } else { listed };
         let lasts = Duration::from_millis(1500 + rng.below(2000));
         let at_ms = ms_since(started);
-        let target = inject(hubs, kind, lasts, rng).await?;
+        let target = inject(hubs, kind, lasts, rng, faults.len() % 2).await?;
         faults.push(FaultDone { at_ms, kind, target, lasted_ms: ms_since(started) - at_ms });
         tokio::time::sleep(Duration::from_millis(1000 + rng.below(1500))).await;
     }
@@ -246,8 +256,10 @@ async fn inject_faults(
     Ok(faults)
 }
 
-/// Applies one fault for `lasts`, then undoes it; says what it hit.
-async fn inject(hubs: &mut Hubs, kind: HubFault, lasts: Duration, rng: &mut Rng) -> anyhow::Result<String> {
+/// Applies one fault for `lasts`, then undoes it; says what it hit. `hub` is the hub a
+/// one-sided fault hits (or cuts from): the faults alternate between the hubs, so a short run
+/// hits both (the home hub's leader orders rooms; the member hub's leader sends its writes).
+async fn inject(hubs: &mut Hubs, kind: HubFault, lasts: Duration, rng: &mut Rng, hub: usize) -> anyhow::Result<String> {
     let names: Vec<String> = hubs.hubs.iter().map(|h| h.name.clone()).collect();
     let target = match kind {
         HubFault::HubPartition => {
@@ -259,7 +271,7 @@ async fn inject(hubs: &mut Hubs, kind: HubFault, lasts: Duration, rng: &mut Rng)
             format!("{}↔{}", names[0], names[1])
         }
         HubFault::HubOneWay => {
-            let from = rng.below(2) as usize;
+            let from = hub;
             hubs.cut(from, true);
             tokio::time::sleep(lasts).await;
             hubs.cut(from, false);
@@ -272,7 +284,7 @@ async fn inject(hubs: &mut Hubs, kind: HubFault, lasts: Duration, rng: &mut Rng)
             format!("{}↔{} 300±150 ms", names[0], names[1])
         }
         HubFault::LeaderKill | HubFault::Blackout => {
-            let h = rng.below(2) as usize;
+            let h = hub;
             let pick = rng.below(hubs.hubs[h].nodes.len() as u64) as usize;
             // One node per region: a region's blackout is its node's; a leader kill takes
             // whoever leads at that moment.
@@ -304,35 +316,88 @@ fn cross_posts(posts: &[PostOp], home_of: &BTreeMap<u64, u64>) -> Vec<CrossPost>
         .collect()
 }
 
+/// How long [`settle`] waits for a hub that makes no progress: longer than any fault's
+/// recovery (an election, a sender's backoff), so a stall is a stall.
+const STALLED: Duration = Duration::from_secs(30);
+/// [`settle`]'s hard limit, however slowly the queues still drain.
+const SETTLE_LIMIT: Duration = Duration::from_secs(600);
+
 /// Reads every node of both hubs (home first) until all hold every acknowledged post and agree,
-/// or `within` has passed; returns the last reading either way (the checkers judge it).
+/// or no node's copy has grown for [`STALLED`], or [`SETTLE_LIMIT`] has passed; returns the
+/// last reading either way (the checkers judge it). Queues built up during the faults drain
+/// after them at the hubs' pace: waiting while they still progress tells a slow drain (a
+/// capacity figure, `settled_ms`) from delivery that has stopped (a violation).
 async fn settle(
-    within: Duration,
     hubs: &Hubs,
     home: &Setup,
     member: &Setup,
     home_of: &BTreeMap<u64, u64>,
     posts: &[CrossPost],
 ) -> anyhow::Result<Vec<NodeCopy>> {
-    let deadline = Instant::now() + within;
+    let limit = Instant::now() + SETTLE_LIMIT;
+    let (mut held, mut progressed) = (0usize, Instant::now());
     loop {
-        let mut nodes = Vec::new();
-        for (hub, setup) in hubs.hubs.iter().zip([home, member]) {
-            for n in &hub.nodes {
-                let mut timelines = Timelines::new();
-                for &room in &setup.rooms {
-                    let key = home_of.get(&room).copied().unwrap_or(room);
-                    let read = workload::read_room(&n.endpoint, &setup.token, room).await;
-                    timelines.insert(key, read.unwrap_or_default());
-                }
-                nodes.push(NodeCopy { node: format!("{}/{}", hub.name, n.name), timelines });
-            }
+        let nodes = read_every_node(hubs, home, member, home_of).await;
+        let now_held: usize = nodes.iter().flat_map(|n| n.timelines.values()).map(Vec::len).sum();
+        if now_held > held {
+            (held, progressed) = (now_held, Instant::now());
         }
-        if check(posts, &nodes, &[]).violations() == 0 || Instant::now() > deadline {
+        let done = check(posts, &nodes, &[]).violations() == 0;
+        if done || progressed.elapsed() > STALLED || Instant::now() > limit {
             return Ok(nodes);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Every node's copy of every cross-hub room (home hub's nodes first), keyed by home room.
+async fn read_every_node(hubs: &Hubs, home: &Setup, member: &Setup, home_of: &BTreeMap<u64, u64>) -> Vec<NodeCopy> {
+    let mut nodes = Vec::new();
+    for (hub, setup) in hubs.hubs.iter().zip([home, member]) {
+        for n in &hub.nodes {
+            let mut timelines = Timelines::new();
+            for &room in &setup.rooms {
+                let key = home_of.get(&room).copied().unwrap_or(room);
+                let read = workload::read_room(&n.endpoint, &setup.token, room).await;
+                timelines.insert(key, read.unwrap_or_default());
+            }
+            nodes.push(NodeCopy { node: format!("{}/{}", hub.name, n.name), timelines });
+        }
+    }
+    nodes
+}
+
+/// For each post the member hub acknowledged: ms from its acknowledgement to its live event on
+/// the home hub, sorted. `home_timelines` places each post (by its text) at its home sequence.
+fn sending_lags(
+    posts: &[PostOp],
+    home_of: &BTreeMap<u64, u64>,
+    home_timelines: &Timelines,
+    home_subscriber: &Received,
+    started_at_ms: u64,
+) -> Vec<u64> {
+    let arrived: HashMap<(u64, u64), u64> = home_subscriber
+        .posted
+        .iter()
+        .zip(&home_subscriber.arrived_at_ms)
+        .map(|((_, room, seq), at)| ((*room, *seq), *at))
+        .collect();
+    let seq_of: HashMap<(u64, &str), u64> = home_timelines
+        .iter()
+        .flat_map(|(room, t)| t.iter().map(move |(seq, text)| ((*room, text.as_str()), *seq)))
+        .collect();
+    let mut lags: Vec<u64> = posts
+        .iter()
+        .filter(|p| p.writer >= MEMBER_WRITER_IDS && p.outcome != Outcome::Unknown)
+        .filter_map(|p| {
+            let room = *home_of.get(&p.room)?;
+            let seq = *seq_of.get(&(room, p.text.as_str()))?;
+            let at = *arrived.get(&(room, seq))?;
+            Some(at.saturating_sub(started_at_ms + p.completed_ms))
+        })
+        .collect();
+    lags.sort_unstable();
+    lags
 }
 
 /// A hub's timelines by its own room ids: the home rooms as they are, copies by `home_of`.
@@ -371,6 +436,11 @@ pub fn table(r: &FederatedReport) -> String {
         f.posts_acknowledged, f.posts_acknowledged_per_hub, f.posts_unknown, r.settled_ms
     );
     s += &format!("  subscribers: {} events over {} connections\n", f.subscriber_events, f.subscriber_connections);
+    let [p50, p99, max] = r.sending_lag_ms;
+    s += &format!(
+        "  sending (member hub's acknowledgement → event on the home hub): p50 {p50} ms, p99 {p99} ms, max {max} ms over {} posts\n",
+        r.sending_lag_posts
+    );
     s += &format!("  faults: {}\n", r.faults.len());
     for x in &r.faults {
         s += &format!(

@@ -71,6 +71,11 @@ pub fn authed<T>(msg: T, token: &str) -> Request<T> {
     r
 }
 
+/// Milliseconds since the Unix epoch: a clock shared by tasks that started at different times.
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Milliseconds since the run started: the history's clock.
 pub fn ms_since(started: Instant) -> u64 {
     started.elapsed().as_millis() as u64

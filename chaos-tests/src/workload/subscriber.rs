@@ -21,6 +21,8 @@ pub struct Received {
     pub posted: Vec<(u64, u64, u64)>,
     /// Streams opened (the first plus every reconnect).
     pub connections: u64,
+    /// When each of `posted` arrived, ms since the Unix epoch (the two-hub run's cross-hub lag).
+    pub arrived_at_ms: Vec<u64>,
 }
 
 impl Received {
@@ -76,6 +78,7 @@ pub async fn run(
                         && let Ok(mut l) = log.lock()
                     {
                         l.posted.push((e.cursor, room, seq));
+                        l.arrived_at_ms.push(super::epoch_ms());
                     }
                 }
                 Ok(Ok(None)) | Ok(Err(_)) => break,

@@ -120,9 +120,10 @@ async fn channel(hub: &HubLayout) -> anyhow::Result<tonic::transport::Channel> {
 
 /// The border patient's room on Gunma, once its copy has arrived there.
 async fn wait_for_copy(gunma: tonic::transport::Channel) -> anyhow::Result<Option<u64>> {
+    let token = seed::sign_in(gunma.clone(), BORDER_REMOTE).await?.context("the Gunma nurse cannot sign in")?;
     let deadline = tokio::time::Instant::now() + COPY_WAIT;
     loop {
-        if let Some(room) = seed::find_patient_room(gunma.clone(), BORDER_REMOTE, BORDER_PATIENT).await? {
+        if let Some(room) = seed::find_patient_room(gunma.clone(), &token, BORDER_PATIENT).await? {
             return Ok(Some(room));
         }
         if tokio::time::Instant::now() > deadline {

@@ -49,6 +49,8 @@ pub struct PairLayout {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HubLayout {
     pub name: String,
+    /// The hub's folder: its certificates, signing key and node data.
+    pub dir: PathBuf,
     /// The topology to pass to `kizuna serve --config`.
     pub config: PathBuf,
     /// The hub CA: clients trust it, the peer lists it as this hub's `ca_cert`.
@@ -100,8 +102,9 @@ pub fn layout(out: &Path, base_port: u16, via_proxies: bool) -> anyhow::Result<P
         }
         hubs.push(HubLayout {
             name: (*name).to_owned(),
+            dir: out.join(name),
             config: out.join(format!("{name}.toml")),
-            ca: out.join(name).join("certs/ca.pem"),
+            ca: out.join(name).join("certs").join("ca.pem"),
             signing_key: out.join(name).join(format!("{name}-{year}.key")),
             key_id: format!("{name}-{year}"),
             nodes,
@@ -124,11 +127,11 @@ pub fn layout(out: &Path, base_port: u16, via_proxies: bool) -> anyhow::Result<P
 impl HubLayout {
     /// The node folder `kizuna serve` keeps its data in.
     pub fn data_dir(&self, node: &NodeLayout) -> PathBuf {
-        self.ca.parent().and_then(Path::parent).unwrap_or(Path::new(".")).join(&node.name)
+        self.dir.join(&node.name)
     }
 
     fn certs_dir(&self) -> PathBuf {
-        self.ca.parent().unwrap_or(Path::new(".")).to_owned()
+        self.dir.join("certs")
     }
 
     /// The endpoints this hub dials for `peer`: the peer's federation addresses, or the proxies.
@@ -214,8 +217,7 @@ pub fn generate(out: &Path, base_port: u16, via_proxies: bool) -> anyhow::Result
     let now = super::federation::now_s();
     let mut verify_keys = Vec::new();
     for hub in &pair.hubs {
-        let dir = hub.signing_key.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(&hub.dir).with_context(|| format!("creating {}", hub.dir.display()))?;
         let key = super::federation::keygen(&hub.signing_key, &hub.key_id, now)
             .with_context(|| format!("a half-made set-up in {}? remove the folder and start again", out.display()))?;
         verify_keys.push(key.verify_key_toml);

@@ -350,18 +350,17 @@ pub async fn seed_gunma(channel: Channel) -> anyhow::Result<Option<()>> {
     Ok(Some(()))
 }
 
-/// A patient room `login` sees on this hub whose title contains `title`, once it is there
-/// (a room of another hub appears when its copy has arrived).
-pub async fn find_patient_room(channel: Channel, login: &'static str, title: &str) -> anyhow::Result<Option<u64>> {
-    let Some(token) = sign_in(channel.clone(), login).await? else { return Ok(None) };
+/// A patient room the holder of `token` sees on this hub whose title contains `title`, once it
+/// is there (a room of another hub appears when its copy has arrived).
+pub async fn find_patient_room(channel: Channel, token: &str, title: &str) -> anyhow::Result<Option<u64>> {
     let req =
         ListRoomsRequest { kind: RoomListKind::Patients as i32, filter: Some(title.to_owned()), ..Default::default() };
-    let rooms = RoomServiceClient::new(channel).list_rooms(authed(req, &token)?).await?.into_inner().rooms;
+    let rooms = RoomServiceClient::new(channel).list_rooms(authed(req, token)?).await?.into_inner().rooms;
     Ok(rooms.first().map(|r| r.room_id))
 }
 
 /// `login`'s session token on this hub, or None when the login is refused.
-async fn sign_in(channel: Channel, login: &str) -> anyhow::Result<Option<String>> {
+pub async fn sign_in(channel: Channel, login: &str) -> anyhow::Result<Option<String>> {
     let req = LoginRequest {
         idempotency_key: idempotency_key(),
         login: login.into(),
