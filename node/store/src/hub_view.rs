@@ -619,4 +619,33 @@ mod tests {
         assert_eq!(hub.facility(FacilityId(1 << 63)).unwrap(), None, "not one of this hub's facilities");
         assert_eq!(hub.request_link(link.local).unwrap(), Some(link));
     }
+
+    fn queued(to: &HubName, seq: u64) -> OutboxMessage {
+        OutboxMessage { to: to.clone(), seq, body: vec![seq as u8], queued_at_ms: 0 }
+    }
+
+    fn seqs(messages: Vec<OutboxMessage>) -> Vec<u64> {
+        messages.into_iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn a_batch_reads_the_queue_from_its_place_seeing_this_batchs_own_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        let gunma = HubName::new("gunma").unwrap();
+        let mut hub = RocksHub::new(&db);
+        hub.apply((1..=5).map(|seq| Change::Outboxed(queued(&gunma, seq))).collect());
+        let mut batch = WriteBatch::default();
+        hub.write_into(&mut batch).expect("no fault");
+        db.write(batch).expect("write");
+
+        let mut hub = RocksHub::new(&db);
+        hub.apply(vec![Change::OutboxAcked { to: gunma.clone(), up_to: 2 }, Change::Outboxed(queued(&gunma, 6))]);
+        assert_eq!(seqs(hub.outbox_after(&gunma, 0, 3)), [3, 4, 5], "acknowledged ones are gone");
+        assert_eq!(seqs(hub.outbox_after(&gunma, 4, 10)), [5, 6], "staged ones are seen");
+        assert_eq!(seqs(hub.outbox_after(&gunma, 0, 1)), [3]);
+        let other = HubName::new("gun").unwrap();
+        assert!(hub.outbox_after(&other, 0, 10).is_empty(), "another hub's queue is its own");
+        assert_eq!(hub.fault(), None);
+    }
 }
