@@ -70,7 +70,11 @@ pub fn fan_out(view: &impl HubView, events: &[Raised], before: &HubsBefore) -> V
         let empty = BTreeSet::new();
         let had = before.any.get(&room).unwrap_or(&empty);
         for hub in any.union(had) {
-            out.push(Outgoing { to: hub.clone(), message: Message::Room(room_copy(view, &r, hub)?) });
+            let copy = match active.contains(hub) {
+                true => room_copy(view, &r, hub)?,
+                false => bare_copy(view, &r, hub)?,
+            };
+            out.push(Outgoing { to: hub.clone(), message: Message::Room(copy) });
         }
         let was_active = before.active.get(&room).unwrap_or(&empty);
         for hub in active.difference(was_active) {
@@ -150,6 +154,16 @@ pub fn room_copy(view: &impl HubView, r: &Room, to: &HubName) -> ViewResult<Room
         members.push(MemberCopy { profile: profile_of(view, &account, to)?, role: m.role, pending: !m.is_active() });
     }
     Ok(RoomCopy { room: r.id, kind, members })
+}
+
+/// Room `r` for hub `to` while none of its members there is active (only invited, or all
+/// gone): no patient's name, and only `to`'s own members, so it learns of their invitation or
+/// their removal and of nothing else.
+fn bare_copy(view: &impl HubView, r: &Room, to: &HubName) -> ViewResult<RoomCopy> {
+    let mut copy = room_copy(view, r, to)?;
+    copy.kind = copy.kind.without_patient();
+    copy.members.retain(|m| matches!(m.profile.party, super::Party::Receiver(_)));
+    Ok(copy)
 }
 
 /// A post as hub `to` gets it: its current text (never the history) and who wrote, was

@@ -497,3 +497,19 @@ fn a_message_of_a_newer_wire_version_stops_the_batch_before_it_and_stays_queued(
     assert!(applied.audit.iter().any(|a| a.what.contains("newer than this build reads")), "{:?}", applied.audit);
     assert_eq!(s.gunma.state.inbound(&name("tochigi")).unwrap().highest_applied(), before + 1);
 }
+
+#[test]
+fn a_hub_whose_members_are_only_invited_learns_no_patient_and_no_other_member() {
+    let (mut tochigi, _, _, people) = Hub::setup(2);
+    let (owner, member) = (people[0], people[1]);
+    let home = patient(&mut tochigi, owner, "患者 花子");
+    tochigi.ok(owner, Command::Invite { room: home, invitee: member, role: Role::Member });
+    tochigi.ok(
+        member,
+        Command::InviteRemote { room: home, hub: name("gunma"), login: "user1".into(), role: Role::Member },
+    );
+    let sent: Vec<Message> = queued(&tochigi, "gunma").iter().map(|m| Message::decode(&m.body).unwrap()).collect();
+    let [Message::Room(copy)] = sent.as_slice() else { panic!("{sent:?}") };
+    assert_eq!(copy.kind.without_patient(), copy.kind, "no patient's name before she is in the team");
+    assert_eq!(copy.members.len(), 1, "only Gunma's own invitee: {:?}", copy.members);
+}
