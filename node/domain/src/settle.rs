@@ -47,8 +47,8 @@ fn transfers(view: &impl HubView, outbound: &[Outgoing]) -> ViewResult<Vec<Trans
     let mut out = Vec::new();
     for Outgoing { to, message } in outbound {
         let (room, what) = match message {
-            Message::Room(copy) => (copy.room, format!("federation: sent the room's members to {to}")),
-            Message::Post(copy) => (copy.room, format!("federation: sent post #{} to {to}", copy.seq)),
+            Message::Room(copy) => (copy.room, format!("federation: the room's members queued for {to}")),
+            Message::Post(copy) => (copy.room, format!("federation: post #{} queued for {to}", copy.seq)),
             _ => continue,
         };
         if let Some(patient) = patient_of(view, room)? {

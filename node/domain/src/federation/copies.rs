@@ -377,6 +377,7 @@ fn room_written(command: &Command) -> Option<RoomId> {
         | C::InviteRemote { room, .. }
         | C::Approve { room, .. }
         | C::Leave { room }
+        | C::RequestJoin { room }
         | C::Remove { room, .. } => Some(*room),
         C::CreateSubRoom { timeline, .. } => Some(*timeline),
         _ => None,

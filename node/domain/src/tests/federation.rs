@@ -335,7 +335,7 @@ fn every_transfer_of_patient_data_to_another_hub_is_named_for_the_audit_chain() 
         other => panic!("{other:?}"),
     };
     let expected =
-        Transfer { to: name("gunma"), patient, room: s.home, what: "federation: sent post #1 to gunma".into() };
+        Transfer { to: name("gunma"), patient, room: s.home, what: "federation: post #1 queued for gunma".into() };
     assert_eq!(settled.transfers, [expected]);
     // A group's post is no patient data: nothing to name.
     let group = match s.tochigi.ok(s.doctor, Command::CreateGroup { name: "多職種連携".into() }) {
