@@ -245,15 +245,7 @@ impl ApplyBatch<'_> {
                 let batch = FederatedBatch { origin, first_seq, messages, key_id, signature, origin_node };
                 self.federated(log_index, batch)?
             }
-            LogCommand::FederationAck { peer, highest_applied } => {
-                match outbox::acknowledge(&self.hub, &peer, highest_applied).map_err(std::io::Error::other)? {
-                    Ok(changes) => {
-                        self.hub.apply(changes);
-                        CommandResult::Done(Outcome::Done)
-                    }
-                    Err(e) => DomainError::FailedPrecondition(format!("acknowledgement from {peer}: {e}")).into(),
-                }
-            }
+            LogCommand::FederationAck { peer, highest_applied } => self.acknowledged(&peer, highest_applied)?,
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
@@ -291,6 +283,17 @@ impl ApplyBatch<'_> {
             Err(DomainError::Unreadable(fault)) => Err(std::io::Error::other(fault)),
             Err(refusal) => Ok(refusal.into()),
         }
+    }
+
+    /// Hub `peer` applied this hub's stream up to `highest_applied`: the outbox is pruned.
+    fn acknowledged(&mut self, peer: &HubName, highest_applied: u64) -> std::io::Result<CommandResult> {
+        Ok(match outbox::acknowledge(&self.hub, peer, highest_applied).map_err(std::io::Error::other)? {
+            Ok(changes) => {
+                self.hub.apply(changes);
+                CommandResult::Done(Outcome::Done)
+            }
+            Err(e) => DomainError::FailedPrecondition(format!("acknowledgement from {peer}: {e}")).into(),
+        })
     }
 
     /// Stores the events one log entry raised and queues them for live subscribers.
