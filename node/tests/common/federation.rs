@@ -13,8 +13,9 @@ use kizuna_node::federation::{FederationListener, FederationSender};
 
 use super::{HubSpec, TestHub, Wire};
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A port of 127.0.0.1 nobody else gets while the listener is held.
+pub fn reserve_port() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
 pub fn hub_name(name: &str) -> HubName {
@@ -159,13 +160,16 @@ pub async fn two_hubs(
     if !gunma_trusts_key {
         public.insert("tochigi", "00".repeat(32));
     }
-    let tochigi_ports: Vec<u16> = (0..tochigi_nodes).map(|_| free_port()).collect();
-    let gunma_ports: Vec<u16> = (0..gunma_nodes).map(|_| free_port()).collect();
+    // Held until both hubs picked their own ports, so none of them can be handed out twice.
+    let reserved: Vec<std::net::TcpListener> = (0..tochigi_nodes + gunma_nodes).map(|_| reserve_port()).collect();
+    let ports: Vec<u16> = reserved.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let (tochigi_ports, gunma_ports) = ports.split_at(tochigi_nodes);
     let at = |ports: &[u16]| ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>();
-    let t_section = federation_toml(root, "tochigi", "gunma", &at(&gunma_ports), &public["gunma"]);
-    let g_section = federation_toml(root, "gunma", "tochigi", &at(&tochigi_ports), &public["tochigi"]);
-    let mut tochigi = FedHub::start(root, "tochigi", tochigi_nodes as u64, &tochigi_ports, &t_section).await;
-    let mut gunma = FedHub::start(root, "gunma", gunma_nodes as u64, &gunma_ports, &g_section).await;
+    let t_section = federation_toml(root, "tochigi", "gunma", &at(gunma_ports), &public["gunma"]);
+    let g_section = federation_toml(root, "gunma", "tochigi", &at(tochigi_ports), &public["tochigi"]);
+    let mut tochigi = FedHub::start(root, "tochigi", tochigi_nodes as u64, tochigi_ports, &t_section).await;
+    let mut gunma = FedHub::start(root, "gunma", gunma_nodes as u64, gunma_ports, &g_section).await;
+    drop(reserved);
     tochigi.federate_all().await;
     gunma.federate_all().await;
     (tochigi, gunma)
