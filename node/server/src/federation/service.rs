@@ -13,8 +13,11 @@ use kizuna_proto::federation::federation_service_client::FederationServiceClient
 use kizuna_proto::federation::federation_service_server::{FederationService, FederationServiceServer};
 use kizuna_proto::federation::{DeliverRequest, DeliverResponse, ProbeRequest, ProbeResponse};
 use rustls_pki_types::CertificateDer;
-use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::warn;
@@ -31,7 +34,7 @@ pub struct FederationEndpoint {
     trust: Arc<Trust>,
     issuers: Arc<Issuers>,
     sink: Arc<dyn BatchSink>,
-    audited: RefusalLimiter,
+    audited: Arc<RefusalLimiter>,
 }
 
 /// At most one audit entry per claimed origin and kind of refusal per minute: a peer retrying
@@ -66,7 +69,7 @@ impl RefusalLimiter {
 impl FederationEndpoint {
     /// Serves `trust`'s peers; verified batches go to `sink` (the node).
     pub fn new(trust: Arc<Trust>, issuers: Arc<Issuers>, sink: Arc<dyn BatchSink>) -> Self {
-        Self { trust, issuers, sink, audited: RefusalLimiter::default() }
+        Self { trust, issuers, sink, audited: Arc::default() }
     }
 
     fn admit_probe(&self, r: &ProbeRequest, chain: Option<&[CertificateDer<'static>]>) -> Result<(), Refusal> {
@@ -108,6 +111,21 @@ fn now_ms() -> u64 {
 }
 
 impl FederationEndpoint {
+    /// What the listener calls for a refused TLS handshake: logged, and audited like a refused
+    /// request (at most once a minute per address).
+    fn handshake_auditor(&self) -> Arc<dyn Fn(std::net::SocketAddr, String) + Send + Sync> {
+        let (sink, audited) = (self.sink.clone(), self.audited.clone());
+        Arc::new(move |from, reason| {
+            warn!(%from, %reason, "federation TLS handshake refused");
+            if audited.due(&from.ip().to_string(), &Refusal::Handshake(String::new())) {
+                let what = format!("federation: refused a TLS handshake from {from}: {reason}");
+                if let Err(e) = sink.audit_refusal(what) {
+                    warn!(%e, "could not journal the refusal for the audit chain");
+                }
+            }
+        })
+    }
+
     /// Logs and audits a refused request (see [`RefusalLimiter`]); the status the peer gets.
     fn refused(&self, rpc: &str, claimed_origin: &str, refusal: Refusal) -> Status {
         let origin: String = claimed_origin.chars().take(64).collect();
@@ -133,6 +151,8 @@ fn refusal_status(refusal: Refusal) -> Status {
         Refusal::WrongCa { .. } => Status::permission_denied(message),
         Refusal::NotForThisHub { .. } | Refusal::StaleProbe { .. } => Status::failed_precondition(message),
         Refusal::Malformed(_) => Status::invalid_argument(message),
+        // Never answered: a refused handshake ends the connection before any request.
+        Refusal::Handshake(_) => Status::unauthenticated(message),
     }
 }
 
@@ -160,22 +180,61 @@ impl FederationService for FederationEndpoint {
     }
 }
 
-/// Serves federation on `listener` with mutual TLS until `shutdown` completes.
+/// Serves federation on `listener` with mutual TLS until `shutdown` completes. The TLS
+/// handshakes are this module's own (see [`accept_tls`]), so a refused one is audited.
 pub async fn serve(
     listener: TcpListener,
     tls: &FederationTls,
     endpoint: FederationEndpoint,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TransportError> {
+    let acceptor = TlsAcceptor::from(Arc::new(tls.server_rustls()?));
+    let (streams, incoming) = mpsc::channel(64);
+    let handshakes = tokio::spawn(accept_tls(listener, acceptor, streams, endpoint.handshake_auditor()));
     let service = FederationServiceServer::new(endpoint)
         .max_decoding_message_size(MAX_BATCH_BYTES)
         .max_encoding_message_size(MAX_BATCH_BYTES);
-    tonic::transport::Server::builder()
-        .tls_config(tls.server_config()?)?
+    let served = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
-        .await?;
-    Ok(())
+        .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
+        .await;
+    handshakes.abort();
+    Ok(served?)
+}
+
+/// How long a peer may take to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections and completes their TLS handshakes, each on its own task (a slow one
+/// holds up nobody); the established streams go to the server, a refused handshake (e.g. a
+/// certificate of an unlisted CA) to `refused`.
+async fn accept_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    streams: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
+    refused: Arc<dyn Fn(std::net::SocketAddr, String) + Send + Sync>,
+) {
+    loop {
+        let (tcp, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(%e, "federation listener: accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, streams, refused) = (acceptor.clone(), streams.clone(), refused.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = streams.send(Ok(stream)).await;
+                }
+                Ok(Err(e)) => refused(from, e.to_string()),
+                Err(_) => refused(from, "the TLS handshake timed out".into()),
+            }
+        });
+    }
 }
 
 /// A client of `peer`'s federation service at `endpoint` (`host:port`, the host must be named

@@ -14,8 +14,8 @@ use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, UnixTime};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use super::{Refusal, Trust};
 
@@ -27,6 +27,8 @@ pub enum TransportError {
     BadCa { peer: HubName, reason: String },
     #[error("no federation peers are configured")]
     NoPeers,
+    #[error("this node's federation certificate or key: {0}")]
+    OwnCertificate(String),
     #[error("peer {0} is not configured")]
     UnknownPeer(HubName),
     #[error("endpoint {endpoint:?}: {source}")]
@@ -40,6 +42,9 @@ pub enum TransportError {
 #[derive(Clone)]
 pub struct FederationTls {
     identity: Identity,
+    /// The same certificate and key, for the listener's own TLS (see [`Self::server_rustls`]).
+    cert_pem: String,
+    key_pem: String,
     peer_cas: BTreeMap<HubName, String>,
 }
 
@@ -64,17 +69,40 @@ impl FederationTls {
         for (peer, pem) in &peer_cas {
             roots_of(peer, pem)?;
         }
-        Ok(Self { identity: Identity::from_pem(cert_pem, key_pem), peer_cas })
+        let identity = Identity::from_pem(cert_pem, key_pem);
+        Ok(Self { identity, cert_pem: cert_pem.to_owned(), key_pem: key_pem.to_owned(), peer_cas })
     }
 
-    /// Server TLS of the federation listener: client certificates are required and must chain
-    /// to one of the peers' CAs (tonic builds a rustls `WebPkiClientVerifier` from these roots).
-    pub fn server_config(&self) -> Result<ServerTlsConfig, TransportError> {
+    /// The listener's rustls configuration: client certificates required, chaining to one of
+    /// the peers' CAs, HTTP/2 only. The listener accepts TLS itself (not through tonic) so that
+    /// a refused handshake — a certificate of an unlisted CA — can be audited.
+    pub fn server_rustls(&self) -> Result<rustls::ServerConfig, TransportError> {
         if self.peer_cas.is_empty() {
             return Err(TransportError::NoPeers);
         }
-        let roots: String = self.peer_cas.values().map(|pem| format!("{}\n", pem.trim_end())).collect();
-        Ok(ServerTlsConfig::new().identity(self.identity.clone()).client_ca_root(Certificate::from_pem(roots)))
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        for (peer, pem) in &self.peer_cas {
+            for root in roots_of(peer, pem)?.roots {
+                roots.roots.push(root);
+            }
+        }
+        let own = |reason: String| TransportError::OwnCertificate(reason);
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| own(e.to_string()))?;
+        let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| own(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| own(e.to_string()))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| own(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .map_err(|e| own(e.to_string()))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(config)
     }
 
     /// Client TLS towards `peer`: trusts only that peer's CA and presents this node's certificate.

@@ -48,6 +48,10 @@ pub enum Refusal {
     WrongCa { hub: HubName },
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// The TLS handshake failed (a certificate of an unlisted CA, no certificate, not TLS): no
+    /// request was read, so no hub is known.
+    #[error("TLS handshake refused: {0}")]
+    Handshake(String),
 }
 
 /// This hub's name and its configured peers.
