@@ -3,8 +3,8 @@
 
 use super::authz::active_account;
 use super::error::{DomainResult, invalid, not_found, precondition};
-use super::federation::parties::profile_of;
-use super::federation::{HubName, Message};
+use super::federation::Message;
+use super::federation::parties::{home_login, profile_of};
 use super::kernel::{Ctx, Effects, Outcome};
 use super::model::*;
 use super::rooms::removal;
@@ -26,7 +26,7 @@ pub fn request(view: &impl HubView, actor: AccountId, to: AccountId) -> DomainRe
     let c = Connection { pair, state: ConnectionState::Requested { by: me.id } };
     let effects = Effects::new(Outcome::Done, vec![Change::Connection(c)]);
     // A professional of another hub hears of it on their own hub.
-    Ok(match remote_login_of(&them) {
+    Ok(match home_login(&them) {
         Some((hub, login)) => {
             let from = profile_of(view, &me, &hub)?;
             effects.send(hub, Message::ConnectionRequest { from, to: login })
@@ -78,7 +78,7 @@ pub fn block(view: &impl HubView, actor: AccountId, other: AccountId) -> DomainR
     }
     let pair = connection_pair(me.id, other);
     let mut changes = vec![Change::Connection(Connection { pair, state: ConnectionState::Blocked { by: me.id } })];
-    let mut effects = Effects::new(Outcome::Done, Vec::new());
+    let mut effects = Effects::none();
     if let Some(Connection { state: ConnectionState::Accepted { room }, .. }) = view.connection(pair)? {
         changes.extend(removal(view, room, pair.0)?);
         changes.extend(removal(view, room, pair.1)?);
@@ -92,13 +92,6 @@ pub fn block(view: &impl HubView, actor: AccountId, other: AccountId) -> DomainR
 /// A connection with a professional of another hub was declined or blocked here: their hub
 /// records it and, as the home of the pair's room, closes it there.
 fn tell_other_hub(view: &impl HubView, effects: Effects, me: &Account, other: AccountId) -> DomainResult<Effects> {
-    let Some((hub, login)) = view.account(other)?.as_ref().and_then(remote_login_of) else { return Ok(effects) };
+    let Some((hub, login)) = view.account(other)?.as_ref().and_then(home_login) else { return Ok(effects) };
     Ok(effects.send(hub, Message::ConnectionEnded { by: me.login.clone(), other: login }))
-}
-
-/// The hub and login there of a professional of another hub.
-fn remote_login_of(account: &Account) -> Option<(HubName, String)> {
-    let hub = account.remote_hub()?.clone();
-    let login = account.login.rsplit_once('@').map(|(login, _)| login.to_owned())?;
-    Some((hub, login))
 }

@@ -13,10 +13,6 @@ use crate::model::*;
 use crate::rooms::removal;
 use crate::view::{Change, HubView};
 
-fn nothing() -> Effects {
-    Effects::new(Outcome::Done, Vec::new())
-}
-
 /// `from` of hub `origin` asks our professional `to` for a connection. Unknown or stopped
 /// professionals, and pairs already requested, connected or blocked, change nothing (the
 /// requester's hub keeps showing it as requested, as a local request to someone who never
@@ -28,13 +24,13 @@ pub fn requested(
     from: &Profile,
     to: &str,
 ) -> DomainResult<Effects> {
-    let Party::Sender(login) = &from.party else { return Ok(nothing()) };
-    let Some(target) = our_professional(view, to)? else { return Ok(nothing()) };
+    let Party::Sender(login) = &from.party else { return Ok(Effects::none()) };
+    let Some(target) = our_professional(view, to)? else { return Ok(Effects::none()) };
     let (requester, created) = shadow(view, || ids.mint().map(AccountId), (origin, login), Some(from))?;
     let pair = connection_pair(requester.id, target.id);
     match view.connection(pair)?.map(|c| c.state) {
         None | Some(ConnectionState::Declined) => {}
-        Some(_) => return Ok(nothing()),
+        Some(_) => return Ok(Effects::none()),
     }
     let mut changes: Vec<Change> = created.into_iter().collect();
     changes.push(Change::Connection(Connection { pair, state: ConnectionState::Requested { by: requester.id } }));
@@ -44,16 +40,16 @@ pub fn requested(
 /// `by` of hub `origin` declined or blocked the connection with our `other`: recorded as
 /// declined here; if the pair's room is ours, it closes (their copy follows).
 pub fn ended(view: &impl HubView, origin: &HubName, by: &str, other: &str) -> DomainResult<Effects> {
-    let Some(them) = view.account_by_login(&remote_login(by, origin))? else { return Ok(nothing()) };
-    let Some(me) = view.account_by_login(other)? else { return Ok(nothing()) };
+    let Some(them) = view.account_by_login(&remote_login(by, origin))? else { return Ok(Effects::none()) };
+    let Some(me) = view.account_by_login(other)? else { return Ok(Effects::none()) };
     let pair = connection_pair(them, me);
-    let Some(connection) = view.connection(pair)? else { return Ok(nothing()) };
+    let Some(connection) = view.connection(pair)? else { return Ok(Effects::none()) };
     if matches!(connection.state, ConnectionState::Blocked { .. }) {
         // A block here stays: the other hub can neither lift it nor turn it into "declined".
-        return Ok(nothing());
+        return Ok(Effects::none());
     }
     let mut changes = vec![Change::Connection(Connection { pair, state: ConnectionState::Declined })];
-    let mut effects = nothing();
+    let mut effects = Effects::none();
     if let ConnectionState::Accepted { room } = connection.state
         && view.room(room)?.is_some_and(|r| matches!(r.kind, RoomKind::Connection { .. }))
     {

@@ -11,7 +11,7 @@ use super::wire::{Message, WireError};
 use crate::audit::{AuditAction, AuditRecord};
 use crate::error::DomainError;
 use crate::events::Raised;
-use crate::kernel::{Ctx, Effects, Outcome};
+use crate::kernel::{Ctx, Effects};
 use crate::model::AccountId;
 use crate::settle::{Transfer, settle};
 use crate::view::{Change, HubState, HubView, ViewResult};
@@ -236,9 +236,7 @@ fn apply_message(
     let received = match receive::decide(state, ctx, index, origin, message) {
         Ok(received) => received,
         Err(DomainError::Unreadable(fault)) => return Err(fault),
-        Err(e) => {
-            Received { effects: Effects::new(Outcome::Done, Vec::new()), actor: None, refused: Some(e.to_string()) }
-        }
+        Err(e) => Received { effects: Effects::none(), actor: None, refused: Some(e.to_string()) },
     };
     if let Some(reason) = &received.refused {
         applied.audit.push(hub_record(

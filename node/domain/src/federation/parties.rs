@@ -24,18 +24,19 @@ pub fn check_login(login: &str) -> DomainResult<()> {
     Ok(())
 }
 
+/// The hub and the login there of a shadow (None: an account of this hub).
+pub fn home_login(account: &Account) -> Option<(HubName, String)> {
+    let hub = account.remote_hub()?.clone();
+    let login = account.login.rsplit_once('@').map_or(account.login.as_str(), |(login, _)| login);
+    Some((hub, login.to_owned()))
+}
+
 /// How a message to hub `to` names `account` (an account of this hub, or a shadow).
 pub fn party_of(account: &Account, to: &HubName) -> Party {
-    match &account.kind {
-        AccountKind::Remote { hub, .. } => {
-            let login = account.login.rsplit_once('@').map_or(account.login.as_str(), |(login, _)| login);
-            if hub == to {
-                Party::Receiver(login.to_owned())
-            } else {
-                Party::Other { hub: hub.clone(), login: login.to_owned() }
-            }
-        }
-        _ => Party::Sender(account.login.clone()),
+    match home_login(account) {
+        Some((hub, login)) if &hub == to => Party::Receiver(login),
+        Some((hub, login)) => Party::Other { hub, login },
+        None => Party::Sender(account.login.clone()),
     }
 }
 

@@ -103,8 +103,7 @@ fn sender_member(view: &impl HubView, origin: &HubName, room: RoomId, author: &s
 }
 
 fn refusal(origin: &HubName, ticket: u64, reason: String) -> Received {
-    let effects = Effects::new(Outcome::Done, Vec::new())
-        .send(origin.clone(), Message::Refused { ticket, reason: reason.clone() });
+    let effects = Effects::none().send(origin.clone(), Message::Refused { ticket, reason: reason.clone() });
     Received { effects, actor: None, refused: Some(reason) }
 }
 
@@ -170,10 +169,10 @@ fn no_such_member(view: &impl HubView, origin: &HubName, room: RoomId, login: &s
 fn profile_update(view: &impl HubView, origin: &HubName, profile: &Profile) -> DomainResult<Effects> {
     let Party::Sender(login) = &profile.party else {
         // A hub speaks only for its own accounts.
-        return Ok(Effects::new(Outcome::Done, Vec::new()));
+        return Ok(Effects::none());
     };
     if view.account_by_login(&remote_login(login, origin))?.is_none() {
-        return Ok(Effects::new(Outcome::Done, Vec::new()));
+        return Ok(Effects::none());
     }
     let (_, change) = shadow(view, || Err(not_found("account")), (origin, login), Some(profile))?;
     Ok(Effects::new(Outcome::Done, change.into_iter().collect()))

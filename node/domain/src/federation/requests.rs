@@ -117,7 +117,7 @@ pub fn received(
         return Err(invalid(format!("a request goes to 1..={MAX_RECIPIENTS} facilities")));
     }
     let (recipients, refused) = takers(view, origin, copy.to)?;
-    let mut effects = Effects::new(Outcome::Done, Vec::new());
+    let mut effects = Effects::none();
     for (facility, reason) in refused {
         let reply = Reply::Refused { at_ms: now_ms, reason: reason.into() };
         effects = effects.send(origin.clone(), Message::RequestAnswered { request: copy.id, facility, reply });
@@ -283,22 +283,21 @@ pub fn cancel_copies(
 
 /// `from` of hub `origin` cancelled its request `id`: what is still pending here is cancelled.
 pub fn cancelled(view: &impl HubView, origin: &HubName, id: RequestId, from: &str) -> DomainResult<Effects> {
-    let nothing = || Effects::new(Outcome::Done, Vec::new());
-    let Some(sender) = view.account_by_login(&remote_login(from, origin))? else { return Ok(nothing()) };
+    let Some(sender) = view.account_by_login(&remote_login(from, origin))? else { return Ok(Effects::none()) };
     let mut found = None;
     for request in view.care_requests_from(sender)? {
         if view.request_link(request.id)?.is_some_and(|l| &l.hub == origin && l.home_id == id) {
             found = Some(request);
         }
     }
-    let Some(mut request) = found else { return Ok(nothing()) };
+    let Some(mut request) = found else { return Ok(Effects::none()) };
     let mut cancelled = false;
     for r in request.recipients.iter_mut().filter(|r| r.answer == Answer::Pending) {
         r.answer = Answer::Cancelled;
         cancelled = true;
     }
     if !cancelled {
-        return Ok(nothing());
+        return Ok(Effects::none());
     }
     let local = request.id;
     Ok(Effects::new(Outcome::Request(local), vec![Change::Request(request)])
