@@ -254,19 +254,21 @@ impl<'a> RocksHub<'a> {
     /// The inbox messages of `origin` after `after_seq`, in stream order, at most `limit`
     /// (committed and pending). An undecodable one ends the list, as a fault.
     pub fn inbox_after(&self, origin: &HubName, after_seq: u64, limit: usize) -> Vec<InboxMessage> {
-        let prefix = keys::inbox_of(origin.as_str());
         let start = keys::inbox_message(origin.as_str(), after_seq.saturating_add(1));
-        self.scan_from(&prefix, &start, limit).into_iter().map_while(|(k, v)| self.decode(&k, &v)).collect()
+        self.stream_from(&keys::inbox_of(origin.as_str()), &start, limit)
     }
 
     /// The queued messages to `to` after `after_seq`, in stream order, at most `limit`
     /// (committed and pending). An undecodable one ends the list, as a fault.
     pub fn outbox_after(&self, to: &HubName, after_seq: u64, limit: usize) -> Vec<OutboxMessage> {
         let start = keys::outbox_message(to.as_str(), after_seq.saturating_add(1));
-        self.scan_from(&keys::outbox_of(to.as_str()), &start, limit)
-            .into_iter()
-            .map_while(|(k, v)| self.decode(&k, &v))
-            .collect()
+        self.stream_from(&keys::outbox_of(to.as_str()), &start, limit)
+    }
+
+    /// At most `limit` messages of one hub's stream (`prefix`) from `start` on, in order; an
+    /// undecodable one ends the list, as a fault.
+    fn stream_from<T: DeserializeOwned>(&self, prefix: &[u8], start: &[u8], limit: usize) -> Vec<T> {
+        self.scan_from(prefix, start, limit).into_iter().map_while(|(k, v)| self.decode(&k, &v)).collect()
     }
 
     /// Deletes the queued messages to `to` up to `up_to`: the destination applied them.

@@ -145,6 +145,25 @@ pub fn patient_of(view: &impl HubView, room: RoomId) -> ViewResult<Option<Patien
     })
 }
 
+impl AuditRecord {
+    /// An entry of the hub itself (account 0, no session) written through `node`: federation
+    /// traffic, a refused peer.
+    pub fn by_hub(at_ms: u64, node: u64, what: String) -> Self {
+        AuditRecord {
+            at_ms,
+            account: AccountId(0),
+            session: String::new(),
+            node,
+            action: AuditAction::Write,
+            patient: None,
+            room: None,
+            what,
+            #[cfg(test)]
+            added_later: None,
+        }
+    }
+}
+
 /// Whose patient data a room holds, for auditing reads: `Some(Some(patient))` for a local
 /// patient's timeline or sub-room, `Some(None)` for this hub's copy of another hub's (the
 /// patient lives there: the entry names the room), `None` for rooms without patient data.

@@ -8,11 +8,10 @@ use super::names::HubName;
 use super::receive::{self, Received};
 use super::stream::{Arrival, SeqRange};
 use super::wire::{Message, WireError};
-use crate::audit::{AuditAction, AuditRecord};
+use crate::audit::AuditRecord;
 use crate::error::DomainError;
 use crate::events::Raised;
 use crate::kernel::{Ctx, Effects};
-use crate::model::AccountId;
 use crate::settle::{Transfer, settle};
 use crate::view::{Change, HubState, HubView, ViewResult};
 
@@ -262,34 +261,12 @@ fn apply_message(
 /// The audit entry of patient data sent to another hub, by the hub itself (account 0),
 /// through `node`.
 pub fn transfer_record(ctx: Ctx, node: u64, t: Transfer) -> AuditRecord {
-    AuditRecord {
-        at_ms: ctx.now_ms,
-        account: AccountId(0),
-        session: String::new(),
-        node,
-        action: AuditAction::Write,
-        patient: Some(t.patient),
-        room: Some(t.room),
-        what: t.what,
-        #[cfg(test)]
-        added_later: None,
-    }
+    AuditRecord { patient: Some(t.patient), room: Some(t.room), ..AuditRecord::by_hub(ctx.now_ms, node, t.what) }
 }
 
-/// An audit entry of the hub itself (account 0) about federation traffic.
+/// An audit entry of the hub itself about federation traffic of `batch`.
 fn hub_record(ctx: Ctx, batch: Batch<'_>, what: String) -> AuditRecord {
-    AuditRecord {
-        at_ms: ctx.now_ms,
-        account: AccountId(0),
-        session: String::new(),
-        node: batch.node,
-        action: AuditAction::Write,
-        patient: None,
-        room: None,
-        what,
-        #[cfg(test)]
-        added_later: None,
-    }
+    AuditRecord::by_hub(ctx.now_ms, batch.node, what)
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@ use tonic::Status;
 
 use crate::api::shared::domain_status;
 use crate::node::{Node, now_ms};
-use kizuna_domain::audit::{AuditAction, AuditRecord};
-use kizuna_domain::model::AccountId;
+use kizuna_domain::audit::AuditRecord;
 
 /// A batch that passed every check of the receiving node: listed origin, its CA, a current key
 /// and a valid signature over `header`, which covers exactly `messages`.
@@ -66,16 +65,6 @@ impl BatchSink for Node {
     }
 
     fn audit_refusal(&self, what: String) -> std::io::Result<()> {
-        let record = AuditRecord {
-            at_ms: now_ms(),
-            account: AccountId(0),
-            session: String::new(),
-            node: self.id,
-            action: AuditAction::Write,
-            patient: None,
-            room: None,
-            what,
-        };
-        self.state.journal.append(&record)
+        self.state.journal.append(&AuditRecord::by_hub(now_ms(), self.id, what))
     }
 }
