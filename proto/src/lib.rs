@@ -27,6 +27,7 @@ pub mod kizuna {
     package!(audit, "kizuna.audit.v1");
     package!(records, "kizuna.records.v1");
     package!(admin, "kizuna.admin.v1");
+    package!(hub, "kizuna.hub.v1");
     package!(raft, "kizuna.raft.v1");
     package!(federation, "kizuna.federation.v1");
 }
@@ -51,6 +52,8 @@ pub use kizuna::events::v1 as events;
 pub use kizuna::federation::v1 as federation;
 /// Posts, acknowledgements, read markers and timelines.
 pub use kizuna::posts::v1 as posts;
+/// The hub itself: its name and the public addresses of its nodes.
+pub use kizuna::hub::v1 as hub;
 /// Internal node-to-node services of one hub.
 pub use kizuna::raft::v1 as raft;
 /// Diagnostic records.
