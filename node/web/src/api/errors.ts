@@ -2,6 +2,9 @@
 // for operators and logs; the page never shows them alone, only as a detail.
 import { Code, ConnectError } from "@connectrpc/connect";
 
+/** A session that ended elsewhere: expired, ended from another device, or the account stopped. */
+export const SESSION_ENDED = "ログインが終了しました（有効期限切れ・他の端末からのログアウト・利用停止のいずれか）。もう一度ログインしてください。";
+
 /** The node did not answer (stopped, unreachable, too slow): another node may. */
 export function isUnreachable(e: unknown): boolean {
   const err = ConnectError.from(e);
@@ -30,7 +33,7 @@ export function describe(e: unknown, what: string): string {
     case Code.Unknown:
       return `${what}できませんでした。サーバーに接続できません。通信状態を確認して、もう一度お試しください。`;
     case Code.Unauthenticated:
-      return "ログインの有効期限が切れました。もう一度ログインしてください。";
+      return SESSION_ENDED;
     case Code.PermissionDenied:
       return `${what}する権限がありません。${detail}`;
     case Code.NotFound:

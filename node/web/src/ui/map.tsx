@@ -26,6 +26,14 @@ export function MapView() {
   const [asked, setAsked] = useState<Criteria>(NONE);
   const [where, setWhere] = useState<GeolocationCoordinates | null>(null);
   const [geoError, setGeoError] = useState<string | null>(null);
+  // Facilities picked for one care request to several of them.
+  const [chosen, setChosen] = useState<Map<bigint, string>>(new Map());
+  const choose = (f: Facility, on: boolean) => {
+    const next = new Map(chosen);
+    if (on) next.set(f.facilityId, f.name);
+    else next.delete(f.facilityId);
+    setChosen(next);
+  };
   const found = useLoad(
     (c) =>
       c.directory.searchFacilities({
@@ -98,16 +106,25 @@ export function MapView() {
       {found.data?.facilities.length === 0 && <p class="muted">条件に合う施設はありません。</p>}
       <ul class="rooms" aria-label="施設">
         {found.data?.facilities.map((f) => (
-          <FacilityEntry facility={f} />
+          <FacilityEntry facility={f} chosen={chosen.has(f.facilityId)} choose={(on) => choose(f, on)} />
         ))}
       </ul>
+      {chosen.size > 0 && (
+        <div class="card">
+          <SendRequest to={[...chosen]} />
+        </div>
+      )}
     </section>
   );
 }
 
-function FacilityEntry({ facility: f }: { facility: Facility }) {
+function FacilityEntry({ facility: f, chosen, choose }: { facility: Facility; chosen: boolean; choose: (on: boolean) => void }) {
   return (
     <li class="room">
+      <label class="check pick">
+        <input type="checkbox" checked={chosen} onChange={(e) => choose(e.currentTarget.checked)} />
+        リクエスト先に選ぶ
+      </label>
       <a class="room-link" href={href("facility", f.facilityId)}>
         <span class="room-title">{f.name}</span>
         {f.distanceM !== undefined && <span class="room-time">{(Number(f.distanceM) / 1000).toFixed(1)} km</span>}
@@ -173,21 +190,21 @@ export function FacilityView({ id }: { id: bigint }) {
           </ul>
           {asked && <Notice>{asked}</Notice>}
           <ErrorBox message={connect.error} />
-          <SendRequest facilityId={f.facilityId} />
+          <SendRequest to={[[f.facilityId, f.name]]} />
         </article>
       )}
     </section>
   );
 }
 
-/** 「連携を始める」: a care request to this facility. */
-function SendRequest({ facilityId }: { facilityId: bigint }) {
+/** 「連携を始める」: a care request to one facility or to several (id, name) at once. */
+function SendRequest({ to }: { to: [bigint, string][] }) {
   const [kind, setKind] = useState(CareRequestKind.COLLABORATION);
   const [title, setTitle] = useState("");
   const [details, setDetails] = useState("");
   const [key] = useState(idempotencyKey);
   const send = useAction("リクエストの送信", (c) =>
-    c.requests.sendCareRequest({ idempotencyKey: key, kind, title: title.trim(), details: details.trim(), facilityIds: [facilityId] }),
+    c.requests.sendCareRequest({ idempotencyKey: key, kind, title: title.trim(), details: details.trim(), facilityIds: to.map(([id]) => id) }),
   );
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -197,6 +214,7 @@ function SendRequest({ facilityId }: { facilityId: bigint }) {
   return (
     <form onSubmit={submit} aria-label="連携を始める">
       <h3>連携を始める（リクエストを送る）</h3>
+      <p class="muted">送り先: {to.map(([, name]) => name).join("、")}</p>
       <label>
         種類
         <select value={kind} onChange={(e) => setKind(Number(e.currentTarget.value))}>

@@ -1,6 +1,6 @@
 // Signed out: the login page. Signed in: the shell with its views, one live stream per tab.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { describe, isSessionEnded } from "../api/errors";
+import { describe, isSessionEnded, SESSION_ENDED } from "../api/errors";
 import { Hub } from "../api/hub";
 import { Live } from "../api/live";
 import type { GetMeResponse } from "../gen/kizuna/accounts/v1/account_service_pb";
@@ -26,7 +26,7 @@ export function Root() {
     hub
       .call((c) => c.accounts.getMe({}))
       .then(setMe)
-      .catch((e) => signOut(isSessionEnded(e) ? undefined : describe(e, "ログイン状態の確認")))
+      .catch((e) => signOut(isSessionEnded(e) ? SESSION_ENDED : describe(e, "ログイン状態の確認")))
       .finally(() => setChecking(false));
   }, []);
 
@@ -37,7 +37,7 @@ export function Root() {
 
 function SignedIn({ hub, me, signOut }: { hub: Hub; me: GetMeResponse; signOut: (reason?: string) => void }) {
   const live = useMemo(
-    () => new Live(hub, () => signOut("ログインが終了しました（有効期限切れ、または利用停止）。もう一度ログインしてください。")),
+    () => new Live(hub, () => signOut(SESSION_ENDED)),
     [hub],
   );
   useEffect(() => {
