@@ -139,6 +139,7 @@ impl StateMachineStore {
                 let _ = std::fs::remove_file(path);
             }
         }
+        index_connections(&db)?;
         let (events, _) = tokio::sync::broadcast::channel(4096);
         let journal = ReadJournal::open(db.clone())?;
         let reader = StateReader {
@@ -344,6 +345,28 @@ impl ApplyBatch<'_> {
     }
 }
 
+/// Writes the index of every account's connections (`c`, see [`keys::connection_of`]) from the
+/// connections table: a data dir written before the index existed gets it when opened. It is
+/// derived state, rewritten whole at each open (a hub has some thousands of connections, one
+/// short scan), so an interrupted pass needs no marker.
+fn index_connections(db: &DB) -> std::io::Result<()> {
+    let data = cf(db, CF_SM_DATA);
+    let prefix = keys::all(keys::CONNECTIONS);
+    let mut wb = WriteBatch::default();
+    let empty = to_value(&())?;
+    for item in db.iterator_cf(data, IteratorMode::From(&prefix, rocksdb::Direction::Forward)) {
+        let (k, _) = item.map_err(io_err)?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let pair = keys::connection_pair(&k).ok_or_else(|| io_err(format!("malformed connection key {k:?}")))?;
+        for index in keys::connection_of(pair) {
+            wb.put_cf(data, index, &empty);
+        }
+    }
+    db.write(wb).map_err(io_err)
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotData = SnapshotFile;
     type SnapshotBuilder = SnapshotBuilder;
@@ -436,6 +459,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let file_meta = snapshot::read_pairs(&snapshot.path, |k, v| {
                 // Values travel as stored; one of another format would poison this node's state.
                 codec::body_of(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
+                // A snapshot of a node built before the index still gives this node its own.
+                for index in keys::connection_pair(&k).map(keys::connection_of).into_iter().flatten() {
+                    wb.put_cf(data, index, to_value(&())?);
+                }
                 wb.put_cf(data, k, v);
                 Ok(())
             })?;
