@@ -608,6 +608,42 @@ mod tests {
         assert_eq!(sm.applied_state().await.expect("applied").0.map(|l| l.index), Some(1));
     }
 
+    #[tokio::test]
+    async fn every_account_finds_its_connections_also_in_a_data_dir_written_before_the_index() {
+        use kizuna_domain::model::{AccountId, Connection, ConnectionState};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (a, b, c) = (AccountId(3), AccountId(300), AccountId(7));
+        let asked = Connection { pair: (a, b), state: ConnectionState::Requested { by: b } };
+        {
+            let (_log, sm) = crate::open(dir.path()).expect("open");
+            // As a build before the index wrote it: the connection only.
+            let key = keys::ids(keys::CONNECTIONS, a.0, b.0);
+            sm.db.put_cf(cf(&sm.db, CF_SM_DATA), key, to_value(&asked).expect("encode")).expect("write");
+            assert_eq!(sm.reader().hub().connections_of(b).expect("readable"), []);
+        }
+        let (_log, sm) = crate::open(dir.path()).expect("reopen");
+        let reader = sm.reader();
+        let hub = reader.hub();
+        for side in [a, b] {
+            assert_eq!(hub.connections_of(side).expect("readable"), [asked.clone()], "{side:?}");
+        }
+        assert_eq!(hub.connections_of(c).expect("readable"), []);
+    }
+
+    #[test]
+    fn a_connection_is_indexed_under_both_accounts_when_applied() {
+        use kizuna_domain::model::{AccountId, Connection, ConnectionState};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_log, sm) = crate::open(dir.path()).expect("open");
+        let connected = Connection { pair: (AccountId(1), AccountId(256)), state: ConnectionState::Declined };
+        let mut hub = RocksHub::new(&sm.db);
+        hub.apply(vec![kizuna_domain::Change::Connection(connected.clone())]);
+        for side in [1, 256] {
+            assert_eq!(hub.connections_of(AccountId(side)).expect("readable"), [connected.clone()]);
+        }
+        assert_eq!(hub.connections_of(AccountId(2)).expect("readable"), []);
+    }
+
     /// Whether the operator's logout, proposed two hours after sign-in, got through apply on a
     /// hub that set the policy `policy` (idle minutes, absolute hours) right after sign-in.
     async fn logout_two_hours_on(policy: Option<(u32, u32)>) -> bool {

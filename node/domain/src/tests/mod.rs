@@ -754,6 +754,7 @@ mod federation;
 mod federation_pause;
 mod federation_requests;
 mod password;
+mod room_detail;
 mod requests;
 mod search;
 mod second_factor;
