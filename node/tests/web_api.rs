@@ -31,7 +31,12 @@ async fn me(accounts: &mut AccountServiceClient<Channel>, token: &str) -> Result
     accounts.get_me(authed(GetMeRequest {}, token)).await.map(|r| r.into_inner())
 }
 
-async fn login(accounts: &mut AccountServiceClient<Channel>, who: &str, password: &str, key: &str) -> Result<String, Code> {
+async fn login(
+    accounts: &mut AccountServiceClient<Channel>,
+    who: &str,
+    password: &str,
+    key: &str,
+) -> Result<String, Code> {
     let req = LoginRequest {
         idempotency_key: key.into(),
         login: who.into(),
@@ -112,8 +117,11 @@ async fn a_room_shows_its_members_to_members_only_and_connection_requests_wait_f
         (hub.member("dr.ito").await, hub.member("vn.kato").await, hub.member("cm.abe").await);
     let api = channel(&hub.api(hub.leader().await)).await;
     let mut accounts = AccountServiceClient::new(api.clone());
-    let (doctor_id, nurse_id, outsider_id) =
-        (id_of(&mut accounts, &doctor).await, id_of(&mut accounts, &nurse).await, id_of(&mut accounts, &outsider).await);
+    let (doctor_id, nurse_id, outsider_id) = (
+        id_of(&mut accounts, &doctor).await,
+        id_of(&mut accounts, &nurse).await,
+        id_of(&mut accounts, &outsider).await,
+    );
 
     let mut rooms = RoomServiceClient::new(api.clone());
     let patient = CreatePatientRequest {
@@ -196,7 +204,10 @@ async fn assert_room_read_audited(hub: &TestHub, nurse_id: u64, room: u64) {
         let q = ListAuditEntriesRequest { page_size: 1000, ..Default::default() };
         let entries = audit.list_audit_entries(authed(q, &op)).await.expect("audit").into_inner().entries;
         let read = entries.iter().any(|e| {
-            e.account_id == nurse_id && e.action() == AuditAction::Read && e.what == "room members" && e.room_id == Some(room)
+            e.account_id == nurse_id
+                && e.action() == AuditAction::Read
+                && e.what == "room members"
+                && e.room_id == Some(room)
         });
         if read {
             return;

@@ -337,7 +337,10 @@ mod tests {
         assert_eq!(id(REMOTE_FACILITIES, 4), b"o\0\0\0\0\0\0\0\x04");
         assert_eq!(id(REQUEST_LINKS, 4), b"l\0\0\0\0\0\0\0\x04");
         assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
-        assert_eq!(connection_of((1, 256)), [&b"c\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0"[..], &b"c\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\x01"[..]]);
+        assert_eq!(
+            connection_of((1, 256)),
+            [&b"c\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0"[..], &b"c\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\x01"[..]]
+        );
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);

@@ -625,7 +625,7 @@ mod tests {
         let reader = sm.reader();
         let hub = reader.hub();
         for side in [a, b] {
-            assert_eq!(hub.connections_of(side).expect("readable"), [asked.clone()], "{side:?}");
+            assert_eq!(hub.connections_of(side).expect("readable"), std::slice::from_ref(&asked), "{side:?}");
         }
         assert_eq!(hub.connections_of(c).expect("readable"), []);
     }
@@ -639,7 +639,7 @@ mod tests {
         let mut hub = RocksHub::new(&sm.db);
         hub.apply(vec![kizuna_domain::Change::Connection(connected.clone())]);
         for side in [1, 256] {
-            assert_eq!(hub.connections_of(AccountId(side)).expect("readable"), [connected.clone()]);
+            assert_eq!(hub.connections_of(AccountId(side)).expect("readable"), std::slice::from_ref(&connected));
         }
         assert_eq!(hub.connections_of(AccountId(2)).expect("readable"), []);
     }

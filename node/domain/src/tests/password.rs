@@ -58,7 +58,11 @@ fn a_stopped_account_cannot_change_its_password() {
 fn an_account_of_another_hub_cannot_change_its_password_here() {
     let (mut hub, ..) = Hub::setup(0);
     let remote = AccountId(9_999);
-    let kind = AccountKind::Remote { hub: crate::federation::HubName::new("gunma").unwrap(), facility_name: "前橋病院".into(), profession: Profession::Doctor };
+    let kind = AccountKind::Remote {
+        hub: crate::federation::HubName::new("gunma").unwrap(),
+        facility_name: "前橋病院".into(),
+        profession: Profession::Doctor,
+    };
     let account = Account {
         id: remote,
         login: "dr@gunma".into(),

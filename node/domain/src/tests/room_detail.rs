@@ -13,7 +13,10 @@ fn a_room_shows_active_members_first_then_those_waiting_and_only_to_active_membe
     hub.ok(nurse, Command::Invite { room: timeline, invitee: invited, role: Role::Member });
 
     let d = room_detail(&hub.state, nurse, timeline).unwrap();
-    assert_eq!((d.title.as_str(), d.shape, d.timeline, d.my_role), ("山田花子", RoomShape::Patient, None, Role::Member));
+    assert_eq!(
+        (d.title.as_str(), d.shape, d.timeline, d.my_role),
+        ("山田花子", RoomShape::Patient, None, Role::Member)
+    );
     assert!(d.patient.is_some());
     let states: Vec<(AccountId, MemberState)> = d.members.iter().map(|(m, _)| (m.account, m.state)).collect();
     assert_eq!(
@@ -25,7 +28,8 @@ fn a_room_shows_active_members_first_then_those_waiting_and_only_to_active_membe
         assert!(matches!(room_detail(&hub.state, outside, timeline), Err(DomainError::NotFound(_))), "{outside:?}");
     }
 
-    let sub = match hub.ok(owner, Command::CreateSubRoom { timeline, name: "褥瘡ケア".into(), members: vec![nurse] }) {
+    let sub = match hub.ok(owner, Command::CreateSubRoom { timeline, name: "褥瘡ケア".into(), members: vec![nurse] })
+    {
         Outcome::Room(r) => r,
         o => panic!("{o:?}"),
     };
