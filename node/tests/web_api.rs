@@ -84,9 +84,15 @@ async fn a_professional_sees_who_they_are_and_changes_their_password() {
     accounts.change_password(authed(change("pw-2", OPERATOR_PASSWORD, new_password), &nurse)).await.expect("changed");
     // A retry of the same change (the answer was lost) gets the first answer.
     accounts.change_password(authed(change("pw-2", OPERATOR_PASSWORD, new_password), &nurse)).await.expect("retry");
-    // A new change with the old password as the current one is refused.
-    let stale = accounts.change_password(authed(change("pw-3", OPERATOR_PASSWORD, "yet another password"), &nurse));
-    assert_eq!(stale.await.expect_err("old password").code(), Code::Unauthenticated);
+    // A new change with the old password as the current one is refused, also under the key of
+    // another write of the caller's.
+    let mut rooms = RoomServiceClient::new(channel(&hub.api(hub.leader().await)).await);
+    let group = CreateGroupRequest { idempotency_key: "pw-group".into(), name: "勉強会".into() };
+    rooms.create_group(authed(group, &nurse)).await.expect("a group");
+    for key in ["pw-3", "pw-group"] {
+        let stale = accounts.change_password(authed(change(key, OPERATOR_PASSWORD, "yet another password"), &nurse));
+        assert_eq!(stale.await.expect_err("old password").code(), Code::Unauthenticated, "{key}");
+    }
 
     assert_eq!(login(&mut accounts, "vn.sato", OPERATOR_PASSWORD, "old").await, Err(Code::Unauthenticated));
     login(&mut accounts, "vn.sato", new_password, "new").await.expect("the new password signs in");

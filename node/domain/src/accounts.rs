@@ -182,7 +182,7 @@ pub fn change_password(
         s.revoked = true;
         changes.push(Change::Session(s));
     }
-    Ok(Effects::new(Outcome::Account(actor), changes))
+    Ok(Effects::new(Outcome::PasswordChanged(actor), changes))
 }
 
 /// `CreateFamilyAccount`: an owner of the patient's timeline creates a family account that

@@ -25,7 +25,7 @@ fn changing_the_password_ends_the_other_sessions_only() {
         sign_in(&mut hub, "user1", token);
     }
     sign_in(&mut hub, "user0", "colleague-pc");
-    assert_eq!(hub.ok(nurse, change("new-hash", "phone")), Outcome::Account(nurse));
+    assert_eq!(hub.ok(nurse, change("new-hash", "phone")), Outcome::PasswordChanged(nurse));
     assert_eq!(hub.state.account(nurse).unwrap().unwrap().password_hash, "new-hash");
     assert!(!revoked(&hub, "phone"), "the session the change came through stays");
     assert!(revoked(&hub, "office-pc"), "another session of the caller ends");

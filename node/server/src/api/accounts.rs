@@ -11,7 +11,7 @@ use super::shared::{Api, domain_status, shown, unexpected, view_status};
 use crate::node::now_ms;
 use kizuna_domain::commands::SESSION_ID_CHARS;
 use kizuna_domain::model::*;
-use kizuna_domain::{Command, HubView, Outcome, authz, second_factor};
+use kizuna_domain::{Command, CommandResult, HubView, Outcome, authz, second_factor};
 
 fn account_id(o: Outcome) -> Result<u64, Status> {
     match o {
@@ -107,22 +107,22 @@ impl Api {
         .await
         .map_err(|e| Status::internal(e.to_string()))??;
         let Some(password_hash) = checked else {
-            // A retry of a change that was applied: the current password is the new one now.
-            return self.remembered_result(me, &r.idempotency_key)?.unwrap_or_else(|| Err(wrong_password()));
+            // A retry of a change that was applied: the current password is the new one by now.
+            let retry = self.password_changed_under(me, &r.idempotency_key)?;
+            return if retry { Ok(()) } else { Err(wrong_password()) };
         };
         let cmd = Command::ChangePassword { password_hash, token_hash: token_hash.clone() };
-        self.write(r.idempotency_key, Some(token_hash), cmd).await?;
-        Ok(())
+        match self.write(r.idempotency_key, Some(token_hash), cmd).await? {
+            Outcome::PasswordChanged(_) => Ok(()),
+            other => Err(unexpected(other)),
+        }
     }
 
-    /// How the caller's write under `idempotency_key` ended, if it was applied.
-    fn remembered_result(&self, me: AccountId, idempotency_key: &str) -> Result<Option<Result<(), Status>>, Status> {
+    /// Whether the caller's write under `idempotency_key` was a change of their password that
+    /// applied (any other write remembered under that key is not this change).
+    fn password_changed_under(&self, me: AccountId, idempotency_key: &str) -> Result<bool, Status> {
         let applied = self.query(|hub| Ok(hub.remembered(&kizuna_domain::signed_scope(me, idempotency_key))))?;
-        Ok(applied.map(|a| match a.result {
-            kizuna_domain::CommandResult::Done(_) => Ok(()),
-            kizuna_domain::CommandResult::Refused(refusal) => Err(domain_status(refusal)),
-            other => Err(Status::internal(format!("unexpected result {other:?}"))),
-        }))
+        Ok(applied.is_some_and(|a| a.result == CommandResult::Done(Outcome::PasswordChanged(me))))
     }
 
     /// A caller's sessions, newest first, one page of them.
