@@ -9,6 +9,14 @@ use kizuna_domain::{Command, Outcome};
 
 #[tonic::async_trait]
 impl pb::connection_service_server::ConnectionService for Api {
+    // TEMP: replaced by branch api.
+    async fn list_connection_requests(
+        &self,
+        _: Request<pb::ListConnectionRequestsRequest>,
+    ) -> Result<Response<pb::ListConnectionRequestsResponse>, Status> {
+        Err(Status::unimplemented("ListConnectionRequests"))
+    }
+
     async fn request_connection(
         &self,
         req: Request<pb::RequestConnectionRequest>,
