@@ -141,6 +141,11 @@ pub struct NodeConfig {
     pub raft_addr: SocketAddr,
     /// Address of the public gRPC API.
     pub api_addr: SocketAddr,
+    /// The URL browsers reach this node's public port at, when it is not `https://<api_addr>`
+    /// (a DNS name, a port forwarded by a router): `scheme://host[:port]`, no path. Every node
+    /// of the hub allows it as a cross-origin caller and `HubService.GetHubInfo` lists it.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Address of the hub↔hub federation listener (mutual TLS with the configured peers).
     /// None: this node serves no federation.
     #[serde(default)]
@@ -220,6 +225,9 @@ impl HubConfig {
                     return Err(invalid(at(field), format!("duplicate address {addr}")));
                 }
             }
+            if let Some(url) = &node.public_url {
+                origin_of(url).map_err(|reason| invalid(at("public_url"), reason))?;
+            }
             if node.federation_addr.is_some() && self.federation.is_none() {
                 return Err(invalid(at("federation_addr"), "needs a [federation] section"));
             }
@@ -278,6 +286,24 @@ impl HubConfig {
         self.nodes.iter().filter(|n| n.voter)
     }
 
+    /// The nodes browsers can reach, as they reach them: each node's `public_url`, else
+    /// `https://<api_addr>` (`http://` when the public port runs without TLS). A node listening
+    /// on an unspecified address (0.0.0.0, ::) without a `public_url` has no address a browser
+    /// could use, so it is left out.
+    pub fn public_endpoints(&self, tls: bool) -> Vec<PublicEndpoint> {
+        let scheme = if tls { "https" } else { "http" };
+        let url = |n: &NodeConfig| match &n.public_url {
+            Some(url) => origin_of(url).ok(),
+            None if n.api_addr.ip().is_unspecified() => None,
+            None => origin_of(&format!("{scheme}://{}", n.api_addr)).ok(),
+        };
+        let endpoint = |n: &NodeConfig| {
+            let url = url(n)?;
+            Some(PublicEndpoint { id: n.id, name: n.name.clone(), region: n.region().to_owned(), url })
+        };
+        self.nodes.iter().filter_map(endpoint).collect()
+    }
+
     /// Places every node's data under `root/<node name>` (used by `kizuna demo --data-dir`).
     pub fn with_data_root(mut self, root: &Path) -> Self {
         for node in &mut self.nodes {
@@ -285,6 +311,43 @@ impl HubConfig {
         }
         self
     }
+}
+
+/// A node as browsers reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicEndpoint {
+    pub id: u64,
+    pub name: String,
+    pub region: String,
+    /// Its origin, as a browser writes it in `Origin` headers: `scheme://host[:port]`, the
+    /// scheme and host in lower case, the port only when it is not the scheme's default.
+    pub url: String,
+}
+
+/// The origin of a public URL (see [`PublicEndpoint::url`]), or why it is not one: only
+/// http(s), a host, an optional port, nothing after them (a path would not change where a
+/// browser's requests go, so it can only be a mistake).
+pub fn origin_of(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+    let default_port = match scheme.as_deref() {
+        Some("https") => 443,
+        Some("http") => 80,
+        _ => return Err(format!("{url:?}: must start with https:// (or http:// without TLS)")),
+    };
+    let authority = uri.authority().ok_or_else(|| format!("{url:?}: names no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{url:?}: must not carry a user name or password"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("{url:?}: must not have a path or query (scheme://host[:port] only)"));
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let scheme = scheme.unwrap_or_default();
+    Ok(match authority.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
 }
 
 impl FederationSection {
