@@ -543,6 +543,58 @@ mod tests {
         assert!(e.contains("hub.preferred_regions[0]"), "{e}");
     }
 
+    #[test]
+    fn public_urls_default_to_the_api_address() {
+        let c = HubConfig::parse(GOOD).unwrap();
+        let urls = |tls| c.public_endpoints(tls).into_iter().map(|e| e.url).collect::<Vec<_>>();
+        assert_eq!(urls(true), ["https://127.0.0.1:7003", "https://127.0.0.1:7001", "https://127.0.0.1:7002"]);
+        assert_eq!(urls(false), ["http://127.0.0.1:7003", "http://127.0.0.1:7001", "http://127.0.0.1:7002"]);
+        let a = &c.public_endpoints(true)[1];
+        assert_eq!((a.id, a.name.as_str(), a.region.as_str()), (1, "a", "r1"));
+        let v6 = HubConfig::parse(&GOOD.replace("api_addr = \"127.0.0.1:7001\"", "api_addr = \"[::1]:7001\"")).unwrap();
+        assert_eq!(v6.public_endpoints(true)[1].url, "https://[::1]:7001");
+    }
+
+    #[test]
+    fn a_public_url_is_used_as_the_browser_writes_its_origin() {
+        let with = |url: &str| {
+            GOOD.replace(
+                "api_addr = \"127.0.0.1:7001\"",
+                &format!("api_addr = \"127.0.0.1:7001\"\npublic_url = \"{url}\""),
+            )
+        };
+        let url_of_a = |text: &str| HubConfig::parse(text).unwrap().public_endpoints(true)[1].url.clone();
+        assert_eq!(url_of_a(&with("https://Kizuna-A.example.jp:7001/")), "https://kizuna-a.example.jp:7001");
+        // The scheme's default port is left out, as in a browser's Origin header.
+        assert_eq!(url_of_a(&with("https://kizuna-a.example.jp:443")), "https://kizuna-a.example.jp");
+        assert_eq!(url_of_a(&with("http://192.168.1.20:80")), "http://192.168.1.20");
+        for (url, reason) in [
+            ("ftp://kizuna-a.example.jp", "must start with https://"),
+            ("kizuna-a.example.jp:7001", "must start with https://"),
+            ("https://kizuna-a.example.jp:7001/app", "must not have a path"),
+            ("https://kizuna-a.example.jp/?x=1", "must not have a path or query"),
+            ("https://user:pw@kizuna-a.example.jp", "user name or password"),
+            ("https://", "not a URL"),
+        ] {
+            let e = err_of(&with(url));
+            assert!(e.contains("node[1].public_url") && e.contains(reason), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_node_on_an_unspecified_address_needs_a_public_url() {
+        let any = GOOD.replace("api_addr = \"127.0.0.1:7001\"", "api_addr = \"0.0.0.0:7001\"");
+        let names = |text: &str| {
+            HubConfig::parse(text).unwrap().public_endpoints(true).into_iter().map(|e| e.name).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&any), ["c", "b"]);
+        let published = any.replace(
+            "api_addr = \"0.0.0.0:7001\"",
+            "api_addr = \"0.0.0.0:7001\"\npublic_url = \"https://kizuna-a.example.jp:7001\"",
+        );
+        assert_eq!(names(&published), ["c", "a", "b"]);
+    }
+
     const KEY_A: &str = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
 
     /// GOOD with hub name `tochigi` and a federation section with one peer.
