@@ -245,6 +245,11 @@ async fn a_page_from_one_node_may_call_the_others_and_nobody_else_may() {
         assert!(headers.contains(h), "{h} in {headers}");
     }
 
+    // The same page opened at localhost (the certificates name it too).
+    let localhost = format!("https://localhost:{}", hub.node_config(2).api_addr.port());
+    let alias = browser.send(&hub, 1, "OPTIONS", path, &preflight(&localhost), &[]).await;
+    alias.has("access-control-allow-origin", &localhost);
+
     let refused = browser.send(&hub, 1, "OPTIONS", path, &preflight("https://evil.example"), &[]).await;
     for h in ["access-control-allow-origin", "access-control-allow-methods", "access-control-allow-headers"] {
         assert_eq!(refused.header(h), None, "{h} for another origin: {:?}", refused.headers);

@@ -169,6 +169,13 @@ impl NodeConfig {
     pub fn region(&self) -> &str {
         self.region.as_deref().unwrap_or("")
     }
+
+    /// The host of this node's `public_url` (an IPv6 address without its brackets), if it has
+    /// one: its certificate must name it.
+    pub fn public_host(&self) -> Option<String> {
+        let uri: http::Uri = self.public_url.as_deref()?.parse().ok()?;
+        Some(uri.host()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+    }
 }
 
 impl HubConfig {

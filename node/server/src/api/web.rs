@@ -3,6 +3,7 @@
 //! so that a page loaded from one node of a hub can carry on against another when its own node
 //! is down or cut off.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ pub struct WebError(String);
 /// `GET`/`HEAD` of `/` and of every bundle file; any other `GET` is a plain 404, any other
 /// request still reaches gRPC's "unimplemented". CORS admits exactly `endpoints`' origins.
 pub(super) fn with_browser_client(grpc: Router, endpoints: &[PublicEndpoint], tls: bool) -> Result<Router, WebError> {
-    let origins = endpoints.iter().map(|e| header_value(&e.url)).collect::<Result<Vec<_>, _>>()?;
+    let origins = allowed_origins(endpoints).iter().map(|o| header_value(o)).collect::<Result<Vec<_>, _>>()?;
     let headers = Arc::new(page_headers(endpoints, tls)?);
     let mut router = grpc;
     for &(path, content_type, bytes) in bundle::BUNDLE {
@@ -49,6 +50,22 @@ pub(super) fn with_browser_client(grpc: Router, endpoints: &[PublicEndpoint], tl
         .fallback_service(unknown)
         .layer(cors(origins))
         .layer(axum::middleware::map_response(refused_gets_nothing)))
+}
+
+/// Every node's public origin and, for a node published on a loopback address, the same with
+/// `localhost`, which its certificate names too: a page opened at https://localhost:7001/
+/// carries on against the other nodes like one opened at https://127.0.0.1:7001/.
+fn allowed_origins(endpoints: &[PublicEndpoint]) -> Vec<String> {
+    let aliases = endpoints.iter().filter_map(|e| loopback_alias(&e.url));
+    endpoints.iter().map(|e| e.url.clone()).chain(aliases).collect()
+}
+
+/// `origin` with `localhost` for its host, when that host is a loopback address.
+fn loopback_alias(origin: &str) -> Option<String> {
+    let uri: http::Uri = origin.parse().ok()?;
+    let ip: IpAddr = uri.host()?.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    ip.is_loopback().then(|| format!("{}://localhost{port}", uri.scheme_str().unwrap_or("https")))
 }
 
 fn header_value(text: &str) -> Result<HeaderValue, WebError> {
