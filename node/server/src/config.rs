@@ -300,6 +300,7 @@ impl HubConfig {
     pub fn public_endpoints(&self, tls: bool) -> Vec<PublicEndpoint> {
         let scheme = if tls { "https" } else { "http" };
         let url = |n: &NodeConfig| match &n.public_url {
+            // `validate` refused a public_url that is not an origin.
             Some(url) => origin_of(url).ok(),
             None if n.api_addr.ip().is_unspecified() => None,
             None => origin_of(&format!("{scheme}://{}", n.api_addr)).ok(),

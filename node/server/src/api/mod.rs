@@ -30,7 +30,7 @@ use tonic::service::Routes;
 use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::Router;
 
-use crate::config::HubConfig;
+use crate::config::{HubConfig, PublicEndpoint};
 use crate::node::Node;
 
 pub use admin::ClusterAdmin;
@@ -111,7 +111,7 @@ pub fn router(node: Arc<Node>, hub: &HubConfig, tls: Option<ServerTlsConfig>) ->
 }
 
 /// The gRPC services of the public port.
-fn grpc_routes(node: Arc<Node>, hub: &str, endpoints: &[crate::config::PublicEndpoint]) -> Result<Routes, RouterError> {
+fn grpc_routes(node: Arc<Node>, hub: &str, endpoints: &[PublicEndpoint]) -> Result<Routes, RouterError> {
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let api = Api::new(node.clone());

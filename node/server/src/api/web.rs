@@ -65,7 +65,8 @@ fn loopback_alias(origin: &str) -> Option<String> {
     let uri: http::Uri = origin.parse().ok()?;
     let ip: IpAddr = uri.host()?.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
     let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
-    ip.is_loopback().then(|| format!("{}://localhost{port}", uri.scheme_str().unwrap_or("https")))
+    let scheme = uri.scheme_str()?;
+    ip.is_loopback().then(|| format!("{scheme}://localhost{port}"))
 }
 
 fn header_value(text: &str) -> Result<HeaderValue, WebError> {
