@@ -24,10 +24,17 @@ WEB_INSTALLED = node/web/node_modules/.package-lock.json
 $(WEB_INSTALLED): node/web/package-lock.json
 	cd node/web && npm ci --no-audit --no-fund
 
+# Rebuilt only when a source changed: a new dist makes cargo rebuild the server and everything
+# above it. Sources: the client's own (not src/gen, which the build writes) and the protos.
+WEB_BUNDLE = node/web/dist/index.html
+WEB_SOURCES = $(shell find node/web/src -path node/web/src/gen -prune -o -type f -print) \
+	$(wildcard node/web/*.json node/web/*.mjs node/web/*.yaml) $(shell find proto/kizuna -name '*.proto')
+$(WEB_BUNDLE): $(WEB_INSTALLED) $(WEB_SOURCES)
+	cd node/web && npm run build
+
 ## The browser client (node/web/dist). The server's build script embeds it into the kizuna
 ## binary, so every target that compiles the server needs it first.
-web: setup $(WEB_INSTALLED)
-	cd node/web && npm run build
+web: setup $(WEB_BUNDLE)
 
 ## Run the local 3-region demo hub (Ctrl-C to stop). Data lives in ./data/demo.
 # Builds with --workspace like `make test`: selecting crates with -p changes which features
