@@ -32,7 +32,7 @@ export function Shell() {
         </a>
         <span class="who" data-testid="me">
           {me.displayName}
-          {me.facilityName && <span class="muted">（{me.facilityName}）</span>}
+          {me.facilityName && <span class="facility">{me.facilityName}</span>}
         </span>
       </header>
       <LinkBanner />
