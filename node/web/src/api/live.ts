@@ -1,0 +1,82 @@
+// The tab's one live event stream. It resumes after the last event's cursor on whichever node
+// answers (nothing missed, nothing repeated), and tells the views when they may have missed
+// something (the first connection, or a reconnection before any event had a cursor).
+import type { Event } from "../gen/kizuna/events/v1/event_service_pb";
+import { isSessionEnded, isUnreachable } from "./errors";
+import type { Hub } from "./hub";
+
+export type LiveListener = (event: Event | "resync") => void;
+
+const RETRY_MS = [500, 1000, 2000, 4000];
+
+export class Live {
+  private cursor: bigint | undefined;
+  private listeners = new Set<LiveListener>();
+  private abort: AbortController | null = null;
+  private stopped = false;
+
+  constructor(
+    private hub: Hub,
+    private onSessionEnded: () => void,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    void this.run();
+    // The page moved to another node (failover): follow it.
+    this.hub.subscribe((s) => {
+      if (this.connectedTo && s.url !== this.connectedTo) this.abort?.abort();
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.abort?.abort();
+  }
+
+  listen(l: LiveListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  private connectedTo: string | null = null;
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      this.abort = new AbortController();
+      this.connectedTo = this.hub.state.url;
+      try {
+        const stream = this.hub.current().events.subscribe(
+          { afterCursor: this.cursor },
+          { signal: this.abort.signal, timeoutMs: 0 },
+        );
+        if (this.cursor === undefined) this.emit("resync");
+        for await (const response of stream) {
+          failures = 0;
+          const event = response.event;
+          if (!event) continue;
+          this.cursor = event.cursor;
+          this.emit(event);
+        }
+      } catch (e) {
+        if (this.stopped) return;
+        if (isSessionEnded(e)) {
+          this.onSessionEnded();
+          return;
+        }
+        if (isUnreachable(e) && !this.abort.signal.aborted) this.hub.rotate();
+        failures += 1;
+      }
+      await sleep(RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]);
+    }
+  }
+
+  private emit(e: Event | "resync"): void {
+    for (const l of this.listeners) l(e);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,67 @@
+// Writing a post. What the user typed is kept (in this browser) until the hub has the post: a
+// failed send, a reload or a lost connection never loses it. One idempotency key per draft, so
+// a send retried after a timeout is posted once.
+import { useEffect, useState } from "preact/hooks";
+import { idempotencyKey } from "../api/ids";
+import { ErrorBox, useAction } from "./common";
+
+interface Draft {
+  text: string;
+  key: string;
+}
+
+function draftKey(roomId: bigint): string {
+  return `kizuna.draft.${roomId}`;
+}
+
+function loadDraft(roomId: bigint): Draft {
+  try {
+    const saved = JSON.parse(localStorage.getItem(draftKey(roomId)) ?? "null") as Draft | null;
+    if (saved && typeof saved.text === "string" && typeof saved.key === "string") return saved;
+  } catch {
+    // A damaged draft is replaced by an empty one.
+  }
+  return { text: "", key: idempotencyKey() };
+}
+
+export function Composer({ roomId, onPosted }: { roomId: bigint; onPosted: () => void }) {
+  const [draft, setDraft] = useState<Draft>(() => loadDraft(roomId));
+  const [empty, setEmpty] = useState(false);
+  const send = useAction("投稿", (c, d: Draft) => c.posts.createPost({ idempotencyKey: d.key, roomId, text: d.text }));
+  useEffect(() => setDraft(loadDraft(roomId)), [roomId]);
+  const edit = (text: string) => {
+    const next = { ...draft, text };
+    setDraft(next);
+    setEmpty(false);
+    localStorage.setItem(draftKey(roomId), JSON.stringify(next));
+  };
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (draft.text.trim().length === 0) {
+      setEmpty(true);
+      return;
+    }
+    const posted = await send.run(draft);
+    if (!posted) return;
+    localStorage.removeItem(draftKey(roomId));
+    setDraft({ text: "", key: idempotencyKey() });
+    onPosted();
+  };
+  return (
+    <form class="composer" onSubmit={submit} aria-label="投稿する">
+      <label for="composer-text" class="sr-only">
+        投稿内容
+      </label>
+      <textarea id="composer-text" rows={3} placeholder="投稿内容を入力" value={draft.text} onInput={(e) => edit(e.currentTarget.value)} />
+      {empty && (
+        <p class="error" role="alert">
+          本文を入力してください。
+        </p>
+      )}
+      <ErrorBox message={send.error && `${send.error} 入力した内容は残っています。`} />
+      <button type="submit" class="primary" disabled={send.busy}>
+        {send.busy ? "送信中…" : "投稿"}
+      </button>
+    </form>
+  );
+}

@@ -1,0 +1,85 @@
+// Japanese labels for the API's enums (the API carries values; the words are the client's, as
+// the CLI's labels.rs and the domain's Profession::label).
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { AccountKind, FacilityKind, Profession } from "../gen/kizuna/common/v1/types_pb";
+import { AnswerState, CareRequestKind } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
+
+const PROFESSIONS: Record<Profession, string> = {
+  [Profession.UNSPECIFIED]: "",
+  [Profession.DOCTOR]: "医師",
+  [Profession.NURSE]: "看護師",
+  [Profession.VISITING_NURSE]: "訪問看護師",
+  [Profession.PHARMACIST]: "薬剤師",
+  [Profession.DENTIST]: "歯科医師",
+  [Profession.DENTAL_HYGIENIST]: "歯科衛生士",
+  [Profession.THERAPIST]: "PT/OT/ST",
+  [Profession.CARE_MANAGER]: "ケアマネジャー",
+  [Profession.CARE_WORKER]: "介護職",
+  [Profession.MEDICAL_SOCIAL_WORKER]: "MSW",
+  [Profession.CLERK]: "事務",
+  [Profession.MUNICIPAL_STAFF]: "行政職員",
+  [Profession.OTHER]: "その他",
+};
+
+export const FACILITY_KINDS: Record<FacilityKind, string> = {
+  [FacilityKind.UNSPECIFIED]: "",
+  [FacilityKind.CLINIC]: "診療所",
+  [FacilityKind.HOSPITAL]: "病院",
+  [FacilityKind.PHARMACY]: "薬局",
+  [FacilityKind.DENTAL_CLINIC]: "歯科診療所",
+  [FacilityKind.VISITING_NURSING_STATION]: "訪問看護ステーション",
+  [FacilityKind.CARE_OFFICE]: "居宅介護支援事業所",
+  [FacilityKind.REHABILITATION]: "リハビリテーション",
+  [FacilityKind.MUNICIPALITY]: "行政",
+  [FacilityKind.OTHER]: "その他",
+};
+
+export const REQUEST_KINDS: Record<CareRequestKind, string> = {
+  [CareRequestKind.UNSPECIFIED]: "",
+  [CareRequestKind.ADMISSION]: "入院",
+  [CareRequestKind.DISCHARGE]: "退院",
+  [CareRequestKind.HOME_VISIT]: "往診",
+  [CareRequestKind.COLLABORATION]: "連携",
+};
+
+export const ANSWER_STATES: Record<AnswerState, string> = {
+  [AnswerState.UNSPECIFIED]: "",
+  [AnswerState.PENDING]: "未回答",
+  [AnswerState.ACCEPTED]: "受諾",
+  [AnswerState.DECLINED]: "辞退",
+  [AnswerState.CANCELLED]: "取消",
+};
+
+export function profession(p: Profession): string {
+  return PROFESSIONS[p] ?? "";
+}
+
+/** Who someone is: the profession of a professional, 家族 or 事務局 otherwise. */
+export function role(kind: AccountKind, p: Profession): string {
+  switch (kind) {
+    case AccountKind.PROFESSIONAL:
+      return profession(p);
+    case AccountKind.FAMILY:
+      return "家族";
+    case AccountKind.OPERATOR:
+      return "事務局";
+    default:
+      return "";
+  }
+}
+
+const TIME = new Intl.DateTimeFormat("ja-JP", { month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+
+/** 「11/30 14:05」: when something happened. */
+export function when(ts: Timestamp | undefined): string {
+  return ts ? TIME.format(timestampDate(ts)) : "";
+}
+
+/** 「3分前」: how old something is. */
+export function age(since: Date, now: Date = new Date()): string {
+  const s = Math.max(0, Math.round((now.getTime() - since.getTime()) / 1000));
+  if (s < 60) return `${s}秒前`;
+  if (s < 3600) return `${Math.floor(s / 60)}分前`;
+  if (s < 86400) return `${Math.floor(s / 3600)}時間前`;
+  return `${Math.floor(s / 86400)}日前`;
+}

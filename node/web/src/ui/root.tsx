@@ -1,0 +1,59 @@
+// Signed out: the login page. Signed in: the shell with its views, one live stream per tab.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { describe, isSessionEnded, SESSION_ENDED } from "../api/errors";
+import { Hub } from "../api/hub";
+import { Live } from "../api/live";
+import type { GetMeResponse } from "../gen/kizuna/accounts/v1/account_service_pb";
+import { App, type AppContext } from "./app-context";
+import { Login } from "./login";
+import { Shell } from "./shell";
+
+export function Root() {
+  const hub = useMemo(() => new Hub(location.origin), []);
+  const [me, setMe] = useState<GetMeResponse | null>(null);
+  const [message, setMessage] = useState<string | null>(null);
+  const [checking, setChecking] = useState(hub.token !== null);
+
+  const signOut = (reason?: string) => {
+    hub.setToken(null);
+    setMe(null);
+    setMessage(reason ?? null);
+  };
+
+  // A token kept from an earlier visit: still good?
+  useEffect(() => {
+    if (!hub.token) return;
+    hub
+      .call((c) => c.accounts.getMe({}))
+      .then(setMe)
+      .catch((e) => signOut(isSessionEnded(e) ? SESSION_ENDED : describe(e, "ログイン状態の確認")))
+      .finally(() => setChecking(false));
+  }, []);
+
+  if (checking) return <p class="muted center">読み込み中…</p>;
+  if (!me) return <Login hub={hub} message={message} onSignedIn={(m) => (setMessage(null), setMe(m))} />;
+  return <SignedIn hub={hub} me={me} signOut={signOut} />;
+}
+
+function SignedIn({ hub, me, signOut }: { hub: Hub; me: GetMeResponse; signOut: (reason?: string) => void }) {
+  const live = useMemo(
+    () => new Live(hub, () => signOut(SESSION_ENDED)),
+    [hub],
+  );
+  useEffect(() => {
+    live.start();
+    void hub.refreshHubInfo().catch(() => undefined);
+    // Every few seconds: which nodes the hub has, and whether this one is cut off from it.
+    const timer = setInterval(() => void hub.refreshHubInfo().catch(() => undefined), 5000);
+    return () => {
+      clearInterval(timer);
+      live.stop();
+    };
+  }, [live]);
+  const context: AppContext = { hub, live, me, signOut };
+  return (
+    <App.Provider value={context}>
+      <Shell />
+    </App.Provider>
+  );
+}

@@ -1,0 +1,175 @@
+// 設定: who I am, my devices (sessions) and stopping one, changing my password, the second
+// factor (enrolment with a QR code), and logging out.
+import qrcode from "qrcode-generator";
+import { useState } from "preact/hooks";
+import { idempotencyKey } from "../api/ids";
+import { useApp } from "./app-context";
+import { ErrorBox, Loading, Notice, PageTitle, useAction, useLoad } from "./common";
+import { role, when } from "./labels";
+
+export function SettingsView() {
+  const { me } = useApp();
+  return (
+    <section>
+      <PageTitle title="設定" />
+      <div class="card">
+        <h2>アカウント</h2>
+        <p>
+          {me.displayName}（{me.login}）<span class="muted"> {role(me.kind, me.profession)} {me.facilityName}</span>
+        </p>
+        <p class="muted">ハブ: {me.hub}</p>
+        <Logout />
+      </div>
+      <Devices />
+      <Password />
+      <SecondFactor />
+    </section>
+  );
+}
+
+function Logout() {
+  const { signOut } = useApp();
+  const logout = useAction("ログアウト", (c) => c.accounts.logout({ idempotencyKey: idempotencyKey() }));
+  return (
+    <>
+      <button class="secondary" disabled={logout.busy} onClick={async () => (await logout.run()) && signOut("ログアウトしました。")}>
+        ログアウト
+      </button>
+      <ErrorBox message={logout.error} />
+    </>
+  );
+}
+
+function Devices() {
+  const sessions = useLoad((c) => c.accounts.listSessions({ pageSize: 50 }), []);
+  const revoke = useAction("端末のログアウト", (c, id: string) => c.accounts.revokeSession({ idempotencyKey: idempotencyKey(), sessionId: id }));
+  const stop = async (id: string) => {
+    if (await revoke.run(id)) sessions.reload();
+  };
+  return (
+    <div class="card" aria-label="ログイン中の端末">
+      <h2>ログイン中の端末</h2>
+      <Loading loaded={sessions} />
+      <ul class="plain">
+        {sessions.data?.sessions
+          .filter((s) => !s.revoked)
+          .map((s) => (
+            <li class="row">
+              <span class="grow">
+                {s.device || "不明な端末"} <span class="muted">{when(s.createdAt)} から</span>
+                {s.current && <span class="tag">この端末</span>}
+              </span>
+              {!s.current && (
+                <button class="secondary small" disabled={revoke.busy} onClick={() => stop(s.sessionId)}>
+                  ログアウトさせる
+                </button>
+              )}
+            </li>
+          ))}
+      </ul>
+      <ErrorBox message={revoke.error} />
+    </div>
+  );
+}
+
+function Password() {
+  const [current, setCurrent] = useState("");
+  const [next, setNext] = useState("");
+  const [again, setAgain] = useState("");
+  const [mismatch, setMismatch] = useState(false);
+  const [done, setDone] = useState(false);
+  const change = useAction("パスワードの変更", (c) => c.accounts.changePassword({ idempotencyKey: idempotencyKey(), currentPassword: current, newPassword: next }));
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setDone(false);
+    setMismatch(next !== again);
+    if (next !== again) return;
+    if (await change.run()) (setDone(true), setCurrent(""), setNext(""), setAgain(""));
+  };
+  return (
+    <form class="card" onSubmit={submit} aria-label="パスワードの変更">
+      <h2>パスワードの変更</h2>
+      <label>
+        現在のパスワード
+        <input type="password" autocomplete="current-password" required value={current} onInput={(e) => setCurrent(e.currentTarget.value)} />
+      </label>
+      <label>
+        新しいパスワード（12文字以上）
+        <input type="password" autocomplete="new-password" minLength={12} required value={next} onInput={(e) => setNext(e.currentTarget.value)} />
+      </label>
+      <label>
+        新しいパスワード（確認）
+        <input type="password" autocomplete="new-password" required value={again} onInput={(e) => setAgain(e.currentTarget.value)} />
+      </label>
+      {mismatch && (
+        <p class="error" role="alert">
+          確認用のパスワードが一致しません。
+        </p>
+      )}
+      <ErrorBox message={change.error} />
+      {done && <Notice>パスワードを変更しました。他の端末はログアウトされました。</Notice>}
+      <button class="primary" disabled={change.busy}>
+        変更
+      </button>
+    </form>
+  );
+}
+
+function SecondFactor() {
+  const { me } = useApp();
+  const [enabled, setEnabled] = useState(me.totpEnabled);
+  const [secret, setSecret] = useState<{ secretBase32: string; otpauthUri: string } | null>(null);
+  const [code, setCode] = useState("");
+  const begin = useAction("2段階認証の設定", (c) => c.accounts.beginTotp({ idempotencyKey: idempotencyKey() }));
+  const confirm = useAction("2段階認証の有効化", (c) => c.accounts.confirmTotp({ idempotencyKey: idempotencyKey(), code: code.trim() }));
+  const disable = useAction("2段階認証の解除", (c) => c.accounts.disableTotp({ idempotencyKey: idempotencyKey(), code: code.trim() }));
+  const start = async () => setSecret((await begin.run()) ?? null);
+  const finish = async (e: Event) => {
+    e.preventDefault();
+    if (enabled) {
+      if (await disable.run()) (setEnabled(false), setCode(""));
+    } else if (await confirm.run()) {
+      setEnabled(true);
+      setSecret(null);
+      setCode("");
+    }
+  };
+  return (
+    <div class="card" aria-label="2段階認証">
+      <h2>2段階認証</h2>
+      <p>{enabled ? "有効です。ログインには認証アプリのコードが必要です。" : "無効です。認証アプリ（Google Authenticator など）で有効にできます。"}</p>
+      {!enabled && !secret && (
+        <button class="secondary" disabled={begin.busy} onClick={start}>
+          設定を始める
+        </button>
+      )}
+      {secret && (
+        <div>
+          <p>認証アプリでこのQRコードを読み取ってください。読み取れない場合はキーを入力してください。</p>
+          <img class="qr" alt="2段階認証のQRコード" src={qrDataUrl(secret.otpauthUri)} width={200} height={200} />
+          <p>
+            キー: <code>{secret.secretBase32}</code>
+          </p>
+        </div>
+      )}
+      {(enabled || secret) && (
+        <form onSubmit={finish} class="row">
+          <label class="grow">
+            認証アプリの6桁のコード
+            <input inputMode="numeric" pattern="[0-9]{6}" required autocomplete="one-time-code" value={code} onInput={(e) => setCode(e.currentTarget.value)} />
+          </label>
+          <button class={enabled ? "secondary" : "primary"}>{enabled ? "解除" : "有効にする"}</button>
+        </form>
+      )}
+      <ErrorBox message={begin.error ?? confirm.error ?? disable.error} />
+    </div>
+  );
+}
+
+/** The QR code drawn here, as an image: the secret never leaves the page for a QR service. */
+function qrDataUrl(text: string): string {
+  const qr = qrcode(0, "M");
+  qr.addData(text);
+  qr.make();
+  return qr.createDataURL(5, 2);
+}

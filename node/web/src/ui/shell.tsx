@@ -1,0 +1,73 @@
+// The signed-in page: header, the connection banner, navigation and the current view.
+import { useApp } from "./app-context";
+import { LinkBanner } from "./banner";
+import { FacilityView, MapView } from "./map";
+import { RequestsView, RequestView } from "./requests";
+import { RoomView } from "./room";
+import { RoomList } from "./rooms";
+import { href, useRoute } from "./route";
+import { SearchView } from "./search";
+import { SettingsView } from "./settings";
+import { RoomListKind } from "../gen/kizuna/rooms/v1/room_service_pb";
+
+const NAV: [string, string][] = [
+  ["patients", "患者"],
+  ["groups", "グループ"],
+  ["connections", "つながり"],
+  ["requests", "リクエスト"],
+  ["map", "資源マップ"],
+  ["search", "検索"],
+  ["settings", "設定"],
+];
+
+export function Shell() {
+  const { me } = useApp();
+  const route = useRoute();
+  const section = route[0] ?? "patients";
+  return (
+    <div class="shell">
+      <header class="top">
+        <a class="brand" href={href("patients")}>
+          Kizuna
+        </a>
+        <span class="who" data-testid="me">
+          {me.displayName}
+          {me.facilityName && <span class="muted">（{me.facilityName}）</span>}
+        </span>
+      </header>
+      <LinkBanner />
+      <nav class="tabs" aria-label="メニュー">
+        {NAV.map(([path, label]) => (
+          <a href={href(path)} aria-current={section === path || (section === "room" && path === "patients") ? "page" : undefined}>
+            {label}
+          </a>
+        ))}
+      </nav>
+      <main class="content">{view(route)}</main>
+    </div>
+  );
+}
+
+function view(route: string[]) {
+  const [section, id] = route;
+  switch (section) {
+    case "groups":
+      return <RoomList kind={RoomListKind.GROUPS} />;
+    case "connections":
+      return <RoomList kind={RoomListKind.CONNECTIONS} />;
+    case "room":
+      return id ? <RoomView roomId={BigInt(id)} /> : null;
+    case "requests":
+      return id ? <RequestView id={BigInt(id)} /> : <RequestsView />;
+    case "map":
+      return <MapView />;
+    case "facility":
+      return id ? <FacilityView id={BigInt(id)} /> : null;
+    case "search":
+      return <SearchView />;
+    case "settings":
+      return <SettingsView />;
+    default:
+      return <RoomList kind={RoomListKind.PATIENTS} />;
+  }
+}
