@@ -8,6 +8,10 @@
 //   KIZUNA_CA             the hub CA (ca.pem); the nodes' certificates are next to it
 //   KIZUNA_SCREENSHOTS    where screenshots (and failure excerpts) go
 //   KIZUNA_DEMO_PASSWORD  the demo accounts' password
+// Optional, set by hand: KIZUNA_WEB_DIST=<dir> makes the browser take the client's static files
+// (/, /index.html, /app.js, /app.css of the nodes' origins) from that directory (node/web/dist
+// after `npm run build`) instead of the bundle embedded in the kizuna binary: the UI can change
+// without rebuilding Rust. Its API calls still go to the real nodes, over TLS.
 // and answers the line protocol of stopNode() on stdin.
 
 import { chromium } from "playwright-core";
@@ -106,9 +110,26 @@ export async function newContext(browser, options = PHONE) {
   const context = await browser.newContext({ locale: "ja-JP", timezoneId: "Asia/Tokyo", ...options });
   const label = options.isMobile ? "phone" : `${options.viewport?.width ?? "?"}px`;
   context.on("page", (page) => watch(page, label));
+  if (webDist) await serveDist(context);
   context.on("close", () => contexts.delete(context));
   contexts.add(context);
   return context;
+}
+
+const webDist = process.env.KIZUNA_WEB_DIST;
+const STATIC = { "/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/app.css": "app.css" };
+
+async function serveDist(context) {
+  const origins = new Set(urls.map((u) => new URL(u).origin));
+  const ours = (url) => origins.has(url.origin) && url.pathname in STATIC;
+  await context.route(ours, (route) =>
+    route.request().method() === "GET" ? route.fulfill({ path: join(webDist, STATIC[new URL(route.request().url()).pathname]) }) : route.fallback());
+  // A page fulfilled here has no server address, so Chromium puts it in the public address
+  // space and its calls to the other nodes (127.0.0.1) need the Local Network Access permission
+  // ("Permission was denied for this request to access the `loopback` address space").
+  // A page really served by a node is on loopback itself and needs no such grant.
+  await context.grantPermissions(["local-network-access"]);
+  log(`static files from ${webDist} (KIZUNA_WEB_DIST)`);
 }
 
 function watch(page, label) {

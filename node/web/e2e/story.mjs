@@ -1,8 +1,9 @@
 // The browser story, run by node/tests/browser.rs against a seeded 3-node TLS hub.
 // SMOKE for now: the page loads over TLS on a phone, Japanese renders with a CJK font, and the
-// harness stops a node when asked. (The real story replaces the body of main().)
+// hub's API answers the page (a wrong password is refused), and the harness stops a node when
+// asked. (The real story replaces the body of main().)
 
-import { PHONE, expectJapaneseGlyphs, main, newContext, shot, step, stopNode, urls } from "./lib.mjs";
+import { PHONE, expectJapaneseGlyphs, expectText, main, newContext, password, shot, step, stopNode, urls } from "./lib.mjs";
 
 await main(async (browser) => {
   const phone = await newContext(browser, PHONE);
@@ -33,7 +34,29 @@ await main(async (browser) => {
     await shot(page, "smoke-phone");
   });
 
+  await step("the page reaches the hub's API (a wrong password is refused)", async () => {
+    // A gRPC-Web call from the page over TLS, answered by the hub itself; independent of the
+    // calls after a sign-in (the real story signs in for real).
+    await page.getByLabel("ログインID").fill("vn.suzuki");
+    await page.getByLabel("パスワード").fill(`${password}-wrong`);
+    await page.getByRole("button", { name: "ログイン" }).click();
+    await expectText(page.getByRole("alert"), "ログインIDまたはパスワードが正しくありません", { timeout: 15_000 });
+    await shot(page, "smoke-phone-refused");
+  });
+
   await step("the harness stops node 3 on request", async () => {
+    // Any HTTP answer of the node's port (opaque: cross-origin) means up; a network error, down.
+    const reach = (url) =>
+      page.evaluate(
+        (u) => fetch(`${u}/grpc.health.v1.Health/Check`, { mode: "no-cors", cache: "no-store" }).then(() => "up", (e) => `down (${e.message})`),
+        url,
+      );
+    const before = await reach(urls[2]);
+    if (before !== "up") throw new Error(`node 3 is not reachable before the stop: ${before}`);
     await stopNode(urls[2]);
+    const after = await reach(urls[2]);
+    if (!after.startsWith("down")) throw new Error(`node 3 still answers after the harness said it stopped`);
+    const others = await reach(urls[0]);
+    if (others !== "up") throw new Error(`node 1 went down with node 3: ${others}`);
   });
 });
