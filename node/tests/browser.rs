@@ -8,8 +8,7 @@
 //! exits non-zero or overruns [`DEADLINE`].
 //!
 //! Needs /usr/bin/chromium, the Noto CJK fonts and node/web/node_modules: `make test` installs
-//! them (ops/scripts/setup-browser.sh, then `npm ci` in node/web). Without them this test fails
-//! and says so; it never skips.
+//! them (ops/scripts/setup-browser.sh). Without them this test fails and says so; it never skips.
 //!
 //! `KIZUNA_STORY=e2e/other.mjs` runs another script than e2e/story.mjs (a path under node/web).
 //!
@@ -39,8 +38,8 @@ fn web_dir() -> PathBuf {
 
 /// What the script needs from the machine; a clear failure when something is missing.
 fn check_prerequisites(web: &Path) {
-    let fix = "run `make test` (it runs ops/scripts/setup-browser.sh and `npm ci` in node/web), \
-               or by hand: `bash ops/scripts/setup-browser.sh && (cd node/web && npm ci)`";
+    let fix = "run `make test`, or `bash ops/scripts/setup-browser.sh` alone (it installs Debian's chromium, \
+               fonts-noto-cjk and node/web's npm packages)";
     assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} is missing: the browser test needs Debian's chromium; {fix}");
     assert!(
         web.join("node_modules/playwright-core/package.json").exists(),
@@ -75,8 +74,7 @@ async fn the_story_runs_in_a_real_browser() {
     let mut hub = TestHub::start_with(3, Wire::Tls).await;
     hub.leader().await;
     let ca = hub.config.tls.clone().expect("a TLS hub").dir.join("ca.pem");
-    let urls: Vec<(u64, String)> =
-        hub.config.nodes.iter().map(|n| (n.id, format!("https://{}", n.api_addr))).collect();
+    let urls: Vec<(u64, String)> = hub.config.nodes.iter().map(|n| (n.id, format!("https://{}", n.api_addr))).collect();
 
     // The demo region, through the public API like `kizuna demo` does.
     let target = Target::new(Some(urls[0].1.clone()), Some(ca.clone())).expect("a client of the test hub");
