@@ -122,17 +122,6 @@ fn second_factor_step(account: &Account, code: Option<&str>) -> Result<Option<u6
 
 #[tonic::async_trait]
 impl pb::account_service_server::AccountService for Api {
-    async fn get_me(&self, _req: Request<pb::GetMeRequest>) -> Result<Response<pb::GetMeResponse>, Status> {
-        Err(Status::unimplemented("TEMP stub: get_me"))
-    }
-
-    async fn change_password(
-        &self,
-        _req: Request<pb::ChangePasswordRequest>,
-    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
-        Err(Status::unimplemented("TEMP stub: change_password"))
-    }
-
     async fn init_operator(
         &self,
         req: Request<pb::InitOperatorRequest>,

@@ -9,13 +9,6 @@ use kizuna_domain::{Command, Outcome};
 
 #[tonic::async_trait]
 impl pb::connection_service_server::ConnectionService for Api {
-    async fn list_connection_requests(
-        &self,
-        _req: Request<pb::ListConnectionRequestsRequest>,
-    ) -> Result<Response<pb::ListConnectionRequestsResponse>, Status> {
-        Err(Status::unimplemented("TEMP stub: list_connection_requests"))
-    }
-
     async fn request_connection(
         &self,
         req: Request<pb::RequestConnectionRequest>,

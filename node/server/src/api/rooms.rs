@@ -86,10 +86,6 @@ impl Api {
 
 #[tonic::async_trait]
 impl pb::room_service_server::RoomService for Api {
-    async fn get_room(&self, _req: Request<pb::GetRoomRequest>) -> Result<Response<pb::GetRoomResponse>, Status> {
-        Err(Status::unimplemented("TEMP stub: get_room"))
-    }
-
     async fn create_patient(
         &self,
         req: Request<pb::CreatePatientRequest>,
