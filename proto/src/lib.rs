@@ -50,10 +50,10 @@ pub use kizuna::directory::v1 as directory;
 pub use kizuna::events::v1 as events;
 /// Hub-to-hub federation (its own port, mutual TLS with the configured peers).
 pub use kizuna::federation::v1 as federation;
-/// Posts, acknowledgements, read markers and timelines.
-pub use kizuna::posts::v1 as posts;
 /// The hub itself: its name and the public addresses of its nodes.
 pub use kizuna::hub::v1 as hub;
+/// Posts, acknowledgements, read markers and timelines.
+pub use kizuna::posts::v1 as posts;
 /// Internal node-to-node services of one hub.
 pub use kizuna::raft::v1 as raft;
 /// Diagnostic records.

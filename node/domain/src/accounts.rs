@@ -1,7 +1,7 @@
 //! Accounts and facilities: the hub's first operator, facilities and their approval,
 //! invitations and registration with them, approving and stopping accounts, family accounts.
 
-use super::authz::{self, facility_admin, operator, owner};
+use super::authz::{self, active_account, facility_admin, operator, owner};
 use super::error::{DomainError, DomainResult, denied, invalid, not_found, precondition};
 use super::federation::copies;
 use super::kernel::{Ctx, Effects, MAX_NAME_CHARS, Outcome, text};
@@ -155,6 +155,34 @@ pub fn stop_account(view: &impl HubView, actor: AccountId, account: AccountId) -
         changes.push(Change::Session(s));
     }
     Ok(Effects { outbound: withdrawn, ..Effects::new(Outcome::Account(account), changes) })
+}
+
+/// `ChangePassword`: the caller sets a new password hash; every other session of the caller
+/// ends (a password thought known to someone else stops working everywhere), the session
+/// `token_hash` the change came through stays. Accounts of other hubs sign in at home, never
+/// here. Like the other account changes it leaves no audit entry: the audit chain records
+/// access to patient data only (docs/security.md).
+pub fn change_password(
+    view: &impl HubView,
+    actor: AccountId,
+    password_hash: String,
+    token_hash: &str,
+) -> DomainResult<Effects> {
+    let mut account = active_account(view, actor)?;
+    if matches!(account.kind, AccountKind::Remote { .. }) {
+        return Err(denied("an account of another hub changes its password there"));
+    }
+    if password_hash.is_empty() {
+        return Err(invalid("password hash missing"));
+    }
+    view.session(token_hash)?.filter(|s| s.account == actor && !s.revoked).ok_or(DomainError::Unauthenticated)?;
+    account.password_hash = password_hash;
+    let mut changes = vec![Change::Account(account)];
+    for mut s in view.sessions_of(actor)?.into_iter().filter(|s| !s.revoked && s.token_hash != token_hash) {
+        s.revoked = true;
+        changes.push(Change::Session(s));
+    }
+    Ok(Effects::new(Outcome::PasswordChanged(actor), changes))
 }
 
 /// `CreateFamilyAccount`: an owner of the patient's timeline creates a family account that

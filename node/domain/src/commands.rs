@@ -209,6 +209,12 @@ pub enum Command {
         peer: HubName,
         share: bool,
     },
+    /// Sets the caller's own password (the API node checked the current one and hashed the
+    /// new one) and ends the caller's other sessions; the session `token_hash` stays.
+    ChangePassword {
+        password_hash: String,
+        token_hash: String,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -293,6 +299,9 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
         }
         C::SetFederationPeerPaused { peer, paused } => federation::peers::set_paused(view, signed_in()?, peer, paused),
         C::ShareDirectory { peer, share } => federation::map::share(view, signed_in()?, peer, share),
+        C::ChangePassword { password_hash, token_hash } => {
+            accounts::change_password(view, signed_in()?, password_hash, &token_hash)
+        }
     }
 }
 

@@ -51,6 +51,9 @@ pub enum Outcome {
         room: RoomId,
         ticket: u64,
     },
+    /// The account's password was changed (`ChangePassword`): a retry recognises its own
+    /// first result by it.
+    PasswordChanged(AccountId),
 }
 
 /// The audit entry of a write of patient data: (patient, room, what). Who, when, from which

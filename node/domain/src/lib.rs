@@ -166,6 +166,11 @@ pub enum ValidationError {
     Forwarded(String),
 }
 
+/// The key the result of `account`'s write under `idempotency_key` is remembered under.
+pub fn signed_scope(account: model::AccountId, idempotency_key: &str) -> String {
+    format!("{}/{}", account.0, idempotency_key)
+}
+
 impl Envelope {
     /// The key its result is remembered under. Keys are scoped per signed-in account: one
     /// user's key never answers (and so never swallows) another user's write, even if a
@@ -183,7 +188,7 @@ impl Envelope {
             return Ok(format!("federation\u{1f}{}", self.idempotency_key));
         }
         Ok(match account {
-            Some(a) => format!("{}/{}", a.0, self.idempotency_key),
+            Some(a) => signed_scope(a, &self.idempotency_key),
             None => self.idempotency_key.clone(),
         })
     }

@@ -256,6 +256,96 @@ pub fn members(view: &impl HubView, viewer: AccountId, room: RoomId) -> DomainRe
     Ok(view.members(room)?.into_iter().filter(Member::is_active).collect())
 }
 
+/// What kind of room a client shows; a copy of another hub's room is what it copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomShape {
+    Patient,
+    SubRoom,
+    Group,
+    Connection,
+}
+
+/// One room as an active member sees it: its kind, title, the viewer's role and every member,
+/// those waiting for an owner's approval included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomDetail {
+    pub room: Room,
+    /// As the room lists title it, but a sub-room by its own name.
+    pub title: String,
+    pub shape: RoomShape,
+    /// For a local patient's timeline and its sub-rooms: the patient (a copy's patient lives on
+    /// its home hub and has no id here).
+    pub patient: Option<PatientId>,
+    /// For a sub-room: its patient's timeline (for a copy: this hub's copy of it, if kept).
+    pub timeline: Option<RoomId>,
+    pub my_role: Role,
+    /// Active members first, then those waiting; by name within each. The account is None
+    /// only for a member whose account is not (yet) known here.
+    pub members: Vec<(Member, Option<Account>)>,
+}
+
+/// [`RoomDetail`] of `room` for `viewer`, who must be an active member (NotFound otherwise, as
+/// for a room that does not exist).
+pub fn room_detail(view: &impl HubView, viewer: AccountId, room: RoomId) -> DomainResult<RoomDetail> {
+    let (_, me, room) = active_member(view, viewer, room)?;
+    let (shape, patient, timeline) = room_shape(view, &room)?;
+    let title = match &room.kind {
+        RoomKind::SubRoom { name, .. } | RoomKind::Mirror { of: CopyKind::SubRoom { name, .. }, .. } => name.clone(),
+        _ => title(view, viewer, &room)?,
+    };
+    let mut members = Vec::new();
+    for m in view.members(room.id)? {
+        let account = view.account(m.account)?;
+        members.push((m, account));
+    }
+    members.sort_by_cached_key(|(m, a)| {
+        (!m.is_active(), a.as_ref().map(|a| a.display_name.clone()).unwrap_or_default(), m.account)
+    });
+    Ok(RoomDetail { title, shape, patient, timeline, my_role: me.role, members, room })
+}
+
+/// A room's shape, patient and parent timeline.
+fn room_shape(view: &impl HubView, room: &Room) -> ViewResult<(RoomShape, Option<PatientId>, Option<RoomId>)> {
+    Ok(match &room.kind {
+        RoomKind::PatientTimeline { patient } => (RoomShape::Patient, Some(*patient), None),
+        RoomKind::SubRoom { patient, parent, .. } => (RoomShape::SubRoom, Some(*patient), Some(*parent)),
+        RoomKind::Group { .. } => (RoomShape::Group, None, None),
+        RoomKind::Connection { .. } => (RoomShape::Connection, None, None),
+        RoomKind::Mirror { home, of, .. } => match of {
+            CopyKind::PatientTimeline { .. } => (RoomShape::Patient, None, None),
+            CopyKind::SubRoom { parent, .. } => (RoomShape::SubRoom, None, view.mirror_of(home, *parent)?),
+            CopyKind::Group { .. } => (RoomShape::Group, None, None),
+            CopyKind::Connection => (RoomShape::Connection, None, None),
+        },
+    })
+}
+
+/// Connection requests waiting for an answer, each with the other person's account, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionRequests {
+    /// Asking the viewer to connect.
+    pub incoming: Vec<Account>,
+    /// Asked by the viewer.
+    pub outgoing: Vec<Account>,
+}
+
+/// The viewer's [`ConnectionRequests`]. Reads only the viewer's own connections (an index per
+/// account), never the whole table.
+pub fn connection_requests(view: &impl HubView, viewer: AccountId) -> DomainResult<ConnectionRequests> {
+    active_account(view, viewer)?;
+    let mut found = ConnectionRequests::default();
+    for c in view.connections_of(viewer)? {
+        let ConnectionState::Requested { by } = c.state else { continue };
+        let other = if c.pair.0 == viewer { c.pair.1 } else { c.pair.0 };
+        let Some(account) = view.account(other)? else { continue };
+        if by == viewer { found.outgoing.push(account) } else { found.incoming.push(account) }
+    }
+    for list in [&mut found.incoming, &mut found.outgoing] {
+        list.sort_by(|a, b| (&a.display_name, a.id).cmp(&(&b.display_name, b.id)));
+    }
+    Ok(found)
+}
+
 /// Whether the session's hub-wide last use is older than [`TOUCH_EVERY_MS`] at `now_ms`.
 pub fn touch_due(view: &impl HubView, token_hash: &str, now_ms: u64) -> ViewResult<bool> {
     Ok(view

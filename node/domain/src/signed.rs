@@ -121,6 +121,9 @@ mod tests {
         fn connection(&self, _: (AccountId, AccountId)) -> ViewResult<Option<Connection>> {
             broken()
         }
+        fn connections_of(&self, _: AccountId) -> ViewResult<Vec<Connection>> {
+            broken()
+        }
         fn session(&self, _: &str) -> ViewResult<Option<Session>> {
             broken()
         }

@@ -40,6 +40,8 @@ pub trait HubView {
     /// index; see `search.rs`).
     fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>>;
     fn connection(&self, pair: (AccountId, AccountId)) -> ViewResult<Option<Connection>>;
+    /// Every connection (any state) the account is one side of.
+    fn connections_of(&self, account: AccountId) -> ViewResult<Vec<Connection>>;
     fn session(&self, token_hash: &str) -> ViewResult<Option<Session>>;
     fn sessions_of(&self, account: AccountId) -> ViewResult<Vec<Session>>;
     fn has_operator(&self) -> ViewResult<bool>;
@@ -313,6 +315,9 @@ impl HubView for MemHub {
     }
     fn connection(&self, pair: (AccountId, AccountId)) -> ViewResult<Option<Connection>> {
         Ok(self.connections.get(&pair).cloned())
+    }
+    fn connections_of(&self, account: AccountId) -> ViewResult<Vec<Connection>> {
+        Ok(self.connections.values().filter(|c| c.pair.0 == account || c.pair.1 == account).cloned().collect())
     }
     fn session(&self, token_hash: &str) -> ViewResult<Option<Session>> {
         Ok(self.sessions.get(token_hash).cloned())

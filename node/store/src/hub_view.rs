@@ -13,10 +13,10 @@ use serde::de::DeserializeOwned;
 use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
-    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, DIRECTORY_SHARES, EVENTS, FACILITIES, FEDERATION_PAUSED, HEARD,
-    INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS,
-    REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS,
-    STAFF, Table,
+    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, CONNECTIONS_OF, DIRECTORY_SHARES, EVENTS, FACILITIES,
+    FEDERATION_PAUSED, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND,
+    PATIENTS, PENDING, POSTS, REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS,
+    SESSIONS_OF, SETTINGS, STAFF, Table,
 };
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
@@ -65,6 +65,12 @@ impl<'a> RocksHub<'a> {
             options.set_snapshot(snapshot);
         }
         options
+    }
+
+    /// The first result of the write remembered under `scoped_key`
+    /// ([`kizuna_domain::Envelope::idempotency_scope`]), if that key was applied.
+    pub fn remembered(&self, scoped_key: &str) -> Option<kizuna_domain::Applied> {
+        self.get(&keys::text(keys::IDEMPOTENCY, scoped_key))
     }
 
     /// The first storage failure this view met, if any: then some answer it gave was invented.
@@ -174,7 +180,12 @@ impl<'a> RocksHub<'a> {
                     self.index_post(&p);
                     self.put(keys::ids(POSTS, p.room.0, p.seq), &p);
                 }
-                Change::Connection(c) => self.put(keys::ids(CONNECTIONS, c.pair.0.0, c.pair.1.0), &c),
+                Change::Connection(c) => {
+                    for index in keys::connection_of((c.pair.0.0, c.pair.1.0)) {
+                        self.put(index, &());
+                    }
+                    self.put(keys::ids(CONNECTIONS, c.pair.0.0, c.pair.1.0), &c)
+                }
                 Change::Session(s) => {
                     self.put(keys::session_of(s.account.0, &s.token_hash), &());
                     self.put(keys::text(SESSIONS, &s.token_hash), &s);
@@ -384,6 +395,17 @@ impl HubView for RocksHub<'_> {
     }
     fn session(&self, token_hash: &str) -> ViewResult<Option<Session>> {
         self.checked(self.get(&keys::text(SESSIONS, token_hash)))
+    }
+    fn connections_of(&self, account: AccountId) -> ViewResult<Vec<Connection>> {
+        let connections = self
+            .ids_under(&keys::id(CONNECTIONS_OF, account.0))
+            .into_iter()
+            .filter_map(|other| {
+                let (a, b) = connection_pair(account, AccountId(other));
+                self.get(&keys::ids(CONNECTIONS, a.0, b.0))
+            })
+            .collect();
+        self.checked(connections)
     }
     fn sessions_of(&self, account: AccountId) -> ViewResult<Vec<Session>> {
         let prefix = keys::id(SESSIONS_OF, account.0);

@@ -28,6 +28,7 @@
 //! | `T` | room id, seq | Post |
 //! | `N` | bigram, room id, seq | (search index: bigrams of each live post's current text) |
 //! | `C` | account id, account id | Connection |
+//! | `c` | account id, other account id | (index of an account's connections, both sides) |
 //! | `S` | token hash | Session |
 //! | `V` | account id, token hash | (index of an account's sessions) |
 //! | `O` | — | (an operator exists) |
@@ -80,6 +81,7 @@ pub(crate) const MEMBERSHIPS: Table = table(b'U', "memberships of an account");
 pub(crate) const POSTS: Table = table(b'T', "posts");
 pub(crate) const SEARCH: Table = table(b'N', "search index");
 pub(crate) const CONNECTIONS: Table = table(b'C', "connections");
+pub(crate) const CONNECTIONS_OF: Table = table(b'c', "connections of an account");
 pub(crate) const SESSIONS: Table = table(b'S', "sessions");
 pub(crate) const SESSIONS_OF: Table = table(b'V', "sessions of an account");
 pub(crate) const OPERATOR: Table = table(b'O', "operator flag");
@@ -107,7 +109,7 @@ pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 36] = [
+pub(crate) const TABLES: [Table; 37] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -144,6 +146,7 @@ pub(crate) const TABLES: [Table; 36] = [
     DIRECTORY_SHARES,
     REMOTE_FACILITIES,
     REQUEST_LINKS,
+    CONNECTIONS_OF,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -183,6 +186,20 @@ pub(crate) fn id(table: Table, id: u64) -> Vec<u8> {
 /// `table` + two ids: a row of a two-level table (`M`, `U`, `T`, `C`, `G`, `W`, `X`).
 pub(crate) fn ids(table: Table, parent: u64, child: u64) -> Vec<u8> {
     compose(table, &[&be(parent), &be(child)])
+}
+
+/// `c` + account id + other account id, both ways: the index entries of the connection of a
+/// pair. `C` is keyed by the lower id first, so its own prefix scan finds only half of an
+/// account's connections; this index finds all of them without scanning the table.
+pub(crate) fn connection_of(pair: (u64, u64)) -> [Vec<u8>; 2] {
+    [ids(CONNECTIONS_OF, pair.0, pair.1), ids(CONNECTIONS_OF, pair.1, pair.0)]
+}
+
+/// The pair of a `C` key (lower id, higher id); None for a key of another shape.
+pub(crate) fn connection_pair(key: &[u8]) -> Option<(u64, u64)> {
+    let rest = key.strip_prefix(&[CONNECTIONS.prefix])?;
+    let (a, b) = rest.split_at_checked(8)?;
+    Some((u64::from_be_bytes(a.try_into().ok()?), u64::from_be_bytes(b.try_into().ok()?)))
 }
 
 /// `table` + a string: a row by login, code hash, token hash, record key or idempotency key.
@@ -320,6 +337,10 @@ mod tests {
         assert_eq!(id(REMOTE_FACILITIES, 4), b"o\0\0\0\0\0\0\0\x04");
         assert_eq!(id(REQUEST_LINKS, 4), b"l\0\0\0\0\0\0\0\x04");
         assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
+        assert_eq!(
+            connection_of((1, 256)),
+            [&b"c\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0"[..], &b"c\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\x01"[..]]
+        );
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);
@@ -357,6 +378,11 @@ mod tests {
         assert!(!ids(MEMBERS, 1 << 56, 1).starts_with(&room_1));
         assert!(!ids(MEMBERSHIPS, 1, 1).starts_with(&room_1));
         assert!(!session_of(256, "t").starts_with(&id(SESSIONS_OF, 1)));
+        // Both entries of a connection: each under its own account, never under a third's.
+        let [low, high] = connection_of((1, 256));
+        assert!(low.starts_with(&id(CONNECTIONS_OF, 1)) && high.starts_with(&id(CONNECTIONS_OF, 256)));
+        assert!(!low.starts_with(&id(CONNECTIONS_OF, 256)) && !high.starts_with(&id(CONNECTIONS_OF, 1)));
+        assert!(!ids(CONNECTIONS, 1, 2).starts_with(&id(CONNECTIONS_OF, 1)));
         // Bigrams are two characters and UTF-8 is prefix-free: "ab" never prefixes "ac"'s keys,
         // and a multi-byte bigram never prefixes another.
         assert!(!bigram_post("ac", 1, 1).starts_with(&bigram_in_room("ab", 1)));
@@ -388,6 +414,8 @@ mod tests {
     fn decode_inverts_encode() {
         for n in [0, 1, 255, 256, 1 << 32, u64::MAX] {
             assert_eq!(id_after(&ids(STAFF, 9, n), &id(STAFF, 9)), Ok(n));
+            assert_eq!(id_after(&connection_of((9, n))[0], &id(CONNECTIONS_OF, 9)), Ok(n));
+            assert_eq!(connection_pair(&ids(CONNECTIONS, 9, n)), Some((9, n)));
             assert_eq!(id_after(&bigram_post("日本", 3, n), &bigram_in_room("日本", 3)), Ok(n));
             assert_eq!(number(&log_index(n)), Ok(n));
             assert_eq!(number(&journal_seq(n)), Ok(n));
@@ -406,5 +434,7 @@ mod tests {
         assert!(text_after(&[prefix.as_slice(), &[0xff]].concat(), &prefix).is_err(), "not UTF-8");
         assert!(number(b"1234567").is_err());
         assert!(number(b"").is_err());
+        assert_eq!(connection_pair(&id(CONNECTIONS, 9)), None, "half a pair");
+        assert_eq!(connection_pair(&ids(MEMBERS, 1, 2)), None, "another table");
     }
 }

@@ -229,7 +229,7 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'o' => op.with::<RemoteFacility>(),
         b'l' => op.with::<RequestLink>(),
         // Index tables: the key is the entry, the value is empty.
-        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' => op.with::<()>(),
+        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' => op.with::<()>(),
         _ => return None,
     })
 }

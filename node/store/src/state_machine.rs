@@ -139,6 +139,7 @@ impl StateMachineStore {
                 let _ = std::fs::remove_file(path);
             }
         }
+        index_connections(&db)?;
         let (events, _) = tokio::sync::broadcast::channel(4096);
         let journal = ReadJournal::open(db.clone())?;
         let reader = StateReader {
@@ -344,6 +345,28 @@ impl ApplyBatch<'_> {
     }
 }
 
+/// Writes the index of every account's connections (`c`, see [`keys::connection_of`]) from the
+/// connections table: a data dir written before the index existed gets it when opened. It is
+/// derived state, rewritten whole at each open (a hub has some thousands of connections, one
+/// short scan), so an interrupted pass needs no marker.
+fn index_connections(db: &DB) -> std::io::Result<()> {
+    let data = cf(db, CF_SM_DATA);
+    let prefix = keys::all(keys::CONNECTIONS);
+    let mut wb = WriteBatch::default();
+    let empty = to_value(&())?;
+    for item in db.iterator_cf(data, IteratorMode::From(&prefix, rocksdb::Direction::Forward)) {
+        let (k, _) = item.map_err(io_err)?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let pair = keys::connection_pair(&k).ok_or_else(|| io_err(format!("malformed connection key {k:?}")))?;
+        for index in keys::connection_of(pair) {
+            wb.put_cf(data, index, &empty);
+        }
+    }
+    db.write(wb).map_err(io_err)
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotData = SnapshotFile;
     type SnapshotBuilder = SnapshotBuilder;
@@ -436,6 +459,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let file_meta = snapshot::read_pairs(&snapshot.path, |k, v| {
                 // Values travel as stored; one of another format would poison this node's state.
                 codec::body_of(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
+                // A snapshot of a node built before the index still gives this node its own.
+                for index in keys::connection_pair(&k).map(keys::connection_of).into_iter().flatten() {
+                    wb.put_cf(data, index, to_value(&())?);
+                }
                 wb.put_cf(data, k, v);
                 Ok(())
             })?;
@@ -579,6 +606,42 @@ mod tests {
         assert_eq!(sm.reader().state_digest().expect("digest"), before, "the poisoned batch wrote something");
         assert_eq!(sm.reader().record("second").expect("read"), None);
         assert_eq!(sm.applied_state().await.expect("applied").0.map(|l| l.index), Some(1));
+    }
+
+    #[tokio::test]
+    async fn every_account_finds_its_connections_also_in_a_data_dir_written_before_the_index() {
+        use kizuna_domain::model::{AccountId, Connection, ConnectionState};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (a, b, c) = (AccountId(3), AccountId(300), AccountId(7));
+        let asked = Connection { pair: (a, b), state: ConnectionState::Requested { by: b } };
+        {
+            let (_log, sm) = crate::open(dir.path()).expect("open");
+            // As a build before the index wrote it: the connection only.
+            let key = keys::ids(keys::CONNECTIONS, a.0, b.0);
+            sm.db.put_cf(cf(&sm.db, CF_SM_DATA), key, to_value(&asked).expect("encode")).expect("write");
+            assert_eq!(sm.reader().hub().connections_of(b).expect("readable"), []);
+        }
+        let (_log, sm) = crate::open(dir.path()).expect("reopen");
+        let reader = sm.reader();
+        let hub = reader.hub();
+        for side in [a, b] {
+            assert_eq!(hub.connections_of(side).expect("readable"), std::slice::from_ref(&asked), "{side:?}");
+        }
+        assert_eq!(hub.connections_of(c).expect("readable"), []);
+    }
+
+    #[test]
+    fn a_connection_is_indexed_under_both_accounts_when_applied() {
+        use kizuna_domain::model::{AccountId, Connection, ConnectionState};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_log, sm) = crate::open(dir.path()).expect("open");
+        let connected = Connection { pair: (AccountId(1), AccountId(256)), state: ConnectionState::Declined };
+        let mut hub = RocksHub::new(&sm.db);
+        hub.apply(vec![kizuna_domain::Change::Connection(connected.clone())]);
+        for side in [1, 256] {
+            assert_eq!(hub.connections_of(AccountId(side)).expect("readable"), std::slice::from_ref(&connected));
+        }
+        assert_eq!(hub.connections_of(AccountId(2)).expect("readable"), []);
     }
 
     /// Whether the operator's logout, proposed two hours after sign-in, got through apply on a

@@ -190,6 +190,7 @@ impl Twin {
             both!(members(RoomId(i)));
             both!(rooms_of(AccountId(i)));
             both!(sessions_of(AccountId(i)));
+            both!(connections_of(AccountId(i)));
             both!(care_request(RequestId(i)));
             both!(care_requests_from(AccountId(i)));
             both!(care_requests_to(FacilityId(i)));
@@ -322,6 +323,8 @@ enum Op {
     Cancel(usize, usize),
     Logout(usize),
     Stop(usize),
+    /// A new password hash through the person's session (ends their other sessions).
+    ChangePassword(usize),
     /// Sets the session policy (idle minutes, absolute hours), valid or not.
     Policy(usize, u32, u32),
     /// Starts or stops sharing the resource map with a peer (as the operator for persons 0..3).
@@ -360,6 +363,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (p.clone(), 0..4usize).prop_map(|(a, b)| Op::Cancel(a, b)),
         1 => p.clone().prop_map(Op::Logout),
         1 => (1..4usize).prop_map(Op::Stop),
+        1 => p.clone().prop_map(Op::ChangePassword),
         1 => (p.clone(), 0..300u32, 0..30u32).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
         3 => (0..2usize, -3..3i64, 1..4u64).prop_map(|(a, b, c)| Op::Deliver(a, b, c)),
         2 => (p.clone(), r.clone(), 0..2usize).prop_map(|(a, b, c)| Op::InviteRemote(a, b, c)),
@@ -459,6 +463,11 @@ fn command(
             (people[a], Command::Logout { token_hash: format!("token-{login}") })
         }
         Op::Stop(b) => (people[0], Command::StopAccount { account: people[b] }),
+        Op::ChangePassword(a) => {
+            let login = twin.mem.account(people[a]).unwrap().map(|x| x.login).unwrap_or_default();
+            let hash = format!("hash-{}", twin.index);
+            (people[a], Command::ChangePassword { password_hash: hash, token_hash: format!("token-{login}") })
+        }
         Op::Deliver(..) => unreachable!("batches are delivered, not executed"),
         Op::InviteRemote(a, r, n) => (
             people[a],

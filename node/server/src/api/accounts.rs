@@ -5,13 +5,13 @@ use kizuna_proto::accounts as pb;
 use tonic::{Request, Response, Status};
 
 use super::auth;
-use super::convert::{facility_kind_from, profession_from, timestamp};
+use super::convert::{account_kind, facility_kind_from, profession_from, timestamp};
 use super::paging::{self, PageToken};
-use super::shared::{Api, domain_status, unexpected, view_status};
+use super::shared::{Api, domain_status, shown, unexpected, view_status};
 use crate::node::now_ms;
 use kizuna_domain::commands::SESSION_ID_CHARS;
 use kizuna_domain::model::*;
-use kizuna_domain::{Command, HubView, Outcome, authz, second_factor};
+use kizuna_domain::{Command, CommandResult, HubView, Outcome, authz, second_factor};
 
 fn account_id(o: Outcome) -> Result<u64, Status> {
     match o {
@@ -69,6 +69,62 @@ impl Api {
         Ok(pb::LoginResponse { token, account_id: account_id(outcome)? })
     }
 
+    /// Who the caller is.
+    async fn me(&self, req: &Request<pb::GetMeRequest>) -> Result<pb::GetMeResponse, Status> {
+        let (me, _) = self.authenticate(req).await?;
+        let hub = self.node.raft.config().cluster_name.clone();
+        self.query(|view| {
+            let account = view.account(me).map_err(view_status)?.ok_or_else(not_signed_in)?;
+            let (kind, profession, facility) = account_kind(Some(&account.kind));
+            let facility_name = facility.and_then(|f| shown(view.facility(f))).map(|f| f.name).unwrap_or_default();
+            Ok(pb::GetMeResponse {
+                account_id: me.0,
+                kind: kind as i32,
+                profession: profession as i32,
+                facility_id: facility.map(|f| f.0),
+                facility_name,
+                facility_admin: facility.is_some() && account.facility_admin,
+                totp_enabled: account.totp.as_ref().is_some_and(|t| t.confirmed),
+                hub,
+                login: account.login,
+                display_name: account.display_name,
+            })
+        })
+    }
+
+    /// Checks the caller's current password, then sets the new one (hashed here: commands
+    /// carry hashes) and ends the caller's other sessions.
+    async fn change_password_checked(&self, req: &Request<pb::ChangePasswordRequest>) -> Result<(), Status> {
+        let (me, token_hash) = self.authenticate(req).await?;
+        let r = req.get_ref().clone();
+        auth::check_new_password(&r.new_password)?;
+        let phc = self.query(|hub| hub.account(me).map_err(view_status))?.ok_or_else(not_signed_in)?.password_hash;
+        // Off the async threads, as at login: argon2id is deliberately slow.
+        let (current, new) = (r.current_password, r.new_password);
+        let checked = tokio::task::spawn_blocking(move || {
+            auth::verify_password(&current, &phc).then(|| auth::hash_password(&new)).transpose()
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        let Some(password_hash) = checked else {
+            // A retry of a change that was applied: the current password is the new one by now.
+            let retry = self.password_changed_under(me, &r.idempotency_key)?;
+            return if retry { Ok(()) } else { Err(wrong_password()) };
+        };
+        let cmd = Command::ChangePassword { password_hash, token_hash: token_hash.clone() };
+        match self.write(r.idempotency_key, Some(token_hash), cmd).await? {
+            Outcome::PasswordChanged(_) => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Whether the caller's write under `idempotency_key` was a change of their password that
+    /// applied (any other write remembered under that key is not this change).
+    fn password_changed_under(&self, me: AccountId, idempotency_key: &str) -> Result<bool, Status> {
+        let applied = self.query(|hub| Ok(hub.remembered(&kizuna_domain::signed_scope(me, idempotency_key))))?;
+        Ok(applied.is_some_and(|a| a.result == CommandResult::Done(Outcome::PasswordChanged(me))))
+    }
+
     /// A caller's sessions, newest first, one page of them.
     fn sessions_page(
         &self,
@@ -106,6 +162,14 @@ impl Api {
             .collect();
         Ok(pb::ListSessionsResponse { sessions, next_page_token })
     }
+}
+
+fn not_signed_in() -> Status {
+    domain_status(kizuna_domain::DomainError::Unauthenticated)
+}
+
+fn wrong_password() -> Status {
+    Status::unauthenticated("現在のパスワードが違います")
 }
 
 /// The time step of the second factor's code, for an account that has one: the code must
@@ -327,5 +391,17 @@ impl pb::account_service_server::AccountService for Api {
             Command::SetSessionPolicy { idle_minutes: policy.idle_minutes, absolute_hours: policy.absolute_hours };
         self.signed_write(&req, r.idempotency_key, cmd).await?;
         Ok(Response::new(pb::SetSessionPolicyResponse { policy: Some(policy) }))
+    }
+
+    async fn get_me(&self, req: Request<pb::GetMeRequest>) -> Result<Response<pb::GetMeResponse>, Status> {
+        Ok(Response::new(self.me(&req).await?))
+    }
+
+    async fn change_password(
+        &self,
+        req: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        self.change_password_checked(&req).await?;
+        Ok(Response::new(pb::ChangePasswordResponse {}))
     }
 }

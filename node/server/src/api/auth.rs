@@ -81,10 +81,19 @@ pub fn secret_hash(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
-pub fn hash_password(password: &str) -> Result<String, Status> {
+/// The rule every new password follows (registration, the first operator, family accounts, a
+/// change): at least [`MIN_PASSWORD_CHARS`] characters.
+pub fn check_new_password(password: &str) -> Result<(), Status> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Status::invalid_argument(format!("password must have at least {MIN_PASSWORD_CHARS} characters")));
+        return Err(Status::invalid_argument(format!(
+            "パスワードは{MIN_PASSWORD_CHARS}文字以上にしてください (password must have at least {MIN_PASSWORD_CHARS} characters)"
+        )));
     }
+    Ok(())
+}
+
+pub fn hash_password(password: &str) -> Result<String, Status> {
+    check_new_password(password)?;
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| Status::internal(e.to_string()))?;

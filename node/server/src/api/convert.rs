@@ -146,6 +146,24 @@ pub(super) fn facility_name(hub: &impl HubView, account: &Account) -> String {
     }
 }
 
+/// A person as lists show them (room members, connection requests): kind, profession, the
+/// facility's own name and, for an account of another hub, that hub (empty: this hub).
+pub(super) struct Person {
+    pub kind: pb::AccountKind,
+    pub profession: pb::Profession,
+    pub facility: String,
+    pub hub: String,
+}
+
+pub(super) fn person(hub: &impl HubView, account: &Account) -> Person {
+    let (kind, profession, _) = account_kind(Some(&account.kind));
+    let (facility, home) = match &account.kind {
+        AccountKind::Remote { hub: home, facility_name, .. } => (facility_name.clone(), home.to_string()),
+        _ => (facility_name(hub, account), String::new()),
+    };
+    Person { kind, profession, facility, hub: home }
+}
+
 /// A post as members see it: with its author's name, kind, profession and facility.
 pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
     let author = shown(hub.account(p.author));

@@ -5,12 +5,12 @@ use kizuna_proto::rooms as pb;
 use pb::invite_member_request::Invitee;
 use tonic::{Request, Response, Status};
 
-use super::convert::{federation_peer, remote_login, timestamp};
+use super::convert::{federation_peer, person, remote_login, timestamp};
 use super::paging::{self, PageToken};
-use super::shared::{Api, domain_status, unexpected};
+use super::shared::{Api, domain_status, unexpected, view_status};
 use kizuna_domain::model::*;
-use kizuna_domain::queries::{self, ListKind};
-use kizuna_domain::{Command, Outcome, search};
+use kizuna_domain::queries::{self, ListKind, RoomDetail, RoomShape};
+use kizuna_domain::{Command, HubView, Outcome, audit, search};
 
 fn room_id(o: Outcome) -> Result<u64, Status> {
     match o {
@@ -27,6 +27,62 @@ fn role(r: i32) -> Result<Role, Status> {
         Ok(R::Member | R::Unspecified) => Ok(Role::Member),
         Ok(R::Family) => Ok(Role::Family),
         Err(_) => Err(Status::invalid_argument(format!("role {r}: no such role"))),
+    }
+}
+
+fn role_to(r: Role) -> pb::Role {
+    match r {
+        Role::Owner => pb::Role::Owner,
+        Role::Member => pb::Role::Member,
+        Role::Family => pb::Role::Family,
+    }
+}
+
+fn room_kind_to(shape: RoomShape) -> pb::RoomKind {
+    match shape {
+        RoomShape::Patient => pb::RoomKind::Patient,
+        RoomShape::SubRoom => pb::RoomKind::SubRoom,
+        RoomShape::Group => pb::RoomKind::Group,
+        RoomShape::Connection => pb::RoomKind::Connection,
+    }
+}
+
+fn member_state_to(state: MemberState) -> pb::MemberState {
+    match state {
+        MemberState::Active => pb::MemberState::Active,
+        MemberState::Invited { .. } => pb::MemberState::Invited,
+        MemberState::Requested => pb::MemberState::Requested,
+    }
+}
+
+/// A member as the room's members see them (a member whose account is unknown here shows by
+/// id only).
+fn member_view(hub: &impl HubView, member: Member, account: Option<Account>) -> pb::RoomMember {
+    let mut view = pb::RoomMember {
+        account_id: member.account.0,
+        role: role_to(member.role) as i32,
+        state: member_state_to(member.state) as i32,
+        ..Default::default()
+    };
+    if let Some(account) = account {
+        let p = person(hub, &account);
+        view.kind = p.kind as i32;
+        view.profession = p.profession as i32;
+        (view.facility, view.hub, view.display_name) = (p.facility, p.hub, account.display_name);
+    }
+    view
+}
+
+fn room_view(hub: &impl HubView, d: RoomDetail) -> pb::GetRoomResponse {
+    pb::GetRoomResponse {
+        room_id: d.room.id.0,
+        title: d.title,
+        kind: room_kind_to(d.shape) as i32,
+        patient_id: d.patient.map(|p| p.0),
+        timeline_room_id: d.timeline.map(|r| r.0),
+        my_role: role_to(d.my_role) as i32,
+        home_hub: queries::home_hub(&d.room).map(|h| h.to_string()).unwrap_or_default(),
+        members: d.members.into_iter().map(|(m, a)| member_view(hub, m, a)).collect(),
     }
 }
 
@@ -81,6 +137,20 @@ impl Api {
             PageToken::Rooms { newest_post_at_ms, room }
         })?;
         Ok(pb::ListRoomsResponse { rooms: page.into_iter().map(room_summary_view).collect(), next_page_token })
+    }
+
+    /// One room with its members, for an active member. A patient room's member list is
+    /// patient data: its read is journaled, as a timeline's is.
+    async fn room(&self, req: &Request<pb::GetRoomRequest>) -> Result<pb::GetRoomResponse, Status> {
+        let (me, token_hash) = self.authenticate(req).await?;
+        let room = RoomId(req.get_ref().room_id);
+        self.query(|hub| {
+            let detail = queries::room_detail(hub, me, room).map_err(domain_status)?;
+            if let Some(patient) = audit::patient_data_in(hub, room).map_err(view_status)? {
+                self.audit_read(me, &token_hash, patient, Some(room), "room members".into())?;
+            }
+            Ok(room_view(hub, detail))
+        })
     }
 }
 
@@ -189,5 +259,9 @@ impl pb::room_service_server::RoomService for Api {
             self.audit_read(me, &token_hash, None, None, "patient list".into())?;
         }
         Ok(Response::new(page))
+    }
+
+    async fn get_room(&self, req: Request<pb::GetRoomRequest>) -> Result<Response<pb::GetRoomResponse>, Status> {
+        Ok(Response::new(self.room(&req).await?))
     }
 }
