@@ -1,7 +1,7 @@
 // The browser story, run by node/tests/browser.rs against a seeded 3-node TLS hub.
 // SMOKE for now: the page loads over TLS on a phone, Japanese renders with a CJK font, and the
-// hub's API answers the page (a wrong password is refused), and the harness stops a node when
-// asked. (The real story replaces the body of main().)
+// hub's API answers the page (a wrong password is refused, then a demo nurse signs in and sees
+// her patients), and the harness stops a node when asked. (The real story replaces the body of main().)
 
 import { PHONE, expectJapaneseGlyphs, expectText, main, newContext, password, shot, step, stopNode, urls } from "./lib.mjs";
 
@@ -42,6 +42,13 @@ await main(async (browser) => {
     await page.getByRole("button", { name: "ログイン" }).click();
     await expectText(page.getByRole("alert"), "ログインIDまたはパスワードが正しくありません", { timeout: 15_000 });
     await shot(page, "smoke-phone-refused");
+  });
+
+  await step("a demo nurse signs in and sees her patients", async () => {
+    await page.getByLabel("パスワード").fill(password);
+    await page.getByRole("button", { name: "ログイン" }).click();
+    await expectText(page.locator("body"), "山田 花子", { timeout: 15_000 });
+    await shot(page, "smoke-phone-patients");
   });
 
   await step("the harness stops node 3 on request", async () => {
