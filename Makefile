@@ -5,7 +5,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kizuna/target
 CARGO ?= cargo
 
-.PHONY: demo demo-federation test chaos chaos-federated setup setup-browser screenshots build lint lint-proto fmt clean-demo
+.PHONY: demo demo-federation test chaos chaos-federated setup setup-browser screenshots build web lint lint-proto fmt clean-demo
 
 # buf (the protobuf linter) from the npm registry, installed once per machine next to the build.
 BUF_VERSION ?= 1.75.0
@@ -20,30 +20,48 @@ setup:
 setup-browser:
 	@bash ops/scripts/setup-browser.sh
 
-build: setup
+build: setup web
 	$(CARGO) build --workspace --all-targets
+
+# npm ci only when package-lock.json changed since the last install (npm rewrites
+# node_modules/.package-lock.json on every install).
+WEB_INSTALLED = node/web/node_modules/.package-lock.json
+$(WEB_INSTALLED): node/web/package-lock.json
+	cd node/web && npm ci --no-audit --no-fund
+
+# Rebuilt only when a source changed: a new dist makes cargo rebuild the server and everything
+# above it. Sources: the client's own (not src/gen, which the build writes) and the protos.
+WEB_BUNDLE = node/web/dist/index.html
+WEB_SOURCES = $(shell find node/web/src -path node/web/src/gen -prune -o -type f -print) \
+	$(wildcard node/web/*.json node/web/*.mjs node/web/*.yaml) $(shell find proto/kizuna -name '*.proto')
+$(WEB_BUNDLE): $(WEB_INSTALLED) $(WEB_SOURCES)
+	cd node/web && npm run build
+
+## The browser client (node/web/dist). The server's build script embeds it into the kizuna
+## binary, so every target that compiles the server needs it first.
+web: setup $(WEB_BUNDLE)
 
 ## Run the local 3-region demo hub (Ctrl-C to stop). Data lives in ./data/demo.
 # Builds with --workspace like `make test`: selecting crates with -p changes which features
 # cargo unifies, so it would rebuild dependencies (RocksDB's C++ among them) into the shared
 # target directory instead of reusing what the tests built.
-demo: setup
+demo: setup web
 	$(CARGO) build --workspace
 	$(CARGO_TARGET_DIR)/debug/kizuna demo --data-dir data/demo
 
 ## Two federated hubs, Tochigi and Gunma, in one process (Ctrl-C to stop). Data in ./data/federation-demo.
-demo-federation: setup
+demo-federation: setup web
 	$(CARGO) build --workspace
 	$(CARGO_TARGET_DIR)/debug/kizuna demo --federation --data-dir data/federation-demo
 
 ## Run every test: the proto linter, unit, storage suite, in-process hub integration tests, and
 ## the browser client in a real browser (node/tests/browser.rs).
-test: setup setup-browser lint-proto
+test: setup setup-browser web lint-proto
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
 ## Regenerate the README's screenshots (docs/screenshots/*.png) with the browser test.
-screenshots: setup setup-browser
+screenshots: setup setup-browser web
 	bash ops/scripts/screenshots.sh
 
 ## Lint the gRPC contracts with buf (rules and remaining exceptions in proto/buf.yaml).
@@ -61,7 +79,7 @@ SEED ?= 1
 CLIENTS ?= 8
 # --workspace builds both binaries the run needs (the harness starts real `kizuna` processes)
 # and reuses the tests' build, as for `make demo`.
-chaos: setup
+chaos: setup web
 	$(CARGO) build --workspace
 	$(CARGO_TARGET_DIR)/debug/kizuna-chaos --scenario $(SCENARIO) --topology $(TOPOLOGY) --seconds $(SECONDS) \
 		--seed $(SEED) --clients $(CLIENTS) --report chaos-report.json
@@ -69,12 +87,12 @@ chaos: setup
 ## The two-hub chaos run (Tochigi and Gunma, hub↔hub link faults), e.g.
 ##   make chaos-federated HUB_FAULT=hub-partition,leader-kill,hub-one-way SECONDS=120
 HUB_FAULT ?= mix
-chaos-federated: setup
+chaos-federated: setup web
 	$(CARGO) build --workspace
 	$(CARGO_TARGET_DIR)/debug/kizuna-chaos --federated --hub-fault $(HUB_FAULT) --seconds $(SECONDS) \
 		--seed $(SEED) --clients $(CLIENTS) --rooms 4 --report chaos-federated-report.json
 
-lint: setup lint-proto
+lint: setup web lint-proto
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

@@ -163,7 +163,7 @@ async fn an_unknown_login_takes_as_long_as_a_wrong_password() {
 }
 
 /// The services the public port serves, as a client sees them.
-const PUBLIC_SERVICES: [&str; 14] = [
+const PUBLIC_SERVICES: [&str; 15] = [
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
@@ -174,6 +174,7 @@ const PUBLIC_SERVICES: [&str; 14] = [
     "kizuna.connections.v1.ConnectionService",
     "kizuna.directory.v1.DirectoryService",
     "kizuna.events.v1.EventService",
+    "kizuna.hub.v1.HubService",
     "kizuna.posts.v1.PostService",
     "kizuna.records.v1.RecordService",
     "kizuna.rooms.v1.RoomService",

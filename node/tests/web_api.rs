@@ -222,3 +222,28 @@ async fn assert_room_read_audited(hub: &TestHub, nurse_id: u64, room: u64) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_facility_is_listed_to_its_admins_only() {
+    let hub = TestHub::start(1).await;
+    let nurse = hub.member("vn.kato").await;
+    let operator = hub.operator().await;
+    let mut accounts = AccountServiceClient::new(channel(&hub.api(hub.leader().await)).await);
+    let facility_id = me(&mut accounts, &nurse).await.expect("GetMe").facility_id.expect("a facility");
+    let list = |token: &str, facility_id| authed(ListStaffRequest { facility_id }, token);
+
+    let staff = accounts.list_staff(list(&operator, facility_id)).await.expect("an operator lists").into_inner().staff;
+    let logins: Vec<_> = staff.iter().map(|s| (s.login.as_str(), s.state())).collect();
+    assert_eq!(logins, [("vn.kato", AccountState::Active)]);
+    assert_eq!(staff[0].profession(), Profession::VisitingNurse);
+
+    let refused = accounts.list_staff(list(&nurse, facility_id)).await.expect_err("not an admin");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let unknown = accounts.list_staff(list(&operator, facility_id + 1000)).await.expect_err("no such facility");
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    let stop = StopAccountRequest { idempotency_key: "stop-kato".into(), account_id: staff[0].account_id };
+    accounts.stop_account(authed(stop, &operator)).await.expect("stop");
+    let staff = accounts.list_staff(list(&operator, facility_id)).await.expect("listed again").into_inner().staff;
+    assert_eq!(staff[0].state(), AccountState::Stopped);
+}

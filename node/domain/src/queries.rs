@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::authz::{active_account, active_member};
-use super::error::DomainResult;
+use super::error::{DomainResult, not_found};
 use super::federation::wire::CopyKind;
 use super::federation::{HubName, PendingWrite};
 use super::model::*;
@@ -344,6 +344,16 @@ pub fn connection_requests(view: &impl HubView, viewer: AccountId) -> DomainResu
         list.sort_by(|a, b| (&a.display_name, a.id).cmp(&(&b.display_name, b.id)));
     }
     Ok(found)
+}
+
+/// The accounts of `facility`, by name, for its admins or an operator (who approve and stop
+/// them): pending, active and stopped alike.
+pub fn staff(view: &impl HubView, viewer: AccountId, facility: FacilityId) -> DomainResult<Vec<Account>> {
+    view.facility(facility)?.ok_or(not_found("facility"))?;
+    super::authz::facility_admin(view, viewer, facility)?;
+    let mut staff = view.staff_of(facility)?;
+    staff.sort_by(|a, b| (&a.display_name, a.id).cmp(&(&b.display_name, b.id)));
+    Ok(staff)
 }
 
 /// Whether the session's hub-wide last use is older than [`TOUCH_EVERY_MS`] at `now_ms`.

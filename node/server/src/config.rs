@@ -141,6 +141,11 @@ pub struct NodeConfig {
     pub raft_addr: SocketAddr,
     /// Address of the public gRPC API.
     pub api_addr: SocketAddr,
+    /// The URL browsers reach this node's public port at, when it is not `https://<api_addr>`
+    /// (a DNS name, a port forwarded by a router): `scheme://host[:port]`, no path. Every node
+    /// of the hub allows it as a cross-origin caller and `HubService.GetHubInfo` lists it.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Address of the hub↔hub federation listener (mutual TLS with the configured peers).
     /// None: this node serves no federation.
     #[serde(default)]
@@ -163,6 +168,13 @@ impl NodeConfig {
     /// The region; validation guarantees it is present.
     pub fn region(&self) -> &str {
         self.region.as_deref().unwrap_or("")
+    }
+
+    /// The host of this node's `public_url` (an IPv6 address without its brackets), if it has
+    /// one: its certificate must name it.
+    pub fn public_host(&self) -> Option<String> {
+        let uri: http::Uri = self.public_url.as_deref()?.parse().ok()?;
+        Some(uri.host()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
     }
 }
 
@@ -219,6 +231,9 @@ impl HubConfig {
                 if !addrs.insert(addr) {
                     return Err(invalid(at(field), format!("duplicate address {addr}")));
                 }
+            }
+            if let Some(url) = &node.public_url {
+                origin_of(url).map_err(|reason| invalid(at("public_url"), reason))?;
             }
             if node.federation_addr.is_some() && self.federation.is_none() {
                 return Err(invalid(at("federation_addr"), "needs a [federation] section"));
@@ -278,6 +293,25 @@ impl HubConfig {
         self.nodes.iter().filter(|n| n.voter)
     }
 
+    /// The nodes browsers can reach, as they reach them: each node's `public_url`, else
+    /// `https://<api_addr>` (`http://` when the public port runs without TLS). A node listening
+    /// on an unspecified address (0.0.0.0, ::) without a `public_url` has no address a browser
+    /// could use, so it is left out.
+    pub fn public_endpoints(&self, tls: bool) -> Vec<PublicEndpoint> {
+        let scheme = if tls { "https" } else { "http" };
+        let url = |n: &NodeConfig| match &n.public_url {
+            // `validate` refused a public_url that is not an origin.
+            Some(url) => origin_of(url).ok(),
+            None if n.api_addr.ip().is_unspecified() => None,
+            None => origin_of(&format!("{scheme}://{}", n.api_addr)).ok(),
+        };
+        let endpoint = |n: &NodeConfig| {
+            let url = url(n)?;
+            Some(PublicEndpoint { id: n.id, name: n.name.clone(), region: n.region().to_owned(), url })
+        };
+        self.nodes.iter().filter_map(endpoint).collect()
+    }
+
     /// Places every node's data under `root/<node name>` (used by `kizuna demo --data-dir`).
     pub fn with_data_root(mut self, root: &Path) -> Self {
         for node in &mut self.nodes {
@@ -285,6 +319,43 @@ impl HubConfig {
         }
         self
     }
+}
+
+/// A node as browsers reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicEndpoint {
+    pub id: u64,
+    pub name: String,
+    pub region: String,
+    /// Its origin, as a browser writes it in `Origin` headers: `scheme://host[:port]`, the
+    /// scheme and host in lower case, the port only when it is not the scheme's default.
+    pub url: String,
+}
+
+/// The origin of a public URL (see [`PublicEndpoint::url`]), or why it is not one: only
+/// http(s), a host, an optional port, nothing after them (a path would not change where a
+/// browser's requests go, so it can only be a mistake).
+pub fn origin_of(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+    let default_port = match scheme.as_deref() {
+        Some("https") => 443,
+        Some("http") => 80,
+        _ => return Err(format!("{url:?}: must start with https:// (or http:// without TLS)")),
+    };
+    let authority = uri.authority().ok_or_else(|| format!("{url:?}: names no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{url:?}: must not carry a user name or password"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("{url:?}: must not have a path or query (scheme://host[:port] only)"));
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let scheme = scheme.unwrap_or_default();
+    Ok(match authority.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
 }
 
 impl FederationSection {
@@ -478,6 +549,58 @@ mod tests {
     fn preferred_regions_must_hold_voters() {
         let e = err_of(&GOOD.replace("name = \"t\"", "name = \"t\"\npreferred_regions = [\"nowhere\"]"));
         assert!(e.contains("hub.preferred_regions[0]"), "{e}");
+    }
+
+    #[test]
+    fn public_urls_default_to_the_api_address() {
+        let c = HubConfig::parse(GOOD).unwrap();
+        let urls = |tls| c.public_endpoints(tls).into_iter().map(|e| e.url).collect::<Vec<_>>();
+        assert_eq!(urls(true), ["https://127.0.0.1:7003", "https://127.0.0.1:7001", "https://127.0.0.1:7002"]);
+        assert_eq!(urls(false), ["http://127.0.0.1:7003", "http://127.0.0.1:7001", "http://127.0.0.1:7002"]);
+        let a = &c.public_endpoints(true)[1];
+        assert_eq!((a.id, a.name.as_str(), a.region.as_str()), (1, "a", "r1"));
+        let v6 = HubConfig::parse(&GOOD.replace("api_addr = \"127.0.0.1:7001\"", "api_addr = \"[::1]:7001\"")).unwrap();
+        assert_eq!(v6.public_endpoints(true)[1].url, "https://[::1]:7001");
+    }
+
+    #[test]
+    fn a_public_url_is_used_as_the_browser_writes_its_origin() {
+        let with = |url: &str| {
+            GOOD.replace(
+                "api_addr = \"127.0.0.1:7001\"",
+                &format!("api_addr = \"127.0.0.1:7001\"\npublic_url = \"{url}\""),
+            )
+        };
+        let url_of_a = |text: &str| HubConfig::parse(text).unwrap().public_endpoints(true)[1].url.clone();
+        assert_eq!(url_of_a(&with("https://Kizuna-A.example.jp:7001/")), "https://kizuna-a.example.jp:7001");
+        // The scheme's default port is left out, as in a browser's Origin header.
+        assert_eq!(url_of_a(&with("https://kizuna-a.example.jp:443")), "https://kizuna-a.example.jp");
+        assert_eq!(url_of_a(&with("http://192.168.1.20:80")), "http://192.168.1.20");
+        for (url, reason) in [
+            ("ftp://kizuna-a.example.jp", "must start with https://"),
+            ("kizuna-a.example.jp:7001", "must start with https://"),
+            ("https://kizuna-a.example.jp:7001/app", "must not have a path"),
+            ("https://kizuna-a.example.jp/?x=1", "must not have a path or query"),
+            ("https://user:pw@kizuna-a.example.jp", "user name or password"),
+            ("https://", "not a URL"),
+        ] {
+            let e = err_of(&with(url));
+            assert!(e.contains("node[1].public_url") && e.contains(reason), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_node_on_an_unspecified_address_needs_a_public_url() {
+        let any = GOOD.replace("api_addr = \"127.0.0.1:7001\"", "api_addr = \"0.0.0.0:7001\"");
+        let names = |text: &str| {
+            HubConfig::parse(text).unwrap().public_endpoints(true).into_iter().map(|e| e.name).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&any), ["c", "b"]);
+        let published = any.replace(
+            "api_addr = \"0.0.0.0:7001\"",
+            "api_addr = \"0.0.0.0:7001\"\npublic_url = \"https://kizuna-a.example.jp:7001\"",
+        );
+        assert_eq!(names(&published), ["c", "a", "b"]);
     }
 
     const KEY_A: &str = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";

@@ -530,7 +530,7 @@ pub async fn start(
                 .max_encoding_message_size(64 << 20),
             )
             .serve_with_incoming_shutdown(without_nagle(listeners.raft), wait_stop(stopped.clone()));
-        let api_server = crate::api::router(node.clone(), security.api_server.clone())?
+        let api_server = crate::api::router(node.clone(), hub, security.api_server.clone())?
             .serve_with_incoming_shutdown(without_nagle(listeners.api), wait_stop(stopped.clone()));
         let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped.clone()).in_current_span());
         let audit_shipper = tokio::spawn(crate::audit_shipper::ship(node.clone(), stopped).in_current_span());

@@ -52,8 +52,9 @@ fn this_year() -> i32 {
 /// node certificates stay trusted by running nodes) and a certificate for every node.
 ///
 /// Node certificates are valid from the start of this year for two years and name the node,
-/// `localhost`, and the IP addresses of its raft, API and federation sockets; they serve both as server and
-/// as client certificates (mutual TLS between nodes). The CA is valid for ten years.
+/// `localhost`, the IP addresses of its raft, API and federation sockets and the host of its
+/// `public_url` (the name browsers use); they serve both as server and as client certificates
+/// (mutual TLS between nodes). The CA is valid for ten years.
 pub fn generate(hub: &HubConfig, dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
     std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
     let year = this_year();
@@ -79,9 +80,13 @@ pub fn generate(hub: &HubConfig, dir: &Path) -> Result<Vec<PathBuf>, TlsError> {
     };
     let mut written = vec![ca_pem];
     for node in &hub.nodes {
-        let mut params = CertificateParams::new(vec![node.name.clone(), "localhost".to_owned()])?;
+        let public = node.public_host();
+        let public_ip = public.as_deref().and_then(|host| host.parse::<std::net::IpAddr>().ok());
+        let public_name = public.filter(|_| public_ip.is_none());
+        let names = [node.name.clone(), "localhost".to_owned()].into_iter().chain(public_name);
+        let mut params = CertificateParams::new(names.collect::<Vec<_>>())?;
         let federation = node.federation_addr.map(|a| a.ip());
-        for ip in [node.raft_addr.ip(), node.api_addr.ip()].into_iter().chain(federation) {
+        for ip in [node.raft_addr.ip(), node.api_addr.ip()].into_iter().chain(federation).chain(public_ip) {
             let san = SanType::IpAddress(ip);
             if !params.subject_alt_names.contains(&san) {
                 params.subject_alt_names.push(san);
@@ -164,4 +169,61 @@ impl Connector for TlsConnector {
 /// A client config for the CLI: trusts the hub CA.
 pub fn client_config(ca_file: &Path) -> Result<ClientTlsConfig, TlsError> {
     Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca_file)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_certificates_name_the_host_of_their_public_url() {
+        let hub = HubConfig::parse(
+            r#"
+            [hub]
+            name = "t"
+            allow_unsafe_placement = true
+            [[node]]
+            id = 1
+            name = "a"
+            region = "r1"
+            raft_addr = "127.0.0.1:7101"
+            api_addr = "0.0.0.0:7001"
+            public_url = "https://Kizuna-A.example.jp:7001"
+            data_dir = "data/a"
+            [[node]]
+            id = 2
+            name = "b"
+            region = "r2"
+            raft_addr = "127.0.0.1:7102"
+            api_addr = "0.0.0.0:7002"
+            public_url = "https://192.168.1.20:7002"
+            data_dir = "data/b"
+            "#,
+        )
+        .expect("a valid topology");
+        let dir = tempfile::tempdir().expect("temp dir");
+        generate(&hub, dir.path()).expect("certificates");
+        // The certificate's DNS names and IP addresses, as text.
+        let sans = |node: &str| -> Vec<String> {
+            use x509_parser::extensions::GeneralName;
+            let pem = read(&dir.path().join(format!("{node}.pem"))).expect("the node's certificate");
+            let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("PEM");
+            let cert = pem.parse_x509().expect("a certificate");
+            let san = cert.subject_alternative_name().expect("well-formed").expect("a SAN extension");
+            let name = |n: &GeneralName| match n {
+                GeneralName::DNSName(dns) => format!("dns:{dns}"),
+                GeneralName::IPAddress(ip) => format!("ip:{ip:?}"),
+                other => format!("{other:?}"),
+            };
+            san.value.general_names.iter().map(name).collect()
+        };
+        assert_eq!(
+            sans("a"),
+            ["dns:a", "dns:localhost", "dns:kizuna-a.example.jp", "ip:[127, 0, 0, 1]", "ip:[0, 0, 0, 0]"]
+        );
+        assert_eq!(
+            sans("b"),
+            ["dns:b", "dns:localhost", "ip:[127, 0, 0, 1]", "ip:[0, 0, 0, 0]", "ip:[192, 168, 1, 20]"]
+        );
+    }
 }

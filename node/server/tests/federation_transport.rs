@@ -111,6 +111,7 @@ async fn hub_of(name: &str, nodes: u64) -> Hub {
             region: Some(format!("r{id}")),
             raft_addr: raft.local_addr().unwrap(),
             api_addr: api.local_addr().unwrap(),
+            public_url: None,
             federation_addr: None,
             data_dir: dir.path().join(format!("n{id}")),
             voter: true,

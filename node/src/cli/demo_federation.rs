@@ -74,6 +74,10 @@ async fn present(pair: &PairLayout, configs: &[HubConfig], hubs: &[Vec<Federatin
             );
         }
     }
+    // Every node also serves the browser client; each hub has its own CA for the browser to trust.
+    println!(
+        "  ブラウザでは各ノードの api の URL を開きます（先にそのハブの CA をブラウザの「認証局」に取り込みます）。"
+    );
     let gunma_ch = channel(gunma).await?;
     let tochigi_ch = channel(tochigi).await?;
     // Gunma first: Tochigi's invitation of its nurse is answered with her profile.

@@ -97,7 +97,6 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
         }
         hub.tls = Some(TlsSection { dir: certs });
     }
-    let scheme = if insecure { "http" } else { "https" };
     let mut nodes: Vec<RunningNode> = Vec::new();
     for me in &hub.nodes {
         let security = security(&hub, me, insecure)?;
@@ -113,16 +112,7 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
         }
         bail!("the demo hub elected no leader within 30s");
     };
-    let tls_note = if insecure {
-        "plaintext (--insecure)".to_owned()
-    } else {
-        format!("TLS, CA {}/certs/ca.pem", data_dir.display())
-    };
-    println!("Kizuna demo hub {:?} is up; data in {}; {tls_note}", hub.hub.name, data_dir.display());
-    for me in &hub.nodes {
-        let mark = if me.id == leader { "  (leader)" } else { "" };
-        println!("  {:<14} region {:<11} api {scheme}://{}{mark}", me.name, me.region(), me.api_addr);
-    }
+    print_browser_banner(&hub, data_dir, insecure, leader);
     let ca = (!insecure).then(|| data_dir.join("certs/ca.pem"));
     let target = super::Target::new(Some(hub.nodes[0].api_addr.to_string()), ca)?;
     let seeded = match target.connect_any().await {
@@ -147,6 +137,29 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
         n.shutdown().await;
     }
     Ok(())
+}
+
+/// The demo's first words: where to open the browser client (every node serves it; the app
+/// moves to another node when its own is down) and how to make the browser trust the demo CA.
+fn print_browser_banner(hub: &HubConfig, data_dir: &Path, insecure: bool, leader: u64) {
+    let ca = data_dir.join("certs/ca.pem");
+    let tls_note = if insecure { "plaintext (--insecure)".to_owned() } else { format!("TLS, CA {}", ca.display()) };
+    println!("Kizuna demo hub {:?} is up; data in {}; {tls_note}", hub.hub.name, data_dir.display());
+    println!("Open the browser client at any node (the app carries on at another when one is down):");
+    for endpoint in hub.public_endpoints(!insecure) {
+        let mark = if endpoint.id == leader { "  (leader)" } else { "" };
+        println!("  {}/   {:<14} region {}{mark}", endpoint.url, endpoint.name, endpoint.region);
+    }
+    if !insecure {
+        // The demo CA is made on this machine, so no browser knows it yet; without trusting it,
+        // the page loads after a warning but its calls to the other nodes fail.
+        println!("The browser must trust the demo CA {} first:", ca.display());
+        println!(
+            "  Chromium/Chrome: Settings → Privacy and security → Security → Manage certificates → Authorities → Import"
+        );
+        println!("  Firefox: Settings → Certificates → View Certificates → Authorities → Import");
+        println!("  or, on 127.0.0.1, proceed past the browser's warning once on each node's address above.");
+    }
 }
 
 pub async fn wait_for_leader(nodes: &[&RunningNode], timeout: Duration) -> Option<u64> {

@@ -11,7 +11,7 @@ use super::shared::{Api, domain_status, shown, unexpected, view_status};
 use crate::node::now_ms;
 use kizuna_domain::commands::SESSION_ID_CHARS;
 use kizuna_domain::model::*;
-use kizuna_domain::{Command, CommandResult, HubView, Outcome, authz, second_factor};
+use kizuna_domain::{Command, CommandResult, HubView, Outcome, authz, queries, second_factor};
 
 fn account_id(o: Outcome) -> Result<u64, Status> {
     match o {
@@ -90,6 +90,14 @@ impl Api {
                 display_name: account.display_name,
             })
         })
+    }
+
+    /// A facility's accounts as its admins see them (ListStaff).
+    async fn staff(&self, req: &Request<pb::ListStaffRequest>) -> Result<pb::ListStaffResponse, Status> {
+        let (me, _) = self.authenticate(req).await?;
+        let facility = FacilityId(req.get_ref().facility_id);
+        let staff = self.query(|view| queries::staff(view, me, facility).map_err(domain_status))?;
+        Ok(pb::ListStaffResponse { staff: staff.into_iter().map(staff_view).collect() })
     }
 
     /// Checks the caller's current password, then sets the new one (hashed here: commands
@@ -186,6 +194,19 @@ fn second_factor_step(account: &Account, code: Option<&str>) -> Result<Option<u6
 
 #[tonic::async_trait]
 impl pb::account_service_server::AccountService for Api {
+    // TEMP: replaced by branch api.
+    async fn get_me(&self, _: Request<pb::GetMeRequest>) -> Result<Response<pb::GetMeResponse>, Status> {
+        Err(Status::unimplemented("GetMe"))
+    }
+
+    // TEMP: replaced by branch api.
+    async fn change_password(
+        &self,
+        _: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        Err(Status::unimplemented("ChangePassword"))
+    }
+
     async fn init_operator(
         &self,
         req: Request<pb::InitOperatorRequest>,
@@ -403,5 +424,27 @@ impl pb::account_service_server::AccountService for Api {
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
         self.change_password_checked(&req).await?;
         Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+
+    async fn list_staff(&self, req: Request<pb::ListStaffRequest>) -> Result<Response<pb::ListStaffResponse>, Status> {
+        Ok(Response::new(self.staff(&req).await?))
+    }
+}
+
+/// One of a facility's accounts, for its admins.
+fn staff_view(account: Account) -> pb::StaffAccount {
+    let state = match account.status {
+        AccountStatus::Pending => pb::AccountState::Pending,
+        AccountStatus::Active => pb::AccountState::Active,
+        AccountStatus::Stopped => pb::AccountState::Stopped,
+    };
+    let (_, profession, _) = account_kind(Some(&account.kind));
+    pb::StaffAccount {
+        account_id: account.id.0,
+        profession: profession as i32,
+        state: state as i32,
+        facility_admin: account.facility_admin,
+        login: account.login,
+        display_name: account.display_name,
     }
 }

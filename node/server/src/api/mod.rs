@@ -1,7 +1,8 @@
 //! The public gRPC front end of a node, one file per service: accounts, rooms, connections,
 //! posts, live events, care requests, the resource map (directory), search, the audit service,
-//! records and cluster administration; with health and reflection; over gRPC and gRPC-Web
-//! (browsers). This layer is the only one that speaks proto and `tonic::Status`.
+//! records, cluster administration and the hub's public endpoints; with health and reflection;
+//! over gRPC and gRPC-Web (browsers), next to the browser client's own files (`web`). This layer
+//! is the only one that speaks proto and `tonic::Status`.
 
 mod accounts;
 mod admin;
@@ -13,6 +14,7 @@ pub mod convert;
 mod directory;
 mod events;
 mod health;
+mod hub;
 mod paging;
 mod posts;
 mod records;
@@ -20,12 +22,15 @@ mod rooms;
 mod search;
 pub(crate) mod shared;
 mod status;
+mod web;
 
 use std::sync::Arc;
 
+use tonic::service::Routes;
 use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::Router;
 
+use crate::config::{HubConfig, PublicEndpoint};
 use crate::node::Node;
 
 pub use admin::ClusterAdmin;
@@ -45,12 +50,12 @@ pub(crate) fn bounded(field: &str, asked: u64, default: u64, max: u64) -> Result
     }
 }
 
-/// The public services behind the gRPC-Web translation layer.
-pub type ApiRouter = Router<tower_layer::Stack<tonic_web::GrpcWebLayer, tower_layer::Identity>>;
+/// The public port: gRPC and gRPC-Web services and the browser client's files.
+pub type ApiRouter = Router;
 
 /// The names of the services the public port serves, as reflection advertises them: exactly
 /// these and nothing of the internal Raft API.
-fn served_service_names() -> [&'static str; 14] {
+fn served_service_names() -> [&'static str; 15] {
     use tonic_reflection::pb::{v1, v1alpha};
     [
         tonic_health::pb::health_server::SERVICE_NAME,
@@ -67,6 +72,7 @@ fn served_service_names() -> [&'static str; 14] {
         pb::audit::audit_service_server::SERVICE_NAME,
         pb::records::record_service_server::SERVICE_NAME,
         pb::admin::cluster_admin_service_server::SERVICE_NAME,
+        pb::hub::hub_service_server::SERVICE_NAME,
     ]
 }
 
@@ -84,8 +90,28 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
     )
 }
 
-/// All public services of one node, ready to serve; over TLS when `tls` is given.
-pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter, RouterError> {
+/// All public services of one node of `hub`, with the browser client, ready to serve; over TLS
+/// when `tls` is given.
+pub fn router(node: Arc<Node>, hub: &HubConfig, tls: Option<ServerTlsConfig>) -> Result<ApiRouter, RouterError> {
+    let endpoints = hub.public_endpoints(tls.is_some());
+    // gRPC-Web next to gRPC on the same port, so a browser is enough (PRODUCT: no vendor app):
+    // HTTP/1.1 for browsers that do not speak HTTP/2 to it. The translation wraps the gRPC
+    // routes only (it leaves plain gRPC alone): it answers any other HTTP/1.1 request 400,
+    // which would hide the page.
+    let grpc = grpc_routes(node.clone(), &hub.hub.name, &endpoints)?.prepare().into_axum_router();
+    let grpc = grpc.layer(tonic_web::GrpcWebLayer::new());
+    let routes = web::with_browser_client(grpc, &endpoints, tls.is_some())?;
+    let mut builder = tonic::transport::Server::builder().accept_http1(true);
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    } else {
+        tracing::warn!("INSECURE: the public API is served in plaintext");
+    }
+    Ok(builder.add_routes(Routes::from(routes)))
+}
+
+/// The gRPC services of the public port.
+fn grpc_routes(node: Arc<Node>, hub: &str, endpoints: &[PublicEndpoint]) -> Result<Routes, RouterError> {
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let api = Api::new(node.clone());
@@ -94,17 +120,7 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter
     // it stops applying the log.
     let kizuna_services = served_service_names().into_iter().filter(|name| name.starts_with("kizuna.")).collect();
     health::watch_apply(node.clone(), health_reporter, kizuna_services);
-    // gRPC-Web next to gRPC on the same port, so a browser is enough (PRODUCT: no vendor app):
-    // HTTP/1.1 for browsers that do not speak HTTP/2 to it; the layer leaves plain gRPC alone.
-    let mut builder = tonic::transport::Server::builder().accept_http1(true);
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    } else {
-        tracing::warn!("INSECURE: the public API is served in plaintext");
-    }
-    Ok(builder
-        .layer(tonic_web::GrpcWebLayer::new())
-        .add_service(health)
+    Ok(Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(pb::accounts::account_service_server::AccountServiceServer::new(api.clone()))
@@ -117,7 +133,12 @@ pub fn router(node: Arc<Node>, tls: Option<ServerTlsConfig>) -> Result<ApiRouter
         .add_service(pb::search::search_service_server::SearchServiceServer::new(api.clone()))
         .add_service(pb::audit::audit_service_server::AuditServiceServer::new(api.clone()))
         .add_service(pb::records::record_service_server::RecordServiceServer::new(Records::new(api.clone())))
-        .add_service(pb::admin::cluster_admin_service_server::ClusterAdminServiceServer::new(ClusterAdmin::new(api))))
+        .add_service(pb::admin::cluster_admin_service_server::ClusterAdminServiceServer::new(ClusterAdmin::new(api)))
+        .add_service(pb::hub::hub_service_server::HubServiceServer::new(hub::HubInfo::new(
+            node,
+            hub.to_owned(),
+            endpoints,
+        ))))
 }
 
 /// Why the public router could not be assembled.
@@ -127,4 +148,6 @@ pub enum RouterError {
     Tls(#[from] tonic::transport::Error),
     #[error("reflection descriptors: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the browser client: {0}")]
+    Web(#[from] web::WebError),
 }

@@ -1,4 +1,4 @@
-// 設定: who I am, my devices (sessions) and stopping one, changing my password, the second
+// 設定: who I am, my facility's staff (for its admins), my devices (sessions) and stopping one, changing my password, the second
 // factor (enrolment with a QR code), and logging out.
 import qrcode from "qrcode-generator";
 import { useState } from "preact/hooks";
@@ -6,6 +6,7 @@ import { idempotencyKey } from "../api/ids";
 import { useApp } from "./app-context";
 import { ErrorBox, Loading, Notice, PageTitle, useAction, useLoad } from "./common";
 import { role, when } from "./labels";
+import { Staff } from "./staff";
 
 export function SettingsView() {
   const { me } = useApp();
@@ -20,6 +21,7 @@ export function SettingsView() {
         <p class="muted">ハブ: {me.hub}</p>
         <Logout />
       </div>
+      {me.facilityAdmin && me.facilityId !== undefined && <Staff facilityId={me.facilityId} />}
       <Devices />
       <Password />
       <SecondFactor />
