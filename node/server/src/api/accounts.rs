@@ -194,19 +194,6 @@ fn second_factor_step(account: &Account, code: Option<&str>) -> Result<Option<u6
 
 #[tonic::async_trait]
 impl pb::account_service_server::AccountService for Api {
-    // TEMP: replaced by branch api.
-    async fn get_me(&self, _: Request<pb::GetMeRequest>) -> Result<Response<pb::GetMeResponse>, Status> {
-        Err(Status::unimplemented("GetMe"))
-    }
-
-    // TEMP: replaced by branch api.
-    async fn change_password(
-        &self,
-        _: Request<pb::ChangePasswordRequest>,
-    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
-        Err(Status::unimplemented("ChangePassword"))
-    }
-
     async fn init_operator(
         &self,
         req: Request<pb::InitOperatorRequest>,

@@ -21,14 +21,6 @@ fn request_view(hub: &impl HubView, account: Account) -> pb::ConnectionRequest {
 
 #[tonic::async_trait]
 impl pb::connection_service_server::ConnectionService for Api {
-    // TEMP: replaced by branch api.
-    async fn list_connection_requests(
-        &self,
-        _: Request<pb::ListConnectionRequestsRequest>,
-    ) -> Result<Response<pb::ListConnectionRequestsResponse>, Status> {
-        Err(Status::unimplemented("ListConnectionRequests"))
-    }
-
     async fn request_connection(
         &self,
         req: Request<pb::RequestConnectionRequest>,

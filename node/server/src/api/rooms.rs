@@ -156,11 +156,6 @@ impl Api {
 
 #[tonic::async_trait]
 impl pb::room_service_server::RoomService for Api {
-    // TEMP: replaced by branch api.
-    async fn get_room(&self, _: Request<pb::GetRoomRequest>) -> Result<Response<pb::GetRoomResponse>, Status> {
-        Err(Status::unimplemented("GetRoom"))
-    }
-
     async fn create_patient(
         &self,
         req: Request<pb::CreatePatientRequest>,
