@@ -134,7 +134,9 @@ async function serveDist(context) {
 
 function watch(page, label) {
   page.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warning") log(`(${label}) console.${m.type()}: ${m.text()}`);
+    if (m.type() !== "error" && m.type() !== "warning") return;
+    const where = m.location()?.url;
+    log(`(${label}) console.${m.type()}: ${m.text()}${where ? ` [${where}]` : ""}`);
   });
   page.on("pageerror", (e) => log(`(${label}) page error: ${e.message}`));
   page.on("requestfailed", (r) => log(`(${label}) request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
