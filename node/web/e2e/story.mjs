@@ -3,7 +3,7 @@
 // hub's API answers the page (a wrong password is refused, then a demo nurse signs in and sees
 // her patients), and the harness stops a node when asked. (The real story replaces the body of main().)
 
-import { PHONE, expectJapaneseGlyphs, expectText, main, newContext, password, shot, step, stopNode, urls } from "./lib.mjs";
+import { DESKTOP, PHONE, expectJapaneseGlyphs, expectText, main, newContext, password, shot, step, stopNode, urls } from "./lib.mjs";
 
 await main(async (browser) => {
   const phone = await newContext(browser, PHONE);
@@ -49,6 +49,16 @@ await main(async (browser) => {
     await page.getByRole("button", { name: "ログイン" }).click();
     await expectText(page.locator("body"), "山田 花子", { timeout: 15_000 });
     await shot(page, "smoke-phone-patients");
+  });
+
+  await step("a desktop opens node 2", async () => {
+    const desktop = await newContext(browser, DESKTOP);
+    const wide = await desktop.newPage();
+    const response = await wide.goto(`${urls[1]}/`, { waitUntil: "load" });
+    if (response?.status() !== 200) throw new Error(`GET ${urls[1]}/ answered ${response?.status()}`);
+    await expectText(wide.getByRole("button", { name: "ログイン" }), "ログイン");
+    await shot(wide, "smoke-desktop");
+    await desktop.close();
   });
 
   await step("the harness stops node 3 on request", async () => {
