@@ -5,7 +5,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kizuna/target
 CARGO ?= cargo
 
-.PHONY: demo demo-federation test chaos chaos-federated setup build web lint lint-proto fmt clean-demo
+.PHONY: demo demo-federation test chaos chaos-federated setup setup-browser screenshots build web lint lint-proto fmt clean-demo
 
 # buf (the protobuf linter) from the npm registry, installed once per machine next to the build.
 BUF_VERSION ?= 1.75.0
@@ -14,6 +14,11 @@ BUF = $(BUF_DIR)/node_modules/.bin/buf
 
 setup:
 	@bash ops/scripts/setup.sh
+
+# Only for the real-browser test (node/tests/browser.rs): Debian's chromium, the Noto CJK fonts
+# and node/web's npm packages (playwright-core). `make demo` does not need them.
+setup-browser:
+	@bash ops/scripts/setup-browser.sh
 
 build: setup web
 	$(CARGO) build --workspace --all-targets
@@ -49,10 +54,15 @@ demo-federation: setup web
 	$(CARGO) build --workspace
 	$(CARGO_TARGET_DIR)/debug/kizuna demo --federation --data-dir data/federation-demo
 
-## Run every test: the proto linter, unit, storage suite, in-process hub integration tests.
-test: setup web lint-proto
+## Run every test: the proto linter, unit, storage suite, in-process hub integration tests, and
+## the browser client in a real browser (node/tests/browser.rs).
+test: setup setup-browser web lint-proto
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
+
+## Regenerate the README's screenshots (docs/screenshots/*.png) with the browser test.
+screenshots: setup setup-browser web
+	bash ops/scripts/screenshots.sh
 
 ## Lint the gRPC contracts with buf (rules and remaining exceptions in proto/buf.yaml).
 lint-proto: setup
