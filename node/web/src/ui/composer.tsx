@@ -1,6 +1,7 @@
 // Writing a post. What the user typed is kept (in this browser) until the hub has the post: a
-// failed send, a reload or a lost connection never loses it. One idempotency key per draft, so
-// a send retried after a timeout is posted once.
+// failed send, a reload or a lost connection never loses it. One idempotency key per text: a
+// send retried unchanged (after a timeout, a reload) is posted once; a changed text is a new
+// write (the hub answers a reused key with the first write's result, e.g. its refusal).
 import { useEffect, useState } from "preact/hooks";
 import { idempotencyKey } from "../api/ids";
 import { ErrorBox, useAction } from "./common";
@@ -30,7 +31,7 @@ export function Composer({ roomId, onPosted }: { roomId: bigint; onPosted: () =>
   const send = useAction("投稿", (c, d: Draft) => c.posts.createPost({ idempotencyKey: d.key, roomId, text: d.text }));
   useEffect(() => setDraft(loadDraft(roomId)), [roomId]);
   const edit = (text: string) => {
-    const next = { ...draft, text };
+    const next = { text, key: idempotencyKey() };
     setDraft(next);
     setEmpty(false);
     localStorage.setItem(draftKey(roomId), JSON.stringify(next));
