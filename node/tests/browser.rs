@@ -1,9 +1,11 @@
-//! The browser client end to end, in a real browser: a 3-node hub over TLS, seeded with the
-//! demo region through the API, then `node web/e2e/story.mjs` drives Debian's Chromium through
-//! playwright-core against the nodes' public ports.
+//! The browser client end to end, in a real browser: a 3-node hub, seeded with the demo region
+//! through the API, then a script drives Debian's Chromium through playwright-core against the
+//! nodes' public ports — `web/e2e/story.mjs` on a TLS hub, `web/e2e/cut-off.mjs` on a hub whose
+//! Raft links can be cut.
 //!
-//! The script talks back on a line protocol: it prints `@@stop <url>` on stdout and waits for a
-//! line on stdin — `stopped` once that node is down, or `error <why>`. Every other line of its
+//! The script talks back on a line protocol: it prints `@@stop <url>` (or `@@restart`,
+//! `@@isolate`, `@@heal`) on stdout and waits for a line on stdin — `done` once the node is down
+//! (back, cut off, reconnected), or `error <why>`. Every other line of its
 //! stdout and stderr is echoed here (prefixed `story|`), and is the failure message when it
 //! exits non-zero or overruns [`DEADLINE`].
 //!
@@ -68,23 +70,42 @@ fn screenshots_dir() -> (PathBuf, Option<tempfile::TempDir>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_story_runs_in_a_real_browser() {
+    run_in_browser(Wire::Tls, "e2e/story.mjs").await;
+}
+
+/// A node cut off from its hub (its Raft links cut, its public port still answering): the
+/// page says so and moves to a node that is not. Plaintext, because only that test wire can
+/// cut links (`Wire::Faulty`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_off_node_is_said_and_left_in_a_real_browser() {
+    run_in_browser(Wire::Faulty, "e2e/cut-off.mjs").await;
+}
+
+/// Starts a seeded 3-node hub on `wire` and runs `script` (under node/web) against it.
+async fn run_in_browser(wire: Wire, script: &str) {
     let web = web_dir();
     check_prerequisites(&web);
 
-    let mut hub = TestHub::start_with(3, Wire::Tls).await;
+    let mut hub = TestHub::start_with(3, wire).await;
     hub.leader().await;
-    let ca = hub.config.tls.clone().expect("a TLS hub").dir.join("ca.pem");
-    let urls: Vec<(u64, String)> = hub.config.nodes.iter().map(|n| (n.id, format!("https://{}", n.api_addr))).collect();
+    let ca = hub.config.tls.as_ref().map(|tls| tls.dir.join("ca.pem"));
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let urls: Vec<(u64, String)> =
+        hub.config.nodes.iter().map(|n| (n.id, format!("{scheme}://{}", n.api_addr))).collect();
 
-    // The demo region, through the public API like `kizuna demo` does.
-    let target = Target::new(Some(urls[0].1.clone()), Some(ca.clone())).expect("a client of the test hub");
-    let channel = target.connect(&urls[0].1).await.expect("connect to node 1 over TLS");
+    let channel = match &ca {
+        Some(ca) => {
+            let target = Target::new(Some(urls[0].1.clone()), Some(ca.clone())).expect("a client of the test hub");
+            target.connect(&urls[0].1).await.expect("connect to node 1 over TLS")
+        }
+        None => common::channel(&urls[0].1).await,
+    };
     assert!(seed::seed(channel).await.expect("seeding the demo region"), "a fresh hub is seeded");
     eprintln!("seeded: operator {DEMO_OPERATOR} and {} people, password {DEMO_PASSWORD:?}", PEOPLE.len());
 
     let (shots, tmp_shots) = screenshots_dir();
-    let joined = urls.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>().join(",");
-    let result = run_story(&mut hub, &web, &urls, &joined, &ca, &shots).await;
+    let story = Story { web: &web, script, urls: &urls, ca: ca.as_deref(), shots: &shots };
+    let result = story.run(&mut hub).await;
     hub.shutdown().await;
     if let Err(failure) = result {
         let kept = tmp_shots.map(|t| t.keep()).unwrap_or(shots);
@@ -92,96 +113,125 @@ async fn the_story_runs_in_a_real_browser() {
     }
 }
 
-/// Runs the story script to its end, answering its stop requests. `Err`: why it failed, with
-/// its whole output.
-async fn run_story(
-    hub: &mut TestHub,
-    web: &Path,
-    urls: &[(u64, String)],
-    joined: &str,
-    ca: &Path,
-    shots: &Path,
-) -> Result<(), String> {
-    // `KIZUNA_STORY` (a path under node/web) runs another script, e.g. while writing one.
-    let script = web.join(std::env::var("KIZUNA_STORY").unwrap_or_else(|_| "e2e/story.mjs".into()));
-    let mut child = Command::new("node")
-        .arg(&script)
-        .current_dir(web)
-        .env("KIZUNA_URLS", joined)
-        .env("KIZUNA_CA", ca)
-        .env("KIZUNA_SCREENSHOTS", shots)
-        .env("KIZUNA_DEMO_PASSWORD", DEMO_PASSWORD)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so that a timeout kills the browser with it.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("starting `node {}`: {e}", script.display()))?;
-    let pid = child.id().expect("a running child");
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
-    let mut transcript = Vec::<String>::new();
-    let echo = |line: String, transcript: &mut Vec<String>| {
+/// One script run against a running hub.
+struct Story<'a> {
+    web: &'a Path,
+    script: &'a str,
+    urls: &'a [(u64, String)],
+    /// The hub's CA when it runs TLS (the script trusts the node certificates next to it).
+    ca: Option<&'a Path>,
+    shots: &'a Path,
+}
+
+/// What the script printed and how the run ended.
+struct Transcript {
+    script: PathBuf,
+    lines: Vec<String>,
+}
+
+impl Transcript {
+    fn echo(&mut self, line: String) {
         eprintln!("story| {line}");
-        transcript.push(line);
-    };
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let (mut out_open, mut err_open) = (true, true);
-    let failure = |why: String, transcript: &[String]| {
-        Err(format!("{why}\n--- output of {} ---\n{}\n--- end ---", script.display(), transcript.join("\n")))
-    };
-    while out_open || err_open {
-        tokio::select! {
-            line = stdout.next_line(), if out_open => match line {
-                Ok(Some(line)) => match line.strip_prefix("@@stop ") {
-                    Some(url) => {
-                        echo(line.clone(), &mut transcript);
-                        let answer = stop(hub, urls, url.trim()).await;
-                        echo(format!("(answered: {answer})"), &mut transcript);
+        self.lines.push(line);
+    }
+
+    fn failure(&self, why: String) -> Result<(), String> {
+        Err(format!("{why}\n--- output of {} ---\n{}\n--- end ---", self.script.display(), self.lines.join("\n")))
+    }
+}
+
+impl Story<'_> {
+    fn spawn(&self, script: &Path) -> Result<tokio::process::Child, String> {
+        let joined = self.urls.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>().join(",");
+        let mut command = Command::new("node");
+        command
+            .arg(script)
+            .current_dir(self.web)
+            .env("KIZUNA_URLS", joined)
+            .env("KIZUNA_SCREENSHOTS", self.shots)
+            .env("KIZUNA_DEMO_PASSWORD", DEMO_PASSWORD)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so that a timeout kills the browser with it.
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(ca) = self.ca {
+            command.env("KIZUNA_CA", ca);
+        }
+        command.spawn().map_err(|e| format!("starting `node {}`: {e}", script.display()))
+    }
+
+    /// Runs the script to its end, answering its requests to change the hub.
+    async fn run(&self, hub: &mut TestHub) -> Result<(), String> {
+        // `KIZUNA_STORY` (a path under node/web) runs another script, e.g. while writing one.
+        let script = self.web.join(std::env::var("KIZUNA_STORY").unwrap_or_else(|_| self.script.into()));
+        let mut child = self.spawn(&script)?;
+        let pid = child.id().expect("a running child");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let mut transcript = Transcript { script, lines: Vec::new() };
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let (mut out_open, mut err_open) = (true, true);
+        while out_open || err_open {
+            tokio::select! {
+                line = stdout.next_line(), if out_open => match line {
+                    Ok(Some(line)) => {
+                        let answer = node_action(hub, self.urls, &line).await;
+                        transcript.echo(line);
+                        let Some(answer) = answer else { continue };
+                        transcript.echo(format!("(answered: {answer})"));
                         if let Err(e) = stdin.write_all(format!("{answer}\n").as_bytes()).await {
-                            return failure(format!("answering the script: {e}"), &transcript);
+                            return transcript.failure(format!("answering the script: {e}"));
                         }
                     }
-                    None => echo(line, &mut transcript),
+                    Ok(None) => out_open = false,
+                    Err(e) => return transcript.failure(format!("reading the script's stdout: {e}")),
                 },
-                Ok(None) => out_open = false,
-                Err(e) => return failure(format!("reading the script's stdout: {e}"), &transcript),
-            },
-            line = stderr.next_line(), if err_open => match line {
-                Ok(Some(line)) => echo(line, &mut transcript),
-                Ok(None) => err_open = false,
-                Err(e) => return failure(format!("reading the script's stderr: {e}"), &transcript),
-            },
-            _ = tokio::time::sleep_until(deadline) => {
+                line = stderr.next_line(), if err_open => match line {
+                    Ok(Some(line)) => transcript.echo(line),
+                    Ok(None) => err_open = false,
+                    Err(e) => return transcript.failure(format!("reading the script's stderr: {e}")),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    kill_group(pid);
+                    return transcript.failure(format!("the story overran its {}s deadline and was killed", DEADLINE.as_secs()));
+                }
+            }
+        }
+        match tokio::time::timeout_at(deadline, child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => transcript.failure(format!("the story failed ({status})")),
+            Ok(Err(e)) => transcript.failure(format!("waiting for the script: {e}")),
+            Err(_) => {
                 kill_group(pid);
-                return failure(format!("the story overran its {}s deadline and was killed", DEADLINE.as_secs()), &transcript);
+                transcript.failure("the story closed its output but did not exit before the deadline".into())
             }
         }
     }
-    let status = match tokio::time::timeout_at(deadline, child.wait()).await {
-        Ok(status) => status.map_err(|e| format!("waiting for the script: {e}"))?,
-        Err(_) => {
-            kill_group(pid);
-            return failure("the story closed its output but did not exit before the deadline".into(), &transcript);
-        }
-    };
-    if status.success() { Ok(()) } else { failure(format!("the story failed ({status})"), &transcript) }
 }
 
-/// Stops the node serving `url`: the answer for the script (`stopped`, or `error <why>`).
-async fn stop(hub: &mut TestHub, urls: &[(u64, String)], url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    let Some((id, _)) = urls.iter().find(|(_, u)| u == url) else {
-        return format!("error no node of this hub serves {url}");
+/// The script's request `@@<action> <url>` (stop, restart, isolate, heal) carried out on the
+/// node serving `url`: `done`, or `error <why>`. None for any other line.
+async fn node_action(hub: &mut TestHub, urls: &[(u64, String)], line: &str) -> Option<String> {
+    let (action, url) = line.strip_prefix("@@")?.split_once(' ')?;
+    let url = url.trim().trim_end_matches('/');
+    let Some(&(id, _)) = urls.iter().find(|(_, u)| u == url) else {
+        return Some(format!("error no node of this hub serves {url}"));
     };
-    if !hub.running_ids().contains(id) {
-        return format!("error node {id} ({url}) is already stopped");
-    }
-    hub.stop(*id).await;
-    "stopped".into()
+    let running = hub.running_ids().contains(&id);
+    let answer = match action {
+        "stop" if running => Ok(hub.stop(id).await),
+        "restart" if !running => Ok(hub.restart(id).await),
+        "isolate" if running => Ok(hub.isolate(id)),
+        "heal" if running => Ok(hub.heal(id)),
+        "stop" | "restart" | "isolate" | "heal" => {
+            Err(format!("node {id} ({url}) is {}", if running { "running" } else { "stopped" }))
+        }
+        other => Err(format!("unknown request {other:?}")),
+    };
+    Some(answer.map_or_else(|why| format!("error {why}"), |()| "done".into()))
 }
 
 /// Kills the script's process group (the script and the browser it started).

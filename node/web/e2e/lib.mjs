@@ -3,19 +3,19 @@
 // behind when they fail.
 //
 // Run by node/tests/browser.rs (`cargo test --workspace --test browser`), which starts a 3-node
-// TLS hub, seeds the demo region and sets:
-//   KIZUNA_URLS           the nodes' public https URLs, comma-separated
-//   KIZUNA_CA             the hub CA (ca.pem); the nodes' certificates are next to it
+// hub (TLS; plaintext for the cut-off story), seeds the demo region and sets:
+//   KIZUNA_URLS           the nodes' public URLs, comma-separated
+//   KIZUNA_CA             the hub CA (ca.pem), when it runs TLS; the nodes' certificates are next to it
 //   KIZUNA_SCREENSHOTS    where screenshots (and failure excerpts) go
 //   KIZUNA_DEMO_PASSWORD  the demo accounts' password
+// and answers the line protocol of stopNode() and its siblings on stdin.
 // Optional, set by hand: KIZUNA_WEB_DIST=<dir> makes the browser take the client's static files
 // (/, /index.html, /app.js, /app.css of the nodes' origins) from that directory (node/web/dist
 // after `npm run build`) instead of the bundle embedded in the kizuna binary: the UI can change
-// without rebuilding Rust. Its API calls still go to the real nodes, over TLS.
-// and answers the line protocol of stopNode() on stdin.
+// without rebuilding Rust. Its API calls still go to the real nodes.
 
 import { chromium } from "playwright-core";
-import { X509Certificate, createHash } from "node:crypto";
+import { X509Certificate, createHash, createHmac } from "node:crypto";
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -30,7 +30,8 @@ function required(name) {
 export const urls = required("KIZUNA_URLS").split(",").map((u) => u.trim().replace(/\/$/, ""));
 /** The demo accounts' password (node/src/cli/seed.rs DEMO_PASSWORD). */
 export const password = required("KIZUNA_DEMO_PASSWORD");
-export const ca = required("KIZUNA_CA");
+/** The hub CA (ca.pem) when the hub runs TLS; unset for a plaintext hub. */
+export const ca = process.env.KIZUNA_CA;
 export const screenshots = required("KIZUNA_SCREENSHOTS");
 mkdirSync(screenshots, { recursive: true });
 
@@ -88,8 +89,8 @@ export async function launch() {
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    `--ignore-certificate-errors-spki-list=${trustedSpkiHashes().join(",")}`,
   ];
+  if (ca) args.push(`--ignore-certificate-errors-spki-list=${trustedSpkiHashes().join(",")}`);
   log(`launching ${CHROMIUM}`);
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
   log(`browser ${browser.version()}`);
@@ -157,17 +158,43 @@ export async function shot(page, name) {
 
 let stdinLines;
 /**
- * Stops the node serving `url` (one of `urls`) and returns once it is down. Asks the Rust
- * harness: `@@stop <url>` on stdout, then one line on stdin: `stopped`, or `error <why>`.
+ * Asks the Rust harness to `action` (stop, restart, isolate, heal) the node serving `url` (one
+ * of `urls`) and returns once done: `@@<action> <url>` on stdout, then one line on stdin:
+ * `done`, or `error <why>`.
  */
-export async function stopNode(url) {
+async function nodeAction(action, url) {
   stdinLines ??= createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-  log(`stopping ${url}`);
-  process.stdout.write(`@@stop ${url}\n`);
+  log(`${action} ${url}`);
+  process.stdout.write(`@@${action} ${url}\n`);
   const { value, done } = await stdinLines.next();
-  if (done) throw new Error(`stopNode(${url}): the harness closed stdin without answering`);
-  if (value.trim() !== "stopped") throw new Error(`stopNode(${url}): the harness answered ${JSON.stringify(value)}`);
-  log(`stopped ${url}`);
+  if (done) throw new Error(`${action} ${url}: the harness closed stdin without answering`);
+  if (value.trim() !== "done") throw new Error(`${action} ${url}: the harness answered ${JSON.stringify(value)}`);
+  log(`${action} ${url}: done`);
+}
+
+/** Stops the node (its ports close). */
+export const stopNode = (url) => nodeAction("stop", url);
+/** Starts a stopped node again, from its data, on its old ports. */
+export const restartNode = (url) => nodeAction("restart", url);
+/** Cuts the node's Raft links to the others (its public port still answers): needs the cut-off hub. */
+export const isolateNode = (url) => nodeAction("isolate", url);
+/** Reconnects an isolated node. */
+export const healNode = (url) => nodeAction("heal", url);
+
+/**
+ * The current code of an authenticator app for `base32` (RFC 6238: HMAC-SHA1, 6 digits, 30 s
+ * steps), `stepsAhead` steps from now (the hub accepts one step either side, and each step once).
+ */
+export function totpCode(base32, stepsAhead = 0) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of base32.replace(/=+$/, "").toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30_000) + stepsAhead));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
 }
 
 let stepNo = 0;

@@ -3,7 +3,7 @@
 // patient, live, while the node both pages came from stops; then the error paths. The
 // screenshots it saves are the README's (make screenshots).
 
-import { DESKTOP, PHONE, expectJapaneseGlyphs, expectText, main, newContext, password, shot, step, stopNode, urls } from "./lib.mjs";
+import { DESKTOP, PHONE, expectJapaneseGlyphs, expectText, main, newContext, password, shot, step, stopNode, totpCode, urls } from "./lib.mjs";
 
 const PATIENT = "山田 花子";
 const NURSE = "vn.suzuki";
@@ -123,6 +123,27 @@ await main(async (browser) => {
     await shot(doctor, "facility-desktop");
     await doctor.goBack();
     await doctor.goBack();
+  });
+
+  await step("a pharmacist turns the second factor on with the QR code, logs out, and logs in with a code", async () => {
+    const pharmacist = await openPage(await newContext(browser, PHONE), urls[1]);
+    await logIn(pharmacist, "ph.tanaka");
+    await pharmacist.getByRole("link", { name: "設定" }).click();
+    await pharmacist.getByRole("button", { name: "設定を始める" }).click();
+    await pharmacist.getByRole("img", { name: "2段階認証のQRコード" }).waitFor();
+    const secret = (await pharmacist.locator("code").innerText()).trim();
+    await pharmacist.getByLabel("認証アプリの6桁のコード").fill(totpCode(secret));
+    await pharmacist.getByRole("button", { name: "有効にする" }).click();
+    await expectText(pharmacist.getByLabel("2段階認証"), "有効です");
+    await shot(pharmacist, "second-factor-phone");
+    await pharmacist.getByRole("button", { name: "ログアウト", exact: true }).click();
+    await expectText(status(pharmacist), "ログアウトしました");
+    await logIn(pharmacist, "ph.tanaka");
+    await expectText(alert(pharmacist), "2段階認証が有効です");
+    // Each code works once: the next step's (the hub accepts one step ahead).
+    await pharmacist.getByLabel("認証コード（6桁）").fill(totpCode(secret, 1));
+    await pharmacist.getByRole("button", { name: "ログイン" }).click();
+    await expectText(pharmacist.getByTestId("me"), "田中 誠");
   });
 
   const afterStop = `ノード停止後の投稿です。${stamp()}`;

@@ -18,14 +18,14 @@ export function LinkBanner() {
   if (state.unreachable) {
     return (
       <div class="banner offline" role="alert">
-        サーバーに接続できません。表示中の内容は {age(state.freshAt)} の状態です。接続でき次第、自動で再接続します。
+        サーバーに接続できません。表示中の内容は {age(state.freshAt)} の状態です。接続でき次第、自動でつながります。
       </div>
     );
   }
   if (state.cutOff) {
     return (
       <div class="banner offline" role="alert">
-        オフライン表示：接続先のサーバーがハブから切り離されています。最新の投稿が表示されていない可能性があります（{age(state.freshAt)} に最新を確認）。
+        オフライン表示：接続先のサーバーがハブから切り離されています。最新の投稿が表示されていない可能性があります（最後に最新を確認したのは {age(state.freshAt)}）。
       </div>
     );
   }

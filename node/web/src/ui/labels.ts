@@ -78,6 +78,7 @@ export function when(ts: Timestamp | undefined): string {
 /** 「3分前」: how old something is. */
 export function age(since: Date, now: Date = new Date()): string {
   const s = Math.max(0, Math.round((now.getTime() - since.getTime()) / 1000));
+  if (s < 10) return "数秒前";
   if (s < 60) return `${s}秒前`;
   if (s < 3600) return `${Math.floor(s / 60)}分前`;
   if (s < 86400) return `${Math.floor(s / 3600)}時間前`;
