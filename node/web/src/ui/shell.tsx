@@ -8,8 +8,10 @@ import { RoomList } from "./rooms";
 import { href, useRoute } from "./route";
 import { SearchView } from "./search";
 import { SettingsView } from "./settings";
+import { AccountKind } from "../gen/kizuna/common/v1/types_pb";
 import { RoomListKind } from "../gen/kizuna/rooms/v1/room_service_pb";
 
+/** Sections of the page: (route, label). */
 const NAV: [string, string][] = [
   ["patients", "患者"],
   ["groups", "グループ"],
@@ -20,10 +22,14 @@ const NAV: [string, string][] = [
   ["settings", "設定"],
 ];
 
+/** What a family account has no use for: they work with their patient's team only. */
+const PROFESSIONAL_ONLY = new Set(["connections", "requests", "map"]);
+
 export function Shell() {
   const { me } = useApp();
   const route = useRoute();
   const section = route[0] ?? "patients";
+  const nav = me.kind === AccountKind.FAMILY ? NAV.filter(([path]) => !PROFESSIONAL_ONLY.has(path)) : NAV;
   return (
     <div class="shell">
       <header class="top">
@@ -37,7 +43,7 @@ export function Shell() {
       </header>
       <LinkBanner />
       <nav class="tabs" aria-label="メニュー">
-        {NAV.map(([path, label]) => (
+        {nav.map(([path, label]) => (
           <a href={href(path)} aria-current={section === path || (section === "room" && path === "patients") ? "page" : undefined}>
             {label}
           </a>
