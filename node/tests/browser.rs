@@ -221,17 +221,18 @@ async fn node_action(hub: &mut TestHub, urls: &[(u64, String)], line: &str) -> O
         return Some(format!("error no node of this hub serves {url}"));
     };
     let running = hub.running_ids().contains(&id);
-    let answer = match action {
-        "stop" if running => Ok(hub.stop(id).await),
-        "restart" if !running => Ok(hub.restart(id).await),
-        "isolate" if running => Ok(hub.isolate(id)),
-        "heal" if running => Ok(hub.heal(id)),
-        "stop" | "restart" | "isolate" | "heal" => {
-            Err(format!("node {id} ({url}) is {}", if running { "running" } else { "stopped" }))
+    match (action, running) {
+        ("stop", true) => hub.stop(id).await,
+        ("restart", false) => hub.restart(id).await,
+        ("isolate", true) => hub.isolate(id),
+        ("heal", true) => hub.heal(id),
+        ("stop" | "restart" | "isolate" | "heal", _) => {
+            let state = if running { "running" } else { "stopped" };
+            return Some(format!("error node {id} ({url}) is {state}"));
         }
-        other => Err(format!("unknown request {other:?}")),
-    };
-    Some(answer.map_or_else(|why| format!("error {why}"), |()| "done".into()))
+        (other, _) => return Some(format!("error unknown request {other:?}")),
+    }
+    Some("done".into())
 }
 
 /// Kills the script's process group (the script and the browser it started).
