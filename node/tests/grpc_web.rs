@@ -3,24 +3,10 @@
 
 mod common;
 
-use common::TestHub;
+use common::{TestHub, dechunk};
 use kizuna_proto::admin::GetClusterStatusResponse;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The body of a chunked HTTP/1.1 response, de-chunked.
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..end]).unwrap_or("0").trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&body[end + 2..end + 2 + size]);
-        body = &body[end + 2 + size + 2..];
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_browser_calls_cluster_status_over_grpc_web() {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestHub, Wire};
+use common::{TestHub, Wire, dechunk};
 use kizuna_proto::hub::hub_service_client::HubServiceClient;
 use kizuna_proto::hub::{GetHubInfoRequest, GetHubInfoResponse};
 use prost::Message;
@@ -54,20 +54,6 @@ async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, request: Vec<
     let body = raw[split + 4..].to_vec();
     let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
     Answer { status, body: if chunked { dechunk(&body) } else { body }, headers }
-}
-
-/// The body of a chunked HTTP/1.1 response, de-chunked.
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..end]).unwrap_or("0").trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&body[end + 2..end + 2 + size]);
-        body = &body[end + 2 + size + 2..];
-    }
-    out
 }
 
 /// How the test reaches a node's public port, as a browser would.

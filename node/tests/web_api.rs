@@ -74,7 +74,7 @@ async fn a_professional_sees_who_they_are_and_changes_their_password() {
     // A wrong current password changes nothing.
     let wrong = accounts.change_password(authed(change("pw-1", "not my password", new_password), &nurse)).await;
     let wrong = wrong.expect_err("wrong current password");
-    assert_eq!((wrong.code(), wrong.message()), (Code::Unauthenticated, "現在のパスワードが違います"));
+    assert_eq!((wrong.code(), wrong.message()), (Code::PermissionDenied, "現在のパスワードが違います"));
     me(&mut accounts, &other_device).await.expect("the other session still works");
     assert_eq!(login(&mut accounts, "vn.sato", new_password, "new-too-early").await, Err(Code::Unauthenticated));
     // A new password must follow the registration rule.
@@ -91,7 +91,7 @@ async fn a_professional_sees_who_they_are_and_changes_their_password() {
     rooms.create_group(authed(group, &nurse)).await.expect("a group");
     for key in ["pw-3", "pw-group"] {
         let stale = accounts.change_password(authed(change(key, OPERATOR_PASSWORD, "yet another password"), &nurse));
-        assert_eq!(stale.await.expect_err("old password").code(), Code::Unauthenticated, "{key}");
+        assert_eq!(stale.await.expect_err("old password").code(), Code::PermissionDenied, "{key}");
     }
 
     assert_eq!(login(&mut accounts, "vn.sato", OPERATOR_PASSWORD, "old").await, Err(Code::Unauthenticated));

@@ -173,9 +173,14 @@ impl NodeConfig {
     /// The host of this node's `public_url` (an IPv6 address without its brackets), if it has
     /// one: its certificate must name it.
     pub fn public_host(&self) -> Option<String> {
-        let uri: http::Uri = self.public_url.as_deref()?.parse().ok()?;
-        Some(uri.host()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+        url_host(self.public_url.as_deref()?)
     }
+}
+
+/// The host of `url` (an IPv6 address without its brackets), lower case.
+pub fn url_host(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    Some(uri.host()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
 }
 
 impl HubConfig {

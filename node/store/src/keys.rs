@@ -196,7 +196,7 @@ pub(crate) fn connection_of(pair: (u64, u64)) -> [Vec<u8>; 2] {
 }
 
 /// The pair of a `C` key (lower id, higher id); None for a key of another shape.
-pub(crate) fn connection_pair(key: &[u8]) -> Option<(u64, u64)> {
+pub(crate) fn pair_of_connection_key(key: &[u8]) -> Option<(u64, u64)> {
     let rest = key.strip_prefix(&[CONNECTIONS.prefix])?;
     let (a, b) = rest.split_at_checked(8)?;
     Some((u64::from_be_bytes(a.try_into().ok()?), u64::from_be_bytes(b.try_into().ok()?)))
@@ -415,7 +415,7 @@ mod tests {
         for n in [0, 1, 255, 256, 1 << 32, u64::MAX] {
             assert_eq!(id_after(&ids(STAFF, 9, n), &id(STAFF, 9)), Ok(n));
             assert_eq!(id_after(&connection_of((9, n))[0], &id(CONNECTIONS_OF, 9)), Ok(n));
-            assert_eq!(connection_pair(&ids(CONNECTIONS, 9, n)), Some((9, n)));
+            assert_eq!(pair_of_connection_key(&ids(CONNECTIONS, 9, n)), Some((9, n)));
             assert_eq!(id_after(&bigram_post("日本", 3, n), &bigram_in_room("日本", 3)), Ok(n));
             assert_eq!(number(&log_index(n)), Ok(n));
             assert_eq!(number(&journal_seq(n)), Ok(n));
@@ -434,7 +434,7 @@ mod tests {
         assert!(text_after(&[prefix.as_slice(), &[0xff]].concat(), &prefix).is_err(), "not UTF-8");
         assert!(number(b"1234567").is_err());
         assert!(number(b"").is_err());
-        assert_eq!(connection_pair(&id(CONNECTIONS, 9)), None, "half a pair");
-        assert_eq!(connection_pair(&ids(MEMBERS, 1, 2)), None, "another table");
+        assert_eq!(pair_of_connection_key(&id(CONNECTIONS, 9)), None, "half a pair");
+        assert_eq!(pair_of_connection_key(&ids(MEMBERS, 1, 2)), None, "another table");
     }
 }

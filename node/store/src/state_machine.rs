@@ -359,7 +359,7 @@ fn index_connections(db: &DB) -> std::io::Result<()> {
         if !k.starts_with(&prefix) {
             break;
         }
-        let pair = keys::connection_pair(&k).ok_or_else(|| io_err(format!("malformed connection key {k:?}")))?;
+        let pair = keys::pair_of_connection_key(&k).ok_or_else(|| io_err(format!("malformed connection key {k:?}")))?;
         for index in keys::connection_of(pair) {
             wb.put_cf(data, index, &empty);
         }
@@ -460,7 +460,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 // Values travel as stored; one of another format would poison this node's state.
                 codec::body_of(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
                 // A snapshot of a node built before the index still gives this node its own.
-                for index in keys::connection_pair(&k).map(keys::connection_of).into_iter().flatten() {
+                for index in keys::pair_of_connection_key(&k).map(keys::connection_of).into_iter().flatten() {
                     wb.put_cf(data, index, to_value(&())?);
                 }
                 wb.put_cf(data, k, v);

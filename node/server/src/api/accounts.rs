@@ -176,8 +176,10 @@ fn not_signed_in() -> Status {
     domain_status(kizuna_domain::DomainError::Unauthenticated)
 }
 
+/// PERMISSION_DENIED, not UNAUTHENTICATED: the session itself is fine, and clients take
+/// UNAUTHENTICATED as "signed out".
 fn wrong_password() -> Status {
-    Status::unauthenticated("現在のパスワードが違います")
+    Status::permission_denied("現在のパスワードが違います")
 }
 
 /// The time step of the second factor's code, for an account that has one: the code must

@@ -29,8 +29,10 @@ impl HubInfo {
     /// Why this node is cut off, from its own view only: asking the leader would hang exactly
     /// when the answer matters. A node that stopped applying the log counts as cut off too: its
     /// answers fall behind the hub just the same.
+    /// The reason goes to callers without a session: a node that stopped applying says only
+    /// that (its fault is in its log), never the storage error itself.
     fn cut_off(&self) -> Option<String> {
-        self.node.local_copy().unwrap_or_else(|stopped| Some(stopped.to_string()))
+        self.node.local_copy().unwrap_or_else(|_| Some("this node stopped applying the hub's log".into()))
     }
 }
 

@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_layer::Layer;
 
-use crate::config::PublicEndpoint;
+use crate::config::{PublicEndpoint, url_host};
 
 mod bundle {
     include!(concat!(env!("OUT_DIR"), "/web_bundle.rs"));
@@ -62,8 +62,8 @@ fn allowed_origins(endpoints: &[PublicEndpoint]) -> Vec<String> {
 
 /// `origin` with `localhost` for its host, when that host is a loopback address.
 fn loopback_alias(origin: &str) -> Option<String> {
+    let ip: IpAddr = url_host(origin)?.parse().ok()?;
     let uri: http::Uri = origin.parse().ok()?;
-    let ip: IpAddr = uri.host()?.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
     let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
     let scheme = uri.scheme_str()?;
     ip.is_loopback().then(|| format!("{scheme}://localhost{port}"))

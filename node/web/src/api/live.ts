@@ -24,7 +24,7 @@ export class Live {
     this.stopped = false;
     void this.run();
     // The page moved to another node (failover): follow it.
-    this.hub.subscribe((s) => {
+    this.unfollow = this.hub.subscribe((s) => {
       if (this.connectedTo && s.url !== this.connectedTo) this.abort?.abort();
     });
   }
@@ -32,6 +32,7 @@ export class Live {
   stop(): void {
     this.stopped = true;
     this.abort?.abort();
+    this.unfollow?.();
   }
 
   listen(l: LiveListener): () => void {
@@ -40,6 +41,7 @@ export class Live {
   }
 
   private connectedTo: string | null = null;
+  private unfollow: (() => void) | null = null;
 
   private async run(): Promise<void> {
     let failures = 0;
