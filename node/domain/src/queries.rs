@@ -92,21 +92,48 @@ pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> Doma
     let mut sub_rooms = Vec::new();
     for m in view.rooms_of(viewer)?.into_iter().filter(Member::is_active) {
         let Some(r) = view.room(m.room)?.filter(|r| listed_in(&r.kind, kind)) else { continue };
-        match &r.kind {
-            RoomKind::SubRoom { parent, name, .. } => {
-                sub_rooms.push((*parent, title(view, viewer, &r)?, summary(view, &m, &r, name.clone())?))
-            }
-            RoomKind::Mirror { home, of: CopyKind::SubRoom { parent, name, .. }, .. } => {
-                // Placed in the local copy of its parent timeline, if this hub keeps one.
-                let parent = view.mirror_of(home, *parent)?.unwrap_or(r.id);
-                sub_rooms.push((parent, title(view, viewer, &r)?, summary(view, &m, &r, name.clone())?))
-            }
-            _ => entries.push(summary(view, &m, &r, title(view, viewer, &r)?)?),
+        match sub_room_entry(view, viewer, &m, &r)? {
+            Some(sub) => sub_rooms.push(sub),
+            None => entries.push(summary(view, &m, &r, title(view, viewer, &r)?)?),
         }
     }
     place_sub_rooms(&mut entries, sub_rooms);
     entries.sort_by_key(|e| Reverse((e.newest_post_at_ms(), e.room)));
     Ok(entries)
+}
+
+/// For a sub-room `r` (of this hub, or a copy of another's): its parent timeline here, its full
+/// title and its summary titled by its own name. None for any other room.
+fn sub_room_entry(
+    view: &impl HubView,
+    viewer: AccountId,
+    m: &Member,
+    r: &Room,
+) -> DomainResult<Option<(RoomId, String, RoomSummary)>> {
+    let (parent, name) = match &r.kind {
+        RoomKind::SubRoom { parent, name, .. } => (*parent, name),
+        // Placed in the local copy of its parent timeline, if this hub keeps one.
+        RoomKind::Mirror { home, of: CopyKind::SubRoom { parent, name, .. }, .. } => {
+            (view.mirror_of(home, *parent)?.unwrap_or(r.id), name)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some((parent, title(view, viewer, r)?, summary(view, m, r, name.clone())?)))
+}
+
+/// The viewer's sub-rooms of the patient timeline `timeline`, newest post first.
+fn sub_rooms_of(view: &impl HubView, viewer: AccountId, timeline: RoomId) -> DomainResult<Vec<RoomSummary>> {
+    let mut found = Vec::new();
+    for m in view.rooms_of(viewer)?.into_iter().filter(Member::is_active) {
+        let Some(r) = view.room(m.room)? else { continue };
+        if let Some((parent, _, sub)) = sub_room_entry(view, viewer, &m, &r)?
+            && parent == timeline
+        {
+            found.push(sub);
+        }
+    }
+    found.sort_by_key(|s| Reverse((s.last_post_at_ms, s.room)));
+    Ok(found)
 }
 
 /// Puts each sub-room (parent timeline, full title, summary titled by its name) inside its
@@ -282,6 +309,8 @@ pub struct RoomDetail {
     /// Active members first, then those waiting; by name within each. The account is None
     /// only for a member whose account is not (yet) known here.
     pub members: Vec<(Member, Option<Account>)>,
+    /// For a patient's timeline: the viewer's sub-rooms of it, newest post first.
+    pub sub_rooms: Vec<RoomSummary>,
 }
 
 /// [`RoomDetail`] of `room` for `viewer`, who must be an active member (NotFound otherwise, as
@@ -301,7 +330,8 @@ pub fn room_detail(view: &impl HubView, viewer: AccountId, room: RoomId) -> Doma
     members.sort_by_cached_key(|(m, a)| {
         (!m.is_active(), a.as_ref().map(|a| a.display_name.clone()).unwrap_or_default(), m.account)
     });
-    Ok(RoomDetail { title, shape, patient, timeline, my_role: me.role, members, room })
+    let sub_rooms = if shape == RoomShape::Patient { sub_rooms_of(view, viewer, room.id)? } else { Vec::new() };
+    Ok(RoomDetail { title, shape, patient, timeline, my_role: me.role, members, sub_rooms, room })
 }
 
 /// A room's shape, patient and parent timeline.

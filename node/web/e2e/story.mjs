@@ -157,14 +157,26 @@ await main(async (browser) => {
     await shot(nurse, "failover-phone");
   });
 
-  await step("a session ended from another device is logged out, saying so", async () => {
+  await step("a session ended from another device, or expired, is logged out, saying so", async () => {
     const other = await openPage(await newContext(browser, DESKTOP), urls[1]);
     await logIn(other, NURSE);
     await other.getByRole("link", { name: "設定" }).click();
-    await other.getByRole("button", { name: "ログアウトさせる" }).first().click();
+    const stopButtons = other.getByRole("button", { name: "ログアウトさせる" });
+    await stopButtons.first().waitFor();
+    const devices = await stopButtons.count();
+    await stopButtons.first().click();
+    // The device is gone from the list once the hub has ended its session.
+    for (let waited = 0; (await stopButtons.count()) !== devices - 1; waited += 100) {
+      if (waited > 10_000) throw new Error("the ended device is still listed");
+      await other.waitForTimeout(100);
+    }
     await nurse.getByRole("link", { name: "患者", exact: true }).click();
     await expectText(status(nurse), ENDED);
     await shot(other, "settings-desktop");
+    // An expired session reads the same to the page as a token the hub no longer knows.
+    await other.evaluate(() => localStorage.setItem("kizuna.token", "a-session-that-has-expired"));
+    await other.reload();
+    await expectText(status(other), ENDED);
   });
 
   await step("a stopped account is logged out", async () => {
@@ -174,7 +186,9 @@ await main(async (browser) => {
     await doctor.getByRole("link", { name: "設定" }).click();
     const row = doctor.locator("li", { hasText: CLERK.name });
     await row.getByRole("button", { name: "利用停止" }).click();
-    await expectText(row, "利用停止");
+    // Stopped once the hub says so: the button goes, the state reads 利用停止.
+    await row.getByRole("button", { name: "利用停止" }).waitFor({ state: "detached" });
+    await expectText(row.locator(".tag"), "利用停止");
     // The next event on the hub ends the stopped account's live stream: its page notices.
     await doctor.getByRole("link", { name: "患者" }).click();
     await openPatient(doctor);

@@ -35,6 +35,14 @@ fn a_room_shows_active_members_first_then_those_waiting_and_only_to_active_membe
     };
     let d = room_detail(&hub.state, nurse, sub).unwrap();
     assert_eq!((d.title.as_str(), d.shape, d.timeline), ("褥瘡ケア", RoomShape::SubRoom, Some(timeline)));
+    assert!(d.sub_rooms.is_empty(), "a sub-room has none of its own");
+
+    // The timeline lists the sub-rooms its viewer is in, by their own names.
+    let listed = |hub: &Hub, who| room_detail(&hub.state, who, timeline).unwrap().sub_rooms;
+    let of_nurse: Vec<_> = listed(&hub, nurse).into_iter().map(|s| (s.room, s.title)).collect();
+    assert_eq!(of_nurse, [(sub, "褥瘡ケア".to_owned())]);
+    hub.ok(owner, Command::Invite { room: timeline, invitee: stranger, role: Role::Member });
+    assert!(listed(&hub, stranger).is_empty(), "not in the sub-room");
 }
 
 #[test]

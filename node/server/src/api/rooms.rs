@@ -83,6 +83,7 @@ fn room_view(hub: &impl HubView, d: RoomDetail) -> pb::GetRoomResponse {
         my_role: role_to(d.my_role) as i32,
         home_hub: queries::home_hub(&d.room).map(|h| h.to_string()).unwrap_or_default(),
         members: d.members.into_iter().map(|(m, a)| member_view(hub, m, a)).collect(),
+        sub_rooms: d.sub_rooms.into_iter().map(room_summary_view).collect(),
     }
 }
 

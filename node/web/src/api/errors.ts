@@ -5,10 +5,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 /** A session that ended elsewhere: expired, ended from another device, or the account stopped. */
 export const SESSION_ENDED = "ログインが終了しました（有効期限切れ・他の端末からのログアウト・利用停止のいずれか）。もう一度ログインしてください。";
 
-/** The node did not answer (stopped, unreachable, too slow): another node may. */
+/**
+ * The node did not answer (stopped, unreachable, too slow, or without a quorum): another node
+ * may. A failed fetch reaches us as UNKNOWN caused by a TypeError; any other UNKNOWN is an
+ * answer, not a missing one.
+ */
 export function isUnreachable(e: unknown): boolean {
   const err = ConnectError.from(e);
-  return err.code === Code.Unavailable || err.code === Code.DeadlineExceeded || err.code === Code.Unknown;
+  if (err.code === Code.Unknown) return err.cause instanceof TypeError;
+  return err.code === Code.Unavailable || err.code === Code.DeadlineExceeded;
 }
 
 /** The session is gone: ended, expired, revoked on another device, or the account stopped. */

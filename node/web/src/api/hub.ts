@@ -17,6 +17,8 @@ import { isUnreachable } from "./errors";
 
 /** A call that takes longer is taken as a node that does not answer (a cut-off node can hang). */
 const CALL_TIMEOUT_MS = 8000;
+/** How long the banner says the page moved to another node. */
+const SWITCH_NOTE_MS = 30_000;
 const TOKEN_KEY = "kizuna.token";
 const ENDPOINTS_KEY = "kizuna.endpoints";
 
@@ -52,11 +54,12 @@ export class Hub {
   private endpoints: string[];
   private clients = new Map<string, Clients>();
   private listeners = new Set<Listener>();
+  private switchNote: ReturnType<typeof setTimeout> | undefined;
   state: LinkState;
   token: string | null;
 
   constructor(origin: string) {
-    const known = JSON.parse(localStorage.getItem(ENDPOINTS_KEY) ?? "[]") as string[];
+    const known = storedEndpoints();
     this.endpoints = [origin, ...known.filter((u) => u !== origin)];
     this.token = localStorage.getItem(TOKEN_KEY);
     this.state = { url: origin, unreachable: false, cutOff: false, freshAt: new Date() };
@@ -92,7 +95,15 @@ export class Hub {
   rotate(): void {
     const i = this.endpoints.indexOf(this.state.url);
     const next = this.endpoints[(i + 1) % this.endpoints.length];
-    if (next !== this.state.url) this.update({ url: next, switchedFrom: this.state.url });
+    if (next !== this.state.url) this.update(this.switchTo(next, {}));
+  }
+
+  /** `change` moving the page to `url`; the note that it moved goes after a while. */
+  private switchTo(url: string, change: Partial<LinkState>): Partial<LinkState> {
+    Object.assign(change, { url, switchedFrom: this.state.url });
+    clearTimeout(this.switchNote);
+    this.switchNote = setTimeout(() => this.update({ switchedFrom: undefined }), SWITCH_NOTE_MS);
+    return change;
   }
 
   /** Learns the hub's nodes and whether the current one is cut off; moves off a cut-off node. */
@@ -115,7 +126,7 @@ export class Hub {
       try {
         const info = await this.clientsFor(url).hub.getHubInfo({});
         if (!info.cutOff) {
-          this.update({ url, switchedFrom: this.state.url, cutOff: false, unreachable: false, freshAt: new Date() });
+          this.update(this.switchTo(url, { cutOff: false, unreachable: false, freshAt: new Date() }));
           return;
         }
       } catch {
@@ -138,7 +149,7 @@ export class Hub {
 
   private answered(url: string): void {
     const change: Partial<LinkState> = { unreachable: false };
-    if (url !== this.state.url) Object.assign(change, { url, switchedFrom: this.state.url });
+    if (url !== this.state.url) this.switchTo(url, change);
     if (!this.state.cutOff) change.freshAt = new Date();
     this.update(change);
   }
@@ -166,6 +177,16 @@ export class Hub {
     if (this.token) req.header.set("authorization", `Bearer ${this.token}`);
     return next(req);
   };
+}
+
+/** The nodes learnt on an earlier visit; none when nothing (readable) is stored. */
+function storedEndpoints(): string[] {
+  try {
+    const stored: unknown = JSON.parse(localStorage.getItem(ENDPOINTS_KEY) ?? "[]");
+    return Array.isArray(stored) ? stored.filter((u): u is string => typeof u === "string") : [];
+  } catch {
+    return [];
+  }
 }
 
 function makeClients(baseUrl: string, bearer: Interceptor): Clients {

@@ -8,6 +8,7 @@ import type { Hub } from "./hub";
 export type LiveListener = (event: Event | "resync") => void;
 
 const RETRY_MS = [500, 1000, 2000, 4000];
+const RESYNC_AFTER_MS = 1500;
 
 export class Live {
   private cursor: bigint | undefined;
@@ -20,7 +21,9 @@ export class Live {
     private onSessionEnded: () => void,
   ) {}
 
+  /** Once per instance: a second start would run a second stream. */
   start(): void {
+    if (this.unfollow) return;
     this.stopped = false;
     void this.run();
     // The page moved to another node (failover): follow it.
@@ -46,31 +49,39 @@ export class Live {
   private async run(): Promise<void> {
     let failures = 0;
     while (!this.stopped) {
-      this.abort = new AbortController();
-      this.connectedTo = this.hub.state.url;
       try {
-        const stream = this.hub.current().events.subscribe(
-          { afterCursor: this.cursor },
-          { signal: this.abort.signal, timeoutMs: 0 },
-        );
-        if (this.cursor === undefined) this.emit("resync");
-        for await (const response of stream) {
-          failures = 0;
-          const event = response.event;
-          if (!event) continue;
-          this.cursor = event.cursor;
-          this.emit(event);
-        }
+        await this.follow(() => (failures = 0));
       } catch (e) {
         if (this.stopped) return;
         if (isSessionEnded(e)) {
           this.onSessionEnded();
           return;
         }
-        if (isUnreachable(e) && !this.abort.signal.aborted) this.hub.rotate();
+        if (isUnreachable(e) && !this.abort?.signal.aborted) this.hub.rotate();
         failures += 1;
       }
       await sleep(RETRY_MS[Math.min(failures, RETRY_MS.length - 1)]);
+    }
+  }
+
+  /** One subscription on the current node, until it ends; `onEvent` after each event. */
+  private async follow(onEvent: () => void): Promise<void> {
+    this.abort = new AbortController();
+    this.connectedTo = this.hub.state.url;
+    const stream = this.hub.current().events.subscribe({ afterCursor: this.cursor }, { signal: this.abort.signal, timeoutMs: 0 });
+    // Without a cursor the stream starts at "now", once the node has the request: views
+    // reload when it surely has (RESYNC_AFTER_MS), so nothing between their first load and the
+    // stream's start is missed. With a cursor the node replays what came after it.
+    const resync = this.cursor === undefined ? setTimeout(() => this.emit("resync"), RESYNC_AFTER_MS) : undefined;
+    try {
+      for await (const response of stream) {
+        onEvent();
+        if (!response.event) continue;
+        this.cursor = response.event.cursor;
+        this.emit(response.event);
+      }
+    } finally {
+      clearTimeout(resync);
     }
   }
 

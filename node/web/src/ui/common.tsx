@@ -3,6 +3,7 @@
 import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { describe, isSessionEnded } from "../api/errors";
+import { idempotencyKey } from "../api/ids";
 import type { Clients } from "../api/hub";
 import type { Event } from "../gen/kizuna/events/v1/event_service_pb";
 import { useApp } from "./app-context";
@@ -40,18 +41,30 @@ export function useLoad<T>(
       })
       .finally(() => mine === generation.current && setLoading(false));
   }, deps);
-  useEffect(() => {
-    setData(undefined);
-    reload();
-  }, [reload]);
+  // What was shown stays while it reloads (a view of another room or request is keyed afresh).
+  useEffect(reload, [reload]);
   useEffect(() => live.listen((e) => (e === "resync" || affects(e)) && reload()), [reload]);
   return { data, error, loading, reload };
 }
 
-/** An action (a write): `run` calls it, `busy` while it runs, `error` when it failed. */
+/** `value`, once it has stopped changing for `ms` (a filter typed letter by letter). */
+export function useDebounced<T>(value: T, ms = 300): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(timer);
+  }, [value]);
+  return settled;
+}
+
+/**
+ * An action (a write): `run` calls it, `busy` while it runs, `error` when it failed. Each run
+ * gets one idempotency key (`key`), the same on every node it is tried on: a write that reached
+ * a node before it stopped answering is applied once.
+ */
 export function useAction<A extends unknown[], R>(
   what: string,
-  act: (c: Clients, ...args: A) => Promise<R>,
+  act: (c: Clients, key: string, ...args: A) => Promise<R>,
 ): { run: (...args: A) => Promise<R | undefined>; busy: boolean; error: string | null; clear: () => void } {
   const { hub, signOut } = useApp();
   const [busy, setBusy] = useState(false);
@@ -59,8 +72,9 @@ export function useAction<A extends unknown[], R>(
   const run = async (...args: A) => {
     setBusy(true);
     setError(null);
+    const key = idempotencyKey();
     try {
-      return await hub.call((c) => act(c, ...args));
+      return await hub.call((c) => act(c, key, ...args));
     } catch (e) {
       if (isSessionEnded(e)) signOut(describe(e, what));
       else setError(describe(e, what));

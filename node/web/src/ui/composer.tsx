@@ -4,6 +4,7 @@
 // write (the hub answers a reused key with the first write's result, e.g. its refusal).
 import { useEffect, useState } from "preact/hooks";
 import { idempotencyKey } from "../api/ids";
+import { useApp } from "./app-context";
 import { ErrorBox, useAction } from "./common";
 
 interface Draft {
@@ -11,13 +12,21 @@ interface Draft {
   key: string;
 }
 
-function draftKey(roomId: bigint): string {
-  return `kizuna.draft.${roomId}`;
+/** Drafts are the account's: another person signing in on this browser never sees them. */
+function draftKey(account: bigint, roomId: bigint): string {
+  return `kizuna.draft.${account}.${roomId}`;
 }
 
-function loadDraft(roomId: bigint): Draft {
+/** Logging out on purpose drops the account's unsent drafts (a shared clinic PC). */
+export function forgetDrafts(account: bigint): void {
+  const prefix = `kizuna.draft.${account}.`;
+  const keys = Array.from({ length: localStorage.length }, (_, i) => localStorage.key(i) ?? "");
+  for (const key of keys.filter((k) => k.startsWith(prefix))) localStorage.removeItem(key);
+}
+
+function loadDraft(account: bigint, roomId: bigint): Draft {
   try {
-    const saved = JSON.parse(localStorage.getItem(draftKey(roomId)) ?? "null") as Draft | null;
+    const saved = JSON.parse(localStorage.getItem(draftKey(account, roomId)) ?? "null") as Draft | null;
     if (saved && typeof saved.text === "string" && typeof saved.key === "string") return saved;
   } catch {
     // A damaged draft is replaced by an empty one.
@@ -26,15 +35,17 @@ function loadDraft(roomId: bigint): Draft {
 }
 
 export function Composer({ roomId, onPosted }: { roomId: bigint; onPosted: () => void }) {
-  const [draft, setDraft] = useState<Draft>(() => loadDraft(roomId));
+  const { me } = useApp();
+  const key = draftKey(me.accountId, roomId);
+  const [draft, setDraft] = useState<Draft>(() => loadDraft(me.accountId, roomId));
   const [empty, setEmpty] = useState(false);
-  const send = useAction("投稿", (c, d: Draft) => c.posts.createPost({ idempotencyKey: d.key, roomId, text: d.text }));
-  useEffect(() => setDraft(loadDraft(roomId)), [roomId]);
+  const send = useAction("投稿", (c, _key, d: Draft) => c.posts.createPost({ idempotencyKey: d.key, roomId, text: d.text }));
+  useEffect(() => setDraft(loadDraft(me.accountId, roomId)), [key]);
   const edit = (text: string) => {
     const next = { text, key: idempotencyKey() };
     setDraft(next);
     setEmpty(false);
-    localStorage.setItem(draftKey(roomId), JSON.stringify(next));
+    localStorage.setItem(key, JSON.stringify(next));
   };
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -44,7 +55,7 @@ export function Composer({ roomId, onPosted }: { roomId: bigint; onPosted: () =>
     }
     const posted = await send.run(draft);
     if (!posted) return;
-    localStorage.removeItem(draftKey(roomId));
+    localStorage.removeItem(key);
     setDraft({ text: "", key: idempotencyKey() });
     onPosted();
   };

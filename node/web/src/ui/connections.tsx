@@ -1,5 +1,4 @@
 // Connection requests (つながり申請): accept or decline those to me; see those I sent.
-import { idempotencyKey } from "../api/ids";
 import type { ConnectionRequest } from "../gen/kizuna/connections/v1/connection_service_pb";
 import { ErrorBox, useAction, useLoad } from "./common";
 import { profession } from "./labels";
@@ -7,12 +6,12 @@ import { go } from "./route";
 
 export function ConnectionRequests() {
   const requests = useLoad((c) => c.connections.listConnectionRequests({}), [], (e) => e.kind.case === "membershipChanged");
-  const answer = useAction("つながり申請への回答", async (c, who: bigint, accept: boolean) => {
+  const answer = useAction("つながり申請への回答", async (c, key, who: bigint, accept: boolean) => {
     if (!accept) {
-      await c.connections.declineConnection({ idempotencyKey: idempotencyKey(), accountId: who });
+      await c.connections.declineConnection({ idempotencyKey: key, accountId: who });
       return undefined;
     }
-    return (await c.connections.acceptConnection({ idempotencyKey: idempotencyKey(), accountId: who })).roomId;
+    return (await c.connections.acceptConnection({ idempotencyKey: key, accountId: who })).roomId;
   });
   const data = requests.data;
   if (!data || (data.incoming.length === 0 && data.outgoing.length === 0)) return <ErrorBox message={requests.error} />;

@@ -2,7 +2,6 @@
 // (a list; no external map tiles), a facility's page, and starting to work with it: a care
 // request to the facility or a connection with one of its staff.
 import { useState } from "preact/hooks";
-import { idempotencyKey } from "../api/ids";
 import { CareRequestKind } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
 import { FacilityKind, type Facility } from "../gen/kizuna/common/v1/types_pb";
 import { ErrorBox, Loading, Notice, PageTitle, useAction, useLoad } from "./common";
@@ -141,7 +140,7 @@ function FacilityEntry({ facility: f, chosen, choose }: { facility: Facility; ch
 
 export function FacilityView({ id }: { id: bigint }) {
   const page = useLoad((c) => c.directory.getFacility({ facilityId: id }), [id]);
-  const connect = useAction("つながり申請", (c, who: bigint) => c.connections.requestConnection({ idempotencyKey: idempotencyKey(), accountId: who }));
+  const connect = useAction("つながり申請", (c, key, who: bigint) => c.connections.requestConnection({ idempotencyKey: key, accountId: who }));
   const [asked, setAsked] = useState<string | null>(null);
   const f = page.data?.page?.facility;
   const ask = async (who: bigint, name: string) => {
@@ -202,8 +201,7 @@ function SendRequest({ to }: { to: [bigint, string][] }) {
   const [kind, setKind] = useState(CareRequestKind.COLLABORATION);
   const [title, setTitle] = useState("");
   const [details, setDetails] = useState("");
-  const [key] = useState(idempotencyKey);
-  const send = useAction("リクエストの送信", (c) =>
+  const send = useAction("リクエストの送信", (c, key) =>
     c.requests.sendCareRequest({ idempotencyKey: key, kind, title: title.trim(), details: details.trim(), facilityIds: to.map(([id]) => id) }),
   );
   const submit = async (e: Event) => {

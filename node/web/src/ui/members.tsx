@@ -1,7 +1,6 @@
 // A room's members: who is in it (and who waits for an owner's approval), inviting a colleague
 // (of this hub, or login@hub of a federated one), approving, and a patient's sub-rooms.
 import { useState } from "preact/hooks";
-import { idempotencyKey } from "../api/ids";
 import { MemberState, Role, RoomKind, type GetRoomResponse, type RoomMember } from "../gen/kizuna/rooms/v1/room_service_pb";
 import { ErrorBox, Notice, useAction } from "./common";
 import { role } from "./labels";
@@ -14,9 +13,13 @@ const STATES: Record<number, string> = {
 
 export function Members({ room, onChanged }: { room: GetRoomResponse; onChanged: () => void }) {
   const owner = room.myRole === Role.OWNER;
-  const approve = useAction("承認", (c, who: bigint) => c.rooms.approveMember({ idempotencyKey: idempotencyKey(), roomId: room.roomId, accountId: who }));
-  const decide = async (who: bigint) => {
-    if (await approve.run(who)) onChanged();
+  // Declining a waiting invitation or request is removing the member who waits.
+  const decide = useAction("承認・辞退", (c, key, who: bigint, approve: boolean) => {
+    const request = { idempotencyKey: key, roomId: room.roomId, accountId: who };
+    return approve ? c.rooms.approveMember(request).then(() => true) : c.rooms.removeMember(request).then(() => true);
+  });
+  const answer = async (who: bigint, approve: boolean) => {
+    if (await decide.run(who, approve)) onChanged();
   };
   return (
     <div class="card" aria-label="メンバー">
@@ -26,14 +29,19 @@ export function Members({ room, onChanged }: { room: GetRoomResponse; onChanged:
           <li class="row">
             <MemberLine member={m} />
             {owner && m.state !== MemberState.ACTIVE && (
-              <button class="primary small" disabled={approve.busy} onClick={() => decide(m.accountId)}>
-                承認
-              </button>
+              <>
+                <button class="primary small" disabled={decide.busy} onClick={() => answer(m.accountId, true)}>
+                  承認
+                </button>
+                <button class="secondary small" disabled={decide.busy} onClick={() => answer(m.accountId, false)}>
+                  辞退
+                </button>
+              </>
             )}
           </li>
         ))}
       </ul>
-      <ErrorBox message={approve.error} />
+      <ErrorBox message={decide.error} />
       {room.kind !== RoomKind.CONNECTION && <Invite room={room} onInvited={onChanged} />}
       {room.kind === RoomKind.PATIENT && <CreateSubRoom room={room} />}
     </div>
@@ -59,10 +67,10 @@ function Invite({ room, onInvited }: { room: GetRoomResponse; onInvited: () => v
   const [query, setQuery] = useState("");
   const [found, setFound] = useState<{ accountId: bigint; displayName: string; facility: string }[]>([]);
   const [done, setDone] = useState<string | null>(null);
-  const search = useAction("検索", (c) => c.search.search({ query: query.trim(), pageSize: 20 }));
-  const invite = useAction("招待", (c, who: bigint | string) =>
+  const search = useAction("検索", (c, _key) => c.search.search({ query: query.trim(), pageSize: 20 }));
+  const invite = useAction("招待", (c, key, who: bigint | string) =>
     c.rooms.inviteMember({
-      idempotencyKey: idempotencyKey(),
+      idempotencyKey: key,
       roomId: room.roomId,
       invitee: typeof who === "string" ? { case: "remoteLogin", value: who } : { case: "accountId", value: who },
     }),
@@ -117,8 +125,8 @@ function Invite({ room, onInvited }: { room: GetRoomResponse; onInvited: () => v
 function CreateSubRoom({ room }: { room: GetRoomResponse }) {
   const [name, setName] = useState("");
   const [chosen, setChosen] = useState<Set<bigint>>(new Set());
-  const create = useAction("小部屋の作成", (c) =>
-    c.rooms.createSubRoom({ idempotencyKey: idempotencyKey(), timelineRoomId: room.roomId, name: name.trim(), memberIds: [...chosen] }),
+  const create = useAction("小部屋の作成", (c, key) =>
+    c.rooms.createSubRoom({ idempotencyKey: key, timelineRoomId: room.roomId, name: name.trim(), memberIds: [...chosen] }),
   );
   const toggle = (id: bigint) => {
     const next = new Set(chosen);

@@ -1,7 +1,6 @@
 // One post: who wrote it (name, profession, facility) and when; 「見ました」 and who has seen
 // it; editing and deleting one's own.
 import { useState } from "preact/hooks";
-import { idempotencyKey } from "../api/ids";
 import type { Post } from "../gen/kizuna/common/v1/types_pb";
 import { useApp } from "./app-context";
 import { ErrorBox, useAction } from "./common";
@@ -12,10 +11,10 @@ export function PostView({ roomId, post, names, onChanged }: { roomId: bigint; p
   const [editing, setEditing] = useState(false);
   const mine = post.authorId === me.accountId;
   const acked = post.ackIds.includes(me.accountId);
-  const act = useAction("操作", async (c, what: "ack" | "delete") => {
-    const key = { idempotencyKey: idempotencyKey(), roomId, seq: post.seq };
-    if (what === "ack") await c.posts.ackPost(key);
-    else await c.posts.deletePost(key);
+  const act = useAction("操作", async (c, key, what: "ack" | "delete") => {
+    const target = { idempotencyKey: key, roomId, seq: post.seq };
+    if (what === "ack") await c.posts.ackPost(target);
+    else await c.posts.deletePost(target);
     return true;
   });
   const run = async (what: "ack" | "delete") => {
@@ -80,8 +79,7 @@ function Seen({ post, names }: { post: Post; names: Map<bigint, string> }) {
 
 function EditPost({ roomId, post, done }: { roomId: bigint; post: Post; done: () => void }) {
   const [text, setText] = useState(post.text);
-  const [key] = useState(idempotencyKey);
-  const save = useAction("編集", (c) => c.posts.editPost({ idempotencyKey: key, roomId, seq: post.seq, text }));
+  const save = useAction("編集", (c, key) => c.posts.editPost({ idempotencyKey: key, roomId, seq: post.seq, text }));
   const submit = async (e: Event) => {
     e.preventDefault();
     if (await save.run()) done();

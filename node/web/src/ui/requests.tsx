@@ -1,7 +1,6 @@
 // リクエスト: care requests to facilities. The inbox (addressed to my facility) and those I
 // sent, each with every facility's answer; answering and cancelling.
 import { useState } from "preact/hooks";
-import { idempotencyKey } from "../api/ids";
 import { AnswerState, CareRequestBox, type CareRequest } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
 import { useApp } from "./app-context";
 import { ErrorBox, Loading, PageTitle, useAction, useLoad } from "./common";
@@ -90,7 +89,7 @@ export function RequestView({ id }: { id: bigint }) {
 
 function Answer({ id, done }: { id: bigint; done: () => void }) {
   const [note, setNote] = useState("");
-  const answer = useAction("回答", (c, accept: boolean) => c.requests.answerCareRequest({ idempotencyKey: idempotencyKey(), careRequestId: id, accept, note: note.trim() }));
+  const answer = useAction("回答", (c, key, accept: boolean) => c.requests.answerCareRequest({ idempotencyKey: key, careRequestId: id, accept, note: note.trim() }));
   const decide = async (accept: boolean) => {
     if (await answer.run(accept)) done();
   };
@@ -114,7 +113,7 @@ function Answer({ id, done }: { id: bigint; done: () => void }) {
 }
 
 function Cancel({ id, done }: { id: bigint; done: () => void }) {
-  const cancel = useAction("取り消し", (c) => c.requests.cancelCareRequest({ idempotencyKey: idempotencyKey(), careRequestId: id }));
+  const cancel = useAction("取り消し", (c, key) => c.requests.cancelCareRequest({ idempotencyKey: key, careRequestId: id }));
   return (
     <div>
       <button class="link danger" disabled={cancel.busy} onClick={async () => confirm("このリクエストを取り消しますか？") && (await cancel.run()) && done()}>

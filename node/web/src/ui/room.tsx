@@ -4,7 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import type { Post } from "../gen/kizuna/common/v1/types_pb";
 import type { Event } from "../gen/kizuna/events/v1/event_service_pb";
 import type { TimelineResponse } from "../gen/kizuna/posts/v1/post_service_pb";
-import { RoomKind, RoomListKind, type GetRoomResponse } from "../gen/kizuna/rooms/v1/room_service_pb";
+import { MemberState, RoomKind, type GetRoomResponse } from "../gen/kizuna/rooms/v1/room_service_pb";
 import { idempotencyKey } from "../api/ids";
 import { useApp } from "./app-context";
 import { Composer } from "./composer";
@@ -33,7 +33,7 @@ export function RoomView({ roomId }: { roomId: bigint }) {
     <section>
       <PageTitle title={room.data?.title ?? ""} back={backTo(room.data)}>
         <button class="secondary small" aria-expanded={showMembers} onClick={() => setShowMembers(!showMembers)}>
-          メンバー{room.data ? ` ${room.data.members.filter((m) => m.state === 1).length}人` : ""}
+          メンバー{room.data ? ` ${room.data.members.filter((m) => m.state === MemberState.ACTIVE).length}人` : ""}
         </button>
       </PageTitle>
       <Loading loaded={room} />
@@ -47,9 +47,12 @@ export function RoomView({ roomId }: { roomId: bigint }) {
   );
 }
 
-/** Older pages are fetched on demand and kept while the first page refreshes live. */
+/**
+ * Older pages are fetched on demand and kept while the first page refreshes live; a change to
+ * one of their posts (an ack, an edit, a delete, here or live) reloads them.
+ */
 function Posts({ roomId, first, names, onChanged }: { roomId: bigint; first?: TimelineResponse; names: Map<bigint, string>; onChanged: () => void }) {
-  const { hub } = useApp();
+  const { hub, live } = useApp();
   const [older, setOlder] = useState<Post[]>([]);
   const [token, setToken] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -63,13 +66,28 @@ function Posts({ roomId, first, names, onChanged }: { roomId: bigint; first?: Ti
       setError("古い投稿を読み込めませんでした。もう一度お試しください。");
     }
   };
+  const olderRange = older.length > 0 ? { from: older[older.length - 1].seq, to: older[0].seq } : null;
+  const reloadOlder = async () => {
+    if (!olderRange) return;
+    const window = { roomId, afterSeq: olderRange.from - 1n, beforeSeq: olderRange.to + 1n, pageSize: Math.min(older.length, 200) };
+    const page = await hub.call((c) => c.posts.timeline(window)).catch(() => null);
+    if (page) setOlder(page.posts);
+  };
+  useEffect(
+    () => live.listen((e) => e !== "resync" && e.roomId === roomId && e.kind.case === "postUpdatedSeq" && olderRange !== null && e.kind.value <= olderRange.to && void reloadOlder()),
+    [olderRange?.from, olderRange?.to],
+  );
+  const changed = () => {
+    onChanged();
+    void reloadOlder();
+  };
   const posts = dedupe([...(first?.posts ?? []), ...older]);
   if (first && posts.length === 0) return <p class="muted">まだ投稿はありません。</p>;
   return (
     <>
       <ol class="posts" aria-label="タイムライン">
         {posts.map((p) => (
-          <PostView key={String(p.seq)} roomId={roomId} post={p} names={names} onChanged={onChanged} />
+          <PostView key={String(p.seq)} roomId={roomId} post={p} names={names} onChanged={changed} />
         ))}
       </ol>
       <ErrorBox message={error} />
@@ -89,14 +107,6 @@ function dedupe(posts: Post[]): Post[] {
 
 /** Sub-rooms of a patient's timeline; the way back to the timeline from a sub-room. */
 function RoomContext({ room }: { room: GetRoomResponse }) {
-  const subRooms = useLoad(
-    async (c) => {
-      if (room.kind !== RoomKind.PATIENT) return [];
-      const list = await c.rooms.listRooms({ kind: RoomListKind.PATIENTS, pageSize: 500 });
-      return list.rooms.find((r) => r.roomId === room.roomId)?.subRooms ?? [];
-    },
-    [room.roomId, room.kind],
-  );
   return (
     <>
       {room.homeHub && <p class="muted">この部屋は {room.homeHub} のハブにあります。投稿はそちらに送られます。</p>}
@@ -105,9 +115,9 @@ function RoomContext({ room }: { room: GetRoomResponse }) {
           <a href={href("room", room.timelineRoomId)}>← 患者タイムラインへ</a>
         </p>
       )}
-      {subRooms.data && subRooms.data.length > 0 && (
+      {room.subRooms.length > 0 && (
         <nav class="chips" aria-label="小部屋">
-          {subRooms.data.map((s) => (
+          {room.subRooms.map((s) => (
             <a class={s.unread > 0n ? "chip unread" : "chip"} href={href("room", s.roomId)}>
               {s.title}
               {s.unread > 0n && ` (${s.unread})`}
@@ -170,8 +180,9 @@ function useMarkRead(roomId: bigint, newest: bigint | undefined) {
     const mark = () => {
       if (newest === undefined || newest <= marked.current || document.visibilityState !== "visible") return;
       marked.current = newest;
+      const key = idempotencyKey();
       // A failed marker only leaves the room unread; the next post or visit marks it again.
-      hub.call((c) => c.posts.markRead({ idempotencyKey: idempotencyKey(), roomId, upToSeq: newest })).catch(() => (marked.current = 0n));
+      hub.call((c) => c.posts.markRead({ idempotencyKey: key, roomId, upToSeq: newest })).catch(() => (marked.current = 0n));
     };
     mark();
     document.addEventListener("visibilitychange", mark);

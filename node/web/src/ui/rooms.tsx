@@ -1,10 +1,9 @@
 // 患者一覧, groups and connections: newest activity first, unread counts highlighted, filter by
 // name and to unread; creating a patient or a group; answering connection requests.
 import { useState } from "preact/hooks";
-import { idempotencyKey } from "../api/ids";
 import { RoomListKind, type RoomSummary } from "../gen/kizuna/rooms/v1/room_service_pb";
 import { useApp } from "./app-context";
-import { ErrorBox, Loading, PageTitle, useAction, useLoad } from "./common";
+import { ErrorBox, Loading, PageTitle, useAction, useDebounced, useLoad } from "./common";
 import { ConnectionRequests } from "./connections";
 import { age, when } from "./labels";
 import { go, href } from "./route";
@@ -19,9 +18,10 @@ const TITLES: Record<number, string> = {
 export function RoomList({ kind }: { kind: RoomListKind }) {
   const [filter, setFilter] = useState("");
   const [unreadOnly, setUnreadOnly] = useState(false);
+  const name = useDebounced(filter.trim());
   const rooms = useLoad(
-    (c) => c.rooms.listRooms({ kind, filter: filter.trim() || undefined, unreadOnly, pageSize: 200 }),
-    [kind, filter, unreadOnly],
+    (c) => c.rooms.listRooms({ kind, filter: name || undefined, unreadOnly, pageSize: 200 }),
+    [kind, name, unreadOnly],
     (e) => e.kind.case !== "careRequestUpdated",
   );
   return (
@@ -83,7 +83,7 @@ function CreatePatient() {
   const [open, setOpen] = useState(false);
   const [name, setName] = useState("");
   const [kana, setKana] = useState("");
-  const create = useAction("患者の登録", (c) => c.rooms.createPatient({ idempotencyKey: idempotencyKey(), name: name.trim(), kana: kana.trim() }));
+  const create = useAction("患者の登録", (c, key) => c.rooms.createPatient({ idempotencyKey: key, name: name.trim(), kana: kana.trim() }));
   if (me.facilityId === undefined) return null;
   if (!open) {
     return (
@@ -117,7 +117,7 @@ function CreatePatient() {
 
 function CreateGroup() {
   const [name, setName] = useState("");
-  const create = useAction("グループの作成", (c) => c.rooms.createGroup({ idempotencyKey: idempotencyKey(), name: name.trim() }));
+  const create = useAction("グループの作成", (c, key) => c.rooms.createGroup({ idempotencyKey: key, name: name.trim() }));
   const submit = async (e: Event) => {
     e.preventDefault();
     const created = await create.run();

@@ -13,6 +13,7 @@ export function Root() {
   const [me, setMe] = useState<GetMeResponse | null>(null);
   const [message, setMessage] = useState<string | null>(null);
   const [checking, setChecking] = useState(hub.token !== null);
+  const [startupError, setStartupError] = useState<string | null>(null);
 
   const signOut = (reason?: string) => {
     hub.setToken(null);
@@ -20,17 +21,31 @@ export function Root() {
     setMessage(reason ?? null);
   };
 
-  // A token kept from an earlier visit: still good?
-  useEffect(() => {
-    if (!hub.token) return;
+  // A token kept from an earlier visit: still good? No answer is no verdict: keep it and retry.
+  const check = () => {
+    setStartupError(null);
+    setChecking(true);
     hub
       .call((c) => c.accounts.getMe({}))
       .then(setMe)
-      .catch((e) => signOut(isSessionEnded(e) ? SESSION_ENDED : describe(e, "ログイン状態の確認")))
+      .catch((e) => (isSessionEnded(e) ? signOut(SESSION_ENDED) : setStartupError(describe(e, "ログイン状態の確認"))))
       .finally(() => setChecking(false));
-  }, []);
+  };
+  useEffect(() => void (hub.token && check()), []);
 
   if (checking) return <p class="muted center">読み込み中…</p>;
+  if (startupError) {
+    return (
+      <main class="login">
+        <p class="error" role="alert">
+          {startupError}
+        </p>
+        <button class="primary" onClick={check}>
+          再試行
+        </button>
+      </main>
+    );
+  }
   if (!me) return <Login hub={hub} message={message} onSignedIn={(m) => (setMessage(null), setMe(m))} />;
   return <SignedIn hub={hub} me={me} signOut={signOut} />;
 }

@@ -1,6 +1,5 @@
 // 検索: posts I may read, patients of my teams, people and facilities, in one query.
 import { useState } from "preact/hooks";
-import { idempotencyKey } from "../api/ids";
 import { ErrorBox, Notice, PageTitle, useAction } from "./common";
 import { FACILITY_KINDS, profession, when } from "./labels";
 import { href } from "./route";
@@ -9,8 +8,8 @@ export function SearchView() {
   const [query, setQuery] = useState("");
   const [asked, setAsked] = useState("");
   const [done, setDone] = useState<string | null>(null);
-  const search = useAction("検索", (c, q: string) => c.search.search({ query: q, pageSize: 30 }));
-  const connect = useAction("つながり申請", (c, who: bigint) => c.connections.requestConnection({ idempotencyKey: idempotencyKey(), accountId: who }));
+  const search = useAction("検索", (c, _key, q: string) => c.search.search({ query: q, pageSize: 30 }));
+  const connect = useAction("つながり申請", (c, key, who: bigint) => c.connections.requestConnection({ idempotencyKey: key, accountId: who }));
   const [result, setResult] = useState<Awaited<ReturnType<typeof search.run>>>(undefined);
   const submit = async (e: Event) => {
     e.preventDefault();

@@ -2,9 +2,10 @@
 // factor (enrolment with a QR code), and logging out.
 import qrcode from "qrcode-generator";
 import { useState } from "preact/hooks";
-import { idempotencyKey } from "../api/ids";
 import { useApp } from "./app-context";
 import { ErrorBox, Loading, Notice, PageTitle, useAction, useLoad } from "./common";
+import { idempotencyKey } from "../api/ids";
+import { forgetDrafts } from "./composer";
 import { role, when } from "./labels";
 import { Staff } from "./staff";
 
@@ -29,22 +30,30 @@ export function SettingsView() {
   );
 }
 
+/** Logs out here in any case; ends the session on the hub when a node answers. */
 function Logout() {
-  const { signOut } = useApp();
-  const logout = useAction("ログアウト", (c) => c.accounts.logout({ idempotencyKey: idempotencyKey() }));
+  const { hub, me, signOut } = useApp();
+  const [busy, setBusy] = useState(false);
+  const logout = async () => {
+    setBusy(true);
+    const key = idempotencyKey();
+    const ended = await hub.call((c) => c.accounts.logout({ idempotencyKey: key })).then(
+      () => true,
+      () => false,
+    );
+    forgetDrafts(me.accountId);
+    signOut(ended ? "ログアウトしました。" : "この端末からログアウトしました。サーバーに届かなかったため、ログインは他の端末の「ログイン中の端末」から終了できます。");
+  };
   return (
-    <>
-      <button class="secondary" disabled={logout.busy} onClick={async () => (await logout.run()) && signOut("ログアウトしました。")}>
-        ログアウト
-      </button>
-      <ErrorBox message={logout.error} />
-    </>
+    <button class="secondary" disabled={busy} onClick={logout}>
+      ログアウト
+    </button>
   );
 }
 
 function Devices() {
   const sessions = useLoad((c) => c.accounts.listSessions({ pageSize: 50 }), []);
-  const revoke = useAction("端末のログアウト", (c, id: string) => c.accounts.revokeSession({ idempotencyKey: idempotencyKey(), sessionId: id }));
+  const revoke = useAction("端末のログアウト", (c, key, id: string) => c.accounts.revokeSession({ idempotencyKey: key, sessionId: id }));
   const stop = async (id: string) => {
     if (await revoke.run(id)) sessions.reload();
   };
@@ -80,7 +89,7 @@ function Password() {
   const [again, setAgain] = useState("");
   const [mismatch, setMismatch] = useState(false);
   const [done, setDone] = useState(false);
-  const change = useAction("パスワードの変更", (c) => c.accounts.changePassword({ idempotencyKey: idempotencyKey(), currentPassword: current, newPassword: next }));
+  const change = useAction("パスワードの変更", (c, key) => c.accounts.changePassword({ idempotencyKey: key, currentPassword: current, newPassword: next }));
   const submit = async (e: Event) => {
     e.preventDefault();
     setDone(false);
@@ -122,9 +131,9 @@ function SecondFactor() {
   const [enabled, setEnabled] = useState(me.totpEnabled);
   const [secret, setSecret] = useState<{ secretBase32: string; otpauthUri: string } | null>(null);
   const [code, setCode] = useState("");
-  const begin = useAction("2段階認証の設定", (c) => c.accounts.beginTotp({ idempotencyKey: idempotencyKey() }));
-  const confirm = useAction("2段階認証の有効化", (c) => c.accounts.confirmTotp({ idempotencyKey: idempotencyKey(), code: code.trim() }));
-  const disable = useAction("2段階認証の解除", (c) => c.accounts.disableTotp({ idempotencyKey: idempotencyKey(), code: code.trim() }));
+  const begin = useAction("2段階認証の設定", (c, key) => c.accounts.beginTotp({ idempotencyKey: key }));
+  const confirm = useAction("2段階認証の有効化", (c, key) => c.accounts.confirmTotp({ idempotencyKey: key, code: code.trim() }));
+  const disable = useAction("2段階認証の解除", (c, key) => c.accounts.disableTotp({ idempotencyKey: key, code: code.trim() }));
   const start = async () => setSecret((await begin.run()) ?? null);
   const finish = async (e: Event) => {
     e.preventDefault();

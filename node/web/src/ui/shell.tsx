@@ -54,26 +54,37 @@ export function Shell() {
   );
 }
 
+/** The view of a route; keyed, so that another room or list starts with fresh state. */
 function view(route: string[]) {
-  const [section, id] = route;
+  const [section, rawId] = route;
+  const id = parseId(rawId);
   switch (section) {
     case "groups":
-      return <RoomList kind={RoomListKind.GROUPS} />;
+      return <RoomList key="groups" kind={RoomListKind.GROUPS} />;
     case "connections":
-      return <RoomList kind={RoomListKind.CONNECTIONS} />;
+      return <RoomList key="connections" kind={RoomListKind.CONNECTIONS} />;
     case "room":
-      return id ? <RoomView roomId={BigInt(id)} /> : null;
+      return id !== null ? <RoomView key={`room-${id}`} roomId={id} /> : notFound();
     case "requests":
-      return id ? <RequestView id={BigInt(id)} /> : <RequestsView />;
+      return id !== null ? <RequestView key={`request-${id}`} id={id} /> : <RequestsView />;
     case "map":
       return <MapView />;
     case "facility":
-      return id ? <FacilityView id={BigInt(id)} /> : null;
+      return id !== null ? <FacilityView key={`facility-${id}`} id={id} /> : notFound();
     case "search":
       return <SearchView />;
     case "settings":
       return <SettingsView />;
     default:
-      return <RoomList kind={RoomListKind.PATIENTS} />;
+      return <RoomList key="patients" kind={RoomListKind.PATIENTS} />;
   }
+}
+
+/** An id from a route: a decimal number, or null (a mistyped link shows a message, never a blank page). */
+function parseId(text: string | undefined): bigint | null {
+  return text !== undefined && /^[0-9]{1,20}$/.test(text) ? BigInt(text) : null;
+}
+
+function notFound() {
+  return <p class="error">このページは見つかりません。メニューから開き直してください。</p>;
 }

@@ -1,6 +1,5 @@
 // 施設スタッフ, for a facility's admins: approve those who registered with an invitation, stop
 // the account of someone who left (every session of it ends at once, on every node).
-import { idempotencyKey } from "../api/ids";
 import { AccountState, type StaffAccount } from "../gen/kizuna/accounts/v1/account_service_pb";
 import { useApp } from "./app-context";
 import { ErrorBox, Loading, useAction, useLoad } from "./common";
@@ -16,8 +15,8 @@ const STATES: Record<AccountState, string> = {
 export function Staff({ facilityId }: { facilityId: bigint }) {
   const { me } = useApp();
   const staff = useLoad((c) => c.accounts.listStaff({ facilityId }), [facilityId]);
-  const act = useAction("スタッフの操作", async (c, who: StaffAccount) => {
-    const request = { idempotencyKey: idempotencyKey(), accountId: who.accountId };
+  const act = useAction("スタッフの操作", async (c, key, who: StaffAccount) => {
+    const request = { idempotencyKey: key, accountId: who.accountId };
     if (who.state === AccountState.PENDING) await c.accounts.approveAccount(request);
     else await c.accounts.stopAccount(request);
     return true;
