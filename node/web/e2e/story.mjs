@@ -179,11 +179,37 @@ await main(async (browser) => {
     await expectText(status(other), ENDED);
   });
 
+  await step("a facility admin invites a colleague, who registers, is approved and logs in", async () => {
+    await doctor.getByRole("link", { name: "設定" }).click();
+    await doctor.getByRole("button", { name: "招待コードを発行" }).click();
+    const code = (await doctor.getByTestId("invitation-code").innerText()).trim();
+    const newcomer = await openPage(await newContext(browser, PHONE), urls[1]);
+    await newcomer.getByRole("link", { name: /新規登録/ }).click();
+    await newcomer.getByLabel("招待コード").fill(code);
+    await newcomer.getByLabel("ログインID（半角英数字）").fill("ns.kimura");
+    await newcomer.getByLabel("氏名").fill("木村 花");
+    await newcomer.getByLabel("職種").selectOption({ label: "看護師" });
+    await newcomer.getByLabel("パスワード（12文字以上）").fill("kimura-password-2026");
+    await newcomer.getByLabel("パスワード（確認）").fill("kimura-password-2026");
+    await newcomer.getByRole("button", { name: "登録" }).click();
+    await expectText(status(newcomer), "施設の管理者が承認すると");
+    await logIn(newcomer, "ns.kimura", "kimura-password-2026");
+    await expectText(alert(newcomer), REFUSED);
+    // The doctor's staff list shows her waiting; he approves.
+    await doctor.getByRole("link", { name: "患者" }).click();
+    await doctor.getByRole("link", { name: "設定" }).click();
+    const row = doctor.locator("li", { hasText: "木村 花" });
+    await expectText(row, "承認待ち");
+    await row.getByRole("button", { name: "承認" }).click();
+    await expectText(row.locator(".tag"), "利用中");
+    await logIn(newcomer, "ns.kimura", "kimura-password-2026");
+    await expectText(newcomer.getByTestId("me"), "木村 花");
+  });
+
   await step("a stopped account is logged out", async () => {
     const clerk = await openPage(await newContext(browser, PHONE), urls[1]);
     await logIn(clerk, CLERK.login);
     await expectText(clerk.getByRole("heading", { level: 1 }), "患者一覧");
-    await doctor.getByRole("link", { name: "設定" }).click();
     const row = doctor.locator("li", { hasText: CLERK.name });
     await row.getByRole("button", { name: "利用停止" }).click();
     // Stopped once the hub says so: the button goes, the state reads 利用停止.

@@ -4,7 +4,7 @@ import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { AccountKind, FacilityKind, Profession } from "../gen/kizuna/common/v1/types_pb";
 import { AnswerState, CareRequestKind } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
 
-const PROFESSIONS: Record<Profession, string> = {
+export const PROFESSIONS: Record<Profession, string> = {
   [Profession.UNSPECIFIED]: "",
   [Profession.DOCTOR]: "医師",
   [Profession.NURSE]: "看護師",

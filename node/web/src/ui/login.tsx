@@ -5,6 +5,7 @@ import type { Hub } from "../api/hub";
 import { idempotencyKey } from "../api/ids";
 import type { GetMeResponse } from "../gen/kizuna/accounts/v1/account_service_pb";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { href } from "./route";
 
 /** Names the device in the session list (設定 → ログイン中の端末). */
 function deviceName(): string {
@@ -71,6 +72,9 @@ export function Login({ hub, message, onSignedIn }: { hub: Hub; message: string 
           {busy ? "ログイン中…" : "ログイン"}
         </button>
       </form>
+      <p>
+        <a href={href("register")}>招待コードをお持ちの方：新規登録</a>
+      </p>
     </main>
   );
 }

@@ -6,6 +6,8 @@ import { Live } from "../api/live";
 import type { GetMeResponse } from "../gen/kizuna/accounts/v1/account_service_pb";
 import { App, type AppContext } from "./app-context";
 import { Login } from "./login";
+import { Register } from "./register";
+import { go, useRoute } from "./route";
 import { Shell } from "./shell";
 
 export function Root() {
@@ -46,8 +48,16 @@ export function Root() {
       </main>
     );
   }
-  if (!me) return <Login hub={hub} message={message} onSignedIn={(m) => (setMessage(null), setMe(m))} />;
+  if (!me) return <SignedOut hub={hub} message={message} onSignedIn={(m) => (setMessage(null), setMe(m))} />;
   return <SignedIn hub={hub} me={me} signOut={signOut} />;
+}
+
+/** The login page, or registration with an invitation code (#/register). */
+function SignedOut({ hub, message, onSignedIn }: { hub: Hub; message: string | null; onSignedIn: (me: GetMeResponse) => void }) {
+  const route = useRoute();
+  const [note, setNote] = useState<string | null>(null);
+  if (route[0] === "register") return <Register hub={hub} done={(m) => (setNote(m), go())} />;
+  return <Login hub={hub} message={note ?? message} onSignedIn={onSignedIn} />;
 }
 
 function SignedIn({ hub, me, signOut }: { hub: Hub; me: GetMeResponse; signOut: (reason?: string) => void }) {
