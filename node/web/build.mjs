@@ -1,4 +1,4 @@
-// Bundles the browser client into dist/: index.html, app.js and app.css, embedded into the
+// Bundles the browser client into dist/: index.html, app.js, app.css and sw.js, embedded into the
 // kizuna binary by the server crate's build script and served from every node's public port.
 import * as esbuild from "esbuild";
 import { copyFileSync, mkdirSync, rmSync } from "node:fs";
@@ -19,3 +19,5 @@ await esbuild.build({
 });
 copyFileSync("src/index.html", "dist/index.html");
 copyFileSync("src/app.css", "dist/app.css");
+// The service worker stays plain JavaScript (its scope's types clash with the page's DOM ones).
+copyFileSync("src/sw.js", "dist/sw.js");

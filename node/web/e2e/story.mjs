@@ -64,6 +64,11 @@ await main(async (browser) => {
     await nurse.getByRole("link", { name: new RegExp(PATIENT) }).first().waitFor();
     await nurse.locator("li.room.unread").first().getByLabel(/未読 \d+ 件/).first().waitFor();
     await shot(nurse, "patients-phone");
+    // The page's files are kept by its service worker (src/sw.js) from now on.
+    const kept = await nurse.evaluate(() =>
+      Promise.race([navigator.serviceWorker.ready.then(() => "ready"), new Promise((r) => setTimeout(() => r("no service worker"), 10_000))]),
+    );
+    if (kept !== "ready") throw new Error(`the page's service worker is not active: ${kept}`);
   });
 
   await step("the doctor logs in at a desktop", async () => {
@@ -155,6 +160,11 @@ await main(async (browser) => {
     await openPatient(doctor);
     await expectText(post(doctor, afterStop), afterStop, { timeout: 20_000 });
     await shot(nurse, "failover-phone");
+    // Reopening the page while its own node is down: the app comes from the browser's copy and
+    // reads from the nodes it learnt.
+    await nurse.reload();
+    await expectText(nurse.getByTestId("me"), "鈴木 早苗");
+    await post(nurse, afterStop).first().waitFor();
   });
 
   await step("a session ended from another device, or expired, is logged out, saying so", async () => {
