@@ -151,6 +151,45 @@ await main(async (browser) => {
     await expectText(pharmacist.getByTestId("me"), "田中 誠");
   });
 
+  await step("the doctor sends one request to two facilities; the nurse's station accepts it; he sees each answer", async () => {
+    await doctor.getByRole("link", { name: "資源マップ" }).click();
+    await doctor.getByRole("button", { name: "検索" }).click();
+    for (const name of ["ひばり訪問看護ステーション", "みどり薬局"]) {
+      await doctor.locator("li.room", { hasText: name }).getByLabel("リクエスト先に選ぶ").check();
+    }
+    const title = `退院後の訪問のご相談 ${stamp()}`;
+    await doctor.getByLabel("件名").fill(title);
+    await doctor.getByLabel("内容").fill("来週退院予定の方の訪問看護・訪問薬剤管理をお願いできますか。");
+    await doctor.getByRole("button", { name: "送信" }).click();
+    await expectText(doctor.locator("article"), "みどり薬局：未回答");
+    await nurse.getByRole("link", { name: "リクエスト" }).click();
+    await nurse.getByRole("link", { name: new RegExp(title) }).click();
+    await nurse.getByLabel("回答のメモ（任意）").fill("月曜から伺えます");
+    await nurse.getByRole("button", { name: "受諾" }).click();
+    await expectText(nurse.locator("article"), "ひばり訪問看護ステーション：受諾");
+    // The sender's page follows the answer live.
+    await expectText(doctor.locator("article"), "ひばり訪問看護ステーション：受諾");
+    await expectText(doctor.locator("article"), "みどり薬局：未回答");
+    await shot(doctor, "request-desktop");
+  });
+
+  await step("a facility admin updates its map entry, and the map finds it by the new service", async () => {
+    await doctor.getByRole("link", { name: "資源マップ" }).click();
+    await doctor.getByLabel("キーワード").fill("宇都宮在宅クリニック");
+    await doctor.getByRole("button", { name: "検索" }).click();
+    await doctor.getByRole("link", { name: /宇都宮在宅クリニック/ }).click();
+    await doctor.getByLabel("サービス（「、」区切り）").fill("在宅酸素、看取り、24時間対応、緩和ケア");
+    await doctor.getByRole("button", { name: "保存" }).click();
+    await expectText(status(doctor), "施設情報を更新しました");
+    await doctor.getByRole("link", { name: "資源マップ" }).click();
+    await doctor.getByLabel("サービス", { exact: true }).fill("緩和ケア");
+    await doctor.getByRole("button", { name: "検索" }).click();
+    await expectText(doctor.getByRole("list", { name: "施設" }), "宇都宮在宅クリニック");
+    // Back to the patient's timeline for what follows.
+    await nurse.getByRole("link", { name: "患者", exact: true }).click();
+    await openPatient(nurse);
+  });
+
   const afterStop = `ノード停止後の投稿です。${stamp()}`;
   await step("the node both pages came from stops: both carry on against another node", async () => {
     await stopNode(urls[0]);

@@ -3,7 +3,8 @@
 // request to the facility or a connection with one of its staff.
 import { useState } from "preact/hooks";
 import { CareRequestKind } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
-import { FacilityKind, type Facility } from "../gen/kizuna/common/v1/types_pb";
+import { FacilityKind, type Facility, type FacilityProfile } from "../gen/kizuna/common/v1/types_pb";
+import { useApp } from "./app-context";
 import { ErrorBox, Loading, Notice, PageTitle, useAction, useLoad } from "./common";
 import { FACILITY_KINDS, REQUEST_KINDS, profession } from "./labels";
 import { go, href } from "./route";
@@ -139,6 +140,7 @@ function FacilityEntry({ facility: f, chosen, choose }: { facility: Facility; ch
 }
 
 export function FacilityView({ id }: { id: bigint }) {
+  const { me } = useApp();
   const page = useLoad((c) => c.directory.getFacility({ facilityId: id }), [id]);
   const connect = useAction("つながり申請", (c, key, who: bigint) => c.connections.requestConnection({ idempotencyKey: key, accountId: who }));
   const [asked, setAsked] = useState<string | null>(null);
@@ -189,10 +191,76 @@ export function FacilityView({ id }: { id: bigint }) {
           </ul>
           {asked && <Notice>{asked}</Notice>}
           <ErrorBox message={connect.error} />
-          <SendRequest to={[[f.facilityId, f.name]]} />
+          {me.facilityId === f.facilityId && !f.hub ? (
+            me.facilityAdmin && <EditProfile facilityId={f.facilityId} profile={f.profile} done={page.reload} />
+          ) : (
+            <SendRequest to={[[f.facilityId, f.name]]} />
+          )}
         </article>
       )}
     </section>
+  );
+}
+
+/** Its admins keep their facility's map entry current (what it offers, whether it takes patients). */
+function EditProfile({ facilityId, profile, done }: { facilityId: bigint; profile?: FacilityProfile; done: () => void }) {
+  const [form, setForm] = useState({
+    address: profile?.address ?? "",
+    phone: profile?.phone ?? "",
+    services: profile?.services.join("、") ?? "",
+    accepting: profile?.acceptingNewPatients ?? false,
+    note: profile?.note ?? "",
+  });
+  const [saved, setSaved] = useState(false);
+  const set = (change: Partial<typeof form>) => (setForm({ ...form, ...change }), setSaved(false));
+  const save = useAction("施設情報の更新", (c, key) =>
+    c.directory.updateFacilityProfile({
+      idempotencyKey: key,
+      facilityId,
+      profile: {
+        address: form.address.trim(),
+        phone: form.phone.trim(),
+        // Kept as it was: the location is set where it can be measured (the CLI takes it).
+        location: profile?.location,
+        services: form.services.split(/[、,]/).map((s) => s.trim()).filter((s) => s.length > 0),
+        acceptingNewPatients: form.accepting,
+        note: form.note.trim(),
+      },
+    }),
+  );
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (await save.run()) (setSaved(true), done());
+  };
+  return (
+    <form onSubmit={submit} aria-label="施設情報の編集">
+      <h3>施設情報の編集（資源マップに載る内容）</h3>
+      <label>
+        住所
+        <input maxLength={200} value={form.address} onInput={(e) => set({ address: e.currentTarget.value })} />
+      </label>
+      <label>
+        電話
+        <input type="tel" maxLength={30} value={form.phone} onInput={(e) => set({ phone: e.currentTarget.value })} />
+      </label>
+      <label>
+        サービス（「、」区切り）
+        <input value={form.services} placeholder="在宅酸素、看取り、24時間対応" onInput={(e) => set({ services: e.currentTarget.value })} />
+      </label>
+      <label class="check">
+        <input type="checkbox" checked={form.accepting} onChange={(e) => set({ accepting: e.currentTarget.checked })} />
+        新規の患者を受け入れ可
+      </label>
+      <label>
+        備考
+        <textarea rows={3} maxLength={2000} value={form.note} onInput={(e) => set({ note: e.currentTarget.value })} />
+      </label>
+      <ErrorBox message={save.error} />
+      {saved && <Notice>施設情報を更新しました。</Notice>}
+      <button class="primary" disabled={save.busy}>
+        保存
+      </button>
+    </form>
   );
 }
 
