@@ -197,6 +197,26 @@ export function totpCode(base32, stepsAhead = 0) {
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
 }
 
+const AXE = readFileSync(new URL("../node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
+
+/**
+ * No serious or critical accessibility violation on the page as it is now (axe-core, WCAG 2.1
+ * A and AA rules: labels, names, contrast, landmarks...): fails naming each rule and element.
+ * axe runs through the DevTools protocol, which the page's Content-Security-Policy does not
+ * govern, so the policy stays as users get it.
+ */
+export async function expectAccessible(page, what) {
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => {
+    const result = await globalThis.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+    return result.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")}`);
+  });
+  if (violations.length > 0) throw new Error(`accessibility of ${what}:\n  ${violations.join("\n  ")}`);
+  log(`accessible: ${what}`);
+}
+
 let stepNo = 0;
 /**
  * Runs one step of the story, logged with its duration. When it throws: a screenshot and an

@@ -3,7 +3,7 @@
 // patient, live, while the node both pages came from stops; then the error paths. The
 // screenshots it saves are the README's (make screenshots).
 
-import { DESKTOP, PHONE, expectJapaneseGlyphs, expectText, main, newContext, password, shot, step, stopNode, totpCode, urls } from "./lib.mjs";
+import { DESKTOP, PHONE, expectAccessible, expectJapaneseGlyphs, expectText, main, newContext, password, shot, step, stopNode, totpCode, urls } from "./lib.mjs";
 
 const PATIENT = "山田 花子";
 const NURSE = "vn.suzuki";
@@ -52,6 +52,7 @@ await main(async (browser) => {
   await step("a wrong password and an unknown login are refused alike", async () => {
     await expectJapaneseGlyphs(nurse, nurse.getByRole("button", { name: "ログイン" }));
     await shot(nurse, "login-phone");
+    await expectAccessible(nurse, "the login page");
     await logIn(nurse, NURSE, "not-the-password");
     await expectText(alert(nurse), REFUSED);
     await logIn(nurse, "nobody.at.all", "not-the-password");
@@ -64,6 +65,7 @@ await main(async (browser) => {
     await nurse.getByRole("link", { name: new RegExp(PATIENT) }).first().waitFor();
     await nurse.locator("li.room.unread").first().getByLabel(/未読 \d+ 件/).first().waitFor();
     await shot(nurse, "patients-phone");
+    await expectAccessible(nurse, "the patient list");
     // The page's files are kept by its service worker (src/sw.js) from now on.
     const kept = await nurse.evaluate(() =>
       Promise.race([navigator.serviceWorker.ready.then(() => "ready"), new Promise((r) => setTimeout(() => r("no service worker"), 10_000))]),
@@ -82,6 +84,7 @@ await main(async (browser) => {
     await write(nurse, first);
     await expectText(post(nurse, first), "鈴木 早苗");
     await shot(nurse, "timeline-phone");
+    await expectAccessible(nurse, "a timeline");
   });
 
   await step("the doctor's patient list shows it live, with its unread count", async () => {
@@ -126,6 +129,7 @@ await main(async (browser) => {
     await doctor.getByRole("link", { name: /ひばり訪問看護ステーション/ }).click();
     await expectText(doctor.locator("article"), "鈴木 早苗");
     await shot(doctor, "facility-desktop");
+    await expectAccessible(doctor, "a facility page");
     await doctor.goBack();
     await doctor.goBack();
   });
@@ -141,6 +145,7 @@ await main(async (browser) => {
     await pharmacist.getByRole("button", { name: "有効にする" }).click();
     await expectText(pharmacist.getByLabel("2段階認証"), "有効です");
     await shot(pharmacist, "second-factor-phone");
+    await expectAccessible(pharmacist, "the settings");
     await pharmacist.getByRole("button", { name: "ログアウト", exact: true }).click();
     await expectText(status(pharmacist), "ログアウトしました");
     await logIn(pharmacist, "ph.tanaka");
