@@ -24,7 +24,7 @@ pub fn request(view: &impl HubView, actor: AccountId, to: AccountId) -> DomainRe
         Some(_) => return Err(precondition("already requested or connected")),
     }
     let c = Connection { pair, state: ConnectionState::Requested { by: me.id } };
-    let effects = Effects::new(Outcome::Done, vec![Change::Connection(c)]);
+    let effects = Effects::new(Outcome::Done, vec![Change::Connection(c)]).connection(pair);
     // A professional of another hub hears of it on their own hub.
     Ok(match home_login(&them) {
         Some((hub, login)) => {
@@ -51,7 +51,7 @@ pub fn accept(view: &impl HubView, ctx: Ctx, actor: AccountId, from: AccountId) 
         Change::Member(Member::new(room, pair.0, Role::Member, MemberState::Active)),
         Change::Member(Member::new(room, pair.1, Role::Member, MemberState::Active)),
     ];
-    Ok(Effects::new(Outcome::Room(room), changes).membership(room))
+    Ok(Effects::new(Outcome::Room(room), changes).membership(room).connection(pair))
 }
 
 /// `DeclineConnection`.
@@ -63,7 +63,8 @@ pub fn decline(view: &impl HubView, actor: AccountId, from: AccountId) -> Domain
             let effects = Effects::new(
                 Outcome::Done,
                 vec![Change::Connection(Connection { pair, state: ConnectionState::Declined })],
-            );
+            )
+            .connection(pair);
             tell_other_hub(view, effects, &me, from)
         }
         _ => Err(not_found("connection request")),
@@ -78,7 +79,7 @@ pub fn block(view: &impl HubView, actor: AccountId, other: AccountId) -> DomainR
     }
     let pair = connection_pair(me.id, other);
     let mut changes = vec![Change::Connection(Connection { pair, state: ConnectionState::Blocked { by: me.id } })];
-    let mut effects = Effects::none();
+    let mut effects = Effects::none().connection(pair);
     if let Some(Connection { state: ConnectionState::Accepted { room }, .. }) = view.connection(pair)? {
         changes.extend(removal(view, room, pair.0)?);
         changes.extend(removal(view, room, pair.1)?);

@@ -20,6 +20,9 @@ pub enum EventKind {
     Read { account: AccountId, seq: u64 },
     /// A request to facilities was sent, answered or cancelled (no room: `room` is 0).
     Request { id: RequestId },
+    /// A connection between the pair was requested, accepted, declined or blocked (no room:
+    /// `room` is 0): both hear of it, so a request to accept shows at once.
+    Connection { pair: (AccountId, AccountId) },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +78,9 @@ pub fn visible_to(view: &impl HubView, account: AccountId, event: &Event) -> Vie
             Some(a) => view.care_request(id)?.is_some_and(|r| r.visible_to(&a)),
             None => false,
         },
+        EventKind::Connection { pair } => {
+            (pair.0 == account || pair.1 == account) && view.account(account)?.is_some_and(|a| a.is_active())
+        }
         _ => can_read(view, account, event.room)?,
     })
 }
@@ -158,5 +164,16 @@ mod tests {
         // Sender, recipient facility; not another facility, not the sender's colleague.
         assert_eq!(hears, vec![true, true, false, false]);
         assert!(cursor_after(7) >= event.cursor && cursor_after(6) < event.cursor);
+    }
+
+    #[test]
+    fn a_connection_event_reaches_the_pair_only_and_not_a_stopped_one() {
+        let mut hub = MemHub::default();
+        let stopped = Account { status: AccountStatus::Stopped, ..account(3) };
+        hub.apply(vec![Change::Account(account(1)), Change::Account(account(2)), Change::Account(stopped)]);
+        let event = |pair| Event { cursor: 9, room: RoomId(0), at_ms: 0, kind: EventKind::Connection { pair } };
+        let hears = |pair| (1..=3).map(|a| visible_to(&hub, AccountId(a), &event(pair)).unwrap()).collect::<Vec<_>>();
+        assert_eq!(hears((AccountId(1), AccountId(2))), vec![true, true, false]);
+        assert_eq!(hears((AccountId(1), AccountId(3))), vec![true, false, false], "a stopped account hears nothing");
     }
 }

@@ -102,6 +102,11 @@ impl Effects {
         self.event(room, EventKind::Membership)
     }
 
+    /// Also raises a connection event for the pair (no room).
+    pub fn connection(self, pair: (AccountId, AccountId)) -> Self {
+        self.event(RoomId(0), EventKind::Connection { pair })
+    }
+
     /// Nothing at all: the outcome `Done`, no change, no event (e.g. a peer's message that
     /// this hub has nothing to do with).
     pub fn none() -> Self {

@@ -423,6 +423,7 @@ async fn show_event(posts: &mut PostServiceClient<Channel>, t: &str, e: Event) -
         Some(event::Kind::CareRequestUpdated(id)) => {
             println!("[request #{id}] sent, answered or cancelled: kizuna request show {id}")
         }
+        Some(event::Kind::ConnectionsChanged(_)) => println!("[connections] a connection request was made or answered"),
         None => {}
     }
     Ok(())

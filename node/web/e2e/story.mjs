@@ -3,7 +3,7 @@
 // patient, live, while the node both pages came from stops; then the error paths. The
 // screenshots it saves are the README's (make screenshots).
 
-import { DESKTOP, PHONE, expectAccessible, expectJapaneseGlyphs, expectText, main, newContext, password, shot, step, stopNode, totpCode, urls } from "./lib.mjs";
+import { DESKTOP, PHONE, expectAccessible, expectJapaneseGlyphs, expectText, log, main, newContext, password, shot, step, stopNode, totpCode, urls } from "./lib.mjs";
 
 const PATIENT = "山田 花子";
 const NURSE = "vn.suzuki";
@@ -47,6 +47,7 @@ async function openPatient(page) {
 
 await main(async (browser) => {
   const nurse = await openPage(await newContext(browser, PHONE), urls[0]);
+  let pharmacist;
   const doctor = await openPage(await newContext(browser, DESKTOP), urls[0]);
 
   await step("a wrong password and an unknown login are refused alike", async () => {
@@ -135,7 +136,7 @@ await main(async (browser) => {
   });
 
   await step("a pharmacist turns the second factor on with the QR code, logs out, and logs in with a code", async () => {
-    const pharmacist = await openPage(await newContext(browser, PHONE), urls[1]);
+    pharmacist = await openPage(await newContext(browser, PHONE), urls[1]);
     await logIn(pharmacist, "ph.tanaka");
     await pharmacist.getByRole("link", { name: "設定" }).click();
     await pharmacist.getByRole("button", { name: "設定を始める" }).click();
@@ -195,6 +196,23 @@ await main(async (browser) => {
     await openPatient(nurse);
   });
 
+  await step("a connection request arrives live; the nurse accepts and their 1:1 room opens", async () => {
+    await nurse.getByRole("link", { name: "つながり" }).click();
+    await expectText(nurse.getByRole("heading", { level: 1 }), "つながり");
+    await pharmacist.getByRole("link", { name: "資源マップ" }).click();
+    await pharmacist.getByLabel("キーワード").fill("ひばり");
+    await pharmacist.getByRole("button", { name: "検索" }).click();
+    await pharmacist.getByRole("link", { name: /ひばり訪問看護ステーション/ }).click();
+    await pharmacist.locator("li", { hasText: "鈴木 早苗" }).getByRole("button", { name: "つながる" }).click();
+    await expectText(status(pharmacist), "つながり申請を送りました");
+    const request = nurse.locator(".card", { hasText: "つながり申請が届いています" });
+    await expectText(request, "田中 誠");
+    await request.getByRole("button", { name: "承認" }).click();
+    await expectText(nurse.getByRole("heading", { level: 1 }), "田中 誠");
+    await nurse.getByRole("link", { name: "患者", exact: true }).click();
+    await openPatient(nurse);
+  });
+
   const afterStop = `ノード停止後の投稿です。${stamp()}`;
   await step("the node both pages came from stops: both carry on against another node", async () => {
     await stopNode(urls[0]);
@@ -224,7 +242,9 @@ await main(async (browser) => {
       if (waited > 10_000) throw new Error("the ended device is still listed");
       await other.waitForTimeout(100);
     }
-    await nurse.getByRole("link", { name: "患者", exact: true }).click();
+    // The page learns it on its next call, or at once when its live stream ends first.
+    const menu = nurse.getByRole("link", { name: "患者", exact: true });
+    if (await menu.isVisible()) await menu.click({ timeout: 5_000 }).catch(() => log("already logged out"));
     await expectText(status(nurse), ENDED);
     await shot(other, "settings-desktop");
     // An expired session reads the same to the page as a token the hub no longer knows.

@@ -34,7 +34,7 @@ pub fn requested(
     }
     let mut changes: Vec<Change> = created.into_iter().collect();
     changes.push(Change::Connection(Connection { pair, state: ConnectionState::Requested { by: requester.id } }));
-    Ok(Effects::new(Outcome::Done, changes))
+    Ok(Effects::new(Outcome::Done, changes).connection(pair))
 }
 
 /// `by` of hub `origin` declined or blocked the connection with our `other`: recorded as
@@ -49,7 +49,7 @@ pub fn ended(view: &impl HubView, origin: &HubName, by: &str, other: &str) -> Do
         return Ok(Effects::none());
     }
     let mut changes = vec![Change::Connection(Connection { pair, state: ConnectionState::Declined })];
-    let mut effects = Effects::none();
+    let mut effects = Effects::none().connection(pair);
     if let ConnectionState::Accepted { room } = connection.state
         && view.room(room)?.is_some_and(|r| matches!(r.kind, RoomKind::Connection { .. }))
     {

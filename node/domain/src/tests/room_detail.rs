@@ -2,6 +2,7 @@
 //! members only, and the connection requests waiting on each side.
 
 use super::*;
+use crate::events::EventKind;
 use crate::queries::{RoomShape, connection_requests, room_detail};
 
 #[test]
@@ -49,6 +50,13 @@ fn a_room_shows_active_members_first_then_those_waiting_and_only_to_active_membe
 fn connection_requests_wait_on_both_sides_until_answered() {
     let (mut hub, _, _, people) = Hub::setup(3);
     let (a, b, c) = (people[0], people[1], people[2]);
+    // A request is a live event for the pair, so a request to accept shows at once.
+    let ctx = Ctx { log_index: 999, now_ms: 1 };
+    let raised = execute(&hub.state, ctx, Some(b), Command::RequestConnection { to: a }).unwrap().events;
+    assert_eq!(
+        raised.into_iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [EventKind::Connection { pair: connection_pair(a, b) }]
+    );
     hub.ok(b, Command::RequestConnection { to: a });
     hub.ok(b, Command::RequestConnection { to: c });
     let ids = |list: &[Account]| list.iter().map(|x| x.id).collect::<Vec<_>>();

@@ -23,6 +23,7 @@ fn event_view(e: &Event) -> pb::SubscribeResponse {
         EventKind::Read { seq, .. } => (Some(e.room.0), Kind::ReadUpToSeq(seq)),
         // A care request is not in a room.
         EventKind::Request { id } => (None, Kind::CareRequestUpdated(id.0)),
+        EventKind::Connection { .. } => (None, Kind::ConnectionsChanged(true)),
     };
     let event = pb::Event { cursor: e.cursor, room_id, at: Some(timestamp(e.at_ms)), kind: Some(kind) };
     pb::SubscribeResponse { event: Some(event) }

@@ -5,7 +5,7 @@ import { profession } from "./labels";
 import { go } from "./route";
 
 export function ConnectionRequests() {
-  const requests = useLoad((c) => c.connections.listConnectionRequests({}), [], (e) => e.kind.case === "membershipChanged");
+  const requests = useLoad((c) => c.connections.listConnectionRequests({}), [], (e) => e.kind.case === "connectionsChanged");
   const answer = useAction("つながり申請への回答", async (c, key, who: bigint, accept: boolean) => {
     if (!accept) {
       await c.connections.declineConnection({ idempotencyKey: key, accountId: who });
