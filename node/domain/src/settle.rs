@@ -9,6 +9,7 @@ use super::events::Raised;
 use super::federation::{HubName, Message, home, outbox};
 use super::kernel::{Effects, Outcome, Outgoing};
 use super::model::{PatientId, RoomId};
+use super::notify;
 use super::view::{HubState, HubView, ViewResult};
 
 /// What settling a decision gave: its outcome, the events it raised (in order) and the patient
@@ -38,6 +39,9 @@ pub fn settle(state: &mut impl HubState, now_ms: u64, effects: Effects) -> ViewR
     let transfers = transfers(state, &outbound)?;
     let queued = outbox::enqueue(state, now_ms, outbound)?;
     state.apply(queued);
+    // E-mail notices of the posts and reads it raised, in the same apply (see `notify`).
+    let notices = notify::enqueue(state, now_ms, &effects.events)?;
+    state.apply(notices);
     Ok(Settled { outcome: effects.outcome, events: effects.events, transfers })
 }
 

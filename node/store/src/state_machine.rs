@@ -20,6 +20,7 @@ use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_v
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::events::{Event, Raised, stamp};
 use kizuna_domain::federation::{HubName, SeqRange, inbox, outbox};
+use kizuna_domain::notify;
 use kizuna_domain::{
     self, Applied, Command, CommandResult, Ctx, Decision, DomainError, Envelope, LogCommand, Outcome, Record, Sender,
     decide, settle,
@@ -247,6 +248,11 @@ impl ApplyBatch<'_> {
                 self.federated(log_index, batch)?
             }
             LogCommand::FederationAck { peer, highest_applied } => self.acknowledged(&peer, highest_applied)?,
+            LogCommand::NoticeDelivery { notices, delivery } => {
+                let changes = notify::record(&self.hub, &notices, delivery).map_err(std::io::Error::other)?;
+                self.hub.apply(changes);
+                CommandResult::Done(Outcome::Done)
+            }
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
