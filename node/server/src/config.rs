@@ -42,6 +42,52 @@ pub struct HubConfig {
     pub tls: Option<TlsSection>,
     /// Hub↔hub federation; without it the hub federates with nobody.
     pub federation: Option<FederationSection>,
+    /// E-mail notices of unread news; without it the hub sends none.
+    #[serde(default)]
+    pub notifications: Option<NotificationsSection>,
+}
+
+/// How a hub sends e-mail notices (see `notifier.rs`): its SMTP relay and the delays.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsSection {
+    pub smtp_host: String,
+    /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    pub smtp_port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// The sender, e.g. `Kizuna <kizuna@example.jp>`.
+    pub from: String,
+    pub username: Option<String>,
+    /// A file holding the SMTP password (its first line), so it is not in the hub file.
+    pub password_file: Option<PathBuf>,
+    /// How long news may stay unread before its notice is sent.
+    #[serde(default = "default_notice_delay")]
+    pub delay_seconds: u64,
+    /// The period of a digest (members who chose one mail for all their rooms).
+    #[serde(default = "default_digest_period")]
+    pub digest_minutes: u64,
+}
+
+/// How the connection to the SMTP relay is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plaintext (a relay on the same host or a test server only).
+    None,
+    /// STARTTLS on the submission port (required: no fallback to plaintext).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+}
+
+fn default_notice_delay() -> u64 {
+    300
+}
+
+fn default_digest_period() -> u64 {
+    60
 }
 
 /// This hub's federation identity and its peers (see `docs/federation.md`). The hub's name in
