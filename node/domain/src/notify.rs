@@ -294,8 +294,11 @@ pub fn plan(view: &impl HubView, now_ms: u64, timing: Timing, room_url: &dyn Fn(
     Ok(plan)
 }
 
+/// Whether the notice still has something to say: its account is active (a stopped account
+/// gets nothing), still a member and has not read the post that raised it.
 fn still_unread(view: &impl HubView, n: &Notice) -> ViewResult<bool> {
-    Ok(view.member(n.room, n.account)?.is_some_and(|m| m.is_active() && m.read_seq < n.seq))
+    let active = view.account(n.account)?.is_some_and(|a| a.is_active());
+    Ok(active && view.member(n.room, n.account)?.is_some_and(|m| m.is_active() && m.read_seq < n.seq))
 }
 
 /// The mail for `notices` (one account's): which rooms have news and their links, never a
@@ -312,7 +315,8 @@ pub fn compose(
     }
     body.push_str("内容はKizunaでご確認ください。このメールには投稿の内容は含まれません。\n");
     let subject = match notices {
-        [one] => format!("[Kizuna] {}", headline(view, one.room)?),
+        // A group's name may hold a line break: never in a header.
+        [one] => format!("[Kizuna] {}", headline(view, one.room)?.replace(['\r', '\n'], " ")),
         _ => format!("[Kizuna] {}件の部屋に新しい投稿があります", notices.len()),
     };
     let first = notices.first().map(Notice::reference);

@@ -172,3 +172,28 @@ fn a_member_who_left_or_turned_email_off_is_dropped_not_mailed() {
     assert!(plan.mails.is_empty());
     assert_eq!(plan.drop, vec![n.reference()]);
 }
+
+#[test]
+fn a_stopped_account_gets_no_mail() {
+    let (mut hub, doctor, nurse, room) = team();
+    post(&mut hub, doctor, room, SECRET);
+    let n = hub.state.notices().unwrap()[0];
+    hub.ok(doctor, Command::StopAccount { account: nurse });
+    let plan = plan_at(&hub, n.since_ms + TIMING.delay_ms);
+    assert!(plan.mails.is_empty());
+    assert_eq!(plan.drop, vec![n.reference()]);
+}
+
+#[test]
+fn a_group_name_never_breaks_the_subject_line() {
+    let (mut hub, doctor, nurse, _) = team();
+    let group = match hub.ok(doctor, Command::CreateGroup { name: "連絡\n会".into() }) {
+        Outcome::Room(r) => r,
+        o => panic!("{o:?}"),
+    };
+    hub.ok(doctor, Command::Invite { room: group, invitee: nurse, role: Role::Member });
+    post(&mut hub, doctor, group, SECRET);
+    let n = hub.state.notices().unwrap()[0];
+    let mail = &plan_at(&hub, n.since_ms + TIMING.delay_ms).mails[0];
+    assert!(!mail.subject.contains('\n') && mail.subject.contains("連絡 会"), "{}", mail.subject);
+}
