@@ -28,14 +28,20 @@ use tonic::transport::Channel;
 const POST_TEXT: &str = "血圧 182/104、夜間に胸痛あり。明朝往診お願いします";
 
 /// Writes each message it accepts to `<dir>/<n>.json` (recipients, decoded subject and body,
-/// Message-ID), renaming it into place only when complete. Prints its port first.
+/// Message-ID), renaming it into place only when complete. Refuses the first `argv[2]` messages
+/// with a temporary error (451), leaving `<dir>/refused-<n>` for each. Prints its port first.
 const SMTP_SERVER: &str = r#"
 import asyncio, email, email.policy, json, os, sys
 from aiosmtpd.smtp import SMTP
 
 class Handler:
     count = 0
+    refused = 0
     async def handle_DATA(self, server, session, envelope):
+        if Handler.refused < int(sys.argv[2]):
+            Handler.refused += 1
+            open(os.path.join(sys.argv[1], "refused-%d" % Handler.refused), "w").close()
+            return "451 4.3.0 Try again later"
         Handler.count += 1
         msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         out = {"to": envelope.rcpt_tos, "subject": str(msg["subject"]), "message_id": str(msg["message-id"]),
@@ -62,7 +68,8 @@ struct SmtpServer {
 }
 
 impl SmtpServer {
-    fn start(dir: &Path) -> Self {
+    /// A server that refuses the first `refuse_first` messages (temporarily).
+    fn start(dir: &Path, refuse_first: usize) -> Self {
         let venv = std::env::var_os("KIZUNA_AIOSMTPD_VENV").map(PathBuf::from).unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/kizuna/aiosmtpd")
         });
@@ -77,13 +84,23 @@ impl SmtpServer {
         std::fs::create_dir_all(&inbox).expect("inbox dir");
         let script = dir.join("smtp_server.py");
         std::fs::write(&script, SMTP_SERVER).expect("server script");
-        let mut child =
-            Command::new(&python).arg(&script).arg(&inbox).stdout(Stdio::piped()).spawn().expect("starting aiosmtpd");
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .arg(&inbox)
+            .arg(refuse_first.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting aiosmtpd");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout");
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("the server's port");
         let port = line.trim().parse().unwrap_or_else(|_| panic!("aiosmtpd did not print its port: {line:?}"));
         Self { child, port, inbox }
+    }
+
+    fn refused(&self) -> usize {
+        let entries = std::fs::read_dir(&self.inbox).expect("inbox");
+        entries.filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().starts_with("refused-"))).count()
     }
 
     fn mails(&self) -> Vec<serde_json::Value> {
@@ -130,6 +147,7 @@ async fn start_hub(smtp: &SmtpServer, delay_seconds: u64) -> TestHub {
             password_file: None,
             delay_seconds,
             digest_minutes: 60,
+            retry_seconds: 1,
         });
     })
     .await
@@ -168,6 +186,32 @@ async fn patient_room(api: Channel, doctor: &str, members: &[(&str, &str)]) -> u
         assert_eq!(got.expect("GetNotificationSettings").into_inner().settings, Some(settings));
     }
     room_id
+}
+
+/// Defaults before anything is set; a bad address or hour is INVALID_ARGUMENT; no session, no
+/// settings.
+async fn settings_are_checked(api: Channel, token: &str) {
+    let mut accounts = AccountServiceClient::new(api);
+    let got = accounts.get_notification_settings(authed(GetNotificationSettingsRequest {}, token)).await;
+    let defaults = got.expect("GetNotificationSettings").into_inner().settings.expect("settings");
+    assert_eq!((defaults.email.as_str(), defaults.email_enabled, defaults.digest), ("", false, false));
+    let bad = [
+        NotificationSettings { email: "not an address".into(), email_enabled: true, ..Default::default() },
+        NotificationSettings { email: format!("{}@example.jp", "a".repeat(250)), ..Default::default() },
+        NotificationSettings { email_enabled: true, ..Default::default() },
+        NotificationSettings {
+            email: "dr@example.jp".into(),
+            quiet_hours: Some(QuietHours { start_hour: 22, end_hour: 24 }),
+            ..Default::default()
+        },
+    ];
+    for (i, settings) in bad.into_iter().enumerate() {
+        let set = SetNotificationSettingsRequest { idempotency_key: format!("bad-{i}"), settings: Some(settings) };
+        let refused = accounts.set_notification_settings(authed(set, token)).await.expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    }
+    let anonymous = accounts.get_notification_settings(GetNotificationSettingsRequest {}).await;
+    assert_eq!(anonymous.expect_err("no session").code(), tonic::Code::Unauthenticated);
 }
 
 async fn post(api: Channel, doctor: &str, room_id: u64) -> u64 {
@@ -217,11 +261,12 @@ fn check_mail(mail: &serde_json::Value, to: &str, room_id: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_member_who_has_not_read_gets_one_mail_without_the_content_a_reader_none() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let smtp = SmtpServer::start(dir.path());
+    let smtp = SmtpServer::start(dir.path(), 0);
     let hub = start_hub(&smtp, 1).await;
     let (doctor, nurse, reader) =
         (hub.member("dr.mori").await, hub.member("vn.sato").await, hub.member("cm.ueda").await);
     let api = channel(&hub.api(hub.leader().await)).await;
+    settings_are_checked(api.clone(), &doctor).await;
     let room_id = patient_room(api.clone(), &doctor, &[("vn.sato", &nurse), ("cm.ueda", &reader)]).await;
 
     let seq = post(api.clone(), &doctor, room_id).await;
@@ -238,7 +283,7 @@ async fn the_member_who_has_not_read_gets_one_mail_without_the_content_a_reader_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_stopped_after_the_post_leaves_the_notice_to_the_next_which_sends_it_once() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let smtp = SmtpServer::start(dir.path());
+    let smtp = SmtpServer::start(dir.path(), 0);
     // Long enough that the stopped leader cannot have sent it: its notifier stops first.
     let mut hub = start_hub(&smtp, 3).await;
     let (doctor, nurse) = (hub.member("dr.mori").await, hub.member("vn.sato").await);
@@ -259,5 +304,23 @@ async fn a_leader_stopped_after_the_post_leaves_the_notice_to_the_next_which_sen
     assert!(!body.contains(&old_url), "{body}");
     until_queue_empty(&hub).await;
     assert_eq!(smtp.mails().len(), 1, "exactly once: {:?}", smtp.mails());
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_the_relay_refuses_is_retried_and_then_delivered_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let smtp = SmtpServer::start(dir.path(), 1);
+    let hub = start_hub(&smtp, 1).await;
+    let (doctor, nurse) = (hub.member("dr.mori").await, hub.member("vn.sato").await);
+    let api = channel(&hub.api(hub.leader().await)).await;
+    let room_id = patient_room(api.clone(), &doctor, &[("vn.sato", &nurse)]).await;
+    post(api, &doctor, room_id).await;
+
+    let mails = until_mails(&smtp, 1).await;
+    assert_eq!(smtp.refused(), 1, "the first try was refused");
+    check_mail(&mails[0], "vn.sato@example.jp", room_id);
+    until_queue_empty(&hub).await;
+    assert_eq!(smtp.mails().len(), 1, "delivered once: {:?}", smtp.mails());
     hub.shutdown().await;
 }

@@ -24,7 +24,8 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 const JST_OFFSET_MS: u64 = 9 * HOUR_MS;
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
-/// Retries of a failed send wait this long, doubling per attempt up to [`RETRY_MAX_MS`].
+/// Retries of a failed send wait this long by default, doubling per attempt up to
+/// [`RETRY_MAX_MS`].
 pub const RETRY_FIRST_MS: u64 = 30_000;
 pub const RETRY_MAX_MS: u64 = 3_600_000;
 
@@ -198,9 +199,9 @@ pub fn record(view: &impl HubView, notices: &[NoticeRef], delivery: Delivery) ->
     Ok(changes)
 }
 
-/// The wait before retry number `attempts + 1` of a failed send.
-pub fn retry_delay_ms(attempts: u32) -> u64 {
-    RETRY_FIRST_MS.saturating_mul(1u64 << attempts.min(20)).min(RETRY_MAX_MS)
+/// The wait before retry number `attempts + 1` of a failed send: `first_ms`, doubling.
+pub fn retry_delay_ms(first_ms: u64, attempts: u32) -> u64 {
+    first_ms.saturating_mul(1u64 << attempts.min(20)).min(RETRY_MAX_MS)
 }
 
 /// The hour of the day in Japan at `at_ms`.
@@ -233,6 +234,8 @@ impl QuietHours {
 pub struct Timing {
     pub delay_ms: u64,
     pub digest_ms: u64,
+    /// The first retry's wait after a failed send ([`retry_delay_ms`]).
+    pub retry_first_ms: u64,
 }
 
 /// When a notice may be sent under `prefs`: after the delay (the digest period for digest

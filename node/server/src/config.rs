@@ -67,6 +67,9 @@ pub struct NotificationsSection {
     /// The period of a digest (members who chose one mail for all their rooms).
     #[serde(default = "default_digest_period")]
     pub digest_minutes: u64,
+    /// The first retry's wait after a failed send (doubling per failure, up to an hour).
+    #[serde(default = "default_retry")]
+    pub retry_seconds: u64,
 }
 
 /// How the connection to the SMTP relay is protected.
@@ -88,6 +91,10 @@ fn default_notice_delay() -> u64 {
 
 fn default_digest_period() -> u64 {
     60
+}
+
+fn default_retry() -> u64 {
+    kizuna_domain::notify::RETRY_FIRST_MS / 1000
 }
 
 /// This hub's federation identity and its peers (see `docs/federation.md`). The hub's name in

@@ -14,7 +14,8 @@
 //! of the post that raised it), not random: the resent mail is the same message, which mail
 //! stores and clients that deduplicate by `Message-ID` show once.
 //!
-//! A failed send is recorded as `Failed` with the next try's time (30 s doubling to 1 h); after
+//! A failed send is recorded as `Failed` with the next try's time (`retry_seconds`, default 30 s,
+//! doubling to 1 h); after
 //! [`MAX_ATTEMPTS`] the notice is dropped (logged). The address is personal data: logs name the
 //! account id, never the address, and never the SMTP server's reply text (it may quote it).
 
@@ -131,6 +132,7 @@ impl Notifier {
         let timing = Timing {
             delay_ms: cfg.delay_seconds.saturating_mul(1000),
             digest_ms: cfg.digest_minutes.saturating_mul(60_000),
+            retry_first_ms: cfg.retry_seconds.saturating_mul(1000),
         };
         Ok(Some(Self { mailer: Mailer::new(cfg)?, timing, base_url }))
     }
@@ -189,7 +191,8 @@ async fn round(node: &Node, notifier: &Notifier) -> Result<(), NotifierError> {
             }
             Err(e) => {
                 warn!(account, attempt = mail.attempts + 1, "e-mail notice failed, will retry: {e}");
-                let retry_at_ms = now_ms().saturating_add(notify::retry_delay_ms(mail.attempts));
+                let retry_at_ms =
+                    now_ms().saturating_add(notify::retry_delay_ms(notifier.timing.retry_first_ms, mail.attempts));
                 (Delivery::Failed { retry_at_ms }, format!("failed-{}", mail.attempts))
             }
         };

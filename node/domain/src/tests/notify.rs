@@ -4,7 +4,7 @@
 use super::*;
 use crate::notify::{self, Delivery, Notice, NotificationPrefs, QuietHours, Timing};
 
-const TIMING: Timing = Timing { delay_ms: 5 * 60_000, digest_ms: 60 * 60_000 };
+const TIMING: Timing = Timing { delay_ms: 5 * 60_000, digest_ms: 60 * 60_000, retry_first_ms: notify::RETRY_FIRST_MS };
 const SECRET: &str = "血圧 180/110、至急往診を";
 
 fn url(room: RoomId) -> String {
@@ -71,14 +71,14 @@ fn a_failed_send_waits_for_its_retry() {
     let (mut hub, doctor, _, room) = team();
     post(&mut hub, doctor, room, SECRET);
     let n = hub.state.notices().unwrap()[0];
-    let retry_at = n.since_ms + TIMING.delay_ms + notify::retry_delay_ms(0);
+    let retry_at = n.since_ms + TIMING.delay_ms + notify::retry_delay_ms(TIMING.retry_first_ms, 0);
     let failed = notify::record(&hub.state, &[n.reference()], Delivery::Failed { retry_at_ms: retry_at }).unwrap();
     hub.state.apply(failed);
     assert_eq!(hub.state.notices().unwrap()[0].attempts, 1);
     assert!(plan_at(&hub, retry_at - 1).mails.is_empty());
     assert_eq!(plan_at(&hub, retry_at).mails.len(), 1);
-    assert!(notify::retry_delay_ms(1) > notify::retry_delay_ms(0));
-    assert_eq!(notify::retry_delay_ms(40), notify::RETRY_MAX_MS);
+    assert_eq!(notify::retry_delay_ms(30_000, 1), 60_000, "doubling");
+    assert_eq!(notify::retry_delay_ms(30_000, 40), notify::RETRY_MAX_MS);
 }
 
 #[test]
