@@ -1,8 +1,9 @@
 //! Persisting one decision, in the one order every command and every federated message
 //! follows: its changes; then what other hubs must hear of it — the fan-out of its rooms'
 //! changes first, then its own messages — into the replicated outbox, each at the next
-//! sequence of its destination's stream. The audit entries and the events' cursors are the
-//! caller's (they depend on the log entry, not on the decision).
+//! sequence of its destination's stream; then the e-mail notices its posts and reads raise or
+//! drop (`notify::enqueue`). The audit entries and the events' cursors are the caller's (they
+//! depend on the log entry, not on the decision).
 
 use super::audit::patient_of;
 use super::events::Raised;

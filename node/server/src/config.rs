@@ -550,6 +550,22 @@ mod tests {
     }
 
     #[test]
+    fn notifications_are_optional_with_defaults() {
+        assert!(HubConfig::parse(GOOD).unwrap().notifications.is_none());
+        let section = "\n[notifications]\nsmtp_host = \"mail.example.jp\"\nfrom = \"Kizuna <k@example.jp>\"\n";
+        let n = HubConfig::parse(&format!("{GOOD}{section}")).unwrap().notifications.expect("the section");
+        assert_eq!(
+            (n.tls, n.smtp_port, n.delay_seconds, n.digest_minutes, n.retry_seconds),
+            (SmtpTls::Starttls, None, 300, 60, 30)
+        );
+        let plain = HubConfig::parse(&format!("{GOOD}{section}tls = \"none\"\ndelay_seconds = 1\n")).unwrap();
+        let n = plain.notifications.expect("the section");
+        assert_eq!((n.tls, n.delay_seconds), (SmtpTls::None, 1));
+        assert!(HubConfig::parse(&format!("{GOOD}{section}tls = \"ssl\"\n")).is_err(), "an unknown mode");
+        assert!(HubConfig::parse(&format!("{GOOD}{section}smtp_password = \"x\"\n")).is_err(), "no password inline");
+    }
+
+    #[test]
     fn duplicate_id_names_the_field() {
         let e = err_of(&GOOD.replace("id = 2", "id = 1"));
         assert!(e.contains("node[2].id") && e.contains("duplicate id 1"), "{e}");

@@ -185,6 +185,11 @@ async fn round(node: &Node, notifier: &Notifier) -> Result<(), NotifierError> {
                 info!(account, rooms = mail.covers.len(), "e-mail notice sent");
                 (Delivery::Sent, "sent".to_owned())
             }
+            // A mail that cannot even be built will not be built on a retry either.
+            Err(e @ NotifierError::Build(_)) => {
+                warn!(account, "e-mail notice dropped: {e}");
+                (Delivery::Dropped, "dropped".to_owned())
+            }
             Err(e) if mail.attempts + 1 >= MAX_ATTEMPTS => {
                 warn!(account, "e-mail notice dropped after {MAX_ATTEMPTS} failures: {e}");
                 (Delivery::Dropped, "dropped".to_owned())
