@@ -262,7 +262,8 @@ fn check_mail(mail: &serde_json::Value, to: &str, room_id: u64) {
 async fn the_member_who_has_not_read_gets_one_mail_without_the_content_a_reader_none() {
     let dir = tempfile::tempdir().expect("temp dir");
     let smtp = SmtpServer::start(dir.path(), 0);
-    let hub = start_hub(&smtp, 1).await;
+    // Two seconds: ample for the reader's MarkRead right after the post, even on a busy machine.
+    let hub = start_hub(&smtp, 2).await;
     let (doctor, nurse, reader) =
         (hub.member("dr.mori").await, hub.member("vn.sato").await, hub.member("cm.ueda").await);
     let api = channel(&hub.api(hub.leader().await)).await;
@@ -284,8 +285,9 @@ async fn the_member_who_has_not_read_gets_one_mail_without_the_content_a_reader_
 async fn a_leader_stopped_after_the_post_leaves_the_notice_to_the_next_which_sends_it_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let smtp = SmtpServer::start(dir.path(), 0);
-    // Long enough that the stopped leader cannot have sent it: its notifier stops first.
-    let mut hub = start_hub(&smtp, 3).await;
+    // Long enough that the leader is stopped before the notice is due, even on a busy machine
+    // (its notifier stops first thing in a shutdown).
+    let mut hub = start_hub(&smtp, 5).await;
     let (doctor, nurse) = (hub.member("dr.mori").await, hub.member("vn.sato").await);
     let old = hub.leader().await;
     let api = channel(&hub.api(old)).await;

@@ -12,7 +12,9 @@
 //! it cannot be closed without the relay taking part in our commit. To make a repeat
 //! recognisable, each mail's `Message-ID` is derived from the notice (account, room, the time
 //! of the post that raised it), not random: the resent mail is the same message, which mail
-//! stores and clients that deduplicate by `Message-ID` show once.
+//! stores and clients that deduplicate by `Message-ID` show once. A leader deposed without
+//! knowing it yet cannot start a round (its barrier needs a quorum), but one deposed during a
+//! send may overlap with its successor's first round: the same window, the same remedy.
 //!
 //! A failed send is recorded as `Failed` with the next try's time (`retry_seconds`, default 30 s,
 //! doubling to 1 h); after
