@@ -16,6 +16,8 @@ use kizuna_node::config::{NotificationsSection, SmtpTls};
 use kizuna_node::domain::HubView;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::accounts::*;
+use kizuna_proto::audit::ListAuditEntriesRequest;
+use kizuna_proto::audit::audit_service_client::AuditServiceClient;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest};
 use kizuna_proto::rooms::invite_member_request::Invitee;
@@ -278,6 +280,14 @@ async fn the_member_who_has_not_read_gets_one_mail_without_the_content_a_reader_
     check_mail(&mails[0], "vn.sato@example.jp", room_id);
     until_queue_empty(&hub).await;
     assert_eq!(smtp.mails().len(), 1, "exactly one mail, none for the member who read: {:?}", smtp.mails());
+
+    // The mail named the patient outside the hub: the audit chain says so, once.
+    let op = hub.operator().await;
+    let mut audit = AuditServiceClient::new(channel(&hub.api(hub.leader().await)).await);
+    let q = ListAuditEntriesRequest { page_size: 1000, ..Default::default() };
+    let entries = audit.list_audit_entries(authed(q, &op)).await.expect("audit").into_inner().entries;
+    let sent = entries.iter().filter(|e| e.what.starts_with("e-mail notice sent") && e.room_id == Some(room_id));
+    assert_eq!(sent.count(), 1, "{entries:#?}");
     hub.shutdown().await;
 }
 

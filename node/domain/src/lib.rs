@@ -106,6 +106,8 @@ pub enum LogCommand {
     NoticeDelivery {
         notices: Vec<notify::NoticeRef>,
         delivery: notify::Delivery,
+        /// The node whose notifier sent them (for the audit trail).
+        origin_node: u64,
     },
 }
 

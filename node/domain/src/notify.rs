@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::{AuditRecord, patient_of};
 use super::error::{DomainResult, invalid};
 use super::events::{EventKind, Raised};
 use super::kernel::{Effects, Outcome};
@@ -197,6 +198,27 @@ pub fn record(view: &impl HubView, notices: &[NoticeRef], delivery: Delivery) ->
         });
     }
     Ok(changes)
+}
+
+/// The audit entries of a `Sent` report: a notice about a patient's room names the patient to
+/// an address outside the hub, so each one is recorded (by the hub, through `node`) with its
+/// patient, room and recipient account. Only notices still pending as reported count.
+pub fn sent_audit(view: &impl HubView, at_ms: u64, node: u64, notices: &[NoticeRef]) -> ViewResult<Vec<AuditRecord>> {
+    let mut records = Vec::new();
+    for r in notices {
+        if view.notice(r.account, r.room)?.is_none_or(|n| n.since_ms != r.since_ms) {
+            continue;
+        }
+        if let Some(patient) = patient_of(view, r.room)? {
+            let what = format!("e-mail notice sent to account {} (the room's name and link, no content)", r.account.0);
+            records.push(AuditRecord {
+                patient: Some(patient),
+                room: Some(r.room),
+                ..AuditRecord::by_hub(at_ms, node, what)
+            });
+        }
+    }
+    Ok(records)
 }
 
 /// The wait before retry number `attempts + 1` of a failed send: `first_ms`, doubling.

@@ -221,7 +221,7 @@ async fn record(node: &Node, notices: &[NoticeRef], delivery: Delivery, tag: &st
             notices.len()
         ),
         proposed_at_ms: 0,
-        command: LogCommand::NoticeDelivery { notices: notices.to_vec(), delivery },
+        command: LogCommand::NoticeDelivery { notices: notices.to_vec(), delivery, origin_node: node.id },
     };
     let applied = node.write(envelope).await.map_err(|e| NotifierError::Record(e.to_string()))?;
     match applied.result {

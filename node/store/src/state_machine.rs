@@ -248,10 +248,8 @@ impl ApplyBatch<'_> {
                 self.federated(log_index, batch)?
             }
             LogCommand::FederationAck { peer, highest_applied } => self.acknowledged(&peer, highest_applied)?,
-            LogCommand::NoticeDelivery { notices, delivery } => {
-                let changes = notify::record(&self.hub, &notices, delivery).map_err(std::io::Error::other)?;
-                self.hub.apply(changes);
-                CommandResult::Done(Outcome::Done)
+            LogCommand::NoticeDelivery { notices, delivery, origin_node } => {
+                self.notice_delivery(&notices, delivery, origin_node)?
             }
         };
         let applied = Applied { result, log_index, duplicate: false };
@@ -301,6 +299,25 @@ impl ApplyBatch<'_> {
             }
             Err(e) => DomainError::FailedPrecondition(format!("acknowledgement from {peer}: {e}")).into(),
         })
+    }
+
+    /// The notifier's report on `notices`: sent ones leave the queue and, in patient rooms, the
+    /// audit chain; failed ones wait for their retry.
+    fn notice_delivery(
+        &mut self,
+        notices: &[notify::NoticeRef],
+        delivery: notify::Delivery,
+        origin_node: u64,
+    ) -> std::io::Result<CommandResult> {
+        if delivery == notify::Delivery::Sent {
+            let audit = notify::sent_audit(&self.hub, self.clock_ms, origin_node, notices);
+            for record in audit.map_err(std::io::Error::other)? {
+                self.hub.append_audit(record);
+            }
+        }
+        let changes = notify::record(&self.hub, notices, delivery).map_err(std::io::Error::other)?;
+        self.hub.apply(changes);
+        Ok(CommandResult::Done(Outcome::Done))
     }
 
     /// Stores the events one log entry raised and queues them for live subscribers.

@@ -197,3 +197,17 @@ fn a_group_name_never_breaks_the_subject_line() {
     let mail = &plan_at(&hub, n.since_ms + TIMING.delay_ms).mails[0];
     assert!(!mail.subject.contains('\n') && mail.subject.contains("連絡 会"), "{}", mail.subject);
 }
+
+#[test]
+fn a_sent_notice_about_a_patient_is_audited_once() {
+    let (mut hub, doctor, nurse, room) = team();
+    post(&mut hub, doctor, room, SECRET);
+    let n = hub.state.notices().unwrap()[0];
+    let records = notify::sent_audit(&hub.state, 5, 2, &[n.reference()]).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!((records[0].room, records[0].node), (Some(room), 2));
+    assert!(records[0].patient.is_some() && records[0].what.contains(&nurse.0.to_string()));
+    let sent = notify::record(&hub.state, &[n.reference()], Delivery::Sent).unwrap();
+    hub.state.apply(sent);
+    assert!(notify::sent_audit(&hub.state, 6, 2, &[n.reference()]).unwrap().is_empty(), "a repeated report");
+}
