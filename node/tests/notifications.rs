@@ -183,7 +183,13 @@ async fn patient_room(api: Channel, doctor: &str, members: &[(&str, &str)]) -> u
             digest: false,
         };
         let set = SetNotificationSettingsRequest { idempotency_key: "notify".into(), settings: Some(settings.clone()) };
-        accounts.set_notification_settings(authed(set, token)).await.expect("settings");
+        let answered = accounts.set_notification_settings(authed(set.clone(), token)).await.expect("settings");
+        assert_eq!(answered.into_inner().settings.as_ref(), Some(&settings));
+        // The same key again with other settings: the first write's result, and what it stored.
+        let other = NotificationSettings { email_enabled: false, ..settings.clone() };
+        let retry = SetNotificationSettingsRequest { settings: Some(other), ..set };
+        let answered = accounts.set_notification_settings(authed(retry, token)).await.expect("a retry");
+        assert_eq!(answered.into_inner().settings.as_ref(), Some(&settings));
         let got = accounts.get_notification_settings(authed(GetNotificationSettingsRequest {}, token)).await;
         assert_eq!(got.expect("GetNotificationSettings").into_inner().settings, Some(settings));
     }

@@ -434,9 +434,12 @@ impl pb::account_service_server::AccountService for Api {
     ) -> Result<Response<pb::SetNotificationSettingsResponse>, Status> {
         let r = req.get_ref().clone();
         let settings = r.settings.ok_or_else(|| Status::invalid_argument("settings are required"))?;
-        let prefs = notification_prefs(settings.clone())?;
-        self.signed_write(&req, r.idempotency_key, Command::SetNotificationSettings { prefs }).await?;
-        Ok(Response::new(pb::SetNotificationSettingsResponse { settings: Some(settings) }))
+        let prefs = notification_prefs(settings)?;
+        let cmd = Command::SetNotificationSettings { prefs };
+        let (_, me, _) = self.signed_write_then_catch_up(&req, r.idempotency_key, cmd).await?;
+        // The settings as stored, not as asked: a key used before answers what it set then.
+        let stored = self.query(|hub| notify::settings_of(hub, me).map_err(view_status))?;
+        Ok(Response::new(pb::SetNotificationSettingsResponse { settings: Some(notification_view(stored)) }))
     }
 }
 
