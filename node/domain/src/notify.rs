@@ -147,19 +147,32 @@ pub fn settings_of(view: &impl HubView, account: AccountId) -> ViewResult<Notifi
 
 /// The notices the events of one decision raise or drop: a new post gives each other active
 /// member who wants e-mail a notice (if she has none pending there); a read up to a notice's
-/// post drops it. Called by `settle`, after the decision's own changes are applied.
+/// post drops it, or, when others posted after what she read, starts it again from the newest
+/// post (she was just there: the delay counts anew). Called by `settle`, after the decision's
+/// own changes are applied.
 pub fn enqueue(view: &impl HubView, now_ms: u64, events: &[Raised]) -> ViewResult<Vec<Change>> {
     let mut changes = Vec::new();
     for e in events {
         match e.kind {
             EventKind::Posted { seq } => changes.extend(raise(view, now_ms, e.room, seq)?),
             EventKind::Read { account, seq } if view.notice(account, e.room)?.is_some_and(|n| seq >= n.seq) => {
-                changes.push(Change::NoticeGone { account, room: e.room });
+                changes.push(after_read(view, now_ms, account, e.room, seq)?);
             }
             _ => {}
         }
     }
     Ok(changes)
+}
+
+/// What becomes of `account`'s notice for `room` once she read up to `seq`.
+fn after_read(view: &impl HubView, now_ms: u64, account: AccountId, room: RoomId, seq: u64) -> ViewResult<Change> {
+    let newest = view.room(room)?.map_or(0, |r| r.last_seq);
+    let by_other = newest > seq && view.post(room, newest)?.is_some_and(|p| p.author != account);
+    Ok(if by_other {
+        Change::Notice(Notice { account, room, seq: newest, since_ms: now_ms, attempts: 0, retry_at_ms: 0 })
+    } else {
+        Change::NoticeGone { account, room }
+    })
 }
 
 fn raise(view: &impl HubView, now_ms: u64, room: RoomId, seq: u64) -> ViewResult<Vec<Change>> {

@@ -211,3 +211,16 @@ fn a_sent_notice_about_a_patient_is_audited_once() {
     hub.state.apply(sent);
     assert!(notify::sent_audit(&hub.state, 6, 2, &[n.reference()]).unwrap().is_empty(), "a repeated report");
 }
+
+#[test]
+fn reading_only_part_of_the_news_keeps_a_notice_for_the_rest() {
+    let (mut hub, doctor, nurse, room) = team();
+    let first = post(&mut hub, doctor, room, SECRET);
+    let second = post(&mut hub, doctor, room, "追記");
+    hub.ok(nurse, Command::MarkRead { room, up_to_seq: first });
+    let n = hub.state.notices().unwrap();
+    assert_eq!(n.len(), 1, "post 2 is still unread");
+    assert_eq!((n[0].seq, n[0].since_ms), (second, hub.now), "from the newest post, the delay counting anew");
+    hub.ok(nurse, Command::MarkRead { room, up_to_seq: second });
+    assert!(hub.state.notices().unwrap().is_empty());
+}
