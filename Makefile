@@ -5,7 +5,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kizuna/target
 CARGO ?= cargo
 
-.PHONY: demo demo-federation test chaos chaos-federated setup setup-browser screenshots build web lint lint-proto fmt clean-demo
+.PHONY: demo demo-federation test chaos chaos-federated setup setup-browser setup-smtp screenshots build web lint lint-proto fmt clean-demo
 
 # buf (the protobuf linter) from the npm registry, installed once per machine next to the build.
 BUF_VERSION ?= 1.75.0
@@ -19,6 +19,10 @@ setup:
 # and node/web's npm packages (playwright-core). `make demo` does not need them.
 setup-browser:
 	@bash ops/scripts/setup-browser.sh
+
+## aiosmtpd (PyPI) in a venv, for the notification test's real SMTP server.
+setup-smtp:
+	@bash ops/scripts/setup-smtp.sh
 
 build: setup web
 	$(CARGO) build --workspace --all-targets
@@ -56,7 +60,7 @@ demo-federation: setup web
 
 ## Run every test: the proto linter, unit, storage suite, in-process hub integration tests, and
 ## the browser client in a real browser (node/tests/browser.rs).
-test: setup setup-browser web lint-proto
+test: setup setup-browser setup-smtp web lint-proto
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 

@@ -215,6 +215,11 @@ pub enum Command {
         password_hash: String,
         token_hash: String,
     },
+    /// Sets the caller's own notification settings (e-mail address, on/off, quiet hours,
+    /// digest).
+    SetNotificationSettings {
+        prefs: super::notify::NotificationPrefs,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -302,6 +307,7 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
         C::ChangePassword { password_hash, token_hash } => {
             accounts::change_password(view, signed_in()?, password_hash, &token_hash)
         }
+        C::SetNotificationSettings { prefs } => super::notify::set(view, signed_in()?, prefs),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod events;
 pub mod federation;
 pub mod kernel;
 pub mod model;
+pub mod notify;
 pub mod posts;
 pub mod queries;
 pub mod records;
@@ -100,6 +101,14 @@ pub enum LogCommand {
         peer: federation::HubName,
         highest_applied: u64,
     },
+    /// The leader's notifier sent (or failed to send, or dropped) the e-mail notices
+    /// `notices` ([`notify::record`]).
+    NoticeDelivery {
+        notices: Vec<notify::NoticeRef>,
+        delivery: notify::Delivery,
+        /// The node whose notifier sent them (for the audit trail).
+        origin_node: u64,
+    },
 }
 
 impl std::fmt::Display for Envelope {
@@ -111,6 +120,7 @@ impl std::fmt::Display for Envelope {
             LogCommand::AuditReads { .. } => "audit-reads",
             LogCommand::FederatedBatch { .. } => "federated-batch",
             LogCommand::FederationAck { .. } => "federation-ack",
+            LogCommand::NoticeDelivery { .. } => "notice-delivery",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -187,6 +197,10 @@ impl Envelope {
             // blocks, a batch.
             return Ok(format!("federation\u{1f}{}", self.idempotency_key));
         }
+        if let LogCommand::NoticeDelivery { .. } = &self.command {
+            // The notifier's own scope, for the same reason.
+            return Ok(format!("notify\u{1f}{}", self.idempotency_key));
+        }
         Ok(match account {
             Some(a) => signed_scope(a, &self.idempotency_key),
             None => self.idempotency_key.clone(),
@@ -203,7 +217,10 @@ impl Envelope {
                 federation::SeqRange::of_batch(*first_seq, messages.len() as u64)
                     .map_err(|e| ValidationError::Batch(e.to_string()))?;
             }
-            LogCommand::Signed { .. } | LogCommand::AuditReads { .. } | LogCommand::FederationAck { .. } => {}
+            LogCommand::Signed { .. }
+            | LogCommand::AuditReads { .. }
+            | LogCommand::FederationAck { .. }
+            | LogCommand::NoticeDelivery { .. } => {}
         }
         Ok(())
     }

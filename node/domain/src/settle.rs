@@ -1,14 +1,16 @@
 //! Persisting one decision, in the one order every command and every federated message
 //! follows: its changes; then what other hubs must hear of it — the fan-out of its rooms'
 //! changes first, then its own messages — into the replicated outbox, each at the next
-//! sequence of its destination's stream. The audit entries and the events' cursors are the
-//! caller's (they depend on the log entry, not on the decision).
+//! sequence of its destination's stream; then the e-mail notices its posts and reads raise or
+//! drop (`notify::enqueue`). The audit entries and the events' cursors are the caller's (they
+//! depend on the log entry, not on the decision).
 
 use super::audit::patient_of;
 use super::events::Raised;
 use super::federation::{HubName, Message, home, outbox};
 use super::kernel::{Effects, Outcome, Outgoing};
 use super::model::{PatientId, RoomId};
+use super::notify;
 use super::view::{HubState, HubView, ViewResult};
 
 /// What settling a decision gave: its outcome, the events it raised (in order) and the patient
@@ -38,6 +40,9 @@ pub fn settle(state: &mut impl HubState, now_ms: u64, effects: Effects) -> ViewR
     let transfers = transfers(state, &outbound)?;
     let queued = outbox::enqueue(state, now_ms, outbound)?;
     state.apply(queued);
+    // E-mail notices of the posts and reads it raised, in the same apply (see `notify`).
+    let notices = notify::enqueue(state, now_ms, &effects.events)?;
+    state.apply(notices);
     Ok(Settled { outcome: effects.outcome, events: effects.events, transfers })
 }
 

@@ -178,6 +178,15 @@ mod tests {
         fn request_link(&self, _: RequestId) -> ViewResult<Option<RequestLink>> {
             broken()
         }
+        fn notification_settings(&self, _: AccountId) -> ViewResult<Option<crate::notify::NotificationSettings>> {
+            broken()
+        }
+        fn notice(&self, _: AccountId, _: RoomId) -> ViewResult<Option<crate::notify::Notice>> {
+            broken()
+        }
+        fn notices(&self) -> ViewResult<Vec<crate::notify::Notice>> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
 use super::model::*;
+use super::notify::{Notice, NotificationSettings};
 
 /// A read of the hub's state that failed: the state could not be read, so nothing is decided.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -74,6 +75,12 @@ pub trait HubView {
     fn remote_facilities(&self) -> ViewResult<Vec<RemoteFacility>>;
     /// Which request of which hub the local request `id` is, if another hub sent it.
     fn request_link(&self, id: RequestId) -> ViewResult<Option<RequestLink>>;
+    /// An account's notification settings (None: never set).
+    fn notification_settings(&self, account: AccountId) -> ViewResult<Option<NotificationSettings>>;
+    /// The pending notice of `account` for `room`, if any.
+    fn notice(&self, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>>;
+    /// Every pending notice (the notifier's queue), by account then room.
+    fn notices(&self) -> ViewResult<Vec<Notice>>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -156,6 +163,15 @@ pub enum Change {
     RemoteFacility(RemoteFacility),
     /// A request received from another hub, and which of its requests it is.
     RequestLink(RequestLink),
+    /// An account's notification settings, as they are now.
+    NotificationSettings(NotificationSettings),
+    /// A pending notice, new or as it is now (after a failed send).
+    Notice(Notice),
+    /// The notice of `account` for `room` is done (sent, read, or no longer wanted).
+    NoticeGone {
+        account: AccountId,
+        room: RoomId,
+    },
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -183,6 +199,8 @@ pub struct MemHub {
     pub directory_shares: std::collections::BTreeSet<HubName>,
     pub remote_facilities: BTreeMap<FacilityId, RemoteFacility>,
     pub request_links: BTreeMap<RequestId, RequestLink>,
+    pub notification_settings: BTreeMap<AccountId, NotificationSettings>,
+    pub notices: BTreeMap<(AccountId, RoomId), Notice>,
 }
 
 impl MemHub {
@@ -262,6 +280,15 @@ impl MemHub {
                 }
                 Change::RequestLink(l) => {
                     self.request_links.insert(l.local, l);
+                }
+                Change::NotificationSettings(s) => {
+                    self.notification_settings.insert(s.account, s);
+                }
+                Change::Notice(n) => {
+                    self.notices.insert((n.account, n.room), n);
+                }
+                Change::NoticeGone { account, room } => {
+                    self.notices.remove(&(account, room));
                 }
             }
         }
@@ -372,5 +399,14 @@ impl HubView for MemHub {
     }
     fn request_link(&self, id: RequestId) -> ViewResult<Option<RequestLink>> {
         Ok(self.request_links.get(&id).cloned())
+    }
+    fn notification_settings(&self, account: AccountId) -> ViewResult<Option<NotificationSettings>> {
+        Ok(self.notification_settings.get(&account).cloned())
+    }
+    fn notice(&self, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>> {
+        Ok(self.notices.get(&(account, room)).copied())
+    }
+    fn notices(&self) -> ViewResult<Vec<Notice>> {
+        Ok(self.notices.values().copied().collect())
     }
 }

@@ -42,6 +42,59 @@ pub struct HubConfig {
     pub tls: Option<TlsSection>,
     /// Hub↔hub federation; without it the hub federates with nobody.
     pub federation: Option<FederationSection>,
+    /// E-mail notices of unread news; without it the hub sends none.
+    #[serde(default)]
+    pub notifications: Option<NotificationsSection>,
+}
+
+/// How a hub sends e-mail notices (see `notifier.rs`): its SMTP relay and the delays.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsSection {
+    pub smtp_host: String,
+    /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    pub smtp_port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// The sender, e.g. `Kizuna <kizuna@example.jp>`.
+    pub from: String,
+    pub username: Option<String>,
+    /// A file holding the SMTP password (its first line), so it is not in the hub file.
+    pub password_file: Option<PathBuf>,
+    /// How long news may stay unread before its notice is sent.
+    #[serde(default = "default_notice_delay")]
+    pub delay_seconds: u64,
+    /// The period of a digest (members who chose one mail for all their rooms).
+    #[serde(default = "default_digest_period")]
+    pub digest_minutes: u64,
+    /// The first retry's wait after a failed send (doubling per failure, up to an hour).
+    #[serde(default = "default_retry")]
+    pub retry_seconds: u64,
+}
+
+/// How the connection to the SMTP relay is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plaintext (a relay on the same host or a test server only).
+    None,
+    /// STARTTLS on the submission port (required: no fallback to plaintext).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+}
+
+fn default_notice_delay() -> u64 {
+    300
+}
+
+fn default_digest_period() -> u64 {
+    60
+}
+
+fn default_retry() -> u64 {
+    kizuna_domain::notify::RETRY_FIRST_MS / 1000
 }
 
 /// This hub's federation identity and its peers (see `docs/federation.md`). The hub's name in
@@ -494,6 +547,22 @@ mod tests {
         assert_eq!(c.nodes.len(), 3);
         assert_eq!(c.node("b").unwrap().region(), "r2");
         assert_eq!(c.raft.heartbeat_interval_ms, 150);
+    }
+
+    #[test]
+    fn notifications_are_optional_with_defaults() {
+        assert!(HubConfig::parse(GOOD).unwrap().notifications.is_none());
+        let section = "\n[notifications]\nsmtp_host = \"mail.example.jp\"\nfrom = \"Kizuna <k@example.jp>\"\n";
+        let n = HubConfig::parse(&format!("{GOOD}{section}")).unwrap().notifications.expect("the section");
+        assert_eq!(
+            (n.tls, n.smtp_port, n.delay_seconds, n.digest_minutes, n.retry_seconds),
+            (SmtpTls::Starttls, None, 300, 60, 30)
+        );
+        let plain = HubConfig::parse(&format!("{GOOD}{section}tls = \"none\"\ndelay_seconds = 1\n")).unwrap();
+        let n = plain.notifications.expect("the section");
+        assert_eq!((n.tls, n.delay_seconds), (SmtpTls::None, 1));
+        assert!(HubConfig::parse(&format!("{GOOD}{section}tls = \"ssl\"\n")).is_err(), "an unknown mode");
+        assert!(HubConfig::parse(&format!("{GOOD}{section}smtp_password = \"x\"\n")).is_err(), "no password inline");
     }
 
     #[test]

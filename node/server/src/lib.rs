@@ -10,6 +10,7 @@
 //! - [`api`]: the public gRPC services — the only place that speaks proto and `tonic::Status`.
 //! - [`audit_shipper`]: the audit shipper, which moves the node's read journal into the
 //!   replicated audit chain (kept in the domain); the audit *service* is `api/audit.rs`.
+//! - [`notifier`]: the leader's e-mail notices of unread news (SMTP), from the replicated queue.
 //! - [`keeper`]: the leader's housekeeping (leadership back to the preferred regions).
 //! - [`config`]: the TOML topology of a hub; [`placement`]: the rule that voters survive a region's loss.
 //! - [`federation`]: hub↔hub federation — this hub's signing identity, its configured peers
@@ -28,6 +29,7 @@ pub mod federation;
 pub mod keeper;
 pub mod member;
 pub mod node;
+pub mod notifier;
 pub mod placement;
 pub mod raft;
 pub mod tls;

@@ -397,6 +397,8 @@ pub enum StartError {
     Raft(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("notifications: {0}")]
+    Notifications(String),
     #[error("public API: {0}")]
     Api(#[from] crate::api::RouterError),
 }
@@ -408,6 +410,7 @@ pub struct RunningNode {
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     keeper: JoinHandle<()>,
     audit_shipper: JoinHandle<()>,
+    notifier: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -416,6 +419,7 @@ impl RunningNode {
         let _ = self.stop.send(true);
         let _ = self.keeper.await;
         let _ = self.audit_shipper.await;
+        let _ = self.notifier.await;
         for server in self.servers {
             match server.await {
                 Ok(Ok(())) => {}
@@ -533,10 +537,13 @@ pub async fn start(
         let api_server = crate::api::router(node.clone(), hub, security.api_server.clone())?
             .serve_with_incoming_shutdown(without_nagle(listeners.api), wait_stop(stopped.clone()));
         let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped.clone()).in_current_span());
+        let notifier = crate::notifier::Notifier::of_hub(hub, me.id, security.api_server.is_some())
+            .map_err(|e| StartError::Notifications(e.to_string()))?;
+        let notifier = tokio::spawn(crate::notifier::run(node.clone(), notifier, stopped.clone()).in_current_span());
         let audit_shipper = tokio::spawn(crate::audit_shipper::ship(node.clone(), stopped).in_current_span());
         let servers = vec![tokio::spawn(raft_server.in_current_span()), tokio::spawn(api_server.in_current_span())];
         info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
-        Ok(RunningNode { node, stop, servers, keeper, audit_shipper })
+        Ok(RunningNode { node, stop, servers, keeper, audit_shipper, notifier })
     }
     .instrument(span)
     .await

@@ -130,6 +130,7 @@ async fn hub_of(name: &str, nodes: u64) -> Hub {
         nodes: configs.clone(),
         tls: None,
         federation: None,
+        notifications: None,
     };
     let mut running = Vec::new();
     for (me, l) in configs.iter().zip(listeners) {

@@ -14,14 +14,15 @@ use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
     self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, CONNECTIONS_OF, DIRECTORY_SHARES, EVENTS, FACILITIES,
-    FEDERATION_PAUSED, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS, OPERATOR, OUTBOUND,
-    PATIENTS, PENDING, POSTS, REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS,
-    SESSIONS_OF, SETTINGS, STAFF, Table,
+    FEDERATION_PAUSED, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS, NOTICES,
+    NOTIFICATION_SETTINGS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS, REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS,
+    REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS, STAFF, Table,
 };
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
 use kizuna_domain::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
 use kizuna_domain::model::*;
+use kizuna_domain::notify::{Notice, NotificationSettings};
 use kizuna_domain::requests::CareRequest;
 use kizuna_domain::search;
 use kizuna_domain::{Change, HubState, HubView, ViewError, ViewResult};
@@ -220,6 +221,11 @@ impl<'a> RocksHub<'a> {
                 }
                 Change::RemoteFacility(f) => self.put(keys::id(REMOTE_FACILITIES, f.facility.id.0), &f),
                 Change::RequestLink(l) => self.put(keys::id(REQUEST_LINKS, l.local.0), &l),
+                Change::NotificationSettings(s) => self.put(keys::id(NOTIFICATION_SETTINGS, s.account.0), &s),
+                Change::Notice(n) => self.put(keys::ids(NOTICES, n.account.0, n.room.0), &n),
+                Change::NoticeGone { account, room } => {
+                    self.overlay.insert(keys::ids(NOTICES, account.0, room.0), None);
+                }
             }
         }
     }
@@ -465,6 +471,15 @@ impl HubView for RocksHub<'_> {
     }
     fn request_link(&self, id: RequestId) -> ViewResult<Option<RequestLink>> {
         self.checked(self.get(&keys::id(REQUEST_LINKS, id.0)))
+    }
+    fn notification_settings(&self, account: AccountId) -> ViewResult<Option<NotificationSettings>> {
+        self.checked(self.get(&keys::id(NOTIFICATION_SETTINGS, account.0)))
+    }
+    fn notice(&self, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>> {
+        self.checked(self.get(&keys::ids(NOTICES, account.0, room.0)))
+    }
+    fn notices(&self) -> ViewResult<Vec<Notice>> {
+        self.checked(self.values(&keys::all(NOTICES)))
     }
 }
 

@@ -51,6 +51,8 @@
 //! | `d` | peer hub name | HubName (this hub shares its resource map with that peer) |
 //! | `o` | local facility id | RemoteFacility (a facility of another hub's shared map) |
 //! | `l` | local request id | RequestLink (a request received from another hub) |
+//! | `n` | account id | NotificationSettings |
+//! | `e` | account id, room id | Notice (a pending e-mail notice, one per account and room) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
@@ -104,12 +106,14 @@ pub(crate) const FEDERATION_PAUSED: Table = table(b'f', "paused federation peers
 pub(crate) const DIRECTORY_SHARES: Table = table(b'd', "peers the resource map is shared with");
 pub(crate) const REMOTE_FACILITIES: Table = table(b'o', "facilities of other hubs");
 pub(crate) const REQUEST_LINKS: Table = table(b'l', "requests received from other hubs");
+pub(crate) const NOTIFICATION_SETTINGS: Table = table(b'n', "notification settings");
+pub(crate) const NOTICES: Table = table(b'e', "pending e-mail notices");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 37] = [
+pub(crate) const TABLES: [Table; 39] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -147,6 +151,8 @@ pub(crate) const TABLES: [Table; 37] = [
     REMOTE_FACILITIES,
     REQUEST_LINKS,
     CONNECTIONS_OF,
+    NOTIFICATION_SETTINGS,
+    NOTICES,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -337,6 +343,8 @@ mod tests {
         assert_eq!(id(REMOTE_FACILITIES, 4), b"o\0\0\0\0\0\0\0\x04");
         assert_eq!(id(REQUEST_LINKS, 4), b"l\0\0\0\0\0\0\0\x04");
         assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
+        assert_eq!(id(NOTIFICATION_SETTINGS, 4), b"n\0\0\0\0\0\0\0\x04");
+        assert_eq!(ids(NOTICES, 1, 256), b"e\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0");
         assert_eq!(
             connection_of((1, 256)),
             [&b"c\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0"[..], &b"c\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\x01"[..]]
@@ -378,6 +386,10 @@ mod tests {
         assert!(!ids(MEMBERS, 1 << 56, 1).starts_with(&room_1));
         assert!(!ids(MEMBERSHIPS, 1, 1).starts_with(&room_1));
         assert!(!session_of(256, "t").starts_with(&id(SESSIONS_OF, 1)));
+        // An account's notices sort together, by room; another table's rows never mix in.
+        assert!(ids(NOTICES, 1, u64::MAX) < ids(NOTICES, 2, 0));
+        assert!(ids(NOTICES, 1, 1) < ids(NOTICES, 1, 256));
+        assert!(!ids(NOTICES, 1, 1).starts_with(&id(NOTIFICATION_SETTINGS, 1)));
         // Both entries of a connection: each under its own account, never under a third's.
         let [low, high] = connection_of((1, 256));
         assert!(low.starts_with(&id(CONNECTIONS_OF, 1)) && high.starts_with(&id(CONNECTIONS_OF, 256)));

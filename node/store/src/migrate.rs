@@ -228,6 +228,8 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'd' => op.with::<kizuna_domain::federation::HubName>(),
         b'o' => op.with::<RemoteFacility>(),
         b'l' => op.with::<RequestLink>(),
+        b'n' => op.with::<kizuna_domain::notify::NotificationSettings>(),
+        b'e' => op.with::<kizuna_domain::notify::Notice>(),
         // Index tables: the key is the entry, the value is empty.
         b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' => op.with::<()>(),
         _ => return None,

@@ -20,6 +20,7 @@ use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_v
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::events::{Event, Raised, stamp};
 use kizuna_domain::federation::{HubName, SeqRange, inbox, outbox};
+use kizuna_domain::notify;
 use kizuna_domain::{
     self, Applied, Command, CommandResult, Ctx, Decision, DomainError, Envelope, LogCommand, Outcome, Record, Sender,
     decide, settle,
@@ -247,6 +248,9 @@ impl ApplyBatch<'_> {
                 self.federated(log_index, batch)?
             }
             LogCommand::FederationAck { peer, highest_applied } => self.acknowledged(&peer, highest_applied)?,
+            LogCommand::NoticeDelivery { notices, delivery, origin_node } => {
+                self.notice_delivery(&notices, delivery, origin_node)?
+            }
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
@@ -295,6 +299,25 @@ impl ApplyBatch<'_> {
             }
             Err(e) => DomainError::FailedPrecondition(format!("acknowledgement from {peer}: {e}")).into(),
         })
+    }
+
+    /// The notifier's report on `notices`: sent ones leave the queue and, in patient rooms, the
+    /// audit chain; failed ones wait for their retry.
+    fn notice_delivery(
+        &mut self,
+        notices: &[notify::NoticeRef],
+        delivery: notify::Delivery,
+        origin_node: u64,
+    ) -> std::io::Result<CommandResult> {
+        if delivery == notify::Delivery::Sent {
+            let audit = notify::sent_audit(&self.hub, self.clock_ms, origin_node, notices);
+            for record in audit.map_err(std::io::Error::other)? {
+                self.hub.append_audit(record);
+            }
+        }
+        let changes = notify::record(&self.hub, notices, delivery).map_err(std::io::Error::other)?;
+        self.hub.apply(changes);
+        Ok(CommandResult::Done(Outcome::Done))
     }
 
     /// Stores the events one log entry raised and queues them for live subscribers.

@@ -181,6 +181,7 @@ impl Twin {
         both!(has_operator());
         both!(settings());
         both!(facilities());
+        both!(notices());
         for i in 1..=self.index {
             both!(account(AccountId(i)));
             both!(facility(FacilityId(i)));
@@ -191,12 +192,14 @@ impl Twin {
             both!(rooms_of(AccountId(i)));
             both!(sessions_of(AccountId(i)));
             both!(connections_of(AccountId(i)));
+            both!(notification_settings(AccountId(i)));
             both!(care_request(RequestId(i)));
             both!(care_requests_from(AccountId(i)));
             both!(care_requests_to(FacilityId(i)));
             for j in 1..=self.index {
                 both!(member(RoomId(i), AccountId(j)));
                 both!(connection((AccountId(i), AccountId(j))));
+                both!(notice(AccountId(i), RoomId(j)));
             }
             let last = self.mem.room(RoomId(i)).unwrap().map_or(0, |r| r.last_seq);
             for seq in 1..=last {
@@ -325,6 +328,9 @@ enum Op {
     Stop(usize),
     /// A new password hash through the person's session (ends their other sessions).
     ChangePassword(usize),
+    /// The person's notification settings: e-mail on or off, digest or not (posts and reads
+    /// then raise and drop notices).
+    Notify(usize, bool, bool),
     /// Sets the session policy (idle minutes, absolute hours), valid or not.
     Policy(usize, u32, u32),
     /// Starts or stops sharing the resource map with a peer (as the operator for persons 0..3).
@@ -364,6 +370,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => p.clone().prop_map(Op::Logout),
         1 => (1..4usize).prop_map(Op::Stop),
         1 => p.clone().prop_map(Op::ChangePassword),
+        2 => (p.clone(), any::<bool>(), any::<bool>()).prop_map(|(a, b, c)| Op::Notify(a, b, c)),
         1 => (p.clone(), 0..300u32, 0..30u32).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
         3 => (0..2usize, -3..3i64, 1..4u64).prop_map(|(a, b, c)| Op::Deliver(a, b, c)),
         2 => (p.clone(), r.clone(), 0..2usize).prop_map(|(a, b, c)| Op::InviteRemote(a, b, c)),
@@ -467,6 +474,11 @@ fn command(
             let login = twin.mem.account(people[a]).unwrap().map(|x| x.login).unwrap_or_default();
             let hash = format!("hash-{}", twin.index);
             (people[a], Command::ChangePassword { password_hash: hash, token_hash: format!("token-{login}") })
+        }
+        Op::Notify(a, email_on, digest) => {
+            let email = format!("person{a}@example.jp");
+            let prefs = kizuna_domain::notify::NotificationPrefs { email, email_on, quiet: None, digest };
+            (people[a], Command::SetNotificationSettings { prefs })
         }
         Op::Deliver(..) => unreachable!("batches are delivered, not executed"),
         Op::InviteRemote(a, r, n) => (

@@ -124,7 +124,14 @@ impl TestHub {
             preferred_regions: spec.preferred_regions,
             allow_unsafe_placement: !safe,
         };
-        let mut config = HubConfig { hub: hub_section, raft: test_timers(), nodes, tls: None, federation: None };
+        let mut config = HubConfig {
+            hub: hub_section,
+            raft: test_timers(),
+            nodes,
+            tls: None,
+            federation: None,
+            notifications: None,
+        };
         if wire == Wire::Tls {
             let certs = dir.path().join("certs");
             tls::generate(&config, &certs).expect("test certificates");

@@ -753,6 +753,7 @@ mod directory;
 mod federation;
 mod federation_pause;
 mod federation_requests;
+mod notify;
 mod password;
 mod requests;
 mod room_detail;

@@ -11,7 +11,7 @@ use super::shared::{Api, domain_status, shown, unexpected, view_status};
 use crate::node::now_ms;
 use kizuna_domain::commands::SESSION_ID_CHARS;
 use kizuna_domain::model::*;
-use kizuna_domain::{Command, CommandResult, HubView, Outcome, authz, queries, second_factor};
+use kizuna_domain::{Command, CommandResult, HubView, Outcome, authz, notify, queries, second_factor};
 
 fn account_id(o: Outcome) -> Result<u64, Status> {
     match o {
@@ -418,6 +418,50 @@ impl pb::account_service_server::AccountService for Api {
     async fn list_staff(&self, req: Request<pb::ListStaffRequest>) -> Result<Response<pb::ListStaffResponse>, Status> {
         Ok(Response::new(self.staff(&req).await?))
     }
+
+    async fn get_notification_settings(
+        &self,
+        req: Request<pb::GetNotificationSettingsRequest>,
+    ) -> Result<Response<pb::GetNotificationSettingsResponse>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let prefs = self.query(|hub| notify::settings_of(hub, me).map_err(view_status))?;
+        Ok(Response::new(pb::GetNotificationSettingsResponse { settings: Some(notification_view(prefs)) }))
+    }
+
+    async fn set_notification_settings(
+        &self,
+        req: Request<pb::SetNotificationSettingsRequest>,
+    ) -> Result<Response<pb::SetNotificationSettingsResponse>, Status> {
+        let r = req.get_ref().clone();
+        let settings = r.settings.ok_or_else(|| Status::invalid_argument("settings are required"))?;
+        let prefs = notification_prefs(settings)?;
+        let cmd = Command::SetNotificationSettings { prefs };
+        let (_, me, _) = self.signed_write_then_catch_up(&req, r.idempotency_key, cmd).await?;
+        // The settings as stored, not as asked: a key used before answers what it set then.
+        let stored = self.query(|hub| notify::settings_of(hub, me).map_err(view_status))?;
+        Ok(Response::new(pb::SetNotificationSettingsResponse { settings: Some(notification_view(stored)) }))
+    }
+}
+
+fn notification_view(p: notify::NotificationPrefs) -> pb::NotificationSettings {
+    pb::NotificationSettings {
+        email: p.email,
+        email_enabled: p.email_on,
+        quiet_hours: p.quiet.map(|q| pb::QuietHours { start_hour: q.start_hour.into(), end_hour: q.end_hour.into() }),
+        digest: p.digest,
+    }
+}
+
+/// The domain's settings from the request's; an hour that is no hour is refused here (the
+/// domain checks the rest).
+fn notification_prefs(s: pb::NotificationSettings) -> Result<notify::NotificationPrefs, Status> {
+    let hour =
+        |h: u32| u8::try_from(h).ok().filter(|h| *h < 24).ok_or_else(|| Status::invalid_argument("hours are 0..=23"));
+    let quiet = match s.quiet_hours {
+        Some(q) => Some(notify::QuietHours { start_hour: hour(q.start_hour)?, end_hour: hour(q.end_hour)? }),
+        None => None,
+    };
+    Ok(notify::NotificationPrefs { email: s.email, email_on: s.email_enabled, quiet, digest: s.digest })
 }
 
 /// One of a facility's accounts, for its admins.
