@@ -213,6 +213,23 @@ await main(async (browser) => {
     await openPatient(nurse);
   });
 
+  await step("the pharmacist turns on e-mail notices with quiet hours; they are kept", async () => {
+    await pharmacist.getByRole("link", { name: "設定" }).click();
+    const form = pharmacist.getByRole("form", { name: "お知らせ" });
+    await form.getByLabel("メールアドレス").fill("tanaka@midori-pharmacy.example.jp");
+    await form.getByLabel("メールで知らせる").check();
+    await form.getByLabel("送らない時間帯を設定する").check();
+    await form.getByLabel("開始").selectOption("22");
+    await form.getByLabel("終了").selectOption("7");
+    await form.getByRole("button", { name: "保存" }).click();
+    await expectText(status(pharmacist), "お知らせの設定を保存しました");
+    await pharmacist.reload();
+    await expectText(pharmacist.getByRole("form", { name: "お知らせ" }).getByLabel("終了").locator("option:checked"), "7時");
+    if ((await pharmacist.getByLabel("メールアドレス").inputValue()) !== "tanaka@midori-pharmacy.example.jp") {
+      throw new Error("the address was not kept");
+    }
+  });
+
   const afterStop = `ノード停止後の投稿です。${stamp()}`;
   await step("the node both pages came from stops: both carry on against another node", async () => {
     await stopNode(urls[0]);

@@ -36,21 +36,21 @@ export function describe(e: unknown, what: string): string {
     case Code.Unavailable:
     case Code.DeadlineExceeded:
     case Code.Unknown:
-      return `${what}できませんでした。サーバーに接続できません。通信状態を確認して、もう一度お試しください。`;
+      return `${what}ができませんでした。サーバーに接続できません。通信状態を確認して、もう一度お試しください。`;
     case Code.Unauthenticated:
       return SESSION_ENDED;
     case Code.PermissionDenied:
-      return `${what}する権限がありません。${detail}`;
+      return `${what}の権限がありません。${detail}`;
     case Code.NotFound:
       return `対象が見つかりません。削除されたか、参加していない部屋です。`;
     case Code.InvalidArgument:
     case Code.FailedPrecondition:
     case Code.AlreadyExists:
     case Code.OutOfRange:
-      return `${what}できませんでした。入力内容を確認してください。${detail}`;
+      return `${what}ができませんでした。入力内容を確認してください。${detail}`;
     case Code.ResourceExhausted:
-      return `${what}できませんでした。しばらく待ってからお試しください。`;
+      return `${what}ができませんでした。しばらく待ってからお試しください。`;
     default:
-      return `${what}できませんでした。${detail}`;
+      return `${what}ができませんでした。${detail}`;
   }
 }

@@ -1,4 +1,4 @@
-// 設定: who I am, my facility's staff (for its admins), my devices (sessions) and stopping one, changing my password, the second
+// 設定: who I am, my facility's staff (for its admins), e-mail notices, my devices (sessions) and stopping one, changing my password, the second
 // factor (enrolment with a QR code), and logging out.
 import qrcode from "qrcode-generator";
 import { useState } from "preact/hooks";
@@ -7,6 +7,7 @@ import { ErrorBox, Loading, Notice, PageTitle, useAction, useLoad } from "./comm
 import { idempotencyKey } from "../api/ids";
 import { forgetDrafts } from "./composer";
 import { role, when } from "./labels";
+import { Notifications } from "./notifications";
 import { Staff } from "./staff";
 
 export function SettingsView() {
@@ -23,6 +24,7 @@ export function SettingsView() {
         <Logout />
       </div>
       {me.facilityAdmin && me.facilityId !== undefined && <Staff facilityId={me.facilityId} />}
+      <Notifications />
       <Devices />
       <Password />
       <SecondFactor />
