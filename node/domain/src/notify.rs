@@ -49,6 +49,13 @@ pub struct NotificationPrefs {
     pub digest: bool,
 }
 
+impl NotificationPrefs {
+    /// E-mail notices go out: turned on, to an address.
+    pub fn sends_email(&self) -> bool {
+        self.email_on && !self.email.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotificationSettings {
     pub account: AccountId,
@@ -192,7 +199,7 @@ fn raise(view: &impl HubView, now_ms: u64, room: RoomId, seq: u64) -> ViewResult
 
 fn wants_email(view: &impl HubView, account: AccountId) -> ViewResult<bool> {
     let prefs = settings_of(view, account)?;
-    Ok(prefs.email_on && !prefs.email.is_empty())
+    Ok(prefs.sends_email())
 }
 
 /// Applies the notifier's report on `notices`. A notice that is gone or was replaced since
@@ -313,7 +320,7 @@ pub fn plan(view: &impl HubView, now_ms: u64, timing: Timing, room_url: &dyn Fn(
         let prefs = settings_of(view, group[0].account)?;
         let mut live = Vec::new();
         for n in group {
-            if prefs.email_on && !prefs.email.is_empty() && still_unread(view, n)? {
+            if prefs.sends_email() && still_unread(view, n)? {
                 live.push(*n);
             } else {
                 plan.drop.push(n.reference());
