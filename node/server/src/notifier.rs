@@ -8,13 +8,17 @@
 //!
 //! **At-least-once window.** Between the relay accepting a mail and the `Sent` record
 //! committing, a crash or a lost leadership leaves the notice queued, and the next leader
-//! sends it again. That window is one SMTP transaction plus one Raft commit (milliseconds);
-//! it cannot be closed without the relay taking part in our commit. To make a repeat
+//! sends it again. That window is one SMTP transaction plus the `Sent` record's commit, which
+//! is milliseconds when the hub is healthy but, when that commit fails (leadership lost, no
+//! quorum), lasts until a leader sends it again; it cannot be closed without the relay taking
+//! part in our commit. To make a repeat
 //! recognisable, each mail's `Message-ID` is derived from the notice (account, room, the time
 //! of the post that raised it), not random: the resent mail is the same message, which mail
 //! stores and clients that deduplicate by `Message-ID` show once. A leader deposed without
-//! knowing it yet cannot start a round (its barrier needs a quorum), but one deposed during a
-//! send may overlap with its successor's first round: the same window, the same remedy.
+//! knowing it yet cannot start a round (its barrier needs a quorum); one deposed during a round
+//! stops before its next mail (it checks its term before each) and records only through its
+//! own log (`propose_here`), never through the new leader, which plans the same notices itself.
+//! A relay's permanent refusal (5xx) drops the notice at once; other failures are retried.
 //!
 //! A failed send is recorded as `Failed` with the next try's time (`retry_seconds`, default 30 s,
 //! doubling to 1 h); after
@@ -152,17 +156,15 @@ pub async fn run(node: Arc<Node>, notifier: Option<Notifier>, mut stopped: watch
             _ = stopped.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(TICK) => {}
         }
-        if node.metrics().state != ServerState::Leader {
-            continue;
-        }
-        if let Err(e) = round(&node, &notifier).await {
+        let Some(term) = leading_term(&node) else { continue };
+        if let Err(e) = round(&node, &notifier, term).await {
             warn!("e-mail notices: {e}");
         }
     }
 }
 
 /// One pass: plan from the committed state, drop what is stale, send what is due.
-async fn round(node: &Node, notifier: &Notifier) -> Result<(), NotifierError> {
+async fn round(node: &Node, notifier: &Notifier, term: u64) -> Result<(), NotifierError> {
     // Nothing queued here: nothing to send (a notice applied after this read is seen next
     // tick). Only a non-empty queue costs the barrier's round trip to a quorum.
     if node.state.hub().notices().map_err(|e| NotifierError::Record(e.to_string()))?.is_empty() {
@@ -181,14 +183,19 @@ async fn round(node: &Node, notifier: &Notifier) -> Result<(), NotifierError> {
         record(node, &plan.drop, Delivery::Dropped, "dropped").await?;
     }
     for mail in plan.mails {
+        // A node deposed mid-round stops here: the new leader plans the same notices.
+        if leading_term(node) != Some(term) {
+            return Ok(());
+        }
         let account = mail.covers.first().map_or(0, |r| r.account.0);
         let (delivery, tag) = match notifier.mailer.send(&mail).await {
             Ok(()) => {
                 info!(account, rooms = mail.covers.len(), "e-mail notice sent");
                 (Delivery::Sent, "sent".to_owned())
             }
-            // A mail that cannot even be built will not be built on a retry either.
-            Err(e @ NotifierError::Build(_)) => {
+            // A mail that cannot even be built will not be built on a retry either, and a
+            // relay's permanent refusal (5xx: no such mailbox...) stays one.
+            Err(e @ (NotifierError::Build(_) | NotifierError::Smtp { permanent: true, .. })) => {
                 warn!(account, "e-mail notice dropped: {e}");
                 (Delivery::Dropped, "dropped".to_owned())
             }
@@ -208,6 +215,12 @@ async fn round(node: &Node, notifier: &Notifier) -> Result<(), NotifierError> {
     Ok(())
 }
 
+/// The term this node leads in, if it leads.
+fn leading_term(node: &Node) -> Option<u64> {
+    let m = node.metrics();
+    (m.state == ServerState::Leader).then_some(m.current_term)
+}
+
 /// Records `delivery` for `notices` through Raft. The key names the notices and the attempt,
 /// so a retried proposal of the same report applies once.
 async fn record(node: &Node, notices: &[NoticeRef], delivery: Delivery, tag: &str) -> Result<(), NotifierError> {
@@ -223,7 +236,9 @@ async fn record(node: &Node, notices: &[NoticeRef], delivery: Delivery, tag: &st
         proposed_at_ms: 0,
         command: LogCommand::NoticeDelivery { notices: notices.to_vec(), delivery, origin_node: node.id },
     };
-    let applied = node.write(envelope).await.map_err(|e| NotifierError::Record(e.to_string()))?;
+    // Here only: a deposed node's report fails rather than reaching the new leader, which
+    // decides about the same notices itself.
+    let applied = node.propose_here(envelope).await.map_err(|e| NotifierError::Record(e.to_string()))?;
     match applied.result {
         CommandResult::Refused(e) => Err(NotifierError::Record(e.to_string())),
         _ => Ok(()),

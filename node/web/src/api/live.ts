@@ -36,6 +36,7 @@ export class Live {
     this.stopped = true;
     this.abort?.abort();
     this.unfollow?.();
+    this.unfollow = null;
   }
 
   listen(l: LiveListener): () => void {

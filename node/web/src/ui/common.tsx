@@ -2,7 +2,7 @@
 // clear Japanese message, and the message boxes.
 import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { describe, isSessionEnded } from "../api/errors";
+import { describe, isSessionEnded, isUnreachable } from "../api/errors";
 import { idempotencyKey } from "../api/ids";
 import type { Clients } from "../api/hub";
 import type { Event } from "../gen/kizuna/events/v1/event_service_pb";
@@ -58,9 +58,11 @@ export function useDebounced<T>(value: T, ms = 300): T {
 }
 
 /**
- * An action (a write): `run` calls it, `busy` while it runs, `error` when it failed. Each run
- * gets one idempotency key (`key`), the same on every node it is tried on: a write that reached
- * a node before it stopped answering is applied once.
+ * An action (a write): `run` calls it, `busy` while it runs, `error` when it failed. A run has
+ * one idempotency key (`key`), the same on every node it is tried on, and the next run on the
+ * same target keeps it when no node answered this one: a write that reached a node before it stopped answering is
+ * applied once, however often the user tries again. After an answer (done or refused) the next
+ * run is a new write.
  */
 export function useAction<A extends unknown[], R>(
   what: string,
@@ -69,13 +71,21 @@ export function useAction<A extends unknown[], R>(
   const { hub, signOut } = useApp();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const pending = useRef<{ target: string; key: string } | null>(null);
   const run = async (...args: A) => {
     setBusy(true);
     setError(null);
-    const key = idempotencyKey();
+    // The same action on the same target (args) only: approving B after approving A went
+    // unanswered is another write.
+    const target = JSON.stringify(args, (_, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+    if (pending.current?.target !== target) pending.current = { target, key: idempotencyKey() };
+    const key = pending.current.key;
     try {
-      return await hub.call((c) => act(c, key, ...args));
+      const answer = await hub.call((c) => act(c, key, ...args));
+      pending.current = null;
+      return answer;
     } catch (e) {
+      if (!isUnreachable(e)) pending.current = null;
       if (isSessionEnded(e)) signOut(describe(e, what));
       else setError(describe(e, what));
       return undefined;

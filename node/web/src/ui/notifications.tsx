@@ -94,7 +94,7 @@ export function Notifications() {
       </fieldset>
       <ErrorBox message={save.error} />
       {saved && <Notice>お知らせの設定を保存しました。</Notice>}
-      <button class="primary" disabled={save.busy}>
+      <button class="primary" disabled={save.busy || current.data === undefined}>
         保存
       </button>
     </form>

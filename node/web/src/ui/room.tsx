@@ -69,9 +69,11 @@ function Posts({ roomId, first, names, onChanged }: { roomId: bigint; first?: Ti
   const olderRange = older.length > 0 ? { from: older[older.length - 1].seq, to: older[0].seq } : null;
   const reloadOlder = async () => {
     if (!olderRange) return;
+    // The newest (up to 200) of the older posts shown; those beyond stay as they were.
     const window = { roomId, afterSeq: olderRange.from - 1n, beforeSeq: olderRange.to + 1n, pageSize: Math.min(older.length, 200) };
     const page = await hub.call((c) => c.posts.timeline(window)).catch(() => null);
-    if (page) setOlder(page.posts);
+    const oldestFetched = page?.posts[page.posts.length - 1]?.seq;
+    if (page && oldestFetched !== undefined) setOlder([...page.posts, ...older.filter((p) => p.seq < oldestFetched)]);
   };
   useEffect(
     () => live.listen((e) => e !== "resync" && e.roomId === roomId && e.kind.case === "postUpdatedSeq" && olderRange !== null && e.kind.value <= olderRange.to && void reloadOlder()),
