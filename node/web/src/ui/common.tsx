@@ -96,6 +96,19 @@ export function useAction<A extends unknown[], R>(
   return { run, busy, error, clear: () => setError(null) };
 }
 
+/** The `<option>`s of an enum's Japanese labels, without its unspecified value (0). */
+export function EnumOptions({ labels }: { labels: Record<number, string> }) {
+  return (
+    <>
+      {Object.entries(labels)
+        .filter(([value]) => value !== "0")
+        .map(([value, label]) => (
+          <option value={value}>{label}</option>
+        ))}
+    </>
+  );
+}
+
 export function ErrorBox({ message }: { message: string | null }) {
   if (!message) return null;
   return (

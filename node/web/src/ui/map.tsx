@@ -5,7 +5,7 @@ import { useState } from "preact/hooks";
 import { CareRequestKind } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
 import { FacilityKind, type Facility, type FacilityProfile } from "../gen/kizuna/common/v1/types_pb";
 import { useApp } from "./app-context";
-import { ErrorBox, Loading, Notice, PageTitle, useAction, useLoad } from "./common";
+import { EnumOptions, ErrorBox, Loading, Notice, PageTitle, useAction, useLoad } from "./common";
 import { FACILITY_KINDS, REQUEST_KINDS, profession } from "./labels";
 import { go, href } from "./route";
 
@@ -284,11 +284,7 @@ function SendRequest({ to }: { to: [bigint, string][] }) {
       <label>
         種類
         <select value={kind} onChange={(e) => setKind(Number(e.currentTarget.value))}>
-          {Object.entries(REQUEST_KINDS)
-            .filter(([value]) => value !== "0")
-            .map(([value, label]) => (
-              <option value={value}>{label}</option>
-            ))}
+          <EnumOptions labels={REQUEST_KINDS} />
         </select>
       </label>
       <label>

@@ -5,6 +5,7 @@ import { describe } from "../api/errors";
 import type { Hub } from "../api/hub";
 import { idempotencyKey } from "../api/ids";
 import { Profession } from "../gen/kizuna/common/v1/types_pb";
+import { EnumOptions } from "./common";
 import { PROFESSIONS } from "./labels";
 
 export function Register({ hub, done }: { hub: Hub; done: (message: string) => void }) {
@@ -54,11 +55,7 @@ export function Register({ hub, done }: { hub: Hub; done: (message: string) => v
         <label>
           職種
           <select value={form.profession} onChange={(e) => set({ profession: Number(e.currentTarget.value) })}>
-            {Object.entries(PROFESSIONS)
-              .filter(([value]) => value !== "0")
-              .map(([value, label]) => (
-                <option value={value}>{label}</option>
-              ))}
+            <EnumOptions labels={PROFESSIONS} />
           </select>
         </label>
         <label>
