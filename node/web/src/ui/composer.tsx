@@ -65,11 +65,7 @@ export function Composer({ roomId, onPosted }: { roomId: bigint; onPosted: () =>
         投稿内容
       </label>
       <textarea id="composer-text" rows={3} placeholder="投稿内容を入力" value={draft.text} onInput={(e) => edit(e.currentTarget.value)} />
-      {empty && (
-        <p class="error" role="alert">
-          本文を入力してください。
-        </p>
-      )}
+      <ErrorBox message={empty ? "本文を入力してください。" : null} />
       <ErrorBox message={send.error && `${send.error} 入力した内容は残っています。`} />
       <button type="submit" class="primary" disabled={send.busy}>
         {send.busy ? "送信中…" : "投稿"}

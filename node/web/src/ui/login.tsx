@@ -1,4 +1,5 @@
 // The login page: login and password, then the authenticator's code when the account has one.
+import { ErrorBox } from "./common";
 import { useState } from "preact/hooks";
 import { describe, needsSecondFactor } from "../api/errors";
 import type { Hub } from "../api/hub";
@@ -63,11 +64,7 @@ export function Login({ hub, message, onSignedIn }: { hub: Hub; message: string 
             <input name="totp" inputMode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" required value={code} onInput={(e) => setCode(e.currentTarget.value)} />
           </label>
         )}
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorBox message={error} />
         <button type="submit" class="primary" disabled={busy}>
           {busy ? "ログイン中…" : "ログイン"}
         </button>

@@ -5,7 +5,7 @@ import { describe } from "../api/errors";
 import type { Hub } from "../api/hub";
 import { idempotencyKey } from "../api/ids";
 import { Profession } from "../gen/kizuna/common/v1/types_pb";
-import { EnumOptions } from "./common";
+import { ErrorBox, EnumOptions } from "./common";
 import { PROFESSIONS } from "./labels";
 
 export function Register({ hub, done }: { hub: Hub; done: (message: string) => void }) {
@@ -66,11 +66,7 @@ export function Register({ hub, done }: { hub: Hub; done: (message: string) => v
           パスワード（確認）
           <input type="password" autocomplete="new-password" required value={form.again} onInput={(e) => set({ again: e.currentTarget.value })} />
         </label>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorBox message={error} />
         <button type="submit" class="primary" disabled={busy}>
           登録
         </button>

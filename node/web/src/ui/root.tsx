@@ -1,4 +1,5 @@
 // Signed out: the login page. Signed in: the shell with its views, one live stream per tab.
+import { ErrorBox } from "./common";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { describe, isSessionEnded, SESSION_ENDED } from "../api/errors";
 import { Hub } from "../api/hub";
@@ -39,9 +40,7 @@ export function Root() {
   if (startupError) {
     return (
       <main class="login">
-        <p class="error" role="alert">
-          {startupError}
-        </p>
+        <ErrorBox message={startupError} />
         <button class="primary" onClick={check}>
           再試行
         </button>

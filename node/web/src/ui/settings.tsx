@@ -114,11 +114,7 @@ function Password() {
         新しいパスワード（確認）
         <input type="password" autocomplete="new-password" required value={again} onInput={(e) => setAgain(e.currentTarget.value)} />
       </label>
-      {mismatch && (
-        <p class="error" role="alert">
-          確認用のパスワードが一致しません。
-        </p>
-      )}
+      <ErrorBox message={mismatch ? "確認用のパスワードが一致しません。" : null} />
       <ErrorBox message={change.error} />
       {done && <Notice>パスワードを変更しました。他の端末はログアウトされました。</Notice>}
       <button class="primary" disabled={change.busy}>
