@@ -63,6 +63,6 @@ pub fn ended(view: &impl HubView, origin: &HubName, by: &str, other: &str) -> Do
 
 /// Our copy `room` of another hub's connection room now holds our `ours` and their `theirs`:
 /// the pair is connected here too.
-pub fn accepted_copy(ours: AccountId, theirs: AccountId, room: RoomId) -> Change {
-    Change::Connection(Connection { pair: connection_pair(ours, theirs), state: ConnectionState::Accepted { room } })
+pub fn accepted_copy(ours: AccountId, theirs: AccountId, room: RoomId) -> Connection {
+    Connection { pair: connection_pair(ours, theirs), state: ConnectionState::Accepted { room } }
 }

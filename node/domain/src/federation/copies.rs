@@ -127,8 +127,12 @@ fn keep_copy(
 ) -> DomainResult<Effects> {
     let old = view.room(local)?;
     let (last_seq, last_post_at_ms) = old.as_ref().map_or((0, 0), |r| (r.last_seq, r.last_post_at_ms));
-    if copy.kind == CopyKind::Connection {
-        effects.changes.extend(connected_pair(&wanted, local));
+    if copy.kind == CopyKind::Connection
+        && let Some(connected) = connected_pair(&wanted, local)
+    {
+        // The requester hears at once that the other hub's professional accepted.
+        effects = effects.connection(connected.pair);
+        effects.changes.push(Change::Connection(connected));
     }
     let kind = RoomKind::Mirror { home: origin.clone(), home_room: copy.room, of: copy.kind };
     effects.changes.push(Change::Room(Room { id: local, kind, last_seq, last_post_at_ms }));
@@ -156,7 +160,7 @@ fn keep_copy(
 }
 
 /// A copy of a 1:1 room: its two members (ours and theirs) are connected here too.
-fn connected_pair(wanted: &[Wanted], local: RoomId) -> Option<Change> {
+fn connected_pair(wanted: &[Wanted], local: RoomId) -> Option<Connection> {
     let ours = wanted.iter().find(|w| w.ours)?.account;
     let theirs = wanted.iter().find(|w| !w.ours)?.account;
     Some(super::connections::accepted_copy(ours, theirs, local))
@@ -169,6 +173,7 @@ fn drop_copy(view: &impl HubView, local: RoomId, outbound: Vec<Outgoing>) -> Dom
     let members = view.members(local)?;
     let mut changes: Vec<Change> =
         members.iter().map(|m| Change::RemoveMember { room: local, account: m.account }).collect();
+    let mut ended = None;
     let Some(mut room) = view.room(local)? else { return Ok(Effects { outbound, ..Effects::none() }) };
     for seq in 1..=room.last_seq {
         if let Some(post) = view.post(local, seq)? {
@@ -178,22 +183,27 @@ fn drop_copy(view: &impl HubView, local: RoomId, outbound: Vec<Outgoing>) -> Dom
     changes.extend(view.pending_in(local)?.into_iter().map(|p| Change::PendingDone { ticket: p.ticket }));
     if let RoomKind::Mirror { of, .. } = &mut room.kind {
         if *of == CopyKind::Connection {
-            changes.extend(ended_connection(view, &members)?);
+            ended = ended_connection(view, &members)?;
+            changes.extend(ended.clone().map(Change::Connection));
         }
         *of = of.without_patient();
     }
     changes.push(Change::Room(room));
-    Ok(Effects { outbound, ..Effects::new(Outcome::Done, changes) }.membership(local))
+    let effects = Effects { outbound, ..Effects::new(Outcome::Done, changes) }.membership(local);
+    Ok(match ended {
+        Some(c) => effects.connection(c.pair),
+        None => effects,
+    })
 }
 
 /// The connection of a dropped 1:1 copy's two members ends (declined: either may ask again,
 /// unless one of them blocked the other).
-fn ended_connection(view: &impl HubView, members: &[Member]) -> ViewResult<Option<Change>> {
+fn ended_connection(view: &impl HubView, members: &[Member]) -> ViewResult<Option<Connection>> {
     let [a, b] = members else { return Ok(None) };
     let pair = connection_pair(a.account, b.account);
     Ok(match view.connection(pair)? {
         Some(c) if matches!(c.state, ConnectionState::Accepted { .. }) => {
-            Some(Change::Connection(Connection { pair, state: ConnectionState::Declined }))
+            Some(Connection { pair, state: ConnectionState::Declined })
         }
         _ => None,
     })

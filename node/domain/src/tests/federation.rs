@@ -3,6 +3,7 @@
 //! one hub, with every message delivered through the exactly-once inbox.
 
 use super::*;
+use crate::events::EventKind;
 use crate::federation::inbox::{self, Batch, BatchApplied};
 use crate::federation::{HubName, Message, OutboxMessage, SeqRange, outbox};
 
@@ -279,10 +280,13 @@ fn professionals_of_two_hubs_connect_talk_one_to_one_and_block() {
         Outcome::Room(room) => room,
         o => panic!("{o:?}"),
     };
+    let pair = connection_pair(s.doctor, nurse_here);
+    // The doctor's hub raises a connection event with the copy: his outgoing request updates live.
+    let applied = deliver(&mut s.gunma, "gunma", &mut s.tochigi, "tochigi").expect("the room copy");
+    assert!(applied.events.iter().any(|r| r.kind == EventKind::Connection { pair }), "{:?}", applied.events);
     exchange(&mut s.tochigi, &mut s.gunma);
     let (copy, title) = only_connection(&s.tochigi, s.doctor).expect("the doctor's hub has the room too");
     assert_eq!(title, "職員1", "titled by the other person");
-    let pair = connection_pair(s.doctor, nurse_here);
     assert_eq!(s.tochigi.state.connection(pair).unwrap().unwrap().state, ConnectionState::Accepted { room: copy });
     let sent = s
         .tochigi
