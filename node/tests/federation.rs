@@ -56,6 +56,7 @@ impl Person {
             text: text.into(),
             reply_to: None,
             mention_ids: vec![],
+            attachment_ids: Vec::new(),
         };
         self.posts(hub).await.create_post(req).await.unwrap_or_else(|e| panic!("posting {text}: {e}")).into_inner()
     }

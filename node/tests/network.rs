@@ -235,6 +235,7 @@ async fn the_collaboration_story() {
         text: text.into(),
         reply_to: None,
         mention_ids: vec![],
+        attachment_ids: Vec::new(),
     };
     let p1 =
         c.posts.create_post(authed(post(room_a, "本日訪問。血圧 128/76。", "p-1"), &dr)).await.unwrap().into_inner();
@@ -593,6 +594,7 @@ async fn tampering_with_a_stored_audit_entry_is_detected() {
             text: format!("記録 {i}"),
             reply_to: None,
             mention_ids: vec![],
+            attachment_ids: Vec::new(),
         };
         c.posts.create_post(authed(p, &dr)).await.unwrap();
     }
@@ -892,6 +894,7 @@ async fn search_finds_japanese_words_in_what_the_user_may_read_on_any_node() {
         text: text.into(),
         reply_to: None,
         mention_ids: vec![],
+        attachment_ids: Vec::new(),
     };
     let seq =
         c.posts.create_post(authed(post("在宅酸素の流量を２Ｌに変更しました。"), &dr)).await.unwrap().into_inner().seq;

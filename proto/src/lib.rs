@@ -28,10 +28,13 @@ pub mod kizuna {
     package!(records, "kizuna.records.v1");
     package!(admin, "kizuna.admin.v1");
     package!(hub, "kizuna.hub.v1");
+    package!(attachments, "kizuna.attachments.v1");
     package!(raft, "kizuna.raft.v1");
     package!(federation, "kizuna.federation.v1");
 }
 
+/// Files attached to posts: upload, download.
+pub use kizuna::attachments::v1 as attachments;
 /// Accounts, facility registration, sessions, the second factor, the session policy.
 pub use kizuna::accounts::v1 as accounts;
 /// Cluster administration.

@@ -57,6 +57,7 @@ pub async fn run(id: usize, setup: Setup, mut rng: Rng, stop: Arc<AtomicBool>, s
                 text: text.clone(),
                 reply_to: None,
                 mention_ids: Vec::new(),
+                attachment_ids: Vec::new(),
             };
             let reply = match clients[target].as_mut() {
                 Some(c) => {

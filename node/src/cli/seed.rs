@@ -134,6 +134,7 @@ impl Seeder {
             text: text.into(),
             reply_to: None,
             mention_ids: vec![],
+            attachment_ids: Vec::new(),
         };
         Ok(self.posts.create_post(authed(req, &token)?).await?.into_inner().seq)
     }
@@ -384,6 +385,7 @@ pub async fn post_as(channel: Channel, login: &'static str, room: u64, text: &st
         text: text.into(),
         reply_to: None,
         mention_ids: vec![],
+        attachment_ids: Vec::new(),
     };
     PostServiceClient::new(channel).create_post(authed(req, &token)?).await?;
     Ok(())

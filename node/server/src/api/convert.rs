@@ -183,6 +183,7 @@ pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
         edited: !p.deleted && !p.history.is_empty(),
         deleted: p.deleted,
         ack_ids: p.acks.into_iter().map(|a| a.0).collect(),
+        attachments: Vec::new(),
     }
 }
 
