@@ -1,16 +1,29 @@
 //! Attachments on a real 3-node in-process hub: uploads (client stream and browser parts) on
-//! any node, downloads from every node, access exactly as the room's posts.
+//! any node, downloads from every node, access exactly as the room's posts; a leader killed
+//! during an upload; bad uploads refused with nothing stored; photos served without their
+//! location; a learner catching up by snapshot; a region's blackout; collection after the
+//! grace period.
 
 mod common;
 
-use common::{TestHub, channel};
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use common::{HubSpec, TestHub, Wire, channel};
+use kizuna_node::config::AttachmentsSection;
+use kizuna_node::domain::HubView;
 use kizuna_proto::accounts::GetMeRequest;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::admin::{AddLearnerRequest, CreateSnapshotRequest, NodeSpec};
 use kizuna_proto::attachments::attachment_service_client::AttachmentServiceClient;
 use kizuna_proto::attachments::*;
+use kizuna_proto::audit::ListAuditEntriesRequest;
+use kizuna_proto::audit::audit_service_client::AuditServiceClient;
 use kizuna_proto::common::Attachment;
+use kizuna_proto::posts::DeletePostRequest;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, TimelineRequest};
+use kizuna_proto::rooms::RemoveMemberRequest;
 use kizuna_proto::rooms::invite_member_request::Invitee;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use kizuna_proto::rooms::{CreatePatientRequest, InviteMemberRequest, Role};
@@ -60,8 +73,8 @@ async fn download(api: Channel, token: &str, id: u64, variant: Variant, offset: 
     Ok(bytes)
 }
 
-/// A patient room of the doctor's with the nurse in it.
-async fn patient_room(api: Channel, doctor: &str, nurse: &str) -> u64 {
+/// A patient room of the doctor's with the nurse in it: the room's id and the nurse's account id.
+async fn patient_room(api: Channel, doctor: &str, nurse: &str) -> (u64, u64) {
     let mut rooms = RoomServiceClient::new(api.clone());
     let patient = CreatePatientRequest {
         idempotency_key: "patient".into(),
@@ -71,14 +84,15 @@ async fn patient_room(api: Channel, doctor: &str, nurse: &str) -> u64 {
     };
     let room_id = rooms.create_patient(authed(patient, doctor)).await.expect("patient").into_inner().room_id;
     let me = AccountServiceClient::new(api).get_me(authed(GetMeRequest {}, nurse)).await.expect("GetMe");
+    let nurse_id = me.into_inner().account_id;
     let invite = InviteMemberRequest {
         idempotency_key: "invite".into(),
         room_id,
-        invitee: Some(Invitee::AccountId(me.into_inner().account_id)),
+        invitee: Some(Invitee::AccountId(nurse_id)),
         role: Role::Member as i32,
     };
     rooms.invite_member(authed(invite, doctor)).await.expect("invite");
-    room_id
+    (room_id, nurse_id)
 }
 
 async fn post_files(api: Channel, token: &str, room_id: u64, ids: Vec<u64>) -> Result<u64, tonic::Status> {
@@ -98,7 +112,7 @@ async fn a_file_uploaded_on_a_follower_is_read_by_the_team_from_every_node_and_n
     let (doctor, nurse, outsider) = (hub.member("dr.mori").await, hub.member("vn.sato").await, hub.member("x").await);
     let leader = hub.leader().await;
     let follower = channel(&hub.api(hub.follower_of(leader))).await;
-    let room_id = patient_room(follower.clone(), &doctor, &nurse).await;
+    let (room_id, nurse_id) = patient_room(follower.clone(), &doctor, &nurse).await;
 
     // Several chunks and a partial last one.
     let bytes = pdf(3 * 128 * 1024 + 17, 1);
@@ -126,7 +140,162 @@ async fn a_file_uploaded_on_a_follower_is_read_by_the_team_from_every_node_and_n
 
     let refused = download(follower.clone(), &outsider, a.id, Variant::Original, 0).await;
     assert_eq!(refused.expect_err("not a member").code(), tonic::Code::NotFound);
-    let no_thumbnails = download(follower, &nurse, a.id, Variant::Small, 0).await;
+    let no_thumbnails = download(follower.clone(), &nurse, a.id, Variant::Small, 0).await;
     assert_eq!(no_thumbnails.expect_err("a PDF has none").code(), tonic::Code::NotFound);
+
+    // Every download of patient data is in the audit chain.
+    // Each node ships its journal of reads into the chain on its own schedule.
+    let op = hub.operator().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let q = ListAuditEntriesRequest { page_size: 1000, ..Default::default() };
+        let entries = AuditServiceClient::new(follower.clone()).list_audit_entries(authed(q, &op)).await;
+        let entries = entries.expect("audit").into_inner().entries;
+        let downloads = entries.iter().filter(|e| e.what.starts_with(&format!("download attachment {}", a.id)));
+        if downloads.count() == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "three nodes, two downloads each: {entries:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A member removed from the room loses the file at once.
+    let remove = RemoveMemberRequest { idempotency_key: "remove".into(), room_id, account_id: nurse_id };
+    RoomServiceClient::new(follower.clone()).remove_member(authed(remove, &doctor)).await.expect("remove");
+    let removed = download(follower, &nurse, a.id, Variant::Original, 0).await;
+    assert_eq!(removed.expect_err("removed").code(), tonic::Code::NotFound);
+    hub.shutdown().await;
+}
+
+/// Until `check` holds, for at most 20 s.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "not within 20s: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn blob_on(hub: &TestHub, node: u64, sha256: &str) -> Option<kizuna_node::domain::attachments::Blob> {
+    let hash = kizuna_node::domain::attachments::BlobHash::from_hex(sha256).expect("a hash");
+    hub.running(node).node.state.hub().blob(hash).expect("a readable state")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_killed_during_an_upload_leaves_one_correct_file_after_the_retry() {
+    let mut hub = TestHub::start(3).await;
+    let doctor = hub.member("dr.mori").await;
+    let leader = hub.leader().await;
+    let survivor = hub.follower_of(leader);
+    let api = channel(&hub.api(survivor)).await;
+    let bytes = pdf(100 * 128 * 1024 + 3, 2);
+    let head = header("video-1", "往診記録.pdf", &bytes);
+
+    let first = tokio::spawn({
+        let (api, doctor, head, bytes) = (api.clone(), doctor.clone(), head.clone(), bytes.clone());
+        async move { upload(api, &doctor, head, &bytes).await }
+    });
+    // Some chunks are in the log, not all: then the leader goes.
+    until("the first chunks committed", || {
+        blob_on(&hub, leader, &head.sha256).is_some_and(|b| b.stored_chunks >= 5 && !b.complete())
+    })
+    .await;
+    hub.stop(leader).await;
+    let first = first.await.expect("the first try ran");
+    let retried = upload_until_elected(api.clone(), &doctor, head.clone(), &bytes).await;
+    if let Ok(a) = first {
+        assert_eq!(a.id, retried.id, "the first try finished after all: the same attachment");
+    }
+    let again = upload(api.clone(), &doctor, head.clone(), &bytes).await.expect("a third try");
+    assert_eq!(again.id, retried.id, "one attachment per idempotency key");
+    let got = download(api, &doctor, retried.id, Variant::Original, 0).await.expect("download");
+    assert!(got == bytes, "the file is whole and correct");
+    let stored = hub.running(survivor).node.state.hub().stored_bytes().expect("readable");
+    assert_eq!(stored, bytes.len() as u64, "one blob: its bytes stored once");
+    hub.shutdown().await;
+}
+
+/// Retries an upload while the hub has no leader (UNAVAILABLE), as a client does.
+async fn upload_until_elected(api: Channel, token: &str, head: UploadHeader, bytes: &[u8]) -> Attachment {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match upload(api.clone(), token, head.clone(), bytes).await {
+            Ok(a) => return a,
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the retry: {e:?}"),
+        }
+    }
+}
+
+/// What the hub holds of files on node `id`: stored bytes, and files waiting in its upload dir.
+fn held_on(hub: &TestHub, id: u64) -> (u64, usize) {
+    let stored = hub.running(id).node.state.hub().stored_bytes().expect("readable");
+    let waiting = std::fs::read_dir(hub.data_dir(id).join("uploads")).map_or(0, |d| d.count());
+    (stored, waiting)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_uploads_are_refused_clearly_with_nothing_stored() {
+    let spec =
+        HubSpec { nodes: vec![("a", true), ("b", true), ("c", true)], preferred_regions: vec![], wire: Wire::Plain };
+    let hub = TestHub::start_custom(spec, |config, _| {
+        config.attachments = AttachmentsSection { max_file_mib: 1, ..Default::default() };
+    })
+    .await;
+    let doctor = hub.member("dr.mori").await;
+    let api = channel(&hub.api(hub.leader().await)).await;
+    let good = pdf(1000, 3);
+    let script = b"#!/bin/sh\nrm -rf /\n".to_vec();
+    let elf = [b"\x7fELF\x02\x01\x01".to_vec(), vec![0; 200]].concat();
+    let cases: Vec<(&str, UploadHeader, Vec<u8>)> = vec![
+        ("an empty file", header("e", "a.pdf", b""), vec![]),
+        ("a huge declared size", UploadHeader { size: 1 << 40, ..header("h", "a.pdf", &good) }, good.clone()),
+        ("over the hub's cap", header("c", "a.pdf", &pdf(1 << 21, 1)), pdf(1 << 21, 1)),
+        (
+            "another file's hash",
+            UploadHeader { sha256: sha256_hex(b"other"), ..header("w", "a.pdf", &good) },
+            good.clone(),
+        ),
+        ("a truncated stream", header("t", "a.pdf", &good), good[..500].to_vec()),
+        ("more bytes than declared", UploadHeader { size: 999, ..header("m", "a.pdf", &good) }, good.clone()),
+        ("a shell script", header("s", "a.pdf", &script), script.clone()),
+        ("a program", header("x", "a.pdf", &elf), elf.clone()),
+        ("a path in the name", header("p", "../../etc/passwd", &good), good.clone()),
+        ("a separator in the name", header("q", "a\\b.pdf", &good), good.clone()),
+        ("a control character in the name", header("n", "a\nb.pdf", &good), good.clone()),
+        ("a malformed hash", UploadHeader { sha256: "xyz".into(), ..header("z", "a.pdf", &good) }, good.clone()),
+    ];
+    for (what, head, bytes) in cases {
+        let refused = upload(api.clone(), &doctor, head, &bytes).await.expect_err(what);
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{what}: {refused:?}");
+        assert!(!refused.message().is_empty(), "{what}: a reason");
+    }
+    // A stream that does not start with its header.
+    let chunk_first = vec![UploadRequest { part: Some(upload_request::Part::Chunk(good.clone())) }];
+    let refused =
+        AttachmentServiceClient::new(api.clone()).upload(authed(futures::stream::iter(chunk_first), &doctor)).await;
+    assert_eq!(refused.expect_err("no header").code(), tonic::Code::InvalidArgument);
+    let anonymous = AttachmentServiceClient::new(api.clone()).upload(futures::stream::iter(vec![])).await;
+    assert_eq!(anonymous.expect_err("no session").code(), tonic::Code::Unauthenticated);
+    for id in hub.running_ids() {
+        assert_eq!(held_on(&hub, id), (0, 0), "node {id} holds nothing of the refused uploads");
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_hub_refuses_new_files() {
+    let spec = HubSpec { nodes: vec![("a", true)], preferred_regions: vec![], wire: Wire::Plain };
+    let hub = TestHub::start_custom(spec, |config, _| {
+        config.attachments = AttachmentsSection { quota_gib: 0, ..Default::default() };
+    })
+    .await;
+    let doctor = hub.member("dr.mori").await;
+    let api = channel(&hub.api(hub.leader().await)).await;
+    let bytes = pdf(1000, 4);
+    let refused = upload(api, &doctor, header("q", "a.pdf", &bytes), &bytes).await.expect_err("over the quota");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
     hub.shutdown().await;
 }

@@ -61,15 +61,15 @@ pub struct AttachmentsSection {
     /// All stored files of the hub together, in GiB (identical files count once).
     pub quota_gib: u64,
     /// How long a file no post shows (never posted, or its post deleted) stays before it is
-    /// removed.
-    pub grace_minutes: u64,
+    /// removed (default: a day).
+    pub grace_seconds: u64,
     /// How often the leader looks for files to remove.
     pub collect_every_seconds: u64,
 }
 
 impl Default for AttachmentsSection {
     fn default() -> Self {
-        Self { max_file_mib: 100, quota_gib: 100, grace_minutes: 24 * 60, collect_every_seconds: 600 }
+        Self { max_file_mib: 100, quota_gib: 100, grace_seconds: 24 * 60 * 60, collect_every_seconds: 600 }
     }
 }
 

@@ -28,7 +28,7 @@ impl Limits {
         Self {
             max_file_bytes: section.max_file_mib.saturating_mul(1 << 20),
             quota_bytes: section.quota_gib.saturating_mul(1 << 30),
-            grace: Duration::from_secs(section.grace_minutes.saturating_mul(60)),
+            grace: Duration::from_secs(section.grace_seconds),
             collect_every: Duration::from_secs(section.collect_every_seconds.max(1)),
             staging_dir: data_dir.join("uploads"),
         }
