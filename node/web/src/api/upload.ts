@@ -34,7 +34,7 @@ export async function uploadFile(hub: Hub, file: File, options: UploadOptions): 
   let offset = 0;
   let stalls = 0;
   for (;;) {
-    options.signal.throwIfAborted();
+    if (options.signal.aborted) throw new ConnectError("the file was removed", Code.Canceled);
     const chunk = bytes.subarray(offset, offset + PART_BYTES);
     const part = { header, offset: BigInt(offset), chunk };
     const answer = await hub.call((c) => c.attachments.uploadPart(part, { signal: options.signal }));
