@@ -33,12 +33,12 @@ pub mod kizuna {
     package!(federation, "kizuna.federation.v1");
 }
 
-/// Files attached to posts: upload, download.
-pub use kizuna::attachments::v1 as attachments;
 /// Accounts, facility registration, sessions, the second factor, the session policy.
 pub use kizuna::accounts::v1 as accounts;
 /// Cluster administration.
 pub use kizuna::admin::v1 as admin;
+/// Files attached to posts: upload, download.
+pub use kizuna::attachments::v1 as attachments;
 /// The audit service (reads and verifies the audit chain).
 pub use kizuna::audit::v1 as audit;
 /// Care requests to facilities (リクエスト).

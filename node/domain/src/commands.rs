@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::attachments::{self, BlobHash, Thumbnails};
 use super::directory::{self, FacilityProfile};
 use super::error::{DomainError, DomainResult};
 use super::federation::{self, HubName};
@@ -220,6 +221,32 @@ pub enum Command {
     SetNotificationSettings {
         prefs: super::notify::NotificationPrefs,
     },
+    /// Chunk `index` of the file `blob` of `size` bytes (the API node checked the whole
+    /// file's hash, type and size before proposing any chunk). Chunks are proposed in order.
+    StoreChunk {
+        blob: BlobHash,
+        size: u64,
+        index: u32,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// The complete file `blob` (and a photo's thumbnails) becomes an attachment of the caller.
+    CreateAttachment {
+        blob: BlobHash,
+        thumbnails: Option<Thumbnails>,
+        name: String,
+        /// Detected from the bytes by the API node.
+        content_type: String,
+    },
+    /// A post with files: `Post`, and the caller's attachments `files` (not posted yet) go
+    /// into it. A post without files is a `Post`.
+    PostWithFiles {
+        room: RoomId,
+        text: String,
+        reply_to: Option<u64>,
+        mentions: Vec<AccountId>,
+        files: Vec<AttachmentId>,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -282,7 +309,10 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
         C::DeclineConnection { from } => connections::decline(view, signed_in()?, from),
         C::BlockConnection { other } => connections::block(view, signed_in()?, other),
         C::Post { room, text, reply_to, mentions } => {
-            posts::post(view, ctx, signed_in()?, (room, text), (reply_to, mentions))
+            posts::post(view, ctx, signed_in()?, (room, text), (reply_to, mentions), vec![])
+        }
+        C::PostWithFiles { room, text, reply_to, mentions, files } => {
+            posts::post(view, ctx, signed_in()?, (room, text), (reply_to, mentions), files)
         }
         C::EditPost { room, seq, text } => posts::edit(view, ctx, signed_in()?, (room, seq), text),
         C::DeletePost { room, seq } => posts::delete(view, ctx, signed_in()?, room, seq),
@@ -308,6 +338,12 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
             accounts::change_password(view, signed_in()?, password_hash, &token_hash)
         }
         C::SetNotificationSettings { prefs } => super::notify::set(view, signed_in()?, prefs),
+        C::StoreChunk { blob, size, index, bytes } => {
+            attachments::store_chunk(view, ctx, signed_in()?, (blob, size, index), bytes)
+        }
+        C::CreateAttachment { blob, thumbnails, name, content_type } => {
+            attachments::create(view, ctx, signed_in()?, (blob, thumbnails), (name, content_type))
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub enum Outcome {
     /// The account's password was changed (`ChangePassword`): a retry recognises its own
     /// first result by it.
     PasswordChanged(AccountId),
+    /// An uploaded file became an attachment of its uploader (`CreateAttachment`).
+    Attachment(AttachmentId),
 }
 
 /// The audit entry of a write of patient data: (patient, room, what). Who, when, from which

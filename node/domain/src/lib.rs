@@ -12,6 +12,7 @@
 //! store applies envelopes deterministically: the same log gives the same state on every node.
 
 pub mod accounts;
+pub mod attachments;
 pub mod audit;
 pub mod authz;
 pub mod bigram;
@@ -109,6 +110,13 @@ pub enum LogCommand {
         /// The node whose notifier sent them (for the audit trail).
         origin_node: u64,
     },
+    /// The leader's collector asks to remove the attachments and files unused for longer than
+    /// `grace_ms` ([`attachments::collect`]).
+    CollectAttachments {
+        grace_ms: u64,
+        /// The node whose collector proposed it (for the audit trail).
+        origin_node: u64,
+    },
 }
 
 impl std::fmt::Display for Envelope {
@@ -121,6 +129,7 @@ impl std::fmt::Display for Envelope {
             LogCommand::FederatedBatch { .. } => "federated-batch",
             LogCommand::FederationAck { .. } => "federation-ack",
             LogCommand::NoticeDelivery { .. } => "notice-delivery",
+            LogCommand::CollectAttachments { .. } => "collect-attachments",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -201,6 +210,10 @@ impl Envelope {
             // The notifier's own scope, for the same reason.
             return Ok(format!("notify\u{1f}{}", self.idempotency_key));
         }
+        if let LogCommand::CollectAttachments { .. } = &self.command {
+            // The collector's own scope, for the same reason.
+            return Ok(format!("collect\u{1f}{}", self.idempotency_key));
+        }
         Ok(match account {
             Some(a) => signed_scope(a, &self.idempotency_key),
             None => self.idempotency_key.clone(),
@@ -220,7 +233,8 @@ impl Envelope {
             LogCommand::Signed { .. }
             | LogCommand::AuditReads { .. }
             | LogCommand::FederationAck { .. }
-            | LogCommand::NoticeDelivery { .. } => {}
+            | LogCommand::NoticeDelivery { .. }
+            | LogCommand::CollectAttachments { .. } => {}
         }
         Ok(())
     }

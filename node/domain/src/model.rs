@@ -15,7 +15,7 @@ macro_rules! id_type {
         }
     )*};
 }
-id_type!(AccountId, FacilityId, RoomId, PatientId, InvitationId, RequestId);
+id_type!(AccountId, FacilityId, RoomId, PatientId, InvitationId, RequestId, AttachmentId);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FacilityKind {

@@ -1,6 +1,7 @@
 //! Posts in a room's timeline: posting (with replies and mentions), editing, deleting (a
 //! tombstone that keeps the history for audit), acknowledging, and read markers.
 
+use super::attachments;
 use super::authz::active_member;
 use super::error::{DomainResult, denied, invalid, not_found, precondition};
 use super::events::EventKind;
@@ -15,9 +16,16 @@ pub fn post(
     actor: AccountId,
     (room, body): (RoomId, String),
     (reply_to, mut mentions): (Option<u64>, Vec<AccountId>),
+    files: Vec<AttachmentId>,
 ) -> DomainResult<Effects> {
     let (account, mut member, mut r) = active_member(view, actor, room)?;
-    text("text", &body, MAX_POST_CHARS)?;
+    // Files may speak for themselves: a photo needs no caption.
+    if files.is_empty() || !body.is_empty() {
+        text("text", &body, MAX_POST_CHARS)?;
+    }
+    if !files.is_empty() && matches!(r.kind, RoomKind::Mirror { .. }) {
+        return Err(invalid("files cannot be attached in a room of another hub yet"));
+    }
     if let Some(to) = reply_to
         && (to == 0 || to > r.last_seq)
     {
@@ -46,7 +54,9 @@ pub fn post(
         acks: vec![],
     };
     let seq = r.last_seq;
-    Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Room(r), Change::Member(member), Change::Post(post)])
+    let mut changes = vec![Change::Room(r), Change::Member(member), Change::Post(post)];
+    changes.extend(attachments::place(view, actor, (room, seq), &files)?);
+    Ok(Effects::new(Outcome::Posted { room, seq }, changes)
         .event(room, EventKind::Posted { seq })
         .audited_in(view, room, "post")?)
 }
@@ -88,9 +98,13 @@ pub fn delete(view: &impl HubView, ctx: Ctx, actor: AccountId, room: RoomId, seq
         post.history.push(PostVersion { text: old, at_ms: ctx.now_ms });
         post.deleted = true;
     }
-    Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Post(post)])
-        .event(room, EventKind::PostUpdated { seq })
-        .audited_in(view, room, "delete post")?)
+    let mut changes = attachments::release(view, ctx, (room, seq))?;
+    changes.push(Change::Post(post));
+    Ok(Effects::new(Outcome::Posted { room, seq }, changes).event(room, EventKind::PostUpdated { seq }).audited_in(
+        view,
+        room,
+        "delete post",
+    )?)
 }
 
 /// `AckPost`: a member acknowledges a live post (once).

@@ -187,6 +187,24 @@ mod tests {
         fn notices(&self) -> ViewResult<Vec<crate::notify::Notice>> {
             broken()
         }
+        fn blob(&self, _: crate::attachments::BlobHash) -> ViewResult<Option<crate::attachments::Blob>> {
+            broken()
+        }
+        fn attachment(&self, _: AttachmentId) -> ViewResult<Option<crate::attachments::Attachment>> {
+            broken()
+        }
+        fn post_files(&self, _: RoomId, _: u64) -> ViewResult<Vec<AttachmentId>> {
+            broken()
+        }
+        fn unused_attachments(&self, _: u64, _: usize) -> ViewResult<Vec<AttachmentId>> {
+            broken()
+        }
+        fn unclaimed_blobs(&self, _: u64, _: usize) -> ViewResult<Vec<crate::attachments::BlobHash>> {
+            broken()
+        }
+        fn stored_bytes(&self) -> ViewResult<u64> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::attachments::{Attachment, Blob, BlobHash};
 use super::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
 use super::model::*;
 use super::notify::{Notice, NotificationSettings};
@@ -81,6 +82,17 @@ pub trait HubView {
     fn notice(&self, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>>;
     /// Every pending notice (the notifier's queue), by account then room.
     fn notices(&self) -> ViewResult<Vec<Notice>>;
+    /// The blob (a stored file's bytes) named by `hash`, if any of it is stored.
+    fn blob(&self, hash: BlobHash) -> ViewResult<Option<Blob>>;
+    fn attachment(&self, id: AttachmentId) -> ViewResult<Option<Attachment>>;
+    /// The attachments of post `seq` of `room`, in the order they were attached.
+    fn post_files(&self, room: RoomId, seq: u64) -> ViewResult<Vec<AttachmentId>>;
+    /// At most `limit` attachments no post shows since before `before_ms`, oldest first.
+    fn unused_attachments(&self, before_ms: u64, limit: usize) -> ViewResult<Vec<AttachmentId>>;
+    /// At most `limit` blobs no attachment holds, begun before `before_ms`, oldest first.
+    fn unclaimed_blobs(&self, before_ms: u64, limit: usize) -> ViewResult<Vec<BlobHash>>;
+    /// The bytes of every stored chunk (for the hub's quota).
+    fn stored_bytes(&self) -> ViewResult<u64>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -172,6 +184,28 @@ pub enum Change {
         account: AccountId,
         room: RoomId,
     },
+    /// A blob as it is now (more chunks stored, or held by more or fewer attachments).
+    Blob(Blob),
+    /// Chunk `index` of blob `hash`: its bytes.
+    BlobChunk {
+        hash: BlobHash,
+        index: u32,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// The blob and every chunk of it are removed.
+    BlobGone(Blob),
+    Attachment(Attachment),
+    /// The attachment is removed (its blobs' references were updated by `Blob` changes).
+    AttachmentGone(Attachment),
+    /// The attachments of post `seq` of `room` (none: the post lists none any more).
+    PostFiles {
+        room: RoomId,
+        seq: u64,
+        files: Vec<AttachmentId>,
+    },
+    /// The bytes of every stored chunk, after this command.
+    StoredBytes(u64),
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -201,6 +235,11 @@ pub struct MemHub {
     pub request_links: BTreeMap<RequestId, RequestLink>,
     pub notification_settings: BTreeMap<AccountId, NotificationSettings>,
     pub notices: BTreeMap<(AccountId, RoomId), Notice>,
+    pub blobs: BTreeMap<BlobHash, Blob>,
+    pub chunks: BTreeMap<(BlobHash, u32), Vec<u8>>,
+    pub attachments: BTreeMap<AttachmentId, Attachment>,
+    pub post_files: BTreeMap<(RoomId, u64), Vec<AttachmentId>>,
+    pub stored_bytes: u64,
 }
 
 impl MemHub {
@@ -290,6 +329,29 @@ impl MemHub {
                 Change::NoticeGone { account, room } => {
                     self.notices.remove(&(account, room));
                 }
+                Change::Blob(b) => {
+                    self.blobs.insert(b.hash, b);
+                }
+                Change::BlobChunk { hash, index, bytes } => {
+                    self.chunks.insert((hash, index), bytes);
+                }
+                Change::BlobGone(b) => {
+                    self.blobs.remove(&b.hash);
+                    self.chunks.retain(|(hash, _), _| *hash != b.hash);
+                }
+                Change::Attachment(a) => {
+                    self.attachments.insert(a.id, a);
+                }
+                Change::AttachmentGone(a) => {
+                    self.attachments.remove(&a.id);
+                }
+                Change::PostFiles { room, seq, files } if files.is_empty() => {
+                    self.post_files.remove(&(room, seq));
+                }
+                Change::PostFiles { room, seq, files } => {
+                    self.post_files.insert((room, seq), files);
+                }
+                Change::StoredBytes(n) => self.stored_bytes = n,
             }
         }
     }
@@ -408,5 +470,36 @@ impl HubView for MemHub {
     }
     fn notices(&self) -> ViewResult<Vec<Notice>> {
         Ok(self.notices.values().copied().collect())
+    }
+    fn blob(&self, hash: BlobHash) -> ViewResult<Option<Blob>> {
+        Ok(self.blobs.get(&hash).copied())
+    }
+    fn attachment(&self, id: AttachmentId) -> ViewResult<Option<Attachment>> {
+        Ok(self.attachments.get(&id).cloned())
+    }
+    fn post_files(&self, room: RoomId, seq: u64) -> ViewResult<Vec<AttachmentId>> {
+        Ok(self.post_files.get(&(room, seq)).cloned().unwrap_or_default())
+    }
+    fn unused_attachments(&self, before_ms: u64, limit: usize) -> ViewResult<Vec<AttachmentId>> {
+        let mut due: Vec<(u64, AttachmentId)> = self
+            .attachments
+            .values()
+            .filter_map(|a| a.unused_since().filter(|t| *t < before_ms).map(|t| (t, a.id)))
+            .collect();
+        due.sort();
+        Ok(due.into_iter().take(limit).map(|(_, id)| id).collect())
+    }
+    fn unclaimed_blobs(&self, before_ms: u64, limit: usize) -> ViewResult<Vec<BlobHash>> {
+        let mut due: Vec<(u64, BlobHash)> = self
+            .blobs
+            .values()
+            .filter(|b| b.refs == 0 && b.since_ms < before_ms)
+            .map(|b| (b.since_ms, b.hash))
+            .collect();
+        due.sort();
+        Ok(due.into_iter().take(limit).map(|(_, h)| h).collect())
+    }
+    fn stored_bytes(&self) -> ViewResult<u64> {
+        Ok(self.stored_bytes)
     }
 }

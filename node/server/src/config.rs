@@ -45,6 +45,32 @@ pub struct HubConfig {
     /// E-mail notices of unread news; without it the hub sends none.
     #[serde(default)]
     pub notifications: Option<NotificationsSection>,
+    /// Limits of attached files and their collection (defaults when absent).
+    #[serde(default)]
+    pub attachments: AttachmentsSection,
+}
+
+/// What a hub accepts as attachments and how long unused ones stay (see `attachments/`).
+/// Every node of a hub should have the same values: each enforces its own on the uploads it
+/// receives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsSection {
+    /// The largest file, in MiB (the default takes a one-minute phone video).
+    pub max_file_mib: u64,
+    /// All stored files of the hub together, in GiB (identical files count once).
+    pub quota_gib: u64,
+    /// How long a file no post shows (never posted, or its post deleted) stays before it is
+    /// removed.
+    pub grace_minutes: u64,
+    /// How often the leader looks for files to remove.
+    pub collect_every_seconds: u64,
+}
+
+impl Default for AttachmentsSection {
+    fn default() -> Self {
+        Self { max_file_mib: 100, quota_gib: 100, grace_minutes: 24 * 60, collect_every_seconds: 600 }
+    }
 }
 
 /// How a hub sends e-mail notices (see `notifier.rs`): its SMTP relay and the delays.

@@ -23,6 +23,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+pub mod attachments;
 pub mod audit_shipper;
 pub mod config;
 pub mod federation;

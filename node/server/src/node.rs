@@ -132,6 +132,10 @@ pub struct Node {
     pub stopping: watch::Receiver<bool>,
     /// The hub's configured federation peers and what this node's sender last saw of them.
     pub federation: Arc<crate::federation::Board>,
+    /// What this node accepts as attachments, and where uploads wait while they arrive.
+    pub attachments: crate::attachments::Limits,
+    /// Browsers' uploads in parts that this node is receiving.
+    pub part_uploads: crate::attachments::staging::PartUploads,
 }
 
 impl Node {
@@ -399,6 +403,8 @@ pub enum StartError {
     Tls(String),
     #[error("notifications: {0}")]
     Notifications(String),
+    #[error("the upload directory {0}: {1}")]
+    Uploads(PathBuf, std::io::Error),
     #[error("public API: {0}")]
     Api(#[from] crate::api::RouterError),
 }
@@ -411,6 +417,7 @@ pub struct RunningNode {
     keeper: JoinHandle<()>,
     audit_shipper: JoinHandle<()>,
     notifier: JoinHandle<()>,
+    collector: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -420,6 +427,7 @@ impl RunningNode {
         let _ = self.keeper.await;
         let _ = self.audit_shipper.await;
         let _ = self.notifier.await;
+        let _ = self.collector.await;
         for server in self.servers {
             match server.await {
                 Ok(Ok(())) => {}
@@ -480,6 +488,9 @@ pub async fn start(
     let span = info_span!("node", node = %me.name, region = %me.region());
     async {
         let (log_store, state_machine) = kizuna_store::open(&me.data_dir)?;
+        let attachments = crate::attachments::Limits::of(&hub.attachments, &me.data_dir);
+        crate::attachments::staging::clear(&attachments.staging_dir)
+            .map_err(|e| StartError::Uploads(attachments.staging_dir.clone(), e))?;
         let state = state_machine.reader();
         let channels = PeerChannels::new(security.connector.clone());
         let config = Arc::new(raft_config(hub)?);
@@ -517,6 +528,8 @@ pub async fn start(
             leader_contact: LeaderContact::default(),
             stopping: stopped.clone(),
             federation: Arc::new(crate::federation::Board::of_hub(hub)),
+            attachments: attachments.clone(),
+            part_uploads: Default::default(),
         });
 
         let mut raft_builder = tonic::transport::Server::builder();
@@ -540,10 +553,12 @@ pub async fn start(
         let notifier = crate::notifier::Notifier::of_hub(hub, me.id, security.api_server.is_some())
             .map_err(|e| StartError::Notifications(e.to_string()))?;
         let notifier = tokio::spawn(crate::notifier::run(node.clone(), notifier, stopped.clone()).in_current_span());
+        let collector = crate::attachments::collector::run(node.clone(), attachments, stopped.clone());
+        let collector = tokio::spawn(collector.in_current_span());
         let audit_shipper = tokio::spawn(crate::audit_shipper::ship(node.clone(), stopped).in_current_span());
         let servers = vec![tokio::spawn(raft_server.in_current_span()), tokio::spawn(api_server.in_current_span())];
         info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
-        Ok(RunningNode { node, stop, servers, keeper, audit_shipper, notifier })
+        Ok(RunningNode { node, stop, servers, keeper, audit_shipper, notifier, collector })
     }
     .instrument(span)
     .await

@@ -131,6 +131,7 @@ async fn hub_of(name: &str, nodes: u64) -> Hub {
         tls: None,
         federation: None,
         notifications: None,
+        attachments: Default::default(),
     };
     let mut running = Vec::new();
     for (me, l) in configs.iter().zip(listeners) {

@@ -322,8 +322,14 @@ pub async fn timeline(target: &Target, args: TimelineArgs) -> anyhow::Result<()>
 
 pub async fn post(target: &Target, room: u64, text: String, reply_to: Option<u64>) -> anyhow::Result<()> {
     let t = token()?;
-    let req =
-        CreatePostRequest { idempotency_key: idempotency_key(), room_id: room, text, reply_to, mention_ids: vec![], attachment_ids: vec![] };
+    let req = CreatePostRequest {
+        idempotency_key: idempotency_key(),
+        room_id: room,
+        text,
+        reply_to,
+        mention_ids: vec![],
+        attachment_ids: vec![],
+    };
     let r = PostServiceClient::new(channel(target).await?).create_post(authed(req, &t)?).await?.into_inner();
     match r.sending {
         true => println!("sending to the room's home hub (ticket {}) in room {}", r.ticket, r.room_id),

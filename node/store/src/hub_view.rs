@@ -13,11 +13,13 @@ use serde::de::DeserializeOwned;
 use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
-    self, ACCOUNTS, AUDIT, AUDIT_HEAD, CONNECTIONS, CONNECTIONS_OF, DIRECTORY_SHARES, EVENTS, FACILITIES,
+    self, ACCOUNTS, ATTACHMENTS, AUDIT, AUDIT_HEAD, CONNECTIONS, CONNECTIONS_OF, DIRECTORY_SHARES, EVENTS, FACILITIES,
     FEDERATION_PAUSED, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS, NOTICES,
-    NOTIFICATION_SETTINGS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POSTS, REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS,
-    REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS, STAFF, Table,
+    NOTIFICATION_SETTINGS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POST_FILES, POSTS, REMOTE_FACILITIES, REQUEST_LINKS,
+    REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS, STAFF, STORED_BYTES, Table,
+    UNCLAIMED_BLOBS, UNUSED_ATTACHMENTS,
 };
+use kizuna_domain::attachments::{Attachment, Blob, BlobHash};
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
 use kizuna_domain::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
@@ -226,8 +228,73 @@ impl<'a> RocksHub<'a> {
                 Change::NoticeGone { account, room } => {
                     self.overlay.insert(keys::ids(NOTICES, account.0, room.0), None);
                 }
+                Change::Blob(b) => self.put_blob(&b),
+                Change::BlobChunk { hash, index, bytes } => {
+                    self.put(keys::chunk(&hash.0, index), &serde_bytes::Bytes::new(&bytes))
+                }
+                Change::BlobGone(b) => self.remove_blob(&b),
+                Change::Attachment(a) => self.put_attachment(&a),
+                Change::AttachmentGone(a) => {
+                    self.unindex_attachment(&a);
+                    self.overlay.insert(keys::id(ATTACHMENTS, a.id.0), None);
+                }
+                Change::PostFiles { room, seq, files } if files.is_empty() => {
+                    self.overlay.insert(keys::ids(POST_FILES, room.0, seq), None);
+                }
+                Change::PostFiles { room, seq, files } => self.put(keys::ids(POST_FILES, room.0, seq), &files),
+                Change::StoredBytes(n) => self.put(keys::all(STORED_BYTES), &n),
             }
         }
+    }
+
+    /// Stores a blob and keeps the index of unclaimed blobs: listed while no attachment holds it.
+    fn put_blob(&mut self, b: &Blob) {
+        let unclaimed = keys::unclaimed_blob(b.since_ms, &b.hash.0);
+        if b.refs == 0 {
+            self.put(unclaimed, &());
+        } else {
+            self.overlay.insert(unclaimed, None);
+        }
+        self.put(keys::blob(&b.hash.0), b);
+    }
+
+    /// Removes a blob, its stored chunks and its index entry.
+    fn remove_blob(&mut self, b: &Blob) {
+        for index in 0..b.stored_chunks {
+            self.overlay.insert(keys::chunk(&b.hash.0, index), None);
+        }
+        self.overlay.insert(keys::unclaimed_blob(b.since_ms, &b.hash.0), None);
+        self.overlay.insert(keys::blob(&b.hash.0), None);
+    }
+
+    /// Stores an attachment and keeps the index of unused ones: listed since it was uploaded
+    /// until a post takes it, and again once its post is deleted.
+    fn put_attachment(&mut self, a: &Attachment) {
+        self.unindex_attachment(a);
+        if let Some(since) = a.unused_since() {
+            self.put(keys::ids(UNUSED_ATTACHMENTS, since, a.id.0), &());
+        }
+        self.put(keys::id(ATTACHMENTS, a.id.0), a);
+    }
+
+    /// Removes every index entry an attachment can have had (it changes state at most twice:
+    /// posted, then released).
+    fn unindex_attachment(&mut self, a: &Attachment) {
+        for since in [Some(a.uploaded_at_ms), a.released_at_ms].into_iter().flatten() {
+            self.overlay.insert(keys::ids(UNUSED_ATTACHMENTS, since, a.id.0), None);
+        }
+    }
+
+    /// The bytes of chunk `index` of the file `hash`, as stored (None: not stored).
+    pub fn chunk(&self, hash: BlobHash, index: u32) -> Option<Vec<u8>> {
+        self.get::<serde_bytes::ByteBuf>(&keys::chunk(&hash.0, index)).map(serde_bytes::ByteBuf::into_vec)
+    }
+
+    /// At most `limit` keys of an index whose keys begin with a since-time, older than `before`.
+    fn due(&self, table: Table, before_ms: u64, limit: usize) -> Vec<Vec<u8>> {
+        let prefix = keys::all(table);
+        let end = keys::id(table, before_ms);
+        self.scan_from(&prefix, &prefix, limit).into_iter().map(|(k, _)| k).take_while(|k| *k < end).collect()
     }
 
     /// Moves the post's search-index entries from its stored text to its new one (none once
@@ -480,6 +547,30 @@ impl HubView for RocksHub<'_> {
     }
     fn notices(&self) -> ViewResult<Vec<Notice>> {
         self.checked(self.values(&keys::all(NOTICES)))
+    }
+    fn blob(&self, hash: BlobHash) -> ViewResult<Option<Blob>> {
+        self.checked(self.get(&keys::blob(&hash.0)))
+    }
+    fn attachment(&self, id: AttachmentId) -> ViewResult<Option<Attachment>> {
+        self.checked(self.get(&keys::id(ATTACHMENTS, id.0)))
+    }
+    fn post_files(&self, room: RoomId, seq: u64) -> ViewResult<Vec<AttachmentId>> {
+        self.checked(self.get(&keys::ids(POST_FILES, room.0, seq)).unwrap_or_default())
+    }
+    fn unused_attachments(&self, before_ms: u64, limit: usize) -> ViewResult<Vec<AttachmentId>> {
+        let keys = self.due(UNUSED_ATTACHMENTS, before_ms, limit);
+        let ids: Vec<AttachmentId> =
+            keys.iter().filter_map(|k| self.key_suffix(k, keys::id_of_unused(k))).map(AttachmentId).collect();
+        self.checked(ids)
+    }
+    fn unclaimed_blobs(&self, before_ms: u64, limit: usize) -> ViewResult<Vec<BlobHash>> {
+        let keys = self.due(UNCLAIMED_BLOBS, before_ms, limit);
+        let hashes: Vec<BlobHash> =
+            keys.iter().filter_map(|k| self.key_suffix(k, keys::hash_of_unclaimed(k))).map(BlobHash).collect();
+        self.checked(hashes)
+    }
+    fn stored_bytes(&self) -> ViewResult<u64> {
+        self.checked(self.get(&keys::all(STORED_BYTES)).unwrap_or(0))
     }
 }
 

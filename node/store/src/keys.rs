@@ -53,6 +53,13 @@
 //! | `l` | local request id | RequestLink (a request received from another hub) |
 //! | `n` | account id | NotificationSettings |
 //! | `e` | account id, room id | Notice (a pending e-mail notice, one per account and room) |
+//! | `b` | blob hash (32 bytes) | Blob (a stored file: size, chunks stored, references) |
+//! | `k` | blob hash, u32 chunk index | bytes of one chunk of a file |
+//! | `a` | attachment id | Attachment |
+//! | `t` | room id, seq | the attachment ids of that post |
+//! | `g` | since (ms), attachment id | (index of attachments no post shows, to collect) |
+//! | `u` | since (ms), blob hash | (index of blobs no attachment holds, to collect) |
+//! | `s` | — | u64: the bytes of every stored chunk (the hub's quota) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
@@ -108,12 +115,19 @@ pub(crate) const REMOTE_FACILITIES: Table = table(b'o', "facilities of other hub
 pub(crate) const REQUEST_LINKS: Table = table(b'l', "requests received from other hubs");
 pub(crate) const NOTIFICATION_SETTINGS: Table = table(b'n', "notification settings");
 pub(crate) const NOTICES: Table = table(b'e', "pending e-mail notices");
+pub(crate) const BLOBS: Table = table(b'b', "stored files");
+pub(crate) const CHUNKS: Table = table(b'k', "chunks of stored files");
+pub(crate) const ATTACHMENTS: Table = table(b'a', "attachments");
+pub(crate) const POST_FILES: Table = table(b't', "attachments of a post");
+pub(crate) const UNUSED_ATTACHMENTS: Table = table(b'g', "attachments to collect");
+pub(crate) const UNCLAIMED_BLOBS: Table = table(b'u', "stored files to collect");
+pub(crate) const STORED_BYTES: Table = table(b's', "stored file bytes");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 39] = [
+pub(crate) const TABLES: [Table; 46] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -153,6 +167,13 @@ pub(crate) const TABLES: [Table; 39] = [
     CONNECTIONS_OF,
     NOTIFICATION_SETTINGS,
     NOTICES,
+    BLOBS,
+    CHUNKS,
+    ATTACHMENTS,
+    POST_FILES,
+    UNUSED_ATTACHMENTS,
+    UNCLAIMED_BLOBS,
+    STORED_BYTES,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -267,6 +288,40 @@ fn hub_and_number(table: Table, hub: &str, n: u64) -> Vec<u8> {
     [of_hub(table, hub), be(n).to_vec()].concat()
 }
 
+/// `b` + blob hash: one stored file.
+pub(crate) fn blob(hash: &[u8; 32]) -> Vec<u8> {
+    compose(BLOBS, &[hash])
+}
+
+/// `k` + blob hash: every chunk of one file.
+#[cfg(test)]
+pub(crate) fn chunks_of(hash: &[u8; 32]) -> Vec<u8> {
+    compose(CHUNKS, &[hash])
+}
+
+/// `k` + blob hash + chunk index: one chunk, in file order (the hash has a fixed width, so one
+/// file's scan never reaches another's).
+pub(crate) fn chunk(hash: &[u8; 32], index: u32) -> Vec<u8> {
+    compose(CHUNKS, &[hash, &index.to_be_bytes()])
+}
+
+/// `u` + since + blob hash: a blob no attachment holds, in the order they became unclaimed.
+pub(crate) fn unclaimed_blob(since_ms: u64, hash: &[u8; 32]) -> Vec<u8> {
+    compose(UNCLAIMED_BLOBS, &[&be(since_ms), hash])
+}
+
+/// The attachment id that ends a `g` key (after its since-time).
+pub(crate) fn id_of_unused(key: &[u8]) -> Result<u64, KeyError> {
+    let rest = key.strip_prefix(&[UNUSED_ATTACHMENTS.prefix]).ok_or(KeyError("not a `g` key"))?;
+    number(rest.get(8..).ok_or(KeyError("not since + an id"))?)
+}
+
+/// The blob hash that ends a `u` key.
+pub(crate) fn hash_of_unclaimed(key: &[u8]) -> Result<[u8; 32], KeyError> {
+    let rest = key.strip_prefix(&[UNCLAIMED_BLOBS.prefix]).ok_or(KeyError("not a `u` key"))?;
+    rest.get(8..).and_then(|h| h.try_into().ok()).ok_or(KeyError("not since + a 32-byte hash"))
+}
+
 /// The apply clock, in `sm_data` so snapshots carry it.
 pub(crate) const CLOCK: &[u8] = b"m/clock";
 
@@ -349,6 +404,13 @@ mod tests {
             connection_of((1, 256)),
             [&b"c\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0"[..], &b"c\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\x01"[..]]
         );
+        assert_eq!(blob(&[7; 32]), [&b"b"[..], &[7; 32]].concat());
+        assert_eq!(chunk(&[7; 32], 258), [&b"k"[..], &[7; 32], &[0, 0, 1, 2]].concat());
+        assert_eq!(id(ATTACHMENTS, 4), b"a\0\0\0\0\0\0\0\x04");
+        assert_eq!(ids(POST_FILES, 1, 256), b"t\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0");
+        assert_eq!(ids(UNUSED_ATTACHMENTS, 1, 256), b"g\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0");
+        assert_eq!(unclaimed_blob(1, &[7; 32]), [&b"u\0\0\0\0\0\0\0\x01"[..], &[7; 32]].concat());
+        assert_eq!(all(STORED_BYTES), b"s");
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);
@@ -403,6 +465,23 @@ mod tests {
         // Hub "gun" prefixes "gunma" as text, never as a length-prefixed inbox key.
         assert!(!inbox_message("gunma", 1).starts_with(&inbox_of("gun")));
         assert!(inbox_message("gun", 1).starts_with(&inbox_of("gun")));
+    }
+
+    #[test]
+    fn a_files_chunks_sort_in_order_and_stay_under_their_file() {
+        let sorted = [0, 1, 255, 256, u32::MAX];
+        for pair in sorted.windows(2) {
+            assert!(chunk(&[7; 32], pair[0]) < chunk(&[7; 32], pair[1]), "{pair:?}");
+        }
+        assert!(chunk(&[7; 32], u32::MAX).starts_with(&chunks_of(&[7; 32])));
+        assert!(!chunk(&[8; 32], 0).starts_with(&chunks_of(&[7; 32])));
+        // Collection walks its indexes oldest first.
+        assert!(ids(UNUSED_ATTACHMENTS, 1, u64::MAX) < ids(UNUSED_ATTACHMENTS, 2, 0));
+        assert!(unclaimed_blob(1, &[0xff; 32]) < unclaimed_blob(2, &[0; 32]));
+        assert_eq!(hash_of_unclaimed(&unclaimed_blob(1, &[7; 32])), Ok([7; 32]));
+        assert_eq!(id_of_unused(&ids(UNUSED_ATTACHMENTS, 1, 258)), Ok(258));
+        assert!(id_of_unused(&id(UNUSED_ATTACHMENTS, 1)).is_err());
+        assert!(hash_of_unclaimed(&id(UNCLAIMED_BLOBS, 1)).is_err());
     }
 
     #[test]

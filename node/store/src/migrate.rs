@@ -230,8 +230,15 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'l' => op.with::<RequestLink>(),
         b'n' => op.with::<kizuna_domain::notify::NotificationSettings>(),
         b'e' => op.with::<kizuna_domain::notify::Notice>(),
+        // Attachments came after the JSON format: their tables never hold JSON, but each is
+        // named so that a value of every table can be read.
+        b'b' => op.with::<kizuna_domain::attachments::Blob>(),
+        b'k' => op.with::<serde_bytes::ByteBuf>(),
+        b'a' => op.with::<kizuna_domain::attachments::Attachment>(),
+        b't' => op.with::<Vec<AttachmentId>>(),
+        b's' => op.with::<u64>(),
         // Index tables: the key is the entry, the value is empty.
-        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' => op.with::<()>(),
+        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' => op.with::<()>(),
         _ => return None,
     })
 }

@@ -20,11 +20,11 @@ use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_v
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::events::{Event, Raised, stamp};
 use kizuna_domain::federation::{HubName, SeqRange, inbox, outbox};
-use kizuna_domain::notify;
 use kizuna_domain::{
     self, Applied, Command, CommandResult, Ctx, Decision, DomainError, Envelope, LogCommand, Outcome, Record, Sender,
     decide, settle,
 };
+use kizuna_domain::{attachments, notify};
 
 pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
 
@@ -251,6 +251,9 @@ impl ApplyBatch<'_> {
             LogCommand::NoticeDelivery { notices, delivery, origin_node } => {
                 self.notice_delivery(&notices, delivery, origin_node)?
             }
+            LogCommand::CollectAttachments { grace_ms, origin_node } => {
+                self.collect_attachments(log_index, grace_ms, origin_node)?
+            }
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
@@ -317,6 +320,23 @@ impl ApplyBatch<'_> {
         }
         let changes = notify::record(&self.hub, notices, delivery).map_err(std::io::Error::other)?;
         self.hub.apply(changes);
+        Ok(CommandResult::Done(Outcome::Done))
+    }
+
+    /// Removes what has been unused for longer than `grace_ms`; the audit chain keeps that the
+    /// files of patient rooms existed.
+    fn collect_attachments(
+        &mut self,
+        log_index: u64,
+        grace_ms: u64,
+        origin_node: u64,
+    ) -> std::io::Result<CommandResult> {
+        let ctx = Ctx { log_index, now_ms: self.clock_ms };
+        let collected = attachments::collect(&self.hub, ctx, grace_ms, origin_node).map_err(std::io::Error::other)?;
+        for record in collected.audit {
+            self.hub.append_audit(record);
+        }
+        self.hub.apply(collected.changes);
         Ok(CommandResult::Done(Outcome::Done))
     }
 

@@ -131,6 +131,7 @@ impl TestHub {
             tls: None,
             federation: None,
             notifications: None,
+            attachments: Default::default(),
         };
         if wire == Wire::Tls {
             let certs = dir.path().join("certs");

@@ -117,7 +117,7 @@ fn decide_write(
     match write {
         RoomWrite::Post { text, reply_to, mentions } => {
             let mentions = mentions.iter().map(|p| existing(view, origin, p)).collect::<DomainResult<_>>()?;
-            posts::post(view, ctx, actor, (room, text), (reply_to, mentions))
+            posts::post(view, ctx, actor, (room, text), (reply_to, mentions), vec![])
         }
         RoomWrite::Edit { seq, text } => posts::edit(view, ctx, actor, (room, seq), text),
         RoomWrite::Delete { seq } => posts::delete(view, ctx, actor, room, seq),

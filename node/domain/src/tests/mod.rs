@@ -749,6 +749,7 @@ fn facility(hub: &mut Hub, op: AccountId, name: &str, kind: FacilityKind, n: usi
     (f, staff)
 }
 
+mod attachments;
 mod directory;
 mod federation;
 mod federation_pause;

@@ -3,6 +3,7 @@
 //! labels are the client's business.
 
 use kizuna_domain::HubView;
+use kizuna_domain::attachments::{self, Attachment};
 use kizuna_domain::directory::Found;
 use kizuna_domain::directory::{FacilityProfile, GeoPoint};
 use kizuna_domain::federation::HubName;
@@ -169,6 +170,9 @@ pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
     let author = shown(hub.account(p.author));
     let (kind, profession, _) = account_kind(author.as_ref().map(|a| &a.kind));
     let facility = author.as_ref().map(|a| facility_name(hub, a)).unwrap_or_default();
+    // Inside `Api::query`: a file that could not be read fails the whole answer there.
+    let files = attachments::of_posts(hub, p.room, std::iter::once(p.seq)).unwrap_or_default();
+    let attachments = files.into_values().flatten().map(|a| attachment_view(&a)).collect();
     pb::Post {
         seq: p.seq,
         author_id: p.author.0,
@@ -183,7 +187,24 @@ pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
         edited: !p.deleted && !p.history.is_empty(),
         deleted: p.deleted,
         ack_ids: p.acks.into_iter().map(|a| a.0).collect(),
-        attachments: Vec::new(),
+        attachments,
+    }
+}
+
+/// An attachment as its readers see it.
+pub(super) fn attachment_view(a: &Attachment) -> pb::Attachment {
+    let (room, seq) = a.post.map_or((0, 0), |(room, seq)| (room.0, seq));
+    pb::Attachment {
+        id: a.id.0,
+        name: a.name.clone(),
+        content_type: a.content_type.clone(),
+        size: a.size,
+        sha256: a.blob.to_string(),
+        has_thumbnails: a.thumbnails.is_some(),
+        uploader_id: a.uploader.0,
+        uploaded_at: Some(timestamp(a.uploaded_at_ms)),
+        room_id: room,
+        seq,
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod admin;
+mod attachments;
 mod audit;
 mod auth;
 mod care_requests;
@@ -55,7 +56,7 @@ pub type ApiRouter = Router;
 
 /// The names of the services the public port serves, as reflection advertises them: exactly
 /// these and nothing of the internal Raft API.
-fn served_service_names() -> [&'static str; 15] {
+fn served_service_names() -> [&'static str; 16] {
     use tonic_reflection::pb::{v1, v1alpha};
     [
         tonic_health::pb::health_server::SERVICE_NAME,
@@ -73,6 +74,7 @@ fn served_service_names() -> [&'static str; 15] {
         pb::records::record_service_server::SERVICE_NAME,
         pb::admin::cluster_admin_service_server::SERVICE_NAME,
         pb::hub::hub_service_server::SERVICE_NAME,
+        pb::attachments::attachment_service_server::SERVICE_NAME,
     ]
 }
 
@@ -127,6 +129,10 @@ fn grpc_routes(node: Arc<Node>, hub: &str, endpoints: &[PublicEndpoint]) -> Resu
         .add_service(pb::rooms::room_service_server::RoomServiceServer::new(api.clone()))
         .add_service(pb::connections::connection_service_server::ConnectionServiceServer::new(api.clone()))
         .add_service(pb::posts::post_service_server::PostServiceServer::new(api.clone()))
+        .add_service(
+            pb::attachments::attachment_service_server::AttachmentServiceServer::new(api.clone())
+                .max_decoding_message_size(2 << 20),
+        )
         .add_service(pb::events::event_service_server::EventServiceServer::new(api.clone()))
         .add_service(pb::care_requests::care_request_service_server::CareRequestServiceServer::new(api.clone()))
         .add_service(pb::directory::directory_service_server::DirectoryServiceServer::new(api.clone()))

@@ -90,11 +90,14 @@ impl pb::post_service_server::PostService for Api {
         req: Request<pb::CreatePostRequest>,
     ) -> Result<Response<pb::CreatePostResponse>, Status> {
         let r = req.get_ref().clone();
-        let cmd = Command::Post {
-            room: RoomId(r.room_id),
-            text: r.text,
-            reply_to: r.reply_to,
-            mentions: r.mention_ids.into_iter().map(AccountId).collect(),
+        let (room, text, reply_to) = (RoomId(r.room_id), r.text, r.reply_to);
+        let mentions = r.mention_ids.into_iter().map(AccountId).collect();
+        let cmd = match r.attachment_ids {
+            files if files.is_empty() => Command::Post { room, text, reply_to, mentions },
+            files => {
+                let files = files.into_iter().map(AttachmentId).collect();
+                Command::PostWithFiles { room, text, reply_to, mentions, files }
+            }
         };
         match self.signed_write(&req, r.idempotency_key, cmd).await? {
             Outcome::Posted { room, seq } => {

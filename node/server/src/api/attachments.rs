@@ -1,0 +1,382 @@
+//! The AttachmentService: uploads (a client stream, or unary parts for browsers), resumable
+//! downloads (a server stream), descriptions.
+//!
+//! An upload is checked on the node that receives it before anything of it is proposed: the
+//! declared size against the hub's cap and quota, every byte against the declared size and
+//! SHA-256, the type detected from the bytes against the allow-list, and a photo is re-encoded
+//! without its metadata, with thumbnails (`attachments::media`). Then its blobs are proposed
+//! chunk by chunk, each chunk one log entry, in order; a blob the hub already holds (the same
+//! content uploaded before, or chunks of an interrupted try) is not sent again. The domain
+//! decides the rest: `StoreChunk`, `CreateAttachment`, and who may read (`readable`).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use kizuna_proto::attachments as pb;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert::attachment_view;
+use super::shared::{Api, domain_status, unexpected, view_status};
+use crate::attachments::media::{self, Detected, MediaError};
+use crate::attachments::staging::{Staged, UploadError, Verified};
+use kizuna_domain::attachments::{
+    self as domain, Attachment, Blob, BlobHash, CHUNK_BYTES, Thumbnails, chunk_count, chunk_len,
+};
+use kizuna_domain::model::{AccountId, AttachmentId};
+use kizuna_domain::{Command, HubView, Outcome, audit, validate_idempotency_key};
+
+/// The largest part of an upload in parts (a browser sends 512 KiB).
+const MAX_PART_BYTES: usize = 1 << 20;
+
+/// What the user accepts to see in a refusal of the type: the allow-list, in Japanese.
+const ACCEPTED: &str = "写真 (JPEG, PNG, WebP)、動画 (MP4, MOV, WebM, 3GP)、PDF、Office 文書";
+
+/// An upload's header, checked.
+struct Header {
+    key: String,
+    name: String,
+    size: u64,
+    hash: BlobHash,
+}
+
+impl Api {
+    /// The header of an upload, checked against the rules and this node's limits.
+    fn header(&self, header: Option<pb::UploadHeader>) -> Result<Header, Status> {
+        let h = header.ok_or_else(|| Status::invalid_argument("an upload starts with its header"))?;
+        validate_idempotency_key(&h.idempotency_key).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        domain::check_name(&h.name).map_err(domain_status)?;
+        let cap = self.node.attachments.max_file_bytes;
+        if h.size == 0 {
+            return Err(Status::invalid_argument("the file is empty"));
+        }
+        if h.size > cap {
+            let limit = cap >> 20;
+            return Err(Status::invalid_argument(format!("the file is larger than this hub's limit of {limit} MiB")));
+        }
+        let hash = BlobHash::from_hex(&h.sha256)
+            .ok_or_else(|| Status::invalid_argument("sha256: 64 hexadecimal digits of the file's SHA-256"))?;
+        let used = self.query(|hub| hub.stored_bytes().map_err(view_status))?;
+        let quota = self.node.attachments.quota_bytes;
+        if used.saturating_add(h.size) > quota {
+            let gib = |b: u64| b as f64 / f64::from(1 << 30);
+            let message =
+                format!("this hub's storage for files is full ({:.1} of {:.1} GiB used)", gib(used), gib(quota));
+            return Err(Status::resource_exhausted(message));
+        }
+        Ok(Header { key: h.idempotency_key, name: h.name, size: h.size, hash })
+    }
+
+    /// Makes a verified upload an attachment of the caller: its blobs stored, then the
+    /// attachment created under the upload's idempotency key.
+    async fn ingest(
+        &self,
+        token_hash: &str,
+        header: Header,
+        verified: Verified,
+    ) -> Result<kizuna_proto::common::Attachment, Status> {
+        let prepared = tokio::task::spawn_blocking(move || prepare(verified))
+            .await
+            .map_err(|e| Status::internal(format!("the upload's check failed: {e}")))??;
+        let attempt = hex_prefix(&header.key);
+        for (n, blob) in prepared.blobs().into_iter().enumerate() {
+            self.store_blob(token_hash, &format!("chunk/{attempt}/{n}"), blob).await?;
+        }
+        let cmd = Command::CreateAttachment {
+            blob: prepared.file.hash,
+            thumbnails: prepared.thumbnails(),
+            name: header.name,
+            content_type: prepared.content_type.into(),
+        };
+        let id = match self.write(header.key, Some(token_hash.to_owned()), cmd).await? {
+            Outcome::Attachment(id) => id,
+            other => return Err(unexpected(other)),
+        };
+        // A follower forwarded the write: made current, it answers from its own copy.
+        self.fresh().await?;
+        let attachment = self.query(|hub| hub.attachment(id).map_err(view_status))?;
+        attachment.map(|a| attachment_view(&a)).ok_or_else(|| Status::not_found("the attachment is gone"))
+    }
+
+    /// Proposes the chunks of `blob` the hub does not hold yet, in order.
+    async fn store_blob(&self, token_hash: &str, keys: &str, blob: &Source) -> Result<(), Status> {
+        let held = self.query(|hub| hub.blob(blob.hash).map_err(view_status))?;
+        let first = held.map_or(0, |b: Blob| if b.complete() { chunk_count(b.size) } else { b.stored_chunks });
+        for index in first..chunk_count(blob.size) {
+            let bytes = blob.chunk(index).await?;
+            let cmd = Command::StoreChunk { blob: blob.hash, size: blob.size, index, bytes };
+            self.write(format!("{keys}/{index}"), Some(token_hash.to_owned()), cmd).await?;
+        }
+        Ok(())
+    }
+
+    /// The attachment `id` as `me` may read it, and the blob of `variant`.
+    fn readable_blob(&self, me: AccountId, id: AttachmentId, variant: i32) -> Result<(Attachment, Blob), Status> {
+        self.query(|hub| {
+            let a = domain::readable(hub, me, id).map_err(domain_status)?;
+            let hash = variant_blob(&a, variant)?;
+            let blob = hub.blob(hash).map_err(view_status)?.filter(Blob::complete);
+            let blob =
+                blob.ok_or_else(|| Status::internal(format!("the stored bytes of attachment {id} are missing")))?;
+            Ok((a, blob))
+        })
+    }
+}
+
+/// A blob to store: the uploaded file itself, or bytes made on this node (a safe photo).
+struct Source {
+    hash: BlobHash,
+    size: u64,
+    bytes: SourceBytes,
+}
+
+enum SourceBytes {
+    File(Verified),
+    Memory(Vec<u8>),
+}
+
+impl Source {
+    fn of_bytes(bytes: Vec<u8>) -> Self {
+        let hash = BlobHash(Sha256::digest(&bytes).into());
+        Self { hash, size: bytes.len() as u64, bytes: SourceBytes::Memory(bytes) }
+    }
+
+    /// The bytes of chunk `index`.
+    async fn chunk(&self, index: u32) -> Result<Vec<u8>, Status> {
+        let start = u64::from(index) * CHUNK_BYTES;
+        let len = chunk_len(self.size, index) as usize;
+        match &self.bytes {
+            SourceBytes::Memory(bytes) => Ok(bytes[start as usize..start as usize + len].to_vec()),
+            SourceBytes::File(file) => {
+                let path = file.path.clone();
+                let read = move || -> std::io::Result<Vec<u8>> {
+                    let mut f = std::fs::File::open(path)?;
+                    f.seek(SeekFrom::Start(start))?;
+                    let mut buf = vec![0; len];
+                    f.read_exact(&mut buf)?;
+                    Ok(buf)
+                };
+                let read = tokio::task::spawn_blocking(read).await.map_err(|e| Status::internal(e.to_string()))?;
+                read.map_err(|e| Status::internal(format!("this node cannot read the upload: {e}")))
+            }
+        }
+    }
+}
+
+/// An upload ready to store: the file, and a photo's thumbnails.
+struct Prepared {
+    content_type: &'static str,
+    file: Source,
+    thumbnails: Option<(Source, Source)>,
+}
+
+impl Prepared {
+    fn blobs(&self) -> Vec<&Source> {
+        let mut all = vec![&self.file];
+        if let Some((small, medium)) = &self.thumbnails {
+            all.extend([small, medium]);
+        }
+        all
+    }
+
+    fn thumbnails(&self) -> Option<Thumbnails> {
+        self.thumbnails.as_ref().map(|(small, medium)| Thumbnails { small: small.hash, medium: medium.hash })
+    }
+}
+
+/// Detects what the file is and, for a photo, makes it safe to share (blocking: run apart).
+fn prepare(verified: Verified) -> Result<Prepared, Status> {
+    let mut head = vec![0; media::SNIFF_BYTES.min(verified.size as usize)];
+    let read_head = std::fs::File::open(&verified.path).and_then(|mut f| f.read_exact(&mut head));
+    read_head.map_err(|e| Status::internal(format!("this node cannot read the upload: {e}")))?;
+    let detected: Detected = media::detect(&head).map_err(media_status)?;
+    if !detected.photo {
+        let file = Source { hash: verified.hash, size: verified.size, bytes: SourceBytes::File(verified) };
+        return Ok(Prepared { content_type: detected.content_type, file, thumbnails: None });
+    }
+    let bytes = std::fs::read(&verified.path).map_err(|e| Status::internal(format!("cannot read the upload: {e}")))?;
+    let safe = media::make_safe_photo(&bytes, detected).map_err(media_status)?;
+    let thumbnails = Some((Source::of_bytes(safe.small), Source::of_bytes(safe.medium)));
+    Ok(Prepared { content_type: safe.content_type, file: Source::of_bytes(safe.original), thumbnails })
+}
+
+fn media_status(e: MediaError) -> Status {
+    match e {
+        MediaError::NotAllowed(looks_like) => Status::invalid_argument(format!(
+            "この種類のファイルは添付できません ({looks_like})。添付できるのは {ACCEPTED} です"
+        )),
+        other => Status::invalid_argument(format!("写真を読み取れません: {other}")),
+    }
+}
+
+fn upload_status(e: UploadError) -> Status {
+    match e {
+        UploadError::Io(e) => Status::internal(format!("this node cannot keep the upload: {e}")),
+        refused => Status::invalid_argument(refused.to_string()),
+    }
+}
+
+/// A short name for an upload's idempotency key, to derive its chunks' keys from (each must fit
+/// the key length limit).
+fn hex_prefix(key: &str) -> String {
+    kizuna_domain::hex(&Sha256::digest(key.as_bytes())[..12])
+}
+
+/// The blob a download of `variant` sends.
+fn variant_blob(a: &Attachment, variant: i32) -> Result<BlobHash, Status> {
+    let thumbnail = |pick: fn(&Thumbnails) -> BlobHash| {
+        a.thumbnails.as_ref().map(pick).ok_or_else(|| Status::not_found("this attachment has no thumbnails"))
+    };
+    match pb::Variant::try_from(variant) {
+        Ok(pb::Variant::Unspecified | pb::Variant::Original) => Ok(a.blob),
+        Ok(pb::Variant::Small) => thumbnail(|t| t.small),
+        Ok(pb::Variant::Medium) => thumbnail(|t| t.medium),
+        Err(_) => Err(Status::invalid_argument(format!("variant {variant}: no such variant"))),
+    }
+}
+
+type DownloadStream = Pin<Box<dyn Stream<Item = Result<pb::DownloadResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::attachment_service_server::AttachmentService for Api {
+    async fn upload(&self, req: Request<Streaming<pb::UploadRequest>>) -> Result<Response<pb::UploadResponse>, Status> {
+        let (_, token_hash) = self.authenticate(&req).await?;
+        let mut parts = req.into_inner();
+        let first =
+            parts.next().await.ok_or_else(|| Status::invalid_argument("an upload starts with its header"))??;
+        let header = match first.part {
+            Some(pb::upload_request::Part::Header(h)) => self.header(Some(h))?,
+            _ => return Err(Status::invalid_argument("an upload starts with its header")),
+        };
+        let mut staged = Staged::create(&self.node.attachments.staging_dir, header.size)
+            .await
+            .map_err(UploadError::Io)
+            .map_err(upload_status)?;
+        while let Some(part) = parts.next().await {
+            match part?.part {
+                Some(pb::upload_request::Part::Chunk(bytes)) => staged.append(&bytes).await.map_err(upload_status)?,
+                _ => return Err(Status::invalid_argument("after the header, an upload sends only chunks")),
+            }
+        }
+        let verified = staged.finish(header.hash).await.map_err(upload_status)?;
+        let attachment = self.ingest(&token_hash, header, verified).await?;
+        Ok(Response::new(pb::UploadResponse { attachment: Some(attachment) }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: Request<pb::UploadPartRequest>,
+    ) -> Result<Response<pb::UploadPartResponse>, Status> {
+        let (me, token_hash) = self.authenticate(&req).await?;
+        let r = req.into_inner();
+        let header = self.header(r.header)?;
+        if r.chunk.len() > MAX_PART_BYTES {
+            return Err(Status::invalid_argument(format!("a part has at most {MAX_PART_BYTES} bytes")));
+        }
+        let key = (me, header.key.clone());
+        let mut staged = match self.node.part_uploads.take(&key) {
+            Some(staged) => staged,
+            None => Staged::create(&self.node.attachments.staging_dir, header.size)
+                .await
+                .map_err(UploadError::Io)
+                .map_err(upload_status)?,
+        };
+        if r.offset != staged.received() {
+            // Not where this node is: the client continues from what it holds.
+            let received = staged.received();
+            self.node.part_uploads.put_back(key, staged);
+            return Ok(Response::new(pb::UploadPartResponse { received, attachment: None }));
+        }
+        staged.append(&r.chunk).await.map_err(upload_status)?;
+        let received = staged.received();
+        if received < header.size {
+            self.node.part_uploads.put_back(key, staged);
+            return Ok(Response::new(pb::UploadPartResponse { received, attachment: None }));
+        }
+        let verified = staged.finish(header.hash).await.map_err(upload_status)?;
+        let attachment = self.ingest(&token_hash, header, verified).await?;
+        Ok(Response::new(pb::UploadPartResponse { received, attachment: Some(attachment) }))
+    }
+
+    type DownloadStream = DownloadStream;
+
+    async fn download(&self, req: Request<pb::DownloadRequest>) -> Result<Response<DownloadStream>, Status> {
+        let (me, token_hash, _) = self.authenticate_fresh(&req).await?;
+        let r = req.into_inner();
+        let id = AttachmentId(r.attachment_id);
+        let (attachment, blob) = self.readable_blob(me, id, r.variant)?;
+        if r.offset > blob.size {
+            return Err(Status::out_of_range(format!("offset {}: the file has {} bytes", r.offset, blob.size)));
+        }
+        if let Some((room, _)) = attachment.post {
+            let patient_data = self.query(|hub| audit::patient_data_in(hub, room).map_err(view_status))?;
+            if let Some(patient) = patient_data {
+                let what = format!("download attachment {id} ({}) from byte {}", attachment.name, r.offset);
+                self.audit_read(me, &token_hash, patient, Some(room), what)?;
+            }
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let api = self.clone();
+        tokio::spawn(async move {
+            if let Err(status) = api.send_blob(me, (id, r.variant), (attachment, blob), r.offset, &tx).await {
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn get_attachment(
+        &self,
+        req: Request<pb::GetAttachmentRequest>,
+    ) -> Result<Response<pb::GetAttachmentResponse>, Status> {
+        let (me, _, _) = self.authenticate_fresh(&req).await?;
+        let id = AttachmentId(req.get_ref().attachment_id);
+        let attachment = self.query(|hub| domain::readable(hub, me, id).map_err(domain_status))?;
+        Ok(Response::new(pb::GetAttachmentResponse { attachment: Some(attachment_view(&attachment)) }))
+    }
+}
+
+type Sink = tokio::sync::mpsc::Sender<Result<pb::DownloadResponse, Status>>;
+
+impl Api {
+    /// Sends `blob` from `offset`, a chunk at a time; before each, `me` must still be allowed
+    /// (a member removed during a download loses access at once).
+    async fn send_blob(
+        &self,
+        me: AccountId,
+        (id, variant): (AttachmentId, i32),
+        (attachment, blob): (Attachment, Blob),
+        offset: u64,
+        tx: &Sink,
+    ) -> Result<(), Status> {
+        let mut first = Some(pb::DownloadResponse {
+            attachment: Some(attachment_view(&attachment)),
+            size: blob.size,
+            chunk: vec![],
+        });
+        let mut index = u32::try_from(offset / CHUNK_BYTES).unwrap_or(u32::MAX);
+        let mut skip = (offset % CHUNK_BYTES) as usize;
+        while index < chunk_count(blob.size) {
+            let (_, blob_now) = self.readable_blob(me, id, variant)?;
+            let bytes = self.query(|hub| {
+                let bytes = hub.chunk(blob_now.hash, index);
+                bytes.ok_or_else(|| {
+                    Status::internal(format!("chunk {index} of attachment {id} is missing on this node"))
+                })
+            })?;
+            let mut message = first.take().unwrap_or_default();
+            message.chunk = bytes.get(skip..).unwrap_or_default().to_vec();
+            skip = 0;
+            if tx.send(Ok(message)).await.is_err() {
+                return Ok(()); // The client went away.
+            }
+            index += 1;
+        }
+        if let Some(only) = first {
+            // An offset at the very end: the description alone.
+            let _ = tx.send(Ok(only)).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! An upload while it arrives on this node: its bytes go to a file in the node's upload
+//! directory as their SHA-256 is computed, never more than the declared size, so a file that
+//! breaks a rule is refused before anything of it reaches the replicated state. The file is
+//! removed when the upload ends, whatever the outcome.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use kizuna_domain::attachments::BlobHash;
+use kizuna_domain::model::AccountId;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+/// Why an upload's bytes are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the file has more bytes than the {declared} declared")]
+    TooLong { declared: u64 },
+    #[error("the file ended after {received} of the {declared} declared bytes")]
+    Truncated { received: u64, declared: u64 },
+    #[error("the bytes received do not have the declared SHA-256 (received {actual})")]
+    HashMismatch { actual: BlobHash },
+    #[error("this node cannot keep the upload: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An upload's bytes so far.
+pub struct Staged {
+    path: PathBuf,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    received: u64,
+    declared: u64,
+}
+
+impl Staged {
+    /// A new, empty upload of `declared` bytes in `dir`.
+    pub async fn create(dir: &Path, declared: u64) -> std::io::Result<Self> {
+        tokio::fs::create_dir_all(dir).await?;
+        let path = dir.join(unique_name());
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(Self { path, file, hasher: Sha256::new(), received: 0, declared })
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Appends `bytes`, refusing any byte past the declared size.
+    pub async fn append(&mut self, bytes: &[u8]) -> Result<(), UploadError> {
+        let len = bytes.len() as u64;
+        if self.received.saturating_add(len) > self.declared {
+            return Err(UploadError::TooLong { declared: self.declared });
+        }
+        self.file.write_all(bytes).await?;
+        self.hasher.update(bytes);
+        self.received += len;
+        Ok(())
+    }
+
+    /// The complete upload, once it has every declared byte and they hash to `expected`.
+    pub async fn finish(mut self, expected: BlobHash) -> Result<Verified, UploadError> {
+        if self.received != self.declared {
+            return Err(UploadError::Truncated { received: self.received, declared: self.declared });
+        }
+        self.file.flush().await?;
+        let actual = BlobHash(std::mem::take(&mut self.hasher).finalize().into());
+        if actual != expected {
+            return Err(UploadError::HashMismatch { actual });
+        }
+        let path = std::mem::take(&mut self.path);
+        Ok(Verified { path, size: self.received, hash: actual })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        remove(&self.path);
+    }
+}
+
+/// A complete upload with the declared hash, still in its file on this node.
+pub struct Verified {
+    pub path: PathBuf,
+    pub size: u64,
+    pub hash: BlobHash,
+}
+
+impl Drop for Verified {
+    fn drop(&mut self) {
+        remove(&self.path);
+    }
+}
+
+fn remove(path: &Path) {
+    if !path.as_os_str().is_empty()
+        && let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), "could not remove an upload's file: {e}");
+    }
+}
+
+/// A name no other upload of this process has (it says nothing about the file or its
+/// uploader). Files of an earlier process are removed when the node starts ([`clear`]).
+fn unique_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("upload-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Removes what uploads of an earlier run left (they ended with that process).
+pub fn clear(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// How long a browser's upload in parts may pause before this node forgets it.
+pub const PARTS_IDLE: Duration = Duration::from_secs(30 * 60);
+
+/// The uploads in parts (`UploadPart`) this node is receiving, by uploader and idempotency key.
+#[derive(Default)]
+pub struct PartUploads {
+    waiting: Mutex<HashMap<(AccountId, String), (Staged, Instant)>>,
+}
+
+impl PartUploads {
+    /// Takes the upload out while a part is added (parts of one upload come one at a time);
+    /// forgets uploads idle for longer than [`PARTS_IDLE`] on the way.
+    pub fn take(&self, key: &(AccountId, String)) -> Option<Staged> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        waiting.retain(|_, (_, touched)| touched.elapsed() < PARTS_IDLE);
+        waiting.remove(key).map(|(staged, _)| staged)
+    }
+
+    /// Puts an incomplete upload back for its next part.
+    pub fn put_back(&self, key: (AccountId, String), staged: Staged) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        waiting.insert(key, (staged, Instant::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_of(bytes: &[u8]) -> BlobHash {
+        BlobHash(Sha256::digest(bytes).into())
+    }
+
+    #[tokio::test]
+    async fn a_complete_upload_with_its_hash_is_verified_and_its_file_goes_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut staged = Staged::create(dir.path(), 6).await.unwrap();
+        staged.append(b"abc").await.unwrap();
+        staged.append(b"def").await.unwrap();
+        let verified = staged.finish(hash_of(b"abcdef")).await.unwrap();
+        assert_eq!(std::fs::read(&verified.path).unwrap(), b"abcdef");
+        drop(verified);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left on the node");
+    }
+
+    #[tokio::test]
+    async fn too_long_truncated_or_another_hash_is_refused_and_nothing_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut long = Staged::create(dir.path(), 2).await.unwrap();
+        assert!(matches!(long.append(b"abc").await, Err(UploadError::TooLong { declared: 2 })));
+        drop(long);
+        let mut short = Staged::create(dir.path(), 4).await.unwrap();
+        short.append(b"abc").await.unwrap();
+        assert!(matches!(
+            short.finish(hash_of(b"abc")).await,
+            Err(UploadError::Truncated { received: 3, declared: 4 })
+        ));
+        let mut wrong = Staged::create(dir.path(), 3).await.unwrap();
+        wrong.append(b"abc").await.unwrap();
+        assert!(matches!(wrong.finish(hash_of(b"abd")).await, Err(UploadError::HashMismatch { .. })));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left on the node");
+    }
+}
