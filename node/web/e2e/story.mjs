@@ -238,7 +238,8 @@ await main(async (browser) => {
     const script = { name: "setup.sh", mimeType: "application/x-sh", buffer: Buffer.from("#!/bin/sh\necho hello\n") };
     await nurse.getByLabel("ファイルを添付").setInputFiles(script);
     const row = uploads(nurse).locator("li", { hasText: script.name });
-    await expectText(row.getByRole("alert"), "添付できませんでした");
+    await expectText(row.getByRole("alert"), "添付できませんでした: この種類のファイルは添付できません");
+    await shot(nurse, "attachment-refused-phone");
     await send(nurse);
     await expectText(alert(nurse), "添付できなかったファイルは取り除いてください");
     await expectAccessible(nurse, "a refused attachment");
@@ -371,6 +372,19 @@ await main(async (browser) => {
     await nurse.reload();
     await expectText(nurse.getByTestId("me"), "鈴木 早苗");
     await post(nurse, afterStop).first().waitFor();
+  });
+
+  await step("with that node still down, a file is uploaded, posted and downloaded through the others", async () => {
+    const later = { name: `退院時サマリー-${stamp()}.pdf`, mimeType: "application/pdf", buffer: pdf(`Kizuna discharge summary ${stamp()}`) };
+    await nurse.getByLabel("ファイルを添付").setInputFiles(later);
+    await expectText(uploads(nurse).locator("li", { hasText: later.name }), "添付済み", { timeout: 20_000 });
+    await send(nurse);
+    const name = new RegExp(escapeRegExp(later.name));
+    await post(nurse, later.name).first().waitFor();
+    const seen = doctor.locator("li.post", { has: doctor.getByRole("button", { name }) }).first();
+    await seen.waitFor({ timeout: 20_000 });
+    const [download] = await Promise.all([doctor.waitForEvent("download"), seen.getByRole("button", { name }).click()]);
+    if (!readFileSync(await download.path()).equals(later.buffer)) throw new Error("the PDF downloaded after the stop differs");
   });
 
   await step("a session ended from another device, or expired, is logged out, saying so", async () => {
