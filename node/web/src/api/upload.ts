@@ -14,6 +14,12 @@ export const PART_BYTES = 512 * 1024;
  * hash it. The hub's own cap is lower (a one-minute video is at most 100 MiB) and says so.
  */
 export const MAX_FILE_BYTES = 200 * 1024 * 1024;
+/**
+ * How long one part may take. Longer than other calls' 8 s: a part is 512 KiB of the phone's
+ * uplink, which in a patient's home can be slower than 64 KiB/s, and a part cut off by the
+ * deadline is sent again from scratch on another node.
+ */
+const PART_TIMEOUT_MS = 30_000;
 /** Answers in a row that did not take the upload further: the nodes disagree, give up. */
 const MAX_STALLS = 3;
 
@@ -37,7 +43,7 @@ export async function uploadFile(hub: Hub, file: File, options: UploadOptions): 
     if (options.signal.aborted) throw new ConnectError("the file was removed", Code.Canceled);
     const chunk = bytes.subarray(offset, offset + PART_BYTES);
     const part = { header, offset: BigInt(offset), chunk };
-    const answer = await hub.call((c) => c.attachments.uploadPart(part, { signal: options.signal }));
+    const answer = await hub.call((c) => c.attachments.uploadPart(part, { signal: options.signal, timeoutMs: PART_TIMEOUT_MS }));
     if (answer.attachment) return answer.attachment;
     const received = Number(answer.received);
     stalls = received > offset ? 0 : stalls + 1;
