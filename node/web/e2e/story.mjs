@@ -83,7 +83,8 @@ function png(width, height) {
   return Buffer.concat([signature, pngChunk("IHDR", ihdr), pngChunk("IDAT", deflateSync(Buffer.concat(rows))), pngChunk("IEND", Buffer.alloc(0))]);
 }
 
-function pdf(text) {
+/** A one-page PDF showing `text`; `padding` bytes of comment lines make it as large as a scan. */
+function pdf(text, padding = 0) {
   const content = `BT /F1 14 Tf 20 50 Td (${text}) Tj ET`;
   const objects = [
     "<< /Type /Catalog /Pages 2 0 R >>",
@@ -93,6 +94,7 @@ function pdf(text) {
     "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
   ];
   let out = "%PDF-1.4\n";
+  for (let line = 0; line * 64 < padding; line++) out += `%${String(line).padStart(8, "0")}${"kizuna-".repeat(8)}${"x".repeat(6)}\n`;
   const offsets = objects.map((body, i) => {
     const at = out.length;
     out += `${i + 1} 0 obj\n${body}\nendobj\n`;
@@ -385,6 +387,33 @@ await main(async (browser) => {
     await seen.waitFor({ timeout: 20_000 });
     const [download] = await Promise.all([doctor.waitForEvent("download"), seen.getByRole("button", { name }).click()]);
     if (!readFileSync(await download.path()).equals(later.buffer)) throw new Error("the PDF downloaded after the stop differs");
+  });
+
+  await step("an upload cut off mid-file carries on at another node and arrives whole", async () => {
+    const scan = { name: `検査結果-${stamp()}.pdf`, mimeType: "application/pdf", buffer: pdf(`Kizuna lab results ${stamp()}`, 2 << 20) };
+    // The third part's node "refuses the connection": the page moves to another node, which
+    // holds none of the file and says so (received 0); the upload starts over there.
+    const pattern = "**/kizuna.attachments.v1.AttachmentService/UploadPart";
+    const origins = [];
+    const cut = (route) => {
+      origins.push(new URL(route.request().url()).origin);
+      return origins.length === 3 ? route.abort("connectionrefused") : route.fallback();
+    };
+    await nurse.route(pattern, cut);
+    try {
+      await nurse.getByLabel("ファイルを添付").setInputFiles(scan);
+      await expectText(uploads(nurse).locator("li", { hasText: scan.name }), "添付済み", { timeout: 30_000 });
+    } finally {
+      await nurse.unroute(pattern, cut);
+    }
+    if (new Set(origins).size < 2) throw new Error(`the upload never moved to another node: ${origins.join(", ")}`);
+    await send(nurse);
+    const name = new RegExp(escapeRegExp(scan.name));
+    const seen = doctor.locator("li.post", { has: doctor.getByRole("button", { name }) }).first();
+    await seen.waitFor({ timeout: 20_000 });
+    const [download] = await Promise.all([doctor.waitForEvent("download"), seen.getByRole("button", { name }).click()]);
+    if (!readFileSync(await download.path()).equals(scan.buffer)) throw new Error("the PDF uploaded across two nodes differs");
+    log(`upload parts went to ${origins.join(", ")}`);
   });
 
   await step("a session ended from another device, or expired, is logged out, saying so", async () => {
