@@ -56,7 +56,13 @@ export function Composer({ roomId, onPosted }: { roomId: bigint; onPosted: () =>
     localStorage.setItem(key, JSON.stringify(next));
   };
   const edit = (text: string) => save({ text, key: idempotencyKey() });
-  useNewKeyWhenAttachmentsChange(files.uploads.map((u) => u.attachment?.id ?? "").join(","), () => save({ text: draft.text, key: idempotencyKey() }));
+  const finished = files.uploads.flatMap((u) => (u.attachment ? [String(u.attachment.id)] : [])).join(",");
+  useNewKeyWhenAttachmentsChange(finished, () => {
+    const next = { text: draft.text, key: idempotencyKey() };
+    setDraft(next);
+    // An empty draft is not kept (after a post, the files going must not bring one back).
+    if (next.text) localStorage.setItem(key, JSON.stringify(next));
+  });
   const submit = async (e: Event) => {
     e.preventDefault();
     const attachmentIds = readyAttachments(files.uploads);
