@@ -3,6 +3,8 @@
 // patient, live, while the node both pages came from stops; then the error paths. The
 // screenshots it saves are the README's (make screenshots).
 
+import { readFileSync } from "node:fs";
+import { deflateSync } from "node:zlib";
 import { DESKTOP, PHONE, expectAccessible, expectJapaneseGlyphs, expectText, log, main, newContext, password, shot, step, stopNode, totpCode, urls } from "./lib.mjs";
 
 const PATIENT = "山田 花子";
@@ -44,6 +46,77 @@ async function openPatient(page) {
   await page.getByRole("link", { name: new RegExp(PATIENT) }).first().click();
   await expectText(page.getByRole("heading", { level: 1 }), PATIENT);
 }
+
+// Files made here, byte for byte known: a small PNG photo (a colour gradient, so the hub's
+// thumbnailer has real pixels to scale) and a one-page PDF.
+function crc32(bytes) {
+  let crc = 0xffffffff;
+  for (const b of bytes) {
+    crc ^= b;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? 0xedb88320 ^ (crc >>> 1) : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+function pngChunk(type, data) {
+  const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(data.length);
+  const tail = Buffer.alloc(4);
+  tail.writeUInt32BE(crc32(body));
+  return Buffer.concat([head, body, tail]);
+}
+
+function png(width, height) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr[8] = 8; // bits per channel
+  ihdr[9] = 2; // RGB
+  const rows = [];
+  for (let y = 0; y < height; y++) {
+    const row = Buffer.alloc(1 + width * 3); // filter byte 0, then pixels
+    for (let x = 0; x < width; x++) row.set([(x * 255) / width, (y * 255) / height, 160], 1 + x * 3);
+    rows.push(row);
+  }
+  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  return Buffer.concat([signature, pngChunk("IHDR", ihdr), pngChunk("IDAT", deflateSync(Buffer.concat(rows))), pngChunk("IEND", Buffer.alloc(0))]);
+}
+
+/** A one-page PDF showing `text`; `padding` bytes of comment lines make it as large as a scan. */
+function pdf(text, padding = 0) {
+  const content = `BT /F1 14 Tf 20 50 Td (${text}) Tj ET`;
+  const objects = [
+    "<< /Type /Catalog /Pages 2 0 R >>",
+    "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 100] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+    `<< /Length ${content.length} >>\nstream\n${content}\nendstream`,
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+  ];
+  let out = "%PDF-1.4\n";
+  for (let line = 0; line * 64 < padding; line++) out += `%${String(line).padStart(8, "0")}${"kizuna-".repeat(8)}${"x".repeat(6)}\n`;
+  const offsets = objects.map((body, i) => {
+    const at = out.length;
+    out += `${i + 1} 0 obj\n${body}\nendobj\n`;
+    return at;
+  });
+  const xref = out.length;
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, "0")} 00000 n \n`).join("")}`;
+  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, "latin1");
+}
+
+/** The image has been fetched and decoded (its pixels are there, not a broken icon). */
+async function expectLoadedImage(img) {
+  await img.waitFor();
+  const width = await img.evaluate(async (el) => {
+    await el.decode().catch(() => {});
+    return el.naturalWidth;
+  });
+  if (!(width > 0)) throw new Error(`the image ${await img.getAttribute("alt")} did not load`);
+}
+
+const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 await main(async (browser) => {
   const nurse = await openPage(await newContext(browser, PHONE), urls[0]);
@@ -121,6 +194,63 @@ await main(async (browser) => {
     await expectText(alert(nurse), "入力内容を確認してください");
     if ((await composer(nurse).inputValue()) !== tooLong) throw new Error("the refused text is gone from the composer");
     await composer(nurse).fill("");
+  });
+
+  const photo = { name: `褥瘡の写真-${stamp()}.png`, mimeType: "image/png", buffer: png(96, 64) };
+  const record = { name: `訪問記録-${stamp()}.pdf`, mimeType: "application/pdf", buffer: pdf(`Kizuna visit record ${stamp()}`) };
+  const withFiles = `写真と訪問記録を添付します。${stamp()}`;
+  const uploads = (page) => page.locator("ul.uploads");
+  await step("the nurse attaches a photo and a PDF, sees them uploaded, and posts them", async () => {
+    await nurse.getByLabel("ファイルを添付").setInputFiles([photo, record]);
+    for (const file of [photo, record]) await expectText(uploads(nurse).locator("li", { hasText: file.name }), "添付済み");
+    await expectAccessible(nurse, "the composer with attachments");
+    await composer(nurse).fill(withFiles);
+    await send(nurse);
+    const posted = post(nurse, withFiles).first();
+    await expectLoadedImage(posted.getByRole("img", { name: photo.name }));
+    await expectText(posted.getByRole("button", { name: new RegExp(escapeRegExp(record.name)) }), /\(\d+(\.\d)? (B|KB)\)/);
+    await uploads(nurse).waitFor({ state: "detached" });
+    await shot(nurse, "attachments-phone");
+    await expectAccessible(nurse, "a post with attachments");
+  });
+
+  await step("the doctor sees them live, opens the photo by keyboard, and downloads the PDF byte for byte", async () => {
+    const seen = post(doctor, withFiles).first();
+    await seen.waitFor({ timeout: 20_000 });
+    await expectLoadedImage(seen.getByRole("img", { name: photo.name }));
+    await seen.getByRole("button", { name: photo.name }).focus();
+    await doctor.keyboard.press("Enter");
+    const viewer = doctor.getByRole("dialog", { name: photo.name });
+    await expectLoadedImage(viewer.getByRole("img", { name: photo.name }));
+    await shot(doctor, "photo-viewer-desktop");
+    await expectAccessible(doctor, "the photo viewer");
+    await doctor.keyboard.press("Escape");
+    await viewer.waitFor({ state: "detached" });
+    const [download] = await Promise.all([
+      doctor.waitForEvent("download"),
+      seen.getByRole("button", { name: new RegExp(escapeRegExp(record.name)) }).click(),
+    ]);
+    if (download.suggestedFilename() !== record.name) throw new Error(`the download is named ${download.suggestedFilename()}`);
+    const bytes = readFileSync(await download.path());
+    if (!bytes.equals(record.buffer)) throw new Error(`the downloaded PDF differs: ${bytes.length} bytes, ${record.buffer.length} uploaded`);
+  });
+
+  await step("a file the hub does not accept is refused in Japanese, and nothing is posted", async () => {
+    const newest = await nurse.locator("li.post").first().getAttribute("data-seq");
+    const script = { name: "setup.sh", mimeType: "application/x-sh", buffer: Buffer.from("#!/bin/sh\necho hello\n") };
+    await nurse.getByLabel("ファイルを添付").setInputFiles(script);
+    const row = uploads(nurse).locator("li", { hasText: script.name });
+    await expectText(row.getByRole("alert"), "添付できませんでした: この種類のファイルは添付できません");
+    await shot(nurse, "attachment-refused-phone");
+    await send(nurse);
+    await expectText(alert(nurse), "添付できなかったファイルは取り除いてください");
+    await expectAccessible(nurse, "a refused attachment");
+    await row.getByRole("button", { name: `${script.name} を取り除く` }).click();
+    await row.waitFor({ state: "detached" });
+    await send(nurse);
+    await expectText(alert(nurse), "本文を入力してください");
+    const still = await nurse.locator("li.post").first().getAttribute("data-seq");
+    if (still !== newest) throw new Error(`a post was made (newest seq ${newest} → ${still})`);
   });
 
   await step("the resource map finds a facility and opens its page", async () => {
@@ -244,6 +374,46 @@ await main(async (browser) => {
     await nurse.reload();
     await expectText(nurse.getByTestId("me"), "鈴木 早苗");
     await post(nurse, afterStop).first().waitFor();
+  });
+
+  await step("with that node still down, a file is uploaded, posted and downloaded through the others", async () => {
+    const later = { name: `退院時サマリー-${stamp()}.pdf`, mimeType: "application/pdf", buffer: pdf(`Kizuna discharge summary ${stamp()}`) };
+    await nurse.getByLabel("ファイルを添付").setInputFiles(later);
+    await expectText(uploads(nurse).locator("li", { hasText: later.name }), "添付済み", { timeout: 20_000 });
+    await send(nurse);
+    const name = new RegExp(escapeRegExp(later.name));
+    await post(nurse, later.name).first().waitFor();
+    const seen = doctor.locator("li.post", { has: doctor.getByRole("button", { name }) }).first();
+    await seen.waitFor({ timeout: 20_000 });
+    const [download] = await Promise.all([doctor.waitForEvent("download"), seen.getByRole("button", { name }).click()]);
+    if (!readFileSync(await download.path()).equals(later.buffer)) throw new Error("the PDF downloaded after the stop differs");
+  });
+
+  await step("an upload cut off mid-file carries on at another node and arrives whole", async () => {
+    const scan = { name: `検査結果-${stamp()}.pdf`, mimeType: "application/pdf", buffer: pdf(`Kizuna lab results ${stamp()}`, 2 << 20) };
+    // The third part's node "refuses the connection": the page moves to another node, which
+    // holds none of the file and says so (received 0); the upload starts over there.
+    const pattern = "**/kizuna.attachments.v1.AttachmentService/UploadPart";
+    const origins = [];
+    const cut = (route) => {
+      origins.push(new URL(route.request().url()).origin);
+      return origins.length === 3 ? route.abort("connectionrefused") : route.fallback();
+    };
+    await nurse.route(pattern, cut);
+    try {
+      await nurse.getByLabel("ファイルを添付").setInputFiles(scan);
+      await expectText(uploads(nurse).locator("li", { hasText: scan.name }), "添付済み", { timeout: 30_000 });
+    } finally {
+      await nurse.unroute(pattern, cut);
+    }
+    if (new Set(origins).size < 2) throw new Error(`the upload never moved to another node: ${origins.join(", ")}`);
+    await send(nurse);
+    const name = new RegExp(escapeRegExp(scan.name));
+    const seen = doctor.locator("li.post", { has: doctor.getByRole("button", { name }) }).first();
+    await seen.waitFor({ timeout: 20_000 });
+    const [download] = await Promise.all([doctor.waitForEvent("download"), seen.getByRole("button", { name }).click()]);
+    if (!readFileSync(await download.path()).equals(scan.buffer)) throw new Error("the PDF uploaded across two nodes differs");
+    log(`upload parts went to ${origins.join(", ")}`);
   });
 
   await step("a session ended from another device, or expired, is logged out, saying so", async () => {

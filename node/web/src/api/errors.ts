@@ -54,3 +54,21 @@ export function describe(e: unknown, what: string): string {
       return `${what}ができませんでした。${detail}`;
   }
 }
+
+/**
+ * A failed upload: the hub's refusal of the file itself (its type, its size, the quota) is
+ * shown with the hub's own reason, which is the only place the user learns which rule applied;
+ * anything else reads as any failed action.
+ */
+export function describeUpload(e: unknown): string {
+  const err = ConnectError.from(e);
+  switch (err.code) {
+    case Code.InvalidArgument:
+    case Code.ResourceExhausted:
+    case Code.FailedPrecondition:
+    case Code.OutOfRange:
+      return `添付できませんでした: ${err.rawMessage || "このファイルは受け付けられません。"}`;
+    default:
+      return describe(e, "添付");
+  }
+}

@@ -4,6 +4,7 @@
 // retried write is applied once.
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { AttachmentService } from "../gen/kizuna/attachments/v1/attachment_service_pb";
 import { AccountService } from "../gen/kizuna/accounts/v1/account_service_pb";
 import { CareRequestService } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
 import { ConnectionService } from "../gen/kizuna/connections/v1/connection_service_pb";
@@ -24,6 +25,7 @@ const ENDPOINTS_KEY = "kizuna.endpoints";
 
 export interface Clients {
   accounts: Client<typeof AccountService>;
+  attachments: Client<typeof AttachmentService>;
   rooms: Client<typeof RoomService>;
   posts: Client<typeof PostService>;
   connections: Client<typeof ConnectionService>;
@@ -198,6 +200,7 @@ function makeClients(baseUrl: string, bearer: Interceptor): Clients {
   });
   return {
     accounts: createClient(AccountService, transport),
+    attachments: createClient(AttachmentService, transport),
     rooms: createClient(RoomService, transport),
     posts: createClient(PostService, transport),
     connections: createClient(ConnectionService, transport),

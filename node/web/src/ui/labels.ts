@@ -84,3 +84,17 @@ export function age(since: Date, now: Date = new Date()): string {
   if (s < 86400) return `${Math.floor(s / 3600)}時間前`;
   return `${Math.floor(s / 86400)}日前`;
 }
+
+/** 「1.2 MB」: a file's size, as file managers show it. */
+export function fileSize(bytes: bigint | number): string {
+  const n = Number(bytes);
+  if (n < 1024) return `${n} B`;
+  const units = ["KB", "MB", "GB"];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}

@@ -1,8 +1,9 @@
 // One post: who wrote it (name, profession, facility) and when; 「見ました」 and who has seen
-// it; editing and deleting one's own.
+// it; its attachments; editing and deleting one's own.
 import { useState } from "preact/hooks";
 import type { Post } from "../gen/kizuna/common/v1/types_pb";
 import { useApp } from "./app-context";
+import { Attachments } from "./attachments";
 import { ErrorBox, useAction } from "./common";
 import { role, when } from "./labels";
 
@@ -35,10 +36,15 @@ export function PostView({ roomId, post, names, onChanged }: { roomId: bigint; p
       ) : editing ? (
         <EditPost roomId={roomId} post={post} done={() => (setEditing(false), onChanged())} />
       ) : (
-        <p class="post-text">
-          {post.text}
-          {post.edited && <span class="muted">（編集済み）</span>}
-        </p>
+        <>
+          {(post.text || post.edited) && (
+            <p class="post-text">
+              {post.text}
+              {post.edited && <span class="muted">（編集済み）</span>}
+            </p>
+          )}
+          <Attachments items={post.attachments} />
+        </>
       )}
       {!post.deleted && (
         <div class="post-actions">

@@ -1,6 +1,7 @@
 // Signed out: the login page. Signed in: the shell with its views, one live stream per tab.
 import { ErrorBox } from "./common";
 import { useEffect, useMemo, useState } from "preact/hooks";
+import { forgetThumbnails } from "../api/download";
 import { describe, isSessionEnded, SESSION_ENDED } from "../api/errors";
 import { Hub } from "../api/hub";
 import { Live } from "../api/live";
@@ -20,6 +21,8 @@ export function Root() {
 
   const signOut = (reason?: string) => {
     hub.setToken(null);
+    // Photos seen in this session are not shown to whoever signs in next on this browser.
+    forgetThumbnails();
     setMe(null);
     setMessage(reason ?? null);
   };
