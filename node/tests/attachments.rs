@@ -299,3 +299,181 @@ async fn a_full_hub_refuses_new_files() {
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
     hub.shutdown().await;
 }
+
+/// A camera's photo: a 1600×1200 JPEG with an EXIF block holding a location in Tokyo.
+fn geotagged_photo() -> Vec<u8> {
+    use exif::{Field, In, Rational, Tag, Value};
+    let picture = image::RgbImage::from_fn(1600, 1200, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+    let mut jpeg = Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(picture).write_to(&mut jpeg, image::ImageFormat::Jpeg).expect("a JPEG");
+    let jpeg = jpeg.into_inner();
+    let degrees =
+        |d: u32, m: u32| Value::Rational(vec![Rational::from((d, 1)), Rational::from((m, 1)), Rational::from((0, 1))]);
+    let fields = [
+        Field { tag: Tag::GPSLatitudeRef, ifd_num: In::PRIMARY, value: Value::Ascii(vec![b"N".to_vec()]) },
+        Field { tag: Tag::GPSLatitude, ifd_num: In::PRIMARY, value: degrees(35, 41) },
+        Field { tag: Tag::GPSLongitudeRef, ifd_num: In::PRIMARY, value: Value::Ascii(vec![b"E".to_vec()]) },
+        Field { tag: Tag::GPSLongitude, ifd_num: In::PRIMARY, value: degrees(139, 41) },
+    ];
+    let mut writer = exif::experimental::Writer::new();
+    for field in &fields {
+        writer.push_field(field);
+    }
+    let mut tiff = Cursor::new(Vec::new());
+    writer.write(&mut tiff, false).expect("an EXIF block");
+    let tiff = tiff.into_inner();
+    // APP1 "Exif" right after the start-of-image marker, where cameras put it.
+    let length = u16::try_from(2 + 6 + tiff.len()).expect("a small EXIF block");
+    [&jpeg[..2], &[0xFF, 0xE1], &length.to_be_bytes(), b"Exif\0\0", &tiff, &jpeg[2..]].concat()
+}
+
+fn has_location(bytes: &[u8]) -> bool {
+    let found = exif::Reader::new().read_from_container(&mut Cursor::new(bytes));
+    found.is_ok_and(|e| e.get_field(exif::Tag::GPSLatitude, exif::In::PRIMARY).is_some())
+}
+
+/// Uploads in 64 KiB parts as a browser does (UploadPart), checking a part sent at the wrong
+/// offset is answered with where to continue.
+async fn upload_in_parts(api: Channel, token: &str, head: UploadHeader, bytes: &[u8]) -> Attachment {
+    let mut client = AttachmentServiceClient::new(api);
+    let part = |offset: usize, len: usize| UploadPartRequest {
+        header: Some(head.clone()),
+        offset: offset as u64,
+        chunk: bytes[offset..(offset + len).min(bytes.len())].to_vec(),
+    };
+    let mut offset = 0;
+    loop {
+        let answer = client.upload_part(authed(part(offset, 64 * 1024), token)).await.expect("a part").into_inner();
+        if let Some(a) = answer.attachment {
+            return a;
+        }
+        if offset == 64 * 1024 {
+            // Once: the same part again, as after a lost answer: the node says where it is.
+            let again = client.upload_part(authed(part(offset, 64 * 1024), token)).await.expect("a repeated part");
+            assert_eq!(again.into_inner().received, answer.received);
+        }
+        offset = answer.received as usize;
+    }
+}
+
+fn dimensions(jpeg: &[u8]) -> (u32, u32) {
+    let decoded = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg).expect("a JPEG");
+    (decoded.width(), decoded.height())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_photo_is_served_without_its_location_and_with_thumbnails() {
+    let hub = TestHub::start(3).await;
+    let nurse = hub.member("vn.sato").await;
+    let api = channel(&hub.api(hub.follower_of(hub.leader().await))).await;
+    let photo = geotagged_photo();
+    assert!(has_location(&photo), "the test photo carries a location");
+    let a = upload_in_parts(api.clone(), &nurse, header("photo", "褥瘡.jpg", &photo), &photo).await;
+    assert_eq!((a.content_type.as_str(), a.has_thumbnails), ("image/jpeg", true));
+    assert_ne!(a.sha256, sha256_hex(&photo), "what is stored is not what the camera wrote");
+
+    let original = download(api.clone(), &nurse, a.id, Variant::Original, 0).await.expect("the original");
+    assert!(!has_location(&original) && !original.windows(6).any(|w| w == b"Exif\0\0"), "no EXIF left");
+    assert_eq!((sha256_hex(&original), original.len() as u64), (a.sha256.clone(), a.size));
+    assert_eq!(dimensions(&original), (1600, 1200), "the original keeps its size");
+    for (variant, edge) in [(Variant::Small, 320), (Variant::Medium, 1280)] {
+        let thumbnail = download(api.clone(), &nurse, a.id, variant, 0).await.expect("a thumbnail");
+        assert!(!has_location(&thumbnail));
+        assert_eq!(dimensions(&thumbnail).0, edge, "{variant:?}");
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_caught_up_by_snapshot_serves_every_file_and_a_region_blackout_loses_none() {
+    let mut hub = TestHub::start(3).await;
+    let (doctor, nurse) = (hub.member("dr.mori").await, hub.member("vn.sato").await);
+    let leader = hub.leader().await;
+    let api = channel(&hub.api(leader)).await;
+    let (room_id, _) = patient_room(api.clone(), &doctor, &nurse).await;
+    let files = [pdf(300 * 1024, 5), pdf(10, 6)];
+    let mut ids = Vec::new();
+    for (i, bytes) in files.iter().enumerate() {
+        ids.push(
+            upload(api.clone(), &doctor, header(&format!("f{i}"), "ケアプラン.pdf", bytes), bytes)
+                .await
+                .expect("upload")
+                .id,
+        );
+    }
+    post_files(api.clone(), &doctor, room_id, ids.clone()).await.expect("post");
+
+    let snap = hub.admin(leader).await.create_snapshot(CreateSnapshotRequest { purge_log: true }).await;
+    let snap = snap.expect("snapshot").into_inner();
+    assert!(snap.purged_index.is_some(), "the log is purged");
+    let learner = hub.start_new_node(4).await;
+    let spec = NodeSpec {
+        id: learner.id,
+        name: learner.name.clone(),
+        region: learner.region().to_owned(),
+        raft_addr: learner.raft_addr.to_string(),
+        api_addr: learner.api_addr.to_string(),
+    };
+    let add = AddLearnerRequest { node: Some(spec), wait_caught_up: true };
+    hub.admin(leader).await.add_learner(add).await.expect("add learner");
+    hub.wait_applied(snap.snapshot_index).await;
+    assert!(hub.status(4).snapshots_installed >= 1, "the learner caught up by snapshot: {:?}", hub.status(4));
+    let on_learner = channel(&hub.api(4)).await;
+    for (id, bytes) in ids.iter().zip(&files) {
+        let got = download(on_learner.clone(), &nurse, *id, Variant::Original, 0).await.expect("from the learner");
+        assert!(got == *bytes, "the learner serves attachment {id}");
+    }
+
+    // The leader's region goes dark: every acknowledged file is still served by the others.
+    let dark = hub.region_of(leader);
+    for id in hub.ids_in_region(&dark) {
+        hub.stop(id).await;
+    }
+    for node in hub.running_ids() {
+        let api = channel(&hub.api(node)).await;
+        for (id, bytes) in ids.iter().zip(&files) {
+            let got = download(api.clone(), &nurse, *id, Variant::Original, 0).await;
+            assert!(got.expect("after the blackout") == *bytes, "node {node} serves attachment {id}");
+        }
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unused_files_are_collected_after_the_grace_period_and_the_audit_keeps_them() {
+    let spec =
+        HubSpec { nodes: vec![("a", true), ("b", true), ("c", true)], preferred_regions: vec![], wire: Wire::Plain };
+    let hub = TestHub::start_custom(spec, |config, _| {
+        config.attachments = AttachmentsSection { grace_seconds: 2, collect_every_seconds: 1, ..Default::default() };
+    })
+    .await;
+    let (doctor, nurse) = (hub.member("dr.mori").await, hub.member("vn.sato").await);
+    let api = channel(&hub.api(hub.leader().await)).await;
+    let (room_id, _) = patient_room(api.clone(), &doctor, &nurse).await;
+    let (kept, deleted, never_posted) = (pdf(2000, 7), pdf(3000, 8), pdf(4000, 9));
+    let kept_id = upload(api.clone(), &doctor, header("k", "a.pdf", &kept), &kept).await.expect("upload").id;
+    let deleted_id = upload(api.clone(), &doctor, header("d", "b.pdf", &deleted), &deleted).await.expect("upload").id;
+    let unposted_id =
+        upload(api.clone(), &doctor, header("n", "c.pdf", &never_posted), &never_posted).await.expect("upload").id;
+    post_files(api.clone(), &doctor, room_id, vec![kept_id]).await.expect("post");
+    let seq = post_files(api.clone(), &doctor, room_id, vec![deleted_id]).await.expect("post");
+    let delete = DeletePostRequest { idempotency_key: "delete".into(), room_id, seq };
+    PostServiceClient::new(api.clone()).delete_post(authed(delete, &doctor)).await.expect("delete");
+
+    let leader = hub.leader().await;
+    until("the unused files collected", || held_on(&hub, leader).0 == kept.len() as u64).await;
+    for gone in [deleted_id, unposted_id] {
+        let refused = download(api.clone(), &doctor, gone, Variant::Original, 0).await;
+        assert_eq!(refused.expect_err("collected").code(), tonic::Code::NotFound);
+    }
+    let got = download(api.clone(), &nurse, kept_id, Variant::Original, 0).await.expect("the posted file stays");
+    assert!(got == kept);
+    let op = hub.operator().await;
+    let q = ListAuditEntriesRequest { page_size: 1000, ..Default::default() };
+    let entries =
+        AuditServiceClient::new(api).list_audit_entries(authed(q, &op)).await.expect("audit").into_inner().entries;
+    let removed =
+        format!("attachment {deleted_id} (b.pdf, 3000 bytes, sha256 {}) of post #{seq} removed", sha256_hex(&deleted));
+    assert!(entries.iter().any(|e| e.what == removed), "the audit keeps that it existed: {entries:#?}");
+    hub.shutdown().await;
+}

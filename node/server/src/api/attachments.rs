@@ -49,11 +49,11 @@ impl Api {
         domain::check_name(&h.name).map_err(domain_status)?;
         let cap = self.node.attachments.max_file_bytes;
         if h.size == 0 {
-            return Err(Status::invalid_argument("the file is empty"));
+            return Err(Status::invalid_argument("ファイルが空です"));
         }
         if h.size > cap {
             let limit = cap >> 20;
-            return Err(Status::invalid_argument(format!("the file is larger than this hub's limit of {limit} MiB")));
+            return Err(Status::invalid_argument(format!("ファイルが大きすぎます (上限 {limit} MiB)")));
         }
         let hash = BlobHash::from_hex(&h.sha256)
             .ok_or_else(|| Status::invalid_argument("sha256: 64 hexadecimal digits of the file's SHA-256"))?;
@@ -61,8 +61,9 @@ impl Api {
         let quota = self.node.attachments.quota_bytes;
         if used.saturating_add(h.size) > quota {
             let gib = |b: u64| b as f64 / f64::from(1 << 30);
+            let (used, quota) = (gib(used), gib(quota));
             let message =
-                format!("this hub's storage for files is full ({:.1} of {:.1} GiB used)", gib(used), gib(quota));
+                format!("ファイルの保存領域が一杯です ({used:.1} / {quota:.1} GiB 使用中)。事務局に連絡してください");
             return Err(Status::resource_exhausted(message));
         }
         Ok(Header { key: h.idempotency_key, name: h.name, size: h.size, hash })
@@ -210,10 +211,19 @@ fn media_status(e: MediaError) -> Status {
     }
 }
 
+/// A refused upload's status, in the words its user reads (the client shows the message).
 fn upload_status(e: UploadError) -> Status {
     match e {
         UploadError::Io(e) => Status::internal(format!("this node cannot keep the upload: {e}")),
-        refused => Status::invalid_argument(refused.to_string()),
+        UploadError::TooLong { declared } => {
+            Status::invalid_argument(format!("申告された大きさ ({declared} バイト) より多くのデータが届きました"))
+        }
+        UploadError::Truncated { received, declared } => Status::invalid_argument(format!(
+            "ファイルが途中で終わりました ({declared} バイト中 {received} バイト)。もう一度送ってください"
+        )),
+        UploadError::HashMismatch { .. } => {
+            Status::invalid_argument("届いたデータが壊れています (SHA-256 が一致しません)。もう一度送ってください")
+        }
     }
 }
 
