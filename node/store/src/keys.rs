@@ -364,6 +364,8 @@ pub(crate) const FORMAT: &[u8] = b"format";
 /// `sm_meta` keys.
 pub(crate) const APPLIED: &[u8] = b"applied";
 pub(crate) const MEMBERSHIP: &[u8] = b"membership";
+/// Present while a snapshot install replaces the state in batches: the snapshot file's path.
+pub(crate) const INSTALLING: &[u8] = b"installing";
 
 /// Every `sm_data` key sorts inside `[SM_DATA_START, SM_DATA_END)`: a snapshot install deletes
 /// this range to replace the whole state machine.
@@ -415,7 +417,7 @@ mod tests {
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!((VOTE, COMMITTED, PURGED), (&b"vote"[..], &b"committed"[..], &b"purged"[..]));
-        assert_eq!((APPLIED, MEMBERSHIP), (&b"applied"[..], &b"membership"[..]));
+        assert_eq!((APPLIED, MEMBERSHIP, INSTALLING), (&b"applied"[..], &b"membership"[..], &b"installing"[..]));
         assert_eq!(FORMAT, b"format");
     }
 

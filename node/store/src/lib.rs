@@ -19,6 +19,7 @@
 pub mod codec;
 mod fault;
 mod hub_view;
+mod install;
 mod journal;
 mod keys;
 mod log_store;
@@ -82,8 +83,21 @@ fn open_db(db_path: &Path) -> Result<DB, StoreError> {
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     let cfs = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL]
-        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        .map(|name| ColumnFamilyDescriptor::new(name, family_options(name)));
     DB::open_cf_descriptors(&opts, db_path, cfs).map_err(|source| StoreError::Open { path: db_path.to_owned(), source })
+}
+
+/// The log and the state hold attached files' chunks (128 KiB values): with blob files, large
+/// values are written once beside the sorted tables instead of being rewritten by every
+/// compaction that passes them; small values (posts, members, indexes) stay inline.
+fn family_options(name: &str) -> Options {
+    let mut options = Options::default();
+    if name == CF_SM_DATA || name == CF_RAFT_LOG {
+        options.set_enable_blob_files(true);
+        options.set_min_blob_size(16 * 1024);
+        options.set_enable_blob_gc(true);
+    }
+    options
 }
 
 pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {

@@ -11,12 +11,12 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
-use super::ReadJournal;
 use super::fault::StorageFault;
 use super::hub_view::RocksHub;
 use super::keys::{self, APPLIED, CLOCK, IDEMPOTENCY, MEMBERSHIP, RECORDS};
 use super::snapshot::{self, SnapshotFile, SnapshotWriter};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_value};
+use super::{ReadJournal, install};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::events::{Event, Raised, stamp};
 use kizuna_domain::federation::{HubName, SeqRange, inbox, outbox};
@@ -133,6 +133,8 @@ pub struct StateMachineStore {
 
 impl StateMachineStore {
     pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> std::io::Result<Self> {
+        // An install a stop interrupted is finished before anything reads the state.
+        install::resume(&db)?;
         // Leftovers of interrupted builds or transfers are incomplete by definition.
         for entry in std::fs::read_dir(&snapshot_dir)? {
             let path = entry?.path();
@@ -495,33 +497,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let meta = meta.clone();
         let current = self.current_path();
         blocking(move || {
-            let data = cf(&db, CF_SM_DATA);
-            let mut wb = WriteBatch::default();
-            // Replace the whole state machine in one atomic batch.
-            wb.delete_range_cf(data, keys::SM_DATA_START, keys::SM_DATA_END);
-            let file_meta = snapshot::read_pairs(&snapshot.path, |k, v| {
-                // Values travel as stored; one of another format would poison this node's state.
-                codec::body_of(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
-                // A snapshot of a node built before the index still gives this node its own.
-                for index in keys::pair_of_connection_key(&k).map(keys::connection_of).into_iter().flatten() {
-                    wb.put_cf(data, index, to_value(&())?);
-                }
-                wb.put_cf(data, k, v);
-                Ok(())
-            })?;
-            if file_meta.last_log_id != meta.last_log_id {
-                return Err(io_err("snapshot file does not match its metadata"));
-            }
-            let sm_meta = cf(&db, CF_SM_META);
-            // `applied` holds a log id, never an empty one (as apply writes it).
-            match &meta.last_log_id {
-                Some(applied) => wb.put_cf(sm_meta, APPLIED, to_value(applied)?),
-                None => wb.delete_cf(sm_meta, APPLIED),
-            }
-            wb.put_cf(sm_meta, MEMBERSHIP, to_value(&meta.last_membership)?);
-            let mut sync = rocksdb::WriteOptions::default();
-            sync.set_sync(true);
-            db.write_opt(wb, &sync).map_err(io_err)?;
+            install::install(&db, &snapshot.path, &meta)?;
             // Keep the installed snapshot as this node's current one, to serve it onwards.
             if snapshot.path.parent() == current.parent() {
                 std::fs::rename(&snapshot.path, &current)
@@ -649,6 +625,52 @@ mod tests {
         assert_eq!(sm.reader().state_digest().expect("digest"), before, "the poisoned batch wrote something");
         assert_eq!(sm.reader().record("second").expect("read"), None);
         assert_eq!(sm.applied_state().await.expect("applied").0.map(|l| l.index), Some(1));
+    }
+
+    /// A snapshot of records 1..=n, built by a node of its own in `dir`.
+    async fn snapshot_of_records(dir: &std::path::Path, n: u64) -> (Snapshot, StateDigest) {
+        let (_log, mut sm) = crate::open(dir).expect("open");
+        apply(&mut sm, (1..=n).map(|i| put_record(i, &format!("k{i}"))).collect()).await.expect("apply");
+        let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
+        (snapshot, sm.reader().state_digest().expect("digest"))
+    }
+
+    #[tokio::test]
+    async fn an_install_interrupted_by_a_stop_is_finished_when_the_node_opens() {
+        let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (snapshot, digest) = snapshot_of_records(source.path(), 20).await;
+        let incoming = {
+            let (_log, mut sm) = crate::open(target.path()).expect("open");
+            apply(&mut sm, vec![put_record(1, "other")]).await.expect("apply");
+            let incoming = sm.incoming_snapshot_path("from-leader");
+            std::fs::copy(&snapshot.snapshot.path, &incoming).expect("received");
+            // As `install` leaves it after its first batches: the marker, the data replaced.
+            let marker = to_value(&incoming.to_string_lossy()).expect("encode");
+            sm.db.put_cf(cf(&sm.db, CF_SM_META), keys::INSTALLING, marker).expect("marker");
+            sm.db.delete_range_cf(cf(&sm.db, CF_SM_DATA), keys::SM_DATA_START, keys::SM_DATA_END).expect("half");
+            incoming
+        };
+        let (_log, sm) = crate::open(target.path()).expect("reopen");
+        assert_eq!(sm.reader().state_digest().expect("digest"), digest, "the install was finished");
+        assert_eq!(sm.reader().applied().expect("applied"), snapshot.meta.last_log_id);
+        assert_eq!(get_value::<String>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
+        assert!(!incoming.exists(), "the received file is cleaned up once installed");
+    }
+
+    #[tokio::test]
+    async fn a_truncated_snapshot_is_refused_before_the_state_is_touched() {
+        let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (snapshot, _) = snapshot_of_records(source.path(), 20).await;
+        let (_log, mut sm) = crate::open(target.path()).expect("open");
+        apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
+        let before = sm.reader().state_digest().expect("digest");
+        let incoming = sm.incoming_snapshot_path("cut");
+        let bytes = std::fs::read(&snapshot.snapshot.path).expect("read");
+        std::fs::write(&incoming, &bytes[..bytes.len() - 20]).expect("write");
+        let refused = sm.install_snapshot(&snapshot.meta, SnapshotFile { path: incoming }).await;
+        assert!(refused.is_err(), "a cut file is not installed");
+        assert_eq!(sm.reader().state_digest().expect("digest"), before, "the state is untouched");
+        assert_eq!(get_value::<String>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
     }
 
     #[tokio::test]
