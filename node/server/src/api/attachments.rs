@@ -319,13 +319,8 @@ impl pb::attachment_service_server::AttachmentService for Api {
         if r.offset > blob.size {
             return Err(Status::out_of_range(format!("offset {}: the file has {} bytes", r.offset, blob.size)));
         }
-        if let Some((room, _)) = attachment.post {
-            let patient_data = self.query(|hub| audit::patient_data_in(hub, room).map_err(view_status))?;
-            if let Some(patient) = patient_data {
-                let what = format!("download attachment {id} ({}) from byte {}", attachment.name, r.offset);
-                self.audit_read(me, &token_hash, patient, Some(room), what)?;
-            }
-        }
+        let what = format!("download attachment {id} ({}) from byte {}", attachment.name, r.offset);
+        self.audit_file_read(me, &token_hash, &attachment, what)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let api = self.clone();
         tokio::spawn(async move {
@@ -340,9 +335,10 @@ impl pb::attachment_service_server::AttachmentService for Api {
         &self,
         req: Request<pb::GetAttachmentRequest>,
     ) -> Result<Response<pb::GetAttachmentResponse>, Status> {
-        let (me, _, _) = self.authenticate_fresh(&req).await?;
+        let (me, token_hash, _) = self.authenticate_fresh(&req).await?;
         let id = AttachmentId(req.get_ref().attachment_id);
         let attachment = self.query(|hub| domain::readable(hub, me, id).map_err(domain_status))?;
+        self.audit_file_read(me, &token_hash, &attachment, format!("describe attachment {id} ({})", attachment.name))?;
         Ok(Response::new(pb::GetAttachmentResponse { attachment: Some(attachment_view(&attachment)) }))
     }
 }
@@ -350,6 +346,15 @@ impl pb::attachment_service_server::AttachmentService for Api {
 type Sink = tokio::sync::mpsc::Sender<Result<pb::DownloadResponse, Status>>;
 
 impl Api {
+    /// Journals a read of a file of a patient's room (its name may be patient data too).
+    fn audit_file_read(&self, me: AccountId, token_hash: &str, a: &Attachment, what: String) -> Result<(), Status> {
+        let Some((room, _)) = a.post else { return Ok(()) };
+        match self.query(|hub| audit::patient_data_in(hub, room).map_err(view_status))? {
+            Some(patient) => self.audit_read(me, token_hash, patient, Some(room), what),
+            None => Ok(()),
+        }
+    }
+
     /// Sends `blob` from `offset`, a chunk at a time; before each, `me` must still be allowed
     /// (a member removed during a download loses access at once).
     async fn send_blob(
