@@ -21,11 +21,11 @@ fn pdf(size: usize, seed: u8) -> Vec<u8> {
     bytes
 }
 
-/// The CLI in `dir`, signed in through `dir/session.json`, talking to `endpoints`.
-async fn kizuna(dir: &Path, endpoints: &str, args: &[&str]) -> Output {
+/// The CLI in `cwd`, signed in through `session`, talking to `endpoints`.
+async fn kizuna(session: &Path, cwd: &Path, endpoints: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(KIZUNA)
-        .current_dir(dir)
-        .env("KIZUNA_SESSION_FILE", dir.join("session.json"))
+        .current_dir(cwd)
+        .env("KIZUNA_SESSION_FILE", session)
         .env_remove("KIZUNA_CA")
         .args(["--endpoint", endpoints])
         .args(args)
@@ -63,18 +63,19 @@ async fn files_go_up_with_a_post_and_come_back_identical_resumed_and_never_overw
     let room = rooms.into_inner().room_id.to_string();
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let session = serde_json::json!({ "login": "dr.mori", "token": doctor });
-    std::fs::write(dir.path().join("session.json"), session.to_string()).expect("session file");
+    let session = dir.path().join("session.json");
+    let saved = serde_json::json!({ "login": "dr.mori", "token": doctor });
+    std::fs::write(&session, saved.to_string()).expect("session file");
     let (small, big) = (pdf(1000, 1), pdf(300 * 1024, 2)); // big: three chunks of 128 KiB
     std::fs::write(dir.path().join("処方変更.pdf"), &small).expect("small file");
     std::fs::write(dir.path().join("big.pdf"), &big).expect("big file");
 
     // A refused post (too long) after its upload; the re-run reuses the attachment.
     let too_long = "あ".repeat(10_001);
-    let out = kizuna(dir.path(), &api, &["post", &room, &too_long, "--attach", "処方変更.pdf"]).await;
+    let out = kizuna(&session, dir.path(), &api, &["post", &room, &too_long, "--attach", "処方変更.pdf"]).await;
     assert!(!out.status.success(), "{}", text(&out));
     let first = attachment_ids(&out);
-    let out = kizuna(dir.path(), &api, &["post", &room, "", "--attach", "処方変更.pdf", "big.pdf"]).await;
+    let out = kizuna(&session, dir.path(), &api, &["post", &room, "", "--attach", "処方変更.pdf", "big.pdf"]).await;
     assert!(out.status.success(), "post: {}", text(&out));
     let ids = attachment_ids(&out);
     assert_eq!(ids.len(), 2, "{}", text(&out));
@@ -86,12 +87,12 @@ async fn files_go_up_with_a_post_and_come_back_identical_resumed_and_never_overw
     // Back under its own name, in the current directory; never over an existing file.
     let downloads = dir.path().join("downloads");
     std::fs::create_dir(&downloads).expect("downloads dir");
-    let out = kizuna(&downloads, &api, &["attachment", "get", &ids[1]]).await;
+    let out = kizuna(&session, &downloads, &api, &["attachment", "get", &ids[1]]).await;
     assert!(out.status.success(), "get: {}", text(&out));
     assert!(std::fs::read(downloads.join("big.pdf")).expect("downloaded") == big, "byte-identical");
-    let out = kizuna(&downloads, &api, &["attachment", "get", &ids[1]]).await;
+    let out = kizuna(&session, &downloads, &api, &["attachment", "get", &ids[1]]).await;
     assert!(!out.status.success() && text(&out).contains("exists"), "{}", text(&out));
-    let out = kizuna(&downloads, &api, &["attachment", "get", &ids[1], "--force"]).await;
+    let out = kizuna(&session, &downloads, &api, &["attachment", "get", &ids[1], "--force"]).await;
     assert!(out.status.success(), "get --force: {}", text(&out));
 
     // A partial file (not at a chunk boundary) continued; the first node listed is down.
@@ -103,10 +104,11 @@ async fn files_go_up_with_a_post_and_come_back_identical_resumed_and_never_overw
     hub.stop(down).await;
     let endpoints = format!("{},{}", hub.api(down), hub.api(other));
     let args = ["attachment", "get", &ids[1], "--out", &partial_arg, "--resume"];
-    let out = kizuna(dir.path(), &endpoints, &args).await;
+    let out = kizuna(&session, dir.path(), &endpoints, &args).await;
     assert!(out.status.success(), "get --resume: {}", text(&out));
     assert!(std::fs::read(&partial).expect("resumed") == big, "resumed byte-identical");
-    let out = kizuna(dir.path(), &hub.api(other), &["attachment", "get", &ids[0], "--out", "small.pdf"]).await;
+    let out =
+        kizuna(&session, dir.path(), &hub.api(other), &["attachment", "get", &ids[0], "--out", "small.pdf"]).await;
     assert!(out.status.success(), "get small: {}", text(&out));
     assert!(std::fs::read(dir.path().join("small.pdf")).expect("small") == small);
     hub.shutdown().await;
