@@ -84,6 +84,10 @@ async fn files_go_up_with_a_post_and_come_back_identical_resumed_and_never_overw
     assert!(stdout.contains("処方変更.pdf (application/pdf, 1000 B)"), "{stdout}");
     assert!(stdout.contains("big.pdf (application/pdf, 300.0 KiB)") && stdout.contains("posted #"), "{stdout}");
 
+    // The timeline lists a post's files with the ids `attachment get` takes.
+    let out = kizuna(&session, dir.path(), &api, &["timeline", &room]).await;
+    assert!(text(&out).contains(&format!("添付 #{} big.pdf", ids[1])), "timeline: {}", text(&out));
+
     // Back under its own name, in the current directory; never over an existing file.
     let downloads = dir.path().join("downloads");
     std::fs::create_dir(&downloads).expect("downloads dir");

@@ -129,13 +129,14 @@ fn upload_key(room: u64, file: &LocalFile) -> String {
     format!("cli-upload-{}", kizuna_domain::hex(&named[..16]))
 }
 
+/// The name, the bar, bytes so far of all, speed, time left.
+const BAR: &str = "{msg:20!} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}";
+
 /// A progress bar of `total` bytes, drawn on stderr only when it is a terminal.
 fn bar(total: u64, label: &str) -> ProgressBar {
-    let style = ProgressStyle::with_template(
-        "{msg:20!} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
-    )
-    .map(|s| s.progress_chars("=> "))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(BAR)
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     let bar = ProgressBar::new(total).with_style(style).with_message(label.to_owned());
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
@@ -153,7 +154,7 @@ pub async fn upload_all(target: &Target, token: &str, room: u64, files: &[PathBu
 }
 
 /// 「添付 #123 処方変更.pdf (application/pdf, 1.2 MiB)」
-fn describe(a: &Attachment) -> String {
+pub(crate) fn describe(a: &Attachment) -> String {
     format!("添付 #{} {} ({}, {})", a.id, a.name, a.content_type, size(a.size))
 }
 
@@ -483,6 +484,11 @@ mod tests {
         assert_eq!(safe_name("dir/", 7, original), "attachment-7");
         assert_eq!(safe_name(".bashrc", 7, original), "bashrc");
         assert_eq!(safe_name("a\u{0}b\n.jpg", 7, VariantArg::Small), "small-ab.jpg");
+    }
+
+    #[test]
+    fn the_progress_bar_template_parses() {
+        assert!(ProgressStyle::with_template(BAR).is_ok());
     }
 
     #[test]

@@ -304,6 +304,10 @@ pub async fn timeline(target: &Target, args: TimelineArgs) -> anyhow::Result<()>
         let text = if p.deleted { "(削除されました)".to_owned() } else { p.text.clone() };
         let reply = p.reply_to.map(|r| format!(" ↩{r}")).unwrap_or_default();
         println!("#{:<4} {} {}{reply}\n      {text}", p.seq, time(&p.posted_at), author(p));
+        // Their ids are what `kizuna attachment get` takes.
+        for a in &p.attachments {
+            println!("      {}", super::attachments::describe(a));
+        }
     }
     if !page.home_hub.is_empty() {
         println!("（この部屋は {} のハブが管理しています）", page.home_hub);
