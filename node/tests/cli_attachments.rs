@@ -6,8 +6,10 @@ mod common;
 
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 
 use common::{TestHub, channel};
+use kizuna_chaos::proxy::LinkProxy;
 use kizuna_proto::rooms::CreatePatientRequest;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use tonic::Request;
@@ -98,6 +100,32 @@ async fn files_go_up_with_a_post_and_come_back_identical_resumed_and_never_overw
     assert!(!out.status.success() && text(&out).contains("exists"), "{}", text(&out));
     let out = kizuna(&session, &downloads, &api, &["attachment", "get", &ids[1], "--force"]).await;
     assert!(out.status.success(), "get --force: {}", text(&out));
+
+    // The node an upload and a download stream through goes away half-way (its link cut):
+    // both carry on on the next node listed, the download from where it was.
+    let proxy = LinkProxy::start(hub.node_config(follower).api_addr).await.expect("proxy");
+    proxy.set_bandwidth(100 * 1024); // 3 s for 300 KiB: the cut comes half-way
+    let other = hub.running_ids().into_iter().find(|id| *id != follower).unwrap_or(leader);
+    let endpoints = format!("http://{},{}", proxy.addr, hub.api(other));
+    std::fs::write(dir.path().join("big-2.pdf"), pdf(300 * 1024, 3)).expect("another big file");
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        proxy.set_up(false);
+    };
+    let args = ["post", &room, "", "--attach", "big-2.pdf"];
+    let (out, ()) = tokio::join!(kizuna(&session, dir.path(), &endpoints, &args), cut);
+    assert!(out.status.success(), "post through a cut link: {}", text(&out));
+    assert!(text(&out).contains("unavailable") && text(&out).contains("big-2.pdf (application/pdf"), "{}", text(&out));
+    proxy.set_up(true);
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        proxy.set_up(false);
+    };
+    let args = ["attachment", "get", &ids[1], "--out", "cut.pdf"];
+    let (out, ()) = tokio::join!(kizuna(&session, dir.path(), &endpoints, &args), cut);
+    assert!(out.status.success(), "get through a cut link: {}", text(&out));
+    assert!(text(&out).contains("unavailable"), "{}", text(&out));
+    assert!(std::fs::read(dir.path().join("cut.pdf")).expect("cut.pdf") == big, "resumed on another node");
 
     // A partial file (not at a chunk boundary) continued; the first node listed is down.
     let partial = dir.path().join("partial.pdf");

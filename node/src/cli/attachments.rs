@@ -56,6 +56,7 @@ pub(crate) async fn failover<T>(
         let channel = match target.connect(&endpoint).await {
             Ok(channel) => channel,
             Err(e) => {
+                eprintln!("{what}: cannot reach {endpoint}; trying again");
                 last = e;
                 continue;
             }
@@ -73,9 +74,12 @@ pub(crate) async fn failover<T>(
     Err(last.context(format!("{what}: no node of the hub could take it (is the hub running?)")))
 }
 
-/// The gRPC status of `e` when it says to try elsewhere.
+/// The gRPC status of `e` when it says to try elsewhere: UNAVAILABLE, or the connection
+/// itself broke. A node gone mid-stream shows as UNKNOWN made on this side from the transport
+/// error, which it keeps as its cause (a node's own answer carries none).
 fn unavailable(e: &anyhow::Error) -> Option<&tonic::Status> {
-    e.downcast_ref::<tonic::Status>().filter(|s| s.code() == tonic::Code::Unavailable)
+    let broken = |s: &tonic::Status| s.code() == tonic::Code::Unknown && std::error::Error::source(s).is_some();
+    e.downcast_ref::<tonic::Status>().filter(|s| s.code() == tonic::Code::Unavailable || broken(s))
 }
 
 /// A file to upload, hashed.
