@@ -143,5 +143,10 @@ async fn files_go_up_with_a_post_and_come_back_identical_resumed_and_never_overw
         kizuna(&session, dir.path(), &hub.api(other), &["attachment", "get", &ids[0], "--out", "small.pdf"]).await;
     assert!(out.status.success(), "get small: {}", text(&out));
     assert!(std::fs::read(dir.path().join("small.pdf")).expect("small") == small);
+    // A PDF has no thumbnail: refused, and nothing is left behind.
+    let out =
+        kizuna(&session, &downloads, &hub.api(other), &["attachment", "get", &ids[0], "--variant", "small"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read_dir(&downloads).expect("downloads").count(), 1, "only big.pdf");
     hub.shutdown().await;
 }

@@ -315,6 +315,11 @@ async fn get(target: &Target, args: GetArgs) -> anyhow::Result<()> {
     let result = failover(target, &a.name, async |channel| download.receive(channel, &t, &bar).await).await;
     bar.finish_and_clear();
     if let Err(e) = result {
+        if download.written == 0 {
+            // Nothing to continue (no such variant, no access): leave nothing behind.
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(e);
+        }
         let kept = part.display();
         return Err(e.context(format!("download interrupted; kept in {kept}: run again with --resume to continue")));
     }
