@@ -14,7 +14,8 @@ use kizuna_proto::rooms::RoomListKind;
     about = "Kizuna (絆): a replicated collaboration hub for home medical and care teams"
 )]
 struct Cli {
-    /// Any node's public address (client commands). Default: the demo hub's nodes in turn.
+    /// Any node's public address (client commands), or several comma-separated, tried in turn.
+    /// Default: the demo hub's nodes in turn.
     #[arg(long, global = true, env = "KIZUNA_ENDPOINT")]
     endpoint: Option<String>,
     /// The hub CA to trust (client commands). Default: the demo's, when it exists.
@@ -152,9 +153,15 @@ enum Command {
     /// Post to a room.
     Post {
         room: u64,
+        /// May be empty when files are attached.
+        #[arg(default_value = "")]
         text: String,
         #[arg(long)]
         reply_to: Option<u64>,
+        /// Files to attach (at most 10): uploaded with a progress bar, then posted. Running the
+        /// same command again after a failure reuses what was already uploaded.
+        #[arg(long, value_name = "FILE", num_args = 1..)]
+        attach: Vec<PathBuf>,
     },
     /// Mark a room read (up to its newest post unless --up-to).
     Read {
@@ -185,6 +192,9 @@ enum Command {
         #[arg(long)]
         accept: bool,
     },
+    /// Attachments (添付): get ID downloads one, resumable.
+    #[command(subcommand)]
+    Attachment(cli::attachments::AttachmentCommand),
     /// Search posts, patients, people and facilities (Japanese: no spaces needed).
     Search { query: String },
     /// The resource map (医療介護資源マップ): search, show, profile.
@@ -241,7 +251,10 @@ fn main() -> anyhow::Result<()> {
             Command::Groups => cli::user::list(&target()?, RoomListKind::Groups, None, false).await,
             Command::Connections => cli::user::list(&target()?, RoomListKind::Connections, None, false).await,
             Command::Timeline(args) => cli::user::timeline(&target()?, args).await,
-            Command::Post { room, text, reply_to } => cli::user::post(&target()?, room, text, reply_to).await,
+            Command::Post { room, text, reply_to, attach } => {
+                cli::user::post(&target()?, room, text, reply_to, attach).await
+            }
+            Command::Attachment(cmd) => cli::attachments::run(&target()?, cmd).await,
             Command::Read { room, up_to } => cli::user::read(&target()?, room, up_to).await,
             Command::Tail { after } => cli::user::tail(&target()?, after).await,
             Command::Invite { room, account, family } => cli::user::invite(&target()?, room, account, family).await,

@@ -1,6 +1,7 @@
 //! The `kizuna` subcommands. `anyhow` lives here, at the edge, and nowhere else.
 
 pub mod admin;
+pub mod attachments;
 pub mod audit_export;
 pub mod demo_federation;
 pub mod directory;
@@ -50,7 +51,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// `endpoint`: any node's public address; without one, every demo node in turn. `ca`: the
+    /// `endpoint`: any node's public address (or several, comma-separated); without one, every
+    /// demo node in turn. `ca`: the
     /// hub CA to trust; without one, the demo's CA when it exists. With a CA, TLS is used.
     pub fn new(endpoint: Option<String>, ca: Option<PathBuf>) -> anyhow::Result<Self> {
         let ca = ca.or_else(|| Some(PathBuf::from(DEMO_CA)).filter(|p| p.exists()));
@@ -60,7 +62,9 @@ impl Target {
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoints = match endpoint {
-            Some(e) => vec![with_scheme(&e, scheme)],
+            // Several, comma-separated: a hub's nodes, tried in turn (`post --attach` and
+            // `attachment get` move on to the next when one is unavailable).
+            Some(e) => e.split(',').map(str::trim).filter(|e| !e.is_empty()).map(|e| with_scheme(e, scheme)).collect(),
             None => demo_hub()?.nodes.iter().map(|n| format!("{scheme}://{}", n.api_addr)).collect(),
         };
         Ok(Self { endpoints, tls })

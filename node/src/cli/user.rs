@@ -304,6 +304,10 @@ pub async fn timeline(target: &Target, args: TimelineArgs) -> anyhow::Result<()>
         let text = if p.deleted { "(削除されました)".to_owned() } else { p.text.clone() };
         let reply = p.reply_to.map(|r| format!(" ↩{r}")).unwrap_or_default();
         println!("#{:<4} {} {}{reply}\n      {text}", p.seq, time(&p.posted_at), author(p));
+        // Their ids are what `kizuna attachment get` takes.
+        for a in &p.attachments {
+            println!("      {}", super::attachments::describe(a));
+        }
     }
     if !page.home_hub.is_empty() {
         println!("（この部屋は {} のハブが管理しています）", page.home_hub);
@@ -320,17 +324,37 @@ pub async fn timeline(target: &Target, args: TimelineArgs) -> anyhow::Result<()>
     Ok(())
 }
 
-pub async fn post(target: &Target, room: u64, text: String, reply_to: Option<u64>) -> anyhow::Result<()> {
+/// `kizuna post`: the files first (each uploaded, see [`super::attachments`]), then the post
+/// that places them in the room. The post is retried on the hub's other nodes under the same
+/// idempotency key while a node is unavailable.
+pub async fn post(
+    target: &Target,
+    room: u64,
+    text: String,
+    reply_to: Option<u64>,
+    attach: Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    if text.is_empty() && attach.is_empty() {
+        bail!("nothing to post: give a text, or files with --attach");
+    }
+    let most = kizuna_domain::attachments::MAX_FILES_PER_POST;
+    if attach.len() > most {
+        bail!("at most {most} files per post ({} given)", attach.len());
+    }
     let t = token()?;
+    let attachment_ids = super::attachments::upload_all(target, &t, room, &attach).await?;
     let req = CreatePostRequest {
         idempotency_key: idempotency_key(),
         room_id: room,
         text,
         reply_to,
         mention_ids: vec![],
-        attachment_ids: vec![],
+        attachment_ids,
     };
-    let r = PostServiceClient::new(channel(target).await?).create_post(authed(req, &t)?).await?.into_inner();
+    let r = super::attachments::failover(target, "post", async |ch| {
+        Ok(PostServiceClient::new(ch).create_post(authed(req.clone(), &t)?).await?.into_inner())
+    })
+    .await?;
     match r.sending {
         true => println!("sending to the room's home hub (ticket {}) in room {}", r.ticket, r.room_id),
         false => println!("posted #{} in room {}", r.seq, r.room_id),
