@@ -92,6 +92,12 @@ enum Command {
         /// Read this room's timeline (newest 50 posts) instead of writing records.
         #[arg(long)]
         timeline: Option<u64>,
+        /// Post into room `--room` one at a time, alone for `--seconds`, then while a file of
+        /// this many MiB uploads; then download it (post latency, upload and download MiB/s).
+        #[arg(long, requires = "room", conflicts_with = "timeline")]
+        attachment_mib: Option<u64>,
+        #[arg(long)]
+        room: Option<u64>,
     },
     /// Sign in; the session token is kept in ~/.config/kizuna/session.json (mode 0600).
     Login {
@@ -230,7 +236,10 @@ fn main() -> anyhow::Result<()> {
             Command::Get { key, local, linearizable } => {
                 cli::records::get(&target()?, key, cli::records::consistency(local, linearizable)).await
             }
-            Command::Load { clients, seconds, timeline } => {
+            Command::Load { seconds, attachment_mib: Some(mib), room: Some(room), .. } => {
+                cli::attachment_load::run(&target()?, room, mib, seconds).await
+            }
+            Command::Load { clients, seconds, timeline, .. } => {
                 let workload =
                     timeline.map_or(cli::load::Workload::Writes, |room| cli::load::Workload::Timeline { room });
                 cli::load::run(&target()?, clients, seconds, workload).await

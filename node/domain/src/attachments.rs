@@ -187,10 +187,17 @@ pub fn check_name(name: &str) -> DomainResult<()> {
     if n == 0 || n > MAX_FILE_NAME_CHARS {
         return Err(invalid(format!("file name: 1..={MAX_FILE_NAME_CHARS} characters")));
     }
-    if name.contains(['/', '\\']) || name.chars().any(char::is_control) || name == "." || name == ".." {
+    if name.contains(['/', '\\']) || name.chars().any(invisible) || name == "." || name == ".." {
         return Err(invalid("file name: no path separators or control characters"));
     }
     Ok(())
+}
+
+/// Characters that do not show or that reorder what shows (a name "gpj.exe" displayed as
+/// "exe.jpg"): control characters, zero-width and bidirectional formatting characters.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// `CreateAttachment`: the complete file `blob` (and a photo's thumbnails) becomes an

@@ -164,7 +164,7 @@ pub(crate) fn describe(a: &Attachment) -> String {
 
 /// Uploads one file. An attachment that comes back already posted means this very command
 /// succeeded before: the user posts the file again, so it becomes a new attachment.
-async fn upload(target: &Target, token: &str, room: u64, path: &Path) -> anyhow::Result<Attachment> {
+pub(crate) async fn upload(target: &Target, token: &str, room: u64, path: &Path) -> anyhow::Result<Attachment> {
     let file = LocalFile::hash(path).await?;
     let a = upload_under(target, token, &file, upload_key(room, &file)).await?;
     if a.room_id == 0 {

@@ -1,6 +1,7 @@
 //! The `kizuna` subcommands. `anyhow` lives here, at the edge, and nowhere else.
 
 pub mod admin;
+pub mod attachment_load;
 pub mod attachments;
 pub mod audit_export;
 pub mod demo_federation;

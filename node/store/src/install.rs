@@ -1,15 +1,17 @@
 //! Installing a snapshot from a peer without holding it in memory: a hub's state includes its
 //! attached files, so a snapshot may be many GiB.
 //!
-//! The file is checked whole first (complete, every value of this format), then the state
-//! machine is replaced in batches of at most [`BATCH_BYTES`]. Because the batches are not one
-//! atomic write, a marker in `sm_meta` names the file while the state is half replaced; the
-//! last batch writes the snapshot's `applied` and membership and removes the marker. A node
-//! that stops in between finds the marker when it opens and installs the same file again
-//! ([`resume`]) before anything reads the state (and before the node's start-up removes
-//! leftover files from the snapshot directory).
+//! The file is checked whole first (complete, every value of this format) and moved to
+//! [`INSTALLING_SNAPSHOT`] in the snapshot directory, where nothing else removes it; then the
+//! state machine is replaced in batches of at most [`BATCH_BYTES`]. Because the batches are not
+//! one atomic write, a marker in `sm_meta` says an install is under way; the last batch writes
+//! the snapshot's `applied` and membership and removes the marker, and the file becomes the
+//! node's current snapshot. A node whose install failed or stopped half way finds the marker
+//! when it opens and installs the same file again ([`resume`]) before anything reads the
+//! state; a failed install while it runs leaves the marker and the file for the leader's next
+//! attempt (or that restart).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
@@ -21,30 +23,51 @@ use crate::raft::SnapshotMeta;
 /// The most bytes one write batch of an install holds.
 const BATCH_BYTES: usize = 64 << 20;
 
-/// Replaces the state machine with the snapshot in `path`, whose meta must be `expected`.
-pub(crate) fn install(db: &DB, path: &Path, expected: &SnapshotMeta) -> std::io::Result<()> {
-    let meta = check(path)?;
+/// The file of the snapshot being installed, in the snapshot directory.
+pub(crate) const INSTALLING_SNAPSHOT: &str = "installing.snap";
+
+/// Replaces the state machine with the snapshot in `file`, whose meta must be `expected`; the
+/// file becomes `current` (the node's current snapshot).
+pub(crate) fn install(db: &DB, file: &Path, expected: &SnapshotMeta, current: &Path) -> std::io::Result<()> {
+    let meta = check(file)?;
     if meta.last_log_id != expected.last_log_id {
         return Err(io_err("snapshot file does not match its metadata"));
     }
+    let installing = current.with_file_name(INSTALLING_SNAPSHOT);
+    move_or_copy(file, &installing)?;
     let mut marker = WriteBatch::default();
-    marker.put_cf(cf(db, CF_SM_META), INSTALLING, to_value(&path.to_string_lossy())?);
+    marker.put_cf(cf(db, CF_SM_META), INSTALLING, to_value(&true)?);
     db.write_opt(marker, &synced()).map_err(io_err)?;
-    replace(db, path)
+    replace(db, &installing)?;
+    std::fs::rename(&installing, current)
 }
 
-/// Finishes an install a stop interrupted, if any: the node's state is then whole again.
-pub(crate) fn resume(db: &DB) -> std::io::Result<()> {
-    let Some(path) = get_value::<String>(db, CF_SM_META, INSTALLING)? else { return Ok(()) };
-    let path = PathBuf::from(path);
-    if !path.exists() {
+/// Finishes an install that failed or stopped half way, if any: the node's state is then whole
+/// again and its current snapshot the installed one.
+pub(crate) fn resume(db: &DB, current: &Path) -> std::io::Result<()> {
+    if get_value::<bool>(db, CF_SM_META, INSTALLING)?.is_none() {
+        return Ok(());
+    }
+    let installing = current.with_file_name(INSTALLING_SNAPSHOT);
+    if !installing.exists() {
         return Err(io_err(format!(
             "the state machine is half replaced by the snapshot {}, which is gone: restore this node from a backup or a peer",
-            path.display()
+            installing.display()
         )));
     }
-    tracing::warn!(snapshot = %path.display(), "finishing a snapshot install that a stop interrupted");
-    replace(db, &path)
+    tracing::warn!(snapshot = %installing.display(), "finishing a snapshot install that failed or stopped half way");
+    replace(db, &installing)?;
+    std::fs::rename(&installing, current)
+}
+
+/// Moves a received file into place (a copy when it is on another file system).
+fn move_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    if std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    let tmp = to.with_extension("copy");
+    std::fs::copy(from, &tmp)?;
+    std::fs::rename(&tmp, to)
 }
 
 /// Reads the whole file once without writing: it must be complete and of this value format,

@@ -364,7 +364,7 @@ pub(crate) const FORMAT: &[u8] = b"format";
 /// `sm_meta` keys.
 pub(crate) const APPLIED: &[u8] = b"applied";
 pub(crate) const MEMBERSHIP: &[u8] = b"membership";
-/// Present while a snapshot install replaces the state in batches: the snapshot file's path.
+/// Present (true) while a snapshot install replaces the state in batches.
 pub(crate) const INSTALLING: &[u8] = b"installing";
 
 /// Every `sm_data` key sorts inside `[SM_DATA_START, SM_DATA_END)`: a snapshot install deletes

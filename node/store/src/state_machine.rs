@@ -134,11 +134,11 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> std::io::Result<Self> {
         // An install a stop interrupted is finished before anything reads the state.
-        install::resume(&db)?;
+        install::resume(&db, &snapshot_dir.join(CURRENT_SNAPSHOT))?;
         // Leftovers of interrupted builds or transfers are incomplete by definition.
         for entry in std::fs::read_dir(&snapshot_dir)? {
             let path = entry?.path();
-            if path.file_name().is_some_and(|n| n != CURRENT_SNAPSHOT) {
+            if path.file_name().is_some_and(|n| n != CURRENT_SNAPSHOT && n != install::INSTALLING_SNAPSHOT) {
                 let _ = std::fs::remove_file(path);
             }
         }
@@ -496,18 +496,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let db = self.db.clone();
         let meta = meta.clone();
         let current = self.current_path();
-        blocking(move || {
-            install::install(&db, &snapshot.path, &meta)?;
-            // Keep the installed snapshot as this node's current one, to serve it onwards.
-            if snapshot.path.parent() == current.parent() {
-                std::fs::rename(&snapshot.path, &current)
-            } else {
-                let tmp = current.with_extension("copy");
-                std::fs::copy(&snapshot.path, &tmp)?;
-                std::fs::rename(&tmp, &current)
-            }
-        })
-        .await?;
+        blocking(move || install::install(&db, &snapshot.path, &meta, &current)).await?;
         self.reader.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -644,17 +633,21 @@ mod tests {
             apply(&mut sm, vec![put_record(1, "other")]).await.expect("apply");
             let incoming = sm.incoming_snapshot_path("from-leader");
             std::fs::copy(&snapshot.snapshot.path, &incoming).expect("received");
-            // As `install` leaves it after its first batches: the marker, the data replaced.
-            let marker = to_value(&incoming.to_string_lossy()).expect("encode");
+            // As `install` leaves it after its first batches: the file in place, the marker, the
+            // data half replaced.
+            std::fs::rename(&incoming, sm.snapshot_dir.join(install::INSTALLING_SNAPSHOT)).expect("in place");
+            let marker = to_value(&true).expect("encode");
             sm.db.put_cf(cf(&sm.db, CF_SM_META), keys::INSTALLING, marker).expect("marker");
             sm.db.delete_range_cf(cf(&sm.db, CF_SM_DATA), keys::SM_DATA_START, keys::SM_DATA_END).expect("half");
             incoming
         };
-        let (_log, sm) = crate::open(target.path()).expect("reopen");
+        let (_log, mut sm) = crate::open(target.path()).expect("reopen");
         assert_eq!(sm.reader().state_digest().expect("digest"), digest, "the install was finished");
         assert_eq!(sm.reader().applied().expect("applied"), snapshot.meta.last_log_id);
-        assert_eq!(get_value::<String>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
-        assert!(!incoming.exists(), "the received file is cleaned up once installed");
+        assert_eq!(get_value::<bool>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
+        assert!(!incoming.exists() && !sm.snapshot_dir.join(install::INSTALLING_SNAPSHOT).exists());
+        let current = sm.get_current_snapshot().await.expect("readable").expect("a current snapshot");
+        assert_eq!(current.meta.last_log_id, snapshot.meta.last_log_id, "the installed snapshot is the current one");
     }
 
     #[tokio::test]
@@ -670,7 +663,7 @@ mod tests {
         let refused = sm.install_snapshot(&snapshot.meta, SnapshotFile { path: incoming }).await;
         assert!(refused.is_err(), "a cut file is not installed");
         assert_eq!(sm.reader().state_digest().expect("digest"), before, "the state is untouched");
-        assert_eq!(get_value::<String>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
+        assert_eq!(get_value::<bool>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
     }
 
     #[tokio::test]

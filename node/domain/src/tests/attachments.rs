@@ -106,7 +106,9 @@ fn only_a_complete_file_with_a_plain_name_becomes_an_attachment() {
     };
     assert!(matches!(hub.run(Some(doctor), early), Err(DomainError::FailedPrecondition(_))));
     hub.ok(doctor, chunk_cmd(f.0, &f.1, 1));
-    for bad in ["", "../etc/passwd", "a\\b.pdf", "a\u{7}.pdf", "..", &"長".repeat(201)] {
+    for bad in
+        ["", "../etc/passwd", "a\\b.pdf", "a\u{7}.pdf", "..", &"長".repeat(201), "fdp\u{202E}.exe", "a\u{200B}.pdf"]
+    {
         let cmd = Command::CreateAttachment {
             blob: f.0,
             thumbnails: None,

@@ -20,12 +20,12 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::attachment_view;
 use super::shared::{Api, domain_status, unexpected, view_status};
 use crate::attachments::media::{self, Detected, MediaError};
-use crate::attachments::staging::{Staged, UploadError, Verified};
+use crate::attachments::staging::{Ingested, Part, Staged, UploadError, Verified};
 use kizuna_domain::attachments::{
     self as domain, Attachment, Blob, BlobHash, CHUNK_BYTES, Thumbnails, chunk_count, chunk_len,
 };
 use kizuna_domain::model::{AccountId, AttachmentId};
-use kizuna_domain::{Command, HubView, Outcome, audit, validate_idempotency_key};
+use kizuna_domain::{Command, CommandResult, HubView, Outcome, audit, validate_idempotency_key};
 
 /// The largest part of an upload in parts (a browser sends 512 KiB).
 const MAX_PART_BYTES: usize = 1 << 20;
@@ -57,16 +57,33 @@ impl Api {
         }
         let hash = BlobHash::from_hex(&h.sha256)
             .ok_or_else(|| Status::invalid_argument("sha256: 64 hexadecimal digits of the file's SHA-256"))?;
+        self.check_space(h.size)?;
+        Ok(Header { key: h.idempotency_key, name: h.name, size: h.size, hash })
+    }
+
+    /// Refuses `bytes` more than the hub's quota can take.
+    fn check_space(&self, bytes: u64) -> Result<(), Status> {
         let used = self.query(|hub| hub.stored_bytes().map_err(view_status))?;
         let quota = self.node.attachments.quota_bytes;
-        if used.saturating_add(h.size) > quota {
-            let gib = |b: u64| b as f64 / f64::from(1 << 30);
-            let (used, quota) = (gib(used), gib(quota));
-            let message =
-                format!("ファイルの保存領域が一杯です ({used:.1} / {quota:.1} GiB 使用中)。事務局に連絡してください");
-            return Err(Status::resource_exhausted(message));
+        if used.saturating_add(bytes) <= quota {
+            return Ok(());
         }
-        Ok(Header { key: h.idempotency_key, name: h.name, size: h.size, hash })
+        let gib = |b: u64| b as f64 / f64::from(1 << 30);
+        let (used, quota) = (gib(used), gib(quota));
+        let message =
+            format!("ファイルの保存領域が一杯です ({used:.1} / {quota:.1} GiB 使用中)。事務局に連絡してください");
+        Err(Status::resource_exhausted(message))
+    }
+
+    /// A photo re-encoded without its metadata may be larger than what was sent: what is
+    /// stored must fit the cap and the quota too.
+    fn check_prepared(&self, prepared: &Prepared) -> Result<(), Status> {
+        let cap = self.node.attachments.max_file_bytes;
+        if prepared.file.size > cap {
+            let limit = cap >> 20;
+            return Err(Status::invalid_argument(format!("写真を保存できる形にすると上限 {limit} MiB を超えます")));
+        }
+        self.check_space(prepared.blobs().iter().map(|b| b.size).sum())
     }
 
     /// Makes a verified upload an attachment of the caller: its blobs stored, then the
@@ -80,9 +97,9 @@ impl Api {
         let prepared = tokio::task::spawn_blocking(move || prepare(verified))
             .await
             .map_err(|e| Status::internal(format!("the upload's check failed: {e}")))??;
-        let attempt = hex_prefix(&header.key);
-        for (n, blob) in prepared.blobs().into_iter().enumerate() {
-            self.store_blob(token_hash, &format!("chunk/{attempt}/{n}"), blob).await?;
+        self.check_prepared(&prepared)?;
+        for blob in prepared.blobs() {
+            self.store_blob(token_hash, blob).await?;
         }
         let cmd = Command::CreateAttachment {
             blob: prepared.file.hash,
@@ -100,14 +117,18 @@ impl Api {
         attachment.map(|a| attachment_view(&a)).ok_or_else(|| Status::not_found("the attachment is gone"))
     }
 
-    /// Proposes the chunks of `blob` the hub does not hold yet, in order.
-    async fn store_blob(&self, token_hash: &str, keys: &str, blob: &Source) -> Result<(), Status> {
+    /// Proposes the chunks of `blob` the hub does not hold yet, in order. Each proposal has a
+    /// key of its own: a chunk is idempotent by itself (one already stored is a no-op), and a
+    /// remembered answer under a reused key would skip a chunk the hub no longer holds (a
+    /// partial upload collected, then retried).
+    async fn store_blob(&self, token_hash: &str, blob: &Source) -> Result<(), Status> {
         let held = self.query(|hub| hub.blob(blob.hash).map_err(view_status))?;
         let first = held.map_or(0, |b: Blob| if b.complete() { chunk_count(b.size) } else { b.stored_chunks });
         for index in first..chunk_count(blob.size) {
             let bytes = blob.chunk(index).await?;
             let cmd = Command::StoreChunk { blob: blob.hash, size: blob.size, index, bytes };
-            self.write(format!("{keys}/{index}"), Some(token_hash.to_owned()), cmd).await?;
+            let key = format!("chunk/{}", super::auth::new_secret()?);
+            self.write(key, Some(token_hash.to_owned()), cmd).await?;
         }
         Ok(())
     }
@@ -227,12 +248,6 @@ fn upload_status(e: UploadError) -> Status {
     }
 }
 
-/// A short name for an upload's idempotency key, to derive its chunks' keys from (each must fit
-/// the key length limit).
-fn hex_prefix(key: &str) -> String {
-    kizuna_domain::hex(&Sha256::digest(key.as_bytes())[..12])
-}
-
 /// The blob a download of `variant` sends.
 fn variant_blob(a: &Attachment, variant: i32) -> Result<BlobHash, Status> {
     let thumbnail = |pick: fn(&Thumbnails) -> BlobHash| {
@@ -285,9 +300,15 @@ impl pb::attachment_service_server::AttachmentService for Api {
             return Err(Status::invalid_argument(format!("a part has at most {MAX_PART_BYTES} bytes")));
         }
         let key = (me, header.key.clone());
+        let size = header.size;
         let mut staged = match self.node.part_uploads.take(&key) {
-            Some(staged) => staged,
-            None => Staged::create(&self.node.attachments.staging_dir, header.size)
+            Some(Part::Receiving(staged)) => staged,
+            Some(Part::Storing(stored)) => return self.until_stored(key, size, stored).await,
+            // Asked whether a complete upload is stored, on a node that did not receive it.
+            None if r.offset == size && r.chunk.is_empty() => return self.stored_before(me, &header.key),
+            // This node has none of it: the client starts again from the beginning here.
+            None if r.offset != 0 => return Ok(part_answer(0, None)),
+            None => Staged::create(&self.node.attachments.staging_dir, size)
                 .await
                 .map_err(UploadError::Io)
                 .map_err(upload_status)?,
@@ -295,18 +316,25 @@ impl pb::attachment_service_server::AttachmentService for Api {
         if r.offset != staged.received() {
             // Not where this node is: the client continues from what it holds.
             let received = staged.received();
-            self.node.part_uploads.put_back(key, staged);
-            return Ok(Response::new(pb::UploadPartResponse { received, attachment: None }));
+            self.node.part_uploads.put_back(key, Part::Receiving(staged));
+            return Ok(part_answer(received, None));
         }
         staged.append(&r.chunk).await.map_err(upload_status)?;
-        let received = staged.received();
-        if received < header.size {
-            self.node.part_uploads.put_back(key, staged);
-            return Ok(Response::new(pb::UploadPartResponse { received, attachment: None }));
+        if staged.received() < size {
+            let received = staged.received();
+            self.node.part_uploads.put_back(key, Part::Receiving(staged));
+            return Ok(part_answer(received, None));
         }
         let verified = staged.finish(header.hash).await.map_err(upload_status)?;
-        let attachment = self.ingest(&token_hash, header, verified).await?;
-        Ok(Response::new(pb::UploadPartResponse { received, attachment: Some(attachment) }))
+        // Stored apart from this request: a large file outlasts a part's deadline, and the
+        // client's next question finds it (here, or by its key on any node).
+        let (done, stored) = tokio::sync::watch::channel(None);
+        let api = self.clone();
+        tokio::spawn(async move {
+            let result = api.ingest(&token_hash, header, verified).await.map(|a| AttachmentId(a.id));
+            let _ = done.send(Some(result));
+        });
+        self.until_stored(key, size, stored).await
     }
 
     type DownloadStream = DownloadStream;
@@ -319,7 +347,12 @@ impl pb::attachment_service_server::AttachmentService for Api {
         if r.offset > blob.size {
             return Err(Status::out_of_range(format!("offset {}: the file has {} bytes", r.offset, blob.size)));
         }
-        let what = format!("download attachment {id} ({}) from byte {}", attachment.name, r.offset);
+        let variant = match pb::Variant::try_from(r.variant) {
+            Ok(pb::Variant::Small) => "small thumbnail",
+            Ok(pb::Variant::Medium) => "medium thumbnail",
+            _ => "original",
+        };
+        let what = format!("download attachment {id} ({}, {variant}) from byte {}", attachment.name, r.offset);
         self.audit_file_read(me, &token_hash, &attachment, what)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let api = self.clone();
@@ -345,7 +378,55 @@ impl pb::attachment_service_server::AttachmentService for Api {
 
 type Sink = tokio::sync::mpsc::Sender<Result<pb::DownloadResponse, Status>>;
 
+/// How long a part's answer waits for its complete upload to be stored before it answers
+/// "stored soon, ask again" (`received` = the size, no attachment).
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+fn part_answer(
+    received: u64,
+    attachment: Option<kizuna_proto::common::Attachment>,
+) -> Response<pb::UploadPartResponse> {
+    Response::new(pb::UploadPartResponse { received, attachment })
+}
+
 impl Api {
+    /// The attachment a complete upload in parts became, once stored; while it is being
+    /// stored, after [`STORE_WAIT`], "ask again".
+    async fn until_stored(
+        &self,
+        key: (AccountId, String),
+        size: u64,
+        mut stored: tokio::sync::watch::Receiver<Option<Ingested>>,
+    ) -> Result<Response<pb::UploadPartResponse>, Status> {
+        let result = match tokio::time::timeout(STORE_WAIT, stored.wait_for(Option::is_some)).await {
+            Ok(Ok(result)) => result.clone(),
+            Ok(Err(_)) => Some(Err(Status::internal("storing the upload stopped"))),
+            Err(_) => None,
+        };
+        let Some(result) = result else {
+            self.node.part_uploads.put_back(key, Part::Storing(stored));
+            return Ok(part_answer(size, None));
+        };
+        self.answer_stored(result?)
+    }
+
+    /// A complete upload stored under `key` before (by this node or another), if any; else
+    /// "start again" (`received` 0).
+    fn stored_before(&self, me: AccountId, key: &str) -> Result<Response<pb::UploadPartResponse>, Status> {
+        let scope = kizuna_domain::signed_scope(me, key);
+        let first = self.query(|hub| Ok(hub.remembered(&scope)))?;
+        match first.map(|applied| applied.result) {
+            Some(CommandResult::Done(Outcome::Attachment(id))) => self.answer_stored(id),
+            _ => Ok(part_answer(0, None)),
+        }
+    }
+
+    fn answer_stored(&self, id: AttachmentId) -> Result<Response<pb::UploadPartResponse>, Status> {
+        let a = self.query(|hub| hub.attachment(id).map_err(view_status))?;
+        let a = a.ok_or_else(|| Status::not_found("the attachment is gone"))?;
+        Ok(part_answer(a.size, Some(attachment_view(&a))))
+    }
+
     /// Journals a read of a file of a patient's room (its name may be patient data too).
     fn audit_file_read(&self, me: AccountId, token_hash: &str, a: &Attachment, what: String) -> Result<(), Status> {
         let Some((room, _)) = a.post else { return Ok(()) };

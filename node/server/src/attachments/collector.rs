@@ -19,10 +19,15 @@ pub async fn run(node: Arc<Node>, limits: Limits, mut stopped: watch::Receiver<b
             _ = stopped.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(limits.collect_every) => {}
         }
+        // Browsers' uploads in parts that stopped arriving leave this node's disk.
+        node.part_uploads.forget_idle();
+        let mut previous = None;
         while node.metrics().state == ServerState::Leader && !*stopped.borrow() {
             match collect_once(&node, &limits).await {
-                Ok(true) => continue,
-                Ok(false) => break,
+                // A full collection: more may be due, unless it removed nothing (then the next
+                // tick tries again rather than proposing the same no-op at once).
+                Ok(Some(due)) if previous.as_ref() != Some(&due) => previous = Some(due),
+                Ok(_) => break,
                 Err(e) => {
                     tracing::warn!("could not collect unused attachments: {e}");
                     break;
@@ -32,18 +37,21 @@ pub async fn run(node: Arc<Node>, limits: Limits, mut stopped: watch::Receiver<b
     }
 }
 
-/// Proposes one collection if anything is due; true when there may be more than it removed.
-async fn collect_once(node: &Node, limits: &Limits) -> Result<bool, String> {
+/// What was due: the unused attachments and unclaimed blobs found, oldest first.
+type Due = (Vec<kizuna_domain::model::AttachmentId>, Vec<kizuna_domain::attachments::BlobHash>);
+
+/// Proposes one collection if anything is due; what was due when it was full (there may be
+/// more than it removed).
+async fn collect_once(node: &Node, limits: &Limits) -> Result<Option<Due>, String> {
     let grace_ms = u64::try_from(limits.grace.as_millis()).unwrap_or(u64::MAX);
     let before = crate::node::now_ms().saturating_sub(grace_ms);
-    let due = {
+    let due: Due = {
         let hub = node.state.hub();
-        let attachments = hub.unused_attachments(before, COLLECT_AT_MOST).map_err(|e| e.to_string())?.len();
-        let blobs = hub.unclaimed_blobs(before, COLLECT_AT_MOST).map_err(|e| e.to_string())?.len();
-        attachments.max(blobs)
+        let attachments = hub.unused_attachments(before, COLLECT_AT_MOST).map_err(|e| e.to_string())?;
+        (attachments, hub.unclaimed_blobs(before, COLLECT_AT_MOST).map_err(|e| e.to_string())?)
     };
-    if due == 0 {
-        return Ok(false);
+    if due.0.is_empty() && due.1.is_empty() {
+        return Ok(None);
     }
     let envelope = Envelope {
         idempotency_key: format!("collect/{}/{}", node.id, crate::node::now_ms()),
@@ -51,5 +59,5 @@ async fn collect_once(node: &Node, limits: &Limits) -> Result<bool, String> {
         command: LogCommand::CollectAttachments { grace_ms, origin_node: node.id },
     };
     node.propose_here(envelope).await.map_err(|e| e.to_string())?;
-    Ok(due == COLLECT_AT_MOST)
+    Ok((due.0.len() == COLLECT_AT_MOST || due.1.len() == COLLECT_AT_MOST).then_some(due))
 }

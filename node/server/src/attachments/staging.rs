@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kizuna_domain::attachments::BlobHash;
-use kizuna_domain::model::AccountId;
+use kizuna_domain::model::{AccountId, AttachmentId};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -122,25 +122,40 @@ pub fn clear(dir: &Path) -> std::io::Result<()> {
 /// How long a browser's upload in parts may pause before this node forgets it.
 pub const PARTS_IDLE: Duration = Duration::from_secs(30 * 60);
 
+/// What became of a complete upload in parts: the attachment, or why not.
+pub type Ingested = Result<AttachmentId, tonic::Status>;
+
+/// An upload in parts on this node: still arriving, or complete and being stored (which for a
+/// large file takes longer than a part's request may wait).
+pub enum Part {
+    Receiving(Staged),
+    Storing(tokio::sync::watch::Receiver<Option<Ingested>>),
+}
+
 /// The uploads in parts (`UploadPart`) this node is receiving, by uploader and idempotency key.
 #[derive(Default)]
 pub struct PartUploads {
-    waiting: Mutex<HashMap<(AccountId, String), (Staged, Instant)>>,
+    waiting: Mutex<HashMap<(AccountId, String), (Part, Instant)>>,
 }
 
 impl PartUploads {
-    /// Takes the upload out while a part is added (parts of one upload come one at a time);
-    /// forgets uploads idle for longer than [`PARTS_IDLE`] on the way.
-    pub fn take(&self, key: &(AccountId, String)) -> Option<Staged> {
+    /// Takes the upload out while a part is added (parts of one upload come one at a time).
+    pub fn take(&self, key: &(AccountId, String)) -> Option<Part> {
+        self.forget_idle();
         let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        waiting.retain(|_, (_, touched)| touched.elapsed() < PARTS_IDLE);
-        waiting.remove(key).map(|(staged, _)| staged)
+        waiting.remove(key).map(|(part, _)| part)
     }
 
-    /// Puts an incomplete upload back for its next part.
-    pub fn put_back(&self, key: (AccountId, String), staged: Staged) {
+    /// Forgets (and removes the files of) uploads idle for longer than [`PARTS_IDLE`].
+    pub fn forget_idle(&self) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        waiting.insert(key, (staged, Instant::now()));
+        waiting.retain(|_, (_, touched)| touched.elapsed() < PARTS_IDLE);
+    }
+
+    /// Puts an upload back for its next part (or its next question whether it is stored).
+    pub fn put_back(&self, key: (AccountId, String), part: Part) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        waiting.insert(key, (part, Instant::now()));
     }
 }
 

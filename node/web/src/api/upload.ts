@@ -22,6 +22,10 @@ export const MAX_FILE_BYTES = 200 * 1024 * 1024;
 const PART_TIMEOUT_MS = 30_000;
 /** Answers in a row that did not take the upload further: the nodes disagree, give up. */
 const MAX_STALLS = 3;
+/** Between questions whether a complete file is stored yet (a large one takes a while). */
+const STORED_POLL_MS = 1_000;
+/** How long a complete file may take to be stored before the page gives up. */
+const MAX_STORING_MS = 10 * 60_000;
 
 export interface UploadOptions {
   /** The file's idempotency key: the same on every retry of this file. */
@@ -39,6 +43,7 @@ export async function uploadFile(hub: Hub, file: File, options: UploadOptions): 
   const header = { idempotencyKey: options.key, name: file.name, size: BigInt(bytes.length), sha256: await sha256Hex(bytes) };
   let offset = 0;
   let stalls = 0;
+  let storingSince: number | undefined;
   for (;;) {
     if (options.signal.aborted) throw new ConnectError("the file was removed", Code.Canceled);
     const chunk = bytes.subarray(offset, offset + PART_BYTES);
@@ -46,6 +51,17 @@ export async function uploadFile(hub: Hub, file: File, options: UploadOptions): 
     const answer = await hub.call((c) => c.attachments.uploadPart(part, { signal: options.signal, timeoutMs: PART_TIMEOUT_MS }));
     if (answer.attachment) return answer.attachment;
     const received = Number(answer.received);
+    if (received === bytes.length) {
+      // Every byte arrived; the hub is still storing the file: ask again (an empty part).
+      storingSince ??= Date.now();
+      if (Date.now() - storingSince > MAX_STORING_MS) {
+        throw new ConnectError("ファイルの保存が終わりませんでした。もう一度お試しください。", Code.DeadlineExceeded);
+      }
+      await new Promise((resolve) => setTimeout(resolve, STORED_POLL_MS));
+      offset = received;
+      continue;
+    }
+    storingSince = undefined;
     stalls = received > offset ? 0 : stalls + 1;
     if (stalls > MAX_STALLS || received > bytes.length) {
       throw new ConnectError("アップロードが進みませんでした。もう一度お試しください。", Code.Aborted);
