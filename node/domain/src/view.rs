@@ -94,7 +94,7 @@ pub trait HubView {
     fn unclaimed_blobs(&self, before_ms: u64, limit: usize) -> ViewResult<Vec<BlobHash>>;
     /// The bytes of every stored chunk (for the hub's quota).
     fn stored_bytes(&self) -> ViewResult<u64>;
-    /// An account's subscribed browsers (Web Push).
+    /// An account's subscribed browsers (Web Push), by endpoint.
     fn push_subscriptions(&self, account: AccountId) -> ViewResult<Vec<PushSubscription>>;
     /// The pending push notice of `account` for `room`, if any.
     fn push_notice(&self, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>>;

@@ -561,7 +561,10 @@ impl HubView for RocksHub<'_> {
         self.checked(self.values(&keys::all(NOTICES)))
     }
     fn push_subscriptions(&self, account: AccountId) -> ViewResult<Vec<PushSubscription>> {
-        self.checked(self.values(&keys::id(PUSH_SUBSCRIPTIONS, account.0)))
+        // Stored by endpoint hash; answered by endpoint, as the trait promises.
+        let mut held: Vec<PushSubscription> = self.values(&keys::id(PUSH_SUBSCRIPTIONS, account.0));
+        held.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        self.checked(held)
     }
     fn push_notice(&self, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>> {
         self.checked(self.get(&keys::ids(PUSH_NOTICES, account.0, room.0)))
