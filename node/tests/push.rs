@@ -3,8 +3,9 @@
 //! a browser would (its own P-256 key pair and auth secret), and DECRYPTS what arrives with its
 //! private key (RFC 8291): exactly one push naming the patient's room with its link, never the
 //! post's text or author, signed with the hub's VAPID key (RFC 8292); none for a member who
-//! read in time; exactly one when the leader is stopped after the post; and an endpoint that
-//! answers 410 Gone has its subscription removed (replicated).
+//! read in time; exactly one when the leader is stopped after the post; a push the service
+//! answers 503 is retried and then delivered once; and an endpoint that answers 410 Gone has
+//! its subscription removed (replicated).
 //!
 //! Browsers' own push services (FCM, Mozilla, Apple) are not reachable from a test; the
 //! browser story test (e2e/story.mjs) does not cover push, as headless Chromium has no push
@@ -56,7 +57,7 @@ impl Received {
 }
 
 /// A push service stand-in: records every request; answers 410 Gone on paths under `/gone/`,
-/// 201 Created otherwise. Stops with the test's runtime.
+/// 503 to the first request on a path under `/flaky/`, 201 Created otherwise. Stops with the test's runtime.
 struct PushEndpoint {
     port: u16,
     received: Arc<Mutex<Vec<Received>>>,
@@ -73,8 +74,17 @@ impl PushEndpoint {
                 let log = log.clone();
                 tokio::spawn(async move {
                     let Some(request) = read_request(&mut conn).await else { return };
-                    let status = if request.path.starts_with("/gone/") { "410 Gone" } else { "201 Created" };
-                    log.lock().expect("log").push(request);
+                    let status = {
+                        let mut log = log.lock().expect("log");
+                        let first = !log.iter().any(|r: &Received| r.path == request.path);
+                        let status = match request.path.as_str() {
+                            p if p.starts_with("/gone/") => "410 Gone",
+                            p if p.starts_with("/flaky/") && first => "503 Service Unavailable",
+                            _ => "201 Created",
+                        };
+                        log.push(request);
+                        status
+                    };
                     let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
                     let _ = conn.write_all(answer.as_bytes()).await;
                 });
@@ -373,5 +383,24 @@ async fn an_endpoint_answering_gone_loses_its_subscription_on_every_node() {
     let got = accounts.get_notification_settings(authed(GetNotificationSettingsRequest {}, &nurse)).await;
     assert_eq!(got.expect("settings").into_inner().push_subscriptions, 0);
     assert_eq!(endpoint.received().len(), 1, "not retried");
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_the_service_cannot_take_yet_is_retried_and_then_delivered_once() {
+    let endpoint = PushEndpoint::start().await;
+    let (hub, vapid_public) = start_hub(1).await;
+    let (doctor, nurse) = (hub.member("dr.mori").await, hub.member("vn.sato").await);
+    let api = channel(&hub.api(hub.leader().await)).await;
+    let room_id = patient_room(api.clone(), &doctor, &[&nurse]).await;
+    let browser = Browser::new("nurse");
+    subscribe(api.clone(), &nurse, browser.subscription(&endpoint.url("/flaky/nurse"), "sub")).await;
+    post(api, &doctor, room_id).await;
+
+    let pushes = endpoint.until(2).await;
+    // The first try met a 503; the retry (after retry_seconds = 1) was taken.
+    check_push(&pushes[1], &browser, &vapid_public, room_id);
+    until_queue_empty(&hub).await;
+    assert_eq!(endpoint.received().len(), 2, "one refused try, one delivery, nothing more");
     hub.shutdown().await;
 }
