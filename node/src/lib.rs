@@ -11,5 +11,7 @@
 pub mod cli;
 
 pub use kizuna_domain as domain;
-pub use kizuna_server::{api, audit_shipper, config, federation, keeper, member, node, notifier, placement, raft, tls};
+pub use kizuna_server::{
+    api, audit_shipper, config, federation, keeper, member, node, notifier, placement, push, raft, tls,
+};
 pub use kizuna_store as store;

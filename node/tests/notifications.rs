@@ -141,15 +141,18 @@ async fn start_hub(smtp: &SmtpServer, delay_seconds: u64) -> TestHub {
     let port = smtp.port;
     TestHub::start_custom(spec, move |config, _| {
         config.notifications = Some(NotificationsSection {
-            smtp_host: "127.0.0.1".into(),
+            smtp_host: Some("127.0.0.1".into()),
             smtp_port: Some(port),
             tls: SmtpTls::None,
-            from: "Kizuna <kizuna@example.jp>".into(),
+            from: Some("Kizuna <kizuna@example.jp>".into()),
             username: None,
             password_file: None,
             delay_seconds,
             digest_minutes: 60,
             retry_seconds: 1,
+            vapid_private_key_file: None,
+            vapid_subject: None,
+            push_allow_loopback_http: false,
         });
     })
     .await

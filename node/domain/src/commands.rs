@@ -247,6 +247,17 @@ pub enum Command {
         mentions: Vec<AccountId>,
         files: Vec<AttachmentId>,
     },
+    /// Subscribes one of the caller's browsers to Web Push notices (`pushManager.subscribe`'s
+    /// endpoint and keys); the same endpoint again renews its keys.
+    AddPushSubscription {
+        endpoint: String,
+        p256dh: String,
+        auth: String,
+    },
+    /// Removes the caller's browser subscribed at `endpoint`.
+    RemovePushSubscription {
+        endpoint: String,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -344,6 +355,10 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
         C::CreateAttachment { blob, thumbnails, name, content_type } => {
             attachments::create(view, ctx, signed_in()?, (blob, thumbnails), (name, content_type))
         }
+        C::AddPushSubscription { endpoint, p256dh, auth } => {
+            super::push::add(view, ctx, signed_in()?, (endpoint, p256dh, auth))
+        }
+        C::RemovePushSubscription { endpoint } => super::push::remove(view, signed_in()?, endpoint),
     }
 }
 

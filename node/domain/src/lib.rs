@@ -26,6 +26,7 @@ pub mod kernel;
 pub mod model;
 pub mod notify;
 pub mod posts;
+pub mod push;
 pub mod queries;
 pub mod records;
 pub mod requests;
@@ -117,6 +118,17 @@ pub enum LogCommand {
         /// The node whose collector proposed it (for the audit trail).
         origin_node: u64,
     },
+    /// The leader's notifier pushed (or failed to push, or dropped) `account`'s push notices
+    /// `notices`; the push services of the subscriptions at `gone` answered that they no
+    /// longer exist ([`push::record`]).
+    PushDelivery {
+        account: model::AccountId,
+        notices: Vec<notify::NoticeRef>,
+        delivery: notify::Delivery,
+        gone: Vec<String>,
+        /// The node whose notifier sent them (for the audit trail).
+        origin_node: u64,
+    },
 }
 
 impl std::fmt::Display for Envelope {
@@ -130,6 +142,7 @@ impl std::fmt::Display for Envelope {
             LogCommand::FederationAck { .. } => "federation-ack",
             LogCommand::NoticeDelivery { .. } => "notice-delivery",
             LogCommand::CollectAttachments { .. } => "collect-attachments",
+            LogCommand::PushDelivery { .. } => "push-delivery",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -206,7 +219,7 @@ impl Envelope {
             // blocks, a batch.
             return Ok(format!("federation\u{1f}{}", self.idempotency_key));
         }
-        if let LogCommand::NoticeDelivery { .. } = &self.command {
+        if let LogCommand::NoticeDelivery { .. } | LogCommand::PushDelivery { .. } = &self.command {
             // The notifier's own scope, for the same reason.
             return Ok(format!("notify\u{1f}{}", self.idempotency_key));
         }
@@ -234,6 +247,7 @@ impl Envelope {
             | LogCommand::AuditReads { .. }
             | LogCommand::FederationAck { .. }
             | LogCommand::NoticeDelivery { .. }
+            | LogCommand::PushDelivery { .. }
             | LogCommand::CollectAttachments { .. } => {}
         }
         Ok(())

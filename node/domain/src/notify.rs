@@ -9,6 +9,10 @@
 //! loses nor repeats what the old one recorded.
 //!
 //! A notice never carries the post's text or author: only which room has news and a link.
+//!
+//! Web Push ([`super::push`]) is a second [`Channel`] with a queue of its own (same
+//! [`Notice`]s, same rules: delay, quiet hours, digest), so each channel records its own
+//! sent/failed state and a notice is sent once per channel across failovers.
 
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +108,63 @@ impl Notice {
     }
 }
 
+/// How a notice reaches a member. Each channel has its own queue, so one channel's success
+/// or failure never repeats or loses the other's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    /// Web Push to the member's subscribed browsers ([`super::push`]).
+    Push,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 2] = [Channel::Email, Channel::Push];
+
+    pub fn notice(self, view: &impl HubView, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>> {
+        match self {
+            Channel::Email => view.notice(account, room),
+            Channel::Push => view.push_notice(account, room),
+        }
+    }
+
+    pub fn notices(self, view: &impl HubView) -> ViewResult<Vec<Notice>> {
+        match self {
+            Channel::Email => view.notices(),
+            Channel::Push => view.push_notices(),
+        }
+    }
+
+    fn put(self, notice: Notice) -> Change {
+        match self {
+            Channel::Email => Change::Notice(notice),
+            Channel::Push => Change::PushNotice(notice),
+        }
+    }
+
+    fn gone(self, account: AccountId, room: RoomId) -> Change {
+        match self {
+            Channel::Email => Change::NoticeGone { account, room },
+            Channel::Push => Change::PushNoticeGone { account, room },
+        }
+    }
+
+    /// Whether `account` wants notices on this channel now: e-mail turned on to an address;
+    /// push: at least one subscribed browser (subscribing is turning it on).
+    pub fn wanted_by(self, view: &impl HubView, account: AccountId) -> ViewResult<bool> {
+        match self {
+            Channel::Email => Ok(settings_of(view, account)?.sends_email()),
+            Channel::Push => Ok(!view.push_subscriptions(account)?.is_empty()),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Channel::Email => "e-mail",
+            Channel::Push => "push",
+        }
+    }
+}
+
 /// Checks an e-mail address: short, one `@`, a local part and a dotted domain, no spaces,
 /// control or mail-header characters. Not a full RFC 5322 parser; the relay has the last word.
 pub fn valid_email(address: &str) -> bool {
@@ -159,78 +220,112 @@ pub fn settings_of(view: &impl HubView, account: AccountId) -> ViewResult<Notifi
 /// own changes are applied.
 pub fn enqueue(view: &impl HubView, now_ms: u64, events: &[Raised]) -> ViewResult<Vec<Change>> {
     let mut changes = Vec::new();
-    for e in events {
-        match e.kind {
-            EventKind::Posted { seq } => changes.extend(raise(view, now_ms, e.room, seq)?),
-            EventKind::Read { account, seq } if view.notice(account, e.room)?.is_some_and(|n| seq >= n.seq) => {
-                changes.push(after_read(view, now_ms, account, e.room, seq)?);
+    for channel in Channel::ALL {
+        for e in events {
+            match e.kind {
+                EventKind::Posted { seq } => changes.extend(raise(view, channel, now_ms, e.room, seq)?),
+                EventKind::Read { account, seq }
+                    if channel.notice(view, account, e.room)?.is_some_and(|n| seq >= n.seq) =>
+                {
+                    changes.push(after_read(view, channel, now_ms, account, e.room, seq)?);
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
     Ok(changes)
 }
 
 /// What becomes of `account`'s notice for `room` once she read up to `seq`.
-fn after_read(view: &impl HubView, now_ms: u64, account: AccountId, room: RoomId, seq: u64) -> ViewResult<Change> {
+fn after_read(
+    view: &impl HubView,
+    channel: Channel,
+    now_ms: u64,
+    account: AccountId,
+    room: RoomId,
+    seq: u64,
+) -> ViewResult<Change> {
     let newest = view.room(room)?.map_or(0, |r| r.last_seq);
     let by_other = newest > seq && view.post(room, newest)?.is_some_and(|p| p.author != account);
     Ok(if by_other {
-        Change::Notice(Notice { account, room, seq: newest, since_ms: now_ms, attempts: 0, retry_at_ms: 0 })
+        channel.put(Notice { account, room, seq: newest, since_ms: now_ms, attempts: 0, retry_at_ms: 0 })
     } else {
-        Change::NoticeGone { account, room }
+        channel.gone(account, room)
     })
 }
 
-fn raise(view: &impl HubView, now_ms: u64, room: RoomId, seq: u64) -> ViewResult<Vec<Change>> {
+fn raise(view: &impl HubView, channel: Channel, now_ms: u64, room: RoomId, seq: u64) -> ViewResult<Vec<Change>> {
     let Some(author) = view.post(room, seq)?.map(|p| p.author) else { return Ok(vec![]) };
     let mut changes = Vec::new();
     for m in view.members(room)? {
-        if m.account == author || !m.is_active() || m.read_seq >= seq || !wants_email(view, m.account)? {
+        if m.account == author || !m.is_active() || m.read_seq >= seq || !channel.wanted_by(view, m.account)? {
             continue;
         }
-        if view.notice(m.account, room)?.is_none() {
+        if channel.notice(view, m.account, room)?.is_none() {
             let notice = Notice { account: m.account, room, seq, since_ms: now_ms, attempts: 0, retry_at_ms: 0 };
-            changes.push(Change::Notice(notice));
+            changes.push(channel.put(notice));
         }
     }
     Ok(changes)
 }
 
-fn wants_email(view: &impl HubView, account: AccountId) -> ViewResult<bool> {
-    let prefs = settings_of(view, account)?;
-    Ok(prefs.sends_email())
+/// Applies the notifier's report on `notices` of the e-mail queue ([`record_on`]).
+pub fn record(view: &impl HubView, notices: &[NoticeRef], delivery: Delivery) -> ViewResult<Vec<Change>> {
+    record_on(view, Channel::Email, notices, delivery)
 }
 
-/// Applies the notifier's report on `notices`. A notice that is gone or was replaced since
-/// (another `since_ms`) is left alone: the report is about the one the notifier read.
-pub fn record(view: &impl HubView, notices: &[NoticeRef], delivery: Delivery) -> ViewResult<Vec<Change>> {
+/// Applies the notifier's report on `notices` of `channel`'s queue. A notice that is gone or
+/// was replaced since (another `since_ms`) is left alone: the report is about the one the
+/// notifier read.
+pub fn record_on(
+    view: &impl HubView,
+    channel: Channel,
+    notices: &[NoticeRef],
+    delivery: Delivery,
+) -> ViewResult<Vec<Change>> {
     let mut changes = Vec::new();
     for r in notices {
-        let Some(mut n) = view.notice(r.account, r.room)?.filter(|n| n.since_ms == r.since_ms) else { continue };
+        let Some(mut n) = channel.notice(view, r.account, r.room)?.filter(|n| n.since_ms == r.since_ms) else {
+            continue;
+        };
         changes.push(match delivery {
-            Delivery::Sent | Delivery::Dropped => Change::NoticeGone { account: n.account, room: n.room },
+            Delivery::Sent | Delivery::Dropped => channel.gone(n.account, n.room),
             Delivery::Failed { retry_at_ms } => {
                 n.attempts = n.attempts.saturating_add(1);
                 n.retry_at_ms = retry_at_ms;
-                Change::Notice(n)
+                channel.put(n)
             }
         });
     }
     Ok(changes)
 }
 
-/// The audit entries of a `Sent` report: a notice about a patient's room names the patient to
-/// an address outside the hub, so each one is recorded (by the hub, through `node`) with its
-/// patient, room and recipient account. Only notices still pending as reported count.
+/// The audit entries of a `Sent` e-mail report ([`sent_audit_on`]).
 pub fn sent_audit(view: &impl HubView, at_ms: u64, node: u64, notices: &[NoticeRef]) -> ViewResult<Vec<AuditRecord>> {
+    sent_audit_on(view, Channel::Email, (at_ms, node), notices)
+}
+
+/// The audit entries of a `Sent` report: a notice about a patient's room names the patient to
+/// a service outside the hub (a mail relay, a browser's push service), so each one is
+/// recorded (by the hub, through `node`) with its patient, room and recipient account. Only
+/// notices still pending as reported count.
+pub fn sent_audit_on(
+    view: &impl HubView,
+    channel: Channel,
+    (at_ms, node): (u64, u64),
+    notices: &[NoticeRef],
+) -> ViewResult<Vec<AuditRecord>> {
     let mut records = Vec::new();
     for r in notices {
-        if view.notice(r.account, r.room)?.is_none_or(|n| n.since_ms != r.since_ms) {
+        if channel.notice(view, r.account, r.room)?.is_none_or(|n| n.since_ms != r.since_ms) {
             continue;
         }
         if let Some(patient) = patient_of(view, r.room)? {
-            let what = format!("e-mail notice sent to account {} (the room's name and link, no content)", r.account.0);
+            let what = format!(
+                "{} notice sent to account {} (the room's name and link, no content)",
+                channel.name(),
+                r.account.0
+            );
             records.push(AuditRecord {
                 patient: Some(patient),
                 room: Some(r.room),
@@ -313,30 +408,48 @@ pub struct Plan {
 /// Which mails are due at `now_ms`. `room_url` gives a room's link. A digest reader gets one
 /// mail for all her pending notices once the oldest is due; others one mail per due notice.
 pub fn plan(view: &impl HubView, now_ms: u64, timing: Timing, room_url: &dyn Fn(RoomId) -> String) -> ViewResult<Plan> {
-    let mut plan = Plan::default();
-    let mut notices = view.notices()?;
+    let due = due_batches(view, Channel::Email, now_ms, timing)?;
+    let mut plan = Plan { mails: Vec::new(), drop: due.drop };
+    for (prefs, batch) in due.batches {
+        plan.mails.push(compose(view, &prefs.email, &batch, room_url)?);
+    }
+    Ok(plan)
+}
+
+/// What is due on one channel: batches of one account's notices to send (with her settings),
+/// and notices with nothing left to send.
+#[derive(Debug, Clone, Default)]
+pub struct Due {
+    pub batches: Vec<(NotificationPrefs, Vec<Notice>)>,
+    pub drop: Vec<NoticeRef>,
+}
+
+/// The batches of `channel`'s queue due at `now_ms`: a digest reader's pending notices all in
+/// one batch once the oldest is due, else one batch per due notice.
+pub fn due_batches(view: &impl HubView, channel: Channel, now_ms: u64, timing: Timing) -> ViewResult<Due> {
+    let mut due = Due::default();
+    let mut notices = channel.notices(view)?;
     notices.sort_by_key(|n| (n.account, n.since_ms, n.room));
     for group in notices.chunk_by(|a, b| a.account == b.account) {
         let prefs = settings_of(view, group[0].account)?;
+        let wanted = channel.wanted_by(view, group[0].account)?;
         let mut live = Vec::new();
         for n in group {
-            if prefs.sends_email() && still_unread(view, n)? {
+            if wanted && still_unread(view, n)? {
                 live.push(*n);
             } else {
-                plan.drop.push(n.reference());
+                due.drop.push(n.reference());
             }
         }
-        let due: Vec<Notice> = live.iter().copied().filter(|n| due_at(n, &prefs, timing) <= now_ms).collect();
-        let batches: Vec<Vec<Notice>> = match (prefs.digest, due.is_empty()) {
+        let ready: Vec<Notice> = live.iter().copied().filter(|n| due_at(n, &prefs, timing) <= now_ms).collect();
+        let batches: Vec<Vec<Notice>> = match (prefs.digest, ready.is_empty()) {
             (_, true) => vec![],
             (true, false) => vec![live],
-            (false, false) => due.into_iter().map(|n| vec![n]).collect(),
+            (false, false) => ready.into_iter().map(|n| vec![n]).collect(),
         };
-        for batch in batches {
-            plan.mails.push(compose(view, &prefs.email, &batch, room_url)?);
-        }
+        due.batches.extend(batches.into_iter().map(|b| (prefs.clone(), b)));
     }
-    Ok(plan)
+    Ok(due)
 }
 
 /// Whether the notice still has something to say: its account is active (a stopped account

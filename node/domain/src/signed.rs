@@ -205,6 +205,15 @@ mod tests {
         fn stored_bytes(&self) -> ViewResult<u64> {
             broken()
         }
+        fn push_subscriptions(&self, _: AccountId) -> ViewResult<Vec<crate::push::PushSubscription>> {
+            broken()
+        }
+        fn push_notice(&self, _: AccountId, _: RoomId) -> ViewResult<Option<crate::notify::Notice>> {
+            broken()
+        }
+        fn push_notices(&self) -> ViewResult<Vec<crate::notify::Notice>> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

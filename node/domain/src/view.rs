@@ -11,6 +11,7 @@ use super::attachments::{Attachment, Blob, BlobHash};
 use super::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
 use super::model::*;
 use super::notify::{Notice, NotificationSettings};
+use super::push::PushSubscription;
 
 /// A read of the hub's state that failed: the state could not be read, so nothing is decided.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -93,6 +94,12 @@ pub trait HubView {
     fn unclaimed_blobs(&self, before_ms: u64, limit: usize) -> ViewResult<Vec<BlobHash>>;
     /// The bytes of every stored chunk (for the hub's quota).
     fn stored_bytes(&self) -> ViewResult<u64>;
+    /// An account's subscribed browsers (Web Push), by endpoint.
+    fn push_subscriptions(&self, account: AccountId) -> ViewResult<Vec<PushSubscription>>;
+    /// The pending push notice of `account` for `room`, if any.
+    fn push_notice(&self, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>>;
+    /// Every pending push notice (the notifier's push queue), by account then room.
+    fn push_notices(&self) -> ViewResult<Vec<Notice>>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -206,6 +213,20 @@ pub enum Change {
     },
     /// The bytes of every stored chunk, after this command.
     StoredBytes(u64),
+    /// A browser's push subscription, new or with new keys.
+    PushSubscription(PushSubscription),
+    /// The subscription of `account` at `endpoint` is removed.
+    PushSubscriptionGone {
+        account: AccountId,
+        endpoint: String,
+    },
+    /// A pending push notice, new or as it is now (after a failed send).
+    PushNotice(Notice),
+    /// The push notice of `account` for `room` is done.
+    PushNoticeGone {
+        account: AccountId,
+        room: RoomId,
+    },
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -240,6 +261,8 @@ pub struct MemHub {
     pub attachments: BTreeMap<AttachmentId, Attachment>,
     pub post_files: BTreeMap<(RoomId, u64), Vec<AttachmentId>>,
     pub stored_bytes: u64,
+    pub push_subscriptions: BTreeMap<(AccountId, String), PushSubscription>,
+    pub push_notices: BTreeMap<(AccountId, RoomId), Notice>,
 }
 
 impl MemHub {
@@ -352,6 +375,18 @@ impl MemHub {
                     self.post_files.insert((room, seq), files);
                 }
                 Change::StoredBytes(n) => self.stored_bytes = n,
+                Change::PushSubscription(sub) => {
+                    self.push_subscriptions.insert((sub.account, sub.endpoint.clone()), sub);
+                }
+                Change::PushSubscriptionGone { account, endpoint } => {
+                    self.push_subscriptions.remove(&(account, endpoint));
+                }
+                Change::PushNotice(n) => {
+                    self.push_notices.insert((n.account, n.room), n);
+                }
+                Change::PushNoticeGone { account, room } => {
+                    self.push_notices.remove(&(account, room));
+                }
             }
         }
     }
@@ -501,5 +536,14 @@ impl HubView for MemHub {
     }
     fn stored_bytes(&self) -> ViewResult<u64> {
         Ok(self.stored_bytes)
+    }
+    fn push_subscriptions(&self, account: AccountId) -> ViewResult<Vec<PushSubscription>> {
+        Ok(self.push_subscriptions.values().filter(|s| s.account == account).cloned().collect())
+    }
+    fn push_notice(&self, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>> {
+        Ok(self.push_notices.get(&(account, room)).copied())
+    }
+    fn push_notices(&self) -> ViewResult<Vec<Notice>> {
+        Ok(self.push_notices.values().copied().collect())
     }
 }

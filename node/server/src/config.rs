@@ -73,17 +73,19 @@ impl Default for AttachmentsSection {
     }
 }
 
-/// How a hub sends e-mail notices (see `notifier.rs`): its SMTP relay and the delays.
+/// How a hub sends notices (see `notifier.rs`): e-mail through its SMTP relay, Web Push with
+/// its VAPID key, and the delays. Each channel is optional: without `smtp_host` no mail,
+/// without `vapid_private_key_file` no push.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationsSection {
-    pub smtp_host: String,
+    pub smtp_host: Option<String>,
     /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
     pub smtp_port: Option<u16>,
     #[serde(default)]
     pub tls: SmtpTls,
-    /// The sender, e.g. `Kizuna <kizuna@example.jp>`.
-    pub from: String,
+    /// The sender, e.g. `Kizuna <kizuna@example.jp>` (required with `smtp_host`).
+    pub from: Option<String>,
     pub username: Option<String>,
     /// A file holding the SMTP password (its first line), so it is not in the hub file.
     pub password_file: Option<PathBuf>,
@@ -96,6 +98,16 @@ pub struct NotificationsSection {
     /// The first retry's wait after a failed send (doubling per failure, up to an hour).
     #[serde(default = "default_retry")]
     pub retry_seconds: u64,
+    /// Web Push: the hub's VAPID private key (P-256; `kizuna admin vapid-key --out FILE` makes
+    /// one). Absent: no push notices, and browsers are not offered them.
+    pub vapid_private_key_file: Option<PathBuf>,
+    /// Who runs the hub, for push services to contact: a `mailto:` or `https:` URL (required
+    /// with the key).
+    pub vapid_subject: Option<String>,
+    /// Accept push endpoints on plain http to 127.0.0.1 / [::1] (tests, a relay on the same
+    /// machine). Off: only https endpoints.
+    #[serde(default)]
+    pub push_allow_loopback_http: bool,
 }
 
 /// How the connection to the SMTP relay is protected.
@@ -584,6 +596,11 @@ mod tests {
             (n.tls, n.smtp_port, n.delay_seconds, n.digest_minutes, n.retry_seconds),
             (SmtpTls::Starttls, None, 300, 60, 30)
         );
+        assert!(n.vapid_private_key_file.is_none() && !n.push_allow_loopback_http, "push off by default");
+        let push_only =
+            "\n[notifications]\nvapid_private_key_file = \"vapid.key\"\nvapid_subject = \"mailto:k@example.jp\"\n";
+        let n = HubConfig::parse(&format!("{GOOD}{push_only}")).unwrap().notifications.expect("the section");
+        assert!(n.smtp_host.is_none() && n.vapid_private_key_file.is_some(), "push without mail");
         let plain = HubConfig::parse(&format!("{GOOD}{section}tls = \"none\"\ndelay_seconds = 1\n")).unwrap();
         let n = plain.notifications.expect("the section");
         assert_eq!((n.tls, n.delay_seconds), (SmtpTls::None, 1));

@@ -32,5 +32,6 @@ pub mod member;
 pub mod node;
 pub mod notifier;
 pub mod placement;
+pub mod push;
 pub mod raft;
 pub mod tls;

@@ -136,6 +136,10 @@ pub struct Node {
     pub attachments: crate::attachments::Limits,
     /// Browsers' uploads in parts that this node is receiving.
     pub part_uploads: crate::attachments::staging::PartUploads,
+    /// The hub's Web Push identity (None: the hub sends no push notices).
+    pub pusher: Option<Arc<crate::push::Pusher>>,
+    /// Push endpoints on plain http to the loopback address are accepted (tests).
+    pub push_allow_loopback_http: bool,
 }
 
 impl Node {
@@ -477,6 +481,17 @@ pub fn hub_node(n: &NodeConfig) -> HubNode {
     }
 }
 
+/// The hub's Web Push identity, if `[notifications]` names a VAPID key.
+fn pusher_of(hub: &HubConfig) -> Result<Option<Arc<crate::push::Pusher>>, StartError> {
+    let Some(n) = &hub.notifications else { return Ok(None) };
+    let pusher = crate::push::Pusher::of_section(
+        n.vapid_private_key_file.as_deref(),
+        n.vapid_subject.as_deref(),
+        n.push_allow_loopback_http,
+    );
+    Ok(pusher.map_err(|e| StartError::Notifications(e.to_string()))?.map(Arc::new))
+}
+
 /// Opens the node's store, starts its Raft member, bootstraps the hub's membership on first
 /// start, and serves the Raft service and the public API.
 pub async fn start(
@@ -492,6 +507,7 @@ pub async fn start(
         crate::attachments::staging::clear(&attachments.staging_dir)
             .map_err(|e| StartError::Uploads(attachments.staging_dir.clone(), e))?;
         let state = state_machine.reader();
+        let pusher = pusher_of(hub)?;
         let channels = PeerChannels::new(security.connector.clone());
         let config = Arc::new(raft_config(hub)?);
         let raft = Raft::new(me.id, config, Network::new(channels.clone()), log_store, state_machine)
@@ -530,6 +546,8 @@ pub async fn start(
             federation: Arc::new(crate::federation::Board::of_hub(hub)),
             attachments: attachments.clone(),
             part_uploads: Default::default(),
+            pusher: pusher.clone(),
+            push_allow_loopback_http: hub.notifications.as_ref().is_some_and(|n| n.push_allow_loopback_http),
         });
 
         let mut raft_builder = tonic::transport::Server::builder();
@@ -550,7 +568,7 @@ pub async fn start(
         let api_server = crate::api::router(node.clone(), hub, security.api_server.clone())?
             .serve_with_incoming_shutdown(without_nagle(listeners.api), wait_stop(stopped.clone()));
         let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped.clone()).in_current_span());
-        let notifier = crate::notifier::Notifier::of_hub(hub, me.id, security.api_server.is_some())
+        let notifier = crate::notifier::Notifier::of_hub(hub, me.id, security.api_server.is_some(), pusher)
             .map_err(|e| StartError::Notifications(e.to_string()))?;
         let notifier = tokio::spawn(crate::notifier::run(node.clone(), notifier, stopped.clone()).in_current_span());
         let collector = crate::attachments::collector::run(node.clone(), attachments, stopped.clone());

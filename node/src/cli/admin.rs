@@ -77,6 +77,11 @@ pub enum AdminCommand {
         #[arg(long, value_name = "FILE", conflicts_with_all = ["export", "verify"])]
         verify_export: Option<PathBuf>,
     },
+    /// Generate the hub's VAPID key for Web Push notices (see `[notifications]`); prints its public key.
+    VapidKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Create the hub CA (or reuse the one in --out) and a certificate for every node of a topology.
     Certs {
         #[arg(long)]
@@ -175,6 +180,7 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
         AdminCommand::Audit { account, patient, export, verify, verify_export: None } => {
             admin::audit(&target()?, account, patient, export, verify).await?
         }
+        AdminCommand::VapidKey { out } => super::vapid::run(&out)?,
         AdminCommand::Certs { config, out } => {
             let hub = HubConfig::load(&config)?;
             for path in crate::tls::generate(&hub, &out)? {

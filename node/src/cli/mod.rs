@@ -18,6 +18,7 @@ pub mod serve;
 pub mod sessions;
 pub mod status;
 pub mod user;
+pub mod vapid;
 
 use anyhow::{Context, anyhow};
 use std::path::PathBuf;

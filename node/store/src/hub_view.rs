@@ -15,9 +15,9 @@ use crate::fault::StorageFault;
 use crate::keys::{
     self, ACCOUNTS, ATTACHMENTS, AUDIT, AUDIT_HEAD, CONNECTIONS, CONNECTIONS_OF, DIRECTORY_SHARES, EVENTS, FACILITIES,
     FEDERATION_PAUSED, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS, NOTICES,
-    NOTIFICATION_SETTINGS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POST_FILES, POSTS, REMOTE_FACILITIES, REQUEST_LINKS,
-    REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS, STAFF, STORED_BYTES, Table,
-    UNCLAIMED_BLOBS, UNUSED_ATTACHMENTS,
+    NOTIFICATION_SETTINGS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POST_FILES, POSTS, PUSH_NOTICES, PUSH_SUBSCRIPTIONS,
+    REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS,
+    STAFF, STORED_BYTES, Table, UNCLAIMED_BLOBS, UNUSED_ATTACHMENTS,
 };
 use kizuna_domain::attachments::{Attachment, Blob, BlobHash};
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
@@ -25,6 +25,7 @@ use kizuna_domain::events::Event;
 use kizuna_domain::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
 use kizuna_domain::model::*;
 use kizuna_domain::notify::{Notice, NotificationSettings};
+use kizuna_domain::push::{self, PushSubscription};
 use kizuna_domain::requests::CareRequest;
 use kizuna_domain::search;
 use kizuna_domain::{Change, HubState, HubView, ViewError, ViewResult};
@@ -243,6 +244,17 @@ impl<'a> RocksHub<'a> {
                 }
                 Change::PostFiles { room, seq, files } => self.put(keys::ids(POST_FILES, room.0, seq), &files),
                 Change::StoredBytes(n) => self.put(keys::all(STORED_BYTES), &n),
+                Change::PushSubscription(sub) => {
+                    let key = keys::push_subscription(sub.account.0, &push::endpoint_hash(&sub.endpoint));
+                    self.put(key, &sub)
+                }
+                Change::PushSubscriptionGone { account, endpoint } => {
+                    self.overlay.insert(keys::push_subscription(account.0, &push::endpoint_hash(&endpoint)), None);
+                }
+                Change::PushNotice(n) => self.put(keys::ids(PUSH_NOTICES, n.account.0, n.room.0), &n),
+                Change::PushNoticeGone { account, room } => {
+                    self.overlay.insert(keys::ids(PUSH_NOTICES, account.0, room.0), None);
+                }
             }
         }
     }
@@ -547,6 +559,18 @@ impl HubView for RocksHub<'_> {
     }
     fn notices(&self) -> ViewResult<Vec<Notice>> {
         self.checked(self.values(&keys::all(NOTICES)))
+    }
+    fn push_subscriptions(&self, account: AccountId) -> ViewResult<Vec<PushSubscription>> {
+        // Stored by endpoint hash; answered by endpoint, as the trait promises.
+        let mut held: Vec<PushSubscription> = self.values(&keys::id(PUSH_SUBSCRIPTIONS, account.0));
+        held.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        self.checked(held)
+    }
+    fn push_notice(&self, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>> {
+        self.checked(self.get(&keys::ids(PUSH_NOTICES, account.0, room.0)))
+    }
+    fn push_notices(&self) -> ViewResult<Vec<Notice>> {
+        self.checked(self.values(&keys::all(PUSH_NOTICES)))
     }
     fn blob(&self, hash: BlobHash) -> ViewResult<Option<Blob>> {
         self.checked(self.get(&keys::blob(&hash.0)))

@@ -53,6 +53,8 @@
 //! | `l` | local request id | RequestLink (a request received from another hub) |
 //! | `n` | account id | NotificationSettings |
 //! | `e` | account id, room id | Notice (a pending e-mail notice, one per account and room) |
+//! | `i` | account id, SHA-256 of the endpoint (32 bytes) | PushSubscription (a browser's Web Push subscription) |
+//! | `j` | account id, room id | Notice (a pending push notice, one per account and room) |
 //! | `b` | blob hash (32 bytes) | Blob (a stored file: size, chunks stored, references) |
 //! | `k` | blob hash, u32 chunk index | bytes of one chunk of a file |
 //! | `a` | attachment id | Attachment |
@@ -115,6 +117,8 @@ pub(crate) const REMOTE_FACILITIES: Table = table(b'o', "facilities of other hub
 pub(crate) const REQUEST_LINKS: Table = table(b'l', "requests received from other hubs");
 pub(crate) const NOTIFICATION_SETTINGS: Table = table(b'n', "notification settings");
 pub(crate) const NOTICES: Table = table(b'e', "pending e-mail notices");
+pub(crate) const PUSH_SUBSCRIPTIONS: Table = table(b'i', "push subscriptions");
+pub(crate) const PUSH_NOTICES: Table = table(b'j', "pending push notices");
 pub(crate) const BLOBS: Table = table(b'b', "stored files");
 pub(crate) const CHUNKS: Table = table(b'k', "chunks of stored files");
 pub(crate) const ATTACHMENTS: Table = table(b'a', "attachments");
@@ -127,7 +131,7 @@ pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 46] = [
+pub(crate) const TABLES: [Table; 48] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -174,6 +178,8 @@ pub(crate) const TABLES: [Table; 46] = [
     UNUSED_ATTACHMENTS,
     UNCLAIMED_BLOBS,
     STORED_BYTES,
+    PUSH_SUBSCRIPTIONS,
+    PUSH_NOTICES,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -293,6 +299,12 @@ pub(crate) fn blob(hash: &[u8; 32]) -> Vec<u8> {
     compose(BLOBS, &[hash])
 }
 
+/// `i` + account id + endpoint hash: one browser's push subscription (the hash has a fixed
+/// width, so an account's scan, `id(PUSH_SUBSCRIPTIONS, account)`, never reaches another's).
+pub(crate) fn push_subscription(account: u64, endpoint_hash: &[u8; 32]) -> Vec<u8> {
+    compose(PUSH_SUBSCRIPTIONS, &[&be(account), endpoint_hash])
+}
+
 /// `k` + blob hash: every chunk of one file.
 #[cfg(test)]
 pub(crate) fn chunks_of(hash: &[u8; 32]) -> Vec<u8> {
@@ -402,6 +414,8 @@ mod tests {
         assert_eq!(text(IDEMPOTENCY, "3/x"), b"q3/x");
         assert_eq!(id(NOTIFICATION_SETTINGS, 4), b"n\0\0\0\0\0\0\0\x04");
         assert_eq!(ids(NOTICES, 1, 256), b"e\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0");
+        assert_eq!(push_subscription(1, &[7; 32]), [&b"i\0\0\0\0\0\0\0\x01"[..], &[7; 32]].concat());
+        assert_eq!(ids(PUSH_NOTICES, 1, 256), b"j\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0");
         assert_eq!(
             connection_of((1, 256)),
             [&b"c\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0"[..], &b"c\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0\x01"[..]]
@@ -454,6 +468,10 @@ mod tests {
         assert!(ids(NOTICES, 1, u64::MAX) < ids(NOTICES, 2, 0));
         assert!(ids(NOTICES, 1, 1) < ids(NOTICES, 1, 256));
         assert!(!ids(NOTICES, 1, 1).starts_with(&id(NOTIFICATION_SETTINGS, 1)));
+        // An account's browsers: under it, never under account 256's.
+        assert!(push_subscription(1, &[0xff; 32]).starts_with(&id(PUSH_SUBSCRIPTIONS, 1)));
+        assert!(!push_subscription(256, &[0; 32]).starts_with(&id(PUSH_SUBSCRIPTIONS, 1)));
+        assert!(!ids(PUSH_NOTICES, 1, 1).starts_with(&id(PUSH_SUBSCRIPTIONS, 1)));
         // Both entries of a connection: each under its own account, never under a third's.
         let [low, high] = connection_of((1, 256));
         assert!(low.starts_with(&id(CONNECTIONS_OF, 1)) && high.starts_with(&id(CONNECTIONS_OF, 256)));

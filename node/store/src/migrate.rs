@@ -237,6 +237,8 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'a' => op.with::<kizuna_domain::attachments::Attachment>(),
         b't' => op.with::<Vec<AttachmentId>>(),
         b's' => op.with::<u64>(),
+        b'i' => op.with::<kizuna_domain::push::PushSubscription>(),
+        b'j' => op.with::<kizuna_domain::notify::Notice>(),
         // Index tables: the key is the entry, the value is empty.
         b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' => op.with::<()>(),
         _ => return None,

@@ -20,11 +20,12 @@ use super::{ReadJournal, install};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::events::{Event, Raised, stamp};
 use kizuna_domain::federation::{HubName, SeqRange, inbox, outbox};
+use kizuna_domain::model::AccountId;
 use kizuna_domain::{
     self, Applied, Command, CommandResult, Ctx, Decision, DomainError, Envelope, LogCommand, Outcome, Record, Sender,
     decide, settle,
 };
-use kizuna_domain::{attachments, notify};
+use kizuna_domain::{attachments, notify, push};
 
 pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
 
@@ -256,6 +257,9 @@ impl ApplyBatch<'_> {
             LogCommand::CollectAttachments { grace_ms, origin_node } => {
                 self.collect_attachments(log_index, grace_ms, origin_node)?
             }
+            LogCommand::PushDelivery { account, notices, delivery, gone, origin_node } => {
+                self.push_delivery(account, &notices, (delivery, &gone), origin_node)?
+            }
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
@@ -321,6 +325,27 @@ impl ApplyBatch<'_> {
             }
         }
         let changes = notify::record(&self.hub, notices, delivery).map_err(std::io::Error::other)?;
+        self.hub.apply(changes);
+        Ok(CommandResult::Done(Outcome::Done))
+    }
+
+    /// The push notices `notices` of `account` were pushed (or not); subscriptions `gone` are
+    /// removed. A sent notice about a patient's room is audited as a mail's is.
+    fn push_delivery(
+        &mut self,
+        account: AccountId,
+        notices: &[notify::NoticeRef],
+        (delivery, gone): (notify::Delivery, &[String]),
+        origin_node: u64,
+    ) -> std::io::Result<CommandResult> {
+        if delivery == notify::Delivery::Sent {
+            let at = (self.clock_ms, origin_node);
+            let audit = notify::sent_audit_on(&self.hub, notify::Channel::Push, at, notices);
+            for record in audit.map_err(std::io::Error::other)? {
+                self.hub.append_audit(record);
+            }
+        }
+        let changes = push::record(&self.hub, account, notices, delivery, gone).map_err(std::io::Error::other)?;
         self.hub.apply(changes);
         Ok(CommandResult::Done(Outcome::Done))
     }

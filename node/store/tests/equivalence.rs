@@ -182,7 +182,9 @@ impl Twin {
         both!(settings());
         both!(facilities());
         both!(notices());
+        both!(push_notices());
         for i in 1..=self.index {
+            both!(push_subscriptions(AccountId(i)));
             both!(account(AccountId(i)));
             both!(facility(FacilityId(i)));
             both!(staff_of(FacilityId(i)));
@@ -200,6 +202,7 @@ impl Twin {
                 both!(member(RoomId(i), AccountId(j)));
                 both!(connection((AccountId(i), AccountId(j))));
                 both!(notice(AccountId(i), RoomId(j)));
+                both!(push_notice(AccountId(i), RoomId(j)));
             }
             let last = self.mem.room(RoomId(i)).unwrap().map_or(0, |r| r.last_seq);
             for seq in 1..=last {
@@ -331,6 +334,9 @@ enum Op {
     /// The person's notification settings: e-mail on or off, digest or not (posts and reads
     /// then raise and drop notices).
     Notify(usize, bool, bool),
+    /// The person subscribes (or unsubscribes) browser `.1` to push notices (posts and reads
+    /// then raise and drop push notices).
+    Push(usize, usize, bool),
     /// Sets the session policy (idle minutes, absolute hours), valid or not.
     Policy(usize, u32, u32),
     /// Starts or stops sharing the resource map with a peer (as the operator for persons 0..3).
@@ -371,6 +377,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1..4usize).prop_map(Op::Stop),
         1 => p.clone().prop_map(Op::ChangePassword),
         2 => (p.clone(), any::<bool>(), any::<bool>()).prop_map(|(a, b, c)| Op::Notify(a, b, c)),
+        2 => (p.clone(), 0..3usize, any::<bool>()).prop_map(|(a, b, c)| Op::Push(a, b, c)),
         1 => (p.clone(), 0..300u32, 0..30u32).prop_map(|(a, b, c)| Op::Policy(a, b, c)),
         3 => (0..2usize, -3..3i64, 1..4u64).prop_map(|(a, b, c)| Op::Deliver(a, b, c)),
         2 => (p.clone(), r.clone(), 0..2usize).prop_map(|(a, b, c)| Op::InviteRemote(a, b, c)),
@@ -479,6 +486,17 @@ fn command(
             let email = format!("person{a}@example.jp");
             let prefs = kizuna_domain::notify::NotificationPrefs { email, email_on, quiet: None, digest };
             (people[a], Command::SetNotificationSettings { prefs })
+        }
+        Op::Push(a, b, on) => {
+            let endpoint = format!("https://push.example.net/person{a}/browser{b}");
+            let command = if on {
+                // A real uncompressed P-256 point and auth secret (RFC 8291's example).
+                let p256dh = "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+                Command::AddPushSubscription { endpoint, p256dh: p256dh.into(), auth: "BTBZMqHH6r4Tts7J_aSIgg".into() }
+            } else {
+                Command::RemovePushSubscription { endpoint }
+            };
+            (people[a], command)
         }
         Op::Deliver(..) => unreachable!("batches are delivered, not executed"),
         Op::InviteRemote(a, r, n) => (

@@ -756,6 +756,7 @@ mod federation_pause;
 mod federation_requests;
 mod notify;
 mod password;
+mod push;
 mod requests;
 mod room_detail;
 mod search;

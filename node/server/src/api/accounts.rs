@@ -425,7 +425,40 @@ impl pb::account_service_server::AccountService for Api {
     ) -> Result<Response<pb::GetNotificationSettingsResponse>, Status> {
         let (me, _) = self.authenticate(&req).await?;
         let prefs = self.query(|hub| notify::settings_of(hub, me).map_err(view_status))?;
-        Ok(Response::new(pb::GetNotificationSettingsResponse { settings: Some(notification_view(prefs)) }))
+        let browsers = self.query(|hub| hub.push_subscriptions(me).map_err(view_status))?.len();
+        Ok(Response::new(pb::GetNotificationSettingsResponse {
+            settings: Some(notification_view(prefs)),
+            push_public_key: self.node.pusher.as_ref().map(|p| p.public_key().to_owned()).unwrap_or_default(),
+            push_subscriptions: u32::try_from(browsers).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn add_push_subscription(
+        &self,
+        req: Request<pb::AddPushSubscriptionRequest>,
+    ) -> Result<Response<pb::AddPushSubscriptionResponse>, Status> {
+        let r = req.get_ref().clone();
+        if self.node.pusher.is_none() {
+            return Err(Status::failed_precondition("this hub sends no push notices (no VAPID key configured)"));
+        }
+        // The domain accepts loopback http (a relay on the hub's machine); only a hub that
+        // allows it lets a user make it POST there.
+        if r.endpoint.starts_with("http://") && !self.node.push_allow_loopback_http {
+            return Err(Status::invalid_argument("endpoint must be an https URL"));
+        }
+        let cmd = Command::AddPushSubscription { endpoint: r.endpoint, p256dh: r.p256dh, auth: r.auth };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::AddPushSubscriptionResponse {}))
+    }
+
+    async fn remove_push_subscription(
+        &self,
+        req: Request<pb::RemovePushSubscriptionRequest>,
+    ) -> Result<Response<pb::RemovePushSubscriptionResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::RemovePushSubscription { endpoint: r.endpoint };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::RemovePushSubscriptionResponse {}))
     }
 
     async fn set_notification_settings(
