@@ -33,7 +33,8 @@ pub async fn run(target: &super::Target, room: u64, mib: u64, seconds: u64) -> a
         done.store(true, Ordering::Relaxed);
         (uploaded, started.elapsed().as_secs_f64())
     };
-    let posts = posts_until(channel.clone(), &token, room, &format!("{run_id}-u"), Stop::When(done.clone()));
+    let during_id = format!("{run_id}-u");
+    let posts = posts_until(channel.clone(), &token, room, &during_id, Stop::When(done.clone()));
     let ((attachment, upload_s), during) = tokio::join!(upload, posts);
     let attachment = attachment.context("the upload")?;
     let during = during?;

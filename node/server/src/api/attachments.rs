@@ -302,7 +302,7 @@ impl pb::attachment_service_server::AttachmentService for Api {
         let key = (me, header.key.clone());
         let size = header.size;
         let mut staged = match self.node.part_uploads.take(&key) {
-            Some(Part::Receiving(staged)) => staged,
+            Some(Part::Receiving(staged)) => *staged,
             Some(Part::Storing(stored)) => return self.until_stored(key, size, stored).await,
             // Asked whether a complete upload is stored, on a node that did not receive it.
             None if r.offset == size && r.chunk.is_empty() => return self.stored_before(me, &header.key),
@@ -316,13 +316,13 @@ impl pb::attachment_service_server::AttachmentService for Api {
         if r.offset != staged.received() {
             // Not where this node is: the client continues from what it holds.
             let received = staged.received();
-            self.node.part_uploads.put_back(key, Part::Receiving(staged));
+            self.node.part_uploads.put_back(key, Part::Receiving(Box::new(staged)));
             return Ok(part_answer(received, None));
         }
         staged.append(&r.chunk).await.map_err(upload_status)?;
         if staged.received() < size {
             let received = staged.received();
-            self.node.part_uploads.put_back(key, Part::Receiving(staged));
+            self.node.part_uploads.put_back(key, Part::Receiving(Box::new(staged)));
             return Ok(part_answer(received, None));
         }
         let verified = staged.finish(header.hash).await.map_err(upload_status)?;

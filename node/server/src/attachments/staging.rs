@@ -128,7 +128,7 @@ pub type Ingested = Result<AttachmentId, tonic::Status>;
 /// An upload in parts on this node: still arriving, or complete and being stored (which for a
 /// large file takes longer than a part's request may wait).
 pub enum Part {
-    Receiving(Staged),
+    Receiving(Box<Staged>),
     Storing(tokio::sync::watch::Receiver<Option<Ingested>>),
 }
 
