@@ -163,12 +163,13 @@ async fn an_unknown_login_takes_as_long_as_a_wrong_password() {
 }
 
 /// The services the public port serves, as a client sees them.
-const PUBLIC_SERVICES: [&str; 15] = [
+const PUBLIC_SERVICES: [&str; 16] = [
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
     "kizuna.accounts.v1.AccountService",
     "kizuna.admin.v1.ClusterAdminService",
+    "kizuna.attachments.v1.AttachmentService",
     "kizuna.audit.v1.AuditService",
     "kizuna.care_requests.v1.CareRequestService",
     "kizuna.connections.v1.ConnectionService",

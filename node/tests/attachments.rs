@@ -9,12 +9,10 @@ mod common;
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
-use common::{HubSpec, TestHub, Wire, channel};
+use common::{HubSpec, TestHub, Wire, account_of, authed, channel, node_spec, patient_room};
 use kizuna_node::config::AttachmentsSection;
 use kizuna_node::domain::HubView;
-use kizuna_proto::accounts::GetMeRequest;
-use kizuna_proto::accounts::account_service_client::AccountServiceClient;
-use kizuna_proto::admin::{AddLearnerRequest, CreateSnapshotRequest, NodeSpec};
+use kizuna_proto::admin::{AddLearnerRequest, CreateSnapshotRequest};
 use kizuna_proto::attachments::attachment_service_client::AttachmentServiceClient;
 use kizuna_proto::attachments::*;
 use kizuna_proto::audit::ListAuditEntriesRequest;
@@ -24,18 +22,9 @@ use kizuna_proto::posts::DeletePostRequest;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, TimelineRequest};
 use kizuna_proto::rooms::RemoveMemberRequest;
-use kizuna_proto::rooms::invite_member_request::Invitee;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
-use kizuna_proto::rooms::{CreatePatientRequest, InviteMemberRequest, Role};
 use sha2::{Digest, Sha256};
-use tonic::Request;
 use tonic::transport::Channel;
-
-fn authed<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("a token header"));
-    r
-}
 
 /// A PDF of `size` bytes (a real header; the rest varies so chunks differ).
 fn pdf(size: usize, seed: u8) -> Vec<u8> {
@@ -73,28 +62,6 @@ async fn download(api: Channel, token: &str, id: u64, variant: Variant, offset: 
     Ok(bytes)
 }
 
-/// A patient room of the doctor's with the nurse in it: the room's id and the nurse's account id.
-async fn patient_room(api: Channel, doctor: &str, nurse: &str) -> (u64, u64) {
-    let mut rooms = RoomServiceClient::new(api.clone());
-    let patient = CreatePatientRequest {
-        idempotency_key: "patient".into(),
-        name: "山田 花子".into(),
-        kana: "やまだ はなこ".into(),
-        ..Default::default()
-    };
-    let room_id = rooms.create_patient(authed(patient, doctor)).await.expect("patient").into_inner().room_id;
-    let me = AccountServiceClient::new(api).get_me(authed(GetMeRequest {}, nurse)).await.expect("GetMe");
-    let nurse_id = me.into_inner().account_id;
-    let invite = InviteMemberRequest {
-        idempotency_key: "invite".into(),
-        room_id,
-        invitee: Some(Invitee::AccountId(nurse_id)),
-        role: Role::Member as i32,
-    };
-    rooms.invite_member(authed(invite, doctor)).await.expect("invite");
-    (room_id, nurse_id)
-}
-
 async fn post_files(api: Channel, token: &str, room_id: u64, ids: Vec<u64>) -> Result<u64, tonic::Status> {
     let req = CreatePostRequest {
         idempotency_key: format!("post-{ids:?}"),
@@ -112,7 +79,8 @@ async fn a_file_uploaded_on_a_follower_is_read_by_the_team_from_every_node_and_n
     let (doctor, nurse, outsider) = (hub.member("dr.mori").await, hub.member("vn.sato").await, hub.member("x").await);
     let leader = hub.leader().await;
     let follower = channel(&hub.api(hub.follower_of(leader))).await;
-    let (room_id, nurse_id) = patient_room(follower.clone(), &doctor, &nurse).await;
+    let room_id = patient_room(follower.clone(), &doctor, &[&nurse]).await;
+    let nurse_id = account_of(follower.clone(), &nurse).await;
 
     // Several chunks and a partial last one.
     let bytes = pdf(3 * 128 * 1024 + 17, 1);
@@ -277,8 +245,16 @@ async fn bad_uploads_are_refused_clearly_with_nothing_stored() {
     let refused =
         AttachmentServiceClient::new(api.clone()).upload(authed(futures::stream::iter(chunk_first), &doctor)).await;
     assert_eq!(refused.expect_err("no header").code(), tonic::Code::InvalidArgument);
-    let anonymous = AttachmentServiceClient::new(api.clone()).upload(futures::stream::iter(vec![])).await;
+    // Nobody is served without a session.
+    let mut client = AttachmentServiceClient::new(api.clone());
+    let anonymous = client.upload(futures::stream::iter(vec![])).await;
     assert_eq!(anonymous.expect_err("no session").code(), tonic::Code::Unauthenticated);
+    let part = UploadPartRequest { header: Some(header("a", "a.pdf", &good)), offset: 0, chunk: good.clone() };
+    assert_eq!(client.upload_part(part).await.expect_err("no session").code(), tonic::Code::Unauthenticated);
+    let download = client.download(DownloadRequest { attachment_id: 1, ..Default::default() }).await;
+    assert_eq!(download.expect_err("no session").code(), tonic::Code::Unauthenticated);
+    let describe = client.get_attachment(GetAttachmentRequest { attachment_id: 1 }).await;
+    assert_eq!(describe.expect_err("no session").code(), tonic::Code::Unauthenticated);
     for id in hub.running_ids() {
         assert_eq!(held_on(&hub, id), (0, 0), "node {id} holds nothing of the refused uploads");
     }
@@ -402,7 +378,7 @@ async fn a_learner_caught_up_by_snapshot_serves_every_file_and_a_region_blackout
     let (doctor, nurse) = (hub.member("dr.mori").await, hub.member("vn.sato").await);
     let leader = hub.leader().await;
     let api = channel(&hub.api(leader)).await;
-    let (room_id, _) = patient_room(api.clone(), &doctor, &nurse).await;
+    let room_id = patient_room(api.clone(), &doctor, &[&nurse]).await;
     let files = [pdf(300 * 1024, 5), pdf(10, 6)];
     let mut ids = Vec::new();
     for (i, bytes) in files.iter().enumerate() {
@@ -419,14 +395,7 @@ async fn a_learner_caught_up_by_snapshot_serves_every_file_and_a_region_blackout
     let snap = snap.expect("snapshot").into_inner();
     assert!(snap.purged_index.is_some(), "the log is purged");
     let learner = hub.start_new_node(4).await;
-    let spec = NodeSpec {
-        id: learner.id,
-        name: learner.name.clone(),
-        region: learner.region().to_owned(),
-        raft_addr: learner.raft_addr.to_string(),
-        api_addr: learner.api_addr.to_string(),
-    };
-    let add = AddLearnerRequest { node: Some(spec), wait_caught_up: true };
+    let add = AddLearnerRequest { node: Some(node_spec(&learner)), wait_caught_up: true };
     hub.admin(leader).await.add_learner(add).await.expect("add learner");
     hub.wait_applied(snap.snapshot_index).await;
     assert!(hub.status(4).snapshots_installed >= 1, "the learner caught up by snapshot: {:?}", hub.status(4));
@@ -461,7 +430,7 @@ async fn unused_files_are_collected_after_the_grace_period_and_the_audit_keeps_t
     .await;
     let (doctor, nurse) = (hub.member("dr.mori").await, hub.member("vn.sato").await);
     let api = channel(&hub.api(hub.leader().await)).await;
-    let (room_id, _) = patient_room(api.clone(), &doctor, &nurse).await;
+    let room_id = patient_room(api.clone(), &doctor, &[&nurse]).await;
     let (kept, deleted, never_posted) = (pdf(2000, 7), pdf(3000, 8), pdf(4000, 9));
     // Each file is posted right after its upload, well within the grace period.
     let kept_id = upload(api.clone(), &doctor, header("k", "a.pdf", &kept), &kept).await.expect("upload").id;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::TestHub;
 use kizuna_node::member::NodeRole;
-use kizuna_proto::admin::{AddLearnerRequest, CreateSnapshotRequest, GetClusterStatusRequest, MemberRole, NodeSpec};
+use kizuna_proto::admin::{AddLearnerRequest, CreateSnapshotRequest, GetClusterStatusRequest, MemberRole};
 use kizuna_proto::records::{Consistency, GetRecordRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -146,13 +146,7 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
     assert!(size > 4 * 1024 * 1024, "snapshot is only {size} bytes");
 
     let learner = hub.start_new_node(4).await;
-    let spec = NodeSpec {
-        id: learner.id,
-        name: learner.name.clone(),
-        region: learner.region().to_owned(),
-        raft_addr: learner.raft_addr.to_string(),
-        api_addr: learner.api_addr.to_string(),
-    };
+    let spec = common::node_spec(&learner);
     hub.admin(leader)
         .await
         .add_learner(AddLearnerRequest { node: Some(spec), wait_caught_up: true })

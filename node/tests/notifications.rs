@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{HubSpec, TestHub, Wire, channel};
+use common::{HubSpec, TestHub, Wire, authed, channel};
 use kizuna_node::config::{NotificationsSection, SmtpTls};
 use kizuna_node::domain::HubView;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
@@ -20,10 +20,6 @@ use kizuna_proto::audit::ListAuditEntriesRequest;
 use kizuna_proto::audit::audit_service_client::AuditServiceClient;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest};
-use kizuna_proto::rooms::invite_member_request::Invitee;
-use kizuna_proto::rooms::room_service_client::RoomServiceClient;
-use kizuna_proto::rooms::{CreatePatientRequest, InviteMemberRequest, Role};
-use tonic::Request;
 use tonic::transport::Channel;
 
 /// What nobody but the room's members may read: it must never be in a mail.
@@ -126,12 +122,6 @@ impl Drop for SmtpServer {
     }
 }
 
-fn authed<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("a token header"));
-    r
-}
-
 async fn start_hub(smtp: &SmtpServer, delay_seconds: u64) -> TestHub {
     let spec = HubSpec {
         nodes: vec![("region-1", true), ("region-2", true), ("region-3", true)],
@@ -161,24 +151,10 @@ async fn start_hub(smtp: &SmtpServer, delay_seconds: u64) -> TestHub {
 /// A patient room of the doctor's with `members` in it, each with e-mail on at `<login>@example.jp`;
 /// returns the room's id.
 async fn patient_room(api: Channel, doctor: &str, members: &[(&str, &str)]) -> u64 {
-    let mut accounts = AccountServiceClient::new(api.clone());
-    let mut rooms = RoomServiceClient::new(api);
-    let patient = CreatePatientRequest {
-        idempotency_key: "patient".into(),
-        name: "山田 花子".into(),
-        kana: "やまだ はなこ".into(),
-        ..Default::default()
-    };
-    let room_id = rooms.create_patient(authed(patient, doctor)).await.expect("patient").into_inner().room_id;
+    let tokens: Vec<&str> = members.iter().map(|(_, token)| *token).collect();
+    let room_id = common::patient_room(api.clone(), doctor, &tokens).await;
+    let mut accounts = AccountServiceClient::new(api);
     for (login, token) in members {
-        let account = accounts.get_me(authed(GetMeRequest {}, token)).await.expect("GetMe").into_inner().account_id;
-        let invite = InviteMemberRequest {
-            idempotency_key: format!("invite-{login}"),
-            room_id,
-            invitee: Some(Invitee::AccountId(account)),
-            role: Role::Member as i32,
-        };
-        rooms.invite_member(authed(invite, doctor)).await.expect("invite");
         let settings = NotificationSettings {
             email: format!("{login}@example.jp"),
             email_enabled: true,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{HubSpec, TestHub, Wire, channel};
+use common::{HubSpec, TestHub, Wire, authed, channel, patient_room};
 use kizuna_node::config::{NotificationsSection, SmtpTls};
 use kizuna_node::domain::HubView;
 use kizuna_node::domain::model::AccountId;
@@ -28,12 +28,8 @@ use kizuna_proto::audit::ListAuditEntriesRequest;
 use kizuna_proto::audit::audit_service_client::AuditServiceClient;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest};
-use kizuna_proto::rooms::invite_member_request::Invitee;
-use kizuna_proto::rooms::room_service_client::RoomServiceClient;
-use kizuna_proto::rooms::{CreatePatientRequest, InviteMemberRequest, Role};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::Request;
 use tonic::transport::Channel;
 use web_push_native::jwt_simple::prelude::{ECDSAP256PublicKeyLike, ES256PublicKey, NoCustomClaims};
 use web_push_native::p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -179,12 +175,6 @@ impl Browser {
     }
 }
 
-fn authed<T>(msg: T, token: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("a token header"));
-    r
-}
-
 /// A 3-node hub that pushes (no SMTP relay) with a new VAPID key; returns it and the key's
 /// public half.
 async fn start_hub(delay_seconds: u64) -> (TestHub, String) {
@@ -214,30 +204,6 @@ async fn start_hub(delay_seconds: u64) -> (TestHub, String) {
     })
     .await;
     (hub, public)
-}
-
-/// A patient room of the doctor's with `members` in it; returns the room's id.
-async fn patient_room(api: Channel, doctor: &str, members: &[&str]) -> u64 {
-    let mut accounts = AccountServiceClient::new(api.clone());
-    let mut rooms = RoomServiceClient::new(api);
-    let patient = CreatePatientRequest {
-        idempotency_key: "patient".into(),
-        name: "山田 花子".into(),
-        kana: "やまだ はなこ".into(),
-        ..Default::default()
-    };
-    let room_id = rooms.create_patient(authed(patient, doctor)).await.expect("patient").into_inner().room_id;
-    for (i, token) in members.iter().enumerate() {
-        let account = accounts.get_me(authed(GetMeRequest {}, token)).await.expect("GetMe").into_inner().account_id;
-        let invite = InviteMemberRequest {
-            idempotency_key: format!("invite-{i}"),
-            room_id,
-            invitee: Some(Invitee::AccountId(account)),
-            role: Role::Member as i32,
-        };
-        rooms.invite_member(authed(invite, doctor)).await.expect("invite");
-    }
-    room_id
 }
 
 async fn subscribe(api: Channel, token: &str, request: AddPushSubscriptionRequest) {

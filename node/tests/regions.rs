@@ -18,8 +18,7 @@ use kizuna_node::domain::{Envelope, LogCommand};
 use kizuna_node::member::NodeRole;
 use kizuna_node::node::NodeError;
 use kizuna_proto::admin::{
-    AddLearnerRequest, ChangeMembershipRequest, GetClusterStatusRequest, GetStateDigestRequest, NodeSpec,
-    TransferLeaderRequest,
+    AddLearnerRequest, ChangeMembershipRequest, GetClusterStatusRequest, GetStateDigestRequest, TransferLeaderRequest,
 };
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, TimelineRequest, TimelineResponse};
@@ -320,13 +319,7 @@ async fn membership_changes_under_load_lose_no_acknowledged_write() {
 
     // Add a learner in a fourth region, promote it, then remove an old voter (the leader).
     let new = hub.start_new_node(4).await;
-    let spec = NodeSpec {
-        id: new.id,
-        name: new.name.clone(),
-        region: new.region().to_owned(),
-        raft_addr: new.raft_addr.to_string(),
-        api_addr: new.api_addr.to_string(),
-    };
+    let spec = common::node_spec(&new);
     let mut adm = hub.admin(leader).await;
     adm.add_learner(AddLearnerRequest { node: Some(spec), wait_caught_up: true }).await.expect("add learner");
     adm.change_membership(ChangeMembershipRequest {

@@ -491,3 +491,52 @@ pub fn dechunk(mut body: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// `msg` with the session `token` as its bearer.
+pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("a token header"));
+    r
+}
+
+/// The account id of the session `token`.
+pub async fn account_of(api: Channel, token: &str) -> u64 {
+    let me = AccountServiceClient::new(api).get_me(authed(kizuna_proto::accounts::GetMeRequest {}, token)).await;
+    me.expect("GetMe").into_inner().account_id
+}
+
+/// A patient room (山田 花子) of the doctor's with the sessions `members` invited into it; its id.
+pub async fn patient_room(api: Channel, doctor: &str, members: &[&str]) -> u64 {
+    use kizuna_proto::rooms::invite_member_request::Invitee;
+    use kizuna_proto::rooms::room_service_client::RoomServiceClient;
+    use kizuna_proto::rooms::{CreatePatientRequest, InviteMemberRequest, Role};
+    let mut rooms = RoomServiceClient::new(api.clone());
+    let patient = CreatePatientRequest {
+        idempotency_key: "patient".into(),
+        name: "山田 花子".into(),
+        kana: "やまだ はなこ".into(),
+        ..Default::default()
+    };
+    let room_id = rooms.create_patient(authed(patient, doctor)).await.expect("patient").into_inner().room_id;
+    for (i, token) in members.iter().enumerate() {
+        let invite = InviteMemberRequest {
+            idempotency_key: format!("invite-{i}"),
+            room_id,
+            invitee: Some(Invitee::AccountId(account_of(api.clone(), token).await)),
+            role: Role::Member as i32,
+        };
+        rooms.invite_member(authed(invite, doctor)).await.expect("invite");
+    }
+    room_id
+}
+
+/// A node as cluster administration names it (to add it as a learner).
+pub fn node_spec(node: &NodeConfig) -> kizuna_proto::admin::NodeSpec {
+    kizuna_proto::admin::NodeSpec {
+        id: node.id,
+        name: node.name.clone(),
+        region: node.region().to_owned(),
+        raft_addr: node.raft_addr.to_string(),
+        api_addr: node.api_addr.to_string(),
+    }
+}
