@@ -112,7 +112,7 @@ async fn download(channel: Channel, token: &str, id: u64) -> anyhow::Result<(f64
     Ok((started.elapsed().as_secs_f64(), received))
 }
 
-/// A PDF-typed file of `mib` MiB whose bytes differ per run (so no upload is deduplicated),
+/// A PDF-typed file of exactly `mib` MiB (the hub's cap is a whole number of MiB) whose bytes differ per run (so no upload is deduplicated),
 /// removed when dropped.
 struct SampleFile {
     path: std::path::PathBuf,
@@ -128,13 +128,16 @@ fn sample_file(mib: u64, run_id: &str) -> anyhow::Result<SampleFile> {
     use std::io::Write;
     let path = std::env::temp_dir().join(format!("kizuna-load-{run_id}.pdf"));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    out.write_all(b"%PDF-1.4\n")?;
     let seed = run_id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     let mut block = vec![0u8; 1 << 20];
     for n in 0..mib {
         // Cheap, varied bytes: a counter mixed with the run's seed.
         for (i, byte) in block.iter_mut().enumerate() {
             *byte = (seed.wrapping_add(n * 1_000_003 + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8;
+        }
+        if n == 0 {
+            // A PDF's magic bytes: the hub detects the type from them. Exactly `mib` MiB.
+            block[..9].copy_from_slice(b"%PDF-1.4\n");
         }
         out.write_all(&block)?;
     }
