@@ -369,7 +369,26 @@ async fn a_photo_is_served_without_its_location_and_with_thumbnails() {
         assert!(!has_location(&thumbnail));
         assert_eq!(dimensions(&thumbnail).0, edge, "{variant:?}");
     }
+
+    // A phone video: where it was recorded is blanked, the rest is as sent.
+    let video = recorded_video();
+    let v = upload(api.clone(), &nurse, header("video", "歩行訓練.mp4", &video), &video).await.expect("a video");
+    assert_eq!((v.content_type.as_str(), v.size, v.has_thumbnails), ("video/mp4", video.len() as u64, false));
+    let served = download(api, &nurse, v.id, Variant::Original, 0).await.expect("the video");
+    let place = b"+35.6895+139.6917/";
+    assert!(video.windows(place.len()).any(|w| w == place) && !served.windows(place.len()).any(|w| w == place));
+    assert_eq!((served.len(), sha256_hex(&served)), (video.len(), v.sha256.clone()));
+    assert!(served[served.len() - 4096..] == video[video.len() - 4096..], "the media data is as sent");
     hub.shutdown().await;
+}
+
+/// An MP4 as an Android phone writes it: its location in `moov/udta/©xyz`, then the media.
+fn recorded_video() -> Vec<u8> {
+    let boxed = |kind: &[u8], body: &[u8]| [&((body.len() + 8) as u32).to_be_bytes()[..], kind, body].concat();
+    let xyz = boxed(b"\xa9xyz", b"\0\x12\x15\xc7+35.6895+139.6917/");
+    let moov = boxed(b"moov", &[boxed(b"mvhd", &[0; 100]), boxed(b"udta", &xyz)].concat());
+    let media: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+    [boxed(b"ftyp", b"isom\0\0\x02\0isomiso2mp41"), moov, boxed(b"mdat", &media)].concat()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -75,10 +75,13 @@ pub(crate) async fn failover<T>(
 }
 
 /// The gRPC status of `e` when it says to try elsewhere: UNAVAILABLE, or the connection
-/// itself broke. A node gone mid-stream shows as UNKNOWN made on this side from the transport
-/// error, which it keeps as its cause (a node's own answer carries none).
+/// itself broke. A node gone mid-stream shows as UNKNOWN, or CANCELLED when the connection
+/// closed under a request, made on this side from the transport error, which it keeps as its
+/// cause (a node's own answer carries none).
 fn unavailable(e: &anyhow::Error) -> Option<&tonic::Status> {
-    let broken = |s: &tonic::Status| s.code() == tonic::Code::Unknown && std::error::Error::source(s).is_some();
+    let broken = |s: &tonic::Status| {
+        matches!(s.code(), tonic::Code::Unknown | tonic::Code::Cancelled) && std::error::Error::source(s).is_some()
+    };
     e.downcast_ref::<tonic::Status>().filter(|s| s.code() == tonic::Code::Unavailable || broken(s))
 }
 

@@ -21,6 +21,7 @@ use super::convert::attachment_view;
 use super::shared::{Api, domain_status, unexpected, view_status};
 use crate::attachments::media::{self, Detected, MediaError};
 use crate::attachments::staging::{Ingested, Part, Staged, UploadError, Verified};
+use crate::attachments::video;
 use kizuna_domain::attachments::{
     self as domain, Attachment, Blob, BlobHash, CHUNK_BYTES, Thumbnails, chunk_count, chunk_len,
 };
@@ -94,9 +95,13 @@ impl Api {
         header: Header,
         verified: Verified,
     ) -> Result<kizuna_proto::common::Attachment, Status> {
-        let prepared = tokio::task::spawn_blocking(move || prepare(verified))
-            .await
-            .map_err(|e| Status::internal(format!("the upload's check failed: {e}")))??;
+        let prepared = {
+            let slot = self.node.attachments.checks.acquire().await;
+            let _slot = slot.map_err(|_| Status::unavailable("this node is stopping"))?;
+            tokio::task::spawn_blocking(move || prepare(verified))
+                .await
+                .map_err(|e| Status::internal(format!("the upload's check failed: {e}")))??
+        };
         self.check_prepared(&prepared)?;
         for blob in prepared.blobs() {
             self.store_blob(token_hash, blob).await?;
@@ -214,13 +219,32 @@ fn prepare(verified: Verified) -> Result<Prepared, Status> {
     read_head.map_err(|e| Status::internal(format!("this node cannot read the upload: {e}")))?;
     let detected: Detected = media::detect(&head).map_err(media_status)?;
     if !detected.photo {
-        let file = Source { hash: verified.hash, size: verified.size, bytes: SourceBytes::File(verified) };
+        let hash = without_location(&verified, detected)?;
+        let file = Source { hash, size: verified.size, bytes: SourceBytes::File(verified) };
         return Ok(Prepared { content_type: detected.content_type, file, thumbnails: None });
     }
     let bytes = std::fs::read(&verified.path).map_err(|e| Status::internal(format!("cannot read the upload: {e}")))?;
     let safe = media::make_safe_photo(&bytes, detected).map_err(media_status)?;
     let thumbnails = Some((Source::of_bytes(safe.small), Source::of_bytes(safe.medium)));
     Ok(Prepared { content_type: safe.content_type, file: Source::of_bytes(safe.original), thumbnails })
+}
+
+/// A video's recording location blanked in place (`attachments::video`); the hash of what is
+/// then stored (the uploaded bytes' when nothing was blanked).
+fn without_location(verified: &Verified, detected: Detected) -> Result<BlobHash, Status> {
+    if !matches!(detected.content_type, "video/mp4" | "video/quicktime" | "video/3gpp" | "video/3gpp2") {
+        return Ok(verified.hash);
+    }
+    let blanked = video::remove_location(&verified.path)
+        .map_err(|e| Status::invalid_argument(format!("動画を読み取れません: {e}")))?;
+    if blanked == 0 {
+        return Ok(verified.hash);
+    }
+    let mut file =
+        std::fs::File::open(&verified.path).map_err(|e| Status::internal(format!("cannot read the upload: {e}")))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| Status::internal(format!("cannot read the upload: {e}")))?;
+    Ok(BlobHash(hasher.finalize().into()))
 }
 
 fn media_status(e: MediaError) -> Status {
