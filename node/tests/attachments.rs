@@ -258,6 +258,17 @@ async fn bad_uploads_are_refused_clearly_with_nothing_stored() {
     for id in hub.running_ids() {
         assert_eq!(held_on(&hub, id), (0, 0), "node {id} holds nothing of the refused uploads");
     }
+
+    // A browser may leave at most ten unfinished uploads in parts on a node.
+    for n in 0..11 {
+        let head = header(&format!("unfinished-{n}"), "a.pdf", &good);
+        let first = UploadPartRequest { header: Some(head), offset: 0, chunk: good[..100].to_vec() };
+        let answer = client.upload_part(authed(first, &doctor)).await;
+        match n {
+            0..10 => assert_eq!(answer.expect("a first part").into_inner().received, 100),
+            _ => assert_eq!(answer.expect_err("the eleventh").code(), tonic::Code::ResourceExhausted),
+        }
+    }
     hub.shutdown().await;
 }
 

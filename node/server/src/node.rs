@@ -56,6 +56,8 @@ pub enum NodeError {
     Storage(#[from] std::io::Error),
     #[error("this node stopped applying the log: {0}; use another node")]
     ApplyStopped(String),
+    #[error("this node is catching up from a snapshot of its leader; use another node")]
+    InstallingSnapshot,
 }
 
 impl NodeError {
@@ -182,6 +184,9 @@ impl Node {
     /// Refuses what needs this node's state once it stopped applying: its copy is frozen at
     /// the fault, and answering from it (even marked stale) would pass it off as the hub's.
     pub fn check_applying(&self) -> Result<(), NodeError> {
+        if self.state.installing() {
+            return Err(NodeError::InstallingSnapshot);
+        }
         self.apply_fault().map_or(Ok(()), |fault| Err(NodeError::ApplyStopped(fault)))
     }
 

@@ -42,10 +42,15 @@ pub(crate) fn install(db: &DB, file: &Path, expected: &SnapshotMeta, current: &P
     std::fs::rename(&installing, current)
 }
 
+/// Whether an install is under way or failed half way (the state is not whole).
+pub(crate) fn pending(db: &DB) -> std::io::Result<bool> {
+    Ok(get_value::<bool>(db, CF_SM_META, INSTALLING)?.is_some())
+}
+
 /// Finishes an install that failed or stopped half way, if any: the node's state is then whole
 /// again and its current snapshot the installed one.
 pub(crate) fn resume(db: &DB, current: &Path) -> std::io::Result<()> {
-    if get_value::<bool>(db, CF_SM_META, INSTALLING)?.is_none() {
+    if !pending(db)? {
         return Ok(());
     }
     let installing = current.with_file_name(INSTALLING_SNAPSHOT);

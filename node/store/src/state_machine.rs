@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use futures::{Stream, StreamExt};
@@ -39,9 +39,17 @@ pub struct StateReader {
     pub journal: ReadJournal,
     /// Why apply stopped, once it did (see [`ApplyBatch::stop_if_faulted`]).
     apply_fault: Arc<OnceLock<ApplyFault>>,
+    /// A snapshot install is replacing the state in batches (or failed half way): the state
+    /// is not whole, so nothing may be answered from it.
+    installing: Arc<AtomicBool>,
 }
 
 impl StateReader {
+    /// Whether a snapshot install is replacing the state (see [`crate::install`]).
+    pub fn installing(&self) -> bool {
+        self.installing.load(Ordering::Acquire)
+    }
+
     pub fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
         get_value(&self.db, CF_SM_DATA, &keys::text(RECORDS, key))
     }
@@ -152,6 +160,7 @@ impl StateMachineStore {
             events,
             journal,
             apply_fault: Arc::default(),
+            installing: Arc::default(),
         };
         Ok(Self { db, snapshot_dir, reader, snapshot_seq: Arc::default() })
     }
@@ -521,7 +530,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let db = self.db.clone();
         let meta = meta.clone();
         let current = self.current_path();
-        blocking(move || install::install(&db, &snapshot.path, &meta, &current)).await?;
+        let installing = self.reader.installing.clone();
+        installing.store(true, Ordering::Release);
+        let db_after = self.db.clone();
+        let installed = blocking(move || install::install(&db, &snapshot.path, &meta, &current)).await;
+        // A refused file left the state untouched; one that failed half way left the marker.
+        installing.store(install::pending(&db_after)?, Ordering::Release);
+        installed?;
         self.reader.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -687,6 +702,7 @@ mod tests {
         std::fs::write(&incoming, &bytes[..bytes.len() - 20]).expect("write");
         let refused = sm.install_snapshot(&snapshot.meta, SnapshotFile { path: incoming }).await;
         assert!(refused.is_err(), "a cut file is not installed");
+        assert!(!sm.reader().installing(), "the state is whole: it may be read");
         assert_eq!(sm.reader().state_digest().expect("digest"), before, "the state is untouched");
         assert_eq!(get_value::<bool>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
     }

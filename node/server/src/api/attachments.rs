@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert::attachment_view;
 use super::shared::{Api, domain_status, unexpected, view_status};
 use crate::attachments::media::{self, Detected, MediaError};
-use crate::attachments::staging::{Ingested, Part, Staged, UploadError, Verified};
+use crate::attachments::staging::{Ingested, PARTS_PER_ACCOUNT, Part, Staged, UploadError, Verified};
 use crate::attachments::video;
 use kizuna_domain::attachments::{
     self as domain, Attachment, Blob, BlobHash, CHUNK_BYTES, Thumbnails, chunk_count, chunk_len,
@@ -332,6 +332,12 @@ impl pb::attachment_service_server::AttachmentService for Api {
             None if r.offset == size && r.chunk.is_empty() => return self.stored_before(me, &header.key),
             // This node has none of it: the client starts again from the beginning here.
             None if r.offset != 0 => return Ok(part_answer(0, None)),
+            None if self.node.part_uploads.count_of(me) >= PARTS_PER_ACCOUNT => {
+                let message = format!(
+                    "同時に送れるファイルは {PARTS_PER_ACCOUNT} 件までです。送信中のファイルが終わってからお試しください"
+                );
+                return Err(Status::resource_exhausted(message));
+            }
             None => Staged::create(&self.node.attachments.staging_dir, size)
                 .await
                 .map_err(UploadError::Io)

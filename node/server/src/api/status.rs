@@ -27,7 +27,8 @@ impl NodeError {
             | NodeError::Timeout(_)
             | NodeError::QuorumLost
             | NodeError::LeaderUnreachable(_)
-            | NodeError::ApplyStopped(_) => Status::unavailable(message),
+            | NodeError::ApplyStopped(_)
+            | NodeError::InstallingSnapshot => Status::unavailable(message),
             NodeError::Raft(_) | NodeError::Storage(_) => Status::internal(message),
         }
     }

@@ -119,6 +119,10 @@ pub fn clear(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Uploads in parts one account may have on a node at once: a browser sends a post's files (at
+/// most 10) one after another, and no member may fill a node's disk with unfinished uploads.
+pub const PARTS_PER_ACCOUNT: usize = 10;
+
 /// How long a browser's upload in parts may pause before this node forgets it.
 pub const PARTS_IDLE: Duration = Duration::from_secs(30 * 60);
 
@@ -144,6 +148,12 @@ impl PartUploads {
         self.forget_idle();
         let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         waiting.remove(key).map(|(part, _)| part)
+    }
+
+    /// How many uploads in parts of `account` this node holds (each up to the file cap on disk).
+    pub fn count_of(&self, account: AccountId) -> usize {
+        let waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        waiting.keys().filter(|(a, _)| *a == account).count()
     }
 
     /// Forgets (and removes the files of) uploads idle for longer than [`PARTS_IDLE`].
