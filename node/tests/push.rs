@@ -274,6 +274,15 @@ async fn the_member_who_has_not_read_gets_one_push_she_can_decrypt_without_the_c
     let bad = AddPushSubscriptionRequest { endpoint: "ftp://push.example/x".into(), ..browser.subscription("", "bad") };
     let refused = accounts.add_push_subscription(authed(bad, &nurse)).await.expect_err("not a push endpoint");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    // Nobody subscribes or unsubscribes without a session.
+    let anonymous = accounts.add_push_subscription(browser.subscription(&endpoint.url("/push/x"), "anon")).await;
+    assert_eq!(anonymous.expect_err("no session").code(), tonic::Code::Unauthenticated);
+    let remove =
+        RemovePushSubscriptionRequest { idempotency_key: "anon".into(), endpoint: endpoint.url("/push/nurse") };
+    assert_eq!(
+        accounts.remove_push_subscription(remove).await.expect_err("no session").code(),
+        tonic::Code::Unauthenticated
+    );
 
     let seq = post(api.clone(), &doctor, room_id).await;
     let read = MarkReadRequest { idempotency_key: "read".into(), room_id, up_to_seq: seq };
