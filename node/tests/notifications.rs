@@ -11,19 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{HubSpec, TestHub, Wire, authed, channel};
+use common::{HubSpec, TestHub, Wire, authed, channel, post_secret, until_none_on_leader};
 use kizuna_node::config::{NotificationsSection, SmtpTls};
 use kizuna_node::domain::HubView;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::accounts::*;
 use kizuna_proto::audit::ListAuditEntriesRequest;
 use kizuna_proto::audit::audit_service_client::AuditServiceClient;
+use kizuna_proto::posts::MarkReadRequest;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
-use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest};
 use tonic::transport::Channel;
-
-/// What nobody but the room's members may read: it must never be in a mail.
-const POST_TEXT: &str = "血圧 182/104、夜間に胸痛あり。明朝往診お願いします";
 
 /// Writes each message it accepts to `<dir>/<n>.json` (recipients, decoded subject and body,
 /// Message-ID), renaming it into place only when complete. Refuses the first `argv[2]` messages
@@ -201,26 +198,6 @@ async fn settings_are_checked(api: Channel, token: &str) {
     assert_eq!(anonymous.expect_err("no session").code(), tonic::Code::Unauthenticated);
 }
 
-async fn post(api: Channel, doctor: &str, room_id: u64) -> u64 {
-    let req =
-        CreatePostRequest { idempotency_key: "post".into(), room_id, text: POST_TEXT.into(), ..Default::default() };
-    PostServiceClient::new(api).create_post(authed(req, doctor)).await.expect("post").into_inner().seq
-}
-
-/// Waits until the hub's leader has no pending notice left: from then on nothing more is sent.
-async fn until_queue_empty(hub: &TestHub) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let leader = hub.leader().await;
-        let pending = hub.running(leader).node.state.hub().notices().expect("readable notices");
-        if pending.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "notices still pending after 30s: {pending:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn until_mails(smtp: &SmtpServer, n: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -257,13 +234,13 @@ async fn the_member_who_has_not_read_gets_one_mail_without_the_content_a_reader_
     settings_are_checked(api.clone(), &doctor).await;
     let room_id = patient_room(api.clone(), &doctor, &[("vn.sato", &nurse), ("cm.ueda", &reader)]).await;
 
-    let seq = post(api.clone(), &doctor, room_id).await;
+    let seq = post_secret(api.clone(), &doctor, room_id).await;
     let read = MarkReadRequest { idempotency_key: "read".into(), room_id, up_to_seq: seq };
     PostServiceClient::new(api).mark_read(authed(read, &reader)).await.expect("read in time");
 
     let mails = until_mails(&smtp, 1).await;
     check_mail(&mails[0], "vn.sato@example.jp", room_id);
-    until_queue_empty(&hub).await;
+    until_none_on_leader(&hub, "notices", |h| h.notices().expect("readable notices")).await;
     assert_eq!(smtp.mails().len(), 1, "exactly one mail, none for the member who read: {:?}", smtp.mails());
 
     // The mail named the patient outside the hub: the audit chain says so, once.
@@ -287,7 +264,7 @@ async fn a_leader_stopped_after_the_post_leaves_the_notice_to_the_next_which_sen
     let old = hub.leader().await;
     let api = channel(&hub.api(old)).await;
     let room_id = patient_room(api.clone(), &doctor, &[("vn.sato", &nurse)]).await;
-    post(api, &doctor, room_id).await;
+    post_secret(api, &doctor, room_id).await;
     let old_url = format!("{}/#/room/", hub.api(old));
     hub.stop(old).await;
     assert!(smtp.mails().is_empty(), "sent before the delay");
@@ -299,7 +276,7 @@ async fn a_leader_stopped_after_the_post_leaves_the_notice_to_the_next_which_sen
     let body = mails[0]["body"].as_str().expect("body");
     assert!(body.contains(&format!("{}/#/room/{room_id}", hub.api(new))), "sent by the new leader: {body}");
     assert!(!body.contains(&old_url), "{body}");
-    until_queue_empty(&hub).await;
+    until_none_on_leader(&hub, "notices", |h| h.notices().expect("readable notices")).await;
     assert_eq!(smtp.mails().len(), 1, "exactly once: {:?}", smtp.mails());
     hub.shutdown().await;
 }
@@ -312,12 +289,12 @@ async fn a_send_the_relay_refuses_is_retried_and_then_delivered_once() {
     let (doctor, nurse) = (hub.member("dr.mori").await, hub.member("vn.sato").await);
     let api = channel(&hub.api(hub.leader().await)).await;
     let room_id = patient_room(api.clone(), &doctor, &[("vn.sato", &nurse)]).await;
-    post(api, &doctor, room_id).await;
+    post_secret(api, &doctor, room_id).await;
 
     let mails = until_mails(&smtp, 1).await;
     assert_eq!(smtp.refused(), 1, "the first try was refused");
     check_mail(&mails[0], "vn.sato@example.jp", room_id);
-    until_queue_empty(&hub).await;
+    until_none_on_leader(&hub, "notices", |h| h.notices().expect("readable notices")).await;
     assert_eq!(smtp.mails().len(), 1, "delivered once: {:?}", smtp.mails());
     hub.shutdown().await;
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{HubSpec, TestHub, Wire, authed, channel, patient_room};
+use common::{HubSpec, TestHub, Wire, authed, channel, patient_room, post_secret, until_none_on_leader};
 use kizuna_node::config::{NotificationsSection, SmtpTls};
 use kizuna_node::domain::HubView;
 use kizuna_node::domain::model::AccountId;
@@ -26,17 +26,14 @@ use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::accounts::*;
 use kizuna_proto::audit::ListAuditEntriesRequest;
 use kizuna_proto::audit::audit_service_client::AuditServiceClient;
+use kizuna_proto::posts::MarkReadRequest;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
-use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 use web_push_native::jwt_simple::prelude::{ECDSAP256PublicKeyLike, ES256PublicKey, NoCustomClaims};
 use web_push_native::p256::elliptic_curve::sec1::ToEncodedPoint;
 use web_push_native::{Auth, p256};
-
-/// What nobody but the room's members may read: it must never be in a push.
-const POST_TEXT: &str = "血圧 182/104、夜間に胸痛あり。明朝往診お願いします";
 
 /// One request the push endpoint received.
 #[derive(Debug, Clone)]
@@ -210,26 +207,6 @@ async fn subscribe(api: Channel, token: &str, request: AddPushSubscriptionReques
     AccountServiceClient::new(api).add_push_subscription(authed(request, token)).await.expect("subscribed");
 }
 
-async fn post(api: Channel, doctor: &str, room_id: u64) -> u64 {
-    let req =
-        CreatePostRequest { idempotency_key: "post".into(), room_id, text: POST_TEXT.into(), ..Default::default() };
-    PostServiceClient::new(api).create_post(authed(req, doctor)).await.expect("post").into_inner().seq
-}
-
-/// Waits until the leader has no pending push notice left: from then on nothing more is sent.
-async fn until_queue_empty(hub: &TestHub) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let leader = hub.leader().await;
-        let pending = hub.running(leader).node.state.hub().push_notices().expect("readable notices");
-        if pending.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "push notices still pending after 30s: {pending:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The push is encrypted for the browser, VAPID-signed with the hub's key, and says which room
 /// has news and links to it, nothing more.
 fn check_push(push: &Received, browser: &Browser, vapid_public: &str, room_id: u64) -> serde_json::Value {
@@ -284,14 +261,14 @@ async fn the_member_who_has_not_read_gets_one_push_she_can_decrypt_without_the_c
         tonic::Code::Unauthenticated
     );
 
-    let seq = post(api.clone(), &doctor, room_id).await;
+    let seq = post_secret(api.clone(), &doctor, room_id).await;
     let read = MarkReadRequest { idempotency_key: "read".into(), room_id, up_to_seq: seq };
     PostServiceClient::new(api).mark_read(authed(read, &reader)).await.expect("read in time");
 
     let pushes = endpoint.until(1).await;
     assert_eq!(pushes[0].path, "/push/nurse");
     check_push(&pushes[0], &browser, &vapid_public, room_id);
-    until_queue_empty(&hub).await;
+    until_none_on_leader(&hub, "push notices", |h| h.push_notices().expect("readable notices")).await;
     assert_eq!(endpoint.received().len(), 1, "exactly one push, none for the member who read");
 
     // The push named the patient to a push service: the audit chain says so, once.
@@ -315,7 +292,7 @@ async fn a_leader_stopped_after_the_post_leaves_the_push_to_the_next_which_sends
     let room_id = patient_room(api.clone(), &doctor, &[&nurse]).await;
     let browser = Browser::new("nurse");
     subscribe(api.clone(), &nurse, browser.subscription(&endpoint.url("/push/nurse"), "sub")).await;
-    post(api, &doctor, room_id).await;
+    post_secret(api, &doctor, room_id).await;
     hub.stop(old).await;
     assert!(endpoint.received().is_empty(), "pushed before the delay");
 
@@ -324,7 +301,7 @@ async fn a_leader_stopped_after_the_post_leaves_the_push_to_the_next_which_sends
     let pushes = endpoint.until(1).await;
     let message = check_push(&pushes[0], &browser, &vapid_public, room_id);
     assert_eq!(message["url"], format!("{}/#/room/{room_id}", hub.api(new)), "pushed by the new leader");
-    until_queue_empty(&hub).await;
+    until_none_on_leader(&hub, "push notices", |h| h.push_notices().expect("readable notices")).await;
     assert_eq!(endpoint.received().len(), 1, "exactly once");
     hub.shutdown().await;
 }
@@ -339,11 +316,11 @@ async fn an_endpoint_answering_gone_loses_its_subscription_on_every_node() {
     subscribe(api.clone(), &nurse, Browser::new("old").subscription(&endpoint.url("/gone/nurse"), "sub")).await;
     let mut accounts = AccountServiceClient::new(api.clone());
     let me = accounts.get_me(authed(GetMeRequest {}, &nurse)).await.expect("GetMe").into_inner().account_id;
-    post(api, &doctor, room_id).await;
+    post_secret(api, &doctor, room_id).await;
 
     let pushes = endpoint.until(1).await;
     assert_eq!(pushes[0].path, "/gone/nurse");
-    until_queue_empty(&hub).await;
+    until_none_on_leader(&hub, "push notices", |h| h.push_notices().expect("readable notices")).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     for id in hub.running_ids() {
         loop {
@@ -370,12 +347,12 @@ async fn a_push_the_service_cannot_take_yet_is_retried_and_then_delivered_once()
     let room_id = patient_room(api.clone(), &doctor, &[&nurse]).await;
     let browser = Browser::new("nurse");
     subscribe(api.clone(), &nurse, browser.subscription(&endpoint.url("/flaky/nurse"), "sub")).await;
-    post(api, &doctor, room_id).await;
+    post_secret(api, &doctor, room_id).await;
 
     let pushes = endpoint.until(2).await;
     // The first try met a 503; the retry (after retry_seconds = 1) was taken.
     check_push(&pushes[1], &browser, &vapid_public, room_id);
-    until_queue_empty(&hub).await;
+    until_none_on_leader(&hub, "push notices", |h| h.push_notices().expect("readable notices")).await;
     assert_eq!(endpoint.received().len(), 2, "one refused try, one delivery, nothing more");
     hub.shutdown().await;
 }

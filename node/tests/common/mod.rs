@@ -540,3 +540,33 @@ pub fn node_spec(node: &NodeConfig) -> kizuna_proto::admin::NodeSpec {
         api_addr: node.api_addr.to_string(),
     }
 }
+
+/// What a notice must never carry: nobody but the room's members may read it.
+pub const SECRET_POST_TEXT: &str = "血圧 182/104、夜間に胸痛あり。明朝往診お願いします";
+
+/// The doctor posts [`SECRET_POST_TEXT`] into `room_id`; its seq.
+pub async fn post_secret(api: Channel, doctor: &str, room_id: u64) -> u64 {
+    use kizuna_proto::posts::CreatePostRequest;
+    use kizuna_proto::posts::post_service_client::PostServiceClient;
+    let text = SECRET_POST_TEXT.into();
+    let req = CreatePostRequest { idempotency_key: "post".into(), room_id, text, ..Default::default() };
+    PostServiceClient::new(api).create_post(authed(req, doctor)).await.expect("post").into_inner().seq
+}
+
+/// Waits (at most 30 s) until the hub's leader, whichever it is, has `pending` empty.
+pub async fn until_none_on_leader<T: std::fmt::Debug>(
+    hub: &TestHub,
+    what: &str,
+    pending: impl Fn(&kizuna_node::store::RocksHub<'_>) -> Vec<T>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = hub.leader().await;
+        let left = pending(&hub.running(leader).node.state.hub());
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} still pending after 30s: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
