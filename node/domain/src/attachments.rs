@@ -306,23 +306,13 @@ pub fn readable(view: &impl HubView, actor: AccountId, id: AttachmentId) -> Doma
     Ok(a)
 }
 
-/// The attachments of the posts of `room` in `seqs` (for a timeline page), by post.
-pub fn of_posts(
-    view: &impl HubView,
-    room: RoomId,
-    seqs: impl Iterator<Item = u64>,
-) -> ViewResult<BTreeMap<u64, Vec<Attachment>>> {
-    let mut all = BTreeMap::new();
-    for seq in seqs {
-        let mut files = Vec::new();
-        for id in view.post_files(room, seq)? {
-            files.extend(view.attachment(id)?);
-        }
-        if !files.is_empty() {
-            all.insert(seq, files);
-        }
+/// The attachments of post `seq` of `room`, in the order they were attached.
+pub fn of_post(view: &impl HubView, room: RoomId, seq: u64) -> ViewResult<Vec<Attachment>> {
+    let mut files = Vec::new();
+    for id in view.post_files(room, seq)? {
+        files.extend(view.attachment(id)?);
     }
-    Ok(all)
+    Ok(files)
 }
 
 /// What a collection removed: the changes, and audit records for the files that were in

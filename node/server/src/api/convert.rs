@@ -171,8 +171,8 @@ pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
     let (kind, profession, _) = account_kind(author.as_ref().map(|a| &a.kind));
     let facility = author.as_ref().map(|a| facility_name(hub, a)).unwrap_or_default();
     // Inside `Api::query`: a file that could not be read fails the whole answer there.
-    let files = attachments::of_posts(hub, p.room, std::iter::once(p.seq)).unwrap_or_default();
-    let attachments = files.into_values().flatten().map(|a| attachment_view(&a)).collect();
+    let files = attachments::of_post(hub, p.room, p.seq).unwrap_or_default();
+    let attachments = files.iter().map(attachment_view).collect();
     pb::Post {
         seq: p.seq,
         author_id: p.author.0,
