@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::audit::{AuditRecord, patient_of};
 use super::authz::{active_account, can_read};
 use super::error::{DomainResult, invalid, not_found, precondition};
+use super::federation::HubName;
 use super::kernel::{Ctx, Effects, Outcome};
 use super::model::*;
 use super::view::{Change, HubView, ViewResult};
@@ -137,6 +138,15 @@ impl Attachment {
         }
     }
 
+    /// The blob of `variant`: the file, or a thumbnail (None: a file without thumbnails).
+    pub fn variant(&self, variant: Variant) -> Option<BlobHash> {
+        match variant {
+            Variant::Original => Some(self.blob),
+            Variant::Small => self.thumbnails.map(|t| t.small),
+            Variant::Medium => self.thumbnails.map(|t| t.medium),
+        }
+    }
+
     /// Its blobs: the file, then the thumbnails.
     pub fn blobs(&self) -> Vec<BlobHash> {
         let mut all = vec![self.blob];
@@ -145,6 +155,34 @@ impl Attachment {
         }
         all
     }
+}
+
+/// Which of an attachment's blobs: the file itself or one of a photo's thumbnails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Variant {
+    Original,
+    Small,
+    Medium,
+}
+
+/// A blob this hub holds only in part because another hub has it: a file of a post in a room
+/// shared across hubs. The leader's fetcher asks hub `from` for its attachment `file`'s
+/// `variant` and stores the verified bytes chunk by chunk ([`store_fetched`]); the record goes
+/// when the blob is complete, or when nothing holds the blob any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetch {
+    pub hash: BlobHash,
+    pub size: u64,
+    /// What the bytes must be, as the other hub detected it (the fetcher detects it again).
+    pub content_type: String,
+    pub from: HubName,
+    /// The attachment on `from` that holds the blob.
+    pub file: AttachmentId,
+    pub variant: Variant,
+    pub since_ms: u64,
+    /// Why the bytes could not be had (the other hub refused, or sent something else): the
+    /// fetcher stops asking, and the file shows the reason.
+    pub failed: Option<String>,
 }
 
 /// `StoreChunk`: chunk `index` of the file `hash` of `size` bytes. Chunks come in order; a
@@ -157,6 +195,18 @@ pub fn store_chunk(
     bytes: Vec<u8>,
 ) -> DomainResult<Effects> {
     active_account(view, actor)?;
+    let changes = add_chunk(view, ctx, (hash, size, index), bytes)?;
+    Ok(Effects::new(Outcome::Done, changes))
+}
+
+/// The changes that store chunk `index` of the blob `hash` of `size` bytes: none for a chunk
+/// already stored; the next chunk in order only.
+fn add_chunk(
+    view: &impl HubView,
+    ctx: Ctx,
+    (hash, size, index): (BlobHash, u64, u32),
+    bytes: Vec<u8>,
+) -> DomainResult<Vec<Change>> {
     if size == 0 || size > MAX_FILE_BYTES {
         return Err(invalid(format!("a file of {size} bytes: 1..={MAX_FILE_BYTES} bytes are accepted")));
     }
@@ -166,7 +216,7 @@ pub fn store_chunk(
     }
     let mut blob = match view.blob(hash)? {
         Some(b) if b.size != size => return Err(invalid(format!("file {hash} has {} bytes, not {size}", b.size))),
-        Some(b) if index < b.stored_chunks => return Ok(Effects::new(Outcome::Done, vec![])),
+        Some(b) if index < b.stored_chunks => return Ok(vec![]),
         Some(b) => b,
         None => Blob { hash, size, stored_chunks: 0, refs: 0, since_ms: ctx.now_ms },
     };
@@ -175,10 +225,36 @@ pub fn store_chunk(
     }
     blob.stored_chunks += 1;
     let stored = view.stored_bytes()?.saturating_add(expected);
-    Ok(Effects::new(
-        Outcome::Done,
-        vec![Change::Blob(blob), Change::BlobChunk { hash, index, bytes }, Change::StoredBytes(stored)],
-    ))
+    Ok(vec![Change::Blob(blob), Change::BlobChunk { hash, index, bytes }, Change::StoredBytes(stored)])
+}
+
+/// `LogCommand::FetchedChunk`: chunk `index` of a blob this hub is fetching from another hub
+/// (the fetcher checked the whole blob's hash and type first). Only a blob being fetched takes
+/// chunks this way; its last chunk ends the fetch.
+pub fn store_fetched(
+    view: &impl HubView,
+    ctx: Ctx,
+    (hash, size, index): (BlobHash, u64, u32),
+    bytes: Vec<u8>,
+) -> DomainResult<Vec<Change>> {
+    let fetch = view.fetch(hash)?.ok_or_else(|| precondition(format!("file {hash} is not being fetched")))?;
+    if fetch.size != size {
+        return Err(invalid(format!("file {hash} has {} bytes, not {size}", fetch.size)));
+    }
+    let mut changes = add_chunk(view, ctx, (hash, size, index), bytes)?;
+    let complete = changes.iter().any(|c| matches!(c, Change::Blob(b) if b.complete()));
+    if complete {
+        changes.push(Change::FetchDone(hash));
+    }
+    Ok(changes)
+}
+
+/// `LogCommand::FetchFailed`: the blob `hash` cannot be had from the hub that has it; the file
+/// shows `reason`, and the fetcher stops asking.
+pub fn fetch_failed(view: &impl HubView, hash: BlobHash, reason: String) -> DomainResult<Vec<Change>> {
+    let Some(fetch) = view.fetch(hash)? else { return Ok(vec![]) };
+    let reason: String = reason.chars().take(300).collect();
+    Ok(vec![Change::Fetch(Fetch { failed: Some(reason), ..fetch })])
 }
 
 /// Checks a file name as users give it: no path, nothing invisible.
@@ -189,6 +265,14 @@ pub fn check_name(name: &str) -> DomainResult<()> {
     }
     if name.contains(['/', '\\']) || name.chars().any(invisible) || name == "." || name == ".." {
         return Err(invalid("file name: no path separators or control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a content type as the hub detected it (the allow-list is the API node's).
+pub fn check_content_type(content_type: &str) -> DomainResult<()> {
+    if content_type.is_empty() || content_type.len() > 100 || !content_type.is_ascii() {
+        return Err(invalid("content type: 1..=100 ASCII characters"));
     }
     Ok(())
 }
@@ -211,9 +295,7 @@ pub fn create(
 ) -> DomainResult<Effects> {
     active_account(view, actor)?;
     check_name(&name)?;
-    if content_type.is_empty() || content_type.len() > 100 || !content_type.is_ascii() {
-        return Err(invalid("content type: 1..=100 ASCII characters"));
-    }
+    check_content_type(&content_type)?;
     let mut attachment = Attachment {
         id: AttachmentId(ctx.log_index),
         blob,
@@ -244,33 +326,37 @@ fn incomplete(hash: BlobHash) -> super::DomainError {
     precondition(format!("file {hash}: its bytes are not all stored (upload it again)"))
 }
 
-/// The changes that attach `files` (the poster's own, not posted yet) to post `seq` of `room`.
-pub fn place(
-    view: &impl HubView,
-    actor: AccountId,
-    (room, seq): (RoomId, u64),
-    files: &[AttachmentId],
-) -> DomainResult<Vec<Change>> {
-    if files.is_empty() {
-        return Ok(vec![]);
-    }
+/// The attachments `files` of `actor` that a post may take: their uploader's own, not posted
+/// yet, each once, at most [`MAX_FILES_PER_POST`].
+pub fn own_unposted(view: &impl HubView, actor: AccountId, files: &[AttachmentId]) -> DomainResult<Vec<Attachment>> {
     if files.len() > MAX_FILES_PER_POST {
         return Err(invalid(format!("at most {MAX_FILES_PER_POST} files per post")));
     }
-    let mut changes = Vec::new();
+    let mut out = Vec::new();
     for (i, id) in files.iter().enumerate() {
         if files[..i].contains(id) {
             return Err(invalid(format!("file {id} is attached twice")));
         }
-        let mut a = view.attachment(*id)?.filter(|a| a.uploader == actor).ok_or(not_found("attachment"))?;
+        let a = view.attachment(*id)?.filter(|a| a.uploader == actor).ok_or(not_found("attachment"))?;
         if a.post.is_some() {
             return Err(precondition(format!("file {id} is already in a post")));
         }
-        a.post = Some((room, seq));
-        changes.push(Change::Attachment(a));
+        out.push(a);
     }
-    changes.push(Change::PostFiles { room, seq, files: files.to_vec() });
-    Ok(changes)
+    Ok(out)
+}
+
+/// The changes that attach `files` (checked by [`own_unposted`], or received from another
+/// hub) to post `seq` of `room`.
+pub fn place((room, seq): (RoomId, u64), files: Vec<Attachment>) -> Vec<Change> {
+    if files.is_empty() {
+        return vec![];
+    }
+    let ids = files.iter().map(|a| a.id).collect();
+    let mut changes: Vec<Change> =
+        files.into_iter().map(|a| Change::Attachment(Attachment { post: Some((room, seq)), ..a })).collect();
+    changes.push(Change::PostFiles { room, seq, files: ids });
+    changes
 }
 
 /// The changes that release the files of a deleted post: they are collected after the grace
@@ -364,6 +450,9 @@ pub fn collect(view: &impl HubView, ctx: Ctx, grace_ms: u64, node: u64) -> ViewR
     for b in blobs.into_values() {
         if b.refs == 0 {
             stored = stored.saturating_sub(b.stored_bytes());
+            if view.fetch(b.hash)?.is_some() {
+                out.changes.push(Change::FetchDone(b.hash));
+            }
             out.changes.push(Change::BlobGone(b));
         } else {
             out.changes.push(Change::Blob(b));

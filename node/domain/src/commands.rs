@@ -323,7 +323,9 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
             posts::post(view, ctx, signed_in()?, (room, text), (reply_to, mentions), vec![])
         }
         C::PostWithFiles { room, text, reply_to, mentions, files } => {
-            posts::post(view, ctx, signed_in()?, (room, text), (reply_to, mentions), files)
+            let actor = signed_in()?;
+            let files = attachments::own_unposted(view, actor, &files)?;
+            posts::post(view, ctx, actor, (room, text), (reply_to, mentions), files)
         }
         C::EditPost { room, seq, text } => posts::edit(view, ctx, signed_in()?, (room, seq), text),
         C::DeletePost { room, seq } => posts::delete(view, ctx, signed_in()?, room, seq),

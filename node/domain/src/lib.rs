@@ -129,6 +129,21 @@ pub enum LogCommand {
         /// The node whose notifier sent them (for the audit trail).
         origin_node: u64,
     },
+    /// The leader's fetcher got the whole blob `blob` from the hub that has it and checked
+    /// its hash and type: chunk `index` of it ([`attachments::store_fetched`]).
+    FetchedChunk {
+        blob: attachments::BlobHash,
+        size: u64,
+        index: u32,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// The leader's fetcher cannot get the blob `blob`: the hub that has it refused, or sent
+    /// something else ([`attachments::fetch_failed`]).
+    FetchFailed {
+        blob: attachments::BlobHash,
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Envelope {
@@ -143,6 +158,8 @@ impl std::fmt::Display for Envelope {
             LogCommand::NoticeDelivery { .. } => "notice-delivery",
             LogCommand::CollectAttachments { .. } => "collect-attachments",
             LogCommand::PushDelivery { .. } => "push-delivery",
+            LogCommand::FetchedChunk { .. } => "fetched-chunk",
+            LogCommand::FetchFailed { .. } => "fetch-failed",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -227,6 +244,10 @@ impl Envelope {
             // The collector's own scope, for the same reason.
             return Ok(format!("collect\u{1f}{}", self.idempotency_key));
         }
+        if let LogCommand::FetchedChunk { .. } | LogCommand::FetchFailed { .. } = &self.command {
+            // The fetcher's own scope, for the same reason.
+            return Ok(format!("fetch\u{1f}{}", self.idempotency_key));
+        }
         Ok(match account {
             Some(a) => signed_scope(a, &self.idempotency_key),
             None => self.idempotency_key.clone(),
@@ -248,7 +269,9 @@ impl Envelope {
             | LogCommand::FederationAck { .. }
             | LogCommand::NoticeDelivery { .. }
             | LogCommand::PushDelivery { .. }
-            | LogCommand::CollectAttachments { .. } => {}
+            | LogCommand::CollectAttachments { .. }
+            | LogCommand::FetchedChunk { .. }
+            | LogCommand::FetchFailed { .. } => {}
         }
         Ok(())
     }

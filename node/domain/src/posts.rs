@@ -1,7 +1,7 @@
 //! Posts in a room's timeline: posting (with replies and mentions), editing, deleting (a
 //! tombstone that keeps the history for audit), acknowledging, and read markers.
 
-use super::attachments;
+use super::attachments::{self, Attachment};
 use super::authz::active_member;
 use super::error::{DomainResult, denied, invalid, not_found, precondition};
 use super::events::EventKind;
@@ -16,15 +16,12 @@ pub fn post(
     actor: AccountId,
     (room, body): (RoomId, String),
     (reply_to, mut mentions): (Option<u64>, Vec<AccountId>),
-    files: Vec<AttachmentId>,
+    files: Vec<Attachment>,
 ) -> DomainResult<Effects> {
     let (account, mut member, mut r) = active_member(view, actor, room)?;
     // Files may speak for themselves: a photo needs no caption.
     if files.is_empty() || !body.is_empty() {
         text("text", &body, MAX_POST_CHARS)?;
-    }
-    if !files.is_empty() && matches!(r.kind, RoomKind::Mirror { .. }) {
-        return Err(invalid("files cannot be attached in a room of another hub yet"));
     }
     if let Some(to) = reply_to
         && (to == 0 || to > r.last_seq)
@@ -55,7 +52,7 @@ pub fn post(
     };
     let seq = r.last_seq;
     let mut changes = vec![Change::Room(r), Change::Member(member), Change::Post(post)];
-    changes.extend(attachments::place(view, actor, (room, seq), &files)?);
+    changes.extend(attachments::place((room, seq), files));
     Ok(Effects::new(Outcome::Posted { room, seq }, changes)
         .event(room, EventKind::Posted { seq })
         .audited_in(view, room, "post")?)

@@ -54,6 +54,11 @@ fn transfers(view: &impl HubView, outbound: &[Outgoing]) -> ViewResult<Vec<Trans
         let (room, what) = match message {
             Message::Room(copy) => (copy.room, format!("federation: the room's members queued for {to}")),
             Message::Post(copy) => (copy.room, format!("federation: post #{} queued for {to}", copy.seq)),
+            Message::PostWithFiles { post, files } => {
+                let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+                let what = format!("federation: post #{} with files {names:?} queued for {to}", post.seq);
+                (post.room, what)
+            }
             _ => continue,
         };
         if let Some(patient) = patient_of(view, room)? {

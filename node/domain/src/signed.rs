@@ -205,6 +205,12 @@ mod tests {
         fn stored_bytes(&self) -> ViewResult<u64> {
             broken()
         }
+        fn fetch(&self, _: crate::attachments::BlobHash) -> ViewResult<Option<crate::attachments::Fetch>> {
+            broken()
+        }
+        fn fetches(&self, _: usize) -> ViewResult<Vec<crate::attachments::Fetch>> {
+            broken()
+        }
         fn push_subscriptions(&self, _: AccountId) -> ViewResult<Vec<crate::push::PushSubscription>> {
             broken()
         }

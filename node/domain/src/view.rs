@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::attachments::{Attachment, Blob, BlobHash};
+use super::attachments::{Attachment, Blob, BlobHash, Fetch};
 use super::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
 use super::model::*;
 use super::notify::{Notice, NotificationSettings};
@@ -94,6 +94,10 @@ pub trait HubView {
     fn unclaimed_blobs(&self, before_ms: u64, limit: usize) -> ViewResult<Vec<BlobHash>>;
     /// The bytes of every stored chunk (for the hub's quota).
     fn stored_bytes(&self) -> ViewResult<u64>;
+    /// The fetch of blob `hash` from another hub, if it is being fetched.
+    fn fetch(&self, hash: BlobHash) -> ViewResult<Option<Fetch>>;
+    /// At most `limit` blobs being fetched from other hubs, by hash.
+    fn fetches(&self, limit: usize) -> ViewResult<Vec<Fetch>>;
     /// An account's subscribed browsers (Web Push), by endpoint.
     fn push_subscriptions(&self, account: AccountId) -> ViewResult<Vec<PushSubscription>>;
     /// The pending push notice of `account` for `room`, if any.
@@ -227,6 +231,10 @@ pub enum Change {
         account: AccountId,
         room: RoomId,
     },
+    /// A blob being fetched from another hub, new or as it is now (failed).
+    Fetch(Fetch),
+    /// The blob `hash` is no longer fetched (complete, or removed).
+    FetchDone(BlobHash),
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -261,6 +269,7 @@ pub struct MemHub {
     pub attachments: BTreeMap<AttachmentId, Attachment>,
     pub post_files: BTreeMap<(RoomId, u64), Vec<AttachmentId>>,
     pub stored_bytes: u64,
+    pub fetches: BTreeMap<BlobHash, Fetch>,
     pub push_subscriptions: BTreeMap<(AccountId, String), PushSubscription>,
     pub push_notices: BTreeMap<(AccountId, RoomId), Notice>,
 }
@@ -375,6 +384,12 @@ impl MemHub {
                     self.post_files.insert((room, seq), files);
                 }
                 Change::StoredBytes(n) => self.stored_bytes = n,
+                Change::Fetch(f) => {
+                    self.fetches.insert(f.hash, f);
+                }
+                Change::FetchDone(hash) => {
+                    self.fetches.remove(&hash);
+                }
                 Change::PushSubscription(sub) => {
                     self.push_subscriptions.insert((sub.account, sub.endpoint.clone()), sub);
                 }
@@ -536,6 +551,12 @@ impl HubView for MemHub {
     }
     fn stored_bytes(&self) -> ViewResult<u64> {
         Ok(self.stored_bytes)
+    }
+    fn fetch(&self, hash: BlobHash) -> ViewResult<Option<Fetch>> {
+        Ok(self.fetches.get(&hash).cloned())
+    }
+    fn fetches(&self, limit: usize) -> ViewResult<Vec<Fetch>> {
+        Ok(self.fetches.values().take(limit).cloned().collect())
     }
     fn push_subscriptions(&self, account: AccountId) -> ViewResult<Vec<PushSubscription>> {
         Ok(self.push_subscriptions.values().filter(|s| s.account == account).cloned().collect())

@@ -14,12 +14,12 @@ use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
     self, ACCOUNTS, ATTACHMENTS, AUDIT, AUDIT_HEAD, CONNECTIONS, CONNECTIONS_OF, DIRECTORY_SHARES, EVENTS, FACILITIES,
-    FEDERATION_PAUSED, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS, NOTICES,
+    FEDERATION_PAUSED, FETCHES, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS, NOTICES,
     NOTIFICATION_SETTINGS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POST_FILES, POSTS, PUSH_NOTICES, PUSH_SUBSCRIPTIONS,
     REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS,
     STAFF, STORED_BYTES, Table, UNCLAIMED_BLOBS, UNUSED_ATTACHMENTS,
 };
-use kizuna_domain::attachments::{Attachment, Blob, BlobHash};
+use kizuna_domain::attachments::{Attachment, Blob, BlobHash, Fetch};
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
 use kizuna_domain::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
@@ -254,6 +254,10 @@ impl<'a> RocksHub<'a> {
                 Change::PushNotice(n) => self.put(keys::ids(PUSH_NOTICES, n.account.0, n.room.0), &n),
                 Change::PushNoticeGone { account, room } => {
                     self.overlay.insert(keys::ids(PUSH_NOTICES, account.0, room.0), None);
+                }
+                Change::Fetch(f) => self.put(keys::fetch(&f.hash.0), &f),
+                Change::FetchDone(hash) => {
+                    self.overlay.insert(keys::fetch(&hash.0), None);
                 }
             }
         }
@@ -595,6 +599,15 @@ impl HubView for RocksHub<'_> {
     }
     fn stored_bytes(&self) -> ViewResult<u64> {
         self.checked(self.get(&keys::all(STORED_BYTES)).unwrap_or(0))
+    }
+    fn fetch(&self, hash: BlobHash) -> ViewResult<Option<Fetch>> {
+        self.checked(self.get(&keys::fetch(&hash.0)))
+    }
+    fn fetches(&self, limit: usize) -> ViewResult<Vec<Fetch>> {
+        let prefix = keys::all(FETCHES);
+        let found = self.scan_from(&prefix, &prefix, limit);
+        let fetches = found.into_iter().filter_map(|(k, v)| self.decode(&k, &v)).collect();
+        self.checked(fetches)
     }
 }
 

@@ -62,6 +62,7 @@
 //! | `g` | since (ms), attachment id | (index of attachments no post shows, to collect) |
 //! | `u` | since (ms), blob hash | (index of blobs no attachment holds, to collect) |
 //! | `s` | — | u64: the bytes of every stored chunk (the hub's quota) |
+//! | `v` | blob hash (32 bytes) | Fetch (a blob being fetched from another hub) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
@@ -126,12 +127,13 @@ pub(crate) const POST_FILES: Table = table(b't', "attachments of a post");
 pub(crate) const UNUSED_ATTACHMENTS: Table = table(b'g', "attachments to collect");
 pub(crate) const UNCLAIMED_BLOBS: Table = table(b'u', "stored files to collect");
 pub(crate) const STORED_BYTES: Table = table(b's', "stored file bytes");
+pub(crate) const FETCHES: Table = table(b'v', "files being fetched from other hubs");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 48] = [
+pub(crate) const TABLES: [Table; 49] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -180,6 +182,7 @@ pub(crate) const TABLES: [Table; 48] = [
     STORED_BYTES,
     PUSH_SUBSCRIPTIONS,
     PUSH_NOTICES,
+    FETCHES,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -297,6 +300,11 @@ fn hub_and_number(table: Table, hub: &str, n: u64) -> Vec<u8> {
 /// `b` + blob hash: one stored file.
 pub(crate) fn blob(hash: &[u8; 32]) -> Vec<u8> {
     compose(BLOBS, &[hash])
+}
+
+/// `v` + blob hash: a file being fetched from another hub.
+pub(crate) fn fetch(hash: &[u8; 32]) -> Vec<u8> {
+    compose(FETCHES, &[hash])
 }
 
 /// `i` + account id + endpoint hash: one browser's push subscription (the hash has a fixed
@@ -427,6 +435,7 @@ mod tests {
         assert_eq!(ids(UNUSED_ATTACHMENTS, 1, 256), b"g\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0");
         assert_eq!(unclaimed_blob(1, &[7; 32]), [&b"u\0\0\0\0\0\0\0\x01"[..], &[7; 32]].concat());
         assert_eq!(all(STORED_BYTES), b"s");
+        assert_eq!(fetch(&[7; 32]), [&b"v"[..], &[7; 32]].concat());
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);

@@ -22,8 +22,8 @@ use kizuna_domain::events::{Event, Raised, stamp};
 use kizuna_domain::federation::{HubName, SeqRange, inbox, outbox};
 use kizuna_domain::model::AccountId;
 use kizuna_domain::{
-    self, Applied, Command, CommandResult, Ctx, Decision, DomainError, Envelope, LogCommand, Outcome, Record, Sender,
-    decide, settle,
+    self, Applied, Change, Command, CommandResult, Ctx, Decision, DomainError, DomainResult, Envelope, LogCommand,
+    Outcome, Record, Sender, decide, settle,
 };
 use kizuna_domain::{attachments, notify, push};
 
@@ -269,6 +269,13 @@ impl ApplyBatch<'_> {
             LogCommand::PushDelivery { account, notices, delivery, gone, origin_node } => {
                 self.push_delivery(account, &notices, (delivery, &gone), origin_node)?
             }
+            LogCommand::FetchedChunk { blob, size, index, bytes } => {
+                let ctx = Ctx { log_index, now_ms: self.clock_ms };
+                self.decided(attachments::store_fetched(&self.hub, ctx, (blob, size, index), bytes))?
+            }
+            LogCommand::FetchFailed { blob, reason } => {
+                self.decided(attachments::fetch_failed(&self.hub, blob, reason))?
+            }
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
@@ -357,6 +364,19 @@ impl ApplyBatch<'_> {
         let changes = push::record(&self.hub, account, notices, delivery, gone).map_err(std::io::Error::other)?;
         self.hub.apply(changes);
         Ok(CommandResult::Done(Outcome::Done))
+    }
+
+    /// Applies the changes of a hub-level decision; a refusal is its result (a state that could
+    /// not be read is this node's error).
+    fn decided(&mut self, decision: DomainResult<Vec<Change>>) -> std::io::Result<CommandResult> {
+        match decision {
+            Ok(changes) => {
+                self.hub.apply(changes);
+                Ok(CommandResult::Done(Outcome::Done))
+            }
+            Err(DomainError::Unreadable(fault)) => Err(std::io::Error::other(fault)),
+            Err(refusal) => Ok(refusal.into()),
+        }
     }
 
     /// Removes what has been unused for longer than `grace_ms`; the audit chain keeps that the

@@ -3,10 +3,12 @@
 //! of its members is left), and its members' writes into it, which are queued for the home
 //! hub and shown as "sending" until the home hub answers.
 
+use super::files;
 use super::names::HubName;
 use super::outbox::PendingWrite;
 use super::parties::{Whose, known, party_of, profile_of, remote_login, shadow, whose};
-use super::wire::{CopyKind, Message, Party, PostCopy, RoomCopy, RoomWrite};
+use super::wire::{CopyKind, FileCopy, Message, Party, PostCopy, RoomCopy, RoomWrite};
+use crate::attachments;
 use crate::authz::active_member;
 use crate::commands::Command;
 use crate::error::{DomainResult, invalid, not_found, precondition};
@@ -63,7 +65,12 @@ struct Wanted {
 /// The home hub `origin` sent room `copy`: keep (or create) this hub's copy with the members it
 /// names, or drop it when none of them is ours any more. Our members that the home hub names
 /// but this hub does not have as active professionals are reported back, and removed there.
-pub fn apply_room(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy: RoomCopy) -> DomainResult<Effects> {
+pub fn apply_room(
+    view: &impl HubView,
+    ids: &mut IdMint,
+    (origin, now_ms): (&HubName, u64),
+    copy: RoomCopy,
+) -> DomainResult<Effects> {
     let existing = view.mirror_of(origin, copy.room)?;
     let mut effects = Effects::none();
     let mut wanted = Vec::new();
@@ -86,7 +93,7 @@ pub fn apply_room(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy:
     }
     if !wanted.iter().any(|w| w.ours) {
         return match existing {
-            Some(local) => drop_copy(view, local, effects.outbound),
+            Some(local) => drop_copy(view, now_ms, local, effects.outbound),
             None => Ok(Effects { changes: Vec::new(), ..effects }),
         };
     }
@@ -166,21 +173,27 @@ fn connected_pair(wanted: &[Wanted], local: RoomId) -> Option<Connection> {
     Some(super::connections::accepted_copy(ours, theirs, local))
 }
 
-/// None of our members is left in the room: the copy goes — its members, post texts, the
-/// patient's name in its kind, the pending writes into it, and a 1:1 room's connection. The
-/// room's shell and the mapping stay, so a later invitation reuses the same id.
-fn drop_copy(view: &impl HubView, local: RoomId, outbound: Vec<Outgoing>) -> DomainResult<Effects> {
+/// None of our members is left in the room: the copy goes — its members, post texts and files
+/// (collected after the grace period), the patient's name in its kind, the pending writes into
+/// it, and a 1:1 room's connection. The room's shell and the mapping stay, so a later
+/// invitation reuses the same id.
+fn drop_copy(view: &impl HubView, now_ms: u64, local: RoomId, outbound: Vec<Outgoing>) -> DomainResult<Effects> {
     let members = view.members(local)?;
     let mut changes: Vec<Change> =
         members.iter().map(|m| Change::RemoveMember { room: local, account: m.account }).collect();
     let mut ended = None;
     let Some(mut room) = view.room(local)? else { return Ok(Effects { outbound, ..Effects::none() }) };
+    let ctx = Ctx { log_index: 0, now_ms };
     for seq in 1..=room.last_seq {
         if let Some(post) = view.post(local, seq)? {
+            changes.extend(attachments::release(view, ctx, (local, seq))?);
             changes.push(Change::Post(Post { text: String::new(), history: Vec::new(), deleted: true, ..post }));
         }
     }
-    changes.extend(view.pending_in(local)?.into_iter().map(|p| Change::PendingDone { ticket: p.ticket }));
+    for pending in view.pending_in(local)? {
+        changes.extend(files::release_sent(view, now_ms, &pending)?);
+        changes.push(Change::PendingDone { ticket: pending.ticket });
+    }
     if let RoomKind::Mirror { of, .. } = &mut room.kind {
         if *of == CopyKind::Connection {
             ended = ended_connection(view, &members)?;
@@ -209,8 +222,16 @@ fn ended_connection(view: &impl HubView, members: &[Member]) -> ViewResult<Optio
     })
 }
 
-/// The home hub `origin` sent a post as it is now: it takes its place in our copy.
-pub fn apply_post(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy: PostCopy) -> DomainResult<Effects> {
+/// The home hub `origin` sent a post as it is now, with its files: it takes its place in our
+/// copy; the files' bytes are fetched from `origin` ([`files::received`]), and go again when the
+/// post is deleted.
+pub fn apply_post(
+    view: &impl HubView,
+    ids: &mut IdMint,
+    (origin, now_ms): (&HubName, u64),
+    copy: PostCopy,
+    files: Vec<FileCopy>,
+) -> DomainResult<Effects> {
     let Some(local) = view.mirror_of(origin, copy.room)? else { return Ok(Effects::none()) };
     if !any_of_ours_active(view, local)? {
         // A dropped copy (or one whose members are all pending) keeps no post.
@@ -242,6 +263,7 @@ pub fn apply_post(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy:
         changes.push(Change::Room(room));
     }
     let seq = copy.seq;
+    changes.extend(post_files(view, ids, (origin, now_ms), (local, seq, author), (copy.deleted, files))?);
     changes.push(Change::Post(Post {
         room: local,
         seq,
@@ -256,6 +278,27 @@ pub fn apply_post(view: &impl HubView, ids: &mut IdMint, origin: &HubName, copy:
     }));
     let kind = if is_new { EventKind::Posted { seq } } else { EventKind::PostUpdated { seq } };
     Ok(Effects::new(Outcome::Posted { room: local, seq }, changes).event(local, kind))
+}
+
+/// The changes that give post `seq` of the copy `local` the files the home hub lists: received
+/// once (files never change while the post lives), released when it is deleted.
+fn post_files(
+    view: &impl HubView,
+    ids: &mut IdMint,
+    (origin, now_ms): (&HubName, u64),
+    (local, seq, author): (RoomId, u64, AccountId),
+    (deleted, files): (bool, Vec<FileCopy>),
+) -> DomainResult<Vec<Change>> {
+    let held = view.post_files(local, seq)?;
+    if deleted || files.is_empty() {
+        return Ok(attachments::release(view, Ctx { log_index: 0, now_ms }, (local, seq))?);
+    }
+    if !held.is_empty() {
+        return Ok(vec![]);
+    }
+    let (mut changes, received) = files::received(view, ids, (origin, now_ms), author, &files)?;
+    changes.extend(attachments::place((local, seq), received));
+    Ok(changes)
 }
 
 /// Whether one of our own professionals is an active member of the copy `local`.
@@ -310,21 +353,32 @@ fn accounts_for(
 
 /// The home hub `origin` applied our write `ticket`: it leaves the "sending" list (its post
 /// arrives, or arrived, as a post copy). Only the room's home hub answers for it.
-pub fn accepted(view: &impl HubView, origin: &HubName, ticket: u64) -> DomainResult<Effects> {
+pub fn accepted(view: &impl HubView, (origin, now_ms): (&HubName, u64), ticket: u64) -> DomainResult<Effects> {
     let changes = match pending_from(view, origin, ticket)? {
-        Some(_) => vec![Change::PendingDone { ticket }],
+        Some(pending) => {
+            let mut changes = files::release_sent(view, now_ms, &pending)?;
+            changes.push(Change::PendingDone { ticket });
+            changes
+        }
         None => Vec::new(),
     };
     Ok(Effects::new(Outcome::Done, changes))
 }
 
 /// The home hub `origin` refused our write `ticket`: the author sees why.
-pub fn refused(view: &impl HubView, origin: &HubName, ticket: u64, reason: String) -> DomainResult<Effects> {
+pub fn refused(
+    view: &impl HubView,
+    (origin, now_ms): (&HubName, u64),
+    ticket: u64,
+    reason: String,
+) -> DomainResult<Effects> {
     let Some(pending) = pending_from(view, origin, ticket)? else {
         return Ok(Effects::none());
     };
     let reason: String = reason.chars().take(500).collect();
-    Ok(Effects::new(Outcome::Done, vec![Change::Pending(PendingWrite { refused: Some(reason), ..pending })]))
+    let mut changes = files::release_sent(view, now_ms, &pending)?;
+    changes.push(Change::Pending(PendingWrite { refused: Some(reason), ..pending }));
+    Ok(Effects::new(Outcome::Done, changes))
 }
 
 /// Our pending write `ticket`, if `origin` is the home of its room.
@@ -349,6 +403,11 @@ pub fn withdraw_from_copies(view: &impl HubView, account: &Account) -> ViewResul
     Ok(out)
 }
 
+/// Account `id` as the home hub `home` names it.
+fn party(view: &impl HubView, home: &HubName, id: AccountId) -> DomainResult<Party> {
+    Ok(party_of(&view.account(id)?.ok_or(not_found("account"))?, home))
+}
+
 /// If `command` writes into a copy of another hub's room, what it does instead: the write is
 /// queued for the home hub, which decides it by its own rules, and the author sees it as
 /// "sending". None: not a write into a copy.
@@ -363,12 +422,20 @@ pub fn write_to_home(
         return Ok(None);
     };
     let (account, _, _) = active_member(view, actor, room)?;
-    let write = room_write(view, &home, command)?;
+    let (mut changes, write) = match command {
+        Command::PostWithFiles { text, reply_to, mentions, files, .. } => {
+            let (held, files) = files::hold_for_home(view, actor, room, files)?;
+            let mentions = mentions.iter().map(|m| party(view, &home, *m)).collect::<DomainResult<_>>()?;
+            (held, RoomWrite::PostWithFiles { text: text.clone(), reply_to: *reply_to, mentions, files })
+        }
+        _ => (vec![], room_write(view, &home, command)?),
+    };
     let ticket = ctx.log_index;
     let pending =
         PendingWrite { ticket, room, author: actor, write: write.clone(), queued_at_ms: ctx.now_ms, refused: None };
+    changes.push(Change::Pending(pending));
     let submit = Message::Submit { room: home_room, author: account.login, ticket, write };
-    Ok(Some(Effects::new(Outcome::Queued { room, ticket }, vec![Change::Pending(pending)]).send(home, submit).audited(
+    Ok(Some(Effects::new(Outcome::Queued { room, ticket }, changes).send(home, submit).audited(
         None,
         Some(room),
         "write sent to the room's home hub",
@@ -380,6 +447,7 @@ fn room_written(command: &Command) -> Option<RoomId> {
     use Command as C;
     match command {
         C::Post { room, .. }
+        | C::PostWithFiles { room, .. }
         | C::EditPost { room, .. }
         | C::DeletePost { room, .. }
         | C::AckPost { room, .. }
@@ -396,8 +464,7 @@ fn room_written(command: &Command) -> Option<RoomId> {
 
 /// `command` as a write the home hub `home` decides, accounts named relative to it.
 fn room_write(view: &impl HubView, home: &HubName, command: &Command) -> DomainResult<RoomWrite> {
-    let party =
-        |id: AccountId| -> DomainResult<Party> { Ok(party_of(&view.account(id)?.ok_or(not_found("account"))?, home)) };
+    let party = |id: AccountId| party(view, home, id);
     use Command as C;
     Ok(match command {
         C::Post { text, reply_to, mentions, .. } => RoomWrite::Post {

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::files;
 use super::names::HubName;
 use super::parties::{party_of, profile_of, shadow};
 use super::wire::{CopyKind, MemberCopy, Message, PostCopy, RoomCopy};
@@ -112,7 +113,7 @@ fn home_room(view: &impl HubView, room: RoomId) -> ViewResult<Option<Room>> {
 }
 
 /// The hubs of a room's remote members: with any membership, and with an active one.
-fn member_hubs(view: &impl HubView, room: RoomId) -> ViewResult<(BTreeSet<HubName>, BTreeSet<HubName>)> {
+pub(super) fn member_hubs(view: &impl HubView, room: RoomId) -> ViewResult<(BTreeSet<HubName>, BTreeSet<HubName>)> {
     let (mut any, mut active) = (BTreeSet::new(), BTreeSet::new());
     for m in view.members(room)? {
         let Some(hub) = view.account(m.account)?.and_then(|a| a.remote_hub().cloned()) else { continue };
@@ -124,10 +125,16 @@ fn member_hubs(view: &impl HubView, room: RoomId) -> ViewResult<(BTreeSet<HubNam
     Ok((any, active))
 }
 
+/// Post `seq` of `room` for hub `to`, with its files if it has any.
 fn push_post(view: &impl HubView, out: &mut Vec<Outgoing>, (room, seq): (RoomId, u64), to: &HubName) -> ViewResult<()> {
-    if let Some(post) = view.post(room, seq)? {
-        out.push(Outgoing { to: to.clone(), message: Message::Post(post_copy(view, &post, to)?) });
-    }
+    let Some(post) = view.post(room, seq)? else { return Ok(()) };
+    let copy = post_copy(view, &post, to)?;
+    let files = files::copies_of_post(view, room, seq)?;
+    let message = match files.is_empty() || post.deleted {
+        true => Message::Post(copy),
+        false => Message::PostWithFiles { post: copy, files },
+    };
+    out.push(Outgoing { to: to.clone(), message });
     Ok(())
 }
 

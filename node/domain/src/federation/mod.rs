@@ -7,6 +7,7 @@
 
 pub mod connections;
 pub mod copies;
+pub mod files;
 pub mod home;
 pub mod inbox;
 pub mod map;
@@ -23,6 +24,6 @@ pub mod wire;
 pub use inbox::{InboxMessage, Receipt};
 pub use names::{HubKeyId, HubKeyIdError, HubName, HubNameError};
 pub use outbox::{OutboxMessage, PendingWrite};
-pub use signing::{BatchHeader, PayloadDigest, ProbeHeader};
+pub use signing::{BatchHeader, FetchHeader, PayloadDigest, ProbeHeader};
 pub use stream::{Arrival, Inbound, Outbound, SeqRange, StreamError};
 pub use wire::{Message, Party, RoomWrite};

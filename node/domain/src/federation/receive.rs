@@ -5,6 +5,7 @@
 
 use super::connections;
 use super::copies::{self, IdMint};
+use super::files;
 use super::names::HubName;
 use super::parties::{Whose, known, remote_login, shadow, whose};
 use super::wire::{Message, Party, Profile, RoomWrite};
@@ -35,13 +36,20 @@ impl Received {
 pub fn decide(view: &impl HubView, ctx: Ctx, index: u64, origin: &HubName, message: Message) -> DomainResult<Received> {
     let mut ids = IdMint::new(ctx.log_index, index);
     match message {
-        Message::Room(copy) => copies::apply_room(view, &mut ids, origin, copy).map(Received::done),
-        Message::Post(copy) => copies::apply_post(view, &mut ids, origin, copy).map(Received::done),
-        Message::Accepted { ticket, .. } => copies::accepted(view, origin, ticket).map(Received::done),
-        Message::Refused { ticket, reason } => copies::refused(view, origin, ticket, reason).map(Received::done),
+        Message::Room(copy) => copies::apply_room(view, &mut ids, (origin, ctx.now_ms), copy).map(Received::done),
+        Message::Post(copy) => {
+            copies::apply_post(view, &mut ids, (origin, ctx.now_ms), copy, vec![]).map(Received::done)
+        }
+        Message::PostWithFiles { post, files } => {
+            copies::apply_post(view, &mut ids, (origin, ctx.now_ms), post, files).map(Received::done)
+        }
+        Message::Accepted { ticket, .. } => copies::accepted(view, (origin, ctx.now_ms), ticket).map(Received::done),
+        Message::Refused { ticket, reason } => {
+            copies::refused(view, (origin, ctx.now_ms), ticket, reason).map(Received::done)
+        }
         Message::Submit { room, author, ticket, write } => {
             let ctx = Ctx { log_index: ids.mint()?, ..ctx };
-            submitted(view, ctx, origin, (room, &author, ticket), write)
+            submitted(view, (ctx, &mut ids), origin, (room, &author, ticket), write)
         }
         Message::NoSuchMember { room, login } => no_such_member(view, origin, room, &login).map(Received::done),
         Message::Profile(profile) => profile_update(view, origin, &profile).map(Received::done),
@@ -66,7 +74,7 @@ pub fn decide(view: &impl HubView, ctx: Ctx, index: u64, origin: &HubName, messa
 /// member's, acting as their shadow. The sender hears back either way.
 fn submitted(
     view: &impl HubView,
-    ctx: Ctx,
+    (ctx, ids): (Ctx, &mut IdMint),
     origin: &HubName,
     (room, author, ticket): (RoomId, &str, u64),
     write: RoomWrite,
@@ -76,7 +84,7 @@ fn submitted(
         Err(e @ DomainError::Unreadable(_)) => return Err(e),
         Err(e) => return Ok(refusal(origin, ticket, format!("{origin} has no member {author} in room {room}: {e}"))),
     };
-    match decide_write(view, ctx, origin, (room, shadow), write) {
+    match decide_write(view, (ctx, ids), origin, (room, shadow), write) {
         Ok(effects) => {
             let seq = match effects.outcome {
                 Outcome::Posted { seq, .. } => Some(seq),
@@ -109,12 +117,19 @@ fn refusal(origin: &HubName, ticket: u64, reason: String) -> Received {
 
 fn decide_write(
     view: &impl HubView,
-    ctx: Ctx,
+    (ctx, ids): (Ctx, &mut IdMint),
     origin: &HubName,
     (room, actor): (RoomId, AccountId),
     write: RoomWrite,
 ) -> DomainResult<Effects> {
     match write {
+        RoomWrite::PostWithFiles { text, reply_to, mentions, files } => {
+            let mentions = mentions.iter().map(|p| existing(view, origin, p)).collect::<DomainResult<_>>()?;
+            let (held, files) = files::received(view, ids, (origin, ctx.now_ms), actor, &files)?;
+            let mut effects = posts::post(view, ctx, actor, (room, text), (reply_to, mentions), files)?;
+            effects.changes.splice(0..0, held);
+            Ok(effects)
+        }
         RoomWrite::Post { text, reply_to, mentions } => {
             let mentions = mentions.iter().map(|p| existing(view, origin, p)).collect::<DomainResult<_>>()?;
             posts::post(view, ctx, actor, (room, text), (reply_to, mentions), vec![])

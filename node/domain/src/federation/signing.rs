@@ -13,6 +13,8 @@ use super::stream::SeqRange;
 pub const BATCH_TAG_V1: &[u8] = b"kizuna.federation.batch.v1\0";
 /// Tag of version 1 of a probe's signed bytes.
 pub const PROBE_TAG_V1: &[u8] = b"kizuna.federation.probe.v1\0";
+/// Tag of version 1 of a file fetch's signed bytes.
+pub const FETCH_TAG_V1: &[u8] = b"kizuna.federation.fetch.v1\0";
 /// Tag of version 1 of the payload digest.
 pub const PAYLOAD_TAG_V1: &[u8] = b"kizuna.federation.payload.v1\0";
 
@@ -74,6 +76,34 @@ impl ProbeHeader {
         push_name(&mut out, &self.origin);
         push_name(&mut out, &self.destination);
         out.extend_from_slice(&self.sent_at_ms.to_be_bytes());
+        out
+    }
+}
+
+/// What a file fetch's signature covers: who asks whom, when (bounded as for a probe), and
+/// which bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchHeader {
+    pub origin: HubName,
+    pub destination: HubName,
+    pub sent_at_ms: u64,
+    /// The attachment's id on the destination.
+    pub file: u64,
+    /// 1 the file, 2 its small thumbnail, 3 its medium one (the API's `FileVariant`).
+    pub variant: u8,
+    pub from_chunk: u32,
+}
+
+impl FetchHeader {
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FETCH_TAG_V1.len() + 2 * 33 + 8 + 8 + 1 + 4);
+        out.extend_from_slice(FETCH_TAG_V1);
+        push_name(&mut out, &self.origin);
+        push_name(&mut out, &self.destination);
+        out.extend_from_slice(&self.sent_at_ms.to_be_bytes());
+        out.extend_from_slice(&self.file.to_be_bytes());
+        out.push(self.variant);
+        out.extend_from_slice(&self.from_chunk.to_be_bytes());
         out
     }
 }
@@ -149,6 +179,24 @@ mod tests {
         // ("ab", "c") and ("a", "bc") would collide without the length bytes.
         let p = |o: &str, d: &str| ProbeHeader { origin: hub(o), destination: hub(d), sent_at_ms: 1 };
         assert_ne!(p("ab", "c").canonical_bytes(), p("a", "bc").canonical_bytes());
+    }
+
+    #[test]
+    fn fetch_bytes_follow_the_documented_layout_and_differ_from_a_probe() {
+        let f = FetchHeader {
+            origin: hub("gunma"),
+            destination: hub("tochigi"),
+            sent_at_ms: 258,
+            file: 7,
+            variant: 2,
+            from_chunk: 3,
+        };
+        let mut expected = b"kizuna.federation.fetch.v1\0".to_vec();
+        expected.extend_from_slice(b"\x05gunma\x07tochigi");
+        expected.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 7, 2, 0, 0, 0, 3]);
+        assert_eq!(f.canonical_bytes(), expected);
+        let probe = ProbeHeader { origin: hub("gunma"), destination: hub("tochigi"), sent_at_ms: 258 };
+        assert!(!f.canonical_bytes().starts_with(&probe.canonical_bytes()));
     }
 
     #[test]

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::map::FacilityCopy;
 use super::names::HubName;
 use super::requests::{Reply, RequestCopy};
-use crate::model::{FacilityId, Profession, RequestId, Role, RoomId};
+use crate::attachments::BlobHash;
+use crate::model::{AttachmentId, FacilityId, Profession, RequestId, Role, RoomId};
 
 /// The version of the message encoding this build writes and reads.
 pub const WIRE_VERSION: u8 = 1;
@@ -112,17 +113,61 @@ pub struct PostCopy {
     pub acks: Vec<Party>,
 }
 
+/// A blob as another hub names it: its hash and size (its bytes are fetched, never sent in a
+/// message: see `attachments::Fetch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizedBlob {
+    pub hash: BlobHash,
+    pub size: u64,
+}
+
+/// A file of a post, as the hub that has its bytes describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCopy {
+    /// The attachment on the sending hub: what the receiver asks for when it fetches the bytes.
+    pub id: AttachmentId,
+    pub name: String,
+    /// As the sender detected it from the bytes (the receiver detects it again).
+    pub content_type: String,
+    pub file: SizedBlob,
+    /// A photo's thumbnails, small and medium.
+    pub thumbnails: Option<(SizedBlob, SizedBlob)>,
+}
+
 /// A write by a member of a room whose home is another hub, decided there by the same rules
 /// as a local member's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoomWrite {
-    Post { text: String, reply_to: Option<u64>, mentions: Vec<Party> },
-    Edit { seq: u64, text: String },
-    Delete { seq: u64 },
-    Ack { seq: u64 },
-    Invite { invitee: Party, role: Role },
-    Approve { account: Party },
+    Post {
+        text: String,
+        reply_to: Option<u64>,
+        mentions: Vec<Party>,
+    },
+    Edit {
+        seq: u64,
+        text: String,
+    },
+    Delete {
+        seq: u64,
+    },
+    Ack {
+        seq: u64,
+    },
+    Invite {
+        invitee: Party,
+        role: Role,
+    },
+    Approve {
+        account: Party,
+    },
     Leave,
+    /// A post with files: the home hub fetches their bytes from the member's hub.
+    PostWithFiles {
+        text: String,
+        reply_to: Option<u64>,
+        mentions: Vec<Party>,
+        files: Vec<FileCopy>,
+    },
 }
 
 /// One message of a hub-to-hub stream.
@@ -165,6 +210,9 @@ pub enum Message {
     RequestAnswered { request: RequestId, facility: FacilityId, reply: Reply },
     /// The sender's `from` cancelled its request `request`: what is still pending is cancelled.
     RequestCancelled { request: RequestId, from: String },
+    /// Home → member hub: a post with files, as it is now; the receiver fetches the files'
+    /// bytes from the sender.
+    PostWithFiles { post: PostCopy, files: Vec<FileCopy> },
 }
 
 /// Why bytes are not a message this build reads.

@@ -9,7 +9,7 @@
 //! content uploaded before, or chunks of an interrupted try) is not sent again. The domain
 //! decides the rest: `StoreChunk`, `CreateAttachment`, and who may read (`readable`).
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
@@ -118,8 +118,9 @@ impl Api {
         };
         // A follower forwarded the write: made current, it answers from its own copy.
         self.fresh().await?;
-        let attachment = self.query(|hub| hub.attachment(id).map_err(view_status))?;
-        attachment.map(|a| attachment_view(&a)).ok_or_else(|| Status::not_found("the attachment is gone"))
+        let attachment =
+            self.query(|hub| Ok(hub.attachment(id).map_err(view_status)?.map(|a| attachment_view(hub, &a))))?;
+        attachment.ok_or_else(|| Status::not_found("the attachment is gone"))
     }
 
     /// Proposes the chunks of `blob` the hub does not hold yet, in order. Each proposal has a
@@ -144,10 +145,25 @@ impl Api {
             let a = domain::readable(hub, me, id).map_err(domain_status)?;
             let hash = variant_blob(&a, variant)?;
             let blob = hub.blob(hash).map_err(view_status)?.filter(Blob::complete);
-            let blob =
-                blob.ok_or_else(|| Status::internal(format!("the stored bytes of attachment {id} are missing")))?;
-            Ok((a, blob))
+            match (blob, hub.fetch(hash).map_err(view_status)?) {
+                (Some(blob), _) => Ok((a, blob)),
+                (None, Some(fetch)) => Err(not_here_yet(&fetch)),
+                (None, None) => Err(Status::internal(format!("the stored bytes of attachment {id} are missing"))),
+            }
         })
+    }
+}
+
+/// Why a file of another hub's post cannot be downloaded yet (or at all), in its reader's words.
+fn not_here_yet(fetch: &domain::Fetch) -> Status {
+    match &fetch.failed {
+        None => Status::unavailable(format!(
+            "このファイルは {} から届いている途中です。しばらくしてからもう一度開いてください",
+            fetch.from
+        )),
+        Some(reason) => {
+            Status::failed_precondition(format!("このファイルを {} から取得できませんでした: {reason}", fetch.from))
+        }
     }
 }
 
@@ -171,21 +187,13 @@ impl Source {
 
     /// The bytes of chunk `index`.
     async fn chunk(&self, index: u32) -> Result<Vec<u8>, Status> {
-        let start = u64::from(index) * CHUNK_BYTES;
-        let len = chunk_len(self.size, index) as usize;
         match &self.bytes {
-            SourceBytes::Memory(bytes) => Ok(bytes[start as usize..start as usize + len].to_vec()),
+            SourceBytes::Memory(bytes) => {
+                let start = (u64::from(index) * CHUNK_BYTES) as usize;
+                Ok(bytes[start..start + chunk_len(self.size, index) as usize].to_vec())
+            }
             SourceBytes::File(file) => {
-                let path = file.path.clone();
-                let read = move || -> std::io::Result<Vec<u8>> {
-                    let mut f = std::fs::File::open(path)?;
-                    f.seek(SeekFrom::Start(start))?;
-                    let mut buf = vec![0; len];
-                    f.read_exact(&mut buf)?;
-                    Ok(buf)
-                };
-                let read = tokio::task::spawn_blocking(read).await.map_err(|e| Status::internal(e.to_string()))?;
-                read.map_err(|e| Status::internal(format!("this node cannot read the upload: {e}")))
+                file.chunk(index).await.map_err(|e| Status::internal(format!("this node cannot read the upload: {e}")))
             }
         }
     }
@@ -400,9 +408,13 @@ impl pb::attachment_service_server::AttachmentService for Api {
     ) -> Result<Response<pb::GetAttachmentResponse>, Status> {
         let (me, token_hash, _) = self.authenticate_fresh(&req).await?;
         let id = AttachmentId(req.get_ref().attachment_id);
-        let attachment = self.query(|hub| domain::readable(hub, me, id).map_err(domain_status))?;
+        let (attachment, view) = self.query(|hub| {
+            let a = domain::readable(hub, me, id).map_err(domain_status)?;
+            let view = attachment_view(hub, &a);
+            Ok((a, view))
+        })?;
         self.audit_file_read(me, &token_hash, &attachment, format!("describe attachment {id} ({})", attachment.name))?;
-        Ok(Response::new(pb::GetAttachmentResponse { attachment: Some(attachment_view(&attachment)) }))
+        Ok(Response::new(pb::GetAttachmentResponse { attachment: Some(view) }))
     }
 }
 
@@ -452,9 +464,9 @@ impl Api {
     }
 
     fn answer_stored(&self, id: AttachmentId) -> Result<Response<pb::UploadPartResponse>, Status> {
-        let a = self.query(|hub| hub.attachment(id).map_err(view_status))?;
+        let a = self.query(|hub| Ok(hub.attachment(id).map_err(view_status)?.map(|a| attachment_view(hub, &a))))?;
         let a = a.ok_or_else(|| Status::not_found("the attachment is gone"))?;
-        Ok(part_answer(a.size, Some(attachment_view(&a))))
+        Ok(part_answer(a.size, Some(a)))
     }
 
     /// Journals a read of a file of a patient's room (its name may be patient data too).
@@ -476,11 +488,8 @@ impl Api {
         offset: u64,
         tx: &Sink,
     ) -> Result<(), Status> {
-        let mut first = Some(pb::DownloadResponse {
-            attachment: Some(attachment_view(&attachment)),
-            size: blob.size,
-            chunk: vec![],
-        });
+        let described = self.query(|hub| Ok(attachment_view(hub, &attachment)))?;
+        let mut first = Some(pb::DownloadResponse { attachment: Some(described), size: blob.size, chunk: vec![] });
         let mut index = u32::try_from(offset / CHUNK_BYTES).unwrap_or(u32::MAX);
         let mut skip = (offset % CHUNK_BYTES) as usize;
         while index < chunk_count(blob.size) {

@@ -172,7 +172,7 @@ pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
     let facility = author.as_ref().map(|a| facility_name(hub, a)).unwrap_or_default();
     // Inside `Api::query`: a file that could not be read fails the whole answer there.
     let files = attachments::of_post(hub, p.room, p.seq).unwrap_or_default();
-    let attachments = files.iter().map(attachment_view).collect();
+    let attachments = files.iter().map(|a| attachment_view(hub, a)).collect();
     pb::Post {
         seq: p.seq,
         author_id: p.author.0,
@@ -192,8 +192,17 @@ pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
 }
 
 /// An attachment as its readers see it.
-pub(super) fn attachment_view(a: &Attachment) -> pb::Attachment {
+pub(super) fn attachment_view(hub: &impl HubView, a: &Attachment) -> pb::Attachment {
     let (room, seq) = a.post.map_or((0, 0), |(room, seq)| (room.0, seq));
+    // Inside `Api::query`: a fetch record that could not be read fails the whole answer there.
+    let fetch = hub.fetch(a.blob).ok().flatten();
+    let (arriving_from_hub, unavailable_reason) = match fetch {
+        Some(f) => match f.failed {
+            None => (f.from.to_string(), String::new()),
+            Some(reason) => (String::new(), reason),
+        },
+        None => Default::default(),
+    };
     pb::Attachment {
         id: a.id.0,
         name: a.name.clone(),
@@ -205,6 +214,8 @@ pub(super) fn attachment_view(a: &Attachment) -> pb::Attachment {
         uploaded_at: Some(timestamp(a.uploaded_at_ms)),
         room_id: room,
         seq,
+        arriving_from_hub,
+        unavailable_reason,
     }
 }
 

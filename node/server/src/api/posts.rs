@@ -66,7 +66,7 @@ fn timeline_read(page: &TimelinePage) -> String {
 /// A write still on its way to the room's home hub, as its author sees it.
 fn sending_view(p: PendingWrite) -> pb::SendingWrite {
     let (kind, text) = match p.write {
-        RoomWrite::Post { text, .. } => ("post", text),
+        RoomWrite::Post { text, .. } | RoomWrite::PostWithFiles { text, .. } => ("post", text),
         RoomWrite::Edit { text, .. } => ("edit", text),
         RoomWrite::Delete { .. } => ("delete", String::new()),
         RoomWrite::Ack { .. } => ("ack", String::new()),

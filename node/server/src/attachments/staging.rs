@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kizuna_domain::attachments::BlobHash;
+use kizuna_domain::attachments::{BlobHash, CHUNK_BYTES, chunk_len};
 use kizuna_domain::model::{AccountId, AttachmentId};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -87,6 +87,33 @@ pub struct Verified {
     pub path: PathBuf,
     pub size: u64,
     pub hash: BlobHash,
+}
+
+impl Verified {
+    /// The bytes of chunk `index` (`CHUNK_BYTES` each, the last one shorter).
+    pub async fn chunk(&self, index: u32) -> std::io::Result<Vec<u8>> {
+        let start = u64::from(index) * CHUNK_BYTES;
+        let len = chunk_len(self.size, index) as usize;
+        self.read_at(start, len).await
+    }
+
+    /// The first bytes, enough to tell what the file is (`media::SNIFF_BYTES`).
+    pub async fn head(&self) -> std::io::Result<Vec<u8>> {
+        self.read_at(0, super::media::SNIFF_BYTES.min(self.size as usize)).await
+    }
+
+    async fn read_at(&self, start: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path.clone();
+        let read = move || -> std::io::Result<Vec<u8>> {
+            let mut f = std::fs::File::open(path)?;
+            f.seek(SeekFrom::Start(start))?;
+            let mut buf = vec![0; len];
+            f.read_exact(&mut buf)?;
+            Ok(buf)
+        };
+        tokio::task::spawn_blocking(read).await.map_err(std::io::Error::other)?
+    }
 }
 
 impl Drop for Verified {

@@ -82,7 +82,7 @@ impl Backoff {
 }
 
 /// A fraction in `[0, 1]` from the standard library's per-process random hash keys.
-fn jitter() -> f64 {
+pub(super) fn jitter() -> f64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(now_ms());
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
@@ -205,14 +205,14 @@ fn answered(error: &SendError) -> bool {
 
 /// The peer's endpoints, each with a lazily connected client; calls start at the endpoint that
 /// answered last.
-struct PeerLink {
+pub(super) struct PeerLink {
     peer: HubName,
     endpoints: Vec<(String, FederationServiceClient<Channel>)>,
     current: usize,
 }
 
 impl PeerLink {
-    fn new(tls: &FederationTls, peer: &HubName, endpoints: &[String]) -> Result<Self, TransportError> {
+    pub(super) fn new(tls: &FederationTls, peer: &HubName, endpoints: &[String]) -> Result<Self, TransportError> {
         let endpoints = endpoints
             .iter()
             .map(|e| Ok((e.clone(), connect(tls, peer, e)?)))
@@ -239,7 +239,7 @@ impl PeerLink {
     }
 
     /// `call` on the current endpoint, then on the others while the failure is not a refusal.
-    async fn call<T, F, Fut>(&mut self, mut call: F) -> Result<T, SendError>
+    pub(super) async fn call<T, F, Fut>(&mut self, mut call: F) -> Result<T, SendError>
     where
         F: FnMut(FederationServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
@@ -431,16 +431,16 @@ impl PeerSender {
     }
 }
 
-fn leads(node: &Node) -> bool {
+pub(super) fn leads(node: &Node) -> bool {
     node.metrics().state == ServerState::Leader && node.check_applying().is_ok()
 }
 
-fn applied_index(node: &Node) -> Option<u64> {
+pub(super) fn applied_index(node: &Node) -> Option<u64> {
     node.raft.metrics().borrow_watched().last_applied.map(|l| l.index)
 }
 
 /// Returns once this node applied an entry after `seen` (or Raft stopped).
-async fn next_apply(node: &Node, seen: Option<u64>) {
+pub(super) async fn next_apply(node: &Node, seen: Option<u64>) {
     let mut metrics = node.raft.metrics();
     loop {
         if metrics.borrow_watched().last_applied.map(|l| l.index) != seen {
@@ -452,8 +452,9 @@ async fn next_apply(node: &Node, seen: Option<u64>) {
     }
 }
 
-/// The running senders of a node; stop them with [`FederationSender::shutdown`]. They also
-/// stop when the node stops.
+/// The running senders of a node, and its fetcher of files from the peers
+/// ([`super::files::Fetcher`]); stop them with [`FederationSender::shutdown`]. They also stop
+/// when the node stops.
 pub struct FederationSender {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -485,6 +486,9 @@ impl FederationSender {
             tasks.push(tokio::spawn(sender.run(stop).instrument(span)));
         }
         info!(hub = %identity.hub(), peers = tasks.len(), "federation senders started");
+        let fetcher = super::files::Fetcher::new(node.clone(), identity.clone(), trust, tls)?;
+        let fetcher_stop = either_stop(stopped.clone(), node.stopping.clone());
+        tasks.push(tokio::spawn(fetcher.run(fetcher_stop).instrument(info_span!("federation fetcher"))));
         Ok(Self { stop, tasks })
     }
 

@@ -2,16 +2,21 @@
 //!
 //! `Probe` answers; `Deliver` checks a batch, then hands it to a [`BatchSink`] (the node's
 //! write path), which applies it exactly once and in order in replicated state, and answers
-//! the highest sequence applied (see `docs/federation.md`).
+//! the highest sequence applied (see `docs/federation.md`); `FetchFile` streams the bytes of a
+//! file the asking hub was told of, from a [`FileSource`] (the node).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kizuna_domain::federation::{BatchHeader, HubName, PayloadDigest, ProbeHeader, SeqRange, StreamError};
+use kizuna_domain::attachments::{Variant, chunk_count};
+use kizuna_domain::federation::{BatchHeader, FetchHeader, HubName, PayloadDigest, ProbeHeader, SeqRange, StreamError};
+use kizuna_domain::model::AttachmentId;
 use kizuna_proto::federation::federation_service_client::FederationServiceClient;
 use kizuna_proto::federation::federation_service_server::{FederationService, FederationServiceServer};
-use kizuna_proto::federation::{DeliverRequest, DeliverResponse, ProbeRequest, ProbeResponse};
+use kizuna_proto::federation::{
+    DeliverRequest, DeliverResponse, FetchFileRequest, FetchFileResponse, ProbeRequest, ProbeResponse,
+};
 use rustls_pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -22,6 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
+use super::files::{FileSource, variant_from_wire, variant_to_wire};
 use super::inbox::{BatchSink, VerifiedBatch};
 use super::transport::{FederationTls, Issuers, TransportError};
 use super::{HubIdentity, Refusal, Trust};
@@ -34,6 +40,7 @@ pub struct FederationEndpoint {
     trust: Arc<Trust>,
     issuers: Arc<Issuers>,
     sink: Arc<dyn BatchSink>,
+    files: Arc<dyn FileSource>,
     audited: Arc<RefusalLimiter>,
 }
 
@@ -67,9 +74,9 @@ impl RefusalLimiter {
 }
 
 impl FederationEndpoint {
-    /// Serves `trust`'s peers; verified batches go to `sink` (the node).
-    pub fn new(trust: Arc<Trust>, issuers: Arc<Issuers>, sink: Arc<dyn BatchSink>) -> Self {
-        Self { trust, issuers, sink, audited: Arc::default() }
+    /// Serves `trust`'s peers; verified batches go to `node`, files come from it.
+    pub fn new<N: BatchSink + FileSource>(trust: Arc<Trust>, issuers: Arc<Issuers>, node: Arc<N>) -> Self {
+        Self { trust, issuers, sink: node.clone(), files: node, audited: Arc::default() }
     }
 
     fn admit_probe(&self, r: &ProbeRequest, chain: Option<&[CertificateDer<'static>]>) -> Result<(), Refusal> {
@@ -95,6 +102,33 @@ impl FederationEndpoint {
         self.issuers.check(&header.origin, chain)?;
         Ok(header)
     }
+}
+
+impl FederationEndpoint {
+    /// A verified fetch: who asks, for which blob.
+    fn admit_fetch(
+        &self,
+        r: &FetchFileRequest,
+        chain: Option<&[CertificateDer<'static>]>,
+    ) -> Result<(HubName, AttachmentId, Variant), Refusal> {
+        let variant = variant_from_wire(r.variant)
+            .ok_or_else(|| Refusal::Malformed(format!("variant {}: no such variant", r.variant)))?;
+        let header = fetch_header(r, variant)?;
+        self.trust.verify_fetch(&header, &r.key_id, &r.signature, now_ms())?;
+        self.issuers.check(&header.origin, chain)?;
+        Ok((header.origin, AttachmentId(r.file_id), variant))
+    }
+}
+
+fn fetch_header(r: &FetchFileRequest, variant: Variant) -> Result<FetchHeader, Refusal> {
+    Ok(FetchHeader {
+        origin: origin_hub(&r.origin_hub)?,
+        destination: destination_hub(&r.destination_hub)?,
+        sent_at_ms: r.sent_at_ms,
+        file: r.file_id,
+        variant: variant_to_wire(variant) as u8,
+        from_chunk: r.from_chunk,
+    })
 }
 
 /// The claimed origin; a name that is not even a valid hub name is no listed hub.
@@ -177,6 +211,45 @@ impl FederationService for FederationEndpoint {
         let batch = VerifiedBatch { header, key_id: r.key_id, signature: r.signature, messages: r.messages };
         let receipt = self.sink.apply(batch).await?;
         Ok(Response::new(DeliverResponse { highest_applied: receipt.highest_applied() }))
+    }
+
+    type FetchFileStream = FileStream;
+
+    async fn fetch_file(&self, request: Request<FetchFileRequest>) -> Result<Response<FileStream>, Status> {
+        let chain = request.peer_certs();
+        let r = request.into_inner();
+        let (peer, file, variant) = self
+            .admit_fetch(&r, chain.as_deref().map(Vec::as_slice))
+            .map_err(|e| self.refused("FetchFile", &r.origin_hub, e))?;
+        let blob = self.files.shared_blob(&peer, file, variant).await?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(send_file(self.files.clone(), blob, r.from_chunk, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+type FileStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<FetchFileResponse, Status>> + Send>>;
+
+/// Sends the chunks of `blob` from `first` on; the first message also names its size and hash.
+async fn send_file(
+    files: Arc<dyn FileSource>,
+    blob: kizuna_domain::attachments::Blob,
+    first: u32,
+    tx: mpsc::Sender<Result<FetchFileResponse, Status>>,
+) {
+    for index in first..chunk_count(blob.size) {
+        let message = match files.chunk(blob.hash, index) {
+            Ok(chunk) => {
+                let described = index == first;
+                let (size, sha256) = if described { (blob.size, blob.hash.to_string()) } else { (0, String::new()) };
+                Ok(FetchFileResponse { size, sha256, index, chunk })
+            }
+            Err(status) => Err(status),
+        };
+        let failed = message.is_err();
+        if tx.send(message).await.is_err() || failed {
+            return;
+        }
     }
 }
 
@@ -264,6 +337,36 @@ pub fn signed_probe(identity: &HubIdentity, to: &HubName) -> ProbeRequest {
         sent_at_ms: header.sent_at_ms,
         key_id: identity.key_id().to_string(),
         signature: identity.sign(&header.canonical_bytes()),
+    }
+}
+
+/// A request for the bytes of `to`'s attachment `file` (its `variant`) from chunk
+/// `from_chunk` on, signed now by this hub.
+pub fn signed_fetch(
+    identity: &HubIdentity,
+    to: &HubName,
+    file: AttachmentId,
+    variant: Variant,
+    from_chunk: u32,
+) -> FetchFileRequest {
+    let wire = variant_to_wire(variant);
+    let header = FetchHeader {
+        origin: identity.hub().clone(),
+        destination: to.clone(),
+        sent_at_ms: now_ms(),
+        file: file.0,
+        variant: wire as u8,
+        from_chunk,
+    };
+    FetchFileRequest {
+        origin_hub: header.origin.to_string(),
+        destination_hub: header.destination.to_string(),
+        sent_at_ms: header.sent_at_ms,
+        key_id: identity.key_id().to_string(),
+        signature: identity.sign(&header.canonical_bytes()),
+        file_id: file.0,
+        variant: wire as i32,
+        from_chunk,
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use kizuna_domain::federation::{BatchHeader, HubKeyId, HubName, ProbeHeader};
+use kizuna_domain::federation::{BatchHeader, FetchHeader, HubKeyId, HubName, ProbeHeader};
 use ring::signature::{ED25519, UnparsedPublicKey};
 
 /// One public key a peer signs with, valid until `expires_at_s` (Unix seconds, exclusive).
@@ -42,7 +42,7 @@ pub enum Refusal {
     BadSignature { hub: HubName, key_id: HubKeyId },
     #[error("message for hub {destination}, but this hub is {this}")]
     NotForThisHub { destination: HubName, this: HubName },
-    #[error("probe signed at {sent_at_ms} ms is outside the accepted window around {now_ms} ms")]
+    #[error("probe or fetch signed at {sent_at_ms} ms is outside the accepted window around {now_ms} ms")]
     StaleProbe { sent_at_ms: u64, now_ms: u64 },
     #[error("the client certificate was not issued by the configured CA of hub {hub}")]
     WrongCa { hub: HubName },
@@ -121,6 +121,23 @@ impl Trust {
     pub fn verify_probe(
         &self,
         header: &ProbeHeader,
+        key_id: &str,
+        signature: &[u8],
+        now_ms: u64,
+    ) -> Result<&Peer, Refusal> {
+        let peer = self.verify(header.origin.as_str(), key_id, &header.canonical_bytes(), signature, now_ms / 1000)?;
+        self.addressed_here(&header.destination)?;
+        if header.sent_at_ms.abs_diff(now_ms) > PROBE_WINDOW_MS {
+            return Err(Refusal::StaleProbe { sent_at_ms: header.sent_at_ms, now_ms });
+        }
+        Ok(peer)
+    }
+
+    /// Verifies a signed file fetch: signed by its origin, addressed to this hub, signed
+    /// recently (the window of a probe: a recorded request cannot be replayed for long).
+    pub fn verify_fetch(
+        &self,
+        header: &FetchHeader,
         key_id: &str,
         signature: &[u8],
         now_ms: u64,
