@@ -4,23 +4,23 @@
 use super::*;
 use crate::attachments::{self, BlobHash, CHUNK_BYTES, Thumbnails, chunk_count, chunk_len};
 
-const GRACE_MS: u64 = 60 * 60_000;
+pub(super) const GRACE_MS: u64 = 60 * 60_000;
 
 /// A file's bytes and a hash that names them (the domain trusts the API node's hash).
-fn file(seed: u8, size: u64) -> (BlobHash, Vec<u8>) {
+pub(super) fn file(seed: u8, size: u64) -> (BlobHash, Vec<u8>) {
     let bytes: Vec<u8> = (0..size).map(|i| seed.wrapping_add(i as u8)).collect();
     let mut hash = [seed; 32];
     hash[..8].copy_from_slice(&size.to_be_bytes());
     (BlobHash(hash), bytes)
 }
 
-fn chunk_cmd(hash: BlobHash, bytes: &[u8], index: u32) -> Command {
+pub(super) fn chunk_cmd(hash: BlobHash, bytes: &[u8], index: u32) -> Command {
     let start = (u64::from(index) * CHUNK_BYTES) as usize;
     let end = start + chunk_len(bytes.len() as u64, index) as usize;
     Command::StoreChunk { blob: hash, size: bytes.len() as u64, index, bytes: bytes[start..end].to_vec() }
 }
 
-fn store(hub: &mut Hub, who: AccountId, (hash, bytes): &(BlobHash, Vec<u8>)) {
+pub(super) fn store(hub: &mut Hub, who: AccountId, (hash, bytes): &(BlobHash, Vec<u8>)) {
     for index in 0..chunk_count(bytes.len() as u64) {
         hub.ok(who, chunk_cmd(*hash, bytes, index));
     }
@@ -34,12 +34,12 @@ fn attach(hub: &mut Hub, who: AccountId, blob: BlobHash, thumbnails: Option<Thum
     }
 }
 
-fn upload(hub: &mut Hub, who: AccountId, f: &(BlobHash, Vec<u8>), name: &str) -> AttachmentId {
+pub(super) fn upload(hub: &mut Hub, who: AccountId, f: &(BlobHash, Vec<u8>), name: &str) -> AttachmentId {
     store(hub, who, f);
     attach(hub, who, f.0, None, name)
 }
 
-fn post_with(
+pub(super) fn post_with(
     hub: &mut Hub,
     who: AccountId,
     room: RoomId,
@@ -49,7 +49,7 @@ fn post_with(
     hub.run(Some(who), Command::PostWithFiles { room, text: text.into(), reply_to: None, mentions: vec![], files })
 }
 
-fn collect(hub: &mut Hub, after_ms: u64) {
+pub(super) fn collect(hub: &mut Hub, after_ms: u64) {
     hub.now += after_ms;
     hub.index += 1;
     let ctx = Ctx { log_index: hub.index, now_ms: hub.now };

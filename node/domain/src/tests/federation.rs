@@ -60,19 +60,19 @@ pub(super) fn only_patient(hub: &Hub, viewer: AccountId) -> (RoomId, String, u64
     (list[0].room, list[0].title.clone(), list[0].unread)
 }
 
-struct Story {
-    tochigi: Hub,
-    gunma: Hub,
-    doctor: AccountId,
-    nurse: AccountId,
+pub(super) struct Story {
+    pub(super) tochigi: Hub,
+    pub(super) gunma: Hub,
+    pub(super) doctor: AccountId,
+    pub(super) nurse: AccountId,
     /// The team's room on Tochigi, its home.
-    home: RoomId,
+    pub(super) home: RoomId,
     /// Gunma's copy of it.
-    copy: RoomId,
+    pub(super) copy: RoomId,
 }
 
 /// A Tochigi doctor's patient with a Gunma visiting nurse invited into the team.
-fn story() -> Story {
+pub(super) fn story() -> Story {
     let (mut tochigi, _, _, doctors) = Hub::setup(1);
     let (mut gunma, _, _, nurses) = Hub::setup(2);
     let (doctor, nurse) = (doctors[0], nurses[1]);
@@ -354,7 +354,7 @@ fn every_transfer_of_patient_data_to_another_hub_is_named_for_the_audit_chain() 
 }
 
 /// Delivers hand-made messages of `origin`'s stream to `to`, as the next batch.
-fn forge(to: &mut Hub, origin: &str, messages: Vec<Message>) -> BatchApplied {
+pub(super) fn forge(to: &mut Hub, origin: &str, messages: Vec<Message>) -> BatchApplied {
     let first = to.state.inbound(&name(origin)).unwrap().highest_applied() + 1;
     let bodies: Vec<Vec<u8>> = messages.iter().map(Message::encode).collect();
     to.index += 1;
@@ -369,7 +369,7 @@ fn forge(to: &mut Hub, origin: &str, messages: Vec<Message>) -> BatchApplied {
     inbox::apply_batch(&mut to.state, Ctx { log_index: to.index, now_ms: to.now }, batch).unwrap()
 }
 
-fn refused(applied: &BatchApplied) -> bool {
+pub(super) fn refused(applied: &BatchApplied) -> bool {
     applied.audit.iter().any(|a| a.what.contains("refused message"))
 }
 

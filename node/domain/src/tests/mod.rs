@@ -752,6 +752,7 @@ fn facility(hub: &mut Hub, op: AccountId, name: &str, kind: FacilityKind, n: usi
 mod attachments;
 mod directory;
 mod federation;
+mod federation_files;
 mod federation_pause;
 mod federation_requests;
 mod notify;
