@@ -291,7 +291,7 @@ fn post_files(
 ) -> DomainResult<Vec<Change>> {
     let held = view.post_files(local, seq)?;
     if deleted || files.is_empty() {
-        return Ok(attachments::release(view, Ctx { log_index: 0, now_ms }, (local, seq))?);
+        return attachments::release(view, Ctx { log_index: 0, now_ms }, (local, seq));
     }
     if !held.is_empty() {
         return Ok(vec![]);

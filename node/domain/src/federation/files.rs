@@ -184,5 +184,5 @@ pub fn fetchable_by(view: &impl HubView, peer: &HubName, id: AttachmentId, varia
         return Err(not_found("file"));
     }
     let hash = a.variant(variant).ok_or(not_found("file"))?;
-    Ok(view.blob(hash)?.ok_or(not_found("file"))?)
+    view.blob(hash)?.ok_or(not_found("file"))
 }
