@@ -10,8 +10,10 @@ import { fileSize } from "./labels";
 
 export function Attachments({ items }: { items: Attachment[] }) {
   if (items.length === 0) return null;
-  const photos = items.filter(isPhoto);
-  const others = items.filter((a) => !isPhoto(a));
+  const here = items.filter((a) => !notHereNote(a));
+  const photos = here.filter(isPhoto);
+  const others = here.filter((a) => !isPhoto(a));
+  const away = items.filter((a) => notHereNote(a));
   return (
     <div class="attachments">
       {photos.length > 0 && (
@@ -28,8 +30,24 @@ export function Attachments({ items }: { items: Attachment[] }) {
           ))}
         </ul>
       )}
+      {away.length > 0 && (
+        <ul class="files" aria-label="他のハブから取得中のファイル">
+          {away.map((a) => (
+            <li key={String(a.id)} class="muted">
+              {a.name} ({fileSize(a.size)}): {notHereNote(a)}
+            </li>
+          ))}
+        </ul>
+      )}
     </div>
   );
+}
+
+/** Why a file of another hub's post cannot be opened yet (null: its bytes are here). */
+function notHereNote(a: Attachment): string | null {
+  if (a.unavailableReason) return `取得できませんでした (${a.unavailableReason})`;
+  if (a.arrivingFromHub) return `${a.arrivingFromHub} から届いている途中です。しばらくしてから開き直してください`;
+  return null;
 }
 
 /** Loads `fetch` once per `id`; a Japanese message when it failed. */
