@@ -200,7 +200,8 @@ pub fn store_chunk(
 }
 
 /// The changes that store chunk `index` of the blob `hash` of `size` bytes: none for a chunk
-/// already stored; the next chunk in order only.
+/// already stored; the next chunk in order only. The chunk that completes a blob ends its fetch
+/// from another hub, if any (an upload of the same content may complete it first).
 fn add_chunk(
     view: &impl HubView,
     ctx: Ctx,
@@ -225,7 +226,11 @@ fn add_chunk(
     }
     blob.stored_chunks += 1;
     let stored = view.stored_bytes()?.saturating_add(expected);
-    Ok(vec![Change::Blob(blob), Change::BlobChunk { hash, index, bytes }, Change::StoredBytes(stored)])
+    let mut changes = vec![Change::Blob(blob), Change::BlobChunk { hash, index, bytes }, Change::StoredBytes(stored)];
+    if blob.complete() && view.fetch(hash)?.is_some() {
+        changes.push(Change::FetchDone(hash));
+    }
+    Ok(changes)
 }
 
 /// `LogCommand::FetchedChunk`: chunk `index` of a blob this hub is fetching from another hub
@@ -241,12 +246,7 @@ pub fn store_fetched(
     if fetch.size != size {
         return Err(invalid(format!("file {hash} has {} bytes, not {size}", fetch.size)));
     }
-    let mut changes = add_chunk(view, ctx, (hash, size, index), bytes)?;
-    let complete = changes.iter().any(|c| matches!(c, Change::Blob(b) if b.complete()));
-    if complete {
-        changes.push(Change::FetchDone(hash));
-    }
-    Ok(changes)
+    add_chunk(view, ctx, (hash, size, index), bytes)
 }
 
 /// `LogCommand::FetchFailed`: the blob `hash` cannot be had from the hub that has it; the file

@@ -175,3 +175,15 @@ fn a_file_a_peer_describes_is_checked_by_the_rules_of_an_upload() {
     assert!(!refused(&fine));
     assert_eq!(files_of(&s.gunma, s.copy, 1).len(), 1);
 }
+
+#[test]
+fn an_upload_of_the_same_content_here_ends_the_fetch() {
+    let mut s = story();
+    let (f, _) = doctor_posts_a_file(&mut s);
+    assert!(s.gunma.state.fetch(f.0).unwrap().is_some());
+    let own = upload(&mut s.gunma, s.nurse, &f, "同じ内容.pdf");
+    assert!(s.gunma.state.fetch(f.0).unwrap().is_none(), "nothing left to fetch");
+    let blob = s.gunma.state.blob(f.0).unwrap().unwrap();
+    assert!(blob.complete() && blob.refs == 2, "one blob for the copy's file and the upload: {blob:?}");
+    assert!(attachments::readable(&s.gunma.state, s.nurse, own).is_ok());
+}

@@ -87,8 +87,9 @@ pub fn variant_from_wire(variant: i32) -> Option<Variant> {
 /// two of its messages.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Fetches looked at per step (each is fetched whole before the next).
-const FETCHES_PER_STEP: usize = 16;
+/// Fetch records read per step, failed ones included (each due one is fetched whole before the
+/// next); far more than a hub has at once, so one that fails for now never hides the others.
+const FETCHES_PER_STEP: usize = 1024;
 /// How often an idle fetcher looks again without a new log entry.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
 
@@ -166,6 +167,10 @@ impl Fetcher {
             Ok(due) => due,
             Err(e) => return warn!("cannot read the files to fetch: {e}"),
         };
+        if due.len() < FETCHES_PER_STEP {
+            // Forget the backoff of fetches that ended.
+            self.retry.retain(|hash, _| due.iter().any(|f| f.hash == *hash));
+        }
         let now = tokio::time::Instant::now();
         for fetch in due.into_iter().filter(|f| f.failed.is_none()) {
             if self.retry.get(&fetch.hash).is_some_and(|(at, _)| *at > now) || !leads(&self.node) {
@@ -195,11 +200,15 @@ impl Fetcher {
 
     /// Gets the whole blob from its hub, checks it, and stores what this hub lacks of it.
     async fn fetch(&mut self, fetch: &Fetch) -> Result<(), FetchError> {
+        let held = self.node.state.hub().blob(fetch.hash).map_err(|e| FetchError::Later(e.to_string()))?;
+        if held.is_some_and(|b| b.complete()) {
+            return Ok(()); // Completed meanwhile (the same content uploaded here): the record goes with it.
+        }
         self.check_space(fetch)?;
         let verified = self.download(fetch).await?;
         check_type(fetch, &verified).await?;
-        let first = self.node.state.hub().blob(fetch.hash).map_err(|e| FetchError::Later(e.to_string()))?;
-        let first = first.map_or(0, |b| b.stored_chunks);
+        let held = self.node.state.hub().blob(fetch.hash).map_err(|e| FetchError::Later(e.to_string()))?;
+        let first = held.map_or(0, |b| b.stored_chunks);
         for index in first..chunk_count(fetch.size) {
             let bytes = verified.chunk(index).await.map_err(|e| FetchError::Later(format!("reading the file: {e}")))?;
             let command = LogCommand::FetchedChunk { blob: fetch.hash, size: fetch.size, index, bytes };
