@@ -241,6 +241,10 @@ pub struct NodeConfig {
     /// None: this node serves no federation.
     #[serde(default)]
     pub federation_addr: Option<SocketAddr>,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`, plain HTTP: put it on the
+    /// operators' network). None: no metrics endpoint.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     /// Voters count for the quorum; a learner only replicates (extra regions, local reads).
     #[serde(default = "default_true")]

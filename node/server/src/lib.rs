@@ -16,6 +16,7 @@
 //! - [`federation`]: hub↔hub federation — this hub's signing identity, its configured peers
 //!   and the verifier of their signatures.
 //! - [`tls`]: the hub CA, node certificates, server TLS and node-to-node mutual TLS.
+//! - [`metrics`]: the node's Prometheus metrics (`GET /metrics` on its `metrics_addr`).
 //!
 //! The rules live in `kizuna_domain` (pure), the storage in `kizuna_store`.
 // The public API's futures nest deeply (a call authenticates, makes the node current through
@@ -29,6 +30,7 @@ pub mod config;
 pub mod federation;
 pub mod keeper;
 pub mod member;
+pub mod metrics;
 pub mod node;
 pub mod notifier;
 pub mod placement;

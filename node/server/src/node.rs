@@ -193,11 +193,29 @@ impl Node {
     /// Proposes a client write: here if this node leads, otherwise forwarded to the leader.
     pub async fn write(&self, envelope: Envelope) -> Result<Applied, NodeError> {
         envelope.validate()?;
-        match self.propose_here(envelope.clone()).await {
+        let started = std::time::Instant::now();
+        let written = match self.propose_here(envelope.clone()).await {
             Err(NodeError::NotLeader { leader: Some(leader), .. }) => self.forward_write(&leader, &envelope).await,
             Err(NodeError::NotLeader { leader: None, .. }) => Err(NodeError::NoLeader),
             other => other,
-        }
+        };
+        let result = if written.is_ok() { "committed" } else { "failed" };
+        let labels = [("node", self.id.to_string()), ("result", result.to_owned())];
+        metrics::counter!("kizuna_raft_proposals_total", &labels).increment(1);
+        metrics::histogram!("kizuna_raft_proposal_seconds", &labels).record(started.elapsed().as_secs_f64());
+        written
+    }
+
+    /// How many entries each follower's replication is behind this node's log (a leader only;
+    /// empty elsewhere).
+    pub fn replication_lag(&self) -> Vec<(NodeId, u64)> {
+        let m = self.metrics();
+        let last = m.last_log_index.unwrap_or(0);
+        let Some(replication) = m.replication else { return vec![] };
+        replication
+            .into_iter()
+            .map(|(peer, matched)| (peer, last.saturating_sub(matched.map_or(0, |l| l.index))))
+            .collect()
     }
 
     /// Proposes on this node, which must be the leader. The leader stamps its clock.
@@ -387,16 +405,22 @@ impl Node {
     }
 }
 
-/// The two sockets a node serves on. Taken as parameters so tests (and later a simulated
+/// The sockets a node serves on. Taken as parameters so tests (and later a simulated
 /// network) choose them.
 pub struct Listeners {
     pub raft: TcpListener,
     pub api: TcpListener,
+    /// The Prometheus endpoint, when the node has a `metrics_addr`.
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
     pub async fn bind(me: &NodeConfig) -> std::io::Result<Self> {
-        Ok(Self { raft: TcpListener::bind(me.raft_addr).await?, api: TcpListener::bind(me.api_addr).await? })
+        let metrics = match me.metrics_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Self { raft: TcpListener::bind(me.raft_addr).await?, api: TcpListener::bind(me.api_addr).await?, metrics })
     }
 }
 
@@ -578,8 +602,12 @@ pub async fn start(
         let notifier = tokio::spawn(crate::notifier::run(node.clone(), notifier, stopped.clone()).in_current_span());
         let collector = crate::attachments::collector::run(node.clone(), attachments, stopped.clone());
         let collector = tokio::spawn(collector.in_current_span());
-        let audit_shipper = tokio::spawn(crate::audit_shipper::ship(node.clone(), stopped).in_current_span());
-        let servers = vec![tokio::spawn(raft_server.in_current_span()), tokio::spawn(api_server.in_current_span())];
+        let audit_shipper = tokio::spawn(crate::audit_shipper::ship(node.clone(), stopped.clone()).in_current_span());
+        let mut servers = vec![tokio::spawn(raft_server.in_current_span()), tokio::spawn(api_server.in_current_span())];
+        if let Some(listener) = listeners.metrics {
+            let metrics = crate::metrics::serve(listener, node.clone(), hub.clone(), stopped.clone());
+            servers.push(tokio::spawn(metrics.in_current_span()));
+        }
         info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
         Ok(RunningNode { node, stop, servers, keeper, audit_shipper, notifier, collector })
     }

@@ -113,11 +113,12 @@ async fn hub_of(name: &str, nodes: u64) -> Hub {
             api_addr: api.local_addr().unwrap(),
             public_url: None,
             federation_addr: None,
+            metrics_addr: None,
             data_dir: dir.path().join(format!("n{id}")),
             voter: true,
             routes: Default::default(),
         });
-        listeners.push(Listeners { raft, api });
+        listeners.push(Listeners { raft, api, metrics: None });
     }
     let config = HubConfig {
         hub: HubSection { name: name.into(), preferred_regions: vec![], allow_unsafe_placement: true },

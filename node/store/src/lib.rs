@@ -40,13 +40,15 @@ pub use journal::ReadJournal;
 pub use log_store::LogStore;
 pub use migrate::MigrateError;
 pub use snapshot::SnapshotFile;
-pub use state_machine::{ApplyFault, StateMachineStore, StateReader};
+pub use state_machine::{ApplyFault, StateMachineStore, StateReader, StorageProperty};
 
 pub(crate) const CF_RAFT_LOG: &str = "raft_log";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";
 pub(crate) const CF_SM_DATA: &str = "sm_data";
 pub(crate) const CF_SM_META: &str = "sm_meta";
 pub(crate) const CF_AUDIT_JOURNAL: &str = "audit_journal";
+/// Every column family, in the order they are opened.
+pub(crate) const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -82,8 +84,7 @@ fn open_db(db_path: &Path) -> Result<DB, StoreError> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    let cfs = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL]
-        .map(|name| ColumnFamilyDescriptor::new(name, family_options(name)));
+    let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family_options(name)));
     DB::open_cf_descriptors(&opts, db_path, cfs).map_err(|source| StoreError::Open { path: db_path.to_owned(), source })
 }
 

@@ -122,7 +122,47 @@ impl StateReader {
     pub fn snapshots_installed(&self) -> u64 {
         self.snapshots_installed.load(Ordering::Relaxed)
     }
+
+    /// How many live event subscribers this node serves now.
+    pub fn subscribers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
+    /// RocksDB's own figures of every column family, for the metrics (a property RocksDB does
+    /// not report is left out).
+    pub fn storage_properties(&self) -> Vec<StorageProperty> {
+        let mut out = Vec::new();
+        for column_family in super::COLUMN_FAMILIES {
+            let Some(handle) = self.db.cf_handle(column_family) else { continue };
+            for (property, metric) in STORAGE_PROPERTIES {
+                if let Ok(Some(value)) = self.db.property_int_value_cf(&handle, *property) {
+                    out.push(StorageProperty { column_family, metric, value });
+                }
+            }
+        }
+        out
+    }
 }
+
+/// One RocksDB figure of one column family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageProperty {
+    pub column_family: &'static str,
+    /// The metric's name.
+    pub metric: &'static str,
+    pub value: u64,
+}
+
+/// The RocksDB properties the metrics report, and their metric names.
+const STORAGE_PROPERTIES: &[(&str, &str)] = &[
+    ("rocksdb.total-sst-files-size", "kizuna_rocksdb_sst_bytes"),
+    ("rocksdb.live-blob-file-size", "kizuna_rocksdb_blob_bytes"),
+    ("rocksdb.cur-size-all-mem-tables", "kizuna_rocksdb_memtable_bytes"),
+    ("rocksdb.estimate-pending-compaction-bytes", "kizuna_rocksdb_pending_compaction_bytes"),
+    ("rocksdb.is-write-stopped", "kizuna_rocksdb_write_stopped"),
+    ("rocksdb.actual-delayed-write-rate", "kizuna_rocksdb_delayed_write_rate"),
+    ("rocksdb.estimate-num-keys", "kizuna_rocksdb_estimated_keys"),
+];
 
 /// See [`StateReader::state_digest`].
 #[derive(Debug, Clone, PartialEq, Eq)]

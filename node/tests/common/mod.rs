@@ -103,7 +103,7 @@ impl TestHub {
             let id = i as u64 + 1;
             let (raft, raft_addr) = ephemeral().await;
             let (api, api_addr) = ephemeral().await;
-            listeners.push(Listeners { raft, api });
+            listeners.push(Listeners { raft, api, metrics: None });
             nodes.push(NodeConfig {
                 id,
                 name: format!("{region}-{id}"),
@@ -112,6 +112,7 @@ impl TestHub {
                 api_addr,
                 public_url: None,
                 federation_addr: None,
+                metrics_addr: None,
                 data_dir: dir.path().join(format!("n{id}")),
                 voter: *voter,
                 routes: HashMap::new(),
@@ -306,6 +307,7 @@ impl TestHub {
             api_addr,
             public_url: None,
             federation_addr: None,
+            metrics_addr: None,
             data_dir: self.dir.path().join(format!("n{id}")),
             voter: false,
             routes: HashMap::new(),
@@ -314,7 +316,7 @@ impl TestHub {
         if self.wire == Wire::Faulty {
             self.wire_links(&me).await;
         }
-        self.launch(&me, Listeners { raft, api }).await;
+        self.launch(&me, Listeners { raft, api, metrics: None }).await;
         me
     }
 

@@ -101,7 +101,7 @@ pub fn router(node: Arc<Node>, hub: &HubConfig, tls: Option<ServerTlsConfig>) ->
     // routes only (it leaves plain gRPC alone): it answers any other HTTP/1.1 request 400,
     // which would hide the page.
     let grpc = grpc_routes(node.clone(), &hub.hub.name, &endpoints)?.prepare().into_axum_router();
-    let grpc = grpc.layer(tonic_web::GrpcWebLayer::new());
+    let grpc = grpc.layer(crate::metrics::grpc::GrpcMetrics::new(node.id)).layer(tonic_web::GrpcWebLayer::new());
     let routes = web::with_browser_client(grpc, &endpoints, tls.is_some())?;
     let mut builder = tonic::transport::Server::builder().accept_http1(true);
     if let Some(tls) = tls {

@@ -1,0 +1,182 @@
+//! gRPC metrics of the public port, by method and status code, under the names Prometheus'
+//! gRPC exporters use (`grpc_server_started_total`, `grpc_server_handled_total`,
+//! `grpc_server_handling_seconds`): a tower layer around the gRPC routes (inside the gRPC-Web
+//! translation, so browsers' calls count as the same methods).
+//!
+//! A call's code is its `grpc-status`: in the response headers for an answer without a body
+//! (an error before any message), else in the trailers at the end of the body; a call whose
+//! body is dropped before its end (the client went away) counts as `Cancelled`. The duration
+//! runs until the body ends, so a server stream counts its whole life.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body::{Body, Frame};
+use metrics::{counter, histogram};
+use tonic::Code;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Measures every gRPC call of one node.
+#[derive(Clone)]
+pub struct GrpcMetrics {
+    node: String,
+}
+
+impl GrpcMetrics {
+    pub fn new(node: u64) -> Self {
+        super::registry();
+        Self { node: node.to_string() }
+    }
+}
+
+impl<S> Layer<S> for GrpcMetrics {
+    type Service = Measured<S>;
+
+    fn layer(&self, inner: S) -> Measured<S> {
+        Measured { inner, node: self.node.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct Measured<S> {
+    inner: S,
+    node: String,
+}
+
+/// One gRPC call being measured.
+#[derive(Debug)]
+pub struct Call {
+    labels: [(&'static str, String); 3],
+    started: Instant,
+}
+
+impl Call {
+    /// A gRPC request (`/package.Service/Method`, content type `application/grpc…`); None for
+    /// anything else on the port (the browser client's files).
+    fn of<B>(request: &http::Request<B>, node: &str) -> Option<Self> {
+        let grpc = request.headers().get(http::header::CONTENT_TYPE)?.as_bytes().starts_with(b"application/grpc");
+        let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
+        if !grpc || method.contains('/') {
+            return None;
+        }
+        let labels =
+            [("grpc_service", service.to_owned()), ("grpc_method", method.to_owned()), ("node", node.to_owned())];
+        counter!("grpc_server_started_total", &labels).increment(1);
+        Some(Self { labels, started: Instant::now() })
+    }
+
+    fn finish(self, code: Code) {
+        histogram!("grpc_server_handling_seconds", &self.labels).record(self.started.elapsed().as_secs_f64());
+        let [service, method, node] = self.labels;
+        let labels = [service, method, node, ("grpc_code", code_name(code).to_owned())];
+        counter!("grpc_server_handled_total", &labels).increment(1);
+    }
+}
+
+/// The names the gRPC exporters of other languages use.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+fn status_in(headers: &http::HeaderMap) -> Option<Code> {
+    let value = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    Some(Code::from_i32(value))
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Measured<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<MeasuredBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let call = Call::of(&request, &self.node);
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let (parts, body) = answer.await?.into_parts();
+            let mut body = MeasuredBody { inner: body, call, code: None };
+            if let Some(code) = status_in(&parts.headers) {
+                // Trailers-only: the status is the whole answer.
+                body.code = Some(code);
+            }
+            Ok(http::Response::from_parts(parts, body))
+        })
+    }
+}
+
+/// A response body that records its call when it ends.
+pub struct MeasuredBody<B> {
+    inner: B,
+    call: Option<Call>,
+    code: Option<Code>,
+}
+
+impl<B> MeasuredBody<B> {
+    fn finish(&mut self, fallback: Code) {
+        if let Some(call) = self.call.take() {
+            call.finish(self.code.unwrap_or(fallback));
+        }
+    }
+}
+
+impl<B> Drop for MeasuredBody<B> {
+    fn drop(&mut self) {
+        self.finish(Code::Cancelled);
+    }
+}
+
+impl<B: Body + Unpin> Body for MeasuredBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(status_in) {
+                    self.code = Some(code);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.finish(Code::Internal),
+            // A body that ends without a status (not gRPC after all) counts as answered.
+            Poll::Ready(None) => self.finish(Code::Ok),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
