@@ -165,10 +165,13 @@ pub enum Variant {
     Medium,
 }
 
-/// A blob this hub holds only in part because another hub has it: a file of a post in a room
-/// shared across hubs. The leader's fetcher asks hub `from` for its attachment `file`'s
-/// `variant` and stores the verified bytes chunk by chunk ([`store_fetched`]); the record goes
-/// when the blob is complete, or when nothing holds the blob any more.
+/// A blob another hub described (a file of a post in a room shared across hubs), to be had from
+/// that hub: the leader's fetcher asks hub `from` for its attachment `file`'s `variant`, checks
+/// the bytes and stores what this hub lacks chunk by chunk ([`store_fetched`]), then records
+/// that `from` proved them ([`fetch_proven`]). Even a blob held here already is fetched: a hub
+/// that names a hash must have the bytes, else naming the hash of a file it was once told of
+/// would give it (and the room it posts in) that file. The record goes when proven, or with
+/// the blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fetch {
     pub hash: BlobHash,
@@ -200,8 +203,7 @@ pub fn store_chunk(
 }
 
 /// The changes that store chunk `index` of the blob `hash` of `size` bytes: none for a chunk
-/// already stored; the next chunk in order only. The chunk that completes a blob ends its fetch
-/// from another hub, if any (an upload of the same content may complete it first).
+/// already stored; the next chunk in order only.
 fn add_chunk(
     view: &impl HubView,
     ctx: Ctx,
@@ -226,35 +228,93 @@ fn add_chunk(
     }
     blob.stored_chunks += 1;
     let stored = view.stored_bytes()?.saturating_add(expected);
-    let mut changes = vec![Change::Blob(blob), Change::BlobChunk { hash, index, bytes }, Change::StoredBytes(stored)];
-    if blob.complete() && view.fetch(hash)?.is_some() {
-        changes.push(Change::FetchDone(hash));
-    }
-    Ok(changes)
+    Ok(vec![Change::Blob(blob), Change::BlobChunk { hash, index, bytes }, Change::StoredBytes(stored)])
 }
 
-/// `LogCommand::FetchedChunk`: chunk `index` of a blob this hub is fetching from another hub
+/// `LogCommand::FetchedChunk`: chunk `index` of a blob this hub is fetching from hub `from`
 /// (the fetcher checked the whole blob's hash and type first). Only a blob being fetched takes
-/// chunks this way; its last chunk ends the fetch.
+/// chunks this way.
 pub fn store_fetched(
     view: &impl HubView,
     ctx: Ctx,
-    (hash, size, index): (BlobHash, u64, u32),
+    (hash, from): (BlobHash, &HubName),
+    (size, index): (u64, u32),
     bytes: Vec<u8>,
 ) -> DomainResult<Vec<Change>> {
-    let fetch = view.fetch(hash)?.ok_or_else(|| precondition(format!("file {hash} is not being fetched")))?;
+    let fetch = due_fetch(view, hash, from)?;
     if fetch.size != size {
         return Err(invalid(format!("file {hash} has {} bytes, not {size}", fetch.size)));
     }
     add_chunk(view, ctx, (hash, size, index), bytes)
 }
 
-/// `LogCommand::FetchFailed`: the blob `hash` cannot be had from the hub that has it; the file
-/// shows `reason`, and the fetcher stops asking.
-pub fn fetch_failed(view: &impl HubView, hash: BlobHash, reason: String) -> DomainResult<Vec<Change>> {
-    let Some(fetch) = view.fetch(hash)? else { return Ok(vec![]) };
+/// `LogCommand::FetchProven`: hub `from` sent the whole blob `hash` and it was checked: the
+/// files `from` described with it may be read (and the fetch ends). The blob must be complete
+/// here (by these chunks, or held already: `from` had to prove it has the bytes anyway).
+pub fn fetch_proven(view: &impl HubView, hash: BlobHash, from: &HubName) -> DomainResult<Vec<Change>> {
+    due_fetch(view, hash, from)?;
+    if !view.blob(hash)?.is_some_and(|b| b.complete()) {
+        return Err(precondition(format!("file {hash}: its bytes are not all stored")));
+    }
+    Ok(vec![Change::Proven { from: from.clone(), hash }, Change::FetchDone { hash, from: from.clone() }])
+}
+
+fn due_fetch(view: &impl HubView, hash: BlobHash, from: &HubName) -> DomainResult<Fetch> {
+    let fetch = view.fetch(hash, from)?.filter(|f| f.failed.is_none());
+    fetch.ok_or_else(|| precondition(format!("file {hash} is not being fetched from {from}")))
+}
+
+/// `LogCommand::FetchFailed`: the blob `hash` cannot be had from hub `from`; its files show
+/// `reason`, and the fetcher stops asking.
+pub fn fetch_failed(view: &impl HubView, hash: BlobHash, from: &HubName, reason: String) -> DomainResult<Vec<Change>> {
+    let Some(fetch) = view.fetch(hash, from)? else { return Ok(vec![]) };
     let reason: String = reason.chars().take(300).collect();
     Ok(vec![Change::Fetch(Fetch { failed: Some(reason), ..fetch })])
+}
+
+/// Whether a file's bytes can be read here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    Here(Blob),
+    /// Being fetched from that hub.
+    Arriving(HubName),
+    /// That hub could not give them, for the reason.
+    Failed {
+        from: HubName,
+        reason: String,
+    },
+    /// Neither here nor asked for: a fault of this hub's state.
+    Missing,
+}
+
+/// The hub whose description made attachment `a`: the home of the copy its post is in, or the
+/// hub of the remote member who posted it here; None for a file uploaded on this hub (held
+/// for a write to its home hub included). Such a file is read only once that hub sent its bytes.
+pub fn origin_of(view: &impl HubView, a: &Attachment) -> ViewResult<Option<HubName>> {
+    let Some((room, seq)) = a.post else { return Ok(None) };
+    if let Some(Room { kind: RoomKind::Mirror { home, .. }, .. }) = view.room(room)? {
+        return Ok((seq > 0).then_some(home));
+    }
+    Ok(view.account(a.uploader)?.and_then(|u| u.remote_hub().cloned()))
+}
+
+/// Whether the bytes of `variant` of `a` can be read here (None: it has no such variant).
+pub fn availability(view: &impl HubView, a: &Attachment, variant: Variant) -> ViewResult<Option<Availability>> {
+    let Some(hash) = a.variant(variant) else { return Ok(None) };
+    let blob = view.blob(hash)?.filter(Blob::complete);
+    let Some(origin) = origin_of(view, a)? else {
+        return Ok(Some(blob.map_or(Availability::Missing, Availability::Here)));
+    };
+    if let Some(blob) = blob
+        && view.proven(&origin, hash)?
+    {
+        return Ok(Some(Availability::Here(blob)));
+    }
+    Ok(Some(match view.fetch(hash, &origin)? {
+        Some(Fetch { failed: Some(reason), .. }) => Availability::Failed { from: origin, reason },
+        Some(_) => Availability::Arriving(origin),
+        None => Availability::Missing,
+    }))
 }
 
 /// Checks a file name as users give it: no path, nothing invisible.
@@ -450,9 +510,6 @@ pub fn collect(view: &impl HubView, ctx: Ctx, grace_ms: u64, node: u64) -> ViewR
     for b in blobs.into_values() {
         if b.refs == 0 {
             stored = stored.saturating_sub(b.stored_bytes());
-            if view.fetch(b.hash)?.is_some() {
-                out.changes.push(Change::FetchDone(b.hash));
-            }
             out.changes.push(Change::BlobGone(b));
         } else {
             out.changes.push(Change::Blob(b));

@@ -129,20 +129,28 @@ pub enum LogCommand {
         /// The node whose notifier sent them (for the audit trail).
         origin_node: u64,
     },
-    /// The leader's fetcher got the whole blob `blob` from the hub that has it and checked
-    /// its hash and type: chunk `index` of it ([`attachments::store_fetched`]).
+    /// The leader's fetcher got the whole blob `blob` from hub `from` and checked its hash and
+    /// type: chunk `index` of it ([`attachments::store_fetched`]).
     FetchedChunk {
         blob: attachments::BlobHash,
+        from: federation::HubName,
         size: u64,
         index: u32,
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
-    /// The leader's fetcher cannot get the blob `blob`: the hub that has it refused, or sent
+    /// The leader's fetcher cannot get the blob `blob` from hub `from`: it refused, or sent
     /// something else ([`attachments::fetch_failed`]).
     FetchFailed {
         blob: attachments::BlobHash,
+        from: federation::HubName,
         reason: String,
+    },
+    /// Hub `from` sent the whole blob `blob`, checked, and every chunk of it is stored: its
+    /// files from `from` may be read ([`attachments::fetch_proven`]).
+    FetchProven {
+        blob: attachments::BlobHash,
+        from: federation::HubName,
     },
 }
 
@@ -160,6 +168,7 @@ impl std::fmt::Display for Envelope {
             LogCommand::PushDelivery { .. } => "push-delivery",
             LogCommand::FetchedChunk { .. } => "fetched-chunk",
             LogCommand::FetchFailed { .. } => "fetch-failed",
+            LogCommand::FetchProven { .. } => "fetch-proven",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -244,7 +253,9 @@ impl Envelope {
             // The collector's own scope, for the same reason.
             return Ok(format!("collect\u{1f}{}", self.idempotency_key));
         }
-        if let LogCommand::FetchedChunk { .. } | LogCommand::FetchFailed { .. } = &self.command {
+        if let LogCommand::FetchedChunk { .. } | LogCommand::FetchFailed { .. } | LogCommand::FetchProven { .. } =
+            &self.command
+        {
             // The fetcher's own scope, for the same reason.
             return Ok(format!("fetch\u{1f}{}", self.idempotency_key));
         }
@@ -271,7 +282,8 @@ impl Envelope {
             | LogCommand::PushDelivery { .. }
             | LogCommand::CollectAttachments { .. }
             | LogCommand::FetchedChunk { .. }
-            | LogCommand::FetchFailed { .. } => {}
+            | LogCommand::FetchFailed { .. }
+            | LogCommand::FetchProven { .. } => {}
         }
         Ok(())
     }

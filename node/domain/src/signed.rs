@@ -205,10 +205,17 @@ mod tests {
         fn stored_bytes(&self) -> ViewResult<u64> {
             broken()
         }
-        fn fetch(&self, _: crate::attachments::BlobHash) -> ViewResult<Option<crate::attachments::Fetch>> {
+        fn fetch(
+            &self,
+            _: crate::attachments::BlobHash,
+            _: &crate::federation::HubName,
+        ) -> ViewResult<Option<crate::attachments::Fetch>> {
             broken()
         }
         fn fetches(&self, _: usize) -> ViewResult<Vec<crate::attachments::Fetch>> {
+            broken()
+        }
+        fn proven(&self, _: &crate::federation::HubName, _: crate::attachments::BlobHash) -> ViewResult<bool> {
             broken()
         }
         fn push_subscriptions(&self, _: AccountId) -> ViewResult<Vec<crate::push::PushSubscription>> {

@@ -94,10 +94,12 @@ pub trait HubView {
     fn unclaimed_blobs(&self, before_ms: u64, limit: usize) -> ViewResult<Vec<BlobHash>>;
     /// The bytes of every stored chunk (for the hub's quota).
     fn stored_bytes(&self) -> ViewResult<u64>;
-    /// The fetch of blob `hash` from another hub, if it is being fetched.
-    fn fetch(&self, hash: BlobHash) -> ViewResult<Option<Fetch>>;
-    /// At most `limit` blobs being fetched from other hubs, by hash.
+    /// The fetch of blob `hash` from hub `from` (being fetched, or failed).
+    fn fetch(&self, hash: BlobHash, from: &HubName) -> ViewResult<Option<Fetch>>;
+    /// At most `limit` fetches still due (not failed), by hash.
     fn fetches(&self, limit: usize) -> ViewResult<Vec<Fetch>>;
+    /// Whether hub `from` sent the whole blob `hash` and it was checked.
+    fn proven(&self, from: &HubName, hash: BlobHash) -> ViewResult<bool>;
     /// An account's subscribed browsers (Web Push), by endpoint.
     fn push_subscriptions(&self, account: AccountId) -> ViewResult<Vec<PushSubscription>>;
     /// The pending push notice of `account` for `room`, if any.
@@ -233,8 +235,17 @@ pub enum Change {
     },
     /// A blob being fetched from another hub, new or as it is now (failed).
     Fetch(Fetch),
-    /// The blob `hash` is no longer fetched (complete, or removed).
-    FetchDone(BlobHash),
+    /// The fetch of blob `hash` from `from` ended (proven).
+    FetchDone {
+        hash: BlobHash,
+        from: HubName,
+    },
+    /// Hub `from` sent the whole blob `hash` and it was checked. Its fetches and proofs go
+    /// with the blob (`BlobGone`).
+    Proven {
+        from: HubName,
+        hash: BlobHash,
+    },
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -269,7 +280,8 @@ pub struct MemHub {
     pub attachments: BTreeMap<AttachmentId, Attachment>,
     pub post_files: BTreeMap<(RoomId, u64), Vec<AttachmentId>>,
     pub stored_bytes: u64,
-    pub fetches: BTreeMap<BlobHash, Fetch>,
+    pub fetches: BTreeMap<(BlobHash, HubName), Fetch>,
+    pub proofs: std::collections::BTreeSet<(BlobHash, HubName)>,
     pub push_subscriptions: BTreeMap<(AccountId, String), PushSubscription>,
     pub push_notices: BTreeMap<(AccountId, RoomId), Notice>,
 }
@@ -370,6 +382,8 @@ impl MemHub {
                 Change::BlobGone(b) => {
                     self.blobs.remove(&b.hash);
                     self.chunks.retain(|(hash, _), _| *hash != b.hash);
+                    self.fetches.retain(|(hash, _), _| *hash != b.hash);
+                    self.proofs.retain(|(hash, _)| *hash != b.hash);
                 }
                 Change::Attachment(a) => {
                     self.attachments.insert(a.id, a);
@@ -385,10 +399,13 @@ impl MemHub {
                 }
                 Change::StoredBytes(n) => self.stored_bytes = n,
                 Change::Fetch(f) => {
-                    self.fetches.insert(f.hash, f);
+                    self.fetches.insert((f.hash, f.from.clone()), f);
                 }
-                Change::FetchDone(hash) => {
-                    self.fetches.remove(&hash);
+                Change::FetchDone { hash, from } => {
+                    self.fetches.remove(&(hash, from));
+                }
+                Change::Proven { from, hash } => {
+                    self.proofs.insert((hash, from));
                 }
                 Change::PushSubscription(sub) => {
                     self.push_subscriptions.insert((sub.account, sub.endpoint.clone()), sub);
@@ -552,11 +569,14 @@ impl HubView for MemHub {
     fn stored_bytes(&self) -> ViewResult<u64> {
         Ok(self.stored_bytes)
     }
-    fn fetch(&self, hash: BlobHash) -> ViewResult<Option<Fetch>> {
-        Ok(self.fetches.get(&hash).cloned())
+    fn fetch(&self, hash: BlobHash, from: &HubName) -> ViewResult<Option<Fetch>> {
+        Ok(self.fetches.get(&(hash, from.clone())).cloned())
     }
     fn fetches(&self, limit: usize) -> ViewResult<Vec<Fetch>> {
-        Ok(self.fetches.values().take(limit).cloned().collect())
+        Ok(self.fetches.values().filter(|f| f.failed.is_none()).take(limit).cloned().collect())
+    }
+    fn proven(&self, from: &HubName, hash: BlobHash) -> ViewResult<bool> {
+        Ok(self.proofs.contains(&(hash, from.clone())))
     }
     fn push_subscriptions(&self, account: AccountId) -> ViewResult<Vec<PushSubscription>> {
         Ok(self.push_subscriptions.values().filter(|s| s.account == account).cloned().collect())

@@ -14,10 +14,10 @@ use super::{CF_SM_DATA, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
     self, ACCOUNTS, ATTACHMENTS, AUDIT, AUDIT_HEAD, CONNECTIONS, CONNECTIONS_OF, DIRECTORY_SHARES, EVENTS, FACILITIES,
-    FEDERATION_PAUSED, FETCHES, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS, NOTICES,
-    NOTIFICATION_SETTINGS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POST_FILES, POSTS, PUSH_NOTICES, PUSH_SUBSCRIPTIONS,
-    REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS, SESSIONS_OF, SETTINGS,
-    STAFF, STORED_BYTES, Table, UNCLAIMED_BLOBS, UNUSED_ATTACHMENTS,
+    FAILED_FETCHES, FEDERATION_PAUSED, FETCHES, HEARD, INBOUND, INVITATIONS, KeyError, LOGINS, MEMBERS, MEMBERSHIPS,
+    NOTICES, NOTIFICATION_SETTINGS, OPERATOR, OUTBOUND, PATIENTS, PENDING, POST_FILES, POSTS, PROOFS, PUSH_NOTICES,
+    PUSH_SUBSCRIPTIONS, REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS,
+    SESSIONS_OF, SETTINGS, STAFF, STORED_BYTES, Table, UNCLAIMED_BLOBS, UNUSED_ATTACHMENTS,
 };
 use kizuna_domain::attachments::{Attachment, Blob, BlobHash, Fetch};
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
@@ -255,10 +255,12 @@ impl<'a> RocksHub<'a> {
                 Change::PushNoticeGone { account, room } => {
                     self.overlay.insert(keys::ids(PUSH_NOTICES, account.0, room.0), None);
                 }
-                Change::Fetch(f) => self.put(keys::fetch(&f.hash.0), &f),
-                Change::FetchDone(hash) => {
-                    self.overlay.insert(keys::fetch(&hash.0), None);
+                Change::Fetch(f) => self.put_fetch(&f),
+                Change::FetchDone { hash, from } => {
+                    self.overlay.insert(keys::blob_from(FETCHES, &hash.0, from.as_str()), None);
+                    self.overlay.insert(keys::blob_from(FAILED_FETCHES, &hash.0, from.as_str()), None);
                 }
+                Change::Proven { from, hash } => self.put(keys::blob_from(PROOFS, &hash.0, from.as_str()), &()),
             }
         }
     }
@@ -274,10 +276,26 @@ impl<'a> RocksHub<'a> {
         self.put(keys::blob(&b.hash.0), b);
     }
 
-    /// Removes a blob, its stored chunks and its index entry.
+    /// A fetch still due in `v`, a failed one in `x` (so failed ones never hide due ones).
+    fn put_fetch(&mut self, f: &Fetch) {
+        let (due, failed) = (
+            keys::blob_from(FETCHES, &f.hash.0, f.from.as_str()),
+            keys::blob_from(FAILED_FETCHES, &f.hash.0, f.from.as_str()),
+        );
+        let (put, gone) = if f.failed.is_some() { (failed, due) } else { (due, failed) };
+        self.overlay.insert(gone, None);
+        self.put(put, f);
+    }
+
+    /// Removes a blob, its stored chunks, its index entry, its fetches and its proofs.
     fn remove_blob(&mut self, b: &Blob) {
         for index in 0..b.stored_chunks {
             self.overlay.insert(keys::chunk(&b.hash.0, index), None);
+        }
+        for table in [FETCHES, FAILED_FETCHES, PROOFS] {
+            for (key, _) in self.scan(&keys::blob_prefix(table, &b.hash.0)) {
+                self.overlay.insert(key, None);
+            }
         }
         self.overlay.insert(keys::unclaimed_blob(b.since_ms, &b.hash.0), None);
         self.overlay.insert(keys::blob(&b.hash.0), None);
@@ -600,14 +618,20 @@ impl HubView for RocksHub<'_> {
     fn stored_bytes(&self) -> ViewResult<u64> {
         self.checked(self.get(&keys::all(STORED_BYTES)).unwrap_or(0))
     }
-    fn fetch(&self, hash: BlobHash) -> ViewResult<Option<Fetch>> {
-        self.checked(self.get(&keys::fetch(&hash.0)))
+    fn fetch(&self, hash: BlobHash, from: &HubName) -> ViewResult<Option<Fetch>> {
+        let due = self.get(&keys::blob_from(FETCHES, &hash.0, from.as_str()));
+        let fetch = due.or_else(|| self.get(&keys::blob_from(FAILED_FETCHES, &hash.0, from.as_str())));
+        self.checked(fetch)
     }
     fn fetches(&self, limit: usize) -> ViewResult<Vec<Fetch>> {
         let prefix = keys::all(FETCHES);
         let found = self.scan_from(&prefix, &prefix, limit);
         let fetches = found.into_iter().filter_map(|(k, v)| self.decode(&k, &v)).collect();
         self.checked(fetches)
+    }
+    fn proven(&self, from: &HubName, hash: BlobHash) -> ViewResult<bool> {
+        let proof = self.raw(&keys::blob_from(PROOFS, &hash.0, from.as_str()));
+        self.checked(proof.is_some())
     }
 }
 

@@ -62,7 +62,9 @@
 //! | `g` | since (ms), attachment id | (index of attachments no post shows, to collect) |
 //! | `u` | since (ms), blob hash | (index of blobs no attachment holds, to collect) |
 //! | `s` | — | u64: the bytes of every stored chunk (the hub's quota) |
-//! | `v` | blob hash (32 bytes) | Fetch (a blob being fetched from another hub) |
+//! | `v` | blob hash (32 bytes), hub name | Fetch (a blob to fetch from that hub, still due) |
+//! | `x` | blob hash (32 bytes), hub name | Fetch (a fetch from that hub that failed, with why) |
+//! | `w` | blob hash (32 bytes), hub name | () (that hub sent the whole blob, checked) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
@@ -127,13 +129,15 @@ pub(crate) const POST_FILES: Table = table(b't', "attachments of a post");
 pub(crate) const UNUSED_ATTACHMENTS: Table = table(b'g', "attachments to collect");
 pub(crate) const UNCLAIMED_BLOBS: Table = table(b'u', "stored files to collect");
 pub(crate) const STORED_BYTES: Table = table(b's', "stored file bytes");
-pub(crate) const FETCHES: Table = table(b'v', "files being fetched from other hubs");
+pub(crate) const FETCHES: Table = table(b'v', "files to fetch from other hubs");
+pub(crate) const FAILED_FETCHES: Table = table(b'x', "files other hubs could not give");
+pub(crate) const PROOFS: Table = table(b'w', "files other hubs sent whole");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 49] = [
+pub(crate) const TABLES: [Table; 51] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -183,6 +187,8 @@ pub(crate) const TABLES: [Table; 49] = [
     PUSH_SUBSCRIPTIONS,
     PUSH_NOTICES,
     FETCHES,
+    FAILED_FETCHES,
+    PROOFS,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -302,9 +308,15 @@ pub(crate) fn blob(hash: &[u8; 32]) -> Vec<u8> {
     compose(BLOBS, &[hash])
 }
 
-/// `v` + blob hash: a file being fetched from another hub.
-pub(crate) fn fetch(hash: &[u8; 32]) -> Vec<u8> {
-    compose(FETCHES, &[hash])
+/// `table` (`v`, `x` or `w`) + blob hash + hub name: a blob's fetch from, or proof by, one hub
+/// (the hash has a fixed width, so one blob's scan never reaches another's).
+pub(crate) fn blob_from(table: Table, hash: &[u8; 32], hub: &str) -> Vec<u8> {
+    compose(table, &[hash, hub.as_bytes()])
+}
+
+/// `table` + blob hash: every fetch or proof of one blob.
+pub(crate) fn blob_prefix(table: Table, hash: &[u8; 32]) -> Vec<u8> {
+    compose(table, &[hash])
 }
 
 /// `i` + account id + endpoint hash: one browser's push subscription (the hash has a fixed
@@ -435,7 +447,9 @@ mod tests {
         assert_eq!(ids(UNUSED_ATTACHMENTS, 1, 256), b"g\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0");
         assert_eq!(unclaimed_blob(1, &[7; 32]), [&b"u\0\0\0\0\0\0\0\x01"[..], &[7; 32]].concat());
         assert_eq!(all(STORED_BYTES), b"s");
-        assert_eq!(fetch(&[7; 32]), [&b"v"[..], &[7; 32]].concat());
+        assert_eq!(blob_from(FETCHES, &[7; 32], "gunma"), [&b"v"[..], &[7; 32], b"gunma"].concat());
+        assert_eq!(blob_from(FAILED_FETCHES, &[7; 32], "gunma"), [&b"x"[..], &[7; 32], b"gunma"].concat());
+        assert_eq!(blob_from(PROOFS, &[7; 32], "gunma"), [&b"w"[..], &[7; 32], b"gunma"].concat());
         assert_eq!(CLOCK, b"m/clock");
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);

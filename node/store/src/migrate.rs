@@ -237,11 +237,11 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'a' => op.with::<kizuna_domain::attachments::Attachment>(),
         b't' => op.with::<Vec<AttachmentId>>(),
         b's' => op.with::<u64>(),
-        b'v' => op.with::<kizuna_domain::attachments::Fetch>(),
+        b'v' | b'x' => op.with::<kizuna_domain::attachments::Fetch>(),
         b'i' => op.with::<kizuna_domain::push::PushSubscription>(),
         b'j' => op.with::<kizuna_domain::notify::Notice>(),
         // Index tables: the key is the entry, the value is empty.
-        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' => op.with::<()>(),
+        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' => op.with::<()>(),
         _ => return None,
     })
 }

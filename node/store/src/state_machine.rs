@@ -309,12 +309,15 @@ impl ApplyBatch<'_> {
             LogCommand::PushDelivery { account, notices, delivery, gone, origin_node } => {
                 self.push_delivery(account, &notices, (delivery, &gone), origin_node)?
             }
-            LogCommand::FetchedChunk { blob, size, index, bytes } => {
+            LogCommand::FetchedChunk { blob, from, size, index, bytes } => {
                 let ctx = Ctx { log_index, now_ms: self.clock_ms };
-                self.decided(attachments::store_fetched(&self.hub, ctx, (blob, size, index), bytes))?
+                self.decided(attachments::store_fetched(&self.hub, ctx, (blob, &from), (size, index), bytes))?
             }
-            LogCommand::FetchFailed { blob, reason } => {
-                self.decided(attachments::fetch_failed(&self.hub, blob, reason))?
+            LogCommand::FetchFailed { blob, from, reason } => {
+                self.decided(attachments::fetch_failed(&self.hub, blob, &from, reason))?
+            }
+            LogCommand::FetchProven { blob, from } => {
+                self.decided(attachments::fetch_proven(&self.hub, blob, &from))?
             }
         };
         let applied = Applied { result, log_index, duplicate: false };

@@ -17,7 +17,7 @@ use super::names::HubName;
 use super::outbox::PendingWrite;
 use super::wire::{FileCopy, RoomWrite, SizedBlob};
 use crate::attachments::{
-    self, Attachment, Blob, BlobHash, Fetch, MAX_FILE_BYTES, MAX_FILES_PER_POST, Thumbnails, Variant,
+    self, Attachment, Availability, Blob, BlobHash, Fetch, MAX_FILE_BYTES, MAX_FILES_PER_POST, Thumbnails, Variant,
     check_content_type, check_name,
 };
 use crate::error::{DomainResult, invalid, not_found};
@@ -100,8 +100,9 @@ struct Held<'a> {
 }
 
 impl Held<'_> {
-    /// One more reference to `sized`, fetched from the origin unless it is complete here or
-    /// already being fetched (a fetch that failed is tried again from this origin).
+    /// One more reference to `sized`, fetched from the origin unless the origin already proved
+    /// it holds these bytes (sent them whole) or they are being fetched from it; a fetch from
+    /// it that failed is tried again.
     fn take(
         &mut self,
         view: &impl HubView,
@@ -120,8 +121,10 @@ impl Held<'_> {
             return Err(invalid(format!("file {hash} has {} bytes, not {size}", blob.size)));
         }
         self.blobs.insert(hash, Blob { refs: blob.refs + 1, ..blob });
-        let fetching = view.fetch(hash)?.is_some_and(|x| x.failed.is_none()) || self.fetches.contains_key(&hash);
-        if !blob.complete() && !fetching {
+        let proven = blob.complete() && view.proven(self.origin, hash)?;
+        let fetching =
+            view.fetch(hash, self.origin)?.is_some_and(|x| x.failed.is_none()) || self.fetches.contains_key(&hash);
+        if !proven && !fetching {
             let fetch = Fetch {
                 hash,
                 size,
@@ -168,11 +171,16 @@ pub fn release_sent(view: &impl HubView, now_ms: u64, pending: &PendingWrite) ->
     Ok(changes)
 }
 
-/// The blob of `variant` of attachment `id`, if hub `peer` may fetch it: the file is in a post
-/// of one of our rooms where `peer` has an active member (what the fan-out told it of), or it
-/// travelled with a write of ours to `peer`, the home of the room. NotFound otherwise, the same
-/// for a file that does not exist. The blob may be incomplete (this hub is still fetching it).
-pub fn fetchable_by(view: &impl HubView, peer: &HubName, id: AttachmentId, variant: Variant) -> DomainResult<Blob> {
+/// Whether hub `peer` may have the bytes of `variant` of attachment `id`, and whether they are
+/// here: the file is in a post of one of our rooms where `peer` has an active member (what the
+/// fan-out told it of), or it travelled with a write of ours to `peer`, the home of the room.
+/// NotFound otherwise, the same for a file that does not exist.
+pub fn fetchable_by(
+    view: &impl HubView,
+    peer: &HubName,
+    id: AttachmentId,
+    variant: Variant,
+) -> DomainResult<Availability> {
     let a = view.attachment(id)?.ok_or(not_found("file"))?;
     let Some((room, seq)) = a.post else { return Err(not_found("file")) };
     let shared = match view.room(room)?.map(|r| r.kind) {
@@ -183,6 +191,5 @@ pub fn fetchable_by(view: &impl HubView, peer: &HubName, id: AttachmentId, varia
     if !shared {
         return Err(not_found("file"));
     }
-    let hash = a.variant(variant).ok_or(not_found("file"))?;
-    view.blob(hash)?.ok_or(not_found("file"))
+    attachments::availability(view, &a, variant)?.ok_or(not_found("file"))
 }

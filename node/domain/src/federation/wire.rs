@@ -17,8 +17,14 @@ use super::requests::{Reply, RequestCopy};
 use crate::attachments::BlobHash;
 use crate::model::{AttachmentId, FacilityId, Profession, RequestId, Role, RoomId};
 
-/// The version of the message encoding this build writes and reads.
-pub const WIRE_VERSION: u8 = 1;
+/// The newest version of the message encoding this build writes and reads. Version 2 adds the
+/// variants of posts with files (`Message::PostWithFiles`, `RoomWrite::PostWithFiles`) and
+/// changes nothing else: a message is written with the oldest version that has everything it
+/// uses, so a hub still on version 1 reads every other message, and keeps one with files
+/// queued (its batch stops before it) until it is upgraded, instead of skipping it.
+pub const WIRE_VERSION: u8 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_WIRE_VERSION: u8 = 1;
 
 /// An account, named relative to the stream that carries the message.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -231,18 +237,28 @@ impl Message {
     pub fn encode(&self) -> Vec<u8> {
         // Postcard fails only for types it cannot size (e.g. iterators of unknown length) and
         // when the output is full; a Vec grows and every field here is plain data.
-        postcard::to_extend(self, vec![WIRE_VERSION]).expect("plain data always encodes into a Vec")
+        postcard::to_extend(self, vec![self.version()]).expect("plain data always encodes into a Vec")
     }
 
-    /// Exactly one message of the current version.
+    /// The oldest version that has everything this message uses.
+    fn version(&self) -> u8 {
+        match self {
+            Message::PostWithFiles { .. } | Message::Submit { write: RoomWrite::PostWithFiles { .. }, .. } => 2,
+            _ => OLDEST_WIRE_VERSION,
+        }
+    }
+
+    /// Exactly one message of a version this build reads.
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         match bytes.split_first() {
             None => Err(WireError::Empty),
-            Some((&WIRE_VERSION, body)) => match postcard::take_from_bytes(body) {
-                Ok((message, [])) => Ok(message),
-                Ok((_, rest)) => Err(WireError::Malformed(format!("{} stray bytes", rest.len()))),
-                Err(e) => Err(WireError::Malformed(e.to_string())),
-            },
+            Some((&version, body)) if (OLDEST_WIRE_VERSION..=WIRE_VERSION).contains(&version) => {
+                match postcard::take_from_bytes(body) {
+                    Ok((message, [])) => Ok(message),
+                    Ok((_, rest)) => Err(WireError::Malformed(format!("{} stray bytes", rest.len()))),
+                    Err(e) => Err(WireError::Malformed(e.to_string())),
+                }
+            }
             Some((&version, _)) => Err(WireError::UnknownVersion(version)),
         }
     }
@@ -265,14 +281,23 @@ mod tests {
             },
         };
         let bytes = message.encode();
-        assert_eq!(bytes[0], WIRE_VERSION);
+        assert_eq!(bytes[0], 1, "written as version 1: a hub not yet upgraded reads it");
         assert_eq!(Message::decode(&bytes), Ok(message));
         let mut other = bytes.clone();
-        other[0] = 2;
-        assert_eq!(Message::decode(&other), Err(WireError::UnknownVersion(2)));
+        other[0] = WIRE_VERSION + 1;
+        assert_eq!(Message::decode(&other), Err(WireError::UnknownVersion(WIRE_VERSION + 1)));
         let mut longer = bytes;
         longer.push(0);
         assert!(matches!(Message::decode(&longer), Err(WireError::Malformed(_))));
         assert_eq!(Message::decode(&[]), Err(WireError::Empty));
+    }
+
+    #[test]
+    fn a_message_with_files_is_version_2_so_a_version_1_hub_keeps_it_queued() {
+        let write = RoomWrite::PostWithFiles { text: String::new(), reply_to: None, mentions: vec![], files: vec![] };
+        let message = Message::Submit { room: RoomId(7), author: "sato".into(), ticket: 1, write };
+        let bytes = message.encode();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(Message::decode(&bytes), Ok(message));
     }
 }

@@ -5,22 +5,31 @@
 use super::attachments::{GRACE_MS, collect, file, post_with, upload};
 use super::federation::{Story, exchange, forge, name, refused, story};
 use super::*;
-use crate::attachments::{self, BlobHash, CHUNK_BYTES, Variant, chunk_count, chunk_len};
+use crate::attachments::{self, Availability, BlobHash, CHUNK_BYTES, Variant, chunk_count, chunk_len};
 use crate::federation::files::fetchable_by;
-use crate::federation::wire::{FileCopy, PostCopy, SizedBlob};
+use crate::federation::wire::{FileCopy, PostCopy, RoomWrite, SizedBlob};
 use crate::federation::{Message, Party};
 
-/// Stores the bytes of a blob `hub` is fetching, as its fetcher would (chunk by chunk).
-fn fetched(hub: &mut Hub, (hash, bytes): &(BlobHash, Vec<u8>)) {
+/// Stores the bytes of a blob `hub` is fetching from `from`, as its fetcher would: the chunks it
+/// lacks, then the proof.
+fn fetched(hub: &mut Hub, from: &str, (hash, bytes): &(BlobHash, Vec<u8>)) {
     let size = bytes.len() as u64;
-    for index in 0..chunk_count(size) {
+    let first = hub.state.blob(*hash).unwrap().map_or(0, |b| b.stored_chunks);
+    for index in first..chunk_count(size) {
         let start = (u64::from(index) * CHUNK_BYTES) as usize;
         let chunk = bytes[start..start + chunk_len(size, index) as usize].to_vec();
         hub.index += 1;
         let ctx = Ctx { log_index: hub.index, now_ms: hub.now };
-        let changes = attachments::store_fetched(&hub.state, ctx, (*hash, size, index), chunk).unwrap();
-        hub.state.apply(changes);
+        let changes = attachments::store_fetched(&hub.state, ctx, (*hash, &name(from)), (size, index), chunk);
+        hub.state.apply(changes.unwrap());
     }
+    hub.state.apply(attachments::fetch_proven(&hub.state, *hash, &name(from)).unwrap());
+}
+
+/// Whether `variant` of attachment `id` can be read on `hub`.
+fn here(hub: &Hub, id: AttachmentId) -> Availability {
+    let a = hub.state.attachment(id).unwrap().unwrap();
+    attachments::availability(&hub.state, &a, Variant::Original).unwrap().unwrap()
 }
 
 /// The files of post `seq` of `room` on `hub`.
@@ -46,18 +55,21 @@ fn a_post_with_files_reaches_the_member_hub_which_fetches_the_bytes_from_the_hom
     let copy = &copies[0];
     assert_eq!((copy.blob, copy.size, copy.name.as_str()), (f.0, f.1.len() as u64, "褥瘡の経過.pdf"));
     assert_ne!(copy.id, on_tochigi, "an id of Gunma's own");
-    let fetch = s.gunma.state.fetch(f.0).unwrap().expect("the bytes are fetched from Tochigi");
-    assert_eq!((fetch.from, fetch.file, fetch.variant), (name("tochigi"), on_tochigi, Variant::Original));
+    let fetch = s.gunma.state.fetch(f.0, &name("tochigi")).unwrap().expect("the bytes are fetched from Tochigi");
+    assert_eq!((fetch.file, fetch.variant), (on_tochigi, Variant::Original));
     assert_eq!(s.gunma.state.blob(f.0).unwrap().unwrap().stored_chunks, 0, "no byte travelled in the message");
+    assert_eq!(here(&s.gunma, copy.id), Availability::Arriving(name("tochigi")));
     // Tochigi serves it to Gunma, whose member is in the room, and to nobody else.
-    assert!(fetchable_by(&s.tochigi.state, &name("gunma"), on_tochigi, Variant::Original).is_ok());
+    let served = fetchable_by(&s.tochigi.state, &name("gunma"), on_tochigi, Variant::Original);
+    assert!(matches!(served, Ok(Availability::Here(_))), "{served:?}");
     let other = fetchable_by(&s.tochigi.state, &name("ibaraki"), on_tochigi, Variant::Original);
     assert!(matches!(other, Err(DomainError::NotFound(_))), "{other:?}");
     let thumbnail = fetchable_by(&s.tochigi.state, &name("gunma"), on_tochigi, Variant::Small);
     assert!(matches!(thumbnail, Err(DomainError::NotFound(_))), "a PDF has no thumbnails: {thumbnail:?}");
-    fetched(&mut s.gunma, &f);
+    fetched(&mut s.gunma, "tochigi", &f);
     assert!(s.gunma.state.blob(f.0).unwrap().unwrap().complete());
-    assert!(s.gunma.state.fetch(f.0).unwrap().is_none(), "the fetch ends with the last chunk");
+    assert!(s.gunma.state.fetch(f.0, &name("tochigi")).unwrap().is_none(), "the fetch ends with the proof");
+    assert!(matches!(here(&s.gunma, copy.id), Availability::Here(_)));
     assert_eq!(s.gunma.state.stored_bytes().unwrap(), f.1.len() as u64);
     assert!(attachments::readable(&s.gunma.state, s.nurse, copy.id).is_ok(), "the nurse reads it on her hub");
 }
@@ -67,13 +79,19 @@ fn only_a_blob_being_fetched_takes_fetched_chunks_and_a_failed_fetch_says_why() 
     let mut s = story();
     let stray = file(9, 10);
     let ctx = Ctx { log_index: 99, now_ms: s.gunma.now };
-    let refused = attachments::store_fetched(&s.gunma.state, ctx, (stray.0, 10, 0), stray.1.clone());
+    let tochigi = name("tochigi");
+    let refused = attachments::store_fetched(&s.gunma.state, ctx, (stray.0, &tochigi), (10, 0), stray.1.clone());
     assert!(matches!(refused, Err(DomainError::FailedPrecondition(_))), "{refused:?}");
     let (f, _) = doctor_posts_a_file(&mut s);
-    let failed = attachments::fetch_failed(&s.gunma.state, f.0, "tochigi はこのファイルを共有していません".into());
-    s.gunma.state.apply(failed.unwrap());
-    let fetch = s.gunma.state.fetch(f.0).unwrap().unwrap();
-    assert_eq!(fetch.failed.as_deref(), Some("tochigi はこのファイルを共有していません"));
+    let unproven = attachments::fetch_proven(&s.gunma.state, f.0, &tochigi);
+    assert!(matches!(unproven, Err(DomainError::FailedPrecondition(_))), "no proof before the bytes: {unproven:?}");
+    let reason = "tochigi はこのファイルを共有していません";
+    s.gunma.state.apply(attachments::fetch_failed(&s.gunma.state, f.0, &tochigi, reason.into()).unwrap());
+    let fetch = s.gunma.state.fetch(f.0, &tochigi).unwrap().unwrap();
+    assert_eq!(fetch.failed.as_deref(), Some(reason));
+    assert!(s.gunma.state.fetches(10).unwrap().is_empty(), "a failed fetch is no longer due");
+    let copy = files_of(&s.gunma, s.copy, 1).remove(0);
+    assert_eq!(here(&s.gunma, copy.id), Availability::Failed { from: tochigi, reason: reason.into() });
 }
 
 #[test]
@@ -93,18 +111,23 @@ fn a_members_post_with_files_goes_to_the_home_hub_which_fetches_them_from_hers()
     assert_eq!(at_home.len(), 1);
     let shadow = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
     assert_eq!((at_home[0].blob, at_home[0].uploader), (g.0, shadow));
-    let fetch = s.tochigi.state.fetch(g.0).unwrap().expect("fetched from Gunma");
-    assert_eq!((fetch.from, fetch.file), (name("gunma"), upload_id));
-    // Gunma's copy shows the post with its file at once: the bytes are already there.
+    let fetch = s.tochigi.state.fetch(g.0, &name("gunma")).unwrap().expect("fetched from Gunma");
+    assert_eq!(fetch.file, upload_id);
+    // Gunma's copy shows the post with its file; Tochigi must still send the bytes back
+    // (Gunma has them, but takes a hub's word for a file only with the bytes).
     let at_gunma = files_of(&s.gunma, s.copy, 1);
     assert_eq!(at_gunma.len(), 1);
-    assert!(s.gunma.state.fetch(g.0).unwrap().is_none() && s.gunma.state.blob(g.0).unwrap().unwrap().complete());
+    assert_eq!(here(&s.gunma, at_gunma[0].id), Availability::Arriving(name("tochigi")));
+    assert!(matches!(here(&s.gunma, upload_id), Availability::Here(_)), "her own upload is hers");
     // The upload is released now that the post holds the bytes, but Tochigi may still fetch it
     // until it is collected.
     assert!(s.gunma.state.attachment(upload_id).unwrap().unwrap().released_at_ms.is_some());
     assert!(fetchable_by(&s.gunma.state, &name("tochigi"), upload_id, Variant::Original).is_ok());
-    fetched(&mut s.tochigi, &g);
+    fetched(&mut s.tochigi, "gunma", &g);
     assert!(attachments::readable(&s.tochigi.state, s.doctor, at_home[0].id).is_ok());
+    assert!(matches!(here(&s.tochigi, at_home[0].id), Availability::Here(_)));
+    fetched(&mut s.gunma, "tochigi", &g);
+    assert!(matches!(here(&s.gunma, at_gunma[0].id), Availability::Here(_)));
     // After the grace period the upload goes; the post's file keeps the bytes.
     collect(&mut s.gunma, GRACE_MS + 1);
     assert!(s.gunma.state.attachment(upload_id).unwrap().is_none());
@@ -121,7 +144,7 @@ fn a_deleted_post_or_a_dropped_copy_releases_the_copys_files_and_stops_the_fetch
     assert!(fetchable_by(&s.tochigi.state, &name("gunma"), on_tochigi, Variant::Original).is_err());
     collect(&mut s.gunma, GRACE_MS + 1);
     assert!(s.gunma.state.blob(f.0).unwrap().is_none(), "the half-fetched blob goes");
-    assert!(s.gunma.state.fetch(f.0).unwrap().is_none(), "and so does its fetch");
+    assert!(s.gunma.state.fetch(f.0, &name("tochigi")).unwrap().is_none(), "and so does its fetch");
     // A second file; then the nurse is removed: Gunma's copy lets go of it too.
     let (g, on_tochigi) = {
         let g = file(8, 500);
@@ -130,14 +153,15 @@ fn a_deleted_post_or_a_dropped_copy_releases_the_copys_files_and_stops_the_fetch
         exchange(&mut s.tochigi, &mut s.gunma);
         (g, id)
     };
-    assert!(s.gunma.state.fetch(g.0).unwrap().is_some());
+    assert!(s.gunma.state.fetch(g.0, &name("tochigi")).unwrap().is_some());
     let shadow = s.tochigi.state.account_by_login("user1@gunma").unwrap().unwrap();
     s.tochigi.ok(s.doctor, Command::Remove { room: s.home, account: shadow });
     exchange(&mut s.tochigi, &mut s.gunma);
     assert!(fetchable_by(&s.tochigi.state, &name("gunma"), on_tochigi, Variant::Original).is_err(), "at once");
     assert!(files_of(&s.gunma, s.copy, 2).is_empty());
     collect(&mut s.gunma, GRACE_MS + 1);
-    assert!(s.gunma.state.fetch(g.0).unwrap().is_none() && s.gunma.state.blob(g.0).unwrap().is_none());
+    assert!(s.gunma.state.fetch(g.0, &name("tochigi")).unwrap().is_none());
+    assert!(s.gunma.state.blob(g.0).unwrap().is_none());
 }
 
 #[test]
@@ -177,13 +201,46 @@ fn a_file_a_peer_describes_is_checked_by_the_rules_of_an_upload() {
 }
 
 #[test]
-fn an_upload_of_the_same_content_here_ends_the_fetch() {
+fn a_hub_naming_a_file_held_here_must_still_send_its_bytes() {
+    let mut s = story();
+    // A file of a room Gunma has nobody in: Gunma must not get it (nor put it before the team)
+    // by naming its hash.
+    let private = patient(&mut s.tochigi, s.doctor, "鬼怒川 太郎");
+    let f = file(5, 300);
+    let id = upload(&mut s.tochigi, s.doctor, &f, "検査結果.pdf");
+    post_with(&mut s.tochigi, s.doctor, private, "検査結果です", vec![id]).unwrap();
+    let claimed = FileCopy {
+        id: AttachmentId(77),
+        name: "写し.pdf".into(),
+        content_type: "application/pdf".into(),
+        file: SizedBlob { hash: f.0, size: 300 },
+        thumbnails: None,
+    };
+    let write =
+        RoomWrite::PostWithFiles {
+            text: "共有します".into(), reply_to: None, mentions: vec![], files: vec![claimed]
+        };
+    let submit = Message::Submit { room: s.home, author: "user1".into(), ticket: 9, write };
+    assert!(!refused(&forge(&mut s.tochigi, "gunma", vec![submit])));
+    let named = files_of(&s.tochigi, s.home, 1).remove(0);
+    assert_eq!(here(&s.tochigi, named.id), Availability::Arriving(name("gunma")), "not until Gunma sends the bytes");
+    let served = fetchable_by(&s.tochigi.state, &name("gunma"), named.id, Variant::Original);
+    assert!(matches!(served, Ok(Availability::Arriving(_))), "nothing to serve back: {served:?}");
+    assert!(s.tochigi.state.fetch(f.0, &name("gunma")).unwrap().is_some(), "asked of Gunma");
+    assert!(matches!(here(&s.tochigi, id), Availability::Here(_)), "the doctor's own file is unaffected");
+}
+
+#[test]
+fn an_upload_of_the_same_content_here_does_not_stand_for_the_peers_proof() {
     let mut s = story();
     let (f, _) = doctor_posts_a_file(&mut s);
-    assert!(s.gunma.state.fetch(f.0).unwrap().is_some());
+    let copy = files_of(&s.gunma, s.copy, 1).remove(0);
     let own = upload(&mut s.gunma, s.nurse, &f, "同じ内容.pdf");
-    assert!(s.gunma.state.fetch(f.0).unwrap().is_none(), "nothing left to fetch");
     let blob = s.gunma.state.blob(f.0).unwrap().unwrap();
     assert!(blob.complete() && blob.refs == 2, "one blob for the copy's file and the upload: {blob:?}");
-    assert!(attachments::readable(&s.gunma.state, s.nurse, own).is_ok());
+    assert!(matches!(here(&s.gunma, own), Availability::Here(_)));
+    assert_eq!(here(&s.gunma, copy.id), Availability::Arriving(name("tochigi")), "still Tochigi's to send");
+    fetched(&mut s.gunma, "tochigi", &f);
+    assert!(matches!(here(&s.gunma, copy.id), Availability::Here(_)));
+    assert_eq!(s.gunma.state.blob(f.0).unwrap().unwrap().stored_chunks, chunk_count(f.1.len() as u64));
 }

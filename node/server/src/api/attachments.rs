@@ -23,7 +23,7 @@ use crate::attachments::media::{self, Detected, MediaError};
 use crate::attachments::staging::{Ingested, PARTS_PER_ACCOUNT, Part, Staged, UploadError, Verified};
 use crate::attachments::video;
 use kizuna_domain::attachments::{
-    self as domain, Attachment, Blob, BlobHash, CHUNK_BYTES, Thumbnails, chunk_count, chunk_len,
+    self as domain, Attachment, Availability, Blob, BlobHash, CHUNK_BYTES, Thumbnails, chunk_count, chunk_len,
 };
 use kizuna_domain::model::{AccountId, AttachmentId};
 use kizuna_domain::{Command, CommandResult, HubView, Outcome, audit, validate_idempotency_key};
@@ -139,30 +139,31 @@ impl Api {
         Ok(())
     }
 
-    /// The attachment `id` as `me` may read it, and the blob of `variant`.
+    /// The attachment `id` as `me` may read it, and the blob of `variant`, once it is here.
     fn readable_blob(&self, me: AccountId, id: AttachmentId, variant: i32) -> Result<(Attachment, Blob), Status> {
+        let variant = variant_of(variant)?;
         self.query(|hub| {
             let a = domain::readable(hub, me, id).map_err(domain_status)?;
-            let hash = variant_blob(&a, variant)?;
-            let blob = hub.blob(hash).map_err(view_status)?.filter(Blob::complete);
-            match (blob, hub.fetch(hash).map_err(view_status)?) {
-                (Some(blob), _) => Ok((a, blob)),
-                (None, Some(fetch)) => Err(not_here_yet(&fetch)),
-                (None, None) => Err(Status::internal(format!("the stored bytes of attachment {id} are missing"))),
+            match domain::availability(hub, &a, variant).map_err(view_status)? {
+                None => Err(Status::not_found("this attachment has no thumbnails")),
+                Some(Availability::Here(blob)) => Ok((a, blob)),
+                Some(other) => Err(not_here(other, id)),
             }
         })
     }
 }
 
-/// Why a file of another hub's post cannot be downloaded yet (or at all), in its reader's words.
-fn not_here_yet(fetch: &domain::Fetch) -> Status {
-    match &fetch.failed {
-        None => Status::unavailable(format!(
-            "このファイルは {} から届いている途中です。しばらくしてからもう一度開いてください",
-            fetch.from
+/// Why a file cannot be downloaded yet (or at all), in its reader's words.
+fn not_here(availability: Availability, id: AttachmentId) -> Status {
+    match availability {
+        Availability::Arriving(from) => Status::unavailable(format!(
+            "このファイルは {from} から届いている途中です。しばらくしてからもう一度開いてください"
         )),
-        Some(reason) => {
-            Status::failed_precondition(format!("このファイルを {} から取得できませんでした: {reason}", fetch.from))
+        Availability::Failed { from, reason } => {
+            Status::failed_precondition(format!("このファイルを {from} から取得できませんでした: {reason}"))
+        }
+        Availability::Here(_) | Availability::Missing => {
+            Status::internal(format!("the stored bytes of attachment {id} are missing"))
         }
     }
 }
@@ -280,15 +281,12 @@ fn upload_status(e: UploadError) -> Status {
     }
 }
 
-/// The blob a download of `variant` sends.
-fn variant_blob(a: &Attachment, variant: i32) -> Result<BlobHash, Status> {
-    let thumbnail = |pick: fn(&Thumbnails) -> BlobHash| {
-        a.thumbnails.as_ref().map(pick).ok_or_else(|| Status::not_found("this attachment has no thumbnails"))
-    };
+/// Which blob a download of `variant` sends.
+fn variant_of(variant: i32) -> Result<domain::Variant, Status> {
     match pb::Variant::try_from(variant) {
-        Ok(pb::Variant::Unspecified | pb::Variant::Original) => Ok(a.blob),
-        Ok(pb::Variant::Small) => thumbnail(|t| t.small),
-        Ok(pb::Variant::Medium) => thumbnail(|t| t.medium),
+        Ok(pb::Variant::Unspecified | pb::Variant::Original) => Ok(domain::Variant::Original),
+        Ok(pb::Variant::Small) => Ok(domain::Variant::Small),
+        Ok(pb::Variant::Medium) => Ok(domain::Variant::Medium),
         Err(_) => Err(Status::invalid_argument(format!("variant {variant}: no such variant"))),
     }
 }

@@ -194,14 +194,12 @@ pub(super) fn post_view(hub: &impl HubView, p: Post) -> pb::Post {
 /// An attachment as its readers see it.
 pub(super) fn attachment_view(hub: &impl HubView, a: &Attachment) -> pb::Attachment {
     let (room, seq) = a.post.map_or((0, 0), |(room, seq)| (room.0, seq));
-    // Inside `Api::query`: a fetch record that could not be read fails the whole answer there.
-    let fetch = hub.fetch(a.blob).ok().flatten();
-    let (arriving_from_hub, unavailable_reason) = match fetch {
-        Some(f) => match f.failed {
-            None => (f.from.to_string(), String::new()),
-            Some(reason) => (String::new(), reason),
-        },
-        None => Default::default(),
+    // Inside `Api::query`: a record that could not be read fails the whole answer there.
+    let available = attachments::availability(hub, a, attachments::Variant::Original).ok().flatten();
+    let (arriving_from_hub, unavailable_reason) = match available {
+        Some(attachments::Availability::Arriving(from)) => (from.to_string(), String::new()),
+        Some(attachments::Availability::Failed { from, reason }) => (String::new(), format!("{from}: {reason}")),
+        _ => Default::default(),
     };
     pb::Attachment {
         id: a.id.0,

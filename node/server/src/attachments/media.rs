@@ -268,6 +268,12 @@ fn exif_orientation(bytes: &[u8]) -> Option<Orientation> {
     Orientation::from_exif(value)
 }
 
+/// Whether `bytes` carry EXIF metadata (which may hold where a photo was taken). Photos this hub
+/// makes safe carry none; one from another hub that does is refused.
+pub fn carries_exif(bytes: &[u8]) -> bool {
+    exif::Reader::new().read_from_container(&mut Cursor::new(bytes)).is_ok()
+}
+
 /// The encoders write pixels only (JPEG: a JFIF header; PNG: no text chunks; WebP: no EXIF
 /// or XMP chunk), so the copy carries no metadata.
 fn encode_original(image: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>, MediaError> {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kizuna_domain::attachments::{Blob, BlobHash, Fetch, Variant, chunk_count};
+use kizuna_domain::attachments::{Availability, Blob, BlobHash, Fetch, Variant, chunk_count};
 use kizuna_domain::federation::HubName;
 use kizuna_domain::federation::files::fetchable_by;
 use kizuna_domain::model::AttachmentId;
@@ -50,11 +50,12 @@ impl FileSource for Node {
         // A follower behind the message that told the peer of the file must not answer "not
         // shared": that would end the peer's fetch for good.
         self.linearizable_barrier().await.map_err(|e| e.into_status())?;
-        let blob = fetchable_by(&self.state.hub(), peer, file, variant).map_err(domain_status)?;
-        if !blob.complete() {
-            return Err(Status::unavailable("this hub does not have all of the file yet"));
+        match fetchable_by(&self.state.hub(), peer, file, variant).map_err(domain_status)? {
+            Availability::Here(blob) => Ok(blob),
+            Availability::Arriving(_) => Err(Status::unavailable("this hub does not have all of the file yet")),
+            // Final for the asking hub too: this hub could not get the bytes either.
+            Availability::Failed { .. } | Availability::Missing => Err(Status::not_found("file")),
         }
-        Ok(blob)
     }
 
     fn chunk(&self, hash: BlobHash, index: u32) -> Result<Vec<u8>, Status> {
@@ -190,7 +191,8 @@ impl Fetcher {
                 Err(FetchError::Refused(reason)) => {
                     warn!(hash = %fetch.hash, from = %fetch.from, "a file cannot be fetched: {reason}");
                     self.retry.remove(&fetch.hash);
-                    if let Err(e) = self.propose(LogCommand::FetchFailed { blob: fetch.hash, reason }, "failed").await {
+                    let failed = LogCommand::FetchFailed { blob: fetch.hash, from: fetch.from.clone(), reason };
+                    if let Err(e) = self.propose(failed, "failed").await {
                         warn!(hash = %fetch.hash, "could not record the failed fetch: {e}");
                     }
                 }
@@ -198,26 +200,32 @@ impl Fetcher {
         }
     }
 
-    /// Gets the whole blob from its hub, checks it, and stores what this hub lacks of it.
+    /// Gets the whole blob from its hub and checks it, stores what this hub lacks of it, then
+    /// records that the hub sent it (even a blob held here already: see `attachments::Fetch`).
     async fn fetch(&mut self, fetch: &Fetch) -> Result<(), FetchError> {
-        let held = self.node.state.hub().blob(fetch.hash).map_err(|e| FetchError::Later(e.to_string()))?;
-        if held.is_some_and(|b| b.complete()) {
-            return Ok(()); // Completed meanwhile (the same content uploaded here): the record goes with it.
+        let cap = self.node.attachments.max_file_bytes;
+        if fetch.size > cap {
+            return Err(FetchError::Refused(format!("ファイルが大きすぎます (上限 {} MiB)", cap >> 20)));
         }
-        self.check_space(fetch)?;
-        let verified = self.download(fetch).await?;
-        check_type(fetch, &verified).await?;
         let held = self.node.state.hub().blob(fetch.hash).map_err(|e| FetchError::Later(e.to_string()))?;
         let first = held.map_or(0, |b| b.stored_chunks);
+        if first < chunk_count(fetch.size) {
+            self.check_space(fetch)?;
+        }
+        let verified = tokio::time::timeout(FETCH_TIMEOUT, self.download(fetch))
+            .await
+            .map_err(|_| FetchError::Later(format!("{} took longer than {FETCH_TIMEOUT:?}", fetch.from)))??;
+        check_bytes(fetch, &verified).await?;
         for index in first..chunk_count(fetch.size) {
             let bytes = verified.chunk(index).await.map_err(|e| FetchError::Later(format!("reading the file: {e}")))?;
-            let command = LogCommand::FetchedChunk { blob: fetch.hash, size: fetch.size, index, bytes };
-            match self.propose(command, &format!("{}/{index}", fetch.hash)).await {
-                Ok(()) => {}
-                Err(e) => return Err(FetchError::Later(format!("storing chunk {index}: {e}"))),
-            }
+            let (blob, from, size) = (fetch.hash, fetch.from.clone(), fetch.size);
+            let command = LogCommand::FetchedChunk { blob, from, size, index, bytes };
+            self.propose(command, &format!("{}/{index}", fetch.hash))
+                .await
+                .map_err(|e| FetchError::Later(format!("storing chunk {index}: {e}")))?;
         }
-        Ok(())
+        let proven = LogCommand::FetchProven { blob: fetch.hash, from: fetch.from.clone() };
+        self.propose(proven, &format!("{}/proven", fetch.hash)).await.map_err(FetchError::Later)
     }
 
     /// The hub's quota holds for fetched files too: a peer cannot fill this hub's disks.
@@ -281,15 +289,27 @@ fn refused_bytes(peer: &HubName, e: UploadError) -> FetchError {
     }
 }
 
-/// The bytes must be of the type the message named (detected again here).
-async fn check_type(fetch: &Fetch, verified: &Verified) -> Result<(), FetchError> {
+/// The bytes must be of the type the message named (detected again here, from the bytes), and
+/// a photo must carry no metadata: a hub makes its photos safe before it shares them, and this
+/// hub does not take another's word for it.
+async fn check_bytes(fetch: &Fetch, verified: &Verified) -> Result<(), FetchError> {
     let head = verified.head().await.map_err(|e| FetchError::Later(format!("reading the file: {e}")))?;
-    let detected = media::detect(&head).map(|d| d.content_type).unwrap_or("unknown");
-    if detected != fetch.content_type {
+    let detected = media::detect(&head).ok();
+    if detected.map(|d| d.content_type) != Some(fetch.content_type.as_str()) {
+        let seen = detected.map_or("unknown", |d| d.content_type);
         return Err(FetchError::Refused(format!(
-            "{} から届いたファイルの種類 ({detected}) が説明 ({}) と一致しません",
+            "{} から届いたファイルの種類 ({seen}) が説明 ({}) と一致しないか、添付できない種類です",
             fetch.from, fetch.content_type
         )));
+    }
+    if detected.is_some_and(|d| d.photo) {
+        let bytes = tokio::fs::read(&verified.path).await.map_err(|e| FetchError::Later(format!("reading: {e}")))?;
+        if media::carries_exif(&bytes) {
+            return Err(FetchError::Refused(format!(
+                "{} から届いた写真に位置情報などのメタデータが残っています",
+                fetch.from
+            )));
+        }
     }
     Ok(())
 }

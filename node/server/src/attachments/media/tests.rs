@@ -136,6 +136,13 @@ fn geotagged_jpeg_loses_all_exif_and_is_turned_upright() {
 }
 
 #[test]
+fn a_photo_with_exif_is_told_from_a_safe_one() {
+    let input = geotagged_jpeg();
+    assert!(carries_exif(&input), "another hub's photo with its location is refused");
+    assert!(!carries_exif(&safe(&input).original), "what a hub shares carries none");
+}
+
+#[test]
 fn png_text_chunks_are_dropped_and_alpha_thumbnails_are_white() {
     let transparent = RgbaImage::from_pixel(30, 10, Rgba([0, 0, 0, 0]));
     let png = encode(&DynamicImage::ImageRgba8(transparent), ImageFormat::Png);
