@@ -103,7 +103,9 @@ impl TestHub {
             let id = i as u64 + 1;
             let (raft, raft_addr) = ephemeral().await;
             let (api, api_addr) = ephemeral().await;
-            listeners.push(Listeners { raft, api, metrics: None });
+            // Every test node serves its metrics, so every test exercises the endpoint.
+            let (metrics, metrics_addr) = ephemeral().await;
+            listeners.push(Listeners { raft, api, metrics: Some(metrics) });
             nodes.push(NodeConfig {
                 id,
                 name: format!("{region}-{id}"),
@@ -112,7 +114,7 @@ impl TestHub {
                 api_addr,
                 public_url: None,
                 federation_addr: None,
-                metrics_addr: None,
+                metrics_addr: Some(metrics_addr),
                 data_dir: dir.path().join(format!("n{id}")),
                 voter: *voter,
                 routes: HashMap::new(),
@@ -276,6 +278,11 @@ impl TestHub {
         if tokio::time::timeout(Duration::from_secs(30), n.shutdown()).await.is_err() {
             panic!("node {id} did not shut down within 30s");
         }
+    }
+
+    /// Where node `id` serves its Prometheus metrics.
+    pub fn metrics_addr(&self, id: u64) -> std::net::SocketAddr {
+        self.node_config(id).metrics_addr.expect("test nodes serve metrics")
     }
 
     /// Restarts a stopped node from its data dir on its old addresses.
