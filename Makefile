@@ -5,7 +5,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kizuna/target
 CARGO ?= cargo
 
-.PHONY: demo demo-federation test chaos chaos-federated setup setup-browser setup-smtp screenshots build web lint lint-proto fmt clean-demo
+.PHONY: demo demo-federation test chaos chaos-federated setup setup-browser setup-smtp setup-prometheus lint-ops screenshots build web lint lint-proto fmt clean-demo
 
 # buf (the protobuf linter) from the npm registry, installed once per machine next to the build.
 BUF_VERSION ?= 1.75.0
@@ -60,13 +60,21 @@ demo-federation: setup web
 
 ## Run every test: the proto linter, unit, storage suite, in-process hub integration tests, and
 ## the browser client in a real browser (node/tests/browser.rs).
-test: setup setup-browser setup-smtp web lint-proto
+test: setup setup-browser setup-smtp setup-prometheus web lint-proto lint-ops
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
 ## Regenerate the README's screenshots (docs/screenshots/*.png) with the browser test.
 screenshots: setup setup-browser web
 	bash ops/scripts/screenshots.sh
+
+## Debian's Prometheus (server and promtool), for the metrics test and the alert rules' check.
+setup-prometheus:
+	@bash ops/scripts/setup-prometheus.sh
+
+## Check the alert rules (and their unit tests) and the example scrape configuration.
+lint-ops: setup-prometheus
+	cd ops/prometheus && promtool check config prometheus.yml && promtool test rules alerts_test.yml
 
 ## Lint the gRPC contracts with buf (rules and remaining exceptions in proto/buf.yaml).
 lint-proto: setup

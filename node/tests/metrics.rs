@@ -98,12 +98,52 @@ async fn every_node_serves_its_metrics_and_a_real_prometheus_scrapes_them() {
     assert_eq!(sample(&theirs, "kizuna_raft_is_leader", &[&format!("node=\"{follower}\"")]), Some(0.0));
     assert_eq!(http_get(hub.metrics_addr(leader), "/nothing").await.0, 404);
 
+    let (_, all) = http_get(hub.metrics_addr(follower), "/metrics").await;
+    for name in names_in_ops() {
+        assert!(all.contains(&name), "{name} is used by ops/ but no node serves it");
+    }
+
     let prometheus = Prometheus::start(&hub);
     let leaders = prometheus.until_value("sum(kizuna_raft_is_leader)").await;
     assert_eq!(leaders, 1.0, "exactly one leader, as Prometheus sees the hub");
     let posted = prometheus.until_value("sum(grpc_server_handled_total{grpc_method=\"CreatePost\"})").await;
     assert!(posted >= 3.0, "{posted}");
+    for expr in dashboard_queries() {
+        prometheus.answers(&expr).await;
+    }
     hub.shutdown().await;
+}
+
+/// Metrics the in-process test hub cannot have: it runs neither TLS nor federation peers (the
+/// TLS and federation tests cover what fills them).
+const NOT_HERE: &[&str] = &["kizuna_tls_certificate_expiry_timestamp_seconds", "kizuna_federation_outbox_messages"];
+
+/// Every metric name the alert rules and the dashboard in `ops/` use (`kizuna_…`,
+/// `grpc_server_…`), so a renamed metric fails here rather than silently in production.
+fn names_in_ops() -> Vec<String> {
+    let ops = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops");
+    let mut names = Vec::new();
+    for file in ["prometheus/alerts.yml", "grafana/kizuna-hub.json"] {
+        let text = std::fs::read_to_string(ops.join(file)).expect("ops file");
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            let ours = word.starts_with("kizuna_") || word.starts_with("grpc_server_");
+            if ours && !NOT_HERE.contains(&word) && !names.iter().any(|n| n == word) {
+                names.push(word.to_owned());
+            }
+        }
+    }
+    assert!(names.len() > 10, "{names:?}");
+    names
+}
+
+/// The queries of the dashboard's panels.
+fn dashboard_queries() -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/grafana/kizuna-hub.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).unwrap();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let targets = panels.iter().flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default());
+    targets.map(|t| t["expr"].as_str().expect("an expression").to_owned()).collect()
 }
 
 /// A Prometheus server scraping every node of `hub` each second, killed when dropped.
@@ -162,6 +202,15 @@ impl Drop for Prometheus {
     }
 }
 
+impl Prometheus {
+    /// Prometheus evaluates `query` without an error (a dashboard panel that can show data).
+    async fn answers(&self, query: &str) {
+        let (_, answer) = http_get(self.addr, &format!("/api/v1/query?query={}", encode(query))).await;
+        let json: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        assert_eq!(json["status"], "success", "{query}: {answer}");
+    }
+}
+
 /// The first sample's value of an instant-query answer (`"value":[<time>,"<value>"]`).
 fn first_value(answer: &str) -> Option<f64> {
     let json: serde_json::Value = serde_json::from_str(answer).ok()?;
@@ -171,5 +220,8 @@ fn first_value(answer: &str) -> Option<f64> {
 
 /// Percent-encodes a query for a URL.
 fn encode(query: &str) -> String {
-    query.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    query
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }

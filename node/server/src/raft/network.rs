@@ -144,7 +144,14 @@ impl PeerClient {
         self.channels.raft_client(&self.addr).map_err(unreachable)
     }
 
-    async fn call<Req, Resp, F, Fut>(&self, req: &Req, option: &RPCOption, f: F) -> Result<Resp, RPCError<TypeConfig>>
+    /// One RPC to the peer; its round trip (or its failure) goes to the metrics by peer and
+    /// kind (`kizuna_raft_rpc_seconds`, `kizuna_raft_rpc_failures_total`).
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        (rpc, req): (&'static str, &Req),
+        option: &RPCOption,
+        f: F,
+    ) -> Result<Resp, RPCError<TypeConfig>>
     where
         Req: serde::Serialize,
         Resp: for<'de> serde::Deserialize<'de>,
@@ -152,8 +159,15 @@ impl PeerClient {
         Fut: Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
     {
         let payload = RaftPayload { data: encode(req) };
-        let reply = tokio::time::timeout(option.hard_ttl(), f(self.client()?, payload))
-            .await
+        let started = std::time::Instant::now();
+        let reply = tokio::time::timeout(option.hard_ttl(), f(self.client()?, payload)).await;
+        let labels = [("peer", self.target.to_string()), ("rpc", rpc.to_owned())];
+        if matches!(reply, Ok(Ok(_))) {
+            metrics::histogram!("kizuna_raft_rpc_seconds", &labels).record(started.elapsed().as_secs_f64());
+        } else {
+            metrics::counter!("kizuna_raft_rpc_failures_total", &labels).increment(1);
+        }
+        let reply = reply
             .map_err(|_| {
                 RPCError::Network(network(format!(
                     "no answer from node {} within {:?}",
@@ -174,7 +188,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, p| async move { c.append_entries(p).await }).await
+        self.call(("append_entries", &rpc), &option, |mut c, p| async move { c.append_entries(p).await }).await
     }
 
     async fn vote(
@@ -182,7 +196,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, p| async move { c.vote(p).await }).await
+        self.call(("vote", &rpc), &option, |mut c, p| async move { c.vote(p).await }).await
     }
 
     async fn pre_vote(
@@ -190,7 +204,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, &option, |mut c, p| async move { c.pre_vote(p).await }).await
+        self.call(("pre_vote", &rpc), &option, |mut c, p| async move { c.pre_vote(p).await }).await
     }
 
     async fn transfer_leader(
@@ -198,7 +212,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&req, &option, |mut c, p| async move { c.transfer_leader(p).await }).await
+        self.call(("transfer_leader", &req), &option, |mut c, p| async move { c.transfer_leader(p).await }).await
     }
 
     async fn full_snapshot(
@@ -209,6 +223,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let stream_err = |e: String| StreamingError::Network(network(e));
+        metrics::counter!("kizuna_raft_snapshot_sends_total", "peer" => self.target.to_string()).increment(1);
         let mut client = self.channels.raft_client(&self.addr).map_err(|e| stream_err(e.to_string()))?;
         let total_bytes = snapshot.snapshot.size().map_err(|e| stream_err(format!("snapshot file: {e}")))?;
         let mut file = tokio::fs::File::open(&snapshot.snapshot.path)
