@@ -160,6 +160,11 @@ fn print_browser_banner(hub: &HubConfig, data_dir: &Path, insecure: bool, leader
         println!("  Firefox: Settings → Certificates → View Certificates → Authorities → Import");
         println!("  or, on 127.0.0.1, proceed past the browser's warning once on each node's address above.");
     }
+    let metrics: Vec<String> =
+        hub.nodes.iter().filter_map(|n| n.metrics_addr).map(|a| format!("http://{a}/metrics")).collect();
+    if !metrics.is_empty() {
+        println!("Prometheus metrics: {}", metrics.join("  "));
+    }
 }
 
 pub async fn wait_for_leader(nodes: &[&RunningNode], timeout: Duration) -> Option<u64> {
