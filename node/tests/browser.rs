@@ -81,8 +81,14 @@ async fn a_cut_off_node_is_said_and_left_in_a_real_browser() {
     run_in_browser(Wire::Faulty, "e2e/cut-off.mjs").await;
 }
 
+/// One browser story at a time: each runs Chromium beside a 3-node hub, and two of them at once
+/// on a 2-core machine starve the hub's heartbeats until its leader steps back (seen as a seed
+/// write refused with "lost contact with its quorum").
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts a seeded 3-node hub on `wire` and runs `script` (under node/web) against it.
 async fn run_in_browser(wire: Wire, script: &str) {
+    let _alone = ONE_BROWSER.lock().await;
     let web = web_dir();
     check_prerequisites(&web);
 

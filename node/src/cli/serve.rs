@@ -39,10 +39,34 @@ pub async fn serve(config: &Path, node_name: &str, insecure: bool) -> anyhow::Re
     let hub = HubConfig::load(config)?;
     let me = hub.node(node_name)?.clone();
     let node = start_node(&hub, &me, insecure).await?;
+    tell_service_manager_ready(&node.running).await;
     shutdown_signal().await;
     info!("stopping");
+    notify_service_manager(&[sd_notify::NotifyState::Stopping]);
     node.shutdown().await;
     Ok(())
+}
+
+/// How long a starting node waits to hear of a leader before it reports itself ready anyway
+/// (a region cut off from the quorum still serves its reads).
+const READY_WAIT: Duration = Duration::from_secs(30);
+
+/// Tells systemd (`Type=notify`) the node is up: once it serves and knows its hub's leader, so a
+/// rolling restart moves on only when the node has rejoined; after [`READY_WAIT`] without a
+/// leader, ready all the same, saying so. Nothing happens outside systemd.
+async fn tell_service_manager_ready(running: &RunningNode) {
+    let leader = wait_for_leader(&[running], READY_WAIT).await;
+    let status = match leader {
+        Some(leader) => format!("serving; leader is node {leader}"),
+        None => format!("serving; no leader heard of within {}s (reads only)", READY_WAIT.as_secs()),
+    };
+    notify_service_manager(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+}
+
+fn notify_service_manager(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        warn!("could not notify the service manager (NOTIFY_SOCKET): {e}");
+    }
 }
 
 /// A running node and, when its hub federates, its federation listener and sender.
