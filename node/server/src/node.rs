@@ -348,8 +348,14 @@ impl Node {
     }
 
     pub fn incoming_snapshot_path(&self) -> PathBuf {
+        self.scratch_path("incoming")
+    }
+
+    /// A file name of its own in the snapshot directory for `what` (a snapshot arriving, a
+    /// backup image leaving).
+    pub fn scratch_path(&self, what: &str) -> PathBuf {
         let n = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
-        self.snapshot_dir.join(format!("incoming-{n}.snap"))
+        self.snapshot_dir.join(format!("{what}-{n}.snap"))
     }
 
     /// This node's own view of itself.

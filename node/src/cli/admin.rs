@@ -127,10 +127,76 @@ pub enum AdminCommand {
     },
     /// Every member's applied index and state digest: replicas at one index must agree.
     Digest,
+    /// An encrypted backup of the hub's whole state (attached files included), made by the
+    /// contacted node, written to --dir; the newest --keep are kept. `backup verify FILE`
+    /// checks one end to end; `backup keygen --out FILE` makes the operators' key.
+    Backup {
+        #[command(subcommand)]
+        action: Option<BackupAction>,
+        /// Where backups are kept (the newest --keep of this hub stay).
+        #[arg(long, required_unless_present = "action")]
+        dir: Option<PathBuf>,
+        /// The operators' backup key (32 bytes; `kizuna admin backup keygen`).
+        #[arg(long, required_unless_present = "action")]
+        key: Option<PathBuf>,
+        /// Generations kept in --dir (the MHLW guideline's example: daily, 5 generations).
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+        /// Also copy the backup here: a directory on media that goes offline or is write-once.
+        #[arg(long)]
+        offline_copy: Option<PathBuf>,
+    },
+    /// Build the nodes of a new hub (--config) from a backup: their data directories must be
+    /// empty. Every restored node must report the backup's state digest.
+    Restore {
+        #[arg(long)]
+        backup: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        /// The new hub's topology (its nodes become the hub's membership).
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this node (default: every node of the topology).
+        #[arg(long)]
+        node: Option<String>,
+    },
     /// Hub↔hub federation: the hub's signing key, whether its peers answer, the queue to each
     /// peer, and pausing it.
     #[command(subcommand)]
     Federation(super::federation::FederationCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BackupAction {
+    /// Decrypt a backup, check it is whole and restore it into a scratch directory: the digests
+    /// must match the one recorded when it was made.
+    Verify {
+        file: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Make a new backup key (32 random bytes, mode 0400; never over an existing file).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn backup_action(action: BackupAction) -> anyhow::Result<()> {
+    match action {
+        BackupAction::Verify { file, key } => {
+            let m = super::backup::verify(&file, &super::backup::BackupKey::load(&key)?)?;
+            println!(
+                "backup intact: hub {:?}, index {}, term {}, {} entries, digest {} (made {})",
+                m.hub, m.applied_index, m.term, m.entries, m.sha256, m.created_at
+            );
+        }
+        BackupAction::Keygen { out } => {
+            let id = super::backup::BackupKey::generate(&out)?;
+            println!("wrote backup key {id} to {}: keep copies offline; without it no backup restores", out.display());
+        }
+    }
+    Ok(())
 }
 
 /// Calls the contacted node, then the leader it names if it is not the leader. `call` gets the
@@ -181,6 +247,23 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
             admin::audit(&target()?, account, patient, export, verify).await?
         }
         AdminCommand::VapidKey { out } => super::vapid::run(&out)?,
+        AdminCommand::Backup { action: Some(action), .. } => backup_action(action)?,
+        AdminCommand::Backup { action: None, dir, key, keep, offline_copy } => {
+            let (Some(dir), Some(key)) = (dir, key) else { anyhow::bail!("--dir and --key are needed") };
+            let key = super::backup::BackupKey::load(&key)?;
+            let (_, channel) = target()?.connect_any().await?;
+            let path = super::backup::create(channel, &token()?, (&dir, offline_copy.as_deref()), &key, keep).await?;
+            println!("wrote {}", path.display());
+        }
+        AdminCommand::Restore { backup, key, config, node } => {
+            let hub = HubConfig::load(&config)?;
+            let key = super::backup::BackupKey::load(&key)?;
+            let m = super::backup::restore(&backup, &key, &hub, node.as_deref())?;
+            println!(
+                "hub {:?} restored at index {} (term {}); start its nodes with `kizuna serve`",
+                m.hub, m.applied_index, m.term
+            );
+        }
         AdminCommand::Certs { config, out } => {
             let hub = HubConfig::load(&config)?;
             for path in crate::tls::generate(&hub, &out)? {

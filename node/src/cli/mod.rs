@@ -4,6 +4,7 @@ pub mod admin;
 pub mod attachment_load;
 pub mod attachments;
 pub mod audit_export;
+pub mod backup;
 pub mod demo_federation;
 pub mod directory;
 pub mod federation;
@@ -41,6 +42,26 @@ pub fn init_tracing() {
 
 pub fn demo_hub() -> anyhow::Result<HubConfig> {
     HubConfig::parse(DEMO_TOPOLOGY).context("the built-in demo topology")
+}
+
+/// The name, the bar, bytes so far of all, speed, time left.
+const BAR: &str = "{msg:20!} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}";
+
+/// A progress bar of `total` bytes for long work (uploads, downloads, backups), drawn on stderr
+/// only when it is a terminal.
+pub(crate) fn progress_bar(total: u64, label: &str) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template(BAR)
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let bar = indicatif::ProgressBar::new(total).with_style(style).with_message(label.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+#[cfg(test)]
+#[test]
+fn the_progress_bar_template_parses() {
+    assert!(indicatif::ProgressStyle::with_template(BAR).is_ok());
 }
 
 /// Where the demo keeps its generated certificates, relative to the working directory.

@@ -16,6 +16,7 @@
 //! one write-ahead log, so syncing a log append also makes every earlier state-machine write
 //! durable.
 
+pub mod backup;
 pub mod codec;
 mod fault;
 mod hub_view;
@@ -40,7 +41,7 @@ pub use journal::ReadJournal;
 pub use log_store::LogStore;
 pub use migrate::MigrateError;
 pub use snapshot::SnapshotFile;
-pub use state_machine::{ApplyFault, StateMachineStore, StateReader, StorageProperty};
+pub use state_machine::{ApplyFault, StateDigest, StateMachineStore, StateReader, StorageProperty};
 
 pub(crate) const CF_RAFT_LOG: &str = "raft_log";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";

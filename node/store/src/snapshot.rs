@@ -11,8 +11,13 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{codec, io_err};
-use crate::raft::SnapshotMeta;
+use rocksdb::{DB, IteratorMode};
+use sha2::{Digest, Sha256};
+
+use super::keys::{APPLIED, MEMBERSHIP};
+use super::state_machine::StateDigest;
+use super::{CF_SM_DATA, CF_SM_META, cf, codec, io_err};
+use crate::raft::{LogId, SnapshotMeta, StoredMembership};
 
 /// A snapshot's data: a file on disk, never the whole snapshot in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +86,77 @@ fn read_bytes(input: &mut impl Read, len: u32) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0; len as usize];
     input.read_exact(&mut buf)?;
     Ok(buf)
+}
+
+/// The digest of a store's `sm_data` pairs, fed in key order: the same for a live store
+/// ([`StateDigest`]) and for a snapshot file of it.
+#[derive(Default)]
+pub(crate) struct PairDigest {
+    hash: Sha256,
+    entries: u64,
+}
+
+impl PairDigest {
+    pub(crate) fn add(&mut self, key: &[u8], value: &[u8]) {
+        self.hash.update((key.len() as u64).to_be_bytes());
+        self.hash.update(key);
+        self.hash.update((value.len() as u64).to_be_bytes());
+        self.hash.update(value);
+        self.entries += 1;
+    }
+
+    pub(crate) fn finish(self, applied: Option<&LogId>) -> StateDigest {
+        StateDigest {
+            applied_index: applied.map_or(0, |l| l.index),
+            sha256: kizuna_domain::hex(&self.hash.finalize()),
+            entries: self.entries,
+        }
+    }
+}
+
+/// Writes a snapshot file of `db`'s state machine at `path`, from one RocksDB snapshot (so it
+/// is consistent while apply goes on), with its digest.
+pub(crate) fn write_consistent(db: &DB, path: &Path) -> std::io::Result<(SnapshotMeta, StateDigest)> {
+    let view = db.snapshot();
+    let meta_cf = cf(db, CF_SM_META);
+    let read = |key: &[u8]| -> std::io::Result<Option<Vec<u8>>> { view.get_cf(meta_cf, key).map_err(io_err) };
+    let last_log_id: Option<LogId> = match read(APPLIED)? {
+        Some(b) => Some(codec::decode_at(CF_SM_META, APPLIED, &b)?),
+        None => None,
+    };
+    let last_membership: StoredMembership = match read(MEMBERSHIP)? {
+        Some(b) => codec::decode_at(CF_SM_META, MEMBERSHIP, &b)?,
+        None => StoredMembership::default(),
+    };
+    let meta = SnapshotMeta { last_log_id, last_membership };
+    let mut writer = SnapshotWriter::create(path, &meta)?;
+    let mut digest = PairDigest::default();
+    for item in view.iterator_cf(cf(db, CF_SM_DATA), IteratorMode::Start) {
+        let (k, v) = item.map_err(io_err)?;
+        writer.pair(&k, &v)?;
+        digest.add(&k, &v);
+    }
+    writer.finish()?;
+    let digest = digest.finish(meta.last_log_id.as_ref());
+    Ok((meta, digest))
+}
+
+/// Reads a whole snapshot file, checking that it is complete: its meta and its digest.
+pub(crate) fn digest_of(path: &Path) -> std::io::Result<(SnapshotMeta, StateDigest)> {
+    let mut digest = PairDigest::default();
+    let meta = read_pairs(path, |k, v| {
+        digest.add(&k, &v);
+        Ok(())
+    })?;
+    let digest = digest.finish(meta.last_log_id.as_ref());
+    Ok((meta, digest))
+}
+
+/// Copies the snapshot file `from` to `to` with `meta` in place of its own.
+pub(crate) fn rewrite_meta(from: &Path, to: &Path, meta: &SnapshotMeta) -> std::io::Result<()> {
+    let mut writer = SnapshotWriter::create(to, meta)?;
+    read_pairs(from, |k, v| writer.pair(&k, &v))?;
+    writer.finish()
 }
 
 /// Reads only the meta at the head of a snapshot file.

@@ -14,7 +14,7 @@ use rocksdb::{DB, IteratorMode, WriteBatch};
 use super::fault::StorageFault;
 use super::hub_view::RocksHub;
 use super::keys::{self, APPLIED, CLOCK, IDEMPOTENCY, MEMBERSHIP, RECORDS};
-use super::snapshot::{self, SnapshotFile, SnapshotWriter};
+use super::snapshot::{self, SnapshotFile};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_value};
 use super::{ReadJournal, install};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
@@ -32,7 +32,7 @@ pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
 /// Read access to the applied state, shared with the API.
 #[derive(Clone)]
 pub struct StateReader {
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
     snapshots_installed: Arc<AtomicU64>,
     events: tokio::sync::broadcast::Sender<Event>,
     /// Patient-data reads of this node, waiting to be shipped into the audit chain.
@@ -90,27 +90,17 @@ impl StateReader {
     /// A digest of every `sm_data` entry and the applied index it reflects, both read from one
     /// RocksDB snapshot (apply writes them in one batch): replicas at one index must agree.
     pub fn state_digest(&self) -> std::io::Result<StateDigest> {
-        use sha2::{Digest, Sha256};
         let snap = self.db.snapshot();
         let applied: Option<LogId> = match snap.get_cf(cf(&self.db, CF_SM_META), APPLIED).map_err(io_err)? {
             Some(bytes) => Some(codec::decode_at(CF_SM_META, APPLIED, &bytes)?),
             None => None,
         };
-        let mut hash = Sha256::new();
-        let mut entries = 0u64;
+        let mut digest = snapshot::PairDigest::default();
         for item in snap.iterator_cf(cf(&self.db, CF_SM_DATA), IteratorMode::Start) {
             let (key, value) = item.map_err(io_err)?;
-            hash.update((key.len() as u64).to_be_bytes());
-            hash.update(&key);
-            hash.update((value.len() as u64).to_be_bytes());
-            hash.update(&value);
-            entries += 1;
+            digest.add(&key, &value);
         }
-        Ok(StateDigest {
-            applied_index: applied.map_or(0, |l| l.index),
-            sha256: kizuna_domain::hex(&hash.finalize()),
-            entries,
-        })
+        Ok(digest.finish(applied.as_ref()))
     }
 
     /// A handle that tells when the database has been closed (every user dropped it).
@@ -631,25 +621,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             // Sync the WAL first: once this snapshot exists openraft may purge the log, and the
             // unsynced state-machine writes must not be the only copy of what it held.
             db.flush_wal(true).map_err(io_err)?;
-            let view = db.snapshot();
-            let meta_cf = cf(&db, CF_SM_META);
-            let read = |key: &[u8]| -> std::io::Result<Option<Vec<u8>>> { view.get_cf(meta_cf, key).map_err(io_err) };
-            let last_log_id: Option<LogId> = match read(APPLIED)? {
-                Some(b) => Some(codec::decode_at(CF_SM_META, APPLIED, &b)?),
-                None => None,
-            };
-            let last_membership: StoredMembership = match read(MEMBERSHIP)? {
-                Some(b) => codec::decode_at(CF_SM_META, MEMBERSHIP, &b)?,
-                None => StoredMembership::default(),
-            };
-            let meta = SnapshotMeta { last_log_id, last_membership };
             let tmp = dir.join(format!("build-{seq}.snap"));
-            let mut writer = SnapshotWriter::create(&tmp, &meta)?;
-            for item in view.iterator_cf(cf(&db, CF_SM_DATA), IteratorMode::Start) {
-                let (k, v) = item.map_err(io_err)?;
-                writer.pair(&k, &v)?;
-            }
-            writer.finish()?;
+            let (meta, _) = snapshot::write_consistent(&db, &tmp)?;
             let current = dir.join(CURRENT_SNAPSHOT);
             std::fs::rename(&tmp, &current)?;
             Ok(Snapshot { meta, snapshot: SnapshotFile { path: current } })

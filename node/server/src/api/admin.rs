@@ -9,10 +9,11 @@ use kizuna_domain::federation::HubName;
 use kizuna_domain::{Command, HubView};
 use kizuna_proto::admin::cluster_admin_service_server::ClusterAdminService;
 use kizuna_proto::admin::{
-    AddLearnerRequest, AddLearnerResponse, ChangeMembershipRequest, ChangeMembershipResponse, CreateSnapshotRequest,
-    CreateSnapshotResponse, GetClusterStatusRequest, GetClusterStatusResponse, GetStateDigestRequest,
-    GetStateDigestResponse, ListFederationPeersRequest, ListFederationPeersResponse, Member, MemberRole, Membership,
-    SetFederationPeerPausedRequest, SetFederationPeerPausedResponse, TransferLeaderRequest, TransferLeaderResponse,
+    AddLearnerRequest, AddLearnerResponse, BackupImage, ChangeMembershipRequest, ChangeMembershipResponse,
+    CreateBackupRequest, CreateBackupResponse, CreateSnapshotRequest, CreateSnapshotResponse, GetClusterStatusRequest,
+    GetClusterStatusResponse, GetStateDigestRequest, GetStateDigestResponse, ListFederationPeersRequest,
+    ListFederationPeersResponse, Member, MemberRole, Membership, SetFederationPeerPausedRequest,
+    SetFederationPeerPausedResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
@@ -22,6 +23,42 @@ use crate::federation::{ConfiguredPeer, PeerStatus};
 use crate::member::{ClusterStatus, MemberStatus, NodeRole};
 use crate::node::{Node, NodeError};
 use crate::raft::HubNode;
+
+type BackupStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<CreateBackupResponse, Status>> + Send>>;
+
+/// Sends the image's description, then its bytes in 1 MiB chunks; the file goes afterwards,
+/// also when the client went away.
+async fn send_image(
+    image: BackupImage,
+    path: std::path::PathBuf,
+    tx: tokio::sync::mpsc::Sender<Result<CreateBackupResponse, Status>>,
+) {
+    use kizuna_proto::admin::create_backup_response::Part;
+    use tokio::io::AsyncReadExt;
+    let sent = async {
+        let mut file = tokio::fs::File::open(&path).await.map_err(|e| Status::internal(e.to_string()))?;
+        if tx.send(Ok(CreateBackupResponse { part: Some(Part::Image(image)) })).await.is_err() {
+            return Ok(());
+        }
+        loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            let n = file.read(&mut chunk).await.map_err(|e| Status::internal(e.to_string()))?;
+            if n == 0 {
+                return Ok(());
+            }
+            chunk.truncate(n);
+            if tx.send(Ok(CreateBackupResponse { part: Some(Part::Chunk(chunk)) })).await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    if let Err(status) = sent.await {
+        let _ = tx.send(Err(status)).await;
+    }
+    if let Err(e) = tokio::fs::remove_file(&path).await {
+        tracing::warn!(path = %path.display(), "could not remove a backup image: {e}");
+    }
+}
 
 pub struct ClusterAdmin {
     api: Api,
@@ -260,6 +297,39 @@ impl ClusterAdminService for ClusterAdmin {
             sha256: digest.sha256,
             entries: digest.entries,
         }))
+    }
+
+    type CreateBackupStream = BackupStream;
+
+    async fn create_backup(&self, req: Request<CreateBackupRequest>) -> Result<Response<BackupStream>, Status> {
+        let (operator, _) = self.api.operator_on(&req, ReadFrom::Current).await?;
+        let path = self.node.scratch_path("backup");
+        let (state, image_path) = (self.node.state.clone(), path.clone());
+        let written = tokio::task::spawn_blocking(move || state.write_image(&image_path)).await;
+        let info = written.map_err(|e| Status::internal(e.to_string()))?.map_err(|e| {
+            let _ = std::fs::remove_file(&path);
+            Status::internal(format!("writing the backup image: {e}"))
+        })?;
+        let size = std::fs::metadata(&path).map_err(|e| Status::internal(e.to_string()))?.len();
+        let image = BackupImage {
+            hub: self.node.raft.config().cluster_name.clone(),
+            node_id: self.node.id,
+            term: info.term,
+            applied_index: info.digest.applied_index,
+            sha256: info.digest.sha256,
+            entries: info.digest.entries,
+            size,
+        };
+        // The whole hub's data leaves through this call: the audit chain says who took it.
+        let what = format!(
+            "backup image of the whole state at index {} taken by operator {}",
+            image.applied_index, operator.0
+        );
+        let record = kizuna_domain::audit::AuditRecord::by_hub(crate::node::now_ms(), self.node.id, what);
+        self.node.state.journal.append(&record).map_err(|e| Status::internal(format!("audit journal: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(send_image(image, path, tx));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn list_federation_peers(

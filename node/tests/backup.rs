@@ -1,0 +1,148 @@
+//! The restore drill: a 3-node hub with a patient's posts and an attached file is backed up
+//! (encrypted to the operators' key, generations kept, a copy for offline media), the backup is
+//! verified end to end and refused when changed or given the wrong key; then every node is
+//! destroyed, the hub is restored from the backup, every restored node reports the backup's
+//! digest, and the team logs in, reads its timeline, downloads its file and posts again.
+
+mod common;
+
+use common::{TestHub, authed, channel, patient_room};
+use kizuna_node::cli::backup::{self, BackupKey};
+use kizuna_proto::accounts::LoginRequest;
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::attachments::attachment_service_client::AttachmentServiceClient;
+use kizuna_proto::attachments::{DownloadRequest, UploadHeader, UploadRequest, upload_request};
+use kizuna_proto::posts::post_service_client::PostServiceClient;
+use kizuna_proto::posts::{CreatePostRequest, TimelineOrder, TimelineRequest};
+use sha2::{Digest, Sha256};
+use tonic::transport::Channel;
+
+fn pdf(size: usize) -> Vec<u8> {
+    let mut bytes = b"%PDF-1.4\n".to_vec();
+    bytes.extend((0..size - bytes.len()).map(|i| (i as u8).wrapping_mul(13)));
+    bytes
+}
+
+async fn upload(api: Channel, token: &str, bytes: &[u8]) -> u64 {
+    let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let header = UploadHeader {
+        idempotency_key: "plan".into(),
+        name: "ケアプラン.pdf".into(),
+        size: bytes.len() as u64,
+        sha256,
+    };
+    let mut parts = vec![UploadRequest { part: Some(upload_request::Part::Header(header)) }];
+    parts.extend(
+        bytes.chunks(100 * 1024).map(|c| UploadRequest { part: Some(upload_request::Part::Chunk(c.to_vec())) }),
+    );
+    let answer = AttachmentServiceClient::new(api).upload(authed(futures::stream::iter(parts), token)).await;
+    answer.expect("upload").into_inner().attachment.expect("attachment").id
+}
+
+async fn post(api: Channel, token: &str, room_id: u64, text: &str, files: Vec<u64>) {
+    let req = CreatePostRequest {
+        idempotency_key: format!("post-{text}"),
+        room_id,
+        text: text.into(),
+        attachment_ids: files,
+        ..Default::default()
+    };
+    PostServiceClient::new(api).create_post(authed(req, token)).await.expect("post");
+}
+
+async fn texts(api: Channel, token: &str, room_id: u64) -> Vec<String> {
+    let req =
+        TimelineRequest { room_id, order: TimelineOrder::OldestFirst as i32, page_size: 50, ..Default::default() };
+    let page = PostServiceClient::new(api).timeline(authed(req, token)).await.expect("timeline").into_inner();
+    page.posts.into_iter().map(|p| p.text).collect()
+}
+
+async fn download(api: Channel, token: &str, id: u64) -> Vec<u8> {
+    let req = DownloadRequest { attachment_id: id, variant: 0, offset: 0 };
+    let mut stream =
+        AttachmentServiceClient::new(api).download(authed(req, token)).await.expect("download").into_inner();
+    let mut bytes = Vec::new();
+    while let Some(m) = stream.message().await.expect("a chunk") {
+        bytes.extend(m.chunk);
+    }
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hub_destroyed_everywhere_comes_back_from_its_backup() {
+    let mut hub = TestHub::start(3).await;
+    let doctor = hub.member("dr.mori").await;
+    let leader = hub.leader().await;
+    let api = channel(&hub.api(leader)).await;
+    let room = patient_room(api.clone(), &doctor, &[]).await;
+    let plan = pdf(300 * 1024);
+    let file = upload(api.clone(), &doctor, &plan).await;
+    post(api.clone(), &doctor, room, "往診しました。褥瘡は改善傾向です。", vec![]).await;
+    post(api.clone(), &doctor, room, "ケアプランを添付します", vec![file]).await;
+
+    let keys = tempfile::tempdir().unwrap();
+    let key_path = keys.path().join("backup.key");
+    let key_id = BackupKey::generate(&key_path).expect("a key");
+    assert!(BackupKey::generate(&key_path).is_err(), "never over an existing key");
+    let key = BackupKey::load(&key_path).unwrap();
+    assert_eq!(key.id(), key_id);
+    let (dir, offline) = (keys.path().join("backups"), keys.path().join("offline"));
+    let operator = hub.operator().await;
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let api = channel(&hub.api(hub.follower_of(leader))).await;
+        made.push(backup::create(api, &operator, (&dir, Some(&offline)), &key, 2).await.expect("a backup"));
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // names differ by the second
+    }
+    let kept: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    assert_eq!(kept.iter().filter(|p| p.extension().is_some_and(|x| x == "kbk")).count(), 2, "{kept:?}");
+    assert!(!made[0].exists() && made[2].exists(), "the oldest generation goes");
+    assert_eq!(std::fs::read_dir(&offline).unwrap().count(), 3, "the offline copies are never pruned");
+    let newest = made[2].clone();
+    let manifest = backup::verify(&newest, &key).expect("the backup verifies end to end");
+    assert!(manifest.applied_index > 0 && manifest.entries > 0);
+
+    // Changed or opened with another key, a backup is refused.
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let tampered = keys.path().join("tampered.kbk");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let refused = backup::verify(&tampered, &key).expect_err("a changed backup");
+    assert!(refused.to_string().contains("does not decrypt"), "{refused:#}");
+    BackupKey::generate(&keys.path().join("other.key")).unwrap();
+    let other = BackupKey::load(&keys.path().join("other.key")).unwrap();
+    assert!(backup::verify(&newest, &other).is_err(), "another key");
+
+    // The worst day: every node and its data are gone.
+    for id in hub.running_ids() {
+        hub.stop(id).await;
+        std::fs::remove_dir_all(hub.data_dir(id)).unwrap();
+    }
+    let restored = backup::restore(&newest, &key, &hub.config, None).expect("restored");
+    assert_eq!(restored, manifest);
+    assert!(backup::restore(&newest, &key, &hub.config, None).is_err(), "never over a node's data");
+    for node in hub.config.nodes.clone() {
+        hub.restart(node.id).await;
+    }
+    let leader = hub.leader().await;
+    let api = channel(&hub.api(leader)).await;
+    let login = LoginRequest {
+        idempotency_key: "after-restore".into(),
+        login: "dr.mori".into(),
+        password: common::OPERATOR_PASSWORD.into(),
+        device: "test".into(),
+        ..Default::default()
+    };
+    let again =
+        AccountServiceClient::new(api.clone()).login(login).await.expect("the doctor logs in").into_inner().token;
+    let shown = texts(api.clone(), &again, room).await;
+    assert_eq!(shown, ["往診しました。褥瘡は改善傾向です。", "ケアプランを添付します"]);
+    assert_eq!(download(api.clone(), &again, file).await, plan, "the attached file came back");
+    post(api.clone(), &again, room, "復旧後の初回投稿", vec![]).await;
+    for id in hub.running_ids() {
+        let other = channel(&hub.api(id)).await;
+        assert_eq!(texts(other, &again, room).await.len(), 3, "node {id} serves the restored hub");
+    }
+    hub.shutdown().await;
+}
