@@ -77,6 +77,26 @@ impl<'a> RocksHub<'a> {
         self.get(&keys::text(keys::IDEMPOTENCY, scoped_key))
     }
 
+    /// Remembers the result of a request under its scoped key, indexed by the apply clock so
+    /// that it is forgotten after the retry window ([`Self::forget_remembered`]).
+    pub fn remember(&mut self, scoped_key: &str, applied: &kizuna_domain::Applied, at_ms: u64) {
+        self.put(keys::text(keys::IDEMPOTENCY, scoped_key), applied);
+        self.put(keys::remembered_at(at_ms, scoped_key), &());
+    }
+
+    /// Forgets at most `limit` results remembered before `before_ms`, oldest first (a retry
+    /// of one of them is then a new request). How many it forgot.
+    pub fn forget_remembered(&mut self, before_ms: u64, limit: usize) -> usize {
+        let due = self.due(keys::REMEMBERED_AT, before_ms, limit);
+        for key in &due {
+            if let Some(scoped) = self.key_suffix(key, keys::key_of_remembered(key).map(str::to_owned)) {
+                self.overlay.insert(keys::text(keys::IDEMPOTENCY, &scoped), None);
+            }
+            self.overlay.insert(key.clone(), None);
+        }
+        due.len()
+    }
+
     /// The first storage failure this view met, if any: then some answer it gave was invented.
     pub fn fault(&self) -> Option<StorageFault> {
         self.fault.borrow().clone()
@@ -409,6 +429,39 @@ impl<'a> RocksHub<'a> {
 
     /// Stored events after `cursor`, oldest first, at most `limit` (an undecodable one is a
     /// fault, and ends the list: a subscriber must not skip past it).
+    /// The cursor of the newest event forgotten (0: none).
+    pub fn events_forgotten_to(&self) -> u64 {
+        self.get(keys::EVENTS_FORGOTTEN).unwrap_or(0)
+    }
+
+    /// Forgets at most `limit` of the oldest live events, those from before `before_ms`:
+    /// subscribers resume from a cursor within the replay window, an older one reloads. The
+    /// scan starts after what was forgotten, never over the deleted keys again.
+    pub fn forget_events(&mut self, before_ms: u64, limit: usize) {
+        let forgotten = self.events_forgotten_to();
+        // Most entries find nothing to forget: one read tells.
+        if self.events_after_pending(forgotten, 1).first().is_none_or(|e| e.at_ms >= before_ms) {
+            return;
+        }
+        let mut newest = forgotten;
+        for event in self.events_after_pending(forgotten, limit) {
+            if event.at_ms >= before_ms {
+                break;
+            }
+            self.overlay.insert(keys::id(EVENTS, event.cursor), None);
+            newest = event.cursor;
+        }
+        if newest != forgotten {
+            self.put(keys::EVENTS_FORGOTTEN.to_vec(), &newest);
+        }
+    }
+
+    /// Events after `cursor` as this apply batch left them (its own writes included).
+    fn events_after_pending(&self, cursor: u64, limit: usize) -> Vec<Event> {
+        let (prefix, start) = (keys::all(EVENTS), keys::id(EVENTS, cursor.saturating_add(1)));
+        self.scan_from(&prefix, &start, limit).into_iter().map_while(|(k, v)| self.decode(&k, &v)).collect()
+    }
+
     pub fn events_after(&self, cursor: u64, limit: usize) -> Vec<Event> {
         let pairs = self.pairs_after(EVENTS, cursor, limit);
         pairs.iter().map_while(|(k, v)| self.decode(k, v)).collect()

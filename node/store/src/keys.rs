@@ -62,6 +62,7 @@
 //! | `g` | since (ms), attachment id | (index of attachments no post shows, to collect) |
 //! | `u` | since (ms), blob hash | (index of blobs no attachment holds, to collect) |
 //! | `s` | — | u64: the bytes of every stored chunk (the hub's quota) |
+//! | `y` | applied at (ms), scoped idempotency key | () (index of `q` by time, to forget after the retry window) |
 //! | `v` | blob hash (32 bytes), hub name | Fetch (a blob to fetch from that hub, still due) |
 //! | `x` | blob hash (32 bytes), hub name | Fetch (a fetch from that hub that failed, with why) |
 //! | `w` | blob hash (32 bytes), hub name | () (that hub sent the whole blob, checked) |
@@ -130,6 +131,7 @@ pub(crate) const UNUSED_ATTACHMENTS: Table = table(b'g', "attachments to collect
 pub(crate) const UNCLAIMED_BLOBS: Table = table(b'u', "stored files to collect");
 pub(crate) const STORED_BYTES: Table = table(b's', "stored file bytes");
 pub(crate) const FETCHES: Table = table(b'v', "files to fetch from other hubs");
+pub(crate) const REMEMBERED_AT: Table = table(b'y', "remembered results by time");
 pub(crate) const FAILED_FETCHES: Table = table(b'x', "files other hubs could not give");
 pub(crate) const PROOFS: Table = table(b'w', "files other hubs sent whole");
 pub(crate) const RECORDS: Table = table(b'r', "records");
@@ -137,7 +139,7 @@ pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 51] = [
+pub(crate) const TABLES: [Table; 52] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -189,6 +191,7 @@ pub(crate) const TABLES: [Table; 51] = [
     FETCHES,
     FAILED_FETCHES,
     PROOFS,
+    REMEMBERED_AT,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -308,6 +311,18 @@ pub(crate) fn blob(hash: &[u8; 32]) -> Vec<u8> {
     compose(BLOBS, &[hash])
 }
 
+/// `y` + when + scoped idempotency key: a remembered result, in the order they were applied.
+pub(crate) fn remembered_at(at_ms: u64, scoped_key: &str) -> Vec<u8> {
+    compose(REMEMBERED_AT, &[&be(at_ms), scoped_key.as_bytes()])
+}
+
+/// The scoped idempotency key of a `y` key.
+pub(crate) fn key_of_remembered(key: &[u8]) -> Result<&str, KeyError> {
+    let rest = key.strip_prefix(&[REMEMBERED_AT.prefix]).ok_or(KeyError("not a `y` key"))?;
+    let key = rest.get(8..).ok_or(KeyError("a `y` key without its time"))?;
+    std::str::from_utf8(key).map_err(|_| KeyError("a `y` key that is not text"))
+}
+
 /// `table` (`v`, `x` or `w`) + blob hash + hub name: a blob's fetch from, or proof by, one hub
 /// (the hash has a fixed width, so one blob's scan never reaches another's).
 pub(crate) fn blob_from(table: Table, hash: &[u8; 32], hub: &str) -> Vec<u8> {
@@ -356,6 +371,9 @@ pub(crate) fn hash_of_unclaimed(key: &[u8]) -> Result<[u8; 32], KeyError> {
 
 /// The apply clock, in `sm_data` so snapshots carry it.
 pub(crate) const CLOCK: &[u8] = b"m/clock";
+/// The cursor of the newest live event forgotten (events up to it are gone; a subscriber
+/// resuming below it must reload).
+pub(crate) const EVENTS_FORGOTTEN: &[u8] = b"m/events_forgotten";
 
 /// The u64 that ends `key` right after `prefix` (the id of an index key, the seq of a log key).
 pub(crate) fn id_after(key: &[u8], prefix: &[u8]) -> Result<u64, KeyError> {
@@ -448,6 +466,9 @@ mod tests {
         assert_eq!(unclaimed_blob(1, &[7; 32]), [&b"u\0\0\0\0\0\0\0\x01"[..], &[7; 32]].concat());
         assert_eq!(all(STORED_BYTES), b"s");
         assert_eq!(blob_from(FETCHES, &[7; 32], "gunma"), [&b"v"[..], &[7; 32], b"gunma"].concat());
+        assert_eq!(remembered_at(258, "3/k"), b"y\0\0\0\0\0\0\x01\x023/k");
+        assert_eq!(key_of_remembered(&remembered_at(258, "3/k")), Ok("3/k"));
+        assert!(key_of_remembered(b"y\0\0").is_err());
         assert_eq!(blob_from(FAILED_FETCHES, &[7; 32], "gunma"), [&b"x"[..], &[7; 32], b"gunma"].concat());
         assert_eq!(blob_from(PROOFS, &[7; 32], "gunma"), [&b"w"[..], &[7; 32], b"gunma"].concat());
         assert_eq!(CLOCK, b"m/clock");

@@ -13,7 +13,7 @@ use rocksdb::{DB, IteratorMode, WriteBatch};
 
 use super::fault::StorageFault;
 use super::hub_view::RocksHub;
-use super::keys::{self, APPLIED, CLOCK, IDEMPOTENCY, MEMBERSHIP, RECORDS};
+use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS};
 use super::snapshot::{self, SnapshotFile};
 use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_value};
 use super::{ReadJournal, install};
@@ -81,6 +81,14 @@ impl StateReader {
     }
 
     /// Stored events after `cursor`, oldest first, at most `limit`.
+    /// The cursor of the newest live event forgotten: a subscriber resuming below it missed
+    /// events that are gone.
+    pub fn events_forgotten_to(&self) -> Result<u64, StorageFault> {
+        let hub = self.hub();
+        let cursor = hub.events_forgotten_to();
+        hub.fault().map_or(Ok(cursor), Err)
+    }
+
     pub fn events_after(&self, cursor: u64, limit: usize) -> Result<Vec<Event>, StorageFault> {
         let hub = self.hub();
         let events = hub.events_after(cursor, limit);
@@ -215,7 +223,6 @@ struct ApplyBatch<'a> {
     db: &'a DB,
     batch: WriteBatch,
     records: HashMap<String, Record>,
-    applied_keys: HashMap<String, Applied>,
     clock_ms: u64,
     hub: RocksHub<'a>,
     events: Vec<Event>,
@@ -230,6 +237,19 @@ struct FederatedBatch {
     signature: Vec<u8>,
     origin_node: u64,
 }
+
+/// How long a request's result is remembered under its idempotency key: a retry within it gets
+/// the first answer, a later one is a new request. A day covers a phone offline overnight.
+pub const RETRY_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+/// Results one entry forgets at most: more than one entry remembers, so a backlog drains, and
+/// few enough to keep every apply short.
+const FORGET_PER_ENTRY: usize = 4;
+
+/// How long live events are kept for subscribers resuming from a cursor: a client away longer
+/// reloads its views instead (the API answers OUT_OF_RANGE).
+pub const EVENT_REPLAY_WINDOW_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Events one entry forgets at most: more than one entry raises (16), so a backlog drains.
+const FORGET_EVENTS_PER_ENTRY: usize = 32;
 
 /// Why this node stopped applying: a command met a storage fault. See
 /// [`ApplyBatch::stop_if_faulted`].
@@ -315,9 +335,12 @@ impl ApplyBatch<'_> {
         // stream as it is then: a batch refused for a gap must apply once the hole is filled.
         // The stream, not the key, is what keeps a batch from applying twice.
         if !matches!(&applied.result, CommandResult::Received(receipt) if !receipt.applied_something()) {
-            self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(IDEMPOTENCY, &scoped_key), to_value(&applied)?);
-            self.applied_keys.insert(scoped_key, applied.clone());
+            self.hub.remember(&scoped_key, &applied, self.clock_ms);
         }
+        // Every entry forgets a few results older than the retry window, by the replicated
+        // clock: every replica forgets the same ones at the same entry.
+        self.hub.forget_remembered(self.clock_ms.saturating_sub(RETRY_WINDOW_MS), FORGET_PER_ENTRY);
+        self.hub.forget_events(self.clock_ms.saturating_sub(EVENT_REPLAY_WINDOW_MS), FORGET_EVENTS_PER_ENTRY);
         Ok(applied)
     }
 
@@ -469,11 +492,10 @@ impl ApplyBatch<'_> {
         }
     }
 
+    /// The remembered result of `key`, as this batch left it (a storage fault is noted by the
+    /// view and ends the batch).
     fn applied_under(&self, key: &str) -> std::io::Result<Option<Applied>> {
-        match self.applied_keys.get(key) {
-            Some(a) => Ok(Some(a.clone())),
-            None => get_value(self.db, CF_SM_DATA, &keys::text(IDEMPOTENCY, key)),
-        }
+        Ok(self.hub.remembered(key))
     }
 }
 
@@ -518,7 +540,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             db: &self.db,
             batch: WriteBatch::default(),
             records: HashMap::new(),
-            applied_keys: HashMap::new(),
             clock_ms,
             hub: RocksHub::new(&self.db),
             events: Vec::new(),
@@ -690,6 +711,66 @@ mod tests {
         assert_eq!(sm.reader().state_digest().expect("digest"), before, "the poisoned batch wrote something");
         assert_eq!(sm.reader().record("second").expect("read"), None);
         assert_eq!(sm.applied_state().await.expect("applied").0.map(|l| l.index), Some(1));
+    }
+
+    /// A record write proposed at `at_ms` under the idempotency key `key`.
+    fn put_at(index: u64, at_ms: u64, key: &str) -> Entry {
+        let command = LogCommand::PutRecord { key: format!("record-{index}"), value: "v".into() };
+        let envelope = Envelope { idempotency_key: key.into(), proposed_at_ms: at_ms, command };
+        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
+    }
+
+    #[tokio::test]
+    async fn a_result_is_remembered_for_the_retry_window_then_forgotten_the_same_way_everywhere() {
+        let (one, two) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (_l1, mut a) = crate::open(one.path()).expect("open");
+        let (_l2, mut b) = crate::open(two.path()).expect("open");
+        let day = RETRY_WINDOW_MS;
+        let entries = || {
+            vec![
+                put_at(1, 1_000, "first"),
+                put_at(2, 2_000, "first"),
+                put_at(3, 1_000 + day, "other"),
+                put_at(4, 1_001 + day, "later"),
+                put_at(5, 1_002 + day, "first"),
+            ]
+        };
+        // One node applies them in one batch, the other one by one: the same state.
+        apply(&mut a, entries()).await.expect("applied");
+        for entry in entries() {
+            apply(&mut b, vec![entry]).await.expect("applied");
+        }
+        assert_eq!(a.reader().state_digest().unwrap(), b.reader().state_digest().unwrap());
+        let hub = a.reader();
+        let hub = hub.hub();
+        // Within the window the retry (entry 2) was answered from entry 1: record-2 never written.
+        assert!(a.reader().record("record-2").unwrap().is_none());
+        // A day later "first" was forgotten (by entry 4), so entry 5 is a new request.
+        assert!(a.reader().record("record-5").unwrap().is_some(), "a retry after the window runs again");
+        assert_eq!(hub.remembered("first").map(|r| r.log_index), Some(5));
+        assert!(hub.remembered("other").is_some() && hub.remembered("later").is_some());
+    }
+
+    #[tokio::test]
+    async fn live_events_older_than_the_replay_window_are_forgotten_in_order() {
+        use kizuna_domain::events::EventKind;
+        let dir = tempfile::tempdir().expect("dir");
+        let (_log, mut sm) = crate::open(dir.path()).expect("open");
+        let mut hub = RocksHub::new(&sm.db);
+        for (cursor, at_ms) in [(16, 1_000), (17, 1_000), (32, 5_000)] {
+            let kind = EventKind::Posted { seq: cursor };
+            hub.put_event(&Event { cursor, room: kizuna_domain::model::RoomId(7), at_ms, kind });
+        }
+        let mut wb = WriteBatch::default();
+        hub.write_into(&mut wb).expect("events");
+        sm.db.write(wb).expect("written");
+        let week = EVENT_REPLAY_WINDOW_MS;
+        apply(&mut sm, vec![put_at(3, 1_000 + week, "a")]).await.expect("applied");
+        assert_eq!(sm.reader().events_forgotten_to().unwrap(), 0, "none older than the window yet");
+        apply(&mut sm, vec![put_at(4, 1_001 + week, "b")]).await.expect("applied");
+        assert_eq!(sm.reader().events_forgotten_to().unwrap(), 17, "the two of time 1000 are gone");
+        let left: Vec<u64> = sm.reader().events_after(0, 10).unwrap().iter().map(|e| e.cursor).collect();
+        assert_eq!(left, [32]);
     }
 
     /// A snapshot of records 1..=n, built by a node of its own in `dir`.

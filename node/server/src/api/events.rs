@@ -85,6 +85,13 @@ async fn feed_events(
     loop {
         // Catch up from the stored events (also after the live channel lagged).
         loop {
+            let forgotten = api.node.state.events_forgotten_to().map_err(read_fault_status)?;
+            if cursor < forgotten {
+                return Err(Status::out_of_range(format!(
+                    "events after cursor {cursor} are no longer kept (up to {forgotten} are gone): reload, then \
+                     subscribe without a cursor"
+                )));
+            }
             let stored = api.node.state.events_after(cursor, 256).map_err(read_fault_status)?;
             if stored.is_empty() {
                 break;

@@ -2,6 +2,7 @@
 // answers (nothing missed, nothing repeated), and tells the views when they may have missed
 // something (the first connection, or a reconnection before any event had a cursor).
 import type { Event } from "../gen/kizuna/events/v1/event_service_pb";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { isSessionEnded, isUnreachable } from "./errors";
 import type { Hub } from "./hub";
 
@@ -58,6 +59,11 @@ export class Live {
           this.onSessionEnded();
           return;
         }
+        if (isCursorForgotten(e)) {
+          // Away longer than the hub keeps events: start again from now; views reload.
+          this.cursor = undefined;
+          continue;
+        }
         if (isUnreachable(e) && !this.abort?.signal.aborted) this.hub.rotate();
         failures += 1;
       }
@@ -89,6 +95,11 @@ export class Live {
   private emit(e: Event | "resync"): void {
     for (const l of this.listeners) l(e);
   }
+}
+
+/** The hub no longer keeps the events after this tab's cursor (OUT_OF_RANGE). */
+function isCursorForgotten(e: unknown): boolean {
+  return e instanceof ConnectError && e.code === Code.OutOfRange;
 }
 
 function sleep(ms: number): Promise<void> {
