@@ -6,38 +6,15 @@
 
 mod common;
 
+use common::files::{download, header, pdf, upload};
 use common::{TestHub, authed, channel, patient_room};
 use kizuna_node::cli::backup::{self, BackupKey};
 use kizuna_proto::accounts::LoginRequest;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
-use kizuna_proto::attachments::attachment_service_client::AttachmentServiceClient;
-use kizuna_proto::attachments::{DownloadRequest, UploadHeader, UploadRequest, upload_request};
+use kizuna_proto::attachments::Variant;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, TimelineOrder, TimelineRequest};
-use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
-
-fn pdf(size: usize) -> Vec<u8> {
-    let mut bytes = b"%PDF-1.4\n".to_vec();
-    bytes.extend((0..size - bytes.len()).map(|i| (i as u8).wrapping_mul(13)));
-    bytes
-}
-
-async fn upload(api: Channel, token: &str, bytes: &[u8]) -> u64 {
-    let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-    let header = UploadHeader {
-        idempotency_key: "plan".into(),
-        name: "ケアプラン.pdf".into(),
-        size: bytes.len() as u64,
-        sha256,
-    };
-    let mut parts = vec![UploadRequest { part: Some(upload_request::Part::Header(header)) }];
-    parts.extend(
-        bytes.chunks(100 * 1024).map(|c| UploadRequest { part: Some(upload_request::Part::Chunk(c.to_vec())) }),
-    );
-    let answer = AttachmentServiceClient::new(api).upload(authed(futures::stream::iter(parts), token)).await;
-    answer.expect("upload").into_inner().attachment.expect("attachment").id
-}
 
 async fn post(api: Channel, token: &str, room_id: u64, text: &str, files: Vec<u64>) {
     let req = CreatePostRequest {
@@ -57,17 +34,6 @@ async fn texts(api: Channel, token: &str, room_id: u64) -> Vec<String> {
     page.posts.into_iter().map(|p| p.text).collect()
 }
 
-async fn download(api: Channel, token: &str, id: u64) -> Vec<u8> {
-    let req = DownloadRequest { attachment_id: id, variant: 0, offset: 0 };
-    let mut stream =
-        AttachmentServiceClient::new(api).download(authed(req, token)).await.expect("download").into_inner();
-    let mut bytes = Vec::new();
-    while let Some(m) = stream.message().await.expect("a chunk") {
-        bytes.extend(m.chunk);
-    }
-    bytes
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hub_destroyed_everywhere_comes_back_from_its_backup() {
     let mut hub = TestHub::start(3).await;
@@ -75,8 +41,8 @@ async fn a_hub_destroyed_everywhere_comes_back_from_its_backup() {
     let leader = hub.leader().await;
     let api = channel(&hub.api(leader)).await;
     let room = patient_room(api.clone(), &doctor, &[]).await;
-    let plan = pdf(300 * 1024);
-    let file = upload(api.clone(), &doctor, &plan).await;
+    let plan = pdf(300 * 1024, 4);
+    let file = upload(api.clone(), &doctor, header("plan", "ケアプラン.pdf", &plan), &plan).await.expect("upload").id;
     post(api.clone(), &doctor, room, "往診しました。褥瘡は改善傾向です。", vec![]).await;
     post(api.clone(), &doctor, room, "ケアプランを添付します", vec![file]).await;
 
@@ -138,7 +104,8 @@ async fn a_hub_destroyed_everywhere_comes_back_from_its_backup() {
         AccountServiceClient::new(api.clone()).login(login).await.expect("the doctor logs in").into_inner().token;
     let shown = texts(api.clone(), &again, room).await;
     assert_eq!(shown, ["往診しました。褥瘡は改善傾向です。", "ケアプランを添付します"]);
-    assert_eq!(download(api.clone(), &again, file).await, plan, "the attached file came back");
+    let back = download(api.clone(), &again, file, Variant::Original, 0).await.expect("download");
+    assert_eq!(back, plan, "the attached file came back");
     post(api.clone(), &again, room, "復旧後の初回投稿", vec![]).await;
     for id in hub.running_ids() {
         let other = channel(&hub.api(id)).await;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use common::files::pdf;
 use common::{TestHub, channel};
 use kizuna_chaos::proxy::LinkProxy;
 use kizuna_proto::rooms::CreatePatientRequest;
@@ -15,13 +16,6 @@ use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use tonic::Request;
 
 const KIZUNA: &str = env!("CARGO_BIN_EXE_kizuna");
-
-/// A PDF of `size` bytes (a real header; the rest varies so chunks differ).
-fn pdf(size: usize, seed: u8) -> Vec<u8> {
-    let mut bytes = b"%PDF-1.4\n".to_vec();
-    bytes.extend((0..size - bytes.len()).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
-    bytes
-}
 
 /// The CLI in `cwd`, signed in through `session`, talking to `endpoints`.
 async fn kizuna(session: &Path, cwd: &Path, endpoints: &str, args: &[&str]) -> Output {

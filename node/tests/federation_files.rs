@@ -9,11 +9,11 @@ mod common;
 use std::io::Cursor;
 
 use common::federation::{FedHub, eventually, hub_name, two_hubs};
+use common::files::{download, header, pdf, upload};
 use common::{authed, channel};
 use kizuna_domain::attachments::Variant as DomainVariant;
 use kizuna_domain::model::AttachmentId;
 use kizuna_node::federation::{connect, listener, signed_fetch};
-use kizuna_proto::attachments::attachment_service_client::AttachmentServiceClient;
 use kizuna_proto::attachments::*;
 use kizuna_proto::common::Attachment;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
@@ -23,20 +23,8 @@ use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use kizuna_proto::rooms::{
     CreatePatientRequest, InviteMemberRequest, ListRoomsRequest, RemoveMemberRequest, Role, RoomListKind,
 };
-use sha2::{Digest, Sha256};
 use tonic::Code;
 use tonic::transport::Channel;
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A PDF of `size` bytes whose chunks differ.
-fn pdf(size: usize, seed: u8) -> Vec<u8> {
-    let mut bytes = b"%PDF-1.4\n".to_vec();
-    bytes.extend((0..size - bytes.len()).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
-    bytes
-}
 
 /// A 1600 × 1200 JPEG photo.
 fn photo() -> Vec<u8> {
@@ -50,29 +38,12 @@ async fn api(hub: &FedHub) -> Channel {
     channel(&hub.hub.api(hub.hub.leader().await)).await
 }
 
-async fn upload(api: Channel, token: &str, name: &str, bytes: &[u8]) -> Attachment {
-    let header = UploadHeader {
-        idempotency_key: format!("upload-{name}"),
-        name: name.into(),
-        size: bytes.len() as u64,
-        sha256: sha256_hex(bytes),
-    };
-    let mut parts = vec![UploadRequest { part: Some(upload_request::Part::Header(header)) }];
-    parts.extend(
-        bytes.chunks(100 * 1024).map(|c| UploadRequest { part: Some(upload_request::Part::Chunk(c.to_vec())) }),
-    );
-    let answer = AttachmentServiceClient::new(api).upload(authed(futures::stream::iter(parts), token)).await;
-    answer.expect("upload").into_inner().attachment.expect("the attachment")
+async fn upload_named(api: Channel, token: &str, name: &str, bytes: &[u8]) -> Attachment {
+    upload(api, token, header(&format!("upload-{name}"), name, bytes), bytes).await.expect("upload")
 }
 
-async fn download(api: Channel, token: &str, id: u64, variant: Variant) -> Result<Vec<u8>, tonic::Status> {
-    let req = DownloadRequest { attachment_id: id, variant: variant as i32, offset: 0 };
-    let mut stream = AttachmentServiceClient::new(api).download(authed(req, token)).await?.into_inner();
-    let mut bytes = Vec::new();
-    while let Some(message) = stream.message().await? {
-        bytes.extend(message.chunk);
-    }
-    Ok(bytes)
+async fn download_whole(api: Channel, token: &str, id: u64, variant: Variant) -> Result<Vec<u8>, tonic::Status> {
+    download(api, token, id, variant, 0).await
 }
 
 async fn post_files(api: Channel, token: &str, room_id: u64, text: &str, ids: Vec<u64>) {
@@ -100,7 +71,7 @@ async fn served_everywhere(hub: &FedHub, token: &str, id: u64, variant: Variant,
         let api = channel(&hub.hub.api(node)).await;
         let mut got = Err(tonic::Status::unknown("not asked"));
         eventually(&format!("file {id} ({variant:?}) served by node {node}"), async || {
-            got = download(api.clone(), token, id, variant).await;
+            got = download_whole(api.clone(), token, id, variant).await;
             !matches!(&got, Err(s) if s.code() == Code::Unavailable)
         })
         .await;
@@ -155,11 +126,11 @@ async fn files_of_a_shared_patient_room_travel_both_ways_and_only_where_they_may
 
     // The doctor's photo (with thumbnails) and a PDF of several chunks.
     let (picture, prescription) = (photo(), pdf(300 * 1024, 1));
-    let photo_here = upload(api(&tochigi).await, &doctor, "仙骨部.jpg", &picture).await;
-    let pdf_here = upload(api(&tochigi).await, &doctor, "処方.pdf", &prescription).await;
+    let photo_here = upload_named(api(&tochigi).await, &doctor, "仙骨部.jpg", &picture).await;
+    let pdf_here = upload_named(api(&tochigi).await, &doctor, "処方.pdf", &prescription).await;
     post_files(api(&tochigi).await, &doctor, home, "仙骨部の写真と処方です", vec![photo_here.id, pdf_here.id]).await;
-    let stored_photo = download(api(&tochigi).await, &doctor, photo_here.id, Variant::Original).await.unwrap();
-    let small = download(api(&tochigi).await, &doctor, photo_here.id, Variant::Small).await.unwrap();
+    let stored_photo = download_whole(api(&tochigi).await, &doctor, photo_here.id, Variant::Original).await.unwrap();
+    let small = download_whole(api(&tochigi).await, &doctor, photo_here.id, Variant::Small).await.unwrap();
     let mut on_gunma = Vec::new();
     eventually("the post arrives on Gunma with both files", async || {
         on_gunma = files(api(&gunma).await, &nurse, copy).await.into_iter().next().unwrap_or_default();
@@ -177,7 +148,7 @@ async fn files_of_a_shared_patient_room_travel_both_ways_and_only_where_they_may
 
     // The nurse's file travels to Tochigi with her post, and back to her copy.
     let report = pdf(200 * 1024, 2);
-    let report_there = upload(api(&gunma).await, &nurse, "訪問報告.pdf", &report).await;
+    let report_there = upload_named(api(&gunma).await, &nurse, "訪問報告.pdf", &report).await;
     post_files(api(&gunma).await, &nurse, copy, "訪問報告です", vec![report_there.id]).await;
     let mut at_home = Vec::new();
     eventually("her post arrives on Tochigi with its file", async || {
@@ -204,7 +175,7 @@ async fn files_of_a_shared_patient_room_travel_both_ways_and_only_where_they_may
     };
     let other_room =
         rooms(api(&tochigi).await).create_patient(authed(other, &doctor)).await.unwrap().into_inner().room_id;
-    let private = upload(api(&tochigi).await, &doctor, "別の患者.pdf", &pdf(10_000, 3)).await;
+    let private = upload_named(api(&tochigi).await, &doctor, "別の患者.pdf", &pdf(10_000, 3)).await;
     post_files(api(&tochigi).await, &doctor, other_room, "別の患者です", vec![private.id]).await;
     let refused = gunma_fetches(&gunma, &tochigi, private.id).await.expect_err("not shared with Gunma");
     assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
@@ -220,7 +191,7 @@ async fn files_of_a_shared_patient_room_travel_both_ways_and_only_where_they_may
     let refused = gunma_fetches(&gunma, &tochigi, pdf_here.id).await.expect_err("no longer shared");
     assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
     eventually("the nurse loses the file on her hub", async || {
-        download(api(&gunma).await, &nurse, on_gunma[1].id, Variant::Original).await.is_err()
+        download_whole(api(&gunma).await, &nurse, on_gunma[1].id, Variant::Original).await.is_err()
     })
     .await;
     tochigi.shutdown().await;

@@ -98,12 +98,16 @@ async fn every_node_serves_its_metrics_and_a_real_prometheus_scrapes_them() {
     assert_eq!(sample(&theirs, "kizuna_raft_is_leader", &[&format!("node=\"{follower}\"")]), Some(0.0));
     assert_eq!(http_get(hub.metrics_addr(leader), "/nothing").await.0, 404);
 
-    let (_, all) = http_get(hub.metrics_addr(follower), "/metrics").await;
+    let mut all = String::new();
+    for id in hub.running_ids() {
+        all.push_str(&http_get(hub.metrics_addr(id), "/metrics").await.1);
+    }
     for name in names_in_ops() {
         assert!(all.contains(&name), "{name} is used by ops/ but no node serves it");
     }
 
     let prometheus = Prometheus::start(&hub);
+    prometheus.until_equal("count(kizuna_raft_is_leader)", 3.0).await;
     let leaders = prometheus.until_value("sum(kizuna_raft_is_leader)").await;
     assert_eq!(leaders, 1.0, "exactly one leader, as Prometheus sees the hub");
     let posted = prometheus.until_value("sum(grpc_server_handled_total{grpc_method=\"CreatePost\"})").await;
@@ -203,6 +207,19 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
+    /// Waits until `query` has the value `expected` (e.g. every node scraped once).
+    async fn until_equal(&self, query: &str, expected: f64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let value = self.until_value(query).await;
+            if value == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{query} stayed at {value}, not {expected}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Prometheus evaluates `query` without an error (a dashboard panel that can show data).
     async fn answers(&self, query: &str) {
         let (_, answer) = http_get(self.addr, &format!("/api/v1/query?query={}", encode(query))).await;

@@ -206,6 +206,11 @@ impl Node {
         written
     }
 
+    /// The ids of every member of the hub (voters and learners), as this node knows them.
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        self.metrics().membership_config.membership().nodes().map(|(id, _)| *id).collect()
+    }
+
     /// How many entries each follower's replication is behind this node's log (a leader only;
     /// empty elsewhere).
     pub fn replication_lag(&self) -> Vec<(NodeId, u64)> {

@@ -162,11 +162,9 @@ fn manifest_of(image: &BackupImage, key: &BackupKey) -> Manifest {
 
 /// Keeps the newest `keep` backups of `hub` in `dir` (by name: they sort by time).
 fn prune(dir: &Path, hub: &str, keep: usize) -> anyhow::Result<()> {
-    let prefix = format!("kizuna-{hub}-");
     let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "kbk"))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| is_backup_of(n, hub)))
         .collect();
     backups.sort();
     let old = backups.len().saturating_sub(keep.max(1));
@@ -175,6 +173,23 @@ fn prune(dir: &Path, hub: &str, keep: usize) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path.with_extension("kbk.json"));
     }
     Ok(())
+}
+
+/// Whether `name` is `kizuna-<hub>-<YYYYMMDDTHHMMSSZ>-i<index>.kbk` for exactly this hub (hub
+/// names may hold `-`: `tochigi`'s backups are not `tochigi-2`'s).
+fn is_backup_of(name: &str, hub: &str) -> bool {
+    let Some(rest) = name.strip_prefix("kizuna-").and_then(|n| n.strip_prefix(hub)).and_then(|n| n.strip_prefix('-'))
+    else {
+        return false;
+    };
+    let Some((time, index)) = rest.strip_suffix(".kbk").and_then(|r| r.split_once("-i")) else { return false };
+    let time_ok = time.len() == 16
+        && time.chars().enumerate().all(|(i, c)| match i {
+            8 => c == 'T',
+            15 => c == 'Z',
+            _ => c.is_ascii_digit(),
+        });
+    time_ok && !index.is_empty() && index.chars().all(|c| c.is_ascii_digit())
 }
 
 /// Writes a backup file, chunk by chunk.
@@ -277,10 +292,13 @@ pub fn decrypt(file: &Path, key: &BackupKey, image: &Path) -> anyhow::Result<Man
 /// A `u32`-length-prefixed item, or None at the end of the input.
 fn read_framed(input: &mut impl Read, max: usize) -> anyhow::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
-    match input.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let mut read = 0;
+    while read < len.len() {
+        match input.read(&mut len[read..])? {
+            0 if read == 0 => return Ok(None),
+            0 => bail!("the backup is damaged (bytes after its last chunk)"),
+            n => read += n,
+        }
     }
     let len = u32::from_be_bytes(len) as usize;
     ensure!(len <= max, "the backup is damaged (an item of {len} bytes)");
@@ -292,7 +310,7 @@ fn read_framed(input: &mut impl Read, max: usize) -> anyhow::Result<Option<Vec<u
 /// Checks `file` end to end: it decrypts, the image is whole and has the recorded digest, and a
 /// node restored from it in a scratch directory reports that digest too.
 pub fn verify(file: &Path, key: &BackupKey) -> anyhow::Result<Manifest> {
-    let scratch = tempfile::tempdir().context("a scratch directory")?;
+    let scratch = scratch_beside(file)?;
     let image = scratch.path().join("image.snap");
     let manifest = decrypt(file, key, &image)?;
     let info = kizuna_store::backup::read_image(&image).context("the decrypted image")?;
@@ -302,6 +320,13 @@ pub fn verify(file: &Path, key: &BackupKey) -> anyhow::Result<Manifest> {
     let restored = kizuna_store::backup::restore_node(&scratch.path().join("node"), &image, 1, &members)?;
     same_state(&manifest, &restored)?;
     Ok(manifest)
+}
+
+/// A scratch directory beside `file` (a decrypted image is as large as the hub's state:
+/// /tmp may be a small tmpfs).
+fn scratch_beside(file: &Path) -> anyhow::Result<tempfile::TempDir> {
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    tempfile::Builder::new().prefix(".kizuna-scratch-").tempdir_in(dir).context("a scratch directory beside the backup")
 }
 
 fn same_state(manifest: &Manifest, digest: &kizuna_store::StateDigest) -> anyhow::Result<()> {
@@ -320,9 +345,17 @@ fn same_state(manifest: &Manifest, digest: &kizuna_store::StateDigest) -> anyhow
 /// directory must be empty. The hub's membership becomes the configuration's nodes. Every
 /// restored node's digest must equal the backup's.
 pub fn restore(file: &Path, key: &BackupKey, hub: &HubConfig, only: Option<&str>) -> anyhow::Result<Manifest> {
-    let scratch = tempfile::tempdir().context("a scratch directory")?;
+    let scratch = scratch_beside(file)?;
     let image = scratch.path().join("image.snap");
     let manifest = decrypt(file, key, &image)?;
+    // A backup of another hub would give this topology another hub's people and its streams
+    // with its peers.
+    ensure!(
+        manifest.hub == hub.hub.name,
+        "the backup is of hub {:?}, the configuration names hub {:?}",
+        manifest.hub,
+        hub.hub.name
+    );
     let members = hub.nodes.iter().map(|n| (n.id, (crate::node::hub_node(n), n.voter))).collect();
     let nodes: Vec<_> = hub.nodes.iter().filter(|n| only.is_none_or(|name| n.name == name)).collect();
     ensure!(!nodes.is_empty(), "no node named {:?} in the configuration", only.unwrap_or_default());
@@ -333,4 +366,19 @@ pub fn restore(file: &Path, key: &BackupKey, hub: &HubConfig, only: Option<&str>
         println!("restored {} at index {} (digest {})", node.name, restored.applied_index, restored.sha256);
     }
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_backup_of;
+
+    #[test]
+    fn generations_are_told_apart_by_their_exact_hub() {
+        assert!(is_backup_of("kizuna-tochigi-20261130T101500Z-i42.kbk", "tochigi"));
+        assert!(!is_backup_of("kizuna-tochigi-2-20261130T101500Z-i42.kbk", "tochigi"));
+        assert!(is_backup_of("kizuna-tochigi-2-20261130T101500Z-i42.kbk", "tochigi-2"));
+        assert!(!is_backup_of("kizuna-tochigi-20261130T101500Z-i42.kbk.json", "tochigi"));
+        assert!(!is_backup_of("kizuna-tochigi-20261130T101500Z-i42.kbk.partial", "tochigi"));
+        assert!(!is_backup_of("kizuna-tochigi-latest.kbk", "tochigi"));
+    }
 }

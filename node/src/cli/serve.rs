@@ -39,8 +39,16 @@ pub async fn serve(config: &Path, node_name: &str, insecure: bool) -> anyhow::Re
     let hub = HubConfig::load(config)?;
     let me = hub.node(node_name)?.clone();
     let node = start_node(&hub, &me, insecure).await?;
-    tell_service_manager_ready(&node.running).await;
-    shutdown_signal().await;
+    // A stop asked for while the node still waits for its leader stops it at once.
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    tokio::select! {
+        () = &mut stop => {}
+        () = async {
+            tell_service_manager_ready(&node.running).await;
+            std::future::pending::<()>().await
+        } => {}
+    }
     info!("stopping");
     notify_service_manager(&[sd_notify::NotifyState::Stopping]);
     node.shutdown().await;

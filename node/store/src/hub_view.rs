@@ -87,12 +87,22 @@ impl<'a> RocksHub<'a> {
     /// Forgets at most `limit` results remembered before `before_ms`, oldest first (a retry
     /// of one of them is then a new request). How many it forgot.
     pub fn forget_remembered(&mut self, before_ms: u64, limit: usize) -> usize {
-        let due = self.due(keys::REMEMBERED_AT, before_ms, limit);
+        let low: u64 = self.get(keys::REMEMBERED_FORGOTTEN).unwrap_or(0);
+        let (prefix, start, end) = (
+            keys::all(keys::REMEMBERED_AT),
+            keys::id(keys::REMEMBERED_AT, low),
+            keys::id(keys::REMEMBERED_AT, before_ms),
+        );
+        let due: Vec<Vec<u8>> =
+            self.scan_from(&prefix, &start, limit).into_iter().map(|(k, _)| k).take_while(|k| *k < end).collect();
         for key in &due {
             if let Some(scoped) = self.key_suffix(key, keys::key_of_remembered(key).map(str::to_owned)) {
                 self.overlay.insert(keys::text(keys::IDEMPOTENCY, &scoped), None);
             }
             self.overlay.insert(key.clone(), None);
+        }
+        if let Some(newest) = due.last().and_then(|k| k.get(1..9)).and_then(|t| <[u8; 8]>::try_from(t).ok()) {
+            self.put(keys::REMEMBERED_FORGOTTEN.to_vec(), &u64::from_be_bytes(newest));
         }
         due.len()
     }

@@ -51,6 +51,21 @@ impl ReadJournal {
         Ok((!records.is_empty()).then_some((first, last, records)))
     }
 
+    /// How many reads wait to be shipped: from the first and last keys only, nothing decoded.
+    pub fn backlog(&self) -> std::io::Result<u64> {
+        let journal = cf(&self.db, CF_AUDIT_JOURNAL);
+        let edge = |mode| -> std::io::Result<Option<u64>> {
+            match self.db.iterator_cf(journal, mode).next() {
+                Some(item) => Ok(Some(keys::number(&item.map_err(io_err)?.0).map_err(io_err)?)),
+                None => Ok(None),
+            }
+        };
+        Ok(match (edge(IteratorMode::Start)?, edge(IteratorMode::End)?) {
+            (Some(first), Some(last)) => last.saturating_sub(first) + 1,
+            _ => 0,
+        })
+    }
+
     /// Forgets reads that are now in the replicated chain.
     pub fn shipped(&self, first: u64, last: u64) -> std::io::Result<()> {
         let mut batch = WriteBatch::default();

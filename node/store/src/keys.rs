@@ -374,6 +374,9 @@ pub(crate) const CLOCK: &[u8] = b"m/clock";
 /// The cursor of the newest live event forgotten (events up to it are gone; a subscriber
 /// resuming below it must reload).
 pub(crate) const EVENTS_FORGOTTEN: &[u8] = b"m/events_forgotten";
+/// The time of the newest remembered result forgotten: the next scan of `y` starts there,
+/// never over the deleted keys again.
+pub(crate) const REMEMBERED_FORGOTTEN: &[u8] = b"m/remembered_forgotten";
 
 /// The u64 that ends `key` right after `prefix` (the id of an index key, the seq of a log key).
 pub(crate) fn id_after(key: &[u8], prefix: &[u8]) -> Result<u64, KeyError> {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod federation;
+pub mod files;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -23,6 +23,7 @@ use crate::federation::{ConfiguredPeer, PeerStatus};
 use crate::member::{ClusterStatus, MemberStatus, NodeRole};
 use crate::node::{Node, NodeError};
 use crate::raft::HubNode;
+use kizuna_domain::model::AccountId;
 
 type BackupStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<CreateBackupResponse, Status>> + Send>>;
 
@@ -65,7 +66,64 @@ pub struct ClusterAdmin {
     node: Arc<Node>,
 }
 
+/// One backup image at a time per node: each is as large as the hub's state.
+static BACKUPS_AT_ONCE: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(1)));
+
 impl ClusterAdmin {
+    /// Writes an image of the state to `path` if the disk can take it, and audits who took it.
+    async fn write_backup_image(&self, path: &std::path::Path, operator: AccountId) -> Result<BackupImage, Status> {
+        self.check_room_for_image(path)?;
+        let (state, image_path) = (self.node.state.clone(), path.to_owned());
+        let written = tokio::task::spawn_blocking(move || state.write_image(&image_path)).await;
+        let info = written
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("writing the backup image: {e}")))?;
+        let size = std::fs::metadata(path).map_err(|e| Status::internal(e.to_string()))?.len();
+        let image = BackupImage {
+            hub: self.node.raft.config().cluster_name.clone(),
+            node_id: self.node.id,
+            term: info.term,
+            applied_index: info.digest.applied_index,
+            sha256: info.digest.sha256,
+            entries: info.digest.entries,
+            size,
+        };
+        // The whole hub's data leaves through this call: the audit chain says who took it.
+        let what = format!(
+            "backup image of the whole state at index {} taken by operator {}",
+            image.applied_index, operator.0
+        );
+        let record = kizuna_domain::audit::AuditRecord::by_hub(crate::node::now_ms(), self.node.id, what);
+        self.node.state.journal.append(&record).map_err(|e| Status::internal(format!("audit journal: {e}")))?;
+        Ok(image)
+    }
+
+    /// Refuses an image the node's disk cannot hold with a tenth to spare: a full disk would
+    /// stop the node's writes.
+    fn check_room_for_image(&self, path: &std::path::Path) -> Result<(), Status> {
+        let state: u64 = self
+            .node
+            .state
+            .storage_properties()
+            .iter()
+            .filter(|p| {
+                p.column_family == "sm_data"
+                    && matches!(p.metric, "kizuna_rocksdb_sst_bytes" | "kizuna_rocksdb_blob_bytes")
+            })
+            .map(|p| p.value)
+            .sum();
+        let dir = path.parent().unwrap_or(path);
+        let free = rustix::fs::statvfs(dir).map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+        let free = free.map_err(|e| Status::internal(format!("the node's free space: {e}")))?;
+        if state.saturating_add(state / 10) > free {
+            return Err(Status::resource_exhausted(format!(
+                "this node has {free} bytes free, too few for an image of about {state} bytes: make the backup on another node"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn new(api: Api) -> Self {
         let node = api.node.clone();
         Self { api, node }
@@ -303,32 +361,24 @@ impl ClusterAdminService for ClusterAdmin {
 
     async fn create_backup(&self, req: Request<CreateBackupRequest>) -> Result<Response<BackupStream>, Status> {
         let (operator, _) = self.api.operator_on(&req, ReadFrom::Current).await?;
+        let permit = BACKUPS_AT_ONCE
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Status::resource_exhausted("a backup is already being made on this node: try again later"))?;
         let path = self.node.scratch_path("backup");
-        let (state, image_path) = (self.node.state.clone(), path.clone());
-        let written = tokio::task::spawn_blocking(move || state.write_image(&image_path)).await;
-        let info = written.map_err(|e| Status::internal(e.to_string()))?.map_err(|e| {
-            let _ = std::fs::remove_file(&path);
-            Status::internal(format!("writing the backup image: {e}"))
-        })?;
-        let size = std::fs::metadata(&path).map_err(|e| Status::internal(e.to_string()))?.len();
-        let image = BackupImage {
-            hub: self.node.raft.config().cluster_name.clone(),
-            node_id: self.node.id,
-            term: info.term,
-            applied_index: info.digest.applied_index,
-            sha256: info.digest.sha256,
-            entries: info.digest.entries,
-            size,
+        let made = self.write_backup_image(&path, operator).await;
+        let image = match made {
+            Ok(image) => image,
+            Err(status) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(status);
+            }
         };
-        // The whole hub's data leaves through this call: the audit chain says who took it.
-        let what = format!(
-            "backup image of the whole state at index {} taken by operator {}",
-            image.applied_index, operator.0
-        );
-        let record = kizuna_domain::audit::AuditRecord::by_hub(crate::node::now_ms(), self.node.id, what);
-        self.node.state.journal.append(&record).map_err(|e| Status::internal(format!("audit journal: {e}")))?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(send_image(image, path, tx));
+        tokio::spawn(async move {
+            send_image(image, path, tx).await;
+            drop(permit);
+        });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 

@@ -85,6 +85,9 @@ async fn feed_events(
     loop {
         // Catch up from the stored events (also after the live channel lagged).
         loop {
+            let stored = api.node.state.events_after(cursor, 256).map_err(read_fault_status)?;
+            // Read after the events: an apply that forgot some in between also moved the
+            // marker (one batch), so a gap below it is never passed over silently.
             let forgotten = api.node.state.events_forgotten_to().map_err(read_fault_status)?;
             if cursor < forgotten {
                 return Err(Status::out_of_range(format!(
@@ -92,7 +95,6 @@ async fn feed_events(
                      subscribe without a cursor"
                 )));
             }
-            let stored = api.node.state.events_after(cursor, 256).map_err(read_fault_status)?;
             if stored.is_empty() {
                 break;
             }

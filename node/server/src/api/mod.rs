@@ -101,7 +101,14 @@ pub fn router(node: Arc<Node>, hub: &HubConfig, tls: Option<ServerTlsConfig>) ->
     // routes only (it leaves plain gRPC alone): it answers any other HTTP/1.1 request 400,
     // which would hide the page.
     let grpc = grpc_routes(node.clone(), &hub.hub.name, &endpoints)?.prepare().into_axum_router();
-    let grpc = grpc.layer(crate::metrics::grpc::GrpcMetrics::new(node.id)).layer(tonic_web::GrpcWebLayer::new());
+    let known = crate::metrics::grpc::methods_of(&[
+        pb::PUBLIC_FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ]);
+    let metrics = crate::metrics::grpc::GrpcMetrics::new(node.id, known);
+    let grpc = grpc.layer(metrics).layer(tonic_web::GrpcWebLayer::new());
     let routes = web::with_browser_client(grpc, &endpoints, tls.is_some())?;
     let mut builder = tonic::transport::Server::builder().accept_http1(true);
     if let Some(tls) = tls {

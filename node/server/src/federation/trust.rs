@@ -125,16 +125,11 @@ impl Trust {
         signature: &[u8],
         now_ms: u64,
     ) -> Result<&Peer, Refusal> {
-        let peer = self.verify(header.origin.as_str(), key_id, &header.canonical_bytes(), signature, now_ms / 1000)?;
-        self.addressed_here(&header.destination)?;
-        if header.sent_at_ms.abs_diff(now_ms) > PROBE_WINDOW_MS {
-            return Err(Refusal::StaleProbe { sent_at_ms: header.sent_at_ms, now_ms });
-        }
-        Ok(peer)
+        let signed = (&header.origin, &header.destination, header.sent_at_ms);
+        self.verify_recent(signed, &header.canonical_bytes(), (key_id, signature), now_ms)
     }
 
-    /// Verifies a signed file fetch: signed by its origin, addressed to this hub, signed
-    /// recently (the window of a probe: a recorded request cannot be replayed for long).
+    /// Verifies a signed file fetch like a probe (a recorded request cannot be replayed for long).
     pub fn verify_fetch(
         &self,
         header: &FetchHeader,
@@ -142,10 +137,23 @@ impl Trust {
         signature: &[u8],
         now_ms: u64,
     ) -> Result<&Peer, Refusal> {
-        let peer = self.verify(header.origin.as_str(), key_id, &header.canonical_bytes(), signature, now_ms / 1000)?;
-        self.addressed_here(&header.destination)?;
-        if header.sent_at_ms.abs_diff(now_ms) > PROBE_WINDOW_MS {
-            return Err(Refusal::StaleProbe { sent_at_ms: header.sent_at_ms, now_ms });
+        let signed = (&header.origin, &header.destination, header.sent_at_ms);
+        self.verify_recent(signed, &header.canonical_bytes(), (key_id, signature), now_ms)
+    }
+
+    /// A request signed by `origin` over `bytes`, addressed to this hub, signed within
+    /// [`PROBE_WINDOW_MS`] of `now_ms`.
+    fn verify_recent(
+        &self,
+        (origin, destination, sent_at_ms): (&HubName, &HubName, u64),
+        bytes: &[u8],
+        (key_id, signature): (&str, &[u8]),
+        now_ms: u64,
+    ) -> Result<&Peer, Refusal> {
+        let peer = self.verify(origin.as_str(), key_id, bytes, signature, now_ms / 1000)?;
+        self.addressed_here(destination)?;
+        if sent_at_ms.abs_diff(now_ms) > PROBE_WINDOW_MS {
+            return Err(Refusal::StaleProbe { sent_at_ms, now_ms });
         }
         Ok(peer)
     }

@@ -8,7 +8,9 @@
 //! body is dropped before its end (the client went away) counts as `Cancelled`. The duration
 //! runs until the body ends, so a server stream counts its whole life.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -22,20 +24,39 @@ use tower_service::Service;
 #[derive(Clone)]
 pub struct GrpcMetrics {
     node: String,
+    known: Arc<HashSet<String>>,
 }
 
 impl GrpcMetrics {
-    pub fn new(node: u64) -> Self {
+    /// `known`: every `package.Service/Method` the port serves. Any other path is counted as
+    /// `unknown`, so a client cannot grow the registry by calling made-up methods.
+    pub fn new(node: u64, known: HashSet<String>) -> Self {
         super::registry();
-        Self { node: node.to_string() }
+        Self { node: node.to_string(), known: Arc::new(known) }
     }
+}
+
+/// Every `package.Service/Method` of the services in the encoded descriptor sets `sets`.
+pub fn methods_of(sets: &[&[u8]]) -> HashSet<String> {
+    use prost::Message;
+    let mut methods = HashSet::new();
+    for set in sets {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(*set) else { continue };
+        for file in set.file {
+            for service in &file.service {
+                let name = format!("{}.{}", file.package(), service.name());
+                methods.extend(service.method.iter().map(|m| format!("{name}/{}", m.name())));
+            }
+        }
+    }
+    methods
 }
 
 impl<S> Layer<S> for GrpcMetrics {
     type Service = Measured<S>;
 
     fn layer(&self, inner: S) -> Measured<S> {
-        Measured { inner, node: self.node.clone() }
+        Measured { inner, node: self.node.clone(), known: self.known.clone() }
     }
 }
 
@@ -43,6 +64,7 @@ impl<S> Layer<S> for GrpcMetrics {
 pub struct Measured<S> {
     inner: S,
     node: String,
+    known: Arc<HashSet<String>>,
 }
 
 /// One gRPC call being measured.
@@ -55,12 +77,16 @@ pub struct Call {
 impl Call {
     /// A gRPC request (`/package.Service/Method`, content type `application/grpc…`); None for
     /// anything else on the port (the browser client's files).
-    fn of<B>(request: &http::Request<B>, node: &str) -> Option<Self> {
+    fn of<B>(request: &http::Request<B>, node: &str, known: &HashSet<String>) -> Option<Self> {
         let grpc = request.headers().get(http::header::CONTENT_TYPE)?.as_bytes().starts_with(b"application/grpc");
-        let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
-        if !grpc || method.contains('/') {
+        if !grpc {
             return None;
         }
+        let path = request.uri().path().strip_prefix('/').unwrap_or_default();
+        let (service, method) = match path.split_once('/') {
+            Some((service, method)) if known.contains(path) => (service, method),
+            _ => ("unknown", "unknown"),
+        };
         let labels =
             [("grpc_service", service.to_owned()), ("grpc_method", method.to_owned()), ("node", node.to_owned())];
         counter!("grpc_server_started_total", &labels).increment(1);
@@ -117,7 +143,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let call = Call::of(&request, &self.node);
+        let call = Call::of(&request, &self.node, &self.known);
         let answer = self.inner.call(request);
         Box::pin(async move {
             let (parts, body) = answer.await?.into_parts();
@@ -178,5 +204,36 @@ impl<B: Body + Unpin> Body for MeasuredBody<B> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_known_methods_come_from_the_descriptors() {
+        let known = methods_of(&[kizuna_proto::PUBLIC_FILE_DESCRIPTOR_SET]);
+        assert!(known.contains("kizuna.posts.v1.PostService/CreatePost"), "{known:?}");
+        assert!(known.contains("kizuna.admin.v1.ClusterAdminService/CreateBackup"));
+        assert!(!known.iter().any(|m| m.starts_with("kizuna.raft.")), "the internal port's services are not public");
+    }
+
+    #[test]
+    fn a_made_up_method_counts_as_unknown() {
+        let known = methods_of(&[kizuna_proto::PUBLIC_FILE_DESCRIPTOR_SET]);
+        let call = |path: &str| {
+            let request = http::Request::builder()
+                .uri(path)
+                .header(http::header::CONTENT_TYPE, "application/grpc")
+                .body(())
+                .expect("a request");
+            Call::of(&request, "1", &known).map(|c| (c.labels[0].1.clone(), c.labels[1].1.clone()))
+        };
+        let posts = ("kizuna.posts.v1.PostService".to_owned(), "CreatePost".to_owned());
+        assert_eq!(call("/kizuna.posts.v1.PostService/CreatePost"), Some(posts));
+        let unknown = Some(("unknown".to_owned(), "unknown".to_owned()));
+        assert_eq!(call("/kizuna.posts.v1.PostService/Made-up-42"), unknown);
+        assert_eq!(call("/anything/at/all"), unknown);
     }
 }

@@ -56,7 +56,11 @@ pub async fn serve(
         "/metrics",
         get(move || {
             let sampler = sampler.clone();
-            async move { sampler.render().await }
+            async move {
+                tokio::task::spawn_blocking(move || sampler.render())
+                    .await
+                    .unwrap_or_else(|e| format!("# the metrics could not be read: {e}\n"))
+            }
         }),
     );
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));

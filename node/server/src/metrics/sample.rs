@@ -11,6 +11,9 @@ use crate::config::HubConfig;
 use crate::member::NodeRole;
 use crate::node::Node;
 
+/// Fetches counted at most (a hub has a handful; more reads as this many).
+const FETCHES_COUNTED: usize = 10_000;
+
 /// Reads one node's state into gauges.
 pub(super) struct Sampler {
     node: Arc<Node>,
@@ -44,14 +47,28 @@ impl Sampler {
         }
     }
 
-    /// Every gauge as it is now, then the whole registry in the text format.
-    pub(super) async fn render(&self) -> String {
+    /// Every gauge as it is now, then the whole registry in the text format (blocking reads
+    /// of RocksDB and /proc: run apart from the async workers).
+    pub(super) fn render(&self) -> String {
         self.raft();
         self.storage();
         self.queues();
         self.certificates();
         self.process();
-        super::registry().render()
+        self.own_lines(&super::registry().render())
+    }
+
+    /// The registry is the process's: where several nodes share a process (the in-process test
+    /// hubs) each serves only its own series, so Prometheus never counts a node twice. A lone
+    /// node's process keeps every line.
+    fn own_lines(&self, text: &str) -> String {
+        let mine = format!("node=\"{}\"", self.node_label);
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines().filter(|l| !l.contains("node=\"") || l.contains(&mine)) {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
     }
 
     fn set(&self, name: &'static str, value: f64) {
@@ -71,7 +88,11 @@ impl Sampler {
         self.set("kizuna_raft_snapshot_index", h.snapshot_index as f64);
         self.set("kizuna_raft_snapshots_installed", h.snapshots_installed as f64);
         self.set("kizuna_raft_stale", if h.stale_reason.is_some() { 1.0 } else { 0.0 });
-        for (peer, lag) in self.node.replication_lag() {
+        // Every member has a value, 0 when this node does not lead: a node that stepped down
+        // must not keep reporting the lag it last saw.
+        let lags = self.node.replication_lag();
+        for peer in self.node.member_ids().into_iter().filter(|id| *id != self.node.id) {
+            let lag = lags.iter().find(|(id, _)| *id == peer).map_or(0, |(_, lag)| *lag);
             let labels = [("node", self.node_label.clone()), ("peer", peer.to_string())];
             gauge!("kizuna_raft_replication_lag_entries", &labels).set(lag as f64);
         }
@@ -90,25 +111,28 @@ impl Sampler {
 
     fn queues(&self) {
         self.set("kizuna_live_subscribers", self.node.state.subscribers() as f64);
-        match self.node.state.journal.pending(100_000) {
-            Ok(pending) => {
-                let backlog = pending.map_or(0, |(first, last, _)| last - first + 1);
-                self.set("kizuna_audit_journal_backlog", backlog as f64);
-            }
+        match self.node.state.journal.backlog() {
+            Ok(backlog) => self.set("kizuna_audit_journal_backlog", backlog as f64),
             Err(e) => tracing::warn!("metrics: cannot read the audit journal: {e}"),
         }
         let hub = self.node.state.hub();
         for peer in &self.peers {
-            let Ok(stream) = hub.outbound(peer) else { continue };
-            let depth = stream.pending().map_or(0, |p| p.len());
-            let labels = [("node", self.node_label.clone()), ("peer", peer.to_string())];
-            gauge!("kizuna_federation_outbox_messages", &labels).set(depth as f64);
+            match hub.outbound(peer) {
+                Ok(stream) => {
+                    let depth = stream.pending().map_or(0, |p| p.len());
+                    let labels = [("node", self.node_label.clone()), ("peer", peer.to_string())];
+                    gauge!("kizuna_federation_outbox_messages", &labels).set(depth as f64);
+                }
+                Err(e) => tracing::warn!(%peer, "metrics: cannot read the outbox: {e}"),
+            }
         }
-        if let Ok(fetches) = hub.fetches(100_000) {
-            self.set("kizuna_federation_fetches_pending", fetches.iter().filter(|f| f.failed.is_none()).count() as f64);
+        match hub.fetches(FETCHES_COUNTED) {
+            Ok(fetches) => self.set("kizuna_federation_fetches_pending", fetches.len() as f64),
+            Err(e) => tracing::warn!("metrics: cannot read the fetches: {e}"),
         }
-        if let Ok(bytes) = hub.stored_bytes() {
-            self.set("kizuna_attachments_stored_bytes", bytes as f64);
+        match hub.stored_bytes() {
+            Ok(bytes) => self.set("kizuna_attachments_stored_bytes", bytes as f64),
+            Err(e) => tracing::warn!("metrics: cannot read the stored bytes: {e}"),
         }
     }
 
