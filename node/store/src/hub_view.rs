@@ -447,6 +447,55 @@ impl<'a> RocksHub<'a> {
     /// Forgets at most `limit` of the oldest live events, those from before `before_ms`:
     /// subscribers resume from a cursor within the replay window, an older one reloads. The
     /// scan starts after what was forgotten, never over the deleted keys again.
+    /// Removes the sessions among the next `limit` (a sweep that goes round the table) that
+    /// were created before `before_ms`: every session ends within a day of its creation (the
+    /// longest absolute lifetime), so these answer nothing any more.
+    pub fn sweep_sessions(&mut self, before_ms: u64, limit: usize) {
+        self.sweep(SESSIONS, keys::SESSION_SWEEP, limit, |s: &Session| {
+            let dead = s.created_at_ms < before_ms;
+            dead.then(|| vec![keys::text(SESSIONS, &s.token_hash), keys::session_of(s.account.0, &s.token_hash)])
+        });
+    }
+
+    /// Removes the unused invitations among the next `limit` that expired before `before_ms`
+    /// (a used one stays: it says who brought whom in).
+    pub fn sweep_invitations(&mut self, before_ms: u64, limit: usize) {
+        self.sweep(INVITATIONS, keys::INVITATION_SWEEP, limit, |i: &Invitation| {
+            let dead = i.used_by.is_none() && i.expires_at_ms < before_ms;
+            dead.then(|| vec![keys::text(INVITATIONS, &i.code_hash)])
+        });
+    }
+
+    /// Looks at the next `limit` records of `table` after the cursor kept at `cursor_key`, and
+    /// deletes the keys `dead` names for each; at the table's end the next sweep starts over.
+    /// Decided by the replicated state alone, so every replica sweeps the same records.
+    fn sweep<T: DeserializeOwned>(
+        &mut self,
+        table: Table,
+        cursor_key: &[u8],
+        limit: usize,
+        dead: impl Fn(&T) -> Option<Vec<Vec<u8>>>,
+    ) {
+        let prefix = keys::all(table);
+        let cursor: Option<serde_bytes::ByteBuf> = self.get(cursor_key);
+        // The smallest key after the cursor: the cursor with a zero byte appended.
+        let start = cursor.map_or_else(|| prefix.clone(), |c| [c.as_slice(), &[0]].concat());
+        let found = self.scan_from(&prefix, &start, limit);
+        for (key, value) in &found {
+            if let Some(gone) = self.decode::<T>(key, value).as_ref().and_then(&dead) {
+                for key in gone {
+                    self.overlay.insert(key, None);
+                }
+            }
+        }
+        match found.last() {
+            Some((key, _)) if found.len() == limit => self.put(cursor_key.to_vec(), &serde_bytes::Bytes::new(key)),
+            _ => {
+                self.overlay.insert(cursor_key.to_vec(), None);
+            }
+        }
+    }
+
     pub fn forget_events(&mut self, before_ms: u64, limit: usize) {
         let forgotten = self.events_forgotten_to();
         // Most entries find nothing to forget: one read tells.

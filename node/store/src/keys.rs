@@ -377,6 +377,10 @@ pub(crate) const EVENTS_FORGOTTEN: &[u8] = b"m/events_forgotten";
 /// The time of the newest remembered result forgotten: the next scan of `y` starts there,
 /// never over the deleted keys again.
 pub(crate) const REMEMBERED_FORGOTTEN: &[u8] = b"m/remembered_forgotten";
+/// The last session key the sweep of ended sessions looked at (it goes on after it).
+pub(crate) const SESSION_SWEEP: &[u8] = b"m/session_sweep";
+/// The last invitation key the sweep of expired invitations looked at.
+pub(crate) const INVITATION_SWEEP: &[u8] = b"m/invitation_sweep";
 
 /// The u64 that ends `key` right after `prefix` (the id of an index key, the seq of a log key).
 pub(crate) fn id_after(key: &[u8], prefix: &[u8]) -> Result<u64, KeyError> {

@@ -251,6 +251,16 @@ pub const EVENT_REPLAY_WINDOW_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// Events one entry forgets at most: more than one entry raises (16), so a backlog drains.
 const FORGET_EVENTS_PER_ENTRY: usize = 32;
 
+/// Ended sessions are removed this long after they were created: a session lives a day at
+/// most (the longest absolute lifetime), the second day still tells "session ended".
+pub const SESSION_KEPT_MS: u64 = 2 * 24 * 60 * 60 * 1000;
+/// Unused invitations are removed a week after they expired.
+pub const INVITATION_KEPT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Entries between two sweeps of sessions and invitations (by log index: the same entries on
+/// every replica), and the records one sweep looks at.
+const SWEEP_EVERY_ENTRIES: u64 = 16;
+const SWEPT_PER_SWEEP: usize = 32;
+
 /// Why this node stopped applying: a command met a storage fault. See
 /// [`ApplyBatch::stop_if_faulted`].
 #[derive(Debug, Clone, thiserror::Error)]
@@ -341,6 +351,10 @@ impl ApplyBatch<'_> {
         // clock: every replica forgets the same ones at the same entry.
         self.hub.forget_remembered(self.clock_ms.saturating_sub(RETRY_WINDOW_MS), FORGET_PER_ENTRY);
         self.hub.forget_events(self.clock_ms.saturating_sub(EVENT_REPLAY_WINDOW_MS), FORGET_EVENTS_PER_ENTRY);
+        if log_index.is_multiple_of(SWEEP_EVERY_ENTRIES) {
+            self.hub.sweep_sessions(self.clock_ms.saturating_sub(SESSION_KEPT_MS), SWEPT_PER_SWEEP);
+            self.hub.sweep_invitations(self.clock_ms.saturating_sub(INVITATION_KEPT_MS), SWEPT_PER_SWEEP);
+        }
         Ok(applied)
     }
 
@@ -771,6 +785,59 @@ mod tests {
         assert_eq!(sm.reader().events_forgotten_to().unwrap(), 17, "the two of time 1000 are gone");
         let left: Vec<u64> = sm.reader().events_after(0, 10).unwrap().iter().map(|e| e.cursor).collect();
         assert_eq!(left, [32]);
+    }
+
+    #[tokio::test]
+    async fn ended_sessions_and_old_unused_invitations_are_swept_the_same_on_every_replica() {
+        use kizuna_domain::model::{AccountId, FacilityId, Invitation, InvitationId, Session};
+        let (one, two) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (_l1, mut a) = crate::open(one.path()).expect("open");
+        let (_l2, mut b) = crate::open(two.path()).expect("open");
+        let day = 24 * 60 * 60 * 1000;
+        for sm in [&a, &b] {
+            let mut hub = RocksHub::new(&sm.db);
+            let session = |token: &str, created_at_ms| Session {
+                token_hash: token.into(),
+                account: AccountId(3),
+                created_at_ms,
+                device: "phone".into(),
+                revoked: false,
+                last_used_ms: created_at_ms,
+            };
+            let invitation = |code: &str, expires_at_ms, used_by| Invitation {
+                id: InvitationId(1),
+                code_hash: code.into(),
+                facility: FacilityId(2),
+                issued_by: AccountId(1),
+                expires_at_ms,
+                used_by,
+                as_admin: false,
+            };
+            hub.apply(vec![
+                Change::Session(session("old", 1_000)),
+                Change::Session(session("recent", 8 * day)),
+                Change::Invitation(invitation("expired", 1_000, None)),
+                Change::Invitation(invitation("used", 1_000, Some(AccountId(5)))),
+                Change::Invitation(invitation("open", 9 * day, None)),
+            ]);
+            let mut wb = WriteBatch::default();
+            hub.write_into(&mut wb).expect("records");
+            sm.db.write(wb).expect("written");
+        }
+        let now = 9 * day;
+        let entries = || (1..=32).map(|i| put_at(i, now, &format!("k{i}"))).collect::<Vec<_>>();
+        apply(&mut a, entries()).await.expect("applied");
+        for entry in entries() {
+            apply(&mut b, vec![entry]).await.expect("applied");
+        }
+        assert_eq!(a.reader().state_digest().unwrap(), b.reader().state_digest().unwrap());
+        let reader = a.reader();
+        let hub = reader.hub();
+        assert!(hub.session("old").unwrap().is_none(), "a session of nine days ago is gone");
+        assert!(hub.session("recent").unwrap().is_some());
+        assert!(hub.invitation_by_code("expired").unwrap().is_none(), "an unused invitation a week past its end");
+        assert!(hub.invitation_by_code("used").unwrap().is_some(), "a used one says who brought whom in");
+        assert!(hub.invitation_by_code("open").unwrap().is_some());
     }
 
     /// A snapshot of records 1..=n, built by a node of its own in `dir`.
