@@ -133,11 +133,11 @@ pub enum AdminCommand {
     Backup {
         #[command(subcommand)]
         action: Option<BackupAction>,
-        /// Where backups are kept (the newest --keep of this hub stay).
-        #[arg(long, required_unless_present = "action")]
+        /// Where backups are kept (the newest --keep of this hub stay). Needed to make one.
+        #[arg(long)]
         dir: Option<PathBuf>,
-        /// The operators' backup key (32 bytes; `kizuna admin backup keygen`).
-        #[arg(long, required_unless_present = "action")]
+        /// The operators' backup key (32 bytes; `kizuna admin backup keygen`). Needed to make one.
+        #[arg(long)]
         key: Option<PathBuf>,
         /// Generations kept in --dir (the MHLW guideline's example: daily, 5 generations).
         #[arg(long, default_value_t = 5)]
@@ -249,7 +249,9 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
         AdminCommand::VapidKey { out } => super::vapid::run(&out)?,
         AdminCommand::Backup { action: Some(action), .. } => backup_action(action)?,
         AdminCommand::Backup { action: None, dir, key, keep, offline_copy } => {
-            let (Some(dir), Some(key)) = (dir, key) else { anyhow::bail!("--dir and --key are needed") };
+            let (Some(dir), Some(key)) = (dir, key) else {
+                anyhow::bail!("making a backup needs --dir (where backups are kept) and --key (the operators' key)")
+            };
             let key = super::backup::BackupKey::load(&key)?;
             let (_, channel) = target()?.connect_any().await?;
             let path = super::backup::create(channel, &token()?, (&dir, offline_copy.as_deref()), &key, keep).await?;
