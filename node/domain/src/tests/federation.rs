@@ -373,21 +373,26 @@ pub(super) fn refused(applied: &BatchApplied) -> bool {
     applied.audit.iter().any(|a| a.what.contains("refused message"))
 }
 
-#[test]
-fn a_post_copy_out_of_order_or_far_ahead_is_refused() {
-    let mut s = story();
-    let far = crate::federation::wire::PostCopy {
-        room: s.home,
-        seq: u64::MAX,
+/// A post of Tochigi's doctor (`user0`) as Tochigi would send it: a forged message's body.
+pub(super) fn post_copy(room: RoomId, seq: u64, text: &str) -> crate::federation::wire::PostCopy {
+    crate::federation::wire::PostCopy {
+        room,
+        seq,
         author: crate::federation::Party::Sender("user0".into()),
-        text: "x".into(),
+        text: text.into(),
         reply_to: None,
         mentions: vec![],
         posted_at_ms: 1,
         edited: false,
         deleted: false,
         acks: vec![],
-    };
+    }
+}
+
+#[test]
+fn a_post_copy_out_of_order_or_far_ahead_is_refused() {
+    let mut s = story();
+    let far = post_copy(s.home, u64::MAX, "x");
     let applied = forge(&mut s.gunma, "tochigi", vec![Message::Post(far)]);
     assert!(refused(&applied));
     assert_eq!(s.gunma.state.room(s.copy).unwrap().unwrap().last_seq, 0, "the copy did not move");

@@ -3,12 +3,12 @@
 //! were told of them.
 
 use super::attachments::{GRACE_MS, collect, file, post_with, upload};
-use super::federation::{Story, exchange, forge, name, refused, story};
+use super::federation::{Story, exchange, forge, name, post_copy, refused, story};
 use super::*;
 use crate::attachments::{self, Availability, BlobHash, CHUNK_BYTES, Variant, chunk_count, chunk_len};
+use crate::federation::Message;
 use crate::federation::files::fetchable_by;
-use crate::federation::wire::{FileCopy, PostCopy, RoomWrite, SizedBlob};
-use crate::federation::{Message, Party};
+use crate::federation::wire::{FileCopy, RoomWrite, SizedBlob};
 
 /// Stores the bytes of a blob `hub` is fetching from `from`, as its fetcher would: the chunks it
 /// lacks, then the proof.
@@ -167,18 +167,7 @@ fn a_deleted_post_or_a_dropped_copy_releases_the_copys_files_and_stops_the_fetch
 #[test]
 fn a_file_a_peer_describes_is_checked_by_the_rules_of_an_upload() {
     let mut s = story();
-    let post = |seq: u64| PostCopy {
-        room: s.home,
-        seq,
-        author: Party::Sender("user0".into()),
-        text: "写真".into(),
-        reply_to: None,
-        mentions: vec![],
-        posted_at_ms: 1,
-        edited: false,
-        deleted: false,
-        acks: vec![],
-    };
+    let post = |seq: u64| post_copy(s.home, seq, "写真");
     let described = |name: &str, size: u64| FileCopy {
         id: AttachmentId(5),
         name: name.into(),
