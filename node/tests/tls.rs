@@ -1,9 +1,14 @@
 //! TLS: the public API over server TLS, node↔node over mutual TLS under the hub CA. A peer with
-//! a certificate from another CA, or none, is refused; so is a plaintext client.
+//! a certificate from another CA, or none, is refused; so is a plaintext client. Certificates
+//! rotate to a new CA on a running hub, without a restart.
 
 mod common;
 
-use common::{TestHub, Wire};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{HubSpec, TestHub, Wire};
+use kizuna_node::config::TlsSection;
 use kizuna_node::tls::{self, Security};
 use kizuna_proto::raft::NodeStatusRequest;
 use kizuna_proto::raft::raft_transport_service_client::RaftTransportServiceClient;
@@ -54,7 +59,8 @@ async fn hub_runs_over_tls_and_refuses_strangers() {
     // A peer with a certificate from another CA is refused on the node↔node port.
     let stranger_dir = hub.dir.path().join("stranger-certs");
     tls::generate(&hub.config, &stranger_dir).expect("stranger certificates");
-    let stranger = Security::load(&stranger_dir, &hub.node_config(follower)).expect("stranger security");
+    let stranger =
+        Security::load(&TlsSection::in_dir(stranger_dir), &hub.node_config(follower)).expect("stranger security");
     let raft_addr = hub.node_config(leader).raft_addr.to_string();
     let channel = stranger.connector.connect(&raft_addr).expect("lazy channel");
     let refused = RaftTransportServiceClient::new(channel).get_node_status(NodeStatusRequest {}).await;
@@ -74,5 +80,117 @@ async fn hub_runs_over_tls_and_refuses_strangers() {
     let status =
         RaftTransportServiceClient::new(channel).get_node_status(NodeStatusRequest {}).await.expect("own peer served");
     assert_eq!(status.into_inner().id, leader);
+    hub.shutdown().await;
+}
+
+/// Whether a node↔node client with the material in `dir` (its `ca.pem` and node `as_node`'s
+/// certificate) is served by `node`'s Raft port, on a new connection.
+async fn raft_port_serves(hub: &TestHub, dir: &Path, as_node: u64, node: u64) -> bool {
+    let security = Security::load(&TlsSection::in_dir(dir.to_owned()), &hub.node_config(as_node)).expect("material");
+    let channel = security.connector.connect(&hub.node_config(node).raft_addr.to_string()).expect("lazy channel");
+    RaftTransportServiceClient::new(channel).get_node_status(NodeStatusRequest {}).await.is_ok()
+}
+
+/// Whether a client trusting only the CA in `ca` gets an answer from `node`'s public API, on a
+/// new connection (the node presents a certificate from that CA).
+async fn api_port_trusted(hub: &TestHub, ca: &Path, node: u64) -> bool {
+    let client = tls::client_config(ca).expect("client config");
+    let endpoint = Endpoint::from_shared(format!("https://{}", hub.node_config(node).api_addr)).unwrap();
+    let Ok(channel) = endpoint.tls_config(client).unwrap().connect().await else { return false };
+    HealthClient::new(channel).check(HealthCheckRequest::default()).await.is_ok()
+}
+
+/// Waits (10 s at most) until `check` holds for every node of the hub.
+async fn on_every_node<F: AsyncFn(u64) -> bool>(hub: &TestHub, what: &str, check: F) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in hub.running_ids() {
+        while !check(id).await {
+            assert!(Instant::now() < deadline, "node {id}: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("directory");
+    for entry in std::fs::read_dir(from).expect("directory") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+/// The rotation an operator does (docs/operations.md, "Rotating certificates"), on a running
+/// three-node hub whose nodes check their files every 100 ms: the new CA joins `ca.pem`, the
+/// nodes get certificates from it, the old CA leaves. No node restarts; a connection opened
+/// before goes on; a peer still on the old CA is refused afterwards; a node that (re)connects
+/// afterwards joins with the new material only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn certificates_rotate_to_a_new_ca_on_a_running_hub() {
+    let nodes = vec![("region-1", true), ("region-2", true), ("region-3", true)];
+    let spec = HubSpec { nodes, preferred_regions: vec![], wire: Wire::Tls };
+    let mut hub = TestHub::start_custom(spec, |config, _| {
+        config.tls.as_mut().expect("[tls]").reload_check_ms = 100;
+    })
+    .await;
+    let leader = hub.leader().await;
+    let follower = hub.follower_of(leader);
+    let certs = hub.config.tls.clone().expect("[tls]").dir;
+    let (old, new, bridge) = (hub.dir.path().join("old"), hub.dir.path().join("new"), hub.dir.path().join("bridge"));
+    copy_dir(&certs, &old);
+    tls::generate(&hub.config, &new).expect("a new CA and node certificates");
+    let both_cas = [std::fs::read(old.join("ca.pem")).unwrap(), std::fs::read(new.join("ca.pem")).unwrap()].concat();
+    // A client during the rotation: trusts both CAs, presents a certificate from the new one.
+    copy_dir(&new, &bridge);
+    std::fs::write(bridge.join("ca.pem"), &both_cas).unwrap();
+
+    // A connection opened before the rotation, trusting the old CA.
+    let old_client = tls::client_config(&old.join("ca.pem")).expect("client config");
+    let api = format!("https://{}", hub.node_config(leader).api_addr);
+    let before = Endpoint::from_shared(api).unwrap().tls_config(old_client).unwrap().connect().await.expect("connect");
+    let token = common::sign_in_operator(before.clone()).await;
+    let mut records = RecordServiceClient::with_interceptor(before, common::Bearer::new(&token));
+    let put =
+        |n: u32| PutRecordRequest { key: "rot".into(), value: format!("v{n}"), idempotency_key: format!("rot-{n}") };
+    records.put_record(put(1)).await.expect("a write before the rotation");
+    assert!(!raft_port_serves(&hub, &bridge, follower, leader).await, "the new CA is trusted before it is added");
+
+    // 1. The new CA joins the old one: a peer with a new certificate is served.
+    std::fs::write(certs.join("ca.pem"), &both_cas).unwrap();
+    on_every_node(&hub, "a peer of the new CA is refused", async |id| {
+        raft_port_serves(&hub, &bridge, follower, id).await
+    })
+    .await;
+
+    // 2. Every node's certificate and key are replaced (the key after the certificate: in
+    // between, the node keeps its previous pair).
+    for node in hub.config.nodes.clone() {
+        for ext in ["pem", "key"] {
+            let file = format!("{}.{ext}", node.name);
+            std::fs::write(certs.join(&file), std::fs::read(new.join(&file)).unwrap()).unwrap();
+        }
+    }
+    let new_ca = new.join("ca.pem");
+    on_every_node(&hub, "the API does not present a certificate of the new CA", async |id| {
+        api_port_trusted(&hub, &new_ca, id).await
+    })
+    .await;
+
+    // 3. The old CA leaves: a peer still on it is refused, a peer on the new one is served.
+    std::fs::write(certs.join("ca.pem"), std::fs::read(&new_ca).unwrap()).unwrap();
+    on_every_node(&hub, "a peer of the old CA is still served", async |id| {
+        !raft_port_serves(&hub, &old, follower, id).await
+    })
+    .await;
+    on_every_node(&hub, "a peer of the new CA is refused", async |id| raft_port_serves(&hub, &new, follower, id).await)
+        .await;
+
+    // The connection opened before the rotation goes on; the hub commits.
+    records.put_record(put(2)).await.expect("a write on the connection opened before");
+    // A node that reconnects now does so with the new material only, both ways: it catches up
+    // with a write made after its restart.
+    hub.stop(follower).await;
+    hub.restart(follower).await;
+    let written = records.put_record(put(3)).await.expect("a write after the restart").into_inner();
+    hub.wait_applied(written.log_index).await;
     hub.shutdown().await;
 }

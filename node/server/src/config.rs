@@ -178,6 +178,20 @@ pub struct VerifyKeySection {
 pub struct TlsSection {
     /// Directory with `ca.pem` and `<node name>.pem` / `.key` (see `kizuna admin certs`).
     pub dir: PathBuf,
+    /// How often a running node checks those files and takes up changed ones (milliseconds).
+    #[serde(default = "default_reload_check_ms")]
+    pub reload_check_ms: u64,
+}
+
+fn default_reload_check_ms() -> u64 {
+    5_000
+}
+
+impl TlsSection {
+    /// The certificates in `dir`, checked for changes at the default interval.
+    pub fn in_dir(dir: PathBuf) -> Self {
+        Self { dir, reload_check_ms: default_reload_check_ms() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -358,6 +372,9 @@ impl HubConfig {
                     format!("no voter sits in region {region:?}"),
                 ));
             }
+        }
+        if self.tls.as_ref().is_some_and(|t| t.reload_check_ms < 100) {
+            return Err(invalid("tls.reload_check_ms", "must be at least 100"));
         }
         if let Some(federation) = &self.federation {
             if self.tls.is_none() {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::FutureExt;
 use openraft::Instant as _;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
@@ -17,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{HubConfig, NodeConfig};
 use crate::member::{ClusterStatus, MemberStatus, NodeHealth, NodeRole};
@@ -443,8 +444,6 @@ pub enum StartError {
     RaftConfig(String),
     #[error("raft: {0}")]
     Raft(String),
-    #[error("TLS: {0}")]
-    Tls(String),
     #[error("notifications: {0}")]
     Notifications(String),
     #[error("the upload directory {0}: {1}")]
@@ -590,31 +589,40 @@ pub async fn start(
             push_allow_loopback_http: hub.notifications.as_ref().is_some_and(|n| n.push_allow_loopback_http),
         });
 
-        let mut raft_builder = tonic::transport::Server::builder();
-        if let Some(tls) = &security.raft_server {
-            raft_builder = raft_builder.tls_config(tls.clone()).map_err(|e| StartError::Tls(e.to_string()))?;
-        } else {
+        let raft_routes = tonic::transport::Server::builder().add_service(
+            kizuna_proto::raft::raft_transport_service_server::RaftTransportServiceServer::new(RaftService::new(
+                node.clone(),
+            ))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20),
+        );
+        let raft_tls = security
+            .tls
+            .clone()
+            .map(|tls| -> (Acceptor, &'static str) { (Box::new(move || tls.raft_acceptor()), "raft") });
+        if raft_tls.is_none() {
             warn!("INSECURE: node-to-node traffic is plaintext and unauthenticated");
         }
-        let raft_server = raft_builder
-            .add_service(
-                kizuna_proto::raft::raft_transport_service_server::RaftTransportServiceServer::new(RaftService::new(
-                    node.clone(),
-                ))
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20),
-            )
-            .serve_with_incoming_shutdown(without_nagle(listeners.raft), wait_stop(stopped.clone()));
-        let api_server = crate::api::router(node.clone(), hub, security.api_server.clone())?
-            .serve_with_incoming_shutdown(without_nagle(listeners.api), wait_stop(stopped.clone()));
+        let raft_server = serve(me.id, raft_routes, listeners.raft, raft_tls, stopped.clone());
+        let api_routes = crate::api::router(node.clone(), hub, security.tls.is_some())?;
+        let api_tls = security
+            .tls
+            .clone()
+            .map(|tls| -> (Acceptor, &'static str) { (Box::new(move || tls.api_acceptor()), "api") });
+        let api_server = serve(me.id, api_routes, listeners.api, api_tls, stopped.clone());
+        let mut servers = vec![raft_server, api_server];
+        if let Some(tls) = &security.tls {
+            servers.push(tokio::spawn(
+                tls.clone().watch(stopped.clone()).in_current_span().map(Ok::<_, tonic::transport::Error>),
+            ));
+        }
         let keeper = tokio::spawn(crate::keeper::run(node.clone(), hub.clone(), stopped.clone()).in_current_span());
-        let notifier = crate::notifier::Notifier::of_hub(hub, me.id, security.api_server.is_some(), pusher)
+        let notifier = crate::notifier::Notifier::of_hub(hub, me.id, security.tls.is_some(), pusher)
             .map_err(|e| StartError::Notifications(e.to_string()))?;
         let notifier = tokio::spawn(crate::notifier::run(node.clone(), notifier, stopped.clone()).in_current_span());
         let collector = crate::attachments::collector::run(node.clone(), attachments, stopped.clone());
         let collector = tokio::spawn(collector.in_current_span());
         let audit_shipper = tokio::spawn(crate::audit_shipper::ship(node.clone(), stopped.clone()).in_current_span());
-        let mut servers = vec![tokio::spawn(raft_server.in_current_span()), tokio::spawn(api_server.in_current_span())];
         if let Some(listener) = listeners.metrics {
             let metrics = crate::metrics::serve(listener, node.clone(), hub.clone(), stopped.clone());
             servers.push(tokio::spawn(metrics.in_current_span()));
@@ -624,6 +632,33 @@ pub async fn start(
     }
     .instrument(span)
     .await
+}
+
+/// Makes the TLS acceptor for the next connection, and names the listener in logs.
+type Acceptor = Box<dyn Fn() -> tokio_rustls::TlsAcceptor + Send + Sync>;
+
+/// Serves `routes` on `listener` until the node stops: over TLS with the certificates of the
+/// moment when `tls` is given (see `tls::reload`), in plaintext otherwise.
+fn serve(
+    node_id: NodeId,
+    routes: tonic::transport::server::Router,
+    listener: TcpListener,
+    tls: Option<(Acceptor, &'static str)>,
+    stopped: watch::Receiver<bool>,
+) -> JoinHandle<Result<(), tonic::transport::Error>> {
+    let served = match tls {
+        Some((acceptor, listener_name)) => {
+            let refused: crate::tls::accept::Refused = Arc::new(move |from, reason| {
+                let labels = [("node", node_id.to_string()), ("listener", listener_name.to_owned())];
+                metrics::counter!("kizuna_tls_handshakes_refused_total", &labels).increment(1);
+                debug!(%from, %reason, listener = listener_name, "TLS handshake refused");
+            });
+            let incoming = crate::tls::accept::TlsIncoming::new(listener, acceptor, refused);
+            routes.serve_with_incoming_shutdown(incoming, wait_stop(stopped)).boxed()
+        }
+        None => routes.serve_with_incoming_shutdown(without_nagle(listener), wait_stop(stopped)).boxed(),
+    };
+    tokio::spawn(served.in_current_span())
 }
 
 /// The connections a listener accepts, with Nagle's algorithm off: a small gRPC answer would

@@ -31,8 +31,7 @@ fn plain_or_tls(hub: &HubConfig, me: &NodeConfig, insecure: bool) -> anyhow::Res
         "the topology has no [tls] dir: create certificates with `kizuna admin certs --config FILE --out DIR` \
          and set [tls] dir = DIR, or pass --insecure for a plaintext development run",
     )?;
-    Security::load(&tls.dir, me)
-        .with_context(|| format!("loading {}'s certificates from {}", me.name, tls.dir.display()))
+    Security::load(tls, me).with_context(|| format!("loading {}'s certificates from {}", me.name, tls.dir.display()))
 }
 
 pub async fn serve(config: &Path, node_name: &str, insecure: bool) -> anyhow::Result<()> {
@@ -127,7 +126,7 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
         if !complete {
             crate::tls::generate(&hub, &certs).context("generating the demo's certificates")?;
         }
-        hub.tls = Some(TlsSection { dir: certs });
+        hub.tls = Some(TlsSection::in_dir(certs));
     }
     let mut nodes: Vec<RunningNode> = Vec::new();
     for me in &hub.nodes {

@@ -76,7 +76,7 @@ impl FedHub {
                 node.federation_addr = Some(format!("127.0.0.1:{port}").parse().unwrap());
             }
             kizuna_node::tls::generate(config, &certs).expect("certificates");
-            config.tls = Some(kizuna_node::config::TlsSection { dir: certs.clone() });
+            config.tls = Some(kizuna_node::config::TlsSection::in_dir(certs.clone()));
             config.federation = section;
         })
         .await;

@@ -140,7 +140,7 @@ impl TestHub {
         if wire == Wire::Tls {
             let certs = dir.path().join("certs");
             tls::generate(&config, &certs).expect("test certificates");
-            config.tls = Some(TlsSection { dir: certs });
+            config.tls = Some(TlsSection::in_dir(certs));
         }
         customize(&mut config, dir.path());
         config.validate().expect("test topology is valid");
@@ -174,10 +174,10 @@ impl TestHub {
     pub fn security(&self, me: &NodeConfig) -> Security {
         if let Some(routes) = self.routes.get(&me.id) {
             let connector = RoutedConnector { routes: routes.clone(), inner: Arc::new(TcpConnector::default()) };
-            return Security { connector: Arc::new(connector), raft_server: None, api_server: None };
+            return Security { connector: Arc::new(connector), tls: None };
         }
         match &self.config.tls {
-            Some(t) if self.wire == Wire::Tls => Security::load(&t.dir, me).expect("test certificates load"),
+            Some(t) if self.wire == Wire::Tls => Security::load(t, me).expect("test certificates load"),
             _ => Security::insecure(),
         }
     }

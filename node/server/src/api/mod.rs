@@ -28,7 +28,6 @@ mod web;
 use std::sync::Arc;
 
 use tonic::service::Routes;
-use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::Router;
 
 use crate::config::{HubConfig, PublicEndpoint};
@@ -92,10 +91,10 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
     )
 }
 
-/// All public services of one node of `hub`, with the browser client, ready to serve; over TLS
-/// when `tls` is given.
-pub fn router(node: Arc<Node>, hub: &HubConfig, tls: Option<ServerTlsConfig>) -> Result<ApiRouter, RouterError> {
-    let endpoints = hub.public_endpoints(tls.is_some());
+/// All public services of one node of `hub`, with the browser client, ready to serve; `tls`:
+/// whether they will be served over TLS (by `node::start`, with the certificates of the moment).
+pub fn router(node: Arc<Node>, hub: &HubConfig, tls: bool) -> Result<ApiRouter, RouterError> {
+    let endpoints = hub.public_endpoints(tls);
     // gRPC-Web next to gRPC on the same port, so a browser is enough (PRODUCT: no vendor app):
     // HTTP/1.1 for browsers that do not speak HTTP/2 to it. The translation wraps the gRPC
     // routes only (it leaves plain gRPC alone): it answers any other HTTP/1.1 request 400,
@@ -109,14 +108,11 @@ pub fn router(node: Arc<Node>, hub: &HubConfig, tls: Option<ServerTlsConfig>) ->
     ]);
     let metrics = crate::metrics::grpc::GrpcMetrics::new(node.id, known);
     let grpc = grpc.layer(metrics).layer(tonic_web::GrpcWebLayer::new());
-    let routes = web::with_browser_client(grpc, &endpoints, tls.is_some())?;
-    let mut builder = tonic::transport::Server::builder().accept_http1(true);
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    } else {
+    let routes = web::with_browser_client(grpc, &endpoints, tls)?;
+    if !tls {
         tracing::warn!("INSECURE: the public API is served in plaintext");
     }
-    Ok(builder.add_routes(Routes::from(routes)))
+    Ok(tonic::transport::Server::builder().accept_http1(true).add_routes(Routes::from(routes)))
 }
 
 /// The gRPC services of the public port.
@@ -157,8 +153,6 @@ fn grpc_routes(node: Arc<Node>, hub: &str, endpoints: &[PublicEndpoint]) -> Resu
 /// Why the public router could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
-    #[error("TLS: {0}")]
-    Tls(#[from] tonic::transport::Error),
     #[error("reflection descriptors: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the browser client: {0}")]

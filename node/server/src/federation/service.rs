@@ -18,10 +18,9 @@ use kizuna_proto::federation::{
     DeliverRequest, DeliverResponse, FetchFileRequest, FetchFileResponse, ProbeRequest, ProbeResponse,
 };
 use rustls_pki_types::CertificateDer;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -31,6 +30,7 @@ use super::files::{FileSource, variant_from_wire, variant_to_wire};
 use super::inbox::{BatchSink, VerifiedBatch};
 use super::transport::{FederationTls, Issuers, TransportError};
 use super::{HubIdentity, Refusal, Trust};
+use crate::tls::accept::TlsIncoming;
 
 /// Largest batch a peer may send, in bytes of gRPC message.
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
@@ -262,52 +262,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TransportError> {
     let acceptor = TlsAcceptor::from(Arc::new(tls.server_rustls()?));
-    let (streams, incoming) = mpsc::channel(64);
-    let handshakes = tokio::spawn(accept_tls(listener, acceptor, streams, endpoint.handshake_auditor()));
+    let incoming = TlsIncoming::new(listener, move || acceptor.clone(), endpoint.handshake_auditor());
     let service = FederationServiceServer::new(endpoint)
         .max_decoding_message_size(MAX_BATCH_BYTES)
         .max_encoding_message_size(MAX_BATCH_BYTES);
-    let served = tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown)
-        .await;
-    handshakes.abort();
+    let served =
+        tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, shutdown).await;
     Ok(served?)
-}
-
-/// How long a peer may take to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Accepts connections and completes their TLS handshakes, each on its own task (a slow one
-/// holds up nobody); the established streams go to the server, a refused handshake (e.g. a
-/// certificate of an unlisted CA) to `refused`.
-async fn accept_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    streams: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
-    refused: Arc<dyn Fn(std::net::SocketAddr, String) + Send + Sync>,
-) {
-    loop {
-        let (tcp, from) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                warn!(%e, "federation listener: accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, streams, refused) = (acceptor.clone(), streams.clone(), refused.clone());
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    let _ = streams.send(Ok(stream)).await;
-                }
-                Ok(Err(e)) => refused(from, e.to_string()),
-                Err(_) => refused(from, "the TLS handshake timed out".into()),
-            }
-        });
-    }
 }
 
 /// A client of `peer`'s federation service at `endpoint` (`host:port`, the host must be named

@@ -2,19 +2,31 @@
 //! TLS between nodes (a peer must present a certificate from the hub's CA).
 //!
 //! Files in a hub's certificate directory: `ca.pem`, `ca.key`, and `<node name>.pem` /
-//! `<node name>.key` for every node. Keys are written with mode 0600.
+//! `<node name>.key` for every node. Keys are written with mode 0600. A running node rereads
+//! them when they change ([`reload`]).
 
+pub mod accept;
+pub mod reload;
+
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
-use crate::config::{HubConfig, NodeConfig};
+pub use self::reload::NodeTls;
+use crate::config::{HubConfig, NodeConfig, TlsSection};
 use crate::raft::network::{Connector, TcpConnector};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +35,8 @@ pub enum TlsError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
 }
 
 fn read(path: &Path) -> Result<String, TlsError> {
@@ -119,51 +133,80 @@ pub(crate) fn node_files(dir: &Path, node: &NodeConfig) -> (PathBuf, PathBuf) {
 #[derive(Clone)]
 pub struct Security {
     pub connector: Arc<dyn Connector>,
-    /// Node↔node server config (mutual TLS), `None` when insecure.
-    pub raft_server: Option<ServerTlsConfig>,
-    /// Public API server config (server TLS), `None` when insecure.
-    pub api_server: Option<ServerTlsConfig>,
+    /// Mutual TLS between nodes and server TLS on the public API; `None` when insecure.
+    pub tls: Option<Arc<NodeTls>>,
 }
 
 impl Security {
     /// Plaintext everywhere. Only for an explicit `--insecure`.
     pub fn insecure() -> Self {
-        Self { connector: Arc::new(TcpConnector::default()), raft_server: None, api_server: None }
+        Self { connector: Arc::new(TcpConnector::default()), tls: None }
     }
 
-    /// Loads the node's certificate and the hub CA from `dir`.
-    pub fn load(dir: &Path, node: &NodeConfig) -> Result<Self, TlsError> {
-        let ca = Certificate::from_pem(read(&dir.join("ca.pem"))?);
-        let (cert_path, key_path) = node_files(dir, node);
-        let identity = Identity::from_pem(read(&cert_path)?, read(&key_path)?);
-        let raft_server = ServerTlsConfig::new().identity(identity.clone()).client_ca_root(ca.clone());
-        let api_server = ServerTlsConfig::new().identity(identity.clone());
-        let client = ClientTlsConfig::new().ca_certificate(ca).identity(identity);
-        Ok(Self {
-            connector: Arc::new(TlsConnector { client, connect_timeout: Duration::from_secs(2) }),
-            raft_server: Some(raft_server),
-            api_server: Some(api_server),
-        })
+    /// Loads the node's certificate and the hub CA from the `[tls]` directory.
+    pub fn load(section: &TlsSection, node: &NodeConfig) -> Result<Self, TlsError> {
+        let tls = Arc::new(NodeTls::load(section, node)?);
+        let connector = TlsConnector { tls: tls.clone(), connect_timeout: Duration::from_secs(2) };
+        Ok(Self { connector: Arc::new(connector), tls: Some(tls) })
     }
 }
 
 /// Mutual-TLS channels to peers: verifies the peer against the hub CA and presents this node's
-/// certificate.
+/// certificate, as they are when the connection is made (see [`reload`]).
 pub struct TlsConnector {
-    client: ClientTlsConfig,
+    tls: Arc<NodeTls>,
     connect_timeout: Duration,
 }
 
 impl Connector for TlsConnector {
     fn connect(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        Ok(Endpoint::from_shared(format!("https://{addr}"))?
-            .tls_config(self.client.clone())?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
+        // `http`: the TLS is the dialler's own, tonic speaks HTTP/2 over the stream it is given.
+        let dial = Dial { tls: self.tls.clone(), timeout: self.connect_timeout };
+        Ok(Endpoint::from_shared(format!("http://{addr}"))?
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy())
+            .connect_with_connector_lazy(dial))
     }
+}
+
+/// Dials a peer: TCP without Nagle, then TLS with the node's configuration of the moment.
+#[derive(Clone)]
+struct Dial {
+    tls: Arc<NodeTls>,
+    timeout: Duration,
+}
+
+type Dialled = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+
+impl tower_service::Service<Uri> for Dial {
+    type Response = Dialled;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Dialled, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let (tls, timeout) = (self.tls.clone(), self.timeout);
+        Box::pin(async move {
+            let timed_out =
+                || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {uri} timed out"));
+            tokio::time::timeout(timeout, dial(&tls, &uri)).await.map_err(|_| timed_out())?
+        })
+    }
+}
+
+async fn dial(tls: &NodeTls, uri: &Uri) -> Result<Dialled, std::io::Error> {
+    let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
+    let host = uri.host().ok_or_else(|| invalid(format!("{uri}: no host")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().ok_or_else(|| invalid(format!("{uri}: no port")))?;
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| invalid(format!("{host}: {e}")))?;
+    let tcp = TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    let stream = tokio_rustls::TlsConnector::from(tls.client()).connect(name, tcp).await?;
+    Ok(TokioIo::new(stream))
 }
 
 /// A client config for the CLI: trusts the hub CA.
