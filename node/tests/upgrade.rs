@@ -1,11 +1,15 @@
 //! A hub node upgraded in place: it restarts on a data dir written by the JSON-valued storage
 //! (`node/store/tests/fixtures/json-v0.tar.gz`), migrates it, serves its state and takes writes.
+//! A rolling upgrade: a hub of mixed builds works, and applies the log as the oldest member's
+//! build does until the last node runs the new one.
 
 mod common;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use common::{TestHub, channel};
+use common::{HubSpec, TestHub, Wire, channel};
+use kizuna_domain::{APPLY_VERSION, FIRST_APPLY_VERSION};
 use kizuna_node::cli::seed::{DEMO_OPERATOR, DEMO_PASSWORD};
 use kizuna_proto::accounts::LoginRequest;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
@@ -46,5 +50,68 @@ async fn a_node_restarted_on_a_json_data_dir_serves_it_and_takes_writes() {
     let retried =
         hub.put(1, "greeting", "おやすみ", "fixture-put-4").await.expect("a retry of a migrated idempotency key");
     assert_eq!(retried.version, 3, "the remembered result of an idempotency key written as JSON");
+    // Its only member runs this build: the hub moves to this build's apply version.
+    wait_apply_version(&hub, APPLY_VERSION).await;
+    hub.shutdown().await;
+}
+
+/// Waits (10 s at most) until every running node has applied the hub's move to `version`.
+async fn wait_apply_version(hub: &TestHub, version: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for id in hub.running_ids() {
+        while hub.status(id).apply_version != version {
+            assert!(Instant::now() < deadline, "node {id} applies as {}, not {version}", hub.status(id).apply_version);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A rolling upgrade of a three-node hub, one node at a time: two nodes stand for the previous
+/// build (apply version 1, as every build before apply versions existed), the third already
+/// runs this one and leads (its region is preferred), so it is the one that must hold back. The
+/// hub takes writes throughout and stays at version 1 while any member is
+/// of the previous build; when the last one is replaced, the leader moves the hub to this
+/// build's version and every node applies as it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hub_of_mixed_builds_works_and_moves_on_once_every_node_is_upgraded() {
+    let nodes = vec![("region-1", true), ("region-2", true), ("region-3", true)];
+    let spec = HubSpec { nodes, preferred_regions: vec!["region-3".into()], wire: Wire::Plain };
+    let mut hub = TestHub::start_custom(spec, |config, _| {
+        for node in config.nodes.iter_mut().take(2) {
+            node.older_build_apply_version = Some(FIRST_APPLY_VERSION);
+        }
+    })
+    .await;
+    let old_builds: Vec<u64> = hub.config.nodes.iter().take(2).map(|n| n.id).collect();
+    let new_build = hub.config.nodes[2].id;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while hub.leader().await != new_build {
+        assert!(Instant::now() < deadline, "leadership did not move to the preferred region");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut writes = 0;
+    let mut write_through_every_node = async |hub: &TestHub| {
+        for id in hub.running_ids() {
+            writes += 1;
+            let put = hub.put(id, "roll", &format!("write {writes}"), &format!("roll-{writes}")).await;
+            hub.wait_applied(put.expect("a write during the roll").log_index).await;
+        }
+    };
+    write_through_every_node(&hub).await;
+
+    for (i, id) in old_builds.iter().copied().enumerate() {
+        // Several keeper ticks (250 ms each here) with a member of the previous build.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for node in hub.running_ids() {
+            assert_eq!(hub.status(node).apply_version, FIRST_APPLY_VERSION, "moved on with {} old", 2 - i);
+        }
+        hub.stop(id).await;
+        let upgraded = hub.config.nodes.iter_mut().find(|n| n.id == id).expect("in the topology");
+        upgraded.older_build_apply_version = None;
+        hub.restart(id).await;
+        write_through_every_node(&hub).await;
+    }
+    wait_apply_version(&hub, APPLY_VERSION).await;
+    write_through_every_node(&hub).await;
     hub.shutdown().await;
 }

@@ -152,7 +152,31 @@ pub enum LogCommand {
         blob: attachments::BlobHash,
         from: federation::HubName,
     },
+    /// Every member runs a build that applies `version` ([`APPLY_VERSION`]): the hub applies
+    /// the log that way from the next entry on. Proposed by the leader, never by a client.
+    SetApplyVersion {
+        version: u32,
+    },
 }
+
+/// How this build applies the log. Every replica must apply an entry the same way, so while a
+/// hub runs mixed builds (a rolling upgrade), every node applies as the hub's *active* version
+/// says — the replicated `m/apply_version`, 1 when never set — and the leader raises it only
+/// once every member reports a build that supports the new one (docs/operations.md, "Rolling
+/// upgrade"). The rules for a change of apply behaviour or a new command:
+/// - bump this number, and keep the previous behaviour for entries applied below it;
+/// - a new [`LogCommand`] or [`commands::Command`] variant is appended (postcard numbers
+///   variants by position) and refused with "the hub is being upgraded" until the active
+///   version reaches the one that introduced it: an older build cannot even decode it.
+///
+/// 1: every build before the version existed. 2: this one — it understands
+/// [`LogCommand::SetApplyVersion`] (a build of 1 cannot decode it, so it is never proposed
+/// while one is a member); its apply is otherwise that of 1.
+pub const APPLY_VERSION: u32 = 2;
+
+/// The active version of a hub that never set one: its nodes were all of builds before the
+/// version existed.
+pub const FIRST_APPLY_VERSION: u32 = 1;
 
 impl std::fmt::Display for Envelope {
     // Short on purpose: logged by Raft, so never the content (it may be patient data).
@@ -169,6 +193,7 @@ impl std::fmt::Display for Envelope {
             LogCommand::FetchedChunk { .. } => "fetched-chunk",
             LogCommand::FetchFailed { .. } => "fetch-failed",
             LogCommand::FetchProven { .. } => "fetch-proven",
+            LogCommand::SetApplyVersion { .. } => "set-apply-version",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -283,7 +308,8 @@ impl Envelope {
             | LogCommand::CollectAttachments { .. }
             | LogCommand::FetchedChunk { .. }
             | LogCommand::FetchFailed { .. }
-            | LogCommand::FetchProven { .. } => {}
+            | LogCommand::FetchProven { .. }
+            | LogCommand::SetApplyVersion { .. } => {}
         }
         Ok(())
     }

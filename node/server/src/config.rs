@@ -267,6 +267,11 @@ pub struct NodeConfig {
     /// (a relay or tunnel; the chaos harness routes every link through a fault proxy this way).
     #[serde(default)]
     pub routes: std::collections::HashMap<String, String>,
+    /// Never in a file: a test's stand-in for a node still running an older build during a
+    /// rolling upgrade, which applies the log up to this version only. `None`: this build's
+    /// (`kizuna_domain::APPLY_VERSION`).
+    #[serde(skip)]
+    pub older_build_apply_version: Option<u32>,
 }
 
 fn default_true() -> bool {

@@ -7,10 +7,14 @@
 //!   in a preferred region is healthy (answered a heartbeat recently) and fully caught up,
 //!   leadership is handed to it. A lagging or silent preferred voter is never chosen, so the
 //!   preference never costs availability.
+//! - **apply version**: once every member reports a build that applies a newer version of the
+//!   log than the hub's active one (`kizuna_domain::APPLY_VERSION`), the hub moves to it — the
+//!   end of a rolling upgrade, with no operator step.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use kizuna_domain::{Envelope, LogCommand};
 use openraft::Instant as _;
 use openraft::ServerState;
 use tokio::sync::watch;
@@ -48,9 +52,42 @@ pub async fn run(node: Arc<Node>, hub: HubConfig, mut stopped: watch::Receiver<b
         if learners_added_in_term != Some(m.current_term) && add_missing_learners(&node, &hub).await {
             learners_added_in_term = Some(m.current_term);
         }
+        raise_apply_version(&node).await;
         if since.elapsed() >= SETTLE {
             prefer_region(&node, &hub, &m).await;
         }
+    }
+}
+
+/// Moves the hub to the newest apply version every member's build supports, when that is newer
+/// than the active one. Never while a member does not answer (it may run an older build) or
+/// runs an older build: it could not apply the entries after.
+async fn raise_apply_version(node: &Node) {
+    let active = match node.state.apply_version() {
+        Ok(active) if active < node.max_apply_version => active,
+        Ok(_) => return,
+        Err(e) => return warn!("cannot read the hub's apply version: {e}"),
+    };
+    let mut supported = node.max_apply_version;
+    for member in node.cluster_status().await.members {
+        match member.health {
+            Ok(health) => supported = supported.min(health.max_apply_version),
+            Err(_) => return,
+        }
+    }
+    if supported <= active {
+        return;
+    }
+    let envelope = Envelope {
+        idempotency_key: format!("apply-version/{supported}"),
+        proposed_at_ms: 0,
+        command: LogCommand::SetApplyVersion { version: supported },
+    };
+    match node.propose_here(envelope).await {
+        Ok(_) => {
+            info!(from = active, to = supported, "every member's build applies a newer version: the hub moved to it")
+        }
+        Err(e) => warn!("raising the apply version to {supported}: {e}"),
     }
 }
 

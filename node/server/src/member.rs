@@ -46,6 +46,10 @@ pub struct NodeHealth {
     pub stale_reason: Option<String>,
     /// Why it stopped applying the log; it then refuses what needs its state.
     pub fault: Option<String>,
+    /// The newest apply version its build supports (`kizuna_domain::APPLY_VERSION`).
+    pub max_apply_version: u32,
+    /// The hub's active apply version as it has applied it.
+    pub apply_version: u32,
 }
 
 /// Every member of the hub as one node's membership knows it, each asked for its own health.

@@ -114,6 +114,8 @@ pub(crate) fn now_ms() -> u64 {
 pub struct Node {
     pub id: NodeId,
     pub info: HubNode,
+    /// The newest apply version this node takes up (its build's; see `kizuna_domain::APPLY_VERSION`).
+    pub max_apply_version: u32,
     pub raft: Raft,
     pub state: StateReader,
     pub channels: PeerChannels,
@@ -391,6 +393,9 @@ impl Node {
             snapshots_installed: self.state.snapshots_installed(),
             stale_reason: self.staleness(),
             fault,
+            max_apply_version: self.max_apply_version,
+            // 0: unreadable just now (a lasting storage fault shows as `fault`).
+            apply_version: self.state.apply_version().unwrap_or(0),
         }
     }
 
@@ -541,7 +546,9 @@ pub async fn start(
 ) -> Result<RunningNode, StartError> {
     let span = info_span!("node", node = %me.name, region = %me.region());
     async {
+        let max_apply_version = me.older_build_apply_version.unwrap_or(kizuna_domain::APPLY_VERSION);
         let (log_store, state_machine) = kizuna_store::open(&me.data_dir)?;
+        let state_machine = state_machine.applying_at_most(max_apply_version);
         let attachments = crate::attachments::Limits::of(&hub.attachments, &me.data_dir);
         crate::attachments::staging::clear(&attachments.staging_dir)
             .map_err(|e| StartError::Uploads(attachments.staging_dir.clone(), e))?;
@@ -568,6 +575,7 @@ pub async fn start(
         let node = Arc::new(Node {
             id: me.id,
             info: hub_node(me),
+            max_apply_version,
             raft,
             state,
             channels,

@@ -117,6 +117,7 @@ async fn hub_of(name: &str, nodes: u64) -> Hub {
             data_dir: dir.path().join(format!("n{id}")),
             voter: true,
             routes: Default::default(),
+            older_build_apply_version: None,
         });
         listeners.push(Listeners { raft, api, metrics: None });
     }

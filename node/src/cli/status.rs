@@ -25,6 +25,8 @@ struct MemberView {
     stale_reason: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     fault: String,
+    max_apply_version: u32,
+    apply_version: u32,
 }
 
 #[derive(Serialize)]
@@ -61,6 +63,8 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
                 error: m.error,
                 stale_reason: m.stale_reason,
                 fault: m.fault,
+                max_apply_version: m.max_apply_version,
+                apply_version: m.apply_version,
             })
             .collect(),
     };
@@ -96,7 +100,27 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
         (Some(l), None) => println!("leader: node {l} (as seen by node {})", view.answered_by),
         (None, None) => println!("no leader (as seen by node {})", view.answered_by),
     }
+    if let Some(line) = rolling_upgrade(&view.members) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// A line while the members' builds differ (a rolling upgrade under way): the hub applies the
+/// log as the oldest build does until every node runs the new one.
+fn rolling_upgrade(members: &[MemberView]) -> Option<String> {
+    let builds: Vec<u32> = members.iter().filter(|m| m.reachable).map(|m| m.max_apply_version).collect();
+    let (oldest, newest) = (builds.iter().min()?, builds.iter().max()?);
+    let active = members.iter().map(|m| m.apply_version).max()?;
+    (oldest != newest || active < *newest).then(|| {
+        let behind: Vec<String> =
+            members.iter().filter(|m| m.reachable && m.max_apply_version < *newest).map(|m| m.name.clone()).collect();
+        format!(
+            "rolling upgrade: the hub applies the log as version {active}; builds of version {newest} take over \
+             once every node runs one (still to upgrade: {})",
+            if behind.is_empty() { "none, moving on".to_owned() } else { behind.join(", ") }
+        )
+    })
 }
 
 /// What to say under a member: why it stopped applying (which makes its staleness moot), why

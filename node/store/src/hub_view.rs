@@ -437,16 +437,20 @@ impl<'a> RocksHub<'a> {
         self.put(keys::id(EVENTS, event.cursor), event);
     }
 
-    /// Stored events after `cursor`, oldest first, at most `limit` (an undecodable one is a
-    /// fault, and ends the list: a subscriber must not skip past it).
     /// The cursor of the newest event forgotten (0: none).
     pub fn events_forgotten_to(&self) -> u64 {
         self.get(keys::EVENTS_FORGOTTEN).unwrap_or(0)
     }
 
-    /// Forgets at most `limit` of the oldest live events, those from before `before_ms`:
-    /// subscribers resume from a cursor within the replay window, an older one reloads. The
-    /// scan starts after what was forgotten, never over the deleted keys again.
+    /// The hub's active apply version (`kizuna_domain::APPLY_VERSION`).
+    pub fn apply_version(&self) -> u32 {
+        self.get(keys::APPLY_VERSION).unwrap_or(kizuna_domain::FIRST_APPLY_VERSION)
+    }
+
+    pub fn set_apply_version(&mut self, version: u32) {
+        self.put(keys::APPLY_VERSION.to_vec(), &version);
+    }
+
     /// Removes the sessions among the next `limit` (a sweep that goes round the table) that
     /// were created before `before_ms`: every session ends within a day of its creation (the
     /// longest absolute lifetime), so these answer nothing any more.
@@ -496,6 +500,9 @@ impl<'a> RocksHub<'a> {
         }
     }
 
+    /// Forgets at most `limit` of the oldest live events, those from before `before_ms`:
+    /// subscribers resume from a cursor within the replay window, an older one reloads. The
+    /// scan starts after what was forgotten, never over the deleted keys again.
     pub fn forget_events(&mut self, before_ms: u64, limit: usize) {
         let forgotten = self.events_forgotten_to();
         // Most entries find nothing to forget: one read tells.
@@ -521,6 +528,8 @@ impl<'a> RocksHub<'a> {
         self.scan_from(&prefix, &start, limit).into_iter().map_while(|(k, v)| self.decode(&k, &v)).collect()
     }
 
+    /// Stored events after `cursor`, oldest first, at most `limit` (an undecodable one is a
+    /// fault, and ends the list: a subscriber must not skip past it).
     pub fn events_after(&self, cursor: u64, limit: usize) -> Vec<Event> {
         let pairs = self.pairs_after(EVENTS, cursor, limit);
         pairs.iter().map_while(|(k, v)| self.decode(k, v)).collect()

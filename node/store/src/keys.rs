@@ -371,6 +371,8 @@ pub(crate) fn hash_of_unclaimed(key: &[u8]) -> Result<[u8; 32], KeyError> {
 
 /// The apply clock, in `sm_data` so snapshots carry it.
 pub(crate) const CLOCK: &[u8] = b"m/clock";
+/// The hub's active apply version (`kizuna_domain::APPLY_VERSION`); absent: the first.
+pub(crate) const APPLY_VERSION: &[u8] = b"m/apply_version";
 /// The cursor of the newest live event forgotten (events up to it are gone; a subscriber
 /// resuming below it must reload).
 pub(crate) const EVENTS_FORGOTTEN: &[u8] = b"m/events_forgotten";

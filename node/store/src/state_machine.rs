@@ -58,6 +58,11 @@ impl StateReader {
         get_value(&self.db, CF_SM_META, APPLIED)
     }
 
+    /// The hub's active apply version (`kizuna_domain::APPLY_VERSION`).
+    pub fn apply_version(&self) -> std::io::Result<u32> {
+        Ok(get_value(&self.db, CF_SM_DATA, keys::APPLY_VERSION)?.unwrap_or(kizuna_domain::FIRST_APPLY_VERSION))
+    }
+
     /// Leader time of the last applied write, ms since the Unix epoch (0 before any write).
     pub fn clock_ms(&self) -> std::io::Result<u64> {
         Ok(get_value(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0))
@@ -176,6 +181,9 @@ pub struct StateMachineStore {
     reader: StateReader,
     /// Numbers snapshot ids built by this node, so two builds at one log id differ.
     snapshot_seq: Arc<AtomicU64>,
+    /// The newest apply version this node may take up: the build's, unless a test stands for
+    /// an older build (see [`Self::applying_at_most`]).
+    max_apply_version: u32,
 }
 
 impl StateMachineStore {
@@ -200,7 +208,15 @@ impl StateMachineStore {
             apply_fault: Arc::default(),
             installing: Arc::default(),
         };
-        Ok(Self { db, snapshot_dir, reader, snapshot_seq: Arc::default() })
+        let max_apply_version = kizuna_domain::APPLY_VERSION;
+        Ok(Self { db, snapshot_dir, reader, snapshot_seq: Arc::default(), max_apply_version })
+    }
+
+    /// This node takes up apply versions up to `version` only: a test's stand-in for a node
+    /// still running an older build during a rolling upgrade.
+    pub fn applying_at_most(mut self, version: u32) -> Self {
+        self.max_apply_version = version.min(kizuna_domain::APPLY_VERSION);
+        self
     }
 
     pub fn reader(&self) -> StateReader {
@@ -221,6 +237,7 @@ impl StateMachineStore {
 /// writes, so a batch behaves exactly like entries applied one by one.
 struct ApplyBatch<'a> {
     db: &'a DB,
+    max_apply_version: u32,
     batch: WriteBatch,
     records: HashMap<String, Record>,
     clock_ms: u64,
@@ -339,6 +356,7 @@ impl ApplyBatch<'_> {
             LogCommand::FetchProven { blob, from } => {
                 self.decided(attachments::fetch_proven(&self.hub, blob, &from))?
             }
+            LogCommand::SetApplyVersion { version } => self.set_apply_version(version)?,
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
@@ -356,6 +374,24 @@ impl ApplyBatch<'_> {
             self.hub.sweep_invitations(self.clock_ms.saturating_sub(INVITATION_KEPT_MS), SWEPT_PER_SWEEP);
         }
         Ok(applied)
+    }
+
+    /// The hub applies as `version` from the next entry on. A node that cannot stops applying
+    /// instead of diverging from the others: its build is older than the hub now is (the
+    /// leader raises the version only when every member reports it, so only a node replaced by
+    /// an older build meanwhile gets here).
+    fn set_apply_version(&mut self, version: u32) -> std::io::Result<CommandResult> {
+        if version > self.max_apply_version {
+            return Err(std::io::Error::other(format!(
+                "the hub now applies the log as version {version}; this build applies up to version {}: \
+                 install the hub's current build on this node",
+                self.max_apply_version
+            )));
+        }
+        if version > self.hub.apply_version() {
+            self.hub.set_apply_version(version);
+        }
+        Ok(CommandResult::Done(Outcome::Done))
     }
 
     /// A state that could not be read is an error of this node, never a refusal to remember.
@@ -552,6 +588,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let clock_ms = get_value(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0);
         let mut batch = ApplyBatch {
             db: &self.db,
+            max_apply_version: self.max_apply_version,
             batch: WriteBatch::default(),
             records: HashMap::new(),
             clock_ms,
@@ -725,6 +762,31 @@ mod tests {
         assert_eq!(sm.reader().state_digest().expect("digest"), before, "the poisoned batch wrote something");
         assert_eq!(sm.reader().record("second").expect("read"), None);
         assert_eq!(sm.applied_state().await.expect("applied").0.map(|l| l.index), Some(1));
+    }
+
+    fn set_apply_version(index: u64, version: u32) -> Entry {
+        let command = LogCommand::SetApplyVersion { version };
+        let envelope = Envelope { idempotency_key: format!("apply-version-{index}"), proposed_at_ms: index, command };
+        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
+    }
+
+    #[tokio::test]
+    async fn the_apply_version_only_rises_and_an_older_build_stops_before_it() {
+        let (one, two) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (_l1, mut current) = crate::open(one.path()).expect("open");
+        assert_eq!(current.reader().apply_version().unwrap(), kizuna_domain::FIRST_APPLY_VERSION, "never set");
+        let newest = kizuna_domain::APPLY_VERSION;
+        apply(&mut current, vec![set_apply_version(1, newest), set_apply_version(2, 1)]).await.expect("applied");
+        assert_eq!(current.reader().apply_version().unwrap(), newest, "a lower version is no step back");
+
+        // A node of an older build stops at the entry instead of applying past it differently.
+        let (_l2, older) = crate::open(two.path()).expect("open");
+        let mut older = older.applying_at_most(kizuna_domain::FIRST_APPLY_VERSION);
+        apply(&mut older, vec![put_record(1, "first")]).await.expect("applied");
+        let error = apply(&mut older, vec![set_apply_version(2, newest)]).await.expect_err("applied past it");
+        assert!(error.to_string().contains("install the hub's current build"), "{error}");
+        assert_eq!(older.applied_state().await.expect("applied").0.map(|l| l.index), Some(1));
+        assert_eq!(older.reader().apply_version().unwrap(), kizuna_domain::FIRST_APPLY_VERSION);
     }
 
     /// A record write proposed at `at_ms` under the idempotency key `key`.

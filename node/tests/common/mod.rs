@@ -119,6 +119,7 @@ impl TestHub {
                 data_dir: dir.path().join(format!("n{id}")),
                 voter: *voter,
                 routes: HashMap::new(),
+                older_build_apply_version: None,
             });
         }
         let wire = spec.wire;
@@ -319,6 +320,7 @@ impl TestHub {
             data_dir: self.dir.path().join(format!("n{id}")),
             voter: false,
             routes: HashMap::new(),
+            older_build_apply_version: None,
         };
         self.config.nodes.push(me.clone());
         if self.wire == Wire::Faulty {

@@ -171,6 +171,8 @@ fn member(status: MemberStatus) -> Member {
             member.applied_index = h.applied_index;
             member.stale_reason = h.stale_reason.unwrap_or_default();
             member.fault = h.fault.unwrap_or_default();
+            member.max_apply_version = h.max_apply_version;
+            member.apply_version = h.apply_version;
             member.reachable = true;
         }
         // Unspecified is how the public API says "could not be asked".

@@ -125,6 +125,8 @@ pub fn health_message(health: NodeHealth) -> NodeStatus {
         snapshots_installed: health.snapshots_installed,
         stale_reason: health.stale_reason.unwrap_or_default(),
         fault: health.fault.unwrap_or_default(),
+        max_apply_version: health.max_apply_version,
+        apply_version: health.apply_version,
     }
 }
 
@@ -144,12 +146,21 @@ fn health_from_message(m: NodeStatus) -> NodeHealth {
         snapshots_installed: m.snapshots_installed,
         stale_reason: text(m.stale_reason),
         fault: text(m.fault),
+        // A build before apply versions existed sends neither: it applies as the first.
+        max_apply_version: m.max_apply_version.max(kizuna_domain::FIRST_APPLY_VERSION),
+        apply_version: m.apply_version,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_before_apply_versions_supports_the_first() {
+        let old = NodeStatus { id: 3, role: "follower".into(), ..Default::default() };
+        assert_eq!(health_from_message(old).max_apply_version, kizuna_domain::FIRST_APPLY_VERSION);
+    }
 
     #[test]
     fn health_survives_the_internal_message() {
@@ -176,6 +187,8 @@ mod tests {
                 snapshots_installed: 1,
                 stale_reason: (i % 3 == 0).then(|| "no word from the leader".to_owned()),
                 fault: (role == NodeRole::Failed).then(|| "cannot decode".to_owned()),
+                max_apply_version: 2,
+                apply_version: 1,
             };
             assert_eq!(health_from_message(health_message(health.clone())), health);
         }
