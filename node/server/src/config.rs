@@ -862,12 +862,36 @@ mod tests {
         );
     }
 
+    /// The compose file runs each node of its topology, at the address the topology gives it,
+    /// published on the host at the port of its public URL.
+    #[test]
+    fn the_compose_file_matches_its_topology() {
+        let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let hub = HubConfig::load(&top.join("cluster-config/container.toml")).expect("a valid topology");
+        let compose = std::fs::read_to_string(top.join("ops/container/compose.yaml")).expect("the compose file");
+        for node in &hub.nodes {
+            let public_port = node.public_url.as_deref().and_then(|u| u.rsplit(':').next()).expect("a public port");
+            let expected = [
+                format!("command: [serve, --config, /etc/kizuna/hub.toml, --node, {}]", node.name),
+                format!("hub: {{ ipv4_address: {} }}", node.raft_addr.ip()),
+                format!("ports: [\"{public_port}:{}\"]", node.api_addr.port()),
+                format!("- {0}:/var/lib/kizuna/data\n", node.name),
+            ];
+            for line in expected {
+                assert!(compose.contains(&line), "{}: compose.yaml lacks {line:?}", node.name);
+            }
+            assert_eq!(node.api_addr.ip(), node.raft_addr.ip(), "{}: one address per container", node.name);
+            assert!(node.data_dir.starts_with("/var/lib/kizuna/data"), "{}: data outside the volume", node.name);
+        }
+        assert_eq!(hub.tls.expect("[tls]").dir, Path::new("/var/lib/kizuna/certs"));
+    }
+
     #[test]
     fn shipped_topologies_are_valid() {
         // `load` parses and validates; it never opens the key or certificate files a topology
         // names, so the federation examples are checked without their (generated) files.
         let shipped =
-            ["dev.toml", "local-3region.toml", "tochigi.toml", "federation-tochigi.toml", "federation-gunma.toml"];
+            ["dev.toml", "local-3region.toml", "tochigi.toml", "federation-tochigi.toml", "federation-gunma.toml", "container.toml"];
         for f in shipped {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-config").join(f);
             HubConfig::load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
