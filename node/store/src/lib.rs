@@ -80,20 +80,39 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError
     Ok((log, sm))
 }
 
-/// The node's RocksDB with its column families, as stored (not migrated).
+/// Memory for the memtables of all column families of one node together: a flush starts when
+/// they hold more. Without it each family may hold two 64 MiB memtables (640 MiB per node).
+const MEMTABLE_BUDGET: usize = 64 << 20;
+/// Write-ahead log kept at most before the families holding its oldest files are flushed: a
+/// rarely written family (Raft's meta) would otherwise keep every WAL file alive.
+const WAL_LIMIT: u64 = 128 << 20;
+/// One block cache for all families of a node (RocksDB's default is one per family).
+const BLOCK_CACHE: usize = 64 << 20;
+/// RocksDB's own info logs kept (`LOG.old.*`, one more per start).
+const INFO_LOGS_KEPT: usize = 5;
+
+/// The node's RocksDB with its column families, as stored (not migrated). Memory and WAL are
+/// bounded by the constants above (docs/benchmarks.md, "Soak").
 fn open_db(db_path: &Path) -> Result<DB, StoreError> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family_options(name)));
+    opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+    opts.set_max_total_wal_size(WAL_LIMIT);
+    opts.set_keep_log_file_num(INFO_LOGS_KEPT);
+    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
+    let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family_options(name, &cache)));
     DB::open_cf_descriptors(&opts, db_path, cfs).map_err(|source| StoreError::Open { path: db_path.to_owned(), source })
 }
 
 /// The log and the state hold attached files' chunks (128 KiB values): with blob files, large
 /// values are written once beside the sorted tables instead of being rewritten by every
 /// compaction that passes them; small values (posts, members, indexes) stay inline.
-fn family_options(name: &str) -> Options {
+fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     let mut options = Options::default();
+    let mut tables = rocksdb::BlockBasedOptions::default();
+    tables.set_block_cache(cache);
+    options.set_block_based_table_factory(&tables);
     if name == CF_SM_DATA || name == CF_RAFT_LOG {
         options.set_enable_blob_files(true);
         options.set_min_blob_size(16 * 1024);
