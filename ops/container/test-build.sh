@@ -28,6 +28,12 @@ trap cleanup EXIT
 rootfs() {
     [ -x "$1/bin/sh" ] || debootstrap --variant=minbase trixie "$1" "$MIRROR"
     cp /etc/resolv.conf "$1/etc/resolv.conf"
+    # A machine whose way to the registries inspects TLS has its own CAs here; the chroot, like
+    # a build on such a network, must trust them too (ca-certificates, installed by build.sh,
+    # takes them up).
+    mkdir -p "$1/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$1/usr/local/share/ca-certificates/" 2>/dev/null || true
+    if [ -x "$1/usr/sbin/update-ca-certificates" ]; then chroot "$1" update-ca-certificates >/dev/null; fi
     for fs in proc sys dev; do
         mkdir -p "$1/$fs"
         mount --rbind "/$fs" "$1/$fs"
@@ -40,7 +46,8 @@ rootfs "$BUILD"
 rm -rf "$BUILD/src" && mkdir -p "$BUILD/src"
 # The build context: the files git tracks, as COPY . . would take them from a clean checkout.
 git -C "$SRC" ls-files -z | tar -C "$SRC" --null -T - -c | tar -x -C "$BUILD/src"
-chroot "$BUILD" /bin/sh -c 'cd /src && CARGO_TARGET_DIR=/build/target sh ops/container/build.sh'
+chroot "$BUILD" /usr/bin/env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+    /bin/sh -c 'cd /src && CARGO_TARGET_DIR=/build/target sh ops/container/build.sh'
 
 echo "== runtime stage in $RUN"
 rootfs "$RUN"

@@ -890,8 +890,14 @@ mod tests {
     fn shipped_topologies_are_valid() {
         // `load` parses and validates; it never opens the key or certificate files a topology
         // names, so the federation examples are checked without their (generated) files.
-        let shipped =
-            ["dev.toml", "local-3region.toml", "tochigi.toml", "federation-tochigi.toml", "federation-gunma.toml", "container.toml"];
+        let shipped = [
+            "dev.toml",
+            "local-3region.toml",
+            "tochigi.toml",
+            "federation-tochigi.toml",
+            "federation-gunma.toml",
+            "container.toml",
+        ];
         for f in shipped {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-config").join(f);
             HubConfig::load(&path).unwrap_or_else(|e| panic!("{f}: {e}"));

@@ -11,7 +11,8 @@ use kizuna_domain::federation::{HubKeyId, HubName};
 use kizuna_proto::federation::federation_service_client::FederationServiceClient;
 use kizuna_server::config::{HubConfig, HubSection, NodeConfig, RaftTimers};
 use kizuna_server::federation::{
-    FederationEndpoint, FederationTls, HubIdentity, Peer, Trust, VerifyKey, connect, serve, signed_batch, signed_probe,
+    FederationEndpoint, FederationTls, HubIdentity, Peer, Trust, VerifyKey, WatchedFederationTls, connect, serve,
+    signed_batch, signed_probe,
 };
 use kizuna_server::node::{self, Listeners, RunningNode};
 use kizuna_server::tls::Security;
@@ -65,7 +66,7 @@ fn verify_key(id: &HubIdentity, expires_at_s: u64) -> VerifyKey {
 
 /// A client hub: its node's TLS (trusting Tochigi's CA) and its signing keys.
 struct Client {
-    tls: FederationTls,
+    tls: WatchedFederationTls,
     key: HubIdentity,
 }
 
@@ -73,7 +74,7 @@ impl Client {
     fn new(own_ca: &Ca, node: &str, tochigi_ca: &Ca, key: HubIdentity) -> Self {
         let (cert, private) = node_cert(own_ca, node);
         let cas = BTreeMap::from([(hub("tochigi"), tochigi_ca.pem.clone())]);
-        Self { tls: FederationTls::from_pems(&cert, &private, cas).unwrap(), key }
+        Self { tls: FederationTls::from_pems(&cert, &private, cas).unwrap().fixed(), key }
     }
 }
 
@@ -188,14 +189,14 @@ impl World {
         );
         let (cert, key) = node_cert(&tochigi_ca, "tochigi-1");
         let cas = BTreeMap::from([(hub("gunma"), gunma_ca.pem.clone()), (hub("ibaraki"), ibaraki_ca.pem.clone())]);
-        let tls = FederationTls::from_pems(&cert, &key, cas).unwrap();
+        let tls = FederationTls::from_pems(&cert, &key, cas).unwrap().fixed();
         let sink = tochigi.node(on).clone();
-        let endpoint = FederationEndpoint::new(Arc::new(trust), Arc::new(tls.issuers().unwrap()), sink);
+        let endpoint = FederationEndpoint::new(Arc::new(trust), tls.clone(), sink);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            serve(listener, &tls, endpoint, async {
+            serve(listener, tls, endpoint, async {
                 let _ = stopped.await;
             })
             .await
@@ -486,7 +487,8 @@ async fn a_node_serves_federation_from_its_configuration() {
     let cas = BTreeMap::from([(hub("tochigi"), read(tochigi_certs.join("ca.pem")))]);
     let gunma_node =
         FederationTls::from_pems(&read(gunma_certs.join("gunma-1.pem")), &read(gunma_certs.join("gunma-1.key")), cas)
-            .unwrap();
+            .unwrap()
+            .fixed();
     let mut client = connect(&gunma_node, &hub("tochigi"), &listener.addr.to_string()).unwrap();
     let answer = client.probe(signed_probe(&gunma_key, &hub("tochigi"))).await.unwrap().into_inner();
     assert_eq!(answer.hub, "tochigi");
@@ -513,4 +515,70 @@ async fn a_node_serves_federation_from_its_configuration() {
 /// the stream instead).
 fn malformed(text: &str) -> Vec<u8> {
     [&[kizuna_domain::federation::wire::WIRE_VERSION][..], text.as_bytes()].concat()
+}
+
+/// Waits (10 s at most) until `check` holds.
+async fn eventually(what: &str, check: impl AsyncFn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Gunma replaces its CA, and Tochigi renews its own certificate: Tochigi's listener takes up
+/// the changed files without a restart — a Gunma node of the new CA is served, one still on the
+/// old CA is refused, and a client trusting only Tochigi's new CA reaches it.
+#[tokio::test]
+async fn changed_certificate_files_are_taken_up_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tochigi_ca, gunma_old, gunma_new) = (ca("tochigi"), ca("gunma"), ca("gunma"));
+    let files = ["tochigi-1.pem", "tochigi-1.key", "gunma-ca.pem"].map(|f| dir.path().join(f));
+    let write_own = |ca: &Ca| {
+        let (cert, key) = node_cert(ca, "tochigi-1");
+        std::fs::write(&files[0], cert).unwrap();
+        std::fs::write(&files[1], key).unwrap();
+    };
+    write_own(&tochigi_ca);
+    std::fs::write(&files[2], &gunma_old.pem).unwrap();
+    let gunma_key = signing_key("gunma", "gunma-2026");
+    let gunma = Peer {
+        name: hub("gunma"),
+        endpoints: vec![],
+        ca_cert: files[2].clone(),
+        verify_keys: vec![verify_key(&gunma_key, now_s() + 86_400)],
+    };
+    let trust = Trust::new(hub("tochigi"), [gunma]);
+    let every = std::time::Duration::from_millis(100);
+    let tls = FederationTls::watched(&trust, files[0].clone(), files[1].clone(), every).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(tls.clone().watch(stopped.clone()));
+    let tochigi = one_node_hub("tochigi").await;
+    let endpoint = FederationEndpoint::new(Arc::new(trust), tls.clone(), tochigi.node(1).clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut until_stopped = stopped.clone();
+    tokio::spawn(serve(listener, tls, endpoint, async move {
+        let _ = until_stopped.wait_for(|s| *s).await;
+    }));
+
+    // A Gunma node with a certificate of `gunma_ca`, trusting `tochigi_ca_pem`, probes anew.
+    let probe = async |gunma_ca: &Ca, tochigi_ca_pem: &str| {
+        let (cert, key) = node_cert(gunma_ca, "gunma-1");
+        let cas = BTreeMap::from([(hub("tochigi"), tochigi_ca_pem.to_owned())]);
+        let client = FederationTls::from_pems(&cert, &key, cas).unwrap().fixed();
+        let mut client = connect(&client, &hub("tochigi"), &addr).unwrap();
+        client.probe(signed_probe(&gunma_key, &hub("tochigi"))).await.is_ok()
+    };
+    assert!(probe(&gunma_old, &tochigi_ca.pem).await, "Gunma of its first CA is served");
+
+    std::fs::write(&files[2], &gunma_new.pem).unwrap();
+    eventually("Gunma's new CA was not taken up", async || probe(&gunma_new, &tochigi_ca.pem).await).await;
+    assert!(!probe(&gunma_old, &tochigi_ca.pem).await, "a Gunma node still on the old CA was served");
+
+    let tochigi_ca_next = ca("tochigi");
+    write_own(&tochigi_ca_next);
+    eventually("Tochigi's new certificate was not taken up", async || probe(&gunma_new, &tochigi_ca_next.pem).await)
+        .await;
+    let _ = stop.send(true);
 }

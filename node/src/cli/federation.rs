@@ -277,7 +277,7 @@ pub async fn status(hub: &HubConfig, node: Option<&str>) -> anyhow::Result<Vec<P
     let read = |path: PathBuf| std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()));
     let cert = read(tls_dir.join(format!("{}.pem", me.name)))?;
     let key = read(tls_dir.join(format!("{}.key", me.name)))?;
-    let tls = FederationTls::load(&trust, &cert, &key)?;
+    let tls = FederationTls::load(&trust, &cert, &key)?.fixed();
     let mut reports = Vec::new();
     for peer in trust.peers() {
         let mut endpoints = Vec::new();

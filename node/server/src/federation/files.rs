@@ -136,7 +136,7 @@ impl Fetcher {
         node: Arc<Node>,
         identity: Arc<HubIdentity>,
         trust: &Trust,
-        tls: &super::FederationTls,
+        tls: &super::WatchedFederationTls,
     ) -> Result<Self, super::TransportError> {
         let mut links = BTreeMap::new();
         for peer in trust.peers() {

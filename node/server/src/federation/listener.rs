@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::transport::{FederationTls, TransportError};
+use super::transport::{FederationTls, TransportError, WatchedFederationTls};
 use super::{FederationEndpoint, FederationSender, HubIdentity, IdentityError, Trust, serve};
 use crate::config::{ConfigError, HubConfig, NodeConfig};
 use crate::node::Node;
@@ -23,6 +23,8 @@ pub enum ListenerError {
     Identity(#[from] IdentityError),
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("federation needs [tls]: hub-to-hub traffic is mutual TLS only")]
     NoTls,
     #[error("{path}: {source}")]
@@ -53,19 +55,20 @@ impl FederationListener {
 pub struct Loaded {
     pub trust: Trust,
     pub identity: HubIdentity,
-    pub tls: FederationTls,
+    /// Reread when its files change, once [`Loaded::watch`] runs.
+    pub tls: WatchedFederationTls,
 }
 
 /// Loads `me`'s federation material; `None` when the hub does not federate.
 pub fn load(hub: &HubConfig, me: &NodeConfig) -> Result<Option<Loaded>, ListenerError> {
     let Some(section) = &hub.federation else { return Ok(None) };
-    let tls_dir = &hub.tls.as_ref().ok_or(ListenerError::NoTls)?.dir;
+    let tls_section = hub.tls.as_ref().ok_or(ListenerError::NoTls)?;
     let trust = section.trust(&hub.hub.name)?;
     let (name, key_id) = section.identity_names(&hub.hub.name)?;
     let identity = HubIdentity::load(name, key_id, &section.signing_key)?;
-    let (cert_path, key_path) = crate::tls::node_files(tls_dir, me);
-    let read = |path: PathBuf| std::fs::read_to_string(&path).map_err(|source| ListenerError::Read { path, source });
-    let tls = FederationTls::load(&trust, &read(cert_path)?, &read(key_path)?)?;
+    let (cert_path, key_path) = crate::tls::node_files(&tls_section.dir, me);
+    let every = std::time::Duration::from_millis(tls_section.reload_check_ms);
+    let tls = FederationTls::watched(&trust, cert_path, key_path, every)?;
     Ok(Some(Loaded { trust, identity, tls }))
 }
 
@@ -77,6 +80,7 @@ pub fn start_sender(
     node: Arc<Node>,
 ) -> Result<Option<FederationSender>, ListenerError> {
     let Some(Loaded { trust, identity, tls }) = load(hub, me)? else { return Ok(None) };
+    tokio::spawn(tls.clone().watch(node.stopping.clone()));
     Ok(Some(FederationSender::spawn(node, Arc::new(identity), &trust, &tls)?))
 }
 
@@ -91,12 +95,13 @@ pub async fn start(
     let Some(addr) = me.federation_addr else { return Ok(None) };
     let Some(Loaded { trust, identity, tls }) = load(hub, me)? else { return Ok(None) };
     let peers: Vec<String> = trust.peers().map(|p| p.name.to_string()).collect();
-    let endpoint = FederationEndpoint::new(Arc::new(trust), Arc::new(tls.issuers()?), node);
+    tokio::spawn(tls.clone().watch(node.stopping.clone()));
+    let endpoint = FederationEndpoint::new(Arc::new(trust), tls.clone(), node);
     let listener = TcpListener::bind(addr).await.map_err(|source| ListenerError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| ListenerError::Bind { addr, source })?;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        serve(listener, &tls, endpoint, async {
+        serve(listener, tls, endpoint, async {
             let _ = stopped.await;
         })
         .await

@@ -26,5 +26,5 @@ pub use inbox::{BatchSink, VerifiedBatch};
 pub use listener::{FederationListener, ListenerError};
 pub use sender::FederationSender;
 pub use service::{FederationEndpoint, connect, serve, signed_batch, signed_fetch, signed_probe};
-pub use transport::{FederationTls, Issuers, TransportError};
+pub use transport::{FederationTls, Issuers, TransportError, WatchedFederationTls};
 pub use trust::{Peer, Refusal, Trust, VerifyKey};

@@ -35,7 +35,7 @@ use tonic::{Code, Request, Status};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::board::Board;
-use super::transport::{FederationTls, TransportError};
+use super::transport::{TransportError, WatchedFederationTls};
 use super::{HubIdentity, Trust, connect, signed_batch, signed_probe};
 use crate::node::{Node, NodeError, now_ms};
 
@@ -212,7 +212,11 @@ pub(super) struct PeerLink {
 }
 
 impl PeerLink {
-    pub(super) fn new(tls: &FederationTls, peer: &HubName, endpoints: &[String]) -> Result<Self, TransportError> {
+    pub(super) fn new(
+        tls: &WatchedFederationTls,
+        peer: &HubName,
+        endpoints: &[String],
+    ) -> Result<Self, TransportError> {
         let endpoints = endpoints
             .iter()
             .map(|e| Ok((e.clone(), connect(tls, peer, e)?)))
@@ -467,7 +471,7 @@ impl FederationSender {
         node: Arc<Node>,
         identity: Arc<HubIdentity>,
         trust: &Trust,
-        tls: &FederationTls,
+        tls: &WatchedFederationTls,
     ) -> Result<Self, TransportError> {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();

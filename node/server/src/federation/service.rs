@@ -22,13 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use super::files::{FileSource, variant_from_wire, variant_to_wire};
 use super::inbox::{BatchSink, VerifiedBatch};
-use super::transport::{FederationTls, Issuers, TransportError};
+use super::transport::{TransportError, WatchedFederationTls};
 use super::{HubIdentity, Refusal, Trust};
 use crate::tls::accept::TlsIncoming;
 
@@ -38,7 +38,8 @@ pub const MAX_BATCH_BYTES: usize = 16 << 20;
 /// What a hub serves to its peers.
 pub struct FederationEndpoint {
     trust: Arc<Trust>,
-    issuers: Arc<Issuers>,
+    /// Tells which peer's CA issued a client certificate, as the TLS material is now.
+    tls: WatchedFederationTls,
     sink: Arc<dyn BatchSink>,
     files: Arc<dyn FileSource>,
     audited: Arc<RefusalLimiter>,
@@ -75,8 +76,8 @@ impl RefusalLimiter {
 
 impl FederationEndpoint {
     /// Serves `trust`'s peers; verified batches go to `node`, files come from it.
-    pub fn new<N: BatchSink + FileSource>(trust: Arc<Trust>, issuers: Arc<Issuers>, node: Arc<N>) -> Self {
-        Self { trust, issuers, sink: node.clone(), files: node, audited: Arc::default() }
+    pub fn new<N: BatchSink + FileSource>(trust: Arc<Trust>, tls: WatchedFederationTls, node: Arc<N>) -> Self {
+        Self { trust, tls, sink: node.clone(), files: node, audited: Arc::default() }
     }
 
     fn admit_probe(&self, r: &ProbeRequest, chain: Option<&[CertificateDer<'static>]>) -> Result<(), Refusal> {
@@ -84,7 +85,7 @@ impl FederationEndpoint {
         let destination = destination_hub(&r.destination_hub)?;
         let header = ProbeHeader { origin, destination, sent_at_ms: r.sent_at_ms };
         self.trust.verify_probe(&header, &r.key_id, &r.signature, now_ms())?;
-        self.issuers.check(&header.origin, chain)
+        self.tls.current().issuers().check(&header.origin, chain)
     }
 
     fn admit_batch(
@@ -99,7 +100,7 @@ impl FederationEndpoint {
         })?;
         let header = BatchHeader { origin, destination, seqs, payload: PayloadDigest::of(&r.messages) };
         self.trust.verify_batch(&header, &r.key_id, &r.signature, now_ms() / 1000)?;
-        self.issuers.check(&header.origin, chain)?;
+        self.tls.current().issuers().check(&header.origin, chain)?;
         Ok(header)
     }
 }
@@ -115,7 +116,7 @@ impl FederationEndpoint {
             .ok_or_else(|| Refusal::Malformed(format!("variant {}: no such variant", r.variant)))?;
         let header = fetch_header(r, variant)?;
         self.trust.verify_fetch(&header, &r.key_id, &r.signature, now_ms())?;
-        self.issuers.check(&header.origin, chain)?;
+        self.tls.current().issuers().check(&header.origin, chain)?;
         Ok((header.origin, AttachmentId(r.file_id), variant))
     }
 }
@@ -257,12 +258,14 @@ async fn send_file(
 /// handshakes are this module's own (see [`accept_tls`]), so a refused one is audited.
 pub async fn serve(
     listener: TcpListener,
-    tls: &FederationTls,
+    tls: WatchedFederationTls,
     endpoint: FederationEndpoint,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TransportError> {
-    let acceptor = TlsAcceptor::from(Arc::new(tls.server_rustls()?));
-    let incoming = TlsIncoming::new(listener, move || acceptor.clone(), endpoint.handshake_auditor());
+    // Checked once: a hub without peers has no listener; later material keeps its peers.
+    let first = tls.current().server_rustls()?;
+    let acceptor = move || TlsAcceptor::from(tls.current().server_rustls().unwrap_or_else(|_| first.clone()));
+    let incoming = TlsIncoming::new(listener, acceptor, endpoint.handshake_auditor());
     let service = FederationServiceServer::new(endpoint)
         .max_decoding_message_size(MAX_BATCH_BYTES)
         .max_encoding_message_size(MAX_BATCH_BYTES);
@@ -272,20 +275,20 @@ pub async fn serve(
 }
 
 /// A client of `peer`'s federation service at `endpoint` (`host:port`, the host must be named
-/// in the peer node's certificate). Connects lazily: the first call dials.
+/// in the peer node's certificate), with the TLS material of the moment at each (re)connection.
+/// Connects lazily: the first call dials.
 pub fn connect(
-    tls: &FederationTls,
+    tls: &WatchedFederationTls,
     peer: &HubName,
     endpoint: &str,
 ) -> Result<FederationServiceClient<Channel>, TransportError> {
-    let bad = |source| TransportError::Endpoint { endpoint: endpoint.to_owned(), source };
-    let channel = Endpoint::from_shared(format!("https://{endpoint}"))
-        .map_err(bad)?
-        .tls_config(tls.client_config(peer)?)
-        .map_err(bad)?
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .connect_lazy();
+    tls.current().client_config(peer)?;
+    let (tls, peer) = (tls.clone(), peer.clone());
+    let client: crate::tls::ClientTls = Arc::new(move || {
+        tls.current().client_config(&peer).map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()))
+    });
+    let channel = crate::tls::dialled_channel(endpoint, client, std::time::Duration::from_secs(2))
+        .map_err(|source| TransportError::Endpoint { endpoint: endpoint.to_owned(), source })?;
     Ok(FederationServiceClient::new(channel).max_decoding_message_size(MAX_BATCH_BYTES))
 }
 

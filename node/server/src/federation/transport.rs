@@ -7,6 +7,7 @@
 //! signature names: a listed peer cannot speak for another one.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kizuna_domain::federation::HubName;
@@ -15,9 +16,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use super::{Refusal, Trust};
+use crate::tls::{Reloading, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -38,15 +39,19 @@ pub enum TransportError {
 }
 
 /// A node's TLS material for federation: its certificate from its own hub's CA (peers list
-/// that CA as this hub's `ca_cert`) and each peer's CA certificate (PEM).
-#[derive(Clone)]
+/// that CA as this hub's `ca_cert`) and each peer's CA, with the configurations built from
+/// them. Reread when the files change: see [`FederationTls::watched`].
 pub struct FederationTls {
-    identity: Identity,
-    /// The same certificate and key, for the listener's own TLS (see [`Self::server_rustls`]).
-    cert_pem: String,
-    key_pem: String,
-    peer_cas: BTreeMap<HubName, String>,
+    /// The listener's: client certificates required, chaining to one of the peers' CAs;
+    /// `None` without peers.
+    server: Option<Arc<rustls::ServerConfig>>,
+    /// Towards each peer: trusts only that peer's CA, presents this node's certificate.
+    clients: BTreeMap<HubName, Arc<rustls::ClientConfig>>,
+    issuers: Arc<Issuers>,
 }
+
+/// Federation TLS as of now, for every new connection (see `crate::tls::reload`).
+pub type WatchedFederationTls = Arc<Reloading<FederationTls>>;
 
 impl FederationTls {
     /// `cert_pem` / `key_pem`: this node's certificate and key; the peers' CAs are read from
@@ -61,70 +66,114 @@ impl FederationTls {
         Self::from_pems(cert_pem, key_pem, peer_cas)
     }
 
+    /// The material of `trust`'s peers and this node's certificate and key files, reread every
+    /// `check_every` by [`Reloading::watch`] when they change: a renewed certificate, or a
+    /// peer's new CA, is taken up without a restart.
+    pub fn watched(
+        trust: &Trust,
+        cert: PathBuf,
+        key: PathBuf,
+        check_every: std::time::Duration,
+    ) -> Result<WatchedFederationTls, TlsError> {
+        let peers: Vec<HubName> = trust.peers().map(|p| p.name.clone()).collect();
+        let files = [cert, key].into_iter().chain(trust.peers().map(|p| p.ca_cert.clone())).collect();
+        let build = move |source: &[Vec<u8>]| {
+            let text = |bytes: &Vec<u8>| String::from_utf8_lossy(bytes).into_owned();
+            let (cert, key, cas) = match source {
+                [cert, key, cas @ ..] => (text(cert), text(key), cas),
+                _ => return Err(TlsError::Invalid { what: "federation TLS".into(), reason: "no certificate".into() }),
+            };
+            let peer_cas = peers.iter().cloned().zip(cas.iter().map(text)).collect();
+            Self::from_pems(&cert, &key, peer_cas)
+                .map_err(|e| TlsError::Invalid { what: "federation TLS".into(), reason: e.to_string() })
+        };
+        Ok(Arc::new(Reloading::load("federation", files, check_every, build)?))
+    }
+
     pub fn from_pems(
         cert_pem: &str,
         key_pem: &str,
         peer_cas: BTreeMap<HubName, String>,
     ) -> Result<Self, TransportError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let own = |reason: String| TransportError::OwnCertificate(reason);
+        let (certs, key) = crate::tls::reload::certified_key(cert_pem.as_bytes(), key_pem.as_bytes(), &[])
+            .map_err(|e| own(e.to_string()))?;
+        let mut clients = BTreeMap::new();
+        let mut all_roots = RootCertStore::empty();
         for (peer, pem) in &peer_cas {
-            roots_of(peer, pem)?;
+            let roots = roots_of(peer, pem)?;
+            all_roots.roots.extend(roots.roots.iter().cloned());
+            let mut client = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| own(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_client_auth_cert(certs.clone(), key.clone_key())
+                .map_err(|e| own(e.to_string()))?;
+            client.alpn_protocols = vec![b"h2".to_vec()];
+            clients.insert(peer.clone(), Arc::new(client));
         }
-        let identity = Identity::from_pem(cert_pem, key_pem);
-        Ok(Self { identity, cert_pem: cert_pem.to_owned(), key_pem: key_pem.to_owned(), peer_cas })
+        let server = if peer_cas.is_empty() { None } else { Some(server_config(all_roots, certs, key)?) };
+        let issuers = Arc::new(issuers_of(&peer_cas)?);
+        Ok(Self { server, clients, issuers })
     }
 
     /// The listener's rustls configuration: client certificates required, chaining to one of
     /// the peers' CAs, HTTP/2 only. The listener accepts TLS itself (not through tonic) so that
-    /// a refused handshake — a certificate of an unlisted CA — can be audited.
-    pub fn server_rustls(&self) -> Result<rustls::ServerConfig, TransportError> {
-        if self.peer_cas.is_empty() {
-            return Err(TransportError::NoPeers);
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = RootCertStore::empty();
-        for (peer, pem) in &self.peer_cas {
-            for root in roots_of(peer, pem)?.roots {
-                roots.roots.push(root);
-            }
-        }
-        let own = |reason: String| TransportError::OwnCertificate(reason);
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| own(e.to_string()))?;
-        let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| own(e.to_string()))?;
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| own(e.to_string()))?;
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| own(e.to_string()))?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(certs, key)
-            .map_err(|e| own(e.to_string()))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(config)
+    /// a refused handshake — a certificate of an unlisted CA — can be audited, and so that it
+    /// takes up reloaded certificates.
+    pub fn server_rustls(&self) -> Result<Arc<rustls::ServerConfig>, TransportError> {
+        self.server.clone().ok_or(TransportError::NoPeers)
     }
 
     /// Client TLS towards `peer`: trusts only that peer's CA and presents this node's certificate.
-    pub fn client_config(&self, peer: &HubName) -> Result<ClientTlsConfig, TransportError> {
-        let ca = self.peer_cas.get(peer).ok_or_else(|| TransportError::UnknownPeer(peer.clone()))?;
-        Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)).identity(self.identity.clone()))
+    pub fn client_config(&self, peer: &HubName) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+        self.clients.get(peer).cloned().ok_or_else(|| TransportError::UnknownPeer(peer.clone()))
     }
 
-    /// One verifier per peer, holding only that peer's CA, to tell which peer a client
-    /// certificate belongs to.
-    pub fn issuers(&self) -> Result<Issuers, TransportError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut verifiers = BTreeMap::new();
-        for (peer, pem) in &self.peer_cas {
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots_of(peer, pem)?), provider.clone())
-                    .build()
-                    .map_err(|e| TransportError::BadCa { peer: peer.clone(), reason: e.to_string() })?;
-            verifiers.insert(peer.clone(), verifier);
-        }
-        Ok(Issuers(verifiers))
+    /// Which peer's CA issued a client certificate.
+    pub fn issuers(&self) -> Arc<Issuers> {
+        self.issuers.clone()
     }
+
+    /// This material for good, never reread (a one-shot CLI call, a test).
+    pub fn fixed(self) -> WatchedFederationTls {
+        Arc::new(Reloading::fixed("federation", self))
+    }
+}
+
+fn server_config(
+    roots: RootCertStore,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, TransportError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let own = |reason: String| TransportError::OwnCertificate(reason);
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| own(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| own(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| own(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// One verifier per peer, holding only that peer's CA, to tell which peer a client
+/// certificate belongs to.
+fn issuers_of(peer_cas: &BTreeMap<HubName, String>) -> Result<Issuers, TransportError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut verifiers = BTreeMap::new();
+    for (peer, pem) in peer_cas {
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots_of(peer, pem)?), provider.clone())
+            .build()
+            .map_err(|e| TransportError::BadCa { peer: peer.clone(), reason: e.to_string() })?;
+        verifiers.insert(peer.clone(), verifier);
+    }
+    Ok(Issuers(verifiers))
 }
 
 fn roots_of(peer: &HubName, pem: &str) -> Result<RootCertStore, TransportError> {

@@ -21,11 +21,12 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
+use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Uri};
 
-pub use self::reload::NodeTls;
+pub use self::reload::{NodeTls, Reloading};
 use crate::config::{HubConfig, NodeConfig, TlsSection};
 use crate::raft::network::{Connector, TcpConnector};
 
@@ -145,7 +146,7 @@ impl Security {
 
     /// Loads the node's certificate and the hub CA from the `[tls]` directory.
     pub fn load(section: &TlsSection, node: &NodeConfig) -> Result<Self, TlsError> {
-        let tls = Arc::new(NodeTls::load(section, node)?);
+        let tls = Arc::new(NodeTls::of_node(section, node)?);
         let connector = TlsConnector { tls: tls.clone(), connect_timeout: Duration::from_secs(2) };
         Ok(Self { connector: Arc::new(connector), tls: Some(tls) })
     }
@@ -160,19 +161,32 @@ pub struct TlsConnector {
 
 impl Connector for TlsConnector {
     fn connect(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        // `http`: the TLS is the dialler's own, tonic speaks HTTP/2 over the stream it is given.
-        let dial = Dial { tls: self.tls.clone(), timeout: self.connect_timeout };
-        Ok(Endpoint::from_shared(format!("http://{addr}"))?
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect_with_connector_lazy(dial))
+        let tls = self.tls.clone();
+        dialled_channel(addr, Arc::new(move || Ok(tls.client())), self.connect_timeout)
     }
 }
 
-/// Dials a peer: TCP without Nagle, then TLS with the node's configuration of the moment.
+/// The client TLS configuration for the next connection.
+pub type ClientTls = Arc<dyn Fn() -> Result<Arc<ClientConfig>, std::io::Error> + Send + Sync>;
+
+/// A lazily connected channel to `addr` (`host:port`) over TLS with the configuration `client`
+/// gives at each (re)connection: TCP without Nagle, then rustls, then HTTP/2 (tonic's own TLS
+/// would fix the configuration once).
+pub fn dialled_channel(
+    addr: &str,
+    client: ClientTls,
+    connect_timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
+    // `http`: the TLS is the dialler's own, tonic speaks HTTP/2 over the stream it is given.
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_with_connector_lazy(Dial { client, timeout: connect_timeout }))
+}
+
 #[derive(Clone)]
 struct Dial {
-    tls: Arc<NodeTls>,
+    client: ClientTls,
     timeout: Duration,
 }
 
@@ -188,16 +202,16 @@ impl tower_service::Service<Uri> for Dial {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let (tls, timeout) = (self.tls.clone(), self.timeout);
+        let (client, timeout) = (self.client.clone(), self.timeout);
         Box::pin(async move {
             let timed_out =
                 || std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {uri} timed out"));
-            tokio::time::timeout(timeout, dial(&tls, &uri)).await.map_err(|_| timed_out())?
+            tokio::time::timeout(timeout, dial(client()?, &uri)).await.map_err(|_| timed_out())?
         })
     }
 }
 
-async fn dial(tls: &NodeTls, uri: &Uri) -> Result<Dialled, std::io::Error> {
+async fn dial(client: Arc<ClientConfig>, uri: &Uri) -> Result<Dialled, std::io::Error> {
     let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
     let host = uri.host().ok_or_else(|| invalid(format!("{uri}: no host")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -205,7 +219,7 @@ async fn dial(tls: &NodeTls, uri: &Uri) -> Result<Dialled, std::io::Error> {
     let name = ServerName::try_from(host.to_owned()).map_err(|e| invalid(format!("{host}: {e}")))?;
     let tcp = TcpStream::connect((host, port)).await?;
     tcp.set_nodelay(true)?;
-    let stream = tokio_rustls::TlsConnector::from(tls.client()).connect(name, tcp).await?;
+    let stream = tokio_rustls::TlsConnector::from(client).connect(name, tcp).await?;
     Ok(TokioIo::new(stream))
 }
 
@@ -218,9 +232,9 @@ pub fn client_config(ca_file: &Path) -> Result<ClientTlsConfig, TlsError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn node_certificates_name_the_host_of_their_public_url() {
-        let hub = HubConfig::parse(
+    /// Two nodes, one with a DNS name and one with an IP address as its public URL.
+    pub(super) fn two_nodes() -> HubConfig {
+        HubConfig::parse(
             r#"
             [hub]
             name = "t"
@@ -243,7 +257,12 @@ mod tests {
             data_dir = "data/b"
             "#,
         )
-        .expect("a valid topology");
+        .expect("a valid topology")
+    }
+
+    #[test]
+    fn node_certificates_name_the_host_of_their_public_url() {
+        let hub = two_nodes();
         let dir = tempfile::tempdir().expect("temp dir");
         generate(&hub, dir.path()).expect("certificates");
         // The certificate's DNS names and IP addresses, as text.

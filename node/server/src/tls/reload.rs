@@ -1,11 +1,11 @@
-//! A node's certificates, reread when their files change: the hub CA (`ca.pem`, which may hold
-//! several CA certificates while a CA is being replaced) and the node's certificate and key.
+//! TLS material reread when its files change: a node's certificates — the hub CA (`ca.pem`,
+//! which may hold several CA certificates while a CA is being replaced), the node's certificate
+//! and key — and, for federation, the same certificate with the peers' CAs.
 //!
 //! Every new connection — accepted or dialled — takes the configuration of the moment, so a
 //! rotation needs no restart; connections already established go on with what they were
 //! opened with. Files caught half-written (a certificate whose key has not been replaced yet)
-//! do not replace good material: the node keeps the previous one and tries again at the next
-//! check.
+//! do not replace good material: the previous one stays, and the next check tries again.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,25 +22,120 @@ use tracing::{info, warn};
 use super::TlsError;
 use crate::config::{NodeConfig, TlsSection};
 
-/// The files a node's TLS is built from.
-#[derive(Debug, Clone)]
-struct Files {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
+/// Builds the material from the files' contents (in the order of [`Reloading::load`]'s paths).
+type Build<T> = Box<dyn Fn(&[Vec<u8>]) -> Result<T, TlsError> + Send + Sync>;
+
+/// Material built from files, rebuilt when their contents change (see [`Reloading::watch`]).
+pub struct Reloading<T> {
+    /// What it is, for the logs.
+    what: &'static str,
+    /// Empty for fixed material, which never reloads.
+    files: Vec<PathBuf>,
+    build: Build<T>,
+    check_every: Duration,
+    /// The files' contents as last taken up, and what was built from them.
+    current: RwLock<(Vec<Vec<u8>>, Arc<T>)>,
+    /// The last reload failure, so a lasting one is logged once, not at every check.
+    last_failure: Mutex<Option<String>>,
 }
 
-/// Their contents, as last read.
-#[derive(PartialEq, Eq)]
-struct Source {
-    ca: Vec<u8>,
-    cert: Vec<u8>,
-    key: Vec<u8>,
+impl<T: Send + Sync + 'static> Reloading<T> {
+    /// Reads `files` and builds the material from them; fails when it is unusable.
+    pub fn load(
+        what: &'static str,
+        files: Vec<PathBuf>,
+        check_every: Duration,
+        build: impl Fn(&[Vec<u8>]) -> Result<T, TlsError> + Send + Sync + 'static,
+    ) -> Result<Self, TlsError> {
+        let source = read_all(&files)?;
+        let built = Arc::new(build(&source)?);
+        let (current, last_failure) = (RwLock::new((source, built)), Mutex::default());
+        Ok(Self { what, files, build: Box::new(build), check_every, current, last_failure })
+    }
+
+    /// Material that is not read from files and never changes (tests, one-shot CLI calls).
+    pub fn fixed(what: &'static str, material: T) -> Self {
+        let current = RwLock::new((Vec::new(), Arc::new(material)));
+        let refuse: Build<T> = Box::new(|_| Err(TlsError::Invalid { what: "fixed".into(), reason: "".into() }));
+        Self {
+            what,
+            files: Vec::new(),
+            build: refuse,
+            check_every: Duration::MAX,
+            current,
+            last_failure: Mutex::default(),
+        }
+    }
+
+    /// The material of the moment.
+    pub fn current(&self) -> Arc<T> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+
+    /// Rereads the files. `Ok(true)`: they changed and new connections use them from now on;
+    /// `Ok(false)`: unchanged (or fixed material); `Err`: changed but unusable, the previous
+    /// material stays.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        if self.files.is_empty() {
+            return Ok(false);
+        }
+        let source = read_all(&self.files)?;
+        if source == self.current.read().unwrap_or_else(|p| p.into_inner()).0 {
+            return Ok(false);
+        }
+        let built = Arc::new((self.build)(&source)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (source, built);
+        Ok(true)
+    }
+
+    /// Checks the files every interval until `stopped`, reloading on change.
+    pub async fn watch(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+        if self.files.is_empty() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = stopped.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(self.check_every) => {}
+            }
+            let this = self.clone();
+            let outcome = tokio::task::spawn_blocking(move || this.reload()).await;
+            let outcome =
+                outcome.unwrap_or_else(|e| Err(TlsError::Invalid { what: "reload".into(), reason: e.to_string() }));
+            self.report(outcome);
+        }
+    }
+
+    fn report(&self, outcome: Result<bool, TlsError>) {
+        let mut last_failure = self.last_failure.lock().unwrap_or_else(|p| p.into_inner());
+        let files = || self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+        match outcome {
+            Ok(true) => {
+                info!(what = self.what, files = %files(), "TLS certificates reloaded");
+                *last_failure = None;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let failure = e.to_string();
+                if last_failure.as_deref() != Some(failure.as_str()) {
+                    warn!(what = self.what, %failure, "changed TLS files are not usable yet; the previous certificates stay in use");
+                }
+                *last_failure = Some(failure);
+            }
+        }
+    }
 }
 
-/// The configurations built from one [`Source`].
-struct Configs {
-    source: Source,
+fn read_all(files: &[PathBuf]) -> Result<Vec<Vec<u8>>, TlsError> {
+    let read = |path: &PathBuf| std::fs::read(path).map_err(|source| TlsError::Io { path: path.clone(), source });
+    files.iter().map(read).collect()
+}
+
+/// A node's own TLS: its listeners' and its dialler's configurations.
+pub type NodeTls = Reloading<NodeConfigs>;
+
+/// The configurations built from a node's CA bundle, certificate and key.
+pub struct NodeConfigs {
     /// Node↔node listener: a client certificate from the hub CA is required.
     raft: Arc<ServerConfig>,
     /// Public API listener: server TLS only (clients sign in instead).
@@ -49,31 +144,14 @@ struct Configs {
     client: Arc<ClientConfig>,
 }
 
-/// A node's TLS configurations, rebuilt when their files change (see [`NodeTls::watch`]).
-pub struct NodeTls {
-    files: Files,
-    check_every: Duration,
-    current: RwLock<Arc<Configs>>,
-    /// The last reload failure, so a lasting one is logged once, not at every check.
-    last_failure: Mutex<Option<String>>,
-}
-
-impl NodeTls {
-    /// Loads `node`'s material from the `[tls]` directory; fails when it is unusable.
-    pub fn load(section: &TlsSection, node: &NodeConfig) -> Result<Self, TlsError> {
+impl Reloading<NodeConfigs> {
+    /// Loads `node`'s material from the `[tls]` directory, checked every `reload_check_ms`.
+    pub fn of_node(section: &TlsSection, node: &NodeConfig) -> Result<Self, TlsError> {
         let (cert, key) = super::node_files(&section.dir, node);
-        let files = Files { ca: section.dir.join("ca.pem"), cert, key };
-        let configs = build(read_source(&files)?, &files)?;
-        Ok(Self {
-            files,
-            check_every: Duration::from_millis(section.reload_check_ms),
-            current: RwLock::new(Arc::new(configs)),
-            last_failure: Mutex::default(),
-        })
-    }
-
-    fn current(&self) -> Arc<Configs> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let files = vec![section.dir.join("ca.pem"), cert, key];
+        let names = files.clone();
+        let every = Duration::from_millis(section.reload_check_ms);
+        Self::load("node", files, every, move |source| build(source, &names))
     }
 
     /// For the next connection to the node↔node listener.
@@ -90,71 +168,20 @@ impl NodeTls {
     pub fn client(&self) -> Arc<ClientConfig> {
         self.current().client.clone()
     }
-
-    /// Rereads the files. `Ok(true)`: they changed and new connections use them from now on;
-    /// `Ok(false)`: unchanged; `Err`: changed but unusable, the previous material stays.
-    pub fn reload(&self) -> Result<bool, TlsError> {
-        let source = read_source(&self.files)?;
-        if source == self.current().source {
-            return Ok(false);
-        }
-        let configs = build(source, &self.files)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(configs);
-        Ok(true)
-    }
-
-    /// Checks the files every `[tls] reload_check_ms` until `stopped`, reloading on change.
-    pub async fn watch(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                _ = stopped.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(self.check_every) => {}
-            }
-            let this = self.clone();
-            let outcome = tokio::task::spawn_blocking(move || this.reload()).await;
-            let outcome =
-                outcome.unwrap_or_else(|e| Err(TlsError::Invalid { what: "reload".into(), reason: e.to_string() }));
-            self.report(outcome);
-        }
-    }
-
-    fn report(&self, outcome: Result<bool, TlsError>) {
-        let mut last_failure = self.last_failure.lock().unwrap_or_else(|p| p.into_inner());
-        match outcome {
-            Ok(true) => {
-                info!(cert = %self.files.cert.display(), ca = %self.files.ca.display(), "TLS certificates reloaded");
-                *last_failure = None;
-            }
-            Ok(false) => {}
-            Err(e) => {
-                let failure = e.to_string();
-                if last_failure.as_deref() != Some(failure.as_str()) {
-                    warn!(%failure, "changed TLS files are not usable yet; the previous certificates stay in use");
-                }
-                *last_failure = Some(failure);
-            }
-        }
-    }
 }
 
-fn read_source(files: &Files) -> Result<Source, TlsError> {
-    let read = |path: &Path| std::fs::read(path).map_err(|source| TlsError::Io { path: path.to_owned(), source });
-    Ok(Source { ca: read(&files.ca)?, cert: read(&files.cert)?, key: read(&files.key)? })
-}
-
-fn build(source: Source, files: &Files) -> Result<Configs, TlsError> {
-    let invalid = |path: &Path, reason: String| TlsError::Invalid { what: path.display().to_string(), reason };
+/// `source` and `files`: the CA bundle, the certificate and the key (see `of_node`).
+fn build(source: &[Vec<u8>], files: &[PathBuf]) -> Result<NodeConfigs, TlsError> {
+    let wrong = || TlsError::Invalid { what: "node TLS".into(), reason: "a CA bundle, a certificate and a key".into() };
+    let ([ca, cert, key], [ca_file, cert_file, _]) = (source, files) else { return Err(wrong()) };
+    let roots = Arc::new(roots_of(ca).map_err(|reason| invalid(ca_file, reason))?);
+    let (certs, key) = certified_key(cert, key, files)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = Arc::new(roots_of(&source.ca).map_err(|reason| invalid(&files.ca, reason))?);
-    let certs = CertificateDer::pem_slice_iter(&source.cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(&files.cert, e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(&source.key).map_err(|e| invalid(&files.key, e.to_string()))?;
-    let mismatch = |e: rustls::Error| invalid(&files.cert, format!("{e} (does the key belong to this certificate?)"));
+    let mismatch = |e: rustls::Error| invalid(cert_file, format!("{e} (does the key belong to this certificate?)"));
 
     let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()
-        .map_err(|e| invalid(&files.ca, e.to_string()))?;
+        .map_err(|e| invalid(ca_file, e.to_string()))?;
     let mut raft = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(mismatch)?
@@ -180,7 +207,25 @@ fn build(source: Source, files: &Files) -> Result<Configs, TlsError> {
         .map_err(mismatch)?;
     client.alpn_protocols = vec![b"h2".to_vec()];
 
-    Ok(Configs { source, raft: Arc::new(raft), api: Arc::new(api), client: Arc::new(client) })
+    Ok(NodeConfigs { raft: Arc::new(raft), api: Arc::new(api), client: Arc::new(client) })
+}
+
+fn invalid(path: &Path, reason: String) -> TlsError {
+    TlsError::Invalid { what: path.display().to_string(), reason }
+}
+
+/// A certificate chain and its key from PEM; `files`' second and third name them in errors.
+pub(crate) fn certified_key(
+    cert: &[u8],
+    key: &[u8],
+    files: &[PathBuf],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let name = |i: usize| files.get(i).map_or_else(|| Path::new("?").to_owned(), Clone::clone);
+    let certs = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(&name(1), e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| invalid(&name(2), e.to_string()))?;
+    Ok((certs, key))
 }
 
 /// Every CA certificate in `pem` (several while a CA is being replaced).
@@ -197,33 +242,14 @@ fn roots_of(pem: &[u8]) -> Result<RootCertStore, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HubConfig;
-
-    fn hub() -> HubConfig {
-        HubConfig::parse(
-            r#"
-            [hub]
-            name = "t"
-            allow_unsafe_placement = true
-            [[node]]
-            id = 1
-            name = "a"
-            region = "r1"
-            raft_addr = "127.0.0.1:7101"
-            api_addr = "127.0.0.1:7001"
-            data_dir = "data/a"
-            "#,
-        )
-        .expect("a valid topology")
-    }
 
     #[test]
     fn changed_files_are_taken_up_and_a_mismatched_pair_is_not() {
-        let hub = hub();
+        let hub = super::super::tests::two_nodes();
         let (dir, other) = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
         super::super::generate(&hub, dir.path()).expect("certificates");
         super::super::generate(&hub, other.path()).expect("other certificates");
-        let tls = NodeTls::load(&TlsSection::in_dir(dir.path().to_owned()), &hub.nodes[0]).expect("loads");
+        let tls = NodeTls::of_node(&TlsSection::in_dir(dir.path().to_owned()), &hub.nodes[0]).expect("loads");
         assert!(!tls.reload().expect("unchanged files"), "nothing changed");
         let before = tls.client();
 
