@@ -2,7 +2,6 @@
 //! peers), the node's `federation_addr`, and its certificate from `[tls]`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -27,8 +26,6 @@ pub enum ListenerError {
     Tls(#[from] crate::tls::TlsError),
     #[error("federation needs [tls]: hub-to-hub traffic is mutual TLS only")]
     NoTls,
-    #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
     #[error("binding the federation address {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
