@@ -51,19 +51,8 @@ async fn a_node_restarted_on_a_json_data_dir_serves_it_and_takes_writes() {
         hub.put(1, "greeting", "おやすみ", "fixture-put-4").await.expect("a retry of a migrated idempotency key");
     assert_eq!(retried.version, 3, "the remembered result of an idempotency key written as JSON");
     // Its only member runs this build: the hub moves to this build's apply version.
-    wait_apply_version(&hub, APPLY_VERSION).await;
+    hub.wait_apply_version(APPLY_VERSION).await;
     hub.shutdown().await;
-}
-
-/// Waits (10 s at most) until every running node has applied the hub's move to `version`.
-async fn wait_apply_version(hub: &TestHub, version: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for id in hub.running_ids() {
-        while hub.status(id).apply_version != version {
-            assert!(Instant::now() < deadline, "node {id} applies as {}, not {version}", hub.status(id).apply_version);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// A rolling upgrade of a three-node hub, one node at a time: two nodes stand for the previous
@@ -111,7 +100,7 @@ async fn a_hub_of_mixed_builds_works_and_moves_on_once_every_node_is_upgraded() 
         hub.restart(id).await;
         write_through_every_node(&hub).await;
     }
-    wait_apply_version(&hub, APPLY_VERSION).await;
+    hub.wait_apply_version(APPLY_VERSION).await;
     write_through_every_node(&hub).await;
     hub.shutdown().await;
 }

@@ -487,15 +487,22 @@ impl RunningNode {
             warn!("raft shutdown: {e}");
         }
         // Connection tasks of the stopped servers and Raft's workers may still hold the database
-        // for a moment: wait until it is closed, so a restart in the same process can open it.
+        // for a moment: wait until this is the last handle, then close it here. RocksDB closes
+        // on the thread that drops the last handle, waiting for its background flushes and
+        // compactions; closing here means nothing writes into the data dir once this returns
+        // (a restart in the same process opens it, a test may delete it).
         let database = self.node.state.database();
         drop(self.node);
+        let Some(last) = database.upgrade() else { return };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while database.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+        while Arc::strong_count(&last) > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if database.strong_count() > 0 {
+        if Arc::strong_count(&last) > 1 {
             warn!("the database is still in use after shutdown");
+        }
+        if let Err(e) = tokio::task::spawn_blocking(move || drop(last)).await {
+            warn!("closing the database: {e}");
         }
     }
 }

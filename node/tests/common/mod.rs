@@ -162,7 +162,24 @@ impl TestHub {
         for (me, l) in hub.config.nodes.clone().iter().zip(listeners) {
             hub.launch(me, l).await;
         }
+        // A new hub's first leader moves it to this build's apply version (one log entry):
+        // tests that count entries start after it. A hub standing for older builds stays.
+        if hub.config.nodes.iter().all(|n| n.older_build_apply_version.is_none()) {
+            hub.wait_apply_version(kizuna_domain::APPLY_VERSION).await;
+        }
         hub
+    }
+
+    /// Waits (20 s at most) until every running node has applied the hub's move to `version`.
+    pub async fn wait_apply_version(&self, version: u32) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for id in self.running_ids() {
+            while self.status(id).apply_version != version {
+                let now = self.status(id).apply_version;
+                assert!(Instant::now() < deadline, "node {id} applies as version {now}, not {version}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
 
     async fn launch(&mut self, me: &NodeConfig, listeners: Listeners) {
