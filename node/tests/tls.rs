@@ -194,3 +194,86 @@ async fn certificates_rotate_to_a_new_ca_on_a_running_hub() {
     hub.wait_applied(written.log_index).await;
     hub.shutdown().await;
 }
+
+/// What a server answered to a hand-made ClientHello: the cipher suite of its ServerHello, or the
+/// description of the alert it sent instead.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Hello { suite: u16 },
+    Alert { description: u8 },
+}
+
+/// A ClientHello record, written out byte by byte so that it can offer what no TLS library here
+/// would (TLS 1.1, CBC and RSA key exchange): `version` as the hello's version, `suites`, and
+/// the extensions a TLS 1.2 server needs to choose an ECDHE suite.
+fn client_hello(version: u16, suites: &[u16]) -> Vec<u8> {
+    let u16s = |values: &[u16]| values.iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<u8>>();
+    let with_len16 = |body: Vec<u8>| [(body.len() as u16).to_be_bytes().to_vec(), body].concat();
+    let extension = |kind: u16, body: Vec<u8>| [kind.to_be_bytes().to_vec(), with_len16(body)].concat();
+    let extensions = [
+        extension(0x000a, with_len16(u16s(&[0x001d, 0x0017]))), // supported groups: x25519, P-256
+        extension(0x000b, vec![1, 0]),                          // EC point formats: uncompressed
+        extension(0x000d, with_len16(u16s(&[0x0403, 0x0804, 0x0401]))), // signature algorithms
+    ]
+    .concat();
+    let hello = [
+        version.to_be_bytes().to_vec(),
+        vec![7; 32], // random
+        vec![0],     // no session id
+        with_len16(u16s(suites)),
+        vec![1, 0], // compression: none
+        with_len16(extensions),
+    ]
+    .concat();
+    let handshake = [vec![1], (hello.len() as u32).to_be_bytes()[1..].to_vec(), hello].concat();
+    [vec![0x16, 0x03, 0x01], with_len16(handshake)].concat()
+}
+
+/// Sends `hello` to `addr` and reads the first record of the answer.
+async fn offer(addr: std::net::SocketAddr, hello: &[u8]) -> Answer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(hello).await.expect("send the hello");
+    let mut header = [0u8; 5];
+    tcp.read_exact(&mut header).await.expect("a record back");
+    let mut body = vec![0u8; u16::from_be_bytes([header[3], header[4]]) as usize];
+    tcp.read_exact(&mut body).await.expect("the record's body");
+    match header[0] {
+        0x15 => Answer::Alert { description: body[1] },
+        // Handshake: type (1), length (3), version (2), random (32), session id, then the suite.
+        0x16 if body[0] == 2 => {
+            let at = 4 + 2 + 32 + 1 + body[38] as usize;
+            Answer::Hello { suite: u16::from_be_bytes([body[at], body[at + 1]]) }
+        }
+        other => panic!("an unexpected record type {other}"),
+    }
+}
+
+/// The TLS profile (docs/security.md, "TLS"): TLS 1.2 and 1.3 only, and in TLS 1.2 only suites
+/// with forward secrecy (ECDHE) and AEAD ciphers — no RSA key exchange, no CBC. Checked on the
+/// public port and the node↔node port with hand-made hellos; an acceptable offer is answered
+/// with a ServerHello, so the refusals are about what they offer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_tls_1_2_and_1_3_with_forward_secret_aead_suites_are_served() {
+    const PROTOCOL_VERSION: u8 = 70;
+    const HANDSHAKE_FAILURE: u8 = 40;
+    const ECDHE_ECDSA_AES128_GCM: u16 = 0xc02b;
+    let hub = TestHub::start_with(1, Wire::Tls).await;
+    let node = hub.node_config(1);
+    // RSA key exchange (GCM and CBC), ECDHE with CBC.
+    let weak = [0x009c, 0x002f, 0x0035, 0xc009, 0xc013, 0xc023];
+    for addr in [node.api_addr, node.raft_addr] {
+        assert_eq!(
+            offer(addr, &client_hello(0x0303, &[ECDHE_ECDSA_AES128_GCM])).await,
+            Answer::Hello { suite: ECDHE_ECDSA_AES128_GCM },
+            "{addr}: a TLS 1.2 offer of ECDHE with AES-GCM"
+        );
+        for old in [0x0301, 0x0302] {
+            let answer = offer(addr, &client_hello(old, &[ECDHE_ECDSA_AES128_GCM, 0xc009, 0x002f])).await;
+            assert_eq!(answer, Answer::Alert { description: PROTOCOL_VERSION }, "{addr}: version {old:#06x}");
+        }
+        let answer = offer(addr, &client_hello(0x0303, &weak)).await;
+        assert_eq!(answer, Answer::Alert { description: HANDSHAKE_FAILURE }, "{addr}: RSA key exchange or CBC");
+    }
+    hub.shutdown().await;
+}

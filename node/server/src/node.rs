@@ -604,13 +604,19 @@ pub async fn start(
             push_allow_loopback_http: hub.notifications.as_ref().is_some_and(|n| n.push_allow_loopback_http),
         });
 
-        let raft_routes = tonic::transport::Server::builder().add_service(
-            kizuna_proto::raft::raft_transport_service_server::RaftTransportServiceServer::new(RaftService::new(
-                node.clone(),
-            ))
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20),
-        );
+        // Connections between nodes are renewed every few minutes, each with a new handshake
+        // against the certificates of the moment: a CA or a node certificate removed from the
+        // files stops being trusted on every connection within that time (docs/operations.md).
+        let raft_routes = tonic::transport::Server::builder()
+            .max_connection_age(RAFT_CONNECTION_AGE)
+            .max_connection_age_grace(RAFT_CONNECTION_GRACE)
+            .add_service(
+                kizuna_proto::raft::raft_transport_service_server::RaftTransportServiceServer::new(RaftService::new(
+                    node.clone(),
+                ))
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+            );
         let raft_tls = security
             .tls
             .clone()
@@ -648,6 +654,11 @@ pub async fn start(
     .instrument(span)
     .await
 }
+
+/// How long a node↔node connection lives before the server asks the peer to reconnect, and
+/// how long its calls then have to finish (a snapshot of a large hub streams for a while).
+const RAFT_CONNECTION_AGE: Duration = Duration::from_secs(300);
+const RAFT_CONNECTION_GRACE: Duration = Duration::from_secs(600);
 
 /// Makes the TLS acceptor for the next connection, and names the listener in logs.
 type Acceptor = Box<dyn Fn() -> tokio_rustls::TlsAcceptor + Send + Sync>;

@@ -245,6 +245,14 @@ struct ApplyBatch<'a> {
     events: Vec<Event>,
 }
 
+/// The hub applies the log as `version`, newer than this build's `max`.
+fn too_new(version: u32, max: u32) -> std::io::Error {
+    std::io::Error::other(format!(
+        "the hub now applies the log as version {version}; this build applies up to version {max}: \
+         install the hub's current build on this node"
+    ))
+}
+
 /// The fields of a [`LogCommand::FederatedBatch`].
 struct FederatedBatch {
     origin: HubName,
@@ -382,11 +390,7 @@ impl ApplyBatch<'_> {
     /// an older build meanwhile gets here).
     fn set_apply_version(&mut self, version: u32) -> std::io::Result<CommandResult> {
         if version > self.max_apply_version {
-            return Err(std::io::Error::other(format!(
-                "the hub now applies the log as version {version}; this build applies up to version {}: \
-                 install the hub's current build on this node",
-                self.max_apply_version
-            )));
+            return Err(too_new(version, self.max_apply_version));
         }
         if version > self.hub.apply_version() {
             self.hub.set_apply_version(version);
@@ -586,6 +590,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
     {
         let clock_ms = get_value(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0);
+        // The hub may have moved past this build while this node was away (a snapshot from a
+        // newer leader, an older binary started on a newer data dir): never apply on.
+        let active = self.reader.apply_version()?;
+        if active > self.max_apply_version {
+            return Err(too_new(active, self.max_apply_version));
+        }
         let mut batch = ApplyBatch {
             db: &self.db,
             max_apply_version: self.max_apply_version,
@@ -787,6 +797,14 @@ mod tests {
         assert!(error.to_string().contains("install the hub's current build"), "{error}");
         assert_eq!(older.applied_state().await.expect("applied").0.map(|l| l.index), Some(1));
         assert_eq!(older.reader().apply_version().unwrap(), kizuna_domain::FIRST_APPLY_VERSION);
+
+        // An older build started on a data dir of a hub that moved on applies nothing at all.
+        drop((current, _l1));
+        let (_l1, reopened) = crate::open(one.path()).expect("reopen");
+        let mut reopened = reopened.applying_at_most(kizuna_domain::FIRST_APPLY_VERSION);
+        let error = apply(&mut reopened, vec![put_record(3, "late")]).await.expect_err("applied past the hub");
+        assert!(error.to_string().contains("install the hub's current build"), "{error}");
+        assert_eq!(reopened.reader().record("late").unwrap(), None);
     }
 
     /// A record write proposed at `at_ms` under the idempotency key `key`.

@@ -92,10 +92,10 @@ pub async fn start(
     let Some(addr) = me.federation_addr else { return Ok(None) };
     let Some(Loaded { trust, identity, tls }) = load(hub, me)? else { return Ok(None) };
     let peers: Vec<String> = trust.peers().map(|p| p.name.to_string()).collect();
-    tokio::spawn(tls.clone().watch(node.stopping.clone()));
-    let endpoint = FederationEndpoint::new(Arc::new(trust), tls.clone(), node);
     let listener = TcpListener::bind(addr).await.map_err(|source| ListenerError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| ListenerError::Bind { addr, source })?;
+    tokio::spawn(tls.clone().watch(node.stopping.clone()));
+    let endpoint = FederationEndpoint::new(Arc::new(trust), tls.clone(), node);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         serve(listener, tls, endpoint, async {

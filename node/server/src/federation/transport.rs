@@ -95,7 +95,7 @@ impl FederationTls {
         key_pem: &str,
         peer_cas: BTreeMap<HubName, String>,
     ) -> Result<Self, TransportError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::crypto_provider();
         let own = |reason: String| TransportError::OwnCertificate(reason);
         let (certs, key) = crate::tls::reload::certified_key(cert_pem.as_bytes(), key_pem.as_bytes(), &[])
             .map_err(|e| own(e.to_string()))?;
@@ -147,7 +147,7 @@ fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<rustls::ServerConfig>, TransportError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::crypto_provider();
     let own = |reason: String| TransportError::OwnCertificate(reason);
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
@@ -165,7 +165,7 @@ fn server_config(
 /// One verifier per peer, holding only that peer's CA, to tell which peer a client
 /// certificate belongs to.
 fn issuers_of(peer_cas: &BTreeMap<HubName, String>) -> Result<Issuers, TransportError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::crypto_provider();
     let mut verifiers = BTreeMap::new();
     for (peer, pem) in peer_cas {
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots_of(peer, pem)?), provider.clone())

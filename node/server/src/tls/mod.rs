@@ -130,6 +130,29 @@ pub(crate) fn node_files(dir: &Path, node: &NodeConfig) -> (PathBuf, PathBuf) {
     (dir.join(format!("{}.pem", node.name)), dir.join(format!("{}.key", node.name)))
 }
 
+/// The TLS profile of every listener and every connection a node opens (docs/security.md,
+/// "TLS"): with `with_safe_default_protocol_versions`, TLS 1.3 and 1.2 only; key exchange by
+/// ECDHE only (forward secrecy) and AEAD ciphers only — AES-GCM and ChaCha20-Poly1305, within
+/// CRYPTREC's high-security profile. Named here, not taken from the library's defaults, so an
+/// upgrade of rustls cannot widen it unnoticed.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::crypto::ring::cipher_suite as suite;
+    Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            suite::TLS13_AES_256_GCM_SHA384,
+            suite::TLS13_AES_128_GCM_SHA256,
+            suite::TLS13_CHACHA20_POLY1305_SHA256,
+            suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    })
+}
+
 /// How a node talks and listens: TLS material, or plaintext when explicitly insecure.
 #[derive(Clone)]
 pub struct Security {

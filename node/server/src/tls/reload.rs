@@ -14,7 +14,7 @@ use std::time::Duration;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
@@ -176,12 +176,18 @@ fn build(source: &[Vec<u8>], files: &[PathBuf]) -> Result<NodeConfigs, TlsError>
     let ([ca, cert, key], [ca_file, cert_file, _]) = (source, files) else { return Err(wrong()) };
     let roots = Arc::new(roots_of(ca).map_err(|reason| invalid(ca_file, reason))?);
     let (certs, key) = certified_key(cert, key, files)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = super::crypto_provider();
     let mismatch = |e: rustls::Error| invalid(cert_file, format!("{e} (does the key belong to this certificate?)"));
 
     let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()
         .map_err(|e| invalid(ca_file, e.to_string()))?;
+    // The node's own certificate must chain to the bundle it trusts: files caught between a
+    // new CA bundle and the new certificate would otherwise make it refuse its own peers.
+    let (leaf, intermediates) = certs.split_first().ok_or_else(|| invalid(cert_file, "no certificate".into()))?;
+    verifier
+        .verify_client_cert(leaf, intermediates, UnixTime::now())
+        .map_err(|e| invalid(cert_file, format!("not issued by a CA of {} ({e})", ca_file.display())))?;
     let mut raft = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(mismatch)?
@@ -260,9 +266,16 @@ mod tests {
         assert!(error.contains("a.pem"), "{error}");
         assert!(Arc::ptr_eq(&before, &tls.client()), "half-replaced files were taken up");
 
-        // With its key, the pair is taken up; once.
+        // With its key, but not issued by a CA the node trusts: refused too.
         copy("a.key");
-        assert!(tls.reload().expect("a matching pair"));
+        let error = tls.reload().expect_err("a certificate of an untrusted CA").to_string();
+        assert!(error.contains("not issued by a CA"), "{error}");
+
+        // Once the bundle holds its CA, the pair is taken up; once.
+        let bundle =
+            [std::fs::read(dir.path().join("ca.pem")).unwrap(), std::fs::read(other.path().join("ca.pem")).unwrap()];
+        std::fs::write(dir.path().join("ca.pem"), bundle.concat()).expect("write");
+        assert!(tls.reload().expect("a trusted, matching pair"));
         assert!(!Arc::ptr_eq(&before, &tls.client()), "the new pair is not in use");
         assert!(!tls.reload().expect("unchanged again"));
 
