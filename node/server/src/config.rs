@@ -183,6 +183,11 @@ pub struct TlsSection {
     pub reload_check_ms: u64,
 }
 
+/// `host:port` with a host and a numeric port (`[::1]:7400` for IPv6): a federation endpoint.
+fn is_host_and_port(endpoint: &str) -> bool {
+    endpoint.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
 fn default_reload_check_ms() -> u64 {
     5_000
 }
@@ -504,6 +509,9 @@ impl FederationSection {
             if p.endpoints.is_empty() || p.endpoints.iter().any(|e| e.trim().is_empty()) {
                 return Err(invalid(at("endpoints"), "list at least one host:port, none empty"));
             }
+            if let Some(bad) = p.endpoints.iter().find(|e| !is_host_and_port(e)) {
+                return Err(invalid(at("endpoints"), format!("{bad:?} is not host:port (the port is required)")));
+            }
             let verify_keys = verify_keys(&p.verify_keys, &at("verify_keys"))?;
             let endpoints = p.endpoints.clone();
             peers.push(Peer { name, endpoints, ca_cert: p.ca_cert.clone(), verify_keys });
@@ -749,6 +757,16 @@ mod tests {
     const KEY_A: &str = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
 
     /// GOOD with hub name `tochigi` and a federation section with one peer.
+    #[test]
+    fn federation_endpoints_name_their_port() {
+        let with = |endpoints: &str| federated("").replace("[\"127.0.0.1:7400\", \"127.0.0.2:7400\"]", endpoints);
+        assert!(HubConfig::parse(&with("[\"gunma.example.jp:7400\", \"[::1]:7400\"]")).is_ok());
+        for bad in ["[\"gunma.example.jp\"]", "[\":7400\"]", "[\"gunma:http\"]"] {
+            let e = err_of(&with(bad));
+            assert!(e.contains("is not host:port"), "{bad}: {e}");
+        }
+    }
+
     fn federated(peer_extra: &str) -> String {
         format!(
             "{}\n[federation]\nsigning_key = \"keys/tochigi-2026.key\"\nkey_id = \"tochigi-2026\"\n\

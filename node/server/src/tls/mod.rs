@@ -243,6 +243,11 @@ async fn dial(client: Arc<ClientConfig>, uri: &Uri) -> Result<Dialled, std::io::
     let tcp = TcpStream::connect((host, port)).await?;
     tcp.set_nodelay(true)?;
     let stream = tokio_rustls::TlsConnector::from(client).connect(name, tcp).await?;
+    // gRPC needs HTTP/2; a server that did not agree to it is not a Kizuna node.
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
+        let refused = format!("{host}:{port} did not agree to HTTP/2 (ALPN h2)");
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, refused));
+    }
     Ok(TokioIo::new(stream))
 }
 
