@@ -14,7 +14,6 @@ use kizuna_domain::federation::HubName;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use super::{Refusal, Trust};
@@ -177,16 +176,7 @@ fn issuers_of(peer_cas: &BTreeMap<HubName, String>) -> Result<Issuers, Transport
 }
 
 fn roots_of(peer: &HubName, pem: &str) -> Result<RootCertStore, TransportError> {
-    let bad = |reason: String| TransportError::BadCa { peer: peer.clone(), reason };
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(bad("no usable certificate in the file".into()));
-    }
-    Ok(roots)
+    crate::tls::reload::roots_of(pem.as_bytes()).map_err(|reason| TransportError::BadCa { peer: peer.clone(), reason })
 }
 
 /// Which peer's CA issued a client certificate.

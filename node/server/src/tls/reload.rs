@@ -235,7 +235,7 @@ pub(crate) fn certified_key(
 }
 
 /// Every CA certificate in `pem` (several while a CA is being replaced).
-fn roots_of(pem: &[u8]) -> Result<RootCertStore, String> {
+pub(crate) fn roots_of(pem: &[u8]) -> Result<RootCertStore, String> {
     let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
     let mut roots = RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(certs);
