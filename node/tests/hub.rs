@@ -178,7 +178,8 @@ async fn a_restarted_single_node_keeps_its_data_and_vote() {
     // The vote is on disk, exactly as it was.
     {
         use openraft::RaftLogReader;
-        let (mut log, _sm) = kizuna_node::store::open(&hub.data_dir(leader)).expect("reopen store");
+        let masters = hub.config.master_keys().expect("the test master key");
+        let (mut log, _sm) = kizuna_node::store::open(&hub.data_dir(leader), masters).expect("reopen store");
         let vote = log.read_vote().await.expect("read vote");
         assert_eq!(vote, Some(vote_before));
     }

@@ -23,6 +23,7 @@ pub mod error;
 pub mod events;
 pub mod federation;
 pub mod kernel;
+pub mod keyring;
 pub mod model;
 pub mod notify;
 pub mod posts;
@@ -157,6 +158,15 @@ pub enum LogCommand {
     SetApplyVersion {
         version: u32,
     },
+    /// The hub's data keys from now on ([`keyring::check_successor`]): the first one (proposed
+    /// by the leader once the hub applies [`keyring::SEALED_STATE_APPLY_VERSION`]), a rotation
+    /// (one key more) or the same keys rewrapped under a new master key (an operator's
+    /// `kizuna admin rotate-keys`).
+    SetDataKeys {
+        keys: Vec<keyring::WrappedKey>,
+        /// The node that proposed it (for the audit trail).
+        origin_node: u64,
+    },
 }
 
 /// How this build applies the log. Every replica must apply an entry the same way, so while a
@@ -171,8 +181,11 @@ pub enum LogCommand {
 ///
 /// 1: every build before the version existed. 2: this one — it understands
 /// [`LogCommand::SetApplyVersion`] (a build of 1 cannot decode it, so it is never proposed
-/// while one is a member); its apply is otherwise that of 1.
-pub const APPLY_VERSION: u32 = 2;
+/// while one is a member); its apply is otherwise that of 1. 3
+/// ([`keyring::SEALED_STATE_APPLY_VERSION`]): the state is sealed under the hub's data keys
+/// ([`LogCommand::SetDataKeys`]) and the search index holds keyed hashes of its terms; a node
+/// without a master key applies up to 2 only.
+pub const APPLY_VERSION: u32 = 3;
 
 /// The active version of a hub that never set one: its nodes were all of builds before the
 /// version existed.
@@ -194,6 +207,7 @@ impl std::fmt::Display for Envelope {
             LogCommand::FetchFailed { .. } => "fetch-failed",
             LogCommand::FetchProven { .. } => "fetch-proven",
             LogCommand::SetApplyVersion { .. } => "set-apply-version",
+            LogCommand::SetDataKeys { .. } => "set-data-keys",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -309,7 +323,8 @@ impl Envelope {
             | LogCommand::FetchedChunk { .. }
             | LogCommand::FetchFailed { .. }
             | LogCommand::FetchProven { .. }
-            | LogCommand::SetApplyVersion { .. } => {}
+            | LogCommand::SetApplyVersion { .. }
+            | LogCommand::SetDataKeys { .. } => {}
         }
         Ok(())
     }

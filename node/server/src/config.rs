@@ -48,6 +48,52 @@ pub struct HubConfig {
     /// Limits of attached files and their collection (defaults when absent).
     #[serde(default)]
     pub attachments: AttachmentsSection,
+    /// Encryption at rest; without it the nodes seal nothing they store (and say so).
+    #[serde(default)]
+    pub encryption: Option<EncryptionSection>,
+}
+
+/// The master keys of encryption at rest (docs/security.md, "Encryption at rest"). Every node
+/// of a hub holds the same files; they wrap the hub's data keys and never enter a data
+/// directory, the log or a backup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// The current master key: 32 random bytes in base64 (`kizuna keys new-master FILE`),
+    /// readable by the node's user only. A path starting with `$CREDENTIALS_DIRECTORY/` is a
+    /// systemd credential (`LoadCredential=`).
+    pub master_key_file: PathBuf,
+    /// Master keys being rotated out: they still unwrap the data keys they wrapped until
+    /// `kizuna admin rotate-keys` has rewrapped them under the current one.
+    #[serde(default)]
+    pub previous_master_key_files: Vec<PathBuf>,
+}
+
+impl EncryptionSection {
+    /// `dir/master.key`, made now (random, readable by its owner only) unless it exists: the
+    /// demo's and the tests' hubs, whose nodes all run on this machine.
+    pub fn generated_in(dir: &Path) -> Result<Self, kizuna_store::MasterKeyError> {
+        let path = dir.join("master.key");
+        if !path.exists() {
+            kizuna_store::MasterKey::create(&path)?;
+        }
+        Ok(Self { master_key_file: path, previous_master_key_files: Vec::new() })
+    }
+
+    /// The key files as the node reads them (a systemd credential resolved).
+    pub fn resolved(&self) -> Result<(PathBuf, Vec<PathBuf>), ConfigError> {
+        let previous = self.previous_master_key_files.iter().map(|p| credential_path(p)).collect::<Result<_, _>>()?;
+        Ok((credential_path(&self.master_key_file)?, previous))
+    }
+}
+
+/// `path`, with a leading `$CREDENTIALS_DIRECTORY/` replaced by systemd's credential directory.
+fn credential_path(path: &Path) -> Result<PathBuf, ConfigError> {
+    let Ok(name) = path.strip_prefix("$CREDENTIALS_DIRECTORY") else { return Ok(path.to_owned()) };
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) => Ok(PathBuf::from(dir).join(name)),
+        None => Err(invalid("encryption", "$CREDENTIALS_DIRECTORY is not set: run under systemd with LoadCredential=")),
+    }
 }
 
 /// What a hub accepts as attachments and how long unused ones stay (see `attachments/`).
@@ -279,6 +325,24 @@ pub struct NodeConfig {
     pub older_build_apply_version: Option<u32>,
 }
 
+/// A master key inside a data directory would travel with every copy of it: refused.
+fn check_outside_data_dirs(encryption: &EncryptionSection, nodes: &[NodeConfig]) -> Result<(), ConfigError> {
+    let keys = std::iter::once(&encryption.master_key_file).chain(&encryption.previous_master_key_files);
+    for key in keys {
+        let key_abs = std::path::absolute(key).unwrap_or_else(|_| key.clone());
+        for node in nodes {
+            let dir = std::path::absolute(&node.data_dir).unwrap_or_else(|_| node.data_dir.clone());
+            if key_abs.starts_with(&dir) {
+                return Err(invalid(
+                    "encryption.master_key_file",
+                    format!("{} is inside node {}'s data directory: keep master keys outside it", key.display(), node.name),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn default_true() -> bool {
     true
 }
@@ -396,6 +460,9 @@ impl HubConfig {
                 return Err(invalid("federation.peers", "a node has a federation_addr but no peer is listed"));
             }
         }
+        if let Some(encryption) = &self.encryption {
+            check_outside_data_dirs(encryption, &self.nodes)?;
+        }
         let t = &self.raft;
         if t.heartbeat_interval_ms == 0 {
             return Err(invalid("raft.heartbeat_interval_ms", "must be > 0"));
@@ -407,6 +474,14 @@ impl HubConfig {
             return Err(invalid("raft.election_timeout_max_ms", "must be larger than raft.election_timeout_min_ms"));
         }
         Ok(())
+    }
+
+    /// The master keys of encryption at rest, read from their files; none without `[encryption]`.
+    pub fn master_keys(&self) -> Result<kizuna_store::MasterKeys, ConfigError> {
+        let Some(encryption) = &self.encryption else { return Ok(kizuna_store::MasterKeys::none()) };
+        let (current, previous) = encryption.resolved()?;
+        kizuna_store::MasterKeys::load(&current, &previous)
+            .map_err(|e| invalid("encryption.master_key_file", e.to_string()))
     }
 
     pub fn node(&self, name: &str) -> Result<&NodeConfig, ConfigError> {

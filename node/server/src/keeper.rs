@@ -10,6 +10,9 @@
 //! - **apply version**: once every member reports a build that applies a newer version of the
 //!   log than the hub's active one (`kizuna_domain::APPLY_VERSION`), the hub moves to it — the
 //!   end of a rolling upgrade, with no operator step.
+//! - **the first data key**: once the hub applies the version of sealed state
+//!   (`kizuna_domain::keyring`), the leader makes the hub's first data key, wrapped under its
+//!   master key, and from that entry on every replica seals the state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +56,7 @@ pub async fn run(node: Arc<Node>, hub: HubConfig, mut stopped: watch::Receiver<b
             learners_added_in_term = Some(m.current_term);
         }
         raise_apply_version(&node).await;
+        make_first_data_key(&node).await;
         if since.elapsed() >= SETTLE {
             prefer_region(&node, &hub, &m).await;
         }
@@ -88,6 +92,33 @@ async fn raise_apply_version(node: &Node) {
             info!(from = active, to = supported, "every member's build applies a newer version: the hub moved to it")
         }
         Err(e) => warn!("raising the apply version to {supported}: {e}"),
+    }
+}
+
+/// Gives the hub its first data key once it applies sealed state (every member then holds a
+/// master key: a node without one reports the version before).
+async fn make_first_data_key(node: &Node) {
+    let vault = node.state.vault();
+    if vault.hub_keys() > 0 || !vault.can_seal() {
+        return;
+    }
+    match node.state.apply_version() {
+        Ok(active) if active >= kizuna_domain::keyring::SEALED_STATE_APPLY_VERSION => {}
+        Ok(_) => return,
+        Err(e) => return warn!("cannot read the hub's apply version: {e}"),
+    }
+    let keys = match vault.next_keyring(false) {
+        Ok(keys) => keys,
+        Err(e) => return warn!("cannot make the hub's first data key: {e}"),
+    };
+    let envelope = Envelope {
+        idempotency_key: "data-keys/first".into(),
+        proposed_at_ms: 0,
+        command: LogCommand::SetDataKeys { keys, origin_node: node.id },
+    };
+    match node.propose_here(envelope).await {
+        Ok(_) => info!("the hub's state is sealed under its first data key from now on"),
+        Err(e) => warn!("proposing the hub's first data key: {e}"),
     }
 }
 

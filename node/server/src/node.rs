@@ -445,6 +445,8 @@ impl Listeners {
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] kizuna_store::StoreError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("raft config: {0}")]
     RaftConfig(String),
     #[error("raft: {0}")]
@@ -543,6 +545,21 @@ fn pusher_of(hub: &HubConfig) -> Result<Option<Arc<crate::push::Pusher>>, StartE
     Ok(pusher.map_err(|e| StartError::Notifications(e.to_string()))?.map(Arc::new))
 }
 
+/// The newest apply version this node takes up: its build's, but the one before sealed state
+/// when it holds no master key (it could not open what the hub seals). Says so loudly: the hub
+/// then stores everything in clear.
+fn max_apply_version(me: &NodeConfig, vault: &kizuna_store::Vault) -> u32 {
+    let build = me.older_build_apply_version.unwrap_or(kizuna_domain::APPLY_VERSION);
+    if vault.can_seal() {
+        return build;
+    }
+    tracing::warn!(
+        "ENCRYPTION AT REST IS OFF: no [encryption] master_key_file, so this node seals nothing it stores \
+         and the hub cannot seal its state (docs/security.md)"
+    );
+    build.min(kizuna_domain::keyring::SEALED_STATE_APPLY_VERSION - 1)
+}
+
 /// Opens the node's store, starts its Raft member, bootstraps the hub's membership on first
 /// start, and serves the Raft service and the public API.
 pub async fn start(
@@ -553,8 +570,8 @@ pub async fn start(
 ) -> Result<RunningNode, StartError> {
     let span = info_span!("node", node = %me.name, region = %me.region());
     async {
-        let max_apply_version = me.older_build_apply_version.unwrap_or(kizuna_domain::APPLY_VERSION);
-        let (log_store, state_machine) = kizuna_store::open(&me.data_dir)?;
+        let (log_store, state_machine) = kizuna_store::open(&me.data_dir, hub.master_keys()?)?;
+        let max_apply_version = max_apply_version(me, state_machine.reader().vault());
         let state_machine = state_machine.applying_at_most(max_apply_version);
         let attachments = crate::attachments::Limits::of(&hub.attachments, &me.data_dir);
         crate::attachments::staging::clear(&attachments.staging_dir)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kizuna_domain::federation::{HubKeyId, HubName};
 use kizuna_proto::federation::federation_service_client::FederationServiceClient;
-use kizuna_server::config::{HubConfig, HubSection, NodeConfig, RaftTimers};
+use kizuna_server::config::{EncryptionSection, HubConfig, HubSection, NodeConfig, RaftTimers};
 use kizuna_server::federation::{
     FederationEndpoint, FederationTls, HubIdentity, Peer, Trust, VerifyKey, WatchedFederationTls, connect, serve,
     signed_batch, signed_probe,
@@ -135,6 +135,7 @@ async fn hub_of(name: &str, nodes: u64) -> Hub {
         federation: None,
         notifications: None,
         attachments: Default::default(),
+        encryption: Some(EncryptionSection::generated_in(dir.path()).unwrap()),
     };
     let mut running = Vec::new();
     for (me, l) in configs.iter().zip(listeners) {

@@ -61,7 +61,8 @@ fn term_of(log_id: Option<&LogId>) -> u64 {
 /// Builds node `me` of a new hub in the empty `data_dir` from the image at `image`: the state
 /// as backed up, the hub's membership replaced by `members` (node → where it lives, whether it
 /// votes), the log starting right after the image. The node then starts as usual and the hub
-/// elects a leader among the restored voters. Returns the restored state's digest, read back
+/// elects a leader among the restored voters. The image's values stay sealed as they were:
+/// the node, when it starts, needs the master key its data keys are wrapped under. Returns the restored state's digest, read back
 /// from the store.
 pub fn restore_node(
     data_dir: &Path,
@@ -80,7 +81,9 @@ pub fn restore_node(
     let membership =
         openraft::Membership::new(vec![voters], nodes).map_err(|e| RestoreError::Membership(e.to_string()))?;
     let meta = SnapshotMeta { last_log_id: Some(last), last_membership: StoredMembership::new(Some(last), membership) };
-    let (_, state) = super::open(data_dir)?;
+    // Opened without master keys: the image's values are copied as they are, never opened, so
+    // a backup host can verify an image without holding the hub's keys.
+    let (_, state) = super::open(data_dir, super::MasterKeys::none())?;
     let snapshot_dir = data_dir.join("snapshots");
     let staged = snapshot_dir.join("restoring.snap");
     snapshot::rewrite_meta(image, &staged, &meta)?;

@@ -8,6 +8,10 @@
 //! reordered, an enum variant inserted before others) is a new [`CURRENT`] version, with a
 //! conversion of the older values in [`crate::migrate`]. Appending an enum variant is not.
 //!
+//! A value at rest may also be *sealed* ([`SEALED`], see `vault/`): the version byte 2, the
+//! number of the key that sealed it (u32 big-endian), then nonce, ciphertext and tag of the
+//! plain value above. The vault seals and opens; this module only frames.
+//!
 //! Decoding never guesses: a value that is empty, of another version, malformed or followed by
 //! stray bytes is an error, which callers report with the column family and key it came from.
 
@@ -16,6 +20,9 @@ use serde::de::DeserializeOwned;
 
 /// The version this build writes and reads.
 pub const CURRENT: u8 = 1;
+
+/// The version byte of a sealed value.
+pub const SEALED: u8 = 2;
 
 /// Why bytes are not a value of the expected type, or a value could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +37,32 @@ pub enum CodecError {
     Trailing(usize),
     #[error("cannot encode: {0}")]
     Encode(postcard::Error),
+    #[error("sealed under key {0}, which this node does not hold")]
+    NoKey(u32),
+    #[error("sealed value: {0}")]
+    Sealed(#[from] crate::vault::cipher::CipherError),
+}
+
+/// A sealed value: the version byte, the key's number, the sealed bytes.
+pub(crate) fn envelope(key_id: u32, sealed: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + sealed.len());
+    out.push(SEALED);
+    out.extend_from_slice(&key_id.to_be_bytes());
+    out.extend(sealed);
+    out
+}
+
+/// The key number and sealed bytes of a sealed value; None for any other value (which
+/// [`decode`] then reads or refuses).
+pub(crate) fn sealed_parts(bytes: &[u8]) -> Result<Option<(u32, &[u8])>, CodecError> {
+    match bytes.split_first() {
+        Some((&SEALED, rest)) => {
+            let (id, sealed) = rest.split_at_checked(4).ok_or(crate::vault::cipher::CipherError::Truncated)?;
+            let id = u32::from_be_bytes(id.try_into().map_err(|_| crate::vault::cipher::CipherError::Truncated)?);
+            Ok(Some((id, sealed)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The version byte followed by the value.
@@ -47,6 +80,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Whether stored bytes are a value of this format, plain or sealed, without opening them (a
+/// snapshot's check before install: its keys may be new to this node until it is installed).
+pub(crate) fn check_stored(bytes: &[u8]) -> Result<(), CodecError> {
+    match sealed_parts(bytes)? {
+        Some(_) => Ok(()),
+        None => body_of(bytes).map(|_| ()),
+    }
+}
+
 /// What follows the version byte, once that is the current version.
 pub(crate) fn body_of(bytes: &[u8]) -> Result<&[u8], CodecError> {
     match bytes.split_first() {
@@ -56,10 +98,10 @@ pub(crate) fn body_of(bytes: &[u8]) -> Result<&[u8], CodecError> {
     }
 }
 
-/// Whether `bytes` already start as a value of this format (the migration's resume test: no
-/// JSON text starts with the byte 0x01).
+/// Whether `bytes` already start as a value of this format, plain or sealed (the migration's
+/// resume test: no JSON text starts with the byte 0x01 or 0x02).
 pub(crate) fn is_current(bytes: &[u8]) -> bool {
-    body_of(bytes).is_ok()
+    body_of(bytes).is_ok() || bytes.first() == Some(&SEALED)
 }
 
 /// A value of a column family that did not encode or decode, named so an operator can find it.

@@ -10,7 +10,7 @@ use rocksdb::{DB, Direction, IteratorMode, ReadOptions, SnapshotWithThreadMode, 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{CF_SM_DATA, cf, codec};
+use super::{CF_SM_DATA, Vault, VaultError, cf, codec};
 use crate::fault::StorageFault;
 use crate::keys::{
     self, ACCOUNTS, ATTACHMENTS, AUDIT, AUDIT_HEAD, CONNECTIONS, CONNECTIONS_OF, DIRECTORY_SHARES, EVENTS, FACILITIES,
@@ -23,6 +23,7 @@ use kizuna_domain::attachments::{Attachment, Blob, BlobHash, Fetch};
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
 use kizuna_domain::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage, PendingWrite};
+use kizuna_domain::keyring::WrappedKey;
 use kizuna_domain::model::*;
 use kizuna_domain::notify::{Notice, NotificationSettings};
 use kizuna_domain::push::{self, PushSubscription};
@@ -42,24 +43,28 @@ type Pair = (Box<[u8]>, Box<[u8]>);
 /// [`RocksHub::fault`] after every entry.
 pub struct RocksHub<'a> {
     db: &'a DB,
+    /// Seals what the view writes and opens what it reads (`vault/`).
+    vault: &'a Vault,
     /// For queries: the one RocksDB snapshot every read of this view sees, so an answer that
     /// reads several keys (a patient list, a timeline) never mixes two apply batches. Apply
     /// reads the live database: it is the only writer, and it reads between its own batches.
     snapshot: Option<SnapshotWithThreadMode<'a, DB>>,
-    /// Pending writes (None: delete), visible to reads before they are committed.
+    /// Pending writes (None: delete), as they will be stored (sealed when the write was
+    /// staged: a later key must not change what an earlier entry wrote), visible to reads
+    /// before they are committed.
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     fault: RefCell<Option<StorageFault>>,
 }
 
 impl<'a> RocksHub<'a> {
     /// A view of the live database, for apply.
-    pub fn new(db: &'a DB) -> Self {
-        Self { db, snapshot: None, overlay: BTreeMap::new(), fault: RefCell::new(None) }
+    pub fn new(db: &'a DB, vault: &'a Vault) -> Self {
+        Self { db, vault, snapshot: None, overlay: BTreeMap::new(), fault: RefCell::new(None) }
     }
 
     /// A view of the state as it is now, held still for as long as the view lives: for queries.
-    pub fn at_snapshot(db: &'a DB) -> Self {
-        Self { snapshot: Some(db.snapshot()), ..Self::new(db) }
+    pub fn at_snapshot(db: &'a DB, vault: &'a Vault) -> Self {
+        Self { snapshot: Some(db.snapshot()), ..Self::new(db, vault) }
     }
 
     /// Read options that pin the view's snapshot, if it has one.
@@ -130,15 +135,19 @@ impl<'a> RocksHub<'a> {
         self.raw(k).and_then(|v| self.decode(k, &v))
     }
 
-    fn decode<T: DeserializeOwned>(&self, k: &[u8], v: &[u8]) -> Option<T> {
-        codec::decode(v).map_err(|e| self.note(StorageFault::decode(k, e))).ok()
+    /// A stored value opened and decoded.
+    fn decode<T: DeserializeOwned>(&self, k: &[u8], stored: &[u8]) -> Option<T> {
+        let plain = self.vault.open_state(k, stored).map_err(|e| self.note(StorageFault::decode(k, e))).ok()?;
+        codec::decode(&plain).map_err(|e| self.note(StorageFault::decode(k, e))).ok()
     }
 
-    /// Stages a write. A value that cannot be encoded is a fault, never a delete.
+    /// Stages a write, sealed with the hub's newest data key as of this entry. A value that
+    /// cannot be encoded is a fault, never a delete.
     fn put<T: Serialize>(&mut self, k: Vec<u8>, v: &T) {
         match codec::encode(v) {
             Ok(bytes) => {
-                self.overlay.insert(k, Some(bytes));
+                let stored = self.vault.seal_state(&k, bytes);
+                self.overlay.insert(k, Some(stored));
             }
             Err(e) => self.note(StorageFault::encode(&k, e)),
         }
@@ -367,12 +376,58 @@ impl<'a> RocksHub<'a> {
         let grams = |p: &Post| if p.deleted { BTreeSet::new() } else { search::bigrams(&search::normalize(&p.text)) };
         let old = self.get::<Post>(&keys::ids(POSTS, post.room.0, post.seq)).map(|p| grams(&p)).unwrap_or_default();
         let new = grams(post);
-        let entry = |gram: &str| keys::bigram_post(gram, post.room.0, post.seq);
+        let vault = self.vault;
+        let entry = |gram: &str| keys::bigram_post(&vault.search_term(gram), post.room.0, post.seq);
         for gone in old.difference(&new) {
             self.overlay.insert(entry(gone), None);
         }
         for added in new.difference(&old) {
             self.put(entry(added), &());
+        }
+    }
+
+    /// The hub's data keys as the state holds them (`m/key/…`, in id order).
+    pub fn data_keys(&self) -> Vec<WrappedKey> {
+        self.values(keys::DATA_KEYS)
+    }
+
+    /// Takes up the hub's keyring `keys` (checked by `kizuna_domain::keyring` already) from this
+    /// entry on. With the first key, everything written before it is sealed and the search
+    /// index moves to keyed terms. An error is this node's: it lacks a master key, or a key
+    /// was replaced.
+    pub fn take_data_keys(&mut self, keys: &[WrappedKey]) -> Result<(), VaultError> {
+        let first = self.vault.hub_keys() == 0;
+        self.vault.take_hub_keys(keys)?;
+        for key in keys {
+            self.put(keys::data_key(key.id), key);
+        }
+        if first {
+            self.seal_all();
+        }
+        Ok(())
+    }
+
+    /// Seals every value written before the hub had a data key and rebuilds the search index
+    /// under keyed terms. One entry does it all, so every replica does it at the same point of
+    /// the log; it holds the whole state in this batch once (a new hub's is a few values).
+    fn seal_all(&mut self) {
+        let search = keys::all(keys::SEARCH);
+        for (k, stored) in self.scan(&[]) {
+            let plain = matches!(codec::sealed_parts(&stored), Ok(None));
+            if plain && !k.starts_with(keys::DATA_KEYS) && !k.starts_with(&search) {
+                let sealed = self.vault.seal_state(&k, stored);
+                self.overlay.insert(k, Some(sealed));
+            }
+        }
+        for (k, _) in self.scan(&search) {
+            self.overlay.insert(k, None);
+        }
+        for post in self.values::<Post>(&keys::all(POSTS)) {
+            if !post.deleted {
+                for gram in search::bigrams(&search::normalize(&post.text)) {
+                    self.put(keys::bigram_post(&self.vault.search_term(&gram), post.room.0, post.seq), &());
+                }
+            }
         }
     }
 
@@ -616,7 +671,7 @@ impl HubView for RocksHub<'_> {
         self.checked(self.get(&keys::ids(POSTS, room.0, seq)))
     }
     fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>> {
-        self.checked(self.ids_under(&keys::bigram_in_room(bigram, room.0)))
+        self.checked(self.ids_under(&keys::bigram_in_room(&self.vault.search_term(bigram), room.0)))
     }
     fn connection(&self, pair: (AccountId, AccountId)) -> ViewResult<Option<Connection>> {
         self.checked(self.get(&keys::ids(CONNECTIONS, pair.0.0, pair.1.0)))
@@ -788,6 +843,12 @@ mod tests {
 
     use super::*;
 
+    /// These tests are of the views' reads and writes: nothing sealed (see `vault/`).
+    fn plain() -> &'static Vault {
+        static PLAIN: std::sync::OnceLock<Vault> = std::sync::OnceLock::new();
+        PLAIN.get_or_init(Vault::plain)
+    }
+
     fn open(dir: &std::path::Path) -> DB {
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -808,7 +869,7 @@ mod tests {
 
     /// Stores `facilities` through a view, as apply does.
     fn store(db: &DB, facilities: &[Facility]) {
-        let mut hub = RocksHub::new(db);
+        let mut hub = RocksHub::new(db, plain());
         hub.apply(facilities.iter().cloned().map(Change::Facility).collect());
         let mut batch = WriteBatch::default();
         hub.write_into(&mut batch).expect("no fault");
@@ -820,7 +881,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
         store(&db, &[clinic(1)]);
-        let query = RocksHub::at_snapshot(&db);
+        let query = RocksHub::at_snapshot(&db, plain());
         let mut renamed = clinic(1);
         renamed.name = "改名した診療所".into();
         store(&db, &[renamed.clone(), clinic(2)]);
@@ -830,8 +891,8 @@ mod tests {
         assert_eq!(query.facilities(), Ok(vec![clinic(1)]));
         assert_eq!(query.fault(), None);
         // A new view, like the live one apply uses, sees the new batch.
-        assert_eq!(RocksHub::at_snapshot(&db).facilities(), Ok(vec![renamed.clone(), clinic(2)]));
-        assert_eq!(RocksHub::new(&db).facility(FacilityId(1)), Ok(Some(renamed)));
+        assert_eq!(RocksHub::at_snapshot(&db, plain()).facilities(), Ok(vec![renamed.clone(), clinic(2)]));
+        assert_eq!(RocksHub::new(&db, plain()).facility(FacilityId(1)), Ok(Some(renamed)));
     }
 
     fn damage(db: &DB, k: &[u8]) {
@@ -847,11 +908,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
         store(&db, &[clinic(7)]);
-        assert_eq!(RocksHub::new(&db).facility(FacilityId(7)), Ok(Some(clinic(7))));
-        assert_eq!(RocksHub::new(&db).fault(), None);
+        assert_eq!(RocksHub::new(&db, plain()).facility(FacilityId(7)), Ok(Some(clinic(7))));
+        assert_eq!(RocksHub::new(&db, plain()).fault(), None);
 
         damage(&db, &keys::id(FACILITIES, 7));
-        let hub = RocksHub::new(&db);
+        let hub = RocksHub::new(&db, plain());
         let read = hub.facility(FacilityId(7));
         assert!(read.as_ref().is_err_and(|e| e.0.contains("F/0000000000000007")), "the domain is told: {read:?}");
         assert!(is_decode_fault_at(hub.fault(), "F/0000000000000007 (facilities)"), "{:?}", hub.fault());
@@ -866,7 +927,7 @@ mod tests {
         let db = open(dir.path());
         store(&db, &[clinic(1), clinic(2), clinic(3)]);
         damage(&db, &keys::id(FACILITIES, 2));
-        let hub = RocksHub::new(&db);
+        let hub = RocksHub::new(&db, plain());
         assert!(hub.facilities().is_err(), "never a shorter list");
         assert!(is_decode_fault_at(hub.fault(), "F/0000000000000002"), "{:?}", hub.fault());
     }
@@ -878,7 +939,7 @@ mod tests {
         store(&db, &[clinic(1), clinic(2)]);
         damage(&db, &keys::id(FACILITIES, 1));
         damage(&db, &keys::id(FACILITIES, 2));
-        let hub = RocksHub::new(&db);
+        let hub = RocksHub::new(&db, plain());
         assert!(hub.facility(FacilityId(2)).is_err());
         assert!(hub.facility(FacilityId(1)).is_err());
         assert!(is_decode_fault_at(hub.fault(), "F/0000000000000002"), "{:?}", hub.fault());
@@ -890,7 +951,7 @@ mod tests {
         let db = open(dir.path());
         store(&db, &[clinic(1)]);
         damage(&db, &keys::id(FACILITIES, 1));
-        let mut hub = RocksHub::new(&db);
+        let mut hub = RocksHub::new(&db, plain());
         hub.apply(vec![Change::Facility(clinic(2))]);
         assert!(hub.facility(FacilityId(1)).is_err());
         let mut batch = WriteBatch::default();
@@ -919,12 +980,12 @@ mod tests {
             Change::RequestLink(link.clone()),
             Change::DirectoryShare { peer: HubName::new("gun").unwrap(), share: false },
         ];
-        let mut hub = RocksHub::new(&db);
+        let mut hub = RocksHub::new(&db, plain());
         hub.apply(changes);
         let mut batch = WriteBatch::default();
         hub.write_into(&mut batch).unwrap();
         db.write(batch).unwrap();
-        let hub = RocksHub::new(&db);
+        let hub = RocksHub::new(&db, plain());
         assert_eq!(hub.directory_shared_with().unwrap(), vec![gunma]);
         assert_eq!(hub.remote_facility(remote.facility.id).unwrap(), Some(remote.clone()));
         assert_eq!(hub.remote_facilities().unwrap(), vec![remote]);
@@ -945,13 +1006,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
         let gunma = HubName::new("gunma").unwrap();
-        let mut hub = RocksHub::new(&db);
+        let mut hub = RocksHub::new(&db, plain());
         hub.apply((1..=5).map(|seq| Change::Outboxed(queued(&gunma, seq))).collect());
         let mut batch = WriteBatch::default();
         hub.write_into(&mut batch).expect("no fault");
         db.write(batch).expect("write");
 
-        let mut hub = RocksHub::new(&db);
+        let mut hub = RocksHub::new(&db, plain());
         hub.apply(vec![Change::OutboxAcked { to: gunma.clone(), up_to: 2 }, Change::Outboxed(queued(&gunma, 6))]);
         assert_eq!(seqs(hub.outbox_after(&gunma, 0, 3)), [3, 4, 5], "acknowledged ones are gone");
         assert_eq!(seqs(hub.outbox_after(&gunma, 4, 10)), [5, 6], "staged ones are seen");

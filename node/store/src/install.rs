@@ -79,7 +79,7 @@ fn move_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
 /// so the state is never half replaced by a file that cannot be finished.
 fn check(path: &Path) -> std::io::Result<SnapshotMeta> {
     snapshot::read_pairs(path, |k, v| {
-        codec::body_of(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
+        codec::check_stored(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
         Ok(())
     })
 }

@@ -9,17 +9,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
 use super::keys::{self, journal_seq};
-use super::{CF_AUDIT_JOURNAL, cf, codec, io_err, to_value};
+use super::{CF_AUDIT_JOURNAL, Vault, cf, decode_sealed, io_err, sealed_value};
 use kizuna_domain::audit::AuditRecord;
 
 #[derive(Clone)]
 pub struct ReadJournal {
     db: Arc<DB>,
+    /// Who read which patient when: sealed under the node's key.
+    vault: Arc<Vault>,
     next: Arc<AtomicU64>,
 }
 
 impl ReadJournal {
-    pub(crate) fn open(db: Arc<DB>) -> std::io::Result<Self> {
+    pub(crate) fn open(db: Arc<DB>, vault: Arc<Vault>) -> std::io::Result<Self> {
         let last = match db.iterator_cf(cf(&db, CF_AUDIT_JOURNAL), IteratorMode::End).next() {
             Some(item) => {
                 let (k, _) = item.map_err(io_err)?;
@@ -27,12 +29,14 @@ impl ReadJournal {
             }
             None => 0,
         };
-        Ok(Self { db, next: Arc::new(AtomicU64::new(last + 1)) })
+        Ok(Self { db, vault, next: Arc::new(AtomicU64::new(last + 1)) })
     }
 
     pub fn append(&self, record: &AuditRecord) -> std::io::Result<()> {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        self.db.put_cf(cf(&self.db, CF_AUDIT_JOURNAL), journal_seq(seq), to_value(record)?).map_err(io_err)
+        let key = journal_seq(seq);
+        let value = sealed_value(&self.vault, CF_AUDIT_JOURNAL, &key, record)?;
+        self.db.put_cf(cf(&self.db, CF_AUDIT_JOURNAL), key, value).map_err(io_err)
     }
 
     /// The oldest journaled reads: (first seq, last seq, records).
@@ -46,7 +50,7 @@ impl ReadJournal {
                 first = seq;
             }
             last = seq;
-            records.push(codec::decode_at(CF_AUDIT_JOURNAL, &k, &v)?);
+            records.push(decode_sealed(&self.vault, CF_AUDIT_JOURNAL, &k, &v)?);
         }
         Ok((!records.is_empty()).then_some((first, last, records)))
     }

@@ -9,8 +9,8 @@
 //! (members of room 1) never reaches another's (room 256). String parts are raw UTF-8 with no
 //! terminator; that is safe because every string-keyed table is read by exact key only (or
 //! whole, as `d`, whose values repeat their keys), except
-//! `N`, whose bigram is exactly two characters (UTF-8 is prefix-free, so one bigram's bytes never
-//! start another's), `V`, whose token hash ends the key after a fixed-width account id, and `K`,
+//! `N`, whose term is exactly two characters (UTF-8 is prefix-free, so one bigram's bytes never
+//! start another's) or 0xff and a fixed-width hash (0xff starts no UTF-8 text), `V`, whose token hash ends the key after a fixed-width account id, and `K`,
 //! whose origin hub name carries its length in a leading byte.
 //!
 //! `sm_data` (replicated, in snapshots), one-byte table prefix + key:
@@ -26,7 +26,7 @@
 //! | `M` | room id, account id | Member |
 //! | `U` | account id, room id | (index of an account's memberships) |
 //! | `T` | room id, seq | Post |
-//! | `N` | bigram, room id, seq | (search index: bigrams of each live post's current text) |
+//! | `N` | term, room id, seq | (search index: bigrams of each live post's current text; the term is 0xff + an 8-byte keyed hash once the hub seals, the bigram before) |
 //! | `C` | account id, account id | Connection |
 //! | `c` | account id, other account id | (index of an account's connections, both sides) |
 //! | `S` | token hash | Session |
@@ -69,8 +69,10 @@
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
+//! | `m` | `/apply_version` | the hub's active apply version |
+//! | `m` | `/key/` + u32 id | WrappedKey (a data key of the hub, never sealed itself) |
 //!
-//! Other column families: `raft_log` (log index), `raft_meta` (`vote`, `committed`, `purged`),
+//! Other column families: `raft_log` (log index), `raft_meta` (`vote`, `committed`, `purged`, `node_key`),
 //! `sm_meta` (`applied`, `membership`), `audit_journal` (local seq), all below. `raft_meta` also
 //! holds `format`, the value format of the data dir (see `migrate.rs`).
 
@@ -257,14 +259,15 @@ pub(crate) fn session_of(account: u64, token_hash: &str) -> Vec<u8> {
     compose(SESSIONS_OF, &[&be(account), token_hash.as_bytes()])
 }
 
-/// `N` + bigram + room id: the posts of one room whose text holds `bigram`.
-pub(crate) fn bigram_in_room(bigram: &str, room: u64) -> Vec<u8> {
-    compose(SEARCH, &[bigram.as_bytes(), &be(room)])
+/// `N` + term + room id: the posts of one room whose text holds the bigram of `term`
+/// (`Vault::search_term`: the bigram itself, or 0xff and its keyed hash once the hub seals).
+pub(crate) fn bigram_in_room(term: &[u8], room: u64) -> Vec<u8> {
+    compose(SEARCH, &[term, &be(room)])
 }
 
-/// `N` + bigram + room id + seq: one post's entry in the search index.
-pub(crate) fn bigram_post(bigram: &str, room: u64, seq: u64) -> Vec<u8> {
-    compose(SEARCH, &[bigram.as_bytes(), &be(room), &be(seq)])
+/// `N` + term + room id + seq: one post's entry in the search index.
+pub(crate) fn bigram_post(term: &[u8], room: u64, seq: u64) -> Vec<u8> {
+    compose(SEARCH, &[term, &be(room), &be(seq)])
 }
 
 /// `K` + origin (length-prefixed, so one hub's scan never reaches another whose name it
@@ -371,6 +374,15 @@ pub(crate) fn hash_of_unclaimed(key: &[u8]) -> Result<[u8; 32], KeyError> {
 
 /// The apply clock, in `sm_data` so snapshots carry it.
 pub(crate) const CLOCK: &[u8] = b"m/clock";
+/// The hub's data keys, wrapped (`kizuna_domain::keyring`): `m/key/` + u32 id. Stored as they
+/// are, never sealed (they are sealed under a master key already).
+pub(crate) const DATA_KEYS: &[u8] = b"m/key/";
+
+/// `m/key/` + id: one of the hub's data keys.
+pub(crate) fn data_key(id: u32) -> Vec<u8> {
+    [DATA_KEYS, &id.to_be_bytes()].concat()
+}
+
 /// The hub's active apply version (`kizuna_domain::APPLY_VERSION`); absent: the first.
 pub(crate) const APPLY_VERSION: &[u8] = b"m/apply_version";
 /// The cursor of the newest live event forgotten (events up to it are gone; a subscriber
@@ -416,6 +428,8 @@ pub(crate) fn journal_seq(seq: u64) -> [u8; 8] {
 pub(crate) const VOTE: &[u8] = b"vote";
 pub(crate) const COMMITTED: &[u8] = b"committed";
 pub(crate) const PURGED: &[u8] = b"purged";
+/// The node's own data key, wrapped under its master key (`vault/`).
+pub(crate) const NODE_KEY: &[u8] = b"node_key";
 /// The value format of the whole data dir: one raw byte, the [`crate::codec`] version (absent:
 /// JSON, written before the codec existed; see `migrate.rs`).
 pub(crate) const FORMAT: &[u8] = b"format";
@@ -442,7 +456,7 @@ mod tests {
         assert_eq!(ids(MEMBERS, 1, 256), b"M\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\0");
         assert_eq!(text(LOGINS, "ab"), b"Lab");
         assert_eq!(session_of(2, "tok"), b"V\0\0\0\0\0\0\0\x02tok");
-        assert_eq!(bigram_post("ab", 1, 3), b"Nab\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x03");
+        assert_eq!(bigram_post("ab".as_bytes(), 1, 3), b"Nab\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x03");
         assert_eq!(all(OPERATOR), b"O");
         assert_eq!(all(SETTINGS), b"H");
         assert_eq!(all(AUDIT_HEAD), b"z");
@@ -484,6 +498,8 @@ mod tests {
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!((VOTE, COMMITTED, PURGED), (&b"vote"[..], &b"committed"[..], &b"purged"[..]));
+        assert_eq!((NODE_KEY, DATA_KEYS, data_key(2)), (&b"node_key"[..], &b"m/key/"[..], b"m/key/\0\0\0\x02".to_vec()));
+        assert_eq!(table_of(&data_key(1)), Some(META));
         assert_eq!((APPLIED, MEMBERSHIP, INSTALLING), (&b"applied"[..], &b"membership"[..], &b"installing"[..]));
         assert_eq!(FORMAT, b"format");
     }
@@ -532,9 +548,9 @@ mod tests {
         assert!(!ids(CONNECTIONS, 1, 2).starts_with(&id(CONNECTIONS_OF, 1)));
         // Bigrams are two characters and UTF-8 is prefix-free: "ab" never prefixes "ac"'s keys,
         // and a multi-byte bigram never prefixes another.
-        assert!(!bigram_post("ac", 1, 1).starts_with(&bigram_in_room("ab", 1)));
-        assert!(!bigram_post("あい", 1, 1).starts_with(&bigram_in_room("あ", 1)));
-        assert!(!bigram_post("ab", 256, 1).starts_with(&bigram_in_room("ab", 1)));
+        assert!(!bigram_post("ac".as_bytes(), 1, 1).starts_with(&bigram_in_room("ab".as_bytes(), 1)));
+        assert!(!bigram_post("あい".as_bytes(), 1, 1).starts_with(&bigram_in_room("あ".as_bytes(), 1)));
+        assert!(!bigram_post("ab".as_bytes(), 256, 1).starts_with(&bigram_in_room("ab".as_bytes(), 1)));
         // Hub "gun" prefixes "gunma" as text, never as a length-prefixed inbox key.
         assert!(!inbox_message("gunma", 1).starts_with(&inbox_of("gun")));
         assert!(inbox_message("gun", 1).starts_with(&inbox_of("gun")));
@@ -580,7 +596,7 @@ mod tests {
             assert_eq!(id_after(&ids(STAFF, 9, n), &id(STAFF, 9)), Ok(n));
             assert_eq!(id_after(&connection_of((9, n))[0], &id(CONNECTIONS_OF, 9)), Ok(n));
             assert_eq!(pair_of_connection_key(&ids(CONNECTIONS, 9, n)), Some((9, n)));
-            assert_eq!(id_after(&bigram_post("日本", 3, n), &bigram_in_room("日本", 3)), Ok(n));
+            assert_eq!(id_after(&bigram_post("日本".as_bytes(), 3, n), &bigram_in_room("日本".as_bytes(), 3)), Ok(n));
             assert_eq!(number(&log_index(n)), Ok(n));
             assert_eq!(number(&journal_seq(n)), Ok(n));
         }

@@ -28,6 +28,7 @@ mod migrate;
 pub mod raft;
 mod snapshot;
 mod state_machine;
+pub mod vault;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub use log_store::LogStore;
 pub use migrate::MigrateError;
 pub use snapshot::SnapshotFile;
 pub use state_machine::{ApplyFault, StateDigest, StateMachineStore, StateReader, StorageProperty};
+pub use vault::master::{MasterKey, MasterKeyError, MasterKeys};
+pub use vault::{Vault, VaultError};
 
 pub(crate) const CF_RAFT_LOG: &str = "raft_log";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";
@@ -61,11 +64,14 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Migrate(#[from] MigrateError),
+    #[error("encryption at rest: {0}")]
+    Vault(#[from] VaultError),
 }
 
 /// Opens (or creates) the node's RocksDB under `data_dir/db` and returns the Raft log store and
-/// the state machine that share it.
-pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
+/// the state machine that share it. With master keys, what the node writes is sealed (see
+/// [`vault`]); without, nothing is, and a data dir sealed before does not open.
+pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMachineStore), StoreError> {
     let db_path = data_dir.join("db");
     let snapshot_dir = data_dir.join("snapshots");
     for dir in [&db_path, &snapshot_dir] {
@@ -74,9 +80,10 @@ pub fn open(data_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError
     let db = open_db(&db_path)?;
     // Before anything reads a value: a dir of an older format is brought to this one first.
     migrate::run(&db, &snapshot_dir)?;
+    let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
-    let log = LogStore::new(db.clone());
-    let sm = StateMachineStore::open(db, snapshot_dir)?;
+    let log = LogStore::new(db.clone(), vault.clone());
+    let sm = StateMachineStore::open(db, snapshot_dir, vault)?;
     Ok((log, sm))
 }
 
@@ -149,6 +156,43 @@ pub(crate) fn get_value<T: serde::de::DeserializeOwned>(
         None => Ok(None),
         Some(bytes) => codec::decode_at(cf_name, key, &bytes).map(Some),
     }
+}
+
+/// The replicated value stored at `key` of `sm_data`, opened and decoded.
+pub(crate) fn get_state<T: serde::de::DeserializeOwned>(db: &DB, vault: &Vault, key: &[u8]) -> std::io::Result<Option<T>> {
+    match db.get_cf(cf(db, CF_SM_DATA), key).map_err(io_err)? {
+        None => Ok(None),
+        Some(stored) => decode_sealed(vault, CF_SM_DATA, key, &stored).map(Some),
+    }
+}
+
+/// A stored value of `family` (sealed or not) opened and decoded; an error names the key.
+pub(crate) fn decode_sealed<T: serde::de::DeserializeOwned>(
+    vault: &Vault,
+    family: &'static str,
+    key: &[u8],
+    stored: &[u8],
+) -> std::io::Result<T> {
+    let plain = match family {
+        CF_SM_DATA => vault.open_state(key, stored),
+        _ => vault.open_local(family, key, stored),
+    };
+    let plain = plain.map_err(|e| ValueError::new(family, key, e))?;
+    codec::decode_at(family, key, &plain)
+}
+
+/// A value of `family` as stored at `key`: encoded, then sealed by the vault.
+pub(crate) fn sealed_value<T: serde::Serialize + ?Sized>(
+    vault: &Vault,
+    family: &'static str,
+    key: &[u8],
+    value: &T,
+) -> std::io::Result<Vec<u8>> {
+    let encoded = to_value(value)?;
+    Ok(match family {
+        CF_SM_DATA => vault.seal_state(key, encoded),
+        _ => vault.seal_local(family, key, encoded),
+    })
 }
 
 /// A value in the node's storage format (see [`codec`]).

@@ -13,13 +13,15 @@ use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
-use super::{CF_RAFT_LOG, CF_RAFT_META, blocking, cf, codec, get_value, io_err, to_value};
+use super::{CF_RAFT_LOG, CF_RAFT_META, Vault, blocking, cf, decode_sealed, get_value, io_err, sealed_value, to_value};
 use crate::keys::{self, COMMITTED, PURGED, VOTE, log_index};
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
 
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    /// Entries carry every command (post texts, patient names): sealed under the node's key.
+    vault: Arc<Vault>,
 }
 
 fn synced() -> WriteOptions {
@@ -29,8 +31,8 @@ fn synced() -> WriteOptions {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>) -> Self {
-        Self { db }
+    pub(crate) fn new(db: Arc<DB>, vault: Arc<Vault>) -> Self {
+        Self { db, vault }
     }
 
     fn last_entry(&self) -> std::io::Result<Option<Entry>> {
@@ -39,7 +41,7 @@ impl LogStore {
             None => Ok(None),
             Some(item) => {
                 let (k, v) = item.map_err(io_err)?;
-                codec::decode_at(CF_RAFT_LOG, &k, &v).map(Some)
+                decode_sealed(&self.vault, CF_RAFT_LOG, &k, &v).map(Some)
             }
         }
     }
@@ -70,7 +72,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Some(i - 1),
             Bound::Unbounded => None,
         };
-        let db = self.db.clone();
+        let (db, vault) = (self.db.clone(), self.vault.clone());
         blocking(move || {
             let mode = IteratorMode::From(&log_index(start), Direction::Forward);
             let mut entries = Vec::new();
@@ -80,7 +82,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 if end_inclusive.is_some_and(|end| index > end) {
                     break;
                 }
-                entries.push(codec::decode_at(CF_RAFT_LOG, &k, &v)?);
+                entries.push(decode_sealed(&vault, CF_RAFT_LOG, &k, &v)?);
             }
             Ok(entries)
         })
@@ -137,7 +139,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         let log_cf = cf(&self.db, CF_RAFT_LOG);
         for entry in entries {
-            batch.put_cf(log_cf, log_index(entry.log_id.index), to_value(&entry)?);
+            let key = log_index(entry.log_id.index);
+            let value = sealed_value(&self.vault, CF_RAFT_LOG, &key, &entry)?;
+            batch.put_cf(log_cf, key, value);
         }
         let db = self.db.clone();
         let result = blocking(move || Self::write_synced(&db, batch)).await;

@@ -15,7 +15,7 @@ use super::fault::StorageFault;
 use super::hub_view::RocksHub;
 use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS};
 use super::snapshot::{self, SnapshotFile};
-use super::{CF_SM_DATA, CF_SM_META, blocking, cf, codec, get_value, io_err, to_value};
+use super::{CF_SM_DATA, CF_SM_META, Vault, blocking, cf, codec, get_state, get_value, io_err, sealed_value, to_value};
 use super::{ReadJournal, install};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::events::{Event, Raised, stamp};
@@ -25,6 +25,7 @@ use kizuna_domain::{
     self, Applied, Change, Command, CommandResult, Ctx, Decision, DomainError, DomainResult, Envelope, LogCommand,
     Outcome, Record, Sender, decide, settle,
 };
+use kizuna_domain::keyring::{self, SEALED_STATE_APPLY_VERSION, WrappedKey};
 use kizuna_domain::{attachments, notify, push};
 
 pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
@@ -33,6 +34,8 @@ pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
 #[derive(Clone)]
 pub struct StateReader {
     pub(crate) db: Arc<DB>,
+    /// The keys the state is sealed with (shared with apply, which adds to them).
+    vault: Arc<Vault>,
     snapshots_installed: Arc<AtomicU64>,
     events: tokio::sync::broadcast::Sender<Event>,
     /// Patient-data reads of this node, waiting to be shipped into the audit chain.
@@ -51,7 +54,12 @@ impl StateReader {
     }
 
     pub fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
-        get_value(&self.db, CF_SM_DATA, &keys::text(RECORDS, key))
+        get_state(&self.db, &self.vault, &keys::text(RECORDS, key))
+    }
+
+    /// This node's keys for encryption at rest.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
     }
 
     pub fn applied(&self) -> std::io::Result<Option<LogId>> {
@@ -60,12 +68,12 @@ impl StateReader {
 
     /// The hub's active apply version (`kizuna_domain::APPLY_VERSION`).
     pub fn apply_version(&self) -> std::io::Result<u32> {
-        Ok(get_value(&self.db, CF_SM_DATA, keys::APPLY_VERSION)?.unwrap_or(kizuna_domain::FIRST_APPLY_VERSION))
+        Ok(get_state(&self.db, &self.vault, keys::APPLY_VERSION)?.unwrap_or(kizuna_domain::FIRST_APPLY_VERSION))
     }
 
     /// Leader time of the last applied write, ms since the Unix epoch (0 before any write).
     pub fn clock_ms(&self) -> std::io::Result<u64> {
-        Ok(get_value(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0))
+        Ok(get_state(&self.db, &self.vault, CLOCK)?.unwrap_or(0))
     }
 
     /// Why this node's apply stopped on a storage fault, if it did since the node started.
@@ -77,7 +85,7 @@ impl StateReader {
     /// read through it sees the same applied state, whatever apply does meanwhile. An answer
     /// counts only if the view met no [`RocksHub::fault`].
     pub fn hub(&self) -> RocksHub<'_> {
-        RocksHub::at_snapshot(&self.db)
+        RocksHub::at_snapshot(&self.db, &self.vault)
     }
 
     /// Live events as this node applies them.
@@ -187,7 +195,7 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> std::io::Result<Self> {
+    pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf, vault: Arc<Vault>) -> std::io::Result<Self> {
         // An install a stop interrupted is finished before anything reads the state.
         install::resume(&db, &snapshot_dir.join(CURRENT_SNAPSHOT))?;
         // Leftovers of interrupted builds or transfers are incomplete by definition.
@@ -199,9 +207,10 @@ impl StateMachineStore {
         }
         index_connections(&db)?;
         let (events, _) = tokio::sync::broadcast::channel(4096);
-        let journal = ReadJournal::open(db.clone())?;
+        let journal = ReadJournal::open(db.clone(), vault.clone())?;
         let reader = StateReader {
             db: db.clone(),
+            vault,
             snapshots_installed: Arc::default(),
             events,
             journal,
@@ -237,6 +246,7 @@ impl StateMachineStore {
 /// writes, so a batch behaves exactly like entries applied one by one.
 struct ApplyBatch<'a> {
     db: &'a DB,
+    vault: &'a Vault,
     max_apply_version: u32,
     batch: WriteBatch,
     records: HashMap<String, Record>,
@@ -326,7 +336,9 @@ impl ApplyBatch<'_> {
                 let previous = self.record(&key)?;
                 let record = kizuna_domain::records::put(previous.as_ref(), value, self.clock_ms);
                 let version = record.version;
-                self.batch.put_cf(cf(self.db, CF_SM_DATA), keys::text(RECORDS, &key), to_value(&record)?);
+                let stored_key = keys::text(RECORDS, &key);
+                let stored = sealed_value(self.vault, CF_SM_DATA, &stored_key, &record)?;
+                self.batch.put_cf(cf(self.db, CF_SM_DATA), stored_key, stored);
                 self.records.insert(key, record);
                 CommandResult::RecordPut { version }
             }
@@ -365,6 +377,7 @@ impl ApplyBatch<'_> {
                 self.decided(attachments::fetch_proven(&self.hub, blob, &from))?
             }
             LogCommand::SetApplyVersion { version } => self.set_apply_version(version)?,
+            LogCommand::SetDataKeys { keys, origin_node } => self.set_data_keys(&keys, origin_node)?,
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
@@ -395,6 +408,30 @@ impl ApplyBatch<'_> {
         if version > self.hub.apply_version() {
             self.hub.set_apply_version(version);
         }
+        Ok(CommandResult::Done(Outcome::Done))
+    }
+
+    /// The hub's data keys from this entry on. Refused (the same on every replica) before every
+    /// member can seal or for a keyring that drops or renumbers keys; a node that cannot unwrap
+    /// a key (its master key file is missing) stops applying and says which key it lacks.
+    fn set_data_keys(&mut self, keys: &[WrappedKey], origin_node: u64) -> std::io::Result<CommandResult> {
+        if self.hub.apply_version() < SEALED_STATE_APPLY_VERSION {
+            let why = "ハブの全ノードが保存データの暗号化に対応するまで、データ鍵は設定できません";
+            return Ok(DomainError::InvalidArgument(why.into()).into());
+        }
+        if let Err(refused) = keyring::check_successor(&self.hub.data_keys(), keys) {
+            return Ok(refused.into());
+        }
+        match self.hub.take_data_keys(keys) {
+            Ok(()) => {}
+            // Every replica holding the master keys sees the same secrets: a refusal like any.
+            Err(crate::VaultError::Replaced(id)) => {
+                let why = format!("データ鍵 {id} を別の鍵で置き換えることはできません");
+                return Ok(DomainError::InvalidArgument(why).into());
+            }
+            Err(lacking) => return Err(std::io::Error::other(lacking)),
+        }
+        tracing::info!(keys = keys.len(), origin_node, "the hub's data keys changed");
         Ok(CommandResult::Done(Outcome::Done))
     }
 
@@ -542,7 +579,7 @@ impl ApplyBatch<'_> {
     fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
         match self.records.get(key) {
             Some(r) => Ok(Some(r.clone())),
-            None => get_value(self.db, CF_SM_DATA, &keys::text(RECORDS, key)),
+            None => get_state(self.db, self.vault, &keys::text(RECORDS, key)),
         }
     }
 
@@ -589,20 +626,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
     {
-        let clock_ms = get_value(&self.db, CF_SM_DATA, CLOCK)?.unwrap_or(0);
+        let clock_ms = self.reader.clock_ms()?;
         // The hub may have moved past this build while this node was away (a snapshot from a
         // newer leader, an older binary started on a newer data dir): never apply on.
         let active = self.reader.apply_version()?;
         if active > self.max_apply_version {
             return Err(too_new(active, self.max_apply_version));
         }
+        let vault = self.reader.vault.clone();
         let mut batch = ApplyBatch {
             db: &self.db,
+            vault: &vault,
             max_apply_version: self.max_apply_version,
             batch: WriteBatch::default(),
             records: HashMap::new(),
             clock_ms,
-            hub: RocksHub::new(&self.db),
+            hub: RocksHub::new(&self.db, &vault),
             events: Vec::new(),
         };
         let mut replies = Vec::new();
@@ -637,7 +676,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut wb = batch.batch;
         // Checked after every entry already; the view refuses again, as the last line of defence.
         batch.hub.write_into(&mut wb).map_err(io_err)?;
-        wb.put_cf(cf(&self.db, CF_SM_DATA), CLOCK, to_value(&clock_ms)?);
+        wb.put_cf(cf(&self.db, CF_SM_DATA), CLOCK, sealed_value(&vault, CF_SM_DATA, CLOCK, &clock_ms)?);
         if let Some(applied) = last_applied {
             wb.put_cf(meta, APPLIED, to_value(&applied)?);
         }
@@ -672,6 +711,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // A refused file left the state untouched; one that failed half way left the marker.
         installing.store(install::pending(&db_after)?, Ordering::Release);
         installed?;
+        // The installed state may hold data keys this node has not seen.
+        self.reader.vault.reload_hub_keys(&self.db).map_err(std::io::Error::other)?;
         self.reader.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -755,7 +796,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_with_an_entry_that_met_a_storage_fault_writes_nothing() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (_log, mut sm) = crate::open(dir.path()).expect("open");
+        let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
         apply(&mut sm, vec![put_record(1, "first")]).await.expect("a healthy batch applies");
         sm.db
             .put_cf(cf(&sm.db, CF_SM_DATA), keys::text(keys::SESSIONS, "token"), b"\xff not a session")
@@ -783,14 +824,14 @@ mod tests {
     #[tokio::test]
     async fn the_apply_version_only_rises_and_an_older_build_stops_before_it() {
         let (one, two) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
-        let (_l1, mut current) = crate::open(one.path()).expect("open");
+        let (_l1, mut current) = crate::open(one.path(), crate::MasterKeys::none()).expect("open");
         assert_eq!(current.reader().apply_version().unwrap(), kizuna_domain::FIRST_APPLY_VERSION, "never set");
         let newest = kizuna_domain::APPLY_VERSION;
         apply(&mut current, vec![set_apply_version(1, newest), set_apply_version(2, 1)]).await.expect("applied");
         assert_eq!(current.reader().apply_version().unwrap(), newest, "a lower version is no step back");
 
         // A node of an older build stops at the entry instead of applying past it differently.
-        let (_l2, older) = crate::open(two.path()).expect("open");
+        let (_l2, older) = crate::open(two.path(), crate::MasterKeys::none()).expect("open");
         let mut older = older.applying_at_most(kizuna_domain::FIRST_APPLY_VERSION);
         apply(&mut older, vec![put_record(1, "first")]).await.expect("applied");
         let error = apply(&mut older, vec![set_apply_version(2, newest)]).await.expect_err("applied past it");
@@ -800,7 +841,7 @@ mod tests {
 
         // An older build started on a data dir of a hub that moved on applies nothing at all.
         drop((current, _l1));
-        let (_l1, reopened) = crate::open(one.path()).expect("reopen");
+        let (_l1, reopened) = crate::open(one.path(), crate::MasterKeys::none()).expect("reopen");
         let mut reopened = reopened.applying_at_most(kizuna_domain::FIRST_APPLY_VERSION);
         let error = apply(&mut reopened, vec![put_record(3, "late")]).await.expect_err("applied past the hub");
         assert!(error.to_string().contains("install the hub's current build"), "{error}");
@@ -817,8 +858,8 @@ mod tests {
     #[tokio::test]
     async fn a_result_is_remembered_for_the_retry_window_then_forgotten_the_same_way_everywhere() {
         let (one, two) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
-        let (_l1, mut a) = crate::open(one.path()).expect("open");
-        let (_l2, mut b) = crate::open(two.path()).expect("open");
+        let (_l1, mut a) = crate::open(one.path(), crate::MasterKeys::none()).expect("open");
+        let (_l2, mut b) = crate::open(two.path(), crate::MasterKeys::none()).expect("open");
         let day = RETRY_WINDOW_MS;
         let entries = || {
             vec![
@@ -849,8 +890,8 @@ mod tests {
     async fn live_events_older_than_the_replay_window_are_forgotten_in_order() {
         use kizuna_domain::events::EventKind;
         let dir = tempfile::tempdir().expect("dir");
-        let (_log, mut sm) = crate::open(dir.path()).expect("open");
-        let mut hub = RocksHub::new(&sm.db);
+        let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
+        let mut hub = RocksHub::new(&sm.db, &sm.reader.vault);
         for (cursor, at_ms) in [(16, 1_000), (17, 1_000), (32, 5_000)] {
             let kind = EventKind::Posted { seq: cursor };
             hub.put_event(&Event { cursor, room: kizuna_domain::model::RoomId(7), at_ms, kind });
@@ -871,11 +912,11 @@ mod tests {
     async fn ended_sessions_and_old_unused_invitations_are_swept_the_same_on_every_replica() {
         use kizuna_domain::model::{AccountId, FacilityId, Invitation, InvitationId, Session};
         let (one, two) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
-        let (_l1, mut a) = crate::open(one.path()).expect("open");
-        let (_l2, mut b) = crate::open(two.path()).expect("open");
+        let (_l1, mut a) = crate::open(one.path(), crate::MasterKeys::none()).expect("open");
+        let (_l2, mut b) = crate::open(two.path(), crate::MasterKeys::none()).expect("open");
         let day = 24 * 60 * 60 * 1000;
         for sm in [&a, &b] {
-            let mut hub = RocksHub::new(&sm.db);
+            let mut hub = RocksHub::new(&sm.db, &sm.reader.vault);
             let session = |token: &str, created_at_ms| Session {
                 token_hash: token.into(),
                 account: AccountId(3),
@@ -922,7 +963,7 @@ mod tests {
 
     /// A snapshot of records 1..=n, built by a node of its own in `dir`.
     async fn snapshot_of_records(dir: &std::path::Path, n: u64) -> (Snapshot, StateDigest) {
-        let (_log, mut sm) = crate::open(dir).expect("open");
+        let (_log, mut sm) = crate::open(dir, crate::MasterKeys::none()).expect("open");
         apply(&mut sm, (1..=n).map(|i| put_record(i, &format!("k{i}"))).collect()).await.expect("apply");
         let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
         (snapshot, sm.reader().state_digest().expect("digest"))
@@ -933,7 +974,7 @@ mod tests {
         let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
         let (snapshot, digest) = snapshot_of_records(source.path(), 20).await;
         let incoming = {
-            let (_log, mut sm) = crate::open(target.path()).expect("open");
+            let (_log, mut sm) = crate::open(target.path(), crate::MasterKeys::none()).expect("open");
             apply(&mut sm, vec![put_record(1, "other")]).await.expect("apply");
             let incoming = sm.incoming_snapshot_path("from-leader");
             std::fs::copy(&snapshot.snapshot.path, &incoming).expect("received");
@@ -945,7 +986,7 @@ mod tests {
             sm.db.delete_range_cf(cf(&sm.db, CF_SM_DATA), keys::SM_DATA_START, keys::SM_DATA_END).expect("half");
             incoming
         };
-        let (_log, mut sm) = crate::open(target.path()).expect("reopen");
+        let (_log, mut sm) = crate::open(target.path(), crate::MasterKeys::none()).expect("reopen");
         assert_eq!(sm.reader().state_digest().expect("digest"), digest, "the install was finished");
         assert_eq!(sm.reader().applied().expect("applied"), snapshot.meta.last_log_id);
         assert_eq!(get_value::<bool>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
@@ -958,7 +999,7 @@ mod tests {
     async fn a_truncated_snapshot_is_refused_before_the_state_is_touched() {
         let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
         let (snapshot, _) = snapshot_of_records(source.path(), 20).await;
-        let (_log, mut sm) = crate::open(target.path()).expect("open");
+        let (_log, mut sm) = crate::open(target.path(), crate::MasterKeys::none()).expect("open");
         apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
         let before = sm.reader().state_digest().expect("digest");
         let incoming = sm.incoming_snapshot_path("cut");
@@ -978,13 +1019,13 @@ mod tests {
         let (a, b, c) = (AccountId(3), AccountId(300), AccountId(7));
         let asked = Connection { pair: (a, b), state: ConnectionState::Requested { by: b } };
         {
-            let (_log, sm) = crate::open(dir.path()).expect("open");
+            let (_log, sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
             // As a build before the index wrote it: the connection only.
             let key = keys::ids(keys::CONNECTIONS, a.0, b.0);
             sm.db.put_cf(cf(&sm.db, CF_SM_DATA), key, to_value(&asked).expect("encode")).expect("write");
             assert_eq!(sm.reader().hub().connections_of(b).expect("readable"), []);
         }
-        let (_log, sm) = crate::open(dir.path()).expect("reopen");
+        let (_log, sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("reopen");
         let reader = sm.reader();
         let hub = reader.hub();
         for side in [a, b] {
@@ -997,9 +1038,9 @@ mod tests {
     fn a_connection_is_indexed_under_both_accounts_when_applied() {
         use kizuna_domain::model::{AccountId, Connection, ConnectionState};
         let dir = tempfile::tempdir().expect("temp dir");
-        let (_log, sm) = crate::open(dir.path()).expect("open");
+        let (_log, sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
         let connected = Connection { pair: (AccountId(1), AccountId(256)), state: ConnectionState::Declined };
-        let mut hub = RocksHub::new(&sm.db);
+        let mut hub = RocksHub::new(&sm.db, &sm.reader.vault);
         hub.apply(vec![kizuna_domain::Change::Connection(connected.clone())]);
         for side in [1, 256] {
             assert_eq!(hub.connections_of(AccountId(side)).expect("readable"), std::slice::from_ref(&connected));
@@ -1011,7 +1052,7 @@ mod tests {
     /// hub that set the policy `policy` (idle minutes, absolute hours) right after sign-in.
     async fn logout_two_hours_on(policy: Option<(u32, u32)>) -> bool {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (_log, mut sm) = crate::open(dir.path()).expect("open");
+        let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
         let (t0, token) = (1_000_000, "op-token");
         let init =
             Command::InitOperator { login: "op".into(), display_name: "事務局".into(), password_hash: "h".into() };
@@ -1075,7 +1116,7 @@ mod tests {
     #[tokio::test]
     async fn federated_batches_apply_once_and_in_order_in_replicated_state() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (_log, mut sm) = crate::open(dir.path()).expect("open");
+        let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
         let gunma = HubName::new("gunma").unwrap();
         let highest = |sm: &StateMachineStore| inbound(sm, &gunma);
         // The batches' records (these bodies are no messages, so each is also audited as

@@ -16,7 +16,7 @@ use kizuna_domain::federation::{HubName, Message, Party, RoomWrite, SeqRange};
 use kizuna_domain::model::*;
 use kizuna_domain::requests::RequestKind;
 use kizuna_domain::{Command, Ctx, HubView, MemHub, Outcome, execute, settle};
-use kizuna_store::{LogStore, RocksHub, StateMachineStore};
+use kizuna_store::{LogStore, MasterKey, MasterKeys, RocksHub, StateMachineStore, StateReader};
 use proptest::prelude::*;
 use rocksdb::{DB, WriteBatch};
 
@@ -38,6 +38,8 @@ struct Twin {
     logins: BTreeSet<String>,
     codes: BTreeSet<String>,
     tokens: BTreeSet<String>,
+    /// The store's reader, for its vault: the RocksDB twin seals everything it writes.
+    reader: StateReader,
     _store: (LogStore, StateMachineStore),
     _dir: tempfile::TempDir,
 }
@@ -45,9 +47,18 @@ struct Twin {
 impl Twin {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (log, sm) = kizuna_store::open(dir.path()).expect("open the store");
+        let masters = MasterKeys::new(MasterKey::from_secret(&[5; 32]), Vec::new());
+        let (log, sm) = kizuna_store::open(dir.path(), masters).expect("open the store");
         let db = sm.reader().database().upgrade().expect("the store's database");
+        let reader = sm.reader();
+        let keys = reader.vault().next_keyring(false).expect("a first data key");
+        let mut hub = RocksHub::new(&db, reader.vault());
+        hub.take_data_keys(&keys).expect("the key unwraps");
+        let mut batch = WriteBatch::default();
+        hub.write_into(&mut batch).expect("a batch without a storage fault");
+        db.write(batch).expect("write the keyring");
         Twin {
+            reader,
             mem: MemHub::default(),
             db,
             index: 0,
@@ -67,13 +78,13 @@ impl Twin {
         self.now += 1000;
         let ctx = Ctx { log_index: self.index, now_ms: self.now };
         let on_mem = execute(&self.mem, ctx, actor, cmd.clone());
-        let rocks = RocksHub::new(&self.db);
+        let rocks = RocksHub::new(&self.db, self.reader.vault());
         let on_rocks = execute(&rocks, ctx, actor, cmd.clone());
         assert_eq!(rocks.fault(), None, "the store met a fault on {cmd:?}");
         assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "answers differ for {cmd:?}");
         let effects = on_mem.ok()?;
         let outcome = settle(&mut self.mem, self.now, effects.clone()).expect("readable").outcome;
-        let mut hub = RocksHub::new(&self.db);
+        let mut hub = RocksHub::new(&self.db, self.reader.vault());
         settle(&mut hub, self.now, effects).expect("readable");
         let mut batch = WriteBatch::default();
         hub.write_into(&mut batch).expect("a batch without a storage fault");
@@ -94,7 +105,7 @@ impl Twin {
         let batch = Batch { origin, range, messages: &messages, key_id: "k", signature: &[7], node: 2 };
         let ctx = Ctx { log_index: self.index, now_ms: self.now };
         let on_mem = inbox::apply_batch(&mut self.mem, ctx, batch).expect("readable");
-        let mut hub = RocksHub::new(&self.db);
+        let mut hub = RocksHub::new(&self.db, self.reader.vault());
         let on_rocks = inbox::apply_batch(&mut hub, ctx, batch).expect("readable");
         assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "decisions differ for {origin} {first}+{count}");
         let mut batch = WriteBatch::default();
@@ -171,7 +182,7 @@ impl Twin {
     /// Both sides answer every question of the view alike, over every id the log could have
     /// handed out and every login, code, token and bigram used.
     fn assert_same_state(&self) {
-        let rocks = RocksHub::new(&self.db);
+        let rocks = RocksHub::new(&self.db, self.reader.vault());
         let same = |what: String, a: String, b: String| assert_eq!(a, b, "{what} differs");
         macro_rules! both {
             ($($call:tt)*) => {

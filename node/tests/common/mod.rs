@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kizuna_chaos::proxy::LinkProxy;
-use kizuna_node::config::{HubConfig, HubSection, NodeConfig, RaftTimers, TlsSection};
+use kizuna_node::config::{EncryptionSection, HubConfig, HubSection, NodeConfig, RaftTimers, TlsSection};
 use kizuna_node::member::{NodeHealth, NodeRole};
 use kizuna_node::node::{self, Listeners, RunningNode};
 use kizuna_node::raft::network::{RoutedConnector, TcpConnector};
@@ -137,6 +137,8 @@ impl TestHub {
             federation: None,
             notifications: None,
             attachments: Default::default(),
+            // Every test hub seals what it stores, as a production hub does.
+            encryption: Some(EncryptionSection::generated_in(dir.path()).expect("a test master key")),
         };
         if wire == Wire::Tls {
             let certs = dir.path().join("certs");
@@ -164,10 +166,23 @@ impl TestHub {
         }
         // A new hub's first leader moves it to this build's apply version (one log entry):
         // tests that count entries start after it. A hub standing for older builds stays.
+        // Then it takes its first data key (another entry).
         if hub.config.nodes.iter().all(|n| n.older_build_apply_version.is_none()) {
             hub.wait_apply_version(kizuna_domain::APPLY_VERSION).await;
+            hub.wait_sealed().await;
         }
         hub
+    }
+
+    /// Waits (20 s at most) until every running node holds the hub's first data key.
+    pub async fn wait_sealed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for id in self.running_ids() {
+            while self.nodes[&id].node.state.vault().hub_keys() == 0 {
+                assert!(Instant::now() < deadline, "node {id} holds no data key of the hub");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
 
     /// Waits (20 s at most) until every running node has applied the hub's move to `version`.

@@ -75,7 +75,7 @@ fn the_fixture_migrates_value_for_value() {
     let json_meta: SnapshotMeta = serde_json::from_slice(&snapshot::read_raw_meta(&snapshot_path).expect("meta"))
         .expect("the fixture's snapshot meta is JSON");
 
-    drop(crate::open(dir.path()).expect("open migrates"));
+    drop(crate::open(dir.path(), crate::MasterKeys::none()).expect("open migrates"));
     let db = raw(dir.path());
     let mut tables = std::collections::BTreeSet::new();
     for (family, key, json) in &before {
@@ -103,11 +103,11 @@ fn the_fixture_migrates_value_for_value() {
 #[test]
 fn a_data_dir_of_an_unknown_format_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    drop(crate::open(dir.path()).expect("a fresh dir"));
+    drop(crate::open(dir.path(), crate::MasterKeys::none()).expect("a fresh dir"));
     let db = raw(dir.path());
     db.put_cf(cf(&db, CF_RAFT_META), FORMAT, [7]).expect("write");
     drop(db);
-    let refused = crate::open(dir.path()).map(|_| ()).expect_err("format 7");
+    let refused = crate::open(dir.path(), crate::MasterKeys::none()).map(|_| ()).expect_err("format 7");
     assert_eq!(
         refused.to_string(),
         "the data dir is in value format 7; this build reads format 1 (and JSON, to migrate)"
@@ -121,7 +121,7 @@ fn a_json_value_that_is_not_what_its_key_holds_stops_the_migration_naming_it() {
     let db = raw(dir.path());
     db.put_cf(cf(&db, CF_SM_DATA), keys::id(keys::FACILITIES, 1), br#"{"id":"one"}"#).expect("write");
     drop(db);
-    let refused = crate::open(dir.path()).map(|_| ()).expect_err("a bad facility");
+    let refused = crate::open(dir.path(), crate::MasterKeys::none()).map(|_| ()).expect_err("a bad facility");
     let message = refused.to_string();
     assert!(message.starts_with("cannot migrate sm_data key F/0000000000000001 (facilities) from JSON"), "{message}");
 }
@@ -133,7 +133,7 @@ fn value_sizes_of_the_fixture_shrink() {
     let dir = tempfile::tempdir().expect("temp dir");
     unpack_json_fixture(dir.path());
     let before = all_values(&raw(dir.path()));
-    drop(crate::open(dir.path()).expect("open migrates"));
+    drop(crate::open(dir.path(), crate::MasterKeys::none()).expect("open migrates"));
     let db = raw(dir.path());
     let mut sizes: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
     for (family, key, json) in &before {
