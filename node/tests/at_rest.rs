@@ -1,0 +1,157 @@
+//! Encryption at rest, proven on the bytes: a team writes a known sentence about a named
+//! patient and attaches a file through the API; then every file under every node's data
+//! directory, a snapshot file and the image inside a backup are searched for those bytes, for
+//! the patient's name and for search terms of both. Nothing is found — while the same search
+//! over a hub run without master keys finds them (so the scan can fail), and the hub still
+//! finds the post by its words (its index holds keyed hashes).
+
+mod common;
+
+use std::path::Path;
+
+use common::files::{header, pdf, upload};
+use common::{HubSpec, SECRET_POST_TEXT, TestHub, Wire, authed, channel, patient_room, post_secret};
+use kizuna_node::cli::backup::{self, BackupKey};
+use kizuna_proto::admin::CreateSnapshotRequest;
+use kizuna_proto::posts::CreatePostRequest;
+use kizuna_proto::posts::post_service_client::PostServiceClient;
+use kizuna_proto::search::SearchRequest;
+use kizuna_proto::search::search_service_client::SearchServiceClient;
+
+/// The name `patient_room` gives its patient.
+const PATIENT: &str = "山田 花子";
+/// Bytes inside the attached file.
+const FILE_MARKER: &[u8] = b"KIZUNA-AT-REST-MARKER care plan for the patient";
+
+/// What must never be readable at rest: the sentence, the name, some of their words (as a
+/// plain search index would hold them), the file's marker.
+fn needles() -> Vec<(String, Vec<u8>)> {
+    let words = [SECRET_POST_TEXT, PATIENT, "山田", "花子", "胸痛", "往診", "血圧"];
+    let mut needles: Vec<(String, Vec<u8>)> = words.iter().map(|w| (w.to_string(), w.as_bytes().to_vec())).collect();
+    needles.push(("the file's marker".into(), FILE_MARKER.to_vec()));
+    needles
+}
+
+/// The bytes of every file under `root`.
+fn bytes_under(root: &Path) -> u64 {
+    let mut total = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable dir").flatten() {
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// Every file under `root` holding a needle: (file, needle).
+fn findings(root: &Path) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            for (name, needle) in needles() {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
+                    found.push((path.display().to_string(), name));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A patient room with the secret post and an attached file, a snapshot on every node, a
+/// backup decrypted to its image under `hub`'s dir; returns the doctor's session.
+async fn write_everything(hub: &TestHub, scratch: &Path) -> (String, u64) {
+    let doctor = hub.member("dr.rest").await;
+    let leader = hub.leader().await;
+    let api = channel(&hub.api(leader)).await;
+    let room = patient_room(api.clone(), &doctor, &[]).await;
+    post_secret(api.clone(), &doctor, room).await;
+    let mut plan = pdf(200 * 1024, 9);
+    plan[1000..1000 + FILE_MARKER.len()].copy_from_slice(FILE_MARKER);
+    let file = upload(api.clone(), &doctor, header("plan", "ケアプラン.pdf", &plan), &plan).await.expect("upload").id;
+    let with_file = CreatePostRequest {
+        idempotency_key: "with-file".into(),
+        room_id: room,
+        text: "ケアプランを添付します".into(),
+        attachment_ids: vec![file],
+        ..Default::default()
+    };
+    PostServiceClient::new(api.clone()).create_post(authed(with_file, &doctor)).await.expect("post with file");
+    for id in hub.running_ids() {
+        hub.admin(id).await.create_snapshot(CreateSnapshotRequest { purge_log: false }).await.expect("snapshot");
+    }
+    let key_path = scratch.join("backup.key");
+    BackupKey::generate(&key_path).expect("a backup key");
+    let key = BackupKey::load(&key_path).expect("the backup key");
+    let operator = hub.operator().await;
+    let made = backup::create(api, &operator, (&scratch.join("backups"), None), &key, 1).await.expect("a backup");
+    backup::decrypt(&made, &key, &scratch.join("image.snap")).expect("the backup decrypts");
+    (doctor, room)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_a_team_writes_is_readable_in_data_dirs_snapshots_or_backups() {
+    let mut hub = TestHub::start(3).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let (doctor, room) = write_everything(&hub, scratch.path()).await;
+    let ids = hub.running_ids();
+    for id in &ids {
+        assert!(hub.data_dir(*id).join("snapshots/current.snap").exists(), "node {id} has a snapshot file");
+    }
+    // The hub still finds the post by its words, on every node.
+    for id in &ids {
+        let mut search = SearchServiceClient::new(channel(&hub.api(*id)).await);
+        let found = search.search(authed(SearchRequest { query: "胸痛".into(), ..Default::default() }, &doctor));
+        let found = found.await.expect("search").into_inner();
+        assert_eq!(found.posts.len(), 1, "node {id}: {found:?}");
+        assert_eq!(found.posts[0].room_id, room);
+    }
+    stop_all(&mut hub).await;
+    // The file (200 KiB) is in every node's log and state, and in the image: the scan reads it.
+    for id in &ids {
+        assert!(bytes_under(&hub.data_dir(*id)) > 400 * 1024, "node {id}'s data dir");
+    }
+    let image = std::fs::metadata(scratch.path().join("image.snap")).expect("the image").len();
+    assert!(image > 200 * 1024, "the backup image holds the file: {image} bytes");
+    let mut found = findings(scratch.path());
+    found.extend(ids.iter().flat_map(|id| findings(&hub.data_dir(*id))));
+    assert_eq!(found, Vec::<(String, String)>::new(), "readable at rest");
+}
+
+/// The control: without master keys the same scan finds the sentence, the name and the file
+/// in the data dirs, the snapshots and the backup image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_scan_finds_everything_on_a_hub_without_master_keys() {
+    let spec = HubSpec { nodes: vec![("r1", true), ("r2", true), ("r3", true)], preferred_regions: vec![], wire: Wire::Plain };
+    let mut hub = TestHub::start_custom(spec, |config, _| config.encryption = None).await;
+    let scratch = tempfile::tempdir().unwrap();
+    write_everything(&hub, scratch.path()).await;
+    let ids = hub.running_ids();
+    stop_all(&mut hub).await;
+    let in_image = findings(scratch.path());
+    let in_dirs: Vec<_> = ids.iter().flat_map(|id| findings(&hub.data_dir(*id))).collect();
+    for (name, _) in needles() {
+        assert!(in_image.iter().any(|(_, n)| *n == name), "{name} not in the plain backup image: {in_image:?}");
+        assert!(in_dirs.iter().any(|(_, n)| *n == name), "{name} not in the plain data dirs: {in_dirs:?}");
+    }
+}
+
+/// Stops every node (their stores closed, nothing more to write) and keeps their data dirs.
+async fn stop_all(hub: &mut TestHub) {
+    for id in hub.running_ids() {
+        hub.stop(id).await;
+    }
+}
