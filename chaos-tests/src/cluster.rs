@@ -100,9 +100,15 @@ impl Cluster {
             });
         }
         let preferred: Vec<String> = preferred.iter().map(|r| format!("\"{r}\"")).collect();
+        // The hub seals what it stores, as a production hub does: the harness's replica
+        // digests then also prove that sealing is the same on every node.
+        let master_key = dir.path().join("master.key");
+        let made = Command::new(kizuna_bin()?).args(["admin", "master-key", "--out"]).arg(&master_key).output()?;
+        anyhow::ensure!(made.status.success(), "kizuna admin master-key: {}", String::from_utf8_lossy(&made.stderr));
         let mut toml = format!(
-            "[hub]\nname = \"chaos\"\npreferred_regions = [{}]\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n",
-            preferred.join(", ")
+            "[hub]\nname = \"chaos\"\npreferred_regions = [{}]\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\n[encryption]\nmaster_key_file = \"{}\"\n",
+            preferred.join(", "),
+            master_key.display()
         );
         let mut links = BTreeMap::new();
         for (i, n) in nodes.iter().enumerate() {

@@ -969,6 +969,7 @@ mod tests {
                 format!("hub: {{ ipv4_address: {} }}", node.raft_addr.ip()),
                 format!("ports: [\"{public_port}:{}\"]", node.api_addr.port()),
                 format!("- {0}:/var/lib/kizuna/data\n", node.name),
+                "- keys:/var/lib/kizuna/keys:ro\n".to_owned(),
             ];
             for line in expected {
                 assert!(compose.contains(&line), "{}: compose.yaml lacks {line:?}", node.name);
@@ -977,6 +978,9 @@ mod tests {
             assert!(node.data_dir.starts_with("/var/lib/kizuna/data"), "{}: data outside the volume", node.name);
         }
         assert_eq!(hub.tls.expect("[tls]").dir, Path::new("/var/lib/kizuna/certs"));
+        let key = hub.encryption.expect("[encryption]").master_key_file;
+        assert_eq!(key, Path::new("/var/lib/kizuna/keys/master.key"));
+        assert!(compose.contains("command: [admin, master-key, --out, /var/lib/kizuna/keys/master.key, --keep-existing]"));
     }
 
     #[test]

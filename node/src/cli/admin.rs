@@ -7,7 +7,7 @@ use clap::Subcommand;
 use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use kizuna_proto::admin::{
     AddLearnerRequest, ChangeMembershipRequest, CreateSnapshotRequest, GetClusterStatusRequest, GetStateDigestRequest,
-    Membership, NodeSpec, TransferLeaderRequest,
+    Membership, NodeSpec, RotateKeysRequest, TransferLeaderRequest,
 };
 use tonic::transport::Channel;
 
@@ -160,6 +160,22 @@ pub enum AdminCommand {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Make a new master key for encryption at rest (32 random bytes in base64, mode 0400,
+    /// never over an existing file); name it in `[encryption] master_key_file` on every node.
+    MasterKey {
+        #[arg(long)]
+        out: PathBuf,
+        /// When --out exists, keep it (and print its fingerprint) instead of failing: for a
+        /// set-up step that runs on every start.
+        #[arg(long)]
+        keep_existing: bool,
+    },
+    /// Rewrap the hub's data keys under the leader's current master key (after a master key
+    /// rotation), and with --new-data-key add one that seals every later write.
+    RotateKeys {
+        #[arg(long)]
+        new_data_key: bool,
+    },
     /// Hub↔hub federation: the hub's signing key, whether its peers answer, the queue to each
     /// peer, and pausing it.
     #[command(subcommand)]
@@ -265,6 +281,26 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
                 "hub {:?} restored at index {} (term {}); start its nodes with `kizuna serve`",
                 m.hub, m.applied_index, m.term
             );
+        }
+        AdminCommand::MasterKey { out, keep_existing: true } if out.exists() => {
+            let key = kizuna_store::MasterKey::load(&out)?;
+            println!("kept master key {} in {}", key.fingerprint(), out.display());
+        }
+        AdminCommand::MasterKey { out, .. } => {
+            let key = kizuna_store::MasterKey::create(&out)?;
+            println!(
+                "wrote master key {} to {}: copy it to every node (outside the data directories) and keep a copy offline; \
+                 without it the hub's data cannot be read",
+                key.fingerprint(),
+                out.display()
+            );
+        }
+        AdminCommand::RotateKeys { new_data_key } => {
+            let r = on_leader(&target()?, |mut c, token| async move {
+                Ok(c.rotate_keys(authed(RotateKeysRequest { new_data_key }, &token)?).await?)
+            })
+            .await?;
+            println!("the hub holds {} data keys, wrapped under master key {} (log index {})", r.data_keys, r.master_key, r.log_index);
         }
         AdminCommand::Certs { config, out } => {
             let hub = HubConfig::load(&config)?;

@@ -126,6 +126,11 @@ pub fn layout(out: &Path, base_port: u16, via_proxies: bool) -> anyhow::Result<P
 
 impl HubLayout {
     /// The node folder `kizuna serve` keeps its data in.
+    /// The hub's master key for encryption at rest, beside (not in) its nodes' data dirs.
+    pub fn master_key(&self) -> PathBuf {
+        self.dir.join("master.key")
+    }
+
     pub fn data_dir(&self, node: &NodeLayout) -> PathBuf {
         self.dir.join(&node.name)
     }
@@ -154,12 +159,14 @@ impl HubLayout {
              # Loopback: short timers so a failover shows within a second (docs/operations.md).\n\
              [raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\n\
              [tls]\ndir = \"{certs}\"\n\n\
+             [encryption]\nmaster_key_file = \"{master_key}\"\n\n\
              [federation]\nsigning_key = \"{key}\"\nkey_id = \"{key_id}\"\n\n\
              [[federation.peers]]\nname = \"{peer}\"\nendpoints = [{endpoints}]\nca_cert = \"{peer_ca}\"\n\
              verify_keys = [\n  {peer_verify_key}\n]\n",
             name = self.name,
             peer = peer.name,
             certs = self.certs_dir().display(),
+            master_key = self.master_key().display(),
             key = self.signing_key.display(),
             key_id = self.key_id,
             endpoints = quoted(&self.endpoints_for(peer)),
@@ -221,6 +228,7 @@ pub fn generate(out: &Path, base_port: u16, via_proxies: bool) -> anyhow::Result
         let key = super::federation::keygen(&hub.signing_key, &hub.key_id, now)
             .with_context(|| format!("a half-made set-up in {}? remove the folder and start again", out.display()))?;
         verify_keys.push(key.verify_key_toml);
+        kizuna_store::MasterKey::create(&hub.master_key()).with_context(|| format!("the master key of {}", hub.name))?;
     }
     for (h, hub) in pair.hubs.iter().enumerate() {
         let peer = &pair.hubs[1 - h];

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tracing::{info, warn};
 
-use crate::config::{HubConfig, NodeConfig, TlsSection};
+use crate::config::{EncryptionSection, HubConfig, NodeConfig, TlsSection};
 use crate::federation::FederationSender;
 use crate::federation::listener::FederationListener;
 use crate::node::{self, Listeners, RunningNode};
@@ -128,6 +128,10 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
         }
         hub.tls = Some(TlsSection::in_dir(certs));
     }
+    // The demo seals what it stores like any hub; its master key sits beside the node dirs.
+    let keys = data_dir.join("keys");
+    hub.encryption =
+        Some(EncryptionSection::generated_in(&keys).with_context(|| format!("the demo's master key in {}", keys.display()))?);
     let mut nodes: Vec<RunningNode> = Vec::new();
     for me in &hub.nodes {
         let security = security(&hub, me, insecure)?;

@@ -6,14 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kizuna_domain::federation::HubName;
-use kizuna_domain::{Command, HubView};
+use kizuna_domain::{Command, CommandResult, Envelope, HubView, LogCommand};
 use kizuna_proto::admin::cluster_admin_service_server::ClusterAdminService;
 use kizuna_proto::admin::{
     AddLearnerRequest, AddLearnerResponse, BackupImage, ChangeMembershipRequest, ChangeMembershipResponse,
     CreateBackupRequest, CreateBackupResponse, CreateSnapshotRequest, CreateSnapshotResponse, GetClusterStatusRequest,
     GetClusterStatusResponse, GetStateDigestRequest, GetStateDigestResponse, ListFederationPeersRequest,
     ListFederationPeersResponse, Member, MemberRole, Membership, SetFederationPeerPausedRequest,
-    SetFederationPeerPausedResponse, TransferLeaderRequest, TransferLeaderResponse,
+    RotateKeysRequest, RotateKeysResponse, SetFederationPeerPausedResponse, TransferLeaderRequest,
+    TransferLeaderResponse,
 };
 use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
@@ -312,6 +313,28 @@ impl ClusterAdminService for ClusterAdmin {
         }
         self.node.raft.trigger().transfer_leader(to).await.map_err(raft_status)?;
         Ok(Response::new(TransferLeaderResponse { membership: Some(self.membership()) }))
+    }
+
+    async fn rotate_keys(&self, req: Request<RotateKeysRequest>) -> Result<Response<RotateKeysResponse>, Status> {
+        self.api.operator(&req).await?;
+        self.require_leader()?;
+        let vault = self.node.state.vault();
+        let keys = vault.next_keyring(req.into_inner().new_data_key).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let (data_keys, master_key) = (keys.len() as u32, keys.last().map(|k| k.master.clone()).unwrap_or_default());
+        let envelope = Envelope {
+            idempotency_key: format!("data-keys/{}/{}", self.node.id, crate::node::now_ms()),
+            proposed_at_ms: 0,
+            command: LogCommand::SetDataKeys { keys, origin_node: self.node.id },
+        };
+        let applied = self.node.propose_here(envelope).await.map_err(|e| e.into_status())?;
+        match applied.result {
+            CommandResult::Done(_) => {
+                tracing::info!(data_keys, %master_key, "the hub's data keys were rotated");
+                Ok(Response::new(RotateKeysResponse { data_keys, master_key, log_index: applied.log_index }))
+            }
+            CommandResult::Refused(refusal) => Err(super::shared::domain_status(refusal)),
+            other => Err(Status::internal(format!("unexpected result {other:?}"))),
+        }
     }
 
     async fn create_snapshot(
