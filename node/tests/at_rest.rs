@@ -155,3 +155,71 @@ async fn stop_all(hub: &mut TestHub) {
         hub.stop(id).await;
     }
 }
+
+/// Texts of the room's timeline, oldest first, read on node `id`.
+async fn timeline(hub: &TestHub, id: u64, token: &str, room: u64) -> Vec<String> {
+    use kizuna_proto::posts::{TimelineOrder, TimelineRequest};
+    let req =
+        TimelineRequest { room_id: room, order: TimelineOrder::OldestFirst as i32, page_size: 50, ..Default::default() };
+    let api = channel(&hub.api(id)).await;
+    let page = PostServiceClient::new(api).timeline(authed(req, token)).await.expect("timeline").into_inner();
+    page.posts.into_iter().map(|p| p.text).collect()
+}
+
+async fn post(hub: &TestHub, token: &str, room: u64, text: &str) {
+    let leader = hub.leader().await;
+    let req = CreatePostRequest { idempotency_key: text.into(), room_id: room, text: text.into(), ..Default::default() };
+    let api = channel(&hub.api(leader)).await;
+    PostServiceClient::new(api).create_post(authed(req, token)).await.expect("post");
+}
+
+/// A master key rotation on a running hub, one node at a time: each node restarts holding the
+/// new key and the old one; the hub rewraps its data keys under the new key and takes a new
+/// data key; each node restarts with the new key alone. Writes go on throughout, every post
+/// stays readable on every node, and the old master key alone no longer opens a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_master_key_rotates_one_node_at_a_time_without_stopping_the_hub() {
+    use kizuna_node::config::EncryptionSection;
+    use kizuna_proto::admin::RotateKeysRequest;
+    let mut hub = TestHub::start(3).await;
+    let doctor = hub.member("dr.rotate").await;
+    let room = patient_room(channel(&hub.api(hub.leader().await)).await, &doctor, &[]).await;
+    post(&hub, &doctor, room, "鍵の交換前の記録").await;
+    let keys = tempfile::tempdir().unwrap();
+    let old = hub.config.encryption.clone().expect("a test hub has a master key").master_key_file;
+    let new = keys.path().join("master-2.key");
+    let new_fingerprint = kizuna_node::store::MasterKey::create(&new).unwrap().fingerprint().to_owned();
+
+    let both = EncryptionSection { master_key_file: new.clone(), previous_master_key_files: vec![old.clone()] };
+    hub.config.encryption = Some(both);
+    for (n, id) in hub.running_ids().into_iter().enumerate() {
+        hub.stop(id).await;
+        hub.restart(id).await;
+        post(&hub, &doctor, room, &format!("ノード {n} の再起動後")).await;
+    }
+    let leader = hub.leader().await;
+    let rotated = hub.admin(leader).await.rotate_keys(RotateKeysRequest { new_data_key: true }).await;
+    let rotated = rotated.expect("rotate-keys").into_inner();
+    assert_eq!((rotated.data_keys, rotated.master_key.as_str()), (2, new_fingerprint.as_str()));
+    post(&hub, &doctor, room, "新しいデータ鍵で封をした記録").await;
+
+    hub.config.encryption = Some(EncryptionSection { master_key_file: new, previous_master_key_files: vec![] });
+    for id in hub.running_ids() {
+        hub.stop(id).await;
+        hub.restart(id).await;
+    }
+    hub.leader().await;
+    let expected = ["鍵の交換前の記録", "ノード 0 の再起動後", "ノード 1 の再起動後", "ノード 2 の再起動後", "新しいデータ鍵で封をした記録"];
+    for id in hub.running_ids() {
+        assert_eq!(timeline(&hub, id, &doctor, room).await, expected, "node {id}");
+        assert_eq!(hub.running(id).node.state.vault().hub_keys(), 2, "node {id}");
+    }
+
+    // The old master key alone opens no node any more: it wraps nothing of this hub.
+    let id = hub.running_ids()[0];
+    hub.stop(id).await;
+    let only_old = kizuna_node::store::MasterKeys::load(&old, &[]).unwrap();
+    let refused = kizuna_node::store::open(&hub.data_dir(id), only_old).map(|_| ()).expect_err("the old key alone");
+    assert!(refused.to_string().contains(&new_fingerprint), "{refused}");
+    hub.shutdown().await;
+}

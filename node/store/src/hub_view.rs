@@ -386,6 +386,16 @@ impl<'a> RocksHub<'a> {
         }
     }
 
+    /// The diagnostic record at `key` (`kizuna put`/`get`).
+    pub fn record(&self, key: &str) -> Option<kizuna_domain::Record> {
+        self.get(&keys::text(keys::RECORDS, key))
+    }
+
+    /// Stages the diagnostic record at `key`.
+    pub fn put_record(&mut self, key: &str, record: &kizuna_domain::Record) {
+        self.put(keys::text(keys::RECORDS, key), record);
+    }
+
     /// The hub's data keys as the state holds them (`m/key/…`, in id order).
     pub fn data_keys(&self) -> Vec<WrappedKey> {
         self.values(keys::DATA_KEYS)

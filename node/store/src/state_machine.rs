@@ -1,7 +1,6 @@
 //! The replicated state machine: applies committed entries into RocksDB, builds and installs
 //! snapshots.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -245,11 +244,7 @@ impl StateMachineStore {
 /// Applies one batch of entries: domain state is read through an overlay of this batch's own
 /// writes, so a batch behaves exactly like entries applied one by one.
 struct ApplyBatch<'a> {
-    db: &'a DB,
-    vault: &'a Vault,
     max_apply_version: u32,
-    batch: WriteBatch,
-    records: HashMap<String, Record>,
     clock_ms: u64,
     hub: RocksHub<'a>,
     events: Vec<Event>,
@@ -333,13 +328,10 @@ impl ApplyBatch<'_> {
         self.clock_ms = kizuna_domain::monotonic_time(self.clock_ms, envelope.proposed_at_ms);
         let result = match envelope.command {
             LogCommand::PutRecord { key, value } => {
-                let previous = self.record(&key)?;
+                let previous = self.hub.record(&key);
                 let record = kizuna_domain::records::put(previous.as_ref(), value, self.clock_ms);
                 let version = record.version;
-                let stored_key = keys::text(RECORDS, &key);
-                let stored = sealed_value(self.vault, CF_SM_DATA, &stored_key, &record)?;
-                self.batch.put_cf(cf(self.db, CF_SM_DATA), stored_key, stored);
-                self.records.insert(key, record);
+                self.hub.put_record(&key, &record);
                 CommandResult::RecordPut { version }
             }
             LogCommand::Signed { session, origin_node, command } => {
@@ -576,13 +568,6 @@ impl ApplyBatch<'_> {
         Ok(CommandResult::Received(applied.receipt))
     }
 
-    fn record(&self, key: &str) -> std::io::Result<Option<Record>> {
-        match self.records.get(key) {
-            Some(r) => Ok(Some(r.clone())),
-            None => get_state(self.db, self.vault, &keys::text(RECORDS, key)),
-        }
-    }
-
     /// The remembered result of `key`, as this batch left it (a storage fault is noted by the
     /// view and ends the batch).
     fn applied_under(&self, key: &str) -> std::io::Result<Option<Applied>> {
@@ -635,11 +620,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         let vault = self.reader.vault.clone();
         let mut batch = ApplyBatch {
-            db: &self.db,
-            vault: &vault,
             max_apply_version: self.max_apply_version,
-            batch: WriteBatch::default(),
-            records: HashMap::new(),
             clock_ms,
             hub: RocksHub::new(&self.db, &vault),
             events: Vec::new(),
@@ -673,7 +654,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let meta = cf(&self.db, CF_SM_META);
         let clock_ms = batch.clock_ms;
         let events = batch.events;
-        let mut wb = batch.batch;
+        let mut wb = WriteBatch::default();
         // Checked after every entry already; the view refuses again, as the last line of defence.
         batch.hub.write_into(&mut wb).map_err(io_err)?;
         wb.put_cf(cf(&self.db, CF_SM_DATA), CLOCK, sealed_value(&vault, CF_SM_DATA, CLOCK, &clock_ms)?);

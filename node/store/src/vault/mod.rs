@@ -236,3 +236,6 @@ fn node_key(masters: &MasterKeys, db: &DB) -> Result<Option<DataKey>, VaultError
     }
     Ok(Some(key))
 }
+
+#[cfg(test)]
+mod tests;

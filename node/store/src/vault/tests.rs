@@ -1,0 +1,117 @@
+//! Sealing as apply does it: the same bytes on every replica whatever its batches, the state
+//! written before the first key sealed by it, rotations that leave old values readable, and
+//! keyrings refused alike everywhere.
+
+use openraft::entry::RaftEntry;
+use openraft::testing::log_id;
+use openraft::storage::RaftStateMachine;
+
+use kizuna_domain::keyring::{SEALED_STATE_APPLY_VERSION, WrappedKey};
+use kizuna_domain::{Envelope, LogCommand};
+
+use crate::codec::sealed_parts;
+use crate::keys::{self, RECORDS};
+use crate::raft::{Entry, TypeConfig};
+use crate::{CF_SM_DATA, MasterKey, MasterKeys, StateMachineStore, cf};
+
+fn masters(secret: u8) -> MasterKeys {
+    MasterKeys::new(MasterKey::from_secret(&[secret; 32]), Vec::new())
+}
+
+fn entry(index: u64, command: LogCommand) -> Entry {
+    let envelope = Envelope { idempotency_key: format!("e-{index}"), proposed_at_ms: index, command };
+    Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
+}
+
+fn put(index: u64, key: &str, value: &str) -> Entry {
+    entry(index, LogCommand::PutRecord { key: key.into(), value: value.into() })
+}
+
+fn sealed_version(index: u64) -> Entry {
+    entry(index, LogCommand::SetApplyVersion { version: SEALED_STATE_APPLY_VERSION })
+}
+
+fn keyring(index: u64, keys: Vec<WrappedKey>) -> Entry {
+    entry(index, LogCommand::SetDataKeys { keys, origin_node: 1 })
+}
+
+async fn apply(sm: &mut StateMachineStore, entries: Vec<Entry>) -> std::io::Result<()> {
+    sm.apply(futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))))).await
+}
+
+/// Applies `entries` to `a` in one batch and to `b` one by one.
+async fn apply_both(a: &mut StateMachineStore, b: &mut StateMachineStore, entries: Vec<Entry>) {
+    apply(a, entries.clone()).await.expect("one batch");
+    for e in entries {
+        apply(b, vec![e]).await.expect("one by one");
+    }
+}
+
+/// The key number a record's value is sealed under as stored (None: stored in clear).
+fn sealed_under(sm: &StateMachineStore, record: &str) -> Option<u32> {
+    let db = sm.reader().database().upgrade().expect("open");
+    let stored = db.get_cf(cf(&db, CF_SM_DATA), keys::text(RECORDS, record)).expect("read").expect("stored");
+    sealed_parts(&stored).expect("framed").map(|(id, _)| id)
+}
+
+fn text_of(sm: &StateMachineStore, record: &str) -> Option<String> {
+    sm.reader().record(record).expect("readable").map(|r| r.value)
+}
+
+#[tokio::test]
+async fn replicas_seal_alike_whatever_their_batches_and_old_values_stay_readable_after_a_rotation() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_la, mut a) = crate::open(one.path(), masters(1)).expect("open");
+    let (_lb, mut b) = crate::open(two.path(), masters(1)).expect("open");
+    let first = a.reader().vault().next_keyring(false).expect("a first key");
+    let entries = vec![put(1, "before", "訪問記録"), sealed_version(2), keyring(3, first), put(4, "after", "処方変更")];
+    apply_both(&mut a, &mut b, entries).await;
+    assert_eq!(a.reader().state_digest().unwrap(), b.reader().state_digest().unwrap());
+    for sm in [&a, &b] {
+        assert_eq!((sealed_under(sm, "before"), sealed_under(sm, "after")), (Some(1), Some(1)), "sealed, also before");
+        assert_eq!(text_of(sm, "before").as_deref(), Some("訪問記録"));
+    }
+
+    let rotated = a.reader().vault().next_keyring(true).expect("a rotation");
+    apply_both(&mut a, &mut b, vec![keyring(5, rotated), put(6, "rotated", "新しい鍵")]).await;
+    assert_eq!(a.reader().state_digest().unwrap(), b.reader().state_digest().unwrap());
+    for sm in [&a, &b] {
+        assert_eq!((sealed_under(sm, "before"), sealed_under(sm, "rotated")), (Some(1), Some(2)));
+        assert_eq!(text_of(sm, "before").as_deref(), Some("訪問記録"), "old values stay readable");
+        assert_eq!(text_of(sm, "rotated").as_deref(), Some("新しい鍵"));
+    }
+
+    // Reopened, a node takes its keys up from the state.
+    drop((a, _la));
+    let (_la, a) = crate::open(one.path(), masters(1)).expect("reopen");
+    assert_eq!(a.reader().vault().hub_keys(), 2);
+    assert_eq!(text_of(&a, "after").as_deref(), Some("処方変更"));
+}
+
+#[tokio::test]
+async fn keyrings_that_come_early_drop_or_replace_a_key_are_refused_and_a_node_without_the_master_stops() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_la, mut a) = crate::open(one.path(), masters(1)).expect("open");
+    let first = a.reader().vault().next_keyring(false).expect("a first key");
+    apply(&mut a, vec![keyring(1, first.clone()), put(2, "r", "v")]).await.expect("applied");
+    assert_eq!((a.reader().vault().hub_keys(), sealed_under(&a, "r")), (0, None), "refused before every node seals");
+
+    apply(&mut a, vec![sealed_version(3), keyring(4, first.clone())]).await.expect("applied");
+    assert!(crate::Vault::plain().next_keyring(false).is_err(), "no master, no key");
+    let (_lx, x) = crate::open(two.path(), masters(1)).expect("another store, same master");
+    let replaced = x.reader().vault().next_keyring(false).expect("another secret under id 1");
+    drop((x, _lx));
+    let rotated = a.reader().vault().next_keyring(true).expect("a rotation");
+    apply(&mut a, vec![keyring(5, replaced), keyring(6, rotated[..1].to_vec()), keyring(7, Vec::new())])
+        .await
+        .expect("refusals are results, not faults");
+    apply(&mut a, vec![put(8, "r", "v2")]).await.expect("applied");
+    assert_eq!((a.reader().vault().hub_keys(), sealed_under(&a, "r")), (1, Some(1)), "the first key stands");
+
+    // A node whose master key is another one cannot take the keyring up: it stops there.
+    let three = tempfile::tempdir().unwrap();
+    let (_lc, mut c) = crate::open(three.path(), masters(2)).expect("open");
+    let error = apply(&mut c, vec![sealed_version(1), keyring(2, first)]).await.expect_err("cannot unwrap");
+    assert!(error.to_string().contains("does not hold"), "{error}");
+    assert_eq!(c.reader().vault().hub_keys(), 0);
+}
