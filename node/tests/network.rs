@@ -602,23 +602,23 @@ async fn tampering_with_a_stored_audit_entry_is_detected() {
     let v = audit.verify_audit_chain(authed(VerifyAuditChainRequest {}, &op)).await.unwrap().into_inner();
     assert!(v.intact && v.verified >= 4, "{v:?}");
 
-    // Alter entry 2 on disk while the node is down.
+    // Alter entry 2 on disk while the node is down, as an insider holding the hub's master key
+    // would: open the sealed value, change it, seal it again.
     hub.stop(victim).await;
     {
-        let path = hub.data_dir(victim).join("db");
-        let db = rocksdb::DB::open_cf(
-            &rocksdb::Options::default(),
-            &path,
-            ["raft_log", "raft_meta", "sm_data", "sm_meta", "audit_journal"],
-        )
-        .expect("open the stopped node's db");
+        let masters = hub.config.master_keys().expect("the test master key");
+        let (_log, state) = kizuna_node::store::open(&hub.data_dir(victim), masters).expect("the stopped node's store");
+        let reader = state.reader();
+        let db = reader.database().upgrade().expect("open");
         let cf = db.cf_handle("sm_data").unwrap();
         let mut key = vec![b'Z'];
         key.extend_from_slice(&2u64.to_be_bytes());
         let raw = db.get_cf(cf, &key).unwrap().expect("audit entry 2");
-        let mut entry: AuditEntry = codec::decode(&raw).expect("a stored audit entry");
+        let plain = reader.vault().open_state(&key, &raw).expect("opens under the hub's key");
+        let mut entry: AuditEntry = codec::decode(&plain).expect("a stored audit entry");
         entry.record.what = "nothing happened".into();
-        db.put_cf(cf, &key, codec::encode(&entry).expect("encode")).unwrap();
+        let sealed = reader.vault().seal_state(&key, codec::encode(&entry).expect("encode"));
+        db.put_cf(cf, &key, sealed).unwrap();
     }
     hub.restart(victim).await;
     let mut audit = kizuna_proto::audit::audit_service_client::AuditServiceClient::new(channel(&hub.api(victim)).await);

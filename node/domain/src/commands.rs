@@ -258,6 +258,12 @@ pub enum Command {
     RemovePushSubscription {
         endpoint: String,
     },
+    /// The API node refused a sign-in of `login` from the address `source`
+    /// ([`crate::login_guard`]). From apply version 3 on.
+    LoginFailed {
+        login: String,
+        source: String,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -293,6 +299,7 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
         C::CreateFamilyAccount { patient, login, display_name, password_hash } => {
             accounts::create_family_account(view, ctx, actor, patient, (login, display_name, password_hash))
         }
+        C::LoginFailed { login, source } => crate::login_guard::failed(view, ctx, &login, &source),
         C::CreateSession { login, token_hash, device, totp_step } => {
             sessions::create(view, ctx, &login, (token_hash, device, totp_step))
         }

@@ -27,6 +27,9 @@ pub enum DomainError {
     /// it (never remembered as a command's result); a query answers it as an internal error.
     #[error(transparent)]
     Unreadable(#[from] ViewError),
+    /// Too many failed attempts: try again later (the message says when).
+    #[error("{0}")]
+    Throttled(String),
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;

@@ -24,6 +24,7 @@ pub mod events;
 pub mod federation;
 pub mod kernel;
 pub mod keyring;
+pub mod login_guard;
 pub mod model;
 pub mod notify;
 pub mod posts;

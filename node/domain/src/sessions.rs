@@ -18,12 +18,14 @@ pub fn create(
     login: &str,
     (token_hash, device, totp_step): (String, String, Option<u64>),
 ) -> DomainResult<Effects> {
+    crate::login_guard::check(view, ctx.now_ms, login)?;
     let id = view.account_by_login(login)?.ok_or(DomainError::Unauthenticated)?;
     let account = active_account(view, id)?;
     if token_hash.is_empty() || view.session(&token_hash)?.is_some() {
         return Err(invalid("session token unusable"));
     }
     let mut changes: Vec<Change> = second_factor::login(account, totp_step)?.map(Change::Account).into_iter().collect();
+    changes.extend(crate::login_guard::cleared(view, login)?);
     let session = Session {
         token_hash,
         account: id,

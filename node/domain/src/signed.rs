@@ -227,6 +227,9 @@ mod tests {
         fn push_notices(&self) -> ViewResult<Vec<crate::notify::Notice>> {
             broken()
         }
+        fn login_guard(&self, _: &crate::login_guard::Guarded) -> ViewResult<Option<crate::login_guard::LoginGuard>> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

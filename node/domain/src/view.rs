@@ -106,6 +106,8 @@ pub trait HubView {
     fn push_notice(&self, account: AccountId, room: RoomId) -> ViewResult<Option<Notice>>;
     /// Every pending push notice (the notifier's push queue), by account then room.
     fn push_notices(&self) -> ViewResult<Vec<Notice>>;
+    /// The failed sign-ins of a login or an address ([`crate::login_guard`]).
+    fn login_guard(&self, guarded: &crate::login_guard::Guarded) -> ViewResult<Option<crate::login_guard::LoginGuard>>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -246,6 +248,11 @@ pub enum Change {
         from: HubName,
         hash: BlobHash,
     },
+    /// The failed sign-ins of a login or an address (None: cleared).
+    LoginGuard {
+        guarded: crate::login_guard::Guarded,
+        guard: Option<crate::login_guard::LoginGuard>,
+    },
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -284,6 +291,7 @@ pub struct MemHub {
     pub proofs: std::collections::BTreeSet<(BlobHash, HubName)>,
     pub push_subscriptions: BTreeMap<(AccountId, String), PushSubscription>,
     pub push_notices: BTreeMap<(AccountId, RoomId), Notice>,
+    pub login_guards: BTreeMap<crate::login_guard::Guarded, crate::login_guard::LoginGuard>,
 }
 
 impl MemHub {
@@ -406,6 +414,12 @@ impl MemHub {
                 }
                 Change::Proven { from, hash } => {
                     self.proofs.insert((hash, from));
+                }
+                Change::LoginGuard { guarded, guard: Some(guard) } => {
+                    self.login_guards.insert(guarded, guard);
+                }
+                Change::LoginGuard { guarded, guard: None } => {
+                    self.login_guards.remove(&guarded);
                 }
                 Change::PushSubscription(sub) => {
                     self.push_subscriptions.insert((sub.account, sub.endpoint.clone()), sub);
@@ -586,5 +600,8 @@ impl HubView for MemHub {
     }
     fn push_notices(&self) -> ViewResult<Vec<Notice>> {
         Ok(self.push_notices.values().copied().collect())
+    }
+    fn login_guard(&self, guarded: &crate::login_guard::Guarded) -> ViewResult<Option<crate::login_guard::LoginGuard>> {
+        Ok(self.login_guards.get(guarded).copied())
     }
 }

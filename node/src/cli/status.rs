@@ -107,7 +107,8 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
 }
 
 /// A line while the members' builds differ (a rolling upgrade under way): the hub applies the
-/// log as the oldest build does until every node runs the new one.
+/// log as the oldest build does until every node runs the new one. A node of the newest build
+/// without a master key reports the version before sealed state, so it is listed too.
 fn rolling_upgrade(members: &[MemberView]) -> Option<String> {
     let builds: Vec<u32> = members.iter().filter(|m| m.reachable).map(|m| m.max_apply_version).collect();
     let (oldest, newest) = (builds.iter().min()?, builds.iter().max()?);
@@ -117,7 +118,7 @@ fn rolling_upgrade(members: &[MemberView]) -> Option<String> {
             members.iter().filter(|m| m.reachable && m.max_apply_version < *newest).map(|m| m.name.clone()).collect();
         format!(
             "rolling upgrade: the hub applies the log as version {active}; builds of version {newest} take over \
-             once every node runs one (still to upgrade: {})",
+             once every node runs one with a master key (still to upgrade, or without [encryption]: {})",
             if behind.is_empty() { "none, moving on".to_owned() } else { behind.join(", ") }
         )
     })

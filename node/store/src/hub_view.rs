@@ -300,6 +300,10 @@ impl<'a> RocksHub<'a> {
                     self.overlay.insert(keys::blob_from(FAILED_FETCHES, &hash.0, from.as_str()), None);
                 }
                 Change::Proven { from, hash } => self.put(keys::blob_from(PROOFS, &hash.0, from.as_str()), &()),
+                Change::LoginGuard { guarded, guard: Some(guard) } => self.put(keys::login_guard(&guarded), &guard),
+                Change::LoginGuard { guarded, guard: None } => {
+                    self.overlay.insert(keys::login_guard(&guarded), None);
+                }
             }
         }
     }
@@ -634,6 +638,12 @@ impl HubState for RocksHub<'_> {
 /// Every answer goes through [`RocksHub::checked`]: once the view met a fault, no read of it
 /// is answered, because the answer may have been invented by the fault.
 impl HubView for RocksHub<'_> {
+    fn login_guard(
+        &self,
+        guarded: &kizuna_domain::login_guard::Guarded,
+    ) -> ViewResult<Option<kizuna_domain::login_guard::LoginGuard>> {
+        self.checked(self.get(&keys::login_guard(guarded)))
+    }
     fn account(&self, id: AccountId) -> ViewResult<Option<Account>> {
         self.checked(self.get(&keys::id(ACCOUNTS, id.0)))
     }

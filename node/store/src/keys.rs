@@ -68,6 +68,7 @@
 //! | `w` | blob hash (32 bytes), hub name | () (that hub sent the whole blob, checked) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
+//! | `0` | `l` + login, or `s` + source address | LoginGuard (failed sign-ins, `kizuna_domain::login_guard`) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
 //! | `m` | `/apply_version` | the hub's active apply version |
 //! | `m` | `/key/` + u32 id | WrappedKey (a data key of the hub, never sealed itself) |
@@ -76,6 +77,8 @@
 //! `sm_meta` (`applied`, `membership`), `audit_journal` (local seq), all below. `raft_meta` also
 //! holds `format`, the value format of the data dir (see `migrate.rs`).
 
+/// Every letter is a table's prefix: tables added later take the ASCII digits, from `0`.
+///
 /// A table of `sm_data`: its one-byte key prefix and the name operators see in faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Table {
@@ -139,9 +142,10 @@ pub(crate) const PROOFS: Table = table(b'w', "files other hubs sent whole");
 pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
+pub(crate) const LOGIN_GUARDS: Table = table(b'0', "failed sign-ins");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 52] = [
+pub(crate) const TABLES: [Table; 53] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -194,6 +198,7 @@ pub(crate) const TABLES: [Table; 52] = [
     FAILED_FETCHES,
     PROOFS,
     REMEMBERED_AT,
+    LOGIN_GUARDS,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -307,6 +312,15 @@ fn of_hub(table: Table, hub: &str) -> Vec<u8> {
 /// `table` + a hub name + a number (a sequence or a room id of that hub), in numeric order.
 fn hub_and_number(table: Table, hub: &str, n: u64) -> Vec<u8> {
     [of_hub(table, hub), be(n).to_vec()].concat()
+}
+
+/// `0` + `l` + login, or `0` + `s` + source address: the failed sign-ins of one of them.
+pub(crate) fn login_guard(guarded: &kizuna_domain::login_guard::Guarded) -> Vec<u8> {
+    use kizuna_domain::login_guard::Guarded;
+    match guarded {
+        Guarded::Login(login) => compose(LOGIN_GUARDS, &[b"l", login.as_bytes()]),
+        Guarded::Source(source) => compose(LOGIN_GUARDS, &[b"s", source.as_bytes()]),
+    }
 }
 
 /// `b` + blob hash: one stored file.
@@ -500,6 +514,9 @@ mod tests {
         assert_eq!((VOTE, COMMITTED, PURGED), (&b"vote"[..], &b"committed"[..], &b"purged"[..]));
         assert_eq!((NODE_KEY, DATA_KEYS, data_key(2)), (&b"node_key"[..], &b"m/key/"[..], b"m/key/\0\0\0\x02".to_vec()));
         assert_eq!(table_of(&data_key(1)), Some(META));
+        use kizuna_domain::login_guard::Guarded;
+        assert_eq!(login_guard(&Guarded::Login("ab".into())), b"0lab");
+        assert_eq!(login_guard(&Guarded::Source("10.0.0.1".into())), b"0s10.0.0.1");
         assert_eq!((APPLIED, MEMBERSHIP, INSTALLING), (&b"applied"[..], &b"membership"[..], &b"installing"[..]));
         assert_eq!(FORMAT, b"format");
     }

@@ -435,6 +435,11 @@ impl ApplyBatch<'_> {
         origin_node: u64,
         command: Command,
     ) -> std::io::Result<CommandResult> {
+        if matches!(command, Command::LoginFailed { .. })
+            && self.hub.apply_version() < kizuna_domain::login_guard::SINCE_APPLY_VERSION
+        {
+            return Ok(DomainError::FailedPrecondition("the hub is being upgraded".into()).into());
+        }
         let ctx = Ctx { log_index, now_ms: self.clock_ms };
         let sender = Sender { session: session.as_deref(), origin_node };
         match decide(&self.hub, ctx, sender, command) {

@@ -10,6 +10,7 @@ use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, shown, unexpected, view_status};
 use crate::node::now_ms;
 use kizuna_domain::commands::SESSION_ID_CHARS;
+use kizuna_domain::login_guard::{self, Guarded};
 use kizuna_domain::model::*;
 use kizuna_domain::{Command, CommandResult, HubView, Outcome, authz, notify, queries, second_factor};
 
@@ -31,8 +32,11 @@ fn session_policy_view(s: HubSettings) -> pb::SessionPolicy {
 
 impl Api {
     /// Checks login and password (and the second factor), then opens a session for a new token.
-    async fn login_checked(&self, r: pb::LoginRequest) -> Result<pb::LoginResponse, Status> {
+    /// A locked login or address is refused before anything is checked; a refusal is recorded
+    /// hub-wide (`kizuna_domain::login_guard`).
+    async fn login_checked(&self, r: pb::LoginRequest, source: String) -> Result<pb::LoginResponse, Status> {
         self.fresh().await?;
+        self.refuse_locked(&r.login, &source)?;
         let refused = || Status::unauthenticated("wrong login or password, or the account is not active");
         let account = self.query(|hub| match hub.account_by_login(&r.login).map_err(view_status)? {
             Some(id) => hub.account(id).map_err(view_status),
@@ -46,8 +50,16 @@ impl Api {
         let ok = tokio::task::spawn_blocking(move || auth::verify_password_or_dummy(&password, phc.as_deref()))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
-        let account = account.filter(|a| ok && a.is_active()).ok_or_else(refused)?;
-        let totp_step = second_factor_step(&account, r.totp_code.as_deref())?;
+        let Some(account) = account.filter(|a| ok && a.is_active()) else {
+            return Err(self.failed_login(&r.login, source, refused()).await);
+        };
+        let code_given = r.totp_code.as_deref().is_some_and(|c| !c.trim().is_empty());
+        let totp_step = match second_factor_step(&account, r.totp_code.as_deref()) {
+            Ok(step) => step,
+            // A wrong code counts; asking for the code (none given yet) does not.
+            Err(wrong) if code_given => return Err(self.failed_login(&r.login, source, wrong).await),
+            Err(ask) => return Err(ask),
+        };
         let token = auth::new_secret()?;
         let token_hash = auth::secret_hash(&token);
         let session = |idempotency_key: String| {
@@ -67,6 +79,38 @@ impl Api {
             outcome = session(format!("{}/retry-{}", r.idempotency_key, &token_hash[..16])).await?.0;
         }
         Ok(pb::LoginResponse { token, account_id: account_id(outcome)? })
+    }
+
+    /// Refuses a login or address locked by failed sign-ins: the same answer whether the login
+    /// exists or not.
+    fn refuse_locked(&self, login: &str, source: &str) -> Result<(), Status> {
+        let now = now_ms();
+        self.query(|hub| {
+            for guarded in [Guarded::Login(login.to_owned()), Guarded::Source(source.to_owned())] {
+                let guard = hub.login_guard(&guarded).map_err(view_status)?;
+                if let Some(until) = login_guard::locked_until(guard.as_ref(), now) {
+                    return Err(domain_status(login_guard::throttled(until, now)));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Records a refused sign-in hub-wide, then answers `refusal`. Recording is best effort: a
+    /// node that cannot write (no quorum) still refuses the sign-in.
+    async fn failed_login(&self, login: &str, source: String, refusal: Status) -> Status {
+        if !self.node.state.apply_version().is_ok_and(|v| v >= login_guard::SINCE_APPLY_VERSION) {
+            return refusal;
+        }
+        let key = match auth::new_secret() {
+            Ok(secret) => format!("login-failed/{}", &secret[..24]),
+            Err(_) => return refusal,
+        };
+        let cmd = Command::LoginFailed { login: login.chars().take(login_guard::MAX_KEY_BYTES / 4).collect(), source };
+        if let Err(e) = self.write_once(key, None, cmd).await {
+            tracing::warn!("recording a failed sign-in: {e}");
+        }
+        refusal
     }
 
     /// Who the caller is.
@@ -96,8 +140,18 @@ impl Api {
     async fn staff(&self, req: &Request<pb::ListStaffRequest>) -> Result<pb::ListStaffResponse, Status> {
         let (me, _) = self.authenticate(req).await?;
         let facility = FacilityId(req.get_ref().facility_id);
-        let staff = self.query(|view| queries::staff(view, me, facility).map_err(domain_status))?;
-        Ok(pb::ListStaffResponse { staff: staff.into_iter().map(staff_view).collect() })
+        let now = now_ms();
+        let staff = self.query(|view| {
+            let staff = queries::staff(view, me, facility).map_err(domain_status)?;
+            staff
+                .into_iter()
+                .map(|a| {
+                    let guard = view.login_guard(&Guarded::Login(a.login.clone())).map_err(view_status)?;
+                    Ok(staff_view(a, login_guard::locked_until(guard.as_ref(), now)))
+                })
+                .collect::<Result<Vec<_>, Status>>()
+        })?;
+        Ok(pb::ListStaffResponse { staff })
     }
 
     /// Checks the caller's current password, then sets the new one (hashed here: commands
@@ -208,7 +262,9 @@ impl pb::account_service_server::AccountService for Api {
     }
 
     async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
-        Ok(Response::new(self.login_checked(req.into_inner()).await?))
+        // Counted per address, not per port: one machine is one source.
+        let source = req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        Ok(Response::new(self.login_checked(req.into_inner(), source).await?))
     }
 
     async fn logout(&self, req: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
@@ -498,7 +554,7 @@ fn notification_prefs(s: pb::NotificationSettings) -> Result<notify::Notificatio
 }
 
 /// One of a facility's accounts, for its admins.
-fn staff_view(account: Account) -> pb::StaffAccount {
+fn staff_view(account: Account, locked_until_ms: Option<u64>) -> pb::StaffAccount {
     let state = match account.status {
         AccountStatus::Pending => pb::AccountState::Pending,
         AccountStatus::Active => pb::AccountState::Active,
@@ -512,5 +568,6 @@ fn staff_view(account: Account) -> pb::StaffAccount {
         facility_admin: account.facility_admin,
         login: account.login,
         display_name: account.display_name,
+        locked_until: locked_until_ms.map(timestamp),
     }
 }

@@ -49,6 +49,7 @@ pub(crate) fn domain_status(e: DomainError) -> Status {
             tracing::error!(%e, "a read of this node's state failed");
             Status::internal(e.to_string())
         }
+        DomainError::Throttled(m) => Status::resource_exhausted(m),
     }
 }
 

@@ -151,8 +151,9 @@ impl Vault {
     }
 
     /// A replicated value as stored: sealed under the hub's newest data key, if it has one
-    /// (the keyring itself is stored as it is: wrapped already).
-    pub(crate) fn seal_state(&self, key: &[u8], encoded: Vec<u8>) -> Vec<u8> {
+    /// (the keyring itself is stored as it is: wrapped already). Public for tests that stand
+    /// for an insider holding the master key (the audit chain must still catch their edits).
+    pub fn seal_state(&self, key: &[u8], encoded: Vec<u8>) -> Vec<u8> {
         // An index entry's value is `()`, the version byte alone: nothing to hide, and sealing
         // it would add 33 bytes to each of the hundreds of entries a post has.
         if key.starts_with(keys::DATA_KEYS) || encoded.len() <= 1 {
@@ -166,7 +167,7 @@ impl Vault {
     }
 
     /// A replicated value as written by [`Self::seal_state`], opened.
-    pub(crate) fn open_state<'v>(&self, key: &[u8], stored: &'v [u8]) -> Result<Cow<'v, [u8]>, CodecError> {
+    pub fn open_state<'v>(&self, key: &[u8], stored: &'v [u8]) -> Result<Cow<'v, [u8]>, CodecError> {
         let Some((id, sealed)) = codec::sealed_parts(stored)? else { return Ok(Cow::Borrowed(stored)) };
         let held = self.hub.read().unwrap_or_else(PoisonError::into_inner);
         let k = held.get(&id).ok_or(CodecError::NoKey(id))?;
