@@ -128,11 +128,12 @@ async fn an_unknown_login_takes_as_long_as_a_wrong_password() {
     let hub = TestHub::start(1).await;
     let leader = hub.leader().await;
     hub.operator().await;
+    hub.member("ns.timing").await;
     let accounts = AccountServiceClient::new(channel(&hub.api(leader)).await);
-    let attempt = |login: &'static str, n: usize| {
+    let attempt = |login: String, n: usize| {
         let req = LoginRequest {
             idempotency_key: format!("timing-{login}-{n}"),
-            login: login.into(),
+            login,
             password: "not the password at all".into(),
             device: "timing".into(),
             ..Default::default()
@@ -145,11 +146,13 @@ async fn an_unknown_login_takes_as_long_as_a_wrong_password() {
             started.elapsed()
         }
     };
-    // Interleaved, so that whatever else the machine does weighs on both alike.
+    // Interleaved, so that whatever else the machine does weighs on both alike. Below the
+    // lockouts: 4 failures per existing login, 16 from this address (docs/security.md).
     let (mut unknown, mut wrong_password) = (Vec::new(), Vec::new());
-    for n in 0..15 {
-        unknown.push(attempt("nobody-by-this-name", n).await);
-        wrong_password.push(attempt("test-operator", n).await);
+    for n in 0..8 {
+        unknown.push(attempt(format!("nobody-by-this-name-{n}"), n).await);
+        let known = ["test-operator", "ns.timing"][n % 2];
+        wrong_password.push(attempt(known.to_owned(), n).await);
     }
     let (unknown, wrong_password) = (median_ms(unknown), median_ms(wrong_password));
     // Without the dummy verification the unknown login answers about ten times sooner (no
@@ -260,5 +263,72 @@ async fn reflection_advertises_exactly_the_public_services_in_both_versions() {
     let raft = format!("http://{}", hub.node_config(id).raft_addr);
     let answer = ask_v1(&raft, Q1::ListServices(String::new())).await;
     assert_eq!(answer.expect_err("reflection on the internal port").code(), Code::Unimplemented);
+    hub.shutdown().await;
+}
+
+/// Signs `login` in on node `id`.
+async fn sign_in_on(hub: &TestHub, id: u64, login: &str, password: &str) -> Result<String, tonic::Status> {
+    let req = LoginRequest {
+        idempotency_key: format!("lock-{login}-{}", rand_suffix()),
+        login: login.into(),
+        password: password.into(),
+        device: "lockout".into(),
+        ..Default::default()
+    };
+    let mut accounts = AccountServiceClient::new(channel(&hub.api(id)).await);
+    accounts.login(req).await.map(|r| r.into_inner().token)
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// Failed sign-ins are counted hub-wide: five on one login, spread over the nodes, lock it on
+/// every node (its right password too) with the same answer an unknown login gets once it is
+/// locked; its facility's admins see the lock; twenty from one address lock the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_sign_ins_lock_a_login_on_every_node_and_an_unknown_one_alike() {
+    use common::{OPERATOR_PASSWORD, authed};
+    use kizuna_proto::accounts::{GetMeRequest, ListStaffRequest};
+    let hub = TestHub::start(3).await;
+    let nurse = hub.member("ns.lock").await;
+    let op = hub.operator().await;
+    let ids = hub.running_ids();
+    for n in 0..5 {
+        let refused = sign_in_on(&hub, ids[n % ids.len()], "ns.lock", "wrong password 123").await.expect_err("wrong");
+        assert_eq!(refused.code(), Code::Unauthenticated, "attempt {n}: {refused:?}");
+    }
+    let mut answers = BTreeSet::new();
+    for id in &ids {
+        let locked = sign_in_on(&hub, *id, "ns.lock", OPERATOR_PASSWORD).await.expect_err("locked");
+        assert_eq!(locked.code(), Code::ResourceExhausted, "node {id}: {locked:?}");
+        answers.insert(locked.message().to_owned());
+    }
+    for n in 0..5 {
+        let refused = sign_in_on(&hub, ids[n % ids.len()], "nobody-here", "guess").await.expect_err("unknown");
+        assert_eq!(refused.code(), Code::Unauthenticated, "attempt {n}: {refused:?}");
+    }
+    let ghost = sign_in_on(&hub, ids[0], "nobody-here", "guess").await.expect_err("locked");
+    assert_eq!(ghost.code(), Code::ResourceExhausted);
+    answers.insert(ghost.message().to_owned());
+    assert_eq!(answers.len(), 1, "a lock must not tell which logins exist: {answers:?}");
+    assert!(answers.iter().all(|m| m.contains("分後にもう一度お試しください")), "{answers:?}");
+
+    // The facility's admins (and the operators) see which of their staff is locked.
+    let leader = channel(&hub.api(hub.leader().await)).await;
+    let mut accounts = AccountServiceClient::new(leader);
+    let me = accounts.get_me(authed(GetMeRequest {}, &nurse)).await.expect("GetMe").into_inner();
+    let req = authed(ListStaffRequest { facility_id: me.facility_id.expect("a facility") }, &op);
+    let staff = accounts.list_staff(req).await.expect("ListStaff").into_inner().staff;
+    let locked = staff.iter().find(|s| s.login == "ns.lock").expect("listed");
+    assert!(locked.locked_until.is_some(), "{locked:?}");
+
+    // Ten more failures from this address (twenty in all) lock the address: nobody signs in
+    // from it, whatever the login.
+    for n in 0..10 {
+        let _ = sign_in_on(&hub, ids[n % ids.len()], &format!("guess-{n}"), "guess").await;
+    }
+    let from_here = sign_in_on(&hub, ids[1], "test-operator", OPERATOR_PASSWORD).await.expect_err("address locked");
+    assert_eq!(from_here.code(), Code::ResourceExhausted, "{from_here:?}");
     hub.shutdown().await;
 }
