@@ -135,7 +135,8 @@ async fn nothing_a_team_writes_is_readable_in_data_dirs_snapshots_or_backups() {
 /// in the data dirs, the snapshots and the backup image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_scan_finds_everything_on_a_hub_without_master_keys() {
-    let spec = HubSpec { nodes: vec![("r1", true), ("r2", true), ("r3", true)], preferred_regions: vec![], wire: Wire::Plain };
+    let spec =
+        HubSpec { nodes: vec![("r1", true), ("r2", true), ("r3", true)], preferred_regions: vec![], wire: Wire::Plain };
     let mut hub = TestHub::start_custom(spec, |config, _| config.encryption = None).await;
     let scratch = tempfile::tempdir().unwrap();
     write_everything(&hub, scratch.path()).await;
@@ -159,8 +160,12 @@ async fn stop_all(hub: &mut TestHub) {
 /// Texts of the room's timeline, oldest first, read on node `id`.
 async fn timeline(hub: &TestHub, id: u64, token: &str, room: u64) -> Vec<String> {
     use kizuna_proto::posts::{TimelineOrder, TimelineRequest};
-    let req =
-        TimelineRequest { room_id: room, order: TimelineOrder::OldestFirst as i32, page_size: 50, ..Default::default() };
+    let req = TimelineRequest {
+        room_id: room,
+        order: TimelineOrder::OldestFirst as i32,
+        page_size: 50,
+        ..Default::default()
+    };
     let api = channel(&hub.api(id)).await;
     let page = PostServiceClient::new(api).timeline(authed(req, token)).await.expect("timeline").into_inner();
     page.posts.into_iter().map(|p| p.text).collect()
@@ -168,7 +173,8 @@ async fn timeline(hub: &TestHub, id: u64, token: &str, room: u64) -> Vec<String>
 
 async fn post(hub: &TestHub, token: &str, room: u64, text: &str) {
     let leader = hub.leader().await;
-    let req = CreatePostRequest { idempotency_key: text.into(), room_id: room, text: text.into(), ..Default::default() };
+    let req =
+        CreatePostRequest { idempotency_key: text.into(), room_id: room, text: text.into(), ..Default::default() };
     let api = channel(&hub.api(leader)).await;
     PostServiceClient::new(api).create_post(authed(req, token)).await.expect("post");
 }
@@ -209,7 +215,13 @@ async fn the_master_key_rotates_one_node_at_a_time_without_stopping_the_hub() {
         hub.restart(id).await;
     }
     hub.leader().await;
-    let expected = ["鍵の交換前の記録", "ノード 0 の再起動後", "ノード 1 の再起動後", "ノード 2 の再起動後", "新しいデータ鍵で封をした記録"];
+    let expected = [
+        "鍵の交換前の記録",
+        "ノード 0 の再起動後",
+        "ノード 1 の再起動後",
+        "ノード 2 の再起動後",
+        "新しいデータ鍵で封をした記録",
+    ];
     for id in hub.running_ids() {
         assert_eq!(timeline(&hub, id, &doctor, room).await, expected, "node {id}");
         assert_eq!(hub.running(id).node.state.vault().hub_keys(), 2, "node {id}");

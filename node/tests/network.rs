@@ -480,6 +480,17 @@ async fn the_collaboration_story() {
         "{entries:#?}"
     );
     assert!(entries.iter().any(|e| e.account_id == nurse && e.what == "patient list"));
+    // A facility's admins see their own staff's entries (who read which patient, when), and
+    // only those; another facility's, or the whole log, they may not list.
+    let staff_only = ListAuditEntriesRequest { facility_id: Some(clinic), page_size: 1000, ..Default::default() };
+    let own = audit.list_audit_entries(authed(staff_only, &dr)).await.expect("the clinic's admin").into_inner().entries;
+    assert!(own.iter().any(|e| e.account_id == nurse && e.action() == AuditAction::Read), "{own:#?}");
+    assert!(own.iter().all(|e| e.account_id == nurse || e.account_id == doctor), "{own:#?}");
+    let theirs = ListAuditEntriesRequest { facility_id: Some(pharmacy), ..Default::default() };
+    let refused = audit.list_audit_entries(authed(theirs.clone(), &dr)).await.expect_err("another facility");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let by_operator = audit.list_audit_entries(authed(theirs, &op)).await.expect("an operator").into_inner().entries;
+    assert!(by_operator.iter().all(|e| e.account_id == pharmacist), "{by_operator:#?}");
     let v = audit.verify_audit_chain(authed(VerifyAuditChainRequest {}, &op)).await.unwrap().into_inner();
     assert!(v.intact && v.verified as usize >= entries.len(), "{v:?}");
     // The API carries everything the hashes cover: an export verifies offline, as version 1.
@@ -1088,5 +1099,62 @@ async fn the_session_policy_is_set_by_an_operator_and_holds_on_every_node() {
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     let refused = as_nurse.set_session_policy(set(5, 1)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hub_can_require_a_second_factor_with_a_grace_period() {
+    let (hub, leader, mut c, op, clinic) = hub_with_clinic().await;
+    let mut f = client(&hub.api(hub.follower_of(leader))).await;
+    join(&mut c, &op, &op, clinic, false, "ns.must", Profession::Nurse).await;
+    let token = login(&mut c, "ns.must").await;
+    let set = |facility_id: Option<u64>, required: bool, grace_days: u32| SetSecondFactorPolicyRequest {
+        idempotency_key: uuid(),
+        facility_id,
+        required,
+        grace_days,
+    };
+    let refused = c.accounts.set_second_factor_policy(authed(set(None, true, 30), &token)).await;
+    assert_eq!(refused.expect_err("a member").code(), tonic::Code::PermissionDenied);
+
+    // Required hub-wide within 30 days: sign-in works and says by when, on any node.
+    c.accounts.set_second_factor_policy(authed(set(None, true, 30), &op)).await.expect("hub-wide");
+    let attempt = |totp_code: Option<String>| LoginRequest {
+        idempotency_key: uuid(),
+        login: "ns.must".into(),
+        password: PASSWORD.into(),
+        device: "phone".into(),
+        totp_code,
+    };
+    let signed_in = f.accounts.login(attempt(None)).await.expect("within the grace period").into_inner();
+    let due = signed_in.second_factor_due.expect("told by when").seconds;
+    let month = 30 * 24 * 3600;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((due - now - month).abs() < 120, "due in 30 days: {due} vs now {now}");
+    let me = f.accounts.get_me(authed(GetMeRequest {}, &signed_in.token)).await.unwrap().into_inner();
+    assert_eq!(me.second_factor_due.map(|d| d.seconds), Some(due));
+
+    // The clinic requires it at once: the earlier due time wins and sign-in is refused.
+    c.accounts.set_second_factor_policy(authed(set(Some(clinic), true, 0), &op)).await.expect("the clinic");
+    let policy = f.accounts.get_second_factor_policy(authed(GetSecondFactorPolicyRequest {}, &token)).await;
+    assert_eq!(policy.unwrap().into_inner().requirements.len(), 2);
+    let late = f.accounts.login(attempt(None)).await.expect_err("past due");
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+    assert!(late.message().contains("二要素認証"), "{late:?}");
+
+    // A session from before still works: the nurse sets the second factor up with it, then
+    // signs in with a code and is no longer told to.
+    let begin = BeginTotpRequest { idempotency_key: uuid() };
+    let secret = c.accounts.begin_totp(authed(begin, &token)).await.expect("begin").into_inner().secret_base32;
+    let confirm = ConfirmTotpRequest { idempotency_key: uuid(), code: app_code(&secret, 0) };
+    c.accounts.confirm_totp(authed(confirm, &token)).await.expect("confirm");
+    let enrolled = f.accounts.login(attempt(Some(app_code(&secret, 30)))).await.expect("with a code").into_inner();
+    assert_eq!(enrolled.second_factor_due, None);
+
+    // Lifted, the requirement is gone from the policy.
+    c.accounts.set_second_factor_policy(authed(set(Some(clinic), false, 0), &op)).await.expect("lifted");
+    c.accounts.set_second_factor_policy(authed(set(None, false, 0), &op)).await.expect("lifted");
+    let policy = c.accounts.get_second_factor_policy(authed(GetSecondFactorPolicyRequest {}, &op)).await.unwrap();
+    assert!(policy.into_inner().requirements.is_empty());
     hub.shutdown().await;
 }

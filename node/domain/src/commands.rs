@@ -264,6 +264,14 @@ pub enum Command {
         login: String,
         source: String,
     },
+    /// Requires the second factor hub-wide (`facility` None: operators) or of one facility's
+    /// staff (its admins, operators), due after `grace_days`; or no longer
+    /// ([`crate::second_factor_policy`]). From apply version 3 on.
+    SetSecondFactorPolicy {
+        facility: Option<FacilityId>,
+        required: bool,
+        grace_days: u32,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -300,6 +308,9 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
             accounts::create_family_account(view, ctx, actor, patient, (login, display_name, password_hash))
         }
         C::LoginFailed { login, source } => crate::login_guard::failed(view, ctx, &login, &source),
+        C::SetSecondFactorPolicy { facility, required, grace_days } => {
+            crate::second_factor_policy::set(view, ctx, signed_in()?, facility, (required, grace_days))
+        }
         C::CreateSession { login, token_hash, device, totp_step } => {
             sessions::create(view, ctx, &login, (token_hash, device, totp_step))
         }

@@ -35,6 +35,7 @@ pub mod requests;
 pub mod rooms;
 pub mod search;
 pub mod second_factor;
+pub mod second_factor_policy;
 pub mod sessions;
 pub mod settle;
 pub mod signed;

@@ -24,6 +24,7 @@ pub fn create(
     if token_hash.is_empty() || view.session(&token_hash)?.is_some() {
         return Err(invalid("session token unusable"));
     }
+    crate::second_factor_policy::check(view, ctx.now_ms, &account)?;
     let mut changes: Vec<Change> = second_factor::login(account, totp_step)?.map(Change::Account).into_iter().collect();
     changes.extend(crate::login_guard::cleared(view, login)?);
     let session = Session {

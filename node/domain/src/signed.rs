@@ -230,6 +230,9 @@ mod tests {
         fn login_guard(&self, _: &crate::login_guard::Guarded) -> ViewResult<Option<crate::login_guard::LoginGuard>> {
             broken()
         }
+        fn second_factor_policy(&self) -> ViewResult<crate::second_factor_policy::SecondFactorPolicy> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

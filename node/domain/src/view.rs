@@ -108,6 +108,8 @@ pub trait HubView {
     fn push_notices(&self) -> ViewResult<Vec<Notice>>;
     /// The failed sign-ins of a login or an address ([`crate::login_guard`]).
     fn login_guard(&self, guarded: &crate::login_guard::Guarded) -> ViewResult<Option<crate::login_guard::LoginGuard>>;
+    /// Who must have a second factor (empty if never set).
+    fn second_factor_policy(&self) -> ViewResult<crate::second_factor_policy::SecondFactorPolicy>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -253,6 +255,7 @@ pub enum Change {
         guarded: crate::login_guard::Guarded,
         guard: Option<crate::login_guard::LoginGuard>,
     },
+    SecondFactorPolicy(crate::second_factor_policy::SecondFactorPolicy),
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -292,6 +295,7 @@ pub struct MemHub {
     pub push_subscriptions: BTreeMap<(AccountId, String), PushSubscription>,
     pub push_notices: BTreeMap<(AccountId, RoomId), Notice>,
     pub login_guards: BTreeMap<crate::login_guard::Guarded, crate::login_guard::LoginGuard>,
+    pub second_factor_policy: crate::second_factor_policy::SecondFactorPolicy,
 }
 
 impl MemHub {
@@ -421,6 +425,7 @@ impl MemHub {
                 Change::LoginGuard { guarded, guard: None } => {
                     self.login_guards.remove(&guarded);
                 }
+                Change::SecondFactorPolicy(policy) => self.second_factor_policy = policy,
                 Change::PushSubscription(sub) => {
                     self.push_subscriptions.insert((sub.account, sub.endpoint.clone()), sub);
                 }
@@ -603,5 +608,8 @@ impl HubView for MemHub {
     }
     fn login_guard(&self, guarded: &crate::login_guard::Guarded) -> ViewResult<Option<crate::login_guard::LoginGuard>> {
         Ok(self.login_guards.get(guarded).copied())
+    }
+    fn second_factor_policy(&self) -> ViewResult<crate::second_factor_policy::SecondFactorPolicy> {
+        Ok(self.second_factor_policy.clone())
     }
 }

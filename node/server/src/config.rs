@@ -335,7 +335,11 @@ fn check_outside_data_dirs(encryption: &EncryptionSection, nodes: &[NodeConfig])
             if key_abs.starts_with(&dir) {
                 return Err(invalid(
                     "encryption.master_key_file",
-                    format!("{} is inside node {}'s data directory: keep master keys outside it", key.display(), node.name),
+                    format!(
+                        "{} is inside node {}'s data directory: keep master keys outside it",
+                        key.display(),
+                        node.name
+                    ),
                 ));
             }
         }
@@ -980,7 +984,9 @@ mod tests {
         assert_eq!(hub.tls.expect("[tls]").dir, Path::new("/var/lib/kizuna/certs"));
         let key = hub.encryption.expect("[encryption]").master_key_file;
         assert_eq!(key, Path::new("/var/lib/kizuna/keys/master.key"));
-        assert!(compose.contains("command: [admin, master-key, --out, /var/lib/kizuna/keys/master.key, --keep-existing]"));
+        assert!(
+            compose.contains("command: [admin, master-key, --out, /var/lib/kizuna/keys/master.key, --keep-existing]")
+        );
     }
 
     #[test]

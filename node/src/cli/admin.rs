@@ -58,11 +58,29 @@ pub enum AdminCommand {
         #[arg(long, requires = "idle_minutes")]
         absolute_hours: Option<u32>,
     },
-    /// The audit log of patient data (operators): list, export as JSON lines, or verify its chain.
+    /// Who must have a second factor; with --require or --off, change it hub-wide (operators)
+    /// or for --facility (its admins, operators).
+    SecondFactor {
+        #[arg(long)]
+        facility: Option<u64>,
+        /// Require it, due after --grace-days (0..=90).
+        #[arg(long, conflicts_with = "off")]
+        require: bool,
+        #[arg(long, default_value_t = 30, requires = "require")]
+        grace_days: u32,
+        /// No longer require it.
+        #[arg(long)]
+        off: bool,
+    },
+    /// The audit log of patient data (operators; a facility's admins with --facility, their
+    /// own): list, export as JSON lines, or verify its chain.
     Audit {
         /// Only entries of this account.
         #[arg(long)]
         account: Option<u64>,
+        /// Only entries by this facility's staff (a facility's admins: their own facility).
+        #[arg(long)]
+        facility: Option<u64>,
         /// Only entries about this patient.
         #[arg(long)]
         patient: Option<u64>,
@@ -255,12 +273,21 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
         AdminCommand::SessionPolicy { idle_minutes, absolute_hours } => {
             super::sessions::policy(&target()?, idle_minutes.zip(absolute_hours)).await?
         }
+        AdminCommand::SecondFactor { facility, require, grace_days, off } => {
+            use super::sessions::SecondFactorChange;
+            let change = match (require, off) {
+                (true, _) => Some(SecondFactorChange::Require { grace_days }),
+                (false, true) => Some(SecondFactorChange::Lift),
+                (false, false) => None,
+            };
+            super::sessions::second_factor_policy(&target()?, facility, change).await?
+        }
         AdminCommand::Audit { verify_export: Some(path), .. } => {
             let verified = super::audit_export::verify_file(&path)?;
             println!("audit export intact: {verified} entries verified");
         }
-        AdminCommand::Audit { account, patient, export, verify, verify_export: None } => {
-            admin::audit(&target()?, account, patient, export, verify).await?
+        AdminCommand::Audit { account, facility, patient, export, verify, verify_export: None } => {
+            admin::audit(&target()?, (account, patient, facility), export, verify).await?
         }
         AdminCommand::VapidKey { out } => super::vapid::run(&out)?,
         AdminCommand::Backup { action: Some(action), .. } => backup_action(action)?,
@@ -300,7 +327,10 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
                 Ok(c.rotate_keys(authed(RotateKeysRequest { new_data_key }, &token)?).await?)
             })
             .await?;
-            println!("the hub holds {} data keys, wrapped under master key {} (log index {})", r.data_keys, r.master_key, r.log_index);
+            println!(
+                "the hub holds {} data keys, wrapped under master key {} (log index {})",
+                r.data_keys, r.master_key, r.log_index
+            );
         }
         AdminCommand::Certs { config, out } => {
             let hub = HubConfig::load(&config)?;

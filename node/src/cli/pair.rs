@@ -228,7 +228,8 @@ pub fn generate(out: &Path, base_port: u16, via_proxies: bool) -> anyhow::Result
         let key = super::federation::keygen(&hub.signing_key, &hub.key_id, now)
             .with_context(|| format!("a half-made set-up in {}? remove the folder and start again", out.display()))?;
         verify_keys.push(key.verify_key_toml);
-        kizuna_store::MasterKey::create(&hub.master_key()).with_context(|| format!("the master key of {}", hub.name))?;
+        kizuna_store::MasterKey::create(&hub.master_key())
+            .with_context(|| format!("the master key of {}", hub.name))?;
     }
     for (h, hub) in pair.hubs.iter().enumerate() {
         let peer = &pair.hubs[1 - h];

@@ -130,8 +130,10 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
     }
     // The demo seals what it stores like any hub; its master key sits beside the node dirs.
     let keys = data_dir.join("keys");
-    hub.encryption =
-        Some(EncryptionSection::generated_in(&keys).with_context(|| format!("the demo's master key in {}", keys.display()))?);
+    hub.encryption = Some(
+        EncryptionSection::generated_in(&keys)
+            .with_context(|| format!("the demo's master key in {}", keys.display()))?,
+    );
     let mut nodes: Vec<RunningNode> = Vec::new();
     for me in &hub.nodes {
         let security = security(&hub, me, insecure)?;

@@ -1,9 +1,11 @@
 //! `kizuna sessions` and `kizuna revoke`: the device list and the remote stop of one device;
-//! `kizuna admin session-policy`: the hub's idle timeout and absolute session lifetime.
+//! `kizuna admin session-policy`: the hub's idle timeout and absolute session lifetime;
+//! `kizuna admin second-factor`: who must have a second factor.
 
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::accounts::{
-    GetSessionPolicyRequest, ListSessionsRequest, RevokeSessionRequest, SessionPolicy, SetSessionPolicyRequest,
+    GetSecondFactorPolicyRequest, GetSessionPolicyRequest, ListSessionsRequest, RevokeSessionRequest, SessionPolicy,
+    SetSecondFactorPolicyRequest, SetSessionPolicyRequest,
 };
 
 use super::Target;
@@ -62,4 +64,51 @@ pub async fn policy(target: &Target, set: Option<(u32, u32)>) -> anyhow::Result<
     let SessionPolicy { idle_minutes, absolute_hours } = policy.unwrap_or_default();
     println!("無操作タイムアウト {idle_minutes} 分 / 最長 {absolute_hours} 時間");
     Ok(())
+}
+
+/// What `kizuna admin second-factor` changes: require it with a grace period, or no longer.
+pub enum SecondFactorChange {
+    Require { grace_days: u32 },
+    Lift,
+}
+
+/// Shows who must have a second factor, after changing it (hub-wide, or for `facility`) if asked.
+pub async fn second_factor_policy(
+    target: &Target,
+    facility: Option<u64>,
+    change: Option<SecondFactorChange>,
+) -> anyhow::Result<()> {
+    let t = token()?;
+    let mut c = AccountServiceClient::new(channel(target).await?);
+    if let Some(change) = change {
+        let (required, grace_days) = match change {
+            SecondFactorChange::Require { grace_days } => (true, grace_days),
+            SecondFactorChange::Lift => (false, 0),
+        };
+        let req = SetSecondFactorPolicyRequest {
+            idempotency_key: idempotency_key(),
+            facility_id: facility,
+            required,
+            grace_days,
+        };
+        c.set_second_factor_policy(authed(req, &t)?).await?;
+    }
+    let policy = c.get_second_factor_policy(authed(GetSecondFactorPolicyRequest {}, &t)?).await?.into_inner();
+    if policy.requirements.is_empty() {
+        println!("二要素認証は必須ではありません");
+    }
+    for r in policy.requirements {
+        let who = r.facility_id.map_or_else(|| "ハブ全体".to_owned(), |f| format!("施設 {f} の職員"));
+        println!("{who}: 二要素認証が必須 ({})", due_in(r.due.map_or(0, |d| d.seconds)));
+    }
+    Ok(())
+}
+
+/// How long until `due_s` (seconds since the epoch), as an operator reads it.
+fn due_in(due_s: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    match due_s - now {
+        left if left <= 0 => "期限を過ぎています: 未設定のアカウントはログインできません".to_owned(),
+        left => format!("期限まであと {} 日 {} 時間", left / 86_400, left % 86_400 / 3600),
+    }
 }

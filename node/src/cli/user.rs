@@ -573,8 +573,7 @@ pub mod admin {
 
     pub async fn audit(
         target: &Target,
-        account: Option<u64>,
-        patient: Option<u64>,
+        (account, patient, facility): (Option<u64>, Option<u64>, Option<u64>),
         export: Option<PathBuf>,
         verify: bool,
     ) -> anyhow::Result<()> {
@@ -604,7 +603,13 @@ pub mod admin {
         let mut page_token = String::new();
         let mut count = 0;
         loop {
-            let q = ListAuditEntriesRequest { account_id: account, patient_id: patient, page_size: 1000, page_token };
+            let q = ListAuditEntriesRequest {
+                account_id: account,
+                patient_id: patient,
+                facility_id: facility,
+                page_size: 1000,
+                page_token,
+            };
             let page = c.list_audit_entries(authed(q, &t)?).await?.into_inner();
             for e in &page.entries {
                 count += 1;

@@ -304,6 +304,7 @@ impl<'a> RocksHub<'a> {
                 Change::LoginGuard { guarded, guard: None } => {
                     self.overlay.insert(keys::login_guard(&guarded), None);
                 }
+                Change::SecondFactorPolicy(policy) => self.put(keys::all(keys::SECOND_FACTOR_POLICY), &policy),
             }
         }
     }
@@ -643,6 +644,9 @@ impl HubView for RocksHub<'_> {
         guarded: &kizuna_domain::login_guard::Guarded,
     ) -> ViewResult<Option<kizuna_domain::login_guard::LoginGuard>> {
         self.checked(self.get(&keys::login_guard(guarded)))
+    }
+    fn second_factor_policy(&self) -> ViewResult<kizuna_domain::second_factor_policy::SecondFactorPolicy> {
+        self.checked(self.get(&keys::all(keys::SECOND_FACTOR_POLICY)).unwrap_or_default())
     }
     fn account(&self, id: AccountId) -> ViewResult<Option<Account>> {
         self.checked(self.get(&keys::id(ACCOUNTS, id.0)))

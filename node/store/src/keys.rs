@@ -69,6 +69,7 @@
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `0` | `l` + login, or `s` + source address | LoginGuard (failed sign-ins, `kizuna_domain::login_guard`) |
+//! | `1` | — | SecondFactorPolicy (who must have a second factor; absent: nobody) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
 //! | `m` | `/apply_version` | the hub's active apply version |
 //! | `m` | `/key/` + u32 id | WrappedKey (a data key of the hub, never sealed itself) |
@@ -143,9 +144,10 @@ pub(crate) const RECORDS: Table = table(b'r', "records");
 pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 pub(crate) const LOGIN_GUARDS: Table = table(b'0', "failed sign-ins");
+pub(crate) const SECOND_FACTOR_POLICY: Table = table(b'1', "second factor policy");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 53] = [
+pub(crate) const TABLES: [Table; 54] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -199,6 +201,7 @@ pub(crate) const TABLES: [Table; 53] = [
     PROOFS,
     REMEMBERED_AT,
     LOGIN_GUARDS,
+    SECOND_FACTOR_POLICY,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -512,7 +515,10 @@ mod tests {
         assert_eq!(log_index(258), [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(journal_seq(1), [0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!((VOTE, COMMITTED, PURGED), (&b"vote"[..], &b"committed"[..], &b"purged"[..]));
-        assert_eq!((NODE_KEY, DATA_KEYS, data_key(2)), (&b"node_key"[..], &b"m/key/"[..], b"m/key/\0\0\0\x02".to_vec()));
+        assert_eq!(
+            (NODE_KEY, DATA_KEYS, data_key(2)),
+            (&b"node_key"[..], &b"m/key/"[..], b"m/key/\0\0\0\x02".to_vec())
+        );
         assert_eq!(table_of(&data_key(1)), Some(META));
         use kizuna_domain::login_guard::Guarded;
         assert_eq!(login_guard(&Guarded::Login("ab".into())), b"0lab");

@@ -159,7 +159,11 @@ pub(crate) fn get_value<T: serde::de::DeserializeOwned>(
 }
 
 /// The replicated value stored at `key` of `sm_data`, opened and decoded.
-pub(crate) fn get_state<T: serde::de::DeserializeOwned>(db: &DB, vault: &Vault, key: &[u8]) -> std::io::Result<Option<T>> {
+pub(crate) fn get_state<T: serde::de::DeserializeOwned>(
+    db: &DB,
+    vault: &Vault,
+    key: &[u8],
+) -> std::io::Result<Option<T>> {
     match db.get_cf(cf(db, CF_SM_DATA), key).map_err(io_err)? {
         None => Ok(None),
         Some(stored) => decode_sealed(vault, CF_SM_DATA, key, &stored).map(Some),

@@ -241,6 +241,7 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'i' => op.with::<kizuna_domain::push::PushSubscription>(),
         b'j' => op.with::<kizuna_domain::notify::Notice>(),
         b'0' => op.with::<kizuna_domain::login_guard::LoginGuard>(),
+        b'1' => op.with::<kizuna_domain::second_factor_policy::SecondFactorPolicy>(),
         // Index tables: the key is the entry, the value is empty.
         b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' => op.with::<()>(),
         _ => return None,

@@ -19,12 +19,12 @@ use super::{ReadJournal, install};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::events::{Event, Raised, stamp};
 use kizuna_domain::federation::{HubName, SeqRange, inbox, outbox};
+use kizuna_domain::keyring::{self, SEALED_STATE_APPLY_VERSION, WrappedKey};
 use kizuna_domain::model::AccountId;
 use kizuna_domain::{
     self, Applied, Change, Command, CommandResult, Ctx, Decision, DomainError, DomainResult, Envelope, LogCommand,
     Outcome, Record, Sender, decide, settle,
 };
-use kizuna_domain::keyring::{self, SEALED_STATE_APPLY_VERSION, WrappedKey};
 use kizuna_domain::{attachments, notify, push};
 
 pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
@@ -435,7 +435,8 @@ impl ApplyBatch<'_> {
         origin_node: u64,
         command: Command,
     ) -> std::io::Result<CommandResult> {
-        if matches!(command, Command::LoginFailed { .. })
+        // Commands this build brought: an older build cannot decode them (see `APPLY_VERSION`).
+        if matches!(command, Command::LoginFailed { .. } | Command::SetSecondFactorPolicy { .. })
             && self.hub.apply_version() < kizuna_domain::login_guard::SINCE_APPLY_VERSION
         {
             return Ok(DomainError::FailedPrecondition("the hub is being upgraded".into()).into());

@@ -13,7 +13,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         let dir = tempfile::tempdir().map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
         // With a master key: the suite then runs over sealed log entries.
         let masters = store::MasterKeys::new(store::MasterKey::from_secret(&[3; 32]), Vec::new());
-        let (log, sm) = store::open(dir.path(), masters).map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
+        let (log, sm) =
+            store::open(dir.path(), masters).map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))?;
         Ok((dir, log, sm))
     }
 }

@@ -47,3 +47,44 @@ fn a_confirmed_second_factor_guards_every_login_and_each_step_works_once() {
     let again = hub.run(Some(op), Command::DisableTotp { account: nurse, step: None });
     assert!(matches!(again, Err(DomainError::FailedPrecondition(_))), "{again:?}");
 }
+
+fn require(hub: &mut Hub, actor: AccountId, facility: Option<FacilityId>, grace_days: u32) -> DomainResult<Outcome> {
+    hub.run(Some(actor), Command::SetSecondFactorPolicy { facility, required: true, grace_days })
+}
+
+#[test]
+fn a_required_second_factor_lets_accounts_in_during_the_grace_period_and_refuses_them_after() {
+    let (mut hub, op, clinic, people) = Hub::setup(2);
+    let (admin, nurse) = (people[0], people[1]);
+    // A member may not require it; the facility's admin may, for the facility only.
+    assert!(matches!(require(&mut hub, nurse, Some(clinic), 7), Err(DomainError::PermissionDenied(_))));
+    assert!(matches!(require(&mut hub, admin, None, 7), Err(DomainError::PermissionDenied(_))));
+    assert!(matches!(require(&mut hub, op, None, 91), Err(DomainError::InvalidArgument(_))));
+    require(&mut hub, admin, Some(clinic), 1).unwrap();
+    let due = hub.state.second_factor_policy().unwrap().facilities[&clinic].due_ms;
+    assert_eq!(due, hub.now + 24 * 60 * 60 * 1000);
+
+    login(&mut hub, "during-grace", None).expect("within the grace period");
+    hub.now = due;
+    let late = login(&mut hub, "after-grace", None).unwrap_err();
+    assert!(matches!(&late, DomainError::FailedPrecondition(m) if m.contains("二要素認証")), "{late:?}");
+
+    // With a second factor the account signs in again; an admin's new grace period also lets
+    // the others in.
+    hub.ok(nurse, Command::BeginTotp { secret: vec![3; 20] });
+    hub.ok(nurse, Command::ConfirmTotp { step: 7 });
+    login(&mut hub, "enrolled", Some(8)).expect("enrolled");
+    hub.ok(admin, Command::SetSecondFactorPolicy { facility: Some(clinic), required: false, grace_days: 0 });
+    assert!(hub.state.second_factor_policy().unwrap().facilities.is_empty());
+    require(&mut hub, op, None, 0).unwrap();
+    let everyone = hub.run(
+        None,
+        Command::CreateSession {
+            login: "user0".into(),
+            token_hash: "hub-wide".into(),
+            device: "pc".into(),
+            totp_step: None,
+        },
+    );
+    assert!(matches!(everyone, Err(DomainError::FailedPrecondition(_))), "hub-wide, due at once: {everyone:?}");
+}

@@ -12,6 +12,7 @@ use crate::node::now_ms;
 use kizuna_domain::commands::SESSION_ID_CHARS;
 use kizuna_domain::login_guard::{self, Guarded};
 use kizuna_domain::model::*;
+use kizuna_domain::second_factor_policy;
 use kizuna_domain::{Command, CommandResult, HubView, Outcome, authz, notify, queries, second_factor};
 
 fn account_id(o: Outcome) -> Result<u64, Status> {
@@ -78,7 +79,8 @@ impl Api {
             // (the lost one idles out).
             outcome = session(format!("{}/retry-{}", r.idempotency_key, &token_hash[..16])).await?.0;
         }
-        Ok(pb::LoginResponse { token, account_id: account_id(outcome)? })
+        let due = self.query(|hub| hub.second_factor_policy().map_err(view_status))?.due_for(&account);
+        Ok(pb::LoginResponse { token, account_id: account_id(outcome)?, second_factor_due: due.map(timestamp) })
     }
 
     /// Refuses a login or address locked by failed sign-ins: the same answer whether the login
@@ -119,6 +121,7 @@ impl Api {
         let hub = self.node.raft.config().cluster_name.clone();
         self.query(|view| {
             let account = view.account(me).map_err(view_status)?.ok_or_else(not_signed_in)?;
+            let second_factor_due = view.second_factor_policy().map_err(view_status)?.due_for(&account).map(timestamp);
             let (kind, profession, facility) = account_kind(Some(&account.kind));
             let facility_name = facility.and_then(|f| shown(view.facility(f))).map(|f| f.name).unwrap_or_default();
             Ok(pb::GetMeResponse {
@@ -132,6 +135,7 @@ impl Api {
                 hub,
                 login: account.login,
                 display_name: account.display_name,
+                second_factor_due,
             })
         })
     }
@@ -457,6 +461,34 @@ impl pb::account_service_server::AccountService for Api {
             Command::SetSessionPolicy { idle_minutes: policy.idle_minutes, absolute_hours: policy.absolute_hours };
         self.signed_write(&req, r.idempotency_key, cmd).await?;
         Ok(Response::new(pb::SetSessionPolicyResponse { policy: Some(policy) }))
+    }
+
+    async fn get_second_factor_policy(
+        &self,
+        req: Request<pb::GetSecondFactorPolicyRequest>,
+    ) -> Result<Response<pb::GetSecondFactorPolicyResponse>, Status> {
+        self.authenticate(&req).await?;
+        let policy = self.query(|hub| hub.second_factor_policy().map_err(view_status))?;
+        let requirement = |facility_id: Option<u64>, r: &second_factor_policy::Requirement| {
+            pb::SecondFactorRequirement { facility_id, due: Some(timestamp(r.due_ms)) }
+        };
+        let hub_wide = policy.hub.iter().map(|r| requirement(None, r));
+        let facilities = policy.facilities.iter().map(|(f, r)| requirement(Some(f.0), r));
+        Ok(Response::new(pb::GetSecondFactorPolicyResponse { requirements: hub_wide.chain(facilities).collect() }))
+    }
+
+    async fn set_second_factor_policy(
+        &self,
+        req: Request<pb::SetSecondFactorPolicyRequest>,
+    ) -> Result<Response<pb::SetSecondFactorPolicyResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::SetSecondFactorPolicy {
+            facility: r.facility_id.map(FacilityId),
+            required: r.required,
+            grace_days: r.grace_days,
+        };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::SetSecondFactorPolicyResponse {}))
     }
 
     async fn get_me(&self, req: Request<pb::GetMeRequest>) -> Result<Response<pb::GetMeResponse>, Status> {

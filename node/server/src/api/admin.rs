@@ -12,9 +12,8 @@ use kizuna_proto::admin::{
     AddLearnerRequest, AddLearnerResponse, BackupImage, ChangeMembershipRequest, ChangeMembershipResponse,
     CreateBackupRequest, CreateBackupResponse, CreateSnapshotRequest, CreateSnapshotResponse, GetClusterStatusRequest,
     GetClusterStatusResponse, GetStateDigestRequest, GetStateDigestResponse, ListFederationPeersRequest,
-    ListFederationPeersResponse, Member, MemberRole, Membership, SetFederationPeerPausedRequest,
-    RotateKeysRequest, RotateKeysResponse, SetFederationPeerPausedResponse, TransferLeaderRequest,
-    TransferLeaderResponse,
+    ListFederationPeersResponse, Member, MemberRole, Membership, RotateKeysRequest, RotateKeysResponse,
+    SetFederationPeerPausedRequest, SetFederationPeerPausedResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use openraft::ChangeMembers;
 use tonic::{Request, Response, Status};
@@ -319,7 +318,9 @@ impl ClusterAdminService for ClusterAdmin {
         self.api.operator(&req).await?;
         self.require_leader()?;
         let vault = self.node.state.vault();
-        let keys = vault.next_keyring(req.into_inner().new_data_key).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let keys = vault
+            .next_keyring(req.into_inner().new_data_key)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let (data_keys, master_key) = (keys.len() as u32, keys.last().map(|k| k.master.clone()).unwrap_or_default());
         let envelope = Envelope {
             idempotency_key: format!("data-keys/{}/{}", self.node.id, crate::node::now_ms()),

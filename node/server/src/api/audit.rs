@@ -1,5 +1,6 @@
 //! The AuditService: operators page through the audit log and verify its hash chain (the
-//! audit chain, `kizuna_domain::audit`). Not to be confused with the audit shipper
+//! audit chain, `kizuna_domain::audit`); a facility's admins page through their own staff's
+//! entries. Not to be confused with the audit shipper
 //! (`crate::audit_shipper`), the background worker that ships each node's journal of reads into
 //! the chain.
 
@@ -8,8 +9,10 @@ use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
 use super::paging::{self, PageToken};
-use super::shared::Api;
+use super::shared::{Api, view_status};
+use kizuna_domain::HubView;
 use kizuna_domain::audit::{self, AuditAction, AuditEntry};
+use kizuna_domain::model::FacilityId;
 
 fn audit_view(e: AuditEntry) -> pb::AuditEntry {
     let action = match e.record.action {
@@ -37,9 +40,48 @@ fn wanted(r: &pb::ListAuditEntriesRequest, e: &AuditEntry) -> bool {
         && r.patient_id.is_none_or(|p| e.record.patient.map(|x| x.0) == Some(p))
 }
 
+/// Whose entries a listing covers.
+#[derive(Clone, Copy)]
+enum AuditScope {
+    Hub,
+    /// The entries by the staff of one facility.
+    Staff(FacilityId),
+}
+
 impl Api {
+    /// Operators list any entries (of one facility's staff with `facility_id`); a facility's
+    /// admins those of their own facility's staff, and must say so (`facility_id`).
+    async fn audit_scope(&self, req: &Request<pb::ListAuditEntriesRequest>) -> Result<AuditScope, Status> {
+        let (me, _) = self.authenticate(req).await?;
+        let account = self.query(|hub| hub.account(me).map_err(view_status))?;
+        let account = account.ok_or_else(|| Status::unauthenticated("not signed in"))?;
+        let asked = req.get_ref().facility_id.map(FacilityId);
+        match asked {
+            _ if account.is_operator() => Ok(asked.map_or(AuditScope::Hub, AuditScope::Staff)),
+            Some(f) if account.facility_admin && account.facility() == Some(f) => Ok(AuditScope::Staff(f)),
+            _ => Err(Status::permission_denied(
+                "the audit log: hub operators, or a facility's admins for their own staff (facility_id)",
+            )),
+        }
+    }
+
+    /// Whether the entry is in `scope`: by an account of the facility, for a staff scope.
+    fn in_scope(hub: &impl HubView, scope: AuditScope, e: &AuditEntry) -> Result<bool, Status> {
+        match scope {
+            AuditScope::Hub => Ok(true),
+            AuditScope::Staff(f) => {
+                let account = hub.account(e.record.account).map_err(view_status)?;
+                Ok(account.is_some_and(|a| a.facility() == Some(f)))
+            }
+        }
+    }
+
     /// One page of the entries `r` asks for, scanning the chain in batches from the token on.
-    fn audit_page(&self, r: &pb::ListAuditEntriesRequest) -> Result<pb::ListAuditEntriesResponse, Status> {
+    fn audit_page(
+        &self,
+        r: &pb::ListAuditEntriesRequest,
+        scope: AuditScope,
+    ) -> Result<pb::ListAuditEntriesResponse, Status> {
         let size = paging::page_size(r.page_size, 200, 1000)?;
         let mut after = paging::resume(&r.page_token, |t| match t {
             PageToken::Audit { seq } => Some(seq),
@@ -48,13 +90,16 @@ impl Api {
         .unwrap_or(0);
         let mut entries = Vec::new();
         while entries.len() < size {
-            let batch = self.query(|hub| Ok(hub.audit_after(after, 1000)))?;
+            let batch = self.query(|hub| {
+                let batch = hub.audit_after(after, 1000);
+                batch.into_iter().map(|e| Ok((Self::in_scope(hub, scope, &e)?, e))).collect::<Result<Vec<_>, Status>>()
+            })?;
             if batch.is_empty() {
                 return Ok(pb::ListAuditEntriesResponse { entries, next_page_token: String::new() });
             }
-            for e in batch {
+            for (in_scope, e) in batch {
                 after = e.seq;
-                if wanted(r, &e) {
+                if in_scope && wanted(r, &e) {
                     entries.push(audit_view(e));
                     if entries.len() == size {
                         break;
@@ -72,8 +117,8 @@ impl pb::audit_service_server::AuditService for Api {
         &self,
         req: Request<pb::ListAuditEntriesRequest>,
     ) -> Result<Response<pb::ListAuditEntriesResponse>, Status> {
-        self.operator(&req).await?;
-        Ok(Response::new(self.audit_page(req.get_ref())?))
+        let scope = self.audit_scope(&req).await?;
+        Ok(Response::new(self.audit_page(req.get_ref(), scope)?))
     }
 
     async fn verify_audit_chain(

@@ -52,7 +52,8 @@ impl MasterKey {
         check_private(path)?;
         let text = std::fs::read_to_string(path).map_err(read)?;
         let bytes = STANDARD.decode(text.trim()).map_err(|_| MasterKeyError::Malformed { path: path.to_owned() })?;
-        let secret = <[u8; SECRET_LEN]>::try_from(bytes).map_err(|_| MasterKeyError::Malformed { path: path.to_owned() })?;
+        let secret =
+            <[u8; SECRET_LEN]>::try_from(bytes).map_err(|_| MasterKeyError::Malformed { path: path.to_owned() })?;
         Ok(Self::from_secret(&secret))
     }
 

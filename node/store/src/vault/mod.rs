@@ -184,7 +184,12 @@ impl Vault {
     }
 
     /// A node-local value as written by [`Self::seal_local`], opened.
-    pub(crate) fn open_local<'v>(&self, family: &str, key: &[u8], stored: &'v [u8]) -> Result<Cow<'v, [u8]>, CodecError> {
+    pub(crate) fn open_local<'v>(
+        &self,
+        family: &str,
+        key: &[u8],
+        stored: &'v [u8],
+    ) -> Result<Cow<'v, [u8]>, CodecError> {
         let Some((_, sealed)) = codec::sealed_parts(stored)? else { return Ok(Cow::Borrowed(stored)) };
         let k = self.node.as_ref().ok_or(CodecError::NoKey(0))?;
         Ok(Cow::Owned(k.open(&record_ad(family, key), sealed)?))

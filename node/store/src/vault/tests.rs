@@ -3,8 +3,8 @@
 //! keyrings refused alike everywhere.
 
 use openraft::entry::RaftEntry;
-use openraft::testing::log_id;
 use openraft::storage::RaftStateMachine;
+use openraft::testing::log_id;
 
 use kizuna_domain::keyring::{SEALED_STATE_APPLY_VERSION, WrappedKey};
 use kizuna_domain::{Envelope, LogCommand};
