@@ -110,6 +110,18 @@ impl StateReader {
     /// A digest of every `sm_data` entry and the applied index it reflects, both read from one
     /// RocksDB snapshot (apply writes them in one batch): replicas at one index must agree.
     pub fn state_digest(&self) -> std::io::Result<StateDigest> {
+        self.digest_where(|_| true)
+    }
+
+    /// The digest of the collaboration network's data alone: without the apply clock, the
+    /// remembered results of requests (a refused request is remembered too, so a retry gets the
+    /// same answer) and the counts of failed sign-ins. What a rejected request must not change.
+    pub fn domain_digest(&self) -> std::io::Result<StateDigest> {
+        let bookkeeping = [keys::META, keys::IDEMPOTENCY, keys::REMEMBERED_AT, keys::LOGIN_GUARDS].map(|t| t.prefix);
+        self.digest_where(|key| key.first().is_none_or(|p| !bookkeeping.contains(p)))
+    }
+
+    fn digest_where(&self, counted: impl Fn(&[u8]) -> bool) -> std::io::Result<StateDigest> {
         let snap = self.db.snapshot();
         let applied: Option<LogId> = match snap.get_cf(cf(&self.db, CF_SM_META), APPLIED).map_err(io_err)? {
             Some(bytes) => Some(codec::decode_at(CF_SM_META, APPLIED, &bytes)?),
@@ -118,7 +130,9 @@ impl StateReader {
         let mut digest = snapshot::PairDigest::default();
         for item in snap.iterator_cf(cf(&self.db, CF_SM_DATA), IteratorMode::Start) {
             let (key, value) = item.map_err(io_err)?;
-            digest.add(&key, &value);
+            if counted(&key) {
+                digest.add(&key, &value);
+            }
         }
         Ok(digest.finish(applied.as_ref()))
     }
