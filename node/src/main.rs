@@ -156,6 +156,14 @@ enum Command {
     Connections,
     /// A room's posts, newest on top, a page at a time (--before for older ones).
     Timeline(cli::user::TimelineArgs),
+    /// Open a patient's timeline in an emergency without being on its team (accounts an
+    /// operator designated; four hours; every read audited).
+    EmergencyAccess {
+        room: u64,
+        /// Why (10 to 500 characters): the operators review it.
+        #[arg(long)]
+        reason: String,
+    },
     /// Post to a room.
     Post {
         room: u64,
@@ -260,6 +268,7 @@ fn main() -> anyhow::Result<()> {
             Command::Groups => cli::user::list(&target()?, RoomListKind::Groups, None, false).await,
             Command::Connections => cli::user::list(&target()?, RoomListKind::Connections, None, false).await,
             Command::Timeline(args) => cli::user::timeline(&target()?, args).await,
+            Command::EmergencyAccess { room, reason } => cli::emergency::open(&target()?, room, reason).await,
             Command::Post { room, text, reply_to, attach } => {
                 cli::user::post(&target()?, room, text, reply_to, attach).await
             }

@@ -1158,3 +1158,74 @@ async fn the_hub_can_require_a_second_factor_with_a_grace_period() {
     assert!(policy.into_inner().requirements.is_empty());
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_emergency_access_reads_a_timeline_for_a_while_loudly_audited() {
+    let (hub, leader, mut c, op, clinic) = hub_with_clinic().await;
+    let mut f = client(&hub.api(hub.follower_of(leader))).await;
+    join(&mut c, &op, &op, clinic, true, "dr.team", Profession::Doctor).await;
+    let coordinator = join(&mut c, &op, &op, clinic, false, "dr.dmat", Profession::Doctor).await;
+    let (team, dmat) = (login(&mut c, "dr.team").await, login(&mut c, "dr.dmat").await);
+    let patient = CreatePatientRequest {
+        idempotency_key: uuid(),
+        name: "川口 トメ".into(),
+        kana: "かわぐち とめ".into(),
+        ..Default::default()
+    };
+    let room = c.rooms.create_patient(authed(patient, &team)).await.unwrap().into_inner().room_id;
+    let post = CreatePostRequest {
+        idempotency_key: uuid(),
+        room_id: room,
+        text: "人工呼吸器使用中".into(),
+        ..Default::default()
+    };
+    c.posts.create_post(authed(post, &team)).await.unwrap();
+    let reason = "水害で停電。人工呼吸器の設定を確認して搬送先を決めるため";
+    let open =
+        |reason: &str| OpenEmergencyAccessRequest { idempotency_key: uuid(), room_id: room, reason: reason.into() };
+    let tl = || TimelineRequest { room_id: room, page_size: 50, ..Default::default() };
+
+    // Not designated: refused; the timeline stays closed.
+    let refused = f.rooms.open_emergency_access(authed(open(reason), &dmat)).await.expect_err("not designated");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert_eq!(f.posts.timeline(authed(tl(), &dmat)).await.expect_err("closed").code(), tonic::Code::NotFound);
+    // Designated by an operator, with a reason: the timeline opens on any node, read-only.
+    let designate = SetBreakGlassRequest { idempotency_key: uuid(), account_id: coordinator, allowed: true };
+    c.rooms.set_break_glass(authed(designate, &op)).await.expect("designated");
+    let short = f.rooms.open_emergency_access(authed(open("確認"), &dmat)).await.expect_err("no real reason");
+    assert_eq!(short.code(), tonic::Code::InvalidArgument);
+    let opened = f.rooms.open_emergency_access(authed(open(reason), &dmat)).await.expect("opened").into_inner();
+    let until = opened.until.expect("until").seconds;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((until - now - 4 * 3600).abs() < 120, "four hours: {until} vs {now}");
+    let page = c.posts.timeline(authed(tl(), &dmat)).await.expect("readable now").into_inner();
+    assert_eq!(page.posts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>(), vec!["人工呼吸器使用中"]);
+    let write = CreatePostRequest { idempotency_key: uuid(), room_id: room, text: "x".into(), ..Default::default() };
+    assert_eq!(c.posts.create_post(authed(write, &dmat)).await.expect_err("read-only").code(), tonic::Code::NotFound);
+
+    // The operators see it with its reason; the audit chain has its opening and its reads.
+    let list =
+        c.rooms.list_emergency_accesses(authed(ListEmergencyAccessesRequest {}, &op)).await.unwrap().into_inner();
+    assert_eq!(
+        list.accesses.iter().map(|a| (a.account_id, a.reason.as_str())).collect::<Vec<_>>(),
+        vec![(coordinator, reason)]
+    );
+    let mut audit = kizuna_proto::audit::audit_service_client::AuditServiceClient::new(channel(&hub.api(leader)).await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let q = ListAuditEntriesRequest { account_id: Some(coordinator), page_size: 100, ..Default::default() };
+        let entries = audit.list_audit_entries(authed(q, &op)).await.unwrap().into_inner().entries;
+        let opened = entries.iter().any(|e| e.what == "緊急アクセス開始" && e.action() == AuditAction::Write);
+        let read = entries.iter().any(|e| e.what.starts_with("緊急アクセス: ") && e.action() == AuditAction::Read);
+        if opened && read {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{entries:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // No longer designated: closed at once.
+    let revoke = SetBreakGlassRequest { idempotency_key: uuid(), account_id: coordinator, allowed: false };
+    c.rooms.set_break_glass(authed(revoke, &op)).await.expect("revoked");
+    assert_eq!(c.posts.timeline(authed(tl(), &dmat)).await.expect_err("closed").code(), tonic::Code::NotFound);
+    hub.shutdown().await;
+}

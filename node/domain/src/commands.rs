@@ -272,6 +272,18 @@ pub enum Command {
         required: bool,
         grace_days: u32,
     },
+    /// An operator designates `account` for emergency access, or no longer
+    /// ([`crate::emergency`]). From apply version 3 on.
+    SetBreakGlass {
+        account: AccountId,
+        allowed: bool,
+    },
+    /// A designated account opens a patient's timeline for a while, stating why. From apply
+    /// version 3 on.
+    OpenEmergencyAccess {
+        room: RoomId,
+        reason: String,
+    },
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -308,6 +320,8 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
             accounts::create_family_account(view, ctx, actor, patient, (login, display_name, password_hash))
         }
         C::LoginFailed { login, source } => crate::login_guard::failed(view, ctx, &login, &source),
+        C::SetBreakGlass { account, allowed } => crate::emergency::designate(view, ctx, signed_in()?, account, allowed),
+        C::OpenEmergencyAccess { room, reason } => crate::emergency::open(view, ctx, signed_in()?, room, &reason),
         C::SetSecondFactorPolicy { facility, required, grace_days } => {
             crate::second_factor_policy::set(view, ctx, signed_in()?, facility, (required, grace_days))
         }

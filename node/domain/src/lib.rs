@@ -19,6 +19,7 @@ pub mod bigram;
 pub mod commands;
 pub mod connections;
 pub mod directory;
+pub mod emergency;
 pub mod error;
 pub mod events;
 pub mod federation;

@@ -239,6 +239,27 @@ pub struct TimelinePage {
 /// Only the page's posts are read: a newest-first page walks down from the window's top.
 pub fn timeline(view: &impl HubView, viewer: AccountId, room: RoomId, q: TimelineQuery) -> DomainResult<TimelinePage> {
     let (_, _, r) = active_member(view, viewer, room)?;
+    page_of(view, viewer, r, q)
+}
+
+/// A page of a patient's timeline read under an emergency access (not a member): the caller
+/// audits it as such. NotFound without an active access, as for any room one may not read.
+pub fn emergency_timeline(
+    view: &impl HubView,
+    viewer: AccountId,
+    room: RoomId,
+    q: TimelineQuery,
+    now_ms: u64,
+) -> DomainResult<TimelinePage> {
+    crate::authz::active_account(view, viewer)?;
+    crate::emergency::active(view, viewer, room, now_ms)?.ok_or(crate::error::not_found("room"))?;
+    let r = view.room(room)?.ok_or(crate::error::not_found("room"))?;
+    page_of(view, viewer, r, q)
+}
+
+/// The posts of `room` that `q` asks for, as `viewer` sees them.
+fn page_of(view: &impl HubView, viewer: AccountId, r: Room, q: TimelineQuery) -> DomainResult<TimelinePage> {
+    let room = r.id;
     let first = q.after_seq.saturating_add(1);
     let last = match q.before_seq {
         0 => r.last_seq,

@@ -233,6 +233,15 @@ mod tests {
         fn second_factor_policy(&self) -> ViewResult<crate::second_factor_policy::SecondFactorPolicy> {
             broken()
         }
+        fn break_glass(&self, _: AccountId) -> ViewResult<Option<crate::emergency::Designation>> {
+            broken()
+        }
+        fn emergency_access(&self, _: RoomId, _: AccountId) -> ViewResult<Option<crate::emergency::EmergencyAccess>> {
+            broken()
+        }
+        fn emergency_accesses(&self) -> ViewResult<Vec<crate::emergency::EmergencyAccess>> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

@@ -110,6 +110,16 @@ pub trait HubView {
     fn login_guard(&self, guarded: &crate::login_guard::Guarded) -> ViewResult<Option<crate::login_guard::LoginGuard>>;
     /// Who must have a second factor (empty if never set).
     fn second_factor_policy(&self) -> ViewResult<crate::second_factor_policy::SecondFactorPolicy>;
+    /// Whether an operator designated `account` for emergency access ([`crate::emergency`]).
+    fn break_glass(&self, account: AccountId) -> ViewResult<Option<crate::emergency::Designation>>;
+    /// The newest emergency access of `account` to `room`, expired or not.
+    fn emergency_access(
+        &self,
+        room: RoomId,
+        account: AccountId,
+    ) -> ViewResult<Option<crate::emergency::EmergencyAccess>>;
+    /// Every emergency access ever opened (the newest per account and room).
+    fn emergency_accesses(&self) -> ViewResult<Vec<crate::emergency::EmergencyAccess>>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -256,6 +266,11 @@ pub enum Change {
         guard: Option<crate::login_guard::LoginGuard>,
     },
     SecondFactorPolicy(crate::second_factor_policy::SecondFactorPolicy),
+    BreakGlass {
+        account: AccountId,
+        designation: Option<crate::emergency::Designation>,
+    },
+    EmergencyAccess(crate::emergency::EmergencyAccess),
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -296,6 +311,8 @@ pub struct MemHub {
     pub push_notices: BTreeMap<(AccountId, RoomId), Notice>,
     pub login_guards: BTreeMap<crate::login_guard::Guarded, crate::login_guard::LoginGuard>,
     pub second_factor_policy: crate::second_factor_policy::SecondFactorPolicy,
+    pub break_glass: BTreeMap<AccountId, crate::emergency::Designation>,
+    pub emergency_accesses: BTreeMap<(RoomId, AccountId), crate::emergency::EmergencyAccess>,
 }
 
 impl MemHub {
@@ -426,6 +443,15 @@ impl MemHub {
                     self.login_guards.remove(&guarded);
                 }
                 Change::SecondFactorPolicy(policy) => self.second_factor_policy = policy,
+                Change::BreakGlass { account, designation: Some(d) } => {
+                    self.break_glass.insert(account, d);
+                }
+                Change::BreakGlass { account, designation: None } => {
+                    self.break_glass.remove(&account);
+                }
+                Change::EmergencyAccess(a) => {
+                    self.emergency_accesses.insert((a.room, a.account), a);
+                }
                 Change::PushSubscription(sub) => {
                     self.push_subscriptions.insert((sub.account, sub.endpoint.clone()), sub);
                 }
@@ -611,5 +637,18 @@ impl HubView for MemHub {
     }
     fn second_factor_policy(&self) -> ViewResult<crate::second_factor_policy::SecondFactorPolicy> {
         Ok(self.second_factor_policy.clone())
+    }
+    fn break_glass(&self, account: AccountId) -> ViewResult<Option<crate::emergency::Designation>> {
+        Ok(self.break_glass.get(&account).copied())
+    }
+    fn emergency_access(
+        &self,
+        room: RoomId,
+        account: AccountId,
+    ) -> ViewResult<Option<crate::emergency::EmergencyAccess>> {
+        Ok(self.emergency_accesses.get(&(room, account)).cloned())
+    }
+    fn emergency_accesses(&self) -> ViewResult<Vec<crate::emergency::EmergencyAccess>> {
+        Ok(self.emergency_accesses.values().cloned().collect())
     }
 }

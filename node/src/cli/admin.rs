@@ -58,6 +58,15 @@ pub enum AdminCommand {
         #[arg(long, requires = "idle_minutes")]
         absolute_hours: Option<u32>,
     },
+    /// Designate an account for emergency access (緊急アクセス), or with --off no longer.
+    BreakGlass {
+        #[arg(long)]
+        account: u64,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Every emergency access with its reason, newest first.
+    EmergencyAccesses,
     /// Who must have a second factor; with --require or --off, change it hub-wide (operators)
     /// or for --facility (its admins, operators).
     SecondFactor {
@@ -273,6 +282,8 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
         AdminCommand::SessionPolicy { idle_minutes, absolute_hours } => {
             super::sessions::policy(&target()?, idle_minutes.zip(absolute_hours)).await?
         }
+        AdminCommand::BreakGlass { account, off } => super::emergency::designate(&target()?, account, !off).await?,
+        AdminCommand::EmergencyAccesses => super::emergency::list(&target()?).await?,
         AdminCommand::SecondFactor { facility, require, grace_days, off } => {
             use super::sessions::SecondFactorChange;
             let change = match (require, off) {

@@ -305,6 +305,13 @@ impl<'a> RocksHub<'a> {
                     self.overlay.insert(keys::login_guard(&guarded), None);
                 }
                 Change::SecondFactorPolicy(policy) => self.put(keys::all(keys::SECOND_FACTOR_POLICY), &policy),
+                Change::BreakGlass { account, designation: Some(d) } => {
+                    self.put(keys::id(keys::BREAK_GLASS, account.0), &d)
+                }
+                Change::BreakGlass { account, designation: None } => {
+                    self.overlay.insert(keys::id(keys::BREAK_GLASS, account.0), None);
+                }
+                Change::EmergencyAccess(a) => self.put(keys::ids(keys::EMERGENCY_ACCESSES, a.room.0, a.account.0), &a),
             }
         }
     }
@@ -647,6 +654,19 @@ impl HubView for RocksHub<'_> {
     }
     fn second_factor_policy(&self) -> ViewResult<kizuna_domain::second_factor_policy::SecondFactorPolicy> {
         self.checked(self.get(&keys::all(keys::SECOND_FACTOR_POLICY)).unwrap_or_default())
+    }
+    fn break_glass(&self, account: AccountId) -> ViewResult<Option<kizuna_domain::emergency::Designation>> {
+        self.checked(self.get(&keys::id(keys::BREAK_GLASS, account.0)))
+    }
+    fn emergency_access(
+        &self,
+        room: RoomId,
+        account: AccountId,
+    ) -> ViewResult<Option<kizuna_domain::emergency::EmergencyAccess>> {
+        self.checked(self.get(&keys::ids(keys::EMERGENCY_ACCESSES, room.0, account.0)))
+    }
+    fn emergency_accesses(&self) -> ViewResult<Vec<kizuna_domain::emergency::EmergencyAccess>> {
+        self.checked(self.values(&keys::all(keys::EMERGENCY_ACCESSES)))
     }
     fn account(&self, id: AccountId) -> ViewResult<Option<Account>> {
         self.checked(self.get(&keys::id(ACCOUNTS, id.0)))

@@ -70,6 +70,8 @@
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
 //! | `0` | `l` + login, or `s` + source address | LoginGuard (failed sign-ins, `kizuna_domain::login_guard`) |
 //! | `1` | — | SecondFactorPolicy (who must have a second factor; absent: nobody) |
+//! | `2` | account id | Designation (designated for emergency access) |
+//! | `3` | room id, account id | EmergencyAccess (the newest of that account to that room) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
 //! | `m` | `/apply_version` | the hub's active apply version |
 //! | `m` | `/key/` + u32 id | WrappedKey (a data key of the hub, never sealed itself) |
@@ -145,9 +147,11 @@ pub(crate) const IDEMPOTENCY: Table = table(b'q', "idempotency keys");
 pub(crate) const META: Table = table(b'm', "apply meta");
 pub(crate) const LOGIN_GUARDS: Table = table(b'0', "failed sign-ins");
 pub(crate) const SECOND_FACTOR_POLICY: Table = table(b'1', "second factor policy");
+pub(crate) const BREAK_GLASS: Table = table(b'2', "designated for emergency access");
+pub(crate) const EMERGENCY_ACCESSES: Table = table(b'3', "emergency accesses");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 54] = [
+pub(crate) const TABLES: [Table; 56] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -202,6 +206,8 @@ pub(crate) const TABLES: [Table; 54] = [
     REMEMBERED_AT,
     LOGIN_GUARDS,
     SECOND_FACTOR_POLICY,
+    BREAK_GLASS,
+    EMERGENCY_ACCESSES,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.

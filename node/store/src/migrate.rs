@@ -242,6 +242,8 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'j' => op.with::<kizuna_domain::notify::Notice>(),
         b'0' => op.with::<kizuna_domain::login_guard::LoginGuard>(),
         b'1' => op.with::<kizuna_domain::second_factor_policy::SecondFactorPolicy>(),
+        b'2' => op.with::<kizuna_domain::emergency::Designation>(),
+        b'3' => op.with::<kizuna_domain::emergency::EmergencyAccess>(),
         // Index tables: the key is the entry, the value is empty.
         b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' => op.with::<()>(),
         _ => return None,

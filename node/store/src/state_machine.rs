@@ -450,8 +450,13 @@ impl ApplyBatch<'_> {
         command: Command,
     ) -> std::io::Result<CommandResult> {
         // Commands this build brought: an older build cannot decode them (see `APPLY_VERSION`).
-        if matches!(command, Command::LoginFailed { .. } | Command::SetSecondFactorPolicy { .. })
-            && self.hub.apply_version() < kizuna_domain::login_guard::SINCE_APPLY_VERSION
+        if matches!(
+            command,
+            Command::LoginFailed { .. }
+                | Command::SetSecondFactorPolicy { .. }
+                | Command::SetBreakGlass { .. }
+                | Command::OpenEmergencyAccess { .. }
+        ) && self.hub.apply_version() < kizuna_domain::login_guard::SINCE_APPLY_VERSION
         {
             return Ok(DomainError::FailedPrecondition("the hub is being upgraded".into()).into());
         }

@@ -10,7 +10,7 @@ use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, unexpected, view_status};
 use kizuna_domain::model::*;
 use kizuna_domain::queries::{self, ListKind, RoomDetail, RoomShape};
-use kizuna_domain::{Command, HubView, Outcome, audit, search};
+use kizuna_domain::{Command, HubView, Outcome, audit, emergency, search};
 
 fn room_id(o: Outcome) -> Result<u64, Status> {
     match o {
@@ -157,6 +157,49 @@ impl Api {
 
 #[tonic::async_trait]
 impl pb::room_service_server::RoomService for Api {
+    async fn open_emergency_access(
+        &self,
+        req: Request<pb::OpenEmergencyAccessRequest>,
+    ) -> Result<Response<pb::OpenEmergencyAccessResponse>, Status> {
+        let r = req.get_ref().clone();
+        let room = RoomId(r.room_id);
+        let cmd = Command::OpenEmergencyAccess { room, reason: r.reason };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        let (me, _) = self.authenticate(&req).await?;
+        let access = self.query(|hub| hub.emergency_access(room, me).map_err(view_status))?;
+        let access = access.ok_or_else(|| Status::internal("the emergency access applied but is not in the state"))?;
+        metrics::counter!("kizuna_emergency_accesses_opened_total").increment(1);
+        tracing::warn!(account = me.0, room = room.0, "EMERGENCY ACCESS opened to a patient's timeline");
+        Ok(Response::new(pb::OpenEmergencyAccessResponse { until: Some(timestamp(access.until_ms)) }))
+    }
+
+    async fn list_emergency_accesses(
+        &self,
+        req: Request<pb::ListEmergencyAccessesRequest>,
+    ) -> Result<Response<pb::ListEmergencyAccessesResponse>, Status> {
+        let (me, _) = self.authenticate(&req).await?;
+        let accesses = self.query(|hub| emergency::accesses(hub, me).map_err(domain_status))?;
+        let view = |a: emergency::EmergencyAccess| pb::EmergencyAccess {
+            account_id: a.account.0,
+            room_id: a.room.0,
+            patient_id: a.patient.0,
+            reason: a.reason,
+            opened_at: Some(timestamp(a.opened_at_ms)),
+            until: Some(timestamp(a.until_ms)),
+        };
+        Ok(Response::new(pb::ListEmergencyAccessesResponse { accesses: accesses.into_iter().map(view).collect() }))
+    }
+
+    async fn set_break_glass(
+        &self,
+        req: Request<pb::SetBreakGlassRequest>,
+    ) -> Result<Response<pb::SetBreakGlassResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::SetBreakGlass { account: AccountId(r.account_id), allowed: r.allowed };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::SetBreakGlassResponse {}))
+    }
+
     async fn create_patient(
         &self,
         req: Request<pb::CreatePatientRequest>,
