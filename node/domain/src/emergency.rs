@@ -114,6 +114,6 @@ pub fn accesses(view: &impl HubView, actor: AccountId) -> DomainResult<Vec<Emerg
     if !account.is_operator() {
         all.retain(|a| a.account == actor);
     }
-    all.sort_by(|a, b| b.opened_at_ms.cmp(&a.opened_at_ms));
+    all.sort_by_key(|a| std::cmp::Reverse(a.opened_at_ms));
     Ok(all)
 }
