@@ -332,3 +332,21 @@ async fn failed_sign_ins_lock_a_login_on_every_node_and_an_unknown_one_alike() {
     assert_eq!(from_here.code(), Code::ResourceExhausted, "{from_here:?}");
     hub.shutdown().await;
 }
+
+/// Guesses sent all at once are counted as if sent one by one: no more than the lock allows get
+/// a password checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guesses_sent_in_parallel_are_counted_one_by_one() {
+    let hub = TestHub::start(1).await;
+    hub.member("ns.parallel").await;
+    let id = hub.leader().await;
+    let attempts = (0..12).map(|n| {
+        let hub = &hub;
+        async move { sign_in_on(hub, id, "ns.parallel", &format!("guess number {n}")).await }
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let checked = answers.iter().filter(|a| matches!(a, Err(s) if s.code() == Code::Unauthenticated)).count();
+    let locked = answers.iter().filter(|a| matches!(a, Err(s) if s.code() == Code::ResourceExhausted)).count();
+    assert_eq!((checked, locked), (5, 7), "{answers:?}");
+    hub.shutdown().await;
+}

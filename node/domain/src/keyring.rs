@@ -18,7 +18,7 @@ use crate::{DomainError, DomainResult};
 /// The apply version from which the replicated state is sealed (see [`crate::APPLY_VERSION`]):
 /// a build before it cannot open sealed values, so the hub takes its first data key only once
 /// every member applies this version.
-pub const SEALED_STATE_APPLY_VERSION: u32 = 3;
+pub const SEALED_STATE_APPLY_VERSION: u32 = 4;
 
 /// A data key sealed under a master key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -184,11 +184,13 @@ pub enum LogCommand {
 ///
 /// 1: every build before the version existed. 2: this one — it understands
 /// [`LogCommand::SetApplyVersion`] (a build of 1 cannot decode it, so it is never proposed
-/// while one is a member); its apply is otherwise that of 1. 3
+/// while one is a member); its apply is otherwise that of 1. 3: failed sign-ins are counted
+/// (`Command::LoginFailed`), the second factor can be required and emergency access exists
+/// (`SetSecondFactorPolicy`, `SetBreakGlass`, `OpenEmergencyAccess`). 4
 /// ([`keyring::SEALED_STATE_APPLY_VERSION`]): the state is sealed under the hub's data keys
 /// ([`LogCommand::SetDataKeys`]) and the search index holds keyed hashes of its terms; a node
-/// without a master key applies up to 2 only.
-pub const APPLY_VERSION: u32 = 3;
+/// without a master key applies up to 3 only.
+pub const APPLY_VERSION: u32 = 4;
 
 /// The active version of a hub that never set one: its nodes were all of builds before the
 /// version existed.

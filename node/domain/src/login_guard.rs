@@ -24,8 +24,9 @@ pub const LOGIN_FAILURES: u32 = 5;
 pub const SOURCE_FAILURES: u32 = 20;
 pub const WINDOW_MS: u64 = 15 * 60 * 1000;
 pub const LOCK_MS: u64 = 15 * 60 * 1000;
-/// The longest login or source address a failure is recorded for.
-pub const MAX_KEY_BYTES: usize = 128;
+/// The longest login or source address a failure is recorded for (a login is at most 100
+/// characters; anything longer names no account, and still counts for its address).
+pub const MAX_KEY_BYTES: usize = 512;
 
 /// What is counted.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -73,12 +74,16 @@ fn after_failure(guard: Option<LoginGuard>, now_ms: u64, limit: u32) -> LoginGua
 
 /// `LoginFailed`: the API node refused a sign-in of `login` from `source`.
 pub fn failed(view: &impl HubView, ctx: Ctx, login: &str, source: &str) -> DomainResult<Effects> {
-    if login.len() > MAX_KEY_BYTES || source.len() > MAX_KEY_BYTES {
-        return Err(invalid(format!("a login or address is at most {MAX_KEY_BYTES} bytes")));
+    if source.len() > MAX_KEY_BYTES {
+        return Err(invalid(format!("an address is at most {MAX_KEY_BYTES} bytes")));
     }
     let mut changes = Vec::new();
     for guarded in [Guarded::Login(login.to_owned()), Guarded::Source(source.to_owned())] {
-        if matches!(&guarded, Guarded::Source(s) | Guarded::Login(s) if s.is_empty()) {
+        let skip = match &guarded {
+            Guarded::Login(l) => l.is_empty() || l.len() > MAX_KEY_BYTES,
+            Guarded::Source(s) => s.is_empty(),
+        };
+        if skip {
             continue;
         }
         let guard = after_failure(view.login_guard(&guarded)?, ctx.now_ms, guarded.limit());
@@ -87,11 +92,14 @@ pub fn failed(view: &impl HubView, ctx: Ctx, login: &str, source: &str) -> Domai
     Ok(Effects::new(Outcome::Done, changes))
 }
 
-/// Refuses a sign-in of `login` while it is locked (the answer is the same for every login).
+/// Refuses, at apply, a session for `login` while it is locked. The API node refuses a locked
+/// login before it checks the password (with [`throttled`]); a sign-in that passed that check
+/// while failures were still being recorded (attempts in parallel) gets the answer of a wrong
+/// password here, so a lock never confirms a password.
 pub fn check(view: &impl HubView, now_ms: u64, login: &str) -> DomainResult<()> {
     let guard = view.login_guard(&Guarded::Login(login.to_owned()))?;
     match locked_until(guard.as_ref(), now_ms) {
-        Some(until) => Err(throttled(until, now_ms)),
+        Some(_) => Err(DomainError::Unauthenticated),
         None => Ok(()),
     }
 }
@@ -128,8 +136,10 @@ mod tests {
         }
         assert!(check(&hub, 2_000, "nobody").is_ok(), "four failures lock nothing");
         fail(&mut hub, 2_000, "nobody", "10.0.0.9");
-        let refused = check(&hub, 2_001, "nobody").expect_err("locked");
-        assert!(matches!(&refused, DomainError::Throttled(m) if m.contains("15 分後")), "{refused:?}");
+        assert_eq!(check(&hub, 2_001, "nobody"), Err(DomainError::Unauthenticated), "locked, said as a wrong password");
+        let guard = hub.login_guard(&Guarded::Login("nobody".into())).unwrap();
+        let until = locked_until(guard.as_ref(), 2_001).expect("locked");
+        assert!(matches!(throttled(until, 2_001), DomainError::Throttled(m) if m.contains("15 分後")));
         assert!(check(&hub, 2_000 + LOCK_MS, "nobody").is_ok(), "the lock ends");
         assert!(check(&hub, 2_001, "someone-else").is_ok(), "per login");
 
@@ -152,6 +162,6 @@ mod tests {
         fail(&mut hub, 1_000, "user0", "");
         assert!(cleared(&hub, "user0").unwrap().is_some());
         assert_eq!(cleared(&hub, "never-failed").unwrap(), None);
-        assert!(failed(&hub, Ctx { log_index: 1, now_ms: 1 }, &"x".repeat(129), "").is_err());
+        assert!(failed(&hub, Ctx { log_index: 1, now_ms: 1 }, "x", &"1".repeat(513)).is_err());
     }
 }

@@ -300,9 +300,12 @@ impl<'a> RocksHub<'a> {
                     self.overlay.insert(keys::blob_from(FAILED_FETCHES, &hash.0, from.as_str()), None);
                 }
                 Change::Proven { from, hash } => self.put(keys::blob_from(PROOFS, &hash.0, from.as_str()), &()),
-                Change::LoginGuard { guarded, guard: Some(guard) } => self.put(keys::login_guard(&guarded), &guard),
+                Change::LoginGuard { guarded, guard: Some(guard) } => {
+                    let key = keys::login_guard(&guarded, |t| self.vault.guard_hash(t));
+                    self.put(key, &guard)
+                }
                 Change::LoginGuard { guarded, guard: None } => {
-                    self.overlay.insert(keys::login_guard(&guarded), None);
+                    self.overlay.insert(keys::login_guard(&guarded, |t| self.vault.guard_hash(t)), None);
                 }
                 Change::SecondFactorPolicy(policy) => self.put(keys::all(keys::SECOND_FACTOR_POLICY), &policy),
                 Change::BreakGlass { account, designation: Some(d) } => {
@@ -650,7 +653,7 @@ impl HubView for RocksHub<'_> {
         &self,
         guarded: &kizuna_domain::login_guard::Guarded,
     ) -> ViewResult<Option<kizuna_domain::login_guard::LoginGuard>> {
-        self.checked(self.get(&keys::login_guard(guarded)))
+        self.checked(self.get(&keys::login_guard(guarded, |t| self.vault.guard_hash(t))))
     }
     fn second_factor_policy(&self) -> ViewResult<kizuna_domain::second_factor_policy::SecondFactorPolicy> {
         self.checked(self.get(&keys::all(keys::SECOND_FACTOR_POLICY)).unwrap_or_default())

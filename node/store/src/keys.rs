@@ -68,7 +68,7 @@
 //! | `w` | blob hash (32 bytes), hub name | () (that hub sent the whole blob, checked) |
 //! | `r` | record key | Record |
 //! | `q` | idempotency key (`account/key` when signed in) | Applied (idempotency) |
-//! | `0` | `l` + login, or `s` + source address | LoginGuard (failed sign-ins, `kizuna_domain::login_guard`) |
+//! | `0` | `l` + keyed hash of a login, or `s` + of a source address (8 bytes) | LoginGuard (failed sign-ins, `kizuna_domain::login_guard`) |
 //! | `1` | — | SecondFactorPolicy (who must have a second factor; absent: nobody) |
 //! | `2` | account id | Designation (designated for emergency access) |
 //! | `3` | room id, account id | EmergencyAccess (the newest of that account to that room) |
@@ -323,12 +323,13 @@ fn hub_and_number(table: Table, hub: &str, n: u64) -> Vec<u8> {
     [of_hub(table, hub), be(n).to_vec()].concat()
 }
 
-/// `0` + `l` + login, or `0` + `s` + source address: the failed sign-ins of one of them.
-pub(crate) fn login_guard(guarded: &kizuna_domain::login_guard::Guarded) -> Vec<u8> {
+/// `0` + `l` + hash of a login, or `0` + `s` + hash of a source address (`Vault::guard_hash`):
+/// the failed sign-ins of one of them.
+pub(crate) fn login_guard(guarded: &kizuna_domain::login_guard::Guarded, hash: impl Fn(&str) -> [u8; 8]) -> Vec<u8> {
     use kizuna_domain::login_guard::Guarded;
     match guarded {
-        Guarded::Login(login) => compose(LOGIN_GUARDS, &[b"l", login.as_bytes()]),
-        Guarded::Source(source) => compose(LOGIN_GUARDS, &[b"s", source.as_bytes()]),
+        Guarded::Login(login) => compose(LOGIN_GUARDS, &[b"l", &hash(login)]),
+        Guarded::Source(source) => compose(LOGIN_GUARDS, &[b"s", &hash(source)]),
     }
 }
 
@@ -527,8 +528,9 @@ mod tests {
         );
         assert_eq!(table_of(&data_key(1)), Some(META));
         use kizuna_domain::login_guard::Guarded;
-        assert_eq!(login_guard(&Guarded::Login("ab".into())), b"0lab");
-        assert_eq!(login_guard(&Guarded::Source("10.0.0.1".into())), b"0s10.0.0.1");
+        let hash = |t: &str| [t.len() as u8; 8];
+        assert_eq!(login_guard(&Guarded::Login("ab".into()), hash), b"0l\x02\x02\x02\x02\x02\x02\x02\x02");
+        assert_eq!(login_guard(&Guarded::Source("10.0.0.1".into()), hash), b"0s\x08\x08\x08\x08\x08\x08\x08\x08");
         assert_eq!((APPLIED, MEMBERSHIP, INSTALLING), (&b"applied"[..], &b"membership"[..], &b"installing"[..]));
         assert_eq!(FORMAT, b"format");
     }

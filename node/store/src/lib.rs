@@ -83,7 +83,10 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
     let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
     let log = LogStore::new(db.clone(), vault.clone());
-    let sm = StateMachineStore::open(db, snapshot_dir, vault)?;
+    let sm = StateMachineStore::open(db.clone(), snapshot_dir, vault.clone())?;
+    // Opening finishes a snapshot install a stop cut short: its state may hold data keys the
+    // vault did not see when it opened.
+    vault.reload_hub_keys(&db)?;
     Ok((log, sm))
 }
 

@@ -435,6 +435,11 @@ impl ApplyBatch<'_> {
                 let why = format!("データ鍵 {id} を別の鍵で置き換えることはできません");
                 return Ok(DomainError::InvalidArgument(why).into());
             }
+            // A wrapping that does not open under a master key this node holds opens nowhere
+            // (every node holds the same key): a bad keyring, refused alike everywhere.
+            Err(crate::VaultError::Cipher(e)) => {
+                return Ok(DomainError::InvalidArgument(format!("データ鍵を開けません: {e}")).into());
+            }
             Err(lacking) => return Err(std::io::Error::other(lacking)),
         }
         tracing::info!(keys = keys.len(), origin_node, "the hub's data keys changed");

@@ -36,6 +36,28 @@ pub(super) enum ReadFrom {
 pub struct Api {
     pub(super) node: Arc<Node>,
     idle: Arc<IdleClock>,
+    /// Sign-ins of one login take turns on this node ([`SignInTurns`]).
+    pub(super) sign_in_turns: Arc<SignInTurns>,
+}
+
+/// Sign-in attempts of one login, one at a time on a node: each failure is recorded hub-wide
+/// before the next attempt checks the lock, so guesses sent in parallel are counted as if sent
+/// one by one (across the hub's nodes, at most one in flight per node). Striped by a hash of
+/// the login: a fixed set of locks, whatever logins attackers make up.
+pub(super) struct SignInTurns([tokio::sync::Mutex<()>; 64]);
+
+impl Default for SignInTurns {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+}
+
+impl SignInTurns {
+    pub(super) async fn take(&self, login: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hash = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(login);
+        self.0[(hash % self.0.len() as u64) as usize].lock().await
+    }
 }
 
 pub(crate) fn domain_status(e: DomainError) -> Status {
@@ -75,7 +97,7 @@ pub(super) fn read_fault_status(fault: StorageFault) -> Status {
 impl Api {
     pub fn new(node: Arc<Node>) -> Self {
         auth::prepare_dummy_hash();
-        Self { node, idle: Arc::default() }
+        Self { node, idle: Arc::default(), sign_in_turns: Arc::default() }
     }
 
     /// Answers from this node's applied state through `query`. A storage fault met on the way

@@ -207,6 +207,26 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// What a failed sign-in is counted under: a keyed hash of the login or address (never the
+    /// typed text in a key: people type passwords into the login field), under the hub's first
+    /// data key, or a plain SHA-256 before the hub has one.
+    pub(crate) fn guard_hash(&self, text: &str) -> [u8; 8] {
+        let held = self.hub.read().unwrap_or_else(PoisonError::into_inner);
+        let tagged = [b"sign-in guard\0".as_slice(), text.as_bytes()].concat();
+        match held.values().next() {
+            Some(first) => first.term(&tagged),
+            None => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(&tagged);
+                let mut out = [0; 8];
+                out.copy_from_slice(&digest[..8]);
+                out
+            }
+        }
+    }
+}
+
 /// The associated data of a value: its family and key, so a value opens only where it was
 /// written.
 fn record_ad(family: &str, key: &[u8]) -> Vec<u8> {
