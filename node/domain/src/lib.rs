@@ -170,6 +170,9 @@ pub enum LogCommand {
         /// The node that proposed it (for the audit trail).
         origin_node: u64,
     },
+    /// The next step of sealing what was written before the hub's first data key (proposed by
+    /// the leader while it is not done; every replica seals the same keys at the same entry).
+    SealStep,
 }
 
 /// How this build applies the log. Every replica must apply an entry the same way, so while a
@@ -213,6 +216,7 @@ impl std::fmt::Display for Envelope {
             LogCommand::FetchProven { .. } => "fetch-proven",
             LogCommand::SetApplyVersion { .. } => "set-apply-version",
             LogCommand::SetDataKeys { .. } => "set-data-keys",
+            LogCommand::SealStep => "seal-step",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -329,7 +333,8 @@ impl Envelope {
             | LogCommand::FetchFailed { .. }
             | LogCommand::FetchProven { .. }
             | LogCommand::SetApplyVersion { .. }
-            | LogCommand::SetDataKeys { .. } => {}
+            | LogCommand::SetDataKeys { .. }
+            | LogCommand::SealStep => {}
         }
         Ok(())
     }

@@ -57,6 +57,7 @@ pub async fn run(node: Arc<Node>, hub: HubConfig, mut stopped: watch::Receiver<b
         }
         raise_apply_version(&node).await;
         make_first_data_key(&node).await;
+        seal_in_steps(&node).await;
         if since.elapsed() >= SETTLE {
             prefer_region(&node, &hub, &m).await;
         }
@@ -119,6 +120,29 @@ async fn make_first_data_key(node: &Node) {
     match node.propose_here(envelope).await {
         Ok(_) => info!("the hub's state is sealed under its first data key from now on"),
         Err(e) => warn!("proposing the hub's first data key: {e}"),
+    }
+}
+
+/// Steps a keeper tick proposes at most, one after the other.
+const SEAL_STEPS_PER_TICK: usize = 32;
+
+/// Proposes the steps of sealing what was written before the hub's first data key, while
+/// there are some: a few per tick, each committed before the next.
+async fn seal_in_steps(node: &Node) {
+    for n in 0..SEAL_STEPS_PER_TICK {
+        match node.state.sealing() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => return warn!("cannot read whether the state is being sealed: {e}"),
+        }
+        let envelope = Envelope {
+            idempotency_key: format!("seal-step/{}/{}/{n}", node.id, crate::node::now_ms()),
+            proposed_at_ms: 0,
+            command: LogCommand::SealStep,
+        };
+        if let Err(e) = node.propose_here(envelope).await {
+            return warn!("proposing a seal step: {e}");
+        }
     }
 }
 

@@ -417,9 +417,8 @@ impl<'a> RocksHub<'a> {
     }
 
     /// Takes up the hub's keyring `keys` (checked by `kizuna_domain::keyring` already) from this
-    /// entry on. With the first key, everything written before it is sealed and the search
-    /// index moves to keyed terms. An error is this node's: it lacks a master key, or a key
-    /// was replaced.
+    /// entry on. With the first key, sealing what was written before begins ([`Self::seal_step`]).
+    /// An error is this node's: it lacks a master key, or a key was replaced.
     pub fn take_data_keys(&mut self, keys: &[WrappedKey]) -> Result<(), VaultError> {
         let first = self.vault.hub_keys() == 0;
         self.vault.take_hub_keys(keys)?;
@@ -427,32 +426,56 @@ impl<'a> RocksHub<'a> {
             self.put(keys::data_key(key.id), key);
         }
         if first {
-            self.seal_all();
+            // What was written before is sealed in steps from the start of the state.
+            self.put(keys::SEAL_CURSOR.to_vec(), &Vec::<u8>::new());
         }
         Ok(())
     }
 
-    /// Seals every value written before the hub had a data key and rebuilds the search index
-    /// under keyed terms. One entry does it all, so every replica does it at the same point of
-    /// the log; it holds the whole state in this batch once (a new hub's is a few values).
-    fn seal_all(&mut self) {
-        let search = keys::all(keys::SEARCH);
-        for (k, stored) in self.scan(&[]) {
-            let plain = matches!(codec::sealed_parts(&stored), Ok(None));
-            if plain && !k.starts_with(keys::DATA_KEYS) && !k.starts_with(&search) {
-                let sealed = self.vault.seal_state(&k, stored);
-                self.overlay.insert(k, Some(sealed));
+    /// Whether the state written before the hub's first data key is still being sealed (a
+    /// [`kizuna_domain::LogCommand::SealStep`] is due).
+    pub fn sealing(&self) -> bool {
+        self.raw(keys::SEAL_CURSOR).is_some()
+    }
+
+    /// Seals the next values written before the hub had a data key, from the stored cursor on,
+    /// at most `limit` keys or `max_bytes` of values, and moves plain search-index terms to keyed
+    /// ones. In steps, so no entry holds a large state at once; every replica takes the same
+    /// steps (the keys in key order from the same cursor). True when it reached the end.
+    pub fn seal_step(&mut self, limit: usize, max_bytes: usize) -> bool {
+        let Some(cursor) = self.get::<Vec<u8>>(keys::SEAL_CURSOR) else { return true };
+        let (mut bytes, mut next) = (0, None);
+        for (i, (k, stored)) in self.scan_from(&[], &cursor, limit).into_iter().enumerate() {
+            bytes += stored.len();
+            self.seal_one(&k, stored);
+            if bytes >= max_bytes || i + 1 == limit {
+                next = Some([k, vec![0]].concat());
+                break;
             }
         }
-        for (k, _) in self.scan(&search) {
-            self.overlay.insert(k, None);
-        }
-        for post in self.values::<Post>(&keys::all(POSTS)) {
-            if !post.deleted {
-                for gram in search::bigrams(&search::normalize(&post.text)) {
-                    self.put(keys::bigram_post(&self.vault.search_term(&gram), post.room.0, post.seq), &());
-                }
+        match next {
+            Some(next) => self.put(keys::SEAL_CURSOR.to_vec(), &next),
+            None => {
+                self.overlay.insert(keys::SEAL_CURSOR.to_vec(), None);
             }
+        }
+        !self.sealing()
+    }
+
+    /// Seals one stored value, or moves one plain search term to its keyed hash.
+    fn seal_one(&mut self, k: &[u8], stored: Vec<u8>) {
+        if k.starts_with(keys::DATA_KEYS) || k == keys::SEAL_CURSOR {
+            return;
+        }
+        if let Some(Ok((term, room, seq))) = keys::plain_search_entry(k) {
+            let keyed = keys::bigram_post(&self.vault.search_term(term), room, seq);
+            self.overlay.insert(k.to_vec(), None);
+            self.put(keyed, &());
+            return;
+        }
+        if matches!(codec::sealed_parts(&stored), Ok(None)) {
+            let sealed = self.vault.seal_state(k, stored);
+            self.overlay.insert(k.to_vec(), Some(sealed));
         }
     }
 

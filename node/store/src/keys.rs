@@ -75,6 +75,7 @@
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
 //! | `m` | `/apply_version` | the hub's active apply version |
 //! | `m` | `/key/` + u32 id | WrappedKey (a data key of the hub, never sealed itself) |
+//! | `m` | `/seal_cursor` | the key from which sealing what came before the first data key goes on (absent: done) |
 //!
 //! Other column families: `raft_log` (log index), `raft_meta` (`vote`, `committed`, `purged`, `node_key`),
 //! `sm_meta` (`applied`, `membership`), `audit_journal` (local seq), all below. `raft_meta` also
@@ -284,6 +285,23 @@ pub(crate) fn bigram_post(term: &[u8], room: u64, seq: u64) -> Vec<u8> {
     compose(SEARCH, &[term, &be(room), &be(seq)])
 }
 
+/// The bigram, room and seq of a search-index key written before the hub sealed (a plain
+/// bigram, not a keyed hash); None for any other key, an error for a malformed one.
+pub(crate) fn plain_search_entry(key: &[u8]) -> Option<Result<(&str, u64, u64), KeyError>> {
+    let rest = key.strip_prefix(&[SEARCH.prefix])?;
+    if rest.first() == Some(&crate::vault::HASHED_TERM) {
+        return None;
+    }
+    Some((|| {
+        let split = rest.len().checked_sub(16).ok_or(KeyError("a search key without its room and seq"))?;
+        let (term, ids) = rest.split_at(split);
+        let term = std::str::from_utf8(term).map_err(|_| KeyError("a search term that is not text"))?;
+        let (room, seq) = ids.split_at(8);
+        let number = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+        Ok((term, number(room), number(seq)))
+    })())
+}
+
 /// `K` + origin (length-prefixed, so one hub's scan never reaches another whose name it
 /// prefixes): every inbox message of one origin.
 pub(crate) fn inbox_of(origin: &str) -> Vec<u8> {
@@ -401,6 +419,10 @@ pub(crate) const CLOCK: &[u8] = b"m/clock";
 /// The hub's data keys, wrapped (`kizuna_domain::keyring`): `m/key/` + u32 id. Stored as they
 /// are, never sealed (they are sealed under a master key already).
 pub(crate) const DATA_KEYS: &[u8] = b"m/key/";
+
+/// Where sealing the state written before the hub's first data key has reached (absent: done,
+/// or never begun).
+pub(crate) const SEAL_CURSOR: &[u8] = b"m/seal_cursor";
 
 /// `m/key/` + id: one of the hub's data keys.
 pub(crate) fn data_key(id: u32) -> Vec<u8> {
@@ -527,6 +549,11 @@ mod tests {
             (&b"node_key"[..], &b"m/key/"[..], b"m/key/\0\0\0\x02".to_vec())
         );
         assert_eq!(table_of(&data_key(1)), Some(META));
+        assert_eq!(SEAL_CURSOR, b"m/seal_cursor");
+        assert_eq!(plain_search_entry(&bigram_post("日本".as_bytes(), 3, 9)), Some(Ok(("日本", 3, 9))));
+        assert_eq!(plain_search_entry(&bigram_post(&[0xff, 1, 2, 3, 4, 5, 6, 7, 8], 3, 9)), None, "keyed");
+        assert_eq!(plain_search_entry(b"Nab"), Some(Err(KeyError("a search key without its room and seq"))));
+        assert_eq!(plain_search_entry(&id(POSTS, 1)), None);
         use kizuna_domain::login_guard::Guarded;
         let hash = |t: &str| [t.len() as u8; 8];
         assert_eq!(login_guard(&Guarded::Login("ab".into()), hash), b"0l\x02\x02\x02\x02\x02\x02\x02\x02");

@@ -61,6 +61,13 @@ impl StateReader {
         &self.vault
     }
 
+    /// Whether the state written before the hub's first data key is still being sealed.
+    pub fn sealing(&self) -> Result<bool, StorageFault> {
+        let hub = self.hub();
+        let sealing = hub.sealing();
+        hub.fault().map_or(Ok(sealing), Err)
+    }
+
     pub fn applied(&self) -> std::io::Result<Option<LogId>> {
         get_value(&self.db, CF_SM_META, APPLIED)
     }
@@ -305,6 +312,11 @@ pub const INVITATION_KEPT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 const SWEEP_EVERY_ENTRIES: u64 = 16;
 const SWEPT_PER_SWEEP: usize = 32;
 
+/// Keys and bytes one seal step takes at most: an entry stays short and its batch small
+/// (attached files' chunks are 128 KiB each).
+const SEAL_STEP_KEYS: usize = 512;
+const SEAL_STEP_BYTES: usize = 4 << 20;
+
 /// Why this node stopped applying: a command met a storage fault. See
 /// [`ApplyBatch::stop_if_faulted`].
 #[derive(Debug, Clone, thiserror::Error)]
@@ -384,6 +396,7 @@ impl ApplyBatch<'_> {
             }
             LogCommand::SetApplyVersion { version } => self.set_apply_version(version)?,
             LogCommand::SetDataKeys { keys, origin_node } => self.set_data_keys(&keys, origin_node)?,
+            LogCommand::SealStep => self.seal_step(),
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
@@ -444,6 +457,17 @@ impl ApplyBatch<'_> {
         }
         tracing::info!(keys = keys.len(), origin_node, "the hub's data keys changed");
         Ok(CommandResult::Done(Outcome::Done))
+    }
+
+    /// The next step of sealing the state written before the first data key.
+    fn seal_step(&mut self) -> CommandResult {
+        if self.hub.apply_version() < SEALED_STATE_APPLY_VERSION {
+            return DomainError::FailedPrecondition("the hub is being upgraded".into()).into();
+        }
+        if self.hub.seal_step(SEAL_STEP_KEYS, SEAL_STEP_BYTES) {
+            tracing::info!("the state written before the hub's first data key is sealed");
+        }
+        CommandResult::Done(Outcome::Done)
     }
 
     /// A state that could not be read is an error of this node, never a refusal to remember.

@@ -180,11 +180,13 @@ impl TestHub {
         hub
     }
 
-    /// Waits (20 s at most) until every running node holds the hub's first data key.
+    /// Waits (20 s at most) until every running node holds the hub's first data key and has
+    /// sealed what was written before it.
     pub async fn wait_sealed(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         for id in self.running_ids() {
-            while self.nodes[&id].node.state.vault().hub_keys() == 0 {
+            let state = &self.nodes[&id].node.state;
+            while state.vault().hub_keys() == 0 || state.sealing().expect("readable") {
                 assert!(Instant::now() < deadline, "node {id} holds no data key of the hub");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

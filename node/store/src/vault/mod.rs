@@ -5,7 +5,8 @@
 //!   does not open. Sealing is deterministic ([`cipher`]): replicas, snapshots and backups
 //!   hold the same bytes. The data keys are in the state itself (`m/key/…`), wrapped under a
 //!   master key ([`kizuna_domain::keyring`]); the hub takes its first one once every member can
-//!   seal, and the state written before it is sealed then (`RocksHub::seal_all`).
+//!   seal, and the state written before it is sealed then, in bounded steps the leader proposes
+//!   (`RocksHub::seal_step`, `LogCommand::SealStep`).
 //! - **Node-local families** (the Raft log, the audit journal): sealed under the node's own key,
 //!   made at its first start and kept wrapped in `raft_meta`. The log's entries carry every
 //!   command (post texts, patient names), so they are sealed too.

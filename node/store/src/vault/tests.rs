@@ -31,6 +31,10 @@ fn sealed_version(index: u64) -> Entry {
     entry(index, LogCommand::SetApplyVersion { version: SEALED_STATE_APPLY_VERSION })
 }
 
+fn seal_step(index: u64) -> Entry {
+    entry(index, LogCommand::SealStep)
+}
+
 fn keyring(index: u64, keys: Vec<WrappedKey>) -> Entry {
     entry(index, LogCommand::SetDataKeys { keys, origin_node: 1 })
 }
@@ -64,8 +68,25 @@ async fn replicas_seal_alike_whatever_their_batches_and_old_values_stay_readable
     let (_la, mut a) = crate::open(one.path(), masters(1)).expect("open");
     let (_lb, mut b) = crate::open(two.path(), masters(1)).expect("open");
     let first = a.reader().vault().next_keyring(false).expect("a first key");
-    let entries = vec![put(1, "before", "訪問記録"), sealed_version(2), keyring(3, first), put(4, "after", "処方変更")];
+    // More records than one seal step takes, so sealing what came before takes two steps.
+    let mut entries: Vec<Entry> = (1..=600).map(|i| put(i, &format!("old-{i}"), "古い記録")).collect();
+    entries.extend([
+        put(601, "before", "訪問記録"),
+        sealed_version(602),
+        keyring(603, first),
+        put(604, "after", "処方変更"),
+    ]);
     apply_both(&mut a, &mut b, entries).await;
+    assert_eq!(sealed_under(&a, "before"), None, "sealed in steps, not at the key");
+    assert!(a.reader().sealing().unwrap());
+    let mut steps = 0;
+    while a.reader().sealing().unwrap() {
+        assert!(steps < 10, "sealing ends");
+        apply_both(&mut a, &mut b, vec![seal_step(605 + steps)]).await;
+        steps += 1;
+    }
+    assert!(steps > 1 && !b.reader().sealing().unwrap(), "in bounded steps: {steps}");
+    assert_eq!(sealed_under(&a, "old-1"), Some(1));
     assert_eq!(a.reader().state_digest().unwrap(), b.reader().state_digest().unwrap());
     for sm in [&a, &b] {
         assert_eq!((sealed_under(sm, "before"), sealed_under(sm, "after")), (Some(1), Some(1)), "sealed, also before");
@@ -73,7 +94,7 @@ async fn replicas_seal_alike_whatever_their_batches_and_old_values_stay_readable
     }
 
     let rotated = a.reader().vault().next_keyring(true).expect("a rotation");
-    apply_both(&mut a, &mut b, vec![keyring(5, rotated), put(6, "rotated", "新しい鍵")]).await;
+    apply_both(&mut a, &mut b, vec![keyring(620, rotated), put(621, "rotated", "新しい鍵")]).await;
     assert_eq!(a.reader().state_digest().unwrap(), b.reader().state_digest().unwrap());
     for sm in [&a, &b] {
         assert_eq!((sealed_under(sm, "before"), sealed_under(sm, "rotated")), (Some(1), Some(2)));
@@ -114,4 +135,41 @@ async fn keyrings_that_come_early_drop_or_replace_a_key_are_refused_and_a_node_w
     let error = apply(&mut c, vec![sealed_version(1), keyring(2, first)]).await.expect_err("cannot unwrap");
     assert!(error.to_string().contains("does not hold"), "{error}");
     assert_eq!(c.reader().vault().hub_keys(), 0);
+}
+
+#[tokio::test]
+async fn posts_indexed_before_the_first_key_are_found_by_their_keyed_terms_once_sealed() {
+    use kizuna_domain::model::{AccountId, Post, RoomId};
+    use kizuna_domain::{Change, HubView};
+    let dir = tempfile::tempdir().unwrap();
+    let (_l, mut sm) = crate::open(dir.path(), masters(1)).expect("open");
+    let db = sm.reader().database().upgrade().expect("open");
+    let reader = sm.reader();
+    let post = Post {
+        room: RoomId(7),
+        seq: 1,
+        author: AccountId(1),
+        text: "在宅酸素の流量を変更".into(),
+        reply_to: None,
+        mentions: Vec::new(),
+        posted_at_ms: 1,
+        history: Vec::new(),
+        deleted: false,
+        acks: Vec::new(),
+    };
+    let mut hub = crate::RocksHub::new(&db, reader.vault());
+    hub.apply(vec![Change::Post(post)]);
+    let mut batch = rocksdb::WriteBatch::default();
+    hub.write_into(&mut batch).expect("no fault");
+    db.write(batch).expect("written");
+    let first = reader.vault().next_keyring(false).expect("a key");
+    apply(&mut sm, vec![sealed_version(1), keyring(2, first), seal_step(3)]).await.expect("applied");
+    let after = sm.reader();
+    let view = after.hub();
+    assert_eq!(view.posts_with_bigram(RoomId(7), "酸素").unwrap(), vec![1], "found by its keyed term");
+    let plain_left = db
+        .iterator_cf(cf(&db, CF_SM_DATA), rocksdb::IteratorMode::Start)
+        .filter_map(Result::ok)
+        .any(|(k, _)| k.windows("酸素".len()).any(|w| w == "酸素".as_bytes()));
+    assert!(!plain_left, "no bigram left in a key");
 }
