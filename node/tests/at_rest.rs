@@ -202,6 +202,14 @@ async fn the_master_key_rotates_one_node_at_a_time_without_stopping_the_hub() {
         hub.stop(id).await;
         hub.restart(id).await;
         post(&hub, &doctor, room, &format!("ノード {n} の再起動後")).await;
+        if n == 0 {
+            // Members on different master keys: no rotation (one of them could not unwrap).
+            let leader = hub.leader().await;
+            let early = hub.admin(leader).await.rotate_keys(RotateKeysRequest { new_data_key: true }).await;
+            let early = early.expect_err("members hold different master keys");
+            assert_eq!(early.code(), tonic::Code::FailedPrecondition, "{early:?}");
+            assert!(early.message().contains("holds master key"), "{early:?}");
+        }
     }
     let leader = hub.leader().await;
     let rotated = hub.admin(leader).await.rotate_keys(RotateKeysRequest { new_data_key: true }).await;

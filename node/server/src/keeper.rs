@@ -108,6 +108,9 @@ async fn make_first_data_key(node: &Node) {
         Ok(_) => return,
         Err(e) => return warn!("cannot read the hub's apply version: {e}"),
     }
+    if let Some(lacking) = node.members_lacking_my_master_key().await {
+        return warn!("not making the hub's first data key yet: {lacking}");
+    }
     let keys = match vault.next_keyring(false) {
         Ok(keys) => keys,
         Err(e) => return warn!("cannot make the hub's first data key: {e}"),

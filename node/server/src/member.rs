@@ -50,6 +50,8 @@ pub struct NodeHealth {
     pub max_apply_version: u32,
     /// The hub's active apply version as it has applied it.
     pub apply_version: u32,
+    /// The fingerprint of its current master key (None: it has none).
+    pub master_key: Option<String>,
 }
 
 /// Every member of the hub as one node's membership knows it, each asked for its own health.

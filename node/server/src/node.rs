@@ -396,7 +396,28 @@ impl Node {
             max_apply_version: self.max_apply_version,
             // 0: unreadable just now (a lasting storage fault shows as `fault`).
             apply_version: self.state.apply_version().unwrap_or(0),
+            master_key: self.state.vault().master_fingerprint().map(str::to_owned),
         }
+    }
+
+    /// Why the hub may not take or rotate data keys under this node's master key now: a member
+    /// that does not answer, or holds another master key (it could not unwrap the keys and
+    /// would stop applying). None when every member holds the same one.
+    pub async fn members_lacking_my_master_key(&self) -> Option<String> {
+        let Some(mine) = self.state.vault().master_fingerprint() else {
+            return Some("this node has no master key".into());
+        };
+        for member in self.cluster_status().await.members {
+            match member.health {
+                Ok(h) if h.master_key.as_deref() == Some(mine) => {}
+                Ok(h) => {
+                    let theirs = h.master_key.unwrap_or_else(|| "none".into());
+                    return Some(format!("node {} holds master key {theirs}, not {mine}", h.id));
+                }
+                Err(e) => return Some(format!("a member does not answer: {e}")),
+            }
+        }
+        None
     }
 
     /// Every member of the hub as this node's membership knows it, each asked for its own health.

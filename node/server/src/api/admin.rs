@@ -173,6 +173,7 @@ fn member(status: MemberStatus) -> Member {
             member.fault = h.fault.unwrap_or_default();
             member.max_apply_version = h.max_apply_version;
             member.apply_version = h.apply_version;
+            member.master_key = h.master_key.unwrap_or_default();
             member.reachable = true;
         }
         // Unspecified is how the public API says "could not be asked".
@@ -317,6 +318,9 @@ impl ClusterAdminService for ClusterAdmin {
     async fn rotate_keys(&self, req: Request<RotateKeysRequest>) -> Result<Response<RotateKeysResponse>, Status> {
         self.api.operator(&req).await?;
         self.require_leader()?;
+        if let Some(lacking) = self.node.members_lacking_my_master_key().await {
+            return Err(Status::failed_precondition(lacking));
+        }
         let vault = self.node.state.vault();
         let keys = vault
             .next_keyring(req.into_inner().new_data_key)

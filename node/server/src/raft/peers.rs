@@ -127,6 +127,7 @@ pub fn health_message(health: NodeHealth) -> NodeStatus {
         fault: health.fault.unwrap_or_default(),
         max_apply_version: health.max_apply_version,
         apply_version: health.apply_version,
+        master_key: health.master_key.unwrap_or_default(),
     }
 }
 
@@ -149,6 +150,7 @@ fn health_from_message(m: NodeStatus) -> NodeHealth {
         // A build before apply versions existed sends neither: it applies as the first.
         max_apply_version: m.max_apply_version.max(kizuna_domain::FIRST_APPLY_VERSION),
         apply_version: m.apply_version,
+        master_key: text(m.master_key),
     }
 }
 
@@ -189,6 +191,7 @@ mod tests {
                 fault: (role == NodeRole::Failed).then(|| "cannot decode".to_owned()),
                 max_apply_version: 2,
                 apply_version: 1,
+                master_key: (i % 2 == 1).then(|| "0123456789abcdef".to_owned()),
             };
             assert_eq!(health_from_message(health_message(health.clone())), health);
         }

@@ -88,6 +88,11 @@ impl Vault {
         self.masters.current().is_some()
     }
 
+    /// The fingerprint of this node's current master key, if it has one.
+    pub fn master_fingerprint(&self) -> Option<&str> {
+        self.masters.current().map(|m| m.fingerprint())
+    }
+
     /// How many data keys the hub has (0: its state is not sealed yet).
     pub fn hub_keys(&self) -> usize {
         self.hub.read().unwrap_or_else(PoisonError::into_inner).len()
