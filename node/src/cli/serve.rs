@@ -70,6 +70,19 @@ async fn tell_service_manager_ready(running: &RunningNode) {
     notify_service_manager(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
 }
 
+/// Waits (30 s at most) until the demo hub has its first data key and has sealed what came
+/// before it, so the demo's seed data is sealed when it is written (docs/security.md).
+async fn wait_until_sealed(node: &RunningNode) {
+    let state = &node.node.state;
+    for _ in 0..300 {
+        if state.vault().hub_keys() > 0 && !state.sealing().unwrap_or(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!("the demo hub has no data key after 30 s: its seed data is written before sealing begins");
+}
+
 fn notify_service_manager(states: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
         warn!("could not notify the service manager (NOTIFY_SOCKET): {e}");
@@ -149,6 +162,7 @@ pub async fn demo(data_dir: &Path, insecure: bool) -> anyhow::Result<()> {
         }
         bail!("the demo hub elected no leader within 30s");
     };
+    wait_until_sealed(&nodes[0]).await;
     print_browser_banner(&hub, data_dir, insecure, leader);
     let ca = (!insecure).then(|| data_dir.join("certs/ca.pem"));
     let target = super::Target::new(Some(hub.nodes[0].api_addr.to_string()), ca)?;
