@@ -59,6 +59,12 @@ pub fn locked_until(guard: Option<&LoginGuard>, now_ms: u64) -> Option<u64> {
     guard.map(|g| g.locked_until_ms).filter(|until| *until > now_ms)
 }
 
+/// Whether a count means nothing any more at `now_ms`: its window passed and it locks
+/// nothing, so the next failure would start afresh anyway (it may be removed).
+pub fn spent(guard: &LoginGuard, now_ms: u64) -> bool {
+    now_ms >= guard.since_ms.saturating_add(WINDOW_MS) && now_ms >= guard.locked_until_ms
+}
+
 /// The count after one more failure at `now_ms`: a new window once the last one passed.
 fn after_failure(guard: Option<LoginGuard>, now_ms: u64, limit: u32) -> LoginGuard {
     let mut g = match guard {
@@ -149,6 +155,12 @@ mod tests {
         }
         fail(&mut hub, WINDOW_MS + 10, "slow", "");
         assert!(check(&hub, WINDOW_MS + 11, "slow").is_ok(), "failures spread over windows never lock");
+
+        let locked = LoginGuard { failures: 5, since_ms: 0, locked_until_ms: WINDOW_MS + LOCK_MS };
+        assert!(!spent(&locked, WINDOW_MS), "still locking");
+        assert!(spent(&locked, WINDOW_MS + LOCK_MS), "window past, lock over");
+        let counting = LoginGuard { failures: 2, since_ms: 100, locked_until_ms: 0 };
+        assert!(!spent(&counting, 99 + WINDOW_MS) && spent(&counting, 100 + WINDOW_MS));
     }
 
     #[test]

@@ -558,7 +558,7 @@ impl<'a> RocksHub<'a> {
     /// were created before `before_ms`: every session ends within a day of its creation (the
     /// longest absolute lifetime), so these answer nothing any more.
     pub fn sweep_sessions(&mut self, before_ms: u64, limit: usize) {
-        self.sweep(SESSIONS, keys::SESSION_SWEEP, limit, |s: &Session| {
+        self.sweep(SESSIONS, keys::SESSION_SWEEP, limit, |_, s: &Session| {
             let dead = s.created_at_ms < before_ms;
             dead.then(|| vec![keys::text(SESSIONS, &s.token_hash), keys::session_of(s.account.0, &s.token_hash)])
         });
@@ -567,21 +567,36 @@ impl<'a> RocksHub<'a> {
     /// Removes the unused invitations among the next `limit` that expired before `before_ms`
     /// (a used one stays: it says who brought whom in).
     pub fn sweep_invitations(&mut self, before_ms: u64, limit: usize) {
-        self.sweep(INVITATIONS, keys::INVITATION_SWEEP, limit, |i: &Invitation| {
+        self.sweep(INVITATIONS, keys::INVITATION_SWEEP, limit, |_, i: &Invitation| {
             let dead = i.used_by.is_none() && i.expires_at_ms < before_ms;
             dead.then(|| vec![keys::text(INVITATIONS, &i.code_hash)])
         });
     }
 
+    /// Removes the counts of failed sign-ins among the next `limit` that count nothing at
+    /// `now_ms` any more (their window passed and they lock nothing): logins that never
+    /// existed leave none behind for long.
+    pub fn sweep_login_guards(&mut self, now_ms: u64, limit: usize) {
+        self.sweep(
+            keys::LOGIN_GUARDS,
+            keys::LOGIN_GUARD_SWEEP,
+            limit,
+            |key, g: &kizuna_domain::login_guard::LoginGuard| {
+                kizuna_domain::login_guard::spent(g, now_ms).then(|| vec![key.to_vec()])
+            },
+        );
+    }
+
     /// Looks at the next `limit` records of `table` after the cursor kept at `cursor_key`, and
-    /// deletes the keys `dead` names for each; at the table's end the next sweep starts over.
+    /// deletes the keys `dead` names for each (given the record's key and value); at the
+    /// table's end the next sweep starts over.
     /// Decided by the replicated state alone, so every replica sweeps the same records.
     fn sweep<T: DeserializeOwned>(
         &mut self,
         table: Table,
         cursor_key: &[u8],
         limit: usize,
-        dead: impl Fn(&T) -> Option<Vec<Vec<u8>>>,
+        dead: impl Fn(&[u8], &T) -> Option<Vec<Vec<u8>>>,
     ) {
         let prefix = keys::all(table);
         let cursor: Option<serde_bytes::ByteBuf> = self.get(cursor_key);
@@ -589,7 +604,7 @@ impl<'a> RocksHub<'a> {
         let start = cursor.map_or_else(|| prefix.clone(), |c| [c.as_slice(), &[0]].concat());
         let found = self.scan_from(&prefix, &start, limit);
         for (key, value) in &found {
-            if let Some(gone) = self.decode::<T>(key, value).as_ref().and_then(&dead) {
+            if let Some(gone) = self.decode::<T>(key, value).as_ref().and_then(|v| dead(key, v)) {
                 for key in gone {
                     self.overlay.insert(key, None);
                 }

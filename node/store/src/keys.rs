@@ -441,6 +441,8 @@ pub(crate) const REMEMBERED_FORGOTTEN: &[u8] = b"m/remembered_forgotten";
 pub(crate) const SESSION_SWEEP: &[u8] = b"m/session_sweep";
 /// The last invitation key the sweep of expired invitations looked at.
 pub(crate) const INVITATION_SWEEP: &[u8] = b"m/invitation_sweep";
+/// Where the sweep of spent failed-sign-in counts has reached.
+pub(crate) const LOGIN_GUARD_SWEEP: &[u8] = b"m/login_guard_sweep";
 
 /// The u64 that ends `key` right after `prefix` (the id of an index key, the seq of a log key).
 pub(crate) fn id_after(key: &[u8], prefix: &[u8]) -> Result<u64, KeyError> {

@@ -412,6 +412,10 @@ impl ApplyBatch<'_> {
         if log_index.is_multiple_of(SWEEP_EVERY_ENTRIES) {
             self.hub.sweep_sessions(self.clock_ms.saturating_sub(SESSION_KEPT_MS), SWEPT_PER_SWEEP);
             self.hub.sweep_invitations(self.clock_ms.saturating_sub(INVITATION_KEPT_MS), SWEPT_PER_SWEEP);
+            // Only from the version that brought the counts: an older build does not sweep.
+            if self.hub.apply_version() >= kizuna_domain::login_guard::SINCE_APPLY_VERSION {
+                self.hub.sweep_login_guards(self.clock_ms, SWEPT_PER_SWEEP);
+            }
         }
         Ok(applied)
     }
@@ -945,7 +949,9 @@ mod tests {
 
     #[tokio::test]
     async fn ended_sessions_and_old_unused_invitations_are_swept_the_same_on_every_replica() {
+        use kizuna_domain::login_guard::{Guarded, LoginGuard};
         use kizuna_domain::model::{AccountId, FacilityId, Invitation, InvitationId, Session};
+        let guard = |since_ms, locked_until_ms| LoginGuard { failures: 5, since_ms, locked_until_ms };
         let (one, two) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
         let (_l1, mut a) = crate::open(one.path(), crate::MasterKeys::none()).expect("open");
         let (_l2, mut b) = crate::open(two.path(), crate::MasterKeys::none()).expect("open");
@@ -975,7 +981,10 @@ mod tests {
                 Change::Invitation(invitation("expired", 1_000, None)),
                 Change::Invitation(invitation("used", 1_000, Some(AccountId(5)))),
                 Change::Invitation(invitation("open", 9 * day, None)),
+                Change::LoginGuard { guarded: Guarded::Login("ghost".into()), guard: Some(guard(1_000, 0)) },
+                Change::LoginGuard { guarded: Guarded::Login("locked".into()), guard: Some(guard(9 * day, 10 * day)) },
             ]);
+            hub.set_apply_version(kizuna_domain::login_guard::SINCE_APPLY_VERSION);
             let mut wb = WriteBatch::default();
             hub.write_into(&mut wb).expect("records");
             sm.db.write(wb).expect("written");
@@ -990,6 +999,8 @@ mod tests {
         let reader = a.reader();
         let hub = reader.hub();
         assert!(hub.session("old").unwrap().is_none(), "a session of nine days ago is gone");
+        assert_eq!(hub.login_guard(&Guarded::Login("ghost".into())).unwrap(), None, "a spent count is gone");
+        assert!(hub.login_guard(&Guarded::Login("locked".into())).unwrap().is_some(), "a lock stays");
         assert!(hub.session("recent").unwrap().is_some());
         assert!(hub.invitation_by_code("expired").unwrap().is_none(), "an unused invitation a week past its end");
         assert!(hub.invitation_by_code("used").unwrap().is_some(), "a used one says who brought whom in");
