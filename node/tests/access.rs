@@ -16,7 +16,7 @@ use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use kizuna_proto::admin::{
     AddLearnerRequest, ChangeMembershipRequest, CreateSnapshotRequest, GetClusterStatusRequest, GetStateDigestRequest,
-    NodeSpec, TransferLeaderRequest,
+    NodeSpec, RotateKeysRequest, TransferLeaderRequest,
 };
 use kizuna_proto::records::record_service_client::RecordServiceClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, PutRecordRequest};
@@ -81,6 +81,8 @@ async fn cluster_administration_and_records_answer_operators_only_and_change_not
             assert_refused(outsider, "ChangeMembership", admin.change_membership(voters).await);
             let transfer = TransferLeaderRequest { to_node_id: follower };
             assert_refused(outsider, "TransferLeader", admin.transfer_leader(transfer).await);
+            let rotate = RotateKeysRequest { new_data_key: true };
+            assert_refused(outsider, "RotateKeys", admin.rotate_keys(rotate).await);
 
             let mut records = records_as(&hub.api(id), outsider.bearer.clone()).await;
             let put =
@@ -104,6 +106,7 @@ async fn cluster_administration_and_records_answer_operators_only_and_change_not
         .into_inner();
     assert_eq!(members.members.len(), 3, "{members:?}");
     assert!(members.members.iter().all(|m| m.voter), "{members:?}");
+    assert_eq!(hub.running(leader).node.state.vault().hub_keys(), 1, "no data key was added");
     let missing = hub.get(leader, "intrusion", Consistency::Linearizable).await.expect_err("no record was written");
     assert_eq!(missing.code(), Code::NotFound);
 
