@@ -201,19 +201,6 @@ impl Vault {
         Ok(Cow::Owned(k.open(&record_ad(family, key), sealed)?))
     }
 
-    /// A search term as the index keys it: a keyed hash under the hub's first data key once it
-    /// has one (stable across rotations: the index is never rebuilt for a new key), else the
-    /// term itself, as builds before sealing wrote it.
-    pub(crate) fn search_term(&self, term: &str) -> Vec<u8> {
-        let held = self.hub.read().unwrap_or_else(PoisonError::into_inner);
-        match held.values().next() {
-            None => term.as_bytes().to_vec(),
-            Some(first) => [&[HASHED_TERM][..], &first.term(term.as_bytes())].concat(),
-        }
-    }
-}
-
-impl Vault {
     /// What a failed sign-in is counted under: a keyed hash of the login or address (never the
     /// typed text in a key: people type passwords into the login field), under the hub's first
     /// data key, or a plain SHA-256 before the hub has one.
@@ -229,6 +216,17 @@ impl Vault {
                 out.copy_from_slice(&digest[..8]);
                 out
             }
+        }
+    }
+
+    /// A search term as the index keys it: a keyed hash under the hub's first data key once it
+    /// has one (stable across rotations: the index is never rebuilt for a new key), else the
+    /// term itself, as builds before sealing wrote it.
+    pub(crate) fn search_term(&self, term: &str) -> Vec<u8> {
+        let held = self.hub.read().unwrap_or_else(PoisonError::into_inner);
+        match held.values().next() {
+            None => term.as_bytes().to_vec(),
+            Some(first) => [&[HASHED_TERM][..], &first.term(term.as_bytes())].concat(),
         }
     }
 }
