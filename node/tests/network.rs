@@ -526,6 +526,15 @@ async fn the_collaboration_story() {
     };
     c.accounts.create_family_account(authed(fam, &dr)).await.expect("family account");
     let family = login(&mut c, "yamada.family").await;
+    // The doctor chose that password: the family member replaces it before reading anything.
+    let early = c.posts.timeline(authed(tl(room_a), &family)).await.expect_err("issued password");
+    assert_eq!(early.code(), tonic::Code::FailedPrecondition);
+    let own = ChangePasswordRequest {
+        idempotency_key: uuid(),
+        current_password: PASSWORD.into(),
+        new_password: "家族の新しいパスワード2026".into(),
+    };
+    c.accounts.change_password(authed(own, &family)).await.expect("the family member's own password");
     assert_eq!(c.posts.timeline(authed(tl(room_a), &family)).await.unwrap().into_inner().posts.len(), 2);
     assert_eq!(
         c.posts.timeline(authed(tl(room_b), &family)).await.expect_err("other patient").code(),

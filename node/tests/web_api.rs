@@ -247,3 +247,61 @@ async fn a_facility_is_listed_to_its_admins_only() {
     let staff = accounts.list_staff(list(&operator, facility_id)).await.expect("listed again").into_inner().staff;
     assert_eq!(staff[0].state(), AccountState::Stopped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_issued_password_is_changed_first_under_the_hubs_rule() {
+    let hub = TestHub::start(1).await;
+    let nurse = hub.member("vn.ito").await;
+    let op = hub.operator().await;
+    let mut accounts = AccountServiceClient::new(channel(&hub.api(hub.leader().await)).await);
+    let nurse_id = me(&mut accounts, &nurse).await.expect("GetMe").account_id;
+
+    // The operator makes the rule stricter; everyone may read it.
+    let rule = SetPasswordPolicyRequest { idempotency_key: "rule".into(), min_chars: 13, min_kinds: 3 };
+    let refused = accounts.set_password_policy(authed(rule.clone(), &nurse)).await.expect_err("a nurse");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    accounts.set_password_policy(authed(rule, &op)).await.expect("the operator");
+    let read = accounts.get_password_policy(authed(GetPasswordPolicyRequest {}, &nurse)).await.expect("readable");
+    assert_eq!((read.get_ref().min_chars, read.get_ref().min_kinds), (13, 3));
+
+    // The nurse forgot the password: the operator issues one. Weak ones are refused first.
+    let issue = |key: &str, password: &str| IssuePasswordRequest {
+        idempotency_key: key.into(),
+        account_id: nurse_id,
+        password: password.into(),
+    };
+    let weak = accounts.issue_password(authed(issue("weak", "onlylowercaseletters"), &op)).await;
+    assert_eq!(weak.expect_err("one kind").code(), Code::InvalidArgument);
+    let issued = "Kari-Pass-2026";
+    accounts.issue_password(authed(issue("issue", issued), &op)).await.expect("issued");
+    assert_eq!(me(&mut accounts, &nurse).await.expect_err("sessions ended").code(), Code::Unauthenticated);
+
+    // Signed in with it, only GetMe, ChangePassword and Logout answer.
+    let signed_in = LoginRequest {
+        idempotency_key: "issued-login".into(),
+        login: "vn.ito".into(),
+        password: issued.into(),
+        device: "test".into(),
+        ..Default::default()
+    };
+    let answer = accounts.login(signed_in).await.expect("signs in").into_inner();
+    assert!(answer.password_change_required);
+    let token = answer.token;
+    assert!(me(&mut accounts, &token).await.expect("GetMe answers").password_change_required);
+    let mut rooms = RoomServiceClient::new(channel(&hub.api(hub.leader().await)).await);
+    let list = rooms.list_rooms(authed(ListRoomsRequest::default(), &token)).await.expect_err("not yet");
+    assert_eq!(list.code(), Code::FailedPrecondition);
+    assert!(list.message().contains("パスワードを変更"), "{}", list.message());
+    let group = CreateGroupRequest { idempotency_key: "issued-group".into(), name: "勉強会".into() };
+    assert_eq!(
+        rooms.create_group(authed(group, &token)).await.expect_err("no writes").code(),
+        Code::FailedPrecondition
+    );
+
+    // The new password follows the rule; once changed, everything answers again.
+    let weak = accounts.change_password(authed(change("weak-change", issued, "abcdefghijklmnop"), &token)).await;
+    assert_eq!(weak.expect_err("one kind").code(), Code::InvalidArgument);
+    accounts.change_password(authed(change("changed", issued, "Mine-2026-winter"), &token)).await.expect("changed");
+    assert!(!me(&mut accounts, &token).await.expect("GetMe").password_change_required);
+    rooms.list_rooms(authed(ListRoomsRequest::default(), &token)).await.expect("rooms answer");
+}

@@ -178,6 +178,9 @@ pub fn change_password(
     view.session(token_hash)?.filter(|s| s.account == actor && !s.revoked).ok_or(DomainError::Unauthenticated)?;
     account.password_hash = password_hash;
     let mut changes = vec![Change::Account(account)];
+    if view.password_issued(actor)? {
+        changes.push(Change::PasswordIssued { account: actor, issued: false });
+    }
     for mut s in view.sessions_of(actor)?.into_iter().filter(|s| !s.revoked && s.token_hash != token_hash) {
         s.revoked = true;
         changes.push(Change::Session(s));
@@ -199,6 +202,10 @@ pub fn create_family_account(
     let account = new_account(view, ctx, names, AccountKind::Family { patient }, AccountStatus::Active, false)?;
     let member = Member::new(p.timeline, account.id, Role::Family, MemberState::Active);
     let id = account.id;
-    let changes = vec![Change::Account(account), Change::Member(member)];
+    let mut changes = vec![Change::Account(account), Change::Member(member)];
+    // Its patient's team chose the password: the family member replaces it first.
+    if view.apply_version()? >= crate::password_policy::SINCE_APPLY_VERSION {
+        changes.push(Change::PasswordIssued { account: id, issued: true });
+    }
     Ok(Effects::new(Outcome::Account(id), changes).audited(Some(patient), None, "create family account"))
 }

@@ -284,6 +284,35 @@ pub enum Command {
         room: RoomId,
         reason: String,
     },
+    /// Operators set the hub's rule for new passwords ([`crate::password_policy`]). From apply
+    /// version 5 on.
+    SetPasswordPolicy {
+        min_chars: u32,
+        min_kinds: u32,
+    },
+    /// An account's admin sets a password to hand over; the holder must change it before
+    /// anything else ([`crate::password_policy::issue`]). From apply version 5 on.
+    IssuePassword {
+        account: AccountId,
+        password_hash: String,
+    },
+}
+
+impl Command {
+    /// The apply version that brought this command: a hub below it refuses the command (an
+    /// older build could not decode it), the same on every replica.
+    pub fn since_apply_version(&self) -> u32 {
+        match self {
+            Command::LoginFailed { .. }
+            | Command::SetSecondFactorPolicy { .. }
+            | Command::SetBreakGlass { .. }
+            | Command::OpenEmergencyAccess { .. } => crate::login_guard::SINCE_APPLY_VERSION,
+            Command::SetPasswordPolicy { .. } | Command::IssuePassword { .. } => {
+                crate::password_policy::SINCE_APPLY_VERSION
+            }
+            _ => crate::FIRST_APPLY_VERSION,
+        }
+    }
 }
 
 /// Applies `command` by `actor` (None: not signed in — only init, registration and login).
@@ -324,6 +353,14 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
         C::OpenEmergencyAccess { room, reason } => crate::emergency::open(view, ctx, signed_in()?, room, &reason),
         C::SetSecondFactorPolicy { facility, required, grace_days } => {
             crate::second_factor_policy::set(view, ctx, signed_in()?, facility, (required, grace_days))
+        }
+        C::SetPasswordPolicy { min_chars, min_kinds } => crate::password_policy::set(
+            view,
+            signed_in()?,
+            crate::password_policy::PasswordPolicy { min_chars, min_kinds },
+        ),
+        C::IssuePassword { account, password_hash } => {
+            crate::password_policy::issue(view, signed_in()?, account, password_hash)
         }
         C::CreateSession { login, token_hash, device, totp_step } => {
             sessions::create(view, ctx, &login, (token_hash, device, totp_step))

@@ -28,6 +28,7 @@ pub mod keyring;
 pub mod login_guard;
 pub mod model;
 pub mod notify;
+pub mod password_policy;
 pub mod posts;
 pub mod push;
 pub mod queries;
@@ -192,8 +193,11 @@ pub enum LogCommand {
 /// (`SetSecondFactorPolicy`, `SetBreakGlass`, `OpenEmergencyAccess`). 4
 /// ([`keyring::SEALED_STATE_APPLY_VERSION`]): the state is sealed under the hub's data keys
 /// ([`LogCommand::SetDataKeys`]) and the search index holds keyed hashes of its terms; a node
-/// without a master key applies up to 3 only.
-pub const APPLY_VERSION: u32 = 4;
+/// without a master key applies up to 3 only, so a hub without encryption at rest stays at 3.
+/// 5 ([`password_policy::SINCE_APPLY_VERSION`]): the password rule is the hub's
+/// (`SetPasswordPolicy`), admins issue passwords (`IssuePassword`) and family accounts'
+/// passwords count as issued.
+pub const APPLY_VERSION: u32 = 5;
 
 /// The active version of a hub that never set one: its nodes were all of builds before the
 /// version existed.

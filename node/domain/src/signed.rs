@@ -39,6 +39,13 @@ pub fn decide(view: &impl HubView, ctx: Ctx, sender: Sender<'_>, command: Comman
             _ => DomainError::Unauthenticated,
         })?),
     };
+    // An issued password is changed before anything else (crate::password_policy).
+    if let Some(account) = actor
+        && view.password_issued(account)?
+        && !crate::password_policy::allowed_while_issued(&command)
+    {
+        return Err(crate::password_policy::issued_refusal());
+    }
     let effects = execute(view, ctx, actor, command)?;
     let audit = match (actor, &effects.audit) {
         (Some(account), Some(trail)) => Some(write_record(ctx, sender, account, trail)),
@@ -231,6 +238,15 @@ mod tests {
             broken()
         }
         fn second_factor_policy(&self) -> ViewResult<crate::second_factor_policy::SecondFactorPolicy> {
+            broken()
+        }
+        fn password_policy(&self) -> ViewResult<crate::password_policy::PasswordPolicy> {
+            broken()
+        }
+        fn apply_version(&self) -> ViewResult<u32> {
+            broken()
+        }
+        fn password_issued(&self, _: AccountId) -> ViewResult<bool> {
             broken()
         }
         fn break_glass(&self, _: AccountId) -> ViewResult<Option<crate::emergency::Designation>> {

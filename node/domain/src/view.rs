@@ -110,6 +110,13 @@ pub trait HubView {
     fn login_guard(&self, guarded: &crate::login_guard::Guarded) -> ViewResult<Option<crate::login_guard::LoginGuard>>;
     /// Who must have a second factor (empty if never set).
     fn second_factor_policy(&self) -> ViewResult<crate::second_factor_policy::SecondFactorPolicy>;
+    /// The hub's rule for new passwords (the default if never set).
+    fn password_policy(&self) -> ViewResult<crate::password_policy::PasswordPolicy>;
+    /// Whether `account`'s password is an issued one its holder has not changed yet.
+    fn password_issued(&self, account: AccountId) -> ViewResult<bool>;
+    /// The apply version the hub is at ([`crate::APPLY_VERSION`]): what a command does may
+    /// depend on it, the same on every replica.
+    fn apply_version(&self) -> ViewResult<u32>;
     /// Whether an operator designated `account` for emergency access ([`crate::emergency`]).
     fn break_glass(&self, account: AccountId) -> ViewResult<Option<crate::emergency::Designation>>;
     /// The newest emergency access of `account` to `room`, expired or not.
@@ -266,6 +273,11 @@ pub enum Change {
         guard: Option<crate::login_guard::LoginGuard>,
     },
     SecondFactorPolicy(crate::second_factor_policy::SecondFactorPolicy),
+    PasswordPolicy(crate::password_policy::PasswordPolicy),
+    PasswordIssued {
+        account: AccountId,
+        issued: bool,
+    },
     BreakGlass {
         account: AccountId,
         designation: Option<crate::emergency::Designation>,
@@ -311,6 +323,11 @@ pub struct MemHub {
     pub push_notices: BTreeMap<(AccountId, RoomId), Notice>,
     pub login_guards: BTreeMap<crate::login_guard::Guarded, crate::login_guard::LoginGuard>,
     pub second_factor_policy: crate::second_factor_policy::SecondFactorPolicy,
+    pub password_policy: crate::password_policy::PasswordPolicy,
+    pub passwords_issued: std::collections::BTreeSet<AccountId>,
+    /// The apply version commands see (0 reads as [`crate::APPLY_VERSION`]: a test hub runs
+    /// the newest rules unless it says otherwise).
+    pub apply_version: u32,
     pub break_glass: BTreeMap<AccountId, crate::emergency::Designation>,
     pub emergency_accesses: BTreeMap<(RoomId, AccountId), crate::emergency::EmergencyAccess>,
 }
@@ -443,6 +460,13 @@ impl MemHub {
                     self.login_guards.remove(&guarded);
                 }
                 Change::SecondFactorPolicy(policy) => self.second_factor_policy = policy,
+                Change::PasswordPolicy(policy) => self.password_policy = policy,
+                Change::PasswordIssued { account, issued: true } => {
+                    self.passwords_issued.insert(account);
+                }
+                Change::PasswordIssued { account, issued: false } => {
+                    self.passwords_issued.remove(&account);
+                }
                 Change::BreakGlass { account, designation: Some(d) } => {
                     self.break_glass.insert(account, d);
                 }
@@ -637,6 +661,15 @@ impl HubView for MemHub {
     }
     fn second_factor_policy(&self) -> ViewResult<crate::second_factor_policy::SecondFactorPolicy> {
         Ok(self.second_factor_policy.clone())
+    }
+    fn password_policy(&self) -> ViewResult<crate::password_policy::PasswordPolicy> {
+        Ok(self.password_policy)
+    }
+    fn password_issued(&self, account: AccountId) -> ViewResult<bool> {
+        Ok(self.passwords_issued.contains(&account))
+    }
+    fn apply_version(&self) -> ViewResult<u32> {
+        Ok(if self.apply_version == 0 { crate::APPLY_VERSION } else { self.apply_version })
     }
     fn break_glass(&self, account: AccountId) -> ViewResult<Option<crate::emergency::Designation>> {
         Ok(self.break_glass.get(&account).copied())

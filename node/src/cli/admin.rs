@@ -81,6 +81,21 @@ pub enum AdminCommand {
         #[arg(long)]
         off: bool,
     },
+    /// The hub's rule for new passwords; with --min-chars or --min-kinds, change it (operators).
+    PasswordPolicy {
+        /// The minimum length, 8..=64 characters.
+        #[arg(long)]
+        min_chars: Option<u32>,
+        /// How many kinds (lower-case, upper-case, digits, others) a password mixes, 1..=4.
+        #[arg(long)]
+        min_kinds: Option<u32>,
+    },
+    /// Issue a new random password for an account (its facility's admins, operators) and print
+    /// it to hand over: its holder must change it at the next sign-in.
+    IssuePassword {
+        #[arg(long)]
+        account: u64,
+    },
     /// The audit log of patient data (operators; a facility's admins with --facility, their
     /// own): list, export as JSON lines, or verify its chain.
     Audit {
@@ -293,6 +308,10 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
             };
             super::sessions::second_factor_policy(&target()?, facility, change).await?
         }
+        AdminCommand::PasswordPolicy { min_chars, min_kinds } => {
+            super::sessions::password_policy(&target()?, min_chars, min_kinds).await?
+        }
+        AdminCommand::IssuePassword { account } => super::sessions::issue_password(&target()?, account).await?,
         AdminCommand::Audit { verify_export: Some(path), .. } => {
             let verified = super::audit_export::verify_file(&path)?;
             println!("audit export intact: {verified} entries verified");

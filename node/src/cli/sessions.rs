@@ -1,11 +1,14 @@
 //! `kizuna sessions` and `kizuna revoke`: the device list and the remote stop of one device;
 //! `kizuna admin session-policy`: the hub's idle timeout and absolute session lifetime;
-//! `kizuna admin second-factor`: who must have a second factor.
+//! `kizuna admin second-factor`: who must have a second factor;
+//! `kizuna admin password-policy` and `kizuna admin issue-password`: the rule for new passwords
+//! and a password handed over.
 
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::accounts::{
-    GetSecondFactorPolicyRequest, GetSessionPolicyRequest, ListSessionsRequest, RevokeSessionRequest, SessionPolicy,
-    SetSecondFactorPolicyRequest, SetSessionPolicyRequest,
+    GetPasswordPolicyRequest, GetSecondFactorPolicyRequest, GetSessionPolicyRequest, IssuePasswordRequest,
+    ListSessionsRequest, RevokeSessionRequest, SessionPolicy, SetPasswordPolicyRequest, SetSecondFactorPolicyRequest,
+    SetSessionPolicyRequest,
 };
 
 use super::Target;
@@ -101,6 +104,39 @@ pub async fn second_factor_policy(
         let who = r.facility_id.map_or_else(|| "ハブ全体".to_owned(), |f| format!("施設 {f} の職員"));
         println!("{who}: 二要素認証が必須 ({})", due_in(r.due.map_or(0, |d| d.seconds)));
     }
+    Ok(())
+}
+
+/// Shows the hub's password rule, after changing what is given.
+pub async fn password_policy(target: &Target, min_chars: Option<u32>, min_kinds: Option<u32>) -> anyhow::Result<()> {
+    let t = token()?;
+    let mut c = AccountServiceClient::new(channel(target).await?);
+    let current = c.get_password_policy(authed(GetPasswordPolicyRequest {}, &t)?).await?.into_inner();
+    if min_chars.is_some() || min_kinds.is_some() {
+        let req = SetPasswordPolicyRequest {
+            idempotency_key: idempotency_key(),
+            min_chars: min_chars.unwrap_or(current.min_chars),
+            min_kinds: min_kinds.unwrap_or(current.min_kinds),
+        };
+        c.set_password_policy(authed(req, &t)?).await?;
+    }
+    let policy = c.get_password_policy(authed(GetPasswordPolicyRequest {}, &t)?).await?.into_inner();
+    println!(
+        "新しいパスワード: {}文字以上、英小文字・英大文字・数字・記号などのうち{}種類以上",
+        policy.min_chars, policy.min_kinds
+    );
+    Ok(())
+}
+
+/// Issues a random password for `account` and prints it once, to hand over.
+pub async fn issue_password(target: &Target, account: u64) -> anyhow::Result<()> {
+    let t = token()?;
+    let password = crate::api::one_time_password()?;
+    let req =
+        IssuePasswordRequest { idempotency_key: idempotency_key(), account_id: account, password: password.clone() };
+    AccountServiceClient::new(channel(target).await?).issue_password(authed(req, &t)?).await?;
+    println!("account {account}: password issued: {password}");
+    println!("(shown once; its holder must change it at the next sign-in, and its other sessions ended)");
     Ok(())
 }
 

@@ -125,6 +125,14 @@ pub async fn login(
     let resp = AccountServiceClient::new(channel(target).await?).login(req).await?.into_inner();
     let path = save_session(&SavedSession { login: login.clone(), token: resp.token })?;
     println!("logged in as {login} (account {}); session kept in {}", resp.account_id, path.display());
+    if resp.password_change_required {
+        println!(
+            "このパスワードは発行されたものです。ブラウザの設定画面でパスワードを変更するまで、ほかの操作はできません"
+        );
+    }
+    if resp.second_factor_due.is_some() {
+        println!("二要素認証の設定が必要です (期限: {})", time(&resp.second_factor_due));
+    }
     Ok(())
 }
 

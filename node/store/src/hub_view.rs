@@ -315,6 +315,13 @@ impl<'a> RocksHub<'a> {
                     self.overlay.insert(keys::id(keys::BREAK_GLASS, account.0), None);
                 }
                 Change::EmergencyAccess(a) => self.put(keys::ids(keys::EMERGENCY_ACCESSES, a.room.0, a.account.0), &a),
+                Change::PasswordPolicy(policy) => self.put(keys::all(keys::PASSWORD_POLICY), &policy),
+                Change::PasswordIssued { account, issued: true } => {
+                    self.put(keys::id(keys::PASSWORDS_ISSUED, account.0), &())
+                }
+                Change::PasswordIssued { account, issued: false } => {
+                    self.overlay.insert(keys::id(keys::PASSWORDS_ISSUED, account.0), None);
+                }
             }
         }
     }
@@ -695,6 +702,15 @@ impl HubView for RocksHub<'_> {
     }
     fn second_factor_policy(&self) -> ViewResult<kizuna_domain::second_factor_policy::SecondFactorPolicy> {
         self.checked(self.get(&keys::all(keys::SECOND_FACTOR_POLICY)).unwrap_or_default())
+    }
+    fn password_policy(&self) -> ViewResult<kizuna_domain::password_policy::PasswordPolicy> {
+        self.checked(self.get(&keys::all(keys::PASSWORD_POLICY)).unwrap_or_default())
+    }
+    fn password_issued(&self, account: AccountId) -> ViewResult<bool> {
+        self.checked(self.get::<()>(&keys::id(keys::PASSWORDS_ISSUED, account.0)).is_some())
+    }
+    fn apply_version(&self) -> ViewResult<u32> {
+        Ok(RocksHub::apply_version(self))
     }
     fn break_glass(&self, account: AccountId) -> ViewResult<Option<kizuna_domain::emergency::Designation>> {
         self.checked(self.get(&keys::id(keys::BREAK_GLASS, account.0)))

@@ -72,6 +72,8 @@
 //! | `1` | — | SecondFactorPolicy (who must have a second factor; absent: nobody) |
 //! | `2` | account id | Designation (designated for emergency access) |
 //! | `3` | room id, account id | EmergencyAccess (the newest of that account to that room) |
+//! | `4` | — | PasswordPolicy (the rule for new passwords; absent: the default) |
+//! | `5` | account id | () (its password is an issued one, not changed yet) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
 //! | `m` | `/apply_version` | the hub's active apply version |
 //! | `m` | `/key/` + u32 id | WrappedKey (a data key of the hub, never sealed itself) |
@@ -150,9 +152,11 @@ pub(crate) const LOGIN_GUARDS: Table = table(b'0', "failed sign-ins");
 pub(crate) const SECOND_FACTOR_POLICY: Table = table(b'1', "second factor policy");
 pub(crate) const BREAK_GLASS: Table = table(b'2', "designated for emergency access");
 pub(crate) const EMERGENCY_ACCESSES: Table = table(b'3', "emergency accesses");
+pub(crate) const PASSWORD_POLICY: Table = table(b'4', "password policy");
+pub(crate) const PASSWORDS_ISSUED: Table = table(b'5', "issued passwords not changed yet");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 56] = [
+pub(crate) const TABLES: [Table; 58] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -209,6 +213,8 @@ pub(crate) const TABLES: [Table; 56] = [
     SECOND_FACTOR_POLICY,
     BREAK_GLASS,
     EMERGENCY_ACCESSES,
+    PASSWORD_POLICY,
+    PASSWORDS_ISSUED,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.

@@ -244,8 +244,9 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'1' => op.with::<kizuna_domain::second_factor_policy::SecondFactorPolicy>(),
         b'2' => op.with::<kizuna_domain::emergency::Designation>(),
         b'3' => op.with::<kizuna_domain::emergency::EmergencyAccess>(),
+        b'4' => op.with::<kizuna_domain::password_policy::PasswordPolicy>(),
         // Index tables: the key is the entry, the value is empty.
-        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' => op.with::<()>(),
+        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' | b'5' => op.with::<()>(),
         _ => return None,
     })
 }

@@ -482,15 +482,8 @@ impl ApplyBatch<'_> {
         origin_node: u64,
         command: Command,
     ) -> std::io::Result<CommandResult> {
-        // Commands this build brought: an older build cannot decode them (see `APPLY_VERSION`).
-        if matches!(
-            command,
-            Command::LoginFailed { .. }
-                | Command::SetSecondFactorPolicy { .. }
-                | Command::SetBreakGlass { .. }
-                | Command::OpenEmergencyAccess { .. }
-        ) && self.hub.apply_version() < kizuna_domain::login_guard::SINCE_APPLY_VERSION
-        {
+        // Commands newer builds brought: an older build cannot decode them (see `APPLY_VERSION`).
+        if self.hub.apply_version() < command.since_apply_version() {
             return Ok(DomainError::FailedPrecondition("the hub is being upgraded".into()).into());
         }
         let ctx = Ctx { log_index, now_ms: self.clock_ms };

@@ -80,8 +80,16 @@ impl Api {
             // (the lost one idles out).
             outcome = session(format!("{}/retry-{}", r.idempotency_key, &token_hash[..16])).await?.0;
         }
-        let due = self.query(|hub| hub.second_factor_policy().map_err(view_status))?.due_for(&account);
-        Ok(pb::LoginResponse { token, account_id: account_id(outcome)?, second_factor_due: due.map(timestamp) })
+        let (due, password_change_required) = self.query(|hub| {
+            let due = hub.second_factor_policy().map_err(view_status)?.due_for(&account);
+            Ok((due, hub.password_issued(account.id).map_err(view_status)?))
+        })?;
+        Ok(pb::LoginResponse {
+            token,
+            account_id: account_id(outcome)?,
+            second_factor_due: due.map(timestamp),
+            password_change_required,
+        })
     }
 
     /// Refuses a login or address locked by failed sign-ins: the same answer whether the login
@@ -123,11 +131,12 @@ impl Api {
 
     /// Who the caller is.
     async fn me(&self, req: &Request<pb::GetMeRequest>) -> Result<pb::GetMeResponse, Status> {
-        let (me, _) = self.authenticate(req).await?;
+        let (me, _) = self.authenticate_with_issued_password(req).await?;
         let hub = self.node.raft.config().cluster_name.clone();
         self.query(|view| {
             let account = view.account(me).map_err(view_status)?.ok_or_else(not_signed_in)?;
             let second_factor_due = view.second_factor_policy().map_err(view_status)?.due_for(&account).map(timestamp);
+            let password_change_required = view.password_issued(me).map_err(view_status)?;
             let (kind, profession, facility) = account_kind(Some(&account.kind));
             let facility_name = facility.and_then(|f| shown(view.facility(f))).map(|f| f.name).unwrap_or_default();
             Ok(pb::GetMeResponse {
@@ -142,6 +151,7 @@ impl Api {
                 login: account.login,
                 display_name: account.display_name,
                 second_factor_due,
+                password_change_required,
             })
         })
     }
@@ -167,9 +177,9 @@ impl Api {
     /// Checks the caller's current password, then sets the new one (hashed here: commands
     /// carry hashes) and ends the caller's other sessions.
     async fn change_password_checked(&self, req: &Request<pb::ChangePasswordRequest>) -> Result<(), Status> {
-        let (me, token_hash) = self.authenticate(req).await?;
+        let (me, token_hash) = self.authenticate_with_issued_password(req).await?;
         let r = req.get_ref().clone();
-        auth::check_new_password(&r.new_password)?;
+        self.query(|hub| hub.password_policy().map_err(view_status))?.check(&r.new_password).map_err(domain_status)?;
         let phc = self.query(|hub| hub.account(me).map_err(view_status))?.ok_or_else(not_signed_in)?.password_hash;
         // Off the async threads, as at login: argon2id is deliberately slow.
         let (current, new) = (r.current_password, r.new_password);
@@ -188,6 +198,16 @@ impl Api {
             Outcome::PasswordChanged(_) => Ok(()),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// `password` hashed for a new account or an issued password, once it follows the hub's
+    /// rule (this node's copy of it). Hashing runs off the async threads: argon2id is
+    /// deliberately slow.
+    async fn new_password_hash(&self, password: String) -> Result<String, Status> {
+        self.query(|hub| hub.password_policy().map_err(view_status))?.check(&password).map_err(domain_status)?;
+        tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
     }
 
     /// Whether the caller's write under `idempotency_key` was a change of their password that
@@ -280,7 +300,7 @@ impl pb::account_service_server::AccountService for Api {
         req: Request<pb::InitOperatorRequest>,
     ) -> Result<Response<pb::InitOperatorResponse>, Status> {
         let r = req.into_inner();
-        let password_hash = auth::hash_password(&r.password)?;
+        let password_hash = self.new_password_hash(r.password).await?;
         let cmd = Command::InitOperator { login: r.login, display_name: r.display_name, password_hash };
         let account_id = account_id(self.write(r.idempotency_key, None, cmd).await?)?;
         Ok(Response::new(pb::InitOperatorResponse { account_id }))
@@ -292,7 +312,7 @@ impl pb::account_service_server::AccountService for Api {
     }
 
     async fn logout(&self, req: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
-        let (_, token_hash) = self.authenticate(&req).await?;
+        let (_, token_hash) = self.authenticate_with_issued_password(&req).await?;
         let cmd = Command::Logout { token_hash: token_hash.clone() };
         self.write(req.into_inner().idempotency_key, Some(token_hash), cmd).await?;
         Ok(Response::new(pb::LogoutResponse {}))
@@ -412,7 +432,7 @@ impl pb::account_service_server::AccountService for Api {
 
     async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
         let r = req.into_inner();
-        let password_hash = auth::hash_password(&r.password)?;
+        let password_hash = self.new_password_hash(r.password).await?;
         let cmd = Command::Register {
             code_hash: auth::secret_hash(r.invitation_code.trim()),
             login: r.login,
@@ -448,7 +468,7 @@ impl pb::account_service_server::AccountService for Api {
         req: Request<pb::CreateFamilyAccountRequest>,
     ) -> Result<Response<pb::CreateFamilyAccountResponse>, Status> {
         let r = req.get_ref().clone();
-        let password_hash = auth::hash_password(&r.password)?;
+        let password_hash = self.new_password_hash(r.password.clone()).await?;
         let cmd = Command::CreateFamilyAccount {
             patient: PatientId(r.patient_id),
             login: r.login,
@@ -481,6 +501,38 @@ impl pb::account_service_server::AccountService for Api {
             Command::SetSessionPolicy { idle_minutes: policy.idle_minutes, absolute_hours: policy.absolute_hours };
         self.signed_write(&req, r.idempotency_key, cmd).await?;
         Ok(Response::new(pb::SetSessionPolicyResponse { policy: Some(policy) }))
+    }
+
+    async fn get_password_policy(
+        &self,
+        req: Request<pb::GetPasswordPolicyRequest>,
+    ) -> Result<Response<pb::GetPasswordPolicyResponse>, Status> {
+        self.authenticate(&req).await?;
+        let policy = self.query(|hub| hub.password_policy().map_err(view_status))?;
+        Ok(Response::new(pb::GetPasswordPolicyResponse { min_chars: policy.min_chars, min_kinds: policy.min_kinds }))
+    }
+
+    async fn set_password_policy(
+        &self,
+        req: Request<pb::SetPasswordPolicyRequest>,
+    ) -> Result<Response<pb::SetPasswordPolicyResponse>, Status> {
+        let r = req.get_ref().clone();
+        let cmd = Command::SetPasswordPolicy { min_chars: r.min_chars, min_kinds: r.min_kinds };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::SetPasswordPolicyResponse {}))
+    }
+
+    async fn issue_password(
+        &self,
+        req: Request<pb::IssuePasswordRequest>,
+    ) -> Result<Response<pb::IssuePasswordResponse>, Status> {
+        let r = req.get_ref().clone();
+        // Signed in first: an anonymous caller does not get to spend a hash.
+        self.authenticate(&req).await?;
+        let password_hash = self.new_password_hash(r.password).await?;
+        let cmd = Command::IssuePassword { account: AccountId(r.account_id), password_hash };
+        self.signed_write(&req, r.idempotency_key, cmd).await?;
+        Ok(Response::new(pb::IssuePasswordResponse {}))
     }
 
     async fn get_second_factor_policy(

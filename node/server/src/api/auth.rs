@@ -12,8 +12,6 @@ use tonic::Status;
 
 use kizuna_domain::hex;
 
-pub const MIN_PASSWORD_CHARS: usize = 12;
-
 /// 32 random bytes from the OS, hex-encoded: session tokens and invitation codes.
 pub fn new_secret() -> Result<String, Status> {
     let mut buf = [0u8; 32];
@@ -21,13 +19,22 @@ pub fn new_secret() -> Result<String, Status> {
     Ok(hex(&buf))
 }
 
-/// A readable random password (for `kizuna admin init`): 20 characters from an unambiguous
-/// alphabet, about 100 bits.
+/// A readable random password (for `kizuna admin init` and `issue-password`): four groups of
+/// five characters from an unambiguous alphabet joined by hyphens, about 100 bits, of all four
+/// kinds so that it meets any password rule a hub may set.
 pub fn one_time_password() -> Result<String, Status> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut buf = [0u8; 20];
-    getrandom::fill(&mut buf).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
-    Ok(buf.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+    let strictest = kizuna_domain::password_policy::PasswordPolicy { min_chars: 23, min_kinds: 4 };
+    loop {
+        let mut buf = [0u8; 20];
+        getrandom::fill(&mut buf).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
+        let chars: Vec<char> = buf.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+        let password = chars.chunks(5).map(|group| group.iter().collect::<String>()).collect::<Vec<_>>().join("-");
+        // One in about twenty-five lacks a digit or a case: draw again.
+        if strictest.check(&password).is_ok() {
+            return Ok(password);
+        }
+    }
 }
 
 /// `n` bytes derived from a caller's session token and idempotency key: a retry with the same
@@ -81,19 +88,9 @@ pub fn secret_hash(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
-/// The rule every new password follows (registration, the first operator, family accounts, a
-/// change): at least [`MIN_PASSWORD_CHARS`] characters.
-pub fn check_new_password(password: &str) -> Result<(), Status> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Status::invalid_argument(format!(
-            "パスワードは{MIN_PASSWORD_CHARS}文字以上にしてください (password must have at least {MIN_PASSWORD_CHARS} characters)"
-        )));
-    }
-    Ok(())
-}
-
+/// An argon2id PHC string of `password` (checked against the hub's rule before: see
+/// `Api::new_password_hash`). Slow on purpose: call it off the async threads.
 pub fn hash_password(password: &str) -> Result<String, Status> {
-    check_new_password(password)?;
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| Status::internal(e.to_string()))?;

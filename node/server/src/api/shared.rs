@@ -12,6 +12,7 @@ use crate::node::{Node, now_ms};
 use kizuna_domain::audit::{AuditAction, AuditRecord};
 use kizuna_domain::commands::SESSION_ID_CHARS;
 use kizuna_domain::model::*;
+use kizuna_domain::password_policy;
 use kizuna_domain::queries::{self, SessionPolicy};
 use kizuna_domain::{self, CommandResult, Envelope};
 use kizuna_domain::{Command, DomainError, Outcome, ViewError, ViewResult, authz};
@@ -130,7 +131,32 @@ impl Api {
     }
 
     /// [`Self::authenticate_fresh`], on this node's copy made current first or taken as it is.
+    /// An account whose password is still an issued one is refused here: it may only call what
+    /// goes through [`Self::authenticate_with_issued_password`].
     async fn authenticate_on<T>(
+        &self,
+        req: &Request<T>,
+        from: ReadFrom,
+    ) -> Result<(AccountId, String, Option<String>), Status> {
+        let (account, token_hash, stale) = self.session_on(req, from).await?;
+        if self.query(|hub| kizuna_domain::HubView::password_issued(hub, account).map_err(view_status))? {
+            return Err(domain_status(password_policy::issued_refusal()));
+        }
+        Ok((account, token_hash, stale))
+    }
+
+    /// [`Self::authenticate`] for what an account with an issued password may still do: read
+    /// who it is (GetMe), change the password and sign out.
+    pub(super) async fn authenticate_with_issued_password<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<(AccountId, String), Status> {
+        let (account, token_hash, _) = self.session_on(req, ReadFrom::Current).await?;
+        Ok((account, token_hash))
+    }
+
+    /// The account of the request's session, whatever its password.
+    async fn session_on<T>(
         &self,
         req: &Request<T>,
         from: ReadFrom,
