@@ -86,6 +86,32 @@ async fn a_cut_off_node_is_said_and_left_in_a_real_browser() {
 /// write refused with "lost contact with its quorum").
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The hospital doctor of the demo region, on no team of the story's patient: the operator
+/// designates her for emergency access, and the story opens that patient's timeline with it.
+const EMERGENCY_DOCTOR: &str = "dr.kato";
+
+async fn designate_for_emergency_access(channel: tonic::transport::Channel, login: &str) {
+    use kizuna_proto::accounts::{GetMeRequest, account_service_client::AccountServiceClient};
+    use kizuna_proto::rooms::{SetBreakGlassRequest, room_service_client::RoomServiceClient};
+    let signed_in = |token: String| {
+        let mut r = tonic::Request::new(());
+        r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("a header value"));
+        r
+    };
+    let doctor = seed::sign_in(channel.clone(), login).await.expect("signing in").expect("a demo account");
+    let me = AccountServiceClient::new(channel.clone())
+        .get_me(signed_in(doctor).map(|()| GetMeRequest {}))
+        .await
+        .expect("GetMe");
+    let op = seed::sign_in(channel.clone(), DEMO_OPERATOR).await.expect("signing in").expect("the operator");
+    let designate = SetBreakGlassRequest {
+        idempotency_key: format!("story-break-glass-{login}"),
+        account_id: me.into_inner().account_id,
+        allowed: true,
+    };
+    RoomServiceClient::new(channel).set_break_glass(signed_in(op).map(|()| designate)).await.expect("designated");
+}
+
 /// Starts a seeded 3-node hub on `wire` and runs `script` (under node/web) against it.
 async fn run_in_browser(wire: Wire, script: &str) {
     let _alone = ONE_BROWSER.lock().await;
@@ -106,8 +132,9 @@ async fn run_in_browser(wire: Wire, script: &str) {
         }
         None => common::channel(&urls[0].1).await,
     };
-    assert!(seed::seed(channel).await.expect("seeding the demo region"), "a fresh hub is seeded");
+    assert!(seed::seed(channel.clone()).await.expect("seeding the demo region"), "a fresh hub is seeded");
     eprintln!("seeded: operator {DEMO_OPERATOR} and {} people, password {DEMO_PASSWORD:?}", PEOPLE.len());
+    designate_for_emergency_access(channel, EMERGENCY_DOCTOR).await;
 
     let (shots, tmp_shots) = screenshots_dir();
     let story = Story { web: &web, script, urls: &urls, ca: ca.as_deref(), shots: &shots };

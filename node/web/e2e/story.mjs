@@ -467,6 +467,39 @@ await main(async (browser) => {
     await expectText(newcomer.getByTestId("me"), "木村 花");
   });
 
+  await step("she forgets her password: the admin issues one, and she replaces it before anything else", async () => {
+    const row = doctor.locator("li", { hasText: "木村 花" });
+    await row.getByRole("button", { name: "パスワードを発行" }).click();
+    const issued = (await doctor.getByTestId("issued-password").innerText()).trim();
+    const kimura = await openPage(await newContext(browser, PHONE), urls[2]);
+    await logIn(kimura, "ns.kimura", issued);
+    // Only the change of password is on offer: no menu, no patients.
+    await expectText(status(kimura), "発行したもの");
+    if ((await kimura.getByRole("link", { name: "患者" }).count()) !== 0) throw new Error("the menu shows before the change");
+    await kimura.getByLabel("現在のパスワード").fill(issued);
+    await kimura.getByLabel("新しいパスワード（12文字以上）").fill("kimura-own-2026-winter");
+    await kimura.getByLabel("新しいパスワード（確認）").fill("kimura-own-2026-winter");
+    await kimura.getByRole("button", { name: "変更" }).click();
+    await expectText(kimura.getByTestId("me"), "木村 花");
+  });
+
+  await step("a doctor off the team opens the patient's timeline by emergency access, stating why; it is read-only and says so", async () => {
+    await doctor.getByRole("link", { name: "患者" }).click();
+    await openPatient(doctor);
+    const timeline = doctor.url();
+    const kato = await openPage(await newContext(browser, DESKTOP), urls[1]);
+    await logIn(kato, "dr.kato");
+    await expectText(kato.getByTestId("me"), "加藤 美和");
+    await kato.goto(`${urls[1]}/${new URL(timeline).hash}`);
+    const form = kato.getByRole("form", { name: "緊急アクセス" });
+    await form.getByLabel(/理由/).fill("救急搬送。人工呼吸器の設定と服薬内容を確認するため");
+    await form.getByRole("button", { name: "緊急アクセスを開く" }).click();
+    await kato.locator(".banner", { hasText: "緊急アクセス中" }).waitFor();
+    await kato.getByRole("list", { name: "タイムライン" }).locator("li.post").first().waitFor();
+    if ((await composer(kato).count()) !== 0) throw new Error("a composer under emergency access");
+    await doctor.getByRole("link", { name: "設定" }).click();
+  });
+
   await step("a stopped account is logged out", async () => {
     const clerk = await openPage(await newContext(browser, PHONE), urls[1]);
     await logIn(clerk, CLERK.login);

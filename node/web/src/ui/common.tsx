@@ -4,13 +4,16 @@ import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { describe, isSessionEnded, isUnreachable } from "../api/errors";
 import { idempotencyKey } from "../api/ids";
-import type { Clients } from "../api/hub";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Clients, Hub } from "../api/hub";
 import type { Event } from "../gen/kizuna/events/v1/event_service_pb";
 import { useApp } from "./app-context";
 
 export interface Loaded<T> {
   data: T | undefined;
   error: string | null;
+  /** Whether the hub answered that the thing is not there (or not the caller's to see). */
+  notFound: boolean;
   loading: boolean;
   reload: () => void;
 }
@@ -27,6 +30,7 @@ export function useLoad<T>(
   const { hub, live, signOut } = useApp();
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<string | null>(null);
+  const [notFound, setNotFound] = useState(false);
   const [loading, setLoading] = useState(true);
   const generation = useRef(0);
   const reload = useCallback(() => {
@@ -34,17 +38,17 @@ export function useLoad<T>(
     setLoading(true);
     hub
       .call(fetch)
-      .then((d) => mine === generation.current && (setData(d), setError(null)))
+      .then((d) => mine === generation.current && (setData(d), setError(null), setNotFound(false)))
       .catch((e) => {
         if (isSessionEnded(e)) return signOut(describe(e, "読み込み"));
-        if (mine === generation.current) setError(describe(e, "読み込み"));
+        if (mine === generation.current) (setError(describe(e, "読み込み")), setNotFound(ConnectError.from(e).code === Code.NotFound));
       })
       .finally(() => mine === generation.current && setLoading(false));
   }, deps);
   // What was shown stays while it reloads (a view of another room or request is keyed afresh).
   useEffect(reload, [reload]);
   useEffect(() => live.listen((e) => (e === "resync" || affects(e)) && reload()), [reload]);
-  return { data, error, loading, reload };
+  return { data, error, notFound, loading, reload };
 }
 
 /** `value`, once it has stopped changing for `ms` (a filter typed letter by letter). */
@@ -67,8 +71,25 @@ export function useDebounced<T>(value: T, ms = 300): T {
 export function useAction<A extends unknown[], R>(
   what: string,
   act: (c: Clients, key: string, ...args: A) => Promise<R>,
-): { run: (...args: A) => Promise<R | undefined>; busy: boolean; error: string | null; clear: () => void } {
+): Action<A, R> {
   const { hub, signOut } = useApp();
+  return useActionOn(hub, signOut, what, act);
+}
+
+export interface Action<A extends unknown[], R> {
+  run: (...args: A) => Promise<R | undefined>;
+  busy: boolean;
+  error: string | null;
+  clear: () => void;
+}
+
+/** [`useAction`] on a hub connection outside the signed-in pages (the issued-password page). */
+export function useActionOn<A extends unknown[], R>(
+  hub: Hub,
+  signOut: (reason?: string) => void,
+  what: string,
+  act: (c: Clients, key: string, ...args: A) => Promise<R>,
+): Action<A, R> {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const pending = useRef<{ target: string; key: string } | null>(null);

@@ -7,11 +7,13 @@ import { idempotencyKey } from "../api/ids";
 import { Profession } from "../gen/kizuna/common/v1/types_pb";
 import { ErrorBox, EnumOptions } from "./common";
 import { PROFESSIONS } from "./labels";
+import { usePasswordRule } from "./password";
 
 export function Register({ hub, done }: { hub: Hub; done: (message: string) => void }) {
   const [form, setForm] = useState({ code: "", login: "", name: "", profession: Profession.NURSE, password: "", again: "" });
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const rule = usePasswordRule(hub);
   const set = (change: Partial<typeof form>) => setForm({ ...form, ...change });
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -59,8 +61,8 @@ export function Register({ hub, done }: { hub: Hub; done: (message: string) => v
           </select>
         </label>
         <label>
-          パスワード（12文字以上）
-          <input type="password" autocomplete="new-password" minLength={12} required value={form.password} onInput={(e) => set({ password: e.currentTarget.value })} />
+          パスワード{rule && `（${rule}）`}
+          <input type="password" autocomplete="new-password" required value={form.password} onInput={(e) => set({ password: e.currentTarget.value })} />
         </label>
         <label>
           パスワード（確認）

@@ -8,6 +8,8 @@ import { MemberState, RoomKind, type GetRoomResponse } from "../gen/kizuna/rooms
 import { idempotencyKey } from "../api/ids";
 import { useApp } from "./app-context";
 import { Composer } from "./composer";
+import { EmergencyAccessForm, EmergencyBanner } from "./emergency";
+import { AccountKind } from "../gen/kizuna/common/v1/types_pb";
 import { ErrorBox, Loading, PageTitle, useLoad } from "./common";
 import { age } from "./labels";
 import { Members } from "./members";
@@ -29,6 +31,27 @@ export function RoomView({ roomId }: { roomId: bigint }) {
   useStaleness(timeline.data);
   useMarkRead(roomId, timeline.data?.posts[0]?.seq);
   const names = memberNames(room.data);
+  const { me } = useApp();
+  // Not a member: the room answers NotFound. A professional may open it by emergency access;
+  // a timeline that reads while the room does not is one read that way (read-only).
+  const outsider = room.notFound && room.data === undefined;
+  if (outsider && timeline.data) {
+    return (
+      <section>
+        <PageTitle title="患者タイムライン（緊急アクセス）" back={href("patients")} />
+        <EmergencyBanner />
+        <Posts key={String(roomId)} roomId={roomId} first={timeline.data} names={names} onChanged={timeline.reload} />
+      </section>
+    );
+  }
+  if (outsider && timeline.notFound && me.kind === AccountKind.PROFESSIONAL) {
+    return (
+      <section>
+        <PageTitle title="" back={href("patients")} />
+        <EmergencyAccessForm roomId={roomId} onOpened={timeline.reload} />
+      </section>
+    );
+  }
   return (
     <section>
       <PageTitle title={room.data?.title ?? ""} back={backTo(room.data)}>

@@ -8,6 +8,7 @@ import { Live } from "../api/live";
 import type { GetMeResponse } from "../gen/kizuna/accounts/v1/account_service_pb";
 import { App, type AppContext } from "./app-context";
 import { Login } from "./login";
+import { IssuedPasswordPage } from "./password";
 import { Register } from "./register";
 import { go, useRoute } from "./route";
 import { Shell } from "./shell";
@@ -51,6 +52,7 @@ export function Root() {
     );
   }
   if (!me) return <SignedOut hub={hub} message={message} onSignedIn={(m) => (setMessage(null), setMe(m))} />;
+  if (me.passwordChangeRequired) return <IssuedPasswordPage hub={hub} name={me.displayName} signOut={signOut} onChanged={check} />;
   return <SignedIn hub={hub} me={me} signOut={signOut} />;
 }
 

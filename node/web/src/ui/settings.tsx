@@ -8,6 +8,7 @@ import { idempotencyKey } from "../api/ids";
 import { forgetDrafts } from "./composer";
 import { role, when } from "./labels";
 import { Notifications } from "./notifications";
+import { PasswordForm } from "./password";
 import { Staff } from "./staff";
 
 export function SettingsView() {
@@ -86,41 +87,14 @@ function Devices() {
 }
 
 function Password() {
-  const [current, setCurrent] = useState("");
-  const [next, setNext] = useState("");
-  const [again, setAgain] = useState("");
-  const [mismatch, setMismatch] = useState(false);
+  const { hub, signOut } = useApp();
   const [done, setDone] = useState(false);
-  const change = useAction("パスワードの変更", (c, key) => c.accounts.changePassword({ idempotencyKey: key, currentPassword: current, newPassword: next }));
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setDone(false);
-    setMismatch(next !== again);
-    if (next !== again) return;
-    if (await change.run()) (setDone(true), setCurrent(""), setNext(""), setAgain(""));
-  };
   return (
-    <form class="card" onSubmit={submit} aria-label="パスワードの変更">
+    <div class="card">
       <h2>パスワードの変更</h2>
-      <label>
-        現在のパスワード
-        <input type="password" autocomplete="current-password" required value={current} onInput={(e) => setCurrent(e.currentTarget.value)} />
-      </label>
-      <label>
-        新しいパスワード（12文字以上）
-        <input type="password" autocomplete="new-password" minLength={12} required value={next} onInput={(e) => setNext(e.currentTarget.value)} />
-      </label>
-      <label>
-        新しいパスワード（確認）
-        <input type="password" autocomplete="new-password" required value={again} onInput={(e) => setAgain(e.currentTarget.value)} />
-      </label>
-      <ErrorBox message={mismatch ? "確認用のパスワードが一致しません。" : null} />
-      <ErrorBox message={change.error} />
+      <PasswordForm hub={hub} signOut={signOut} onChanged={() => setDone(true)} />
       {done && <Notice>パスワードを変更しました。他の端末はログアウトされました。</Notice>}
-      <button class="primary" disabled={change.busy}>
-        変更
-      </button>
-    </form>
+    </div>
   );
 }
 

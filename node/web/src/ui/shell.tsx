@@ -8,6 +8,7 @@ import { RoomList } from "./rooms";
 import { href, useRoute } from "./route";
 import { SearchView } from "./search";
 import { SettingsView } from "./settings";
+import { when } from "./labels";
 import { AccountKind } from "../gen/kizuna/common/v1/types_pb";
 import { RoomListKind } from "../gen/kizuna/rooms/v1/room_service_pb";
 
@@ -42,6 +43,7 @@ export function Shell() {
         </span>
       </header>
       <LinkBanner />
+      <SecondFactorDue />
       <nav class="tabs" aria-label="メニュー">
         {nav.map(([path, label]) => (
           <a href={href(path)} aria-current={section === path || (section === "room" && path === "patients") ? "page" : undefined}>
@@ -50,6 +52,17 @@ export function Shell() {
         ))}
       </nav>
       <main class="content">{view(route)}</main>
+    </div>
+  );
+}
+
+/** Until the account has a second factor the hub requires, by when (設定 → 2段階認証). */
+function SecondFactorDue() {
+  const { me } = useApp();
+  if (!me.secondFactorDue || me.totpEnabled) return null;
+  return (
+    <div class="banner info" role="status" data-testid="second-factor-due">
+      このハブでは2段階認証が必須です。{when(me.secondFactorDue)} までに<a href={href("settings")}>設定</a>で有効にしてください。期限を過ぎるとログインできなくなります。
     </div>
   );
 }
