@@ -281,3 +281,69 @@ async fn every_public_and_peer_method_answers_hostile_input_with_a_status_and_ch
     assert_eq!(serving.into_inner().status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
     hub.shutdown().await;
 }
+
+/// Limits on what a client sends, before it costs anything: a write larger than any entry a
+/// client's write may make is refused before the log (the domain's `MAX_CLIENT_ENTRY_BYTES`),
+/// a message larger than a public service decodes is refused unread, and one account holds at
+/// most 16 live event streams on a node — a closed one gives its place back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_requests_and_too_many_streams_are_refused_before_they_cost_anything() {
+    use kizuna_proto::events::SubscribeRequest;
+    use kizuna_proto::events::event_service_client::EventServiceClient;
+    use kizuna_proto::posts::CreatePostRequest;
+    use kizuna_proto::posts::post_service_client::PostServiceClient;
+    use kizuna_proto::rooms::CreateGroupRequest;
+    use kizuna_proto::rooms::room_service_client::RoomServiceClient;
+
+    let hub = TestHub::start(1).await;
+    let id = hub.leader().await;
+    let nurse = hub.member("vn.ohta").await;
+    let public = channel(&hub.api(id)).await;
+    let state = hub.running(id).node.state.clone();
+    let group = CreateGroupRequest { idempotency_key: "limits-group".into(), name: "勉強会".into() };
+    let mut rooms = RoomServiceClient::new(public.clone());
+    let room = rooms.create_group(with_token(Request::new(group), Some(&nurse))).await;
+    let room = room.expect("a group").into_inner().room_id;
+
+    let mut posts = PostServiceClient::new(public.clone());
+    let post = |key: &str, text: String| {
+        let req = CreatePostRequest { idempotency_key: key.into(), room_id: room, text, ..Default::default() };
+        with_token(Request::new(req), Some(&nurse))
+    };
+    settle(&state).await;
+    let before = state.domain_digest().expect("digest");
+    // 40,000 kanji: 120 KB, more than any entry a client's write may make.
+    let large = posts.create_post(post("large", "褥".repeat(40_000))).await.expect_err("too large for the log");
+    assert_eq!(large.code(), Code::InvalidArgument, "{large:?}");
+    assert!(large.message().contains("too large"), "{}", large.message());
+    // 300,000 bytes: more than the service reads at all.
+    let huge = posts.create_post(post("huge", "x".repeat(300_000))).await.expect_err("too large to read");
+    assert_eq!(huge.code(), Code::OutOfRange, "{huge:?}");
+    settle(&state).await;
+    assert_eq!(state.domain_digest().expect("digest"), before, "nothing changed");
+    posts.create_post(post("normal", "褥瘡の処置を変更しました".into())).await.expect("an ordinary post");
+
+    let subscribe = || {
+        let req = with_token(Request::new(SubscribeRequest::default()), Some(&nurse));
+        let mut events = EventServiceClient::new(public.clone());
+        async move { events.subscribe(req).await }
+    };
+    let mut streams = Vec::new();
+    for n in 0..16 {
+        streams.push(subscribe().await.unwrap_or_else(|e| panic!("stream {n}: {e:?}")).into_inner());
+    }
+    let refused = subscribe().await.expect_err("a 17th stream");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    drop(streams.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match subscribe().await {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() < deadline && e.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("a closed stream's place is given back: {e:?}"),
+        }
+    }
+    hub.shutdown().await;
+}

@@ -46,11 +46,18 @@ fn new_account(
     })
 }
 
-/// `InitOperator`: the hub's first operator (later ones are added by operators).
-pub fn init_operator(view: &impl HubView, ctx: Ctx, names: (String, String, String)) -> DomainResult<Effects> {
+/// Only a hub without an operator takes a first one (the API node also asks before it hashes
+/// a password for nothing).
+pub fn no_operator_yet(view: &impl HubView) -> DomainResult<()> {
     if view.has_operator()? {
         return Err(precondition("the hub already has an operator; operators are added by operators"));
     }
+    Ok(())
+}
+
+/// `InitOperator`: the hub's first operator (later ones are added by operators).
+pub fn init_operator(view: &impl HubView, ctx: Ctx, names: (String, String, String)) -> DomainResult<Effects> {
+    no_operator_yet(view)?;
     let account = new_account(view, ctx, names, AccountKind::Operator, AccountStatus::Active, false)?;
     Ok(Effects::new(Outcome::Account(account.id), vec![Change::Account(account)]))
 }

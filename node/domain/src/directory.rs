@@ -9,13 +9,17 @@
 use super::authz::{active_account, facility_admin};
 use super::error::{DomainResult, denied, invalid, not_found};
 use super::federation::HubName;
-use super::kernel::{Effects, Outcome, text};
+use super::kernel::{Effects, Outcome, optional_text, text};
 use super::model::*;
 use super::view::{Change, HubView, ViewResult};
 
 pub use super::model::{FacilityProfile, GeoPoint};
 
-const MAX_ADDRESS_CHARS: usize = 200;
+pub(crate) const MAX_ADDRESS_CHARS: usize = 200;
+/// The longest words, municipality or service a facility search takes.
+const MAX_SEARCH_CHARS: usize = 100;
+/// More kinds than there are only repeat some.
+const MAX_SEARCH_KINDS: usize = 16;
 const MAX_PHONE_CHARS: usize = 30;
 const MAX_SERVICES: usize = 30;
 const MAX_SERVICE_CHARS: usize = 40;
@@ -36,11 +40,9 @@ pub struct Search {
 }
 
 pub(crate) fn check(profile: &FacilityProfile) -> DomainResult<()> {
-    let optional =
-        |field: &str, value: &str, max: usize| if value.is_empty() { Ok(()) } else { text(field, value, max) };
-    optional("address", &profile.address, MAX_ADDRESS_CHARS)?;
-    optional("note", &profile.note, MAX_NOTE_CHARS)?;
-    optional("phone", &profile.phone, MAX_PHONE_CHARS)?;
+    optional_text("address", &profile.address, MAX_ADDRESS_CHARS)?;
+    optional_text("note", &profile.note, MAX_NOTE_CHARS)?;
+    optional_text("phone", &profile.phone, MAX_PHONE_CHARS)?;
     if !profile.phone.chars().all(|c| c.is_ascii_digit() || "-+() ".contains(c)) {
         return Err(invalid("phone may hold digits, spaces and - + ( ) only"));
     }
@@ -121,6 +123,15 @@ pub fn search(view: &impl HubView, actor: AccountId, s: &Search, limit: usize) -
     reader(view, actor)?;
     if s.near.is_some_and(|(p, _)| !p.is_valid()) {
         return Err(invalid("the search point must be a latitude within ±90° and a longitude within ±180°"));
+    }
+    // Each facility is matched against every word: a search stays as short as people type.
+    for (field, value) in [("words", &s.words), ("municipality", &s.municipality), ("service", &s.service)] {
+        if value.chars().count() > MAX_SEARCH_CHARS {
+            return Err(invalid(format!("{field} must be at most {MAX_SEARCH_CHARS} characters")));
+        }
+    }
+    if s.kinds.len() > MAX_SEARCH_KINDS {
+        return Err(invalid(format!("at most {MAX_SEARCH_KINDS} kinds of facility")));
     }
     let mut found: Vec<Found> = on_the_map(view)?
         .into_iter()

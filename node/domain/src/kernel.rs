@@ -18,6 +18,8 @@ pub const SESSION_ID_CHARS: usize = 16;
 
 /// Longest post text, in characters.
 pub const MAX_POST_CHARS: usize = 10_000;
+/// How often a post may be edited: each edit keeps the text it replaced in the post.
+pub const MAX_EDITS_PER_POST: usize = 20;
 /// Longest name (login, display name, facility, patient, room), in characters.
 pub(super) const MAX_NAME_CHARS: usize = 100;
 
@@ -134,6 +136,21 @@ impl Effects {
             None => self,
         })
     }
+}
+
+/// Checks a free-text field that may be left empty: otherwise as [`text`].
+pub(super) fn optional_text(field: &str, value: &str, max_chars: usize) -> DomainResult<()> {
+    if value.is_empty() { Ok(()) } else { text(field, value, max_chars) }
+}
+
+/// The apply version from which commands older than it check limits they did not check before
+/// (a session's device name, a patient's details, a post's edits): an older build accepts what
+/// they refuse, so every replica must start refusing at the same entry.
+pub const TIGHTER_LIMITS_SINCE_APPLY_VERSION: u32 = 5;
+
+/// Whether the hub applies [`TIGHTER_LIMITS_SINCE_APPLY_VERSION`]'s limits.
+pub(super) fn tighter_limits(view: &impl crate::HubView) -> DomainResult<bool> {
+    Ok(view.apply_version()? >= TIGHTER_LIMITS_SINCE_APPLY_VERSION)
 }
 
 /// Checks a free-text field: not blank, at most `max_chars` characters, no control characters

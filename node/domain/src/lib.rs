@@ -55,6 +55,17 @@ pub use view::{Change, HubState, HubView, MemHub, ViewError, ViewResult};
 /// Longest accepted idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 
+/// The largest log entry a client's write may make (encoded): every command's own limits
+/// (10,000 characters of post text, 64 KiB of record value…) fit with room to spare. Checked
+/// before proposing, so an oversized request is refused before any node writes it — each
+/// command's finer rules are only checked at apply, after the entry is on every node's disk.
+pub const MAX_CLIENT_ENTRY_BYTES: usize = 96 * 1024;
+/// The largest entry carrying a piece of a file ([`attachments::CHUNK_BYTES`] and its header).
+pub const MAX_CHUNK_ENTRY_BYTES: usize = attachments::CHUNK_BYTES as usize + 32 * 1024;
+/// The largest batch another hub may deliver in one entry (its sender cuts at 1 MiB, plus the
+/// one message that crosses it).
+pub const MAX_BATCH_ENTRY_BYTES: usize = 2 << 20;
+
 /// A command as it travels through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -203,6 +214,19 @@ pub const APPLY_VERSION: u32 = 5;
 /// version existed.
 pub const FIRST_APPLY_VERSION: u32 = 1;
 
+impl LogCommand {
+    /// How large an entry of this command may be, for what clients and other hubs send; None
+    /// for what the nodes make themselves (bounded where they make it).
+    fn max_entry_bytes(&self) -> Option<usize> {
+        match self {
+            LogCommand::Signed { command: Command::StoreChunk { .. }, .. } => Some(MAX_CHUNK_ENTRY_BYTES),
+            LogCommand::Signed { .. } | LogCommand::PutRecord { .. } => Some(MAX_CLIENT_ENTRY_BYTES),
+            LogCommand::FederatedBatch { .. } => Some(MAX_BATCH_ENTRY_BYTES),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for Envelope {
     // Short on purpose: logged by Raft, so never the content (it may be patient data).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -271,6 +295,8 @@ pub enum ValidationError {
     Record(#[from] RecordError),
     #[error("federated batch: {0}")]
     Batch(String),
+    #[error("the request is too large: {bytes} bytes, at most {max}")]
+    TooLarge { bytes: usize, max: usize },
     /// Refused by the leader this write was forwarded to.
     #[error("{0}")]
     Forwarded(String),
@@ -321,6 +347,13 @@ impl Envelope {
     /// malformed request never reaches the log.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_idempotency_key(&self.idempotency_key)?;
+        if let Some(max) = self.command.max_entry_bytes() {
+            // An envelope that does not encode could not be proposed either: refused alike.
+            let bytes = postcard::to_allocvec(self).map_or(usize::MAX, |v| v.len());
+            if bytes > max {
+                return Err(ValidationError::TooLarge { bytes, max });
+            }
+        }
         match &self.command {
             LogCommand::PutRecord { key, value } => records::validate_put(key, value)?,
             LogCommand::FederatedBatch { first_seq, messages, .. } => {
@@ -375,6 +408,34 @@ mod envelope_tests {
             proposed_at_ms: 1,
             command: LogCommand::PutRecord { key: key.into(), value: value.into() },
         }
+    }
+
+    fn signed(command: Command) -> Envelope {
+        let command = LogCommand::Signed { session: Some("t".into()), origin_node: 1, command };
+        Envelope { idempotency_key: "k".into(), proposed_at_ms: 1, command }
+    }
+
+    #[test]
+    fn an_oversized_client_entry_is_refused_before_the_log() {
+        let post = |chars: usize| Command::Post {
+            room: model::RoomId(1),
+            text: "褥".repeat(chars),
+            reply_to: None,
+            mentions: vec![],
+        };
+        assert!(signed(post(commands::MAX_POST_CHARS)).validate().is_ok(), "the longest post fits");
+        let huge = signed(post(MAX_CLIENT_ENTRY_BYTES)).validate();
+        assert!(matches!(huge, Err(ValidationError::TooLarge { max: MAX_CLIENT_ENTRY_BYTES, .. })), "{huge:?}");
+        let chunk = |bytes: usize| Command::StoreChunk {
+            blob: attachments::BlobHash([7; 32]),
+            size: attachments::CHUNK_BYTES,
+            index: 0,
+            bytes: vec![0; bytes],
+        };
+        assert!(signed(chunk(attachments::CHUNK_BYTES as usize)).validate().is_ok(), "a whole chunk fits");
+        assert!(signed(chunk(MAX_CHUNK_ENTRY_BYTES)).validate().is_err());
+        let record = put("k", "key", &"v".repeat(records::MAX_VALUE_BYTES));
+        assert!(record.validate().is_ok(), "the largest record fits");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::attachments::{self, Attachment};
 use super::authz::active_member;
 use super::error::{DomainResult, denied, invalid, not_found, precondition};
 use super::events::EventKind;
-use super::kernel::{Ctx, Effects, MAX_POST_CHARS, Outcome, text};
+use super::kernel::{Ctx, Effects, MAX_EDITS_PER_POST, MAX_POST_CHARS, Outcome, text, tighter_limits};
 use super::model::*;
 use super::view::{Change, HubView};
 
@@ -75,6 +75,10 @@ pub fn edit(
         return Err(precondition("the post is deleted"));
     }
     text("text", &body, MAX_POST_CHARS)?;
+    if tighter_limits(view)? && post.history.len() >= MAX_EDITS_PER_POST {
+        // Every version stays readable in the post, so the post stays of bounded size.
+        return Err(precondition(format!("投稿の編集は{MAX_EDITS_PER_POST}回までです。新しく投稿してください")));
+    }
     let old = std::mem::replace(&mut post.text, body);
     post.history.push(PostVersion { text: old, at_ms: ctx.now_ms });
     Ok(Effects::new(Outcome::Posted { room, seq }, vec![Change::Post(post)])

@@ -3,7 +3,7 @@
 
 use super::authz::{active_account, active_member, owner};
 use super::error::{DomainResult, denied, invalid, not_found, precondition};
-use super::kernel::{Ctx, Effects, MAX_NAME_CHARS, Outcome, text};
+use super::kernel::{Ctx, Effects, MAX_NAME_CHARS, MAX_POST_CHARS, Outcome, optional_text, text, tighter_limits};
 use super::model::*;
 use super::view::{Change, HubView, ViewResult};
 
@@ -14,18 +14,34 @@ pub struct PatientDetails {
     pub notes: String,
 }
 
+/// The longest birth date as written (「昭和15年3月2日」, 1940-03-02).
+const MAX_BIRTH_DATE_CHARS: usize = 20;
+
+impl PatientDetails {
+    /// Each detail may be left empty; otherwise it is bounded like the texts it resembles.
+    fn check(&self) -> DomainResult<()> {
+        optional_text("birth_date", &self.birth_date, MAX_BIRTH_DATE_CHARS)?;
+        optional_text("address", &self.address, crate::directory::MAX_ADDRESS_CHARS)?;
+        optional_text("notes", &self.notes, MAX_POST_CHARS)
+    }
+}
+
 /// `CreatePatient`: a professional creates a patient and its timeline, owning it.
 pub fn create_patient(
     view: &impl HubView,
     ctx: Ctx,
     actor: AccountId,
     (name, kana): (String, String),
-    PatientDetails { birth_date, address, notes }: PatientDetails,
+    details: PatientDetails,
 ) -> DomainResult<Effects> {
     let account = active_account(view, actor)?;
     let facility = account.facility().ok_or_else(|| denied("only professionals create patients"))?;
     text("name", &name, MAX_NAME_CHARS)?;
     text("kana", &kana, MAX_NAME_CHARS)?;
+    if tighter_limits(view)? {
+        details.check()?;
+    }
+    let PatientDetails { birth_date, address, notes } = details;
     let patient = PatientId(ctx.log_index);
     let timeline = RoomId(ctx.log_index);
     let room =
@@ -59,7 +75,9 @@ pub fn create_sub_room(
         Change::Room(Room { id, kind, last_seq: 0, last_post_at_ms: ctx.now_ms }),
         Change::Member(Member::new(id, account.id, Role::Owner, MemberState::Active)),
     ];
-    for m in members.into_iter().filter(|m| *m != account.id) {
+    // Each member once, however often the request names them (the state is the same either way).
+    let members: std::collections::BTreeSet<AccountId> = members.into_iter().filter(|m| *m != account.id).collect();
+    for m in members {
         let in_team = view.member(timeline, m)?.is_some_and(|x| x.is_active());
         if !in_team {
             return Err(invalid(format!("account {m} is not in this patient's team")));

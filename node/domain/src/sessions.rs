@@ -5,7 +5,7 @@ use std::ops::RangeInclusive;
 
 use super::authz::{self, active_account};
 use super::error::{DomainError, DomainResult, invalid, not_found, precondition};
-use super::kernel::{Ctx, Effects, Outcome, SESSION_ID_CHARS};
+use super::kernel::{Ctx, Effects, MAX_NAME_CHARS, Outcome, SESSION_ID_CHARS, optional_text, tighter_limits};
 use super::model::*;
 use super::second_factor;
 use super::view::{Change, HubView};
@@ -23,6 +23,9 @@ pub fn create(
     let account = active_account(view, id)?;
     if token_hash.is_empty() || view.session(&token_hash)?.is_some() {
         return Err(invalid("session token unusable"));
+    }
+    if tighter_limits(view)? {
+        optional_text("device", &device, MAX_NAME_CHARS)?;
     }
     crate::second_factor_policy::check(view, ctx.now_ms, &account)?;
     let mut changes: Vec<Change> = second_factor::login(account, totp_step)?.map(Change::Account).into_iter().collect();

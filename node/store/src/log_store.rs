@@ -17,6 +17,10 @@ use super::{CF_RAFT_LOG, CF_RAFT_META, Vault, blocking, cf, decode_sealed, get_v
 use crate::keys::{self, COMMITTED, PURGED, VOTE, log_index};
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
 
+/// The stored bytes of log entries one replication message carries at most (after the
+/// entry that crosses it): well below the 64 MiB a peer's Raft service decodes.
+pub const REPLICATION_BYTES: usize = 8 << 20;
+
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
@@ -46,6 +50,45 @@ impl LogStore {
         }
     }
 
+    /// The entries from `start` to `end_inclusive` (or the last), stopping after the one that
+    /// brings their stored size to `byte_budget`.
+    async fn read_entries(
+        &self,
+        start: u64,
+        end_inclusive: Option<u64>,
+        byte_budget: usize,
+    ) -> Result<Vec<Entry>, std::io::Error> {
+        let (db, vault) = (self.db.clone(), self.vault.clone());
+        blocking(move || {
+            let mode = IteratorMode::From(&log_index(start), Direction::Forward);
+            let (mut entries, mut bytes) = (Vec::new(), 0usize);
+            for item in db.iterator_cf(cf(&db, CF_RAFT_LOG), mode) {
+                let (k, v) = item.map_err(io_err)?;
+                let index = keys::number(&k).map_err(io_err)?;
+                if end_inclusive.is_some_and(|end| index > end) || bytes >= byte_budget {
+                    break;
+                }
+                bytes = bytes.saturating_add(v.len());
+                entries.push(decode_sealed(&vault, CF_RAFT_LOG, &k, &v)?);
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    /// Writes `entries`, sealed, in one batch and one fsync.
+    async fn write_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), std::io::Error> {
+        let mut batch = WriteBatch::default();
+        let log_cf = cf(&self.db, CF_RAFT_LOG);
+        for entry in entries {
+            let key = log_index(entry.log_id.index);
+            let value = sealed_value(&self.vault, CF_RAFT_LOG, &key, &entry)?;
+            batch.put_cf(log_cf, key, value);
+        }
+        let db = self.db.clone();
+        blocking(move || Self::write_synced(&db, batch)).await
+    }
+
     /// One write batch and one fsync; its duration is the `kizuna_raft_log_sync_seconds`
     /// histogram (the "fsync slow" alert).
     fn write_synced(db: &DB, batch: WriteBatch) -> std::io::Result<()> {
@@ -72,21 +115,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => Some(i - 1),
             Bound::Unbounded => None,
         };
-        let (db, vault) = (self.db.clone(), self.vault.clone());
-        blocking(move || {
-            let mode = IteratorMode::From(&log_index(start), Direction::Forward);
-            let mut entries = Vec::new();
-            for item in db.iterator_cf(cf(&db, CF_RAFT_LOG), mode) {
-                let (k, v) = item.map_err(io_err)?;
-                let index = keys::number(&k).map_err(io_err)?;
-                if end_inclusive.is_some_and(|end| index > end) {
-                    break;
-                }
-                entries.push(decode_sealed(&vault, CF_RAFT_LOG, &k, &v)?);
-            }
-            Ok(entries)
-        })
-        .await
+        self.read_entries(start, end_inclusive, usize::MAX).await
+    }
+
+    /// What replication sends in one message: entries from `start`, at most [`REPLICATION_BYTES`]
+    /// of them (at least one), so that a run of large entries never makes a message larger than
+    /// the peers accept (openraft asks for up to 300 entries at a time).
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, std::io::Error> {
+        if end <= start {
+            return Ok(Vec::new());
+        }
+        self.read_entries(start, Some(end - 1), REPLICATION_BYTES).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, std::io::Error> {
@@ -136,15 +175,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = WriteBatch::default();
-        let log_cf = cf(&self.db, CF_RAFT_LOG);
-        for entry in entries {
-            let key = log_index(entry.log_id.index);
-            let value = sealed_value(&self.vault, CF_RAFT_LOG, &key, &entry)?;
-            batch.put_cf(log_cf, key, value);
-        }
-        let db = self.db.clone();
-        let result = blocking(move || Self::write_synced(&db, batch)).await;
+        let result = self.write_entries(entries).await;
         let report = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string()));
         callback.io_completed(report);
         result
@@ -174,5 +205,45 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Self::write_synced(&db, batch)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kizuna_domain::{Envelope, LogCommand};
+    use openraft::RaftLogReader;
+    use openraft::entry::RaftEntry;
+    use openraft::testing::log_id;
+
+    use super::REPLICATION_BYTES;
+    use crate::MasterKeys;
+    use crate::raft::{Entry, TypeConfig};
+
+    /// An entry of about `bytes` (a record value: the largest a record may hold).
+    fn large(index: u64) -> Entry {
+        let value = "x".repeat(kizuna_domain::records::MAX_VALUE_BYTES);
+        let command = LogCommand::PutRecord { key: format!("k{index}"), value };
+        let envelope = Envelope { idempotency_key: format!("e-{index}"), proposed_at_ms: index, command };
+        Entry::new_normal(log_id::<TypeConfig>(1, 1, index), envelope)
+    }
+
+    #[tokio::test]
+    async fn a_replication_read_stops_at_its_byte_budget_and_never_comes_back_empty() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (mut log, _state) = crate::open(dir.path(), MasterKeys::none()).expect("open");
+        let per_entry = kizuna_domain::records::MAX_VALUE_BYTES;
+        let count = (REPLICATION_BYTES / per_entry + 20) as u64;
+        log.write_entries((1..=count).map(large)).await.expect("written");
+
+        let limited = log.limited_get_log_entries(1, count + 1).await.expect("read");
+        let carried: usize = limited.len() * per_entry;
+        assert!(limited.len() < count as usize, "stopped before the end: {} of {count}", limited.len());
+        assert!(carried >= REPLICATION_BYTES && carried <= REPLICATION_BYTES + 2 * per_entry, "{carried} bytes");
+        assert_eq!(limited.first().map(|e| e.log_id.index), Some(1));
+        let last = log.limited_get_log_entries(count, count + 1).await.expect("read");
+        assert_eq!(last.len(), 1, "a non-empty range gives at least one entry");
+        assert!(log.limited_get_log_entries(5, 5).await.expect("read").is_empty());
+        let all = log.try_get_log_entries(1..=count).await.expect("read");
+        assert_eq!(all.len(), count as usize, "an unlimited read is whole");
     }
 }

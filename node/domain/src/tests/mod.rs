@@ -756,6 +756,7 @@ mod federation;
 mod federation_files;
 mod federation_pause;
 mod federation_requests;
+mod limits;
 mod notify;
 mod password;
 mod push;

@@ -122,6 +122,9 @@ impl Api {
             Ok(secret) => format!("login-failed/{}", &secret[..24]),
             Err(_) => return refusal,
         };
+        // A login longer than any account's is not counted at apply (only its address is):
+        // leave it out rather than write it into the log.
+        let login = if login.len() > login_guard::MAX_KEY_BYTES { "" } else { login };
         let cmd = Command::LoginFailed { login: login.to_owned(), source };
         if let Err(e) = self.write_once(key, None, cmd).await {
             tracing::warn!("recording a failed sign-in: {e}");
@@ -300,6 +303,7 @@ impl pb::account_service_server::AccountService for Api {
         req: Request<pb::InitOperatorRequest>,
     ) -> Result<Response<pb::InitOperatorResponse>, Status> {
         let r = req.into_inner();
+        self.query(|hub| kizuna_domain::accounts::no_operator_yet(hub).map_err(domain_status))?;
         let password_hash = self.new_password_hash(r.password).await?;
         let cmd = Command::InitOperator { login: r.login, display_name: r.display_name, password_hash };
         let account_id = account_id(self.write(r.idempotency_key, None, cmd).await?)?;

@@ -444,7 +444,8 @@ impl ClusterAdminService for ClusterAdmin {
     ) -> Result<Response<SetFederationPeerPausedResponse>, Status> {
         self.api.operator(&req).await?;
         let r = req.get_ref().clone();
-        let peer = HubName::new(&r.peer).map_err(|e| Status::invalid_argument(format!("peer {:?}: {e}", r.peer)))?;
+        let peer = HubName::new(&r.peer)
+            .map_err(|e| Status::invalid_argument(format!("peer {}: {e}", super::convert::quoted(&r.peer))))?;
         if !self.node.federation.is_peer(&peer) {
             return Err(Status::not_found(format!("{peer} is not a configured federation peer of this hub")));
         }

@@ -30,6 +30,8 @@ use kizuna_domain::{Command, CommandResult, HubView, Outcome, audit, validate_id
 
 /// The largest part of an upload in parts (a browser sends 512 KiB).
 const MAX_PART_BYTES: usize = 1 << 20;
+/// How long a streamed upload may pause between messages (as a federation fetch may).
+const UPLOAD_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the user accepts to see in a refusal of the type: the allow-list, in Japanese.
 const ACCEPTED: &str = "写真 (JPEG, PNG, WebP)、動画 (MP4, MOV, WebM, 3GP)、PDF、Office 文書";
@@ -296,7 +298,8 @@ type DownloadStream = Pin<Box<dyn Stream<Item = Result<pb::DownloadResponse, Sta
 #[tonic::async_trait]
 impl pb::attachment_service_server::AttachmentService for Api {
     async fn upload(&self, req: Request<Streaming<pb::UploadRequest>>) -> Result<Response<pb::UploadResponse>, Status> {
-        let (_, token_hash) = self.authenticate(&req).await?;
+        let (me, token_hash) = self.authenticate(&req).await?;
+        let _permit = self.stream_uploads.take(me)?;
         let mut parts = req.into_inner();
         let first =
             parts.next().await.ok_or_else(|| Status::invalid_argument("an upload starts with its header"))??;
@@ -308,7 +311,11 @@ impl pb::attachment_service_server::AttachmentService for Api {
             .await
             .map_err(UploadError::Io)
             .map_err(upload_status)?;
-        while let Some(part) = parts.next().await {
+        // A client that stops sending is not waited for forever: its staged bytes go.
+        while let Some(part) = tokio::time::timeout(UPLOAD_MESSAGE_TIMEOUT, parts.next())
+            .await
+            .map_err(|_| Status::deadline_exceeded("the upload stopped sending; send the file again"))?
+        {
             match part?.part {
                 Some(pb::upload_request::Part::Chunk(bytes)) => staged.append(&bytes).await.map_err(upload_status)?,
                 _ => return Err(Status::invalid_argument("after the header, an upload sends only chunks")),

@@ -48,6 +48,9 @@ enum AuditScope {
     Staff(FacilityId),
 }
 
+/// Batches of 1,000 entries one ListAuditEntries call reads at most.
+const AUDIT_SCAN_BATCHES: usize = 20;
+
 impl Api {
     /// Operators list any entries (of one facility's staff with `facility_id`); a facility's
     /// admins those of their own facility's staff, and must say so (`facility_id`).
@@ -76,7 +79,10 @@ impl Api {
         }
     }
 
-    /// One page of the entries `r` asks for, scanning the chain in batches from the token on.
+    /// One page of the entries `r` asks for, scanning the chain in batches from the token on. A
+    /// scan stops after [`AUDIT_SCAN_BATCHES`] batches, matching or not: a filter that matches
+    /// little then answers a short (even empty) page with a token to go on from, instead of
+    /// reading the whole chain in one request.
     fn audit_page(
         &self,
         r: &pb::ListAuditEntriesRequest,
@@ -89,7 +95,10 @@ impl Api {
         })?
         .unwrap_or(0);
         let mut entries = Vec::new();
-        while entries.len() < size {
+        for _ in 0..AUDIT_SCAN_BATCHES {
+            if entries.len() >= size {
+                break;
+            }
             let batch = self.query(|hub| {
                 let batch = hub.audit_after(after, 1000);
                 batch.into_iter().map(|e| Ok((Self::in_scope(hub, scope, &e)?, e))).collect::<Result<Vec<_>, Status>>()

@@ -106,9 +106,15 @@ pub(super) fn account_kind(kind: Option<&AccountKind>) -> (pb::AccountKind, pb::
     }
 }
 
+/// A client's input quoted in an error message: its first 64 characters, so a refusal never
+/// carries a large request back in its status.
+pub(super) fn quoted(input: &str) -> String {
+    format!("{:?}", input.chars().take(64).collect::<String>())
+}
+
 /// `login@hub`, an account of another hub: its login there and the hub.
 pub(super) fn remote_login(name: &str) -> Result<(String, HubName), Status> {
-    let refuse = |why: String| Status::invalid_argument(format!("remote_login {name:?}: {why}"));
+    let refuse = |why: String| Status::invalid_argument(format!("remote_login {}: {why}", quoted(name)));
     let (login, hub) = name.rsplit_once('@').ok_or_else(|| refuse("expected login@hub".into()))?;
     if login.is_empty() || login.contains('@') {
         return Err(refuse("expected login@hub".into()));

@@ -5,7 +5,7 @@
 use kizuna_proto::directory as pb;
 use tonic::{Request, Response, Status};
 
-use super::convert::{account_kind, facility_kind_from, facility_view, point_from, profile_from};
+use super::convert::{account_kind, facility_kind_from, facility_view, point_from, profile_from, quoted};
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, view_status};
 use kizuna_domain::Command;
@@ -109,7 +109,8 @@ impl pb::directory_service_server::DirectoryService for Api {
         req: Request<pb::ShareDirectoryRequest>,
     ) -> Result<Response<pb::ShareDirectoryResponse>, Status> {
         let r = req.get_ref().clone();
-        let peer = HubName::new(&r.peer).map_err(|e| Status::invalid_argument(format!("peer {:?}: {e}", r.peer)))?;
+        let peer =
+            HubName::new(&r.peer).map_err(|e| Status::invalid_argument(format!("peer {}: {e}", quoted(&r.peer))))?;
         // Only a listed peer can ever receive the map (the domain does not know the list).
         if !self.node.federation.is_peer(&peer) {
             return Err(Status::not_found(format!("{peer} is not a configured federation peer of this hub")));

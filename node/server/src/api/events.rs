@@ -37,6 +37,7 @@ impl pb::event_service_server::EventService for Api {
 
     async fn subscribe(&self, req: Request<pb::SubscribeRequest>) -> Result<Response<EventStream>, Status> {
         let (me, token_hash) = self.authenticate(&req).await?;
+        let permit = self.live_streams.take(me)?;
         let after = match req.into_inner().after_cursor {
             Some(cursor) => cursor,
             // Only new events: start after everything applied so far (authenticate made the
@@ -50,10 +51,13 @@ impl pb::event_service_server::EventService for Api {
         let live = api.node.state.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
+            let _held_until_the_stream_ends = permit;
             // The node stopping, or stopping to apply the log, ends the stream; the client
             // resumes elsewhere from its cursor.
             let ended = tokio::select! {
                 ended = feed_events(&api, me, &token_hash, after, live, &tx) => ended,
+                // The client left (a tab closed): give its place back now, not at the next event.
+                () = tx.closed() => Ok(()),
                 fault = api.node.stopped_applying() => match fault {
                     Some(fault) => Err(NodeError::ApplyStopped(fault).into_status()),
                     None => Ok(()),

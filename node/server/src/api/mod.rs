@@ -17,6 +17,7 @@ mod events;
 mod health;
 mod hub;
 mod paging;
+mod permits;
 mod posts;
 mod records;
 mod rooms;
@@ -115,8 +116,25 @@ pub fn router(node: Arc<Node>, hub: &HubConfig, tls: bool) -> Result<ApiRouter, 
     Ok(tonic::transport::Server::builder().accept_http1(true).add_routes(Routes::from(routes)))
 }
 
+/// The largest request the public services decode (file pieces have their own, larger limit):
+/// a write makes a log entry of at most `kizuna_domain::MAX_CLIENT_ENTRY_BYTES`, and a read asks
+/// for little, so a larger message is refused before it is held in memory at all.
+const MAX_REQUEST_BYTES: usize = 256 << 10;
+
 /// The gRPC services of the public port.
 fn grpc_routes(node: Arc<Node>, hub: &str, endpoints: &[PublicEndpoint]) -> Result<Routes, RouterError> {
+    use pb::{
+        accounts::account_service_server::AccountServiceServer,
+        admin::cluster_admin_service_server::ClusterAdminServiceServer,
+        attachments::attachment_service_server::AttachmentServiceServer,
+        audit::audit_service_server::AuditServiceServer,
+        care_requests::care_request_service_server::CareRequestServiceServer,
+        connections::connection_service_server::ConnectionServiceServer,
+        directory::directory_service_server::DirectoryServiceServer, events::event_service_server::EventServiceServer,
+        hub::hub_service_server::HubServiceServer, posts::post_service_server::PostServiceServer,
+        records::record_service_server::RecordServiceServer, rooms::room_service_server::RoomServiceServer,
+        search::search_service_server::SearchServiceServer,
+    };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let api = Api::new(node.clone());
@@ -128,26 +146,21 @@ fn grpc_routes(node: Arc<Node>, hub: &str, endpoints: &[PublicEndpoint]) -> Resu
     Ok(Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(pb::accounts::account_service_server::AccountServiceServer::new(api.clone()))
-        .add_service(pb::rooms::room_service_server::RoomServiceServer::new(api.clone()))
-        .add_service(pb::connections::connection_service_server::ConnectionServiceServer::new(api.clone()))
-        .add_service(pb::posts::post_service_server::PostServiceServer::new(api.clone()))
+        .add_service(AccountServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(RoomServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(ConnectionServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(PostServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(AttachmentServiceServer::new(api.clone()).max_decoding_message_size(2 << 20))
+        .add_service(EventServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(CareRequestServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(DirectoryServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(SearchServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(AuditServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(RecordServiceServer::new(Records::new(api.clone())).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(
-            pb::attachments::attachment_service_server::AttachmentServiceServer::new(api.clone())
-                .max_decoding_message_size(2 << 20),
+            ClusterAdminServiceServer::new(ClusterAdmin::new(api)).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
-        .add_service(pb::events::event_service_server::EventServiceServer::new(api.clone()))
-        .add_service(pb::care_requests::care_request_service_server::CareRequestServiceServer::new(api.clone()))
-        .add_service(pb::directory::directory_service_server::DirectoryServiceServer::new(api.clone()))
-        .add_service(pb::search::search_service_server::SearchServiceServer::new(api.clone()))
-        .add_service(pb::audit::audit_service_server::AuditServiceServer::new(api.clone()))
-        .add_service(pb::records::record_service_server::RecordServiceServer::new(Records::new(api.clone())))
-        .add_service(pb::admin::cluster_admin_service_server::ClusterAdminServiceServer::new(ClusterAdmin::new(api)))
-        .add_service(pb::hub::hub_service_server::HubServiceServer::new(hub::HubInfo::new(
-            node,
-            hub.to_owned(),
-            endpoints,
-        ))))
+        .add_service(HubServiceServer::new(hub::HubInfo::new(node, hub.to_owned(), endpoints))))
 }
 
 /// Why the public router could not be assembled.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tonic::{Request, Status};
 
 use super::auth::{self, IdleClock};
+use super::permits::PerAccount;
 use crate::node::{Node, now_ms};
 use kizuna_domain::audit::{AuditAction, AuditRecord};
 use kizuna_domain::commands::SESSION_ID_CHARS;
@@ -39,7 +40,16 @@ pub struct Api {
     idle: Arc<IdleClock>,
     /// Sign-ins of one login take turns on this node ([`SignInTurns`]).
     pub(super) sign_in_turns: Arc<SignInTurns>,
+    /// Live event streams per account on this node (a browser holds one per tab).
+    pub(super) live_streams: Arc<PerAccount>,
+    /// Streamed uploads per account on this node (each stages up to a file's size on disk).
+    pub(super) stream_uploads: Arc<PerAccount>,
 }
+
+/// Tabs and devices of one person, with room to spare.
+const LIVE_STREAMS_PER_ACCOUNT: usize = 16;
+/// As for uploads in parts (`attachments::staging::PARTS_PER_ACCOUNT`): a post's files.
+const STREAM_UPLOADS_PER_ACCOUNT: usize = crate::attachments::staging::PARTS_PER_ACCOUNT;
 
 /// Sign-in attempts of one login, one at a time on a node: each failure is recorded hub-wide
 /// before the next attempt checks the lock, so guesses sent in parallel are counted as if sent
@@ -98,7 +108,13 @@ pub(super) fn read_fault_status(fault: StorageFault) -> Status {
 impl Api {
     pub fn new(node: Arc<Node>) -> Self {
         auth::prepare_dummy_hash();
-        Self { node, idle: Arc::default(), sign_in_turns: Arc::default() }
+        Self {
+            node,
+            idle: Arc::default(),
+            sign_in_turns: Arc::default(),
+            live_streams: PerAccount::new("ライブ更新の接続", LIVE_STREAMS_PER_ACCOUNT),
+            stream_uploads: PerAccount::new("ファイルの同時アップロード", STREAM_UPLOADS_PER_ACCOUNT),
+        }
     }
 
     /// Answers from this node's applied state through `query`. A storage fault met on the way
