@@ -243,3 +243,41 @@ async fn the_master_key_rotates_one_node_at_a_time_without_stopping_the_hub() {
     assert!(refused.to_string().contains(&new_fingerprint), "{refused}");
     hub.shutdown().await;
 }
+
+/// A hub that ran without master keys, then is upgraded to encryption at rest one node at a
+/// time: once its state is sealed, every node scrubs — a new snapshot replaces the old file,
+/// the log written in clear is purged, every file is compacted — and the same scan of every
+/// data dir finds nothing any more. (The backup made before the upgrade stays as it was: old
+/// backups are the operator's to expire, docs/security.md.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upgraded_hub_leaves_nothing_readable_once_it_is_sealed_and_scrubbed() {
+    use kizuna_node::config::EncryptionSection;
+    let spec =
+        HubSpec { nodes: vec![("r1", true), ("r2", true), ("r3", true)], preferred_regions: vec![], wire: Wire::Plain };
+    let mut hub = TestHub::start_custom(spec, |config, _| config.encryption = None).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let (doctor, room) = write_everything(&hub, scratch.path()).await;
+    let ids = hub.running_ids();
+    let plain: Vec<_> = ids.iter().flat_map(|id| findings(&hub.data_dir(*id))).collect();
+    assert!(!plain.is_empty(), "the scan finds the clear values before the upgrade");
+
+    let keys = tempfile::tempdir().unwrap();
+    hub.config.encryption = Some(EncryptionSection::generated_in(keys.path()).expect("a master key"));
+    for id in &ids {
+        hub.stop(*id).await;
+        hub.restart(*id).await;
+    }
+    hub.wait_apply_version(kizuna_domain::APPLY_VERSION).await;
+    hub.wait_sealed().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for id in &ids {
+        while !hub.running(*id).node.state.scrubbed().expect("readable") {
+            assert!(std::time::Instant::now() < deadline, "node {id} did not scrub");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(timeline(&hub, ids[0], &doctor, room).await.first().map(String::as_str), Some(SECRET_POST_TEXT));
+    stop_all(&mut hub).await;
+    let found: Vec<_> = ids.iter().flat_map(|id| findings(&hub.data_dir(*id))).collect();
+    assert_eq!(found, Vec::<(String, String)>::new(), "readable at rest after the upgrade");
+}

@@ -36,4 +36,5 @@ pub mod notifier;
 pub mod placement;
 pub mod push;
 pub mod raft;
+pub mod scrub;
 pub mod tls;

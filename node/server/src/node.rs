@@ -147,7 +147,49 @@ pub struct Node {
     pub push_allow_loopback_http: bool,
 }
 
+/// Why a snapshot of this node (and the purge of its log) was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("raft refused: {0}")]
+    Refused(String),
+    #[error("{0} not done in time: {1}")]
+    NotInTime(&'static str, String),
+}
+
+/// What [`Node::snapshot_now`] did: the snapshot's last index and how far the log is purged.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshotted {
+    pub snapshot_index: u64,
+    pub purged_index: Option<u64>,
+}
+
 impl Node {
+    /// Builds a snapshot of this node's state as applied now and, with `purge_log`, purges
+    /// its log up to it; waits for both (at most the quorum timeout each).
+    pub async fn snapshot_now(&self, purge_log: bool) -> Result<Snapshotted, SnapshotError> {
+        let applied = self.metrics().last_applied.map_or(0, |l| l.index);
+        self.raft.trigger().snapshot().await.map_err(|e| SnapshotError::Refused(e.to_string()))?;
+        let built = self
+            .raft
+            .wait(Some(self.quorum_timeout))
+            .metrics(move |m| m.snapshot.is_some_and(|l| l.index >= applied), "snapshot")
+            .await
+            .map_err(|e| SnapshotError::NotInTime("snapshot", e.to_string()))?;
+        let snapshot_index = built.snapshot.map_or(0, |l| l.index);
+        let mut purged_index = built.purged.map(|l| l.index);
+        if purge_log && snapshot_index > 0 {
+            self.raft.trigger().purge_log(snapshot_index).await.map_err(|e| SnapshotError::Refused(e.to_string()))?;
+            let purged = self
+                .raft
+                .wait(Some(self.quorum_timeout))
+                .metrics(move |m| m.purged.is_some_and(|l| l.index >= snapshot_index), "purge")
+                .await
+                .map_err(|e| SnapshotError::NotInTime("log purge", e.to_string()))?;
+            purged_index = purged.purged.map(|l| l.index);
+        }
+        Ok(Snapshotted { snapshot_index, purged_index })
+    }
+
     /// A copy of Raft's current metrics (role, term, indexes, membership, replication).
     pub fn metrics(&self) -> RaftMetrics {
         self.raft.metrics().borrow_watched().clone()
@@ -489,6 +531,8 @@ pub struct RunningNode {
     audit_shipper: JoinHandle<()>,
     notifier: JoinHandle<()>,
     collector: JoinHandle<()>,
+    /// Waited for at shutdown: a compaction under way holds the database open.
+    scrubber: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -499,6 +543,7 @@ impl RunningNode {
         let _ = self.audit_shipper.await;
         let _ = self.notifier.await;
         let _ = self.collector.await;
+        let _ = self.scrubber.await;
         for server in self.servers {
             match server.await {
                 Ok(Ok(())) => {}
@@ -682,12 +727,13 @@ pub async fn start(
         let collector = crate::attachments::collector::run(node.clone(), attachments, stopped.clone());
         let collector = tokio::spawn(collector.in_current_span());
         let audit_shipper = tokio::spawn(crate::audit_shipper::ship(node.clone(), stopped.clone()).in_current_span());
+        let scrubber = tokio::spawn(crate::scrub::run(node.clone(), stopped.clone()).in_current_span());
         if let Some(listener) = listeners.metrics {
             let metrics = crate::metrics::serve(listener, node.clone(), hub.clone(), stopped.clone());
             servers.push(tokio::spawn(metrics.in_current_span()));
         }
         info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
-        Ok(RunningNode { node, stop, servers, keeper, audit_shipper, notifier, collector })
+        Ok(RunningNode { node, stop, servers, keeper, audit_shipper, notifier, collector, scrubber })
     }
     .instrument(span)
     .await

@@ -79,7 +79,7 @@
 //! | `m` | `/key/` + u32 id | WrappedKey (a data key of the hub, never sealed itself) |
 //! | `m` | `/seal_cursor` | the key from which sealing what came before the first data key goes on (absent: done) |
 //!
-//! Other column families: `raft_log` (log index), `raft_meta` (`vote`, `committed`, `purged`, `node_key`),
+//! Other column families: `raft_log` (log index), `raft_meta` (`vote`, `committed`, `purged`, `node_key`, `scrubbed`),
 //! `sm_meta` (`applied`, `membership`), `audit_journal` (local seq), all below. `raft_meta` also
 //! holds `format`, the value format of the data dir (see `migrate.rs`).
 
@@ -484,6 +484,8 @@ pub(crate) const COMMITTED: &[u8] = b"committed";
 pub(crate) const PURGED: &[u8] = b"purged";
 /// The node's own data key, wrapped under its master key (`vault/`).
 pub(crate) const NODE_KEY: &[u8] = b"node_key";
+/// Present once this node rewrote its files after the hub's state was sealed (`scrub.rs`).
+pub(crate) const SCRUBBED: &[u8] = b"scrubbed";
 /// The value format of the whole data dir: one raw byte, the [`crate::codec`] version (absent:
 /// JSON, written before the codec existed; see `migrate.rs`).
 pub(crate) const FORMAT: &[u8] = b"format";

@@ -44,6 +44,8 @@ pub struct StateReader {
     /// A snapshot install is replacing the state in batches (or failed half way): the state
     /// is not whole, so nothing may be answered from it.
     installing: Arc<AtomicBool>,
+    /// This node's current snapshot file (it may not exist).
+    pub(crate) current_snapshot: PathBuf,
 }
 
 impl StateReader {
@@ -236,6 +238,7 @@ impl StateMachineStore {
             journal,
             apply_fault: Arc::default(),
             installing: Arc::default(),
+            current_snapshot: snapshot_dir.join(CURRENT_SNAPSHOT),
         };
         let max_apply_version = kizuna_domain::APPLY_VERSION;
         Ok(Self { db, snapshot_dir, reader, snapshot_seq: Arc::default(), max_apply_version })

@@ -347,26 +347,14 @@ impl ClusterAdminService for ClusterAdmin {
         req: Request<CreateSnapshotRequest>,
     ) -> Result<Response<CreateSnapshotResponse>, Status> {
         self.api.operator(&req).await?;
-        let raft = &self.node.raft;
-        let applied = self.node.metrics().last_applied.map_or(0, |l| l.index);
-        raft.trigger().snapshot().await.map_err(raft_status)?;
-        let built = raft
-            .wait(Some(self.node.quorum_timeout))
-            .metrics(move |m| m.snapshot.is_some_and(|l| l.index >= applied), "admin snapshot")
-            .await
-            .map_err(|e| Status::unavailable(format!("snapshot not built in time: {e}")))?;
-        let snapshot_index = built.snapshot.map_or(0, |l| l.index);
-        let mut purged_index = built.purged.map(|l| l.index);
-        if req.into_inner().purge_log && snapshot_index > 0 {
-            raft.trigger().purge_log(snapshot_index).await.map_err(raft_status)?;
-            let purged = raft
-                .wait(Some(self.node.quorum_timeout))
-                .metrics(move |m| m.purged.is_some_and(|l| l.index >= snapshot_index), "admin purge")
-                .await
-                .map_err(|e| Status::unavailable(format!("log not purged in time: {e}")))?;
-            purged_index = purged.purged.map(|l| l.index);
-        }
-        Ok(Response::new(CreateSnapshotResponse { snapshot_index, purged_index }))
+        let done = self.node.snapshot_now(req.into_inner().purge_log).await.map_err(|e| match e {
+            crate::node::SnapshotError::Refused(why) => raft_status(why),
+            late @ crate::node::SnapshotError::NotInTime(..) => Status::unavailable(late.to_string()),
+        })?;
+        Ok(Response::new(CreateSnapshotResponse {
+            snapshot_index: done.snapshot_index,
+            purged_index: done.purged_index,
+        }))
     }
 
     async fn get_state_digest(
