@@ -9,7 +9,7 @@
 //! content uploaded before, or chunks of an interrupted try) is not sent again. The domain
 //! decides the rest: `StoreChunk`, `CreateAttachment`, and who may read (`readable`).
 
-use std::io::Read;
+use std::io::Seek;
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
@@ -225,16 +225,16 @@ impl Prepared {
 
 /// Detects what the file is and, for a photo, makes it safe to share (blocking: run apart).
 fn prepare(verified: Verified) -> Result<Prepared, Status> {
-    let mut head = vec![0; media::SNIFF_BYTES.min(verified.size as usize)];
-    let read_head = std::fs::File::open(&verified.path).and_then(|mut f| f.read_exact(&mut head));
-    read_head.map_err(|e| Status::internal(format!("this node cannot read the upload: {e}")))?;
+    let head = verified.read_blocking(0, media::SNIFF_BYTES.min(verified.size as usize));
+    let head = head.map_err(|e| Status::internal(format!("this node cannot read the upload: {e}")))?;
     let detected: Detected = media::detect(&head).map_err(media_status)?;
     if !detected.photo {
         let hash = without_location(&verified, detected)?;
         let file = Source { hash, size: verified.size, bytes: SourceBytes::File(verified) };
         return Ok(Prepared { content_type: detected.content_type, file, thumbnails: None });
     }
-    let bytes = std::fs::read(&verified.path).map_err(|e| Status::internal(format!("cannot read the upload: {e}")))?;
+    let bytes = verified.read_blocking(0, verified.size as usize);
+    let bytes = bytes.map_err(|e| Status::internal(format!("cannot read the upload: {e}")))?;
     let safe = media::make_safe_photo(&bytes, detected).map_err(media_status)?;
     let thumbnails = Some((Source::of_bytes(safe.small), Source::of_bytes(safe.medium)));
     Ok(Prepared { content_type: safe.content_type, file: Source::of_bytes(safe.original), thumbnails })
@@ -246,13 +246,14 @@ fn without_location(verified: &Verified, detected: Detected) -> Result<BlobHash,
     if !matches!(detected.content_type, "video/mp4" | "video/quicktime" | "video/3gpp" | "video/3gpp2") {
         return Ok(verified.hash);
     }
-    let blanked = video::remove_location(&verified.path)
+    let unreadable = |e: std::io::Error| Status::internal(format!("cannot read the upload: {e}"));
+    let mut file = verified.open().map_err(unreadable)?;
+    let blanked = video::remove_location(&mut file, verified.size)
         .map_err(|e| Status::invalid_argument(format!("動画を読み取れません: {e}")))?;
     if blanked == 0 {
         return Ok(verified.hash);
     }
-    let mut file =
-        std::fs::File::open(&verified.path).map_err(|e| Status::internal(format!("cannot read the upload: {e}")))?;
+    file.seek(std::io::SeekFrom::Start(0)).map_err(unreadable)?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).map_err(|e| Status::internal(format!("cannot read the upload: {e}")))?;
     Ok(BlobHash(hasher.finalize().into()))

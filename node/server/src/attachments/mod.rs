@@ -5,6 +5,7 @@
 
 pub mod collector;
 pub mod media;
+pub mod sealed_file;
 pub mod staging;
 pub mod video;
 

@@ -1,7 +1,8 @@
 //! An upload while it arrives on this node: its bytes go to a file in the node's upload
 //! directory as their SHA-256 is computed, never more than the declared size, so a file that
 //! breaks a rule is refused before anything of it reaches the replicated state. The file is
-//! removed when the upload ends, whatever the outcome.
+//! encrypted under a key held in memory only ([`super::sealed_file`]) and removed when the
+//! upload ends, whatever the outcome.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use kizuna_domain::attachments::{BlobHash, CHUNK_BYTES, chunk_len};
 use kizuna_domain::model::{AccountId, AttachmentId};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+
+use super::sealed_file::{SealedFile, StagingKey};
 
 /// Why an upload's bytes are refused.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,7 @@ pub enum UploadError {
 pub struct Staged {
     path: PathBuf,
     file: tokio::fs::File,
+    key: StagingKey,
     hasher: Sha256,
     received: u64,
     declared: u64,
@@ -42,7 +46,8 @@ impl Staged {
         tokio::fs::create_dir_all(dir).await?;
         let path = dir.join(unique_name());
         let file = tokio::fs::File::create(&path).await?;
-        Ok(Self { path, file, hasher: Sha256::new(), received: 0, declared })
+        let key = StagingKey::generate()?;
+        Ok(Self { path, file, key, hasher: Sha256::new(), received: 0, declared })
     }
 
     pub fn received(&self) -> u64 {
@@ -55,8 +60,10 @@ impl Staged {
         if self.received.saturating_add(len) > self.declared {
             return Err(UploadError::TooLong { declared: self.declared });
         }
-        self.file.write_all(bytes).await?;
         self.hasher.update(bytes);
+        let mut sealed = bytes.to_vec();
+        self.key.apply(self.received, &mut sealed);
+        self.file.write_all(&sealed).await?;
         self.received += len;
         Ok(())
     }
@@ -72,7 +79,8 @@ impl Staged {
             return Err(UploadError::HashMismatch { actual });
         }
         let path = std::mem::take(&mut self.path);
-        Ok(Verified { path, size: self.received, hash: actual })
+        let key = std::mem::replace(&mut self.key, StagingKey::generate()?);
+        Ok(Verified { path, key, size: self.received, hash: actual })
     }
 }
 
@@ -82,9 +90,10 @@ impl Drop for Staged {
     }
 }
 
-/// A complete upload with the declared hash, still in its file on this node.
+/// A complete upload with the declared hash, still in its (encrypted) file on this node.
 pub struct Verified {
-    pub path: PathBuf,
+    path: PathBuf,
+    key: StagingKey,
     pub size: u64,
     pub hash: BlobHash,
 }
@@ -102,17 +111,34 @@ impl Verified {
         self.read_at(0, super::media::SNIFF_BYTES.min(self.size as usize)).await
     }
 
+    /// Every byte (a photo, to make it safe to share; never a video's, read in chunks).
+    pub async fn all(&self) -> std::io::Result<Vec<u8>> {
+        self.read_at(0, self.size as usize).await
+    }
+
     async fn read_at(&self, start: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
-        let path = self.path.clone();
-        let read = move || -> std::io::Result<Vec<u8>> {
-            let mut f = std::fs::File::open(path)?;
-            f.seek(SeekFrom::Start(start))?;
-            let mut buf = vec![0; len];
-            f.read_exact(&mut buf)?;
-            Ok(buf)
-        };
+        let (path, key) = (self.path.clone(), StagingKey::clone_of(&self.key));
+        let read = move || Self::read_from(&path, &key, start, len);
         tokio::task::spawn_blocking(read).await.map_err(std::io::Error::other)?
+    }
+
+    /// `len` plain bytes from `start` (blocking).
+    pub fn read_blocking(&self, start: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        Self::read_from(&self.path, &self.key, start, len)
+    }
+
+    fn read_from(path: &Path, key: &StagingKey, start: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = SealedFile::open(path, key)?;
+        f.seek(SeekFrom::Start(start))?;
+        let mut buf = vec![0; len];
+        f.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// The file to read and change its plain bytes in place (blocking).
+    pub fn open(&self) -> std::io::Result<SealedFile<'_>> {
+        SealedFile::open(&self.path, &self.key)
     }
 }
 
@@ -211,7 +237,10 @@ mod tests {
         staged.append(b"abc").await.unwrap();
         staged.append(b"def").await.unwrap();
         let verified = staged.finish(hash_of(b"abcdef")).await.unwrap();
-        assert_eq!(std::fs::read(&verified.path).unwrap(), b"abcdef");
+        assert_eq!(verified.all().await.unwrap(), b"abcdef");
+        let on_disk = std::fs::read(&verified.path).unwrap();
+        assert_eq!(on_disk.len(), 6);
+        assert_ne!(on_disk, b"abcdef", "staged under a key held in memory only");
         drop(verified);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left on the node");
     }

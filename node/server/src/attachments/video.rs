@@ -8,9 +8,7 @@
 //! video plays as before. Only `moov` is read into memory, never the media data. WebM keeps no
 //! location in its usual form and is stored as sent.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
 
 /// A `moov` larger than this is not a phone video's (its media data is elsewhere): refused
 /// rather than read into memory.
@@ -19,10 +17,10 @@ const MAX_MOOV_BYTES: u64 = 64 << 20;
 /// Boxes whose children are boxes, on the way to the location.
 const CONTAINERS: [&[u8; 4]; 4] = [b"moov", b"udta", b"trak", b"meta"];
 
-/// Blanks the recording location in the video at `path`; how many values it blanked.
-pub fn remove_location(path: &Path) -> std::io::Result<usize> {
-    let mut file = File::options().read(true).write(true).open(path)?;
-    let Some((offset, size)) = find_top_level(&mut file, b"moov")? else { return Ok(0) };
+/// Blanks the recording location in the video `file` of `len` bytes; how many values it
+/// blanked.
+pub fn remove_location(file: &mut (impl Read + Write + Seek), len: u64) -> std::io::Result<usize> {
+    let Some((offset, size)) = find_top_level(file, len, b"moov")? else { return Ok(0) };
     if size > MAX_MOOV_BYTES {
         return Err(std::io::Error::other(format!("a moov box of {size} bytes")));
     }
@@ -33,14 +31,13 @@ pub fn remove_location(path: &Path) -> std::io::Result<usize> {
     if blanked > 0 {
         file.seek(SeekFrom::Start(offset))?;
         file.write_all(&moov)?;
-        file.sync_all()?;
+        file.flush()?;
     }
     Ok(blanked)
 }
 
 /// The offset and size of the first top-level box of type `kind`, reading headers only.
-fn find_top_level(file: &mut File, kind: &[u8; 4]) -> std::io::Result<Option<(u64, u64)>> {
-    let len = file.metadata()?.len();
+fn find_top_level(file: &mut (impl Read + Seek), len: u64, kind: &[u8; 4]) -> std::io::Result<Option<(u64, u64)>> {
     let mut at = 0u64;
     while at + 8 <= len {
         let mut header = [0u8; 16];
@@ -184,11 +181,9 @@ mod tests {
     }
 
     fn cleaned(bytes: &[u8]) -> (Vec<u8>, usize) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v");
-        std::fs::write(&path, bytes).unwrap();
-        let n = remove_location(&path).unwrap();
-        (std::fs::read(&path).unwrap(), n)
+        let mut file = std::io::Cursor::new(bytes.to_vec());
+        let n = remove_location(&mut file, bytes.len() as u64).unwrap();
+        (file.into_inner(), n)
     }
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -303,7 +303,7 @@ async fn check_bytes(fetch: &Fetch, verified: &Verified) -> Result<(), FetchErro
         )));
     }
     if detected.is_some_and(|d| d.photo) {
-        let bytes = tokio::fs::read(&verified.path).await.map_err(|e| FetchError::Later(format!("reading: {e}")))?;
+        let bytes = verified.all().await.map_err(|e| FetchError::Later(format!("reading: {e}")))?;
         if media::carries_exif(&bytes) {
             return Err(FetchError::Refused(format!(
                 "{} から届いた写真に位置情報などのメタデータが残っています",
