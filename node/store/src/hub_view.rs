@@ -772,7 +772,15 @@ impl HubView for RocksHub<'_> {
         self.checked(self.get(&keys::ids(POSTS, room.0, seq)))
     }
     fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>> {
-        self.checked(self.ids_under(&keys::bigram_in_room(&self.vault.search_term(bigram), room.0)))
+        let mut ids = self.ids_under(&keys::bigram_in_room(&self.vault.search_term(bigram), room.0));
+        // While sealing moves the index from plain terms to keyed ones, the posts indexed before
+        // the first data key are still under the plain term: a search finds them all along.
+        if self.vault.hub_keys() > 0 && self.sealing() {
+            ids.extend(self.ids_under(&keys::bigram_in_room(bigram.as_bytes(), room.0)));
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        self.checked(ids)
     }
     fn connection(&self, pair: (AccountId, AccountId)) -> ViewResult<Option<Connection>> {
         self.checked(self.get(&keys::ids(CONNECTIONS, pair.0.0, pair.1.0)))
