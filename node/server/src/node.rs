@@ -169,25 +169,26 @@ impl Node {
     pub async fn snapshot_now(&self, purge_log: bool) -> Result<Snapshotted, SnapshotError> {
         let applied = self.metrics().last_applied.map_or(0, |l| l.index);
         self.raft.trigger().snapshot().await.map_err(|e| SnapshotError::Refused(e.to_string()))?;
-        let built = self
-            .raft
-            .wait(Some(self.quorum_timeout))
-            .metrics(move |m| m.snapshot.is_some_and(|l| l.index >= applied), "snapshot")
-            .await
-            .map_err(|e| SnapshotError::NotInTime("snapshot", e.to_string()))?;
+        let built = self.wait_until("snapshot", move |m| m.snapshot.is_some_and(|l| l.index >= applied)).await?;
         let snapshot_index = built.snapshot.map_or(0, |l| l.index);
         let mut purged_index = built.purged.map(|l| l.index);
         if purge_log && snapshot_index > 0 {
             self.raft.trigger().purge_log(snapshot_index).await.map_err(|e| SnapshotError::Refused(e.to_string()))?;
-            let purged = self
-                .raft
-                .wait(Some(self.quorum_timeout))
-                .metrics(move |m| m.purged.is_some_and(|l| l.index >= snapshot_index), "purge")
-                .await
-                .map_err(|e| SnapshotError::NotInTime("log purge", e.to_string()))?;
+            let purged =
+                self.wait_until("log purge", move |m| m.purged.is_some_and(|l| l.index >= snapshot_index)).await?;
             purged_index = purged.purged.map(|l| l.index);
         }
         Ok(Snapshotted { snapshot_index, purged_index })
+    }
+
+    /// Raft's metrics once `done` holds, waiting at most the quorum timeout.
+    async fn wait_until(
+        &self,
+        what: &'static str,
+        done: impl Fn(&RaftMetrics) -> bool + Send + 'static,
+    ) -> Result<RaftMetrics, SnapshotError> {
+        let waited = self.raft.wait(Some(self.quorum_timeout)).metrics(done, what).await;
+        waited.map_err(|e| SnapshotError::NotInTime(what, e.to_string()))
     }
 
     /// A copy of Raft's current metrics (role, term, indexes, membership, replication).
