@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::{HubSpec, TestHub, Wire, channel};
 use kizuna_domain::{APPLY_VERSION, FIRST_APPLY_VERSION};
 use kizuna_node::cli::seed::{DEMO_OPERATOR, DEMO_PASSWORD};
-use kizuna_proto::accounts::LoginRequest;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::accounts::{LoginRequest, SetPasswordPolicyRequest};
 use kizuna_proto::records::Consistency;
 
 fn unpack_fixture(into: &Path) {
@@ -87,6 +87,18 @@ async fn a_hub_of_mixed_builds_works_and_moves_on_once_every_node_is_upgraded() 
         }
     };
     write_through_every_node(&hub).await;
+    // A command of a newer version is refused before it is proposed: an entry the old builds
+    // could not decode would stall replication to them (and so every write, without a quorum).
+    let operator = hub.operator().await;
+    let rule = |key: &str| {
+        let req = SetPasswordPolicyRequest { idempotency_key: key.into(), min_chars: 13, min_kinds: 3 };
+        common::authed(req, &operator)
+    };
+    let mut accounts = AccountServiceClient::new(channel(&hub.api(new_build)).await);
+    let early = accounts.set_password_policy(rule("rule-early")).await.expect_err("not every node takes it");
+    assert_eq!(early.code(), tonic::Code::InvalidArgument, "{early:?}");
+    assert!(early.message().contains("apply version"), "{}", early.message());
+    write_through_every_node(&hub).await;
 
     for (i, id) in old_builds.iter().copied().enumerate() {
         // Several keeper ticks (250 ms each here) with a member of the previous build.
@@ -102,5 +114,7 @@ async fn a_hub_of_mixed_builds_works_and_moves_on_once_every_node_is_upgraded() 
     }
     hub.wait_apply_version(APPLY_VERSION).await;
     write_through_every_node(&hub).await;
+    let mut accounts = AccountServiceClient::new(channel(&hub.api(hub.leader().await)).await);
+    accounts.set_password_policy(rule("rule-late")).await.expect("every node takes it now");
     hub.shutdown().await;
 }

@@ -215,6 +215,15 @@ pub const APPLY_VERSION: u32 = 5;
 pub const FIRST_APPLY_VERSION: u32 = 1;
 
 impl LogCommand {
+    /// The apply version that brought this command: a hub below it cannot take it (a member of
+    /// an older build could not even decode the entry, and replication to it would stall).
+    pub fn since_apply_version(&self) -> u32 {
+        match self {
+            LogCommand::Signed { command, .. } => command.since_apply_version(),
+            _ => FIRST_APPLY_VERSION,
+        }
+    }
+
     /// How large an entry of this command may be, for what clients and other hubs send; None
     /// for what the nodes make themselves (bounded where they make it).
     fn max_entry_bytes(&self) -> Option<usize> {
@@ -297,6 +306,11 @@ pub enum ValidationError {
     Batch(String),
     #[error("the request is too large: {bytes} bytes, at most {max}")]
     TooLarge { bytes: usize, max: usize },
+    #[error(
+        "ハブの全ノードがこの機能に対応していません (it needs apply version {needs}; the hub applies version {active}: \
+         every node must run a build of it, and from version 4 on hold a master key)"
+    )]
+    NotYet { needs: u32, active: u32 },
     /// Refused by the leader this write was forwarded to.
     #[error("{0}")]
     Forwarded(String),

@@ -75,9 +75,7 @@ pub fn create_sub_room(
         Change::Room(Room { id, kind, last_seq: 0, last_post_at_ms: ctx.now_ms }),
         Change::Member(Member::new(id, account.id, Role::Owner, MemberState::Active)),
     ];
-    // Each member once, however often the request names them (the state is the same either way).
-    let members: std::collections::BTreeSet<AccountId> = members.into_iter().filter(|m| *m != account.id).collect();
-    for m in members {
+    for m in members.into_iter().filter(|m| *m != account.id) {
         let in_team = view.member(timeline, m)?.is_some_and(|x| x.is_active());
         if !in_team {
             return Err(invalid(format!("account {m} is not in this patient's team")));

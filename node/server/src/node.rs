@@ -273,6 +273,12 @@ impl Node {
     pub async fn propose_here(&self, mut envelope: Envelope) -> Result<Applied, NodeError> {
         envelope.validate()?;
         self.check_applying()?;
+        // Never an entry a member cannot decode: the leader's state knows the hub's version (it
+        // moves only once every member's build takes the next one).
+        let (needs, active) = (envelope.command.since_apply_version(), self.state.apply_version()?);
+        if needs > active {
+            return Err(NodeError::Invalid(ValidationError::NotYet { needs, active }));
+        }
         self.check_quorum_contact()?;
         envelope.proposed_at_ms = now_ms();
         let write = self.raft.client_write(envelope);

@@ -14,22 +14,38 @@ use crate::node::Node;
 
 /// How often a node looks whether it has to scrub.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Sealing ends at the same entry on every node: each waits this long times its place (by id)
+/// first, so that the nodes do not all snapshot and compact at once.
+const STAGGER: Duration = Duration::from_secs(5);
+/// After a failed attempt the next waits twice as long, up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// Scrubs this node once it is due; runs until `stopped` or until it scrubbed.
 pub async fn run(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+    let mut wait = CHECK_EVERY;
+    let mut staggered = false;
     loop {
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         let plan = match node.state.scrub_due() {
             Ok(Some(plan)) => plan,
-            Ok(None) => continue,
+            Ok(None) => {
+                wait = CHECK_EVERY;
+                continue;
+            }
             Err(e) => {
                 warn!("whether this node has to scrub its files does not read: {e}");
+                wait = CHECK_EVERY;
                 continue;
             }
         };
+        if !staggered {
+            staggered = true;
+            wait = STAGGER * (node.id % 6) as u32;
+            continue;
+        }
         match scrub(&node, plan).await {
             Ok(snapshot_index) => {
                 info!(
@@ -38,7 +54,10 @@ pub async fn run(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
                 );
                 return;
             }
-            Err(why) => warn!("scrubbing this node's files is postponed: {why}"),
+            Err(why) => {
+                wait = (wait.max(CHECK_EVERY) * 2).min(MAX_BACKOFF);
+                warn!(retry_in = ?wait, "scrubbing this node's files is postponed: {why}");
+            }
         }
     }
 }

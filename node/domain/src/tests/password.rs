@@ -133,6 +133,10 @@ fn an_admin_issues_a_password_which_ends_sessions_and_must_be_changed() {
     assert!(hub.state.password_issued(nurse).unwrap());
     hub.ok(op, issue(admin));
     assert!(hub.state.password_issued(admin).unwrap(), "an operator issues for anyone");
+    // An account that can do more than its colleagues gets one from an operator only.
+    hub.ok(op, Command::SetBreakGlass { account: colleague, allowed: true });
+    assert!(matches!(hub.run(Some(admin), issue(colleague)), Err(DomainError::PermissionDenied(_))));
+    hub.ok(op, issue(colleague));
 
     sign_in(&mut hub, "user1", "nurse-pc");
     let post = Command::Post { room: RoomId(1), text: "申し送り".into(), reply_to: None, mentions: vec![] };

@@ -183,6 +183,10 @@ impl Api {
         let (me, token_hash) = self.authenticate_with_issued_password(req).await?;
         let r = req.get_ref().clone();
         self.query(|hub| hub.password_policy().map_err(view_status))?.check(&r.new_password).map_err(domain_status)?;
+        if r.new_password == r.current_password {
+            // Also an issued password: whoever issued it would still know it.
+            return Err(Status::invalid_argument("新しいパスワードは現在のものと違うものにしてください"));
+        }
         let phc = self.query(|hub| hub.account(me).map_err(view_status))?.ok_or_else(not_signed_in)?.password_hash;
         // Off the async threads, as at login: argon2id is deliberately slow.
         let (current, new) = (r.current_password, r.new_password);
