@@ -224,12 +224,12 @@ impl Prepared {
 }
 
 /// Detects what the file is and, for a photo, makes it safe to share (blocking: run apart).
-fn prepare(verified: Verified) -> Result<Prepared, Status> {
+fn prepare(mut verified: Verified) -> Result<Prepared, Status> {
     let head = verified.read_blocking(0, media::SNIFF_BYTES.min(verified.size as usize));
     let head = head.map_err(|e| Status::internal(format!("this node cannot read the upload: {e}")))?;
     let detected: Detected = media::detect(&head).map_err(media_status)?;
     if !detected.photo {
-        let hash = without_location(&verified, detected)?;
+        let hash = without_location(&mut verified, detected)?;
         let file = Source { hash, size: verified.size, bytes: SourceBytes::File(verified) };
         return Ok(Prepared { content_type: detected.content_type, file, thumbnails: None });
     }
@@ -242,13 +242,14 @@ fn prepare(verified: Verified) -> Result<Prepared, Status> {
 
 /// A video's recording location blanked in place (`attachments::video`); the hash of what is
 /// then stored (the uploaded bytes' when nothing was blanked).
-fn without_location(verified: &Verified, detected: Detected) -> Result<BlobHash, Status> {
+fn without_location(verified: &mut Verified, detected: Detected) -> Result<BlobHash, Status> {
     if !matches!(detected.content_type, "video/mp4" | "video/quicktime" | "video/3gpp" | "video/3gpp2") {
         return Ok(verified.hash);
     }
     let unreadable = |e: std::io::Error| Status::internal(format!("cannot read the upload: {e}"));
+    let size = verified.size;
     let mut file = verified.open().map_err(unreadable)?;
-    let blanked = video::remove_location(&mut file, verified.size)
+    let blanked = video::remove_location(&mut file, size)
         .map_err(|e| Status::invalid_argument(format!("動画を読み取れません: {e}")))?;
     if blanked == 0 {
         return Ok(verified.hash);

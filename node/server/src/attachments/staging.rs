@@ -117,17 +117,17 @@ impl Verified {
     }
 
     async fn read_at(&self, start: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        let (path, key) = (self.path.clone(), StagingKey::clone_of(&self.key));
-        let read = move || Self::read_from(&path, &key, start, len);
+        let (path, mut key) = (self.path.clone(), self.key.clone());
+        let read = move || Self::read_from(&path, &mut key, start, len);
         tokio::task::spawn_blocking(read).await.map_err(std::io::Error::other)?
     }
 
     /// `len` plain bytes from `start` (blocking).
     pub fn read_blocking(&self, start: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        Self::read_from(&self.path, &self.key, start, len)
+        Self::read_from(&self.path, &mut self.key.clone(), start, len)
     }
 
-    fn read_from(path: &Path, key: &StagingKey, start: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    fn read_from(path: &Path, key: &mut StagingKey, start: u64, len: usize) -> std::io::Result<Vec<u8>> {
         use std::io::{Read, Seek, SeekFrom};
         let mut f = SealedFile::open(path, key)?;
         f.seek(SeekFrom::Start(start))?;
@@ -137,8 +137,8 @@ impl Verified {
     }
 
     /// The file to read and change its plain bytes in place (blocking).
-    pub fn open(&self) -> std::io::Result<SealedFile<'_>> {
-        SealedFile::open(&self.path, &self.key)
+    pub fn open(&mut self) -> std::io::Result<SealedFile<'_>> {
+        SealedFile::open(&self.path, &mut self.key)
     }
 }
 
