@@ -212,6 +212,7 @@ impl Api {
     /// deliberately slow.
     async fn new_password_hash(&self, password: String) -> Result<String, Status> {
         self.query(|hub| hub.password_policy().map_err(view_status))?.check(&password).map_err(domain_status)?;
+        let _turn = self.hashing.acquire().await.map_err(|e| Status::internal(e.to_string()))?;
         tokio::task::spawn_blocking(move || auth::hash_password(&password))
             .await
             .map_err(|e| Status::internal(e.to_string()))?

@@ -44,7 +44,13 @@ pub struct Api {
     pub(super) live_streams: Arc<PerAccount>,
     /// Streamed uploads per account on this node (each stages up to a file's size on disk).
     pub(super) stream_uploads: Arc<PerAccount>,
+    /// New passwords hashed at once on this node: argon2id takes 19 MiB and a core's while
+    /// each, and registration is open to anyone with a code.
+    pub(super) hashing: Arc<tokio::sync::Semaphore>,
 }
+
+/// See [`Api::hashing`].
+const HASHES_AT_ONCE: usize = 4;
 
 /// Tabs and devices of one person, with room to spare.
 const LIVE_STREAMS_PER_ACCOUNT: usize = 16;
@@ -114,6 +120,7 @@ impl Api {
             sign_in_turns: Arc::default(),
             live_streams: PerAccount::new("ライブ更新の接続", LIVE_STREAMS_PER_ACCOUNT),
             stream_uploads: PerAccount::new("ファイルの同時アップロード", STREAM_UPLOADS_PER_ACCOUNT),
+            hashing: Arc::new(tokio::sync::Semaphore::new(HASHES_AT_ONCE)),
         }
     }
 
