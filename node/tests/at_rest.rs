@@ -135,9 +135,7 @@ async fn nothing_a_team_writes_is_readable_in_data_dirs_snapshots_or_backups() {
 /// in the data dirs, the snapshots and the backup image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_scan_finds_everything_on_a_hub_without_master_keys() {
-    let spec =
-        HubSpec { nodes: vec![("r1", true), ("r2", true), ("r3", true)], preferred_regions: vec![], wire: Wire::Plain };
-    let mut hub = TestHub::start_custom(spec, |config, _| config.encryption = None).await;
+    let mut hub = hub_without_master_keys().await;
     let scratch = tempfile::tempdir().unwrap();
     write_everything(&hub, scratch.path()).await;
     let ids = hub.running_ids();
@@ -148,6 +146,13 @@ async fn the_scan_finds_everything_on_a_hub_without_master_keys() {
         assert!(in_image.iter().any(|(_, n)| *n == name), "{name} not in the plain backup image: {in_image:?}");
         assert!(in_dirs.iter().any(|(_, n)| *n == name), "{name} not in the plain data dirs: {in_dirs:?}");
     }
+}
+
+/// A 3-node hub run without `[encryption]`: nothing it stores is sealed.
+async fn hub_without_master_keys() -> TestHub {
+    let spec =
+        HubSpec { nodes: vec![("r1", true), ("r2", true), ("r3", true)], preferred_regions: vec![], wire: Wire::Plain };
+    TestHub::start_custom(spec, |config, _| config.encryption = None).await
 }
 
 /// Stops every node (their stores closed, nothing more to write) and keeps their data dirs.
@@ -252,9 +257,7 @@ async fn the_master_key_rotates_one_node_at_a_time_without_stopping_the_hub() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upgraded_hub_leaves_nothing_readable_once_it_is_sealed_and_scrubbed() {
     use kizuna_node::config::EncryptionSection;
-    let spec =
-        HubSpec { nodes: vec![("r1", true), ("r2", true), ("r3", true)], preferred_regions: vec![], wire: Wire::Plain };
-    let mut hub = TestHub::start_custom(spec, |config, _| config.encryption = None).await;
+    let mut hub = hub_without_master_keys().await;
     let scratch = tempfile::tempdir().unwrap();
     let (doctor, room) = write_everything(&hub, scratch.path()).await;
     let ids = hub.running_ids();
