@@ -19,7 +19,7 @@ use super::model::*;
 use super::requests::{self, RequestKind};
 use super::rooms::PatientDetails;
 use super::view::HubView;
-use super::{accounts, connections, posts, rooms, second_factor, sessions};
+use super::{accounts, connections, disaster, posts, rooms, second_factor, sessions};
 
 pub use super::events::Raised;
 pub use super::kernel::{Ctx, Effects, MAX_POST_CHARS, Outcome, Outgoing, SESSION_ID_CHARS, Trail};
@@ -296,6 +296,28 @@ pub enum Command {
         account: AccountId,
         password_hash: String,
     },
+    /// Declares a disaster for municipalities of the hub ([`crate::disaster::declare`]). From
+    /// apply version 6 on.
+    DeclareDisaster {
+        name: String,
+        municipalities: Vec<String>,
+    },
+    /// Ends a disaster. From apply version 6 on.
+    EndDisaster {
+        disaster: DisasterId,
+    },
+    /// Operators allow facility admins to declare disasters for their own municipality, or no
+    /// longer. From apply version 6 on.
+    SetDisasterPolicy {
+        admins_may_declare: bool,
+    },
+    /// The patient's municipality and the devices their life depends on
+    /// ([`crate::disaster::profile`]). From apply version 6 on.
+    SetCareProfile {
+        patient: PatientId,
+        municipality: String,
+        devices: Vec<crate::disaster::Device>,
+    },
 }
 
 impl Command {
@@ -310,6 +332,10 @@ impl Command {
             Command::SetPasswordPolicy { .. } | Command::IssuePassword { .. } => {
                 crate::password_policy::SINCE_APPLY_VERSION
             }
+            Command::DeclareDisaster { .. }
+            | Command::EndDisaster { .. }
+            | Command::SetDisasterPolicy { .. }
+            | Command::SetCareProfile { .. } => crate::disaster::SINCE_APPLY_VERSION,
             _ => crate::FIRST_APPLY_VERSION,
         }
     }
@@ -430,6 +456,16 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
             super::push::add(view, ctx, signed_in()?, (endpoint, p256dh, auth))
         }
         C::RemovePushSubscription { endpoint } => super::push::remove(view, signed_in()?, endpoint),
+        C::DeclareDisaster { name, municipalities } => {
+            disaster::declare::declare(view, ctx, signed_in()?, name, municipalities)
+        }
+        C::EndDisaster { disaster } => disaster::declare::end(view, ctx, signed_in()?, disaster),
+        C::SetDisasterPolicy { admins_may_declare } => {
+            disaster::declare::set_policy(view, signed_in()?, disaster::DisasterPolicy { admins_may_declare })
+        }
+        C::SetCareProfile { patient, municipality, devices } => {
+            disaster::profile::set(view, ctx, signed_in()?, patient, (municipality, devices))
+        }
     }
 }
 

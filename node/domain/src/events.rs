@@ -23,6 +23,11 @@ pub enum EventKind {
     /// A connection between the pair was requested, accepted, declined or blocked (no room:
     /// `room` is 0): both hear of it, so a request to accept shows at once.
     Connection { pair: (AccountId, AccountId) },
+    /// A disaster was declared or ended (no room): every active account hears of it.
+    Disaster { id: DisasterId },
+    /// Safety checks or facility statuses of a disaster were recorded (no room): the boards of
+    /// the professionals refresh.
+    Observed { disaster: DisasterId },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +85,10 @@ pub fn visible_to(view: &impl HubView, account: AccountId, event: &Event) -> Vie
         },
         EventKind::Connection { pair } => {
             (pair.0 == account || pair.1 == account) && view.account(account)?.is_some_and(|a| a.is_active())
+        }
+        EventKind::Disaster { .. } => view.account(account)?.is_some_and(|a| a.is_active()),
+        EventKind::Observed { .. } => {
+            view.account(account)?.is_some_and(|a| a.is_active() && (a.is_professional() || a.is_operator()))
         }
         _ => can_read(view, account, event.room)?,
     })

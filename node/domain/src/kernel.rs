@@ -58,6 +58,8 @@ pub enum Outcome {
     PasswordChanged(AccountId),
     /// An uploaded file became an attachment of its uploader (`CreateAttachment`).
     Attachment(AttachmentId),
+    /// A disaster was declared or ended (`DeclareDisaster`, `EndDisaster`).
+    Disaster(DisasterId),
 }
 
 /// The audit entry of a write of patient data: (patient, room, what). Who, when, from which

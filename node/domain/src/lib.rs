@@ -16,9 +16,11 @@ pub mod attachments;
 pub mod audit;
 pub mod authz;
 pub mod bigram;
+pub mod calendar;
 pub mod commands;
 pub mod connections;
 pub mod directory;
+pub mod disaster;
 pub mod emergency;
 pub mod error;
 pub mod events;
@@ -185,6 +187,13 @@ pub enum LogCommand {
     /// The next step of sealing what was written before the hub's first data key (proposed by
     /// the leader while it is not done; every replica seals the same keys at the same entry).
     SealStep,
+    /// Safety checks and facility statuses recorded on node `origin_node`, possibly while it was
+    /// cut off from the quorum, shipped from its journal: each is checked and applied once
+    /// ([`disaster::observe::record`]). From apply version 6 on.
+    Observations {
+        observations: Vec<disaster::Observation>,
+        origin_node: u64,
+    },
 }
 
 /// How this build applies the log. Every replica must apply an entry the same way, so while a
@@ -207,8 +216,9 @@ pub enum LogCommand {
 /// without a master key applies up to 3 only, so a hub without encryption at rest stays at 3.
 /// 5 ([`password_policy::SINCE_APPLY_VERSION`]): the password rule is the hub's
 /// (`SetPasswordPolicy`), admins issue passwords (`IssuePassword`) and family accounts'
-/// passwords count as issued.
-pub const APPLY_VERSION: u32 = 5;
+/// passwords count as issued. 6 ([`disaster::SINCE_APPLY_VERSION`]): disaster mode — its
+/// commands and [`LogCommand::Observations`].
+pub const APPLY_VERSION: u32 = 6;
 
 /// The active version of a hub that never set one: its nodes were all of builds before the
 /// version existed.
@@ -220,6 +230,7 @@ impl LogCommand {
     pub fn since_apply_version(&self) -> u32 {
         match self {
             LogCommand::Signed { command, .. } => command.since_apply_version(),
+            LogCommand::Observations { .. } => disaster::SINCE_APPLY_VERSION,
             _ => FIRST_APPLY_VERSION,
         }
     }
@@ -231,6 +242,8 @@ impl LogCommand {
             LogCommand::Signed { command: Command::StoreChunk { .. }, .. } => Some(MAX_CHUNK_ENTRY_BYTES),
             LogCommand::Signed { .. } | LogCommand::PutRecord { .. } => Some(MAX_CLIENT_ENTRY_BYTES),
             LogCommand::FederatedBatch { .. } => Some(MAX_BATCH_ENTRY_BYTES),
+            // Users' records, batched by the node: a batch of the largest fits.
+            LogCommand::Observations { .. } => Some(MAX_BATCH_ENTRY_BYTES),
             _ => None,
         }
     }
@@ -254,6 +267,7 @@ impl std::fmt::Display for Envelope {
             LogCommand::SetApplyVersion { .. } => "set-apply-version",
             LogCommand::SetDataKeys { .. } => "set-data-keys",
             LogCommand::SealStep => "seal-step",
+            LogCommand::Observations { .. } => "observations",
         };
         write!(f, "{kind} (idempotency key {})", self.idempotency_key)
     }
@@ -278,6 +292,13 @@ pub enum CommandResult {
     NoOp,
     /// A federated batch was decided: applied (its new tail), a duplicate, or a gap.
     Received(federation::Receipt),
+    /// Shipped observations were decided: how many applied, how many were in the log before,
+    /// and which were refused (by the state they met) and why.
+    Observed {
+        applied: u32,
+        duplicates: u32,
+        refused: Vec<(disaster::ObservationId, DomainError)>,
+    },
 }
 
 impl From<DomainError> for CommandResult {
@@ -341,6 +362,11 @@ impl Envelope {
             // The notifier's own scope, for the same reason.
             return Ok(format!("notify\u{1f}{}", self.idempotency_key));
         }
+        if let LogCommand::Observations { .. } = &self.command {
+            // The shippers' own scope, for the same reason (the observations' ids, not the
+            // key, keep a record from applying twice).
+            return Ok(format!("observe\u{1f}{}", self.idempotency_key));
+        }
         if let LogCommand::CollectAttachments { .. } = &self.command {
             // The collector's own scope, for the same reason.
             return Ok(format!("collect\u{1f}{}", self.idempotency_key));
@@ -386,6 +412,14 @@ impl Envelope {
             | LogCommand::SetApplyVersion { .. }
             | LogCommand::SetDataKeys { .. }
             | LogCommand::SealStep => {}
+            LogCommand::Observations { observations, .. } => {
+                if observations.is_empty() || observations.len() > disaster::observe::MAX_PER_ENTRY {
+                    return Err(ValidationError::Batch(format!(
+                        "1..={} observations per entry",
+                        disaster::observe::MAX_PER_ENTRY
+                    )));
+                }
+            }
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ macro_rules! id_type {
         }
     )*};
 }
-id_type!(AccountId, FacilityId, RoomId, PatientId, InvitationId, RequestId, AttachmentId);
+id_type!(AccountId, FacilityId, RoomId, PatientId, InvitationId, RequestId, AttachmentId, DisasterId);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FacilityKind {

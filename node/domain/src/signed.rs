@@ -258,6 +258,38 @@ mod tests {
         fn emergency_accesses(&self) -> ViewResult<Vec<crate::emergency::EmergencyAccess>> {
             broken()
         }
+        fn disasters(&self) -> ViewResult<Vec<crate::disaster::Disaster>> {
+            broken()
+        }
+        fn disaster_policy(&self) -> ViewResult<crate::disaster::DisasterPolicy> {
+            broken()
+        }
+        fn care_profile(&self, _: PatientId) -> ViewResult<Option<crate::disaster::CareProfile>> {
+            broken()
+        }
+        fn patients_in(&self, _: &str) -> ViewResult<Vec<PatientId>> {
+            broken()
+        }
+        fn observation_seen(&self, _: crate::disaster::ObservationId) -> ViewResult<bool> {
+            broken()
+        }
+        fn current_observation(
+            &self,
+            _: DisasterId,
+            _: crate::disaster::Subject,
+        ) -> ViewResult<Option<crate::disaster::Observation>> {
+            broken()
+        }
+        fn current_observations(&self, _: DisasterId) -> ViewResult<Vec<crate::disaster::Observation>> {
+            broken()
+        }
+        fn observations_of(
+            &self,
+            _: DisasterId,
+            _: crate::disaster::Subject,
+        ) -> ViewResult<Vec<crate::disaster::Observation>> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

@@ -12,6 +12,7 @@ use super::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage,
 use super::model::*;
 use super::notify::{Notice, NotificationSettings};
 use super::push::PushSubscription;
+use crate::disaster::{CareProfile, Disaster, DisasterPolicy, Observation, ObservationId, Subject};
 
 /// A read of the hub's state that failed: the state could not be read, so nothing is decided.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -127,6 +128,22 @@ pub trait HubView {
     ) -> ViewResult<Option<crate::emergency::EmergencyAccess>>;
     /// Every emergency access ever opened (the newest per account and room).
     fn emergency_accesses(&self) -> ViewResult<Vec<crate::emergency::EmergencyAccess>>;
+    /// Every disaster ever declared, by id ([`crate::disaster`]).
+    fn disasters(&self) -> ViewResult<Vec<Disaster>>;
+    /// Who may declare a disaster (the default if never set).
+    fn disaster_policy(&self) -> ViewResult<DisasterPolicy>;
+    /// A patient's municipality and life-support devices (None: never set).
+    fn care_profile(&self, patient: PatientId) -> ViewResult<Option<CareProfile>>;
+    /// The patients whose care profile names `municipality`.
+    fn patients_in(&self, municipality: &str) -> ViewResult<Vec<PatientId>>;
+    /// Whether the observation `id` reached the log before (applied or refused).
+    fn observation_seen(&self, id: ObservationId) -> ViewResult<bool>;
+    /// The current state of `subject` in `disaster`: its newest observation by the merge rule.
+    fn current_observation(&self, disaster: DisasterId, subject: Subject) -> ViewResult<Option<Observation>>;
+    /// The current state of every subject of `disaster`, by subject.
+    fn current_observations(&self, disaster: DisasterId) -> ViewResult<Vec<Observation>>;
+    /// Every observation of `subject` in `disaster`, oldest first by the merge rule.
+    fn observations_of(&self, disaster: DisasterId, subject: Subject) -> ViewResult<Vec<Observation>>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -283,6 +300,21 @@ pub enum Change {
         designation: Option<crate::emergency::Designation>,
     },
     EmergencyAccess(crate::emergency::EmergencyAccess),
+    /// A disaster, declared or ended.
+    Disaster(Disaster),
+    DisasterPolicy(DisasterPolicy),
+    CareProfile {
+        patient: PatientId,
+        profile: CareProfile,
+    },
+    /// An observation reached the log but was refused: it is never applied, even if shipped again.
+    ObservationSeen(ObservationId),
+    /// An observation joins its subject's history (and is remembered as seen); `current`: it
+    /// is now the subject's current state.
+    Observation {
+        observation: Observation,
+        current: bool,
+    },
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -330,6 +362,13 @@ pub struct MemHub {
     pub apply_version: u32,
     pub break_glass: BTreeMap<AccountId, crate::emergency::Designation>,
     pub emergency_accesses: BTreeMap<(RoomId, AccountId), crate::emergency::EmergencyAccess>,
+    pub disasters: BTreeMap<DisasterId, Disaster>,
+    pub disaster_policy: DisasterPolicy,
+    pub care_profiles: BTreeMap<PatientId, CareProfile>,
+    pub observations_seen: std::collections::BTreeSet<ObservationId>,
+    /// Each subject's history, keyed as the store orders it: (disaster, subject, time, id).
+    pub observations: BTreeMap<(DisasterId, Subject, u64, ObservationId), Observation>,
+    pub current_observations: BTreeMap<(DisasterId, Subject), Observation>,
 }
 
 impl MemHub {
@@ -475,6 +514,23 @@ impl MemHub {
                 }
                 Change::EmergencyAccess(a) => {
                     self.emergency_accesses.insert((a.room, a.account), a);
+                }
+                Change::Disaster(d) => {
+                    self.disasters.insert(d.id, d);
+                }
+                Change::DisasterPolicy(p) => self.disaster_policy = p,
+                Change::CareProfile { patient, profile } => {
+                    self.care_profiles.insert(patient, profile);
+                }
+                Change::ObservationSeen(id) => {
+                    self.observations_seen.insert(id);
+                }
+                Change::Observation { observation: o, current } => {
+                    self.observations_seen.insert(o.id);
+                    if current {
+                        self.current_observations.insert((o.disaster, o.subject), o.clone());
+                    }
+                    self.observations.insert((o.disaster, o.subject, o.observed_at_ms, o.id), o);
                 }
                 Change::PushSubscription(sub) => {
                     self.push_subscriptions.insert((sub.account, sub.endpoint.clone()), sub);
@@ -683,5 +739,34 @@ impl HubView for MemHub {
     }
     fn emergency_accesses(&self) -> ViewResult<Vec<crate::emergency::EmergencyAccess>> {
         Ok(self.emergency_accesses.values().cloned().collect())
+    }
+    fn disasters(&self) -> ViewResult<Vec<Disaster>> {
+        Ok(self.disasters.values().cloned().collect())
+    }
+    fn disaster_policy(&self) -> ViewResult<DisasterPolicy> {
+        Ok(self.disaster_policy)
+    }
+    fn care_profile(&self, patient: PatientId) -> ViewResult<Option<CareProfile>> {
+        Ok(self.care_profiles.get(&patient).cloned())
+    }
+    fn patients_in(&self, municipality: &str) -> ViewResult<Vec<PatientId>> {
+        Ok(self.care_profiles.iter().filter(|(_, p)| p.municipality == municipality).map(|(id, _)| *id).collect())
+    }
+    fn observation_seen(&self, id: ObservationId) -> ViewResult<bool> {
+        Ok(self.observations_seen.contains(&id))
+    }
+    fn current_observation(&self, disaster: DisasterId, subject: Subject) -> ViewResult<Option<Observation>> {
+        Ok(self.current_observations.get(&(disaster, subject)).cloned())
+    }
+    fn current_observations(&self, disaster: DisasterId) -> ViewResult<Vec<Observation>> {
+        Ok(self
+            .current_observations
+            .range((disaster, Subject::Patient(PatientId(0)))..)
+            .take_while(|((d, _), _)| *d == disaster)
+            .map(|(_, o)| o.clone())
+            .collect())
+    }
+    fn observations_of(&self, disaster: DisasterId, subject: Subject) -> ViewResult<Vec<Observation>> {
+        Ok(self.observations.values().filter(|o| o.disaster == disaster && o.subject == subject).cloned().collect())
     }
 }

@@ -319,19 +319,9 @@ pub(crate) fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds (Howard Hinnant's `civil_from_days`).
+/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds.
 pub fn rfc3339(unix_s: u64) -> String {
-    let days = (unix_s / 86_400) as i64 + 719_468;
-    let secs = unix_s % 86_400;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+    kizuna_domain::calendar::rfc3339(unix_s)
 }
 
 fn pem(label: &str, der: &[u8]) -> String {

@@ -751,6 +751,7 @@ fn facility(hub: &mut Hub, op: AccountId, name: &str, kind: FacilityKind, n: usi
 
 mod attachments;
 mod directory;
+mod disaster;
 mod emergency;
 mod federation;
 mod federation_files;

@@ -1,0 +1,114 @@
+//! Declaring and ending a disaster, and who may.
+
+use super::{Disaster, DisasterPolicy};
+use crate::authz::{self, active_account};
+use crate::error::{DomainResult, denied, invalid, not_found, precondition};
+use crate::events::EventKind;
+use crate::kernel::{Ctx, Effects, MAX_NAME_CHARS, Outcome, text};
+use crate::model::*;
+use crate::view::{Change, HubView};
+
+/// At most this many municipalities in one declaration.
+pub const MAX_MUNICIPALITIES: usize = 64;
+/// Longest municipality name, in characters (「上都賀郡西方町」 and the like fit).
+pub const MAX_MUNICIPALITY_CHARS: usize = 20;
+
+/// `DeclareDisaster`: an operator declares a disaster for municipalities of the hub; a facility
+/// admin may too, for its own facility's municipality only, if the hub allows it.
+pub fn declare(
+    view: &impl HubView,
+    ctx: Ctx,
+    actor: AccountId,
+    name: String,
+    municipalities: Vec<String>,
+) -> DomainResult<Effects> {
+    text("disaster name", &name, MAX_NAME_CHARS)?;
+    let municipalities = checked_municipalities(municipalities)?;
+    may_declare(view, actor, &municipalities)?;
+    let disaster = Disaster {
+        id: DisasterId(ctx.log_index),
+        name: name.trim().to_owned(),
+        municipalities,
+        started_at_ms: ctx.now_ms,
+        declared_by: actor,
+        ended_at_ms: None,
+    };
+    let id = disaster.id;
+    Ok(Effects::new(Outcome::Disaster(id), vec![Change::Disaster(disaster)])
+        .event(RoomId(0), EventKind::Disaster { id }))
+}
+
+/// `EndDisaster`: whoever declared it, or an operator, ends it.
+pub fn end(view: &impl HubView, ctx: Ctx, actor: AccountId, id: DisasterId) -> DomainResult<Effects> {
+    let account = active_account(view, actor)?;
+    let mut disaster = find(view, id)?;
+    if !account.is_operator() && disaster.declared_by != actor {
+        return Err(denied("災害を終了できるのは、宣言した人か事務局だけです"));
+    }
+    if !disaster.is_active() {
+        return Err(precondition("この災害はすでに終了しています"));
+    }
+    disaster.ended_at_ms = Some(ctx.now_ms);
+    Ok(Effects::new(Outcome::Disaster(id), vec![Change::Disaster(disaster)])
+        .event(RoomId(0), EventKind::Disaster { id }))
+}
+
+/// `SetDisasterPolicy`: operators allow (or no longer allow) facility admins to declare.
+pub fn set_policy(view: &impl HubView, actor: AccountId, policy: DisasterPolicy) -> DomainResult<Effects> {
+    authz::operator(view, actor)?;
+    Ok(Effects::new(Outcome::Done, vec![Change::DisasterPolicy(policy)]))
+}
+
+/// The disaster `id`, ended or not.
+pub fn find(view: &impl HubView, id: DisasterId) -> DomainResult<Disaster> {
+    view.disasters()?.into_iter().find(|d| d.id == id).ok_or(not_found("disaster"))
+}
+
+/// Every disaster, the ones in force first, newest first.
+pub fn list(view: &impl HubView, viewer: AccountId) -> DomainResult<Vec<Disaster>> {
+    active_account(view, viewer)?;
+    let mut all = view.disasters()?;
+    all.sort_by_key(|d| (!d.is_active(), std::cmp::Reverse(d.started_at_ms)));
+    Ok(all)
+}
+
+fn may_declare(view: &impl HubView, actor: AccountId, municipalities: &[String]) -> DomainResult<()> {
+    let account = active_account(view, actor)?;
+    if account.is_operator() {
+        return Ok(());
+    }
+    if !account.facility_admin || !view.disaster_policy()?.admins_may_declare {
+        return Err(denied("災害を宣言できるのは事務局（ハブが認めた場合は施設管理者）だけです"));
+    }
+    let own = match account.facility() {
+        Some(f) => view.facility(f)?.ok_or(not_found("facility"))?.municipality,
+        None => return Err(denied("施設に所属していません")),
+    };
+    if municipalities.iter().any(|m| *m != own) {
+        return Err(denied(format!("施設管理者が宣言できるのは自施設の市町村（{own}）だけです")));
+    }
+    Ok(())
+}
+
+/// Trimmed, each a name, no repeats, 1..=[`MAX_MUNICIPALITIES`] of them.
+fn checked_municipalities(municipalities: Vec<String>) -> DomainResult<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for m in municipalities {
+        let m = m.trim().to_owned();
+        text("municipality", &m, MAX_MUNICIPALITY_CHARS)?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.is_empty() || out.len() > MAX_MUNICIPALITIES {
+        return Err(invalid(format!("name 1..={MAX_MUNICIPALITIES} municipalities")));
+    }
+    Ok(out)
+}
+
+/// A municipality name as a patient's profile or a declaration holds it.
+pub(super) fn checked_municipality(m: &str) -> DomainResult<String> {
+    let m = m.trim();
+    text("municipality", m, MAX_MUNICIPALITY_CHARS)?;
+    Ok(m.to_owned())
+}
