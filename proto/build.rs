@@ -4,7 +4,7 @@ use std::path::PathBuf;
 /// The files of the services a node's public port serves (and the types they share); the
 /// internal Raft API and the hub-to-hub federation API are compiled but kept out of the public
 /// descriptor set, so reflection on the public port cannot describe them.
-const PUBLIC: [&str; 14] = [
+const PUBLIC: [&str; 15] = [
     "kizuna/common/v1/types.proto",
     "kizuna/accounts/v1/account_service.proto",
     "kizuna/rooms/v1/room_service.proto",
@@ -19,6 +19,7 @@ const PUBLIC: [&str; 14] = [
     "kizuna/admin/v1/cluster_admin_service.proto",
     "kizuna/hub/v1/hub_service.proto",
     "kizuna/attachments/v1/attachment_service.proto",
+    "kizuna/disaster/v1/disaster_service.proto",
 ];
 const INTERNAL: [&str; 2] =
     ["kizuna/raft/v1/raft_transport_service.proto", "kizuna/federation/v1/federation_service.proto"];

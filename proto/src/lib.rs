@@ -29,6 +29,7 @@ pub mod kizuna {
     package!(admin, "kizuna.admin.v1");
     package!(hub, "kizuna.hub.v1");
     package!(attachments, "kizuna.attachments.v1");
+    package!(disaster, "kizuna.disaster.v1");
     package!(raft, "kizuna.raft.v1");
     package!(federation, "kizuna.federation.v1");
 }
@@ -49,6 +50,8 @@ pub use kizuna::common::v1 as common;
 pub use kizuna::connections::v1 as connections;
 /// The resource map (医療介護資源マップ).
 pub use kizuna::directory::v1 as directory;
+/// Disaster mode: declarations, safety checks, facility statuses, the board.
+pub use kizuna::disaster::v1 as disaster;
 /// Live events (server streaming).
 pub use kizuna::events::v1 as events;
 /// Hub-to-hub federation (its own port, mutual TLS with the configured peers).

@@ -10,6 +10,8 @@
 //! - [`api`]: the public gRPC services — the only place that speaks proto and `tonic::Status`.
 //! - [`audit_shipper`]: the audit shipper, which moves the node's read journal into the
 //!   replicated audit chain (kept in the domain); the audit *service* is `api/audit.rs`.
+//! - [`disaster_shipper`]: ships the safety checks and facility statuses recorded on this node
+//!   (also while it was cut off from the quorum) into the log; the service is `api/disaster`.
 //! - [`notifier`]: the leader's e-mail notices of unread news (SMTP), from the replicated queue.
 //! - [`keeper`]: the leader's housekeeping (leadership back to the preferred regions).
 //! - [`config`]: the TOML topology of a hub; [`placement`]: the rule that voters survive a region's loss.
@@ -27,6 +29,7 @@ pub mod api;
 pub mod attachments;
 pub mod audit_shipper;
 pub mod config;
+pub mod disaster_shipper;
 pub mod federation;
 pub mod keeper;
 pub mod member;

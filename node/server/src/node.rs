@@ -540,6 +540,7 @@ pub struct RunningNode {
     servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     keeper: JoinHandle<()>,
     audit_shipper: JoinHandle<()>,
+    disaster_shipper: JoinHandle<()>,
     notifier: JoinHandle<()>,
     collector: JoinHandle<()>,
     /// Waited for at shutdown: a compaction under way holds the database open.
@@ -552,6 +553,7 @@ impl RunningNode {
         let _ = self.stop.send(true);
         let _ = self.keeper.await;
         let _ = self.audit_shipper.await;
+        let _ = self.disaster_shipper.await;
         let _ = self.notifier.await;
         let _ = self.collector.await;
         let _ = self.scrubber.await;
@@ -738,13 +740,15 @@ pub async fn start(
         let collector = crate::attachments::collector::run(node.clone(), attachments, stopped.clone());
         let collector = tokio::spawn(collector.in_current_span());
         let audit_shipper = tokio::spawn(crate::audit_shipper::ship(node.clone(), stopped.clone()).in_current_span());
+        let disaster_shipper =
+            tokio::spawn(crate::disaster_shipper::run(node.clone(), stopped.clone()).in_current_span());
         let scrubber = tokio::spawn(crate::scrub::run(node.clone(), stopped.clone()).in_current_span());
         if let Some(listener) = listeners.metrics {
             let metrics = crate::metrics::serve(listener, node.clone(), hub.clone(), stopped.clone());
             servers.push(tokio::spawn(metrics.in_current_span()));
         }
         info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
-        Ok(RunningNode { node, stop, servers, keeper, audit_shipper, notifier, collector, scrubber })
+        Ok(RunningNode { node, stop, servers, keeper, audit_shipper, disaster_shipper, notifier, collector, scrubber })
     }
     .instrument(span)
     .await

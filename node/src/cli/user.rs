@@ -457,6 +457,8 @@ async fn show_event(posts: &mut PostServiceClient<Channel>, t: &str, e: Event) -
         }
         Some(event::Kind::PostUpdatedSeq(seq)) => println!("[room {room} #{seq}] updated"),
         Some(event::Kind::MembershipChanged(_)) => println!("[room {room}] members changed"),
+        Some(event::Kind::DisasterChanged(id)) => println!("[災害 {id}] 宣言または終了されました"),
+        Some(event::Kind::DisasterObserved(id)) => println!("[災害 {id}] 安否確認・施設状況の記録"),
         Some(event::Kind::ReadUpToSeq(seq)) => println!("[room {room}] read up to #{seq} on another device"),
         Some(event::Kind::CareRequestUpdated(id)) => {
             println!("[request #{id}] sent, answered or cancelled: kizuna request show {id}")

@@ -125,7 +125,7 @@ impl ValueError {
 pub(crate) fn key_in(family: &str, key: &[u8]) -> String {
     match family {
         crate::CF_SM_DATA => crate::fault::key_name(key),
-        crate::CF_RAFT_LOG | crate::CF_AUDIT_JOURNAL => {
+        crate::CF_RAFT_LOG | crate::CF_AUDIT_JOURNAL | crate::CF_DISASTER_JOURNAL => {
             crate::keys::number(key).map_or_else(|_| kizuna_domain::hex(key), |n| n.to_string())
         }
         _ => String::from_utf8(key.to_vec()).unwrap_or_else(|_| kizuna_domain::hex(key)),

@@ -322,6 +322,19 @@ impl<'a> RocksHub<'a> {
                 Change::PasswordIssued { account, issued: false } => {
                     self.overlay.insert(keys::id(keys::PASSWORDS_ISSUED, account.0), None);
                 }
+                Change::Disaster(d) => self.put(keys::id(keys::DISASTERS, d.id.0), &d),
+                Change::DisasterPolicy(p) => self.put(keys::all(keys::DISASTER_POLICY), &p),
+                Change::CareProfile { patient, profile } => {
+                    self.put(keys::id(keys::CARE_PROFILES, patient.0), &profile)
+                }
+                Change::ObservationSeen(id) => self.put(keys::observation_seen(&id), &()),
+                Change::Observation { observation: o, current } => {
+                    self.put(keys::observation_seen(&o.id), &());
+                    if current {
+                        self.put(keys::current_observation(o.disaster.0, o.subject), &o);
+                    }
+                    self.put(keys::observation(&o), &o);
+                }
             }
         }
     }
@@ -724,6 +737,51 @@ impl HubView for RocksHub<'_> {
     }
     fn emergency_accesses(&self) -> ViewResult<Vec<kizuna_domain::emergency::EmergencyAccess>> {
         self.checked(self.values(&keys::all(keys::EMERGENCY_ACCESSES)))
+    }
+    fn disasters(&self) -> ViewResult<Vec<kizuna_domain::disaster::Disaster>> {
+        self.checked(self.values(&keys::all(keys::DISASTERS)))
+    }
+    fn disaster_policy(&self) -> ViewResult<kizuna_domain::disaster::DisasterPolicy> {
+        self.checked(self.get(&keys::all(keys::DISASTER_POLICY)).unwrap_or_default())
+    }
+    fn care_profile(&self, patient: PatientId) -> ViewResult<Option<kizuna_domain::disaster::CareProfile>> {
+        self.checked(self.get(&keys::id(keys::CARE_PROFILES, patient.0)))
+    }
+    /// A scan of every care profile: a hub's patients are tens of thousands at most, a board is
+    /// read rarely, and an index keyed by the municipality would put its name in clear in a key.
+    fn patients_in(&self, municipality: &str) -> ViewResult<Vec<PatientId>> {
+        let prefix = keys::all(keys::CARE_PROFILES);
+        let mut found = Vec::new();
+        for (k, v) in self.scan(&prefix) {
+            let profile: Option<kizuna_domain::disaster::CareProfile> = self.decode(&k, &v);
+            let id = self.key_suffix(&k, keys::id_after(&k, &prefix));
+            if let (Some(profile), Some(id)) = (profile, id)
+                && profile.municipality == municipality
+            {
+                found.push(PatientId(id));
+            }
+        }
+        self.checked(found)
+    }
+    fn observation_seen(&self, id: kizuna_domain::disaster::ObservationId) -> ViewResult<bool> {
+        self.checked(self.raw(&keys::observation_seen(&id)).is_some())
+    }
+    fn current_observation(
+        &self,
+        disaster: DisasterId,
+        subject: kizuna_domain::disaster::Subject,
+    ) -> ViewResult<Option<kizuna_domain::disaster::Observation>> {
+        self.checked(self.get(&keys::current_observation(disaster.0, subject)))
+    }
+    fn current_observations(&self, disaster: DisasterId) -> ViewResult<Vec<kizuna_domain::disaster::Observation>> {
+        self.checked(self.values(&keys::id(keys::CURRENT_OBSERVATIONS, disaster.0)))
+    }
+    fn observations_of(
+        &self,
+        disaster: DisasterId,
+        subject: kizuna_domain::disaster::Subject,
+    ) -> ViewResult<Vec<kizuna_domain::disaster::Observation>> {
+        self.checked(self.values(&keys::observations_of(disaster.0, subject)))
     }
     fn account(&self, id: AccountId) -> ViewResult<Option<Account>> {
         self.checked(self.get(&keys::id(ACCOUNTS, id.0)))

@@ -1,63 +1,112 @@
-//! The node-local journal of patient-data reads, waiting to be shipped into the replicated
-//! audit chain. Its own column family: never replicated, never in snapshots. A read is
-//! journaled before its answer leaves the node; the shipper proposes journaled reads in batches
-//! and deletes them once committed, so a crash or a lost quorum only delays them.
+//! Node-local journals of what waits to be shipped into the replicated log, each in its own
+//! column family (never replicated, never in snapshots):
+//! - `audit_journal` ([`ReadJournal`]): patient-data reads, journaled before the answer leaves
+//!   the node, shipped into the audit chain in batches;
+//! - `disaster_journal` ([`ObservationJournal`]): safety checks and facility statuses recorded
+//!   here, also while the node is cut off from the quorum, shipped when it returns. Each is
+//!   fsynced before the user is told it is recorded: a blackout of the region must not lose it.
+//!
+//! A shipper proposes journaled values in batches and deletes them once committed, so a crash or
+//! a lost quorum only delays them; what applies them makes a second shipping harmless.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rocksdb::{DB, IteratorMode, WriteBatch};
+use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::keys::{self, journal_seq};
-use super::{CF_AUDIT_JOURNAL, Vault, cf, decode_sealed, io_err, sealed_value};
+use super::{CF_AUDIT_JOURNAL, CF_DISASTER_JOURNAL, Vault, cf, decode_sealed, io_err, sealed_value};
 use kizuna_domain::audit::AuditRecord;
+use kizuna_domain::disaster::Observation;
 
-#[derive(Clone)]
-pub struct ReadJournal {
+/// Patient-data reads of this node, waiting for the audit chain.
+pub type ReadJournal = Journal<AuditRecord>;
+/// Safety checks and facility statuses recorded on this node, waiting for the hub.
+pub type ObservationJournal = Journal<Observation>;
+
+/// Values in journal order, under a local sequence number.
+pub struct Journal<T> {
     db: Arc<DB>,
-    /// Who read which patient when: sealed under the node's key.
+    /// Who read which patient, which patient needs oxygen: sealed under the node's key.
     vault: Arc<Vault>,
+    family: &'static str,
+    /// Fsync each append (the write-ahead log reaches the disk before `append` returns).
+    durable: bool,
     next: Arc<AtomicU64>,
+    kind: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Journal<T> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            vault: self.vault.clone(),
+            family: self.family,
+            durable: self.durable,
+            next: self.next.clone(),
+            kind: PhantomData,
+        }
+    }
 }
 
 impl ReadJournal {
-    pub(crate) fn open(db: Arc<DB>, vault: Arc<Vault>) -> std::io::Result<Self> {
-        let last = match db.iterator_cf(cf(&db, CF_AUDIT_JOURNAL), IteratorMode::End).next() {
+    pub(crate) fn open_reads(db: Arc<DB>, vault: Arc<Vault>) -> std::io::Result<Self> {
+        Journal::open(db, vault, CF_AUDIT_JOURNAL, false)
+    }
+}
+
+impl ObservationJournal {
+    pub(crate) fn open_observations(db: Arc<DB>, vault: Arc<Vault>) -> std::io::Result<Self> {
+        Journal::open(db, vault, CF_DISASTER_JOURNAL, true)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Journal<T> {
+    fn open(db: Arc<DB>, vault: Arc<Vault>, family: &'static str, durable: bool) -> std::io::Result<Self> {
+        let last = match db.iterator_cf(cf(&db, family), IteratorMode::End).next() {
             Some(item) => {
                 let (k, _) = item.map_err(io_err)?;
                 keys::number(&k).map_err(io_err)?
             }
             None => 0,
         };
-        Ok(Self { db, vault, next: Arc::new(AtomicU64::new(last + 1)) })
+        let next = Arc::new(AtomicU64::new(last + 1));
+        Ok(Self { db, vault, family, durable, next, kind: PhantomData })
     }
 
-    pub fn append(&self, record: &AuditRecord) -> std::io::Result<()> {
+    /// Journals `value`; its sequence number.
+    pub fn append(&self, value: &T) -> std::io::Result<u64> {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let key = journal_seq(seq);
-        let value = sealed_value(&self.vault, CF_AUDIT_JOURNAL, &key, record)?;
-        self.db.put_cf(cf(&self.db, CF_AUDIT_JOURNAL), key, value).map_err(io_err)
+        let stored = sealed_value(&self.vault, self.family, &key, value)?;
+        let mut options = WriteOptions::default();
+        options.set_sync(self.durable);
+        self.db.put_cf_opt(cf(&self.db, self.family), key, stored, &options).map_err(io_err)?;
+        Ok(seq)
     }
 
-    /// The oldest journaled reads: (first seq, last seq, records).
-    pub fn pending(&self, limit: usize) -> std::io::Result<Option<(u64, u64, Vec<AuditRecord>)>> {
-        let mut records = Vec::new();
+    /// The oldest journaled values: (first seq, last seq, values).
+    pub fn pending(&self, limit: usize) -> std::io::Result<Option<(u64, u64, Vec<T>)>> {
+        let mut values = Vec::new();
         let (mut first, mut last) = (0, 0);
-        for item in self.db.iterator_cf(cf(&self.db, CF_AUDIT_JOURNAL), IteratorMode::Start).take(limit) {
+        for item in self.db.iterator_cf(cf(&self.db, self.family), IteratorMode::Start).take(limit) {
             let (k, v) = item.map_err(io_err)?;
             let seq = keys::number(&k).map_err(io_err)?;
-            if records.is_empty() {
+            if values.is_empty() {
                 first = seq;
             }
             last = seq;
-            records.push(decode_sealed(&self.vault, CF_AUDIT_JOURNAL, &k, &v)?);
+            values.push(decode_sealed(&self.vault, self.family, &k, &v)?);
         }
-        Ok((!records.is_empty()).then_some((first, last, records)))
+        Ok((!values.is_empty()).then_some((first, last, values)))
     }
 
-    /// How many reads wait to be shipped: from the first and last keys only, nothing decoded.
+    /// How many values wait to be shipped: from the first and last keys only, nothing decoded.
     pub fn backlog(&self) -> std::io::Result<u64> {
-        let journal = cf(&self.db, CF_AUDIT_JOURNAL);
+        let journal = cf(&self.db, self.family);
         let edge = |mode| -> std::io::Result<Option<u64>> {
             match self.db.iterator_cf(journal, mode).next() {
                 Some(item) => Ok(Some(keys::number(&item.map_err(io_err)?.0).map_err(io_err)?)),
@@ -70,10 +119,10 @@ impl ReadJournal {
         })
     }
 
-    /// Forgets reads that are now in the replicated chain.
+    /// Forgets values from `first` to `last` that are now in the replicated log.
     pub fn shipped(&self, first: u64, last: u64) -> std::io::Result<()> {
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf(&self.db, CF_AUDIT_JOURNAL), journal_seq(first), journal_seq(last + 1));
+        batch.delete_range_cf(cf(&self.db, self.family), journal_seq(first), journal_seq(last + 1));
         self.db.write(batch).map_err(io_err)
     }
 }

@@ -74,6 +74,12 @@
 //! | `3` | room id, account id | EmergencyAccess (the newest of that account to that room) |
 //! | `4` | — | PasswordPolicy (the rule for new passwords; absent: the default) |
 //! | `5` | account id | () (its password is an issued one, not changed yet) |
+//! | `6` | disaster id | Disaster (`kizuna_domain::disaster`) |
+//! | `7` | — | DisasterPolicy (absent: only operators declare) |
+//! | `8` | patient id | CareProfile (municipality, life-support devices) |
+//! | `9` | disaster id, subject, observed at (ms), observation id (16 bytes) | Observation (every safety check and facility status, in merge order per subject) |
+//! | `:` | disaster id, subject | Observation (the subject's current one by the merge rule) |
+//! | `;` | observation id (16 bytes) | () (it reached the log: applied or refused) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
 //! | `m` | `/apply_version` | the hub's active apply version |
 //! | `m` | `/key/` + u32 id | WrappedKey (a data key of the hub, never sealed itself) |
@@ -83,7 +89,8 @@
 //! `sm_meta` (`applied`, `membership`), `audit_journal` (local seq), all below. `raft_meta` also
 //! holds `format`, the value format of the data dir (see `migrate.rs`).
 
-/// Every letter is a table's prefix: tables added later take the ASCII digits, from `0`.
+/// Every letter is a table's prefix: tables added later take the ASCII digits, from `0`, then
+/// the punctuation after them (`:`, `;`, …).
 ///
 /// A table of `sm_data`: its one-byte key prefix and the name operators see in faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,9 +161,15 @@ pub(crate) const BREAK_GLASS: Table = table(b'2', "designated for emergency acce
 pub(crate) const EMERGENCY_ACCESSES: Table = table(b'3', "emergency accesses");
 pub(crate) const PASSWORD_POLICY: Table = table(b'4', "password policy");
 pub(crate) const PASSWORDS_ISSUED: Table = table(b'5', "issued passwords not changed yet");
+pub(crate) const DISASTERS: Table = table(b'6', "disasters");
+pub(crate) const DISASTER_POLICY: Table = table(b'7', "disaster policy");
+pub(crate) const CARE_PROFILES: Table = table(b'8', "care profiles");
+pub(crate) const OBSERVATIONS: Table = table(b'9', "safety checks and facility statuses");
+pub(crate) const CURRENT_OBSERVATIONS: Table = table(b':', "current safety checks and facility statuses");
+pub(crate) const OBSERVATIONS_SEEN: Table = table(b';', "observations in the log");
 
 /// Every `sm_data` table, for naming a key's table.
-pub(crate) const TABLES: [Table; 58] = [
+pub(crate) const TABLES: [Table; 64] = [
     ACCOUNTS,
     LOGINS,
     FACILITIES,
@@ -215,6 +228,12 @@ pub(crate) const TABLES: [Table; 58] = [
     EMERGENCY_ACCESSES,
     PASSWORD_POLICY,
     PASSWORDS_ISSUED,
+    DISASTERS,
+    DISASTER_POLICY,
+    CARE_PROFILES,
+    OBSERVATIONS,
+    CURRENT_OBSERVATIONS,
+    OBSERVATIONS_SEEN,
 ];
 
 /// The table a `sm_data` key belongs to, by its first byte.
@@ -420,6 +439,39 @@ pub(crate) fn hash_of_unclaimed(key: &[u8]) -> Result<[u8; 32], KeyError> {
     rest.get(8..).and_then(|h| h.try_into().ok()).ok_or(KeyError("not since + a 32-byte hash"))
 }
 
+/// A disaster's subject in a key: `p` + patient id or `f` + facility id.
+fn subject(s: kizuna_domain::disaster::Subject) -> [u8; 9] {
+    use kizuna_domain::disaster::Subject;
+    let (kind, id) = match s {
+        Subject::Patient(p) => (b'p', p.0),
+        Subject::Facility(f) => (b'f', f.0),
+    };
+    let mut out = [kind; 9];
+    out[1..].copy_from_slice(&be(id));
+    out
+}
+
+/// `9` + disaster + subject: every observation of one subject in one disaster (fixed widths, so
+/// one subject's scan never reaches another's).
+pub(crate) fn observations_of(disaster: u64, s: kizuna_domain::disaster::Subject) -> Vec<u8> {
+    compose(OBSERVATIONS, &[&be(disaster), &subject(s)])
+}
+
+/// `9` + disaster + subject + time + id: one observation, in merge order within its subject.
+pub(crate) fn observation(o: &kizuna_domain::disaster::Observation) -> Vec<u8> {
+    compose(OBSERVATIONS, &[&be(o.disaster.0), &subject(o.subject), &be(o.observed_at_ms), &o.id.0])
+}
+
+/// `:` + disaster + subject: the subject's current observation.
+pub(crate) fn current_observation(disaster: u64, s: kizuna_domain::disaster::Subject) -> Vec<u8> {
+    compose(CURRENT_OBSERVATIONS, &[&be(disaster), &subject(s)])
+}
+
+/// `;` + id: an observation that reached the log.
+pub(crate) fn observation_seen(id: &kizuna_domain::disaster::ObservationId) -> Vec<u8> {
+    compose(OBSERVATIONS_SEEN, &[&id.0])
+}
+
 /// The apply clock, in `sm_data` so snapshots carry it.
 pub(crate) const CLOCK: &[u8] = b"m/clock";
 /// The hub's data keys, wrapped (`kizuna_domain::keyring`): `m/key/` + u32 id. Stored as they
@@ -570,6 +622,28 @@ mod tests {
         assert_eq!(login_guard(&Guarded::Source("10.0.0.1".into()), hash), b"0s\x08\x08\x08\x08\x08\x08\x08\x08");
         assert_eq!((APPLIED, MEMBERSHIP, INSTALLING), (&b"applied"[..], &b"membership"[..], &b"installing"[..]));
         assert_eq!(FORMAT, b"format");
+        use kizuna_domain::disaster::{Observation, ObservationId, Report, Safety, Subject};
+        use kizuna_domain::model::{AccountId, DisasterId, FacilityId, PatientId};
+        assert_eq!(id(DISASTERS, 4), b"6\0\0\0\0\0\0\0\x04");
+        assert_eq!(all(DISASTER_POLICY), b"7");
+        assert_eq!(id(CARE_PROFILES, 4), b"8\0\0\0\0\0\0\0\x04");
+        let o = Observation {
+            id: ObservationId([7; 16]),
+            disaster: DisasterId(2),
+            subject: Subject::Patient(PatientId(3)),
+            report: Report::Safety(Safety::Safe),
+            note: String::new(),
+            observed_at_ms: 258,
+            author: AccountId(1),
+            session: String::new(),
+            node: 1,
+        };
+        let history = [&b"9\0\0\0\0\0\0\0\x02p\0\0\0\0\0\0\0\x03\0\0\0\0\0\0\x01\x02"[..], &[7; 16]].concat();
+        assert_eq!(observation(&o), history);
+        assert!(observation(&o).starts_with(&observations_of(2, o.subject)));
+        let facility = Subject::Facility(FacilityId(3));
+        assert_eq!(current_observation(2, facility), b":\0\0\0\0\0\0\0\x02f\0\0\0\0\0\0\0\x03");
+        assert_eq!(observation_seen(&o.id), [&b";"[..], &[7; 16]].concat());
     }
 
     #[test]

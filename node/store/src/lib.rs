@@ -7,6 +7,7 @@
 //! | `sm_data` | one-byte table prefix + key (`r` records, `q` idempotency keys, `m` apply clock) | the domain value |
 //! | `sm_meta` | `applied`, `membership` | the openraft value |
 //! | `audit_journal` | local seq | patient-data reads not yet shipped into the audit chain (node-local) |
+//! | `disaster_journal` | local seq | safety checks and facility statuses recorded here, not yet shipped into the log (node-local) |
 //!
 //! Every value (except `format`) is in the versioned binary format of `codec.rs`; a data dir of
 //! JSON values, as written before it, is migrated when opened (`migrate.rs`).
@@ -39,7 +40,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 pub use codec::{CodecError, ValueError};
 pub use fault::StorageFault;
 pub use hub_view::RocksHub;
-pub use journal::ReadJournal;
+pub use journal::{Journal, ObservationJournal, ReadJournal};
 pub use log_store::LogStore;
 pub use migrate::MigrateError;
 pub use scrub::ScrubPlan;
@@ -53,8 +54,10 @@ pub(crate) const CF_RAFT_META: &str = "raft_meta";
 pub(crate) const CF_SM_DATA: &str = "sm_data";
 pub(crate) const CF_SM_META: &str = "sm_meta";
 pub(crate) const CF_AUDIT_JOURNAL: &str = "audit_journal";
+pub(crate) const CF_DISASTER_JOURNAL: &str = "disaster_journal";
 /// Every column family, in the order they are opened.
-pub(crate) const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL];
+pub(crate) const COLUMN_FAMILIES: [&str; 6] =
+    [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL, CF_DISASTER_JOURNAL];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

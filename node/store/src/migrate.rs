@@ -245,8 +245,12 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'2' => op.with::<kizuna_domain::emergency::Designation>(),
         b'3' => op.with::<kizuna_domain::emergency::EmergencyAccess>(),
         b'4' => op.with::<kizuna_domain::password_policy::PasswordPolicy>(),
+        b'6' => op.with::<kizuna_domain::disaster::Disaster>(),
+        b'7' => op.with::<kizuna_domain::disaster::DisasterPolicy>(),
+        b'8' => op.with::<kizuna_domain::disaster::CareProfile>(),
+        b'9' | b':' => op.with::<kizuna_domain::disaster::Observation>(),
         // Index tables: the key is the entry, the value is empty.
-        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' | b'5' => op.with::<()>(),
+        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' | b'5' | b';' => op.with::<()>(),
         _ => return None,
     })
 }

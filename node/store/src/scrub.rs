@@ -12,7 +12,7 @@ use rocksdb::{BottommostLevelCompaction, CompactOptions, IteratorMode};
 use crate::codec;
 use crate::keys::SCRUBBED;
 use crate::state_machine::StateReader;
-use crate::{CF_AUDIT_JOURNAL, CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, cf, get_value, io_err, to_value};
+use crate::{CF_RAFT_LOG, CF_RAFT_META, cf, get_value, io_err, to_value};
 
 /// What a node's scrub does besides compacting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ impl StateReader {
         let mut options = CompactOptions::default();
         // Also the last level, where the oldest files (the clear values) sit.
         options.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
-        for family in [CF_SM_DATA, CF_SM_META, CF_RAFT_LOG, CF_RAFT_META, CF_AUDIT_JOURNAL] {
+        for family in crate::COLUMN_FAMILIES {
             let handle = cf(db, family);
             db.flush_cf(handle).map_err(io_err)?;
             db.compact_range_cf_opt(handle, None::<&[u8]>, None::<&[u8]>, &options);

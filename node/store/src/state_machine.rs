@@ -15,8 +15,9 @@ use super::hub_view::RocksHub;
 use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS};
 use super::snapshot::{self, SnapshotFile};
 use super::{CF_SM_DATA, CF_SM_META, Vault, blocking, cf, codec, get_state, get_value, io_err, sealed_value, to_value};
-use super::{ReadJournal, install};
+use super::{ObservationJournal, ReadJournal, install};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use kizuna_domain::disaster::observe;
 use kizuna_domain::events::{Event, Raised, stamp};
 use kizuna_domain::federation::{HubName, SeqRange, inbox, outbox};
 use kizuna_domain::keyring::{self, SEALED_STATE_APPLY_VERSION, WrappedKey};
@@ -39,6 +40,8 @@ pub struct StateReader {
     events: tokio::sync::broadcast::Sender<Event>,
     /// Patient-data reads of this node, waiting to be shipped into the audit chain.
     pub journal: ReadJournal,
+    /// Safety checks and facility statuses recorded on this node, waiting for the hub.
+    pub observations: ObservationJournal,
     /// Why apply stopped, once it did (see [`ApplyBatch::stop_if_faulted`]).
     apply_fault: Arc<OnceLock<ApplyFault>>,
     /// A snapshot install is replacing the state in batches (or failed half way): the state
@@ -229,13 +232,15 @@ impl StateMachineStore {
         }
         index_connections(&db)?;
         let (events, _) = tokio::sync::broadcast::channel(4096);
-        let journal = ReadJournal::open(db.clone(), vault.clone())?;
+        let journal = ReadJournal::open_reads(db.clone(), vault.clone())?;
+        let observations = ObservationJournal::open_observations(db.clone(), vault.clone())?;
         let reader = StateReader {
             db: db.clone(),
             vault,
             snapshots_installed: Arc::default(),
             events,
             journal,
+            observations,
             apply_fault: Arc::default(),
             installing: Arc::default(),
             current_snapshot: snapshot_dir.join(CURRENT_SNAPSHOT),
@@ -400,6 +405,9 @@ impl ApplyBatch<'_> {
             LogCommand::SetApplyVersion { version } => self.set_apply_version(version)?,
             LogCommand::SetDataKeys { keys, origin_node } => self.set_data_keys(&keys, origin_node)?,
             LogCommand::SealStep => self.seal_step(),
+            LogCommand::Observations { observations, origin_node } => {
+                self.observations(log_index, observations, origin_node)?
+            }
         };
         let applied = Applied { result, log_index, duplicate: false };
         // A federated batch that applied nothing is decided again on a retry, against the
@@ -475,6 +483,33 @@ impl ApplyBatch<'_> {
             tracing::info!("the state written before the hub's first data key is sealed");
         }
         CommandResult::Done(Outcome::Done)
+    }
+
+    /// Safety checks and facility statuses shipped from node `origin_node`'s journal: each
+    /// applied once, merged by the domain's rule; a safety check is a write in the audit chain.
+    fn observations(
+        &mut self,
+        log_index: u64,
+        observations: Vec<kizuna_domain::disaster::Observation>,
+        origin_node: u64,
+    ) -> std::io::Result<CommandResult> {
+        if self.hub.apply_version() < kizuna_domain::disaster::SINCE_APPLY_VERSION {
+            return Ok(DomainError::FailedPrecondition("the hub is being upgraded".into()).into());
+        }
+        let ctx = Ctx { log_index, now_ms: self.clock_ms };
+        let recorded = observe::record(&mut self.hub, ctx, observations).map_err(std::io::Error::other)?;
+        for record in recorded.audit {
+            self.hub.append_audit(record);
+        }
+        if !recorded.refused.is_empty() {
+            tracing::info!(origin_node, refused = recorded.refused.len(), "observations refused by the state they met");
+        }
+        self.publish(recorded.events, log_index);
+        Ok(CommandResult::Observed {
+            applied: recorded.applied,
+            duplicates: recorded.duplicates,
+            refused: recorded.refused,
+        })
     }
 
     /// A state that could not be read is an error of this node, never a refusal to remember.

@@ -329,3 +329,17 @@ fn facility_rows(view: &impl HubView, disaster: &Disaster, pending: &[Observatio
     }
     Ok(rows)
 }
+
+/// A facility's latest status in the disasters in force (for the resource map), if reported.
+pub fn facility_status_now(
+    view: &impl HubView,
+    facility: FacilityId,
+    disasters: &[Disaster],
+) -> crate::view::ViewResult<Option<Observation>> {
+    let mut best: Option<Observation> = None;
+    for d in disasters.iter().filter(|d| d.is_active()) {
+        let current = view.current_observation(d.id, Subject::Facility(facility))?;
+        best = newest(best.as_ref(), current.as_ref()).cloned();
+    }
+    Ok(best)
+}

@@ -45,3 +45,13 @@ pub(super) fn on_team_or_admin(view: &impl HubView, actor: AccountId, patient: &
     }
     if can_read(view, actor, patient.timeline)? { Ok(()) } else { Err(not_found("patient")) }
 }
+
+/// A patient's care profile (the default if never set), for the team, an admin of the patient's
+/// facility and the operators.
+pub fn get(view: &impl HubView, viewer: AccountId, patient: PatientId) -> DomainResult<CareProfile> {
+    let found = view.patient(patient)?.ok_or(not_found("patient"))?;
+    if !active_account(view, viewer)?.is_operator() {
+        on_team_or_admin(view, viewer, &found)?;
+    }
+    Ok(view.care_profile(patient)?.unwrap_or_default())
+}

@@ -258,6 +258,7 @@ pub(super) fn facility_view(found: Found) -> pb::Facility {
         }),
         distance_m,
         hub: hub.map(|h| h.to_string()).unwrap_or_default(),
+        disaster_status: None,
     }
 }
 

@@ -2,15 +2,18 @@
 //! facility's page with its staff, and its admins keeping the profile current. Rules live in
 //! `kizuna_domain::directory`.
 
+use kizuna_proto::common as pb_common;
 use kizuna_proto::directory as pb;
 use tonic::{Request, Response, Status};
 
 use super::convert::{account_kind, facility_kind_from, facility_view, point_from, profile_from, quoted};
+use super::disaster::facility_status_view;
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, view_status};
 use kizuna_domain::Command;
 use kizuna_domain::HubView;
 use kizuna_domain::directory::{self, Found, Search};
+use kizuna_domain::disaster::board::facility_status_now;
 use kizuna_domain::federation::HubName;
 use kizuna_domain::model::*;
 
@@ -36,6 +39,7 @@ fn search_from(r: &pb::SearchFacilitiesRequest) -> Result<Search, Status> {
 impl Api {
     fn facility_page(&self, me: AccountId, facility: FacilityId) -> Result<pb::FacilityPage, Status> {
         let (f, staff) = self.query(|hub| directory::page(hub, me, facility).map_err(domain_status))?;
+        let f = self.on_the_map(vec![f])?.pop().ok_or_else(|| Status::internal("the facility vanished"))?;
         let staff = staff
             .into_iter()
             .map(|a| pb::StaffMember {
@@ -44,7 +48,7 @@ impl Api {
                 display_name: a.display_name,
             })
             .collect();
-        Ok(pb::FacilityPage { facility: Some(facility_view(f)), staff })
+        Ok(pb::FacilityPage { facility: Some(f), staff })
     }
 
     fn facilities_page(
@@ -67,8 +71,23 @@ impl Api {
             let (distance_m, municipality, name, id) = search_key(f);
             PageToken::Facilities { distance_m, municipality, name, id }
         })?;
-        let facilities = page.into_iter().map(facility_view).collect();
+        let facilities = self.on_the_map(page)?;
         Ok(pb::SearchFacilitiesResponse { facilities, next_page_token })
+    }
+
+    /// Facilities as the map shows them, each with its latest status in a disaster in force.
+    fn on_the_map(&self, found: Vec<Found>) -> Result<Vec<pb_common::Facility>, Status> {
+        self.query(|hub| {
+            let disasters = hub.disasters().map_err(view_status)?;
+            let mut out = Vec::with_capacity(found.len());
+            for f in found {
+                let status = facility_status_now(hub, f.facility.id, &disasters).map_err(view_status)?;
+                let mut view = facility_view(f);
+                view.disaster_status = status.as_ref().and_then(facility_status_view);
+                out.push(view);
+            }
+            Ok(out)
+        })
     }
 }
 

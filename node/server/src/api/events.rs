@@ -24,6 +24,8 @@ fn event_view(e: &Event) -> pb::SubscribeResponse {
         // A care request is not in a room.
         EventKind::Request { id } => (None, Kind::CareRequestUpdated(id.0)),
         EventKind::Connection { .. } => (None, Kind::ConnectionsChanged(true)),
+        EventKind::Disaster { id } => (None, Kind::DisasterChanged(id.0)),
+        EventKind::Observed { disaster } => (None, Kind::DisasterObserved(disaster.0)),
     };
     let event = pb::Event { cursor: e.cursor, room_id, at: Some(timestamp(e.at_ms)), kind: Some(kind) };
     pb::SubscribeResponse { event: Some(event) }

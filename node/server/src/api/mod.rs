@@ -1,5 +1,5 @@
 //! The public gRPC front end of a node, one file per service: accounts, rooms, connections,
-//! posts, live events, care requests, the resource map (directory), search, the audit service,
+//! posts, live events, care requests, the resource map (directory), disaster mode, search, the audit service,
 //! records, cluster administration and the hub's public endpoints; with health and reflection;
 //! over gRPC and gRPC-Web (browsers), next to the browser client's own files (`web`). This layer
 //! is the only one that speaks proto and `tonic::Status`.
@@ -13,6 +13,7 @@ mod care_requests;
 mod connections;
 pub mod convert;
 mod directory;
+mod disaster;
 mod events;
 mod health;
 mod hub;
@@ -56,7 +57,7 @@ pub type ApiRouter = Router;
 
 /// The names of the services the public port serves, as reflection advertises them: exactly
 /// these and nothing of the internal Raft API.
-fn served_service_names() -> [&'static str; 16] {
+fn served_service_names() -> [&'static str; 17] {
     use tonic_reflection::pb::{v1, v1alpha};
     [
         tonic_health::pb::health_server::SERVICE_NAME,
@@ -75,6 +76,7 @@ fn served_service_names() -> [&'static str; 16] {
         pb::admin::cluster_admin_service_server::SERVICE_NAME,
         pb::hub::hub_service_server::SERVICE_NAME,
         pb::attachments::attachment_service_server::SERVICE_NAME,
+        pb::disaster::disaster_service_server::SERVICE_NAME,
     ]
 }
 
@@ -130,7 +132,8 @@ fn grpc_routes(node: Arc<Node>, hub: &str, endpoints: &[PublicEndpoint]) -> Resu
         audit::audit_service_server::AuditServiceServer,
         care_requests::care_request_service_server::CareRequestServiceServer,
         connections::connection_service_server::ConnectionServiceServer,
-        directory::directory_service_server::DirectoryServiceServer, events::event_service_server::EventServiceServer,
+        directory::directory_service_server::DirectoryServiceServer,
+        disaster::disaster_service_server::DisasterServiceServer, events::event_service_server::EventServiceServer,
         hub::hub_service_server::HubServiceServer, posts::post_service_server::PostServiceServer,
         records::record_service_server::RecordServiceServer, rooms::room_service_server::RoomServiceServer,
         search::search_service_server::SearchServiceServer,
@@ -155,6 +158,7 @@ fn grpc_routes(node: Arc<Node>, hub: &str, endpoints: &[PublicEndpoint]) -> Resu
         .add_service(CareRequestServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(DirectoryServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(SearchServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
+        .add_service(DisasterServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(AuditServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(RecordServiceServer::new(Records::new(api.clone())).max_decoding_message_size(MAX_REQUEST_BYTES))
         .add_service(

@@ -269,7 +269,7 @@ impl Api {
             room,
             what,
         };
-        self.node.state.journal.append(&record).map_err(|e| Status::internal(format!("audit journal: {e}")))
+        self.node.state.journal.append(&record).map(|_| ()).map_err(|e| Status::internal(format!("audit journal: {e}")))
     }
 
     /// Proposes `command` for the signed-in caller.

@@ -65,6 +65,6 @@ impl BatchSink for Node {
     }
 
     fn audit_refusal(&self, what: String) -> std::io::Result<()> {
-        self.state.journal.append(&AuditRecord::by_hub(now_ms(), self.id, what))
+        self.state.journal.append(&AuditRecord::by_hub(now_ms(), self.id, what)).map(|_| ())
     }
 }
