@@ -1,0 +1,311 @@
+//! Disaster mode through the real API on in-process hubs: declaring, care profiles, safety
+//! checks and facility statuses, the board and its audited export, who may do what; and
+//! store-and-forward — records made on a node cut off from the quorum are journaled there, shown
+//! as pending, survive a restart of that node and reach every replica exactly once after the
+//! cut heals, merged by the latest observation with what the majority recorded meanwhile.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{HubSpec, TestHub, Wire, authed, channel};
+use kizuna_proto::common::{FacilityStatus, Operation, Supply};
+use kizuna_proto::directory::SearchFacilitiesRequest;
+use kizuna_proto::directory::directory_service_client::DirectoryServiceClient;
+use kizuna_proto::disaster::disaster_service_client::DisasterServiceClient;
+use kizuna_proto::disaster::list_observations_request::Subject;
+use kizuna_proto::disaster::*;
+use kizuna_proto::rooms::room_service_client::RoomServiceClient;
+use kizuna_proto::rooms::{CreatePatientRequest, InviteMemberRequest, Role, invite_member_request::Invitee};
+use tonic::transport::Channel;
+
+async fn disaster(endpoint: &str) -> DisasterServiceClient<Channel> {
+    DisasterServiceClient::new(channel(endpoint).await)
+}
+
+/// A patient of `doctor`'s with `members` on the team, living in `municipality`; (patient, room).
+async fn patient(
+    api: &str,
+    doctor: &str,
+    (name, municipality): (&str, &str),
+    members: &[&str],
+    devices: &[Device],
+) -> (u64, u64) {
+    let mut rooms = RoomServiceClient::new(channel(api).await);
+    let create = CreatePatientRequest {
+        idempotency_key: format!("patient-{name}"),
+        name: name.into(),
+        kana: "かな".into(),
+        ..Default::default()
+    };
+    let created = rooms.create_patient(authed(create, doctor)).await.expect("patient").into_inner();
+    for (i, token) in members.iter().enumerate() {
+        let invite = InviteMemberRequest {
+            idempotency_key: format!("invite-{name}-{i}"),
+            room_id: created.room_id,
+            invitee: Some(Invitee::AccountId(common::account_of(channel(api).await, token).await)),
+            role: Role::Member as i32,
+        };
+        rooms.invite_member(authed(invite, doctor)).await.expect("invite");
+    }
+    let profile =
+        CareProfile { municipality: municipality.into(), devices: devices.iter().map(|d| *d as i32).collect() };
+    let set = SetCareProfileRequest {
+        idempotency_key: format!("profile-{name}"),
+        patient_id: created.patient_id,
+        profile: Some(profile),
+    };
+    disaster(api).await.set_care_profile(authed(set, doctor)).await.expect("care profile");
+    (created.patient_id, created.room_id)
+}
+
+fn check(
+    key: &str,
+    disaster_id: u64,
+    patient_id: u64,
+    status: SafetyStatus,
+    needs: &[Need],
+) -> RecordSafetyCheckRequest {
+    RecordSafetyCheckRequest {
+        idempotency_key: key.into(),
+        disaster_id,
+        patient_id,
+        check: Some(SafetyCheck {
+            status: status as i32,
+            needs: needs.iter().map(|n| *n as i32).collect(),
+            evacuated_to: String::new(),
+        }),
+        note: format!("記録 {key}"),
+    }
+}
+
+async fn declare(api: &str, operator: &str, municipalities: &[&str]) -> u64 {
+    let req = DeclareDisasterRequest {
+        idempotency_key: "declare".into(),
+        name: "令和8年台風第19号".into(),
+        municipalities: municipalities.iter().map(|m| m.to_string()).collect(),
+    };
+    let declared = disaster(api).await.declare_disaster(authed(req, operator)).await.expect("declare");
+    declared.into_inner().disaster.expect("disaster").disaster_id
+}
+
+async fn board(api: &str, token: &str, disaster_id: u64) -> GetBoardResponse {
+    let req = GetBoardRequest { disaster_id, ..Default::default() };
+    disaster(api).await.get_board(authed(req, token)).await.expect("board").into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_declared_disaster_gets_checks_statuses_a_board_and_an_audited_export() {
+    let hub = TestHub::start(3).await;
+    hub.wait_apply_version(kizuna_node::domain::APPLY_VERSION).await;
+    let api = hub.api(hub.leader().await);
+    let op = hub.operator().await;
+    let (doctor, nurse, outsider) =
+        (hub.member("doctor").await, hub.member("nurse").await, hub.member("outsider").await);
+    let (oxygen, _) = patient(&api, &doctor, ("酸素 太郎", "宇都宮市"), &[&nurse], &[Device::HomeOxygen]).await;
+    let (quiet, _) = patient(&api, &doctor, ("静 花子", "宇都宮市"), &[], &[]).await;
+
+    // Only an operator declares (by default).
+    let by_doctor = DeclareDisasterRequest {
+        idempotency_key: "d".into(),
+        name: "x".into(),
+        municipalities: vec!["宇都宮市".into()],
+    };
+    let refused = disaster(&api).await.declare_disaster(authed(by_doctor, &doctor)).await.expect_err("not an operator");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let d = declare(&api, &op, &["宇都宮市"]).await;
+
+    // The team records; an outsider cannot; bad input changes nothing.
+    let mut client = disaster(&api).await;
+    let recorded = client
+        .record_safety_check(authed(check("c1", d, oxygen, SafetyStatus::NeedsHelp, &[Need::Oxygen]), &nurse))
+        .await
+        .expect("the nurse records")
+        .into_inner()
+        .observation
+        .expect("observation");
+    assert_eq!(recorded.state, RecordState::Applied as i32);
+    let outside = client.record_safety_check(authed(check("c2", d, oxygen, SafetyStatus::Safe, &[]), &outsider)).await;
+    assert_eq!(outside.expect_err("an outsider").code(), tonic::Code::NotFound);
+    let no_needs =
+        client.record_safety_check(authed(check("c3", d, oxygen, SafetyStatus::NeedsHelp, &[]), &nurse)).await;
+    assert_eq!(no_needs.expect_err("needs help without a need").code(), tonic::Code::InvalidArgument);
+    // A retry of the same request is the same record.
+    let again = client
+        .record_safety_check(authed(check("c1", d, oxygen, SafetyStatus::NeedsHelp, &[Need::Oxygen]), &nurse))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert_eq!(again.observation.expect("observation").observation_id, recorded.observation_id);
+
+    // The doctor's facility reports its status; it shows on the resource map.
+    let status = FacilityStatus {
+        operation: Operation::Limited as i32,
+        power: Supply::Limited as i32,
+        water: Supply::Normal as i32,
+        staff: Supply::Limited as i32,
+        available: 2,
+        accepts_evacuees: true,
+        ..Default::default()
+    };
+    let doctor_facility = {
+        let me = kizuna_proto::accounts::account_service_client::AccountServiceClient::new(channel(&api).await)
+            .get_me(authed(kizuna_proto::accounts::GetMeRequest {}, &doctor))
+            .await
+            .expect("me")
+            .into_inner();
+        me.facility_id.expect("a professional's facility")
+    };
+    let report = ReportFacilityStatusRequest {
+        idempotency_key: "f1".into(),
+        disaster_id: d,
+        facility_id: doctor_facility,
+        status: Some(status),
+        note: "自家発電で稼働".into(),
+    };
+    let by_nurse = client.report_facility_status(authed(report.clone(), &nurse)).await;
+    assert_eq!(by_nurse.expect_err("another facility's staff").code(), tonic::Code::PermissionDenied);
+    client.report_facility_status(authed(report, &doctor)).await.expect("the facility's own staff");
+    let map = DirectoryServiceClient::new(channel(&api).await)
+        .search_facilities(authed(SearchFacilitiesRequest { words: "doctor".into(), ..Default::default() }, &nurse))
+        .await
+        .expect("map")
+        .into_inner();
+    let shown = map.facilities.iter().find(|f| f.facility_id == doctor_facility).expect("on the map");
+    assert_eq!(shown.disaster_status.as_ref().map(|s| s.operation), Some(Operation::Limited as i32));
+
+    // The board: the nurse sees counts and her patient; the outsider counts only.
+    let seen = board(&api, &nurse, d).await;
+    let total = seen.total.expect("total");
+    assert_eq!((total.patients, total.checked, total.needs_help, total.needs_oxygen), (2, 1, 1, 1));
+    assert_eq!(seen.patients.iter().map(|p| p.patient_id).collect::<Vec<_>>(), vec![oxygen]);
+    assert_eq!(seen.facility_statuses.len(), 3, "the three facilities of 宇都宮市");
+    let counts_only = board(&api, &outsider, d).await;
+    assert_eq!(counts_only.total.expect("total").patients, 2);
+    assert!(counts_only.patients.is_empty());
+    let doctors = board(&api, &doctor, d).await;
+    assert_eq!(doctors.patients.iter().map(|p| p.patient_id).collect::<Vec<_>>(), vec![oxygen, quiet]);
+
+    // The export: operators only, every row, audited.
+    let export = ExportBoardRequest { disaster_id: d };
+    let refused = client.export_board(authed(export, &doctor)).await.expect_err("not an operator");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let csv = client.export_board(authed(export, &op)).await.expect("export").into_inner();
+    let text = String::from_utf8(csv.csv).expect("UTF-8");
+    assert_eq!((csv.patients, text.lines().count()), (2, 3), "{text}");
+    assert!(text.contains("酸素 太郎,在宅酸素,要支援,酸素"), "{text}");
+    common::until_none_on_leader(&hub, "the export's audit entries", |state| {
+        let entries = state.audit_after(0, 100_000);
+        let exported = entries.iter().filter(|e| e.record.what == "安否確認の書き出し").count();
+        if exported >= 2 { vec![] } else { vec![exported] }
+    })
+    .await;
+
+    // Ending it: the declarer or an operator.
+    let end = EndDisasterRequest { idempotency_key: "end".into(), disaster_id: d };
+    let ended = client.end_disaster(authed(end, &op)).await.expect("end").into_inner().disaster.expect("disaster");
+    assert!(ended.ended_at.is_some());
+    let late = client.record_safety_check(authed(check("c9", d, oxygen, SafetyStatus::Safe, &[]), &nurse)).await;
+    assert_eq!(late.expect_err("after the end").code(), tonic::Code::FailedPrecondition);
+    hub.shutdown().await;
+}
+
+fn tochigi() -> HubSpec {
+    HubSpec {
+        nodes: vec![("utsunomiya", true), ("oyama", true), ("tokyo", true), ("osaka", true), ("nasu", false)],
+        preferred_regions: vec!["utsunomiya".into(), "oyama".into()],
+        wire: Wire::Faulty,
+    }
+}
+
+/// Every observation of `patient` on node `id`, as (id, state), waiting until there are `n`.
+async fn history_on(api: &str, token: &str, (d, patient): (u64, u64), n: usize) -> Vec<Observation> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let req = ListObservationsRequest { disaster_id: d, subject: Some(Subject::PatientId(patient)) };
+        let got = disaster(api).await.list_observations(authed(req, token)).await.expect("history").into_inner();
+        let applied = got.observations.iter().filter(|o| o.state == RecordState::Applied as i32).count();
+        if applied >= n || Instant::now() > deadline {
+            return got.observations;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merged_by_time() {
+    let mut hub = TestHub::start_spec(tochigi()).await;
+    hub.wait_apply_version(kizuna_node::domain::APPLY_VERSION).await;
+    let leader = hub.leader().await;
+    let api = hub.api(leader);
+    let op = hub.operator().await;
+    let (doctor, nurse) = (hub.member("doctor").await, hub.member("nurse").await);
+    let mut patients = Vec::new();
+    for i in 0..5 {
+        patients
+            .push(patient(&api, &doctor, (&format!("患者{i}"), "那須町"), &[&nurse], &[Device::Ventilator]).await.0);
+    }
+    let d = declare(&api, &op, &["那須町"]).await;
+    // The learner in 那須 (nasu) serves the region; it is cut off with it.
+    let cut = hub.ids_in_region("nasu")[0];
+    // The majority side checks patient 1 first: the cut-off node's later record of that patient
+    // reaches the log after it, and wins.
+    let first = check("majority-1", d, patients[1], SafetyStatus::Unreachable, &[]);
+    disaster(&api).await.record_safety_check(authed(first, &doctor)).await.expect("majority records");
+    let ready = hub.running(leader).node.metrics().last_applied.map_or(0, |l| l.index);
+    hub.wait_applied(ready).await;
+    hub.isolate(cut);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // On the cut-off node: every patient checked, accepted as pending, at once.
+    let cut_api = hub.api(cut);
+    let started = Instant::now();
+    for (i, p) in patients.iter().enumerate() {
+        let req = check(&format!("cut-{i}"), d, *p, SafetyStatus::NeedsHelp, &[Need::Power]);
+        let o = disaster(&cut_api).await.record_safety_check(authed(req, &nurse)).await.expect("accepted here");
+        assert_eq!(o.into_inner().observation.expect("observation").state, RecordState::Pending as i32);
+    }
+    eprintln!("FIGURE 5 checks accepted on a cut-off node in {:?}", started.elapsed());
+    let here = board(&cut_api, &nurse, d).await;
+    assert_eq!(here.pending_here, 5);
+    assert!(!here.stale_reason.is_empty(), "the cut-off node says its copy may be stale");
+    assert_eq!(here.total.expect("total").needs_power, 5, "pending records count on the node that holds them");
+    // Ordinary posts are still refused there.
+    let write = hub.put(cut, "oxygen/supplier", "x", "p-1").await;
+    assert_eq!(write.expect_err("no quorum").code(), tonic::Code::Unavailable);
+
+    // Meanwhile the majority records patient 0 again (safe), after the cut-off node did: its
+    // record reaches the log first, and the cut-off node's older one must not override it.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let majority = check("majority-0", d, patients[0], SafetyStatus::Safe, &[]);
+    disaster(&api).await.record_safety_check(authed(majority, &doctor)).await.expect("majority records");
+
+    // The cut-off node restarts before the cut heals: nothing it holds is lost.
+    hub.stop(cut).await;
+    hub.restart(cut).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(board(&cut_api, &nurse, d).await.pending_here, 5, "the journal survived the restart");
+
+    let healed = Instant::now();
+    hub.heal(cut);
+    for id in hub.running_ids() {
+        let node_api = hub.api(id);
+        for (i, p) in patients.iter().enumerate() {
+            let expected = if i < 2 { 2 } else { 1 };
+            let history = history_on(&node_api, &nurse, (d, *p), expected).await;
+            let applied: Vec<&Observation> =
+                history.iter().filter(|o| o.state == RecordState::Applied as i32).collect();
+            assert_eq!(applied.len(), expected, "node {id}, patient {i}: {history:?}");
+            assert_eq!(history.len(), expected, "nothing left pending on node {id}");
+        }
+    }
+    eprintln!("FIGURE heal to all 5 pending checks applied on every node: {:?}", healed.elapsed());
+    // The merge rule, the same on every node: the latest observation is the current state.
+    for id in hub.running_ids() {
+        let b = board(&hub.api(id), &doctor, d).await;
+        let total = b.total.expect("total");
+        assert_eq!((total.safe, total.needs_help, total.needs_power, total.unreachable), (1, 4, 4, 0), "node {id}");
+        assert_eq!(b.pending_here, 0);
+    }
+    hub.shutdown().await;
+}
