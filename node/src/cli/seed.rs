@@ -1,5 +1,6 @@
 //! The demo hub's believable small region (宇都宮 and 鹿沼): five facilities on the resource
-//! map, twelve professionals, three patients with their teams and a sub-room, posts with unread
+//! map, twelve professionals, three patients with their teams, their municipalities and
+//! life-support devices (disaster mode's board) and a sub-room, posts with unread
 //! state, two groups, a connection and two requests to facilities. Seeded through the public
 //! API, like any client would.
 
@@ -13,6 +14,8 @@ use kizuna_proto::connections::connection_service_client::ConnectionServiceClien
 use kizuna_proto::connections::{AcceptConnectionRequest, RequestConnectionRequest};
 use kizuna_proto::directory::UpdateFacilityProfileRequest;
 use kizuna_proto::directory::directory_service_client::DirectoryServiceClient;
+use kizuna_proto::disaster::disaster_service_client::DisasterServiceClient;
+use kizuna_proto::disaster::{CareProfile, Device, SetCareProfileRequest};
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, MarkReadRequest};
 use kizuna_proto::rooms::invite_member_request::Invitee;
@@ -124,6 +127,15 @@ impl Seeder {
             self.rooms.invite_member(authed(req, &token)?).await?;
         }
         Ok((created.patient_id, room))
+    }
+
+    /// Where the patient lives and the devices their life depends on (disaster mode's board).
+    async fn care_profile(&mut self, owner: &str, patient: u64, municipality: &str, devices: &[Device]) -> anyhow::Result<()> {
+        let (_, token) = self.who(owner)?;
+        let profile = CareProfile { municipality: municipality.into(), devices: devices.iter().map(|d| *d as i32).collect() };
+        let req = SetCareProfileRequest { idempotency_key: idempotency_key(), patient_id: patient, profile: Some(profile) };
+        DisasterServiceClient::new(self.channel.clone()).set_care_profile(authed(req, &token)?).await?;
+        Ok(())
     }
 
     async fn post(&mut self, who: &str, room: u64, text: &str) -> anyhow::Result<u64> {
@@ -399,7 +411,7 @@ pub async fn seed_tochigi(channel: Channel, border_remote: Option<&str>) -> anyh
     s.people(&op, &PEOPLE, &facilities).await?;
 
     // 山田 花子: home oxygen, a sub-room for the doctor and the visiting nurse.
-    let (_, yamada) = s
+    let (yamada_patient, yamada) = s
         .patient(
             "dr.sato",
             "山田 花子",
@@ -409,6 +421,7 @@ pub async fn seed_tochigi(channel: Channel, border_remote: Option<&str>) -> anyh
             &["vn.suzuki", "ph.tanaka", "cm.watanabe", "vn.takahashi"],
         )
         .await?;
+    s.care_profile("dr.sato", yamada_patient, "宇都宮市", &[Device::HomeOxygen]).await?;
     s.post("dr.sato", yamada, "本日訪問診療。SpO2 94%（在宅酸素 1L）、血圧 128/76。浮腫は軽度で変わりありません。")
         .await?;
     s.post("vn.suzuki", yamada, "訪問看護です。昨夜は眠れたとのこと。酸素チューブの交換をしました。").await?;
@@ -434,7 +447,7 @@ pub async fn seed_tochigi(channel: Channel, border_remote: Option<&str>) -> anyh
     .await?;
 
     // 佐藤 一郎: discharge planning from the hospital.
-    let (_, ichiro) = s
+    let (ichiro_patient, ichiro) = s
         .patient(
             "dr.sato",
             "佐藤 一郎",
@@ -444,6 +457,7 @@ pub async fn seed_tochigi(channel: Channel, border_remote: Option<&str>) -> anyh
             &["ns.ogawa", "msw.ito", "vn.takahashi", "pt.yamamoto", "cm.watanabe"],
         )
         .await?;
+    s.care_profile("dr.sato", ichiro_patient, "宇都宮市", &[]).await?;
     s.post(
         "msw.ito",
         ichiro,
@@ -464,6 +478,7 @@ pub async fn seed_tochigi(channel: Channel, border_remote: Option<&str>) -> anyh
             &["ph.mori", "cw.nakamura", "cm.watanabe"],
         )
         .await?;
+    s.care_profile("dr.sato", tome_patient, "鹿沼市", &[Device::Suction]).await?;
     s.post("cw.nakamura", tome, "本日の訪問介護で、食事量が半分ほどでした。水分はとれています。").await?;
     let last = s.post("dr.sato", tome, "了解です。明日臨時で訪問します。").await?;
     s.read("cw.nakamura", tome, last).await?;
