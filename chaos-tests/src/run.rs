@@ -13,7 +13,7 @@ use crate::cluster::{Cluster, NodeSpec};
 use crate::faults::{self, Fault, Scenario};
 use crate::rng::Rng;
 use crate::workload::subscriber::Received;
-use crate::workload::{self, ms_since, reader, subscriber, writer};
+use crate::workload::{self, ms_since, observer, reader, subscriber, writer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 pub enum Topology {
@@ -92,6 +92,8 @@ pub struct Report {
 }
 
 const SUBSCRIBERS: usize = 2;
+/// Patients whose safety the recorders check (disaster mode).
+const CHECKED_PATIENTS: usize = 4;
 
 pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     let mut cluster = Cluster::start(&plan.topology.nodes(), plan.topology.preferred()).await?;
@@ -115,6 +117,7 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
     let mut setup = workload::setup(&cluster.endpoints(), plan.seed, plan.rooms).await?;
     cluster.operator = setup.operator.clone();
     setup.answer_timeout = Duration::from_millis(plan.answer_timeout_ms);
+    let disaster = observer::setup(&setup, plan.seed, CHECKED_PATIENTS).await?;
     let mut rng = Rng::new(plan.seed);
 
     // Subscribers first: every post of the run comes after their first stream is open.
@@ -135,6 +138,12 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         .collect();
     let readers: Vec<_> = (0..(plan.clients / 2).max(1))
         .map(|c| tokio::spawn(reader::run(c, setup.clone(), rng.fork(1000 + c as u64), stop.clone(), started)))
+        .collect();
+    let recorders: Vec<_> = (0..(plan.clients / 4).max(1))
+        .map(|c| {
+            let with = (setup.clone(), disaster.clone());
+            tokio::spawn(observer::run(c, with, rng.fork(2000 + c as u64), stop.clone(), started))
+        })
         .collect();
 
     let mut faults = Vec::new();
@@ -162,6 +171,9 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
     for r in readers {
         history.reads.extend(r.await?);
     }
+    for r in recorders {
+        history.checks.extend(r.await?);
+    }
     let ended_ms = ms_since(started);
 
     // Heal, let every node catch up, read every node's copy.
@@ -170,7 +182,14 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         cluster.resume(i);
         cluster.start_node(i)?;
     }
+    // Checks journaled on nodes that were cut off reach the log before the digests are compared.
+    observer::drained(&cluster.endpoints(), &setup.token, &disaster, Duration::from_secs(90)).await?;
     let digests = cluster.digests(Duration::from_secs(90)).await?;
+    let mut checks = Vec::new();
+    for e in cluster.endpoints() {
+        checks
+            .push(observer::read_checks(&e, &setup.token, &disaster).await.with_context(|| format!("checks on {e}"))?);
+    }
     let mut nodes: Vec<Timelines> = Vec::new();
     for e in cluster.endpoints() {
         let mut timelines = Timelines::new();
@@ -200,7 +219,7 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         history.subscribers.push(log.lock().map(|l| l.clone()).unwrap_or_default());
     }
 
-    let findings = check::check(&history, &nodes, digests);
+    let findings = check::check(&history, &nodes, &checks, digests);
     let windows: Vec<(u64, u64)> = faults
         .iter()
         .enumerate()
@@ -246,6 +265,10 @@ pub fn table(r: &Report) -> String {
         f.reads_linearizable, f.reads_stale, f.reads_truncated
     );
     s += &format!("  subscribers: {} events over {} connections\n", f.subscriber_events, f.subscriber_connections);
+    s += &format!(
+        "  safety checks: {} applied when answered, {} accepted as pending, {} unknown\n",
+        f.checks_applied, f.checks_pending, f.checks_unknown
+    );
     s += &format!("  faults: {}\n", r.faults.len());
     for x in &r.faults {
         s += &format!(
@@ -259,7 +282,7 @@ pub fn table(r: &Report) -> String {
         );
     }
     s += &format!(
-        "  violations: {} (lost {}, duplicated {}, phantom {}, divergent rooms {}, reordered {}, reads {}, subscribers {}, digest mismatch {})\n",
+        "  violations: {} (lost {}, duplicated {}, phantom {}, divergent rooms {}, reordered {}, reads {}, subscribers {}, digest mismatch {}, safety checks {})\n",
         r.violations,
         f.lost.len(),
         f.duplicated.len(),
@@ -268,9 +291,11 @@ pub fn table(r: &Report) -> String {
         f.reordered,
         f.read_violations.len(),
         f.subscriber_violations.len(),
-        f.digest_mismatch
+        f.digest_mismatch,
+        f.check_violations.len()
     );
-    for v in f.lost.iter().chain(&f.read_violations).chain(&f.subscriber_violations).take(10) {
+    let listed = f.lost.iter().chain(&f.read_violations).chain(&f.subscriber_violations).chain(&f.check_violations);
+    for v in listed.take(10) {
         s += &format!("    {v}\n");
     }
     s += &format!(

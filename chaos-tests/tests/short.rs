@@ -1,6 +1,8 @@
 //! The short chaos runs of the test suite, on real `kizuna` processes under a load of posts,
 //! timeline reads and live-event subscriptions. Any lost, duplicated, reordered or divergent
-//! post, non-linearizable read, missed or repeated event, or state digest mismatch fails them.
+//! post, non-linearizable read, missed or repeated event, or state digest mismatch fails them;
+//! so does a safety check a node accepted (also as pending, cut off from the quorum) that is not
+//! applied exactly once on every node.
 
 use kizuna_chaos::faults::Scenario::*;
 use kizuna_chaos::run::{Plan, Topology, run, table};
@@ -13,6 +15,8 @@ async fn chaos(plan: Plan) {
     assert!(report.findings.posts_acknowledged > 20, "too little load: {:?}", report.findings);
     assert!(report.findings.reads_linearizable > 20, "too few reads checked: {:?}", report.findings);
     assert!(report.findings.subscriber_events > 0, "subscribers saw nothing: {:?}", report.findings);
+    let checks = report.findings.checks_applied + report.findings.checks_pending;
+    assert!(checks > 10, "too few safety checks recorded: {:?}", report.findings);
     assert_eq!(report.violations, 0, "{}", table(&report));
 }
 

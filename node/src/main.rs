@@ -217,6 +217,9 @@ enum Command {
     /// Requests (リクエスト) to facilities: send, inbox, sent, show, accept, decline, cancel.
     #[command(subcommand)]
     Request(cli::requests::RequestCommand),
+    /// Disaster mode (災害モード): declare, safety checks (安否確認), facility status, the board.
+    #[command(subcommand)]
+    Disaster(cli::disaster::DisasterCommand),
     /// Cluster administration and the operator's chores.
     #[command(subcommand)]
     Admin(cli::admin::AdminCommand),
@@ -280,6 +283,7 @@ fn main() -> anyhow::Result<()> {
             Command::Connect { account, accept } => cli::user::connect(&target()?, account, accept).await,
             Command::Request(cmd) => cli::requests::run(&target()?, cmd).await,
             Command::Map(cmd) => cli::directory::run(&target()?, cmd).await,
+            Command::Disaster(cmd) => cli::disaster::run(&target()?, cmd).await,
             Command::Search { query } => cli::search::run(&target()?, query).await,
             Command::Admin(cmd) => cli::admin::run(target, cmd).await,
         }

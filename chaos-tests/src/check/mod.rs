@@ -8,9 +8,12 @@
 //! 4. Timeline reads are linearizable ([`linearizable`]).
 //! 5. Subscribers get every post of their rooms exactly once, in order, across reconnects.
 //! 6. After healing every node reports the same state digest at the same applied index.
+//! 7. Every safety check a node accepted, also one cut off from the quorum, is applied exactly
+//!    once on every node and merged by the latest observation ([`observations`]).
 
 pub mod federated;
 pub mod linearizable;
+pub mod observations;
 mod posts;
 mod subscribers;
 
@@ -58,6 +61,11 @@ pub struct Findings {
     pub max_unavailable_ms: u64,
     pub retried_p50_ms: u64,
     pub retried_p99_ms: u64,
+    /// Checker 7: safety checks applied when answered, accepted as pending, never answered.
+    pub checks_applied: usize,
+    pub checks_pending: usize,
+    pub checks_unknown: usize,
+    pub check_violations: Vec<String>,
 }
 
 impl Findings {
@@ -70,6 +78,7 @@ impl Findings {
             + self.read_violations.len()
             + self.subscriber_violations.len()
             + usize::from(self.digest_mismatch)
+            + self.check_violations.len()
     }
 }
 
@@ -79,10 +88,18 @@ pub struct History {
     pub posts: Vec<PostOp>,
     pub reads: Vec<ReadOp>,
     pub subscribers: Vec<Received>,
+    /// Safety checks recorded (disaster mode).
+    pub checks: Vec<crate::workload::observer::CheckOp>,
 }
 
-/// Runs every checker. `nodes` holds each node's timelines; `digests` each node's state digest.
-pub fn check(history: &History, nodes: &[Timelines], digests: Vec<(u64, String)>) -> Findings {
+/// Runs every checker. `nodes` holds each node's timelines; `checks` each node's safety checks
+/// (none for runs without them); `digests` each node's state digest.
+pub fn check(
+    history: &History,
+    nodes: &[Timelines],
+    checks: &[observations::NodeChecks],
+    digests: Vec<(u64, String)>,
+) -> Findings {
     let mut f = Findings::default();
     let Some(reference) = nodes.first() else { return f };
     for (room, timeline) in reference {
@@ -93,6 +110,7 @@ pub fn check(history: &History, nodes: &[Timelines], digests: Vec<(u64, String)>
     posts::check(&history.posts, reference, &mut f);
     posts::check_reads(&history.posts, &history.reads, reference, &mut f);
     subscribers::check(&history.subscribers, reference, &mut f);
+    observations::check(&history.checks, checks, &mut f);
     f.digest_mismatch = digests.windows(2).any(|w| w[0] != w[1]);
     f.digests = digests;
     f
@@ -173,13 +191,14 @@ mod tests {
                 connections: 2,
                 ..Default::default()
             }],
+            checks: Vec::new(),
         }
     }
 
     #[test]
     fn a_clean_history_passes() {
         let nodes = [timelines(1, &["a", "b", "c"]), timelines(1, &["a", "b", "c"])];
-        let f = check(&history(), &nodes, vec![(9, "x".into()), (9, "x".into())]);
+        let f = check(&history(), &nodes, &[], vec![(9, "x".into()), (9, "x".into())]);
         assert_eq!(f.violations(), 0, "{f:?}");
         assert_eq!((f.posts_acknowledged, f.posts_unknown, f.unknown_applied), (2, 1, 1));
         assert_eq!(f.reads_linearizable, 2);
@@ -190,7 +209,7 @@ mod tests {
         // "b" lost, "a" twice (so no longer where it was acknowledged), a post nobody sent, the
         // nodes disagree, digests differ.
         let nodes = [timelines(1, &["a", "a", "zz"]), timelines(1, &["a"])];
-        let f = check(&history(), &nodes, vec![(9, "x".into()), (9, "y".into())]);
+        let f = check(&history(), &nodes, &[], vec![(9, "x".into()), (9, "y".into())]);
         assert_eq!(f.lost.len(), 2, "{f:?}");
         assert_eq!(f.duplicated.len(), 1, "{f:?}");
         assert_eq!(f.phantom.len(), 1, "{f:?}");
@@ -209,7 +228,7 @@ mod tests {
         h.posts[0].outcome = Outcome::Ok { seq: 2 };
         h.posts[1].outcome = Outcome::Ok { seq: 1 };
         h.reads.clear();
-        let f = check(&h, &[timelines(1, &["b", "a", "c"])], Vec::new());
+        let f = check(&h, &[timelines(1, &["b", "a", "c"])], &[], Vec::new());
         assert_eq!(f.reordered, 1, "{f:?}");
     }
 
@@ -217,7 +236,7 @@ mod tests {
     fn a_stale_read_is_exempt_from_linearizability_but_not_from_the_final_order() {
         let mut h = history();
         h.reads = vec![read(1, 50, 60, &[], true), read(1, 50, 60, &[(1, "b")], true)];
-        let f = check(&h, &[timelines(1, &["a", "b", "c"])], Vec::new());
+        let f = check(&h, &[timelines(1, &["a", "b", "c"])], &[], Vec::new());
         assert_eq!(f.reads_stale, 2);
         assert_eq!(f.read_violations.len(), 1, "{f:?}");
     }
@@ -230,7 +249,7 @@ mod tests {
             Received { posted: vec![(5, 1, 1), (6, 1, 2), (6, 1, 2), (9, 1, 3)], connections: 2, ..Default::default() },
             Received { posted: vec![(5, 1, 2), (6, 1, 1), (9, 1, 3)], connections: 1, ..Default::default() },
         ];
-        let f = check(&h, &[timelines(1, &["a", "b", "c"])], Vec::new());
+        let f = check(&h, &[timelines(1, &["a", "b", "c"])], &[], Vec::new());
         assert_eq!(f.subscriber_violations.len(), 4, "{:?}", f.subscriber_violations);
     }
 

@@ -1,8 +1,10 @@
 //! The workload and its Jepsen-style history. A professional's rooms on the hub take posts from
 //! many writers (each post under its own idempotency key, retried on errors and timeouts against other
 //! nodes, recorded as ok with its sequence number or unknown), timeline reads from readers
-//! (recorded with what they saw), and live-event subscribers that hop between nodes.
+//! (recorded with what they saw), live-event subscribers that hop between nodes, and safety-check
+//! recorders of disaster mode (accepted as pending by a node cut off from the quorum).
 
+pub mod observer;
 pub mod reader;
 pub mod subscriber;
 pub mod writer;

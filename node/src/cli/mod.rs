@@ -7,6 +7,7 @@ pub mod audit_export;
 pub mod backup;
 pub mod demo_federation;
 pub mod directory;
+pub mod disaster;
 pub mod emergency;
 pub mod federation;
 pub mod labels;

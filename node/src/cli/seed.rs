@@ -130,10 +130,18 @@ impl Seeder {
     }
 
     /// Where the patient lives and the devices their life depends on (disaster mode's board).
-    async fn care_profile(&mut self, owner: &str, patient: u64, municipality: &str, devices: &[Device]) -> anyhow::Result<()> {
+    async fn care_profile(
+        &mut self,
+        owner: &str,
+        patient: u64,
+        municipality: &str,
+        devices: &[Device],
+    ) -> anyhow::Result<()> {
         let (_, token) = self.who(owner)?;
-        let profile = CareProfile { municipality: municipality.into(), devices: devices.iter().map(|d| *d as i32).collect() };
-        let req = SetCareProfileRequest { idempotency_key: idempotency_key(), patient_id: patient, profile: Some(profile) };
+        let profile =
+            CareProfile { municipality: municipality.into(), devices: devices.iter().map(|d| *d as i32).collect() };
+        let req =
+            SetCareProfileRequest { idempotency_key: idempotency_key(), patient_id: patient, profile: Some(profile) };
         DisasterServiceClient::new(self.channel.clone()).set_care_profile(authed(req, &token)?).await?;
         Ok(())
     }
