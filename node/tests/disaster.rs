@@ -309,3 +309,50 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
     }
     hub.shutdown().await;
 }
+
+const KIZUNA: &str = env!("CARGO_BIN_EXE_kizuna");
+
+/// The CLI in `dir`, signed in as `login` with `token`, talking to `api`.
+async fn kizuna(dir: &std::path::Path, (login, token): (&str, &str), api: &str, args: &[&str]) -> String {
+    let session = dir.join(format!("{login}.json"));
+    std::fs::write(&session, serde_json::json!({ "login": login, "token": token }).to_string()).expect("session file");
+    let out = tokio::process::Command::new(KIZUNA)
+        .current_dir(dir)
+        .env("KIZUNA_SESSION_FILE", &session)
+        .env_remove("KIZUNA_CA")
+        .args(["--endpoint", api])
+        .args(args)
+        .output()
+        .await
+        .expect("run kizuna");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "kizuna {args:?}: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_declares_records_shows_the_board_and_exports_it() {
+    let hub = TestHub::start(3).await;
+    hub.wait_apply_version(kizuna_node::domain::APPLY_VERSION).await;
+    let api = hub.api(hub.leader().await);
+    let (op, nurse) = (hub.operator().await, hub.member("nurse").await);
+    let (patient, _) = patient(&api, &nurse, ("木村 一", ""), &[], &[]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (op, nurse) = (("test-operator", op.as_str()), ("nurse", nurse.as_str()));
+    let p = patient.to_string();
+
+    let declared = kizuna(dir.path(), op, &api, &["disaster", "declare", "関東・東北豪雨", "--municipalities", "常総市"]).await;
+    let d = declared.split_whitespace().nth(1).expect("the disaster's id").to_owned();
+    let profile = ["disaster", "profile", &p, "--municipality", "常総市", "--devices", "home-oxygen"];
+    assert!(kizuna(dir.path(), nurse, &api, &profile).await.contains("在宅酸素"));
+    let check = ["disaster", "check", &d, &p, "--status", "needs-help", "--needs", "oxygen,power", "--note", "ボンベ残り2時間"];
+    assert!(kizuna(dir.path(), nurse, &api, &check).await.contains("記録しました"));
+    let board = kizuna(dir.path(), nurse, &api, &["disaster", "board", &d]).await;
+    assert!(board.contains("木村 一") && board.contains("要支援 (酸素・電源)"), "{board}");
+    let listed = kizuna(dir.path(), nurse, &api, &["disaster", "list"]).await;
+    assert!(listed.contains("発令中") && listed.contains("関東・東北豪雨"), "{listed}");
+    kizuna(dir.path(), op, &api, &["disaster", "export", &d, "--out", "anpi.csv"]).await;
+    let csv = std::fs::read_to_string(dir.path().join("anpi.csv")).expect("the export");
+    assert!(csv.contains("常総市,") && csv.contains("ボンベ残り2時間"), "{csv}");
+    hub.shutdown().await;
+}
