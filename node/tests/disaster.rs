@@ -341,11 +341,13 @@ async fn the_cli_declares_records_shows_the_board_and_exports_it() {
     let (op, nurse) = (("test-operator", op.as_str()), ("nurse", nurse.as_str()));
     let p = patient.to_string();
 
-    let declared = kizuna(dir.path(), op, &api, &["disaster", "declare", "関東・東北豪雨", "--municipalities", "常総市"]).await;
+    let declared =
+        kizuna(dir.path(), op, &api, &["disaster", "declare", "関東・東北豪雨", "--municipalities", "常総市"]).await;
     let d = declared.split_whitespace().nth(1).expect("the disaster's id").to_owned();
     let profile = ["disaster", "profile", &p, "--municipality", "常総市", "--devices", "home-oxygen"];
     assert!(kizuna(dir.path(), nurse, &api, &profile).await.contains("在宅酸素"));
-    let check = ["disaster", "check", &d, &p, "--status", "needs-help", "--needs", "oxygen,power", "--note", "ボンベ残り2時間"];
+    let check =
+        ["disaster", "check", &d, &p, "--status", "needs-help", "--needs", "oxygen,power", "--note", "ボンベ残り2時間"];
     assert!(kizuna(dir.path(), nurse, &api, &check).await.contains("記録しました"));
     let board = kizuna(dir.path(), nurse, &api, &["disaster", "board", &d]).await;
     assert!(board.contains("木村 一") && board.contains("要支援 (酸素・電源)"), "{board}");
@@ -354,5 +356,72 @@ async fn the_cli_declares_records_shows_the_board_and_exports_it() {
     kizuna(dir.path(), op, &api, &["disaster", "export", &d, "--out", "anpi.csv"]).await;
     let csv = std::fs::read_to_string(dir.path().join("anpi.csv")).expect("the export");
     assert!(csv.contains("常総市,") && csv.contains("ボンベ残り2時間"), "{csv}");
+    hub.shutdown().await;
+}
+
+/// The figure of docs/benchmarks.md ("Disaster mode"): a few thousand safety checks recorded on
+/// a cut-off node, then the time from healing until the last of them is applied on every node.
+/// `cargo test --release --test disaster -- --ignored --nocapture heal_figure` (the count:
+/// KIZUNA_PENDING_CHECKS, 3000 by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: prints figures"]
+async fn heal_figure_pending_checks_applied_after_a_cut() {
+    let count: usize = std::env::var("KIZUNA_PENDING_CHECKS").ok().and_then(|n| n.parse().ok()).unwrap_or(3000);
+    let hub = TestHub::start_spec(tochigi()).await;
+    hub.wait_apply_version(kizuna_node::domain::APPLY_VERSION).await;
+    let leader = hub.leader().await;
+    let api = hub.api(leader);
+    let op = hub.operator().await;
+    let nurse = hub.member("nurse").await;
+    let mut patients = Vec::new();
+    for i in 0..20 {
+        patients.push(patient(&api, &nurse, (&format!("患者{i}"), "那須町"), &[], &[Device::HomeOxygen]).await.0);
+    }
+    let d = declare(&api, &op, &["那須町"]).await;
+    let cut = hub.ids_in_region("nasu")[0];
+    let ready = hub.running(leader).node.metrics().last_applied.map_or(0, |l| l.index);
+    hub.wait_applied(ready).await;
+    hub.isolate(cut);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let recording = Instant::now();
+    let cut_api = hub.api(cut);
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let (cut_api, nurse, patients) = (cut_api.clone(), nurse.clone(), patients.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = disaster(&cut_api).await;
+            for n in (worker..count).step_by(16) {
+                let req = check(&format!("fig-{n}"), d, patients[n % patients.len()], SafetyStatus::Safe, &[]);
+                let o = client.record_safety_check(authed(req, &nurse)).await.expect("accepted on the cut-off node");
+                assert_eq!(o.into_inner().observation.expect("observation").state, RecordState::Pending as i32);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("recorder");
+    }
+    let took = recording.elapsed();
+    eprintln!(
+        "FIGURE {count} checks accepted on the cut-off node in {took:?} ({:.0}/s)",
+        count as f64 / took.as_secs_f64()
+    );
+
+    let healed = Instant::now();
+    hub.heal(cut);
+    let journal = &hub.running(cut).node.state.observations;
+    while journal.pending(1).expect("journal").is_some() {
+        assert!(healed.elapsed() < Duration::from_secs(300), "still pending after 5 minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shipped = healed.elapsed();
+    let last = hub.running(hub.leader().await).node.metrics().last_applied.map_or(0, |l| l.index);
+    hub.wait_applied(last).await;
+    let everywhere = healed.elapsed();
+    eprintln!("FIGURE heal to {count} pending checks committed: {shipped:?}; applied on every node: {everywhere:?}");
+    let b = board(&api, &nurse, d).await;
+    assert_eq!(b.total.expect("total").checked, 20, "every patient checked");
+    let history = history_on(&api, &nurse, (d, patients[0]), count / patients.len()).await;
+    assert_eq!(history.len(), count / patients.len(), "each check applied once");
     hub.shutdown().await;
 }
