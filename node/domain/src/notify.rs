@@ -20,8 +20,13 @@ use super::audit::{AuditRecord, patient_of};
 use super::error::{DomainResult, invalid};
 use super::events::{EventKind, Raised};
 use super::kernel::{Effects, Outcome};
-use super::model::{AccountId, RoomId, RoomKind};
+use super::model::{AccountId, DisasterId, RoomId, RoomKind};
 use super::view::{Change, HubView, ViewResult};
+
+/// The "room" of a disaster's notice: no room has id 0 (ids are log indexes, the first entry
+/// is Raft's own), so a member's disaster notice never meets a room's. Its `seq` is the
+/// disaster's id. Sent at once, also in quiet hours: a disaster does not wait for the morning.
+pub const DISASTER_ROOM: RoomId = RoomId(0);
 
 /// Longest e-mail address (RFC 5321's path limit less the angle brackets).
 pub const MAX_EMAIL_CHARS: usize = 254;
@@ -224,6 +229,7 @@ pub fn enqueue(view: &impl HubView, now_ms: u64, events: &[Raised]) -> ViewResul
         for e in events {
             match e.kind {
                 EventKind::Posted { seq } => changes.extend(raise(view, channel, now_ms, e.room, seq)?),
+                EventKind::Disaster { id } => changes.extend(raise_disaster(view, channel, now_ms, id)?),
                 EventKind::Read { account, seq }
                     if channel.notice(view, account, e.room)?.is_some_and(|n| seq >= n.seq) =>
                 {
@@ -263,6 +269,24 @@ fn raise(view: &impl HubView, channel: Channel, now_ms: u64, room: RoomId, seq: 
         }
         if channel.notice(view, m.account, room)?.is_none() {
             let notice = Notice { account: m.account, room, seq, since_ms: now_ms, attempts: 0, retry_at_ms: 0 };
+            changes.push(channel.put(notice));
+        }
+    }
+    Ok(changes)
+}
+
+/// A declared disaster gives every concerned account that wants `channel` a notice
+/// ([`crate::disaster::declare::concerned`]); ending it raises nothing (pending ones are dropped
+/// by the notifier, [`still_unread`]).
+fn raise_disaster(view: &impl HubView, channel: Channel, now_ms: u64, id: DisasterId) -> ViewResult<Vec<Change>> {
+    let Some(disaster) = view.disasters()?.into_iter().find(|d| d.id == id && d.is_active()) else {
+        return Ok(vec![]);
+    };
+    let mut changes = Vec::new();
+    for account in crate::disaster::declare::concerned(view, &disaster)? {
+        if channel.wanted_by(view, account)? {
+            let notice =
+                Notice { account, room: DISASTER_ROOM, seq: id.0, since_ms: now_ms, attempts: 0, retry_at_ms: 0 };
             changes.push(channel.put(notice));
         }
     }
@@ -378,6 +402,9 @@ pub struct Timing {
 /// When a notice may be sent under `prefs`: after the delay (the digest period for digest
 /// readers) and any retry backoff, and never during quiet hours.
 pub fn due_at(notice: &Notice, prefs: &NotificationPrefs, timing: Timing) -> u64 {
+    if notice.room == DISASTER_ROOM {
+        return notice.since_ms.max(notice.retry_at_ms);
+    }
     let wait = if prefs.digest { timing.digest_ms } else { timing.delay_ms };
     let at = notice.since_ms.saturating_add(wait).max(notice.retry_at_ms);
     prefs.quiet.map_or(at, |q| q.release(at))
@@ -456,6 +483,10 @@ pub fn due_batches(view: &impl HubView, channel: Channel, now_ms: u64, timing: T
 /// gets nothing), still a member and has not read the post that raised it.
 fn still_unread(view: &impl HubView, n: &Notice) -> ViewResult<bool> {
     let active = view.account(n.account)?.is_some_and(|a| a.is_active());
+    if n.room == DISASTER_ROOM {
+        let in_force = view.disasters()?.iter().any(|d| d.id.0 == n.seq && d.is_active());
+        return Ok(active && in_force);
+    }
     Ok(active && view.member(n.room, n.account)?.is_some_and(|m| m.is_active() && m.read_seq < n.seq))
 }
 
@@ -469,12 +500,12 @@ pub fn compose(
 ) -> ViewResult<Mail> {
     let mut body = String::new();
     for n in notices {
-        body.push_str(&format!("{}\n{}\n\n", headline(view, n.room)?, room_url(n.room)));
+        body.push_str(&format!("{}\n{}\n\n", headline_of(view, n)?, room_url(n.room)));
     }
     body.push_str("内容はKizunaでご確認ください。このメールには投稿の内容は含まれません。\n");
     let subject = match notices {
         // A group's name may hold a line break: never in a header.
-        [one] => format!("[Kizuna] {}", headline(view, one.room)?.replace(['\r', '\n'], " ")),
+        [one] => format!("[Kizuna] {}", headline_of(view, one)?.replace(['\r', '\n'], " ")),
         _ => format!("[Kizuna] {}件の部屋に新しい投稿があります", notices.len()),
     };
     let first = notices.first().map(Notice::reference);
@@ -484,6 +515,18 @@ pub fn compose(
     let covers = notices.iter().map(Notice::reference).collect();
     let attempts = notices.iter().map(|n| n.attempts).max().unwrap_or(0);
     Ok(Mail { to: to.to_owned(), subject, body, message_id, covers, attempts })
+}
+
+/// What a notice says: a disaster's declaration, or which room has news ([`headline`]).
+pub fn headline_of(view: &impl HubView, n: &Notice) -> ViewResult<String> {
+    if n.room != DISASTER_ROOM {
+        return headline(view, n.room);
+    }
+    let disaster = view.disasters()?.into_iter().find(|d| d.id.0 == n.seq);
+    Ok(disaster.map_or_else(
+        || "災害が宣言されました".to_owned(),
+        |d| format!("災害「{}」が宣言されました（{}）。安否確認をお願いします", d.name, d.municipalities.join("・")),
+    ))
 }
 
 /// 「山田 花子 さんの部屋に新しい投稿があります」 and the like: which room, never what was said.

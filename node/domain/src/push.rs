@@ -194,7 +194,7 @@ pub fn compose(
     room_url: &dyn Fn(RoomId) -> String,
 ) -> ViewResult<PushMessage> {
     let body = match notices {
-        [one] => notify::headline(view, one.room)?,
+        [one] => notify::headline_of(view, one)?,
         _ => format!("{}件の部屋に新しい投稿があります", notices.len()),
     };
     let url = notices.first().map(|n| room_url(n.room)).unwrap_or_default();

@@ -179,7 +179,11 @@ impl Notifier {
         Ok(Some(Self { mailer, pusher, timing, base_url }))
     }
 
+    /// A room's link; a disaster's notice links to the disaster board.
     fn room_url(&self, room: RoomId) -> String {
+        if room == kizuna_domain::notify::DISASTER_ROOM {
+            return format!("{}/#/disaster", self.base_url);
+        }
         format!("{}/#/room/{}", self.base_url, room.0)
     }
 }

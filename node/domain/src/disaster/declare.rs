@@ -72,6 +72,25 @@ pub fn list(view: &impl HubView, viewer: AccountId) -> DomainResult<Vec<Disaster
     Ok(all)
 }
 
+/// Who a disaster concerns: the active staff of the approved facilities in its municipalities
+/// and the active members of the teams of the patients living there. (The operators declared
+/// it: the hub keeps no index of them to notify the others.)
+pub fn concerned(view: &impl HubView, disaster: &Disaster) -> crate::view::ViewResult<Vec<AccountId>> {
+    let mut out = std::collections::BTreeSet::new();
+    for f in view.facilities()? {
+        if f.status == FacilityStatus::Approved && disaster.covers(&f.municipality) {
+            out.extend(view.staff_of(f.id)?.into_iter().filter(|a| a.is_active()).map(|a| a.id));
+        }
+    }
+    for m in &disaster.municipalities {
+        for patient in view.patients_in(m)? {
+            let Some(p) = view.patient(patient)? else { continue };
+            out.extend(view.members(p.timeline)?.into_iter().filter(|m| m.is_active()).map(|m| m.account));
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
 fn may_declare(view: &impl HubView, actor: AccountId, municipalities: &[String]) -> DomainResult<()> {
     let account = active_account(view, actor)?;
     if account.is_operator() {

@@ -272,3 +272,37 @@ fn disaster_commands_wait_for_the_version_that_brought_them() {
     let envelope = Envelope { idempotency_key: "k".into(), proposed_at_ms: 1, command: shipped };
     assert!(envelope.validate().is_err(), "an empty batch never reaches the log");
 }
+
+#[test]
+fn a_declaration_notifies_the_area_at_once_even_in_quiet_hours_and_ending_it_drops_the_notice() {
+    use crate::notify::{self, DISASTER_ROOM, NotificationPrefs, QuietHours, Timing};
+    let (mut hub, op, _clinic, people) = Hub::setup(2);
+    let (nurse, far) = (people[0], people[1]);
+    let quiet_all_day = Some(QuietHours { start_hour: 0, end_hour: 23 });
+    let prefs =
+        |email: &str| NotificationPrefs { email: email.into(), email_on: true, quiet: quiet_all_day, digest: true };
+    hub.ok(nurse, Command::SetNotificationSettings { prefs: prefs("nurse@example.jp") });
+    hub.ok(far, Command::SetNotificationSettings { prefs: prefs("far@example.jp") });
+    // The clinic is in 宇都宮市: its staff are concerned by a disaster there, not by one elsewhere.
+    declare(&mut hub, op, &["日光市"]).unwrap();
+    assert!(hub.state.notices().unwrap().is_empty(), "nobody of the hub lives or works in 日光市");
+    let d = declare(&mut hub, op, &["宇都宮市"]).unwrap();
+    let notices = hub.state.notices().unwrap();
+    assert_eq!(
+        notices.iter().map(|n| (n.account, n.room, n.seq)).collect::<Vec<_>>(),
+        vec![(nurse, DISASTER_ROOM, d.0), (far, DISASTER_ROOM, d.0)]
+    );
+
+    let timing = Timing { delay_ms: 600_000, digest_ms: 3_600_000, retry_first_ms: notify::RETRY_FIRST_MS };
+    let url =
+        |room: RoomId| if room == DISASTER_ROOM { "https://k.example.jp/#/disaster".to_owned() } else { String::new() };
+    let plan = notify::plan(&hub.state, hub.now, timing, &url).unwrap();
+    assert_eq!(plan.mails.len(), 2, "due at once, in quiet hours, for digest readers too");
+    let mail = &plan.mails[0];
+    assert!(mail.subject.contains("令和8年台風第19号") && mail.body.contains("宇都宮市"), "{mail:?}");
+    assert!(mail.body.contains("https://k.example.jp/#/disaster"), "{}", mail.body);
+
+    hub.ok(op, Command::EndDisaster { disaster: d });
+    let plan = notify::plan(&hub.state, hub.now, timing, &url).unwrap();
+    assert!(plan.mails.is_empty() && plan.drop.len() == 2, "an ended disaster's notices are dropped: {plan:?}");
+}
