@@ -3,7 +3,8 @@
 //! member who has not read the doctor's post within the delay gets exactly one mail naming the
 //! patient's room, with a link to it and without the post's text or author; a member who read
 //! it in time gets none; and a leader stopped after the post leaves the notice to the next
-//! leader, which sends it exactly once.
+//! leader, which sends it exactly once; a declared disaster is mailed at once to the staff of
+//! its area, whatever the delay.
 
 mod common;
 
@@ -296,5 +297,38 @@ async fn a_send_the_relay_refuses_is_retried_and_then_delivered_once() {
     check_mail(&mails[0], "vn.sato@example.jp", room_id);
     until_none_on_leader(&hub, "notices", |h| h.notices().expect("readable notices")).await;
     assert_eq!(smtp.mails().len(), 1, "delivered once: {:?}", smtp.mails());
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_declared_disaster_is_mailed_at_once_to_the_staff_of_its_area() {
+    use kizuna_proto::disaster::DeclareDisasterRequest;
+    use kizuna_proto::disaster::disaster_service_client::DisasterServiceClient;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let smtp = SmtpServer::start(dir.path(), 0);
+    // Ten minutes of delay for news: a disaster does not wait for it.
+    let hub = start_hub(&smtp, 600).await;
+    hub.wait_apply_version(kizuna_node::domain::APPLY_VERSION).await;
+    let nurse = hub.member("vn.sato").await;
+    let api = channel(&hub.api(hub.leader().await)).await;
+    let settings =
+        NotificationSettings { email: "vn.sato@example.jp".into(), email_enabled: true, ..Default::default() };
+    let set = SetNotificationSettingsRequest { idempotency_key: "notify".into(), settings: Some(settings) };
+    AccountServiceClient::new(api.clone()).set_notification_settings(authed(set, &nurse)).await.expect("settings");
+
+    let declare = DeclareDisasterRequest {
+        idempotency_key: "declare".into(),
+        name: "令和8年台風第19号".into(),
+        municipalities: vec!["宇都宮市".into()],
+    };
+    let op = hub.operator().await;
+    DisasterServiceClient::new(api).declare_disaster(authed(declare, &op)).await.expect("declared");
+    let mails = until_mails(&smtp, 1).await;
+    assert_eq!(mails[0]["to"], serde_json::json!(["vn.sato@example.jp"]));
+    let (subject, body) = (mails[0]["subject"].as_str().expect("subject"), mails[0]["body"].as_str().expect("body"));
+    assert!(subject.contains("令和8年台風第19号") && body.contains("安否確認をお願いします"), "{subject}\n{body}");
+    assert!(body.contains("/#/disaster"), "links the board: {body}");
+    until_none_on_leader(&hub, "notices", |h| h.notices().expect("readable notices")).await;
+    assert_eq!(smtp.mails().len(), 1, "exactly one mail: {:?}", smtp.mails());
     hub.shutdown().await;
 }
