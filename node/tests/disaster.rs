@@ -15,6 +15,8 @@ use kizuna_proto::directory::directory_service_client::DirectoryServiceClient;
 use kizuna_proto::disaster::disaster_service_client::DisasterServiceClient;
 use kizuna_proto::disaster::list_observations_request::Subject;
 use kizuna_proto::disaster::*;
+use kizuna_proto::posts::CreatePostRequest;
+use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
 use kizuna_proto::rooms::{CreatePatientRequest, InviteMemberRequest, Role, invite_member_request::Invitee};
 use tonic::transport::Channel;
@@ -84,6 +86,7 @@ async fn declare(api: &str, operator: &str, municipalities: &[&str]) -> u64 {
         idempotency_key: "declare".into(),
         name: "令和8年台風第19号".into(),
         municipalities: municipalities.iter().map(|m| m.to_string()).collect(),
+        started_at: None,
     };
     let declared = disaster(api).await.declare_disaster(authed(req, operator)).await.expect("declare");
     declared.into_inner().disaster.expect("disaster").disaster_id
@@ -110,6 +113,7 @@ async fn a_declared_disaster_gets_checks_statuses_a_board_and_an_audited_export(
         idempotency_key: "d".into(),
         name: "x".into(),
         municipalities: vec!["宇都宮市".into()],
+        started_at: None,
     };
     let refused = disaster(&api).await.declare_disaster(authed(by_doctor, &doctor)).await.expect_err("not an operator");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
@@ -240,10 +244,11 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
     let api = hub.api(leader);
     let op = hub.operator().await;
     let (doctor, nurse) = (hub.member("doctor").await, hub.member("nurse").await);
-    let mut patients = Vec::new();
+    let (mut patients, mut rooms) = (Vec::new(), Vec::new());
     for i in 0..5 {
-        patients
-            .push(patient(&api, &doctor, (&format!("患者{i}"), "那須町"), &[&nurse], &[Device::Ventilator]).await.0);
+        let (p, room) = patient(&api, &doctor, (&format!("患者{i}"), "那須町"), &[&nurse], &[Device::Ventilator]).await;
+        patients.push(p);
+        rooms.push(room);
     }
     let d = declare(&api, &op, &["那須町"]).await;
     // The learner in 那須 (nasu) serves the region; it is cut off with it.
@@ -271,8 +276,14 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
     assert!(!here.stale_reason.is_empty(), "the cut-off node says its copy may be stale");
     assert_eq!(here.total.expect("total").needs_power, 5, "pending records count on the node that holds them");
     // Ordinary posts are still refused there.
-    let write = hub.put(cut, "oxygen/supplier", "x", "p-1").await;
-    assert_eq!(write.expect_err("no quorum").code(), tonic::Code::Unavailable);
+    let post = CreatePostRequest {
+        idempotency_key: "cut-post".into(),
+        room_id: rooms[0],
+        text: "停電中".into(),
+        ..Default::default()
+    };
+    let refused = PostServiceClient::new(channel(&cut_api).await).create_post(authed(post, &nurse)).await;
+    assert_eq!(refused.expect_err("no quorum").code(), tonic::Code::Unavailable);
 
     // Meanwhile the majority records patient 0 again (safe), after the cut-off node did: its
     // record reaches the log first, and the cut-off node's older one must not override it.

@@ -320,6 +320,7 @@ async fn a_declared_disaster_is_mailed_at_once_to_the_staff_of_its_area() {
         idempotency_key: "declare".into(),
         name: "令和8年台風第19号".into(),
         municipalities: vec!["宇都宮市".into()],
+        started_at: None,
     };
     let op = hub.operator().await;
     DisasterServiceClient::new(api).declare_disaster(authed(declare, &op)).await.expect("declared");

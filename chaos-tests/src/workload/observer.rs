@@ -66,6 +66,7 @@ pub async fn setup(s: &Setup, seed: u64, patients: usize) -> anyhow::Result<Disa
             idempotency_key: id("declare"),
             name: "カオス台風".into(),
             municipalities: vec![AREA.into()],
+            started_at: None,
         };
         let req = authed(req, &s.operator);
         async move {

@@ -301,6 +301,8 @@ pub enum Command {
     DeclareDisaster {
         name: String,
         municipalities: Vec<String>,
+        /// When it began (None: now, the log's clock).
+        started_at_ms: Option<u64>,
     },
     /// Ends a disaster. From apply version 6 on.
     EndDisaster {
@@ -456,8 +458,8 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
             super::push::add(view, ctx, signed_in()?, (endpoint, p256dh, auth))
         }
         C::RemovePushSubscription { endpoint } => super::push::remove(view, signed_in()?, endpoint),
-        C::DeclareDisaster { name, municipalities } => {
-            disaster::declare::declare(view, ctx, signed_in()?, name, municipalities)
+        C::DeclareDisaster { name, municipalities, started_at_ms } => {
+            disaster::declare::declare(view, ctx, signed_in()?, (name, started_at_ms), municipalities)
         }
         C::EndDisaster { disaster } => disaster::declare::end(view, ctx, signed_in()?, disaster),
         C::SetDisasterPolicy { admins_may_declare } => {

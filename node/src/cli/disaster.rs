@@ -110,7 +110,8 @@ pub async fn run(target: &Target, cmd: DisasterCommand) -> anyhow::Result<()> {
     match cmd {
         DisasterCommand::List => list(&mut c, &t).await,
         DisasterCommand::Declare { name, municipalities } => {
-            let req = DeclareDisasterRequest { idempotency_key: idempotency_key(), name, municipalities };
+            let req =
+                DeclareDisasterRequest { idempotency_key: idempotency_key(), name, municipalities, started_at: None };
             let d = c.declare_disaster(authed(req, &t)?).await?.into_inner().disaster.context("no disaster")?;
             println!("災害 {} 「{}」を宣言しました ({})", d.disaster_id, d.name, d.municipalities.join("・"));
             Ok(())

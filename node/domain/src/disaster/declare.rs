@@ -12,6 +12,8 @@ use crate::view::{Change, HubView};
 pub const MAX_MUNICIPALITIES: usize = 64;
 /// Longest municipality name, in characters (「上都賀郡西方町」 and the like fit).
 pub const MAX_MUNICIPALITY_CHARS: usize = 20;
+/// A disaster declared late may say it began this long before (a flood in the night).
+pub const MAX_BACKDATE_MS: u64 = 7 * 24 * 3_600_000;
 
 /// `DeclareDisaster`: an operator declares a disaster for municipalities of the hub; a facility
 /// admin may too, for its own facility's municipality only, if the hub allows it.
@@ -19,17 +21,21 @@ pub fn declare(
     view: &impl HubView,
     ctx: Ctx,
     actor: AccountId,
-    name: String,
+    (name, started_at_ms): (String, Option<u64>),
     municipalities: Vec<String>,
 ) -> DomainResult<Effects> {
     text("disaster name", &name, MAX_NAME_CHARS)?;
+    let started_at_ms = started_at_ms.unwrap_or(ctx.now_ms);
+    if started_at_ms > ctx.now_ms || started_at_ms < ctx.now_ms.saturating_sub(MAX_BACKDATE_MS) {
+        return Err(invalid("災害の開始は、現在から7日前までの時刻にしてください"));
+    }
     let municipalities = checked_municipalities(municipalities)?;
     may_declare(view, actor, &municipalities)?;
     let disaster = Disaster {
         id: DisasterId(ctx.log_index),
         name: name.trim().to_owned(),
         municipalities,
-        started_at_ms: ctx.now_ms,
+        started_at_ms,
         declared_by: actor,
         ended_at_ms: None,
     };

@@ -8,7 +8,9 @@ use crate::disaster::*;
 
 fn declare(hub: &mut Hub, who: AccountId, municipalities: &[&str]) -> DomainResult<DisasterId> {
     let municipalities = municipalities.iter().map(|m| m.to_string()).collect();
-    match hub.run(Some(who), Command::DeclareDisaster { name: "令和8年台風第19号".into(), municipalities })? {
+    let declare =
+        Command::DeclareDisaster { name: "令和8年台風第19号".into(), municipalities, started_at_ms: None };
+    match hub.run(Some(who), declare)? {
         Outcome::Disaster(id) => Ok(id),
         o => panic!("{o:?}"),
     }
@@ -59,6 +61,18 @@ fn operators_declare_and_admins_only_for_their_own_municipality_when_the_hub_all
     assert!(matches!(declare(&mut hub, nurse, &["宇都宮市"]), Err(DomainError::PermissionDenied(_))));
     assert!(matches!(declare(&mut hub, admin, &["宇都宮市", "鹿沼市"]), Err(DomainError::PermissionDenied(_))));
     let own = declare(&mut hub, admin, &["宇都宮市"]).unwrap();
+    // It may say it began earlier (declared in the morning for a flood in the night), not later.
+    let backdated = |started_at_ms| Command::DeclareDisaster {
+        name: "夜間の浸水".into(),
+        municipalities: vec!["宇都宮市".into()],
+        started_at_ms: Some(started_at_ms),
+    };
+    hub.now += 30 * 24 * 3_600_000;
+    let night = hub.now - 6 * 3_600_000;
+    let Outcome::Disaster(id) = hub.ok(op, backdated(night)) else { panic!("no disaster") };
+    assert_eq!(crate::disaster::declare::find(&hub.state, id).unwrap().started_at_ms, night);
+    let future = hub.run(Some(op), backdated(hub.now + 3_600_000));
+    assert!(matches!(future, Err(DomainError::InvalidArgument(_))), "{future:?}");
     assert!(matches!(declare(&mut hub, op, &[]), Err(DomainError::InvalidArgument(_))));
     let wide = declare(&mut hub, op, &["宇都宮市", "鹿沼市", " 鹿沼市 "]).unwrap();
     assert_eq!(crate::disaster::declare::find(&hub.state, wide).unwrap().municipalities, ["宇都宮市", "鹿沼市"]);
@@ -74,8 +88,9 @@ fn operators_declare_and_admins_only_for_their_own_municipality_when_the_hub_all
         hub.run(Some(op), Command::EndDisaster { disaster: wide }),
         Err(DomainError::FailedPrecondition(_))
     ));
+    hub.ok(op, Command::EndDisaster { disaster: id });
     let listed = crate::disaster::declare::list(&hub.state, nurse).unwrap();
-    assert!(listed.iter().all(|d| !d.is_active()) && listed.len() == 2);
+    assert!(listed.iter().all(|d| !d.is_active()) && listed.len() == 3);
 }
 
 #[test]
@@ -265,7 +280,8 @@ fn a_record_made_after_the_disaster_ended_is_refused_one_made_before_is_not() {
 
 #[test]
 fn disaster_commands_wait_for_the_version_that_brought_them() {
-    let declare = Command::DeclareDisaster { name: "x".into(), municipalities: vec!["宇都宮市".into()] };
+    let declare =
+        Command::DeclareDisaster { name: "x".into(), municipalities: vec!["宇都宮市".into()], started_at_ms: None };
     assert_eq!(declare.since_apply_version(), crate::disaster::SINCE_APPLY_VERSION);
     let shipped = LogCommand::Observations { observations: vec![], origin_node: 1 };
     assert_eq!(shipped.since_apply_version(), crate::disaster::SINCE_APPLY_VERSION);

@@ -19,6 +19,17 @@ pub(crate) fn timestamp(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
 }
 
+/// A client's timestamp in ms since the Unix epoch; one before the epoch or malformed is refused.
+pub(super) fn millis_of(t: &prost_types::Timestamp) -> Result<u64, tonic::Status> {
+    let seconds = u64::try_from(t.seconds).map_err(|_| tonic::Status::invalid_argument("a time before 1970"))?;
+    let nanos = u64::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000);
+    let nanos = nanos.ok_or_else(|| tonic::Status::invalid_argument("a timestamp's nanos must be 0..1e9"))?;
+    seconds
+        .checked_mul(1000)
+        .map(|ms| ms + nanos / 1_000_000)
+        .ok_or_else(|| tonic::Status::invalid_argument("a time too far ahead"))
+}
+
 /// A facility kind a client sent: unspecified or unknown values are refused.
 pub(super) fn facility_kind_from(k: i32) -> Result<FacilityKind, Status> {
     use pb::FacilityKind as K;

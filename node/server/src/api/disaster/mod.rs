@@ -197,7 +197,8 @@ impl pb::disaster_service_server::DisasterService for Api {
         req: Request<pb::DeclareDisasterRequest>,
     ) -> Result<Response<pb::DeclareDisasterResponse>, Status> {
         let r = req.get_ref().clone();
-        let cmd = Command::DeclareDisaster { name: r.name, municipalities: r.municipalities };
+        let started_at_ms = r.started_at.map(|t| super::convert::millis_of(&t)).transpose()?;
+        let cmd = Command::DeclareDisaster { name: r.name, municipalities: r.municipalities, started_at_ms };
         let (outcome, me, _) = self.signed_write_then_catch_up(&req, r.idempotency_key, cmd).await?;
         let disaster = self.disaster_answer(me, disaster_of(outcome)?)?;
         Ok(Response::new(pb::DeclareDisasterResponse { disaster: Some(disaster) }))
