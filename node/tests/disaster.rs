@@ -250,6 +250,7 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
         patients.push(p);
         rooms.push(room);
     }
+    let (shioya, _) = patient(&api, &doctor, ("塩谷 さん", "塩谷町"), &[&nurse], &[]).await;
     let d = declare(&api, &op, &["那須町"]).await;
     // The learner in 那須 (nasu) serves the region; it is cut off with it.
     let cut = hub.ids_in_region("nasu")[0];
@@ -285,6 +286,28 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
     let refused = PostServiceClient::new(channel(&cut_api).await).create_post(authed(post, &nurse)).await;
     assert_eq!(refused.expect_err("no quorum").code(), tonic::Code::Unavailable);
 
+    // A patient in 塩谷町, where no disaster is declared yet: the cut-off node files the check
+    // under none (disaster 0), and the office declares one for 塩谷町 while the cut lasts.
+    let undeclared = check("cut-shioya", 0, shioya, SafetyStatus::Evacuated, &[]);
+    let undeclared = RecordSafetyCheckRequest {
+        check: Some(SafetyCheck {
+            evacuated_to: "塩谷町公民館".into(), ..undeclared.check.clone().expect("check")
+        }),
+        ..undeclared
+    };
+    let o = disaster(&cut_api).await.record_safety_check(authed(undeclared, &nurse)).await.expect("accepted here");
+    assert_eq!(o.into_inner().observation.expect("observation").state, RecordState::Pending as i32);
+    let d2 = {
+        let req = DeclareDisasterRequest {
+            idempotency_key: "declare-shioya".into(),
+            name: "塩谷町の土砂災害".into(),
+            municipalities: vec!["塩谷町".into()],
+            started_at: None,
+        };
+        let declared = disaster(&api).await.declare_disaster(authed(req, &op)).await.expect("declare");
+        declared.into_inner().disaster.expect("disaster").disaster_id
+    };
+
     // Meanwhile the majority records patient 0 again (safe), after the cut-off node did: its
     // record reaches the log first, and the cut-off node's older one must not override it.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -295,7 +318,7 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
     hub.stop(cut).await;
     hub.restart(cut).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(board(&cut_api, &nurse, d).await.pending_here, 5, "the journal survived the restart");
+    assert_eq!(board(&cut_api, &nurse, d).await.pending_here, 6, "the journal survived the restart");
 
     let healed = Instant::now();
     hub.heal(cut);
@@ -310,7 +333,11 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
             assert_eq!(history.len(), expected, "nothing left pending on node {id}");
         }
     }
-    eprintln!("FIGURE heal to all 5 pending checks applied on every node: {:?}", healed.elapsed());
+    eprintln!("FIGURE heal to all 6 pending checks applied on every node: {:?}", healed.elapsed());
+    for id in hub.running_ids() {
+        let filed = history_on(&hub.api(id), &nurse, (d2, shioya), 1).await;
+        assert_eq!(filed.len(), 1, "node {id}: the undeclared check is filed under 塩谷町's disaster: {filed:?}");
+    }
     // The merge rule, the same on every node: the latest observation is the current state.
     for id in hub.running_ids() {
         let b = board(&hub.api(id), &doctor, d).await;

@@ -41,7 +41,9 @@ pub enum DisasterCommand {
         #[arg(long, value_delimiter = ',')]
         devices: Option<Vec<String>>,
     },
-    /// Record a patient's safety check (the patient's team).
+    /// Record a patient's safety check (the patient's team). DISASTER 0: this node knows of none
+    /// yet (cut off before the declaration reached it); the hub files it under the disaster
+    /// covering the patient's municipality.
     Check {
         disaster: u64,
         patient: u64,

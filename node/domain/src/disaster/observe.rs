@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Disaster, Need, Observation, ObservationId, Report, Safety, Subject, declare};
+use super::{Need, Observation, ObservationId, Report, Safety, Subject, declare};
 use crate::audit::{AuditAction, AuditRecord};
 use crate::authz::{active_account, can_read};
 use crate::error::{DomainError, DomainResult, denied, invalid, not_found, precondition};
@@ -23,14 +23,21 @@ pub const MAX_AVAILABLE: u32 = 100_000;
 /// At most this many observations in one log entry (the shipper's batch).
 pub const MAX_PER_ENTRY: usize = 200;
 
-/// Whether `o` may be recorded on the state `view`: well formed, for a disaster it belongs to,
-/// by an author who may (a patient's team for its safety check; a facility's staff, or an
-/// operator taking a report by phone, for its status).
-pub fn check(view: &impl HubView, o: &Observation) -> DomainResult<Disaster> {
+/// An observation made before its node heard of any disaster (a region cut off before the
+/// declaration reached it) names this one: apply files it under the disaster that covers its
+/// subject's municipality then ([`covering`]).
+pub const UNDECLARED: DisasterId = DisasterId(0);
+
+/// Whether `o` may be recorded on the state `view`: well formed, for a disaster it belongs to
+/// (any, for [`UNDECLARED`]), by an author who may (a patient's team for its safety check; a
+/// facility's staff, or an operator taking a report by phone, for its status).
+pub fn check(view: &impl HubView, o: &Observation) -> DomainResult<()> {
     well_formed(o)?;
-    let disaster = declare::find(view, o.disaster)?;
-    if !disaster.open_at(o.observed_at_ms) {
-        return Err(precondition("この災害は終了しています"));
+    if o.disaster != UNDECLARED {
+        let disaster = declare::find(view, o.disaster)?;
+        if !disaster.open_at(o.observed_at_ms) {
+            return Err(precondition("この災害は終了しています"));
+        }
     }
     let author = active_account(view, o.author)?;
     match o.subject {
@@ -48,7 +55,20 @@ pub fn check(view: &impl HubView, o: &Observation) -> DomainResult<Disaster> {
             }
         }
     }
-    Ok(disaster)
+    Ok(())
+}
+
+/// The disaster an [`UNDECLARED`] observation belongs to: of those not ended when it was made,
+/// covering its subject's municipality (a patient's care profile, a facility's own), the one
+/// declared last. Decided in apply, so the same on every replica.
+fn covering(view: &impl HubView, o: &Observation) -> DomainResult<DisasterId> {
+    let municipality = match o.subject {
+        Subject::Patient(p) => view.care_profile(p)?.map(|c| c.municipality).unwrap_or_default(),
+        Subject::Facility(f) => view.facility(f)?.map(|f| f.municipality).unwrap_or_default(),
+    };
+    let candidates = view.disasters()?.into_iter().filter(|d| d.open_at(o.observed_at_ms) && d.covers(&municipality));
+    let newest = candidates.max_by_key(|d| (d.started_at_ms, d.id));
+    newest.map(|d| d.id).ok_or_else(|| precondition("記録した地域に災害が宣言されていません"))
 }
 
 /// The shape rules: the report fits the subject, the texts their limits.
@@ -99,8 +119,12 @@ pub fn record(state: &mut impl HubState, ctx: Ctx, observations: Vec<Observation
             continue;
         }
         o.observed_at_ms = o.observed_at_ms.min(ctx.now_ms);
-        match check(state, &o) {
-            Ok(_) => {}
+        let decided = match o.disaster {
+            UNDECLARED => covering(state, &o).map(|d| o.disaster = d),
+            _ => Ok(()),
+        };
+        match decided.and_then(|()| check(state, &o)) {
+            Ok(()) => {}
             Err(DomainError::Unreadable(fault)) => return Err(fault),
             Err(refusal) => {
                 state.apply(vec![Change::ObservationSeen(o.id)]);

@@ -322,3 +322,22 @@ fn a_declaration_notifies_the_area_at_once_even_in_quiet_hours_and_ending_it_dro
     let plan = notify::plan(&hub.state, hub.now, timing, &url).unwrap();
     assert!(plan.mails.is_empty() && plan.drop.len() == 2, "an ended disaster's notices are dropped: {plan:?}");
 }
+
+#[test]
+fn a_check_made_before_its_node_heard_of_the_declaration_is_filed_under_the_disaster_covering_the_patient() {
+    let (mut hub, op, _clinic, people) = Hub::setup(1);
+    let nurse = people[0];
+    let kanuma = patient_in(&mut hub, nurse, "鹿沼 さん", "鹿沼市", vec![]);
+    let elsewhere = patient_in(&mut hub, nurse, "日光 さん", "日光市", vec![]);
+    let made_at = hub.now;
+    // Recorded on a cut-off node that knew of no disaster; the office declares meanwhile.
+    let before = check(1, observe::UNDECLARED, kanuma, needs(&[Need::Medicine]), made_at, nurse);
+    assert!(observe::check(&hub.state, &before).is_ok(), "accepted where it is made");
+    let unrelated = check(2, observe::UNDECLARED, elsewhere, Safety::Safe, made_at, nurse);
+    let d = declare(&mut hub, op, &["鹿沼市"]).unwrap();
+    let recorded = ship(&mut hub, vec![before, unrelated]);
+    assert_eq!((recorded.applied, recorded.refused.len()), (1, 1), "日光市 has no disaster: {:?}", recorded.refused);
+    let current =
+        hub.state.current_observation(d, Subject::Patient(kanuma)).unwrap().expect("filed under the disaster");
+    assert_eq!((current.disaster, current.id), (d, ObservationId([1; 16])));
+}

@@ -56,13 +56,26 @@ impl Api {
             session: token_hash.chars().take(SESSION_ID_CHARS).collect(),
             node: self.node.id,
         };
-        let seen = self.query(|hub| {
+        let stored = self.query(|hub| {
             observe::check(hub, &observation).map_err(domain_status)?;
-            hub.observation_seen(observation.id).map_err(view_status)
+            if !hub.observation_seen(observation.id).map_err(view_status)? {
+                return Ok(None);
+            }
+            // Under the disaster it names, or (named UNDECLARED) the one apply filed it under.
+            for d in hub.disasters().map_err(view_status)? {
+                let history = hub.observations_of(d.id, subject).map_err(view_status)?;
+                if let Some(first) = history.into_iter().find(|o| o.id == observation.id) {
+                    return Ok(Some(Some(first)));
+                }
+            }
+            Ok(Some(None))
         })?;
-        if seen {
+        match stored {
             // A retry of a record the hub has: answered as it is there.
-            return self.observation_answer(&observation, false);
+            Some(Some(first)) => return self.observation_answer(&first, false),
+            // Seen but in no history: apply refused it (the rules or the state it met).
+            Some(None) => return Err(Status::already_exists("この記録はハブに届きましたが、受け付けられませんでした")),
+            None => {}
         }
         let seq =
             self.node.state.observations.append(&observation).map_err(|e| Status::internal(format!("journal: {e}")))?;
