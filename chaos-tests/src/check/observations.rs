@@ -1,8 +1,10 @@
 //! Checker 7: disaster mode's store-and-forward. Every safety check a node accepted (applied at
-//! once, or pending on a node cut off from the quorum) is applied exactly once on every node;
-//! none is left pending after healing; nothing appears that no recorder sent; every node holds
-//! the same checks; and each patient's current check is the latest by (observed at, id) — the
-//! domain's merge rule — whatever order the checks reached the log in.
+//! once, or pending on a node cut off from the quorum) is applied exactly once on every node —
+//! found by its id, and no recording (its unique note) applied twice under two ids, as a retry
+//! on another node would be if ids were not derived from the request —; none is left pending
+//! after healing; nothing appears that no recorder sent; every node holds the same checks; and
+//! each patient's current check is the latest by (observed at, id) — the domain's merge rule,
+//! computed here independently — whatever order the checks reached the log in.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -13,7 +15,7 @@ use crate::workload::observer::{CheckOp, CheckOutcome, PatientChecks};
 pub type NodeChecks = Vec<(u64, PatientChecks)>;
 
 pub fn check(ops: &[CheckOp], nodes: &[NodeChecks], f: &mut Findings) {
-    let sent: BTreeSet<&str> = ops.iter().filter_map(|o| o.observation_id.as_deref()).collect();
+    let sent: BTreeSet<&str> = ops.iter().map(|o| o.note.as_str()).collect();
     for op in ops {
         match op.outcome {
             CheckOutcome::Applied => f.checks_applied += 1,
@@ -22,16 +24,17 @@ pub fn check(ops: &[CheckOp], nodes: &[NodeChecks], f: &mut Findings) {
         }
     }
     for (n, node) in nodes.iter().enumerate() {
-        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let (mut seen, mut by_note): (HashMap<&str, usize>, HashMap<&str, usize>) = Default::default();
         for (patient, checks) in node {
             if checks.pending > 0 {
                 f.check_violations
                     .push(format!("node {n}: {} checks of patient {patient} still pending", checks.pending));
             }
-            for (id, _) in &checks.applied {
+            for (id, _, note) in &checks.applied {
                 *seen.entry(id.as_str()).or_default() += 1;
-                if !sent.contains(id.as_str()) {
-                    f.check_violations.push(format!("node {n}: check {id} that no recorder sent"));
+                *by_note.entry(note.as_str()).or_default() += 1;
+                if !sent.contains(note.as_str()) {
+                    f.check_violations.push(format!("node {n}: check {id} ({note}) that no recorder sent"));
                 }
             }
             let latest = checks.applied.iter().max_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0))).map(|l| &l.0);
@@ -52,6 +55,9 @@ pub fn check(ops: &[CheckOp], nodes: &[NodeChecks], f: &mut Findings) {
                 k => f.check_violations.push(format!("node {n}: check {id} applied {k} times")),
             }
         }
+        for (note, k) in by_note.into_iter().filter(|(_, k)| *k > 1) {
+            f.check_violations.push(format!("node {n}: the recording {note} applied {k} times under different ids"));
+        }
     }
     if nodes.windows(2).any(|w| w[0] != w[1]) {
         f.check_violations.push("the nodes hold different checks".into());
@@ -67,6 +73,7 @@ mod tests {
             recorder: 0,
             patient: 1,
             idempotency_key: format!("k-{id}"),
+            note: format!("note-{id}"),
             observation_id: (outcome != CheckOutcome::Unknown).then(|| id.to_owned()),
             outcome,
             node: 0,
@@ -77,14 +84,15 @@ mod tests {
     }
 
     fn node(applied: &[(&str, u64)], current: &str, pending: usize) -> NodeChecks {
-        let applied = applied.iter().map(|(id, at)| ((*id).to_owned(), *at)).collect();
+        let applied = applied.iter().map(|(id, at)| ((*id).to_owned(), *at, format!("note-{id}"))).collect();
         vec![(1, PatientChecks { applied, pending, current: Some(current.to_owned()) })]
     }
 
     #[test]
     fn checks_applied_once_everywhere_and_merged_by_time_pass() {
+        // cc was never answered, yet applied: allowed.
         let ops = [op("aa", CheckOutcome::Applied), op("bb", CheckOutcome::Pending), op("cc", CheckOutcome::Unknown)];
-        let one = node(&[("aa", 10), ("bb", 5)], "aa", 0);
+        let one = node(&[("aa", 10), ("bb", 5), ("cc", 7)], "aa", 0);
         let mut f = Findings::default();
         check(&ops, &[one.clone(), one], &mut f);
         assert!(f.check_violations.is_empty(), "{:?}", f.check_violations);
@@ -98,7 +106,9 @@ mod tests {
         // bb never arrived; aa twice; one still pending; the current is not the latest.
         check(&ops, &[node(&[("aa", 10), ("aa", 10), ("zz", 20)], "aa", 1)], &mut f);
         let found = f.check_violations.join("\n");
-        for expected in ["lost", "applied 2 times", "still pending", "no recorder sent", "the latest is"] {
+        for expected in
+            ["lost", "applied 2 times", "still pending", "no recorder sent", "the latest is", "under different ids"]
+        {
             assert!(found.contains(expected), "{expected:?} missing from:\n{found}");
         }
     }

@@ -93,6 +93,8 @@ pub struct CheckOp {
     pub recorder: usize,
     pub patient: u64,
     pub idempotency_key: String,
+    /// Unique in the run: the checker finds the record by it, also one never answered.
+    pub note: String,
     /// The record's id, from its answer (None: never answered).
     pub observation_id: Option<String>,
     pub outcome: CheckOutcome,
@@ -129,6 +131,7 @@ pub async fn run(
         let patient = disaster.patients[rng.below(disaster.patients.len() as u64) as usize];
         let idempotency_key = format!("chaos-o{id}-{n}-{}", rng.next_u64());
         let check = safety(&mut rng);
+        let note = format!("o{id}-{n}");
         let invoked_ms = ms_since(started);
         let deadline = Instant::now() + GIVE_UP;
         let (mut attempts, mut target) = (0u32, rng.below(clients.len() as u64) as usize);
@@ -139,7 +142,7 @@ pub async fn run(
                 disaster_id: disaster.id,
                 patient_id: patient,
                 check: Some(check.clone()),
-                note: format!("o{id}-{n}"),
+                note: note.clone(),
             };
             let reply = match clients[target].as_mut() {
                 Some(c) => {
@@ -164,6 +167,7 @@ pub async fn run(
             recorder: id,
             patient,
             idempotency_key,
+            note,
             observation_id,
             outcome,
             node: target,
@@ -181,8 +185,8 @@ pub async fn run(
 /// One patient's checks as one node holds them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatientChecks {
-    /// (observation id, observed at ms) of every applied check, in the node's order.
-    pub applied: Vec<(String, u64)>,
+    /// (observation id, observed at ms, note) of every applied check, in the node's order.
+    pub applied: Vec<(String, u64, String)>,
     /// Checks this node still holds for the hub.
     pub pending: usize,
     /// The board's current check of the patient.
@@ -204,7 +208,7 @@ pub async fn read_checks(endpoint: &str, token: &str, d: &Disaster) -> anyhow::R
                 checks.pending += 1;
             } else {
                 let at = o.observed_at.map_or(0, |t| t.seconds as u64 * 1000 + t.nanos as u64 / 1_000_000);
-                checks.applied.push((o.observation_id, at));
+                checks.applied.push((o.observation_id, at, o.note));
             }
         }
         let row = board.patients.iter().find(|r| r.patient_id == patient);

@@ -292,12 +292,13 @@ pub enum CommandResult {
     NoOp,
     /// A federated batch was decided: applied (its new tail), a duplicate, or a gap.
     Received(federation::Receipt),
-    /// Shipped observations were decided: how many applied, how many were in the log before,
-    /// and which were refused (by the state they met) and why.
+    /// Shipped observations were decided: how many applied, were in the log before, or were
+    /// refused (by the state they met), and what became of each.
     Observed {
         applied: u32,
         duplicates: u32,
-        refused: Vec<(disaster::ObservationId, DomainError)>,
+        refused: u32,
+        fates: Vec<(disaster::ObservationId, disaster::Fate)>,
     },
 }
 

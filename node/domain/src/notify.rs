@@ -468,15 +468,25 @@ pub fn due_batches(view: &impl HubView, channel: Channel, now_ms: u64, timing: T
                 due.drop.push(n.reference());
             }
         }
-        let ready: Vec<Notice> = live.iter().copied().filter(|n| due_at(n, &prefs, timing) <= now_ms).collect();
-        let batches: Vec<Vec<Notice>> = match (prefs.digest, ready.is_empty()) {
-            (_, true) => vec![],
-            (true, false) => vec![live],
-            (false, false) => ready.into_iter().map(|n| vec![n]).collect(),
-        };
-        due.batches.extend(batches.into_iter().map(|b| (prefs.clone(), b)));
+        due.batches.extend(batches_due(live, &prefs, now_ms, timing).into_iter().map(|b| (prefs.clone(), b)));
     }
     Ok(due)
+}
+
+/// One account's live notices due at `now_ms`, in batches: a disaster's notice alone, at once
+/// (never folded into a digest of rooms); a digest reader's room notices all together once one
+/// is due; anyone else's one by one.
+fn batches_due(live: Vec<Notice>, prefs: &NotificationPrefs, now_ms: u64, timing: Timing) -> Vec<Vec<Notice>> {
+    let is_due = |n: &Notice| due_at(n, prefs, timing) <= now_ms;
+    let (disasters, rooms): (Vec<Notice>, Vec<Notice>) = live.into_iter().partition(|n| n.room == DISASTER_ROOM);
+    let mut batches: Vec<Vec<Notice>> = disasters.into_iter().filter(is_due).map(|n| vec![n]).collect();
+    let ready: Vec<Notice> = rooms.iter().copied().filter(is_due).collect();
+    match (prefs.digest, ready.is_empty()) {
+        (_, true) => {}
+        (true, false) => batches.push(rooms),
+        (false, false) => batches.extend(ready.into_iter().map(|n| vec![n])),
+    }
+    batches
 }
 
 /// Whether the notice still has something to say: its account is active (a stopped account

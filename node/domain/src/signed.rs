@@ -270,7 +270,7 @@ mod tests {
         fn patients_in(&self, _: &str) -> ViewResult<Vec<PatientId>> {
             broken()
         }
-        fn observation_seen(&self, _: crate::disaster::ObservationId) -> ViewResult<bool> {
+        fn observation_fate(&self, _: crate::disaster::ObservationId) -> ViewResult<Option<crate::disaster::Fate>> {
             broken()
         }
         fn current_observation(

@@ -12,7 +12,7 @@ use super::federation::{HubName, Inbound, InboxMessage, Outbound, OutboxMessage,
 use super::model::*;
 use super::notify::{Notice, NotificationSettings};
 use super::push::PushSubscription;
-use crate::disaster::{CareProfile, Disaster, DisasterPolicy, Observation, ObservationId, Subject};
+use crate::disaster::{CareProfile, Disaster, DisasterPolicy, Fate, Observation, ObservationId, Subject};
 
 /// A read of the hub's state that failed: the state could not be read, so nothing is decided.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -136,8 +136,8 @@ pub trait HubView {
     fn care_profile(&self, patient: PatientId) -> ViewResult<Option<CareProfile>>;
     /// The patients whose care profile names `municipality`.
     fn patients_in(&self, municipality: &str) -> ViewResult<Vec<PatientId>>;
-    /// Whether the observation `id` reached the log before (applied or refused).
-    fn observation_seen(&self, id: ObservationId) -> ViewResult<bool>;
+    /// What became of the observation `id`, if it reached the log before.
+    fn observation_fate(&self, id: ObservationId) -> ViewResult<Option<Fate>>;
     /// The current state of `subject` in `disaster`: its newest observation by the merge rule.
     fn current_observation(&self, disaster: DisasterId, subject: Subject) -> ViewResult<Option<Observation>>;
     /// The current state of every subject of `disaster`, by subject.
@@ -308,7 +308,10 @@ pub enum Change {
         profile: CareProfile,
     },
     /// An observation reached the log but was refused: it is never applied, even if shipped again.
-    ObservationSeen(ObservationId),
+    ObservationRefused {
+        id: ObservationId,
+        refusal: crate::DomainError,
+    },
     /// An observation joins its subject's history (and is remembered as seen); `current`: it
     /// is now the subject's current state.
     Observation {
@@ -365,7 +368,7 @@ pub struct MemHub {
     pub disasters: BTreeMap<DisasterId, Disaster>,
     pub disaster_policy: DisasterPolicy,
     pub care_profiles: BTreeMap<PatientId, CareProfile>,
-    pub observations_seen: std::collections::BTreeSet<ObservationId>,
+    pub observation_fates: BTreeMap<ObservationId, Fate>,
     /// Each subject's history, keyed as the store orders it: (disaster, subject, time, id).
     pub observations: BTreeMap<(DisasterId, Subject, u64, ObservationId), Observation>,
     pub current_observations: BTreeMap<(DisasterId, Subject), Observation>,
@@ -522,11 +525,11 @@ impl MemHub {
                 Change::CareProfile { patient, profile } => {
                     self.care_profiles.insert(patient, profile);
                 }
-                Change::ObservationSeen(id) => {
-                    self.observations_seen.insert(id);
+                Change::ObservationRefused { id, refusal } => {
+                    self.observation_fates.insert(id, Fate::Refused(refusal));
                 }
                 Change::Observation { observation: o, current } => {
-                    self.observations_seen.insert(o.id);
+                    self.observation_fates.insert(o.id, Fate::Applied { disaster: o.disaster, subject: o.subject });
                     if current {
                         self.current_observations.insert((o.disaster, o.subject), o.clone());
                     }
@@ -752,8 +755,8 @@ impl HubView for MemHub {
     fn patients_in(&self, municipality: &str) -> ViewResult<Vec<PatientId>> {
         Ok(self.care_profiles.iter().filter(|(_, p)| p.municipality == municipality).map(|(id, _)| *id).collect())
     }
-    fn observation_seen(&self, id: ObservationId) -> ViewResult<bool> {
-        Ok(self.observations_seen.contains(&id))
+    fn observation_fate(&self, id: ObservationId) -> ViewResult<Option<Fate>> {
+        Ok(self.observation_fates.get(&id).cloned())
     }
     fn current_observation(&self, disaster: DisasterId, subject: Subject) -> ViewResult<Option<Observation>> {
         Ok(self.current_observations.get(&(disaster, subject)).cloned())

@@ -1,6 +1,6 @@
 //! The disaster shipper: moves the safety checks and facility statuses recorded on this node
 //! (`kizuna_store::ObservationJournal`, fsynced on the node, also while it is cut off from the
-//! quorum) into the replicated log, in batches, and forgets each batch once it is committed.
+//! quorum) into the replicated log, in batches, and forgets each batch once it is decided.
 //! Apply checks every observation again and applies each once, whatever ships it how often
 //! (`kizuna_domain::disaster::observe::record`): the disaster service ships a new record at once
 //! when it can, this worker ships whatever is left (after a cut, a restart, a lost reply).
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::node::{Node, NodeError};
 use kizuna_domain::disaster::Observation;
@@ -19,37 +19,48 @@ use kizuna_domain::{CommandResult, Envelope, LogCommand};
 
 /// How often the journal is looked at while the hub is reachable.
 const EVERY: Duration = Duration::from_millis(500);
+/// The longest wait after a failure (no quorum, an unreadable journal), doubling from [`EVERY`].
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// Every [`EVERY`], ships what the journal holds, oldest first, until it is empty or the hub
-/// cannot be reached; runs until `stopped`.
+/// Ships what the journal holds, oldest first, until it is empty or the hub cannot take it,
+/// every [`EVERY`] (backing off after failures); runs until `stopped`.
 pub async fn run(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+    let mut wait = EVERY;
     loop {
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(EVERY) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        if let Err(e) = ship_all(&node).await {
-            // No quorum now (or this node stopped applying): the records stay journaled.
-            tracing::debug!("observations stay journaled for now: {e}");
-        }
+        wait = match ship_all(&node).await {
+            Ok(()) => EVERY,
+            // No quorum now: the records stay journaled and their users see them pending.
+            Err(e) if e.is_quorum_unreachable() => {
+                tracing::debug!("observations stay journaled for now: {e}");
+                (wait * 2).min(BACKOFF_MAX)
+            }
+            Err(e) => {
+                error!("shipping the journal of safety checks and facility statuses: {e}");
+                (wait * 2).min(BACKOFF_MAX)
+            }
+        };
     }
 }
 
 /// Ships the whole journal, a batch at a time.
 async fn ship_all(node: &Node) -> Result<(), NodeError> {
     loop {
-        let pending = node.state.observations.pending(MAX_PER_ENTRY)?;
-        let Some((first, last, observations)) = pending else { return Ok(()) };
+        let Some((first, last, observations)) = node.state.observations.pending(MAX_PER_ENTRY)? else { return Ok(()) };
         let count = observations.len();
-        let result = ship(node, (first, last), observations).await?;
-        if let CommandResult::Observed { applied, duplicates, refused } = &result {
-            info!(count, applied, duplicates, refused = refused.len(), "observations shipped into the log");
+        if let CommandResult::Observed { applied, duplicates, refused, .. } =
+            ship(node, (first, last), observations).await?
+        {
+            info!(count, applied, duplicates, refused, "observations shipped into the log");
         }
     }
 }
 
-/// Proposes the journaled observations `first..=last` and forgets them once committed: the
-/// result of applying them.
+/// Proposes the journaled observations `first..=last` and, once the log decided them, forgets
+/// them: the result. Any other answer (the hub is being upgraded) leaves them journaled.
 pub async fn ship(
     node: &Node,
     (first, last): (u64, u64),
@@ -60,12 +71,15 @@ pub async fn ship(
         proposed_at_ms: 0,
         command: LogCommand::Observations { observations, origin_node: node.id },
     };
-    let applied = node.write(envelope).await?;
+    let result = node.write(envelope).await?.result;
+    if !matches!(result, CommandResult::Observed { .. }) {
+        return Err(NodeError::Raft(format!("the log did not take the observations: {result:?}")));
+    }
     if let Err(e) = node.state.observations.shipped(first, last) {
         // Shipped again later: applied once all the same.
         warn!("forgetting shipped observations: {e}");
     }
-    Ok(applied.result)
+    Ok(result)
 }
 
 /// The idempotency key of a batch names its content (the observations' ids): a retry of the same

@@ -108,7 +108,8 @@ pub enum DisasterCommand {
 
 pub async fn run(target: &Target, cmd: DisasterCommand) -> anyhow::Result<()> {
     let t = token()?;
-    let mut c = DisasterServiceClient::new(channel(target).await?);
+    // An export holds every patient of the disaster's area: more than tonic's 4 MiB default.
+    let mut c = DisasterServiceClient::new(channel(target).await?).max_decoding_message_size(256 << 20);
     match cmd {
         DisasterCommand::List => list(&mut c, &t).await,
         DisasterCommand::Declare { name, municipalities } => {

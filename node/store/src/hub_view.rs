@@ -327,9 +327,12 @@ impl<'a> RocksHub<'a> {
                 Change::CareProfile { patient, profile } => {
                     self.put(keys::id(keys::CARE_PROFILES, patient.0), &profile)
                 }
-                Change::ObservationSeen(id) => self.put(keys::observation_seen(&id), &()),
+                Change::ObservationRefused { id, refusal } => {
+                    self.put(keys::observation_fate(&id), &kizuna_domain::disaster::Fate::Refused(refusal))
+                }
                 Change::Observation { observation: o, current } => {
-                    self.put(keys::observation_seen(&o.id), &());
+                    let fate = kizuna_domain::disaster::Fate::Applied { disaster: o.disaster, subject: o.subject };
+                    self.put(keys::observation_fate(&o.id), &fate);
                     if current {
                         self.put(keys::current_observation(o.disaster.0, o.subject), &o);
                     }
@@ -763,8 +766,11 @@ impl HubView for RocksHub<'_> {
         }
         self.checked(found)
     }
-    fn observation_seen(&self, id: kizuna_domain::disaster::ObservationId) -> ViewResult<bool> {
-        self.checked(self.raw(&keys::observation_seen(&id)).is_some())
+    fn observation_fate(
+        &self,
+        id: kizuna_domain::disaster::ObservationId,
+    ) -> ViewResult<Option<kizuna_domain::disaster::Fate>> {
+        self.checked(self.get(&keys::observation_fate(&id)))
     }
     fn current_observation(
         &self,

@@ -36,6 +36,10 @@ pub struct Journal<T> {
     /// Fsync each append (the write-ahead log reaches the disk before `append` returns).
     durable: bool,
     next: Arc<AtomicU64>,
+    /// Appends take turns: a sequence number is taken and its value written under one lock, so
+    /// keys become visible in order and a shipper that read up to N never deletes a smaller
+    /// number still being written.
+    appending: Arc<std::sync::Mutex<()>>,
     kind: PhantomData<fn() -> T>,
 }
 
@@ -47,6 +51,7 @@ impl<T> Clone for Journal<T> {
             family: self.family,
             durable: self.durable,
             next: self.next.clone(),
+            appending: self.appending.clone(),
             kind: PhantomData,
         }
     }
@@ -74,11 +79,12 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
             None => 0,
         };
         let next = Arc::new(AtomicU64::new(last + 1));
-        Ok(Self { db, vault, family, durable, next, kind: PhantomData })
+        Ok(Self { db, vault, family, durable, next, appending: Arc::default(), kind: PhantomData })
     }
 
     /// Journals `value`; its sequence number.
     pub fn append(&self, value: &T) -> std::io::Result<u64> {
+        let _turn = self.appending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let key = journal_seq(seq);
         let stored = sealed_value(&self.vault, self.family, &key, value)?;

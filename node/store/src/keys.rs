@@ -79,7 +79,7 @@
 //! | `8` | patient id | CareProfile (municipality, life-support devices) |
 //! | `9` | disaster id, subject, observed at (ms), observation id (16 bytes) | Observation (every safety check and facility status, in merge order per subject) |
 //! | `:` | disaster id, subject | Observation (the subject's current one by the merge rule) |
-//! | `;` | observation id (16 bytes) | () (it reached the log: applied or refused) |
+//! | `;` | observation id (16 bytes) | Fate (it reached the log: applied under which disaster and subject, or refused and why) |
 //! | `m` | `/clock` | the apply clock (here, not in `sm_meta`, so snapshots carry it) |
 //! | `m` | `/apply_version` | the hub's active apply version |
 //! | `m` | `/key/` + u32 id | WrappedKey (a data key of the hub, never sealed itself) |
@@ -467,8 +467,8 @@ pub(crate) fn current_observation(disaster: u64, s: kizuna_domain::disaster::Sub
     compose(CURRENT_OBSERVATIONS, &[&be(disaster), &subject(s)])
 }
 
-/// `;` + id: an observation that reached the log.
-pub(crate) fn observation_seen(id: &kizuna_domain::disaster::ObservationId) -> Vec<u8> {
+/// `;` + id: what became of an observation that reached the log.
+pub(crate) fn observation_fate(id: &kizuna_domain::disaster::ObservationId) -> Vec<u8> {
     compose(OBSERVATIONS_SEEN, &[&id.0])
 }
 
@@ -643,7 +643,7 @@ mod tests {
         assert!(observation(&o).starts_with(&observations_of(2, o.subject)));
         let facility = Subject::Facility(FacilityId(3));
         assert_eq!(current_observation(2, facility), b":\0\0\0\0\0\0\0\x02f\0\0\0\0\0\0\0\x03");
-        assert_eq!(observation_seen(&o.id), [&b";"[..], &[7; 16]].concat());
+        assert_eq!(observation_fate(&o.id), [&b";"[..], &[7; 16]].concat());
     }
 
     #[test]

@@ -249,8 +249,9 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'7' => op.with::<kizuna_domain::disaster::DisasterPolicy>(),
         b'8' => op.with::<kizuna_domain::disaster::CareProfile>(),
         b'9' | b':' => op.with::<kizuna_domain::disaster::Observation>(),
+        b';' => op.with::<kizuna_domain::disaster::Fate>(),
         // Index tables: the key is the entry, the value is empty.
-        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' | b'5' | b';' => op.with::<()>(),
+        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' | b'5' => op.with::<()>(),
         _ => return None,
     })
 }

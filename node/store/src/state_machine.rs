@@ -501,14 +501,15 @@ impl ApplyBatch<'_> {
         for record in recorded.audit {
             self.hub.append_audit(record);
         }
-        if !recorded.refused.is_empty() {
-            tracing::info!(origin_node, refused = recorded.refused.len(), "observations refused by the state they met");
+        if recorded.refused > 0 {
+            tracing::warn!(origin_node, refused = recorded.refused, "observations refused by the state they met");
         }
         self.publish(recorded.events, log_index);
         Ok(CommandResult::Observed {
             applied: recorded.applied,
             duplicates: recorded.duplicates,
             refused: recorded.refused,
+            fates: recorded.fates,
         })
     }
 

@@ -168,7 +168,8 @@ pub fn board(
 ) -> DomainResult<Board> {
     let account = may_see_board(view, viewer)?;
     let disaster = declare::find(view, disaster)?;
-    let rows = patient_rows(view, &disaster, pending)?;
+    let pending = pending_of(view, &disaster, pending)?;
+    let rows = patient_rows(view, &disaster, &pending)?;
     let total = rows.iter().fold(Tally::default(), |mut t, r| {
         t.count(r);
         t
@@ -187,8 +188,31 @@ pub fn board(
     visible.sort_by(|a, b| (a.urgency(), &a.municipality, a.patient).cmp(&(b.urgency(), &b.municipality, b.patient)));
     let matching = visible.len();
     visible.truncate(query.limit);
-    let facilities = facility_rows(view, &disaster, pending)?;
+    let facilities = facility_rows(view, &disaster, &pending)?;
     Ok(Board { disaster, total, by_municipality, by_facility, patients: visible, matching, facilities })
+}
+
+/// The records this node holds for the hub that belong to `disaster`: those naming it, and those
+/// made before the node heard of any disaster ([`super::observe::UNDECLARED`]) about a subject
+/// in its municipalities (apply files them under the disaster covering their subject then).
+pub fn pending_of(view: &impl HubView, disaster: &Disaster, pending: &[Observation]) -> DomainResult<Vec<Observation>> {
+    let mut out = Vec::new();
+    for o in pending {
+        let belongs = o.disaster == disaster.id
+            || (o.disaster == super::observe::UNDECLARED && disaster.covers(&municipality_of(view, o.subject)?));
+        if belongs {
+            out.push(Observation { disaster: disaster.id, ..o.clone() });
+        }
+    }
+    Ok(out)
+}
+
+/// Where a subject is: a patient's care profile's municipality, a facility's own.
+pub(super) fn municipality_of(view: &impl HubView, subject: Subject) -> DomainResult<String> {
+    Ok(match subject {
+        Subject::Patient(p) => view.care_profile(p)?.map(|c| c.municipality).unwrap_or_default(),
+        Subject::Facility(f) => view.facility(f)?.map(|f| f.municipality).unwrap_or_default(),
+    })
 }
 
 /// Operators and active professionals of the hub see boards; family accounts do not.

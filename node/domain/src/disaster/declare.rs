@@ -24,6 +24,11 @@ pub fn declare(
     (name, started_at_ms): (String, Option<u64>),
     municipalities: Vec<String>,
 ) -> DomainResult<Effects> {
+    // Who first, and the list's length before anything scans it: apply runs this on every replica.
+    active_account(view, actor)?;
+    if municipalities.is_empty() || municipalities.len() > MAX_MUNICIPALITIES {
+        return Err(invalid(format!("name 1..={MAX_MUNICIPALITIES} municipalities")));
+    }
     text("disaster name", &name, MAX_NAME_CHARS)?;
     let started_at_ms = started_at_ms.unwrap_or(ctx.now_ms);
     if started_at_ms > ctx.now_ms || started_at_ms < ctx.now_ms.saturating_sub(MAX_BACKDATE_MS) {
@@ -115,18 +120,16 @@ fn may_declare(view: &impl HubView, actor: AccountId, municipalities: &[String])
     Ok(())
 }
 
-/// Trimmed, each a name, no repeats, 1..=[`MAX_MUNICIPALITIES`] of them.
+/// Trimmed, each a name, no repeats, in the order given (at most [`MAX_MUNICIPALITIES`]: the
+/// caller checked the count).
 fn checked_municipalities(municipalities: Vec<String>) -> DomainResult<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
     for m in municipalities {
-        let m = m.trim().to_owned();
-        text("municipality", &m, MAX_MUNICIPALITY_CHARS)?;
-        if !out.contains(&m) {
+        let m = checked_municipality(&m)?;
+        if seen.insert(m.clone()) {
             out.push(m);
         }
-    }
-    if out.is_empty() || out.len() > MAX_MUNICIPALITIES {
-        return Err(invalid(format!("name 1..={MAX_MUNICIPALITIES} municipalities")));
     }
     Ok(out)
 }

@@ -44,7 +44,10 @@ impl Disaster {
         self.ended_at_ms.is_none()
     }
 
+    /// Whether it covers `municipality` (a facility's may carry stray spaces: registration
+    /// kept them).
     pub fn covers(&self, municipality: &str) -> bool {
+        let municipality = municipality.trim();
         self.municipalities.iter().any(|m| m == municipality)
     }
 
@@ -284,6 +287,16 @@ impl Observation {
             Report::Safety(_) => None,
         }
     }
+}
+
+/// What became of an observation that reached the log: kept by its id, so a second shipping
+/// changes nothing and a retry learns the first outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fate {
+    /// In the history of `subject` in `disaster` (the one apply filed it under).
+    Applied { disaster: DisasterId, subject: Subject },
+    /// Refused by the rules on the state it met (the author left the team meanwhile…).
+    Refused(crate::DomainError),
 }
 
 /// The newest of two observations of one subject by the merge rule.

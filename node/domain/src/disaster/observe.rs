@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Need, Observation, ObservationId, Report, Safety, Subject, declare};
+use super::{Fate, Need, Observation, ObservationId, Report, Safety, Subject, declare};
 use crate::audit::{AuditAction, AuditRecord};
 use crate::authz::{active_account, can_read};
 use crate::error::{DomainError, DomainResult, denied, invalid, not_found, precondition};
@@ -62,10 +62,7 @@ pub fn check(view: &impl HubView, o: &Observation) -> DomainResult<()> {
 /// covering its subject's municipality (a patient's care profile, a facility's own), the one
 /// declared last. Decided in apply, so the same on every replica.
 fn covering(view: &impl HubView, o: &Observation) -> DomainResult<DisasterId> {
-    let municipality = match o.subject {
-        Subject::Patient(p) => view.care_profile(p)?.map(|c| c.municipality).unwrap_or_default(),
-        Subject::Facility(f) => view.facility(f)?.map(|f| f.municipality).unwrap_or_default(),
-    };
+    let municipality = super::board::municipality_of(view, o.subject)?;
     let candidates = view.disasters()?.into_iter().filter(|d| d.open_at(o.observed_at_ms) && d.covers(&municipality));
     let newest = candidates.max_by_key(|d| (d.started_at_ms, d.id));
     newest.map(|d| d.id).ok_or_else(|| precondition("記録した地域に災害が宣言されていません"))
@@ -100,8 +97,10 @@ pub struct Recorded {
     pub applied: u32,
     /// Shipped before (a retry, or the same record shipped by the node and its shipper).
     pub duplicates: u32,
-    /// Refused by [`check`] on the state they met: remembered as seen, never applied.
-    pub refused: Vec<(ObservationId, DomainError)>,
+    /// Refused by [`check`] on the state they met: remembered, never applied.
+    pub refused: u32,
+    /// What became of each observation of the batch (a duplicate: its first fate).
+    pub fates: Vec<(ObservationId, Fate)>,
     pub audit: Vec<AuditRecord>,
     pub events: Vec<Raised>,
 }
@@ -114,8 +113,9 @@ pub fn record(state: &mut impl HubState, ctx: Ctx, observations: Vec<Observation
     let mut recorded = Recorded::default();
     let mut disasters = BTreeSet::new();
     for mut o in observations.into_iter().take(MAX_PER_ENTRY) {
-        if state.observation_seen(o.id)? {
+        if let Some(fate) = state.observation_fate(o.id)? {
             recorded.duplicates += 1;
+            recorded.fates.push((o.id, fate));
             continue;
         }
         o.observed_at_ms = o.observed_at_ms.min(ctx.now_ms);
@@ -127,8 +127,9 @@ pub fn record(state: &mut impl HubState, ctx: Ctx, observations: Vec<Observation
             Ok(()) => {}
             Err(DomainError::Unreadable(fault)) => return Err(fault),
             Err(refusal) => {
-                state.apply(vec![Change::ObservationSeen(o.id)]);
-                recorded.refused.push((o.id, refusal));
+                state.apply(vec![Change::ObservationRefused { id: o.id, refusal: refusal.clone() }]);
+                recorded.refused += 1;
+                recorded.fates.push((o.id, Fate::Refused(refusal)));
                 continue;
             }
         }
@@ -138,6 +139,7 @@ pub fn record(state: &mut impl HubState, ctx: Ctx, observations: Vec<Observation
         let current = state.current_observation(o.disaster, o.subject)?;
         let supersedes = current.is_none_or(|c| o.supersedes(&c));
         disasters.insert(o.disaster);
+        recorded.fates.push((o.id, Fate::Applied { disaster: o.disaster, subject: o.subject }));
         state.apply(vec![Change::Observation { observation: o, current: supersedes }]);
         recorded.applied += 1;
     }

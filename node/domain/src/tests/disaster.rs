@@ -125,12 +125,15 @@ fn only_the_patients_team_records_its_safety_check_and_each_record_applies_once(
 
     let first = check(1, d, patient, needs(&[Need::Oxygen]), at, nurse);
     let refused = check(2, d, patient, Safety::Safe, at, outsider);
+    let refused_id = refused.id;
     let recorded = ship(&mut hub, vec![first.clone(), refused.clone(), first.clone()]);
-    assert_eq!((recorded.applied, recorded.duplicates, recorded.refused.len()), (1, 1, 1));
+    assert_eq!((recorded.applied, recorded.duplicates, recorded.refused), (1, 1, 1));
     assert_eq!(recorded.audit.len(), 1, "a safety check is a write of patient data");
     // Shipped again (a retry after a lost reply): nothing more, the refusal included.
     let again = ship(&mut hub, vec![first.clone(), refused]);
-    assert_eq!((again.applied, again.duplicates, again.refused.len()), (0, 2, 0));
+    assert_eq!((again.applied, again.duplicates, again.refused), (0, 2, 0));
+    let refusal = again.fates.iter().find(|(id, _)| *id == refused_id).map(|(_, f)| f);
+    assert!(matches!(refusal, Some(Fate::Refused(DomainError::NotFound(_)))), "the first outcome: {refusal:?}");
     assert_eq!(hub.state.observations_of(d, Subject::Patient(patient)).unwrap(), vec![first]);
 
     // A facility's status: its staff, or an operator taking it by phone.
@@ -275,7 +278,7 @@ fn a_record_made_after_the_disaster_ended_is_refused_one_made_before_is_not() {
         check(2, d, patient, Safety::Safe, after, people[0]),
     ];
     let recorded = ship(&mut hub, records);
-    assert_eq!((recorded.applied, recorded.refused.len()), (1, 1));
+    assert_eq!((recorded.applied, recorded.refused), (1, 1));
 }
 
 #[test]
@@ -336,7 +339,7 @@ fn a_check_made_before_its_node_heard_of_the_declaration_is_filed_under_the_disa
     let unrelated = check(2, observe::UNDECLARED, elsewhere, Safety::Safe, made_at, nurse);
     let d = declare(&mut hub, op, &["鹿沼市"]).unwrap();
     let recorded = ship(&mut hub, vec![before, unrelated]);
-    assert_eq!((recorded.applied, recorded.refused.len()), (1, 1), "日光市 has no disaster: {:?}", recorded.refused);
+    assert_eq!((recorded.applied, recorded.refused), (1, 1), "日光市 has no disaster: {:?}", recorded.fates);
     let current =
         hub.state.current_observation(d, Subject::Patient(kanuma)).unwrap().expect("filed under the disaster");
     assert_eq!((current.disaster, current.id), (d, ObservationId([1; 16])));

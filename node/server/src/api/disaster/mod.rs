@@ -20,7 +20,7 @@ use crate::node::now_ms;
 use kizuna_domain::commands::SESSION_ID_CHARS;
 use kizuna_domain::disaster::board::{self, BoardQuery};
 use kizuna_domain::disaster::{
-    Observation, ObservationId, Report, SINCE_APPLY_VERSION, Subject, declare, export, observe, profile,
+    Fate, Observation, ObservationId, Report, SINCE_APPLY_VERSION, Subject, declare, export, observe, profile,
 };
 use kizuna_domain::model::*;
 use kizuna_domain::{Command, CommandResult, HubView, Outcome, validate_idempotency_key};
@@ -28,10 +28,13 @@ pub(crate) use views::facility_status_view;
 use views::*;
 
 /// How long a new record waits for the hub before the answer says it is pending here (the
-/// shipper goes on with it).
-const SHIP_NOW: Duration = Duration::from_secs(3);
+/// shipper goes on with it): shorter than the time a client waits for an answer (3 s in the
+/// chaos harness), so a cut-off node answers PENDING before its client gives up on it.
+const SHIP_NOW: Duration = Duration::from_secs(2);
 /// At most this many pending records are read from the journal for one answer.
 const PENDING_SHOWN: usize = 10_000;
+/// At most this many of a subject's observations in one answer (its newest).
+const HISTORY_SHOWN: usize = 200;
 
 impl Api {
     /// Records `report` about `subject` by the caller: checked here, journaled, then shipped.
@@ -56,48 +59,45 @@ impl Api {
             session: token_hash.chars().take(SESSION_ID_CHARS).collect(),
             node: self.node.id,
         };
-        let stored = self.query(|hub| {
-            observe::check(hub, &observation).map_err(domain_status)?;
-            if !hub.observation_seen(observation.id).map_err(view_status)? {
-                return Ok(None);
-            }
-            // Under the disaster it names, or (named UNDECLARED) the one apply filed it under.
-            for d in hub.disasters().map_err(view_status)? {
-                let history = hub.observations_of(d.id, subject).map_err(view_status)?;
-                if let Some(first) = history.into_iter().find(|o| o.id == observation.id) {
-                    return Ok(Some(Some(first)));
-                }
-            }
-            Ok(Some(None))
-        })?;
-        match stored {
-            // A retry of a record the hub has: answered as it is there.
-            Some(Some(first)) => return self.observation_answer(&first, false),
-            // Seen but in no history: apply refused it (the rules or the state it met).
-            Some(None) => return Err(Status::already_exists("この記録はハブに届きましたが、受け付けられませんでした")),
-            None => {}
+        if let Some(first) = self.first_outcome(&observation)? {
+            return first;
         }
+        self.query(|hub| observe::check(hub, &observation).map_err(domain_status))?;
         let seq =
             self.node.state.observations.append(&observation).map_err(|e| Status::internal(format!("journal: {e}")))?;
+        // Journaled: from here on the record is kept, so only an explicit refusal is an error.
         let pending = stale.is_some() || !self.ship_now(seq, &observation).await?;
         self.observation_answer(&observation, pending)
     }
 
-    /// Ships the record journaled at `seq` now: true once the hub applied it, false if the hub
-    /// cannot be reached in time (the shipper goes on); the refusal if apply refused it.
+    /// A retry of a record the hub decided: answered as it was decided (applied, as it is
+    /// stored; or refused, and why). None for a record the hub has not seen.
+    fn first_outcome(&self, o: &Observation) -> Result<Option<Result<pb::Observation, Status>>, Status> {
+        self.query(|hub| {
+            Ok(match hub.observation_fate(o.id).map_err(view_status)? {
+                None => None,
+                Some(Fate::Refused(refusal)) => Some(Err(domain_status(refusal))),
+                Some(Fate::Applied { disaster, subject }) => {
+                    let history = hub.observations_of(disaster, subject).map_err(view_status)?;
+                    let first = history.into_iter().find(|h| h.id == o.id);
+                    Some(Ok(observation_view(hub, first.as_ref().unwrap_or(o), false)))
+                }
+            })
+        })
+    }
+
+    /// Ships the record journaled at `seq` now: true once the hub applied it, false if it could
+    /// not in time (the shipper goes on with it); the refusal if apply refused it.
     async fn ship_now(&self, seq: u64, observation: &Observation) -> Result<bool, Status> {
         let shipping = crate::disaster_shipper::ship(&self.node, (seq, seq), vec![observation.clone()]);
-        match tokio::time::timeout(SHIP_NOW, shipping).await {
-            Ok(Ok(CommandResult::Observed { refused, .. })) => {
-                match refused.into_iter().find(|(id, _)| *id == observation.id) {
-                    Some((_, refusal)) => Err(domain_status(refusal)),
-                    None => Ok(true),
-                }
-            }
-            Ok(Ok(other)) => Err(Status::internal(format!("unexpected result {other:?}"))),
-            Ok(Err(e)) if e.is_quorum_unreachable() => Ok(false),
-            Ok(Err(e)) => Err(e.into_status()),
-            Err(_elapsed) => Ok(false),
+        let fates = match tokio::time::timeout(SHIP_NOW, shipping).await {
+            Ok(Ok(CommandResult::Observed { fates, .. })) => fates,
+            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => return Ok(false),
+        };
+        match fates.into_iter().find(|(id, _)| *id == observation.id).map(|(_, fate)| fate) {
+            Some(Fate::Refused(refusal)) => Err(domain_status(refusal)),
+            Some(Fate::Applied { .. }) => Ok(true),
+            None => Ok(false),
         }
     }
 
@@ -115,10 +115,17 @@ impl Api {
         Ok(())
     }
 
-    /// The records this node holds for the hub.
-    fn pending_here(&self) -> Result<Vec<Observation>, Status> {
-        let pending = self.node.state.observations.pending(PENDING_SHOWN);
-        Ok(pending.map_err(|e| Status::internal(format!("journal: {e}")))?.map(|(_, _, o)| o).unwrap_or_default())
+    /// The records this node holds for the hub (at most [`PENDING_SHOWN`]) and how many there
+    /// are; a journal that cannot be read leaves them out, and the answer says so.
+    fn pending_here(&self) -> (Vec<Observation>, u64, Option<String>) {
+        let journal = &self.node.state.observations;
+        match (journal.pending(PENDING_SHOWN), journal.backlog()) {
+            (Ok(pending), Ok(count)) => (pending.map(|(_, _, o)| o).unwrap_or_default(), count, None),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("reading the journal of safety checks: {e}");
+                (Vec::new(), 0, Some(format!("このノードの未送信の記録を読めません: {e}")))
+            }
+        }
     }
 
     fn disaster_answer(&self, me: AccountId, id: DisasterId) -> Result<pb::Disaster, Status> {
@@ -142,17 +149,19 @@ impl Api {
             life_support_only: r.life_support_only,
             limit: paging::page_size(r.page_size, 100, 500)?,
         };
-        let pending = self.pending_here()?;
+        let (pending, count, unreadable) = self.pending_here();
         let disaster = DisasterId(r.disaster_id);
         let b = self.query(|hub| board::board(hub, me, disaster, &query, &pending).map_err(domain_status))?;
         for row in &b.patients {
             self.audit_read(me, token_hash, Some(row.patient), None, "災害ボード".into())?;
         }
-        self.query(|hub| Ok(board_view(hub, &b, pending.len())))
+        let mut answer = self.query(|hub| Ok(board_view(hub, &b, count)))?;
+        answer.stale_reason = unreadable.unwrap_or_default();
+        Ok(answer)
     }
 }
 
-fn board_view(hub: &impl HubView, b: &board::Board, pending_here: usize) -> pb::GetBoardResponse {
+fn board_view(hub: &impl HubView, b: &board::Board, pending_here: u64) -> pb::GetBoardResponse {
     let patients = b
         .patients
         .iter()
@@ -272,9 +281,11 @@ impl pb::disaster_service_server::DisasterService for Api {
         &self,
         req: Request<pb::GetCareProfileRequest>,
     ) -> Result<Response<pb::GetCareProfileResponse>, Status> {
-        let (me, _) = self.authenticate(&req).await?;
+        let (me, token_hash) = self.authenticate(&req).await?;
         let patient = PatientId(req.get_ref().patient_id);
         let profile = self.query(|hub| profile::get(hub, me, patient).map_err(domain_status))?;
+        // Which devices keep the patient alive is health data: its reads are audited.
+        self.audit_read(me, &token_hash, Some(patient), None, "災害時情報の閲覧".into())?;
         Ok(Response::new(pb::GetCareProfileResponse { profile: Some(care_profile_view(&profile)) }))
     }
 
@@ -303,7 +314,9 @@ impl pb::disaster_service_server::DisasterService for Api {
     async fn get_board(&self, req: Request<pb::GetBoardRequest>) -> Result<Response<pb::GetBoardResponse>, Status> {
         let (me, token_hash, stale) = self.authenticate_fresh(&req).await?;
         let mut answer = self.board_answer((me, &token_hash), req.get_ref())?;
-        answer.stale_reason = stale.unwrap_or_default();
+        if let Some(stale) = stale {
+            answer.stale_reason = [stale, answer.stale_reason].join(" ").trim().to_owned();
+        }
         Ok(Response::new(answer))
     }
 
@@ -314,7 +327,7 @@ impl pb::disaster_service_server::DisasterService for Api {
         let (me, token_hash, _) = self.authenticate_fresh(&req).await?;
         self.query(|hub| kizuna_domain::authz::operator(hub, me).map_err(domain_status))?;
         let disaster = DisasterId(req.get_ref().disaster_id);
-        let pending = self.pending_here()?;
+        let (pending, _, _) = self.pending_here();
         let query = BoardQuery { limit: usize::MAX, ..BoardQuery::default() };
         let b = self.query(|hub| board::board(hub, me, disaster, &query, &pending).map_err(domain_status))?;
         for row in &b.patients {
@@ -341,18 +354,22 @@ impl pb::disaster_service_server::DisasterService for Api {
             None => return Err(Status::invalid_argument("patient_id or facility_id is required")),
         };
         let disaster = DisasterId(r.disaster_id);
-        let history = self.query(|hub| board::history(hub, me, disaster, subject).map_err(domain_status))?;
+        let (pending, _, _) = self.pending_here();
+        let (history, pending) = self.query(|hub| {
+            let history = board::history(hub, me, disaster, subject).map_err(domain_status)?;
+            let of_disaster = declare::find(hub, disaster).map_err(domain_status)?;
+            let pending = board::pending_of(hub, &of_disaster, &pending).map_err(domain_status)?;
+            Ok((history, pending))
+        })?;
         if let Subject::Patient(p) = subject {
             self.audit_read(me, &token_hash, Some(p), None, "安否確認の履歴".into())?;
         }
-        let pending: Vec<Observation> = self
-            .pending_here()?
-            .into_iter()
-            .filter(|o| o.disaster == disaster && o.subject == subject && !history.iter().any(|h| h.id == o.id))
-            .collect();
+        // The newest ones, oldest first: a subject's history is short in practice, but unbounded.
+        let skip = history.len().saturating_sub(HISTORY_SHOWN);
+        let pending = pending.into_iter().filter(|o| o.subject == subject && !history.iter().any(|h| h.id == o.id));
         let observations = self.query(|hub| {
-            let applied = history.iter().map(|o| observation_view(hub, o, false));
-            Ok(applied.chain(pending.iter().map(|o| observation_view(hub, o, true))).collect())
+            let applied = history.iter().skip(skip).map(|o| observation_view(hub, o, false));
+            Ok(applied.chain(pending.map(|o| observation_view(hub, &o, true))).collect())
         })?;
         Ok(Response::new(pb::ListObservationsResponse { observations }))
     }
