@@ -12,6 +12,8 @@ const NURSE = "vn.suzuki";
 const DOCTOR = { login: "dr.sato", name: "佐藤 健一" };
 // dr.sato is the admin of 宇都宮在宅クリニック, where 小林 直樹 is the clerk.
 const CLERK = { login: "clerk.kobayashi", name: "小林 直樹" };
+// The disaster office (事務局) of the demo hub.
+const OPERATOR = "jimukyoku";
 const REFUSED = "ログインIDまたはパスワードが正しくありません。";
 const ENDED = "ログインが終了しました";
 const stamp = () => String(Date.now() % 1_000_000);
@@ -514,5 +516,108 @@ await main(async (browser) => {
     await openPatient(doctor);
     await write(doctor, `小林さんのアカウントを停止しました。${stamp()}`);
     await expectText(status(clerk), ENDED);
+  });
+
+  // 災害モード: the operator declares a disaster; the team records their patient's safety; the
+  // board puts her first; the disaster office exports it; the disaster ends.
+  const disaster = `令和8年台風第19号 ${stamp()}`;
+  const banner = (page) => page.getByTestId("disaster-banner");
+  const patientRows = (page) => page.getByRole("list", { name: "安否の一覧" }).locator("li[data-patient]");
+  let operator;
+  await step("the operator declares a disaster for 宇都宮市 and 鹿沼市; every page shows its banner", async () => {
+    operator = await openPage(await newContext(browser, DESKTOP), urls[1]);
+    await logIn(operator, OPERATOR);
+    await expectText(operator.getByRole("heading", { level: 1 }), "患者一覧");
+    await operator.getByRole("link", { name: "災害", exact: true }).click();
+    const form = operator.getByRole("form", { name: "災害を宣言" });
+    await form.getByLabel("災害の名称").fill(disaster);
+    await form.getByLabel(/対象の市町村/).fill("宇都宮市、鹿沼市");
+    await form.getByRole("button", { name: "災害を宣言する" }).click();
+    await expectText(operator.getByRole("heading", { level: 2 }), disaster);
+    await expectText(banner(operator), disaster);
+    // The others' pages hear of it live (disaster_changed).
+    await expectText(banner(doctor), `${disaster}（宇都宮市・鹿沼市）`);
+    await expectText(patientRows(operator).first(), PATIENT);
+    await expectAccessible(operator, "the disaster board");
+  });
+
+  let takahashi;
+  await step("a nurse logging in while it is in force lands on the board, and reports her station's status", async () => {
+    takahashi = await openPage(await newContext(browser, PHONE), urls[2]);
+    await logIn(takahashi, "vn.takahashi");
+    await expectText(takahashi.getByRole("heading", { level: 1 }), "災害ボード");
+    await expectText(takahashi.getByRole("heading", { level: 2 }), disaster);
+    const station = takahashi.getByRole("list", { name: "施設の状況の一覧" }).locator("li[data-facility]", { hasText: "ひばり訪問看護ステーション" });
+    await station.getByRole("button", { name: "状況を報告" }).click();
+    const form = station.getByRole("form", { name: "ひばり訪問看護ステーションの状況を報告" });
+    await form.getByLabel("稼働").selectOption({ label: "一部稼働" });
+    await form.getByLabel("電気").selectOption({ label: "なし" });
+    await form.getByLabel(/受け入れ可能数/).fill("2");
+    await form.getByLabel("避難者を受け入れ可").check();
+    await form.getByRole("button", { name: "状況を報告する" }).click();
+    await expectText(station.getByRole("status"), "記録しました");
+    await expectText(station, "一部稼働・電気 なし");
+    await takahashi.evaluate(() => window.scrollTo(0, 0));
+    await shot(takahashi, "disaster-board-phone");
+    await expectAccessible(takahashi, "the disaster board on a phone");
+  });
+
+  await step("the doctor records his patient as needing oxygen from the board; she comes first, 要支援・酸素", async () => {
+    await banner(doctor).getByRole("link", { name: "災害ボードを開く" }).click();
+    await expectText(doctor.getByRole("heading", { level: 1 }), "災害ボード");
+    const row = patientRows(doctor).filter({ hasText: PATIENT });
+    await row.getByRole("button", { name: "安否を記録" }).click();
+    const form = row.getByRole("form", { name: `${PATIENT}さんの安否を記録` });
+    await form.getByLabel("要支援", { exact: true }).check();
+    await form.getByLabel("酸素", { exact: true }).check();
+    await form.getByLabel("メモ（任意）").fill("停電で酸素濃縮器が止まっています。ボンベ残り2時間。");
+    await expectAccessible(doctor, "the safety check form");
+    await form.getByRole("button", { name: "安否を記録する" }).click();
+    // Applied by the hub, or (on a slow machine) kept by this node for it: either is said.
+    await expectText(row.getByRole("status"), /記録しました|このノードに記録しました。ハブへの反映を待っています/);
+    log(`recorded: ${await row.getByRole("status").innerText()}`);
+    await expectText(patientRows(doctor).first(), PATIENT);
+    await expectText(patientRows(doctor).first(), "要支援・酸素");
+    await expectText(doctor.getByRole("region", { name: "全体" }), "酸素 1人");
+    await doctor.evaluate(() => window.scrollTo(0, 0));
+    await shot(doctor, "disaster-board-desktop");
+    // The operator's board follows live (disaster_observed), her row first.
+    await expectText(patientRows(operator).first(), "要支援・酸素", { timeout: 20_000 });
+    await expectText(patientRows(operator).first(), PATIENT);
+  });
+
+  await step("the operator exports the board as CSV for the disaster office", async () => {
+    const [download] = await Promise.all([operator.waitForEvent("download"), operator.getByRole("button", { name: "CSVを書き出す" }).click()]);
+    if (!/^anpi-\d+-.+\.csv$/.test(download.suggestedFilename())) throw new Error(`the CSV is named ${download.suggestedFilename()}`);
+    const csv = readFileSync(await download.path(), "utf8");
+    if (!csv.startsWith("\ufeff")) throw new Error("the CSV has no byte-order mark (spreadsheets would garble it)");
+    const line = csv.split("\r\n").find((l) => l.includes(PATIENT));
+    if (!line || !line.includes("要支援") || !line.includes("酸素")) throw new Error(`no line of ${PATIENT} needing oxygen in the CSV:\n${csv}`);
+  });
+
+  await step("the resource map shows the station's status; the care profile is kept on a timeline", async () => {
+    await doctor.getByRole("link", { name: "資源マップ" }).click();
+    await doctor.getByLabel("キーワード").fill("ひばり");
+    await doctor.getByRole("button", { name: "検索" }).click();
+    await expectText(doctor.getByRole("list", { name: "施設" }), "災害時の状況：一部稼働");
+    await doctor.getByRole("link", { name: "患者", exact: true }).click();
+    await doctor.getByRole("link", { name: /高橋 トメ/ }).first().click();
+    await expectText(doctor.getByRole("heading", { level: 1 }), "高橋 トメ");
+    await doctor.getByText("災害時の情報：鹿沼市・吸引器").click();
+    const form = doctor.getByRole("form", { name: "災害時の情報" });
+    await form.getByLabel("在宅酸素").check();
+    await form.getByRole("button", { name: "保存" }).click();
+    await expectText(form.getByRole("status"), "災害時の情報を保存しました");
+    await doctor.getByText("災害時の情報：鹿沼市・在宅酸素・吸引器").waitFor();
+    await expectText(doctor.locator(".disaster-check summary"), `安否確認（${disaster}）：未確認`);
+  });
+
+  await step("the operator ends the disaster and every banner goes", async () => {
+    await operator.getByRole("button", { name: "この災害を終了する" }).click();
+    await expectText(operator.getByRole("heading", { level: 2 }), "終了");
+    await banner(operator).waitFor({ state: "detached" });
+    await banner(doctor).waitFor({ state: "detached" });
+    await banner(takahashi).waitFor({ state: "detached" });
+    await takahashi.context().close();
   });
 });

@@ -8,6 +8,7 @@ import { AttachmentService } from "../gen/kizuna/attachments/v1/attachment_servi
 import { AccountService } from "../gen/kizuna/accounts/v1/account_service_pb";
 import { CareRequestService } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
 import { ConnectionService } from "../gen/kizuna/connections/v1/connection_service_pb";
+import { DisasterService } from "../gen/kizuna/disaster/v1/disaster_service_pb";
 import { DirectoryService } from "../gen/kizuna/directory/v1/directory_service_pb";
 import { EventService } from "../gen/kizuna/events/v1/event_service_pb";
 import { HubService } from "../gen/kizuna/hub/v1/hub_service_pb";
@@ -34,6 +35,7 @@ export interface Clients {
   directory: Client<typeof DirectoryService>;
   search: Client<typeof SearchService>;
   hub: Client<typeof HubService>;
+  disaster: Client<typeof DisasterService>;
 }
 
 /** What the banner shows about the connection. */
@@ -209,5 +211,6 @@ function makeClients(baseUrl: string, bearer: Interceptor): Clients {
     directory: createClient(DirectoryService, transport),
     search: createClient(SearchService, transport),
     hub: createClient(HubService, transport),
+    disaster: createClient(DisasterService, transport),
   };
 }

@@ -1,8 +1,9 @@
 // Japanese labels for the API's enums (the API carries values; the words are the client's, as
 // the CLI's labels.rs and the domain's Profession::label).
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { AccountKind, FacilityKind, Profession } from "../gen/kizuna/common/v1/types_pb";
+import { AccountKind, FacilityKind, Operation, Profession, Supply, type FacilityStatus } from "../gen/kizuna/common/v1/types_pb";
 import { AnswerState, CareRequestKind } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
+import { Device, Need, SafetyStatus, type SafetyCheck } from "../gen/kizuna/disaster/v1/disaster_service_pb";
 
 export const PROFESSIONS: Record<Profession, string> = {
   [Profession.UNSPECIFIED]: "",
@@ -49,6 +50,69 @@ export const ANSWER_STATES: Record<AnswerState, string> = {
   [AnswerState.DECLINED]: "辞退",
   [AnswerState.CANCELLED]: "取消",
 };
+
+// Disaster mode's words, as the domain labels them (kizuna_domain::disaster) and the board's
+// CSV writes them.
+export const DEVICES: Record<Device, string> = {
+  [Device.UNSPECIFIED]: "",
+  [Device.HOME_OXYGEN]: "在宅酸素",
+  [Device.VENTILATOR]: "人工呼吸器",
+  [Device.SUCTION]: "吸引器",
+  [Device.DIALYSIS]: "在宅透析",
+};
+
+export const SAFETY: Record<SafetyStatus, string> = {
+  [SafetyStatus.UNSPECIFIED]: "未確認",
+  [SafetyStatus.SAFE]: "無事",
+  [SafetyStatus.NEEDS_HELP]: "要支援",
+  [SafetyStatus.UNREACHABLE]: "連絡不通",
+  [SafetyStatus.EVACUATED]: "避難済み",
+};
+
+export const NEEDS: Record<Need, string> = {
+  [Need.UNSPECIFIED]: "",
+  [Need.POWER]: "電源",
+  [Need.OXYGEN]: "酸素",
+  [Need.MEDICINE]: "薬",
+  [Need.EVACUATION]: "避難",
+  [Need.CARE]: "介護・看護",
+};
+
+export const OPERATIONS: Record<Operation, string> = {
+  [Operation.UNSPECIFIED]: "",
+  [Operation.OPERATING]: "通常稼働",
+  [Operation.LIMITED]: "一部稼働",
+  [Operation.CLOSED]: "休止",
+};
+
+export const SUPPLIES: Record<Supply, string> = {
+  [Supply.UNSPECIFIED]: "",
+  [Supply.NORMAL]: "通常",
+  [Supply.LIMITED]: "制限あり",
+  [Supply.OUT]: "なし",
+};
+
+/** 「要支援・酸素・電源」「避難済み（○○小学校）」: a safety check in one line; 未確認 when none. */
+export function safetyLine(check: SafetyCheck | undefined): string {
+  if (!check) return SAFETY[SafetyStatus.UNSPECIFIED];
+  const needs = check.status === SafetyStatus.NEEDS_HELP ? check.needs.map((n) => NEEDS[n]).filter((n) => n) : [];
+  const place = check.status === SafetyStatus.EVACUATED && check.evacuatedTo ? `（${check.evacuatedTo}）` : "";
+  return [SAFETY[check.status] ?? "", ...needs].join("・") + place;
+}
+
+/** 「一部稼働・電気 なし・水 制限あり・職員 通常・受け入れ 3・避難者受け入れ可」: a facility's status in one line. */
+export function facilityStatusLine(s: FacilityStatus): string {
+  const parts = [
+    OPERATIONS[s.operation],
+    s.power ? `電気 ${SUPPLIES[s.power]}` : "",
+    s.water ? `水 ${SUPPLIES[s.water]}` : "",
+    s.staff ? `職員 ${SUPPLIES[s.staff]}` : "",
+    `受け入れ可能 ${s.available}`,
+    s.acceptsEvacuees ? "避難者受け入れ可" : "",
+    s.acceptsPatients ? "新規患者受け入れ可" : "",
+  ];
+  return parts.filter((p) => p).join("・");
+}
 
 export function profession(p: Profession): string {
   return PROFESSIONS[p] ?? "";

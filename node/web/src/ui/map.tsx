@@ -3,10 +3,10 @@
 // request to the facility or a connection with one of its staff.
 import { useState } from "preact/hooks";
 import { CareRequestKind } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
-import { FacilityKind, type Facility, type FacilityProfile } from "../gen/kizuna/common/v1/types_pb";
+import { FacilityKind, type Facility, type FacilityProfile, type FacilityStatus } from "../gen/kizuna/common/v1/types_pb";
 import { useApp } from "./app-context";
 import { EnumOptions, ErrorBox, Loading, Notice, PageTitle, useAction, useLoad } from "./common";
-import { FACILITY_KINDS, REQUEST_KINDS, profession } from "./labels";
+import { FACILITY_KINDS, OPERATIONS, REQUEST_KINDS, SUPPLIES, facilityStatusLine, profession, when } from "./labels";
 import { go, href } from "./route";
 
 interface Criteria {
@@ -134,6 +134,7 @@ function FacilityEntry({ facility: f, chosen, choose }: { facility: Facility; ch
           {f.profile?.acceptingNewPatients && " ・新規受け入れ可"}
           {f.profile && f.profile.services.length > 0 && ` ・${f.profile.services.join("、")}`}
         </span>
+        {f.disasterStatus && <span class="room-preview disaster-status">災害時の状況：{facilityStatusLine(f.disasterStatus)}</span>}
       </a>
     </li>
   );
@@ -158,6 +159,7 @@ export function FacilityView({ id }: { id: bigint }) {
             {FACILITY_KINDS[f.kind]}・{f.municipality}
             {f.hub && `（${f.hub} のハブ）`}
           </p>
+          {f.disasterStatus && <DisasterStatus status={f.disasterStatus} />}
           {f.profile && (
             <dl>
               <dt>住所</dt>
@@ -198,6 +200,29 @@ export function FacilityView({ id }: { id: bigint }) {
           )}
         </article>
       )}
+    </section>
+  );
+}
+
+/** The facility's latest status in a disaster in force, as its staff (or the disaster office) reported it. */
+function DisasterStatus({ status: s }: { status: FacilityStatus }) {
+  return (
+    <section class="notice disaster-status" aria-label="災害時の状況">
+      <h3>災害時の状況（{when(s.observedAt)} 時点）</h3>
+      <dl>
+        <dt>稼働</dt>
+        <dd>{OPERATIONS[s.operation] || "—"}</dd>
+        <dt>電気・水・職員</dt>
+        <dd>
+          電気 {SUPPLIES[s.power] || "—"}・水 {SUPPLIES[s.water] || "—"}・職員 {SUPPLIES[s.staff] || "—"}
+        </dd>
+        <dt>受け入れ可能数</dt>
+        <dd>{s.available}</dd>
+        <dt>避難者の受け入れ</dt>
+        <dd>{s.acceptsEvacuees ? "可" : "—"}</dd>
+        <dt>新規患者の受け入れ</dt>
+        <dd>{s.acceptsPatients ? "可" : "—"}</dd>
+      </dl>
     </section>
   );
 }

@@ -8,6 +8,7 @@ import { MemberState, RoomKind, type GetRoomResponse } from "../gen/kizuna/rooms
 import { idempotencyKey } from "../api/ids";
 import { useApp } from "./app-context";
 import { Composer } from "./composer";
+import { PatientDisasterPanel } from "./disaster/profile";
 import { EmergencyAccessForm, EmergencyBanner } from "./emergency";
 import { AccountKind } from "../gen/kizuna/common/v1/types_pb";
 import { ErrorBox, Loading, PageTitle, useLoad } from "./common";
@@ -61,6 +62,9 @@ export function RoomView({ roomId }: { roomId: bigint }) {
       </PageTitle>
       <Loading loaded={room} />
       {room.data && <RoomContext room={room.data} />}
+      {room.data?.kind === RoomKind.PATIENT && room.data.patientId !== undefined && !room.data.homeHub && (
+        <PatientDisasterPanel key={String(room.data.patientId)} patientId={room.data.patientId} name={room.data.title} />
+      )}
       {showMembers && room.data && <Members room={room.data} onChanged={room.reload} />}
       <Composer roomId={roomId} onPosted={timeline.reload} />
       <Loading loaded={timeline} />

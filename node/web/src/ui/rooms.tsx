@@ -15,6 +15,9 @@ const TITLES: Record<number, string> = {
   [RoomListKind.CONNECTIONS]: "つながり",
 };
 
+/** Live events that change no room list: requests, and disaster mode's (its board follows those). */
+const NOT_ROOMS = new Set<string | undefined>(["careRequestUpdated", "disasterChanged", "disasterObserved"]);
+
 export function RoomList({ kind }: { kind: RoomListKind }) {
   const [filter, setFilter] = useState("");
   const [unreadOnly, setUnreadOnly] = useState(false);
@@ -22,7 +25,7 @@ export function RoomList({ kind }: { kind: RoomListKind }) {
   const rooms = useLoad(
     (c) => c.rooms.listRooms({ kind, filter: name || undefined, unreadOnly, pageSize: 200 }),
     [kind, name, unreadOnly],
-    (e) => e.kind.case !== "careRequestUpdated",
+    (e) => !NOT_ROOMS.has(e.kind.case),
   );
   return (
     <section>

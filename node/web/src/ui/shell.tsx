@@ -1,6 +1,9 @@
-// The signed-in page: header, the connection banner, navigation and the current view.
+// The signed-in page: header, the connection banner, the disaster banner (while one is in force),
+// navigation and the current view.
 import { useApp } from "./app-context";
 import { LinkBanner } from "./banner";
+import { DisasterView } from "./disaster/board";
+import { DisasterBanner, Disasters, useDisasterLanding, useDisastersLoad } from "./disaster/list";
 import { FacilityView, MapView } from "./map";
 import { RequestsView, RequestView } from "./requests";
 import { RoomView } from "./room";
@@ -19,18 +22,31 @@ const NAV: [string, string][] = [
   ["connections", "つながり"],
   ["requests", "リクエスト"],
   ["map", "資源マップ"],
+  ["disaster", "災害"],
   ["search", "検索"],
   ["settings", "設定"],
 ];
 
 /** What a family account has no use for: they work with their patient's team only. */
-const PROFESSIONAL_ONLY = new Set(["connections", "requests", "map"]);
+const PROFESSIONAL_ONLY = new Set(["connections", "requests", "map", "disaster"]);
 
 export function Shell() {
   const { me } = useApp();
   const route = useRoute();
   const section = route[0] ?? "patients";
   const nav = me.kind === AccountKind.FAMILY ? NAV.filter(([path]) => !PROFESSIONAL_ONLY.has(path)) : NAV;
+  const disasters = useDisastersLoad();
+  return (
+    <Disasters.Provider value={disasters}>
+      <Page route={route} section={section} nav={nav} />
+    </Disasters.Provider>
+  );
+}
+
+function Page({ route, section, nav }: { route: string[]; section: string; nav: [string, string][] }) {
+  const { me } = useApp();
+  // Landing on the start page while a disaster is in force: its board first.
+  useDisasterLanding(route.length === 0);
   return (
     <div class="shell">
       <header class="top">
@@ -43,6 +59,7 @@ export function Shell() {
         </span>
       </header>
       <LinkBanner />
+      <DisasterBanner />
       <SecondFactorDue />
       <nav class="tabs" aria-label="メニュー">
         {nav.map(([path, label]) => (
@@ -84,6 +101,8 @@ function view(route: string[]) {
       return <MapView />;
     case "facility":
       return id !== null ? <FacilityView key={`facility-${id}`} id={id} /> : notFound();
+    case "disaster":
+      return rawId === undefined || id !== null ? <DisasterView key={`disaster-${id ?? ""}`} id={id} /> : notFound();
     case "search":
       return <SearchView />;
     case "settings":
