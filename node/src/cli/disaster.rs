@@ -134,6 +134,18 @@ pub async fn run(target: &Target, cmd: DisasterCommand) -> anyhow::Result<()> {
         DisasterCommand::Profile { patient, municipality, devices } => {
             profile(&mut c, &t, patient, (municipality, devices)).await
         }
+        cmd @ (DisasterCommand::Check { .. } | DisasterCommand::Facility { .. }) => record(&mut c, &t, cmd).await,
+        cmd => show(&mut c, &t, cmd).await,
+    }
+}
+
+/// A safety check or a facility status, said recorded or pending.
+async fn record(
+    c: &mut DisasterServiceClient<tonic::transport::Channel>,
+    t: &str,
+    cmd: DisasterCommand,
+) -> anyhow::Result<()> {
+    match cmd {
         DisasterCommand::Check { disaster, patient, status, needs, to, note } => {
             let check =
                 SafetyCheck { status: safety_status(&status)? as i32, needs: needs_of(&needs)?, evacuated_to: to };
@@ -144,7 +156,7 @@ pub async fn run(target: &Target, cmd: DisasterCommand) -> anyhow::Result<()> {
                 check: Some(check),
                 note,
             };
-            let o = c.record_safety_check(authed(req, &t)?).await?.into_inner().observation.context("no record")?;
+            let o = c.record_safety_check(authed(req, t)?).await?.into_inner().observation.context("no record")?;
             say_recorded(&o);
             Ok(())
         }
@@ -177,10 +189,21 @@ pub async fn run(target: &Target, cmd: DisasterCommand) -> anyhow::Result<()> {
                 status: Some(status),
                 note,
             };
-            let o = c.report_facility_status(authed(req, &t)?).await?.into_inner().observation.context("no record")?;
+            let o = c.report_facility_status(authed(req, t)?).await?.into_inner().observation.context("no record")?;
             say_recorded(&o);
             Ok(())
         }
+        _ => bail!("not a record"),
+    }
+}
+
+/// The board, or its export.
+async fn show(
+    c: &mut DisasterServiceClient<tonic::transport::Channel>,
+    t: &str,
+    cmd: DisasterCommand,
+) -> anyhow::Result<()> {
+    match cmd {
         DisasterCommand::Board { disaster, municipality, status, life_support, limit } => {
             let status = status.as_deref().map(status_filter).transpose()?.unwrap_or(StatusFilter::Unspecified) as i32;
             let req = GetBoardRequest {
@@ -191,17 +214,18 @@ pub async fn run(target: &Target, cmd: DisasterCommand) -> anyhow::Result<()> {
                 page_size: limit,
                 ..Default::default()
             };
-            let b = c.get_board(authed(req, &t)?).await?.into_inner();
+            let b = c.get_board(authed(req, t)?).await?.into_inner();
             print!("{}", board_text(&b));
             Ok(())
         }
         DisasterCommand::Export { disaster, out } => {
-            let e = c.export_board(authed(ExportBoardRequest { disaster_id: disaster }, &t)?).await?.into_inner();
+            let e = c.export_board(authed(ExportBoardRequest { disaster_id: disaster }, t)?).await?.into_inner();
             let path = out.unwrap_or_else(|| PathBuf::from(&e.filename));
             std::fs::write(&path, &e.csv).with_context(|| format!("writing {}", path.display()))?;
             println!("{} 人分を {} に書き出しました（閲覧は監査ログに残ります）", e.patients, path.display());
             Ok(())
         }
+        _ => bail!("not a board"),
     }
 }
 
@@ -325,19 +349,16 @@ fn observation_label(o: &Observation) -> String {
     use observation::Report;
     let pending = if o.state == RecordState::Pending as i32 { " [反映待ち]" } else { "" };
     let what = match &o.report {
-        Some(Report::SafetyCheck(c)) => {
-            let status = match SafetyStatus::try_from(c.status) {
-                Ok(SafetyStatus::Safe) => "無事".to_owned(),
-                Ok(SafetyStatus::NeedsHelp) => {
-                    let needs: Vec<&str> = c.needs.iter().map(|n| need_label(*n)).collect();
-                    format!("要支援 ({})", needs.join("・"))
-                }
-                Ok(SafetyStatus::Unreachable) => "連絡不通".to_owned(),
-                Ok(SafetyStatus::Evacuated) => format!("避難済み ({})", c.evacuated_to),
-                _ => "?".to_owned(),
-            };
-            status
-        }
+        Some(Report::SafetyCheck(c)) => match SafetyStatus::try_from(c.status) {
+            Ok(SafetyStatus::Safe) => "無事".to_owned(),
+            Ok(SafetyStatus::NeedsHelp) => {
+                let needs: Vec<&str> = c.needs.iter().map(|n| need_label(*n)).collect();
+                format!("要支援 ({})", needs.join("・"))
+            }
+            Ok(SafetyStatus::Unreachable) => "連絡不通".to_owned(),
+            Ok(SafetyStatus::Evacuated) => format!("避難済み ({})", c.evacuated_to),
+            _ => "?".to_owned(),
+        },
         Some(Report::FacilityStatus(f)) => {
             let op = match Operation::try_from(f.operation) {
                 Ok(Operation::Operating) => "通常稼働",
