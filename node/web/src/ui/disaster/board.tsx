@@ -349,13 +349,7 @@ function PatientEntry({ row: p, disasterId, mayRecord, reload }: { row: PatientR
           <span class="safety-status">{safetyLine(check)}</span>
           <PendingBadge observation={o} />
         </p>
-        {o && (
-          <p class="muted">
-            {when(o.observedAt)} {o.authorName}
-          </p>
-        )}
-        {o?.note && <p class="post-text">{o.note}</p>}
-        {recorded && <Notice>{recorded}</Notice>}
+        <RecordedBy observation={o} recorded={recorded} />
         <div class="row wrap">
           {mayRecord && (
             <button class="secondary small" aria-expanded={recording} onClick={() => (setRecording(!recording), setRecorded(null))}>
@@ -407,13 +401,7 @@ function FacilityEntry({ row: f, disasterId, open, reload }: { row: FacilityRow;
           <span>{status ? facilityStatusLine(status) : "未報告"}</span>
           <PendingBadge observation={o} />
         </p>
-        {o && (
-          <p class="muted">
-            {when(o.observedAt)} {o.authorName}
-          </p>
-        )}
-        {o?.note && <p class="post-text">{o.note}</p>}
-        {recorded && <Notice>{recorded}</Notice>}
+        <RecordedBy observation={o} recorded={recorded} />
         {mayReport && (
           <button class="secondary small" aria-expanded={reporting} onClick={() => (setReporting(!reporting), setRecorded(null))}>
             {reporting ? "閉じる" : "状況を報告"}
@@ -461,6 +449,21 @@ function HistoryList({ disasterId, subject }: { disasterId: bigint; subject: Sub
             </li>
           ))}
       </ul>
+    </>
+  );
+}
+
+/** Who recorded the current observation and when, its note, and what the last record here said. */
+function RecordedBy({ observation: o, recorded }: { observation?: Observation; recorded: string | null }) {
+  return (
+    <>
+      {o && (
+        <p class="muted">
+          {when(o.observedAt)} {o.authorName}
+        </p>
+      )}
+      {o?.note && <p class="post-text">{o.note}</p>}
+      {recorded && <Notice>{recorded}</Notice>}
     </>
   );
 }
