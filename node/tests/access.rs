@@ -169,7 +169,7 @@ async fn an_unknown_login_takes_as_long_as_a_wrong_password() {
 }
 
 /// The services the public port serves, as a client sees them.
-const PUBLIC_SERVICES: [&str; 16] = [
+const PUBLIC_SERVICES: [&str; 17] = [
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
@@ -180,6 +180,7 @@ const PUBLIC_SERVICES: [&str; 16] = [
     "kizuna.care_requests.v1.CareRequestService",
     "kizuna.connections.v1.ConnectionService",
     "kizuna.directory.v1.DirectoryService",
+    "kizuna.disaster.v1.DisasterService",
     "kizuna.events.v1.EventService",
     "kizuna.hub.v1.HubService",
     "kizuna.posts.v1.PostService",

@@ -16,8 +16,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-const CFS: [&str; 5] = ["raft_log", "raft_meta", "sm_data", "sm_meta", "audit_journal"];
-
 /// The key of facility `id` in `sm_data` (table `F`) and its stored bytes.
 fn facility(db: &rocksdb::DB, id: u64) -> (Vec<u8>, Vec<u8>) {
     let key = [b"F".as_slice(), &id.to_be_bytes()].concat();
@@ -28,7 +26,8 @@ fn facility(db: &rocksdb::DB, id: u64) -> (Vec<u8>, Vec<u8>) {
 /// Runs `change` on the database of stopped node `id`.
 fn with_stopped_db<T>(hub: &TestHub, id: u64, change: impl FnOnce(&rocksdb::DB) -> T) -> T {
     let path = hub.data_dir(id).join("db");
-    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &path, CFS).expect("open the stopped node's db");
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &path, kizuna_node::store::COLUMN_FAMILIES)
+        .expect("open the stopped node's db");
     change(&db)
 }
 

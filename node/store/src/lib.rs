@@ -55,8 +55,8 @@ pub(crate) const CF_SM_DATA: &str = "sm_data";
 pub(crate) const CF_SM_META: &str = "sm_meta";
 pub(crate) const CF_AUDIT_JOURNAL: &str = "audit_journal";
 pub(crate) const CF_DISASTER_JOURNAL: &str = "disaster_journal";
-/// Every column family, in the order they are opened.
-pub(crate) const COLUMN_FAMILIES: [&str; 6] =
+/// Every column family, in the order they are opened (a tool opening a data dir names them all).
+pub const COLUMN_FAMILIES: [&str; 6] =
     [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL, CF_DISASTER_JOURNAL];
 
 #[derive(Debug, thiserror::Error)]
