@@ -99,6 +99,9 @@ enum Command {
         #[arg(long)]
         room: Option<u64>,
     },
+    /// A load of posts (the real write) by many clients over the nodes: posts/s, latency
+    /// percentiles, fan-out to live subscribers; a table or --json (docs/benchmarks.md).
+    Bench(cli::bench::BenchArgs),
     /// Sign in; the session token is kept in ~/.config/kizuna/session.json (mode 0600).
     Login {
         login: String,
@@ -255,6 +258,7 @@ fn main() -> anyhow::Result<()> {
                     timeline.map_or(cli::load::Workload::Writes, |room| cli::load::Workload::Timeline { room });
                 cli::load::run(&target()?, clients, seconds, workload).await
             }
+            Command::Bench(args) => cli::bench::run(&target()?, args).await,
             Command::Login { login, password, device, totp } => {
                 cli::user::login(&target()?, login, password, device, totp).await
             }

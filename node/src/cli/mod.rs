@@ -5,6 +5,7 @@ pub mod attachment_load;
 pub mod attachments;
 pub mod audit_export;
 pub mod backup;
+pub mod bench;
 pub mod demo_federation;
 pub mod directory;
 pub mod disaster;

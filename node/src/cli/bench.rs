@@ -1,0 +1,289 @@
+//! `kizuna bench`: the real write of the product — posts, with their authorization, audit,
+//! search index and live events — by many clients spread over every node given, for a while;
+//! committed posts/s and latency percentiles from an HDR histogram (p50, p90, p99, p99.9, max),
+//! and the fan-out latency of live subscribers spread over the nodes (from a post's
+//! acknowledgement at its client to its event at each subscriber). A human table, or `--json`;
+//! a progress bar on stderr while it runs. Against any running hub (dev, 3-region, Tochigi; TLS
+//! or not) as the signed-in professional, in group rooms of its own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use kizuna_proto::events::event_service_client::EventServiceClient;
+use kizuna_proto::events::{SubscribeRequest, event};
+use kizuna_proto::posts::CreatePostRequest;
+use kizuna_proto::posts::post_service_client::PostServiceClient;
+use kizuna_proto::rooms::CreateGroupRequest;
+use kizuna_proto::rooms::room_service_client::RoomServiceClient;
+use serde::Serialize;
+use tonic::transport::Channel;
+
+use super::Target;
+use super::user::{authed, token};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Concurrent posting clients, spread over the nodes.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Group rooms the clients post into (client i posts into room i mod rooms).
+    #[arg(long, default_value_t = 8)]
+    rooms: usize,
+    /// Live subscribers, spread over the nodes (one account holds at most 16 on a node).
+    #[arg(long, default_value_t = 0)]
+    subscribers: usize,
+    /// The figures as JSON on stdout (the table otherwise).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Latency percentiles, in ms.
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        Self {
+            count: h.len(),
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub endpoints: Vec<String>,
+    pub clients: usize,
+    pub seconds: f64,
+    pub posts: u64,
+    pub posts_per_second: f64,
+    pub errors: u64,
+    /// Posting: from sending a post to its acknowledgement (committed and applied).
+    pub post_latency: Percentiles,
+    pub subscribers: usize,
+    /// From a post's acknowledgement to its live event at each subscriber.
+    pub fanout_latency: Percentiles,
+}
+
+/// ~200 bytes of a visiting nurse's note, as posts are.
+const TEXT: &str = "本日訪問しました。SpO2 96%、血圧 132/84。食事量は半分程度、水分は摂れています。";
+
+/// When each post was acknowledged, by (room, seq): the subscribers' clock starts there.
+type Acknowledged = Arc<Mutex<HashMap<(u64, u64), Instant>>>;
+
+pub async fn run(target: &Target, args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.clients > 0 && args.rooms > 0, "--clients and --rooms must be at least 1");
+    let token = token()?;
+    let channels = connect_all(target).await?;
+    let rooms = create_rooms(&channels[0].1, &token, args.rooms).await?;
+    let acked: Acknowledged = Arc::default();
+    let fanout = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let stop = Arc::new(AtomicBool::new(false));
+    let subscribers = start_subscribers(&channels, &token, args.subscribers, (&acked, &fanout, &stop)).await?;
+    let (posts, errors, latency, elapsed) = post_for(&channels, &token, &args, &rooms, &acked).await?;
+    // The last posts' events are on their way.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in subscribers {
+        s.abort();
+    }
+    let fanout = fanout.lock().map_err(|_| anyhow::anyhow!("a subscriber failed"))?;
+    let report = Report {
+        endpoints: channels.iter().map(|(e, _)| e.clone()).collect(),
+        clients: args.clients,
+        seconds: elapsed,
+        posts,
+        posts_per_second: posts as f64 / elapsed,
+        errors,
+        post_latency: Percentiles::of(&latency),
+        subscribers: args.subscribers,
+        fanout_latency: Percentiles::of(&fanout),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
+}
+
+/// Every endpoint given that answers (at least one).
+async fn connect_all(target: &Target) -> anyhow::Result<Vec<(String, Channel)>> {
+    let mut channels = Vec::new();
+    for e in &target.endpoints {
+        match target.connect(e).await {
+            Ok(c) => channels.push((e.clone(), c)),
+            Err(err) => eprintln!("{e}: {err:#}; left out"),
+        }
+    }
+    anyhow::ensure!(!channels.is_empty(), "no node answered");
+    Ok(channels)
+}
+
+async fn create_rooms(channel: &Channel, token: &str, n: usize) -> anyhow::Result<Vec<u64>> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut rooms = Vec::new();
+    for i in 0..n {
+        let req = CreateGroupRequest { idempotency_key: format!("bench-{run}-{i}"), name: format!("bench {i}") };
+        let room = RoomServiceClient::new(channel.clone()).create_group(authed(req, token)?).await;
+        rooms.push(room.context("creating the bench's rooms (sign in as a professional)")?.into_inner().room_id);
+    }
+    Ok(rooms)
+}
+
+/// `clients` clients post for `seconds`: (posts, errors, latency in µs, elapsed s).
+async fn post_for(
+    channels: &[(String, Channel)],
+    token: &str,
+    args: &BenchArgs,
+    rooms: &[u64],
+    acked: &Acknowledged,
+) -> anyhow::Result<(u64, u64, Histogram<u64>, f64)> {
+    let bar = progress(args.seconds);
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    let workers: Vec<_> = (0..args.clients)
+        .map(|c| {
+            let channel = channels[c % channels.len()].1.clone();
+            let (token, room, acked, done) = (token.to_owned(), rooms[c % rooms.len()], acked.clone(), done.clone());
+            tokio::spawn(async move { client(channel, (&token, room, c), deadline, acked, done).await })
+        })
+        .collect();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let so_far = started.elapsed().as_secs_f64();
+        bar.set_position(so_far as u64);
+        bar.set_message(format!("{:.0} posts/s", done.load(Ordering::Relaxed) as f64 / so_far));
+    }
+    let mut latency = Histogram::<u64>::new(3)?;
+    let mut errors = 0;
+    for w in futures::future::join_all(workers).await {
+        let (h, e) = w.context("a posting client")??;
+        latency.add(h)?;
+        errors += e;
+    }
+    bar.finish_and_clear();
+    Ok((latency.len(), errors, latency, started.elapsed().as_secs_f64()))
+}
+
+/// One client: posts one at a time until `deadline`; (latencies in µs, errors).
+async fn client(
+    channel: Channel,
+    (token, room, c): (&str, u64, usize),
+    deadline: Instant,
+    acked: Acknowledged,
+    done: Arc<AtomicU64>,
+) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let mut posts = PostServiceClient::new(channel);
+    let mut latency = Histogram::<u64>::new(3)?;
+    let (mut errors, mut i) = (0, 0u64);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    while Instant::now() < deadline {
+        let req = CreatePostRequest {
+            idempotency_key: format!("bench-{run}-{c}-{i}"),
+            room_id: room,
+            text: format!("{TEXT} ({c}-{i})"),
+            ..Default::default()
+        };
+        let sent = Instant::now();
+        match posts.create_post(authed(req, token)?).await {
+            Ok(r) => {
+                let now = Instant::now();
+                latency.record((now - sent).as_micros() as u64)?;
+                if let Ok(mut a) = acked.lock() {
+                    a.insert((room, r.into_inner().seq), now);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => errors += 1,
+        }
+        i += 1;
+    }
+    Ok((latency, errors))
+}
+
+/// `n` live subscribers, spread over the nodes, each recording the fan-out latency of every post.
+async fn start_subscribers(
+    channels: &[(String, Channel)],
+    token: &str,
+    n: usize,
+    (acked, fanout, stop): (&Acknowledged, &Arc<Mutex<Histogram<u64>>>, &Arc<AtomicBool>),
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for s in 0..n {
+        let channel = channels[s % channels.len()].1.clone();
+        let req = authed(SubscribeRequest { after_cursor: None }, token)?;
+        let mut stream = EventServiceClient::new(channel).subscribe(req).await.context("subscribing")?.into_inner();
+        let (acked, fanout, stop) = (acked.clone(), fanout.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while let Ok(Some(message)) = stream.message().await {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Some(e) = message.event else { continue };
+                let (Some(room), Some(event::Kind::PostedSeq(seq))) = (e.room_id, e.kind) else { continue };
+                // An event may outrun its post's acknowledgement: counted from there then, as 0.
+                let at = acked.lock().ok().and_then(|a| a.get(&(room, seq)).copied());
+                let waited = at.map_or(0, |at| Instant::now().saturating_duration_since(at).as_micros() as u64);
+                if let Ok(mut h) = fanout.lock() {
+                    let _ = h.record(waited);
+                }
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+fn progress(seconds: u64) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template("bench [{bar:30}] {pos}/{len} s {msg}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    indicatif::ProgressBar::new(seconds).with_style(style)
+}
+
+/// The human table.
+pub fn table(r: &Report) -> String {
+    let row = |name: &str, p: &Percentiles| {
+        format!(
+            "  {name:<22} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}\n",
+            p.count, p.p50, p.p90, p.p99, p.p999, p.max
+        )
+    };
+    let mut s = format!(
+        "{} clients on {} node(s), {:.1} s: {} committed posts ({:.0}/s), {} errors\n",
+        r.clients,
+        r.endpoints.len(),
+        r.seconds,
+        r.posts,
+        r.posts_per_second,
+        r.errors
+    );
+    s += &format!(
+        "  {:<22} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    s += &row("post → acknowledged", &r.post_latency);
+    if r.subscribers > 0 {
+        s += &row(&format!("fan-out ({} subscribers)", r.subscribers), &r.fanout_latency);
+    }
+    s
+}
