@@ -1,6 +1,7 @@
 //! `kizuna bench` against a 3-node in-process hub: posts through the real API from clients on
 //! every node, with live subscribers on every node; its JSON says how many posts committed, their
-//! latency percentiles, and that every subscriber got every post (fan-out), in order of size.
+//! latency percentiles, that every subscriber got every post (fan-out), and the read latencies
+//! of a patient list and timelines.
 
 mod common;
 
@@ -19,7 +20,8 @@ async fn bench_posts_on_every_node_and_measures_the_fan_out_to_every_subscriber(
     let out = tokio::process::Command::new(KIZUNA)
         .env("KIZUNA_SESSION_FILE", &session)
         .env_remove("KIZUNA_CA")
-        .args(["--endpoint", &endpoints, "bench", "--clients", "4", "--seconds", "2", "--subscribers", "3", "--json"])
+        .args(["--endpoint", &endpoints, "bench", "--clients", "4", "--seconds", "2", "--subscribers", "3"])
+        .args(["--patients", "20", "--read-seconds", "1", "--json"])
         .output()
         .await
         .expect("run kizuna bench");

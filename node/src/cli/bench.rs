@@ -2,7 +2,9 @@
 //! search index and live events — by many clients spread over every node given, for a while;
 //! committed posts/s and latency percentiles from an HDR histogram (p50, p90, p99, p99.9, max),
 //! and the fan-out latency of live subscribers spread over the nodes (from a post's
-//! acknowledgement at its client to its event at each subscriber). A human table, or `--json`;
+//! acknowledgement at its client to its event at each subscriber). With `--patients N`, then
+//! the reads a professional makes all day: her patient list (患者一覧, N patients) and a
+//! patient's timeline (newest 50 posts), from every node. A human table, or `--json`;
 //! a progress bar on stderr while it runs. Against any running hub (dev, 3-region, Tochigi; TLS
 //! or not) as the signed-in professional, in group rooms of its own.
 
@@ -15,10 +17,10 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use kizuna_proto::events::event_service_client::EventServiceClient;
 use kizuna_proto::events::{SubscribeRequest, event};
-use kizuna_proto::posts::CreatePostRequest;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
-use kizuna_proto::rooms::CreateGroupRequest;
+use kizuna_proto::posts::{CreatePostRequest, TimelineRequest};
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
+use kizuna_proto::rooms::{CreateGroupRequest, CreatePatientRequest, ListRoomsRequest, RoomListKind};
 use serde::Serialize;
 use tonic::transport::Channel;
 
@@ -38,6 +40,12 @@ pub struct BenchArgs {
     /// Live subscribers, spread over the nodes (one account holds at most 16 on a node).
     #[arg(long, default_value_t = 0)]
     subscribers: usize,
+    /// Then create this many patients of the signed-in account and time the reads of her
+    /// patient list and of their timelines, by `--clients` readers for `--read-seconds`.
+    #[arg(long, default_value_t = 0)]
+    patients: usize,
+    #[arg(long, default_value_t = 10)]
+    read_seconds: u64,
     /// The figures as JSON on stdout (the table otherwise).
     #[arg(long)]
     json: bool,
@@ -81,6 +89,17 @@ pub struct Report {
     pub subscribers: usize,
     /// From a post's acknowledgement to its live event at each subscriber.
     pub fanout_latency: Percentiles,
+    /// With `--patients`: the reads.
+    pub reads: Option<Reads>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Reads {
+    pub patients: usize,
+    /// The patient list (its first page of 100, newest post first, with unread counts).
+    pub patient_list: Percentiles,
+    /// A patient's timeline, newest 50 posts.
+    pub timeline: Percentiles,
 }
 
 /// ~200 bytes of a visiting nurse's note, as posts are.
@@ -105,6 +124,10 @@ pub async fn run(target: &Target, args: BenchArgs) -> anyhow::Result<()> {
     for s in subscribers {
         s.abort();
     }
+    let reads = match args.patients {
+        0 => None,
+        n => Some(read_for(&channels, &token, n, (args.clients, args.read_seconds)).await?),
+    };
     let fanout = fanout.lock().map_err(|_| anyhow::anyhow!("a subscriber failed"))?;
     let report = Report {
         endpoints: channels.iter().map(|(e, _)| e.clone()).collect(),
@@ -116,6 +139,7 @@ pub async fn run(target: &Target, args: BenchArgs) -> anyhow::Result<()> {
         post_latency: Percentiles::of(&latency),
         subscribers: args.subscribers,
         fanout_latency: Percentiles::of(&fanout),
+        reads,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -253,6 +277,103 @@ async fn start_subscribers(
     Ok(tasks)
 }
 
+/// `n` patients of the caller (each with a post), then `clients` readers alternate her patient
+/// list and a random patient's timeline on every node for `seconds`.
+async fn read_for(
+    channels: &[(String, Channel)],
+    token: &str,
+    n: usize,
+    (clients, seconds): (usize, u64),
+) -> anyhow::Result<Reads> {
+    let timelines = create_patients(channels, token, n, clients).await?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let readers: Vec<_> = (0..clients)
+        .map(|c| {
+            let (channel, token, timelines) =
+                (channels[c % channels.len()].1.clone(), token.to_owned(), timelines.clone());
+            tokio::spawn(async move { reader(channel, &token, &timelines, (c, deadline)).await })
+        })
+        .collect();
+    let (mut list, mut timeline) = (Histogram::<u64>::new(3)?, Histogram::<u64>::new(3)?);
+    for r in futures::future::join_all(readers).await {
+        let (l, t) = r.context("a reader")??;
+        list.add(l)?;
+        timeline.add(t)?;
+    }
+    Ok(Reads { patients: n, patient_list: Percentiles::of(&list), timeline: Percentiles::of(&timeline) })
+}
+
+/// `n` patients of the caller, created by `clients` writers at once, each with one post: their
+/// timelines.
+async fn create_patients(
+    channels: &[(String, Channel)],
+    token: &str,
+    n: usize,
+    clients: usize,
+) -> anyhow::Result<Vec<u64>> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let writers: Vec<_> = (0..clients.max(1))
+        .map(|c| {
+            let (channel, token, run) = (channels[c % channels.len()].1.clone(), token.to_owned(), run.clone());
+            tokio::spawn(async move {
+                let mut rooms = Vec::new();
+                for i in (c..n).step_by(clients.max(1)) {
+                    let req = CreatePatientRequest {
+                        idempotency_key: format!("bench-{run}-patient-{i}"),
+                        name: format!("ベンチ 患者{i}"),
+                        kana: "べんち かんじゃ".into(),
+                        ..Default::default()
+                    };
+                    let room = RoomServiceClient::new(channel.clone())
+                        .create_patient(authed(req, &token)?)
+                        .await?
+                        .into_inner()
+                        .room_id;
+                    let post = CreatePostRequest {
+                        idempotency_key: format!("bench-{run}-first-{i}"),
+                        room_id: room,
+                        text: TEXT.into(),
+                        ..Default::default()
+                    };
+                    PostServiceClient::new(channel.clone()).create_post(authed(post, &token)?).await?;
+                    rooms.push(room);
+                }
+                anyhow::Ok(rooms)
+            })
+        })
+        .collect();
+    let mut rooms = Vec::new();
+    for w in futures::future::join_all(writers).await {
+        rooms.extend(w.context("creating patients")?.context("creating the bench's patients")?);
+    }
+    Ok(rooms)
+}
+
+/// One reader until `deadline`: (patient list latencies, timeline latencies), in µs.
+async fn reader(
+    channel: Channel,
+    token: &str,
+    timelines: &[u64],
+    (c, deadline): (usize, Instant),
+) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
+    let (mut rooms, mut posts) = (RoomServiceClient::new(channel.clone()), PostServiceClient::new(channel));
+    let (mut list, mut timeline) = (Histogram::<u64>::new(3)?, Histogram::<u64>::new(3)?);
+    let mut i = c;
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let req = ListRoomsRequest { kind: RoomListKind::Patients as i32, ..Default::default() };
+        rooms.list_rooms(authed(req, token)?).await.context("the patient list")?;
+        list.record(t.elapsed().as_micros() as u64)?;
+        let t = Instant::now();
+        let room = timelines[i % timelines.len()];
+        let req = TimelineRequest { room_id: room, page_size: 50, ..Default::default() };
+        posts.timeline(authed(req, token)?).await.context("a timeline")?;
+        timeline.record(t.elapsed().as_micros() as u64)?;
+        i = i.wrapping_mul(31).wrapping_add(7);
+    }
+    Ok((list, timeline))
+}
+
 fn progress(seconds: u64) -> indicatif::ProgressBar {
     let style = indicatif::ProgressStyle::with_template("bench [{bar:30}] {pos}/{len} s {msg}")
         .map(|s| s.progress_chars("=> "))
@@ -284,6 +405,10 @@ pub fn table(r: &Report) -> String {
     s += &row("post → acknowledged", &r.post_latency);
     if r.subscribers > 0 {
         s += &row(&format!("fan-out ({} subscribers)", r.subscribers), &r.fanout_latency);
+    }
+    if let Some(reads) = &r.reads {
+        s += &row(&format!("patient list ({})", reads.patients), &reads.patient_list);
+        s += &row("timeline (50 posts)", &reads.timeline);
     }
     s
 }
