@@ -1,0 +1,39 @@
+#!/bin/bash
+# The posts figures of docs/benchmarks.md: a fresh `kizuna demo` (three nodes, TLS, one
+# process) in a temp dir, settled (its first minute seals and compacts), a demo nurse signed in,
+# then `kizuna bench` over all three nodes: 1, 16 and 64 posting clients; 16 clients with 48 live
+# subscribers (16 per node, one account's limit); and the reads of a 500-patient list. Each
+# run's JSON is kept in OUT (default: the temp dir, removed).
+# usage: ops/scripts/bench-posts.sh PATH/TO/kizuna LABEL [OUT]   (uses the demo's ports 7001-7003)
+set -eu
+BIN=$(realpath "$1"); LABEL=$2; OUT=${3:-}
+D=$(mktemp -d "/tmp/kizuna-bench-$LABEL-XXXX"); cd "$D"
+export KIZUNA_SESSION_FILE=$D/session.json KIZUNA_PASSWORD=kizuna-demo-2026
+"$BIN" demo > demo.log 2>&1 &
+DEMO=$!
+trap 'kill -INT $DEMO 2>/dev/null; wait $DEMO; rm -rf "$D"' EXIT
+for _ in $(seq 1 60); do grep -q "Operators (kizuna login" demo.log && break; sleep 1; done
+sleep 60 # sealing and the scrub's compactions run in the first minute of a fresh hub
+"$BIN" login vn.suzuki > /dev/null
+echo "== $LABEL"
+run() { # NAME ARGS...
+  local name=$1; shift
+  "$BIN" bench --json "$@" > "$name.json"
+  python3 - "$name.json" "$name" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); p = r["post_latency"]; f = r["fanout_latency"]
+line = f'{sys.argv[2]:<12} {r["clients"]:>3} clients: {r["posts_per_second"]:>7.0f} posts/s  p50 {p["p50"]:.2f} p90 {p["p90"]:.2f} p99 {p["p99"]:.2f} p99.9 {p["p999"]:.2f} max {p["max"]:.2f} ms'
+if r["subscribers"]: line += f'  fan-out x{r["subscribers"]}: p50 {f["p50"]:.2f} p99 {f["p99"]:.2f} max {f["max"]:.2f} ms'
+if r.get("reads"):
+    l, t = r["reads"]["patient_list"], r["reads"]["timeline"]
+    line += f'  list of {r["reads"]["patients"]}: p50 {l["p50"]:.2f} p99 {l["p99"]:.2f} ms; timeline p50 {t["p50"]:.2f} p99 {t["p99"]:.2f} ms'
+print(line)
+PY
+}
+run one --clients 1 --seconds 15
+run sixteen --clients 16 --seconds 15
+run sixty-four --clients 64 --seconds 15
+run fan-out --clients 16 --seconds 15 --subscribers 48
+run reads --clients 4 --seconds 1 --patients 500 --read-seconds 15
+du -sb data/demo/*/db
+if [ -n "$OUT" ]; then mkdir -p "$OUT"; cp ./*.json "$OUT/"; fi
