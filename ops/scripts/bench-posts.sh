@@ -6,13 +6,9 @@
 # run's JSON is kept in OUT (default: the temp dir, removed).
 # usage: ops/scripts/bench-posts.sh PATH/TO/kizuna LABEL [OUT]   (uses the demo's ports 7001-7003)
 set -eu
-BIN=$(realpath "$1"); LABEL=$2; OUT=${3:-}
-D=$(mktemp -d "/tmp/kizuna-bench-$LABEL-XXXX"); cd "$D"
-export KIZUNA_SESSION_FILE=$D/session.json KIZUNA_PASSWORD=kizuna-demo-2026
-"$BIN" demo > demo.log 2>&1 &
-DEMO=$!
-trap 'kill -INT $DEMO 2>/dev/null; wait $DEMO; rm -rf "$D"' EXIT
-for _ in $(seq 1 60); do grep -q "Operators (kizuna login" demo.log && break; sleep 1; done
+. "$(dirname "$0")/demo-for-bench.sh"
+LABEL=$2; OUT=${3:+$(realpath -m "$3")}
+demo_for_bench "$1" "$LABEL"
 sleep 60 # sealing and the scrub's compactions run in the first minute of a fresh hub
 "$BIN" login vn.suzuki > /dev/null
 echo "== $LABEL"
