@@ -32,4 +32,4 @@ run sixty-four --clients 64 --seconds 15
 run fan-out --clients 16 --seconds 15 --subscribers 48
 run reads --clients 4 --seconds 1 --patients 500 --read-seconds 15
 du -sb data/demo/*/db
-if [ -n "$OUT" ]; then mkdir -p "$OUT"; cp ./*.json "$OUT/"; fi
+if [ -n "$OUT" ]; then mkdir -p "$OUT"; cp one.json sixteen.json sixty-four.json fan-out.json reads.json "$OUT/"; fi

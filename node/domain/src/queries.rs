@@ -87,14 +87,25 @@ fn other_member_name(view: &impl HubView, viewer: AccountId, room: RoomId) -> Vi
 /// patient list a sub-room comes inside its patient's entry, as in MCS; only when the viewer is
 /// not (or no longer) in the patient's team does it stand on its own, with its full title.
 pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> DomainResult<Vec<RoomSummary>> {
+    let mut entries = room_list_unfilled(view, viewer, kind)?;
+    for entry in &mut entries {
+        fill(view, viewer, entry)?;
+    }
+    Ok(entries)
+}
+
+/// [`room_list`] in its order, with unread counts, but without the titles and previews of the
+/// entries (a sub-room inside its patient's entry has its title): they cost a read of the patient
+/// and of the newest post per room, so a page of a long list is filled alone ([`fill`]).
+pub fn room_list_unfilled(view: &impl HubView, viewer: AccountId, kind: ListKind) -> DomainResult<Vec<RoomSummary>> {
     active_account(view, viewer)?;
     let mut entries = Vec::new();
     let mut sub_rooms = Vec::new();
     for m in view.rooms_of(viewer)?.into_iter().filter(Member::is_active) {
         let Some(r) = view.room(m.room)?.filter(|r| listed_in(&r.kind, kind)) else { continue };
-        match sub_room_entry(view, viewer, &m, &r)? {
+        match sub_room_entry(view, &m, &r)? {
             Some(sub) => sub_rooms.push(sub),
-            None => entries.push(summary(view, &m, &r, title(view, viewer, &r)?)?),
+            None => entries.push(summary(view, &m, &r, String::new())?),
         }
     }
     place_sub_rooms(&mut entries, sub_rooms);
@@ -102,14 +113,24 @@ pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> Doma
     Ok(entries)
 }
 
-/// For a sub-room `r` (of this hub, or a copy of another's): its parent timeline here, its full
-/// title and its summary titled by its own name. None for any other room.
-fn sub_room_entry(
-    view: &impl HubView,
-    viewer: AccountId,
-    m: &Member,
-    r: &Room,
-) -> DomainResult<Option<(RoomId, String, RoomSummary)>> {
+/// Fills an entry of [`room_list_unfilled`]: its title (a sub-room on its own: its full title),
+/// and its and its sub-rooms' previews.
+pub fn fill(view: &impl HubView, viewer: AccountId, entry: &mut RoomSummary) -> ViewResult<()> {
+    if entry.title.is_empty()
+        && let Some(room) = view.room(entry.room)?
+    {
+        entry.title = title(view, viewer, &room)?;
+    }
+    entry.preview = preview(view, entry.room, entry.last_seq)?;
+    for sub in &mut entry.sub_rooms {
+        sub.preview = preview(view, sub.room, sub.last_seq)?;
+    }
+    Ok(())
+}
+
+/// For a sub-room `r` (of this hub, or a copy of another's): its parent timeline here and its
+/// summary titled by its own name. None for any other room.
+fn sub_room_entry(view: &impl HubView, m: &Member, r: &Room) -> DomainResult<Option<(RoomId, RoomSummary)>> {
     let (parent, name) = match &r.kind {
         RoomKind::SubRoom { parent, name, .. } => (*parent, name),
         // Placed in the local copy of its parent timeline, if this hub keeps one.
@@ -118,7 +139,7 @@ fn sub_room_entry(
         }
         _ => return Ok(None),
     };
-    Ok(Some((parent, title(view, viewer, r)?, summary(view, m, r, name.clone())?)))
+    Ok(Some((parent, summary(view, m, r, name.clone())?)))
 }
 
 /// The viewer's sub-rooms of the patient timeline `timeline`, newest post first.
@@ -126,9 +147,10 @@ fn sub_rooms_of(view: &impl HubView, viewer: AccountId, timeline: RoomId) -> Dom
     let mut found = Vec::new();
     for m in view.rooms_of(viewer)?.into_iter().filter(Member::is_active) {
         let Some(r) = view.room(m.room)? else { continue };
-        if let Some((parent, _, sub)) = sub_room_entry(view, viewer, &m, &r)?
+        if let Some((parent, mut sub)) = sub_room_entry(view, &m, &r)?
             && parent == timeline
         {
+            sub.preview = preview(view, sub.room, sub.last_seq)?;
             found.push(sub);
         }
     }
@@ -136,14 +158,15 @@ fn sub_rooms_of(view: &impl HubView, viewer: AccountId, timeline: RoomId) -> Dom
     Ok(found)
 }
 
-/// Puts each sub-room (parent timeline, full title, summary titled by its name) inside its
-/// parent's entry, newest first; a sub-room without its parent in `entries` becomes an entry.
-fn place_sub_rooms(entries: &mut Vec<RoomSummary>, sub_rooms: Vec<(RoomId, String, RoomSummary)>) {
+/// Puts each sub-room (parent timeline, summary titled by its name) inside its parent's entry,
+/// newest first; a sub-room without its parent in `entries` becomes an entry, to be titled in
+/// full by [`fill`].
+fn place_sub_rooms(entries: &mut Vec<RoomSummary>, sub_rooms: Vec<(RoomId, RoomSummary)>) {
     let entry_of: BTreeMap<RoomId, usize> = entries.iter().enumerate().map(|(i, e)| (e.room, i)).collect();
-    for (parent, full_title, sub) in sub_rooms {
+    for (parent, sub) in sub_rooms {
         match entry_of.get(&parent) {
             Some(&i) => entries[i].sub_rooms.push(sub),
-            None => entries.push(RoomSummary { title: full_title, ..sub }),
+            None => entries.push(RoomSummary { title: String::new(), ..sub }),
         }
     }
     for entry in entries {
@@ -181,12 +204,9 @@ pub fn heard_from_home(view: &impl HubView, room: &Room) -> ViewResult<Option<u6
 }
 
 /// One room's line as `member` sees it, without sub-rooms.
+/// A room's line without its preview (see [`fill`]).
 fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> ViewResult<RoomSummary> {
-    let preview = view
-        .post(room.id, room.last_seq)?
-        .filter(|p| !p.deleted)
-        .map(|p| p.text.chars().take(60).collect())
-        .unwrap_or_default();
+    let preview = String::new();
     Ok(RoomSummary {
         room: room.id,
         title,
@@ -198,6 +218,12 @@ fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> 
         home_hub: home_hub(room).cloned(),
         home_heard_at_ms: heard_from_home(view, room)?,
     })
+}
+
+/// The newest post's text (empty when deleted or none), cut to 60 characters.
+fn preview(view: &impl HubView, room: RoomId, last_seq: u64) -> ViewResult<String> {
+    let newest = view.post(room, last_seq)?.filter(|p| !p.deleted);
+    Ok(newest.map(|p| p.text.chars().take(60).collect()).unwrap_or_default())
 }
 
 /// Which posts of a room a timeline page shows: those with `after_seq < seq < before_seq`

@@ -126,13 +126,26 @@ impl Api {
             _ => None,
         })?;
         let filter = search::normalize(r.filter.as_deref().unwrap_or_default());
-        let list = self
-            .query(|hub| queries::room_list(hub, me, kind).map_err(domain_status))?
-            .into_iter()
-            .filter(|s| after.is_none_or(|a| list_key(s) < a))
-            .filter(|s| s.any_room(|r| search::normalize(&r.title).contains(&filter)))
-            .filter(|s| !r.unread_only || s.any_room(|r| r.unread > 0));
-        let (page, more) = paging::take_page(list, size);
+        // Titles and previews cost a read or two per room: only the page's are read (from the
+        // same snapshot), unless the filter needs every title.
+        let (page, more) = self.query(|hub| {
+            let listed = if filter.is_empty() {
+                queries::room_list_unfilled(hub, me, kind)
+            } else {
+                queries::room_list(hub, me, kind)
+            };
+            let list = listed
+                .map_err(domain_status)?
+                .into_iter()
+                .filter(|s| after.is_none_or(|a| list_key(s) < a))
+                .filter(|s| filter.is_empty() || s.any_room(|r| search::normalize(&r.title).contains(&filter)))
+                .filter(|s| !r.unread_only || s.any_room(|r| r.unread > 0));
+            let (mut page, more) = paging::take_page(list, size);
+            if filter.is_empty() {
+                page.iter_mut().try_for_each(|s| queries::fill(hub, me, s)).map_err(view_status)?;
+            }
+            Ok((page, more))
+        })?;
         let next_page_token = paging::next_token(&page, more, |s| {
             let (newest_post_at_ms, room) = list_key(s);
             PageToken::Rooms { newest_post_at_ms, room }
