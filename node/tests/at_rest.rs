@@ -221,6 +221,10 @@ async fn the_master_key_rotates_one_node_at_a_time_without_stopping_the_hub() {
     let rotated = rotated.expect("rotate-keys").into_inner();
     assert_eq!((rotated.data_keys, rotated.master_key.as_str()), (2, new_fingerprint.as_str()));
     post(&hub, &doctor, room, "新しいデータ鍵で封をした記録").await;
+    // Every node must have applied the rewrapped keys before the old master key goes (as the
+    // runbook says): a node restarted before would hold data keys it can no longer unwrap.
+    let applied = hub.running(hub.leader().await).node.metrics().last_applied.map_or(0, |l| l.index);
+    hub.wait_applied(applied).await;
 
     hub.config.encryption = Some(EncryptionSection { master_key_file: new, previous_master_key_files: vec![] });
     for id in hub.running_ids() {
