@@ -64,11 +64,10 @@ async fn send_image(
 pub struct ClusterAdmin {
     api: Api,
     node: Arc<Node>,
+    /// One backup image at a time per node: each is as large as the hub's state. Per
+    /// service, not per process: an in-process hub runs several nodes in one process.
+    backups_at_once: Arc<tokio::sync::Semaphore>,
 }
-
-/// One backup image at a time per node: each is as large as the hub's state.
-static BACKUPS_AT_ONCE: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
-    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(1)));
 
 impl ClusterAdmin {
     /// Writes an image of the state to `path` if the disk can take it, and audits who took it.
@@ -126,7 +125,7 @@ impl ClusterAdmin {
 
     pub fn new(api: Api) -> Self {
         let node = api.node.clone();
-        Self { api, node }
+        Self { api, node, backups_at_once: Arc::new(tokio::sync::Semaphore::new(1)) }
     }
 
     /// Membership operations run on the leader only.
@@ -379,10 +378,10 @@ impl ClusterAdminService for ClusterAdmin {
 
     async fn create_backup(&self, req: Request<CreateBackupRequest>) -> Result<Response<BackupStream>, Status> {
         let (operator, _) = self.api.operator_on(&req, ReadFrom::Current).await?;
-        let permit = BACKUPS_AT_ONCE
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Status::resource_exhausted("a backup is already being made on this node: try again later"))?;
+        let permit =
+            self.backups_at_once.clone().try_acquire_owned().map_err(|_| {
+                Status::resource_exhausted("a backup is already being made on this node: try again later")
+            })?;
         let path = self.node.scratch_path("backup");
         let made = self.write_backup_image(&path, operator).await;
         let image = match made {
