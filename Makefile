@@ -5,7 +5,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kizuna/target
 CARGO ?= cargo
 
-.PHONY: demo demo-federation test chaos chaos-federated setup setup-browser setup-smtp setup-prometheus lint-ops screenshots build web lint lint-proto fmt clean-demo
+.PHONY: demo demo-federation test chaos chaos-federated setup setup-browser setup-smtp setup-prometheus setup-etcd bench lint-ops screenshots build web lint lint-proto fmt clean-demo
 
 # buf (the protobuf linter) from the npm registry, installed once per machine next to the build.
 BUF_VERSION ?= 1.75.0
@@ -60,13 +60,24 @@ demo-federation: setup web
 
 ## Run every test: the proto linter, unit, storage suite, in-process hub integration tests, and
 ## the browser client in a real browser (node/tests/browser.rs).
-test: setup setup-browser setup-smtp setup-prometheus web lint-proto lint-ops
+test: setup setup-browser setup-smtp setup-prometheus setup-etcd web lint-proto lint-ops
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
 ## Regenerate the README's screenshots (docs/screenshots/*.png) with the browser test.
 screenshots: setup setup-browser web
 	bash ops/scripts/screenshots.sh
+
+## The side-by-side with etcd (docs/benchmarks.md): a release build, Debian's etcd, 3 members
+## of each on loopback, 1/64/256 clients in alternating rounds (~10 min); the table, then plots.
+bench: setup setup-etcd web
+	$(CARGO) build --release --workspace
+	bash ops/scripts/bench-etcd.sh $(CARGO_TARGET_DIR)/release/kizuna bench-results/etcd
+	bash ops/scripts/bench-plots.sh bench-results/etcd docs/plots
+
+## Debian's etcd (etcd-server), for the side-by-side (make bench) and the test of its load loop.
+setup-etcd:
+	@bash ops/scripts/setup-etcd.sh
 
 ## Debian's Prometheus (server and promtool), for the metrics test and the alert rules' check.
 setup-prometheus:

@@ -98,6 +98,16 @@ enum Command {
         attachment_mib: Option<u64>,
         #[arg(long)]
         room: Option<u64>,
+        /// Size of each written value (records, or etcd puts).
+        #[arg(long, default_value_t = 64)]
+        value_bytes: usize,
+        /// Write to this etcd cluster's leader instead (host:port,…; plaintext): the same loop
+        /// for the side-by-side of `make bench`.
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["timeline", "attachment_mib"])]
+        etcd: Vec<String>,
+        /// The figures as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// A load of posts (the real write) by many clients over the nodes: posts/s, latency
     /// percentiles, fan-out to live subscribers; a table or --json (docs/benchmarks.md).
@@ -253,10 +263,14 @@ fn main() -> anyhow::Result<()> {
             Command::Load { seconds, attachment_mib: Some(mib), room: Some(room), .. } => {
                 cli::attachment_load::run(&target()?, room, mib, seconds).await
             }
-            Command::Load { clients, seconds, timeline, .. } => {
-                let workload =
-                    timeline.map_or(cli::load::Workload::Writes, |room| cli::load::Workload::Timeline { room });
-                cli::load::run(&target()?, clients, seconds, workload).await
+            Command::Load { clients, seconds, timeline, value_bytes, etcd, json, .. } => {
+                use cli::load::Workload;
+                let workload = match (timeline, etcd.is_empty()) {
+                    (Some(room), _) => Workload::Timeline { room },
+                    (None, true) => Workload::Writes { value_bytes },
+                    (None, false) => Workload::EtcdWrites { value_bytes },
+                };
+                cli::load::run(&target()?, (clients, seconds), workload, (&etcd, json)).await
             }
             Command::Bench(args) => cli::bench::run(&target()?, args).await,
             Command::Login { login, password, device, totp } => {

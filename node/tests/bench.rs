@@ -43,3 +43,68 @@ async fn bench_posts_on_every_node_and_measures_the_fan_out_to_every_subscriber(
     );
     hub.shutdown().await;
 }
+
+/// A real single-member etcd (Debian's etcd-server, `make setup-etcd`) on loopback ports of its
+/// own, in a temp dir, killed when dropped.
+struct Etcd {
+    child: std::process::Child,
+    client: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+        let (client, peer) = (port(), port());
+        let child = std::process::Command::new("etcd")
+            .args(["--name", "bench-test", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &format!("http://{client}"), "--advertise-client-urls"])
+            .arg(format!("http://{client}"))
+            .args(["--listen-peer-urls", &format!("http://{peer}"), "--initial-advertise-peer-urls"])
+            .arg(format!("http://{peer}"))
+            .args(["--initial-cluster", &format!("bench-test=http://{peer}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting etcd: {e}. Run `make setup-etcd` (Debian's etcd-server package)."));
+        Self { child, client: client.to_string(), _dir: dir }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kizuna load --etcd` (the side-by-side's etcd half) against a real etcd: every put it counts
+/// is committed — etcd's revision grows by exactly one per put, the dry run's included — with
+/// values of the size asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_etcd_load_counts_only_committed_puts() {
+    let etcd = Etcd::start();
+    let endpoints = [etcd.client.clone()];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while kizuna_node::cli::etcd::leader(&endpoints).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "etcd never elected itself");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let out = tokio::process::Command::new(KIZUNA)
+        .args(["load", "--etcd", &etcd.client, "--clients", "4", "--seconds", "2", "--value-bytes", "64", "--json"])
+        .output()
+        .await
+        .expect("run kizuna load --etcd");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("the JSON report");
+    assert_eq!((report["store"].as_str(), report["errors"].as_u64()), (Some("etcd"), Some(0)), "{report}");
+    let puts = report["operations"].as_u64().expect("operations");
+    assert!(puts > 10 && report["latency"]["count"].as_u64() == Some(puts), "{report}");
+    let (_, channel) = kizuna_node::cli::etcd::leader(&endpoints).await.expect("the leader");
+    let after = kizuna_node::cli::etcd::put(channel, b"after".to_vec(), vec![b'x'; 64]).await.expect("a put");
+    // Revision 1 is the empty store; then the dry run, the counted puts and this one.
+    assert_eq!(after.header.map(|h| h.revision), Some(puts as i64 + 3), "{report}");
+}

@@ -1,29 +1,72 @@
 //! `kizuna load`: concurrent clients against a hub, as the signed-in user; operations/s and
 //! latency percentiles. A small loop for quick figures (docs/benchmarks.md): record writes (the
 //! write path; records are operators' only) or timeline reads of one room (the read path, as a
-//! member of that room reads it).
+//! member of that room reads it). With `--etcd`, the same write loop against an etcd cluster's
+//! leader instead: the side-by-side of `make bench` (ops/scripts/bench-etcd.sh) loads both
+//! stores with one program, one key pattern and one value size.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hdrhistogram::Histogram;
 use kizuna_proto::posts::TimelineRequest;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::records::PutRecordRequest;
 use kizuna_proto::records::record_service_client::RecordServiceClient;
+use serde::Serialize;
 use tonic::transport::Channel;
 
+use super::bench::Percentiles;
+use super::etcd;
 use super::user::{authed, token};
 
 /// What each client does in a loop.
 #[derive(Debug, Clone, Copy)]
 pub enum Workload {
-    /// Replicated record writes, each with its own idempotency key.
-    Writes,
+    /// Replicated record writes of `value_bytes`, each with its own idempotency key.
+    Writes { value_bytes: usize },
     /// Linearizable reads of one room's newest 50 posts.
     Timeline { room: u64 },
+    /// The same writes as `Writes`, as etcd puts.
+    EtcdWrites { value_bytes: usize },
 }
 
-/// One operation of `workload`, the `i`-th of client `c` in run `run_id`.
+impl Workload {
+    fn describe(self) -> String {
+        match self {
+            Workload::Writes { value_bytes } => format!("committed writes of {value_bytes} B"),
+            Workload::Timeline { room } => format!("timeline reads of room {room}"),
+            Workload::EtcdWrites { value_bytes } => format!("committed etcd puts of {value_bytes} B"),
+        }
+    }
+}
+
+/// The figures of one run; `--json` prints them.
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    pub store: &'static str,
+    pub endpoint: String,
+    pub workload: String,
+    pub clients: usize,
+    pub seconds: f64,
+    pub operations: u64,
+    pub per_second: f64,
+    pub errors: u64,
+    pub latency: Percentiles,
+}
+
+/// A value of exactly `bytes` bytes that says which write it is (ASCII, so the size holds).
+fn value_of(bytes: usize, run_id: &str, c: usize, i: u64) -> String {
+    let mut value = format!("{run_id} write {i} from client {c} ");
+    value.truncate(bytes);
+    while value.len() < bytes {
+        value.push('.');
+    }
+    value
+}
+
+/// One operation of `workload`, the `i`-th of client `c` in run `run_id`. Both stores get the
+/// same keys: 100 per client, overwritten in turn.
 async fn operate(
     channel: Channel,
     token: &str,
@@ -32,38 +75,50 @@ async fn operate(
     c: usize,
     i: u64,
 ) -> anyhow::Result<()> {
+    let key = format!("load/{c}/{}", i % 100);
     match workload {
-        Workload::Writes => {
-            let req = PutRecordRequest {
-                key: format!("load/{c}/{}", i % 100),
-                value: format!("{run_id} write {i} from client {c}"),
-                idempotency_key: format!("{run_id}-{c}-{i}"),
-            };
+        Workload::Writes { value_bytes } => {
+            let value = value_of(value_bytes, run_id, c, i);
+            let req = PutRecordRequest { key, value, idempotency_key: format!("{run_id}-{c}-{i}") };
             RecordServiceClient::new(channel).put_record(authed(req, token)?).await?;
         }
         Workload::Timeline { room } => {
             let req = TimelineRequest { room_id: room, page_size: 50, ..Default::default() };
             PostServiceClient::new(channel).timeline(authed(req, token)?).await?;
         }
+        Workload::EtcdWrites { value_bytes } => {
+            etcd::put(channel, key.into_bytes(), value_of(value_bytes, run_id, c, i).into_bytes()).await?;
+        }
     }
     Ok(())
 }
 
-pub async fn run(target: &super::Target, clients: usize, seconds: u64, workload: Workload) -> anyhow::Result<()> {
-    anyhow::ensure!(clients > 0, "--clients must be at least 1");
-    let token = token()?;
+/// Where the load goes: etcd's leader, or the first node of the hub that answers.
+async fn connect(
+    target: &super::Target,
+    workload: Workload,
+    etcd_endpoints: &[String],
+) -> anyhow::Result<(String, Channel, String)> {
+    if let Workload::EtcdWrites { .. } = workload {
+        let (endpoint, channel) = etcd::leader(etcd_endpoints).await?;
+        return Ok((endpoint, channel, String::new()));
+    }
     let (endpoint, channel) = target.connect_any().await?;
-    // A dry run: a refusal (not signed in, not a member, not an operator) is said once, clearly.
-    let run_id = uuid::Uuid::new_v4().to_string();
-    operate(channel.clone(), &token, workload, &run_id, 0, u64::MAX).await.context("the first operation")?;
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
+    Ok((endpoint, channel, token()?))
+}
+
+/// `clients` loops of `workload` until `deadline`: their latencies and failed operations.
+async fn drive(
+    (channel, token, run_id): (Channel, String, String),
+    clients: usize,
+    workload: Workload,
+    deadline: Instant,
+) -> anyhow::Result<(Histogram<u64>, u64)> {
     let workers = (0..clients).map(|c| {
         let (channel, token, run_id) = (channel.clone(), token.clone(), run_id.clone());
         tokio::spawn(async move {
-            let mut latencies = hdrhistogram::Histogram::<u64>::new(3)?;
-            let mut errors = 0u64;
-            let mut i = 0u64;
+            let mut latencies = Histogram::<u64>::new(3)?;
+            let (mut errors, mut i) = (0u64, 0u64);
             while Instant::now() < deadline {
                 let t = Instant::now();
                 match operate(channel.clone(), &token, workload, &run_id, c, i).await {
@@ -75,26 +130,50 @@ pub async fn run(target: &super::Target, clients: usize, seconds: u64, workload:
             anyhow::Ok((latencies, errors))
         })
     });
-    let mut all = hdrhistogram::Histogram::<u64>::new(3)?;
+    let mut all = Histogram::<u64>::new(3)?;
     let mut errors = 0;
     for w in futures::future::join_all(workers).await {
         let (h, e) = w.context("load worker")??;
         all.add(h)?;
         errors += e;
     }
+    Ok((all, errors))
+}
+
+pub async fn run(
+    target: &super::Target,
+    (clients, seconds): (usize, u64),
+    workload: Workload,
+    (etcd_endpoints, json): (&[String], bool),
+) -> anyhow::Result<()> {
+    anyhow::ensure!(clients > 0, "--clients must be at least 1");
+    let (endpoint, channel, token) = connect(target, workload, etcd_endpoints).await?;
+    // A dry run: a refusal (not signed in, not a member, not an operator) is said once, clearly.
+    let run_id = uuid::Uuid::new_v4().to_string();
+    operate(channel.clone(), &token, workload, &run_id, 0, u64::MAX).await.context("the first operation")?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let (all, errors) = drive((channel, token, run_id), clients, workload, deadline).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
-    let what = match workload {
-        Workload::Writes => "committed writes".to_owned(),
-        Workload::Timeline { room } => format!("timeline reads of room {room}"),
+    let report = LoadReport {
+        store: if let Workload::EtcdWrites { .. } = workload { "etcd" } else { "kizuna" },
+        endpoint,
+        workload: workload.describe(),
+        clients,
+        seconds: elapsed,
+        operations: all.len(),
+        per_second: all.len() as f64 / elapsed,
+        errors,
+        latency: Percentiles::of(&all),
     };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let l = &report.latency;
     println!(
-        "{endpoint}: {clients} clients, {elapsed:.1}s: {} {what} ({:.0}/s), {errors} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        all.len(),
-        all.len() as f64 / elapsed,
-        ms(0.5),
-        ms(0.99),
-        all.max() as f64 / 1000.0
+        "{}: {clients} clients, {elapsed:.1}s: {} {} ({:.0}/s), {errors} errors; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        report.endpoint, report.operations, report.workload, report.per_second, l.p50, l.p99, l.max
     );
     Ok(())
 }

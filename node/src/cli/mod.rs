@@ -10,6 +10,7 @@ pub mod demo_federation;
 pub mod directory;
 pub mod disaster;
 pub mod emergency;
+pub mod etcd;
 pub mod federation;
 pub mod labels;
 pub mod load;

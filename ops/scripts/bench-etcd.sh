@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The side-by-side of docs/benchmarks.md, in one command (`make bench` runs it on a release
+# build): a 3-member etcd and a 3-process Kizuna hub on loopback, both plaintext and fsyncing,
+# loaded by the same program (`kizuna load`, `--etcd` for etcd) with the same keys, 64-byte
+# values and one connection to each leader, at 1, 64 and 256 clients. Runs alternate between the
+# two stores (and which goes first) to cancel the machine's drift; each run's JSON is kept; the
+# summary prints the median of the rounds and the ratio.
+# usage: ops/scripts/bench-etcd.sh PATH/TO/kizuna [OUT_DIR]   (env: ROUNDS=3 SECONDS_PER_RUN=10 CLIENTS="1 64 256")
+set -euo pipefail
+BIN=$(realpath "$1")
+OUT=$(realpath -m "${2:-bench-etcd-$(date +%Y%m%d-%H%M%S)}")
+ROUNDS=${ROUNDS:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+CLIENTS=${CLIENTS:-1 64 256}
+HERE=$(cd "$(dirname "$0")" && pwd)
+bash "$HERE/setup-etcd.sh"
+mkdir -p "$OUT"
+D=$(mktemp -d /tmp/kizuna-bench-etcd-XXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$D"
+}
+trap cleanup EXIT
+cd "$D"
+
+# etcd: three members, its defaults (heartbeat 100 ms, election 1 s, fsync on every commit).
+CLUSTER=e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803
+for i in 1 2 3; do
+  etcd --name "e$i" --data-dir "$D/etcd/e$i" \
+    --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+    --initial-cluster "$CLUSTER" --initial-cluster-state new > "$D/etcd-$i.log" 2>&1 &
+  PIDS+=($!)
+done
+ETCD=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
+
+# Kizuna: three `serve` processes of a 3-region hub (local-3region.toml's timers), plaintext.
+{
+  printf '[hub]\nname = "bench"\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n'
+  for i in 1 2 3; do
+    printf '\n[[node]]\nid = %s\nname = "n%s"\nregion = "r%s"\nraft_addr = "127.0.0.1:2710%s"\napi_addr = "127.0.0.1:2700%s"\ndata_dir = "%s/kizuna/n%s"\n' \
+      "$i" "$i" "$i" "$i" "$i" "$D" "$i"
+  done
+} > hub.toml
+for i in 1 2 3; do
+  "$BIN" serve --config hub.toml --node "n$i" --insecure > "$D/kizuna-$i.log" 2>&1 &
+  PIDS+=($!)
+done
+HUB=127.0.0.1:27001,127.0.0.1:27002,127.0.0.1:27003
+export KIZUNA_SESSION_FILE=$D/session.json
+until INIT=$("$BIN" --endpoint "$HUB" admin init --login bench --name ベンチ 2>/dev/null); do sleep 1; done
+KIZUNA_PASSWORD=$(sed -n 's/^one-time password: //p' <<< "$INIT") "$BIN" --endpoint "$HUB" login bench > /dev/null
+sleep 5 # leadership settles
+LEADER=$("$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(next(m["api_addr"] for m in v["members"] if m["id"]==v["leader_id"]))')
+
+load() { # STORE CLIENTS SECONDS [OUT_FILE]
+  local args=(load --clients "$2" --seconds "$3" --value-bytes 64 --json)
+  if [ "$1" = etcd ]; then args+=(--etcd "$ETCD"); fi
+  "$BIN" --endpoint "$LEADER" "${args[@]}" > "${4:-/dev/null}"
+}
+echo "bench-etcd: warming up both stores" >&2
+load etcd 64 3; load kizuna 64 3
+for c in $CLIENTS; do
+  for r in $(seq 1 "$ROUNDS"); do
+    order="etcd kizuna"; [ $((r % 2)) -eq 0 ] && order="kizuna etcd"
+    for store in $order; do
+      echo "bench-etcd: $store, $c clients, round $r of $ROUNDS" >&2
+      load "$store" "$c" "$SECONDS_PER_RUN" "$OUT/$store-c$c-r$r.json"
+    done
+  done
+done
+for i in 1 2 3; do du -sb "$D/etcd/e$i" "$D/kizuna/n$i/db"; done > "$OUT/disk.txt"
+python3 "$HERE/bench_report.py" etcd "$OUT"

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Tables (and, with matplotlib, plots) from the JSON the bench commands write.
+
+  bench_report.py etcd DIR         the side-by-side of bench-etcd.sh: median of the rounds per
+                                   store and concurrency, the ratio Kizuna / etcd (markdown)
+  bench_report.py plots DIR OUT    PNG plots of DIR's runs into OUT: throughput against
+                                   concurrency, and the latency percentiles of each run
+                                   (needs matplotlib: ops/scripts/bench-plots.sh installs it)
+
+Only the standard library for the tables, so they print on any machine with python3.
+"""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+RUN = re.compile(r"(?P<store>[a-z]+)-c(?P<clients>\d+)-r(?P<round>\d+)\.json$")
+QUANTILES = ["p50", "p90", "p99", "p999", "max"]
+
+
+def runs(directory):
+    """{(store, clients): [report, ...]} of the rounds in DIR."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(directory, "*-c*-r*.json"))):
+        m = RUN.search(os.path.basename(path))
+        if not m:
+            continue
+        with open(path, encoding="utf-8") as f:
+            report = json.load(f)
+        found.setdefault((m["store"], int(m["clients"])), []).append(report)
+    return found
+
+
+def median(reports, pick):
+    return statistics.median(pick(r) for r in reports)
+
+
+def etcd_table(directory):
+    found = runs(directory)
+    concurrencies = sorted({c for (_, c) in found})
+    print("| clients | etcd writes/s | Kizuna writes/s | ratio | etcd p50 / p99 (ms) | Kizuna p50 / p99 (ms) | errors (etcd / Kizuna) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    summary = []
+    for c in concurrencies:
+        e, k = found.get(("etcd", c), []), found.get(("kizuna", c), [])
+        if not e or not k:
+            continue
+        row = {
+            "clients": c,
+            "rounds": min(len(e), len(k)),
+            "etcd": {"per_second": median(e, lambda r: r["per_second"]),
+                     "p50": median(e, lambda r: r["latency"]["p50"]), "p99": median(e, lambda r: r["latency"]["p99"]),
+                     "errors": sum(r["errors"] for r in e)},
+            "kizuna": {"per_second": median(k, lambda r: r["per_second"]),
+                       "p50": median(k, lambda r: r["latency"]["p50"]), "p99": median(k, lambda r: r["latency"]["p99"]),
+                       "errors": sum(r["errors"] for r in k)},
+        }
+        row["ratio"] = row["kizuna"]["per_second"] / row["etcd"]["per_second"]
+        summary.append(row)
+        ed, kd = row["etcd"], row["kizuna"]
+        print(f"| {c} | {ed['per_second']:,.0f} | {kd['per_second']:,.0f} | {row['ratio']:.2f}× | "
+              f"{ed['p50']:.2f} / {ed['p99']:.2f} | {kd['p50']:.2f} / {kd['p99']:.2f} | {ed['errors']} / {kd['errors']} |")
+    with open(os.path.join(directory, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+    rounds = max((r["rounds"] for r in summary), default=0)
+    print(f"\nmedian of {rounds} alternating rounds per cell; every run's JSON and summary.json are in {directory}")
+
+
+def plots(directory, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = runs(directory)
+    os.makedirs(out, exist_ok=True)
+    stores = sorted({s for (s, _) in found})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for store in stores:
+        cs = sorted(c for (s, c) in found if s == store)
+        ax.plot(cs, [median(found[(store, c)], lambda r: r["per_second"]) for c in cs], marker="o", label=store)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent clients")
+    ax.set_ylabel("committed writes/s (median of rounds)")
+    ax.set_title("Throughput against concurrency")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "throughput.png"), dpi=120)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (store, c), reports in sorted(found.items()):
+        ax.plot(QUANTILES, [median(reports, lambda r, q=q: r["latency"][q]) for q in QUANTILES], marker="o",
+                label=f"{store}, {c} clients")
+    ax.set_yscale("log")
+    ax.set_ylabel("latency (ms, median of rounds)")
+    ax.set_title("Latency distribution")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "latency.png"), dpi=120)
+    print(f"plots in {out}: throughput.png, latency.png")
+
+
+def main(argv):
+    if len(argv) == 3 and argv[1] == "etcd":
+        etcd_table(argv[2])
+    elif len(argv) == 4 and argv[1] == "plots":
+        plots(argv[2], argv[3])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
