@@ -11,6 +11,7 @@ use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient
 use kizuna_proto::admin::{
     ChangeMembershipRequest, GetClusterStatusRequest, GetClusterStatusResponse, GetStateDigestRequest,
 };
+use serde::Serialize;
 use tonic::transport::Channel;
 
 use crate::proxy::LinkProxy;
@@ -57,6 +58,37 @@ async fn reserve_addr() -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)>
 
 /// The `kizuna` binary next to this harness (cargo puts both in the same target folder), or
 /// `$KIZUNA_BIN`.
+/// The hub's Raft timers (its `[raft]` section). The default is what the harness has always
+/// run with: elections after 500–1000 ms without a heartbeat every 100 ms.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RaftTimers {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Ask for votes without a new term first (a node cut off cannot depose the leader on its
+    /// return); the node's default when `None`.
+    pub pre_vote: Option<bool>,
+}
+
+impl Default for RaftTimers {
+    fn default() -> Self {
+        Self { heartbeat_ms: 100, election_min_ms: 500, election_max_ms: 1000, pre_vote: None }
+    }
+}
+
+impl RaftTimers {
+    fn toml(&self) -> String {
+        let mut s = format!(
+            "[raft]\nheartbeat_interval_ms = {}\nelection_timeout_min_ms = {}\nelection_timeout_max_ms = {}\n",
+            self.heartbeat_ms, self.election_min_ms, self.election_max_ms
+        );
+        if let Some(on) = self.pre_vote {
+            s += &format!("pre_vote = {on}\n");
+        }
+        s
+    }
+}
+
 pub fn kizuna_bin() -> anyhow::Result<PathBuf> {
     if let Ok(p) = std::env::var("KIZUNA_BIN") {
         return Ok(PathBuf::from(p));
@@ -79,7 +111,7 @@ async fn admin(endpoint: &str) -> Option<ClusterAdminServiceClient<Channel>> {
 
 impl Cluster {
     /// Starts the topology; `preferred` are the hub's preferred leader regions.
-    pub async fn start(specs: &[NodeSpec], preferred: &[&str]) -> anyhow::Result<Self> {
+    pub async fn start(specs: &[NodeSpec], preferred: &[&str], raft: &RaftTimers) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut nodes = Vec::new();
         // Every address stays reserved until the nodes start: two nodes, or a node and a link
@@ -106,8 +138,9 @@ impl Cluster {
         let made = Command::new(kizuna_bin()?).args(["admin", "master-key", "--out"]).arg(&master_key).output()?;
         anyhow::ensure!(made.status.success(), "kizuna admin master-key: {}", String::from_utf8_lossy(&made.stderr));
         let mut toml = format!(
-            "[hub]\nname = \"chaos\"\npreferred_regions = [{}]\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n\n[encryption]\nmaster_key_file = \"{}\"\n",
+            "[hub]\nname = \"chaos\"\npreferred_regions = [{}]\n\n{}\n[encryption]\nmaster_key_file = \"{}\"\n",
             preferred.join(", "),
+            raft.toml(),
             master_key.display()
         );
         let mut links = BTreeMap::new();
@@ -299,6 +332,11 @@ impl Cluster {
     }
 
     /// The leader's index as the first answering node sees it.
+    /// The highest term any member reports (0: no answer): each election raises it.
+    pub async fn term(&self) -> u64 {
+        self.status().await.map_or(0, |s| s.members.iter().map(|m| m.term).max().unwrap_or(0))
+    }
+
     pub async fn leader(&self) -> Option<usize> {
         self.index_of(self.status().await?.leader_id?)
     }

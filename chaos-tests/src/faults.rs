@@ -64,6 +64,10 @@ pub struct Fault {
     pub lasted_ms: u64,
     /// The longest time no post was acknowledged from the fault's start to the next fault.
     pub unavailable_ms: u64,
+    /// The highest term when the fault began (0: no status answered).
+    pub term: u64,
+    /// Elections from the fault's start to the next fault's (the rise of the term).
+    pub elections: u64,
 }
 
 /// A random split of the regions into two non-empty sets.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use kizuna_chaos::cluster::RaftTimers;
 use kizuna_chaos::faults::Scenario;
 use kizuna_chaos::federated::{self, FederatedPlan, HubFault};
 use kizuna_chaos::run::{self, Plan, Topology};
@@ -37,6 +38,16 @@ struct Args {
     /// With --federated: faults to inject, in turn (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "mix")]
     hub_fault: Vec<HubFault>,
+    /// Instead of the regions' own delays: this round-trip time between any two regions, in
+    /// ms (failover figures at a given RTT).
+    #[arg(long)]
+    rtt_ms: Option<u64>,
+    /// The hub's Raft timers: heartbeat, election timeout min and max, in ms.
+    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [100, 500, 1000])]
+    raft_ms: Vec<u64>,
+    /// Raft's pre-vote on (true) or off (false); the node's default when not given.
+    #[arg(long)]
+    pre_vote: Option<bool>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "chaos-report.json")]
     report: PathBuf,
@@ -69,6 +80,13 @@ fn main() -> anyhow::Result<()> {
         topology: a.topology,
         wan: !a.no_wan,
         answer_timeout_ms: a.answer_timeout_ms.max(100),
+        rtt_ms: a.rtt_ms,
+        raft: RaftTimers {
+            heartbeat_ms: a.raft_ms[0],
+            election_min_ms: a.raft_ms[1],
+            election_max_ms: a.raft_ms[2],
+            pre_vote: a.pre_vote,
+        },
     }))?;
     std::fs::write(&a.report, serde_json::to_vec_pretty(&report)?)?;
     print!("{}", run::table(&report));

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::check::{self, Findings, History, Timelines, percentile};
-use crate::cluster::{Cluster, NodeSpec};
+use crate::cluster::{Cluster, NodeSpec, RaftTimers};
 use crate::faults::{self, Fault, Scenario};
 use crate::rng::Rng;
 use crate::workload::subscriber::Received;
@@ -62,6 +62,14 @@ impl Topology {
     }
 }
 
+/// One-way delay and jitter for a round trip of `rtt_ms` between different regions.
+fn uniform_rtt(rtt_ms: u64, a: &str, b: &str) -> (Duration, Duration) {
+    match a == b {
+        true => (Duration::ZERO, Duration::ZERO),
+        false => (Duration::from_millis(rtt_ms / 2), Duration::from_millis(rtt_ms / 10)),
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub seed: u64,
@@ -76,6 +84,10 @@ pub struct Plan {
     pub wan: bool,
     /// How long workers wait for an answer before trying the next node, in ms.
     pub answer_timeout_ms: u64,
+    /// Instead of the regions' own delays: this round-trip time between any two regions (a
+    /// tenth of it as jitter each way), for failover figures at a given RTT.
+    pub rtt_ms: Option<u64>,
+    pub raft: RaftTimers,
 }
 
 #[derive(Debug, Serialize)]
@@ -96,9 +108,11 @@ const SUBSCRIBERS: usize = 2;
 const CHECKED_PATIENTS: usize = 4;
 
 pub async fn run(plan: Plan) -> anyhow::Result<Report> {
-    let mut cluster = Cluster::start(&plan.topology.nodes(), plan.topology.preferred()).await?;
-    if plan.wan {
-        cluster.set_wan(Topology::wan);
+    let mut cluster = Cluster::start(&plan.topology.nodes(), plan.topology.preferred(), &plan.raft).await?;
+    match plan.rtt_ms {
+        Some(rtt) => cluster.set_wan(|a, b| uniform_rtt(rtt, a, b)),
+        None if plan.wan => cluster.set_wan(Topology::wan),
+        None => {}
     }
     let logs = cluster.logs_dir().display().to_string();
     let result = drive(&plan, &mut cluster).await.with_context(|| format!("node logs in {logs}"));
@@ -153,16 +167,18 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         let listed = plan.scenarios.get(faults.len() % plan.scenarios.len().max(1)).copied();
         let kind = faults::pick(listed.unwrap_or(Scenario::Mix), &mut rng);
         let lasts = Duration::from_millis(1500 + rng.below(2000));
-        let leader = cluster.leader().await.map_or(0, |i| cluster.nodes[i].id);
+        let (leader, term) = (cluster.leader().await.map_or(0, |i| cluster.nodes[i].id), cluster.term().await);
         let at_ms = ms_since(started);
         let hit = faults::inject(cluster, kind, lasts, &mut rng).await?;
         let nodes = hit.iter().map(|&i| cluster.nodes[i].id).collect();
-        faults.push(Fault { at_ms, kind, nodes, leader, lasted_ms: ms_since(started) - at_ms, unavailable_ms: 0 });
+        let lasted_ms = ms_since(started) - at_ms;
+        faults.push(Fault { at_ms, kind, nodes, leader, lasted_ms, unavailable_ms: 0, term, elections: 0 });
         tokio::time::sleep(Duration::from_millis(1000 + rng.below(1500))).await;
     }
     if let Some(left) = end.checked_duration_since(Instant::now()) {
         tokio::time::sleep(left).await;
     }
+    count_elections(&mut faults, cluster.term().await);
     stop.store(true, Ordering::Relaxed);
     let mut history = History::default();
     for w in writers {
@@ -242,14 +258,29 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
     })
 }
 
+/// Each fault's elections: how far the term rose until the next fault began (or the run
+/// ended, `last_term`). A fault that leaves the leader in contact with a quorum should cause none.
+fn count_elections(faults: &mut [Fault], last_term: u64) {
+    let next_terms: Vec<u64> = faults.iter().skip(1).map(|f| f.term).chain([last_term]).collect();
+    for (f, next) in faults.iter_mut().zip(next_terms) {
+        // 0 where a status could not be read at either end.
+        f.elections = if f.term == 0 || next == 0 { 0 } else { next.saturating_sub(f.term) };
+    }
+}
+
 /// The human table.
 pub fn table(r: &Report) -> String {
     let f = &r.findings;
     let mut s = format!(
-        "chaos run: {:?} on {:?}{}, seed {}, {} s, {} writers, {} rooms, {} ms answer timeout\n",
+        "chaos run: {:?} on {:?}{}, raft {:?}, seed {}, {} s, {} writers, {} rooms, {} ms answer timeout\n",
         r.plan.scenarios,
         r.plan.topology,
-        if r.plan.wan { " with WAN delays" } else { "" },
+        match r.plan.rtt_ms {
+            Some(rtt) => format!(" with {rtt} ms RTT between regions"),
+            None if r.plan.wan => " with WAN delays".to_owned(),
+            None => String::new(),
+        },
+        r.plan.raft,
         r.plan.seed,
         r.plan.seconds,
         r.plan.clients,
@@ -272,13 +303,14 @@ pub fn table(r: &Report) -> String {
     s += &format!("  faults: {}\n", r.faults.len());
     for x in &r.faults {
         s += &format!(
-            "    t={:>7} ms  {:<15} nodes {:<10} (leader {}) for {:>5} ms   writes unavailable {:>5} ms\n",
+            "    t={:>7} ms  {:<15} nodes {:<10} (leader {}) for {:>5} ms   writes unavailable {:>5} ms   elections {}\n",
             x.at_ms,
             format!("{:?}", x.kind),
             format!("{:?}", x.nodes),
             x.leader,
             x.lasted_ms,
-            x.unavailable_ms
+            x.unavailable_ms,
+            x.elections
         );
     }
     s += &format!(

@@ -4,6 +4,7 @@
 //! so does a safety check a node accepted (also as pending, cut off from the quorum) that is not
 //! applied exactly once on every node.
 
+use kizuna_chaos::cluster::RaftTimers;
 use kizuna_chaos::faults::Scenario::*;
 use kizuna_chaos::run::{Plan, Topology, run, table};
 use kizuna_chaos::workload::ANSWER_TIMEOUT;
@@ -33,6 +34,8 @@ async fn a_mixed_run_on_three_regions_loses_nothing() {
         topology: Topology::ThreeRegion,
         wan: true,
         answer_timeout_ms: ANSWER_TIMEOUT.as_millis() as u64,
+        rtt_ms: None,
+        raft: RaftTimers::default(),
     })
     .await;
 }
@@ -52,6 +55,8 @@ async fn operations_and_region_faults_on_tochigi_lose_nothing() {
         topology: Topology::Tochigi,
         wan: true,
         answer_timeout_ms: ANSWER_TIMEOUT.as_millis() as u64,
+        rtt_ms: None,
+        raft: RaftTimers::default(),
     })
     .await;
 }

@@ -273,6 +273,10 @@ pub struct RaftTimers {
     /// Entries kept in the log behind the last snapshot, so lagging followers can catch up
     /// without a snapshot.
     pub keep_entries_after_snapshot: u64,
+    /// Ask the voters first whether they would vote before starting an election with a new
+    /// term (Raft's pre-vote): a node that was cut off, or whose link is slow, then cannot
+    /// depose a leader the others still hear.
+    pub pre_vote: bool,
 }
 
 impl Default for RaftTimers {
@@ -283,6 +287,7 @@ impl Default for RaftTimers {
             election_timeout_max_ms: 2000,
             snapshot_after_entries: 20_000,
             keep_entries_after_snapshot: 5_000,
+            pre_vote: false,
         }
     }
 }

@@ -598,6 +598,7 @@ fn raft_config(hub: &HubConfig) -> Result<openraft::Config, StartError> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_after_entries),
         max_in_snapshot_log_to_keep: t.keep_entries_after_snapshot,
         install_snapshot_timeout: 10_000,
+        enable_pre_vote: Some(t.pre_vote),
         ..Default::default()
     }
     .validate()
