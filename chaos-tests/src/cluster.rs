@@ -58,8 +58,8 @@ async fn reserve_addr() -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)>
 
 /// The `kizuna` binary next to this harness (cargo puts both in the same target folder), or
 /// `$KIZUNA_BIN`.
-/// The hub's Raft timers (its `[raft]` section). The default is what the harness has always
-/// run with: elections after 500–1000 ms without a heartbeat every 100 ms.
+/// The hub's Raft timers (its `[raft]` section). The default is the
+/// node's defaults: a heartbeat every 100 ms, elections after 300–500 ms without one.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct RaftTimers {
     pub heartbeat_ms: u64,
@@ -72,7 +72,7 @@ pub struct RaftTimers {
 
 impl Default for RaftTimers {
     fn default() -> Self {
-        Self { heartbeat_ms: 100, election_min_ms: 500, election_max_ms: 1000, pre_vote: None }
+        Self { heartbeat_ms: 100, election_min_ms: 300, election_max_ms: 500, pre_vote: None }
     }
 }
 

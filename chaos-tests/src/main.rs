@@ -43,7 +43,7 @@ struct Args {
     #[arg(long)]
     rtt_ms: Option<u64>,
     /// The hub's Raft timers: heartbeat, election timeout min and max, in ms.
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [100, 500, 1000])]
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 300, 500])]
     raft_ms: Vec<u64>,
     /// Raft's pre-vote on (true) or off (false); the node's default when not given.
     #[arg(long)]
@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(report.violations == 0, "{} violations", report.violations);
         return Ok(());
     }
+    anyhow::ensure!(a.raft_ms.len() == 3, "--raft-ms takes three values: heartbeat,min,max (e.g. 100,300,500)");
     let report = rt.block_on(run::run(Plan {
         seed: a.seed,
         seconds: a.seconds,

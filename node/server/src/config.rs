@@ -260,8 +260,11 @@ pub struct HubSection {
 }
 
 /// Raft timers in milliseconds. The defaults suit regions 10–30 ms apart: a heartbeat every
-/// 150 ms and an election after 1–2 s without one. For slower links keep
-/// `election_timeout_min_ms` at ten or more round trips and the heartbeat at a third of it or less.
+/// 100 ms and an election after 300–500 ms without one, with pre-vote, so a leader's loss costs
+/// about 1.2 s of writes at 20 ms RTT while slow links and a returning cut-off node cause no
+/// election (docs/benchmarks.md, "Failover"). For slower links keep `election_timeout_min_ms`
+/// at ten or more round trips and the heartbeat at a third of it or less: openraft also uses
+/// the heartbeat interval as the heartbeat's own timeout.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTimers {
@@ -282,12 +285,12 @@ pub struct RaftTimers {
 impl Default for RaftTimers {
     fn default() -> Self {
         Self {
-            heartbeat_interval_ms: 150,
-            election_timeout_min_ms: 1000,
-            election_timeout_max_ms: 2000,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 500,
             snapshot_after_entries: 20_000,
             keep_entries_after_snapshot: 5_000,
-            pre_vote: false,
+            pre_vote: true,
         }
     }
 }
@@ -702,7 +705,7 @@ mod tests {
         let c = HubConfig::parse(GOOD).unwrap();
         assert_eq!(c.nodes.len(), 3);
         assert_eq!(c.node("b").unwrap().region(), "r2");
-        assert_eq!(c.raft.heartbeat_interval_ms, 150);
+        assert_eq!((c.raft.heartbeat_interval_ms, c.raft.election_timeout_max_ms, c.raft.pre_vote), (100, 500, true));
     }
 
     #[test]
