@@ -334,6 +334,14 @@ impl Node {
     /// The index a linearizable read must wait for; only the leader can answer.
     pub async fn leader_read_index(&self) -> Result<u64, NodeError> {
         self.check_quorum_contact()?;
+        // Within its lease (a quorum acknowledged it less than `election_timeout_max` ago,
+        // counted from when it sent what they acknowledged; the voters refuse to elect anyone
+        // else that long) the leader knows it still leads without asking: no round trip per
+        // read or write. Clocks must run at about the same rate, not show the same time. Past
+        // the lease (an idle or cut-off leader) it confirms with a quorum (ReadIndex).
+        if let Ok(lease) = self.raft.get_read_linearizer(ReadPolicy::LeaseRead).await {
+            return Ok(lease.read_log_id().index());
+        }
         let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
         let linearizer = self.while_quorum_contact(read).await?.map_err(from_read_error)?;
         Ok(linearizer.read_log_id().index())
