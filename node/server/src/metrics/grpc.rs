@@ -8,14 +8,14 @@
 //! body is dropped before its end (the client went away) counts as `Cancelled`. The duration
 //! runs until the body ends, so a server stream counts its whole life.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body::{Body, Frame};
-use metrics::{counter, histogram};
+use metrics::{Counter, Histogram, counter, histogram};
 use tonic::Code;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -23,8 +23,61 @@ use tower_service::Service;
 /// Measures every gRPC call of one node.
 #[derive(Clone)]
 pub struct GrpcMetrics {
-    node: String,
-    known: Arc<HashSet<String>>,
+    methods: Methods,
+}
+
+/// Each served method's metrics by `package.Service/Method`, and the one all other paths share.
+#[derive(Clone)]
+struct Methods {
+    known: Arc<HashMap<String, Arc<MethodMetrics>>>,
+    unknown: Arc<MethodMetrics>,
+}
+
+impl Methods {
+    fn of(&self, path: &str) -> Arc<MethodMetrics> {
+        self.known.get(path).unwrap_or(&self.unknown).clone()
+    }
+}
+
+/// One method's series. Each is looked up in the registry once, at its first call (a lookup
+/// hashes and copies the labels: per call it was a measurable share of a write's CPU), and
+/// only then appears on /metrics.
+struct MethodMetrics {
+    labels: [(&'static str, String); 3],
+    started: OnceLock<Counter>,
+    seconds: OnceLock<Histogram>,
+    /// By `Code as usize` (0..=16).
+    handled: [OnceLock<Counter>; 17],
+}
+
+impl MethodMetrics {
+    fn new(service: &str, method: &str, node: &str) -> Self {
+        Self {
+            labels: [
+                ("grpc_service", service.to_owned()),
+                ("grpc_method", method.to_owned()),
+                ("node", node.to_owned()),
+            ],
+            started: OnceLock::new(),
+            seconds: OnceLock::new(),
+            handled: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    fn started(&self) -> &Counter {
+        self.started.get_or_init(|| counter!("grpc_server_started_total", &self.labels))
+    }
+
+    fn seconds(&self) -> &Histogram {
+        self.seconds.get_or_init(|| histogram!("grpc_server_handling_seconds", &self.labels))
+    }
+
+    fn handled(&self, code: Code) -> &Counter {
+        self.handled[(code as usize).min(16)].get_or_init(|| {
+            let [service, method, node] = self.labels.clone();
+            counter!("grpc_server_handled_total", &[service, method, node, ("grpc_code", code_name(code).to_owned())])
+        })
+    }
 }
 
 impl GrpcMetrics {
@@ -32,7 +85,17 @@ impl GrpcMetrics {
     /// `unknown`, so a client cannot grow the registry by calling made-up methods.
     pub fn new(node: u64, known: HashSet<String>) -> Self {
         super::registry();
-        Self { node: node.to_string(), known: Arc::new(known) }
+        let node = node.to_string();
+        let known = known
+            .into_iter()
+            .filter_map(|path| {
+                let (service, method) = path.split_once('/')?;
+                let measured = Arc::new(MethodMetrics::new(service, method, &node));
+                Some((path, measured))
+            })
+            .collect();
+        let unknown = Arc::new(MethodMetrics::new("unknown", "unknown", &node));
+        Self { methods: Methods { known: Arc::new(known), unknown } }
     }
 }
 
@@ -56,48 +119,38 @@ impl<S> Layer<S> for GrpcMetrics {
     type Service = Measured<S>;
 
     fn layer(&self, inner: S) -> Measured<S> {
-        Measured { inner, node: self.node.clone(), known: self.known.clone() }
+        Measured { inner, methods: self.methods.clone() }
     }
 }
 
 #[derive(Clone)]
 pub struct Measured<S> {
     inner: S,
-    node: String,
-    known: Arc<HashSet<String>>,
+    methods: Methods,
 }
 
 /// One gRPC call being measured.
-#[derive(Debug)]
 pub struct Call {
-    labels: [(&'static str, String); 3],
+    method: Arc<MethodMetrics>,
     started: Instant,
 }
 
 impl Call {
     /// A gRPC request (`/package.Service/Method`, content type `application/grpc…`); None for
     /// anything else on the port (the browser client's files).
-    fn of<B>(request: &http::Request<B>, node: &str, known: &HashSet<String>) -> Option<Self> {
+    fn of<B>(request: &http::Request<B>, methods: &Methods) -> Option<Self> {
         let grpc = request.headers().get(http::header::CONTENT_TYPE)?.as_bytes().starts_with(b"application/grpc");
         if !grpc {
             return None;
         }
-        let path = request.uri().path().strip_prefix('/').unwrap_or_default();
-        let (service, method) = match path.split_once('/') {
-            Some((service, method)) if known.contains(path) => (service, method),
-            _ => ("unknown", "unknown"),
-        };
-        let labels =
-            [("grpc_service", service.to_owned()), ("grpc_method", method.to_owned()), ("node", node.to_owned())];
-        counter!("grpc_server_started_total", &labels).increment(1);
-        Some(Self { labels, started: Instant::now() })
+        let method = methods.of(request.uri().path().strip_prefix('/').unwrap_or_default());
+        method.started().increment(1);
+        Some(Self { method, started: Instant::now() })
     }
 
     fn finish(self, code: Code) {
-        histogram!("grpc_server_handling_seconds", &self.labels).record(self.started.elapsed().as_secs_f64());
-        let [service, method, node] = self.labels;
-        let labels = [service, method, node, ("grpc_code", code_name(code).to_owned())];
-        counter!("grpc_server_handled_total", &labels).increment(1);
+        self.method.seconds().record(self.started.elapsed().as_secs_f64());
+        self.method.handled(code).increment(1);
     }
 }
 
@@ -143,7 +196,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let call = Call::of(&request, &self.node, &self.known);
+        let call = Call::of(&request, &self.methods);
         let answer = self.inner.call(request);
         Box::pin(async move {
             let (parts, body) = answer.await?.into_parts();
@@ -221,14 +274,14 @@ mod tests {
 
     #[test]
     fn a_made_up_method_counts_as_unknown() {
-        let known = methods_of(&[kizuna_proto::PUBLIC_FILE_DESCRIPTOR_SET]);
+        let metrics = GrpcMetrics::new(1, methods_of(&[kizuna_proto::PUBLIC_FILE_DESCRIPTOR_SET]));
         let call = |path: &str| {
             let request = http::Request::builder()
                 .uri(path)
                 .header(http::header::CONTENT_TYPE, "application/grpc")
                 .body(())
                 .expect("a request");
-            Call::of(&request, "1", &known).map(|c| (c.labels[0].1.clone(), c.labels[1].1.clone()))
+            Call::of(&request, &metrics.methods).map(|c| (c.method.labels[0].1.clone(), c.method.labels[1].1.clone()))
         };
         let posts = ("kizuna.posts.v1.PostService".to_owned(), "CreatePost".to_owned());
         assert_eq!(call("/kizuna.posts.v1.PostService/CreatePost"), Some(posts));
