@@ -3,6 +3,9 @@
 
   bench_report.py etcd DIR         the side-by-side of bench-etcd.sh: median of the rounds per
                                    store and concurrency, the ratio Kizuna / etcd (markdown)
+  bench_report.py failover DIR     the failover series of bench-failover.sh: writes unavailable
+                                   after each leader kill (p50 / p99 / max) and the elections
+                                   slow links caused, per RTT and Raft timers (markdown)
   bench_report.py plots DIR OUT    PNG plots of DIR's runs into OUT: throughput against
                                    concurrency, and the latency percentiles of each run
                                    (needs matplotlib: ops/scripts/bench-plots.sh installs it)
@@ -68,6 +71,26 @@ def etcd_table(directory):
     print(f"\nmedian of {rounds} alternating rounds per cell; every run's JSON and summary.json are in {directory}")
 
 
+def failover_table(directory):
+    print("| RTT | raft (heartbeat / election ms) | pre-vote | kills | unavailable p50 | p99 | max | elections under slow links |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
+    for path in sorted(glob.glob(os.path.join(directory, "leader-kill-*.json"))):
+        with open(path, encoding="utf-8") as f:
+            kills = json.load(f)
+        slow_path = path.replace("leader-kill-", "slow-")
+        slow = None
+        if os.path.exists(slow_path):
+            with open(slow_path, encoding="utf-8") as f:
+                slow = json.load(f)
+        plan, raft = kills["plan"], kills["plan"]["raft"]
+        elections = "—" if slow is None else f"{sum(x['elections'] for x in slow['faults'])} in {len(slow['faults'])} faults"
+        violations = kills["violations"] + (slow["violations"] if slow else 0)
+        print(f"| {plan['rtt_ms']} ms | {raft['heartbeat_ms']} / {raft['election_min_ms']}–{raft['election_max_ms']} | "
+              f"{'on' if raft['pre_vote'] else 'off'} | {len(kills['faults'])} | {kills['failover_p50_ms']:,} ms | "
+              f"{kills['failover_p99_ms']:,} ms | {kills['failover_max_ms']:,} ms | {elections} |"
+              + (f" **{violations} violations**" if violations else ""))
+
+
 def plots(directory, out):
     import matplotlib
     matplotlib.use("Agg")
@@ -105,6 +128,8 @@ def plots(directory, out):
 def main(argv):
     if len(argv) == 3 and argv[1] == "etcd":
         etcd_table(argv[2])
+    elif len(argv) == 3 and argv[1] == "failover":
+        failover_table(argv[2])
     elif len(argv) == 4 and argv[1] == "plots":
         plots(argv[2], argv[3])
     else:
