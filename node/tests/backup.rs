@@ -64,12 +64,13 @@ async fn a_hub_destroyed_everywhere_comes_back_from_its_backup() {
     assert_eq!(kept.iter().filter(|p| p.extension().is_some_and(|x| x == "kbk")).count(), 2, "{kept:?}");
     assert!(!made[0].exists() && made[2].exists(), "the oldest generation goes");
     assert_eq!(std::fs::read_dir(&offline).unwrap().count(), 3, "the offline copies are never pruned");
-    // One image at a time per node, not per process: two nodes back up at once.
-    let both = keys.path().join("two-nodes");
+    // One image at a time per node, not per process: two nodes back up at once (into two
+    // dirs: at one index in one second both backups have the same name).
+    let (to_leader, to_follower) = (keys.path().join("from-leader"), keys.path().join("from-follower"));
     let (on_leader, on_follower) = (channel(&hub.api(leader)).await, channel(&hub.api(hub.follower_of(leader))).await);
     let (a, b) = tokio::join!(
-        backup::create(on_leader, &operator, (&both, None), &key, 2),
-        backup::create(on_follower, &operator, (&both, None), &key, 2)
+        backup::create(on_leader, &operator, (&to_leader, None), &key, 2),
+        backup::create(on_follower, &operator, (&to_follower, None), &key, 2)
     );
     a.expect("a backup on the leader");
     b.expect("a backup on a follower at the same time");
