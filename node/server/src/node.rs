@@ -338,18 +338,24 @@ impl Node {
         // counted from when it sent what they acknowledged; the voters refuse to elect anyone
         // else that long) the leader knows it still leads without asking: no round trip per
         // read or write. Clocks must run at about the same rate, not show the same time. Past
-        // the lease (an idle or cut-off leader) it confirms with a quorum (ReadIndex).
-        if let Ok(lease) = self.raft.get_read_linearizer(ReadPolicy::LeaseRead).await {
-            return Ok(lease.read_log_id().index());
-        }
-        let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
-        let linearizer = self.while_quorum_contact(read).await?.map_err(from_read_error)?;
+        // the lease (an idle or cut-off leader; openraft says QuorumNotEnough) it confirms with
+        // a quorum (ReadIndex). A follower is told where the leader is by the first call.
+        let lease = self.raft.get_read_linearizer(ReadPolicy::LeaseRead);
+        let linearizer = match self.while_quorum_contact(lease).await? {
+            Ok(linearizer) => linearizer,
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_))) => {
+                let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
+                self.while_quorum_contact(read).await?.map_err(from_read_error)?
+            }
+            Err(e) => return Err(from_read_error(e)),
+        };
         Ok(linearizer.read_log_id().index())
     }
 
     /// Waits until this node's state reflects every write acknowledged before the call: the
-    /// leader confirms its leadership with a quorum (ReadIndex); a follower asks the leader for
-    /// that index and waits until it has applied it.
+    /// leader knows its read index from its lease, or past it confirms its leadership with a
+    /// quorum (ReadIndex); a follower asks the leader for that index and waits until it has
+    /// applied it.
     pub async fn linearizable_barrier(&self) -> Result<(), NodeError> {
         let index = match self.leader_read_index().await {
             Ok(index) => index,
