@@ -1,6 +1,7 @@
 //! criterion micro-benchmarks of what a node does per command and per read, without Raft or
 //! gRPC: a post decided and settled in memory (the domain alone) and into RocksDB (the domain,
-//! the store's keys and indexes, sealing, one write batch — what apply does per entry), the
+//! the store's keys and indexes, sealing, one write batch — the command's part of an apply,
+//! without remembering its result, the per-entry sweeps and the log's own write), the
 //! value codec on a post, and the reads a professional makes all day on a hub in RocksDB: her
 //! patient list of 500 patients and a timeline's newest 50 posts.
 //!
@@ -44,19 +45,13 @@ impl Hub {
         Self { state: State::Memory(Box::default()), index: 0, now: 1_000_000 }
     }
 
-    /// A sealed store (encryption at rest on), its first data key written.
+    /// A sealed store (encryption at rest on), its first data key taken up.
     fn rocks() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let masters = MasterKeys::new(MasterKey::from_secret(&[5; 32]), Vec::new());
-        let (log, sm) = kizuna_store::open(dir.path(), masters).expect("open the store");
+        let (log, sm) = kizuna_store::open_sealed(dir.path(), masters).expect("open the store");
         let db = sm.reader().database().upgrade().expect("the store's database");
         let reader = sm.reader();
-        let keys = reader.vault().next_keyring(false).expect("a first data key");
-        let mut hub = RocksHub::new(&db, reader.vault());
-        hub.take_data_keys(&keys).expect("the key unwraps");
-        let mut batch = WriteBatch::default();
-        hub.write_into(&mut batch).expect("a batch");
-        db.write(batch).expect("write the keyring");
         let state = State::Rocks(Box::new(Rocks { db, reader, _store: (log, sm), _dir: dir }));
         Self { state, index: 0, now: 1_000_000 }
     }

@@ -73,6 +73,23 @@ pub enum StoreError {
     Vault(#[from] VaultError),
 }
 
+/// [`open`] with `masters`, and the hub's first data key taken up, as the first
+/// `SetDataKeys` entry does: a store that seals what it stores from its first write. For
+/// applying commands straight to a [`RocksHub`] without Raft (the store's reference test and
+/// its micro-benchmarks).
+pub fn open_sealed(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMachineStore), StoreError> {
+    let (log, sm) = open(data_dir, masters)?;
+    let reader = sm.reader();
+    let db = reader.database().upgrade().ok_or_else(|| std::io::Error::other("the store closed"))?;
+    let keys = reader.vault().next_keyring(false)?;
+    let mut hub = RocksHub::new(&db, reader.vault());
+    hub.take_data_keys(&keys)?;
+    let mut batch = rocksdb::WriteBatch::default();
+    hub.write_into(&mut batch).map_err(|fault| std::io::Error::other(fault.to_string()))?;
+    db.write(batch).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok((log, sm))
+}
+
 /// Opens (or creates) the node's RocksDB under `data_dir/db` and returns the Raft log store and
 /// the state machine that share it. With master keys, what the node writes is sealed (see
 /// [`vault`]); without, nothing is, and a data dir sealed before does not open.

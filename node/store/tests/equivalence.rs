@@ -48,15 +48,9 @@ impl Twin {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let masters = MasterKeys::new(MasterKey::from_secret(&[5; 32]), Vec::new());
-        let (log, sm) = kizuna_store::open(dir.path(), masters).expect("open the store");
+        let (log, sm) = kizuna_store::open_sealed(dir.path(), masters).expect("open the store");
         let db = sm.reader().database().upgrade().expect("the store's database");
         let reader = sm.reader();
-        let keys = reader.vault().next_keyring(false).expect("a first data key");
-        let mut hub = RocksHub::new(&db, reader.vault());
-        hub.take_data_keys(&keys).expect("the key unwraps");
-        let mut batch = WriteBatch::default();
-        hub.write_into(&mut batch).expect("a batch without a storage fault");
-        db.write(batch).expect("write the keyring");
         Twin {
             reader,
             mem: MemHub::default(),
