@@ -72,6 +72,7 @@ screenshots: setup setup-browser web
 ## of each on loopback, 1/64/256 clients in alternating rounds (~10 min); the table, then plots.
 bench: setup setup-etcd web
 	$(CARGO) build --release --workspace
+	rm -rf bench-results/etcd # the medians and plots are of this run's files only
 	bash ops/scripts/bench-etcd.sh $(CARGO_TARGET_DIR)/release/kizuna bench-results/etcd
 	bash ops/scripts/bench-plots.sh bench-results/etcd docs/plots
 

@@ -56,10 +56,8 @@ async fn reserve_addr() -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)>
     Ok((l, addr))
 }
 
-/// The `kizuna` binary next to this harness (cargo puts both in the same target folder), or
-/// `$KIZUNA_BIN`.
-/// The hub's Raft timers (its `[raft]` section). The default is the
-/// node's defaults: a heartbeat every 100 ms, elections after 300–500 ms without one.
+/// The hub's Raft timers (its `[raft]` section). The default is the node's: a heartbeat every
+/// 100 ms, elections after 300–500 ms without one.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct RaftTimers {
     pub heartbeat_ms: u64,
@@ -89,6 +87,8 @@ impl RaftTimers {
     }
 }
 
+/// The `kizuna` binary next to this harness (cargo puts both in the same target folder), or
+/// `$KIZUNA_BIN`.
 pub fn kizuna_bin() -> anyhow::Result<PathBuf> {
     if let Ok(p) = std::env::var("KIZUNA_BIN") {
         return Ok(PathBuf::from(p));
@@ -331,12 +331,12 @@ impl Cluster {
         None
     }
 
-    /// The leader's index as the first answering node sees it.
     /// The highest term any member reports (0: no answer): each election raises it.
     pub async fn term(&self) -> u64 {
         self.status().await.map_or(0, |s| s.members.iter().map(|m| m.term).max().unwrap_or(0))
     }
 
+    /// The leader's index as the first answering node sees it.
     pub async fn leader(&self) -> Option<usize> {
         self.index_of(self.status().await?.leader_id?)
     }

@@ -36,7 +36,8 @@ for i in 1 2 3; do
 done
 ETCD=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
 
-# Kizuna: three `serve` processes of a 3-region hub (local-3region.toml's timers), plaintext.
+# Kizuna: three `serve` processes of a 3-region hub, plaintext, with the timers the demo hub had
+# when the issue's first side-by-side was taken (100 / 500–1000 ms; writes do not depend on them).
 {
   printf '[hub]\nname = "bench"\n\n[raft]\nheartbeat_interval_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n'
   for i in 1 2 3; do
@@ -50,7 +51,11 @@ for i in 1 2 3; do
 done
 HUB=127.0.0.1:27001,127.0.0.1:27002,127.0.0.1:27003
 export KIZUNA_SESSION_FILE=$D/session.json
-until INIT=$("$BIN" --endpoint "$HUB" admin init --login bench --name ベンチ 2>/dev/null); do sleep 1; done
+for try in $(seq 1 60); do
+  INIT=$("$BIN" --endpoint "$HUB" admin init --login bench --name ベンチ 2>/dev/null) && break
+  [ "$try" -eq 60 ] && { echo "bench-etcd: the hub never answered; see $D/kizuna-*.log" >&2; tail -5 "$D"/kizuna-*.log >&2; exit 1; }
+  sleep 1
+done
 KIZUNA_PASSWORD=$(sed -n 's/^one-time password: //p' <<< "$INIT") "$BIN" --endpoint "$HUB" login bench > /dev/null
 sleep 5 # leadership settles
 LEADER=$("$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(next(m["api_addr"] for m in v["members"] if m["id"]==v["leader_id"]))')

@@ -85,8 +85,10 @@ def failover_table(directory):
         plan, raft = kills["plan"], kills["plan"]["raft"]
         elections = "—" if slow is None else f"{sum(x['elections'] for x in slow['faults'])} in {len(slow['faults'])} faults"
         violations = kills["violations"] + (slow["violations"] if slow else 0)
-        print(f"| {plan['rtt_ms']} ms | {raft['heartbeat_ms']} / {raft['election_min_ms']}–{raft['election_max_ms']} | "
-              f"{'on' if raft['pre_vote'] else 'off'} | {len(kills['faults'])} | {kills['failover_p50_ms']:,} ms | "
+        rtt = "regions' own" if plan["rtt_ms"] is None else f"{plan['rtt_ms']} ms"
+        pre_vote = {True: "on", False: "off", None: "node default"}[raft["pre_vote"]]
+        print(f"| {rtt} | {raft['heartbeat_ms']} / {raft['election_min_ms']}–{raft['election_max_ms']} | "
+              f"{pre_vote} | {len(kills['faults'])} | {kills['failover_p50_ms']:,} ms | "
               f"{kills['failover_p99_ms']:,} ms | {kills['failover_max_ms']:,} ms | {elections} |"
               + (f" **{violations} violations**" if violations else ""))
 
