@@ -345,3 +345,22 @@ pub fn table(r: &Report) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(term: u64) -> Fault {
+        let (kind, nodes) = (Scenario::Slow, vec![1]);
+        Fault { at_ms: 0, kind, nodes, leader: 1, lasted_ms: 0, unavailable_ms: 0, term, elections: 0 }
+    }
+
+    #[test]
+    fn each_fault_counts_the_terms_until_the_next_one_began() {
+        let mut faults = vec![fault(3), fault(3), fault(5), fault(0), fault(6)];
+        count_elections(&mut faults, 9);
+        let counted: Vec<u64> = faults.iter().map(|f| f.elections).collect();
+        // 3→3 none, 3→5 two, 5→(no answer) unknown, (no answer)→6 unknown, 6→9 (the run's end) three.
+        assert_eq!(counted, [0, 2, 0, 0, 3]);
+    }
+}
