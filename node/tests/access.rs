@@ -15,8 +15,9 @@ use kizuna_proto::accounts::LoginRequest;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use kizuna_proto::admin::{
-    AddLearnerRequest, ChangeMembershipRequest, CreateSnapshotRequest, GetClusterStatusRequest, GetStateDigestRequest,
-    NodeSpec, RotateKeysRequest, TransferLeaderRequest,
+    AddLearnerRequest, ChangeMembershipRequest, CreateBackupRequest, CreateSnapshotRequest, GetClusterStatusRequest,
+    GetStateDigestRequest, ListFederationPeersRequest, NodeSpec, RotateKeysRequest, SetFederationPeerPausedRequest,
+    TransferLeaderRequest,
 };
 use kizuna_proto::records::record_service_client::RecordServiceClient;
 use kizuna_proto::records::{Consistency, GetRecordRequest, PutRecordRequest};
@@ -83,6 +84,16 @@ async fn cluster_administration_and_records_answer_operators_only_and_change_not
             assert_refused(outsider, "TransferLeader", admin.transfer_leader(transfer).await);
             let rotate = RotateKeysRequest { new_data_key: true };
             assert_refused(outsider, "RotateKeys", admin.rotate_keys(rotate).await);
+            // A backup image holds the whole hub: refused before a byte of it is made.
+            assert_refused(outsider, "CreateBackup", admin.create_backup(CreateBackupRequest {}).await);
+            let peers = admin.list_federation_peers(ListFederationPeersRequest {}).await;
+            assert_refused(outsider, "ListFederationPeers", peers);
+            let pause = SetFederationPeerPausedRequest {
+                peer: "gunma".into(),
+                paused: true,
+                idempotency_key: "intrusion-pause".into(),
+            };
+            assert_refused(outsider, "SetFederationPeerPaused", admin.set_federation_peer_paused(pause).await);
 
             let mut records = records_as(&hub.api(id), outsider.bearer.clone()).await;
             let put =

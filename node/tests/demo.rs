@@ -1,6 +1,7 @@
 //! The README's promise, end to end with the real binary: `kizuna demo` brings up three nodes in
 //! three regions over TLS; the operator's `kizuna status` shows exactly one leader and equal
-//! applied indexes; a write and a read work through the CLI; SIGTERM stops the demo cleanly.
+//! applied indexes; a write, a read and a short `kizuna load` work through the CLI; `kizuna
+//! timeline` shows a room newest first; SIGTERM stops the demo cleanly.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -126,6 +127,15 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     let out = cli(&ca, &["--endpoint", "127.0.0.1:7003", "get", "greeting"]);
     assert!(out.status.success(), "get: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("greeting = こんにちは"));
+    // A short records load, as the signed-in operator: it commits writes and says how many.
+    let out = cli(&ca, &["load", "--clients", "2", "--seconds", "1", "--json"]);
+    let load = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "load: {load}{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&load).expect("load JSON");
+    assert_eq!(report["store"], "kizuna", "{load}");
+    assert_eq!(report["clients"], 2, "{load}");
+    assert!(report["workload"].as_str().is_some_and(|w| w.starts_with("committed writes")), "{load}");
+    assert!(report["operations"].as_u64().is_some_and(|n| n > 0), "no write committed: {load}");
 
     // A newcomer logs in with a printed demo account, sees the patient list with unread
     // counts, and a `tail` in a second terminal shows a new post live.
@@ -211,6 +221,19 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     }
     let _ = tail.kill();
     let _ = tail.wait();
+    // `kizuna timeline` shows the room newest first: the post just made above the seeded ones,
+    // the doctor's first post last; `--oldest-first` turns it round.
+    let (newest, middle, oldest) =
+        ("デモ：本日訪問しました。", "来週からデイサービスを週2回に増やします。", "本日訪問診療。");
+    let out = user(&["timeline", &room]);
+    let page = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "timeline: {page}{}", String::from_utf8_lossy(&out.stderr));
+    let at = |page: &str, text: &str| page.find(text).unwrap_or_else(|| panic!("{text} not in the timeline: {page}"));
+    assert!(at(&page, newest) < at(&page, middle) && at(&page, middle) < at(&page, oldest), "{page}");
+    let out = user(&["timeline", &room, "--oldest-first"]);
+    let page = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "timeline --oldest-first: {page}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(at(&page, oldest) < at(&page, middle) && at(&page, middle) < at(&page, newest), "{page}");
 
     // SIGTERM: a clean stop.
     let killed = Command::new("kill").args(["-TERM", &demo.id().to_string()]).status().unwrap();

@@ -3,7 +3,8 @@
 //! (records and timelines, marked stale) and refusing writes fast, replicas agreeing on the state
 //! digest after healing, and membership changes under a write load without losing a write. A node
 //! judges its own staleness by contact: a cut-off leader, and a learner that still names its old
-//! leader, mark local answers stale; a write already waiting on a cut-off leader ends early.
+//! leader, mark local answers stale; a write already waiting on a cut-off leader ends early; a
+//! follower whose leader died says so within two seconds, with no election to tell it.
 
 mod common;
 
@@ -276,6 +277,75 @@ async fn a_cut_off_leader_and_learner_say_they_are_stale_and_a_waiting_write_end
             assert!(Instant::now() < deadline, "node {id} still stale after healing: {r:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_whose_leader_died_says_its_local_reads_are_stale_within_two_seconds() {
+    let mut hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    let follower = hub.follower_of(leader);
+    let third = hub.running_ids().into_iter().find(|id| *id != leader && *id != follower).expect("a third voter");
+    let key = "oxygen/supplier";
+    // The first write also signs the operator in, while the hub still has its leader.
+    let w = hub.put(leader, key, "稼働中", "d-1").await.expect("first write");
+    hub.wait_applied(w.log_index).await;
+
+    // The third voter stops first: the leader keeps a quorum with the follower and keeps
+    // sending it heartbeats, so the follower's copy is current.
+    hub.stop(third).await;
+    let w = hub.put(leader, key, "交換済み", "d-2").await.expect("a quorum of two still writes");
+    hub.wait_applied(w.log_index).await;
+    let current = hub.get(follower, key, Consistency::Local).await.expect("local read in contact");
+    assert!(!current.stale && current.stale_reason.is_empty(), "{current:?}");
+    assert_eq!(current.value, "交換済み");
+
+    // Then the leader dies. The follower is left alone: no quorum, so no new leader can ever
+    // be elected and nothing but its lost contact can tell it that its copy may be behind.
+    let died = Instant::now();
+    hub.stop(leader).await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let stale = loop {
+        let r = hub.get(follower, key, Consistency::Local).await.expect("local read on the leaderless follower");
+        if r.stale {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower still says its copy is current {:?} after its leader died: {r:?}",
+            died.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("FIGURE a follower marked its local reads stale {:?} after its leader died", died.elapsed());
+    // Its copy is still served, with the reason: no word from the leader, or no leader at all.
+    assert_eq!(stale.value, "交換済み");
+    assert!(
+        stale.stale_reason.contains(&format!("node {leader}")) || stale.stale_reason.contains("no leader"),
+        "{stale:?}"
+    );
+    // A default read falls back to the local copy, saying so; a linearizable one is refused.
+    let fallback = hub.get(follower, key, Consistency::Unspecified).await.expect("default read");
+    assert!(fallback.stale && !fallback.stale_reason.is_empty(), "{fallback:?}");
+    let strict = hub.get(follower, key, Consistency::Linearizable).await.expect_err("linearizable read");
+    assert_eq!(strict.code(), tonic::Code::Unavailable, "{strict:?}");
+
+    // What `kizuna status` shows, asked on the follower: itself out of contact (its role then
+    // shown with a `?`), the dead leader and the stopped voter unreachable.
+    let seen = hub
+        .admin(follower)
+        .await
+        .get_cluster_status(GetClusterStatusRequest {})
+        .await
+        .expect("status on the leaderless follower")
+        .into_inner();
+    assert_eq!(seen.answered_by, follower);
+    let me = seen.members.iter().find(|m| m.id == follower).expect("itself");
+    assert!(me.reachable && !me.stale_reason.is_empty(), "{me:?}");
+    for gone in [leader, third] {
+        let m = seen.members.iter().find(|m| m.id == gone).expect("a stopped member is still listed");
+        assert!(!m.reachable && !m.error.is_empty(), "{m:?}");
     }
     hub.shutdown().await;
 }

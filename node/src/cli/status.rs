@@ -78,9 +78,7 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
     );
     for m in &view.members {
         let reach = if m.reachable { "yes" } else { "NO" };
-        // A leader cut off from its quorum still calls itself leader until it notices.
-        let role =
-            if m.stale_reason.is_empty() || !m.fault.is_empty() { m.role.clone() } else { format!("{}?", m.role) };
+        let role = role_label(m);
         println!(
             "{:>3}  {:<14} {:<11} {:<9} {:>5} {:>9} {:>9}  {:<9} {}",
             m.id, m.name, m.region, role, m.term, m.last_log_index, m.applied_index, reach, m.api_addr
@@ -89,21 +87,34 @@ pub async fn status(target: &super::Target, json: bool) -> anyhow::Result<()> {
             println!("     └ {note}");
         }
     }
-    let answering = view.members.iter().find(|m| m.id == view.answered_by);
-    match (view.leader_id, answering.filter(|m| !m.stale_reason.is_empty() || !m.fault.is_empty())) {
-        (_, Some(failed)) if !failed.fault.is_empty() => {
-            println!("node {} stopped applying the log (its view may be old): ask another node", failed.id)
-        }
-        (_, Some(cut_off)) => {
-            println!("node {} is out of contact: {} (its view may be old)", cut_off.id, cut_off.stale_reason)
-        }
-        (Some(l), None) => println!("leader: node {l} (as seen by node {})", view.answered_by),
-        (None, None) => println!("no leader (as seen by node {})", view.answered_by),
-    }
+    println!("{}", verdict(&view));
     if let Some(line) = rolling_upgrade(&view.members) {
         println!("{line}");
     }
     Ok(())
+}
+
+/// A member's role as the table shows it: a member whose copy may be stale (a leader cut off
+/// from its quorum still calls itself leader until it notices) gets a `?`, unless it stopped
+/// applying (its role then says `failed`).
+fn role_label(m: &MemberView) -> String {
+    if m.stale_reason.is_empty() || !m.fault.is_empty() { m.role.clone() } else { format!("{}?", m.role) }
+}
+
+/// The line under the table: who leads, as the answering node sees it, or why its view may be
+/// old (it stopped applying, or it is out of contact).
+fn verdict(view: &StatusView) -> String {
+    let answering = view.members.iter().find(|m| m.id == view.answered_by);
+    match (view.leader_id, answering.filter(|m| !m.stale_reason.is_empty() || !m.fault.is_empty())) {
+        (_, Some(failed)) if !failed.fault.is_empty() => {
+            format!("node {} stopped applying the log (its view may be old): ask another node", failed.id)
+        }
+        (_, Some(cut_off)) => {
+            format!("node {} is out of contact: {} (its view may be old)", cut_off.id, cut_off.stale_reason)
+        }
+        (Some(l), None) => format!("leader: node {l} (as seen by node {})", view.answered_by),
+        (None, None) => format!("no leader (as seen by node {})", view.answered_by),
+    }
 }
 
 /// A line while the members' builds differ (a rolling upgrade under way): the hub applies the
@@ -131,4 +142,73 @@ fn notes(m: &MemberView) -> Vec<String> {
         return vec![format!("STOPPED APPLYING THE LOG: {} (docs/operations.md)", m.fault)];
     }
     [&m.error, &m.stale_reason].into_iter().filter(|n| !n.is_empty()).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reachable member as `kizuna status` gets it, in `role`, current and applying.
+    fn member(id: u64, role: &str) -> MemberView {
+        MemberView {
+            id,
+            name: format!("region-{id}-{id}"),
+            region: format!("region-{id}"),
+            role: role.to_owned(),
+            voter: true,
+            term: 3,
+            last_log_index: 42,
+            applied_index: 42,
+            reachable: true,
+            api_addr: format!("127.0.0.1:5005{id}"),
+            error: String::new(),
+            stale_reason: String::new(),
+            fault: String::new(),
+            max_apply_version: 7,
+            apply_version: 7,
+        }
+    }
+
+    const CUT_OFF: &str = "this leader has not heard from a quorum for 1200 ms";
+
+    #[test]
+    fn a_cut_off_leader_shows_as_leader_with_a_question_mark_and_out_of_contact() {
+        let mut leader = member(1, "leader");
+        leader.stale_reason = CUT_OFF.to_owned();
+        assert_eq!(role_label(&leader), "leader?");
+        assert_eq!(notes(&leader), vec![CUT_OFF.to_owned()]);
+        let view = StatusView { answered_by: 1, leader_id: Some(1), members: vec![leader, member(2, "follower")] };
+        assert_eq!(verdict(&view), format!("node 1 is out of contact: {CUT_OFF} (its view may be old)"));
+    }
+
+    #[test]
+    fn a_follower_without_word_from_its_leader_shows_as_follower_with_a_question_mark() {
+        let mut follower = member(2, "follower");
+        follower.stale_reason = "no word from the leader (node 1) for 900 ms".to_owned();
+        assert_eq!(role_label(&follower), "follower?");
+        let view = StatusView { answered_by: 2, leader_id: Some(1), members: vec![follower] };
+        assert!(verdict(&view).starts_with("node 2 is out of contact: no word from the leader"), "{}", verdict(&view));
+    }
+
+    #[test]
+    fn a_current_leader_is_plainly_the_leader() {
+        let leader = member(1, "leader");
+        assert_eq!(role_label(&leader), "leader");
+        assert!(notes(&leader).is_empty());
+        let view = StatusView { answered_by: 2, leader_id: Some(1), members: vec![leader, member(2, "follower")] };
+        assert_eq!(role_label(&view.members[1]), "follower");
+        assert_eq!(verdict(&view), "leader: node 1 (as seen by node 2)");
+    }
+
+    #[test]
+    fn a_member_that_stopped_applying_shows_its_fault_not_a_question_mark() {
+        let mut failed = member(3, "failed");
+        failed.stale_reason = CUT_OFF.to_owned();
+        failed.fault = "applying entry 43: disk full".to_owned();
+        assert_eq!(role_label(&failed), "failed");
+        let note = "STOPPED APPLYING THE LOG: applying entry 43: disk full (docs/operations.md)";
+        assert_eq!(notes(&failed), vec![note.to_owned()]);
+        let view = StatusView { answered_by: 3, leader_id: Some(1), members: vec![failed] };
+        assert_eq!(verdict(&view), "node 3 stopped applying the log (its view may be old): ask another node");
+    }
 }
