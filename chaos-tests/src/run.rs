@@ -297,7 +297,7 @@ pub fn table(r: &Report) -> String {
     );
     s += &format!("  subscribers: {} events over {} connections\n", f.subscriber_events, f.subscriber_connections);
     s += &format!(
-        "  safety checks: {} applied when answered, {} accepted as pending, {} unknown\n",
+        "  safety checks and facility statuses: {} applied when answered, {} accepted as pending, {} unknown\n",
         f.checks_applied, f.checks_pending, f.checks_unknown
     );
     s += &format!("  faults: {}\n", r.faults.len());

@@ -92,6 +92,24 @@ async fn declare(api: &str, operator: &str, municipalities: &[&str]) -> u64 {
     declared.into_inner().disaster.expect("disaster").disaster_id
 }
 
+/// The facility the signed-in professional works at.
+async fn facility_of(api: &str, token: &str) -> u64 {
+    let me = kizuna_proto::accounts::account_service_client::AccountServiceClient::new(channel(api).await)
+        .get_me(authed(kizuna_proto::accounts::GetMeRequest {}, token))
+        .await
+        .expect("me")
+        .into_inner();
+    me.facility_id.expect("a professional's facility")
+}
+
+/// `facility`'s status as the resource map on `api` shows it.
+async fn on_the_map(api: &str, token: &str, facility: u64) -> Option<FacilityStatus> {
+    let search = SearchFacilitiesRequest { words: "doctor".into(), ..Default::default() };
+    let map = DirectoryServiceClient::new(channel(api).await).search_facilities(authed(search, token)).await;
+    let map = map.expect("the map").into_inner();
+    map.facilities.into_iter().find(|f| f.facility_id == facility).and_then(|f| f.disaster_status)
+}
+
 async fn board(api: &str, token: &str, disaster_id: u64) -> GetBoardResponse {
     let req = GetBoardRequest { disaster_id, ..Default::default() };
     disaster(api).await.get_board(authed(req, token)).await.expect("board").into_inner()
@@ -152,14 +170,7 @@ async fn a_declared_disaster_gets_checks_statuses_a_board_and_an_audited_export(
         accepts_evacuees: true,
         ..Default::default()
     };
-    let doctor_facility = {
-        let me = kizuna_proto::accounts::account_service_client::AccountServiceClient::new(channel(&api).await)
-            .get_me(authed(kizuna_proto::accounts::GetMeRequest {}, &doctor))
-            .await
-            .expect("me")
-            .into_inner();
-        me.facility_id.expect("a professional's facility")
-    };
+    let doctor_facility = facility_of(&api, &doctor).await;
     let report = ReportFacilityStatusRequest {
         idempotency_key: "f1".into(),
         disaster_id: d,
@@ -222,18 +233,42 @@ fn tochigi() -> HubSpec {
     }
 }
 
-/// Every observation of `patient` on node `id`, as (id, state), waiting until there are `n`.
+/// Every observation of `patient` on node `api`, page by page, waiting until `n` are applied.
 async fn history_on(api: &str, token: &str, (d, patient): (u64, u64), n: usize) -> Vec<Observation> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let req = ListObservationsRequest { disaster_id: d, subject: Some(Subject::PatientId(patient)) };
-        let got = disaster(api).await.list_observations(authed(req, token)).await.expect("history").into_inner();
-        let applied = got.observations.iter().filter(|o| o.state == RecordState::Applied as i32).count();
+        let history = all_observations(api, token, d, Subject::PatientId(patient)).await;
+        let applied = history.iter().filter(|o| o.state == RecordState::Applied as i32).count();
         if applied >= n || Instant::now() > deadline {
-            return got.observations;
+            return history;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Every observation of `subject` on `api`, following `next_page_token` to the oldest, in the
+/// merge order, then the ones pending on that node.
+async fn all_observations(api: &str, token: &str, d: u64, subject: Subject) -> Vec<Observation> {
+    let (mut pages, mut pending, mut page_token) = (Vec::new(), Vec::new(), String::new());
+    loop {
+        let req = ListObservationsRequest {
+            disaster_id: d,
+            subject: Some(subject),
+            page_size: 100,
+            page_token: page_token.clone(),
+        };
+        let got = disaster(api).await.list_observations(authed(req, token)).await.expect("history").into_inner();
+        let (waiting, applied): (Vec<_>, Vec<_>) =
+            got.observations.into_iter().partition(|o| o.state == RecordState::Pending as i32);
+        assert!(pages.is_empty() || waiting.is_empty(), "pending records on the first page only");
+        pending.extend(waiting);
+        pages.push(applied);
+        if got.next_page_token.is_empty() {
+            break;
+        }
+        page_token = got.next_page_token;
+    }
+    pages.into_iter().rev().flatten().chain(pending).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -272,8 +307,12 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
         assert_eq!(o.into_inner().observation.expect("observation").state, RecordState::Pending as i32);
     }
     eprintln!("FIGURE 5 checks accepted on a cut-off node in {:?}", started.elapsed());
+    // A retry there answers the record it holds, and holds it once.
+    let retry = check("cut-0", d, patients[0], SafetyStatus::NeedsHelp, &[Need::Power]);
+    let retried = disaster(&cut_api).await.record_safety_check(authed(retry, &nurse)).await.expect("a retry");
+    assert_eq!(retried.into_inner().observation.expect("observation").state, RecordState::Pending as i32);
     let here = board(&cut_api, &nurse, d).await;
-    assert_eq!(here.pending_here, 5);
+    assert_eq!(here.pending_here, 5, "a retry is held once");
     assert!(!here.stale_reason.is_empty(), "the cut-off node says its copy may be stale");
     assert_eq!(here.total.expect("total").needs_power, 5, "pending records count on the node that holds them");
     // Ordinary posts are still refused there.
@@ -285,6 +324,37 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
     };
     let refused = PostServiceClient::new(channel(&cut_api).await).create_post(authed(post, &nurse)).await;
     assert_eq!(refused.expect_err("no quorum").code(), tonic::Code::Unavailable);
+
+    // The doctor, on the same node, sees the nurse's pending checks, and reports the status of
+    // her facility there: pending too, on the board and on the resource map of that node.
+    let seen = board(&cut_api, &doctor, d).await;
+    let pending_rows =
+        seen.patients.iter().filter(|r| r.current.as_ref().is_some_and(|o| o.state == RecordState::Pending as i32));
+    assert_eq!(pending_rows.count(), 5, "another user of the node sees them pending: {seen:?}");
+    let clinic = facility_of(&api, &doctor).await;
+    let outage = FacilityStatus {
+        operation: Operation::Limited as i32,
+        power: Supply::Out as i32,
+        water: Supply::Normal as i32,
+        staff: Supply::Limited as i32,
+        available: 1,
+        ..Default::default()
+    };
+    let report = ReportFacilityStatusRequest {
+        idempotency_key: "cut-clinic".into(),
+        disaster_id: d,
+        facility_id: clinic,
+        status: Some(outage),
+        note: "停電、発電機で一部稼働".into(),
+    };
+    let reported = disaster(&cut_api).await.report_facility_status(authed(report, &doctor)).await.expect("accepted");
+    assert_eq!(reported.into_inner().observation.expect("observation").state, RecordState::Pending as i32);
+    let by_nurse = board(&cut_api, &nurse, d).await;
+    let row = by_nurse.facility_statuses.iter().find(|f| f.facility_id == clinic).expect("the clinic's row");
+    assert_eq!(row.current.as_ref().map(|o| o.state), Some(RecordState::Pending as i32), "{row:?}");
+    let shown = on_the_map(&cut_api, &nurse, clinic).await.expect("on the cut-off node's map");
+    assert!(shown.pending && shown.power == Supply::Out as i32, "{shown:?}");
+    assert!(on_the_map(&api, &nurse, clinic).await.is_none(), "the majority has not heard of it yet");
 
     // A patient in 塩谷町, where no disaster is declared yet: the cut-off node files the check
     // under none (disaster 0), and the office declares one for 塩谷町 while the cut lasts.
@@ -318,7 +388,7 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
     hub.stop(cut).await;
     hub.restart(cut).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(board(&cut_api, &nurse, d).await.pending_here, 6, "the journal survived the restart");
+    assert_eq!(board(&cut_api, &nurse, d).await.pending_here, 7, "the journal survived the restart");
 
     let healed = Instant::now();
     hub.heal(cut);
@@ -334,6 +404,20 @@ async fn records_made_on_a_cut_off_node_survive_its_restart_and_arrive_once_merg
         }
     }
     eprintln!("FIGURE heal to all 6 pending checks applied on every node: {:?}", healed.elapsed());
+    for id in hub.running_ids() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let states = loop {
+            let statuses = all_observations(&hub.api(id), &doctor, d, Subject::FacilityId(clinic)).await;
+            let states: Vec<i32> = statuses.iter().map(|o| o.state).collect();
+            if states == [RecordState::Applied as i32] || Instant::now() > deadline {
+                break states;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(states, vec![RecordState::Applied as i32], "node {id}: the clinic's status, once");
+        let shown = on_the_map(&hub.api(id), &nurse, clinic).await.expect("on every node's map");
+        assert!(!shown.pending && shown.power == Supply::Out as i32, "node {id}: {shown:?}");
+    }
     for id in hub.running_ids() {
         let filed = history_on(&hub.api(id), &nurse, (d2, shioya), 1).await;
         assert_eq!(filed.len(), 1, "node {id}: the undeclared check is filed under 塩谷町's disaster: {filed:?}");
@@ -389,6 +473,11 @@ async fn the_cli_declares_records_shows_the_board_and_exports_it() {
     assert!(kizuna(dir.path(), nurse, &api, &check).await.contains("記録しました"));
     let board = kizuna(dir.path(), nurse, &api, &["disaster", "board", &d]).await;
     assert!(board.contains("木村 一") && board.contains("要支援 (酸素・電源)"), "{board}");
+    let her_facility = facility_of(&api, nurse.1).await.to_string();
+    let hers = kizuna(dir.path(), nurse, &api, &["disaster", "board", &d, "--facility", &her_facility]).await;
+    assert!(hers.contains("木村 一"), "her facility's staff are on the team: {hers}");
+    let other = kizuna(dir.path(), nurse, &api, &["disaster", "board", &d, "--facility", "999999"]).await;
+    assert!(!other.contains("木村 一"), "no one of that facility is on the team: {other}");
     let listed = kizuna(dir.path(), nurse, &api, &["disaster", "list"]).await;
     assert!(listed.contains("発令中") && listed.contains("関東・東北豪雨"), "{listed}");
     kizuna(dir.path(), op, &api, &["disaster", "export", &d, "--out", "anpi.csv"]).await;

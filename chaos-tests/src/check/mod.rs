@@ -8,8 +8,9 @@
 //! 4. Timeline reads are linearizable ([`linearizable`]).
 //! 5. Subscribers get every post of their rooms exactly once, in order, across reconnects.
 //! 6. After healing every node reports the same state digest at the same applied index.
-//! 7. Every safety check a node accepted, also one cut off from the quorum, is applied exactly
-//!    once on every node and merged by the latest observation ([`observations`]).
+//! 7. Every safety check and facility status a node accepted, also one cut off from the quorum,
+//!    is applied exactly once on every node and merged by the latest observation
+//!    ([`observations`]).
 
 pub mod federated;
 pub mod linearizable;
@@ -61,7 +62,8 @@ pub struct Findings {
     pub max_unavailable_ms: u64,
     pub retried_p50_ms: u64,
     pub retried_p99_ms: u64,
-    /// Checker 7: safety checks applied when answered, accepted as pending, never answered.
+    /// Checker 7: safety checks and facility statuses applied when answered, accepted as
+    /// pending, never answered.
     pub checks_applied: usize,
     pub checks_pending: usize,
     pub checks_unknown: usize,

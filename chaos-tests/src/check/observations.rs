@@ -1,18 +1,19 @@
-//! Checker 7: disaster mode's store-and-forward. Every safety check a node accepted (applied at
-//! once, or pending on a node cut off from the quorum) is applied exactly once on every node —
+//! Checker 7: disaster mode's store-and-forward. Every safety check and facility status a node
+//! accepted (applied at once, or pending on a node cut off from the quorum) is applied exactly
+//! once on every node —
 //! found by its id, and no recording (its unique note) applied twice under two ids, as a retry
 //! on another node would be if ids were not derived from the request —; none is left pending
 //! after healing; nothing appears that no recorder sent; every node holds the same checks; and
-//! each patient's current check is the latest by (observed at, id) — the domain's merge rule,
+//! each subject's current record is the latest by (observed at, id) — the domain's merge rule,
 //! computed here independently — whatever order the checks reached the log in.
 
 use std::collections::{BTreeSet, HashMap};
 
 use super::Findings;
-use crate::workload::observer::{CheckOp, CheckOutcome, PatientChecks};
+use crate::workload::observer::{CheckOp, CheckOutcome, PatientChecks, Subject};
 
-/// Every node's checks: per node, per patient.
-pub type NodeChecks = Vec<(u64, PatientChecks)>;
+/// Every node's records: per node, per subject.
+pub type NodeChecks = Vec<(Subject, PatientChecks)>;
 
 pub fn check(ops: &[CheckOp], nodes: &[NodeChecks], f: &mut Findings) {
     let sent: BTreeSet<&str> = ops.iter().map(|o| o.note.as_str()).collect();
@@ -25,10 +26,9 @@ pub fn check(ops: &[CheckOp], nodes: &[NodeChecks], f: &mut Findings) {
     }
     for (n, node) in nodes.iter().enumerate() {
         let (mut seen, mut by_note): (HashMap<&str, usize>, HashMap<&str, usize>) = Default::default();
-        for (patient, checks) in node {
+        for (subject, checks) in node {
             if checks.pending > 0 {
-                f.check_violations
-                    .push(format!("node {n}: {} checks of patient {patient} still pending", checks.pending));
+                f.check_violations.push(format!("node {n}: {} records of {subject:?} still pending", checks.pending));
             }
             for (id, _, note) in &checks.applied {
                 *seen.entry(id.as_str()).or_default() += 1;
@@ -40,7 +40,7 @@ pub fn check(ops: &[CheckOp], nodes: &[NodeChecks], f: &mut Findings) {
             let latest = checks.applied.iter().max_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0))).map(|l| &l.0);
             if latest != checks.current.as_ref() {
                 f.check_violations.push(format!(
-                    "node {n}: patient {patient}'s current check is {:?}, the latest is {latest:?}",
+                    "node {n}: {subject:?}'s current record is {:?}, the latest is {latest:?}",
                     checks.current
                 ));
             }
@@ -71,7 +71,7 @@ mod tests {
     fn op(id: &str, outcome: CheckOutcome) -> CheckOp {
         CheckOp {
             recorder: 0,
-            patient: 1,
+            subject: Subject::Patient(1),
             idempotency_key: format!("k-{id}"),
             note: format!("note-{id}"),
             observation_id: (outcome != CheckOutcome::Unknown).then(|| id.to_owned()),
@@ -85,7 +85,7 @@ mod tests {
 
     fn node(applied: &[(&str, u64)], current: &str, pending: usize) -> NodeChecks {
         let applied = applied.iter().map(|(id, at)| ((*id).to_owned(), *at, format!("note-{id}"))).collect();
-        vec![(1, PatientChecks { applied, pending, current: Some(current.to_owned()) })]
+        vec![(Subject::Patient(1), PatientChecks { applied, pending, current: Some(current.to_owned()) })]
     }
 
     #[test]

@@ -1,16 +1,20 @@
-//! Safety-check recorders (disaster mode): each records checks of random patients on random
-//! nodes, each under its own idempotency key (so a retry, on any node, names the same record),
-//! retried against the next node on errors and timeouts for up to 15 s. A node cut off from the
-//! quorum accepts a check as pending (journaled there, shipped when the quorum returns): the
-//! checker (`check::observations`) requires every accepted check to end up applied exactly once
-//! on every node, merged by the latest observation.
+//! Disaster-mode recorders: each records safety checks of random patients and, one record in
+//! four, the status of the doctor's facility, on random nodes, each under its own idempotency
+//! key (so a retry, on any node, names the same record), retried against the next node on errors
+//! and timeouts for up to 15 s. A node cut off from the quorum accepts a record as pending
+//! (journaled there, shipped when the quorum returns): the checker (`check::observations`)
+//! requires every accepted record to end up applied exactly once on every node, merged by the
+//! latest observation.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use kizuna_proto::accounts::GetMeRequest;
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::common::{FacilityStatus, Operation, Supply};
 use kizuna_proto::disaster::disaster_service_client::DisasterServiceClient;
-use kizuna_proto::disaster::list_observations_request::Subject;
+use kizuna_proto::disaster::list_observations_request::Subject as ListSubject;
 use kizuna_proto::disaster::*;
 use kizuna_proto::rooms::CreatePatientRequest;
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
@@ -20,18 +24,35 @@ use tonic::transport::Channel;
 use super::{Setup, authed, channel, ms_since, on_any_node};
 use crate::rng::Rng;
 
-/// The disaster of the run and the patients checked in it.
+/// The disaster of the run, the patients checked in it and the facility reporting its status.
 #[derive(Debug, Clone)]
 pub struct Disaster {
     pub id: u64,
     pub patients: Vec<u64>,
+    /// The doctor's.
+    pub facility: u64,
+}
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Subject {
+    Patient(u64),
+    Facility(u64),
+}
+
+impl Disaster {
+    /// Every subject the run records about.
+    pub fn subjects(&self) -> Vec<Subject> {
+        self.patients.iter().map(|p| Subject::Patient(*p)).chain([Subject::Facility(self.facility)]).collect()
+    }
 }
 
 /// The municipality the run's patients live in and its disaster covers.
 const AREA: &str = "宇都宮市";
 
-/// The doctor's `patients` patients (on a ventilator, in [`AREA`]) and a disaster declared for
-/// it by the operator. Waits (like every set-up step) until the hub runs disaster mode.
+/// The doctor's `patients` patients (on a ventilator, in [`AREA`]), her facility, and a disaster
+/// declared for the area by the operator. Waits (like every set-up step) until the hub runs
+/// disaster mode.
 pub async fn setup(s: &Setup, seed: u64, patients: usize) -> anyhow::Result<Disaster> {
     let within = Duration::from_secs(60);
     let id = |step: &str| format!("chaos-{seed}-disaster-{step}");
@@ -75,7 +96,15 @@ pub async fn setup(s: &Setup, seed: u64, patients: usize) -> anyhow::Result<Disa
         }
     })
     .await?;
-    Ok(Disaster { id: disaster, patients: ids })
+    let facility = on_any_node(&s.endpoints, within, "the doctor's facility", |ch| {
+        let req = authed(GetMeRequest {}, &s.token);
+        async move {
+            let me = AccountServiceClient::new(ch).get_me(req).await?.into_inner();
+            me.facility_id.ok_or_else(|| tonic::Status::failed_precondition("the doctor has no facility"))
+        }
+    })
+    .await?;
+    Ok(Disaster { id: disaster, patients: ids, facility })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,7 +120,7 @@ pub enum CheckOutcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckOp {
     pub recorder: usize,
-    pub patient: u64,
+    pub subject: Subject,
     pub idempotency_key: String,
     /// Unique in the run: the checker finds the record by it, also one never answered.
     pub note: String,
@@ -107,6 +136,22 @@ pub struct CheckOp {
 
 const GIVE_UP: Duration = Duration::from_secs(15);
 
+fn facility_status(rng: &mut Rng) -> FacilityStatus {
+    let (operation, power) = match rng.below(3) {
+        0 => (Operation::Operating, Supply::Normal),
+        1 => (Operation::Limited, Supply::Limited),
+        _ => (Operation::Closed, Supply::Out),
+    };
+    FacilityStatus {
+        operation: operation as i32,
+        power: power as i32,
+        water: Supply::Normal as i32,
+        staff: Supply::Limited as i32,
+        available: rng.below(10) as u32,
+        ..Default::default()
+    }
+}
+
 fn safety(rng: &mut Rng) -> SafetyCheck {
     let (status, needs) = match rng.below(3) {
         0 => (SafetyStatus::Safe, vec![]),
@@ -114,6 +159,59 @@ fn safety(rng: &mut Rng) -> SafetyCheck {
         _ => (SafetyStatus::Unreachable, vec![]),
     };
     SafetyCheck { status: status as i32, needs, evacuated_to: String::new() }
+}
+
+/// One record a recorder sends.
+#[derive(Clone)]
+enum Record {
+    Check(u64, SafetyCheck),
+    Status(u64, FacilityStatus),
+}
+
+impl Record {
+    /// One record in four is the facility's status, the others a random patient's check.
+    fn draw(d: &Disaster, rng: &mut Rng) -> Self {
+        if rng.below(4) == 0 {
+            return Record::Status(d.facility, facility_status(rng));
+        }
+        Record::Check(d.patients[rng.below(d.patients.len() as u64) as usize], safety(rng))
+    }
+
+    fn subject(&self) -> Subject {
+        match self {
+            Record::Check(p, _) => Subject::Patient(*p),
+            Record::Status(f, _) => Subject::Facility(*f),
+        }
+    }
+
+    /// Sends it to `client` once: the observation the node answered with.
+    async fn send(
+        &self,
+        client: &mut DisasterServiceClient<Channel>,
+        (disaster_id, key, note): (u64, &str, &str),
+        token: &str,
+    ) -> Result<Option<Observation>, tonic::Status> {
+        let (idempotency_key, note) = (key.to_owned(), note.to_owned());
+        Ok(match self {
+            Record::Check(patient_id, check) => {
+                let check = Some(check.clone());
+                let req =
+                    RecordSafetyCheckRequest { idempotency_key, disaster_id, patient_id: *patient_id, check, note };
+                client.record_safety_check(authed(req, token)).await?.into_inner().observation
+            }
+            Record::Status(facility_id, status) => {
+                let status = Some(*status);
+                let req = ReportFacilityStatusRequest {
+                    idempotency_key,
+                    disaster_id,
+                    facility_id: *facility_id,
+                    status,
+                    note,
+                };
+                client.report_facility_status(authed(req, token)).await?.into_inner().observation
+            }
+        })
+    }
 }
 
 pub async fn run(
@@ -128,30 +226,22 @@ pub async fn run(
     let mut history = Vec::new();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let patient = disaster.patients[rng.below(disaster.patients.len() as u64) as usize];
+        let record = Record::draw(&disaster, &mut rng);
         let idempotency_key = format!("chaos-o{id}-{n}-{}", rng.next_u64());
-        let check = safety(&mut rng);
         let note = format!("o{id}-{n}");
         let invoked_ms = ms_since(started);
         let deadline = Instant::now() + GIVE_UP;
         let (mut attempts, mut target) = (0u32, rng.below(clients.len() as u64) as usize);
         let (outcome, observation_id) = loop {
             attempts += 1;
-            let req = RecordSafetyCheckRequest {
-                idempotency_key: idempotency_key.clone(),
-                disaster_id: disaster.id,
-                patient_id: patient,
-                check: Some(check.clone()),
-                note: note.clone(),
-            };
             let reply = match clients[target].as_mut() {
                 Some(c) => {
-                    let call = c.record_safety_check(authed(req, &setup.token));
+                    let call = record.send(c, (disaster.id, &idempotency_key, &note), &setup.token);
                     tokio::time::timeout(setup.answer_timeout, call).await.ok()
                 }
                 None => None,
             };
-            match reply.and_then(Result::ok).and_then(|r| r.into_inner().observation) {
+            match reply.and_then(Result::ok).flatten() {
                 Some(o) if o.state == RecordState::Pending as i32 => {
                     break (CheckOutcome::Pending, Some(o.observation_id));
                 }
@@ -165,7 +255,7 @@ pub async fn run(
         };
         history.push(CheckOp {
             recorder: id,
-            patient,
+            subject: record.subject(),
             idempotency_key,
             note,
             observation_id,
@@ -182,28 +272,26 @@ pub async fn run(
     history
 }
 
-/// One patient's checks as one node holds them.
+/// One subject's records as one node holds them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PatientChecks {
-    /// (observation id, observed at ms, note) of every applied check, in the node's order.
+    /// (observation id, observed at ms, note) of every applied record, in the node's order.
     pub applied: Vec<(String, u64, String)>,
-    /// Checks this node still holds for the hub.
+    /// Records this node still holds for the hub.
     pub pending: usize,
-    /// The board's current check of the patient.
+    /// The board's current record of the subject.
     pub current: Option<String>,
 }
 
-/// Every patient's checks on `endpoint`, as the doctor (on every team) reads them.
-pub async fn read_checks(endpoint: &str, token: &str, d: &Disaster) -> anyhow::Result<Vec<(u64, PatientChecks)>> {
+/// Every subject's records on `endpoint`, as the doctor (on every team) reads them.
+pub async fn read_checks(endpoint: &str, token: &str, d: &Disaster) -> anyhow::Result<Vec<(Subject, PatientChecks)>> {
     let mut client = DisasterServiceClient::new(channel(endpoint)?);
     let board_req = GetBoardRequest { disaster_id: d.id, page_size: 500, ..Default::default() };
     let board = client.get_board(authed(board_req, token)).await?.into_inner();
     let mut out = Vec::new();
-    for &patient in &d.patients {
-        let req = ListObservationsRequest { disaster_id: d.id, subject: Some(Subject::PatientId(patient)) };
-        let list = client.list_observations(authed(req, token)).await?.into_inner().observations;
+    for subject in d.subjects() {
         let mut checks = PatientChecks::default();
-        for o in list {
+        for o in history(&mut client, token, d.id, subject).await? {
             if o.state == RecordState::Pending as i32 {
                 checks.pending += 1;
             } else {
@@ -211,11 +299,41 @@ pub async fn read_checks(endpoint: &str, token: &str, d: &Disaster) -> anyhow::R
                 checks.applied.push((o.observation_id, at, o.note));
             }
         }
-        let row = board.patients.iter().find(|r| r.patient_id == patient);
-        checks.current = row.and_then(|r| r.current.as_ref()).map(|o| o.observation_id.clone());
-        out.push((patient, checks));
+        let current = match subject {
+            Subject::Patient(p) => board.patients.iter().find(|r| r.patient_id == p).and_then(|r| r.current.as_ref()),
+            Subject::Facility(f) => {
+                board.facility_statuses.iter().find(|r| r.facility_id == f).and_then(|r| r.current.as_ref())
+            }
+        };
+        checks.current = current.map(|o| o.observation_id.clone());
+        out.push((subject, checks));
     }
     Ok(out)
+}
+
+/// A subject's whole history on one node, page by page (oldest first), then what it holds.
+async fn history(
+    client: &mut DisasterServiceClient<Channel>,
+    token: &str,
+    disaster_id: u64,
+    subject: Subject,
+) -> anyhow::Result<Vec<Observation>> {
+    let subject = Some(match subject {
+        Subject::Patient(p) => ListSubject::PatientId(p),
+        Subject::Facility(f) => ListSubject::FacilityId(f),
+    });
+    let (mut pages, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let req = ListObservationsRequest { disaster_id, subject, page_size: 1000, page_token };
+        let page = client.list_observations(authed(req, token)).await?.into_inner();
+        pages.push(page.observations);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    // Each later page is older.
+    Ok(pages.into_iter().rev().flatten().collect())
 }
 
 /// Waits (at most `within`) until no node holds a check for the hub.

@@ -45,14 +45,7 @@ pub struct BlobHash(pub [u8; 32]);
 impl BlobHash {
     /// Parses lower- or upper-case hex of exactly 32 bytes.
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 64 || !s.is_ascii() {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(Self(out))
+        crate::bytes_of_hex(s).map(Self)
     }
 }
 

@@ -433,13 +433,25 @@ pub fn validate_idempotency_key(id: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// The time an entry is applied at: the proposer's clock, but never behind the previous entry
-/// (a new leader's clock may lag the old one's).
 /// Lower-case hex of bytes (hashes, tokens, digests).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Exactly `N` bytes from lower- or upper-case hex; None for anything else.
+pub fn bytes_of_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The time an entry is applied at: the proposer's clock, but never behind the previous entry
+/// (a new leader's clock may lag the old one's).
 pub fn monotonic_time(previous_ms: u64, proposed_ms: u64) -> u64 {
     previous_ms.max(proposed_ms)
 }

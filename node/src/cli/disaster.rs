@@ -88,6 +88,9 @@ pub enum DisasterCommand {
         disaster: u64,
         #[arg(long)]
         municipality: Option<String>,
+        /// Only patients whose team includes this facility's staff.
+        #[arg(long)]
+        facility: Option<u64>,
         /// unchecked, safe, needs-help, unreachable or evacuated.
         #[arg(long)]
         status: Option<String>,
@@ -204,15 +207,15 @@ async fn show(
     cmd: DisasterCommand,
 ) -> anyhow::Result<()> {
     match cmd {
-        DisasterCommand::Board { disaster, municipality, status, life_support, limit } => {
+        DisasterCommand::Board { disaster, municipality, facility, status, life_support, limit } => {
             let status = status.as_deref().map(status_filter).transpose()?.unwrap_or(StatusFilter::Unspecified) as i32;
             let req = GetBoardRequest {
                 disaster_id: disaster,
                 municipality,
+                facility_id: facility,
                 status,
                 life_support_only: life_support,
                 page_size: limit,
-                ..Default::default()
             };
             let b = c.get_board(authed(req, t)?).await?.into_inner();
             print!("{}", board_text(&b));

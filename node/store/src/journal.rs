@@ -110,19 +110,18 @@ impl<T: Serialize + DeserializeOwned> Journal<T> {
         Ok((!values.is_empty()).then_some((first, last, values)))
     }
 
-    /// How many values wait to be shipped: from the first and last keys only, nothing decoded.
+    /// How many values wait to be shipped: counted key by key, since the shipper may have
+    /// taken single values out of the middle (a record shipped at once when it was made).
     pub fn backlog(&self) -> std::io::Result<u64> {
-        let journal = cf(&self.db, self.family);
-        let edge = |mode| -> std::io::Result<Option<u64>> {
-            match self.db.iterator_cf(journal, mode).next() {
-                Some(item) => Ok(Some(keys::number(&item.map_err(io_err)?.0).map_err(io_err)?)),
-                None => Ok(None),
-            }
-        };
-        Ok(match (edge(IteratorMode::Start)?, edge(IteratorMode::End)?) {
-            (Some(first), Some(last)) => last.saturating_sub(first) + 1,
-            _ => 0,
-        })
+        let mut count = 0;
+        let mut entries = self.db.raw_iterator_cf(cf(&self.db, self.family));
+        entries.seek_to_first();
+        while entries.valid() {
+            count += 1;
+            entries.next();
+        }
+        entries.status().map_err(io_err)?;
+        Ok(count)
     }
 
     /// Forgets values from `first` to `last` that are now in the replicated log.

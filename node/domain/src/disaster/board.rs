@@ -302,8 +302,7 @@ fn patient_rows(view: &impl HubView, disaster: &Disaster, pending: &[Observation
         let profile = view.care_profile(id)?.unwrap_or_default();
         let applied = current.remove(&id);
         let here = waiting.get(&id).copied();
-        let best = newest(applied.as_ref(), here).cloned();
-        let pending = matches!((&best, here), (Some(b), Some(h)) if b.id == h.id && applied.as_ref().is_none_or(|a| a.id != h.id));
+        let (best, pending) = latest_of(applied.as_ref(), here);
         rows.push(PatientRow {
             patient: id,
             name: patient.name,
@@ -347,23 +346,35 @@ fn facility_rows(view: &impl HubView, disaster: &Disaster, pending: &[Observatio
         if !in_area && applied.is_none() && here.is_none() {
             continue;
         }
-        let best = newest(applied.as_ref(), here).cloned();
-        let pending = matches!((&best, here), (Some(b), Some(h)) if b.id == h.id && applied.as_ref().is_none_or(|a| a.id != h.id));
+        let (best, pending) = latest_of(applied.as_ref(), here);
         rows.push(FacilityRow { facility: f.id, name: f.name, municipality: f.municipality, current: best, pending });
     }
     Ok(rows)
 }
 
-/// A facility's latest status in the disasters in force (for the resource map), if reported.
+/// A facility's latest status in the disasters in force (for the resource map), if reported,
+/// and whether it is one recorded on this node that waits for the hub (`pending`).
 pub fn facility_status_now(
     view: &impl HubView,
     facility: FacilityId,
     disasters: &[Disaster],
-) -> crate::view::ViewResult<Option<Observation>> {
-    let mut best: Option<Observation> = None;
+    pending: &[Observation],
+) -> crate::view::ViewResult<Option<(Observation, bool)>> {
+    let (mut applied, mut here): (Option<Observation>, Option<&Observation>) = (None, None);
     for d in disasters.iter().filter(|d| d.is_active()) {
         let current = view.current_observation(d.id, Subject::Facility(facility))?;
-        best = newest(best.as_ref(), current.as_ref()).cloned();
+        applied = newest(applied.as_ref(), current.as_ref()).cloned();
+        let waiting = pending.iter().filter(|o| o.disaster == d.id && o.subject == Subject::Facility(facility));
+        here = waiting.fold(here, |best, o| newest(best, Some(o)));
     }
-    Ok(best)
+    let (best, pending) = latest_of(applied.as_ref(), here);
+    Ok(best.map(|b| (b, pending)))
+}
+
+/// The latest of a subject's applied record and the newest one waiting on this node, and
+/// whether that latest is the waiting one (not yet applied).
+fn latest_of(applied: Option<&Observation>, here: Option<&Observation>) -> (Option<Observation>, bool) {
+    let best = newest(applied, here).cloned();
+    let pending = matches!((&best, here), (Some(b), Some(h)) if b.id == h.id && applied.is_none_or(|a| a.id != h.id));
+    (best, pending)
 }

@@ -123,6 +123,11 @@ impl ObservationId {
         id.copy_from_slice(&digest[..16]);
         ObservationId(id)
     }
+
+    /// The id its `Display` wrote.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        crate::bytes_of_hex(s).map(Self)
+    }
 }
 
 impl std::fmt::Display for ObservationId {

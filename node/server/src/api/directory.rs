@@ -75,15 +75,17 @@ impl Api {
         Ok(pb::SearchFacilitiesResponse { facilities, next_page_token })
     }
 
-    /// Facilities as the map shows them, each with its latest status in a disaster in force.
+    /// Facilities as the map shows them, each with its latest status in a disaster in force
+    /// (also one recorded on this node and waiting for the hub).
     fn on_the_map(&self, found: Vec<Found>) -> Result<Vec<pb_common::Facility>, Status> {
+        let (pending, _, _) = self.pending_here();
         self.query(|hub| {
             let disasters = hub.disasters().map_err(view_status)?;
             let mut out = Vec::with_capacity(found.len());
             for f in found {
-                let status = facility_status_now(hub, f.facility.id, &disasters).map_err(view_status)?;
+                let status = facility_status_now(hub, f.facility.id, &disasters, &pending).map_err(view_status)?;
                 let mut view = facility_view(f);
-                view.disaster_status = status.as_ref().and_then(facility_status_view);
+                view.disaster_status = status.and_then(|(o, pending)| facility_status_view(&o, pending));
                 out.push(view);
             }
             Ok(out)

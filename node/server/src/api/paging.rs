@@ -27,6 +27,9 @@ pub(crate) enum PageToken {
     SearchPosts { posted_at_ms: u64, room: u64, seq: u64 },
     /// Audit entries after this sequence number.
     Audit { seq: u64 },
+    /// A subject's observations older than (observed at, id), by the merge rule. Bound to its
+    /// disaster and subject (`Patient:7`, `Facility:3`).
+    Observations { disaster: u64, subject: String, observed_at_ms: u64, id: String },
 }
 
 fn bad_token() -> Status {

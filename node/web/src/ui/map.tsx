@@ -5,6 +5,7 @@ import { useState } from "preact/hooks";
 import { CareRequestKind } from "../gen/kizuna/care_requests/v1/care_request_service_pb";
 import { FacilityKind, type Facility, type FacilityProfile, type FacilityStatus } from "../gen/kizuna/common/v1/types_pb";
 import { useApp } from "./app-context";
+import { PendingTag } from "./disaster/forms";
 import { EnumOptions, ErrorBox, Loading, Notice, PageTitle, useAction, useLoad } from "./common";
 import { FACILITY_KINDS, OPERATIONS, REQUEST_KINDS, SUPPLIES, facilityStatusLine, profession, when } from "./labels";
 import { go, href } from "./route";
@@ -134,7 +135,12 @@ function FacilityEntry({ facility: f, chosen, choose }: { facility: Facility; ch
           {f.profile?.acceptingNewPatients && " ・新規受け入れ可"}
           {f.profile && f.profile.services.length > 0 && ` ・${f.profile.services.join("、")}`}
         </span>
-        {f.disasterStatus && <span class="room-preview disaster-status">災害時の状況：{facilityStatusLine(f.disasterStatus)}</span>}
+        {f.disasterStatus && (
+          <span class="room-preview disaster-status">
+            災害時の状況：{facilityStatusLine(f.disasterStatus)}
+            {f.disasterStatus.pending && <PendingTag />}
+          </span>
+        )}
       </a>
     </li>
   );
@@ -208,7 +214,9 @@ export function FacilityView({ id }: { id: bigint }) {
 function DisasterStatus({ status: s }: { status: FacilityStatus }) {
   return (
     <section class="notice disaster-status" aria-label="災害時の状況">
-      <h3>災害時の状況（{when(s.observedAt)} 時点）</h3>
+      <h3>
+        災害時の状況（{when(s.observedAt)} 時点）{s.pending && <PendingTag />}
+      </h3>
       <dl>
         <dt>稼働</dt>
         <dd>{OPERATIONS[s.operation] || "—"}</dd>

@@ -14,7 +14,7 @@ use std::time::Duration;
 use kizuna_proto::disaster as pb;
 use tonic::{Request, Response, Status};
 
-use super::paging;
+use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, view_status};
 use crate::node::now_ms;
 use kizuna_domain::commands::SESSION_ID_CHARS;
@@ -33,8 +33,10 @@ use views::*;
 const SHIP_NOW: Duration = Duration::from_secs(2);
 /// At most this many pending records are read from the journal for one answer.
 const PENDING_SHOWN: usize = 10_000;
-/// At most this many of a subject's observations in one answer (its newest).
+/// A page of a subject's observations, unless the client asks for another size.
 const HISTORY_SHOWN: usize = 200;
+/// The largest page of a subject's observations a client may ask for.
+const HISTORY_PAGE_MAX: usize = 1_000;
 
 impl Api {
     /// Records `report` about `subject` by the caller: checked here, journaled, then shipped.
@@ -61,6 +63,10 @@ impl Api {
         };
         if let Some(first) = self.first_outcome(&observation)? {
             return first;
+        }
+        // A retry of a record still waiting here (the node is cut off): the one journaled.
+        if let Some(waiting) = self.pending_here().0.into_iter().find(|o| o.id == observation.id) {
+            return self.observation_answer(&waiting, true);
         }
         self.query(|hub| observe::check(hub, &observation).map_err(domain_status))?;
         let seq =
@@ -117,10 +123,17 @@ impl Api {
 
     /// The records this node holds for the hub (at most [`PENDING_SHOWN`]) and how many there
     /// are; a journal that cannot be read leaves them out, and the answer says so.
-    fn pending_here(&self) -> (Vec<Observation>, u64, Option<String>) {
+    pub(crate) fn pending_here(&self) -> (Vec<Observation>, u64, Option<String>) {
         let journal = &self.node.state.observations;
         match (journal.pending(PENDING_SHOWN), journal.backlog()) {
-            (Ok(pending), Ok(count)) => (pending.map(|(_, _, o)| o).unwrap_or_default(), count, None),
+            (Ok(pending), Ok(journaled)) => {
+                let pending = pending.map(|(_, _, o)| o).unwrap_or_default();
+                // All of them read: counted without a retry journaled twice.
+                let all_read = (pending.len() as u64) == journaled;
+                let pending = distinct(pending);
+                let count = if all_read { pending.len() as u64 } else { journaled };
+                (pending, count, None)
+            }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!("reading the journal of safety checks: {e}");
                 (Vec::new(), 0, Some(format!("このノードの未送信の記録を読めません: {e}")))
@@ -159,6 +172,14 @@ impl Api {
         answer.stale_reason = unreadable.unwrap_or_default();
         Ok(answer)
     }
+}
+
+/// The first journaled copy of each record: two retries racing on a cut-off node may both be
+/// journaled (apply takes the record once; the node shows it once).
+fn distinct(mut pending: Vec<Observation>) -> Vec<Observation> {
+    let mut seen = std::collections::HashSet::new();
+    pending.retain(|o| seen.insert(o.id));
+    pending
 }
 
 fn board_view(hub: &impl HubView, b: &board::Board, pending_here: u64) -> pb::GetBoardResponse {
@@ -354,7 +375,9 @@ impl pb::disaster_service_server::DisasterService for Api {
             None => return Err(Status::invalid_argument("patient_id or facility_id is required")),
         };
         let disaster = DisasterId(r.disaster_id);
-        let (pending, _, _) = self.pending_here();
+        let size = paging::page_size(r.page_size, HISTORY_SHOWN, HISTORY_PAGE_MAX)?;
+        let before = older_than(&r.page_token, disaster, subject)?;
+        let (pending, _, _) = if before.is_none() { self.pending_here() } else { Default::default() };
         let (history, pending) = self.query(|hub| {
             let history = board::history(hub, me, disaster, subject).map_err(domain_status)?;
             let of_disaster = declare::find(hub, disaster).map_err(domain_status)?;
@@ -364,17 +387,124 @@ impl pb::disaster_service_server::DisasterService for Api {
         if let Subject::Patient(p) = subject {
             self.audit_read(me, &token_hash, Some(p), None, "安否確認の履歴".into())?;
         }
-        // The newest ones, oldest first: a subject's history is short in practice, but unbounded.
-        let skip = history.len().saturating_sub(HISTORY_SHOWN);
-        let pending = pending.into_iter().filter(|o| o.subject == subject && !history.iter().any(|h| h.id == o.id));
+        let pending: Vec<Observation> =
+            pending.into_iter().filter(|o| o.subject == subject && !history.iter().any(|h| h.id == o.id)).collect();
+        let (page, next_page_token) = history_page(&history, before, size, (disaster, subject))?;
         let observations = self.query(|hub| {
-            let applied = history.iter().skip(skip).map(|o| observation_view(hub, o, false));
-            Ok(applied.chain(pending.map(|o| observation_view(hub, &o, true))).collect())
+            let applied = page.iter().map(|o| observation_view(hub, o, false));
+            Ok(applied.chain(pending.iter().map(|o| observation_view(hub, o, true))).collect())
         })?;
-        Ok(Response::new(pb::ListObservationsResponse { observations }))
+        Ok(Response::new(pb::ListObservationsResponse { observations, next_page_token }))
+    }
+}
+
+/// A subject's history page: the newest `size` records older than `before` (all when None),
+/// oldest first, and the token of the older ones.
+fn history_page(
+    history: &[Observation],
+    before: Option<(u64, ObservationId)>,
+    size: usize,
+    (disaster, subject): (DisasterId, Subject),
+) -> Result<(&[Observation], String), Status> {
+    // `history` is in merge order: (observed at, id) ascending.
+    let end = before.map_or(history.len(), |b| history.partition_point(|o| (o.observed_at_ms, o.id) < b));
+    let start = end.saturating_sub(size);
+    let page = &history[start..end];
+    let token = match page.first() {
+        Some(oldest) if start > 0 => PageToken::Observations {
+            disaster: disaster.0,
+            subject: subject_label(subject),
+            observed_at_ms: oldest.observed_at_ms,
+            id: oldest.id.to_string(),
+        }
+        .encode()?,
+        _ => String::new(),
+    };
+    Ok((page, token))
+}
+
+/// Where a page of `subject`'s history ends (exclusive), from the request's token.
+fn older_than(text: &str, disaster: DisasterId, subject: Subject) -> Result<Option<(u64, ObservationId)>, Status> {
+    let label = subject_label(subject);
+    let bound = paging::resume(text, |t| match t {
+        PageToken::Observations { disaster: d, subject: s, observed_at_ms, id } if d == disaster.0 && s == label => {
+            Some((observed_at_ms, id))
+        }
+        _ => None,
+    })?;
+    bound
+        .map(|(at, id)| {
+            let id = ObservationId::from_hex(&id)
+                .ok_or_else(|| Status::invalid_argument("page_token is not a token this list gave out"))?;
+            Ok((at, id))
+        })
+        .transpose()
+}
+
+fn subject_label(subject: Subject) -> String {
+    match subject {
+        Subject::Patient(p) => format!("Patient:{}", p.0),
+        Subject::Facility(f) => format!("Facility:{}", f.0),
     }
 }
 
 fn care_profile_view(p: &kizuna_domain::disaster::CareProfile) -> pb::CareProfile {
     pb::CareProfile { municipality: p.municipality.clone(), devices: p.devices.iter().map(|d| device_to(*d)).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kizuna_domain::disaster::Safety;
+
+    fn observation(i: u8, at: u64) -> Observation {
+        Observation {
+            id: ObservationId([i; 16]),
+            disaster: DisasterId(1),
+            subject: Subject::Patient(PatientId(7)),
+            report: Report::Safety(Safety::Safe),
+            note: format!("{i}"),
+            observed_at_ms: at,
+            author: AccountId(1),
+            session: String::new(),
+            node: 1,
+        }
+    }
+
+    #[test]
+    fn a_history_pages_from_the_newest_to_the_oldest_without_gaps_or_repeats() {
+        // Merge order: (observed at, id); two share a time.
+        let history: Vec<Observation> =
+            [(1, 10), (2, 20), (3, 20), (4, 30), (5, 40)].iter().map(|(i, at)| observation(*i, *at)).collect();
+        let about = (DisasterId(1), Subject::Patient(PatientId(7)));
+        let (mut token, mut pages) = (String::new(), Vec::new());
+        loop {
+            let before = older_than(&token, about.0, about.1).expect("a token this list gave out");
+            let (page, next) = history_page(&history, before, 2, about).expect("a page");
+            pages.push(page.iter().map(|o| o.note.clone()).collect::<Vec<_>>());
+            if next.is_empty() {
+                break;
+            }
+            token = next;
+        }
+        assert_eq!(pages, [vec!["4", "5"], vec!["2", "3"], vec!["1"]]);
+        let (all, none) = history_page(&history, None, 200, about).expect("one page");
+        assert_eq!((all.len(), none.as_str()), (5, ""));
+    }
+
+    #[test]
+    fn a_token_of_another_subject_or_disaster_is_refused() {
+        let history: Vec<Observation> = (1..=3).map(|i| observation(i, u64::from(i))).collect();
+        let about = (DisasterId(1), Subject::Patient(PatientId(7)));
+        let (_, token) = history_page(&history, None, 1, about).expect("a page");
+        assert!(older_than(&token, DisasterId(1), Subject::Patient(PatientId(7))).is_ok());
+        for (d, s) in [
+            (2, Subject::Patient(PatientId(7))),
+            (1, Subject::Patient(PatientId(8))),
+            (1, Subject::Facility(FacilityId(7))),
+        ] {
+            let refused = older_than(&token, DisasterId(d), s).expect_err("another list's token");
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        }
+    }
 }

@@ -118,8 +118,9 @@ pub(super) fn facility_state_from(status: Option<common_pb::FacilityStatus>) -> 
     })
 }
 
-/// A facility's status as the resource map and the board show it.
-pub(crate) fn facility_status_view(o: &Observation) -> Option<common_pb::FacilityStatus> {
+/// A facility's status as the resource map and the board show it; `pending`: recorded on this
+/// node, waiting for the hub.
+pub(crate) fn facility_status_view(o: &Observation, pending: bool) -> Option<common_pb::FacilityStatus> {
     let s = o.facility_state()?;
     let operation = match s.operation {
         Operation::Operating => common_pb::Operation::Operating,
@@ -136,6 +137,7 @@ pub(crate) fn facility_status_view(o: &Observation) -> Option<common_pb::Facilit
         accepts_patients: s.accepts_patients,
         observed_at: Some(timestamp(o.observed_at_ms)),
         disaster_id: o.disaster.0,
+        pending,
     })
 }
 
@@ -171,7 +173,7 @@ pub(super) fn observation_view(hub: &impl HubView, o: &Observation, pending: boo
     };
     let report = match &o.report {
         Report::Safety(s) => Some(R::SafetyCheck(safety_to(s))),
-        Report::Facility(_) => facility_status_view(o).map(R::FacilityStatus),
+        Report::Facility(_) => facility_status_view(o, pending).map(R::FacilityStatus),
     };
     let state = if pending { pb::RecordState::Pending } else { pb::RecordState::Applied };
     pb::Observation {

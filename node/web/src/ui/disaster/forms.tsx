@@ -14,7 +14,11 @@ export function recordedNote(o: Observation | undefined): string {
 
 /** The 「反映待ち」 badge of a record this node holds for the hub. */
 export function PendingBadge({ observation }: { observation?: Observation }) {
-  if (observation?.state !== RecordState.PENDING) return null;
+  return observation?.state === RecordState.PENDING ? <PendingTag /> : null;
+}
+
+/** The 「反映待ち」 badge itself (also of a facility's status on the map). */
+export function PendingTag() {
   return (
     <span class="tag pending" title="このノードに記録済み。ハブへの反映を待っています">
       反映待ち
