@@ -112,6 +112,9 @@ enum Command {
     /// A load of posts (the real write) by many clients over the nodes: posts/s, latency
     /// percentiles, fan-out to live subscribers; a table or --json (docs/benchmarks.md).
     Bench(cli::bench::BenchArgs),
+    /// A hub at the scale of a large prefecture (or a share of it) through the real write
+    /// path, resumable: facilities, professionals, patients with teams, posts (as an operator).
+    Generate(cli::generate::GenerateArgs),
     /// Sign in; the session token is kept in ~/.config/kizuna/session.json (mode 0600).
     Login {
         login: String,
@@ -273,6 +276,7 @@ fn main() -> anyhow::Result<()> {
                 cli::load::run(&target()?, (clients, seconds), workload, (&etcd, json)).await
             }
             Command::Bench(args) => cli::bench::run(&target()?, args).await,
+            Command::Generate(args) => cli::generate::run(&target()?, args).await,
             Command::Login { login, password, device, totp } => {
                 cli::user::login(&target()?, login, password, device, totp).await
             }

@@ -150,7 +150,7 @@ pub async fn run(target: &Target, args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Every endpoint given that answers (at least one).
-async fn connect_all(target: &Target) -> anyhow::Result<Vec<(String, Channel)>> {
+pub(super) async fn connect_all(target: &Target) -> anyhow::Result<Vec<(String, Channel)>> {
     let mut channels = Vec::new();
     for e in &target.endpoints {
         match target.connect(e).await {

@@ -12,6 +12,7 @@ pub mod disaster;
 pub mod emergency;
 pub mod etcd;
 pub mod federation;
+pub mod generate;
 pub mod labels;
 pub mod load;
 pub mod pair;

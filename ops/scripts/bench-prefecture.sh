@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A prefecture-sized hub's figures (docs/benchmarks.md, "A prefecture-sized hub"): a 3-process
+# hub on loopback (plaintext, fsync, encryption at rest) is filled by `kizuna generate --scale
+# SCALE` (1.0: 10,000 facilities, 100,000 professionals, 50,000 patients, 10,000,000 posts),
+# then measured: load rates, disk and RSS per node, a snapshot's size and time, the time a new
+# node takes to catch up from it (added as a learner), and the read latencies of `kizuna bench`
+# (patient list, timeline) and its posting rate on the filled hub.
+# usage: ops/scripts/bench-prefecture.sh PATH/TO/kizuna [OUT_DIR]
+#        (env: SCALE=0.01 WORKERS=64 KEEP=1 keeps the hub's directory)
+set -euo pipefail
+BIN=$(realpath "$1")
+OUT=$(realpath -m "${2:-bench-prefecture-$(date +%Y%m%d-%H%M%S)}")
+SCALE=${SCALE:-0.01}
+WORKERS=${WORKERS:-64}
+mkdir -p "$OUT"
+D=$(mktemp -d /tmp/kizuna-prefecture-XXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$D"
+}
+trap cleanup EXIT
+cd "$D"
+
+"$BIN" admin master-key --out "$D/master.key" > /dev/null
+{
+  printf '[hub]\nname = "prefecture"\n\n[encryption]\nmaster_key_file = "%s/master.key"\n' "$D"
+  for i in 1 2 3 4; do
+    voter=true; [ "$i" -eq 4 ] && voter=false
+    printf '\n[[node]]\nid = %s\nname = "n%s"\nregion = "r%s"\nvoter = %s\nraft_addr = "127.0.0.1:2720%s"\napi_addr = "127.0.0.1:2730%s"\ndata_dir = "%s/n%s"\n' \
+      "$i" "$i" "$((i < 4 ? i : 3))" "$voter" "$i" "$i" "$D" "$i"
+  done
+} > hub.toml
+start() { "$BIN" serve --config hub.toml --node "n$1" --insecure > "$D/n$1.log" 2>&1 & PIDS+=($!); }
+for i in 1 2 3; do start "$i"; done
+HUB=127.0.0.1:27301,127.0.0.1:27302,127.0.0.1:27303
+export KIZUNA_SESSION_FILE=$D/session.json
+for try in $(seq 1 60); do
+  INIT=$("$BIN" --endpoint "$HUB" admin init --login office --name 事務局 2>/dev/null) && break
+  [ "$try" -eq 60 ] && { echo "bench-prefecture: the hub never answered; see $D/n*.log" >&2; exit 1; }
+  sleep 1
+done
+KIZUNA_PASSWORD=$(sed -n 's/^one-time password: //p' <<< "$INIT") "$BIN" --endpoint "$HUB" login office > /dev/null
+
+pid_of() { pgrep -f -- "--node n$1 --insecure" | head -1; }
+sizes() { # LABEL: disk (bytes of the node's data directory) and RSS (KiB) per node
+  for i in 1 2 3 4; do
+    [ -d "$D/n$i" ] || continue
+    printf '%s n%s disk_bytes %s rss_kib %s\n' "$1" "$i" "$(du -sb "$D/n$i" | cut -f1)" \
+      "$(ps -o rss= -p "$(pid_of "$i")" | tr -d ' ')"
+  done
+}
+
+echo "generating at scale $SCALE with $WORKERS workers" >&2
+"$BIN" --endpoint "$HUB" generate --scale "$SCALE" --state "$OUT/generate-state.json" \
+  --workers "$WORKERS" > "$OUT/generate.txt" 2> "$OUT/generate.err"
+cat "$OUT/generate.txt"
+sleep 5 # the last entries apply everywhere
+sizes after-load | tee "$OUT/sizes.txt"
+
+# A snapshot of the leader's state, its size and the time it took.
+LEADER=$("$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(next(m["api_addr"] for m in v["members"] if m["id"]==v["leader_id"]))')
+since() { python3 -c "print(round($EPOCHREALTIME - $1, 2))"; }
+START=$EPOCHREALTIME
+"$BIN" --endpoint "$LEADER" admin snapshot --purge | tee "$OUT/snapshot.txt"
+echo "snapshot_seconds $(since "$START")" | tee -a "$OUT/snapshot.txt"
+LEADER_ID=$("$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader_id"])')
+echo "snapshot_dir_bytes $(du -sb "$D/n$LEADER_ID"/snapshots 2>/dev/null | cut -f1)" | tee -a "$OUT/snapshot.txt"
+
+# A new node catches up from it (the log before the snapshot is purged).
+start 4
+sleep 2
+START=$EPOCHREALTIME
+"$BIN" --endpoint "$HUB" admin add-learner --id 4 --name n4 --region r3 --raft-addr 127.0.0.1:27204 --api-addr 127.0.0.1:27304
+echo "catch_up_seconds $(since "$START")" | tee "$OUT/catch-up.txt"
+sizes after-catch-up | tee -a "$OUT/sizes.txt"
+
+# Reads and writes on the filled hub, as one of the generated doctors.
+RUN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"])' "$OUT/generate-state.json")
+KIZUNA_PASSWORD=kizuna-generated-2026 "$BIN" --endpoint "$HUB" login "g$RUN.0" > /dev/null
+"$BIN" --endpoint "$HUB" bench --clients 16 --seconds 20 --patients 500 --read-seconds 20 --json > "$OUT/bench.json"
+python3 - "$OUT/bench.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"posts on the filled hub: {r['posts_per_second']:.0f}/s, p50 {r['post_latency']['p50']} p99 {r['post_latency']['p99']} ms")
+for name in ("patient_list", "timeline"):
+    p = r["reads"][name]
+    print(f"{name} ({r['reads']['patients']} patients): p50 {p['p50']} p99 {p['p99']} max {p['max']} ms")
+PY
+echo "figures in $OUT"
