@@ -7,6 +7,13 @@ use clap::{Parser, Subcommand};
 use kizuna_node::cli::{self, Target};
 use kizuna_proto::rooms::RoomListKind;
 
+/// jemalloc, not glibc's malloc: a node applying posts one by one churns millions of small
+/// allocations over many threads (and 19 MiB for each password check), and glibc kept what they
+/// freed — 2.3–2.9 GB per node after 100,000 posts, also with `MALLOC_ARENA_MAX=2`; with
+/// jemalloc 260–360 MB (docs/benchmarks.md, "A prefecture-sized hub").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "kizuna",

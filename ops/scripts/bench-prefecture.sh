@@ -76,7 +76,9 @@ START=$EPOCHREALTIME
 echo "catch_up_seconds $(since "$START")" | tee "$OUT/catch-up.txt"
 sizes after-catch-up | tee -a "$OUT/sizes.txt"
 
-# Reads and writes on the filled hub, as one of the generated doctors.
+# Reads and writes on the filled hub, as one of the generated doctors, once its compactions
+# after the load have settled.
+sleep "${SETTLE_SECONDS:-60}"
 RUN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"])' "$OUT/generate-state.json")
 KIZUNA_PASSWORD=kizuna-generated-2026 "$BIN" --endpoint "$HUB" login "g$RUN.0" > /dev/null
 "$BIN" --endpoint "$HUB" bench --clients 16 --seconds 20 --patients 500 --read-seconds 20 --json > "$OUT/bench.json"

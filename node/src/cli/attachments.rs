@@ -74,6 +74,27 @@ pub(crate) async fn failover<T>(
     Err(last.context(format!("{what}: no node of the hub could take it (is the hub running?)")))
 }
 
+/// Runs `attempt` again on the same node, with the backoff of [`failover`], while the hub is
+/// unavailable (a leader election under load); any other error ends at once. For load tools
+/// that spread their own connections over the nodes.
+pub(crate) async fn while_unavailable<T, F: Future<Output = anyhow::Result<T>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> anyhow::Result<T> {
+    let mut n = 0;
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(e) if n + 1 < ATTEMPTS && unavailable(&e).is_some() => {
+                tracing::debug!("{what}: {e:#}; trying again");
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(250 << n)).await;
+            }
+            Err(e) => return Err(e.context(format!("{what} (tried {} times)", n + 1))),
+        }
+    }
+}
+
 /// The gRPC status of `e` when it says to try elsewhere: UNAVAILABLE, or the connection
 /// itself broke. A node gone mid-stream shows as UNKNOWN, or CANCELLED when the connection
 /// closed under a request, made on this side from the transport error, which it keeps as its

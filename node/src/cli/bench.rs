@@ -25,6 +25,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::Target;
+use super::attachments::while_unavailable;
 use super::user::{authed, token};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -166,9 +167,11 @@ async fn create_rooms(channel: &Channel, token: &str, n: usize) -> anyhow::Resul
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut rooms = Vec::new();
     for i in 0..n {
-        let req = CreateGroupRequest { idempotency_key: format!("bench-{run}-{i}"), name: format!("bench {i}") };
-        let room = RoomServiceClient::new(channel.clone()).create_group(authed(req, token)?).await;
-        rooms.push(room.context("creating the bench's rooms (sign in as a professional)")?.into_inner().room_id);
+        let room = while_unavailable("creating the bench's rooms (sign in as a professional)", || async {
+            let req = CreateGroupRequest { idempotency_key: format!("bench-{run}-{i}"), name: format!("bench {i}") };
+            Ok(RoomServiceClient::new(channel.clone()).create_group(authed(req, token)?).await?.into_inner().room_id)
+        });
+        rooms.push(room.await?);
     }
     Ok(rooms)
 }
@@ -318,25 +321,9 @@ async fn create_patients(
             tokio::spawn(async move {
                 let mut rooms = Vec::new();
                 for i in (c..n).step_by(clients.max(1)) {
-                    let req = CreatePatientRequest {
-                        idempotency_key: format!("bench-{run}-patient-{i}"),
-                        name: format!("ベンチ 患者{i}"),
-                        kana: "べんち かんじゃ".into(),
-                        ..Default::default()
-                    };
-                    let room = RoomServiceClient::new(channel.clone())
-                        .create_patient(authed(req, &token)?)
-                        .await?
-                        .into_inner()
-                        .room_id;
-                    let post = CreatePostRequest {
-                        idempotency_key: format!("bench-{run}-first-{i}"),
-                        room_id: room,
-                        text: TEXT.into(),
-                        ..Default::default()
-                    };
-                    PostServiceClient::new(channel.clone()).create_post(authed(post, &token)?).await?;
-                    rooms.push(room);
+                    let patient = || create_patient(channel.clone(), token.clone(), (run.clone(), i));
+                    let room = while_unavailable("creating the bench's patients", patient);
+                    rooms.push(room.await?);
                 }
                 anyhow::Ok(rooms)
             })
@@ -347,6 +334,26 @@ async fn create_patients(
         rooms.extend(w.context("creating patients")?.context("creating the bench's patients")?);
     }
     Ok(rooms)
+}
+
+/// The bench run's patient `i` of the caller's, with a first post; her timeline.
+async fn create_patient(channel: Channel, token: String, (run, i): (String, usize)) -> anyhow::Result<u64> {
+    let req = CreatePatientRequest {
+        idempotency_key: format!("bench-{run}-patient-{i}"),
+        name: format!("ベンチ 患者{i}"),
+        kana: "べんち かんじゃ".into(),
+        ..Default::default()
+    };
+    let created = RoomServiceClient::new(channel.clone()).create_patient(authed(req, &token)?).await?;
+    let room = created.into_inner().room_id;
+    let post = CreatePostRequest {
+        idempotency_key: format!("bench-{run}-first-{i}"),
+        room_id: room,
+        text: TEXT.into(),
+        ..Default::default()
+    };
+    PostServiceClient::new(channel).create_post(authed(post, &token)?).await?;
+    Ok(room)
 }
 
 /// One reader until `deadline`: (patient list latencies, timeline latencies), in µs.

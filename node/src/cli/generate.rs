@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -227,22 +227,14 @@ where
     Ok(())
 }
 
-/// `make`, tried again a few times: a leader change or a restarting node fails a call.
+/// `make`, tried again while the hub is unavailable (a leader election under the load).
 async fn retried<F, Fut>(ctx: Arc<Ctx>, earlier: Arc<Vec<u64>>, i: u64, make: F) -> anyhow::Result<u64>
 where
     F: Fn(Arc<Ctx>, Arc<Vec<u64>>, u64) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<u64>>,
 {
-    let mut wait = Duration::from_millis(200);
-    for _ in 0..8 {
-        match make(ctx.clone(), earlier.clone(), i).await {
-            Ok(id) => return Ok(id),
-            Err(e) => tracing::debug!("item {i}: {e:#}; again"),
-        }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
-    }
-    make(ctx, earlier, i).await.with_context(|| format!("item {i}, after 8 tries"))
+    let what = format!("item {i}");
+    super::attachments::while_unavailable(&what, || make(ctx.clone(), earlier.clone(), i)).await
 }
 
 /// Facility `f`: registered and approved by the operator; its id.

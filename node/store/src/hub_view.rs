@@ -158,11 +158,18 @@ impl<'a> RocksHub<'a> {
     }
 
     /// Committed pairs from `start` on, in key order. A read error ends them, as a fault.
-    fn committed_from(&self, start: &[u8]) -> impl Iterator<Item = Pair> + '_ {
+    /// Committed pairs from `start` on, below `end`. The bound is RocksDB's own: without it an
+    /// iterator that leaves the range first steps over every deleted or shadowed entry behind
+    /// it (a queue's tombstones) before it finds the next live key to stop at.
+    fn committed_from(&self, start: &[u8], end: Option<Vec<u8>>) -> impl Iterator<Item = Pair> + '_ {
         let mode = IteratorMode::From(start, Direction::Forward);
         let start = start.to_vec();
+        let mut options = self.read_options();
+        if let Some(end) = end {
+            options.set_iterate_upper_bound(end);
+        }
         self.db
-            .iterator_cf_opt(cf(self.db, CF_SM_DATA), self.read_options(), mode)
+            .iterator_cf_opt(cf(self.db, CF_SM_DATA), options, mode)
             .map_while(move |item| item.map_err(|e| self.note(StorageFault::scan(&start, e))).ok())
     }
 
@@ -179,7 +186,7 @@ impl<'a> RocksHub<'a> {
         // Each pending delete may hide one committed value: read that many more.
         let enough = limit.saturating_add(pending.len());
         let mut found: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
-            .committed_from(start)
+            .committed_from(start, keys::prefix_end(prefix))
             .take_while(|(k, _)| k.starts_with(prefix))
             .take(enough)
             .map(|(k, v)| (k.to_vec(), Some(v.to_vec())))
@@ -556,7 +563,7 @@ impl<'a> RocksHub<'a> {
         // The queue starts at its oldest unacknowledged message: only the acknowledged run is
         // read, committed or staged in this batch.
         let mut acknowledged: Vec<Vec<u8>> =
-            self.committed_from(&first).map(|(k, _)| k.to_vec()).take_while(|k| *k < end).collect();
+            self.committed_from(&first, Some(end.clone())).map(|(k, _)| k.to_vec()).take_while(|k| *k < end).collect();
         acknowledged.extend(self.overlay.range(first..end).filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()));
         for key in acknowledged {
             self.overlay.insert(key, None);
@@ -685,7 +692,10 @@ impl<'a> RocksHub<'a> {
     fn pairs_after(&self, table: Table, after: u64, limit: usize) -> Vec<Pair> {
         let start = keys::id(table, after.saturating_add(1));
         let prefix = keys::all(table);
-        self.committed_from(&start).take_while(|(k, _)| k.starts_with(&prefix)).take(limit).collect()
+        self.committed_from(&start, keys::prefix_end(&prefix))
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .take(limit)
+            .collect()
     }
 
     /// Moves the pending writes into a RocksDB write batch; refused, writing nothing, once the

@@ -260,6 +260,19 @@ fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
+/// The first key after every key that begins with `prefix` (None: there is none, the prefix
+/// is all 0xFF bytes): the exclusive end of a prefix scan.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// The whole table: the prefix of every key in it (also the key of `O` and `z`).
 pub(crate) fn all(table: Table) -> Vec<u8> {
     compose(table, &[])
@@ -556,6 +569,16 @@ pub(crate) const SM_DATA_END: &[u8] = &[0xff; 2];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_ends_just_after_its_last_key() {
+        let members = id(MEMBERS, 1);
+        let end = prefix_end(&members).expect("an end");
+        assert!(ids(MEMBERS, 1, u64::MAX) < end && end <= ids(MEMBERS, 2, 0));
+        assert_eq!(prefix_end(&[b'a', 0xFF, 0xFF]), Some(vec![b'b']));
+        assert_eq!(prefix_end(&[0xFF, 0xFF]), None);
+        assert_eq!(prefix_end(b""), None);
+    }
 
     #[test]
     fn the_layout_is_pinned() {

@@ -145,6 +145,10 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     let mut tables = rocksdb::BlockBasedOptions::default();
     tables.set_block_cache(cache);
     options.set_block_based_table_factory(&tables);
+    // Without Snappy linked, RocksDB's default is no compression at all: the search index's
+    // keys (room and seq after a hashed bigram) and the tables' per-key sequence numbers
+    // compress well; sealed values do not, and LZ4 gives up on those blocks cheaply.
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
     if name == CF_SM_DATA || name == CF_RAFT_LOG {
         options.set_enable_blob_files(true);
         options.set_min_blob_size(16 * 1024);

@@ -47,7 +47,10 @@ impl Api {
         // An unknown login is checked against a dummy hash, so that it costs what a wrong
         // password costs: the answer's timing must not tell which logins exist.
         let phc = account.as_ref().map(|a| a.password_hash.clone());
-        // Verify off the async threads: argon2id is deliberately slow.
+        // Verify off the async threads: argon2id is deliberately slow, and takes 19 MiB a
+        // time — a few at once per node, like new hashes, or a burst of sign-ins (or of
+        // guesses) takes the node's memory.
+        let _hashing = self.hashing.acquire().await.map_err(|e| Status::internal(e.to_string()))?;
         let password = r.password;
         let ok = tokio::task::spawn_blocking(move || auth::verify_password_or_dummy(&password, phc.as_deref()))
             .await

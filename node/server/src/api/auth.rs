@@ -141,7 +141,14 @@ pub fn bearer<T>(req: &tonic::Request<T>) -> Option<String> {
 #[derive(Default)]
 pub struct IdleClock {
     last_used: Mutex<HashMap<String, u64>>,
+    /// The size at which `touch` next forgets the sessions idle past any allowed timeout.
+    sweep_at: std::sync::atomic::AtomicUsize,
 }
+
+/// The longest idle timeout a hub may set: a session unused for longer has expired anyway.
+const LONGEST_IDLE_MS: u64 = *kizuna_domain::sessions::IDLE_MINUTES.end() as u64 * 60_000;
+/// The idle clock is swept no sooner than at this many sessions.
+const SWEEP_FROM: usize = 1024;
 
 impl IdleClock {
     /// The last use of a session on this node (0 when it was never used here: the hub-wide
@@ -151,16 +158,37 @@ impl IdleClock {
         map.get(token_hash).copied().unwrap_or(0)
     }
 
-    /// Records a successful use.
+    /// Records a successful use. Once the clock has doubled in size since its last sweep, it
+    /// forgets sessions idle past the longest allowed timeout (they can never be used again), so
+    /// its size follows the sessions in use, not every session ever seen (amortized O(1)).
     pub fn touch(&self, token_hash: &str, now_ms: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut map = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(token_hash.to_owned(), now_ms);
+        if map.len() >= self.sweep_at.load(Relaxed).max(SWEEP_FROM) {
+            map.retain(|_, last| now_ms.saturating_sub(*last) <= LONGEST_IDLE_MS);
+            self.sweep_at.store(2 * map.len(), Relaxed);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_idle_clock_forgets_sessions_idle_past_any_allowed_timeout() {
+        let clock = IdleClock::default();
+        for i in 0..SWEEP_FROM - 1 {
+            clock.touch(&format!("old-{i}"), 1_000);
+        }
+        assert_eq!(clock.last_used("old-0"), 1_000, "kept below the sweep size");
+        let later = 1_000 + LONGEST_IDLE_MS + 1;
+        clock.touch("fresh", later);
+        assert_eq!((clock.last_used("old-0"), clock.last_used("fresh")), (0, later));
+        let kept = clock.last_used.lock().map(|m| m.len()).unwrap_or_default();
+        assert_eq!(kept, 1, "only the session in use is kept");
+    }
 
     fn totp_code(secret: &[u8], step: u64) -> Result<String, Status> {
         Ok(totp(secret)?.generate(step * TOTP_STEP_SECS).to_string())

@@ -42,8 +42,27 @@ pub fn registry() -> &'static PrometheusHandle {
         // Counters an alert watches with increase() exist from the start at 0: a series that
         // appears only with its first event would not count that event.
         metrics::counter!("kizuna_emergency_accesses_opened_total").increment(0);
+        drain_histograms(handle.clone());
         handle
     })
+}
+
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds histogram samples into their buckets every [`UPKEEP_EVERY`]: the recorder keeps every
+/// sample until then, and only a scrape would fold them otherwise — a node nobody scrapes
+/// (no `metrics_addr`, or Prometheus down) would hold every request's timing forever.
+fn drain_histograms(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the metrics upkeep ({e}): histograms are folded only when scraped");
+    }
 }
 
 /// Serves `GET /metrics` for `node` on `listener` until `stopped`.
