@@ -248,8 +248,18 @@ enum Command {
     Admin(cli::admin::AdminCommand),
 }
 
+/// jemalloc's figures of the heap: `epoch` refreshes its cached statistics first.
+fn jemalloc_figures() -> Option<kizuna_server::metrics::HeapFigures> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    let allocated = stats::allocated::read().ok()? as u64;
+    let resident = stats::resident::read().ok()? as u64;
+    Some(kizuna_server::metrics::HeapFigures { allocated, resident })
+}
+
 fn main() -> anyhow::Result<()> {
     cli::init_tracing();
+    kizuna_server::metrics::report_heap_with(jemalloc_figures);
     let args = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {

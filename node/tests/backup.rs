@@ -13,7 +13,7 @@ use kizuna_proto::accounts::LoginRequest;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::attachments::Variant;
 use kizuna_proto::posts::post_service_client::PostServiceClient;
-use kizuna_proto::posts::{CreatePostRequest, TimelineOrder, TimelineRequest};
+use kizuna_proto::posts::CreatePostRequest;
 use tonic::transport::Channel;
 
 async fn post(api: Channel, token: &str, room_id: u64, text: &str, files: Vec<u64>) {
@@ -25,13 +25,6 @@ async fn post(api: Channel, token: &str, room_id: u64, text: &str, files: Vec<u6
         ..Default::default()
     };
     PostServiceClient::new(api).create_post(authed(req, token)).await.expect("post");
-}
-
-async fn texts(api: Channel, token: &str, room_id: u64) -> Vec<String> {
-    let req =
-        TimelineRequest { room_id, order: TimelineOrder::OldestFirst as i32, page_size: 50, ..Default::default() };
-    let page = PostServiceClient::new(api).timeline(authed(req, token)).await.expect("timeline").into_inner();
-    page.posts.into_iter().map(|p| p.text).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -112,14 +105,14 @@ async fn a_hub_destroyed_everywhere_comes_back_from_its_backup() {
     };
     let again =
         AccountServiceClient::new(api.clone()).login(login).await.expect("the doctor logs in").into_inner().token;
-    let shown = texts(api.clone(), &again, room).await;
+    let shown = common::timeline_texts(api.clone(), &again, room).await;
     assert_eq!(shown, ["往診しました。褥瘡は改善傾向です。", "ケアプランを添付します"]);
     let back = download(api.clone(), &again, file, Variant::Original, 0).await.expect("download");
     assert_eq!(back, plan, "the attached file came back");
     post(api.clone(), &again, room, "復旧後の初回投稿", vec![]).await;
     for id in hub.running_ids() {
         let other = channel(&hub.api(id)).await;
-        assert_eq!(texts(other, &again, room).await.len(), 3, "node {id} serves the restored hub");
+        assert_eq!(common::timeline_texts(other, &again, room).await.len(), 3, "node {id} serves the restored hub");
     }
     hub.shutdown().await;
 }

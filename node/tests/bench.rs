@@ -164,7 +164,7 @@ async fn generate_builds_a_scaled_hub_and_resumes_without_repeating_anything() {
     let texts = || async {
         let mut all = Vec::new();
         for room in &rooms {
-            all.push(timeline_texts(channel.clone(), &doctor.token, *room).await);
+            all.push(common::timeline_texts(channel.clone(), &doctor.token, *room).await);
         }
         all
     };
@@ -180,27 +180,4 @@ async fn generate_builds_a_scaled_hub_and_resumes_without_repeating_anything() {
     assert_eq!(second["patients"], first["patients"], "the same patients, not new ones");
     assert_eq!(texts().await, before, "nothing posted twice");
     hub.shutdown().await;
-}
-
-/// Every post text of `room`, oldest first, page by page.
-async fn timeline_texts(channel: tonic::transport::Channel, token: &str, room: u64) -> Vec<String> {
-    use kizuna_proto::posts::post_service_client::PostServiceClient;
-    use kizuna_proto::posts::{TimelineOrder, TimelineRequest};
-    let (mut texts, mut page_token) = (Vec::new(), String::new());
-    loop {
-        let req = TimelineRequest {
-            room_id: room,
-            order: TimelineOrder::OldestFirst as i32,
-            page_size: 200,
-            page_token,
-            ..Default::default()
-        };
-        let page = PostServiceClient::new(channel.clone()).timeline(common::authed(req, token)).await;
-        let page = page.expect("timeline").into_inner();
-        texts.extend(page.posts.into_iter().map(|p| p.text));
-        if page.next_page_token.is_empty() {
-            return texts;
-        }
-        page_token = page.next_page_token;
-    }
 }

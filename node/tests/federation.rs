@@ -73,23 +73,7 @@ impl Person {
 
     /// Every post's text, oldest first, page by page.
     async fn texts(&self, hub: &TestHub, room: u64) -> Vec<String> {
-        let mut texts = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let req = TimelineRequest {
-                room_id: room,
-                order: TimelineOrder::OldestFirst as i32,
-                page_size: 200,
-                page_token,
-                ..Default::default()
-            };
-            let page = self.posts(hub).await.timeline(req).await.expect("timeline").into_inner();
-            texts.extend(page.posts.into_iter().map(|p| p.text));
-            if page.next_page_token.is_empty() {
-                return texts;
-            }
-            page_token = page.next_page_token;
-        }
+        common::timeline_texts(channel(&hub.api(hub.leader().await)).await, &self.token, room).await
     }
 
     async fn directory(&self, hub: &TestHub) -> DirectoryServiceClient<common::Authed> {

@@ -28,8 +28,8 @@ cd "$D"
   printf '[hub]\nname = "prefecture"\n\n[encryption]\nmaster_key_file = "%s/master.key"\n' "$D"
   for i in 1 2 3 4; do
     voter=true; [ "$i" -eq 4 ] && voter=false
-    printf '\n[[node]]\nid = %s\nname = "n%s"\nregion = "r%s"\nvoter = %s\nraft_addr = "127.0.0.1:2720%s"\napi_addr = "127.0.0.1:2730%s"\ndata_dir = "%s/n%s"\n' \
-      "$i" "$i" "$((i < 4 ? i : 3))" "$voter" "$i" "$i" "$D" "$i"
+    printf '\n[[node]]\nid = %s\nname = "n%s"\nregion = "r%s"\nvoter = %s\nraft_addr = "127.0.0.1:2720%s"\napi_addr = "127.0.0.1:2730%s"\nmetrics_addr = "127.0.0.1:2740%s"\ndata_dir = "%s/n%s"\n' \
+      "$i" "$i" "$((i < 4 ? i : 3))" "$voter" "$i" "$i" "$i" "$D" "$i"
   done
 } > hub.toml
 start() { "$BIN" serve --config hub.toml --node "n$1" --insecure > "$D/n$1.log" 2>&1 & PIDS+=($!); }
@@ -49,7 +49,24 @@ sizes() { # LABEL: disk (bytes of the node's data directory) and RSS (KiB) per n
     [ -d "$D/n$i" ] || continue
     printf '%s n%s disk_bytes %s rss_kib %s\n' "$1" "$i" "$(du -sb "$D/n$i" | cut -f1)" \
       "$(ps -o rss= -p "$(pid_of "$i")" | tr -d ' ')"
+    memory "$1" "$i"
   done
+}
+memory() { # LABEL NODE: where the node's memory is, from its metrics (MiB)
+  curl -s "http://127.0.0.1:2740$2/metrics" | python3 -c '
+import sys, re
+label, node = sys.argv[1], sys.argv[2]
+seen = {}
+for line in sys.stdin:
+    m = re.match(r"(kizuna_(?:heap_\w+|rocksdb_(?:memtable|table_readers|block_cache|block_cache_pinned)_bytes|process_resident_memory_bytes))\{([^}]*)\} (\S+)", line)
+    if not m: continue
+    name, labels, value = m.group(1), m.group(2), float(m.group(3))
+    # The block cache is one per node: every family reports it; count it once.
+    if "block_cache" in name: seen[name] = value
+    else: seen[name] = seen.get(name, 0) + value
+figures = ["%s_mib %.0f" % (k[len("kizuna_"):], v / 2**20) for k, v in sorted(seen.items())]
+print(label, "n" + node, " ".join(figures))
+' "$1" "$2" || true
 }
 
 echo "generating at scale $SCALE with $WORKERS workers" >&2
@@ -67,6 +84,9 @@ START=$EPOCHREALTIME
 echo "snapshot_seconds $(since "$START")" | tee -a "$OUT/snapshot.txt"
 LEADER_ID=$("$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader_id"])')
 echo "snapshot_dir_bytes $(du -sb "$D/n$LEADER_ID"/snapshots 2>/dev/null | cut -f1)" | tee -a "$OUT/snapshot.txt"
+# Where the state's bytes go, table by table, and each node's disk once the log is purged.
+"$BIN" admin snapshot-space "$D/n$LEADER_ID"/snapshots/current.snap | tee "$OUT/snapshot-space.txt"
+sizes after-snapshot | tee -a "$OUT/sizes.txt"
 
 # A new node catches up from it (the log before the snapshot is purged).
 start 4

@@ -165,11 +165,13 @@ pub struct Snapshotted {
 
 impl Node {
     /// Builds a snapshot of this node's state as applied now and, with `purge_log`, purges
-    /// its log up to it; waits for both (at most the quorum timeout each).
+    /// its log up to it. Waits for the snapshot as long as its build writes entries (a large
+    /// state takes minutes), and fails once a quorum timeout passes with none written; the
+    /// purge gets the quorum timeout.
     pub async fn snapshot_now(&self, purge_log: bool) -> Result<Snapshotted, SnapshotError> {
         let applied = self.metrics().last_applied.map_or(0, |l| l.index);
         self.raft.trigger().snapshot().await.map_err(|e| SnapshotError::Refused(e.to_string()))?;
-        let built = self.wait_until("snapshot", move |m| m.snapshot.is_some_and(|l| l.index >= applied)).await?;
+        let built = self.wait_for_snapshot(applied).await?;
         let snapshot_index = built.snapshot.map_or(0, |l| l.index);
         let mut purged_index = built.purged.map(|l| l.index);
         if purge_log && snapshot_index > 0 {
@@ -179,6 +181,29 @@ impl Node {
             purged_index = purged.purged.map(|l| l.index);
         }
         Ok(Snapshotted { snapshot_index, purged_index })
+    }
+
+    /// Raft's metrics once a snapshot reaches `applied`, waiting while the build makes progress.
+    /// A build that was already running when the snapshot was asked for may end below
+    /// `applied` (Raft ignores a trigger while it builds): then the snapshot is asked for again.
+    async fn wait_for_snapshot(&self, applied: u64) -> Result<RaftMetrics, SnapshotError> {
+        let mut written = self.state.snapshot_entries_written();
+        let mut asked_again = false;
+        loop {
+            let late = match self.wait_until("snapshot", move |m| m.snapshot.is_some_and(|l| l.index >= applied)).await {
+                Ok(built) => return Ok(built),
+                Err(late) => late,
+            };
+            let now = self.state.snapshot_entries_written();
+            if now != written {
+                written = now;
+            } else if !asked_again {
+                asked_again = true;
+                self.raft.trigger().snapshot().await.map_err(|e| SnapshotError::Refused(e.to_string()))?;
+            } else {
+                return Err(late);
+            }
+        }
     }
 
     /// Raft's metrics once `done` holds, waiting at most the quorum timeout.

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Subcommand;
 use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use kizuna_proto::admin::{
@@ -167,6 +168,12 @@ pub enum AdminCommand {
         #[arg(long)]
         purge: bool,
     },
+    /// Where a snapshot file's bytes go, table by table (entries, key and value bytes as
+    /// stored, before compression). Reads the file only: no node, no keys.
+    SnapshotSpace {
+        /// A node's snapshot, e.g. DATA_DIR/snapshots/current.snap.
+        file: PathBuf,
+    },
     /// Every member's applied index and state digest: replicas at one index must agree.
     Digest,
     /// An encrypted backup of the hub's whole state (attached files included), made by the
@@ -280,6 +287,20 @@ where
 fn print_membership(log_index: u64, m: Option<Membership>) {
     let m = m.unwrap_or_default();
     println!("voters {:?}, learners {:?} (log index {log_index})", m.voter_ids, m.learner_ids);
+}
+
+/// The table of `kizuna admin snapshot-space`, largest table first.
+fn print_space(file: &std::path::Path) -> anyhow::Result<()> {
+    let mut tables = kizuna_store::snapshot_space(file).with_context(|| format!("reading {}", file.display()))?;
+    tables.sort_by_key(|t| std::cmp::Reverse(t.key_bytes + t.value_bytes));
+    let total: u64 = tables.iter().map(|t| t.key_bytes + t.value_bytes).sum();
+    println!("{:<40} {:>12} {:>14} {:>14} {:>6}", "table", "entries", "key bytes", "value bytes", "share");
+    for t in &tables {
+        let share = 100.0 * (t.key_bytes + t.value_bytes) as f64 / total.max(1) as f64;
+        println!("{:<40} {:>12} {:>14} {:>14} {:>5.1}%", t.table, t.entries, t.key_bytes, t.value_bytes, share);
+    }
+    println!("{:<40} {:>12} {:>14}", "all", tables.iter().map(|t| t.entries).sum::<u64>(), total);
+    Ok(())
 }
 
 pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand) -> anyhow::Result<()> {
@@ -399,6 +420,7 @@ pub async fn run(target: impl Fn() -> anyhow::Result<Target>, cmd: AdminCommand)
             let purged = r.purged_index.map_or("nothing purged yet".into(), |i| format!("log purged up to {i}"));
             println!("snapshot at index {}, {purged}", r.snapshot_index);
         }
+        AdminCommand::SnapshotSpace { file } => print_space(&file)?,
         AdminCommand::Digest => digests(&target()?).await?,
         AdminCommand::Federation(cmd) => super::federation::run(cmd, target).await?,
     }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 
 use rocksdb::WriteBatch;
 
@@ -43,7 +44,7 @@ impl StateReader {
     /// Writes a consistent image of the state to `path` (from one RocksDB snapshot: apply goes
     /// on meanwhile) and tells what it holds.
     pub fn write_image(&self, path: &Path) -> std::io::Result<ImageInfo> {
-        let (meta, digest) = snapshot::write_consistent(&self.db, path)?;
+        let (meta, digest) = snapshot::write_consistent(&self.db, path, &AtomicU64::new(0))?;
         Ok(ImageInfo { term: term_of(meta.last_log_id.as_ref()), digest })
     }
 }

@@ -29,6 +29,7 @@ mod migrate;
 pub mod raft;
 mod scrub;
 mod snapshot;
+pub mod space;
 mod state_machine;
 pub mod vault;
 
@@ -46,6 +47,7 @@ pub use migrate::MigrateError;
 pub use scrub::ScrubPlan;
 pub use snapshot::SnapshotFile;
 pub use state_machine::{ApplyFault, StateDigest, StateMachineStore, StateReader, StorageProperty};
+pub use space::{TableSpace, snapshot_space};
 pub use vault::master::{MasterKey, MasterKeyError, MasterKeys};
 pub use vault::{Vault, VaultError};
 
@@ -104,7 +106,7 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
     migrate::run(&db, &snapshot_dir)?;
     let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
-    let log = LogStore::new(db.clone(), vault.clone());
+    let log = LogStore::new(db.clone(), vault.clone())?;
     let sm = StateMachineStore::open(db.clone(), snapshot_dir, vault.clone())?;
     // Opening finishes a snapshot install a stop cut short: its state may hold data keys the
     // vault did not see when it opened.
@@ -144,6 +146,12 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     let mut options = Options::default();
     let mut tables = rocksdb::BlockBasedOptions::default();
     tables.set_block_cache(cache);
+    // Index and filter blocks count against the block cache: otherwise each open table keeps
+    // its own outside any bound, and a node's memory grows with its state. Level 0's stay
+    // pinned (every read consults them) and the cache evicts them last.
+    tables.set_cache_index_and_filter_blocks(true);
+    tables.set_cache_index_and_filter_blocks_with_high_priority(true);
+    tables.set_pin_l0_filter_and_index_blocks_in_cache(true);
     options.set_block_based_table_factory(&tables);
     // Without Snappy linked, RocksDB's default is no compression at all: the search index's
     // keys (room and seq after a hashed bigram) and the tables' per-key sequence numbers

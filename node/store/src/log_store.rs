@@ -1,13 +1,17 @@
 //! The Raft log and Raft metadata (vote, committed, purged) in RocksDB.
 //!
-//! Every method that openraft relies on for safety writes with `sync = true` before it
-//! returns or signals completion: votes, appends, truncations and purges are on disk when
-//! openraft hears they are done. One append call is one write batch and one fsync, so the
-//! batches openraft forms become group commits.
+//! Every method that openraft relies on for safety is on disk when openraft hears it is done:
+//! votes, truncations and purges write with `sync = true` before they return. An append
+//! writes its batch unsynced and returns — the entries are readable, so replication sends them
+//! to the followers at once — and the log's syncer thread reports it flushed once a sync of
+//! the write-ahead log has covered it (openraft counts the leader's own copy for a commit only
+//! then). The leader's fsync thus runs while the followers write theirs, as in etcd, instead of
+//! before them; and one sync covers every append waiting for it (group commit).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Weak};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
@@ -26,6 +30,8 @@ pub struct LogStore {
     db: Arc<DB>,
     /// Entries carry every command (post texts, patient names): sealed under the node's key.
     vault: Arc<Vault>,
+    /// Appends written and waiting for a sync of the write-ahead log (see the module's doc).
+    syncer: Sender<IOFlushed<TypeConfig>>,
 }
 
 fn synced() -> WriteOptions {
@@ -35,8 +41,13 @@ fn synced() -> WriteOptions {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>, vault: Arc<Vault>) -> Self {
-        Self { db, vault }
+    /// The log of `db`, with its syncer thread (which ends when the last copy of the store is
+    /// dropped; it holds the database weakly, so closing it waits for nobody).
+    pub(crate) fn new(db: Arc<DB>, vault: Arc<Vault>) -> std::io::Result<Self> {
+        let (syncer, waiting) = channel();
+        let weak = Arc::downgrade(&db);
+        std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || sync_appends(&weak, &waiting))?;
+        Ok(Self { db, vault, syncer })
     }
 
     fn last_entry(&self) -> std::io::Result<Option<Entry>> {
@@ -76,7 +87,8 @@ impl LogStore {
         .await
     }
 
-    /// Writes `entries`, sealed, in one batch and one fsync.
+    /// Writes `entries`, sealed, in one batch, not synced: readable when this returns, durable
+    /// once the write-ahead log is synced after it.
     async fn write_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), std::io::Error> {
         let mut batch = WriteBatch::default();
         let log_cf = cf(&self.db, CF_RAFT_LOG);
@@ -86,7 +98,7 @@ impl LogStore {
             batch.put_cf(log_cf, key, value);
         }
         let db = self.db.clone();
-        blocking(move || Self::write_synced(&db, batch)).await
+        blocking(move || db.write(batch).map_err(io_err)).await
     }
 
     /// One write batch and one fsync; its duration is the `kizuna_raft_log_sync_seconds`
@@ -97,6 +109,28 @@ impl LogStore {
         metrics::histogram!("kizuna_raft_log_sync_seconds").record(started.elapsed().as_secs_f64());
         written
     }
+}
+
+/// The syncer thread: takes every append waiting, syncs the write-ahead log once (which makes
+/// every write before it durable) and reports them flushed, in the order they were written.
+fn sync_appends(db: &Weak<DB>, waiting: &Receiver<IOFlushed<TypeConfig>>) {
+    while let Ok(first) = waiting.recv() {
+        let appends: Vec<_> = std::iter::once(first).chain(waiting.try_iter()).collect();
+        let synced = sync_wal(db);
+        for append in appends {
+            append.io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string())));
+        }
+    }
+}
+
+/// One sync of the write-ahead log; its duration is the `kizuna_raft_log_sync_seconds`
+/// histogram (the "fsync slow" alert).
+fn sync_wal(db: &Weak<DB>) -> std::io::Result<()> {
+    let db = db.upgrade().ok_or_else(|| std::io::Error::other("the database is closed"))?;
+    let started = std::time::Instant::now();
+    let synced = db.flush_wal(true).map_err(io_err);
+    metrics::histogram!("kizuna_raft_log_sync_seconds").record(started.elapsed().as_secs_f64());
+    synced
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -175,10 +209,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let result = self.write_entries(entries).await;
-        let report = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string()));
-        callback.io_completed(report);
-        result
+        if let Err(e) = self.write_entries(entries).await {
+            callback.io_completed(Err(std::io::Error::new(e.kind(), e.to_string())));
+            return Err(e);
+        }
+        // Only a syncer that ended (its thread panicked) refuses the callback: report it here.
+        if let Err(refused) = self.syncer.send(callback) {
+            let gone = || std::io::Error::other("the log's syncer thread ended");
+            refused.0.io_completed(Err(gone()));
+            return Err(gone());
+        }
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), std::io::Error> {
@@ -245,5 +286,24 @@ mod tests {
         assert!(log.limited_get_log_entries(5, 5).await.expect("read").is_empty());
         let all = log.try_get_log_entries(1..=count).await.expect("read");
         assert_eq!(all.len(), count as usize, "an unlimited read is whole");
+    }
+
+    #[tokio::test]
+    async fn appends_are_readable_at_once_and_each_is_reported_flushed() {
+        use openraft::storage::{IOFlushed, RaftLogStorage};
+        use openraft::type_config::TypeConfigExt;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (mut log, _state) = crate::open(dir.path(), MasterKeys::none()).expect("open");
+        let mut flushed = Vec::new();
+        for index in 1..=20 {
+            let (tx, rx) = TypeConfig::oneshot();
+            log.append([large(index)], IOFlushed::signal(tx)).await.expect("appended");
+            let read = log.try_get_log_entries(index..=index).await.expect("read");
+            assert_eq!(read.len(), 1, "entry {index} readable when append returns");
+            flushed.push(rx);
+        }
+        for (i, rx) in flushed.into_iter().enumerate() {
+            rx.await.expect("the syncer answered").unwrap_or_else(|e| panic!("append {i}: {e}"));
+        }
     }
 }

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{DB, IteratorMode};
 use sha2::{Digest, Sha256};
@@ -115,8 +116,12 @@ impl PairDigest {
 }
 
 /// Writes a snapshot file of `db`'s state machine at `path`, from one RocksDB snapshot (so it
-/// is consistent while apply goes on), with its digest.
-pub(crate) fn write_consistent(db: &DB, path: &Path) -> std::io::Result<(SnapshotMeta, StateDigest)> {
+/// is consistent while apply goes on), with its digest; counts each entry written in `written`.
+pub(crate) fn write_consistent(
+    db: &DB,
+    path: &Path,
+    written: &AtomicU64,
+) -> std::io::Result<(SnapshotMeta, StateDigest)> {
     let view = db.snapshot();
     let meta_cf = cf(db, CF_SM_META);
     let read = |key: &[u8]| -> std::io::Result<Option<Vec<u8>>> { view.get_cf(meta_cf, key).map_err(io_err) };
@@ -135,6 +140,7 @@ pub(crate) fn write_consistent(db: &DB, path: &Path) -> std::io::Result<(Snapsho
         let (k, v) = item.map_err(io_err)?;
         writer.pair(&k, &v)?;
         digest.add(&k, &v);
+        written.fetch_add(1, Ordering::Relaxed);
     }
     writer.finish()?;
     let digest = digest.finish(meta.last_log_id.as_ref());

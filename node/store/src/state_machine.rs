@@ -15,6 +15,7 @@ use super::hub_view::RocksHub;
 use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS};
 use super::snapshot::{self, SnapshotFile};
 use super::{CF_SM_DATA, CF_SM_META, Vault, blocking, cf, codec, get_state, get_value, io_err, sealed_value, to_value};
+use super::space::{SpaceByTable, TableSpace};
 use super::{ObservationJournal, ReadJournal, install};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::disaster::observe;
@@ -37,6 +38,9 @@ pub struct StateReader {
     /// The keys the state is sealed with (shared with apply, which adds to them).
     vault: Arc<Vault>,
     snapshots_installed: Arc<AtomicU64>,
+    /// Entries written into snapshots this node built since it started: it grows while a
+    /// build runs, so a caller waiting for a large snapshot can tell slow from stuck.
+    snapshot_entries_written: Arc<AtomicU64>,
     events: tokio::sync::broadcast::Sender<Event>,
     /// Patient-data reads of this node, waiting to be shipped into the audit chain.
     pub journal: ReadJournal,
@@ -149,6 +153,19 @@ impl StateReader {
         Ok(digest.finish(applied.as_ref()))
     }
 
+    /// What each table of the replicated state holds, as stored (sealed values, keys as
+    /// written, before RocksDB's compression): where the disk goes. Reads the whole state from
+    /// one snapshot.
+    pub fn space_by_table(&self) -> std::io::Result<Vec<TableSpace>> {
+        let snap = self.db.snapshot();
+        let mut space = SpaceByTable::default();
+        for item in snap.iterator_cf(cf(&self.db, CF_SM_DATA), IteratorMode::Start) {
+            let (key, value) = item.map_err(io_err)?;
+            space.add(&key, &value);
+        }
+        Ok(space.tables())
+    }
+
     /// A handle that tells when the database has been closed (every user dropped it).
     pub fn database(&self) -> std::sync::Weak<DB> {
         Arc::downgrade(&self.db)
@@ -157,6 +174,11 @@ impl StateReader {
     /// How many snapshots this node has installed from a leader since it started.
     pub fn snapshots_installed(&self) -> u64 {
         self.snapshots_installed.load(Ordering::Relaxed)
+    }
+
+    /// Entries written into the snapshots this node built since it started (see the field).
+    pub fn snapshot_entries_written(&self) -> u64 {
+        self.snapshot_entries_written.load(Ordering::Relaxed)
     }
 
     /// How many live event subscribers this node serves now.
@@ -198,6 +220,11 @@ const STORAGE_PROPERTIES: &[(&str, &str)] = &[
     ("rocksdb.is-write-stopped", "kizuna_rocksdb_write_stopped"),
     ("rocksdb.actual-delayed-write-rate", "kizuna_rocksdb_delayed_write_rate"),
     ("rocksdb.estimate-num-keys", "kizuna_rocksdb_estimated_keys"),
+    // Memory: the sorted tables' index and filter blocks held outside the block cache, and the
+    // one block cache of the node (each family reports the same shared cache).
+    ("rocksdb.estimate-table-readers-mem", "kizuna_rocksdb_table_readers_bytes"),
+    ("rocksdb.block-cache-usage", "kizuna_rocksdb_block_cache_bytes"),
+    ("rocksdb.block-cache-pinned-usage", "kizuna_rocksdb_block_cache_pinned_bytes"),
 ];
 
 /// See [`StateReader::state_digest`].
@@ -238,6 +265,7 @@ impl StateMachineStore {
             db: db.clone(),
             vault,
             snapshots_installed: Arc::default(),
+            snapshot_entries_written: Arc::default(),
             events,
             journal,
             observations,
@@ -768,7 +796,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { db: self.db.clone(), snapshot_dir: self.snapshot_dir.clone(), seq: self.snapshot_seq.clone() }
+        SnapshotBuilder {
+            db: self.db.clone(),
+            snapshot_dir: self.snapshot_dir.clone(),
+            seq: self.snapshot_seq.clone(),
+            written: self.reader.snapshot_entries_written.clone(),
+        }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), std::io::Error> {
@@ -802,6 +835,7 @@ pub struct SnapshotBuilder {
     db: Arc<DB>,
     snapshot_dir: PathBuf,
     seq: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -811,12 +845,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let db = self.db.clone();
         let dir = self.snapshot_dir.clone();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let written = self.written.clone();
         blocking(move || {
             // Sync the WAL first: once this snapshot exists openraft may purge the log, and the
             // unsynced state-machine writes must not be the only copy of what it held.
             db.flush_wal(true).map_err(io_err)?;
             let tmp = dir.join(format!("build-{seq}.snap"));
-            let (meta, _) = snapshot::write_consistent(&db, &tmp)?;
+            let (meta, _) = snapshot::write_consistent(&db, &tmp, &written)?;
             let current = dir.join(CURRENT_SNAPSHOT);
             std::fs::rename(&tmp, &current)?;
             Ok(Snapshot { meta, snapshot: SnapshotFile { path: current } })

@@ -551,6 +551,29 @@ pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
     r
 }
 
+/// Every post text of `room` as the session `token` reads it, oldest first, page by page.
+pub async fn timeline_texts(api: Channel, token: &str, room: u64) -> Vec<String> {
+    use kizuna_proto::posts::post_service_client::PostServiceClient;
+    use kizuna_proto::posts::{TimelineOrder, TimelineRequest};
+    let (mut texts, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let req = TimelineRequest {
+            room_id: room,
+            order: TimelineOrder::OldestFirst as i32,
+            page_size: 200,
+            page_token,
+            ..Default::default()
+        };
+        let page = PostServiceClient::new(api.clone()).timeline(authed(req, token)).await;
+        let page = page.expect("timeline").into_inner();
+        texts.extend(page.posts.into_iter().map(|p| p.text));
+        if page.next_page_token.is_empty() {
+            return texts;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 /// The account id of the session `token`.
 pub async fn account_of(api: Channel, token: &str) -> u64 {
     let me = AccountServiceClient::new(api).get_me(authed(kizuna_proto::accounts::GetMeRequest {}, token)).await;

@@ -47,6 +47,28 @@ pub fn registry() -> &'static PrometheusHandle {
     })
 }
 
+/// What the process's allocator says of its heap, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapFigures {
+    /// Bytes the program holds allocated now.
+    pub allocated: u64,
+    /// Bytes of the allocator's pages resident in memory (allocated, cached and not yet
+    /// returned to the system).
+    pub resident: u64,
+}
+
+static HEAP_FIGURES: OnceLock<fn() -> Option<HeapFigures>> = OnceLock::new();
+
+/// Tells the metrics how to read the heap's figures: the allocator is the binary's choice
+/// (jemalloc in `kizuna`), so the binary says; without it the heap gauges are left out.
+pub fn report_heap_with(read: fn() -> Option<HeapFigures>) {
+    let _ = HEAP_FIGURES.set(read);
+}
+
+fn heap_figures() -> Option<HeapFigures> {
+    HEAP_FIGURES.get().and_then(|read| read())
+}
+
 /// How often recorded histogram samples are folded into their buckets.
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 

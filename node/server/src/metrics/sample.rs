@@ -154,6 +154,10 @@ impl Sampler {
         if let Some(rss) = resident_bytes() {
             self.set("kizuna_process_resident_memory_bytes", rss as f64);
         }
+        if let Some(heap) = super::heap_figures() {
+            self.set("kizuna_heap_allocated_bytes", heap.allocated as f64);
+            self.set("kizuna_heap_resident_bytes", heap.resident as f64);
+        }
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             self.set("kizuna_process_open_fds", fds.count() as f64);
         }
