@@ -17,7 +17,11 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, RaftNetworkV2};
+use futures::Stream;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use openraft::raft::StreamAppendResult;
+use openraft::{AnyError, OptionalSend, RaftNetworkV2};
 use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
 
@@ -118,7 +122,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 pub struct PeerClient {
-    target: NodeId,
+    pub(super) target: NodeId,
     addr: String,
     channels: PeerChannels,
 }
@@ -127,12 +131,12 @@ fn unreachable(e: impl std::fmt::Display) -> RPCError<TypeConfig> {
     RPCError::Unreachable(Unreachable::new(&AnyError::error(e.to_string())))
 }
 
-fn network(e: impl std::fmt::Display) -> NetworkError<TypeConfig> {
+pub(super) fn network(e: impl std::fmt::Display) -> NetworkError<TypeConfig> {
     NetworkError::new(&AnyError::error(e.to_string()))
 }
 
 /// Maps a transport failure: a peer that cannot be reached at all gets backed off from.
-fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
+pub(super) fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
     match status.code() {
         tonic::Code::Unavailable => unreachable(status.message()),
         _ => RPCError::Network(network(format!("{}: {}", status.code(), status.message()))),
@@ -140,7 +144,7 @@ fn status_to_rpc(status: tonic::Status) -> RPCError<TypeConfig> {
 }
 
 impl PeerClient {
-    fn client(&self) -> Result<RaftTransportServiceClient<Channel>, RPCError<TypeConfig>> {
+    pub(super) fn client(&self) -> Result<RaftTransportServiceClient<Channel>, RPCError<TypeConfig>> {
         self.channels.raft_client(&self.addr).map_err(unreachable)
     }
 
@@ -189,6 +193,19 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(("append_entries", &rpc), &option, |mut c, p| async move { c.append_entries(p).await }).await
+    }
+
+    /// Pipelined: requests go out as openraft makes them, answers come back in order
+    /// ([`super::stream`]); openraft's default would wait for each answer before the next.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(super::stream::open(self, input, option))
     }
 
     async fn vote(

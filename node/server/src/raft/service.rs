@@ -7,7 +7,11 @@ use kizuna_proto::raft::{
     ForwardWriteRequest, ForwardWriteResponse, NodeStatus, NodeStatusRequest, RaftPayload, ReadIndexRequest,
     ReadIndexResponse, SnapshotChunk,
 };
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, StreamAppendError, TransferLeaderRequest, VoteRequest,
+};
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -45,6 +49,45 @@ impl RaftTransportService for RaftService {
             self.node.leader_contact.record();
         }
         Ok(payload(&resp))
+    }
+
+    type AppendEntriesStreamStream = BoxStream<'static, Result<RaftPayload, Status>>;
+
+    /// The follower's side of pipelined replication (`raft::stream`): requests are handed to
+    /// Raft as they arrive and each answer goes back once its entries are flushed, in order.
+    async fn append_entries_stream(
+        &self,
+        req: Request<Streaming<RaftPayload>>,
+    ) -> Result<Response<Self::AppendEntriesStreamStream>, Status> {
+        let requests = futures::stream::unfold(req.into_inner(), |mut incoming| async move {
+            let payload = match incoming.message().await {
+                Ok(Some(payload)) => payload,
+                Ok(None) => return None,
+                Err(status) => {
+                    tracing::debug!("replication stream from the leader broken: {status}");
+                    return None;
+                }
+            };
+            match decode::<AppendEntriesRequest<TypeConfig>>(&payload.data) {
+                Ok(rpc) => Some((rpc, incoming)),
+                Err(e) => {
+                    tracing::warn!("undecodable AppendEntries request: the replication stream ends: {e}");
+                    None
+                }
+            }
+        });
+        let node = self.node.clone();
+        let answers = self.node.raft.stream_append(Box::pin(requests)).map(move |answer| match answer {
+            Ok(result) => {
+                // Anything but "your vote is outdated" comes from the current leader.
+                if !matches!(result, Err(StreamAppendError::HigherVote(_))) {
+                    node.leader_contact.record();
+                }
+                Ok(RaftPayload { data: encode(&result) })
+            }
+            Err(fatal) => Err(Status::unavailable(fatal.to_string())),
+        });
+        Ok(Response::new(answers.boxed()))
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
