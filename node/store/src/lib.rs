@@ -25,6 +25,7 @@ mod install;
 mod journal;
 mod keys;
 mod log_store;
+mod log_tail;
 mod migrate;
 pub mod raft;
 mod scrub;

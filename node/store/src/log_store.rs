@@ -11,7 +11,7 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
@@ -19,6 +19,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{CF_RAFT_LOG, CF_RAFT_META, Vault, blocking, cf, decode_sealed, get_value, io_err, sealed_value, to_value};
 use crate::keys::{self, COMMITTED, PURGED, VOTE, log_index};
+use crate::log_tail::LogTail;
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
 
 /// The stored bytes of log entries one replication message carries at most (after the
@@ -32,6 +33,8 @@ pub struct LogStore {
     vault: Arc<Vault>,
     /// Appends written and waiting for a sync of the write-ahead log (see the module's doc).
     syncer: Sender<IOFlushed<TypeConfig>>,
+    /// The newest entries as appended, read by replication and apply without RocksDB.
+    tail: Arc<Mutex<LogTail>>,
 }
 
 fn synced() -> WriteOptions {
@@ -47,7 +50,7 @@ impl LogStore {
         let (syncer, waiting) = channel();
         let weak = Arc::downgrade(&db);
         std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || sync_appends(&weak, &waiting))?;
-        Ok(Self { db, vault, syncer })
+        Ok(Self { db, vault, syncer, tail: Arc::default() })
     }
 
     fn last_entry(&self) -> std::io::Result<Option<Entry>> {
@@ -61,14 +64,21 @@ impl LogStore {
         }
     }
 
+    fn tail(&self) -> MutexGuard<'_, LogTail> {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The entries from `start` to `end_inclusive` (or the last), stopping after the one that
-    /// brings their stored size to `byte_budget`.
+    /// brings their stored size to `byte_budget`: from the tail in memory when it holds them.
     async fn read_entries(
         &self,
         start: u64,
         end_inclusive: Option<u64>,
         byte_budget: usize,
     ) -> Result<Vec<Entry>, std::io::Error> {
+        if let Some(entries) = self.tail().read(start, end_inclusive, byte_budget) {
+            return Ok(entries);
+        }
         let (db, vault) = (self.db.clone(), self.vault.clone());
         blocking(move || {
             let mode = IteratorMode::From(&log_index(start), Direction::Forward);
@@ -92,13 +102,17 @@ impl LogStore {
     async fn write_entries(&self, entries: impl IntoIterator<Item = Entry>) -> Result<(), std::io::Error> {
         let mut batch = WriteBatch::default();
         let log_cf = cf(&self.db, CF_RAFT_LOG);
+        let mut written = Vec::new();
         for entry in entries {
             let key = log_index(entry.log_id.index);
             let value = sealed_value(&self.vault, CF_RAFT_LOG, &key, &entry)?;
+            written.push((entry, value.len()));
             batch.put_cf(log_cf, key, value);
         }
         let db = self.db.clone();
-        blocking(move || db.write(batch).map_err(io_err)).await
+        blocking(move || db.write(batch).map_err(io_err)).await?;
+        self.tail().appended(written);
+        Ok(())
     }
 
     /// One write batch and one fsync; its duration is the `kizuna_raft_log_sync_seconds`
@@ -224,6 +238,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), std::io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
+        // The tail first: a read in between finds the entries in RocksDB, as before.
+        self.tail().truncated_after(last_log_id.map(|id| id.index));
         let db = self.db.clone();
         blocking(move || {
             let mut batch = WriteBatch::default();
@@ -236,6 +252,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
         let purged = to_value(&log_id)?;
+        self.tail().purged_to(log_id.index);
         let db = self.db.clone();
         blocking(move || {
             // The purged marker and the deletion land in one batch: the log never has a hole
