@@ -84,6 +84,7 @@ fn raft_methods() -> Vec<Method> {
     let mut methods: Vec<Method> =
         unary.iter().map(|m| Method { path: path(m), client_streaming: false, server_streaming: false }).collect();
     methods.push(Method { path: path("InstallSnapshot"), client_streaming: true, server_streaming: false });
+    methods.push(Method { path: path("AppendEntriesStream"), client_streaming: true, server_streaming: true });
     methods
 }
 
@@ -172,7 +173,14 @@ async fn call(channel: Channel, method: &Method, body: Vec<u8>, token: Option<&s
                     _ => Ok(()),
                 }
             }
-            (true, true) => unreachable!("no method streams both ways"),
+            (true, true) => {
+                let stream = tokio_stream::iter(vec![body.clone(), body]);
+                let mut answers = grpc.streaming(with_token(Request::new(stream), token), path, Raw).await?.into_inner();
+                match tokio::time::timeout(Duration::from_millis(300), answers.message()).await {
+                    Ok(Err(status)) => Err(status),
+                    _ => Ok(()),
+                }
+            }
         }
     };
     tokio::time::timeout(Duration::from_secs(10), answer)

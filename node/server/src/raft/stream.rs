@@ -30,27 +30,39 @@ type Answer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
 type SentAt = Arc<Mutex<VecDeque<Instant>>>;
 
 /// Opens the stream to `peer` and sends `input` through it; the answers, in order.
+///
+/// The first request is taken before the peer is dialled: taking it is where openraft waits
+/// out its backoff after errors, and a peer that refuses connections would otherwise be
+/// dialled again at once, thousands of times a second.
 pub(super) async fn open<'s, S>(
     peer: &'s PeerClient,
-    input: S,
+    mut input: S,
     option: RPCOption,
 ) -> Result<BoxStream<'s, Answer>, RPCError<TypeConfig>>
 where
     S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
 {
+    let Some(first) = input.next().await else {
+        return Ok(futures::stream::empty().boxed());
+    };
     let mut client = peer.client()?;
     let sent: SentAt = Arc::default();
     let sending = sent.clone();
-    let requests = input.map(move |rpc| {
+    let requests = futures::stream::once(std::future::ready(first)).chain(input).map(move |rpc| {
         sending.lock().unwrap_or_else(|p| p.into_inner()).push_back(Instant::now());
         RaftPayload { data: encode(&rpc) }
     });
     let ttl = option.hard_ttl();
     let target = peer.target;
-    let opened = tokio::time::timeout(ttl, client.append_entries_stream(requests)).await.map_err(|_| {
-        RPCError::Network(network(format!("node {target} did not open a replication stream within {ttl:?}")))
-    })?;
-    let answers = Answers { incoming: opened.map_err(status_to_rpc)?.into_inner(), sent, ttl, target };
+    let opened = match tokio::time::timeout(ttl, client.append_entries_stream(requests)).await {
+        Ok(Ok(opened)) => opened.into_inner(),
+        Ok(Err(status)) => return Err(count_failure(target, status_to_rpc(status))),
+        Err(_) => {
+            let late = network(format!("node {target} did not open a replication stream within {ttl:?}"));
+            return Err(count_failure(target, RPCError::Network(late)));
+        }
+    };
+    let answers = Answers { incoming: opened, sent, ttl, target };
     let stream = futures::stream::unfold(Some(answers), |state| async move {
         let mut answers = state?;
         let answer = answers.next().await?;
@@ -103,11 +115,61 @@ impl Answers {
     }
 
     fn failed(&self, e: RPCError<TypeConfig>) -> RPCError<TypeConfig> {
-        metrics::counter!("kizuna_raft_rpc_failures_total", &self.labels()).increment(1);
-        e
+        count_failure(self.target, e)
     }
 
     fn labels(&self) -> [(&'static str, String); 2] {
-        [("peer", self.target.to_string()), ("rpc", "append_entries".to_owned())]
+        labels(self.target)
+    }
+}
+
+fn labels(target: NodeId) -> [(&'static str, String); 2] {
+    [("peer", target.to_string()), ("rpc", "append_entries".to_owned())]
+}
+
+fn count_failure(target: NodeId, e: RPCError<TypeConfig>) -> RPCError<TypeConfig> {
+    metrics::counter!("kizuna_raft_rpc_failures_total", &labels(target)).increment(1);
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use openraft::RaftNetworkFactory;
+    use openraft::error::RPCError;
+    use openraft::network::RPCOption;
+
+    use crate::raft::HubNode;
+    use crate::raft::network::{Network, PeerChannels, TcpConnector};
+
+    /// A peer that refuses connections: a port that was bound, then let go.
+    async fn refusing_peer() -> super::PeerClient {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let raft_addr = listener.local_addr().expect("its address").to_string();
+        drop(listener);
+        let node = HubNode { name: "n2".into(), region: "r".into(), raft_addr, api_addr: String::new() };
+        Network::new(PeerChannels::new(Arc::new(TcpConnector::default()))).new_client(2, &node).await
+    }
+
+    fn request() -> openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig> {
+        let vote = crate::raft::Vote::new_committed(1, 1);
+        openraft::raft::AppendEntriesRequest { vote, prev_log_id: None, entries: vec![], leader_commit: None }
+    }
+
+    #[tokio::test]
+    async fn the_peer_is_dialled_only_once_there_is_a_request_to_send() {
+        let peer = refusing_peer().await;
+        let option = RPCOption::new(Duration::from_millis(500));
+        // openraft waits out its backoff while making the first request: nothing may be dialled
+        // (and fail at once, to be opened again at once) before it is there.
+        let waiting = tokio::time::timeout(Duration::from_millis(300), super::open(&peer, futures::stream::pending(), option.clone()));
+        assert!(waiting.await.is_err(), "open returned without a request to send");
+        let refused = super::open(&peer, futures::stream::iter([request()]), option).await;
+        assert!(matches!(refused, Err(RPCError::Unreachable(_))), "a refused connection is unreachable");
+        let none = super::open(&peer, futures::stream::empty(), RPCOption::new(Duration::from_millis(500))).await;
+        assert!(none.expect("nothing to send is no error").next().await.is_none());
     }
 }
