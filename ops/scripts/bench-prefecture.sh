@@ -13,6 +13,9 @@ OUT=$(realpath -m "${2:-bench-prefecture-$(date +%Y%m%d-%H%M%S)}")
 SCALE=${SCALE:-0.01}
 WORKERS=${WORKERS:-64}
 mkdir -p "$OUT"
+# Every run builds a new hub: a state file left in OUT by an earlier run names that hub's
+# people, and resuming from it here would only fail to sign them in.
+rm -f "$OUT/generate-state.json"
 D=$(mktemp -d /tmp/kizuna-prefecture-XXXX)
 PIDS=()
 cleanup() {
