@@ -12,8 +12,8 @@ use kizuna_node::cli::backup::{self, BackupKey};
 use kizuna_proto::accounts::LoginRequest;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::attachments::Variant;
-use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::CreatePostRequest;
+use kizuna_proto::posts::post_service_client::PostServiceClient;
 use tonic::transport::Channel;
 
 async fn post(api: Channel, token: &str, room_id: u64, text: &str, files: Vec<u64>) {

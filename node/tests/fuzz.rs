@@ -175,7 +175,8 @@ async fn call(channel: Channel, method: &Method, body: Vec<u8>, token: Option<&s
             }
             (true, true) => {
                 let stream = tokio_stream::iter(vec![body.clone(), body]);
-                let mut answers = grpc.streaming(with_token(Request::new(stream), token), path, Raw).await?.into_inner();
+                let mut answers =
+                    grpc.streaming(with_token(Request::new(stream), token), path, Raw).await?.into_inner();
                 match tokio::time::timeout(Duration::from_millis(300), answers.message()).await {
                     Ok(Err(status)) => Err(status),
                     _ => Ok(()),

@@ -190,7 +190,8 @@ impl Node {
         let mut written = self.state.snapshot_entries_written();
         let mut asked_again = false;
         loop {
-            let late = match self.wait_until("snapshot", move |m| m.snapshot.is_some_and(|l| l.index >= applied)).await {
+            let late = match self.wait_until("snapshot", move |m| m.snapshot.is_some_and(|l| l.index >= applied)).await
+            {
                 Ok(built) => return Ok(built),
                 Err(late) => late,
             };

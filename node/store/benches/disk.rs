@@ -35,7 +35,8 @@ const SENTENCES: &[&str] = &[
 ];
 
 fn text(i: u64) -> String {
-    let pick = |k: u64| SENTENCES[(i.wrapping_mul(2_654_435_761).rotate_left(k as u32 * 7) % SENTENCES.len() as u64) as usize];
+    let pick =
+        |k: u64| SENTENCES[(i.wrapping_mul(2_654_435_761).rotate_left(k as u32 * 7) % SENTENCES.len() as u64) as usize];
     format!(
         "{}SpO2 {}%、血圧 {}/{}、体温 {}.{}度。{}{}{}",
         pick(1),

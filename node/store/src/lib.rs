@@ -47,8 +47,8 @@ pub use log_store::LogStore;
 pub use migrate::MigrateError;
 pub use scrub::ScrubPlan;
 pub use snapshot::SnapshotFile;
-pub use state_machine::{ApplyFault, StateDigest, StateMachineStore, StateReader, StorageProperty};
 pub use space::{TableSpace, snapshot_space};
+pub use state_machine::{ApplyFault, StateDigest, StateMachineStore, StateReader, StorageProperty};
 pub use vault::master::{MasterKey, MasterKeyError, MasterKeys};
 pub use vault::{Vault, VaultError};
 

@@ -9,18 +9,18 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::Stream;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use kizuna_proto::raft::raft_transport_service_client::RaftTransportServiceClient;
 use kizuna_proto::raft::{RaftPayload, SnapshotChunk, SnapshotHeader};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::StreamAppendResult;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
     VoteRequest, VoteResponse,
 };
-use futures::Stream;
-use futures::future::BoxFuture;
-use futures::stream::BoxStream;
-use openraft::raft::StreamAppendResult;
 use openraft::{AnyError, OptionalSend, RaftNetworkV2};
 use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint};
@@ -201,7 +201,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         &'s mut self,
         input: S,
         option: RPCOption,
-    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>>
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
     {

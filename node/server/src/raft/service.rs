@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use kizuna_proto::raft::raft_transport_service_server::RaftTransportService;
 use kizuna_proto::raft::{
     ForwardWriteRequest, ForwardWriteResponse, NodeStatus, NodeStatusRequest, RaftPayload, ReadIndexRequest,
     ReadIndexResponse, SnapshotChunk,
 };
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, StreamAppendError, TransferLeaderRequest, VoteRequest,
 };

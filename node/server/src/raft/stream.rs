@@ -165,7 +165,10 @@ mod tests {
         let option = RPCOption::new(Duration::from_millis(500));
         // openraft waits out its backoff while making the first request: nothing may be dialled
         // (and fail at once, to be opened again at once) before it is there.
-        let waiting = tokio::time::timeout(Duration::from_millis(300), super::open(&peer, futures::stream::pending(), option.clone()));
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(300),
+            super::open(&peer, futures::stream::pending(), option.clone()),
+        );
         assert!(waiting.await.is_err(), "open returned without a request to send");
         let refused = super::open(&peer, futures::stream::iter([request()]), option).await;
         assert!(matches!(refused, Err(RPCError::Unreachable(_))), "a refused connection is unreachable");
