@@ -29,6 +29,14 @@ impl RaftService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
     }
+
+    /// Ready once this node is stopping.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.node.stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        }
+    }
 }
 
 fn bad_payload(e: kizuna_store::CodecError) -> Status {
@@ -76,6 +84,10 @@ impl RaftTransportService for RaftService {
                 }
             }
         });
+        // A session stays open while the leader has nothing new: both directions end when this
+        // node stops — Raft holds the incoming half until it ends, and the server's graceful
+        // shutdown waits for every stream.
+        let requests = requests.take_until(Box::pin(self.stopped()));
         let node = self.node.clone();
         let answers = self.node.raft.stream_append(Box::pin(requests)).map(move |answer| match answer {
             Ok(result) => {
@@ -87,7 +99,7 @@ impl RaftTransportService for RaftService {
             }
             Err(fatal) => Err(Status::unavailable(fatal.to_string())),
         });
-        Ok(Response::new(answers.boxed()))
+        Ok(Response::new(answers.take_until(Box::pin(self.stopped())).boxed()))
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
