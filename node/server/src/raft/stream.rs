@@ -2,7 +2,7 @@
 //! sends each AppendEntries request as openraft makes it, without waiting for the answer to the
 //! one before, and the follower answers each in order. openraft's default sends one request,
 //! waits for its answer, then the next: a write then waited behind the entry-less request that
-//! told the followers of the previous commit (docs/benchmarks.md, "Pipelined replication").
+//! told the followers of the previous commit (docs/benchmarks.md, "The write path at one client").
 //!
 //! A stream may stay open and idle (openraft keeps a session open while nothing new is
 //! submitted), so there is no deadline on the stream itself: only an answer owed for longer than
