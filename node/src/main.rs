@@ -10,7 +10,9 @@ use kizuna_proto::rooms::RoomListKind;
 /// jemalloc, not glibc's malloc: a node applying posts one by one churns millions of small
 /// allocations over many threads (and 19 MiB for each password check), and glibc kept what they
 /// freed — 2.3–2.9 GB per node after 100,000 posts, also with `MALLOC_ARENA_MAX=2`; with
-/// jemalloc 260–360 MB (docs/benchmarks.md, "A prefecture-sized hub").
+/// jemalloc 260–360 MB (docs/benchmarks.md, "A prefecture-sized hub"). Its symbols are
+/// unprefixed (the workspace's Cargo.toml), so RocksDB's C++ allocations use it as well and
+/// the heap figures in /metrics count them.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

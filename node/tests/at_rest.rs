@@ -60,7 +60,7 @@ fn findings(root: &Path) -> Vec<(String, String)> {
                 dirs.push(path);
                 continue;
             }
-            let bytes = std::fs::read(&path).unwrap_or_default();
+            let bytes = readable_bytes(&path);
             for (name, needle) in needles() {
                 if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
                     found.push((path.display().to_string(), name));
@@ -69,6 +69,15 @@ fn findings(root: &Path) -> Vec<(String, String)> {
         }
     }
     found
+}
+
+/// A file's bytes as anyone reading the disk could see them: snapshot files decompressed.
+fn readable_bytes(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    match bytes.strip_prefix(kizuna_store::SNAPSHOT_MAGIC.as_slice()) {
+        Some(frame) => zstd::stream::decode_all(frame).expect("a snapshot file decompresses"),
+        None => bytes,
+    }
 }
 
 /// A patient room with the secret post and an attached file, a snapshot on every node, a

@@ -129,11 +129,12 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
     let mut hub = TestHub::start(3).await;
     let leader = hub.leader().await;
 
-    // ~6 MiB of state: well past gRPC's default 4 MiB message limit.
-    let value = "記".repeat(20 * 1024); // 60 KiB of UTF-8
+    // ~6 MiB of state, past gRPC's default 4 MiB message limit also once compressed: kanji
+    // that do not repeat (the snapshot file is compressed).
+    let values: Vec<String> = (0..100).map(|i| unrepeated_kanji(i, 20 * 1024)).collect(); // 60 KiB of UTF-8 each
     let mut last = 0;
-    for i in 0..100 {
-        last = hub.put(leader, &format!("big/{i}"), &value, &format!("big-{i}")).await.unwrap().log_index;
+    for (i, value) in values.iter().enumerate() {
+        last = hub.put(leader, &format!("big/{i}"), value, &format!("big-{i}")).await.unwrap().log_index;
     }
 
     // Snapshot and purge the leader's log: a newcomer can only catch up by snapshot.
@@ -159,12 +160,25 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
     assert!(status.snapshots_installed >= 1, "the learner caught up without a snapshot: {status:?}");
     for i in [0, 57, 99] {
         let r = hub.get(4, &format!("big/{i}"), Consistency::Local).await.expect("learner has the data");
-        assert_eq!(r.value, value);
+        assert_eq!(r.value, values[i]);
     }
     // The learner also serves linearizable reads (through the leader's read index).
     let r = hub.get(4, "big/1", Consistency::Linearizable).await.expect("linearizable read on learner");
     assert_eq!(r.version, 1);
     hub.shutdown().await;
+}
+
+/// `len` kanji from a xorshift sequence seeded by `seed`: text no compressor shrinks much.
+fn unrepeated_kanji(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_u32(0x4E00 + (x % 0x5000) as u32).unwrap_or('記')
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

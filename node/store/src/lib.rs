@@ -46,7 +46,7 @@ pub use journal::{Journal, ObservationJournal, ReadJournal};
 pub use log_store::LogStore;
 pub use migrate::MigrateError;
 pub use scrub::ScrubPlan;
-pub use snapshot::SnapshotFile;
+pub use snapshot::{SNAPSHOT_MAGIC, SnapshotFile};
 pub use space::{TableSpace, snapshot_space};
 pub use state_machine::{ApplyFault, StateDigest, StateMachineStore, StateReader, StorageProperty};
 pub use vault::master::{MasterKey, MasterKeyError, MasterKeys};
@@ -153,6 +153,20 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     tables.set_cache_index_and_filter_blocks(true);
     tables.set_cache_index_and_filter_blocks_with_high_priority(true);
     tables.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Partitioned: a table's index and filter are split into 4 KiB blocks under a small pinned
+    // top level, so the cache holds the parts reads use. Whole, a large table's index was one
+    // block evicted and read back (and decompressed) for nearly every lookup once the state
+    // outgrew the cache: at 100,000 posts apply spent most of its time so, and the hub stalled
+    // (docs/benchmarks.md, "Snapshots that grow with the state").
+    tables.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    tables.set_partition_filters(true);
+    tables.set_metadata_block_size(4096);
+    tables.set_pin_top_level_index_and_filter(true);
+    // Bloom filters let a lookup of an absent key (a new idempotency key, a first member)
+    // skip a table; the last level, most of the data, has none (`optimize_filters_for_hits`):
+    // ten bits for each of a post's ~70 index keys would cost more disk than they save reads.
+    tables.set_bloom_filter(10.0, false);
+    options.set_optimize_filters_for_hits(true);
     options.set_block_based_table_factory(&tables);
     // Without Snappy linked, RocksDB's default is no compression at all: the search index's
     // keys (room and seq after a hashed bigram) and the tables' per-key sequence numbers

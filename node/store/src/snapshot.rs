@@ -1,14 +1,22 @@
 //! Snapshot files: a consistent copy of the state machine's tables at one applied log id.
 //!
-//! Layout: `u32` length + the snapshot meta (in [`crate::codec`]'s format), then pairs of
-//! (`u32` key length, key, `u32` value length, value) of the `sm_data` column family, then a
-//! `u64` pair count as a trailer that proves the file is complete. Built from a RocksDB
-//! snapshot, so it is consistent even while apply goes on; streamed to peers in chunks; read
+//! Layout: [`SNAPSHOT_MAGIC`], then one zstd frame holding the body: `u32` length + the
+//! snapshot meta (in [`crate::codec`]'s format), then pairs of (`u32` key length, key, `u32`
+//! value length, value) of the `sm_data` column family, then a `u64` pair count as a trailer
+//! that proves the file is complete. Built from a RocksDB snapshot, so it is consistent even
+//! while apply goes on; streamed to peers in chunks (compressed: the transfer shrinks too); read
 //! back into one write batch on install. Keys travel as stored: their layout is `keys.rs`'s,
 //! and install replaces the range `keys::SM_DATA_START..keys::SM_DATA_END`.
+//!
+//! Why compressed: every node keeps its last snapshot beside its RocksDB, and written plain it
+//! was three times the state itself (docs/benchmarks.md, "A filled hub's memory and disk"):
+//! the search index's sorted keys share long prefixes. Files written before (the body without
+//! the magic) are still read. A build that predates the magic refuses a compressed file as
+//! corrupt (its first length is far past [`MAX_ITEM_BYTES`]) and changes nothing; the leader
+//! retries until that node runs this build.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,14 +40,23 @@ impl SnapshotFile {
     }
 }
 
+/// The first bytes of a compressed snapshot file (the format's second version: the first had
+/// no magic). Public so a scan of a node's disk can open snapshot files as anyone could.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KZSNAP\x00\x02";
+
+/// zstd's default level: at 1 the files were 1.6–3 % larger and no faster to write here.
+const ZSTD_LEVEL: i32 = 3;
+
 pub(crate) struct SnapshotWriter {
-    out: BufWriter<File>,
+    out: zstd::stream::write::Encoder<'static, BufWriter<File>>,
     pairs: u64,
 }
 
 impl SnapshotWriter {
     pub(crate) fn create(path: &Path, meta: &SnapshotMeta) -> std::io::Result<Self> {
-        let mut out = BufWriter::new(File::create(path)?);
+        let mut file = BufWriter::new(File::create(path)?);
+        file.write_all(SNAPSHOT_MAGIC)?;
+        let mut out = zstd::stream::write::Encoder::new(file, ZSTD_LEVEL)?;
         let meta = codec::encode(meta).map_err(io_err)?;
         write_chunk(&mut out, &meta)?;
         Ok(Self { out, pairs: 0 })
@@ -57,7 +74,7 @@ impl SnapshotWriter {
         // u32::MAX as a key length marks the trailer.
         self.out.write_all(&u32::MAX.to_be_bytes())?;
         self.out.write_all(&self.pairs.to_be_bytes())?;
-        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        let file = self.out.finish()?.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()
     }
 }
@@ -87,6 +104,18 @@ fn read_bytes(input: &mut impl Read, len: u32) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0; len as usize];
     input.read_exact(&mut buf)?;
     Ok(buf)
+}
+
+/// The body of the snapshot file at `path`, decompressed when it starts with the magic (files
+/// of the first version are the body itself).
+fn open_body(path: &Path) -> std::io::Result<Box<dyn Read>> {
+    let mut file = BufReader::new(File::open(path)?);
+    if !file.fill_buf()?.starts_with(SNAPSHOT_MAGIC) {
+        return Ok(Box::new(file));
+    }
+    file.consume(SNAPSHOT_MAGIC.len());
+    // One frame: anything after it would be bytes no writer put there.
+    Ok(Box::new(zstd::stream::read::Decoder::with_buffer(file)?.single_frame()))
 }
 
 /// The digest of a store's `sm_data` pairs, fed in key order: the same for a live store
@@ -172,7 +201,7 @@ pub(crate) fn read_meta(path: &Path) -> std::io::Result<SnapshotMeta> {
 
 /// The encoded meta at the head of a snapshot file.
 pub(crate) fn read_raw_meta(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut input = BufReader::new(File::open(path)?);
+    let mut input = open_body(path)?;
     let len = read_u32(&mut input)?;
     read_bytes(&mut input, len)
 }
@@ -195,7 +224,7 @@ pub(crate) fn read_raw(
     path: &Path,
     mut each: impl FnMut(Vec<u8>, Vec<u8>) -> std::io::Result<()>,
 ) -> std::io::Result<Vec<u8>> {
-    let mut input = BufReader::new(File::open(path)?);
+    let mut input = open_body(path)?;
     let meta_len = read_u32(&mut input)?;
     let meta = read_bytes(&mut input, meta_len)?;
     let mut pairs = 0u64;
@@ -214,5 +243,58 @@ pub(crate) fn read_raw(
         let value = read_bytes(&mut input, value_len)?;
         each(key, value)?;
         pairs += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs() -> Vec<(Vec<u8>, Vec<u8>)> {
+        (0..2_000u32).map(|i| (format!("W term {:04} room 7 seq {i}", i % 50).into_bytes(), vec![0])).collect()
+    }
+
+    fn read_back(path: &Path) -> (SnapshotMeta, Vec<(Vec<u8>, Vec<u8>)>) {
+        let mut read = Vec::new();
+        let meta = read_pairs(path, |k, v| {
+            read.push((k, v));
+            Ok(())
+        })
+        .expect("a whole snapshot file");
+        (meta, read)
+    }
+
+    #[test]
+    fn a_snapshot_file_is_compressed_and_reads_back_whole() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("s.snap");
+        let mut writer = SnapshotWriter::create(&path, &SnapshotMeta::default()).expect("create");
+        for (k, v) in pairs() {
+            writer.pair(&k, &v).expect("write");
+        }
+        writer.finish().expect("finish");
+        let bytes = std::fs::read(&path).expect("read");
+        assert!(bytes.starts_with(SNAPSHOT_MAGIC));
+        let plain: usize = pairs().iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+        assert!(bytes.len() * 5 < plain, "{} bytes for {plain} plain", bytes.len());
+        assert_eq!(read_back(&path), (SnapshotMeta::default(), pairs()));
+    }
+
+    #[test]
+    fn a_file_of_the_first_version_without_compression_still_reads() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.snap");
+        let mut body = Vec::new();
+        write_chunk(&mut body, &codec::encode(&SnapshotMeta::default()).expect("meta")).expect("meta");
+        for (k, v) in pairs() {
+            write_chunk(&mut body, &k).expect("key");
+            write_chunk(&mut body, &v).expect("value");
+        }
+        body.extend(u32::MAX.to_be_bytes());
+        body.extend((pairs().len() as u64).to_be_bytes());
+        std::fs::write(&path, &body).expect("write");
+        assert_eq!(read_back(&path), (SnapshotMeta::default(), pairs()));
+        std::fs::write(&path, &body[..body.len() - 3]).expect("write");
+        assert!(read_pairs(&path, |_, _| Ok(())).is_err(), "a cut file is refused");
     }
 }
