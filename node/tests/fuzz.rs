@@ -356,3 +356,26 @@ async fn oversized_requests_and_too_many_streams_are_refused_before_they_cost_an
     }
     hub.shutdown().await;
 }
+
+/// A replication session whose request does not decode ends with INVALID_ARGUMENT (not a
+/// silent end the leader could take for a closed session), and the node goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_undecodable_replication_request_ends_its_session_with_invalid_argument() {
+    use kizuna_proto::raft::RaftPayload;
+    use kizuna_proto::raft::raft_transport_service_client::RaftTransportServiceClient;
+    let hub = TestHub::start(1).await;
+    let id = hub.leader().await;
+    let raft = channel(&format!("http://{}", hub.node_config(id).raft_addr)).await;
+    let garbage = RaftPayload { data: vec![0xff; 40] };
+    let mut answers = RaftTransportServiceClient::new(raft)
+        .append_entries_stream(tokio_stream::iter(vec![garbage]))
+        .await
+        .expect("the session opens")
+        .into_inner();
+    let ended = tokio::time::timeout(Duration::from_secs(5), answers.message()).await.expect("an answer in time");
+    let status = ended.expect_err("the session is refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("undecodable raft payload"), "{status:?}");
+    hub.put(id, "after-garbage", "v", "after-garbage").await.expect("the node still writes");
+    hub.shutdown().await;
+}

@@ -14,6 +14,7 @@
 //!   (also while it was cut off from the quorum) into the log; the service is `api/disaster`.
 //! - [`notifier`]: the leader's e-mail notices of unread news (SMTP), from the replicated queue.
 //! - [`keeper`]: the leader's housekeeping (leadership back to the preferred regions).
+//! - [`snapshot_policy`]: when a node snapshots its state (in steps that grow with the log).
 //! - [`config`]: the TOML topology of a hub; [`placement`]: the rule that voters survive a region's loss.
 //! - [`federation`]: hub↔hub federation — this hub's signing identity, its configured peers
 //!   and the verifier of their signatures.
@@ -40,4 +41,5 @@ pub mod placement;
 pub mod push;
 pub mod raft;
 pub mod scrub;
+pub mod snapshot_policy;
 pub mod tls;

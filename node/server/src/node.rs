@@ -237,7 +237,7 @@ impl Node {
     /// stops (or Raft ends) without a fault first.
     pub async fn stopped_applying(&self) -> Option<String> {
         let mut metrics = self.raft.metrics();
-        let mut stopping = self.stopping.clone();
+        let mut stopping = std::pin::pin!(self.stopped());
         loop {
             if let Some(fault) = self.apply_fault() {
                 return Some(fault);
@@ -248,8 +248,16 @@ impl Node {
                         return self.apply_fault();
                     }
                 }
-                _ = stopping.wait_for(|s| *s) => return None,
+                _ = &mut stopping => return None,
             }
+        }
+    }
+
+    /// Ready once this node is stopping (owns what it waits on: a stream may hold it).
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|s| *s).await;
         }
     }
 
@@ -585,6 +593,7 @@ pub struct RunningNode {
     collector: JoinHandle<()>,
     /// Waited for at shutdown: a compaction under way holds the database open.
     scrubber: JoinHandle<()>,
+    snapshots: JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -597,6 +606,7 @@ impl RunningNode {
         let _ = self.notifier.await;
         let _ = self.collector.await;
         let _ = self.scrubber.await;
+        let _ = self.snapshots.await;
         for server in self.servers {
             match server.await {
                 Ok(Ok(())) => {}
@@ -635,7 +645,8 @@ fn raft_config(hub: &HubConfig) -> Result<openraft::Config, StartError> {
         heartbeat_interval: t.heartbeat_interval_ms,
         election_timeout_min: t.election_timeout_min_ms,
         election_timeout_max: t.election_timeout_max_ms,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_after_entries),
+        // This node decides when (`snapshot_policy.rs`): openraft counts entries only.
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: t.keep_entries_after_snapshot,
         install_snapshot_timeout: 10_000,
         enable_pre_vote: Some(t.pre_vote),
@@ -784,12 +795,25 @@ pub async fn start(
         let disaster_shipper =
             tokio::spawn(crate::disaster_shipper::run(node.clone(), stopped.clone()).in_current_span());
         let scrubber = tokio::spawn(crate::scrub::run(node.clone(), stopped.clone()).in_current_span());
+        let snapshots = crate::snapshot_policy::run(node.clone(), hub.raft.snapshot_after_entries, stopped.clone());
+        let snapshots = tokio::spawn(snapshots.in_current_span());
         if let Some(listener) = listeners.metrics {
             let metrics = crate::metrics::serve(listener, node.clone(), hub.clone(), stopped.clone());
             servers.push(tokio::spawn(metrics.in_current_span()));
         }
         info!(raft = %me.raft_addr, api = %me.api_addr, "serving");
-        Ok(RunningNode { node, stop, servers, keeper, audit_shipper, disaster_shipper, notifier, collector, scrubber })
+        Ok(RunningNode {
+            node,
+            stop,
+            servers,
+            keeper,
+            audit_shipper,
+            disaster_shipper,
+            notifier,
+            collector,
+            scrubber,
+            snapshots,
+        })
     }
     .instrument(span)
     .await

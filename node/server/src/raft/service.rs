@@ -1,6 +1,6 @@
 //! The internal Raft service: what peers call on this node.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -29,14 +29,46 @@ impl RaftService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
     }
+}
 
-    /// Ready once this node is stopping.
-    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut stopping = self.node.stopping.clone();
-        async move {
-            let _ = stopping.wait_for(|s| *s).await;
-        }
+/// Why a replication session was refused, if it was: set by its requests, sent after its answers.
+#[derive(Clone, Default)]
+struct Refusal(Arc<Mutex<Option<Status>>>);
+
+impl Refusal {
+    fn set(&self, status: Status) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
     }
+
+    fn take(&self) -> Option<Status> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// The leader's requests of one replication session, decoded, until the leader ends it, the
+/// connection breaks, or a request does not decode (then `refused` says why).
+fn decoded_requests(
+    incoming: Streaming<RaftPayload>,
+    refused: Refusal,
+) -> impl futures::Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + 'static {
+    futures::stream::unfold((incoming, refused), |(mut incoming, refused)| async move {
+        let payload = match incoming.message().await {
+            Ok(Some(payload)) => payload,
+            Ok(None) => return None,
+            Err(status) => {
+                tracing::debug!("replication stream from the leader broken: {status}");
+                return None;
+            }
+        };
+        match decode::<AppendEntriesRequest<TypeConfig>>(&payload.data) {
+            Ok(rpc) => Some((rpc, (incoming, refused))),
+            Err(e) => {
+                tracing::warn!("undecodable AppendEntries request: the replication stream ends: {e}");
+                refused.set(bad_payload(e));
+                None
+            }
+        }
+    })
 }
 
 fn bad_payload(e: kizuna_store::CodecError) -> Status {
@@ -67,27 +99,14 @@ impl RaftTransportService for RaftService {
         &self,
         req: Request<Streaming<RaftPayload>>,
     ) -> Result<Response<Self::AppendEntriesStreamStream>, Status> {
-        let requests = futures::stream::unfold(req.into_inner(), |mut incoming| async move {
-            let payload = match incoming.message().await {
-                Ok(Some(payload)) => payload,
-                Ok(None) => return None,
-                Err(status) => {
-                    tracing::debug!("replication stream from the leader broken: {status}");
-                    return None;
-                }
-            };
-            match decode::<AppendEntriesRequest<TypeConfig>>(&payload.data) {
-                Ok(rpc) => Some((rpc, incoming)),
-                Err(e) => {
-                    tracing::warn!("undecodable AppendEntries request: the replication stream ends: {e}");
-                    None
-                }
-            }
-        });
+        // An undecodable request ends the session: the answers owed so far are sent, then the
+        // refusal, so the leader sees why (it opens a new session).
+        let refused = Refusal::default();
+        let requests = decoded_requests(req.into_inner(), refused.clone());
         // A session stays open while the leader has nothing new: both directions end when this
         // node stops — Raft holds the incoming half until it ends, and the server's graceful
         // shutdown waits for every stream.
-        let requests = requests.take_until(Box::pin(self.stopped()));
+        let requests = requests.take_until(Box::pin(self.node.stopped()));
         let node = self.node.clone();
         let answers = self.node.raft.stream_append(Box::pin(requests)).map(move |answer| match answer {
             Ok(result) => {
@@ -99,7 +118,8 @@ impl RaftTransportService for RaftService {
             }
             Err(fatal) => Err(Status::unavailable(fatal.to_string())),
         });
-        Ok(Response::new(answers.take_until(Box::pin(self.stopped())).boxed()))
+        let refusal = futures::stream::iter(std::iter::from_fn(move || refused.take().map(Err)));
+        Ok(Response::new(answers.chain(refusal).take_until(Box::pin(self.node.stopped())).boxed()))
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
