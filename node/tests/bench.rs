@@ -21,7 +21,7 @@ async fn bench_posts_on_every_node_and_measures_the_fan_out_to_every_subscriber(
         .env("KIZUNA_SESSION_FILE", &session)
         .env_remove("KIZUNA_CA")
         .args(["--endpoint", &endpoints, "bench", "--clients", "4", "--seconds", "2", "--subscribers", "3"])
-        .args(["--patients", "20", "--read-seconds", "1", "--json"])
+        .args(["--patients", "20", "--readers", "1,2", "--read-seconds", "1", "--json"])
         .output()
         .await
         .expect("run kizuna bench");
@@ -41,6 +41,16 @@ async fn bench_posts_on_every_node_and_measures_the_fan_out_to_every_subscriber(
         Some(posts * 3),
         "every subscriber got every post: {report}"
     );
+    let reads = &report["reads"];
+    assert_eq!(reads["patients"].as_u64(), Some(20), "{reads}");
+    let runs = reads["runs"].as_array().expect("one run per number of readers");
+    assert_eq!(runs.iter().map(|r| r["readers"].as_u64()).collect::<Vec<_>>(), [Some(1), Some(2)], "{reads}");
+    for run in runs {
+        assert!(
+            run["patient_list"]["count"].as_u64() > Some(0) && run["timeline"]["count"].as_u64() > Some(0),
+            "{run}"
+        );
+    }
     hub.shutdown().await;
 }
 

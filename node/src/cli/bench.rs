@@ -42,9 +42,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     subscribers: usize,
     /// Then create this many patients of the signed-in account and time the reads of her
-    /// patient list and of their timelines, by `--clients` readers for `--read-seconds`.
+    /// patient list and of their timelines, by `--readers` readers for `--read-seconds`.
     #[arg(long, default_value_t = 0)]
     patients: usize,
+    /// Concurrent readers with `--patients`, one timed run per number given (default: as many
+    /// as `--clients`). Each reads as fast as it is answered, so many readers time a saturated
+    /// hub and one times a read alone: `--readers 1,4,16` gives both ends.
+    #[arg(long, value_delimiter = ',')]
+    readers: Vec<usize>,
     #[arg(long, default_value_t = 10)]
     read_seconds: u64,
     /// The figures as JSON on stdout (the table otherwise).
@@ -97,6 +102,13 @@ pub struct Report {
 #[derive(Debug, Serialize)]
 pub struct Reads {
     pub patients: usize,
+    /// One run per number of readers, in the order given.
+    pub runs: Vec<ReadRun>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReadRun {
+    pub readers: usize,
     /// The patient list (its first page of 100, newest post first, with unread counts).
     pub patient_list: Percentiles,
     /// A patient's timeline, newest 50 posts.
@@ -111,6 +123,7 @@ type Acknowledged = Arc<Mutex<HashMap<(u64, u64), Instant>>>;
 
 pub async fn run(target: &Target, args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.clients > 0 && args.rooms > 0, "--clients and --rooms must be at least 1");
+    anyhow::ensure!(!args.readers.contains(&0), "--readers must be at least 1");
     let token = token()?;
     let channels = connect_all(target).await?;
     let rooms = create_rooms(&channels[0].1, &token, args.rooms).await?;
@@ -127,7 +140,10 @@ pub async fn run(target: &Target, args: BenchArgs) -> anyhow::Result<()> {
     }
     let reads = match args.patients {
         0 => None,
-        n => Some(read_for(&channels, &token, n, (args.clients, args.read_seconds)).await?),
+        n => {
+            let readers = if args.readers.is_empty() { vec![args.clients] } else { args.readers.clone() };
+            Some(read_for(&channels, &token, n, (&readers, args.read_seconds)).await?)
+        }
     };
     let fanout = fanout.lock().map_err(|_| anyhow::anyhow!("a subscriber failed"))?;
     let report = Report {
@@ -280,20 +296,36 @@ async fn start_subscribers(
     Ok(tasks)
 }
 
-/// `n` patients of the caller (each with a post), then `clients` readers alternate her patient
-/// list and a random patient's timeline on every node for `seconds`.
+/// `n` patients of the caller (each with a post), then for each number of readers in turn,
+/// that many readers alternate her patient list and a random patient's timeline on every node
+/// for `seconds`.
 async fn read_for(
     channels: &[(String, Channel)],
     token: &str,
     n: usize,
-    (clients, seconds): (usize, u64),
+    (readers, seconds): (&[usize], u64),
 ) -> anyhow::Result<Reads> {
-    let timelines = create_patients(channels, token, n, clients).await?;
+    let writers = readers.iter().copied().max().unwrap_or(1);
+    let timelines = create_patients(channels, token, n, writers).await?;
+    let mut runs = Vec::new();
+    for &count in readers {
+        runs.push(read_run(channels, token, &timelines, (count, seconds)).await?);
+    }
+    Ok(Reads { patients: n, runs })
+}
+
+/// `count` readers for `seconds`, as [`read_for`] describes.
+async fn read_run(
+    channels: &[(String, Channel)],
+    token: &str,
+    timelines: &[u64],
+    (count, seconds): (usize, u64),
+) -> anyhow::Result<ReadRun> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let readers: Vec<_> = (0..clients)
+    let readers: Vec<_> = (0..count)
         .map(|c| {
             let (channel, token, timelines) =
-                (channels[c % channels.len()].1.clone(), token.to_owned(), timelines.clone());
+                (channels[c % channels.len()].1.clone(), token.to_owned(), timelines.to_vec());
             tokio::spawn(async move { reader(channel, &token, &timelines, (c, deadline)).await })
         })
         .collect();
@@ -303,7 +335,7 @@ async fn read_for(
         list.add(l)?;
         timeline.add(t)?;
     }
-    Ok(Reads { patients: n, patient_list: Percentiles::of(&list), timeline: Percentiles::of(&timeline) })
+    Ok(ReadRun { readers: count, patient_list: Percentiles::of(&list), timeline: Percentiles::of(&timeline) })
 }
 
 /// `n` patients of the caller, created by `clients` writers at once, each with one post: their
@@ -413,9 +445,10 @@ pub fn table(r: &Report) -> String {
     if r.subscribers > 0 {
         s += &row(&format!("fan-out ({} subscribers)", r.subscribers), &r.fanout_latency);
     }
-    if let Some(reads) = &r.reads {
-        s += &row(&format!("patient list ({})", reads.patients), &reads.patient_list);
-        s += &row("timeline (50 posts)", &reads.timeline);
+    let runs = r.reads.iter().flat_map(|reads| reads.runs.iter().map(move |run| (reads.patients, run)));
+    for (patients, run) in runs {
+        s += &row(&format!("patient list ({patients}), {} readers", run.readers), &run.patient_list);
+        s += &row(&format!("timeline (50 posts), {} readers", run.readers), &run.timeline);
     }
     s
 }
