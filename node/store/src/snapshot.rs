@@ -250,11 +250,13 @@ pub(crate) fn read_raw(
 mod tests {
     use super::*;
 
-    fn pairs() -> Vec<(Vec<u8>, Vec<u8>)> {
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn pairs() -> Pairs {
         (0..2_000u32).map(|i| (format!("W term {:04} room 7 seq {i}", i % 50).into_bytes(), vec![0])).collect()
     }
 
-    fn read_back(path: &Path) -> (SnapshotMeta, Vec<(Vec<u8>, Vec<u8>)>) {
+    fn read_back(path: &Path) -> (SnapshotMeta, Pairs) {
         let mut read = Vec::new();
         let meta = read_pairs(path, |k, v| {
             read.push((k, v));
