@@ -48,6 +48,11 @@ struct Args {
     /// Raft's pre-vote on (true) or off (false); the node's default when not given.
     #[arg(long)]
     pre_vote: Option<bool>,
+    /// Serve the hub for --seconds instead of a run: its links as given (--rtt-ms, or the
+    /// regions' own delays), set up, no faults; the doctor's session is written to this file
+    /// and the API endpoints printed, for `kizuna bench` (ops/scripts/bench-wan.sh).
+    #[arg(long)]
+    serve_session: Option<PathBuf>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "chaos-report.json")]
     report: PathBuf,
@@ -72,7 +77,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     anyhow::ensure!(a.raft_ms.len() == 3, "--raft-ms takes three values: heartbeat,min,max (e.g. 100,300,500)");
-    let report = rt.block_on(run::run(Plan {
+    let plan = Plan {
         seed: a.seed,
         seconds: a.seconds,
         clients: a.clients,
@@ -88,7 +93,11 @@ fn main() -> anyhow::Result<()> {
             election_max_ms: a.raft_ms[2],
             pre_vote: a.pre_vote,
         },
-    }))?;
+    };
+    if let Some(session) = &a.serve_session {
+        return rt.block_on(run::serve(&plan, session));
+    }
+    let report = rt.block_on(run::run(plan))?;
     std::fs::write(&a.report, serde_json::to_vec_pretty(&report)?)?;
     print!("{}", run::table(&report));
     println!("report: {}", a.report.display());

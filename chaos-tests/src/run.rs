@@ -108,12 +108,7 @@ const SUBSCRIBERS: usize = 2;
 const CHECKED_PATIENTS: usize = 4;
 
 pub async fn run(plan: Plan) -> anyhow::Result<Report> {
-    let mut cluster = Cluster::start(&plan.topology.nodes(), plan.topology.preferred(), &plan.raft).await?;
-    match plan.rtt_ms {
-        Some(rtt) => cluster.set_wan(|a, b| uniform_rtt(rtt, a, b)),
-        None if plan.wan => cluster.set_wan(Topology::wan),
-        None => {}
-    }
+    let mut cluster = start_with_links(&plan).await?;
     let logs = cluster.logs_dir().display().to_string();
     let result = drive(&plan, &mut cluster).await.with_context(|| format!("node logs in {logs}"));
     let keep = result.as_ref().map_or(true, |r| r.violations > 0);
@@ -124,6 +119,37 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         eprintln!("node logs and data kept in {}", kept.display());
     }
     result
+}
+
+/// The plan's hub, its links between regions delayed as the plan says.
+async fn start_with_links(plan: &Plan) -> anyhow::Result<Cluster> {
+    let mut cluster = Cluster::start(&plan.topology.nodes(), plan.topology.preferred(), &plan.raft).await?;
+    match plan.rtt_ms {
+        Some(rtt) => cluster.set_wan(|a, b| uniform_rtt(rtt, a, b)),
+        None if plan.wan => cluster.set_wan(Topology::wan),
+        None => {}
+    }
+    Ok(cluster)
+}
+
+/// The plan's hub with its delayed links, set up as for a run but with no faults and no
+/// checks: for `kizuna bench` at WAN latencies on one machine (`ops/scripts/bench-wan.sh`).
+/// Writes the doctor's session as the CLI's session file to `session` and prints the nodes'
+/// API endpoints, comma-separated, once the hub is set up; serves until `plan.seconds` have
+/// passed or the session file is removed (how the script ends it: the nodes stop with this
+/// process, which a signal would skip).
+pub async fn serve(plan: &Plan, session: &std::path::Path) -> anyhow::Result<()> {
+    let cluster = start_with_links(plan).await?;
+    let setup = workload::setup(&cluster.endpoints(), plan.seed, plan.rooms).await?;
+    let file = serde_json::json!({ "login": workload::DOCTOR_LOGIN, "token": setup.token });
+    std::fs::write(session, file.to_string()).with_context(|| format!("writing {}", session.display()))?;
+    println!("{}", cluster.endpoints().join(","));
+    let end = Instant::now() + Duration::from_secs(plan.seconds);
+    while Instant::now() < end && session.exists() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(cluster);
+    Ok(())
 }
 
 async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {

@@ -63,3 +63,44 @@ async fn operations_and_region_faults_on_tochigi_lose_nothing() {
     // The partition and the blackout cut nodes off: records made there wait for the hub.
     assert!(report.findings.checks_pending > 0, "no record was accepted as pending: {:?}", report.findings);
 }
+
+/// `kizuna-chaos --serve-session` (what `ops/scripts/bench-wan.sh` drives): the run's hub, set
+/// up, its links between regions delayed and no faults, handed to `kizuna bench` by a session
+/// file and the endpoints it prints; it stops its nodes once the session file is removed. A
+/// post waits for a second region, so with a 20 ms round trip none is acknowledged sooner.
+#[test]
+fn the_serve_mode_hands_a_hub_with_slow_links_to_kizuna_bench_and_stops_when_told() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let session = dir.path().join("session.json");
+    let mut harness = Command::new(env!("CARGO_BIN_EXE_kizuna-chaos"))
+        .args(["--rtt-ms", "20", "--seconds", "300", "--serve-session"])
+        .arg(&session)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the harness");
+    let stdout = harness.stdout.take().expect("its stdout");
+    let endpoints = std::io::BufReader::new(stdout).lines().next().expect("endpoints printed").expect("a line");
+    let bench = Command::new(kizuna_chaos::cluster::kizuna_bin().expect("the kizuna binary"))
+        .env("KIZUNA_SESSION_FILE", &session)
+        .args(["--endpoint", &endpoints, "bench", "--clients", "2", "--seconds", "2", "--json"])
+        .output()
+        .expect("run kizuna bench");
+    let stdout = String::from_utf8_lossy(&bench.stdout);
+    assert!(bench.status.success(), "{stdout}{}", String::from_utf8_lossy(&bench.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("the JSON report");
+    assert!(report["posts"].as_u64() > Some(0) && report["errors"] == 0, "{report}");
+    let fastest = report["post_latency"]["p50"].as_f64().expect("p50");
+    assert!(fastest >= 15.0, "a post acknowledged in {fastest} ms: the links are not delayed");
+    std::fs::remove_file(&session).expect("remove the session file");
+    for _ in 0..300 {
+        if let Some(status) = harness.try_wait().expect("the harness") {
+            assert!(status.success(), "{status}");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = harness.kill();
+    panic!("the harness did not stop within 30 s of its session file's removal");
+}

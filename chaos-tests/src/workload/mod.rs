@@ -36,6 +36,9 @@ pub struct Setup {
     pub answer_timeout: Duration,
 }
 
+/// The doctor every worker acts as.
+pub const DOCTOR_LOGIN: &str = "dr.chaos";
+
 /// The default patience of the workers: what an app would wait before trying elsewhere.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -176,7 +179,7 @@ pub async fn setup(endpoints: &[String], seed: u64, rooms: usize) -> anyhow::Res
         let req = RegisterRequest {
             idempotency_key: id("register"),
             invitation_code: code.clone(),
-            login: "dr.chaos".into(),
+            login: DOCTOR_LOGIN.into(),
             display_name: "カオス医師".into(),
             profession: Profession::Doctor as i32,
             password: PASSWORD.into(),
@@ -189,7 +192,7 @@ pub async fn setup(endpoints: &[String], seed: u64, rooms: usize) -> anyhow::Res
         async move { AccountServiceClient::new(ch).approve_account(req).await }
     })
     .await?;
-    let token = on_any_node(endpoints, within, "doctor login", login("dr.chaos")).await?;
+    let token = on_any_node(endpoints, within, "doctor login", login(DOCTOR_LOGIN)).await?;
     let mut room_ids = Vec::new();
     for r in 0..rooms {
         let room = on_any_node(endpoints, within, "create group", |ch| {

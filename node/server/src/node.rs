@@ -399,9 +399,14 @@ impl Node {
             Err(NodeError::NotLeader { leader: None, .. }) => return Err(NodeError::NoLeader),
             Err(e) => return Err(e),
         };
+        self.wait_applied(index).await
+    }
+
+    /// Waits until this node applied the log up to `index`, a quorum timeout at most.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), NodeError> {
         self.raft
             .wait(Some(self.quorum_timeout))
-            .applied_index_at_least(Some(index), "linearizable read")
+            .applied_index_at_least(Some(index), "applied up to an index")
             .await
             .map_err(|_| NodeError::Timeout(self.quorum_timeout))?;
         Ok(())

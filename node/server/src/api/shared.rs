@@ -226,7 +226,7 @@ impl Api {
         session: Option<String>,
         command: Command,
     ) -> Result<Outcome, Status> {
-        Ok(self.write_once(idempotency_key, session, command).await?.0)
+        Ok(self.write_entry(idempotency_key, session, command).await?.outcome)
     }
 
     /// [`Self::write`], also telling whether the idempotency key had been applied before (the
@@ -237,6 +237,16 @@ impl Api {
         session: Option<String>,
         command: Command,
     ) -> Result<(Outcome, bool), Status> {
+        let written = self.write_entry(idempotency_key, session, command).await?;
+        Ok((written.outcome, written.duplicate))
+    }
+
+    async fn write_entry(
+        &self,
+        idempotency_key: String,
+        session: Option<String>,
+        command: Command,
+    ) -> Result<Written, Status> {
         let envelope = Envelope {
             idempotency_key,
             proposed_at_ms: 0,
@@ -244,7 +254,9 @@ impl Api {
         };
         let applied = self.node.write(envelope).await.map_err(|e| e.into_status())?;
         match applied.result {
-            CommandResult::Done(outcome) => Ok((outcome, applied.duplicate)),
+            CommandResult::Done(outcome) => {
+                Ok(Written { outcome, duplicate: applied.duplicate, log_index: applied.log_index })
+            }
             CommandResult::Refused(refusal) => Err(domain_status(refusal)),
             other => Err(Status::internal(format!("unexpected result {other:?}"))),
         }
@@ -279,21 +291,41 @@ impl Api {
         idempotency_key: String,
         command: Command,
     ) -> Result<Outcome, Status> {
-        let (_, token_hash) = self.authenticate(req).await?;
-        self.write(idempotency_key, Some(token_hash), command).await
+        Ok(self.signed_write_entry(req, idempotency_key, command).await?.outcome)
     }
 
-    /// [`Self::signed_write`], then this node's copy made current (a follower forwards writes
-    /// to the leader), so the caller's answer can show the write's effect read from here.
+    /// [`Self::signed_write`], then this node's copy brought up to the write (a follower
+    /// forwards writes to the leader), so the caller's answer can show the write's effect read
+    /// from here. No round trip to the leader: the write's commit comes with its next message.
     pub(super) async fn signed_write_then_catch_up<T>(
         &self,
         req: &Request<T>,
         idempotency_key: String,
         command: Command,
     ) -> Result<(Outcome, AccountId, String), Status> {
-        let outcome = self.signed_write(req, idempotency_key, command).await?;
-        let (me, token_hash) = self.authenticate(req).await?;
-        Ok((outcome, me, token_hash))
+        let written = self.signed_write_entry(req, idempotency_key, command).await?;
+        self.node.wait_applied(written.log_index).await.map_err(|e| e.into_status())?;
+        let (me, token_hash, _) = self.authenticate_on(req, ReadFrom::Local).await?;
+        Ok((written.outcome, me, token_hash))
+    }
+
+    /// The session is checked on this node's copy as it is, not made current first: apply
+    /// decides with the session as the log has it (`signed::decide`: a session revoked a moment
+    /// ago elsewhere is refused there), and a refusal here is checked again on the copy made
+    /// current (a session made on another node a moment ago may not be here yet). On a
+    /// follower in another region this saves a round trip to the leader per write
+    /// (docs/benchmarks.md, "Posts at WAN latencies").
+    async fn signed_write_entry<T>(
+        &self,
+        req: &Request<T>,
+        idempotency_key: String,
+        command: Command,
+    ) -> Result<Written, Status> {
+        let token_hash = match self.authenticate_on(req, ReadFrom::Local).await {
+            Ok((_, token_hash, _)) => token_hash,
+            Err(_) => self.authenticate(req).await?.1,
+        };
+        self.write_entry(idempotency_key, Some(token_hash), command).await
     }
 
     /// The signed-in account, which must be a hub operator (事務局).
@@ -312,6 +344,14 @@ impl Api {
         self.query(|hub| authz::operator(hub, me).map_err(domain_status))?;
         Ok((me, stale))
     }
+}
+
+/// A write's outcome and its entry.
+struct Written {
+    outcome: Outcome,
+    /// The idempotency key had been applied before: the outcome is the first attempt's.
+    duplicate: bool,
+    log_index: u64,
 }
 
 /// An outcome the command cannot have produced: a bug between this layer and the domain.
