@@ -1,7 +1,7 @@
 //! When a node snapshots its state. openraft's own policy (a snapshot every N entries) is off:
 //! a snapshot rewrites the whole state, so at a fixed N a filled hub rebuilt a file of hundreds
-//! of MB every half minute while it was written to (docs/benchmarks.md, "Snapshots that grow
-//! with the state") — work that grows with the square of the hub's size. Here a node snapshots
+//! of MB every half minute while it was written to (docs/benchmarks.md, "A sealed hub at 1/20
+//! of a prefecture") — work that grows with the square of the hub's size. Here a node snapshots
 //! once at least `snapshot_after_entries` entries were applied since its last snapshot **and**
 //! they are at least a quarter of the entries that snapshot covered. The snapshots then come
 //! at 1.25× steps of the log (a 10,000,000-entry hub builds ~28 of them from its first entry

@@ -157,7 +157,7 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     // top level, so the cache holds the parts reads use. Whole, a large table's index was one
     // block evicted and read back (and decompressed) for nearly every lookup once the state
     // outgrew the cache: at 100,000 posts apply spent most of its time so, and the hub stalled
-    // (docs/benchmarks.md, "Snapshots that grow with the state").
+    // (docs/benchmarks.md, "A sealed hub at 1/20 of a prefecture").
     tables.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
     tables.set_partition_filters(true);
     tables.set_metadata_block_size(4096);
