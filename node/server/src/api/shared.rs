@@ -291,7 +291,7 @@ impl Api {
         idempotency_key: String,
         command: Command,
     ) -> Result<Outcome, Status> {
-        Ok(self.signed_write_entry(req, idempotency_key, command).await?.outcome)
+        Ok(self.signed_write_entry(req, idempotency_key, command).await?.0.outcome)
     }
 
     /// [`Self::signed_write`], then this node's copy brought up to the write (a follower
@@ -303,9 +303,8 @@ impl Api {
         idempotency_key: String,
         command: Command,
     ) -> Result<(Outcome, AccountId, String), Status> {
-        let written = self.signed_write_entry(req, idempotency_key, command).await?;
+        let (written, me, token_hash) = self.signed_write_entry(req, idempotency_key, command).await?;
         self.node.wait_applied(written.log_index).await.map_err(|e| e.into_status())?;
-        let (me, token_hash, _) = self.authenticate_on(req, ReadFrom::Local).await?;
         Ok((written.outcome, me, token_hash))
     }
 
@@ -314,18 +313,20 @@ impl Api {
     /// ago elsewhere is refused there), and a refusal here is checked again on the copy made
     /// current (a session made on another node a moment ago may not be here yet). On a
     /// follower in another region this saves a round trip to the leader per write
-    /// (docs/benchmarks.md, "Posts at WAN latencies").
+    /// (docs/benchmarks.md, "Posts at WAN latencies"). Also returns the caller and its
+    /// session's hash.
     async fn signed_write_entry<T>(
         &self,
         req: &Request<T>,
         idempotency_key: String,
         command: Command,
-    ) -> Result<Written, Status> {
-        let token_hash = match self.authenticate_on(req, ReadFrom::Local).await {
-            Ok((_, token_hash, _)) => token_hash,
-            Err(_) => self.authenticate(req).await?.1,
+    ) -> Result<(Written, AccountId, String), Status> {
+        let (me, token_hash) = match self.authenticate_on(req, ReadFrom::Local).await {
+            Ok((me, token_hash, _)) => (me, token_hash),
+            Err(_) => self.authenticate(req).await?,
         };
-        self.write_entry(idempotency_key, Some(token_hash), command).await
+        let written = self.write_entry(idempotency_key, Some(token_hash.clone()), command).await?;
+        Ok((written, me, token_hash))
     }
 
     /// The signed-in account, which must be a hub operator (事務局).
