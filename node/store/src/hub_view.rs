@@ -4,6 +4,7 @@
 //! Every key, and the table list, is built and parsed in [`crate::keys`].
 
 use std::cell::RefCell;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rocksdb::{DB, Direction, IteratorMode, ReadOptions, SnapshotWithThreadMode, WriteBatch};
@@ -179,25 +180,34 @@ impl<'a> RocksHub<'a> {
     }
 
     /// At most `limit` values under `prefix` from key `start` on, committed and pending, in key
-    /// order: reads only as far as it needs (a long queue is not read whole for one batch).
+    /// order: reads only as far as it needs (a long queue is not read whole for one batch), and
+    /// the batch's own pending writes cost only as many as come before the last value returned
+    /// (apply calls this per entry: a batch of hundreds must not make each call read hundreds).
     fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> =
-            self.overlay.range(start.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).collect();
-        // Each pending delete may hide one committed value: read that many more.
-        let enough = limit.saturating_add(pending.len());
-        let mut found: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
-            .committed_from(start, keys::prefix_end(prefix))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(enough)
-            .map(|(k, v)| (k.to_vec(), Some(v.to_vec())))
-            .collect();
-        let read_up_to = (found.len() == enough).then(|| found.keys().next_back().cloned()).flatten();
-        for (k, v) in pending {
-            if read_up_to.as_ref().is_none_or(|last| k <= last) {
-                found.insert(k.clone(), v.clone());
+        let mut pending = self.overlay.range(start.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).peekable();
+        let mut committed =
+            self.committed_from(start, keys::prefix_end(prefix)).take_while(|(k, _)| k.starts_with(prefix)).peekable();
+        let mut found = Vec::new();
+        while found.len() < limit {
+            // Committed against pending key: the smaller comes first.
+            let order = match (committed.peek(), pending.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some((c, _)), Some((p, _))) => (**c).cmp(p.as_slice()),
+            };
+            if order == Ordering::Equal {
+                // A pending write of a committed key replaces it (a pending delete hides it).
+                committed.next();
             }
+            let next = if order == Ordering::Less {
+                committed.next().map(|(k, v)| (k.into_vec(), v.into_vec()))
+            } else {
+                pending.next().and_then(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+            };
+            found.extend(next);
         }
-        found.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).take(limit).collect()
+        found
     }
 
     /// The decoded values under a prefix, in key order (an undecodable one is a fault).
@@ -1080,6 +1090,37 @@ mod tests {
         // A new view, like the live one apply uses, sees the new batch.
         assert_eq!(RocksHub::at_snapshot(&db, plain()).facilities(), Ok(vec![renamed.clone(), clinic(2)]));
         assert_eq!(RocksHub::new(&db, plain()).facility(FacilityId(1)), Ok(Some(renamed)));
+    }
+
+    /// `scan_from` merges the batch's pending writes into what is committed, in key order:
+    /// a pending put adds or replaces, a pending delete hides, and `limit` counts what is
+    /// returned — also when pending deletes come first.
+    #[test]
+    fn a_scan_merges_pending_writes_into_the_committed_ones_up_to_the_limit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        for k in ["p/1", "p/3", "p/5", "p/7", "q/0"] {
+            db.put_cf(cf(&db, CF_SM_DATA), k, format!("c{k}")).expect("write");
+        }
+        let mut hub = RocksHub::new(&db, plain());
+        let pending: [(&str, Option<&str>); 5] =
+            [("p/0", Some("n0")), ("p/1", None), ("p/3", Some("n3")), ("p/4", Some("n4")), ("p/5", None)];
+        for (k, v) in pending {
+            hub.overlay.insert(k.into(), v.map(|v| v.as_bytes().to_vec()));
+        }
+        let scan = |start: &str, limit| -> Vec<(String, String)> {
+            let found = hub.scan_from(b"p/", start.as_bytes(), limit);
+            found
+                .into_iter()
+                .map(|(k, v)| (String::from_utf8_lossy(&k).into(), String::from_utf8_lossy(&v).into()))
+                .collect()
+        };
+        let all = [("p/0", "n0"), ("p/3", "n3"), ("p/4", "n4"), ("p/7", "cp/7")].map(|(k, v)| (k.into(), v.into()));
+        assert_eq!(scan("p/", usize::MAX), all.to_vec());
+        assert_eq!(scan("p/", 2), all[..2].to_vec());
+        assert_eq!(scan("p/1", 1), all[1..2].to_vec());
+        assert_eq!(scan("p/5", 5), all[3..].to_vec());
+        assert_eq!(scan("p/8", 5), vec![]);
     }
 
     fn damage(db: &DB, k: &[u8]) {
