@@ -145,6 +145,7 @@ pub struct Node {
     pub pusher: Option<Arc<crate::push::Pusher>>,
     /// Push endpoints on plain http to the loopback address are accepted (tests).
     pub push_allow_loopback_http: bool,
+    proposal_metrics: crate::metrics::ProposalMetrics,
 }
 
 /// Why a snapshot of this node (and the purge of its log) was not done.
@@ -279,10 +280,7 @@ impl Node {
             Err(NodeError::NotLeader { leader: None, .. }) => Err(NodeError::NoLeader),
             other => other,
         };
-        let result = if written.is_ok() { "committed" } else { "failed" };
-        let labels = [("node", self.id.to_string()), ("result", result.to_owned())];
-        metrics::counter!("kizuna_raft_proposals_total", &labels).increment(1);
-        metrics::histogram!("kizuna_raft_proposal_seconds", &labels).record(started.elapsed().as_secs_f64());
+        self.proposal_metrics.record(written.is_ok(), started.elapsed().as_secs_f64());
         written
     }
 
@@ -355,7 +353,9 @@ impl Node {
     /// Fails fast when this node leads but has not heard from a quorum for longer than two
     /// election timeouts: it is cut off, and waiting would only turn into a timeout.
     fn check_quorum_contact(&self) -> Result<(), NodeError> {
-        let m = self.metrics();
+        // Borrowed, not cloned: every write and read barrier passes here.
+        let watched = self.raft.metrics();
+        let m = watched.borrow_watched();
         if m.state != ServerState::Leader || m.membership_config.membership().voter_ids().count() < 2 {
             return Ok(());
         }
@@ -755,6 +755,7 @@ pub async fn start(
             part_uploads: Default::default(),
             pusher: pusher.clone(),
             push_allow_loopback_http: hub.notifications.as_ref().is_some_and(|n| n.push_allow_loopback_http),
+            proposal_metrics: crate::metrics::ProposalMetrics::new(me.id),
         });
 
         // Connections between nodes are renewed every few minutes, each with a new handshake

@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::routing::get;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -45,6 +46,35 @@ pub fn registry() -> &'static PrometheusHandle {
         drain_histograms(handle.clone());
         handle
     })
+}
+
+/// A node's proposal series (`kizuna_raft_proposals_total`, `kizuna_raft_proposal_seconds` by
+/// result), each looked up in the registry once, at its first use: every write records them,
+/// and a lookup per write hashes and copies the labels (as `grpc::MethodMetrics`).
+pub struct ProposalMetrics {
+    node: String,
+    committed: OnceLock<(Counter, Histogram)>,
+    failed: OnceLock<(Counter, Histogram)>,
+}
+
+impl ProposalMetrics {
+    pub fn new(node: u64) -> Self {
+        Self { node: node.to_string(), committed: OnceLock::new(), failed: OnceLock::new() }
+    }
+
+    /// One proposal, committed or not, that took `seconds` from the call to its answer.
+    pub fn record(&self, committed: bool, seconds: f64) {
+        let (cell, result) = if committed { (&self.committed, "committed") } else { (&self.failed, "failed") };
+        let (count, time) = cell.get_or_init(|| {
+            let labels = [("node", self.node.clone()), ("result", result.to_owned())];
+            (
+                metrics::counter!("kizuna_raft_proposals_total", &labels),
+                metrics::histogram!("kizuna_raft_proposal_seconds", &labels),
+            )
+        });
+        count.increment(1);
+        time.record(seconds);
+    }
 }
 
 /// What the process's allocator says of its heap, for the metrics.
