@@ -91,30 +91,35 @@ impl<'a> RocksHub<'a> {
     }
 
     /// Forgets at most `limit` results remembered before `before_ms`, oldest first (a retry
-    /// of one of them is then a new request). How many it forgot.
-    pub fn forget_remembered(&mut self, before_ms: u64, limit: usize) -> usize {
+    /// of one of them is then a new request). Returns a lower bound of the time the oldest
+    /// result left was remembered (`None`: none is left), for the caller to skip the reads
+    /// while nothing can be due.
+    pub fn forget_remembered(&mut self, before_ms: u64, limit: usize) -> Option<u64> {
         let low: u64 = self.get(keys::REMEMBERED_FORGOTTEN).unwrap_or(0);
         let (prefix, start, end) = (
             keys::all(keys::REMEMBERED_AT),
             keys::id(keys::REMEMBERED_AT, low),
             keys::id(keys::REMEMBERED_AT, before_ms),
         );
-        // Most entries find nothing to forget: one read tells (the same answer as the scan).
-        if self.scan_from(&prefix, &start, 1).first().is_none_or(|(k, _)| *k >= end) {
-            return 0;
+        let remembered_at = |k: &[u8]| k.get(1..9).and_then(|t| <[u8; 8]>::try_from(t).ok()).map(u64::from_be_bytes);
+        let mut due: Vec<Vec<u8>> = self.scan_from(&prefix, &start, limit).into_iter().map(|(k, _)| k).collect();
+        if due.first().is_none_or(|k| *k >= end) {
+            // Nothing due: the first one left is the oldest.
+            return due.first().and_then(|k| remembered_at(k));
         }
-        let due: Vec<Vec<u8>> =
-            self.scan_from(&prefix, &start, limit).into_iter().map(|(k, _)| k).take_while(|k| *k < end).collect();
+        due.retain(|k| *k < end);
+        let newest = due.last().and_then(|k| remembered_at(k));
         for key in &due {
             if let Some(scoped) = self.key_suffix(key, keys::key_of_remembered(key).map(str::to_owned)) {
                 self.overlay.insert(keys::text(keys::IDEMPOTENCY, &scoped), None);
             }
             self.overlay.insert(key.clone(), None);
         }
-        if let Some(newest) = due.last().and_then(|k| k.get(1..9)).and_then(|t| <[u8; 8]>::try_from(t).ok()) {
-            self.put(keys::REMEMBERED_FORGOTTEN.to_vec(), &u64::from_be_bytes(newest));
+        if let Some(newest) = newest {
+            self.put(keys::REMEMBERED_FORGOTTEN.to_vec(), &newest);
         }
-        due.len()
+        // Those left are no older than the newest forgotten.
+        newest
     }
 
     /// The first storage failure this view met, if any: then some answer it gave was invented.
@@ -664,24 +669,32 @@ impl<'a> RocksHub<'a> {
 
     /// Forgets at most `limit` of the oldest live events, those from before `before_ms`:
     /// subscribers resume from a cursor within the replay window, an older one reloads. The
-    /// scan starts after what was forgotten, never over the deleted keys again.
-    pub fn forget_events(&mut self, before_ms: u64, limit: usize) {
+    /// scan starts after what was forgotten, never over the deleted keys again. Returns a
+    /// lower bound of the oldest event's time left (`None`: no event is left).
+    pub fn forget_events(&mut self, before_ms: u64, limit: usize) -> Option<u64> {
         let forgotten = self.events_forgotten_to();
-        // Most entries find nothing to forget: one read tells.
-        if self.events_after_pending(forgotten, 1).first().is_none_or(|e| e.at_ms >= before_ms) {
-            return;
+        // One read tells when nothing is due (the same answer as the scan).
+        match self.events_after_pending(forgotten, 1).first() {
+            None => return None,
+            Some(first) if first.at_ms >= before_ms => return Some(first.at_ms),
+            Some(_) => {}
         }
         let mut newest = forgotten;
+        let mut oldest_left = None;
         for event in self.events_after_pending(forgotten, limit) {
             if event.at_ms >= before_ms {
+                oldest_left = Some(event.at_ms);
                 break;
             }
             self.overlay.insert(keys::id(EVENTS, event.cursor), None);
             newest = event.cursor;
+            // Those left are no older than this one.
+            oldest_left = Some(event.at_ms);
         }
         if newest != forgotten {
             self.put(keys::EVENTS_FORGOTTEN.to_vec(), &newest);
         }
+        oldest_left
     }
 
     /// Events after `cursor` as this apply batch left them (its own writes included).

@@ -244,6 +244,8 @@ pub struct StateMachineStore {
     /// The newest apply version this node may take up: the build's, unless a test stands for
     /// an older build (see [`Self::applying_at_most`]).
     max_apply_version: u32,
+    /// What the last committed batch knew of the oldest results and events left.
+    sweep_hints: SweepHints,
 }
 
 impl StateMachineStore {
@@ -274,7 +276,14 @@ impl StateMachineStore {
             current_snapshot: snapshot_dir.join(CURRENT_SNAPSHOT),
         };
         let max_apply_version = kizuna_domain::APPLY_VERSION;
-        Ok(Self { db, snapshot_dir, reader, snapshot_seq: Arc::default(), max_apply_version })
+        Ok(Self {
+            db,
+            snapshot_dir,
+            reader,
+            snapshot_seq: Arc::default(),
+            max_apply_version,
+            sweep_hints: SweepHints::default(),
+        })
     }
 
     /// This node takes up apply versions up to `version` only: a test's stand-in for a node
@@ -305,6 +314,19 @@ struct ApplyBatch<'a> {
     clock_ms: u64,
     hub: RocksHub<'a>,
     events: Vec<Event>,
+    hints: SweepHints,
+}
+
+/// Lower bounds of when the oldest remembered result and the oldest live event left were
+/// stamped (by the replicated clock), as this node's apply last read them: the per-entry
+/// sweeps skip their reads while these are inside their windows. Kept in memory across
+/// batches — entries are stamped with a clock that never goes back, and sweeps only remove, so
+/// a bound stays a bound — and unknown (`None`) after a start, a snapshot install or a batch
+/// that did not commit.
+#[derive(Debug, Clone, Copy, Default)]
+struct SweepHints {
+    oldest_remembered_ms: Option<u64>,
+    oldest_event_ms: Option<u64>,
 }
 
 /// The hub applies the log as `version`, newer than this build's `max`.
@@ -444,10 +466,7 @@ impl ApplyBatch<'_> {
         if !matches!(&applied.result, CommandResult::Received(receipt) if !receipt.applied_something()) {
             self.hub.remember(&scoped_key, &applied, self.clock_ms);
         }
-        // Every entry forgets a few results older than the retry window, by the replicated
-        // clock: every replica forgets the same ones at the same entry.
-        self.hub.forget_remembered(self.clock_ms.saturating_sub(RETRY_WINDOW_MS), FORGET_PER_ENTRY);
-        self.hub.forget_events(self.clock_ms.saturating_sub(EVENT_REPLAY_WINDOW_MS), FORGET_EVENTS_PER_ENTRY);
+        self.forget_expired();
         if log_index.is_multiple_of(SWEEP_EVERY_ENTRIES) {
             self.hub.sweep_sessions(self.clock_ms.saturating_sub(SESSION_KEPT_MS), SWEPT_PER_SWEEP);
             self.hub.sweep_invitations(self.clock_ms.saturating_sub(INVITATION_KEPT_MS), SWEPT_PER_SWEEP);
@@ -457,6 +476,25 @@ impl ApplyBatch<'_> {
             }
         }
         Ok(applied)
+    }
+
+    /// Every entry forgets a few results older than the retry window and events older than the
+    /// replay window, by the replicated clock: every replica forgets the same ones at the same
+    /// entry. While the oldest left is known to be younger than its window, nothing can be due
+    /// and the reads are skipped: a sweep that finds nothing still costs an iterator seek each,
+    /// per entry (docs/benchmarks.md, "The write path at 256 clients").
+    fn forget_expired(&mut self) {
+        let (retry_from, replay_from) =
+            (self.clock_ms.saturating_sub(RETRY_WINDOW_MS), self.clock_ms.saturating_sub(EVENT_REPLAY_WINDOW_MS));
+        // Nothing left: whatever comes next is stamped with this clock or a later one.
+        if self.hints.oldest_remembered_ms.is_none_or(|oldest| oldest < retry_from) {
+            let left = self.hub.forget_remembered(retry_from, FORGET_PER_ENTRY);
+            self.hints.oldest_remembered_ms = Some(left.unwrap_or(self.clock_ms));
+        }
+        if self.hints.oldest_event_ms.is_none_or(|oldest| oldest < replay_from) {
+            let left = self.hub.forget_events(replay_from, FORGET_EVENTS_PER_ENTRY);
+            self.hints.oldest_event_ms = Some(left.unwrap_or(self.clock_ms));
+        }
     }
 
     /// The hub applies as `version` from the next entry on. A node that cannot stops applying
@@ -742,6 +780,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             clock_ms,
             hub: RocksHub::new(&self.db, &vault),
             events: Vec::new(),
+            // Taken, not copied: a batch that fails leaves them unknown.
+            hints: std::mem::take(&mut self.sweep_hints),
         };
         let mut replies = Vec::new();
         let mut last_applied = None;
@@ -771,7 +811,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         let meta = cf(&self.db, CF_SM_META);
         let clock_ms = batch.clock_ms;
-        let events = batch.events;
+        let (events, hints) = (batch.events, batch.hints);
         let mut wb = WriteBatch::default();
         // Checked after every entry already; the view refuses again, as the last line of defence.
         batch.hub.write_into(&mut wb).map_err(io_err)?;
@@ -785,6 +825,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Not synced: the entries are already fsynced in the log, and the log is purged only
         // after the WAL is synced (see `SnapshotBuilder::build_snapshot`).
         self.db.write(wb).map_err(io_err)?;
+        self.sweep_hints = hints;
         for (responder, applied) in replies {
             responder.send(applied);
         }
@@ -810,6 +851,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let current = self.current_path();
         let installing = self.reader.installing.clone();
         installing.store(true, Ordering::Release);
+        self.sweep_hints = SweepHints::default();
         let db_after = self.db.clone();
         let installed = blocking(move || install::install(&db, &snapshot.path, &meta, &current)).await;
         // A refused file left the state untouched; one that failed half way left the marker.
