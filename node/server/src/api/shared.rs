@@ -161,11 +161,24 @@ impl Api {
         req: &Request<T>,
         from: ReadFrom,
     ) -> Result<(AccountId, String, Option<String>), Status> {
-        let (account, token_hash, stale) = self.session_on(req, from).await?;
-        if self.query(|hub| kizuna_domain::HubView::password_issued(hub, account).map_err(view_status))? {
-            return Err(domain_status(password_policy::issued_refusal()));
-        }
-        Ok((account, token_hash, stale))
+        self.authenticate_then(req, from, |_, _| Ok(())).await
+    }
+
+    /// [`Self::authenticate_on`], then `also` for the account on the same view of the state:
+    /// one view (a RocksDB snapshot, taken under the database's lock) per call, not per check.
+    async fn authenticate_then<T>(
+        &self,
+        req: &Request<T>,
+        from: ReadFrom,
+        also: impl FnOnce(&RocksHub<'_>, AccountId) -> Result<(), Status> + Send,
+    ) -> Result<(AccountId, String, Option<String>), Status> {
+        let checks = |hub: &RocksHub<'_>, account| {
+            if kizuna_domain::HubView::password_issued(hub, account).map_err(view_status)? {
+                return Err(domain_status(password_policy::issued_refusal()));
+            }
+            also(hub, account)
+        };
+        self.session_on(req, from, checks).await
     }
 
     /// [`Self::authenticate`] for what an account with an issued password may still do: read
@@ -174,15 +187,16 @@ impl Api {
         &self,
         req: &Request<T>,
     ) -> Result<(AccountId, String), Status> {
-        let (account, token_hash, _) = self.session_on(req, ReadFrom::Current).await?;
+        let (account, token_hash, _) = self.session_on(req, ReadFrom::Current, |_, _| Ok(())).await?;
         Ok((account, token_hash))
     }
 
-    /// The account of the request's session, whatever its password.
+    /// The account of the request's session, whatever its password, once `also` accepts it.
     async fn session_on<T>(
         &self,
         req: &Request<T>,
         from: ReadFrom,
+        also: impl FnOnce(&RocksHub<'_>, AccountId) -> Result<(), Status> + Send,
     ) -> Result<(AccountId, String, Option<String>), Status> {
         let token = auth::bearer(req)
             .ok_or_else(|| Status::unauthenticated("sign in first (authorization: Bearer <token>)"))?;
@@ -197,6 +211,7 @@ impl Api {
         let (account, touch_due) = self.query(|hub| {
             let policy = SessionPolicy::of(hub).map_err(view_status)?;
             let account = queries::authenticate(hub, &token_hash, last, now, policy).map_err(domain_status)?;
+            also(hub, account)?;
             Ok((account, queries::touch_due(hub, &token_hash, now).map_err(view_status)?))
         })?;
         self.idle.touch(&token_hash, now);
@@ -341,8 +356,8 @@ impl Api {
         req: &Request<T>,
         from: ReadFrom,
     ) -> Result<(AccountId, Option<String>), Status> {
-        let (me, _, stale) = self.authenticate_on(req, from).await?;
-        self.query(|hub| authz::operator(hub, me).map_err(domain_status))?;
+        let operator = |hub: &RocksHub<'_>, me| authz::operator(hub, me).map(drop).map_err(domain_status);
+        let (me, _, stale) = self.authenticate_then(req, from, operator).await?;
         Ok((me, stale))
     }
 }
