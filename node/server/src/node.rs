@@ -627,9 +627,11 @@ impl RunningNode {
         // on the thread that drops the last handle, waiting for its background flushes and
         // compactions; closing here means nothing writes into the data dir once this returns
         // (a restart in the same process opens it, a test may delete it).
-        let database = self.node.state.database();
+        // Taken before the node's handle goes, so the last handle is this one: had another task
+        // dropped it, RocksDB could still be closing there (its lock held) when this returns.
+        let last = self.node.state.database().upgrade();
         drop(self.node);
-        let Some(last) = database.upgrade() else { return };
+        let Some(last) = last else { return };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while Arc::strong_count(&last) > 1 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
