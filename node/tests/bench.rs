@@ -54,6 +54,45 @@ async fn bench_posts_on_every_node_and_measures_the_fan_out_to_every_subscriber(
     hub.shutdown().await;
 }
 
+/// Beyond one account's 16 streams on a node, the bench registers staff of the signed-in
+/// facility admin's station and subscribes as them too: 40 subscribers on one node (the
+/// admin's 16, then two new accounts' 24), all in the one bench room, each get every post.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bench_registers_accounts_for_more_subscribers_than_one_account_may_hold() {
+    let hub = TestHub::start(3).await;
+    let admin = hub.facility_admin("station-admin").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let session = dir.path().join("session.json");
+    std::fs::write(&session, serde_json::json!({ "login": "station-admin", "token": admin }).to_string())
+        .expect("session");
+    let node = hub.api(hub.leader().await);
+    let bench = || {
+        let mut command = tokio::process::Command::new(KIZUNA);
+        command.env("KIZUNA_SESSION_FILE", &session).env_remove("KIZUNA_CA").args(["--endpoint", &node]);
+        command.args(["bench", "--clients", "2", "--seconds", "2", "--rooms", "1", "--subscribers", "40", "--json"]);
+        command
+    };
+    let out = bench().output().await.expect("run kizuna bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("the JSON report");
+    let posts = report["posts"].as_u64().expect("posts");
+    assert!(posts > 0 && report["errors"] == 0, "{report}");
+    assert_eq!(
+        report["fanout_latency"]["count"].as_u64(),
+        Some(posts * 40),
+        "every subscriber got every post: {report}"
+    );
+
+    // Signed in as an ordinary member, the bench says what it needs instead.
+    let nurse = hub.member("nurse").await;
+    std::fs::write(&session, serde_json::json!({ "login": "nurse", "token": nurse }).to_string()).expect("session");
+    let out = bench().output().await.expect("run kizuna bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("sign in as a facility admin"), "{stderr}");
+    hub.shutdown().await;
+}
+
 /// A real single-member etcd (Debian's etcd-server, `make setup-etcd`) on loopback ports of its
 /// own, in a temp dir, killed when dropped.
 struct Etcd {

@@ -2,8 +2,10 @@
 # The posts figures of docs/benchmarks.md: a fresh `kizuna demo` (three nodes, TLS, one
 # process) in a temp dir, settled (its first minute seals and compacts), a demo nurse signed in,
 # then `kizuna bench` over all three nodes: 1, 16 and 64 posting clients; 16 clients with 48 live
-# subscribers (16 per node, one account's limit); and the reads of a 500-patient list by 1, 4
-# and 16 readers (one alone, then a saturated hub). Each
+# subscribers (16 per node, one account's limit); 4 clients with 10,000 live subscribers on one
+# node (625 accounts the bench registers in the nurse's facility, each a member of one of 64
+# rooms); and the reads of a 500-patient list by 1, 4 and 16 readers (one alone, then a
+# saturated hub). Each
 # run's JSON is kept in OUT (default: the temp dir, removed).
 # usage: ops/scripts/bench-posts.sh PATH/TO/kizuna LABEL [OUT]   (uses the demo's ports 7001-7003)
 set -eu
@@ -15,7 +17,7 @@ sleep 60 # sealing and the scrub's compactions run in the first minute of a fres
 echo "== $LABEL"
 run() { # NAME ARGS...
   local name=$1; shift
-  "$BIN" bench --json "$@" > "$name.json"
+  "$BIN" ${ENDPOINT:+--endpoint "$ENDPOINT"} bench --json "$@" > "$name.json"
   python3 - "$name.json" "$name" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); p = r["post_latency"]; f = r["fanout_latency"]
@@ -31,6 +33,7 @@ run one --clients 1 --seconds 15
 run sixteen --clients 16 --seconds 15
 run sixty-four --clients 64 --seconds 15
 run fan-out --clients 16 --seconds 15 --subscribers 48
+ENDPOINT=https://127.0.0.1:7001 run fan-out-10k --clients 4 --seconds 20 --subscribers 10000 --rooms 64
 run reads --clients 4 --seconds 1 --patients 500 --readers 1,4,16 --read-seconds 15
 du -sb data/demo/*/db
-if [ -n "$OUT" ]; then mkdir -p "$OUT"; cp one.json sixteen.json sixty-four.json fan-out.json reads.json "$OUT/"; fi
+if [ -n "$OUT" ]; then mkdir -p "$OUT"; cp one.json sixteen.json sixty-four.json fan-out.json fan-out-10k.json reads.json "$OUT/"; fi

@@ -399,6 +399,15 @@ impl TestHub {
     /// The session token of a new ordinary member (a visiting nurse of a new station) with the
     /// login `login`, registered and approved through the operator.
     pub async fn member(&self, login: &str) -> String {
+        self.staff(login, false).await
+    }
+
+    /// [`TestHub::member`], as the admin of her station (she registers its staff).
+    pub async fn facility_admin(&self, login: &str) -> String {
+        self.staff(login, true).await
+    }
+
+    async fn staff(&self, login: &str, as_admin: bool) -> String {
         let op = self.operator().await;
         let leader = channel(&self.api(self.leader().await)).await;
         let mut accounts = AccountServiceClient::with_interceptor(leader.clone(), Bearer::new(&op));
@@ -412,8 +421,7 @@ impl TestHub {
         let facility_id = accounts.register_facility(facility).await.expect("facility").into_inner().facility_id;
         let approve = ApproveFacilityRequest { idempotency_key: step("approve-facility"), facility_id };
         accounts.approve_facility(approve).await.expect("approve facility");
-        let invite =
-            IssueInvitationRequest { idempotency_key: step("invite"), facility_id, valid_hours: 1, as_admin: false };
+        let invite = IssueInvitationRequest { idempotency_key: step("invite"), facility_id, valid_hours: 1, as_admin };
         let code = accounts.issue_invitation(invite).await.expect("invitation").into_inner().code;
         let register = RegisterRequest {
             idempotency_key: step("register"),

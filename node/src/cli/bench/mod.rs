@@ -9,14 +9,12 @@
 //! or not) as the signed-in professional, in group rooms of its own.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use kizuna_proto::events::event_service_client::EventServiceClient;
-use kizuna_proto::events::{SubscribeRequest, event};
 use kizuna_proto::posts::post_service_client::PostServiceClient;
 use kizuna_proto::posts::{CreatePostRequest, TimelineRequest};
 use kizuna_proto::rooms::room_service_client::RoomServiceClient;
@@ -24,9 +22,12 @@ use kizuna_proto::rooms::{CreateGroupRequest, CreatePatientRequest, ListRoomsReq
 use serde::Serialize;
 use tonic::transport::Channel;
 
+use self::subscribers::Subscribers;
 use super::Target;
 use super::attachments::while_unavailable;
 use super::user::{authed, token};
+
+mod subscribers;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -38,7 +39,9 @@ pub struct BenchArgs {
     /// Group rooms the clients post into (client i posts into room i mod rooms).
     #[arg(long, default_value_t = 8)]
     rooms: usize,
-    /// Live subscribers, spread over the nodes (one account holds at most 16 on a node).
+    /// Live subscribers, spread over the nodes. One account holds at most 16 on a node: beyond
+    /// that the bench registers staff of the signed-in facility admin's facility, each a member
+    /// of one bench room.
     #[arg(long, default_value_t = 0)]
     subscribers: usize,
     /// Then create this many patients of the signed-in account and time the reads of her
@@ -119,7 +122,7 @@ pub struct ReadRun {
 const TEXT: &str = "本日訪問しました。SpO2 96%、血圧 132/84。食事量は半分程度、水分は摂れています。";
 
 /// When each post was acknowledged, by (room, seq): the subscribers' clock starts there.
-type Acknowledged = Arc<Mutex<HashMap<(u64, u64), Instant>>>;
+type Acknowledged = Arc<RwLock<HashMap<(u64, u64), Instant>>>;
 
 pub async fn run(target: &Target, args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.clients > 0 && args.rooms > 0, "--clients and --rooms must be at least 1");
@@ -128,16 +131,11 @@ pub async fn run(target: &Target, args: BenchArgs) -> anyhow::Result<()> {
     let channels = connect_all(target).await?;
     let rooms = create_rooms(&channels[0].1, &token, args.rooms).await?;
     let acked: Acknowledged = Arc::default();
-    let fanout = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
-    let stop = Arc::new(AtomicBool::new(false));
-    let subscribers = start_subscribers(&channels, &token, args.subscribers, (&acked, &fanout, &stop)).await?;
+    let subscribers = Subscribers::start(target, (&token, &rooms), args.subscribers, &acked).await?;
     let (posts, errors, latency, elapsed) = post_for(&channels, &token, &args, &rooms, &acked).await?;
     // The last posts' events are on their way.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    for s in subscribers {
-        s.abort();
-    }
+    let fanout = subscribers.finish().await?;
     let reads = match args.patients {
         0 => None,
         n => {
@@ -145,7 +143,6 @@ pub async fn run(target: &Target, args: BenchArgs) -> anyhow::Result<()> {
             Some(read_for(&channels, &token, n, (&readers, args.read_seconds)).await?)
         }
     };
-    let fanout = fanout.lock().map_err(|_| anyhow::anyhow!("a subscriber failed"))?;
     let report = Report {
         endpoints: channels.iter().map(|(e, _)| e.clone()).collect(),
         clients: args.clients,
@@ -252,7 +249,7 @@ async fn client(
             Ok(r) => {
                 let now = Instant::now();
                 latency.record((now - sent).as_micros() as u64)?;
-                if let Ok(mut a) = acked.lock() {
+                if let Ok(mut a) = acked.write() {
                     a.insert((room, r.into_inner().seq), now);
                 }
                 done.fetch_add(1, Ordering::Relaxed);
@@ -262,38 +259,6 @@ async fn client(
         i += 1;
     }
     Ok((latency, errors))
-}
-
-/// `n` live subscribers, spread over the nodes, each recording the fan-out latency of every post.
-async fn start_subscribers(
-    channels: &[(String, Channel)],
-    token: &str,
-    n: usize,
-    (acked, fanout, stop): (&Acknowledged, &Arc<Mutex<Histogram<u64>>>, &Arc<AtomicBool>),
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let mut tasks = Vec::new();
-    for s in 0..n {
-        let channel = channels[s % channels.len()].1.clone();
-        let req = authed(SubscribeRequest { after_cursor: None }, token)?;
-        let mut stream = EventServiceClient::new(channel).subscribe(req).await.context("subscribing")?.into_inner();
-        let (acked, fanout, stop) = (acked.clone(), fanout.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            while let Ok(Some(message)) = stream.message().await {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Some(e) = message.event else { continue };
-                let (Some(room), Some(event::Kind::PostedSeq(seq))) = (e.room_id, e.kind) else { continue };
-                // An event may outrun its post's acknowledgement: counted from there then, as 0.
-                let at = acked.lock().ok().and_then(|a| a.get(&(room, seq)).copied());
-                let waited = at.map_or(0, |at| Instant::now().saturating_duration_since(at).as_micros() as u64);
-                if let Ok(mut h) = fanout.lock() {
-                    let _ = h.record(waited);
-                }
-            }
-        }));
-    }
-    Ok(tasks)
 }
 
 /// `n` patients of the caller (each with a post), then for each number of readers in turn,
@@ -414,10 +379,15 @@ async fn reader(
 }
 
 fn progress(seconds: u64) -> indicatif::ProgressBar {
-    let style = indicatif::ProgressStyle::with_template("bench [{bar:30}] {pos}/{len} s {msg}")
+    progress_of("s", seconds)
+}
+
+/// A bar of `len` things counted in `unit`.
+fn progress_of(unit: &str, len: u64) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template(&format!("bench [{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}}"))
         .map(|s| s.progress_chars("=> "))
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    indicatif::ProgressBar::new(seconds).with_style(style)
+    indicatif::ProgressBar::new(len).with_style(style)
 }
 
 /// The human table.
