@@ -892,6 +892,70 @@ async fn the_resource_map_finds_facilities_near_a_patient_and_shows_their_staff(
     hub.shutdown().await;
 }
 
+/// A live stream passes over the posts of rooms its account may not read (remembering that,
+/// so thousands of streams on a node do not read the state for every post); once the account
+/// joins such a room its posts arrive, and once it is removed they stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_stream_follows_its_account_into_and_out_of_rooms() {
+    let (hub, leader, mut c, op, clinic) = hub_with_clinic().await;
+    join(&mut c, &op, &op, clinic, true, "dr.live", Profession::Doctor).await;
+    let nurse = join(&mut c, &op, &op, clinic, false, "ns.live", Profession::Nurse).await;
+    let (dr, ns) = (login(&mut c, "dr.live").await, login(&mut c, "ns.live").await);
+    let mut f = client(&hub.api(hub.follower_of(leader))).await;
+    let mut events =
+        f.events.subscribe(authed(SubscribeRequest { after_cursor: None }, &ns)).await.expect("subscribe").into_inner();
+    let group =
+        |name: &str, token: &str| authed(CreateGroupRequest { idempotency_key: uuid(), name: name.into() }, token);
+    let doctors = c.rooms.create_group(group("医師連絡", &dr)).await.unwrap().into_inner().room_id;
+    let nurses = c.rooms.create_group(group("看護連絡", &ns)).await.unwrap().into_inner().room_id;
+    let post = |room: u64, text: &str, token: &str| {
+        let req = CreatePostRequest { idempotency_key: uuid(), room_id: room, text: text.into(), ..Default::default() };
+        authed(req, token)
+    };
+    // Each step waits for the stream to pass the posts before it: visibility is decided when
+    // an event is sent, so a stream that lagged behind an invitation would rightly send more.
+    for text in ["申し送り 1", "申し送り 2"] {
+        c.posts.create_post(post(doctors, text, &dr)).await.expect("a post she may not read");
+    }
+    c.posts.create_post(post(nurses, "区切り 1", &ns)).await.expect("her own room");
+    assert_eq!(next_post(&mut events).await, (nurses, 1), "nothing of the doctors' room before she is in it");
+    let member = InviteMemberRequest {
+        idempotency_key: uuid(),
+        room_id: doctors,
+        invitee: Some(Invitee::AccountId(nurse)),
+        role: Role::Member as i32,
+    };
+    c.rooms.invite_member(authed(member, &dr)).await.expect("invited by the owner: a member at once");
+    c.posts.create_post(post(doctors, "申し送り 3", &dr)).await.expect("a post she reads");
+    assert_eq!(next_post(&mut events).await, (doctors, 3), "the doctors' room once she is in it");
+    let remove = RemoveMemberRequest { idempotency_key: uuid(), room_id: doctors, account_id: nurse };
+    c.rooms.remove_member(authed(remove, &dr)).await.expect("removed");
+    c.posts.create_post(post(doctors, "申し送り 4", &dr)).await.expect("a post she may no longer read");
+    c.posts.create_post(post(nurses, "区切り 2", &ns)).await.expect("her own room");
+    assert_eq!(next_post(&mut events).await, (nurses, 2), "nothing of the doctors' room once she is out");
+    // Signed out elsewhere: the stream ends at its next event, even one it would pass over.
+    c.accounts.logout(authed(LogoutRequest { idempotency_key: uuid() }, &ns)).await.expect("signed out");
+    c.posts.create_post(post(doctors, "申し送り 5", &dr)).await.expect("a post she may not read");
+    let ended = tokio::time::timeout(Duration::from_secs(10), events.message()).await.expect("the stream ends in time");
+    assert_eq!(ended.expect_err("a signed-out stream").code(), tonic::Code::Unauthenticated);
+}
+
+/// The (room, seq) of the next post event on `events`, within 10 s.
+async fn next_post(events: &mut tonic::Streaming<SubscribeResponse>) -> (u64, u64) {
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .expect("event in time")
+            .expect("stream")
+            .expect("event")
+            .event
+            .expect("an event in the message");
+        if let Some(event::Kind::PostedSeq(seq)) = e.kind {
+            return (e.room_id.expect("a post's room"), seq);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn search_finds_japanese_words_in_what_the_user_may_read_on_any_node() {
     use kizuna_proto::search::SearchRequest;

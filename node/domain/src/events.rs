@@ -94,6 +94,13 @@ pub fn visible_to(view: &impl HubView, account: AccountId, event: &Event) -> Vie
     })
 }
 
+/// Whether [`visible_to`] of `event` is "may read its room" for every account: a reader that
+/// learned an account may not read the room may pass such events over unread (while no
+/// account, room or membership changes).
+pub fn only_for_room_readers(event: &Event) -> bool {
+    matches!(event.kind, EventKind::Posted { .. } | EventKind::PostUpdated { .. })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +191,45 @@ mod tests {
         let hears = |pair| (1..=3).map(|a| visible_to(&hub, AccountId(a), &event(pair)).unwrap()).collect::<Vec<_>>();
         assert_eq!(hears((AccountId(1), AccountId(2))), vec![true, true, false]);
         assert_eq!(hears((AccountId(1), AccountId(3))), vec![true, false, false], "a stopped account hears nothing");
+    }
+
+    #[test]
+    fn events_only_for_room_readers_are_visible_exactly_to_those_who_may_read_the_room() {
+        let mut hub = MemHub::default();
+        let room = RoomId(5);
+        let stopped = Account { status: AccountStatus::Stopped, ..account(3) };
+        hub.apply(vec![
+            Change::Account(account(1)),
+            Change::Account(account(2)),
+            Change::Account(stopped),
+            Change::Account(account(4)),
+            Change::Room(Room {
+                id: room,
+                kind: RoomKind::Group { name: "g".into() },
+                last_seq: 1,
+                last_post_at_ms: 0,
+            }),
+            Change::Member(Member::new(room, AccountId(1), Role::Owner, MemberState::Active)),
+            Change::Member(Member::new(room, AccountId(2), Role::Member, MemberState::Invited { by: AccountId(1) })),
+            Change::Member(Member::new(room, AccountId(3), Role::Member, MemberState::Active)),
+        ]);
+        let kinds = [
+            EventKind::Posted { seq: 1 },
+            EventKind::PostUpdated { seq: 1 },
+            EventKind::Membership,
+            EventKind::Read { account: AccountId(1), seq: 1 },
+        ];
+        for kind in kinds.clone() {
+            let event = Event { cursor: 9, room, at_ms: 0, kind: kind.clone() };
+            for a in 1..=5 {
+                let (account, visible) = (AccountId(a), visible_to(&hub, AccountId(a), &event).unwrap());
+                if only_for_room_readers(&event) {
+                    assert_eq!(visible, can_read(&hub, account, room).unwrap(), "{kind:?} to {a}");
+                }
+            }
+        }
+        let only = kinds.map(|kind| only_for_room_readers(&Event { cursor: 9, room, at_ms: 0, kind }));
+        // An invitee hears of its invitation and each reader of its own read marker.
+        assert_eq!(only, [true, true, false, false]);
     }
 }

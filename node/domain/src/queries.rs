@@ -494,6 +494,16 @@ pub fn authenticate(
     Ok(active_account(view, s.account)?.id)
 }
 
+/// [`authenticate`] for a live stream, in use all along (so never idle): until when the
+/// session holds (ms; its absolute lifetime) unless it is revoked, its account stopped or the
+/// hub's policy changed meanwhile.
+pub fn stream_session_until(view: &impl HubView, token_hash: &str, now_ms: u64) -> DomainResult<u64> {
+    let policy = SessionPolicy::of(view)?;
+    authenticate(view, token_hash, now_ms, now_ms, policy)?;
+    let s = view.session(token_hash)?.ok_or(super::DomainError::Unauthenticated)?;
+    Ok(s.created_at_ms.saturating_add(policy.absolute_ms))
+}
+
 /// The account a command's session stands for at apply time `now_ms`, under the hub's own
 /// policy (never a node's), so the same log gives the same answer on every node: a revoked
 /// session, a stopped account or a session past the absolute lifetime is refused.

@@ -146,6 +146,8 @@ pub struct Node {
     /// Push endpoints on plain http to the loopback address are accepted (tests).
     pub push_allow_loopback_http: bool,
     proposal_metrics: crate::metrics::ProposalMetrics,
+    /// Why this node stopped applying the log, once it did (see [`watch_apply`]).
+    apply_stopped: watch::Receiver<Option<String>>,
 }
 
 /// Why a snapshot of this node (and the purge of its log) was not done.
@@ -226,31 +228,21 @@ impl Node {
     /// Why this node stopped applying the log: its Raft core stopped on a storage error (see
     /// `kizuna_store`'s apply) or a panic, and stays stopped until the node is restarted.
     pub fn apply_fault(&self) -> Option<String> {
-        let fatal = match &self.raft.metrics().borrow_watched().running_state {
-            Ok(()) | Err(Fatal::Stopped) => return None,
-            Err(fatal) => fatal.to_string(),
-        };
-        // The store's own account names the entry and the key; openraft's wraps it in its types.
-        Some(self.state.apply_fault().map_or(fatal, |fault| fault.to_string()))
+        apply_fault_of(&self.raft, &self.state)
     }
 
     /// Waits until this node stops applying the log and returns why; `None` when the node
-    /// stops (or Raft ends) without a fault first.
+    /// stops (or Raft ends) without a fault first. Every live stream waits on this: it watches
+    /// one signal that changes once, not Raft's metrics (thousands of streams would each wake
+    /// at every metrics change).
     pub async fn stopped_applying(&self) -> Option<String> {
-        let mut metrics = self.raft.metrics();
-        let mut stopping = std::pin::pin!(self.stopped());
-        loop {
-            if let Some(fault) = self.apply_fault() {
-                return Some(fault);
-            }
-            tokio::select! {
-                changed = metrics.changed() => {
-                    if changed.is_err() {
-                        return self.apply_fault();
-                    }
-                }
-                _ = &mut stopping => return None,
-            }
+        let mut apply_stopped = self.apply_stopped.clone();
+        tokio::select! {
+            fault = apply_stopped.wait_for(Option::is_some) => match fault {
+                Ok(fault) => fault.clone(),
+                Err(_) => self.apply_fault(),
+            },
+            () = self.stopped() => None,
         }
     }
 
@@ -698,6 +690,39 @@ fn max_apply_version(me: &NodeConfig, vault: &kizuna_store::Vault) -> u32 {
     build.min(kizuna_domain::keyring::SEALED_STATE_APPLY_VERSION - 1)
 }
 
+/// Why Raft stopped applying the log, if it did (see [`Node::apply_fault`]).
+fn apply_fault_of(raft: &Raft, state: &StateReader) -> Option<String> {
+    let fatal = match &raft.metrics().borrow_watched().running_state {
+        Ok(()) | Err(Fatal::Stopped) => return None,
+        Err(fatal) => fatal.to_string(),
+    };
+    // The store's own account names the entry and the key; openraft's wraps it in its types.
+    Some(state.apply_fault().map_or(fatal, |fault| fault.to_string()))
+}
+
+/// Follows Raft's metrics until apply stops on a fault (then says why, once) or the node
+/// stops: the one watcher behind [`Node::stopped_applying`].
+fn watch_apply(raft: Raft, state: StateReader, mut stopping: watch::Receiver<bool>) -> watch::Receiver<Option<String>> {
+    let (tell, told) = watch::channel(None);
+    tokio::spawn(
+        async move {
+            let mut metrics = raft.metrics();
+            loop {
+                if let Some(fault) = apply_fault_of(&raft, &state) {
+                    let _ = tell.send(Some(fault));
+                    return;
+                }
+                tokio::select! {
+                    changed = metrics.changed() => if changed.is_err() { return },
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+            }
+        }
+        .in_current_span(),
+    );
+    told
+}
+
 /// Opens the node's store, starts its Raft member, bootstraps the hub's membership on first
 /// start, and serves the Raft service and the public API.
 pub async fn start(
@@ -734,6 +759,7 @@ pub async fn start(
         }
 
         let (stop, stopped) = watch::channel(false);
+        let apply_stopped = watch_apply(raft.clone(), state.clone(), stopped.clone());
         let node = Arc::new(Node {
             id: me.id,
             info: hub_node(me),
@@ -758,6 +784,7 @@ pub async fn start(
             pusher: pusher.clone(),
             push_allow_loopback_http: hub.notifications.as_ref().is_some_and(|n| n.push_allow_loopback_http),
             proposal_metrics: crate::metrics::ProposalMetrics::new(me.id),
+            apply_stopped,
         });
 
         // Connections between nodes are renewed every few minutes, each with a new handshake

@@ -55,12 +55,15 @@ pub struct RocksHub<'a> {
     /// before they are committed.
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     fault: RefCell<Option<StorageFault>>,
+    /// The staged changes may change which live events a session receives (see
+    /// [`RocksHub::changed_access`]).
+    changed_access: bool,
 }
 
 impl<'a> RocksHub<'a> {
     /// A view of the live database, for apply.
     pub fn new(db: &'a DB, vault: &'a Vault) -> Self {
-        Self { db, vault, snapshot: None, overlay: BTreeMap::new(), fault: RefCell::new(None) }
+        Self { db, vault, snapshot: None, overlay: BTreeMap::new(), fault: RefCell::new(None), changed_access: false }
     }
 
     /// A view of the state as it is now, held still for as long as the view lives: for queries.
@@ -220,8 +223,32 @@ impl<'a> RocksHub<'a> {
         self.scan(prefix).into_iter().filter_map(|(k, v)| self.decode(&k, &v)).collect()
     }
 
+    /// Whether the staged changes may change which live events a session receives: they write
+    /// an account, a session or the hub's settings (its session policy), or make a membership
+    /// active or not — what [`kizuna_domain::authz::can_read`] and the session check read,
+    /// but for the room itself: a room is readable to no one before a membership of it is
+    /// active, so its own changes (every post moves its last sequence number) and an active
+    /// member's (her read marker) need not count.
+    pub fn changed_access(&self) -> bool {
+        self.changed_access
+    }
+
+    /// See [`Self::changed_access`]; a membership's current state is read (a read fault counts
+    /// as a change, and stops apply anyway).
+    fn changes_access(&self, change: &Change) -> bool {
+        match change {
+            Change::Account(_) | Change::Session(_) | Change::Settings(_) | Change::RemoveMember { .. } => true,
+            Change::Member(m) => {
+                let was_active = self.member(m.room, m.account).map(|was| was.is_some_and(|was| was.is_active()));
+                was_active.map_or(true, |was_active| was_active != m.is_active())
+            }
+            _ => false,
+        }
+    }
+
     pub fn apply(&mut self, changes: Vec<Change>) {
         for change in changes {
+            self.changed_access |= self.changes_access(&change);
             match change {
                 Change::Account(a) => {
                     self.put(keys::text(LOGINS, &a.login), &a.id);

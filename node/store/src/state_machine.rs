@@ -53,6 +53,10 @@ pub struct StateReader {
     installing: Arc<AtomicBool>,
     /// This node's current snapshot file (it may not exist).
     pub(crate) current_snapshot: PathBuf,
+    /// Counts the applied batches that may have changed which live events a session receives
+    /// (`RocksHub::changed_access`), and the snapshots installed. Bumped after the batch is
+    /// written and before its events go out.
+    access_changes: Arc<AtomicU64>,
 }
 
 impl StateReader {
@@ -101,6 +105,13 @@ impl StateReader {
     /// counts only if the view met no [`RocksHub::fault`].
     pub fn hub(&self) -> RocksHub<'_> {
         RocksHub::at_snapshot(&self.db, &self.vault)
+    }
+
+    /// How many times which live events a session receives may have changed (see
+    /// `access_changes`): what a view taken after reading this value says of a session's
+    /// access holds while the value stands. Read it before taking the view.
+    pub fn access_changes(&self) -> u64 {
+        self.access_changes.load(Ordering::Acquire)
     }
 
     /// Live events as this node applies them.
@@ -274,6 +285,7 @@ impl StateMachineStore {
             apply_fault: Arc::default(),
             installing: Arc::default(),
             current_snapshot: snapshot_dir.join(CURRENT_SNAPSHOT),
+            access_changes: Arc::default(),
         };
         let max_apply_version = kizuna_domain::APPLY_VERSION;
         Ok(Self {
@@ -811,7 +823,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         let meta = cf(&self.db, CF_SM_META);
         let clock_ms = batch.clock_ms;
-        let (events, hints) = (batch.events, batch.hints);
+        let (events, hints, changed_access) = (batch.events, batch.hints, batch.hub.changed_access());
         let mut wb = WriteBatch::default();
         // Checked after every entry already; the view refuses again, as the last line of defence.
         batch.hub.write_into(&mut wb).map_err(io_err)?;
@@ -826,6 +838,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // after the WAL is synced (see `SnapshotBuilder::build_snapshot`).
         self.db.write(wb).map_err(io_err)?;
         self.sweep_hints = hints;
+        if changed_access {
+            self.reader.access_changes.fetch_add(1, Ordering::AcqRel);
+        }
         for (responder, applied) in replies {
             responder.send(applied);
         }
@@ -856,6 +871,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let installed = blocking(move || install::install(&db, &snapshot.path, &meta, &current)).await;
         // A refused file left the state untouched; one that failed half way left the marker.
         installing.store(install::pending(&db_after)?, Ordering::Release);
+        // Whatever was read of the old state, even of its half-replaced form, no longer holds.
+        self.reader.access_changes.fetch_add(1, Ordering::AcqRel);
         installed?;
         // The installed state may hold data keys this node has not seen.
         self.reader.vault.reload_hub_keys(&self.db).map_err(std::io::Error::other)?;

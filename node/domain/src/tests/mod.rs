@@ -4,7 +4,8 @@
 use super::commands::MAX_POST_CHARS;
 use super::model::*;
 use super::queries::{
-    self, ListKind, SessionPolicy, TimelineOrder, TimelinePage, TimelineQuery, authenticate, room_list, timeline,
+    self, ListKind, SessionPolicy, TimelineOrder, TimelinePage, TimelineQuery, authenticate, room_list,
+    stream_session_until, timeline,
 };
 use super::*;
 use crate::error::not_found;
@@ -247,6 +248,20 @@ fn sessions_expire_when_idle_and_absolutely() {
     assert!(authenticate(&hub.state, "t", created, created + 900, policy).is_ok());
     assert!(authenticate(&hub.state, "t", created, created + 1_100, policy).is_err());
     assert!(authenticate(&hub.state, "t", created + 10_500, created + 10_600, policy).is_err());
+}
+
+#[test]
+fn a_live_stream_s_session_holds_to_its_absolute_lifetime_and_never_idles() {
+    let (mut hub, ..) = Hub::setup(1);
+    let login =
+        Command::CreateSession { login: "user0".into(), token_hash: "t".into(), device: "pc".into(), totp_step: None };
+    hub.run(None, login).unwrap();
+    let (created, policy) = (hub.now, SessionPolicy::default());
+    let until = created + policy.absolute_ms;
+    // Far past the idle timeout: a stream is in use all along.
+    assert_eq!(stream_session_until(&hub.state, "t", created + policy.idle_timeout_ms + 1), Ok(until));
+    assert_eq!(stream_session_until(&hub.state, "t", until + 1), Err(DomainError::Unauthenticated));
+    assert_eq!(stream_session_until(&hub.state, "unknown", created), Err(DomainError::Unauthenticated));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The EventService: a caller's live events, from any node, resumable from a cursor.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 
 use futures::Stream;
@@ -10,9 +11,10 @@ use super::convert::timestamp;
 use super::shared::{Api, read_fault_status, view_status};
 use crate::node::{NodeError, now_ms};
 use kizuna_domain::DomainError;
-use kizuna_domain::events::{self, Event, EventKind, visible_to};
-use kizuna_domain::model::AccountId;
-use kizuna_domain::queries::{self, SessionPolicy};
+use kizuna_domain::events::{self, Event, EventKind, only_for_room_readers, visible_to};
+use kizuna_domain::model::{AccountId, RoomId};
+use kizuna_domain::queries;
+use kizuna_store::RocksHub;
 
 fn event_view(e: &Event) -> pb::SubscribeResponse {
     use pb::event::Kind;
@@ -29,6 +31,44 @@ fn event_view(e: &Event) -> pb::SubscribeResponse {
     };
     let event = pb::Event { cursor: e.cursor, room_id, at: Some(timestamp(e.at_ms)), kind: Some(kind) };
     pb::SubscribeResponse { event: Some(event) }
+}
+
+/// What a stream learned of its session and of the rooms it may read, kept while the node's
+/// `access_changes` stands where it was before it was read (no account, session, session
+/// policy or membership changed since): on a node with thousands of streams, each post then
+/// goes out to its room's readers and is passed over by all the others without a read.
+#[derive(Default)]
+struct KnownAccess {
+    /// The node's `access_changes` before what follows was read (None: nothing known yet).
+    access_at: Option<u64>,
+    /// The session holds until then (ms since the epoch): its absolute lifetime.
+    session_until_ms: u64,
+    /// Whether the session may read each room, for events only for its readers.
+    rooms: HashMap<RoomId, bool>,
+}
+
+impl KnownAccess {
+    /// Whether `e` goes out, if that is known without reading the state.
+    fn visible(&self, api: &Api, e: &Event, now_ms: u64) -> Option<bool> {
+        let holds = self.access_at == Some(api.node.state.access_changes()) && now_ms <= self.session_until_ms;
+        if !holds || !only_for_room_readers(e) {
+            return None;
+        }
+        self.rooms.get(&e.room).copied()
+    }
+
+    /// A view taken after `access_changes` was `access_at` said the session holds until
+    /// `session_until_ms` and whether `e` is visible.
+    fn learn(&mut self, access_at: u64, (session_until_ms, e, visible): (u64, &Event, bool)) {
+        if self.access_at != Some(access_at) {
+            self.rooms.clear();
+            self.access_at = Some(access_at);
+        }
+        self.session_until_ms = session_until_ms;
+        if only_for_room_readers(e) {
+            self.rooms.insert(e.room, visible);
+        }
+    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
@@ -86,8 +126,13 @@ async fn feed_events(
     tx: &tokio::sync::mpsc::Sender<Result<pb::SubscribeResponse, Status>>,
 ) -> Result<(), Status> {
     use tokio::sync::broadcast::error::RecvError;
-    let visible = |e: &Event| api.query(|hub| visible_to(hub, me, e).map_err(view_status));
-    let ended = || Status::unauthenticated("the session has ended");
+    let visible = |hub: &RocksHub<'_>, e: &Event| visible_to(hub, me, e).map_err(view_status);
+    let session_until = |hub: &RocksHub<'_>, now: u64| {
+        queries::stream_session_until(hub, token_hash, now).map_err(|e| match e {
+            DomainError::Unreadable(e) => view_status(e),
+            _ => Status::unauthenticated("the session has ended"),
+        })
+    };
     loop {
         // Catch up from the stored events (also after the live channel lagged).
         loop {
@@ -106,25 +151,31 @@ async fn feed_events(
             }
             for e in stored {
                 cursor = e.cursor;
-                if visible(&e)? && tx.send(Ok(event_view(&e))).await.is_err() {
+                if api.query(|hub| visible(hub, &e))? && tx.send(Ok(event_view(&e))).await.is_err() {
                     return Ok(());
                 }
             }
         }
+        let mut known = KnownAccess::default();
         loop {
             match live.recv().await {
                 Ok(e) if e.cursor <= cursor => {}
                 Ok(e) => {
-                    let now = now_ms();
-                    api.query(|hub| {
-                        let policy = SessionPolicy::of(hub).map_err(view_status)?;
-                        queries::authenticate(hub, token_hash, now, now, policy).map_err(|e| match e {
-                            DomainError::Unreadable(e) => view_status(e),
-                            _ => ended(),
-                        })
-                    })?;
                     cursor = e.cursor;
-                    if visible(&e)? && tx.send(Ok(event_view(&e))).await.is_err() {
+                    let now = now_ms();
+                    let visible = match known.visible(api, &e, now) {
+                        Some(visible) => visible,
+                        // The session is checked in the same view, so nothing goes out after
+                        // it ended, and a stream whose session ended stops at the next event.
+                        None => {
+                            let access_at = api.node.state.access_changes();
+                            let (until, visible) =
+                                api.query(|hub| Ok((session_until(hub, now)?, visible(hub, &e)?)))?;
+                            known.learn(access_at, (until, &e, visible));
+                            visible
+                        }
+                    };
+                    if visible && tx.send(Ok(event_view(&e))).await.is_err() {
                         return Ok(());
                     }
                 }
