@@ -114,6 +114,11 @@ enum Command {
         /// for the side-by-side of `make bench`.
         #[arg(long, value_delimiter = ',', conflicts_with_all = ["timeline", "attachment_mib"])]
         etcd: Vec<String>,
+        /// Open loop: this many operations per second in all, spread evenly over the clients
+        /// and sent on schedule whatever the answers; latency counts from the scheduled time,
+        /// so a stall shows in it (without: each client sends as soon as it is answered).
+        #[arg(long)]
+        rate: Option<f64>,
         /// The figures as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -285,14 +290,14 @@ fn main() -> anyhow::Result<()> {
             Command::Load { seconds, attachment_mib: Some(mib), room: Some(room), .. } => {
                 cli::attachment_load::run(&target()?, room, mib, seconds).await
             }
-            Command::Load { clients, seconds, timeline, value_bytes, etcd, json, .. } => {
+            Command::Load { clients, seconds, timeline, value_bytes, etcd, rate, json, .. } => {
                 use cli::load::Workload;
                 let workload = match (timeline, etcd.is_empty()) {
                     (Some(room), _) => Workload::Timeline { room },
                     (None, true) => Workload::Writes { value_bytes },
                     (None, false) => Workload::EtcdWrites { value_bytes },
                 };
-                cli::load::run(&target()?, (clients, seconds), workload, (&etcd, json)).await
+                cli::load::run(&target()?, (clients, seconds, rate), workload, (&etcd, json)).await
             }
             Command::Bench(args) => cli::bench::run(&target()?, args).await,
             Command::Generate(args) => cli::generate::run(&target()?, args).await,

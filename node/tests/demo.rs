@@ -136,6 +136,14 @@ fn demo_runs_over_tls_and_status_shows_three_regions_one_leader() {
     assert_eq!(report["clients"], 2, "{load}");
     assert!(report["workload"].as_str().is_some_and(|w| w.starts_with("committed writes")), "{load}");
     assert!(report["operations"].as_u64().is_some_and(|n| n > 0), "no write committed: {load}");
+    // Open loop: 50 writes/s for a second are 50 writes on schedule (the last few may fall
+    // past the deadline on a slow machine), not as many as the hub can take.
+    let out = cli(&ca, &["load", "--clients", "2", "--seconds", "1", "--rate", "50", "--json"]);
+    let load = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "load: {load}{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&load).expect("load JSON");
+    assert_eq!((report["rate"].as_f64(), report["errors"].as_u64()), (Some(50.0), Some(0)), "{load}");
+    assert!(report["operations"].as_u64().is_some_and(|n| (40..=50).contains(&n)), "{load}");
 
     // A newcomer logs in with a printed demo account, sees the patient list with unread
     // counts, and a `tail` in a second terminal shows a new post live.

@@ -4,7 +4,8 @@
 # loaded by the same program (`kizuna load`, `--etcd` for etcd) with the same keys, 64-byte
 # values and one connection to each leader, at 1, 64 and 256 clients. Runs alternate between the
 # two stores (and which goes first) to cancel the machine's drift; each run's JSON is kept; the
-# summary prints the median of the rounds and the ratio.
+# summary prints the median of the rounds and the ratio; then both stores at half of Kizuna's
+# peak rate (open loop), for the commit latency there.
 # usage: ops/scripts/bench-etcd.sh PATH/TO/kizuna [OUT_DIR]   (env: ROUNDS=3 SECONDS_PER_RUN=10 CLIENTS="1 64 256")
 set -euo pipefail
 BIN=$(realpath "$1")
@@ -60,8 +61,8 @@ KIZUNA_PASSWORD=$(sed -n 's/^one-time password: //p' <<< "$INIT") "$BIN" --endpo
 sleep 5 # leadership settles
 LEADER=$("$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(next(m["api_addr"] for m in v["members"] if m["id"]==v["leader_id"]))')
 
-load() { # STORE CLIENTS SECONDS [OUT_FILE]
-  local args=(load --clients "$2" --seconds "$3" --value-bytes 64 --json)
+load() { # STORE CLIENTS SECONDS [OUT_FILE [MORE LOAD ARGS]]
+  local args=(load --clients "$2" --seconds "$3" --value-bytes 64 --json "${@:5}")
   if [ "$1" = etcd ]; then args+=(--etcd "$ETCD"); fi
   "$BIN" --endpoint "$LEADER" "${args[@]}" > "${4:-/dev/null}"
 }
@@ -75,6 +76,13 @@ for c in $CLIENTS; do
       load "$store" "$c" "$SECONDS_PER_RUN" "$OUT/$store-c$c-r$r.json"
     done
   done
+done
+# The commit latency at half of Kizuna's peak: both stores at that fixed rate (an open loop over
+# 256 clients, latency from each write's scheduled time).
+HALF=$(python3 "$HERE/bench_report.py" half-rate "$OUT")
+for store in etcd kizuna; do
+  echo "bench-etcd: $store at $HALF writes/s, half of Kizuna's peak" >&2
+  load "$store" 256 "$SECONDS_PER_RUN" "$OUT/$store-half.json" --rate "$HALF"
 done
 for i in 1 2 3; do du -sb "$D/etcd/e$i" "$D/kizuna/n$i/db"; done > "$OUT/disk.txt"
 python3 "$HERE/bench_report.py" etcd "$OUT"

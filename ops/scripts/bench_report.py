@@ -2,7 +2,9 @@
 """Tables (and, with matplotlib, plots) from the JSON the bench commands write.
 
   bench_report.py etcd DIR         the side-by-side of bench-etcd.sh: median of the rounds per
-                                   store and concurrency, the ratio Kizuna / etcd (markdown)
+                                   store and concurrency, the ratio Kizuna / etcd (markdown),
+                                   and both stores at half of Kizuna's peak when measured
+  bench_report.py half-rate DIR    half of Kizuna's best median rate (writes/s)
   bench_report.py failover DIR     the failover series of bench-failover.sh: writes unavailable
                                    after each leader kill (p50 / p99 / max) and the elections
                                    slow links caused, per RTT and Raft timers (markdown)
@@ -69,6 +71,26 @@ def etcd_table(directory):
         json.dump(summary, f, indent=2)
     rounds = max((r["rounds"] for r in summary), default=0)
     print(f"\nmedian of {rounds} alternating rounds per cell; every run's JSON and summary.json are in {directory}")
+    half = {}
+    for store in ("etcd", "kizuna"):
+        path = os.path.join(directory, f"{store}-half.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                half[store] = json.load(f)
+    if half:
+        rate = next(iter(half.values()))["rate"]
+        print(f"\nat half of Kizuna's peak ({rate:,.0f} writes/s, open loop, 256 clients; ms from the scheduled time):")
+        for store, r in half.items():
+            l = r["latency"]
+            print(f"  {store:<7} {r['per_second']:>8,.0f} writes/s  p50 {l['p50']:.2f}  p99 {l['p99']:.2f}  "
+                  f"p99.9 {l['p999']:.2f}  max {l['max']:.2f}  errors {r['errors']}")
+
+
+def half_rate(directory):
+    """Half of Kizuna's best median rate over the concurrencies, in writes/s."""
+    found = runs(directory)
+    medians = [median(reports, lambda r: r["per_second"]) for (store, _), reports in found.items() if store == "kizuna"]
+    print(int(max(medians) / 2))
 
 
 def failover_table(directory):
@@ -130,6 +152,8 @@ def plots(directory, out):
 def main(argv):
     if len(argv) == 3 and argv[1] == "etcd":
         etcd_table(argv[2])
+    elif len(argv) == 3 and argv[1] == "half-rate":
+        half_rate(argv[2])
     elif len(argv) == 3 and argv[1] == "failover":
         failover_table(argv[2])
     elif len(argv) == 4 and argv[1] == "plots":

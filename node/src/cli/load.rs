@@ -3,7 +3,8 @@
 //! write path; records are operators' only) or timeline reads of one room (the read path, as a
 //! member of that room reads it). With `--etcd`, the same write loop against an etcd cluster's
 //! leader instead: the side-by-side of `make bench` (ops/scripts/bench-etcd.sh) loads both
-//! stores with one program, one key pattern and one value size.
+//! stores with one program, one key pattern and one value size. With `--rate`, an open loop at
+//! a fixed rate (the latency at a given share of the peak, stalls included).
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,8 @@ pub struct LoadReport {
     pub endpoint: String,
     pub workload: String,
     pub clients: usize,
+    /// The open loop's operations per second, if one was asked for.
+    pub rate: Option<f64>,
     pub seconds: f64,
     pub operations: u64,
     pub per_second: f64,
@@ -108,21 +111,34 @@ async fn connect(
 }
 
 /// `clients` loops of `workload` until `deadline`: their latencies and failed operations.
+/// With a `rate`, an open loop: client c sends its i-th operation at `(i·clients + c) / rate`
+/// seconds after the start, and its latency counts from then.
 async fn drive(
     (channel, token, run_id): (Channel, String, String),
-    clients: usize,
+    (clients, rate): (usize, Option<f64>),
     workload: Workload,
     deadline: Instant,
 ) -> anyhow::Result<(Histogram<u64>, u64)> {
+    let started = Instant::now();
     let workers = (0..clients).map(|c| {
         let (channel, token, run_id) = (channel.clone(), token.clone(), run_id.clone());
+        let due =
+            move |i: u64| rate.map(|r| started + Duration::from_secs_f64((i as f64 * clients as f64 + c as f64) / r));
         tokio::spawn(async move {
             let mut latencies = Histogram::<u64>::new(3)?;
             let (mut errors, mut i) = (0u64, 0u64);
-            while Instant::now() < deadline {
-                let t = Instant::now();
+            loop {
+                let sent = match due(i) {
+                    Some(due) if due >= deadline => break,
+                    Some(due) => {
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None if Instant::now() >= deadline => break,
+                    None => Instant::now(),
+                };
                 match operate(channel.clone(), &token, workload, &run_id, c, i).await {
-                    Ok(()) => latencies.record(t.elapsed().as_micros() as u64)?,
+                    Ok(()) => latencies.record(sent.elapsed().as_micros() as u64)?,
                     Err(_) => errors += 1,
                 }
                 i += 1;
@@ -142,24 +158,26 @@ async fn drive(
 
 pub async fn run(
     target: &super::Target,
-    (clients, seconds): (usize, u64),
+    (clients, seconds, rate): (usize, u64, Option<f64>),
     workload: Workload,
     (etcd_endpoints, json): (&[String], bool),
 ) -> anyhow::Result<()> {
     anyhow::ensure!(clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(rate.is_none_or(|r| r.is_finite() && r > 0.0), "--rate must be a positive number");
     let (endpoint, channel, token) = connect(target, workload, etcd_endpoints).await?;
     // A dry run: a refusal (not signed in, not a member, not an operator) is said once, clearly.
     let run_id = uuid::Uuid::new_v4().to_string();
     operate(channel.clone(), &token, workload, &run_id, 0, u64::MAX).await.context("the first operation")?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let (all, errors) = drive((channel, token, run_id), clients, workload, deadline).await?;
+    let (all, errors) = drive((channel, token, run_id), (clients, rate), workload, deadline).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let report = LoadReport {
         store: if let Workload::EtcdWrites { .. } = workload { "etcd" } else { "kizuna" },
         endpoint,
         workload: workload.describe(),
         clients,
+        rate,
         seconds: elapsed,
         operations: all.len(),
         per_second: all.len() as f64 / elapsed,

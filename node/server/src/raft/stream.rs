@@ -6,7 +6,7 @@
 //!
 //! A stream may stay open and idle (openraft keeps a session open while nothing new is
 //! submitted), so there is no deadline on the stream itself: only an answer owed for longer than
-//! the RPC timeout ends it, as an unanswered single request would.
+//! [`ANSWER_PATIENCE`] RPC timeouts ends it, as an unanswered single request would.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,15 @@ use super::network::{PeerClient, network, status_to_rpc};
 use super::{NodeId, TypeConfig, decode, encode};
 
 type Answer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
+
+/// How many RPC timeouts (openraft gives the heartbeat interval) an answer may be owed before
+/// the stream ends. Answers queue behind the follower's log fsyncs, and one slow fsync or a
+/// busy core holds back every answer behind it: with one timeout, healthy followers' streams
+/// ended several times a minute under a steady open-loop load ("no answer from node … within
+/// 100ms" in the leader's log), each time for a new session. A lost follower is still given up
+/// on within half a second at the default heartbeat; the leader's lease and the followers'
+/// elections do not depend on it.
+const ANSWER_PATIENCE: u32 = 5;
 
 /// When each request still waiting for its answer was sent, oldest first (answers come in
 /// order): the deadline of the oldest, and each round trip for the metrics.
@@ -62,7 +71,7 @@ where
             return Err(count_failure(target, RPCError::Network(late)));
         }
     };
-    let answers = Answers { incoming: opened, sent, ttl, target };
+    let answers = Answers { incoming: opened, sent, ttl: ttl * ANSWER_PATIENCE, target };
     let stream = futures::stream::unfold(Some(answers), |state| async move {
         let mut answers = state?;
         let answer = answers.next().await?;
@@ -77,6 +86,7 @@ where
 struct Answers {
     incoming: Streaming<RaftPayload>,
     sent: SentAt,
+    /// How long an answer may be owed.
     ttl: Duration,
     target: NodeId,
 }
@@ -107,8 +117,8 @@ impl Answers {
         decode(&payload.data).map_err(|e| self.failed(RPCError::Network(network(e))))
     }
 
-    /// Whether the oldest request still waiting for its answer was sent more than the RPC
-    /// timeout ago.
+    /// Whether the oldest request still waiting for its answer was sent longer ago than an
+    /// answer may be owed.
     fn owed_too_long(&self) -> bool {
         let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
         sent.front().is_some_and(|at| at.elapsed() >= self.ttl)
