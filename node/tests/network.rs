@@ -283,16 +283,7 @@ async fn the_collaboration_story() {
     // The subscriber on the follower sees the posts of its rooms, in order.
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let e = tokio::time::timeout(Duration::from_secs(10), events.message())
-            .await
-            .expect("event in time")
-            .expect("stream")
-            .expect("event")
-            .event
-            .expect("an event in the message");
-        if let Some(event::Kind::PostedSeq(seq)) = e.kind {
-            seen.push((e.room_id.expect("a post's room"), seq));
-        }
+        seen.push(next_post(&mut events).await);
     }
     assert_eq!(seen, [(room_a, 1), (room_a, 2), (room_b, 1)]);
 

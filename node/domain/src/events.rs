@@ -119,22 +119,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn invitees_hear_of_their_invitation_but_see_no_posts() {
-        let mut hub = MemHub::default();
-        let room = RoomId(5);
+    /// A group room 5 with accounts 1 (its owner) and 2 (invited, not yet a member), and then
+    /// `more` changes.
+    fn group_with_an_invitee(more: Vec<Change>) -> (MemHub, RoomId) {
+        let (mut hub, room) = (MemHub::default(), RoomId(5));
+        let group = Room { id: room, kind: RoomKind::Group { name: "g".into() }, last_seq: 1, last_post_at_ms: 0 };
         hub.apply(vec![
             Change::Account(account(1)),
             Change::Account(account(2)),
-            Change::Room(Room {
-                id: room,
-                kind: RoomKind::Group { name: "g".into() },
-                last_seq: 1,
-                last_post_at_ms: 0,
-            }),
+            Change::Room(group),
             Change::Member(Member::new(room, AccountId(1), Role::Owner, MemberState::Active)),
             Change::Member(Member::new(room, AccountId(2), Role::Member, MemberState::Invited { by: AccountId(1) })),
         ]);
+        hub.apply(more);
+        (hub, room)
+    }
+
+    #[test]
+    fn invitees_hear_of_their_invitation_but_see_no_posts() {
+        let (hub, room) = group_with_an_invitee(Vec::new());
         let invited = Event { cursor: 9, room, at_ms: 0, kind: EventKind::Membership };
         let posted = Event { cursor: 10, room, at_ms: 0, kind: EventKind::Posted { seq: 1 } };
         let read = Event { cursor: 11, room, at_ms: 0, kind: EventKind::Read { account: AccountId(1), seq: 1 } };
@@ -195,23 +198,11 @@ mod tests {
 
     #[test]
     fn events_only_for_room_readers_are_visible_exactly_to_those_who_may_read_the_room() {
-        let mut hub = MemHub::default();
-        let room = RoomId(5);
         let stopped = Account { status: AccountStatus::Stopped, ..account(3) };
-        hub.apply(vec![
-            Change::Account(account(1)),
-            Change::Account(account(2)),
+        let (hub, room) = group_with_an_invitee(vec![
             Change::Account(stopped),
             Change::Account(account(4)),
-            Change::Room(Room {
-                id: room,
-                kind: RoomKind::Group { name: "g".into() },
-                last_seq: 1,
-                last_post_at_ms: 0,
-            }),
-            Change::Member(Member::new(room, AccountId(1), Role::Owner, MemberState::Active)),
-            Change::Member(Member::new(room, AccountId(2), Role::Member, MemberState::Invited { by: AccountId(1) })),
-            Change::Member(Member::new(room, AccountId(3), Role::Member, MemberState::Active)),
+            Change::Member(Member::new(RoomId(5), AccountId(3), Role::Member, MemberState::Active)),
         ]);
         let kinds = [
             EventKind::Posted { seq: 1 },
