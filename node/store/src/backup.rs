@@ -9,12 +9,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 
 use rocksdb::WriteBatch;
 
 use super::keys::{COMMITTED, PURGED, VOTE};
-use super::snapshot;
+use super::snapshot::{self, PairDigest};
 use super::state_machine::{CURRENT_SNAPSHOT, StateDigest, StateReader};
 use super::{CF_RAFT_META, cf, io_err, to_value};
 use crate::raft::{HubNode, LogId, NodeId, SnapshotMeta, StoredMembership, Vote};
@@ -44,7 +43,9 @@ impl StateReader {
     /// Writes a consistent image of the state to `path` (from one RocksDB snapshot: apply goes
     /// on meanwhile) and tells what it holds.
     pub fn write_image(&self, path: &Path) -> std::io::Result<ImageInfo> {
-        let (meta, digest) = snapshot::write_consistent(&self.db, path, &AtomicU64::new(0))?;
+        let mut digest = PairDigest::default();
+        let meta = snapshot::write_consistent(&self.db, path, |k, v| digest.add(k, v))?;
+        let digest = digest.finish(meta.last_log_id.as_ref());
         Ok(ImageInfo { term: term_of(meta.last_log_id.as_ref()), digest })
     }
 }

@@ -379,6 +379,10 @@ pub const SESSION_KEPT_MS: u64 = 2 * 24 * 60 * 60 * 1000;
 pub const INVITATION_KEPT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// Entries between two sweeps of sessions and invitations (by log index: the same entries on
 /// every replica), and the records one sweep looks at.
+/// A snapshot build rests this many times as long as it works (it runs on every node at
+/// about the same time, beside the commits: see `snapshot::Pacer`).
+const BUILD_REST_PER_BUSY: u32 = 3;
+
 const SWEEP_EVERY_ENTRIES: u64 = 16;
 const SWEPT_PER_SWEEP: usize = 32;
 
@@ -910,7 +914,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             // unsynced state-machine writes must not be the only copy of what it held.
             db.flush_wal(true).map_err(io_err)?;
             let tmp = dir.join(format!("build-{seq}.snap"));
-            let (meta, _) = snapshot::write_consistent(&db, &tmp, &written)?;
+            let mut pacer = snapshot::Pacer::new(BUILD_REST_PER_BUSY);
+            let mut each = |_: &[u8], _: &[u8]| {
+                written.fetch_add(1, Ordering::Relaxed);
+                pacer.tick();
+            };
+            let meta = snapshot::write_consistent(&db, &tmp, &mut each)?;
             let current = dir.join(CURRENT_SNAPSHOT);
             std::fs::rename(&tmp, &current)?;
             Ok(Snapshot { meta, snapshot: SnapshotFile { path: current } })
