@@ -101,8 +101,7 @@ pub fn room_list_unfilled(view: &impl HubView, viewer: AccountId, kind: ListKind
     active_account(view, viewer)?;
     let mut entries = Vec::new();
     let mut sub_rooms = Vec::new();
-    for m in view.rooms_of(viewer)?.into_iter().filter(Member::is_active) {
-        let Some(r) = view.room(m.room)?.filter(|r| listed_in(&r.kind, kind)) else { continue };
+    for (m, r) in active_rooms_of(view, viewer)?.into_iter().filter(|(_, r)| listed_in(&r.kind, kind)) {
         match sub_room_entry(view, &m, &r)? {
             Some(sub) => sub_rooms.push(sub),
             None => entries.push(summary(view, &m, &r, String::new())?),
@@ -111,6 +110,13 @@ pub fn room_list_unfilled(view: &impl HubView, viewer: AccountId, kind: ListKind
     place_sub_rooms(&mut entries, sub_rooms);
     entries.sort_by_key(|e| Reverse((e.newest_post_at_ms(), e.room)));
     Ok(entries)
+}
+
+/// The viewer's active memberships with their rooms (one whose room is gone is left out).
+fn active_rooms_of(view: &impl HubView, viewer: AccountId) -> ViewResult<Vec<(Member, Room)>> {
+    let members: Vec<Member> = view.rooms_of(viewer)?.into_iter().filter(Member::is_active).collect();
+    let rooms = view.rooms(&members.iter().map(|m| m.room).collect::<Vec<_>>())?;
+    Ok(members.into_iter().zip(rooms).filter_map(|(m, r)| Some((m, r?))).collect())
 }
 
 /// Fills an entry of [`room_list_unfilled`]: its title (a sub-room on its own: its full title),
@@ -145,8 +151,7 @@ fn sub_room_entry(view: &impl HubView, m: &Member, r: &Room) -> DomainResult<Opt
 /// The viewer's sub-rooms of the patient timeline `timeline`, newest post first.
 fn sub_rooms_of(view: &impl HubView, viewer: AccountId, timeline: RoomId) -> DomainResult<Vec<RoomSummary>> {
     let mut found = Vec::new();
-    for m in view.rooms_of(viewer)?.into_iter().filter(Member::is_active) {
-        let Some(r) = view.room(m.room)? else { continue };
+    for (m, r) in active_rooms_of(view, viewer)? {
         if let Some((parent, mut sub)) = sub_room_entry(view, &m, &r)?
             && parent == timeline
         {

@@ -35,6 +35,11 @@ pub trait HubView {
     fn invitation_by_code(&self, code_hash: &str) -> ViewResult<Option<Invitation>>;
     fn patient(&self, id: PatientId) -> ViewResult<Option<Patient>>;
     fn room(&self, id: RoomId) -> ViewResult<Option<Room>>;
+    /// The rooms `ids`, in their order (None: no such room): a store reads them in one batch
+    /// (a patient list reads hundreds).
+    fn rooms(&self, ids: &[RoomId]) -> ViewResult<Vec<Option<Room>>> {
+        ids.iter().map(|id| self.room(*id)).collect()
+    }
     fn member(&self, room: RoomId, account: AccountId) -> ViewResult<Option<Member>>;
     fn members(&self, room: RoomId) -> ViewResult<Vec<Member>>;
     /// Every membership (any state) of an account.
