@@ -195,7 +195,7 @@ impl Pacer {
     /// One unit of work done: rests when the slice is over (the clock is read every 64 units).
     pub(crate) fn tick(&mut self) {
         self.ticks = self.ticks.wrapping_add(1);
-        if self.ticks % 64 != 0 {
+        if !self.ticks.is_multiple_of(64) {
             return;
         }
         let busy = self.slice_started.elapsed();
