@@ -149,8 +149,8 @@ impl<'a> RocksHub<'a> {
     }
 
     /// The values at `keys`, in their order, as [`Self::get`] reads them, in one batched
-    /// RocksDB read: a patient list reads hundreds of rooms and memberships, and one lookup
-    /// each spent most of its time on what every lookup repeats (docs/benchmarks.md).
+    /// RocksDB read: a patient list reads hundreds of rooms and memberships, and batched the
+    /// CPU of that walk fell by ~40 % (docs/benchmarks.md, session 15).
     fn get_many<T: DeserializeOwned>(&self, keys: &[Vec<u8>]) -> Vec<Option<T>> {
         let unstaged: Vec<&Vec<u8>> = keys.iter().filter(|k| !self.overlay.contains_key(*k)).collect();
         let read = self.db.batched_multi_get_cf_opt(cf(self.db, CF_SM_DATA), unstaged, false, &self.read_options());
