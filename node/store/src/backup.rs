@@ -44,7 +44,7 @@ impl StateReader {
     /// on meanwhile) and tells what it holds.
     pub fn write_image(&self, path: &Path) -> std::io::Result<ImageInfo> {
         let mut digest = PairDigest::default();
-        let meta = snapshot::write_consistent(&self.db, path, |k, v| digest.add(k, v))?;
+        let meta = snapshot::write_consistent(&self.db, &self.whole_view(), path, |k, v| digest.add(k, v))?;
         let digest = digest.finish(meta.last_log_id.as_ref());
         Ok(ImageInfo { term: term_of(meta.last_log_id.as_ref()), digest })
     }

@@ -194,10 +194,10 @@ impl<'a> RocksHub<'a> {
         }
     }
 
-    /// Committed pairs from `start` on, in key order. A read error ends them, as a fault.
-    /// Committed pairs from `start` on, below `end`. The bound is RocksDB's own: without it an
-    /// iterator that leaves the range first steps over every deleted or shadowed entry behind
-    /// it (a queue's tombstones) before it finds the next live key to stop at.
+    /// Committed pairs from `start` on, below `end`, in key order; a read error ends them, as a
+    /// fault. The bound is RocksDB's own: without it an iterator that leaves the range first
+    /// steps over every deleted or shadowed entry behind it (a queue's tombstones) before it
+    /// finds the next live key to stop at.
     fn committed_from(&self, start: &[u8], end: Option<Vec<u8>>) -> impl Iterator<Item = Pair> + '_ {
         let mode = IteratorMode::From(start, Direction::Forward);
         let start = start.to_vec();

@@ -1,9 +1,9 @@
 //! The replicated state machine: applies committed entries into RocksDB, builds and installs
 //! snapshots.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -53,13 +53,32 @@ pub struct StateReader {
     installing: Arc<AtomicBool>,
     /// This node's current snapshot file (it may not exist).
     pub(crate) current_snapshot: PathBuf,
+    /// Held while an install replaces the state and the current snapshot file, while a view of
+    /// the whole state is taken, and while a build publishes its file: openraft installs a
+    /// snapshot from the leader while a build of this node may run (the build is a task of its
+    /// own), and without it a view could see a half-installed state, or a build begun before
+    /// the install could put its older file in place of the installed one (this node's
+    /// snapshot then behind its purged log: refused by openraft at the next start).
+    whole_state: Arc<Mutex<()>>,
     /// Counts the applied batches that may have changed which live events a session receives
     /// (`RocksHub::changed_access`), and the snapshots installed. Bumped after the batch is
     /// written and before its events go out.
     access_changes: Arc<AtomicU64>,
 }
 
+/// Takes the `whole_state` lock. It guards no data, only an order of steps, so a holder that
+/// panicked left nothing half done to it.
+fn hold(whole_state: &Mutex<()>) -> MutexGuard<'_, ()> {
+    whole_state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl StateReader {
+    /// A RocksDB snapshot of the whole state: never taken while an install replaces it.
+    pub(crate) fn whole_view(&self) -> rocksdb::Snapshot<'_> {
+        let _whole = hold(&self.whole_state);
+        self.db.snapshot()
+    }
+
     /// Whether a snapshot install is replacing the state (see [`crate::install`]).
     pub fn installing(&self) -> bool {
         self.installing.load(Ordering::Acquire)
@@ -285,6 +304,7 @@ impl StateMachineStore {
             apply_fault: Arc::default(),
             installing: Arc::default(),
             current_snapshot: snapshot_dir.join(CURRENT_SNAPSHOT),
+            whole_state: Arc::default(),
             access_changes: Arc::default(),
         };
         let max_apply_version = kizuna_domain::APPLY_VERSION;
@@ -377,12 +397,12 @@ const FORGET_EVENTS_PER_ENTRY: usize = 32;
 pub const SESSION_KEPT_MS: u64 = 2 * 24 * 60 * 60 * 1000;
 /// Unused invitations are removed a week after they expired.
 pub const INVITATION_KEPT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
-/// Entries between two sweeps of sessions and invitations (by log index: the same entries on
-/// every replica), and the records one sweep looks at.
 /// A snapshot build rests this many times as long as it works (it runs on every node at
 /// about the same time, beside the commits: see `snapshot::Pacer`).
 const BUILD_REST_PER_BUSY: u32 = 3;
 
+/// Entries between two sweeps of sessions and invitations (by log index: the same entries on
+/// every replica), and the records one sweep looks at.
 const SWEEP_EVERY_ENTRIES: u64 = 16;
 const SWEPT_PER_SWEEP: usize = 32;
 
@@ -857,10 +877,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
-            db: self.db.clone(),
+            reader: self.reader.clone(),
             snapshot_dir: self.snapshot_dir.clone(),
             seq: self.snapshot_seq.clone(),
-            written: self.reader.snapshot_entries_written.clone(),
         }
     }
 
@@ -872,7 +891,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         installing.store(true, Ordering::Release);
         self.sweep_hints = SweepHints::default();
         let db_after = self.db.clone();
-        let installed = blocking(move || install::install(&db, &snapshot.path, &meta, &current)).await;
+        let whole_state = self.reader.whole_state.clone();
+        let installed = blocking(move || {
+            let _whole = hold(&whole_state);
+            install::install(&db, &snapshot.path, &meta, &current)
+        })
+        .await;
         // A refused file left the state untouched; one that failed half way left the marker.
         installing.store(install::pending(&db_after)?, Ordering::Release);
         // Whatever was read of the old state, even of its half-replaced form, no longer holds.
@@ -894,35 +918,58 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
+#[derive(Clone)]
 pub struct SnapshotBuilder {
-    db: Arc<DB>,
+    reader: StateReader,
     snapshot_dir: PathBuf,
     seq: Arc<AtomicU64>,
-    written: Arc<AtomicU64>,
+}
+
+impl SnapshotBuilder {
+    /// Writes a snapshot file of the state as it is now, paced (see [`snapshot::Pacer`]).
+    fn write_file(&self) -> std::io::Result<(PathBuf, SnapshotMeta)> {
+        let db = &self.reader.db;
+        // Sync the WAL first: once this snapshot exists openraft may purge the log, and the
+        // unsynced state-machine writes must not be the only copy of what it held.
+        db.flush_wal(true).map_err(io_err)?;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.snapshot_dir.join(format!("build-{seq}.snap"));
+        let mut pacer = snapshot::Pacer::new(BUILD_REST_PER_BUSY);
+        let written = &self.reader.snapshot_entries_written;
+        let each = |_: &[u8], _: &[u8]| {
+            written.fetch_add(1, Ordering::Relaxed);
+            pacer.tick();
+        };
+        let meta = snapshot::write_consistent(db, &self.reader.whole_view(), &path, each)?;
+        Ok((path, meta))
+    }
+
+    /// Makes the file built of the state at `meta` this node's current snapshot, unless the
+    /// current one is as new: a snapshot from the leader may have been installed meanwhile.
+    /// Returns the current snapshot either way.
+    fn publish(&self, built: &Path, meta: SnapshotMeta) -> std::io::Result<Snapshot> {
+        let current = self.reader.current_snapshot.clone();
+        let _whole = hold(&self.reader.whole_state);
+        if current.exists() {
+            let newest = snapshot::read_meta(&current)?;
+            if newest.last_log_id >= meta.last_log_id {
+                std::fs::remove_file(built)?;
+                return Ok(Snapshot { meta: newest, snapshot: SnapshotFile { path: current } });
+            }
+        }
+        std::fs::rename(built, &current)?;
+        Ok(Snapshot { meta, snapshot: SnapshotFile { path: current } })
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
-        let db = self.db.clone();
-        let dir = self.snapshot_dir.clone();
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let written = self.written.clone();
+        let builder = self.clone();
         blocking(move || {
-            // Sync the WAL first: once this snapshot exists openraft may purge the log, and the
-            // unsynced state-machine writes must not be the only copy of what it held.
-            db.flush_wal(true).map_err(io_err)?;
-            let tmp = dir.join(format!("build-{seq}.snap"));
-            let mut pacer = snapshot::Pacer::new(BUILD_REST_PER_BUSY);
-            let mut each = |_: &[u8], _: &[u8]| {
-                written.fetch_add(1, Ordering::Relaxed);
-                pacer.tick();
-            };
-            let meta = snapshot::write_consistent(&db, &tmp, &mut each)?;
-            let current = dir.join(CURRENT_SNAPSHOT);
-            std::fs::rename(&tmp, &current)?;
-            Ok(Snapshot { meta, snapshot: SnapshotFile { path: current } })
+            let (built, meta) = builder.write_file()?;
+            builder.publish(&built, meta)
         })
         .await
     }
@@ -1174,6 +1221,32 @@ mod tests {
         assert!(!incoming.exists() && !sm.snapshot_dir.join(install::INSTALLING_SNAPSHOT).exists());
         let current = sm.get_current_snapshot().await.expect("readable").expect("a current snapshot");
         assert_eq!(current.meta.last_log_id, snapshot.meta.last_log_id, "the installed snapshot is the current one");
+    }
+
+    /// openraft builds in a task of its own and may install a snapshot from the leader
+    /// meanwhile: the build, begun on the older state, must not take the installed file's place.
+    #[tokio::test]
+    async fn a_build_begun_before_an_install_leaves_the_installed_snapshot_current() {
+        let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (newer, _) = snapshot_of_records(source.path(), 20).await;
+        let (_log, mut sm) = crate::open(target.path(), crate::MasterKeys::none()).expect("open");
+        apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
+        let builder = sm.get_snapshot_builder().await;
+        let (built, older) = builder.write_file().expect("built of the state at entry 1");
+        let incoming = sm.incoming_snapshot_path("from-leader");
+        std::fs::copy(&newer.snapshot.path, &incoming).expect("received");
+        sm.install_snapshot(&newer.meta, SnapshotFile { path: incoming }).await.expect("install");
+
+        let published = builder.publish(&built, older).expect("publish");
+        assert_eq!(published.meta.last_log_id, newer.meta.last_log_id, "openraft is told of the newer one");
+        let current = sm.get_current_snapshot().await.expect("readable").expect("a current snapshot");
+        assert_eq!(current.meta.last_log_id, newer.meta.last_log_id, "the installed file stays current");
+        assert!(!built.exists(), "the older file is gone");
+
+        apply(&mut sm, vec![put_record(21, "later")]).await.expect("apply");
+        let (built, meta) = builder.write_file().expect("built");
+        let published = builder.publish(&built, meta).expect("publish");
+        assert_eq!(published.meta.last_log_id.map(|l| l.index), Some(21), "a newer build replaces it");
     }
 
     #[tokio::test]
