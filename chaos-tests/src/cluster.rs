@@ -14,6 +14,7 @@ use kizuna_proto::admin::{
 use serde::Serialize;
 use tonic::transport::Channel;
 
+use crate::ports;
 use crate::proxy::LinkProxy;
 
 /// One node of a topology: its region and whether it votes.
@@ -45,15 +46,6 @@ pub struct Cluster {
     /// The operator's session token, for cluster administration (operators only); empty until
     /// the workload has set the hub up.
     pub operator: String,
-}
-
-/// A free loopback address, held by the returned listener: while it is held, no other address
-/// handed out here (a node's, or a link proxy's) can be the same one. Dropping it frees the port
-/// for the node that will bind it.
-async fn reserve_addr() -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = l.local_addr()?;
-    Ok((l, addr))
 }
 
 /// The hub's Raft timers (its `[raft]` section). The default is the node's: a heartbeat every
@@ -118,8 +110,8 @@ impl Cluster {
         // proxy, sharing a port would wire a node to itself.
         let mut reserved = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
-            let (raft, raft_addr) = reserve_addr().await?;
-            let (api, api_addr) = reserve_addr().await?;
+            let (raft, raft_addr) = ports::reserve_node_addr()?;
+            let (api, api_addr) = ports::reserve_node_addr()?;
             reserved.extend([raft, api]);
             nodes.push(NodeProc {
                 id: i as u64 + 1,

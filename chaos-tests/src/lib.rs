@@ -9,6 +9,7 @@ pub mod check;
 pub mod cluster;
 pub mod faults;
 pub mod federated;
+pub mod ports;
 pub mod proxy;
 pub mod rng;
 pub mod run;

@@ -104,7 +104,7 @@ struct Etcd {
 impl Etcd {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+        let port = || kizuna_chaos::ports::reserve_node_addr().expect("a free port").1;
         let (client, peer) = (port(), port());
         let child = std::process::Command::new("etcd")
             .args(["--name", "bench-test", "--data-dir"])

@@ -11,7 +11,7 @@ use kizuna_node::config::HubConfig;
 use kizuna_node::federation::listener;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    kizuna_chaos::ports::node_port().expect("a free port")
 }
 
 /// A one-node hub `name` federating with `peer` (whose federation listener is at `peer_port`).

@@ -167,7 +167,7 @@ impl Prometheus {
             targets.join(", ")
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).expect("config");
-        let addr = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
+        let addr = kizuna_chaos::ports::reserve_node_addr().expect("a free port").1;
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))

@@ -17,7 +17,7 @@ fn next_notice(socket: &UnixDatagram, within: Duration) -> String {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+    kizuna_chaos::ports::node_port().expect("a free port")
 }
 
 #[test]

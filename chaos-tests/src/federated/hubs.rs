@@ -107,10 +107,11 @@ fn pair_ports(base: u16) -> impl Iterator<Item = u16> {
 /// free right now.
 pub fn free_base() -> anyhow::Result<u16> {
     // Not the run's seed: ports say nothing about the schedule, and two runs at once must differ.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let mut rng = crate::rng::Rng::new(u64::from(std::process::id()) << 32 | u64::from(nanos));
+    let mut rng = crate::rng::Rng::new(crate::ports::unique_seed());
+    // Below the ephemeral range, as every node port (see `crate::ports`).
+    let blocks = (crate::ports::ephemeral_floor().saturating_sub(20_000) / 200).saturating_sub(1).max(1);
     for _ in 0..100 {
-        let base = 20_000 + 200 * rng.below(200) as u16;
+        let base = 20_000 + 200 * rng.below(u64::from(blocks)) as u16;
         let held: Vec<_> = pair_ports(base).map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()).collect();
         if held.len() == pair_ports(base).count() {
             return Ok(base);

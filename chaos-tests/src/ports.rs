@@ -1,0 +1,76 @@
+//! Loopback ports for `kizuna` processes a test starts. The test names a node's ports in its
+//! config, so it must free a port before the node binds it; in that gap a port the kernel picked
+//! (`bind` to port 0, an outgoing connection) could be handed to a test running beside it, and
+//! the node then fails to start or, worse, two hubs' nodes reach each other (a CI run lost a
+//! node that way: another test's link proxy held its Raft port).
+//!
+//! So a node's ports come from below the kernel's ephemeral range, which the kernel never hands
+//! out by itself, and this process never hands one out twice. Processes of other runs pick
+//! theirs at random and skip a port someone holds: a clash needs two picks of the same port
+//! within the instant between release and bind.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Mutex, PoisonError};
+
+use crate::rng::Rng;
+
+/// Where node ports start: above the well-known and registered services a machine may run.
+const FIRST_NODE_PORT: u16 = 10_000;
+
+/// Ports this process has handed out (tests of one binary run in parallel).
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
+pub fn ephemeral_floor() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .filter(|&floor| floor > FIRST_NODE_PORT + 1_000)
+        .unwrap_or(32_768)
+}
+
+/// A seed that differs between processes and between calls.
+pub fn unique_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    u64::from(std::process::id()) << 32 | u64::from(nanos)
+}
+
+/// A loopback address for a node, held by the returned listener until the caller drops it
+/// right before starting the node.
+pub fn reserve_node_addr() -> std::io::Result<(TcpListener, SocketAddr)> {
+    let mut rng = Rng::new(unique_seed());
+    let span = u64::from(ephemeral_floor() - FIRST_NODE_PORT);
+    for _ in 0..1_000 {
+        let port = FIRST_NODE_PORT + rng.below(span) as u16;
+        if !HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
+            continue;
+        }
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            let addr = listener.local_addr()?;
+            return Ok((listener, addr));
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free loopback port below the ephemeral range"))
+}
+
+/// A free port for a node the caller starts right away (the port is released on return).
+pub fn node_port() -> std::io::Result<u16> {
+    Ok(reserve_node_addr()?.1.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ports_are_below_the_ephemeral_range_and_never_handed_out_twice() {
+        let held: Vec<_> = (0..200).map(|_| reserve_node_addr().expect("a port")).collect();
+        let released: Vec<u16> = (0..200).map(|_| node_port().expect("a port")).collect();
+        let mut ports: Vec<u16> = held.iter().map(|(_, a)| a.port()).chain(released).collect();
+        assert!(ports.iter().all(|&p| (FIRST_NODE_PORT..ephemeral_floor()).contains(&p)), "{ports:?}");
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 400, "a port was handed out twice");
+    }
+}
