@@ -88,9 +88,7 @@ fn other_member_name(view: &impl HubView, viewer: AccountId, room: RoomId) -> Vi
 /// not (or no longer) in the patient's team does it stand on its own, with its full title.
 pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> DomainResult<Vec<RoomSummary>> {
     let mut entries = room_list_unfilled(view, viewer, kind)?;
-    for entry in &mut entries {
-        fill(view, viewer, entry)?;
-    }
+    fill(view, viewer, &mut entries)?;
     Ok(entries)
 }
 
@@ -119,17 +117,25 @@ fn active_rooms_of(view: &impl HubView, viewer: AccountId) -> ViewResult<Vec<(Me
     Ok(members.into_iter().zip(rooms).filter_map(|(m, r)| Some((m, r?))).collect())
 }
 
-/// Fills an entry of [`room_list_unfilled`]: its title (a sub-room on its own: its full title),
-/// and its and its sub-rooms' previews.
-pub fn fill(view: &impl HubView, viewer: AccountId, entry: &mut RoomSummary) -> ViewResult<()> {
-    if entry.title.is_empty()
-        && let Some(room) = view.room(entry.room)?
-    {
-        entry.title = title(view, viewer, &room)?;
+/// Fills entries of [`room_list_unfilled`]: their titles (a sub-room on its own: its full
+/// title), and their and their sub-rooms' previews. The rooms and the newest posts of the
+/// entries are read in batches (a page holds up to hundreds).
+pub fn fill(view: &impl HubView, viewer: AccountId, entries: &mut [RoomSummary]) -> ViewResult<()> {
+    let untitled: Vec<RoomId> = entries.iter().filter(|e| e.title.is_empty()).map(|e| e.room).collect();
+    let rooms = view.rooms(&untitled)?;
+    for (entry, room) in entries.iter_mut().filter(|e| e.title.is_empty()).zip(rooms) {
+        if let Some(room) = room {
+            entry.title = title(view, viewer, &room)?;
+        }
     }
-    entry.preview = preview(view, entry.room, entry.last_seq)?;
-    for sub in &mut entry.sub_rooms {
-        sub.preview = preview(view, sub.room, sub.last_seq)?;
+    let newest: Vec<(RoomId, u64)> =
+        entries.iter().flat_map(|e| std::iter::once(&*e).chain(&e.sub_rooms)).map(|r| (r.room, r.last_seq)).collect();
+    let mut previews = view.posts(&newest)?.into_iter().map(|post| preview_of(post.as_ref()));
+    for entry in entries.iter_mut() {
+        entry.preview = previews.next().unwrap_or_default();
+        for sub in &mut entry.sub_rooms {
+            sub.preview = previews.next().unwrap_or_default();
+        }
     }
     Ok(())
 }
@@ -227,8 +233,12 @@ fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> 
 
 /// The newest post's text (empty when deleted or none), cut to 60 characters.
 fn preview(view: &impl HubView, room: RoomId, last_seq: u64) -> ViewResult<String> {
-    let newest = view.post(room, last_seq)?.filter(|p| !p.deleted);
-    Ok(newest.map(|p| p.text.chars().take(60).collect()).unwrap_or_default())
+    Ok(preview_of(view.post(room, last_seq)?.as_ref()))
+}
+
+/// The start of a room's newest post, as its list entry shows it (nothing once deleted).
+fn preview_of(newest: Option<&Post>) -> String {
+    newest.filter(|p| !p.deleted).map(|p| p.text.chars().take(60).collect()).unwrap_or_default()
 }
 
 /// Which posts of a room a timeline page shows: those with `after_seq < seq < before_seq`

@@ -45,6 +45,11 @@ pub trait HubView {
     /// Every membership (any state) of an account.
     fn rooms_of(&self, account: AccountId) -> ViewResult<Vec<Member>>;
     fn post(&self, room: RoomId, seq: u64) -> ViewResult<Option<Post>>;
+    /// The posts at `at` (room, seq), in their order: a store reads them in one batch (a page
+    /// of a room list shows each room's newest).
+    fn posts(&self, at: &[(RoomId, u64)]) -> ViewResult<Vec<Option<Post>>> {
+        at.iter().map(|&(room, seq)| self.post(room, seq)).collect()
+    }
     /// Sequences of the room's live posts whose normalised text holds `bigram` (the search
     /// index; see `search.rs`).
     fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>>;

@@ -934,6 +934,10 @@ impl HubView for RocksHub<'_> {
     fn post(&self, room: RoomId, seq: u64) -> ViewResult<Option<Post>> {
         self.checked(self.get(&keys::ids(POSTS, room.0, seq)))
     }
+    fn posts(&self, at: &[(RoomId, u64)]) -> ViewResult<Vec<Option<Post>>> {
+        let keys: Vec<_> = at.iter().map(|&(room, seq)| keys::ids(POSTS, room.0, seq)).collect();
+        self.checked(self.get_many(&keys))
+    }
     fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>> {
         let mut ids = self.ids_under(&keys::bigram_in_room(&self.vault.search_term(bigram), room.0));
         // While sealing moves the index from plain terms to keyed ones, the posts indexed before

@@ -513,6 +513,15 @@ fn sub_rooms_are_listed_inside_their_patient_with_their_own_unread_counts() {
 
     // For the nurse, 山田 花子 is newest by its sub-room's post, which sits inside the entry.
     assert_eq!(patient_list(&hub, nurse), [line("山田 花子", 1, &[("医師・訪問看護", 2)]), line("佐藤 一郎", 1, &[])]);
+    // Each entry and each sub-room inside it shows its own newest post (filled in one batch).
+    let previews = |list: Vec<queries::RoomSummary>| -> Vec<(String, Vec<String>)> {
+        list.into_iter().map(|s| (s.preview, s.sub_rooms.into_iter().map(|r| r.preview).collect())).collect()
+    };
+    let filled = room_list(&hub.state, nurse, ListKind::Patients).unwrap();
+    let expected = [("本日訪問しました", vec!["ご家族とも話します"]), ("退院調整の相談です", vec![])];
+    let expected: Vec<(String, Vec<String>)> =
+        expected.into_iter().map(|(p, subs)| (p.into(), subs.into_iter().map(String::from).collect())).collect();
+    assert_eq!(previews(filled), expected);
     // The pharmacist is not in the sub-room: her entry has none, ordered by the timeline alone.
     assert_eq!(patient_list(&hub, pharmacist), [line("山田 花子", 1, &[])]);
     hub.ok(nurse, Command::MarkRead { room: sub, up_to_seq: 2 });

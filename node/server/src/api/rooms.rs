@@ -142,7 +142,7 @@ impl Api {
                 .filter(|s| !r.unread_only || s.any_room(|r| r.unread > 0));
             let (mut page, more) = paging::take_page(list, size);
             if filter.is_empty() {
-                page.iter_mut().try_for_each(|s| queries::fill(hub, me, s)).map_err(view_status)?;
+                queries::fill(hub, me, &mut page).map_err(view_status)?;
             }
             Ok((page, more))
         })?;
