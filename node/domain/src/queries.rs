@@ -129,7 +129,7 @@ pub fn fill(view: &impl HubView, viewer: AccountId, entries: &mut [RoomSummary])
         }
     }
     let newest: Vec<(RoomId, u64)> =
-        entries.iter().flat_map(|e| std::iter::once(&*e).chain(&e.sub_rooms)).map(|r| (r.room, r.last_seq)).collect();
+        entries.iter().flat_map(|e| std::iter::once(e).chain(&e.sub_rooms)).map(|r| (r.room, r.last_seq)).collect();
     let mut previews = view.posts(&newest)?.into_iter().map(|post| preview_of(post.as_ref()));
     for entry in entries.iter_mut() {
         entry.preview = previews.next().unwrap_or_default();
