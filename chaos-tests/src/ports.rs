@@ -17,11 +17,15 @@ use crate::rng::Rng;
 
 /// Where node ports start: above the well-known and registered services a machine may run.
 const FIRST_NODE_PORT: u16 = 10_000;
+/// Where they end, and blocks of a federated pair start (`federated::hubs::free_base`, which
+/// checks its whole block by binding it): the two never share a port.
+pub const FIRST_BLOCK_PORT: u16 = 20_000;
 
 /// Ports this process has handed out (tests of one binary run in parallel).
 static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
-/// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
+/// The first port of the kernel's ephemeral range (Linux's default when it cannot be read or
+/// leaves no room below it: the ports are then not kept out of the kernel's own picks).
 pub fn ephemeral_floor() -> u16 {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -40,7 +44,7 @@ pub fn unique_seed() -> u64 {
 /// right before starting the node.
 pub fn reserve_node_addr() -> std::io::Result<(TcpListener, SocketAddr)> {
     let mut rng = Rng::new(unique_seed());
-    let span = u64::from(ephemeral_floor() - FIRST_NODE_PORT);
+    let span = u64::from(ephemeral_floor().min(FIRST_BLOCK_PORT) - FIRST_NODE_PORT);
     for _ in 0..1_000 {
         let port = FIRST_NODE_PORT + rng.below(span) as u16;
         if !HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
@@ -68,7 +72,8 @@ mod tests {
         let held: Vec<_> = (0..200).map(|_| reserve_node_addr().expect("a port")).collect();
         let released: Vec<u16> = (0..200).map(|_| node_port().expect("a port")).collect();
         let mut ports: Vec<u16> = held.iter().map(|(_, a)| a.port()).chain(released).collect();
-        assert!(ports.iter().all(|&p| (FIRST_NODE_PORT..ephemeral_floor()).contains(&p)), "{ports:?}");
+        let below = ephemeral_floor().min(FIRST_BLOCK_PORT);
+        assert!(ports.iter().all(|&p| (FIRST_NODE_PORT..below).contains(&p)), "{ports:?}");
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 400, "a port was handed out twice");

@@ -108,10 +108,11 @@ fn pair_ports(base: u16) -> impl Iterator<Item = u16> {
 pub fn free_base() -> anyhow::Result<u16> {
     // Not the run's seed: ports say nothing about the schedule, and two runs at once must differ.
     let mut rng = crate::rng::Rng::new(crate::ports::unique_seed());
-    // Below the ephemeral range, as every node port (see `crate::ports`).
-    let blocks = (crate::ports::ephemeral_floor().saturating_sub(20_000) / 200).saturating_sub(1).max(1);
+    // Below the ephemeral range and above the node ports (see `crate::ports`).
+    let first = crate::ports::FIRST_BLOCK_PORT;
+    let blocks = (crate::ports::ephemeral_floor().saturating_sub(first) / 200).saturating_sub(1).max(1);
     for _ in 0..100 {
-        let base = 20_000 + 200 * rng.below(u64::from(blocks)) as u16;
+        let base = first + 200 * rng.below(u64::from(blocks)) as u16;
         let held: Vec<_> = pair_ports(base).map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok()).collect();
         if held.len() == pair_ports(base).count() {
             return Ok(base);

@@ -859,7 +859,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             wb.put_cf(meta, MEMBERSHIP, to_value(m)?);
         }
         // Not synced: the entries are already fsynced in the log, and the log is purged only
-        // after the WAL is synced (see `SnapshotBuilder::build_snapshot`).
+        // after the WAL is synced (see `SnapshotBuilder::write_file`).
         self.db.write(wb).map_err(io_err)?;
         self.sweep_hints = hints;
         if changed_access {
@@ -929,8 +929,10 @@ impl SnapshotBuilder {
     /// Writes a snapshot file of the state as it is now, paced (see [`snapshot::Pacer`]).
     fn write_file(&self) -> std::io::Result<(PathBuf, SnapshotMeta)> {
         let db = &self.reader.db;
-        // Sync the WAL first: once this snapshot exists openraft may purge the log, and the
-        // unsynced state-machine writes must not be the only copy of what it held.
+        let view = self.reader.whole_view();
+        // Sync the WAL once the view is taken, so it holds everything the view does: once this
+        // snapshot exists openraft may purge the log, and the unsynced state-machine writes must
+        // not be the only copy of what it held.
         db.flush_wal(true).map_err(io_err)?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let path = self.snapshot_dir.join(format!("build-{seq}.snap"));
@@ -940,7 +942,7 @@ impl SnapshotBuilder {
             written.fetch_add(1, Ordering::Relaxed);
             pacer.tick();
         };
-        let meta = snapshot::write_consistent(db, &self.reader.whole_view(), &path, each)?;
+        let meta = snapshot::write_consistent(db, &view, &path, each)?;
         Ok((path, meta))
     }
 
@@ -951,10 +953,14 @@ impl SnapshotBuilder {
         let current = self.reader.current_snapshot.clone();
         let _whole = hold(&self.reader.whole_state);
         if current.exists() {
-            let newest = snapshot::read_meta(&current)?;
-            if newest.last_log_id >= meta.last_log_id {
-                std::fs::remove_file(built)?;
-                return Ok(Snapshot { meta: newest, snapshot: SnapshotFile { path: current } });
+            match snapshot::read_meta(&current) {
+                Ok(newest) if newest.last_log_id >= meta.last_log_id => {
+                    std::fs::remove_file(built)?;
+                    return Ok(Snapshot { meta: newest, snapshot: SnapshotFile { path: current } });
+                }
+                Ok(_) => {}
+                // A current file that cannot be read is replaced, as an older one would be.
+                Err(e) => tracing::warn!(path = %current.display(), "replacing an unreadable snapshot file: {e}"),
             }
         }
         std::fs::rename(built, &current)?;
@@ -1247,6 +1253,21 @@ mod tests {
         let (built, meta) = builder.write_file().expect("built");
         let published = builder.publish(&built, meta).expect("publish");
         assert_eq!(published.meta.last_log_id.map(|l| l.index), Some(21), "a newer build replaces it");
+    }
+
+    /// An install that failed half way leaves its marker and a mixed state: no snapshot or
+    /// backup image is made of it.
+    #[tokio::test]
+    async fn a_half_installed_state_is_never_copied() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
+        apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
+        let builder = sm.get_snapshot_builder().await;
+        assert!(builder.write_file().is_ok(), "a whole state is copied");
+        let marker = to_value(&true).expect("encode");
+        sm.db.put_cf(cf(&sm.db, CF_SM_META), keys::INSTALLING, marker).expect("marker");
+        assert!(builder.write_file().is_err(), "no snapshot of a half-installed state");
+        assert!(sm.reader().write_image(&dir.path().join("image")).is_err(), "nor a backup image");
     }
 
     #[tokio::test]
