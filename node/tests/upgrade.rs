@@ -52,6 +52,12 @@ async fn a_node_restarted_on_a_json_data_dir_serves_it_and_takes_writes() {
     assert_eq!(retried.version, 3, "the remembered result of an idempotency key written as JSON");
     // Its only member runs this build: the hub moves to this build's apply version.
     hub.wait_apply_version(APPLY_VERSION).await;
+    // From version 7 a record write is a signed command; a retry of a key written unsigned
+    // still finds its first result.
+    let retried = hub.put(1, "greeting", "おやすみ", "fixture-put-4").await.expect("a retry after the move");
+    assert_eq!((retried.version, retried.duplicate), (3, true));
+    let put = hub.put(1, "greeting", "おはよう", "signed-put").await.expect("a signed record write");
+    assert_eq!((put.version, put.duplicate), (5, false));
     hub.shutdown().await;
 }
 

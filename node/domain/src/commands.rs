@@ -320,6 +320,12 @@ pub enum Command {
         municipality: String,
         devices: Vec<crate::disaster::Device>,
     },
+    /// An operator writes a diagnostic record ([`crate::records::write`]). From apply version 7
+    /// on; before, `LogCommand::PutRecord`.
+    PutRecord {
+        key: String,
+        value: String,
+    },
 }
 
 impl Command {
@@ -338,6 +344,7 @@ impl Command {
             | Command::EndDisaster { .. }
             | Command::SetDisasterPolicy { .. }
             | Command::SetCareProfile { .. } => crate::disaster::SINCE_APPLY_VERSION,
+            Command::PutRecord { .. } => crate::records::SINCE_APPLY_VERSION,
             _ => crate::FIRST_APPLY_VERSION,
         }
     }
@@ -468,6 +475,7 @@ fn decide(view: &impl HubView, ctx: Ctx, actor: Option<AccountId>, command: Comm
         C::SetCareProfile { patient, municipality, devices } => {
             disaster::profile::set(view, ctx, signed_in()?, patient, (municipality, devices))
         }
+        C::PutRecord { key, value } => crate::records::write(view, ctx, signed_in()?, key, value),
     }
 }
 

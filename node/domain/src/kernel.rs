@@ -60,6 +60,10 @@ pub enum Outcome {
     Attachment(AttachmentId),
     /// A disaster was declared or ended (`DeclareDisaster`, `EndDisaster`).
     Disaster(DisasterId),
+    /// A record was written (`PutRecord`): its new version.
+    RecordPut {
+        version: u64,
+    },
 }
 
 /// The audit entry of a write of patient data: (patient, room, what). Who, when, from which

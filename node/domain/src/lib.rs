@@ -217,8 +217,9 @@ pub enum LogCommand {
 /// 5 ([`password_policy::SINCE_APPLY_VERSION`]): the password rule is the hub's
 /// (`SetPasswordPolicy`), admins issue passwords (`IssuePassword`) and family accounts'
 /// passwords count as issued. 6 ([`disaster::SINCE_APPLY_VERSION`]): disaster mode — its
-/// commands and [`LogCommand::Observations`].
-pub const APPLY_VERSION: u32 = 6;
+/// commands and [`LogCommand::Observations`]. 7 ([`records::SINCE_APPLY_VERSION`]): a record
+/// write is a signed command (`Command::PutRecord`), its operator checked at apply.
+pub const APPLY_VERSION: u32 = 7;
 
 /// The active version of a hub that never set one: its nodes were all of builds before the
 /// version existed.
@@ -350,6 +351,9 @@ impl Envelope {
     /// federated batches have their own.
     pub fn idempotency_scope(&self, view: &impl HubView) -> ViewResult<String> {
         let account = match &self.command {
+            // Records keep the one scope of the unsigned writes they were before apply version
+            // 7: a retry across the hub's move to it still finds its first result.
+            LogCommand::Signed { command: Command::PutRecord { .. }, .. } => None,
             LogCommand::Signed { session: Some(token_hash), .. } => view.session(token_hash)?.map(|s| s.account),
             _ => None,
         };

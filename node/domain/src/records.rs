@@ -1,6 +1,18 @@
-//! Records: small replicated key → text values, the first write/read path of the hub.
+//! Records: small replicated key → text values, the first write/read path of the hub. A
+//! diagnostic space for operators (`kizuna put/get/load`); it holds no patient data.
 
 use serde::{Deserialize, Serialize};
+
+use crate::authz;
+use crate::error::{DomainResult, invalid};
+use crate::kernel::{Ctx, Effects, Outcome};
+use crate::model::AccountId;
+use crate::view::{Change, HubView};
+
+/// The apply version from which a record write is a signed command ([`write`]): the operator
+/// check moved from the node that takes the request to apply, so a write needs no read of the
+/// current state before it is proposed. Before it, the unsigned `LogCommand::PutRecord`.
+pub const SINCE_APPLY_VERSION: u32 = 7;
 
 pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
@@ -40,6 +52,15 @@ pub fn validate_put(key: &str, value: &str) -> Result<(), RecordError> {
 /// The record after a write: versions count writes of the key.
 pub fn put(previous: Option<&Record>, value: String, at_ms: u64) -> Record {
     Record { value, version: previous.map_or(1, |r| r.version + 1), updated_at_ms: at_ms }
+}
+
+/// An operator writes `value` at `key`: the next version of the record.
+pub fn write(view: &impl HubView, ctx: Ctx, actor: AccountId, key: String, value: String) -> DomainResult<Effects> {
+    authz::operator(view, actor)?;
+    validate_put(&key, &value).map_err(|e| invalid(e.to_string()))?;
+    let record = put(view.record(&key)?.as_ref(), value, ctx.now_ms);
+    let version = record.version;
+    Ok(Effects::new(Outcome::RecordPut { version }, vec![Change::Record { key, record }]))
 }
 
 #[cfg(test)]

@@ -290,6 +290,9 @@ mod tests {
         ) -> ViewResult<Vec<crate::disaster::Observation>> {
             broken()
         }
+        fn record(&self, _: &str) -> ViewResult<Option<crate::records::Record>> {
+            broken()
+        }
     }
 
     const CTX: Ctx = Ctx { log_index: 1, now_ms: 1_000 };

@@ -154,6 +154,8 @@ pub trait HubView {
     fn current_observations(&self, disaster: DisasterId) -> ViewResult<Vec<Observation>>;
     /// Every observation of `subject` in `disaster`, oldest first by the merge rule.
     fn observations_of(&self, disaster: DisasterId, subject: Subject) -> ViewResult<Vec<Observation>>;
+    /// The diagnostic record at `key` ([`crate::records`]).
+    fn record(&self, key: &str) -> ViewResult<Option<crate::records::Record>>;
 }
 
 /// A view that also takes changes (the store's apply view, [`MemHub`]): reads after
@@ -328,6 +330,11 @@ pub enum Change {
         observation: Observation,
         current: bool,
     },
+    /// The diagnostic record at `key`, as it is now.
+    Record {
+        key: String,
+        record: crate::records::Record,
+    },
 }
 
 /// The whole hub in memory: the reference implementation of [`HubView`], used by tests.
@@ -382,6 +389,7 @@ pub struct MemHub {
     /// Each subject's history, keyed as the store orders it: (disaster, subject, time, id).
     pub observations: BTreeMap<(DisasterId, Subject, u64, ObservationId), Observation>,
     pub current_observations: BTreeMap<(DisasterId, Subject), Observation>,
+    pub records: BTreeMap<String, crate::records::Record>,
 }
 
 impl MemHub {
@@ -544,6 +552,9 @@ impl MemHub {
                         self.current_observations.insert((o.disaster, o.subject), o.clone());
                     }
                     self.observations.insert((o.disaster, o.subject, o.observed_at_ms, o.id), o);
+                }
+                Change::Record { key, record } => {
+                    self.records.insert(key, record);
                 }
                 Change::PushSubscription(sub) => {
                     self.push_subscriptions.insert((sub.account, sub.endpoint.clone()), sub);
@@ -781,5 +792,8 @@ impl HubView for MemHub {
     }
     fn observations_of(&self, disaster: DisasterId, subject: Subject) -> ViewResult<Vec<Observation>> {
         Ok(self.observations.values().filter(|o| o.disaster == disaster && o.subject == subject).cloned().collect())
+    }
+    fn record(&self, key: &str) -> ViewResult<Option<crate::records::Record>> {
+        Ok(self.records.get(key).cloned())
     }
 }

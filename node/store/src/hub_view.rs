@@ -414,6 +414,7 @@ impl<'a> RocksHub<'a> {
                 Change::CareProfile { patient, profile } => {
                     self.put(keys::id(keys::CARE_PROFILES, patient.0), &profile)
                 }
+                Change::Record { key, record } => self.put(keys::text(keys::RECORDS, &key), &record),
                 Change::ObservationRefused { id, refusal } => {
                     self.put(keys::observation_fate(&id), &kizuna_domain::disaster::Fate::Refused(refusal))
                 }
@@ -509,16 +510,6 @@ impl<'a> RocksHub<'a> {
         for added in new.difference(&old) {
             self.put(entry(added), &());
         }
-    }
-
-    /// The diagnostic record at `key` (`kizuna put`/`get`).
-    pub fn record(&self, key: &str) -> Option<kizuna_domain::Record> {
-        self.get(&keys::text(keys::RECORDS, key))
-    }
-
-    /// Stages the diagnostic record at `key`.
-    pub fn put_record(&mut self, key: &str, record: &kizuna_domain::Record) {
-        self.put(keys::text(keys::RECORDS, key), record);
     }
 
     /// The hub's data keys as the state holds them (`m/key/…`, in id order).
@@ -886,6 +877,9 @@ impl HubView for RocksHub<'_> {
         subject: kizuna_domain::disaster::Subject,
     ) -> ViewResult<Vec<kizuna_domain::disaster::Observation>> {
         self.checked(self.values(&keys::observations_of(disaster.0, subject)))
+    }
+    fn record(&self, key: &str) -> ViewResult<Option<kizuna_domain::Record>> {
+        self.checked(self.get(&keys::text(keys::RECORDS, key)))
     }
     fn account(&self, id: AccountId) -> ViewResult<Option<Account>> {
         self.checked(self.get(&keys::id(ACCOUNTS, id.0)))

@@ -447,13 +447,7 @@ impl ApplyBatch<'_> {
         }
         self.clock_ms = kizuna_domain::monotonic_time(self.clock_ms, envelope.proposed_at_ms);
         let result = match envelope.command {
-            LogCommand::PutRecord { key, value } => {
-                let previous = self.hub.record(&key);
-                let record = kizuna_domain::records::put(previous.as_ref(), value, self.clock_ms);
-                let version = record.version;
-                self.hub.put_record(&key, &record);
-                CommandResult::RecordPut { version }
-            }
+            LogCommand::PutRecord { key, value } => self.unsigned_record(key, value)?,
             LogCommand::Signed { session, origin_node, command } => {
                 self.signed(log_index, session, origin_node, command)?
             }
@@ -616,6 +610,16 @@ impl ApplyBatch<'_> {
     }
 
     /// A state that could not be read is an error of this node, never a refusal to remember.
+    /// A record write of a hub before apply version 7 ([`kizuna_domain::records::SINCE_APPLY_VERSION`]):
+    /// the node that proposed it checked the operator.
+    fn unsigned_record(&mut self, key: String, value: String) -> std::io::Result<CommandResult> {
+        let previous = kizuna_domain::HubView::record(&self.hub, &key).map_err(std::io::Error::other)?;
+        let record = kizuna_domain::records::put(previous.as_ref(), value, self.clock_ms);
+        let version = record.version;
+        self.hub.apply(vec![Change::Record { key, record }]);
+        Ok(CommandResult::RecordPut { version })
+    }
+
     fn signed(
         &mut self,
         log_index: u64,

@@ -785,6 +785,7 @@ mod limits;
 mod notify;
 mod password;
 mod push;
+mod records;
 mod requests;
 mod room_detail;
 mod search;

@@ -9,9 +9,10 @@ use kizuna_proto::records::{Consistency, GetRecordRequest, GetRecordResponse, Pu
 use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
-use super::shared::{Api, ReadFrom};
+use super::shared::{Api, ReadFrom, Written, unexpected};
 use crate::node::Node;
-use kizuna_domain::{CommandResult, Envelope, LogCommand, records};
+use kizuna_domain::commands::{Command, Outcome};
+use kizuna_domain::{Envelope, LogCommand, records};
 
 pub struct Records {
     api: Api,
@@ -23,26 +24,43 @@ impl Records {
         let node = api.node.clone();
         Self { api, node }
     }
+
+    /// Whether the hub applies record writes as signed commands (every node runs a build of
+    /// them): the operator is then checked at apply, and the request needs no current copy.
+    fn signed_writes(&self) -> Result<bool, Status> {
+        let active = self.node.state.apply_version().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(active >= records::SINCE_APPLY_VERSION)
+    }
+
+    /// A record write of a hub of older builds: the operator is checked here, on the copy
+    /// made current first.
+    async fn unsigned_put(&self, req: &Request<()>, envelope: Envelope) -> Result<Written, Status> {
+        self.api.operator(req).await?;
+        Written::of(self.node.write(envelope).await.map_err(|e| e.into_status())?)
+    }
 }
 
 #[tonic::async_trait]
 impl RecordService for Records {
     async fn put_record(&self, req: Request<PutRecordRequest>) -> Result<Response<PutRecordResponse>, Status> {
-        self.api.operator(&req).await?;
-        let req = req.into_inner();
-        let envelope = Envelope {
-            idempotency_key: req.idempotency_key,
-            proposed_at_ms: 0,
-            command: LogCommand::PutRecord { key: req.key, value: req.value },
+        // The body apart from the caller's credentials, without copying the value.
+        let (metadata, extensions, body) = req.into_parts();
+        let req = Request::from_parts(metadata, extensions, ());
+        let PutRecordRequest { key, value, idempotency_key } = body;
+        records::validate_put(&key, &value).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let written = if self.signed_writes()? {
+            self.api.operator_write(&req, idempotency_key, Command::PutRecord { key, value }).await?
+        } else {
+            let command = LogCommand::PutRecord { key, value };
+            self.unsigned_put(&req, Envelope { idempotency_key, proposed_at_ms: 0, command }).await?
         };
-        let applied = self.node.write(envelope).await.map_err(|e| e.into_status())?;
-        match applied.result {
-            CommandResult::RecordPut { version } => Ok(Response::new(PutRecordResponse {
+        match written.outcome {
+            Outcome::RecordPut { version } => Ok(Response::new(PutRecordResponse {
                 version,
-                log_index: applied.log_index,
-                duplicate: applied.duplicate,
+                log_index: written.log_index,
+                duplicate: written.duplicate,
             })),
-            other => Err(Status::internal(format!("unexpected result for a record write: {other:?}"))),
+            other => Err(unexpected(other)),
         }
     }
 

@@ -15,7 +15,7 @@ use kizuna_domain::commands::SESSION_ID_CHARS;
 use kizuna_domain::model::*;
 use kizuna_domain::password_policy;
 use kizuna_domain::queries::{self, SessionPolicy};
-use kizuna_domain::{self, CommandResult, Envelope};
+use kizuna_domain::{self, Applied, CommandResult, Envelope};
 use kizuna_domain::{Command, DomainError, Outcome, ViewError, ViewResult, authz};
 use kizuna_store::{RocksHub, StorageFault};
 
@@ -268,13 +268,7 @@ impl Api {
             command: kizuna_domain::LogCommand::Signed { session, origin_node: self.node.id, command },
         };
         let applied = self.node.write(envelope).await.map_err(|e| e.into_status())?;
-        match applied.result {
-            CommandResult::Done(outcome) => {
-                Ok(Written { outcome, duplicate: applied.duplicate, log_index: applied.log_index })
-            }
-            CommandResult::Refused(refusal) => Err(domain_status(refusal)),
-            other => Err(Status::internal(format!("unexpected result {other:?}"))),
-        }
+        Written::of(applied)
     }
 
     /// Journals a read of patient data before its answer leaves this node.
@@ -336,9 +330,36 @@ impl Api {
         idempotency_key: String,
         command: Command,
     ) -> Result<(Written, AccountId, String), Status> {
-        let (me, token_hash) = match self.authenticate_on(req, ReadFrom::Local).await {
+        self.checked_write_entry(req, idempotency_key, command, |_, _| Ok(())).await
+    }
+
+    /// [`Self::signed_write_entry`] of a command only a hub operator may give (apply checks
+    /// that again, on the state the entry meets).
+    pub(super) async fn operator_write<T>(
+        &self,
+        req: &Request<T>,
+        idempotency_key: String,
+        command: Command,
+    ) -> Result<Written, Status> {
+        let operator = |hub: &RocksHub<'_>, me| authz::operator(hub, me).map(drop).map_err(domain_status);
+        Ok(self.checked_write_entry(req, idempotency_key, command, operator).await?.0)
+    }
+
+    /// [`Self::signed_write_entry`], once `check` accepts the caller (on the copy as it is,
+    /// and again on the copy made current if refused there).
+    async fn checked_write_entry<T>(
+        &self,
+        req: &Request<T>,
+        idempotency_key: String,
+        command: Command,
+        check: impl Fn(&RocksHub<'_>, AccountId) -> Result<(), Status> + Send + Copy,
+    ) -> Result<(Written, AccountId, String), Status> {
+        let (me, token_hash) = match self.authenticate_then(req, ReadFrom::Local, check).await {
             Ok((me, token_hash, _)) => (me, token_hash),
-            Err(_) => self.authenticate(req).await?,
+            Err(_) => {
+                let (me, token_hash, _) = self.authenticate_then(req, ReadFrom::Current, check).await?;
+                (me, token_hash)
+            }
         };
         let written = self.write_entry(idempotency_key, Some(token_hash.clone()), command).await?;
         Ok((written, me, token_hash))
@@ -363,11 +384,25 @@ impl Api {
 }
 
 /// A write's outcome and its entry.
-struct Written {
-    outcome: Outcome,
+pub(super) struct Written {
+    pub(super) outcome: Outcome,
     /// The idempotency key had been applied before: the outcome is the first attempt's.
-    duplicate: bool,
-    log_index: u64,
+    pub(super) duplicate: bool,
+    pub(super) log_index: u64,
+}
+
+impl Written {
+    /// What a client's write came to, or its refusal.
+    pub(super) fn of(applied: Applied) -> Result<Written, Status> {
+        let outcome = match applied.result {
+            CommandResult::Done(outcome) => outcome,
+            // A record write of a hub before apply version 7 (or its remembered result, retried).
+            CommandResult::RecordPut { version } => Outcome::RecordPut { version },
+            CommandResult::Refused(refusal) => return Err(domain_status(refusal)),
+            other => return Err(Status::internal(format!("unexpected result {other:?}"))),
+        };
+        Ok(Written { outcome, duplicate: applied.duplicate, log_index: applied.log_index })
+    }
 }
 
 /// An outcome the command cannot have produced: a bug between this layer and the domain.
