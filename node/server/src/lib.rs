@@ -7,6 +7,8 @@
 //!   read paths (linearizable, or local and marked stale), and its start and shutdown. It
 //!   answers in its own types ([`node::NodeError`], [`member`]'s health and cluster status).
 //! - [`member`]: what a member reports about itself and what a node knows of all members.
+//! - [`live_events`]: the node's live events, handed by one task to the event streams that
+//!   may need each (the EventService is `api/events.rs`).
 //! - [`api`]: the public gRPC services — the only place that speaks proto and `tonic::Status`.
 //! - [`audit_shipper`]: the audit shipper, which moves the node's read journal into the
 //!   replicated audit chain (kept in the domain); the audit *service* is `api/audit.rs`.
@@ -33,6 +35,7 @@ pub mod config;
 pub mod disaster_shipper;
 pub mod federation;
 pub mod keeper;
+pub mod live_events;
 pub mod member;
 pub mod metrics;
 pub mod node;

@@ -148,6 +148,8 @@ pub struct Node {
     proposal_metrics: crate::metrics::ProposalMetrics,
     /// Why this node stopped applying the log, once it did (see [`watch_apply`]).
     apply_stopped: watch::Receiver<Option<String>>,
+    /// The live events of this node's state, handed to its event streams.
+    pub live: Arc<crate::live_events::LiveEvents>,
 }
 
 /// Why a snapshot of this node (and the purge of its log) was not done.
@@ -760,6 +762,7 @@ pub async fn start(
 
         let (stop, stopped) = watch::channel(false);
         let apply_stopped = watch_apply(raft.clone(), state.clone(), stopped.clone());
+        let live = crate::live_events::LiveEvents::start(state.clone(), stopped.clone());
         let node = Arc::new(Node {
             id: me.id,
             info: hub_node(me),
@@ -785,6 +788,7 @@ pub async fn start(
             push_allow_loopback_http: hub.notifications.as_ref().is_some_and(|n| n.push_allow_loopback_http),
             proposal_metrics: crate::metrics::ProposalMetrics::new(me.id),
             apply_stopped,
+            live,
         });
 
         // Connections between nodes are renewed every few minutes, each with a new handshake

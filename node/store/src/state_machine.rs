@@ -211,11 +211,6 @@ impl StateReader {
         self.snapshot_entries_written.load(Ordering::Relaxed)
     }
 
-    /// How many live event subscribers this node serves now.
-    pub fn subscribers(&self) -> usize {
-        self.events.receiver_count()
-    }
-
     /// RocksDB's own figures of every column family, for the metrics (a property RocksDB does
     /// not report is left out).
     pub fn storage_properties(&self) -> Vec<StorageProperty> {

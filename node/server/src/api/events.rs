@@ -1,6 +1,5 @@
 //! The EventService: a caller's live events, from any node, resumable from a cursor.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 
 use futures::Stream;
@@ -9,10 +8,11 @@ use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
 use super::shared::{Api, read_fault_status, view_status};
+use crate::live_events::{Live, Subscription};
 use crate::node::{NodeError, now_ms};
 use kizuna_domain::DomainError;
-use kizuna_domain::events::{self, Event, EventKind, only_for_room_readers, visible_to};
-use kizuna_domain::model::{AccountId, RoomId};
+use kizuna_domain::events::{self, Event, EventKind, visible_to};
+use kizuna_domain::model::AccountId;
 use kizuna_domain::queries;
 use kizuna_store::RocksHub;
 
@@ -31,44 +31,6 @@ fn event_view(e: &Event) -> pb::SubscribeResponse {
     };
     let event = pb::Event { cursor: e.cursor, room_id, at: Some(timestamp(e.at_ms)), kind: Some(kind) };
     pb::SubscribeResponse { event: Some(event) }
-}
-
-/// What a stream learned of its session and of the rooms it may read, kept while the node's
-/// `access_changes` stands where it was before it was read (no account, session, session
-/// policy or membership changed since): on a node with thousands of streams, each post then
-/// goes out to its room's readers and is passed over by all the others without a read.
-#[derive(Default)]
-struct KnownAccess {
-    /// The node's `access_changes` before what follows was read (None: nothing known yet).
-    access_at: Option<u64>,
-    /// The session holds until then (ms since the epoch): its absolute lifetime.
-    session_until_ms: u64,
-    /// Whether the session may read each room, for events only for its readers.
-    rooms: HashMap<RoomId, bool>,
-}
-
-impl KnownAccess {
-    /// Whether `e` goes out, if that is known without reading the state.
-    fn visible(&self, api: &Api, e: &Event, now_ms: u64) -> Option<bool> {
-        let holds = self.access_at == Some(api.node.state.access_changes()) && now_ms <= self.session_until_ms;
-        if !holds || !only_for_room_readers(e) {
-            return None;
-        }
-        self.rooms.get(&e.room).copied()
-    }
-
-    /// A view taken after `access_changes` was `access_at` said the session holds until
-    /// `session_until_ms` and whether `e` is visible.
-    fn learn(&mut self, access_at: u64, (session_until_ms, e, visible): (u64, &Event, bool)) {
-        if self.access_at != Some(access_at) {
-            self.rooms.clear();
-            self.access_at = Some(access_at);
-        }
-        self.session_until_ms = session_until_ms;
-        if only_for_room_readers(e) {
-            self.rooms.insert(e.room, visible);
-        }
-    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
@@ -90,7 +52,7 @@ impl pb::event_service_server::EventService for Api {
         };
         let api = self.clone();
         // Listen before reading the stored events, so nothing falls between the two.
-        let live = api.node.state.subscribe();
+        let live = api.node.live.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
             let _held_until_the_stream_ends = permit;
@@ -122,10 +84,9 @@ async fn feed_events(
     me: AccountId,
     token_hash: &str,
     mut cursor: u64,
-    mut live: tokio::sync::broadcast::Receiver<Event>,
+    mut live: Subscription,
     tx: &tokio::sync::mpsc::Sender<Result<pb::SubscribeResponse, Status>>,
 ) -> Result<(), Status> {
-    use tokio::sync::broadcast::error::RecvError;
     let visible = |hub: &RocksHub<'_>, e: &Event| visible_to(hub, me, e).map_err(view_status);
     let session_until = |hub: &RocksHub<'_>, now: u64| {
         queries::stream_session_until(hub, token_hash, now).map_err(|e| match e {
@@ -156,22 +117,22 @@ async fn feed_events(
                 }
             }
         }
-        let mut known = KnownAccess::default();
         loop {
-            match live.recv().await {
-                Ok(e) if e.cursor <= cursor => {}
-                Ok(e) => {
+            match live.next().await {
+                Live::Event(e) if e.cursor <= cursor => {}
+                Live::Event(e) => {
                     cursor = e.cursor;
                     let now = now_ms();
-                    let visible = match known.visible(api, &e, now) {
+                    let access_now = api.node.state.access_changes();
+                    let known = live.known().visible(access_now, &e, now);
+                    let visible = match known {
                         Some(visible) => visible,
                         // The session is checked in the same view, so nothing goes out after
                         // it ended, and a stream whose session ended stops at the next event.
                         None => {
-                            let access_at = api.node.state.access_changes();
                             let (until, visible) =
                                 api.query(|hub| Ok((session_until(hub, now)?, visible(hub, &e)?)))?;
-                            known.learn(access_at, (until, &e, visible));
+                            live.known().learn(access_now, (until, &e, visible));
                             visible
                         }
                     };
@@ -179,8 +140,8 @@ async fn feed_events(
                         return Ok(());
                     }
                 }
-                Err(RecvError::Lagged(_)) => break,
-                Err(RecvError::Closed) => return Ok(()),
+                Live::Lagged => break,
+                Live::Closed => return Ok(()),
             }
         }
     }

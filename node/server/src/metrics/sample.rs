@@ -110,7 +110,7 @@ impl Sampler {
     }
 
     fn queues(&self) {
-        self.set("kizuna_live_subscribers", self.node.state.subscribers() as f64);
+        self.set("kizuna_live_subscribers", self.node.live.count() as f64);
         match self.node.state.journal.backlog() {
             Ok(backlog) => self.set("kizuna_audit_journal_backlog", backlog as f64),
             Err(e) => tracing::warn!("metrics: cannot read the audit journal: {e}"),
