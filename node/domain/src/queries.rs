@@ -53,12 +53,27 @@ pub enum ListKind {
 
 /// A room's title as `viewer` sees it (a connection is titled by the other person).
 pub fn title(view: &impl HubView, viewer: AccountId, room: &Room) -> ViewResult<String> {
+    let patient = match patient_of(&room.kind) {
+        Some(patient) => view.patient(patient)?,
+        None => None,
+    };
+    titled(view, viewer, room, patient.as_ref())
+}
+
+/// The patient of this hub whose room it is (timeline or sub-room), who names it.
+fn patient_of(kind: &RoomKind) -> Option<PatientId> {
+    match kind {
+        RoomKind::PatientTimeline { patient } | RoomKind::SubRoom { patient, .. } => Some(*patient),
+        _ => None,
+    }
+}
+
+/// [`title`], with the room's patient read already (None: not a patient's room, or gone).
+fn titled(view: &impl HubView, viewer: AccountId, room: &Room, patient: Option<&Patient>) -> ViewResult<String> {
+    let patient_name = || patient.map(|p| p.name.clone()).unwrap_or_default();
     Ok(match &room.kind {
-        RoomKind::PatientTimeline { patient } => view.patient(*patient)?.map(|p| p.name).unwrap_or_default(),
-        RoomKind::SubRoom { patient, name, .. } => {
-            let patient = view.patient(*patient)?.map(|p| p.name).unwrap_or_default();
-            format!("{patient}／{name}")
-        }
+        RoomKind::PatientTimeline { .. } => patient_name(),
+        RoomKind::SubRoom { name, .. } => format!("{}／{name}", patient_name()),
         RoomKind::Group { name } => name.clone(),
         RoomKind::Connection { a, b } => {
             let other = if *a == viewer { *b } else { *a };
@@ -123,9 +138,14 @@ fn active_rooms_of(view: &impl HubView, viewer: AccountId) -> ViewResult<Vec<(Me
 pub fn fill(view: &impl HubView, viewer: AccountId, entries: &mut [RoomSummary]) -> ViewResult<()> {
     let untitled: Vec<RoomId> = entries.iter().filter(|e| e.title.is_empty()).map(|e| e.room).collect();
     let rooms = view.rooms(&untitled)?;
-    for (entry, room) in entries.iter_mut().filter(|e| e.title.is_empty()).zip(rooms) {
+    let patient_ids: Vec<Option<PatientId>> =
+        rooms.iter().map(|r| r.as_ref().and_then(|r| patient_of(&r.kind))).collect();
+    let mut patients = view.patients(&patient_ids.iter().flatten().copied().collect::<Vec<_>>())?.into_iter();
+    let untitled_entries = entries.iter_mut().filter(|e| e.title.is_empty());
+    for ((entry, room), patient_id) in untitled_entries.zip(rooms).zip(patient_ids) {
+        let patient = patient_id.and_then(|_| patients.next().flatten());
         if let Some(room) = room {
-            entry.title = title(view, viewer, &room)?;
+            entry.title = titled(view, viewer, &room, patient.as_ref())?;
         }
     }
     let newest: Vec<(RoomId, u64)> =

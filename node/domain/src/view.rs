@@ -34,6 +34,11 @@ pub trait HubView {
     fn staff_of(&self, facility: FacilityId) -> ViewResult<Vec<Account>>;
     fn invitation_by_code(&self, code_hash: &str) -> ViewResult<Option<Invitation>>;
     fn patient(&self, id: PatientId) -> ViewResult<Option<Patient>>;
+    /// The patients `ids`, in their order (None: no such patient), read in one batch by a
+    /// store (a patient list titles hundreds of rooms).
+    fn patients(&self, ids: &[PatientId]) -> ViewResult<Vec<Option<Patient>>> {
+        ids.iter().map(|id| self.patient(*id)).collect()
+    }
     fn room(&self, id: RoomId) -> ViewResult<Option<Room>>;
     /// The rooms `ids`, in their order (None: no such room): a store reads them in one batch
     /// (a patient list reads hundreds).

@@ -907,6 +907,10 @@ impl HubView for RocksHub<'_> {
     fn patient(&self, id: PatientId) -> ViewResult<Option<Patient>> {
         self.checked(self.get(&keys::id(PATIENTS, id.0)))
     }
+    fn patients(&self, ids: &[PatientId]) -> ViewResult<Vec<Option<Patient>>> {
+        let keys: Vec<_> = ids.iter().map(|id| keys::id(PATIENTS, id.0)).collect();
+        self.checked(self.get_many(&keys))
+    }
     fn room(&self, id: RoomId) -> ViewResult<Option<Room>> {
         self.checked(self.get(&keys::id(ROOMS, id.0)))
     }
