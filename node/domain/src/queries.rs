@@ -178,12 +178,15 @@ fn sub_room_entry(view: &impl HubView, m: &Member, r: &Room) -> DomainResult<Opt
 fn sub_rooms_of(view: &impl HubView, viewer: AccountId, timeline: RoomId) -> DomainResult<Vec<RoomSummary>> {
     let mut found = Vec::new();
     for (m, r) in active_rooms_of(view, viewer)? {
-        if let Some((parent, mut sub)) = sub_room_entry(view, &m, &r)?
+        if let Some((parent, sub)) = sub_room_entry(view, &m, &r)?
             && parent == timeline
         {
-            sub.preview = preview(view, sub.room, sub.last_seq)?;
             found.push(sub);
         }
+    }
+    let newest: Vec<(RoomId, u64)> = found.iter().map(|s| (s.room, s.last_seq)).collect();
+    for (sub, post) in found.iter_mut().zip(view.posts(&newest)?) {
+        sub.preview = preview_of(post.as_ref());
     }
     found.sort_by_key(|s| Reverse((s.last_post_at_ms, s.room)));
     Ok(found)
@@ -252,10 +255,6 @@ fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> 
 }
 
 /// The newest post's text (empty when deleted or none), cut to 60 characters.
-fn preview(view: &impl HubView, room: RoomId, last_seq: u64) -> ViewResult<String> {
-    Ok(preview_of(view.post(room, last_seq)?.as_ref()))
-}
-
 /// The start of a room's newest post, as its list entry shows it (nothing once deleted).
 fn preview_of(newest: Option<&Post>) -> String {
     newest.filter(|p| !p.deleted).map(|p| p.text.chars().take(60).collect()).unwrap_or_default()
