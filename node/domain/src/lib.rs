@@ -347,8 +347,10 @@ pub fn signed_scope(account: model::AccountId, idempotency_key: &str) -> String 
 impl Envelope {
     /// The key its result is remembered under. Keys are scoped per signed-in account: one
     /// user's key never answers (and so never swallows) another user's write, even if a
-    /// client reuses keys. Unsigned commands (records, shipped reads) share one scope;
-    /// federated batches have their own.
+    /// client reuses keys. Unsigned commands (shipped reads, records before apply version 7)
+    /// share one scope, and so do record writes, signed or not (an operator's diagnostic: a
+    /// retry across the hub's move to version 7 finds its first result); federated batches
+    /// and the nodes' own workers have their own.
     pub fn idempotency_scope(&self, view: &impl HubView) -> ViewResult<String> {
         let account = match &self.command {
             // Records keep the one scope of the unsigned writes they were before apply version

@@ -254,7 +254,6 @@ fn summary(view: &impl HubView, member: &Member, room: &Room, title: String) -> 
     })
 }
 
-/// The newest post's text (empty when deleted or none), cut to 60 characters.
 /// The start of a room's newest post, as its list entry shows it (nothing once deleted).
 fn preview_of(newest: Option<&Post>) -> String {
     newest.filter(|p| !p.deleted).map(|p| p.text.chars().take(60).collect()).unwrap_or_default()

@@ -7,7 +7,7 @@ use crate::authz;
 use crate::error::{DomainResult, invalid};
 use crate::kernel::{Ctx, Effects, Outcome};
 use crate::model::AccountId;
-use crate::view::{Change, HubView};
+use crate::view::{Change, HubView, ViewResult};
 
 /// The apply version from which a record write is a signed command ([`write`]): the operator
 /// check moved from the node that takes the request to apply, so a write needs no read of the
@@ -58,9 +58,15 @@ pub fn put(previous: Option<&Record>, value: String, at_ms: u64) -> Record {
 pub fn write(view: &impl HubView, ctx: Ctx, actor: AccountId, key: String, value: String) -> DomainResult<Effects> {
     authz::operator(view, actor)?;
     validate_put(&key, &value).map_err(|e| invalid(e.to_string()))?;
-    let record = put(view.record(&key)?.as_ref(), value, ctx.now_ms);
-    let version = record.version;
-    Ok(Effects::new(Outcome::RecordPut { version }, vec![Change::Record { key, record }]))
+    let (version, change) = next(view, ctx.now_ms, key, value)?;
+    Ok(Effects::new(Outcome::RecordPut { version }, vec![change]))
+}
+
+/// The write of `value` at `key` at `now_ms`, checked already: its version and its change.
+/// Also what a hub below [`SINCE_APPLY_VERSION`] applies, unsigned.
+pub fn next(view: &impl HubView, now_ms: u64, key: String, value: String) -> ViewResult<(u64, Change)> {
+    let record = put(view.record(&key)?.as_ref(), value, now_ms);
+    Ok((record.version, Change::Record { key, record }))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! receiver that lagged did.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kizuna_domain::events::{Event, only_for_room_readers};
@@ -121,6 +121,9 @@ impl LiveEvents {
 
     async fn hand_out(self: Arc<Self>, mut events: broadcast::Receiver<Event>, mut stopping: watch::Receiver<bool>) {
         use broadcast::error::RecvError;
+        // However this task ends (the node stops, or a panic), every stream's wait ends and
+        // no new stream waits on it.
+        let _closes = CloseOnDrop(self.streams.clone());
         loop {
             let received = tokio::select! {
                 received = events.recv() => received,
@@ -133,8 +136,15 @@ impl LiveEvents {
                 Err(RecvError::Closed) => break,
             }
         }
-        // Dropping the inboxes' senders ends every stream's wait.
-        self.streams.subscribers().clear();
+    }
+}
+
+/// Closes the hand-out when dropped.
+struct CloseOnDrop(Arc<Streams>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 
@@ -143,6 +153,8 @@ impl LiveEvents {
 struct Streams {
     subscribers: Mutex<HashMap<u64, Subscriber>>,
     next_id: AtomicU64,
+    /// Nothing hands out events any more (set under the map's lock).
+    closed: AtomicBool,
 }
 
 impl Streams {
@@ -155,8 +167,20 @@ impl Streams {
         let (inbox, events) = mpsc::channel(INBOX);
         let stream = Arc::new(StreamSide { lagged: Notify::new(), known: Mutex::new(KnownAccess::default()) });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.subscribers().insert(id, Subscriber { inbox, stream: stream.clone() });
+        let mut subscribers = self.subscribers();
+        // Closed: the inbox's sender is dropped here, and the stream's first wait ends.
+        if !self.closed.load(Ordering::Acquire) {
+            subscribers.insert(id, Subscriber { inbox, stream: stream.clone() });
+        }
+        drop(subscribers);
         Subscription { streams: self.clone(), id, stream, events }
+    }
+
+    /// Ends every stream's wait (dropping the inboxes' senders), and any later stream's.
+    fn close(&self) {
+        let mut subscribers = self.subscribers();
+        self.closed.store(true, Ordering::Release);
+        subscribers.clear();
     }
 
     /// Hands `e` to every stream that may need it (`access_now`: the node's `access_changes`).
@@ -259,12 +283,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dropped_subscription_leaves_and_a_cleared_hand_out_ends_the_rest() {
+    async fn a_dropped_subscription_leaves_and_a_closed_hand_out_ends_the_rest_and_any_later() {
         let streams = Arc::<Streams>::default();
         let (gone, mut staying) = (streams.subscribe(), streams.subscribe());
         drop(gone);
         assert_eq!(streams.subscribers().len(), 1);
-        streams.subscribers().clear();
+        drop(CloseOnDrop(streams.clone()));
         assert!(matches!(staying.next().await, Live::Closed));
+        let mut late = streams.subscribe();
+        assert!(matches!(late.next().await, Live::Closed), "a stream after the close would wait forever");
+        assert_eq!(streams.subscribers().len(), 0);
     }
 }

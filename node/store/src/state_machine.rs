@@ -604,17 +604,16 @@ impl ApplyBatch<'_> {
         })
     }
 
-    /// A state that could not be read is an error of this node, never a refusal to remember.
     /// A record write of a hub before apply version 7 ([`kizuna_domain::records::SINCE_APPLY_VERSION`]):
     /// the node that proposed it checked the operator.
     fn unsigned_record(&mut self, key: String, value: String) -> std::io::Result<CommandResult> {
-        let previous = kizuna_domain::HubView::record(&self.hub, &key).map_err(std::io::Error::other)?;
-        let record = kizuna_domain::records::put(previous.as_ref(), value, self.clock_ms);
-        let version = record.version;
-        self.hub.apply(vec![Change::Record { key, record }]);
+        let (version, change) =
+            kizuna_domain::records::next(&self.hub, self.clock_ms, key, value).map_err(std::io::Error::other)?;
+        self.hub.apply(vec![change]);
         Ok(CommandResult::RecordPut { version })
     }
 
+    /// A state that could not be read is an error of this node, never a refusal to remember.
     fn signed(
         &mut self,
         log_index: u64,

@@ -25,18 +25,17 @@ impl Records {
         Self { api, node }
     }
 
-    /// Whether the hub applies record writes as signed commands (every node runs a build of
-    /// them): the operator is then checked at apply, and the request needs no current copy.
-    fn signed_writes(&self) -> Result<bool, Status> {
-        let active = self.node.state.apply_version().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(active >= records::SINCE_APPLY_VERSION)
-    }
-
-    /// A record write of a hub of older builds: the operator is checked here, on the copy
-    /// made current first.
-    async fn unsigned_put(&self, req: &Request<()>, envelope: Envelope) -> Result<Written, Status> {
+    /// Whether this record write goes as a signed command, its operator checked at apply:
+    /// once the hub applies version 7 (every node runs a build of it). A copy that says
+    /// otherwise may be behind: it is made current (checking the operator there, as the
+    /// unsigned write needs) and asked again, so a node behind the hub does not propose the
+    /// unsigned write long after the hub moved on.
+    async fn signed(&self, req: &Request<()>) -> Result<bool, Status> {
+        if self.api.hub_applies(records::SINCE_APPLY_VERSION)? {
+            return Ok(true);
+        }
         self.api.operator(req).await?;
-        Written::of(self.node.write(envelope).await.map_err(|e| e.into_status())?)
+        self.api.hub_applies(records::SINCE_APPLY_VERSION)
     }
 }
 
@@ -48,11 +47,13 @@ impl RecordService for Records {
         let req = Request::from_parts(metadata, extensions, ());
         let PutRecordRequest { key, value, idempotency_key } = body;
         records::validate_put(&key, &value).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let written = if self.signed_writes()? {
+        let written = if self.signed(&req).await? {
             self.api.operator_write(&req, idempotency_key, Command::PutRecord { key, value }).await?
         } else {
+            // The operator was checked on the copy made current (`signed`).
             let command = LogCommand::PutRecord { key, value };
-            self.unsigned_put(&req, Envelope { idempotency_key, proposed_at_ms: 0, command }).await?
+            let envelope = Envelope { idempotency_key, proposed_at_ms: 0, command };
+            Written::of(self.node.write(envelope).await.map_err(|e| e.into_status())?)?
         };
         match written.outcome {
             Outcome::RecordPut { version } => Ok(Response::new(PutRecordResponse {

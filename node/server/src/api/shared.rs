@@ -341,8 +341,7 @@ impl Api {
         idempotency_key: String,
         command: Command,
     ) -> Result<Written, Status> {
-        let operator = |hub: &RocksHub<'_>, me| authz::operator(hub, me).map(drop).map_err(domain_status);
-        Ok(self.checked_write_entry(req, idempotency_key, command, operator).await?.0)
+        Ok(self.checked_write_entry(req, idempotency_key, command, operator_check).await?.0)
     }
 
     /// [`Self::signed_write_entry`], once `check` accepts the caller (on the copy as it is,
@@ -365,6 +364,13 @@ impl Api {
         Ok((written, me, token_hash))
     }
 
+    /// Whether the hub applies version `needs` or newer (every node runs a build of it), by
+    /// this node's copy.
+    pub(super) fn hub_applies(&self, needs: u32) -> Result<bool, Status> {
+        let active = self.node.state.apply_version().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(active >= needs)
+    }
+
     /// The signed-in account, which must be a hub operator (事務局).
     pub(super) async fn operator<T>(&self, req: &Request<T>) -> Result<AccountId, Status> {
         Ok(self.operator_on(req, ReadFrom::Current).await?.0)
@@ -377,10 +383,14 @@ impl Api {
         req: &Request<T>,
         from: ReadFrom,
     ) -> Result<(AccountId, Option<String>), Status> {
-        let operator = |hub: &RocksHub<'_>, me| authz::operator(hub, me).map(drop).map_err(domain_status);
-        let (me, _, stale) = self.authenticate_then(req, from, operator).await?;
+        let (me, _, stale) = self.authenticate_then(req, from, operator_check).await?;
         Ok((me, stale))
     }
+}
+
+/// Whether `me` is a hub operator (事務局) on `hub`.
+fn operator_check(hub: &RocksHub<'_>, me: AccountId) -> Result<(), Status> {
+    authz::operator(hub, me).map(drop).map_err(domain_status)
 }
 
 /// A write's outcome and its entry.
