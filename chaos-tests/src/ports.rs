@@ -40,6 +40,12 @@ pub fn unique_seed() -> u64 {
     u64::from(std::process::id()) << 32 | u64::from(nanos)
 }
 
+/// Notes `port` as handed out by this process: false if it was before (a block's base port,
+/// `federated::hubs::free_base`, counts for its block).
+pub fn hand_out(port: u16) -> bool {
+    HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port)
+}
+
 /// A loopback address for a node, held by the returned listener until the caller drops it
 /// right before starting the node.
 pub fn reserve_node_addr() -> std::io::Result<(TcpListener, SocketAddr)> {
@@ -47,7 +53,7 @@ pub fn reserve_node_addr() -> std::io::Result<(TcpListener, SocketAddr)> {
     let span = u64::from(ephemeral_floor().min(FIRST_BLOCK_PORT) - FIRST_NODE_PORT);
     for _ in 0..1_000 {
         let port = FIRST_NODE_PORT + rng.below(span) as u16;
-        if !HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
+        if !hand_out(port) {
             continue;
         }
         if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
