@@ -410,7 +410,9 @@ impl Node {
     /// that has not heard from a quorum, or a follower or learner that has not heard from its
     /// leader, for longer than the contact limit. `None`: current as far as this node can tell.
     pub fn staleness(&self) -> Option<String> {
-        let m = self.metrics();
+        // Borrowed, not cloned: every local read and write passes here.
+        let watched = self.raft.metrics();
+        let m = watched.borrow_watched();
         let ms = |d: Duration| d.as_millis();
         if m.state == ServerState::Leader {
             if m.membership_config.membership().voter_ids().count() < 2 {

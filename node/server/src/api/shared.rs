@@ -367,8 +367,7 @@ impl Api {
     /// Whether the hub applies version `needs` or newer (every node runs a build of it), by
     /// this node's copy.
     pub(super) fn hub_applies(&self, needs: u32) -> Result<bool, Status> {
-        let active = self.node.state.apply_version().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(active >= needs)
+        self.node.state.applies_at_least(needs).map_err(|e| Status::internal(e.to_string()))
     }
 
     /// The signed-in account, which must be a hub operator (事務局).
