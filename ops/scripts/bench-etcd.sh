@@ -40,7 +40,7 @@ ETCD=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
 
 # Kizuna: three `serve` processes of a 3-region hub, plaintext, with the timers the demo hub had
 # when the first side-by-side was taken (100 / 500–1000 ms; writes do not depend on them),
-# and encryption at rest on, as every shipped topology has it: without a master key a hub stays
+# and encryption at rest on, as a deployed hub and the demo have it: without a master key a hub stays
 # below apply version 4 (sealed state), so its record writes would take the older unsigned path
 # (a read barrier each) that no deployed hub takes (session 18).
 "$BIN" admin master-key --out "$D/master.key" > /dev/null
@@ -68,7 +68,7 @@ sleep 5 # leadership settles
 # The leader moves the hub to the newest apply version all three builds take (sealed state,
 # signed record writes) within a few of its ticks: measure only once it did.
 at_build_version() {
-  "$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys; m=json.load(sys.stdin)["members"]; sys.exit(0 if len(m)==3 and all(x["apply_version"]==x["max_apply_version"] for x in m) else 1)'
+  "$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys; m=json.load(sys.stdin)["members"]; sys.exit(0 if len(m)==3 and all(x["reachable"] and x["apply_version"]==x["max_apply_version"] for x in m) else 1)'
 }
 for try in $(seq 1 60); do
   at_build_version && break

@@ -1209,9 +1209,7 @@ mod tests {
         assert_eq!(RocksHub::new(&db, plain()).facility(FacilityId(1)), Ok(Some(renamed)));
     }
 
-    /// `scan_from` merges the batch's pending writes into what is committed, in key order:
-    /// a pending put adds or replaces, a pending delete hides, and `limit` counts what is
-    /// returned — also when pending deletes come first.
+    /// A view keeps what it read for reading again, under what it stages since.
     #[test]
     fn a_value_read_again_is_the_one_staged_since_or_the_one_committed() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -1237,6 +1235,9 @@ mod tests {
         assert_eq!(hub.fault(), None);
     }
 
+    /// `scan_from` merges the batch's pending writes into what is committed, in key order:
+    /// a pending put adds or replaces, a pending delete hides, and `limit` counts what is
+    /// returned — also when pending deletes come first.
     #[test]
     fn a_scan_merges_pending_writes_into_the_committed_ones_up_to_the_limit() {
         let dir = tempfile::tempdir().expect("temp dir");
