@@ -1069,8 +1069,12 @@ mod tests {
         let (_l1, mut current) = crate::open(one.path(), crate::MasterKeys::none()).expect("open");
         assert_eq!(current.reader().apply_version().unwrap(), kizuna_domain::FIRST_APPLY_VERSION, "never set");
         let newest = kizuna_domain::APPLY_VERSION;
+        let reader = current.reader();
+        assert!(!reader.applies_at_least(newest).unwrap(), "not reached yet, and not remembered as reached");
         apply(&mut current, vec![set_apply_version(1, newest), set_apply_version(2, 1)]).await.expect("applied");
         assert_eq!(current.reader().apply_version().unwrap(), newest, "a lower version is no step back");
+        assert!(reader.applies_at_least(newest).unwrap(), "a reader taken before sees the move");
+        drop(reader);
 
         // A node of an older build stops at the entry instead of applying past it differently.
         let (_l2, older) = crate::open(two.path(), crate::MasterKeys::none()).expect("open");
