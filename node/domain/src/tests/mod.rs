@@ -791,3 +791,14 @@ mod room_detail;
 mod search;
 mod second_factor;
 mod session_policy;
+
+#[test]
+fn hex_is_two_lower_case_digits_per_byte_and_reads_back() {
+    assert_eq!(hex(&[]), "");
+    assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    let all: Vec<u8> = (0..=255).collect();
+    let text = hex(&all);
+    assert_eq!(text, all.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let digest: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+    assert_eq!(bytes_of_hex::<32>(&hex(&digest)), Some(digest));
+}

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -172,6 +173,61 @@ impl IdleClock {
     }
 }
 
+/// Who may propose a signed write, as checked before it is proposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteGate {
+    /// Any signed-in account whose password is not an issued one.
+    SignedIn,
+    /// A hub operator (事務局), also signed in so.
+    Operator,
+}
+
+/// Sessions this node let through a [`WriteGate`] a moment ago. A signed write is decided
+/// again at apply, on the state its entry meets (session, account, issued password, the
+/// command's own permission: `signed::decide`), so the check before proposing only keeps
+/// strangers' writes out of the log and refuses early. A client writing many times a second
+/// with one session (an integration, the bench) then pays that check — a view of the state,
+/// the settings, session and account read and decrypted, an absent-key lookup — once per
+/// [`Self::HOLDS_FOR`] instead of per write: 7–9 % of a busy leader (docs/benchmarks.md).
+/// A session revoked meanwhile is refused at apply, with the same status. The idle timeout,
+/// which only this node checks, cannot run out within that second (it is minutes at least).
+#[derive(Default)]
+pub struct RecentGates {
+    passed: Mutex<HashMap<String, [Option<Passed>; 2]>>,
+    /// The size at which `remember` next forgets what has expired.
+    sweep_at: std::sync::atomic::AtomicUsize,
+}
+
+/// The account a session stood for when it passed a gate, and when: one slot per [`WriteGate`].
+type Passed = (kizuna_domain::model::AccountId, Instant);
+
+impl RecentGates {
+    /// How long a check stands for the same session and gate.
+    pub const HOLDS_FOR: Duration = Duration::from_secs(1);
+
+    /// The account that passed `gate` with this session within [`Self::HOLDS_FOR`] of `now`.
+    pub fn recent(&self, token_hash: &str, gate: WriteGate, now: Instant) -> Option<kizuna_domain::model::AccountId> {
+        let map = self.passed.lock().unwrap_or_else(|p| p.into_inner());
+        let (account, at) = map.get(token_hash)?[gate as usize]?;
+        (now.saturating_duration_since(at) < Self::HOLDS_FOR).then_some(account)
+    }
+
+    /// Records that `account`'s session passed `gate` at `now`. As the idle clock, it forgets
+    /// what expired once it doubled in size since its last sweep (amortized O(1)).
+    pub fn remember(&self, token_hash: &str, gate: WriteGate, account: kizuna_domain::model::AccountId, now: Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut map = self.passed.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(token_hash.to_owned()).or_default()[gate as usize] = Some((account, now));
+        if map.len() >= self.sweep_at.load(Relaxed).max(SWEEP_FROM) {
+            let fresh = |slot: &Option<(_, Instant)>| {
+                slot.is_some_and(|(_, at)| now.saturating_duration_since(at) < Self::HOLDS_FOR)
+            };
+            map.retain(|_, slots| slots.iter().any(fresh));
+            self.sweep_at.store(2 * map.len(), Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +244,27 @@ mod tests {
         assert_eq!((clock.last_used("old-0"), clock.last_used("fresh")), (0, later));
         let kept = clock.last_used.lock().map(|m| m.len()).unwrap_or_default();
         assert_eq!(kept, 1, "only the session in use is kept");
+    }
+
+    #[test]
+    fn a_passed_gate_holds_for_its_session_and_gate_a_second_only() {
+        let gates = RecentGates::default();
+        let (me, t0) = (kizuna_domain::model::AccountId(7), Instant::now());
+        assert_eq!(gates.recent("s1", WriteGate::SignedIn, t0), None);
+        gates.remember("s1", WriteGate::SignedIn, me, t0);
+        assert_eq!(gates.recent("s1", WriteGate::SignedIn, t0 + Duration::from_millis(999)), Some(me));
+        assert_eq!(gates.recent("s1", WriteGate::SignedIn, t0 + RecentGates::HOLDS_FOR), None, "expired");
+        assert_eq!(gates.recent("s1", WriteGate::Operator, t0), None, "signed in is not operator");
+        assert_eq!(gates.recent("s2", WriteGate::SignedIn, t0), None, "another session");
+        // With "s1", one short of the size of the first sweep.
+        for i in 0..SWEEP_FROM - 2 {
+            gates.remember(&format!("old-{i}"), WriteGate::Operator, me, t0);
+        }
+        let later = t0 + RecentGates::HOLDS_FOR;
+        gates.remember("fresh", WriteGate::Operator, me, later);
+        let kept = gates.passed.lock().map(|m| m.len()).unwrap_or_default();
+        assert_eq!(kept, 1, "expired checks are forgotten at the sweep");
+        assert_eq!(gates.recent("fresh", WriteGate::Operator, later), Some(me));
     }
 
     fn totp_code(secret: &[u8], step: u64) -> Result<String, Status> {
