@@ -271,8 +271,9 @@ pub struct RaftTimers {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot after this many applied entries since the last one, and once they
-    /// are a quarter of the entries the last one covered (`snapshot_policy.rs`).
+    /// Build a snapshot after this many applied entries since the last one (or 256 MiB of
+    /// log), and once they are a quarter of the entries the last one covered
+    /// (`snapshot_policy.rs`).
     pub snapshot_after_entries: u64,
     /// Entries kept in the log behind the last snapshot, so lagging followers can catch up
     /// without a snapshot.
@@ -289,7 +290,7 @@ impl Default for RaftTimers {
             heartbeat_interval_ms: 100,
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 500,
-            snapshot_after_entries: 20_000,
+            snapshot_after_entries: 100_000,
             keep_entries_after_snapshot: 5_000,
             pre_vote: true,
         }

@@ -744,6 +744,7 @@ pub async fn start(
         crate::attachments::staging::clear(&attachments.staging_dir)
             .map_err(|e| StartError::Uploads(attachments.staging_dir.clone(), e))?;
         let state = state_machine.reader();
+        let log_growth = log_store.growth();
         let pusher = pusher_of(hub)?;
         let channels = PeerChannels::new(security.connector.clone());
         let config = Arc::new(raft_config(hub)?);
@@ -836,7 +837,8 @@ pub async fn start(
         let disaster_shipper =
             tokio::spawn(crate::disaster_shipper::run(node.clone(), stopped.clone()).in_current_span());
         let scrubber = tokio::spawn(crate::scrub::run(node.clone(), stopped.clone()).in_current_span());
-        let snapshots = crate::snapshot_policy::run(node.clone(), hub.raft.snapshot_after_entries, stopped.clone());
+        let snapshots =
+            crate::snapshot_policy::run(node.clone(), hub.raft.snapshot_after_entries, log_growth, stopped.clone());
         let snapshots = tokio::spawn(snapshots.in_current_span());
         if let Some(listener) = listeners.metrics {
             let metrics = crate::metrics::serve(listener, node.clone(), hub.clone(), stopped.clone());

@@ -2,19 +2,27 @@
 //! a snapshot rewrites the whole state, so at a fixed N a filled hub rebuilt a file of hundreds
 //! of MB every half minute while it was written to (docs/benchmarks.md, "A sealed hub at 1/20
 //! of a prefecture") — work that grows with the square of the hub's size. Here a node snapshots
-//! once at least `snapshot_after_entries` entries were applied since its last snapshot **and**
-//! they are at least a quarter of the entries that snapshot covered. The snapshots then come
+//! once at least `snapshot_after_entries` entries (or [`LOG_BYTES_BEFORE_SNAPSHOT`] of log) were
+//! applied since its last snapshot **and** they are at least a quarter of the entries that
+//! snapshot covered. The snapshots then come
 //! at 1.25× steps of the log (a 10,000,000-entry hub builds ~28 of them from its first entry
 //! on, not 500), all of them together cost about five times the last one, and the log behind a
 //! snapshot stays under about a quarter of the hub's history. Entries stand in for the state's
 //! size: each adds to the state, and what the state forgets (sessions, idempotency keys, events
 //! after their time) only makes the snapshots smaller.
+//!
+//! The default step is etcd's (`--snapshot-count` 100,000): at 20,000 a busy young hub built a
+//! snapshot every few seconds, 8 % of its leader's CPU and the source of most commit-latency
+//! stalls (docs/benchmarks.md, sessions 14 and 19). The log's bytes bound the step too, so
+//! entries of attached files' chunks do not pile up 100,000 deep.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::warn;
+
+use kizuna_store::LogGrowth;
 
 use crate::node::Node;
 
@@ -24,23 +32,46 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// The log since the last snapshot must be at least this share of the entries it covered.
 const GROWTH_DIVISOR: u64 = 4;
 
-/// Whether a node whose last snapshot covers the log up to `snapshot_index` (0: none) and that
-/// applied up to `applied_index` should snapshot now.
-pub fn snapshot_due(snapshot_index: u64, applied_index: u64, every_entries: u64) -> bool {
-    let since = applied_index.saturating_sub(snapshot_index);
-    since >= every_entries.max(1) && since >= snapshot_index / GROWTH_DIVISOR
+/// Log appended since the last snapshot that makes the next one due before its step of
+/// entries (the quarter still applies): two thousand 128 KiB chunks.
+pub const LOG_BYTES_BEFORE_SNAPSHOT: u64 = 256 << 20;
+
+/// What a node's log holds beyond its last snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSince {
+    /// The index the last snapshot covers (0: none).
+    pub snapshot_index: u64,
+    /// The index applied up to.
+    pub applied_index: u64,
+    /// The stored bytes appended since the snapshot (since the node started, if it is older).
+    pub bytes: u64,
 }
 
-/// Triggers this node's snapshots by [`snapshot_due`] until `stopped`.
-pub async fn run(node: Arc<Node>, every_entries: u64, mut stopped: watch::Receiver<bool>) {
+/// Whether a node should snapshot now, with a step of `every_entries` entries.
+pub fn snapshot_due(log: LogSince, every_entries: u64) -> bool {
+    let since = log.applied_index.saturating_sub(log.snapshot_index);
+    let stepped = since >= every_entries.max(1) || (since > 0 && log.bytes >= LOG_BYTES_BEFORE_SNAPSHOT);
+    stepped && since >= log.snapshot_index / GROWTH_DIVISOR
+}
+
+/// Triggers this node's snapshots by [`snapshot_due`] until `stopped`; `growth` counts what
+/// its log store appends.
+pub async fn run(node: Arc<Node>, every_entries: u64, growth: LogGrowth, mut stopped: watch::Receiver<bool>) {
+    // The log's size when the node last saw its snapshot change.
+    let (mut seen_snapshot, mut bytes_then) = (None, 0);
     loop {
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(CHECK_EVERY) => {}
         }
         let m = node.metrics();
-        let (snapshot, applied) = (m.snapshot.map_or(0, |l| l.index), m.last_applied.map_or(0, |l| l.index));
-        if !snapshot_due(snapshot, applied, every_entries) {
+        let snapshot_index = m.snapshot.map_or(0, |l| l.index);
+        if seen_snapshot != Some(snapshot_index) {
+            (seen_snapshot, bytes_then) = (Some(snapshot_index), growth.bytes());
+        }
+        let applied_index = m.last_applied.map_or(0, |l| l.index);
+        let log = LogSince { snapshot_index, applied_index, bytes: growth.bytes().saturating_sub(bytes_then) };
+        if !snapshot_due(log, every_entries) {
             continue;
         }
         // A build already under way makes this a no-op; the next check sees its result.
@@ -54,21 +85,35 @@ pub async fn run(node: Arc<Node>, every_entries: u64, mut stopped: watch::Receiv
 mod tests {
     use super::*;
 
+    fn due(snapshot_index: u64, applied_index: u64, every_entries: u64) -> bool {
+        snapshot_due(LogSince { snapshot_index, applied_index, bytes: 0 }, every_entries)
+    }
+
     #[test]
     fn a_small_log_snapshots_every_so_many_entries_and_a_large_one_when_it_grew_a_quarter() {
-        assert!(!snapshot_due(0, 19_999, 20_000));
-        assert!(snapshot_due(0, 20_000, 20_000), "the first snapshot");
-        assert!(snapshot_due(20_000, 40_000, 20_000), "small: the fixed step");
-        assert!(!snapshot_due(1_000_000, 1_200_000, 20_000), "large: 20 % is not enough");
-        assert!(snapshot_due(1_000_000, 1_250_000, 20_000), "large: a quarter is");
-        assert!(!snapshot_due(50, 40, 20_000), "a snapshot ahead of apply (just installed)");
+        assert!(!due(0, 19_999, 20_000));
+        assert!(due(0, 20_000, 20_000), "the first snapshot");
+        assert!(due(20_000, 40_000, 20_000), "small: the fixed step");
+        assert!(!due(1_000_000, 1_200_000, 20_000), "large: 20 % is not enough");
+        assert!(due(1_000_000, 1_250_000, 20_000), "large: a quarter is");
+        assert!(!due(50, 40, 20_000), "a snapshot ahead of apply (just installed)");
+    }
+
+    #[test]
+    fn a_log_of_large_entries_snapshots_by_its_bytes_within_the_quarter() {
+        let log = |snapshot_index, applied_index, bytes| LogSince { snapshot_index, applied_index, bytes };
+        let full = LOG_BYTES_BEFORE_SNAPSHOT;
+        assert!(!snapshot_due(log(1_000, 3_000, full - 1), 100_000), "few entries, below the bytes");
+        assert!(snapshot_due(log(1_000, 3_000, full), 100_000), "few entries of attached files");
+        assert!(!snapshot_due(log(100_000, 110_000, full), 100_000), "but not before a quarter");
+        assert!(!snapshot_due(log(3_000, 3_000, full), 100_000), "nothing applied since");
     }
 
     #[test]
     fn a_hub_of_ten_million_entries_snapshots_a_few_dozen_times() {
         let (mut last, mut builds, mut rewritten) = (0u64, 0u64, 0u64);
         for applied in (0..=10_000_000u64).step_by(1_000) {
-            if snapshot_due(last, applied, 20_000) {
+            if due(last, applied, 20_000) {
                 (last, builds, rewritten) = (applied, builds + 1, rewritten + applied);
             }
         }

@@ -43,7 +43,7 @@ pub use codec::{CodecError, ValueError};
 pub use fault::StorageFault;
 pub use hub_view::RocksHub;
 pub use journal::{Journal, ObservationJournal, ReadJournal};
-pub use log_store::LogStore;
+pub use log_store::{LogGrowth, LogStore};
 pub use migrate::MigrateError;
 pub use scrub::ScrubPlan;
 pub use snapshot::{SNAPSHOT_MAGIC, SnapshotFile};

@@ -10,6 +10,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -35,6 +36,19 @@ pub struct LogStore {
     syncer: Sender<IOFlushed<TypeConfig>>,
     /// The newest entries as appended, read by replication and apply without RocksDB.
     tail: Arc<Mutex<LogTail>>,
+    growth: LogGrowth,
+}
+
+/// The stored bytes of the entries this process appended to its log, counted up only: the
+/// snapshot policy compares it between snapshots (an attached file's chunks are 128 KiB
+/// entries, so a count of entries alone says little about the log's size on disk).
+#[derive(Clone, Default)]
+pub struct LogGrowth(Arc<AtomicU64>);
+
+impl LogGrowth {
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 fn synced() -> WriteOptions {
@@ -50,7 +64,12 @@ impl LogStore {
         let (syncer, waiting) = channel();
         let weak = Arc::downgrade(&db);
         std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || sync_appends(&weak, &waiting))?;
-        Ok(Self { db, vault, syncer, tail: Arc::default() })
+        Ok(Self { db, vault, syncer, tail: Arc::default(), growth: LogGrowth::default() })
+    }
+
+    /// How much this process appended to the log, as it goes on.
+    pub fn growth(&self) -> LogGrowth {
+        self.growth.clone()
     }
 
     fn last_entry(&self) -> std::io::Result<Option<Entry>> {
@@ -111,6 +130,8 @@ impl LogStore {
         }
         let db = self.db.clone();
         blocking(move || db.write(batch).map_err(io_err)).await?;
+        let bytes: usize = written.iter().map(|(_, stored)| stored).sum();
+        self.growth.0.fetch_add(bytes as u64, Ordering::Relaxed);
         self.tail().appended(written);
         Ok(())
     }
