@@ -110,8 +110,9 @@ pub fn router(node: Arc<Node>, hub: &HubConfig, tls: bool) -> Result<ApiRouter, 
         tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
     ]);
     let metrics = crate::metrics::grpc::GrpcMetrics::new(node.id, known);
-    let grpc = grpc.layer(metrics).layer(tonic_web::GrpcWebLayer::new());
-    let routes = web::with_browser_client(grpc, &endpoints, tls)?;
+    let native = grpc.clone().layer(metrics.clone());
+    let browser = web::with_browser_client(grpc.layer(metrics).layer(tonic_web::GrpcWebLayer::new()), &endpoints, tls)?;
+    let routes = web::native_grpc_first(native, browser);
     if !tls {
         tracing::warn!("INSECURE: the public API is served in plaintext");
     }
