@@ -74,6 +74,20 @@ pub(crate) async fn failover<T>(
     Err(last.context(format!("{what}: no node of the hub could take it (is the hub running?)")))
 }
 
+/// How long a one-message call waits for its answer before the next node is tried: a node
+/// that took the connection and then lost it can leave the call waiting for an answer that
+/// never comes (seen once in the cut-link test: the post after the uploads waited with no
+/// connection open). A write's own wait for a quorum is far shorter; the retry carries the same
+/// idempotency key, so a write that was applied all the same is not made twice.
+const ANSWER_LIMIT: Duration = Duration::from_secs(20);
+
+/// `call`'s answer, or UNAVAILABLE after [`ANSWER_LIMIT`] (so [`failover`] tries the next node).
+pub(crate) async fn answered<T>(call: impl Future<Output = Result<T, tonic::Status>>) -> Result<T, tonic::Status> {
+    tokio::time::timeout(ANSWER_LIMIT, call)
+        .await
+        .unwrap_or_else(|_| Err(tonic::Status::unavailable(format!("no answer within {} s", ANSWER_LIMIT.as_secs()))))
+}
+
 /// Runs `attempt` again on the same node, with the backoff of [`failover`], while the hub is
 /// unavailable (a leader election under load); any other error ends at once. For load tools
 /// that spread their own connections over the nodes.
@@ -341,7 +355,7 @@ async fn get(target: &Target, args: GetArgs) -> anyhow::Result<()> {
 
 async fn describe_remote(channel: Channel, token: &str, id: u64) -> anyhow::Result<Attachment> {
     let req = authed(GetAttachmentRequest { attachment_id: id }, token)?;
-    let answer = AttachmentServiceClient::new(channel).get_attachment(req).await?;
+    let answer = answered(AttachmentServiceClient::new(channel).get_attachment(req)).await?;
     answer.into_inner().attachment.context("the hub answered without the attachment")
 }
 
@@ -493,6 +507,15 @@ fn hash_prefix(path: &Path) -> anyhow::Result<Sha256> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_never_answered_ends_unavailable_so_the_next_node_is_tried() {
+        let never = std::future::pending::<Result<(), tonic::Status>>();
+        let status = answered(never).await.expect_err("no answer");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(unavailable(&anyhow::Error::new(status)).is_some(), "failover moves on");
+        assert_eq!(answered(async { Ok::<_, tonic::Status>(7) }).await.ok(), Some(7));
+    }
 
     #[test]
     fn a_server_name_is_never_a_path() {

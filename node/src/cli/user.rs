@@ -360,7 +360,8 @@ pub async fn post(
         attachment_ids,
     };
     let r = super::attachments::failover(target, "post", async |ch| {
-        Ok(PostServiceClient::new(ch).create_post(authed(req.clone(), &t)?).await?.into_inner())
+        let mut client = PostServiceClient::new(ch);
+        Ok(super::attachments::answered(client.create_post(authed(req.clone(), &t)?)).await?.into_inner())
     })
     .await?;
     match r.sending {
