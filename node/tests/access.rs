@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{Bearer, TestHub, channel};
 use kizuna_node::member::NodeRole;
-use kizuna_proto::accounts::LoginRequest;
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+use kizuna_proto::accounts::{LoginRequest, LogoutRequest};
 use kizuna_proto::admin::cluster_admin_service_client::ClusterAdminServiceClient;
 use kizuna_proto::admin::{
     AddLearnerRequest, ChangeMembershipRequest, CreateBackupRequest, CreateSnapshotRequest, GetClusterStatusRequest,
@@ -128,6 +128,29 @@ async fn cluster_administration_and_records_answer_operators_only_and_change_not
         "こんにちは"
     );
     hub.admin(follower).await.get_state_digest(GetStateDigestRequest {}).await.expect("operator digest");
+    hub.shutdown().await;
+}
+
+/// A session that passed a write's check stands for a second on its node (apply decides each
+/// write again), but apply answers a retry of a key it applied before with the first result,
+/// deciding nothing: such a retry is checked in full, so a session signed out in between gets
+/// nothing back, as a new write of it would not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_from_a_session_signed_out_a_moment_ago_is_refused() {
+    let hub = TestHub::start(3).await;
+    let leader = hub.leader().await;
+    hub.operator().await;
+    let token = sign_in_on(&hub, leader, "test-operator", common::OPERATOR_PASSWORD).await.expect("signed in");
+    let put = || PutRecordRequest { key: "retried".into(), value: "v".into(), idempotency_key: "retried-1".into() };
+    let mut records = records_as(&hub.api(leader), Bearer::new(&token)).await;
+    records.put_record(put()).await.expect("the first write");
+    let mut accounts = AccountServiceClient::with_interceptor(channel(&hub.api(leader)).await, Bearer::new(&token));
+    accounts.logout(LogoutRequest { idempotency_key: "out".into() }).await.expect("signed out");
+    let retried = records.put_record(put()).await.expect_err("a retry after signing out");
+    assert_eq!(retried.code(), Code::Unauthenticated, "{retried:?}");
+    let new = PutRecordRequest { key: "retried".into(), value: "w".into(), idempotency_key: "retried-2".into() };
+    let refused = records.put_record(new).await.expect_err("a new write after signing out");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     hub.shutdown().await;
 }
 

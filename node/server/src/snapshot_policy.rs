@@ -43,7 +43,8 @@ pub struct LogSince {
     pub snapshot_index: u64,
     /// The index applied up to.
     pub applied_index: u64,
-    /// The stored bytes appended since the snapshot (since the node started, if it is older).
+    /// The stored bytes appended since the snapshot was triggered here (since this node's
+    /// first check, for a snapshot made before it started or installed from the leader).
     pub bytes: u64,
 }
 
@@ -57,8 +58,9 @@ pub fn snapshot_due(log: LogSince, every_entries: u64) -> bool {
 /// Triggers this node's snapshots by [`snapshot_due`] until `stopped`; `growth` counts what
 /// its log store appends.
 pub async fn run(node: Arc<Node>, every_entries: u64, growth: LogGrowth, mut stopped: watch::Receiver<bool>) {
-    // The log's size when the node last saw its snapshot change.
-    let (mut seen_snapshot, mut bytes_then) = (None, 0);
+    // The log's size when the last snapshot was triggered (appends during its build count
+    // towards the next), or when a snapshot appeared that this loop did not trigger.
+    let (mut seen_snapshot, mut bytes_then, mut bytes_at_trigger) = (None, 0, None);
     loop {
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return,
@@ -67,14 +69,17 @@ pub async fn run(node: Arc<Node>, every_entries: u64, growth: LogGrowth, mut sto
         let m = node.metrics();
         let snapshot_index = m.snapshot.map_or(0, |l| l.index);
         if seen_snapshot != Some(snapshot_index) {
-            (seen_snapshot, bytes_then) = (Some(snapshot_index), growth.bytes());
+            let baseline = bytes_at_trigger.take().unwrap_or_else(|| growth.bytes());
+            (seen_snapshot, bytes_then) = (Some(snapshot_index), baseline);
         }
         let applied_index = m.last_applied.map_or(0, |l| l.index);
         let log = LogSince { snapshot_index, applied_index, bytes: growth.bytes().saturating_sub(bytes_then) };
         if !snapshot_due(log, every_entries) {
             continue;
         }
-        // A build already under way makes this a no-op; the next check sees its result.
+        // A build already under way makes this a no-op; the next check sees its result. The
+        // first trigger of a build sets its baseline.
+        bytes_at_trigger.get_or_insert(growth.bytes());
         if let Err(e) = node.raft.trigger().snapshot().await {
             warn!("triggering a snapshot: {e}");
         }

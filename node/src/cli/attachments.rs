@@ -77,7 +77,8 @@ pub(crate) async fn failover<T>(
 /// How long a one-message call waits for its answer before the next node is tried: a node
 /// that took the connection and then lost it can leave the call waiting for an answer that
 /// never comes (seen once in the cut-link test: the post after the uploads waited with no
-/// connection open). A write's own wait for a quorum is far shorter; the retry carries the same
+/// connection open). A node answers within its quorum timeout (five election timeouts: 2.5 s
+/// with the shipped timers) unless a hub sets elections of seconds; the retry carries the same
 /// idempotency key, so a write that was applied all the same is not made twice.
 const ANSWER_LIMIT: Duration = Duration::from_secs(20);
 

@@ -356,30 +356,34 @@ impl Api {
         command: Command,
         gate: WriteGate,
     ) -> Result<(Written, AccountId, String), Status> {
-        let (me, token_hash) = self.pass_gate(req, gate).await?;
+        let (me, token_hash, remembered) = self.pass_gate(req, gate).await?;
         let written = self.write_entry(idempotency_key, Some(token_hash.clone()), command).await?;
+        if written.duplicate && remembered {
+            // Apply answers a key it applied before with that first result and decides nothing:
+            // a session revoked within the remembered second is caught here, on the copy made
+            // current, before the first result (and what the caller reads with it) goes out.
+            self.authenticate_then(req, ReadFrom::Current, gate_check(gate)).await?;
+        }
         Ok((written, me, token_hash))
     }
 
-    /// The caller and its session's hash, once it passes `gate`: see [`Self::checked_write_entry`].
-    async fn pass_gate<T>(&self, req: &Request<T>, gate: WriteGate) -> Result<(AccountId, String), Status> {
+    /// The caller and its session's hash once it passes `gate`, and whether that was
+    /// remembered from the last second ([`RecentGates`]) rather than checked now.
+    async fn pass_gate<T>(&self, req: &Request<T>, gate: WriteGate) -> Result<(AccountId, String, bool), Status> {
         let token_hash = token_hash_of(req)?;
         if let Some(me) = self.recent_gates.recent(&token_hash, gate, Instant::now()) {
             // What the full check would refuse before reading anything: a node that stopped applying.
             self.node.local_copy().map_err(|e| e.into_status())?;
             self.idle.touch(&token_hash, now_ms());
-            return Ok((me, token_hash));
+            return Ok((me, token_hash, true));
         }
-        let check = match gate {
-            WriteGate::SignedIn => |_: &RocksHub<'_>, _| Ok(()),
-            WriteGate::Operator => operator_check,
-        };
+        let check = gate_check(gate);
         let (me, token_hash, _) = match self.authenticate_then(req, ReadFrom::Local, check).await {
             Ok(passed) => passed,
             Err(_) => self.authenticate_then(req, ReadFrom::Current, check).await?,
         };
         self.recent_gates.remember(&token_hash, gate, me, Instant::now());
-        Ok((me, token_hash))
+        Ok((me, token_hash, false))
     }
 
     /// Whether the hub applies version `needs` or newer (every node runs a build of it), by
@@ -410,6 +414,14 @@ fn token_hash_of<T>(req: &Request<T>) -> Result<String, Status> {
     let token =
         auth::bearer(req).ok_or_else(|| Status::unauthenticated("sign in first (authorization: Bearer <token>)"))?;
     Ok(auth::secret_hash(&token))
+}
+
+/// What `gate` checks of a signed-in caller beyond the session (and an issued password).
+fn gate_check(gate: WriteGate) -> fn(&RocksHub<'_>, AccountId) -> Result<(), Status> {
+    match gate {
+        WriteGate::SignedIn => |_, _| Ok(()),
+        WriteGate::Operator => operator_check,
+    }
 }
 
 /// Whether `me` is a hub operator (事務局) on `hub`.

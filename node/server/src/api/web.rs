@@ -78,18 +78,19 @@ impl tower_service::Service<http::Request<axum::body::Body>> for NativeFirst {
     }
 
     fn call(&mut self, req: http::Request<axum::body::Body>) -> Self::Future {
-        let router = if is_native_grpc(req.headers()) { &mut self.native } else { &mut self.browser };
+        let router = if is_native_grpc(req.version(), req.headers()) { &mut self.native } else { &mut self.browser };
         tower_service::Service::call(router, req)
     }
 }
 
-/// A call of a gRPC client: `application/grpc` (with or without `+proto`), not gRPC-Web, and no
-/// `Origin`.
-fn is_native_grpc(headers: &HeaderMap) -> bool {
+/// A call of a gRPC client: HTTP/2, `application/grpc` (with or without `+proto`), not
+/// gRPC-Web, and no `Origin`. (Over HTTP/1.1 such a request gets gRPC-Web's 400, as before: a
+/// client there could not receive the trailers that carry a call's status.)
+fn is_native_grpc(version: http::Version, headers: &HeaderMap) -> bool {
     let grpc = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|content_type| {
         content_type.starts_with("application/grpc") && !content_type.starts_with("application/grpc-web")
     });
-    grpc && !headers.contains_key(header::ORIGIN)
+    version == http::Version::HTTP_2 && grpc && !headers.contains_key(header::ORIGIN)
 }
 
 /// Every node's public origin and, for a node published on a loopback address, the same with
@@ -206,12 +207,14 @@ mod tests {
 
     #[test]
     fn only_a_grpc_client_without_an_origin_takes_the_native_path() {
-        assert!(is_native_grpc(&headers(&[(header::CONTENT_TYPE, "application/grpc")])));
-        assert!(is_native_grpc(&headers(&[(header::CONTENT_TYPE, "application/grpc+proto")])));
-        let web = [(header::CONTENT_TYPE, "application/grpc-web+proto")];
-        assert!(!is_native_grpc(&headers(&web)), "gRPC-Web");
+        let h2 = |pairs: &[(HeaderName, &'static str)]| is_native_grpc(http::Version::HTTP_2, &headers(pairs));
+        assert!(h2(&[(header::CONTENT_TYPE, "application/grpc")]));
+        assert!(h2(&[(header::CONTENT_TYPE, "application/grpc+proto")]));
+        assert!(!h2(&[(header::CONTENT_TYPE, "application/grpc-web+proto")]), "gRPC-Web");
         let from_page = [(header::CONTENT_TYPE, "application/grpc"), (header::ORIGIN, "https://127.0.0.1:7001")];
-        assert!(!is_native_grpc(&headers(&from_page)), "a page's call keeps CORS");
-        assert!(!is_native_grpc(&headers(&[])), "a GET of the page");
+        assert!(!h2(&from_page), "a page's call keeps CORS");
+        assert!(!h2(&[]), "a GET of the page");
+        let http1 = headers(&[(header::CONTENT_TYPE, "application/grpc")]);
+        assert!(!is_native_grpc(http::Version::HTTP_11, &http1), "HTTP/1.1 cannot carry the status");
     }
 }
