@@ -301,13 +301,13 @@ impl Node {
         self.check_applying()?;
         // Never an entry a member cannot decode: the leader's state knows the hub's version (it
         // moves only once every member's build takes the next one).
-        // (Read only for such commands: most need nothing newer than the first version.)
+        // Asked of the version known reached, read from the state only until it is: every
+        // signed write needs a later version, and reading it each time was ~5 % of a busy
+        // leader's CPU (docs/benchmarks.md, session 20).
         let needs = envelope.command.since_apply_version();
-        if needs > kizuna_domain::FIRST_APPLY_VERSION {
+        if !self.state.applies_at_least(needs)? {
             let active = self.state.apply_version()?;
-            if needs > active {
-                return Err(NodeError::Invalid(ValidationError::NotYet { needs, active }));
-            }
+            return Err(NodeError::Invalid(ValidationError::NotYet { needs, active }));
         }
         self.check_quorum_contact()?;
         envelope.proposed_at_ms = now_ms();
