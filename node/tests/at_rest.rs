@@ -118,7 +118,7 @@ async fn nothing_a_team_writes_is_readable_in_data_dirs_snapshots_or_backups() {
     let (doctor, room) = write_everything(&hub, scratch.path()).await;
     let ids = hub.running_ids();
     for id in &ids {
-        assert!(hub.data_dir(*id).join("snapshots/current.snap").exists(), "node {id} has a snapshot file");
+        assert!(hub.data_dir(*id).join("snapshots/current.ckpt").exists(), "node {id} has a snapshot");
     }
     // The hub still finds the post by its words, on every node.
     for id in &ids {

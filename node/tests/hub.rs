@@ -142,10 +142,6 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
         hub.admin(leader).await.create_snapshot(CreateSnapshotRequest { purge_log: true }).await.unwrap().into_inner();
     assert!(snap.snapshot_index >= last, "{snap:?}");
     assert!(snap.purged_index.is_some_and(|p| p >= last), "{snap:?}");
-    let snapshot_file = hub.data_dir(leader).join("snapshots/current.snap");
-    let size = std::fs::metadata(&snapshot_file).expect("snapshot file").len();
-    assert!(size > 4 * 1024 * 1024, "snapshot is only {size} bytes");
-
     let learner = hub.start_new_node(4).await;
     let spec = common::node_spec(&learner);
     hub.admin(leader)
@@ -158,6 +154,12 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
     let status = hub.status(4);
     assert_eq!(status.role, NodeRole::Learner);
     assert!(status.snapshots_installed >= 1, "the learner caught up without a snapshot: {status:?}");
+    // What was sent: the file written from the leader's checkpoint, kept beside it.
+    let snapshots = hub.data_dir(leader).join("snapshots");
+    let checkpoint = std::fs::read_link(snapshots.join("current.ckpt")).expect("the leader's checkpoint");
+    let sent = snapshots.join(checkpoint).with_extension("snap");
+    let size = std::fs::metadata(&sent).expect("the file sent").len();
+    assert!(size > 4 * 1024 * 1024, "snapshot is only {size} bytes");
     for i in [0, 57, 99] {
         let r = hub.get(4, &format!("big/{i}"), Consistency::Local).await.expect("learner has the data");
         assert_eq!(r.value, values[i]);

@@ -271,9 +271,8 @@ pub struct RaftTimers {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Build a snapshot after this many applied entries since the last one (or 256 MiB of
-    /// log), and once they are a quarter of the entries the last one covered
-    /// (`snapshot_policy.rs`).
+    /// Take a snapshot after this many applied entries since the last one (or 256 MiB of
+    /// log; `snapshot_policy.rs`).
     pub snapshot_after_entries: u64,
     /// Entries kept in the log behind the last snapshot, so lagging followers can catch up
     /// without a snapshot.

@@ -188,28 +188,16 @@ impl Node {
         Ok(Snapshotted { snapshot_index, purged_index })
     }
 
-    /// Raft's metrics once a snapshot reaches `applied`, waiting while the build makes progress.
-    /// A build that was already running when the snapshot was asked for may end below
-    /// `applied` (Raft ignores a trigger while it builds): then the snapshot is asked for again.
+    /// Raft's metrics once a snapshot reaches `applied`. A build that was already running when
+    /// the snapshot was asked for may end below `applied` (Raft ignores a trigger while it
+    /// builds): then the snapshot is asked for once more.
     async fn wait_for_snapshot(&self, applied: u64) -> Result<RaftMetrics, SnapshotError> {
-        let mut written = self.state.snapshot_entries_written();
-        let mut asked_again = false;
-        loop {
-            let late = match self.wait_until("snapshot", move |m| m.snapshot.is_some_and(|l| l.index >= applied)).await
-            {
-                Ok(built) => return Ok(built),
-                Err(late) => late,
-            };
-            let now = self.state.snapshot_entries_written();
-            if now != written {
-                written = now;
-            } else if !asked_again {
-                asked_again = true;
-                self.raft.trigger().snapshot().await.map_err(|e| SnapshotError::Refused(e.to_string()))?;
-            } else {
-                return Err(late);
-            }
+        let reached = move |m: &RaftMetrics| m.snapshot.is_some_and(|l| l.index >= applied);
+        if let Ok(built) = self.wait_until("snapshot", reached).await {
+            return Ok(built);
         }
+        self.raft.trigger().snapshot().await.map_err(|e| SnapshotError::Refused(e.to_string()))?;
+        self.wait_until("snapshot", reached).await
     }
 
     /// Raft's metrics once `done` holds, waiting at most the quorum timeout.

@@ -171,7 +171,7 @@ pub enum AdminCommand {
     /// Where a snapshot file's bytes go, table by table (entries, key and value bytes as
     /// stored, before compression). Reads the file only: no node, no keys.
     SnapshotSpace {
-        /// A node's snapshot, e.g. DATA_DIR/snapshots/current.snap.
+        /// A node's snapshot, DATA_DIR/snapshots/current.ckpt, or a snapshot file.
         file: PathBuf,
     },
     /// Every member's applied index and state digest: replicas at one index must agree.

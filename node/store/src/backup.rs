@@ -14,7 +14,7 @@ use rocksdb::WriteBatch;
 
 use super::keys::{COMMITTED, PURGED, VOTE};
 use super::snapshot::{self, PairDigest};
-use super::state_machine::{CURRENT_SNAPSHOT, StateDigest, StateReader};
+use super::state_machine::{StateDigest, StateReader};
 use super::{CF_RAFT_META, cf, io_err, to_value};
 use crate::raft::{HubNode, LogId, NodeId, SnapshotMeta, StoredMembership, Vote};
 
@@ -89,8 +89,10 @@ pub fn restore_node(
     let snapshot_dir = data_dir.join("snapshots");
     let staged = snapshot_dir.join("restoring.snap");
     snapshot::rewrite_meta(image, &staged, &meta)?;
-    let db = state.reader().db.clone();
-    super::install::install(&db, &staged, &meta, &snapshot_dir.join(CURRENT_SNAPSHOT))?;
+    let reader = state.reader();
+    let db = reader.db.clone();
+    super::install::install(&db, &staged, &meta, &snapshot_dir)?;
+    reader.take_checkpoint()?;
     // The log begins after the image: everything up to it is purged and committed. The node
     // voted for itself in the image's term, so its first election runs in a later one.
     let mut batch = WriteBatch::default();

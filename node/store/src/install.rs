@@ -5,8 +5,9 @@
 //! [`INSTALLING_SNAPSHOT`] in the snapshot directory, where nothing else removes it; then the
 //! state machine is replaced in batches of at most [`BATCH_BYTES`]. Because the batches are not
 //! one atomic write, a marker in `sm_meta` says an install is under way; the last batch writes
-//! the snapshot's `applied` and membership and removes the marker, and the file becomes the
-//! node's current snapshot. A node whose install failed or stopped half way finds the marker
+//! the snapshot's `applied` and membership and removes the marker, and the file is removed: the
+//! caller checkpoints the installed state as the node's current snapshot
+//! ([`crate::checkpoint`]). A node whose install failed or stopped half way finds the marker
 //! when it opens and installs the same file again ([`resume`]) before anything reads the
 //! state; a failed install while it runs leaves the marker and the file for the leader's next
 //! attempt (or that restart).
@@ -27,19 +28,19 @@ const BATCH_BYTES: usize = 64 << 20;
 pub(crate) const INSTALLING_SNAPSHOT: &str = "installing.snap";
 
 /// Replaces the state machine with the snapshot in `file`, whose meta must be `expected`; the
-/// file becomes `current` (the node's current snapshot).
-pub(crate) fn install(db: &DB, file: &Path, expected: &SnapshotMeta, current: &Path) -> std::io::Result<()> {
+/// file is moved through `snapshot_dir` and removed once installed.
+pub(crate) fn install(db: &DB, file: &Path, expected: &SnapshotMeta, snapshot_dir: &Path) -> std::io::Result<()> {
     let meta = check(file)?;
     if meta.last_log_id != expected.last_log_id {
         return Err(io_err("snapshot file does not match its metadata"));
     }
-    let installing = current.with_file_name(INSTALLING_SNAPSHOT);
+    let installing = snapshot_dir.join(INSTALLING_SNAPSHOT);
     move_or_copy(file, &installing)?;
     let mut marker = WriteBatch::default();
     marker.put_cf(cf(db, CF_SM_META), INSTALLING, to_value(&true)?);
     db.write_opt(marker, &synced()).map_err(io_err)?;
     replace(db, &installing)?;
-    std::fs::rename(&installing, current)
+    std::fs::remove_file(&installing)
 }
 
 /// Whether an install is under way or failed half way (the state is not whole).
@@ -48,12 +49,12 @@ pub(crate) fn pending(db: &DB) -> std::io::Result<bool> {
 }
 
 /// Finishes an install that failed or stopped half way, if any: the node's state is then whole
-/// again and its current snapshot the installed one.
-pub(crate) fn resume(db: &DB, current: &Path) -> std::io::Result<()> {
+/// again. Returns whether there was one (the caller checkpoints the installed state).
+pub(crate) fn resume(db: &DB, snapshot_dir: &Path) -> std::io::Result<bool> {
     if !pending(db)? {
-        return Ok(());
+        return Ok(false);
     }
-    let installing = current.with_file_name(INSTALLING_SNAPSHOT);
+    let installing = snapshot_dir.join(INSTALLING_SNAPSHOT);
     if !installing.exists() {
         return Err(io_err(format!(
             "the state machine is half replaced by the snapshot {}, which is gone: restore this node from a backup or a peer",
@@ -62,7 +63,8 @@ pub(crate) fn resume(db: &DB, current: &Path) -> std::io::Result<()> {
     }
     tracing::warn!(snapshot = %installing.display(), "finishing a snapshot install that failed or stopped half way");
     replace(db, &installing)?;
-    std::fs::rename(&installing, current)
+    std::fs::remove_file(&installing)?;
+    Ok(true)
 }
 
 /// Moves a received file into place (a copy when it is on another file system).

@@ -18,6 +18,7 @@
 //! durable.
 
 pub mod backup;
+mod checkpoint;
 pub mod codec;
 mod fault;
 mod hub_view;
@@ -104,7 +105,7 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
     }
     let db = open_db(&db_path)?;
     // Before anything reads a value: a dir of an older format is brought to this one first.
-    migrate::run(&db, &snapshot_dir)?;
+    migrate::run(&db)?;
     let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
     let log = LogStore::new(db.clone(), vault.clone())?;

@@ -1,15 +1,14 @@
 //! Upgrades a data directory to the current value format when it is opened.
 //!
 //! The format a data dir is in is the raw byte under `raft_meta`/`format` ([`keys::FORMAT`]).
-//! Without it, the dir was written before [`codec`] existed: every value of every column family,
-//! and the current snapshot file, is JSON. One pass then rewrites each value in the current
+//! Without it, the dir was written before [`codec`] existed: every value of every column family
+//! is JSON (and the snapshot file beside it, which the node replaces by a checkpoint of the
+//! migrated state once opened: see [`crate::checkpoint`]). One pass then rewrites each value in the current
 //! format, in write batches, typed by the column family and key (postcard is positional: the
 //! bytes can only be produced from the Rust type), and the marker is written last, synced. A
 //! pass cut short resumes: a value that already starts with the current version byte is skipped
 //! (no JSON text starts with the byte 0x01). A value that is not what its key promises stops the
 //! node from opening, naming the column family and key: nothing is dropped or kept as JSON.
-
-use std::path::Path;
 
 use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
 use serde::Serialize;
@@ -17,8 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{self, CURRENT};
 use crate::keys::{self, APPLIED, COMMITTED, FORMAT, MEMBERSHIP, PURGED, VOTE};
-use crate::raft::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
-use crate::snapshot::{self, SnapshotWriter};
+use crate::raft::{Entry, LogId, StoredMembership, Vote};
 use crate::{CF_AUDIT_JOURNAL, CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, cf, io_err};
 use kizuna_domain::audit::{AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
@@ -38,8 +36,6 @@ pub enum MigrateError {
     Format(u8),
     #[error("cannot migrate {family} key {key} from JSON: {cause}")]
     Value { family: &'static str, key: String, cause: String },
-    #[error("cannot migrate the snapshot file {path}: {cause}")]
-    Snapshot { path: String, cause: String },
     #[error("migration: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -57,11 +53,10 @@ pub struct Migrated {
     pub values: [u64; 5],
     /// Values already in the current format (a resumed pass).
     pub already: u64,
-    pub snapshot: bool,
 }
 
 /// Brings the data dir to the current format; a no-op once its marker says it is there.
-pub fn run(db: &DB, snapshot_dir: &Path) -> Result<Option<Migrated>, MigrateError> {
+pub fn run(db: &DB) -> Result<Option<Migrated>, MigrateError> {
     match db.get_cf(cf(db, CF_RAFT_META), FORMAT).map_err(io_err)?.as_deref() {
         Some([CURRENT]) => return Ok(None),
         Some([other]) => return Err(MigrateError::Format(*other)),
@@ -74,7 +69,6 @@ pub fn run(db: &DB, snapshot_dir: &Path) -> Result<Option<Migrated>, MigrateErro
         done.values[i] = rewritten;
         done.already += already;
     }
-    done.snapshot = snapshot_pass(&snapshot_dir.join(crate::state_machine::CURRENT_SNAPSHOT))?;
     let mut synced = WriteOptions::default();
     synced.set_sync(true);
     db.put_cf_opt(cf(db, CF_RAFT_META), FORMAT, [CURRENT], &synced).map_err(io_err)?;
@@ -82,9 +76,8 @@ pub fn run(db: &DB, snapshot_dir: &Path) -> Result<Option<Migrated>, MigrateErro
         let [log, meta, data, sm_meta, journal] = done.values;
         tracing::info!(
             "data dir migrated from JSON to value format {CURRENT}: {log} log entries, {meta} raft meta, \
-             {data} state values, {sm_meta} state meta, {journal} journaled reads, snapshot file: {}, \
+             {data} state values, {sm_meta} state meta, {journal} journaled reads, \
              {} values were already converted",
-            done.snapshot,
             done.already
         );
     }
@@ -254,29 +247,6 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' | b'5' => op.with::<()>(),
         _ => return None,
     })
-}
-
-/// Rewrites the current snapshot file, if it is JSON: true when it did.
-fn snapshot_pass(path: &Path) -> Result<bool, MigrateError> {
-    if !path.exists() {
-        return Ok(false);
-    }
-    let fail = |cause: String| MigrateError::Snapshot { path: path.display().to_string(), cause };
-    let meta = snapshot::read_raw_meta(path)?;
-    if codec::is_current(&meta) {
-        return Ok(false);
-    }
-    let meta: SnapshotMeta = serde_json::from_slice(&meta).map_err(|e| fail(format!("meta: {e}")))?;
-    let tmp = path.with_extension("migrating");
-    let mut writer = SnapshotWriter::create(&tmp, &meta)?;
-    snapshot::read_raw(path, |k, v| {
-        let value = convert(CF_SM_DATA, &k, &v).map_err(io_err)?;
-        // Snapshot pairs are live values only; a `None` (absent) has no pair to write.
-        value.map_or(Ok(()), |value| writer.pair(&k, &value))
-    })?;
-    writer.finish()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(true)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::{CF_RAFT_LOG, CF_RAFT_META, cf, get_value, io_err, to_value};
 /// What a node's scrub does besides compacting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScrubPlan {
-    /// Its snapshot file was built before: a new one replaces it.
+    /// Its snapshot was taken before: a new one replaces it.
     pub resnapshot: bool,
     /// Its log begins with entries written before it had its own key: purged up to a new
     /// snapshot (later entries are sealed: the key exists from one start on).
@@ -40,7 +40,7 @@ impl StateReader {
             Some(item) => codec::sealed_parts(&item.map_err(io_err)?.1).map_err(io_err)?.is_none(),
             None => false,
         };
-        Ok(Some(ScrubPlan { resnapshot: self.current_snapshot.exists() || purge_log, purge_log }))
+        Ok(Some(ScrubPlan { resnapshot: self.checkpoints.exists()? || purge_log, purge_log }))
     }
 
     /// Whether this node scrubbed its files since the hub's state was sealed.
@@ -63,6 +63,11 @@ impl StateReader {
         }
         // The write-ahead log of what was flushed is obsolete now, and RocksDB deletes it.
         db.flush_wal(true).map_err(io_err)?;
+        // The current checkpoint links the files just compacted away, clear values and all:
+        // one of the compacted state takes its place (the old files go with it).
+        if self.checkpoints.exists()? {
+            self.take_checkpoint()?;
+        }
         let mut synced = rocksdb::WriteOptions::default();
         synced.set_sync(true);
         db.put_cf_opt(cf(db, CF_RAFT_META), SCRUBBED, to_value(&true)?, &synced).map_err(io_err)

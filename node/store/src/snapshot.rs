@@ -1,19 +1,21 @@
-//! Snapshot files: a consistent copy of the state machine's tables at one applied log id.
+//! Snapshot files: a consistent copy of the state machine's tables at one applied log id, as
+//! sent to a peer and as backup images are written. (A node's own snapshot is a checkpoint of
+//! its database, `checkpoint.rs`; a file is written from it when a peer needs one.)
 //!
 //! Layout: [`SNAPSHOT_MAGIC`], then one zstd frame holding the body: `u32` length + the
 //! snapshot meta (in [`crate::codec`]'s format), then pairs of (`u32` key length, key, `u32`
 //! value length, value) of the `sm_data` column family, then a `u64` pair count as a trailer
-//! that proves the file is complete. Built from a RocksDB snapshot, so it is consistent even
-//! while apply goes on; streamed to peers in chunks (compressed: the transfer shrinks too); read
-//! back into one write batch on install. Keys travel as stored: their layout is `keys.rs`'s,
-//! and install replaces the range `keys::SM_DATA_START..keys::SM_DATA_END`.
+//! that proves the file is complete. Written from one RocksDB snapshot, so it is consistent even
+//! while apply goes on; streamed to peers in chunks; read back into bounded write batches on
+//! install. Keys travel as stored: their layout is `keys.rs`'s, and install replaces the range
+//! `keys::SM_DATA_START..keys::SM_DATA_END`.
 //!
-//! Why compressed: every node keeps its last snapshot beside its RocksDB, and written plain it
-//! was three times the state itself (docs/benchmarks.md, "A filled hub's memory and disk"):
-//! the search index's sorted keys share long prefixes. Files written before (the body without
-//! the magic) are still read. A build that predates the magic refuses a compressed file as
-//! corrupt (its first length is far past [`MAX_ITEM_BYTES`]) and changes nothing; the leader
-//! retries until that node runs this build.
+//! Why compressed: the search index's sorted keys share long prefixes, and written plain a file
+//! was three times the state itself (docs/benchmarks.md, "A filled hub's memory and disk"); the
+//! transfer shrinks too. Files written before (the body without the magic) are still read. A
+//! build that predates the magic refuses a compressed file as corrupt (its first length is far
+//! past [`MAX_ITEM_BYTES`]) and changes nothing; the leader retries until that node runs this
+//! build.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -27,16 +29,11 @@ use super::state_machine::StateDigest;
 use super::{CF_SM_DATA, CF_SM_META, cf, codec, io_err};
 use crate::raft::{LogId, SnapshotMeta, StoredMembership};
 
-/// A snapshot's data: a file on disk, never the whole snapshot in memory.
+/// A snapshot's data on disk, never the whole snapshot in memory: a snapshot file (one received
+/// from a peer) or a checkpoint directory (this node's own: see [`crate::checkpoint`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotFile {
     pub path: PathBuf,
-}
-
-impl SnapshotFile {
-    pub fn size(&self) -> std::io::Result<u64> {
-        Ok(std::fs::metadata(&self.path)?.len())
-    }
 }
 
 /// The first bytes of a compressed snapshot file (the format's second version: the first had
@@ -152,6 +149,20 @@ pub(crate) fn write_consistent(
     path: &Path,
     mut each: impl FnMut(&[u8], &[u8]),
 ) -> std::io::Result<SnapshotMeta> {
+    let meta = meta_of(db, view)?;
+    let mut writer = SnapshotWriter::create(path, &meta)?;
+    for item in view.iterator_cf(cf(db, CF_SM_DATA), IteratorMode::Start) {
+        let (k, v) = item.map_err(io_err)?;
+        writer.pair(&k, &v)?;
+        each(&k, &v);
+    }
+    writer.finish()?;
+    Ok(meta)
+}
+
+/// The snapshot meta of the state `view` shows: its applied log id and membership. Refused if
+/// an install left the state half replaced.
+pub(crate) fn meta_of(db: &DB, view: &rocksdb::Snapshot<'_>) -> std::io::Result<SnapshotMeta> {
     let meta_cf = cf(db, CF_SM_META);
     let read = |key: &[u8]| -> std::io::Result<Option<Vec<u8>>> { view.get_cf(meta_cf, key).map_err(io_err) };
     // An install that failed half way left its marker and a mixed state: nothing to copy.
@@ -166,15 +177,7 @@ pub(crate) fn write_consistent(
         Some(b) => codec::decode_at(CF_SM_META, MEMBERSHIP, &b)?,
         None => StoredMembership::default(),
     };
-    let meta = SnapshotMeta { last_log_id, last_membership };
-    let mut writer = SnapshotWriter::create(path, &meta)?;
-    for item in view.iterator_cf(cf(db, CF_SM_DATA), IteratorMode::Start) {
-        let (k, v) = item.map_err(io_err)?;
-        writer.pair(&k, &v)?;
-        each(&k, &v);
-    }
-    writer.finish()?;
-    Ok(meta)
+    Ok(SnapshotMeta { last_log_id, last_membership })
 }
 
 /// Keeps a background job (a snapshot build) to a share of one core: after each slice of work

@@ -1,12 +1,13 @@
 //! Where a node's disk goes, table by table: the entries of the replicated state and their
 //! bytes as stored (keys as written, values sealed, before RocksDB's compression), counted from
-//! the live state ([`crate::StateReader::space_by_table`]) or from a snapshot file
-//! ([`snapshot_space`], `kizuna admin snapshot-space`), which needs no keys: it counts bytes.
+//! the live state ([`crate::StateReader::space_by_table`]) or from a snapshot, a node's
+//! checkpoint or a file ([`snapshot_space`], `kizuna admin snapshot-space`), which needs no
+//! keys: it counts bytes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::{keys, snapshot};
+use crate::{checkpoint, keys, snapshot};
 
 /// The entries of one table of the replicated state and their bytes as stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,13 +37,18 @@ impl SpaceByTable {
     }
 }
 
-/// What each table holds in the snapshot file at `path` (checked whole as it is read).
+/// What each table holds in the snapshot at `path`: a node's checkpoint (a directory, read
+/// only) or a snapshot file (checked whole as it is read).
 pub fn snapshot_space(path: &Path) -> std::io::Result<Vec<TableSpace>> {
     let mut space = SpaceByTable::default();
-    snapshot::read_raw(path, |key, value| {
-        space.add(&key, &value);
-        Ok(())
-    })?;
+    if path.is_dir() {
+        checkpoint::read_pairs(path, |key, value| space.add(key, value))?;
+    } else {
+        snapshot::read_raw(path, |key, value| {
+            space.add(&key, &value);
+            Ok(())
+        })?;
+    }
     Ok(space.tables())
 }
 

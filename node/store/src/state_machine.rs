@@ -10,6 +10,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
+use super::checkpoint::Checkpoints;
 use super::fault::StorageFault;
 use super::hub_view::RocksHub;
 use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS};
@@ -29,7 +30,9 @@ use kizuna_domain::{
 };
 use kizuna_domain::{attachments, notify, push};
 
-pub(crate) const CURRENT_SNAPSHOT: &str = "current.snap";
+/// The current snapshot as a file, as nodes kept it before checkpoints: a node that finds one
+/// when it opens checkpoints its state instead and removes the file.
+pub(crate) const LEGACY_SNAPSHOT: &str = "current.snap";
 
 /// Read access to the applied state, shared with the API.
 #[derive(Clone)]
@@ -38,9 +41,6 @@ pub struct StateReader {
     /// The keys the state is sealed with (shared with apply, which adds to them).
     vault: Arc<Vault>,
     snapshots_installed: Arc<AtomicU64>,
-    /// Entries written into snapshots this node built since it started: it grows while a
-    /// build runs, so a caller waiting for a large snapshot can tell slow from stuck.
-    snapshot_entries_written: Arc<AtomicU64>,
     events: tokio::sync::broadcast::Sender<Event>,
     /// Patient-data reads of this node, waiting to be shipped into the audit chain.
     pub journal: ReadJournal,
@@ -51,14 +51,12 @@ pub struct StateReader {
     /// A snapshot install is replacing the state in batches (or failed half way): the state
     /// is not whole, so nothing may be answered from it.
     installing: Arc<AtomicBool>,
-    /// This node's current snapshot file (it may not exist).
-    pub(crate) current_snapshot: PathBuf,
-    /// Held while an install replaces the state and the current snapshot file, while a view of
-    /// the whole state is taken, and while a build publishes its file: openraft installs a
-    /// snapshot from the leader while a build of this node may run (the build is a task of its
-    /// own), and without it a view could see a half-installed state, or a build begun before
-    /// the install could put its older file in place of the installed one (this node's
-    /// snapshot then behind its purged log: refused by openraft at the next start).
+    /// This node's snapshots: the current one a checkpoint of its state.
+    pub(crate) checkpoints: Checkpoints,
+    /// Held while an install replaces the state and checkpoints it, while a view of the whole
+    /// state is taken, and while a build checkpoints it: openraft installs a snapshot from the
+    /// leader while a build of this node may run (the build is a task of its own), and without
+    /// it a view or a checkpoint could hold a half-installed state.
     whole_state: Arc<Mutex<()>>,
     /// Counts the applied batches that may have changed which live events a session receives
     /// (`RocksHub::changed_access`), and the snapshots installed. Bumped after the batch is
@@ -81,6 +79,13 @@ impl StateReader {
     pub(crate) fn whole_view(&self) -> rocksdb::Snapshot<'_> {
         let _whole = hold(&self.whole_state);
         self.db.snapshot()
+    }
+
+    /// Checkpoints the state as it is now as this node's current snapshot (see
+    /// [`crate::checkpoint`]); never while an install replaces it. Blocking.
+    pub(crate) fn take_checkpoint(&self) -> std::io::Result<(PathBuf, SnapshotMeta)> {
+        let _whole = hold(&self.whole_state);
+        self.checkpoints.take(&self.db)
     }
 
     /// Whether a snapshot install is replacing the state (see [`crate::install`]).
@@ -222,11 +227,6 @@ impl StateReader {
         self.snapshots_installed.load(Ordering::Relaxed)
     }
 
-    /// Entries written into the snapshots this node built since it started (see the field).
-    pub fn snapshot_entries_written(&self) -> u64 {
-        self.snapshot_entries_written.load(Ordering::Relaxed)
-    }
-
     /// RocksDB's own figures of every column family, for the metrics (a property RocksDB does
     /// not report is left out).
     pub fn storage_properties(&self) -> Vec<StorageProperty> {
@@ -280,8 +280,6 @@ pub struct StateMachineStore {
     db: Arc<DB>,
     snapshot_dir: PathBuf,
     reader: StateReader,
-    /// Numbers snapshot ids built by this node, so two builds at one log id differ.
-    snapshot_seq: Arc<AtomicU64>,
     /// The newest apply version this node may take up: the build's, unless a test stands for
     /// an older build (see [`Self::applying_at_most`]).
     max_apply_version: u32,
@@ -292,13 +290,20 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf, vault: Arc<Vault>) -> std::io::Result<Self> {
         // An install a stop interrupted is finished before anything reads the state.
-        install::resume(&db, &snapshot_dir.join(CURRENT_SNAPSHOT))?;
-        // Leftovers of interrupted builds or transfers are incomplete by definition.
+        let resumed = install::resume(&db, &snapshot_dir)?;
+        let checkpoints = Checkpoints::open(&snapshot_dir)?;
+        // Leftovers of interrupted transfers are incomplete by definition.
         for entry in std::fs::read_dir(&snapshot_dir)? {
             let path = entry?.path();
-            if path.file_name().is_some_and(|n| n != CURRENT_SNAPSHOT && n != install::INSTALLING_SNAPSHOT) {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.starts_with("incoming-") {
                 let _ = std::fs::remove_file(path);
             }
+        }
+        let legacy = snapshot_dir.join(LEGACY_SNAPSHOT);
+        if resumed || legacy.exists() {
+            checkpoints.take(&db)?;
+            remove_if_present(&legacy)?;
         }
         index_connections(&db)?;
         let (events, _) = tokio::sync::broadcast::channel(4096);
@@ -308,26 +313,18 @@ impl StateMachineStore {
             db: db.clone(),
             vault,
             snapshots_installed: Arc::default(),
-            snapshot_entries_written: Arc::default(),
             events,
             journal,
             observations,
             apply_fault: Arc::default(),
             installing: Arc::default(),
-            current_snapshot: snapshot_dir.join(CURRENT_SNAPSHOT),
+            checkpoints,
             whole_state: Arc::default(),
             access_changes: Arc::default(),
             apply_version_reached: Arc::default(),
         };
         let max_apply_version = kizuna_domain::APPLY_VERSION;
-        Ok(Self {
-            db,
-            snapshot_dir,
-            reader,
-            snapshot_seq: Arc::default(),
-            max_apply_version,
-            sweep_hints: SweepHints::default(),
-        })
+        Ok(Self { db, snapshot_dir, reader, max_apply_version, sweep_hints: SweepHints::default() })
     }
 
     /// This node takes up apply versions up to `version` only: a test's stand-in for a node
@@ -345,9 +342,12 @@ impl StateMachineStore {
     pub fn incoming_snapshot_path(&self, name: &str) -> PathBuf {
         self.snapshot_dir.join(format!("incoming-{name}.snap"))
     }
+}
 
-    fn current_path(&self) -> PathBuf {
-        self.snapshot_dir.join(CURRENT_SNAPSHOT)
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -409,9 +409,6 @@ const FORGET_EVENTS_PER_ENTRY: usize = 32;
 pub const SESSION_KEPT_MS: u64 = 2 * 24 * 60 * 60 * 1000;
 /// Unused invitations are removed a week after they expired.
 pub const INVITATION_KEPT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
-/// A snapshot build rests this many times as long as it works (it runs on every node at
-/// about the same time, beside the commits: see `snapshot::Pacer`).
-const BUILD_REST_PER_BUSY: u32 = 3;
 
 /// Entries between two sweeps of sessions and invitations (by log index: the same entries on
 /// every replica), and the records one sweep looks at.
@@ -891,29 +888,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder {
-            reader: self.reader.clone(),
-            snapshot_dir: self.snapshot_dir.clone(),
-            seq: self.snapshot_seq.clone(),
-        }
+        SnapshotBuilder { reader: self.reader.clone() }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), std::io::Error> {
-        let db = self.db.clone();
-        let meta = meta.clone();
-        let current = self.current_path();
-        let installing = self.reader.installing.clone();
-        installing.store(true, Ordering::Release);
+        let reader = self.reader.clone();
+        let (meta, snapshot_dir) = (meta.clone(), self.snapshot_dir.clone());
+        self.reader.installing.store(true, Ordering::Release);
         self.sweep_hints = SweepHints::default();
-        let db_after = self.db.clone();
-        let whole_state = self.reader.whole_state.clone();
         let installed = blocking(move || {
-            let _whole = hold(&whole_state);
-            install::install(&db, &snapshot.path, &meta, &current)
+            let _whole = hold(&reader.whole_state);
+            install::install(&reader.db, &snapshot.path, &meta, &snapshot_dir)?;
+            reader.checkpoints.take(&reader.db)
         })
         .await;
         // A refused file left the state untouched; one that failed half way left the marker.
-        installing.store(install::pending(&db_after)?, Ordering::Release);
+        self.reader.installing.store(install::pending(&self.db)?, Ordering::Release);
         // Whatever was read of the old state, even of its half-replaced form, no longer holds.
         self.reader.access_changes.fetch_add(1, Ordering::AcqRel);
         installed?;
@@ -924,75 +914,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, std::io::Error> {
-        let path = self.current_path();
-        if !path.exists() {
-            return Ok(None);
-        }
-        let meta = snapshot::read_meta(&path)?;
-        Ok(Some(Snapshot { meta, snapshot: SnapshotFile { path } }))
+        let checkpoints = self.reader.checkpoints.clone();
+        let current = blocking(move || checkpoints.current()).await?;
+        Ok(current.map(|(path, meta)| Snapshot { meta, snapshot: SnapshotFile { path } }))
     }
 }
 
+/// Builds this node's snapshots: a checkpoint of its state (see [`crate::checkpoint`]).
 #[derive(Clone)]
 pub struct SnapshotBuilder {
     reader: StateReader,
-    snapshot_dir: PathBuf,
-    seq: Arc<AtomicU64>,
-}
-
-impl SnapshotBuilder {
-    /// Writes a snapshot file of the state as it is now, paced (see [`snapshot::Pacer`]).
-    fn write_file(&self) -> std::io::Result<(PathBuf, SnapshotMeta)> {
-        let db = &self.reader.db;
-        let view = self.reader.whole_view();
-        // Sync the WAL once the view is taken, so it holds everything the view does: once this
-        // snapshot exists openraft may purge the log, and the unsynced state-machine writes must
-        // not be the only copy of what it held.
-        db.flush_wal(true).map_err(io_err)?;
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let path = self.snapshot_dir.join(format!("build-{seq}.snap"));
-        let mut pacer = snapshot::Pacer::new(BUILD_REST_PER_BUSY);
-        let written = &self.reader.snapshot_entries_written;
-        let each = |_: &[u8], _: &[u8]| {
-            written.fetch_add(1, Ordering::Relaxed);
-            pacer.tick();
-        };
-        let meta = snapshot::write_consistent(db, &view, &path, each)?;
-        Ok((path, meta))
-    }
-
-    /// Makes the file built of the state at `meta` this node's current snapshot, unless the
-    /// current one is as new: a snapshot from the leader may have been installed meanwhile.
-    /// Returns the current snapshot either way.
-    fn publish(&self, built: &Path, meta: SnapshotMeta) -> std::io::Result<Snapshot> {
-        let current = self.reader.current_snapshot.clone();
-        let _whole = hold(&self.reader.whole_state);
-        if current.exists() {
-            match snapshot::read_meta(&current) {
-                Ok(newest) if newest.last_log_id >= meta.last_log_id => {
-                    std::fs::remove_file(built)?;
-                    return Ok(Snapshot { meta: newest, snapshot: SnapshotFile { path: current } });
-                }
-                Ok(_) => {}
-                // A current file that cannot be read is replaced, as an older one would be.
-                Err(e) => tracing::warn!(path = %current.display(), "replacing an unreadable snapshot file: {e}"),
-            }
-        }
-        std::fs::rename(built, &current)?;
-        Ok(Snapshot { meta, snapshot: SnapshotFile { path: current } })
-    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, std::io::Error> {
-        let builder = self.clone();
-        blocking(move || {
-            let (built, meta) = builder.write_file()?;
-            builder.publish(&built, meta)
-        })
-        .await
+        let reader = self.reader.clone();
+        let (path, meta) = blocking(move || reader.take_checkpoint()).await?;
+        Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
     }
 }
 
@@ -1230,7 +1170,7 @@ mod tests {
             let (_log, mut sm) = crate::open(target.path(), crate::MasterKeys::none()).expect("open");
             apply(&mut sm, vec![put_record(1, "other")]).await.expect("apply");
             let incoming = sm.incoming_snapshot_path("from-leader");
-            std::fs::copy(&snapshot.snapshot.path, &incoming).expect("received");
+            std::fs::copy(snapshot.snapshot.streamable().expect("exported"), &incoming).expect("received");
             // As `install` leaves it after its first batches: the file in place, the marker, the
             // data half replaced.
             std::fs::rename(&incoming, sm.snapshot_dir.join(install::INSTALLING_SNAPSHOT)).expect("in place");
@@ -1249,29 +1189,30 @@ mod tests {
     }
 
     /// openraft builds in a task of its own and may install a snapshot from the leader
-    /// meanwhile: the build, begun on the older state, must not take the installed file's place.
+    /// meanwhile: a build after the install checkpoints the installed state, never an older one.
     #[tokio::test]
-    async fn a_build_begun_before_an_install_leaves_the_installed_snapshot_current() {
+    async fn a_build_after_an_install_keeps_the_installed_snapshot_current() {
         let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
-        let (newer, _) = snapshot_of_records(source.path(), 20).await;
+        let (newer, digest) = snapshot_of_records(source.path(), 20).await;
         let (_log, mut sm) = crate::open(target.path(), crate::MasterKeys::none()).expect("open");
         apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
-        let builder = sm.get_snapshot_builder().await;
-        let (built, older) = builder.write_file().expect("built of the state at entry 1");
+        let mut builder = sm.get_snapshot_builder().await;
+        let older = builder.build_snapshot().await.expect("built of the state at entry 1");
         let incoming = sm.incoming_snapshot_path("from-leader");
-        std::fs::copy(&newer.snapshot.path, &incoming).expect("received");
+        std::fs::copy(newer.snapshot.streamable().expect("exported"), &incoming).expect("received");
         sm.install_snapshot(&newer.meta, SnapshotFile { path: incoming }).await.expect("install");
+        assert!(!older.snapshot.path.exists(), "the older checkpoint is gone");
+        assert_eq!(sm.reader().state_digest().expect("digest"), digest, "the installed state");
 
-        let published = builder.publish(&built, older).expect("publish");
-        assert_eq!(published.meta.last_log_id, newer.meta.last_log_id, "openraft is told of the newer one");
+        let rebuilt = builder.build_snapshot().await.expect("a build on the installed state");
+        assert_eq!(rebuilt.meta.last_log_id, newer.meta.last_log_id, "openraft is told of the installed one");
         let current = sm.get_current_snapshot().await.expect("readable").expect("a current snapshot");
-        assert_eq!(current.meta.last_log_id, newer.meta.last_log_id, "the installed file stays current");
-        assert!(!built.exists(), "the older file is gone");
+        assert_eq!(current.meta, rebuilt.meta);
 
         apply(&mut sm, vec![put_record(21, "later")]).await.expect("apply");
-        let (built, meta) = builder.write_file().expect("built");
-        let published = builder.publish(&built, meta).expect("publish");
-        assert_eq!(published.meta.last_log_id.map(|l| l.index), Some(21), "a newer build replaces it");
+        let later = builder.build_snapshot().await.expect("built");
+        assert_eq!(later.meta.last_log_id.map(|l| l.index), Some(21), "a newer build replaces it");
+        assert!(!current.snapshot.path.exists(), "and the one it replaced is gone");
     }
 
     /// An install that failed half way leaves its marker and a mixed state: no snapshot or
@@ -1281,11 +1222,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
         apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
-        let builder = sm.get_snapshot_builder().await;
-        assert!(builder.write_file().is_ok(), "a whole state is copied");
+        let mut builder = sm.get_snapshot_builder().await;
+        assert!(builder.build_snapshot().await.is_ok(), "a whole state is copied");
+        apply(&mut sm, vec![put_record(2, "more")]).await.expect("apply");
         let marker = to_value(&true).expect("encode");
         sm.db.put_cf(cf(&sm.db, CF_SM_META), keys::INSTALLING, marker).expect("marker");
-        assert!(builder.write_file().is_err(), "no snapshot of a half-installed state");
+        assert!(builder.build_snapshot().await.is_err(), "no snapshot of a half-installed state");
+        let current = sm.get_current_snapshot().await.expect("readable").expect("the whole one stays");
+        assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(1));
         assert!(sm.reader().write_image(&dir.path().join("image")).is_err(), "nor a backup image");
     }
 
@@ -1297,7 +1241,7 @@ mod tests {
         apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
         let before = sm.reader().state_digest().expect("digest");
         let incoming = sm.incoming_snapshot_path("cut");
-        let bytes = std::fs::read(&snapshot.snapshot.path).expect("read");
+        let bytes = std::fs::read(snapshot.snapshot.streamable().expect("exported")).expect("read");
         std::fs::write(&incoming, &bytes[..bytes.len() - 20]).expect("write");
         let refused = sm.install_snapshot(&snapshot.meta, SnapshotFile { path: incoming }).await;
         assert!(refused.is_err(), "a cut file is not installed");

@@ -245,10 +245,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let stream_err = |e: String| StreamingError::Network(network(e));
         metrics::counter!("kizuna_raft_snapshot_sends_total", "peer" => self.target.to_string()).increment(1);
         let mut client = self.channels.raft_client(&self.addr).map_err(|e| stream_err(e.to_string()))?;
-        let total_bytes = snapshot.snapshot.size().map_err(|e| stream_err(format!("snapshot file: {e}")))?;
-        let mut file = tokio::fs::File::open(&snapshot.snapshot.path)
+        // A checkpoint is exported to a file the first time a peer needs it (seconds to minutes
+        // on a large hub): off the async threads.
+        let data = snapshot.snapshot.clone();
+        let path = tokio::task::spawn_blocking(move || data.streamable())
             .await
-            .map_err(|e| stream_err(format!("snapshot file: {e}")))?;
+            .map_err(|e| stream_err(format!("snapshot export task: {e}")))?
+            .map_err(|e| stream_err(format!("snapshot export: {e}")))?;
+        let mut file = tokio::fs::File::open(&path).await.map_err(|e| stream_err(format!("snapshot file: {e}")))?;
+        let total_bytes = file.metadata().await.map_err(|e| stream_err(format!("snapshot file: {e}")))?.len();
         let header = SnapshotHeader { vote: encode(&vote), meta: encode(&snapshot.meta), total_bytes };
 
         // Chunks are read from the file as the stream is polled: the snapshot is never held

@@ -65,15 +65,15 @@ impl ForType for Probe {
 }
 
 /// Every value of the fixture survives the migration: the same value through its Rust type, of
-/// every table present, and the snapshot file's meta and pairs.
+/// every table present; its snapshot file (JSON) is replaced by a checkpoint of the migrated
+/// state.
 #[test]
 fn the_fixture_migrates_value_for_value() {
     let dir = tempfile::tempdir().expect("temp dir");
     unpack_json_fixture(dir.path());
     let before = all_values(&raw(dir.path()));
-    let snapshot_path = dir.path().join("snapshots").join(crate::state_machine::CURRENT_SNAPSHOT);
-    let json_meta: SnapshotMeta = serde_json::from_slice(&snapshot::read_raw_meta(&snapshot_path).expect("meta"))
-        .expect("the fixture's snapshot meta is JSON");
+    let snapshot_path = dir.path().join("snapshots").join(crate::state_machine::LEGACY_SNAPSHOT);
+    assert!(snapshot_path.exists(), "the fixture has a snapshot file");
 
     drop(crate::open(dir.path(), crate::MasterKeys::none()).expect("open migrates"));
     let db = raw(dir.path());
@@ -87,16 +87,12 @@ fn the_fixture_migrates_value_for_value() {
         }
     }
     assert!(tables.len() >= 18, "the fixture covers most tables: {tables:?}");
-    let mut pairs = 0;
-    let meta = snapshot::read_pairs(&snapshot_path, |k, v| {
-        pairs += 1;
-        value_type(CF_SM_DATA, &k, AsJson(&v)).expect("typed");
-        Ok(())
-    })
-    .expect("the snapshot file is current");
-    assert_eq!(meta, json_meta);
-    assert!(pairs > 100, "{pairs} pairs");
-    let again = run(&db, snapshot_path.parent().expect("the snapshot dir")).expect("a second run");
+    assert!(!snapshot_path.exists(), "the JSON snapshot file is gone");
+    let checkpoints = crate::checkpoint::Checkpoints::open(snapshot_path.parent().expect("dir")).expect("open");
+    let (_, meta) = checkpoints.current().expect("readable").expect("a checkpoint in its place");
+    let applied = db.get_cf(cf(&db, CF_SM_META), crate::keys::APPLIED).expect("read").expect("applied");
+    assert_eq!(meta.last_log_id, Some(codec::decode(&applied).expect("a log id")), "of the migrated state");
+    let again = run(&db).expect("a second run");
     assert_eq!(again, None, "the marker makes a second open a no-op");
 }
 

@@ -1,0 +1,136 @@
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::AtomicBool;
+
+use openraft::testing::log_id;
+use rocksdb::WriteBatch;
+
+use super::*;
+use crate::keys::APPLIED;
+use crate::raft::TypeConfig;
+use crate::{CF_SM_DATA, CF_SM_META, cf, to_value};
+
+const COUNTER: &[u8] = b"~counter";
+
+/// One apply as it writes: a value and `applied` in one batch.
+fn write_step(db: &DB, index: u64) {
+    let mut batch = WriteBatch::default();
+    batch.put_cf(cf(db, CF_SM_DATA), COUNTER, index.to_be_bytes());
+    batch.put_cf(cf(db, CF_SM_META), APPLIED, to_value(&log_id::<TypeConfig>(1, 1, index)).expect("encode"));
+    db.write(batch).expect("write");
+}
+
+fn counter_in(checkpoint: &Path) -> u64 {
+    let db = open_read_only(checkpoint).expect("open the checkpoint");
+    let bytes = db.get_cf(cf(&db, CF_SM_DATA), COUNTER).expect("read").expect("the counter");
+    u64::from_be_bytes(bytes.as_slice().try_into().expect("eight bytes"))
+}
+
+fn opened(dir: &Path) -> (Arc<DB>, Checkpoints) {
+    let (_log, sm) = crate::open(dir, crate::MasterKeys::none()).expect("open");
+    let reader = sm.reader();
+    (reader.db.clone(), reader.checkpoints.clone())
+}
+
+/// Apply goes on while a checkpoint is taken (a build is a task of its own): what the
+/// checkpoint holds is the state at the `applied` its meta names, never a mix.
+#[test]
+fn a_checkpoint_holds_the_state_its_meta_names_while_writes_go_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (db, checkpoints) = opened(dir.path());
+    write_step(&db, 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut index = 2;
+            while !stop.load(Ordering::Relaxed) {
+                write_step(&db, index);
+                index += 1;
+            }
+            index
+        })
+    };
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (path, meta) = checkpoints.take(&db).expect("a checkpoint");
+        let applied = meta.last_log_id.expect("applied").index;
+        assert_eq!(counter_in(&path), applied, "the data and `applied` of one moment");
+        seen.push(applied);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let written = writer.join().expect("writer");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "each newer than the last: {seen:?}");
+    assert!(seen.last().is_some_and(|&last| last > 1 && last < written), "taken while writes went on: {seen:?}");
+}
+
+/// A checkpoint links the database's sorted tables: no copy of the state is written.
+#[test]
+fn a_checkpoint_links_the_tables_instead_of_copying_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (db, checkpoints) = opened(dir.path());
+    for index in 1..=1_000 {
+        write_step(&db, index);
+    }
+    let (path, _) = checkpoints.take(&db).expect("a checkpoint");
+    let tables: Vec<_> = std::fs::read_dir(&path)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sst"))
+        .collect();
+    assert!(!tables.is_empty(), "the flushed state is in sorted tables");
+    for table in tables {
+        assert!(std::fs::metadata(&table).expect("stat").nlink() >= 2, "{} is a copy", table.display());
+    }
+}
+
+/// A stop at any point leaves the current checkpoint current; what it left of others goes when
+/// the node opens, and the next checkpoint takes a new name.
+#[test]
+fn reopening_keeps_the_current_checkpoint_and_clears_leftovers() {
+    let dir = tempfile::tempdir().expect("dir");
+    let snapshots = dir.path().join("snapshots");
+    let current = {
+        let (db, checkpoints) = opened(dir.path());
+        write_step(&db, 7);
+        checkpoints.take(&db).expect("a checkpoint")
+    };
+    let leftovers =
+        ["ckpt-41", "ckpt-41.meta.new", "ckpt-1.snap.3", "current.ckpt.new"].map(|name| snapshots.join(name));
+    std::fs::create_dir(&leftovers[0]).expect("a build cut short");
+    for file in &leftovers[1..] {
+        std::fs::write(file, b"cut").expect("write");
+    }
+    let (db, checkpoints) = opened(dir.path());
+    assert_eq!(checkpoints.current().expect("readable"), Some(current.clone()));
+    for leftover in &leftovers[..3] {
+        assert!(!leftover.exists(), "{} was removed", leftover.display());
+    }
+    write_step(&db, 8);
+    let (next, meta) = checkpoints.take(&db).expect("the next");
+    assert_eq!(next.file_name().and_then(|n| n.to_str()), Some("ckpt-42"));
+    assert_eq!(meta.last_log_id.map(|l| l.index), Some(8));
+    assert!(!current.0.exists() && !meta_path(&current.0).exists(), "the replaced one is gone");
+}
+
+/// A peer is sent a file exported from the checkpoint: written once, of the checkpoint's state,
+/// and removed with it.
+#[tokio::test]
+async fn an_export_is_written_once_of_the_checkpoint_and_goes_with_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_log, sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
+    let reader = sm.reader();
+    write_step(&reader.db, 3);
+    let (path, meta) = reader.take_checkpoint().expect("a checkpoint");
+    let digest = reader.state_digest().expect("digest");
+    write_step(&reader.db, 4);
+
+    let snapshot = SnapshotFile { path };
+    let export = snapshot.streamable().expect("exported");
+    assert_eq!(snapshot::digest_of(&export).expect("a whole file"), (meta, digest), "the checkpoint's state");
+    let modified = std::fs::metadata(&export).and_then(|m| m.modified()).expect("stat");
+    assert_eq!(snapshot.streamable().expect("again"), export);
+    assert_eq!(std::fs::metadata(&export).and_then(|m| m.modified()).expect("stat"), modified, "not rewritten");
+
+    reader.take_checkpoint().expect("a newer checkpoint");
+    assert!(!export.exists() && !snapshot.path.exists(), "the export went with its checkpoint");
+}
