@@ -13,7 +13,13 @@
 //! `ckpt-<n>.meta` (the snapshot meta read from it, written once it is complete),
 //! `ckpt-<n>.snap` (its export for peers, once asked for), and [`CURRENT`], a symbolic link to
 //! the current `ckpt-<n>` switched by one rename, so a stop at any point leaves either the old
-//! or the new checkpoint current. Everything else named `ckpt-` is removed when the node opens.
+//! or the new checkpoint current. A new checkpoint retires the older ones; an export under way
+//! reads its own links to its checkpoint's files (`ckpt-<n>.pin-<k>/`), so a checkpoint
+//! retired meanwhile does not cut it short. Everything named `ckpt-` but the current checkpoint
+//! is removed when the node opens.
+//!
+//! The snapshot directory must be on the file system of the database (both are in the data
+//! directory): elsewhere RocksDB copies every file instead of linking it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,16 +50,16 @@ impl Checkpoints {
     /// checkpoints, exports).
     pub(crate) fn open(dir: &Path) -> std::io::Result<Self> {
         let current = current_name(dir)?;
+        remove(&dir.join(STAGED_LINK))?;
         let mut highest = 0;
         for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            let Some(number) = name.strip_prefix(PREFIX) else { continue };
-            let stem = number.split('.').next().unwrap_or_default();
-            highest = highest.max(stem.parse::<u64>().unwrap_or(0));
-            let is_current = current.as_deref().is_some_and(|c| name == c || name == format!("{c}.meta"));
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            let Some(number) = number_of(&name) else { continue };
+            highest = highest.max(number);
+            let is_current = current.as_deref().is_some_and(|c| *name == *c || *name == format!("{c}.meta"));
             if !is_current {
-                remove(&path)?;
+                remove(&dir.join(&*name))?;
             }
         }
         Ok(Self { dir: dir.to_owned(), next: Arc::new(AtomicU64::new(highest + 1)) })
@@ -101,30 +107,67 @@ impl Checkpoints {
         Ok((path, meta))
     }
 
-    /// Points [`CURRENT`] at `name` by one rename, then removes the checkpoint it replaced.
+    /// Points [`CURRENT`] at `name` by one rename, then retires the checkpoints before it.
     fn make_current(&self, name: &str) -> std::io::Result<()> {
-        let before = current_name(&self.dir)?;
-        let link = self.dir.join(CURRENT);
-        let staged = self.dir.join(format!("{CURRENT}.new"));
+        let staged = self.dir.join(STAGED_LINK);
         remove(&staged)?;
         std::os::unix::fs::symlink(name, &staged)?;
-        std::fs::rename(&staged, &link)?;
+        std::fs::rename(&staged, self.dir.join(CURRENT))?;
         std::fs::File::open(&self.dir)?.sync_all()?;
-        if let Some(old) = before.filter(|old| old != name) {
-            for path in [self.dir.join(&old), meta_path(&self.dir.join(&old)), export_path(&self.dir.join(&old))] {
-                remove(&path)?;
-            }
+        if let Some(number) = number_of(name) {
+            self.retire_before(number);
         }
         Ok(())
     }
+
+    /// Removes the checkpoints numbered below `number`, their metas and exports, but not what
+    /// an export under way holds. The new checkpoint is in place: a removal that fails is
+    /// logged, and the node's next open removes what is left.
+    fn retire_before(&self, number: u64) {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) => return tracing::warn!(dir = %self.dir.display(), "retiring old checkpoints: {e}"),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let older = number_of(&name).is_some_and(|n| n < number);
+            if older
+                && !name.contains(PIN)
+                && let Err(e) = remove(&entry.path())
+            {
+                tracing::warn!(path = %entry.path().display(), "retiring an old checkpoint: {e}");
+            }
+        }
+    }
+}
+
+/// The staged link that replaces [`CURRENT`] by a rename.
+const STAGED_LINK: &str = "current.ckpt.new";
+/// Marks what an export under way holds: its links to a checkpoint's files, its file so far.
+const PIN: &str = ".pin-";
+
+/// Whether `name`, in the snapshot directory, is the checkpoints' (see the module's layout).
+pub(crate) fn is_checkpoint_entry(name: &str) -> bool {
+    name == CURRENT || name == STAGED_LINK || number_of(name).is_some()
+}
+
+/// The number `n` of a `ckpt-<n>` entry or of one named after it (`ckpt-<n>.meta`, ...).
+fn number_of(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix(PREFIX)?;
+    rest.split('.').next()?.parse().ok()
 }
 
 /// The name of the checkpoint [`CURRENT`] points at, if any.
 fn current_name(dir: &Path) -> std::io::Result<Option<String>> {
-    match std::fs::read_link(dir.join(CURRENT)) {
-        Ok(target) => Ok(target.to_str().map(str::to_owned)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+    let target = match std::fs::read_link(dir.join(CURRENT)) {
+        Ok(target) => target,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match target.to_str() {
+        Some(name) if number_of(name).is_some() && !name.contains('.') => Ok(Some(name.to_owned())),
+        _ => Err(io_err(format!("{} points at {}, not a checkpoint", dir.join(CURRENT).display(), target.display()))),
     }
 }
 
@@ -150,9 +193,15 @@ fn read_meta(checkpoint: &Path) -> std::io::Result<SnapshotMeta> {
     codec::decode(&bytes).map_err(|e| io_err(format!("{}: {e}", path.display())))
 }
 
+/// Files a reading of a checkpoint keeps open at most: RocksDB's default is all of them, beside
+/// the node's own.
+const READ_OPEN_FILES: i32 = 64;
+
 /// Opens a checkpoint to read it; nothing is written to it.
 fn open_read_only(checkpoint: &Path) -> std::io::Result<DB> {
-    DB::open_cf_for_read_only(&rocksdb::Options::default(), checkpoint, COLUMN_FAMILIES, false).map_err(io_err)
+    let mut options = rocksdb::Options::default();
+    options.set_max_open_files(READ_OPEN_FILES);
+    DB::open_cf_for_read_only(&options, checkpoint, COLUMN_FAMILIES, false).map_err(io_err)
 }
 
 /// Hands every pair of the state a checkpoint holds to `each`, in key order.
@@ -189,29 +238,48 @@ fn remove(path: &Path) -> std::io::Result<()> {
 
 impl SnapshotFile {
     /// A file of this snapshot to send to a peer: the file itself, or for a checkpoint its
-    /// export, written on the first call (paced) and kept beside it until it is replaced.
-    /// Blocking: call it off the async threads.
+    /// export, written on the first call (paced) and kept beside it until it is retired.
+    /// Blocking: call it off the async threads. A checkpoint retired before the call is an
+    /// error: openraft then asks for the current one.
     pub fn streamable(&self) -> std::io::Result<PathBuf> {
-        if !self.path.is_dir() {
+        if !std::fs::symlink_metadata(&self.path)?.is_dir() {
             return Ok(self.path.clone());
         }
         let export = export_path(&self.path);
-        if export.exists() {
+        if export.try_exists()? {
             return Ok(export);
         }
         // Two peers asking at once each write their own and the last rename wins: both whole.
         static EXPORTS: AtomicU64 = AtomicU64::new(0);
-        let staged = self.path.with_extension(format!("snap.{}", EXPORTS.fetch_add(1, Ordering::Relaxed)));
-        let db = open_read_only(&self.path)?;
-        let mut pacer = Pacer::new(EXPORT_REST_PER_BUSY);
-        let written = snapshot::write_consistent(&db, &db.snapshot(), &staged, |_, _| pacer.tick());
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&staged);
+        let pin = self.path.with_extension(format!("{}{}", &PIN[1..], EXPORTS.fetch_add(1, Ordering::Relaxed)));
+        let staged = pin.with_extension(format!("{}.snap", pin.extension().unwrap_or_default().to_string_lossy()));
+        let written = link_files(&self.path, &pin).and_then(|()| export_to(&pin, &staged));
+        let unpinned = remove(&pin);
+        if let Err(e) = written.and(unpinned) {
+            let _ = remove(&staged);
             return Err(e);
         }
         std::fs::rename(&staged, &export)?;
         Ok(export)
     }
+}
+
+/// Links every file of the checkpoint `from` into the new directory `to`: the files stay while
+/// `to` does, whatever happens to `from`.
+fn link_files(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        std::fs::hard_link(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+/// Writes the snapshot file of the checkpoint at `checkpoint` to `file`, paced.
+fn export_to(checkpoint: &Path, file: &Path) -> std::io::Result<()> {
+    let db = open_read_only(checkpoint)?;
+    let mut pacer = Pacer::new(EXPORT_REST_PER_BUSY);
+    snapshot::write_consistent(&db, &db.snapshot(), file, |_, _| pacer.tick()).map(drop)
 }
 
 #[cfg(test)]

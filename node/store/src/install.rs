@@ -49,10 +49,10 @@ pub(crate) fn pending(db: &DB) -> std::io::Result<bool> {
 }
 
 /// Finishes an install that failed or stopped half way, if any: the node's state is then whole
-/// again. Returns whether there was one (the caller checkpoints the installed state).
-pub(crate) fn resume(db: &DB, snapshot_dir: &Path) -> std::io::Result<bool> {
+/// again (the caller checkpoints it).
+pub(crate) fn resume(db: &DB, snapshot_dir: &Path) -> std::io::Result<()> {
     if !pending(db)? {
-        return Ok(false);
+        return Ok(());
     }
     let installing = snapshot_dir.join(INSTALLING_SNAPSHOT);
     if !installing.exists() {
@@ -63,8 +63,7 @@ pub(crate) fn resume(db: &DB, snapshot_dir: &Path) -> std::io::Result<bool> {
     }
     tracing::warn!(snapshot = %installing.display(), "finishing a snapshot install that failed or stopped half way");
     replace(db, &installing)?;
-    std::fs::remove_file(&installing)?;
-    Ok(true)
+    std::fs::remove_file(&installing)
 }
 
 /// Moves a received file into place (a copy when it is on another file system).

@@ -30,10 +30,6 @@ use kizuna_domain::{
 };
 use kizuna_domain::{attachments, notify, push};
 
-/// The current snapshot as a file, as nodes kept it before checkpoints: a node that finds one
-/// when it opens checkpoints its state instead and removes the file.
-pub(crate) const LEGACY_SNAPSHOT: &str = "current.snap";
-
 /// Read access to the applied state, shared with the API.
 #[derive(Clone)]
 pub struct StateReader {
@@ -290,21 +286,17 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf, vault: Arc<Vault>) -> std::io::Result<Self> {
         // An install a stop interrupted is finished before anything reads the state.
-        let resumed = install::resume(&db, &snapshot_dir)?;
+        install::resume(&db, &snapshot_dir)?;
         let checkpoints = Checkpoints::open(&snapshot_dir)?;
-        // Leftovers of interrupted transfers are incomplete by definition.
-        for entry in std::fs::read_dir(&snapshot_dir)? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if name.starts_with("incoming-") {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-        let legacy = snapshot_dir.join(LEGACY_SNAPSHOT);
-        if resumed || legacy.exists() {
+        // A state newer than its checkpoint is checkpointed now: a stop between an install (or
+        // a restore) and its checkpoint, a snapshot file of a build before checkpoints. Its
+        // log may be purged up to the state; its snapshot must not stay behind it.
+        let applied: Option<LogId> = get_value(&db, CF_SM_META, APPLIED)?;
+        let snapshot = checkpoints.current()?.and_then(|(_, meta)| meta.last_log_id);
+        if applied > snapshot {
             checkpoints.take(&db)?;
-            remove_if_present(&legacy)?;
         }
+        remove_leftovers(&snapshot_dir)?;
         index_connections(&db)?;
         let (events, _) = tokio::sync::broadcast::channel(4096);
         let journal = ReadJournal::open_reads(db.clone(), vault.clone())?;
@@ -344,11 +336,23 @@ impl StateMachineStore {
     }
 }
 
-fn remove_if_present(path: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+/// Removes the files a stop left in the snapshot directory: received or staged snapshots,
+/// backup images on their way out, the snapshot file of a build before checkpoints
+/// (`current.snap`: the state was checkpointed instead). The checkpoints keep theirs ([`Checkpoints::open`]), and an install to
+/// finish its file.
+fn remove_leftovers(snapshot_dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(snapshot_dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == install::INSTALLING_SNAPSHOT || crate::checkpoint::is_checkpoint_entry(&name) {
+            continue;
+        }
+        if entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+        }
     }
+    Ok(())
 }
 
 /// Applies one batch of entries: domain state is read through an overlay of this batch's own
@@ -914,8 +918,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, std::io::Error> {
-        let checkpoints = self.reader.checkpoints.clone();
-        let current = blocking(move || checkpoints.current()).await?;
+        let reader = self.reader.clone();
+        // Under the lock: a build or the scrub may be switching checkpoints.
+        let current = blocking(move || {
+            let _whole = hold(&reader.whole_state);
+            reader.checkpoints.current()
+        })
+        .await?;
         Ok(current.map(|(path, meta)| Snapshot { meta, snapshot: SnapshotFile { path } }))
     }
 }
@@ -1231,6 +1240,23 @@ mod tests {
         let current = sm.get_current_snapshot().await.expect("readable").expect("the whole one stays");
         assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(1));
         assert!(sm.reader().write_image(&dir.path().join("image")).is_err(), "nor a backup image");
+    }
+
+    /// A stop between an install and its checkpoint leaves a state newer than the snapshot, with
+    /// the log purged up to the state at the next start: opening checkpoints it.
+    #[tokio::test]
+    async fn opening_checkpoints_a_state_newer_than_its_snapshot() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
+            apply(&mut sm, vec![put_record(1, "one")]).await.expect("apply");
+            sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
+            apply(&mut sm, vec![put_record(2, "two"), put_record(3, "three")]).await.expect("apply");
+        }
+        let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("reopen");
+        let current = sm.get_current_snapshot().await.expect("readable").expect("a snapshot");
+        assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(3));
+        assert_eq!(current.meta.last_log_id, sm.reader().applied().expect("applied"));
     }
 
     #[tokio::test]

@@ -246,12 +246,17 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         metrics::counter!("kizuna_raft_snapshot_sends_total", "peer" => self.target.to_string()).increment(1);
         let mut client = self.channels.raft_client(&self.addr).map_err(|e| stream_err(e.to_string()))?;
         // A checkpoint is exported to a file the first time a peer needs it (seconds to minutes
-        // on a large hub): off the async threads.
+        // on a large hub): off the async threads. Cancelled, the export still finishes and
+        // stays beside its checkpoint for the next send.
+        let mut cancel = std::pin::pin!(cancel);
         let data = snapshot.snapshot.clone();
-        let path = tokio::task::spawn_blocking(move || data.streamable())
-            .await
-            .map_err(|e| stream_err(format!("snapshot export task: {e}")))?
-            .map_err(|e| stream_err(format!("snapshot export: {e}")))?;
+        let export = tokio::task::spawn_blocking(move || data.streamable());
+        let path = tokio::select! {
+            closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+            exported = export => exported
+                .map_err(|e| stream_err(format!("snapshot export task: {e}")))?
+                .map_err(|e| stream_err(format!("snapshot export: {e}")))?,
+        };
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| stream_err(format!("snapshot file: {e}")))?;
         let total_bytes = file.metadata().await.map_err(|e| stream_err(format!("snapshot file: {e}")))?.len();
         let header = SnapshotHeader { vote: encode(&vote), meta: encode(&snapshot.meta), total_bytes };
@@ -276,7 +281,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         });
         let send = client.install_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx));
         let reply = tokio::select! {
-            closed = cancel => {
+            closed = &mut cancel => {
                 reader.abort();
                 return Err(StreamingError::Closed(closed));
             }

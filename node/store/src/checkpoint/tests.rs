@@ -102,11 +102,14 @@ fn reopening_keeps_the_current_checkpoint_and_clears_leftovers() {
     }
     let (db, checkpoints) = opened(dir.path());
     assert_eq!(checkpoints.current().expect("readable"), Some(current.clone()));
-    for leftover in &leftovers[..3] {
+    for leftover in &leftovers {
         assert!(!leftover.exists(), "{} was removed", leftover.display());
     }
     write_step(&db, 8);
+    let pinned = snapshots.join("ckpt-2.pin-0");
+    std::fs::create_dir(&pinned).expect("an export under way");
     let (next, meta) = checkpoints.take(&db).expect("the next");
+    assert!(pinned.exists(), "what an export under way holds stays");
     assert_eq!(next.file_name().and_then(|n| n.to_str()), Some("ckpt-42"));
     assert_eq!(meta.last_log_id.map(|l| l.index), Some(8));
     assert!(!current.0.exists() && !meta_path(&current.0).exists(), "the replaced one is gone");
@@ -133,4 +136,28 @@ async fn an_export_is_written_once_of_the_checkpoint_and_goes_with_it() {
 
     reader.take_checkpoint().expect("a newer checkpoint");
     assert!(!export.exists() && !snapshot.path.exists(), "the export went with its checkpoint");
+}
+
+/// openraft may hand a checkpoint to a peer's sender after a newer one retired it: the send
+/// fails (and is asked again with the current one) instead of reading a removed directory.
+#[test]
+fn a_retired_checkpoint_is_not_exported() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (db, checkpoints) = opened(dir.path());
+    write_step(&db, 1);
+    let (retired, _) = checkpoints.take(&db).expect("a checkpoint");
+    write_step(&db, 2);
+    checkpoints.take(&db).expect("a newer one");
+    let refused = SnapshotFile { path: retired.clone() }.streamable().expect_err("retired");
+    assert_eq!(refused.kind(), std::io::ErrorKind::NotFound, "{refused}");
+    assert!(!export_path(&retired).exists());
+}
+
+/// A link that points elsewhere than a checkpoint is an error, never "no snapshot" (which would
+/// remove the directory it points at).
+#[test]
+fn a_current_link_to_something_else_is_an_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::os::unix::fs::symlink("../db", dir.path().join(CURRENT)).expect("link");
+    assert!(Checkpoints::open(dir.path()).is_err());
 }

@@ -72,7 +72,7 @@ fn the_fixture_migrates_value_for_value() {
     let dir = tempfile::tempdir().expect("temp dir");
     unpack_json_fixture(dir.path());
     let before = all_values(&raw(dir.path()));
-    let snapshot_path = dir.path().join("snapshots").join(crate::state_machine::LEGACY_SNAPSHOT);
+    let snapshot_path = dir.path().join("snapshots").join("current.snap");
     assert!(snapshot_path.exists(), "the fixture has a snapshot file");
 
     drop(crate::open(dir.path(), crate::MasterKeys::none()).expect("open migrates"));
