@@ -32,7 +32,9 @@ sample() {
     local data db snapshots rss
     data=$(du -sm "$DIR/data" | cut -f1)
     db=$(du -cm "$DIR"/data/*/db 2>/dev/null | tail -1 | cut -f1)
-    snapshots=$(du -cm "$DIR"/data/*/snapshots 2>/dev/null | tail -1 | cut -f1)
+    # A snapshot is a checkpoint linking the database's files: what it adds is the data
+    # directory less the databases (du counts a linked file once per run).
+    snapshots=$((data - db))
     rss=$(($(ps -o rss= -p "$HUB") / 1024))
     echo "$1,$data,$db,$snapshots,$rss"
 }

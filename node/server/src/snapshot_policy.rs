@@ -11,6 +11,12 @@
 //! checkpoint (`kizuna_store`'s `checkpoint.rs`: a flush and hard links), whose cost does not
 //! grow with the state: the fixed step bounds the log behind it instead, 100,000 entries and
 //! not a quarter of the hub's history (2,500,000 entries at 10,000,000 posts).
+//!
+//! A checkpoint's links keep the files compaction replaced after it was taken: on a 100,000-post
+//! hub a follower's checkpoint held 91 MB of them, beside 124 MB of live tables
+//! (docs/benchmarks.md, session 21). So a node also takes a new checkpoint once the files only
+//! its checkpoint holds are more than [`HELD_SHARE_DIVISOR`]-th of it: a flush and links, which
+//! lets the replaced files go.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +24,20 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::warn;
 
-use kizuna_store::LogGrowth;
+use kizuna_store::{LogGrowth, SnapshotDisk};
 
 use crate::node::Node;
 
 /// How often a node looks whether a snapshot is due.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// A new checkpoint is due once the files only the current one holds are more than this share
+/// of its bytes ...
+const HELD_SHARE_DIVISOR: u64 = 4;
+/// ... and more than this: a small hub's few replaced files are not worth a flush.
+const HELD_BYTES_MIN: u64 = 16 << 20;
+/// Checks of the log between two looks at the checkpoint's files (it lists them).
+const CHECKS_PER_DISK_LOOK: u64 = 10;
 
 /// Log appended since the last snapshot that makes the next one due before its step of
 /// entries: two thousand 128 KiB chunks.
@@ -47,12 +61,36 @@ pub fn snapshot_due(log: LogSince, every_entries: u64) -> bool {
     since >= every_entries.max(1) || (since > 0 && log.bytes >= LOG_BYTES_BEFORE_SNAPSHOT)
 }
 
+/// Whether the current checkpoint holds so many replaced files that a new one should take its
+/// place.
+pub fn checkpoint_stale(disk: SnapshotDisk) -> bool {
+    disk.only_here > HELD_BYTES_MIN && disk.only_here * HELD_SHARE_DIVISOR > disk.bytes
+}
+
+/// Whether this node's checkpoint is [`checkpoint_stale`]; a listing that fails is logged and
+/// taken as not stale (the step of entries still applies).
+async fn checkpoint_is_stale(node: &Node) -> bool {
+    let state = node.state.clone();
+    match tokio::task::spawn_blocking(move || state.snapshot_disk()).await {
+        Ok(Ok(disk)) => disk.is_some_and(checkpoint_stale),
+        Ok(Err(e)) => {
+            warn!("listing this node's checkpoint: {e}");
+            false
+        }
+        Err(e) => {
+            warn!("listing this node's checkpoint: {e}");
+            false
+        }
+    }
+}
+
 /// Triggers this node's snapshots by [`snapshot_due`] until `stopped`; `growth` counts what
 /// its log store appends.
 pub async fn run(node: Arc<Node>, every_entries: u64, growth: LogGrowth, mut stopped: watch::Receiver<bool>) {
     // The log's size when the last snapshot was triggered (appends during its build count
     // towards the next), or when a snapshot appeared that this loop did not trigger.
     let (mut seen_snapshot, mut bytes_then, mut bytes_at_trigger) = (None, 0, None);
+    let mut checks = 0u64;
     loop {
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return,
@@ -66,7 +104,9 @@ pub async fn run(node: Arc<Node>, every_entries: u64, growth: LogGrowth, mut sto
         }
         let applied_index = m.last_applied.map_or(0, |l| l.index);
         let log = LogSince { snapshot_index, applied_index, bytes: growth.bytes().saturating_sub(bytes_then) };
-        if !snapshot_due(log, every_entries) {
+        checks += 1;
+        let stale = checks.is_multiple_of(CHECKS_PER_DISK_LOOK) && checkpoint_is_stale(&node).await;
+        if !snapshot_due(log, every_entries) && !stale {
             continue;
         }
         // A build already under way makes this a no-op; the next check sees its result. The
@@ -104,5 +144,15 @@ mod tests {
         assert!(snapshot_due(log(1_000, 3_000, full), 100_000), "few entries of attached files");
         assert!(snapshot_due(log(1_000_000, 1_010_000, full), 100_000), "also on a long history");
         assert!(!snapshot_due(log(3_000, 3_000, full), 100_000), "nothing applied since");
+    }
+
+    #[test]
+    fn a_checkpoint_holding_many_replaced_files_is_stale() {
+        let disk = |bytes: u64, only_here: u64| SnapshotDisk { bytes: bytes << 20, only_here: only_here << 20 };
+        assert!(checkpoint_stale(disk(200, 91)), "the follower of the 100,000-post run");
+        assert!(!checkpoint_stale(disk(200, 40)), "a fifth is not enough");
+        assert!(checkpoint_stale(disk(200, 51)), "over a quarter is");
+        assert!(!checkpoint_stale(disk(40, 15)), "a small hub's few files");
+        assert!(!checkpoint_stale(disk(200, 0)), "just taken");
     }
 }

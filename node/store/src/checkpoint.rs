@@ -73,6 +73,21 @@ impl Checkpoints {
         Ok(Some((path, meta)))
     }
 
+    /// The current checkpoint's bytes on disk, if there is one: see [`SnapshotDisk`].
+    pub(crate) fn disk(&self) -> std::io::Result<Option<SnapshotDisk>> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(name) = current_name(&self.dir)? else { return Ok(None) };
+        let mut disk = SnapshotDisk::default();
+        for entry in std::fs::read_dir(self.dir.join(name))? {
+            let file = entry?.metadata()?;
+            disk.bytes += file.len();
+            if file.nlink() == 1 {
+                disk.only_here += file.len();
+            }
+        }
+        Ok(Some(disk))
+    }
+
     pub(crate) fn exists(&self) -> std::io::Result<bool> {
         Ok(current_name(&self.dir)?.is_some())
     }
@@ -140,6 +155,16 @@ impl Checkpoints {
             }
         }
     }
+}
+
+/// What a node's checkpoint holds on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotDisk {
+    /// All its files' bytes, most of them shared with the database by their links.
+    pub bytes: u64,
+    /// The bytes of the files only the checkpoint still holds: the database's compactions
+    /// replaced them since it was taken. What the snapshot costs on disk.
+    pub only_here: u64,
 }
 
 /// The staged link that replaces [`CURRENT`] by a rename.

@@ -40,6 +40,7 @@ use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
+pub use checkpoint::SnapshotDisk;
 pub use codec::{CodecError, ValueError};
 pub use fault::StorageFault;
 pub use hub_view::RocksHub;

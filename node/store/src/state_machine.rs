@@ -84,6 +84,13 @@ impl StateReader {
         self.checkpoints.take(&self.db)
     }
 
+    /// What this node's snapshot holds on disk (none before its first). Blocking: it lists the
+    /// checkpoint's files.
+    pub fn snapshot_disk(&self) -> std::io::Result<Option<crate::SnapshotDisk>> {
+        let _whole = hold(&self.whole_state);
+        self.checkpoints.disk()
+    }
+
     /// Whether a snapshot install is replacing the state (see [`crate::install`]).
     pub fn installing(&self) -> bool {
         self.installing.load(Ordering::Acquire)

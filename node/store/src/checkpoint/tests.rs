@@ -161,3 +161,33 @@ fn a_current_link_to_something_else_is_an_error() {
     std::os::unix::fs::symlink("../db", dir.path().join(CURRENT)).expect("link");
     assert!(Checkpoints::open(dir.path()).is_err());
 }
+
+/// What a checkpoint costs on disk is the files compaction replaced after it was taken.
+#[test]
+fn a_checkpoint_holds_alone_only_the_files_compaction_replaced_since() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (db, checkpoints) = opened(dir.path());
+    for index in 1..=2_000 {
+        write_step(&db, index);
+    }
+    checkpoints.take(&db).expect("a checkpoint");
+    let taken = checkpoints.disk().expect("listed").expect("a checkpoint");
+    assert!(taken.bytes > 0);
+    // Only its own small files are its alone (manifest, options): every table is linked.
+    assert!(taken.only_here < 64 << 10, "{taken:?}");
+    for index in 2_001..=4_000 {
+        write_step(&db, index);
+    }
+    // As the scrub compacts: every file rewritten, down to the last level.
+    let mut options = rocksdb::CompactOptions::default();
+    options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+    for family in [CF_SM_DATA, CF_SM_META] {
+        db.flush_cf(cf(&db, family)).expect("flush");
+        db.compact_range_cf_opt(cf(&db, family), None::<&[u8]>, None::<&[u8]>, &options);
+    }
+    let compacted = checkpoints.disk().expect("listed").expect("a checkpoint");
+    assert!(compacted.only_here > taken.only_here, "the replaced tables are the checkpoint's alone: {compacted:?}");
+    checkpoints.take(&db).expect("a new checkpoint");
+    let retaken = checkpoints.disk().expect("listed").expect("a checkpoint");
+    assert!(retaken.only_here < 64 << 10, "{retaken:?}");
+}
