@@ -164,10 +164,19 @@ async fn hub_without_master_keys() -> TestHub {
     TestHub::start_custom(spec, |config, _| config.encryption = None).await
 }
 
-/// Stops every node (their stores closed, nothing more to write) and keeps their data dirs.
+/// Stops every node (their stores closed, nothing more to write) and keeps their data dirs,
+/// with the snapshot file each would send a peer written beside its checkpoint (a node's own
+/// tables are LZ4-compressed; the file is what travels).
 async fn stop_all(hub: &mut TestHub) {
-    for id in hub.running_ids() {
-        hub.stop(id).await;
+    let ids = hub.running_ids();
+    for id in &ids {
+        hub.stop(*id).await;
+    }
+    for id in ids {
+        let snapshots = hub.data_dir(id).join("snapshots");
+        let Ok(checkpoint) = std::fs::read_link(snapshots.join("current.ckpt")) else { continue };
+        let snapshot = kizuna_store::SnapshotFile { path: snapshots.join(checkpoint) };
+        snapshot.streamable().expect("the snapshot a peer would receive");
     }
 }
 

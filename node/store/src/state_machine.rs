@@ -908,8 +908,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.reader.installing.store(true, Ordering::Release);
         self.sweep_hints = SweepHints::default();
         let installed = blocking(move || {
+            // A peer's snapshot arrives as a file; one handed over in-process (openraft's
+            // storage suite) may be another store's checkpoint: its export is installed.
+            let file = snapshot.streamable()?;
             let _whole = hold(&reader.whole_state);
-            install::install(&reader.db, &snapshot.path, &meta, &snapshot_dir)?;
+            install::install(&reader.db, &file, &meta, &snapshot_dir)?;
             reader.checkpoints.take(&reader.db)
         })
         .await;
