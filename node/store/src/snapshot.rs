@@ -180,11 +180,11 @@ pub(crate) fn meta_of(db: &DB, view: &rocksdb::Snapshot<'_>) -> std::io::Result<
     Ok(SnapshotMeta { last_log_id, last_membership })
 }
 
-/// Keeps a background job (a snapshot build) to a share of one core: after each slice of work
-/// it sleeps in proportion. A build at full speed on every node at once took the cores the
-/// commits need: at half of the peak write rate the p99 commit latency went from ~20 ms to
-/// over 100 ms while the three nodes built (docs/benchmarks.md, "Commit latency at half of the
-/// peak").
+/// Keeps a background job (a snapshot file's export) to a share of one core: after each slice
+/// of work it sleeps in proportion. Snapshot files once built at full speed on every node at
+/// once took the cores the commits need: at half of the peak write rate the p99 commit latency
+/// went from ~20 ms to over 100 ms while the three nodes built (docs/benchmarks.md, "Commit
+/// latency at half of the peak").
 pub(crate) struct Pacer {
     rest_per_busy: u32,
     slice_started: std::time::Instant,

@@ -882,7 +882,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             wb.put_cf(meta, MEMBERSHIP, to_value(m)?);
         }
         // Not synced: the entries are already fsynced in the log, and the log is purged only
-        // after the WAL is synced (see `SnapshotBuilder::write_file`).
+        // after the WAL is synced (see `Checkpoints::take`).
         self.db.write(wb).map_err(io_err)?;
         self.sweep_hints = hints;
         if changed_access {
