@@ -19,6 +19,13 @@ fn write_step(db: &DB, index: u64) {
     db.write(batch).expect("write");
 }
 
+/// Applies as many steps, one batch each.
+fn write_steps(db: &DB, indexes: std::ops::RangeInclusive<u64>) {
+    for index in indexes {
+        write_step(db, index);
+    }
+}
+
 fn counter_in(checkpoint: &Path) -> u64 {
     let db = open_read_only(checkpoint).expect("open the checkpoint");
     let bytes = db.get_cf(cf(&db, CF_SM_DATA), COUNTER).expect("read").expect("the counter");
@@ -68,9 +75,7 @@ fn a_checkpoint_holds_the_state_its_meta_names_while_writes_go_on() {
 fn a_checkpoint_links_the_tables_instead_of_copying_them() {
     let dir = tempfile::tempdir().expect("dir");
     let (db, checkpoints) = opened(dir.path());
-    for index in 1..=1_000 {
-        write_step(&db, index);
-    }
+    write_steps(&db, 1..=1_000);
     let (path, _) = checkpoints.take(&db).expect("a checkpoint");
     let tables: Vec<_> = std::fs::read_dir(&path)
         .expect("list")
@@ -167,17 +172,13 @@ fn a_current_link_to_something_else_is_an_error() {
 fn a_checkpoint_holds_alone_only_the_files_compaction_replaced_since() {
     let dir = tempfile::tempdir().expect("dir");
     let (db, checkpoints) = opened(dir.path());
-    for index in 1..=2_000 {
-        write_step(&db, index);
-    }
+    write_steps(&db, 1..=2_000);
     checkpoints.take(&db).expect("a checkpoint");
     let taken = checkpoints.disk().expect("listed").expect("a checkpoint");
     assert!(taken.bytes > 0);
     // Only its own small files are its alone (manifest, options): every table is linked.
     assert!(taken.only_here < 64 << 10, "{taken:?}");
-    for index in 2_001..=4_000 {
-        write_step(&db, index);
-    }
+    write_steps(&db, 2_001..=4_000);
     // As the scrub compacts: every file rewritten, down to the last level.
     let mut options = rocksdb::CompactOptions::default();
     options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
