@@ -104,6 +104,7 @@ pub fn only_for_room_readers(event: &Event) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queries::readable_rooms;
     use crate::view::{Change, MemHub};
 
     fn account(id: u64) -> Account {
@@ -203,6 +204,8 @@ mod tests {
             Change::Account(stopped),
             Change::Account(account(4)),
             Change::Member(Member::new(RoomId(5), AccountId(3), Role::Member, MemberState::Active)),
+            // A membership of a room that is gone.
+            Change::Member(Member::new(RoomId(6), AccountId(4), Role::Member, MemberState::Active)),
         ]);
         let kinds = [
             EventKind::Posted { seq: 1 },
@@ -216,6 +219,10 @@ mod tests {
                 let (account, visible) = (AccountId(a), visible_to(&hub, AccountId(a), &event).unwrap());
                 if only_for_room_readers(&event) {
                     assert_eq!(visible, can_read(&hub, account, room).unwrap(), "{kind:?} to {a}");
+                    // What a live stream learns at once must say the same for every room.
+                    let readable = readable_rooms(&hub, account).unwrap();
+                    assert_eq!(readable.contains(&room), visible, "{kind:?} to {a}, learnt at once");
+                    assert!(readable.iter().all(|&r| r == room), "{a} reads nothing else");
                 }
             }
         }

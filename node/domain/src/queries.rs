@@ -1,7 +1,7 @@
 //! Read paths: what a signed-in user sees. Every query checks authorization first.
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -130,6 +130,15 @@ fn active_rooms_of(view: &impl HubView, viewer: AccountId) -> ViewResult<Vec<(Me
     let members: Vec<Member> = view.rooms_of(viewer)?.into_iter().filter(Member::is_active).collect();
     let rooms = view.rooms(&members.iter().map(|m| m.room).collect::<Vec<_>>())?;
     Ok(members.into_iter().zip(rooms).filter_map(|(m, r)| Some((m, r?))).collect())
+}
+
+/// Every room `account` may read now — those for which `authz::can_read` holds — in one read of
+/// its memberships (a live stream learns them at once instead of room by room).
+pub fn readable_rooms(view: &impl HubView, account: AccountId) -> ViewResult<HashSet<RoomId>> {
+    if !view.account(account)?.is_some_and(|a| a.is_active()) {
+        return Ok(HashSet::new());
+    }
+    Ok(active_rooms_of(view, account)?.into_iter().map(|(_, room)| room.id).collect())
 }
 
 /// Fills entries of [`room_list_unfilled`]: their titles (a sub-room on its own: its full

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::timestamp;
 use super::shared::{Api, read_fault_status, view_status};
-use crate::live_events::{Live, Subscription};
+use crate::live_events::{Learnt, Live, Subscription};
 use crate::node::{NodeError, now_ms};
 use kizuna_domain::DomainError;
 use kizuna_domain::events::{self, Event, EventKind, visible_to};
@@ -87,13 +87,12 @@ async fn feed_events(
     mut live: Subscription,
     tx: &tokio::sync::mpsc::Sender<Result<pb::SubscribeResponse, Status>>,
 ) -> Result<(), Status> {
-    let visible = |hub: &RocksHub<'_>, e: &Event| visible_to(hub, me, e).map_err(view_status);
-    let session_until = |hub: &RocksHub<'_>, now: u64| {
-        queries::stream_session_until(hub, token_hash, now).map_err(|e| match e {
-            DomainError::Unreadable(e) => view_status(e),
-            _ => Status::unauthenticated("the session has ended"),
-        })
-    };
+    // Known from the start, the stream is passed over for the posts of every room it may not
+    // read, without a read of the state per room.
+    let access_at = api.node.state.access_changes();
+    let now = now_ms();
+    let learnt = api.query(|hub| learn(hub, me, token_hash, now))?;
+    live.learn(access_at, learnt);
     loop {
         // Catch up from the stored events (also after the live channel lagged).
         loop {
@@ -115,9 +114,9 @@ async fn feed_events(
                 // What the stream knows spares a read per event: after a lag it re-reads every
                 // event since the last one it was handed, most of them of rooms it may not read.
                 let access_now = api.node.state.access_changes();
-                let visible = match live.known().visible(access_now, &e, now_ms()) {
+                let visible = match live.visible(access_now, &e, now_ms()) {
                     Some(visible) => visible,
-                    None => api.query(|hub| visible(hub, &e))?,
+                    None => api.query(|hub| visible_to(hub, me, &e).map_err(view_status))?,
                 };
                 if visible && tx.send(Ok(event_view(&e))).await.is_err() {
                     return Ok(());
@@ -129,21 +128,7 @@ async fn feed_events(
                 Live::Event(e) if e.cursor <= cursor => {}
                 Live::Event(e) => {
                     cursor = e.cursor;
-                    let now = now_ms();
-                    let access_now = api.node.state.access_changes();
-                    let known = live.known().visible(access_now, &e, now);
-                    let visible = match known {
-                        Some(visible) => visible,
-                        // The session is checked in the same view, so nothing goes out after
-                        // it ended, and a stream whose session ended stops at the next event.
-                        None => {
-                            let (until, visible) =
-                                api.query(|hub| Ok((session_until(hub, now)?, visible(hub, &e)?)))?;
-                            live.known().learn(access_now, (until, &e, visible));
-                            visible
-                        }
-                    };
-                    if visible && tx.send(Ok(event_view(&e))).await.is_err() {
+                    if decide_live(api, (me, token_hash), &live, &e)? && tx.send(Ok(event_view(&e))).await.is_err() {
                         return Ok(());
                     }
                 }
@@ -152,4 +137,45 @@ async fn feed_events(
             }
         }
     }
+}
+
+/// Whether the live event `e` goes out: from what the stream knows, else from one view of the
+/// state. That view also checks the session, so nothing goes out after it ended and a stream
+/// whose session ended stops at the next event; and when what the stream knew no longer holds
+/// (access changed, or its session's lifetime ended), it learns its rooms again.
+fn decide_live(api: &Api, (me, token_hash): (AccountId, &str), live: &Subscription, e: &Event) -> Result<bool, Status> {
+    let now = now_ms();
+    let access_now = api.node.state.access_changes();
+    if let Some(visible) = live.visible(access_now, e, now) {
+        return Ok(visible);
+    }
+    let learning = !live.knows(access_now, now);
+    let (visible, learnt) = api.query(|hub| {
+        let learnt = if learning {
+            Some(learn(hub, me, token_hash, now)?)
+        } else {
+            session_until(hub, token_hash, now)?;
+            None
+        };
+        Ok((visible_to(hub, me, e).map_err(view_status)?, learnt))
+    })?;
+    if let Some(learnt) = learnt {
+        live.learn(access_now, learnt);
+    }
+    Ok(visible)
+}
+
+/// What a stream of `me` on the session `token_hash` knows of its access (its session checked).
+fn learn(hub: &RocksHub<'_>, me: AccountId, token_hash: &str, now: u64) -> Result<Learnt, Status> {
+    let session_until_ms = session_until(hub, token_hash, now)?;
+    let readable = queries::readable_rooms(hub, me).map_err(view_status)?;
+    Ok(Learnt { session_until_ms, readable })
+}
+
+/// Until when the session holds (its absolute lifetime), or why a stream on it ends.
+fn session_until(hub: &RocksHub<'_>, token_hash: &str, now: u64) -> Result<u64, Status> {
+    queries::stream_session_until(hub, token_hash, now).map_err(|e| match e {
+        DomainError::Unreadable(e) => view_status(e),
+        _ => Status::unauthenticated("the session has ended"),
+    })
 }

@@ -1,94 +1,43 @@
-//! The node's live events, handed to its event streams by one task: a stream that knows it may
-//! not read a post's room is passed over without being woken. On a node with thousands of
-//! streams each post then wakes its room's readers only, where a broadcast channel woke every
-//! stream for every event (docs/benchmarks.md, "Fan-out to 10,000 live subscribers").
+//! The node's live events, handed to its event streams by one task: once every stream knows the
+//! rooms it may read, a post goes to its room's readers alone (`audience.rs`), not to every
+//! stream. On a node with thousands of streams each post then wakes its room's readers only,
+//! where a broadcast channel woke every stream for every event (docs/benchmarks.md, "Fan-out to
+//! 10,000 live subscribers" and "Fan-out: streams indexed by room").
 //!
-//! A stream keeps what it learned of its access in its [`KnownAccess`], shared with the task:
-//! the task skips a stream only when that knowledge says "not visible", and the stream decides
-//! every event it is handed as before (knowledge, or a read of the state). A stream that falls
-//! behind (its inbox full) is told so and catches up from the stored events, as a broadcast
-//! receiver that lagged did.
+//! A stream's knowledge of its access lives in the node's [`Audience`], which the task reads:
+//! the task passes a stream over only when that knowledge says "not visible", and the stream
+//! decides every event it is handed as before (knowledge, or a read of the state). A stream that
+//! falls behind (its inbox full) is told so and catches up from the stored events, as a
+//! broadcast receiver that lagged did.
+
+mod audience;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use kizuna_domain::events::{Event, only_for_room_readers};
-use kizuna_domain::model::RoomId;
+pub use audience::Learnt;
+use audience::{Audience, StreamId};
+use kizuna_domain::events::Event;
 use kizuna_store::StateReader;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 /// Events a stream may have waiting before it counts as fallen behind.
 const INBOX: usize = 256;
 
-/// What a stream learned of its session and of the rooms it may read, kept while the node's
-/// `access_changes` stands where it was before it was read (no account, session, session
-/// policy or membership changed since).
-#[derive(Default)]
-pub struct KnownAccess {
-    /// The node's `access_changes` before what follows was read (None: nothing known yet).
-    access_at: Option<u64>,
-    /// The session holds until then (ms since the epoch): its absolute lifetime.
-    session_until_ms: u64,
-    /// Whether the session may read each room, for events only for its readers.
-    rooms: HashMap<RoomId, bool>,
-}
-
-impl KnownAccess {
-    /// Whether `e` goes out, if that is known without reading the state (`access_now`: the
-    /// node's `access_changes` now).
-    pub fn visible(&self, access_now: u64, e: &Event, now_ms: u64) -> Option<bool> {
-        let holds = self.access_at == Some(access_now) && now_ms <= self.session_until_ms;
-        if !holds || !only_for_room_readers(e) {
-            return None;
-        }
-        self.rooms.get(&e.room).copied()
-    }
-
-    /// A view taken after `access_changes` was `access_at` said the session holds until
-    /// `session_until_ms` and whether `e` is visible.
-    pub fn learn(&mut self, access_at: u64, (session_until_ms, e, visible): (u64, &Event, bool)) {
-        if self.access_at != Some(access_at) {
-            self.rooms.clear();
-            self.access_at = Some(access_at);
-        }
-        self.session_until_ms = session_until_ms;
-        if only_for_room_readers(e) {
-            self.rooms.insert(e.room, visible);
-        }
-    }
-}
-
 /// One stream's place in the hand-out.
 struct Subscriber {
     inbox: mpsc::Sender<Event>,
-    stream: Arc<StreamSide>,
-}
-
-/// What the hand-out and the stream both hold (the inbox's sender is the hand-out's alone, so
-/// that clearing the hand-out ends the stream's wait).
-struct StreamSide {
     /// Notified when an event did not fit in the inbox: the stream catches up from the store.
-    lagged: Notify,
-    known: Mutex<KnownAccess>,
-}
-
-impl StreamSide {
-    fn known(&self) -> MutexGuard<'_, KnownAccess> {
-        // What it guards is knowledge that a stream re-reads when it does not hold: a panic
-        // elsewhere leaves nothing to repair.
-        self.known.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+    /// (The inbox's sender is the hand-out's alone, so that clearing the hand-out ends the
+    /// stream's wait.)
+    lagged: Arc<Notify>,
 }
 
 impl Subscriber {
-    /// Hands `e` to the stream unless it knows it may not see it.
-    fn offer(&self, e: &Event, access_now: u64, now_ms: u64) {
-        if self.stream.known().visible(access_now, e, now_ms) == Some(false) {
-            return;
-        }
+    fn hand(&self, e: &Event) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.inbox.try_send(e.clone()) {
-            self.stream.lagged.notify_one();
+            self.lagged.notify_one();
         }
     }
 }
@@ -110,7 +59,7 @@ impl LiveEvents {
 
     /// How many streams this node serves now.
     pub fn count(&self) -> usize {
-        self.streams.subscribers().len()
+        self.streams.handout().subscribers.len()
     }
 
     /// A new stream's subscription: it receives every event applied from now on that it may
@@ -148,50 +97,66 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// The streams' places, by subscription.
+/// The streams' places, by subscription, and what they know of their access.
 #[derive(Default)]
 struct Streams {
-    subscribers: Mutex<HashMap<u64, Subscriber>>,
+    handout: Mutex<Handout>,
     next_id: AtomicU64,
-    /// Nothing hands out events any more (set under the map's lock).
+    /// Nothing hands out events any more (set under the hand-out's lock).
     closed: AtomicBool,
 }
 
+/// Under one lock: whether a room's index holds depends on how many streams there are.
+#[derive(Default)]
+struct Handout {
+    subscribers: HashMap<StreamId, Subscriber>,
+    audience: Audience,
+}
+
 impl Streams {
-    fn subscribers(&self) -> MutexGuard<'_, HashMap<u64, Subscriber>> {
-        // Each operation on the map completes or does nothing: a panic leaves it consistent.
-        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner)
+    fn handout(&self) -> MutexGuard<'_, Handout> {
+        // Each operation completes or does nothing: a panic leaves it consistent.
+        self.handout.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn subscribe(self: &Arc<Self>) -> Subscription {
         let (inbox, events) = mpsc::channel(INBOX);
-        let stream = Arc::new(StreamSide { lagged: Notify::new(), known: Mutex::new(KnownAccess::default()) });
+        let lagged = Arc::new(Notify::new());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut subscribers = self.subscribers();
+        let mut handout = self.handout();
         // Closed: the inbox's sender is dropped here, and the stream's first wait ends.
         if !self.closed.load(Ordering::Acquire) {
-            subscribers.insert(id, Subscriber { inbox, stream: stream.clone() });
+            handout.subscribers.insert(id, Subscriber { inbox, lagged: lagged.clone() });
         }
-        drop(subscribers);
-        Subscription { streams: self.clone(), id, stream, events }
+        drop(handout);
+        Subscription { streams: self.clone(), id, lagged, events }
     }
 
     /// Ends every stream's wait (dropping the inboxes' senders), and any later stream's.
     fn close(&self) {
-        let mut subscribers = self.subscribers();
+        let mut handout = self.handout();
         self.closed.store(true, Ordering::Release);
-        subscribers.clear();
+        handout.subscribers.clear();
     }
 
-    /// Hands `e` to every stream that may need it (`access_now`: the node's `access_changes`).
+    /// Hands `e` to every stream that may need it (`access_now`: the node's `access_changes`):
+    /// its room's readers once every stream knows the room, else every stream not known to be
+    /// an outsider.
     fn offer(&self, e: &Event, access_now: u64, now_ms: u64) {
-        for subscriber in self.subscribers().values() {
-            subscriber.offer(e, access_now, now_ms);
+        let mut handout = self.handout();
+        handout.audience.hold_at(access_now, now_ms);
+        let Handout { subscribers, audience } = &*handout;
+        match audience.readers_of(e, access_now, subscribers.len()) {
+            Some(readers) => readers.filter_map(|id| subscribers.get(id)).for_each(|s| s.hand(e)),
+            None => subscribers
+                .iter()
+                .filter(|(id, _)| audience.visible(**id, access_now, e, now_ms) != Some(false))
+                .for_each(|(_, s)| s.hand(e)),
         }
     }
 
     fn lagged(&self) {
-        self.subscribers().values().for_each(|s| s.stream.lagged.notify_one());
+        self.handout().subscribers.values().for_each(|s| s.lagged.notify_one());
     }
 }
 
@@ -207,8 +172,8 @@ pub enum Live {
 /// A stream's place in the node's hand-out; leaves it when dropped.
 pub struct Subscription {
     streams: Arc<Streams>,
-    id: u64,
-    stream: Arc<StreamSide>,
+    id: StreamId,
+    lagged: Arc<Notify>,
     events: mpsc::Receiver<Event>,
 }
 
@@ -218,20 +183,33 @@ impl Subscription {
         tokio::select! {
             // A lag first: the events still in the inbox are older than what catching up reads.
             biased;
-            () = self.stream.lagged.notified() => Live::Lagged,
+            () = self.lagged.notified() => Live::Lagged,
             event = self.events.recv() => event.map_or(Live::Closed, Live::Event),
         }
     }
 
-    /// This stream's knowledge of its access, which the hand-out reads too.
-    pub fn known(&self) -> MutexGuard<'_, KnownAccess> {
-        self.stream.known()
+    /// Whether `e` goes to this stream, if that is known without reading the state
+    /// (`access_now`: the node's `access_changes` now).
+    pub fn visible(&self, access_now: u64, e: &Event, now_ms: u64) -> Option<bool> {
+        self.streams.handout().audience.visible(self.id, access_now, e, now_ms)
+    }
+
+    /// Whether this stream knows its rooms now; if not, its next read of the state learns them.
+    pub fn knows(&self, access_now: u64, now_ms: u64) -> bool {
+        self.streams.handout().audience.knows(self.id, access_now, now_ms)
+    }
+
+    /// A view taken after `access_changes` was `access_at` read `learnt`.
+    pub fn learn(&self, access_at: u64, learnt: Learnt) {
+        self.streams.handout().audience.learn(self.id, access_at, learnt);
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.streams.subscribers().remove(&self.id);
+        let mut handout = self.streams.handout();
+        handout.subscribers.remove(&self.id);
+        handout.audience.forget(self.id);
     }
 }
 
@@ -239,6 +217,7 @@ impl Drop for Subscription {
 mod tests {
     use super::*;
     use kizuna_domain::events::EventKind;
+    use kizuna_domain::model::RoomId;
 
     fn posted(cursor: u64, room: u64) -> Event {
         Event { cursor, room: RoomId(room), at_ms: 1, kind: EventKind::Posted { seq: cursor } }
@@ -248,25 +227,48 @@ mod tests {
         std::iter::from_fn(|| subscription.events.try_recv().ok()).map(|e| e.cursor).collect()
     }
 
+    fn reading(session_until_ms: u64, rooms: &[u64]) -> Learnt {
+        Learnt { session_until_ms, readable: rooms.iter().map(|&r| RoomId(r)).collect() }
+    }
+
     #[tokio::test]
     async fn a_stream_is_passed_over_only_for_rooms_it_knows_it_may_not_read_while_that_holds() {
         let streams = Arc::<Streams>::default();
         let (mut outsider, mut newcomer) = (streams.subscribe(), streams.subscribe());
-        outsider.known().learn(7, (1_000, &posted(1, 5), false));
-        outsider.known().learn(7, (1_000, &posted(2, 6), true));
+        outsider.learn(7, reading(1_000, &[6]));
 
         streams.offer(&posted(3, 5), 7, 500);
         streams.offer(&posted(4, 6), 7, 500);
-        // Access changed (a membership, a session): what the stream knew no longer holds.
-        streams.offer(&posted(5, 5), 8, 500);
+        // Not a post: decided by the stream itself, whatever it knows of the room.
+        let membership = Event { kind: EventKind::Membership, ..posted(5, 5) };
+        streams.offer(&membership, 7, 500);
         // Its session's lifetime is over: it must wake to end.
         streams.offer(&posted(6, 5), 7, 1_001);
-        // Not a post: decided by the stream itself, whatever it knows of the room.
-        let membership = Event { kind: EventKind::Membership, ..posted(7, 5) };
-        streams.offer(&membership, 7, 500);
+        outsider.learn(7, reading(2_000, &[6]));
+        streams.offer(&posted(7, 5), 7, 1_500);
+        // Access changed (a membership, a session): what the stream knew no longer holds.
+        streams.offer(&posted(8, 5), 8, 1_500);
 
-        assert_eq!(waiting(&mut outsider), vec![4, 5, 6, 7]);
-        assert_eq!(waiting(&mut newcomer), vec![3, 4, 5, 6, 7], "a stream that knows nothing gets everything");
+        assert_eq!(waiting(&mut outsider), vec![4, 5, 6, 8]);
+        assert_eq!(waiting(&mut newcomer), vec![3, 4, 5, 6, 7, 8], "a stream that knows nothing gets everything");
+    }
+
+    #[tokio::test]
+    async fn once_every_stream_knows_its_rooms_a_post_goes_to_its_room_readers_alone() {
+        let streams = Arc::<Streams>::default();
+        let (mut reader, outsider) = (streams.subscribe(), streams.subscribe());
+        reader.learn(7, reading(1_000, &[5]));
+        outsider.learn(7, reading(1_000, &[6]));
+        streams.offer(&posted(2, 5), 7, 500);
+        let mut newcomer = streams.subscribe();
+        streams.offer(&posted(3, 5), 7, 500);
+        newcomer.learn(7, reading(1_000, &[]));
+        drop(outsider);
+        streams.offer(&posted(4, 5), 7, 500);
+        streams.offer(&posted(5, 6), 7, 500);
+
+        assert_eq!(waiting(&mut reader), vec![2, 3, 4]);
+        assert_eq!(waiting(&mut newcomer), vec![3], "offered while it did not know its rooms, then passed over");
     }
 
     #[tokio::test]
@@ -287,11 +289,11 @@ mod tests {
         let streams = Arc::<Streams>::default();
         let (gone, mut staying) = (streams.subscribe(), streams.subscribe());
         drop(gone);
-        assert_eq!(streams.subscribers().len(), 1);
+        assert_eq!(streams.handout().subscribers.len(), 1);
         drop(CloseOnDrop(streams.clone()));
         assert!(matches!(staying.next().await, Live::Closed));
         let mut late = streams.subscribe();
         assert!(matches!(late.next().await, Live::Closed), "a stream after the close would wait forever");
-        assert_eq!(streams.subscribers().len(), 0);
+        assert_eq!(streams.handout().subscribers.len(), 0);
     }
 }
