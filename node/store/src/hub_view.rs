@@ -3,7 +3,7 @@
 //!
 //! Every key, and the table list, is built and parsed in [`crate::keys`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -60,6 +60,10 @@ pub struct RocksHub<'a> {
     changed_access: bool,
     /// Committed values this view read already, by key (see [`RocksHub::raw`]).
     read_before: RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// The apply version as this view last read or set it: asked at every command, two or
+    /// three times an entry, and opening the stored value each time cost more than the read.
+    /// Within one view only [`RocksHub::set_apply_version`] changes it.
+    apply_version: Cell<Option<u32>>,
 }
 
 /// The most committed values one view keeps for reading again, and the largest it keeps: the
@@ -79,7 +83,14 @@ impl<'a> RocksHub<'a> {
             fault: RefCell::new(None),
             changed_access: false,
             read_before: RefCell::new(HashMap::new()),
+            apply_version: Cell::new(None),
         }
+    }
+
+    /// This view, told the apply version its state has (apply knows it from its last batch).
+    pub fn knowing_apply_version(self, version: u32) -> Self {
+        self.apply_version.set(Some(version));
+        self
     }
 
     /// A view of the state as it is now, held still for as long as the view lives: for queries.
@@ -688,11 +699,20 @@ impl<'a> RocksHub<'a> {
 
     /// The hub's active apply version (`kizuna_domain::APPLY_VERSION`).
     pub fn apply_version(&self) -> u32 {
-        self.get(keys::APPLY_VERSION).unwrap_or(kizuna_domain::FIRST_APPLY_VERSION)
+        if let Some(known) = self.apply_version.get() {
+            return known;
+        }
+        let stored = self.get(keys::APPLY_VERSION).unwrap_or(kizuna_domain::FIRST_APPLY_VERSION);
+        // Not kept from a read that failed: the view noted the fault, and the next ask reads again.
+        if self.fault.borrow().is_none() {
+            self.apply_version.set(Some(stored));
+        }
+        stored
     }
 
     pub fn set_apply_version(&mut self, version: u32) {
         self.put(keys::APPLY_VERSION.to_vec(), &version);
+        self.apply_version.set(Some(version));
     }
 
     /// Removes the sessions among the next `limit` (a sweep that goes round the table) that

@@ -288,6 +288,18 @@ pub struct StateMachineStore {
     max_apply_version: u32,
     /// What the last committed batch knew of the oldest results and events left.
     sweep_hints: SweepHints,
+    /// The replicated clock and the apply version as the last batch wrote them (None: read
+    /// them from the state). This store is their only writer and an install forgets them:
+    /// read and opened at every batch, they were a quarter of a one-entry batch's ~67 µs
+    /// (docs/benchmarks.md, session 23).
+    written: Option<WrittenMeta>,
+}
+
+/// See [`StateMachineStore::written`].
+#[derive(Debug, Clone, Copy)]
+struct WrittenMeta {
+    clock_ms: u64,
+    apply_version: u32,
 }
 
 impl StateMachineStore {
@@ -323,7 +335,7 @@ impl StateMachineStore {
             apply_version_reached: Arc::default(),
         };
         let max_apply_version = kizuna_domain::APPLY_VERSION;
-        Ok(Self { db, snapshot_dir, reader, max_apply_version, sweep_hints: SweepHints::default() })
+        Ok(Self { db, snapshot_dir, reader, max_apply_version, sweep_hints: SweepHints::default(), written: None })
     }
 
     /// This node takes up apply versions up to `version` only: a test's stand-in for a node
@@ -826,18 +838,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, std::io::Error>> + Unpin + OptionalSend,
     {
-        let clock_ms = self.reader.clock_ms()?;
+        let started = std::time::Instant::now();
+        // Taken: a batch that fails leaves them to be read again.
+        let known = match self.written.take() {
+            Some(known) => known,
+            None => WrittenMeta { clock_ms: self.reader.clock_ms()?, apply_version: self.reader.apply_version()? },
+        };
         // The hub may have moved past this build while this node was away (a snapshot from a
         // newer leader, an older binary started on a newer data dir): never apply on.
-        let active = self.reader.apply_version()?;
-        if active > self.max_apply_version {
-            return Err(too_new(active, self.max_apply_version));
+        if known.apply_version > self.max_apply_version {
+            return Err(too_new(known.apply_version, self.max_apply_version));
         }
         let vault = self.reader.vault.clone();
         let mut batch = ApplyBatch {
             max_apply_version: self.max_apply_version,
-            clock_ms,
-            hub: RocksHub::new(&self.db, &vault),
+            clock_ms: known.clock_ms,
+            hub: RocksHub::new(&self.db, &vault).knowing_apply_version(known.apply_version),
             events: Vec::new(),
             // Taken, not copied: a batch that fails leaves them unknown.
             hints: std::mem::take(&mut self.sweep_hints),
@@ -871,6 +887,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let meta = cf(&self.db, CF_SM_META);
         let clock_ms = batch.clock_ms;
         let (events, hints, changed_access) = (batch.events, batch.hints, batch.hub.changed_access());
+        let written = WrittenMeta { clock_ms, apply_version: batch.hub.apply_version() };
         let mut wb = WriteBatch::default();
         // Checked after every entry already; the view refuses again, as the last line of defence.
         batch.hub.write_into(&mut wb).map_err(io_err)?;
@@ -885,6 +902,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // after the WAL is synced (see `Checkpoints::take`).
         self.db.write(wb).map_err(io_err)?;
         self.sweep_hints = hints;
+        self.written = Some(written);
         if changed_access {
             self.reader.access_changes.fetch_add(1, Ordering::AcqRel);
         }
@@ -895,6 +913,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // No subscriber is fine; lagging subscribers resume from the stored events.
             let _ = self.reader.events.send(event);
         }
+        metrics::histogram!("kizuna_raft_apply_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -907,6 +926,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let (meta, snapshot_dir) = (meta.clone(), self.snapshot_dir.clone());
         self.reader.installing.store(true, Ordering::Release);
         self.sweep_hints = SweepHints::default();
+        self.written = None;
         let installed = blocking(move || {
             // A peer's snapshot arrives as a file; one handed over in-process (openraft's
             // storage suite) may be another store's checkpoint: its export is installed.
@@ -1232,6 +1252,37 @@ mod tests {
         let later = builder.build_snapshot().await.expect("built");
         assert_eq!(later.meta.last_log_id.map(|l| l.index), Some(21), "a newer build replaces it");
         assert!(!current.snapshot.path.exists(), "and the one it replaced is gone");
+    }
+
+    /// Apply keeps the clock and the apply version its last batch wrote: an install replaces
+    /// both, and the next batch goes on from the installed ones.
+    #[tokio::test]
+    async fn after_an_install_apply_goes_on_from_the_installed_clock_and_apply_version() {
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+        let (_l, mut leader) = crate::open(dirs[0].path(), crate::MasterKeys::none()).expect("open");
+        let newest = kizuna_domain::APPLY_VERSION;
+        apply(&mut leader, vec![set_apply_version(1, newest), put_at(2, 50_000, "late")]).await.expect("applied");
+        let snapshot = leader.get_snapshot_builder().await.build_snapshot().await.expect("built");
+        let install = |sm: &mut StateMachineStore| {
+            let incoming = sm.incoming_snapshot_path("from-leader");
+            std::fs::copy(snapshot.snapshot.streamable().expect("exported"), &incoming).expect("received");
+            SnapshotFile { path: incoming }
+        };
+
+        let (_l, mut behind) = crate::open(dirs[1].path(), crate::MasterKeys::none()).expect("open");
+        apply(&mut behind, vec![put_at(1, 10, "early")]).await.expect("applied");
+        let file = install(&mut behind);
+        behind.install_snapshot(&snapshot.meta, file).await.expect("installed");
+        apply(&mut behind, vec![put_at(3, 20, "after")]).await.expect("applied");
+        assert_eq!(behind.reader().clock_ms().expect("readable"), 50_000, "the installed clock, never an older one");
+
+        let (_l, older) = crate::open(dirs[2].path(), crate::MasterKeys::none()).expect("open");
+        let mut older = older.applying_at_most(kizuna_domain::FIRST_APPLY_VERSION);
+        apply(&mut older, vec![put_at(1, 10, "early")]).await.expect("applied");
+        let file = install(&mut older);
+        older.install_snapshot(&snapshot.meta, file).await.expect("installed");
+        let error = apply(&mut older, vec![put_at(3, 20, "after")]).await.expect_err("applied past the hub");
+        assert!(error.to_string().contains("install the hub's current build"), "{error}");
     }
 
     /// An install that failed half way leaves its marker and a mixed state: no snapshot or
