@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{CF_SM_DATA, Vault, VaultError, cf, codec};
+use crate::access::AccessChange;
 use crate::fault::StorageFault;
 use crate::keys::{
     self, ACCOUNTS, ATTACHMENTS, AUDIT, AUDIT_HEAD, CONNECTIONS, CONNECTIONS_OF, DIRECTORY_SHARES, EVENTS, FACILITIES,
@@ -57,7 +58,7 @@ pub struct RocksHub<'a> {
     fault: RefCell<Option<StorageFault>>,
     /// The staged changes may change which live events a session receives (see
     /// [`RocksHub::changed_access`]).
-    changed_access: bool,
+    changed_access: AccessChange,
     /// Committed values this view read already, by key (see [`RocksHub::raw`]).
     read_before: RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
     /// The apply version as this view last read or set it: asked at every command, two or
@@ -81,7 +82,7 @@ impl<'a> RocksHub<'a> {
             snapshot: None,
             overlay: BTreeMap::new(),
             fault: RefCell::new(None),
-            changed_access: false,
+            changed_access: AccessChange::Nobody,
             read_before: RefCell::new(HashMap::new()),
             apply_version: Cell::new(None),
         }
@@ -302,19 +303,25 @@ impl<'a> RocksHub<'a> {
         self.scan(prefix).into_iter().filter_map(|(k, v)| self.decode(&k, &v)).collect()
     }
 
-    /// Whether the staged changes may change which live events a session receives: they write
-    /// an account, a session or the hub's settings (its session policy), or make a membership
-    /// active or not — what [`kizuna_domain::authz::can_read`] and the session check read,
-    /// but for the room itself: a room is readable to no one before a membership of it is
-    /// active, so its own changes (every post moves its last sequence number) and an active
-    /// member's (her read marker) need not count.
-    pub fn changed_access(&self) -> bool {
-        self.changed_access
+    /// Whose live events the staged changes may change: an account's when they write the
+    /// account, one of its sessions, or make one of its memberships active or not — what
+    /// [`kizuna_domain::authz::can_read`] and the session check read; everyone's when they write
+    /// the hub's settings (its session policy). Not the room itself: a room is readable to no
+    /// one before a membership of it is active, so its own changes (every post moves its last
+    /// sequence number) and an active member's (her read marker) need not count.
+    pub fn changed_access(&self) -> &AccessChange {
+        &self.changed_access
     }
 
     /// See [`Self::changed_access`] (a membership's change: [`Self::put_member`]).
-    fn changes_access(change: &Change) -> bool {
-        matches!(change, Change::Account(_) | Change::Session(_) | Change::Settings(_) | Change::RemoveMember { .. })
+    fn access_changed_by(change: &Change) -> AccessChange {
+        match change {
+            Change::Account(a) => AccessChange::of_account(a.id),
+            Change::Session(s) => AccessChange::of_account(s.account),
+            Change::RemoveMember { account, .. } => AccessChange::of_account(*account),
+            Change::Settings(_) => AccessChange::Everyone,
+            _ => AccessChange::Nobody,
+        }
     }
 
     /// Stores a membership, and its entry in the account's index only when it is new: every
@@ -324,19 +331,21 @@ impl<'a> RocksHub<'a> {
     fn put_member(&mut self, m: &Member) {
         match self.member(m.room, m.account) {
             Ok(was) => {
-                self.changed_access |= was.as_ref().is_some_and(Member::is_active) != m.is_active();
+                if was.as_ref().is_some_and(Member::is_active) != m.is_active() {
+                    self.changed_access.merge(AccessChange::of_account(m.account));
+                }
                 if was.is_none() {
                     self.put(keys::ids(MEMBERSHIPS, m.account.0, m.room.0), &());
                 }
             }
-            Err(_) => self.changed_access = true,
+            Err(_) => self.changed_access.merge(AccessChange::Everyone),
         }
         self.put(keys::ids(MEMBERS, m.room.0, m.account.0), m);
     }
 
     pub fn apply(&mut self, changes: Vec<Change>) {
         for change in changes {
-            self.changed_access |= Self::changes_access(&change);
+            self.changed_access.merge(Self::access_changed_by(&change));
             match change {
                 Change::Account(a) => {
                     self.put(keys::text(LOGINS, &a.login), &a.id);
@@ -1300,13 +1309,17 @@ mod tests {
         let mut hub = RocksHub::new(&db, plain());
         hub.apply(vec![Change::Member(joined.clone())]);
         assert!(hub.overlay.contains_key(&index), "a new membership is indexed");
-        assert!(hub.changed_access(), "an active membership opens the room");
+        assert_eq!(
+            hub.changed_access(),
+            &AccessChange::of_account(AccountId(3)),
+            "an active membership opens the room"
+        );
         commit(hub);
         let read = Member { read_seq: 5, ..joined };
         let mut hub = RocksHub::new(&db, plain());
         hub.apply(vec![Change::Member(read.clone())]);
         assert!(!hub.overlay.contains_key(&index), "a read marker's move leaves the index alone");
-        assert!(!hub.changed_access());
+        assert!(hub.changed_access().is_nobody());
         commit(hub);
         assert_eq!(RocksHub::new(&db, plain()).rooms_of(AccountId(3)), Ok(vec![read]));
     }

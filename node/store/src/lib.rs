@@ -17,6 +17,7 @@
 //! one write-ahead log, so syncing a log append also makes every earlier state-machine write
 //! durable.
 
+mod access;
 pub mod backup;
 mod checkpoint;
 pub mod codec;
@@ -40,6 +41,7 @@ use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
+pub use access::{AccessChange, AccessLog};
 pub use checkpoint::SnapshotDisk;
 pub use codec::{CodecError, ValueError};
 pub use fault::StorageFault;

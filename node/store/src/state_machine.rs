@@ -10,6 +10,7 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
+use super::access::{AccessChange, AccessLog};
 use super::checkpoint::Checkpoints;
 use super::fault::StorageFault;
 use super::hub_view::RocksHub;
@@ -54,10 +55,10 @@ pub struct StateReader {
     /// leader while a build of this node may run (the build is a task of its own), and without
     /// it a view or a checkpoint could hold a half-installed state.
     whole_state: Arc<Mutex<()>>,
-    /// Counts the applied batches that may have changed which live events a session receives
-    /// (`RocksHub::changed_access`), and the snapshots installed. Bumped after the batch is
-    /// written and before its events go out.
-    access_changes: Arc<AtomicU64>,
+    /// The applied batches that may have changed which live events a session receives
+    /// (`RocksHub::changed_access`), and the snapshots installed, numbered. Recorded after the
+    /// batch is written and before its events go out.
+    access: AccessLog,
     /// An apply version this node's state is known to have reached: it only grows along the
     /// log (an install brings a later state, never an earlier one), so once a request saw it
     /// the next need not read it again (see [`StateReader::applies_at_least`]).
@@ -151,10 +152,15 @@ impl StateReader {
     }
 
     /// How many times which live events a session receives may have changed (see
-    /// `access_changes`): what a view taken after reading this value says of a session's
-    /// access holds while the value stands. Read it before taking the view.
+    /// `access`): what a view taken after reading this value says of a session's access holds
+    /// until a later change concerns its account. Read it before taking the view.
     pub fn access_changes(&self) -> u64 {
-        self.access_changes.load(Ordering::Acquire)
+        self.access.count()
+    }
+
+    /// The access changes by number, and whom each concerns.
+    pub fn access_log(&self) -> &AccessLog {
+        &self.access
     }
 
     /// Live events as this node applies them.
@@ -331,7 +337,7 @@ impl StateMachineStore {
             installing: Arc::default(),
             checkpoints,
             whole_state: Arc::default(),
-            access_changes: Arc::default(),
+            access: AccessLog::default(),
             apply_version_reached: Arc::default(),
         };
         let max_apply_version = kizuna_domain::APPLY_VERSION;
@@ -886,7 +892,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         let meta = cf(&self.db, CF_SM_META);
         let clock_ms = batch.clock_ms;
-        let (events, hints, changed_access) = (batch.events, batch.hints, batch.hub.changed_access());
+        let (events, hints, changed_access) = (batch.events, batch.hints, batch.hub.changed_access().clone());
         let written = WrittenMeta { clock_ms, apply_version: batch.hub.apply_version() };
         let mut wb = WriteBatch::default();
         // Checked after every entry already; the view refuses again, as the last line of defence.
@@ -903,9 +909,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.db.write(wb).map_err(io_err)?;
         self.sweep_hints = hints;
         self.written = Some(written);
-        if changed_access {
-            self.reader.access_changes.fetch_add(1, Ordering::AcqRel);
-        }
+        self.reader.access.record(changed_access);
         for (responder, applied) in replies {
             responder.send(applied);
         }
@@ -939,7 +943,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // A refused file left the state untouched; one that failed half way left the marker.
         self.reader.installing.store(install::pending(&self.db)?, Ordering::Release);
         // Whatever was read of the old state, even of its half-replaced form, no longer holds.
-        self.reader.access_changes.fetch_add(1, Ordering::AcqRel);
+        self.reader.access.record(AccessChange::Everyone);
         installed?;
         // The installed state may hold data keys this node has not seen.
         self.reader.vault.reload_hub_keys(&self.db).map_err(std::io::Error::other)?;
@@ -1371,6 +1375,34 @@ mod tests {
             assert_eq!(hub.connections_of(AccountId(side)).expect("readable"), std::slice::from_ref(&connected));
         }
         assert_eq!(hub.connections_of(AccountId(2)).expect("readable"), []);
+    }
+
+    /// Each batch that may change whose live events a session receives is numbered with the
+    /// accounts it concerns; a record's write concerns nobody, the session policy everyone.
+    #[tokio::test]
+    async fn access_changes_name_the_accounts_they_concern() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
+        let (t0, token) = (1_000_000, "op-token");
+        let init =
+            Command::InitOperator { login: "op".into(), display_name: "事務局".into(), password_hash: "h".into() };
+        let login = Command::CreateSession {
+            login: "op".into(),
+            token_hash: token.into(),
+            device: "pc".into(),
+            totp_step: None,
+        };
+        apply(&mut sm, vec![signed_at(1, t0, None, init)]).await.expect("apply");
+        let reader = sm.reader();
+        let op = reader.hub().account_by_login("op").expect("readable").expect("the operator");
+        assert_eq!(reader.access_changes(), 1);
+        apply(&mut sm, vec![signed_at(2, t0, None, login)]).await.expect("apply");
+        assert_eq!(reader.access_log().between(1, reader.access_changes()), AccessChange::of_account(op));
+        apply(&mut sm, vec![put_record(3, "k")]).await.expect("apply");
+        assert_eq!(reader.access_changes(), 2, "a record's write changes nobody's access");
+        let policy = Command::SetSessionPolicy { idle_minutes: 30, absolute_hours: 8 };
+        apply(&mut sm, vec![signed_at(4, t0, Some(token), policy)]).await.expect("apply");
+        assert_eq!(reader.access_log().between(2, reader.access_changes()), AccessChange::Everyone);
     }
 
     /// Whether the operator's logout, proposed two hours after sign-in, got through apply on a

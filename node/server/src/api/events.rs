@@ -169,7 +169,7 @@ fn decide_live(api: &Api, (me, token_hash): (AccountId, &str), live: &Subscripti
 fn learn(hub: &RocksHub<'_>, me: AccountId, token_hash: &str, now: u64) -> Result<Learnt, Status> {
     let session_until_ms = session_until(hub, token_hash, now)?;
     let readable = queries::readable_rooms(hub, me).map_err(view_status)?;
-    Ok(Learnt { session_until_ms, readable })
+    Ok(Learnt { account: me, session_until_ms, readable })
 }
 
 /// Until when the session holds (its absolute lifetime), or why a stream on it ends.

@@ -4,8 +4,10 @@
 //!
 //! A stream learns every room its account may read at once (`queries::readable_rooms`, one read
 //! of its memberships), when it starts and again when what it knew no longer holds: after the
-//! node's `access_changes` moved (an account, a session, the session policy or a membership
-//! changed) or once its session's absolute lifetime ended. The index is used only while *every*
+//! node's access changes concerned its account (its account, one of its sessions or
+//! memberships changed; everyone's for the session policy or an installed snapshot: see
+//! `kizuna_store::AccessLog`) or once its session's absolute lifetime ended. A login of one
+//! account leaves the other streams' knowledge as it was. The index is used only while *every*
 //! stream of the node knows its rooms at the current count: a stream that does not (new, or its
 //! knowledge just reset) may be a reader, so a post goes to every stream not known to be an
 //! outsider, and each decides it by reading the state (and learns).
@@ -13,21 +15,25 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use kizuna_domain::events::{Event, only_for_room_readers};
-use kizuna_domain::model::RoomId;
+use kizuna_domain::model::{AccountId, RoomId};
+use kizuna_store::{AccessChange, AccessLog};
 
 /// A stream's id in the hand-out.
 pub(super) type StreamId = u64;
 
-/// What a stream read in one view of the state: until when its session holds (ms since the
-/// epoch) and every room its account may read.
+/// What a stream read in one view of the state: its account, until when its session holds
+/// (ms since the epoch) and every room its account may read.
 pub struct Learnt {
+    pub account: AccountId,
     pub session_until_ms: u64,
     pub readable: HashSet<RoomId>,
 }
 
 #[derive(Default)]
 pub(super) struct Audience {
-    /// The node's `access_changes` before what follows was read.
+    /// The node's access changes, which say whose knowledge a change ends.
+    log: AccessLog,
+    /// The node's `access_changes` up to which what follows holds.
     access_at: u64,
     streams: HashMap<StreamId, Learnt>,
     readers: HashMap<RoomId, HashSet<StreamId>>,
@@ -37,11 +43,26 @@ pub(super) struct Audience {
 }
 
 impl Audience {
-    /// Drops what was learned before `access_now` (the node's `access_changes`, which only
-    /// rises), and the knowledge of streams whose session ended before `now_ms`.
+    /// An audience that follows the changes of `log`.
+    pub(super) fn following(log: AccessLog) -> Self {
+        Audience { access_at: log.count(), log, ..Audience::default() }
+    }
+
+    /// Drops what the changes up to `access_now` (the node's `access_changes`, which only
+    /// rises) concern, and the knowledge of streams whose session ended before `now_ms`.
     pub(super) fn hold_at(&mut self, access_now: u64, now_ms: u64) {
         if access_now > self.access_at {
-            *self = Audience { access_at: access_now, ..Audience::default() };
+            match self.log.between(self.access_at, access_now) {
+                AccessChange::Everyone => {
+                    *self = Audience { access_at: access_now, log: self.log.clone(), ..Audience::default() };
+                }
+                change => {
+                    let concerned: Vec<StreamId> =
+                        self.streams.iter().filter(|(_, k)| change.concerns(k.account)).map(|(id, _)| *id).collect();
+                    concerned.into_iter().for_each(|stream| self.forget(stream));
+                    self.access_at = access_now;
+                }
+            }
         }
         while let Some(&(until, stream)) = self.session_ends.first()
             && until < now_ms
@@ -77,8 +98,8 @@ impl Audience {
 
     /// `stream` read `learnt` after `access_changes` was `access_at`.
     pub(super) fn learn(&mut self, stream: StreamId, access_at: u64, learnt: Learnt) {
-        if access_at < self.access_at {
-            // Read before an access change the audience already follows: no longer true.
+        if access_at < self.access_at && self.log.between(access_at, self.access_at).concerns(learnt.account) {
+            // Read before an access change of its account the audience already follows.
             return;
         }
         self.hold_at(access_at, 0);
@@ -115,7 +136,48 @@ mod tests {
     }
 
     fn learnt(session_until_ms: u64, rooms: &[u64]) -> Learnt {
-        Learnt { session_until_ms, readable: rooms.iter().map(|&r| RoomId(r)).collect() }
+        learnt_by(1, session_until_ms, rooms)
+    }
+
+    fn learnt_by(account: u64, session_until_ms: u64, rooms: &[u64]) -> Learnt {
+        Learnt { account: AccountId(account), session_until_ms, readable: rooms.iter().map(|&r| RoomId(r)).collect() }
+    }
+
+    fn of(accounts: &[u64]) -> AccessChange {
+        AccessChange::Accounts(accounts.iter().map(|&a| AccountId(a)).collect())
+    }
+
+    #[test]
+    fn an_access_change_ends_the_knowledge_of_the_streams_it_concerns_alone() {
+        let log = AccessLog::default();
+        let mut audience = Audience::following(log.clone());
+        audience.learn(1, 0, learnt_by(10, 1_000, &[5]));
+        audience.learn(2, 0, learnt_by(20, 1_000, &[5, 6]));
+        assert_eq!(readers(&audience, 5, 0, 2), Some(vec![1, 2]));
+
+        // Account 10 signed in again (a new session): stream 2 still knows its rooms.
+        log.record(of(&[10]));
+        audience.hold_at(1, 0);
+        assert_eq!(audience.visible(1, 1, &posted(5), 0), None, "stream 1 must read its access again");
+        assert_eq!(audience.visible(2, 1, &posted(6), 0), Some(true), "stream 2 is not concerned");
+        assert_eq!(readers(&audience, 5, 1, 2), None, "stream 1 no longer known: no index");
+        audience.learn(1, 1, learnt_by(10, 1_000, &[]));
+        assert_eq!(readers(&audience, 5, 1, 2), Some(vec![2]));
+
+        // Knowledge read before a change of another account still holds; of its own, not.
+        log.record(of(&[30]));
+        log.record(of(&[20]));
+        audience.hold_at(3, 0);
+        audience.learn(1, 1, learnt_by(10, 1_000, &[6]));
+        assert_eq!(audience.visible(1, 3, &posted(6), 0), Some(true), "account 10 was not concerned since");
+        audience.learn(2, 1, learnt_by(20, 1_000, &[6]));
+        assert_eq!(audience.visible(2, 3, &posted(6), 0), None, "account 20 changed after that read");
+
+        // The session policy, an install: everyone's.
+        log.record(AccessChange::Everyone);
+        audience.hold_at(4, 0);
+        assert_eq!(audience.visible(1, 4, &posted(6), 0), None);
+        assert!(audience.streams.is_empty() && audience.readers.is_empty());
     }
 
     fn readers(audience: &Audience, room: u64, access_now: u64, streams: usize) -> Option<Vec<StreamId>> {

@@ -52,7 +52,8 @@ impl LiveEvents {
     /// Starts handing out `state`'s events until the node stops.
     pub fn start(state: StateReader, stopping: watch::Receiver<bool>) -> Arc<Self> {
         let events = state.subscribe();
-        let live = Arc::new(LiveEvents { state, streams: Arc::default() });
+        let streams = Arc::new(Streams::following(state.access_log().clone()));
+        let live = Arc::new(LiveEvents { state, streams });
         tokio::spawn(live.clone().hand_out(events, stopping));
         live
     }
@@ -114,6 +115,12 @@ struct Handout {
 }
 
 impl Streams {
+    /// Streams whose knowledge follows the access changes of `log`.
+    fn following(log: kizuna_store::AccessLog) -> Self {
+        let handout = Handout { subscribers: HashMap::new(), audience: Audience::following(log) };
+        Streams { handout: Mutex::new(handout), ..Streams::default() }
+    }
+
     fn handout(&self) -> MutexGuard<'_, Handout> {
         // Each operation completes or does nothing: a panic leaves it consistent.
         self.handout.lock().unwrap_or_else(PoisonError::into_inner)
@@ -228,7 +235,8 @@ mod tests {
     }
 
     fn reading(session_until_ms: u64, rooms: &[u64]) -> Learnt {
-        Learnt { session_until_ms, readable: rooms.iter().map(|&r| RoomId(r)).collect() }
+        let account = kizuna_domain::model::AccountId(1);
+        Learnt { account, session_until_ms, readable: rooms.iter().map(|&r| RoomId(r)).collect() }
     }
 
     #[tokio::test]
