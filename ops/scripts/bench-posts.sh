@@ -4,7 +4,7 @@
 # then `kizuna bench` over all three nodes: 1, 16 and 64 posting clients; 16 clients with 48 live
 # subscribers (16 per node, one account's limit); 4 clients with 10,000 live subscribers on one
 # node (625 accounts the bench registers in the nurse's facility, each a member of one of 64
-# rooms); and the reads of a 500-patient list by 1, 4 and 16 readers (one alone, then a
+# rooms), alone and with logins of other accounts meanwhile; and the reads of a 500-patient list by 1, 4 and 16 readers (one alone, then a
 # saturated hub). Each
 # run's JSON is kept in OUT (default: the temp dir, removed).
 # usage: ops/scripts/bench-posts.sh PATH/TO/kizuna LABEL [OUT]   (uses the demo's ports 7001-7003)
@@ -34,6 +34,17 @@ run sixteen --clients 16 --seconds 15
 run sixty-four --clients 64 --seconds 15
 run fan-out --clients 16 --seconds 15 --subscribers 48
 ENDPOINT=https://127.0.0.1:7001 run fan-out-10k --clients 4 --seconds 20 --subscribers 10000 --rooms 64
+# The same while three other accounts sign in at node 1 (2-3 logins a second): a login must
+# not send every stream of the node back to a read of its rooms.
+( while [ ! -e stop-logins ]; do
+    for who in dr.sato ph.mori cm.watanabe; do
+      KIZUNA_SESSION_FILE=$PWD/logins.json "$BIN" --endpoint https://127.0.0.1:7001 login "$who" > /dev/null 2>&1 || true
+      sleep 0.25
+    done
+  done ) &
+LOGINS=$!
+ENDPOINT=https://127.0.0.1:7001 run fan-out-logins --clients 4 --seconds 20 --subscribers 10000 --rooms 64
+touch stop-logins; wait $LOGINS
 run reads --clients 4 --seconds 1 --patients 500 --readers 1,4,16 --read-seconds 15
 du -sb data/demo/*/db
-if [ -n "$OUT" ]; then mkdir -p "$OUT"; cp one.json sixteen.json sixty-four.json fan-out.json fan-out-10k.json reads.json "$OUT/"; fi
+if [ -n "$OUT" ]; then mkdir -p "$OUT"; cp one.json sixteen.json sixty-four.json fan-out.json fan-out-10k.json fan-out-logins.json reads.json "$OUT/"; fi
