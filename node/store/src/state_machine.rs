@@ -1377,13 +1377,8 @@ mod tests {
         assert_eq!(hub.connections_of(AccountId(2)).expect("readable"), []);
     }
 
-    /// Each batch that may change whose live events a session receives is numbered with the
-    /// accounts it concerns; a record's write concerns nobody, the session policy everyone.
-    #[tokio::test]
-    async fn access_changes_name_the_accounts_they_concern() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
-        let (t0, token) = (1_000_000, "op-token");
+    /// The commands that make the hub's operator `op` and sign her in on the session `token`.
+    fn operator_and_session(token: &str) -> (Command, Command) {
         let init =
             Command::InitOperator { login: "op".into(), display_name: "事務局".into(), password_hash: "h".into() };
         let login = Command::CreateSession {
@@ -1392,6 +1387,17 @@ mod tests {
             device: "pc".into(),
             totp_step: None,
         };
+        (init, login)
+    }
+
+    /// Each batch that may change whose live events a session receives is numbered with the
+    /// accounts it concerns; a record's write concerns nobody, the session policy everyone.
+    #[tokio::test]
+    async fn access_changes_name_the_accounts_they_concern() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
+        let (t0, token) = (1_000_000, "op-token");
+        let (init, login) = operator_and_session(token);
         apply(&mut sm, vec![signed_at(1, t0, None, init)]).await.expect("apply");
         let reader = sm.reader();
         let op = reader.hub().account_by_login("op").expect("readable").expect("the operator");
@@ -1411,14 +1417,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
         let (t0, token) = (1_000_000, "op-token");
-        let init =
-            Command::InitOperator { login: "op".into(), display_name: "事務局".into(), password_hash: "h".into() };
-        let login = Command::CreateSession {
-            login: "op".into(),
-            token_hash: token.into(),
-            device: "pc".into(),
-            totp_step: None,
-        };
+        let (init, login) = operator_and_session(token);
         let mut entries = vec![signed_at(1, t0, None, init), signed_at(2, t0, None, login)];
         if let Some((idle_minutes, absolute_hours)) = policy {
             let set = Command::SetSessionPolicy { idle_minutes, absolute_hours };
