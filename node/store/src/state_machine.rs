@@ -151,14 +151,9 @@ impl StateReader {
         RocksHub::at_snapshot(&self.db, &self.vault)
     }
 
-    /// How many times which live events a session receives may have changed (see
-    /// `access`): what a view taken after reading this value says of a session's access holds
-    /// until a later change concerns its account. Read it before taking the view.
-    pub fn access_changes(&self) -> u64 {
-        self.access.count()
-    }
-
-    /// The access changes by number, and whom each concerns.
+    /// The changes of which live events a session receives, by number, and whom each concerns:
+    /// what a view taken after reading its count says of a session's access holds until a
+    /// later change concerns its account. Read the count before taking the view.
     pub fn access_log(&self) -> &AccessLog {
         &self.access
     }
@@ -1401,14 +1396,14 @@ mod tests {
         apply(&mut sm, vec![signed_at(1, t0, None, init)]).await.expect("apply");
         let reader = sm.reader();
         let op = reader.hub().account_by_login("op").expect("readable").expect("the operator");
-        assert_eq!(reader.access_changes(), 1);
+        assert_eq!(reader.access_log().count(), 1);
         apply(&mut sm, vec![signed_at(2, t0, None, login)]).await.expect("apply");
-        assert_eq!(reader.access_log().between(1, reader.access_changes()), AccessChange::of_account(op));
+        assert_eq!(reader.access_log().between(1, reader.access_log().count()), AccessChange::of_account(op));
         apply(&mut sm, vec![put_record(3, "k")]).await.expect("apply");
-        assert_eq!(reader.access_changes(), 2, "a record's write changes nobody's access");
+        assert_eq!(reader.access_log().count(), 2, "a record's write changes nobody's access");
         let policy = Command::SetSessionPolicy { idle_minutes: 30, absolute_hours: 8 };
         apply(&mut sm, vec![signed_at(4, t0, Some(token), policy)]).await.expect("apply");
-        assert_eq!(reader.access_log().between(2, reader.access_changes()), AccessChange::Everyone);
+        assert_eq!(reader.access_log().between(2, reader.access_log().count()), AccessChange::Everyone);
     }
 
     /// Whether the operator's logout, proposed two hours after sign-in, got through apply on a

@@ -89,7 +89,7 @@ async fn feed_events(
 ) -> Result<(), Status> {
     // Known from the start, the stream is passed over for the posts of every room it may not
     // read, without a read of the state per room.
-    let access_at = api.node.state.access_changes();
+    let access_at = api.node.state.access_log().count();
     let now = now_ms();
     let learnt = api.query(|hub| learn(hub, me, token_hash, now))?;
     live.learn(access_at, learnt);
@@ -113,7 +113,7 @@ async fn feed_events(
                 cursor = e.cursor;
                 // What the stream knows spares a read per event: after a lag it re-reads every
                 // event since the last one it was handed, most of them of rooms it may not read.
-                let access_now = api.node.state.access_changes();
+                let access_now = api.node.state.access_log().count();
                 let visible = match live.visible(access_now, &e, now_ms()) {
                     Some(visible) => visible,
                     None => api.query(|hub| visible_to(hub, me, &e).map_err(view_status))?,
@@ -145,7 +145,7 @@ async fn feed_events(
 /// (access changed, or its session's lifetime ended), it learns its rooms again.
 fn decide_live(api: &Api, (me, token_hash): (AccountId, &str), live: &Subscription, e: &Event) -> Result<bool, Status> {
     let now = now_ms();
-    let access_now = api.node.state.access_changes();
+    let access_now = api.node.state.access_log().count();
     if let Some(visible) = live.visible(access_now, e, now) {
         return Ok(visible);
     }

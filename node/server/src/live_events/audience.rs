@@ -33,7 +33,7 @@ pub struct Learnt {
 pub(super) struct Audience {
     /// The node's access changes, which say whose knowledge a change ends.
     log: AccessLog,
-    /// The node's `access_changes` up to which what follows holds.
+    /// The `AccessLog` count up to which what follows holds.
     access_at: u64,
     streams: HashMap<StreamId, Learnt>,
     readers: HashMap<RoomId, HashSet<StreamId>>,
@@ -48,7 +48,7 @@ impl Audience {
         Audience { access_at: log.count(), log, ..Audience::default() }
     }
 
-    /// Drops what the changes up to `access_now` (the node's `access_changes`, which only
+    /// Drops what the changes up to `access_now` (the count of the node's `AccessLog`, which only
     /// rises) concern, and the knowledge of streams whose session ended before `now_ms`.
     pub(super) fn hold_at(&mut self, access_now: u64, now_ms: u64) {
         if access_now > self.access_at {
@@ -96,7 +96,7 @@ impl Audience {
         (all_know && only_for_room_readers(e)).then(|| self.readers.get(&e.room).into_iter().flatten())
     }
 
-    /// `stream` read `learnt` after `access_changes` was `access_at`.
+    /// `stream` read `learnt` after the `AccessLog` count was `access_at`.
     pub(super) fn learn(&mut self, stream: StreamId, access_at: u64, learnt: Learnt) {
         if access_at < self.access_at && self.log.between(access_at, self.access_at).concerns(learnt.account) {
             // Read before an access change of its account the audience already follows.

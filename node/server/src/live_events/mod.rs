@@ -80,7 +80,7 @@ impl LiveEvents {
                 _ = stopping.wait_for(|s| *s) => break,
             };
             match received {
-                Ok(e) => self.streams.offer(&e, self.state.access_changes(), crate::node::now_ms()),
+                Ok(e) => self.streams.offer(&e, self.state.access_log().count(), crate::node::now_ms()),
                 // This task fell behind the node's apply: every stream catches up from the store.
                 Err(RecvError::Lagged(_)) => self.streams.lagged(),
                 Err(RecvError::Closed) => break,
@@ -146,7 +146,7 @@ impl Streams {
         handout.subscribers.clear();
     }
 
-    /// Hands `e` to every stream that may need it (`access_now`: the node's `access_changes`):
+    /// Hands `e` to every stream that may need it (`access_now`: the count of the node's `AccessLog`):
     /// its room's readers once every stream knows the room, else every stream not known to be
     /// an outsider.
     fn offer(&self, e: &Event, access_now: u64, now_ms: u64) {
@@ -196,7 +196,7 @@ impl Subscription {
     }
 
     /// Whether `e` goes to this stream, if that is known without reading the state
-    /// (`access_now`: the node's `access_changes` now).
+    /// (`access_now`: the count of the node's `AccessLog` now).
     pub fn visible(&self, access_now: u64, e: &Event, now_ms: u64) -> Option<bool> {
         self.streams.handout().audience.visible(self.id, access_now, e, now_ms)
     }
@@ -206,7 +206,7 @@ impl Subscription {
         self.streams.handout().audience.knows(self.id, access_now, now_ms)
     }
 
-    /// A view taken after `access_changes` was `access_at` read `learnt`.
+    /// A view taken after the `AccessLog` count was `access_at` read `learnt`.
     pub fn learn(&self, access_at: u64, learnt: Learnt) {
         self.streams.handout().audience.learn(self.id, access_at, learnt);
     }
