@@ -267,18 +267,31 @@ impl SnapshotFile {
     /// Blocking: call it off the async threads. A checkpoint retired before the call is an
     /// error: openraft then asks for the current one.
     pub fn streamable(&self) -> std::io::Result<PathBuf> {
+        match self.kept_file()? {
+            Some(file) => Ok(file),
+            None => self.export(None),
+        }
+    }
+
+    /// The file a peer is sent without exporting anything: a snapshot file, or a checkpoint's
+    /// export written before. `None`: a checkpoint not yet exported.
+    fn kept_file(&self) -> std::io::Result<Option<PathBuf>> {
         if !std::fs::symlink_metadata(&self.path)?.is_dir() {
-            return Ok(self.path.clone());
+            return Ok(Some(self.path.clone()));
         }
         let export = export_path(&self.path);
-        if export.try_exists()? {
-            return Ok(export);
-        }
+        Ok(export.try_exists()?.then_some(export))
+    }
+
+    /// Writes the checkpoint's export beside it (paced), handing what is written to `peer` as
+    /// well when given (see [`outgoing`]); returns the export's path once it is whole.
+    fn export(&self, peer: Option<outgoing::PeerParts>) -> std::io::Result<PathBuf> {
+        let export = export_path(&self.path);
         // Two peers asking at once each write their own and the last rename wins: both whole.
         static EXPORTS: AtomicU64 = AtomicU64::new(0);
         let pin = self.path.with_extension(format!("{}{}", &PIN[1..], EXPORTS.fetch_add(1, Ordering::Relaxed)));
         let staged = pin.with_extension(format!("{}.snap", pin.extension().unwrap_or_default().to_string_lossy()));
-        let written = link_files(&self.path, &pin).and_then(|()| export_to(&pin, &staged));
+        let written = link_files(&self.path, &pin).and_then(|()| export_to(&pin, &staged, peer));
         let unpinned = remove(&pin);
         if let Err(e) = written.and(unpinned) {
             let _ = remove(&staged);
@@ -300,12 +313,17 @@ fn link_files(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes the snapshot file of the checkpoint at `checkpoint` to `file`, paced.
-fn export_to(checkpoint: &Path, file: &Path) -> std::io::Result<()> {
+/// Writes the snapshot file of the checkpoint at `checkpoint` to `file`, paced, and fsyncs it;
+/// what is written also goes to `peer` when given.
+fn export_to(checkpoint: &Path, file: &Path, peer: Option<outgoing::PeerParts>) -> std::io::Result<()> {
     let db = open_read_only(checkpoint)?;
     let mut pacer = Pacer::new(EXPORT_REST_PER_BUSY);
-    snapshot::write_consistent(&db, &db.snapshot(), file, |_, _| pacer.tick()).map(drop)
+    let sink = outgoing::Tee::new(std::fs::File::create(file)?, peer);
+    let (_, sink) = snapshot::write_consistent_to(&db, &db.snapshot(), sink, |_, _| pacer.tick())?;
+    sink.finish()
 }
+
+pub(crate) mod outgoing;
 
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 pub use access::{AccessChange, AccessLog};
 pub use checkpoint::SnapshotDisk;
+pub use checkpoint::outgoing::{ExportStream, Outgoing};
 pub use codec::{CodecError, ValueError};
 pub use fault::StorageFault;
 pub use hub_view::RocksHub;

@@ -13,7 +13,7 @@ use futures::Stream;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use kizuna_proto::raft::raft_transport_service_client::RaftTransportServiceClient;
-use kizuna_proto::raft::{RaftPayload, SnapshotChunk, SnapshotHeader};
+use kizuna_proto::raft::{NodeStatusRequest, RaftPayload, SnapshotChunk, SnapshotHeader};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::StreamAppendResult;
@@ -27,6 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{HubNode, NodeId, Snapshot, TypeConfig, Vote, decode, encode};
 use kizuna_store::SnapshotFile;
+use kizuna_store::{ExportStream, Outgoing};
 
 /// Bytes of snapshot data per streamed chunk: far below gRPC's 4 MiB message limit.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
@@ -245,36 +246,44 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let stream_err = |e: String| StreamingError::Network(network(e));
         metrics::counter!("kizuna_raft_snapshot_sends_total", "peer" => self.target.to_string()).increment(1);
         let mut client = self.channels.raft_client(&self.addr).map_err(|e| stream_err(e.to_string()))?;
-        // A checkpoint is exported to a file the first time a peer needs it (seconds to minutes
-        // on a large hub): off the async threads. Cancelled, the export still finishes and
-        // stays beside its checkpoint for the next send.
         let mut cancel = std::pin::pin!(cancel);
+        let streamed = takes_streamed_snapshots(&mut client).await;
+        // A checkpoint not exported before is exported as it is sent (to a peer that takes
+        // that), or first (seconds to minutes on a large hub): off the async threads either way.
+        // Cancelled, the export still finishes and stays beside its checkpoint for the next send.
         let data = snapshot.snapshot.clone();
-        let export = tokio::task::spawn_blocking(move || data.streamable());
-        let path = tokio::select! {
+        let prepare = tokio::task::spawn_blocking(move || data.to_send(streamed, SNAPSHOT_CHUNK_BYTES));
+        let outgoing = tokio::select! {
             closed = &mut cancel => return Err(StreamingError::Closed(closed)),
-            exported = export => exported
+            prepared = prepare => prepared
                 .map_err(|e| stream_err(format!("snapshot export task: {e}")))?
                 .map_err(|e| stream_err(format!("snapshot export: {e}")))?,
         };
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| stream_err(format!("snapshot file: {e}")))?;
-        let total_bytes = file.metadata().await.map_err(|e| stream_err(format!("snapshot file: {e}")))?.len();
-        let header = SnapshotHeader { vote: encode(&vote), meta: encode(&snapshot.meta), total_bytes };
+        let (mut source, total_bytes) = match outgoing {
+            Outgoing::Whole(path) => {
+                let file = tokio::fs::File::open(&path).await.map_err(|e| stream_err(format!("snapshot file: {e}")))?;
+                let len = file.metadata().await.map_err(|e| stream_err(format!("snapshot file: {e}")))?.len();
+                (SnapshotSource::File(file), len)
+            }
+            Outgoing::Exporting(export) => (SnapshotSource::Export(export), 0),
+        };
+        let streamed = matches!(source, SnapshotSource::Export(_));
+        tracing::info!(peer = self.target, streamed, total_bytes, "sending a snapshot");
+        let header = SnapshotHeader { vote: encode(&vote), meta: encode(&snapshot.meta), total_bytes, streamed };
 
-        // Chunks are read from the file as the stream is polled: the snapshot is never held
-        // in memory as a whole.
+        // Chunks are read as the stream is polled: the snapshot is never held in memory as a
+        // whole.
         let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
         let reader = tokio::spawn(async move {
             let mut header = Some(header);
             loop {
-                let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
-                let n = file.read(&mut buf).await?;
-                buf.truncate(n);
+                let part = source.next_part().await?;
                 let first = header.take();
-                if n == 0 && first.is_none() {
+                let done = part.is_none();
+                if done && first.is_none() {
                     return Ok::<(), std::io::Error>(());
                 }
-                if tx.send(SnapshotChunk { header: first, data: buf }).await.is_err() {
+                if tx.send(SnapshotChunk { header: first, data: part.unwrap_or_default() }).await.is_err() || done {
                     return Ok(());
                 }
             }
@@ -289,7 +298,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         };
         match reader.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(stream_err(format!("reading snapshot file: {e}"))),
+            Ok(Err(e)) => return Err(stream_err(format!("reading snapshot: {e}"))),
             Err(e) => return Err(stream_err(format!("snapshot reader task: {e}"))),
         }
         let reply = reply.map_err(|s| match s.code() {
@@ -297,5 +306,36 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             _ => stream_err(format!("{}: {}", s.code(), s.message())),
         })?;
         decode(&reply.into_inner().data).map_err(|e| stream_err(e.to_string()))
+    }
+}
+
+/// How long a peer is given to say whether it takes a streamed snapshot.
+const STATUS_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether the peer's build takes a snapshot streamed as it is exported: asked at every send (a
+/// peer may have been upgraded since). One that does not answer is sent a whole file.
+async fn takes_streamed_snapshots(client: &mut RaftTransportServiceClient<Channel>) -> bool {
+    let asked = tokio::time::timeout(STATUS_WAIT, client.get_node_status(NodeStatusRequest {}));
+    matches!(asked.await, Ok(Ok(status)) if status.get_ref().takes_streamed_snapshots)
+}
+
+/// Where the bytes of a snapshot being sent come from.
+enum SnapshotSource {
+    File(tokio::fs::File),
+    Export(ExportStream),
+}
+
+impl SnapshotSource {
+    /// The next part to send, `None` at the end.
+    async fn next_part(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        match self {
+            Self::File(file) => {
+                let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+                let n = file.read(&mut buf).await?;
+                buf.truncate(n);
+                Ok((n > 0).then_some(buf))
+            }
+            Self::Export(export) => export.next().await,
+        }
     }
 }

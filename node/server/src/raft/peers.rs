@@ -128,6 +128,7 @@ pub fn health_message(health: NodeHealth) -> NodeStatus {
         max_apply_version: health.max_apply_version,
         apply_version: health.apply_version,
         master_key: health.master_key.unwrap_or_default(),
+        takes_streamed_snapshots: true,
     }
 }
 

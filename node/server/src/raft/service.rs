@@ -141,7 +141,8 @@ impl RaftTransportService for RaftService {
         let vote: Vote = decode(&header.vote).map_err(bad_payload)?;
         let meta: SnapshotMeta = decode(&header.meta).map_err(bad_payload)?;
         let path = self.node.incoming_snapshot_path();
-        let result = receive_to_file(&path, first.data, &mut chunks, header.total_bytes).await;
+        let announced = (!header.streamed).then_some(header.total_bytes);
+        let result = receive_to_file(&path, first.data, &mut chunks, announced).await;
         if let Err(status) = result {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(status);
@@ -181,11 +182,13 @@ impl RaftTransportService for RaftService {
     }
 }
 
+/// Writes a snapshot stream to `path`. Its length, when `announced`, must match; a streamed
+/// one (no length) is proven complete by its own trailer, read before anything is installed.
 async fn receive_to_file(
     path: &std::path::Path,
     first_data: Vec<u8>,
     chunks: &mut Streaming<SnapshotChunk>,
-    total_bytes: u64,
+    announced: Option<u64>,
 ) -> Result<(), Status> {
     let io = |e: std::io::Error| Status::internal(format!("writing snapshot: {e}"));
     let mut file = tokio::fs::File::create(path).await.map_err(io)?;
@@ -193,13 +196,13 @@ async fn receive_to_file(
     file.write_all(&first_data).await.map_err(io)?;
     while let Some(chunk) = chunks.message().await? {
         received += chunk.data.len() as u64;
-        if received > total_bytes {
+        if announced.is_some_and(|total| received > total) {
             return Err(Status::invalid_argument("snapshot stream longer than announced"));
         }
         file.write_all(&chunk.data).await.map_err(io)?;
     }
-    if received != total_bytes {
-        return Err(Status::invalid_argument(format!("snapshot stream ended after {received} of {total_bytes} bytes")));
+    if let Some(total) = announced.filter(|total| received != *total) {
+        return Err(Status::invalid_argument(format!("snapshot stream ended after {received} of {total} bytes")));
     }
     file.sync_all().await.map_err(io)?;
     Ok(())

@@ -8,6 +8,7 @@ use super::*;
 use crate::keys::APPLIED;
 use crate::raft::TypeConfig;
 use crate::{CF_SM_DATA, CF_SM_META, cf, to_value};
+use crate::{ExportStream, Outgoing};
 
 const COUNTER: &[u8] = b"~counter";
 
@@ -143,6 +144,109 @@ async fn an_export_is_written_once_of_the_checkpoint_and_goes_with_it() {
     assert!(!export.exists() && !snapshot.path.exists(), "the export went with its checkpoint");
 }
 
+/// `count` keys of 64 bytes no compressor shrinks, with `applied` after them.
+fn write_distinct(db: &DB, count: u64) {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut batch = WriteBatch::default();
+    for i in 0..count {
+        let value: Vec<u8> = (0..8)
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_be_bytes()
+            })
+            .collect();
+        batch.put_cf(cf(db, CF_SM_DATA), format!("~distinct/{i:06}"), value);
+    }
+    batch.put_cf(cf(db, CF_SM_META), APPLIED, to_value(&log_id::<TypeConfig>(1, 1, count)).expect("encode"));
+    db.write(batch).expect("write");
+}
+
+/// Bytes per part in the streaming tests: a few KiB, so a small state takes many parts.
+const TEST_PART_BYTES: usize = 4096;
+
+/// Everything an export stream hands over, and in how many parts.
+async fn received(mut export: ExportStream) -> (Vec<u8>, usize) {
+    let (mut bytes, mut parts) = (Vec::new(), 0);
+    while let Some(part) = export.next().await.expect("a part") {
+        assert!(!part.is_empty(), "an empty part before the end");
+        bytes.extend_from_slice(&part);
+        parts += 1;
+    }
+    (bytes, parts)
+}
+
+/// A peer that takes a streamed snapshot gets the export in parts as it is written: the same
+/// bytes as the file kept beside the checkpoint, which the next send is given whole.
+#[tokio::test]
+async fn a_streamed_export_is_the_file_it_keeps() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_log, sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
+    let reader = sm.reader();
+    write_distinct(&reader.db, 2_000);
+    let (path, meta) = reader.take_checkpoint().expect("a checkpoint");
+    let digest = reader.state_digest().expect("digest");
+    let snapshot = SnapshotFile { path };
+
+    let Outgoing::Exporting(export) = snapshot.to_send(true, TEST_PART_BYTES).expect("sent") else {
+        panic!("a checkpoint not exported before is streamed");
+    };
+    let (bytes, parts) = received(export).await;
+    assert!(parts > 2, "{parts} parts of {} bytes", bytes.len());
+    let kept = export_path(&snapshot.path);
+    assert_eq!(std::fs::read(&kept).expect("the kept export"), bytes, "the peer got the file's bytes");
+    assert_eq!(snapshot::digest_of(&kept).expect("a whole file"), (meta, digest), "the checkpoint's state");
+    match snapshot.to_send(true, TEST_PART_BYTES).expect("sent again") {
+        Outgoing::Whole(file) => assert_eq!(file, kept),
+        other => panic!("exported before, sent whole: {other:?}"),
+    }
+}
+
+/// A send that stops half way (cancelled, the peer gone) does not stop the export: the next
+/// send finds it whole.
+#[tokio::test]
+async fn an_export_whose_send_stopped_is_kept_whole() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_log, sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
+    let reader = sm.reader();
+    write_distinct(&reader.db, 2_000);
+    let (path, meta) = reader.take_checkpoint().expect("a checkpoint");
+    let digest = reader.state_digest().expect("digest");
+    let snapshot = SnapshotFile { path };
+
+    let Outgoing::Exporting(mut export) = snapshot.to_send(true, TEST_PART_BYTES).expect("sent") else {
+        panic!("a checkpoint not exported before is streamed");
+    };
+    export.next().await.expect("the first part").expect("not the end");
+    drop(export);
+    let kept = export_path(&snapshot.path);
+    for _ in 0..500 {
+        if kept.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(snapshot::digest_of(&kept).expect("a whole file"), (meta, digest));
+}
+
+/// A peer of an older build takes only a whole file: the export is written first.
+#[test]
+fn a_peer_without_streaming_is_sent_the_whole_export() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (db, checkpoints) = opened(dir.path());
+    write_distinct(&db, 100);
+    let (path, meta) = checkpoints.take(&db).expect("a checkpoint");
+    let snapshot = SnapshotFile { path };
+    match snapshot.to_send(false, TEST_PART_BYTES).expect("sent") {
+        Outgoing::Whole(file) => {
+            assert_eq!(file, export_path(&snapshot.path));
+            assert_eq!(snapshot::read_meta(&file).expect("a whole file"), meta);
+        }
+        other => panic!("sent whole: {other:?}"),
+    }
+}
+
 /// openraft may hand a checkpoint to a peer's sender after a newer one retired it: the send
 /// fails (and is asked again with the current one) instead of reading a removed directory.
 #[test]
@@ -154,6 +258,8 @@ fn a_retired_checkpoint_is_not_exported() {
     write_step(&db, 2);
     checkpoints.take(&db).expect("a newer one");
     let refused = SnapshotFile { path: retired.clone() }.streamable().expect_err("retired");
+    assert_eq!(refused.kind(), std::io::ErrorKind::NotFound, "{refused}");
+    let refused = SnapshotFile { path: retired.clone() }.to_send(true, TEST_PART_BYTES).expect_err("retired");
     assert_eq!(refused.kind(), std::io::ErrorKind::NotFound, "{refused}");
     assert!(!export_path(&retired).exists());
 }
