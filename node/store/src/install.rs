@@ -1,28 +1,33 @@
 //! Installing a snapshot from a peer without holding it in memory: a hub's state includes its
 //! attached files, so a snapshot may be many GiB.
 //!
-//! The file is checked whole first (complete, every value of this format) and moved to
-//! [`INSTALLING_SNAPSHOT`] in the snapshot directory, where nothing else removes it; then the
-//! state machine is replaced in batches of at most [`BATCH_BYTES`]. Because the batches are not
-//! one atomic write, a marker in `sm_meta` says an install is under way; the last batch writes
-//! the snapshot's `applied` and membership and removes the marker, and the file is removed: the
-//! caller checkpoints the installed state as the node's current snapshot
+//! The file is moved to [`INSTALLING_SNAPSHOT`] in the snapshot directory, where nothing else
+//! removes it, and read once into sorted table files beside it (RocksDB's external files, at
+//! most [`TABLE_FILE_BYTES`] each), checking that it is complete and every value is of this
+//! format: a file that cannot be finished leaves the state untouched. Then a marker in
+//! `sm_meta` says an install is under way, the state machine's range is deleted, the tables are
+//! ingested (moved into the database, not rewritten through the memtables and the write-ahead
+//! log as batches of pairs were: that was most of a new node's install, docs/benchmarks.md,
+//! session 24), and the last batch writes the snapshot's `applied` and membership and removes
+//! the marker; the file is removed and the caller checkpoints the installed state
 //! ([`crate::checkpoint`]). A node whose install failed or stopped half way finds the marker
 //! when it opens and installs the same file again ([`resume`]) before anything reads the
 //! state; a failed install while it runs leaves the marker and the file for the leader's next
 //! attempt (or that restart).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rocksdb::{DB, WriteBatch, WriteOptions};
+use rocksdb::{DB, IngestExternalFileOptions, SstFileWriter, WriteBatch, WriteOptions};
 
 use super::keys::{self, APPLIED, INSTALLING, MEMBERSHIP};
 use super::snapshot;
 use super::{CF_SM_DATA, CF_SM_META, cf, codec, get_value, io_err, to_value};
 use crate::raft::SnapshotMeta;
 
-/// The most bytes one write batch of an install holds.
-const BATCH_BYTES: usize = 64 << 20;
+/// The most bytes of one table file an install writes (RocksDB's own target for a table).
+const TABLE_FILE_BYTES: u64 = 64 << 20;
+/// The table files of an install under way, in the snapshot directory: `installing-<n>.sst`.
+const TABLE_FILE_PREFIX: &str = "installing-";
 
 /// The file of the snapshot being installed, in the snapshot directory.
 pub(crate) const INSTALLING_SNAPSHOT: &str = "installing.snap";
@@ -30,16 +35,12 @@ pub(crate) const INSTALLING_SNAPSHOT: &str = "installing.snap";
 /// Replaces the state machine with the snapshot in `file`, whose meta must be `expected`; the
 /// file is moved through `snapshot_dir` and removed once installed.
 pub(crate) fn install(db: &DB, file: &Path, expected: &SnapshotMeta, snapshot_dir: &Path) -> std::io::Result<()> {
-    let meta = check(file)?;
-    if meta.last_log_id != expected.last_log_id {
+    if snapshot::read_meta(file)?.last_log_id != expected.last_log_id {
         return Err(io_err("snapshot file does not match its metadata"));
     }
     let installing = snapshot_dir.join(INSTALLING_SNAPSHOT);
     move_or_copy(file, &installing)?;
-    let mut marker = WriteBatch::default();
-    marker.put_cf(cf(db, CF_SM_META), INSTALLING, to_value(&true)?);
-    db.write_opt(marker, &synced()).map_err(io_err)?;
-    replace(db, &installing)?;
+    replace(db, &installing, snapshot_dir)?;
     std::fs::remove_file(&installing)
 }
 
@@ -62,7 +63,7 @@ pub(crate) fn resume(db: &DB, snapshot_dir: &Path) -> std::io::Result<()> {
         )));
     }
     tracing::warn!(snapshot = %installing.display(), "finishing a snapshot install that failed or stopped half way");
-    replace(db, &installing)?;
+    replace(db, &installing, snapshot_dir)?;
     std::fs::remove_file(&installing)
 }
 
@@ -76,41 +77,90 @@ fn move_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::rename(&tmp, to)
 }
 
-/// Reads the whole file once without writing: it must be complete and of this value format,
-/// so the state is never half replaced by a file that cannot be finished.
-fn check(path: &Path) -> std::io::Result<SnapshotMeta> {
-    snapshot::read_pairs(path, |k, v| {
-        codec::check_stored(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
-        Ok(())
-    })
-}
-
-/// Deletes the state machine's data and writes the file's pairs in bounded batches; the last
-/// batch sets `applied` and the membership and clears the marker.
-fn replace(db: &DB, path: &Path) -> std::io::Result<()> {
+/// Replaces the state machine's data with the file's pairs: written into table files first
+/// (nothing of the state is touched if the file cannot be finished), then under the marker the
+/// range deleted and the tables ingested; the last batch sets `applied` and the membership and
+/// clears the marker.
+fn replace(db: &DB, path: &Path, snapshot_dir: &Path) -> std::io::Result<()> {
     let data = cf(db, CF_SM_DATA);
-    let mut wb = WriteBatch::default();
-    wb.delete_range_cf(data, keys::SM_DATA_START, keys::SM_DATA_END);
-    let meta = snapshot::read_pairs(path, |k, v| {
-        // A snapshot of a node built before the index still gives this node its own.
-        for index in keys::pair_of_connection_key(&k).map(keys::connection_of).into_iter().flatten() {
-            wb.put_cf(data, index, to_value(&())?);
-        }
-        wb.put_cf(data, k, v);
-        if wb.size_in_bytes() >= BATCH_BYTES {
-            db.write(std::mem::take(&mut wb)).map_err(io_err)?;
-        }
-        Ok(())
-    })?;
+    let (meta, tables, indexes) = write_tables(path, snapshot_dir)?;
+    let mut marker = WriteBatch::default();
+    marker.put_cf(cf(db, CF_SM_META), INSTALLING, to_value(&true)?);
+    db.write_opt(marker, &synced()).map_err(io_err)?;
+    let mut cleared = WriteBatch::default();
+    cleared.delete_range_cf(data, keys::SM_DATA_START, keys::SM_DATA_END);
+    db.write(cleared).map_err(io_err)?;
+    if !tables.is_empty() {
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        db.ingest_external_file_cf_opts(data, &ingest, tables).map_err(io_err)?;
+    }
+    let mut last = WriteBatch::default();
+    for index in indexes {
+        last.put_cf(data, index, to_value(&())?);
+    }
     let sm_meta = cf(db, CF_SM_META);
     // `applied` holds a log id, never an empty one (as apply writes it).
     match &meta.last_log_id {
-        Some(applied) => wb.put_cf(sm_meta, APPLIED, to_value(applied)?),
-        None => wb.delete_cf(sm_meta, APPLIED),
+        Some(applied) => last.put_cf(sm_meta, APPLIED, to_value(applied)?),
+        None => last.delete_cf(sm_meta, APPLIED),
     }
-    wb.put_cf(sm_meta, MEMBERSHIP, to_value(&meta.last_membership)?);
-    wb.delete_cf(sm_meta, INSTALLING);
-    db.write_opt(wb, &synced()).map_err(io_err)
+    last.put_cf(sm_meta, MEMBERSHIP, to_value(&meta.last_membership)?);
+    last.delete_cf(sm_meta, INSTALLING);
+    db.write_opt(last, &synced()).map_err(io_err)
+}
+
+/// Reads the snapshot file at `path` whole into table files of `sm_data` in `snapshot_dir`,
+/// checking every value; returns its meta, the files in key order, and the keys of the
+/// connection index a snapshot of a build before that index lacks (written after).
+fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMeta, Vec<PathBuf>, Vec<Vec<u8>>)> {
+    remove_tables(snapshot_dir)?;
+    let options = super::family_options(CF_SM_DATA, &rocksdb::Cache::new_lru_cache(0));
+    let mut tables = Vec::new();
+    let mut writer: Option<SstFileWriter> = None;
+    let mut indexes = Vec::new();
+    let meta = snapshot::read_pairs(path, |k, v| {
+        codec::check_stored(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
+        indexes.extend(keys::pair_of_connection_key(&k).map(keys::connection_of).into_iter().flatten());
+        let table = match &mut writer {
+            Some(table) => table,
+            None => {
+                let file = snapshot_dir.join(format!("{TABLE_FILE_PREFIX}{}.sst", tables.len()));
+                let table = writer.insert(SstFileWriter::create(&options));
+                table.open(&file).map_err(io_err)?;
+                tables.push(file);
+                table
+            }
+        };
+        table.put(&k, &v).map_err(io_err)?;
+        if table.file_size() >= TABLE_FILE_BYTES {
+            table.finish().map_err(io_err)?;
+            writer = None;
+        }
+        Ok(())
+    });
+    let finished = meta.and_then(|meta| writer.map_or(Ok(()), |mut t| t.finish().map_err(io_err)).map(|()| meta));
+    let meta = match finished {
+        Ok(meta) => meta,
+        Err(e) => {
+            remove_tables(snapshot_dir)?;
+            return Err(e);
+        }
+    };
+    Ok((meta, tables, indexes))
+}
+
+/// Removes the table files an install left in `snapshot_dir` (one that failed or stopped).
+fn remove_tables(snapshot_dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(snapshot_dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(TABLE_FILE_PREFIX) && name.ends_with(".sst") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn synced() -> WriteOptions {

@@ -1334,6 +1334,38 @@ mod tests {
         assert!(!sm.reader().installing(), "the state is whole: it may be read");
         assert_eq!(sm.reader().state_digest().expect("digest"), before, "the state is untouched");
         assert_eq!(get_value::<bool>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
+        assert_eq!(leftover_tables(&sm.snapshot_dir), Vec::<String>::new(), "its table files are removed");
+    }
+
+    /// An install writes the file's pairs into sorted tables: a file whose keys are not in
+    /// order (not one a node writes) is refused before the state is touched.
+    #[tokio::test]
+    async fn a_snapshot_out_of_key_order_is_refused_before_the_state_is_touched() {
+        let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (snapshot, _) = snapshot_of_records(source.path(), 20).await;
+        let (_log, mut sm) = crate::open(target.path(), crate::MasterKeys::none()).expect("open");
+        apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
+        let before = sm.reader().state_digest().expect("digest");
+        let mut pairs = Vec::new();
+        let exported = snapshot.snapshot.streamable().expect("exported");
+        crate::snapshot::read_pairs(&exported, |k, v| Ok(pairs.push((k, v)))).expect("read");
+        let incoming = sm.incoming_snapshot_path("reversed");
+        let mut writer = crate::snapshot::SnapshotWriter::create(&incoming, &snapshot.meta).expect("create");
+        for (k, v) in pairs.iter().rev() {
+            writer.pair(k, v).expect("pair");
+        }
+        writer.finish().expect("finish");
+        let refused = sm.install_snapshot(&snapshot.meta, SnapshotFile { path: incoming }).await;
+        assert!(refused.is_err(), "keys out of order are not installed");
+        assert!(!sm.reader().installing(), "the state is whole: it may be read");
+        assert_eq!(sm.reader().state_digest().expect("digest"), before, "the state is untouched");
+        assert_eq!(leftover_tables(&sm.snapshot_dir), Vec::<String>::new(), "its table files are removed");
+    }
+
+    /// The table files an install left in a snapshot directory.
+    fn leftover_tables(snapshot_dir: &std::path::Path) -> Vec<String> {
+        let names = std::fs::read_dir(snapshot_dir).expect("listed").map(|e| e.expect("entry").file_name());
+        names.map(|n| n.to_string_lossy().into_owned()).filter(|n| n.ends_with(".sst")).collect()
     }
 
     #[tokio::test]
