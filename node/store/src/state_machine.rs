@@ -1348,7 +1348,11 @@ mod tests {
         let before = sm.reader().state_digest().expect("digest");
         let mut pairs = Vec::new();
         let exported = snapshot.snapshot.streamable().expect("exported");
-        crate::snapshot::read_pairs(&exported, |k, v| Ok(pairs.push((k, v)))).expect("read");
+        crate::snapshot::read_pairs(&exported, |k, v| {
+            pairs.push((k, v));
+            Ok(())
+        })
+        .expect("read");
         let incoming = sm.incoming_snapshot_path("reversed");
         let mut writer = crate::snapshot::SnapshotWriter::create(&incoming, &snapshot.meta).expect("create");
         for (k, v) in pairs.iter().rev() {
