@@ -1323,18 +1323,13 @@ mod tests {
     async fn a_truncated_snapshot_is_refused_before_the_state_is_touched() {
         let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
         let (snapshot, _) = snapshot_of_records(source.path(), 20).await;
-        let (_log, mut sm) = crate::open(target.path(), crate::MasterKeys::none()).expect("open");
-        apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
-        let before = sm.reader().state_digest().expect("digest");
+        let (_log, mut sm, before) = a_store_with_its_own_state(target.path()).await;
         let incoming = sm.incoming_snapshot_path("cut");
         let bytes = std::fs::read(snapshot.snapshot.streamable().expect("exported")).expect("read");
         std::fs::write(&incoming, &bytes[..bytes.len() - 20]).expect("write");
         let refused = sm.install_snapshot(&snapshot.meta, SnapshotFile { path: incoming }).await;
         assert!(refused.is_err(), "a cut file is not installed");
-        assert!(!sm.reader().installing(), "the state is whole: it may be read");
-        assert_eq!(sm.reader().state_digest().expect("digest"), before, "the state is untouched");
-        assert_eq!(get_value::<bool>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
-        assert_eq!(leftover_tables(&sm.snapshot_dir), Vec::<String>::new(), "its table files are removed");
+        assert_untouched(&sm, &before);
     }
 
     /// An install writes the file's pairs into sorted tables: a file whose keys are not in
@@ -1343,9 +1338,7 @@ mod tests {
     async fn a_snapshot_out_of_key_order_is_refused_before_the_state_is_touched() {
         let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
         let (snapshot, _) = snapshot_of_records(source.path(), 20).await;
-        let (_log, mut sm) = crate::open(target.path(), crate::MasterKeys::none()).expect("open");
-        apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
-        let before = sm.reader().state_digest().expect("digest");
+        let (_log, mut sm, before) = a_store_with_its_own_state(target.path()).await;
         let mut pairs = Vec::new();
         let exported = snapshot.snapshot.streamable().expect("exported");
         crate::snapshot::read_pairs(&exported, |k, v| {
@@ -1361,8 +1354,22 @@ mod tests {
         writer.finish().expect("finish");
         let refused = sm.install_snapshot(&snapshot.meta, SnapshotFile { path: incoming }).await;
         assert!(refused.is_err(), "keys out of order are not installed");
+        assert_untouched(&sm, &before);
+    }
+
+    /// A store in `dir` with a state of its own (for an install to replace), and its digest.
+    async fn a_store_with_its_own_state(dir: &std::path::Path) -> (crate::LogStore, StateMachineStore, StateDigest) {
+        let (log, mut sm) = crate::open(dir, crate::MasterKeys::none()).expect("open");
+        apply(&mut sm, vec![put_record(1, "mine")]).await.expect("apply");
+        let before = sm.reader().state_digest().expect("digest");
+        (log, sm, before)
+    }
+
+    /// A refused install left the state as it was and readable, with nothing of it behind.
+    fn assert_untouched(sm: &StateMachineStore, before: &StateDigest) {
         assert!(!sm.reader().installing(), "the state is whole: it may be read");
-        assert_eq!(sm.reader().state_digest().expect("digest"), before, "the state is untouched");
+        assert_eq!(&sm.reader().state_digest().expect("digest"), before, "the state is untouched");
+        assert_eq!(get_value::<bool>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
         assert_eq!(leftover_tables(&sm.snapshot_dir), Vec::<String>::new(), "its table files are removed");
     }
 

@@ -177,22 +177,31 @@ async fn received(mut export: ExportStream) -> (Vec<u8>, usize) {
     (bytes, parts)
 }
 
+/// A checkpoint in `dir` of `count` distinct pairs, with its meta and the state's digest.
+fn distinct_checkpoint(dir: &Path, count: u64) -> (SnapshotFile, SnapshotMeta, crate::StateDigest) {
+    let (_log, sm) = crate::open(dir, crate::MasterKeys::none()).expect("open");
+    let reader = sm.reader();
+    write_distinct(&reader.db, count);
+    let (path, meta) = reader.take_checkpoint().expect("a checkpoint");
+    (SnapshotFile { path }, meta, reader.state_digest().expect("digest"))
+}
+
+/// The export of a checkpoint not exported before, as a peer that takes streaming is sent it.
+fn streamed(snapshot: &SnapshotFile) -> ExportStream {
+    match snapshot.to_send(true, TEST_PART_BYTES).expect("sent") {
+        Outgoing::Exporting(export) => export,
+        other => panic!("a checkpoint not exported before is streamed: {other:?}"),
+    }
+}
+
 /// A peer that takes a streamed snapshot gets the export in parts as it is written: the same
 /// bytes as the file kept beside the checkpoint, which the next send is given whole.
 #[tokio::test]
 async fn a_streamed_export_is_the_file_it_keeps() {
     let dir = tempfile::tempdir().expect("dir");
-    let (_log, sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
-    let reader = sm.reader();
-    write_distinct(&reader.db, 2_000);
-    let (path, meta) = reader.take_checkpoint().expect("a checkpoint");
-    let digest = reader.state_digest().expect("digest");
-    let snapshot = SnapshotFile { path };
+    let (snapshot, meta, digest) = distinct_checkpoint(dir.path(), 2_000);
 
-    let Outgoing::Exporting(export) = snapshot.to_send(true, TEST_PART_BYTES).expect("sent") else {
-        panic!("a checkpoint not exported before is streamed");
-    };
-    let (bytes, parts) = received(export).await;
+    let (bytes, parts) = received(streamed(&snapshot)).await;
     assert!(parts > 2, "{parts} parts of {} bytes", bytes.len());
     let kept = export_path(&snapshot.path);
     assert_eq!(std::fs::read(&kept).expect("the kept export"), bytes, "the peer got the file's bytes");
@@ -208,16 +217,9 @@ async fn a_streamed_export_is_the_file_it_keeps() {
 #[tokio::test]
 async fn an_export_whose_send_stopped_is_kept_whole() {
     let dir = tempfile::tempdir().expect("dir");
-    let (_log, sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
-    let reader = sm.reader();
-    write_distinct(&reader.db, 2_000);
-    let (path, meta) = reader.take_checkpoint().expect("a checkpoint");
-    let digest = reader.state_digest().expect("digest");
-    let snapshot = SnapshotFile { path };
+    let (snapshot, meta, digest) = distinct_checkpoint(dir.path(), 2_000);
 
-    let Outgoing::Exporting(mut export) = snapshot.to_send(true, TEST_PART_BYTES).expect("sent") else {
-        panic!("a checkpoint not exported before is streamed");
-    };
+    let mut export = streamed(&snapshot);
     export.next().await.expect("the first part").expect("not the end");
     drop(export);
     let kept = export_path(&snapshot.path);
@@ -234,10 +236,7 @@ async fn an_export_whose_send_stopped_is_kept_whole() {
 #[test]
 fn a_peer_without_streaming_is_sent_the_whole_export() {
     let dir = tempfile::tempdir().expect("dir");
-    let (db, checkpoints) = opened(dir.path());
-    write_distinct(&db, 100);
-    let (path, meta) = checkpoints.take(&db).expect("a checkpoint");
-    let snapshot = SnapshotFile { path };
+    let (snapshot, meta, _) = distinct_checkpoint(dir.path(), 100);
     match snapshot.to_send(false, TEST_PART_BYTES).expect("sent") {
         Outgoing::Whole(file) => {
             assert_eq!(file, export_path(&snapshot.path));
