@@ -40,7 +40,13 @@ pub(crate) fn install(db: &DB, file: &Path, expected: &SnapshotMeta, snapshot_di
     }
     let installing = snapshot_dir.join(INSTALLING_SNAPSHOT);
     move_or_copy(file, &installing)?;
-    replace(db, &installing, snapshot_dir)?;
+    if let Err(e) = replace(db, &installing, snapshot_dir) {
+        // Refused before the marker (cut short, keys out of order): no restart finishes it.
+        if !pending(db)? {
+            std::fs::remove_file(&installing)?;
+        }
+        return Err(e);
+    }
     std::fs::remove_file(&installing)
 }
 

@@ -1371,6 +1371,7 @@ mod tests {
         assert_eq!(&sm.reader().state_digest().expect("digest"), before, "the state is untouched");
         assert_eq!(get_value::<bool>(&sm.db, CF_SM_META, keys::INSTALLING).expect("readable"), None);
         assert_eq!(leftover_tables(&sm.snapshot_dir), Vec::<String>::new(), "its table files are removed");
+        assert!(!sm.snapshot_dir.join(install::INSTALLING_SNAPSHOT).exists(), "nor is its file kept");
     }
 
     /// The table files an install left in a snapshot directory.
