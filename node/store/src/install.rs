@@ -122,38 +122,60 @@ fn replace(db: &DB, path: &Path, snapshot_dir: &Path) -> std::io::Result<()> {
 fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMeta, Vec<PathBuf>, Vec<Vec<u8>>)> {
     remove_tables(snapshot_dir)?;
     let options = super::family_options(CF_SM_DATA, &rocksdb::Cache::new_lru_cache(0));
-    let mut tables = Vec::new();
-    let mut writer: Option<SstFileWriter> = None;
+    let mut tables = TableFiles { dir: snapshot_dir, options: &options, open: None, files: Vec::new() };
     let mut indexes = Vec::new();
-    let meta = snapshot::read_pairs(path, |k, v| {
+    let read = snapshot::read_pairs(path, |k, v| {
         codec::check_stored(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
+        // A snapshot of a node built before the index still gives this node its own.
         indexes.extend(keys::pair_of_connection_key(&k).map(keys::connection_of).into_iter().flatten());
-        let table = match &mut writer {
+        tables.put(&k, &v)
+    });
+    match read.and_then(|meta| tables.finish().map(|files| (meta, files))) {
+        Ok((meta, files)) => Ok((meta, files, indexes)),
+        Err(e) => {
+            remove_tables(snapshot_dir)?;
+            Err(e)
+        }
+    }
+}
+
+/// The table files an install writes, in key order: a new one once the last reaches
+/// [`TABLE_FILE_BYTES`].
+struct TableFiles<'a> {
+    dir: &'a Path,
+    options: &'a rocksdb::Options,
+    open: Option<SstFileWriter<'a>>,
+    files: Vec<PathBuf>,
+}
+
+impl TableFiles<'_> {
+    /// Adds a pair; keys must come in ascending order (else an error).
+    fn put(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()> {
+        let table = match &mut self.open {
             Some(table) => table,
             None => {
-                let file = snapshot_dir.join(format!("{TABLE_FILE_PREFIX}{}.sst", tables.len()));
-                let table = writer.insert(SstFileWriter::create(&options));
+                let file = self.dir.join(format!("{TABLE_FILE_PREFIX}{}.sst", self.files.len()));
+                let table = self.open.insert(SstFileWriter::create(self.options));
                 table.open(&file).map_err(io_err)?;
-                tables.push(file);
+                self.files.push(file);
                 table
             }
         };
-        table.put(&k, &v).map_err(io_err)?;
+        table.put(key, value).map_err(io_err)?;
         if table.file_size() >= TABLE_FILE_BYTES {
             table.finish().map_err(io_err)?;
-            writer = None;
+            self.open = None;
         }
         Ok(())
-    });
-    let finished = meta.and_then(|meta| writer.map_or(Ok(()), |mut t| t.finish().map_err(io_err)).map(|()| meta));
-    let meta = match finished {
-        Ok(meta) => meta,
-        Err(e) => {
-            remove_tables(snapshot_dir)?;
-            return Err(e);
+    }
+
+    /// Finishes the last table; returns every file written.
+    fn finish(mut self) -> std::io::Result<Vec<PathBuf>> {
+        if let Some(table) = &mut self.open {
+            table.finish().map_err(io_err)?;
         }
-    };
-    Ok((meta, tables, indexes))
+        Ok(self.files)
+    }
 }
 
 /// Removes the table files an install left in `snapshot_dir` (one that failed or stopped).

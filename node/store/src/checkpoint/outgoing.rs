@@ -72,11 +72,11 @@ impl SnapshotFile {
     /// and handed over in parts of about `part_bytes` as it is written. Blocking: call it off
     /// the async threads.
     pub fn to_send(&self, streamed: bool, part_bytes: usize) -> std::io::Result<Outgoing> {
+        if !streamed {
+            return self.streamable().map(Outgoing::Whole);
+        }
         if let Some(file) = self.kept_file()? {
             return Ok(Outgoing::Whole(file));
-        }
-        if !streamed {
-            return self.export(None).map(Outgoing::Whole);
         }
         let (parts, received) = mpsc::channel(QUEUED_PARTS);
         let end = parts.clone();
