@@ -9,47 +9,8 @@
 
 mod fixture;
 
-use fixture::{Hub, PATIENTS, State, world};
+use fixture::{Hub, PATIENTS, State, note, world};
 use kizuna_domain::Command;
-
-/// Sentences of visiting nurses' and doctors' notes; a post strings three of them together with
-/// its own figures, so texts vary as real ones do (the search index holds each distinct pair of
-/// characters of a text).
-const SENTENCES: &[&str] = &[
-    "本日訪問しました。",
-    "バイタル安定しています。",
-    "食事量は半分程度、水分は摂れています。",
-    "夜間の不穏が続いているとご家族より相談あり。",
-    "褥瘡は仙骨部に発赤のみ、悪化なし。",
-    "服薬カレンダーの飲み忘れが二回ありました。",
-    "入浴介助を実施、皮膚状態に変化なし。",
-    "訪問リハビリで歩行訓練、屋内は見守りで可能。",
-    "主治医へ報告済み、次回往診で確認予定です。",
-    "ケアマネジャーと担当者会議の日程を調整中。",
-    "排便は三日ぶりにあり、腹部の張りは軽減。",
-    "酸素は安静時一リットルで経過観察。",
-    "ご本人より痛みの訴えあり、頓服を使用しました。",
-    "薬剤師より残薬の報告、処方日数の調整を依頼。",
-    "ショートステイ利用中の様子を施設に確認しました。",
-    "家族の介護負担が大きく、サービス追加を検討。",
-];
-
-fn text(i: u64) -> String {
-    let pick =
-        |k: u64| SENTENCES[(i.wrapping_mul(2_654_435_761).rotate_left(k as u32 * 7) % SENTENCES.len() as u64) as usize];
-    format!(
-        "{}SpO2 {}%、血圧 {}/{}、体温 {}.{}度。{}{}{}",
-        pick(1),
-        90 + i % 9,
-        110 + i % 40,
-        60 + i % 30,
-        36 + i % 2,
-        i % 10,
-        pick(2),
-        pick(3),
-        pick(4)
-    )
-}
 
 fn main() {
     let posts: u64 = std::env::var("KIZUNA_DISK_POSTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
@@ -57,7 +18,7 @@ fn main() {
     let (nurse, rooms) = world(&mut hub, PATIENTS);
     let mut text_bytes = 0u64;
     for i in 0..posts {
-        let text = text(i);
+        let text = note(i);
         text_bytes += text.len() as u64;
         let room = rooms[(i % rooms.len() as u64) as usize];
         hub.run(Some(nurse), Command::Post { room, text, reply_to: None, mentions: vec![] });

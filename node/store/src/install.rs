@@ -125,10 +125,10 @@ fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMe
     let mut tables = TableFiles { dir: snapshot_dir, options: &options, open: None, files: Vec::new() };
     let mut indexes = Vec::new();
     let read = snapshot::read_pairs(path, |k, v| {
-        codec::check_stored(&v).map_err(|e| codec::ValueError::new(CF_SM_DATA, &k, e))?;
+        codec::check_stored(v).map_err(|e| codec::ValueError::new(CF_SM_DATA, k, e))?;
         // A snapshot of a node built before the index still gives this node its own.
-        indexes.extend(keys::pair_of_connection_key(&k).map(keys::connection_of).into_iter().flatten());
-        tables.put(&k, &v)
+        indexes.extend(keys::pair_of_connection_key(k).map(keys::connection_of).into_iter().flatten());
+        tables.put(k, v)
     });
     match read.and_then(|meta| tables.finish().map(|files| (meta, files))) {
         Ok((meta, files)) => Ok((meta, files, indexes)),

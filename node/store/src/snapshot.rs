@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use rocksdb::{DB, IteratorMode};
+use rocksdb::DB;
 use sha2::{Digest, Sha256};
 
 use super::keys::{APPLIED, INSTALLING, MEMBERSHIP};
@@ -43,10 +43,15 @@ pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KZSNAP\x00\x02";
 /// zstd's default level: at 1 the files were 1.6–3 % larger and no faster to write here.
 const ZSTD_LEVEL: i32 = 3;
 
+/// The buffer between the format's small reads and writes and zstd's stream: each call into
+/// zstd costs about as much as a search-index pair's bytes, so a pair's four writes went to it
+/// one by one before (docs/benchmarks.md, session 25).
+const BODY_BUFFER_BYTES: usize = 64 << 10;
+
 /// Writes the snapshot format to a sink: a file (a backup, a received snapshot rewritten) or
 /// an export that is sent to a peer as it is written (`checkpoint::outgoing`).
 pub(crate) struct SnapshotWriter<W: Write = BufWriter<File>> {
-    out: zstd::stream::write::Encoder<'static, W>,
+    out: BufWriter<zstd::stream::write::Encoder<'static, W>>,
     pairs: u64,
 }
 
@@ -65,7 +70,7 @@ impl SnapshotWriter {
 impl<W: Write> SnapshotWriter<W> {
     pub(crate) fn into_sink(mut sink: W, meta: &SnapshotMeta) -> std::io::Result<Self> {
         sink.write_all(SNAPSHOT_MAGIC)?;
-        let mut out = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?;
+        let mut out = BufWriter::with_capacity(BODY_BUFFER_BYTES, zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?);
         let meta = codec::encode(meta).map_err(io_err)?;
         write_chunk(&mut out, &meta)?;
         Ok(Self { out, pairs: 0 })
@@ -83,7 +88,7 @@ impl<W: Write> SnapshotWriter<W> {
         // u32::MAX as a key length marks the trailer.
         self.out.write_all(&u32::MAX.to_be_bytes())?;
         self.out.write_all(&self.pairs.to_be_bytes())?;
-        self.out.finish()
+        self.out.into_inner().map_err(|e| e.into_error())?.finish()
     }
 }
 
@@ -106,12 +111,18 @@ fn read_u32(input: &mut impl Read) -> std::io::Result<u32> {
 const MAX_ITEM_BYTES: u32 = 64 << 20;
 
 fn read_bytes(input: &mut impl Read, len: u32) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    read_into(input, len, &mut buf)?;
+    Ok(buf)
+}
+
+/// Reads `len` bytes into `buf` (its bytes replaced): one buffer serves every key of a file.
+fn read_into(input: &mut impl Read, len: u32, buf: &mut Vec<u8>) -> std::io::Result<()> {
     if len > MAX_ITEM_BYTES {
         return Err(io_err(format!("corrupt snapshot: item of {len} bytes")));
     }
-    let mut buf = vec![0; len as usize];
-    input.read_exact(&mut buf)?;
-    Ok(buf)
+    buf.resize(len as usize, 0);
+    input.read_exact(buf)
 }
 
 /// The body of the snapshot file at `path`, decompressed when it starts with the magic (files
@@ -122,8 +133,10 @@ fn open_body(path: &Path) -> std::io::Result<Box<dyn Read>> {
         return Ok(Box::new(file));
     }
     file.consume(SNAPSHOT_MAGIC.len());
-    // One frame: anything after it would be bytes no writer put there.
-    Ok(Box::new(zstd::stream::read::Decoder::with_buffer(file)?.single_frame()))
+    // One frame: anything after it would be bytes no writer put there. Buffered: the format's
+    // reads are a few bytes each, and each read of the decoder itself is a call into zstd.
+    let body = zstd::stream::read::Decoder::with_buffer(file)?.single_frame();
+    Ok(Box::new(BufReader::with_capacity(BODY_BUFFER_BYTES, body)))
 }
 
 /// The digest of a store's `sm_data` pairs, fed in key order: the same for a live store
@@ -175,11 +188,15 @@ pub(crate) fn write_consistent_to<W: Write>(
 ) -> std::io::Result<(SnapshotMeta, W)> {
     let meta = meta_of(db, view)?;
     let mut writer = SnapshotWriter::into_sink(sink, &meta)?;
-    for item in view.iterator_cf(cf(db, CF_SM_DATA), IteratorMode::Start) {
-        let (k, v) = item.map_err(io_err)?;
-        writer.pair(&k, &v)?;
-        each(&k, &v);
+    // The raw iterator lends each pair: no copy of it made to be written once.
+    let mut pairs = view.raw_iterator_cf(cf(db, CF_SM_DATA));
+    pairs.seek_to_first();
+    while let (Some(k), Some(v)) = (pairs.key(), pairs.value()) {
+        writer.pair(k, v)?;
+        each(k, v);
+        pairs.next();
     }
+    pairs.status().map_err(io_err)?;
     let mut sink = writer.finish_sink()?;
     sink.flush()?;
     Ok((meta, sink))
@@ -213,21 +230,31 @@ pub(crate) fn meta_of(db: &DB, view: &rocksdb::Snapshot<'_>) -> std::io::Result<
 pub(crate) struct Pacer {
     rest_per_busy: u32,
     slice_started: std::time::Instant,
+    /// Units done since the clock was last read.
+    unclocked: u32,
 }
 
 /// How long a pacer works before it rests.
 const PACER_SLICE: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// How many units of work a pacer counts between two reads of the clock.
+const PACER_UNITS_PER_CLOCK: u32 = 64;
+
 impl Pacer {
     /// A pacer that works one part in `1 + rest_per_busy` of the time.
     pub(crate) fn new(rest_per_busy: u32) -> Self {
-        Self { rest_per_busy, slice_started: std::time::Instant::now() }
+        Self { rest_per_busy, slice_started: std::time::Instant::now(), unclocked: 0 }
     }
 
-    /// One unit of work done (a pair written, up to a 128 KiB attached chunk): rests when the
-    /// slice is over. The clock is read every unit (a vDSO call, far below a pair's cost), so a
-    /// slice ends within one unit of its length.
+    /// One unit of work done (a pair written): rests when the slice is over. The clock is read
+    /// every [`PACER_UNITS_PER_CLOCK`] units: a read costs ~25 ns here, a tenth of a search
+    /// index pair's export (docs/benchmarks.md, session 25), and 64 pairs are far within a slice.
     pub(crate) fn tick(&mut self) {
+        self.unclocked += 1;
+        if self.unclocked < PACER_UNITS_PER_CLOCK {
+            return;
+        }
+        self.unclocked = 0;
         let busy = self.slice_started.elapsed();
         if busy >= PACER_SLICE {
             // A slice far longer than asked was mostly a wait (the process stopped, the thread
@@ -242,7 +269,7 @@ impl Pacer {
 pub(crate) fn digest_of(path: &Path) -> std::io::Result<(SnapshotMeta, StateDigest)> {
     let mut digest = PairDigest::default();
     let meta = read_pairs(path, |k, v| {
-        digest.add(&k, &v);
+        digest.add(k, v);
         Ok(())
     })?;
     let digest = digest.finish(meta.last_log_id.as_ref());
@@ -252,7 +279,7 @@ pub(crate) fn digest_of(path: &Path) -> std::io::Result<(SnapshotMeta, StateDige
 /// Copies the snapshot file `from` to `to` with `meta` in place of its own.
 pub(crate) fn rewrite_meta(from: &Path, to: &Path, meta: &SnapshotMeta) -> std::io::Result<()> {
     let mut writer = SnapshotWriter::create(to, meta)?;
-    read_pairs(from, |k, v| writer.pair(&k, &v))?;
+    read_pairs(from, |k, v| writer.pair(k, v))?;
     writer.finish()
 }
 
@@ -271,7 +298,7 @@ pub(crate) fn read_raw_meta(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Reads a whole snapshot file, checking that it is complete, and hands every pair to `each`.
 pub(crate) fn read_pairs(
     path: &Path,
-    each: impl FnMut(Vec<u8>, Vec<u8>) -> std::io::Result<()>,
+    each: impl FnMut(&[u8], &[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<SnapshotMeta> {
     decode_meta(&read_raw(path, each)?)
 }
@@ -284,12 +311,13 @@ fn decode_meta(bytes: &[u8]) -> std::io::Result<SnapshotMeta> {
 /// `each` and returns the encoded meta (the JSON-to-binary migration reads old files this way).
 pub(crate) fn read_raw(
     path: &Path,
-    mut each: impl FnMut(Vec<u8>, Vec<u8>) -> std::io::Result<()>,
+    mut each: impl FnMut(&[u8], &[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<Vec<u8>> {
     let mut input = open_body(path)?;
     let meta_len = read_u32(&mut input)?;
     let meta = read_bytes(&mut input, meta_len)?;
     let mut pairs = 0u64;
+    let (mut key, mut value) = (Vec::new(), Vec::new());
     loop {
         let key_len = read_u32(&mut input)?;
         if key_len == u32::MAX {
@@ -300,10 +328,10 @@ pub(crate) fn read_raw(
             }
             return Ok(meta);
         }
-        let key = read_bytes(&mut input, key_len)?;
+        read_into(&mut input, key_len, &mut key)?;
         let value_len = read_u32(&mut input)?;
-        let value = read_bytes(&mut input, value_len)?;
-        each(key, value)?;
+        read_into(&mut input, value_len, &mut value)?;
+        each(&key, &value)?;
         pairs += 1;
     }
 }
@@ -321,7 +349,7 @@ mod tests {
     fn read_back(path: &Path) -> (SnapshotMeta, Pairs) {
         let mut read = Vec::new();
         let meta = read_pairs(path, |k, v| {
-            read.push((k, v));
+            read.push((k.to_vec(), v.to_vec()));
             Ok(())
         })
         .expect("a whole snapshot file");
@@ -358,7 +386,7 @@ mod tests {
             pacer.tick();
         }
         // A lower bound only: a loaded machine makes the job slower, never faster. The last
-        // slice (5 ms and one unit at most) is not rested; 40 ms of work leaves room for it.
+        // slice (5 ms and 64 units, 3.2 ms, at most) is not rested; 40 ms of work leaves room.
         let wall = started.elapsed();
         assert!(wall >= busy * 3, "{wall:?} in all for {busy:?} of work");
     }

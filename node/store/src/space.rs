@@ -45,7 +45,7 @@ pub fn snapshot_space(path: &Path) -> std::io::Result<Vec<TableSpace>> {
         checkpoint::read_pairs(path, |key, value| space.add(key, value))?;
     } else {
         snapshot::read_raw(path, |key, value| {
-            space.add(&key, &value);
+            space.add(key, value);
             Ok(())
         })?;
     }

@@ -1342,7 +1342,7 @@ mod tests {
         let mut pairs = Vec::new();
         let exported = snapshot.snapshot.streamable().expect("exported");
         crate::snapshot::read_pairs(&exported, |k, v| {
-            pairs.push((k, v));
+            pairs.push((k.to_vec(), v.to_vec()));
             Ok(())
         })
         .expect("read");
