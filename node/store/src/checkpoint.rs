@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::DB;
 
-use super::snapshot::{self, Layout, Pacer, SnapshotFile};
+use super::snapshot::{self, Pacer, SnapshotFile};
 use super::{COLUMN_FAMILIES, codec, io_err};
 use crate::raft::SnapshotMeta;
 
@@ -200,13 +200,8 @@ fn meta_path(checkpoint: &Path) -> PathBuf {
     checkpoint.with_extension("meta")
 }
 
-/// A checkpoint's export: `ckpt-<n>.snap`, or `ckpt-<n>.v2.snap` in the older layout (retired
-/// with the checkpoint either way: both are named after it).
-fn export_path(checkpoint: &Path, layout: Layout) -> PathBuf {
-    match layout {
-        Layout::SharedPrefixes => checkpoint.with_extension("snap"),
-        Layout::Lengths => checkpoint.with_extension("v2.snap"),
-    }
+fn export_path(checkpoint: &Path) -> PathBuf {
+    checkpoint.with_extension("snap")
 }
 
 fn write_meta(checkpoint: &Path, meta: &SnapshotMeta) -> std::io::Result<()> {
@@ -272,36 +267,31 @@ impl SnapshotFile {
     /// Blocking: call it off the async threads. A checkpoint retired before the call is an
     /// error: openraft then asks for the current one.
     pub fn streamable(&self) -> std::io::Result<PathBuf> {
-        self.streamable_as(Layout::SharedPrefixes)
-    }
-
-    /// [`Self::streamable`] with the pairs laid out as `layout` (for a peer of an older build).
-    pub(crate) fn streamable_as(&self, layout: Layout) -> std::io::Result<PathBuf> {
-        match self.kept_file(layout)? {
+        match self.kept_file()? {
             Some(file) => Ok(file),
-            None => self.export(None, layout),
+            None => self.export(None),
         }
     }
 
     /// The file a peer is sent without exporting anything: a snapshot file, or a checkpoint's
-    /// export of `layout` written before. `None`: a checkpoint not yet exported so.
-    fn kept_file(&self, layout: Layout) -> std::io::Result<Option<PathBuf>> {
+    /// export written before. `None`: a checkpoint not yet exported.
+    fn kept_file(&self) -> std::io::Result<Option<PathBuf>> {
         if !std::fs::symlink_metadata(&self.path)?.is_dir() {
             return Ok(Some(self.path.clone()));
         }
-        let export = export_path(&self.path, layout);
+        let export = export_path(&self.path);
         Ok(export.try_exists()?.then_some(export))
     }
 
     /// Writes the checkpoint's export beside it (paced), handing what is written to `peer` as
     /// well when given (see [`outgoing`]); returns the export's path once it is whole.
-    fn export(&self, peer: Option<outgoing::PeerParts>, layout: Layout) -> std::io::Result<PathBuf> {
-        let export = export_path(&self.path, layout);
+    fn export(&self, peer: Option<outgoing::PeerParts>) -> std::io::Result<PathBuf> {
+        let export = export_path(&self.path);
         // Two peers asking at once each write their own and the last rename wins: both whole.
         static EXPORTS: AtomicU64 = AtomicU64::new(0);
         let pin = self.path.with_extension(format!("{}{}", &PIN[1..], EXPORTS.fetch_add(1, Ordering::Relaxed)));
         let staged = pin.with_extension(format!("{}.snap", pin.extension().unwrap_or_default().to_string_lossy()));
-        let written = link_files(&self.path, &pin).and_then(|()| export_to(&pin, &staged, peer, layout));
+        let written = link_files(&self.path, &pin).and_then(|()| export_to(&pin, &staged, peer));
         let unpinned = remove(&pin);
         if let Err(e) = written.and(unpinned) {
             let _ = remove(&staged);
@@ -325,11 +315,11 @@ fn link_files(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Writes the snapshot file of the checkpoint at `checkpoint` to `file`, paced, and fsyncs it;
 /// what is written also goes to `peer` when given.
-fn export_to(checkpoint: &Path, file: &Path, peer: Option<outgoing::PeerParts>, layout: Layout) -> std::io::Result<()> {
+fn export_to(checkpoint: &Path, file: &Path, peer: Option<outgoing::PeerParts>) -> std::io::Result<()> {
     let db = open_read_only(checkpoint)?;
     let mut pacer = Pacer::new(EXPORT_REST_PER_BUSY);
     let sink = outgoing::Tee::new(std::fs::File::create(file)?, peer);
-    let (_, sink) = snapshot::write_consistent_to(&db, &db.snapshot(), sink, layout, |_, _| pacer.tick())?;
+    let (_, sink) = snapshot::write_consistent_to(&db, &db.snapshot(), sink, |_, _| pacer.tick())?;
     sink.finish()
 }
 

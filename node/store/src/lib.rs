@@ -43,7 +43,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 pub use access::{AccessChange, AccessLog};
 pub use checkpoint::SnapshotDisk;
-pub use checkpoint::outgoing::{ExportStream, Outgoing, PeerTakes};
+pub use checkpoint::outgoing::{ExportStream, Outgoing};
 pub use codec::{CodecError, ValueError};
 pub use fault::StorageFault;
 pub use hub_view::RocksHub;
@@ -51,7 +51,7 @@ pub use journal::{Journal, ObservationJournal, ReadJournal};
 pub use log_store::{LogGrowth, LogStore};
 pub use migrate::MigrateError;
 pub use scrub::ScrubPlan;
-pub use snapshot::{Layout, SNAPSHOT_MAGIC, SnapshotFile};
+pub use snapshot::{SNAPSHOT_MAGIC, SnapshotFile};
 pub use space::{TableSpace, snapshot_space};
 pub use state_machine::{ApplyFault, StateDigest, StateMachineStore, StateReader, StorageProperty};
 pub use vault::master::{MasterKey, MasterKeyError, MasterKeys};

@@ -3,24 +3,19 @@
 //! its database, `checkpoint.rs`; a file is written from it when a peer needs one.)
 //!
 //! Layout: [`SNAPSHOT_MAGIC`], then one zstd frame holding the body: `u32` length + the
-//! snapshot meta (in [`crate::codec`]'s format), then the pairs of the `sm_data` column family
-//! in key order, each key as the length of the prefix it shares with the key before, the rest's
-//! length and the rest, each value after its length (lengths as LEB128 varints), then a
-//! trailer (two zero lengths and a `u64` pair count) that proves the file is complete. Written
-//! from one RocksDB snapshot, so it is consistent even while apply goes on; streamed to peers
-//! in chunks; read back into sorted tables on install. Keys travel as stored: their layout is
-//! `keys.rs`'s, and install replaces the range `keys::SM_DATA_START..keys::SM_DATA_END`.
+//! snapshot meta (in [`crate::codec`]'s format), then pairs of (`u32` key length, key, `u32`
+//! value length, value) of the `sm_data` column family, then a `u64` pair count as a trailer
+//! that proves the file is complete. Written from one RocksDB snapshot, so it is consistent even
+//! while apply goes on; streamed to peers in chunks; read back into bounded write batches on
+//! install. Keys travel as stored: their layout is `keys.rs`'s, and install replaces the range
+//! `keys::SM_DATA_START..keys::SM_DATA_END`.
 //!
 //! Why compressed: the search index's sorted keys share long prefixes, and written plain a file
 //! was three times the state itself (docs/benchmarks.md, "A filled hub's memory and disk"); the
-//! transfer shrinks too. Why shared prefixes as well: the search index is nine pairs in ten of
-//! a filled hub, and zstd's time goes with the bytes it is given (a key of 26 bytes is 2–10
-//! once its prefix is shared; docs/benchmarks.md, session 25).
-//!
-//! Older layouts are still read: the second version (the same frame after the magic
-//! `KZSNAP\0\2`, each key and value after its `u32` length, `u32::MAX` before the trailer's
-//! count) and the first (that body uncompressed, without a magic). A peer of a build that reads
-//! only those is sent the second ([`Layout::Lengths`], see `checkpoint::outgoing`).
+//! transfer shrinks too. Files written before (the body without the magic) are still read. A
+//! build that predates the magic refuses a compressed file as corrupt (its first length is far
+//! past [`MAX_ITEM_BYTES`]) and changes nothing; the leader retries until that node runs this
+//! build.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -41,29 +36,9 @@ pub struct SnapshotFile {
     pub path: PathBuf,
 }
 
-/// The first bytes of a snapshot file this build writes (the format's third version). Public so
-/// a scan of a node's disk can open snapshot files as anyone could.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KZSNAP\x00\x03";
-/// The first bytes of a file of the second version.
-const SNAPSHOT_MAGIC_V2: &[u8; 8] = b"KZSNAP\x00\x02";
-
-/// How a file's pairs are laid out after its meta.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// The first and second versions: each key and value after its `u32` length.
-    Lengths,
-    /// The third: each key's prefix shared with the key before, lengths as varints.
-    SharedPrefixes,
-}
-
-impl Layout {
-    fn magic(self) -> &'static [u8; 8] {
-        match self {
-            Self::Lengths => SNAPSHOT_MAGIC_V2,
-            Self::SharedPrefixes => SNAPSHOT_MAGIC,
-        }
-    }
-}
+/// The first bytes of a compressed snapshot file (the format's second version: the first had
+/// no magic). Public so a scan of a node's disk can open snapshot files as anyone could.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KZSNAP\x00\x02";
 
 /// zstd's default level: at 1 the files were 1.6–3 % larger and no faster to write here.
 const ZSTD_LEVEL: i32 = 3;
@@ -77,15 +52,12 @@ const BODY_BUFFER_BYTES: usize = 64 << 10;
 /// an export that is sent to a peer as it is written (`checkpoint::outgoing`).
 pub(crate) struct SnapshotWriter<W: Write = BufWriter<File>> {
     out: BufWriter<zstd::stream::write::Encoder<'static, W>>,
-    layout: Layout,
-    /// The key of the last pair written: the next shares its prefix.
-    last_key: Vec<u8>,
     pairs: u64,
 }
 
 impl SnapshotWriter {
     pub(crate) fn create(path: &Path, meta: &SnapshotMeta) -> std::io::Result<Self> {
-        Self::into_sink(BufWriter::new(File::create(path)?), meta, Layout::SharedPrefixes)
+        Self::into_sink(BufWriter::new(File::create(path)?), meta)
     }
 
     /// Writes the trailer and fsyncs the file.
@@ -96,49 +68,25 @@ impl SnapshotWriter {
 }
 
 impl<W: Write> SnapshotWriter<W> {
-    pub(crate) fn into_sink(mut sink: W, meta: &SnapshotMeta, layout: Layout) -> std::io::Result<Self> {
-        sink.write_all(layout.magic())?;
+    pub(crate) fn into_sink(mut sink: W, meta: &SnapshotMeta) -> std::io::Result<Self> {
+        sink.write_all(SNAPSHOT_MAGIC)?;
         let mut out = BufWriter::with_capacity(BODY_BUFFER_BYTES, zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL)?);
         let meta = codec::encode(meta).map_err(io_err)?;
         write_chunk(&mut out, &meta)?;
-        Ok(Self { out, layout, last_key: Vec::new(), pairs: 0 })
+        Ok(Self { out, pairs: 0 })
     }
 
     pub(crate) fn pair(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()> {
-        match self.layout {
-            Layout::Lengths => {
-                write_chunk(&mut self.out, key)?;
-                write_chunk(&mut self.out, value)?;
-            }
-            Layout::SharedPrefixes => self.shared_prefix_pair(key, value)?,
-        }
+        write_chunk(&mut self.out, key)?;
+        write_chunk(&mut self.out, value)?;
         self.pairs += 1;
-        Ok(())
-    }
-
-    fn shared_prefix_pair(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()> {
-        let shared = self.last_key.iter().zip(key).take_while(|(a, b)| a == b).count();
-        // Nothing shared and nothing after marks the trailer: no key is empty.
-        if key.is_empty() {
-            return Err(io_err("an empty snapshot key"));
-        }
-        write_varint(&mut self.out, shared)?;
-        write_varint(&mut self.out, key.len() - shared)?;
-        self.out.write_all(&key[shared..])?;
-        write_varint(&mut self.out, value.len())?;
-        self.out.write_all(value)?;
-        self.last_key.truncate(shared);
-        self.last_key.extend_from_slice(&key[shared..]);
         Ok(())
     }
 
     /// Writes the trailer and ends the compressed frame; returns the sink.
     pub(crate) fn finish_sink(mut self) -> std::io::Result<W> {
-        match self.layout {
-            // u32::MAX as a key length marks the trailer.
-            Layout::Lengths => self.out.write_all(&u32::MAX.to_be_bytes())?,
-            Layout::SharedPrefixes => self.out.write_all(&[0, 0])?,
-        }
+        // u32::MAX as a key length marks the trailer.
+        self.out.write_all(&u32::MAX.to_be_bytes())?;
         self.out.write_all(&self.pairs.to_be_bytes())?;
         self.out.into_inner().map_err(|e| e.into_error())?.finish()
     }
@@ -159,32 +107,6 @@ fn read_u32(input: &mut impl Read) -> std::io::Result<u32> {
     Ok(u32::from_be_bytes(buf))
 }
 
-fn write_varint(out: &mut impl Write, value: usize) -> std::io::Result<()> {
-    let mut value = u32::try_from(value).map_err(|_| io_err("snapshot item too large"))?;
-    while value >= 0x80 {
-        out.write_all(&[value as u8 | 0x80])?;
-        value >>= 7;
-    }
-    out.write_all(&[value as u8])
-}
-
-fn read_varint(input: &mut impl Read) -> std::io::Result<u32> {
-    let mut value = 0u32;
-    for shift in [0, 7, 14, 21, 28] {
-        let mut byte = [0];
-        input.read_exact(&mut byte)?;
-        let bits = u32::from(byte[0] & 0x7f);
-        if shift == 28 && bits > 0x0f {
-            break;
-        }
-        value |= bits << shift;
-        if byte[0] & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(io_err("corrupt snapshot: a length past 32 bits"))
-}
-
 /// No key, value or meta in a snapshot comes near this; a larger length means a corrupt file.
 const MAX_ITEM_BYTES: u32 = 64 << 20;
 
@@ -203,49 +125,18 @@ fn read_into(input: &mut impl Read, len: u32, buf: &mut Vec<u8>) -> std::io::Res
     input.read_exact(buf)
 }
 
-/// The body of the snapshot file at `path`, decompressed when it starts with a magic (files of
-/// the first version are the body itself), and how its pairs are laid out.
-fn open_body(path: &Path) -> std::io::Result<(Box<dyn Read>, Layout)> {
+/// The body of the snapshot file at `path`, decompressed when it starts with the magic (files
+/// of the first version are the body itself).
+fn open_body(path: &Path) -> std::io::Result<Box<dyn Read>> {
     let mut file = BufReader::new(File::open(path)?);
-    let head = file.fill_buf()?;
-    let Some(layout) = [Layout::SharedPrefixes, Layout::Lengths].into_iter().find(|l| head.starts_with(l.magic()))
-    else {
-        return Ok((Box::new(file), Layout::Lengths));
-    };
+    if !file.fill_buf()?.starts_with(SNAPSHOT_MAGIC) {
+        return Ok(Box::new(file));
+    }
     file.consume(SNAPSHOT_MAGIC.len());
     // One frame: anything after it would be bytes no writer put there. Buffered: the format's
     // reads are a few bytes each, and each read of the decoder itself is a call into zstd.
     let body = zstd::stream::read::Decoder::with_buffer(file)?.single_frame();
-    Ok((Box::new(BufReader::with_capacity(BODY_BUFFER_BYTES, body)), layout))
-}
-
-/// Reads the next pair into `key` and `value`; false at the trailer (read up to its count).
-fn read_pair(input: &mut impl Read, layout: Layout, key: &mut Vec<u8>, value: &mut Vec<u8>) -> std::io::Result<bool> {
-    let value_len = match layout {
-        Layout::Lengths => {
-            let key_len = read_u32(input)?;
-            if key_len == u32::MAX {
-                return Ok(false);
-            }
-            read_into(input, key_len, key)?;
-            read_u32(input)?
-        }
-        Layout::SharedPrefixes => {
-            let (shared, rest) = (read_varint(input)? as usize, read_varint(input)?);
-            if (shared, rest) == (0, 0) {
-                return Ok(false);
-            }
-            if shared > key.len() || rest > MAX_ITEM_BYTES {
-                return Err(io_err("corrupt snapshot: a key past what it shares or too long"));
-            }
-            key.truncate(shared);
-            key.resize(shared + rest as usize, 0);
-            input.read_exact(&mut key[shared..])?;
-            read_varint(input)?
-        }
-    };
-    read_into(input, value_len, value)?;
-    Ok(true)
+    Ok(Box::new(BufReader::with_capacity(BODY_BUFFER_BYTES, body)))
 }
 
 /// The digest of a store's `sm_data` pairs, fed in key order: the same for a live store
@@ -283,22 +174,20 @@ pub(crate) fn write_consistent(
     path: &Path,
     each: impl FnMut(&[u8], &[u8]),
 ) -> std::io::Result<SnapshotMeta> {
-    let sink = BufWriter::new(File::create(path)?);
-    let (meta, file) = write_consistent_to(db, view, sink, Layout::SharedPrefixes, each)?;
+    let (meta, file) = write_consistent_to(db, view, BufWriter::new(File::create(path)?), each)?;
     file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(meta)
 }
 
-/// [`write_consistent`] to any sink, in `layout`; returns the meta and the sink, flushed.
+/// [`write_consistent`] to any sink; returns the meta and the sink, flushed.
 pub(crate) fn write_consistent_to<W: Write>(
     db: &DB,
     view: &rocksdb::Snapshot<'_>,
     sink: W,
-    layout: Layout,
     mut each: impl FnMut(&[u8], &[u8]),
 ) -> std::io::Result<(SnapshotMeta, W)> {
     let meta = meta_of(db, view)?;
-    let mut writer = SnapshotWriter::into_sink(sink, &meta, layout)?;
+    let mut writer = SnapshotWriter::into_sink(sink, &meta)?;
     // The raw iterator lends each pair: no copy of it made to be written once.
     let mut pairs = view.raw_iterator_cf(cf(db, CF_SM_DATA));
     pairs.seek_to_first();
@@ -401,7 +290,7 @@ pub(crate) fn read_meta(path: &Path) -> std::io::Result<SnapshotMeta> {
 
 /// The encoded meta at the head of a snapshot file.
 pub(crate) fn read_raw_meta(path: &Path) -> std::io::Result<Vec<u8>> {
-    let (mut input, _) = open_body(path)?;
+    let mut input = open_body(path)?;
     let len = read_u32(&mut input)?;
     read_bytes(&mut input, len)
 }
@@ -424,21 +313,27 @@ pub(crate) fn read_raw(
     path: &Path,
     mut each: impl FnMut(&[u8], &[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<Vec<u8>> {
-    let (mut input, layout) = open_body(path)?;
+    let mut input = open_body(path)?;
     let meta_len = read_u32(&mut input)?;
     let meta = read_bytes(&mut input, meta_len)?;
     let mut pairs = 0u64;
     let (mut key, mut value) = (Vec::new(), Vec::new());
-    while read_pair(&mut input, layout, &mut key, &mut value)? {
+    loop {
+        let key_len = read_u32(&mut input)?;
+        if key_len == u32::MAX {
+            let mut count = [0; 8];
+            input.read_exact(&mut count)?;
+            if u64::from_be_bytes(count) != pairs {
+                return Err(io_err("snapshot trailer does not match its contents"));
+            }
+            return Ok(meta);
+        }
+        read_into(&mut input, key_len, &mut key)?;
+        let value_len = read_u32(&mut input)?;
+        read_into(&mut input, value_len, &mut value)?;
         each(&key, &value)?;
         pairs += 1;
     }
-    let mut count = [0; 8];
-    input.read_exact(&mut count)?;
-    if u64::from_be_bytes(count) != pairs {
-        return Err(io_err("snapshot trailer does not match its contents"));
-    }
-    Ok(meta)
 }
 
 #[cfg(test)]
@@ -475,77 +370,6 @@ mod tests {
         let plain: usize = pairs().iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
         assert!(bytes.len() * 5 < plain, "{} bytes for {plain} plain", bytes.len());
         assert_eq!(read_back(&path), (SnapshotMeta::default(), pairs()));
-    }
-
-    /// Writes `pairs` to a file at `path` in `layout`.
-    fn write_as(path: &Path, layout: Layout, pairs: &Pairs) {
-        let sink = BufWriter::new(File::create(path).expect("create"));
-        let mut writer = SnapshotWriter::into_sink(sink, &SnapshotMeta::default(), layout).expect("start");
-        for (k, v) in pairs {
-            writer.pair(k, v).expect("write");
-        }
-        writer.finish_sink().expect("finish").flush().expect("flush");
-    }
-
-    #[test]
-    fn a_file_of_the_second_layout_still_reads() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("v2.snap");
-        write_as(&path, Layout::Lengths, &pairs());
-        assert!(std::fs::read(&path).expect("read").starts_with(SNAPSHOT_MAGIC_V2));
-        assert_eq!(read_back(&path), (SnapshotMeta::default(), pairs()));
-    }
-
-    #[test]
-    fn keys_sharing_prefixes_read_back_in_any_order_but_never_empty() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("s.snap");
-        // Longer, a prefix of the one before, the same again, one sharing nothing, empty values.
-        let keys: [&[u8]; 7] = [b"Nab\x01\x02", b"Nab\x01\x03\x04", b"Nab", b"Nab", b"Nb", b"W", b"Wxyz"];
-        let pairs: Pairs = keys.iter().map(|k| (k.to_vec(), k.len().to_be_bytes()[..k.len() % 3].to_vec())).collect();
-        write_as(&path, Layout::SharedPrefixes, &pairs);
-        assert_eq!(read_back(&path), (SnapshotMeta::default(), pairs));
-
-        let mut writer = SnapshotWriter::create(&dir.path().join("e.snap"), &SnapshotMeta::default()).expect("create");
-        assert!(writer.pair(b"", b"v").is_err(), "an empty key would read as the trailer");
-    }
-
-    /// A file whose body is `pairs` (raw bytes of the third layout) after a default meta.
-    fn third_layout_file(path: &Path, pairs: &[u8]) {
-        let mut body = Vec::new();
-        write_chunk(&mut body, &codec::encode(&SnapshotMeta::default()).expect("meta")).expect("meta");
-        body.extend_from_slice(pairs);
-        let mut file = SNAPSHOT_MAGIC.to_vec();
-        file.extend(zstd::encode_all(body.as_slice(), 1).expect("compressed"));
-        std::fs::write(path, file).expect("write");
-    }
-
-    #[test]
-    fn a_key_that_shares_more_than_the_key_before_is_refused() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("bad.snap");
-        // "ab" = "x", then a key sharing 3 bytes of "ab"; then the trailer of 2 pairs.
-        let body = [&[0, 2, b'a', b'b', 1, b'x', 3, 1, b'c', 0, 0, 0][..], &2u64.to_be_bytes()].concat();
-        third_layout_file(&path, &body);
-        let refused = read_pairs(&path, |_, _| Ok(())).expect_err("refused");
-        assert!(refused.to_string().contains("corrupt snapshot"), "{refused}");
-        // The same pairs, the second sharing 2 bytes: whole.
-        let body = [&[0, 2, b'a', b'b', 1, b'x', 2, 1, b'c', 0, 0, 0][..], &2u64.to_be_bytes()].concat();
-        third_layout_file(&path, &body);
-        assert_eq!(read_back(&path).1, vec![(b"ab".to_vec(), b"x".to_vec()), (b"abc".to_vec(), vec![])]);
-    }
-
-    #[test]
-    fn varints_hold_every_u32_and_nothing_past_it() {
-        for value in [0, 1, 127, 128, 16_383, 16_384, u32::MAX - 1, u32::MAX] {
-            let mut bytes = Vec::new();
-            write_varint(&mut bytes, value as usize).expect("write");
-            assert_eq!(read_varint(&mut bytes.as_slice()).expect("read"), value);
-        }
-        for past in [&[0xff, 0xff, 0xff, 0xff, 0x1f][..], &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]] {
-            assert!(read_varint(&mut &past[..]).is_err(), "{past:?}");
-        }
-        assert!(write_varint(&mut Vec::new(), u32::MAX as usize + 1).is_err());
     }
 
     #[test]

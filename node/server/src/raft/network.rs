@@ -27,7 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{HubNode, NodeId, Snapshot, TypeConfig, Vote, decode, encode};
 use kizuna_store::SnapshotFile;
-use kizuna_store::{ExportStream, Layout, Outgoing, PeerTakes};
+use kizuna_store::{ExportStream, Outgoing};
 
 /// Bytes of snapshot data per streamed chunk: far below gRPC's 4 MiB message limit.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
@@ -247,12 +247,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         metrics::counter!("kizuna_raft_snapshot_sends_total", "peer" => self.target.to_string()).increment(1);
         let mut client = self.channels.raft_client(&self.addr).map_err(|e| stream_err(e.to_string()))?;
         let mut cancel = std::pin::pin!(cancel);
-        let peer = peer_takes(&mut client).await;
+        let streamed = takes_streamed_snapshots(&mut client).await;
         // A checkpoint not exported before is exported as it is sent (to a peer that takes
         // that), or first (seconds to minutes on a large hub): off the async threads either way.
         // Cancelled, the export still finishes and stays beside its checkpoint for the next send.
         let data = snapshot.snapshot.clone();
-        let prepare = tokio::task::spawn_blocking(move || data.to_send(peer, SNAPSHOT_CHUNK_BYTES));
+        let prepare = tokio::task::spawn_blocking(move || data.to_send(streamed, SNAPSHOT_CHUNK_BYTES));
         let outgoing = tokio::select! {
             closed = &mut cancel => return Err(StreamingError::Closed(closed)),
             prepared = prepare => prepared
@@ -268,7 +268,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             Outgoing::Exporting(export) => (SnapshotSource::Export(export), 0),
         };
         let streamed = matches!(source, SnapshotSource::Export(_));
-        tracing::info!(peer = self.target, streamed, layout = ?peer.layout, total_bytes, "sending a snapshot");
+        tracing::info!(peer = self.target, streamed, total_bytes, "sending a snapshot");
         let header = SnapshotHeader { vote: encode(&vote), meta: encode(&snapshot.meta), total_bytes, streamed };
 
         // Chunks are read as the stream is polled: the snapshot is never held in memory as a
@@ -309,18 +309,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     }
 }
 
-/// How long a peer is given to say what snapshot it takes.
+/// How long a peer is given to say whether it takes a streamed snapshot.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
 
-/// What snapshot the peer's build takes (streamed or whole, which layout): asked at every send
-/// (a peer may have been upgraded since). One that does not answer is sent a whole file of the
-/// layout every build reads.
-async fn peer_takes(client: &mut RaftTransportServiceClient<Channel>) -> PeerTakes {
+/// Whether the peer's build takes a snapshot streamed as it is exported: asked at every send (a
+/// peer may have been upgraded since). One that does not answer is sent a whole file.
+async fn takes_streamed_snapshots(client: &mut RaftTransportServiceClient<Channel>) -> bool {
     let asked = tokio::time::timeout(STATUS_WAIT, client.get_node_status(NodeStatusRequest {}));
-    let Ok(Ok(status)) = asked.await else { return PeerTakes::OLDEST };
-    let status = status.get_ref();
-    let layout = if status.reads_shared_prefix_snapshots { Layout::SharedPrefixes } else { Layout::Lengths };
-    PeerTakes { streamed: status.takes_streamed_snapshots, layout }
+    matches!(asked.await, Ok(Ok(status)) if status.get_ref().takes_streamed_snapshots)
 }
 
 /// Where the bytes of a snapshot being sent come from.

@@ -129,7 +129,6 @@ pub fn health_message(health: NodeHealth) -> NodeStatus {
         apply_version: health.apply_version,
         master_key: health.master_key.unwrap_or_default(),
         takes_streamed_snapshots: true,
-        reads_shared_prefix_snapshots: true,
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 
 use crate::io_err;
-use crate::snapshot::{Layout, SnapshotFile};
+use crate::snapshot::SnapshotFile;
 
 /// What a peer is sent.
 #[derive(Debug)]
@@ -65,41 +65,24 @@ pub(crate) struct PeerParts {
     part_bytes: usize,
 }
 
-/// What a peer's build takes of a snapshot, as its node status tells.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerTakes {
-    /// A snapshot streamed as it is exported, without its length up front.
-    pub streamed: bool,
-    /// The layout of the file it reads: an older build reads [`Layout::Lengths`] only.
-    pub layout: Layout,
-}
-
-impl PeerTakes {
-    /// A peer that did not say: any build since the format's second version reads this.
-    pub const OLDEST: Self = Self { streamed: false, layout: Layout::Lengths };
-    /// A peer of this build.
-    pub const CURRENT: Self = Self { streamed: true, layout: Layout::SharedPrefixes };
-}
-
 impl SnapshotFile {
-    /// This snapshot as `peer` is sent it: a whole file when there is one of the layout the
-    /// peer reads (a checkpoint exported before, or a snapshot file: a node's own snapshots are
-    /// checkpoints, so a file is sent only in-process, where every store is of this build) or
-    /// when the peer takes no streamed snapshot (exported first); otherwise the checkpoint's
-    /// export, written by a thread of its own and handed over in parts of about `part_bytes` as
-    /// it is written. Blocking: call it off the async threads.
-    pub fn to_send(&self, peer: PeerTakes, part_bytes: usize) -> std::io::Result<Outgoing> {
-        if !peer.streamed {
-            return self.streamable_as(peer.layout).map(Outgoing::Whole);
+    /// This snapshot as a peer is sent it: a whole file when there is one (a snapshot file, a
+    /// checkpoint exported before) or when the peer takes no streamed snapshot (`streamed`
+    /// false: exported first); otherwise the checkpoint's export, written by a thread of its own
+    /// and handed over in parts of about `part_bytes` as it is written. Blocking: call it off
+    /// the async threads.
+    pub fn to_send(&self, streamed: bool, part_bytes: usize) -> std::io::Result<Outgoing> {
+        if !streamed {
+            return self.streamable().map(Outgoing::Whole);
         }
-        if let Some(file) = self.kept_file(peer.layout)? {
+        if let Some(file) = self.kept_file()? {
             return Ok(Outgoing::Whole(file));
         }
         let (parts, received) = mpsc::channel(QUEUED_PARTS);
         let end = parts.clone();
         let snapshot = self.clone();
         std::thread::Builder::new().name("snapshot-export".into()).spawn(move || {
-            let exported = snapshot.export(Some(PeerParts { parts, part_bytes }), peer.layout);
+            let exported = snapshot.export(Some(PeerParts { parts, part_bytes }));
             // The sender may be gone (its send cancelled): the export is kept all the same.
             let _ = end.blocking_send(exported.map(|_| Vec::new()));
         })?;

@@ -8,7 +8,7 @@ use super::*;
 use crate::keys::APPLIED;
 use crate::raft::TypeConfig;
 use crate::{CF_SM_DATA, CF_SM_META, cf, to_value};
-use crate::{ExportStream, Outgoing, PeerTakes};
+use crate::{ExportStream, Outgoing};
 
 const COUNTER: &[u8] = b"~counter";
 
@@ -188,7 +188,7 @@ fn distinct_checkpoint(dir: &Path, count: u64) -> (SnapshotFile, SnapshotMeta, c
 
 /// The export of a checkpoint not exported before, as a peer that takes streaming is sent it.
 fn streamed(snapshot: &SnapshotFile) -> ExportStream {
-    match snapshot.to_send(PeerTakes::CURRENT, TEST_PART_BYTES).expect("sent") {
+    match snapshot.to_send(true, TEST_PART_BYTES).expect("sent") {
         Outgoing::Exporting(export) => export,
         other => panic!("a checkpoint not exported before is streamed: {other:?}"),
     }
@@ -203,10 +203,10 @@ async fn a_streamed_export_is_the_file_it_keeps() {
 
     let (bytes, parts) = received(streamed(&snapshot)).await;
     assert!(parts > 2, "{parts} parts of {} bytes", bytes.len());
-    let kept = export_path(&snapshot.path, Layout::SharedPrefixes);
+    let kept = export_path(&snapshot.path);
     assert_eq!(std::fs::read(&kept).expect("the kept export"), bytes, "the peer got the file's bytes");
     assert_eq!(snapshot::digest_of(&kept).expect("a whole file"), (meta, digest), "the checkpoint's state");
-    match snapshot.to_send(PeerTakes::CURRENT, TEST_PART_BYTES).expect("sent again") {
+    match snapshot.to_send(true, TEST_PART_BYTES).expect("sent again") {
         Outgoing::Whole(file) => assert_eq!(file, kept),
         other => panic!("exported before, sent whole: {other:?}"),
     }
@@ -222,7 +222,7 @@ async fn an_export_whose_send_stopped_is_kept_whole() {
     let mut export = streamed(&snapshot);
     export.next().await.expect("the first part").expect("not the end");
     drop(export);
-    let kept = export_path(&snapshot.path, Layout::SharedPrefixes);
+    let kept = export_path(&snapshot.path);
     for _ in 0..500 {
         if kept.exists() {
             break;
@@ -232,38 +232,18 @@ async fn an_export_whose_send_stopped_is_kept_whole() {
     assert_eq!(snapshot::digest_of(&kept).expect("a whole file"), (meta, digest));
 }
 
-/// A peer of a build before streaming takes only a whole file of the second layout: that export
-/// is written first, kept beside the checkpoint's own, and holds the same state.
+/// A peer of an older build takes only a whole file: the export is written first.
 #[test]
-fn a_peer_without_streaming_is_sent_a_whole_export_it_reads() {
+fn a_peer_without_streaming_is_sent_the_whole_export() {
     let dir = tempfile::tempdir().expect("dir");
-    let (snapshot, meta, digest) = distinct_checkpoint(dir.path(), 100);
-    match snapshot.to_send(PeerTakes::OLDEST, TEST_PART_BYTES).expect("sent") {
+    let (snapshot, meta, _) = distinct_checkpoint(dir.path(), 100);
+    match snapshot.to_send(false, TEST_PART_BYTES).expect("sent") {
         Outgoing::Whole(file) => {
-            assert_eq!(file, export_path(&snapshot.path, Layout::Lengths));
-            assert!(std::fs::read(&file).expect("the file").starts_with(b"KZSNAP\x00\x02"), "the second layout");
-            assert_eq!(snapshot::digest_of(&file).expect("a whole file"), (meta, digest));
+            assert_eq!(file, export_path(&snapshot.path));
+            assert_eq!(snapshot::read_meta(&file).expect("a whole file"), meta);
         }
         other => panic!("sent whole: {other:?}"),
     }
-}
-
-/// A peer that streams but reads only the second layout (the build before shared prefixes) is
-/// streamed that layout.
-#[tokio::test]
-async fn a_peer_of_the_second_layout_is_streamed_it() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (snapshot, meta, digest) = distinct_checkpoint(dir.path(), 2_000);
-    let peer = PeerTakes { streamed: true, layout: Layout::Lengths };
-    let Outgoing::Exporting(export) = snapshot.to_send(peer, TEST_PART_BYTES).expect("sent") else {
-        panic!("a checkpoint not exported before is streamed");
-    };
-    let (bytes, _) = received(export).await;
-    let kept = export_path(&snapshot.path, Layout::Lengths);
-    assert_eq!(std::fs::read(&kept).expect("the kept export"), bytes);
-    assert!(bytes.starts_with(b"KZSNAP\x00\x02"), "the second layout");
-    assert_eq!(snapshot::digest_of(&kept).expect("a whole file"), (meta, digest));
-    assert!(!export_path(&snapshot.path, Layout::SharedPrefixes).exists(), "only the layout asked for");
 }
 
 /// openraft may hand a checkpoint to a peer's sender after a newer one retired it: the send
@@ -278,10 +258,9 @@ fn a_retired_checkpoint_is_not_exported() {
     checkpoints.take(&db).expect("a newer one");
     let refused = SnapshotFile { path: retired.clone() }.streamable().expect_err("retired");
     assert_eq!(refused.kind(), std::io::ErrorKind::NotFound, "{refused}");
-    let refused =
-        SnapshotFile { path: retired.clone() }.to_send(PeerTakes::CURRENT, TEST_PART_BYTES).expect_err("retired");
+    let refused = SnapshotFile { path: retired.clone() }.to_send(true, TEST_PART_BYTES).expect_err("retired");
     assert_eq!(refused.kind(), std::io::ErrorKind::NotFound, "{refused}");
-    assert!(!export_path(&retired, Layout::SharedPrefixes).exists());
+    assert!(!export_path(&retired).exists());
 }
 
 /// A link that points elsewhere than a checkpoint is an error, never "no snapshot" (which would
