@@ -319,7 +319,7 @@ fn export_to(checkpoint: &Path, file: &Path, peer: Option<outgoing::PeerParts>) 
     let db = open_read_only(checkpoint)?;
     let mut pacer = Pacer::new(EXPORT_REST_PER_BUSY);
     let sink = outgoing::Tee::new(std::fs::File::create(file)?, peer);
-    let (_, sink) = snapshot::write_consistent_to(&db, &db.snapshot(), sink, |_, _| pacer.tick())?;
+    let (_, sink) = snapshot::write_consistent_to(&db, &db.snapshot(), sink, |k, v| pacer.tick(k.len() + v.len()))?;
     sink.finish()
 }
 

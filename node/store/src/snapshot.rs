@@ -129,7 +129,12 @@ fn read_into(input: &mut impl Read, len: u32, buf: &mut Vec<u8>) -> std::io::Res
 /// of the first version are the body itself).
 fn open_body(path: &Path) -> std::io::Result<Box<dyn Read>> {
     let mut file = BufReader::new(File::open(path)?);
-    if !file.fill_buf()?.starts_with(SNAPSHOT_MAGIC) {
+    let head = file.fill_buf()?;
+    if !head.starts_with(SNAPSHOT_MAGIC) {
+        // The magic's last byte is the version: a later one is named, not read as a first one.
+        if let Some(version) = head.strip_prefix(&SNAPSHOT_MAGIC[..7]).and_then(|v| v.first()) {
+            return Err(io_err(format!("snapshot format version {version} is newer than this build reads")));
+        }
         return Ok(Box::new(file));
     }
     file.consume(SNAPSHOT_MAGIC.len());
@@ -230,31 +235,36 @@ pub(crate) fn meta_of(db: &DB, view: &rocksdb::Snapshot<'_>) -> std::io::Result<
 pub(crate) struct Pacer {
     rest_per_busy: u32,
     slice_started: std::time::Instant,
-    /// Units done since the clock was last read.
-    unclocked: u32,
+    /// Units and bytes done since the clock was last read.
+    unclocked: (u32, usize),
 }
 
 /// How long a pacer works before it rests.
 const PACER_SLICE: std::time::Duration = std::time::Duration::from_millis(5);
 
-/// How many units of work a pacer counts between two reads of the clock.
+/// How many units of work, or bytes of them, a pacer counts between two reads of the clock.
 const PACER_UNITS_PER_CLOCK: u32 = 64;
+const PACER_BYTES_PER_CLOCK: usize = 256 << 10;
 
 impl Pacer {
     /// A pacer that works one part in `1 + rest_per_busy` of the time.
     pub(crate) fn new(rest_per_busy: u32) -> Self {
-        Self { rest_per_busy, slice_started: std::time::Instant::now(), unclocked: 0 }
+        Self { rest_per_busy, slice_started: std::time::Instant::now(), unclocked: (0, 0) }
     }
 
-    /// One unit of work done (a pair written): rests when the slice is over. The clock is read
-    /// every [`PACER_UNITS_PER_CLOCK`] units: a read costs ~25 ns here, a tenth of a search
-    /// index pair's export (docs/benchmarks.md, session 25), and 64 pairs are far within a slice.
-    pub(crate) fn tick(&mut self) {
-        self.unclocked += 1;
-        if self.unclocked < PACER_UNITS_PER_CLOCK {
+    /// One unit of work done (a pair written) of `bytes`: rests when the slice is over. The
+    /// clock is read every [`PACER_UNITS_PER_CLOCK`] units or [`PACER_BYTES_PER_CLOCK`] bytes,
+    /// whichever comes first: a read costs ~25 ns here, a tenth of a search-index pair's export
+    /// (docs/benchmarks.md, session 25), while an attached file's 128 KiB chunk takes far longer
+    /// than a pair, and 64 of them would run past several slices unrested.
+    pub(crate) fn tick(&mut self, bytes: usize) {
+        let (units, unclocked_bytes) = &mut self.unclocked;
+        *units += 1;
+        *unclocked_bytes += bytes;
+        if *units < PACER_UNITS_PER_CLOCK && *unclocked_bytes < PACER_BYTES_PER_CLOCK {
             return;
         }
-        self.unclocked = 0;
+        self.unclocked = (0, 0);
         let busy = self.slice_started.elapsed();
         if busy >= PACER_SLICE {
             // A slice far longer than asked was mostly a wait (the process stopped, the thread
@@ -307,8 +317,8 @@ fn decode_meta(bytes: &[u8]) -> std::io::Result<SnapshotMeta> {
     codec::decode(bytes).map_err(|e| io_err(format!("snapshot meta: {e}")))
 }
 
-/// Reads a whole snapshot file as bytes, checking that it is complete: hands every pair to
-/// `each` and returns the encoded meta (the JSON-to-binary migration reads old files this way).
+/// Reads a whole snapshot file, checking that it is complete: hands every pair to `each` and
+/// returns the meta as encoded (a scan of a file's tables needs no meta decoded).
 pub(crate) fn read_raw(
     path: &Path,
     mut each: impl FnMut(&[u8], &[u8]) -> std::io::Result<()>,
@@ -373,21 +383,44 @@ mod tests {
     }
 
     #[test]
-    fn a_paced_job_rests_three_times_as_long_as_it_works() {
+    fn a_file_of_a_newer_version_is_refused_by_its_version() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("v9.snap");
+        std::fs::write(&path, b"KZSNAP\x00\x09whatever").expect("write");
+        let refused = read_pairs(&path, |_, _| Ok(())).expect_err("refused");
+        assert!(refused.to_string().contains("version 9 is newer"), "{refused}");
+    }
+
+    /// Runs 40 ms of work in units of `unit`, each of `bytes`, under a pacer resting three
+    /// times as long as it works; returns the wall time and the work.
+    fn paced(unit: std::time::Duration, bytes: usize) -> (std::time::Duration, std::time::Duration) {
         use std::time::{Duration, Instant};
         let mut pacer = Pacer::new(3);
         let (started, mut busy) = (Instant::now(), Duration::ZERO);
         while busy < Duration::from_millis(40) {
             let work = Instant::now();
-            while work.elapsed() < Duration::from_micros(50) {}
+            while work.elapsed() < unit {}
             // A unit that took longer was off its core: that wait is not work (the pacer does
             // not rest for it either, past a few slices).
-            busy += work.elapsed().min(Duration::from_micros(100));
-            pacer.tick();
+            busy += work.elapsed().min(unit * 2);
+            pacer.tick(bytes);
         }
+        (started.elapsed(), busy)
+    }
+
+    #[test]
+    fn a_paced_job_rests_three_times_as_long_as_it_works() {
         // A lower bound only: a loaded machine makes the job slower, never faster. The last
         // slice (5 ms and 64 units, 3.2 ms, at most) is not rested; 40 ms of work leaves room.
-        let wall = started.elapsed();
+        let (wall, busy) = paced(std::time::Duration::from_micros(50), 0);
+        assert!(wall >= busy * 3, "{wall:?} in all for {busy:?} of work");
+    }
+
+    #[test]
+    fn a_paced_job_of_large_units_reads_the_clock_by_their_bytes() {
+        // Units of an attached file's 128 KiB chunk, 1 ms each: counted by units alone, the
+        // first 64 would be 64 ms of work before the clock is read, all of it unrested.
+        let (wall, busy) = paced(std::time::Duration::from_millis(1), 128 << 10);
         assert!(wall >= busy * 3, "{wall:?} in all for {busy:?} of work");
     }
 
