@@ -28,16 +28,12 @@ fn main() {
         hub.run(Some(nurse), Command::Post { room, text: note(i), reply_to: None, mentions: vec![] });
     }
     let pairs = hub.state_machine().reader().state_digest().expect("the state read").entries;
-    let snapshot = checkpoint(&runtime, &mut hub);
     let scratch = tempfile::tempdir().expect("temp dir");
     let (mut export_cpu, mut install_wall) = (Duration::MAX, Duration::MAX);
     let mut file_bytes = 0;
     for round in 0..ROUNDS {
         // A checkpoint keeps its export: each round takes a new checkpoint to export afresh.
-        let snapshot = match round {
-            0 => snapshot.clone(),
-            _ => checkpoint(&runtime, &mut hub),
-        };
+        let snapshot = checkpoint(&runtime, &mut hub);
         let started = thread_cpu();
         let export = snapshot.snapshot.streamable().expect("the export");
         export_cpu = export_cpu.min(thread_cpu() - started);
