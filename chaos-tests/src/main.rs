@@ -6,6 +6,7 @@ use clap::Parser;
 use kizuna_chaos::cluster::RaftTimers;
 use kizuna_chaos::faults::Scenario;
 use kizuna_chaos::federated::{self, FederatedPlan, HubFault};
+use kizuna_chaos::proxy::LinkProxy;
 use kizuna_chaos::run::{self, Plan, Topology};
 
 #[derive(Parser)]
@@ -53,6 +54,15 @@ struct Args {
     /// and the API endpoints printed, for `kizuna bench` (ops/scripts/bench-wan.sh).
     #[arg(long)]
     serve_session: Option<PathBuf>,
+    /// Serve one shaped link instead of a run, until killed: `LISTEN=UPSTREAM` (e.g.
+    /// `127.0.0.1:27214=127.0.0.1:27204`), half of --rtt-ms added each way and --link-mbit as
+    /// its bandwidth; a node routed through it (`routes` in a topology) reaches the other over
+    /// a far, thin link (a new node's catch-up over a WAN: ops/scripts/bench-prefecture.sh).
+    #[arg(long)]
+    link: Option<String>,
+    /// With --link: the link's bandwidth in megabits per second (unlimited when not given).
+    #[arg(long)]
+    link_mbit: Option<u64>,
     /// Where to write the JSON report.
     #[arg(long, default_value = "chaos-report.json")]
     report: PathBuf,
@@ -61,6 +71,9 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let rt = tokio::runtime::Runtime::new()?;
+    if let Some(link) = &a.link {
+        return rt.block_on(serve_link(link, a.rtt_ms.unwrap_or(0), a.link_mbit));
+    }
     if a.federated {
         let report = rt.block_on(federated::run(FederatedPlan {
             seed: a.seed,
@@ -102,5 +115,22 @@ fn main() -> anyhow::Result<()> {
     print!("{}", run::table(&report));
     println!("report: {}", a.report.display());
     anyhow::ensure!(report.violations == 0, "{} violations", report.violations);
+    Ok(())
+}
+
+/// One shaped link (`--link`), served until the process is killed.
+async fn serve_link(link: &str, rtt_ms: u64, mbit: Option<u64>) -> anyhow::Result<()> {
+    let (listen, upstream) = link
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--link takes LISTEN=UPSTREAM, e.g. 127.0.0.1:27214=127.0.0.1:27204"))?;
+    let proxy = LinkProxy::start_at(listen.parse()?, upstream.parse()?).await?;
+    proxy.set_delay(std::time::Duration::from_millis(rtt_ms / 2));
+    proxy.set_bandwidth(mbit.map_or(0, |m| m * 1_000_000 / 8));
+    println!(
+        "link {} -> {upstream}: {rtt_ms} ms round trip, {}",
+        proxy.addr,
+        mbit.map_or("unlimited".into(), |m| format!("{m} Mbit/s"))
+    );
+    std::future::pending::<()>().await;
     Ok(())
 }

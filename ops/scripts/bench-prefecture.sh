@@ -6,11 +6,15 @@
 # node takes to catch up from it (added as a learner), and the read latencies of `kizuna bench`
 # (patient list, timeline) and its posting rate on the filled hub.
 # usage: ops/scripts/bench-prefecture.sh PATH/TO/kizuna [OUT_DIR]
-#        (env: SCALE=0.01 WORKERS=64 KEEP=1 keeps the hub's directory)
+#        (env: SCALE=0.01 WORKERS=64 KEEP=1 keeps the hub's directory;
+#         LINK_RTT_MS=20 LINK_MBIT=100: the members reach the new node over a link of that round
+#         trip and bandwidth, served by the kizuna-chaos beside PATH/TO/kizuna (or $CHAOS);
+#         CATCH_UP_ONLY=1 stops after the new node's catch-up)
 set -euo pipefail
 BIN=$(realpath "$1")
 OUT=$(realpath -m "${2:-bench-prefecture-$(date +%Y%m%d-%H%M%S)}")
 SCALE=${SCALE:-0.01}
+LINKED=${LINK_RTT_MS:-}${LINK_MBIT:-}
 WORKERS=${WORKERS:-64}
 mkdir -p "$OUT"
 # Every run builds a new hub: a state file left in OUT by an earlier run names that hub's
@@ -31,10 +35,17 @@ topology() { # NODES...: a topology file of those nodes (n4 a non-voter)
   printf '[hub]\nname = "prefecture"\n\n[encryption]\nmaster_key_file = "%s/master.key"\n' "$D"
   for i in "$@"; do
     voter=true; [ "$i" -eq 4 ] && voter=false
-    printf '\n[[node]]\nid = %s\nname = "n%s"\nregion = "r%s"\nvoter = %s\nraft_addr = "127.0.0.1:2720%s"\napi_addr = "127.0.0.1:2730%s"\nmetrics_addr = "127.0.0.1:2740%s"\ndata_dir = "%s/n%s"\n' \
-      "$i" "$i" "$((i < 4 ? i : 3))" "$voter" "$i" "$i" "$i" "$D" "$i"
+    # With a shaped link, the members dial n4 through it (its port 27214).
+    routes=""; [ -n "$LINKED" ] && [ "$i" -lt 4 ] && routes='routes = { "127.0.0.1:27204" = "127.0.0.1:27214" }'
+    printf '\n[[node]]\nid = %s\nname = "n%s"\nregion = "r%s"\nvoter = %s\nraft_addr = "127.0.0.1:2720%s"\napi_addr = "127.0.0.1:2730%s"\nmetrics_addr = "127.0.0.1:2740%s"\ndata_dir = "%s/n%s"\n%s\n' \
+      "$i" "$i" "$((i < 4 ? i : 3))" "$voter" "$i" "$i" "$i" "$D" "$i" "$routes"
   done
 }
+if [ -n "$LINKED" ]; then
+  CHAOS=${CHAOS:-$(dirname "$BIN")/kizuna-chaos}
+  "$CHAOS" --link 127.0.0.1:27214=127.0.0.1:27204 --rtt-ms "${LINK_RTT_MS:-0}" \
+    ${LINK_MBIT:+--link-mbit "$LINK_MBIT"} > "$D/link.log" 2>&1 & PIDS+=($!)
+fi
 # The fourth node is not in the first three's topology: a member that is down holds back the
 # hub's move to sealed state (its build is unknown), so with it listed the whole load would be
 # stored unsealed — not what a real hub stores. It joins later, by `admin add-learner`.
@@ -115,7 +126,9 @@ sleep 2
 START=$EPOCHREALTIME
 "$BIN" --endpoint "$HUB" admin add-learner --id 4 --name n4 --region r3 --raft-addr 127.0.0.1:27204 --api-addr 127.0.0.1:27304
 echo "catch_up_seconds $(since "$START")" | tee "$OUT/catch-up.txt"
+[ -z "$LINKED" ] || echo "link $(cat "$D/link.log")" | tee -a "$OUT/catch-up.txt"
 sizes after-catch-up | tee -a "$OUT/sizes.txt"
+[ -z "${CATCH_UP_ONLY:-}" ] || { echo "figures in $OUT"; exit 0; }
 
 # Reads and writes on the filled hub, as one of the generated doctors, once its compactions
 # after the load have settled.
