@@ -27,16 +27,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::DB;
 
-use super::snapshot::{self, Pacer, SnapshotFile};
+use super::snapshot::{self, SnapshotFile};
 use super::{COLUMN_FAMILIES, codec, io_err};
 use crate::raft::SnapshotMeta;
 
 /// The link to the current checkpoint, in the snapshot directory.
 pub(crate) const CURRENT: &str = "current.ckpt";
 const PREFIX: &str = "ckpt-";
-/// An export for a peer rests as long as it works: one node writes it (the one sending), beside
-/// the commits it leads, and the peer waits for it.
-const EXPORT_REST_PER_BUSY: u32 = 1;
+/// How far below the node's own priority an export for a peer runs (a nice value; 19 is the
+/// lowest). The sending node leads the commits and the peer waits for the export: at 10 the
+/// export takes about a tenth of a core the commits contend for, and all of an idle one
+/// (docs/benchmarks.md, session 26). It was paced by sleeping as long as it worked, which
+/// left half of an idle leader's core unused while a new node waited.
+const EXPORT_NICENESS: i32 = 10;
 
 /// The checkpoints of one node's snapshot directory.
 #[derive(Debug, Clone)]
@@ -263,7 +266,8 @@ fn remove(path: &Path) -> std::io::Result<()> {
 
 impl SnapshotFile {
     /// A file of this snapshot to send to a peer: the file itself, or for a checkpoint its
-    /// export, written on the first call (paced) and kept beside it until it is retired.
+    /// export, written on the first call (below the node's priority) and kept beside it until
+    /// it is retired.
     /// Blocking: call it off the async threads. A checkpoint retired before the call is an
     /// error: openraft then asks for the current one.
     pub fn streamable(&self) -> std::io::Result<PathBuf> {
@@ -283,15 +287,17 @@ impl SnapshotFile {
         Ok(export.try_exists()?.then_some(export))
     }
 
-    /// Writes the checkpoint's export beside it (paced), handing what is written to `peer` as
-    /// well when given (see [`outgoing`]); returns the export's path once it is whole.
+    /// Writes the checkpoint's export beside it (below the node's priority), handing what is
+    /// written to `peer` as well when given (see [`outgoing`]); returns the export's path once
+    /// it is whole.
     fn export(&self, peer: Option<outgoing::PeerParts>) -> std::io::Result<PathBuf> {
         let export = export_path(&self.path);
         // Two peers asking at once each write their own and the last rename wins: both whole.
         static EXPORTS: AtomicU64 = AtomicU64::new(0);
         let pin = self.path.with_extension(format!("{}{}", &PIN[1..], EXPORTS.fetch_add(1, Ordering::Relaxed)));
         let staged = pin.with_extension(format!("{}.snap", pin.extension().unwrap_or_default().to_string_lossy()));
-        let written = link_files(&self.path, &pin).and_then(|()| export_to(&pin, &staged, peer));
+        let written =
+            link_files(&self.path, &pin).and_then(|()| below_normal_priority(|| export_to(&pin, &staged, peer)));
         let unpinned = remove(&pin);
         if let Err(e) = written.and(unpinned) {
             let _ = remove(&staged);
@@ -313,14 +319,33 @@ fn link_files(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes the snapshot file of the checkpoint at `checkpoint` to `file`, paced, and fsyncs it;
+/// Writes the snapshot file of the checkpoint at `checkpoint` to `file` and fsyncs it;
 /// what is written also goes to `peer` when given.
 fn export_to(checkpoint: &Path, file: &Path, peer: Option<outgoing::PeerParts>) -> std::io::Result<()> {
     let db = open_read_only(checkpoint)?;
-    let mut pacer = Pacer::new(EXPORT_REST_PER_BUSY);
     let sink = outgoing::Tee::new(std::fs::File::create(file)?, peer);
-    let (_, sink) = snapshot::write_consistent_to(&db, &db.snapshot(), sink, |k, v| pacer.tick(k.len() + v.len()))?;
+    let (_, sink) = snapshot::write_consistent_to(&db, &db.snapshot(), sink, |_, _| ())?;
     sink.finish()
+}
+
+/// Runs `work` on a thread of its own, [`EXPORT_NICENESS`] below the node's priority: the
+/// kernel gives it every cycle the node's commits leave and few of those they need. A thread
+/// of its own because a raised nice value cannot be lowered again without privilege, and the
+/// caller's thread (a pool's) must keep its own. Should the kernel refuse, the work runs at the
+/// node's priority (noted), never not at all.
+fn below_normal_priority<T: Send>(work: impl FnOnce() -> std::io::Result<T> + Send) -> std::io::Result<T> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new().name("snapshot-export".into()).spawn_scoped(scope, || {
+            let me = Some(rustix::thread::gettid());
+            let lowered = rustix::process::getpriority_process(me)
+                .and_then(|nice| rustix::process::setpriority_process(me, nice + EXPORT_NICENESS));
+            if let Err(e) = lowered {
+                tracing::warn!("a snapshot export runs at the node's own priority: {e}");
+            }
+            work()
+        })?;
+        worker.join().map_err(|_| std::io::Error::other("the snapshot export stopped on a panic"))?
+    })
 }
 
 pub(crate) mod outgoing;

@@ -227,54 +227,6 @@ pub(crate) fn meta_of(db: &DB, view: &rocksdb::Snapshot<'_>) -> std::io::Result<
     Ok(SnapshotMeta { last_log_id, last_membership })
 }
 
-/// Keeps a background job (a snapshot file's export) to a share of one core: after each slice
-/// of work it sleeps in proportion. Snapshot files once built at full speed on every node at
-/// once took the cores the commits need: at half of the peak write rate the p99 commit latency
-/// went from ~20 ms to over 100 ms while the three nodes built (docs/benchmarks.md, "Commit
-/// latency at half of the peak").
-pub(crate) struct Pacer {
-    rest_per_busy: u32,
-    slice_started: std::time::Instant,
-    /// Units and bytes done since the clock was last read.
-    unclocked: (u32, usize),
-}
-
-/// How long a pacer works before it rests.
-const PACER_SLICE: std::time::Duration = std::time::Duration::from_millis(5);
-
-/// How many units of work, or bytes of them, a pacer counts between two reads of the clock.
-const PACER_UNITS_PER_CLOCK: u32 = 64;
-const PACER_BYTES_PER_CLOCK: usize = 256 << 10;
-
-impl Pacer {
-    /// A pacer that works one part in `1 + rest_per_busy` of the time.
-    pub(crate) fn new(rest_per_busy: u32) -> Self {
-        Self { rest_per_busy, slice_started: std::time::Instant::now(), unclocked: (0, 0) }
-    }
-
-    /// One unit of work done (a pair written) of `bytes`: rests when the slice is over. The
-    /// clock is read every [`PACER_UNITS_PER_CLOCK`] units or [`PACER_BYTES_PER_CLOCK`] bytes,
-    /// whichever comes first: a read costs ~25 ns here, a tenth of a search-index pair's export
-    /// (docs/benchmarks.md, session 25), while an attached file's 128 KiB chunk takes far longer
-    /// than a pair, and 64 of them would run past several slices unrested.
-    pub(crate) fn tick(&mut self, bytes: usize) {
-        let (units, unclocked_bytes) = &mut self.unclocked;
-        *units += 1;
-        *unclocked_bytes += bytes;
-        if *units < PACER_UNITS_PER_CLOCK && *unclocked_bytes < PACER_BYTES_PER_CLOCK {
-            return;
-        }
-        self.unclocked = (0, 0);
-        let busy = self.slice_started.elapsed();
-        if busy >= PACER_SLICE {
-            // A slice far longer than asked was mostly a wait (the process stopped, the thread
-            // off its core), not work: resting in proportion would stall the build for nothing.
-            std::thread::sleep(busy.min(PACER_SLICE * 4) * self.rest_per_busy);
-            self.slice_started = std::time::Instant::now();
-        }
-    }
-}
-
 /// Reads a whole snapshot file, checking that it is complete: its meta and its digest.
 pub(crate) fn digest_of(path: &Path) -> std::io::Result<(SnapshotMeta, StateDigest)> {
     let mut digest = PairDigest::default();
@@ -389,39 +341,6 @@ mod tests {
         std::fs::write(&path, b"KZSNAP\x00\x09whatever").expect("write");
         let refused = read_pairs(&path, |_, _| Ok(())).expect_err("refused");
         assert!(refused.to_string().contains("version 9 is newer"), "{refused}");
-    }
-
-    /// Runs 40 ms of work in units of `unit`, each of `bytes`, under a pacer resting three
-    /// times as long as it works; returns the wall time and the work.
-    fn paced(unit: std::time::Duration, bytes: usize) -> (std::time::Duration, std::time::Duration) {
-        use std::time::{Duration, Instant};
-        let mut pacer = Pacer::new(3);
-        let (started, mut busy) = (Instant::now(), Duration::ZERO);
-        while busy < Duration::from_millis(40) {
-            let work = Instant::now();
-            while work.elapsed() < unit {}
-            // A unit that took longer was off its core: that wait is not work (the pacer does
-            // not rest for it either, past a few slices).
-            busy += work.elapsed().min(unit * 2);
-            pacer.tick(bytes);
-        }
-        (started.elapsed(), busy)
-    }
-
-    #[test]
-    fn a_paced_job_rests_three_times_as_long_as_it_works() {
-        // A lower bound only: a loaded machine makes the job slower, never faster. The last
-        // slice (5 ms and 64 units, 3.2 ms, at most) is not rested; 40 ms of work leaves room.
-        let (wall, busy) = paced(std::time::Duration::from_micros(50), 0);
-        assert!(wall >= busy * 3, "{wall:?} in all for {busy:?} of work");
-    }
-
-    #[test]
-    fn a_paced_job_of_large_units_reads_the_clock_by_their_bytes() {
-        // Units of an attached file's 128 KiB chunk, 1 ms each: counted by units alone, the
-        // first 64 would be 64 ms of work before the clock is read, all of it unrested.
-        let (wall, busy) = paced(std::time::Duration::from_millis(1), 128 << 10);
-        assert!(wall >= busy * 3, "{wall:?} in all for {busy:?} of work");
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl SnapshotFile {
         let (parts, received) = mpsc::channel(QUEUED_PARTS);
         let end = parts.clone();
         let snapshot = self.clone();
-        std::thread::Builder::new().name("snapshot-export".into()).spawn(move || {
+        std::thread::Builder::new().name("snapshot-stream".into()).spawn(move || {
             let exported = snapshot.export(Some(PeerParts { parts, part_bytes }));
             // The sender may be gone (its send cancelled): the export is kept all the same.
             let _ = end.blocking_send(exported.map(|_| Vec::new()));
@@ -95,12 +95,19 @@ pub(crate) struct Tee {
     file: BufWriter<File>,
     peer: Option<PeerParts>,
     pending: Vec<u8>,
+    /// Bytes written to the file since it was last synced.
+    unsynced: usize,
 }
+
+/// An export's file is synced every so many bytes, as RocksDB syncs its own files
+/// (`bytes_per_sync`): left to the kernel, tens of megabytes of an export at full speed are
+/// written back at once, and the log's fsyncs wait behind them (docs/benchmarks.md, session 26).
+const SYNC_EVERY_BYTES: usize = 4 << 20;
 
 impl Tee {
     pub(crate) fn new(file: File, peer: Option<PeerParts>) -> Self {
         let pending = Vec::with_capacity(peer.as_ref().map_or(0, |p| p.part_bytes));
-        Self { file: BufWriter::new(file), peer, pending }
+        Self { file: BufWriter::new(file), peer, pending, unsynced: 0 }
     }
 
     /// Hands the peer the last part and fsyncs the file.
@@ -124,6 +131,12 @@ impl Tee {
 impl Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.file.write_all(buf)?;
+        self.unsynced += buf.len();
+        if self.unsynced >= SYNC_EVERY_BYTES {
+            self.file.flush()?;
+            self.file.get_ref().sync_data()?;
+            self.unsynced = 0;
+        }
         if let Some(peer) = &self.peer {
             self.pending.extend_from_slice(buf);
             if self.pending.len() >= peer.part_bytes {

@@ -297,3 +297,21 @@ fn a_checkpoint_holds_alone_only_the_files_compaction_replaced_since() {
     let retaken = checkpoints.disk().expect("listed").expect("a checkpoint");
     assert!(retaken.only_here < 64 << 10, "{retaken:?}");
 }
+
+fn own_nice_value() -> i32 {
+    rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("a thread's own nice value")
+}
+
+#[test]
+fn an_export_runs_below_the_priority_of_the_thread_that_asks_for_it() {
+    let before = own_nice_value();
+    let during = below_normal_priority(|| Ok(own_nice_value())).expect("the work ran");
+    assert_eq!(during, (before + EXPORT_NICENESS).min(19));
+    assert_eq!(own_nice_value(), before, "the asking thread keeps its own priority");
+}
+
+#[test]
+fn an_export_that_panics_is_an_error_of_the_export_not_of_the_node() {
+    let failed = below_normal_priority(|| -> std::io::Result<()> { panic!("a bug in the export") });
+    assert!(failed.expect_err("an error").to_string().contains("panic"));
+}
