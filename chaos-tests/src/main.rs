@@ -125,7 +125,7 @@ async fn serve_link(link: &str, rtt_ms: u64, mbit: Option<u64>) -> anyhow::Resul
         .ok_or_else(|| anyhow::anyhow!("--link takes LISTEN=UPSTREAM, e.g. 127.0.0.1:27214=127.0.0.1:27204"))?;
     let proxy = LinkProxy::start_at(listen.parse()?, upstream.parse()?).await?;
     proxy.set_delay(std::time::Duration::from_millis(rtt_ms / 2));
-    proxy.set_bandwidth(mbit.map_or(0, |m| m * 1_000_000 / 8));
+    proxy.set_bandwidth(mbit.map_or(0, |m| m.saturating_mul(1_000_000 / 8)));
     println!(
         "link {} -> {upstream}: {rtt_ms} ms round trip, {}",
         proxy.addr,

@@ -150,3 +150,20 @@ impl Write for Tee {
         self.file.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_export_file_is_synced_as_it_grows_not_only_at_its_end() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut tee = Tee::new(File::create(dir.path().join("export.snap")).expect("file"), None);
+        let part = vec![7u8; 64 << 10];
+        for _ in 0..(SYNC_EVERY_BYTES / part.len() + 1) {
+            tee.write_all(&part).expect("written");
+        }
+        assert!(tee.unsynced < SYNC_EVERY_BYTES, "{} bytes left unsynced", tee.unsynced);
+        tee.finish().expect("finished");
+    }
+}
