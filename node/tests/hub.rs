@@ -170,6 +170,27 @@ async fn new_learner_catches_up_by_a_snapshot_larger_than_4_mib() {
     hub.shutdown().await;
 }
 
+/// A snapshot asked for when one of the state as applied is there already is that one: no
+/// second build runs on after the answer to replace it under whoever reads it next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_asked_for_again_with_nothing_applied_is_the_same_one() {
+    let hub = TestHub::start(1).await;
+    let leader = hub.leader().await;
+    hub.put(leader, "k", "v", "r-1").await.expect("a write");
+    let mut admin = hub.admin(leader).await;
+    let mut ask = async || admin.create_snapshot(CreateSnapshotRequest { purge_log: true }).await;
+    let first = ask().await.expect("first snapshot").into_inner();
+    let snapshots = hub.data_dir(leader).join("snapshots");
+    let built = std::fs::read_link(snapshots.join("current.ckpt")).expect("the checkpoint");
+    let again = ask().await.expect("second snapshot").into_inner();
+    assert_eq!(again.snapshot_index, first.snapshot_index);
+    // A build started by the second call would end within this on a state this small.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now = std::fs::read_link(snapshots.join("current.ckpt")).expect("the checkpoint");
+    assert_eq!(now, built, "a second checkpoint of the same state replaced the first");
+    hub.shutdown().await;
+}
+
 /// `len` kanji from a xorshift sequence seeded by `seed`: text no compressor shrinks much.
 fn unrepeated_kanji(seed: u64, len: usize) -> String {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -174,9 +174,18 @@ impl Node {
     /// state takes minutes), and fails once a quorum timeout passes with none written; the
     /// purge gets the quorum timeout.
     pub async fn snapshot_now(&self, purge_log: bool) -> Result<Snapshotted, SnapshotError> {
-        let applied = self.metrics().last_applied.map_or(0, |l| l.index);
-        self.raft.trigger().snapshot().await.map_err(|e| SnapshotError::Refused(e.to_string()))?;
-        let built = self.wait_for_snapshot(applied).await?;
+        let now = self.metrics();
+        let applied = now.last_applied.map_or(0, |l| l.index);
+        // A snapshot of the state as applied now is already there (the policy built one as
+        // the last entries applied): it is the answer. Asking for another would start a build
+        // of the same state that outlives this call and replaces the snapshot under whoever
+        // reads it next (`admin snapshot-space` right after lost its files that way).
+        let built = if now.snapshot.is_some_and(|l| l.index >= applied) {
+            now
+        } else {
+            self.raft.trigger().snapshot().await.map_err(|e| SnapshotError::Refused(e.to_string()))?;
+            self.wait_for_snapshot(applied).await?
+        };
         let snapshot_index = built.snapshot.map_or(0, |l| l.index);
         let mut purged_index = built.purged.map(|l| l.index);
         if purge_log && snapshot_index > 0 {
