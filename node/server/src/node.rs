@@ -169,8 +169,8 @@ pub struct Snapshotted {
 }
 
 impl Node {
-    /// Builds a snapshot of this node's state as applied now and, with `purge_log`, purges
-    /// its log up to it. Waits for the snapshot as long as its build writes entries (a large
+    /// A snapshot of this node's state as applied now (built unless the last one is of that
+    /// state) and, with `purge_log`, its log purged up to it. Waits for the snapshot as long as its build writes entries (a large
     /// state takes minutes), and fails once a quorum timeout passes with none written; the
     /// purge gets the quorum timeout.
     pub async fn snapshot_now(&self, purge_log: bool) -> Result<Snapshotted, SnapshotError> {
