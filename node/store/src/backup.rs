@@ -1,7 +1,7 @@
 //! Backup images of a hub's state, and a node of a new hub built from one (the worst day:
 //! every region lost).
 //!
-//! An image is a snapshot file of this store's format (its meta, every `sm_data` pair, a
+//! An image is a snapshot file of this store's format (its meta, every pair of the state, a
 //! trailer), the bytes peers install: every table, attached files included. Its digest is
 //! computed over the pairs exactly as [`StateReader::state_digest`] hashes a live store, so a
 //! node restored from an image proves it holds what was backed up. Encryption and keeping

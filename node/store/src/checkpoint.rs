@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rocksdb::DB;
 
 use super::snapshot::{self, SnapshotFile};
+use super::state_families::StatePairs;
 use super::{COLUMN_FAMILIES, codec, io_err};
 use crate::raft::SnapshotMeta;
 
@@ -225,21 +226,24 @@ fn read_meta(checkpoint: &Path) -> std::io::Result<SnapshotMeta> {
 /// the node's own.
 const READ_OPEN_FILES: i32 = 64;
 
-/// Opens a checkpoint to read it; nothing is written to it.
+/// Opens a checkpoint to read it; nothing is written to it. With the families it has: one
+/// taken before the search index had its own (`state_families.rs`) lacks `sm_search`.
 fn open_read_only(checkpoint: &Path) -> std::io::Result<DB> {
     let mut options = rocksdb::Options::default();
     options.set_max_open_files(READ_OPEN_FILES);
-    DB::open_cf_for_read_only(&options, checkpoint, COLUMN_FAMILIES, false).map_err(io_err)
+    let present = DB::list_cf(&options, checkpoint).map_err(io_err)?;
+    let families = COLUMN_FAMILIES.into_iter().filter(|name| present.iter().any(|p| p == name));
+    DB::open_cf_for_read_only(&options, checkpoint, families, false).map_err(io_err)
 }
 
 /// Hands every pair of the state a checkpoint holds to `each`, in key order.
 pub(crate) fn read_pairs(checkpoint: &Path, mut each: impl FnMut(&[u8], &[u8])) -> std::io::Result<()> {
     let db = open_read_only(checkpoint)?;
-    for item in db.iterator_cf(super::cf(&db, super::CF_SM_DATA), rocksdb::IteratorMode::Start) {
-        let (key, value) = item.map_err(io_err)?;
-        each(&key, &value);
-    }
-    Ok(())
+    let view = db.snapshot();
+    StatePairs::of(&db, &view).for_each(|key, value| {
+        each(key, value);
+        Ok(())
+    })
 }
 
 /// The snapshot meta of the state a checkpoint holds (refused if an install left it half

@@ -11,7 +11,7 @@ use rocksdb::{DB, Direction, IteratorMode, ReadOptions, SnapshotWithThreadMode, 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{CF_SM_DATA, Vault, VaultError, cf, codec};
+use super::{Vault, VaultError, cf, codec};
 use crate::access::AccessChange;
 use crate::fault::StorageFault;
 use crate::keys::{
@@ -21,6 +21,7 @@ use crate::keys::{
     PUSH_SUBSCRIPTIONS, REMOTE_FACILITIES, REQUEST_LINKS, REQUESTS, REQUESTS_SENT, REQUESTS_TO, ROOMS, SESSIONS,
     SESSIONS_OF, SETTINGS, STAFF, STORED_BYTES, Table, UNCLAIMED_BLOBS, UNUSED_ATTACHMENTS,
 };
+use crate::state_families::{self, MergedByKey, STATE_FAMILIES, family_of};
 use kizuna_domain::attachments::{Attachment, Blob, BlobHash, Fetch};
 use kizuna_domain::audit::{self, AuditEntry, AuditRecord};
 use kizuna_domain::events::Event;
@@ -176,7 +177,7 @@ impl<'a> RocksHub<'a> {
         if let Some(v) = self.read_before.borrow().get(k) {
             return v.clone();
         }
-        match self.db.get_cf_opt(cf(self.db, CF_SM_DATA), k, &self.read_options()) {
+        match self.db.get_cf_opt(cf(self.db, family_of(k)), k, &self.read_options()) {
             Ok(value) => {
                 self.keep_for_reading_again(k, &value);
                 value
@@ -205,14 +206,13 @@ impl<'a> RocksHub<'a> {
     /// CPU of that walk fell by ~40 % (docs/benchmarks.md, session 15).
     fn get_many<T: DeserializeOwned>(&self, keys: &[Vec<u8>]) -> Vec<Option<T>> {
         let unstaged: Vec<&Vec<u8>> = keys.iter().filter(|k| !self.overlay.contains_key(*k)).collect();
-        let read = self.db.batched_multi_get_cf_opt(cf(self.db, CF_SM_DATA), unstaged, false, &self.read_options());
-        let mut committed = read.into_iter();
+        let mut committed = self.committed_many(&unstaged).into_iter();
         keys.iter()
             .map(|k| {
                 let stored = match self.overlay.get(k) {
                     Some(staged) => staged.clone(),
                     None => match committed.next() {
-                        Some(Ok(value)) => value.map(|v| v.to_vec()),
+                        Some(Ok(value)) => value,
                         Some(Err(e)) => {
                             self.note(StorageFault::read(k, e));
                             None
@@ -226,6 +226,24 @@ impl<'a> RocksHub<'a> {
                 stored.and_then(|v| self.decode(k, &v))
             })
             .collect()
+    }
+
+    /// The committed values at `keys`, in their order: one batched read per family they are
+    /// stored in (the keys of one table are all in one).
+    fn committed_many(&self, keys: &[&Vec<u8>]) -> Vec<Result<Option<Vec<u8>>, rocksdb::Error>> {
+        let mut answers: Vec<Option<Result<Option<Vec<u8>>, rocksdb::Error>>> = keys.iter().map(|_| None).collect();
+        for family in STATE_FAMILIES {
+            let (at, asked): (Vec<usize>, Vec<&Vec<u8>>) =
+                keys.iter().enumerate().filter(|(_, k)| family_of(k) == family).map(|(i, k)| (i, *k)).unzip();
+            if asked.is_empty() {
+                continue;
+            }
+            let read = self.db.batched_multi_get_cf_opt(cf(self.db, family), asked, false, &self.read_options());
+            for (i, value) in at.into_iter().zip(read) {
+                answers[i] = Some(value.map(|v| v.map(|v| v.to_vec())));
+            }
+        }
+        answers.into_iter().flatten().collect()
     }
 
     /// A stored value opened and decoded.
@@ -250,7 +268,15 @@ impl<'a> RocksHub<'a> {
     /// fault. The bound is RocksDB's own: without it an iterator that leaves the range first
     /// steps over every deleted or shadowed entry behind it (a queue's tombstones) before it
     /// finds the next live key to stop at.
+    /// A range over both of the state's families (only the seal step's walk of the whole state)
+    /// reads them merged in key order.
     fn committed_from(&self, start: &[u8], end: Option<Vec<u8>>) -> impl Iterator<Item = Pair> + '_ {
+        let families: Vec<&str> = state_families::families_in(start, end.as_deref()).collect();
+        MergedByKey::new(families.into_iter().map(|family| self.committed_in(family, start, end.clone())))
+    }
+
+    /// [`Self::committed_from`] in one column family.
+    fn committed_in(&self, family: &str, start: &[u8], end: Option<Vec<u8>>) -> impl Iterator<Item = Pair> + '_ {
         let mode = IteratorMode::From(start, Direction::Forward);
         let start = start.to_vec();
         let mut options = self.read_options();
@@ -258,7 +284,7 @@ impl<'a> RocksHub<'a> {
             options.set_iterate_upper_bound(end);
         }
         self.db
-            .iterator_cf_opt(cf(self.db, CF_SM_DATA), options, mode)
+            .iterator_cf_opt(cf(self.db, family), options, mode)
             .map_while(move |item| item.map_err(|e| self.note(StorageFault::scan(&start, e))).ok())
     }
 
@@ -848,11 +874,11 @@ impl<'a> RocksHub<'a> {
         if let Some(fault) = self.fault() {
             return Err(fault);
         }
-        let data = cf(self.db, CF_SM_DATA);
         for (k, v) in self.overlay {
+            let family = cf(self.db, family_of(&k));
             match v {
-                Some(v) => batch.put_cf(data, k, v),
-                None => batch.delete_cf(data, k),
+                Some(v) => batch.put_cf(family, k, v),
+                None => batch.delete_cf(family, k),
             }
         }
         Ok(())
@@ -1185,6 +1211,7 @@ mod tests {
     use rocksdb::Options;
 
     use super::*;
+    use crate::CF_SM_DATA;
 
     /// These tests are of the views' reads and writes: nothing sealed (see `vault/`).
     fn plain() -> &'static Vault {
@@ -1196,7 +1223,7 @@ mod tests {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        DB::open_cf(&opts, dir, [CF_SM_DATA]).expect("open a test db")
+        DB::open_cf(&opts, dir, STATE_FAMILIES).expect("open a test db")
     }
 
     fn clinic(id: u64) -> Facility {

@@ -3,7 +3,7 @@
 //!
 //! The file is moved to [`INSTALLING_SNAPSHOT`] in the snapshot directory, where nothing else
 //! removes it, and read once into sorted table files beside it (RocksDB's external files, at
-//! most [`TABLE_FILE_BYTES`] each), checking that it is complete and every value is of this
+//! most [`TABLE_FILE_BYTES`] each, of the family each pair is stored in), checking that it is complete and every value is of this
 //! format: a file that cannot be finished leaves the state untouched. Then a marker in
 //! `sm_meta` says an install is under way, the state machine's range is deleted, the tables are
 //! ingested (moved into the database, not rewritten through the memtables and the write-ahead
@@ -21,7 +21,8 @@ use rocksdb::{DB, IngestExternalFileOptions, SstFileWriter, WriteBatch, WriteOpt
 
 use super::keys::{self, APPLIED, INSTALLING, MEMBERSHIP};
 use super::snapshot;
-use super::{CF_SM_DATA, CF_SM_META, cf, codec, get_value, io_err, to_value};
+use super::state_families::{STATE_FAMILIES, family_of};
+use super::{CF_SM_DATA, CF_SM_META, CF_SM_SEARCH, cf, codec, get_value, io_err, to_value};
 use crate::raft::SnapshotMeta;
 
 /// The most bytes of one table file an install writes (RocksDB's own target for a table).
@@ -94,12 +95,16 @@ fn replace(db: &DB, path: &Path, snapshot_dir: &Path) -> std::io::Result<()> {
     marker.put_cf(cf(db, CF_SM_META), INSTALLING, to_value(&true)?);
     db.write_opt(marker, &synced()).map_err(io_err)?;
     let mut cleared = WriteBatch::default();
-    cleared.delete_range_cf(data, keys::SM_DATA_START, keys::SM_DATA_END);
+    for family in STATE_FAMILIES {
+        cleared.delete_range_cf(cf(db, family), keys::SM_DATA_START, keys::SM_DATA_END);
+    }
     db.write(cleared).map_err(io_err)?;
-    if !tables.is_empty() {
-        let mut ingest = IngestExternalFileOptions::default();
-        ingest.set_move_files(true);
-        db.ingest_external_file_cf_opts(data, &ingest, tables).map_err(io_err)?;
+    for (family, files) in STATE_FAMILIES.into_iter().zip(tables) {
+        if !files.is_empty() {
+            let mut ingest = IngestExternalFileOptions::default();
+            ingest.set_move_files(true);
+            db.ingest_external_file_cf_opts(cf(db, family), &ingest, files).map_err(io_err)?;
+        }
     }
     let mut last = WriteBatch::default();
     for index in indexes {
@@ -116,21 +121,37 @@ fn replace(db: &DB, path: &Path, snapshot_dir: &Path) -> std::io::Result<()> {
     db.write_opt(last, &synced()).map_err(io_err)
 }
 
-/// Reads the snapshot file at `path` whole into table files of `sm_data` in `snapshot_dir`,
-/// checking every value; returns its meta, the files in key order, and the keys of the
-/// connection index a snapshot of a build before that index lacks (written after).
-fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMeta, Vec<PathBuf>, Vec<Vec<u8>>)> {
+/// The table files of each of the state's families, in [`STATE_FAMILIES`]' order.
+type FamilyFiles = [Vec<PathBuf>; 2];
+
+/// Reads the snapshot file at `path` whole into table files of the state's families in
+/// `snapshot_dir`, each pair into the family it is stored in, checking every value; returns its
+/// meta, each family's files in key order, and the keys of the connection index a snapshot of
+/// a build before that index lacks (written after).
+fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMeta, FamilyFiles, Vec<Vec<u8>>)> {
     remove_tables(snapshot_dir)?;
-    let options = super::family_options(CF_SM_DATA, &rocksdb::Cache::new_lru_cache(0));
-    let mut tables = TableFiles { dir: snapshot_dir, options: &options, open: None, files: Vec::new() };
+    let cache = rocksdb::Cache::new_lru_cache(0);
+    let options = STATE_FAMILIES.map(|family| super::family_options(family, &cache));
+    let mut tables = [0, 1].map(|i| TableFiles {
+        dir: snapshot_dir,
+        name: STATE_FAMILIES[i],
+        options: &options[i],
+        open: None,
+        files: Vec::new(),
+    });
     let mut indexes = Vec::new();
     let read = snapshot::read_pairs(path, |k, v| {
         codec::check_stored(v).map_err(|e| codec::ValueError::new(CF_SM_DATA, k, e))?;
         // A snapshot of a node built before the index still gives this node its own.
         indexes.extend(keys::pair_of_connection_key(k).map(keys::connection_of).into_iter().flatten());
-        tables.put(k, v)
+        let family = usize::from(family_of(k) == CF_SM_SEARCH);
+        tables[family].put(k, v)
     });
-    match read.and_then(|meta| tables.finish().map(|files| (meta, files))) {
+    let finished = |meta| -> std::io::Result<_> {
+        let [data, search] = tables;
+        Ok((meta, [data.finish()?, search.finish()?]))
+    };
+    match read.and_then(finished) {
         Ok((meta, files)) => Ok((meta, files, indexes)),
         Err(e) => {
             remove_tables(snapshot_dir)?;
@@ -139,10 +160,12 @@ fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMe
     }
 }
 
-/// The table files an install writes, in key order: a new one once the last reaches
-/// [`TABLE_FILE_BYTES`].
+/// The table files an install writes of one family, in key order: a new one once the last
+/// reaches [`TABLE_FILE_BYTES`].
 struct TableFiles<'a> {
     dir: &'a Path,
+    /// The family's name, in the files' names.
+    name: &'static str,
     options: &'a rocksdb::Options,
     open: Option<SstFileWriter<'a>>,
     files: Vec<PathBuf>,
@@ -154,7 +177,7 @@ impl TableFiles<'_> {
         let table = match &mut self.open {
             Some(table) => table,
             None => {
-                let file = self.dir.join(format!("{TABLE_FILE_PREFIX}{}.sst", self.files.len()));
+                let file = self.dir.join(format!("{TABLE_FILE_PREFIX}{}-{}.sst", self.name, self.files.len()));
                 let table = self.open.insert(SstFileWriter::create(self.options));
                 table.open(&file).map_err(io_err)?;
                 self.files.push(file);

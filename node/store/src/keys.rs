@@ -13,7 +13,8 @@
 //! start another's) or 0xff and a fixed-width hash (0xff starts no UTF-8 text), `V`, whose token hash ends the key after a fixed-width account id, and `K`,
 //! whose origin hub name carries its length in a leading byte.
 //!
-//! `sm_data` (replicated, in snapshots), one-byte table prefix + key:
+//! `sm_data` (replicated, in snapshots), one-byte table prefix + key; the search index (`N`)
+//! is stored in `sm_search`, a family of its own (`state_families.rs`), with the same keys:
 //!
 //! | prefix | key | value |
 //! |---|---|---|
@@ -561,8 +562,8 @@ pub(crate) const MEMBERSHIP: &[u8] = b"membership";
 /// Present (true) while a snapshot install replaces the state in batches.
 pub(crate) const INSTALLING: &[u8] = b"installing";
 
-/// Every `sm_data` key sorts inside `[SM_DATA_START, SM_DATA_END)`: a snapshot install deletes
-/// this range to replace the whole state machine.
+/// Every state key sorts inside `[SM_DATA_START, SM_DATA_END)`: a snapshot install deletes
+/// this range of both state families to replace the whole state machine.
 pub(crate) const SM_DATA_START: &[u8] = &[0];
 pub(crate) const SM_DATA_END: &[u8] = &[0xff; 2];
 

@@ -5,6 +5,7 @@
 //! | `raft_log` | log index, u64 big-endian | the openraft entry |
 //! | `raft_meta` | `vote`, `committed`, `purged`; `format` | the openraft value; the data dir's value format |
 //! | `sm_data` | one-byte table prefix + key (`r` records, `q` idempotency keys, `m` apply clock) | the domain value |
+//! | `sm_search` | the search index's keys (table `N`), apart from the other tables (`state_families.rs`) | the domain value |
 //! | `sm_meta` | `applied`, `membership` | the openraft value |
 //! | `audit_journal` | local seq | patient-data reads not yet shipped into the audit chain (node-local) |
 //! | `disaster_journal` | local seq | safety checks and facility statuses recorded here, not yet shipped into the log (node-local) |
@@ -33,6 +34,7 @@ pub mod raft;
 mod scrub;
 mod snapshot;
 pub mod space;
+mod state_families;
 mod state_machine;
 pub mod vault;
 
@@ -53,6 +55,7 @@ pub use migrate::MigrateError;
 pub use scrub::ScrubPlan;
 pub use snapshot::{SNAPSHOT_MAGIC, SnapshotFile};
 pub use space::{TableSpace, snapshot_space};
+pub use state_families::STATE_FAMILIES;
 pub use state_machine::{ApplyFault, StateDigest, StateMachineStore, StateReader, StorageProperty};
 pub use vault::master::{MasterKey, MasterKeyError, MasterKeys};
 pub use vault::{Vault, VaultError};
@@ -60,12 +63,13 @@ pub use vault::{Vault, VaultError};
 pub(crate) const CF_RAFT_LOG: &str = "raft_log";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";
 pub(crate) const CF_SM_DATA: &str = "sm_data";
+pub(crate) const CF_SM_SEARCH: &str = "sm_search";
 pub(crate) const CF_SM_META: &str = "sm_meta";
 pub(crate) const CF_AUDIT_JOURNAL: &str = "audit_journal";
 pub(crate) const CF_DISASTER_JOURNAL: &str = "disaster_journal";
 /// Every column family, in the order they are opened (a tool opening a data dir names them all).
-pub const COLUMN_FAMILIES: [&str; 6] =
-    [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL, CF_DISASTER_JOURNAL];
+pub const COLUMN_FAMILIES: [&str; 7] =
+    [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_SEARCH, CF_SM_META, CF_AUDIT_JOURNAL, CF_DISASTER_JOURNAL];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -110,6 +114,10 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
     let db = open_db(&db_path)?;
     // Before anything reads a value: a dir of an older format is brought to this one first.
     migrate::run(&db)?;
+    let moved = state_families::move_search_index(&db)?;
+    if moved > 0 {
+        tracing::info!(pairs = moved, "moved the search index into a column family of its own");
+    }
     let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
     let log = LogStore::new(db.clone(), vault.clone())?;
@@ -170,7 +178,10 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     // Bloom filters let a lookup of an absent key (a new idempotency key, a first member)
     // skip a table; the last level, most of the data, has none (`optimize_filters_for_hits`):
     // ten bits for each of a post's ~70 index keys would cost more disk than they save reads.
-    tables.set_bloom_filter(10.0, false);
+    // The search index is only range-scanned, which no bloom filter serves: it has none.
+    if name != CF_SM_SEARCH {
+        tables.set_bloom_filter(10.0, false);
+    }
     options.set_optimize_filters_for_hits(true);
     options.set_block_based_table_factory(&tables);
     // Without Snappy linked, RocksDB's default is no compression at all: the search index's
@@ -215,13 +226,13 @@ pub(crate) fn get_value<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The replicated value stored at `key` of `sm_data`, opened and decoded.
+/// The replicated value stored at `key` (in `sm_data` or `sm_search`), opened and decoded.
 pub(crate) fn get_state<T: serde::de::DeserializeOwned>(
     db: &DB,
     vault: &Vault,
     key: &[u8],
 ) -> std::io::Result<Option<T>> {
-    match db.get_cf(cf(db, CF_SM_DATA), key).map_err(io_err)? {
+    match db.get_cf(cf(db, state_families::family_of(key)), key).map_err(io_err)? {
         None => Ok(None),
         Some(stored) => decode_sealed(vault, CF_SM_DATA, key, &stored).map(Some),
     }

@@ -4,7 +4,8 @@
 //!
 //! Layout: [`SNAPSHOT_MAGIC`], then one zstd frame holding the body: `u32` length + the
 //! snapshot meta (in [`crate::codec`]'s format), then pairs of (`u32` key length, key, `u32`
-//! value length, value) of the `sm_data` column family, then a `u64` pair count as a trailer
+//! value length, value) of the replicated state in key order (`sm_data` and `sm_search` merged:
+//! the file does not show how a node stores them), then a `u64` pair count as a trailer
 //! that proves the file is complete. Written from one RocksDB snapshot, so it is consistent even
 //! while apply goes on; streamed to peers in chunks; read back into bounded write batches on
 //! install. Keys travel as stored: their layout is `keys.rs`'s, and install replaces the range
@@ -25,8 +26,9 @@ use rocksdb::DB;
 use sha2::{Digest, Sha256};
 
 use super::keys::{APPLIED, INSTALLING, MEMBERSHIP};
+use super::state_families::StatePairs;
 use super::state_machine::StateDigest;
-use super::{CF_SM_DATA, CF_SM_META, cf, codec, io_err};
+use super::{CF_SM_META, cf, codec, io_err};
 use crate::raft::{LogId, SnapshotMeta, StoredMembership};
 
 /// A snapshot's data on disk, never the whole snapshot in memory: a snapshot file (one received
@@ -144,7 +146,7 @@ fn open_body(path: &Path) -> std::io::Result<Box<dyn Read>> {
     Ok(Box::new(BufReader::with_capacity(BODY_BUFFER_BYTES, body)))
 }
 
-/// The digest of a store's `sm_data` pairs, fed in key order: the same for a live store
+/// The digest of a store's replicated pairs, fed in key order: the same for a live store
 /// ([`StateDigest`]) and for a snapshot file of it.
 #[derive(Default)]
 pub(crate) struct PairDigest {
@@ -193,15 +195,12 @@ pub(crate) fn write_consistent_to<W: Write>(
 ) -> std::io::Result<(SnapshotMeta, W)> {
     let meta = meta_of(db, view)?;
     let mut writer = SnapshotWriter::into_sink(sink, &meta)?;
-    // The raw iterator lends each pair: no copy of it made to be written once.
-    let mut pairs = view.raw_iterator_cf(cf(db, CF_SM_DATA));
-    pairs.seek_to_first();
-    while let (Some(k), Some(v)) = (pairs.key(), pairs.value()) {
+    // Lent pair by pair: no copy of one made to be written once.
+    StatePairs::of(db, view).for_each(|k, v| {
         writer.pair(k, v)?;
         each(k, v);
-        pairs.next();
-    }
-    pairs.status().map_err(io_err)?;
+        Ok(())
+    })?;
     let mut sink = writer.finish_sink()?;
     sink.flush()?;
     Ok((meta, sink))

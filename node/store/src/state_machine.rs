@@ -17,6 +17,7 @@ use super::hub_view::RocksHub;
 use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS};
 use super::snapshot::{self, SnapshotFile};
 use super::space::{SpaceByTable, TableSpace};
+use super::state_families::StatePairs;
 use super::{CF_SM_DATA, CF_SM_META, Vault, blocking, cf, codec, get_state, get_value, io_err, sealed_value, to_value};
 use super::{ObservationJournal, ReadJournal, install};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
@@ -178,8 +179,9 @@ impl StateReader {
         hub.fault().map_or(Ok(events), Err)
     }
 
-    /// A digest of every `sm_data` entry and the applied index it reflects, both read from one
-    /// RocksDB snapshot (apply writes them in one batch): replicas at one index must agree.
+    /// A digest of every pair of the replicated state (both its families, in key order) and
+    /// the applied index it reflects, both read from one RocksDB snapshot (apply writes them in
+    /// one batch): replicas at one index must agree.
     pub fn state_digest(&self) -> std::io::Result<StateDigest> {
         self.digest_where(|_| true)
     }
@@ -199,12 +201,12 @@ impl StateReader {
             None => None,
         };
         let mut digest = snapshot::PairDigest::default();
-        for item in snap.iterator_cf(cf(&self.db, CF_SM_DATA), IteratorMode::Start) {
-            let (key, value) = item.map_err(io_err)?;
-            if counted(&key) {
-                digest.add(&key, &value);
+        StatePairs::of(&self.db, &snap).for_each(|key, value| {
+            if counted(key) {
+                digest.add(key, value);
             }
-        }
+            Ok(())
+        })?;
         Ok(digest.finish(applied.as_ref()))
     }
 
@@ -214,10 +216,10 @@ impl StateReader {
     pub fn space_by_table(&self) -> std::io::Result<Vec<TableSpace>> {
         let snap = self.db.snapshot();
         let mut space = SpaceByTable::default();
-        for item in snap.iterator_cf(cf(&self.db, CF_SM_DATA), IteratorMode::Start) {
-            let (key, value) = item.map_err(io_err)?;
-            space.add(&key, &value);
-        }
+        StatePairs::of(&self.db, &snap).for_each(|key, value| {
+            space.add(key, value);
+            Ok(())
+        })?;
         Ok(space.tables())
     }
 
@@ -1214,7 +1216,9 @@ mod tests {
             std::fs::rename(&incoming, sm.snapshot_dir.join(install::INSTALLING_SNAPSHOT)).expect("in place");
             let marker = to_value(&true).expect("encode");
             sm.db.put_cf(cf(&sm.db, CF_SM_META), keys::INSTALLING, marker).expect("marker");
-            sm.db.delete_range_cf(cf(&sm.db, CF_SM_DATA), keys::SM_DATA_START, keys::SM_DATA_END).expect("half");
+            for family in crate::state_families::STATE_FAMILIES {
+                sm.db.delete_range_cf(cf(&sm.db, family), keys::SM_DATA_START, keys::SM_DATA_END).expect("half");
+            }
             incoming
         };
         let (_log, mut sm) = crate::open(target.path(), crate::MasterKeys::none()).expect("reopen");

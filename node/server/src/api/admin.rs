@@ -107,7 +107,7 @@ impl ClusterAdmin {
             .storage_properties()
             .iter()
             .filter(|p| {
-                p.column_family == "sm_data"
+                kizuna_store::STATE_FAMILIES.contains(&p.column_family)
                     && matches!(p.metric, "kizuna_rocksdb_sst_bytes" | "kizuna_rocksdb_blob_bytes")
             })
             .map(|p| p.value)

@@ -1,0 +1,161 @@
+//! Where the replicated state's pairs are stored: its tables in `sm_data`, except the search
+//! index, which has `sm_search` to itself.
+//!
+//! Why apart: the search index is most of the state (73 % of its pairs at 1,000,000 posts,
+//! docs/benchmarks.md, session 27) and is only ever range-scanned, while apply and the patient
+//! list look up single keys of the other tables. Sharing one family, those lookups searched
+//! memtables and levels filled by index keys; apart, each family's memtable, levels and
+//! compactions hold one kind of key, and the index needs no bloom filters (a range scan cannot
+//! use them).
+//!
+//! The split is storage layout, not replicated state: every walk of the whole state (a
+//! snapshot, a digest, the seal step) merges the families in key order, so a snapshot file
+//! lists the same pairs in the same order as before the split, and nodes of either layout
+//! send each other snapshots. A data dir written before the split has its index moved once
+//! when it opens ([`move_search_index`]), before anything reads it.
+
+use std::cmp::Ordering;
+use std::iter::Peekable;
+
+use rocksdb::{DB, DBRawIteratorWithThreadMode, ReadOptions, WriteBatch, WriteOptions};
+
+use crate::keys::{self, SEARCH};
+use crate::{CF_SM_DATA, CF_SM_SEARCH, cf, io_err};
+
+/// Both families of the replicated state, `sm_data` first (public: what a copy of the whole
+/// state weighs is what these two hold).
+pub const STATE_FAMILIES: [&str; 2] = [CF_SM_DATA, CF_SM_SEARCH];
+
+/// The family a state key is stored in.
+pub(crate) fn family_of(key: &[u8]) -> &'static str {
+    if key.first() == Some(&SEARCH.prefix) { CF_SM_SEARCH } else { CF_SM_DATA }
+}
+
+/// The families that may hold keys of `[start, end)` (no end: to the end of the state), in
+/// [`STATE_FAMILIES`]' order: a scan of one table reads one family.
+pub(crate) fn families_in(start: &[u8], end: Option<&[u8]>) -> impl Iterator<Item = &'static str> {
+    let index_start = [SEARCH.prefix];
+    let index_end = [SEARCH.prefix + 1];
+    let reaches = |bound: &[u8]| end.is_none_or(|end| end > bound);
+    let data = start < &index_start[..] || reaches(&index_end);
+    let search = start < &index_end[..] && reaches(&index_start);
+    [(CF_SM_DATA, data), (CF_SM_SEARCH, search)].into_iter().filter(|(_, holds)| *holds).map(|(family, _)| family)
+}
+
+/// Pairs of several sorted sources merged into one key order: each source is one family's
+/// part of a range. (No key is in two families, so no two sources give the same key.)
+pub(crate) struct MergedByKey<I: Iterator> {
+    sources: Vec<Peekable<I>>,
+}
+
+impl<I: Iterator<Item = (K, V)>, K: Ord, V> MergedByKey<I> {
+    pub(crate) fn new(sources: impl IntoIterator<Item = I>) -> Self {
+        Self { sources: sources.into_iter().map(Iterator::peekable).collect() }
+    }
+}
+
+impl<I: Iterator<Item = (K, V)>, K: Ord, V> Iterator for MergedByKey<I> {
+    type Item = (K, V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut smallest: Option<(usize, &K)> = None;
+        for (i, source) in self.sources.iter_mut().enumerate() {
+            if let Some((key, _)) = source.peek()
+                && smallest.is_none_or(|(_, least)| key.cmp(least) == Ordering::Less)
+            {
+                smallest = Some((i, key));
+            }
+        }
+        let (i, _) = smallest?;
+        self.sources[i].next()
+    }
+}
+
+/// The whole replicated state of one view in key order, pair by pair without copying them:
+/// for a snapshot file, a digest, a table's space. A database without `sm_search` (a
+/// checkpoint taken before the split) is walked in `sm_data` alone.
+pub(crate) struct StatePairs<'a> {
+    families: Vec<DBRawIteratorWithThreadMode<'a, DB>>,
+}
+
+impl<'a> StatePairs<'a> {
+    /// The state as `view` (a snapshot of `db`) shows it.
+    pub(crate) fn of(db: &DB, view: &'a rocksdb::Snapshot<'_>) -> Self {
+        let families = STATE_FAMILIES
+            .iter()
+            .filter_map(|name| db.cf_handle(name))
+            .map(|family| {
+                let mut pairs = view.raw_iterator_cf(family);
+                pairs.seek_to_first();
+                pairs
+            })
+            .collect();
+        Self { families }
+    }
+
+    /// Hands every pair to `each` in key order; a read error ends the walk as an error.
+    pub(crate) fn for_each(mut self, mut each: impl FnMut(&[u8], &[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+        while let Some(i) = self.smallest() {
+            let pairs = &mut self.families[i];
+            if let (Some(key), Some(value)) = (pairs.key(), pairs.value()) {
+                each(key, value)?;
+            }
+            pairs.next();
+        }
+        self.families.iter().try_for_each(|pairs| pairs.status().map_err(io_err))
+    }
+
+    /// The family whose current key comes first (None: all are done).
+    fn smallest(&self) -> Option<usize> {
+        let current = self.families.iter().enumerate().filter_map(|(i, pairs)| pairs.key().map(|key| (i, key)));
+        current.min_by(|(_, a), (_, b)| a.cmp(b)).map(|(i, _)| i)
+    }
+}
+
+/// Pairs copied into `sm_search` per write while moving an old data dir's index.
+const MOVE_BATCH_PAIRS: usize = 10_000;
+
+/// Moves the search index of a data dir written before it had a family of its own from
+/// `sm_data` into `sm_search`; returns how many pairs moved (0: nothing to do, as on every
+/// open after the first). Runs at open, before anything reads the state.
+///
+/// Stops anywhere safely: the pairs are copied first (without the write-ahead log, then
+/// flushed), and only then deleted from `sm_data` in one synced write. Stopped before that,
+/// the next open finds them still in `sm_data` and copies them again.
+pub(crate) fn move_search_index(db: &DB) -> std::io::Result<u64> {
+    let (data, search) = (cf(db, CF_SM_DATA), cf(db, CF_SM_SEARCH));
+    let start = keys::all(SEARCH);
+    let end = keys::prefix_end(&start).ok_or_else(|| io_err("the search index's prefix has no end"))?;
+    let mut bounded = ReadOptions::default();
+    bounded.set_iterate_upper_bound(end.clone());
+    let mut pairs = db.raw_iterator_cf_opt(data, bounded);
+    pairs.seek(&start);
+    let mut unlogged = WriteOptions::default();
+    unlogged.disable_wal(true);
+    let (mut batch, mut moved) = (WriteBatch::default(), 0u64);
+    while let (Some(key), Some(value)) = (pairs.key(), pairs.value()) {
+        batch.put_cf(search, key, value);
+        moved += 1;
+        if batch.len() >= MOVE_BATCH_PAIRS {
+            db.write_opt(std::mem::take(&mut batch), &unlogged).map_err(io_err)?;
+        }
+        pairs.next();
+    }
+    pairs.status().map_err(io_err)?;
+    if moved == 0 {
+        return Ok(0);
+    }
+    db.write_opt(batch, &unlogged).map_err(io_err)?;
+    db.flush_cf(search).map_err(io_err)?;
+    let mut removed = WriteBatch::default();
+    removed.delete_range_cf(data, &start, &end);
+    let mut synced = WriteOptions::default();
+    synced.set_sync(true);
+    db.write_opt(removed, &synced).map_err(io_err)?;
+    // The moved pairs' bytes leave `sm_data`'s files now, not whenever compaction passes.
+    db.compact_range_cf(data, Some(&start), Some(&end));
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests;

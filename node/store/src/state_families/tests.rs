@@ -1,0 +1,168 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::keys::{FACILITIES, MEMBERS, POSTS};
+use crate::{COLUMN_FAMILIES, MasterKeys, StateMachineStore, to_value};
+
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn open(dir: &Path) -> (StateMachineStore, Arc<DB>) {
+    let (_log, sm) = crate::open(dir, MasterKeys::none()).expect("open");
+    let db = sm.reader().database().upgrade().expect("open");
+    (sm, db)
+}
+
+/// Keys of tables before, of and after the search index, in key order.
+fn state() -> Pairs {
+    let value = to_value(&"v").expect("encode");
+    let mut pairs: Pairs = vec![
+        (keys::id(FACILITIES, 1), value.clone()),
+        (keys::ids(MEMBERS, 1, 2), value.clone()),
+        (keys::bigram_post("在宅".as_bytes(), 1, 1), to_value(&()).expect("encode")),
+        (keys::bigram_post("宅医".as_bytes(), 1, 1), to_value(&()).expect("encode")),
+        (keys::ids(POSTS, 1, 1), value),
+    ];
+    pairs.sort();
+    pairs
+}
+
+fn family_pairs(db: &DB, family: &str) -> Pairs {
+    let pairs = db.iterator_cf(cf(db, family), rocksdb::IteratorMode::Start);
+    pairs.map(|item| item.expect("read")).map(|(k, v)| (k.into_vec(), v.into_vec())).collect()
+}
+
+fn walk(db: &DB) -> Pairs {
+    let view = db.snapshot();
+    let mut walked = Vec::new();
+    StatePairs::of(db, &view)
+        .for_each(|k, v| {
+            walked.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .expect("walk");
+    walked
+}
+
+fn is_index(key: &[u8]) -> bool {
+    key.first() == Some(&SEARCH.prefix)
+}
+
+#[test]
+fn a_scan_of_one_table_reads_one_family_and_the_whole_state_both() {
+    let within = |start: Vec<u8>, end: Option<Vec<u8>>| families_in(&start, end.as_deref()).collect::<Vec<_>>();
+    let table = |t| (keys::all(t), keys::prefix_end(&keys::all(t)));
+    let (members, members_end) = table(MEMBERS);
+    assert_eq!(within(members, members_end), [CF_SM_DATA]);
+    let (index, index_end) = table(SEARCH);
+    assert_eq!(within(index.clone(), index_end.clone()), [CF_SM_SEARCH]);
+    let term = keys::bigram_in_room("在宅".as_bytes(), 7);
+    assert_eq!(within(term.clone(), keys::prefix_end(&term)), [CF_SM_SEARCH]);
+    assert_eq!(within(keys::all(POSTS), None), [CF_SM_DATA], "the tables after the index");
+    assert_eq!(within(vec![], None), [CF_SM_DATA, CF_SM_SEARCH]);
+    assert_eq!(within(vec![], Some(index.clone())), [CF_SM_DATA], "up to the index, not into it");
+    assert_eq!(within(index, Some(vec![SEARCH.prefix, 0])), [CF_SM_SEARCH]);
+    assert_eq!(within(vec![SEARCH.prefix - 1, 0xff], index_end), [CF_SM_DATA, CF_SM_SEARCH]);
+    for (key, _) in state() {
+        assert_eq!(family_of(&key) == CF_SM_SEARCH, is_index(&key), "{key:?}");
+    }
+}
+
+#[test]
+fn sources_merge_into_one_key_order() {
+    let evens = [0, 2, 4, 10].map(|k| (k, "data"));
+    let odds = [1, 3, 11].map(|k| (k, "search"));
+    let merged: Vec<_> = MergedByKey::new([evens.iter().copied(), odds.iter().copied()]).collect();
+    let keys: Vec<_> = merged.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, [0, 1, 2, 3, 4, 10, 11]);
+    assert_eq!(MergedByKey::new([Vec::<(u8, u8)>::new().into_iter()]).next(), None);
+}
+
+#[test]
+fn the_index_of_a_data_dir_written_before_the_split_moves_once_when_it_opens() {
+    let dir = tempfile::tempdir().expect("dir");
+    let digest_before = {
+        let (sm, db) = open(dir.path());
+        // As a build before the split stored them: every pair in `sm_data`.
+        for (k, v) in state() {
+            db.put_cf(cf(&db, CF_SM_DATA), k, v).expect("write");
+        }
+        assert_eq!(walk(&db), state());
+        sm.reader().state_digest().expect("digest")
+    };
+    let (sm, db) = open(dir.path());
+    let (index, rest): (Pairs, Pairs) = state().into_iter().partition(|(k, _)| is_index(k));
+    assert_eq!(family_pairs(&db, CF_SM_SEARCH), index);
+    assert_eq!(family_pairs(&db, CF_SM_DATA), rest);
+    assert_eq!(walk(&db), state(), "the whole state in key order, as before");
+    assert_eq!(sm.reader().state_digest().expect("digest"), digest_before);
+    assert_eq!(move_search_index(&db).expect("again"), 0, "nothing left to move");
+}
+
+#[test]
+fn a_move_stopped_before_its_delete_is_done_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let (_sm, db) = open(dir.path());
+        // Copied, not yet deleted from `sm_data`: where a stop in the middle leaves it.
+        for (k, v) in state() {
+            db.put_cf(cf(&db, CF_SM_DATA), &k, &v).expect("write");
+            if is_index(&k) {
+                db.put_cf(cf(&db, CF_SM_SEARCH), &k, &v).expect("write");
+            }
+        }
+    }
+    let (_sm, db) = open(dir.path());
+    assert!(family_pairs(&db, CF_SM_DATA).iter().all(|(k, _)| !is_index(k)));
+    assert_eq!(walk(&db), state());
+}
+
+#[test]
+fn a_checkpoint_taken_before_the_split_reads_whole() {
+    let dir = tempfile::tempdir().expect("dir");
+    let old = dir.path().join("old");
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let before_split = COLUMN_FAMILIES.into_iter().filter(|f| *f != CF_SM_SEARCH);
+        let db = DB::open_cf(&options, &old, before_split).expect("an old layout");
+        for (k, v) in state() {
+            db.put_cf(cf(&db, CF_SM_DATA), k, v).expect("write");
+        }
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&db).expect("checkpoint");
+        checkpoint.create_checkpoint(dir.path().join("ckpt")).expect("checkpoint");
+    }
+    let mut read = Vec::new();
+    crate::checkpoint::read_pairs(&dir.path().join("ckpt"), |k, v| read.push((k.to_vec(), v.to_vec()))).expect("read");
+    assert_eq!(read, state());
+}
+
+#[test]
+fn an_installed_snapshot_puts_each_pair_in_its_family() {
+    let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let file = source.path().join("state.snap");
+    let meta = {
+        let (_sm, db) = open(source.path());
+        for (k, v) in state() {
+            db.put_cf(cf(&db, family_of(&k)), k, v).expect("write");
+        }
+        crate::snapshot::write_consistent(&db, &db.snapshot(), &file, |_, _| ()).expect("a snapshot file")
+    };
+    let mut listed = Vec::new();
+    crate::snapshot::read_pairs(&file, |k, v| {
+        listed.push((k.to_vec(), v.to_vec()));
+        Ok(())
+    })
+    .expect("read");
+    assert_eq!(listed, state(), "the file lists the state in key order");
+
+    let (_sm, db) = open(target.path());
+    // A pair of each family the snapshot does not hold: replaced with the rest.
+    db.put_cf(cf(&db, CF_SM_SEARCH), keys::bigram_post("旧い".as_bytes(), 9, 9), b"\x01").expect("write");
+    db.put_cf(cf(&db, CF_SM_DATA), keys::id(FACILITIES, 9), b"\x01").expect("write");
+    crate::install::install(&db, &file, &meta, &target.path().join("snapshots")).expect("install");
+    let (index, rest): (Pairs, Pairs) = state().into_iter().partition(|(k, _)| is_index(k));
+    assert_eq!(family_pairs(&db, CF_SM_SEARCH), index);
+    assert_eq!(family_pairs(&db, CF_SM_DATA), rest);
+}
