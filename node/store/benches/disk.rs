@@ -25,11 +25,14 @@ fn main() {
     }
     let State::Rocks(rocks) = &hub.state else { unreachable!("Hub::rocks") };
     let (db, reader) = (&rocks.db, &rocks.reader);
-    let data = db.cf_handle("sm_data").expect("the state's column family");
-    db.flush_cf(&data).expect("flushed");
-    db.compact_range_cf::<&[u8], &[u8]>(&data, None, None);
-    let property = |name: &str| db.property_int_value_cf(&data, name).ok().flatten().unwrap_or(0);
-    let on_disk = property("rocksdb.total-sst-files-size") + property("rocksdb.live-blob-file-size");
+    let mut on_disk = 0;
+    for family in kizuna_store::STATE_FAMILIES {
+        let family = db.cf_handle(family).expect("the state's column families");
+        db.flush_cf(&family).expect("flushed");
+        db.compact_range_cf::<&[u8], &[u8]>(&family, None, None);
+        let property = |name: &str| db.property_int_value_cf(&family, name).ok().flatten().unwrap_or(0);
+        on_disk += property("rocksdb.total-sst-files-size") + property("rocksdb.live-blob-file-size");
+    }
     let posted = posts + PATIENTS as u64; // the world's one post per timeline
     println!("{posts} posts of {} bytes on average over {} timelines", text_bytes / posts.max(1), rooms.len());
     println!("| table | entries | per post | bytes as stored (keys + values) | per post |");

@@ -1,4 +1,5 @@
-//! The collaboration network's tables in RocksDB (`sm_data`), seen through the domain's
+//! The collaboration network's tables in RocksDB (`sm_data`, and `sm_search` for the search
+//! index: `state_families.rs`), seen through the domain's
 //! [`HubView`] with an overlay of the current apply batch's own changes.
 //!
 //! Every key, and the table list, is built and parsed in [`crate::keys`].
@@ -36,6 +37,8 @@ use kizuna_domain::{Change, HubState, HubView, ViewError, ViewResult};
 
 /// A committed key and value, as RocksDB returns them.
 type Pair = (Box<[u8]>, Box<[u8]>);
+/// A committed value as a point read answers it.
+type Committed = Result<Option<Vec<u8>>, rocksdb::Error>;
 
 /// A read view of the hub's tables plus pending writes of the current batch.
 ///
@@ -211,7 +214,8 @@ impl<'a> RocksHub<'a> {
             .map(|k| {
                 let stored = match self.overlay.get(k) {
                     Some(staged) => staged.clone(),
-                    None => match committed.next() {
+                    // A slot a batched read left unanswered is a fault, never a shifted answer.
+                    None => match committed.next().flatten() {
                         Some(Ok(value)) => value,
                         Some(Err(e)) => {
                             self.note(StorageFault::read(k, e));
@@ -230,8 +234,9 @@ impl<'a> RocksHub<'a> {
 
     /// The committed values at `keys`, in their order: one batched read per family they are
     /// stored in (the keys of one table are all in one).
-    fn committed_many(&self, keys: &[&Vec<u8>]) -> Vec<Result<Option<Vec<u8>>, rocksdb::Error>> {
-        let mut answers: Vec<Option<Result<Option<Vec<u8>>, rocksdb::Error>>> = keys.iter().map(|_| None).collect();
+    /// A key left unanswered (a batched read that answered fewer than asked) is None.
+    fn committed_many(&self, keys: &[&Vec<u8>]) -> Vec<Option<Committed>> {
+        let mut answers: Vec<Option<Committed>> = keys.iter().map(|_| None).collect();
         for family in STATE_FAMILIES {
             let (at, asked): (Vec<usize>, Vec<&Vec<u8>>) =
                 keys.iter().enumerate().filter(|(_, k)| family_of(k) == family).map(|(i, k)| (i, *k)).unzip();
@@ -243,7 +248,7 @@ impl<'a> RocksHub<'a> {
                 answers[i] = Some(value.map(|v| v.map(|v| v.to_vec())));
             }
         }
-        answers.into_iter().flatten().collect()
+        answers
     }
 
     /// A stored value opened and decoded.

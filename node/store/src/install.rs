@@ -27,7 +27,8 @@ use crate::raft::SnapshotMeta;
 
 /// The most bytes of one table file an install writes (RocksDB's own target for a table).
 const TABLE_FILE_BYTES: u64 = 64 << 20;
-/// The table files of an install under way, in the snapshot directory: `installing-<n>.sst`.
+/// The table files of an install under way, in the snapshot directory:
+/// `installing-<family>-<n>.sst`.
 const TABLE_FILE_PREFIX: &str = "installing-";
 
 /// The file of the snapshot being installed, in the snapshot directory.
@@ -139,8 +140,14 @@ fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMe
         open: None,
         files: Vec::new(),
     });
-    let mut indexes = Vec::new();
+    let (mut indexes, mut last_key) = (Vec::new(), Vec::new());
     let read = snapshot::read_pairs(path, |k, v| {
+        // Each family's writer checks its own keys' order; the file's is checked here whole.
+        if !last_key.is_empty() && k <= last_key.as_slice() {
+            return Err(io_err("snapshot keys out of order"));
+        }
+        last_key.clear();
+        last_key.extend_from_slice(k);
         codec::check_stored(v).map_err(|e| codec::ValueError::new(CF_SM_DATA, k, e))?;
         // A snapshot of a node built before the index still gives this node its own.
         indexes.extend(keys::pair_of_connection_key(k).map(keys::connection_of).into_iter().flatten());

@@ -114,9 +114,11 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
     let db = open_db(&db_path)?;
     // Before anything reads a value: a dir of an older format is brought to this one first.
     migrate::run(&db)?;
+    let started = std::time::Instant::now();
     let moved = state_families::move_search_index(&db)?;
     if moved > 0 {
-        tracing::info!(pairs = moved, "moved the search index into a column family of its own");
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(pairs = moved, seconds, "moved the search index into a column family of its own");
     }
     let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
@@ -246,7 +248,7 @@ pub(crate) fn decode_sealed<T: serde::de::DeserializeOwned>(
     stored: &[u8],
 ) -> std::io::Result<T> {
     let plain = match family {
-        CF_SM_DATA => vault.open_state(key, stored),
+        CF_SM_DATA | CF_SM_SEARCH => vault.open_state(key, stored),
         _ => vault.open_local(family, key, stored),
     };
     let plain = plain.map_err(|e| ValueError::new(family, key, e))?;
@@ -262,7 +264,7 @@ pub(crate) fn sealed_value<T: serde::Serialize + ?Sized>(
 ) -> std::io::Result<Vec<u8>> {
     let encoded = to_value(value)?;
     Ok(match family {
-        CF_SM_DATA => vault.seal_state(key, encoded),
+        CF_SM_DATA | CF_SM_SEARCH => vault.seal_state(key, encoded),
         _ => vault.seal_local(family, key, encoded),
     })
 }

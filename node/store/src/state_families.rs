@@ -101,6 +101,8 @@ impl<'a> StatePairs<'a> {
                 each(key, value)?;
             }
             pairs.next();
+            // A family that fails ends the walk at once: the rest would be left out anyway.
+            pairs.status().map_err(io_err)?;
         }
         self.families.iter().try_for_each(|pairs| pairs.status().map_err(io_err))
     }
@@ -130,6 +132,10 @@ pub(crate) fn move_search_index(db: &DB) -> std::io::Result<u64> {
     bounded.set_iterate_upper_bound(end.clone());
     let mut pairs = db.raw_iterator_cf_opt(data, bounded);
     pairs.seek(&start);
+    if pairs.valid() {
+        // Minutes on a large hub, before the node answers: say why it does not yet.
+        tracing::info!("moving the search index into a column family of its own (once, before serving)");
+    }
     let mut unlogged = WriteOptions::default();
     unlogged.disable_wal(true);
     let (mut batch, mut moved) = (WriteBatch::default(), 0u64);
