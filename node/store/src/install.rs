@@ -133,13 +133,7 @@ fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMe
     remove_tables(snapshot_dir)?;
     let cache = rocksdb::Cache::new_lru_cache(0);
     let options = STATE_FAMILIES.map(|family| super::family_options(family, &cache));
-    let mut tables = [0, 1].map(|i| TableFiles {
-        dir: snapshot_dir,
-        name: STATE_FAMILIES[i],
-        options: &options[i],
-        open: None,
-        files: Vec::new(),
-    });
+    let mut tables = [0, 1].map(|i| TableFiles::new(snapshot_dir, STATE_FAMILIES[i], &options[i]));
     let (mut indexes, mut last_key) = (Vec::new(), Vec::new());
     let read = snapshot::read_pairs(path, |k, v| {
         // Each family's writer checks its own keys' order; the file's is checked here whole.
@@ -167,9 +161,9 @@ fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMe
     }
 }
 
-/// The table files an install writes of one family, in key order: a new one once the last
-/// reaches [`TABLE_FILE_BYTES`].
-struct TableFiles<'a> {
+/// The table files an install (or the move of an old data dir's search index) writes of one
+/// family, in key order, to be ingested: a new one once the last reaches [`TABLE_FILE_BYTES`].
+pub(crate) struct TableFiles<'a> {
     dir: &'a Path,
     /// The family's name, in the files' names.
     name: &'static str,
@@ -178,9 +172,14 @@ struct TableFiles<'a> {
     files: Vec<PathBuf>,
 }
 
-impl TableFiles<'_> {
+impl<'a> TableFiles<'a> {
+    /// Files of `family` (`options` its own) in `dir`; none written until the first pair.
+    pub(crate) fn new(dir: &'a Path, family: &'static str, options: &'a rocksdb::Options) -> Self {
+        Self { dir, name: family, options, open: None, files: Vec::new() }
+    }
+
     /// Adds a pair; keys must come in ascending order (else an error).
-    fn put(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn put(&mut self, key: &[u8], value: &[u8]) -> std::io::Result<()> {
         let table = match &mut self.open {
             Some(table) => table,
             None => {
@@ -200,7 +199,7 @@ impl TableFiles<'_> {
     }
 
     /// Finishes the last table; returns every file written.
-    fn finish(mut self) -> std::io::Result<Vec<PathBuf>> {
+    pub(crate) fn finish(mut self) -> std::io::Result<Vec<PathBuf>> {
         if let Some(table) = &mut self.open {
             table.finish().map_err(io_err)?;
         }
@@ -208,8 +207,9 @@ impl TableFiles<'_> {
     }
 }
 
-/// Removes the table files an install left in `snapshot_dir` (one that failed or stopped).
-fn remove_tables(snapshot_dir: &Path) -> std::io::Result<()> {
+/// Removes the table files an install or a move left in `snapshot_dir` (one that failed or
+/// stopped).
+pub(crate) fn remove_tables(snapshot_dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(snapshot_dir)? {
         let entry = entry?;
         let name = entry.file_name();

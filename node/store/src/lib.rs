@@ -115,7 +115,7 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
     // Before anything reads a value: a dir of an older format is brought to this one first.
     migrate::run(&db)?;
     let started = std::time::Instant::now();
-    let moved = state_families::move_search_index(&db)?;
+    let moved = state_families::move_search_index(&db, &snapshot_dir)?;
     if moved > 0 {
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(pairs = moved, seconds, "moved the search index into a column family of its own");

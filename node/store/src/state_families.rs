@@ -17,8 +17,11 @@
 use std::cmp::Ordering;
 use std::iter::Peekable;
 
-use rocksdb::{DB, DBRawIteratorWithThreadMode, ReadOptions, WriteBatch, WriteOptions};
+use std::path::Path;
 
+use rocksdb::{DB, DBRawIteratorWithThreadMode, IngestExternalFileOptions, ReadOptions, WriteBatch, WriteOptions};
+
+use crate::install::{self, TableFiles};
 use crate::keys::{self, SEARCH};
 use crate::{CF_SM_DATA, CF_SM_SEARCH, cf, io_err};
 
@@ -114,45 +117,42 @@ impl<'a> StatePairs<'a> {
     }
 }
 
-/// Pairs copied into `sm_search` per write while moving an old data dir's index.
-const MOVE_BATCH_PAIRS: usize = 10_000;
-
 /// Moves the search index of a data dir written before it had a family of its own from
 /// `sm_data` into `sm_search`; returns how many pairs moved (0: nothing to do, as on every
-/// open after the first). Runs at open, before anything reads the state.
+/// open after the first). Runs at open, before anything reads the state. The pairs are written
+/// into table files in `scratch` (the snapshot directory) and ingested, as an install does:
+/// through the memtables, a move took 31 s for 23 million pairs (docs/benchmarks.md, session 28).
 ///
-/// Stops anywhere safely: the pairs are copied first (without the write-ahead log, then
-/// flushed), and only then deleted from `sm_data` in one synced write. Stopped before that,
-/// the next open finds them still in `sm_data` and copies them again.
-pub(crate) fn move_search_index(db: &DB) -> std::io::Result<u64> {
-    let (data, search) = (cf(db, CF_SM_DATA), cf(db, CF_SM_SEARCH));
+/// Stops anywhere safely: the pairs are copied first, and only then deleted from `sm_data` in
+/// one synced write. Stopped before that, the next open finds them still in `sm_data` and
+/// copies them again (its leftover files are removed first).
+pub(crate) fn move_search_index(db: &DB, scratch: &Path) -> std::io::Result<u64> {
+    let data = cf(db, CF_SM_DATA);
     let start = keys::all(SEARCH);
     let end = keys::prefix_end(&start).ok_or_else(|| io_err("the search index's prefix has no end"))?;
     let mut bounded = ReadOptions::default();
     bounded.set_iterate_upper_bound(end.clone());
     let mut pairs = db.raw_iterator_cf_opt(data, bounded);
     pairs.seek(&start);
-    if pairs.valid() {
-        // Minutes on a large hub, before the node answers: say why it does not yet.
-        tracing::info!("moving the search index into a column family of its own (once, before serving)");
+    if !pairs.valid() {
+        pairs.status().map_err(io_err)?;
+        return Ok(0);
     }
-    let mut unlogged = WriteOptions::default();
-    unlogged.disable_wal(true);
-    let (mut batch, mut moved) = (WriteBatch::default(), 0u64);
+    // Minutes on a large hub, before the node answers: say why it does not yet.
+    tracing::info!("moving the search index into a column family of its own (once, before serving)");
+    install::remove_tables(scratch)?;
+    let options = crate::family_options(CF_SM_SEARCH, &rocksdb::Cache::new_lru_cache(0));
+    let mut tables = TableFiles::new(scratch, CF_SM_SEARCH, &options);
+    let mut moved = 0u64;
     while let (Some(key), Some(value)) = (pairs.key(), pairs.value()) {
-        batch.put_cf(search, key, value);
+        tables.put(key, value)?;
         moved += 1;
-        if batch.len() >= MOVE_BATCH_PAIRS {
-            db.write_opt(std::mem::take(&mut batch), &unlogged).map_err(io_err)?;
-        }
         pairs.next();
     }
     pairs.status().map_err(io_err)?;
-    if moved == 0 {
-        return Ok(0);
-    }
-    db.write_opt(batch, &unlogged).map_err(io_err)?;
-    db.flush_cf(search).map_err(io_err)?;
+    let mut ingest = IngestExternalFileOptions::default();
+    ingest.set_move_files(true);
+    db.ingest_external_file_cf_opts(cf(db, CF_SM_SEARCH), &ingest, tables.finish()?).map_err(io_err)?;
     let mut removed = WriteBatch::default();
     removed.delete_range_cf(data, &start, &end);
     let mut synced = WriteOptions::default();

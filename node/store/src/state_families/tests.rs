@@ -96,7 +96,7 @@ fn the_index_of_a_data_dir_written_before_the_split_moves_once_when_it_opens() {
     assert_eq!(family_pairs(&db, CF_SM_DATA), rest);
     assert_eq!(walk(&db), state(), "the whole state in key order, as before");
     assert_eq!(sm.reader().state_digest().expect("digest"), digest_before);
-    assert_eq!(move_search_index(&db).expect("again"), 0, "nothing left to move");
+    assert_eq!(move_search_index(&db, &dir.path().join("snapshots")).expect("again"), 0, "nothing left to move");
 }
 
 #[test]
