@@ -121,7 +121,8 @@ impl<'a> StatePairs<'a> {
 /// `sm_data` into `sm_search`; returns how many pairs moved (0: nothing to do, as on every
 /// open after the first). Runs at open, before anything reads the state. The pairs are written
 /// into table files in `scratch` (the snapshot directory) and ingested, as an install does:
-/// through the memtables, a move took 31 s for 23 million pairs (docs/benchmarks.md, session 28).
+/// ~1.1 million pairs a second here, 1.5 times the rate of writing them through the memtables
+/// (docs/benchmarks.md, session 28).
 ///
 /// Stops anywhere safely: the pairs are copied first, and only then deleted from `sm_data` in
 /// one synced write. Stopped before that, the next open finds them still in `sm_data` and
