@@ -6,7 +6,8 @@
 //! list look up single keys of the other tables. Sharing one family, those lookups searched
 //! memtables and levels filled by index keys; apart, each family's memtable, levels and
 //! compactions hold one kind of key, and the index needs no bloom filters (a range scan cannot
-//! use them).
+//! use them). Measured (session 28): a hub loads ~10 % faster; reads and disk did not change
+//! beyond the runs' spread.
 //!
 //! The split is storage layout, not replicated state: every walk of the whole state (a
 //! snapshot, a digest, the seal step) merges the families in key order, so a snapshot file
@@ -16,7 +17,6 @@
 
 use std::cmp::Ordering;
 use std::iter::Peekable;
-
 use std::path::Path;
 
 use rocksdb::{DB, DBRawIteratorWithThreadMode, IngestExternalFileOptions, ReadOptions, WriteBatch, WriteOptions};
