@@ -233,8 +233,7 @@ impl<'a> RocksHub<'a> {
     }
 
     /// The committed values at `keys`, in their order: one batched read per family they are
-    /// stored in (the keys of one table are all in one).
-    /// A key left unanswered (a batched read that answered fewer than asked) is None.
+    /// stored in (the keys of one table are all in one). A key left unanswered (a batched read that answered fewer than asked) is None.
     fn committed_many(&self, keys: &[&Vec<u8>]) -> Vec<Option<Committed>> {
         let mut answers: Vec<Option<Committed>> = keys.iter().map(|_| None).collect();
         for family in STATE_FAMILIES {
@@ -273,6 +272,7 @@ impl<'a> RocksHub<'a> {
     /// fault. The bound is RocksDB's own: without it an iterator that leaves the range first
     /// steps over every deleted or shadowed entry behind it (a queue's tombstones) before it
     /// finds the next live key to stop at.
+    ///
     /// A range over both of the state's families (only the seal step's walk of the whole state)
     /// reads them merged in key order.
     fn committed_from(&self, start: &[u8], end: Option<Vec<u8>>) -> impl Iterator<Item = Pair> + '_ {
