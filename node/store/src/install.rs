@@ -2,18 +2,18 @@
 //! attached files, so a snapshot may be many GiB.
 //!
 //! The file is moved to [`INSTALLING_SNAPSHOT`] in the snapshot directory, where nothing else
-//! removes it, and read once into sorted table files beside it (RocksDB's external files, at
-//! most [`TABLE_FILE_BYTES`] each, of the family each pair is stored in), checking that it is
-//! complete, in key order and every value is of this format: a file that cannot be finished
-//! leaves the state untouched. Then a marker in `sm_meta` says an install is under way, the
-//! state machine's range is deleted in both families, the tables are ingested (moved into the
-//! database, not rewritten through the memtables and the write-ahead log as batches of pairs
-//! were: that was most of a new node's install, docs/benchmarks.md, session 24), and the last batch writes the snapshot's `applied` and membership and removes
-//! the marker; the file is removed and the caller checkpoints the installed state
-//! ([`crate::checkpoint`]). A node whose install failed or stopped half way finds the marker
-//! when it opens and installs the same file again ([`resume`]) before anything reads the
-//! state; a failed install while it runs leaves the marker and the file for the leader's next
-//! attempt (or that restart).
+//! removes it, and read once into sorted table files beside it (RocksDB's external files, at most
+//! [`TABLE_FILE_BYTES`] each, of the family each pair is stored in), checking that it is complete,
+//! in key order and every value is of this format: a file that cannot be finished leaves the state
+//! untouched. Then a marker in `sm_meta` says an install is under way, the state machine's range is
+//! deleted in both families, the tables are ingested (moved into the database, not rewritten
+//! through the memtables and the write-ahead log as batches of pairs were: that was most of a new
+//! node's install, docs/benchmarks.md, session 24), and the last batch writes the snapshot's
+//! `applied` and membership and removes the marker; the file is removed and the caller checkpoints
+//! the installed state ([`crate::checkpoint`]). A node whose install failed or stopped half way
+//! finds the marker when it opens and installs the same file again ([`resume`]) before anything
+//! reads the state; a failed install while it runs leaves the marker and the file for the leader's
+//! next attempt (or that restart).
 
 use std::path::{Path, PathBuf};
 
