@@ -1,7 +1,7 @@
 //! Read paths: what a signed-in user sees. Every query checks authorization first.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -102,27 +102,37 @@ fn other_member_name(view: &impl HubView, viewer: AccountId, room: RoomId) -> Vi
 /// patient list a sub-room comes inside its patient's entry, as in MCS; only when the viewer is
 /// not (or no longer) in the patient's team does it stand on its own, with its full title.
 pub fn room_list(view: &impl HubView, viewer: AccountId, kind: ListKind) -> DomainResult<Vec<RoomSummary>> {
-    let mut entries = room_list_unfilled(view, viewer, kind)?;
-    fill(view, viewer, &mut entries)?;
+    let UnfilledList { mut entries, rooms } = room_list_unfilled(view, viewer, kind)?;
+    fill(view, viewer, &mut entries, &rooms)?;
     Ok(entries)
+}
+
+/// A room list in its order before [`fill`]: its entries and the rooms they were made from,
+/// by id, so that filling a page titles its entries without reading their rooms again.
+#[derive(Debug, Clone)]
+pub struct UnfilledList {
+    pub entries: Vec<RoomSummary>,
+    pub rooms: HashMap<RoomId, Room>,
 }
 
 /// [`room_list`] in its order, with unread counts, but without the titles and previews of the
 /// entries (a sub-room inside its patient's entry has its title): they cost a read of the patient
 /// and of the newest post per room, so a page of a long list is filled alone ([`fill`]).
-pub fn room_list_unfilled(view: &impl HubView, viewer: AccountId, kind: ListKind) -> DomainResult<Vec<RoomSummary>> {
+pub fn room_list_unfilled(view: &impl HubView, viewer: AccountId, kind: ListKind) -> DomainResult<UnfilledList> {
     active_account(view, viewer)?;
     let mut entries = Vec::new();
     let mut sub_rooms = Vec::new();
+    let mut rooms = HashMap::new();
     for (m, r) in active_rooms_of(view, viewer)?.into_iter().filter(|(_, r)| listed_in(&r.kind, kind)) {
         match sub_room_entry(view, &m, &r)? {
             Some(sub) => sub_rooms.push(sub),
             None => entries.push(summary(view, &m, &r, String::new())?),
         }
+        rooms.insert(r.id, r);
     }
     place_sub_rooms(&mut entries, sub_rooms);
     entries.sort_by_key(|e| Reverse((e.newest_post_at_ms(), e.room)));
-    Ok(entries)
+    Ok(UnfilledList { entries, rooms })
 }
 
 /// The viewer's active memberships with their rooms (one whose room is gone is left out).
@@ -141,20 +151,24 @@ pub fn readable_rooms(view: &impl HubView, account: AccountId) -> ViewResult<Has
     Ok(active_rooms_of(view, account)?.into_iter().map(|(_, room)| room.id).collect())
 }
 
-/// Fills entries of [`room_list_unfilled`]: their titles (a sub-room on its own: its full
-/// title), and their and their sub-rooms' previews. The rooms and the newest posts of the
-/// entries are read in batches (a page holds up to hundreds).
-pub fn fill(view: &impl HubView, viewer: AccountId, entries: &mut [RoomSummary]) -> ViewResult<()> {
-    let untitled: Vec<RoomId> = entries.iter().filter(|e| e.title.is_empty()).map(|e| e.room).collect();
-    let rooms = view.rooms(&untitled)?;
-    let patient_ids: Vec<Option<PatientId>> =
-        rooms.iter().map(|r| r.as_ref().and_then(|r| patient_of(&r.kind))).collect();
+/// Fills entries of [`room_list_unfilled`] from its `rooms`: their titles (a sub-room on its
+/// own: its full title), and their and their sub-rooms' previews. The patients and the newest
+/// posts of the entries are read in batches (a page holds up to hundreds).
+pub fn fill(
+    view: &impl HubView,
+    viewer: AccountId,
+    entries: &mut [RoomSummary],
+    rooms: &HashMap<RoomId, Room>,
+) -> ViewResult<()> {
+    let untitled: Vec<Option<&Room>> =
+        entries.iter().filter(|e| e.title.is_empty()).map(|e| rooms.get(&e.room)).collect();
+    let patient_ids: Vec<Option<PatientId>> = untitled.iter().map(|r| r.and_then(|r| patient_of(&r.kind))).collect();
     let mut patients = view.patients(&patient_ids.iter().flatten().copied().collect::<Vec<_>>())?.into_iter();
     let untitled_entries = entries.iter_mut().filter(|e| e.title.is_empty());
-    for ((entry, room), patient_id) in untitled_entries.zip(rooms).zip(patient_ids) {
+    for ((entry, room), patient_id) in untitled_entries.zip(untitled).zip(patient_ids) {
         let patient = patient_id.and_then(|_| patients.next().flatten());
         if let Some(room) = room {
-            entry.title = titled(view, viewer, &room, patient.as_ref())?;
+            entry.title = titled(view, viewer, room, patient.as_ref())?;
         }
     }
     let newest: Vec<(RoomId, u64)> =

@@ -64,10 +64,10 @@ fn reads(c: &mut Criterion) {
     });
     group.bench_function("patient list, first page of 100 filled", |b| {
         b.iter(|| {
-            let mut entries = queries::room_list_unfilled(&view, nurse, ListKind::Patients).expect("the list");
-            let page = entries.len().min(100);
-            queries::fill(&view, nurse, &mut entries[..page]).expect("filled");
-            entries
+            let mut list = queries::room_list_unfilled(&view, nurse, ListKind::Patients).expect("the list");
+            let page = list.entries.len().min(100);
+            queries::fill(&view, nurse, &mut list.entries[..page], &list.rooms).expect("filled");
+            list.entries
         })
     });
     let newest = TimelineQuery { after_seq: 0, before_seq: 0, order: TimelineOrder::NewestFirst, limit: 50 };

@@ -1,6 +1,8 @@
 //! The collaboration rules, told as the product's story, plus a property test of the
 //! authorization invariant.
 
+use std::collections::HashMap;
+
 use super::commands::MAX_POST_CHARS;
 use super::model::*;
 use super::queries::{
@@ -490,6 +492,24 @@ fn patient_list(hub: &Hub, who: AccountId) -> Vec<Line> {
 
 fn line(title: &str, unread: u64, sub_rooms: &[(&str, u64)]) -> Line {
     (title.into(), unread, sub_rooms.iter().map(|(t, u)| (t.to_string(), *u)).collect())
+}
+
+#[test]
+fn a_page_is_titled_from_the_rooms_its_list_read() {
+    let (mut hub, _, _, people) = Hub::setup(1);
+    let doctor = people[0];
+    let yamada = patient(&mut hub, doctor, "山田 花子");
+    post(&mut hub, doctor, yamada, "本日訪問しました");
+    let list = queries::room_list_unfilled(&hub.state, doctor, ListKind::Patients).unwrap();
+    assert!(list.rooms.contains_key(&yamada));
+    // Filled from the list's rooms: the room is not read again, so a page given none stays
+    // untitled (its preview is still read).
+    let mut untitled = list.entries.clone();
+    queries::fill(&hub.state, doctor, &mut untitled, &HashMap::new()).unwrap();
+    assert_eq!((untitled[0].title.as_str(), untitled[0].preview.as_str()), ("", "本日訪問しました"));
+    let mut page = list.entries;
+    queries::fill(&hub.state, doctor, &mut page, &list.rooms).unwrap();
+    assert_eq!(page[0].title, "山田 花子");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use super::convert::{federation_peer, person, remote_login, timestamp};
 use super::paging::{self, PageToken};
 use super::shared::{Api, domain_status, unexpected, view_status};
 use kizuna_domain::model::*;
-use kizuna_domain::queries::{self, ListKind, RoomDetail, RoomShape};
+use kizuna_domain::queries::{self, ListKind, RoomDetail, RoomShape, UnfilledList};
 use kizuna_domain::{Command, HubView, Outcome, audit, emergency, search};
 
 fn room_id(o: Outcome) -> Result<u64, Status> {
@@ -129,20 +129,19 @@ impl Api {
         // Titles and previews cost a read or two per room: only the page's are read (from the
         // same snapshot), unless the filter needs every title.
         let (page, more) = self.query(|hub| {
-            let listed = if filter.is_empty() {
-                queries::room_list_unfilled(hub, me, kind)
-            } else {
-                queries::room_list(hub, me, kind)
-            };
-            let list = listed
-                .map_err(domain_status)?
+            let UnfilledList { mut entries, rooms } =
+                queries::room_list_unfilled(hub, me, kind).map_err(domain_status)?;
+            if !filter.is_empty() {
+                queries::fill(hub, me, &mut entries, &rooms).map_err(view_status)?;
+            }
+            let list = entries
                 .into_iter()
                 .filter(|s| after.is_none_or(|a| list_key(s) < a))
                 .filter(|s| filter.is_empty() || s.any_room(|r| search::normalize(&r.title).contains(&filter)))
                 .filter(|s| !r.unread_only || s.any_room(|r| r.unread > 0));
             let (mut page, more) = paging::take_page(list, size);
             if filter.is_empty() {
-                queries::fill(hub, me, &mut page).map_err(view_status)?;
+                queries::fill(hub, me, &mut page, &rooms).map_err(view_status)?;
             }
             Ok((page, more))
         })?;
