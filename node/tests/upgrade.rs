@@ -14,6 +14,8 @@ use kizuna_node::cli::seed::{DEMO_OPERATOR, DEMO_PASSWORD};
 use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::accounts::{LoginRequest, SetPasswordPolicyRequest};
 use kizuna_proto::records::Consistency;
+use kizuna_proto::rooms::room_service_client::RoomServiceClient;
+use kizuna_proto::rooms::{CreatePatientRequest, ListRoomsRequest, RoomListKind};
 
 fn unpack_fixture(into: &Path) {
     let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join("store/tests/fixtures/json-v0.tar.gz");
@@ -61,6 +63,28 @@ async fn a_node_restarted_on_a_json_data_dir_serves_it_and_takes_writes() {
     hub.shutdown().await;
 }
 
+/// A new patient of the session `token`'s, created through the leader; its timeline.
+async fn new_patient(hub: &TestHub, token: &str, name: &str) -> u64 {
+    let mut rooms = RoomServiceClient::new(channel(&hub.api(hub.leader().await)).await);
+    let req = CreatePatientRequest {
+        idempotency_key: format!("patient-{name}"),
+        name: name.into(),
+        kana: "かんじゃ".into(),
+        ..Default::default()
+    };
+    rooms.create_patient(common::authed(req, token)).await.expect("a patient").into_inner().room_id
+}
+
+/// The timelines of the session's patient list, in id order.
+async fn patient_timelines(hub: &TestHub, token: &str) -> Vec<u64> {
+    let mut rooms = RoomServiceClient::new(channel(&hub.api(hub.leader().await)).await);
+    let req = ListRoomsRequest { kind: RoomListKind::Patients as i32, ..Default::default() };
+    let list = rooms.list_rooms(common::authed(req, token)).await.expect("the list").into_inner().rooms;
+    let mut timelines: Vec<u64> = list.iter().map(|r| r.room_id).collect();
+    timelines.sort_unstable();
+    timelines
+}
+
 /// A rolling upgrade of a three-node hub, one node at a time: two nodes stand for the previous
 /// build (apply version 1, as every build before apply versions existed), the third already
 /// runs this one and leads (its region is preferred), so it is the one that must hold back. The
@@ -93,6 +117,9 @@ async fn a_hub_of_mixed_builds_works_and_moves_on_once_every_node_is_upgraded() 
         }
     };
     write_through_every_node(&hub).await;
+    // A membership written at version 1: its entry in the account's index is empty.
+    let doctor = hub.member("dr.roll").await;
+    let older = new_patient(&hub, &doctor, "upgrade-before").await;
     // A command of a newer version is refused before it is proposed: an entry the old builds
     // could not decode would stall replication to them (and so every write, without a quorum).
     let operator = hub.operator().await;
@@ -120,6 +147,9 @@ async fn a_hub_of_mixed_builds_works_and_moves_on_once_every_node_is_upgraded() 
     }
     hub.wait_apply_version(APPLY_VERSION).await;
     write_through_every_node(&hub).await;
+    // From version 8 the entry carries the membership; the list reads both kinds.
+    let newer = new_patient(&hub, &doctor, "upgrade-after").await;
+    assert_eq!(patient_timelines(&hub, &doctor).await, vec![older, newer]);
     let mut accounts = AccountServiceClient::new(channel(&hub.api(hub.leader().await)).await);
     accounts.set_password_policy(rule("rule-late")).await.expect("every node takes it now");
     hub.shutdown().await;

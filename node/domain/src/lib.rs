@@ -218,8 +218,10 @@ pub enum LogCommand {
 /// (`SetPasswordPolicy`), admins issue passwords (`IssuePassword`) and family accounts'
 /// passwords count as issued. 6 ([`disaster::SINCE_APPLY_VERSION`]): disaster mode — its
 /// commands and [`LogCommand::Observations`]. 7 ([`records::SINCE_APPLY_VERSION`]): a record
-/// write is a signed command (`Command::PutRecord`), its operator checked at apply.
-pub const APPLY_VERSION: u32 = 7;
+/// write is a signed command (`Command::PutRecord`), its operator checked at apply. 8: no
+/// new command; the store's index of an account's memberships carries each membership itself
+/// (`kizuna_store`'s `MEMBERS_IN_THEIR_INDEX_SINCE`), so a patient list reads them in one scan.
+pub const APPLY_VERSION: u32 = 8;
 
 /// The active version of a hub that never set one: its nodes were all of builds before the
 /// version existed.

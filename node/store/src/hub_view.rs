@@ -77,6 +77,10 @@ pub struct RocksHub<'a> {
 const READ_AGAIN_KEYS: usize = 4096;
 const READ_AGAIN_VALUE_BYTES: usize = 4096;
 
+/// The apply version from which an account's index of memberships (`U`) carries each
+/// membership ([`RocksHub::put_member`]); see `kizuna_domain::APPLY_VERSION`.
+pub(crate) const MEMBERS_IN_THEIR_INDEX_SINCE: u32 = 8;
+
 impl<'a> RocksHub<'a> {
     /// A view of the live database, for apply.
     pub fn new(db: &'a DB, vault: &'a Vault) -> Self {
@@ -355,23 +359,42 @@ impl<'a> RocksHub<'a> {
         }
     }
 
-    /// Stores a membership, and its entry in the account's index only when it is new: every
-    /// post moves its author's read marker, and re-writing the index entry with it cost a
-    /// write per post. Notes whether the membership's activeness changed (a read fault counts
-    /// as a change, and stops apply anyway).
+    /// Stores a membership under its room and in its account's index. From apply version
+    /// [`MEMBERS_IN_THEIR_INDEX_SINCE`] the index entry is the membership itself, rewritten
+    /// with every change (a post moves its author's read marker: one small write more per
+    /// post) so that [`HubView::rooms_of`] reads an account's memberships in one scan instead
+    /// of a scan and a lookup per room. Before, the entry is empty and written only when the
+    /// membership is new. Notes whether the membership's activeness changed (a read fault
+    /// counts as a change, and stops apply anyway).
     fn put_member(&mut self, m: &Member) {
+        let index = keys::ids(MEMBERSHIPS, m.account.0, m.room.0);
+        let carried = self.apply_version() >= MEMBERS_IN_THEIR_INDEX_SINCE;
         match self.member(m.room, m.account) {
             Ok(was) => {
                 if was.as_ref().is_some_and(Member::is_active) != m.is_active() {
                     self.changed_access.merge(AccessChange::of_account(m.account));
                 }
-                if was.is_none() {
-                    self.put(keys::ids(MEMBERSHIPS, m.account.0, m.room.0), &());
+                if !carried && was.is_none() {
+                    self.put(index.clone(), &());
                 }
             }
             Err(_) => self.changed_access.merge(AccessChange::Everyone),
         }
+        if carried {
+            self.put(index, m);
+        }
         self.put(keys::ids(MEMBERS, m.room.0, m.account.0), m);
+    }
+
+    /// One entry of an account's index of memberships: the membership it carries, or `None`
+    /// for an empty entry (written before [`MEMBERS_IN_THEIR_INDEX_SINCE`], until the
+    /// membership next changes).
+    fn indexed_member(&self, k: &[u8], stored: &[u8]) -> Option<Option<Member>> {
+        let plain = self.vault.open_state(k, stored).map_err(|e| self.note(StorageFault::decode(k, e))).ok()?;
+        match codec::body_of(&plain) {
+            Ok([]) => Some(None),
+            _ => codec::decode(&plain).map_err(|e| self.note(StorageFault::decode(k, e))).ok().map(Some),
+        }
     }
 
     pub fn apply(&mut self, changes: Vec<Change>) {
@@ -1024,10 +1047,29 @@ impl HubView for RocksHub<'_> {
         let keys: Vec<_> = ids.iter().map(|id| keys::id(ROOMS, id.0)).collect();
         self.checked(self.get_many(&keys))
     }
+    /// In room order, from the account's index: the memberships its entries carry, and those
+    /// of its empty entries (see [`RocksHub::indexed_member`]) read from their rooms in one batch.
     fn rooms_of(&self, account: AccountId) -> ViewResult<Vec<Member>> {
-        let rooms = self.ids_under(&keys::id(MEMBERSHIPS, account.0));
-        let keys: Vec<_> = rooms.into_iter().map(|room| keys::ids(MEMBERS, room, account.0)).collect();
-        self.checked(self.get_many(&keys).into_iter().flatten().collect())
+        let prefix = keys::id(MEMBERSHIPS, account.0);
+        let mut found: Vec<Option<Member>> = Vec::new();
+        let (mut empty_at, mut empty_rooms) = (Vec::new(), Vec::new());
+        for (k, v) in self.scan(&prefix) {
+            match self.indexed_member(&k, &v) {
+                Some(Some(member)) => found.push(Some(member)),
+                Some(None) => {
+                    if let Some(room) = self.key_suffix(&k, keys::id_after(&k, &prefix)) {
+                        empty_at.push(found.len());
+                        empty_rooms.push(keys::ids(MEMBERS, room, account.0));
+                        found.push(None);
+                    }
+                }
+                None => {}
+            }
+        }
+        for (at, member) in empty_at.into_iter().zip(self.get_many(&empty_rooms)) {
+            found[at] = member;
+        }
+        self.checked(found.into_iter().flatten().collect())
     }
     fn post(&self, room: RoomId, seq: u64) -> ViewResult<Option<Post>> {
         self.checked(self.get(&keys::ids(POSTS, room.0, seq)))
@@ -1327,15 +1369,47 @@ mod tests {
         assert_eq!(scan("p/8", 5), vec![]);
     }
 
+    /// Commits what a view staged, as apply does.
+    fn commit(db: &DB, hub: RocksHub<'_>) {
+        let mut batch = WriteBatch::default();
+        hub.write_into(&mut batch).expect("no fault");
+        db.write(batch).expect("write");
+    }
+
     #[test]
-    fn a_membership_is_indexed_when_it_is_new_not_with_every_change() {
+    fn from_apply_version_8_an_account_s_index_carries_its_memberships() {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = open(dir.path());
-        let commit = |hub: RocksHub<'_>| {
-            let mut batch = WriteBatch::default();
-            hub.write_into(&mut batch).expect("no fault");
-            db.write(batch).expect("write");
-        };
+        let older = Member::new(RoomId(7), AccountId(3), Role::Member, MemberState::Active);
+        let mut hub = RocksHub::new(&db, plain());
+        hub.apply(vec![Change::Member(older.clone())]);
+        commit(&db, hub);
+        let newer = Member::new(RoomId(9), AccountId(3), Role::Owner, MemberState::Active);
+        let mut hub = RocksHub::new(&db, plain());
+        hub.set_apply_version(MEMBERS_IN_THEIR_INDEX_SINCE);
+        hub.apply(vec![Change::Member(newer.clone())]);
+        commit(&db, hub);
+        // Read without its room's record: the index entry carries it.
+        db.delete_cf(db.cf_handle(CF_SM_DATA).expect("family"), keys::ids(MEMBERS, 9, 3)).expect("delete");
+        let memberships = RocksHub::new(&db, plain()).rooms_of(AccountId(3));
+        assert_eq!(memberships, Ok(vec![older.clone(), newer.clone()]), "the older one read from its room");
+        let read = Member { read_seq: 5, ..older };
+        let mut hub = RocksHub::new(&db, plain());
+        hub.apply(vec![Change::Member(read.clone())]);
+        commit(&db, hub);
+        db.delete_cf(db.cf_handle(CF_SM_DATA).expect("family"), keys::ids(MEMBERS, 7, 3)).expect("delete");
+        let memberships = RocksHub::new(&db, plain()).rooms_of(AccountId(3));
+        assert_eq!(memberships, Ok(vec![read, newer]), "a change rewrites the entry with the membership");
+        let mut hub = RocksHub::new(&db, plain());
+        hub.apply(vec![Change::RemoveMember { room: RoomId(9), account: AccountId(3) }]);
+        commit(&db, hub);
+        assert_eq!(RocksHub::new(&db, plain()).rooms_of(AccountId(3)).map(|m| m.len()), Ok(1), "a removal ends it");
+    }
+
+    #[test]
+    fn before_apply_version_8_a_membership_is_indexed_when_it_is_new_not_with_every_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
         let joined = Member::new(RoomId(7), AccountId(3), Role::Member, MemberState::Active);
         let index = keys::ids(MEMBERSHIPS, 3, 7);
         let mut hub = RocksHub::new(&db, plain());
@@ -1346,13 +1420,13 @@ mod tests {
             &AccessChange::of_account(AccountId(3)),
             "an active membership opens the room"
         );
-        commit(hub);
+        commit(&db, hub);
         let read = Member { read_seq: 5, ..joined };
         let mut hub = RocksHub::new(&db, plain());
         hub.apply(vec![Change::Member(read.clone())]);
         assert!(!hub.overlay.contains_key(&index), "a read marker's move leaves the index alone");
         assert!(hub.changed_access().is_nobody());
-        commit(hub);
+        commit(&db, hub);
         assert_eq!(RocksHub::new(&db, plain()).rooms_of(AccountId(3)), Ok(vec![read]));
     }
 

@@ -25,7 +25,7 @@
 //! | `P` | patient id | Patient |
 //! | `R` | room id | Room |
 //! | `M` | room id, account id | Member |
-//! | `U` | account id, room id | (index of an account's memberships) |
+//! | `U` | account id, room id | Member from apply version 8 (index of an account's memberships; empty before, until the membership changes) |
 //! | `T` | room id, seq | Post |
 //! | `N` | term, room id, seq | (search index: bigrams of each live post's current text; the term is 0xff + an 8-byte keyed hash once the hub seals, the bigram before) |
 //! | `C` | account id, account id | Connection |

@@ -85,16 +85,21 @@ pub enum StoreError {
     Vault(#[from] VaultError),
 }
 
-/// [`open`] with `masters`, and the hub's first data key taken up, as the first
-/// `SetDataKeys` entry does: a store that seals what it stores from its first write. For
-/// applying commands straight to a [`RocksHub`] without Raft (the store's reference test and
-/// its micro-benchmarks).
-pub fn open_sealed(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMachineStore), StoreError> {
+/// [`open`] with `masters`, at `apply_version` and with the hub's first data key taken up, as
+/// the hub's `SetApplyVersion` and first `SetDataKeys` entries do: a store that seals what it
+/// stores from its first write. For applying commands straight to a [`RocksHub`] without Raft
+/// (the store's reference test and its micro-benchmarks).
+pub fn open_sealed(
+    data_dir: &Path,
+    masters: MasterKeys,
+    apply_version: u32,
+) -> Result<(LogStore, StateMachineStore), StoreError> {
     let (log, sm) = open(data_dir, masters)?;
     let reader = sm.reader();
     let db = reader.database().upgrade().ok_or_else(|| std::io::Error::other("the store closed"))?;
     let keys = reader.vault().next_keyring(false)?;
     let mut hub = RocksHub::new(&db, reader.vault());
+    hub.set_apply_version(apply_version);
     hub.take_data_keys(&keys)?;
     let mut batch = rocksdb::WriteBatch::default();
     hub.write_into(&mut batch).map_err(|fault| std::io::Error::other(fault.to_string()))?;

@@ -244,8 +244,11 @@ fn state_type<F: ForType>(key: &[u8], op: F) -> Option<F::Out> {
         b'8' => op.with::<kizuna_domain::disaster::CareProfile>(),
         b'9' | b':' => op.with::<kizuna_domain::disaster::Observation>(),
         b';' => op.with::<kizuna_domain::disaster::Fate>(),
+        // An account's index of memberships: empty entries, and from apply version 8 entries
+        // carrying the membership (a JSON-valued dir is far older: its entries are empty).
+        b'U' => op.with::<()>(),
         // Index tables: the key is the entry, the value is empty.
-        b'U' | b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' | b'5' => op.with::<()>(),
+        b'N' | b'V' | b'G' | b'W' | b'X' | b'c' | b'g' | b'u' | b'w' | b'y' | b'5' => op.with::<()>(),
         _ => return None,
     })
 }

@@ -48,7 +48,11 @@ impl Twin {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let masters = MasterKeys::new(MasterKey::from_secret(&[5; 32]), Vec::new());
-        let (log, sm) = kizuna_store::open_sealed(dir.path(), masters).expect("open the store");
+        // The version before this build's: the RocksDB twin starts with the empty entries of an
+        // account's index of memberships, and moves to the build's at a random `Op::Upgrade`
+        // (the domain decides the same at both: 8 changed the store only).
+        let before = kizuna_domain::APPLY_VERSION - 1;
+        let (log, sm) = kizuna_store::open_sealed(dir.path(), masters, before).expect("open the store");
         let db = sm.reader().database().upgrade().expect("the store's database");
         let reader = sm.reader();
         Twin {
@@ -102,6 +106,15 @@ impl Twin {
         let mut hub = RocksHub::new(&self.db, self.reader.vault());
         let on_rocks = inbox::apply_batch(&mut hub, ctx, batch).expect("readable");
         assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "decisions differ for {origin} {first}+{count}");
+        let mut batch = WriteBatch::default();
+        hub.write_into(&mut batch).expect("a batch without a storage fault");
+        self.db.write(batch).expect("write the batch");
+    }
+
+    /// The RocksDB twin moves to this build's apply version, as a `SetApplyVersion` entry does.
+    fn upgrade(&mut self) {
+        let mut hub = RocksHub::new(&self.db, self.reader.vault());
+        hub.set_apply_version(kizuna_domain::APPLY_VERSION);
         let mut batch = WriteBatch::default();
         hub.write_into(&mut batch).expect("a batch without a storage fault");
         self.db.write(batch).expect("write the batch");
@@ -353,6 +366,8 @@ enum Op {
     InviteRemote(usize, usize, usize),
     /// Pauses (or resumes) sending to origin `.1`, as person `.0` (0: the operator).
     PausePeer(usize, usize, bool),
+    /// The hub moves to this build's apply version (see [`Twin::new`]).
+    Upgrade,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -388,6 +403,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (p.clone(), r.clone(), 0..2usize).prop_map(|(a, b, c)| Op::InviteRemote(a, b, c)),
         1 => (p.clone(), 0..2usize, any::<bool>()).prop_map(|(a, b, c)| Op::PausePeer(a, b, c)),
         4 => (p.clone(), 0..2usize, any::<bool>()).prop_map(|(a, b, c)| Op::Share(a, b, c)),
+        1 => Just(Op::Upgrade),
     ]
 }
 
@@ -504,6 +520,7 @@ fn command(
             (people[a], command)
         }
         Op::Deliver(..) => unreachable!("batches are delivered, not executed"),
+        Op::Upgrade => unreachable!("the upgrade is an entry of the hub, not a command"),
         Op::InviteRemote(a, r, n) => (
             people[a],
             Command::InviteRemote {
@@ -543,6 +560,10 @@ proptest! {
                 let origin = &origins()[origin];
                 let next = twin.mem.inbound(origin).unwrap().highest_applied() as i64 + 1;
                 twin.deliver(origin, ((next + offset).max(1) as u64, count), &rooms);
+                continue;
+            }
+            if let Op::Upgrade = op {
+                twin.upgrade();
                 continue;
             }
             let (actor, cmd) = command(op, &people, &rooms, &requests, &twin);
