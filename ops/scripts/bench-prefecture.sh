@@ -116,8 +116,17 @@ LEADER_ID=$("$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys
 NODE_BYTES=$(du -sb "$D/n$LEADER_ID" | cut -f1)
 DB_BYTES=$(du -sb "$D/n$LEADER_ID/db" | cut -f1)
 echo "snapshot_dir_bytes_beyond_db $((NODE_BYTES - DB_BYTES))" | tee -a "$OUT/snapshot.txt"
-# Where the state's bytes go, table by table, and each node's disk once the log is purged.
-"$BIN" admin snapshot-space "$D/n$LEADER_ID"/snapshots/current.ckpt | tee "$OUT/snapshot-space.txt"
+# Where the state's bytes go, table by table, and each node's disk once the log is purged. Read
+# from hard links to the checkpoint's files: the running node may take a newer checkpoint
+# meanwhile (its snapshot policy, its scrub) and retire this one's files under the reader (seen
+# once: "No such file" for a table). A retirement during the linking itself is tried again.
+for try in 1 2 3; do
+  rm -rf "$D/space.ckpt"
+  cp -rl "$(readlink -f "$D/n$LEADER_ID/snapshots/current.ckpt")" "$D/space.ckpt" 2>/dev/null && break
+  [ "$try" -eq 3 ] && { echo "bench-prefecture: could not link the leader's checkpoint" >&2; exit 1; }
+done
+"$BIN" admin snapshot-space "$D/space.ckpt" | tee "$OUT/snapshot-space.txt"
+rm -rf "$D/space.ckpt"
 sizes after-snapshot | tee -a "$OUT/sizes.txt"
 
 # A new node catches up from it (the log before the snapshot is purged).
