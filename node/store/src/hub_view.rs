@@ -4,6 +4,7 @@
 //!
 //! Every key, and the table list, is built and parsed in [`crate::keys`].
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -256,8 +257,17 @@ impl<'a> RocksHub<'a> {
 
     /// A stored value opened and decoded.
     fn decode<T: DeserializeOwned>(&self, k: &[u8], stored: &[u8]) -> Option<T> {
-        let plain = self.vault.open_state(k, stored).map_err(|e| self.note(StorageFault::decode(k, e))).ok()?;
-        codec::decode(&plain).map_err(|e| self.note(StorageFault::decode(k, e))).ok()
+        self.decode_opened(k, &self.opened(k, stored)?)
+    }
+
+    /// A stored value opened (unsealed when sealed); a value that does not open is a fault.
+    fn opened<'v>(&self, k: &[u8], stored: &'v [u8]) -> Option<Cow<'v, [u8]>> {
+        self.vault.open_state(k, stored).map_err(|e| self.note(StorageFault::decode(k, e))).ok()
+    }
+
+    /// An opened value decoded; one that is not what its key promises is a fault.
+    fn decode_opened<T: DeserializeOwned>(&self, k: &[u8], plain: &[u8]) -> Option<T> {
+        codec::decode(plain).map_err(|e| self.note(StorageFault::decode(k, e))).ok()
     }
 
     /// Stages a write, sealed with the hub's newest data key as of this entry. A value that
@@ -390,10 +400,10 @@ impl<'a> RocksHub<'a> {
     /// for an empty entry (written before [`MEMBERS_IN_THEIR_INDEX_SINCE`], until the
     /// membership next changes).
     fn indexed_member(&self, k: &[u8], stored: &[u8]) -> Option<Option<Member>> {
-        let plain = self.vault.open_state(k, stored).map_err(|e| self.note(StorageFault::decode(k, e))).ok()?;
+        let plain = self.opened(k, stored)?;
         match codec::body_of(&plain) {
             Ok([]) => Some(None),
-            _ => codec::decode(&plain).map_err(|e| self.note(StorageFault::decode(k, e))).ok().map(Some),
+            _ => self.decode_opened(k, &plain).map(Some),
         }
     }
 
@@ -1404,6 +1414,20 @@ mod tests {
         hub.apply(vec![Change::RemoveMember { room: RoomId(9), account: AccountId(3) }]);
         commit(&db, hub);
         assert_eq!(RocksHub::new(&db, plain()).rooms_of(AccountId(3)).map(|m| m.len()), Ok(1), "a removal ends it");
+    }
+
+    #[test]
+    fn a_damaged_index_entry_is_a_fault_not_a_missing_membership() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        let joined = Member::new(RoomId(7), AccountId(3), Role::Member, MemberState::Active);
+        let mut hub = RocksHub::new(&db, plain());
+        hub.set_apply_version(MEMBERS_IN_THEIR_INDEX_SINCE);
+        hub.apply(vec![Change::Member(joined)]);
+        commit(&db, hub);
+        let family = db.cf_handle(CF_SM_DATA).expect("family");
+        db.put_cf(family, keys::ids(MEMBERSHIPS, 3, 7), [codec::CURRENT, 0xff, 0xff]).expect("damage the entry");
+        assert!(RocksHub::new(&db, plain()).rooms_of(AccountId(3)).is_err(), "a damaged entry is a fault");
     }
 
     #[test]
