@@ -84,9 +84,7 @@ impl Twin {
         let outcome = settle(&mut self.mem, self.now, effects.clone()).expect("readable").outcome;
         let mut hub = RocksHub::new(&self.db, self.reader.vault());
         settle(&mut hub, self.now, effects).expect("readable");
-        let mut batch = WriteBatch::default();
-        hub.write_into(&mut batch).expect("a batch without a storage fault");
-        self.db.write(batch).expect("write the batch");
+        self.commit(hub);
         Some(outcome)
     }
 
@@ -106,6 +104,11 @@ impl Twin {
         let mut hub = RocksHub::new(&self.db, self.reader.vault());
         let on_rocks = inbox::apply_batch(&mut hub, ctx, batch).expect("readable");
         assert_eq!(format!("{on_mem:?}"), format!("{on_rocks:?}"), "decisions differ for {origin} {first}+{count}");
+        self.commit(hub);
+    }
+
+    /// Commits what the RocksDB view staged in one write batch, as the state machine does.
+    fn commit(&self, hub: RocksHub<'_>) {
         let mut batch = WriteBatch::default();
         hub.write_into(&mut batch).expect("a batch without a storage fault");
         self.db.write(batch).expect("write the batch");
@@ -115,9 +118,7 @@ impl Twin {
     fn upgrade(&mut self) {
         let mut hub = RocksHub::new(&self.db, self.reader.vault());
         hub.set_apply_version(kizuna_domain::APPLY_VERSION);
-        let mut batch = WriteBatch::default();
-        hub.write_into(&mut batch).expect("a batch without a storage fault");
-        self.db.write(batch).expect("write the batch");
+        self.commit(hub);
     }
 
     fn ok(&mut self, actor: Option<AccountId>, cmd: Command) -> Outcome {
