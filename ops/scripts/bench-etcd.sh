@@ -4,7 +4,8 @@
 # (Kizuna's state sealed at rest, as deployed),
 # loaded by the same program (`kizuna load`, `--etcd` for etcd) with the same keys, 64-byte
 # values and one connection to each leader, at 1, 64 and 256 clients. Runs alternate between the
-# two stores (and which goes first) to cancel the machine's drift; each run's JSON is kept; the
+# two stores (and which goes first) to cancel the machine's drift; each run's JSON is kept, with
+# the CPU its store's three processes used (`.cpu` beside it); the
 # summary prints the median of the rounds and the ratio; then both stores at half of Kizuna's
 # peak rate (open loop), for the commit latency there.
 # usage: ops/scripts/bench-etcd.sh PATH/TO/kizuna [OUT_DIR]   (env: ROUNDS=3 SECONDS_PER_RUN=10 CLIENTS="1 64 256")
@@ -19,6 +20,8 @@ bash "$HERE/setup-etcd.sh"
 mkdir -p "$OUT"
 D=$(mktemp -d /tmp/kizuna-bench-etcd-XXXX)
 PIDS=()
+ETCD_PIDS=()
+KIZUNA_PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -35,6 +38,7 @@ for i in 1 2 3; do
     --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
     --initial-cluster "$CLUSTER" --initial-cluster-state new > "$D/etcd-$i.log" 2>&1 &
   PIDS+=($!)
+  ETCD_PIDS+=($!)
 done
 ETCD=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
 
@@ -55,6 +59,7 @@ ETCD=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
 for i in 1 2 3; do
   "$BIN" serve --config hub.toml --node "n$i" --insecure > "$D/kizuna-$i.log" 2>&1 &
   PIDS+=($!)
+  KIZUNA_PIDS+=($!)
 done
 HUB=127.0.0.1:27001,127.0.0.1:27002,127.0.0.1:27003
 export KIZUNA_SESSION_FILE=$D/session.json
@@ -86,10 +91,24 @@ for try in $(seq 1 120); do
 done
 LEADER=$("$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(next(m["api_addr"] for m in v["members"] if m["id"]==v["leader_id"]))')
 
+# CPU seconds (user + system) the three processes of STORE have used so far. A run's share per
+# committed write says what a store spends where the rate says what it achieves: at 256 clients
+# both saturate the cores, so the ratio of rates is the inverse of this one (bench_report.py
+# prints it beside the rates).
+cpu_seconds() { # STORE
+  local pids
+  if [ "$1" = etcd ]; then pids=("${ETCD_PIDS[@]}"); else pids=("${KIZUNA_PIDS[@]}"); fi
+  for p in "${pids[@]}"; do cut -d' ' -f14,15 "/proc/$p/stat"; done |
+    awk -v hz="$(getconf CLK_TCK)" '{t += $1 + $2} END {printf "%.2f\n", t / hz}'
+}
 load() { # STORE CLIENTS SECONDS [OUT_FILE [MORE LOAD ARGS]]
   local args=(load --clients "$2" --seconds "$3" --value-bytes 64 --json "${@:5}")
   if [ "$1" = etcd ]; then args+=(--etcd "$ETCD"); fi
+  local before
+  before=$(cpu_seconds "$1")
   "$BIN" --endpoint "$LEADER" "${args[@]}" > "${4:-/dev/null}"
+  # Beside OUT_FILE: the CPU its run took, read by bench_report.py.
+  if [ -n "${4:-}" ]; then echo "$before $(cpu_seconds "$1")" > "${4%.json}.cpu"; fi
 }
 echo "bench-etcd: warming up both stores" >&2
 load etcd 64 3; load kizuna 64 3

@@ -2,8 +2,9 @@
 """Tables (and, with matplotlib, plots) from the JSON the bench commands write.
 
   bench_report.py etcd DIR         the side-by-side of bench-etcd.sh: median of the rounds per
-                                   store and concurrency, the ratio Kizuna / etcd (markdown),
-                                   and both stores at half of Kizuna's peak when measured
+                                   store and concurrency, the ratio Kizuna / etcd, the CPU its
+                                   three processes spent per committed write (markdown), and
+                                   both stores at half of Kizuna's peak when measured
   bench_report.py half-rate DIR    half of Kizuna's best median rate (writes/s)
   bench_report.py failover DIR     the failover series of bench-failover.sh: writes unavailable
                                    after each leader kill (p50 / p99 / max) and the elections
@@ -34,8 +35,24 @@ def runs(directory):
             continue
         with open(path, encoding="utf-8") as f:
             report = json.load(f)
+        report["cpu_seconds"] = cpu_seconds(path[: -len(".json")] + ".cpu")
         found.setdefault((m["store"], int(m["clients"])), []).append(report)
     return found
+
+
+def cpu_seconds(path):
+    """The CPU seconds a run's store used (bench-etcd.sh writes "before after"), or None."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        before, after = (float(x) for x in f.read().split())
+    return after - before
+
+
+def cpu_per_write(reports):
+    """Median over the runs of the store's CPU µs per committed write, or None if not measured."""
+    measured = [r["cpu_seconds"] * 1e6 / r["operations"] for r in reports if r.get("cpu_seconds") is not None and r["operations"]]
+    return statistics.median(measured) if measured else None
 
 
 def median(reports, pick):
@@ -45,8 +62,8 @@ def median(reports, pick):
 def etcd_table(directory):
     found = runs(directory)
     concurrencies = sorted({c for (_, c) in found})
-    print("| clients | etcd writes/s | Kizuna writes/s | ratio | etcd p50 / p99 (ms) | Kizuna p50 / p99 (ms) | errors (etcd / Kizuna) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| clients | etcd writes/s | Kizuna writes/s | ratio | etcd p50 / p99 (ms) | Kizuna p50 / p99 (ms) | CPU µs per write (etcd / Kizuna) | errors (etcd / Kizuna) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     summary = []
     for c in concurrencies:
         e, k = found.get(("etcd", c), []), found.get(("kizuna", c), [])
@@ -57,16 +74,17 @@ def etcd_table(directory):
             "rounds": min(len(e), len(k)),
             "etcd": {"per_second": median(e, lambda r: r["per_second"]),
                      "p50": median(e, lambda r: r["latency"]["p50"]), "p99": median(e, lambda r: r["latency"]["p99"]),
-                     "errors": sum(r["errors"] for r in e)},
+                     "cpu_us_per_write": cpu_per_write(e), "errors": sum(r["errors"] for r in e)},
             "kizuna": {"per_second": median(k, lambda r: r["per_second"]),
                        "p50": median(k, lambda r: r["latency"]["p50"]), "p99": median(k, lambda r: r["latency"]["p99"]),
-                       "errors": sum(r["errors"] for r in k)},
+                       "cpu_us_per_write": cpu_per_write(k), "errors": sum(r["errors"] for r in k)},
         }
         row["ratio"] = row["kizuna"]["per_second"] / row["etcd"]["per_second"]
         summary.append(row)
         ed, kd = row["etcd"], row["kizuna"]
         print(f"| {c} | {ed['per_second']:,.0f} | {kd['per_second']:,.0f} | {row['ratio']:.2f}× | "
-              f"{ed['p50']:.2f} / {ed['p99']:.2f} | {kd['p50']:.2f} / {kd['p99']:.2f} | {ed['errors']} / {kd['errors']} |")
+              f"{ed['p50']:.2f} / {ed['p99']:.2f} | {kd['p50']:.2f} / {kd['p99']:.2f} | "
+              f"{microseconds(ed['cpu_us_per_write'])} / {microseconds(kd['cpu_us_per_write'])} | {ed['errors']} / {kd['errors']} |")
     with open(os.path.join(directory, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     rounds = max((r["rounds"] for r in summary), default=0)
@@ -84,6 +102,10 @@ def etcd_table(directory):
             l = r["latency"]
             print(f"  {store:<7} {r['per_second']:>8,.0f} writes/s  p50 {l['p50']:.2f}  p99 {l['p99']:.2f}  "
                   f"p99.9 {l['p999']:.2f}  max {l['max']:.2f}  errors {r['errors']}")
+
+
+def microseconds(value):
+    return "—" if value is None else f"{value:.0f}"
 
 
 def half_rate(directory):
