@@ -59,6 +59,14 @@ def median(reports, pick):
     return statistics.median(pick(r) for r in reports)
 
 
+def store_figures(reports):
+    """One store's cell of the side-by-side: medians of its rounds at one concurrency."""
+    return {"per_second": median(reports, lambda r: r["per_second"]),
+            "p50": median(reports, lambda r: r["latency"]["p50"]),
+            "p99": median(reports, lambda r: r["latency"]["p99"]),
+            "cpu_us_per_write": cpu_per_write(reports), "errors": sum(r["errors"] for r in reports)}
+
+
 def etcd_table(directory):
     found = runs(directory)
     concurrencies = sorted({c for (_, c) in found})
@@ -72,12 +80,8 @@ def etcd_table(directory):
         row = {
             "clients": c,
             "rounds": min(len(e), len(k)),
-            "etcd": {"per_second": median(e, lambda r: r["per_second"]),
-                     "p50": median(e, lambda r: r["latency"]["p50"]), "p99": median(e, lambda r: r["latency"]["p99"]),
-                     "cpu_us_per_write": cpu_per_write(e), "errors": sum(r["errors"] for r in e)},
-            "kizuna": {"per_second": median(k, lambda r: r["per_second"]),
-                       "p50": median(k, lambda r: r["latency"]["p50"]), "p99": median(k, lambda r: r["latency"]["p99"]),
-                       "cpu_us_per_write": cpu_per_write(k), "errors": sum(r["errors"] for r in k)},
+            "etcd": store_figures(e),
+            "kizuna": store_figures(k),
         }
         row["ratio"] = row["kizuna"]["per_second"] / row["etcd"]["per_second"]
         summary.append(row)
