@@ -19,11 +19,10 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 bash "$HERE/setup-etcd.sh"
 mkdir -p "$OUT"
 D=$(mktemp -d /tmp/kizuna-bench-etcd-XXXX)
-PIDS=()
 ETCD_PIDS=()
 KIZUNA_PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${ETCD_PIDS[@]}" "${KIZUNA_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$D"
 }
@@ -37,7 +36,6 @@ for i in 1 2 3; do
     --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
     --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
     --initial-cluster "$CLUSTER" --initial-cluster-state new > "$D/etcd-$i.log" 2>&1 &
-  PIDS+=($!)
   ETCD_PIDS+=($!)
 done
 ETCD=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
@@ -58,7 +56,6 @@ ETCD=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
 } > hub.toml
 for i in 1 2 3; do
   "$BIN" serve --config hub.toml --node "n$i" --insecure > "$D/kizuna-$i.log" 2>&1 &
-  PIDS+=($!)
   KIZUNA_PIDS+=($!)
 done
 HUB=127.0.0.1:27001,127.0.0.1:27002,127.0.0.1:27003
