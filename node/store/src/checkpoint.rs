@@ -227,7 +227,8 @@ fn read_meta(checkpoint: &Path) -> std::io::Result<SnapshotMeta> {
 const READ_OPEN_FILES: i32 = 64;
 
 /// Opens a checkpoint to read it; nothing is written to it. With the families it has: one
-/// taken before the search index had its own (`state_families.rs`) lacks `sm_search`.
+/// taken before the search index or the idempotency keys had their own (`state_families.rs`)
+/// lacks `sm_search` or `sm_idempotency`.
 fn open_read_only(checkpoint: &Path) -> std::io::Result<DB> {
     let mut options = rocksdb::Options::default();
     options.set_max_open_files(READ_OPEN_FILES);

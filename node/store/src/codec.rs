@@ -124,7 +124,7 @@ impl ValueError {
 /// log index or journal seq as its number, a metadata key as its name.
 pub(crate) fn key_in(family: &str, key: &[u8]) -> String {
     match family {
-        crate::CF_SM_DATA | crate::CF_SM_SEARCH => crate::fault::key_name(key),
+        crate::CF_SM_DATA | crate::CF_SM_SEARCH | crate::CF_SM_IDEMPOTENCY => crate::fault::key_name(key),
         crate::CF_RAFT_LOG | crate::CF_AUDIT_JOURNAL | crate::CF_DISASTER_JOURNAL => {
             crate::keys::number(key).map_or_else(|_| kizuna_domain::hex(key), |n| n.to_string())
         }

@@ -1,5 +1,5 @@
-//! The collaboration network's tables in RocksDB (`sm_data`, and `sm_search` for the search
-//! index: `state_families.rs`), seen through the domain's
+//! The collaboration network's tables in RocksDB (`sm_data`, with `sm_search` for the search
+//! index and `sm_idempotency` for the remembered requests: `state_families.rs`), seen through the domain's
 //! [`HubView`] with an overlay of the current apply batch's own changes.
 //!
 //! Every key, and the table list, is built and parsed in [`crate::keys`].
@@ -287,8 +287,8 @@ impl<'a> RocksHub<'a> {
     /// steps over every deleted or shadowed entry behind it (a queue's tombstones) before it
     /// finds the next live key to stop at.
     ///
-    /// A range over both of the state's families (only the seal step's walk of the whole state)
-    /// reads them merged in key order.
+    /// A range over several of the state's families (only the seal step's walk of the whole
+    /// state) reads them merged in key order.
     fn committed_from(&self, start: &[u8], end: Option<Vec<u8>>) -> impl Iterator<Item = Pair> + '_ {
         let families: Vec<&str> = state_families::families_in(start, end.as_deref()).collect();
         MergedByKey::new(families.into_iter().map(|family| self.committed_in(family, start, end.clone())))

@@ -6,7 +6,7 @@
 //! [`TABLE_FILE_BYTES`] each, of the family each pair is stored in), checking that it is complete,
 //! in key order and every value is of this format: a file that cannot be finished leaves the state
 //! untouched. Then a marker in `sm_meta` says an install is under way, the state machine's range is
-//! deleted in both families, the tables are ingested (moved into the database, not rewritten
+//! deleted in every family, the tables are ingested (moved into the database, not rewritten
 //! through the memtables and the write-ahead log as batches of pairs were: that was most of a new
 //! node's install, docs/benchmarks.md, session 24), and the last batch writes the snapshot's
 //! `applied` and membership and removes the marker; the file is removed and the caller checkpoints
@@ -21,8 +21,8 @@ use rocksdb::{DB, IngestExternalFileOptions, SstFileWriter, WriteBatch, WriteOpt
 
 use super::keys::{self, APPLIED, INSTALLING, MEMBERSHIP};
 use super::snapshot;
-use super::state_families::{STATE_FAMILIES, family_of};
-use super::{CF_SM_DATA, CF_SM_META, CF_SM_SEARCH, cf, codec, get_value, io_err, to_value};
+use super::state_families::{STATE_FAMILIES, family_index};
+use super::{CF_SM_DATA, CF_SM_META, cf, codec, get_value, io_err, to_value};
 use crate::raft::SnapshotMeta;
 
 /// The most bytes of one table file an install writes (RocksDB's own target for a table).
@@ -123,7 +123,7 @@ fn replace(db: &DB, path: &Path, snapshot_dir: &Path) -> std::io::Result<()> {
 }
 
 /// The table files of each of the state's families, in [`STATE_FAMILIES`]' order.
-type FamilyFiles = [Vec<PathBuf>; 2];
+type FamilyFiles = Vec<Vec<PathBuf>>;
 
 /// Reads the snapshot file at `path` whole into table files of the state's families in
 /// `snapshot_dir`, each pair into the family it is stored in, checking every value; returns its
@@ -133,7 +133,11 @@ fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMe
     remove_tables(snapshot_dir)?;
     let cache = rocksdb::Cache::new_lru_cache(0);
     let options = STATE_FAMILIES.map(|family| super::family_options(family, &cache));
-    let mut tables = [0, 1].map(|i| TableFiles::new(snapshot_dir, STATE_FAMILIES[i], &options[i]));
+    let mut tables: Vec<TableFiles> = STATE_FAMILIES
+        .into_iter()
+        .zip(&options)
+        .map(|(family, options)| TableFiles::new(snapshot_dir, family, options))
+        .collect();
     let (mut indexes, mut last_key) = (Vec::new(), Vec::new());
     let read = snapshot::read_pairs(path, |k, v| {
         // Each family's writer checks its own keys' order; the file's is checked here whole.
@@ -145,12 +149,14 @@ fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMe
         codec::check_stored(v).map_err(|e| codec::ValueError::new(CF_SM_DATA, k, e))?;
         // A snapshot of a node built before the index still gives this node its own.
         indexes.extend(keys::pair_of_connection_key(k).map(keys::connection_of).into_iter().flatten());
-        let family = usize::from(family_of(k) == CF_SM_SEARCH);
-        tables[family].put(k, v)
+        match tables.get_mut(family_index(k)) {
+            Some(family) => family.put(k, v),
+            None => Err(io_err("a state key without a family")),
+        }
     });
     let finished = |meta| -> std::io::Result<_> {
-        let [data, search] = tables;
-        Ok((meta, [data.finish()?, search.finish()?]))
+        let files = tables.into_iter().map(TableFiles::finish).collect::<std::io::Result<FamilyFiles>>()?;
+        Ok((meta, files))
     };
     match read.and_then(finished) {
         Ok((meta, files)) => Ok((meta, files, indexes)),
@@ -161,7 +167,7 @@ fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMe
     }
 }
 
-/// The table files an install (or the move of an old data dir's search index) writes of one
+/// The table files an install (or the move of an old data dir's table into its family) writes of one
 /// family, in key order, to be ingested: a new one once the last reaches [`TABLE_FILE_BYTES`].
 pub(crate) struct TableFiles<'a> {
     dir: &'a Path,

@@ -14,7 +14,8 @@
 //! whose origin hub name carries its length in a leading byte.
 //!
 //! `sm_data` (replicated, in snapshots), one-byte table prefix + key; the search index (`N`)
-//! is stored in `sm_search`, a family of its own (`state_families.rs`), with the same keys:
+//! and the idempotency keys (`q`) are stored in families of their own, `sm_search` and
+//! `sm_idempotency` (`state_families.rs`), with the same keys:
 //!
 //! | prefix | key | value |
 //! |---|---|---|

@@ -4,8 +4,9 @@
 //! |---|---|---|
 //! | `raft_log` | log index, u64 big-endian | the openraft entry |
 //! | `raft_meta` | `vote`, `committed`, `purged`; `format` | the openraft value; the data dir's value format |
-//! | `sm_data` | one-byte table prefix + key (`r` records, `q` idempotency keys, `m` apply clock) | the domain value |
+//! | `sm_data` | one-byte table prefix + key (`r` records, `m` apply clock, ...) | the domain value |
 //! | `sm_search` | the search index's keys (table `N`), apart from the other tables (`state_families.rs`) | the domain value |
+//! | `sm_idempotency` | the remembered requests' keys (table `q`), apart likewise | the request's first result |
 //! | `sm_meta` | `applied`, `membership` | the openraft value |
 //! | `audit_journal` | local seq | patient-data reads not yet shipped into the audit chain (node-local) |
 //! | `disaster_journal` | local seq | safety checks and facility statuses recorded here, not yet shipped into the log (node-local) |
@@ -64,12 +65,21 @@ pub(crate) const CF_RAFT_LOG: &str = "raft_log";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";
 pub(crate) const CF_SM_DATA: &str = "sm_data";
 pub(crate) const CF_SM_SEARCH: &str = "sm_search";
+pub(crate) const CF_SM_IDEMPOTENCY: &str = "sm_idempotency";
 pub(crate) const CF_SM_META: &str = "sm_meta";
 pub(crate) const CF_AUDIT_JOURNAL: &str = "audit_journal";
 pub(crate) const CF_DISASTER_JOURNAL: &str = "disaster_journal";
 /// Every column family, in the order they are opened (a tool opening a data dir names them all).
-pub const COLUMN_FAMILIES: [&str; 7] =
-    [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_SEARCH, CF_SM_META, CF_AUDIT_JOURNAL, CF_DISASTER_JOURNAL];
+pub const COLUMN_FAMILIES: [&str; 8] = [
+    CF_RAFT_LOG,
+    CF_RAFT_META,
+    CF_SM_DATA,
+    CF_SM_SEARCH,
+    CF_SM_IDEMPOTENCY,
+    CF_SM_META,
+    CF_AUDIT_JOURNAL,
+    CF_DISASTER_JOURNAL,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -120,10 +130,10 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
     // Before anything reads a value: a dir of an older format is brought to this one first.
     migrate::run(&db)?;
     let started = std::time::Instant::now();
-    let moved = state_families::move_search_index(&db, &snapshot_dir)?;
+    let moved = state_families::move_dedicated_tables(&db, &snapshot_dir)?;
     if moved > 0 {
         let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(pairs = moved, seconds, "moved the search index into a column family of its own");
+        tracing::info!(pairs = moved, seconds, "moved tables into column families of their own");
     }
     let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
@@ -143,6 +153,9 @@ const MEMTABLE_BUDGET: usize = 64 << 20;
 const WAL_LIMIT: u64 = 128 << 20;
 /// One block cache for all families of a node (RocksDB's default is one per family).
 const BLOCK_CACHE: usize = 64 << 20;
+/// Share of a memtable's size given to its bloom filter, where it has one (RocksDB's
+/// suggested value).
+const MEMTABLE_FILTER_RATIO: f64 = 0.1;
 /// RocksDB's own info logs kept (`LOG.old.*`, one more per start).
 const INFO_LOGS_KEPT: usize = 5;
 
@@ -182,14 +195,22 @@ fn family_options(name: &str, cache: &rocksdb::Cache) -> Options {
     tables.set_partition_filters(true);
     tables.set_metadata_block_size(4096);
     tables.set_pin_top_level_index_and_filter(true);
-    // Bloom filters let a lookup of an absent key (a new idempotency key, a first member)
-    // skip a table; the last level, most of the data, has none (`optimize_filters_for_hits`):
-    // ten bits for each of a post's ~70 index keys would cost more disk than they save reads.
-    // The search index is only range-scanned, which no bloom filter serves: it has none.
+    // Bloom filters let a lookup of an absent key (a first member) skip a table; the last
+    // level, most of the data, has none (`optimize_filters_for_hits`): a read of a present key
+    // there would probe a filter first (tried on `sm_data`, session 31: a hub of 300,000 posts
+    // loaded and listed slower). The search index is only range-scanned, which no bloom filter
+    // serves: it has none. The idempotency keys are looked up on every write and nearly always
+    // absent (a retry is rare): their family has filters on every level and in the memtable,
+    // so such a lookup reads no table's blocks and does not walk the memtable's skip list.
     if name != CF_SM_SEARCH {
         tables.set_bloom_filter(10.0, false);
     }
-    options.set_optimize_filters_for_hits(true);
+    if name == CF_SM_IDEMPOTENCY {
+        options.set_memtable_whole_key_filtering(true);
+        options.set_memtable_prefix_bloom_ratio(MEMTABLE_FILTER_RATIO);
+    } else {
+        options.set_optimize_filters_for_hits(true);
+    }
     options.set_block_based_table_factory(&tables);
     // Without Snappy linked, RocksDB's default is no compression at all: the search index's
     // keys (room and seq after a hashed bigram) and the tables' per-key sequence numbers
@@ -233,7 +254,8 @@ pub(crate) fn get_value<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The replicated value stored at `key` (in `sm_data` or `sm_search`), opened and decoded.
+/// The replicated value stored at `key` (in whichever of the state's families holds it),
+/// opened and decoded.
 pub(crate) fn get_state<T: serde::de::DeserializeOwned>(
     db: &DB,
     vault: &Vault,
@@ -253,7 +275,7 @@ pub(crate) fn decode_sealed<T: serde::de::DeserializeOwned>(
     stored: &[u8],
 ) -> std::io::Result<T> {
     let plain = match family {
-        CF_SM_DATA | CF_SM_SEARCH => vault.open_state(key, stored),
+        CF_SM_DATA | CF_SM_SEARCH | CF_SM_IDEMPOTENCY => vault.open_state(key, stored),
         _ => vault.open_local(family, key, stored),
     };
     let plain = plain.map_err(|e| ValueError::new(family, key, e))?;
@@ -269,7 +291,7 @@ pub(crate) fn sealed_value<T: serde::Serialize + ?Sized>(
 ) -> std::io::Result<Vec<u8>> {
     let encoded = to_value(value)?;
     Ok(match family {
-        CF_SM_DATA | CF_SM_SEARCH => vault.seal_state(key, encoded),
+        CF_SM_DATA | CF_SM_SEARCH | CF_SM_IDEMPOTENCY => vault.seal_state(key, encoded),
         _ => vault.seal_local(family, key, encoded),
     })
 }

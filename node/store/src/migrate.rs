@@ -25,7 +25,8 @@ use kizuna_domain::requests::CareRequest;
 use kizuna_domain::{Applied, Record};
 
 /// Every column family a value of which the pass rewrites (all there were in a JSON-valued
-/// data dir: `sm_search` came later, and an old dir's index is moved into it after this pass).
+/// data dir: `sm_search` and `sm_idempotency` came later, and an old dir's tables are moved
+/// into them after this pass).
 const FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_META, CF_SM_DATA, CF_SM_META, CF_AUDIT_JOURNAL];
 
 /// Values rewritten per write batch: bounds the memory of one batch on a large hub.

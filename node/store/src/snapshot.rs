@@ -4,7 +4,7 @@
 //!
 //! Layout: [`SNAPSHOT_MAGIC`], then one zstd frame holding the body: `u32` length + the
 //! snapshot meta (in [`crate::codec`]'s format), then pairs of (`u32` key length, key, `u32`
-//! value length, value) of the replicated state in key order (`sm_data` and `sm_search` merged:
+//! value length, value) of the replicated state in key order (the state's families merged:
 //! the file does not show how a node stores them), then a `u64` pair count as a trailer
 //! that proves the file is complete. Written from one RocksDB snapshot, so it is consistent even
 //! while apply goes on; streamed to peers in chunks; read back into bounded write batches on

@@ -26,7 +26,7 @@ fn all_values(db: &DB) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     all
 }
 
-/// The family `key` of `family` is in after opening: the search index moves out of `sm_data`.
+/// The family `key` of `family` is in after opening: the dedicated tables move out of `sm_data`.
 fn stored_in(family: &'static str, key: &[u8]) -> &'static str {
     if family == CF_SM_DATA { crate::state_families::family_of(key) } else { family }
 }

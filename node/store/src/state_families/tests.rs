@@ -2,7 +2,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use crate::keys::{FACILITIES, MEMBERS, POSTS};
+use crate::keys::{FACILITIES, MEMBERS, POSTS, REMEMBERED_AT};
 use crate::{COLUMN_FAMILIES, MasterKeys, StateMachineStore, to_value};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -13,7 +13,7 @@ fn open(dir: &Path) -> (StateMachineStore, Arc<DB>) {
     (sm, db)
 }
 
-/// Keys of tables before, of and after the search index, in key order.
+/// Keys of tables before, of, between and after the dedicated tables, in key order.
 fn state() -> Pairs {
     let value = to_value(&"v").expect("encode");
     let mut pairs: Pairs = vec![
@@ -21,10 +21,34 @@ fn state() -> Pairs {
         (keys::ids(MEMBERS, 1, 2), value.clone()),
         (keys::bigram_post("在宅".as_bytes(), 1, 1), to_value(&()).expect("encode")),
         (keys::bigram_post("宅医".as_bytes(), 1, 1), to_value(&()).expect("encode")),
-        (keys::ids(POSTS, 1, 1), value),
+        (keys::ids(POSTS, 1, 1), value.clone()),
+        (keys::text(IDEMPOTENCY, "3/first"), value.clone()),
+        (keys::text(IDEMPOTENCY, "3/second"), value.clone()),
+        (keys::remembered_at(7, "3/first"), value),
     ];
     pairs.sort();
     pairs
+}
+
+/// The family each pair of [`state`] belongs in, by its table.
+fn expected_family(key: &[u8]) -> &'static str {
+    match key.first() {
+        Some(&prefix) if prefix == SEARCH.prefix => CF_SM_SEARCH,
+        Some(&prefix) if prefix == IDEMPOTENCY.prefix => CF_SM_IDEMPOTENCY,
+        _ => CF_SM_DATA,
+    }
+}
+
+/// [`state`]'s pairs stored in `family`.
+fn state_of(family: &str) -> Pairs {
+    state().into_iter().filter(|(k, _)| expected_family(k) == family).collect()
+}
+
+/// Each family holds its own pairs of [`state`], and nothing else.
+fn assert_stored_by_family(db: &DB) {
+    for family in STATE_FAMILIES {
+        assert_eq!(family_pairs(db, family), state_of(family), "{family}");
+    }
 }
 
 fn family_pairs(db: &DB, family: &str) -> Pairs {
@@ -44,10 +68,6 @@ fn walk(db: &DB) -> Pairs {
     walked
 }
 
-fn is_index(key: &[u8]) -> bool {
-    key.first() == Some(&SEARCH.prefix)
-}
-
 #[test]
 fn a_scan_of_one_table_reads_one_family_and_the_whole_state_both() {
     let within = |start: Vec<u8>, end: Option<Vec<u8>>| families_in(&start, end.as_deref()).collect::<Vec<_>>();
@@ -58,13 +78,24 @@ fn a_scan_of_one_table_reads_one_family_and_the_whole_state_both() {
     assert_eq!(within(index.clone(), index_end.clone()), [CF_SM_SEARCH]);
     let term = keys::bigram_in_room("在宅".as_bytes(), 7);
     assert_eq!(within(term.clone(), keys::prefix_end(&term)), [CF_SM_SEARCH]);
-    assert_eq!(within(keys::all(POSTS), None), [CF_SM_DATA], "the tables after the index");
-    assert_eq!(within(vec![], None), [CF_SM_DATA, CF_SM_SEARCH]);
+    assert_eq!(within(keys::all(POSTS), None), [CF_SM_DATA, CF_SM_IDEMPOTENCY], "the tables after the index");
     assert_eq!(within(vec![], Some(index.clone())), [CF_SM_DATA], "up to the index, not into it");
     assert_eq!(within(index, Some(vec![SEARCH.prefix, 0])), [CF_SM_SEARCH]);
     assert_eq!(within(vec![SEARCH.prefix - 1, 0xff], index_end), [CF_SM_DATA, CF_SM_SEARCH]);
+    assert_eq!(within(vec![], None), STATE_FAMILIES);
+    let (remembered, remembered_end) = table(IDEMPOTENCY);
+    assert_eq!(within(remembered.clone(), remembered_end), [CF_SM_IDEMPOTENCY]);
+    let one = keys::text(IDEMPOTENCY, "3/first");
+    assert_eq!(within(one.clone(), keys::prefix_end(&one)), [CF_SM_IDEMPOTENCY]);
+    let (by_time, by_time_end) = table(REMEMBERED_AT);
+    assert_eq!(within(by_time, by_time_end), [CF_SM_DATA], "the remembered results' times stay in sm_data");
+    assert_eq!(within(keys::all(SEARCH), Some(remembered)), [CF_SM_DATA, CF_SM_SEARCH], "from one to the next");
     for (key, _) in state() {
-        assert_eq!(family_of(&key) == CF_SM_SEARCH, is_index(&key), "{key:?}");
+        assert_eq!(family_of(&key), expected_family(&key), "{key:?}");
+        assert_eq!(STATE_FAMILIES[family_index(&key)], expected_family(&key), "{key:?}");
+    }
+    for (i, (_, family)) in DEDICATED.iter().enumerate() {
+        assert_eq!(STATE_FAMILIES[i + 1], *family, "DEDICATED in STATE_FAMILIES' order");
     }
 }
 
@@ -79,7 +110,7 @@ fn sources_merge_into_one_key_order() {
 }
 
 #[test]
-fn the_index_of_a_data_dir_written_before_the_split_moves_once_when_it_opens() {
+fn the_dedicated_tables_of_a_data_dir_written_before_their_families_move_once_when_it_opens() {
     let dir = tempfile::tempdir().expect("dir");
     let digest_before = {
         let (sm, db) = open(dir.path());
@@ -91,12 +122,10 @@ fn the_index_of_a_data_dir_written_before_the_split_moves_once_when_it_opens() {
         sm.reader().state_digest().expect("digest")
     };
     let (sm, db) = open(dir.path());
-    let (index, rest): (Pairs, Pairs) = state().into_iter().partition(|(k, _)| is_index(k));
-    assert_eq!(family_pairs(&db, CF_SM_SEARCH), index);
-    assert_eq!(family_pairs(&db, CF_SM_DATA), rest);
+    assert_stored_by_family(&db);
     assert_eq!(walk(&db), state(), "the whole state in key order, as before");
     assert_eq!(sm.reader().state_digest().expect("digest"), digest_before);
-    assert_eq!(move_search_index(&db, &dir.path().join("snapshots")).expect("again"), 0, "nothing left to move");
+    assert_eq!(move_dedicated_tables(&db, &dir.path().join("snapshots")).expect("again"), 0, "nothing left to move");
 }
 
 #[test]
@@ -107,13 +136,13 @@ fn a_move_stopped_before_its_delete_is_done_again() {
         // Copied, not yet deleted from `sm_data`: where a stop in the middle leaves it.
         for (k, v) in state() {
             db.put_cf(cf(&db, CF_SM_DATA), &k, &v).expect("write");
-            if is_index(&k) {
-                db.put_cf(cf(&db, CF_SM_SEARCH), &k, &v).expect("write");
+            if expected_family(&k) != CF_SM_DATA {
+                db.put_cf(cf(&db, expected_family(&k)), &k, &v).expect("write");
             }
         }
     }
     let (_sm, db) = open(dir.path());
-    assert!(family_pairs(&db, CF_SM_DATA).iter().all(|(k, _)| !is_index(k)));
+    assert_stored_by_family(&db);
     assert_eq!(walk(&db), state());
 }
 
@@ -125,7 +154,7 @@ fn a_checkpoint_taken_before_the_split_reads_whole() {
         let mut options = rocksdb::Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let before_split = COLUMN_FAMILIES.into_iter().filter(|f| *f != CF_SM_SEARCH);
+        let before_split = COLUMN_FAMILIES.into_iter().filter(|f| ![CF_SM_SEARCH, CF_SM_IDEMPOTENCY].contains(f));
         let db = DB::open_cf(&options, &old, before_split).expect("an old layout");
         for (k, v) in state() {
             db.put_cf(cf(&db, CF_SM_DATA), k, v).expect("write");
@@ -161,10 +190,9 @@ fn an_installed_snapshot_puts_each_pair_in_its_family() {
     // A pair of each family the snapshot does not hold: replaced with the rest.
     db.put_cf(cf(&db, CF_SM_SEARCH), keys::bigram_post("旧い".as_bytes(), 9, 9), b"\x01").expect("write");
     db.put_cf(cf(&db, CF_SM_DATA), keys::id(FACILITIES, 9), b"\x01").expect("write");
+    db.put_cf(cf(&db, CF_SM_IDEMPOTENCY), keys::text(IDEMPOTENCY, "9/old"), b"\x01").expect("write");
     crate::install::install(&db, &file, &meta, &target.path().join("snapshots")).expect("install");
-    let (index, rest): (Pairs, Pairs) = state().into_iter().partition(|(k, _)| is_index(k));
-    assert_eq!(family_pairs(&db, CF_SM_SEARCH), index);
-    assert_eq!(family_pairs(&db, CF_SM_DATA), rest);
+    assert_stored_by_family(&db);
 }
 
 #[test]
@@ -172,7 +200,7 @@ fn a_snapshot_in_order_per_family_but_not_whole_is_refused() {
     let (source, target) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
     let file = source.path().join("state.snap");
     // Each family's keys in order, the index's after the posts: not the order a node writes.
-    let (index, rest): (Pairs, Pairs) = state().into_iter().partition(|(k, _)| is_index(k));
+    let (index, rest): (Pairs, Pairs) = state().into_iter().partition(|(k, _)| expected_family(k) == CF_SM_SEARCH);
     let mut writer =
         crate::snapshot::SnapshotWriter::create(&file, &crate::raft::SnapshotMeta::default()).expect("create");
     for (k, v) in rest.iter().chain(&index) {
@@ -187,4 +215,5 @@ fn a_snapshot_in_order_per_family_but_not_whole_is_refused() {
     assert!(refused.expect_err("refused").to_string().contains("out of order"));
     assert_eq!(family_pairs(&db, CF_SM_DATA), [mine], "the state is untouched");
     assert_eq!(family_pairs(&db, CF_SM_SEARCH), []);
+    assert_eq!(family_pairs(&db, CF_SM_IDEMPOTENCY), []);
 }

@@ -177,5 +177,5 @@ async fn posts_indexed_before_the_first_key_are_found_by_their_keyed_terms_once_
         .flat_map(|family| db.iterator_cf(cf(&db, family), rocksdb::IteratorMode::Start))
         .filter_map(Result::ok)
         .any(|(k, _)| k.windows("酸素".len()).any(|w| w == "酸素".as_bytes()));
-    assert!(!plain_left, "no bigram left in a key of either family");
+    assert!(!plain_left, "no bigram left in a key of any family");
 }
