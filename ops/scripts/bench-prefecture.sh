@@ -9,7 +9,10 @@
 #        (env: SCALE=0.01 WORKERS=64 KEEP=1 keeps the hub's directory;
 #         LINK_RTT_MS=20 LINK_MBIT=100: the members reach the new node over a link of that round
 #         trip and bandwidth, served by the kizuna-chaos beside PATH/TO/kizuna (or $CHAOS);
-#         CATCH_UP_ONLY=1 stops after the new node's catch-up)
+#         CATCH_UP_ONLY=1 stops after the new node's catch-up;
+#         HUB_DIR=DIR builds the hub in DIR and keeps it, and run again with the same DIR resumes
+#         a load that stopped — a 10,000,000-post load takes hours: stop it (or lose the
+#         session) at any point, run the same command later)
 set -euo pipefail
 BIN=$(realpath "$1")
 OUT=$(realpath -m "${2:-bench-prefecture-$(date +%Y%m%d-%H%M%S)}")
@@ -17,10 +20,19 @@ SCALE=${SCALE:-0.01}
 LINKED=${LINK_RTT_MS:-}${LINK_MBIT:-}
 WORKERS=${WORKERS:-64}
 mkdir -p "$OUT"
-# Every run builds a new hub: a state file left in OUT by an earlier run names that hub's
-# people, and resuming from it here would only fail to sign them in.
-rm -f "$OUT/generate-state.json"
-D=$(mktemp -d /tmp/kizuna-prefecture-XXXX)
+# Every run builds a new hub, except in HUB_DIR: a generator's state file names one hub's
+# people, so it is kept beside that hub (in OUT it would only fail to sign them in next time).
+if [ -n "${HUB_DIR:-}" ]; then
+  D=$(realpath -m "$HUB_DIR"); mkdir -p "$D"; KEEP=1
+else
+  D=$(mktemp -d /tmp/kizuna-prefecture-XXXX)
+fi
+GENERATE_STATE=$D/generate-state.json
+RESUMING=; [ -f "$D/hub.toml" ] && RESUMING=1
+if [ -n "$RESUMING" ] && [ -d "$D/n4" ]; then
+  echo "bench-prefecture: $D holds a hub whose run finished (n4 joined): give another HUB_DIR" >&2
+  exit 1
+fi
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -30,7 +42,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$D"
 
-"$BIN" admin master-key --out "$D/master.key" > /dev/null
+[ -n "$RESUMING" ] || "$BIN" admin master-key --out "$D/master.key" > /dev/null
 topology() { # NODES...: a topology file of those nodes (n4 a non-voter)
   printf '[hub]\nname = "prefecture"\n\n[encryption]\nmaster_key_file = "%s/master.key"\n' "$D"
   for i in "$@"; do
@@ -51,25 +63,37 @@ fi
 # stored unsealed — not what a real hub stores. It joins later, by `admin add-learner`.
 topology 1 2 3 > hub.toml
 topology 1 2 3 4 > hub-with-n4.toml
-start() {
+start() { # a node; its log goes on across resumed runs
   local config=hub.toml; [ "$1" -eq 4 ] && config=hub-with-n4.toml
-  "$BIN" serve --config "$config" --node "n$1" --insecure > "$D/n$1.log" 2>&1 & PIDS+=($!)
+  "$BIN" serve --config "$config" --node "n$1" --insecure >> "$D/n$1.log" 2>&1 & PIDS+=($!)
 }
 for i in 1 2 3; do start "$i"; done
 HUB=127.0.0.1:27301,127.0.0.1:27302,127.0.0.1:27303
 export KIZUNA_SESSION_FILE=$D/session.json
-for try in $(seq 1 60); do
-  INIT=$("$BIN" --endpoint "$HUB" admin init --login office --name 事務局 2>/dev/null) && break
-  [ "$try" -eq 60 ] && { echo "bench-prefecture: the hub never answered; see $D/n*.log" >&2; exit 1; }
-  sleep 1
-done
-KIZUNA_PASSWORD=$(sed -n 's/^one-time password: //p' <<< "$INIT") "$BIN" --endpoint "$HUB" login office > /dev/null
-# The hub seals its state once every member runs a build that does (a few keeper ticks).
-for try in $(seq 1 30); do
-  grep -q "sealed under its first data key" "$D"/n[123].log && break
-  [ "$try" -eq 30 ] && { echo "bench-prefecture: the hub never took its first data key; see $D/n*.log" >&2; exit 1; }
-  sleep 1
-done
+if [ -n "$RESUMING" ]; then
+  echo "bench-prefecture: resuming the load of the hub in $D" >&2
+  resumed_login() { KIZUNA_PASSWORD=$(cat "$D/office.password") "$BIN" --endpoint "$HUB" login office > /dev/null 2>&1; }
+  for try in $(seq 1 60); do
+    resumed_login && break
+    [ "$try" -eq 60 ] && { echo "bench-prefecture: the hub never answered; see $D/n*.log" >&2; exit 1; }
+    sleep 1
+  done
+else
+  for try in $(seq 1 60); do
+    INIT=$("$BIN" --endpoint "$HUB" admin init --login office --name 事務局 2>/dev/null) && break
+    [ "$try" -eq 60 ] && { echo "bench-prefecture: the hub never answered; see $D/n*.log" >&2; exit 1; }
+    sleep 1
+  done
+  # Kept for a resumed run's sign-in (the hub is a benchmark's, on loopback).
+  sed -n 's/^one-time password: //p' <<< "$INIT" > "$D/office.password"
+  KIZUNA_PASSWORD=$(cat "$D/office.password") "$BIN" --endpoint "$HUB" login office > /dev/null
+  # The hub seals its state once every member runs a build that does (a few keeper ticks).
+  for try in $(seq 1 30); do
+    grep -q "sealed under its first data key" "$D"/n[123].log && break
+    [ "$try" -eq 30 ] && { echo "bench-prefecture: the hub never took its first data key; see $D/n*.log" >&2; exit 1; }
+    sleep 1
+  done
+fi
 
 pid_of() { pgrep -f -- "--node n$1 --insecure" | head -1; }
 sizes() { # LABEL: disk (bytes of the node's data directory) and RSS (KiB) per node
@@ -98,7 +122,7 @@ print(label, "n" + node, " ".join(figures))
 }
 
 echo "generating at scale $SCALE with $WORKERS workers" >&2
-"$BIN" --endpoint "$HUB" generate --scale "$SCALE" --state "$OUT/generate-state.json" \
+"$BIN" --endpoint "$HUB" generate --scale "$SCALE" --state "$GENERATE_STATE" \
   --workers "$WORKERS" > "$OUT/generate.txt" 2> "$OUT/generate.err"
 cat "$OUT/generate.txt"
 sleep 5 # the last entries apply everywhere
@@ -142,7 +166,8 @@ sizes after-catch-up | tee -a "$OUT/sizes.txt"
 # Reads and writes on the filled hub, as one of the generated doctors, once its compactions
 # after the load have settled.
 sleep "${SETTLE_SECONDS:-60}"
-RUN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"])' "$OUT/generate-state.json")
+cp "$GENERATE_STATE" "$OUT/generate-state.json"
+RUN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"])' "$GENERATE_STATE")
 KIZUNA_PASSWORD=kizuna-generated-2026 "$BIN" --endpoint "$HUB" login "g$RUN.0" > /dev/null
 "$BIN" --endpoint "$HUB" bench --clients 16 --seconds 20 --patients 500 --readers 1,16 --read-seconds 20 \
   --json > "$OUT/bench.json"
