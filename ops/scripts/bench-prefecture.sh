@@ -12,7 +12,8 @@
 #         CATCH_UP_ONLY=1 stops after the new node's catch-up;
 #         HUB_DIR=DIR builds the hub in DIR and keeps it, and run again with the same DIR resumes
 #         a load that stopped — a 10,000,000-post load takes hours: stop it (or lose the
-#         session) at any point, run the same command later)
+#         session) before the new node's catch-up, run the same command later; each part's
+#         rates are appended to DIR/generate-parts.txt)
 set -euo pipefail
 BIN=$(realpath "$1")
 OUT=$(realpath -m "${2:-bench-prefecture-$(date +%Y%m%d-%H%M%S)}")
@@ -28,9 +29,16 @@ else
   D=$(mktemp -d /tmp/kizuna-prefecture-XXXX)
 fi
 GENERATE_STATE=$D/generate-state.json
-RESUMING=; [ -f "$D/hub.toml" ] && RESUMING=1
-if [ -n "$RESUMING" ] && [ -d "$D/n4" ]; then
-  echo "bench-prefecture: $D holds a hub whose run finished (n4 joined): give another HUB_DIR" >&2
+# A hub whose operator signed in once; one stopped before that is set up again (its master key
+# kept: the nodes' data directories may be sealed under it already).
+RESUMING=; [ -s "$D/office.password" ] && RESUMING=1
+if [ -d "$D/n4" ]; then
+  echo "bench-prefecture: $D holds a hub whose run got to its new node's catch-up: give another HUB_DIR" >&2
+  exit 1
+fi
+# Nodes of an earlier run (killed without its clean-up) would hold the ports and the databases.
+if pgrep -f -- "--node n[1-4] --insecure" > /dev/null; then
+  echo "bench-prefecture: nodes of an earlier run are still running (pgrep -af -- '--node n[1-4] --insecure'): stop them first" >&2
   exit 1
 fi
 PIDS=()
@@ -42,7 +50,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$D"
 
-[ -n "$RESUMING" ] || "$BIN" admin master-key --out "$D/master.key" > /dev/null
+[ -f "$D/master.key" ] || "$BIN" admin master-key --out "$D/master.key" > /dev/null
 topology() { # NODES...: a topology file of those nodes (n4 a non-voter)
   printf '[hub]\nname = "prefecture"\n\n[encryption]\nmaster_key_file = "%s/master.key"\n' "$D"
   for i in "$@"; do
@@ -72,10 +80,10 @@ HUB=127.0.0.1:27301,127.0.0.1:27302,127.0.0.1:27303
 export KIZUNA_SESSION_FILE=$D/session.json
 if [ -n "$RESUMING" ]; then
   echo "bench-prefecture: resuming the load of the hub in $D" >&2
-  resumed_login() { KIZUNA_PASSWORD=$(cat "$D/office.password") "$BIN" --endpoint "$HUB" login office > /dev/null 2>&1; }
+  resumed_login() { KIZUNA_PASSWORD=$(cat "$D/office.password") "$BIN" --endpoint "$HUB" login office > /dev/null 2> "$D/login.err"; }
   for try in $(seq 1 60); do
     resumed_login && break
-    [ "$try" -eq 60 ] && { echo "bench-prefecture: the hub never answered; see $D/n*.log" >&2; exit 1; }
+    [ "$try" -eq 60 ] && { echo "bench-prefecture: the operator could not sign in again: $(cat "$D/login.err"); see $D/n*.log" >&2; exit 1; }
     sleep 1
   done
 else
@@ -87,13 +95,14 @@ else
   # Kept for a resumed run's sign-in (the hub is a benchmark's, on loopback).
   sed -n 's/^one-time password: //p' <<< "$INIT" > "$D/office.password"
   KIZUNA_PASSWORD=$(cat "$D/office.password") "$BIN" --endpoint "$HUB" login office > /dev/null
-  # The hub seals its state once every member runs a build that does (a few keeper ticks).
-  for try in $(seq 1 30); do
-    grep -q "sealed under its first data key" "$D"/n[123].log && break
-    [ "$try" -eq 30 ] && { echo "bench-prefecture: the hub never took its first data key; see $D/n*.log" >&2; exit 1; }
-    sleep 1
-  done
 fi
+# The hub seals its state once every member runs a build that does (a few keeper ticks; a
+# resumed hub's logs say it did already).
+for try in $(seq 1 30); do
+  grep -q "sealed under its first data key" "$D"/n[123].log && break
+  [ "$try" -eq 30 ] && { echo "bench-prefecture: the hub never took its first data key; see $D/n*.log" >&2; exit 1; }
+  sleep 1
+done
 
 pid_of() { pgrep -f -- "--node n$1 --insecure" | head -1; }
 sizes() { # LABEL: disk (bytes of the node's data directory) and RSS (KiB) per node
@@ -122,9 +131,20 @@ print(label, "n" + node, " ".join(figures))
 }
 
 echo "generating at scale $SCALE with $WORKERS workers" >&2
+# Each part of a resumed load starts with what was saved before, and when: a part stopped
+# half way has no figures of its own, but these lines give its rate.
+progress() {
+  [ -f "$GENERATE_STATE" ] || { echo "nothing generated"; return; }
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); n=lambda v: v if isinstance(v, int) else len(v); print(", ".join(f"{k} {n(d[k])}" for k in ("facilities","professionals","patients","posts")))' "$GENERATE_STATE"
+  echo "saved at $(date -Is -r "$GENERATE_STATE")"
+}
+{ echo "== part started at $(date -Is): $(progress | paste -sd' ')"; } >> "$D/generate-parts.txt"
 "$BIN" --endpoint "$HUB" generate --scale "$SCALE" --state "$GENERATE_STATE" \
   --workers "$WORKERS" > "$OUT/generate.txt" 2> "$OUT/generate.err"
 cat "$OUT/generate.txt"
+cp "$GENERATE_STATE" "$OUT/generate-state.json"
+# Each resumed run's rates cover its own part of the load: all parts are kept beside the hub.
+{ echo "== part ended at $(date -Is)"; cat "$OUT/generate.txt"; } >> "$D/generate-parts.txt"
 sleep 5 # the last entries apply everywhere
 sizes after-load | tee "$OUT/sizes.txt"
 
@@ -166,7 +186,6 @@ sizes after-catch-up | tee -a "$OUT/sizes.txt"
 # Reads and writes on the filled hub, as one of the generated doctors, once its compactions
 # after the load have settled.
 sleep "${SETTLE_SECONDS:-60}"
-cp "$GENERATE_STATE" "$OUT/generate-state.json"
 RUN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run"])' "$GENERATE_STATE")
 KIZUNA_PASSWORD=kizuna-generated-2026 "$BIN" --endpoint "$HUB" login "g$RUN.0" > /dev/null
 "$BIN" --endpoint "$HUB" bench --clients 16 --seconds 20 --patients 500 --readers 1,16 --read-seconds 20 \

@@ -56,6 +56,44 @@ pub struct LoadReport {
     pub per_second: f64,
     pub errors: u64,
     pub latency: Percentiles,
+    /// When the run started (Unix ms): its seconds set beside the nodes' logs.
+    pub started_unix_ms: u128,
+    /// Each second of the run, by when its operations were sent: a stall is a second whose
+    /// slowest operation stands out (the percentiles of the whole run do not say when).
+    pub by_second: Vec<Second>,
+}
+
+/// The operations sent in one second of a run, and the latency of the slowest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Second {
+    pub operations: u64,
+    pub max_ms: f64,
+}
+
+/// [`Second`]s of a run being recorded, indexed by the second since its start.
+#[derive(Debug, Default)]
+struct Seconds(Vec<Second>);
+
+impl Seconds {
+    fn record(&mut self, second: usize, latency: Duration) {
+        if self.0.len() <= second {
+            self.0.resize(second + 1, Second::default());
+        }
+        let slot = &mut self.0[second];
+        slot.operations += 1;
+        slot.max_ms = slot.max_ms.max(latency.as_secs_f64() * 1000.0);
+    }
+
+    fn add(&mut self, other: Seconds) {
+        for (second, theirs) in other.0.into_iter().enumerate() {
+            if self.0.len() <= second {
+                self.0.resize(second + 1, Second::default());
+            }
+            let slot = &mut self.0[second];
+            slot.operations += theirs.operations;
+            slot.max_ms = slot.max_ms.max(theirs.max_ms);
+        }
+    }
 }
 
 /// A value of exactly `bytes` bytes that says which write it is (ASCII, so the size holds).
@@ -118,14 +156,14 @@ async fn drive(
     (clients, rate): (usize, Option<f64>),
     workload: Workload,
     deadline: Instant,
-) -> anyhow::Result<(Histogram<u64>, u64)> {
+) -> anyhow::Result<(Histogram<u64>, Seconds, u64)> {
     let started = Instant::now();
     let workers = (0..clients).map(|c| {
         let (channel, token, run_id) = (channel.clone(), token.clone(), run_id.clone());
         let due =
             move |i: u64| rate.map(|r| started + Duration::from_secs_f64((i as f64 * clients as f64 + c as f64) / r));
         tokio::spawn(async move {
-            let mut latencies = Histogram::<u64>::new(3)?;
+            let (mut latencies, mut seconds) = (Histogram::<u64>::new(3)?, Seconds::default());
             let (mut errors, mut i) = (0u64, 0u64);
             loop {
                 let sent = match due(i) {
@@ -138,22 +176,27 @@ async fn drive(
                     None => Instant::now(),
                 };
                 match operate(channel.clone(), &token, workload, &run_id, c, i).await {
-                    Ok(()) => latencies.record(sent.elapsed().as_micros() as u64)?,
+                    Ok(()) => {
+                        let latency = sent.elapsed();
+                        latencies.record(latency.as_micros() as u64)?;
+                        seconds.record(sent.saturating_duration_since(started).as_secs() as usize, latency);
+                    }
                     Err(_) => errors += 1,
                 }
                 i += 1;
             }
-            anyhow::Ok((latencies, errors))
+            anyhow::Ok((latencies, seconds, errors))
         })
     });
-    let mut all = Histogram::<u64>::new(3)?;
+    let (mut all, mut by_second) = (Histogram::<u64>::new(3)?, Seconds::default());
     let mut errors = 0;
     for w in futures::future::join_all(workers).await {
-        let (h, e) = w.context("load worker")??;
+        let (h, s, e) = w.context("load worker")??;
         all.add(h)?;
+        by_second.add(s);
         errors += e;
     }
-    Ok((all, errors))
+    Ok((all, by_second, errors))
 }
 
 pub async fn run(
@@ -168,9 +211,10 @@ pub async fn run(
     // A dry run: a refusal (not signed in, not a member, not an operator) is said once, clearly.
     let run_id = uuid::Uuid::new_v4().to_string();
     operate(channel.clone(), &token, workload, &run_id, 0, u64::MAX).await.context("the first operation")?;
+    let started_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let (all, errors) = drive((channel, token, run_id), (clients, rate), workload, deadline).await?;
+    let (all, by_second, errors) = drive((channel, token, run_id), (clients, rate), workload, deadline).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let report = LoadReport {
         store: if let Workload::EtcdWrites { .. } = workload { "etcd" } else { "kizuna" },
@@ -183,6 +227,8 @@ pub async fn run(
         per_second: all.len() as f64 / elapsed,
         errors,
         latency: Percentiles::of(&all),
+        started_unix_ms,
+        by_second: by_second.0,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -194,4 +240,24 @@ pub async fn run(
         report.endpoint, report.operations, report.workload, report.per_second, l.p50, l.p99, l.max
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_second_counts_its_operations_and_keeps_its_slowest() {
+        let ms = Duration::from_millis;
+        let mut one = Seconds::default();
+        one.record(0, ms(2));
+        one.record(0, ms(5));
+        one.record(2, ms(140));
+        let mut other = Seconds::default();
+        other.record(0, ms(3));
+        other.record(3, ms(1));
+        one.add(other);
+        let figures: Vec<(u64, f64)> = one.0.iter().map(|s| (s.operations, s.max_ms)).collect();
+        assert_eq!(figures, [(3, 5.0), (0, 0.0), (1, 140.0), (1, 1.0)]);
+    }
 }

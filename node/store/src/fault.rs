@@ -7,13 +7,13 @@ use std::fmt::Display;
 /// one, and a query that met one answers INTERNAL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageFault {
-    #[error("cannot read sm_data key {key}: {cause}")]
+    #[error("cannot read state key {key}: {cause}")]
     Read { key: String, cause: String },
-    #[error("cannot scan sm_data from key {key}: {cause}")]
+    #[error("cannot scan the state from key {key}: {cause}")]
     Scan { key: String, cause: String },
-    #[error("cannot decode sm_data key {key}: {cause}")]
+    #[error("cannot decode state key {key}: {cause}")]
     Decode { key: String, cause: String },
-    #[error("cannot encode the value for sm_data key {key}: {cause}")]
+    #[error("cannot encode the value for state key {key}: {cause}")]
     Encode { key: String, cause: String },
 }
 
@@ -57,7 +57,7 @@ mod tests {
             StorageFault::decode(&crate::keys::id(crate::keys::FACILITIES, 7), "expected value at line 1 column 1");
         assert_eq!(
             fault.to_string(),
-            "cannot decode sm_data key F/0000000000000007 (facilities): expected value at line 1 column 1"
+            "cannot decode state key F/0000000000000007 (facilities): expected value at line 1 column 1"
         );
     }
 }

@@ -21,7 +21,7 @@ use rocksdb::{DB, IngestExternalFileOptions, SstFileWriter, WriteBatch, WriteOpt
 
 use super::keys::{self, APPLIED, INSTALLING, MEMBERSHIP};
 use super::snapshot;
-use super::state_families::{STATE_FAMILIES, family_index};
+use super::state_families::{STATE_FAMILIES, family_index, family_of};
 use super::{CF_SM_DATA, CF_SM_META, cf, codec, get_value, io_err, to_value};
 use crate::raft::SnapshotMeta;
 
@@ -146,7 +146,7 @@ fn write_tables(path: &Path, snapshot_dir: &Path) -> std::io::Result<(SnapshotMe
         }
         last_key.clear();
         last_key.extend_from_slice(k);
-        codec::check_stored(v).map_err(|e| codec::ValueError::new(CF_SM_DATA, k, e))?;
+        codec::check_stored(v).map_err(|e| codec::ValueError::new(family_of(k), k, e))?;
         // A snapshot of a node built before the index still gives this node its own.
         indexes.extend(keys::pair_of_connection_key(k).map(keys::connection_of).into_iter().flatten());
         match tables.get_mut(family_index(k)) {

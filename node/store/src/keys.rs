@@ -94,7 +94,8 @@
 /// Every letter is a table's prefix: tables added later take the ASCII digits, from `0`, then
 /// the punctuation after them (`:`, `;`, …).
 ///
-/// A table of `sm_data`: its one-byte key prefix and the name operators see in faults.
+/// A table of the replicated state (in `sm_data`, or in a family of its own:
+/// `state_families.rs`): its one-byte key prefix and the name operators see in faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Table {
     pub prefix: u8,
@@ -564,7 +565,7 @@ pub(crate) const MEMBERSHIP: &[u8] = b"membership";
 pub(crate) const INSTALLING: &[u8] = b"installing";
 
 /// Every state key sorts inside `[SM_DATA_START, SM_DATA_END)`: a snapshot install deletes
-/// this range of both state families to replace the whole state machine.
+/// this range of every state family to replace the whole state machine.
 pub(crate) const SM_DATA_START: &[u8] = &[0];
 pub(crate) const SM_DATA_END: &[u8] = &[0xff; 2];
 

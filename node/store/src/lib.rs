@@ -261,9 +261,10 @@ pub(crate) fn get_state<T: serde::de::DeserializeOwned>(
     vault: &Vault,
     key: &[u8],
 ) -> std::io::Result<Option<T>> {
-    match db.get_cf(cf(db, state_families::family_of(key)), key).map_err(io_err)? {
+    let family = state_families::family_of(key);
+    match db.get_cf(cf(db, family), key).map_err(io_err)? {
         None => Ok(None),
-        Some(stored) => decode_sealed(vault, CF_SM_DATA, key, &stored).map(Some),
+        Some(stored) => decode_sealed(vault, family, key, &stored).map(Some),
     }
 }
 

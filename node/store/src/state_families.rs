@@ -37,7 +37,14 @@ pub const STATE_FAMILIES: [&str; 3] = [CF_SM_DATA, CF_SM_SEARCH, CF_SM_IDEMPOTEN
 /// The tables stored in a family of their own, each with its family, in [`STATE_FAMILIES`]'
 /// order after `sm_data`; every other table is in `sm_data`.
 const DEDICATED: [(Table, &str); 2] = [(SEARCH, CF_SM_SEARCH), (IDEMPOTENCY, CF_SM_IDEMPOTENCY)];
-const _: () = assert!(DEDICATED.len() + 1 == STATE_FAMILIES.len(), "every family but sm_data holds one table");
+const _: () = {
+    assert!(DEDICATED.len() + 1 == STATE_FAMILIES.len(), "every family but sm_data holds one table");
+    let mut i = 0;
+    while i < DEDICATED.len() {
+        assert!(DEDICATED[i].0.prefix < 0xff, "a dedicated table's keys end below the prefix 0xff");
+        i += 1;
+    }
+};
 
 /// The position in [`STATE_FAMILIES`] of the family a state key is stored in.
 pub(crate) fn family_index(key: &[u8]) -> usize {
@@ -59,7 +66,8 @@ pub(crate) fn families_in(start: &[u8], end: Option<&[u8]>) -> impl Iterator<Ite
     data.then_some(CF_SM_DATA).into_iter().chain(dedicated)
 }
 
-/// A table's keys are those of `[prefix, prefix + 1)`.
+/// A table's keys are those of `[prefix, prefix + 1)` (a dedicated table's prefix is below
+/// 0xff: checked where [`DEDICATED`] is).
 fn table_bounds(table: Table) -> ([u8; 1], [u8; 1]) {
     ([table.prefix], [table.prefix.saturating_add(1)])
 }
@@ -106,8 +114,9 @@ impl<I: Iterator<Item = (K, V)>, K: Ord, V> Iterator for MergedByKey<I> {
 }
 
 /// The whole replicated state of one view in key order, pair by pair without copying them:
-/// for a snapshot file, a digest, a table's space. A database without `sm_search` (a
-/// checkpoint taken before the split) is walked in `sm_data` alone.
+/// for a snapshot file, a digest, a table's space. A database without `sm_search` or
+/// `sm_idempotency` (a checkpoint taken before a table had its family) is walked in the
+/// families it has.
 pub(crate) struct StatePairs<'a> {
     families: Vec<DBRawIteratorWithThreadMode<'a, DB>>,
 }

@@ -179,7 +179,7 @@ impl StateReader {
         hub.fault().map_or(Ok(events), Err)
     }
 
-    /// A digest of every pair of the replicated state (both its families, in key order) and
+    /// A digest of every pair of the replicated state (all its families, in key order) and
     /// the applied index it reflects, both read from one RocksDB snapshot (apply writes them in
     /// one batch): replicas at one index must agree.
     pub fn state_digest(&self) -> std::io::Result<StateDigest> {

@@ -69,7 +69,7 @@ fn walk(db: &DB) -> Pairs {
 }
 
 #[test]
-fn a_scan_of_one_table_reads_one_family_and_the_whole_state_both() {
+fn a_scan_of_one_table_reads_one_family_and_the_whole_state_all() {
     let within = |start: Vec<u8>, end: Option<Vec<u8>>| families_in(&start, end.as_deref()).collect::<Vec<_>>();
     let table = |t| (keys::all(t), keys::prefix_end(&keys::all(t)));
     let (members, members_end) = table(MEMBERS);

@@ -167,7 +167,7 @@ impl Vault {
         }
         let held = self.hub.read().unwrap_or_else(PoisonError::into_inner);
         // Bound to `sm_data` whichever family stores the key (`state_families.rs`): the family
-        // is storage layout, and values sealed before the search index moved still open.
+        // is storage layout, and values sealed before a table moved into its family still open.
         match held.iter().next_back() {
             None => encoded,
             Some((id, k)) => codec::envelope(*id, k.seal(&record_ad(CF_SM_DATA, key), &encoded)),
