@@ -1,6 +1,7 @@
 //! Multi-region behaviour on a Tochigi-shaped hub in-process: region blackout and failover,
 //! leadership returning to the preferred regions, an isolated node serving stale local reads
-//! (records and timelines, marked stale) and refusing writes fast, replicas agreeing on the state
+//! (records and timelines, marked stale) and refusing writes fast (a session signed in since the
+//! cut: UNAVAILABLE there, not "signed out"), replicas agreeing on the state
 //! digest after healing, and membership changes under a write load without losing a write. A node
 //! judges its own staleness by contact: a cut-off leader, and a learner that still names its old
 //! leader, mark local answers stale; a write already waiting on a cut-off leader ends early; a
@@ -18,6 +19,8 @@ use kizuna_chaos::workload::{self, authed};
 use kizuna_node::domain::{Envelope, LogCommand};
 use kizuna_node::member::NodeRole;
 use kizuna_node::node::NodeError;
+use kizuna_proto::accounts::LoginRequest;
+use kizuna_proto::accounts::account_service_client::AccountServiceClient;
 use kizuna_proto::admin::{
     AddLearnerRequest, ChangeMembershipRequest, GetClusterStatusRequest, GetStateDigestRequest, TransferLeaderRequest,
 };
@@ -167,6 +170,34 @@ async fn an_isolated_node_serves_stale_local_reads_and_refuses_writes_fast() {
     assert_eq!(cut_off.posts.len(), 1);
     let current = timeline(&hub.api(leader), &team.token, room).await.expect("timeline on the leader");
     assert!(!current.stale, "{current:?}");
+
+    // A session signed in on the leader after the cut is unknown to the cut-off node: it says
+    // it cannot check it now (UNAVAILABLE), not that the caller is signed out.
+    let login = LoginRequest {
+        idempotency_key: "after-the-cut".into(),
+        login: workload::DOCTOR_LOGIN.into(),
+        password: workload::PASSWORD.into(),
+        device: "test".into(),
+        ..Default::default()
+    };
+    let mut accounts = AccountServiceClient::new(common::channel(&hub.api(leader)).await);
+    let new_token = accounts.login(login).await.expect("signs in on the leader").into_inner().token;
+    let unknown = timeline(&hub.api(cut), &new_token, room).await.expect_err("a session the cut-off node never saw");
+    assert_eq!(unknown.code(), tonic::Code::Unavailable, "{unknown:?}");
+    assert!(unknown.message().contains("does not know this session"), "{unknown:?}");
+    let post =
+        CreatePostRequest {
+            idempotency_key: "t-2".into(), room_id: room, text: "再訪問".into(), ..Default::default()
+        };
+    let mut on_cut = PostServiceClient::new(common::channel(&hub.api(cut)).await);
+    let refused = on_cut.create_post(authed(post, &new_token)).await.expect_err("a write on the cut-off node");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    // A token no node knows is refused too; a cut-off node cannot tell it from a new one, so
+    // it is UNAVAILABLE there and UNAUTHENTICATED where the copy is current.
+    let forged = timeline(&hub.api(cut), "not-a-token", room).await.expect_err("a forged token on the cut-off node");
+    assert_eq!(forged.code(), tonic::Code::Unavailable, "{forged:?}");
+    let forged = timeline(&hub.api(leader), "not-a-token", room).await.expect_err("a forged token on the leader");
+    assert_eq!(forged.code(), tonic::Code::Unauthenticated, "{forged:?}");
 
     // The rest of the hub goes on.
     let w2 = hub.put(leader, "oxygen/supplier", "交換済み", "i-3").await.expect("majority still writes");

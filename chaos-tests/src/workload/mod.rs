@@ -114,7 +114,8 @@ where
     }
 }
 
-const PASSWORD: &str = "chaos harness password";
+/// The password of every account the set-up makes.
+pub const PASSWORD: &str = "chaos harness password";
 
 /// The hub's operator, a clinic, one doctor signed in, and `rooms` groups she owns. Every step
 /// keeps its idempotency key across retries, so a retry never applies twice.

@@ -80,6 +80,21 @@ impl SignInTurns {
     }
 }
 
+/// Why a request's session is refused. A copy that may be stale (`stale`: why) and does not
+/// know the session at all cannot tell a session begun elsewhere since from none: that is
+/// UNAVAILABLE (try again, or another node), never "not signed in", which makes a client drop a
+/// good token and ask its user to sign in again. Seen under load: a session signed in on the
+/// leader, used at once on a follower that had just lost contact with it.
+fn session_refusal(hub: &RocksHub<'_>, token_hash: &str, refused: DomainError, stale: Option<&str>) -> Status {
+    let unknown_here = || matches!(kizuna_domain::HubView::session(hub, token_hash), Ok(None));
+    match (refused, stale) {
+        (DomainError::Unauthenticated, Some(reason)) if unknown_here() => Status::unavailable(format!(
+            "this node does not know this session and cannot check it with the hub now: {reason}"
+        )),
+        (refused, _) => domain_status(refused),
+    }
+}
+
 pub(crate) fn domain_status(e: DomainError) -> Status {
     match e {
         DomainError::InvalidArgument(m) => Status::invalid_argument(m),
@@ -212,7 +227,8 @@ impl Api {
         let last = self.idle.last_used(&token_hash);
         let (account, touch_due) = self.query(|hub| {
             let policy = SessionPolicy::of(hub).map_err(view_status)?;
-            let account = queries::authenticate(hub, &token_hash, last, now, policy).map_err(domain_status)?;
+            let account = queries::authenticate(hub, &token_hash, last, now, policy)
+                .map_err(|refused| session_refusal(hub, &token_hash, refused, stale.as_deref()))?;
             also(hub, account)?;
             Ok((account, queries::touch_due(hub, &token_hash, now).map_err(view_status)?))
         })?;
