@@ -76,23 +76,23 @@ struct Seconds(Vec<Second>);
 
 impl Seconds {
     fn record(&mut self, second: usize, latency: Duration) {
-        if self.0.len() <= second {
-            self.0.resize(second + 1, Second::default());
-        }
-        let slot = &mut self.0[second];
-        slot.operations += 1;
-        slot.max_ms = slot.max_ms.max(latency.as_secs_f64() * 1000.0);
+        self.merge(second, Second { operations: 1, max_ms: latency.as_secs_f64() * 1000.0 });
     }
 
     fn add(&mut self, other: Seconds) {
         for (second, theirs) in other.0.into_iter().enumerate() {
-            if self.0.len() <= second {
-                self.0.resize(second + 1, Second::default());
-            }
-            let slot = &mut self.0[second];
-            slot.operations += theirs.operations;
-            slot.max_ms = slot.max_ms.max(theirs.max_ms);
+            self.merge(second, theirs);
         }
+    }
+
+    /// Counts `more` into `second` (the seconds before it, if new, with nothing sent).
+    fn merge(&mut self, second: usize, more: Second) {
+        if self.0.len() <= second {
+            self.0.resize(second + 1, Second::default());
+        }
+        let slot = &mut self.0[second];
+        slot.operations += more.operations;
+        slot.max_ms = slot.max_ms.max(more.max_ms);
     }
 }
 
