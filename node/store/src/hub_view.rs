@@ -38,6 +38,8 @@ use kizuna_domain::{Change, HubState, HubView, ViewError, ViewResult};
 
 /// A committed key and value, as RocksDB returns them.
 type Pair = (Box<[u8]>, Box<[u8]>);
+/// A key and its stored value as a scan returns them.
+type KeyValue = (Vec<u8>, Vec<u8>);
 /// A committed value as a point read answers it.
 type Committed = Result<Option<Vec<u8>>, rocksdb::Error>;
 
@@ -66,6 +68,8 @@ pub struct RocksHub<'a> {
     changed_access: AccessChange,
     /// Committed values this view read already, by key (see [`RocksHub::raw`]).
     read_before: RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// Committed pairs of prefixes this view scanned already (see [`RocksHub::scan`]).
+    scanned_before: RefCell<HashMap<Vec<u8>, Vec<KeyValue>>>,
     /// The apply version as this view last read or set it: asked at every command, two or
     /// three times an entry, and opening the stored value each time cost more than the read.
     /// Within one view only [`RocksHub::set_apply_version`] changes it.
@@ -77,6 +81,11 @@ pub struct RocksHub<'a> {
 /// (an attachment's chunk) is read once.
 const READ_AGAIN_KEYS: usize = 4096;
 const READ_AGAIN_VALUE_BYTES: usize = 4096;
+/// The most prefixes one view keeps the committed pairs of, and the most pairs and bytes it
+/// keeps of one: the scans read again are small (a room's members, an account's devices).
+const SCAN_AGAIN_PREFIXES: usize = 1024;
+const SCAN_AGAIN_PAIRS: usize = 64;
+const SCAN_AGAIN_BYTES: usize = 16 << 10;
 
 /// The apply version from which an account's index of memberships (`U`) carries each
 /// membership ([`RocksHub::put_member`]); see `kizuna_domain::APPLY_VERSION`.
@@ -93,6 +102,7 @@ impl<'a> RocksHub<'a> {
             fault: RefCell::new(None),
             changed_access: AccessChange::Nobody,
             read_before: RefCell::new(HashMap::new()),
+            scanned_before: RefCell::new(HashMap::new()),
             apply_version: Cell::new(None),
         }
     }
@@ -307,9 +317,28 @@ impl<'a> RocksHub<'a> {
             .map_while(move |item| item.map_err(|e| self.note(StorageFault::scan(&start, e))).ok())
     }
 
-    /// All values under a prefix, committed and pending, in key order.
+    /// All values under a prefix, committed and pending, in key order. The committed pairs of a
+    /// small prefix are kept for the view's next scan of it, as [`Self::raw`] keeps values: the
+    /// apply of one post reads its room's members three times (the federation's fan-out, the
+    /// e-mail and the push notices), and an iterator over every level for each read was a
+    /// tenth of a node's CPU under a load of posts (docs/benchmarks.md, session 33).
     fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.scan_from(prefix, prefix, usize::MAX)
+        let pending = self.pending_from(prefix, prefix);
+        if let Some(kept) = self.scanned_before.borrow().get(prefix) {
+            return merge_pending(kept.iter().cloned(), pending, usize::MAX);
+        }
+        let mut committed = self.committed_under(prefix, prefix);
+        let first: Vec<KeyValue> = committed.by_ref().take(SCAN_AGAIN_PAIRS + 1).collect();
+        self.keep_for_scanning_again(prefix, &first);
+        merge_pending(first.into_iter().chain(committed), pending, usize::MAX)
+    }
+
+    fn keep_for_scanning_again(&self, prefix: &[u8], pairs: &[KeyValue]) {
+        let bytes: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut kept = self.scanned_before.borrow_mut();
+        if pairs.len() <= SCAN_AGAIN_PAIRS && bytes <= SCAN_AGAIN_BYTES && kept.len() < SCAN_AGAIN_PREFIXES {
+            kept.insert(prefix.to_vec(), pairs.to_vec());
+        }
     }
 
     /// At most `limit` values under `prefix` from key `start` on, committed and pending, in key
@@ -317,30 +346,23 @@ impl<'a> RocksHub<'a> {
     /// the batch's own pending writes cost only as many as come before the last value returned
     /// (apply calls this per entry: a batch of hundreds must not make each call read hundreds).
     fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut pending = self.overlay.range(start.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).peekable();
-        let mut committed =
-            self.committed_from(start, keys::prefix_end(prefix)).take_while(|(k, _)| k.starts_with(prefix)).peekable();
-        let mut found = Vec::new();
-        while found.len() < limit {
-            // Committed against pending key: the smaller comes first.
-            let order = match (committed.peek(), pending.peek()) {
-                (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some((c, _)), Some((p, _))) => (**c).cmp(p.as_slice()),
-            };
-            if order == Ordering::Equal {
-                // A pending write of a committed key replaces it (a pending delete hides it).
-                committed.next();
-            }
-            let next = if order == Ordering::Less {
-                committed.next().map(|(k, v)| (k.into_vec(), v.into_vec()))
-            } else {
-                pending.next().and_then(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
-            };
-            found.extend(next);
-        }
-        found
+        merge_pending(self.committed_under(prefix, start), self.pending_from(prefix, start), limit)
+    }
+
+    /// The staged writes under `prefix` from key `start` on, in key order (None: a delete).
+    fn pending_from<'v>(
+        &'v self,
+        prefix: &'v [u8],
+        start: &[u8],
+    ) -> impl Iterator<Item = (&'v Vec<u8>, &'v Option<Vec<u8>>)> + 'v {
+        self.overlay.range(start.to_vec()..).take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
+    /// The committed pairs under `prefix` from key `start` on, in key order.
+    fn committed_under<'v>(&'v self, prefix: &'v [u8], start: &[u8]) -> impl Iterator<Item = KeyValue> + 'v {
+        self.committed_from(start, keys::prefix_end(prefix))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.into_vec(), v.into_vec()))
     }
 
     /// The decoded values under a prefix, in key order (an undecodable one is a fault).
@@ -923,6 +945,36 @@ impl<'a> RocksHub<'a> {
     }
 }
 
+/// At most `limit` of the `committed` pairs with the `pending` writes over them, in key order:
+/// a pending write of a committed key replaces it, a pending delete hides it.
+fn merge_pending<'v>(
+    committed: impl Iterator<Item = KeyValue>,
+    pending: impl Iterator<Item = (&'v Vec<u8>, &'v Option<Vec<u8>>)>,
+    limit: usize,
+) -> Vec<KeyValue> {
+    let (mut committed, mut pending) = (committed.peekable(), pending.peekable());
+    let mut found = Vec::new();
+    while found.len() < limit {
+        // Committed against pending key: the smaller comes first.
+        let order = match (committed.peek(), pending.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((c, _)), Some((p, _))) => c.cmp(p),
+        };
+        if order == Ordering::Equal {
+            committed.next();
+        }
+        let next = if order == Ordering::Less {
+            committed.next()
+        } else {
+            pending.next().and_then(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+        };
+        found.extend(next);
+    }
+    found
+}
+
 impl HubState for RocksHub<'_> {
     fn apply(&mut self, changes: Vec<Change>) {
         RocksHub::apply(self, changes)
@@ -1345,6 +1397,36 @@ mod tests {
         db.put_cf(cf(&db, CF_SM_DATA), b"big", &big).expect("write");
         assert_eq!(hub.raw(b"big"), Some(big.into_bytes()));
         assert!(!hub.read_before.borrow().contains_key(b"big".as_slice()));
+        assert_eq!(hub.fault(), None);
+    }
+
+    /// A view keeps the committed pairs of a small prefix it scanned, under what it stages since;
+    /// a large prefix is read again from the store.
+    #[test]
+    fn a_prefix_scanned_again_is_the_one_staged_since_or_the_one_committed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        let put = |k: &str| db.put_cf(cf(&db, CF_SM_DATA), k, format!("c{k}")).expect("write");
+        for k in ["p/1", "p/3"] {
+            put(k);
+        }
+        for i in 0..=SCAN_AGAIN_PAIRS {
+            put(&format!("r/{i:03}"));
+        }
+        let mut hub = RocksHub::new(&db, plain());
+        let keys = |hub: &RocksHub, prefix: &str| -> Vec<String> {
+            hub.scan(prefix.as_bytes()).into_iter().map(|(k, _)| String::from_utf8_lossy(&k).into_owned()).collect()
+        };
+        assert_eq!(keys(&hub, "p/"), ["p/1", "p/3"]);
+        // Written beside the view (apply never does): the view answers from what it kept.
+        put("p/2");
+        assert_eq!(keys(&hub, "p/"), ["p/1", "p/3"], "kept from the first scan");
+        hub.put(b"p/4".to_vec(), &4u32);
+        hub.overlay.insert(b"p/1".to_vec(), None);
+        assert_eq!(keys(&hub, "p/"), ["p/3", "p/4"], "under a staged put and delete");
+        assert_eq!(keys(&hub, "r/").len(), SCAN_AGAIN_PAIRS + 1, "a large prefix, whole");
+        put("r/999");
+        assert_eq!(keys(&hub, "r/").len(), SCAN_AGAIN_PAIRS + 2, "and not kept");
         assert_eq!(hub.fault(), None);
     }
 
