@@ -156,6 +156,9 @@ const BLOCK_CACHE: usize = 64 << 20;
 /// Share of a memtable's size given to its bloom filter, where it has one (RocksDB's
 /// suggested value).
 const MEMTABLE_FILTER_RATIO: f64 = 0.1;
+/// Bytes a flush or compaction writes to a table file between two syncs of it (RocksDB's
+/// suggested value).
+const TABLE_BYTES_PER_SYNC: u64 = 1 << 20;
 /// RocksDB's own info logs kept (`LOG.old.*`, one more per start).
 const INFO_LOGS_KEPT: usize = 5;
 
@@ -168,6 +171,10 @@ fn open_db(db_path: &Path) -> Result<DB, StoreError> {
     opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
     opts.set_max_total_wal_size(WAL_LIMIT);
     opts.set_keep_log_file_num(INFO_LOGS_KEPT);
+    // A flush or compaction syncs its table files as it writes them, a step at a time: left to
+    // the kernel, the tens of megabytes of a checkpoint's flush reached the disk in one burst
+    // that the log's fsyncs of the writes waited behind.
+    opts.set_bytes_per_sync(TABLE_BYTES_PER_SYNC);
     let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
     let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family_options(name, &cache)));
     DB::open_cf_descriptors(&opts, db_path, cfs).map_err(|source| StoreError::Open { path: db_path.to_owned(), source })
