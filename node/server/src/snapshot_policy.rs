@@ -84,7 +84,8 @@ fn next_step(snapshot_index: u64, every_entries: u64, phase: u64) -> u64 {
 /// Where in each step node `id` takes its snapshot: the members a third of a step apart. All of
 /// them apply the same index at about the same moment, and a checkpoint's flush stalls its
 /// node's writes: at one index all three stalled at once and a write waited 225 ms for two of
-/// them (docs/benchmarks.md, session 33); a third of a step apart, two are never flushing.
+/// them (docs/benchmarks.md, session 33). With three members numbered 1–3 no two flush at once;
+/// members whose ids share a remainder by 3 (a larger hub) share a phase.
 pub fn phase_of(id: u64, every_entries: u64) -> u64 {
     (id % 3) * (every_entries / 3)
 }
