@@ -322,7 +322,7 @@ impl<'a> RocksHub<'a> {
     /// apply of one post reads its room's members three times (the federation's fan-out, the
     /// e-mail and the push notices), and an iterator over every level for each read was a
     /// tenth of a node's CPU under a load of posts (docs/benchmarks.md, session 33).
-    fn scan(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan(&self, prefix: &[u8]) -> Vec<KeyValue> {
         let pending = self.pending_from(prefix, prefix);
         if let Some(kept) = self.scanned_before.borrow().get(prefix) {
             return merge_pending(kept.iter().cloned(), pending, usize::MAX);
@@ -345,7 +345,7 @@ impl<'a> RocksHub<'a> {
     /// order: reads only as far as it needs (a long queue is not read whole for one batch), and
     /// the batch's own pending writes cost only as many as come before the last value returned
     /// (apply calls this per entry: a batch of hundreds must not make each call read hundreds).
-    fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn scan_from(&self, prefix: &[u8], start: &[u8], limit: usize) -> Vec<KeyValue> {
         merge_pending(self.committed_under(prefix, start), self.pending_from(prefix, start), limit)
     }
 
