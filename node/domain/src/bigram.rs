@@ -32,3 +32,99 @@ pub fn bigrams(normalized: &str) -> BTreeSet<String> {
     let chars: Vec<char> = normalized.chars().collect();
     chars.windows(2).map(|w| w.iter().collect()).collect()
 }
+
+/// Bits a bigram gets in a [`filter_of`]: with [`PROBES`] probes about 1 % of the bigrams a
+/// post lacks look present, and a query of three bigrams (four characters) matches a post
+/// without them about once in a million.
+const BITS_PER_GRAM: usize = 10;
+/// Bits set (and tested) per bigram: ~ln 2 · [`BITS_PER_GRAM`].
+const PROBES: u64 = 7;
+/// The smallest filter, so a short text still has room for its few bigrams.
+const MIN_FILTER_BYTES: usize = 8;
+
+/// A post's bigrams as a Bloom filter: the search index keeps one per post (in one pair,
+/// instead of a pair per bigram) and a search tests the query's bigrams against it. A filter
+/// never misses a bigram it was made of; it may claim one it was not (the text decides). The
+/// bits depend on the bigrams only, through a fixed hash, so every replica and every later
+/// build sets the same ones. Empty when there is no bigram.
+pub fn filter_of(grams: &BTreeSet<String>) -> Vec<u8> {
+    if grams.is_empty() {
+        return Vec::new();
+    }
+    let mut filter = vec![0u8; (grams.len() * BITS_PER_GRAM).div_ceil(8).max(MIN_FILTER_BYTES)];
+    for gram in grams {
+        for bit in probes(gram, filter.len()) {
+            filter[bit / 8] |= 1 << (bit % 8);
+        }
+    }
+    filter
+}
+
+/// Whether the text `filter` was made of may hold every one of `grams` (true for none).
+pub fn may_hold_all(filter: &[u8], grams: &BTreeSet<String>) -> bool {
+    grams
+        .iter()
+        .all(|gram| !filter.is_empty() && probes(gram, filter.len()).all(|bit| filter[bit / 8] & (1 << (bit % 8)) != 0))
+}
+
+/// The bits of `gram` in a filter of `bytes` bytes: double hashing (Kirsch–Mitzenmacher) of
+/// one 64-bit hash, FNV-1a then a finaliser that spreads its bits (FNV's low bits vary little
+/// over two characters).
+fn probes(gram: &str, bytes: usize) -> impl Iterator<Item = usize> {
+    use std::hash::Hasher;
+    let mut fnv = fnv::FnvHasher::default();
+    fnv.write(gram.as_bytes());
+    let h = spread(fnv.finish());
+    let bits = (bytes * 8) as u64;
+    let (first, step) = (h & 0xffff_ffff, (h >> 32) | 1);
+    (0..PROBES).map(move |i| (first.wrapping_add(i.wrapping_mul(step)) % bits) as usize)
+}
+
+/// SplitMix64's finaliser: every input bit moves about half of the output bits.
+fn spread(mut h: u64) -> u64 {
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grams(text: &str) -> BTreeSet<String> {
+        bigrams(&normalize(text))
+    }
+
+    #[test]
+    fn a_filter_holds_every_bigram_it_was_made_of() {
+        let post = "訪問看護 本日14時 SpO2 94%、在宅酸素を2Lへ増量。ご家族へ説明済み。";
+        let filter = filter_of(&grams(post));
+        for gram in grams(post) {
+            assert!(may_hold_all(&filter, &BTreeSet::from([gram.clone()])), "{gram}");
+        }
+        assert!(may_hold_all(&filter, &grams("在宅酸素")));
+        assert!(may_hold_all(&filter, &BTreeSet::new()), "no bigram asked for: nothing rules it out");
+    }
+
+    #[test]
+    fn a_filter_rules_out_most_texts_it_does_not_hold() {
+        let filter = filter_of(&grams("訪問看護 本日14時 SpO2 94%、在宅酸素を2Lへ増量。"));
+        let others =
+            ["褥瘡の処置", "服薬カレンダー", "血糖値の推移", "退院前カンファレンス", "ケアプラン変更", "往診の予定"];
+        let claimed = others.iter().filter(|q| may_hold_all(&filter, &grams(q))).count();
+        assert_eq!(claimed, 0, "none of {others:?} is in the post");
+    }
+
+    #[test]
+    fn no_bigram_no_filter_and_an_empty_filter_holds_nothing() {
+        assert!(filter_of(&grams("酸")).is_empty());
+        assert!(!may_hold_all(&[], &grams("酸素")));
+    }
+
+    #[test]
+    fn the_bits_are_fixed_by_the_bigrams_alone() {
+        // Replicas and later builds must set these very bits: a change of hash, probe count
+        // or size rule breaks every stored filter (it needs a new apply version).
+        assert_eq!(filter_of(&grams("在宅酸素")), [133, 65, 128, 142, 98, 44, 48, 18]);
+    }
+}

@@ -221,7 +221,10 @@ pub enum LogCommand {
 /// write is a signed command (`Command::PutRecord`), its operator checked at apply. 8: no
 /// new command; the store's index of an account's memberships carries each membership itself
 /// (`kizuna_store`'s `MEMBERS_IN_THEIR_INDEX_SINCE`), so a patient list reads them in one scan.
-pub const APPLY_VERSION: u32 = 8;
+/// 9: no new command; the store's search index keeps one filter of a post's bigrams
+/// ([`bigram::filter_of`]) instead of an entry per bigram (`kizuna_store`'s
+/// `POST_FILTERS_SINCE`): one write a post instead of ~70.
+pub const APPLY_VERSION: u32 = 9;
 
 /// The active version of a hub that never set one: its nodes were all of builds before the
 /// version existed.

@@ -1,7 +1,7 @@
 //! Search (検索): posts the user may read, patients of the user's teams, and people, in
 //! Japanese. Japanese has no spaces between words, so posts are indexed by character bigrams
-//! (the store keeps one index entry per bigram of a post's current text, per room) and a query
-//! matches a post whose normalised text contains the normalised query. Patients and people are
+//! (the store keeps a filter of each post's bigrams, see `bigram.rs`) and a query matches a post
+//! whose normalised text contains the normalised query. Patients and people are
 //! few enough per user to be matched directly.
 
 use super::authz::{active_account, can_read};
@@ -35,11 +35,14 @@ fn query(text: &str) -> DomainResult<String> {
 pub fn posts(view: &impl HubView, actor: AccountId, text: &str, limit: usize) -> DomainResult<Vec<Hit>> {
     active_account(view, actor)?;
     let q = query(text)?;
-    // Any one bigram of the query narrows each room to a few candidates; the full text decides.
-    let Some(probe) = bigrams(&q).into_iter().next() else { return Ok(Vec::new()) };
+    // The query's bigrams narrow each room to a few candidates; the full text decides.
+    let grams = bigrams(&q);
+    if grams.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut hits = Vec::new();
     for room in readable_rooms(view, actor)? {
-        for seq in view.posts_with_bigram(room, &probe)? {
+        for seq in view.posts_with_bigrams(room, &grams)? {
             if let Some(post) = view.post(room, seq)?.filter(|p| !p.deleted && normalize(&p.text).contains(&q)) {
                 hits.push(Hit { room, post });
             }

@@ -122,7 +122,7 @@ mod tests {
         fn post(&self, _: RoomId, _: u64) -> ViewResult<Option<Post>> {
             broken()
         }
-        fn posts_with_bigram(&self, _: RoomId, _: &str) -> ViewResult<Vec<u64>> {
+        fn posts_with_bigrams(&self, _: RoomId, _: &std::collections::BTreeSet<String>) -> ViewResult<Vec<u64>> {
             broken()
         }
         fn connection(&self, _: (AccountId, AccountId)) -> ViewResult<Option<Connection>> {

@@ -3,7 +3,7 @@
 //! Commands read through a view and return changes; the store persists changes into RocksDB
 //! tables, tests into [`MemHub`]. The domain never does I/O itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -55,9 +55,10 @@ pub trait HubView {
     fn posts(&self, at: &[(RoomId, u64)]) -> ViewResult<Vec<Option<Post>>> {
         at.iter().map(|&(room, seq)| self.post(room, seq)).collect()
     }
-    /// Sequences of the room's live posts whose normalised text holds `bigram` (the search
-    /// index; see `search.rs`).
-    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>>;
+    /// Sequences, in order, of the room's live posts whose normalised text may hold every one
+    /// of `grams` (the search index; see `search.rs`): every post that holds them, and maybe a
+    /// few that do not (a store's index filters its candidates; the caller reads the text).
+    fn posts_with_bigrams(&self, room: RoomId, grams: &BTreeSet<String>) -> ViewResult<Vec<u64>>;
     fn connection(&self, pair: (AccountId, AccountId)) -> ViewResult<Option<Connection>>;
     /// Every connection (any state) the account is one side of.
     fn connections_of(&self, account: AccountId) -> ViewResult<Vec<Connection>>;
@@ -615,11 +616,13 @@ impl HubView for MemHub {
     fn post(&self, room: RoomId, seq: u64) -> ViewResult<Option<Post>> {
         Ok(self.posts.get(&(room, seq)).cloned())
     }
-    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>> {
+    fn posts_with_bigrams(&self, room: RoomId, grams: &BTreeSet<String>) -> ViewResult<Vec<u64>> {
         Ok(self
             .posts
             .range((room, 0)..=(room, u64::MAX))
-            .filter(|(_, p)| !p.deleted && super::bigram::bigrams(&super::bigram::normalize(&p.text)).contains(bigram))
+            .filter(|(_, p)| {
+                !p.deleted && super::bigram::bigrams(&super::bigram::normalize(&p.text)).is_superset(grams)
+            })
             .map(|((_, seq), _)| *seq)
             .collect())
     }

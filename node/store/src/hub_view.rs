@@ -33,8 +33,8 @@ use kizuna_domain::model::*;
 use kizuna_domain::notify::{Notice, NotificationSettings};
 use kizuna_domain::push::{self, PushSubscription};
 use kizuna_domain::requests::CareRequest;
-use kizuna_domain::search;
 use kizuna_domain::{Change, HubState, HubView, ViewError, ViewResult};
+use kizuna_domain::{bigram, search};
 
 /// A committed key and value, as RocksDB returns them.
 type Pair = (Box<[u8]>, Box<[u8]>);
@@ -90,6 +90,14 @@ const SCAN_AGAIN_BYTES: usize = 16 << 10;
 /// The apply version from which an account's index of memberships (`U`) carries each
 /// membership ([`RocksHub::put_member`]); see `kizuna_domain::APPLY_VERSION`.
 pub(crate) const MEMBERS_IN_THEIR_INDEX_SINCE: u32 = 8;
+
+/// The apply version from which the search index keeps one filter of a post's bigrams instead
+/// of an entry per bigram ([`RocksHub::index_post`]); see `kizuna_domain::APPLY_VERSION`.
+pub(crate) const POST_FILTERS_SINCE: u32 = 9;
+
+/// Filters a search reads at a time from one room (each ~100 bytes): a room of years of posts
+/// is walked in pages, never held whole.
+const FILTERS_PER_READ: usize = 1024;
 
 impl<'a> RocksHub<'a> {
     /// A view of the live database, for apply.
@@ -643,19 +651,79 @@ impl<'a> RocksHub<'a> {
     }
 
     /// Moves the post's search-index entries from its stored text to its new one (none once
-    /// deleted). Must run before the post itself is written.
+    /// deleted). Must run before the post itself is written. From [`POST_FILTERS_SINCE`] the
+    /// entry is one filter of the post's bigrams (`kizuna_domain::bigram::filter_of`): a post
+    /// wrote ~70 index pairs before, most of a post's apply (docs/benchmarks.md, session 34).
+    /// A post indexed before keeps its entries per bigram until its text changes; then they
+    /// go and it gets a filter.
     fn index_post(&mut self, post: &Post) {
-        let grams = |p: &Post| if p.deleted { BTreeSet::new() } else { search::bigrams(&search::normalize(&p.text)) };
-        let old = self.get::<Post>(&keys::ids(POSTS, post.room.0, post.seq)).map(|p| grams(&p)).unwrap_or_default();
-        let new = grams(post);
+        let stored = self.get::<Post>(&keys::ids(POSTS, post.room.0, post.seq));
+        let old = stored.as_ref().map(searched_bigrams).unwrap_or_default();
+        let new = searched_bigrams(post);
+        if self.apply_version() < POST_FILTERS_SINCE {
+            return self.index_by_bigram(post, &old, &new);
+        }
+        let filter_key = keys::post_filter(post.room.0, post.seq);
+        if stored.is_some() {
+            if old == new {
+                return; // the same text: whichever entries it has stay right
+            }
+            if self.raw(&filter_key).is_none() {
+                self.index_by_bigram(post, &old, &BTreeSet::new());
+            }
+        }
+        if new.is_empty() {
+            self.overlay.insert(filter_key, None);
+        } else {
+            self.put(filter_key, &serde_bytes::ByteBuf::from(bigram::filter_of(&new)));
+        }
+    }
+
+    /// Moves the post's per-bigram index entries from the bigrams `old` to `new` (the index
+    /// before [`POST_FILTERS_SINCE`]).
+    fn index_by_bigram(&mut self, post: &Post, old: &BTreeSet<String>, new: &BTreeSet<String>) {
         let vault = self.vault;
         let entry = |gram: &str| keys::bigram_post(&vault.search_term(gram), post.room.0, post.seq);
-        for gone in old.difference(&new) {
+        for gone in old.difference(new) {
             self.overlay.insert(entry(gone), None);
         }
-        for added in new.difference(&old) {
+        for added in new.difference(old) {
             self.put(entry(added), &());
         }
+    }
+
+    /// The posts of `room` whose filter may hold every one of `grams`, in order.
+    fn posts_by_filter(&self, room: RoomId, grams: &BTreeSet<String>) -> Vec<u64> {
+        let prefix = keys::post_filters_in_room(room.0);
+        let (mut found, mut start) = (Vec::new(), prefix.clone());
+        loop {
+            let page = self.scan_from(&prefix, &start, FILTERS_PER_READ);
+            let Some((last, _)) = page.last() else { return found };
+            start = [last.as_slice(), &[0]].concat();
+            let full = page.len() == FILTERS_PER_READ;
+            for (k, stored) in page {
+                let Some(seq) = self.key_suffix(&k, keys::id_after(&k, &prefix)) else { continue };
+                let filter: Option<serde_bytes::ByteBuf> = self.decode(&k, &stored);
+                if filter.is_some_and(|f| bigram::may_hold_all(&f, grams)) {
+                    found.push(seq);
+                }
+            }
+            if !full {
+                return found;
+            }
+        }
+    }
+
+    /// The posts of `room` under the per-bigram entries of `gram` (the index before
+    /// [`POST_FILTERS_SINCE`]), in order.
+    fn posts_with_bigram(&self, room: RoomId, gram: &str) -> Vec<u64> {
+        let mut ids = self.ids_under(&keys::bigram_in_room(&self.vault.search_term(gram), room.0));
+        // While sealing moves the index from plain terms to keyed ones, the posts indexed before
+        // the first data key are still under the plain term: a search finds them all along.
+        if self.vault.hub_keys() > 0 && self.sealing() {
+            ids.extend(self.ids_under(&keys::bigram_in_room(gram.as_bytes(), room.0)));
+        }
+        ids
     }
 
     /// The hub's data keys as the state holds them (`m/key/…`, in id order).
@@ -945,6 +1013,11 @@ impl<'a> RocksHub<'a> {
     }
 }
 
+/// The bigrams a post is found by: those of its normalised text; none once deleted.
+fn searched_bigrams(post: &Post) -> BTreeSet<String> {
+    if post.deleted { BTreeSet::new() } else { search::bigrams(&search::normalize(&post.text)) }
+}
+
 /// At most `limit` of the `committed` pairs with the `pending` writes over them, in key order:
 /// a pending write of a committed key replaces it, a pending delete hides it.
 fn merge_pending<'v>(
@@ -1140,15 +1213,14 @@ impl HubView for RocksHub<'_> {
         let keys: Vec<_> = at.iter().map(|&(room, seq)| keys::ids(POSTS, room.0, seq)).collect();
         self.checked(self.get_many(&keys))
     }
-    fn posts_with_bigram(&self, room: RoomId, bigram: &str) -> ViewResult<Vec<u64>> {
-        let mut ids = self.ids_under(&keys::bigram_in_room(&self.vault.search_term(bigram), room.0));
-        // While sealing moves the index from plain terms to keyed ones, the posts indexed before
-        // the first data key are still under the plain term: a search finds them all along.
-        if self.vault.hub_keys() > 0 && self.sealing() {
-            ids.extend(self.ids_under(&keys::bigram_in_room(bigram.as_bytes(), room.0)));
-            ids.sort_unstable();
-            ids.dedup();
+    /// Posts indexed by a filter and, by one of the bigrams, those indexed before filters.
+    fn posts_with_bigrams(&self, room: RoomId, grams: &BTreeSet<String>) -> ViewResult<Vec<u64>> {
+        let mut ids = self.posts_by_filter(room, grams);
+        if let Some(probe) = grams.first() {
+            ids.extend(self.posts_with_bigram(room, probe));
         }
+        ids.sort_unstable();
+        ids.dedup();
         self.checked(ids)
     }
     fn connection(&self, pair: (AccountId, AccountId)) -> ViewResult<Option<Connection>> {
@@ -1534,6 +1606,63 @@ mod tests {
         assert!(hub.changed_access().is_nobody());
         commit(&db, hub);
         assert_eq!(RocksHub::new(&db, plain()).rooms_of(AccountId(3)), Ok(vec![read]));
+    }
+
+    fn post(seq: u64, text: &str) -> Post {
+        Post {
+            room: RoomId(7),
+            seq,
+            author: AccountId(1),
+            text: text.into(),
+            reply_to: None,
+            mentions: Vec::new(),
+            posted_at_ms: seq,
+            history: Vec::new(),
+            deleted: false,
+            acks: Vec::new(),
+        }
+    }
+
+    /// Writes `posts` through a view at `version`, as apply does.
+    fn store_posts(db: &DB, version: u32, posts: Vec<Post>) {
+        let mut hub = RocksHub::new(db, plain());
+        hub.set_apply_version(version);
+        hub.apply(posts.into_iter().map(Change::Post).collect());
+        commit(db, hub);
+    }
+
+    /// Every key of the search index's family.
+    fn index_keys(db: &DB) -> Vec<Vec<u8>> {
+        let family = db.cf_handle(crate::CF_SM_SEARCH).expect("family");
+        db.iterator_cf(family, IteratorMode::Start).map(|pair| pair.expect("read").0.into_vec()).collect()
+    }
+
+    fn found(db: &DB, query: &[&str]) -> Vec<u64> {
+        let grams = query.iter().map(|g| g.to_string()).collect();
+        RocksHub::new(db, plain()).posts_with_bigrams(RoomId(7), &grams).expect("no fault")
+    }
+
+    #[test]
+    fn from_apply_version_9_a_post_is_indexed_by_one_filter_and_an_older_one_moves_to_it_when_edited() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path());
+        let older = post(1, "在宅酸素の流量");
+        store_posts(&db, MEMBERS_IN_THEIR_INDEX_SINCE, vec![older.clone()]);
+        assert_eq!(index_keys(&db).len(), 6, "before: an entry per bigram");
+        store_posts(&db, POST_FILTERS_SINCE, vec![post(2, "褥瘡の処置について")]);
+        assert_eq!(index_keys(&db).len(), 7, "from 9: one filter a post");
+        assert!(index_keys(&db).contains(&keys::post_filter(7, 2)));
+        assert_eq!(found(&db, &["酸素"]), vec![1], "found by its entry");
+        assert_eq!(found(&db, &["褥瘡", "処置"]), vec![2], "found by its filter");
+        assert_eq!(found(&db, &["増量"]), Vec::<u64>::new());
+
+        store_posts(&db, POST_FILTERS_SINCE, vec![Post { text: "在宅酸素を増量".into(), ..older }]);
+        assert_eq!(index_keys(&db), vec![keys::post_filter(7, 1), keys::post_filter(7, 2)], "its entries gone");
+        assert_eq!(found(&db, &["増量"]), vec![1], "found by its new text");
+        assert_eq!(found(&db, &["流量"]), Vec::<u64>::new(), "not by its old one");
+
+        store_posts(&db, POST_FILTERS_SINCE, vec![Post { deleted: true, ..post(2, "褥瘡の処置について") }]);
+        assert_eq!(index_keys(&db), vec![keys::post_filter(7, 1)], "a deleted post is found by nothing");
     }
 
     /// `get_many` answers what `get` would for each key, in the order asked: the batch's

@@ -28,7 +28,8 @@
 //! | `M` | room id, account id | Member |
 //! | `U` | account id, room id | Member from apply version 8 (index of an account's memberships; empty before, until the membership changes) |
 //! | `T` | room id, seq | Post |
-//! | `N` | term, room id, seq | (search index: bigrams of each live post's current text; the term is 0xff + an 8-byte keyed hash once the hub seals, the bigram before) |
+//! | `N` | term, room id, seq | (search index before apply version 9: bigrams of each live post's current text; the term is 0xff + an 8-byte keyed hash once the hub seals, the bigram before) |
+//! | `N` | 0xfe, room id, seq | the bigram filter of a live post's current text (search index from apply version 9; 0xfe starts no UTF-8 text and is not 0xff) |
 //! | `C` | account id, account id | Connection |
 //! | `c` | account id, other account id | (index of an account's connections, both sides) |
 //! | `S` | token hash | Session |
@@ -326,11 +327,25 @@ pub(crate) fn bigram_post(term: &[u8], room: u64, seq: u64) -> Vec<u8> {
     compose(SEARCH, &[term, &be(room), &be(seq)])
 }
 
+/// What starts a post filter's key after `N`: no UTF-8 text starts with 0xfe, and a keyed term
+/// starts with 0xff, so filters and per-bigram entries never share a prefix.
+const POST_FILTER: u8 = 0xfe;
+
+/// `N` + 0xfe + room id: the bigram filters of one room's posts.
+pub(crate) fn post_filters_in_room(room: u64) -> Vec<u8> {
+    compose(SEARCH, &[&[POST_FILTER], &be(room)])
+}
+
+/// `N` + 0xfe + room id + seq: one post's bigram filter (`kizuna_domain::bigram::filter_of`).
+pub(crate) fn post_filter(room: u64, seq: u64) -> Vec<u8> {
+    compose(SEARCH, &[&[POST_FILTER], &be(room), &be(seq)])
+}
+
 /// The bigram, room and seq of a search-index key written before the hub sealed (a plain
 /// bigram, not a keyed hash); None for any other key, an error for a malformed one.
 pub(crate) fn plain_search_entry(key: &[u8]) -> Option<Result<(&str, u64, u64), KeyError>> {
     let rest = key.strip_prefix(&[SEARCH.prefix])?;
-    if rest.first() == Some(&crate::vault::HASHED_TERM) {
+    if matches!(rest.first(), Some(&crate::vault::HASHED_TERM | &POST_FILTER)) {
         return None;
     }
     Some((|| {
@@ -591,6 +606,7 @@ mod tests {
         assert_eq!(text(LOGINS, "ab"), b"Lab");
         assert_eq!(session_of(2, "tok"), b"V\0\0\0\0\0\0\0\x02tok");
         assert_eq!(bigram_post("ab".as_bytes(), 1, 3), b"Nab\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x03");
+        assert_eq!(post_filter(1, 3), b"N\xfe\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x03");
         assert_eq!(all(OPERATOR), b"O");
         assert_eq!(all(SETTINGS), b"H");
         assert_eq!(all(AUDIT_HEAD), b"z");
@@ -642,6 +658,7 @@ mod tests {
         assert_eq!(plain_search_entry(&bigram_post(&[0xff, 1, 2, 3, 4, 5, 6, 7, 8], 3, 9)), None, "keyed");
         assert_eq!(plain_search_entry(b"Nab"), Some(Err(KeyError("a search key without its room and seq"))));
         assert_eq!(plain_search_entry(&id(POSTS, 1)), None);
+        assert_eq!(plain_search_entry(&post_filter(3, 9)), None, "a filter is no plain term");
         use kizuna_domain::login_guard::Guarded;
         let hash = |t: &str| [t.len() as u8; 8];
         assert_eq!(login_guard(&Guarded::Login("ab".into()), hash), b"0l\x02\x02\x02\x02\x02\x02\x02\x02");
@@ -719,6 +736,14 @@ mod tests {
         assert!(!bigram_post("ac".as_bytes(), 1, 1).starts_with(&bigram_in_room("ab".as_bytes(), 1)));
         assert!(!bigram_post("あい".as_bytes(), 1, 1).starts_with(&bigram_in_room("あ".as_bytes(), 1)));
         assert!(!bigram_post("ab".as_bytes(), 256, 1).starts_with(&bigram_in_room("ab".as_bytes(), 1)));
+        // A room's filters: under it, never under room 256's, and never under any bigram's
+        // entries (plain or keyed) nor they under the filters'.
+        assert!(post_filter(1, u64::MAX).starts_with(&post_filters_in_room(1)));
+        assert!(!post_filter(256, 1).starts_with(&post_filters_in_room(1)));
+        for term in ["ab".as_bytes(), "日本".as_bytes(), &[0xff, 0xfe, 0, 0, 0, 0, 0, 0, 1]] {
+            assert!(!post_filter(1, 1).starts_with(&bigram_in_room(term, 1)));
+            assert!(!bigram_post(term, 1, 1).starts_with(&post_filters_in_room(1)));
+        }
         // Hub "gun" prefixes "gunma" as text, never as a length-prefixed inbox key.
         assert!(!inbox_message("gunma", 1).starts_with(&inbox_of("gun")));
         assert!(inbox_message("gun", 1).starts_with(&inbox_of("gun")));

@@ -166,12 +166,20 @@ async fn posts_indexed_before_the_first_key_are_found_by_their_keyed_terms_once_
     apply(&mut sm, vec![sealed_version(1), keyring(2, first)]).await.expect("applied");
     let sealing = sm.reader();
     assert!(sealing.sealing().unwrap());
-    assert_eq!(sealing.hub().posts_with_bigram(RoomId(7), "酸素").unwrap(), vec![1], "found while sealing");
+    assert_eq!(
+        sealing.hub().posts_with_bigrams(RoomId(7), &["酸素".to_owned()].into()).unwrap(),
+        vec![1],
+        "found while sealing"
+    );
     apply(&mut sm, vec![seal_step(3)]).await.expect("applied");
     let after = sm.reader();
     assert!(!after.sealing().unwrap());
     let view = after.hub();
-    assert_eq!(view.posts_with_bigram(RoomId(7), "酸素").unwrap(), vec![1], "found by its keyed term");
+    assert_eq!(
+        view.posts_with_bigrams(RoomId(7), &["酸素".to_owned()].into()).unwrap(),
+        vec![1],
+        "found by its keyed term"
+    );
     let plain_left = crate::state_families::STATE_FAMILIES
         .into_iter()
         .flat_map(|family| db.iterator_cf(cf(&db, family), rocksdb::IteratorMode::Start))
