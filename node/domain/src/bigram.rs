@@ -53,28 +53,44 @@ pub fn filter_of(grams: &BTreeSet<String>) -> Vec<u8> {
     }
     let mut filter = vec![0u8; (grams.len() * BITS_PER_GRAM).div_ceil(8).max(MIN_FILTER_BYTES)];
     for gram in grams {
-        for bit in probes(gram, filter.len()) {
+        for bit in probes(hash(gram), filter.len()) {
             filter[bit / 8] |= 1 << (bit % 8);
         }
     }
     filter
 }
 
-/// Whether the text `filter` was made of may hold every one of `grams` (true for none).
-pub fn may_hold_all(filter: &[u8], grams: &BTreeSet<String>) -> bool {
-    grams
-        .iter()
-        .all(|gram| !filter.is_empty() && probes(gram, filter.len()).all(|bit| filter[bit / 8] & (1 << (bit % 8)) != 0))
+/// The bigrams of a query, hashed once for testing many filters against them.
+#[derive(Debug, Clone)]
+pub struct FilterProbe {
+    hashes: Vec<u64>,
 }
 
-/// The bits of `gram` in a filter of `bytes` bytes: double hashing (Kirsch–Mitzenmacher) of
-/// one 64-bit hash, FNV-1a then a finaliser that spreads its bits (FNV's low bits vary little
-/// over two characters).
-fn probes(gram: &str, bytes: usize) -> impl Iterator<Item = usize> {
+impl FilterProbe {
+    pub fn of(grams: &BTreeSet<String>) -> Self {
+        Self { hashes: grams.iter().map(|gram| hash(gram)).collect() }
+    }
+
+    /// Whether the text `filter` was made of may hold every one of the bigrams (true for none).
+    pub fn may_be_in(&self, filter: &[u8]) -> bool {
+        self.hashes
+            .iter()
+            .all(|&h| !filter.is_empty() && probes(h, filter.len()).all(|bit| filter[bit / 8] & (1 << (bit % 8)) != 0))
+    }
+}
+
+/// The 64-bit hash a bigram's bits come from: FNV-1a, then a finaliser that spreads its bits
+/// (FNV's low bits vary little over two characters).
+fn hash(gram: &str) -> u64 {
     use std::hash::Hasher;
     let mut fnv = fnv::FnvHasher::default();
     fnv.write(gram.as_bytes());
-    let h = spread(fnv.finish());
+    spread(fnv.finish())
+}
+
+/// The bits of the bigram of hash `h` in a filter of `bytes` bytes: double hashing
+/// (Kirsch–Mitzenmacher).
+fn probes(h: u64, bytes: usize) -> impl Iterator<Item = usize> {
     let bits = (bytes * 8) as u64;
     let (first, step) = (h & 0xffff_ffff, (h >> 32) | 1);
     (0..PROBES).map(move |i| (first.wrapping_add(i.wrapping_mul(step)) % bits) as usize)
@@ -100,10 +116,10 @@ mod tests {
         let post = "訪問看護 本日14時 SpO2 94%、在宅酸素を2Lへ増量。ご家族へ説明済み。";
         let filter = filter_of(&grams(post));
         for gram in grams(post) {
-            assert!(may_hold_all(&filter, &BTreeSet::from([gram.clone()])), "{gram}");
+            assert!(FilterProbe::of(&BTreeSet::from([gram.clone()])).may_be_in(&filter), "{gram}");
         }
-        assert!(may_hold_all(&filter, &grams("在宅酸素")));
-        assert!(may_hold_all(&filter, &BTreeSet::new()), "no bigram asked for: nothing rules it out");
+        assert!(FilterProbe::of(&grams("在宅酸素")).may_be_in(&filter));
+        assert!(FilterProbe::of(&BTreeSet::new()).may_be_in(&filter), "no bigram asked for: nothing rules it out");
     }
 
     #[test]
@@ -111,14 +127,14 @@ mod tests {
         let filter = filter_of(&grams("訪問看護 本日14時 SpO2 94%、在宅酸素を2Lへ増量。"));
         let others =
             ["褥瘡の処置", "服薬カレンダー", "血糖値の推移", "退院前カンファレンス", "ケアプラン変更", "往診の予定"];
-        let claimed = others.iter().filter(|q| may_hold_all(&filter, &grams(q))).count();
+        let claimed = others.iter().filter(|q| FilterProbe::of(&grams(q)).may_be_in(&filter)).count();
         assert_eq!(claimed, 0, "none of {others:?} is in the post");
     }
 
     #[test]
     fn no_bigram_no_filter_and_an_empty_filter_holds_nothing() {
         assert!(filter_of(&grams("酸")).is_empty());
-        assert!(!may_hold_all(&[], &grams("酸素")));
+        assert!(!FilterProbe::of(&grams("酸素")).may_be_in(&[]));
     }
 
     #[test]

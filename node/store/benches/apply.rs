@@ -3,7 +3,7 @@
 //! the store's keys and indexes, sealing, one write batch — the command's part of an apply,
 //! without remembering its result, the per-entry sweeps and the log's own write), the
 //! value codec on a post, and the reads a professional makes all day on a hub in RocksDB: her
-//! patient list of 500 patients and a timeline's newest 50 posts.
+//! patient list of 500 patients and a timeline's newest 50 posts; and her search of their posts.
 //!
 //! `cargo bench --workspace --bench apply` (figures in docs/benchmarks.md).
 
@@ -12,7 +12,8 @@ mod fixture;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fixture::{Hub, PATIENTS, TEXT, post, world};
+use fixture::{Hub, PATIENTS, TEXT, note, post, world};
+use kizuna_domain::Command;
 use kizuna_domain::model::*;
 use kizuna_domain::queries::{self, ListKind, TimelineOrder, TimelineQuery};
 
@@ -55,7 +56,7 @@ fn reads(c: &mut Criterion) {
     let mut group = c.benchmark_group("reads, RocksDB, 500 patients");
     // The same list on a hub that wrote its memberships before apply version 8 (their index
     // entries empty: each is read again from its room).
-    let mut before = Hub::rocks_at(kizuna_domain::APPLY_VERSION - 1);
+    let mut before = Hub::rocks_at(7);
     let (nurse, _) = world(&mut before, PATIENTS);
     let view = before.view();
     group.bench_function("patient list, first page of 100 filled, memberships of apply version 7", |b| {
@@ -86,5 +87,31 @@ fn first_page(view: &kizuna_store::RocksHub<'_>, nurse: AccountId) -> Vec<querie
     list.entries
 }
 
-criterion_group!(benches, apply, codec, reads);
+/// Posts per patient in [`search`]: a prefecture's 10,000,000 posts over 50,000 patients.
+const POSTS_PER_PATIENT: usize = 200;
+
+/// A search by the nurse of 500 patients with 200 posts each, on a hub that indexed them an
+/// entry per bigram (apply version 8) and on one with a filter per post (this build's).
+fn search(c: &mut Criterion) {
+    let mut group = c.benchmark_group("search, RocksDB, 500 patients of 200 posts");
+    group.sample_size(10);
+    for (name, version) in [("an entry per bigram (8)", 8), ("a filter per post", kizuna_domain::APPLY_VERSION)] {
+        let mut hub = Hub::rocks_at(version);
+        let (nurse, rooms) = world(&mut hub, PATIENTS);
+        for i in 0..(PATIENTS * POSTS_PER_PATIENT) as u64 {
+            let room = rooms[i as usize % rooms.len()];
+            hub.run(Some(nurse), Command::Post { room, text: note(i), reply_to: None, mentions: vec![] });
+        }
+        let view = hub.view();
+        group.bench_function(format!("{name}: a word in no post"), |b| {
+            b.iter(|| kizuna_domain::search::posts(&view, nurse, "胃ろう", 50).expect("searched"))
+        });
+        group.bench_function(format!("{name}: a word in a few posts of each room"), |b| {
+            b.iter(|| kizuna_domain::search::posts(&view, nurse, "褥瘡は仙骨部", 50).expect("searched"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, apply, codec, reads, search);
 criterion_main!(benches);

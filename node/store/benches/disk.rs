@@ -1,5 +1,5 @@
 //! Where a post's disk goes: posts applied into a sealed RocksDB as apply writes them (the
-//! post, its search-index entries, its live event, its audit entry), then flushed and fully
+//! post, its search-index entry, its live event, its audit entry), then flushed and fully
 //! compacted, then counted per table (bytes as stored, before compression) and on disk (the
 //! compressed sorted tables). Not timed: it prints figures (docs/benchmarks.md, "Disk per post").
 //!

@@ -695,6 +695,7 @@ impl<'a> RocksHub<'a> {
     /// The posts of `room` whose filter may hold every one of `grams`, in order.
     fn posts_by_filter(&self, room: RoomId, grams: &BTreeSet<String>) -> Vec<u64> {
         let prefix = keys::post_filters_in_room(room.0);
+        let probe = bigram::FilterProbe::of(grams);
         let (mut found, mut start) = (Vec::new(), prefix.clone());
         loop {
             let page = self.scan_from(&prefix, &start, FILTERS_PER_READ);
@@ -704,7 +705,7 @@ impl<'a> RocksHub<'a> {
             for (k, stored) in page {
                 let Some(seq) = self.key_suffix(&k, keys::id_after(&k, &prefix)) else { continue };
                 let filter: Option<serde_bytes::ByteBuf> = self.decode(&k, &stored);
-                if filter.is_some_and(|f| bigram::may_hold_all(&f, grams)) {
+                if filter.is_some_and(|f| probe.may_be_in(&f)) {
                     found.push(seq);
                 }
             }
