@@ -152,6 +152,12 @@ impl Ctx {
         format!("g{}.{professional}", self.run)
     }
 
+    /// Forgets `professional`'s session (the hub ended it): her next [`Self::token`] signs in.
+    fn forget(&self, professional: usize) -> anyhow::Result<()> {
+        self.tokens.lock().map_err(|_| anyhow::anyhow!("a worker failed"))?.remove(&professional);
+        Ok(())
+    }
+
     async fn token(&self, professional: usize) -> anyhow::Result<String> {
         if let Some(t) = self.tokens.lock().map_err(|_| anyhow::anyhow!("a worker failed"))?.get(&professional) {
             return Ok(t.clone());
@@ -342,14 +348,25 @@ async fn post(ctx: Arc<Ctx>, patients: Arc<Vec<u64>>, p: u64) -> anyhow::Result<
     let k = p % patients.len() as u64;
     let round = p / patients.len() as u64;
     let author = team(k, ctx.sizes.professionals)[round as usize % 4];
-    let token = ctx.token(author).await?;
     let req = CreatePostRequest {
         idempotency_key: ctx.key("post", p),
         room_id: patients[k as usize],
         text: note(author % 4, p),
         ..Default::default()
     };
-    Ok(PostServiceClient::new(ctx.channel(p)).create_post(authed(req, &token)?).await?.into_inner().seq)
+    let token = ctx.token(author).await?;
+    match PostServiceClient::new(ctx.channel(p)).create_post(authed(req.clone(), &token)?).await {
+        Ok(posted) => Ok(posted.into_inner().seq),
+        // A run of hours leaves an author without a post for longer than the hub's idle timeout
+        // (30 minutes by default; session 34's 10M run stopped on it): her session ended, so
+        // she signs in again and the same post (same idempotency key) goes once more.
+        Err(status) if status.code() == tonic::Code::Unauthenticated => {
+            ctx.forget(author)?;
+            let token = ctx.token(author).await?;
+            Ok(PostServiceClient::new(ctx.channel(p)).create_post(authed(req, &token)?).await?.into_inner().seq)
+        }
+        Err(status) => Err(status.into()),
+    }
 }
 
 /// 「佐藤 花子」: a name from the item's number.
