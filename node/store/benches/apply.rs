@@ -106,7 +106,7 @@ fn search(c: &mut Criterion) {
         group.bench_function(format!("{name}: a word in no post"), |b| {
             b.iter(|| kizuna_domain::search::posts(&view, nurse, "胃ろう", 50).expect("searched"))
         });
-        group.bench_function(format!("{name}: a word in a few posts of each room"), |b| {
+        group.bench_function(format!("{name}: a phrase in about a quarter of the posts"), |b| {
             b.iter(|| kizuna_domain::search::posts(&view, nurse, "褥瘡は仙骨部", 50).expect("searched"))
         });
     }
