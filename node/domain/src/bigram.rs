@@ -54,7 +54,7 @@ pub fn filter_of(grams: &BTreeSet<String>) -> Vec<u8> {
     let mut filter = vec![0u8; (grams.len() * BITS_PER_GRAM).div_ceil(8).max(MIN_FILTER_BYTES)];
     for gram in grams {
         for bit in probes(hash(gram), filter.len()) {
-            filter[bit / 8] |= 1 << (bit % 8);
+            filter[bit / 8] |= mask(bit);
         }
     }
     filter
@@ -75,7 +75,7 @@ impl FilterProbe {
     pub fn may_be_in(&self, filter: &[u8]) -> bool {
         self.hashes
             .iter()
-            .all(|&h| !filter.is_empty() && probes(h, filter.len()).all(|bit| filter[bit / 8] & (1 << (bit % 8)) != 0))
+            .all(|&h| !filter.is_empty() && probes(h, filter.len()).all(|bit| filter[bit / 8] & mask(bit) != 0))
     }
 }
 
@@ -94,6 +94,11 @@ fn probes(h: u64, bytes: usize) -> impl Iterator<Item = usize> {
     let bits = (bytes * 8) as u64;
     let (first, step) = (h & 0xffff_ffff, (h >> 32) | 1);
     (0..PROBES).map(move |i| (first.wrapping_add(i.wrapping_mul(step)) % bits) as usize)
+}
+
+/// Bit `bit` of a filter within its byte.
+fn mask(bit: usize) -> u8 {
+    1 << (bit % 8)
 }
 
 /// SplitMix64's finaliser: every input bit moves about half of the output bits.
