@@ -78,14 +78,18 @@ start() { # a node; its log goes on across resumed runs
 for i in 1 2 3; do start "$i"; done
 HUB=127.0.0.1:27301,127.0.0.1:27302,127.0.0.1:27303
 export KIZUNA_SESSION_FILE=$D/session.json
-if [ -n "$RESUMING" ]; then
-  echo "bench-prefecture: resuming the load of the hub in $D" >&2
-  resumed_login() { KIZUNA_PASSWORD=$(cat "$D/office.password") "$BIN" --endpoint "$HUB" login office > /dev/null 2> "$D/login.err"; }
+# The operator signs in with the password kept in the directory: on a resumed run, and again
+# after a load of hours, her session idle all along.
+operator_login() {
   for try in $(seq 1 60); do
-    resumed_login && break
+    KIZUNA_PASSWORD=$(cat "$D/office.password") "$BIN" --endpoint "$HUB" login office > /dev/null 2> "$D/login.err" && return
     [ "$try" -eq 60 ] && { echo "bench-prefecture: the operator could not sign in again: $(cat "$D/login.err"); see $D/n*.log" >&2; exit 1; }
     sleep 1
   done
+}
+if [ -n "$RESUMING" ]; then
+  echo "bench-prefecture: resuming the load of the hub in $D" >&2
+  operator_login
 else
   for try in $(seq 1 60); do
     INIT=$("$BIN" --endpoint "$HUB" admin init --login office --name 事務局 2>/dev/null) && break
@@ -130,6 +134,12 @@ print(label, "n" + node, " ".join(figures))
 ' "$1" "$2" || true
 }
 
+# Sessions idle the longest a hub allows (4 hours, at most a day in all): at 10,000,000 posts a
+# generated author posts about once every 100,000, tens of minutes apart, and past the default
+# 30 minutes each post would first sign her in again (an argon2id hash: ~130 sign-ins a second
+# on this machine). Session 35's 10M run fell into that and posted at ~130/s until this was
+# set, ~2,600/s after.
+"$BIN" --endpoint "$HUB" admin session-policy --idle-minutes 240 --absolute-hours 24 > /dev/null
 echo "generating at scale $SCALE with $WORKERS workers" >&2
 # Each part of a resumed load starts with what was saved before, and when: a part stopped
 # half way has no figures of its own, but these lines give its rate.
@@ -146,6 +156,7 @@ cp "$GENERATE_STATE" "$OUT/generate-state.json"
 # Each resumed run's rates cover its own part of the load: all parts are kept beside the hub.
 { echo "== part ended at $(date -Is)"; cat "$OUT/generate.txt"; } >> "$D/generate-parts.txt"
 sleep 5 # the last entries apply everywhere
+operator_login
 sizes after-load | tee "$OUT/sizes.txt"
 
 # A snapshot of the leader's state, its size and the time it took.

@@ -9,12 +9,16 @@
   bench_report.py failover DIR     the failover series of bench-failover.sh: writes unavailable
                                    after each leader kill (p50 / p99 / max) and the elections
                                    slow links caused, per RTT and Raft timers (markdown)
+  bench_report.py stalls DIR [MS]  the runs of bench-stalls.sh: each second whose slowest write
+                                   took MS (25) or more, beside the flushes, compactions and
+                                   checkpoints the nodes' RocksDB LOGs show within a second of it
   bench_report.py plots DIR OUT    PNG plots of DIR's runs into OUT: throughput against
                                    concurrency, and the latency percentiles of each run
                                    (needs matplotlib: ops/scripts/bench-plots.sh installs it)
 
 Only the standard library for the tables, so they print on any machine with python3.
 """
+import datetime
 import glob
 import json
 import os
@@ -119,6 +123,55 @@ def half_rate(directory):
     print(int(max(medians) / 2))
 
 
+ROCKSDB_TIME = re.compile(r"(\d{4}/\d\d/\d\d-\d\d:\d\d:\d\d\.\d+)")
+ROCKSDB_FLUSH = re.compile(r"\[(\w+)\] \[JOB \d+\] Flushing memtable")
+ROCKSDB_COMPACTION = re.compile(r'"event": "compaction_started".*?"cf_name": "(\w+)"')
+
+
+def rocksdb_events(directory):
+    """[(unix seconds, node, what)] of the flushes, compactions and checkpoints in DIR's LOGs."""
+    events = []
+    for path in sorted(glob.glob(os.path.join(directory, "rocksdb-n*.LOG"))):
+        node = os.path.basename(path)[len("rocksdb-"):-len(".LOG")]
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                when = ROCKSDB_TIME.match(line)
+                flush, compaction = ROCKSDB_FLUSH.search(line), ROCKSDB_COMPACTION.search(line)
+                if not when:
+                    continue
+                if flush:
+                    what = f"flush {flush.group(1)}"
+                elif compaction:
+                    what = f"compaction {compaction.group(1)}"
+                elif "Started the snapshot process" in line:
+                    what = "checkpoint"
+                else:
+                    continue
+                # RocksDB writes its LOG in local time; the machines here run in UTC.
+                t = datetime.datetime.strptime(when.group(1), "%Y/%m/%d-%H:%M:%S.%f")
+                events.append((t.replace(tzinfo=datetime.timezone.utc).timestamp(), node, what))
+    return sorted(events)
+
+
+def stalls_table(directory, stall_ms):
+    events = rocksdb_events(directory)
+    for path in sorted(glob.glob(os.path.join(directory, "stalls-*.json"))):
+        with open(path, encoding="utf-8") as f:
+            r = json.load(f)
+        l, start = r["latency"], r["started_unix_ms"] / 1000
+        print(f"{os.path.basename(path)}: {r['per_second']:,.0f} writes/s  p50 {l['p50']:.2f}  p99 {l['p99']:.2f}  max {l['max']:.2f} ms")
+        slow = [(i, s) for i, s in enumerate(r["by_second"]) if s["max_ms"] >= stall_ms]
+        beside_checkpoint = beside_flush = 0
+        for i, s in slow:
+            near = [(t - start - i, node, what) for t, node, what in events if -1 <= t - start - i <= 1]
+            beside_checkpoint += any(what == "checkpoint" for _, _, what in near)
+            beside_flush += any(what.startswith("flush") for _, _, what in near)
+            kinds = sorted({f"{node} {what}" for _, node, what in near})
+            print(f"  second {i:>3}: slowest {s['max_ms']:6.1f} ms; within 1 s: {', '.join(kinds) or 'nothing'}")
+        print(f"  {len(slow)} seconds of {len(r['by_second'])} at {stall_ms} ms or more, {beside_checkpoint} of them within 1 s of a checkpoint, "
+              f"{beside_flush} of a flush (a checkpoint's or a full memtable's)")
+
+
 def failover_table(directory):
     print("| RTT | raft (heartbeat / election ms) | pre-vote | kills | unavailable p50 | p99 | max | elections under slow links |")
     print("|---:|---|---|---:|---:|---:|---:|---:|")
@@ -182,6 +235,8 @@ def main(argv):
         half_rate(argv[2])
     elif len(argv) == 3 and argv[1] == "failover":
         failover_table(argv[2])
+    elif len(argv) in (3, 4) and argv[1] == "stalls":
+        stalls_table(argv[2], float(argv[3]) if len(argv) == 4 else 25.0)
     elif len(argv) == 4 and argv[1] == "plots":
         plots(argv[2], argv[3])
     else:
