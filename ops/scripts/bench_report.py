@@ -136,9 +136,9 @@ def rocksdb_events(directory):
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 when = ROCKSDB_TIME.match(line)
-                flush, compaction = ROCKSDB_FLUSH.search(line), ROCKSDB_COMPACTION.search(line)
                 if not when:
                     continue
+                flush, compaction = ROCKSDB_FLUSH.search(line), ROCKSDB_COMPACTION.search(line)
                 if flush:
                     what = f"flush {flush.group(1)}"
                 elif compaction:
@@ -147,9 +147,9 @@ def rocksdb_events(directory):
                     what = "checkpoint"
                 else:
                     continue
-                # RocksDB writes its LOG in local time; the machines here run in UTC.
+                # RocksDB writes its LOG in the machine's local time, as a naive datetime reads.
                 t = datetime.datetime.strptime(when.group(1), "%Y/%m/%d-%H:%M:%S.%f")
-                events.append((t.replace(tzinfo=datetime.timezone.utc).timestamp(), node, what))
+                events.append((t.timestamp(), node, what))
     return sorted(events)
 
 
