@@ -161,11 +161,14 @@ async fn the_etcd_load_counts_only_committed_puts() {
 /// `kizuna generate` at a tiny scale against an in-process hub, then again with its state cut
 /// back as if it had stopped half-way: it resumes there, and what it sends again is answered by
 /// its idempotency keys, not repeated — every patient's timeline holds the same posts after the
-/// second run as after the first.
+/// second run as after the first. An author whose session ended signs in again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn generate_builds_a_scaled_hub_and_resumes_without_repeating_anything() {
-    use kizuna_proto::accounts::LoginRequest;
+    use kizuna_node::cli::generate::Staff;
     use kizuna_proto::accounts::account_service_client::AccountServiceClient;
+    use kizuna_proto::accounts::{LoginRequest, LogoutRequest};
+    use kizuna_proto::posts::CreatePostRequest;
+    use kizuna_proto::posts::post_service_client::PostServiceClient;
 
     let hub = TestHub::start(3).await;
     let operator = hub.operator().await;
@@ -228,5 +231,33 @@ async fn generate_builds_a_scaled_hub_and_resumes_without_repeating_anything() {
     let second = generate().await;
     assert_eq!(second["patients"], first["patients"], "the same patients, not new ones");
     assert_eq!(texts().await, before, "nothing posted twice");
+
+    // An author whose session the hub ended mid-run (its idle timeout, a revocation) signs in
+    // again and her post goes once: generate's every post and patient go through `Staff`.
+    let staff = Staff::new(vec![channel.clone()], first["run"].as_str().expect("run"));
+    let ended = staff.token(0).await.expect("the doctor signed in");
+    let logout = LogoutRequest { idempotency_key: "generated-doctor-out".into() };
+    AccountServiceClient::new(channel.clone()).logout(common::authed(logout, &ended)).await.expect("her session ended");
+    let post_into = |room: u64| {
+        let channel = channel.clone();
+        move |token: String| {
+            let req = CreatePostRequest {
+                idempotency_key: format!("after-her-session-ended-{room}"),
+                room_id: room,
+                text: "再ログイン後の記録".into(),
+                ..Default::default()
+            };
+            let mut posts = PostServiceClient::new(channel.clone());
+            async move { Ok(posts.create_post(common::authed(req, &token)).await?.into_inner().seq) }
+        }
+    };
+    staff.signed_in(0, post_into(rooms[0])).await.expect("posted once signed in again");
+    assert_eq!(staff.sign_ins(), 2, "signed in again once");
+    let timeline = common::timeline_texts(channel.clone(), &doctor.token, rooms[0]).await;
+    assert_eq!(timeline.len(), before[0].len() + 1, "the post went once");
+    // Any other refusal is the caller's to handle: no new sign-in for it.
+    let refused = staff.signed_in(0, post_into(u64::MAX)).await.expect_err("no such room");
+    assert_ne!(refused.downcast_ref::<tonic::Status>().map(|s| s.code()), Some(tonic::Code::Unauthenticated));
+    assert_eq!(staff.sign_ins(), 2, "{refused}");
     hub.shutdown().await;
 }

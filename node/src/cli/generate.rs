@@ -10,9 +10,10 @@
 //! the same command again resumes there. Idempotency keys derive from the run and the item, so
 //! an item in flight when the generator stopped is answered, not repeated, when resent.
 
-use std::collections::HashMap;
+mod staff;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -29,6 +30,8 @@ use tonic::transport::Channel;
 
 use super::Target;
 use super::user::{authed, facility_kind, profession, token};
+use staff::PASSWORD;
+pub use staff::Staff;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GenerateArgs {
@@ -44,8 +47,6 @@ pub struct GenerateArgs {
     workers: usize,
 }
 
-/// The generated professionals' password (they are test data: the hub is a benchmark's).
-const PASSWORD: &str = "kizuna-generated-2026";
 /// Professions and facility kinds of a team, in team order.
 const TEAM: [(&str, &str); 4] = [
     ("doctor", "clinic"),
@@ -135,8 +136,7 @@ struct Ctx {
     operator: String,
     run: String,
     sizes: Sizes,
-    /// Session tokens by professional index, signed in on first use.
-    tokens: Mutex<HashMap<usize, String>>,
+    staff: Staff,
 }
 
 impl Ctx {
@@ -147,42 +147,16 @@ impl Ctx {
     fn key(&self, what: &str, i: u64) -> String {
         format!("gen-{}-{what}-{i}", self.run)
     }
-
-    fn login(&self, professional: usize) -> String {
-        format!("g{}.{professional}", self.run)
-    }
-
-    /// Forgets `professional`'s session (the hub ended it): her next [`Self::token`] signs in.
-    fn forget(&self, professional: usize) -> anyhow::Result<()> {
-        self.tokens.lock().map_err(|_| anyhow::anyhow!("a worker failed"))?.remove(&professional);
-        Ok(())
-    }
-
-    async fn token(&self, professional: usize) -> anyhow::Result<String> {
-        if let Some(t) = self.tokens.lock().map_err(|_| anyhow::anyhow!("a worker failed"))?.get(&professional) {
-            return Ok(t.clone());
-        }
-        let req = LoginRequest {
-            idempotency_key: uuid::Uuid::new_v4().to_string(),
-            login: self.login(professional),
-            password: PASSWORD.into(),
-            device: "kizuna generate".into(),
-            ..Default::default()
-        };
-        let channel = self.channel(professional as u64);
-        let token = AccountServiceClient::new(channel).login(req).await?.into_inner().token;
-        self.tokens.lock().map_err(|_| anyhow::anyhow!("a worker failed"))?.insert(professional, token.clone());
-        Ok(token)
-    }
 }
 
 pub async fn run(target: &Target, args: GenerateArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
     let sizes = Sizes::at(args.scale)?;
     let mut state = State::load_or_new(&args.state, sizes)?;
-    let channels = super::bench::connect_all(target).await?.into_iter().map(|(_, c)| c).collect();
+    let channels: Vec<Channel> = super::bench::connect_all(target).await?.into_iter().map(|(_, c)| c).collect();
     let (operator, run) = (token()?, state.run.clone());
-    let ctx = Arc::new(Ctx { channels, operator, run, sizes, tokens: Mutex::default() });
+    let staff = Staff::new(channels.clone(), &run);
+    let ctx = Arc::new(Ctx { channels, operator, run, sizes, staff });
     eprintln!("generating {sizes:?} as run {} (state in {})", state.run, args.state.display());
     let started = Instant::now();
     let none = Arc::new(Vec::new());
@@ -274,7 +248,7 @@ async fn professional(ctx: Arc<Ctx>, facilities: Arc<Vec<u64>>, i: u64) -> anyho
     let register = RegisterRequest {
         idempotency_key: ctx.key("register", i),
         invitation_code: code,
-        login: ctx.login(i as usize),
+        login: ctx.staff.login(i as usize),
         display_name: person_name(i),
         profession: profession(TEAM[i as usize % 4].0)? as i32,
         password: PASSWORD.into(),
@@ -295,7 +269,18 @@ fn team(k: u64, professionals: usize) -> [usize; 4] {
 /// Patient `k`: created by her doctor, who invites the rest of the team; her timeline.
 async fn patient(ctx: Arc<Ctx>, professionals: Arc<Vec<u64>>, k: u64) -> anyhow::Result<u64> {
     let team = team(k, professionals.len());
-    let doctor = ctx.token(team[0]).await?;
+    ctx.staff.signed_in(team[0], |doctor| create_patient(&ctx, &professionals, k, team, doctor)).await
+}
+
+/// [`patient`] with her doctor's session `doctor`: sent again whole if the session ended
+/// (every request carries its idempotency key).
+async fn create_patient(
+    ctx: &Ctx,
+    professionals: &[u64],
+    k: u64,
+    team: [usize; 4],
+    doctor: String,
+) -> anyhow::Result<u64> {
     let mut rooms = RoomServiceClient::new(ctx.channel(k));
     let create = CreatePatientRequest {
         idempotency_key: ctx.key("patient", k),
@@ -354,19 +339,12 @@ async fn post(ctx: Arc<Ctx>, patients: Arc<Vec<u64>>, p: u64) -> anyhow::Result<
         text: note(author % 4, p),
         ..Default::default()
     };
-    let token = ctx.token(author).await?;
-    match PostServiceClient::new(ctx.channel(p)).create_post(authed(req.clone(), &token)?).await {
-        Ok(posted) => Ok(posted.into_inner().seq),
-        // A run of hours leaves an author without a post for longer than the hub's idle timeout
-        // (30 minutes by default; session 34's 10M run stopped on it): her session ended, so
-        // she signs in again and the same post (same idempotency key) goes once more.
-        Err(status) if status.code() == tonic::Code::Unauthenticated => {
-            ctx.forget(author)?;
-            let token = ctx.token(author).await?;
-            Ok(PostServiceClient::new(ctx.channel(p)).create_post(authed(req, &token)?).await?.into_inner().seq)
-        }
-        Err(status) => Err(status.into()),
-    }
+    let posts = PostServiceClient::new(ctx.channel(p));
+    let send = |token: String| {
+        let (req, mut posts) = (req.clone(), posts.clone());
+        async move { Ok(posts.create_post(authed(req, &token)?).await?.into_inner().seq) }
+    };
+    ctx.staff.signed_in(author, send).await
 }
 
 /// 「佐藤 花子」: a name from the item's number.
