@@ -10,12 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use rocksdb::WriteBatch;
-
-use super::keys::{COMMITTED, PURGED, VOTE};
 use super::snapshot::{self, PairDigest};
 use super::state_machine::{StateDigest, StateReader};
-use super::{CF_RAFT_META, cf, io_err, to_value};
 use crate::raft::{HubNode, LogId, NodeId, SnapshotMeta, StoredMembership, Vote};
 
 /// What an image holds: the log position and term it reflects, and its digest.
@@ -72,9 +68,10 @@ pub fn restore_node(
     me: NodeId,
     members: &BTreeMap<NodeId, (HubNode, bool)>,
 ) -> Result<StateDigest, RestoreError> {
-    let db_dir = data_dir.join("db");
-    if db_dir.exists() && std::fs::read_dir(&db_dir)?.next().is_some() {
-        return Err(RestoreError::NotEmpty(data_dir.to_owned()));
+    for dir in [data_dir.join("db"), data_dir.join("log")] {
+        if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+            return Err(RestoreError::NotEmpty(data_dir.to_owned()));
+        }
     }
     let meta = snapshot::read_meta(image)?;
     let last = meta.last_log_id.ok_or(RestoreError::EmptyImage)?;
@@ -85,7 +82,7 @@ pub fn restore_node(
     let meta = SnapshotMeta { last_log_id: Some(last), last_membership: StoredMembership::new(Some(last), membership) };
     // Opened without master keys: the image's values are copied as they are, never opened, so
     // a backup host can verify an image without holding the hub's keys.
-    let (_, state) = super::open(data_dir, super::MasterKeys::none())?;
+    let (log, state) = super::open(data_dir, super::MasterKeys::none())?;
     let snapshot_dir = data_dir.join("snapshots");
     let staged = snapshot_dir.join("restoring.snap");
     snapshot::rewrite_meta(image, &staged, &meta)?;
@@ -95,12 +92,6 @@ pub fn restore_node(
     reader.take_checkpoint()?;
     // The log begins after the image: everything up to it is purged and committed. The node
     // voted for itself in the image's term, so its first election runs in a later one.
-    let mut batch = WriteBatch::default();
-    batch.put_cf(cf(&db, CF_RAFT_META), PURGED, to_value(&last)?);
-    batch.put_cf(cf(&db, CF_RAFT_META), COMMITTED, to_value(&Some(last))?);
-    batch.put_cf(cf(&db, CF_RAFT_META), VOTE, to_value(&Vote::new(last.leader_id.term, me))?);
-    let mut synced = rocksdb::WriteOptions::default();
-    synced.set_sync(true);
-    db.write_opt(batch, &synced).map_err(io_err)?;
+    log.start_after(last, &Vote::new(last.leader_id.term, me))?;
     Ok(state.reader().state_digest()?)
 }

@@ -88,9 +88,10 @@
 //! | `m` | `/key/` + u32 id | WrappedKey (a data key of the hub, never sealed itself) |
 //! | `m` | `/seal_cursor` | the key from which sealing what came before the first data key goes on (absent: done) |
 //!
-//! Other column families: `raft_log` (log index), `raft_meta` (`vote`, `committed`, `purged`, `node_key`, `scrubbed`),
-//! `sm_meta` (`applied`, `membership`), `audit_journal` (local seq), all below. `raft_meta` also
-//! holds `format`, the value format of the data dir (see `migrate.rs`).
+//! Other column families: in the log's RocksDB `raft_log` (log index) and `raft_meta` (`vote`,
+//! `committed`, `purged`); in the state's `node_meta` (`node_key`, `scrubbed`, and `format`, the
+//! value format of the data dir: see `migrate.rs`), `sm_meta` (`applied`, `membership`),
+//! `audit_journal` (local seq), all below.
 
 /// Every letter is a table's prefix: tables added later take the ASCII digits, from `0`, then
 /// the punctuation after them (`:`, `;`, …).
@@ -561,11 +562,12 @@ pub(crate) fn journal_seq(seq: u64) -> [u8; 8] {
     be(seq)
 }
 
-/// `raft_meta` keys.
+/// `raft_meta` keys (the log's RocksDB).
 pub(crate) const VOTE: &[u8] = b"vote";
 pub(crate) const COMMITTED: &[u8] = b"committed";
 pub(crate) const PURGED: &[u8] = b"purged";
-/// The node's own data key, wrapped under its master key (`vault/`).
+/// `node_meta` keys (the state's RocksDB). The node's own data key, wrapped under its master
+/// key (`vault/`).
 pub(crate) const NODE_KEY: &[u8] = b"node_key";
 /// Present once this node rewrote its files after the hub's state was sealed (`scrub.rs`).
 pub(crate) const SCRUBBED: &[u8] = b"scrubbed";

@@ -1,23 +1,33 @@
-//! One RocksDB per node, with a column family per concern:
+//! Two RocksDBs per node: the Raft log's (`<data_dir>/log`) and the state's (`<data_dir>/db`),
+//! with a column family per concern:
 //!
-//! | column family | keys | values |
-//! |---|---|---|
-//! | `raft_log` | log index, u64 big-endian | the openraft entry |
-//! | `raft_meta` | `vote`, `committed`, `purged`; `format` | the openraft value; the data dir's value format |
-//! | `sm_data` | one-byte table prefix + key (`r` records, `m` apply clock, ...) | the domain value |
-//! | `sm_search` | the search index's keys (table `N`), apart from the other tables (`state_families.rs`) | the domain value |
-//! | `sm_idempotency` | the remembered requests' keys (table `q`), apart likewise | the request's first result |
-//! | `sm_meta` | `applied`, `membership` | the openraft value |
-//! | `audit_journal` | local seq | patient-data reads not yet shipped into the audit chain (node-local) |
-//! | `disaster_journal` | local seq | safety checks and facility statuses recorded here, not yet shipped into the log (node-local) |
+//! | RocksDB | column family | keys | values |
+//! |---|---|---|---|
+//! | log | `raft_log` | log index, u64 big-endian | the openraft entry |
+//! | log | `raft_meta` | `vote`, `committed`, `purged` | the openraft value |
+//! | db | `node_meta` | `format`, `node_key`, `scrubbed` | the data dir's value format; the node's own key (sealed); its scrub done |
+//! | db | `sm_data` | one-byte table prefix + key (`r` records, `m` apply clock, ...) | the domain value |
+//! | db | `sm_search` | the search index's keys (table `N`), apart from the other tables (`state_families.rs`) | the domain value |
+//! | db | `sm_idempotency` | the remembered requests' keys (table `q`), apart likewise | the request's first result |
+//! | db | `sm_meta` | `applied`, `membership` | the openraft value |
+//! | db | `audit_journal` | local seq | patient-data reads not yet shipped into the audit chain (node-local) |
+//! | db | `disaster_journal` | local seq | safety checks and facility statuses recorded here, not yet shipped into the log (node-local) |
 //!
 //! Every value (except `format`) is in the versioned binary format of `codec.rs`; a data dir of
 //! JSON values, as written before it, is migrated when opened (`migrate.rs`).
 //!
 //! Every key of every column family is built and parsed in `keys.rs`, which also lists the
-//! `sm_data` tables. Big-endian keys make ranges scan in index order. The Raft log and the state machine share
-//! one write-ahead log, so syncing a log append also makes every earlier state-machine write
-//! durable.
+//! `sm_data` tables. Big-endian keys make ranges scan in index order.
+//!
+//! Why the log has a RocksDB of its own: an entry is written once, read while it is new and
+//! deleted once a snapshot holds it. In the state's RocksDB every checkpoint flushed the log's
+//! memtable to a table right before the purge deleted those entries, and compactions rewrote
+//! them — two thirds of a node's flushed and compacted bytes (docs/benchmarks.md, session 37).
+//! With its own write-ahead log and memtable the log is purged while its entries are still in
+//! memory, and a checkpoint flushes the state alone. The two write-ahead logs are synced apart:
+//! apply writes a batch's state only once the log holds the batch durably
+//! ([`LogDurability`]), so a state on disk is never ahead of its log; a data dir written before
+//! has its log moved over when opened (`log_db.rs`).
 
 mod access;
 pub mod backup;
@@ -28,6 +38,7 @@ mod hub_view;
 mod install;
 mod journal;
 mod keys;
+mod log_db;
 mod log_store;
 mod log_tail;
 mod migrate;
@@ -51,7 +62,7 @@ pub use codec::{CodecError, ValueError};
 pub use fault::StorageFault;
 pub use hub_view::RocksHub;
 pub use journal::{Journal, ObservationJournal, ReadJournal};
-pub use log_store::{LogGrowth, LogStore};
+pub use log_store::{LogDurability, LogGrowth, LogStore};
 pub use migrate::MigrateError;
 pub use scrub::ScrubPlan;
 pub use snapshot::{SNAPSHOT_MAGIC, SnapshotFile};
@@ -63,23 +74,23 @@ pub use vault::{Vault, VaultError};
 
 pub(crate) const CF_RAFT_LOG: &str = "raft_log";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";
+/// The node's own metadata, in the state's RocksDB (in `raft_meta` with Raft's markers before
+/// the log had a RocksDB of its own: `log_db.rs` moves them).
+pub(crate) const CF_NODE_META: &str = "node_meta";
 pub(crate) const CF_SM_DATA: &str = "sm_data";
 pub(crate) const CF_SM_SEARCH: &str = "sm_search";
 pub(crate) const CF_SM_IDEMPOTENCY: &str = "sm_idempotency";
 pub(crate) const CF_SM_META: &str = "sm_meta";
 pub(crate) const CF_AUDIT_JOURNAL: &str = "audit_journal";
 pub(crate) const CF_DISASTER_JOURNAL: &str = "disaster_journal";
-/// Every column family, in the order they are opened (a tool opening a data dir names them all).
-pub const COLUMN_FAMILIES: [&str; 8] = [
-    CF_RAFT_LOG,
-    CF_RAFT_META,
-    CF_SM_DATA,
-    CF_SM_SEARCH,
-    CF_SM_IDEMPOTENCY,
-    CF_SM_META,
-    CF_AUDIT_JOURNAL,
-    CF_DISASTER_JOURNAL,
-];
+/// The log's RocksDB's column families.
+pub const LOG_FAMILIES: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_META];
+/// The state's RocksDB's column families, in the order they are opened (a tool opening the
+/// state of a data dir names them all; one written before the log had its own RocksDB has
+/// `raft_log` and `raft_meta` instead of `node_meta` until it is opened: see
+/// [`state_families_on_disk`]).
+pub const COLUMN_FAMILIES: [&str; 7] =
+    [CF_NODE_META, CF_SM_DATA, CF_SM_SEARCH, CF_SM_IDEMPOTENCY, CF_SM_META, CF_AUDIT_JOURNAL, CF_DISASTER_JOURNAL];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -122,11 +133,13 @@ pub fn open_sealed(
 /// [`vault`]); without, nothing is, and a data dir sealed before does not open.
 pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMachineStore), StoreError> {
     let db_path = data_dir.join("db");
+    let log_path = data_dir.join("log");
     let snapshot_dir = data_dir.join("snapshots");
-    for dir in [&db_path, &snapshot_dir] {
+    for dir in [&db_path, &log_path, &snapshot_dir] {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
     }
-    let db = open_db(&db_path)?;
+    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
+    let mut db = open_db(&db_path, &state_families_on_disk(&db_path)?, &cache)?;
     // Before anything reads a value: a dir of an older format is brought to this one first.
     migrate::run(&db)?;
     let started = std::time::Instant::now();
@@ -135,18 +148,22 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(pairs = moved, seconds, "moved tables into column families of their own");
     }
+    let log_db = open_db(&log_path, &LOG_FAMILIES, &cache)?;
+    log_db::move_older_log(&mut db, &log_db)?;
     let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
-    let log = LogStore::new(db.clone(), vault.clone())?;
-    let sm = StateMachineStore::open(db.clone(), snapshot_dir, vault.clone())?;
+    let log = LogStore::new(Arc::new(log_db), vault.clone())?;
+    let sm = StateMachineStore::open(db.clone(), snapshot_dir, vault.clone(), &log)?;
     // Opening finishes a snapshot install a stop cut short: its state may hold data keys the
     // vault did not see when it opened.
     vault.reload_hub_keys(&db)?;
     Ok((log, sm))
 }
 
-/// Memory for the memtables of all column families of one node together: a flush starts when
-/// they hold more. Without it each family may hold two 64 MiB memtables (640 MiB per node).
+/// Memory for the memtables of all column families of one of a node's RocksDBs together (the
+/// state's, the log's): a flush starts when they hold more. Without it each family may hold
+/// two 64 MiB memtables (640 MiB per node). The log's fills with entries a purge mostly deletes
+/// before it is flushed (see the crate's doc).
 const MEMTABLE_BUDGET: usize = 64 << 20;
 /// Write-ahead log kept at most before the families holding its oldest files are flushed: a
 /// rarely written family (Raft's meta) would otherwise keep every WAL file alive.
@@ -162,9 +179,29 @@ const TABLE_BYTES_PER_SYNC: u64 = 1 << 20;
 /// RocksDB's own info logs kept (`LOG.old.*`, one more per start).
 const INFO_LOGS_KEPT: usize = 5;
 
-/// The node's RocksDB with its column families, as stored (not migrated). Memory and WAL are
-/// bounded by the constants above (docs/benchmarks.md, "Soak").
-fn open_db(db_path: &Path) -> Result<DB, StoreError> {
+/// The families a data dir's state RocksDB is opened with: [`COLUMN_FAMILIES`], and
+/// `raft_log` and `raft_meta` while what a build before the log's own RocksDB wrote there is
+/// still to move (`log_db.rs`).
+pub fn state_families_on_disk(db_path: &Path) -> Result<Vec<&'static str>, StoreError> {
+    let mut families = COLUMN_FAMILIES.to_vec();
+    let present = match DB::list_cf(&Options::default(), db_path) {
+        Ok(present) => present,
+        // A new data dir: no RocksDB there yet.
+        Err(_) if !db_path.join("CURRENT").exists() => return Ok(families),
+        Err(source) => return Err(StoreError::Open { path: db_path.to_owned(), source }),
+    };
+    for older in [CF_RAFT_LOG, CF_RAFT_META] {
+        if present.iter().any(|family| family == older) {
+            families.push(older);
+        }
+    }
+    Ok(families)
+}
+
+/// One of the node's RocksDBs with `families`, as stored (not migrated), its tables' blocks in
+/// the node's one `cache`. Memory and WAL are bounded by the constants above
+/// (docs/benchmarks.md, "Soak").
+fn open_db(db_path: &Path, families: &[&str], cache: &rocksdb::Cache) -> Result<DB, StoreError> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
@@ -175,8 +212,7 @@ fn open_db(db_path: &Path) -> Result<DB, StoreError> {
     // the kernel, the tens of megabytes of a checkpoint's flush reached the disk in one burst
     // that the log's fsyncs of the writes waited behind.
     opts.set_bytes_per_sync(TABLE_BYTES_PER_SYNC);
-    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
-    let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family_options(name, &cache)));
+    let cfs = families.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, cache)));
     DB::open_cf_descriptors(&opts, db_path, cfs).map_err(|source| StoreError::Open { path: db_path.to_owned(), source })
 }
 

@@ -7,6 +7,10 @@
 //! the write-ahead log has covered it (openraft counts the leader's own copy for a commit only
 //! then). The leader's fsync thus runs while the followers write theirs, as in etcd, instead of
 //! before them; and one sync covers every append waiting for it (group commit).
+//!
+//! The log has a RocksDB of its own (see the crate's doc), so a sync of its write-ahead log
+//! covers the log alone: apply, which writes the state to the other RocksDB unsynced, waits
+//! until the log holds its entries durably ([`LogDurability`]).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -16,7 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{DB, Direction, FlushOptions, IteratorMode, WriteBatch, WriteOptions};
+use tokio::sync::watch;
 
 use super::{CF_RAFT_LOG, CF_RAFT_META, Vault, blocking, cf, decode_sealed, get_value, io_err, sealed_value, to_value};
 use crate::keys::{self, COMMITTED, PURGED, VOTE, log_index};
@@ -29,11 +34,14 @@ pub const REPLICATION_BYTES: usize = 8 << 20;
 
 #[derive(Clone)]
 pub struct LogStore {
+    /// The log's own RocksDB (see the crate's doc): its write-ahead log holds entries alone.
     db: Arc<DB>,
     /// Entries carry every command (post texts, patient names): sealed under the node's key.
     vault: Arc<Vault>,
     /// Appends written and waiting for a sync of the write-ahead log (see the module's doc).
-    syncer: Sender<IOFlushed<TypeConfig>>,
+    syncer: Sender<Unsynced>,
+    /// How far the log is written and synced, for apply to wait on (see [`LogDurability`]).
+    progress: Arc<watch::Sender<LogProgress>>,
     /// The newest entries as appended, read by replication and apply without RocksDB.
     tail: Arc<Mutex<LogTail>>,
     growth: LogGrowth,
@@ -51,6 +59,39 @@ impl LogGrowth {
     }
 }
 
+/// An append written and not yet synced: openraft's callback, the epoch it was written in and
+/// its last index.
+struct Unsynced {
+    callback: IOFlushed<TypeConfig>,
+    epoch: u64,
+    last_index: u64,
+}
+
+/// How far this node's log is written and durable. `epoch` counts truncations: a sync that
+/// covers appends written before one does not raise `synced` past what it kept.
+#[derive(Debug, Clone, Copy, Default)]
+struct LogProgress {
+    epoch: u64,
+    written: u64,
+    synced: u64,
+}
+
+/// What apply waits on before it writes a batch of entries: the state and the log are in two
+/// RocksDBs with a write-ahead log each, and openraft applies an entry a follower has written
+/// but not yet synced (committed by the others). Were the state's unsynced write to reach the
+/// disk before the log's, a crash would leave a state ahead of its log.
+#[derive(Clone)]
+pub struct LogDurability(watch::Receiver<LogProgress>);
+
+impl LogDurability {
+    /// Returns once every entry up to `index` that the log holds is durable. An index the log
+    /// never had written (a test applying straight to the state machine) does not wait.
+    pub(crate) async fn synced_to(&mut self, index: u64) -> std::io::Result<()> {
+        let durable = |p: &LogProgress| p.synced >= index || p.written < index;
+        self.0.wait_for(durable).await.map(|_| ()).map_err(|_| std::io::Error::other("the log is closed"))
+    }
+}
+
 fn synced() -> WriteOptions {
     let mut w = WriteOptions::default();
     w.set_sync(true);
@@ -61,10 +102,37 @@ impl LogStore {
     /// The log of `db`, with its syncer thread (which ends when the last copy of the store is
     /// dropped; it holds the database weakly, so closing it waits for nobody).
     pub(crate) fn new(db: Arc<DB>, vault: Arc<Vault>) -> std::io::Result<Self> {
+        // What the log holds when it opens is made durable now: a process that stopped may
+        // have left unsynced writes in the OS's cache, and apply counts them as synced.
+        db.flush_wal(true).map_err(io_err)?;
+        let last = last_index(&db)?;
+        let progress = Arc::new(watch::Sender::new(LogProgress { epoch: 0, written: last, synced: last }));
         let (syncer, waiting) = channel();
-        let weak = Arc::downgrade(&db);
-        std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || sync_appends(&weak, &waiting))?;
-        Ok(Self { db, vault, syncer, tail: Arc::default(), growth: LogGrowth::default() })
+        let (weak, reported) = (Arc::downgrade(&db), progress.clone());
+        std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || sync_appends(&weak, &waiting, &reported))?;
+        Ok(Self { db, vault, syncer, progress, tail: Arc::default(), growth: LogGrowth::default() })
+    }
+
+    /// The log's RocksDB (see [`crate::StateReader`]'s `log_db`).
+    pub(crate) fn database(&self) -> Arc<DB> {
+        self.db.clone()
+    }
+
+    /// Makes the log of a node restored from a backup image begin right after `last`: the
+    /// markers say everything up to it is purged and committed, and the node voted `vote`.
+    pub(crate) fn start_after(&self, last: LogId, vote: &Vote) -> std::io::Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_RAFT_META), PURGED, to_value(&last)?);
+        batch.put_cf(cf(&self.db, CF_RAFT_META), COMMITTED, to_value(&Some(last))?);
+        batch.put_cf(cf(&self.db, CF_RAFT_META), VOTE, to_value(vote)?);
+        Self::write_synced(&self.db, batch)
+    }
+
+    /// What apply waits on (see [`LogDurability`]).
+    pub fn durability(&self) -> LogDurability {
+        LogDurability(self.progress.subscribe())
     }
 
     /// How much this process appended to the log, as it goes on.
@@ -133,6 +201,14 @@ impl LogStore {
         // follower's) paid two thread hand-offs for it (docs/benchmarks.md, session 23). Apply
         // writes the state the same way.
         self.db.write(batch).map_err(io_err)?;
+        if let Some((last, _)) = written.last() {
+            let index = last.log_id.index;
+            // Nobody to wake: a higher `written` never ends a wait for a sync.
+            self.progress.send_if_modified(|p| {
+                p.written = p.written.max(index);
+                false
+            });
+        }
         let bytes: usize = written.iter().map(|(_, stored)| stored).sum();
         self.growth.0.fetch_add(bytes as u64, Ordering::Relaxed);
         self.tail().appended(written);
@@ -149,14 +225,36 @@ impl LogStore {
     }
 }
 
+/// The index of the log's last entry (0 for an empty log).
+fn last_index(db: &DB) -> std::io::Result<u64> {
+    match db.iterator_cf(cf(db, CF_RAFT_LOG), IteratorMode::End).next() {
+        None => Ok(0),
+        Some(item) => keys::number(&item.map_err(io_err)?.0).map_err(io_err),
+    }
+}
+
 /// The syncer thread: takes every append waiting, syncs the write-ahead log once (which makes
-/// every write before it durable) and reports them flushed, in the order they were written.
-fn sync_appends(db: &Weak<DB>, waiting: &Receiver<IOFlushed<TypeConfig>>) {
+/// every write before it durable), raises the log's synced index and reports them flushed, in
+/// the order they were written.
+fn sync_appends(db: &Weak<DB>, waiting: &Receiver<Unsynced>, progress: &watch::Sender<LogProgress>) {
     while let Ok(first) = waiting.recv() {
         let appends: Vec<_> = std::iter::once(first).chain(waiting.try_iter()).collect();
         let synced = sync_wal(db);
+        if synced.is_ok()
+            && let Some(last) = appends.last()
+        {
+            let (epoch, index) = (last.epoch, last.last_index);
+            progress.send_if_modified(|p| {
+                let raised = p.epoch == epoch && index > p.synced;
+                if raised {
+                    p.synced = index;
+                }
+                raised
+            });
+        }
         for append in appends {
-            append.io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string())));
+            let result = synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string()));
+            append.callback.io_completed(result);
         }
     }
 }
@@ -251,10 +349,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.io_completed(Err(std::io::Error::new(e.kind(), e.to_string())));
             return Err(e);
         }
+        let LogProgress { epoch, written, .. } = *self.progress.borrow();
         // Only a syncer that ended (its thread panicked) refuses the callback: report it here.
-        if let Err(refused) = self.syncer.send(callback) {
+        if let Err(refused) = self.syncer.send(Unsynced { callback, epoch, last_index: written }) {
             let gone = || std::io::Error::other("the log's syncer thread ended");
-            refused.0.io_completed(Err(gone()));
+            refused.0.callback.io_completed(Err(gone()));
             return Err(gone());
         }
         Ok(())
@@ -262,6 +361,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), std::io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
+        // A new epoch: the entries cut off no longer count as written, nor as synced when a
+        // sync that covered them reports.
+        let kept = from.saturating_sub(1);
+        self.progress.send_modify(|p| {
+            p.epoch += 1;
+            p.written = p.written.min(kept);
+            p.synced = p.synced.min(kept);
+        });
         // The tail first: a read in between finds the entries in RocksDB, as before.
         self.tail().truncated_after(last_log_id.map(|id| id.index));
         let db = self.db.clone();
@@ -284,7 +391,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut batch = WriteBatch::default();
             batch.put_cf(cf(&db, CF_RAFT_META), PURGED, purged);
             batch.delete_range_cf(cf(&db, CF_RAFT_LOG), log_index(0), log_index(log_id.index + 1));
-            Self::write_synced(&db, batch)
+            Self::write_synced(&db, batch)?;
+            // Flushed now, the memtable's entries are mostly deleted and a flush writes only
+            // the few kept; and a node purges after its own checkpoints, a third of a step from
+            // the other members'. Left to fill, the memtable would flush on every member at
+            // once (they append the same bytes), the moment that stalls a commit most
+            // (docs/benchmarks.md, session 35).
+            let mut in_background = FlushOptions::default();
+            in_background.set_wait(false);
+            db.flush_cf_opt(cf(&db, CF_RAFT_LOG), &in_background).map_err(io_err)
         })
         .await
     }
@@ -327,6 +442,41 @@ mod tests {
         assert!(log.limited_get_log_entries(5, 5).await.expect("read").is_empty());
         let all = log.try_get_log_entries(1..=count).await.expect("read");
         assert_eq!(all.len(), count as usize, "an unlimited read is whole");
+    }
+
+    /// The state and the log are in two RocksDBs: apply must not write a state whose entries
+    /// the log holds only unsynced (a follower applies what the others committed).
+    #[tokio::test]
+    async fn apply_writes_a_batch_only_once_the_log_holds_it_durably() {
+        use openraft::storage::{IOFlushed, RaftLogStorage, RaftStateMachine};
+        use openraft::type_config::TypeConfigExt;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (mut log, mut state) = crate::open(dir.path(), MasterKeys::none()).expect("open");
+        log.write_entries([large(1)]).await.expect("written, no sync asked for");
+        let mut applying = Box::pin(state.apply(futures::stream::iter([Ok((large(1), None))])));
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(300), &mut applying).await;
+        assert!(waited.is_err(), "apply waited for the log's sync");
+
+        let (tx, rx) = TypeConfig::oneshot();
+        log.append([large(2)], IOFlushed::signal(tx)).await.expect("appended");
+        rx.await.expect("the syncer answered").expect("synced");
+        let applied = tokio::time::timeout(std::time::Duration::from_secs(10), applying).await;
+        applied.expect("applied once the sync covered entry 1").expect("applied");
+        assert!(state.reader().record("k1").expect("read").is_some(), "the state written");
+    }
+
+    #[tokio::test]
+    async fn a_truncation_takes_back_what_the_log_counts_as_written() {
+        use openraft::storage::RaftLogStorage;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (mut log, _state) = crate::open(dir.path(), MasterKeys::none()).expect("open");
+        log.write_entries((1..=3).map(large)).await.expect("written");
+        let mut durability = log.durability();
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), durability.synced_to(3)).await;
+        assert!(waited.is_err(), "written, not synced");
+        log.truncate_after(Some(log_id::<TypeConfig>(1, 1, 1))).await.expect("truncated");
+        let at_once = tokio::time::timeout(std::time::Duration::from_secs(5), durability.synced_to(3)).await;
+        at_once.expect("entry 3 is no longer in the log: nothing to wait for").expect("open");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Upgrades a data directory to the current value format when it is opened.
 //!
-//! The format a data dir is in is the raw byte under `raft_meta`/`format` ([`keys::FORMAT`]).
+//! The format a data dir is in is the raw byte under `node_meta`/`format` ([`keys::FORMAT`]; in
+//! `raft_meta` in a dir written before the log had a RocksDB of its own: `log_db.rs`).
 //! Without it, the dir was written before [`codec`] existed: every value of every column family
 //! is JSON (and the snapshot file beside it, which the node replaces by a checkpoint of the
 //! migrated state once opened: see [`crate::checkpoint`]). One pass then rewrites each value in the current
@@ -59,7 +60,8 @@ pub struct Migrated {
 
 /// Brings the data dir to the current format; a no-op once its marker says it is there.
 pub fn run(db: &DB) -> Result<Option<Migrated>, MigrateError> {
-    match db.get_cf(cf(db, CF_RAFT_META), FORMAT).map_err(io_err)?.as_deref() {
+    let node_meta = crate::log_db::node_meta_family(db);
+    match db.get_cf(cf(db, node_meta), FORMAT).map_err(io_err)?.as_deref() {
         Some([CURRENT]) => return Ok(None),
         Some([other]) => return Err(MigrateError::Format(*other)),
         Some(_) => return Err(MigrateError::Format(0)),
@@ -73,7 +75,7 @@ pub fn run(db: &DB) -> Result<Option<Migrated>, MigrateError> {
     }
     let mut synced = WriteOptions::default();
     synced.set_sync(true);
-    db.put_cf_opt(cf(db, CF_RAFT_META), FORMAT, [CURRENT], &synced).map_err(io_err)?;
+    db.put_cf_opt(cf(db, node_meta), FORMAT, [CURRENT], &synced).map_err(io_err)?;
     if done != Migrated::default() {
         let [log, meta, data, sm_meta, journal] = done.values;
         tracing::info!(
@@ -88,7 +90,12 @@ pub fn run(db: &DB) -> Result<Option<Migrated>, MigrateError> {
 
 /// Rewrites one column family: (values rewritten, values already current).
 fn family_pass(db: &DB, family: &'static str) -> Result<(u64, u64), MigrateError> {
-    let handle = cf(db, family);
+    // A data dir without it: `raft_log` and `raft_meta` are in the log's RocksDB from this
+    // layout on, and a JSON-valued dir (which has them here) is migrated before they move
+    // (`log_db.rs`).
+    let Some(handle) = db.cf_handle(family) else {
+        return Ok((0, 0));
+    };
     let (mut rewritten, mut already) = (0, 0);
     let mut batch = WriteBatch::default();
     for item in db.iterator_cf(handle, IteratorMode::Start) {

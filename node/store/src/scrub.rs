@@ -12,7 +12,7 @@ use rocksdb::{BottommostLevelCompaction, CompactOptions, IteratorMode};
 use crate::codec;
 use crate::keys::SCRUBBED;
 use crate::state_machine::StateReader;
-use crate::{CF_RAFT_LOG, CF_RAFT_META, cf, get_value, io_err, to_value};
+use crate::{CF_NODE_META, CF_RAFT_LOG, cf, get_value, io_err, to_value};
 
 /// What a node's scrub does besides compacting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,7 @@ impl StateReader {
         if self.scrubbed()? {
             return Ok(None);
         }
-        let first_entry = self.db.iterator_cf(cf(&self.db, CF_RAFT_LOG), IteratorMode::Start).next();
+        let first_entry = self.log_db.iterator_cf(cf(&self.log_db, CF_RAFT_LOG), IteratorMode::Start).next();
         let purge_log = match first_entry {
             Some(item) => codec::sealed_parts(&item.map_err(io_err)?.1).map_err(io_err)?.is_none(),
             None => false,
@@ -45,7 +45,7 @@ impl StateReader {
 
     /// Whether this node scrubbed its files since the hub's state was sealed.
     pub fn scrubbed(&self) -> std::io::Result<bool> {
-        Ok(get_value::<bool>(&self.db, CF_RAFT_META, SCRUBBED)?.is_some())
+        Ok(get_value::<bool>(&self.db, CF_NODE_META, SCRUBBED)?.is_some())
     }
 
     /// Rewrites every column family's files without the values replaced or deleted in them,
@@ -56,13 +56,17 @@ impl StateReader {
         let mut options = CompactOptions::default();
         // Also the last level, where the oldest files (the clear values) sit.
         options.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
-        for family in crate::COLUMN_FAMILIES {
+        let state = crate::COLUMN_FAMILIES.into_iter().map(|family| (db, family));
+        let log = crate::LOG_FAMILIES.into_iter().map(|family| (&self.log_db, family));
+        for (db, family) in state.chain(log) {
             let handle = cf(db, family);
             db.flush_cf(handle).map_err(io_err)?;
             db.compact_range_cf_opt(handle, None::<&[u8]>, None::<&[u8]>, &options);
         }
-        // The write-ahead log of what was flushed is obsolete now, and RocksDB deletes it.
-        db.flush_wal(true).map_err(io_err)?;
+        // The write-ahead logs of what was flushed are obsolete now, and RocksDB deletes them.
+        for db in [db, &self.log_db] {
+            db.flush_wal(true).map_err(io_err)?;
+        }
         // The current checkpoint links the files just compacted away, clear values and all:
         // one of the compacted state takes its place (the old files go with it).
         if self.checkpoints.exists()? {
@@ -70,6 +74,6 @@ impl StateReader {
         }
         let mut synced = rocksdb::WriteOptions::default();
         synced.set_sync(true);
-        db.put_cf_opt(cf(db, CF_RAFT_META), SCRUBBED, to_value(&true)?, &synced).map_err(io_err)
+        db.put_cf_opt(cf(db, CF_NODE_META), SCRUBBED, to_value(&true)?, &synced).map_err(io_err)
     }
 }

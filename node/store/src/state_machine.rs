@@ -19,7 +19,7 @@ use super::snapshot::{self, SnapshotFile};
 use super::space::{SpaceByTable, TableSpace};
 use super::state_families::StatePairs;
 use super::{CF_SM_DATA, CF_SM_META, Vault, blocking, cf, codec, get_state, get_value, io_err, sealed_value, to_value};
-use super::{ObservationJournal, ReadJournal, install};
+use super::{LogDurability, LogStore, ObservationJournal, ReadJournal, install};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::disaster::observe;
 use kizuna_domain::events::{Event, Raised, stamp};
@@ -36,6 +36,9 @@ use kizuna_domain::{attachments, notify, push};
 #[derive(Clone)]
 pub struct StateReader {
     pub(crate) db: Arc<DB>,
+    /// The log's RocksDB, for what covers all of a node's files: its scrub and its storage
+    /// figures. The log itself is read and written through [`crate::LogStore`] only.
+    pub(crate) log_db: Arc<DB>,
     /// The keys the state is sealed with (shared with apply, which adds to them).
     vault: Arc<Vault>,
     snapshots_installed: Arc<AtomicU64>,
@@ -237,10 +240,14 @@ impl StateReader {
     /// not report is left out).
     pub fn storage_properties(&self) -> Vec<StorageProperty> {
         let mut out = Vec::new();
-        for column_family in super::COLUMN_FAMILIES {
-            let Some(handle) = self.db.cf_handle(column_family) else { continue };
+        // The node's metadata (a few keys) is left out: its family has the name of the log's.
+        let state = super::COLUMN_FAMILIES.into_iter().filter(|family| *family != super::CF_NODE_META);
+        let families = state.map(|family| (&self.db, family));
+        let log = super::LOG_FAMILIES.into_iter().map(|family| (&self.log_db, family));
+        for (db, column_family) in families.chain(log) {
+            let Some(handle) = db.cf_handle(column_family) else { continue };
             for (property, metric) in STORAGE_PROPERTIES {
-                if let Ok(Some(value)) = self.db.property_int_value_cf(&handle, *property) {
+                if let Ok(Some(value)) = db.property_int_value_cf(&handle, *property) {
                     out.push(StorageProperty { column_family, metric, value });
                 }
             }
@@ -296,6 +303,9 @@ pub struct StateMachineStore {
     /// read and opened at every batch, they were a quarter of a one-entry batch's ~67 µs
     /// (docs/benchmarks.md, session 23).
     written: Option<WrittenMeta>,
+    /// The log's durability: a batch's state is written once the log holds its entries
+    /// durably (see [`LogDurability`]).
+    log: LogDurability,
 }
 
 /// See [`StateMachineStore::written`].
@@ -306,7 +316,7 @@ struct WrittenMeta {
 }
 
 impl StateMachineStore {
-    pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf, vault: Arc<Vault>) -> std::io::Result<Self> {
+    pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf, vault: Arc<Vault>, log: &LogStore) -> std::io::Result<Self> {
         // An install a stop interrupted is finished before anything reads the state.
         install::resume(&db, &snapshot_dir)?;
         let checkpoints = Checkpoints::open(&snapshot_dir)?;
@@ -325,6 +335,7 @@ impl StateMachineStore {
         let observations = ObservationJournal::open_observations(db.clone(), vault.clone())?;
         let reader = StateReader {
             db: db.clone(),
+            log_db: log.database(),
             vault,
             snapshots_installed: Arc::default(),
             events,
@@ -338,7 +349,9 @@ impl StateMachineStore {
             apply_version_reached: Arc::default(),
         };
         let max_apply_version = kizuna_domain::APPLY_VERSION;
-        Ok(Self { db, snapshot_dir, reader, max_apply_version, sweep_hints: SweepHints::default(), written: None })
+        let sweep_hints = SweepHints::default();
+        let log = log.durability();
+        Ok(Self { db, snapshot_dir, reader, max_apply_version, sweep_hints, written: None, log })
     }
 
     /// This node takes up apply versions up to `version` only: a test's stand-in for a node
@@ -901,8 +914,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if let Some(m) = &membership {
             wb.put_cf(meta, MEMBERSHIP, to_value(m)?);
         }
-        // Not synced: the entries are already fsynced in the log, and the log is purged only
-        // after the WAL is synced (see `Checkpoints::take`).
+        // Not synced: the log holds the entries durably first (a follower may apply what it
+        // has not synced yet: wait for that sync), and it is purged only after the state's
+        // WAL is synced (see `Checkpoints::take`).
+        if let Some(applied) = last_applied {
+            self.log.synced_to(applied.index).await?;
+        }
         self.db.write(wb).map_err(io_err)?;
         self.sweep_hints = hints;
         self.written = Some(written);

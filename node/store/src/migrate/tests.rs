@@ -9,16 +9,25 @@ pub(crate) fn unpack_json_fixture(into: &Path) {
     tar::Archive::new(flate2::read::GzDecoder::new(file)).unpack(into).expect("unpack the fixture");
 }
 
-/// The data dir's RocksDB as it is on disk, not migrated.
+/// The data dir's state RocksDB as it is on disk, not migrated.
 fn raw(data_dir: &Path) -> DB {
-    crate::open_db(&data_dir.join("db")).expect("open the db")
+    let path = data_dir.join("db");
+    let families = crate::state_families_on_disk(&path).expect("its families");
+    crate::open_db(&path, &families, &rocksdb::Cache::new_lru_cache(1 << 20)).expect("open the db")
 }
 
-/// Every value of every column family: (family, key, value).
+/// The data dir's log RocksDB.
+fn raw_log(data_dir: &Path) -> DB {
+    let cache = rocksdb::Cache::new_lru_cache(1 << 20);
+    crate::open_db(&data_dir.join("log"), &crate::LOG_FAMILIES, &cache).expect("open the log's db")
+}
+
+/// Every value of every column family `db` has: (family, key, value).
 fn all_values(db: &DB) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     let mut all = Vec::new();
     for family in FAMILIES {
-        for item in db.iterator_cf(cf(db, family), IteratorMode::Start) {
+        let Some(handle) = db.cf_handle(family) else { continue };
+        for item in db.iterator_cf(handle, IteratorMode::Start) {
             let (k, v) = item.expect("read");
             all.push((family, k.to_vec(), v.to_vec()));
         }
@@ -26,9 +35,22 @@ fn all_values(db: &DB) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     all
 }
 
-/// The family `key` of `family` is in after opening: the dedicated tables move out of `sm_data`.
-fn stored_in(family: &'static str, key: &[u8]) -> &'static str {
-    if family == CF_SM_DATA { crate::state_families::family_of(key) } else { family }
+/// The family `key` of `family` is in after opening, and whether in the log's RocksDB: the
+/// dedicated tables move out of `sm_data`, the log and Raft's markers into the log's RocksDB.
+fn stored_in(family: &'static str, key: &[u8]) -> (&'static str, bool) {
+    let raft_marker = family == CF_RAFT_META && [VOTE, COMMITTED, PURGED].contains(&key);
+    match family {
+        CF_SM_DATA => (crate::state_families::family_of(key), false),
+        CF_RAFT_LOG => (family, true),
+        _ => (family, raft_marker),
+    }
+}
+
+/// The value `key` of `family` (as the fixture has it) has after opening, wherever it is now.
+fn value_now(state: &DB, log: &DB, family: &'static str, key: &[u8]) -> Vec<u8> {
+    let (now_in, in_log) = stored_in(family, key);
+    let holder = if in_log { log } else { state };
+    holder.get_cf(cf(holder, now_in), key).expect("read").expect("still there")
 }
 
 /// The value as JSON, through its Rust type, from JSON or from the current format.
@@ -81,10 +103,10 @@ fn the_fixture_migrates_value_for_value() {
     assert!(snapshot_path.exists(), "the fixture has a snapshot file");
 
     drop(crate::open(dir.path(), crate::MasterKeys::none()).expect("open migrates"));
-    let db = raw(dir.path());
+    let (db, log) = (raw(dir.path()), raw_log(dir.path()));
     let mut tables = std::collections::BTreeSet::new();
     for (family, key, json) in &before {
-        let now = db.get_cf(cf(&db, stored_in(family, key)), key).expect("read").expect("still there");
+        let now = value_now(&db, &log, family, key);
         assert!(codec::is_current(&now), "{family} {} not migrated", codec::key_in(family, key));
         assert_eq!(as_json(family, key, &now), as_json(family, key, json), "{family} {}", codec::key_in(family, key));
         if *family == CF_SM_DATA {
@@ -106,7 +128,7 @@ fn a_data_dir_of_an_unknown_format_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     drop(crate::open(dir.path(), crate::MasterKeys::none()).expect("a fresh dir"));
     let db = raw(dir.path());
-    db.put_cf(cf(&db, CF_RAFT_META), FORMAT, [7]).expect("write");
+    db.put_cf(cf(&db, crate::CF_NODE_META), FORMAT, [7]).expect("write");
     drop(db);
     let refused = crate::open(dir.path(), crate::MasterKeys::none()).map(|_| ()).expect_err("format 7");
     assert_eq!(
@@ -135,10 +157,10 @@ fn value_sizes_of_the_fixture_shrink() {
     unpack_json_fixture(dir.path());
     let before = all_values(&raw(dir.path()));
     drop(crate::open(dir.path(), crate::MasterKeys::none()).expect("open migrates"));
-    let db = raw(dir.path());
+    let (db, log) = (raw(dir.path()), raw_log(dir.path()));
     let mut sizes: std::collections::BTreeMap<String, (usize, usize, usize)> = Default::default();
     for (family, key, json) in &before {
-        let now = db.get_cf(cf(&db, stored_in(family, key)), key).expect("read").expect("still there");
+        let now = value_now(&db, &log, family, key);
         let group = match *family {
             CF_SM_DATA => format!("sm_data {} ({})", key[0] as char, keys::table_of(key).map_or("", |t| t.name)),
             _ => family.to_string(),

@@ -154,7 +154,9 @@ fn a_checkpoint_taken_before_the_split_reads_whole() {
         let mut options = rocksdb::Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let before_split = COLUMN_FAMILIES.into_iter().filter(|f| ![CF_SM_SEARCH, CF_SM_IDEMPOTENCY].contains(f));
+        // As a checkpoint of then: the Raft log in the state's RocksDB too.
+        let unsplit = COLUMN_FAMILIES.into_iter().filter(|f| ![CF_SM_SEARCH, CF_SM_IDEMPOTENCY].contains(f));
+        let before_split = unsplit.chain([crate::CF_RAFT_LOG]);
         let db = DB::open_cf(&options, &old, before_split).expect("an old layout");
         for (k, v) in state() {
             db.put_cf(cf(&db, CF_SM_DATA), k, v).expect("write");

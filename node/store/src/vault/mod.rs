@@ -29,7 +29,7 @@ use self::cipher::{CipherError, DataKey};
 use self::master::MasterKeys;
 use crate::codec::{self, CodecError};
 use crate::keys::{self, NODE_KEY};
-use crate::{CF_RAFT_META, CF_SM_DATA, cf, get_value, io_err, to_value};
+use crate::{CF_NODE_META, CF_SM_DATA, cf, get_value, io_err, to_value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -242,7 +242,7 @@ fn record_ad(family: &str, key: &[u8]) -> Vec<u8> {
 /// The node's own key: unwrapped from `raft_meta` (rewrapped there when its master key is a
 /// previous one), or made now when the node has a master key and none yet.
 fn node_key(masters: &MasterKeys, db: &DB) -> Result<Option<DataKey>, VaultError> {
-    let stored: Option<WrappedKey> = get_value(db, CF_RAFT_META, NODE_KEY)?;
+    let stored: Option<WrappedKey> = get_value(db, CF_NODE_META, NODE_KEY)?;
     let Some(current) = masters.current() else {
         return match stored {
             None => Ok(None),
@@ -264,7 +264,7 @@ fn node_key(masters: &MasterKeys, db: &DB) -> Result<Option<DataKey>, VaultError
         let wrapped = WrappedKey { id: 0, master: current.fingerprint().to_owned(), nonce, sealed };
         let mut synced = rocksdb::WriteOptions::default();
         synced.set_sync(true);
-        db.put_cf_opt(cf(db, CF_RAFT_META), NODE_KEY, to_value(&wrapped)?, &synced).map_err(io_err)?;
+        db.put_cf_opt(cf(db, CF_NODE_META), NODE_KEY, to_value(&wrapped)?, &synced).map_err(io_err)?;
     }
     Ok(Some(key))
 }

@@ -1,0 +1,156 @@
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use kizuna_domain::{Envelope, LogCommand};
+use openraft::RaftLogReader;
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::testing::log_id;
+use openraft::type_config::TypeConfigExt;
+
+use super::*;
+use crate::raft::{Entry, TypeConfig, Vote};
+use crate::{COLUMN_FAMILIES, LOG_FAMILIES, MasterKeys};
+
+fn entry(index: u64) -> Entry {
+    let command = LogCommand::PutRecord { key: format!("k{index}"), value: format!("記録 {index}") };
+    let envelope = Envelope { idempotency_key: format!("e-{index}"), proposed_at_ms: index, command };
+    Entry::new_normal(log_id::<TypeConfig>(2, 1, index), envelope)
+}
+
+/// What the log of the node at `dir` holds, read through the log store: its state, vote and
+/// entries.
+async fn log_of(dir: &Path) -> (LogState<TypeConfig>, Option<Vote>, Vec<Entry>) {
+    let (mut log, _state) = crate::open(dir, MasterKeys::none()).expect("open");
+    let state = log.get_log_state().await.expect("log state");
+    let vote = log.read_vote().await.expect("vote");
+    let entries = log.try_get_log_entries(0..).await.expect("entries");
+    (state, vote, entries)
+}
+
+/// A node's data dir with 40 entries (the first 10 purged) and a vote, in this layout.
+async fn written_node(dir: &Path) {
+    let (mut log, _state) = crate::open(dir, MasterKeys::none()).expect("open");
+    for index in 1..=40 {
+        let (tx, rx) = TypeConfig::oneshot();
+        log.append([entry(index)], IOFlushed::signal(tx)).await.expect("appended");
+        rx.await.expect("answered").expect("flushed");
+    }
+    log.save_vote(&Vote::new(2, 1)).await.expect("vote");
+    log.purge(log_id::<TypeConfig>(2, 1, 10)).await.expect("purged");
+}
+
+fn raw(path: &Path, families: &[&str]) -> DB {
+    let mut options = rocksdb::Options::default();
+    options.create_missing_column_families(true);
+    DB::open_cf(&options, path, families).expect("open")
+}
+
+/// Copies the log's RocksDB's pairs into `state`'s families of the same names.
+fn copy_back(log: &DB, state: &DB) {
+    for family in LOG_FAMILIES {
+        for item in log.iterator_cf(cf(log, family), IteratorMode::Start) {
+            let (key, value) = item.expect("read");
+            state.put_cf(cf(state, family), key, value).expect("write");
+        }
+    }
+}
+
+/// Turns a data dir of this layout into one written before the log had its own RocksDB: the
+/// log's pairs and the node's metadata in the state's `raft_log` and `raft_meta`, no
+/// `node_meta`, and no log dir — or, with `cut_short`, the log dir and `node_meta` as a move
+/// cut short after its copies left them.
+fn as_older_layout(dir: &Path, cut_short: bool) {
+    let older: Vec<&str> = COLUMN_FAMILIES.into_iter().chain([CF_RAFT_LOG, CF_RAFT_META]).collect();
+    {
+        let (mut state, log) = (raw(&dir.join("db"), &older), raw(&dir.join("log"), &LOG_FAMILIES));
+        copy_back(&log, &state);
+        for key in NODE_KEYS {
+            if let Some(value) = state.get_cf(cf(&state, CF_NODE_META), key).expect("read") {
+                state.put_cf(cf(&state, CF_RAFT_META), key, value).expect("write");
+            }
+        }
+        if !cut_short {
+            state.drop_cf(CF_NODE_META).expect("drop node_meta");
+        }
+    }
+    if !cut_short {
+        std::fs::remove_dir_all(dir.join("log")).expect("remove the log dir");
+    }
+}
+
+/// The state RocksDB's families as on disk (RocksDB's `default` aside).
+fn on_disk(dir: &Path) -> BTreeSet<String> {
+    let listed = DB::list_cf(&rocksdb::Options::default(), dir.join("db")).expect("the state's families");
+    listed.into_iter().filter(|family| family != "default").collect()
+}
+
+/// This layout's families of the state's RocksDB.
+fn this_layout() -> BTreeSet<String> {
+    COLUMN_FAMILIES.into_iter().map(str::to_owned).collect()
+}
+
+fn state_families(dir: &Path) -> Vec<&'static str> {
+    crate::state_families_on_disk(&dir.join("db")).expect("families")
+}
+
+/// The node's metadata in `node_meta`: the format marker and whether it scrubbed.
+fn node_meta(dir: &Path) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let state = raw(&dir.join("db"), &state_families(dir));
+    let read = |key| state.get_cf(cf(&state, CF_NODE_META), key).expect("read");
+    (read(FORMAT), read(SCRUBBED))
+}
+
+#[tokio::test]
+async fn an_older_data_dir_has_its_log_moved_and_a_second_open_changes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    written_node(dir.path()).await;
+    let (before, metadata) = (log_of(dir.path()).await, node_meta(dir.path()));
+    assert_eq!(before.2.len(), 30, "entries 11 to 40");
+    assert!(metadata.0.is_some(), "the format marker");
+    as_older_layout(dir.path(), false);
+    assert!(!on_disk(dir.path()).contains(CF_NODE_META));
+
+    let moved = log_of(dir.path()).await;
+    assert_eq!(format!("{moved:?}"), format!("{before:?}"), "the same log, vote and markers");
+    assert_eq!(on_disk(dir.path()), this_layout(), "the older families dropped");
+    assert_eq!(node_meta(dir.path()), metadata, "the node's metadata moved");
+    assert_eq!(format!("{:?}", log_of(dir.path()).await), format!("{before:?}"), "a second open");
+}
+
+#[tokio::test]
+async fn a_move_cut_short_after_its_copies_is_made_again_whole() {
+    let dir = tempfile::tempdir().expect("dir");
+    written_node(dir.path()).await;
+    let (before, metadata) = (log_of(dir.path()).await, node_meta(dir.path()));
+    as_older_layout(dir.path(), true);
+    assert!(state_families(dir.path()).contains(&CF_RAFT_LOG), "opened with the older families");
+    assert_eq!(format!("{:?}", log_of(dir.path()).await), format!("{before:?}"));
+    assert_eq!(on_disk(dir.path()), this_layout());
+    assert_eq!(node_meta(dir.path()), metadata);
+}
+
+#[tokio::test]
+async fn a_move_cut_short_between_its_drops_finishes() {
+    let dir = tempfile::tempdir().expect("dir");
+    written_node(dir.path()).await;
+    let (before, metadata) = (log_of(dir.path()).await, node_meta(dir.path()));
+    as_older_layout(dir.path(), true);
+    {
+        let older: Vec<&str> = COLUMN_FAMILIES.into_iter().chain([CF_RAFT_LOG, CF_RAFT_META]).collect();
+        let mut state = raw(&dir.path().join("db"), &older);
+        state.drop_cf(CF_RAFT_LOG).expect("the first drop");
+    }
+    assert_eq!(format!("{:?}", log_of(dir.path()).await), format!("{before:?}"), "nothing lost");
+    assert_eq!(on_disk(dir.path()), this_layout());
+    assert_eq!(node_meta(dir.path()), metadata);
+}
+
+#[test]
+fn a_new_data_dir_opens_with_this_layout() {
+    let dir = tempfile::tempdir().expect("dir");
+    drop(crate::open(dir.path(), MasterKeys::none()).expect("open"));
+    assert_eq!(on_disk(dir.path()), this_layout());
+    let log_families = DB::list_cf(&rocksdb::Options::default(), dir.path().join("log")).expect("the log's db");
+    assert!(LOG_FAMILIES.iter().all(|family| log_families.iter().any(|f| f == family)), "{log_families:?}");
+}
