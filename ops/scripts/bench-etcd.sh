@@ -80,5 +80,5 @@ for store in etcd kizuna; do
   echo "bench-etcd: $store at $HALF writes/s, half of Kizuna's peak" >&2
   load "$store" 256 "$SECONDS_PER_RUN" "$OUT/$store-half.json" --rate "$HALF"
 done
-for i in 1 2 3; do du -sb "$D/etcd/e$i" "$D/kizuna/n$i/db"; done > "$OUT/disk.txt"
+for i in 1 2 3; do du -sb "$D/etcd/e$i" "$D/kizuna/n$i/db" "$D/kizuna/n$i/log"; done > "$OUT/disk.txt"
 python3 "$HERE/bench_report.py" etcd "$OUT"

@@ -46,5 +46,5 @@ LOGINS=$!
 ENDPOINT=https://127.0.0.1:7001 run fan-out-logins --clients 4 --seconds 20 --subscribers 10000 --rooms 64
 touch stop-logins; wait $LOGINS
 run reads --clients 4 --seconds 1 --patients 500 --readers 1,4,16 --read-seconds 15
-du -sb data/demo/*/db
+du -sb data/demo/*/db data/demo/*/log
 if [ -n "$OUT" ]; then mkdir -p "$OUT"; cp one.json sixteen.json sixty-four.json fan-out.json fan-out-10k.json fan-out-logins.json reads.json "$OUT/"; fi

@@ -169,7 +169,7 @@ LEADER_ID=$("$BIN" --endpoint "$HUB" status --json | python3 -c 'import json,sys
 # The snapshot is a checkpoint: hard links to the database's tables. What it adds to the disk is
 # the node's directory less its database (du counts a linked file once per run).
 NODE_BYTES=$(du -sb "$D/n$LEADER_ID" | cut -f1)
-DB_BYTES=$(du -sb "$D/n$LEADER_ID/db" | cut -f1)
+DB_BYTES=$(du -csb "$D/n$LEADER_ID/db" "$D/n$LEADER_ID/log" | tail -1 | cut -f1)
 echo "snapshot_dir_bytes_beyond_db $((NODE_BYTES - DB_BYTES))" | tee -a "$OUT/snapshot.txt"
 # Where the state's bytes go, table by table, and each node's disk once the log is purged. Read
 # from hard links to the checkpoint's files: the running node may take a newer checkpoint

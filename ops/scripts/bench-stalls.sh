@@ -33,5 +33,6 @@ for r in $(seq 1 "$RUNS"); do
   echo "bench-stalls: run $r of $RUNS at $RATE writes/s" >&2
   load "$OUT/stalls-$r.json" "$SECONDS_PER_RUN" --rate "$RATE"
 done
-for i in 1 2 3; do cp "$D/kizuna/n$i/db/LOG" "$OUT/rocksdb-n$i.LOG"; done
+# The state's RocksDB (`rocksdb-nI.LOG`) and the log's (`rocksdb-nI-log.LOG`).
+for i in 1 2 3; do cp "$D/kizuna/n$i/db/LOG" "$OUT/rocksdb-n$i.LOG"; cp "$D/kizuna/n$i/log/LOG" "$OUT/rocksdb-n$i-log.LOG"; done
 python3 "$HERE/bench_report.py" stalls "$OUT" "${STALL_MS:-25}"

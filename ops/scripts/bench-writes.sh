@@ -12,4 +12,4 @@ LEADER=$("$BIN" status --json | python3 -c 'import json,sys; v=json.load(sys.std
 echo "== $LABEL, leader $LEADER"
 "$BIN" --endpoint "$LEADER" load --clients 1 --seconds 10
 "$BIN" --endpoint "$LEADER" load --clients 64 --seconds 10
-du -sb data/demo/*/db
+du -sb data/demo/*/db data/demo/*/log

@@ -31,7 +31,7 @@ echo "minute,data_dir_mib,rocksdb_mib,snapshots_mib,rss_mib"
 sample() {
     local data db snapshots rss
     data=$(du -sm "$DIR/data" | cut -f1)
-    db=$(du -cm "$DIR"/data/*/db 2>/dev/null | tail -1 | cut -f1)
+    db=$(du -cm "$DIR"/data/*/db "$DIR"/data/*/log 2>/dev/null | tail -1 | cut -f1)
     # A snapshot is a checkpoint linking the database's files: what it adds is the data
     # directory less the databases (du counts a linked file once per run).
     snapshots=$((data - db))
