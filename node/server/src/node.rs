@@ -615,26 +615,34 @@ impl RunningNode {
         if let Err(e) = self.node.raft.shutdown().await {
             warn!("raft shutdown: {e}");
         }
-        // Connection tasks of the stopped servers and Raft's workers may still hold the database
-        // for a moment: wait until this is the last handle, then close it here. RocksDB closes
-        // on the thread that drops the last handle, waiting for its background flushes and
-        // compactions; closing here means nothing writes into the data dir once this returns
-        // (a restart in the same process opens it, a test may delete it).
-        // Taken before the node's handle goes, so the last handle is this one: had another task
-        // dropped it, RocksDB could still be closing there (its lock held) when this returns.
-        let last = self.node.state.database().upgrade();
+        // Connection tasks of the stopped servers and Raft's workers may still hold the
+        // databases (the state's, the log's) for a moment: wait until these are the last
+        // handles, then close them here. RocksDB closes on the thread that drops the last
+        // handle, waiting for its background flushes and compactions; closing here means
+        // nothing writes into the data dir once this returns (a restart in the same process
+        // opens it, a test may delete it).
+        // Taken before the node's handle goes, so the last handles are these: had another task
+        // dropped one, RocksDB could still be closing there (its lock held) when this returns.
+        let last = [self.node.state.database(), self.node.state.log_database()].map(|db| db.upgrade());
         drop(self.node);
-        let Some(last) = last else { return };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while Arc::strong_count(&last) > 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        for database in last.into_iter().flatten() {
+            close_once_last(database).await;
         }
-        if Arc::strong_count(&last) > 1 {
-            warn!("the database is still in use after shutdown");
-        }
-        if let Err(e) = tokio::task::spawn_blocking(move || drop(last)).await {
-            warn!("closing the database: {e}");
-        }
+    }
+}
+
+/// Waits (10 s at most) until `database` is its last handle, then drops it off the async
+/// executor: see [`RunningNode::shutdown`].
+async fn close_once_last<T: Send + Sync + 'static>(database: Arc<T>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&database) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if Arc::strong_count(&database) > 1 {
+        warn!("a database is still in use after shutdown");
+    }
+    if let Err(e) = tokio::task::spawn_blocking(move || drop(database)).await {
+        warn!("closing a database: {e}");
     }
 }
 

@@ -128,8 +128,9 @@ pub fn open_sealed(
     Ok((log, sm))
 }
 
-/// Opens (or creates) the node's RocksDB under `data_dir/db` and returns the Raft log store and
-/// the state machine that share it. With master keys, what the node writes is sealed (see
+/// Opens (or creates) the node's RocksDBs, the state's under `data_dir/db` and the log's under
+/// `data_dir/log` (moving the log of an older data dir into it), and returns the Raft log store
+/// and the state machine on them. With master keys, what the node writes is sealed (see
 /// [`vault`]); without, nothing is, and a data dir sealed before does not open.
 pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMachineStore), StoreError> {
     let db_path = data_dir.join("db");

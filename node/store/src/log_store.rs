@@ -217,6 +217,21 @@ impl LogStore {
 
     /// One write batch and one fsync; its duration is the `kizuna_raft_log_sync_seconds`
     /// histogram (the "fsync slow" alert).
+    /// Called once a synced write of the log's RocksDB returned: it synced the whole
+    /// write-ahead log, so what was written `before` it began is durable. Not left to the
+    /// syncer alone: after a truncation its report of the appends before no longer counts
+    /// (another epoch), and openraft may append nothing more while apply waits (a snapshot's
+    /// install queued behind that apply would then wait for ever).
+    fn synced_up_to(&self, before: LogProgress) {
+        self.progress.send_if_modified(|p| {
+            let raised = p.epoch == before.epoch && before.written > p.synced;
+            if raised {
+                p.synced = before.written;
+            }
+            raised
+        });
+    }
+
     fn write_synced(db: &DB, batch: WriteBatch) -> std::io::Result<()> {
         let started = std::time::Instant::now();
         let written = db.write_opt(batch, &synced()).map_err(io_err);
@@ -321,13 +336,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), std::io::Error> {
         let bytes = to_value(vote)?;
+        let before = *self.progress.borrow();
         let db = self.db.clone();
         blocking(move || {
             let mut batch = WriteBatch::default();
             batch.put_cf(cf(&db, CF_RAFT_META), VOTE, bytes);
             Self::write_synced(&db, batch)
         })
-        .await
+        .await?;
+        self.synced_up_to(before);
+        Ok(())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), std::io::Error> {
@@ -369,6 +387,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             p.written = p.written.min(kept);
             p.synced = p.synced.min(kept);
         });
+        let before = *self.progress.borrow();
         // The tail first: a read in between finds the entries in RocksDB, as before.
         self.tail().truncated_after(last_log_id.map(|id| id.index));
         let db = self.db.clone();
@@ -378,12 +397,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.delete_cf(cf(&db, CF_RAFT_LOG), log_index(u64::MAX));
             Self::write_synced(&db, batch)
         })
-        .await
+        .await?;
+        self.synced_up_to(before);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), std::io::Error> {
         let purged = to_value(&log_id)?;
         self.tail().purged_to(log_id.index);
+        let before = *self.progress.borrow();
         let db = self.db.clone();
         blocking(move || {
             // The purged marker and the deletion land in one batch: the log never has a hole
@@ -401,7 +423,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             in_background.set_wait(false);
             db.flush_cf_opt(cf(&db, CF_RAFT_LOG), &in_background).map_err(io_err)
         })
-        .await
+        .await?;
+        self.synced_up_to(before);
+        Ok(())
     }
 }
 
@@ -477,6 +501,23 @@ mod tests {
         log.truncate_after(Some(log_id::<TypeConfig>(1, 1, 1))).await.expect("truncated");
         let at_once = tokio::time::timeout(std::time::Duration::from_secs(5), durability.synced_to(3)).await;
         at_once.expect("entry 3 is no longer in the log: nothing to wait for").expect("open");
+    }
+
+    /// A follower's unsynced entries kept by a truncation: its synced write covers them, and
+    /// apply's wait for them ends without another append (openraft may send none: a snapshot
+    /// install waits behind that apply).
+    #[tokio::test]
+    async fn a_truncation_syncs_the_entries_it_keeps() {
+        use openraft::storage::RaftLogStorage;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (mut log, _state) = crate::open(dir.path(), MasterKeys::none()).expect("open");
+        log.write_entries((1..=3).map(large)).await.expect("written, no sync asked for");
+        let mut durability = log.durability();
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), durability.synced_to(2)).await;
+        assert!(waited.is_err(), "written, not synced");
+        log.truncate_after(Some(log_id::<TypeConfig>(1, 1, 2))).await.expect("truncated");
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), durability.synced_to(2)).await;
+        ended.expect("entry 2 is durable: the truncation synced it").expect("open");
     }
 
     #[tokio::test]

@@ -226,9 +226,14 @@ impl StateReader {
         Ok(space.tables())
     }
 
-    /// A handle that tells when the database has been closed (every user dropped it).
+    /// A handle that tells when the state's database has been closed (every user dropped it).
     pub fn database(&self) -> std::sync::Weak<DB> {
         Arc::downgrade(&self.db)
+    }
+
+    /// The same for the log's database (see the crate's doc).
+    pub fn log_database(&self) -> std::sync::Weak<DB> {
+        Arc::downgrade(&self.log_db)
     }
 
     /// How many snapshots this node has installed from a leader since it started.
