@@ -245,9 +245,7 @@ impl StateReader {
     /// not report is left out).
     pub fn storage_properties(&self) -> Vec<StorageProperty> {
         let mut out = Vec::new();
-        // The node's metadata (a few keys) is left out: its family has the name of the log's.
-        let state = super::COLUMN_FAMILIES.into_iter().filter(|family| *family != super::CF_NODE_META);
-        let families = state.map(|family| (&self.db, family));
+        let families = super::COLUMN_FAMILIES.into_iter().map(|family| (&self.db, family));
         let log = super::LOG_FAMILIES.into_iter().map(|family| (&self.log_db, family));
         for (db, column_family) in families.chain(log) {
             let Some(handle) = db.cf_handle(column_family) else { continue };
