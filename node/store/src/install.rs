@@ -17,12 +17,12 @@
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{DB, IngestExternalFileOptions, SstFileWriter, WriteBatch, WriteOptions};
+use rocksdb::{DB, IngestExternalFileOptions, SstFileWriter, WriteBatch};
 
 use super::keys::{self, APPLIED, INSTALLING, MEMBERSHIP};
 use super::snapshot;
 use super::state_families::{STATE_FAMILIES, family_index, family_of};
-use super::{CF_SM_DATA, CF_SM_META, cf, codec, get_value, io_err, to_value};
+use super::{CF_SM_DATA, CF_SM_META, cf, codec, get_value, io_err, synced_writes, to_value};
 use crate::raft::SnapshotMeta;
 
 /// The most bytes of one table file an install writes (RocksDB's own target for a table).
@@ -94,7 +94,7 @@ fn replace(db: &DB, path: &Path, snapshot_dir: &Path) -> std::io::Result<()> {
     let (meta, tables, indexes) = write_tables(path, snapshot_dir)?;
     let mut marker = WriteBatch::default();
     marker.put_cf(cf(db, CF_SM_META), INSTALLING, to_value(&true)?);
-    db.write_opt(marker, &synced()).map_err(io_err)?;
+    db.write_opt(marker, &synced_writes()).map_err(io_err)?;
     let mut cleared = WriteBatch::default();
     for family in STATE_FAMILIES {
         cleared.delete_range_cf(cf(db, family), keys::SM_DATA_START, keys::SM_DATA_END);
@@ -119,7 +119,7 @@ fn replace(db: &DB, path: &Path, snapshot_dir: &Path) -> std::io::Result<()> {
     }
     last.put_cf(sm_meta, MEMBERSHIP, to_value(&meta.last_membership)?);
     last.delete_cf(sm_meta, INSTALLING);
-    db.write_opt(last, &synced()).map_err(io_err)
+    db.write_opt(last, &synced_writes()).map_err(io_err)
 }
 
 /// The table files of each of the state's families, in [`STATE_FAMILIES`]' order.
@@ -225,10 +225,4 @@ pub(crate) fn remove_tables(snapshot_dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn synced() -> WriteOptions {
-    let mut sync = WriteOptions::default();
-    sync.set_sync(true);
-    sync
 }

@@ -273,6 +273,13 @@ pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).expect("column family created at open")
 }
 
+/// Write options of a write that must be on disk when it returns (a marker, a move's step).
+pub(crate) fn synced_writes() -> rocksdb::WriteOptions {
+    let mut synced = rocksdb::WriteOptions::default();
+    synced.set_sync(true);
+    synced
+}
+
 pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }

@@ -11,10 +11,10 @@
 //! from what is left: the same keys with the same values (nothing else writes before the move
 //! is done), and a family already dropped was copied whole before.
 
-use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{DB, IteratorMode, WriteBatch};
 
 use crate::keys::{COMMITTED, FORMAT, NODE_KEY, PURGED, SCRUBBED, VOTE};
-use crate::{CF_NODE_META, CF_RAFT_LOG, CF_RAFT_META, StoreError, cf, io_err};
+use crate::{CF_NODE_META, CF_RAFT_LOG, CF_RAFT_META, StoreError, cf, io_err, synced_writes};
 
 /// Entries copied per write batch: bounds the memory of one batch (a log may hold attached
 /// files' chunks of 128 KiB).
@@ -44,9 +44,7 @@ pub(crate) fn move_older_log(state: &mut DB, log: &DB) -> Result<(), StoreError>
     }
     log.flush_wal(true).map_err(io_err)?;
     if older[1] {
-        let mut synced = WriteOptions::default();
-        synced.set_sync(true);
-        state.write_opt(copied(state, state, CF_NODE_META, &NODE_KEYS)?, &synced).map_err(io_err)?;
+        state.write_opt(copied(state, state, CF_NODE_META, &NODE_KEYS)?, &synced_writes()).map_err(io_err)?;
     }
     for (family, present) in [CF_RAFT_LOG, CF_RAFT_META].into_iter().zip(older) {
         if present {

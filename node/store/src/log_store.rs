@@ -20,10 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use rocksdb::{DB, Direction, FlushOptions, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{DB, Direction, FlushOptions, IteratorMode, WriteBatch};
 use tokio::sync::watch;
 
-use super::{CF_RAFT_LOG, CF_RAFT_META, Vault, blocking, cf, decode_sealed, get_value, io_err, sealed_value, to_value};
+use super::{
+    CF_RAFT_LOG, CF_RAFT_META, Vault, blocking, cf, decode_sealed, get_value, io_err, sealed_value, synced_writes,
+    to_value,
+};
 use crate::keys::{self, COMMITTED, PURGED, VOTE, log_index};
 use crate::log_tail::LogTail;
 use crate::raft::{Entry, LogId, TypeConfig, Vote};
@@ -90,12 +93,6 @@ impl LogDurability {
         let durable = |p: &LogProgress| p.synced >= index || p.written < index;
         self.0.wait_for(durable).await.map(|_| ()).map_err(|_| std::io::Error::other("the log is closed"))
     }
-}
-
-fn synced() -> WriteOptions {
-    let mut w = WriteOptions::default();
-    w.set_sync(true);
-    w
 }
 
 impl LogStore {
@@ -234,7 +231,7 @@ impl LogStore {
 
     fn write_synced(db: &DB, batch: WriteBatch) -> std::io::Result<()> {
         let started = std::time::Instant::now();
-        let written = db.write_opt(batch, &synced()).map_err(io_err);
+        let written = db.write_opt(batch, &synced_writes()).map_err(io_err);
         metrics::histogram!("kizuna_raft_log_sync_seconds").record(started.elapsed().as_secs_f64());
         written
     }

@@ -11,7 +11,7 @@
 //! (no JSON text starts with the byte 0x01). A value that is not what its key promises stops the
 //! node from opening, naming the column family and key: nothing is dropped or kept as JSON.
 
-use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{DB, IteratorMode, WriteBatch};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -73,9 +73,7 @@ pub fn run(db: &DB) -> Result<Option<Migrated>, MigrateError> {
         done.values[i] = rewritten;
         done.already += already;
     }
-    let mut synced = WriteOptions::default();
-    synced.set_sync(true);
-    db.put_cf_opt(cf(db, node_meta), FORMAT, [CURRENT], &synced).map_err(io_err)?;
+    db.put_cf_opt(cf(db, node_meta), FORMAT, [CURRENT], &crate::synced_writes()).map_err(io_err)?;
     if done != Migrated::default() {
         let [log, meta, data, sm_meta, journal] = done.values;
         tracing::info!(

@@ -72,8 +72,6 @@ impl StateReader {
         if self.checkpoints.exists()? {
             self.take_checkpoint()?;
         }
-        let mut synced = rocksdb::WriteOptions::default();
-        synced.set_sync(true);
-        db.put_cf_opt(cf(db, CF_NODE_META), SCRUBBED, to_value(&true)?, &synced).map_err(io_err)
+        db.put_cf_opt(cf(db, CF_NODE_META), SCRUBBED, to_value(&true)?, &crate::synced_writes()).map_err(io_err)
     }
 }

@@ -24,7 +24,7 @@ use std::cmp::Ordering;
 use std::iter::Peekable;
 use std::path::Path;
 
-use rocksdb::{DB, DBRawIteratorWithThreadMode, IngestExternalFileOptions, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{DB, DBRawIteratorWithThreadMode, IngestExternalFileOptions, ReadOptions, WriteBatch};
 
 use crate::install::{self, TableFiles};
 use crate::keys::{self, IDEMPOTENCY, SEARCH, Table};
@@ -205,9 +205,7 @@ fn move_table(db: &DB, table: Table, family: &'static str, scratch: &Path) -> st
     db.ingest_external_file_cf_opts(cf(db, family), &ingest, tables.finish()?).map_err(io_err)?;
     let mut removed = WriteBatch::default();
     removed.delete_range_cf(data, &start, &end);
-    let mut synced = WriteOptions::default();
-    synced.set_sync(true);
-    db.write_opt(removed, &synced).map_err(io_err)?;
+    db.write_opt(removed, &crate::synced_writes()).map_err(io_err)?;
     // The moved pairs' bytes leave `sm_data`'s files now, not whenever compaction passes.
     db.compact_range_cf(data, Some(&start), Some(&end));
     Ok(moved)
