@@ -175,7 +175,8 @@ impl Cluster {
         let child = Command::new(&self.bin)
             .args(["serve", "--insecure", "--node", &n.name, "--config"])
             .arg(&self.config)
-            .env("RUST_LOG", "warn")
+            // The store's info lines too: they say when a start re-applies entries.
+            .env("RUST_LOG", "warn,kizuna_store=info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -405,6 +406,19 @@ impl Cluster {
 
     pub fn logs_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// How many node starts found the state on disk behind the log and re-applied entries:
+    /// the lines `kizuna_store`'s `note_state_behind_log` writes, in every node's log.
+    pub fn starts_reapplying(&self) -> anyhow::Result<usize> {
+        const LINE: &str = "entries behind the log: re-applying them";
+        let mut starts = 0;
+        for n in &self.nodes {
+            let path = self.dir.path().join(format!("{}.log", n.name));
+            let log = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            starts += log.lines().filter(|line| line.contains(LINE)).count();
+        }
+        Ok(starts)
     }
 }
 

@@ -261,7 +261,8 @@ async fn drive(plan: &Plan, cluster: &mut Cluster) -> anyhow::Result<Report> {
         history.subscribers.push(log.lock().map(|l| l.clone()).unwrap_or_default());
     }
 
-    let findings = check::check(&history, &nodes, &checks, digests);
+    let mut findings = check::check(&history, &nodes, &checks, digests);
+    findings.starts_reapplying = cluster.starts_reapplying()?;
     let windows: Vec<(u64, u64)> = faults
         .iter()
         .enumerate()
@@ -365,6 +366,7 @@ pub fn table(r: &Report) -> String {
         f.retried_p50_ms,
         f.retried_p99_ms
     );
+    s += &format!("  node starts that re-applied entries their state had lost: {}\n", f.starts_reapplying);
     s += &format!(
         "  state digests: {:?}\n",
         f.digests.iter().map(|d| format!("{}@{}", &d.1[..12.min(d.1.len())], d.0)).collect::<Vec<_>>()

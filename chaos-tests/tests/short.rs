@@ -41,6 +41,28 @@ async fn a_mixed_run_on_three_regions_loses_nothing() {
     .await;
 }
 
+/// Apply writes the state without its write-ahead log: a node killed (`kill -9`) between two
+/// flushes loses what it applied since, and its start re-applies it from its log. The killed
+/// leaders must come back equal to the others (the digests), with nothing lost or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_leader_reapplies_what_its_state_lost_and_ends_equal() {
+    let report = chaos(Plan {
+        seed: 5,
+        seconds: 20,
+        clients: 4,
+        rooms: 2,
+        scenarios: vec![LeaderKill],
+        topology: Topology::ThreeRegion,
+        wan: false,
+        answer_timeout_ms: ANSWER_TIMEOUT.as_millis() as u64,
+        rtt_ms: None,
+        raft: RaftTimers::default(),
+    })
+    .await;
+    let starts = report.findings.starts_reapplying;
+    assert!(starts > 0, "no killed node re-applied anything at its start: {:?}", report.findings);
+}
+
 /// The operations and region faults a prefecture's hub lives through, on the Tochigi shape
 /// (four voters, a learner): membership change and rolling restart under load, a majority /
 /// minority partition, a one-way cut, a region blackout and flapping links.

@@ -58,6 +58,10 @@ pub struct Findings {
     /// Checker 6: (applied index, digest) per node, and whether they differ.
     pub digests: Vec<(u64, String)>,
     pub digest_mismatch: bool,
+    /// Starts of a node whose state on disk was behind its log, so that it re-applied entries
+    /// (counted from the node logs): a node killed before a flush wrote what it had applied.
+    /// The digests above then prove the re-applied state equal to the others'.
+    pub starts_reapplying: usize,
     /// Availability: the longest time no post was acknowledged; durations of retried posts.
     pub max_unavailable_ms: u64,
     pub retried_p50_ms: u64,

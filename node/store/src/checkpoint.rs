@@ -105,9 +105,10 @@ impl Checkpoints {
         let name = format!("{PREFIX}{}", self.next.fetch_add(1, Ordering::Relaxed));
         let path = self.dir.join(&name);
         rocksdb::checkpoint::Checkpoint::new(db).and_then(|c| c.create_checkpoint(&path)).map_err(io_err)?;
-        // Once this snapshot exists openraft may purge the log up to it: the state-machine
-        // writes the checkpoint holds (apply does not sync them) must be durable here too.
-        db.flush_wal(true).map_err(io_err)?;
+        // Once this snapshot exists openraft may purge the log up to it: the state it holds
+        // must be durable in the database too. Apply writes it without the WAL
+        // (`unlogged_writes`); the checkpoint's flush wrote it to tables, all families at one
+        // point (atomic flush), and synced them.
         let meta = match meta_of_checkpoint(&path) {
             Ok(meta) => meta,
             Err(e) => {

@@ -24,10 +24,16 @@
 //! memtable to a table right before the purge deleted those entries, and compactions rewrote
 //! them — two thirds of a node's flushed and compacted bytes (docs/benchmarks.md, session 37).
 //! With its own write-ahead log and memtable the log is purged while its entries are still in
-//! memory, and a checkpoint flushes the state alone. The two write-ahead logs are synced apart:
-//! apply writes a batch's state only once the log holds the batch durably
-//! ([`LogDurability`]), so a state on disk is never ahead of its log; a data dir written before
-//! has its log moved over when opened (`log_db.rs`).
+//! memory, and a checkpoint flushes the state alone. A data dir written before has its log
+//! moved over when opened (`log_db.rs`).
+//!
+//! The log is the only write-ahead log of what apply writes: apply writes a batch's state only
+//! once the log holds the batch durably ([`LogDurability`]), and without the state's WAL
+//! ([`unlogged_writes`]). The state on disk is what its last flush wrote — every family at one
+//! point (atomic flush), never ahead of the log — and the log is purged only up to a checkpoint,
+//! whose flush wrote the state it covers. A node that crashed re-applies from its log what its
+//! last flush had not written (openraft does, from `applied` to `committed`); the node-local
+//! journals keep their WAL.
 
 mod access;
 pub mod backup;
@@ -140,7 +146,7 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
     }
     let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
-    let mut db = open_db(&db_path, &state_families_on_disk(&db_path)?, &cache)?;
+    let mut db = open_db(&db_path, &state_families_on_disk(&db_path)?, &cache, Role::State)?;
     // Before anything reads a value: a dir of an older format is brought to this one first.
     migrate::run(&db)?;
     let started = std::time::Instant::now();
@@ -149,7 +155,7 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(pairs = moved, seconds, "moved tables into column families of their own");
     }
-    let log_db = open_db(&log_path, &LOG_FAMILIES, &cache)?;
+    let log_db = open_db(&log_path, &LOG_FAMILIES, &cache, Role::Log)?;
     log_db::move_older_log(&mut db, &log_db)?;
     let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
@@ -158,7 +164,22 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
     // Opening finishes a snapshot install a stop cut short: its state may hold data keys the
     // vault did not see when it opened.
     vault.reload_hub_keys(&db)?;
+    note_state_behind_log(&log, &sm)?;
     Ok((log, sm))
+}
+
+/// Logs how far the state on disk is behind the entries the log says are committed. Apply
+/// writes the state without its WAL ([`unlogged_writes`]): after a crash, or a stop that could
+/// not flush, Raft re-applies from the log what the last flush had not written, and a start
+/// that takes longer than usual says why. (The chaos harness counts these lines.)
+fn note_state_behind_log(log: &LogStore, sm: &StateMachineStore) -> std::io::Result<()> {
+    let applied = sm.reader().applied()?.map_or(0, |id| id.index);
+    let committed = log.committed()?.map_or(0, |id| id.index);
+    if committed > applied {
+        let behind = committed - applied;
+        tracing::info!(applied, committed, "the state on disk is {behind} entries behind the log: re-applying them");
+    }
+    Ok(())
 }
 
 /// Memory for the memtables of all column families of one of a node's RocksDBs together (the
@@ -202,8 +223,12 @@ pub fn state_families_on_disk(db_path: &Path) -> Result<Vec<&'static str>, Store
 /// One of the node's RocksDBs with `families`, as stored (not migrated), its tables' blocks in
 /// the node's one `cache`. Memory and WAL are bounded by the constants above
 /// (docs/benchmarks.md, "Soak").
-fn open_db(db_path: &Path, families: &[&str], cache: &rocksdb::Cache) -> Result<DB, StoreError> {
+fn open_db(db_path: &Path, families: &[&str], cache: &rocksdb::Cache, role: Role) -> Result<DB, StoreError> {
     let mut opts = Options::default();
+    // Apply writes the state without its write-ahead log ([`unlogged_writes`]): what a crash
+    // leaves of it is what the last flush wrote, so every flush must write all of its families
+    // at one point of the log, never the records of a batch without its `applied`.
+    opts.set_atomic_flush(role == Role::State);
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
@@ -215,6 +240,13 @@ fn open_db(db_path: &Path, families: &[&str], cache: &rocksdb::Cache) -> Result<
     opts.set_bytes_per_sync(TABLE_BYTES_PER_SYNC);
     let cfs = families.iter().map(|name| ColumnFamilyDescriptor::new(*name, family_options(name, cache)));
     DB::open_cf_descriptors(&opts, db_path, cfs).map_err(|source| StoreError::Open { path: db_path.to_owned(), source })
+}
+
+/// Which of a node's two RocksDBs [`open_db`] opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    State,
+    Log,
 }
 
 /// The log and the state hold attached files' chunks (128 KiB values): with blob files, large
@@ -278,6 +310,18 @@ pub(crate) fn synced_writes() -> rocksdb::WriteOptions {
     let mut synced = rocksdb::WriteOptions::default();
     synced.set_sync(true);
     synced
+}
+
+/// Options for apply's writes of the state: not into its write-ahead log. The Raft log holds
+/// every applied entry durably before its state is written (see [`LogDurability`]) and is
+/// purged only up to a checkpoint, whose flush writes the state it covers to tables; a node
+/// that crashed re-applies from its log what its last flush had not written. Through the WAL
+/// every batch was written twice, and at half of peak the commits' p99 was half as high again
+/// (docs/benchmarks.md, session 39).
+pub(crate) fn unlogged_writes() -> rocksdb::WriteOptions {
+    let mut unlogged = rocksdb::WriteOptions::default();
+    unlogged.disable_wal(true);
+    unlogged
 }
 
 pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {

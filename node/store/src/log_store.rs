@@ -127,6 +127,11 @@ impl LogStore {
         Self::write_synced(&self.db, batch)
     }
 
+    /// The last entry known committed when it was saved (openraft saves it as it learns it).
+    pub(crate) fn committed(&self) -> std::io::Result<Option<LogId>> {
+        Ok(get_value::<Option<LogId>>(&self.db, CF_RAFT_META, COMMITTED)?.flatten())
+    }
+
     /// What apply waits on (see [`LogDurability`]).
     pub fn durability(&self) -> LogDurability {
         LogDurability(self.progress.subscribe())
@@ -352,7 +357,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, std::io::Error> {
-        Ok(get_value::<Option<LogId>>(&self.db, CF_RAFT_META, COMMITTED)?.flatten())
+        self.committed()
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), std::io::Error>

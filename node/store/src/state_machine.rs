@@ -18,7 +18,10 @@ use super::keys::{self, APPLIED, CLOCK, MEMBERSHIP, RECORDS};
 use super::snapshot::{self, SnapshotFile};
 use super::space::{SpaceByTable, TableSpace};
 use super::state_families::StatePairs;
-use super::{CF_SM_DATA, CF_SM_META, Vault, blocking, cf, codec, get_state, get_value, io_err, sealed_value, to_value};
+use super::{
+    CF_SM_DATA, CF_SM_META, Vault, blocking, cf, codec, get_state, get_value, io_err, sealed_value, to_value,
+    unlogged_writes,
+};
 use super::{LogDurability, LogStore, ObservationJournal, ReadJournal, install};
 use crate::raft::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use kizuna_domain::disaster::observe;
@@ -917,13 +920,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if let Some(m) = &membership {
             wb.put_cf(meta, MEMBERSHIP, to_value(m)?);
         }
-        // Not synced: the log holds the entries durably first (a follower may apply what it
-        // has not synced yet: wait for that sync), and it is purged only after the state's
-        // WAL is synced (see `Checkpoints::take`).
+        // Not logged (see `unlogged_writes`): the log holds the entries durably first (a
+        // follower may apply what it has not synced yet: wait for that sync), and it is purged
+        // only up to a checkpoint, whose flush wrote the state it covers (`Checkpoints::take`).
         if let Some(applied) = last_applied {
             self.log.synced_to(applied.index).await?;
         }
-        self.db.write(wb).map_err(io_err)?;
+        self.db.write_opt(wb, &unlogged_writes()).map_err(io_err)?;
         self.sweep_hints = hints;
         self.written = Some(written);
         self.reader.access.record(changed_access);

@@ -13,13 +13,13 @@ pub(crate) fn unpack_json_fixture(into: &Path) {
 fn raw(data_dir: &Path) -> DB {
     let path = data_dir.join("db");
     let families = crate::state_families_on_disk(&path).expect("its families");
-    crate::open_db(&path, &families, &rocksdb::Cache::new_lru_cache(1 << 20)).expect("open the db")
+    crate::open_db(&path, &families, &rocksdb::Cache::new_lru_cache(1 << 20), crate::Role::State).expect("open the db")
 }
 
 /// The data dir's log RocksDB.
 fn raw_log(data_dir: &Path) -> DB {
     let cache = rocksdb::Cache::new_lru_cache(1 << 20);
-    crate::open_db(&data_dir.join("log"), &crate::LOG_FAMILIES, &cache).expect("open the log's db")
+    crate::open_db(&data_dir.join("log"), &crate::LOG_FAMILIES, &cache, crate::Role::Log).expect("open the log's db")
 }
 
 /// Every value of every column family `db` has: (family, key, value).
