@@ -316,8 +316,8 @@ pub(crate) fn synced_writes() -> rocksdb::WriteOptions {
 /// every applied entry durably before its state is written (see [`LogDurability`]) and is
 /// purged only up to a checkpoint, whose flush writes the state it covers to tables; a node
 /// that crashed re-applies from its log what its last flush had not written. Through the WAL
-/// every batch was written twice, and at half of peak the commits' p99 was half as high again
-/// (docs/benchmarks.md, session 39).
+/// every batch was written twice: the saturated rate was 8 % lower and the commits' p99 at half
+/// of the peak about 1.4× as high (docs/benchmarks.md, session 39).
 pub(crate) fn unlogged_writes() -> rocksdb::WriteOptions {
     let mut unlogged = rocksdb::WriteOptions::default();
     unlogged.disable_wal(true);
