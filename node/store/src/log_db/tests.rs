@@ -154,3 +154,25 @@ fn a_new_data_dir_opens_with_this_layout() {
     let log_families = DB::list_cf(&rocksdb::Options::default(), dir.path().join("log")).expect("the log's db");
     assert!(LOG_FAMILIES.iter().all(|family| log_families.iter().any(|f| f == family)), "{log_families:?}");
 }
+
+/// A `DBOptions` value as RocksDB recorded it in the newest OPTIONS file of the database at
+/// `path` (the options it actually runs with, after its own sanitizing).
+fn recorded_option(path: &Path, name: &str) -> Option<String> {
+    let newest = std::fs::read_dir(path)
+        .expect("the database's directory")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|file| file.starts_with("OPTIONS-"))
+        .max_by_key(|file| file.trim_start_matches("OPTIONS-").parse::<u64>().unwrap_or(0))?;
+    let text = std::fs::read_to_string(path.join(newest)).expect("the options file");
+    let prefix = format!("{name}=");
+    text.lines().find_map(|line| line.trim().strip_prefix(&prefix).map(str::to_owned))
+}
+
+#[test]
+fn the_log_writes_over_recycled_wal_files_and_the_state_does_not() {
+    let dir = tempfile::tempdir().expect("dir");
+    drop(crate::open(dir.path(), MasterKeys::none()).expect("open"));
+    let recycled = |db: &str| recorded_option(&dir.path().join(db), "recycle_log_file_num");
+    assert_eq!(recycled("log").as_deref(), Some("4"), "a sync of the log's WAL commits no new file size");
+    assert_eq!(recycled("db").as_deref(), Some("0"), "a checkpoint of the state links its WAL, never copies it");
+}
