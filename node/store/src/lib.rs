@@ -247,9 +247,9 @@ fn open_db(db_path: &Path, families: &[&str], cache: &rocksdb::Cache, role: Role
     // Every write waits for a sync of the log's WAL. Appended to, a file grows, and each
     // fdatasync commits its new size to the filesystem's journal, behind whatever the journal
     // holds then (a flush's or a checkpoint's new tables): writing over a recycled file needs
-    // no journal commit. One client: 5 % more writes a second (p50 1.12 → 1.06 ms); at half of
-    // the peak, seconds with a commit of 25 ms or more 118 → 90 in 24 runs (docs/benchmarks.md,
-    // session 40).
+    // no journal commit. Measured with four files kept: one client 5 % more writes a second
+    // (p50 1.12 → 1.06 ms); at half of the peak, seconds with a commit of 25 ms or more 118 → 90
+    // in 24 runs (docs/benchmarks.md, session 40).
     // The state's WAL is not recycled: its checkpoints would copy a recycled file, not link it.
     if role == Role::Log {
         opts.set_recycle_log_file_num(LOG_WAL_FILES_RECYCLED);
