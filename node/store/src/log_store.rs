@@ -48,6 +48,46 @@ pub struct LogStore {
     /// The newest entries as appended, read by replication and apply without RocksDB.
     tail: Arc<Mutex<LogTail>>,
     growth: LogGrowth,
+    /// What openraft last said is committed, until the log's next write carries it.
+    committed: Arc<UnsavedCommitted>,
+}
+
+/// The committed log id openraft saved last, written into the log's next append instead of a
+/// write of its own: openraft waits for `save_committed` before it hands the entries to apply,
+/// so a write there sat on every write's path, on every member (docs/benchmarks.md, session
+/// 41). It stays a hint either way (never synced; openraft re-learns it from the leader), and
+/// on disk it never passes the entries it names: they were written before it, in the same
+/// write-ahead log. A store dropped with one not yet written writes it then.
+struct UnsavedCommitted {
+    /// Held, not weakly: the last copy of the store drops its own handle first.
+    db: Arc<DB>,
+    /// The encoded `Option<LogId>`, as [`COMMITTED`] holds it.
+    latest: Mutex<Option<Vec<u8>>>,
+}
+
+impl UnsavedCommitted {
+    fn keep(&self, encoded: Vec<u8>) {
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(encoded);
+    }
+
+    /// Moves the committed id not yet written, if there is one, into `batch`.
+    fn carry_into(&self, batch: &mut WriteBatch) {
+        let unsaved = self.latest.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(encoded) = unsaved {
+            batch.put_cf(cf(&self.db, CF_RAFT_META), COMMITTED, encoded);
+        }
+    }
+}
+
+impl Drop for UnsavedCommitted {
+    fn drop(&mut self) {
+        let unsaved = self.latest.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(encoded) = unsaved
+            && let Err(e) = self.db.put_cf(cf(&self.db, CF_RAFT_META), COMMITTED, encoded)
+        {
+            tracing::warn!("the log's committed index was not saved at close: {e}");
+        }
+    }
 }
 
 /// The stored bytes of the entries this process appended to its log, counted up only: the
@@ -109,7 +149,8 @@ impl LogStore {
         std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || sync_appends(&weak, &waiting, &reported))?;
-        Ok(Self { db, vault, syncer, progress, tail: Arc::default(), growth: LogGrowth::default() })
+        let committed = Arc::new(UnsavedCommitted { db: db.clone(), latest: Mutex::default() });
+        Ok(Self { db, vault, syncer, progress, tail: Arc::default(), growth: LogGrowth::default(), committed })
     }
 
     /// The log's RocksDB (see [`crate::StateReader`]'s `log_db`).
@@ -121,13 +162,17 @@ impl LogStore {
     /// markers say everything up to it is purged and committed, and the node voted `vote`.
     pub(crate) fn start_after(&self, last: LogId, vote: &Vote) -> std::io::Result<()> {
         let mut batch = WriteBatch::default();
+        // An unsaved committed id of before the restore is taken, and overwritten below.
+        self.committed.carry_into(&mut batch);
         batch.put_cf(cf(&self.db, CF_RAFT_META), PURGED, to_value(&last)?);
         batch.put_cf(cf(&self.db, CF_RAFT_META), COMMITTED, to_value(&Some(last))?);
         batch.put_cf(cf(&self.db, CF_RAFT_META), VOTE, to_value(vote)?);
         Self::write_synced(&self.db, batch)
     }
 
-    /// The last entry known committed when it was saved (openraft saves it as it learns it).
+    /// The last entry known committed as the log holds it: openraft saves it as it learns it,
+    /// and the log's next write carries it ([`UnsavedCommitted`]). Read when the log opens,
+    /// before anything is saved.
     pub(crate) fn committed(&self) -> std::io::Result<Option<LogId>> {
         Ok(get_value::<Option<LogId>>(&self.db, CF_RAFT_META, COMMITTED)?.flatten())
     }
@@ -198,6 +243,7 @@ impl LogStore {
             written.push((entry, value.len()));
             batch.put_cf(log_cf, key, value);
         }
+        self.committed.carry_into(&mut batch);
         // Written here, not on the blocking pool: an unsynced write is a memtable insert and a
         // write to the OS's cache, and every append of a write's path (the leader's, then each
         // follower's) paid two thread hand-offs for it (docs/benchmarks.md, session 23). Apply
@@ -350,10 +396,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
+    /// Kept for the log's next write (see [`UnsavedCommitted`]).
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), std::io::Error> {
-        // Not synced: a lost `committed` is only a hint; openraft re-learns it from the leader.
-        let bytes = to_value(&committed)?;
-        self.db.put_cf(cf(&self.db, CF_RAFT_META), COMMITTED, bytes).map_err(io_err)
+        self.committed.keep(to_value(&committed)?);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, std::io::Error> {
@@ -489,6 +535,26 @@ mod tests {
         let applied = tokio::time::timeout(std::time::Duration::from_secs(10), applying).await;
         applied.expect("applied once the sync covered entry 1").expect("applied");
         assert!(state.reader().record("k1").expect("read").is_some(), "the state written");
+    }
+
+    /// openraft's committed index reaches the disk with the log's next append, not in a write
+    /// of its own, and a store closed before another append writes it then.
+    #[tokio::test]
+    async fn the_committed_index_rides_on_the_next_append_and_is_written_at_close() {
+        use openraft::storage::RaftLogStorage;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (mut log, state) = crate::open(dir.path(), MasterKeys::none()).expect("open");
+        log.write_entries((1..=2).map(large)).await.expect("written");
+        log.save_committed(Some(log_id::<TypeConfig>(1, 1, 1))).await.expect("saved");
+        assert_eq!(log.committed().expect("read"), None, "no write of its own");
+        log.write_entries([large(3)]).await.expect("written");
+        assert_eq!(log.committed().expect("read"), Some(log_id::<TypeConfig>(1, 1, 1)), "the append carried it");
+
+        log.save_committed(Some(log_id::<TypeConfig>(1, 1, 3))).await.expect("saved");
+        drop((log, state));
+        let (mut reopened, _state) = crate::open(dir.path(), MasterKeys::none()).expect("reopen");
+        let committed = reopened.read_committed().await.expect("read");
+        assert_eq!(committed, Some(log_id::<TypeConfig>(1, 1, 3)), "written when the store closed");
     }
 
     #[tokio::test]
