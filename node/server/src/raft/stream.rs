@@ -106,11 +106,11 @@ where
         loop {
             let next = match held.take() {
                 None => input.next().await,
-                // `next` is cancel-safe: a timeout loses no request.
+                // `next` is cancel-safe: a timeout loses no request. Nothing came in time, or
+                // nothing more will: the notice goes.
                 Some(notice) => match tokio::time::timeout(NOTICE_WAIT, input.next()).await {
-                    Ok(None) => return Some((notice, (input, None))),
-                    Ok(next) => next,
-                    Err(_) => return Some((notice, (input, None))),
+                    Ok(Some(next)) => Some(next),
+                    Ok(None) | Err(_) => return Some((notice, (input, None))),
                 },
             };
             match next {
