@@ -15,6 +15,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, Fatal, LinearizableReadError, RaftError};
 use openraft::{ReadPolicy, ServerState};
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
@@ -26,6 +27,7 @@ use crate::raft::contact::LeaderContact;
 use crate::raft::network::{Network, PeerChannels};
 use crate::raft::peers::PeerCallError;
 use crate::raft::service::RaftService;
+use crate::raft::thread::RaftThread;
 use crate::raft::{HubNode, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::tls::Security;
 use kizuna_domain::{Applied, Envelope, ValidationError};
@@ -571,6 +573,8 @@ pub enum StartError {
     RaftConfig(String),
     #[error("raft: {0}")]
     Raft(String),
+    #[error("starting Raft's thread: {0}")]
+    RaftThread(std::io::Error),
     #[error("notifications: {0}")]
     Notifications(String),
     #[error("the upload directory {0}: {1}")]
@@ -592,6 +596,8 @@ pub struct RunningNode {
     /// Waited for at shutdown: a compaction under way holds the database open.
     scrubber: JoinHandle<()>,
     snapshots: JoinHandle<()>,
+    /// Stopped once Raft is: the tasks left on it hold the databases.
+    raft_thread: RaftThread,
 }
 
 impl RunningNode {
@@ -615,6 +621,7 @@ impl RunningNode {
         if let Err(e) = self.node.raft.shutdown().await {
             warn!("raft shutdown: {e}");
         }
+        self.raft_thread.stop().await;
         // Connection tasks of the stopped servers and Raft's workers may still hold the
         // databases (the state's, the log's) for a moment: wait until these are the last
         // handles, then close them here. RocksDB closes on the thread that drops the last
@@ -709,6 +716,9 @@ fn apply_fault_of(raft: &Raft, state: &StateReader) -> Option<String> {
     Some(state.apply_fault().map_or(fatal, |fault| fault.to_string()))
 }
 
+/// How often at most [`watch_apply`] looks at Raft's metrics.
+const APPLY_WATCH_PACE: Duration = Duration::from_millis(50);
+
 /// Follows Raft's metrics until apply stops on a fault (then says why, once) or the node
 /// stops: the one watcher behind [`Node::stopped_applying`].
 fn watch_apply(raft: Raft, state: StateReader, mut stopping: watch::Receiver<bool>) -> watch::Receiver<Option<String>> {
@@ -723,6 +733,13 @@ fn watch_apply(raft: Raft, state: StateReader, mut stopping: watch::Receiver<boo
                 }
                 tokio::select! {
                     changed = metrics.changed() => if changed.is_err() { return },
+                    _ = stopping.wait_for(|s| *s) => return,
+                }
+                // Raft's metrics change several times per write: looked at no more often than
+                // this, a fault is told this much later, and a busy node's writes do not each
+                // wake this task (on another thread than Raft's: docs/benchmarks.md, session 42).
+                tokio::select! {
+                    () = tokio::time::sleep(APPLY_WATCH_PACE) => {}
                     _ = stopping.wait_for(|s| *s) => return,
                 }
             }
@@ -753,8 +770,16 @@ pub async fn start(
         let pusher = pusher_of(hub)?;
         let channels = PeerChannels::new(security.connector.clone());
         let config = Arc::new(raft_config(hub)?);
-        let raft = Raft::new(me.id, config, Network::new(channels.clone()), log_store, state_machine)
+        let raft_thread = RaftThread::start().map_err(StartError::RaftThread)?;
+        // Replication's connections of its own, made on Raft's thread: a connection's tasks
+        // run where it was made, and the node's other calls to peers (forwarded writes, read
+        // barriers, health) come from the API's runtime.
+        let network = Network::new(PeerChannels::new(security.connector.clone()));
+        let id = me.id;
+        let raft = raft_thread
+            .run(async move { Raft::new(id, config, network, log_store, state_machine).await })
             .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
         let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
@@ -819,13 +844,14 @@ pub async fn start(
         if raft_tls.is_none() {
             warn!("INSECURE: node-to-node traffic is plaintext and unauthenticated");
         }
-        let raft_server = serve(me.id, raft_routes, listeners.raft, raft_tls, stopped.clone());
+        let raft_listener = raft_thread.adopt(listeners.raft).await.map_err(StartError::RaftThread)?;
+        let raft_server = serve(me.id, raft_routes, raft_listener, raft_tls, stopped.clone(), raft_thread.handle());
         let api_routes = crate::api::router(node.clone(), hub, security.tls.is_some())?;
         let api_tls = security
             .tls
             .clone()
             .map(|tls| -> (Acceptor, &'static str) { (Box::new(move || tls.api_acceptor()), "api") });
-        let api_server = serve(me.id, api_routes, listeners.api, api_tls, stopped.clone());
+        let api_server = serve(me.id, api_routes, listeners.api, api_tls, stopped.clone(), &Handle::current());
         let mut servers = vec![raft_server, api_server];
         if let Some(tls) = &security.tls {
             servers.push(tokio::spawn(
@@ -861,6 +887,7 @@ pub async fn start(
             collector,
             scrubber,
             snapshots,
+            raft_thread,
         })
     }
     .instrument(span)
@@ -875,15 +902,18 @@ const RAFT_CONNECTION_GRACE: Duration = Duration::from_secs(600);
 /// Makes the TLS acceptor for the next connection, and names the listener in logs.
 type Acceptor = Box<dyn Fn() -> tokio_rustls::TlsAcceptor + Send + Sync>;
 
-/// Serves `routes` on `listener` until the node stops: over TLS with the certificates of the
-/// moment when `tls` is given (see `tls::reload`), in plaintext otherwise.
+/// Serves `routes` on `listener` until the node stops, on the runtime `on`: over TLS with the
+/// certificates of the moment when `tls` is given (see `tls::reload`), in plaintext otherwise.
 fn serve(
     node_id: NodeId,
     routes: tonic::transport::server::Router,
     listener: TcpListener,
     tls: Option<(Acceptor, &'static str)>,
     stopped: watch::Receiver<bool>,
+    on: &Handle,
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
+    // Entered: the TLS listener's accepting and handshakes are tasks spawned as it is made.
+    let _on = on.enter();
     let served = match tls {
         Some((acceptor, listener_name)) => {
             let refused: crate::tls::accept::Refused = Arc::new(move |from, reason| {
@@ -896,7 +926,7 @@ fn serve(
         }
         None => routes.serve_with_incoming_shutdown(without_nagle(listener), wait_stop(stopped)).boxed(),
     };
-    tokio::spawn(served.in_current_span())
+    on.spawn(served.in_current_span())
 }
 
 /// The connections a listener accepts, with Nagle's algorithm off: a small gRPC answer would

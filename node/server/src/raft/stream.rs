@@ -81,7 +81,8 @@ where
             return Err(count_failure(target, RPCError::Network(late)));
         }
     };
-    let answers = Answers { incoming: opened, sent, ttl: ttl * ANSWER_PATIENCE, target };
+    let round_trips = metrics::histogram!("kizuna_raft_rpc_seconds", &labels(target));
+    let answers = Answers { incoming: opened, sent, ttl: ttl * ANSWER_PATIENCE, target, round_trips };
     let stream = futures::stream::unfold(Some(answers), |state| async move {
         let mut answers = state?;
         let answer = answers.next().await?;
@@ -129,6 +130,9 @@ struct Answers {
     /// How long an answer may be owed.
     ttl: Duration,
     target: NodeId,
+    /// Looked up in the registry once per stream, not per answer (a lookup hashes and copies
+    /// the labels).
+    round_trips: metrics::Histogram,
 }
 
 impl Answers {
@@ -152,7 +156,7 @@ impl Answers {
     fn answer(&self, payload: &RaftPayload) -> Answer {
         let sent_at = self.sent.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
         if let Some(sent_at) = sent_at {
-            metrics::histogram!("kizuna_raft_rpc_seconds", &self.labels()).record(sent_at.elapsed().as_secs_f64());
+            self.round_trips.record(sent_at.elapsed().as_secs_f64());
         }
         decode(&payload.data).map_err(|e| self.failed(RPCError::Network(network(e))))
     }
@@ -166,10 +170,6 @@ impl Answers {
 
     fn failed(&self, e: RPCError<TypeConfig>) -> RPCError<TypeConfig> {
         count_failure(self.target, e)
-    }
-
-    fn labels(&self) -> [(&'static str, String); 2] {
-        labels(self.target)
     }
 }
 
