@@ -583,7 +583,8 @@ pub enum StartError {
     Api(#[from] crate::api::RouterError),
 }
 
-/// A started node; dropping it does not stop it: call [`RunningNode::shutdown`].
+/// A started node; call [`RunningNode::shutdown`] to stop it. Dropped, it stops Raft (its
+/// thread ends) and nothing else.
 pub struct RunningNode {
     pub node: Arc<Node>,
     stop: watch::Sender<bool>,
@@ -759,6 +760,9 @@ pub async fn start(
 ) -> Result<RunningNode, StartError> {
     let span = info_span!("node", node = %me.name, region = %me.region());
     async {
+        // Installed before Raft starts: what looks its series up once (replication's round
+        // trips) would otherwise keep a handle that records nothing.
+        crate::metrics::registry();
         let (log_store, state_machine) = kizuna_store::open(&me.data_dir, hub.master_keys()?)?;
         let max_apply_version = max_apply_version(me, state_machine.reader().vault());
         let state_machine = state_machine.applying_at_most(max_apply_version);

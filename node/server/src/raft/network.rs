@@ -1,7 +1,8 @@
 //! The Raft network: tonic clients to peers' internal Raft service.
 //!
-//! One cached channel per peer address ([`PeerChannels`]), shared by Raft replication, write
-//! forwarding and status queries. How a channel is made is a [`Connector`] passed in, so that
+//! One cached channel per peer address ([`PeerChannels`]); a node has two pools, Raft
+//! replication's (made on Raft's thread, `raft/thread.rs`) and the one its write forwarding,
+//! read barriers and status queries share. How a channel is made is a [`Connector`] passed in, so that
 //! TLS or a simulated network can replace plain TCP without touching the rest.
 
 use std::collections::HashMap;

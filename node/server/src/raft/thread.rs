@@ -10,11 +10,13 @@
 //! committed write cost ~11 % less CPU at 256 clients and the hub wrote ~9 % more
 //! (docs/benchmarks.md, session 42).
 //!
-//! The trade: what runs here waits behind whatever blocks here. Apply's write of a batch and
-//! the log's append are RocksDB writes on this thread, as they were on a worker before — a
-//! write stall of either database now also holds back this node's heartbeats and answers to
-//! the leader (before, the core could go on on the other worker while apply waited; the log's
-//! appends were always on the core's path). Snapshots are built, installed and read on the
+//! The trade: what runs here waits behind whatever runs or blocks here. Apply's batch (a read,
+//! an unsealing and a decision per entry, then one RocksDB write) and the log's append are on
+//! this thread, as they were on a worker before — but a long apply or a write stall of the
+//! state's RocksDB now also holds back this node's heartbeats and answers (before, the core
+//! went on on the other worker while apply waited; the log's appends were always on the core's
+//! path): one longer than the election timeout on a leader costs an election. The Raft port's
+//! TLS records and handshakes are here too. Snapshots are built, installed and read on the
 //! blocking pool, never here.
 
 use std::future::Future;
@@ -40,16 +42,27 @@ pub struct RaftThread {
 
 impl RaftThread {
     pub fn start() -> std::io::Result<Self> {
-        let runtime =
-            tokio::runtime::Builder::new_current_thread().enable_all().thread_name("raft-blocking").build()?;
-        let handle = runtime.handle().clone();
+        // The runtime is made on the thread itself: one dropped on a worker of the node's
+        // runtime (had the thread failed to start) would panic there.
+        let (made, runtime_made) = std::sync::mpsc::sync_channel(1);
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("raft".into()).spawn(move || {
+            let built = tokio::runtime::Builder::new_current_thread().enable_all().thread_name("raft-blocking").build();
+            let runtime = match built {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = made.send(Err(e));
+                    return;
+                }
+            };
+            let _ = made.send(Ok(runtime.handle().clone()));
             runtime.block_on(async {
                 let _ = stopped.await;
             });
             runtime.shutdown_timeout(STOP_PATIENCE);
         })?;
+        // A wait of a moment, once per node start: a current-thread runtime is quickly made.
+        let handle = runtime_made.recv().map_err(|_| std::io::Error::other("Raft's thread ended at its start"))??;
         Ok(Self { handle, stop, thread })
     }
 
