@@ -2,8 +2,8 @@
 //!
 //! One cached channel per peer address ([`PeerChannels`]); a node has two pools, Raft
 //! replication's (made on Raft's thread, `raft/thread.rs`) and the one its write forwarding,
-//! read barriers and status queries share. How a channel is made is a [`Connector`] passed in, so that
-//! TLS or a simulated network can replace plain TCP without touching the rest.
+//! read barriers and status queries share. How a channel is made is a [`Connector`] passed
+//! in, so that TLS or a simulated network can replace plain TCP without touching the rest.
 
 use std::collections::HashMap;
 use std::future::Future;

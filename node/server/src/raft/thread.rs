@@ -7,7 +7,7 @@
 //! another worker thread (a syscall and a context switch, and often a second worker woken to
 //! look for work); on one thread they run one after the other, and that thread's wake-ups
 //! are the network's and the log's syncer's alone. Measured on the side-by-side's hub, a
-//! committed write cost ~11 % less CPU at 256 clients and the hub wrote ~9 % more
+//! committed write cost ~12 % less CPU at 256 clients and the hub wrote ~9 % more
 //! (docs/benchmarks.md, session 42).
 //!
 //! The trade: what runs here waits behind whatever runs or blocks here. Apply's batch (a read,
