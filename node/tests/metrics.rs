@@ -87,6 +87,9 @@ async fn every_node_serves_its_metrics_and_a_real_prometheus_scrapes_them() {
     let grpc: Vec<&str> = text.lines().filter(|l| l.starts_with("grpc_server_handled")).collect();
     assert_eq!(sample(&text, "grpc_server_handled_total", &not_found), Some(1.0), "{grpc:#?}");
     assert!(text.contains("grpc_server_handling_seconds_bucket{"), "a real histogram, with buckets");
+    // Looked up once each (by the state machine, by each replication stream): they record.
+    assert!(text.contains("kizuna_raft_apply_seconds_bucket{"), "{text}");
+    assert!(text.contains("kizuna_raft_rpc_seconds_bucket{") && text.contains("rpc=\"append_entries\""), "{text}");
     assert!(sample(&text, "kizuna_raft_proposals_total", &[&me, "result=\"committed\""]).is_some_and(|n| n >= 3.0));
     assert!(sample(&text, "kizuna_raft_replication_lag_entries", &[&me]).is_some(), "the leader sees its followers");
     assert!(sample(&text, "kizuna_rocksdb_sst_bytes", &[&me, "cf=\"sm_data\""]).is_some(), "{text}");

@@ -146,9 +146,11 @@ impl LogStore {
         let progress = Arc::new(watch::Sender::new(LogProgress { epoch: 0, written: last, synced: last }));
         let (syncer, waiting) = channel();
         let (weak, reported) = (Arc::downgrade(&db), progress.clone());
+        // Looked up in the metrics registry once, not at every sync.
+        let sync_seconds = metrics::histogram!("kizuna_raft_log_sync_seconds");
         std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || sync_appends(&weak, &waiting, &reported))?;
+            .spawn(move || sync_appends(&weak, &waiting, &reported, &sync_seconds))?;
         let committed = Arc::new(UnsavedCommitted { db: db.clone(), latest: Mutex::default() });
         Ok(Self { db, vault, syncer, progress, tail: Arc::default(), growth: LogGrowth::default(), committed })
     }
@@ -299,10 +301,15 @@ fn last_index(db: &DB) -> std::io::Result<u64> {
 /// The syncer thread: takes every append waiting, syncs the write-ahead log once (which makes
 /// every write before it durable), raises the log's synced index and reports them flushed, in
 /// the order they were written.
-fn sync_appends(db: &Weak<DB>, waiting: &Receiver<Unsynced>, progress: &watch::Sender<LogProgress>) {
+fn sync_appends(
+    db: &Weak<DB>,
+    waiting: &Receiver<Unsynced>,
+    progress: &watch::Sender<LogProgress>,
+    sync_seconds: &metrics::Histogram,
+) {
     while let Ok(first) = waiting.recv() {
         let appends: Vec<_> = std::iter::once(first).chain(waiting.try_iter()).collect();
-        let synced = sync_wal(db);
+        let synced = sync_wal(db, sync_seconds);
         if synced.is_ok()
             && let Some(last) = appends.last()
         {
@@ -324,11 +331,11 @@ fn sync_appends(db: &Weak<DB>, waiting: &Receiver<Unsynced>, progress: &watch::S
 
 /// One sync of the write-ahead log; its duration is the `kizuna_raft_log_sync_seconds`
 /// histogram (the "fsync slow" alert).
-fn sync_wal(db: &Weak<DB>) -> std::io::Result<()> {
+fn sync_wal(db: &Weak<DB>, sync_seconds: &metrics::Histogram) -> std::io::Result<()> {
     let db = db.upgrade().ok_or_else(|| std::io::Error::other("the database is closed"))?;
     let started = std::time::Instant::now();
     let synced = db.flush_wal(true).map_err(io_err);
-    metrics::histogram!("kizuna_raft_log_sync_seconds").record(started.elapsed().as_secs_f64());
+    sync_seconds.record(started.elapsed().as_secs_f64());
     synced
 }
 
