@@ -201,10 +201,10 @@ const TABLE_BYTES_PER_SYNC: u64 = 1 << 20;
 /// RocksDB's own info logs kept (`LOG.old.*`, one more per start).
 const INFO_LOGS_KEPT: usize = 5;
 /// Write-ahead log files the log's RocksDB keeps to write over instead of creating new ones
-/// (`recycle_log_file_num`, see [`open_db`]). The log's WAL switches files when its memtable
-/// flushes (after each purge, or at the memtable budget), and the file it left is obsolete long
-/// before the next switch: one kept is enough, and costs one file of disk (at most the memtable
-/// budget; ~30 MB between two checkpoints of small writes).
+/// (`recycle_log_file_num`, see [`open_db`]). The log's WAL switches files when its memtables
+/// flush (both families, after each purge; or at the memtable budget), and the file it left is
+/// obsolete long before the next switch: one kept is enough, and costs one file of disk (at most
+/// the memtable budget; ~30 MB between two checkpoints of small writes).
 const LOG_WAL_FILES_RECYCLED: usize = 1;
 
 /// The families a data dir's state RocksDB is opened with: [`COLUMN_FAMILIES`], and

@@ -473,10 +473,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // the few kept; and a node purges after its own checkpoints, a third of a step from
             // the other members'. Left to fill, the memtable would flush on every member at
             // once (they append the same bytes), the moment that stalls a commit most
-            // (docs/benchmarks.md, session 35).
+            // (docs/benchmarks.md, session 35). The markers' family is flushed with it: every
+            // append carries the committed id there, so until it flushes its memtable keeps
+            // every WAL file since its last flush alive, and none is recycled (`open_db`).
             let mut in_background = FlushOptions::default();
             in_background.set_wait(false);
-            db.flush_cf_opt(cf(&db, CF_RAFT_LOG), &in_background).map_err(io_err)
+            let families = [cf(&db, CF_RAFT_LOG), cf(&db, CF_RAFT_META)];
+            db.flush_cfs_opt(&families, &in_background).map_err(io_err)
         })
         .await?;
         self.synced_up_to(before);

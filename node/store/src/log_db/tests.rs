@@ -176,3 +176,48 @@ fn the_log_writes_over_recycled_wal_files_and_the_state_does_not() {
     assert_eq!(recycled("log").as_deref(), Some("1"), "a sync of the log's WAL commits no new file size");
     assert_eq!(recycled("db").as_deref(), Some("0"), "a checkpoint of the state links its WAL, never copies it");
 }
+
+/// The names of the WAL files in the database at `path`.
+fn wal_files(path: &Path) -> BTreeSet<String> {
+    let names = std::fs::read_dir(path)
+        .expect("the database's directory")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok());
+    names.filter(|name| name.ends_with(".log")).collect()
+}
+
+/// Waits until `db` has no memtable left to flush in `families` (a purge flushes in the
+/// background).
+async fn flushed(db: &DB, families: &[&str]) {
+    let pending = |family: &str| db.property_int_value_cf(cf(db, family), "rocksdb.num-immutable-mem-table");
+    for _ in 0..1000 {
+        if families.iter().all(|family| pending(family).expect("the property") == Some(0)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the purge's flush never finished");
+}
+
+/// Every append carries the committed id into the markers' family, and a purge writes its
+/// marker there: unless a purge flushes that family with the log's, its memtable keeps every
+/// WAL file since its last flush alive, and the log writes each new WAL file from nothing
+/// (every sync then also commits the file's new size; docs/benchmarks.md, session 43).
+#[tokio::test]
+async fn after_each_purge_the_log_keeps_its_wal_file_and_one_spare_to_write_over() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut log, _state) = crate::open(dir.path(), MasterKeys::none()).expect("open");
+    let db = log.database();
+    for round in 0..4u64 {
+        let last = round * 10 + 10;
+        for index in last - 9..=last {
+            let (tx, rx) = TypeConfig::oneshot();
+            log.append([entry(index)], IOFlushed::signal(tx)).await.expect("appended");
+            rx.await.expect("answered").expect("flushed");
+            log.save_committed(Some(log_id::<TypeConfig>(2, 1, index))).await.expect("saved");
+        }
+        log.purge(log_id::<TypeConfig>(2, 1, last - 1)).await.expect("purged");
+        flushed(&db, &LOG_FAMILIES).await;
+    }
+    let files = wal_files(&dir.path().join("log"));
+    assert_eq!(files.len(), 2, "the WAL file written and the one to write over next: {files:?}");
+}
