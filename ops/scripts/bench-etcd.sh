@@ -8,13 +8,14 @@
 # the CPU its store's three processes used (`.cpu` beside it); the
 # summary prints the median of the rounds and the ratio; then both stores at half of Kizuna's
 # peak rate (open loop), for the commit latency there.
-# usage: ops/scripts/bench-etcd.sh PATH/TO/kizuna [OUT_DIR]   (env: ROUNDS=3 SECONDS_PER_RUN=10 CLIENTS="1 64 256")
+# usage: ops/scripts/bench-etcd.sh PATH/TO/kizuna [OUT_DIR]   (env: ROUNDS=3 SECONDS_PER_RUN=10 CLIENTS="1 64 256" WARMUP_SECONDS=30)
 set -euo pipefail
 BIN=$(realpath "$1")
 OUT=$(realpath -m "${2:-bench-etcd-$(date +%Y%m%d-%H%M%S)}")
 ROUNDS=${ROUNDS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 CLIENTS=${CLIENTS:-1 64 256}
+WARMUP_SECONDS=${WARMUP_SECONDS:-30}
 HERE=$(cd "$(dirname "$0")" && pwd)
 bash "$HERE/setup-etcd.sh"
 mkdir -p "$OUT"
@@ -62,8 +63,14 @@ load() { # STORE CLIENTS SECONDS [OUT_FILE [MORE LOAD ARGS]]
   # Beside OUT_FILE: the CPU its run took, read by bench_report.py.
   if [ -n "${4:-}" ]; then echo "$before $(cpu_seconds "$1")" > "${4%.json}.cpu"; fi
 }
-echo "bench-etcd: warming up both stores" >&2
-load etcd 64 3; load kizuna 64 3
+# Both stores are warmed up alike, long enough for each to be past its first snapshots (~400,000
+# writes at 64 clients): a Kizuna node writes its log's WAL over a recycled file, as a hub that
+# has run a while does, only from its third checkpoint on (every 100,000 entries, the three
+# nodes a third of that apart; the file a node writes over is the one it left at the
+# checkpoint before last, and its first is nearly empty). Until then it appends to new WAL
+# files, and each fsync also commits a new file size (docs/benchmarks.md, session 43).
+echo "bench-etcd: warming up both stores, ${WARMUP_SECONDS}s each at 64 clients" >&2
+load etcd 64 "$WARMUP_SECONDS"; load kizuna 64 "$WARMUP_SECONDS"
 for c in $CLIENTS; do
   for r in $(seq 1 "$ROUNDS"); do
     order="etcd kizuna"; [ $((r % 2)) -eq 0 ] && order="kizuna etcd"
