@@ -65,10 +65,11 @@ load() { # STORE CLIENTS SECONDS [OUT_FILE [MORE LOAD ARGS]]
 }
 # Both stores are warmed up alike, long enough for each to be past its first snapshots (~400,000
 # writes at 64 clients): a Kizuna node writes its log's WAL over a recycled file, as a hub that
-# has run a while does, only from its third checkpoint on (every 100,000 entries, the three
-# nodes a third of that apart; the file a node writes over is the one it left at the
-# checkpoint before last, and its first is nearly empty). Until then it appends to new WAL
-# files, and each fsync also commits a new file size (docs/benchmarks.md, session 43).
+# has run a while does, only from its second or third checkpoint on (every 100,000 entries,
+# the three nodes a third of that apart; the file a node writes over is the one it left at the
+# checkpoint before last, and a new sealed hub's first is nearly empty: ~200,000–267,000
+# writes). Until then it appends to new WAL files, and each fsync also writes a new file size
+# (docs/benchmarks.md, session 43).
 echo "bench-etcd: warming up both stores, ${WARMUP_SECONDS}s each at 64 clients" >&2
 load etcd 64 "$WARMUP_SECONDS"; load kizuna 64 "$WARMUP_SECONDS"
 for c in $CLIENTS; do

@@ -202,7 +202,8 @@ const TABLE_BYTES_PER_SYNC: u64 = 1 << 20;
 const INFO_LOGS_KEPT: usize = 5;
 /// Write-ahead log files the log's RocksDB keeps to write over instead of creating new ones
 /// (`recycle_log_file_num`, see [`open_db`]). The log's WAL switches files when its memtables
-/// flush (both families, after each purge; or at the memtable budget), and the file it left is
+/// flush (both families, after each purge; or at the memtable budget, the WAL limit, a scrub)
+/// and when it opens, and the file it left is
 /// obsolete long before the next switch: one kept is enough, and costs one file of disk (at most
 /// the memtable budget; ~30 MB between two checkpoints of small writes).
 const LOG_WAL_FILES_RECYCLED: usize = 1;
@@ -245,9 +246,10 @@ fn open_db(db_path: &Path, families: &[&str], cache: &rocksdb::Cache, role: Role
     // that the log's fsyncs of the writes waited behind.
     opts.set_bytes_per_sync(TABLE_BYTES_PER_SYNC);
     // Every write waits for a sync of the log's WAL. Appended to, a file grows, and each
-    // fdatasync commits its new size to the filesystem's journal, behind whatever the journal
-    // holds then (a flush's or a checkpoint's new tables): writing over a recycled file needs
-    // no journal commit. Measured with four files kept: one client 5 % more writes a second
+    // fdatasync also writes its new size: a second write of the inode on ext4 without a
+    // journal (183 against 122 µs a sync here, docs/benchmarks.md, session 43), a commit of the
+    // journal behind whatever it holds then (a flush's or a checkpoint's new tables) with one.
+    // Writing over a recycled file needs neither. Measured with four files kept: one client 5 % more writes a second
     // (p50 1.12 → 1.06 ms); at half of the peak, seconds with a commit of 25 ms or more 118 → 90
     // in 24 runs (docs/benchmarks.md, session 40).
     // The state's WAL is not recycled: its checkpoints would copy a recycled file, not link it.
