@@ -201,11 +201,11 @@ const TABLE_BYTES_PER_SYNC: u64 = 1 << 20;
 /// RocksDB's own info logs kept (`LOG.old.*`, one more per start).
 const INFO_LOGS_KEPT: usize = 5;
 /// Write-ahead log files the log's RocksDB keeps to write over instead of creating new ones
-/// (`recycle_log_file_num`, see [`open_db`]). The log's WAL switches files when its memtables
-/// flush (both families, after each purge; or at the memtable budget, the WAL limit, a scrub)
-/// and when it opens, and the file it left is
-/// obsolete long before the next switch: one kept is enough, and costs one file of disk (at most
-/// the memtable budget; ~30 MB between two checkpoints of small writes).
+/// (`recycle_log_file_num`, see [`open_db`]). The log's WAL switches files when it opens and
+/// when its memtables flush (both families, after each purge; or at the memtable budget, the
+/// WAL limit, a scrub), and the file it left is obsolete long before the next switch: one kept
+/// is enough, and costs one file of disk (at most the memtable budget; ~30 MB between two
+/// checkpoints of small writes).
 const LOG_WAL_FILES_RECYCLED: usize = 1;
 
 /// The families a data dir's state RocksDB is opened with: [`COLUMN_FAMILIES`], and
@@ -249,9 +249,9 @@ fn open_db(db_path: &Path, families: &[&str], cache: &rocksdb::Cache, role: Role
     // fdatasync also writes its new size: a second write of the inode on ext4 without a
     // journal (183 against 122 µs a sync here, docs/benchmarks.md, session 43), a commit of the
     // journal behind whatever it holds then (a flush's or a checkpoint's new tables) with one.
-    // Writing over a recycled file needs neither. Measured with four files kept: one client 5 % more writes a second
-    // (p50 1.12 → 1.06 ms); at half of the peak, seconds with a commit of 25 ms or more 118 → 90
-    // in 24 runs (docs/benchmarks.md, session 40).
+    // Writing over a recycled file needs neither. Measured with four files kept: one client 5 %
+    // more writes a second (p50 1.12 → 1.06 ms); at half of the peak, seconds with a commit of
+    // 25 ms or more 118 → 90 in 24 runs (docs/benchmarks.md, session 40).
     // The state's WAL is not recycled: its checkpoints would copy a recycled file, not link it.
     if role == Role::Log {
         opts.set_recycle_log_file_num(LOG_WAL_FILES_RECYCLED);

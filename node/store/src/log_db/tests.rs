@@ -185,28 +185,28 @@ fn wal_files(path: &Path) -> BTreeSet<String> {
     names.filter(|name| name.ends_with(".log")).collect()
 }
 
-/// Waits until `db` has no memtable left to flush in `families` (a purge flushes in the
-/// background).
-async fn flushed(db: &DB, families: &[&str]) {
-    let pending = |family: &str| db.property_int_value_cf(cf(db, family), "rocksdb.num-immutable-mem-table");
+/// Whether `done` holds within ~10 s: RocksDB flushes, and takes the files a flush made
+/// obsolete, in the background.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
     for _ in 0..1000 {
-        if families.iter().all(|family| pending(family).expect("the property") == Some(0)) {
-            return;
+        if done() {
+            return true;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    panic!("the purge's flush never finished");
+    done()
 }
 
 /// Every append carries the committed id into the markers' family, and a purge writes its
 /// marker there: unless a purge flushes that family with the log's, its memtable keeps every
 /// WAL file since its last flush alive, and the log writes each new WAL file from nothing
-/// (every sync then also commits the file's new size; docs/benchmarks.md, session 43).
+/// (every sync then also writes the file's new size; docs/benchmarks.md, session 43).
 #[tokio::test]
 async fn after_each_purge_the_log_keeps_its_wal_file_and_one_spare_to_write_over() {
     let dir = tempfile::tempdir().expect("dir");
     let (mut log, _state) = crate::open(dir.path(), MasterKeys::none()).expect("open");
     let db = log.database();
+    let unflushed = |family| db.property_int_value_cf(cf(&db, family), "rocksdb.num-immutable-mem-table");
     for round in 0..4u64 {
         let last = round * 10 + 10;
         for index in last - 9..=last {
@@ -216,17 +216,12 @@ async fn after_each_purge_the_log_keeps_its_wal_file_and_one_spare_to_write_over
             log.save_committed(Some(log_id::<TypeConfig>(2, 1, index))).await.expect("saved");
         }
         log.purge(log_id::<TypeConfig>(2, 1, last - 1)).await.expect("purged");
-        flushed(&db, &LOG_FAMILIES).await;
+        let flushed = || LOG_FAMILIES.iter().all(|family| unflushed(family).expect("the property") == Some(0));
+        assert!(eventually(flushed).await, "the purge's flush never finished");
     }
     // RocksDB takes an obsolete file into its recycle list (or deletes it, the list being
     // full) just after the flush that made it obsolete: the count settles there.
-    let mut files = wal_files(&dir.path().join("log"));
-    for _ in 0..500 {
-        if files.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        files = wal_files(&dir.path().join("log"));
-    }
+    eventually(|| wal_files(&dir.path().join("log")).len() == 2).await;
+    let files = wal_files(&dir.path().join("log"));
     assert_eq!(files.len(), 2, "the WAL file written and the one to write over next: {files:?}");
 }
