@@ -342,10 +342,7 @@ fn export_to(checkpoint: &Path, file: &Path, peer: Option<outgoing::PeerParts>) 
 fn below_normal_priority<T: Send>(work: impl FnOnce() -> std::io::Result<T> + Send) -> std::io::Result<T> {
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new().name("snapshot-export".into()).spawn_scoped(scope, || {
-            let me = Some(rustix::thread::gettid());
-            let lowered = rustix::process::getpriority_process(me)
-                .and_then(|nice| rustix::process::setpriority_process(me, nice + EXPORT_NICENESS));
-            if let Err(e) = lowered {
+            if let Err(e) = crate::background::lower_priority(Some(rustix::thread::gettid()), EXPORT_NICENESS) {
                 tracing::warn!("a snapshot export runs at the node's own priority: {e}");
             }
             work()

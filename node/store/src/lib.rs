@@ -36,6 +36,7 @@
 //! journals keep their WAL.
 
 mod access;
+mod background;
 pub mod backup;
 mod checkpoint;
 pub mod codec;
@@ -156,6 +157,8 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
         tracing::info!(pairs = moved, seconds, "moved tables into column families of their own");
     }
     let log_db = open_db(&log_path, &LOG_FAMILIES, &cache, Role::Log)?;
+    // Their pools' threads exist once a RocksDB is open.
+    background::lower_rocksdb_threads();
     log_db::move_older_log(&mut db, &log_db)?;
     let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
