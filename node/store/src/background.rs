@@ -2,8 +2,8 @@
 //! below the node's own CPU priority.
 //!
 //! Why: on a machine whose cores the node's commits keep busy, a checkpoint's flush and the
-//! compactions after it took a core for up to a second each, and the commits that waited for
-//! one were the slowest of a run at half of the peak (docs/benchmarks.md, sessions 35–44). A
+//! compactions after it took a core for a tenth of a second to a second each, and the commits
+//! that waited for one were the slowest of a run at half of the peak (docs/benchmarks.md, sessions 35–44). A
 //! nice value of [`BELOW_NODE`] leaves the kernel giving that work every cycle the commits leave
 //! and few of those they need; on idle cores it runs as fast as before. Measured (session 44,
 //! eight 30-s runs each at 10,000 writes/s): p99 median 12.2 → 10.5 ms, the slowest run 23.9 →

@@ -148,6 +148,9 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
     }
     let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
     let mut db = open_db(&db_path, &state_families_on_disk(&db_path)?, &cache, Role::State)?;
+    // RocksDB's pools have their threads once a RocksDB is open; lowered before a migration's
+    // or a move's compactions run on them.
+    background::lower_rocksdb_threads();
     // Before anything reads a value: a dir of an older format is brought to this one first.
     migrate::run(&db)?;
     let started = std::time::Instant::now();
@@ -157,8 +160,6 @@ pub fn open(data_dir: &Path, masters: MasterKeys) -> Result<(LogStore, StateMach
         tracing::info!(pairs = moved, seconds, "moved tables into column families of their own");
     }
     let log_db = open_db(&log_path, &LOG_FAMILIES, &cache, Role::Log)?;
-    // Their pools' threads exist once a RocksDB is open.
-    background::lower_rocksdb_threads();
     log_db::move_older_log(&mut db, &log_db)?;
     let vault = Arc::new(Vault::open(masters, &db)?);
     let db = Arc::new(db);
