@@ -3,12 +3,13 @@
 //!
 //! Why: on a machine whose cores the node's commits keep busy, a checkpoint's flush and the
 //! compactions after it took a core for a tenth of a second to a second each, and the commits
-//! that waited for one were the slowest of a run at half of the peak (docs/benchmarks.md, sessions 35–44). A
-//! nice value of [`BELOW_NODE`] leaves the kernel giving that work every cycle the commits leave
-//! and few of those they need; on idle cores it runs as fast as before. Measured (session 44,
-//! eight 30-s runs each at 10,000 writes/s): p99 median 12.2 → 10.5 ms, the slowest run 23.9 →
-//! 16.0 ms, and no fewer writes a second at 256 clients, where the commits take every core and
-//! RocksDB's own write stalls would pace the writes were flushes to fall behind.
+//! that waited for one were the slowest of a run at half of the peak (docs/benchmarks.md,
+//! sessions 35–44). A nice value of [`BELOW_NODE`] leaves the kernel giving that work every
+//! cycle the commits leave and few of those they need; on idle cores it runs as fast as before.
+//! Measured (session 44, 30-s runs at 10,000 writes/s): the p99's median 12.2 → 10.5 ms over
+//! eight alternated runs each, 15.4 → 11.1 ms over twelve, and no fewer writes a second at 256
+//! clients, where the commits take every core and RocksDB's own write stalls would pace the
+//! writes were flushes to fall behind.
 
 use rustix::process::{Pid, getpriority_process, setpriority_process};
 
@@ -21,11 +22,12 @@ const LOWEST: i32 = 19;
 /// The prefix RocksDB names its thread pools' threads with (`rocksdb:low`, `rocksdb:high`).
 const ROCKSDB_THREADS: &str = "rocksdb:";
 
-/// Moves `thread` `by` below its priority now. A nice value once
-/// raised cannot be lowered again without privilege: a caller lowers a thread of its own.
-pub(crate) fn lower_priority(thread: Option<Pid>, by: i32) -> rustix::io::Result<()> {
-    let nice = getpriority_process(thread)?;
-    setpriority_process(thread, nice + by)
+/// Moves the calling thread `by` below its priority now. A nice value once raised cannot be
+/// lowered again without privilege: only a thread of its own is lowered so.
+pub(crate) fn lower_this_thread(by: i32) -> rustix::io::Result<()> {
+    let me = Some(rustix::thread::gettid());
+    let nice = getpriority_process(me)?;
+    setpriority_process(me, nice + by)
 }
 
 /// Puts RocksDB's background threads, shared by every RocksDB of the process, [`BELOW_NODE`]

@@ -342,7 +342,7 @@ fn export_to(checkpoint: &Path, file: &Path, peer: Option<outgoing::PeerParts>) 
 fn below_normal_priority<T: Send>(work: impl FnOnce() -> std::io::Result<T> + Send) -> std::io::Result<T> {
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new().name("snapshot-export".into()).spawn_scoped(scope, || {
-            if let Err(e) = crate::background::lower_priority(Some(rustix::thread::gettid()), EXPORT_NICENESS) {
+            if let Err(e) = crate::background::lower_this_thread(EXPORT_NICENESS) {
                 tracing::warn!("a snapshot export runs at the node's own priority: {e}");
             }
             work()
