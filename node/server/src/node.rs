@@ -771,6 +771,7 @@ pub async fn start(
             .map_err(|e| StartError::Uploads(attachments.staging_dir.clone(), e))?;
         let state = state_machine.reader();
         let log_growth = log_store.growth();
+        log_store.sync_followed_appends_inline(me.id);
         let pusher = pusher_of(hub)?;
         let channels = PeerChannels::new(security.connector.clone());
         let config = Arc::new(raft_config(hub)?);

@@ -15,9 +15,11 @@
 //! this thread, as they were on a worker before — but a long apply or a write stall of the
 //! state's RocksDB now also holds back this node's heartbeats and answers (before, the core
 //! went on on the other worker while apply waited; the log's appends were always on the core's
-//! path): one longer than the election timeout on a leader costs an election. The Raft port's
-//! TLS records and handshakes are here too. Snapshots are built, installed and read on the
-//! blocking pool, never here.
+//! path): one longer than the election timeout on a leader costs an election. A follower's
+//! fsync of a lone entry is here too while the disk answers quickly (`kizuna_store`'s log
+//! store: a sync of 20 ms or more sends the next ones to the log's syncer thread until one is
+//! quick again). The Raft port's TLS records and handshakes are here too. Snapshots are built,
+//! installed and read on the blocking pool, never here.
 
 use std::future::Future;
 use std::time::Duration;
