@@ -8,7 +8,9 @@
 # the CPU its store's three processes used (`.cpu` beside it); the
 # summary prints the median of the rounds and the ratio; then both stores at half of Kizuna's
 # peak rate (open loop), for the commit latency there.
-# usage: ops/scripts/bench-etcd.sh PATH/TO/kizuna [OUT_DIR]   (env: ROUNDS=3 SECONDS_PER_RUN=10 CLIENTS="1 64 256" WARMUP_SECONDS=30)
+# usage: ops/scripts/bench-etcd.sh PATH/TO/kizuna [OUT_DIR]   (env: ROUNDS=3 SECONDS_PER_RUN=10 CLIENTS="1 64 256" WARMUP_SECONDS=30
+#   WORK_ROOT=/tmp: where both stores' data dirs go; /dev/shm (tmpfs, where fsync returns at once)
+#   separates what the disk costs each store from the rest, docs/benchmarks.md session 46)
 set -euo pipefail
 BIN=$(realpath "$1")
 OUT=$(realpath -m "${2:-bench-etcd-$(date +%Y%m%d-%H%M%S)}")
@@ -19,7 +21,7 @@ WARMUP_SECONDS=${WARMUP_SECONDS:-30}
 HERE=$(cd "$(dirname "$0")" && pwd)
 bash "$HERE/setup-etcd.sh"
 mkdir -p "$OUT"
-D=$(mktemp -d /tmp/kizuna-bench-etcd-XXXX)
+D=$(mktemp -d "${WORK_ROOT:-/tmp}/kizuna-bench-etcd-XXXX")
 ETCD_PIDS=()
 KIZUNA_PIDS=()
 cleanup() {
