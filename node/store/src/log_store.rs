@@ -68,8 +68,7 @@ const QUICK_SYNC: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What decides whether an append is synced where it is written: whose entries they are,
 /// whether an earlier append still waits for the syncer (its report must come first), and how
-/// long the last sync took.
-#[derive(Default)]
+/// long the last sync took; and the one way either place syncs.
 struct InlineSyncs {
     /// This node, once [`LogStore::sync_followed_appends_inline`] told it; until then every
     /// append goes to the syncer.
@@ -78,9 +77,26 @@ struct InlineSyncs {
     at_syncer: AtomicUsize,
     /// The last sync's duration in microseconds, wherever it ran.
     last_sync_micros: AtomicU64,
+    /// `kizuna_raft_log_sync_seconds` (the "fsync slow" alert), looked up once.
+    sync_seconds: metrics::Histogram,
 }
 
 impl InlineSyncs {
+    fn new(sync_seconds: metrics::Histogram) -> Self {
+        let (member, at_syncer, last_sync_micros) = Default::default();
+        Self { member, at_syncer, last_sync_micros, sync_seconds }
+    }
+
+    /// One sync of `db`'s write-ahead log, on the syncer's thread or where an append was
+    /// written: its duration goes to the histogram and decides where the next append syncs.
+    fn sync(&self, db: &DB) -> std::io::Result<()> {
+        let started = std::time::Instant::now();
+        let synced = db.flush_wal(true).map_err(io_err);
+        self.took(started.elapsed());
+        self.sync_seconds.record(started.elapsed().as_secs_f64());
+        synced
+    }
+
     /// Whether `entries` are synced where they are written: one entry another member led (this
     /// node follows, and the leader had nothing else to send with it), nothing at the syncer,
     /// and the disk answering quickly. Under load a leader sends several entries at a time, and
@@ -194,13 +210,12 @@ impl LogStore {
         let progress = Arc::new(watch::Sender::new(LogProgress { epoch: 0, written: last, synced: last }));
         let (syncer, waiting) = channel();
         let (weak, reported) = (Arc::downgrade(&db), progress.clone());
-        let inline = Arc::new(InlineSyncs::default());
+        // The histogram is looked up in the metrics registry once, not at every sync.
+        let inline = Arc::new(InlineSyncs::new(metrics::histogram!("kizuna_raft_log_sync_seconds")));
         let syncer_inline = inline.clone();
-        // Looked up in the metrics registry once, not at every sync.
-        let sync_seconds = metrics::histogram!("kizuna_raft_log_sync_seconds");
         std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || sync_appends(&weak, &waiting, &reported, &syncer_inline, &sync_seconds))?;
+            .spawn(move || sync_appends(&weak, &waiting, &reported, &syncer_inline))?;
         let committed = Arc::new(UnsavedCommitted { db: db.clone(), latest: Mutex::default() });
         let growth = LogGrowth::default();
         Ok(Self { db, vault, syncer, progress, tail: Arc::default(), growth, committed, inline })
@@ -343,11 +358,7 @@ impl LogStore {
     /// Syncs the write-ahead log here, not on the syncer's thread, and reports what it covers.
     fn sync_here(&self, callback: IOFlushed<TypeConfig>) -> Result<(), std::io::Error> {
         let before = *self.progress.borrow();
-        let started = std::time::Instant::now();
-        let synced = self.db.flush_wal(true).map_err(io_err);
-        self.inline.took(started.elapsed());
-        metrics::histogram!("kizuna_raft_log_sync_seconds").record(started.elapsed().as_secs_f64());
-        match synced {
+        match self.inline.sync(&self.db) {
             Ok(()) => {
                 self.synced_up_to(before);
                 callback.io_completed(Ok(()));
@@ -384,11 +395,10 @@ fn sync_appends(
     waiting: &Receiver<Unsynced>,
     progress: &watch::Sender<LogProgress>,
     inline: &InlineSyncs,
-    sync_seconds: &metrics::Histogram,
 ) {
     while let Ok(first) = waiting.recv() {
         let appends: Vec<_> = std::iter::once(first).chain(waiting.try_iter()).collect();
-        let synced = sync_wal(db, inline, sync_seconds);
+        let synced = sync_wal(db, inline);
         if synced.is_ok()
             && let Some(last) = appends.last()
         {
@@ -411,15 +421,10 @@ fn sync_appends(
     }
 }
 
-/// One sync of the write-ahead log; its duration is the `kizuna_raft_log_sync_seconds`
-/// histogram (the "fsync slow" alert).
-fn sync_wal(db: &Weak<DB>, inline: &InlineSyncs, sync_seconds: &metrics::Histogram) -> std::io::Result<()> {
+/// The syncer's sync of the write-ahead log, unless the database is closed.
+fn sync_wal(db: &Weak<DB>, inline: &InlineSyncs) -> std::io::Result<()> {
     let db = db.upgrade().ok_or_else(|| std::io::Error::other("the database is closed"))?;
-    let started = std::time::Instant::now();
-    let synced = db.flush_wal(true).map_err(io_err);
-    inline.took(started.elapsed());
-    sync_seconds.record(started.elapsed().as_secs_f64());
-    synced
+    inline.sync(&db)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -692,7 +697,7 @@ mod tests {
     #[test]
     fn only_a_lone_followed_entry_with_nothing_at_the_syncer_and_a_quick_disk_is_synced_where_written() {
         use std::sync::atomic::Ordering;
-        let mut decisions = super::InlineSyncs::default();
+        let mut decisions = super::InlineSyncs::new(metrics::Histogram::noop());
         let led_by_1 = [large(1)];
         assert!(!decisions.here(&led_by_1), "this node's id not yet known");
         decisions.member.set(1).expect("set once");
