@@ -5,11 +5,16 @@
 //! node that way: another test's link proxy held its Raft port).
 //!
 //! So a node's ports come from below the kernel's ephemeral range, which the kernel never hands
-//! out by itself, and this process never hands one out twice. Processes of other runs pick
-//! theirs at random and skip a port someone holds: a clash needs two picks of the same port
-//! within the instant between release and bind.
+//! out by itself, and no harness process on the machine hands one out that another live one
+//! handed out: each claims its ports by a lock on a file named after the port (the locks end
+//! with the process). Without the claims, a port was free while its node was down — a restart
+//! of a fault can take seconds — and another harness process (the serve mode's, a run beside
+//! this one) could pick it then. (A CI run lost a node restarted by a rolling restart to
+//! "address already in use"; what held the port was not found, and another harness is the only
+//! other process that picks ports in this range.)
 
 use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Mutex, PoisonError};
 
@@ -23,6 +28,10 @@ pub const FIRST_BLOCK_PORT: u16 = 20_000;
 
 /// Ports this process has handed out (tests of one binary run in parallel).
 static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// The locked claim files of the ports this process handed out, kept open (locked) until it
+/// ends.
+static CLAIMS: Mutex<Vec<File>> = Mutex::new(Vec::new());
 
 /// The first port of the kernel's ephemeral range (Linux's default when it cannot be read or
 /// leaves no room below it: the ports are then not kept out of the kernel's own picks).
@@ -40,10 +49,29 @@ pub fn unique_seed() -> u64 {
     u64::from(std::process::id()) << 32 | u64::from(nanos)
 }
 
-/// Notes `port` as handed out by this process: false if it was before (a block's base port,
-/// `federated::hubs::free_base`, counts for its block).
+/// Notes `port` as handed out by this process: false if it was before, here or by another
+/// live harness process (a block's base port, `federated::hubs::free_base`, counts for its
+/// block).
 pub fn hand_out(port: u16) -> bool {
-    HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port)
+    HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner).insert(port) && claim(port)
+}
+
+/// Claims `port` on this machine for the life of this process: false if another process holds
+/// its claim. Where claim files cannot be made or locked, the claim is this process's alone
+/// (as before the claims).
+fn claim(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("kizuna-chaos-ports");
+    let opened = std::fs::create_dir_all(&dir)
+        .and_then(|()| OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(port.to_string())));
+    let Ok(file) = opened else { return true };
+    match file.try_lock() {
+        Ok(()) => {
+            CLAIMS.lock().unwrap_or_else(PoisonError::into_inner).push(file);
+            true
+        }
+        Err(TryLockError::WouldBlock) => false,
+        Err(TryLockError::Error(_)) => true,
+    }
 }
 
 /// A loopback address for a node, held by the returned listener until the caller drops it
@@ -83,5 +111,20 @@ mod tests {
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 400, "a port was handed out twice");
+    }
+
+    /// Another harness process's claim is a lock on the port's file: a second open file
+    /// description of it stands for that process here (flock locks conflict between them).
+    #[test]
+    fn a_port_another_process_claimed_is_not_handed_out_until_its_claim_ends() {
+        let port = FIRST_NODE_PORT - 1; // never handed out by `reserve_node_addr`
+        let dir = std::env::temp_dir().join("kizuna-chaos-ports");
+        std::fs::create_dir_all(&dir).expect("the claims' directory");
+        let other = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(port.to_string()));
+        let other = other.expect("the port's claim file");
+        other.lock().expect("the other process's claim");
+        assert!(!claim(port), "a port claimed elsewhere was claimed here too");
+        drop(other);
+        assert!(claim(port), "a port whose claim ended could not be claimed");
     }
 }
