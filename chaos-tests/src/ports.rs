@@ -60,10 +60,7 @@ pub fn hand_out(port: u16) -> bool {
 /// its claim. Where claim files cannot be made or locked, the claim is this process's alone
 /// (as before the claims).
 fn claim(port: u16) -> bool {
-    let dir = std::env::temp_dir().join("kizuna-chaos-ports");
-    let opened = std::fs::create_dir_all(&dir)
-        .and_then(|()| OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(port.to_string())));
-    let Ok(file) = opened else { return true };
+    let Ok(file) = claim_file(port) else { return true };
     match file.try_lock() {
         Ok(()) => {
             CLAIMS.lock().unwrap_or_else(PoisonError::into_inner).push(file);
@@ -72,6 +69,13 @@ fn claim(port: u16) -> bool {
         Err(TryLockError::WouldBlock) => false,
         Err(TryLockError::Error(_)) => true,
     }
+}
+
+/// The file whose lock is `port`'s claim, opened (made if need be), not locked.
+fn claim_file(port: u16) -> std::io::Result<File> {
+    let dir = std::env::temp_dir().join("kizuna-chaos-ports");
+    std::fs::create_dir_all(&dir)?;
+    OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(port.to_string()))
 }
 
 /// A loopback address for a node, held by the returned listener until the caller drops it
@@ -118,10 +122,7 @@ mod tests {
     #[test]
     fn a_port_another_process_claimed_is_not_handed_out_until_its_claim_ends() {
         let port = FIRST_NODE_PORT - 1; // never handed out by `reserve_node_addr`
-        let dir = std::env::temp_dir().join("kizuna-chaos-ports");
-        std::fs::create_dir_all(&dir).expect("the claims' directory");
-        let other = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(port.to_string()));
-        let other = other.expect("the port's claim file");
+        let other = claim_file(port).expect("the port's claim file");
         other.lock().expect("the other process's claim");
         assert!(!claim(port), "a port claimed elsewhere was claimed here too");
         drop(other);
