@@ -131,7 +131,7 @@ mod tests {
     }
 
     /// Whether the entry's record and idempotency key are in the files: both or neither, as
-    /// apply wrote them (`Err`: one without the other).
+    /// apply wrote them (`Err`: one without the other, or a read that failed).
     fn written(db: &DB, index: u64) -> Result<bool, String> {
         let present = |key: Vec<u8>| db.get_cf(cf(db, family_of(&key)), &key).map(|v| v.is_some());
         let record = present(keys::text(RECORDS, &format!("k{index}"))).map_err(|e| e.to_string())?;
