@@ -85,7 +85,9 @@ impl StateReader {
     }
 }
 
-/// Flushes `families` of `db` in one atomic flush, waiting for it.
+/// Flushes `families` of `db` in one call, waiting for it: all at one point of the log where
+/// the database flushes atomically (the state's, `open_db`), in turn otherwise (the log's,
+/// whose writes all go through its WAL).
 fn flush_all(db: &rocksdb::DB, families: &[&str]) -> std::io::Result<()> {
     let handles: Vec<_> = families.iter().map(|family| cf(db, family)).collect();
     db.flush_cfs_opt(&handles, &rocksdb::FlushOptions::default()).map_err(io_err)
