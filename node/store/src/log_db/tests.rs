@@ -177,6 +177,17 @@ fn the_log_writes_over_recycled_wal_files_and_the_state_does_not() {
     assert_eq!(recycled("db").as_deref(), Some("0"), "a checkpoint of the state links its WAL, never copies it");
 }
 
+#[test]
+fn both_databases_sync_their_table_files_a_step_at_a_time_one_step_in_flight() {
+    let dir = tempfile::tempdir().expect("dir");
+    drop(crate::open(dir.path(), MasterKeys::none()).expect("open"));
+    for db in ["db", "log"] {
+        let option = |name| recorded_option(&dir.path().join(db), name);
+        assert_eq!(option("bytes_per_sync").as_deref(), Some("1048576"), "{db}");
+        assert_eq!(option("strict_bytes_per_sync").as_deref(), Some("true"), "{db}: a step waits for the one before");
+    }
+}
+
 /// The names of the WAL files in the database at `path`.
 fn wal_files(path: &Path) -> BTreeSet<String> {
     let names = std::fs::read_dir(path)
