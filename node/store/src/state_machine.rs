@@ -459,10 +459,18 @@ pub const SESSION_KEPT_MS: u64 = 2 * 24 * 60 * 60 * 1000;
 /// Unused invitations are removed a week after they expired.
 pub const INVITATION_KEPT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
-/// Entries between two sweeps of sessions and invitations (by log index: the same entries on
-/// every replica), and the records one sweep looks at.
-const SWEEP_EVERY_ENTRIES: u64 = 16;
-const SWEPT_PER_SWEEP: usize = 32;
+/// How often sessions, invitations and sign-in counts are swept (by log index: the same
+/// entries on every replica) and how many records of each table one sweep looks at, by the
+/// hub's apply version. Two records an entry either way, more than the entries that make one
+/// (a sign-in is an entry), so a round of the table keeps up. Each sweep sets up a RocksDB
+/// iterator per table, whatever it finds: from [`SPACED_SWEEPS_SINCE`] on they come sixteen
+/// times less often, each looking at sixteen times more (at 256 writers a sweep every 16th
+/// entry was ~5 % of a follower's CPU, docs/benchmarks.md, session 49).
+fn sweep_cadence(apply_version: u32) -> (u64, usize) {
+    if apply_version >= SPACED_SWEEPS_SINCE { (256, 512) } else { (16, 32) }
+}
+/// The apply version from which sweeps are spaced out ([`sweep_cadence`]).
+pub(crate) const SPACED_SWEEPS_SINCE: u32 = 10;
 
 /// Keys and bytes one seal step takes at most: an entry stays short and its batch small
 /// (attached files' chunks are 128 KiB each).
@@ -555,12 +563,13 @@ impl ApplyBatch<'_> {
             self.hub.remember(&scoped_key, &applied, self.clock_ms);
         }
         self.forget_expired();
-        if log_index.is_multiple_of(SWEEP_EVERY_ENTRIES) {
-            self.hub.sweep_sessions(self.clock_ms.saturating_sub(SESSION_KEPT_MS), SWEPT_PER_SWEEP);
-            self.hub.sweep_invitations(self.clock_ms.saturating_sub(INVITATION_KEPT_MS), SWEPT_PER_SWEEP);
+        let (sweep_every, swept_per_sweep) = sweep_cadence(self.hub.apply_version());
+        if log_index.is_multiple_of(sweep_every) {
+            self.hub.sweep_sessions(self.clock_ms.saturating_sub(SESSION_KEPT_MS), swept_per_sweep);
+            self.hub.sweep_invitations(self.clock_ms.saturating_sub(INVITATION_KEPT_MS), swept_per_sweep);
             // Only from the version that brought the counts: an older build does not sweep.
             if self.hub.apply_version() >= kizuna_domain::login_guard::SINCE_APPLY_VERSION {
-                self.hub.sweep_login_guards(self.clock_ms, SWEPT_PER_SWEEP);
+                self.hub.sweep_login_guards(self.clock_ms, swept_per_sweep);
             }
         }
         Ok(applied)
@@ -1224,6 +1233,40 @@ mod tests {
         assert!(hub.invitation_by_code("expired").unwrap().is_none(), "an unused invitation a week past its end");
         assert!(hub.invitation_by_code("used").unwrap().is_some(), "a used one says who brought whom in");
         assert!(hub.invitation_by_code("open").unwrap().is_some());
+    }
+
+    /// Whether the session "old" (ten days old at the entries' clock) is still there after
+    /// `entries` entries applied at `version`.
+    async fn old_session_left_after(version: u32, entries: u64) -> bool {
+        use kizuna_domain::model::{AccountId, Session};
+        let dir = tempfile::tempdir().expect("dir");
+        let (_log, mut sm) = crate::open(dir.path(), crate::MasterKeys::none()).expect("open");
+        let mut hub = RocksHub::new(&sm.db, &sm.reader.vault);
+        let old = Session {
+            token_hash: "old".into(),
+            account: AccountId(3),
+            created_at_ms: 1_000,
+            device: "phone".into(),
+            revoked: false,
+            last_used_ms: 1_000,
+        };
+        hub.apply(vec![Change::Session(old)]);
+        hub.set_apply_version(version);
+        let mut wb = WriteBatch::default();
+        hub.write_into(&mut wb).expect("records");
+        sm.db.write(wb).expect("written");
+        let now = 10 * 24 * 60 * 60 * 1000;
+        apply(&mut sm, (1..=entries).map(|i| put_at(i, now, &format!("k{i}"))).collect()).await.expect("applied");
+        sm.reader().hub().session("old").expect("read").is_some()
+    }
+
+    #[tokio::test]
+    async fn sweeps_come_every_sixteenth_entry_then_every_256th_from_their_version() {
+        let before = SPACED_SWEEPS_SINCE - 1;
+        assert!(old_session_left_after(before, 15).await && !old_session_left_after(before, 16).await);
+        let spaced = SPACED_SWEEPS_SINCE;
+        assert!(old_session_left_after(spaced, 255).await, "no sweep before the 256th entry");
+        assert!(!old_session_left_after(spaced, 256).await, "swept at the 256th");
     }
 
     /// A snapshot of records 1..=n, built by a node of its own in `dir`.
