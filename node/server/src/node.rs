@@ -321,21 +321,24 @@ impl Node {
     /// timeout, and ends the wait as soon as this leader notices that it lost its quorum: a
     /// user in a cut-off region learns within about two election timeouts, not the full timeout.
     async fn while_quorum_contact<T>(&self, quorum_work: impl Future<Output = T>) -> Result<T, NodeError> {
-        tokio::select! {
-            done = tokio::time::timeout(self.quorum_timeout, quorum_work) => {
-                done.map_err(|_| NodeError::Timeout(self.quorum_timeout))
-            }
-            () = self.quorum_lost() => Err(NodeError::QuorumLost),
-        }
-    }
-
-    /// Returns once this node leads without having heard from a quorum for too long.
-    async fn quorum_lost(&self) {
-        // Silence grows without any metric changing, so it is polled, at a small fraction of
-        // the limit it is compared with.
+        // Silence grows without any metric changing, so contact is checked each time a small
+        // fraction of the limit it is compared with has passed. One timer at a time: nearly
+        // every write ends before the first check is due, and a sleep beside the timeout was a
+        // second timer to set and cancel for each of them.
         let every = (self.quorum_silence_limit / 10).max(Duration::from_millis(10));
-        while self.check_quorum_contact().is_ok() {
-            tokio::time::sleep(every).await;
+        let deadline = tokio::time::Instant::now() + self.quorum_timeout;
+        let mut work = std::pin::pin!(quorum_work);
+        loop {
+            let next_check = (tokio::time::Instant::now() + every).min(deadline);
+            if let Ok(done) = tokio::time::timeout_at(next_check, &mut work).await {
+                return Ok(done);
+            }
+            if next_check >= deadline {
+                return Err(NodeError::Timeout(self.quorum_timeout));
+            }
+            if self.check_quorum_contact().is_err() {
+                return Err(NodeError::QuorumLost);
+            }
         }
     }
 
