@@ -403,8 +403,9 @@ impl Envelope {
         validate_idempotency_key(&self.idempotency_key)?;
         if let Some(max) = self.command.max_entry_bytes() {
             // An envelope that does not encode could not be proposed either: refused alike.
-            // Counted, not written out: every write is checked so, on its node and again on
-            // the leader, and a copy of its value only to be measured cost an allocation each.
+            // Counted, not written out: every write is checked so twice on its way to the log
+            // (`Node::write`, then the proposal), and a copy only to be measured cost an
+            // allocation and a copy of its value each time.
             let bytes =
                 postcard::serialize_with_flavor(self, postcard::ser_flavors::Size::default()).unwrap_or(usize::MAX);
             if bytes > max {
